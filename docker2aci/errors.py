@@ -1,0 +1,159 @@
+"""One exception root for the project, with typed subclasses that carry data.
+
+Only :mod:`docker2aci.cli` turns these into exit statuses and messages. Every class has a
+kebab-case ``reference`` that documentation and tests can name. Messages read
+"doing X: cause"; causes are chained with ``raise ... from err``.
+"""
+
+from __future__ import annotations
+
+
+class Docker2ACIError(Exception):
+    """Root of every error this project raises on purpose.
+
+    Attributes:
+        reference: a stable kebab-case name for the kind of error.
+    """
+
+    reference = "docker2aci-error"
+
+
+class UsageError(Docker2ACIError):
+    """The command line or API call is malformed (exit status 2)."""
+
+    reference = "usage-error"
+
+
+class InvalidReference(Docker2ACIError):
+    """An image reference (``NAME[:TAG][@DIGEST]``) or a transport name does not parse."""
+
+    reference = "invalid-reference"
+
+
+class SourceError(Docker2ACIError):
+    """A source (archive, layout, registry) cannot be read or is malformed.
+
+    Attributes:
+        source: the input as the user named it (a path or reference), never a credential.
+    """
+
+    reference = "source-error"
+
+    def __init__(self, source: str, message: str) -> None:
+        super().__init__(f"{source}: {message}")
+        self.source = source
+
+
+class ImageNotFound(SourceError):
+    """The selected image, tag or blob is not in the source."""
+
+    reference = "image-not-found"
+
+
+class SeveralImages(SourceError):
+    """The source holds several images and none was selected.
+
+    Attributes:
+        names: the selectable names, in the source's order.
+    """
+
+    reference = "several-images"
+
+    def __init__(self, source: str, names: list[str]) -> None:
+        listing = "\n".join(names)
+        super().__init__(
+            source, f"several images found, use option --image with one of:\n\n{listing}"
+        )
+        self.names = list(names)
+
+
+class PlatformNotFound(SourceError):
+    """No entry of a manifest list or image index matches the requested platform."""
+
+    reference = "platform-not-found"
+
+
+class InvalidManifest(SourceError):
+    """A manifest, index, image config or archive index file is malformed.
+
+    The message names the field at fault.
+    """
+
+    reference = "invalid-manifest"
+
+
+class UnsupportedMediaType(SourceError):
+    """A manifest or blob has a media type or encoding this tool cannot read."""
+
+    reference = "unsupported-media-type"
+
+
+class DigestMismatch(Docker2ACIError):
+    """Bytes did not hash to the digest that named them.
+
+    Attributes:
+        what: what was being verified (a blob, a layer's diff ID, a manifest).
+        expected: the digest that was asked for.
+        actual: the digest of the bytes received.
+    """
+
+    reference = "digest-mismatch"
+
+    def __init__(self, what: str, expected: str, actual: str) -> None:
+        super().__init__(f"{what}: digest mismatch: expected {expected}, got {actual}")
+        self.what = what
+        self.expected = expected
+        self.actual = actual
+
+
+class SizeMismatch(Docker2ACIError):
+    """A blob was longer or shorter than its descriptor's ``size`` (bytes)."""
+
+    reference = "size-mismatch"
+
+    def __init__(self, what: str, expected: int, actual: int) -> None:
+        super().__init__(f"{what}: size mismatch: expected {expected} bytes, got {actual}")
+        self.what = what
+        self.expected = expected
+        self.actual = actual
+
+
+class LimitExceeded(Docker2ACIError):
+    """A metadata document (manifest, config, index) is larger than its named limit."""
+
+    reference = "limit-exceeded"
+
+
+class InvalidLayer(Docker2ACIError):
+    """A layer tar is unreadable, or one of its entries is unsafe or inconsistent.
+
+    Attributes:
+        layer: which layer (its digest, or its position) the entry came from.
+        entry: the entry name as stored in the layer, or ``None`` for the whole layer.
+    """
+
+    reference = "invalid-layer"
+
+    def __init__(self, layer: str, entry: str | None, message: str) -> None:
+        where = f"layer {layer}" + (f", entry {entry!r}" if entry is not None else "")
+        super().__init__(f"{where}: {message}")
+        self.layer = layer
+        self.entry = entry
+
+
+class InvalidConfig(Docker2ACIError):
+    """The image config cannot be translated into an appc image manifest (names the field)."""
+
+    reference = "invalid-config"
+
+
+class OutputError(Docker2ACIError):
+    """The ACI cannot be written (file name clash, I/O error)."""
+
+    reference = "output-error"
+
+
+class RunnerError(Docker2ACIError):
+    """An ACI cannot be rendered or its app cannot be started."""
+
+    reference = "runner-error"

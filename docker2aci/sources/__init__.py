@@ -1,0 +1,1 @@
+"""docker2aci: Docker/OCI images to App Container Images."""
