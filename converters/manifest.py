@@ -1,0 +1,332 @@
+"""Image config (+ naming inputs) → appc image manifest (appc spec/aci.md "Image Manifest").
+
+Pure: no I/O, no environment. Facts from the rootfs (``/etc/passwd``, ``/etc/group``)
+come in as text. The rules are those of ``decisions.md`` ("Manifest"), which keep the
+reference tool's names, labels and annotations and fix where it was wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .errors import BadConfig
+from .names import sanitize_ac_identifier, sanitize_ac_name
+
+AC_KIND = "ImageManifest"
+AC_VERSION = "0.8.11"
+ANN = "appc.io/docker/"
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z_0-9.-]*$")
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+_PORT_KEY = re.compile(r"^(\d+)(?:-(\d+))?(?:/([A-Za-z0-9]+))?$")
+
+
+def _str_list(value: Any, fieldname: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):  # a bare string is Docker's shell form left unsplit
+        return (value,)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise BadConfig(fieldname, "is not a list of strings")
+    return tuple(value)
+
+
+def _str_map_keys(value: Any, fieldname: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise BadConfig(fieldname, "is not an object")
+    return tuple(value)
+
+
+def _opt_str(value: Any, fieldname: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise BadConfig(fieldname, "is not a string")
+    return value
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """The parts of an OCI image config / Docker image JSON the manifest is made from.
+
+    Spec: image-spec config.md; Docker's v1 image JSON for legacy archives.
+
+    Attributes:
+        os, architecture, variant: the platform the config declares (``""`` if absent).
+        author, created: as written.
+        user: ``config.User``.
+        exposed_ports: keys of ``config.ExposedPorts`` (or legacy ``PortSpecs``).
+        env: ``config.Env`` entries as written.
+        entrypoint, cmd: ``config.Entrypoint`` / ``config.Cmd``, ``None`` when unset.
+        volumes: keys of ``config.Volumes``.
+        working_dir: ``config.WorkingDir``.
+        labels: ``config.Labels``.
+        diff_ids: ``rootfs.diff_ids`` as strings, base layer first.
+    """
+
+    os: str = ""
+    architecture: str = ""
+    variant: str = ""
+    author: str = ""
+    created: str = ""
+    user: str = ""
+    exposed_ports: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+    entrypoint: tuple[str, ...] | None = None
+    cmd: tuple[str, ...] | None = None
+    volumes: tuple[str, ...] = ()
+    working_dir: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    diff_ids: tuple[str, ...] = ()
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> ImageConfig:
+        """Read a decoded image config.
+
+        Raises:
+            BadConfig: a field has the wrong type (names the field).
+        """
+        cfg = doc.get("config") or {}
+        if not isinstance(cfg, dict):
+            raise BadConfig("config", "is not an object")
+        ports = _str_map_keys(cfg.get("ExposedPorts"), "config.ExposedPorts")
+        if cfg.get("ExposedPorts") is None and cfg.get("PortSpecs"):
+            ports = _str_list(cfg.get("PortSpecs"), "config.PortSpecs") or ()
+        labels = cfg.get("Labels") or {}
+        if not isinstance(labels, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+        ):
+            raise BadConfig("config.Labels", "is not a map of strings")
+        rootfs = doc.get("rootfs") or {}
+        if not isinstance(rootfs, dict):
+            raise BadConfig("rootfs", "is not an object")
+        return cls(
+            os=_opt_str(doc.get("os"), "os"),
+            architecture=_opt_str(doc.get("architecture"), "architecture"),
+            variant=_opt_str(doc.get("variant"), "variant"),
+            author=_opt_str(doc.get("author"), "author"),
+            created=_opt_str(doc.get("created"), "created"),
+            user=_opt_str(cfg.get("User"), "config.User"),
+            exposed_ports=ports,
+            env=_str_list(cfg.get("Env"), "config.Env") or (),
+            entrypoint=_str_list(cfg.get("Entrypoint"), "config.Entrypoint"),
+            cmd=_str_list(cfg.get("Cmd"), "config.Cmd"),
+            volumes=_str_map_keys(cfg.get("Volumes"), "config.Volumes"),
+            working_dir=_opt_str(cfg.get("WorkingDir"), "config.WorkingDir"),
+            labels=dict(labels),
+            diff_ids=_str_list(rootfs.get("diff_ids"), "rootfs.diff_ids") or (),
+        )
+
+
+@dataclass(frozen=True)
+class Naming:
+    """Where the image came from, as the manifest's name, labels and annotations say it.
+
+    Attributes:
+        name: the AC name before sanitising (``test/busybox``,
+            ``registry-1.docker.io/library/busybox``).
+        repository: the repository (``test/busybox``).
+        tag: the tag, ``None`` for digest-only references.
+        original_name: the image's own reference (``appc.io/docker/originalname``).
+        registry_url: the registry host, for registry sources only.
+        image_id: the config digest (``sha256:<hex>``).
+        manifest_hash: the manifest digest, or the config digest when there is none.
+        manifest_list_hash: the index / manifest list digest, when selected from one.
+        parent_image_id: the layer below, for per-layer (``--nosquash``) ACIs.
+    """
+
+    name: str
+    repository: str
+    tag: str | None
+    original_name: str | None
+    registry_url: str | None
+    image_id: str
+    manifest_hash: str
+    manifest_list_hash: str | None = None
+    parent_image_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    """A translated manifest.
+
+    Attributes:
+        manifest: the appc image manifest, as ordered JSON-ready dicts.
+        warnings: what was dropped or changed, one sentence each.
+    """
+
+    manifest: dict[str, Any]
+    warnings: tuple[str, ...]
+
+
+def parse_passwd(text: str) -> dict[str, tuple[int, int]]:
+    """``/etc/passwd`` text → name → (uid, gid); malformed lines are skipped."""
+    users: dict[str, tuple[int, int]] = {}
+    for line in text.splitlines():
+        parts = line.split(":")
+        if len(parts) >= 4 and parts[2].isdigit() and parts[3].isdigit():
+            users.setdefault(parts[0], (int(parts[2]), int(parts[3])))
+    return users
+
+
+def user_group(user_spec: str, passwd: str | None) -> tuple[str, str]:
+    """Docker ``USER`` → appc ``user``/``group``.
+
+    ``""`` → ``0``/``0``; ``u:g`` → ``u``/``g`` as written; ``u`` alone → the numeric
+    primary gid of ``u`` (by name or uid) from the image's ``/etc/passwd``, else ``0``
+    (Docker's rule). Names are resolved later by the runner.
+    """
+    user, sep, group = user_spec.partition(":")
+    user = user or "0"
+    if sep and group:
+        return user, group
+    users = parse_passwd(passwd or "")
+    if user in users:
+        return user, str(users[user][1])
+    if user.isdigit():
+        for uid, gid in users.values():
+            if uid == int(user):
+                return user, str(gid)
+    return user, "0"
+
+
+def _ports(keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    ports: dict[str, dict[str, Any]] = {}
+    for key in keys:
+        m = _PORT_KEY.match(key.strip())
+        if not m:
+            raise BadConfig("config.ExposedPorts", f"cannot parse port {key!r}")
+        start = int(m.group(1))
+        end = int(m.group(2)) if m.group(2) else start
+        proto = (m.group(3) or "tcp").lower()
+        count = end - start + 1
+        if not 1 <= start <= 65535 or count < 1 or start + count > 65536:
+            raise BadConfig("config.ExposedPorts", f"port {key!r} is outside 1-65535")
+        spec = f"{start}-{end}" if m.group(2) else str(start)
+        name = sanitize_ac_name(f"{spec}-{proto}")
+        ports.setdefault(name, {"name": name, "protocol": proto, "port": start,
+                                "count": count, "socketActivated": False})
+    return [ports[n] for n in sorted(ports)]
+
+
+def _mount_points(volumes: tuple[str, ...]) -> list[dict[str, Any]]:
+    taken: dict[str, int] = {}
+    points: dict[str, dict[str, Any]] = {}
+    for path in sorted(volumes):
+        base = sanitize_ac_name("volume/" + path)
+        name = base
+        while name in points:
+            taken[base] = taken.get(base, 0) + 1
+            name = f"{base}-{taken[base]}"
+        points[name] = {"name": name, "path": path}
+    return [points[n] for n in sorted(points)]
+
+
+def _environment(env: tuple[str, ...], warnings: list[str]) -> tuple[list[dict[str, str]], list[str]]:
+    values: dict[str, str] = {}
+    rejected: list[str] = []
+    for entry in env:
+        name, sep, value = entry.partition("=")
+        if not sep:
+            warnings.append(f"environment entry {entry!r} has no '='; dropped")
+            rejected.append(entry)
+        elif not _ENV_NAME.match(name):
+            warnings.append(f"environment variable name {name!r} is not valid in appc; dropped")
+            rejected.append(entry)
+        else:
+            values[name] = value
+    return [{"name": k, "value": v} for k, v in values.items()], rejected
+
+
+def build_manifest(config: ImageConfig, naming: Naming, os_arch: tuple[str, str],
+                   passwd: str | None = None) -> Result:
+    """Translate an image config into an appc image manifest.
+
+    Args:
+        config: the parsed image config.
+        naming: name, tag and provenance of the image.
+        os_arch: appc ``os`` and ``arch`` label values (see ``names.appc_os_arch``).
+        passwd: the image's ``/etc/passwd`` text, to find the group of a bare USER.
+
+    Returns:
+        the manifest (keys in appc's schema order) and the warnings.
+
+    Raises:
+        BadConfig: a field cannot be expressed in appc (bad port, no valid name).
+    """
+    warnings: list[str] = []
+    labels = {"os": os_arch[0], "arch": os_arch[1]}
+    if naming.tag:
+        labels["version"] = naming.tag
+
+    user, group = user_group(config.user, passwd)
+    app: dict[str, Any] = {}
+    exec_ = list(config.entrypoint or ()) + list(config.cmd or ())
+    if exec_:
+        app["exec"] = exec_
+    app["user"] = user
+    app["group"] = group
+    if config.working_dir:
+        wd = config.working_dir
+        if not wd.startswith("/"):
+            warnings.append(f"relative working directory {wd!r} made absolute")
+            wd = "/" + wd
+        app["workingDirectory"] = wd
+    environment, rejected = _environment(config.env, warnings)
+    if environment:
+        app["environment"] = environment
+    mount_points = _mount_points(config.volumes)
+    if mount_points:
+        app["mountPoints"] = mount_points
+    ports = _ports(config.exposed_ports)
+    if ports:
+        app["ports"] = ports
+    if config.labels:
+        app["userLabels"] = dict(sorted(config.labels.items()))
+
+    created = config.created
+    if created and not _RFC3339.match(created):
+        warnings.append(f"created {created!r} is not RFC 3339; annotation dropped")
+        created = ""
+    annotations = [
+        ("authors", config.author),
+        ("created", created),
+        (ANN + "originalname", naming.original_name),
+        (ANN + "registryurl", naming.registry_url),
+        (ANN + "repository", naming.repository),
+        (ANN + "imageid", naming.image_id),
+        (ANN + "parentimageid", naming.parent_image_id),
+        (ANN + "manifesthash", naming.manifest_hash),
+        (ANN + "manifestlisthash", naming.manifest_list_hash),
+        (ANN + "entrypoint", go_json(list(config.entrypoint)) if config.entrypoint else None),
+        (ANN + "cmd", go_json(list(config.cmd)) if config.cmd else None),
+        (ANN + "tag", naming.tag),
+        (ANN + "env-rejected", go_json(rejected) if rejected else None),
+    ]
+    manifest: dict[str, Any] = {
+        "acKind": AC_KIND,
+        "acVersion": AC_VERSION,
+        "name": sanitize_ac_identifier(naming.name),
+        "labels": [{"name": k, "value": labels[k]} for k in sorted(labels)],
+        "app": app,
+        "annotations": [{"name": k, "value": v} for k, v in annotations if v],
+    }
+    return Result(manifest, tuple(warnings))
+
+
+def go_json(value: Any) -> str:
+    """Compact JSON exactly as Go's ``encoding/json`` writes it (UTF-8, ``<>&`` and
+    U+2028/U+2029 escaped), so manifests match the reference tool byte for byte."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+def manifest_bytes(manifest: Mapping[str, Any]) -> bytes:
+    """The ``manifest`` file content (compact JSON, no final newline)."""
+    return go_json(manifest).encode("utf-8")

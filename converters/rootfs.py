@@ -1,0 +1,408 @@
+"""Squash: uncompressed layer tars (base first) → one merged ``rootfs/`` tree → tar entries.
+
+Semantics (image-spec layer.md "Applying Changesets", "Whiteouts"; overlayfs as Docker
+runs it):
+
+* Layers apply base first. In each layer, whiteouts and opaque markers apply first, and
+  only to lower layers, whatever their position in the stream; then the layer's other
+  entries apply in stream order, a later duplicate replacing an earlier one.
+* ``.wh.<name>`` removes ``<name>`` and its subtree; ``.wh..wh..opq`` empties its
+  directory of lower-layer content; other ``.wh..wh.*`` (AUFS metadata) are dropped.
+  No whiteout name is ever emitted.
+* A non-directory replaces a directory with its subtree, and the reverse; two
+  directories merge (the upper one's metadata wins). An entry under a non-directory
+  parent turns that parent into a directory (umoci's rule).
+* Hard links share an inode: replacing or deleting one name never changes the others
+  (public cases 2 and 4). On output, the first surviving name of each group in output
+  order carries the data and the others link to it, so a link never dangles.
+* Names escaping the root, escaping relative symlinks and hard links to missing or
+  escaping targets are refused with :class:`UnsafeEntry`, naming the entry.
+
+Output: entries sorted by path (parents before children), headers in PAX format built
+from what the layer said (type, mode incl. setuid/sticky, uid/gid, uname/gname, mtime,
+device numbers, ``SCHILY.xattr.*``), never inventing metadata. Directories that no
+layer names (implicit parents) are not emitted: extractors create them, as for the
+layers themselves.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from dataclasses import dataclass
+from typing import BinaryIO, Iterator, Sequence
+
+from .errors import BadLayer, UnsafeEntry
+from .tarpaths import EscapingPath, Path, clean_member_name, is_escaping_link, join
+
+OPAQUE_MARKER = ".wh..wh..opq"
+WHITEOUT_PREFIX = ".wh."
+MAX_SYMLINK_HOPS = 40
+"""Symlinks followed when resolving a path inside the tree (as Linux's MAXSYMLINKS)."""
+
+STDIO_LINKS = (
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/dev/console"),
+    ("stderr", "/dev/console"),
+    ("fd", "/proc/self/fd"),
+)
+"""The links docker2aci adds under ``/dev`` when an image lacks them (its ``writeStdioSymlinks``)."""
+
+_XATTR_PREFIX = "SCHILY.xattr."
+_SUPPORTED_TYPES = frozenset(
+    {tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE, tarfile.SYMTYPE,
+     tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE}
+)
+
+
+class Inode:
+    """A non-directory object; several tree names share one after a hard link.
+
+    Attributes:
+        header: the tar header that created it (type, mode, owner, times, xattrs).
+        layer: index of the layer whose spool holds its data (regular files).
+    """
+
+    __slots__ = ("header", "layer")
+
+    def __init__(self, header: tarfile.TarInfo, layer: int) -> None:
+        self.header = header
+        self.layer = layer
+
+
+class Node:
+    """A name in the merged tree: a directory (``children``) or a link to an inode.
+
+    Attributes:
+        header: the directory's header, ``None`` for an implicit directory.
+        children: child name → node, for directories; ``None`` otherwise.
+        inode: the object, for non-directories.
+    """
+
+    __slots__ = ("header", "children", "inode")
+
+    def __init__(self, header: tarfile.TarInfo | None = None, children: dict[str, Node] | None = None,
+                 inode: Inode | None = None) -> None:
+        self.header = header
+        self.children = children
+        self.inode = inode
+
+    @property
+    def is_dir(self) -> bool:
+        return self.children is not None
+
+    @classmethod
+    def directory(cls, header: tarfile.TarInfo | None) -> Node:
+        return cls(header=header, children={})
+
+
+@dataclass(frozen=True)
+class LayerTar:
+    """One uncompressed layer tar, seekable, for the squash.
+
+    Attributes:
+        name: the layer's name in messages (a digest or a position).
+        file: a seekable binary file holding the whole tar (may be empty: an empty layer).
+    """
+
+    name: str
+    file: BinaryIO
+
+
+def _read_members(layer: LayerTar) -> list[tarfile.TarInfo]:
+    layer.file.seek(0, 2)
+    if layer.file.tell() == 0:
+        return []
+    layer.file.seek(0)
+    try:
+        with tarfile.open(fileobj=layer.file, mode="r:", encoding="utf-8", errors="surrogateescape") as tf:
+            return tf.getmembers()
+    except tarfile.TarError as err:
+        raise BadLayer(layer.name, f"not a valid tar: {err}") from err
+
+
+class RootfsTree:
+    """The merged filesystem tree of an image's layers.
+
+    Build it with :meth:`from_layers`; read small files with :meth:`read_file`; stream it
+    into a tar with :meth:`write`.
+    """
+
+    def __init__(self, layers: Sequence[LayerTar]) -> None:
+        self._layers = list(layers)
+        self.root = Node.directory(None)
+
+    @classmethod
+    def from_layers(cls, layers: Sequence[LayerTar]) -> RootfsTree:
+        """Apply ``layers`` (base first) to an empty tree.
+
+        Args:
+            layers: the uncompressed layer tars, base layer first. They must stay open
+                until :meth:`write` has run.
+
+        Raises:
+            BadLayer: a layer is not a tar, or has sparse or unsupported members.
+            UnsafeEntry: an entry escapes the root or is inconsistent.
+        """
+        tree = cls(layers)
+        for index, layer in enumerate(layers):
+            tree._apply(index, layer)
+        return tree
+
+    # -- building -------------------------------------------------------------------
+
+    def _apply(self, index: int, layer: LayerTar) -> None:
+        opaque: list[Path] = []
+        whiteouts: list[Path] = []
+        entries: list[tuple[Path, tarfile.TarInfo]] = []
+        for member in _read_members(layer):
+            try:
+                path = clean_member_name(member.name)
+            except EscapingPath as err:
+                raise UnsafeEntry(layer.name, member.name, str(err)) from None
+            base = path[-1] if path else ""
+            if base == OPAQUE_MARKER:
+                opaque.append(path[:-1])
+            elif base.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):
+                continue  # AUFS metadata (.wh..wh.plnk, .wh..wh.aufs): never emitted
+            elif base.startswith(WHITEOUT_PREFIX):
+                target = base[len(WHITEOUT_PREFIX):]
+                if target in ("", ".", ".."):
+                    raise UnsafeEntry(layer.name, member.name, "whiteout names no file")
+                whiteouts.append(path[:-1] + (target,))
+            else:
+                entries.append((path, member))
+        for path in opaque:
+            node = self._lookup(path)
+            if node is not None and node.children is not None:
+                node.children.clear()
+        for path in whiteouts:
+            parent = self._lookup(path[:-1])
+            if parent is not None and parent.children is not None:
+                parent.children.pop(path[-1], None)
+        for path, member in entries:
+            self._put(index, layer.name, path, member)
+
+    def _lookup(self, path: Path) -> Node | None:
+        """The node at ``path`` without following symlinks, or ``None``."""
+        node = self.root
+        for part in path:
+            if node.children is None:
+                return None
+            child = node.children.get(part)
+            if child is None:
+                return None
+            node = child
+        return node
+
+    def _parent_dir(self, path: Path) -> Node:
+        """The directory that holds ``path``, turning missing or non-directory
+        ancestors into implicit directories."""
+        node = self.root
+        for part in path[:-1]:
+            assert node.children is not None
+            child = node.children.get(part)
+            if child is None or child.children is None:
+                child = Node.directory(None)
+                node.children[part] = child
+            node = child
+        return node
+
+    def _put(self, index: int, layer: str, path: Path, member: tarfile.TarInfo) -> None:
+        if not path:
+            if not member.isdir():
+                raise UnsafeEntry(layer, member.name, "refusing to change the type of the root directory")
+            return  # the root's own metadata is fixed by the ACI writer
+        if member.issparse():
+            raise BadLayer(layer, f"entry {member.name!r} is a sparse file, which is not supported")
+        parent = self._parent_dir(path)
+        assert parent.children is not None
+        name = path[-1]
+        if member.isdir():
+            existing = parent.children.get(name)
+            if existing is not None and existing.children is not None:
+                existing.header = member
+            else:
+                parent.children[name] = Node.directory(member)
+            return
+        if member.islnk():
+            parent.children[name] = Node(inode=self._link_target(layer, member))
+            return
+        if member.type not in _SUPPORTED_TYPES:
+            raise UnsafeEntry(layer, member.name, f"unsupported tar entry type {member.type!r}")
+        if member.issym() and is_escaping_link(path, member.linkname):
+            raise UnsafeEntry(layer, member.name,
+                              f"symlink target {member.linkname!r} points outside the root")
+        parent.children[name] = Node(inode=Inode(member, index))
+
+    def _link_target(self, layer: str, member: tarfile.TarInfo) -> Inode:
+        try:
+            target_path = clean_member_name(member.linkname)
+        except EscapingPath as err:
+            raise UnsafeEntry(layer, member.name, f"hard link target {member.linkname!r}: {err}") from None
+        target = self._lookup(target_path)
+        if target is None or target.inode is None:
+            what = "a directory" if target is not None else "missing"
+            raise UnsafeEntry(layer, member.name, f"hard link target {member.linkname!r} is {what}")
+        return target.inode
+
+    def add_stdio_links(self) -> list[str]:
+        """Add ``/dev/stdin|stdout|stderr|fd`` links the image lacks.
+
+        Returns:
+            warnings (when ``/dev`` is not a directory, nothing is added).
+        """
+        dev = self._lookup(("dev",))
+        if dev is not None and dev.children is None:
+            return ["/dev is not a directory in the image; the stdio links are not added"]
+        if dev is None:
+            dev = Node.directory(None)
+            assert self.root.children is not None
+            self.root.children["dev"] = dev
+        assert dev.children is not None
+        for name, target in STDIO_LINKS:
+            if name not in dev.children:
+                header = fixed_header(f"dev/{name}", tarfile.SYMTYPE, 0o777)
+                header.linkname = target
+                dev.children[name] = Node(inode=Inode(header, -1))
+        return []
+
+    # -- reading --------------------------------------------------------------------
+
+    def resolve(self, name: str) -> Node | None:
+        """Find a path, following symlinks inside the tree (absolute targets re-rooted,
+        ``..`` clamped at the root), at most :data:`MAX_SYMLINK_HOPS` links."""
+        pending = [p for p in name.split("/") if p not in ("", ".")]
+        stack: list[Node] = [self.root]
+        hops = 0
+        while pending:
+            part = pending.pop(0)
+            if part == "..":
+                if len(stack) > 1:
+                    stack.pop()
+                continue
+            current = stack[-1]
+            if current.children is None:
+                return None
+            child = current.children.get(part)
+            if child is None:
+                return None
+            if child.inode is not None and child.inode.header.issym():
+                hops += 1
+                if hops > MAX_SYMLINK_HOPS:
+                    return None
+                target = child.inode.header.linkname
+                if target.startswith("/"):
+                    stack = [self.root]
+                pending = [p for p in target.split("/") if p not in ("", ".")] + pending
+                continue
+            stack.append(child)
+        return stack[-1]
+
+    def read_file(self, name: str, limit: int) -> bytes | None:
+        """The content of a regular file, following symlinks inside the tree.
+
+        Args:
+            name: an absolute or relative path in the image.
+            limit: the largest size read, in bytes; a larger file gives ``None``.
+
+        Returns:
+            the bytes, or ``None`` when the path is missing, not a regular file or too big.
+        """
+        node = self.resolve(name)
+        if node is None or node.inode is None or not node.inode.header.isreg():
+            return None
+        header = node.inode.header
+        if header.size > limit:
+            return None
+        f = self._layers[node.inode.layer].file
+        f.seek(header.offset_data)
+        return f.read(header.size)
+
+    def walk(self) -> Iterator[tuple[str, Node]]:
+        """Every named node, depth first, children sorted by name (parents first)."""
+        assert self.root.children is not None
+        stack = [("", iter(sorted(self.root.children.items())))]
+        while stack:
+            prefix, children = stack[-1]
+            for name, node in children:
+                path = prefix + name
+                yield path, node
+                if node.children is not None:
+                    stack.append((path + "/", iter(sorted(node.children.items()))))
+                    break
+            else:
+                stack.pop()
+
+    # -- writing --------------------------------------------------------------------
+
+    def write(self, out: tarfile.TarFile, prefix: str = "rootfs") -> int:
+        """Write every entry into ``out`` under ``prefix/``.
+
+        Args:
+            out: an open tar writer (PAX format).
+            prefix: the directory the tree goes under (``rootfs`` in an ACI).
+
+        Returns:
+            the number of entries written.
+
+        Raises:
+            BadLayer: a layer's data is shorter than its header says.
+        """
+        first_name: dict[int, str] = {}
+        count = 0
+        for path, node in self.walk():
+            name = f"{prefix}/{path}"
+            if node.children is not None:
+                if node.header is not None:
+                    out.addfile(_copy_header(node.header, name))
+                    count += 1
+                continue
+            inode = node.inode
+            assert inode is not None
+            key = id(inode)
+            if key in first_name:
+                link = _copy_header(inode.header, name)
+                link.type = tarfile.LNKTYPE
+                link.linkname = first_name[key]
+                link.size = 0
+                out.addfile(link)
+            else:
+                first_name[key] = name
+                header = _copy_header(inode.header, name)
+                if header.isreg():
+                    layer = self._layers[inode.layer]
+                    layer.file.seek(inode.header.offset_data)
+                    try:
+                        out.addfile(header, layer.file)
+                    except OSError as err:
+                        raise BadLayer(layer.name, f"entry {inode.header.name!r}: {err}") from err
+                else:
+                    out.addfile(header)
+            count += 1
+        return count
+
+
+def _copy_header(src: tarfile.TarInfo, name: str) -> tarfile.TarInfo:
+    """A fresh header for ``name`` carrying what the layer said about the object."""
+    ti = tarfile.TarInfo(name)
+    ti.type = tarfile.REGTYPE if src.type in (tarfile.AREGTYPE, tarfile.CONTTYPE) else src.type
+    ti.mode = src.mode
+    ti.uid, ti.gid = src.uid, src.gid
+    ti.uname, ti.gname = src.uname, src.gname
+    ti.mtime = src.mtime
+    ti.size = src.size if ti.type == tarfile.REGTYPE else 0
+    ti.linkname = src.linkname if ti.type == tarfile.SYMTYPE else ""
+    ti.devmajor, ti.devminor = src.devmajor, src.devminor
+    ti.pax_headers = {k: v for k, v in src.pax_headers.items() if k.startswith(_XATTR_PREFIX)}
+    return ti
+
+
+def fixed_header(name: str, type_: bytes, mode: int) -> tarfile.TarInfo:
+    """A header for an entry we create ourselves: uid/gid 0, no owner names, mtime 0."""
+    ti = tarfile.TarInfo(name)
+    ti.type = type_
+    ti.mode = mode
+    ti.uid = ti.gid = 0
+    ti.uname = ti.gname = ""
+    ti.mtime = 0
+    return ti

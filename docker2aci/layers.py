@@ -1,0 +1,192 @@
+"""Layer blobs → verified, uncompressed, seekable layer tars.
+
+Each layer blob is read once through a :class:`VerifyingReader` (its digest and size),
+decompressed according to its magic bytes (gzip, zstd, bzip2, xz, or a plain tar),
+hashed again against the config's ``diff_id`` and spooled to a temporary file, which
+the squash then reads with random access. Nothing is held in memory whole.
+"""
+
+from __future__ import annotations
+
+import bz2
+import io
+import logging
+import lzma
+import tarfile
+import zlib
+from dataclasses import dataclass
+from typing import IO, BinaryIO, Callable, Protocol
+
+import zstandard
+
+from .digest import Digest
+from .errors import DigestMismatch, InvalidLayer, UnsupportedMediaType
+from .mediatypes import layer_encoding
+from .verify import VerifyingReader
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 20
+"""Read size for layer streams (bytes)."""
+
+_MAGIC = (
+    (b"\x1f\x8b", "gzip"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+    (b"BZh", "bzip2"),
+    (b"\xfd7zXZ\x00", "xz"),
+)
+
+
+@dataclass(frozen=True)
+class LayerBlob:
+    """What the pipeline knows about one layer before reading it.
+
+    Attributes:
+        what: a name for messages (the blob digest, or the member path in an archive).
+        media_type: the declared media type (``""`` when the source has none).
+        digest: the blob digest to verify, or ``None`` (legacy archives name layers by path).
+        size: the blob length in bytes, or ``None`` when the source does not say.
+        diff_id: the digest of the uncompressed tar (config ``rootfs.diff_ids``), or ``None``.
+        open: opens an independent binary stream of the blob (thread-safe per call).
+    """
+
+    what: str
+    media_type: str
+    digest: Digest | None
+    size: int | None
+    diff_id: Digest | None
+    open: Callable[[], BinaryIO]
+
+
+class _Decompressor(Protocol):
+    def decompress(self, data: bytes) -> bytes: ...
+
+
+def sniff_encoding(head: bytes, what: str) -> str:
+    """Name the encoding of a layer blob from its first bytes (at least 512 when available).
+
+    Returns:
+        ``gzip``, ``zstd``, ``bzip2``, ``xz``, ``tar``, or ``empty``.
+
+    Raises:
+        UnsupportedMediaType: the bytes are neither a known compression nor a tar.
+    """
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    if not head:
+        return "empty"
+    block = head[:512]
+    if len(block) == 512:
+        if block == bytes(512):
+            return "tar"
+        try:
+            tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+            return "tar"
+        except tarfile.HeaderError:
+            pass
+    raise UnsupportedMediaType(what, "unknown layer encoding (not gzip, zstd, bzip2, xz or tar)")
+
+
+def _decompressor(encoding: str) -> _Decompressor | None:
+    if encoding == "gzip":
+        return zlib.decompressobj(wbits=31)
+    if encoding == "bzip2":
+        return bz2.BZ2Decompressor()
+    if encoding == "xz":
+        return lzma.LZMADecompressor()
+    return None
+
+
+def decompress_into(stream: BinaryIO, encoding: str, out: IO[bytes], hasher: object, what: str) -> None:
+    """Decompress ``stream`` into ``out``, updating ``hasher`` with the plain bytes.
+
+    Args:
+        stream: the compressed bytes.
+        encoding: ``gzip``, ``zstd``, ``bzip2``, ``xz`` or ``plain`` (see :func:`sniff_encoding`).
+        out: where the plain bytes go.
+        hasher: a hashlib-like object updated with the plain bytes.
+        what: names the stream in errors.
+
+    Raises:
+        InvalidLayer: the compressed stream is corrupt or truncated.
+    """
+    update = hasher.update  # type: ignore[attr-defined]
+
+    def emit(data: bytes) -> None:
+        if data:
+            update(data)
+            out.write(data)
+
+    if encoding == "zstd":
+        reader = zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True, closefd=False)
+        try:
+            while chunk := reader.read(CHUNK):
+                emit(chunk)
+        except zstandard.ZstdError as err:
+            raise InvalidLayer(what, None, f"zstd stream is corrupt: {err}") from err
+        return
+    dec = _decompressor(encoding)
+    try:
+        while chunk := stream.read(CHUNK):
+            if dec is None:
+                emit(chunk)
+                continue
+            while chunk:
+                emit(dec.decompress(chunk))
+                if getattr(dec, "eof", False):
+                    chunk = dec.unused_data  # type: ignore[attr-defined]
+                    if chunk.strip(b"\x00") == b"":
+                        chunk = b""  # zero padding after the last member
+                        dec = _Drain()
+                    else:
+                        dec = _decompressor(encoding)
+                else:
+                    chunk = b""
+        if dec is not None and not isinstance(dec, _Drain) and not getattr(dec, "eof", True):
+            raise InvalidLayer(what, None, f"{encoding} stream is truncated")
+    except (zlib.error, OSError, lzma.LZMAError, EOFError) as err:
+        raise InvalidLayer(what, None, f"{encoding} stream is corrupt: {err}") from err
+
+
+class _Drain:
+    """Accepts only zero padding after the last compressed member."""
+
+    eof = False
+
+    def decompress(self, data: bytes) -> bytes:
+        if data.strip(b"\x00"):
+            raise zlib.error("trailing garbage after the compressed stream")
+        return b""
+
+
+def spool_layer(blob: LayerBlob, out: IO[bytes]) -> None:
+    """Verify, decompress and write one layer's uncompressed tar into ``out``.
+
+    Args:
+        blob: the layer to read.
+        out: a writable binary file (a temporary file) that receives the plain tar.
+
+    Raises:
+        DigestMismatch, SizeMismatch: the blob or its uncompressed tar is not what the
+            manifest and config say (``diff_ids``).
+        UnsupportedMediaType: unknown encoding.
+        InvalidLayer: the compressed stream is corrupt.
+    """
+    with VerifyingReader(blob.open(), blob.digest, blob.size, blob.what) as raw:
+        buffered = io.BufferedReader(raw, CHUNK)
+        head = buffered.peek(512)[:512]
+        encoding = sniff_encoding(head, blob.what)
+        declared = layer_encoding(blob.media_type) if blob.media_type else None
+        actual = {"tar": "plain", "empty": "plain"}.get(encoding, encoding)
+        if declared is not None and declared != actual:
+            log.warning("%s: media type %s says %s but the bytes are %s; using the bytes",
+                        blob.what, blob.media_type, declared, encoding)
+        hasher = (blob.diff_id or Digest("sha256", "0" * 64)).new_hash()
+        decompress_into(buffered, encoding if encoding not in ("tar", "empty") else "plain",
+                           out, hasher, blob.what)
+        raw.drain()
+    if blob.diff_id is not None:
+        actual_id = Digest(blob.diff_id.algorithm, hasher.hexdigest())
+        if actual_id != blob.diff_id:
+            raise DigestMismatch(f"{blob.what} (uncompressed, diff ID)", str(blob.diff_id), str(actual_id))

@@ -1,0 +1,265 @@
+"""Manifests, image indexes and platforms (image-spec manifest.md, image-index.md).
+
+Parsers take untrusted JSON bytes and return frozen values, raising ``InvalidManifest``
+that names the document and the field at fault. Platform selection follows containerd's
+matcher, as ``decisions.md`` ("Platform choice") says.
+"""
+
+from __future__ import annotations
+
+import json
+import platform as _platform
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from . import mediatypes
+from .digest import Digest
+from .errors import InvalidManifest, PlatformNotFound
+
+
+@dataclass(frozen=True)
+class Platform:
+    """An OCI platform (image-index.md "platform"), normalised as containerd does.
+
+    Attributes:
+        os: ``linux`` ...
+        architecture: Go architecture name (``amd64``, ``arm64``, ``arm``, ``386`` ...).
+        variant: ``v7``... or ``""``; ``arm`` without a variant means ``v7``, ``arm64``
+            with ``v8`` is stored as ``""``.
+    """
+
+    os: str
+    architecture: str
+    variant: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> Platform:
+        """Parse ``os/arch[/variant]`` (``--platform``), normalising aliases.
+
+        Raises:
+            InvalidManifest: the text is not of that form.
+        """
+        parts = text.strip().split("/")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise InvalidManifest("--platform", f"expected os/arch[/variant], got {text!r}")
+        return cls.normalised(parts[0], parts[1], parts[2] if len(parts) == 3 else "")
+
+    @classmethod
+    def normalised(cls, os_name: str, arch: str, variant: str = "") -> Platform:
+        """Build a platform with containerd's normalisation of arch aliases and variants."""
+        os_name, arch, variant = os_name.lower(), arch.lower(), (variant or "").lower()
+        alias = _ARCH_ALIASES.get(arch)
+        if alias:
+            arch, variant = alias[0], variant or alias[1]
+        if arch == "arm64" and variant in ("v8", "8"):
+            variant = ""
+        elif arch == "arm" and variant == "":
+            variant = "v7"
+        elif arch == "arm" and variant.isdigit():
+            variant = f"v{variant}"
+        elif arch == "amd64" and variant == "v1":
+            variant = ""
+        return cls(os_name, arch, variant)
+
+    @classmethod
+    def host(cls) -> Platform:
+        """The platform of the machine we run on."""
+        return cls.normalised("linux", _platform.machine())
+
+    def __str__(self) -> str:
+        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
+
+
+_ARCH_ALIASES: dict[str, tuple[str, str]] = {
+    "x86_64": ("amd64", ""),
+    "x86-64": ("amd64", ""),
+    "aarch64": ("arm64", ""),
+    "armhf": ("arm", "v7"),
+    "armel": ("arm", "v6"),
+    "i386": ("386", ""),
+    "i686": ("386", ""),
+}
+
+
+def _variant_rank(platform: Platform, wanted: Platform) -> int | None:
+    """How well ``platform`` serves ``wanted``: higher is better, ``None`` is no match."""
+    if platform.os != wanted.os or platform.architecture != wanted.architecture:
+        return None
+    if platform.variant == wanted.variant:
+        return 1000
+    if wanted.architecture == "arm" and platform.variant[1:].isdigit() and wanted.variant[1:].isdigit():
+        have, want = int(platform.variant[1:]), int(wanted.variant[1:])
+        return have if have < want else None
+    return None
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """A content descriptor (image-spec descriptor.md).
+
+    Attributes:
+        media_type: the media type of the referenced content.
+        digest: its digest.
+        size: its length in bytes.
+        platform: for index entries, the platform it runs on.
+        annotations: the descriptor's annotations.
+        urls: for foreign layers, where the blob may be fetched.
+    """
+
+    media_type: str
+    digest: Digest
+    size: int
+    platform: Platform | None = None
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    urls: tuple[str, ...] = ()
+
+    @property
+    def ref_name(self) -> str | None:
+        """The ``org.opencontainers.image.ref.name`` annotation, if any."""
+        return self.annotations.get(mediatypes.ANNOTATION_REF_NAME)
+
+    @classmethod
+    def from_json(cls, obj: Any, where: str) -> Descriptor:
+        """Parse one descriptor object.
+
+        Raises:
+            InvalidManifest: a field is missing or of the wrong type.
+        """
+        if not isinstance(obj, dict):
+            raise InvalidManifest(where, "descriptor is not an object")
+        media_type = obj.get("mediaType", "")
+        size = obj.get("size")
+        if not isinstance(media_type, str):
+            raise InvalidManifest(where, "field mediaType is not a string")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise InvalidManifest(where, f"field size is not a non-negative integer: {size!r}")
+        digest = Digest.parse(obj.get("digest", ""), what=f"{where}: field digest")
+        plat = None
+        p = obj.get("platform")
+        if isinstance(p, dict) and isinstance(p.get("os"), str) and isinstance(p.get("architecture"), str):
+            plat = Platform.normalised(p["os"], p["architecture"], str(p.get("variant") or ""))
+        annotations = obj.get("annotations") or {}
+        if not isinstance(annotations, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()
+        ):
+            raise InvalidManifest(where, "field annotations is not a map of strings")
+        urls = obj.get("urls") or []
+        if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+            raise InvalidManifest(where, "field urls is not a list of strings")
+        return cls(media_type, digest, size, plat, dict(annotations), tuple(urls))
+
+
+@dataclass(frozen=True)
+class ImageManifest:
+    """An OCI image manifest or Docker schema 2 manifest.
+
+    Attributes:
+        media_type: the manifest's media type.
+        config: descriptor of the image config.
+        layers: layer descriptors, base layer first.
+    """
+
+    media_type: str
+    config: Descriptor
+    layers: tuple[Descriptor, ...]
+
+
+@dataclass(frozen=True)
+class ImageIndex:
+    """An OCI image index or Docker manifest list.
+
+    Attributes:
+        media_type: the index's media type.
+        manifests: the entries, in document order.
+    """
+
+    media_type: str
+    manifests: tuple[Descriptor, ...]
+
+
+def _load_json(untrusted: bytes, where: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(untrusted)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InvalidManifest(where, f"not valid JSON: {err}") from err
+    if not isinstance(doc, dict):
+        raise InvalidManifest(where, "not a JSON object")
+    return doc
+
+
+def document_kind(untrusted: bytes, media_type: str | None, where: str) -> str:
+    """Classify a manifest-like document as ``"index"`` or ``"manifest"``.
+
+    The media type given by the source wins; otherwise the body's ``mediaType`` field,
+    then its shape (``manifests`` vs ``layers``) decide (distribution's dispatch).
+
+    Raises:
+        UnsupportedMediaType-like InvalidManifest: neither an index nor a manifest.
+    """
+    base = (media_type or "").split(";", 1)[0].strip()
+    if base in mediatypes.INDEX_TYPES:
+        return "index"
+    if base in mediatypes.MANIFEST_TYPES:
+        return "manifest"
+    doc = _load_json(untrusted, where)
+    body_type = doc.get("mediaType")
+    if body_type in mediatypes.INDEX_TYPES or (body_type is None and "manifests" in doc):
+        return "index"
+    if body_type in mediatypes.MANIFEST_TYPES or (body_type is None and "layers" in doc):
+        return "manifest"
+    raise InvalidManifest(where, f"neither an image manifest nor an index (mediaType {body_type!r})")
+
+
+def parse_manifest(untrusted: bytes, where: str) -> ImageManifest:
+    """Parse an OCI image manifest or Docker schema 2 manifest.
+
+    Raises:
+        InvalidManifest: a required field is missing or malformed.
+    """
+    doc = _load_json(untrusted, where)
+    if doc.get("schemaVersion") != 2:
+        raise InvalidManifest(where, f"field schemaVersion is {doc.get('schemaVersion')!r}, expected 2")
+    config = Descriptor.from_json(doc.get("config"), f"{where}: config")
+    layers = doc.get("layers")
+    if not isinstance(layers, list):
+        raise InvalidManifest(where, "field layers is not a list")
+    descs = tuple(Descriptor.from_json(d, f"{where}: layers[{i}]") for i, d in enumerate(layers))
+    return ImageManifest(str(doc.get("mediaType") or mediatypes.OCI_MANIFEST), config, descs)
+
+
+def parse_index(untrusted: bytes, where: str) -> ImageIndex:
+    """Parse an OCI image index or Docker manifest list.
+
+    Raises:
+        InvalidManifest: a required field is missing or malformed.
+    """
+    doc = _load_json(untrusted, where)
+    if doc.get("schemaVersion") != 2:
+        raise InvalidManifest(where, f"field schemaVersion is {doc.get('schemaVersion')!r}, expected 2")
+    entries = doc.get("manifests")
+    if not isinstance(entries, list):
+        raise InvalidManifest(where, "field manifests is not a list")
+    descs = tuple(Descriptor.from_json(d, f"{where}: manifests[{i}]") for i, d in enumerate(entries))
+    return ImageIndex(str(doc.get("mediaType") or mediatypes.OCI_INDEX), descs)
+
+
+def select_platform(index: ImageIndex, wanted: Platform, where: str) -> Descriptor:
+    """Pick the index entry that best runs on ``wanted`` (containerd's matcher).
+
+    Exact variant matches win; for ``arm/vN`` the highest lower variant is accepted,
+    never a higher one. Entries without a platform are not candidates.
+
+    Raises:
+        PlatformNotFound: nothing matches; the message lists the platforms present.
+    """
+    best: tuple[int, Descriptor] | None = None
+    for desc in index.manifests:
+        if desc.platform is None:
+            continue
+        rank = _variant_rank(desc.platform, wanted)
+        if rank is not None and (best is None or rank > best[0]):
+            best = (rank, desc)
+    if best is None:
+        present = ", ".join(str(d.platform) for d in index.manifests if d.platform) or "none"
+        raise PlatformNotFound(where, f"no image for platform {wanted} (present: {present})")
+    return best[1]

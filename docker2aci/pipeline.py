@@ -1,0 +1,252 @@
+"""convert(): open the source → select the image and platform → read and verify the layers
+→ squash → translate the config → write the ACI.
+
+Data flows one way; each stage is a module of its own (``sources``, ``layers``,
+``converters.rootfs``, ``converters.manifest``, ``aci``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from converters.errors import BadConfig, BadLayer, UnsafeEntry
+from converters.manifest import ImageConfig, Naming, build_manifest, manifest_bytes
+from converters.names import appc_os_arch
+from converters.rootfs import LayerTar, RootfsTree
+
+from .aci import Compression, write_aci
+from .digest import Digest
+from .errors import InvalidConfig, InvalidLayer, InvalidManifest, OutputError, UsageError
+from .layers import LayerBlob, spool_layer
+from .limits import MAX_PASSWD_BYTES
+from .manifest import Platform
+from .sources import ResolvedImage, open_source
+
+log = logging.getLogger(__name__)
+
+MAX_PARALLEL_LAYERS = 4
+"""Layers read, verified and decompressed at once."""
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """How to convert. Defaults are filled here and nowhere else.
+
+    Attributes:
+        output_dir: where ACIs are written (created if missing).
+        image: selects one image of a source holding several (``NAME[:TAG]``,
+            a tag, or ``sha256:<hex>``); the reference tool's ``--image``.
+        platform: ``os/arch[/variant]`` to choose from an index; default the host's.
+        compression: gzip (default) or none.
+        squash: one ACI for the whole image (only mode so far).
+        tmp_dir: where layers are spooled; default the system's temporary directory.
+    """
+
+    output_dir: str = "."
+    image: str | None = None
+    platform: str | None = None
+    compression: Compression = Compression.GZIP
+    squash: bool = True
+    tmp_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class ConvertedACI:
+    """One ACI written.
+
+    Attributes:
+        path: absolute path of the ``.aci`` file.
+        image_id: ``sha512-`` + 128 hex of the uncompressed ACI.
+        name: the AC name.
+        labels: label name → value.
+        manifest: the appc image manifest written into it.
+        manifest_digest: what ``appc.io/docker/manifesthash`` says.
+        warnings: what was dropped or changed during conversion.
+    """
+
+    path: str
+    image_id: str
+    name: str
+    labels: dict[str, str]
+    manifest: dict[str, Any] = field(repr=False)
+    manifest_digest: str
+    warnings: tuple[str, ...] = ()
+
+
+ProgressHook = Callable[[str, int, int], None]
+"""Called as ``hook(stage, done, total)`` while layers are read (for a progress bar)."""
+
+
+def convert(source: str, options: ConvertOptions | None = None,
+            progress: ProgressHook | None = None) -> list[ConvertedACI]:
+    """Convert one image into a squashed ACI.
+
+    Args:
+        source: ``docker-archive:PATH``, ``oci:DIR[:TAG]``, ``oci-archive:PATH[:TAG]`` or
+            a bare path (sniffed).
+        options: see :class:`ConvertOptions`.
+        progress: optional progress callback.
+
+    Returns:
+        the ACIs written (one, for a squashed conversion).
+
+    Raises:
+        UsageError: contradictory options.
+        SourceError (and subclasses): the source cannot be read or holds no such image.
+        DigestMismatch, SizeMismatch: content does not match its digests.
+        InvalidLayer: a layer is unreadable or has unsafe entries.
+        InvalidConfig: the config cannot be expressed as an appc manifest.
+        OutputError: the ACI cannot be written.
+    """
+    options = options or ConvertOptions()
+    if not options.squash:
+        raise UsageError("--nosquash is not supported yet")
+    wanted = Platform.parse(options.platform) if options.platform else Platform.host()
+    src, embedded = open_source(source)
+    try:
+        if options.image and embedded and options.image != embedded:
+            raise UsageError(f"--image {options.image!r} contradicts {embedded!r} in {source!r}")
+        resolved = src.resolve(options.image or embedded, wanted)
+        return [_convert_image(src.display, resolved, wanted, options, progress)]
+    finally:
+        src.close()
+
+
+def _parse_config(resolved: ResolvedImage, display: str) -> ImageConfig:
+    try:
+        doc = json.loads(resolved.config)
+        if not isinstance(doc, dict):
+            raise ValueError("not a JSON object")
+        return ImageConfig.from_json(doc)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InvalidManifest(f"{display}: config {resolved.config_digest}", f"not valid JSON: {err}") from err
+    except BadConfig as err:
+        raise InvalidConfig(f"{display}: {err}") from err
+
+
+def _platform_of(config: ImageConfig, resolved: ResolvedImage, requested: Platform,
+                 explicit: bool, warnings: list[str]) -> Platform:
+    """The image's platform: its config's, else its index entry's, else the requested one."""
+    if config.os and config.architecture:
+        return Platform.normalised(config.os, config.architecture, config.variant)
+    if resolved.index_platform is not None:
+        return resolved.index_platform
+    if not explicit:
+        warnings.append(f"the image config names no os/architecture; assuming the host's ({requested})")
+    return requested
+
+
+def _paired_layers(config: ImageConfig, resolved: ResolvedImage, display: str) -> list[LayerBlob]:
+    layers = list(resolved.layers)
+    if not layers:
+        raise InvalidManifest(display, "the image has no layers: nothing to convert")
+    if not config.diff_ids:
+        return layers  # legacy archives: no diff IDs to check
+    if len(config.diff_ids) != len(layers):
+        raise InvalidManifest(display, f"config rootfs.diff_ids lists {len(config.diff_ids)} layers, "
+                                       f"the manifest {len(layers)}")
+    return [dataclasses.replace(blob, diff_id=Digest.parse(d, what=f"{display}: rootfs.diff_ids[{i}]"))
+            for i, (blob, d) in enumerate(zip(layers, config.diff_ids))]
+
+
+@contextlib.contextmanager
+def _spooled(blobs: list[LayerBlob], tmp_dir: str | None,
+             progress: ProgressHook | None) -> Iterator[list[LayerTar]]:
+    """Verify and decompress every layer into temporary files, in parallel."""
+    with tempfile.TemporaryDirectory(prefix="docker2aci-", dir=tmp_dir) as work:
+        files = [open(os.path.join(work, f"layer-{i}.tar"), "w+b") for i in range(len(blobs))]
+        try:
+            done = 0
+
+            def one(i: int) -> None:
+                spool_layer(blobs[i], files[i])
+                files[i].flush()
+
+            with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_LAYERS, len(blobs))) as pool:
+                for future in [pool.submit(one, i) for i in range(len(blobs))]:
+                    future.result()
+                    done += 1
+                    if progress:
+                        progress("layers", done, len(blobs))
+            yield [LayerTar(b.what, f) for b, f in zip(blobs, files)]
+        finally:
+            for f in files:
+                f.close()
+
+
+def aci_file_name(repository: str, tag: str | None, suffix: str = "") -> str:
+    """``<repository with / → ->[-<tag>][suffix].aci``, checked to be one path component.
+
+    Raises:
+        OutputError: the name would not be a single safe file name.
+    """
+    name = repository.replace("/", "-") + (f"-{tag}" if tag else "") + suffix + ".aci"
+    if "/" in name or "\0" in name or name.startswith("."):
+        raise OutputError(f"image name {repository!r} does not give a safe file name")
+    return name
+
+
+def _convert_image(display: str, resolved: ResolvedImage, wanted: Platform, options: ConvertOptions,
+                   progress: ProgressHook | None) -> ConvertedACI:
+    warnings: list[str] = []
+    config = _parse_config(resolved, display)
+    image_platform = _platform_of(config, resolved, wanted, options.platform is not None, warnings)
+    try:
+        os_arch = appc_os_arch(image_platform.os, image_platform.architecture, image_platform.variant)
+    except BadConfig as err:
+        raise InvalidConfig(f"{display}: {err}") from err
+    blobs = _paired_layers(config, resolved, display)
+    os.makedirs(options.output_dir, exist_ok=True)
+    suffix = "" if image_platform == Platform.host() else f"-{os_arch[0]}-{os_arch[1]}"
+    path = os.path.join(options.output_dir, aci_file_name(resolved.name.repository, resolved.name.tag, suffix))
+
+    with _spooled(blobs, options.tmp_dir, progress) as layer_tars:
+        try:
+            tree = RootfsTree.from_layers(layer_tars)
+        except UnsafeEntry as err:
+            raise InvalidLayer(err.layer, err.entry, err.message) from err
+        except BadLayer as err:
+            raise InvalidLayer(err.layer, None, err.message) from err
+        warnings.extend(tree.add_stdio_links())
+        passwd = tree.read_file("/etc/passwd", MAX_PASSWD_BYTES)
+        manifest_digest = str(resolved.manifest_digest or resolved.config_digest)
+        naming = Naming(
+            name=resolved.name.ac_name or resolved.name.repository,
+            repository=resolved.name.repository,
+            tag=resolved.name.tag,
+            original_name=resolved.name.original_name,
+            registry_url=resolved.name.registry,
+            image_id=str(resolved.config_digest),
+            manifest_hash=manifest_digest,
+            manifest_list_hash=str(resolved.index_digest) if resolved.index_digest else None,
+        )
+        try:
+            result = build_manifest(config, naming, os_arch,
+                                    passwd.decode("utf-8", "replace") if passwd is not None else None)
+        except BadConfig as err:
+            raise InvalidConfig(f"{display}: {err}") from err
+        warnings.extend(result.warnings)
+        for w in warnings:
+            log.warning("%s: %s", display, w)
+        try:
+            image_id = write_aci(path, manifest_bytes(result.manifest), tree, options.compression)
+        except BadLayer as err:
+            raise InvalidLayer(err.layer, None, err.message) from err
+    manifest = result.manifest
+    return ConvertedACI(
+        path=os.path.abspath(path),
+        image_id=image_id,
+        name=manifest["name"],
+        labels={label["name"]: label["value"] for label in manifest["labels"]},
+        manifest=manifest,
+        manifest_digest=manifest_digest,
+        warnings=tuple(warnings),
+    )

@@ -1,0 +1,128 @@
+"""Docker image references (distribution/reference grammar) and ``transport:rest`` names.
+
+``ImageRef.parse("busybox")`` gives domain ``docker.io``, repository ``library/busybox``,
+tag ``latest``, exactly as Docker normalises names (``docker/reference/normalize.go``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .digest import Digest
+from .errors import InvalidManifest, InvalidReference
+
+DOCKER_HUB_DOMAIN = "docker.io"
+DOCKER_HUB_API_HOST = "registry-1.docker.io"
+_HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
+DEFAULT_TAG = "latest"
+
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_PATH_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
+_DOMAIN_RE = re.compile(
+    r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
+    r"|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?$"
+)
+_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
+_HEX64_RE = re.compile(r"^[a-f0-9]{64}$")
+MAX_NAME_LENGTH = 255
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """A parsed, normalised Docker image reference.
+
+    Attributes:
+        domain: registry host[:port] as Docker names it (``docker.io`` for Docker Hub).
+        repository: the path in the registry, ``library/``-prefixed for official Hub images.
+        tag: the tag; ``None`` for a digest-only reference.
+        digest: the digest of a ``@sha256:...`` reference, else ``None``.
+        original: the reference exactly as typed.
+    """
+
+    domain: str
+    repository: str
+    tag: str | None
+    digest: Digest | None
+    original: str
+
+    @classmethod
+    def parse(cls, text: str, *, default_tag: bool = True) -> ImageRef:
+        """Parse ``[HOST[:PORT]/]NAME[:TAG][@DIGEST]`` with Docker's normalisation.
+
+        Args:
+            text: the reference.
+            default_tag: give ``latest`` to a reference with neither tag nor digest.
+
+        Raises:
+            InvalidReference: the text does not follow the reference grammar.
+        """
+        if not text:
+            raise InvalidReference("invalid reference format: empty reference")
+        if _HEX64_RE.match(text):
+            raise InvalidReference(
+                f"invalid repository name ({text}), cannot specify 64-byte hexadecimal strings"
+            )
+        rest, digest = text, None
+        if "@" in rest:
+            rest, digest_text = rest.split("@", 1)
+            try:
+                digest = Digest.parse(digest_text)
+            except InvalidManifest as err:
+                raise InvalidReference(f"{text}: invalid digest format") from err
+        tag = None
+        slash = rest.rfind("/")
+        colon = rest.rfind(":")
+        if colon > slash:
+            rest, tag = rest[:colon], rest[colon + 1 :]
+            if not _TAG_RE.match(tag):
+                raise InvalidReference(f"{text}: invalid tag format")
+        first, sep, remainder = rest.partition("/")
+        if sep and ("." in first or ":" in first or first == "localhost"):
+            domain, path = first, remainder
+            if not _DOMAIN_RE.match(domain):
+                raise InvalidReference(f"{text}: invalid reference format (registry host)")
+        else:
+            domain, path = DOCKER_HUB_DOMAIN, rest
+        if domain in _HUB_ALIASES:
+            domain = DOCKER_HUB_DOMAIN
+            if "/" not in path:
+                path = f"library/{path}"
+        if path.lower() != path and _PATH_RE.match(path.lower()):
+            raise InvalidReference(f"{text}: invalid reference format: repository name must be lowercase")
+        if not _PATH_RE.match(path):
+            raise InvalidReference(f"{text}: invalid reference format")
+        if len(domain) + 1 + len(path) > MAX_NAME_LENGTH:
+            raise InvalidReference(f"{text}: repository name must not be more than 255 characters")
+        if tag is None and digest is None and default_tag:
+            tag = DEFAULT_TAG
+        return cls(domain, path, tag, digest, text)
+
+    @property
+    def api_host(self) -> str:
+        """The host to send registry API requests to (``registry-1.docker.io`` for Hub)."""
+        return DOCKER_HUB_API_HOST if self.domain == DOCKER_HUB_DOMAIN else self.domain
+
+    def __str__(self) -> str:
+        out = f"{self.domain}/{self.repository}"
+        if self.tag:
+            out += f":{self.tag}"
+        if self.digest:
+            out += f"@{self.digest}"
+        return out
+
+
+def split_transport(name: str, transports: frozenset[str]) -> tuple[str | None, str]:
+    """Split ``transport:rest`` on the first ``:`` when the prefix is a known transport.
+
+    Args:
+        name: the source as given on the command line.
+        transports: the known transport names (``docker-archive``, ``oci``, ...).
+
+    Returns:
+        ``(transport, rest)``, or ``(None, name)`` for a bare path.
+    """
+    prefix, sep, rest = name.partition(":")
+    if sep and prefix in transports:
+        return prefix, rest
+    return None, name

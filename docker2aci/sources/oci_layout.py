@@ -1,0 +1,190 @@
+"""OCI image layouts (image-spec image-layout.md), on disk (``oci:``) or in a tar
+(``oci-archive:``): ``index.json`` → (index →)* manifest → config and layers.
+
+Blob paths are built only from validated digests (``blobs/<alg>/<hex>``); every metadata
+blob is checked against its descriptor's digest and size before it is parsed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from .. import mediatypes
+from ..digest import Digest
+from ..errors import DigestMismatch, ImageNotFound, InvalidManifest, SeveralImages, SizeMismatch
+from ..layers import LayerBlob
+from ..limits import MAX_CONFIG_BYTES, MAX_INDEX_FILE_BYTES, MAX_MANIFEST_BYTES
+from ..manifest import (Descriptor, ImageIndex, Platform, document_kind, parse_index,
+                        parse_manifest, select_platform)
+from .base import (ImageName, ResolvedImage, digest_selector, name_from_reference,
+                   selector_matches, untagged_name)
+from .files import FileTree
+
+log = logging.getLogger(__name__)
+
+MAX_INDEX_DEPTH = 4
+"""Nested indexes followed (index → index → manifest is the deepest seen in practice)."""
+
+
+def blob_path(digest: Digest) -> str:
+    """``blobs/<algorithm>/<hex>`` for a validated digest."""
+    return f"blobs/{digest.algorithm}/{digest.hex}"
+
+
+def read_blob(files: FileTree, desc: Descriptor, limit: int) -> bytes:
+    """A metadata blob, verified against its descriptor.
+
+    Raises:
+        ImageNotFound: the blob is missing.
+        SizeMismatch, DigestMismatch: the bytes are not what the descriptor says.
+        LimitExceeded: larger than ``limit`` bytes.
+    """
+    untrusted = files.read(blob_path(desc.digest), limit)
+    if len(untrusted) != desc.size:
+        raise SizeMismatch(f"{files.display}: blob {desc.digest}", desc.size, len(untrusted))
+    actual = Digest.of_bytes(untrusted, desc.digest.algorithm)
+    if actual != desc.digest:
+        raise DigestMismatch(f"{files.display}: blob {desc.digest}", str(desc.digest), str(actual))
+    return untrusted
+
+
+def layer_blobs(files: FileTree, layers: tuple[Descriptor, ...]) -> tuple[LayerBlob, ...]:
+    """LayerBlobs for an image manifest's layers (diff IDs are paired later)."""
+    def opener(path: str):  # noqa: ANN202 - a small closure factory
+        return lambda: files.open(path)
+
+    return tuple(
+        LayerBlob(str(d.digest), d.media_type, d.digest, d.size, None, opener(blob_path(d.digest)))
+        for d in layers
+    )
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    manifest_digest: Digest
+    config_desc: Descriptor
+    layers: tuple[Descriptor, ...]
+    index_digest: Digest | None
+    index_platform: Platform | None
+
+
+def resolve_descriptor(files: FileTree, desc: Descriptor, platform: Platform,
+                       index_digest: Digest | None = None) -> _Resolved:
+    """Follow a descriptor through indexes (choosing ``platform``) to an image manifest.
+
+    Returns:
+        the image manifest's digest, config descriptor and layers, and the digest and
+        platform of the first index it was chosen from.
+
+    Raises:
+        PlatformNotFound, InvalidManifest, DigestMismatch, ImageNotFound.
+    """
+    chosen_platform: Platform | None = None
+    for _ in range(MAX_INDEX_DEPTH + 1):
+        where = f"{files.display}: {desc.digest}"
+        untrusted = read_blob(files, desc, MAX_MANIFEST_BYTES)
+        if document_kind(untrusted, desc.media_type or None, where) == "manifest":
+            manifest = parse_manifest(untrusted, where)
+            return _Resolved(desc.digest, manifest.config, manifest.layers, index_digest, chosen_platform)
+        index = parse_index(untrusted, where)
+        if index_digest is None:
+            index_digest = desc.digest
+        desc = select_platform(index, platform, where)
+        chosen_platform = chosen_platform or desc.platform
+    raise InvalidManifest(files.display, f"indexes nested deeper than {MAX_INDEX_DEPTH}")
+
+
+class OciLayout:
+    """An OCI image layout read through a :class:`FileTree`.
+
+    Args:
+        files: the layout's files (a directory or an archive).
+        default_repository: the repository for images whose ref name is a bare tag
+            (the layout directory's or archive's base name up to its first ``.``).
+    """
+
+    def __init__(self, files: FileTree, default_repository: str) -> None:
+        self.files = files
+        self.display = files.display
+        self.default_repository = default_repository
+
+    def index(self) -> ImageIndex:
+        """The layout's ``index.json``.
+
+        Raises:
+            InvalidManifest: missing or malformed.
+        """
+        if not self.files.exists("index.json"):
+            raise InvalidManifest(self.display, "not an OCI image layout: no index.json")
+        if not self.files.exists(mediatypes.OCI_LAYOUT_FILE):
+            log.warning("%s: no oci-layout file; reading index.json anyway", self.display)
+        untrusted = self.files.read("index.json", MAX_INDEX_FILE_BYTES)
+        return parse_index(untrusted, f"{self.display}: index.json")
+
+    def _name(self, ref: str) -> str:
+        """The full reference an index entry's ref name stands for."""
+        if "/" in ref or ":" in ref:
+            return ref
+        return f"{self.default_repository}:{ref}"
+
+    def _image_name(self, ref: str | None, config_digest: Digest) -> ImageName:
+        if ref is None:
+            return untagged_name(config_digest)
+        if "/" in ref or ":" in ref:
+            return name_from_reference(ref, self.display)
+        return ImageName(self.default_repository, ref, f"{self.default_repository}:{ref}", None,
+                         self.default_repository)
+
+    def _choose(self, entries: tuple[Descriptor, ...], selector: str | None) -> Descriptor:
+        if selector is not None:
+            hexsel = digest_selector(selector)
+            for entry in entries:
+                ref = entry.ref_name
+                if ref is not None and (selector == ref or selector_matches(selector, self._name(ref))):
+                    return entry
+                if hexsel and entry.digest.hex.startswith(hexsel):
+                    return entry
+            names = [self._name(e.ref_name) for e in entries if e.ref_name] or ["(no tagged images)"]
+            raise ImageNotFound(self.display, f"no image {selector!r}; present: {', '.join(names)}")
+        digests = {e.digest for e in entries}
+        if len(digests) > 1:
+            names = [self._name(e.ref_name) if e.ref_name else str(e.digest) for e in entries]
+            raise SeveralImages(self.display, names)
+        if not entries:
+            raise ImageNotFound(self.display, "the layout's index.json lists no image")
+        tagged = [e for e in entries if e.ref_name]
+        for entry in tagged:
+            if entry.ref_name == "latest" or entry.ref_name.endswith(":latest"):  # type: ignore[union-attr]
+                return entry
+        return tagged[0] if tagged else entries[0]
+
+    def resolve(self, selector: str | None, platform: Platform) -> ResolvedImage:
+        """See :meth:`ImageSource.resolve`."""
+        entry = self._choose(self.index().manifests, selector)
+        found = resolve_descriptor(self.files, entry, platform)
+        config = read_blob(self.files, found.config_desc, MAX_CONFIG_BYTES)
+        return ResolvedImage(
+            name=self._image_name(entry.ref_name, found.config_desc.digest),
+            config=config,
+            config_digest=found.config_desc.digest,
+            manifest_digest=found.manifest_digest,
+            index_digest=found.index_digest,
+            index_platform=found.index_platform,
+            layers=layer_blobs(self.files, found.layers),
+        )
+
+    def manifest_digest_for_config(self, config_digest: Digest, platform: Platform) -> Digest | None:
+        """The digest of the manifest in this layout whose config is ``config_digest``
+        (used for Docker 25+ saves, whose ``manifest.json`` names no manifest)."""
+        for entry in self.index().manifests:
+            try:
+                found = resolve_descriptor(self.files, entry, platform)
+            except (ImageNotFound, InvalidManifest):
+                continue
+            if found.config_desc.digest == config_digest:
+                return found.manifest_digest
+        return None
+
+    def close(self) -> None:
+        self.files.close()

@@ -1,0 +1,89 @@
+"""The trust boundary: a stream that hashes what it returns and checks it at EOF.
+
+Sources hand back untrusted bytes; every blob is read through a ``VerifyingReader``
+(umoci ``pkg/hardening/verified_reader.go`` is the model). It never returns bytes past
+the expected size, probes for extra bytes at that boundary, and raises instead of
+returning EOF when the size or digest is wrong.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import BinaryIO
+
+from .digest import Digest
+from .errors import DigestMismatch, SizeMismatch
+
+
+class VerifyingReader(io.RawIOBase):
+    """Wraps a binary stream; at EOF checks its length and digest.
+
+    Args:
+        untrusted: the stream to read; closed with this reader.
+        digest: the digest the whole content must have, or ``None`` to only count.
+        size: the exact length in bytes, or ``None`` when unknown.
+        what: names the content in errors (a digest or a path, never a credential).
+
+    Raises (from ``read``):
+        SizeMismatch: the stream is longer or shorter than ``size``.
+        DigestMismatch: the content does not hash to ``digest``.
+    """
+
+    def __init__(self, untrusted: BinaryIO, digest: Digest | None, size: int | None, what: str) -> None:
+        super().__init__()
+        self._stream = untrusted
+        self._digest = digest
+        self._hash = digest.new_hash() if digest else None
+        self._size = size
+        self._what = what
+        self._count = 0
+        self._verified = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        view = memoryview(buffer).cast("B")
+        want = len(view)
+        if self._size is not None:
+            want = min(want, self._size - self._count)
+        if want <= 0:
+            self._finish()
+            return 0
+        data = self._stream.read(want)
+        if not data:
+            self._finish()
+            return 0
+        n = len(data)
+        view[:n] = data
+        self._count += n
+        if self._hash is not None:
+            self._hash.update(data)
+        return n
+
+    def _finish(self) -> None:
+        if self._verified:
+            return
+        if self._size is not None:
+            if self._count < self._size:
+                raise SizeMismatch(self._what, self._size, self._count)
+            if self._stream.read(1):
+                raise SizeMismatch(self._what, self._size, self._count + 1)
+        if self._hash is not None and self._digest is not None:
+            actual = Digest(self._digest.algorithm, self._hash.hexdigest())
+            if actual != self._digest:
+                raise DigestMismatch(self._what, str(self._digest), str(actual))
+        self._verified = True
+
+    def drain(self) -> int:
+        """Read to EOF (so verification runs) and return the total byte count."""
+        while self.read(1 << 20):
+            pass
+        self._finish()
+        return self._count
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        finally:
+            super().close()
