@@ -1,0 +1,217 @@
+"""End to end on the real images in ../shared/images (made by umoci, skopeo, dockerd, podman,
+buildah): each format converts, its manifest is exactly the expected one, every ACI is valid
+for actool, and every busybox variant gives the same rootfs, entry for entry."""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import docker2aci
+from docker2aci.errors import InvalidManifest, SeveralImages
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+IMAGES = SHARED / "images"
+EXAMPLE = SHARED / "reference" / "example-manifest-oci-archive.json"
+
+MANIFEST_DIGEST = "sha256:96aaf5f26367ae4d0c6dea89455a494f840129b745f93c49d98ddad14495a7ae"
+CONFIG_DIGEST = "sha256:3655964a1898a9b4363b5f6dff5c245cc4f86efb66baa0134a138492459cdb92"
+ZSTD_MANIFEST_DIGEST = "sha256:4125c399c86e690aaa4c8d90d5e61c5009e1d5346ce204fdd941689631877ad0"
+INDEX_DIGEST = "sha256:ce2f96142f66db0e8004278324612ef8a29d6b966526f9a7bc7a821818a54217"
+ARM64_MANIFEST_DIGEST = "sha256:fd37b744e3fbec26e3572fd2460910dfd974a534b37afad268e45421f0f41013"
+ARM64_CONFIG_DIGEST = "sha256:c2a37a398f48e8560111ddeea8a12ac6ee0f505d7bd902c399ef52c61b352726"
+
+pytestmark = pytest.mark.skipif(not IMAGES.is_dir(), reason="../shared/images is not present")
+
+
+def _example() -> dict[str, Any]:
+    return json.loads(EXAMPLE.read_text())
+
+
+def _with(manifest: dict[str, Any], *, name: str | None = None, **annotations: str | None) -> dict[str, Any]:
+    """The example manifest with its name and some appc.io/docker/ annotations replaced
+    (a value of None removes the annotation; a new one is appended in its place in order)."""
+    out = copy.deepcopy(manifest)
+    if name is not None:
+        out["name"] = name
+    for key, value in annotations.items():
+        full = "appc.io/docker/" + key
+        found = [a for a in out["annotations"] if a["name"] == full]
+        if value is None:
+            out["annotations"] = [a for a in out["annotations"] if a["name"] != full]
+        elif found:
+            found[0]["value"] = value
+        else:
+            raise AssertionError(f"add {full} explicitly in the test")
+    return out
+
+
+def read_aci(path: str | Path) -> tuple[bytes, list[tuple[Any, ...]]]:
+    """The ACI's manifest bytes and its rootfs entries (name, type, mode, uid, gid, uname,
+    gname, mtime, link, devices, xattrs, sha256 of content)."""
+    entries = []
+    manifest = b""
+    with tarfile.open(path, "r:*") as tf:
+        for m in tf:
+            data = tf.extractfile(m).read() if m.isreg() else b""
+            if m.name == "manifest":
+                manifest = data
+                continue
+            xattrs = tuple(sorted((k, v) for k, v in m.pax_headers.items() if k.startswith("SCHILY.xattr.")))
+            entries.append((m.name, m.type, m.mode, m.uid, m.gid, m.uname, m.gname, m.mtime, m.linkname,
+                            m.devmajor, m.devminor, xattrs, hashlib.sha256(data).hexdigest()))
+    return manifest, entries
+
+
+def convert(source: str, out: Path, **options: Any) -> docker2aci.ConvertedACI:
+    [aci] = docker2aci.convert(source, docker2aci.ConvertOptions(output_dir=str(out), **options))
+    return aci
+
+
+def actool_validate(path: str) -> None:
+    if shutil.which("actool") is None:
+        pytest.skip("actool (Debian appc-spec) is not installed")
+    proc = subprocess.run(["actool", "validate", path], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_oci_archive_manifest_is_the_worked_example(tmp_path: Path) -> None:
+    aci = convert(f"oci-archive:{IMAGES / 'oci-archive.tar'}", tmp_path)
+    assert Path(aci.path) == tmp_path / "test-busybox-latest.aci"
+    manifest, _ = read_aci(aci.path)
+    assert manifest == EXAMPLE.read_bytes().rstrip(b"\n")
+    assert aci.name == "test/busybox"
+    assert aci.labels == {"arch": "amd64", "os": "linux", "version": "latest"}
+    assert aci.manifest_digest == MANIFEST_DIGEST
+    assert os.stat(aci.path).st_mode & 0o777 == 0o644
+    actool_validate(aci.path)
+
+
+@pytest.mark.parametrize(
+    ("source", "file_name", "expected"),
+    [
+        pytest.param("docker-save-dockerd.tar", "test-busybox-latest.aci",
+                     _with(_example(), manifesthash=CONFIG_DIGEST), id="dockerd-save"),
+        pytest.param("img.tar", "test-busybox-latest.aci",
+                     _with(_example(), manifesthash=CONFIG_DIGEST,
+                           originalname="docker.io/test/busybox:latest"), id="skopeo-docker-archive"),
+        pytest.param("docker-save-podman.tar", "test-busybox-latest.aci",
+                     _with(_example(), manifesthash=CONFIG_DIGEST,
+                           originalname="127.0.0.1:5000/test/busybox:latest"), id="podman-save"),
+        pytest.param("oci:oci-layout", "oci-layout-latest.aci",
+                     _with(_example(), name="oci-layout", originalname="oci-layout:latest",
+                           repository="oci-layout"), id="umoci-layout"),
+        pytest.param("oci:oci-zstd", "oci-zstd-latest.aci",
+                     _with(_example(), name="oci-zstd", originalname="oci-zstd:latest", repository="oci-zstd",
+                           manifesthash=ZSTD_MANIFEST_DIGEST), id="zstd-layout"),
+    ],
+)
+def test_each_format_gives_the_expected_manifest(tmp_path: Path, source: str, file_name: str,
+                                                 expected: dict[str, Any]) -> None:
+    transport, _, rest = source.rpartition(":")
+    aci = convert(f"{transport}:{IMAGES / rest}" if transport else str(IMAGES / rest), tmp_path)
+    assert Path(aci.path).name == file_name
+    manifest, _ = read_aci(aci.path)
+    assert json.loads(manifest) == expected
+    actool_validate(aci.path)
+
+
+def test_every_busybox_format_gives_the_same_rootfs(tmp_path: Path) -> None:
+    sources = [f"oci-archive:{IMAGES / 'oci-archive.tar'}", str(IMAGES / "docker-save-dockerd.tar"),
+               str(IMAGES / "img.tar"), str(IMAGES / "docker-save-podman.tar"),
+               f"oci:{IMAGES / 'oci-layout'}", f"oci:{IMAGES / 'oci-zstd'}", f"oci:{IMAGES / 'oci-multi'}:multi"]
+    listings = []
+    for i, source in enumerate(sources):
+        aci = convert(source, tmp_path / str(i))
+        listings.append(read_aci(aci.path)[1])
+    for source, listing in zip(sources[1:], listings[1:]):
+        assert listing == listings[0], source
+    names = [e[0] for e in listings[0]]
+    # the shared image's layers: plain whiteout, per-file whiteouts, opaque whiteout
+    assert "rootfs/etc/removeme.txt" not in names
+    assert [n for n in names if n.startswith("rootfs/opt/dir/")] == ["rootfs/opt/dir/c.txt"]
+    assert [n for n in names if n.startswith("rootfs/srv/old/")] == ["rootfs/srv/old/z.txt"]
+    assert not [n for n in names if "/.wh." in n]
+    assert "rootfs/app/hello.txt" in names
+    stdio = {e[0]: e[8] for e in listings[0] if e[0].startswith("rootfs/dev/")}
+    assert stdio == {"rootfs/dev/fd": "/proc/self/fd", "rootfs/dev/stdin": "/proc/self/fd/0",
+                     "rootfs/dev/stdout": "/dev/console", "rootfs/dev/stderr": "/dev/console"}
+
+
+def test_index_selects_the_host_platform_and_records_the_index(tmp_path: Path) -> None:
+    aci = convert(f"oci:{IMAGES / 'oci-multi'}:multi", tmp_path, platform="linux/amd64")
+    assert Path(aci.path).name == "oci-multi-multi.aci"
+    annotations = {a["name"]: a["value"] for a in aci.manifest["annotations"]}
+    assert annotations["appc.io/docker/manifesthash"] == MANIFEST_DIGEST
+    assert annotations["appc.io/docker/manifestlisthash"] == INDEX_DIGEST
+    names = [a["name"] for a in aci.manifest["annotations"]]
+    assert names.index("appc.io/docker/manifestlisthash") == names.index("appc.io/docker/manifesthash") + 1
+
+
+@pytest.mark.parametrize("platform", ["linux/arm64", "linux/arm64/v8"])
+def test_index_selects_arm64(tmp_path: Path, platform: str) -> None:
+    aci = convert(f"oci:{IMAGES / 'oci-multi'}:multi", tmp_path, platform=platform)
+    assert Path(aci.path).name == "oci-multi-multi-linux-aarch64.aci"
+    assert aci.labels == {"arch": "aarch64", "os": "linux", "version": "multi"}
+    annotations = {a["name"]: a["value"] for a in aci.manifest["annotations"]}
+    assert annotations["appc.io/docker/imageid"] == ARM64_CONFIG_DIGEST
+    assert annotations["appc.io/docker/manifesthash"] == ARM64_MANIFEST_DIGEST
+    actool_validate(aci.path)
+
+
+def test_index_without_the_platform_lists_what_is_there(tmp_path: Path) -> None:
+    with pytest.raises(docker2aci.errors.PlatformNotFound, match=r"linux/s390x.*linux/amd64, linux/arm64"):
+        convert(f"oci:{IMAGES / 'oci-multi'}:multi", tmp_path, platform="linux/s390x")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_layout_with_several_images_needs_a_selection(tmp_path: Path) -> None:
+    with pytest.raises(SeveralImages) as err:
+        convert(f"oci:{IMAGES / 'oci-multi'}", tmp_path)
+    assert err.value.names == ["oci-multi:busybox", "oci-multi:latest", "oci-multi:arm64", "oci-multi:multi"]
+    aci = convert(f"oci:{IMAGES / 'oci-multi'}", tmp_path, image="arm64")
+    assert aci.labels["arch"] == "aarch64"
+
+
+def test_buildah_image_has_the_run_step(tmp_path: Path) -> None:
+    aci = convert(str(IMAGES / "podman-oci-archive.tar"), tmp_path)
+    assert aci.name == "test/built"
+    _, entries = read_aci(aci.path)
+    names = {e[0] for e in entries}
+    assert "rootfs/app/built.txt" in names and "rootfs/app/hello.txt" not in names
+    env = {e["name"]: e["value"] for e in aci.manifest["app"]["environment"]}
+    assert env["BUILT"] == "1"
+    actool_validate(aci.path)
+
+
+def test_conversion_is_deterministic_and_image_id_is_the_tar_hash(tmp_path: Path) -> None:
+    source = f"oci-archive:{IMAGES / 'oci-archive.tar'}"
+    first = convert(source, tmp_path / "a")
+    second = convert(source, tmp_path / "b")
+    assert Path(first.path).read_bytes() == Path(second.path).read_bytes()
+    assert first.image_id == second.image_id
+    plain = gzip.decompress(Path(first.path).read_bytes())
+    assert first.image_id == "sha512-" + hashlib.sha512(plain).hexdigest()
+    raw = convert(source, tmp_path / "c", compression=docker2aci.Compression.NONE)
+    assert Path(raw.path).read_bytes() == plain
+    assert raw.image_id == first.image_id
+
+
+@pytest.mark.parametrize("fixture", ["fixture-test-depsloop.docker", "fixture-test-invalidlayerid.docker"])
+def test_reference_fixtures_fail_cleanly(tmp_path: Path, fixture: str) -> None:
+    out = tmp_path / "out"
+    before = set(os.listdir("/etc"))
+    with pytest.raises(InvalidManifest, match="dependency loop|invalid layer ID"):
+        convert(str(IMAGES / "docker2aci-fixtures" / fixture), out)
+    assert not out.exists() or list(out.iterdir()) == []
+    assert set(os.listdir("/etc")) == before
