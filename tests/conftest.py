@@ -1,0 +1,127 @@
+"""Session-wide test fixtures: real images built once per test session.
+
+Every image fixture is built by ``fixtures/builders.py`` with the real tools
+(umoci, skopeo, busybox-static) into one session temporary directory, the first
+time a test asks for it, and reused by every later test. A fixture whose tool
+is missing, or that needs root when the session is not root, is skipped with
+the reason (CI installs the tools and runs as root, so nothing is skipped there).
+
+Conventions: layouts hold the image under the tag ``latest``
+(:data:`fixtures.builders.DEFAULT_TAG`); archives name it ``test/busybox:latest``
+(:data:`fixtures.builders.TEST_REF`; skopeo's docker-archive writes
+``docker.io/test/busybox:latest`` in ``RepoTags``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Make the repository's `fixtures` package importable when the project is not
+# installed (pytest puts only tests/ on sys.path); the repo copy always wins.
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from fixtures import builders  # noqa: E402
+
+T = TypeVar("T")
+
+
+def _build_or_skip(build: Callable[[], T], *tools: str, root: bool = True) -> T:
+    """Run ``build`` after checking its prerequisites; skip (not fail) if they are absent."""
+    missing = builders.missing_tools(*tools)
+    if missing:
+        pytest.skip(str(builders.ToolMissingError(missing)))
+    if root and os.geteuid() != 0:
+        pytest.skip("building the busybox fixtures needs root (files owned by uid 1000, setuid bit)")
+    return build()
+
+
+@pytest.fixture(scope="session")
+def fixture_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session directory that holds every built image."""
+    return tmp_path_factory.mktemp("images")
+
+
+@pytest.fixture(scope="session")
+def busybox_layout(fixture_dir: Path) -> Path:
+    """OCI layout (umoci) of the 8-layer busybox image with every feature, tag ``latest``.
+
+    Layers: 1 busybox + files, 2 plain whiteout, 3 per-file whiteouts, 4 opaque
+    whiteout (hand-made tar), 5 hard links / /var/www / setuid / 150-char path /
+    user.test xattr / symlinks, 6 /var/www dir -> symlink, 7 whiteout of a
+    hard link's data-carrying name (hand-made), 8 hard link to a layer-1 file
+    (hand-made). See fixtures/README.md.
+    """
+    return _build_or_skip(
+        lambda: builders.build_busybox_layout(fixture_dir / "busybox-layout", builders.DEFAULT_TAG,
+                                              features=True),
+        "umoci", str(builders.BUSYBOX_BINARY))
+
+
+@pytest.fixture(scope="session")
+def busybox_basic_layout(fixture_dir: Path) -> Path:
+    """OCI layout of the 4-layer busybox image (features=False), tag ``latest``:
+    the same tree as ../shared/images/oci-layout and the demo image."""
+    return _build_or_skip(
+        lambda: builders.build_busybox_layout(fixture_dir / "busybox-basic-layout",
+                                              builders.DEFAULT_TAG, features=False),
+        "umoci", str(builders.BUSYBOX_BINARY))
+
+
+@pytest.fixture(scope="session")
+def busybox_docker_archive(busybox_layout: Path, fixture_dir: Path) -> Path:
+    """skopeo ``docker-archive`` of :func:`busybox_layout`, named ``test/busybox:latest``
+    (``RepoTags`` = ``docker.io/test/busybox:latest``; layers ``<diffid>.tar``)."""
+    return _build_or_skip(
+        lambda: builders.build_docker_archive(busybox_layout, fixture_dir / "busybox-docker-archive.tar"),
+        "skopeo", root=False)
+
+
+@pytest.fixture(scope="session")
+def busybox_oci_archive(busybox_layout: Path, fixture_dir: Path) -> Path:
+    """skopeo ``oci-archive`` of :func:`busybox_layout`, ref name ``test/busybox:latest``, gzip layers."""
+    return _build_or_skip(
+        lambda: builders.build_oci_archive(busybox_layout, fixture_dir / "busybox-oci-archive.tar"),
+        "skopeo", root=False)
+
+
+@pytest.fixture(scope="session")
+def busybox_zstd_layout(busybox_layout: Path, fixture_dir: Path) -> Path:
+    """OCI layout of :func:`busybox_layout` with zstd layers (skopeo), tag ``latest``."""
+    return _build_or_skip(
+        lambda: builders.build_zstd_layout(busybox_layout, fixture_dir / "busybox-zstd-layout"),
+        "skopeo", root=False)
+
+
+@pytest.fixture(scope="session")
+def busybox_uncompressed_layout(busybox_layout: Path, fixture_dir: Path) -> Path:
+    """OCI layout of :func:`busybox_layout` with plain-tar layers (skopeo via ``dir:``), tag ``latest``."""
+    return _build_or_skip(
+        lambda: builders.build_uncompressed_layout(busybox_layout,
+                                                   fixture_dir / "busybox-uncompressed-layout"),
+        "skopeo", root=False)
+
+
+@pytest.fixture(scope="session")
+def busybox_docker25_save(busybox_layout: Path, fixture_dir: Path) -> Path:
+    """Docker 25+ ``docker save`` archive (written in code) of :func:`busybox_layout`,
+    named ``test/busybox:latest``: OCI layout + ``manifest.json`` + ``repositories``."""
+    return builders.build_docker25_save(busybox_layout, builders.DEFAULT_TAG,
+                                        fixture_dir / "busybox-docker25-save.tar",
+                                        repo_tag=builders.TEST_REF)
+
+
+@pytest.fixture(scope="session")
+def shared_images() -> Path:
+    """``../shared/images`` next to the repository (read-only real images, see its MANIFEST.txt)."""
+    path = REPO_ROOT.parent / "shared" / "images"
+    if not path.is_dir():
+        pytest.skip(f"shared images not found at {path}")
+    return path
