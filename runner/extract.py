@@ -1,0 +1,411 @@
+"""Render an ACI: stream its tar and write ``rootfs/`` into a directory, safely.
+
+An ACI (appc spec, ``spec/aci.md``, "Image Archives") is a tar, optionally compressed
+with gzip, bzip2 or xz, holding a ``manifest`` file and a ``rootfs`` directory. This
+module reads it once, front to back, without holding it in memory, and writes the
+rootfs entries itself rather than through :meth:`tarfile.TarFile.extractall`: the
+``data`` filter refuses absolute symbolic link targets, which are legitimate content
+(public case 13).
+
+Safety rules (public case 12):
+
+* entry names and hard-link targets are archive paths; an absolute one, or one with a
+  ``..`` component, is refused with an error naming the entry;
+* the parent directories of an entry are resolved inside the tree (absolute links
+  restart at the rootfs root); a link on the way that leads outside is refused;
+* hard links must name an existing non-directory inside ``rootfs/``;
+* symbolic link targets are stored verbatim: they are only interpreted at run time,
+  inside the chroot.
+
+Metadata (appc: files keep their properties): permission bits including setuid, setgid
+and sticky; numeric owners (only applied when running as root); modification times;
+extended attributes from ``SCHILY.xattr.*`` PAX records. Device nodes are created only
+when running as root, otherwise skipped with a warning (public case 16). Directory modes
+and times are applied after their contents. Names are byte-exact (UTF-8 with
+``surrogateescape``).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import shutil
+import stat
+import tarfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import IO, Any, Literal, cast
+
+from docker2aci.errors import RunnerError
+from runner.paths import Escape, PathEscapeError, make_dirs_in_root, resolve_in_root
+
+logger = logging.getLogger(__name__)
+
+#: Largest ``manifest`` entry accepted, in bytes.
+MAX_MANIFEST_BYTES = 1 << 20
+
+#: Chunk size used to copy file contents, in bytes.
+COPY_CHUNK = 1 << 20
+
+_XATTR_PREFIX = "SCHILY.xattr."
+_TOLERANT_XATTR_NAMESPACES = ("security.", "trusted.")
+_UNSUPPORTED_ERRNOS = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP})
+
+StreamMode = Literal["r|gz", "r|bz2", "r|xz", "r|"]
+
+# (magic bytes, tarfile stream mode, name)
+_COMPRESSIONS: tuple[tuple[bytes, StreamMode, str], ...] = (
+    (b"\x1f\x8b", "r|gz", "gzip"),
+    (b"BZh", "r|bz2", "bzip2"),
+    (b"\xfd7zXZ\x00", "r|xz", "xz"),
+)
+_UNSUPPORTED_MAGIC: tuple[tuple[bytes, str], ...] = ((b"\x28\xb5\x2f\xfd", "zstd"),)
+
+
+class EntryError(RunnerError):
+    """One tar entry of an ACI is unsafe or cannot be written.
+
+    Attributes:
+        entry: the entry name as stored in the archive.
+        reason: what is wrong with it.
+        archive: the ACI the entry came from, once known.
+    """
+
+    reference = "unsafe-entry"
+
+    def __init__(self, entry: str, reason: str, archive: str | None = None) -> None:
+        prefix = f"rendering {archive}: " if archive is not None else ""
+        super().__init__(f"{prefix}entry {entry!r}: {reason}")
+        self.entry = entry
+        self.reason = reason
+        self.archive = archive
+
+
+@dataclass(frozen=True)
+class _DirMeta:
+    """Metadata of a directory, applied once all entries are written.
+
+    Attributes:
+        mode: permission bits (``0o7777`` mask).
+        mtime: modification time, seconds since the epoch.
+    """
+
+    mode: int
+    mtime: float
+
+
+def sniff_stream_mode(head: bytes) -> StreamMode:
+    """Choose the :func:`tarfile.open` stream mode from an archive's first bytes.
+
+    Args:
+        head: at least the first 6 bytes of the file (fewer for tiny files).
+
+    Returns:
+        ``"r|gz"``, ``"r|bz2"``, ``"r|xz"`` or ``"r|"`` (plain tar).
+
+    Raises:
+        RunnerError: the bytes name a compression that ACIs do not use (zstd).
+    """
+    for magic, mode, _name in _COMPRESSIONS:
+        if head.startswith(magic):
+            return mode
+    for magic, name in _UNSUPPORTED_MAGIC:
+        if head.startswith(magic):
+            raise RunnerError(f"{name}-compressed ACIs are not supported (appc: gzip, bzip2, xz)")
+    return "r|"
+
+
+def render_aci(aci_path: str | os.PathLike[str], rootfs: str | os.PathLike[str]) -> dict[str, Any]:
+    """Write the ``rootfs/`` of an ACI into a directory and return its manifest.
+
+    The archive is read once as a stream. ``rootfs`` should be empty (a fresh directory);
+    entries outside ``rootfs/`` other than ``manifest`` are ignored.
+
+    Args:
+        aci_path: the ACI file (gzip, bzip2, xz or plain tar; chosen from the bytes).
+        rootfs: an existing directory that becomes the image's ``/``.
+
+    Returns:
+        The parsed image manifest (appc ``spec/types.md``, "Image Manifest Schema").
+
+    Raises:
+        EntryError: an entry is unsafe (absolute, ``..``, escaping link) or unwritable;
+            it names the entry.
+        RunnerError: the file cannot be read, is not a tar, or has no valid manifest.
+    """
+    root = os.fspath(rootfs)
+    where = os.fspath(aci_path)
+    try:
+        with open(aci_path, "rb") as raw:
+            mode = sniff_stream_mode(raw.peek(8)[:8])
+            with tarfile.open(
+                fileobj=raw, mode=mode, encoding="utf-8", errors="surrogateescape"
+            ) as archive:
+                manifest = _Renderer(archive, root).run()
+    except EntryError as err:
+        raise EntryError(err.entry, err.reason, archive=where) from err
+    except RunnerError as err:
+        raise RunnerError(f"rendering {where}: {err}") from err
+    except (tarfile.TarError, EOFError, OSError) as err:
+        raise RunnerError(f"rendering {where}: {err}") from err
+    return manifest
+
+
+def archive_components(name: str) -> list[str]:
+    """Split an archive path into components, refusing anything that could escape.
+
+    Args:
+        name: an entry name or hard-link target as stored in the tar.
+
+    Returns:
+        The components, with empty and ``.`` components dropped.
+
+    Raises:
+        EntryError: the name is absolute or has a ``..`` component.
+    """
+    if name.startswith("/"):
+        raise EntryError(name, "absolute names are not allowed in an ACI")
+    parts = [part for part in name.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise EntryError(name, "'..' is not allowed in names")
+    return parts
+
+
+class _Renderer:
+    """One pass over an ACI tar, writing ``rootfs/`` entries under ``root``."""
+
+    def __init__(self, archive: tarfile.TarFile, root: str) -> None:
+        self._archive = archive
+        self._root = root
+        self._is_root = os.geteuid() == 0
+        self._dirs: dict[str, _DirMeta] = {}
+        self._manifest: bytes | None = None
+
+    def run(self) -> dict[str, Any]:
+        """Process every entry, then apply directory metadata and parse the manifest."""
+        for member in self._members():
+            self._entry(member)
+        self._finish_dirs()
+        if self._manifest is None:
+            raise RunnerError("no 'manifest' entry: not an ACI")
+        try:
+            manifest = json.loads(self._manifest)
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise RunnerError(f"manifest is not valid JSON: {err}") from err
+        if not isinstance(manifest, dict) or manifest.get("acKind") != "ImageManifest":
+            raise RunnerError("manifest is not an appc ImageManifest (acKind)")
+        return manifest
+
+    def _members(self) -> Iterator[tarfile.TarInfo]:
+        while (member := self._archive.next()) is not None:
+            yield member
+
+    def _entry(self, member: tarfile.TarInfo) -> None:
+        parts = archive_components(member.name)
+        if parts == ["manifest"]:
+            self._read_manifest(member)
+            return
+        if not parts or parts[0] != "rootfs":
+            logger.debug("ignoring entry %r outside rootfs/", member.name)
+            return
+        try:
+            self._rootfs_entry(member, parts[1:])
+        except PathEscapeError as err:
+            raise EntryError(
+                member.name, "its parent leads outside the rootfs through a symbolic link"
+            ) from err
+        except EntryError:
+            raise
+        except RunnerError as err:
+            raise EntryError(member.name, str(err)) from err
+        except OSError as err:
+            raise EntryError(member.name, err.strerror or str(err)) from err
+
+    def _read_manifest(self, member: tarfile.TarInfo) -> None:
+        if not member.isreg():
+            raise EntryError(member.name, "manifest is not a regular file")
+        if member.size > MAX_MANIFEST_BYTES:
+            raise EntryError(member.name, f"manifest larger than {MAX_MANIFEST_BYTES} bytes")
+        data = self._archive.extractfile(member)
+        assert data is not None  # a regular file always has data
+        self._manifest = data.read()
+
+    def _rootfs_entry(self, member: tarfile.TarInfo, rel: list[str]) -> None:
+        if not rel:
+            if not member.isdir():
+                raise EntryError(member.name, "rootfs is not a directory")
+            self._chown(self._root, member)
+            self._dirs[self._root] = _DirMeta(member.mode & 0o7777, member.mtime)
+            return
+        parent = make_dirs_in_root(self._root, "/".join(rel[:-1]), escape=Escape.REFUSE)
+        target = os.path.join(parent, rel[-1])
+        if member.isdir():
+            self._directory(member, target)
+            return
+        self._make_room(target)
+        if member.islnk():
+            self._hard_link(member, target)
+            return
+        if member.issym():
+            os.symlink(member.linkname, target)
+        elif member.isreg():
+            self._regular(member, target)
+        elif member.isfifo():
+            os.mkfifo(target, 0o600)
+        elif member.ischr() or member.isblk():
+            if not self._device(member, target):
+                return
+        else:
+            logger.warning("skipping entry %r: unsupported tar type %r", member.name, member.type)
+            return
+        self._apply_meta(target, member)
+
+    def _directory(self, member: tarfile.TarInfo, target: str) -> None:
+        try:
+            existing = os.lstat(target).st_mode
+        except FileNotFoundError:
+            existing = None
+        if existing is not None and not stat.S_ISDIR(existing):
+            os.unlink(target)
+            existing = None
+        if existing is None:
+            os.mkdir(target, 0o700)
+        self._chown(target, member)
+        self._set_xattrs(target, member)
+        self._dirs[target] = _DirMeta(member.mode & 0o7777, member.mtime)
+
+    def _make_room(self, target: str) -> None:
+        """Remove what a later entry replaces (tar semantics: the last entry wins)."""
+        try:
+            mode = os.lstat(target).st_mode
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(mode):
+            shutil.rmtree(target)
+        else:
+            os.unlink(target)
+
+    def _hard_link(self, member: tarfile.TarInfo, target: str) -> None:
+        try:
+            parts = archive_components(member.linkname)
+        except EntryError as err:
+            raise EntryError(
+                member.name, f"hard link target {member.linkname!r}: {err.reason}"
+            ) from err
+        if len(parts) < 2 or parts[0] != "rootfs":
+            raise EntryError(member.name, f"hard link target {member.linkname!r} is not in rootfs/")
+        try:
+            source = resolve_in_root(
+                self._root, "/".join(parts[1:]), follow_final=False, escape=Escape.REFUSE
+            )
+        except PathEscapeError as err:
+            raise EntryError(
+                member.name, f"hard link target {member.linkname!r} leads outside the rootfs"
+            ) from err
+        try:
+            source_mode = os.lstat(source).st_mode
+        except FileNotFoundError:
+            raise EntryError(
+                member.name, f"hard link target {member.linkname!r} does not exist"
+            ) from None
+        if stat.S_ISDIR(source_mode):
+            raise EntryError(member.name, f"hard link target {member.linkname!r} is a directory")
+        os.link(source, target, follow_symlinks=False)
+
+    def _regular(self, member: tarfile.TarInfo, target: str) -> None:
+        data = self._archive.extractfile(member)
+        assert data is not None  # a regular file always has data
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        with os.fdopen(os.open(target, flags, 0o600), "wb") as out:
+            if member.sparse is None:
+                shutil.copyfileobj(data, out, COPY_CHUNK)
+            else:
+                regions = cast("list[tuple[int, int]]", member.sparse)  # typeshed says bytes
+                _copy_sparse(data, out, regions, member.size)
+
+    def _device(self, member: tarfile.TarInfo, target: str) -> bool:
+        kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
+        if not self._is_root:
+            logger.warning("skipping device node %r: creating it needs root", member.name)
+            return False
+        try:
+            os.mknod(target, kind | 0o600, os.makedev(member.devmajor, member.devminor))
+        except PermissionError:
+            logger.warning("skipping device node %r: mknod not permitted here", member.name)
+            return False
+        return True
+
+    def _apply_meta(self, target: str, member: tarfile.TarInfo) -> None:
+        """Owner, then mode (chown clears setuid), then xattrs, then times."""
+        self._chown(target, member)
+        if not member.issym():
+            os.chmod(target, member.mode & 0o7777)
+        self._set_xattrs(target, member)
+        _set_mtime(target, member.mtime)
+
+    def _chown(self, target: str, member: tarfile.TarInfo) -> None:
+        if self._is_root:
+            os.chown(target, member.uid, member.gid, follow_symlinks=False)
+
+    def _set_xattrs(self, target: str, member: tarfile.TarInfo) -> None:
+        for name, value in _xattrs(member.pax_headers):
+            try:
+                os.setxattr(target, name, value, follow_symlinks=False)
+            except OSError as err:
+                tolerated = name.startswith(_TOLERANT_XATTR_NAMESPACES)
+                if not tolerated and err.errno not in _UNSUPPORTED_ERRNOS:
+                    raise EntryError(
+                        member.name, f"setting xattr {name!r}: {err.strerror}"
+                    ) from err
+                logger.warning("entry %r: xattr %r not set: %s", member.name, name, err.strerror)
+
+    def _finish_dirs(self) -> None:
+        """Apply directory modes and times, deepest first, once their contents exist."""
+        for path in sorted(self._dirs, key=lambda p: p.count("/"), reverse=True):
+            try:
+                if not stat.S_ISDIR(os.lstat(path).st_mode):
+                    continue  # replaced by a later entry
+            except FileNotFoundError:
+                continue
+            meta = self._dirs[path]
+            os.chmod(path, meta.mode)
+            _set_mtime(path, meta.mtime)
+
+
+def _xattrs(pax_headers: Mapping[str, str]) -> Iterator[tuple[str, bytes]]:
+    """Yield ``(name, value)`` pairs from ``SCHILY.xattr.*`` PAX records, byte-exact."""
+    for key, value in pax_headers.items():
+        if key.startswith(_XATTR_PREFIX):
+            yield key[len(_XATTR_PREFIX) :], value.encode("utf-8", "surrogateescape")
+
+
+def _set_mtime(path: str, mtime: float) -> None:
+    nanoseconds = int(mtime * 1_000_000_000)
+    os.utime(path, ns=(nanoseconds, nanoseconds), follow_symlinks=False)
+
+
+def _copy_sparse(
+    data: IO[bytes], out: IO[bytes], regions: list[tuple[int, int]], size: int
+) -> None:
+    """Copy the data regions of a sparse member, leaving holes unwritten.
+
+    Args:
+        data: the member's contents as :meth:`tarfile.TarFile.extractfile` gives them.
+        out: the destination file, open for writing at offset 0.
+        regions: ``(offset, length)`` pairs in bytes, ascending.
+        size: the file's full length in bytes.
+    """
+    source = getattr(data, "raw", data)  # the buffered wrapper refuses to seek a stream
+    for offset, length in regions:
+        source.seek(offset)
+        out.seek(offset)
+        remaining = length
+        while remaining:
+            chunk = source.read(min(COPY_CHUNK, remaining))
+            if not chunk:
+                raise RunnerError("sparse member ends early")
+            out.write(chunk)
+            remaining -= len(chunk)
+    out.truncate(size)

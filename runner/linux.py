@@ -1,0 +1,95 @@
+"""Thin ctypes wrappers for the Linux system calls Python 3.11 lacks: unshare, mount.
+
+See ``unshare(2)`` and ``mount(2)``. Errors are raised as :class:`OSError` with the
+system call's errno, like the :mod:`os` functions.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from dataclasses import dataclass
+
+CLONE_NEWNS = 0x00020000
+
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_REMOUNT = 0x20
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.unshare.argtypes = [ctypes.c_int]
+_libc.unshare.restype = ctypes.c_int
+_libc.mount.argtypes = [
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_ulong,
+    ctypes.c_char_p,
+]
+_libc.mount.restype = ctypes.c_int
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One ``mount(2)`` call.
+
+    Attributes:
+        source: the device, file system name or bind source (``None`` for a change of
+            propagation).
+        target: the host path mounted on; it must contain no symbolic link.
+        fstype: the file system type (``None`` for bind mounts and propagation).
+        flags: ``MS_*`` flags.
+        data: file-system-specific options (``"newinstance,ptmxmode=0666"``).
+    """
+
+    source: str | None
+    target: str
+    fstype: str | None = None
+    flags: int = 0
+    data: str | None = None
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"{what}: {os.strerror(code)}")
+
+
+def _encode(value: str | None) -> bytes | None:
+    return None if value is None else os.fsencode(value)
+
+
+def unshare(flags: int) -> None:
+    """Move the calling process into new namespaces (``unshare(2)``).
+
+    Args:
+        flags: ``CLONE_*`` flags, e.g. :data:`CLONE_NEWNS`.
+
+    Raises:
+        OSError: the call failed (``EPERM`` without ``CAP_SYS_ADMIN``).
+    """
+    _check(_libc.unshare(flags), "unshare")
+
+
+def mount(spec: Mount) -> None:
+    """Perform one ``mount(2)`` call.
+
+    Args:
+        spec: what to mount where.
+
+    Raises:
+        OSError: the call failed; the message names the target.
+    """
+    result = _libc.mount(
+        _encode(spec.source),
+        _encode(spec.target),
+        _encode(spec.fstype),
+        spec.flags,
+        _encode(spec.data),
+    )
+    _check(result, f"mounting {spec.fstype or spec.source or 'propagation'} on {spec.target}")

@@ -1,0 +1,210 @@
+"""Resolve paths inside a rendered root file system without leaving it.
+
+A rendered ACI rootfs is a directory on the host, but its symbolic links mean what they
+mean inside the container: an absolute target names the rootfs root, and ``..`` never
+climbs above it. Host code that creates, reads or mounts things in the tree must resolve
+each path one component at a time with those rules, or an image could make it touch
+host files (public cases 12, 13 and 59).
+
+The functions here are path based. They are safe because the tree belongs to the runner
+(a fresh private temporary directory) and nothing else changes it while they run.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections import deque
+from enum import Enum
+
+from docker2aci.errors import RunnerError
+
+#: Symbolic links followed during one resolution before giving up (Linux's MAXSYMLINKS).
+MAX_LINK_HOPS = 40
+
+
+class Escape(Enum):
+    """What to do when ``..`` would climb above the root.
+
+    Attributes:
+        CLAMP: stay at the root, as the kernel does inside a chroot (run time).
+        REFUSE: raise :class:`PathEscapeError` (rendering an archive).
+    """
+
+    CLAMP = "clamp"
+    REFUSE = "refuse"
+
+
+class PathEscapeError(RunnerError):
+    """A path, or a symbolic link on its way, leads outside the root."""
+
+    reference = "path-escape"
+
+
+def split_components(path: str) -> list[str]:
+    """Split a slash-separated path into its non-empty components, dropping ``.``.
+
+    Args:
+        path: a path in the tree's own terms (``/etc/passwd``, ``etc/passwd``).
+
+    Returns:
+        The components in order; ``..`` is kept for the caller to interpret.
+    """
+    return [part for part in path.split("/") if part not in ("", ".")]
+
+
+def resolve_in_root(
+    root: str | os.PathLike[str],
+    path: str,
+    *,
+    follow_final: bool = True,
+    escape: Escape = Escape.CLAMP,
+) -> str:
+    """Map a path inside ``root`` to a host path with every symbolic link resolved in root.
+
+    Components are resolved one at a time with :func:`os.lstat`: a symbolic link is
+    replaced by its target (an absolute target restarts at ``root``), ``..`` pops the last
+    real component. Components that do not exist are kept as written, so the result also
+    names files that are about to be created.
+
+    Args:
+        root: the host directory that is ``/`` for the path.
+        path: the path in the tree's terms; absolute or relative to ``root``.
+        follow_final: resolve the last component if it is a symbolic link; ``False``
+            names the link itself (like ``lstat``).
+        escape: what to do when ``..`` climbs above ``root``.
+
+    Returns:
+        A host path under ``root`` that contains no symbolic link, except possibly its
+        last component when ``follow_final`` is false.
+
+    Raises:
+        PathEscapeError: ``escape`` is :attr:`Escape.REFUSE` and the path leaves ``root``.
+        RunnerError: more than :data:`MAX_LINK_HOPS` links were followed.
+    """
+    root_str = os.fspath(root)
+    pending: deque[str] = deque(path.split("/"))
+    resolved: list[str] = []
+    hops = 0
+    while pending:
+        part = pending.popleft()
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            elif escape is Escape.REFUSE:
+                raise PathEscapeError(f"path {path!r} leads outside the root")
+            continue
+        candidate = os.path.join(root_str, *resolved, part)
+        is_last = all(rest in ("", ".") for rest in pending)
+        try:
+            mode = os.lstat(candidate).st_mode
+        except FileNotFoundError:
+            resolved.append(part)
+            continue
+        if stat.S_ISLNK(mode) and (follow_final or not is_last):
+            hops += 1
+            if hops > MAX_LINK_HOPS:
+                raise RunnerError(f"resolving {path!r}: too many levels of symbolic links")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                resolved.clear()
+            pending.extendleft(reversed(target.split("/")))
+            continue
+        resolved.append(part)
+    return os.path.join(root_str, *resolved)
+
+
+def make_dirs_in_root(
+    root: str | os.PathLike[str], path: str, *, escape: Escape = Escape.CLAMP, mode: int = 0o755
+) -> str:
+    """Resolve ``path`` inside ``root`` and create the directories that are missing.
+
+    New directories get ``mode`` (umask ignored) and keep the creating process's owner
+    (root when the runner runs as root).
+
+    Args:
+        root: the host directory that is ``/`` for the path.
+        path: the directory to make, in the tree's terms.
+        escape: what to do when ``..`` climbs above ``root``.
+        mode: permission bits of the directories created.
+
+    Returns:
+        The host path of the directory.
+
+    Raises:
+        PathEscapeError: ``escape`` is :attr:`Escape.REFUSE` and the path leaves ``root``.
+        RunnerError: a component exists and is not a directory, or a directory cannot be
+            created.
+    """
+    host_path = resolve_in_root(root, path, escape=escape)
+    root_str = os.fspath(root)
+    relative = os.path.relpath(host_path, root_str)
+    current = root_str
+    for part in split_components(relative):
+        current = os.path.join(current, part)
+        try:
+            os.mkdir(current, mode)
+            os.chmod(current, mode)
+        except FileExistsError:
+            if not stat.S_ISDIR(os.lstat(current).st_mode):
+                raise RunnerError(
+                    f"creating directory {path!r}: {part!r} is not a directory"
+                ) from None
+        except OSError as err:
+            raise RunnerError(f"creating directory {path!r}: {err.strerror}") from err
+    return host_path
+
+
+def read_text_in_root(
+    root: str | os.PathLike[str], path: str, *, limit: int = 8 << 20
+) -> str | None:
+    """Read a small text file of the tree (``/etc/passwd``), links resolved in root.
+
+    Args:
+        root: the host directory that is ``/`` for the path.
+        path: the file, in the tree's terms.
+        limit: the largest size read, in bytes.
+
+    Returns:
+        The contents (UTF-8, undecodable bytes kept as surrogates), or ``None`` when the
+        file is absent or not a regular file.
+
+    Raises:
+        RunnerError: the file is larger than ``limit`` or cannot be read.
+    """
+    host_path = resolve_in_root(root, path)
+    try:
+        fd = os.open(host_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as err:
+        raise RunnerError(f"reading {path} in the image: {err.strerror}") from err
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        if info.st_size > limit:
+            raise RunnerError(f"reading {path} in the image: larger than {limit} bytes")
+        return handle.read(limit).decode("utf-8", "surrogateescape")
+
+
+def owner_in_root(root: str | os.PathLike[str], path: str) -> tuple[int, int]:
+    """Give the owner of a file of the tree, links resolved in root.
+
+    Args:
+        root: the host directory that is ``/`` for the path.
+        path: the file, in the tree's terms.
+
+    Returns:
+        ``(uid, gid)`` of the file.
+
+    Raises:
+        RunnerError: the file does not exist.
+    """
+    try:
+        info = os.lstat(resolve_in_root(root, path))
+    except OSError as err:
+        raise RunnerError(f"looking up the owner of {path} in the image: {err.strerror}") from err
+    return info.st_uid, info.st_gid

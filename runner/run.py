@@ -1,0 +1,386 @@
+"""The ``fly`` stage: chroot into a rendered rootfs in a private mount namespace.
+
+Like rkt's stage1-fly, the app keeps the host's pid and network namespaces and gets no
+isolators. The runner forks; the child makes a private mount namespace, mounts
+``/proc``, ``/sys`` (read-only) and the devices a process needs into the tree, chroots,
+changes directory and identity, and executes the app. The mounts live only in the
+child's namespace and vanish with it. The parent forwards ``SIGINT``, ``SIGTERM`` and
+``SIGHUP`` and returns the app's exit status.
+
+File-level preparation (mount points, device placeholders, ``/dev`` links,
+``/etc/resolv.conf`` and ``/etc/hosts``, the working directory) happens in the parent,
+with every path resolved inside the tree (:mod:`runner.paths`), so that the child only
+mounts onto paths that contain no symbolic link.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import signal
+import stat
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import NoReturn
+
+from docker2aci.errors import RunnerError
+from runner.linux import (
+    CLONE_NEWNS,
+    MS_BIND,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_PRIVATE,
+    MS_RDONLY,
+    MS_REC,
+    Mount,
+    mount,
+    unshare,
+)
+from runner.paths import make_dirs_in_root, resolve_in_root
+from runner.spec import ProcessSpec
+
+logger = logging.getLogger(__name__)
+
+#: Host device nodes bound into the app's ``/dev`` (appc ``spec/ace.md``, "Linux").
+DEVICE_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+
+#: Host device nodes bound only when the host has them. The host's console is never
+#: given to an app.
+OPTIONAL_DEVICE_NODES: tuple[str, ...] = ()
+
+#: docker2aci's stdio links point at ``/dev/console`` (rkt's journald console); in fly
+#: there is no console, so in the per-run render they point at the app's own stdio.
+CONSOLE_LINKS = (("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"))
+
+#: Links added to ``/dev`` when the image has no entry of that name (public case 56).
+DEV_LINKS = (
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+    ("fd", "/proc/self/fd"),
+    ("ptmx", "pts/ptmx"),
+)
+
+#: ``/etc/hosts`` written into an image that has none (public case 58).
+HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+
+#: Signals the parent passes on to the app.
+FORWARDED_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+
+_SI_KERNEL = 0x80  # siginfo si_code of a signal sent by the kernel (a terminal's ^C)
+_WAIT_POLL_SECONDS = 1.0
+_MAX_REPORT_CHARS = 300  # the report stays below PIPE_BUF: the child's one write is atomic
+
+
+@dataclass(frozen=True)
+class ChildFailure:
+    """Why the child did not get to ``execve`` the app.
+
+    Attributes:
+        step: what the child was doing (``"mounting"``, ``"starting /bin/x"``).
+        reason: the error, e.g. ``"/bin/x: No such file or directory"``.
+    """
+
+    step: str
+    reason: str
+
+
+def run_fly(rootfs: str, spec: ProcessSpec, *, host_resolv_conf: str = "/etc/resolv.conf") -> int:
+    """Run the app of a rendered rootfs with the fly stage and wait for it.
+
+    Args:
+        rootfs: the rendered tree (a host directory); it is modified (mount points,
+            ``/dev`` entries, ``/etc`` files, working directory).
+        spec: the process to start.
+        host_resolv_conf: the host file copied to ``/etc/resolv.conf`` when the image
+            has none.
+
+    Returns:
+        The app's exit status; ``128 + N`` when it was killed by signal ``N``.
+
+    Raises:
+        RunnerError: not running as root, the tree cannot be prepared, or the child could
+            not start the app (the message gives the step and the reason, e.g. executable
+            not found).
+    """
+    check_fly_host()
+    mounts = prepare_rootfs(rootfs, spec, host_resolv_conf=host_resolv_conf)
+    read_fd, write_fd = os.pipe()  # both close-on-exec: the pipe ends when execve works
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    watched = {*FORWARDED_SIGNALS, signal.SIGCHLD}
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, watched)
+    try:
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(write_fd)
+            os.close(read_fd)
+            raise
+        if pid == 0:
+            os.close(read_fd)
+            _child(rootfs, mounts, spec, write_fd, old_mask)
+        os.close(write_fd)
+        with os.fdopen(read_fd, "rb") as reports:
+            report = reports.read()
+        if report:
+            os.waitpid(pid, 0)
+            failure = ChildFailure(**json.loads(report))
+            raise RunnerError(f"starting the app: {failure.step}: {failure.reason}")
+        return _wait(pid, watched)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+
+
+def check_fly_host() -> None:
+    """Check that this process can run the fly stage (it needs root).
+
+    Raises:
+        RunnerError: the effective user is not root.
+    """
+    if os.geteuid() != 0:
+        raise RunnerError(
+            "the fly stage needs root: it mounts in a private mount namespace and chroots"
+        )
+
+
+def prepare_rootfs(
+    rootfs: str, spec: ProcessSpec, *, host_resolv_conf: str = "/etc/resolv.conf"
+) -> tuple[Mount, ...]:
+    """Create what the fly stage needs in the tree and list the mounts to make.
+
+    Args:
+        rootfs: the rendered tree.
+        spec: the process to start (its working directory is created if missing).
+        host_resolv_conf: the host file copied when the image has no resolv.conf.
+
+    Returns:
+        The mounts, in order, with targets resolved inside the tree; the first one makes
+        the whole (new) mount namespace private.
+
+    Raises:
+        RunnerError: ``/dev``, ``/proc``, ``/sys`` or the working directory exists in the
+            image as something other than a directory.
+    """
+    kernel_fs = MS_NOSUID | MS_NODEV | MS_NOEXEC
+    mounts = [
+        Mount(None, "/", flags=MS_REC | MS_PRIVATE),
+        Mount("proc", make_dirs_in_root(rootfs, "/proc"), "proc", kernel_fs),
+        Mount("sysfs", make_dirs_in_root(rootfs, "/sys"), "sysfs", kernel_fs | MS_RDONLY),
+    ]
+    mounts.extend(_prepare_dev(rootfs))
+    _prepare_etc(rootfs, host_resolv_conf)
+    make_dirs_in_root(rootfs, spec.cwd)
+    return tuple(mounts)
+
+
+def _prepare_dev(rootfs: str) -> list[Mount]:
+    """Device binds, devpts and shm, next to whatever the image ships in ``/dev``."""
+    dev = make_dirs_in_root(rootfs, "/dev")
+    mounts = []
+    for name in (*DEVICE_NODES, *OPTIONAL_DEVICE_NODES):
+        if not os.path.exists(f"/dev/{name}"):
+            if name in DEVICE_NODES:
+                logger.warning("the host has no /dev/%s: the app will not have it either", name)
+            continue
+        target = resolve_in_root(rootfs, f"/dev/{name}")
+        if _placeholder(target, name):
+            mounts.append(Mount(f"/dev/{name}", target, flags=MS_BIND))
+    mounts.append(
+        Mount(
+            "devpts",
+            make_dirs_in_root(rootfs, "/dev/pts"),
+            "devpts",
+            MS_NOSUID | MS_NOEXEC,
+            "newinstance,ptmxmode=0666,mode=0620",
+        )
+    )
+    shm = make_dirs_in_root(rootfs, "/dev/shm")
+    mounts.append(Mount("shm", shm, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"))
+    for name, target in CONSOLE_LINKS:
+        link = os.path.join(dev, name)
+        if os.path.islink(link) and os.readlink(link) == "/dev/console":
+            os.unlink(link)
+    for name, target in DEV_LINKS:
+        link = os.path.join(dev, name)
+        if not os.path.lexists(link):
+            os.symlink(target, link)
+    return mounts
+
+
+def _placeholder(target: str, name: str) -> bool:
+    """Make sure a non-directory exists at ``target`` to bind a device onto."""
+    try:
+        _create_file(target, b"", 0o644)
+    except FileExistsError:
+        if os.path.isdir(target):
+            logger.warning("not binding /dev/%s: the image has a directory there", name)
+            return False
+    except OSError as err:
+        logger.warning("not binding /dev/%s: %s", name, err.strerror)
+        return False
+    return True
+
+
+def _prepare_etc(rootfs: str, host_resolv_conf: str) -> None:
+    """Write ``/etc/resolv.conf`` and ``/etc/hosts`` when the image has none."""
+    try:
+        with open(host_resolv_conf, "rb") as handle:
+            resolv_conf: bytes | None = handle.read()
+    except OSError:
+        logger.warning("the host has no readable %s: not adding one", host_resolv_conf)
+        resolv_conf = None
+    wanted = {"resolv.conf": resolv_conf, "hosts": HOSTS.encode()}
+    try:
+        etc = make_dirs_in_root(rootfs, "/etc")
+    except RunnerError as err:
+        logger.warning("not adding /etc/resolv.conf and /etc/hosts: %s", err)
+        return
+    for name, content in wanted.items():
+        path = os.path.join(etc, name)
+        if content is not None and not os.path.lexists(path):
+            _create_file(path, content, 0o644)
+
+
+def _create_file(path: str, content: bytes, mode: int) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(content)
+    os.chmod(path, mode)
+
+
+def _child(
+    rootfs: str,
+    mounts: Iterable[Mount],
+    spec: ProcessSpec,
+    report_fd: int,
+    signal_mask: Iterable[int],
+) -> NoReturn:
+    """Set up the namespace and execute the app; report any failure on ``report_fd``."""
+    step = "restoring signal dispositions"
+    try:
+        for signum in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores them; the app must not
+            signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, signal_mask)
+        step = "creating a private mount namespace"
+        unshare(CLONE_NEWNS)
+        step = "setting up the mounts"
+        for spec_mount in mounts:
+            mount(spec_mount)
+        step = f"changing root to {rootfs}"
+        os.chroot(rootfs)
+        step = f"changing to working directory {spec.cwd}"
+        os.chdir(spec.cwd)
+        step = f"switching to uid {spec.uid}, gid {spec.gid}"
+        hand_over_stdio(spec.uid)
+        os.setgroups([spec.gid, *spec.supplementary_gids])
+        os.setgid(spec.gid)
+        os.setuid(spec.uid)
+        step = f"starting {spec.argv[0]}"
+        executable = find_executable(spec.argv[0], spec.env.get("PATH", ""))
+        os.execve(executable, list(spec.argv), dict(spec.env))
+    except BaseException as err:  # noqa: BLE001 - everything goes back to the parent
+        reason = _describe(err, step)
+        report = {"step": step[:_MAX_REPORT_CHARS], "reason": reason[:_MAX_REPORT_CHARS]}
+        os.write(report_fd, json.dumps(report).encode())
+    finally:
+        os._exit(127)
+
+
+def hand_over_stdio(uid: int) -> None:
+    """Give the app's user the stdio pipes and sockets, so it can reopen ``/dev/stdout``.
+
+    Reopening ``/proc/self/fd/1`` checks the pipe's own permissions (owner only), so an
+    app running as another user could not write to ``/dev/stdout`` (runc does the same:
+    ``fixStdioPermissions``). Terminals and files are left alone: they outlive the run.
+    Failures are ignored.
+
+    Args:
+        uid: the app's user id.
+    """
+    for fd in (0, 1, 2):
+        try:
+            info = os.fstat(fd)
+            if info.st_uid != uid and (stat.S_ISFIFO(info.st_mode) or stat.S_ISSOCK(info.st_mode)):
+                os.fchown(fd, uid, -1)
+        except OSError:
+            continue
+
+
+def find_executable(name: str, search_path: str) -> str:
+    """Find the program to execute, inside the current root (public case 41).
+
+    Args:
+        name: ``argv[0]``. With a ``/`` it is used as it is (absolute, or relative to
+            the working directory, like ``./run.sh``); a bare name is looked up in
+            ``search_path``.
+        search_path: a ``PATH`` value; an empty entry means the working directory.
+
+    Returns:
+        The path to pass to ``execve``.
+
+    Raises:
+        FileNotFoundError: no directory of ``search_path`` has an executable ``name``.
+        PermissionError: only non-executable files named ``name`` were found.
+    """
+    if "/" in name:
+        return name
+    denied = False
+    for directory in search_path.split(":"):
+        candidate = os.path.join(directory or ".", name)
+        if os.path.isfile(candidate):
+            if os.access(candidate, os.X_OK):
+                return candidate
+            denied = True
+    if denied:
+        raise PermissionError(errno.EACCES, f"{name!r} in PATH {search_path} is not executable")
+    raise FileNotFoundError(errno.ENOENT, f"{name!r} not found in the image's PATH {search_path}")
+
+
+def _describe(err: BaseException, step: str) -> str:
+    """Explain a failure in the child in one line (the step is said separately)."""
+    if not isinstance(err, OSError):
+        return f"{type(err).__name__}: {err}"
+    reason = err.strerror or str(err)
+    if err.filename is not None:
+        name = os.fsdecode(err.filename)
+        if name not in step:
+            reason = f"{name}: {reason}"
+        if err.errno == errno.ENOENT and os.path.lexists(err.filename):
+            reason += " (the file exists: its interpreter or a library it needs is missing)"
+    return reason
+
+
+def _wait(pid: int, watched: set[signal.Signals]) -> int:
+    """Wait for the child, forwarding signals that were sent to the runner.
+
+    A signal a terminal sent (``si_code`` ``SI_KERNEL``) reached the child's process
+    group already and is not sent twice.
+    """
+    while True:
+        info = signal.sigtimedwait(watched, _WAIT_POLL_SECONDS)
+        if info is not None and info.si_signo != signal.SIGCHLD:
+            if info.si_code != _SI_KERNEL:
+                os.kill(pid, info.si_signo)
+            continue
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return exit_status(status)
+
+
+def exit_status(wait_status: int) -> int:
+    """Turn a ``waitpid`` status into a shell-style exit status.
+
+    Args:
+        wait_status: the status word from :func:`os.waitpid`.
+
+    Returns:
+        The exit code, or ``128 + N`` for a process killed by signal ``N``.
+    """
+    code = os.waitstatus_to_exitcode(wait_status)
+    return code if code >= 0 else 128 - code

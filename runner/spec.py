@@ -1,0 +1,325 @@
+"""Turn an appc image manifest and the run options into what the app is started with.
+
+Pure functions: the image's ``/etc/passwd`` and ``/etc/group`` arrive as text (never
+the host's files), and the owner of a file named by a path-form user or group comes
+from a callback. The result is a :class:`ProcessSpec`.
+
+References: appc spec ``spec/types.md`` ("Image Manifest Schema": ``app.exec``,
+``user``, ``group``, ``workingDirectory``, ``environment``, ``supplementaryGIDs``);
+``spec/ace.md`` ("Execution Environment": ``PATH`` default, ``AC_APP_NAME``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from docker2aci.errors import RunnerError
+
+logger = logging.getLogger(__name__)
+
+#: ``PATH`` given to an app whose image sets none (the appc ACE default, as in rkt).
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+#: Annotation holding the Docker ``Entrypoint`` as a JSON array string.
+ENTRYPOINT_ANNOTATION = "appc.io/docker/entrypoint"
+
+#: Annotation holding the Docker ``Cmd`` as a JSON array string.
+CMD_ANNOTATION = "appc.io/docker/cmd"
+
+_MAX_ID = 2**32 - 2  # (uid_t)-1 means "unchanged" to the kernel
+_AC_NAME_JUNK = re.compile(r"[^a-z0-9]+")
+
+#: Returns ``(uid, gid)`` of the file at an absolute path inside the image.
+OwnerLookup = Callable[[str], tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """Everything needed to start the app process.
+
+    Attributes:
+        argv: the command line; ``argv[0]`` is an absolute path, a path relative to
+            ``cwd`` (contains ``/``) or a bare name looked up in ``env["PATH"]``.
+        env: the complete environment (read-only mapping).
+        cwd: absolute working directory inside the image.
+        uid: numeric user id.
+        gid: numeric primary group id.
+        supplementary_gids: extra group ids (``app.supplementaryGIDs``).
+    """
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    cwd: str
+    uid: int
+    gid: int
+    supplementary_gids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Account:
+    """One line of an ``/etc/passwd`` or ``/etc/group`` file.
+
+    Attributes:
+        name: the user or group name.
+        id: the numeric uid or gid.
+        home: the home directory (``passwd`` only; empty for groups).
+    """
+
+    name: str
+    id: int
+    home: str = ""
+
+
+def parse_passwd(text: str) -> tuple[Account, ...]:
+    """Parse ``/etc/passwd`` text (``name:password:uid:gid:gecos:home:shell``).
+
+    Args:
+        text: the file's contents; malformed lines and comments are skipped.
+
+    Returns:
+        The accounts in file order.
+    """
+    return tuple(
+        Account(fields[0], int(fields[2]), fields[5])
+        for fields in _records(text, min_fields=7, id_field=2)
+    )
+
+
+def parse_group(text: str) -> tuple[Account, ...]:
+    """Parse ``/etc/group`` text (``name:password:gid:members``).
+
+    Args:
+        text: the file's contents; malformed lines and comments are skipped.
+
+    Returns:
+        The groups in file order.
+    """
+    return tuple(
+        Account(fields[0], int(fields[2])) for fields in _records(text, min_fields=3, id_field=2)
+    )
+
+
+def _records(text: str, *, min_fields: int, id_field: int) -> list[list[str]]:
+    records = []
+    for line in text.splitlines():
+        fields = line.split(":")
+        if line.startswith("#") or len(fields) < min_fields or not fields[0]:
+            continue
+        if not fields[id_field].isascii() or not fields[id_field].isdigit():
+            continue
+        records.append(fields)
+    return records
+
+
+def resolve_id(
+    value: str | int | None,
+    *,
+    kind: str,
+    accounts: Sequence[Account],
+    owner_of: OwnerLookup | None = None,
+) -> int:
+    """Resolve an appc ``user`` or ``group`` value to a numeric id.
+
+    Order (appc ``spec/types.md``; appc/spec PR #315): empty → 0; an absolute path →
+    the owner (or group) of that file in the image; a name in the image's file; a
+    decimal number; ``root`` → 0 even without a file (rkt #2411).
+
+    Args:
+        value: the manifest's string (an int is accepted as already numeric).
+        kind: ``"user"`` or ``"group"``, for the lookup file and messages.
+        accounts: the image's ``/etc/passwd`` (users) or ``/etc/group`` (groups).
+        owner_of: gives ``(uid, gid)`` of a file in the image, for path values.
+
+    Returns:
+        The id, between 0 and 2**32 - 2.
+
+    Raises:
+        RunnerError: the name is unknown, the number is out of range, or a path value
+            cannot be looked up.
+    """
+    file = "/etc/passwd" if kind == "user" else "/etc/group"
+    if value is None or value == "":
+        return 0
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif not isinstance(value, str):
+        raise RunnerError(f"manifest field app.{kind} is not a string")
+    elif value.startswith("/"):
+        if owner_of is None:
+            raise RunnerError(f"{kind} {value!r}: no image tree to look the file up in")
+        return owner_of(value)[0 if kind == "user" else 1]
+    elif (match := next((a for a in accounts if a.name == value), None)) is not None:
+        return match.id
+    elif value.isascii() and value.isdigit():
+        number = int(value)
+    elif value == "root":
+        return 0
+    else:
+        raise RunnerError(f"{kind} {value!r} is not in the image's {file}")
+    if not 0 <= number <= _MAX_ID:
+        raise RunnerError(f"{kind} {value!r} is out of range")
+    return number
+
+
+def build_process_spec(
+    manifest: Mapping[str, Any],
+    args: Sequence[str] | None = None,
+    *,
+    exec_override: Sequence[str] | None = None,
+    passwd_text: str | None = None,
+    group_text: str | None = None,
+    owner_of: OwnerLookup | None = None,
+) -> ProcessSpec:
+    """Compute the app's process from its image manifest and the run options.
+
+    The command line: ``exec_override`` + ``args`` when an override is given; else, when
+    ``args`` are given, they replace Docker's Cmd: the ``appc.io/docker/entrypoint``
+    annotation + ``args`` (just ``args`` without that annotation); else ``app.exec``.
+
+    The environment: ``app.environment`` (a later duplicate wins), then ``PATH``
+    (:data:`DEFAULT_PATH`) and ``HOME`` (the user's home in the image's passwd, else
+    ``/``) when absent, and ``AC_APP_NAME`` (the last component of the image name).
+
+    Args:
+        manifest: the parsed appc image manifest.
+        args: the words after ``--`` on the command line.
+        exec_override: a replacement for the whole exec (``--exec``).
+        passwd_text: the image's ``/etc/passwd``, or ``None`` when it has none.
+        group_text: the image's ``/etc/group``, or ``None`` when it has none.
+        owner_of: gives ``(uid, gid)`` of a file in the image (path-form user/group).
+
+    Returns:
+        The process specification.
+
+    Raises:
+        RunnerError: the manifest is malformed, the image has no exec and neither
+            ``args`` nor ``exec_override`` is given (public case 42), or a user or group
+            name is not in the image's files.
+    """
+    app = manifest.get("app") or {}
+    if not isinstance(app, Mapping):
+        raise RunnerError("manifest field app is not an object")
+    image = str(manifest.get("name", "the image"))
+    argv = _argv(image, app, _annotations(manifest), args, exec_override)
+    users = parse_passwd(passwd_text or "")
+    uid = resolve_id(app.get("user"), kind="user", accounts=users, owner_of=owner_of)
+    gid = resolve_id(
+        app.get("group"), kind="group", accounts=parse_group(group_text or ""), owner_of=owner_of
+    )
+    home = next((user.home for user in users if user.id == uid and user.home), "/")
+    env = _environment(app.get("environment"))
+    env.setdefault("PATH", DEFAULT_PATH)
+    env.setdefault("HOME", home)
+    env["AC_APP_NAME"] = app_name(image)
+    return ProcessSpec(
+        argv=argv,
+        env=MappingProxyType(env),
+        cwd=_working_directory(app.get("workingDirectory")),
+        uid=uid,
+        gid=gid,
+        supplementary_gids=_supplementary_gids(app.get("supplementaryGIDs")),
+    )
+
+
+def app_name(image_name: str) -> str:
+    """Derive rkt's default app name (an AC name) from an image name.
+
+    Args:
+        image_name: the manifest's ``name`` (``example.com/test/busybox``).
+
+    Returns:
+        The last path component, lower-cased, runs of other characters turned into
+        ``-`` (``busybox``); ``app`` if nothing is left.
+    """
+    base = image_name.rstrip("/").rsplit("/", 1)[-1].lower()
+    return _AC_NAME_JUNK.sub("-", base).strip("-") or "app"
+
+
+def _annotations(manifest: Mapping[str, Any]) -> dict[str, str]:
+    annotations = manifest.get("annotations") or []
+    if not isinstance(annotations, list):
+        raise RunnerError("manifest field annotations is not a list")
+    return {
+        item["name"]: item["value"]
+        for item in annotations
+        if isinstance(item, Mapping)
+        and isinstance(item.get("name"), str)
+        and isinstance(item.get("value"), str)
+    }
+
+
+def _string_list(value: object, what: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(word, str) for word in value):
+        raise RunnerError(f"{what} is not a list of strings")
+    return list(value)
+
+
+def _argv(
+    image: str,
+    app: Mapping[str, Any],
+    annotations: Mapping[str, str],
+    args: Sequence[str] | None,
+    exec_override: Sequence[str] | None,
+) -> tuple[str, ...]:
+    if exec_override:
+        argv = [*exec_override, *(args or ())]
+    elif args:
+        entrypoint: list[str] = []
+        if ENTRYPOINT_ANNOTATION in annotations:
+            try:
+                parsed = json.loads(annotations[ENTRYPOINT_ANNOTATION])
+            except json.JSONDecodeError as err:
+                raise RunnerError(f"annotation {ENTRYPOINT_ANNOTATION} is not JSON: {err}") from err
+            entrypoint = _string_list(parsed or [], f"annotation {ENTRYPOINT_ANNOTATION}")
+        argv = [*entrypoint, *args]
+    else:
+        argv = _string_list(app.get("exec") or [], "manifest field app.exec")
+    if not argv:
+        raise RunnerError(
+            f"{image} has no exec (no Entrypoint or Cmd): use --exec to choose the program to run"
+        )
+    if not argv[0]:
+        raise RunnerError("the executable name is empty")
+    return tuple(argv)
+
+
+def _environment(value: object) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, list):
+        raise RunnerError("manifest field app.environment is not a list")
+    env: dict[str, str] = {}
+    for item in value:
+        if not isinstance(item, Mapping) or not all(
+            isinstance(item.get(key), str) for key in ("name", "value")
+        ):
+            raise RunnerError(f"manifest field app.environment has a malformed entry: {item!r}")
+        env[item["name"]] = item["value"]
+    return env
+
+
+def _working_directory(value: object) -> str:
+    if value is None or value == "":
+        return "/"
+    if not isinstance(value, str):
+        raise RunnerError("manifest field app.workingDirectory is not a string")
+    if not value.startswith("/"):
+        logger.warning("relative workingDirectory %r taken from /", value)
+        return "/" + value
+    return value
+
+
+def _supplementary_gids(value: object) -> tuple[int, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(
+        isinstance(gid, int) and not isinstance(gid, bool) and 0 <= gid <= _MAX_ID for gid in value
+    ):
+        raise RunnerError("manifest field app.supplementaryGIDs is not a list of group ids")
+    return tuple(value)

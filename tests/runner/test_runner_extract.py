@@ -1,0 +1,296 @@
+"""Rendering ACIs with runner.extract: safety (case 12), links (13), devices (16), metadata."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import stat
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+from runner_aci_helpers import Entry, directory, manifest, symlink, write_aci
+
+from docker2aci.errors import RunnerError
+from runner.extract import EntryError, render_aci
+
+MTIME = 1_600_000_000
+
+
+def _hard_link(name: str, target: str) -> Entry:
+    return Entry(name, tarfile.LNKTYPE, linkname=target)
+
+
+def _tree(root: Path, skip: Path) -> set[str]:
+    """Every path under root (not following links), except those under ``skip``."""
+    found = set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath, name)
+            if skip not in (path, *path.parents):
+                found.add(str(path.relative_to(root)))
+    return found
+
+
+def _render(tmp_path: Path, entries: Sequence[Entry], **kwargs: str) -> Path:
+    aci = write_aci(tmp_path / "image.aci", entries, manifest({"exec": ["/x"]}), **kwargs)
+    rootfs = tmp_path / "out" / "rootfs"
+    rootfs.mkdir(parents=True)
+    render_aci(aci, rootfs)
+    return rootfs
+
+
+UNSAFE = {
+    "dotdot-name": ([Entry("../x", data=b"evil")], "../x"),
+    "absolute-name": ([Entry("/abs", data=b"evil")], "/abs"),
+    "dotdot-in-rootfs": ([Entry("rootfs/../../x", data=b"evil")], "rootfs/../../x"),
+    "through-escaping-link": (
+        [symlink("rootfs/a", "../../.."), Entry("rootfs/a/b", data=b"evil")],
+        "rootfs/a/b",
+    ),
+    "through-absolute-dotdot-link": (
+        [symlink("rootfs/a", "/../../.."), Entry("rootfs/a/b", data=b"evil")],
+        "rootfs/a/b",
+    ),
+    "hard-link-dotdot": ([_hard_link("rootfs/h", "../../etc/shadow")], "rootfs/h"),
+    "hard-link-absolute": ([_hard_link("rootfs/h", "/etc/shadow")], "rootfs/h"),
+    "hard-link-outside-rootfs": ([_hard_link("rootfs/h", "manifest")], "rootfs/h"),
+    "hard-link-through-link": (
+        [symlink("rootfs/l", "../../../etc"), _hard_link("rootfs/h", "rootfs/l/shadow")],
+        "rootfs/h",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", UNSAFE, ids=list(UNSAFE))
+def test_unsafe_entries_are_refused_and_nothing_lands_outside(tmp_path: Path, case: str) -> None:
+    entries, bad_name = UNSAFE[case]
+    base = tmp_path / "a" / "b"
+    rootfs = base / "rootfs"
+    rootfs.mkdir(parents=True)
+    aci = write_aci(base / "image.aci", [directory("rootfs"), *entries], manifest({}))
+    before = _tree(tmp_path, rootfs)
+
+    with pytest.raises(EntryError) as caught:
+        render_aci(aci, rootfs)
+
+    assert caught.value.entry == bad_name
+    assert repr(bad_name) in str(caught.value)
+    assert str(aci) in str(caught.value)
+    assert _tree(tmp_path, rootfs) == before
+
+
+def test_absolute_symlinks_are_kept_and_parents_resolve_inside_the_tree(tmp_path: Path) -> None:
+    rootfs = _render(
+        tmp_path,
+        [
+            directory("rootfs/run"),
+            directory("rootfs/var"),
+            symlink("rootfs/var/run", "/run"),
+            symlink("rootfs/etc-mtab", "/proc/self/mounts"),
+            Entry("rootfs/var/run/pid", data=b"1"),
+            symlink("rootfs/lib64", "../lib"),
+        ],
+    )
+
+    assert os.readlink(rootfs / "var/run") == "/run"
+    assert os.readlink(rootfs / "etc-mtab") == "/proc/self/mounts"
+    assert os.readlink(rootfs / "lib64") == "../lib"
+    assert (rootfs / "run/pid").read_bytes() == b"1"
+
+
+def test_hard_links_resolve_inside_the_tree(tmp_path: Path) -> None:
+    rootfs = _render(
+        tmp_path,
+        [
+            directory("rootfs/bin"),
+            Entry("rootfs/bin/tool", data=b"tool", mode=0o755),
+            _hard_link("rootfs/bin/alias", "rootfs/bin/tool"),
+        ],
+    )
+
+    assert os.stat(rootfs / "bin/alias").st_ino == os.stat(rootfs / "bin/tool").st_ino
+
+
+def test_modes_times_and_missing_parents(tmp_path: Path) -> None:
+    rootfs = _render(
+        tmp_path,
+        [
+            directory("rootfs/ro", mode=0o555, mtime=MTIME),
+            Entry("rootfs/ro/suid", data=b"x", mode=0o4755, mtime=MTIME),
+            Entry("rootfs/ro/sgid-sticky", data=b"x", mode=0o3711, mtime=MTIME),
+            Entry("rootfs/implicit/deep/file", data=b"x"),
+            Entry("rootfs/pipe", tarfile.FIFOTYPE, mode=0o640),
+        ],
+    )
+
+    ro = os.lstat(rootfs / "ro")
+    assert stat.S_IMODE(ro.st_mode) == 0o555
+    assert ro.st_mtime == MTIME  # applied after its contents were written
+    assert stat.S_IMODE(os.lstat(rootfs / "ro/suid").st_mode) == 0o4755
+    assert stat.S_IMODE(os.lstat(rootfs / "ro/sgid-sticky").st_mode) == 0o3711
+    assert os.lstat(rootfs / "ro/suid").st_mtime == MTIME
+    assert stat.S_IMODE(os.lstat(rootfs / "implicit/deep").st_mode) == 0o755
+    assert stat.S_ISFIFO(os.lstat(rootfs / "pipe").st_mode)
+    assert stat.S_IMODE(os.lstat(rootfs / "pipe").st_mode) == 0o640
+
+
+@pytest.mark.root
+def test_owners_are_numeric_and_kept(tmp_path: Path) -> None:
+    rootfs = _render(
+        tmp_path,
+        [
+            directory("rootfs/home", uid=1234, gid=5678),
+            Entry("rootfs/home/suid", data=b"x", mode=0o4755, uid=1234, gid=5678),
+            symlink("rootfs/home/link", "suid"),
+        ],
+    )
+
+    for name in ("home", "home/suid"):
+        info = os.lstat(rootfs / name)
+        assert (info.st_uid, info.st_gid) == (1234, 5678)
+    # chown before chmod: the setuid bit survives the owner change
+    assert stat.S_IMODE(os.lstat(rootfs / "home/suid").st_mode) == 0o4755
+
+
+def test_xattrs_are_set_and_security_failures_only_warn(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="runner.extract")
+    pax = {"SCHILY.xattr.user.origin": "docker2aci", "SCHILY.xattr.security.capability": "bad"}
+
+    rootfs = _render(tmp_path, [Entry("rootfs/file", data=b"x", pax=pax)])
+
+    assert os.getxattr(rootfs / "file", "user.origin") == b"docker2aci"
+    assert "security.capability" in caplog.text
+
+
+def test_names_are_byte_exact(tmp_path: Path) -> None:
+    name = os.fsdecode(b"caf\xe9-\xff")  # not UTF-8: carried as surrogates
+    rootfs = _render(tmp_path, [Entry(f"rootfs/{name}", data=b"x"), symlink("rootfs/l", name)])
+
+    assert b"caf\xe9-\xff" in os.listdir(os.fsencode(rootfs))
+    assert os.readlink(os.fsencode(rootfs / "l")) == b"caf\xe9-\xff"
+
+
+@pytest.mark.parametrize("compression", ["gz", "bz2", "xz", ""])
+def test_compression_is_sniffed(tmp_path: Path, compression: str) -> None:
+    rootfs = _render(tmp_path, [Entry("rootfs/f", data=b"data")], compression=compression)
+
+    assert (rootfs / "f").read_bytes() == b"data"
+
+
+def test_later_entries_replace_earlier_ones(tmp_path: Path) -> None:
+    rootfs = _render(
+        tmp_path,
+        [
+            Entry("rootfs/x", data=b"old"),
+            symlink("rootfs/x", "/elsewhere"),
+            directory("rootfs/d"),
+            Entry("rootfs/d/f", data=b"f"),
+            Entry("rootfs/d", data=b"now a file"),
+        ],
+    )
+
+    assert os.readlink(rootfs / "x") == "/elsewhere"
+    assert (rootfs / "d").read_bytes() == b"now a file"
+
+
+@pytest.mark.root
+def test_device_nodes_are_created_as_root(tmp_path: Path) -> None:
+    rootfs = _render(
+        tmp_path,
+        [Entry("rootfs/dev/null", tarfile.CHRTYPE, mode=0o666, devmajor=1, devminor=3)],
+    )
+
+    info = os.lstat(rootfs / "dev/null")
+    assert stat.S_ISCHR(info.st_mode)
+    assert (os.major(info.st_rdev), os.minor(info.st_rdev)) == (1, 3)
+    assert stat.S_IMODE(info.st_mode) == 0o666
+
+
+@contextlib.contextmanager
+def _effective_user(uid: int) -> Iterator[None]:
+    """Drop the effective uid for a while (the real uid stays root to come back)."""
+    if os.geteuid() == 0:
+        os.seteuid(uid)
+    try:
+        yield
+    finally:
+        if os.getuid() == 0:
+            os.seteuid(0)
+
+
+def test_device_nodes_are_skipped_without_root(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="runner.extract")
+    nobody = 65534
+    # a world-readable place, so the test also works after dropping root
+    with tempfile.TemporaryDirectory() as scratch:
+        base = Path(scratch)
+        os.chmod(base, 0o755)
+        entries = [
+            directory("rootfs"),
+            Entry("rootfs/dev/console", tarfile.CHRTYPE, mode=0o600, devmajor=5, devminor=1),
+            Entry("rootfs/run/ctl", tarfile.FIFOTYPE),
+        ]
+        aci = write_aci(base / "image.aci", entries, manifest({}))
+        os.chmod(aci, 0o644)
+        rootfs = base / "rootfs"
+        rootfs.mkdir()
+        if os.geteuid() == 0:
+            os.chown(rootfs, nobody, nobody)
+        with _effective_user(nobody):
+            render_aci(aci, rootfs)
+            assert not os.path.lexists(rootfs / "dev/console")
+            assert stat.S_ISFIFO(os.lstat(rootfs / "run/ctl").st_mode)
+    assert "dev/console" in caplog.text
+
+
+@pytest.mark.skipif(shutil.which("tar") is None, reason="needs GNU tar")
+def test_sparse_members_stay_sparse(tmp_path: Path) -> None:
+    source = tmp_path / "src" / "rootfs"
+    source.mkdir(parents=True)
+    size = 256 << 20
+    with open(source / "sparse", "wb") as handle:
+        handle.write(b"head")
+        handle.seek(size - 4)
+        handle.write(b"tail")
+    (tmp_path / "src" / "manifest").write_text('{"acKind": "ImageManifest", "name": "x"}')
+    aci = tmp_path / "sparse.aci"
+    subprocess.run(
+        ["tar", "--sparse", "--format=pax", "-cf", str(aci), "-C", str(tmp_path / "src")]
+        + ["manifest", "rootfs"],
+        check=True,
+    )
+    rootfs = tmp_path / "out"
+    rootfs.mkdir()
+
+    render_aci(aci, rootfs)
+
+    info = os.stat(rootfs / "sparse")
+    assert info.st_size == size
+    assert info.st_blocks * 512 < 1 << 20
+    with open(rootfs / "sparse", "rb") as handle:
+        assert handle.read(4) == b"head"
+        handle.seek(size - 4)
+        assert handle.read() == b"tail"
+
+
+def test_an_archive_without_manifest_is_refused(tmp_path: Path) -> None:
+    aci = write_aci(tmp_path / "image.aci", [directory("rootfs")], None)
+
+    with pytest.raises(RunnerError, match="no 'manifest' entry"):
+        render_aci(aci, tmp_path)
+
+
+def test_zstd_is_refused(tmp_path: Path) -> None:
+    aci = tmp_path / "image.aci"
+    aci.write_bytes(b"\x28\xb5\x2f\xfd" + bytes(64))
+
+    with pytest.raises(RunnerError, match="zstd"):
+        render_aci(aci, tmp_path)

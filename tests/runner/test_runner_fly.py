@@ -1,0 +1,168 @@
+"""The fly stage end to end: real busybox ACIs run with runner.run_aci (needs root)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+from runner_aci_helpers import PROJECT_ROOT, BuildAci, Entry, RunApp, directory, symlink
+
+from docker2aci.errors import RunnerError
+from runner import run_aci
+from runner.spec import DEFAULT_PATH
+
+pytestmark = pytest.mark.root
+
+
+def _sh(script: str, **app: object) -> dict[str, object]:
+    """An app running ``/bin/sh -c script``."""
+    return {"exec": ["/bin/sh", "-c", script], "user": "0", "group": "0", **app}
+
+
+def test_output_and_exit_status(build_aci: BuildAci, run_app: RunApp) -> None:
+    result = run_app(build_aci(_sh("echo hello")))
+
+    assert (result.returncode, result.stdout) == (0, "hello\n"), result.stderr
+
+
+@pytest.mark.parametrize(
+    ("exec_", "status"), [(["/bin/false"], 1), (["/bin/sh", "-c", "exit 7"], 7)]
+)
+def test_exit_status_is_the_apps(
+    build_aci: BuildAci, run_app: RunApp, exec_: list[str], status: int
+) -> None:
+    assert run_app(build_aci({"exec": exec_})).returncode == status
+
+
+def test_args_replace_cmd_after_the_entrypoint(build_aci: BuildAci, run_app: RunApp) -> None:
+    entrypoint, cmd = ["/bin/echo", "ep"], ["from-cmd"]
+    aci = build_aci(
+        {"exec": entrypoint + cmd},
+        annotations={
+            "appc.io/docker/entrypoint": json.dumps(entrypoint),
+            "appc.io/docker/cmd": json.dumps(cmd),
+        },
+    )
+
+    assert run_app(aci).stdout == "ep from-cmd\n"
+    assert run_app(aci, ["a", "b c"]).stdout == "ep a b c\n"
+    assert run_app(aci, ["x"], exec_override=["/bin/echo", "over"]).stdout == "over x\n"
+
+
+def test_environment_reaches_the_app(build_aci: BuildAci, run_app: RunApp) -> None:
+    app = _sh(
+        'echo "$GREETING|$PATH|$HOME|$AC_APP_NAME"',
+        environment=[{"name": "GREETING", "value": "hi there"}],
+    )
+
+    assert run_app(build_aci(app)).stdout == f"hi there|{DEFAULT_PATH}|/root|busybox\n"
+
+
+def test_user_and_group_by_id_and_by_name(build_aci: BuildAci, run_app: RunApp) -> None:
+    script = 'id -u; id -g; id -G; echo "$HOME"'
+    by_id = run_app(build_aci(_sh(script, user="1000", group="1000")))
+    by_name = run_app(build_aci(_sh(script, user="app", group="app")))
+
+    assert by_id.stdout == by_name.stdout == "1000\n1000\n1000\n/home/app\n", by_name.stderr
+
+
+def test_working_directory_and_relative_exec(build_aci: BuildAci, run_app: RunApp) -> None:
+    script = Entry("rootfs/app/run.sh", data=b'#!/bin/sh\necho "run.sh in $(pwd)"\n', mode=0o755)
+    aci = build_aci(
+        {"exec": ["./run.sh"], "workingDirectory": "/app"}, extra=[directory("rootfs/app"), script]
+    )
+
+    assert run_app(aci).stdout == "run.sh in /app\n"
+
+
+def test_missing_working_directory_is_created(build_aci: BuildAci, run_app: RunApp) -> None:
+    assert run_app(build_aci(_sh("pwd", workingDirectory="/srv/new"))).stdout == "/srv/new\n"
+
+
+def test_bare_name_is_found_in_the_image_path(build_aci: BuildAci, run_app: RunApp) -> None:
+    path = [{"name": "PATH", "value": "/nope:/bin"}]
+    app = {"exec": ["sh", "-c", "echo bare"], "environment": path}
+
+    assert run_app(build_aci(app)).stdout == "bare\n"
+
+
+def test_dev_proc_and_sys(build_aci: BuildAci, run_app: RunApp) -> None:
+    checks = (
+        "echo discarded > /dev/null && echo to-stdout > /dev/stdout"
+        " && readlink /dev/log && test -c /dev/urandom && test -d /proc/self"
+        " && test -c /dev/pts/ptmx && test -d /dev/shm && grep -c ' /sys sysfs ro' /proc/mounts"
+    )
+    dev_log = symlink("rootfs/dev/log", "/run/systemd/journal/dev-log")
+    aci = build_aci(_sh(checks, user="app", group="app"), extra=[directory("rootfs/dev"), dev_log])
+
+    result = run_app(aci)
+
+    assert result.stdout == "to-stdout\n/run/systemd/journal/dev-log\n1\n", result.stderr
+
+
+def test_image_without_etc_gets_resolv_conf_and_hosts(build_aci: BuildAci, run_app: RunApp) -> None:
+    result = run_app(build_aci(_sh("test -f /etc/resolv.conf && cat /etc/hosts"), with_etc=False))
+
+    assert "127.0.0.1\tlocalhost" in result.stdout, result.stderr
+
+
+def test_image_files_are_not_replaced(build_aci: BuildAci, run_app: RunApp) -> None:
+    hosts = Entry("rootfs/etc/hosts", data=b"10.0.0.1 image\n")
+
+    assert run_app(build_aci(_sh("cat /etc/hosts"), extra=[hosts])).stdout == "10.0.0.1 image\n"
+
+
+def test_image_device_nodes_work(build_aci: BuildAci, run_app: RunApp) -> None:
+    null = Entry("rootfs/dev/null", tarfile.CHRTYPE, mode=0o666, devmajor=1, devminor=3)
+
+    result = run_app(build_aci(_sh("echo x > /dev/null && echo ok"), extra=[null]))
+
+    assert result.stdout == "ok\n", result.stderr
+
+
+def test_no_exec_needs_the_exec_option(build_aci: BuildAci, tmp_path: Path) -> None:
+    with pytest.raises(RunnerError, match="no exec.*--exec"):
+        run_aci(build_aci({"user": "0", "group": "0"}), work_dir=tmp_path)
+    assert list(tmp_path.glob("docker2aci-run-*")) == []
+
+
+def test_exec_failures_are_reported(build_aci: BuildAci, tmp_path: Path) -> None:
+    aci = build_aci(_sh("true"))
+
+    with pytest.raises(RunnerError, match="'nothere' not found in the image's PATH"):
+        run_aci(aci, exec_override=["nothere"], work_dir=tmp_path)
+    with pytest.raises(RunnerError, match="starting /bin/nothere: No such file or directory"):
+        run_aci(aci, exec_override=["/bin/nothere"], work_dir=tmp_path)
+
+
+def test_unknown_user_and_stage_are_errors(build_aci: BuildAci, tmp_path: Path) -> None:
+    with pytest.raises(RunnerError, match="user 'nginx'"):
+        run_aci(build_aci(_sh("true", user="nginx")), work_dir=tmp_path)
+    with pytest.raises(RunnerError, match="unknown stage 'isolated'"):
+        run_aci(build_aci(_sh("true")), stage="isolated")
+    with pytest.raises(RunnerError, match="unknown insecure option"):
+        run_aci(build_aci(_sh("true")), insecure_options=frozenset({"bogus"}))
+
+
+def test_sigterm_is_forwarded(build_aci: BuildAci, tmp_path: Path) -> None:
+    aci = build_aci(_sh("echo ready; exec sleep 30"))
+    snippet = (
+        "import sys, runner;"
+        "sys.exit(runner.run_aci(sys.argv[1], insecure_options=frozenset({'image'})))"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", snippet, str(aci)],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as runner_process:
+        assert runner_process.stdout is not None
+        assert runner_process.stdout.readline() == "ready\n"
+        runner_process.send_signal(signal.SIGTERM)
+
+        assert runner_process.wait(timeout=10) == 128 + signal.SIGTERM
