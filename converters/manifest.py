@@ -7,6 +7,7 @@ reference tool's names, labels and annotations and fix where it was wrong.
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 from dataclasses import dataclass, field
@@ -20,7 +21,9 @@ AC_VERSION = "0.8.11"
 ANN = "appc.io/docker/"
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z_0-9.-]*$")
-_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(?:[Zz]|[+-](\d{2}):(\d{2}))$"
+)
 _PORT_KEY = re.compile(r"^(\d+)(?:-(\d+))?(?:/([A-Za-z0-9]+))?$")
 
 
@@ -290,7 +293,7 @@ def build_manifest(config: ImageConfig, naming: Naming, os_arch: tuple[str, str]
         app["userLabels"] = dict(sorted(config.labels.items()))
 
     created = config.created
-    if created and not _RFC3339.match(created):
+    if created and not is_rfc3339(created):
         warnings.append(f"created {created!r} is not RFC 3339; annotation dropped")
         created = ""
     annotations = [
@@ -317,6 +320,21 @@ def build_manifest(config: ImageConfig, naming: Naming, os_arch: tuple[str, str]
         "annotations": [{"name": k, "value": v} for k, v in annotations if v],
     }
     return Result(manifest, tuple(warnings))
+
+
+def is_rfc3339(text: str) -> bool:
+    """Whether ``text`` is an RFC 3339 date-time that Go's ``time.Parse`` (and so appc's
+    ``types.Date``) accepts: the right shape and a real calendar date and time."""
+    m = _RFC3339.match(text)
+    if not m:
+        return False
+    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+    try:
+        datetime.datetime(year, month, day, hour, minute, second)
+    except ValueError:
+        return False
+    off_h, off_m = m.group(7), m.group(8)
+    return off_h is None or (int(off_h) < 24 and int(off_m) < 60)
 
 
 def go_json(value: Any) -> str:

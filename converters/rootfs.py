@@ -7,8 +7,9 @@ runs it):
   only to lower layers, whatever their position in the stream; then the layer's other
   entries apply in stream order, a later duplicate replacing an earlier one.
 * ``.wh.<name>`` removes ``<name>`` and its subtree; ``.wh..wh..opq`` empties its
-  directory of lower-layer content; other ``.wh..wh.*`` (AUFS metadata) are dropped.
-  No whiteout name is ever emitted.
+  directory of lower-layer content; other ``.wh..wh.*`` (AUFS metadata) are dropped, and
+  so is everything below a ``.wh.*`` directory (hard links into AUFS's ``.wh..wh.plnk``
+  still resolve). No whiteout name is ever emitted.
 * A non-directory replaces a directory with its subtree, and the reverse; two
   directories merge (the upper one's metadata wins). An entry under a non-directory
   parent turns that parent into a directory (umoci's rule).
@@ -130,6 +131,7 @@ class RootfsTree:
     def __init__(self, layers: Sequence[LayerTar]) -> None:
         self._layers = list(layers)
         self.root = Node.directory(None)
+        self._hidden: dict[Path, Inode] = {}  # this layer's AUFS hard-link targets
 
     @classmethod
     def from_layers(cls, layers: Sequence[LayerTar]) -> RootfsTree:
@@ -145,7 +147,9 @@ class RootfsTree:
         """
         tree = cls(layers)
         for index, layer in enumerate(layers):
+            tree._hidden = {}
             tree._apply(index, layer)
+        tree._hidden = {}
         return tree
 
     # -- building -------------------------------------------------------------------
@@ -160,6 +164,13 @@ class RootfsTree:
             except EscapingPath as err:
                 raise UnsafeEntry(layer.name, member.name, str(err)) from None
             base = path[-1] if path else ""
+            hidden = next((part for part in path[:-1] if part.startswith(WHITEOUT_PREFIX)), None)
+            if hidden is not None:
+                # Below a whiteout-named directory: never emitted. AUFS keeps the targets
+                # of hard links there (.wh..wh.plnk); remember them so links resolve.
+                if hidden.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX) and not member.isdir():
+                    self._hidden[path] = Inode(member, index)
+                continue
             if base == OPAQUE_MARKER:
                 opaque.append(path[:-1])
             elif base.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):
@@ -239,6 +250,8 @@ class RootfsTree:
             target_path = clean_member_name(member.linkname)
         except EscapingPath as err:
             raise UnsafeEntry(layer, member.name, f"hard link target {member.linkname!r}: {err}") from None
+        if target_path in self._hidden:
+            return self._hidden[target_path]
         target = self._lookup(target_path)
         if target is None or target.inode is None:
             what = "a directory" if target is not None else "missing"

@@ -9,6 +9,7 @@ the squash then reads with random access. Nothing is held in memory whole.
 from __future__ import annotations
 
 import bz2
+import hashlib
 import io
 import logging
 import lzma
@@ -173,18 +174,21 @@ def spool_layer(blob: LayerBlob, out: IO[bytes]) -> None:
         UnsupportedMediaType: unknown encoding.
         InvalidLayer: the compressed stream is corrupt.
     """
+    hasher = blob.diff_id.new_hash() if blob.diff_id else hashlib.sha256()
     with VerifyingReader(blob.open(), blob.digest, blob.size, blob.what) as raw:
-        buffered = io.BufferedReader(raw, CHUNK)
-        head = buffered.peek(512)[:512]
-        encoding = sniff_encoding(head, blob.what)
-        declared = layer_encoding(blob.media_type) if blob.media_type else None
-        actual = {"tar": "plain", "empty": "plain"}.get(encoding, encoding)
-        if declared is not None and declared != actual:
-            log.warning("%s: media type %s says %s but the bytes are %s; using the bytes",
-                        blob.what, blob.media_type, declared, encoding)
-        hasher = (blob.diff_id or Digest("sha256", "0" * 64)).new_hash()
-        decompress_into(buffered, encoding if encoding not in ("tar", "empty") else "plain",
-                           out, hasher, blob.what)
+        try:
+            buffered = io.BufferedReader(raw, CHUNK)
+            encoding = sniff_encoding(buffered.peek(512)[:512], blob.what)
+            if encoding in ("tar", "empty"):
+                encoding = "plain"
+            declared = layer_encoding(blob.media_type) if blob.media_type else None
+            if declared is not None and declared != encoding:
+                log.warning("%s: media type %s says %s but the bytes are %s; using the bytes",
+                            blob.what, blob.media_type, declared, encoding)
+            decompress_into(buffered, encoding, out, hasher, blob.what)
+        except (UnsupportedMediaType, InvalidLayer):
+            raw.drain()  # a blob that is not what its digest says is reported as that
+            raise
         raw.drain()
     if blob.diff_id is not None:
         actual_id = Digest(blob.diff_id.algorithm, hasher.hexdigest())
