@@ -187,6 +187,20 @@ def _load_json(untrusted: bytes, where: str) -> dict[str, Any]:
     return doc
 
 
+def _load_schema2(untrusted: bytes, where: str) -> dict[str, Any]:
+    doc = _load_json(untrusted, where)
+    if doc.get("schemaVersion") != 2:
+        raise InvalidManifest(where, f"field schemaVersion is {doc.get('schemaVersion')!r}, expected 2")
+    return doc
+
+
+def _descriptors(doc: dict[str, Any], key: str, where: str) -> tuple[Descriptor, ...]:
+    entries = doc.get(key)
+    if not isinstance(entries, list):
+        raise InvalidManifest(where, f"field {key} is not a list")
+    return tuple(Descriptor.from_json(d, f"{where}: {key}[{i}]") for i, d in enumerate(entries))
+
+
 def document_kind(untrusted: bytes, media_type: str | None, where: str) -> str:
     """Classify a manifest-like document as ``"index"`` or ``"manifest"``.
 
@@ -216,14 +230,9 @@ def parse_manifest(untrusted: bytes, where: str) -> ImageManifest:
     Raises:
         InvalidManifest: a required field is missing or malformed.
     """
-    doc = _load_json(untrusted, where)
-    if doc.get("schemaVersion") != 2:
-        raise InvalidManifest(where, f"field schemaVersion is {doc.get('schemaVersion')!r}, expected 2")
+    doc = _load_schema2(untrusted, where)
     config = Descriptor.from_json(doc.get("config"), f"{where}: config")
-    layers = doc.get("layers")
-    if not isinstance(layers, list):
-        raise InvalidManifest(where, "field layers is not a list")
-    descs = tuple(Descriptor.from_json(d, f"{where}: layers[{i}]") for i, d in enumerate(layers))
+    descs = _descriptors(doc, "layers", where)
     return ImageManifest(str(doc.get("mediaType") or mediatypes.OCI_MANIFEST), config, descs)
 
 
@@ -233,13 +242,8 @@ def parse_index(untrusted: bytes, where: str) -> ImageIndex:
     Raises:
         InvalidManifest: a required field is missing or malformed.
     """
-    doc = _load_json(untrusted, where)
-    if doc.get("schemaVersion") != 2:
-        raise InvalidManifest(where, f"field schemaVersion is {doc.get('schemaVersion')!r}, expected 2")
-    entries = doc.get("manifests")
-    if not isinstance(entries, list):
-        raise InvalidManifest(where, "field manifests is not a list")
-    descs = tuple(Descriptor.from_json(d, f"{where}: manifests[{i}]") for i, d in enumerate(entries))
+    doc = _load_schema2(untrusted, where)
+    descs = _descriptors(doc, "manifests", where)
     return ImageIndex(str(doc.get("mediaType") or mediatypes.OCI_INDEX), descs)
 
 
