@@ -41,7 +41,10 @@ def _split_path(rest: str) -> tuple[str, str | None]:
 
 
 def _docker_archive(path: str, display: str) -> ImageSource:
-    return DockerArchive(TarTree(path, display))
+    files = TarTree(path, display)
+    if not is_docker_archive(files) and files.exists("index.json"):
+        return OciLayout(files, _base_repository(path))  # a containerd-store save: only index.json
+    return DockerArchive(files)
 
 
 def _oci(path: str, display: str) -> ImageSource:

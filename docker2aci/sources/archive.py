@@ -137,7 +137,7 @@ class DockerArchive:
                                  str(Digest.of_bytes(config, stated.algorithm)))
         manifest_digest = None
         if self.files.exists("index.json"):  # Docker 25+: the archive is also an OCI layout
-            manifest_digest = OciLayout(self.files, "").manifest_digest_for_config(config_digest, platform)
+            manifest_digest = OciLayout(self.files, "").manifest_digest_for_config(config_digest)
         name = (name_from_reference(chosen.reference, self.display) if chosen.reference
                 else untagged_name(config_digest))
         blobs = tuple(self._layer(path) for path in layers)

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from .. import mediatypes
 from ..digest import Digest
-from ..errors import DigestMismatch, ImageNotFound, InvalidManifest, SeveralImages, SizeMismatch
+from ..errors import (DigestMismatch, ImageNotFound, InvalidManifest, LimitExceeded, SeveralImages,
+                      SizeMismatch, SourceError)
 from ..layers import LayerBlob
 from ..limits import MAX_CONFIG_BYTES, MAX_INDEX_FILE_BYTES, MAX_MANIFEST_BYTES
 from ..manifest import (Descriptor, ImageIndex, Platform, document_kind, parse_index,
@@ -136,21 +137,22 @@ class OciLayout:
         return ImageName(self.default_repository, ref, f"{self.default_repository}:{ref}", None,
                          self.default_repository)
 
-    def _choose(self, entries: tuple[Descriptor, ...], selector: str | None) -> Descriptor:
+    def _choose(self, entries: tuple[Descriptor, ...], selector: str | None,
+                platform: Platform) -> Descriptor:
         if selector is not None:
             hexsel = digest_selector(selector)
             for entry in entries:
                 ref = entry.ref_name
                 if ref is not None and (selector == ref or selector_matches(selector, self._name(ref))):
                     return entry
-                if hexsel and entry.digest.hex.startswith(hexsel):
+            for entry in entries if hexsel else ():
+                if entry.digest.hex.startswith(hexsel) or self._config_hex(entry, platform).startswith(hexsel):
                     return entry
-            names = [self._name(e.ref_name) for e in entries if e.ref_name] or ["(no tagged images)"]
-            raise ImageNotFound(self.display, f"no image {selector!r}; present: {', '.join(names)}")
+            raise ImageNotFound(self.display, f"no image {selector!r}; present: "
+                                + ", ".join(self._listing(entries, platform)))
         digests = {e.digest for e in entries}
         if len(digests) > 1:
-            names = [self._name(e.ref_name) if e.ref_name else str(e.digest) for e in entries]
-            raise SeveralImages(self.display, names)
+            raise SeveralImages(self.display, self._listing(entries, platform))
         if not entries:
             raise ImageNotFound(self.display, "the layout's index.json lists no image")
         tagged = [e for e in entries if e.ref_name]
@@ -159,9 +161,21 @@ class OciLayout:
                 return entry
         return tagged[0] if tagged else entries[0]
 
+    def _config_hex(self, entry: Descriptor, platform: Platform) -> str:
+        """The config digest hex of an (untagged) entry, or ``""`` if it cannot be read."""
+        try:
+            return resolve_descriptor(self.files, entry, platform).config_desc.digest.hex
+        except (SourceError, DigestMismatch, SizeMismatch, LimitExceeded):
+            return ""
+
+    def _listing(self, entries: tuple[Descriptor, ...], platform: Platform) -> list[str]:
+        """How each entry can be selected: its name, or ``sha256:<config hex>``."""
+        return [self._name(e.ref_name) if e.ref_name else f"sha256:{self._config_hex(e, platform) or e.digest.hex}"
+                for e in entries]
+
     def resolve(self, selector: str | None, platform: Platform) -> ResolvedImage:
         """See :meth:`ImageSource.resolve`."""
-        entry = self._choose(self.index().manifests, selector)
+        entry = self._choose(self.index().manifests, selector, platform)
         found = resolve_descriptor(self.files, entry, platform)
         config = read_blob(self.files, found.config_desc, MAX_CONFIG_BYTES)
         return ResolvedImage(
@@ -174,16 +188,24 @@ class OciLayout:
             layers=layer_blobs(self.files, found.layers),
         )
 
-    def manifest_digest_for_config(self, config_digest: Digest, platform: Platform) -> Digest | None:
-        """The digest of the manifest in this layout whose config is ``config_digest``
-        (used for Docker 25+ saves, whose ``manifest.json`` names no manifest)."""
-        for entry in self.index().manifests:
+    def manifest_digest_for_config(self, config_digest: Digest) -> Digest | None:
+        """The digest of a manifest in this layout whose config is ``config_digest``,
+        searching every index entry whatever its platform and skipping blobs that are
+        missing or invalid (used for Docker 25+ saves, whose ``manifest.json`` names no
+        manifest; containerd saves only the blobs it has)."""
+        pending = [(entry, 0) for entry in self.index().manifests]
+        while pending:
+            desc, depth = pending.pop(0)
             try:
-                found = resolve_descriptor(self.files, entry, platform)
-            except (ImageNotFound, InvalidManifest):
+                untrusted = read_blob(self.files, desc, MAX_MANIFEST_BYTES)
+                where = f"{self.display}: {desc.digest}"
+                if document_kind(untrusted, desc.media_type or None, where) == "manifest":
+                    if parse_manifest(untrusted, where).config.digest == config_digest:
+                        return desc.digest
+                elif depth < MAX_INDEX_DEPTH:
+                    pending.extend((child, depth + 1) for child in parse_index(untrusted, where).manifests)
+            except (SourceError, DigestMismatch, SizeMismatch, LimitExceeded):
                 continue
-            if found.config_desc.digest == config_digest:
-                return found.manifest_digest
         return None
 
     def close(self) -> None:

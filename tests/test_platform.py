@@ -1,0 +1,136 @@
+"""Platforms and platform choice in an image index (containerd's matcher).
+
+Rules: ``../shared/reference/decisions.md`` ("Platform choice"); public cases 26 and 47.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import pytest
+
+from docker2aci.errors import InvalidManifest, PlatformNotFound
+from docker2aci.manifest import ImageIndex, Platform, parse_index, select_platform
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+@pytest.mark.parametrize("text, expected", [
+    pytest.param("linux/amd64", ("linux", "amd64", ""), id="amd64"),
+    pytest.param("linux/arm64", ("linux", "arm64", ""), id="arm64"),
+    pytest.param("linux/arm64/v8", ("linux", "arm64", ""), id="arm64-v8-is-arm64"),
+    pytest.param("linux/arm", ("linux", "arm", "v7"), id="bare-arm-is-v7"),
+    pytest.param("linux/arm/v6", ("linux", "arm", "v6"), id="arm-v6"),
+    pytest.param("linux/arm/7", ("linux", "arm", "v7"), id="numeric-variant"),
+    pytest.param("linux/aarch64", ("linux", "arm64", ""), id="aarch64-alias"),
+    pytest.param("linux/x86_64", ("linux", "amd64", ""), id="x86_64-alias"),
+    pytest.param("linux/armhf", ("linux", "arm", "v7"), id="armhf-alias"),
+    pytest.param("linux/armel", ("linux", "arm", "v6"), id="armel-alias"),
+    pytest.param("linux/i386", ("linux", "386", ""), id="i386-alias"),
+    pytest.param("LINUX/AMD64", ("linux", "amd64", ""), id="lower-cased"),
+    pytest.param("linux/amd64/v1", ("linux", "amd64", ""), id="amd64-v1-is-amd64"),
+    pytest.param("linux/amd64/v3", ("linux", "amd64", "v3"), id="amd64-v3-kept"),
+])
+def test_parse(text: str, expected: tuple[str, str, str]) -> None:
+    p = Platform.parse(text)
+    assert (p.os, p.architecture, p.variant) == expected
+
+
+@pytest.mark.parametrize("text", ["linux", "linux/", "/amd64", "linux/arm/v7/x", "", "linux//v7"])
+def test_parse_rejects(text: str) -> None:
+    with pytest.raises(InvalidManifest) as exc:
+        Platform.parse(text)
+    assert "os/arch" in str(exc.value)
+
+
+def test_normalised_equality_and_str() -> None:
+    assert Platform.normalised("linux", "arm64", "v8") == Platform.normalised("linux", "arm64", "")
+    assert Platform.normalised("linux", "arm") == Platform("linux", "arm", "v7")
+    assert str(Platform.normalised("linux", "arm")) == "linux/arm/v7"
+    assert str(Platform.normalised("linux", "arm64", "v8")) == "linux/arm64"
+
+
+@pytest.mark.parametrize("machine, expected", [
+    pytest.param("x86_64", "linux/amd64", id="x86_64"),
+    pytest.param("aarch64", "linux/arm64", id="aarch64"),
+    pytest.param("i686", "linux/386", id="i686"),
+    pytest.param("ppc64le", "linux/ppc64le", id="ppc64le"),
+    pytest.param("s390x", "linux/s390x", id="s390x"),
+    pytest.param("armv7l", "linux/arm/v7", id="armv7l"),
+    pytest.param("armv6l", "linux/arm/v6", id="armv6l"),
+])
+def test_host_platform_from_uname(monkeypatch: pytest.MonkeyPatch, machine: str, expected: str) -> None:
+    import docker2aci.manifest as mod
+
+    monkeypatch.setattr(mod._platform, "machine", lambda: machine)
+    assert str(Platform.host()) == expected
+
+
+def _index(*platforms: dict[str, Any] | None) -> ImageIndex:
+    """An index (parsed from JSON bytes) with one entry per platform; entry i's digest
+    is the sha256 of ``str(i)`` so the test can tell which one was chosen."""
+    entries = []
+    for i, plat in enumerate(platforms):
+        entry: dict[str, Any] = {"mediaType": OCI_MANIFEST, "size": 100 + i,
+                                 "digest": "sha256:" + hashlib.sha256(str(i).encode()).hexdigest()}
+        if plat is not None:
+            entry["platform"] = plat
+        entries.append(entry)
+    doc = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
+    return parse_index(json.dumps(doc).encode(), "test index")
+
+
+def P(arch: str, variant: str | None = None, os_name: str = "linux") -> dict[str, Any]:
+    out = {"os": os_name, "architecture": arch}
+    if variant is not None:
+        out["variant"] = variant
+    return out
+
+
+def _chosen(index: ImageIndex, wanted: str) -> int:
+    desc = select_platform(index, Platform.parse(wanted), "test index")
+    return [d.digest for d in index.manifests].index(desc.digest)
+
+
+SELECT = [
+    pytest.param([P("amd64"), P("arm64", "v8")], "linux/arm64", 1, id="arm64-matches-arm64-v8"),
+    pytest.param([P("amd64"), P("arm64")], "linux/arm64/v8", 1, id="arm64-v8-matches-arm64"),
+    pytest.param([P("arm", "v6"), P("arm", "v7"), P("arm64")], "linux/arm", 1, id="bare-arm-means-v7"),
+    pytest.param([P("arm")], "linux/arm/v7", 0, id="entry-bare-arm-is-v7"),
+    pytest.param([P("arm", "v6"), P("arm", "v7")], "linux/arm/v7", 1, id="prefer-v7-over-v6"),
+    pytest.param([P("arm", "v7"), P("arm", "v6")], "linux/arm/v7", 0, id="prefer-v7-over-v6-any-order"),
+    pytest.param([P("arm", "v8"), P("arm", "v6")], "linux/arm/v7", 1, id="v7-accepts-v6-never-v8"),
+    pytest.param([P("arm", "v5"), P("arm", "v6")], "linux/arm/v7", 1, id="highest-lower-variant"),
+    pytest.param([P("arm", "v6"), P("arm", "v5")], "linux/arm/v7", 0, id="highest-lower-variant-any-order"),
+    pytest.param([P("amd64", os_name="windows"), P("amd64")], "linux/amd64", 1, id="os-must-match"),
+    pytest.param([None, P("amd64")], "linux/amd64", 1, id="entry-without-platform-skipped"),
+    pytest.param([P("amd64"), P("amd64")], "linux/amd64", 0, id="ties-keep-index-order"),
+    pytest.param([P("x86_64"), P("arm64")], "linux/amd64", 0, id="entry-alias-normalised"),
+]
+
+
+@pytest.mark.parametrize("platforms, wanted, expected", SELECT)
+def test_select_platform(platforms: list[dict[str, Any] | None], wanted: str, expected: int) -> None:
+    assert _chosen(_index(*platforms), wanted) == expected
+
+
+NO_MATCH = [
+    pytest.param([P("arm", "v8")], "linux/arm/v7", "linux/arm/v8", id="never-a-higher-variant"),
+    pytest.param([P("arm")], "linux/arm/v6", "linux/arm/v7", id="bare-arm-entry-too-new-for-v6"),
+    pytest.param([P("amd64"), P("arm64", "v8")], "linux/s390x", "linux/amd64, linux/arm64", id="lists-present"),
+    pytest.param([P("arm64")], "linux/arm", "linux/arm64", id="arm-is-not-arm64"),
+    pytest.param([None], "linux/amd64", "none", id="no-platforms-at-all"),
+    pytest.param([], "linux/amd64", "none", id="empty-index"),
+]
+
+
+@pytest.mark.parametrize("platforms, wanted, present", NO_MATCH)
+def test_no_match_lists_what_is_there(platforms: list[dict[str, Any] | None], wanted: str, present: str) -> None:
+    with pytest.raises(PlatformNotFound) as exc:
+        select_platform(_index(*platforms), Platform.parse(wanted), "test index")
+    assert f"(present: {present})" in str(exc.value)
+    assert str(Platform.parse(wanted)) in str(exc.value)
+    assert exc.value.source == "test index"

@@ -1,0 +1,108 @@
+"""Docker image references (distribution/reference grammar, Docker's normalisation).
+
+Public case 30 (Docker Hub naming) and case 48 (names keep the original reference).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from docker2aci.digest import Digest
+from docker2aci.errors import InvalidReference
+from docker2aci.reference import ImageRef, split_transport
+
+A64 = "a" * 64
+B64 = "b" * 64
+
+VALID = [
+    # text, domain, repository, tag, digest hex, api host, str()
+    pytest.param("busybox", "docker.io", "library/busybox", "latest", None, "registry-1.docker.io",
+                 "docker.io/library/busybox:latest", id="bare-name"),
+    pytest.param("docker.io/library/busybox:1", "docker.io", "library/busybox", "1", None,
+                 "registry-1.docker.io", "docker.io/library/busybox:1", id="docker-io-full"),
+    pytest.param("index.docker.io/x", "docker.io", "library/x", "latest", None, "registry-1.docker.io",
+                 "docker.io/library/x:latest", id="index-docker-io-alias"),
+    pytest.param("registry-1.docker.io/user/app", "docker.io", "user/app", "latest", None,
+                 "registry-1.docker.io", "docker.io/user/app:latest", id="registry-1-alias"),
+    pytest.param("user/app", "docker.io", "user/app", "latest", None, "registry-1.docker.io",
+                 "docker.io/user/app:latest", id="user-repo-no-library"),
+    pytest.param("localhost:5000/foo/bar", "localhost:5000", "foo/bar", "latest", None, "localhost:5000",
+                 "localhost:5000/foo/bar:latest", id="localhost-port"),
+    pytest.param("localhost/foo", "localhost", "foo", "latest", None, "localhost",
+                 "localhost/foo:latest", id="localhost-no-port"),
+    pytest.param("gcr.io/x/y:1.0", "gcr.io", "x/y", "1.0", None, "gcr.io", "gcr.io/x/y:1.0", id="gcr"),
+    pytest.param("Example.COM/x", "Example.COM", "x", "latest", None, "Example.COM",
+                 "Example.COM/x:latest", id="upper-case-host-allowed"),
+    pytest.param("[::1]:5000/foo", "[::1]:5000", "foo", "latest", None, "[::1]:5000",
+                 "[::1]:5000/foo:latest", id="ipv6-host"),
+    pytest.param("foo:5000", "docker.io", "library/foo", "5000", None, "registry-1.docker.io",
+                 "docker.io/library/foo:5000", id="colon-without-slash-is-a-tag"),
+    pytest.param("g/a.b_c__d-e--f", "docker.io", "g/a.b_c__d-e--f", "latest", None, "registry-1.docker.io",
+                 "docker.io/g/a.b_c__d-e--f:latest", id="component-separators"),
+    pytest.param(f"alpine@sha256:{A64}", "docker.io", "library/alpine", None, A64, "registry-1.docker.io",
+                 f"docker.io/library/alpine@sha256:{A64}", id="digest-only"),
+    pytest.param(f"name:tag@sha256:{B64}", "docker.io", "library/name", "tag", B64, "registry-1.docker.io",
+                 f"docker.io/library/name:tag@sha256:{B64}", id="tag-and-digest"),
+    pytest.param(f"localhost:5000/a/b:v1.0_rc@sha256:{A64}", "localhost:5000", "a/b", "v1.0_rc", A64,
+                 "localhost:5000", f"localhost:5000/a/b:v1.0_rc@sha256:{A64}", id="host-port-tag-digest"),
+    pytest.param("busybox:" + "t" * 128, "docker.io", "library/busybox", "t" * 128, None,
+                 "registry-1.docker.io", "docker.io/library/busybox:" + "t" * 128, id="128-char-tag"),
+]
+
+
+@pytest.mark.parametrize("text, domain, repository, tag, digest_hex, api_host, shown", VALID)
+def test_parse(text: str, domain: str, repository: str, tag: str | None, digest_hex: str | None,
+               api_host: str, shown: str) -> None:
+    ref = ImageRef.parse(text)
+    assert (ref.domain, ref.repository, ref.tag) == (domain, repository, tag)
+    assert ref.digest == (Digest("sha256", digest_hex) if digest_hex else None)
+    assert ref.original == text
+    assert ref.api_host == api_host
+    assert str(ref) == shown
+
+
+def test_no_default_tag() -> None:
+    ref = ImageRef.parse("busybox", default_tag=False)
+    assert (ref.repository, ref.tag, ref.digest) == ("library/busybox", None, None)
+
+
+INVALID = [
+    pytest.param("", "empty", id="empty"),
+    pytest.param("Busybox", "lowercase", id="upper-case-repository"),
+    pytest.param("docker.io/Library/busybox", "lowercase", id="upper-case-path-component"),
+    pytest.param("localhost:5000/Team/App:v1", "lowercase", id="48-upper-case-with-host"),
+    pytest.param(A64, "64-byte hexadecimal", id="64-hex"),
+    pytest.param("busybox:-bad", "tag", id="tag-starts-with-dash"),
+    pytest.param("busybox:a/b", "reference format", id="slash-after-colon-not-a-tag"),
+    pytest.param("busybox:", "tag", id="empty-tag"),
+    pytest.param("busybox:" + "t" * 129, "tag", id="129-char-tag"),
+    pytest.param("busybox:bad tag", "tag", id="space-in-tag"),
+    pytest.param("alpine@sha256:abc", "digest", id="short-digest"),
+    pytest.param(f"alpine@md5:{A64}", "digest", id="unknown-digest-algorithm"),
+    pytest.param("a//b", "reference format", id="empty-component"),
+    pytest.param("-foo", "reference format", id="leading-dash"),
+    pytest.param("foo/", "reference format", id="trailing-slash"),
+    pytest.param("foo_-bar", "reference format", id="bad-separator-run"),
+    pytest.param("bad_host.io:x/foo", "registry host", id="bad-port"),
+    pytest.param("a.b_c/g", "registry host", id="dotted-first-component-is-a-host"),
+    pytest.param("a" * 250 + "/" + "b" * 10, "255 characters", id="too-long"),
+]
+
+
+@pytest.mark.parametrize("text, message", INVALID)
+def test_invalid(text: str, message: str) -> None:
+    with pytest.raises(InvalidReference) as exc:
+        ImageRef.parse(text)
+    assert message in str(exc.value)
+
+
+@pytest.mark.parametrize("name, expected", [
+    pytest.param("docker-archive:x.tar", ("docker-archive", "x.tar"), id="docker-archive"),
+    pytest.param("oci:dir:tag", ("oci", "dir:tag"), id="oci-with-tag"),
+    pytest.param("oci-archive:a:b:c", ("oci-archive", "a:b:c"), id="first-colon-only"),
+    pytest.param("x.tar", (None, "x.tar"), id="bare-path"),
+    pytest.param("unknown:x", (None, "unknown:x"), id="unknown-transport-is-a-path"),
+    pytest.param("./oci:x", (None, "./oci:x"), id="path-with-colon"),
+])
+def test_split_transport(name: str, expected: tuple[str | None, str]) -> None:
+    assert split_transport(name, frozenset({"docker-archive", "oci", "oci-archive"})) == expected
