@@ -159,8 +159,8 @@ def prepare_rootfs(
         host_resolv_conf: the host file copied when the image has no resolv.conf.
 
     Returns:
-        The mounts, in order, with targets resolved inside the tree; the first one makes
-        the whole (new) mount namespace private.
+        The mounts, in order, with targets resolved inside the tree (made after
+        :func:`make_private`).
 
     Raises:
         RunnerError: ``/dev``, ``/proc``, ``/sys`` or the working directory exists in the
@@ -168,7 +168,6 @@ def prepare_rootfs(
     """
     kernel_fs = MS_NOSUID | MS_NODEV | MS_NOEXEC
     mounts = [
-        Mount(None, "/", flags=MS_REC | MS_PRIVATE),
         Mount("proc", make_dirs_in_root(rootfs, "/proc"), "proc", kernel_fs),
         Mount("sysfs", make_dirs_in_root(rootfs, "/sys"), "sysfs", kernel_fs | MS_RDONLY),
     ]
@@ -269,6 +268,8 @@ def _child(
         signal.pthread_sigmask(signal.SIG_SETMASK, signal_mask)
         step = "creating a private mount namespace"
         unshare(CLONE_NEWNS)
+        step = "making the mount namespace private"
+        make_private(rootfs)
         step = "setting up the mounts"
         for spec_mount in mounts:
             mount(spec_mount)
@@ -290,6 +291,33 @@ def _child(
         os.write(report_fd, json.dumps(report).encode())
     finally:
         os._exit(127)
+
+
+def make_private(rootfs: str) -> None:
+    """Stop mounts made in this (new) namespace from propagating to the host's.
+
+    Makes ``/`` recursively private. When ``/`` is not a mount point (the runner itself
+    runs inside a chroot), the nearest mount point above ``rootfs`` is made private
+    instead: ``mount(2)`` answers EINVAL for every directory that is not one.
+
+    Raises:
+        OSError: no mount point could be made private.
+    """
+    candidates = ["/"]
+    path = os.path.abspath(rootfs)
+    while True:
+        candidates.append(path)
+        if path == "/":
+            break
+        path = os.path.dirname(path)
+    for candidate in candidates:
+        try:
+            mount(Mount(None, candidate, flags=MS_REC | MS_PRIVATE))
+            return
+        except OSError as err:
+            if err.errno != errno.EINVAL:
+                raise
+    raise OSError(errno.EINVAL, f"no mount point above {rootfs} could be made private")
 
 
 def hand_over_stdio(uid: int) -> None:

@@ -139,11 +139,16 @@ def test_hard_links(busybox_listing: dict[str, Entry]) -> None:
     assert survivor.sha256 == hashlib.sha256(b"data kept by the surviving link\n").hexdigest()
 
 
+def _files(members: dict[str, tarfile.TarInfo]) -> set[str]:
+    return {name for name, m in members.items() if not m.isdir()}
+
+
 def test_layers_exercise_the_hard_cases(busybox_layout: Path) -> None:
     """The tricky entries are in the layers, not only in the result."""
     layers = [_members(t) for t in _layers(busybox_layout)]
-    assert set(layers[1]) == {"etc/.wh.removeme.txt"}
-    assert set(layers[2]) == {"opt/dir/.wh.a.txt", "opt/dir/.wh.b.txt", "opt/dir/c.txt"}
+    # umoci also writes a changed parent directory's entry on some filesystems (tmpfs)
+    assert _files(layers[1]) == {"etc/.wh.removeme.txt"}
+    assert _files(layers[2]) == {"opt/dir/.wh.a.txt", "opt/dir/.wh.b.txt", "opt/dir/c.txt"}
     assert "srv/old/.wh..wh..opq" in layers[3] and "srv/old/z.txt" in layers[3]
     l5 = layers[4]
     assert l5["hl/z-link.txt"].islnk() and l5["hl/z-link.txt"].linkname == "hl/a-orig.txt"
@@ -153,7 +158,7 @@ def test_layers_exercise_the_hard_cases(busybox_layout: Path) -> None:
     assert l5["var/www/index.html"].isfile()
     assert l5["var/www"].isdir()
     assert layers[5]["var/www"].issym() and layers[5]["var/www"].linkname == "/app"
-    assert set(layers[6]) == {"hl/.wh.a-orig.txt"}
+    assert _files(layers[6]) == {"hl/.wh.a-orig.txt"}
     assert set(layers[7]) == {"app/hello-hardlink.txt"}
     assert layers[7]["app/hello-hardlink.txt"].linkname == "app/hello.txt"
 

@@ -104,7 +104,8 @@ def extract(out: Out, dest: Path) -> Path:
     """Extract the written tree with Python's tar extractor (a plain tar consumer)."""
     with tarfile.open(fileobj=io.BytesIO(out.raw), mode="r:", encoding=lb.ENCODING,
                       errors=lb.ERRORS) as tf:
-        tf.extractall(dest, filter="fully_trusted")
+        # Debian 12's Python 3.11.2 predates extraction filters (3.11.4)
+        tf.extractall(dest, **({"filter": "fully_trusted"} if hasattr(tarfile, "fully_trusted_filter") else {}))
     return dest / "rootfs"
 
 
