@@ -63,7 +63,8 @@ def _convert_parser(prog: str) -> argparse.ArgumentParser:
           help="Type of compression to use; allowed values: gzip, none")
     _flag(p, "output-dir", default=".", metavar="DIR", help="Where to write the ACI (default: .)")
     _flag(p, "platform", metavar="OS/ARCH[/VARIANT]",
-          help="Platform to pick from a manifest list or index (default: the host's)")
+          help="Platform to pick from a manifest list or index (default: the host's); "
+               "'all' converts every platform")
     _flag(p, "tmp-dir", metavar="DIR", help="Where to unpack layers (default: $TMPDIR)")
     _flag(p, "json", action="store_true", help="Print one JSON object per ACI (JSON Lines)")
     return p

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 MAX_PARALLEL_LAYERS = 4
 """Layers read, verified and decompressed at once."""
+ALL_PLATFORMS = "all"
+"""``--platform all``: convert every platform of an index, each into its own file."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,9 @@ class ConvertOptions:
         output_dir: where ACIs are written (created if missing).
         image: selects one image of a source holding several (``NAME[:TAG]``,
             a tag, or ``sha256:<hex>``); the reference tool's ``--image``.
-        platform: ``os/arch[/variant]`` to choose from an index; default the host's.
+        platform: ``os/arch[/variant]`` to choose from an index, or ``all`` for every
+            platform of it (file names then always carry ``-<os>-<arch>``); default the
+            host's.
         compression: gzip (default) or none.
         squash: one ACI for the whole image (only mode so far).
         tmp_dir: where layers are spooled; default the system's temporary directory.
@@ -96,7 +100,7 @@ def convert(source: str, options: ConvertOptions | None = None,
         progress: optional progress callback.
 
     Returns:
-        the ACIs written (one, for a squashed conversion).
+        the ACIs written: one, or one per platform with ``--platform all``.
 
     Raises:
         UsageError: contradictory options.
@@ -104,20 +108,48 @@ def convert(source: str, options: ConvertOptions | None = None,
         DigestMismatch, SizeMismatch: content does not match its digests.
         InvalidLayer: a layer is unreadable or has unsafe entries.
         InvalidConfig: the config cannot be expressed as an appc manifest.
-        OutputError: the ACI cannot be written.
+        OutputError: the ACI cannot be written, or two images of this run would get the
+            same file name.
     """
     options = options or ConvertOptions()
     if not options.squash:
         raise UsageError("--nosquash is not supported yet")
-    wanted = Platform.parse(options.platform) if options.platform else Platform.host()
+    every_platform = options.platform == ALL_PLATFORMS
+    wanted = Platform.parse(options.platform) if options.platform and not every_platform else Platform.host()
     src, embedded = open_source(source)
     try:
         if options.image and embedded and options.image != embedded:
             raise UsageError(f"--image {options.image!r} contradicts {embedded!r} in {source!r}")
-        resolved = src.resolve(options.image or embedded, wanted)
-        return [_convert_image(src.display, resolved, wanted, options, progress)]
+        selector = options.image or embedded
+        targets: list[Platform | None] = [wanted]
+        if every_platform:
+            targets = list(_convertible(src.platforms(selector) or [None], src.display))
+        written: dict[str, str] = {}
+        results = []
+        for target in targets:
+            resolved = src.resolve(selector, target or wanted)
+            what = f"{src.display} ({target})" if target else src.display
+            results.append(_convert_image(what, resolved, target or wanted, options, progress, written))
+        return results
     finally:
         src.close()
+
+
+def _convertible(platforms: list[Platform | None], display: str) -> Iterator[Platform | None]:
+    """The index platforms appc can name; others (attestation entries ``unknown/unknown``,
+    riscv64 ...) are skipped with a warning."""
+    kept = 0
+    for platform in platforms:
+        if platform is not None:
+            try:
+                appc_os_arch(platform.os, platform.architecture, platform.variant)
+            except BadConfig:
+                log.warning("%s: skipping platform %s, which appc cannot name", display, platform)
+                continue
+        kept += 1
+        yield platform
+    if not kept:
+        raise InvalidManifest(display, "no platform of the index can be converted")
 
 
 def _parse_config(resolved: ResolvedImage, display: str) -> ImageConfig:
@@ -195,7 +227,7 @@ def aci_file_name(repository: str, tag: str | None, suffix: str = "") -> str:
 
 
 def _convert_image(display: str, resolved: ResolvedImage, wanted: Platform, options: ConvertOptions,
-                   progress: ProgressHook | None) -> ConvertedACI:
+                   progress: ProgressHook | None, written: dict[str, str]) -> ConvertedACI:
     warnings: list[str] = []
     config = _parse_config(resolved, display)
     image_platform = _platform_of(config, resolved, wanted, options.platform is not None, warnings)
@@ -205,8 +237,12 @@ def _convert_image(display: str, resolved: ResolvedImage, wanted: Platform, opti
         raise InvalidConfig(f"{display}: {err}") from err
     blobs = _paired_layers(config, resolved, display)
     os.makedirs(options.output_dir, exist_ok=True)
-    suffix = "" if image_platform == Platform.host() else f"-{os_arch[0]}-{os_arch[1]}"
+    platform_named = image_platform != Platform.host() or options.platform == ALL_PLATFORMS
+    suffix = f"-{os_arch[0]}-{os_arch[1]}" if platform_named else ""
     path = os.path.join(options.output_dir, aci_file_name(resolved.name.repository, resolved.name.tag, suffix))
+    if path in written:
+        raise OutputError(f"{display} and {written[path]} would both be written to {path}")
+    written[path] = display
 
     with _spooled(blobs, options.tmp_dir, progress) as layer_tars:
         try:

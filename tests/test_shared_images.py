@@ -215,3 +215,40 @@ def test_reference_fixtures_fail_cleanly(tmp_path: Path, fixture: str) -> None:
         convert(str(IMAGES / "docker2aci-fixtures" / fixture), out)
     assert not out.exists() or list(out.iterdir()) == []
     assert set(os.listdir("/etc")) == before
+
+
+def test_platform_all_converts_every_index_entry(tmp_path: Path) -> None:
+    acis = docker2aci.convert(f"oci:{IMAGES / 'oci-multi'}:multi",
+                              docker2aci.ConvertOptions(output_dir=str(tmp_path), platform="all"))
+    assert [Path(a.path).name for a in acis] == ["oci-multi-multi-linux-amd64.aci",
+                                                 "oci-multi-multi-linux-aarch64.aci"]
+    assert [a.labels["arch"] for a in acis] == ["amd64", "aarch64"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(Path(a.path).name for a in acis)
+
+
+def test_platform_all_on_a_single_image_names_its_platform(tmp_path: Path) -> None:
+    [aci] = docker2aci.convert(str(IMAGES / "img.tar"),
+                               docker2aci.ConvertOptions(output_dir=str(tmp_path), platform="all"))
+    assert Path(aci.path).name == "test-busybox-latest-linux-amd64.aci"
+
+
+def test_two_images_of_one_run_never_share_a_file(tmp_path: Path) -> None:
+    """An index whose entries differ only in what appc cannot name (amd64 and amd64/v3) would
+    write one file twice: that is an error naming both, and the first file stays."""
+    layout = tmp_path / "layout"
+    shutil.copytree(IMAGES / "oci-layout", layout)
+    entry = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": MANIFEST_DIGEST, "size": 0}
+    entry["size"] = (layout / "blobs" / "sha256" / MANIFEST_DIGEST.split(":")[1]).stat().st_size
+    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+        {**entry, "platform": {"os": "linux", "architecture": "amd64"}},
+        {**entry, "platform": {"os": "linux", "architecture": "amd64", "variant": "v3"}}]}
+    blob = json.dumps(index).encode()
+    digest = hashlib.sha256(blob).hexdigest()
+    (layout / "blobs" / "sha256" / digest).write_bytes(blob)
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [{
+        "mediaType": index["mediaType"], "digest": f"sha256:{digest}", "size": len(blob),
+        "annotations": {"org.opencontainers.image.ref.name": "multi"}}]}))
+    out = tmp_path / "out"
+    with pytest.raises(docker2aci.errors.OutputError, match=r"linux/amd64/v3.*linux/amd64\).*layout-multi-linux-amd64"):
+        docker2aci.convert(f"oci:{layout}:multi", docker2aci.ConvertOptions(output_dir=str(out), platform="all"))
+    assert [p.name for p in out.iterdir()] == ["layout-multi-linux-amd64.aci"]

@@ -106,6 +106,10 @@ class DockerArchive:
             return self._resolve_legacy(selector)
         raise InvalidManifest(self.display, "not a docker save archive: neither manifest.json nor repositories")
 
+    def platforms(self, selector: str | None) -> list[Platform] | None:
+        """See :meth:`ImageSource.platforms`: a ``docker save`` image has one platform."""
+        return None
+
     def _resolve_manifest_json(self, selector: str | None, platform: Platform) -> ResolvedImage:
         where = f"{self.display}: manifest.json"
         doc = _json(self.files.read("manifest.json", MAX_INDEX_FILE_BYTES), where)

@@ -88,6 +88,18 @@ class ImageSource(Protocol):
         """
         ...
 
+    def platforms(self, selector: str | None) -> list[Platform] | None:
+        """The platforms of the selected image's index, for ``--platform all``.
+
+        Returns:
+            the index entries' platforms in index order (duplicates removed), or
+            ``None`` when the image is not selected from an index (one platform).
+
+        Raises:
+            the errors of :meth:`resolve`.
+        """
+        ...
+
     def close(self) -> None:
         """Release open files and temporary data."""
         ...

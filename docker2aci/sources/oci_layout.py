@@ -173,6 +173,19 @@ class OciLayout:
         return [self._name(e.ref_name) if e.ref_name else f"sha256:{self._config_hex(e, platform) or e.digest.hex}"
                 for e in entries]
 
+    def platforms(self, selector: str | None) -> list[Platform] | None:
+        """See :meth:`ImageSource.platforms`."""
+        entry = self._choose(self.index().manifests, selector, Platform.host())
+        where = f"{self.display}: {entry.digest}"
+        untrusted = read_blob(self.files, entry, MAX_MANIFEST_BYTES)
+        if document_kind(untrusted, entry.media_type or None, where) == "manifest":
+            return None
+        found: list[Platform] = []
+        for desc in parse_index(untrusted, where).manifests:
+            if desc.platform is not None and desc.platform not in found:
+                found.append(desc.platform)
+        return found
+
     def resolve(self, selector: str | None, platform: Platform) -> ResolvedImage:
         """See :meth:`ImageSource.resolve`."""
         entry = self._choose(self.index().manifests, selector, platform)
