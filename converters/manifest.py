@@ -20,6 +20,8 @@ AC_KIND = "ImageManifest"
 AC_VERSION = "0.8.11"
 ANN = "appc.io/docker/"
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+"""Lone surrogates (undecodable bytes); Go's encoding/json writes U+FFFD for them."""
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z_0-9.-]*$")
 _RFC3339 = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(?:[Zz]|[+-](\d{2}):(\d{2}))$"
@@ -201,7 +203,7 @@ def user_group(user_spec: str, passwd: str | None) -> tuple[str, str]:
 def _ports(keys: tuple[str, ...]) -> list[dict[str, Any]]:
     ports: dict[str, dict[str, Any]] = {}
     for key in keys:
-        m = _PORT_KEY.match(key.strip())
+        m = _PORT_KEY.fullmatch(key.strip())
         if not m:
             raise BadConfig("config.ExposedPorts", f"cannot parse port {key!r}")
         start = int(m.group(1))
@@ -238,7 +240,7 @@ def _environment(env: tuple[str, ...], warnings: list[str]) -> tuple[list[dict[s
         if not sep:
             warnings.append(f"environment entry {entry!r} has no '='; dropped")
             rejected.append(entry)
-        elif not _ENV_NAME.match(name):
+        elif not _ENV_NAME.fullmatch(name):
             warnings.append(f"environment variable name {name!r} is not valid in appc; dropped")
             rejected.append(entry)
         else:
@@ -325,7 +327,7 @@ def build_manifest(config: ImageConfig, naming: Naming, os_arch: tuple[str, str]
 def is_rfc3339(text: str) -> bool:
     """Whether ``text`` is an RFC 3339 date-time that Go's ``time.Parse`` (and so appc's
     ``types.Date``) accepts: the right shape and a real calendar date and time."""
-    m = _RFC3339.match(text)
+    m = _RFC3339.fullmatch(text)
     if not m:
         return False
     year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
@@ -340,7 +342,7 @@ def is_rfc3339(text: str) -> bool:
 def go_json(value: Any) -> str:
     """Compact JSON exactly as Go's ``encoding/json`` writes it (UTF-8, ``<>&`` and
     U+2028/U+2029 escaped), so manifests match the reference tool byte for byte."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    text = _SURROGATE.sub("\ufffd", json.dumps(value, separators=(",", ":"), ensure_ascii=False))
     return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
             .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 

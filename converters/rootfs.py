@@ -29,6 +29,7 @@ layers themselves.
 from __future__ import annotations
 
 import tarfile
+from collections import deque
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator, Sequence
 
@@ -39,6 +40,10 @@ OPAQUE_MARKER = ".wh..wh..opq"
 WHITEOUT_PREFIX = ".wh."
 MAX_SYMLINK_HOPS = 40
 """Symlinks followed when resolving a path inside the tree (as Linux's MAXSYMLINKS)."""
+MAX_NAME_BYTES = 4096
+"""Longest entry name or link target accepted (Linux's PATH_MAX), in bytes."""
+MAX_HEADER_BYTES = 1 << 20
+"""Longest PAX or GNU long-name header read, in bytes."""
 
 STDIO_LINKS = (
     ("stdin", "/proc/self/fd/0"),
@@ -109,13 +114,36 @@ class LayerTar:
     file: BinaryIO
 
 
+class BoundedTarInfo(tarfile.TarInfo):
+    """A TarInfo that refuses PAX and GNU long-name headers over :data:`MAX_HEADER_BYTES`
+    instead of reading them whole into memory."""
+
+    def _proc_pax(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+        self._check_header_size()
+        return super()._proc_pax(tarfile)  # type: ignore[misc]
+
+    def _proc_gnulong(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+        self._check_header_size()
+        return super()._proc_gnulong(tarfile)  # type: ignore[misc]
+
+    def _check_header_size(self) -> None:
+        if self.size > MAX_HEADER_BYTES:
+            raise tarfile.HeaderError(f"a {self.size}-byte extended header is over the {MAX_HEADER_BYTES}-byte limit")
+
+
+def open_tar(fileobj: BinaryIO) -> tarfile.TarFile:
+    """Open a seekable tar for reading: names byte-exact, extended headers bounded."""
+    return tarfile.open(fileobj=fileobj, mode="r:", encoding="utf-8", errors="surrogateescape",
+                        tarinfo=BoundedTarInfo)
+
+
 def _read_members(layer: LayerTar) -> list[tarfile.TarInfo]:
     layer.file.seek(0, 2)
     if layer.file.tell() == 0:
         return []
     layer.file.seek(0)
     try:
-        with tarfile.open(fileobj=layer.file, mode="r:", encoding="utf-8", errors="surrogateescape") as tf:
+        with open_tar(layer.file) as tf:
             return tf.getmembers()
     except tarfile.TarError as err:
         raise BadLayer(layer.name, f"not a valid tar: {err}") from err
@@ -159,6 +187,9 @@ class RootfsTree:
         whiteouts: list[Path] = []
         entries: list[tuple[Path, tarfile.TarInfo]] = []
         for member in _read_members(layer):
+            if _too_long(member.name) or _too_long(member.linkname):
+                raise UnsafeEntry(layer.name, member.name[:200],
+                                  f"name or link target longer than {MAX_NAME_BYTES} bytes")
             try:
                 path = clean_member_name(member.name)
             except EscapingPath as err:
@@ -284,11 +315,11 @@ class RootfsTree:
     def resolve(self, name: str) -> Node | None:
         """Find a path, following symlinks inside the tree (absolute targets re-rooted,
         ``..`` clamped at the root), at most :data:`MAX_SYMLINK_HOPS` links."""
-        pending = [p for p in name.split("/") if p not in ("", ".")]
+        pending = deque(p for p in name.split("/") if p not in ("", "."))
         stack: list[Node] = [self.root]
         hops = 0
         while pending:
-            part = pending.pop(0)
+            part = pending.popleft()
             if part == "..":
                 if len(stack) > 1:
                     stack.pop()
@@ -306,7 +337,7 @@ class RootfsTree:
                 target = child.inode.header.linkname
                 if target.startswith("/"):
                     stack = [self.root]
-                pending = [p for p in target.split("/") if p not in ("", ".")] + pending
+                pending.extendleft(reversed([p for p in target.split("/") if p not in ("", ".")]))
                 continue
             stack.append(child)
         return stack[-1]
@@ -334,17 +365,20 @@ class RootfsTree:
     def walk(self) -> Iterator[tuple[str, Node]]:
         """Every named node, depth first, children sorted by name (parents first)."""
         assert self.root.children is not None
-        stack = [("", iter(sorted(self.root.children.items())))]
+        parts: list[str] = []
+        stack = [iter(sorted(self.root.children.items()))]
         while stack:
-            prefix, children = stack[-1]
-            for name, node in children:
-                path = prefix + name
-                yield path, node
+            for name, node in stack[-1]:
+                parts.append(name)
+                yield "/".join(parts), node
                 if node.children is not None:
-                    stack.append((path + "/", iter(sorted(node.children.items()))))
+                    stack.append(iter(sorted(node.children.items())))
                     break
+                parts.pop()
             else:
                 stack.pop()
+                if parts:
+                    parts.pop()
 
     # -- writing --------------------------------------------------------------------
 
@@ -393,6 +427,10 @@ class RootfsTree:
                     out.addfile(header)
             count += 1
         return count
+
+
+def _too_long(name: str) -> bool:
+    return len(name) > MAX_NAME_BYTES // 4 and len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES
 
 
 def _copy_header(src: tarfile.TarInfo, name: str) -> tarfile.TarInfo:

@@ -39,7 +39,7 @@ class Digest:
         Raises:
             InvalidManifest: the string is not a valid digest of a known algorithm.
         """
-        m = _DIGEST_RE.match(text) if isinstance(text, str) else None
+        m = _DIGEST_RE.fullmatch(text) if isinstance(text, str) else None
         if not m or _ALGORITHMS.get(m.group(1)) != len(m.group(2)):
             raise InvalidManifest(what, f"invalid digest {text!r}")
         return cls(m.group(1), m.group(2))

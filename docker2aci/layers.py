@@ -16,12 +16,12 @@ import lzma
 import tarfile
 import zlib
 from dataclasses import dataclass
-from typing import IO, BinaryIO, Callable, Protocol
+from typing import IO, BinaryIO, Callable, Iterator, Protocol
 
 import zstandard
 
 from .digest import Digest
-from .errors import DigestMismatch, InvalidLayer, UnsupportedMediaType
+from .errors import DigestMismatch, InvalidLayer, OutputError, UnsupportedMediaType
 from .mediatypes import layer_encoding
 from .verify import VerifyingReader
 
@@ -89,18 +89,40 @@ def sniff_encoding(head: bytes, what: str) -> str:
     raise UnsupportedMediaType(what, "unknown layer encoding (not gzip, zstd, bzip2, xz or tar)")
 
 
-def _decompressor(encoding: str) -> _Decompressor | None:
+def _decompressor(encoding: str) -> _Decompressor:
     if encoding == "gzip":
         return zlib.decompressobj(wbits=31)
     if encoding == "bzip2":
         return bz2.BZ2Decompressor()
     if encoding == "xz":
         return lzma.LZMADecompressor()
-    return None
+    raise ValueError(encoding)
+
+
+def _bounded(dec: _Decompressor, data: bytes) -> Iterator[bytes]:
+    """The output of ``dec`` for ``data``, at most :data:`CHUNK` bytes at a time, so a
+    decompression bomb never sits in memory."""
+    is_zlib = hasattr(dec, "unconsumed_tail")
+    while True:
+        if is_zlib:
+            out = dec.decompress(data, CHUNK)
+            data = dec.unconsumed_tail  # type: ignore[attr-defined]
+            more = bool(data) or len(out) == CHUNK
+        else:
+            out = dec.decompress(data, max_length=CHUNK)  # type: ignore[call-arg]
+            data = b""
+            more = not dec.eof and not dec.needs_input  # type: ignore[attr-defined]
+        if out:
+            yield out
+        if dec.eof or not more:  # type: ignore[attr-defined]
+            return
 
 
 def decompress_into(stream: BinaryIO, encoding: str, out: IO[bytes], hasher: object, what: str) -> None:
     """Decompress ``stream`` into ``out``, updating ``hasher`` with the plain bytes.
+
+    Memory stays bounded by :data:`CHUNK` whatever the compression ratio. Concatenated
+    members (gzip, bzip2, xz) are read in turn; zero padding after the last is accepted.
 
     Args:
         stream: the compressed bytes.
@@ -111,14 +133,21 @@ def decompress_into(stream: BinaryIO, encoding: str, out: IO[bytes], hasher: obj
 
     Raises:
         InvalidLayer: the compressed stream is corrupt or truncated.
+        OutputError: ``out`` cannot be written (a full disk).
     """
     update = hasher.update  # type: ignore[attr-defined]
 
     def emit(data: bytes) -> None:
-        if data:
-            update(data)
+        update(data)
+        try:
             out.write(data)
+        except OSError as err:
+            raise OutputError(f"{what}: writing the uncompressed layer: {err}") from err
 
+    if encoding == "plain":
+        while chunk := stream.read(CHUNK):
+            emit(chunk)
+        return
     if encoding == "zstd":
         reader = zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True, closefd=False)
         try:
@@ -127,38 +156,24 @@ def decompress_into(stream: BinaryIO, encoding: str, out: IO[bytes], hasher: obj
         except zstandard.ZstdError as err:
             raise InvalidLayer(what, None, f"zstd stream is corrupt: {err}") from err
         return
-    dec = _decompressor(encoding)
+    dec: _Decompressor | None = _decompressor(encoding)
     try:
         while chunk := stream.read(CHUNK):
-            if dec is None:
-                emit(chunk)
-                continue
             while chunk:
-                emit(dec.decompress(chunk))
-                if getattr(dec, "eof", False):
+                if dec is None:  # after the last member: only zero padding may follow
+                    if chunk.strip(b"\x00"):
+                        raise zlib.error("trailing garbage after the compressed stream")
+                    break
+                for data in _bounded(dec, chunk):
+                    emit(data)
+                chunk = b""
+                if dec.eof:  # type: ignore[attr-defined]
                     chunk = dec.unused_data  # type: ignore[attr-defined]
-                    if chunk.strip(b"\x00") == b"":
-                        chunk = b""  # zero padding after the last member
-                        dec = _Drain()
-                    else:
-                        dec = _decompressor(encoding)
-                else:
-                    chunk = b""
-        if dec is not None and not isinstance(dec, _Drain) and not getattr(dec, "eof", True):
+                    dec = _decompressor(encoding) if chunk.strip(b"\x00") else None
+        if dec is not None and not dec.eof:  # type: ignore[attr-defined]
             raise InvalidLayer(what, None, f"{encoding} stream is truncated")
     except (zlib.error, OSError, lzma.LZMAError, EOFError) as err:
         raise InvalidLayer(what, None, f"{encoding} stream is corrupt: {err}") from err
-
-
-class _Drain:
-    """Accepts only zero padding after the last compressed member."""
-
-    eof = False
-
-    def decompress(self, data: bytes) -> bytes:
-        if data.strip(b"\x00"):
-            raise zlib.error("trailing garbage after the compressed stream")
-        return b""
 
 
 def spool_layer(blob: LayerBlob, out: IO[bytes]) -> None:

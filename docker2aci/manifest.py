@@ -185,6 +185,8 @@ def _load_json(untrusted: bytes, where: str) -> dict[str, Any]:
         doc = json.loads(untrusted)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise InvalidManifest(where, f"not valid JSON: {err}") from err
+    except RecursionError as err:
+        raise InvalidManifest(where, "JSON nested too deeply") from err
     if not isinstance(doc, dict):
         raise InvalidManifest(where, "not a JSON object")
     return doc

@@ -115,7 +115,10 @@ def convert(source: str, options: ConvertOptions | None = None,
     if not options.squash:
         raise UsageError("--nosquash is not supported yet")
     every_platform = options.platform == ALL_PLATFORMS
-    wanted = Platform.parse(options.platform) if options.platform and not every_platform else Platform.host()
+    try:
+        wanted = Platform.parse(options.platform) if options.platform and not every_platform else Platform.host()
+    except InvalidManifest as err:
+        raise UsageError(str(err)) from err
     src, embedded = open_source(source)
     try:
         if options.image and embedded and options.image != embedded:
@@ -158,8 +161,8 @@ def _parse_config(resolved: ResolvedImage, display: str) -> ImageConfig:
         if not isinstance(doc, dict):
             raise ValueError("not a JSON object")
         return ImageConfig.from_json(doc)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise InvalidManifest(f"{display}: config {resolved.config_digest}", f"not valid JSON: {err}") from err
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
+        raise InvalidManifest(f"{display}: config {resolved.config_digest}", f"not valid JSON: {err!r}") from err
     except BadConfig as err:
         raise InvalidConfig(f"{display}: {err}") from err
 
@@ -193,7 +196,11 @@ def _paired_layers(config: ImageConfig, resolved: ResolvedImage, display: str) -
 def _spooled(blobs: list[LayerBlob], tmp_dir: str | None,
              progress: ProgressHook | None) -> Iterator[list[LayerTar]]:
     """Verify and decompress every layer into temporary files, in parallel."""
-    with tempfile.TemporaryDirectory(prefix="docker2aci-", dir=tmp_dir) as work:
+    try:
+        workdir = tempfile.TemporaryDirectory(prefix="docker2aci-", dir=tmp_dir)
+    except OSError as err:
+        raise OutputError(f"creating a temporary directory in {tmp_dir or tempfile.gettempdir()}: {err}") from err
+    with workdir as work:
         files = [open(os.path.join(work, f"layer-{i}.tar"), "w+b") for i in range(len(blobs))]
         try:
             done = 0
@@ -202,12 +209,15 @@ def _spooled(blobs: list[LayerBlob], tmp_dir: str | None,
                 spool_layer(blobs[i], files[i])
                 files[i].flush()
 
-            with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_LAYERS, len(blobs))) as pool:
+            pool = ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_LAYERS, len(blobs)))
+            try:
                 for future in [pool.submit(one, i) for i in range(len(blobs))]:
                     future.result()
                     done += 1
                     if progress:
                         progress("layers", done, len(blobs))
+            finally:  # on an error, layers not started yet are not read
+                pool.shutdown(wait=True, cancel_futures=True)
             yield [LayerTar(b.what, f) for b, f in zip(blobs, files)]
         finally:
             for f in files:
@@ -221,7 +231,7 @@ def aci_file_name(repository: str, tag: str | None, suffix: str = "") -> str:
         OutputError: the name would not be a single safe file name.
     """
     name = repository.replace("/", "-") + (f"-{tag}" if tag else "") + suffix + ".aci"
-    if "/" in name or "\0" in name or name.startswith("."):
+    if "/" in name or name.startswith(".") or any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
         raise OutputError(f"image name {repository!r} does not give a safe file name")
     return name
 
@@ -236,7 +246,10 @@ def _convert_image(display: str, resolved: ResolvedImage, wanted: Platform, opti
     except BadConfig as err:
         raise InvalidConfig(f"{display}: {err}") from err
     blobs = _paired_layers(config, resolved, display)
-    os.makedirs(options.output_dir, exist_ok=True)
+    try:
+        os.makedirs(options.output_dir, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"creating the output directory {options.output_dir}: {err}") from err
     platform_named = image_platform != Platform.host() or options.platform == ALL_PLATFORMS
     suffix = f"-{os_arch[0]}-{os_arch[1]}" if platform_named else ""
     path = os.path.join(options.output_dir, aci_file_name(resolved.name.repository, resolved.name.tag, suffix))

@@ -18,12 +18,14 @@ _HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"
 DEFAULT_TAG = "latest"
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+COMPONENT_RE = re.compile(_COMPONENT)
+"""One path component of a repository name (use with ``fullmatch``)."""
 _PATH_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
 _DOMAIN_RE = re.compile(
     r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
     r"|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?$"
 )
-_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
+_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$", re.ASCII)
 _HEX64_RE = re.compile(r"^[a-f0-9]{64}$")
 MAX_NAME_LENGTH = 255
 
@@ -59,7 +61,7 @@ class ImageRef:
         """
         if not text:
             raise InvalidReference("invalid reference format: empty reference")
-        if _HEX64_RE.match(text):
+        if _HEX64_RE.fullmatch(text):
             raise InvalidReference(
                 f"invalid repository name ({text}), cannot specify 64-byte hexadecimal strings"
             )
@@ -75,12 +77,12 @@ class ImageRef:
         colon = rest.rfind(":")
         if colon > slash:
             rest, tag = rest[:colon], rest[colon + 1 :]
-            if not _TAG_RE.match(tag):
+            if not _TAG_RE.fullmatch(tag):
                 raise InvalidReference(f"{text}: invalid tag format")
         first, sep, remainder = rest.partition("/")
         if sep and ("." in first or ":" in first or first == "localhost"):
             domain, path = first, remainder
-            if not _DOMAIN_RE.match(domain):
+            if not _DOMAIN_RE.fullmatch(domain):
                 raise InvalidReference(f"{text}: invalid reference format (registry host)")
         else:
             domain, path = DOCKER_HUB_DOMAIN, rest
@@ -88,9 +90,9 @@ class ImageRef:
             domain = DOCKER_HUB_DOMAIN
             if "/" not in path:
                 path = f"library/{path}"
-        if path.lower() != path and _PATH_RE.match(path.lower()):
+        if path.lower() != path and _PATH_RE.fullmatch(path.lower()):
             raise InvalidReference(f"{text}: invalid reference format: repository name must be lowercase")
-        if not _PATH_RE.match(path):
+        if not _PATH_RE.fullmatch(path):
             raise InvalidReference(f"{text}: invalid reference format")
         if len(domain) + 1 + len(path) > MAX_NAME_LENGTH:
             raise InvalidReference(f"{text}: repository name must not be more than 255 characters")
@@ -110,6 +112,11 @@ class ImageRef:
         if self.digest:
             out += f"@{self.digest}"
         return out
+
+
+def is_valid_tag(text: str) -> bool:
+    """Whether ``text`` follows the tag grammar (``[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}``)."""
+    return bool(_TAG_RE.fullmatch(text))
 
 
 def split_transport(name: str, transports: frozenset[str]) -> tuple[str | None, str]:

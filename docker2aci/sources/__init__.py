@@ -13,10 +13,11 @@ The table below is the only registry of transports (no registration by import).
 from __future__ import annotations
 
 import os
+import re
 from typing import Callable
 
 from ..errors import SourceError, UsageError
-from ..reference import split_transport
+from ..reference import COMPONENT_RE as _COMPONENT, split_transport
 from .archive import DockerArchive, is_docker_archive
 from .base import ImageName, ImageSource, ResolvedImage
 from .files import DirectoryTree, TarTree
@@ -26,8 +27,21 @@ __all__ = ["ImageName", "ImageSource", "ResolvedImage", "open_source", "TRANSPOR
 
 
 def _base_repository(path: str) -> str:
-    """The layout directory's or archive's base name up to its first ``.``."""
-    return os.path.basename(os.path.normpath(path)).split(".", 1)[0] or "image"
+    """The repository of images a layout names by a bare tag: the layout directory's or
+    archive's base name up to its first ``.``, lower-cased, each run of characters a
+    repository name cannot hold made one ``-`` (``My Image`` → ``my-image``).
+
+    Raises:
+        SourceError: nothing usable is left of the name.
+    """
+    base = os.path.basename(os.path.normpath(path)).split(".", 1)[0]
+    name = _NOT_NAME_RUN.sub("-", base.lower()).strip("-_")
+    if not _COMPONENT.fullmatch(name):
+        raise SourceError(path, f"cannot name the image after {base!r}: rename it, or give it a ref name")
+    return name
+
+
+_NOT_NAME_RUN = re.compile(r"[^a-z0-9_]+")
 
 
 def _split_path(rest: str) -> tuple[str, str | None]:
@@ -40,11 +54,24 @@ def _split_path(rest: str) -> tuple[str, str | None]:
     return rest, None
 
 
-def _docker_archive(path: str, display: str) -> ImageSource:
+def _archive(path: str, display: str, docker: bool) -> ImageSource:
+    """A ``docker save`` or an OCI layout in a tar; ``docker`` says which was named
+    (a bare path is sniffed). A containerd-store save (``index.json`` only) is read as
+    an OCI layout either way."""
     files = TarTree(path, display)
-    if not is_docker_archive(files) and files.exists("index.json"):
-        return OciLayout(files, _base_repository(path))  # a containerd-store save: only index.json
-    return DockerArchive(files)
+    try:
+        if is_docker_archive(files):
+            return DockerArchive(files)
+        if docker and not files.exists("index.json"):
+            raise SourceError(display, "not a docker save archive: neither manifest.json nor repositories")
+        return OciLayout(files, _base_repository(path))
+    except BaseException:
+        files.close()
+        raise
+
+
+def _docker_archive(path: str, display: str) -> ImageSource:
+    return _archive(path, display, docker=True)
 
 
 def _oci(path: str, display: str) -> ImageSource:
@@ -60,10 +87,7 @@ def _oci_archive(path: str, display: str) -> ImageSource:
 def _sniffed(path: str, display: str) -> ImageSource:
     if os.path.isdir(path):
         return _oci(path, display)
-    files = TarTree(path, display)
-    if is_docker_archive(files):
-        return DockerArchive(files)
-    return OciLayout(files, _base_repository(path))
+    return _archive(path, display, docker=False)
 
 
 TRANSPORTS: dict[str, Callable[[str, str], ImageSource]] = {

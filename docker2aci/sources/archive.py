@@ -47,14 +47,16 @@ def _json(untrusted: bytes, where: str) -> Any:
         return json.loads(untrusted)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise InvalidManifest(where, f"not valid JSON: {err}") from err
+    except RecursionError as err:
+        raise InvalidManifest(where, "JSON nested too deeply") from err
 
 
 def _path_digest(path: str) -> Digest | None:
     """The digest a member path states (``blobs/sha256/<hex>``, ``<hex>.json``)."""
-    m = _BLOB_PATH.match(path)
+    m = _BLOB_PATH.fullmatch(path)
     if m:
         return Digest.parse(f"{m.group(1)}:{m.group(2)}", what=path)
-    m = _HEX_NAME.match(path)
+    m = _HEX_NAME.fullmatch(path)
     return Digest("sha256", m.group(1)) if m else None
 
 
@@ -150,7 +152,7 @@ class DockerArchive:
     def _layer(self, path: str) -> LayerBlob:
         if not self.files.exists(path):
             raise ImageNotFound(self.display, f"layer {path!r} not found in the archive")
-        digest = _path_digest(path) if _BLOB_PATH.match(path) else None
+        digest = _path_digest(path) if _BLOB_PATH.fullmatch(path) else None
         files = self.files
         return LayerBlob(path, "", digest, None, None, lambda: files.open(path))
 
@@ -191,7 +193,7 @@ class DockerArchive:
         chain: list[str] = []
         layer_id: str = top
         while layer_id:
-            if not _LEGACY_ID.match(layer_id):
+            if not _LEGACY_ID.fullmatch(layer_id):
                 raise InvalidManifest(self.display, f"invalid layer ID {layer_id!r}")
             if layer_id in chain:
                 raise InvalidManifest(self.display, f"dependency loop detected at image {layer_id!r}")

@@ -15,6 +15,7 @@ import tarfile
 import tempfile
 from typing import BinaryIO, Protocol
 
+from converters.rootfs import open_tar
 from converters.tarpaths import EscapingPath, clean_member_name, join
 
 from ..errors import ImageNotFound, SourceError
@@ -148,7 +149,7 @@ class TarTree(_BaseTree):
             if encoding not in ("tar", "empty"):
                 self.path = self._spool = self._decompress(path, encoding)
             self._members: dict[str, tarfile.TarInfo] = {}
-            with tarfile.open(self.path, mode="r:", encoding="utf-8", errors="surrogateescape") as tf:
+            with open(self.path, "rb") as f, open_tar(f) as tf:
                 for member in tf:
                     try:
                         name = join(clean_member_name(member.name))
@@ -183,14 +184,17 @@ class TarTree(_BaseTree):
             if member is None:
                 return None
             if member.isreg():
+                if member.issparse():
+                    raise SourceError(self.display, f"member {name!r} is a sparse file, which is not supported")
                 return member
             if member.issym():
                 target = member.linkname
                 base = name.rsplit("/", 1)[0] if "/" in name else ""
-                name = _resolve_dots(self.display, target if target.startswith("/") else f"{base}/{target}")
+                name = _resolve_dots(self.display, name, target,
+                                     target if target.startswith("/") else f"{base}/{target}")
                 continue
             if member.islnk():
-                name = _resolve_dots(self.display, member.linkname)
+                name = _resolve_dots(self.display, name, member.linkname, member.linkname)
                 continue
             return None
         raise SourceError(self.display, f"too many links resolving {path!r}")
@@ -213,15 +217,16 @@ class TarTree(_BaseTree):
             self._spool = None
 
 
-def _resolve_dots(display: str, path: str) -> str:
-    """Resolve ``..`` in an archive-internal link target, refusing to leave the archive."""
+def _resolve_dots(display: str, member: str, target: str, path: str) -> str:
+    """Resolve ``..`` in ``path``, where link ``member`` with ``target`` leads, refusing
+    to leave the archive."""
     parts: list[str] = []
     for part in path.split("/"):
         if part in ("", "."):
             continue
         if part == "..":
             if not parts:
-                raise SourceError(display, f"link target {path!r} leads outside the archive")
+                raise SourceError(display, f"member {member!r} links to {target!r}, outside the archive")
             parts.pop()
         else:
             parts.append(part)

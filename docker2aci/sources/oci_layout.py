@@ -8,6 +8,7 @@ blob is checked against its descriptor's digest and size before it is parsed.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import dataclass
 
 from .. import mediatypes
@@ -20,12 +21,15 @@ from ..manifest import (Descriptor, ImageIndex, Platform, document_kind, parse_i
                         parse_manifest, select_platform)
 from .base import (ImageName, ResolvedImage, digest_selector, name_from_reference,
                    selector_matches, untagged_name)
+from ..reference import is_valid_tag
 from .files import FileTree
 
 log = logging.getLogger(__name__)
 
 MAX_INDEX_DEPTH = 4
 """Nested indexes followed (index → index → manifest is the deepest seen in practice)."""
+MAX_INDEX_ENTRIES = 1024
+"""Distinct manifests and indexes read when searching a layout for a config."""
 
 
 def blob_path(digest: Digest) -> str:
@@ -134,6 +138,8 @@ class OciLayout:
             return untagged_name(config_digest)
         if "/" in ref or ":" in ref:
             return name_from_reference(ref, self.display)
+        if not is_valid_tag(ref):
+            raise InvalidManifest(self.display, f"index.json: ref name {ref!r} is not a valid tag")
         return ImageName(self.default_repository, ref, f"{self.default_repository}:{ref}", None,
                          self.default_repository)
 
@@ -206,9 +212,13 @@ class OciLayout:
         searching every index entry whatever its platform and skipping blobs that are
         missing or invalid (used for Docker 25+ saves, whose ``manifest.json`` names no
         manifest; containerd saves only the blobs it has)."""
-        pending = [(entry, 0) for entry in self.index().manifests]
-        while pending:
-            desc, depth = pending.pop(0)
+        pending = deque((entry, 0) for entry in self.index().manifests)
+        seen: set[Digest] = set()
+        while pending and len(seen) < MAX_INDEX_ENTRIES:
+            desc, depth = pending.popleft()
+            if desc.digest in seen:
+                continue
+            seen.add(desc.digest)
             try:
                 untrusted = read_blob(self.files, desc, MAX_MANIFEST_BYTES)
                 where = f"{self.display}: {desc.digest}"
