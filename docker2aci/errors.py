@@ -88,6 +88,34 @@ class UnsupportedMediaType(SourceError):
     reference = "unsupported-media-type"
 
 
+class RegistryError(SourceError):
+    """A registry answered with an error, or could not be reached.
+
+    Attributes:
+        status: the HTTP status, or ``None`` for a connection failure.
+        url: the request URL, with any credentials removed.
+        diagnostics: the registry's ``errors[]`` codes and messages, as ``CODE: message``.
+        temporary: whether retrying later may succeed (5xx, 429, cut connections).
+    """
+
+    reference = "registry-error"
+
+    def __init__(self, source: str, message: str, *, status: int | None = None, url: str = "",
+                 diagnostics: tuple[str, ...] = (), temporary: bool = False) -> None:
+        detail = f"{message}" + (f" ({'; '.join(diagnostics)})" if diagnostics else "")
+        super().__init__(source, detail)
+        self.status = status
+        self.url = url
+        self.diagnostics = diagnostics
+        self.temporary = temporary
+
+
+class AuthError(RegistryError):
+    """The registry refused our credentials, or wants credentials we do not have."""
+
+    reference = "auth-error"
+
+
 class DigestMismatch(Docker2ACIError):
     """Bytes did not hash to the digest that named them.
 
