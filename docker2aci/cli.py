@@ -66,6 +66,10 @@ def _convert_parser(prog: str) -> argparse.ArgumentParser:
           help="Platform to pick from a manifest list or index (default: the host's); "
                "'all' converts every platform")
     _flag(p, "tmp-dir", metavar="DIR", help="Where to unpack layers (default: $TMPDIR)")
+    _flag(p, "creds", metavar="USER:PASS", help="Registry credentials (default: ~/.docker/config.json)")
+    _flag(p, "cert-dir", metavar="DIR", help="CA certificates (*.crt) for the registry, as Docker's certs.d")
+    _flag(p, "cache-dir", metavar="DIR", help="Blob and conversion cache (default: ~/.cache/docker2aci)")
+    _flag(p, "no-cache", action="store_true", help="Convert again even if this manifest was converted before")
     _flag(p, "json", action="store_true", help="Print one JSON object per ACI (JSON Lines)")
     return p
 
@@ -115,17 +119,27 @@ def _print_json(acis: list[ConvertedACI]) -> None:
 
 
 def _progress_hook(enabled: bool):  # type: ignore[no-untyped-def]
-    """A rich progress bar on a terminal, else nothing."""
+    """Rich progress bars on a terminal (one per download with bytes and rate, one for
+    the layers read), else nothing."""
     if not enabled:
         return None, None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.console import Console
+    from rich.progress import (BarColumn, DownloadColumn, Progress, TaskID, TextColumn,
+                               TransferSpeedColumn)
 
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        transient=True, console=None)
-    task = progress.add_task("Reading layers", total=None)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                        TransferSpeedColumn(), transient=True, console=Console(stderr=True))
+    tasks: dict[str, TaskID] = {}
 
-    def hook(stage: str, done: int, total: int) -> None:
-        progress.update(task, completed=done, total=total)
+    def hook(task: str, done: int, total: int | None) -> None:
+        if task == "layers":  # a count of layers, not bytes
+            if task not in tasks:
+                tasks[task] = progress.add_task("Reading layers", total=None, visible=True)
+            progress.update(tasks[task], description=f"Read {done}/{total} layers")
+            return
+        if task not in tasks:
+            tasks[task] = progress.add_task(f"Downloading {task[:19]}", total=total)
+        progress.update(tasks[task], completed=done, total=total)
 
     return progress, hook
 
@@ -139,7 +153,11 @@ def cmd_convert(argv: Sequence[str], prog: str) -> int:
     if args.nosquash:
         raise UsageError("--nosquash is not supported yet")
     options = ConvertOptions(output_dir=args.output_dir, image=args.select, platform=args.platform,
-                             compression=Compression(args.compression), tmp_dir=args.tmp_dir)
+                             compression=Compression(args.compression), tmp_dir=args.tmp_dir,
+                             creds=args.creds, cert_dir=args.cert_dir,
+                             insecure_skip_verify=args.insecure_skip_verify,
+                             insecure_allow_http=args.insecure_allow_http, cache_dir=args.cache_dir,
+                             use_cache=not args.no_cache)
     progress, hook = _progress_hook(sys.stderr.isatty() and not args.json)
     if progress is not None:
         with progress:

@@ -7,6 +7,7 @@ matcher, as ``decisions.md`` ("Platform choice") says.
 
 from __future__ import annotations
 
+import base64
 import json
 import platform as _platform
 from dataclasses import dataclass, field
@@ -272,3 +273,71 @@ def select_platform(index: ImageIndex, wanted: Platform, where: str) -> Descript
         present = ", ".join(str(d.platform) for d in index.manifests if d.platform) or "none"
         raise PlatformNotFound(where, f"no image for platform {wanted} (present: {present})")
     return best[1]
+
+
+@dataclass(frozen=True)
+class Schema1Manifest:
+    """A Docker image manifest, schema 1 (signed or not).
+
+    Attributes:
+        name, tag: what the manifest says it is.
+        layers: blob digests, base layer first (``fsLayers`` reversed, repeats kept).
+        config: the top layer's ``v1Compatibility`` JSON, which holds the image config.
+        canonical_digest: the registry's digest of the manifest: over the JWS payload
+            (the bytes without the ``signatures``), as distribution computes it.
+    """
+
+    name: str
+    tag: str
+    layers: tuple[Digest, ...]
+    config: bytes
+    canonical_digest: Digest
+
+
+def _b64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def schema1_payload(untrusted: bytes) -> bytes:
+    """The signed payload of a schema 1 manifest (its bytes without ``signatures``): the
+    first ``formatLength`` bytes and ``formatTail`` from the JWS protected header
+    (docker/libtrust ``jsonsign.go``). An unsigned manifest is its own payload."""
+    try:
+        doc = json.loads(untrusted)
+        protected = json.loads(_b64url(doc["signatures"][0]["protected"]))
+        length, tail = int(protected["formatLength"]), _b64url(protected["formatTail"])
+    except (ValueError, KeyError, IndexError, TypeError, RecursionError):
+        return untrusted
+    if not 0 <= length <= len(untrusted):
+        return untrusted
+    return untrusted[:length] + tail
+
+
+def parse_schema1(untrusted: bytes, where: str) -> Schema1Manifest:
+    """Parse a schema 1 manifest; ``fsLayers`` and ``history`` are paired by index, never
+    by digest (public case 35), and the config comes from ``history[0]``.
+
+    Raises:
+        InvalidManifest: a required field is missing or malformed.
+    """
+    doc = _load_json(untrusted, where)
+    if doc.get("schemaVersion") != 1:
+        raise InvalidManifest(where, f"field schemaVersion is {doc.get('schemaVersion')!r}, expected 1")
+    fs_layers, history = doc.get("fsLayers"), doc.get("history")
+    if not isinstance(fs_layers, list) or not fs_layers:
+        raise InvalidManifest(where, "field fsLayers is missing or empty")
+    if not isinstance(history, list) or len(history) != len(fs_layers):
+        raise InvalidManifest(where, "field history does not pair with fsLayers")
+    digests = []
+    for i, layer in enumerate(fs_layers):
+        if not isinstance(layer, dict):
+            raise InvalidManifest(where, f"fsLayers[{i}] is not an object")
+        digests.append(Digest.parse(layer.get("blobSum", ""), what=f"{where}: fsLayers[{i}].blobSum"))
+    top = history[0].get("v1Compatibility") if isinstance(history[0], dict) else None
+    if not isinstance(top, str):
+        raise InvalidManifest(where, "history[0].v1Compatibility is not a string")
+    return Schema1Manifest(
+        name=str(doc.get("name", "")), tag=str(doc.get("tag", "")),
+        layers=tuple(reversed(digests)), config=top.encode("utf-8"),
+        canonical_digest=Digest.of_bytes(schema1_payload(untrusted)),
+    )

@@ -40,3 +40,15 @@ def layer_encoding(media_type: str) -> str | None:
     if base.endswith(".tar") or base.endswith("v1.tar"):
         return "plain"
     return None
+
+SCHEMA1_TYPES = frozenset({DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED})
+OCI_NONDISTRIBUTABLE_PREFIX = "application/vnd.oci.image.layer.nondistributable."
+
+
+def is_foreign_layer(media_type: str) -> bool:
+    """Whether a layer is foreign / non-distributable (registries do not serve it)."""
+    return media_type == DOCKER_FOREIGN_LAYER or media_type.startswith(OCI_NONDISTRIBUTABLE_PREFIX)
+
+
+ACCEPT_MANIFESTS = (OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST, DOCKER_SCHEMA1_SIGNED, DOCKER_SCHEMA1)
+"""Every manifest type, in the ``Accept`` header of every manifest request (public case 25)."""

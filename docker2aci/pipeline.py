@@ -22,13 +22,15 @@ from converters.manifest import ImageConfig, Naming, build_manifest, manifest_by
 from converters.names import appc_os_arch
 from converters.rootfs import LayerTar, RootfsTree
 
+from . import __version__
 from .aci import Compression, write_aci
 from .digest import Digest
 from .errors import InvalidConfig, InvalidLayer, InvalidManifest, OutputError, UsageError
 from .layers import LayerBlob, spool_layer
 from .limits import MAX_PASSWD_BYTES
 from .manifest import Platform
-from .sources import ResolvedImage, open_source
+from .sources import RemoteOptions, ResolvedImage, open_source
+from .store import ConversionCache, conversion_key, default_cache_dir, publish_copy
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,12 @@ class ConvertOptions:
         compression: gzip (default) or none.
         squash: one ACI for the whole image (only mode so far).
         tmp_dir: where layers are spooled; default the system's temporary directory.
+        creds: ``USER:PASS`` for the registry; default: the Docker config files.
+        cert_dir: CA (and client) certificates for the registry.
+        insecure_skip_verify: do not verify the registry's TLS certificate.
+        insecure_allow_http: fall back to plain http for the registry.
+        cache_dir: the blob and conversion cache; default ``~/.cache/docker2aci``.
+        use_cache: reuse an earlier conversion of the same registry manifest.
     """
 
     output_dir: str = "."
@@ -60,6 +68,12 @@ class ConvertOptions:
     compression: Compression = Compression.GZIP
     squash: bool = True
     tmp_dir: str | None = None
+    creds: str | None = field(default=None, repr=False)
+    cert_dir: str | None = None
+    insecure_skip_verify: bool = False
+    insecure_allow_http: bool = False
+    cache_dir: str | None = None
+    use_cache: bool = True
 
 
 @dataclass(frozen=True)
@@ -85,8 +99,9 @@ class ConvertedACI:
     warnings: tuple[str, ...] = ()
 
 
-ProgressHook = Callable[[str, int, int], None]
-"""Called as ``hook(stage, done, total)`` while layers are read (for a progress bar)."""
+ProgressHook = Callable[[str, int, "int | None"], None]
+"""Called as ``hook(task, done, total)``: task ``layers`` counts layers read, a task named
+by a blob digest counts its bytes downloaded (``total`` ``None`` when unknown)."""
 
 
 def convert(source: str, options: ConvertOptions | None = None,
@@ -119,7 +134,11 @@ def convert(source: str, options: ConvertOptions | None = None,
         wanted = Platform.parse(options.platform) if options.platform and not every_platform else Platform.host()
     except InvalidManifest as err:
         raise UsageError(str(err)) from err
-    src, embedded = open_source(source)
+    remote = RemoteOptions(creds=options.creds, cert_dir=options.cert_dir,
+                           insecure_skip_verify=options.insecure_skip_verify,
+                           allow_http=options.insecure_allow_http, cache_dir=options.cache_dir,
+                           tmp_dir=options.tmp_dir, progress=progress)
+    src, embedded = open_source(source, remote)
     try:
         if options.image and embedded and options.image != embedded:
             raise UsageError(f"--image {options.image!r} contradicts {embedded!r} in {source!r}")
@@ -132,7 +151,10 @@ def convert(source: str, options: ConvertOptions | None = None,
         for target in targets:
             resolved = src.resolve(selector, target or wanted)
             what = f"{src.display} ({target})" if target else src.display
-            results.append(_convert_image(what, resolved, target or wanted, options, progress, written))
+            cache = None
+            if getattr(src, "cacheable", False) and options.use_cache:
+                cache = ConversionCache(options.cache_dir or default_cache_dir())
+            results.append(_convert_image(what, resolved, target or wanted, options, progress, written, cache))
         return results
     finally:
         src.close()
@@ -237,7 +259,8 @@ def aci_file_name(repository: str, tag: str | None, suffix: str = "") -> str:
 
 
 def _convert_image(display: str, resolved: ResolvedImage, wanted: Platform, options: ConvertOptions,
-                   progress: ProgressHook | None, written: dict[str, str]) -> ConvertedACI:
+                   progress: ProgressHook | None, written: dict[str, str],
+                   cache: ConversionCache | None) -> ConvertedACI:
     warnings: list[str] = []
     config = _parse_config(resolved, display)
     image_platform = _platform_of(config, resolved, wanted, options.platform is not None, warnings)
@@ -256,6 +279,17 @@ def _convert_image(display: str, resolved: ResolvedImage, wanted: Platform, opti
     if path in written:
         raise OutputError(f"{display} and {written[path]} would both be written to {path}")
     written[path] = display
+    key = None
+    if cache is not None and resolved.manifest_digest is not None:
+        key = conversion_key(version=__version__, manifest=str(resolved.manifest_digest),
+                             index=str(resolved.index_digest), original=resolved.name.original_name,
+                             platform=str(image_platform), compression=options.compression.value,
+                             file=os.path.basename(path))
+        hit = cache.get(key)
+        if hit is not None:
+            publish_copy(hit.aci, path)
+            log.debug("%s: unchanged since it was converted; reused the cached ACI", display)
+            return _from_record(path, hit.record)
 
     with _spooled(blobs, options.tmp_dir, progress) as layer_tars:
         try:
@@ -290,7 +324,7 @@ def _convert_image(display: str, resolved: ResolvedImage, wanted: Platform, opti
         except BadLayer as err:
             raise InvalidLayer(err.layer, None, err.message) from err
     manifest = result.manifest
-    return ConvertedACI(
+    converted = ConvertedACI(
         path=os.path.abspath(path),
         image_id=image_id,
         name=manifest["name"],
@@ -299,3 +333,16 @@ def _convert_image(display: str, resolved: ResolvedImage, wanted: Platform, opti
         manifest_digest=manifest_digest,
         warnings=tuple(warnings),
     )
+    if cache is not None and key is not None:
+        try:
+            cache.put(key, path, {k: v for k, v in dataclasses.asdict(converted).items() if k != "path"})
+        except OutputError as err:
+            log.warning("%s: not cached: %s", display, err)
+    return converted
+
+
+def _from_record(path: str, record: dict[str, Any]) -> ConvertedACI:
+    """A ConvertedACI for a cached conversion published at ``path``."""
+    return ConvertedACI(path=os.path.abspath(path), image_id=record["image_id"], name=record["name"],
+                        labels=dict(record["labels"]), manifest=record["manifest"],
+                        manifest_digest=record["manifest_digest"], warnings=tuple(record.get("warnings", ())))

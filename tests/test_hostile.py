@@ -827,7 +827,7 @@ def test_json_output_on_error_is_empty(tmp_path: Path) -> None:
     ([], 2),
     (["--compression", "rar", "x"], 2),
     (["--output-dir"], 2),
-    (["docker://busybox"], 2),
+    (["-image", "x", "docker://busybox"], 2),
     (["--nosquash", "x"], 2),
     (["does-not-exist.tar"], 1),
 ])

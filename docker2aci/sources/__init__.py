@@ -1,11 +1,13 @@
 """Image sources, named the way skopeo names them: ``transport:rest``.
 
-==================  ==================================================
-``docker-archive:PATH[:NAME[:TAG]]``  a ``docker save`` archive (any layout)
-``oci:DIR[:TAG]``                     an OCI image layout directory
-``oci-archive:PATH[:TAG]``            a tar of an OCI image layout
-bare ``PATH``                         sniffed: a layout directory or either archive
-==================  ==================================================
+=========================================  ==============================================
+``docker://[HOST[:PORT]/]NAME[:TAG|@DIGEST]``  a registry (HTTP API v2)
+``docker-daemon:NAME[:TAG]``               an image of the local Docker Engine
+``docker-archive:PATH[:NAME[:TAG]]``       a ``docker save`` archive (any layout)
+``oci:DIR[:TAG]``                          an OCI image layout directory
+``oci-archive:PATH[:TAG]``                 a tar of an OCI image layout
+bare ``PATH``                              sniffed: a layout directory or either archive
+=========================================  ==============================================
 
 The table below is the only registry of transports (no registration by import).
 """
@@ -16,14 +18,20 @@ import os
 import re
 from typing import Callable
 
+from dataclasses import dataclass
+
 from ..errors import SourceError, UsageError
-from ..reference import COMPONENT_RE as _COMPONENT, split_transport
+from ..reference import COMPONENT_RE as _COMPONENT
+from ..reference import ImageRef, split_transport
+from ..store import BlobCache, default_cache_dir
 from .archive import DockerArchive, is_docker_archive
 from .base import ImageName, ImageSource, ResolvedImage
+from .daemon import DaemonSource
 from .files import DirectoryTree, TarTree
 from .oci_layout import OciLayout
+from .registry import DownloadHook, RegistrySource
 
-__all__ = ["ImageName", "ImageSource", "ResolvedImage", "open_source", "TRANSPORTS"]
+__all__ = ["ImageName", "ImageSource", "RemoteOptions", "ResolvedImage", "open_source", "TRANSPORTS"]
 
 
 def _base_repository(path: str) -> str:
@@ -95,26 +103,78 @@ TRANSPORTS: dict[str, Callable[[str, str], ImageSource]] = {
     "oci": _oci,
     "oci-archive": _oci_archive,
 }
-_LATER = {"docker": "registry sources (docker://) are not supported yet",
-          "docker-daemon": "docker-daemon: sources are not supported yet"}
+"""Local transports: ``name → opener(path, display)``."""
+REMOTE_TRANSPORTS = frozenset({"docker", "docker-daemon"})
 
 
-def open_source(name: str) -> tuple[ImageSource, str | None]:
+@dataclass(frozen=True)
+class RemoteOptions:
+    """How to reach registries and engines (the reference tool's flag names).
+
+    Attributes:
+        creds: ``USER:PASS`` for the registry (``--creds``); else looked up in the Docker
+            config files.
+        cert_dir: a directory of CA certificates (``*.crt``) and client certificates.
+        insecure_skip_verify: do not verify TLS certificates.
+        allow_http: fall back to plain http.
+        cache_dir: the blob and conversion cache root.
+        tmp_dir: where an engine export is spooled.
+        progress: called as ``hook(digest, bytes_done, bytes_total)`` during downloads.
+    """
+
+    creds: str | None = None
+    cert_dir: str | None = None
+    insecure_skip_verify: bool = False
+    allow_http: bool = False
+    cache_dir: str | None = None
+    tmp_dir: str | None = None
+    progress: DownloadHook | None = None
+
+
+def _registry(rest: str, name: str, remote: RemoteOptions) -> ImageSource:
+    from ..registry import Credentials, RegistryClient, lookup_credentials
+
+    if not rest.startswith("//"):
+        raise UsageError(f"{name}: expected docker://[HOST[:PORT]/]NAME[:TAG|@DIGEST]")
+    ref = ImageRef.parse(rest[2:])
+    if remote.creds is not None:
+        user, sep, password = remote.creds.partition(":")
+        if not sep:
+            raise UsageError("--creds: expected USER:PASS")
+        credentials: Credentials | None = Credentials(user, password)
+    else:
+        credentials = lookup_credentials(ref.api_host)
+    client = RegistryClient(ref.api_host, credentials=credentials, insecure_skip_verify=remote.insecure_skip_verify,
+                            allow_http=remote.allow_http, cert_dir=remote.cert_dir)
+    client.__enter__()
+    cache = BlobCache(remote.cache_dir or default_cache_dir())
+    return RegistrySource(ref, client, cache, remote.progress)
+
+
+def open_source(name: str, remote: RemoteOptions | None = None) -> tuple[ImageSource, str | None]:
     """Open the source a user named.
 
     Args:
         name: ``transport:rest`` or a bare path.
+        remote: how to reach registries and engines.
 
     Returns:
         the source, and the selector the name carried (``oci:DIR:TAG`` → ``TAG``).
 
     Raises:
-        UsageError: an unknown or unsupported transport.
-        SourceError: the path does not exist or is not a readable source.
+        UsageError: an unknown transport, or a malformed remote name.
+        InvalidReference: a registry or engine reference does not parse.
+        SourceError: the path does not exist or is not a readable source; the engine
+            cannot be reached.
     """
-    transport, rest = split_transport(name, frozenset(TRANSPORTS) | frozenset(_LATER))
-    if transport in _LATER:
-        raise UsageError(f"{name}: {_LATER[transport]}")
+    remote = remote or RemoteOptions()
+    transport, rest = split_transport(name, frozenset(TRANSPORTS) | REMOTE_TRANSPORTS)
+    if transport == "docker":
+        return _registry(rest, name, remote), None
+    if transport == "docker-daemon":
+        if not rest:
+            raise UsageError(f"{name}: expected docker-daemon:NAME[:TAG]")
+        return DaemonSource(rest, remote.tmp_dir), None
     path, selector = _split_path(rest)
     if not os.path.exists(path):
         raise SourceError(name, "no such file or directory")

@@ -1,0 +1,244 @@
+"""The local store: a content-addressed blob cache shared by all images, and a conversion
+cache keyed by manifest digest, options and our version.
+
+Layout under the cache root (``~/.cache/docker2aci`` or ``--cache-dir``)::
+
+    blobs/<algorithm>/<hex>        verified blobs (layers, configs, manifests)
+    conversions/<key>.aci          converted ACIs
+    conversions/<key>.json         what convert() returned for them
+    tmp/                           partial downloads; never read as blobs
+    locks/<algorithm>-<hex>        one lock file per blob being fetched
+
+Nothing becomes visible before it is complete and verified: a blob is written to
+``tmp/``, checked against its digest, and renamed into ``blobs/``. Concurrent processes
+fetching the same blob wait on its lock, so each blob is fetched once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from typing import IO, Any, BinaryIO, Callable, Iterator
+
+from .digest import Digest
+from .errors import DigestMismatch, OutputError
+
+COPY_CHUNK = 1 << 20
+"""Bytes per read when verifying or copying cached files."""
+
+
+def default_cache_dir() -> str:
+    """``$XDG_CACHE_HOME/docker2aci``, else ``~/.cache/docker2aci``."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "docker2aci")
+
+
+def _file_digest(path: str, algorithm: str) -> str:
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        while chunk := f.read(COPY_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class BlobCache:
+    """Verified blobs by digest.
+
+    Args:
+        root: the cache root directory (created on first write).
+    """
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    def path(self, digest: Digest) -> str:
+        """Where a blob lives (whether or not it is there yet)."""
+        return os.path.join(self.root, "blobs", digest.algorithm, digest.hex)
+
+    def has(self, digest: Digest) -> bool:
+        """Whether the blob is in the cache."""
+        return os.path.isfile(self.path(digest))
+
+    def read(self, digest: Digest, limit: int) -> bytes | None:
+        """A small cached blob (a manifest or config) after checking its digest, or ``None``
+        when it is absent or does not match (a damaged entry is removed)."""
+        path = self.path(digest)
+        try:
+            with open(path, "rb") as f:
+                data = f.read(limit + 1)
+        except FileNotFoundError:
+            return None
+        if len(data) > limit or Digest.of_bytes(data, digest.algorithm) != digest:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            return None
+        return data
+
+    def put(self, digest: Digest, data: bytes) -> None:
+        """Store a small blob already in memory.
+
+        Raises:
+            DigestMismatch: ``data`` does not hash to ``digest``.
+        """
+        actual = Digest.of_bytes(data, digest.algorithm)
+        if actual != digest:
+            raise DigestMismatch(f"blob {digest}", str(digest), str(actual))
+        with self._temp() as (tmp, f):
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+            self._publish(tmp, digest)
+
+    def ensure(self, digest: Digest, fetch: Callable[[BinaryIO], None]) -> str:
+        """The path of a blob, fetching it first when it is not cached.
+
+        ``fetch`` writes the blob into the file it is given and verifies it (a
+        ``RegistryClient.fetch_blob``); the file is checked against ``digest`` again
+        before it becomes visible. Concurrent callers (threads or processes) for the
+        same digest wait for one fetch.
+
+        Raises:
+            DigestMismatch: what was fetched does not hash to ``digest``.
+            OutputError: the cache cannot be written.
+            (and whatever ``fetch`` raises; nothing is left behind then)
+        """
+        path = self.path(digest)
+        if os.path.isfile(path):
+            return path
+        with self._lock(digest):
+            if os.path.isfile(path):
+                return path
+            with self._temp() as (tmp, f):
+                fetch(f)  # type: ignore[arg-type]
+                f.flush()
+                os.fsync(f.fileno())
+                actual = _file_digest(tmp, digest.algorithm)
+                if actual != digest.hex:
+                    raise DigestMismatch(f"blob {digest}", str(digest), f"{digest.algorithm}:{actual}")
+                self._publish(tmp, digest)
+        return path
+
+    @contextlib.contextmanager
+    def _temp(self) -> Iterator[tuple[str, IO[bytes]]]:
+        tmpdir = os.path.join(self.root, "tmp")
+        try:
+            os.makedirs(tmpdir, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=tmpdir, prefix="blob-")
+        except OSError as err:
+            raise OutputError(f"writing to the cache {self.root}: {err}") from err
+        try:
+            with os.fdopen(fd, "w+b") as f:
+                yield tmp, f
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    def _publish(self, tmp: str, digest: Digest) -> None:
+        path = self.path(digest)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+
+    @contextlib.contextmanager
+    def _lock(self, digest: Digest) -> Iterator[None]:
+        locks = os.path.join(self.root, "locks")
+        try:
+            os.makedirs(locks, exist_ok=True)
+            fd = os.open(os.path.join(locks, f"{digest.algorithm}-{digest.hex}"),
+                         os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as err:
+            raise OutputError(f"writing to the cache {self.root}: {err}") from err
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+
+@dataclass(frozen=True)
+class CachedConversion:
+    """A conversion found in the cache.
+
+    Attributes:
+        aci: path of the cached ACI file.
+        record: what convert() returned for it (JSON-ready: image_id, name, labels,
+            manifest, manifest_digest, file_name, warnings).
+    """
+
+    aci: str
+    record: dict[str, Any]
+
+
+class ConversionCache:
+    """Converted ACIs by key (see :func:`conversion_key`).
+
+    Args:
+        root: the cache root directory.
+    """
+
+    def __init__(self, root: str) -> None:
+        self.dir = os.path.join(root, "conversions")
+
+    def get(self, key: str) -> CachedConversion | None:
+        """The cached conversion for ``key``, or ``None``."""
+        aci = os.path.join(self.dir, f"{key}.aci")
+        try:
+            with open(os.path.join(self.dir, f"{key}.json"), encoding="utf-8") as f:
+                record = json.load(f)
+        except (OSError, ValueError):
+            return None
+        if not isinstance(record, dict) or not os.path.isfile(aci):
+            return None
+        return CachedConversion(aci, record)
+
+    def put(self, key: str, aci_path: str, record: dict[str, Any]) -> None:
+        """Keep a copy of a converted ACI and its record (the ACI first, the record last,
+        so a record is only ever visible with its ACI). Failures are not fatal to the
+        conversion that produced them and are raised as ``OutputError``."""
+        try:
+            os.makedirs(self.dir, exist_ok=True)
+            _atomic_copy(aci_path, os.path.join(self.dir, f"{key}.aci"))
+            fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".record-")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(record, f)
+            os.replace(tmp, os.path.join(self.dir, f"{key}.json"))
+        except OSError as err:
+            raise OutputError(f"writing to the cache {self.dir}: {err}") from err
+
+
+def conversion_key(**parts: Any) -> str:
+    """A stable key (hex SHA-256) over named parts: manifest digest, options, version..."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _atomic_copy(src: str, dest: str) -> None:
+    """Copy ``src`` to ``dest`` through a temporary file in ``dest``'s directory."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(dest)), prefix=".docker2aci-",
+                               suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out, open(src, "rb") as f:
+            shutil.copyfileobj(f, out, COPY_CHUNK)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def publish_copy(src: str, dest: str) -> None:
+    """Put a copy of a cached ACI at ``dest`` atomically (replacing any file there).
+
+    Raises:
+        OutputError: it cannot be written.
+    """
+    try:
+        _atomic_copy(src, dest)
+    except OSError as err:
+        raise OutputError(f"writing {dest}: {err}") from err

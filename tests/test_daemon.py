@@ -1,0 +1,116 @@
+"""``docker-daemon:`` against a real dockerd started by the suite (flags from
+../shared/reference/real-infra.md that keep it off the host network), on a unix socket
+in a temporary directory, stopped by PID."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+import docker2aci
+from docker2aci.errors import ImageNotFound
+
+SHARED_IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "images"
+EXAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "example-manifest-oci-archive.json"
+CONFIG_DIGEST = "sha256:3655964a1898a9b4363b5f6dff5c245cc4f86efb66baa0134a138492459cdb92"
+
+
+@pytest.fixture(scope="module")
+def dockerd() -> Iterator[str]:
+    """A dockerd of our own; yields its DOCKER_HOST (unix socket)."""
+    if shutil.which("dockerd") is None:
+        pytest.skip("dockerd (Debian docker.io) is not installed")
+    if os.geteuid() != 0:
+        pytest.skip("dockerd needs root")
+    base = tempfile.mkdtemp(prefix="d2a-dockerd-", dir="/tmp")  # short: unix socket paths are limited
+    sock = os.path.join(base, "docker.sock")
+    log = open(os.path.join(base, "dockerd.log"), "wb")
+    proc = subprocess.Popen(
+        ["dockerd", "--host", f"unix://{sock}", "--data-root", f"{base}/data", "--exec-root", f"{base}/exec",
+         "--pidfile", f"{base}/dockerd.pid", "--storage-driver", "vfs", "--iptables=false", "--ip6tables=false",
+         "--ip-masq=false", "--ip-forward=false", "--bridge=none", "--exec-opt", "native.cgroupdriver=cgroupfs",
+         "--userland-proxy=false"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    host = f"unix://{sock}"
+    try:
+        import docker
+
+        deadline = time.monotonic() + 30
+        while not os.path.exists(sock):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("dockerd did not start: " + Path(base, "dockerd.log").read_text()[-2000:])
+            time.sleep(0.05)
+        client = docker.DockerClient(base_url=host, version="auto")
+        try:
+            with open(SHARED_IMAGES / "img.tar", "rb") as f:
+                client.images.load(f.read())
+        finally:
+            client.close()
+        yield host
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+        subprocess.run(["umount", "-R", f"{base}/exec"], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+        for group in ("docker",):  # dockerd leaves an empty cgroup behind
+            for controller in Path("/sys/fs/cgroup").glob(f"*/{group}"):
+                try:
+                    controller.rmdir()
+                except OSError:
+                    pass
+
+
+def test_daemon_image_converts_like_the_archive(dockerd: str, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", dockerd)
+    [aci] = docker2aci.convert("docker-daemon:test/busybox:latest",
+                               docker2aci.ConvertOptions(output_dir=str(tmp_path / "daemon")))
+    [from_archive] = docker2aci.convert(str(SHARED_IMAGES / "img.tar"),
+                                        docker2aci.ConvertOptions(output_dir=str(tmp_path / "archive")))
+    expected = json.loads(EXAMPLE.read_text())
+    for annotation in expected["annotations"]:
+        if annotation["name"] == "appc.io/docker/manifesthash":
+            annotation["value"] = CONFIG_DIGEST  # an engine export has no registry manifest
+    assert aci.manifest == expected
+    assert Path(aci.path).name == "test-busybox-latest.aci"
+    from test_shared_images import read_aci
+
+    assert read_aci(aci.path)[1] == read_aci(from_archive.path)[1]
+    assert not list(Path(tempfile.gettempdir()).glob("docker2aci-daemon-*"))
+
+
+def test_daemon_reference_is_kept_as_typed(dockerd: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", dockerd)
+    [aci] = docker2aci.convert("docker-daemon:docker.io/test/busybox",
+                               docker2aci.ConvertOptions(output_dir=str(tmp_path)))
+    annotations = {a["name"]: a["value"] for a in aci.manifest["annotations"]}
+    assert annotations["appc.io/docker/originalname"] == "docker.io/test/busybox"
+    assert aci.name == "test/busybox" and aci.labels["version"] == "latest"
+
+
+def test_daemon_missing_image_is_a_clear_error(dockerd: str, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", dockerd)
+    with pytest.raises(ImageNotFound, match="no-such/image"):
+        docker2aci.convert("docker-daemon:no-such/image:1", docker2aci.ConvertOptions(output_dir=str(tmp_path)))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unreachable_daemon_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/nothing.sock")
+    with pytest.raises(docker2aci.errors.SourceError, match="docker-daemon:busybox"):
+        docker2aci.convert("docker-daemon:busybox", docker2aci.ConvertOptions(output_dir=str(tmp_path)))
