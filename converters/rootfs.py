@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, Iterator, Sequence
 
 from .errors import BadLayer, UnsafeEntry
-from .tarpaths import EscapingPath, Path, clean_member_name, is_escaping_link, join
+from .tarpaths import EscapingPath, Path, clean_member_name, is_escaping_link
 
 OPAQUE_MARKER = ".wh..wh..opq"
 WHITEOUT_PREFIX = ".wh."

@@ -60,7 +60,12 @@ class LayerBlob:
 
 
 class _Decompressor(Protocol):
-    def decompress(self, data: bytes) -> bytes: ...
+    """zlib's decompressobj, bz2's and lzma's decompressors: all take a max length."""
+
+    eof: bool
+    unused_data: bytes
+
+    def decompress(self, data: bytes, max_length: int = ..., /) -> bytes: ...
 
 
 def sniff_encoding(head: bytes, what: str) -> str:

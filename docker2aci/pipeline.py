@@ -145,7 +145,8 @@ def convert(source: str, options: ConvertOptions | None = None,
         selector = options.image or embedded
         targets: list[Platform | None] = [wanted]
         if every_platform:
-            targets = list(_convertible(src.platforms(selector) or [None], src.display))
+            found: list[Platform | None] = list(src.platforms(selector) or [None])
+            targets = list(_convertible(found, src.display))
         written: dict[str, str] = {}
         results = []
         for target in targets:

@@ -53,8 +53,9 @@ DEVICE_NODES = ("null", "zero", "full", "random", "urandom", "tty")
 OPTIONAL_DEVICE_NODES: tuple[str, ...] = ()
 
 #: docker2aci's stdio links point at ``/dev/console`` (rkt's journald console); in fly
-#: there is no console, so in the per-run render they point at the app's own stdio.
-CONSOLE_LINKS = (("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"))
+#: there is no console, so in the per-run render they are replaced by DEV_LINKS' links
+#: to the app's own stdio.
+CONSOLE_LINKS = ("stdout", "stderr")
 
 #: Links added to ``/dev`` when the image has no entry of that name (public case 56).
 DEV_LINKS = (
@@ -200,7 +201,7 @@ def _prepare_dev(rootfs: str) -> list[Mount]:
     )
     shm = make_dirs_in_root(rootfs, "/dev/shm")
     mounts.append(Mount("shm", shm, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"))
-    for name, target in CONSOLE_LINKS:
+    for name in CONSOLE_LINKS:
         link = os.path.join(dev, name)
         if os.path.islink(link) and os.readlink(link) == "/dev/console":
             os.unlink(link)

@@ -22,7 +22,7 @@ from ..errors import DigestMismatch, ImageNotFound, InvalidManifest, SeveralImag
 from ..layers import LayerBlob
 from ..limits import MAX_CONFIG_BYTES, MAX_INDEX_FILE_BYTES
 from ..manifest import Platform
-from .base import (ImageName, ResolvedImage, digest_selector, name_from_reference,
+from .base import (ResolvedImage, digest_selector, name_from_reference,
                    selector_matches, untagged_name)
 from .files import TarTree
 from .oci_layout import OciLayout

@@ -151,9 +151,10 @@ class OciLayout:
                 ref = entry.ref_name
                 if ref is not None and (selector == ref or selector_matches(selector, self._name(ref))):
                     return entry
-            for entry in entries if hexsel else ():
-                if entry.digest.hex.startswith(hexsel) or self._config_hex(entry, platform).startswith(hexsel):
-                    return entry
+            if hexsel is not None:
+                for entry in entries:
+                    if entry.digest.hex.startswith(hexsel) or self._config_hex(entry, platform).startswith(hexsel):
+                        return entry
             raise ImageNotFound(self.display, f"no image {selector!r}; present: "
                                 + ", ".join(self._listing(entries, platform)))
         digests = {e.digest for e in entries}
