@@ -8,6 +8,7 @@ matcher, as ``decisions.md`` ("Platform choice") says.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import platform as _platform
 from dataclasses import dataclass, field
@@ -284,7 +285,9 @@ class Schema1Manifest:
         layers: blob digests, base layer first (``fsLayers`` reversed, repeats kept).
         config: the top layer's ``v1Compatibility`` JSON, which holds the image config.
         canonical_digest: the registry's digest of the manifest: over the JWS payload
-            (the bytes without the ``signatures``), as distribution computes it.
+            (the bytes without the ``signatures``), as distribution computes it
+            (distribution "Image Manifest Version 2, Schema 1", "Signed manifests"; docker/libtrust
+            ``jsonsign.go``: ``formatLength`` leading bytes + base64url ``formatTail``).
     """
 
     name: str
@@ -298,19 +301,57 @@ def _b64url(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def schema1_payload(untrusted: bytes) -> bytes:
-    """The signed payload of a schema 1 manifest (its bytes without ``signatures``): the
-    first ``formatLength`` bytes and ``formatTail`` from the JWS protected header
-    (docker/libtrust ``jsonsign.go``). An unsigned manifest is its own payload."""
+def schema1_payload(untrusted_body: bytes) -> bytes | None:
+    """The canonical (signed) payload of a signed schema 1 manifest.
+
+    Args:
+        untrusted_body: the manifest bytes as received.
+
+    Returns:
+        ``body[:formatLength] + formatTail``, or ``None`` when the body is not a JWS-signed
+        schema 1 manifest or its protected headers are unreadable or disagree.
+    """
+    if b'"signatures"' not in untrusted_body:
+        return None
     try:
-        doc = json.loads(untrusted)
-        protected = json.loads(_b64url(doc["signatures"][0]["protected"]))
-        length, tail = int(protected["formatLength"]), _b64url(protected["formatTail"])
-    except (ValueError, KeyError, IndexError, TypeError, RecursionError):
-        return untrusted
-    if not 0 <= length <= len(untrusted):
-        return untrusted
-    return untrusted[:length] + tail
+        doc: Any = json.loads(untrusted_body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(doc, dict) or doc.get("schemaVersion") != 1:
+        return None
+    signatures = doc.get("signatures")
+    if not isinstance(signatures, list) or not signatures:
+        return None
+    payloads: set[bytes] = set()
+    for sig in signatures:
+        protected = sig.get("protected") if isinstance(sig, dict) else None
+        if not isinstance(protected, str):
+            return None
+        try:
+            header = json.loads(_b64url(protected))
+            length = header["formatLength"]
+            tail = _b64url(header["formatTail"])
+        except (binascii.Error, ValueError, KeyError, TypeError):
+            return None
+        if not isinstance(length, int) or isinstance(length, bool) or not 0 < length <= len(untrusted_body):
+            return None
+        payloads.add(untrusted_body[:length] + tail)
+    return payloads.pop() if len(payloads) == 1 else None
+
+
+def manifest_digests(untrusted_body: bytes, algorithm: str = "sha256") -> tuple[Digest, ...]:
+    """Every digest that names this manifest body.
+
+    Returns:
+        The digest of the raw bytes, then, for a signed schema 1 manifest, the digest of
+        its canonical payload (what registries report in ``Docker-Content-Digest``).
+    """
+    raw = Digest.of_bytes(untrusted_body, algorithm)
+    payload = schema1_payload(untrusted_body)
+    if payload is None:
+        return (raw,)
+    canonical = Digest.of_bytes(payload, algorithm)
+    return (raw,) if canonical == raw else (raw, canonical)
 
 
 def parse_schema1(untrusted: bytes, where: str) -> Schema1Manifest:
@@ -339,5 +380,5 @@ def parse_schema1(untrusted: bytes, where: str) -> Schema1Manifest:
     return Schema1Manifest(
         name=str(doc.get("name", "")), tag=str(doc.get("tag", "")),
         layers=tuple(reversed(digests)), config=top.encode("utf-8"),
-        canonical_digest=Digest.of_bytes(schema1_payload(untrusted)),
+        canonical_digest=Digest.of_bytes(schema1_payload(untrusted) or untrusted),
     )

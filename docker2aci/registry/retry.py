@@ -92,7 +92,7 @@ class RetryPolicy:
             The delay in seconds: the exponential backoff with jitter, or the server's
             ``Retry-After`` when that is longer, never more than ``max_delay``.
         """
-        backoff = min(self.max_delay, self.base_delay * (2 ** max(0, retry - 1)))
+        backoff = min(self.max_delay, self.base_delay * 2.0 ** max(0, retry - 1))
         backoff = min(self.max_delay, backoff * (1.0 + random.uniform(0.0, self.jitter)))
         asked = parse_retry_after(retry_after, now=now)
         if asked is not None:

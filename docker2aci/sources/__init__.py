@@ -137,13 +137,7 @@ def _registry(rest: str, name: str, remote: RemoteOptions) -> ImageSource:
     if not rest.startswith("//"):
         raise UsageError(f"{name}: expected docker://[HOST[:PORT]/]NAME[:TAG|@DIGEST]")
     ref = ImageRef.parse(rest[2:])
-    if remote.creds is not None:
-        user, sep, password = remote.creds.partition(":")
-        if not sep:
-            raise UsageError("--creds: expected USER:PASS")
-        credentials: Credentials | None = Credentials(user, password)
-    else:
-        credentials = lookup_credentials(ref.api_host)
+    credentials = Credentials.parse(remote.creds) if remote.creds is not None else lookup_credentials(ref.api_host)
     client = RegistryClient(ref.api_host, credentials=credentials, insecure_skip_verify=remote.insecure_skip_verify,
                             allow_http=remote.allow_http, cert_dir=remote.cert_dir)
     client.__enter__()

@@ -1,0 +1,693 @@
+"""The registry client: one HTTP session that owns the registry protocol policy.
+
+Docker registry HTTP API v2 / OCI distribution spec:
+
+* ``GET /v2/`` (API version check, "ping") on first use: 200 or 401 mean a v2 registry
+  (401 only says "authenticate", public-cases.md #23); https first, http only when
+  allowed and https failed at the connection level.
+* ``GET /v2/<name>/manifests/<reference>`` with every manifest type in ``Accept``
+  (public-cases.md #25); the body is read with a size cap; a manifest asked for by digest
+  must hash to it (public-cases.md #28).
+* ``GET /v2/<name>/blobs/<digest>`` streamed to a file, hashed on the way, resumed with
+  ``Range`` after a cut connection (public-cases.md #32), redirects followed with GET and
+  without ``Authorization`` on another host (public-cases.md #24).
+* Any 401 is answered once (RFC 7235 challenge, Bearer token or Basic); 408, 429 and 5xx
+  and connection failures are retried with backoff honouring ``Retry-After``
+  (public-cases.md #31).
+
+Secrets (passwords, tokens, ``user:pass@`` in URLs, presigned URL signatures) never reach
+our messages or logs. (urllib3's own DEBUG records, logger ``urllib3.connectionpool``,
+show request paths with their query strings, so a presigned redirect URL appears there;
+no password or token does, as those travel in headers.)
+
+TLS: without ``cert_dir`` requests' defaults apply (``REQUESTS_CA_BUNDLE`` or certifi);
+with it, the system CAs and certifi plus the directory's ``*.crt``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import re
+import ssl
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import closing
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO, Self
+from urllib.parse import urlsplit
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+from requests.auth import AuthBase
+from requests.utils import DEFAULT_CA_BUNDLE_PATH
+
+from .. import mediatypes
+from ..digest import Digest
+from ..errors import (
+    AuthError,
+    DigestMismatch,
+    Docker2ACIError,
+    ImageNotFound,
+    InvalidManifest,
+    InvalidReference,
+    RegistryError,
+    SizeMismatch,
+    UsageError,
+)
+from ..limits import MAX_MANIFEST_BYTES, read_at_most
+from ..reference import COMPONENT_RE, DOCKER_HUB_API_HOST, is_valid_tag
+from .auth import MAX_TOKEN_RESPONSE_BYTES, Authenticator, TokenCache
+from .credentials import Credentials
+from .diagnostics import (
+    MAX_ERROR_BODY_BYTES,
+    is_temporary_status,
+    parse_error_body,
+    redact_url,
+)
+from .retry import RetryPolicy
+from ..manifest import manifest_digests
+
+log = logging.getLogger(__name__)
+
+MANIFEST_MEDIA_TYPES: tuple[str, ...] = mediatypes.ACCEPT_MANIFESTS
+"""Every manifest type we read, sent in ``Accept`` on every manifest request (OCI index,
+OCI manifest, Docker list, Docker v2, schema 1 prettyjws, schema 1 json)."""
+BLOB_CHUNK_BYTES = 1024 * 1024
+"""How much of a blob is read and written at a time (bytes)."""
+API_VERSION_HEADER = "Docker-Distribution-API-Version"
+DEFAULT_RETRY = RetryPolicy()
+"""The default retry policy: 5 attempts, 0.5 s doubling up to 30 s."""
+_HUB_ALIASES = frozenset({"docker.io", "index.docker.io"})
+_HOST_RE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+                      r"|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
+_CONTENT_RANGE_RE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
+# Errors of a body read that mean the connection broke (not our disk).
+_BODY_ERRORS = (urllib3.exceptions.HTTPError, http.client.HTTPException, requests.RequestException,
+                ConnectionError, TimeoutError)
+
+
+class _SetAuthorization(AuthBase):
+    """Puts our ``Authorization`` on a request (and keeps requests' netrc lookup out of it).
+
+    requests drops the header itself when a redirect goes to another host
+    (``Session.rebuild_auth``); tests check that on the wire.
+    """
+
+    def __init__(self, value: str | None) -> None:
+        self._value = value
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        if self._value is not None:
+            request.headers["Authorization"] = self._value
+        return request
+
+    def __repr__(self) -> str:
+        return "_SetAuthorization(<hidden>)"
+
+
+class _ContextAdapter(HTTPAdapter):
+    """An HTTPAdapter whose https connections use our SSL context (extra CAs, client cert)."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self._context = context
+        super().__init__()
+
+    def build_connection_pool_key_attributes(self, request: requests.PreparedRequest, verify: bool | str,
+                                             cert: str | tuple[str, str] | None = None,
+                                             ) -> tuple[dict[str, object], dict[str, object]]:
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+        if host_params.get("scheme") == "https":
+            pool_kwargs.pop("ca_certs", None)
+            pool_kwargs.pop("ca_cert_dir", None)
+            pool_kwargs["ssl_context"] = self._context
+        return host_params, pool_kwargs
+
+    def cert_verify(self, conn: Any, url: str, verify: bool | str, cert: str | tuple[str, str] | None) -> None:
+        super().cert_verify(conn, url, verify, cert)
+        # The CAs are in our context; do not let requests add certifi's file path on top.
+        conn.ca_certs = None
+        conn.ca_cert_dir = None
+
+
+def tls_context(cert_dir: str | Path, *, verify: bool = True) -> ssl.SSLContext:
+    """An SSL context for a registry, from a Docker ``certs.d``-style directory.
+
+    The system CAs and requests' CA bundle are trusted, plus every ``*.crt`` in
+    ``cert_dir``; the first ``*.cert`` with a matching ``*.key`` (``client.cert`` /
+    ``client.key``) is the client certificate.
+
+    Args:
+        cert_dir: the directory.
+        verify: ``False`` disables certificate and host name checks (``--insecure-skip-verify``).
+
+    Raises:
+        UsageError: the directory does not exist or a file in it is not a usable PEM file.
+    """
+    directory = Path(cert_dir)
+    if not directory.is_dir():
+        raise UsageError(f"--cert-dir {directory}: not a directory")
+    context = ssl.create_default_context()
+    try:
+        context.load_verify_locations(cafile=DEFAULT_CA_BUNDLE_PATH)
+    except (OSError, ssl.SSLError):
+        pass  # the system store alone is fine
+    for ca in sorted(directory.glob("*.crt")):
+        try:
+            context.load_verify_locations(cafile=str(ca))
+        except (OSError, ssl.SSLError) as err:
+            raise UsageError(f"--cert-dir {directory}: {ca.name} is not a PEM CA certificate ({err})") from err
+    for cert in sorted(directory.glob("*.cert")):
+        key = cert.with_suffix(".key")
+        if not key.exists():
+            raise UsageError(f"--cert-dir {directory}: {cert.name} has no matching {key.name}")
+        try:
+            context.load_cert_chain(str(cert), str(key))
+        except (OSError, ssl.SSLError) as err:
+            raise UsageError(f"--cert-dir {directory}: cannot load client certificate {cert.name} ({err})") from err
+        break
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _connection_cause(err: BaseException) -> str:
+    """A short reason for a connection failure, without URLs (they can carry signatures)."""
+    seen: set[int] = set()
+    cur: BaseException | None = err
+    best = type(err).__name__
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, ssl.SSLCertVerificationError):
+            return f"certificate verify failed: {cur.verify_message}"
+        if isinstance(cur, ssl.SSLError):
+            best = f"TLS error: {cur.reason or cur}"
+        elif isinstance(cur, (ConnectionRefusedError, ConnectionResetError, TimeoutError)):
+            return cur.strerror or type(cur).__name__
+        elif isinstance(cur, urllib3.exceptions.NameResolutionError):
+            return "the host name does not resolve"
+        elif isinstance(cur, urllib3.exceptions.NewConnectionError):  # (a ConnectTimeoutError subclass)
+            best = "cannot connect"
+        elif isinstance(cur, urllib3.exceptions.ProtocolError):
+            best = "the connection broke"
+        elif isinstance(cur, (urllib3.exceptions.ConnectTimeoutError, requests.ConnectTimeout)):
+            return "connection timed out"
+        elif isinstance(cur, (urllib3.exceptions.ReadTimeoutError, requests.ReadTimeout)):
+            return "read timed out"
+        nxt = getattr(cur, "reason", None)
+        if not isinstance(nxt, BaseException):
+            args = getattr(cur, "args", ())
+            nxt = next((a for a in args if isinstance(a, BaseException)), None)
+        cur = nxt or cur.__cause__ or cur.__context__
+    return best
+
+
+def _discard(resp: requests.Response) -> None:
+    """Close a response whose body we do not need, keeping the connection when the rest is small."""
+    remaining = getattr(resp.raw, "length_remaining", None)
+    if isinstance(remaining, int) and remaining <= MAX_ERROR_BODY_BYTES:
+        resp.raw.drain_conn()  # reads the rest and returns the connection to the pool
+    resp.close()
+
+
+def _media_type(content_type: str | None) -> str:
+    """``Content-Type`` without parameters, lower-case (``""`` when absent)."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def _check_repository(repository: str) -> None:
+    """Refuse a repository name that is not ``component(/component)*`` (it goes into URLs)."""
+    if not repository or not all(COMPONENT_RE.fullmatch(part) for part in repository.split("/")):
+        raise InvalidReference(f"invalid repository name {repository!r}")
+
+
+class _Body:
+    """A ``read(n)`` view of a streamed response that undoes ``Content-Encoding``."""
+
+    def __init__(self, response: requests.Response) -> None:
+        self._raw = response.raw
+
+    def read(self, n: int = -1) -> bytes:
+        return bytes(self._raw.read(None if n < 0 else n, decode_content=True))
+
+
+class _BodyCut(Exception):
+    """Internal: the connection broke (or ended early) in the middle of a blob body."""
+
+
+class _Download:
+    """Internal: what a blob download has written so far (survives a cut connection)."""
+
+    def __init__(self, digest: Digest) -> None:
+        self.digest = digest
+        self.hasher = digest.new_hash()
+        self.received = 0
+
+    def restart(self) -> None:
+        self.hasher = self.digest.new_hash()
+        self.received = 0
+
+
+class RegistryClient:
+    """A client for one registry host (Docker registry HTTP API v2 / OCI distribution).
+
+    Use it as a context manager; it holds one ``requests.Session``. The constructor does
+    no network I/O: the ``/v2/`` ping happens on first use (or :meth:`ping`). One client
+    may be shared by threads (parallel blob downloads).
+
+    Args:
+        host: the API host[:port], as ``ImageRef.api_host`` gives it (``docker.io`` and
+            ``index.docker.io`` are sent to ``registry-1.docker.io``).
+        credentials: for Basic auth and the token server; ``None`` = anonymous.
+        insecure_skip_verify: do not verify TLS certificates (``--insecure-skip-verify``).
+        allow_http: fall back to plain http when https fails at the connection level
+            (``--insecure-allow-http``).
+        cert_dir: a Docker ``certs.d``-style directory: ``*.crt`` CA files added to the
+            system CAs, ``client.cert``/``client.key`` for client authentication.
+        retry: the retry policy.
+        timeout: (connect, read) timeouts in seconds; the read timeout is per socket read.
+
+    Raises:
+        InvalidReference: ``host`` is not a host[:port].
+        UsageError: ``cert_dir`` is unusable.
+    """
+
+    def __init__(self, host: str, *, credentials: Credentials | None = None,
+                 insecure_skip_verify: bool = False, allow_http: bool = False,
+                 cert_dir: str | None = None, retry: RetryPolicy = DEFAULT_RETRY,
+                 timeout: tuple[float, float] = (10.0, 60.0)) -> None:
+        if not _HOST_RE.fullmatch(host or ""):
+            raise InvalidReference(f"invalid registry host {host!r}")
+        self._host = DOCKER_HUB_API_HOST if host.lower() in _HUB_ALIASES else host
+        self._credentials = credentials
+        self._allow_http = allow_http
+        self._verify = not insecure_skip_verify
+        self._retry = retry
+        self._timeout = timeout
+        self._session = requests.Session()
+        self._session.trust_env = True  # HTTP(S)_PROXY / NO_PROXY (public-cases.md #34)
+        self._session.verify = self._verify
+        if cert_dir is not None:
+            self._session.mount("https://", _ContextAdapter(tls_context(cert_dir, verify=self._verify)))
+        self._auth = Authenticator(self._host, credentials, self._send_token_request, cache=TokenCache())
+        self._base: str | None = None
+        self._ping_lock = threading.Lock()
+        if insecure_skip_verify:
+            log.warning("TLS certificates of %s are not verified (--insecure-skip-verify)", self._host)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the HTTP session and its connections."""
+        self._session.close()
+
+    def __repr__(self) -> str:
+        return (f"RegistryClient(host={self._host!r}, base={self._base!r}, credentials={self._credentials!r}, "
+                f"verify={self._verify}, allow_http={self._allow_http})")
+
+    @property
+    def host(self) -> str:
+        """The API host[:port] requests go to."""
+        return self._host
+
+    @property
+    def base_url(self) -> str | None:
+        """``https://host`` or ``http://host`` once pinged, else ``None``."""
+        return self._base
+
+    # -- public operations ---------------------------------------------------------------
+
+    def ping(self) -> str:
+        """Check that the host speaks the v2 API and pick the scheme (done once).
+
+        Returns:
+            The base URL (``https://host`` or ``http://host``).
+
+        Raises:
+            RegistryError: the host cannot be reached, or has no v2 API.
+        """
+        with self._ping_lock:
+            if self._base is None:
+                self._base = self._do_ping()
+            return self._base
+
+    def get_manifest(self, repository: str, reference: str) -> tuple[bytes, str]:
+        """Fetch a manifest, manifest list or image index.
+
+        Args:
+            repository: the repository path (``library/busybox``).
+            reference: a tag, or a digest ``sha256:<hex>``.
+
+        Returns:
+            ``(untrusted_body, media_type)``: the bytes as served (at most
+            ``MAX_MANIFEST_BYTES``) and the ``Content-Type`` without parameters. When
+            ``reference`` is a digest the bytes are verified against it.
+
+        Raises:
+            InvalidReference: ``repository`` or ``reference`` is malformed.
+            ImageNotFound: the registry has no such manifest (404).
+            AuthError: authentication failed or access was denied.
+            DigestMismatch: the body does not hash to the requested digest.
+            LimitExceeded: the body is larger than ``MAX_MANIFEST_BYTES``.
+            RegistryError: any other failure (``temporary`` for 5xx/429/connection).
+        """
+        _check_repository(repository)
+        digest = self._manifest_reference(reference)
+        source = f"{self._host}/{repository}{'@' if digest else ':'}{reference}"
+        what = "fetching the manifest"
+        path = f"/v2/{repository}/manifests/{reference}"
+        headers = {"Accept": ", ".join(MANIFEST_MEDIA_TYPES)}
+        for attempt in range(1, self._retry.attempts + 1):
+            resp = self._request("GET", path, repository=repository, headers=headers, source=source, what=what)
+            with closing(resp):
+                if resp.status_code != 200:
+                    raise self._status_error(resp, source, what)
+                try:
+                    untrusted_body = read_at_most(_Body(resp), MAX_MANIFEST_BYTES, f"manifest {source}")  # type: ignore[arg-type]
+                except _BODY_ERRORS as err:
+                    if attempt == self._retry.attempts:
+                        raise RegistryError(source, f"{what}: the connection broke while reading the body "
+                                                    f"({_connection_cause(err)})", temporary=True) from err
+                    self._retry.wait(attempt)
+                    continue
+                media_type = _media_type(resp.headers.get("Content-Type"))
+                header_digest = resp.headers.get("Docker-Content-Digest")
+            break
+        self._check_manifest_digest(untrusted_body, digest, header_digest, source)
+        log.debug("%s: %s: %d bytes, %s", source, what, len(untrusted_body), media_type or "no Content-Type")
+        return untrusted_body, media_type
+
+    def fetch_blob(self, repository: str, digest: Digest, size: int | None, dest: BinaryIO,
+                   progress: Callable[[int], None] | None = None) -> None:
+        """Stream a blob into ``dest``, verified.
+
+        The blob is written from ``dest``'s current position in 1 MiB chunks and hashed as
+        it is written. A connection cut mid-body is resumed with ``Range: bytes=<n>-``
+        (appended on 206; on 200 ``dest`` is truncated back and the download restarts)
+        up to the retry policy's attempts. Redirects (object storage) are followed with
+        GET and without ``Authorization`` on another host.
+
+        Args:
+            repository: the repository path.
+            digest: the blob digest.
+            size: the expected length in bytes, or ``None`` when unknown.
+            dest: a binary file opened for writing; it must be seekable for a restart.
+            progress: called with the number of bytes each chunk added (negative, minus
+                everything written so far, when the server makes the download restart).
+
+        Raises:
+            InvalidReference: ``repository`` is malformed.
+            ImageNotFound: the registry has no such blob (404).
+            AuthError: authentication failed or access was denied.
+            SizeMismatch: more or fewer bytes than ``size``.
+            DigestMismatch: the bytes do not hash to ``digest``.
+            RegistryError: any other failure, including a wrong ``Content-Range``.
+        """
+        _check_repository(repository)
+        source = f"{self._host}/{repository}@{digest}"
+        what = "fetching the blob"
+        path = f"/v2/{repository}/blobs/{digest}"
+        start = dest.tell() if dest.seekable() else None
+        done = _Download(digest)
+        etag: str | None = None
+        cuts = 0
+        while True:
+            headers = {"Accept-Encoding": "identity"}
+            if done.received:
+                headers["Range"] = f"bytes={done.received}-"
+                if etag:
+                    headers["If-Range"] = etag
+            resp = self._request("GET", path, repository=repository, headers=headers, source=source, what=what)
+            with closing(resp):
+                if resp.status_code == 206 and done.received:
+                    self._check_content_range(resp, done.received, size, source, what)
+                elif resp.status_code == 200:
+                    if done.received:
+                        log.info("%s: the server sent the whole blob again; restarting from 0", source)
+                        self._rewind(dest, start, source, what)
+                        if progress:
+                            progress(-done.received)
+                        done.restart()
+                    etag = self._strong_etag(resp)
+                    self._check_content_length(resp, size, f"blob {source}")
+                elif resp.status_code == 206:
+                    raise RegistryError(source, f"{what}: partial content (206) to a request without Range",
+                                        status=206, url=redact_url(resp.url))
+                else:
+                    raise self._status_error(resp, source, what)
+                try:
+                    self._copy_body(resp, dest, done, size, progress, f"blob {source}")
+                except _BodyCut as cut:
+                    cuts += 1
+                    cause = _connection_cause(cut.__cause__) if cut.__cause__ else "the body ended early"
+                    if cuts >= self._retry.attempts:
+                        raise RegistryError(source, f"{what}: the connection broke {cuts} times, last after "
+                                                    f"{done.received} bytes ({cause})", temporary=True) from cut
+                    log.info("%s: connection broke after %d bytes (%s); resuming (retry %d/%d)", source,
+                             done.received, cause, cuts, self._retry.attempts - 1)
+                    self._retry.wait(cuts)
+                    continue
+            break
+        if size is not None and done.received != size:
+            raise SizeMismatch(f"blob {source}", size, done.received)
+        actual = Digest(digest.algorithm, done.hasher.hexdigest())
+        if actual != digest:
+            raise DigestMismatch(f"blob {source}", str(digest), str(actual))
+        log.debug("%s: %d bytes verified", source, done.received)
+
+    # -- protocol internals ------------------------------------------------------------
+
+    def _manifest_reference(self, reference: str) -> Digest | None:
+        if ":" in reference:
+            try:
+                return Digest.parse(reference)
+            except InvalidManifest as err:
+                raise InvalidReference(f"invalid manifest digest {reference!r}") from err
+        if not is_valid_tag(reference):
+            raise InvalidReference(f"invalid tag {reference!r}")
+        return None
+
+    def _check_manifest_digest(self, untrusted_body: bytes, digest: Digest | None, header: str | None,
+                               source: str) -> None:
+        if digest is not None:
+            known = manifest_digests(untrusted_body, digest.algorithm)
+            if digest not in known:
+                raise DigestMismatch(f"manifest {source}", str(digest), str(known[0]))
+            return
+        if not header:
+            return
+        try:
+            claimed = Digest.parse(header.strip())
+        except InvalidManifest:
+            log.warning("manifest %s: ignoring an invalid Docker-Content-Digest header", source)
+            return
+        known = manifest_digests(untrusted_body, claimed.algorithm)
+        if claimed not in known:
+            log.warning("manifest %s: the registry says its digest is %s but the body hashes to %s; "
+                        "using the computed digest", source, claimed, known[-1])
+
+    @staticmethod
+    def _strong_etag(resp: requests.Response) -> str | None:
+        tag = resp.headers.get("ETag")
+        return tag if tag and not tag.startswith("W/") else None
+
+    @staticmethod
+    def _check_content_length(resp: requests.Response, size: int | None, what: str) -> None:
+        length = resp.headers.get("Content-Length")
+        if size is not None and length and length.isdigit() and int(length) != size:
+            raise SizeMismatch(what, size, int(length))
+
+    @staticmethod
+    def _check_content_range(resp: requests.Response, received: int, size: int | None, source: str,
+                             what: str) -> None:
+        value = resp.headers.get("Content-Range", "")
+        m = _CONTENT_RANGE_RE.match(value)
+        first = int(m.group(1)) if m else None
+        total = m.group(3) if m else None
+        if first != received or (size is not None and total not in ("*", str(size))):
+            raise RegistryError(source, f"{what}: asked for bytes {received}- but the answer's Content-Range "
+                                        f"is {value!r}", status=206, url=redact_url(resp.url))
+
+    @staticmethod
+    def _rewind(dest: BinaryIO, start: int | None, source: str, what: str) -> None:
+        if start is None:
+            raise RegistryError(source, f"{what}: the download must restart but the destination is not seekable")
+        dest.seek(start)
+        dest.truncate()
+
+    @staticmethod
+    def _copy_body(resp: requests.Response, dest: BinaryIO, done: _Download, size: int | None,
+                   progress: Callable[[int], None] | None, what: str) -> None:
+        """Append the body to ``dest``, hashing it. Raises _BodyCut if the connection breaks."""
+        while True:
+            try:
+                chunk = resp.raw.read(BLOB_CHUNK_BYTES, decode_content=False)
+            except _BODY_ERRORS as err:
+                raise _BodyCut() from err
+            if not chunk:
+                if size is not None and done.received < size:
+                    raise _BodyCut()
+                return
+            if size is not None and done.received + len(chunk) > size:
+                raise SizeMismatch(what, size, done.received + len(chunk))
+            dest.write(chunk)
+            done.hasher.update(chunk)
+            done.received += len(chunk)
+            if progress:
+                progress(len(chunk))
+
+    def _status_error(self, resp: requests.Response, source: str, what: str) -> Docker2ACIError:
+        """The error for a non-success answer (reads a little of the body for ``errors[]``)."""
+        status = resp.status_code
+        try:
+            body = resp.raw.read(MAX_ERROR_BODY_BYTES, decode_content=True) or b""
+        except _BODY_ERRORS:
+            body = b""
+        diagnostics = parse_error_body(body)
+        url = redact_url(resp.url)
+        if status == 404:
+            detail = f" ({'; '.join(diagnostics)})" if diagnostics else ""
+            return ImageNotFound(source, f"{what}: not found{detail}")
+        if status in (401, 403):
+            return AuthError(source, f"{what}: access denied (HTTP {status})", status=status, url=url,
+                             diagnostics=diagnostics)
+        return RegistryError(source, f"{what}: {url} answered HTTP {status}", status=status, url=url,
+                             diagnostics=diagnostics, temporary=is_temporary_status(status))
+
+    def _do_ping(self) -> str:
+        schemes = ("https", "http") if self._allow_http else ("https",)
+        https_error: RegistryError | None = None
+        for scheme in schemes:
+            base = f"{scheme}://{self._host}"
+            url = f"{base}/v2/"
+            try:
+                resp = self._send("GET", url, headers={}, authorization=None, source=self._host,
+                                  what="checking the registry API")
+            except RegistryError as err:
+                if err.status is None and scheme == "https" and self._allow_http:
+                    cause = _connection_cause(err.__cause__) if err.__cause__ else str(err)
+                    log.info("%s: https failed (%s); trying http (--insecure-allow-http)", self._host, cause)
+                    https_error = err
+                    continue
+                if https_error is not None:
+                    raise RegistryError(self._host, f"checking the registry API: https failed ({https_error}); "
+                                                    f"http failed too ({err})", temporary=err.temporary) from err
+                raise
+            try:
+                status = resp.status_code
+                says_v2 = resp.headers.get(API_VERSION_HEADER, "").strip().lower().startswith("registry/2")
+                if status == 401:
+                    self._auth.learn(resp.headers.get("WWW-Authenticate"))
+                if status in (200, 401) or says_v2:
+                    if scheme == "http":
+                        log.warning("%s: using plain http (--insecure-allow-http)", self._host)
+                    log.debug("%s speaks the v2 API over %s (ping %d)", self._host, scheme, status)
+                    return base
+                if status == 404:
+                    raise RegistryError(self._host, f"checking the registry API: {url} answered 404: "
+                                                    f"this host does not speak the registry v2 API "
+                                                    f"(v1 registries are not supported)", status=404, url=url)
+                raise self._status_error(resp, self._host, "checking the registry API")
+            finally:
+                _discard(resp)
+        raise AssertionError("unreachable")
+
+    def _request(self, method: str, path: str, *, repository: str | None, headers: Mapping[str, str],
+                 source: str, what: str) -> requests.Response:
+        """Send an authenticated request (streamed); answers one 401 challenge.
+
+        Returns:
+            The response, any status but 401 (the caller checks it and closes it).
+        """
+        url = self.ping() + path
+        answered = False
+        while True:
+            authorization = self._auth.authorization(repository)
+            resp = self._send(method, url, headers=headers, authorization=authorization, source=source, what=what)
+            if resp.status_code != 401 or not self._same_host(resp.url, url):
+                return resp
+            challenge = resp.headers.get("WWW-Authenticate")
+            _discard(resp)
+            if answered:
+                raise self._auth.denied(challenge, repository)
+            self._auth.unauthorized(challenge, repository, authorization)
+            answered = True
+
+    @staticmethod
+    def _same_host(a: str, b: str) -> bool:
+        return urlsplit(a).netloc.lower() == urlsplit(b).netloc.lower()
+
+    def _send(self, method: str, url: str, *, headers: Mapping[str, str], authorization: str | None,
+              source: str, what: str, params: Sequence[tuple[str, str]] | None = None) -> requests.Response:
+        """One request with retries on connection failures, 408, 429 and 5xx (streamed).
+
+        Raises:
+            RegistryError: TLS failure (not retried), or the host could not be reached
+                within the policy's attempts (``status`` is ``None`` then).
+        """
+        shown = redact_url(url)
+        retry = 0
+        while True:
+            try:
+                # verify=False per request: the session setting alone loses to REQUESTS_CA_BUNDLE.
+                resp = self._session.request(method, url, params=params, headers=dict(headers),
+                                             auth=_SetAuthorization(authorization), stream=True,
+                                             timeout=self._timeout, allow_redirects=True,
+                                             verify=None if self._verify else False)
+            except requests.exceptions.SSLError as err:
+                hint = "" if not self._verify else (
+                    "; give the registry's CA with --cert-dir DIR (a *.crt file in it) or use "
+                    "--insecure-skip-verify")
+                raise RegistryError(source, f"{what}: TLS failure talking to {shown}: "
+                                                f"{_connection_cause(err)}{hint}", url=shown) from err
+            except (requests.ConnectionError, requests.Timeout) as err:
+                retry += 1
+                if retry >= self._retry.attempts:
+                    raise RegistryError(source, f"{what}: cannot reach {shown}: {_connection_cause(err)}",
+                                        url=shown, temporary=True) from err
+                log.info("%s: %s: cannot reach %s (%s); retry %d/%d", source, what, shown, _connection_cause(err), retry,
+                         self._retry.attempts - 1)
+                self._retry.wait(retry)
+                continue
+            except requests.RequestException as err:
+                raise RegistryError(source, f"{what}: {shown}: {type(err).__name__}", url=shown) from err
+            log.debug("%s %s -> %d", method, redact_url(resp.url), resp.status_code)
+            if self._retry.retries_status(resp.status_code) and retry + 1 < self._retry.attempts:
+                retry += 1
+                retry_after = resp.headers.get("Retry-After")
+                _discard(resp)
+                delay = self._retry.delay(retry, retry_after)
+                log.info("%s: %s: %s answered %d; retry %d/%d in %.2f s", source, what, shown, resp.status_code, retry,
+                         self._retry.attempts - 1, delay)
+                self._retry.sleep(delay)
+                continue
+            return resp
+
+    def _send_token_request(self, url: str, params: Sequence[tuple[str, str]],
+                            headers: Mapping[str, str]) -> tuple[int, bytes]:
+        """The :data:`~docker2aci.registry.auth.TokenSender` of this client (no registry auth)."""
+        authorization = headers.get("Authorization")
+        others = {k: v for k, v in headers.items() if k != "Authorization"}
+        resp = self._send("GET", url, headers=others, authorization=authorization, params=params,
+                          source=self._host, what="getting a token")
+        with closing(resp):
+            try:
+                if resp.status_code == 200:
+                    body = read_at_most(_Body(resp), MAX_TOKEN_RESPONSE_BYTES,  # type: ignore[arg-type]
+                                        f"token answer from {redact_url(url)}")
+                else:
+                    body = _Body(resp).read(MAX_ERROR_BODY_BYTES)
+            except _BODY_ERRORS as err:
+                raise RegistryError(self._host, f"getting a token from {redact_url(url)}: the connection broke "
+                                                f"({_connection_cause(err)})", temporary=True) from err
+            return resp.status_code, body

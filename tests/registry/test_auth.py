@@ -1,0 +1,234 @@
+"""Challenge parsing (RFC 7235), the Bearer token exchange and the token cache.
+
+The token exchange runs against the real token server of ``tokenserver.py`` over HTTP;
+the cache tests use an injected clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+
+import pytest
+import requests
+from tokenserver import SERVICE, TEST_PASSWORD, TEST_USER, AnswerField, TokenServer
+
+from docker2aci.errors import AuthError
+from docker2aci.registry import Challenge, Credentials, parse_challenges
+from docker2aci.registry.auth import (
+    DEFAULT_TOKEN_LIFETIME,
+    Authenticator,
+    Token,
+    TokenCache,
+    TokenSender,
+    basic_authorization,
+    request_token,
+)
+
+# -- parsing -------------------------------------------------------------------------------
+
+PARSE_CASES = [
+    pytest.param(
+        'Bearer realm="https://quay.io/v2/auth",service="quay.io"',
+        [Challenge("bearer", {"realm": "https://quay.io/v2/auth", "service": "quay.io"})],
+        id="case20-no-scope"),
+    pytest.param(
+        'Bearer realm="https://r.example/token",service="Docker registry",'
+        'scope="repository:team/app:pull,push",error="insufficient_scope"',
+        [Challenge("bearer", {"realm": "https://r.example/token", "service": "Docker registry",
+                              "scope": "repository:team/app:pull,push", "error": "insufficient_scope"})],
+        id="case21-spaces-and-commas-in-quotes"),
+    pytest.param(
+        'bearer realm="https://r.example/token",service="svc"',
+        [Challenge("bearer", {"realm": "https://r.example/token", "service": "svc"})],
+        id="lowercase-scheme"),
+    pytest.param(
+        "BEARER Realm=https://r.example/token, Service=registry.example, Scope=repository:a/b:pull",
+        [Challenge("bearer", {"realm": "https://r.example/token", "service": "registry.example",
+                              "scope": "repository:a/b:pull"})],
+        id="unquoted-values-and-any-case"),
+    pytest.param(
+        'Bearer scope="repository:a:pull" , service="s",   realm="https://r/t"',
+        [Challenge("bearer", {"realm": "https://r/t", "service": "s", "scope": "repository:a:pull"})],
+        id="any-order-and-whitespace"),
+    pytest.param(
+        r'Basic realm="say \"hi\", \\ ok"',
+        [Challenge("basic", {"realm": 'say "hi", \\ ok'})],
+        id="backslash-escapes"),
+    pytest.param(
+        'Bearer realm="https://a/token",service="a", Basic realm="fallback, with comma"',
+        [Challenge("bearer", {"realm": "https://a/token", "service": "a"}),
+         Challenge("basic", {"realm": "fallback, with comma"})],
+        id="two-challenges-one-header"),
+    pytest.param(
+        'Basic realm="test-realm"',
+        [Challenge("basic", {"realm": "test-realm"})],
+        id="docker-registry-htpasswd"),
+    pytest.param(
+        "Negotiate YWxhZGRpbjpvcGVuc2VzYW1l==, Basic",
+        [Challenge("negotiate", {}, "YWxhZGRpbjpvcGVuc2VzYW1l=="), Challenge("basic", {})],
+        id="token68-and-bare-scheme"),
+    pytest.param('Bearer realm="unterminated', [Challenge("bearer", {"realm": "unterminated"})],
+                 id="unterminated-quote-kept"),
+    pytest.param("", [], id="empty"),
+    pytest.param(' , ,', [], id="only-separators"),
+]
+
+
+@pytest.mark.parametrize(("header", "expected"), PARSE_CASES)
+def test_parse_challenges(header: str, expected: list[Challenge]) -> None:
+    assert parse_challenges(header) == expected
+
+
+def test_challenge_accessors() -> None:
+    [c] = parse_challenges('Bearer realm="https://r/t",service="Docker registry",'
+                           'scope="repository:a:pull repository:b:pull",error="insufficient_scope"')
+    assert (c.realm, c.service, c.error) == ("https://r/t", "Docker registry", "insufficient_scope")
+    assert c.scopes == ("repository:a:pull", "repository:b:pull")
+    assert c.param("REALM") == "https://r/t"
+
+
+def test_first_parameter_wins_when_repeated() -> None:
+    [c] = parse_challenges('Bearer realm="first",realm="second"')
+    assert c.realm == "first"
+
+
+# -- token exchange against the real token server ---------------------------------------------
+
+
+def _sender(session: requests.Session) -> TokenSender:
+    def send(url: str, params: Sequence[tuple[str, str]], headers: Mapping[str, str]) -> tuple[int, bytes]:
+        resp = session.get(url, params=list(params), headers=dict(headers), timeout=10)
+        return resp.status_code, resp.content
+    return send
+
+
+@pytest.fixture
+def send() -> Iterator[TokenSender]:
+    with requests.Session() as session:
+        session.trust_env = False
+        yield _sender(session)
+
+
+def _challenge(server: TokenServer, scope: str | None = None) -> Challenge:
+    params = {"realm": server.realm, "service": SERVICE}
+    if scope is not None:
+        params["scope"] = scope
+    return Challenge("Bearer", params)
+
+
+@pytest.mark.parametrize("fields", ["both", "token", "access_token"])
+def test_token_from_token_or_access_token(token_server: TokenServer, send: TokenSender, fields: AnswerField) -> None:
+    with token_server.answering(fields=fields):
+        token = request_token(send, _challenge(token_server), ["repository:a/b:pull"], None,
+                              source="reg", clock=lambda: 1000.0)
+    assert token.value == token_server.issued[-1]
+
+
+def test_every_scope_and_basic_credentials_are_sent(token_server: TokenServer, send: TokenSender) -> None:
+    creds = Credentials(TEST_USER, TEST_PASSWORD)
+    with token_server.answering():
+        request_token(send, _challenge(token_server), ["repository:a:pull", "repository:b:pull,push"], creds,
+                      source="reg")
+        [seen] = token_server.requests
+    assert seen.scopes == ("repository:a:pull", "repository:b:pull,push")
+    assert seen.service == SERVICE
+    assert seen.sent_authorization and seen.user == TEST_USER and seen.account == TEST_USER
+
+
+def test_anonymous_token_request_has_no_authorization(token_server: TokenServer, send: TokenSender) -> None:
+    with token_server.answering():
+        request_token(send, _challenge(token_server), ["repository:a:pull"], None, source="reg")
+        [seen] = token_server.requests
+    assert not seen.sent_authorization and seen.account is None
+
+
+@pytest.mark.parametrize(("expires_in", "lifetime"), [
+    pytest.param(300, 300 - 5, id="expires_in-honoured-minus-margin"),
+    pytest.param(2, 2 - 1, id="short-lifetime-half-margin"),
+    pytest.param(None, DEFAULT_TOKEN_LIFETIME - 5, id="default-60s"),
+])
+def test_expires_in(token_server: TokenServer, send: TokenSender, expires_in: int | None, lifetime: float) -> None:
+    with token_server.answering(expires_in=expires_in):
+        token = request_token(send, _challenge(token_server), ["repository:a:pull"], None,
+                              source="reg", clock=lambda: 1000.0)
+    assert token.expires_at == pytest.approx(1000.0 + lifetime)
+
+
+def test_wrong_password_is_auth_error_without_the_password(token_server: TokenServer, send: TokenSender) -> None:
+    with token_server.answering(), pytest.raises(AuthError) as info:
+        request_token(send, _challenge(token_server), ["repository:a:pull"],
+                      Credentials(TEST_USER, "wrong-secret-pw"), source="reg")
+    assert info.value.status == 401
+    assert "wrong-secret-pw" not in str(info.value) and TEST_USER in str(info.value)
+
+
+def test_challenge_without_realm_is_auth_error(send: TokenSender) -> None:
+    with pytest.raises(AuthError, match="realm"):
+        request_token(send, Challenge("bearer", {"service": "x"}), [], None, source="reg")
+
+
+def test_missing_scope_is_inferred_as_pull(token_server: TokenServer, send: TokenSender) -> None:
+    """Case 20: a challenge without scope → ask for repository:<name>:pull."""
+    auth = Authenticator("reg.example", None, send)
+    auth.learn(f'Bearer realm="{token_server.realm}",service="{SERVICE}"')
+    with token_server.answering():
+        value = auth.authorization("team/app")
+        [seen] = token_server.requests
+    assert seen.scopes == ("repository:team/app:pull",)
+    assert value == f"Bearer {token_server.issued[-1]}"
+
+
+def test_authenticator_caches_per_scope_and_refreshes_once_on_401(token_server: TokenServer, send: TokenSender) -> None:
+    auth = Authenticator("reg.example", None, send)
+    challenge = f'Bearer realm="{token_server.realm}",service="{SERVICE}"'
+    auth.learn(challenge)
+    with token_server.answering():
+        first = auth.authorization("a")
+        assert auth.authorization("a") == first  # cached
+        auth.authorization("b")  # another scope, another token
+        assert [r.scopes for r in token_server.requests] == [("repository:a:pull",), ("repository:b:pull",)]
+        # A 401 whose challenge names a scope: that scope is used from now on.
+        auth.unauthorized(challenge + ',scope="repository:a:pull,push"', "a", first)
+        auth.authorization("a")
+        assert token_server.requests[-1].scopes == ("repository:a:pull,push",)
+
+
+def test_basic_challenge_without_credentials_is_auth_error() -> None:
+    auth = Authenticator("reg.example", None, lambda *a: (500, b""))
+    with pytest.raises(AuthError, match="--creds"):
+        auth.unauthorized('Basic realm="r"', "a", None)
+
+
+def test_basic_credentials_refused_once_means_auth_error() -> None:
+    creds = Credentials("u", "pw-not-shown")
+    auth = Authenticator("reg.example", creds, lambda *a: (500, b""))
+    auth.unauthorized('Basic realm="r"', "a", None)  # learn: now send Basic
+    sent = auth.authorization("a")
+    assert sent == basic_authorization(creds)
+    with pytest.raises(AuthError, match="refused the credentials of user u") as info:
+        auth.unauthorized('Basic realm="r"', "a", sent)
+    assert "pw-not-shown" not in str(info.value)
+
+
+def test_unknown_scheme_is_auth_error() -> None:
+    auth = Authenticator("reg.example", None, lambda *a: (500, b""))
+    with pytest.raises(AuthError, match="offered: negotiate"):
+        auth.unauthorized("Negotiate abc", "a", None)
+
+
+# -- cache -------------------------------------------------------------------------------------
+
+
+def test_token_cache_expiry_with_injected_clock() -> None:
+    now = [100.0]
+    cache = TokenCache(clock=lambda: now[0])
+    cache.put("h", ("s",), Token("t", 110.0))
+    assert cache.get("h", ("s",)) == Token("t", 110.0)
+    assert cache.get("h", ("other",)) is None and cache.get("other", ("s",)) is None
+    now[0] = 110.0
+    assert cache.get("h", ("s",)) is None
+
+
+def test_token_repr_hides_the_value() -> None:
+    assert "sekrit" not in repr(Token("sekrit", 1.0))
+    assert "sekrit" not in repr(Authenticator("h", Credentials("u", "sekrit"), lambda *a: (500, b"")))

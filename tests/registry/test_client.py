@@ -1,0 +1,590 @@
+"""RegistryClient against real docker-registry processes, and through the fault proxy.
+
+Every manifest format is pushed by skopeo (registry_setup.PUSHES); the registry's own
+``Docker-Content-Digest`` (read with a plain HTTP request) is the oracle for digests.
+The fault proxy injects what a real registry will not do: cut connections, 500, 429 with
+Retry-After, corrupted bytes, wrong manifests, wrong Content-Range, cross-host redirects.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from faultproxy import REDIRECT_SIGNATURE, Fault, FaultProxy
+from registry_setup import CREDS, FAST_RETRY, PUSHES, Pushed
+from services import RunningRegistry, free_port
+from tokenserver import TEST_PASSWORD, TEST_USER, AnswerField, TokenServer
+
+from docker2aci import mediatypes
+from docker2aci.digest import Digest
+from docker2aci.errors import (
+    AuthError,
+    DigestMismatch,
+    ImageNotFound,
+    InvalidReference,
+    RegistryError,
+    SizeMismatch,
+    UsageError,
+)
+from docker2aci.registry import (
+    MANIFEST_MEDIA_TYPES,
+    Credentials,
+    RegistryClient,
+    RetryPolicy,
+)
+from docker2aci.registry.client import API_VERSION_HEADER
+from docker2aci.manifest import manifest_digests, schema1_payload
+
+pytestmark = pytest.mark.tools
+
+REPO = "test/busybox"
+OCI_DIGEST = "sha256:96aaf5f26367ae4d0c6dea89455a494f840129b745f93c49d98ddad14495a7ae"
+CREDENTIALS = Credentials(*CREDS)
+
+
+def client(host: str, **kwargs: Any) -> RegistryClient:
+    """A client for a local (plain http) registry with fast retries."""
+    kwargs.setdefault("allow_http", True)
+    kwargs.setdefault("retry", FAST_RETRY)
+    return RegistryClient(host, **kwargs)
+
+
+def registry_digest(registry: RunningRegistry, repository: str, reference: str, media_type: str) -> Digest:
+    """The registry's own Docker-Content-Digest for a manifest (an independent oracle)."""
+    resp = requests.head(f"{registry.url}/v2/{repository}/manifests/{reference}",
+                         headers={"Accept": media_type}, timeout=10)
+    assert resp.status_code == 200, resp.status_code
+    return Digest.parse(resp.headers["Docker-Content-Digest"])
+
+
+@pytest.fixture(scope="module")
+def v2s2_manifest(plain_registry: RunningRegistry) -> dict[str, Any]:
+    """The docker v2 manifest of test/busybox:v2s2 (config + 4 gzip layers)."""
+    with client(plain_registry.host) as c:
+        body, _ = c.get_manifest(REPO, "v2s2")
+    manifest: dict[str, Any] = json.loads(body)
+    return manifest
+
+
+@pytest.fixture(scope="module")
+def big_layer(v2s2_manifest: dict[str, Any]) -> tuple[Digest, int]:
+    """The largest layer (busybox itself, about 1 MB): digest and size."""
+    layer = max(v2s2_manifest["layers"], key=lambda d: d["size"])
+    return Digest.parse(layer["digest"]), int(layer["size"])
+
+
+def sha256_file(path: Path, offset: int = 0) -> str:
+    data = path.read_bytes()[offset:]
+    return f"sha256:{hashlib.sha256(data).hexdigest()}"
+
+
+def blob_requests(proxy: FaultProxy) -> list[Any]:
+    return [r for r in proxy.requests if "/blobs/" in r.path]
+
+
+def manifest_requests(proxy: FaultProxy) -> list[Any]:
+    return [r for r in proxy.requests if "/manifests/" in r.path]
+
+
+def digest_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.levelno >= logging.WARNING and "Docker-Content-Digest" not in r.getMessage()
+            and "says its digest" in r.getMessage()]
+
+
+# -- manifests: every format -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("image", PUSHES, ids=lambda p: f"{p.repository}:{p.tag}")
+def test_manifest_of_every_format(plain_registry: RunningRegistry, image: Pushed,
+                                  caplog: pytest.LogCaptureFixture) -> None:
+    """Case 25: the right media type comes back, and bytes whose digest is the registry's."""
+    caplog.set_level(logging.DEBUG)
+    oracle = registry_digest(plain_registry, image.repository, image.tag, image.media_type)
+    with client(plain_registry.host) as c:
+        body, media_type = c.get_manifest(image.repository, image.tag)
+        assert media_type == image.media_type
+        assert oracle in manifest_digests(body)
+        if image.digest is not None:
+            assert str(oracle) == image.digest
+        by_digest, by_digest_type = c.get_manifest(image.repository, str(oracle))  # verified inside
+    assert by_digest_type == media_type
+    assert oracle in manifest_digests(by_digest)
+    assert not digest_warnings(caplog)
+
+
+def test_schema1_is_known_by_its_canonical_digest(plain_registry: RunningRegistry) -> None:
+    """A signed schema 1 manifest: the registry names it by its JWS payload, not its raw bytes."""
+    with client(plain_registry.host) as c:
+        body, media_type = c.get_manifest(REPO, "v2s1")
+    assert media_type == mediatypes.DOCKER_SCHEMA1_SIGNED
+    payload = schema1_payload(body)
+    assert payload is not None and b"signatures" not in payload
+    raw, canonical = manifest_digests(body)
+    assert raw != canonical == registry_digest(plain_registry, REPO, "v2s1", media_type)
+    assert json.loads(payload)["fsLayers"] == json.loads(body)["fsLayers"]
+
+
+def test_zstd_layers_arrive_as_zstd(plain_registry: RunningRegistry) -> None:
+    with client(plain_registry.host) as c:
+        body, _ = c.get_manifest("test/zstd", "latest")
+    types = {layer["mediaType"] for layer in json.loads(body)["layers"]}
+    assert types == {mediatypes.OCI_LAYER_ZSTD}
+
+
+@pytest.mark.parametrize("tag", ["oci", "v2s2"])
+def test_index_children_by_digest(plain_registry: RunningRegistry, tag: str) -> None:
+    with client(plain_registry.host) as c:
+        body, _ = c.get_manifest("test/multi", tag)
+        children = json.loads(body)["manifests"]
+        assert {(m["platform"]["os"], m["platform"]["architecture"]) for m in children} == {
+            ("linux", "amd64"), ("linux", "arm64")}
+        for child in children:
+            child_body, child_type = c.get_manifest("test/multi", child["digest"])
+            assert child_type == child["mediaType"]
+            assert Digest.of_bytes(child_body) == Digest.parse(child["digest"])
+
+
+def test_accept_lists_every_manifest_type(fault_proxy: FaultProxy) -> None:
+    with client(fault_proxy.host) as c:
+        c.get_manifest(REPO, "oci")
+    [seen] = manifest_requests(fault_proxy)
+    assert [t.strip() for t in seen.headers["accept"].split(",")] == list(MANIFEST_MEDIA_TYPES)
+    assert MANIFEST_MEDIA_TYPES == (mediatypes.OCI_INDEX, mediatypes.OCI_MANIFEST, mediatypes.DOCKER_LIST,
+                                    mediatypes.DOCKER_MANIFEST, mediatypes.DOCKER_SCHEMA1_SIGNED,
+                                    mediatypes.DOCKER_SCHEMA1)
+
+
+def test_wrong_manifest_for_a_digest_is_digest_mismatch(plain_registry: RunningRegistry,
+                                                        fault_proxy: FaultProxy) -> None:
+    """Case 28: the server answers a digest request with another manifest."""
+    other = registry_digest(plain_registry, REPO, "v2s2", mediatypes.DOCKER_MANIFEST)
+    fault_proxy.add(Fault.rewrite(OCI_DIGEST, str(other)))
+    with client(fault_proxy.host) as c, pytest.raises(DigestMismatch) as info:
+        c.get_manifest(REPO, OCI_DIGEST)
+    assert (info.value.expected, info.value.actual) == (OCI_DIGEST, str(other))
+
+
+def test_corrupted_manifest_by_digest_is_digest_mismatch(fault_proxy: FaultProxy) -> None:
+    fault_proxy.add(Fault.corrupt(target="manifest"))
+    with client(fault_proxy.host) as c, pytest.raises(DigestMismatch):
+        c.get_manifest(REPO, OCI_DIGEST)
+
+
+def test_disagreeing_digest_header_is_a_warning_by_tag(fault_proxy: FaultProxy,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    bogus = "sha256:" + "0" * 64
+    fault_proxy.add(Fault.set_header("Docker-Content-Digest", bogus))
+    with client(fault_proxy.host) as c:
+        body, _ = c.get_manifest(REPO, "oci")
+        assert Digest.of_bytes(body) == Digest.parse(OCI_DIGEST)
+        [warning] = digest_warnings(caplog)
+        assert bogus in warning and OCI_DIGEST in warning
+        caplog.clear()
+        c.get_manifest(REPO, OCI_DIGEST)  # by digest the body is checked; the header does not matter
+        assert not digest_warnings(caplog)
+
+
+@pytest.mark.parametrize(("repository", "reference", "code"), [
+    pytest.param(REPO, "no-such-tag", "MANIFEST_UNKNOWN", id="unknown-tag"),
+    pytest.param("test/nothing-here", "latest", "MANIFEST_UNKNOWN", id="unknown-repository"),
+    pytest.param(REPO, "sha256:" + "1" * 64, "MANIFEST_UNKNOWN", id="unknown-digest"),
+])
+def test_missing_manifest_is_image_not_found(plain_registry: RunningRegistry, repository: str, reference: str,
+                                             code: str) -> None:
+    with client(plain_registry.host) as c, pytest.raises(ImageNotFound, match=code) as info:
+        c.get_manifest(repository, reference)
+    assert reference in str(info.value)
+
+
+@pytest.mark.parametrize(("repository", "reference"), [
+    pytest.param("Test/Busybox", "latest", id="uppercase-repository"),
+    pytest.param("test/../etc", "latest", id="dot-dot"),
+    pytest.param(REPO, "../../etc/passwd", id="tag-with-slashes"),
+    pytest.param(REPO, "sha256:abc", id="short-digest"),
+    pytest.param(REPO, "", id="empty-tag"),
+])
+def test_malformed_names_are_refused_before_any_request(repository: str, reference: str) -> None:
+    with RegistryClient("127.0.0.1:1") as c, pytest.raises(InvalidReference):
+        c.get_manifest(repository, reference)
+
+
+@pytest.mark.parametrize("host", ["http://127.0.0.1:5000", "127.0.0.1:5000/path", "user@host", ""])
+def test_malformed_host_is_refused(host: str) -> None:
+    with pytest.raises(InvalidReference):
+        RegistryClient(host)
+
+
+def test_constructor_does_no_network_io() -> None:
+    port = free_port()  # nothing listens there
+    c = RegistryClient(f"127.0.0.1:{port}")
+    assert c.base_url is None
+    c.close()
+
+
+def test_docker_hub_aliases_go_to_registry_1() -> None:
+    for host in ("docker.io", "index.docker.io", "registry-1.docker.io"):
+        assert RegistryClient(host).host == "registry-1.docker.io"
+
+
+# -- blobs ---------------------------------------------------------------------------------
+
+
+def test_blobs_are_fetched_and_verified(plain_registry: RunningRegistry, v2s2_manifest: dict[str, Any],
+                                        tmp_path: Path) -> None:
+    with client(plain_registry.host) as c:
+        for desc in [v2s2_manifest["config"], *v2s2_manifest["layers"]]:
+            path = tmp_path / desc["digest"].replace(":", "-")
+            seen: list[int] = []
+            with path.open("wb") as f:
+                c.fetch_blob(REPO, Digest.parse(desc["digest"]), desc["size"], f, progress=seen.append)
+            assert sha256_file(path) == desc["digest"]
+            assert sum(seen) == desc["size"] == path.stat().st_size and all(n > 0 for n in seen)
+
+
+def test_blob_size_unknown_is_fine(plain_registry: RunningRegistry, v2s2_manifest: dict[str, Any]) -> None:
+    config = v2s2_manifest["config"]
+    dest = io.BytesIO()
+    with client(plain_registry.host) as c:
+        c.fetch_blob(REPO, Digest.parse(config["digest"]), None, dest)
+    assert len(dest.getvalue()) == config["size"]
+
+
+@pytest.mark.parametrize("delta", [1, -1])
+def test_blob_wrong_size_is_size_mismatch(plain_registry: RunningRegistry, big_layer: tuple[Digest, int],
+                                          delta: int) -> None:
+    digest, size = big_layer
+    dest = io.BytesIO()
+    with client(plain_registry.host) as c, pytest.raises(SizeMismatch) as info:
+        c.fetch_blob(REPO, digest, size + delta, dest)
+    assert info.value.expected == size + delta
+    assert len(dest.getvalue()) <= size + delta  # never writes past the expected size
+
+
+def test_missing_blob_is_image_not_found(plain_registry: RunningRegistry) -> None:
+    with client(plain_registry.host) as c, pytest.raises(ImageNotFound, match="BLOB_UNKNOWN"):
+        c.fetch_blob(REPO, Digest.parse("sha256:" + "2" * 64), None, io.BytesIO())
+
+
+def test_corrupted_blob_is_digest_mismatch(fault_proxy: FaultProxy, big_layer: tuple[Digest, int]) -> None:
+    digest, size = big_layer
+    fault_proxy.add(Fault.corrupt())
+    with client(fault_proxy.host) as c, pytest.raises(DigestMismatch) as info:
+        c.fetch_blob(REPO, digest, size, io.BytesIO())
+    assert info.value.expected == str(digest)
+
+
+def test_blob_requests_ask_for_identity_encoding(fault_proxy: FaultProxy, big_layer: tuple[Digest, int]) -> None:
+    digest, size = big_layer
+    with client(fault_proxy.host) as c:
+        c.fetch_blob(REPO, digest, size, io.BytesIO())
+    [seen] = blob_requests(fault_proxy)
+    assert seen.method == "GET" and seen.headers["accept-encoding"] == "identity"
+
+
+# -- resume (case 32) -------------------------------------------------------------------------
+
+
+def test_cut_mid_blob_resumes_with_range(fault_proxy: FaultProxy, big_layer: tuple[Digest, int],
+                                         tmp_path: Path) -> None:
+    digest, size = big_layer
+    half = size // 2
+    fault_proxy.add(Fault.cut(half))
+    path = tmp_path / "blob"
+    seen: list[int] = []
+    with client(fault_proxy.host) as c, path.open("w+b") as f:
+        c.fetch_blob(REPO, digest, size, f, progress=seen.append)
+    first, second = blob_requests(fault_proxy)
+    assert "range" not in first.headers
+    assert second.headers["range"] == f"bytes={half}-"
+    assert second.headers["if-range"].strip('"') == str(digest)  # the registry's strong ETag
+    assert sha256_file(path) == str(digest) and path.stat().st_size == size
+    assert sum(seen) == size and all(n > 0 for n in seen)
+
+
+def test_cut_then_range_ignored_restarts_from_zero(fault_proxy: FaultProxy, big_layer: tuple[Digest, int],
+                                                   tmp_path: Path) -> None:
+    """The server answers the ranged retry with 200: dest is truncated back to where it started."""
+    digest, size = big_layer
+    fault_proxy.add(Fault.cut(size // 2), Fault.strip_range())
+    path = tmp_path / "blob"
+    seen: list[int] = []
+    with client(fault_proxy.host) as c, path.open("w+b") as f:
+        f.write(b"PREFIX")  # the blob goes after what the caller already wrote
+        c.fetch_blob(REPO, digest, size, f, progress=seen.append)
+    assert path.read_bytes()[:6] == b"PREFIX"
+    assert sha256_file(path, offset=6) == str(digest) and path.stat().st_size == size + 6
+    assert sum(seen) == size and -(size // 2) in seen  # the restart took back what was written
+    assert blob_requests(fault_proxy)[1].headers["range"] == f"bytes={size // 2}-"
+
+
+def test_wrong_content_range_is_an_error(fault_proxy: FaultProxy, big_layer: tuple[Digest, int]) -> None:
+    digest, size = big_layer
+    fault_proxy.add(Fault.cut(1000), Fault.bad_content_range())
+    with client(fault_proxy.host) as c, pytest.raises(RegistryError, match="Content-Range"):
+        c.fetch_blob(REPO, digest, size, io.BytesIO())
+
+
+def test_cut_every_time_gives_up_after_the_policy_attempts(fault_proxy: FaultProxy,
+                                                           big_layer: tuple[Digest, int]) -> None:
+    digest, size = big_layer
+    fault_proxy.add(Fault.cut(1000, times=None))
+    with client(fault_proxy.host) as c, pytest.raises(RegistryError, match="connection broke") as info:
+        c.fetch_blob(REPO, digest, size, io.BytesIO())
+    assert info.value.temporary
+    assert len(blob_requests(fault_proxy)) == FAST_RETRY.attempts
+
+
+# -- retries (case 31) -------------------------------------------------------------------------
+
+
+def test_500_once_then_success(fault_proxy: FaultProxy) -> None:
+    fault_proxy.add(Fault.respond(500, target="manifest"))
+    with client(fault_proxy.host) as c:
+        body, _ = c.get_manifest(REPO, "oci")
+    assert Digest.of_bytes(body) == Digest.parse(OCI_DIGEST)
+    assert len(manifest_requests(fault_proxy)) == 2
+
+
+def test_500_always_gives_up_with_diagnostics(fault_proxy: FaultProxy) -> None:
+    fault_proxy.add(Fault.respond(503, target="manifest", times=None))
+    with client(fault_proxy.host) as c, pytest.raises(RegistryError) as info:
+        c.get_manifest(REPO, "oci")
+    err = info.value
+    assert (err.status, err.temporary, err.diagnostics) == (503, True, ("UNKNOWN: injected failure",))
+    assert len(manifest_requests(fault_proxy)) == FAST_RETRY.attempts
+
+
+def test_429_retry_after_is_honoured(fault_proxy: FaultProxy, big_layer: tuple[Digest, int]) -> None:
+    digest, size = big_layer
+    fault_proxy.add(Fault.too_many_requests("1", target="blob"))
+    with client(fault_proxy.host) as c:
+        c.ping()
+        started = time.monotonic()
+        c.fetch_blob(REPO, digest, size, io.BytesIO())
+        elapsed = time.monotonic() - started
+    assert elapsed >= 1.0
+    assert len(blob_requests(fault_proxy)) == 2
+
+
+def test_429_persisting_is_a_temporary_registry_error(fault_proxy: FaultProxy) -> None:
+    fault_proxy.add(Fault.too_many_requests("0", target="manifest", times=None))
+    with client(fault_proxy.host) as c, pytest.raises(RegistryError) as info:
+        c.get_manifest(REPO, "oci")
+    assert (info.value.status, info.value.temporary) == (429, True)
+    assert info.value.diagnostics == ("TOOMANYREQUESTS: slow down",)
+
+
+def test_retry_after_is_capped_by_max_delay(fault_proxy: FaultProxy) -> None:
+    fault_proxy.add(Fault.too_many_requests("3600", target="manifest"))
+    policy = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.2)
+    with client(fault_proxy.host, retry=policy) as c:
+        c.ping()
+        started = time.monotonic()
+        c.get_manifest(REPO, "oci")
+    assert 0.2 <= time.monotonic() - started < 5
+
+
+# -- the /v2/ ping and the scheme (case 23) ------------------------------------------------------
+
+
+def test_ping_404_without_v2_header_means_no_v2_api(fault_proxy: FaultProxy) -> None:
+    fault_proxy.add(Fault.respond(404, target="ping", body=b"404 page not found"))
+    with client(fault_proxy.host) as c, pytest.raises(RegistryError, match="does not speak the registry v2 API"):
+        c.get_manifest(REPO, "oci")
+
+
+def test_ping_200_then_401_on_the_manifest_is_answered(token_registry: RunningRegistry,
+                                                       token_server: TokenServer) -> None:
+    """moby #50896: /v2/ says 200, the repository challenges later; handle it then."""
+    with FaultProxy(token_registry.url, lifetime=60) as proxy, token_server.answering():
+        proxy.add(Fault.respond(200, target="ping", headers=((API_VERSION_HEADER, "registry/2.0"),), body=b"{}"))
+        with client(proxy.host) as c:
+            c.get_manifest(REPO, "v2s2")
+        first, second = manifest_requests(proxy)
+        assert "authorization" not in first.headers
+        assert second.headers["authorization"] == f"Bearer {token_server.issued[-1]}"
+
+
+def test_plain_http_needs_allow_http(plain_registry: RunningRegistry) -> None:
+    with RegistryClient(plain_registry.host, retry=FAST_RETRY) as c, pytest.raises(RegistryError, match="TLS") as info:
+        c.get_manifest(REPO, "oci")
+    assert info.value.status is None and not info.value.temporary
+    with client(plain_registry.host) as c:
+        c.get_manifest(REPO, "oci")
+        assert c.base_url == f"http://{plain_registry.host}"
+
+
+def test_nothing_listening_is_a_temporary_error() -> None:
+    with client(f"127.0.0.1:{free_port()}") as c, pytest.raises(RegistryError, match="cannot reach") as info:
+        c.get_manifest(REPO, "oci")
+    assert info.value.temporary and info.value.status is None
+
+
+def test_proxy_from_the_environment_is_used(plain_registry: RunningRegistry, fault_proxy: FaultProxy,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Case 34: HTTP_PROXY is honoured (the fault proxy also works as a forward proxy)."""
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HTTP_PROXY", f"http://{fault_proxy.host}")
+    with client(plain_registry.host) as c:
+        c.get_manifest(REPO, "oci")
+    assert any(r.path == f"http://{plain_registry.host}/v2/{REPO}/manifests/oci" for r in fault_proxy.requests)
+
+
+# -- htpasswd + TLS ---------------------------------------------------------------------------
+
+
+def test_tls_with_cert_dir(tls_registry: RunningRegistry, tmp_path: Path) -> None:
+    with client(tls_registry.host, credentials=CREDENTIALS, cert_dir=str(tls_registry.cert_dir),
+                allow_http=False) as c:
+        body, media_type = c.get_manifest(REPO, "v2s2")
+        config = json.loads(body)["config"]
+        dest = io.BytesIO()
+        c.fetch_blob(REPO, Digest.parse(config["digest"]), config["size"], dest)
+        assert c.base_url == f"https://{tls_registry.host}"
+    assert media_type == mediatypes.DOCKER_MANIFEST
+
+
+def test_tls_without_cert_dir_is_a_clear_tls_error(tls_registry: RunningRegistry) -> None:
+    with client(tls_registry.host, credentials=CREDENTIALS, allow_http=False) as c, \
+            pytest.raises(RegistryError) as info:
+        c.get_manifest(REPO, "v2s2")
+    message = str(info.value)
+    assert "certificate verify failed" in message and "--cert-dir" in message
+    assert not info.value.temporary
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_tls_insecure_skip_verify(tls_registry: RunningRegistry) -> None:
+    with client(tls_registry.host, credentials=CREDENTIALS, insecure_skip_verify=True) as c:
+        _, media_type = c.get_manifest(REPO, "v2s2")
+    assert media_type == mediatypes.DOCKER_MANIFEST
+
+
+def test_tls_wrong_password_is_auth_error_without_retry_loop(tls_fault_proxy: FaultProxy) -> None:
+    with client(tls_fault_proxy.host, credentials=Credentials(TEST_USER, "wrong-password-xyz")) as c, \
+            pytest.raises(AuthError, match="refused the credentials of user testuser") as info:
+        c.get_manifest(REPO, "v2s2")
+    assert "wrong-password-xyz" not in str(info.value)
+    assert len(manifest_requests(tls_fault_proxy)) == 1
+
+
+def test_basic_auth_without_credentials_asks_for_them(tls_registry: RunningRegistry) -> None:
+    with client(tls_registry.host, cert_dir=str(tls_registry.cert_dir)) as c, \
+            pytest.raises(AuthError, match="--creds"):
+        c.get_manifest(REPO, "v2s2")
+
+
+def test_cert_dir_that_does_not_exist_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError):
+        RegistryClient("127.0.0.1:1", cert_dir=str(tmp_path / "nope"))
+
+
+# -- token auth -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fields", ["both", "token", "access_token"])
+def test_token_anonymous_pull(token_registry: RunningRegistry, token_server: TokenServer,
+                              v2s2_manifest: dict[str, Any], fields: AnswerField) -> None:
+    config = v2s2_manifest["config"]
+    with token_server.answering(fields=fields), client(token_registry.host) as c:
+        c.get_manifest(REPO, "v2s2")
+        c.fetch_blob(REPO, Digest.parse(config["digest"]), config["size"], io.BytesIO())
+        [seen] = token_server.requests  # one token, cached for the blob
+    assert seen.scopes == (f"repository:{REPO}:pull",) and seen.service == "test-registry"
+    assert not seen.sent_authorization
+
+
+def test_token_with_credentials(token_registry: RunningRegistry, token_server: TokenServer) -> None:
+    with token_server.answering(), client(token_registry.host, credentials=CREDENTIALS) as c:
+        c.get_manifest(REPO, "v2s2")
+        [seen] = token_server.requests
+    assert seen.sent_authorization and seen.user == TEST_USER
+
+
+def test_token_is_refreshed_after_expires_in(token_registry: RunningRegistry, token_server: TokenServer) -> None:
+    with token_server.answering(expires_in=2), client(token_registry.host) as c:  # valid 1 s with the margin
+        c.get_manifest(REPO, "v2s2")
+        c.get_manifest(REPO, "v2s2")
+        assert len(token_server.requests) == 1
+        time.sleep(1.05)
+        c.get_manifest(REPO, "v2s2")
+        assert len(token_server.requests) == 2
+
+
+def test_token_wrong_password_is_auth_error(token_registry: RunningRegistry, token_server: TokenServer) -> None:
+    with token_server.answering(), client(token_registry.host, credentials=Credentials(TEST_USER, "nope-pw")) as c, \
+            pytest.raises(AuthError, match="refused for user testuser") as info:
+        c.get_manifest(REPO, "v2s2")
+    assert "nope-pw" not in str(info.value)
+
+
+# -- redirects (case 24) ------------------------------------------------------------------------
+
+
+def test_cross_host_redirect_drops_authorization(tls_fault_proxy: FaultProxy, tls_registry: RunningRegistry,
+                                                 tmp_path: Path) -> None:
+    tls_fault_proxy.add(Fault.redirect())
+    with client(tls_fault_proxy.host, credentials=CREDENTIALS) as c:
+        body, _ = c.get_manifest(REPO, "v2s2")
+        layer = max(json.loads(body)["layers"], key=lambda d: d["size"])
+        path = tmp_path / "blob"
+        with path.open("wb") as f:
+            c.fetch_blob(REPO, Digest.parse(layer["digest"]), layer["size"], f)
+    assert sha256_file(path) == layer["digest"]
+    [to_registry] = blob_requests(tls_fault_proxy)
+    assert to_registry.headers["authorization"].startswith("Basic ")  # the registry did get credentials
+    [to_store] = tls_fault_proxy.store_requests
+    assert to_store.method == "GET" and REDIRECT_SIGNATURE in to_store.path
+    assert "authorization" not in to_store.headers
+    assert to_store.headers["host"].startswith("localhost:")
+
+
+def test_cut_after_redirect_resumes_at_the_store(tls_fault_proxy: FaultProxy, tmp_path: Path) -> None:
+    """The ranged retry goes through the redirect too, still without Authorization at the store."""
+    with client(tls_fault_proxy.host, credentials=CREDENTIALS) as c:
+        body, _ = c.get_manifest(REPO, "v2s2")
+        layer = max(json.loads(body)["layers"], key=lambda d: d["size"])
+        tls_fault_proxy.add(Fault.redirect(times=1), Fault.cut(layer["size"] // 3))
+        path = tmp_path / "blob"
+        with path.open("wb") as f:
+            c.fetch_blob(REPO, Digest.parse(layer["digest"]), layer["size"], f)
+    assert sha256_file(path) == layer["digest"]
+    assert all("authorization" not in r.headers for r in tls_fault_proxy.store_requests)
+
+
+# -- secrets (never in logs, errors or repr) ----------------------------------------------------
+
+
+def test_secrets_never_appear(tls_registry: RunningRegistry, token_registry: RunningRegistry,
+                              token_server: TokenServer, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    texts: list[str] = []
+    wrong = Credentials(TEST_USER, "wrong-password-xyz")
+    with token_server.answering():
+        for host, kwargs in ((tls_registry.host, {"cert_dir": str(tls_registry.cert_dir)}),
+                             (token_registry.host, {})):
+            with client(host, credentials=CREDENTIALS, **kwargs) as c:
+                c.get_manifest(REPO, "v2s2")
+                texts.append(repr(c))
+            with client(host, credentials=wrong, **kwargs) as c, pytest.raises(AuthError) as info:
+                c.get_manifest(REPO, "v2s2")
+            texts += [str(info.value), repr(info.value), repr(c), str(info.value.__cause__)]
+        tokens = list(token_server.issued)
+    texts += [r.getMessage() for r in caplog.records] + [caplog.text]
+    everything = "\n".join(texts)
+    assert tokens
+    secrets = [TEST_PASSWORD, "wrong-password-xyz", *tokens,
+               base64.b64encode(f"{TEST_USER}:{TEST_PASSWORD}".encode()).decode()]
+    for secret in secrets:
+        assert secret not in everything
