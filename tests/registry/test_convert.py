@@ -1,0 +1,252 @@
+"""docker:// end to end against the real registries of conftest.py: every manifest format
+converts to the rootfs of the same image's OCI layout, entry for entry, with the expected
+manifest; the caches, authentication and faults work through convert() and the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from faultproxy import Fault, FaultProxy
+from registry_setup import CREDS
+from services import SHARED_IMAGES, RunningRegistry
+
+import docker2aci
+from docker2aci.errors import AuthError, DigestMismatch, RegistryError
+from docker2aci.manifest import manifest_digests
+from docker2aci.registry import RegistryClient
+
+pytestmark = pytest.mark.tools
+
+EXAMPLE = SHARED_IMAGES.parent / "reference" / "example-manifest-oci-archive.json"
+OCI_MANIFEST = "sha256:96aaf5f26367ae4d0c6dea89455a494f840129b745f93c49d98ddad14495a7ae"
+CONFIG = "sha256:3655964a1898a9b4363b5f6dff5c245cc4f86efb66baa0134a138492459cdb92"
+INDEX = "sha256:ce2f96142f66db0e8004278324612ef8a29d6b966526f9a7bc7a821818a54217"
+
+
+def _host(registry: RunningRegistry | FaultProxy) -> str:
+    return registry.url.split("://", 1)[1] if isinstance(registry, RunningRegistry) else registry.host
+
+
+def convert(ref: str, out: Path, **options: Any) -> docker2aci.ConvertedACI:
+    options.setdefault("insecure_allow_http", True)
+    [aci] = docker2aci.convert(ref, docker2aci.ConvertOptions(output_dir=str(out / "out"),
+                                                              cache_dir=str(out / "cache"), **options))
+    return aci
+
+
+@pytest.fixture(scope="module")
+def layout_rootfs(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Any, ...]]:
+    """The rootfs entries converted from the image's OCI layout (the same files)."""
+    from test_shared_images import read_aci
+
+    [aci] = docker2aci.convert(f"oci:{SHARED_IMAGES / 'oci-layout'}:latest",
+                               docker2aci.ConvertOptions(output_dir=str(tmp_path_factory.mktemp("layout"))))
+    return read_aci(aci.path)[1]
+
+
+def registry_digest(host: str, repository: str, tag: str) -> str:
+    """The digest the registry names a manifest by (the canonical one for schema 1)."""
+    with RegistryClient(host, allow_http=True) as client:
+        body, _ = client.get_manifest(repository, tag)
+    return str(manifest_digests(body)[-1])
+
+
+def expected_manifest(host: str, ref: str, repository: str, tag: str, manifest_hash: str,
+                      list_hash: str | None = None) -> dict[str, Any]:
+    """The worked example of decisions.md, named as a registry image."""
+    manifest = json.loads(EXAMPLE.read_text())
+    manifest["name"] = f"{host.replace(':', '_')}/{repository}"
+    manifest["labels"] = [{"name": "arch", "value": "amd64"}, {"name": "os", "value": "linux"},
+                          {"name": "version", "value": tag}]
+    annotations = []
+    for a in manifest["annotations"]:
+        name = a["name"].removeprefix("appc.io/docker/")
+        if name == "originalname":
+            annotations += [a | {"value": ref}, {"name": "appc.io/docker/registryurl", "value": host}]
+            continue
+        a = a | {"value": {"repository": repository, "manifesthash": manifest_hash, "tag": tag}.get(name, a["value"])}
+        annotations.append(a)
+        if name == "manifesthash" and list_hash:
+            annotations.append({"name": "appc.io/docker/manifestlisthash", "value": list_hash})
+    manifest["annotations"] = annotations
+    return manifest
+
+
+@pytest.mark.parametrize(("repository", "tag", "is_list"), [
+    pytest.param("test/busybox", "v2s2", False, id="docker-schema2"),
+    pytest.param("test/busybox", "oci", False, id="oci-manifest"),
+    pytest.param("test/zstd", "latest", False, id="oci-zstd-layers"),
+    pytest.param("test/multi", "oci", True, id="oci-index"),
+    pytest.param("test/multi", "v2s2", True, id="docker-manifest-list"),
+])
+def test_every_format_converts_like_the_layout(plain_registry: RunningRegistry, tmp_path: Path,
+                                               layout_rootfs: list[tuple[Any, ...]], repository: str, tag: str,
+                                               is_list: bool) -> None:
+    from test_shared_images import read_aci
+
+    host = _host(plain_registry)
+    ref = f"{host}/{repository}:{tag}"
+    aci = convert(f"docker://{ref}", tmp_path, platform="linux/amd64")
+    assert Path(aci.path).name == f"{repository.replace('/', '-')}-{tag}.aci"
+    top = registry_digest(host, repository, tag)
+    if is_list:
+        manifest_hash = OCI_MANIFEST if tag == "oci" else aci.manifest_digest
+        expected = expected_manifest(host, ref, repository, tag, manifest_hash, top)
+    else:
+        expected = expected_manifest(host, ref, repository, tag, top)
+    assert aci.manifest == expected
+    assert read_aci(aci.path)[1] == layout_rootfs
+
+
+def test_signed_schema1_pairs_layers_by_position(plain_registry: RunningRegistry, tmp_path: Path,
+                                                 layout_rootfs: list[tuple[Any, ...]]) -> None:
+    """Public case 35: fsLayers run top first and pair with history by index (the
+    metadata-only history entries give repeated empty-layer blobSums); the config is
+    history[0]'s."""
+    from test_shared_images import read_aci
+
+    host = _host(plain_registry)
+    with RegistryClient(host, allow_http=True) as client:
+        body, media_type = client.get_manifest("test/busybox", "v2s1")
+    assert media_type == "application/vnd.docker.distribution.manifest.v1+prettyjws"
+    blob_sums = [layer["blobSum"] for layer in json.loads(body)["fsLayers"]]
+    aci = convert(f"docker://{host}/test/busybox:v2s1", tmp_path)
+    assert read_aci(aci.path)[1] == layout_rootfs
+    assert len(blob_sums) > len(set(blob_sums)) or len(blob_sums) > 4  # empty layers are listed too
+    app = aci.manifest["app"]
+    example = json.loads(EXAMPLE.read_text())["app"]
+    assert app == example
+    assert aci.manifest_digest == str(manifest_digests(body)[-1])
+
+
+def test_digest_reference_has_no_tag(plain_registry: RunningRegistry, tmp_path: Path) -> None:
+    host = _host(plain_registry)
+    aci = convert(f"docker://{host}/test/busybox@{OCI_MANIFEST}", tmp_path)
+    assert Path(aci.path).name == "test-busybox.aci"
+    assert "version" not in aci.labels
+    names = [a["name"] for a in aci.manifest["annotations"]]
+    assert "appc.io/docker/tag" not in names
+    assert aci.manifest_digest == OCI_MANIFEST
+
+
+def test_platform_from_an_index(plain_registry: RunningRegistry, tmp_path: Path) -> None:
+    aci = convert(f"docker://{_host(plain_registry)}/test/multi:oci", tmp_path, platform="linux/arm64/v8")
+    assert aci.labels["arch"] == "aarch64"
+    assert Path(aci.path).name == "test-multi-oci-linux-aarch64.aci"
+    annotations = {a["name"]: a["value"] for a in aci.manifest["annotations"]}
+    assert annotations["appc.io/docker/manifestlisthash"] == INDEX
+
+
+def test_unchanged_image_costs_one_manifest_request(fault_proxy: FaultProxy, tmp_path: Path) -> None:
+    ref = f"docker://{fault_proxy.host}/test/busybox:oci"
+    first = convert(ref, tmp_path)
+    fetched = [r.path for r in fault_proxy.requests if "/blobs/" in r.path]
+    assert len(fetched) == 5  # config + 4 layers, each once
+    first_bytes = Path(first.path).read_bytes()
+    Path(first.path).unlink()
+    for blob in _files(tmp_path / "cache" / "blobs"):  # keep manifests and the config, drop the layers:
+        if blob.stat().st_size > 2000:              # only the conversion cache can serve it now
+            blob.unlink()
+    fault_proxy.requests.clear()
+    again = convert(ref, tmp_path)
+    assert Path(again.path).read_bytes() == first_bytes
+    assert again.image_id == first.image_id and again.manifest == first.manifest
+    manifest_gets = [r for r in fault_proxy.requests if "/manifests/" in r.path]
+    assert len(manifest_gets) == 1
+    assert not [r for r in fault_proxy.requests if "/blobs/" in r.path]
+    fault_proxy.requests.clear()
+    forced = convert(ref, tmp_path, use_cache=False)
+    assert Path(forced.path).read_bytes() == first_bytes
+    assert len([r for r in fault_proxy.requests if "/blobs/" in r.path]) >= 1  # the layers, again
+
+
+def test_cached_blobs_are_not_fetched_again_for_another_tag(fault_proxy: FaultProxy, tmp_path: Path) -> None:
+    convert(f"docker://{fault_proxy.host}/test/busybox:oci", tmp_path)
+    fault_proxy.requests.clear()
+    convert(f"docker://{fault_proxy.host}/test/busybox:v2s2", tmp_path)
+    # a v2s2 copy of the same layers: only its manifest and its (rewritten) config are new
+    blobs = {r.path.rsplit("/", 1)[1] for r in fault_proxy.requests if "/blobs/" in r.path}
+    assert len(blobs) <= 1
+
+
+def test_cut_connection_is_resumed_during_conversion(fault_proxy: FaultProxy, tmp_path: Path,
+                                                     layout_rootfs: list[tuple[Any, ...]]) -> None:
+    from test_shared_images import read_aci
+
+    fault_proxy.add(Fault.respond(500, times=1), Fault.cut(500, times=3))  # the config and most layers are over 500 bytes
+    aci = convert(f"docker://{fault_proxy.host}/test/busybox:oci", tmp_path)
+    assert read_aci(aci.path)[1] == layout_rootfs
+    assert [r for r in fault_proxy.requests if "range" in r.headers]
+
+
+def test_corrupt_blob_is_refused_and_not_cached(fault_proxy: FaultProxy, tmp_path: Path) -> None:
+    fault_proxy.add(Fault.corrupt())
+    with pytest.raises(DigestMismatch):
+        convert(f"docker://{fault_proxy.host}/test/busybox:oci", tmp_path)
+    assert _files(tmp_path / "out") == []
+    cached = _files(tmp_path / "cache" / "blobs")
+    assert cached, "the manifest and the blobs that were not corrupted are cached"
+    for blob in cached:
+        assert hashlib.sha256(blob.read_bytes()).hexdigest() == blob.name
+    assert _files(tmp_path / "cache" / "tmp") == []
+
+
+def test_basic_auth_over_tls_with_a_private_ca(tls_registry: RunningRegistry, tmp_path: Path,
+                                               layout_rootfs: list[tuple[Any, ...]]) -> None:
+    from test_shared_images import read_aci
+
+    host = _host(tls_registry)
+    ref = f"docker://{host}/test/busybox:v2s2"
+    aci = convert(ref, tmp_path, creds=":".join(CREDS), cert_dir=str(tls_registry.cert_dir),
+                  insecure_allow_http=False)
+    assert read_aci(aci.path)[1] == layout_rootfs
+    with pytest.raises(AuthError):
+        convert(ref, tmp_path / "anon", cert_dir=str(tls_registry.cert_dir), insecure_allow_http=False)
+    with pytest.raises(RegistryError, match="(?i)certificate|ssl|tls"):
+        convert(ref, tmp_path / "noca", creds=":".join(CREDS), insecure_allow_http=False)
+
+
+def test_token_auth_anonymous_pull(token_registry: RunningRegistry, tmp_path: Path,
+                                   layout_rootfs: list[tuple[Any, ...]]) -> None:
+    from test_shared_images import read_aci
+
+    aci = convert(f"docker://{_host(token_registry)}/test/busybox:v2s2", tmp_path)
+    assert read_aci(aci.path)[1] == layout_rootfs
+
+
+def test_cli_json_and_secrets(tls_registry: RunningRegistry, tmp_path: Path) -> None:
+    user, password = CREDS
+    proc = subprocess.run(
+        [sys.executable, "-m", "docker2aci", "--json", "--creds", f"{user}:{password}", "--cert-dir",
+         str(tls_registry.cert_dir), "--cache-dir", str(tmp_path / "cache"), "--output-dir", str(tmp_path),
+         f"docker://{_host(tls_registry)}/test/busybox:v2s2"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    assert set(record) == {"path", "image_id", "name", "labels", "manifest_digest"}
+    assert password not in proc.stdout + proc.stderr
+    bad = subprocess.run(
+        [sys.executable, "-m", "docker2aci", "--creds", f"{user}:wrong-{password}", "--cert-dir",
+         str(tls_registry.cert_dir), "--cache-dir", str(tmp_path / "cache"), "--output-dir", str(tmp_path / "x"),
+         "--no-cache", f"docker://{_host(tls_registry)}/test/busybox:v2s2"], capture_output=True, text=True)
+    assert bad.returncode == 1
+    assert password not in bad.stdout + bad.stderr and "Error:" in bad.stderr
+
+
+def test_missing_tag_is_not_found(plain_registry: RunningRegistry, tmp_path: Path) -> None:
+    with pytest.raises(docker2aci.errors.ImageNotFound):
+        convert(f"docker://{_host(plain_registry)}/test/busybox:no-such-tag", tmp_path)
+
+
+def test_image_flag_is_for_files(plain_registry: RunningRegistry, tmp_path: Path) -> None:
+    with pytest.raises(docker2aci.errors.UsageError, match="--image works only with files"):
+        convert(f"docker://{_host(plain_registry)}/test/busybox:oci", tmp_path, image="x")
+
+
+def _files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.rglob("*") if p.is_file()) if directory.exists() else []
