@@ -189,7 +189,7 @@ class RunningRegistry:
 
 
 def _registry_config(root: Path, port: int, *, tls: TLSFiles | None, htpasswd: Path | None,
-                     token: TokenAuth | None, schema1: bool) -> dict[str, object]:
+                     token: TokenAuth | None, schema1: bool, allow_urls: tuple[str, ...] = ()) -> dict[str, object]:
     http: dict[str, object] = {"addr": f"127.0.0.1:{port}", "secret": "docker2aci-tests",
                                "headers": {"X-Content-Type-Options": ["nosniff"]}}
     if tls is not None:
@@ -203,6 +203,8 @@ def _registry_config(root: Path, port: int, *, tls: TLSFiles | None, htpasswd: P
     }
     if schema1:
         config["compatibility"] = {"schema1": {"enabled": True}}
+    if allow_urls:  # foreign layers may name these URLs (distribution's validation.manifests.urls)
+        config["validation"] = {"manifests": {"urls": {"allow": list(allow_urls)}}}
     if htpasswd is not None:
         config["auth"] = {"htpasswd": {"realm": "test-realm", "path": str(htpasswd)}}
     elif token is not None:
@@ -249,7 +251,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 @contextmanager
 def run_registry(root: Path, *, tls: TLSFiles | None = None, htpasswd: Path | None = None,
                  token: TokenAuth | None = None, creds: tuple[str, str] | None = None,
-                 schema1: bool = True) -> Iterator[RunningRegistry]:
+                 schema1: bool = True, allow_urls: tuple[str, ...] = ()) -> Iterator[RunningRegistry]:
     """Run ``docker-registry serve`` in ``root`` until the block ends.
 
     Args:
@@ -259,6 +261,7 @@ def run_registry(root: Path, *, tls: TLSFiles | None = None, htpasswd: Path | No
         token: require Bearer tokens from this token server.
         creds: the credentials tests should use (recorded on the result).
         schema1: accept schema 1 manifest pushes (``compatibility.schema1.enabled``).
+        allow_urls: regular expressions of foreign-layer URLs the registry accepts.
 
     Yields:
         The running registry.
@@ -270,7 +273,8 @@ def run_registry(root: Path, *, tls: TLSFiles | None = None, htpasswd: Path | No
         port = free_port()
         config_path = root / "config.yml"  # JSON is YAML
         config_path.write_text(json.dumps(_registry_config(root, port, tls=tls, htpasswd=htpasswd,
-                                                           token=token, schema1=schema1), indent=1))
+                                                           token=token, schema1=schema1, allow_urls=allow_urls),
+                                               indent=1))
         log_path = root / "registry.log"
         with log_path.open("wb") as log_file:
             proc = subprocess.Popen([REGISTRY_BIN, "serve", str(config_path)], stdout=log_file,

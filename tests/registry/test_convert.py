@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,8 @@ EXAMPLE = SHARED_IMAGES.parent / "reference" / "example-manifest-oci-archive.jso
 OCI_MANIFEST = "sha256:96aaf5f26367ae4d0c6dea89455a494f840129b745f93c49d98ddad14495a7ae"
 CONFIG = "sha256:3655964a1898a9b4363b5f6dff5c245cc4f86efb66baa0134a138492459cdb92"
 INDEX = "sha256:ce2f96142f66db0e8004278324612ef8a29d6b966526f9a7bc7a821818a54217"
+EMPTY_LAYER = "sha256:a3ed95caeb02ffe68cdd9fd84406680ae93d633cb16422d00e8a7c22955b46d4"
+"""The 32-byte gzip of an empty tar that schema 1 uses for metadata-only steps."""
 
 
 def _host(registry: RunningRegistry | FaultProxy) -> str:
@@ -118,7 +121,8 @@ def test_signed_schema1_pairs_layers_by_position(plain_registry: RunningRegistry
     blob_sums = [layer["blobSum"] for layer in json.loads(body)["fsLayers"]]
     aci = convert(f"docker://{host}/test/busybox:v2s1", tmp_path)
     assert read_aci(aci.path)[1] == layout_rootfs
-    assert len(blob_sums) > len(set(blob_sums)) or len(blob_sums) > 4  # empty layers are listed too
+    # umoci's config step is a metadata-only history entry: the empty layer, on top
+    assert len(blob_sums) == 5 and blob_sums[0] == EMPTY_LAYER
     app = aci.manifest["app"]
     example = json.loads(EXAMPLE.read_text())["app"]
     assert app == example
@@ -250,3 +254,58 @@ def test_image_flag_is_for_files(plain_registry: RunningRegistry, tmp_path: Path
 
 def _files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.rglob("*") if p.is_file()) if directory.exists() else []
+
+
+def test_foreign_layer_is_refused_clearly(tmp_path: Path) -> None:
+    """Public case 33: a non-distributable layer with ``urls`` is refused before anything is
+    asked of the registry or the URLs."""
+    import layerbuild as lb
+    from services import push, run_registry
+
+    base = lb.Layer(lb.tar_bytes([lb.file("windows-base.txt", b"x")]))
+    top = lb.Layer(lb.tar_bytes([lb.file("app.txt", b"y")]))
+    layout = lb.write_oci_layout(tmp_path / "layout", [base, top])
+    manifest_path = layout.blob(layout.manifest_digest)
+    manifest = json.loads(manifest_path.read_text())
+    foreign = manifest["layers"][0]
+    foreign["mediaType"] = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+    foreign["urls"] = ["https://example.invalid/base.tar.gz"]
+    data = json.dumps(manifest).encode()
+    digest = hashlib.sha256(data).hexdigest()
+    (manifest_path.parent / digest).write_bytes(data)
+    index = json.loads((layout.path / "index.json").read_text())
+    index["manifests"][0].update(digest=f"sha256:{digest}", size=len(data))
+    (layout.path / "index.json").write_text(json.dumps(index))
+    (tmp_path / "registry").mkdir()
+    with run_registry(tmp_path / "registry", allow_urls=(r"^https://example\.invalid/",)) as registry:
+        push(f"oci:{layout.path}:latest", registry, "test/foreign:latest")
+        with FaultProxy(registry.url, lifetime=60) as proxy:
+            with pytest.raises(docker2aci.errors.UnsupportedMediaType, match=r"foreign.*example\.invalid"):
+                convert(f"docker://{proxy.host}/test/foreign:latest", tmp_path)
+            assert not [r for r in proxy.requests if "/blobs/" in r.path]
+    assert _files(tmp_path / "out") == []
+
+
+def test_schema1_with_repeated_empty_layers(plain_registry: RunningRegistry, tmp_path: Path,
+                                            layout_rootfs: list[tuple[Any, ...]]) -> None:
+    """Public case 35 with the shape that broke the reference tool: several metadata-only
+    steps (``umoci config`` twice more) give repeated ``a3ed95…`` blobSums on top, and the
+    last step's settings are only in history[0]."""
+    from services import push
+    from test_shared_images import read_aci
+
+    layout = tmp_path / "layout"
+    shutil.copytree(SHARED_IMAGES / "oci-layout", layout)
+    for args in (["--config.env", "STEP=1"], ["--config.exposedports", "9999/udp"]):
+        subprocess.run(["umoci", "config", "--image", f"{layout}:latest", *args], check=True, capture_output=True)
+    push(f"oci:{layout}:latest", plain_registry, "test/steps:v2s1", "--format", "v2s1")
+    host = _host(plain_registry)
+    with RegistryClient(host, allow_http=True) as client:
+        body, _ = client.get_manifest("test/steps", "v2s1")
+    blob_sums = [layer["blobSum"] for layer in json.loads(body)["fsLayers"]]
+    assert len(blob_sums) - len(set(blob_sums)) >= 2  # the empty layer, three times
+    aci = convert(f"docker://{host}/test/steps:v2s1", tmp_path)
+    assert read_aci(aci.path)[1] == layout_rootfs
+    env = {e["name"]: e["value"] for e in aci.manifest["app"]["environment"]}
+    assert env == {"GREETING": "aci", "PATH": "/bin:/usr/bin", "STEP": "1"}
+    assert [p["name"] for p in aci.manifest["app"]["ports"]] == ["53-udp", "8080-tcp", "9999-udp"]
