@@ -30,7 +30,9 @@ _USAGE = """docker2aci [-debug] [-nosquash] [-compression=(gzip|none)] IMAGE
   Where IMAGE is
     [-image=IMAGE_NAME[:TAG]] FILEPATH
   or
-    docker-archive:PATH | oci:DIR[:TAG] | oci-archive:PATH[:TAG]
+    docker://[REGISTRYURL/]IMAGE_NAME[:TAG]
+  or
+    docker-daemon:IMAGE_NAME[:TAG] | docker-archive:PATH | oci:DIR[:TAG] | oci-archive:PATH[:TAG]
        docker2aci run [--insecure-options=image] ACI [-- ARGS]"""
 
 
@@ -89,6 +91,8 @@ def _run_parser(prog: str) -> argparse.ArgumentParser:
 def _setup_logging(debug: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO,
                         format="%(levelname)s: %(message)s", stream=sys.stderr)
+    # urllib3's debug lines carry full URLs (presigned blob redirects): never shown
+    logging.getLogger("urllib3").setLevel(logging.INFO)
 
 
 def _print_text(acis: list[ConvertedACI], shown_paths: list[str]) -> None:
@@ -148,16 +152,12 @@ def cmd_convert(argv: Sequence[str], prog: str) -> int:
     """``docker2aci [convert] [FLAGS] IMAGE``: see the module docstring."""
     args = _convert_parser(prog).parse_args(list(argv))
     _setup_logging(args.debug)
-    if args.select and args.image.startswith("docker://"):
-        raise UsageError("flag --image works only with files.")
-    if args.nosquash:
-        raise UsageError("--nosquash is not supported yet")
     options = ConvertOptions(output_dir=args.output_dir, image=args.select, platform=args.platform,
                              compression=Compression(args.compression), tmp_dir=args.tmp_dir,
                              creds=args.creds, cert_dir=args.cert_dir,
                              insecure_skip_verify=args.insecure_skip_verify,
                              insecure_allow_http=args.insecure_allow_http, cache_dir=args.cache_dir,
-                             use_cache=not args.no_cache)
+                             use_cache=not args.no_cache, squash=not args.nosquash)
     progress, hook = _progress_hook(sys.stderr.isatty() and not args.json)
     if progress is not None:
         with progress:

@@ -12,7 +12,7 @@ import binascii
 import json
 import platform as _platform
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from . import mediatypes
 from .digest import Digest
@@ -182,7 +182,7 @@ class ImageIndex:
     manifests: tuple[Descriptor, ...]
 
 
-def _load_json(untrusted: bytes, where: str) -> dict[str, Any]:
+def load_json(untrusted: bytes, where: str) -> dict[str, Any]:
     try:
         doc = json.loads(untrusted)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -195,7 +195,7 @@ def _load_json(untrusted: bytes, where: str) -> dict[str, Any]:
 
 
 def _load_schema2(untrusted: bytes, where: str) -> dict[str, Any]:
-    doc = _load_json(untrusted, where)
+    doc = load_json(untrusted, where)
     if doc.get("schemaVersion") != 2:
         raise InvalidManifest(where, f"field schemaVersion is {doc.get('schemaVersion')!r}, expected 2")
     return doc
@@ -209,26 +209,102 @@ def _descriptors(doc: dict[str, Any], key: str, where: str) -> tuple[Descriptor,
 
 
 def document_kind(untrusted: bytes, media_type: str | None, where: str) -> str:
-    """Classify a manifest-like document as ``"index"`` or ``"manifest"``.
+    """Classify a manifest-like document as ``"index"``, ``"manifest"`` or ``"schema1"``.
 
-    The media type given by the source wins; otherwise the body's ``mediaType`` field,
-    then its shape (``manifests`` vs ``layers``) decide (distribution's dispatch).
+    The media type given by the source wins (parameters ignored); otherwise the body's
+    ``schemaVersion`` and ``mediaType`` fields, then its shape (``manifests`` vs
+    ``layers``) decide, as distribution dispatches.
 
     Raises:
-        UnsupportedMediaType-like InvalidManifest: neither an index nor a manifest.
+        InvalidManifest: neither an index nor a manifest (names the media type).
     """
-    base = (media_type or "").split(";", 1)[0].strip()
+    base = (media_type or "").split(";", 1)[0].strip().lower()
     if base in mediatypes.INDEX_TYPES:
         return "index"
     if base in mediatypes.MANIFEST_TYPES:
         return "manifest"
-    doc = _load_json(untrusted, where)
+    if base in mediatypes.SCHEMA1_TYPES:
+        return "schema1"
+    doc = load_json(untrusted, where)
     body_type = doc.get("mediaType")
+    if doc.get("schemaVersion") == 1:
+        return "schema1"
     if body_type in mediatypes.INDEX_TYPES or (body_type is None and "manifests" in doc):
         return "index"
     if body_type in mediatypes.MANIFEST_TYPES or (body_type is None and "layers" in doc):
         return "manifest"
     raise InvalidManifest(where, f"neither an image manifest nor an index (mediaType {body_type!r})")
+
+
+MAX_INDEX_DEPTH = 4
+"""Nested indexes followed (index → index → manifest is the deepest seen in practice)."""
+
+
+@dataclass(frozen=True)
+class Document:
+    """A manifest-like document as fetched: untrusted bytes, the media type the source
+    gave (``""`` if none), the digest it is known by, and its kind (see
+    :func:`document_kind`)."""
+
+    raw: bytes
+    media_type: str
+    digest: Digest
+    kind: str
+
+
+@dataclass(frozen=True)
+class Followed:
+    """Where :func:`follow_indexes` arrived.
+
+    Attributes:
+        document: the image manifest (or schema 1 manifest).
+        index_digest: the first index it was chosen from, or ``None``.
+        platform: that index entry's platform, or ``None``.
+    """
+
+    document: Document
+    index_digest: Digest | None
+    platform: Platform | None
+
+
+def follow_indexes(top: Document, fetch: Callable[[Descriptor], Document], platform: Platform,
+                   where: str) -> Followed:
+    """Follow indexes and manifest lists, choosing ``platform`` in each, to an image
+    manifest (image-spec image-index.md; at most :data:`MAX_INDEX_DEPTH` levels).
+
+    Args:
+        top: the document a reference or layout entry names.
+        fetch: fetches (and verifies) the document an index entry names.
+        platform: the platform to choose.
+        where: names the source in errors.
+
+    Raises:
+        PlatformNotFound: an index has no entry for ``platform``.
+        InvalidManifest: malformed, or nested too deep.
+        (and whatever ``fetch`` raises)
+    """
+    current, index_digest, chosen = top, None, None
+    for _ in range(MAX_INDEX_DEPTH + 1):
+        if current.kind != "index":
+            return Followed(current, index_digest, chosen)
+        here = f"{where}: {current.digest}"
+        entry = select_platform(parse_index(current.raw, here), platform, here)
+        index_digest = index_digest or current.digest
+        chosen = chosen or entry.platform
+        current = fetch(entry)
+    raise InvalidManifest(where, f"indexes nested deeper than {MAX_INDEX_DEPTH}")
+
+
+def index_platforms(top: Document, where: str) -> list[Platform] | None:
+    """The platforms an index offers, in order, without repeats; ``None`` when ``top`` is
+    not an index (one platform)."""
+    if top.kind != "index":
+        return None
+    found: list[Platform] = []
+    for desc in parse_index(top.raw, f"{where}: {top.digest}").manifests:
+        if desc.platform is not None and desc.platform not in found:
+            found.append(desc.platform)
+    return found
 
 
 def parse_manifest(untrusted: bytes, where: str) -> ImageManifest:
@@ -361,7 +437,7 @@ def parse_schema1(untrusted: bytes, where: str) -> Schema1Manifest:
     Raises:
         InvalidManifest: a required field is missing or malformed.
     """
-    doc = _load_json(untrusted, where)
+    doc = load_json(untrusted, where)
     if doc.get("schemaVersion") != 1:
         raise InvalidManifest(where, f"field schemaVersion is {doc.get('schemaVersion')!r}, expected 1")
     fs_layers, history = doc.get("fsLayers"), doc.get("history")

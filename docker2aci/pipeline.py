@@ -15,7 +15,7 @@ import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from converters.errors import BadConfig, BadLayer, UnsafeEntry
 from converters.manifest import ImageConfig, Naming, build_manifest, manifest_bytes
@@ -25,11 +25,12 @@ from converters.rootfs import LayerTar, RootfsTree
 from . import __version__
 from .aci import Compression, write_aci
 from .digest import Digest
-from .errors import InvalidConfig, InvalidLayer, InvalidManifest, OutputError, UsageError
+from .errors import DigestMismatch, InvalidConfig, InvalidLayer, InvalidManifest, OutputError, UsageError
 from .layers import LayerBlob, spool_layer
 from .limits import MAX_PASSWD_BYTES
 from .manifest import Platform
 from .sources import RemoteOptions, ResolvedImage, open_source
+from .sources.registry import DownloadHook
 from .store import ConversionCache, conversion_key, default_cache_dir, publish_copy
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ class ConvertedACI:
     warnings: tuple[str, ...] = ()
 
 
-ProgressHook = Callable[[str, int, "int | None"], None]
+ProgressHook = DownloadHook
 """Called as ``hook(task, done, total)``: task ``layers`` counts layers read, a task named
 by a blob digest counts its bytes downloaded (``total`` ``None`` when unknown)."""
 
@@ -153,7 +154,7 @@ def convert(source: str, options: ConvertOptions | None = None,
             resolved = src.resolve(selector, target or wanted)
             what = f"{src.display} ({target})" if target else src.display
             cache = None
-            if getattr(src, "cacheable", False) and options.use_cache:
+            if src.cacheable and options.use_cache:
                 cache = ConversionCache(options.cache_dir or default_cache_dir())
             results.append(_convert_image(what, resolved, target or wanted, options, progress, written, cache))
         return results
@@ -288,9 +289,15 @@ def _convert_image(display: str, resolved: ResolvedImage, wanted: Platform, opti
                              file=os.path.basename(path))
         hit = cache.get(key)
         if hit is not None:
-            publish_copy(hit.aci, path)
-            log.debug("%s: unchanged since it was converted; reused the cached ACI", display)
-            return _from_record(path, hit.record)
+            try:
+                publish_copy(hit, path)
+            except DigestMismatch as err:
+                log.warning("%s: the cached conversion is damaged (%s); converting again", display, err)
+            else:
+                log.debug("%s: unchanged since it was converted; reused the cached ACI", display)
+                for w in hit.record.get("warnings", ()):
+                    log.warning("%s: %s", display, w)
+                return _from_record(path, hit.record)
 
     with _spooled(blobs, options.tmp_dir, progress) as layer_tars:
         try:

@@ -11,7 +11,8 @@ Layout under the cache root (``~/.cache/docker2aci`` or ``--cache-dir``)::
 
 Nothing becomes visible before it is complete and verified: a blob is written to
 ``tmp/``, checked against its digest, and renamed into ``blobs/``. Concurrent processes
-fetching the same blob wait on its lock, so each blob is fetched once.
+fetching the same blob wait on its lock, so each blob is fetched once. Pulled content may
+be private: the cache is created mode 0700 and its files 0600.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import fcntl
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from typing import IO, Any, BinaryIO, Callable, Iterator
@@ -31,6 +31,12 @@ from .errors import DigestMismatch, OutputError
 
 COPY_CHUNK = 1 << 20
 """Bytes per read when verifying or copying cached files."""
+_RECORD_KEYS = frozenset({"image_id", "name", "labels", "manifest", "manifest_digest", "aci_sha256"})
+
+
+def _private_dirs(path: str) -> None:
+    """Create ``path`` and its missing parents mode 0700."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
 
 
 def default_cache_dir() -> str:
@@ -58,7 +64,8 @@ class BlobCache:
         self.root = root
 
     def path(self, digest: Digest) -> str:
-        """Where a blob lives (whether or not it is there yet)."""
+        """Where a blob lives (whether or not it is there yet); ``digest`` is a validated
+        :class:`Digest`, so this stays inside the cache."""
         return os.path.join(self.root, "blobs", digest.algorithm, digest.hex)
 
     def has(self, digest: Digest) -> bool:
@@ -67,7 +74,11 @@ class BlobCache:
 
     def read(self, digest: Digest, limit: int) -> bytes | None:
         """A small cached blob (a manifest or config) after checking its digest, or ``None``
-        when it is absent or does not match (a damaged entry is removed)."""
+        when it is absent or does not match (a damaged entry is removed).
+
+        Raises:
+            OSError: the cache cannot be read (other than the file being absent).
+        """
         path = self.path(digest)
         try:
             with open(path, "rb") as f:
@@ -89,6 +100,8 @@ class BlobCache:
         actual = Digest.of_bytes(data, digest.algorithm)
         if actual != digest:
             raise DigestMismatch(f"blob {digest}", str(digest), str(actual))
+        if self.has(digest):
+            return
         with self._temp() as (tmp, f):
             f.write(data)
             f.flush()
@@ -101,7 +114,9 @@ class BlobCache:
         ``fetch`` writes the blob into the file it is given and verifies it (a
         ``RegistryClient.fetch_blob``); the file is checked against ``digest`` again
         before it becomes visible. Concurrent callers (threads or processes) for the
-        same digest wait for one fetch.
+        same digest wait for one fetch. A blob already in the cache is returned without
+        hashing it: readers verify what they read (layers through ``VerifyingReader``,
+        small blobs through :meth:`read`).
 
         Raises:
             DigestMismatch: what was fetched does not hash to ``digest``.
@@ -128,7 +143,7 @@ class BlobCache:
     def _temp(self) -> Iterator[tuple[str, IO[bytes]]]:
         tmpdir = os.path.join(self.root, "tmp")
         try:
-            os.makedirs(tmpdir, exist_ok=True)
+            _private_dirs(tmpdir)
             fd, tmp = tempfile.mkstemp(dir=tmpdir, prefix="blob-")
         except OSError as err:
             raise OutputError(f"writing to the cache {self.root}: {err}") from err
@@ -141,17 +156,17 @@ class BlobCache:
 
     def _publish(self, tmp: str, digest: Digest) -> None:
         path = self.path(digest)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        os.chmod(tmp, 0o644)
+        _private_dirs(os.path.dirname(path))
+        os.chmod(tmp, 0o600)
         os.replace(tmp, path)
 
     @contextlib.contextmanager
     def _lock(self, digest: Digest) -> Iterator[None]:
         locks = os.path.join(self.root, "locks")
         try:
-            os.makedirs(locks, exist_ok=True)
+            _private_dirs(locks)
             fd = os.open(os.path.join(locks, f"{digest.algorithm}-{digest.hex}"),
-                         os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                         os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as err:
             raise OutputError(f"writing to the cache {self.root}: {err}") from err
         try:
@@ -168,7 +183,7 @@ class CachedConversion:
     Attributes:
         aci: path of the cached ACI file.
         record: what convert() returned for it (JSON-ready: image_id, name, labels,
-            manifest, manifest_digest, file_name, warnings).
+            manifest, manifest_digest, warnings) and ``aci_sha256``, the ACI file's hash.
     """
 
     aci: str
@@ -186,45 +201,54 @@ class ConversionCache:
         self.dir = os.path.join(root, "conversions")
 
     def get(self, key: str) -> CachedConversion | None:
-        """The cached conversion for ``key``, or ``None``."""
+        """The cached conversion for ``key``, or ``None`` when there is none or its record
+        is malformed. The ACI is verified against the record when it is copied out
+        (:func:`publish_copy`)."""
         aci = os.path.join(self.dir, f"{key}.aci")
         try:
             with open(os.path.join(self.dir, f"{key}.json"), encoding="utf-8") as f:
                 record = json.load(f)
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return None
-        if not isinstance(record, dict) or not os.path.isfile(aci):
+        if not isinstance(record, dict) or not _RECORD_KEYS <= set(record) or not os.path.isfile(aci):
             return None
         return CachedConversion(aci, record)
 
     def put(self, key: str, aci_path: str, record: dict[str, Any]) -> None:
-        """Keep a copy of a converted ACI and its record (the ACI first, the record last,
-        so a record is only ever visible with its ACI). Failures are not fatal to the
-        conversion that produced them and are raised as ``OutputError``."""
+        """Keep a copy of a converted ACI and its record, adding the ACI's sha256 (the ACI
+        first, the record last, so a record is only ever visible with its ACI). Failures
+        are not fatal to the conversion that produced them and are raised as
+        ``OutputError``."""
         try:
-            os.makedirs(self.dir, exist_ok=True)
-            _atomic_copy(aci_path, os.path.join(self.dir, f"{key}.aci"))
-            fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".record-")
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(record, f)
-            os.replace(tmp, os.path.join(self.dir, f"{key}.json"))
+            _private_dirs(self.dir)
+            digest = _atomic_copy(aci_path, os.path.join(self.dir, f"{key}.aci"), mode=0o600)
+            data = json.dumps({**record, "aci_sha256": digest}).encode()
+            _atomic_write(os.path.join(self.dir, f"{key}.json"), data)
         except OSError as err:
             raise OutputError(f"writing to the cache {self.dir}: {err}") from err
 
 
-def conversion_key(**parts: Any) -> str:
-    """A stable key (hex SHA-256) over named parts: manifest digest, options, version..."""
+def conversion_key(*, version: str, manifest: str, index: str | None, original: str | None, platform: str,
+                   compression: str, file: str) -> str:
+    """The conversion cache key (hex SHA-256): everything a converted ACI depends on.
+
+    Args:
+        version: our version (a new converter never reuses an old conversion).
+        manifest: the image manifest digest; index: the index it was chosen from.
+        original: the reference as typed (it is written into the manifest).
+        platform: the image's platform; compression: ``gzip`` or ``none``.
+        file: the ACI's file name.
+    """
+    parts = {"version": version, "manifest": manifest, "index": index, "original": original,
+             "platform": platform, "compression": compression, "file": file}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def _atomic_copy(src: str, dest: str) -> None:
-    """Copy ``src`` to ``dest`` through a temporary file in ``dest``'s directory."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(dest)), prefix=".docker2aci-",
-                               suffix=".tmp")
+def _atomic_write(dest: str, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(dest)), prefix=".docker2aci-", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as f:
-            shutil.copyfileobj(f, out, COPY_CHUNK)
-        os.chmod(tmp, 0o644)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
         os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -232,13 +256,43 @@ def _atomic_copy(src: str, dest: str) -> None:
         raise
 
 
-def publish_copy(src: str, dest: str) -> None:
-    """Put a copy of a cached ACI at ``dest`` atomically (replacing any file there).
+def _atomic_copy(src: str, dest: str, *, mode: int, expected_sha256: str | None = None) -> str:
+    """Copy ``src`` to ``dest`` through a temporary file in ``dest``'s directory.
+
+    Returns:
+        the hex sha256 of what was copied.
 
     Raises:
+        DigestMismatch: ``expected_sha256`` was given and the content differs.
+    """
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(dest)), prefix=".docker2aci-",
+                               suffix=".tmp")
+    h = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out, open(src, "rb") as f:
+            while chunk := f.read(COPY_CHUNK):
+                h.update(chunk)
+                out.write(chunk)
+        if expected_sha256 is not None and h.hexdigest() != expected_sha256:
+            raise DigestMismatch(f"cached ACI {src}", f"sha256:{expected_sha256}", f"sha256:{h.hexdigest()}")
+        os.chmod(tmp, mode)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return h.hexdigest()
+
+
+def publish_copy(cached: CachedConversion, dest: str) -> None:
+    """Put a verified copy of a cached ACI at ``dest`` atomically (mode 0644, replacing any
+    file there).
+
+    Raises:
+        DigestMismatch: the cached ACI is not the one recorded.
         OutputError: it cannot be written.
     """
     try:
-        _atomic_copy(src, dest)
+        _atomic_copy(cached.aci, dest, mode=0o644, expected_sha256=cached.record["aci_sha256"])
     except OSError as err:
         raise OutputError(f"writing {dest}: {err}") from err

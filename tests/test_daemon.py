@@ -114,3 +114,15 @@ def test_unreachable_daemon_is_a_clear_error(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/nothing.sock")
     with pytest.raises(docker2aci.errors.SourceError, match="docker-daemon:busybox"):
         docker2aci.convert("docker-daemon:busybox", docker2aci.ConvertOptions(output_dir=str(tmp_path)))
+
+
+def test_daemon_image_by_id_is_named_by_its_id(dockerd: str, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """``docker save <id>`` exports the image untagged: it is named by its config digest,
+    as every untagged image in an archive (not ``library/sha256``)."""
+    monkeypatch.setenv("DOCKER_HOST", dockerd)
+    for image_id in (CONFIG_DIGEST, CONFIG_DIGEST.split(":")[1][:12]):
+        [aci] = docker2aci.convert(f"docker-daemon:{image_id}",
+                                   docker2aci.ConvertOptions(output_dir=str(tmp_path / image_id[:8])))
+        assert aci.name == "sha256-3655964a1898" and Path(aci.path).name == "sha256-3655964a1898.aci"
+        assert "version" not in aci.labels

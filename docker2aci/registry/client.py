@@ -287,11 +287,12 @@ class RegistryClient:
         self._verify = not insecure_skip_verify
         self._retry = retry
         self._timeout = timeout
+        context = tls_context(cert_dir, verify=self._verify) if cert_dir is not None else None
         self._session = requests.Session()
         self._session.trust_env = True  # HTTP(S)_PROXY / NO_PROXY (public-cases.md #34)
         self._session.verify = self._verify
-        if cert_dir is not None:
-            self._session.mount("https://", _ContextAdapter(tls_context(cert_dir, verify=self._verify)))
+        if context is not None:  # the private CA and client certificate are for this registry only
+            self._session.mount(f"https://{self._host}/", _ContextAdapter(context))
         self._auth = Authenticator(self._host, credentials, self._send_token_request, cache=TokenCache())
         self._base: str | None = None
         self._ping_lock = threading.Lock()

@@ -52,7 +52,8 @@ def redact_url(url: str) -> str:
 
 
 def _short(text: str) -> str:
-    text = " ".join(text.split())
+    """One line, printable characters only (a registry's text never drives a terminal)."""
+    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
     return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
 
 

@@ -9,6 +9,8 @@ mocks: a test passes a tiny ``base_delay``.
 
 from __future__ import annotations
 
+import re
+
 import random
 import time
 from collections.abc import Callable
@@ -37,7 +39,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if value is None:
         return None
     text = value.strip()
-    if text.isdigit():
+    if re.fullmatch(r"[0-9]+", text):
         return float(int(text))
     try:
         when = parsedate_to_datetime(text)

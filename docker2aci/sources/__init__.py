@@ -18,7 +18,7 @@ import os
 import re
 from typing import Callable
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import SourceError, UsageError
 from ..reference import COMPONENT_RE as _COMPONENT
@@ -29,6 +29,7 @@ from .base import ImageName, ImageSource, ResolvedImage
 from .daemon import DaemonSource
 from .files import DirectoryTree, TarTree
 from .oci_layout import OciLayout
+from ..registry import Credentials, RegistryClient, lookup_credentials
 from .registry import DownloadHook, RegistrySource
 
 __all__ = ["ImageName", "ImageSource", "RemoteOptions", "ResolvedImage", "open_source", "TRANSPORTS"]
@@ -122,7 +123,7 @@ class RemoteOptions:
         progress: called as ``hook(digest, bytes_done, bytes_total)`` during downloads.
     """
 
-    creds: str | None = None
+    creds: str | None = field(default=None, repr=False)
     cert_dir: str | None = None
     insecure_skip_verify: bool = False
     allow_http: bool = False
@@ -132,17 +133,13 @@ class RemoteOptions:
 
 
 def _registry(rest: str, name: str, remote: RemoteOptions) -> ImageSource:
-    from ..registry import Credentials, RegistryClient, lookup_credentials
-
     if not rest.startswith("//"):
         raise UsageError(f"{name}: expected docker://[HOST[:PORT]/]NAME[:TAG|@DIGEST]")
     ref = ImageRef.parse(rest[2:])
     credentials = Credentials.parse(remote.creds) if remote.creds is not None else lookup_credentials(ref.api_host)
     client = RegistryClient(ref.api_host, credentials=credentials, insecure_skip_verify=remote.insecure_skip_verify,
                             allow_http=remote.allow_http, cert_dir=remote.cert_dir)
-    client.__enter__()
-    cache = BlobCache(remote.cache_dir or default_cache_dir())
-    return RegistrySource(ref, client, cache, remote.progress)
+    return RegistrySource(ref, client, BlobCache(remote.cache_dir or default_cache_dir()), remote.progress)
 
 
 def open_source(name: str, remote: RemoteOptions | None = None) -> tuple[ImageSource, str | None]:
@@ -156,10 +153,12 @@ def open_source(name: str, remote: RemoteOptions | None = None) -> tuple[ImageSo
         the source, and the selector the name carried (``oci:DIR:TAG`` → ``TAG``).
 
     Raises:
-        UsageError: an unknown transport, or a malformed remote name.
+        UsageError: an unknown transport, a malformed remote name, bad ``--creds`` or
+            ``--cert-dir``.
         InvalidReference: a registry or engine reference does not parse.
+        AuthError: the Docker config file cannot be read.
         SourceError: the path does not exist or is not a readable source; the engine
-            cannot be reached.
+            cannot be reached or lacks the image (ImageNotFound).
     """
     remote = remote or RemoteOptions()
     transport, rest = split_transport(name, frozenset(TRANSPORTS) | REMOTE_TRANSPORTS)

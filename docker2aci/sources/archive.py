@@ -67,6 +67,8 @@ class DockerArchive:
         files: the archive's members.
     """
 
+    cacheable = False
+
     def __init__(self, files: TarTree) -> None:
         self.files = files
         self.display = files.display

@@ -72,6 +72,10 @@ class ImageSource(Protocol):
     display: str
     """The source as the user named it (a path or reference), for messages."""
 
+    cacheable: bool
+    """Whether conversions of its images may be cached by manifest digest (content-
+    addressed sources only: a registry)."""
+
     def resolve(self, selector: str | None, platform: Platform) -> ResolvedImage:
         """Find one image.
 

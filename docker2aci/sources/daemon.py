@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tempfile
 
 from ..errors import ImageNotFound, InvalidReference, SourceError
@@ -21,6 +22,8 @@ from .files import TarTree
 
 EXPORT_CHUNK = 4 << 20
 """Bytes per read of the engine's export stream."""
+_IMAGE_ID = re.compile(r"(sha256:)?[0-9a-f]{12,64}")
+"""An image ID or its prefix, as ``docker save`` takes it."""
 
 
 class DaemonSource:
@@ -34,13 +37,17 @@ class DaemonSource:
         SourceError: the engine cannot be reached or does not have the image.
     """
 
+    cacheable = False
+
     def __init__(self, name: str, tmp_dir: str | None = None) -> None:
         self.display = f"docker-daemon:{name}"
         self.name = name
-        try:
-            self.ref: ImageRef | None = ImageRef.parse(name)
-        except InvalidReference:
-            self.ref = None  # an image ID
+        self.ref: ImageRef | None = None  # None: an image ID, named by what the export says
+        if not _IMAGE_ID.fullmatch(name):
+            try:
+                self.ref = ImageRef.parse(name)
+            except InvalidReference as err:
+                raise SourceError(self.display, str(err)) from err
         self._spool = self._export(tmp_dir)
         try:
             self._archive = DockerArchive(TarTree(self._spool, self.display))

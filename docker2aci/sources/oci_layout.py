@@ -17,8 +17,8 @@ from ..errors import (DigestMismatch, ImageNotFound, InvalidManifest, LimitExcee
                       SizeMismatch, SourceError)
 from ..layers import LayerBlob
 from ..limits import MAX_CONFIG_BYTES, MAX_INDEX_FILE_BYTES, MAX_MANIFEST_BYTES
-from ..manifest import (Descriptor, ImageIndex, Platform, document_kind, parse_index,
-                        parse_manifest, select_platform)
+from ..manifest import (MAX_INDEX_DEPTH, Descriptor, Document, ImageIndex, Platform, document_kind,
+                        follow_indexes, index_platforms, parse_index, parse_manifest)
 from .base import (ImageName, ResolvedImage, digest_selector, name_from_reference,
                    selector_matches, untagged_name)
 from ..reference import is_valid_tag
@@ -26,8 +26,6 @@ from .files import FileTree
 
 log = logging.getLogger(__name__)
 
-MAX_INDEX_DEPTH = 4
-"""Nested indexes followed (index → index → manifest is the deepest seen in practice)."""
 MAX_INDEX_ENTRIES = 1024
 """Distinct manifests and indexes read when searching a layout for a config."""
 
@@ -74,8 +72,18 @@ class _Resolved:
     index_platform: Platform | None
 
 
-def resolve_descriptor(files: FileTree, desc: Descriptor, platform: Platform,
-                       index_digest: Digest | None = None) -> _Resolved:
+def fetch_document(files: FileTree, desc: Descriptor) -> Document:
+    """The manifest or index a descriptor names, verified against it.
+
+    Raises:
+        ImageNotFound, SizeMismatch, DigestMismatch, LimitExceeded, InvalidManifest.
+    """
+    untrusted = read_blob(files, desc, MAX_MANIFEST_BYTES)
+    kind = document_kind(untrusted, desc.media_type or None, f"{files.display}: {desc.digest}")
+    return Document(untrusted, desc.media_type, desc.digest, kind)
+
+
+def resolve_descriptor(files: FileTree, desc: Descriptor, platform: Platform) -> _Resolved:
     """Follow a descriptor through indexes (choosing ``platform``) to an image manifest.
 
     Returns:
@@ -85,19 +93,14 @@ def resolve_descriptor(files: FileTree, desc: Descriptor, platform: Platform,
     Raises:
         PlatformNotFound, InvalidManifest, DigestMismatch, ImageNotFound.
     """
-    chosen_platform: Platform | None = None
-    for _ in range(MAX_INDEX_DEPTH + 1):
-        where = f"{files.display}: {desc.digest}"
-        untrusted = read_blob(files, desc, MAX_MANIFEST_BYTES)
-        if document_kind(untrusted, desc.media_type or None, where) == "manifest":
-            manifest = parse_manifest(untrusted, where)
-            return _Resolved(desc.digest, manifest.config, manifest.layers, index_digest, chosen_platform)
-        index = parse_index(untrusted, where)
-        if index_digest is None:
-            index_digest = desc.digest
-        desc = select_platform(index, platform, where)
-        chosen_platform = chosen_platform or desc.platform
-    raise InvalidManifest(files.display, f"indexes nested deeper than {MAX_INDEX_DEPTH}")
+    found = follow_indexes(fetch_document(files, desc), lambda d: fetch_document(files, d), platform,
+                           files.display)
+    doc = found.document
+    where = f"{files.display}: {doc.digest}"
+    if doc.kind != "manifest":
+        raise InvalidManifest(where, "a schema 1 manifest in an OCI layout is not supported")
+    manifest = parse_manifest(doc.raw, where)
+    return _Resolved(doc.digest, manifest.config, manifest.layers, found.index_digest, found.platform)
 
 
 class OciLayout:
@@ -108,6 +111,8 @@ class OciLayout:
         default_repository: the repository for images whose ref name is a bare tag
             (the layout directory's or archive's base name up to its first ``.``).
     """
+
+    cacheable = False
 
     def __init__(self, files: FileTree, default_repository: str) -> None:
         self.files = files
@@ -183,15 +188,7 @@ class OciLayout:
     def platforms(self, selector: str | None) -> list[Platform] | None:
         """See :meth:`ImageSource.platforms`."""
         entry = self._choose(self.index().manifests, selector, Platform.host())
-        where = f"{self.display}: {entry.digest}"
-        untrusted = read_blob(self.files, entry, MAX_MANIFEST_BYTES)
-        if document_kind(untrusted, entry.media_type or None, where) == "manifest":
-            return None
-        found: list[Platform] = []
-        for desc in parse_index(untrusted, where).manifests:
-            if desc.platform is not None and desc.platform not in found:
-                found.append(desc.platform)
-        return found
+        return index_platforms(fetch_document(self.files, entry), self.display)
 
     def resolve(self, selector: str | None, platform: Platform) -> ResolvedImage:
         """See :meth:`ImageSource.resolve`."""
@@ -221,13 +218,13 @@ class OciLayout:
                 continue
             seen.add(desc.digest)
             try:
-                untrusted = read_blob(self.files, desc, MAX_MANIFEST_BYTES)
+                doc = fetch_document(self.files, desc)
                 where = f"{self.display}: {desc.digest}"
-                if document_kind(untrusted, desc.media_type or None, where) == "manifest":
-                    if parse_manifest(untrusted, where).config.digest == config_digest:
+                if doc.kind == "manifest":
+                    if parse_manifest(doc.raw, where).config.digest == config_digest:
                         return desc.digest
-                elif depth < MAX_INDEX_DEPTH:
-                    pending.extend((child, depth + 1) for child in parse_index(untrusted, where).manifests)
+                elif doc.kind == "index" and depth < MAX_INDEX_DEPTH:
+                    pending.extend((child, depth + 1) for child in parse_index(doc.raw, where).manifests)
             except (SourceError, DigestMismatch, SizeMismatch, LimitExceeded):
                 continue
         return None
