@@ -14,7 +14,8 @@ from .errors import InvalidManifest, InvalidReference
 
 DOCKER_HUB_DOMAIN = "docker.io"
 DOCKER_HUB_API_HOST = "registry-1.docker.io"
-_HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
+DOCKER_HUB_HOSTS = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
+"""Every host name Docker Hub is known by."""
 DEFAULT_TAG = "latest"
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -23,7 +24,7 @@ COMPONENT_RE = re.compile(_COMPONENT)
 _PATH_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
 _DOMAIN_RE = re.compile(
     r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
-    r"|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?$"
+    r"|\[[0-9a-fA-F:.]+\])(?::[0-9]{1,5})?$"
 )
 _TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$", re.ASCII)
 _HEX64_RE = re.compile(r"^[a-f0-9]{64}$")
@@ -86,7 +87,7 @@ class ImageRef:
                 raise InvalidReference(f"{text}: invalid reference format (registry host)")
         else:
             domain, path = DOCKER_HUB_DOMAIN, rest
-        if domain in _HUB_ALIASES:
+        if domain in DOCKER_HUB_HOSTS:
             domain = DOCKER_HUB_DOMAIN
             if "/" not in path:
                 path = f"library/{path}"
@@ -103,7 +104,7 @@ class ImageRef:
     @property
     def api_host(self) -> str:
         """The host to send registry API requests to (``registry-1.docker.io`` for Hub)."""
-        return DOCKER_HUB_API_HOST if self.domain == DOCKER_HUB_DOMAIN else self.domain
+        return api_host(self.domain)
 
     def __str__(self) -> str:
         out = f"{self.domain}/{self.repository}"
@@ -112,6 +113,16 @@ class ImageRef:
         if self.digest:
             out += f"@{self.digest}"
         return out
+
+
+def is_valid_host(text: str) -> bool:
+    """Whether ``text`` is a registry ``host[:port]`` (a DNS name, IPv4, or ``[IPv6]``)."""
+    return bool(_DOMAIN_RE.fullmatch(text))
+
+
+def api_host(host: str) -> str:
+    """The host that answers registry API requests for ``host`` (Hub names → ``registry-1.docker.io``)."""
+    return DOCKER_HUB_API_HOST if host.lower() in DOCKER_HUB_HOSTS else host
 
 
 def is_valid_tag(text: str) -> bool:

@@ -58,7 +58,7 @@ from ..errors import (
     UsageError,
 )
 from ..limits import MAX_MANIFEST_BYTES, read_at_most
-from ..reference import COMPONENT_RE, DOCKER_HUB_API_HOST, is_valid_tag
+from ..reference import COMPONENT_RE, api_host, is_valid_host, is_valid_tag
 from .auth import MAX_TOKEN_RESPONSE_BYTES, Authenticator, TokenCache
 from .credentials import Credentials
 from .diagnostics import (
@@ -80,9 +80,6 @@ BLOB_CHUNK_BYTES = 1024 * 1024
 API_VERSION_HEADER = "Docker-Distribution-API-Version"
 DEFAULT_RETRY = RetryPolicy()
 """The default retry policy: 5 attempts, 0.5 s doubling up to 30 s."""
-_HUB_ALIASES = frozenset({"docker.io", "index.docker.io"})
-_HOST_RE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
-                      r"|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
 _CONTENT_RANGE_RE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
 # Errors of a body read that mean the connection broke (not our disk).
 _BODY_ERRORS = (urllib3.exceptions.HTTPError, http.client.HTTPException, requests.RequestException,
@@ -279,9 +276,9 @@ class RegistryClient:
                  insecure_skip_verify: bool = False, allow_http: bool = False,
                  cert_dir: str | None = None, retry: RetryPolicy = DEFAULT_RETRY,
                  timeout: tuple[float, float] = (10.0, 60.0)) -> None:
-        if not _HOST_RE.fullmatch(host or ""):
+        if not is_valid_host(host or ""):
             raise InvalidReference(f"invalid registry host {host!r}")
-        self._host = DOCKER_HUB_API_HOST if host.lower() in _HUB_ALIASES else host
+        self._host = api_host(host)
         self._credentials = credentials
         self._allow_http = allow_http
         self._verify = not insecure_skip_verify

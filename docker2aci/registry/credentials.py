@@ -39,12 +39,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AuthError, UsageError
+from ..reference import DOCKER_HUB_HOSTS
 
 log = logging.getLogger(__name__)
 
 DOCKER_HUB_CONFIG_KEY = "https://index.docker.io/v1/"
 """The key Docker stores Docker Hub credentials under."""
-DOCKER_HUB_HOSTS = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 """Host names that mean Docker Hub."""
 HELPER_TIMEOUT = 30.0
 """How long a ``docker-credential-*`` helper may run (seconds)."""
