@@ -185,3 +185,56 @@ class RunnerError(Docker2ACIError):
     """An ACI cannot be rendered or its app cannot be started."""
 
     reference = "runner-error"
+
+
+class SigningError(Docker2ACIError):
+    """A key cannot be read, generated or used, a signature cannot be made, or the trust
+    store cannot be read or changed. The message names the file or key at fault and
+    never contains a passphrase or secret key material."""
+
+    reference = "signing-error"
+
+
+class TrustStoreError(SigningError):
+    """The trust store holds a file it must not: a key file whose name is not the
+    fingerprint of the key inside (rkt's "fingerprint mismatch"), or an unreadable key.
+
+    Attributes:
+        path: the offending file.
+    """
+
+    reference = "trust-store-error"
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"trust store: {path}: {message}")
+        self.path = path
+
+
+class VerificationError(SigningError):
+    """An ACI's signature was refused.
+
+    Attributes:
+        image: the image's AC name (read from its manifest), or the file when there is
+            none; the message names the file as well.
+        key_id: the signing key ID (16 upper-case hex digits) the signature names, or
+            ``None`` when there is no readable signature.
+        prefix: the name looked up in the trust store (the image's name; its parents
+            and the root keys are looked up too), or ``None`` when no lookup was made.
+        reason: why, one of :data:`VERIFICATION_REASONS`.
+    """
+
+    reference = "verification-error"
+
+    def __init__(self, image: str, key_id: str | None, prefix: str | None, reason: str,
+                 detail: str) -> None:
+        looked_up = f'prefix looked up: "{prefix}"' if prefix is not None else "no prefix looked up"
+        super().__init__(f"image {image}: {detail}; signing key ID {key_id or 'none'}; {looked_up}")
+        self.image = image
+        self.key_id = key_id
+        self.prefix = prefix
+        self.reason = reason
+
+
+VERIFICATION_REASONS = ("unsigned", "bad-signature", "untrusted-key", "prefix-mismatch",
+                        "expired-key", "revoked-key")
+"""Values of :attr:`VerificationError.reason`, each with its own message."""

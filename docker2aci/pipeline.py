@@ -1,5 +1,5 @@
 """convert(): open the source → select the image and platform → read and verify the layers
-→ squash → translate the config → write the ACI.
+→ squash → translate the config → write the ACI → sign it (when asked).
 
 Data flows one way; each stage is a module of its own (``sources``, ``layers``,
 ``converters.rootfs``, ``converters.manifest``, ``aci``).
@@ -22,7 +22,7 @@ from converters.manifest import ImageConfig, Naming, build_manifest, manifest_by
 from converters.names import appc_os_arch
 from converters.rootfs import LayerTar, RootfsTree
 
-from . import __version__
+from . import __version__, signing
 from .aci import Compression, write_aci
 from .digest import Digest
 from .errors import DigestMismatch, InvalidConfig, InvalidLayer, InvalidManifest, OutputError, UsageError
@@ -61,6 +61,13 @@ class ConvertOptions:
         insecure_allow_http: fall back to plain http for the registry.
         cache_dir: the blob and conversion cache; default ``~/.cache/docker2aci``.
         use_cache: reuse an earlier conversion of the same registry manifest.
+        sign_key: sign every ACI written with this secret key file (or the fingerprint
+            or key ID of a key in ``docker2aci keys``' keyring); the ASCII-armored
+            detached signature is saved as ``<path>.asc`` (see :mod:`docker2aci.signing`).
+        sign_passphrase_file: the first line of this file unlocks ``sign_key`` (or is
+            given to gpg for ``gpg_key``).
+        gpg_key: sign with this key of the user's gpg keyring instead (``GNUPGHOME``
+            honoured).
     """
 
     output_dir: str = "."
@@ -75,6 +82,9 @@ class ConvertOptions:
     insecure_allow_http: bool = False
     cache_dir: str | None = None
     use_cache: bool = True
+    sign_key: str | None = None
+    sign_passphrase_file: str | None = None
+    gpg_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -116,10 +126,14 @@ def convert(source: str, options: ConvertOptions | None = None,
         progress: optional progress callback.
 
     Returns:
-        the ACIs written: one, or one per platform with ``--platform all``.
+        the ACIs written: one, or one per platform with ``--platform all``. With a
+        signing key each is signed, its signature at ``<path>.asc``, also when it was
+        reused from the conversion cache.
 
     Raises:
         UsageError: contradictory options.
+        SigningError: the signing key cannot be used (checked before any work), or a
+            signature cannot be written.
         SourceError (and subclasses): the source cannot be read or holds no such image.
         DigestMismatch, SizeMismatch: content does not match its digests.
         InvalidLayer: a layer is unreadable or has unsafe entries.
@@ -135,6 +149,8 @@ def convert(source: str, options: ConvertOptions | None = None,
         wanted = Platform.parse(options.platform) if options.platform and not every_platform else Platform.host()
     except InvalidManifest as err:
         raise UsageError(str(err)) from err
+    signer = signing.open_signer(key=options.sign_key, passphrase_file=options.sign_passphrase_file,
+                                 gpg_key=options.gpg_key)
     remote = RemoteOptions(creds=options.creds, cert_dir=options.cert_dir,
                            insecure_skip_verify=options.insecure_skip_verify,
                            allow_http=options.insecure_allow_http, cache_dir=options.cache_dir,
@@ -156,7 +172,8 @@ def convert(source: str, options: ConvertOptions | None = None,
             cache = None
             if src.cacheable and options.use_cache:
                 cache = ConversionCache(options.cache_dir or default_cache_dir())
-            results.append(_convert_image(what, resolved, target or wanted, options, progress, written, cache))
+            results.append(_convert_image(what, resolved, target or wanted, options, progress, written, cache,
+                                          signer))
         return results
     finally:
         src.close()
@@ -262,7 +279,17 @@ def aci_file_name(repository: str, tag: str | None, suffix: str = "") -> str:
 
 def _convert_image(display: str, resolved: ResolvedImage, wanted: Platform, options: ConvertOptions,
                    progress: ProgressHook | None, written: dict[str, str],
-                   cache: ConversionCache | None) -> ConvertedACI:
+                   cache: ConversionCache | None, signer: signing.Signer | None) -> ConvertedACI:
+    """Write one ACI (or reuse the cached one), then sign the file as written."""
+    converted = _write_image(display, resolved, wanted, options, progress, written, cache)
+    if signer is not None:
+        signing.sign_file(converted.path, signer)
+    return converted
+
+
+def _write_image(display: str, resolved: ResolvedImage, wanted: Platform, options: ConvertOptions,
+                 progress: ProgressHook | None, written: dict[str, str],
+                 cache: ConversionCache | None) -> ConvertedACI:
     warnings: list[str] = []
     config = _parse_config(resolved, display)
     image_platform = _platform_of(config, resolved, wanted, options.platform is not None, warnings)

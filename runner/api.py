@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 
 from docker2aci.errors import RunnerError
+from docker2aci.signing import default_trust_dir, signature_path, verify_aci
 from runner.extract import render_aci
 from runner.paths import owner_in_root, read_text_in_root
 from runner.run import check_fly_host, run_fly
@@ -16,8 +19,8 @@ from runner.spec import build_process_spec
 #: Stage names :func:`run_aci` accepts.
 STAGES = ("fly",)
 
-#: ``--insecure-options`` values accepted (rkt's names). ``image`` skips signature
-#: checks, which do not exist yet: it is accepted and has no effect.
+#: ``--insecure-options`` values accepted (rkt's names). ``image`` skips the signature
+#: check (as rkt needs for unsigned ``docker://`` images).
 INSECURE_OPTIONS = frozenset({"image"})
 
 
@@ -29,8 +32,17 @@ def run_aci(
     stage: str = "fly",
     insecure_options: frozenset[str] = frozenset(),
     work_dir: str | os.PathLike[str] | None = None,
+    trust_dir: str | os.PathLike[str] | None = None,
 ) -> int:
-    """Render an ACI's rootfs and run its app; return the app's exit status.
+    """Verify an ACI's signature, render its rootfs and run its app; return the app's
+    exit status.
+
+    Unless ``insecure_options`` holds ``"image"``, the ACI must carry a detached signature
+    ``<aci>.asc`` by a key the trust store trusts for the image's name (a root key, or a
+    key for the name or a parent prefix); expired and revoked keys are refused (see
+    :mod:`docker2aci.signing`). The file is opened once and read through that descriptor
+    (``/proc/self/fd/N``, which render errors then name): the file verified is the file
+    rendered, even if the path is renamed over meanwhile.
 
     The rootfs is rendered into a fresh temporary directory (under ``work_dir``, else
     the system's temporary directory) that is removed afterwards (the stage's mounts
@@ -49,11 +61,17 @@ def run_aci(
             namespace, host pid and network, needs root).
         insecure_options: security checks to skip (:data:`INSECURE_OPTIONS`).
         work_dir: where to create the temporary tree.
+        trust_dir: the trust store (default: ``/etc/docker2aci/trust`` for root, else
+            ``~/.config/docker2aci/trust``; :func:`docker2aci.signing.default_trust_dir`).
 
     Returns:
         The app's exit status (0–255); ``128 + N`` when it was killed by signal ``N``.
 
     Raises:
+        VerificationError: the image is unsigned, badly signed, or signed by a key that is
+            untrusted for its name, expired or revoked; the message names the image, the
+            signing key ID and the prefix looked up.
+        SigningError: the signature or the trust store cannot be read.
         RunnerError: unknown stage or insecure option; not root; the ACI is unreadable,
             unsafe or has no manifest; the image has no exec and neither ``args`` nor
             ``exec_override`` is given; a user or group is unknown in the image; or the
@@ -67,6 +85,30 @@ def run_aci(
             f"unknown insecure option(s) {', '.join(sorted(unknown))}: "
             f"choose from {', '.join(sorted(INSECURE_OPTIONS))}"
         )
+    if "image" in insecure_options:
+        return _render_and_run(aci_path, args, exec_override, work_dir)
+    with _opened(aci_path) as pinned:
+        verify_aci(pinned, os.fspath(trust_dir or default_trust_dir()),
+                   signature=signature_path(os.fspath(aci_path)), display=os.fspath(aci_path))
+        return _render_and_run(pinned, args, exec_override, work_dir)
+
+
+@contextlib.contextmanager
+def _opened(aci_path: str | os.PathLike[str]) -> Iterator[str]:
+    """``/proc/self/fd/N`` of the ACI opened once, so verification and rendering read
+    the same file."""
+    try:
+        fd = os.open(aci_path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as err:
+        raise RunnerError(f"opening {os.fspath(aci_path)}: {err.strerror or err}") from err
+    try:
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)
+
+
+def _render_and_run(aci_path: str | os.PathLike[str], args: list[str] | None, exec_override: list[str] | None,
+                    work_dir: str | os.PathLike[str] | None) -> int:
     check_fly_host()
     tree = tempfile.mkdtemp(prefix="docker2aci-run-", dir=work_dir)
     try:

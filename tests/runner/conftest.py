@@ -47,7 +47,8 @@ def build_aci(tmp_path: Path) -> BuildAci:
 
 _RUN_SNIPPET = (
     "import json, sys, runner; o = json.loads(sys.argv[1]); "
-    "sys.exit(runner.run_aci(o['aci'], o['args'], exec_override=o['exec'], work_dir=o['work']))"
+    "sys.exit(runner.run_aci(o['aci'], o['args'], exec_override=o['exec'], work_dir=o['work'],"
+    " insecure_options={'image'}))"
 )
 
 

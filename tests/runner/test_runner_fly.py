@@ -127,7 +127,7 @@ def test_image_device_nodes_work(build_aci: BuildAci, run_app: RunApp) -> None:
 
 def test_no_exec_needs_the_exec_option(build_aci: BuildAci, tmp_path: Path) -> None:
     with pytest.raises(RunnerError, match="no exec.*--exec"):
-        run_aci(build_aci({"user": "0", "group": "0"}), work_dir=tmp_path)
+        run_aci(build_aci({"user": "0", "group": "0"}), work_dir=tmp_path, insecure_options={"image"})
     assert list(tmp_path.glob("docker2aci-run-*")) == []
 
 
@@ -135,16 +135,16 @@ def test_exec_failures_are_reported(build_aci: BuildAci, tmp_path: Path) -> None
     aci = build_aci(_sh("true"))
 
     with pytest.raises(RunnerError, match="'nothere' not found in the image's PATH"):
-        run_aci(aci, exec_override=["nothere"], work_dir=tmp_path)
+        run_aci(aci, exec_override=["nothere"], work_dir=tmp_path, insecure_options={"image"})
     with pytest.raises(RunnerError, match="starting /bin/nothere: No such file or directory"):
-        run_aci(aci, exec_override=["/bin/nothere"], work_dir=tmp_path)
+        run_aci(aci, exec_override=["/bin/nothere"], work_dir=tmp_path, insecure_options={"image"})
 
 
 def test_unknown_user_and_stage_are_errors(build_aci: BuildAci, tmp_path: Path) -> None:
     with pytest.raises(RunnerError, match="user 'nginx'"):
-        run_aci(build_aci(_sh("true", user="nginx")), work_dir=tmp_path)
+        run_aci(build_aci(_sh("true", user="nginx")), work_dir=tmp_path, insecure_options={"image"})
     with pytest.raises(RunnerError, match="unknown stage 'isolated'"):
-        run_aci(build_aci(_sh("true")), stage="isolated")
+        run_aci(build_aci(_sh("true")), stage="isolated", insecure_options={"image"})
     with pytest.raises(RunnerError, match="unknown insecure option"):
         run_aci(build_aci(_sh("true")), insecure_options=frozenset({"bogus"}))
 

@@ -1,0 +1,154 @@
+"""Signing where ACIs are written (``--sign``, ``--gpg-key``, the conversion cache), what
+is signed (cases 51 and 52), and the runner's check before it renders."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from signing_helpers import IMAGE, OCI_ARCHIVE, ROOT, Gpg, KeyPair, convert_to
+
+from docker2aci import signing
+from docker2aci.aci import Compression
+from docker2aci.errors import VerificationError
+from docker2aci.pipeline import ConvertOptions, convert
+from docker2aci.trust import TrustStore
+
+
+def _trust_root(trust_dir: Path, key: Path) -> None:
+    TrustStore(str(trust_dir)).add(signing.read_certs(str(key))[0], None)
+
+
+def test_convert_sign_writes_a_signature_that_verifies(tmp_path: Path, rsa_key: KeyPair, gpg: Gpg,
+                                                       run_cli) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "out"
+    result = run_cli("--sign", rsa_key.secret, "--output-dir", out, "--cache-dir", tmp_path / "cache",
+                     f"oci-archive:{OCI_ARCHIVE}")
+    assert result.status == 0, result.err
+    aci = out / "test-busybox-latest.aci"
+    lines = result.out.splitlines()
+    at = lines.index("Generated ACI(s):")
+    assert lines[at + 1: at + 5] == [str(aci), "", "Signature(s):", f"{aci}.asc"]
+    gpg.run("--import", str(rsa_key.public))
+    assert gpg.run("--verify", f"{aci}.asc", str(aci), check=False).returncode == 0
+    _trust_root(tmp_path / "trust", rsa_key.public)
+    assert run_cli("verify", aci, "--trust-dir", tmp_path / "trust").status == 0
+
+
+def test_json_output_keeps_its_keys_when_signing(tmp_path: Path, other_key: KeyPair, run_cli) -> None:  # type: ignore[no-untyped-def]
+    result = run_cli("--json", "--sign", other_key.secret, "--output-dir", tmp_path, "--cache-dir",
+                     tmp_path / "cache", f"oci-archive:{OCI_ARCHIVE}")
+    assert result.status == 0, result.err
+    [line] = result.out.splitlines()
+    doc = json.loads(line)
+    assert list(doc) == ["path", "image_id", "name", "labels", "manifest_digest"]
+    assert Path(doc["path"] + ".asc").is_file()
+
+
+def test_convert_with_the_gpg_keyring(tmp_path: Path, gpg: Gpg, run_cli) -> None:  # type: ignore[no-untyped-def]
+    gpg.generate("Builder <builder@example.invalid>")
+    result = run_cli("--gpg-key", "builder@example.invalid", "--output-dir", tmp_path / "out",
+                     "--cache-dir", tmp_path / "cache", f"oci-archive:{OCI_ARCHIVE}")
+    assert result.status == 0, result.err
+    aci = tmp_path / "out" / "test-busybox-latest.aci"
+    assert gpg.run("--verify", f"{aci}.asc", str(aci), check=False).returncode == 0
+    _trust_root(tmp_path / "trust", gpg.export("builder@example.invalid", tmp_path / "builder.pub"))
+    assert signing.verify_aci(str(aci), str(tmp_path / "trust")).name == IMAGE
+
+
+def test_signature_covers_the_compressed_file(tmp_path: Path, other_key: KeyPair) -> None:
+    """Case 51: the same image re-exported uncompressed has the same image ID, and the
+    signature of the gzip file does not verify it."""
+    options = {"sign_key": str(other_key.secret)}
+    [gz] = convert(f"oci-archive:{OCI_ARCHIVE}", ConvertOptions(output_dir=str(tmp_path / "gz"),
+                                                                  cache_dir=str(tmp_path / "c"), **options))  # type: ignore[arg-type]
+    [plain] = convert(f"oci-archive:{OCI_ARCHIVE}",
+                      ConvertOptions(output_dir=str(tmp_path / "plain"), cache_dir=str(tmp_path / "c"),
+                                     compression=Compression.NONE))
+    assert gz.image_id == plain.image_id
+    assert Path(gz.path).read_bytes()[:2] == b"\x1f\x8b" and Path(plain.path).read_bytes()[:2] != b"\x1f\x8b"
+    trust = tmp_path / "trust"
+    _trust_root(trust, other_key.public)
+    assert signing.verify_aci(gz.path, str(trust)).name == IMAGE
+    with pytest.raises(VerificationError) as caught:
+        signing.verify_aci(plain.path, str(trust), signature=gz.path + ".asc")
+    assert caught.value.reason == "bad-signature"
+
+
+def test_two_conversions_give_the_same_bytes_and_each_signature_verifies_both(tmp_path: Path,
+                                                                              other_key: KeyPair) -> None:
+    """Case 52: conversion is deterministic; signatures are not (each carries its creation
+    time and a salt), but either verifies either file."""
+    first = convert_to(tmp_path / "a", sign_key=str(other_key.secret))
+    second = convert_to(tmp_path / "b", sign_key=str(other_key.secret))
+    assert first.read_bytes() == second.read_bytes()
+    first_sig, second_sig = Path(f"{first}.asc"), Path(f"{second}.asc")
+    assert first_sig.read_bytes() != second_sig.read_bytes()
+    certs = signing.read_certs(str(other_key.public))
+    for aci in (first, second):
+        for sig in (first_sig, second_sig):
+            assert signing.verify_file(str(aci), str(sig), certs).fingerprint == other_key.fingerprint
+
+
+@pytest.fixture(scope="module")
+def registry_ref(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``docker://HOST/test/busybox:v2s2`` in a real registry (the conversion cache is for
+    registry sources)."""
+    from services import REGISTRY_BIN, SKOPEO_BIN, push, require_tools, run_registry
+
+    require_tools(REGISTRY_BIN, SKOPEO_BIN)
+    with run_registry(tmp_path_factory.mktemp("registry")) as registry:
+        push(f"oci:{OCI_ARCHIVE.parent / 'oci-layout'}:latest", registry, "test/busybox:v2s2", "--format", "v2s2")
+        yield f"docker://{registry.host}/test/busybox:v2s2"
+
+
+def test_a_conversion_cache_hit_is_signed_again(registry_ref: str, tmp_path: Path, other_key: KeyPair,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, "127.0.0.1,localhost")
+    options = ConvertOptions(output_dir=str(tmp_path / "out"), cache_dir=str(tmp_path / "cache"),
+                             insecure_allow_http=True, sign_key=str(other_key.secret))
+    [first] = convert(registry_ref, options)
+    signature = Path(first.path + ".asc")
+    signature.unlink()
+    caplog.set_level("DEBUG")
+    [again] = convert(registry_ref, options)
+    assert "reused the cached ACI" in caplog.text
+    certs = signing.read_certs(str(other_key.public))
+    assert signing.verify_file(again.path, str(signature), certs).fingerprint == other_key.fingerprint
+
+
+def _run(aci: Path, *flags: str | os.PathLike[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "docker2aci", "run", *map(os.fspath, flags), str(aci)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the fly stage needs root")
+def test_runner_refuses_unsigned_and_runs_signed_and_trusted(aci: Path, tmp_path: Path, rsa_key: KeyPair,
+                                                            other_key: KeyPair) -> None:
+    trust = tmp_path / "trust"
+    TrustStore(str(trust)).add(signing.read_certs(str(rsa_key.public))[0], "test")
+
+    unsigned = _run(aci, "--trust-dir", trust)
+    assert unsigned.returncode != 0
+    assert f'image "{IMAGE}" ({aci}): not signed' in unsigned.stderr
+    assert f'prefix looked up: "{IMAGE}"' in unsigned.stderr
+    assert "hello from" not in unsigned.stdout
+
+    signing.sign_file(str(aci), signing.SequoiaSigner(str(other_key.secret)))
+    untrusted = _run(aci, "--trust-dir", trust)
+    assert untrusted.returncode != 0
+    assert "not trusted" in untrusted.stderr and "signing key ID" in untrusted.stderr
+
+    assert _run(aci, "--insecure-options=image", "--trust-dir", trust).returncode == 0
+
+    signing.sign_file(str(aci), signing.SequoiaSigner(str(rsa_key.secret)))
+    signed = _run(aci, "--trust-dir", trust)
+    assert signed.returncode == 0, signed.stderr
+    assert signed.stdout.startswith("hello from")

@@ -1,0 +1,154 @@
+"""``docker2aci keys``: generation (RSA 3072 by default, Ed25519 on request, secret key
+mode 0600, written atomically, never replaced), passphrases, and the keyring directory."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pysequoia
+import pytest
+from pysequoia.packet import PacketPile, Tag
+from signing_helpers import PASSPHRASE, Gpg, KeyPair
+
+from docker2aci import signing
+from docker2aci.errors import SigningError
+
+
+def _primary_bits(path: Path) -> int:
+    packet = next(p for p in PacketPile.from_file(str(path)) if p.tag in (Tag.PublicKey, Tag.SecretKey))
+    assert packet.body[5] == 1  # RSA (encrypt or sign)
+    return int.from_bytes(packet.body[6:8], "big")
+
+
+def test_generated_key_files(rsa_key: KeyPair) -> None:
+    assert stat.S_IMODE(rsa_key.secret.stat().st_mode) == 0o600
+    assert stat.S_IMODE(rsa_key.public.stat().st_mode) == 0o644
+    assert rsa_key.secret.read_text().startswith("-----BEGIN PGP PRIVATE KEY BLOCK-----")
+    assert rsa_key.public.read_text().startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----")
+    assert "PRIVATE" not in rsa_key.public.read_text()
+    assert _primary_bits(rsa_key.public) == 3072
+    assert [p.name for p in rsa_key.secret.parent.iterdir() if p.name.startswith(".")] == []
+    info = signing.key_info(rsa_key.secret.read_bytes(), "secret")
+    assert (info.fingerprint, info.algorithm, info.secret, info.protected, info.expires) == \
+        (rsa_key.fingerprint, "RSA", True, False, None)
+
+
+def test_generate_cli_ed25519_with_passphrase_and_expiry(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "pass").write_text("s3cret\n")
+    result = run_cli("keys", "generate", "--name", "Ed User <ed@example.invalid>", "--algorithm", "ed25519",
+                     "--passphrase-file", tmp_path / "pass", "--expires", "30", "--output", tmp_path / "ed")
+    assert result.status == 0, result.err
+    assert f"Secret key: {tmp_path}/ed.sec.asc" in result.out
+    assert "s3cret" not in result.out + result.err
+    secret = tmp_path / "ed.sec.asc"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    info = signing.key_info(secret.read_bytes(), "ed")
+    assert (info.algorithm, info.protected, info.user_ids) == ("EdDSA", True, ("Ed User <ed@example.invalid>",))
+    assert info.expires is not None
+    again = run_cli("keys", "generate", "--name", "X <x@example.invalid>", "--algorithm", "ed25519",
+                    "--output", tmp_path / "ed")
+    assert again.status == 1 and "exists already: not replacing a key" in again.err
+
+
+def test_passphrase_protected_key(aci: Path, protected_key: tuple[KeyPair, Path], tmp_path: Path,
+                                  run_cli) -> None:  # type: ignore[no-untyped-def]
+    key, passphrase_file = protected_key
+    without = run_cli("sign", aci, "--key", key.secret)
+    assert without.status == 1
+    assert "is protected by a passphrase: give it with --sign-passphrase-file" in without.err
+    (tmp_path / "wrong").write_text("not it\n")
+    wrong = run_cli("sign", aci, "--key", key.secret, "--passphrase-file", tmp_path / "wrong")
+    assert wrong.status == 1 and "wrong passphrase" in wrong.err
+    assert "not it" not in wrong.err and PASSPHRASE not in without.err
+    assert not Path(f"{aci}.asc").exists()
+
+    signed = run_cli("sign", aci, "--key", key.secret, "--passphrase-file", passphrase_file)
+    assert signed.status == 0, signed.err
+    certs = signing.read_certs(str(key.public))
+    assert signing.verify_file(str(aci), f"{aci}.asc", certs).fingerprint == key.fingerprint
+
+
+def test_convert_with_a_protected_key_fails_before_converting(protected_key: tuple[KeyPair, Path],
+                                                              tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    key, _ = protected_key
+    result = run_cli("--sign", key.secret, "--output-dir", tmp_path / "out", "oci-archive:/nonexistent.tar")
+    assert result.status == 1
+    assert "protected by a passphrase" in result.err
+    assert not (tmp_path / "out").exists()
+
+
+def test_our_protected_key_is_readable_by_gpg(protected_key: tuple[KeyPair, Path], gpg: Gpg,
+                                              tmp_path: Path) -> None:
+    """The S2K protection we write is standard: gpg imports the key and signs with it."""
+    key, passphrase_file = protected_key
+    gpg.run("--import", str(key.secret))
+    payload = tmp_path / "payload"
+    payload.write_bytes(b"payload")
+    gpg.run("--pinentry-mode", "loopback", "--passphrase-file", str(passphrase_file), "--yes",
+            "--local-user", key.fingerprint, "--armor", "--detach-sign", "--output", f"{payload}.asc", str(payload))
+    assert signing.verify_file(str(payload), f"{payload}.asc",
+                               signing.read_certs(str(key.public))).fingerprint == key.fingerprint
+
+
+def test_a_public_key_cannot_sign(other_key: KeyPair) -> None:
+    with pytest.raises(SigningError, match="holds no secret key"):
+        signing.SequoiaSigner(str(other_key.public))
+
+
+def test_keyring_import_list_export(tmp_path: Path, other_key: KeyPair, rsa_key: KeyPair,
+                                    run_cli) -> None:  # type: ignore[no-untyped-def]
+    ring = tmp_path / "ring"
+    imported = run_cli("keys", "import", other_key.secret, "--keys-dir", ring)
+    assert imported.status == 0, imported.err
+    assert run_cli("keys", "import", rsa_key.public, "--keys-dir", ring).status == 0
+    secret = ring / f"{other_key.fingerprint}.sec.asc"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert stat.S_IMODE(ring.stat().st_mode) == 0o700
+    assert (ring / f"{rsa_key.fingerprint}.pub.asc").is_file()
+
+    listing = run_cli("keys", "list", "--keys-dir", ring).out.splitlines()
+    assert len(listing) == 2
+    assert any(line.startswith(other_key.fingerprint) and "[secret]" in line for line in listing)
+    assert any(line.startswith(rsa_key.fingerprint) and "[public]" in line for line in listing)
+
+    exported = run_cli("keys", "export", other_key.key_id, "--keys-dir", ring)  # by key ID
+    assert exported.status == 0
+    assert exported.out.startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----") and "PRIVATE" not in exported.out
+    assert pysequoia.Cert.from_bytes(exported.out.encode()).fingerprint == other_key.fingerprint
+    refused = run_cli("keys", "export", other_key.fingerprint, "--secret", "--keys-dir", ring)
+    assert refused.status == 2 and "PRIVATE" not in refused.out  # never printed
+    out = tmp_path / "exported.sec.asc"
+    assert run_cli("keys", "export", other_key.fingerprint, "--secret", "--output", out,
+                   "--keys-dir", ring).status == 0
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+
+
+def test_sign_with_a_keyring_key_by_fingerprint(aci: Path, tmp_path: Path, other_key: KeyPair,
+                                                monkeypatch: pytest.MonkeyPatch, run_cli) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    assert run_cli("keys", "import", other_key.secret).status == 0
+    assert (tmp_path / "config" / "docker2aci" / "keys" / f"{other_key.fingerprint}.sec.asc").is_file()
+    result = run_cli("sign", aci, "--key", other_key.fingerprint.upper())
+    assert result.status == 0, result.err
+    certs = signing.read_certs(str(other_key.public))
+    assert signing.verify_file(str(aci), f"{aci}.asc", certs).fingerprint == other_key.fingerprint
+    missing = run_cli("sign", aci, "--key", "0123456789abcdef")
+    assert missing.status == 1 and "no secret key 0123456789abcdef" in missing.err
+
+
+def test_generate_into_the_keyring(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    ring = tmp_path / "ring"
+    result = run_cli("keys", "generate", "--name", "Ring <ring@example.invalid>", "--algorithm", "ed25519",
+                     "--keys-dir", ring)
+    assert result.status == 0, result.err
+    [secret] = ring.glob("*.sec.asc")
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert len(run_cli("keys", "list", "--keys-dir", ring).out.splitlines()) == 1
+
+
+def test_keys_help_says_what_the_commands_act_on(run_cli, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SystemExit):
+        run_cli("keys", "--help")
+    text = capsys.readouterr().out
+    assert "keyring" in text and "~/.config/docker2aci/keys" in text and "docker2aci trust" in text

@@ -1,0 +1,312 @@
+"""Signatures of ACIs: made by us and by gpg, checked by us and by gpg, and every way a
+signature is refused (each with its own reason and message, exit status 1)."""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pysequoia
+import pytest
+from signing_helpers import IMAGE, CliResult, Gpg, KeyPair
+
+from docker2aci import cli, signing
+from docker2aci.errors import SigningError, VerificationError
+from docker2aci.trust import TrustStore
+
+FAKED_2020 = "20200101T000000!"  # frozen: no second ticks by
+
+
+def _trust(store_dir: Path, key: Path | str, prefix: str | None = IMAGE) -> None:
+    store = TrustStore(str(store_dir))
+    for cert in signing.read_certs(str(key)):
+        store.add(cert, prefix)
+
+
+def _sign(aci: Path, key: KeyPair, passphrase: str | None = None) -> Path:
+    return Path(signing.sign_file(str(aci), signing.SequoiaSigner(str(key.secret), passphrase)))
+
+
+def test_our_signature_is_a_detached_armored_signature_gpg_accepts(aci: Path, rsa_key: KeyPair,
+                                                                    gpg: Gpg) -> None:
+    signature = _sign(aci, rsa_key)
+
+    assert signature == Path(f"{aci}.asc")
+    assert signature.read_text().startswith("-----BEGIN PGP SIGNATURE-----")
+    assert oct(signature.stat().st_mode & 0o777) == "0o644"
+    assert [p.name for p in signature.parent.iterdir() if p.name.startswith(".")] == []  # no temporary left
+    gpg.run("--import", str(rsa_key.public))
+    result = gpg.run("--verify", str(signature), str(aci), check=False)
+    assert result.returncode == 0, result.stderr
+    assert "Good signature" in result.stderr
+    assert "RSA key" in result.stderr  # the default key type is what rkt's verifier reads
+
+
+def test_gpg_made_signature_is_accepted_by_verify(aci: Path, gpg: Gpg, tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    fingerprint = gpg.generate("Gpg User <gpg@example.invalid>")
+    gpg.sign(aci, "gpg@example.invalid")
+    run_cli("trust", "add", "--prefix", IMAGE, "--trust-dir", tmp_path / "trust",
+            gpg.export("gpg@example.invalid", tmp_path / "gpg.pub"))
+
+    result: CliResult = run_cli("verify", aci, "--trust-dir", tmp_path / "trust")
+
+    assert result.status == 0, result.err
+    assert f'Signature verified: "{IMAGE}"' in result.out
+    assert signing.format_fingerprint(fingerprint.lower()) in result.out
+    assert 'trusted for prefix "test/busybox"' in result.out
+
+
+def test_sign_with_the_gpg_keyring(aci: Path, gpg: Gpg, tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    gpg.generate("Keyring User <ring@example.invalid>")
+    _trust(tmp_path / "trust", gpg.export("ring@example.invalid", tmp_path / "ring.pub"))
+
+    signed = run_cli("sign", aci, "--gpg-key", "ring@example.invalid")  # GNUPGHOME is the fixture's
+
+    assert signed.status == 0, signed.err
+    assert signed.out.strip() == f"{aci}.asc"
+    assert gpg.run("--verify", f"{aci}.asc", str(aci), check=False).returncode == 0
+    assert run_cli("verify", aci, "--trust-dir", tmp_path / "trust").status == 0
+
+
+def test_gpg_key_without_a_secret_key_fails_before_work(gpg: Gpg, run_cli) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SigningError, match="gpg has no secret key 'nobody@example.invalid'"):
+        signing.GpgSigner("nobody@example.invalid")
+    result = run_cli("--gpg-key", "nobody@example.invalid", "--output-dir", "/nonexistent/never",
+                     "oci-archive:/nonexistent.tar")
+    assert result.status == 1
+    assert "gpg has no secret key" in result.err  # checked before the source is opened
+
+
+def _refusal(aci: Path, trust_dir: Path, **kwargs: object) -> VerificationError:
+    """The refusal of ``verify_aci``, after checking that ``docker2aci verify`` exits 1."""
+    flags = [f"--signature={kwargs['signature']}"] if "signature" in kwargs else []
+    assert cli.main(["verify", str(aci), "--trust-dir", str(trust_dir), *flags]) == 1
+    with pytest.raises(VerificationError) as caught:
+        signing.verify_aci(str(aci), str(trust_dir), **kwargs)  # type: ignore[arg-type]
+    err = caught.value
+    assert err.image == f'"{IMAGE}" ({aci})'
+    assert err.prefix == IMAGE
+    assert f'prefix looked up: "{IMAGE}"' in str(err)
+    assert f'image "{IMAGE}" ({aci})' in str(err)
+    return err
+
+
+def test_unsigned(aci: Path, tmp_path: Path, rsa_key: KeyPair) -> None:
+    _trust(tmp_path / "trust", rsa_key.public)
+    err = _refusal(aci, tmp_path / "trust")
+    assert (err.reason, err.key_id) == ("unsigned", None)
+    assert f"not signed: there is no signature {aci}.asc" in str(err)
+
+
+def test_tampered_aci(aci: Path, tmp_path: Path, rsa_key: KeyPair) -> None:
+    _trust(tmp_path / "trust", rsa_key.public)
+    _sign(aci, rsa_key)
+    with aci.open("r+b") as f:  # one byte of the gzip trailer: the manifest still reads
+        f.seek(-1, os.SEEK_END)
+        last = f.read(1)
+        f.seek(-1, os.SEEK_END)
+        f.write(bytes([last[0] ^ 1]))
+    err = _refusal(aci, tmp_path / "trust")
+    assert err.reason == "bad-signature"
+    assert "BAD signature: the file does not match its signature" in str(err)
+    assert err.key_id is not None and err.key_id in str(err)
+
+
+def test_signature_of_another_image(aci: Path, tmp_path: Path, rsa_key: KeyPair) -> None:
+    _trust(tmp_path / "trust", rsa_key.public)
+    other = tmp_path / "other.aci"
+    other.write_bytes(aci.read_bytes() + b"\0")
+    err = _refusal(aci, tmp_path / "trust", signature=str(_sign(other, rsa_key)))
+    assert err.reason == "bad-signature"
+
+
+def test_untrusted_key(aci: Path, tmp_path: Path, rsa_key: KeyPair, other_key: KeyPair) -> None:
+    _trust(tmp_path / "trust", rsa_key.public)
+    _sign(aci, other_key)
+    err = _refusal(aci, tmp_path / "trust")
+    assert err.reason == "untrusted-key"
+    assert "signed by a key that is not trusted" in str(err)
+    assert f"signing key ID {err.key_id}" in str(err)
+    parts = signing.key_parts(signing.read_certs(str(other_key.public))[0])
+    assert err.key_id in {p.key_id for p in parts}
+
+
+@pytest.mark.parametrize(
+    ("trusted_for", "accepted"),
+    [
+        pytest.param(None, True, id="root-key-signs-everything"),
+        pytest.param("test", True, id="parent-prefix"),
+        pytest.param("test/busybox", True, id="exact-name"),
+        pytest.param("test/busy", False, id="string-prefix-is-not-a-component-prefix"),
+        pytest.param("test/busybox/sub", False, id="child-prefix"),
+        pytest.param("example.com/app", False, id="other-prefix"),
+    ],
+)
+def test_prefix_matching(aci: Path, tmp_path: Path, rsa_key: KeyPair, trusted_for: str | None,
+                         accepted: bool) -> None:
+    _trust(tmp_path / "trust", rsa_key.public, trusted_for)
+    _sign(aci, rsa_key)
+    if accepted:
+        result = signing.verify_aci(str(aci), str(tmp_path / "trust"))
+        assert (result.name, result.signer.fingerprint, result.trusted_as.prefix) == \
+            (IMAGE, rsa_key.fingerprint, trusted_for)
+        return
+    err = _refusal(aci, tmp_path / "trust")
+    assert err.reason == "prefix-mismatch"
+    assert f'signed by a key trusted only for prefix "{trusted_for}", not for this image' in str(err)
+
+
+def test_expired_signing_subkey(aci: Path, tmp_path: Path, gpg: Gpg) -> None:
+    """Case 55: a subkey valid when it signed (2020) and expired now; the primary key never
+    expires. Refused as "expired key", never as a bad signature."""
+    fingerprint = gpg.generate("Old Signer <old@example.invalid>", "ed25519", "cert", "never", FAKED_2020)
+    gpg.add_subkey(fingerprint, "ed25519", "sign", "1y", faked_time=FAKED_2020)
+    gpg.sign(aci, "old@example.invalid", faked_time="20200201T000000!")
+    _trust(tmp_path / "trust", gpg.export("old@example.invalid", tmp_path / "old.pub"))
+    # gpg itself accepts it ("Good signature" + a note): the policy is ours
+    assert gpg.run("--verify", f"{aci}.asc", str(aci), check=False).returncode == 0
+
+    err = _refusal(aci, tmp_path / "trust")
+    assert err.reason == "expired-key"
+    assert "signed by an expired key: the signing subkey" in str(err)
+    assert "expired 2020-12-31" in str(err) and "signature made 2020-02-01T00:00:00Z" in str(err)
+    # valid at the time of signing, which the policy documents and the clock proves
+    assert signing.verify_aci(str(aci), str(tmp_path / "trust"),
+                              now=datetime.datetime(2020, 6, 1, tzinfo=datetime.UTC)).name == IMAGE
+
+
+def test_expired_primary_key(aci: Path, tmp_path: Path, gpg: Gpg) -> None:
+    gpg.generate("Old Primary <oldp@example.invalid>", "ed25519", "cert,sign", "1y", FAKED_2020)
+    gpg.sign(aci, "oldp@example.invalid", faked_time="20200201T000000!")
+    _trust(tmp_path / "trust", gpg.export("oldp@example.invalid", tmp_path / "old.pub"))
+    err = _refusal(aci, tmp_path / "trust")
+    assert err.reason == "expired-key"
+    assert "the certificate of" in str(err)
+
+
+def test_revoked_key(aci: Path, tmp_path: Path, revoked_key: tuple[KeyPair, Path]) -> None:
+    key, public = revoked_key
+    _trust(tmp_path / "trust", public)
+    signing.sign_file(str(aci), signing.SequoiaSigner(str(key.secret)))
+    err = _refusal(aci, tmp_path / "trust")
+    assert err.reason == "revoked-key"
+    assert f"signed by a revoked key: the certificate of {key.fingerprint} is revoked" in str(err)
+
+
+def test_revoked_signing_subkey(aci: Path, tmp_path: Path, gpg: Gpg) -> None:
+    fingerprint = gpg.generate("Sub Revoked <subrev@example.invalid>", "ed25519", "cert")
+    gpg.add_subkey(fingerprint, "ed25519", "sign", "never")
+    gpg.sign(aci, "subrev@example.invalid")
+    gpg.run("--pinentry-mode", "loopback", "--passphrase", "", "--command-fd", "0", "--edit-key", fingerprint,
+            stdin="key 1\nrevkey\ny\n0\n\ny\nsave\n")
+    _trust(tmp_path / "trust", gpg.export("subrev@example.invalid", tmp_path / "subrev.pub"))
+    err = _refusal(aci, tmp_path / "trust")
+    assert err.reason == "revoked-key"
+    assert "the signing subkey of" in str(err)
+
+
+def test_every_refusal_exits_1_with_its_own_message(aci: Path, tmp_path: Path, rsa_key: KeyPair,
+                                                    other_key: KeyPair, run_cli) -> None:  # type: ignore[no-untyped-def]
+    trust_dir = tmp_path / "trust"
+    _trust(trust_dir, rsa_key.public, "example.com/app")
+    _trust(trust_dir, other_key.public, IMAGE)
+    messages = []
+    unsigned = run_cli("verify", aci, "--trust-dir", trust_dir)
+    _sign(aci, rsa_key)
+    mismatch = run_cli("verify", aci, "--trust-dir", trust_dir)
+    _sign(aci, other_key)
+    accepted = run_cli("verify", aci, "--trust-dir", trust_dir)
+    aci.write_bytes(aci.read_bytes() + b"junk")
+    bad = run_cli("verify", aci, "--trust-dir", trust_dir)
+    for result in (unsigned, mismatch, bad):
+        assert result.status == 1
+        assert result.out == ""
+        assert result.err.startswith(f'Error: image "{IMAGE}" ({aci}): ')
+        messages.append(result.err.split(": ", 2)[2].split(";")[0])
+    assert accepted.status == 0, accepted.err
+    assert len(set(messages)) == 3, messages
+
+
+def test_verify_file_without_a_store(aci: Path, rsa_key: KeyPair, other_key: KeyPair) -> None:
+    signature = _sign(aci, rsa_key)
+    certs = signing.read_certs(str(rsa_key.public))
+    assert signing.verify_file(str(aci), str(signature), certs).fingerprint == rsa_key.fingerprint
+    with pytest.raises(VerificationError) as caught:
+        signing.verify_file(str(aci), str(signature), signing.read_certs(str(other_key.public)))
+    assert caught.value.reason == "untrusted-key" and caught.value.prefix is None
+
+
+def test_a_non_signature_is_a_bad_signature(aci: Path, tmp_path: Path, rsa_key: KeyPair) -> None:
+    _trust(tmp_path / "trust", rsa_key.public)
+    Path(f"{aci}.asc").write_text("not a signature\n")
+    err = _refusal(aci, tmp_path / "trust")
+    assert err.reason == "bad-signature" and "not an OpenPGP signature" in str(err)
+
+
+def test_signing_streams_the_file(tmp_path: Path, other_key: KeyPair) -> None:
+    """sign_file never holds the ACI in memory: peak RSS of a child signing a 256 MiB file
+    stays far below the file's size."""
+    big = tmp_path / "big.aci"
+    with big.open("wb") as f:
+        f.truncate(256 * 1024 * 1024)
+    code = ("import sys; from docker2aci import signing; "  # VmHWM: ru_maxrss counts the forking parent
+            "signing.sign_file(sys.argv[1], signing.SequoiaSigner(sys.argv[2])); "
+            "print(next(line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM')))")
+    result = subprocess.run([sys.executable, "-c", code, str(big), str(other_key.secret)],
+                            capture_output=True, text=True, check=True, timeout=60,
+                            cwd=Path(__file__).resolve().parents[2])
+    assert int(result.stdout) < 100 * 1024, f"peak RSS {int(result.stdout) // 1024} MiB"
+    certs = signing.read_certs(str(other_key.public))
+    assert signing.verify_file(str(big), f"{big}.asc", certs).fingerprint == other_key.fingerprint
+
+
+def test_a_signer_can_sign_many_files(tmp_path: Path, other_key: KeyPair) -> None:
+    signer = signing.SequoiaSigner(str(other_key.secret))
+    certs = signing.read_certs(str(other_key.public))
+    for i in range(3):
+        path = tmp_path / f"{i}.aci"
+        path.write_bytes(bytes([i]) * 100)
+        signing.sign_file(str(path), signer)
+        assert signing.verify_file(str(path), f"{path}.asc", certs).signing_key
+
+
+def test_pysequoia_signature_details(aci: Path, rsa_key: KeyPair) -> None:
+    """What rkt needs: a v4 signature, SHA-512, by the RSA signing subkey."""
+    sig = pysequoia.Sig.from_bytes(_sign(aci, rsa_key).read_bytes())
+    assert sig.version == 4
+    assert "SHA512" in repr(sig.hash_algorithm)
+    assert "RSA" in repr(sig.key_algorithm)
+    assert sig.issuer_fingerprint != rsa_key.fingerprint  # the signing subkey, not the primary
+    assert shutil.which("gpg")  # the gpg interop tests above are real
+
+
+def test_nothing_unverified_is_decompressed_past_a_budget(tmp_path: Path, other_key: KeyPair) -> None:
+    """Case 51: the signature is checked before decompression. An unsigned ACI whose
+    manifest comes after 2 MiB of rootfs is refused without reading that far (its name is
+    then not shown); signed and trusted, the same file is accepted."""
+    aci = tmp_path / "late-manifest.aci"
+    with tarfile.open(aci, "w") as tar:
+        blob = tarfile.TarInfo("rootfs/blob")
+        blob.size = 2 * 1024 * 1024
+        tar.addfile(blob, io.BytesIO(bytes(blob.size)))
+        manifest = json.dumps({"acKind": "ImageManifest", "acVersion": "0.8.11", "name": IMAGE}).encode()
+        entry = tarfile.TarInfo("manifest")
+        entry.size = len(manifest)
+        tar.addfile(entry, io.BytesIO(manifest))
+    _trust(tmp_path / "trust", other_key.public, None)
+
+    with pytest.raises(VerificationError) as caught:
+        signing.verify_aci(str(aci), str(tmp_path / "trust"))
+    assert caught.value.reason == "unsigned"
+    assert caught.value.image == f"(name not read) ({aci})" and caught.value.prefix is None
+
+    _sign(aci, other_key)
+    assert signing.verify_aci(str(aci), str(tmp_path / "trust")).name == IMAGE
+    assert signing.read_aci_name(str(aci), signing.UNVERIFIED_NAME_BUDGET) is None

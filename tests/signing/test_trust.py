@@ -1,0 +1,180 @@
+"""The trust store: rkt's layout on disk, ``trust add|list|remove``, and case 54 (a key
+file not named by its fingerprint is rejected)."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+from signing_helpers import IMAGE, KeyPair
+
+from docker2aci import signing
+from docker2aci.errors import TrustStoreError, UsageError
+from docker2aci.trust import TrustStore, check_prefix, default_trust_dir, prefix_matches
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def test_layout_is_rkts(tmp_path: Path, rsa_key: KeyPair, other_key: KeyPair, run_cli) -> None:  # type: ignore[no-untyped-def]
+    trust = tmp_path / "trust"
+
+    added = run_cli("trust", "add", "--prefix", "example.com/app", "--trust-dir", trust, rsa_key.public)
+    root = run_cli("trust", "add", "--root", "--trust-dir", trust, other_key.public)
+
+    assert (added.status, root.status) == (0, 0), added.err + root.err
+    assert _files(trust) == sorted([
+        f"trustedkeys/prefix.d/example.com/app/{rsa_key.fingerprint}",
+        f"trustedkeys/root.d/{other_key.fingerprint}",
+    ])
+    stored = trust / "trustedkeys" / "prefix.d" / "example.com" / "app" / rsa_key.fingerprint
+    assert stored.read_text().startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----")
+    assert "PRIVATE" not in stored.read_text()
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o644
+    assert stat.S_IMODE(stored.parent.stat().st_mode) == 0o755
+    assert f"Key fingerprint: {signing.format_fingerprint(rsa_key.fingerprint)}" in added.out
+    assert "Signer <signer@example.invalid>" in added.out
+    assert f'Added key for prefix "example.com/app" at "{stored}"' in added.out
+    assert f'Added key as a root key at "{trust}/trustedkeys/root.d/{other_key.fingerprint}"' in root.out
+
+
+def test_a_secret_key_file_is_stored_as_its_public_key(tmp_path: Path, other_key: KeyPair,
+                                                      run_cli) -> None:  # type: ignore[no-untyped-def]
+    assert run_cli("trust", "add", "--root", "--trust-dir", tmp_path, other_key.secret).status == 0
+    stored = tmp_path / "trustedkeys" / "root.d" / other_key.fingerprint
+    assert "PRIVATE KEY" not in stored.read_text()
+
+
+def test_list_and_remove(tmp_path: Path, rsa_key: KeyPair, other_key: KeyPair, run_cli) -> None:  # type: ignore[no-untyped-def]
+    store = TrustStore(str(tmp_path))
+    [cert] = signing.read_certs(str(rsa_key.public))
+    store.add(cert, "example.com/app/sub")
+    store.add(cert, None)
+    store.add(signing.read_certs(str(other_key.public))[0], "example.com")
+
+    listing = run_cli("trust", "list", "--trust-dir", tmp_path)
+    assert listing.status == 0
+    lines = listing.out.splitlines()
+    assert lines[0].startswith(f"root: {rsa_key.fingerprint}  RSA")
+    assert lines[1].startswith(f'prefix "example.com": {other_key.fingerprint}  EdDSA')
+    assert lines[2].startswith(f'prefix "example.com/app/sub": {rsa_key.fingerprint}')
+
+    spaced = signing.format_fingerprint(rsa_key.fingerprint)  # as gpg prints it: accepted
+    removed = run_cli("trust", "remove", spaced, "--prefix", "example.com/app/sub", "--trust-dir", tmp_path)
+    assert removed.status == 0, removed.err
+    assert not (tmp_path / "trustedkeys" / "prefix.d" / "example.com" / "app").exists()  # pruned
+    assert (tmp_path / "trustedkeys" / "prefix.d" / "example.com").is_dir()
+    assert run_cli("trust", "remove", rsa_key.fingerprint, "--trust-dir", tmp_path).status == 0
+    assert _files(tmp_path) == [f"trustedkeys/prefix.d/example.com/{other_key.fingerprint}"]
+    again = run_cli("trust", "remove", rsa_key.fingerprint, "--trust-dir", tmp_path)
+    assert again.status == 1 and "is not in the trust store" in again.err
+
+
+def test_fingerprint_mismatch_is_rejected(aci: Path, tmp_path: Path, rsa_key: KeyPair, other_key: KeyPair,
+                                          run_cli) -> None:  # type: ignore[no-untyped-def]
+    """Case 54: a key file must be named by its key's lower-case fingerprint."""
+    prefix_dir = tmp_path / "trustedkeys" / "prefix.d" / "test" / "busybox"
+    prefix_dir.mkdir(parents=True)
+    misnamed = prefix_dir / other_key.fingerprint
+    shutil.copyfile(rsa_key.public, misnamed)  # rsa_key's key under other_key's name
+    signing.sign_file(str(aci), signing.SequoiaSigner(str(rsa_key.secret)))
+
+    with pytest.raises(TrustStoreError, match="fingerprint mismatch") as caught:
+        signing.verify_aci(str(aci), str(tmp_path))
+    assert caught.value.path == str(misnamed)
+    assert rsa_key.fingerprint in str(caught.value)
+
+    verified = run_cli("verify", aci, "--trust-dir", tmp_path)
+    assert verified.status == 1
+    assert f"trust store: {misnamed}: fingerprint mismatch: the file is named '{other_key.fingerprint}' " \
+           f"but holds the key {rsa_key.fingerprint}" in verified.err
+    listing = run_cli("trust", "list", "--trust-dir", tmp_path)
+    assert f'{other_key.fingerprint}  prefix "test/busybox"  UNUSABLE: fingerprint mismatch' in listing.out
+    # renamed to its fingerprint, the same file is accepted
+    misnamed.rename(prefix_dir / rsa_key.fingerprint)
+    assert run_cli("verify", aci, "--trust-dir", tmp_path).status == 0
+
+
+def test_upper_case_fingerprint_name_is_a_mismatch(tmp_path: Path, rsa_key: KeyPair) -> None:
+    root_d = tmp_path / "trustedkeys" / "root.d"
+    root_d.mkdir(parents=True)
+    shutil.copyfile(rsa_key.public, root_d / rsa_key.fingerprint.upper())
+    with pytest.raises(TrustStoreError, match="fingerprint mismatch"):
+        TrustStore(str(tmp_path)).keys_for(IMAGE)
+
+
+def test_an_empty_file_masks_a_key_trusted_above(tmp_path: Path, rsa_key: KeyPair) -> None:
+    """rkt's masking: an empty file named by a fingerprint removes that key's trust."""
+    store = TrustStore(str(tmp_path))
+    store.add(signing.read_certs(str(rsa_key.public))[0], None)
+    assert [k.fingerprint for k in store.keys_for(IMAGE)] == [rsa_key.fingerprint]
+    mask = tmp_path / "trustedkeys" / "prefix.d" / "test" / rsa_key.fingerprint
+    mask.parent.mkdir(parents=True)
+    mask.write_bytes(b"")
+    assert store.keys_for(IMAGE) == []
+    assert [k.fingerprint for k in store.keys_for("other/image")] == [rsa_key.fingerprint]
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        pytest.param("Example.com/app", id="upper-case"),
+        pytest.param("../etc", id="dot-dot"),
+        pytest.param("/abs", id="absolute"),
+        pytest.param("a//b", id="empty-component"),
+        pytest.param("a/", id="trailing-slash"),
+        pytest.param("", id="empty"),
+    ],
+)
+def test_prefix_must_be_an_ac_identifier(prefix: str, tmp_path: Path, rsa_key: KeyPair,
+                                         run_cli) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(UsageError):
+        check_prefix(prefix)
+    result = run_cli("trust", "add", "--prefix", prefix, "--trust-dir", tmp_path, rsa_key.public)
+    assert result.status == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_prefix_matches_whole_components() -> None:
+    assert prefix_matches("example.com/app", "example.com/app")
+    assert prefix_matches("example.com/app", "example.com/app/sub")
+    assert not prefix_matches("example.com/app", "example.com/apple")
+    assert not prefix_matches("example.com/app/sub", "example.com/app")
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("answer", "status"), [("no\n", 1), ("yes\n", 0)])
+def test_add_asks_only_on_a_terminal(answer: str, status: int, tmp_path: Path, rsa_key: KeyPair,
+                                     monkeypatch: pytest.MonkeyPatch, run_cli) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr("sys.stdin", _Terminal(answer))
+    result = run_cli("trust", "add", "--prefix", IMAGE, "--trust-dir", tmp_path, rsa_key.public)
+    assert result.status == status
+    assert "Are you sure you want to trust this key" in result.out
+    assert signing.format_fingerprint(rsa_key.fingerprint) in result.out
+    assert (tmp_path / "trustedkeys").exists() == (status == 0)
+
+
+def test_add_does_not_ask_with_yes_or_without_a_terminal(tmp_path: Path, rsa_key: KeyPair,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         run_cli) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert "Are you sure" not in run_cli("trust", "add", "--root", "--trust-dir", tmp_path, rsa_key.public).out
+    monkeypatch.setattr("sys.stdin", _Terminal(""))
+    result = run_cli("trust", "add", "--root", "--yes", "--trust-dir", tmp_path, rsa_key.public)
+    assert result.status == 0 and "Are you sure" not in result.out
+
+
+def test_default_trust_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    assert default_trust_dir() == "/etc/docker2aci/trust"
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    monkeypatch.setenv("XDG_CONFIG_HOME", "/home/u/.cfg")
+    assert default_trust_dir() == "/home/u/.cfg/docker2aci/trust"
