@@ -67,6 +67,7 @@ import hashlib
 import json
 import logging
 import os
+import posixpath
 import re
 import shutil
 import struct
@@ -932,7 +933,14 @@ class SequoiaVerifier:
         if not valid:
             raise SignatureRejected("bad-signature", key_id,
                                     "BAD signature: the file does not match its signature")
-        return Verified(fingerprint=valid[0].certificate.lower(), signing_key=valid[0].signing_key.lower(),
+        signer = valid[0].signing_key.lower()
+        # The policy above looked at the key the issuer field names; the key that really
+        # signed must be that key (a signature may list other issuers first).
+        if issuer_fpr is not None and signer != issuer_fpr or issuer_fpr is None and not signer.endswith(
+                issuer_id or ""):
+            raise SignatureRejected("bad-signature", _key_id(signer),
+                                    f"BAD signature: it names key {key_id} but was made by {_key_id(signer)}")
+        return Verified(fingerprint=valid[0].certificate.lower(), signing_key=signer,
                         created=untrusted_sig.created)
 
 
@@ -1012,13 +1020,16 @@ def read_aci_name(path: str, budget: int | None = None) -> str | None:
     Raises:
         SigningError: the file is not an ACI, or its manifest has no valid name.
     """
+    found: str | None = None
     try:
         with open(path, "rb") as raw, tarfile.open(fileobj=raw, mode="r|*") as archive:
             for member in archive:
                 if budget is not None and member.offset_data + member.size > budget:
                     return None
-                if member.name.removeprefix("./").rstrip("/") != "manifest" or not member.isreg():
+                if posixpath.normpath(member.name) != "manifest":
                     continue
+                if found is not None or not member.isreg():  # the runner must not read another one
+                    raise SigningError(f"reading {path}: more than one manifest entry, or not a file")
                 stream = archive.extractfile(member)
                 assert stream is not None
                 doc = json.loads(read_at_most(stream, MAX_MANIFEST_BYTES,  # type: ignore[arg-type]
@@ -1026,7 +1037,11 @@ def read_aci_name(path: str, budget: int | None = None) -> str | None:
                 name = doc.get("name") if isinstance(doc, dict) else None
                 if not isinstance(name, str) or not is_ac_identifier(name):
                     raise SigningError(f"reading {path}: its manifest has no valid AC name ({name!r})")
-                return name
+                found = name
+                if budget is not None:
+                    return found  # an unverified file: only for messages
+        if found is not None:
+            return found
     except (OSError, tarfile.TarError, EOFError, ValueError, RecursionError) as err:
         raise SigningError(f"reading the manifest of {path}: {err}") from err
     except Docker2ACIError as err:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import stat
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -22,6 +23,10 @@ STAGES = ("fly",)
 #: ``--insecure-options`` values accepted (rkt's names). ``image`` skips the signature
 #: check (as rkt needs for unsigned ``docker://`` images).
 INSECURE_OPTIONS = frozenset({"image"})
+
+
+_COPY_CHUNK = 1 << 20
+"""Bytes per read when copying the ACI before verifying it."""
 
 
 def run_aci(
@@ -87,24 +92,41 @@ def run_aci(
         )
     if "image" in insecure_options:
         return _render_and_run(aci_path, args, exec_override, work_dir)
-    with _opened(aci_path) as pinned:
+    with _private_copy(aci_path, work_dir) as pinned:
         verify_aci(pinned, os.fspath(trust_dir or default_trust_dir()),
                    signature=signature_path(os.fspath(aci_path)), display=os.fspath(aci_path))
         return _render_and_run(pinned, args, exec_override, work_dir)
 
 
 @contextlib.contextmanager
-def _opened(aci_path: str | os.PathLike[str]) -> Iterator[str]:
-    """``/proc/self/fd/N`` of the ACI opened once, so verification and rendering read
-    the same file."""
+def _private_copy(aci_path: str | os.PathLike[str], work_dir: str | os.PathLike[str] | None) -> Iterator[str]:
+    """``/proc/self/fd/N`` of a private, unlinked copy of the ACI, so the bytes that are
+    verified are the bytes that are rendered: the original is read once, and must be a
+    regular file (a FIFO, a file someone else writes to, or a FUSE mount could otherwise
+    serve different bytes to each read).
+
+    Raises:
+        RunnerError: the ACI cannot be read or is not a regular file.
+    """
+    path = os.fspath(aci_path)
     try:
-        fd = os.open(aci_path, os.O_RDONLY | os.O_CLOEXEC)
+        src = open(path, "rb")
     except OSError as err:
-        raise RunnerError(f"opening {os.fspath(aci_path)}: {err.strerror or err}") from err
-    try:
-        yield f"/proc/self/fd/{fd}"
-    finally:
-        os.close(fd)
+        raise RunnerError(f"opening {path}: {err.strerror or err}") from err
+    with src:
+        if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
+            raise RunnerError(f"{path}: not a regular file")
+        try:
+            copy = tempfile.TemporaryFile(prefix="docker2aci-aci-", dir=work_dir)
+        except OSError as err:
+            raise RunnerError(f"copying {path}: {err.strerror or err}") from err
+        with copy:
+            try:
+                shutil.copyfileobj(src, copy, _COPY_CHUNK)
+                copy.flush()
+            except OSError as err:
+                raise RunnerError(f"copying {path}: {err.strerror or err}") from err
+            yield f"/proc/self/fd/{copy.fileno()}"
 
 
 def _render_and_run(aci_path: str | os.PathLike[str], args: list[str] | None, exec_override: list[str] | None,
