@@ -49,6 +49,8 @@ class LayerBlob:
         size: the blob length in bytes, or ``None`` when the source does not say.
         diff_id: the digest of the uncompressed tar (config ``rootfs.diff_ids``), or ``None``.
         open: opens an independent binary stream of the blob (thread-safe per call).
+        evict: for a blob read from a cache, drops the cached copy so that ``open``
+            fetches it again (used once when the cached bytes fail verification).
     """
 
     what: str
@@ -57,6 +59,7 @@ class LayerBlob:
     size: int | None
     diff_id: Digest | None
     open: Callable[[], BinaryIO]
+    evict: Callable[[], None] | None = None
 
 
 class _Decompressor(Protocol):

@@ -25,7 +25,8 @@ from converters.rootfs import LayerTar, RootfsTree
 from . import __version__, signing
 from .aci import Compression, write_aci
 from .digest import Digest
-from .errors import DigestMismatch, InvalidConfig, InvalidLayer, InvalidManifest, OutputError, UsageError
+from .errors import (DigestMismatch, InvalidConfig, InvalidLayer, InvalidManifest, OutputError, SizeMismatch,
+                     UsageError)
 from .layers import LayerBlob, spool_layer
 from .limits import MAX_PASSWD_BYTES
 from .manifest import Platform
@@ -247,7 +248,17 @@ def _spooled(blobs: list[LayerBlob], tmp_dir: str | None,
             done = 0
 
             def one(i: int) -> None:
-                spool_layer(blobs[i], files[i])
+                try:
+                    spool_layer(blobs[i], files[i])
+                except (DigestMismatch, SizeMismatch) as err:
+                    evict = blobs[i].evict
+                    if evict is None:
+                        raise
+                    log.warning("%s: the cached copy is damaged (%s); fetching it again", blobs[i].what, err)
+                    evict()
+                    files[i].seek(0)
+                    files[i].truncate()
+                    spool_layer(blobs[i], files[i])
                 files[i].flush()
 
             pool = ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_LAYERS, len(blobs)))

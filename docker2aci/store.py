@@ -72,6 +72,11 @@ class BlobCache:
         """Whether the blob is in the cache."""
         return os.path.isfile(self.path(digest))
 
+    def evict(self, digest: Digest) -> None:
+        """Drop a cached blob (one that failed verification when read)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path(digest))
+
     def read(self, digest: Digest, limit: int) -> bytes | None:
         """A small cached blob (a manifest or config) after checking its digest, or ``None``
         when it is absent or does not match (a damaged entry is removed).

@@ -108,7 +108,7 @@ class RegistrySource:
 
     def _layer(self, digest: Digest, size: int | None, media_type: str) -> LayerBlob:
         return LayerBlob(str(digest), media_type, digest, size, None,
-                         lambda: open(self._blob_path(digest, size), "rb"))
+                         lambda: open(self._blob_path(digest, size), "rb"), lambda: self.cache.evict(digest))
 
     def _config(self, desc: Descriptor) -> bytes:
         """The image config, verified against its digest (also when cached).

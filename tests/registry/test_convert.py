@@ -309,3 +309,20 @@ def test_schema1_with_repeated_empty_layers(plain_registry: RunningRegistry, tmp
     env = {e["name"]: e["value"] for e in aci.manifest["app"]["environment"]}
     assert env == {"GREETING": "aci", "PATH": "/bin:/usr/bin", "STEP": "1"}
     assert [p["name"] for p in aci.manifest["app"]["ports"]] == ["53-udp", "8080-tcp", "9999-udp"]
+
+
+def test_a_damaged_cached_layer_is_fetched_again(fault_proxy: FaultProxy, tmp_path: Path,
+                                                 layout_rootfs: list[tuple[Any, ...]]) -> None:
+    from test_shared_images import read_aci
+
+    ref = f"docker://{fault_proxy.host}/test/busybox:oci"
+    convert(ref, tmp_path)
+    biggest = max(_files(tmp_path / "cache" / "blobs"), key=lambda p: p.stat().st_size)
+    data = bytearray(biggest.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    biggest.write_bytes(bytes(data))
+    fault_proxy.requests.clear()
+    aci = convert(ref, tmp_path, use_cache=False)
+    assert read_aci(aci.path)[1] == layout_rootfs
+    assert [r.path for r in fault_proxy.requests if "/blobs/" in r.path] == [f"/v2/test/busybox/blobs/sha256:{biggest.name}"]
+    assert hashlib.sha256(biggest.read_bytes()).hexdigest() == biggest.name
