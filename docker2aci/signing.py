@@ -84,7 +84,8 @@ from pysequoia.packet import PacketPile, SignatureType, Tag
 
 from .errors import Docker2ACIError, SigningError, UsageError, VerificationError
 from .limits import MAX_MANIFEST_BYTES, read_at_most
-from .trust import TrustedKey, TrustStore, default_trust_dir, is_ac_identifier, prefix_matches, read_certs
+from .trust import (TrustedKey, TrustStore, default_trust_dir, is_ac_identifier, prefix_matches, read_certs,
+                    read_key_file)
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +93,6 @@ SIGNATURE_SUFFIX = ".asc"
 """``foo.aci`` → ``foo.aci.asc`` (appc ``spec/aci.md``)."""
 MAX_SIGNATURE_BYTES = 1024 * 1024
 """A detached signature is read whole; larger files are refused."""
-MAX_KEY_BYTES = 4 * 1024 * 1024
-"""A key file is read whole; larger files are refused."""
 MAX_PASSPHRASE_BYTES = 64 * 1024
 _ARMOR_SIGNATURE = b"-----BEGIN PGP SIGNATURE-----"
 _S2K_COUNT = 0xF0
@@ -549,17 +548,6 @@ def default_keys_dir() -> str:
     return os.path.join(base, "docker2aci", "keys")
 
 
-def _read_key_file(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_KEY_BYTES + 1)
-    except OSError as err:
-        raise SigningError(f"reading the key {path}: {err.strerror or err}") from err
-    if len(data) > MAX_KEY_BYTES:
-        raise SigningError(f"reading the key {path}: larger than {MAX_KEY_BYTES} bytes")
-    return data
-
-
 def import_key(path: str, keys_dir: str) -> list[tuple[KeyInfo, str]]:
     """Copy the key(s) of a file into the keyring directory: a secret key as
     ``<fingerprint>.sec.asc`` (mode 0600, directory 0700), public keys as
@@ -571,7 +559,7 @@ def import_key(path: str, keys_dir: str) -> list[tuple[KeyInfo, str]]:
     Raises:
         SigningError: the file holds no key, or the keyring cannot be written.
     """
-    data = _read_key_file(path)
+    data = read_key_file(path)
     info = key_info(data, path)
     try:
         os.makedirs(keys_dir, mode=0o700, exist_ok=True)
@@ -599,7 +587,7 @@ def list_keys(keys_dir: str) -> list[tuple[KeyInfo, str]]:
         if path.endswith(".pub.asc") and os.path.exists(path[:-len(".pub.asc")] + ".sec.asc"):
             continue  # the secret key's entry covers it
         try:
-            found.append((key_info(_read_key_file(path), path), path))
+            found.append((key_info(read_key_file(path), path), path))
         except SigningError as err:
             log.warning("%s", err)
     return found
@@ -640,7 +628,7 @@ def export_key(spec: str, keys_dir: str, *, secret: bool = False) -> str:
         SigningError: no such key, or ``secret`` for a key without secret material.
     """
     path = find_key(spec, keys_dir, secret=secret)
-    data = _read_key_file(path)
+    data = read_key_file(path)
     if secret:
         if not key_info(data, path).secret:
             raise SigningError(f"{path} holds no secret key")
@@ -690,7 +678,7 @@ class SequoiaSigner:
 
     def __init__(self, key_file: str, passphrase: str | None = None) -> None:
         self.description = f"key file {key_file}"
-        data = _read_key_file(key_file)
+        data = read_key_file(key_file)
         packets = _packets(data, f"the key file {key_file}")
         secrets = _secret_packets(packets)
         if not secrets:

@@ -92,11 +92,11 @@ def prefix_matches(prefix: str, name: str) -> bool:
     return name == prefix or name.startswith(prefix + "/")
 
 
-def read_certs(path: str) -> list[pysequoia.Cert]:
-    """The keys in a key file (armored or binary; see :func:`parse_certs`).
+def read_key_file(path: str) -> bytes:
+    """A key file's bytes, at most :data:`MAX_KEY_FILE_BYTES`.
 
     Raises:
-        SigningError: the file cannot be read or holds no OpenPGP key.
+        SigningError: the file cannot be read or is larger than the limit.
     """
     try:
         with open(path, "rb") as f:
@@ -105,7 +105,16 @@ def read_certs(path: str) -> list[pysequoia.Cert]:
         raise SigningError(f"reading the key file {path}: {err.strerror or err}") from err
     if len(data) > MAX_KEY_FILE_BYTES:
         raise SigningError(f"reading the key file {path}: larger than {MAX_KEY_FILE_BYTES} bytes")
-    return parse_certs(data, path)
+    return data
+
+
+def read_certs(path: str) -> list[pysequoia.Cert]:
+    """The keys in a key file (armored or binary; see :func:`parse_certs`).
+
+    Raises:
+        SigningError: the file cannot be read or holds no OpenPGP key.
+    """
+    return parse_certs(read_key_file(path), path)
 
 
 def parse_certs(data: bytes, what: str) -> list[pysequoia.Cert]:
