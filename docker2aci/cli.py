@@ -109,7 +109,8 @@ def _convert_parser(prog: str) -> argparse.ArgumentParser:
 
 def _run_parser(prog: str) -> argparse.ArgumentParser:
     p = _Parser(prog=f"{prog} run", allow_abbrev=False,
-                description="Run an ACI's app (stage fly: chroot in a private mount namespace).")
+                description="Run an ACI's app: stage fly (chroot in a private mount namespace, host pid "
+                            "and network) or isolated (namespaces, cgroup limits, through runc).")
     p.add_argument("aci", metavar="ACI")
     _flag(p, "insecure-options", default="", metavar="LIST",
           help="Comma-separated checks to skip; 'image' skips the signature check")
@@ -117,7 +118,11 @@ def _run_parser(prog: str) -> argparse.ArgumentParser:
           help="The trust store the signature is checked against (default: /etc/docker2aci/trust "
                "for root, else ~/.config/docker2aci/trust)")
     _flag(p, "exec", dest="exec_", metavar="CMD", help="Run CMD instead of the image's exec")
-    _flag(p, "stage", default="fly", choices=["fly"], help="Isolation stage (fly)")
+    _flag(p, "stage", default="fly", choices=["fly", "isolated"], help="Isolation stage (default: fly)")
+    _flag(p, "hostname", help="isolated: the app's host name")
+    _flag(p, "net", default="none", choices=["none", "host"], help="isolated: network (default: none, only lo)")
+    _flag(p, "memory", metavar="SIZE", help="isolated: memory limit in rkt's units (128M, 1Gi)")
+    _flag(p, "cpu", metavar="CPU", help="isolated: CPU limit (500m, or cores)")
     _flag(p, "debug", action="store_true", help="Enables debug messages")
     return p
 
@@ -165,8 +170,14 @@ def _progress_hook(enabled: bool):  # type: ignore[no-untyped-def]
     if not enabled:
         return None, None
     from rich.console import Console
-    from rich.progress import (BarColumn, DownloadColumn, Progress, TaskID, TextColumn,
-                               TransferSpeedColumn)
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TransferSpeedColumn,
+    )
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                         TransferSpeedColumn(), transient=True, console=Console(stderr=True))
@@ -227,11 +238,12 @@ def cmd_run(argv: Sequence[str], prog: str) -> int:
         raise UsageError(f"--insecure-options: unknown option(s) {', '.join(sorted(unknown))}")
     import shlex
 
-    from runner import run_aci
+    from runner import Isolation, run_aci
 
     exec_override = shlex.split(args.exec_) if args.exec_ else None
+    isolation = Isolation(hostname=args.hostname, net=args.net, memory=args.memory, cpu=args.cpu)
     return run_aci(args.aci, extra, exec_override=exec_override, stage=args.stage,
-                   insecure_options=insecure, trust_dir=args.trust_dir)
+                   insecure_options=insecure, trust_dir=args.trust_dir, isolation=isolation)
 
 
 _TRUST_DIR_HELP = ("The trust store (default: /etc/docker2aci/trust for root, else "

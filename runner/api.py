@@ -5,20 +5,22 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import stat
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from docker2aci.errors import RunnerError
 from docker2aci.signing import default_trust_dir, signature_path, verify_aci
 from runner.extract import render_aci
+from runner.isolated import available_runtime, run_isolated
 from runner.paths import owner_in_root, read_text_in_root
 from runner.run import check_fly_host, run_fly
 from runner.spec import build_process_spec
 
 #: Stage names :func:`run_aci` accepts.
-STAGES = ("fly",)
+STAGES = ("fly", "isolated")
 
 #: ``--insecure-options`` values accepted (rkt's names). ``image`` skips the signature
 #: check (as rkt needs for unsigned ``docker://`` images).
@@ -27,6 +29,24 @@ INSECURE_OPTIONS = frozenset({"image"})
 
 _COPY_CHUNK = 1 << 20
 """Bytes per read when copying the ACI before verifying it."""
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """Settings of the ``isolated`` stage (ignored by ``fly``).
+
+    Attributes:
+        hostname: the app's host name (default: derived from the image name).
+        net: ``none`` (only ``lo``) or ``host``.
+        memory: a memory limit in rkt's units (``128M``, ``1Gi``); overrides the
+            manifest's ``resource/memory`` isolator.
+        cpu: a CPU limit (``500m`` millicores, or cores); overrides ``resource/cpu``.
+    """
+
+    hostname: str | None = None
+    net: str = "none"
+    memory: str | None = None
+    cpu: str | None = None
 
 
 def run_aci(
@@ -38,6 +58,7 @@ def run_aci(
     insecure_options: frozenset[str] = frozenset(),
     work_dir: str | os.PathLike[str] | None = None,
     trust_dir: str | os.PathLike[str] | None = None,
+    isolation: Isolation | None = None,
 ) -> int:
     """Verify an ACI's signature, render its rootfs and run its app; return the app's
     exit status.
@@ -45,9 +66,14 @@ def run_aci(
     Unless ``insecure_options`` holds ``"image"``, the ACI must carry a detached signature
     ``<aci>.asc`` by a key the trust store trusts for the image's name (a root key, or a
     key for the name or a parent prefix); expired and revoked keys are refused (see
-    :mod:`docker2aci.signing`). The file is opened once and read through that descriptor
-    (``/proc/self/fd/N``, which render errors then name): the file verified is the file
-    rendered, even if the path is renamed over meanwhile.
+    :mod:`docker2aci.signing`). The ACI (a regular file) is read once into a private,
+    unlinked copy, which is both verified and rendered (render errors name it as
+    ``/proc/self/fd/N``): the bytes verified are the bytes run.
+
+    Stages: ``fly`` (chroot in a private mount namespace, host pid and network, like rkt
+    fly) and ``isolated`` (pid, mount, uts, ipc and network namespaces, cgroup limits,
+    Docker's default capabilities, through an OCI runtime: runc; see
+    :mod:`runner.isolated` and ``isolation``).
 
     The rootfs is rendered into a fresh temporary directory (under ``work_dir``, else
     the system's temporary directory) that is removed afterwards (the stage's mounts
@@ -90,12 +116,18 @@ def run_aci(
             f"unknown insecure option(s) {', '.join(sorted(unknown))}: "
             f"choose from {', '.join(sorted(INSECURE_OPTIONS))}"
         )
+    isolation = isolation or Isolation()
+    runtime = None
+    if stage == "isolated":
+        runtime = available_runtime()
+        if runtime is None:
+            raise RunnerError("the isolated stage needs runc (apt-get install runc); or use --stage=fly")
     if "image" in insecure_options:
-        return _render_and_run(aci_path, args, exec_override, work_dir)
+        return _render_and_run(aci_path, args, exec_override, work_dir, runtime, isolation)
     with _private_copy(aci_path, work_dir) as pinned:
         verify_aci(pinned, os.fspath(trust_dir or default_trust_dir()),
                    signature=signature_path(os.fspath(aci_path)), display=os.fspath(aci_path))
-        return _render_and_run(pinned, args, exec_override, work_dir)
+        return _render_and_run(pinned, args, exec_override, work_dir, runtime, isolation)
 
 
 @contextlib.contextmanager
@@ -130,7 +162,8 @@ def _private_copy(aci_path: str | os.PathLike[str], work_dir: str | os.PathLike[
 
 
 def _render_and_run(aci_path: str | os.PathLike[str], args: list[str] | None, exec_override: list[str] | None,
-                    work_dir: str | os.PathLike[str] | None) -> int:
+                    work_dir: str | os.PathLike[str] | None, runtime: str | None, isolation: Isolation) -> int:
+    """Render into a fresh tree and run the app in ``fly``, or through ``runtime``."""
     check_fly_host()
     tree = tempfile.mkdtemp(prefix="docker2aci-run-", dir=work_dir)
     try:
@@ -145,6 +178,10 @@ def _render_and_run(aci_path: str | os.PathLike[str], args: list[str] | None, ex
             group_text=read_text_in_root(rootfs, "/etc/group"),
             owner_of=functools.partial(owner_in_root, rootfs),
         )
+        if runtime is not None:
+            return run_isolated(rootfs, spec, hostname=isolation.hostname, net=isolation.net,
+                                memory=isolation.memory, cpu=isolation.cpu,
+                                isolators=(manifest.get("app") or {}).get("isolators") or (), runtime=runtime)
         return run_fly(rootfs, spec)
     finally:
         shutil.rmtree(tree)

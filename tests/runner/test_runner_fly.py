@@ -143,8 +143,8 @@ def test_exec_failures_are_reported(build_aci: BuildAci, tmp_path: Path) -> None
 def test_unknown_user_and_stage_are_errors(build_aci: BuildAci, tmp_path: Path) -> None:
     with pytest.raises(RunnerError, match="user 'nginx'"):
         run_aci(build_aci(_sh("true", user="nginx")), work_dir=tmp_path, insecure_options={"image"})
-    with pytest.raises(RunnerError, match="unknown stage 'isolated'"):
-        run_aci(build_aci(_sh("true")), stage="isolated", insecure_options={"image"})
+    with pytest.raises(RunnerError, match="unknown stage 'kvm'"):
+        run_aci(build_aci(_sh("true")), stage="kvm", insecure_options={"image"})
     with pytest.raises(RunnerError, match="unknown insecure option"):
         run_aci(build_aci(_sh("true")), insecure_options=frozenset({"bogus"}))
 

@@ -1,0 +1,606 @@
+"""The ``isolated`` stage: run a rendered rootfs with an installed OCI runtime (runc).
+
+The app gets its own pid, mount, uts and ipc namespaces (and network namespace unless
+``net="host"``), cgroup limits from the appc ``resource/memory`` and ``resource/cpu``
+isolators (or the ``memory``/``cpu`` options), Docker's default capabilities and
+``noNewPrivileges`` (:mod:`runner.ocispec` builds the configuration).
+
+How a run goes:
+
+1. The tree is prepared with every path resolved inside it (:mod:`runner.paths`): the
+   working directory is created; ``/dev`` must be a real directory (it is created when
+   missing); docker2aci's ``/dev/stdout`` and ``/dev/stderr`` links to
+   ``/dev/console`` are removed (there is no console), so that the runtime links them
+   to the app's own stdio.
+2. A bundle directory is made beside the rootfs: ``config.json``, the generated
+   ``hosts`` and ``resolv.conf`` (bind-mounted read-only on ``/etc/hosts`` and
+   ``/etc/resolv.conf``, hiding the image's, as Docker does: the stage owns the host
+   name), the runtime's log and, unless ``state_dir`` is given, its private state
+   directory (``--root``, so nothing is left in ``/run/runc``).
+3. ``runc --root STATE --log LOG --log-format json run --bundle BUNDLE ID`` runs in the
+   foreground with the caller's stdin, stdout and stderr (no terminal is allocated).
+   runc hands the app pipes owned by the app's user and copies between them and the
+   caller's descriptors. crun would hand the caller's own descriptors over and change
+   their owner to the app's user (the caller's terminal, a log file, even the host's
+   ``/dev/null``), so for crun the runner makes such pipes itself and copies.
+   ``SIGINT``, ``SIGTERM`` and ``SIGHUP`` sent to the runner are passed to runc, which
+   passes them to the app (a signal a terminal sent to the whole process group reached
+   runc already and is not sent twice). Note that the app is pid 1 of its namespace:
+   like under Docker, it only gets the signals it handles.
+4. runc's exit status is the app's (``128 + N`` for signal ``N``: 137 after the
+   kernel's OOM killer). When runc itself failed (the program does not exist, a mount
+   failed), its log holds error entries and :class:`RunnerError` carries them (runc
+   also prints them on stderr).
+5. Always: ``runc delete --force ID`` (kills what is left and removes the container's
+   cgroups), then any of the container's cgroup directories still present are
+   removed, then the bundle.
+
+``/dev``: there is no tmpfs on ``/dev``. With none, runc uses the rootfs's own ``/dev``
+directory: it creates the default device nodes there unless an entry of that name
+exists, adds the ``/dev/fd``, ``stdin``, ``stdout``, ``stderr`` links when missing and
+makes ``/dev/ptmx`` a link to ``pts/ptmx``, and mounts ``/dev/pts``, ``/dev/shm`` and
+``/dev/mqueue`` there. So an image's own entries (a ``/dev/log`` link) stay visible
+(``decisions.md``, "Runner"). Two consequences: the rendered tree is modified (it is a
+per-run tree), and an image whose ``/dev`` is a symbolic link is refused (runc writes
+those links with host path resolution, which would follow it out of the tree). The
+host's null, zero, full, random, urandom and tty are bind-mounted onto their names
+(resolved in the tree), so they work even when the tree is on a ``nodev`` file system
+and whatever the image put there; a device cgroup denies all other devices. There is no
+``/dev/console`` (no terminal, as in the fly stage).
+
+Cgroups: ``cgroupsPath`` is ``/<id>`` with the cgroupfs driver (runc's
+``--systemd-cgroup`` needs systemd): no shared parent group that would be left behind,
+or removed by one run while another is creating its group in it. On a hybrid host (cgroup v1 controllers and a v2
+``unified`` tree) runc 1.1 creates the group in every v1 hierarchy, in ``name=systemd``
+and in the v2 tree; limits are the v1 files (``memory.limit_in_bytes``,
+``cpu.cfs_quota_us``). crun 1.8 refuses a hybrid host ("cgroups in hybrid mode not
+supported"), so there it runs in a private mount namespace where the v2 tree is
+unmounted (``unshare -m``), which changes nothing on the host.
+
+``RLIMIT_NOFILE`` is the runner's own (never above its hard limit: the host may not
+grant ``CAP_SYS_RESOURCE``). Capabilities the host's bounding set lacks are dropped with a
+warning instead of failing the start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import resource
+import secrets
+import select
+import shutil
+import signal
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from docker2aci.errors import RunnerError
+from runner.ocispec import (
+    DEFAULT_CAPABILITIES,
+    NET_MODES,
+    check_hostname,
+    isolator_limits,
+    parse_cpu,
+    parse_memory,
+    runtime_config,
+    unsupported_isolators,
+)
+from runner.paths import make_dirs_in_root, resolve_in_root
+from runner.run import (
+    CONSOLE_LINKS,
+    DEVICE_NODES,
+    FORWARDED_SIGNALS,
+    HOSTS,
+    exit_status,
+)
+from runner.spec import ProcessSpec
+
+logger = logging.getLogger(__name__)
+
+#: Runtimes the stage can drive, in order of preference.
+RUNTIMES = ("runc", "crun")
+
+#: Where runtimes are looked for besides ``PATH`` (``sbin`` is often not in a user's).
+EXTRA_SEARCH_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+
+#: Prefix of the container ids (and of their cgroups, ``/<id>``).
+CONTAINER_PREFIX = "docker2aci-"
+
+#: The cgroup v2 tree mounted beside the v1 controllers on a hybrid host.
+UNIFIED_MOUNT = "/sys/fs/cgroup/unified"
+
+#: Log levels of a runtime's JSON log that mean the runtime itself failed.
+ERROR_LEVELS = frozenset({"error", "fatal", "panic"})
+
+#: Characters of the runtime's error messages kept in a :class:`RunnerError`.
+MAX_ERROR_CHARS = 2000
+
+#: Capability numbers (``linux/capability.h``) of :data:`DEFAULT_CAPABILITIES`.
+CAPABILITY_NUMBERS: Mapping[str, int] = {
+    "CAP_CHOWN": 0,
+    "CAP_DAC_OVERRIDE": 1,
+    "CAP_FOWNER": 3,
+    "CAP_FSETID": 4,
+    "CAP_KILL": 5,
+    "CAP_SETGID": 6,
+    "CAP_SETUID": 7,
+    "CAP_SETPCAP": 8,
+    "CAP_NET_BIND_SERVICE": 10,
+    "CAP_NET_RAW": 13,
+    "CAP_SYS_CHROOT": 18,
+    "CAP_MKNOD": 27,
+    "CAP_AUDIT_WRITE": 29,
+    "CAP_SETFCAP": 31,
+}
+
+_SI_KERNEL = 0x80  # siginfo si_code of a signal sent by the kernel (a terminal's ^C)
+_WAIT_POLL_SECONDS = 1.0
+_RELAY_CHUNK = 1 << 16
+
+
+def available_runtime() -> str | None:
+    """Find the OCI runtime the isolated stage would use.
+
+    runc is preferred. crun is used only when it can work here: on a hybrid cgroup host
+    it needs ``unshare`` (util-linux) for its private mount namespace.
+
+    Returns:
+        The runtime's absolute path, or ``None`` when none is installed.
+    """
+    for name in RUNTIMES:
+        path = _which(name)
+        if path is None:
+            continue
+        if _flavour(path) == "crun" and _is_hybrid_cgroup_host() and _which("unshare") is None:
+            logger.debug("crun at %s needs unshare on this hybrid cgroup host", path)
+            continue
+        return path
+    return None
+
+
+def run_isolated(
+    rootfs: str,
+    spec: ProcessSpec,
+    *,
+    hostname: str | None = None,
+    net: str = "none",
+    memory: str | None = None,
+    cpu: str | None = None,
+    isolators: Iterable[Mapping[str, Any]] | None = (),
+    runtime: str = "runc",
+    state_dir: str | None = None,
+    container_id: str | None = None,
+    host_resolv_conf: str = "/etc/resolv.conf",
+) -> int:
+    """Run the app of a rendered rootfs with an OCI runtime and wait for it.
+
+    Args:
+        rootfs: the rendered tree (a host directory); it is modified (see the module's
+            description) and must not be in use by another run.
+        spec: the process to start.
+        hostname: the app's host name; default: the container id.
+        net: ``"none"`` (own network namespace, only ``lo``) or ``"host"``.
+        memory: a memory limit (``"128M"``, ``"64Mi"``; :func:`runner.ocispec.parse_memory`);
+            overrides a ``resource/memory`` isolator.
+        cpu: a CPU limit (``"500m"``, ``"1"``; :func:`runner.ocispec.parse_cpu`);
+            overrides a ``resource/cpu`` isolator.
+        isolators: the manifest's ``app.isolators``; ``resource/memory`` and
+            ``resource/cpu`` limits are applied, others are ignored with a warning.
+        runtime: ``"runc"``, ``"crun"`` or the path of either.
+        state_dir: the runtime's state directory (``--root``); default: a private one,
+            removed afterwards.
+        container_id: the container's id; default: ``docker2aci-<16 hex digits>``.
+        host_resolv_conf: the host file copied to the app's ``/etc/resolv.conf``.
+
+    Returns:
+        The app's exit status (0–255); ``128 + N`` when it was killed by signal ``N``
+        (137 when the memory limit made the kernel kill it).
+
+    Raises:
+        RunnerError: not root; the runtime is not installed; an option, isolator or
+            limit is invalid; the tree cannot be prepared (``/dev`` is not a directory);
+            or the runtime could not start the app (the message holds the runtime's
+            errors, e.g. the executable was not found).
+    """
+    if os.geteuid() != 0:
+        raise RunnerError(
+            "the isolated stage needs root: the OCI runtime creates namespaces and cgroups"
+        )
+    if net not in NET_MODES:
+        raise RunnerError(f"network {net!r}: choose one of {', '.join(NET_MODES)}")
+    runtime_path = _find_runtime(runtime)
+    if isinstance(isolators, Iterator):  # read twice below
+        isolators = list(isolators)
+    memory_bytes, cpu_millis = isolator_limits(isolators)
+    for name in unsupported_isolators(isolators):
+        logger.warning("isolator %s is not supported by the isolated stage: not applied", name)
+    if memory is not None:
+        memory_bytes = parse_memory(memory)
+    if cpu is not None:
+        cpu_millis = parse_cpu(cpu)
+    cid = container_id or CONTAINER_PREFIX + secrets.token_hex(8)
+    hostname = check_hostname(hostname if hostname is not None else cid)
+
+    rootfs = os.path.abspath(rootfs)
+    _prepare_tree(rootfs, spec)
+    bundle = tempfile.mkdtemp(prefix="bundle-", dir=os.path.dirname(rootfs))
+    try:
+        config = runtime_config(
+            spec,
+            rootfs,
+            hostname=hostname,
+            net=net,
+            memory_bytes=memory_bytes,
+            cpu_millis=cpu_millis,
+            readonly_binds=_etc_binds(rootfs, bundle, hostname, host_resolv_conf),
+            device_binds=_device_binds(rootfs),
+            cgroups_path=f"/{cid}",
+            nofile=_nofile_limits(),
+            capabilities=_host_capabilities(DEFAULT_CAPABILITIES),
+        )
+        with open(os.path.join(bundle, "config.json"), "w", encoding="utf-8") as handle:
+            json.dump(config, handle, indent=1)
+        state = state_dir or os.path.join(bundle, "state")
+        return _run_container(runtime_path, state, bundle, cid)
+    finally:
+        shutil.rmtree(bundle, ignore_errors=True)
+
+
+def _prepare_tree(rootfs: str, spec: ProcessSpec) -> None:
+    """Make ``/dev`` a usable directory, drop console links, create the working dir."""
+    dev = os.path.join(rootfs, "dev")
+    try:
+        os.mkdir(dev, 0o755)
+    except FileExistsError:
+        if os.path.islink(dev) or not os.path.isdir(dev):
+            raise RunnerError(
+                "the isolated stage needs the image's /dev to be a directory; "
+                "it is a symbolic link or a file (use the fly stage)"
+            ) from None
+    except OSError as err:
+        raise RunnerError(f"creating /dev in the tree: {err.strerror}") from err
+    for name in CONSOLE_LINKS:
+        link = os.path.join(dev, name)
+        if os.path.islink(link) and os.readlink(link) == "/dev/console":
+            os.unlink(link)
+    make_dirs_in_root(rootfs, spec.cwd)
+
+
+def _in_root(rootfs: str, path: str) -> str | None:
+    """The path inside the tree that ``path`` leads to, or ``None`` for a directory."""
+    host_path = resolve_in_root(rootfs, path)
+    if os.path.isdir(host_path):
+        return None
+    return "/" + os.path.relpath(host_path, rootfs)
+
+
+def _device_binds(rootfs: str) -> list[tuple[str, str]]:
+    binds = []
+    for name in DEVICE_NODES:
+        source = f"/dev/{name}"
+        if not os.path.exists(source):
+            logger.warning("the host has no %s: the app will not have it either", source)
+            continue
+        target = _in_root(rootfs, source)
+        if target is None:
+            logger.warning("not binding %s: the image has a directory there", source)
+            continue
+        binds.append((source, target))
+    return binds
+
+
+def _etc_binds(
+    rootfs: str, bundle: str, hostname: str, host_resolv_conf: str
+) -> list[tuple[str, str]]:
+    """Write ``hosts`` and ``resolv.conf`` into the bundle; list their bind mounts."""
+    files = {"hosts": f"{HOSTS}127.0.1.1\t{hostname}\n".encode()}
+    try:
+        with open(host_resolv_conf, "rb") as handle:
+            files["resolv.conf"] = handle.read()
+    except OSError:
+        logger.warning("the host has no readable %s: not adding one", host_resolv_conf)
+    binds = []
+    for name, content in files.items():
+        target = _in_root(rootfs, f"/etc/{name}")
+        if target is None:
+            logger.warning("not mounting /etc/%s: the image has a directory there", name)
+            continue
+        source = os.path.join(bundle, name)
+        with open(source, "wb") as handle:
+            handle.write(content)
+        os.chmod(source, 0o644)
+        binds.append((source, target))
+    return binds
+
+
+def _nofile_limits() -> tuple[int, int]:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    infinity = 2**64 - 1
+    hard = infinity if hard == resource.RLIM_INFINITY else hard
+    soft = infinity if soft == resource.RLIM_INFINITY else soft
+    return min(soft, hard), hard
+
+
+def _host_capabilities(wanted: Sequence[str]) -> list[str]:
+    """Keep the capabilities the runner's bounding set has (runc fails on others)."""
+    bounding = None
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("CapBnd:"):
+                    bounding = int(line.split()[1], 16)
+    except (OSError, ValueError):
+        return list(wanted)
+    if bounding is None:
+        return list(wanted)
+    kept = []
+    for name in wanted:
+        number = CAPABILITY_NUMBERS.get(name)
+        if number is not None and not bounding >> number & 1:
+            logger.warning("the host's bounding set lacks %s: the app will not have it", name)
+            continue
+        kept.append(name)
+    return kept
+
+
+def _which(name: str) -> str | None:
+    search = os.pathsep.join([os.environ.get("PATH", ""), *EXTRA_SEARCH_PATH])
+    return shutil.which(name, path=search)
+
+
+def _flavour(path: str) -> str:
+    return "crun" if os.path.basename(path).startswith("crun") else "runc"
+
+
+def _find_runtime(runtime: str) -> str:
+    if "/" in runtime:
+        path = runtime if os.path.isfile(runtime) and os.access(runtime, os.X_OK) else None
+    elif runtime in RUNTIMES:
+        path = _which(runtime)
+    else:
+        raise RunnerError(f"unknown OCI runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
+    if path is None:
+        raise RunnerError(
+            f"the isolated stage needs the OCI runtime {runtime!r}, which is not installed "
+            "(apt-get install runc), or use the fly stage"
+        )
+    return os.path.abspath(path)
+
+
+def _is_hybrid_cgroup_host() -> bool:
+    try:
+        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as handle:
+            mounts = [line.split()[1:3] for line in handle if len(line.split()) >= 3]
+    except OSError:
+        return False
+    has_v1 = any(fstype == "cgroup" for _, fstype in mounts)
+    return has_v1 and [UNIFIED_MOUNT, "cgroup2"] in mounts
+
+
+def _cgroup_mount_points() -> list[str]:
+    try:
+        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as handle:
+            fields = [line.split() for line in handle]
+    except OSError:
+        return []
+    return [f[1] for f in fields if len(f) >= 3 and f[2] in ("cgroup", "cgroup2")]
+
+
+def _runtime_argv(runtime_path: str, state: str, log: str, *command: str) -> list[str]:
+    argv = [runtime_path, "--root", state, "--log", log, "--log-format", "json", *command]
+    if _flavour(runtime_path) == "crun" and _is_hybrid_cgroup_host():
+        unshare = _which("unshare")
+        if unshare is None:
+            raise RunnerError("crun needs unshare (util-linux) on this hybrid cgroup host")
+        script = f'umount {UNIFIED_MOUNT} 2>/dev/null; exec "$@"'
+        argv = [
+            unshare,
+            "--mount",
+            "--propagation",
+            "private",
+            "/bin/sh",
+            "-c",
+            script,
+            "sh",
+            *argv,
+        ]
+    return argv
+
+
+def _spawn(
+    argv: list[str],
+    signal_mask: Iterable[int],
+    *,
+    quiet: bool = False,
+    stdio: Sequence[int] | None = None,
+) -> int:
+    """Start a program with the caller's stdio (``stdio``: three descriptors to use
+    instead; ``quiet``: ``/dev/null``), default dispositions for the signals Python
+    ignores, and ``signal_mask``."""
+    actions: list[tuple[Any, ...]] = []
+    if quiet:
+        actions = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
+    elif stdio is not None:
+        actions = [(os.POSIX_SPAWN_DUP2, source, fd) for fd, source in enumerate(stdio)]
+    return os.posix_spawn(
+        argv[0],
+        argv,
+        os.environ,
+        file_actions=actions,
+        setsigmask=signal_mask,
+        setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),  # Python ignores them; the app must not
+    )
+
+
+class _StdioRelay:
+    """Pipes between the caller's stdio and a runtime's, copied by threads.
+
+    crun hands its own stdin, stdout and stderr to the app and changes their owner to
+    the app's user: the caller's terminal, log file, or even the host's ``/dev/null``
+    would then belong to that uid. Given these pipes instead, crun changes only them.
+    (runc does the same relaying itself.) The threads are made while the caller blocks
+    the forwarded signals, so they inherit that mask.
+    """
+
+    def __init__(self) -> None:
+        self._in_r, self._in_w = os.pipe()
+        self._out_r, self._out_w = os.pipe()
+        self._err_r, self._err_w = os.pipe()
+        self._stop_r, self._stop_w = os.pipe()
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def child_fds(self) -> tuple[int, int, int]:
+        """The descriptors the runtime gets as its stdin, stdout and stderr."""
+        return self._in_r, self._out_w, self._err_w
+
+    def start(self) -> None:
+        """Close the runtime's ends here and start copying."""
+        for fd in self.child_fds:
+            os.close(fd)
+        self._threads = [
+            threading.Thread(target=self._copy_stdin, daemon=True),
+            threading.Thread(target=self._copy, args=(self._out_r, 1), daemon=True),
+            threading.Thread(target=self._copy, args=(self._err_r, 2), daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def finish(self, timeout: float = 5.0) -> None:
+        """Stop reading stdin, wait for the app's output to drain, close everything."""
+        os.write(self._stop_w, b"x")
+        for thread in self._threads:
+            thread.join(timeout)
+        for fd in (self._out_r, self._err_r, self._stop_r, self._stop_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        if not self._threads:  # never started: the runtime's ends are still open here
+            for fd in self.child_fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+    def _copy_stdin(self) -> None:
+        try:
+            while True:
+                ready, _, _ = select.select([0, self._stop_r], [], [])
+                if self._stop_r in ready:
+                    return
+                data = os.read(0, _RELAY_CHUNK)
+                if not data:
+                    return
+                _write_all(self._in_w, data)
+        except OSError:  # stdin closed or unreadable; the app closed its stdin
+            return
+        finally:
+            os.close(self._in_w)
+
+    @staticmethod
+    def _copy(source: int, target: int) -> None:
+        try:
+            while data := os.read(source, _RELAY_CHUNK):
+                _write_all(target, data)
+        except OSError:
+            return
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _run_container(runtime_path: str, state: str, bundle: str, cid: str) -> int:
+    log = os.path.join(bundle, "runtime.log")
+    argv = _runtime_argv(runtime_path, state, log, "run", "--bundle", bundle, cid)
+    watched = {*FORWARDED_SIGNALS, signal.SIGCHLD}
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, watched)
+    relay = _StdioRelay() if _flavour(runtime_path) == "crun" else None
+    pid = None
+    try:
+        try:
+            pid = _spawn(argv, old_mask, stdio=relay.child_fds if relay else None)
+        except OSError as err:
+            raise RunnerError(f"starting {runtime_path}: {err.strerror or err}") from err
+        if relay is not None:
+            relay.start()
+        status = _wait(pid, watched)
+        pid = None
+    finally:
+        try:
+            if pid is not None:  # interrupted by an exception: do not leave runc behind
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0)
+            _delete(runtime_path, state, bundle, cid, old_mask)
+            if relay is not None:
+                relay.finish()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+    errors = _runtime_errors(log)
+    if status != 0 and errors:
+        raise RunnerError(f"starting the app with {os.path.basename(runtime_path)}: {errors}")
+    return status
+
+
+def _wait(pid: int, watched: set[signal.Signals]) -> int:
+    """Wait for the runtime, passing on signals sent to the runner (not a terminal's,
+    which reached the runtime's process group already)."""
+    while True:
+        info = signal.sigtimedwait(watched, _WAIT_POLL_SECONDS)
+        if info is not None and info.si_signo != signal.SIGCHLD:
+            if info.si_code != _SI_KERNEL:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, info.si_signo)
+            continue
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return exit_status(status)
+
+
+def _delete(
+    runtime_path: str, state: str, bundle: str, cid: str, signal_mask: Iterable[int]
+) -> None:
+    """Remove the container and its cgroups, whatever state it is in."""
+    log = os.path.join(bundle, "delete.log")
+    try:
+        pid = _spawn(
+            _runtime_argv(runtime_path, state, log, "delete", "--force", cid),
+            signal_mask,
+            quiet=True,
+        )
+        _, status = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            logger.warning("deleting container %s: %s", cid, _runtime_errors(log) or "failed")
+    except (OSError, RunnerError) as err:
+        logger.warning("deleting container %s: %s", cid, err)
+    for mount_point in _cgroup_mount_points():
+        group = os.path.join(mount_point, cid)
+        try:
+            os.rmdir(group)
+        except FileNotFoundError:
+            continue
+        except OSError as err:
+            logger.warning("removing cgroup %s: %s", group, err.strerror)
+
+
+def _runtime_errors(log: str) -> str:
+    """The error messages of a runtime's JSON log, joined; the tail if long."""
+    messages = []
+    try:
+        with open(log, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(entry, dict) and entry.get("level") in ERROR_LEVELS:
+                    messages.append(str(entry.get("msg", "")).strip())
+    except OSError:
+        return ""
+    text = "; ".join(message for message in messages if message)
+    return text if len(text) <= MAX_ERROR_CHARS else "…" + text[-MAX_ERROR_CHARS:]

@@ -1,0 +1,666 @@
+"""The isolated stage: OCI config building (pure) and real runs with runc (needs root).
+
+Runs go through ``runner.isolated.run_isolated`` in this process (a fresh Python costs
+more than the run), on a busybox rootfs built from Debian's busybox-static, with a known
+container id and state directory; after every run the state directory must list no
+container, no cgroup of the id may remain and the host's ``/dev/null`` keeps its owner.
+The signal test runs the runner in a fresh Python, to signal it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from runner_aci_helpers import BUSYBOX, GROUP, PASSWD, PROJECT_ROOT
+
+from docker2aci.errors import RunnerError
+from runner.isolated import available_runtime
+from runner.isolated import run_isolated as _run_isolated
+from runner.ocispec import (
+    DEFAULT_CAPABILITIES,
+    MASKED_PATHS,
+    isolator_limits,
+    parse_cpu,
+    parse_memory,
+    runtime_config,
+    unsupported_isolators,
+)
+from runner.spec import DEFAULT_PATH, ProcessSpec
+
+_SEARCH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+RUNC = shutil.which("runc", path=_SEARCH)
+CRUN = shutil.which("crun", path=_SEARCH)
+
+_Test = Callable[..., None]
+
+
+def needs_runc(test: _Test) -> _Test:
+    """Mark a test that runs real containers: it needs root, runc and busybox-static."""
+    no_runc = pytest.mark.skipif(
+        RUNC is None, reason="runc is not installed (apt-get install runc)"
+    )
+    no_busybox = pytest.mark.skipif(not BUSYBOX.exists(), reason="busybox-static is not installed")
+    return no_busybox(no_runc(pytest.mark.root(test)))
+
+
+#: ``CapEff`` of a root app: Docker's 14 default capabilities.
+DOCKER_CAPS_HEX = "00000000a80425fb"
+
+_RUN_SNIPPET = """
+import json, logging, sys
+from docker2aci.errors import RunnerError
+from runner.isolated import run_isolated
+from runner.spec import ProcessSpec
+logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+o = json.loads(sys.argv[1])
+spec = ProcessSpec(argv=tuple(o["argv"]), env=o["env"], cwd=o["cwd"], uid=o["uid"],
+                   gid=o["gid"], supplementary_gids=tuple(o["groups"]))
+try:
+    status = run_isolated(o["rootfs"], spec, **o["options"])
+except RunnerError as err:
+    print("RunnerError:", err, file=sys.stderr)
+    sys.exit(99)
+sys.exit(status)
+"""
+
+
+def _capabilities_hex(names: Sequence[str]) -> str:
+    numbers = {"CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_FOWNER": 3, "CAP_FSETID": 4,
+               "CAP_KILL": 5, "CAP_SETGID": 6, "CAP_SETUID": 7, "CAP_SETPCAP": 8,
+               "CAP_NET_BIND_SERVICE": 10, "CAP_NET_RAW": 13, "CAP_SYS_CHROOT": 18,
+               "CAP_MKNOD": 27, "CAP_AUDIT_WRITE": 29, "CAP_SETFCAP": 31}  # fmt: skip
+    return f"{sum(1 << numbers[name] for name in names):016x}"
+
+
+def test_docker_capabilities_mask_matches_the_names() -> None:
+    assert _capabilities_hex(DEFAULT_CAPABILITIES) == DOCKER_CAPS_HEX
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+def rootfs(tmp_path: Path) -> Path:
+    """A busybox tree (every applet linked), /etc/passwd with root and app 1000:1000."""
+    root = tmp_path / "tree" / "rootfs"
+    (root / "bin").mkdir(parents=True)
+    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
+    applets = subprocess.run([str(BUSYBOX), "--list"], capture_output=True, text=True, check=True)
+    for applet in applets.stdout.split():
+        if applet != "busybox":
+            (root / "bin" / applet).symlink_to("busybox")
+    (root / "etc").mkdir()
+    (root / "etc" / "passwd").write_text(PASSWD)
+    (root / "etc" / "group").write_text(GROUP)
+    (root / "home" / "app").mkdir(parents=True)
+    return root
+
+
+RunIsolated = Callable[..., "Result"]
+
+
+def _spec_options(
+    argv: Sequence[str], user: int, env: Mapping[str, str] | None, cwd: str
+) -> dict[str, Any]:
+    return {
+        "argv": list(argv),
+        "env": dict(env or {"PATH": DEFAULT_PATH, "HOME": "/"}),
+        "cwd": cwd,
+        "uid": user,
+        "gid": user,
+        "groups": [],
+    }
+
+
+def _assert_cleaned_up(state: Path, cid: str, tree: Path, runtime: str = "runc") -> None:
+    binary = RUNC if runtime == "runc" else CRUN
+    listed = subprocess.run(
+        [str(binary), "--root", str(state), "list", "--quiet"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert listed.stdout.split() == [], "a container was left in the runtime's state"
+    leftovers = list(Path("/sys/fs/cgroup").glob(f"*/{cid}"))
+    assert leftovers == [], f"cgroups left behind: {leftovers}"
+    assert sorted(os.listdir(tree)) == ["rootfs"], "the bundle was not removed"
+    assert os.stat("/dev/null").st_uid == 0, "the host's /dev/null changed owner"
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a run gave: the status (99 for a RunnerError), the output, and on stderr the
+    app's errors, the RunnerError's message and the runner's warnings."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run_isolated(
+    rootfs: Path,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> RunIsolated:
+    """Factory: ``run_isolated(argv, user=0, env=None, cwd="/", input=None, **options)``
+    in this process, the app's stdin a file with ``input`` (else ``/dev/null``) and its
+    stdout and stderr captured at the descriptors; checks that nothing was left behind.
+    """
+    state = tmp_path / "state"
+    caplog.set_level(logging.WARNING, logger="runner")
+
+    def run(
+        argv: Sequence[str],
+        *,
+        user: int = 0,
+        env: Mapping[str, str] | None = None,
+        cwd: str = "/",
+        input: str | None = None,
+        **options: Any,
+    ) -> Result:
+        cid = f"docker2aci-test-{secrets.token_hex(4)}"
+        spec = ProcessSpec(
+            argv=tuple(argv),
+            env=dict(env or {"PATH": DEFAULT_PATH, "HOME": "/"}),
+            cwd=cwd,
+            uid=user,
+            gid=user,
+        )
+        stdin_file = tmp_path / "stdin"
+        stdin_file.write_text(input or "")
+        capfd.readouterr()
+        caplog.clear()
+        saved_stdin = os.dup(0)
+        try:
+            with open(stdin_file if input is not None else os.devnull, "rb") as stdin:
+                os.dup2(stdin.fileno(), 0)
+            status = _run_isolated(
+                str(rootfs), spec, state_dir=str(state), container_id=cid, **options
+            )
+            message = ""
+        except RunnerError as error:
+            status, message = 99, f"RunnerError: {error}\n"
+        finally:
+            os.dup2(saved_stdin, 0)
+            os.close(saved_stdin)
+        captured = capfd.readouterr()
+        _assert_cleaned_up(state, cid, rootfs.parent, options.get("runtime", "runc"))
+        return Result(status, captured.out, captured.err + message + caplog.text)
+
+    return run
+
+
+def _sh(script: str) -> list[str]:
+    return ["/bin/sh", "-c", script]
+
+
+# ------------------------------------------------------------------------ real runs
+
+
+@pytest.mark.skipif(RUNC is None, reason="runc is not installed")
+def test_available_runtime_prefers_runc() -> None:
+    found = available_runtime()
+
+    assert found is not None and os.path.basename(found) == "runc"
+
+
+@needs_runc
+def test_output(run_isolated: RunIsolated) -> None:
+    result = run_isolated(["/bin/echo", "hello"])
+
+    assert (result.returncode, result.stdout) == (0, "hello\n"), result.stderr
+
+
+@needs_runc
+@pytest.mark.parametrize(
+    ("argv", "status"),
+    [(["/bin/true"], 0), (["/bin/false"], 1), (_sh("exit 7"), 7), (["false"], 1)],
+)
+def test_exit_status_is_the_apps(run_isolated: RunIsolated, argv: list[str], status: int) -> None:
+    result = run_isolated(argv)
+
+    assert result.returncode == status, result.stderr
+
+
+@needs_runc
+def test_app_user_has_its_ids_and_no_capabilities(run_isolated: RunIsolated) -> None:
+    script = "id -u; id -g; id -G; grep CapEff /proc/self/status; grep CapBnd /proc/self/status"
+    app = run_isolated(_sh(script), user=1000)
+    root = run_isolated(_sh(script))
+
+    assert app.stdout.split() == [
+        "1000", "1000", "1000", "CapEff:", "0" * 16, "CapBnd:", DOCKER_CAPS_HEX,
+    ], app.stderr  # fmt: skip
+    assert root.stdout.split() == [
+        "0", "0", "0", "CapEff:", DOCKER_CAPS_HEX, "CapBnd:", DOCKER_CAPS_HEX,
+    ], root.stderr  # fmt: skip
+
+
+@needs_runc
+def test_app_is_pid_1_and_sees_only_its_processes(run_isolated: RunIsolated) -> None:
+    script = "echo $$; set -- /proc/[0-9]*; echo $#; test -e /proc/self/status && echo proc"
+    result = run_isolated(_sh(script))
+
+    assert result.stdout.split() == ["1", "1", "proc"], result.stderr
+
+
+@needs_runc
+def test_hostname_and_hosts(run_isolated: RunIsolated) -> None:
+    named = run_isolated(_sh("hostname; grep -c box-1 /etc/hosts"), hostname="box-1")
+    default = run_isolated(_sh("hostname"))
+
+    assert named.stdout.split() == ["box-1", "1"], named.stderr
+    assert default.stdout.startswith("docker2aci-test-"), default.stderr
+
+
+@needs_runc
+def test_net_none_has_only_loopback_and_host_has_the_hosts(run_isolated: RunIsolated) -> None:
+    none = run_isolated(_sh("ls /sys/class/net; cat /sys/class/net/lo/operstate"))
+    host = run_isolated(["/bin/ls", "/sys/class/net"], net="host")
+
+    assert none.stdout.split() == ["lo", "unknown"], none.stderr  # lo is up: operstate "unknown"
+    assert host.stdout.split() == sorted(os.listdir("/sys/class/net")), host.stderr
+
+
+@needs_runc
+@pytest.mark.parametrize("user", [0, 1000])
+def test_dev_null_and_stdio_links_work(run_isolated: RunIsolated, user: int) -> None:
+    script = (
+        "echo discarded > /dev/null && echo null-ok; "
+        "echo to-stdout > /dev/stdout; echo to-stderr > /dev/stderr; "
+        "head -c 4 /dev/zero | wc -c; test -c /dev/urandom && echo urandom"
+    )
+    result = run_isolated(_sh(script), user=user)
+
+    assert result.stdout.split() == ["null-ok", "to-stdout", "4", "urandom"], result.stderr
+    assert "to-stderr" in result.stderr
+
+
+@needs_runc
+def test_image_dev_entries_stay_visible(run_isolated: RunIsolated, rootfs: Path) -> None:
+    dev = rootfs / "dev"
+    dev.mkdir()
+    (dev / "log").symlink_to("/run/systemd/journal/dev-log")
+    (dev / "null").write_text("not a device")  # a bogus file: the host's node is bound on it
+    (dev / "stdout").symlink_to("/dev/console")  # docker2aci's link: no console here
+    script = "readlink /dev/log; test -c /dev/null && echo null-is-a-device; echo ok > /dev/stdout"
+    result = run_isolated(_sh(script))
+
+    assert result.stdout.split() == ["/run/systemd/journal/dev-log", "null-is-a-device", "ok"], (
+        result.stderr
+    )
+
+
+@needs_runc
+def test_image_device_nodes_cannot_be_opened(run_isolated: RunIsolated, rootfs: Path) -> None:
+    (rootfs / "dev").mkdir()
+    os.mknod(rootfs / "dev" / "mem", 0o600 | stat.S_IFCHR, os.makedev(1, 1))
+    result = run_isolated(_sh("head -c 1 /dev/mem > /dev/null && echo opened || echo denied"))
+
+    assert result.stdout.split() == ["denied"], result.stderr
+
+
+@needs_runc
+def test_image_dev_symlink_is_refused(
+    run_isolated: RunIsolated, rootfs: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (rootfs / "dev").symlink_to(outside)
+    result = run_isolated(["/bin/true"])
+
+    assert result.returncode == 99 and "/dev to be a directory" in result.stderr, result.stderr
+    assert list(outside.iterdir()) == []
+
+
+@needs_runc
+def test_missing_executable_is_a_runner_error(run_isolated: RunIsolated) -> None:
+    result = run_isolated(["/bin/no-such-program"])
+
+    assert result.returncode == 99, result.stderr
+    assert "RunnerError: starting the app with runc:" in result.stderr
+    assert "no-such-program" in result.stderr
+
+
+@needs_runc
+def test_working_directory_is_created(run_isolated: RunIsolated) -> None:
+    result = run_isolated(["/bin/pwd"], cwd="/srv/app")
+
+    assert result.stdout == "/srv/app\n", result.stderr
+
+
+@needs_runc
+def test_nofile_limit_is_the_runners(run_isolated: RunIsolated) -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    result = run_isolated(_sh("ulimit -n; ulimit -Hn"))
+
+    assert result.stdout.split() == [str(soft), str(hard)], result.stderr
+
+
+@needs_runc
+def test_memory_limit_kills_a_greedy_app(run_isolated: RunIsolated) -> None:
+    greedy = ["/bin/dd", "if=/dev/zero", "of=/dev/null", "bs=100M", "count=1"]  # a 100 MB buffer
+    limited = run_isolated(greedy, memory="32M")
+    by_isolator = run_isolated(
+        greedy, isolators=[{"name": "resource/memory", "value": {"limit": "32Mi"}}]
+    )
+    unlimited = run_isolated(greedy)
+
+    assert limited.returncode == 137, limited.stderr
+    assert by_isolator.returncode == 137, by_isolator.stderr
+    assert unlimited.returncode == 0, unlimited.stderr
+
+
+@needs_runc
+def test_limits_are_visible_in_the_apps_cgroups(run_isolated: RunIsolated) -> None:
+    script = (
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes "
+        "/sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us"
+    )
+    by_option = run_isolated(_sh(script), memory="64Mi", cpu="500m")
+    by_isolator = run_isolated(
+        _sh(script),
+        isolators=[
+            {"name": "resource/cpu", "value": {"request": "100m", "limit": "250m"}},
+            {"name": "resource/memory", "value": {"limit": "128M"}},
+            {"name": "os/linux/no-new-privileges", "value": True},
+        ],
+    )
+    overridden = run_isolated(
+        _sh(script), cpu="1", isolators=[{"name": "resource/cpu", "value": {"limit": "250m"}}]
+    )
+
+    assert by_option.stdout.split() == [str(64 << 20), "50000", "100000"], by_option.stderr
+    assert by_isolator.stdout.split() == ["128000000", "25000", "100000"], by_isolator.stderr
+    assert "isolator os/linux/no-new-privileges is not supported" in by_isolator.stderr
+    assert overridden.stdout.split()[1] == "100000", overridden.stderr
+
+
+@needs_runc
+def test_bad_options_are_runner_errors(run_isolated: RunIsolated) -> None:
+    for options, words in [
+        ({"memory": "32m"}, "m means thousandths"),
+        ({"memory": "1M"}, "choose from 6291456"),
+        ({"cpu": "5m"}, "choose from 10m"),
+        ({"net": "bridge"}, "choose one of none, host"),
+        ({"hostname": "-bad"}, "hostname '-bad'"),
+        ({"runtime": "docker"}, "unknown OCI runtime"),
+    ]:
+        result = run_isolated(["/bin/true"], **options)
+        assert result.returncode == 99 and words in result.stderr, (options, result.stderr)
+
+
+@needs_runc
+def test_stdin_reaches_the_app(run_isolated: RunIsolated) -> None:
+    result = run_isolated(["/bin/cat"], user=1000, input="line one\nline two\n")
+
+    assert result.stdout == "line one\nline two\n", result.stderr
+
+
+@needs_runc
+@pytest.mark.skipif(CRUN is None, reason="crun is not installed")
+def test_crun_runs_the_app_like_runc(run_isolated: RunIsolated) -> None:
+    script = (
+        "id -u; cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us;"
+        " ls /sys/class/net; echo via-link > /dev/stdout; cat; exit 5"
+    )
+    result = run_isolated(_sh(script), user=1000, memory="64Mi", cpu="500m", runtime="crun")
+    piped = run_isolated(["/bin/cat"], user=1000, input="relayed\n", runtime="crun")
+    missing = run_isolated(["/bin/no-such-program"], runtime="crun")
+
+    assert result.returncode == 5, result.stderr
+    assert result.stdout.split() == ["1000", str(64 << 20), "50000", "lo", "via-link"]
+    assert piped.stdout == "relayed\n", piped.stderr
+    assert missing.returncode == 99 and "starting the app with crun:" in missing.stderr
+
+
+@needs_runc
+@pytest.mark.parametrize(
+    "runtime",
+    ["runc", pytest.param("crun", marks=pytest.mark.skipif(CRUN is None, reason="no crun"))],
+)
+def test_sigterm_to_the_runner_reaches_the_app(rootfs: Path, tmp_path: Path, runtime: str) -> None:
+    cid = f"docker2aci-test-{secrets.token_hex(4)}"
+    state = tmp_path / "state"
+    script = "trap 'echo got-term; exit 3' TERM; echo ready; while :; do sleep 0.05; done"
+    payload = {
+        **_spec_options(_sh(script), 0, None, "/"),
+        "rootfs": str(rootfs),
+        "options": {"state_dir": str(state), "container_id": cid, "runtime": runtime},
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-c", _RUN_SNIPPET, json.dumps(payload)],
+        cwd=PROJECT_ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == "ready\n"
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert (process.returncode, out) == (3, "got-term\n"), err
+    _assert_cleaned_up(state, cid, rootfs.parent, runtime)
+
+
+# ------------------------------------------------------------------- pure: ocispec
+
+
+def _spec(uid: int = 0, groups: tuple[int, ...] = ()) -> ProcessSpec:
+    return ProcessSpec(
+        argv=("/bin/sh", "-c", "true"),
+        env={"PATH": DEFAULT_PATH, "A": "b=c"},
+        cwd="/work",
+        uid=uid,
+        gid=uid,
+        supplementary_gids=groups,
+    )
+
+
+def _config(**kwargs: Any) -> dict[str, Any]:
+    options: dict[str, Any] = {"hostname": "h", "cgroups_path": "/docker2aci-x"}
+    options.update(kwargs)
+    spec = options.pop("spec", _spec())
+    return runtime_config(spec, "/tmp/tree/rootfs", **options)
+
+
+def test_config_process() -> None:
+    process = _config(spec=_spec(1000, (5, 1000, 7)), nofile=(1024, 4096))["process"]
+
+    assert process["args"] == ["/bin/sh", "-c", "true"]
+    assert process["env"] == [f"PATH={DEFAULT_PATH}", "A=b=c"]
+    assert process["cwd"] == "/work"
+    assert process["user"] == {"uid": 1000, "gid": 1000, "additionalGids": [1000, 5, 7]}
+    assert process["terminal"] is False and process["noNewPrivileges"] is True
+    assert process["rlimits"] == [{"type": "RLIMIT_NOFILE", "hard": 4096, "soft": 1024}]
+    caps = process["capabilities"]
+    assert caps["bounding"] == list(DEFAULT_CAPABILITIES)
+    assert caps["effective"] == caps["permitted"] == caps["ambient"] == caps["inheritable"] == []
+
+
+def test_config_root_gets_dockers_capabilities() -> None:
+    caps = _config()["process"]["capabilities"]
+
+    assert caps["effective"] == caps["permitted"] == caps["bounding"] == list(DEFAULT_CAPABILITIES)
+    assert caps["ambient"] == caps["inheritable"] == []
+
+
+def test_config_soft_nofile_never_exceeds_hard() -> None:
+    assert _config(nofile=(9000, 1024))["process"]["rlimits"][0]["soft"] == 1024
+    assert "rlimits" not in _config()["process"]
+
+
+def test_config_namespaces_and_network() -> None:
+    kinds = [n["type"] for n in _config()["linux"]["namespaces"]]
+    host = [n["type"] for n in _config(net="host")["linux"]["namespaces"]]
+
+    assert kinds == ["pid", "mount", "uts", "ipc", "network"]
+    assert host == ["pid", "mount", "uts", "ipc"]
+
+
+def test_config_mounts_keep_the_images_dev() -> None:
+    config = _config(
+        readonly_binds=[("/b/hosts", "/etc/hosts")], device_binds=[("/dev/null", "/dev/null")]
+    )
+    mounts = {m["destination"]: m for m in config["mounts"]}
+
+    assert "/dev" not in mounts  # no tmpfs hiding the image's /dev entries
+    assert {"/proc", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/sys/fs/cgroup"} <= set(mounts)
+    assert "ro" in mounts["/sys"]["options"]
+    assert mounts["/etc/hosts"] == {
+        "destination": "/etc/hosts",
+        "type": "bind",
+        "source": "/b/hosts",
+        "options": ["bind", "ro", "nosuid", "nodev", "noexec"],
+    }
+    assert mounts["/dev/null"]["options"] == ["bind", "nosuid", "noexec"]
+    assert config["root"] == {"path": "/tmp/tree/rootfs", "readonly": False}
+    assert config["hostname"] == "h" and config["ociVersion"] == "1.0.2"
+    assert set(MASKED_PATHS) == set(config["linux"]["maskedPaths"])
+    assert "/proc/sys" in config["linux"]["readonlyPaths"]
+
+
+def test_config_resources() -> None:
+    plain = _config()["linux"]
+    limited = _config(memory_bytes=32 << 20, cpu_millis=1500)["linux"]
+
+    assert plain["cgroupsPath"] == "/docker2aci-x"
+    assert plain["resources"] == {"devices": [{"allow": False, "access": "rwm"}]}
+    assert limited["resources"]["memory"] == {"limit": 32 << 20}
+    assert limited["resources"]["cpu"] == {"quota": 150000, "period": 100000}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"net": "bridge"}, "network 'bridge'"),
+        ({"hostname": "a_b"}, "hostname 'a_b'"),
+        ({"hostname": "x" * 65}, "hostname"),
+        ({"hostname": ""}, "hostname ''"),
+        ({"memory_bytes": 1 << 20}, "memory limit"),
+        ({"cpu_millis": 9}, "cpu limit 9m"),
+        ({"cgroups_path": "relative"}, "not absolute"),
+        ({"readonly_binds": [("hosts", "/etc/hosts")]}, "must be absolute"),
+    ],
+)
+def test_config_refuses_bad_arguments(kwargs: dict[str, Any], words: str) -> None:
+    with pytest.raises(RunnerError, match=words):
+        _config(**kwargs)
+
+
+# -------------------------------------------------------------------- pure: parsers
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1", 1),
+        ("1048576", 1 << 20),
+        ("128M", 128_000_000),
+        ("128K", 128_000),
+        ("128k", 128_000),
+        ("2G", 2_000_000_000),
+        ("64Mi", 64 << 20),
+        ("1Ki", 1024),
+        ("1Gi", 1 << 30),
+        ("1.5Ki", 1536),
+        ("0.5Mi", 512 << 10),
+        ("1.0001k", 1001),  # fractional bytes round up
+        (" 32Mi ", 32 << 20),
+    ],
+)
+def test_parse_memory(text: str, expected: int) -> None:
+    assert parse_memory(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("", "not a quantity"),
+        ("M", "not a quantity"),
+        ("-1M", "not a quantity"),
+        ("12 M", "not a quantity"),
+        ("1e9", "not a quantity"),
+        ("32m", "m means thousandths"),
+        ("32MB", "unknown suffix 'MB'"),
+        ("32g", "unknown suffix 'g'"),
+        ("0", "more than 0"),
+        ("0.0M", "more than 0"),
+        ("9Ei", "larger than"),
+    ],
+)
+def test_parse_memory_errors(text: str, words: str) -> None:
+    with pytest.raises(RunnerError, match=words):
+        parse_memory(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("500m", 500), ("1", 1000), ("2", 2000), ("0.5", 500), ("1.5", 1500), ("2500m", 2500),
+     ("0.0001", 1), ("10m", 10)],
+)  # fmt: skip
+def test_parse_cpu(text: str, expected: int) -> None:
+    assert parse_cpu(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [("", "not a quantity"), ("half", "not a quantity"), ("1k", "unknown suffix 'k'"),
+     ("500M", "unknown suffix 'M'"), ("0", "more than 0"), ("0m", "more than 0")],
+)  # fmt: skip
+def test_parse_cpu_errors(text: str, words: str) -> None:
+    with pytest.raises(RunnerError, match=words):
+        parse_cpu(text)
+
+
+def test_isolator_limits() -> None:
+    isolators = [
+        {"name": "resource/memory", "value": {"request": "1G", "limit": "2G"}},
+        {"name": "resource/cpu", "value": {"request": "250m", "limit": "500m"}},
+        {"name": "os/linux/capabilities-retain-set", "value": {"set": ["CAP_NET_BIND_SERVICE"]}},
+    ]
+
+    assert isolator_limits(isolators) == (2_000_000_000, 500)
+    assert isolator_limits(None) == isolator_limits([]) == (None, None)
+    assert isolator_limits([{"name": "resource/cpu", "value": {"request": "1"}}]) == (None, None)
+    assert unsupported_isolators(isolators + isolators[2:]) == ["os/linux/capabilities-retain-set"]
+
+
+@pytest.mark.parametrize(
+    ("isolators", "words"),
+    [
+        ({"name": "resource/cpu"}, "not a list"),
+        ("resource/cpu", "not a list"),
+        ([{"value": {}}], "malformed entry"),
+        (["resource/cpu"], "malformed entry"),
+        ([{"name": "resource/cpu", "value": "1"}], "value is not an object"),
+        ([{"name": "resource/cpu", "value": {"limit": 1}}], "limit 1 is not a string"),
+        ([{"name": "resource/memory", "value": {"limit": "lots"}}], "memory 'lots'"),
+    ],
+)
+def test_isolator_errors(isolators: Any, words: str) -> None:
+    with pytest.raises(RunnerError, match=words):
+        isolator_limits(isolators)
