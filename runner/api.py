@@ -15,6 +15,7 @@ from docker2aci.errors import RunnerError
 from docker2aci.signing import default_trust_dir, signature_path, verify_aci
 from runner.extract import render_aci
 from runner.isolated import available_runtime, run_isolated
+from runner.linux import root_is_mount_point
 from runner.paths import owner_in_root, read_text_in_root
 from runner.run import check_fly_host, run_fly
 from runner.spec import build_process_spec
@@ -122,6 +123,9 @@ def run_aci(
         runtime = available_runtime()
         if runtime is None:
             raise RunnerError("the isolated stage needs runc (apt-get install runc); or use --stage=fly")
+        if not root_is_mount_point():
+            raise RunnerError("the isolated stage cannot run here: / is not a mount point (a chroot); "
+                              "use --stage=fly")
     if "image" in insecure_options:
         return _render_and_run(aci_path, args, exec_override, work_dir, runtime, isolation)
     with _private_copy(aci_path, work_dir) as pinned:

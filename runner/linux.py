@@ -93,3 +93,10 @@ def mount(spec: Mount) -> None:
         _encode(spec.data),
     )
     _check(result, f"mounting {spec.fstype or spec.source or 'propagation'} on {spec.target}")
+
+
+def root_is_mount_point() -> bool:
+    """Whether ``/`` is a mount point of this mount namespace. It is not inside a plain
+    chroot, where runc (making ``/`` a slave mount) and dockerd cannot work."""
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        return any(line.split()[4] == "/" for line in f)

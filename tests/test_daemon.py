@@ -18,17 +18,11 @@ import pytest
 
 import docker2aci
 from docker2aci.errors import ImageNotFound
+from runner.linux import root_is_mount_point
 
 SHARED_IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "images"
 EXAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "example-manifest-oci-archive.json"
 CONFIG_DIGEST = "sha256:3655964a1898a9b4363b5f6dff5c245cc4f86efb66baa0134a138492459cdb92"
-
-
-def _root_is_a_mount_point() -> bool:
-    """Whether ``/`` is a mount point of this mount namespace (not so inside a plain chroot,
-    where dockerd's ``mount --make-rprivate /`` fails when it unpacks layers)."""
-    with open("/proc/self/mountinfo", encoding="utf-8") as f:
-        return any(line.split()[4] == "/" for line in f)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +32,7 @@ def dockerd() -> Iterator[str]:
         pytest.skip("dockerd (Debian docker.io) is not installed")
     if os.geteuid() != 0:
         pytest.skip("dockerd needs root")
-    if not _root_is_a_mount_point():
+    if not root_is_mount_point():  # dockerd's `mount --make-rprivate /` fails when unpacking
         pytest.skip("/ is not a mount point here (a chroot): dockerd cannot unpack images (remount / fails)")
     base = tempfile.mkdtemp(prefix="d2a-dockerd-", dir="/tmp")  # short: unix socket paths are limited
     sock = os.path.join(base, "docker.sock")

@@ -29,6 +29,7 @@ from runner_aci_helpers import BUSYBOX, GROUP, PASSWD, PROJECT_ROOT
 from docker2aci.errors import RunnerError
 from runner.isolated import available_runtime
 from runner.isolated import run_isolated as _run_isolated
+from runner.linux import root_is_mount_point
 from runner.ocispec import (
     DEFAULT_CAPABILITIES,
     MASKED_PATHS,
@@ -53,7 +54,9 @@ def needs_runc(test: _Test) -> _Test:
         RUNC is None, reason="runc is not installed (apt-get install runc)"
     )
     no_busybox = pytest.mark.skipif(not BUSYBOX.exists(), reason="busybox-static is not installed")
-    return no_busybox(no_runc(pytest.mark.root(test)))
+    in_chroot = pytest.mark.skipif(not root_is_mount_point(),
+                                   reason="/ is not a mount point here (a chroot): runc cannot start containers")
+    return in_chroot(no_busybox(no_runc(pytest.mark.root(test))))
 
 
 #: ``CapEff`` of a root app: Docker's 14 default capabilities.

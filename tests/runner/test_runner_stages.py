@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import docker2aci
+from runner.linux import root_is_mount_point
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "images"
 
@@ -31,10 +32,17 @@ def run(aci: str, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=60)
 
 
+def _need_isolated() -> None:
+    if shutil.which("runc") is None and not os.path.exists("/usr/sbin/runc"):
+        pytest.skip("runc is not installed")
+    if not root_is_mount_point():
+        pytest.skip("/ is not a mount point here (a chroot): runc cannot start containers")
+
+
 @pytest.mark.parametrize("stage", ["fly", "isolated"])
 def test_greeting_exit_status_and_user(busybox_aci: str, stage: str) -> None:
-    if stage == "isolated" and shutil.which("runc") is None and not os.path.exists("/usr/sbin/runc"):
-        pytest.skip("runc is not installed")
+    if stage == "isolated":
+        _need_isolated()
     ok = run(busybox_aci, "--stage", stage)
     assert (ok.returncode, ok.stdout) == (0, "hello from aci\nhello.txt\n"), ok.stderr
     false = run(busybox_aci, "--stage", stage, "--exec", "/bin/false")
@@ -44,8 +52,7 @@ def test_greeting_exit_status_and_user(busybox_aci: str, stage: str) -> None:
 
 
 def test_isolated_namespaces(busybox_aci: str) -> None:
-    if shutil.which("runc") is None and not os.path.exists("/usr/sbin/runc"):
-        pytest.skip("runc is not installed")
+    _need_isolated()
     proc = run(busybox_aci, "--stage", "isolated", "--hostname", "box", "--memory", "64M", "--exec",
                "/bin/sh -c 'echo $$; hostname; ls /sys/class/net'")
     assert (proc.returncode, proc.stdout) == (0, "1\nbox\nlo\n"), proc.stderr
