@@ -12,13 +12,12 @@ import enum
 import gzip
 import hashlib
 import io
-import os
 import tarfile
-import tempfile
 from typing import IO, Protocol
 
 from converters.rootfs import fixed_header
 
+from .atomic import atomic_file
 from .errors import OutputError
 
 GZIP_LEVEL = 6
@@ -77,10 +76,8 @@ def write_aci(path: str, manifest: bytes, rootfs: RootfsWriter, compression: Com
         OutputError: the file cannot be written.
         (and whatever ``rootfs.write`` raises for bad layer data)
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".docker2aci-", suffix=".aci.tmp", dir=directory)
     try:
-        with os.fdopen(fd, "wb") as raw:
+        with atomic_file(path, 0o644) as (_, raw):
             sink: IO[bytes] = raw
             gz = None
             if compression is Compression.GZIP:
@@ -97,21 +94,7 @@ def write_aci(path: str, manifest: bytes, rootfs: RootfsWriter, compression: Com
                 rootfs.write(tar, "rootfs")
             if gz is not None:
                 gz.close()
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
     except OSError as err:
-        _remove(tmp)
         raise OutputError(f"writing {path}: {err}") from err
-    except BaseException:
-        _remove(tmp)
-        raise
     return "sha512-" + hashing.hash.hexdigest()
 
-
-def _remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass

@@ -73,7 +73,6 @@ import shutil
 import struct
 import subprocess
 import tarfile
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -82,6 +81,7 @@ import pysequoia
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from pysequoia.packet import PacketPile, SignatureType, Tag
 
+from .atomic import atomic_file
 from .errors import Docker2ACIError, SigningError, UsageError, VerificationError
 from .limits import MAX_MANIFEST_BYTES, read_at_most
 from .trust import (TrustedKey, TrustStore, default_trust_dir, is_ac_identifier, prefix_matches, read_certs,
@@ -480,25 +480,8 @@ def generate_key(user_id: str, algorithm: KeyAlgorithm = DEFAULT_ALGORITHM, *,
 def _publish(path: str, data: str, mode: int, *, replace: bool) -> None:
     """Write ``data`` to ``path`` atomically with ``mode`` (the temporary file has that
     mode from the start); without ``replace``, an existing file is an error."""
-    directory = os.path.dirname(os.path.abspath(path)) or "."
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if replace:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # fails if path exists: never clobbers a key
-            os.unlink(tmp)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_file(path, mode, replace=replace) as (_, f):
+        f.write(data.encode("ascii"))
 
 
 def publish_text(path: str, data: str, mode: int) -> None:
@@ -806,35 +789,17 @@ def sign_file(path: str, signer: Signer) -> str:
         SigningError: the signature cannot be made or written.
     """
     target = signature_path(path)
-    directory = os.path.dirname(os.path.abspath(target))
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=directory)
-        os.close(fd)
+        with atomic_file(target, 0o644) as (tmp, _):
+            signer.sign_file(os.fspath(path), tmp)
+            with open(tmp, "rb") as f:  # the signer wrote through the path
+                if not f.read(len(_ARMOR_SIGNATURE) + 64).lstrip().startswith(_ARMOR_SIGNATURE):
+                    raise SigningError(f"signing {path}: the {signer.description} wrote no armored signature")
+                os.fsync(f.fileno())
     except OSError as err:
         raise SigningError(f"writing the signature {target}: {err.strerror or err}") from err
-    try:
-        signer.sign_file(os.fspath(path), tmp)
-        with open(tmp, "rb") as f:
-            if not f.read(len(_ARMOR_SIGNATURE) + 64).lstrip().startswith(_ARMOR_SIGNATURE):
-                raise SigningError(f"signing {path}: the {signer.description} wrote no armored signature")
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except OSError as err:
-        _unlink(tmp)
-        raise SigningError(f"writing the signature {target}: {err.strerror or err}") from err
-    except BaseException:
-        _unlink(tmp)
-        raise
     log.debug("signed %s with the %s", path, signer.description)
     return target
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 # --------------------------------------------------------------------------- verifiers

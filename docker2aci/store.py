@@ -26,6 +26,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import IO, Any, BinaryIO, Callable, Iterator
 
+from .atomic import atomic_file, remove_quietly
 from .digest import Digest
 from .errors import DigestMismatch, OutputError
 
@@ -74,8 +75,7 @@ class BlobCache:
 
     def evict(self, digest: Digest) -> None:
         """Drop a cached blob (one that failed verification when read)."""
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path(digest))
+        remove_quietly(self.path(digest))
 
     def read(self, digest: Digest, limit: int) -> bytes | None:
         """A small cached blob (a manifest or config) after checking its digest, or ``None``
@@ -91,8 +91,7 @@ class BlobCache:
         except FileNotFoundError:
             return None
         if len(data) > limit or Digest.of_bytes(data, digest.algorithm) != digest:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+            remove_quietly(path)
             return None
         return data
 
@@ -156,8 +155,7 @@ class BlobCache:
             with os.fdopen(fd, "w+b") as f:
                 yield tmp, f
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            remove_quietly(tmp)
 
     def _publish(self, tmp: str, digest: Digest) -> None:
         path = self.path(digest)
@@ -227,8 +225,8 @@ class ConversionCache:
         try:
             _private_dirs(self.dir)
             digest = _atomic_copy(aci_path, os.path.join(self.dir, f"{key}.aci"), mode=0o600)
-            data = json.dumps({**record, "aci_sha256": digest}).encode()
-            _atomic_write(os.path.join(self.dir, f"{key}.json"), data)
+            with atomic_file(os.path.join(self.dir, f"{key}.json"), 0o600) as (_, f):
+                f.write(json.dumps({**record, "aci_sha256": digest}).encode())
         except OSError as err:
             raise OutputError(f"writing to the cache {self.dir}: {err}") from err
 
@@ -249,18 +247,6 @@ def conversion_key(*, version: str, manifest: str, index: str | None, original: 
     return hashlib.sha256(json.dumps(parts, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def _atomic_write(dest: str, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(dest)), prefix=".docker2aci-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _atomic_copy(src: str, dest: str, *, mode: int, expected_sha256: str | None = None) -> str:
     """Copy ``src`` to ``dest`` through a temporary file in ``dest``'s directory.
 
@@ -270,22 +256,13 @@ def _atomic_copy(src: str, dest: str, *, mode: int, expected_sha256: str | None 
     Raises:
         DigestMismatch: ``expected_sha256`` was given and the content differs.
     """
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(dest)), prefix=".docker2aci-",
-                               suffix=".tmp")
     h = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as f:
-            while chunk := f.read(COPY_CHUNK):
-                h.update(chunk)
-                out.write(chunk)
+    with atomic_file(dest, mode) as (_, out), open(src, "rb") as f:
+        while chunk := f.read(COPY_CHUNK):
+            h.update(chunk)
+            out.write(chunk)
         if expected_sha256 is not None and h.hexdigest() != expected_sha256:
             raise DigestMismatch(f"cached ACI {src}", f"sha256:{expected_sha256}", f"sha256:{h.hexdigest()}")
-        os.chmod(tmp, mode)
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
     return h.hexdigest()
 
 

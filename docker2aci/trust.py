@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pysequoia
 
+from .atomic import atomic_file
 from .errors import SigningError, TrustStoreError, UsageError
 
 TRUSTED_KEYS = "trustedkeys"
@@ -196,17 +196,8 @@ class TrustStore:
         directory = os.path.dirname(path)
         try:
             os.makedirs(directory, mode=0o755, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".trust-", dir=directory)
-            try:
-                with os.fdopen(fd, "w", encoding="ascii") as f:
-                    f.write(str(cert))
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, path)
-            except BaseException:
-                _unlink(tmp)
-                raise
+            with atomic_file(path, 0o644) as (_, f):
+                f.write(str(cert).encode("ascii"))
         except OSError as err:
             raise SigningError(f"writing the trusted key {path}: {err.strerror or err}") from err
         return TrustedKey(cert.fingerprint, prefix, path, cert)
@@ -323,9 +314,3 @@ def _files(directory: str) -> list[os.DirEntry[str]]:
         raise TrustStoreError(directory, f"cannot be listed: {err.strerror or err}") from err
     return sorted(entries, key=lambda e: e.name)
 
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
