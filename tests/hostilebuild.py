@@ -18,12 +18,13 @@ import gzip
 import hashlib
 import io
 import json
-import platform
 import tarfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from layerbuild import goarch
 
 ENCODING = "utf-8"
 ERRORS = "surrogateescape"
@@ -39,13 +40,6 @@ PASSWD = b"root:x:0:0:root:/root:/bin/sh\nweb:x:101:102::/home/web:/bin/sh\n"
 def sha256(data: bytes) -> str:
     """``<64 hex>`` of ``data``."""
     return hashlib.sha256(data).hexdigest()
-
-
-def goarch() -> str:
-    """The host's architecture as Go names it (so the ACI gets no platform suffix)."""
-    machine = platform.machine().lower()
-    return {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64",
-            "i386": "386", "i686": "386", "armv7l": "arm"}.get(machine, machine)
 
 
 # ------------------------------------------------------------------------------ tars
