@@ -1,7 +1,9 @@
 """The ``docker2aci`` command: a drop-in for the reference tool plus subcommands.
 
 ``docker2aci [FLAGS] IMAGE`` (flags with one or two dashes, before or after IMAGE) is
-``docker2aci convert``; ``docker2aci run ACI [-- ARGS]`` runs an ACI; ``keys``, ``sign``,
+``docker2aci convert``; ``docker2aci run IMAGE [-- ARGS]`` runs an image (converting it
+first when it is not an ACI), ``fetch`` converts, verifies and renders it, ``gc`` cleans
+the tree store; ``keys``, ``sign``,
 ``verify`` and ``trust`` manage signing keys, signatures and the trust store
 (:mod:`docker2aci.signing`, :mod:`docker2aci.trust`). This module only
 parses arguments, calls one pipeline function, shows progress and maps errors to exit
@@ -11,6 +13,7 @@ statuses: 0 success, 1 conversion error, 2 usage error; ``run`` returns the app'
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import logging
@@ -56,7 +59,9 @@ _USAGE = """docker2aci [-debug] [-nosquash] [-compression=(gzip|none)] IMAGE
   or
     docker-daemon:IMAGE_NAME[:TAG] | docker-archive:PATH | oci:DIR[:TAG] | oci-archive:PATH[:TAG]
   Signing: [--sign KEYFILE [--sign-passphrase-file FILE] | --gpg-key ID] writes <ACI>.asc
-       docker2aci run [--insecure-options=image] [--trust-dir DIR] ACI [-- ARGS]
+       docker2aci run [--insecure-options=image] [--stage fly|isolated] [--volume ...] IMAGE [-- ARGS]
+       docker2aci fetch [--json] IMAGE         (convert, verify, render; prints <image_id> <path>)
+       docker2aci gc [--grace DURATION]        (remove ended pods and unused trees)
        docker2aci keys|sign|verify|trust ... (see docker2aci COMMAND --help)"""
 
 
@@ -77,26 +82,33 @@ def _convert_parser(prog: str) -> argparse.ArgumentParser:
                 description="Convert a Docker or OCI image into an App Container Image (ACI).")
     p.add_argument("image", metavar="IMAGE", help="the image source")
     _flag(p, "nosquash", action="store_true", help="Don't squash layers and output every layer as ACI")
+    _flag(p, "debug", action="store_true", help="Enables debug messages")
+    _flag(p, "compression", default="gzip", choices=[c.value for c in Compression],
+          help="Type of compression to use; allowed values: gzip, none")
+    _flag(p, "output-dir", default=".", metavar="DIR", help="Where to write the ACI (default: .)")
+    _flag(p, "json", action="store_true", help="Print one JSON object per ACI (JSON Lines)")
+    _source_flags(p, every_platform=True)
+    return p
+
+
+def _source_flags(p: argparse.ArgumentParser, *, every_platform: bool) -> None:
+    """The flags that say how to read and convert an image source (convert, run, fetch)."""
     _flag(p, "image", dest="select", metavar="IMAGE_NAME[:TAG]",
           help="When converting a local file, it selects a particular image to convert. "
                "Format: IMAGE_NAME[:TAG]")
-    _flag(p, "debug", action="store_true", help="Enables debug messages")
     _flag(p, "insecure-skip-verify", action="store_true",
           help="Don't verify certificates when fetching images")
     _flag(p, "insecure-allow-http", action="store_true",
           help="Uses unencrypted connections when fetching images")
-    _flag(p, "compression", default="gzip", choices=[c.value for c in Compression],
-          help="Type of compression to use; allowed values: gzip, none")
-    _flag(p, "output-dir", default=".", metavar="DIR", help="Where to write the ACI (default: .)")
     _flag(p, "platform", metavar="OS/ARCH[/VARIANT]",
-          help="Platform to pick from a manifest list or index (default: the host's); "
-               "'all' converts every platform")
+          help="Platform to pick from a manifest list or index (default: the host's)"
+               + ("; 'all' converts every platform" if every_platform else ""))
     _flag(p, "tmp-dir", metavar="DIR", help="Where to unpack layers (default: $TMPDIR)")
     _flag(p, "creds", metavar="USER:PASS", help="Registry credentials (default: ~/.docker/config.json)")
     _flag(p, "cert-dir", metavar="DIR", help="CA certificates (*.crt) for the registry, as Docker's certs.d")
-    _flag(p, "cache-dir", metavar="DIR", help="Blob and conversion cache (default: ~/.cache/docker2aci)")
+    _flag(p, "cache-dir", metavar="DIR",
+          help="Blob and conversion cache, and the tree store (default: ~/.cache/docker2aci)")
     _flag(p, "no-cache", action="store_true", help="Convert again even if this manifest was converted before")
-    _flag(p, "json", action="store_true", help="Print one JSON object per ACI (JSON Lines)")
     _flag(p, "sign", metavar="KEYFILE",
           help="Sign every ACI with this secret key file (or the fingerprint/key ID of a key in the "
                "keys keyring); the ASCII-armored detached signature is written to <ACI>.asc")
@@ -104,25 +116,79 @@ def _convert_parser(prog: str) -> argparse.ArgumentParser:
           help="The passphrase of the signing key: the first line of FILE")
     _flag(p, "gpg-key", metavar="ID",
           help="Sign with this key of your gpg keyring (GNUPGHOME honoured) instead of --sign")
-    return p
 
 
-def _run_parser(prog: str) -> argparse.ArgumentParser:
-    p = _Parser(prog=f"{prog} run", allow_abbrev=False,
-                description="Run an ACI's app: stage fly (chroot in a private mount namespace, host pid "
-                            "and network) or isolated (namespaces, cgroup limits, through runc).")
-    p.add_argument("aci", metavar="ACI")
+def _convert_options(args: argparse.Namespace, **fixed: object) -> ConvertOptions:
+    """ConvertOptions from the flags of :func:`_source_flags`."""
+    values: dict[str, object] = dict(
+        image=args.select, platform=args.platform, tmp_dir=args.tmp_dir, creds=args.creds,
+        cert_dir=args.cert_dir, insecure_skip_verify=args.insecure_skip_verify,
+        insecure_allow_http=args.insecure_allow_http, cache_dir=args.cache_dir, use_cache=not args.no_cache,
+        sign_key=args.sign, sign_passphrase_file=args.sign_passphrase_file, gpg_key=args.gpg_key)
+    values.update(fixed)
+    return ConvertOptions(**values)  # type: ignore[arg-type]
+
+
+def _image_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of run and fetch that check and store the image."""
     _flag(p, "insecure-options", default="", metavar="LIST",
           help="Comma-separated checks to skip; 'image' skips the signature check")
     _flag(p, "trust-dir", metavar="DIR",
           help="The trust store the signature is checked against (default: /etc/docker2aci/trust "
                "for root, else ~/.config/docker2aci/trust)")
+    _flag(p, "debug", action="store_true", help="Enables debug messages")
+    _source_flags(p, every_platform=False)
+
+
+_IMAGE_HELP = ("an ACI file (*.aci), or an image source to convert first (docker://REF, docker-archive:PATH, "
+               "oci:DIR[:TAG], oci-archive:PATH[:TAG], docker-daemon:REF, or a path)")
+
+
+def _run_parser(prog: str) -> argparse.ArgumentParser:
+    p = _Parser(prog=f"{prog} run", allow_abbrev=False,
+                usage=f"{prog} run [FLAGS] IMAGE [-- ARGS...]",
+                description="Run an image's app. The image is converted first when it is not an ACI (through "
+                            "the conversion cache), verified, rendered once into the tree store and run on a "
+                            "writable layer of its own. Stages: isolated (default where runc works: "
+                            "namespaces, cgroup limits, Docker's default capabilities) or fly (chroot in a "
+                            "private mount namespace, host pid and network).")
+    p.add_argument("aci", metavar="IMAGE", help=_IMAGE_HELP)
+    _image_flags(p)
     _flag(p, "exec", dest="exec_", metavar="CMD", help="Run CMD instead of the image's exec")
-    _flag(p, "stage", default="fly", choices=["fly", "isolated"], help="Isolation stage (default: fly)")
+    _flag(p, "stage", choices=["fly", "isolated"],
+          help="Isolation stage (default: isolated where runc can run, else fly with a warning)")
+    _flag(p, "volume", action="append", default=[], metavar="NAME,kind=host,source=PATH[,readOnly=true]",
+          help="Mount a host directory (or kind=empty: a new one) on the image's mount point NAME; repeatable")
+    _flag(p, "set-env", action="append", default=[], metavar="NAME=VALUE",
+          help="Set an environment variable of the app (overrides the image's); repeatable")
     _flag(p, "hostname", help="isolated: the app's host name")
     _flag(p, "net", default="none", choices=["none", "host"], help="isolated: network (default: none, only lo)")
     _flag(p, "memory", metavar="SIZE", help="isolated: memory limit in rkt's units (128M, 1Gi)")
     _flag(p, "cpu", metavar="CPU", help="isolated: CPU limit (500m, or cores)")
+    _flag(p, "no-overlay", action="store_true",
+          help="Give the app a private copy of the tree instead of an overlay on it")
+    return p
+
+
+def _fetch_parser(prog: str) -> argparse.ArgumentParser:
+    p = _Parser(prog=f"{prog} fetch", allow_abbrev=False,
+                description="Convert an image if the conversion cache lacks it, verify it and render it into "
+                            "the tree store; print '<image_id> <path>' (the tree: manifest and rootfs/), or "
+                            "a JSON object with --json. Safe when many callers race for one image.")
+    p.add_argument("source", metavar="IMAGE", help=_IMAGE_HELP)
+    _image_flags(p)
+    _flag(p, "json", action="store_true",
+          help="Print {\"image_id\", \"path\", \"name\", \"labels\"} as one JSON object")
+    return p
+
+
+def _gc_parser(prog: str) -> argparse.ArgumentParser:
+    p = _Parser(prog=f"{prog} gc", allow_abbrev=False,
+                description="Remove the pods of ended runs and the rendered trees no run uses.")
+    _flag(p, "cache-dir", metavar="DIR", help="The cache and tree store (default: ~/.cache/docker2aci)")
+    _flag(p, "grace", default="0s", metavar="DURATION",
+          help="Keep trees used more recently than this (e.g. 30m, 24h; default 0s)")
+    _flag(p, "json", action="store_true", help="Print what was removed and kept as one JSON object")
     _flag(p, "debug", action="store_true", help="Enables debug messages")
     return p
 
@@ -200,14 +266,8 @@ def cmd_convert(argv: Sequence[str], prog: str) -> int:
     """``docker2aci [convert] [FLAGS] IMAGE``: see the module docstring."""
     args = _convert_parser(prog).parse_args(list(argv))
     _setup_logging(args.debug)
-    options = ConvertOptions(output_dir=args.output_dir, image=args.select, platform=args.platform,
-                             compression=Compression(args.compression), tmp_dir=args.tmp_dir,
-                             creds=args.creds, cert_dir=args.cert_dir,
-                             insecure_skip_verify=args.insecure_skip_verify,
-                             insecure_allow_http=args.insecure_allow_http, cache_dir=args.cache_dir,
-                             use_cache=not args.no_cache, squash=not args.nosquash,
-                             sign_key=args.sign, sign_passphrase_file=args.sign_passphrase_file,
-                             gpg_key=args.gpg_key)
+    options = _convert_options(args, output_dir=args.output_dir, compression=Compression(args.compression),
+                               squash=not args.nosquash)
     progress, hook = _progress_hook(sys.stderr.isatty() and not args.json)
     if progress is not None:
         with progress:
@@ -223,8 +283,17 @@ def cmd_convert(argv: Sequence[str], prog: str) -> int:
     return EXIT_OK
 
 
+def _insecure_options(text: str) -> frozenset[str]:
+    insecure = frozenset(o.strip() for o in text.split(",") if o.strip())
+    unknown = insecure - {"image"}
+    if unknown:
+        raise UsageError(f"--insecure-options: unknown option(s) {', '.join(sorted(unknown))}")
+    return insecure
+
+
 def cmd_run(argv: Sequence[str], prog: str) -> int:
-    """``docker2aci run [FLAGS] ACI [-- ARGS]``: run an ACI's app; returns its exit status."""
+    """``docker2aci run [FLAGS] IMAGE [-- ARGS]``: run an image's app; returns its exit
+    status."""
     argv = list(argv)
     extra: list[str] | None = None
     if "--" in argv:
@@ -232,18 +301,90 @@ def cmd_run(argv: Sequence[str], prog: str) -> int:
         argv, extra = argv[:cut], argv[cut + 1:]
     args = _run_parser(prog).parse_args(argv)
     _setup_logging(args.debug)
-    insecure = frozenset(o.strip() for o in args.insecure_options.split(",") if o.strip())
-    unknown = insecure - {"image"}
-    if unknown:
-        raise UsageError(f"--insecure-options: unknown option(s) {', '.join(sorted(unknown))}")
+    insecure = _insecure_options(args.insecure_options)
     import shlex
 
     from runner import Isolation, run_aci
+    from .prerun import converted
+    from runner.spec import parse_set_env
+    from runner.volumes import parse_volume
 
+    try:
+        volumes = [parse_volume(text) for text in args.volume]
+        set_env = dict(parse_set_env(text) for text in args.set_env)
+    except Docker2ACIError as err:
+        raise UsageError(str(err)) from err
     exec_override = shlex.split(args.exec_) if args.exec_ else None
     isolation = Isolation(hostname=args.hostname, net=args.net, memory=args.memory, cpu=args.cpu)
-    return run_aci(args.aci, extra, exec_override=exec_override, stage=args.stage,
-                   insecure_options=insecure, trust_dir=args.trust_dir, isolation=isolation)
+    progress, hook = _progress_hook(sys.stderr.isatty())
+    with progress or contextlib.nullcontext(), converted(args.aci, _convert_options(args), hook) as image:
+        if progress is not None:
+            progress.stop()
+        return run_aci(image.aci, extra, exec_override=exec_override, stage=args.stage,
+                       insecure_options=insecure, trust_dir=args.trust_dir, isolation=isolation,
+                       volumes=volumes, set_env=set_env, store_dir=args.cache_dir, image_id=image.image_id,
+                       overlay=not args.no_overlay, work_dir=args.tmp_dir, display=args.aci)
+
+
+def cmd_fetch(argv: Sequence[str], prog: str) -> int:
+    """``docker2aci fetch [FLAGS] IMAGE``: convert, verify and render; print
+    ``<image_id> <path>`` or JSON."""
+    args = _fetch_parser(prog).parse_args(list(argv))
+    _setup_logging(args.debug)
+    insecure = _insecure_options(args.insecure_options)
+    from .prerun import fetch
+
+    progress, hook = _progress_hook(sys.stderr.isatty() and not args.json)
+    with progress or contextlib.nullcontext():
+        image = fetch(args.source, _convert_options(args), store_dir=args.cache_dir, insecure_options=insecure,
+                      trust_dir=args.trust_dir, progress=hook)
+    if args.json:
+        print(json.dumps(image.to_json(), separators=(",", ":")))
+    else:
+        print(f"{image.image_id} {image.path}")
+    return EXIT_OK
+
+
+def cmd_gc(argv: Sequence[str], prog: str) -> int:
+    """``docker2aci gc``: remove ended pods and unused trees."""
+    args = _gc_parser(prog).parse_args(list(argv))
+    _setup_logging(args.debug)
+    grace = parse_duration(args.grace)
+    from runner.pod import gc_pods
+    from runner.treestore import TreeStore, default_store_dir
+
+    root = args.cache_dir or default_store_dir()
+    pods = gc_pods(root)
+    report = TreeStore(root).gc(grace)
+    if args.json:
+        print(json.dumps({"pods_removed": pods, "trees_removed": report.removed, "trees_in_use": report.in_use,
+                          "trees_recent": report.recent}, separators=(",", ":")))
+    else:
+        for image_id in report.removed:
+            print(f"Removed tree {image_id}")
+        for path in pods:
+            print(f"Removed pod {path}")
+        print(f"Kept {len(report.in_use)} tree(s) in use and {len(report.recent)} used within {args.grace}")
+    return EXIT_OK
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``30m``, ``24h`` or ``7d`` as seconds.
+
+    Raises:
+        UsageError: anything else, or a negative value.
+    """
+    value, unit = (text[:-1], text[-1]) if text and text[-1] in _DURATION_UNITS else (text, "s")
+    try:
+        seconds = float(value) * _DURATION_UNITS[unit]
+    except ValueError:
+        raise UsageError(f"--grace {text!r}: use a number of seconds or 30m, 24h, 7d") from None
+    if seconds < 0 or seconds != seconds:
+        raise UsageError(f"--grace {text!r}: must not be negative")
+    return seconds
 
 
 _TRUST_DIR_HELP = ("The trust store (default: /etc/docker2aci/trust for root, else "
@@ -437,7 +578,7 @@ def cmd_trust(argv: Sequence[str], prog: str) -> int:
     return EXIT_OK
 
 
-_COMMANDS = {"convert": cmd_convert, "run": cmd_run, "keys": cmd_keys, "sign": cmd_sign,
+_COMMANDS = {"convert": cmd_convert, "run": cmd_run, "fetch": cmd_fetch, "gc": cmd_gc, "keys": cmd_keys, "sign": cmd_sign,
              "verify": cmd_verify, "trust": cmd_trust}
 
 

@@ -325,6 +325,9 @@ def _write_image(display: str, resolved: ResolvedImage, wanted: Platform, option
                              index=str(resolved.index_digest), original=resolved.name.original_name,
                              platform=str(image_platform), compression=options.compression.value,
                              file=os.path.basename(path))
+    if cache is None or key is None:
+        return _convert_layers(display, resolved, config, blobs, os_arch, path, options, progress, warnings)
+    with cache.lock(key):  # racing callers: one converts, the others reuse its result
         hit = cache.get(key)
         if hit is not None:
             try:
@@ -336,7 +339,18 @@ def _write_image(display: str, resolved: ResolvedImage, wanted: Platform, option
                 for w in hit.record.get("warnings", ()):
                     log.warning("%s: %s", display, w)
                 return _from_record(path, hit.record)
+        converted = _convert_layers(display, resolved, config, blobs, os_arch, path, options, progress, warnings)
+        try:
+            cache.put(key, path, {k: v for k, v in dataclasses.asdict(converted).items() if k != "path"})
+        except OutputError as err:
+            log.warning("%s: not cached: %s", display, err)
+        return converted
 
+
+def _convert_layers(display: str, resolved: ResolvedImage, config: ImageConfig, blobs: list[LayerBlob],
+                    os_arch: tuple[str, str], path: str, options: ConvertOptions,
+                    progress: ProgressHook | None, warnings: list[str]) -> ConvertedACI:
+    """Read the layers, squash them, translate the config and write the ACI at ``path``."""
     with _spooled(blobs, options.tmp_dir, progress) as layer_tars:
         try:
             tree = RootfsTree.from_layers(layer_tars)
@@ -379,11 +393,6 @@ def _write_image(display: str, resolved: ResolvedImage, wanted: Platform, option
         manifest_digest=manifest_digest,
         warnings=tuple(warnings),
     )
-    if cache is not None and key is not None:
-        try:
-            cache.put(key, path, {k: v for k, v in dataclasses.asdict(converted).items() if k != "path"})
-        except OutputError as err:
-            log.warning("%s: not cached: %s", display, err)
     return converted
 
 

@@ -8,6 +8,7 @@ Layout under the cache root (``~/.cache/docker2aci`` or ``--cache-dir``)::
     conversions/<key>.json         what convert() returned for them
     tmp/                           partial downloads; never read as blobs
     locks/<algorithm>-<hex>        one lock file per blob being fetched
+    locks/conversion-<key>         one lock file per conversion being made
 
 Nothing becomes visible before it is complete and verified: a blob is written to
 ``tmp/``, checked against its digest, and renamed into ``blobs/``. Concurrent processes
@@ -163,20 +164,28 @@ class BlobCache:
         os.chmod(tmp, 0o600)
         os.replace(tmp, path)
 
-    @contextlib.contextmanager
-    def _lock(self, digest: Digest) -> Iterator[None]:
-        locks = os.path.join(self.root, "locks")
-        try:
-            _private_dirs(locks)
-            fd = os.open(os.path.join(locks, f"{digest.algorithm}-{digest.hex}"),
-                         os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError as err:
-            raise OutputError(f"writing to the cache {self.root}: {err}") from err
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+    def _lock(self, digest: Digest) -> contextlib.AbstractContextManager[None]:
+        return cache_lock(self.root, f"{digest.algorithm}-{digest.hex}")
+
+
+@contextlib.contextmanager
+def cache_lock(root: str, name: str) -> Iterator[None]:
+    """Hold the exclusive lock ``<root>/locks/<name>`` (``flock``; waits for it).
+
+    Raises:
+        OutputError: the lock file cannot be created.
+    """
+    locks = os.path.join(root, "locks")
+    try:
+        _private_dirs(locks)
+        fd = os.open(os.path.join(locks, name), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as err:
+        raise OutputError(f"writing to the cache {root}: {err}") from err
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -201,7 +210,13 @@ class ConversionCache:
     """
 
     def __init__(self, root: str) -> None:
+        self.root = root
         self.dir = os.path.join(root, "conversions")
+
+    def lock(self, key: str) -> contextlib.AbstractContextManager[None]:
+        """Hold the lock of one conversion, so that processes racing to convert the same
+        image convert it once: the first converts and puts, the others then get."""
+        return cache_lock(self.root, f"conversion-{key}")
 
     def get(self, key: str) -> CachedConversion | None:
         """The cached conversion for ``key``, or ``None`` when there is none or its record

@@ -1,24 +1,31 @@
-"""``run_aci``: render an ACI into a fresh temporary tree and run its app."""
+"""``run_aci``: verify an ACI, take its tree from the tree store, and run its app in a pod."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from docker2aci.errors import RunnerError
 from docker2aci.signing import default_trust_dir, signature_path, verify_aci
-from runner.extract import render_aci
+from runner.dependencies import DirectoryResolver
+from runner.pod import Pod, open_pod
+from runner.treestore import DependencyResolver, Tree, TreeStore, default_store_dir, render_tree
+from runner.volumes import Volume, prepare_volumes
 from runner.isolated import available_runtime, run_isolated
 from runner.linux import root_is_mount_point
 from runner.paths import owner_in_root, read_text_in_root
 from runner.run import check_fly_host, run_fly
 from runner.spec import build_process_spec
+
+logger = logging.getLogger(__name__)
 
 #: Stage names :func:`run_aci` accepts.
 STAGES = ("fly", "isolated")
@@ -50,51 +57,95 @@ class Isolation:
     cpu: str | None = None
 
 
+def choose_stage(stage: str | None) -> str:
+    """The stage to run with: ``stage`` when given, else ``isolated`` where an OCI
+    runtime is installed and usable, else ``fly`` with a warning (``decisions.md``,
+    "Runner").
+
+    Raises:
+        RunnerError: an unknown stage.
+    """
+    if stage is not None:
+        if stage not in STAGES:
+            raise RunnerError(f"unknown stage {stage!r}: choose one of {', '.join(STAGES)}")
+        return stage
+    if available_runtime() is None:
+        logger.warning("no OCI runtime (runc) is installed: running with the fly stage (no isolation)")
+        return "fly"
+    if not root_is_mount_point():
+        logger.warning("/ is not a mount point here (a chroot), where runc cannot run: "
+                       "running with the fly stage (no isolation)")
+        return "fly"
+    return "isolated"
+
+
 def run_aci(
     aci_path: str | os.PathLike[str],
     args: list[str] | None = None,
     *,
     exec_override: list[str] | None = None,
-    stage: str = "fly",
+    stage: str | None = None,
     insecure_options: frozenset[str] = frozenset(),
     work_dir: str | os.PathLike[str] | None = None,
     trust_dir: str | os.PathLike[str] | None = None,
     isolation: Isolation | None = None,
+    volumes: Sequence[Volume] = (),
+    set_env: Mapping[str, str] | None = None,
+    store_dir: str | os.PathLike[str] | None = None,
+    image_id: str | None = None,
+    overlay: bool = True,
+    dependency_dirs: Sequence[str] = (),
+    display: str | None = None,
 ) -> int:
-    """Verify an ACI's signature, render its rootfs and run its app; return the app's
-    exit status.
+    """Verify an ACI's signature, take its rendered tree from the tree store (rendering
+    it if needed), and run its app on a writable layer of its own; return the app's exit
+    status.
 
     Unless ``insecure_options`` holds ``"image"``, the ACI must carry a detached signature
     ``<aci>.asc`` by a key the trust store trusts for the image's name (a root key, or a
     key for the name or a parent prefix); expired and revoked keys are refused (see
-    :mod:`docker2aci.signing`). The ACI (a regular file) is read once into a private,
-    unlinked copy, which is both verified and rendered (render errors name it as
-    ``/proc/self/fd/N``): the bytes verified are the bytes run.
+    :mod:`docker2aci.signing`). The ACI (a regular file) is then read once into a
+    private, unlinked copy, which is verified, hashed and rendered: the bytes verified
+    are the bytes run.
+
+    The tree (:mod:`runner.treestore`) is rendered once per image ID, dependencies first
+    (found in ``dependency_dirs``, then the ACI's own directory), and shared by every run
+    of the image; the run writes into a pod (:mod:`runner.pod`): an overlay on the tree,
+    or a private render where overlayfs is unavailable or ``overlay`` is false.
 
     Stages: ``fly`` (chroot in a private mount namespace, host pid and network, like rkt
     fly) and ``isolated`` (pid, mount, uts, ipc and network namespaces, cgroup limits,
     Docker's default capabilities, through an OCI runtime: runc; see
-    :mod:`runner.isolated` and ``isolation``).
+    :mod:`runner.isolated` and ``isolation``); default :func:`choose_stage`.
 
-    The rootfs is rendered into a fresh temporary directory (under ``work_dir``, else
-    the system's temporary directory) that is removed afterwards (the stage's mounts
-    live in the child's private mount namespace and vanish with it). The command line is
-    ``exec_override + args`` with an override; else ``args`` replace Docker's Cmd
-    (``appc.io/docker/entrypoint`` annotation + ``args``); else the manifest's
-    ``app.exec``. User and group names are resolved in the image's own ``/etc/passwd``
-    and ``/etc/group``. See appc ``spec/aci.md`` (Image Archives), ``spec/types.md``
-    (Image Manifest) and ``spec/ace.md`` (Execution Environment).
+    The command line is ``exec_override + args`` with an override; else ``args`` replace
+    Docker's Cmd (``appc.io/docker/entrypoint`` annotation + ``args``); else the
+    manifest's ``app.exec``. User and group names are resolved in the image's own
+    ``/etc/passwd`` and ``/etc/group``. ``set_env`` overrides the image's environment.
+    ``volumes`` are mounted on the manifest's mount points of the same name, their
+    targets resolved inside the rootfs (:mod:`runner.volumes`). See appc
+    ``spec/aci.md`` (Image Archives), ``spec/types.md`` (Image Manifest) and
+    ``spec/ace.md`` (Execution Environment).
 
     Args:
         aci_path: the ACI file (gzip, bzip2, xz or plain tar).
         args: the words after ``--`` on the command line.
         exec_override: the program and arguments to run instead of the exec (``--exec``).
-        stage: the stage1 flavour; only ``"fly"`` exists (chroot in a private mount
-            namespace, host pid and network, needs root).
+        stage: ``"fly"``, ``"isolated"`` or ``None`` (:func:`choose_stage`).
         insecure_options: security checks to skip (:data:`INSECURE_OPTIONS`).
-        work_dir: where to create the temporary tree.
+        work_dir: where the private copy of a signed ACI is made (default: the system's
+            temporary directory).
         trust_dir: the trust store (default: ``/etc/docker2aci/trust`` for root, else
             ``~/.config/docker2aci/trust``; :func:`docker2aci.signing.default_trust_dir`).
+        isolation: settings of the ``isolated`` stage.
+        volumes: ``--volume`` values (:func:`runner.volumes.parse_volume`).
+        set_env: environment variables to set or override.
+        store_dir: the tree store's root (default :func:`runner.treestore.default_store_dir`).
+        image_id: the ACI's image ID when known (a conversion record); checked on render.
+        overlay: ``False`` renders a private copy per run instead of an overlay.
+        dependency_dirs: directories searched for the ACIs of dependencies.
+        display: how errors name the image (default ``aci_path``), e.g. the source it
+            was converted from.
 
     Returns:
         The app's exit status (0–255); ``128 + N`` when it was killed by signal ``N``.
@@ -105,18 +156,13 @@ def run_aci(
             signing key ID and the prefix looked up.
         SigningError: the signature or the trust store cannot be read.
         RunnerError: unknown stage or insecure option; not root; the ACI is unreadable,
-            unsafe or has no manifest; the image has no exec and neither ``args`` nor
-            ``exec_override`` is given; a user or group is unknown in the image; or the
-            app cannot be started (the message says why).
+            unsafe or has no manifest; a dependency is missing; a volume names no mount
+            point; the image has no exec and neither ``args`` nor ``exec_override`` is
+            given; a user or group is unknown in the image; or the app cannot be started
+            (the message says why).
     """
-    if stage not in STAGES:
-        raise RunnerError(f"unknown stage {stage!r}: choose one of {', '.join(STAGES)}")
-    unknown = set(insecure_options) - INSECURE_OPTIONS
-    if unknown:
-        raise RunnerError(
-            f"unknown insecure option(s) {', '.join(sorted(unknown))}: "
-            f"choose from {', '.join(sorted(INSECURE_OPTIONS))}"
-        )
+    stage = choose_stage(stage)
+    _check_insecure_options(insecure_options)
     isolation = isolation or Isolation()
     runtime = None
     if stage == "isolated":
@@ -126,12 +172,79 @@ def run_aci(
         if not root_is_mount_point():
             raise RunnerError("the isolated stage cannot run here: / is not a mount point (a chroot); "
                               "use --stage=fly")
+    check_fly_host()  # both stages need root
+    app = _App(args, exec_override, runtime, isolation, tuple(volumes), dict(set_env or {}))
+    store = TreeStore(store_dir or default_store_dir())
+    resolver = DirectoryResolver([*dependency_dirs, os.path.dirname(os.path.abspath(aci_path))])
+    with open_image(aci_path, store, insecure_options=insecure_options, trust_dir=trust_dir,
+                    work_dir=work_dir, image_id=image_id, resolver=resolver, display=display) as (tree, source):
+        def private_render(rootfs: str) -> None:
+            render_tree(source, rootfs, image_id=tree.image_id, resolver=resolver)
+
+        with open_pod(store.root, tree.rootfs, overlay=overlay, render=private_render) as pod:
+            return _run_in_pod(tree.manifest, pod, app)
+
+
+@contextlib.contextmanager
+def open_image(
+    aci_path: str | os.PathLike[str],
+    store: TreeStore,
+    *,
+    insecure_options: frozenset[str] = frozenset(),
+    trust_dir: str | os.PathLike[str] | None = None,
+    work_dir: str | os.PathLike[str] | None = None,
+    image_id: str | None = None,
+    resolver: DependencyResolver | None = None,
+    display: str | None = None,
+) -> Iterator[tuple[Tree, str]]:
+    """Verify an ACI (unless ``insecure_options`` holds ``"image"``) and give its tree
+    from the store, rendering it if needed; the tree stays in use until the block ends.
+
+    The signature is checked on a private, unlinked copy, which is then hashed and
+    rendered. Dependencies found by ``resolver`` must be signed and trusted too.
+
+    Args:
+        aci_path: the ACI file.
+        store: the tree store.
+        insecure_options: security checks to skip (:data:`INSECURE_OPTIONS`).
+        trust_dir: the trust store (default :func:`docker2aci.signing.default_trust_dir`).
+        work_dir: where the private copy is made.
+        image_id: the ACI's image ID when known; checked on render.
+        resolver: finds dependencies.
+        display: how errors name the image (default ``aci_path``).
+
+    Yields:
+        ``(tree, path)``: the :class:`runner.treestore.Tree`, and the file the tree was
+        rendered from (the private copy, or ``aci_path``), valid inside the block.
+
+    Raises:
+        VerificationError, SigningError, RunnerError: as :func:`run_aci`.
+    """
+    _check_insecure_options(insecure_options)
     if "image" in insecure_options:
-        return _render_and_run(aci_path, args, exec_override, work_dir, runtime, isolation)
+        with store.acquire(aci_path, image_id=image_id, resolver=resolver) as tree:
+            yield tree, os.fspath(aci_path)
+        return
+    trust = os.fspath(trust_dir or default_trust_dir())
+    checked = resolver
+    if resolver is not None:
+        def checked(dependency: Mapping[str, Any]) -> str:
+            path = resolver(dependency)  # type: ignore[misc]
+            verify_aci(path, trust, signature=signature_path(path))
+            return path
+
     with _private_copy(aci_path, work_dir) as pinned:
-        verify_aci(pinned, os.fspath(trust_dir or default_trust_dir()),
-                   signature=signature_path(os.fspath(aci_path)), display=os.fspath(aci_path))
-        return _render_and_run(pinned, args, exec_override, work_dir, runtime, isolation)
+        verify_aci(pinned, trust, signature=signature_path(os.fspath(aci_path)),
+                   display=display or os.fspath(aci_path))
+        with store.acquire(pinned, image_id=image_id, resolver=checked) as tree:
+            yield tree, pinned
+
+
+def _check_insecure_options(options: frozenset[str]) -> None:
+    unknown = set(options) - INSECURE_OPTIONS
+    if unknown:
+        raise RunnerError(f"unknown insecure option(s) {', '.join(sorted(unknown))}: "
+                          f"choose from {', '.join(sorted(INSECURE_OPTIONS))}")
 
 
 @contextlib.contextmanager
@@ -165,27 +278,36 @@ def _private_copy(aci_path: str | os.PathLike[str], work_dir: str | os.PathLike[
             yield f"/proc/self/fd/{copy.fileno()}"
 
 
-def _render_and_run(aci_path: str | os.PathLike[str], args: list[str] | None, exec_override: list[str] | None,
-                    work_dir: str | os.PathLike[str] | None, runtime: str | None, isolation: Isolation) -> int:
-    """Render into a fresh tree and run the app in ``fly``, or through ``runtime``."""
-    check_fly_host()
-    tree = tempfile.mkdtemp(prefix="docker2aci-run-", dir=work_dir)
-    try:
-        rootfs = os.path.join(tree, "rootfs")
-        os.mkdir(rootfs, 0o755)
-        manifest = render_aci(aci_path, rootfs)
-        spec = build_process_spec(
-            manifest,
-            args,
-            exec_override=exec_override,
-            passwd_text=read_text_in_root(rootfs, "/etc/passwd"),
-            group_text=read_text_in_root(rootfs, "/etc/group"),
-            owner_of=functools.partial(owner_in_root, rootfs),
-        )
-        if runtime is not None:
-            return run_isolated(rootfs, spec, hostname=isolation.hostname, net=isolation.net,
-                                memory=isolation.memory, cpu=isolation.cpu,
-                                isolators=(manifest.get("app") or {}).get("isolators") or (), runtime=runtime)
-        return run_fly(rootfs, spec)
-    finally:
-        shutil.rmtree(tree)
+@dataclass(frozen=True)
+class _App:
+    """What to run, and how (everything but the image)."""
+
+    args: list[str] | None
+    exec_override: list[str] | None
+    runtime: str | None
+    isolation: Isolation
+    volumes: tuple[Volume, ...]
+    set_env: dict[str, str]
+
+
+def _run_in_pod(manifest: Mapping[str, Any], pod: Pod, app: _App) -> int:
+    """Build the process and the volume binds in the pod's rootfs; start the stage."""
+    rootfs = pod.rootfs
+    spec = build_process_spec(
+        manifest,
+        app.args,
+        exec_override=app.exec_override,
+        passwd_text=read_text_in_root(rootfs, "/etc/passwd"),
+        group_text=read_text_in_root(rootfs, "/etc/group"),
+        owner_of=functools.partial(owner_in_root, rootfs),
+        set_env=app.set_env,
+    )
+    app_section = manifest.get("app") or {}
+    binds = prepare_volumes(rootfs, app_section.get("mountPoints") or [], app.volumes,
+                            empty_dir=pod.volumes_dir)
+    if app.runtime is not None:
+        isolation = app.isolation
+        return run_isolated(rootfs, spec, hostname=isolation.hostname, net=isolation.net,
+                            memory=isolation.memory, cpu=isolation.cpu,
+                            isolators=app_section.get("isolators") or (), runtime=app.runtime, binds=binds)
+    return run_fly(rootfs, spec, binds=binds)

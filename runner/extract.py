@@ -27,13 +27,20 @@ and times are applied after their contents. Names are byte-exact (UTF-8 with
 
 from __future__ import annotations
 
+import bz2
+import contextlib
 import errno
+import gzip
+import hashlib
+import io
 import json
 import logging
+import lzma
 import os
 import shutil
 import stat
 import tarfile
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any, Literal, cast
@@ -117,15 +124,26 @@ def sniff_stream_mode(head: bytes) -> StreamMode:
     return "r|"
 
 
-def render_aci(aci_path: str | os.PathLike[str], rootfs: str | os.PathLike[str]) -> dict[str, Any]:
+def render_aci(
+    aci_path: str | os.PathLike[str],
+    rootfs: str | os.PathLike[str],
+    *,
+    image_id: str | None = None,
+) -> dict[str, Any]:
     """Write the ``rootfs/`` of an ACI into a directory and return its manifest.
 
-    The archive is read once as a stream. ``rootfs`` should be empty (a fresh directory);
-    entries outside ``rootfs/`` other than ``manifest`` are ignored.
+    The archive is read once as a stream. ``rootfs`` is normally a fresh directory; when
+    it already holds a tree (the image's dependencies, rendered first), entries replace
+    what they name (tar semantics: the last entry wins; directories merge). Entries
+    outside ``rootfs/`` other than ``manifest`` are ignored.
 
     Args:
         aci_path: the ACI file (gzip, bzip2, xz or plain tar; chosen from the bytes).
         rootfs: an existing directory that becomes the image's ``/``.
+        image_id: when given (``sha512-`` + 128 hex), the uncompressed tar must hash to
+            it (appc ``spec/aci.md``, "Image ID"); the tree is written first, so a caller
+            that renders into a private place and publishes afterwards never publishes a
+            tree of other bytes.
 
     Returns:
         The parsed image manifest (appc ``spec/types.md``, "Image Manifest Schema").
@@ -133,24 +151,131 @@ def render_aci(aci_path: str | os.PathLike[str], rootfs: str | os.PathLike[str])
     Raises:
         EntryError: an entry is unsafe (absolute, ``..``, escaping link) or unwritable;
             it names the entry.
-        RunnerError: the file cannot be read, is not a tar, or has no valid manifest.
+        RunnerError: the file cannot be read, is not a tar, has no valid manifest, or
+            does not have the image ID asked for.
     """
     root = os.fspath(rootfs)
     where = os.fspath(aci_path)
+    with _errors_named("rendering", where), open_uncompressed(aci_path) as stream:
+        with tarfile.open(
+            fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape"
+        ) as archive:
+            manifest = _Renderer(archive, root).run()
+        found = stream.image_id()
+    if image_id is not None and found != image_id:
+        raise RunnerError(f"rendering {where}: its image ID is {found}, not {image_id}")
+    return manifest
+
+
+def compute_image_id(aci_path: str | os.PathLike[str]) -> str:
+    """The image ID of an ACI: ``sha512-`` + the hex SHA-512 of the uncompressed tar
+    (appc ``spec/aci.md``, "Image ID"), read as a stream.
+
+    Raises:
+        RunnerError: the file cannot be read or decompressed.
+    """
+    with _errors_named("reading", os.fspath(aci_path)), open_uncompressed(aci_path) as stream:
+        while stream.read(COPY_CHUNK):
+            pass
+        return stream.image_id()
+
+
+def read_manifest(aci_path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The image manifest of an ACI, read without writing anything (the archive is read
+    up to its ``manifest`` entry, the first one in ACIs written by docker2aci and actool).
+
+    Raises:
+        RunnerError: the file cannot be read, is not a tar, or has no valid manifest.
+    """
+    where = os.fspath(aci_path)
+    with _errors_named("reading", where), open_uncompressed(aci_path) as stream, tarfile.open(
+        fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape"
+    ) as archive:
+        while (member := archive.next()) is not None:
+            if archive_components(member.name) == ["manifest"]:
+                if not member.isreg() or member.size > MAX_MANIFEST_BYTES:
+                    raise EntryError(member.name, "not a regular file of at most 1 MiB")
+                data = archive.extractfile(member)
+                assert data is not None
+                return parse_manifest(data.read())
+    raise RunnerError(f"reading {where}: no 'manifest' entry: not an ACI")
+
+
+@contextlib.contextmanager
+def _errors_named(verb: str, where: str) -> Iterator[None]:
+    """Turn every failure of reading an ACI into an error that names it."""
     try:
-        with open(aci_path, "rb") as raw:
-            mode = sniff_stream_mode(raw.peek(8)[:8])
-            with tarfile.open(
-                fileobj=raw, mode=mode, encoding="utf-8", errors="surrogateescape"
-            ) as archive:
-                manifest = _Renderer(archive, root).run()
+        yield
     except EntryError as err:
         raise EntryError(err.entry, err.reason, archive=where) from err
     except RunnerError as err:
-        raise RunnerError(f"rendering {where}: {err}") from err
-    except (tarfile.TarError, EOFError, OSError) as err:
-        raise RunnerError(f"rendering {where}: {err}") from err
+        raise RunnerError(f"{verb} {where}: {err}") from err
+    except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError) as err:
+        raise RunnerError(f"{verb} {where}: {err}") from err
+
+
+def parse_manifest(data: bytes) -> dict[str, Any]:
+    """Parse an ``ImageManifest`` (appc ``spec/types.md``).
+
+    Raises:
+        RunnerError: not JSON, or not an object with ``acKind`` ``ImageManifest``.
+    """
+    try:
+        manifest = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise RunnerError(f"manifest is not valid JSON: {err}") from err
+    if not isinstance(manifest, dict) or manifest.get("acKind") != "ImageManifest":
+        raise RunnerError("manifest is not an appc ImageManifest (acKind)")
     return manifest
+
+
+class _UncompressedStream(io.RawIOBase):
+    """The uncompressed bytes of an ACI, hashed with SHA-512 as they are read."""
+
+    def __init__(self, inner: IO[bytes]) -> None:
+        self._inner = inner
+        self._hash = hashlib.sha512()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._inner.read(len(buffer))
+        size = len(data)
+        buffer[:size] = data
+        self._hash.update(data)
+        return size
+
+    def image_id(self) -> str:
+        """Finish reading (tar padding after the end-of-archive blocks counts too) and
+        return ``sha512-<hex>``."""
+        while chunk := self._inner.read(COPY_CHUNK):
+            self._hash.update(chunk)
+        return "sha512-" + self._hash.hexdigest()
+
+
+@contextlib.contextmanager
+def open_uncompressed(aci_path: str | os.PathLike[str]) -> Iterator[_UncompressedStream]:
+    """Open an ACI for reading its uncompressed tar; the compression (gzip, bzip2, xz or
+    none) is chosen from the first bytes (:func:`sniff_stream_mode`).
+
+    Raises:
+        OSError: the file cannot be opened.
+        RunnerError: a compression ACIs do not use (zstd).
+    """
+    with open(aci_path, "rb") as raw:
+        mode = sniff_stream_mode(raw.peek(8)[:8])
+        inner: IO[bytes]
+        if mode == "r|gz":
+            inner = gzip.GzipFile(fileobj=raw, mode="rb")
+        elif mode == "r|bz2":
+            inner = bz2.BZ2File(raw, "rb")
+        elif mode == "r|xz":
+            inner = lzma.LZMAFile(raw, "rb")
+        else:
+            inner = raw
+        with inner, _UncompressedStream(inner) as stream:
+            yield stream
 
 
 def archive_components(name: str) -> list[str]:
@@ -190,13 +315,7 @@ class _Renderer:
         self._finish_dirs()
         if self._manifest is None:
             raise RunnerError("no 'manifest' entry: not an ACI")
-        try:
-            manifest = json.loads(self._manifest)
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise RunnerError(f"manifest is not valid JSON: {err}") from err
-        if not isinstance(manifest, dict) or manifest.get("acKind") != "ImageManifest":
-            raise RunnerError("manifest is not an appc ImageManifest (acKind)")
-        return manifest
+        return parse_manifest(self._manifest)
 
     def _members(self) -> Iterator[tarfile.TarInfo]:
         while (member := self._archive.next()) is not None:

@@ -35,6 +35,11 @@ How a run goes:
    cgroups), then any of the container's cgroup directories still present are
    removed, then the bundle.
 
+Volumes (appc ``spec/ace.md``, "Volumes"): the :class:`runner.volumes.Bind` objects of
+:func:`runner.volumes.prepare_volumes` become bind mounts of the configuration, after
+the ``/etc`` binds, onto their resolved destinations (no symbolic link in them, so runc
+follows none of the image's); ``ro`` ones are made read-only by the runtime.
+
 ``/dev``: there is no tmpfs on ``/dev``. With none, runc uses the rootfs's own ``/dev``
 directory: it creates the default device nodes there unless an entry of that name
 exists, adds the ``/dev/fd``, ``stdin``, ``stdout``, ``stderr`` links when missing and
@@ -98,6 +103,7 @@ from runner.run import (
     exit_status,
 )
 from runner.spec import ProcessSpec
+from runner.volumes import Bind
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +181,7 @@ def run_isolated(
     state_dir: str | None = None,
     container_id: str | None = None,
     host_resolv_conf: str = "/etc/resolv.conf",
+    binds: Sequence[Bind] = (),
 ) -> int:
     """Run the app of a rendered rootfs with an OCI runtime and wait for it.
 
@@ -195,6 +202,8 @@ def run_isolated(
             removed afterwards.
         container_id: the container's id; default: ``docker2aci-<16 hex digits>``.
         host_resolv_conf: the host file copied to the app's ``/etc/resolv.conf``.
+        binds: the volumes to mount, from :func:`runner.volumes.prepare_volumes` on this
+            ``rootfs``; mounted in order after the ``/etc`` binds.
 
     Returns:
         The app's exit status (0–255); ``128 + N`` when it was killed by signal ``N``
@@ -238,6 +247,7 @@ def run_isolated(
             cpu_millis=cpu_millis,
             readonly_binds=_etc_binds(rootfs, bundle, hostname, host_resolv_conf),
             device_binds=_device_binds(rootfs),
+            volume_binds=binds,
             cgroups_path=f"/{cid}",
             nofile=_nofile_limits(),
             capabilities=_host_capabilities(DEFAULT_CAPABILITIES),

@@ -17,9 +17,12 @@ MS_NOSUID = 0x2
 MS_NODEV = 0x4
 MS_NOEXEC = 0x8
 MS_REMOUNT = 0x20
+MS_NOATIME = 0x400
+MS_NODIRATIME = 0x800
 MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
+MS_RELATIME = 1 << 21
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.unshare.argtypes = [ctypes.c_int]
@@ -32,6 +35,11 @@ _libc.mount.argtypes = [
     ctypes.c_char_p,
 ]
 _libc.mount.restype = ctypes.c_int
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.umount2.restype = ctypes.c_int
+
+#: ``umount2`` flag: detach now, free when no longer busy.
+MNT_DETACH = 2
 
 
 @dataclass(frozen=True)
@@ -93,6 +101,16 @@ def mount(spec: Mount) -> None:
         _encode(spec.data),
     )
     _check(result, f"mounting {spec.fstype or spec.source or 'propagation'} on {spec.target}")
+
+
+def umount(target: str, *, detach: bool = True) -> None:
+    """Unmount ``target`` (``umount2(2)``; lazily with ``detach``: the mount disappears
+    from the namespace now, and is freed when nothing uses it any more).
+
+    Raises:
+        OSError: the call failed (``EINVAL``: not a mount point).
+    """
+    _check(_libc.umount2(os.fsencode(target), MNT_DETACH if detach else 0), f"unmounting {target}")
 
 
 def root_is_mount_point() -> bool:

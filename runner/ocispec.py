@@ -25,6 +25,10 @@ What the app gets, and where it comes from:
   system, where the node runc would create could not be opened). runc itself adds the
   ``/dev/fd``, ``/dev/stdin``, ``/dev/stdout`` and ``/dev/stderr`` links when the image
   has no entry of that name, and makes ``/dev/ptmx`` a link to ``pts/ptmx``;
+* volumes (appc ``spec/ace.md``, "Volumes"): bind mounts (``rbind``, ``rprivate``,
+  ``ro`` or ``rw``) after the ``/etc`` binds, onto destinations that
+  :func:`runner.volumes.prepare_volumes` resolved inside the rootfs, so they contain no
+  symbolic link and the runtime follows none of the image's;
 * a device cgroup that denies every device except the runtime's defaults (null, zero,
   full, random, urandom, tty, ptmx and pts): device nodes shipped in an image cannot
   be opened;
@@ -46,6 +50,7 @@ from typing import Any
 
 from docker2aci.errors import RunnerError
 from runner.spec import ProcessSpec
+from runner.volumes import Bind
 
 #: The OCI runtime specification version written into ``config.json``.
 OCI_VERSION = "1.0.2"
@@ -110,6 +115,9 @@ READONLY_BIND_OPTIONS = ("bind", "ro", "nosuid", "nodev", "noexec")
 
 #: Options of a bind mount of a host device node (``/dev/null``).
 DEVICE_BIND_OPTIONS = ("bind", "nosuid", "noexec")
+
+#: Options of a volume's bind mount, followed by ``"ro"`` or ``"rw"``.
+VOLUME_BIND_OPTIONS = ("rbind", "rprivate")
 
 _HOSTNAME_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"{_HOSTNAME_LABEL}(?:\.{_HOSTNAME_LABEL})*")
@@ -320,6 +328,7 @@ def runtime_config(
     cpu_millis: int | None = None,
     readonly_binds: Sequence[tuple[str, str]] = (),
     device_binds: Sequence[tuple[str, str]] = (),
+    volume_binds: Sequence[Bind] = (),
     cgroups_path: str,
     nofile: tuple[int, int] | None = None,
     capabilities: Sequence[str] = DEFAULT_CAPABILITIES,
@@ -337,6 +346,9 @@ def runtime_config(
             (the generated ``/etc/hosts`` and ``/etc/resolv.conf``), in order.
         device_binds: ``(host device, path in the app)`` pairs bind-mounted read-write
             (``("/dev/null", "/dev/null")``), in order.
+        volume_binds: the volumes (:func:`runner.volumes.prepare_volumes`), mounted in
+            order after the other binds: ``{"destination": bind.target, "type": "bind",
+            "source": bind.source, "options": ["rbind", "rprivate", "ro" | "rw"]}``.
         cgroups_path: the app's cgroup, absolute (``/docker2aci/<id>``): relative to
             the root of each cgroup hierarchy.
         nofile: ``(soft, hard)`` ``RLIMIT_NOFILE`` for the app (the runner's own, so
@@ -366,7 +378,7 @@ def runtime_config(
         "process": _process(spec, nofile, capabilities),
         "root": {"path": rootfs, "readonly": False},
         "hostname": hostname,
-        "mounts": _mounts(readonly_binds, device_binds),
+        "mounts": _mounts(readonly_binds, device_binds, volume_binds),
         "linux": {
             "namespaces": [
                 {"type": kind}
@@ -407,7 +419,9 @@ def _process(
 
 
 def _mounts(
-    readonly_binds: Sequence[tuple[str, str]], device_binds: Sequence[tuple[str, str]]
+    readonly_binds: Sequence[tuple[str, str]],
+    device_binds: Sequence[tuple[str, str]],
+    volume_binds: Sequence[Bind],
 ) -> list[dict[str, Any]]:
     kernel = ["nosuid", "noexec", "nodev"]
     mounts: list[dict[str, Any]] = [
@@ -437,6 +451,9 @@ def _mounts(
         mounts.append(_bind(source, destination, DEVICE_BIND_OPTIONS))
     for source, destination in readonly_binds:
         mounts.append(_bind(source, destination, READONLY_BIND_OPTIONS))
+    for volume in volume_binds:
+        access = "ro" if volume.read_only else "rw"
+        mounts.append(_bind(volume.source, volume.target, (*VOLUME_BIND_OPTIONS, access)))
     return mounts
 
 

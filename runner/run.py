@@ -11,6 +11,14 @@ File-level preparation (mount points, device placeholders, ``/dev`` links,
 ``/etc/resolv.conf`` and ``/etc/hosts``, the working directory) happens in the parent,
 with every path resolved inside the tree (:mod:`runner.paths`), so that the child only
 mounts onto paths that contain no symbolic link.
+
+Volumes (appc ``spec/ace.md``, "Volumes") arrive as :class:`runner.volumes.Bind`
+objects whose targets :func:`runner.volumes.prepare_volumes` resolved and created in
+the tree. The child binds them (``MS_BIND | MS_REC``) after ``/proc``, ``/sys`` and ``/dev``, so a
+volume can never redirect those mounts; a read-only volume is then remounted
+``MS_RDONLY``, keeping the source mount's ``nosuid``, ``nodev``, ``noexec`` and atime
+flags. As with ``mount --rbind -o ro``, mounts below the source (submounts) stay as
+they are.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import os
 import signal
 import stat
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -30,18 +38,23 @@ from docker2aci.errors import RunnerError
 from runner.linux import (
     CLONE_NEWNS,
     MS_BIND,
+    MS_NOATIME,
     MS_NODEV,
+    MS_NODIRATIME,
     MS_NOEXEC,
     MS_NOSUID,
     MS_PRIVATE,
     MS_RDONLY,
     MS_REC,
+    MS_RELATIME,
+    MS_REMOUNT,
     Mount,
     mount,
     unshare,
 )
 from runner.paths import make_dirs_in_root, resolve_in_root
 from runner.spec import ProcessSpec
+from runner.volumes import Bind
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +82,17 @@ DEV_LINKS = (
 #: ``/etc/hosts`` written into an image that has none (public case 58).
 HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 
+#: ``statvfs`` flags of a bind's source kept when it is remounted read-only, and the
+#: ``MS_*`` flag each one is given back as.
+KEPT_MOUNT_FLAGS = (
+    (os.ST_NOSUID, MS_NOSUID),
+    (os.ST_NODEV, MS_NODEV),
+    (os.ST_NOEXEC, MS_NOEXEC),
+    (os.ST_NOATIME, MS_NOATIME),
+    (os.ST_NODIRATIME, MS_NODIRATIME),
+    (os.ST_RELATIME, MS_RELATIME),
+)
+
 #: Signals the parent passes on to the app.
 FORWARDED_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
 
@@ -90,13 +114,22 @@ class ChildFailure:
     reason: str
 
 
-def run_fly(rootfs: str, spec: ProcessSpec, *, host_resolv_conf: str = "/etc/resolv.conf") -> int:
+def run_fly(
+    rootfs: str,
+    spec: ProcessSpec,
+    *,
+    binds: Sequence[Bind] = (),
+    host_resolv_conf: str = "/etc/resolv.conf",
+) -> int:
     """Run the app of a rendered rootfs with the fly stage and wait for it.
 
     Args:
         rootfs: the rendered tree (a host directory); it is modified (mount points,
             ``/dev`` entries, ``/etc`` files, working directory).
         spec: the process to start.
+        binds: the volumes to mount, from :func:`runner.volumes.prepare_volumes` on this
+            ``rootfs`` (their targets exist in the tree and contain no symbolic link);
+            mounted in order after ``/proc``, ``/sys`` and ``/dev``.
         host_resolv_conf: the host file copied to ``/etc/resolv.conf`` when the image
             has none.
 
@@ -104,12 +137,14 @@ def run_fly(rootfs: str, spec: ProcessSpec, *, host_resolv_conf: str = "/etc/res
         The app's exit status; ``128 + N`` when it was killed by signal ``N``.
 
     Raises:
-        RunnerError: not running as root, the tree cannot be prepared, or the child could
-            not start the app (the message gives the step and the reason, e.g. executable
-            not found).
+        RunnerError: not running as root, the tree cannot be prepared, a volume's source
+            cannot be examined, or the child could not start the app (the message gives
+            the step and the reason, e.g. executable not found, or the volume that could
+            not be mounted).
     """
     check_fly_host()
     mounts = prepare_rootfs(rootfs, spec, host_resolv_conf=host_resolv_conf)
+    volume_mounts = bind_mounts(binds)
     read_fd, write_fd = os.pipe()  # both close-on-exec: the pipe ends when execve works
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
@@ -124,7 +159,7 @@ def run_fly(rootfs: str, spec: ProcessSpec, *, host_resolv_conf: str = "/etc/res
             raise
         if pid == 0:
             os.close(read_fd)
-            _child(rootfs, mounts, spec, write_fd, old_mask)
+            _child(rootfs, mounts, volume_mounts, spec, write_fd, old_mask)
         os.close(write_fd)
         with os.fdopen(read_fd, "rb") as reports:
             report = reports.read()
@@ -176,6 +211,45 @@ def prepare_rootfs(
     _prepare_etc(rootfs, host_resolv_conf)
     make_dirs_in_root(rootfs, spec.cwd)
     return tuple(mounts)
+
+
+def bind_mounts(binds: Iterable[Bind]) -> tuple[tuple[str, Mount], ...]:
+    """List the ``mount(2)`` calls that mount volumes, each with a description.
+
+    A bind is ``MS_BIND | MS_REC`` of the source onto ``host_target``; a read-only one is
+    followed by ``MS_BIND | MS_REMOUNT | MS_RDONLY`` with the source mount's
+    :data:`KEPT_MOUNT_FLAGS` (a plain remount would clear ``nosuid`` and ``nodev``).
+
+    Args:
+        binds: the volumes (:func:`runner.volumes.prepare_volumes`).
+
+    Returns:
+        ``(step, mount)`` pairs in order; ``step`` says what is being done
+        (``"mounting volume data on /srv/data"``), for the error a failure reports.
+
+    Raises:
+        RunnerError: the source of a read-only volume cannot be examined (``statvfs``).
+    """
+    calls: list[tuple[str, Mount]] = []
+    for bind in binds:
+        step = f"mounting volume {bind.volume} on {bind.target}"
+        calls.append((step, Mount(bind.source, bind.host_target, flags=MS_BIND | MS_REC)))
+        if not bind.read_only:
+            continue
+        try:
+            source_flags = os.statvfs(bind.source).f_flag
+        except OSError as err:
+            raise RunnerError(
+                f"volume {bind.volume}: examining {bind.source}: {err.strerror}"
+            ) from err
+        kept = 0
+        for st_flag, ms_flag in KEPT_MOUNT_FLAGS:
+            if source_flags & st_flag:
+                kept |= ms_flag
+        flags = MS_BIND | MS_REMOUNT | MS_RDONLY | kept
+        step = f"making volume {bind.volume} read-only"
+        calls.append((step, Mount(None, bind.host_target, flags=flags)))
+    return tuple(calls)
 
 
 def _prepare_dev(rootfs: str) -> list[Mount]:
@@ -257,6 +331,7 @@ def _create_file(path: str, content: bytes, mode: int) -> None:
 def _child(
     rootfs: str,
     mounts: Iterable[Mount],
+    volume_mounts: Iterable[tuple[str, Mount]],
     spec: ProcessSpec,
     report_fd: int,
     signal_mask: Iterable[int],
@@ -273,6 +348,8 @@ def _child(
         make_private(rootfs)
         step = "setting up the mounts"
         for spec_mount in mounts:
+            mount(spec_mount)
+        for step, spec_mount in volume_mounts:
             mount(spec_mount)
         step = f"changing root to {rootfs}"
         os.chroot(rootfs)

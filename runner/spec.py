@@ -6,7 +6,8 @@ from a callback. The result is a :class:`ProcessSpec`.
 
 References: appc spec ``spec/types.md`` ("Image Manifest Schema": ``app.exec``,
 ``user``, ``group``, ``workingDirectory``, ``environment``, ``supplementaryGIDs``);
-``spec/ace.md`` ("Execution Environment": ``PATH`` default, ``AC_APP_NAME``).
+``spec/ace.md`` ("Execution Environment": ``PATH`` default, ``AC_APP_NAME``); rkt's
+``run --set-env NAME=VALUE`` for the overrides.
 """
 
 from __future__ import annotations
@@ -175,6 +176,7 @@ def build_process_spec(
     passwd_text: str | None = None,
     group_text: str | None = None,
     owner_of: OwnerLookup | None = None,
+    set_env: Mapping[str, str] | None = None,
 ) -> ProcessSpec:
     """Compute the app's process from its image manifest and the run options.
 
@@ -184,7 +186,10 @@ def build_process_spec(
 
     The environment: ``app.environment`` (a later duplicate wins), then ``PATH``
     (:data:`DEFAULT_PATH`) and ``HOME`` (the user's home in the image's passwd, else
-    ``/``) when absent, and ``AC_APP_NAME`` (the last component of the image name).
+    ``/``) when absent, then ``set_env`` (``--set-env``: it replaces or adds variables,
+    ``PATH`` and ``HOME`` included), and ``AC_APP_NAME`` (the last component of the
+    image name). ``AC_APP_NAME`` belongs to the executor (appc ``spec/ace.md``): a
+    ``set_env`` value for it is ignored with a warning.
 
     Args:
         manifest: the parsed appc image manifest.
@@ -193,14 +198,17 @@ def build_process_spec(
         passwd_text: the image's ``/etc/passwd``, or ``None`` when it has none.
         group_text: the image's ``/etc/group``, or ``None`` when it has none.
         owner_of: gives ``(uid, gid)`` of a file in the image (path-form user/group).
+        set_env: variables that override or add to the image's environment, in order
+            (:func:`parse_set_env` parses ``NAME=VALUE``).
 
     Returns:
         The process specification.
 
     Raises:
         RunnerError: the manifest is malformed, the image has no exec and neither
-            ``args`` nor ``exec_override`` is given (public case 42), or a user or group
-            name is not in the image's files.
+            ``args`` nor ``exec_override`` is given (public case 42), a user or group
+            name is not in the image's files, or a ``set_env`` name is empty or holds
+            ``=`` or NUL (or its value NUL).
     """
     app = manifest.get("app") or {}
     if not isinstance(app, Mapping):
@@ -216,6 +224,12 @@ def build_process_spec(
     env = _environment(app.get("environment"))
     env.setdefault("PATH", DEFAULT_PATH)
     env.setdefault("HOME", home)
+    for name, value in (set_env or {}).items():
+        _check_variable(name, value, f"--set-env {f'{name}={value}'!r}")
+        if name == "AC_APP_NAME":
+            logger.warning("--set-env AC_APP_NAME ignored: the executor sets AC_APP_NAME")
+            continue
+        env[name] = value
     env["AC_APP_NAME"] = app_name(image)
     return ProcessSpec(
         argv=argv,
@@ -225,6 +239,41 @@ def build_process_spec(
         gid=gid,
         supplementary_gids=_supplementary_gids(app.get("supplementaryGIDs")),
     )
+
+
+def parse_set_env(text: str) -> tuple[str, str]:
+    """Parse a ``--set-env`` option (rkt's syntax).
+
+    Args:
+        text: ``NAME=VALUE``; the name ends at the first ``=``, the value may be empty
+            and may hold ``=`` (``OPTS=a=b`` sets ``OPTS`` to ``a=b``).
+
+    Returns:
+        ``(name, value)``.
+
+    Raises:
+        RunnerError: the text has no ``=``, the name is empty, or the text holds a NUL
+            character (the message quotes ``text``).
+    """
+    if not isinstance(text, str):
+        raise RunnerError(f"--set-env {text!r}: not a string")
+    name, equals, value = text.partition("=")
+    if not equals:
+        raise RunnerError(f"--set-env {text!r}: write NAME=VALUE")
+    _check_variable(name, value, f"--set-env {text!r}")
+    return name, value
+
+
+def _check_variable(name: object, value: object, what: str) -> None:
+    """Refuse an environment variable that ``execve`` could not pass on as written."""
+    if not isinstance(name, str) or not isinstance(value, str):
+        raise RunnerError(f"{what}: the name and the value must be strings")
+    if not name:
+        raise RunnerError(f"{what}: the variable name is empty")
+    if "=" in name:
+        raise RunnerError(f"{what}: the variable name {name!r} holds '='")
+    if "\0" in name or "\0" in value:
+        raise RunnerError(f"{what}: NUL characters cannot be passed in the environment")
 
 
 def app_name(image_name: str) -> str:

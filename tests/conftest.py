@@ -28,9 +28,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from fixtures import builders  # noqa: E402
+from fixtures import builders, debian  # noqa: E402
 
 T = TypeVar("T")
+
+#: Where the bookworm image is cached between sessions, read once at start-up: fixtures
+#: that point ``XDG_CACHE_HOME`` at a test's own directory must not move it.
+BOOKWORM_CACHE = debian.default_cache_dir()
 
 
 def _build_or_skip(build: Callable[[], T], *tools: str, root: bool = True) -> T:
@@ -125,3 +129,43 @@ def shared_images() -> Path:
     if not path.is_dir():
         pytest.skip(f"shared images not found at {path}")
     return path
+
+
+# --------------------------------------------------------------------------- Debian bookworm
+
+
+@pytest.fixture(scope="session")
+def bookworm_layout(fixture_dir: Path) -> Path:
+    """OCI layout (umoci, tag ``latest``) of ``debootstrap --variant=minbase bookworm``:
+    one ~90 MB layer, device nodes kept, cmd ``/bin/bash``, no entrypoint, root.
+
+    The debootstrap tree and the finished layout are cached between sessions in
+    ``$XDG_CACHE_HOME/docker2aci-tests`` (``~/.cache/docker2aci-tests``); a cold build
+    takes about a minute, a cached one a fraction of a second (fixtures/README.md).
+    Skipped when debootstrap/umoci/zstd is missing, not root, or when nothing is cached
+    and the Debian mirror does not answer; any other failure fails the test.
+    """
+    missing = debian.missing_bookworm_tools()
+    if missing:
+        pytest.skip(str(builders.ToolMissingError(missing)))
+    if os.geteuid() != 0:
+        pytest.skip("building the bookworm image needs root (debootstrap, device nodes)")
+    try:
+        return debian.build_bookworm_layout(fixture_dir / "bookworm-layout", cache_dir=BOOKWORM_CACHE)
+    except debian.MirrorUnreachableError as exc:
+        pytest.skip(f"bookworm image not cached and no network: {exc}")
+
+
+@pytest.fixture(scope="session")
+def bookworm_aci(bookworm_layout: Path, fixture_dir: Path) -> Path:
+    """:func:`bookworm_layout` converted once per session by the project's converter
+    (``docker2aci.pipeline.convert``), as a plain-tar ACI (``--compression none``: gzip
+    of 200 MB costs seconds and nothing the tests look at depends on it)."""
+    from docker2aci.aci import Compression
+    from docker2aci.pipeline import ConvertOptions, convert
+
+    out = fixture_dir / "bookworm-aci"
+    [aci] = convert(f"oci:{bookworm_layout}:{builders.DEFAULT_TAG}",
+                    ConvertOptions(output_dir=str(out), compression=Compression.NONE,
+                                   cache_dir=str(fixture_dir / "docker2aci-cache"), use_cache=False))
+    return Path(aci.path)

@@ -1,6 +1,7 @@
 """The dependency direction of the tree (style.md rule 14), checked on the source's imports:
 converters import nothing of docker2aci or runner; nothing imports the CLI; the runner
-imports no source or registry code."""
+imports no source or registry code; of docker2aci, only the CLI and the pre-run hook
+(``prerun.py``: convert, then hand the ACI to the runner) import the runner."""
 
 from __future__ import annotations
 

@@ -25,6 +25,15 @@ if str(PROJECT_ROOT) not in sys.path:  # the project is not installed in the ven
     sys.path.insert(0, str(PROJECT_ROOT))
 
 
+@pytest.fixture(autouse=True)
+def _private_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own cache root, so the tree store and pods of its runs (in this
+    process or a child) live in its temporary directory, never in ``~/.cache``."""
+    cache = tmp_path / "xdg-cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    return cache / "docker2aci"
+
+
 @pytest.fixture
 def build_aci(tmp_path: Path) -> BuildAci:
     """Factory: ``build_aci(app, extra=[...], with_etc=True, annotations=None) -> path``."""
@@ -48,7 +57,7 @@ def build_aci(tmp_path: Path) -> BuildAci:
 _RUN_SNIPPET = (
     "import json, sys, runner; o = json.loads(sys.argv[1]); "
     "sys.exit(runner.run_aci(o['aci'], o['args'], exec_override=o['exec'], work_dir=o['work'],"
-    " insecure_options={'image'}))"
+    " insecure_options={'image'}, stage='fly'))"
 )
 
 

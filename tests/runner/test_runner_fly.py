@@ -127,7 +127,7 @@ def test_image_device_nodes_work(build_aci: BuildAci, run_app: RunApp) -> None:
 
 def test_no_exec_needs_the_exec_option(build_aci: BuildAci, tmp_path: Path) -> None:
     with pytest.raises(RunnerError, match="no exec.*--exec"):
-        run_aci(build_aci({"user": "0", "group": "0"}), work_dir=tmp_path, insecure_options={"image"})
+        run_aci(build_aci({"user": "0", "group": "0"}), work_dir=tmp_path, insecure_options={"image"}, stage="fly")
     assert list(tmp_path.glob("docker2aci-run-*")) == []
 
 
@@ -135,14 +135,14 @@ def test_exec_failures_are_reported(build_aci: BuildAci, tmp_path: Path) -> None
     aci = build_aci(_sh("true"))
 
     with pytest.raises(RunnerError, match="'nothere' not found in the image's PATH"):
-        run_aci(aci, exec_override=["nothere"], work_dir=tmp_path, insecure_options={"image"})
+        run_aci(aci, exec_override=["nothere"], work_dir=tmp_path, insecure_options={"image"}, stage="fly")
     with pytest.raises(RunnerError, match="starting /bin/nothere: No such file or directory"):
-        run_aci(aci, exec_override=["/bin/nothere"], work_dir=tmp_path, insecure_options={"image"})
+        run_aci(aci, exec_override=["/bin/nothere"], work_dir=tmp_path, insecure_options={"image"}, stage="fly")
 
 
 def test_unknown_user_and_stage_are_errors(build_aci: BuildAci, tmp_path: Path) -> None:
     with pytest.raises(RunnerError, match="user 'nginx'"):
-        run_aci(build_aci(_sh("true", user="nginx")), work_dir=tmp_path, insecure_options={"image"})
+        run_aci(build_aci(_sh("true", user="nginx")), work_dir=tmp_path, insecure_options={"image"}, stage="fly")
     with pytest.raises(RunnerError, match="unknown stage 'kvm'"):
         run_aci(build_aci(_sh("true")), stage="kvm", insecure_options={"image"})
     with pytest.raises(RunnerError, match="unknown insecure option"):
@@ -153,7 +153,7 @@ def test_sigterm_is_forwarded(build_aci: BuildAci, tmp_path: Path) -> None:
     aci = build_aci(_sh("echo ready; exec sleep 30"))
     snippet = (
         "import sys, runner;"
-        "sys.exit(runner.run_aci(sys.argv[1], insecure_options=frozenset({'image'})))"
+        "sys.exit(runner.run_aci(sys.argv[1], insecure_options=frozenset({'image'}), stage='fly'))"
     )
     with subprocess.Popen(
         [sys.executable, "-c", snippet, str(aci)],

@@ -1,0 +1,136 @@
+"""The pre-run hook: any image source to a verified tree in the store, converting first
+when needed. The one module of the package that drives the runner (besides the CLI): it
+joins the pipeline's end (an ACI) to the runner's start.
+
+``docker2aci run SOURCE`` and ``docker2aci fetch SOURCE`` (``docker://REF``,
+``docker-archive:PATH``, ``oci:DIR``, an ``.aci`` file ...) go through
+:func:`converted`: an ACI file is used as it is; any other source is converted
+(:func:`docker2aci.pipeline.convert`) into a private temporary directory, through the
+conversion cache, so an image already converted is not converted again. Many callers
+racing for the same uncached image convert it once: the conversion cache's lock makes
+the first convert and the others reuse its result (the registry blobs are fetched once
+too, under the blob cache's locks), and the tree store renders each image ID once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from runner.api import open_image
+from runner.dependencies import DirectoryResolver
+from runner.treestore import TreeStore, default_store_dir
+
+from .errors import UsageError
+from .pipeline import ALL_PLATFORMS, ConvertOptions, ProgressHook, convert
+
+#: File name ending that marks a path as an ACI (anything else is an image source).
+ACI_SUFFIX = ".aci"
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    """An ACI ready to be verified and rendered.
+
+    Attributes:
+        aci: the ACI file (a temporary one for converted sources: valid inside the
+            :func:`converted` block).
+        image_id: its image ID when known (a conversion), else ``None``.
+        converted: whether it was converted from another kind of source.
+    """
+
+    aci: str
+    image_id: str | None
+    converted: bool
+
+
+@dataclass(frozen=True)
+class FetchedImage:
+    """An image in the tree store.
+
+    Attributes:
+        image_id: ``sha512-<hex>``.
+        path: the tree's directory (``manifest`` and ``rootfs/``).
+        name: the image's AC name.
+        labels: label name → value.
+    """
+
+    image_id: str
+    path: str
+    name: str
+    labels: dict[str, str]
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` object of ``docker2aci fetch``."""
+        return dataclasses.asdict(self)
+
+
+def is_aci_path(source: str) -> bool:
+    """Whether ``source`` names an ACI file (an existing file ending in ``.aci``)."""
+    return source.endswith(ACI_SUFFIX) and os.path.isfile(source)
+
+
+@contextlib.contextmanager
+def converted(source: str, options: ConvertOptions | None = None,
+              progress: ProgressHook | None = None) -> Iterator[SourceImage]:
+    """The ACI of a source: the file itself for an ``.aci`` path, else a conversion into a
+    temporary directory removed when the block ends (``options.output_dir`` is ignored;
+    the conversion cache is used as ``options`` say).
+
+    Raises:
+        UsageError: ``--platform all`` (a run takes one image).
+        Docker2ACIError: whatever :func:`docker2aci.pipeline.convert` raises.
+    """
+    if is_aci_path(source):
+        yield SourceImage(source, None, converted=False)
+        return
+    options = options or ConvertOptions()
+    if options.platform == ALL_PLATFORMS:
+        raise UsageError("--platform all converts several images; a run takes one")
+    work = tempfile.mkdtemp(prefix="docker2aci-fetch-", dir=options.tmp_dir)
+    try:
+        [aci] = convert(source, dataclasses.replace(options, output_dir=work), progress)
+        yield SourceImage(aci.path, aci.image_id, converted=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def fetch(source: str, options: ConvertOptions | None = None, *,
+          store_dir: str | os.PathLike[str] | None = None,
+          insecure_options: frozenset[str] = frozenset(),
+          trust_dir: str | os.PathLike[str] | None = None,
+          progress: ProgressHook | None = None) -> FetchedImage:
+    """Convert (if the conversion cache lacks it), verify and render an image into the
+    tree store; the tree stays there until ``docker2aci gc`` finds it unused.
+
+    Args:
+        source: an ``.aci`` file or any source :func:`docker2aci.pipeline.convert` takes.
+        options: conversion options (registry credentials, platform, cache, signing).
+        store_dir: the tree store's root (default: the cache directory).
+        insecure_options: ``{"image"}`` skips the signature check.
+        trust_dir: the trust store.
+        progress: progress callback of the conversion.
+
+    Returns:
+        The :class:`FetchedImage`.
+
+    Raises:
+        VerificationError: the image is not signed by a trusted key (and ``image`` is not
+            in ``insecure_options``).
+        RunnerError: the ACI cannot be rendered.
+        Docker2ACIError: the conversion failed.
+    """
+    store = TreeStore(store_dir or (options.cache_dir if options else None) or default_store_dir())
+    with converted(source, options, progress) as image:
+        resolver = DirectoryResolver([os.path.dirname(os.path.abspath(image.aci))])
+        with open_image(image.aci, store, insecure_options=insecure_options, trust_dir=trust_dir,
+                        image_id=image.image_id, resolver=resolver, display=source) as (tree, _):
+            labels = {item["name"]: item["value"] for item in tree.manifest.get("labels") or []
+                      if isinstance(item, dict) and "name" in item and "value" in item}
+            return FetchedImage(tree.image_id, tree.path, str(tree.manifest.get("name", "")), labels)

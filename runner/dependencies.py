@@ -1,0 +1,92 @@
+"""Finding the ACIs an image depends on (appc ``spec/types.md``, ``dependencies``).
+
+A dependency names an image by ``imageName`` and, optionally, ``imageID`` and
+``labels``. :class:`DirectoryResolver` looks for it among the ``*.aci`` files of a list
+of directories (the ACI's own directory last, as rkt's ``--local`` fetch and
+``actool``'s ``--dir`` would): a candidate matches when its manifest has that name,
+every label asked for with the same value, and, when an ``imageID`` is given, that
+image ID. Several matches without an ``imageID`` are ambiguous and refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from docker2aci.errors import RunnerError
+from runner.extract import compute_image_id, read_manifest
+
+logger = logging.getLogger(__name__)
+
+
+class DirectoryResolver:
+    """Finds dependencies among the ACIs of some directories.
+
+    Args:
+        directories: searched in order; missing ones are skipped.
+    """
+
+    def __init__(self, directories: Sequence[str]) -> None:
+        self.directories = list(dict.fromkeys(os.path.abspath(d) for d in directories))
+        self._manifests: dict[str, dict[str, Any] | None] = {}
+        self._ids: dict[str, str] = {}
+
+    def __call__(self, dependency: Mapping[str, Any]) -> str:
+        """The ACI file of ``dependency``.
+
+        Raises:
+            RunnerError: none matches, or several do and no ``imageID`` picks one.
+        """
+        name = dependency.get("imageName")
+        wanted_id = dependency.get("imageID")
+        labels = _labels(dependency.get("labels"))
+        matches = [path for path in self._candidates() if self._matches(path, name, labels)]
+        if isinstance(wanted_id, str):
+            matches = [path for path in matches if self._image_id(path) == wanted_id]
+        where = ", ".join(self.directories) or "nowhere"
+        described = f"{name}" + "".join(f",{k}={v}" for k, v in sorted(labels.items()))
+        if isinstance(wanted_id, str):
+            described += f" ({wanted_id})"
+        if not matches:
+            raise RunnerError(f"dependency {described} not found among the ACIs in {where}")
+        if len(matches) > 1 and not isinstance(wanted_id, str):
+            raise RunnerError(f"dependency {described} is ambiguous: {', '.join(matches)}")
+        return matches[0]
+
+    def _candidates(self) -> list[str]:
+        found = []
+        for directory in self.directories:
+            try:
+                names = sorted(os.listdir(directory))
+            except OSError:
+                continue
+            found.extend(os.path.join(directory, n) for n in names if n.endswith(".aci"))
+        return found
+
+    def _matches(self, path: str, name: object, labels: Mapping[str, str]) -> bool:
+        if path not in self._manifests:
+            try:
+                self._manifests[path] = read_manifest(path)
+            except RunnerError as err:
+                logger.debug("not a dependency candidate: %s", err)
+                self._manifests[path] = None
+        manifest = self._manifests[path]
+        if manifest is None or manifest.get("name") != name:
+            return False
+        have = _labels(manifest.get("labels"))
+        return all(have.get(key) == value for key, value in labels.items())
+
+    def _image_id(self, path: str) -> str:
+        if path not in self._ids:
+            self._ids[path] = compute_image_id(path)
+        return self._ids[path]
+
+
+def _labels(value: object) -> dict[str, str]:
+    """``[{"name": n, "value": v}, ...]`` as a mapping (malformed items ignored)."""
+    if not isinstance(value, list):
+        return {}
+    return {item["name"]: item["value"] for item in value
+            if isinstance(item, Mapping) and isinstance(item.get("name"), str) and isinstance(item.get("value"), str)}

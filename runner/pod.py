@@ -1,0 +1,211 @@
+"""Pods: the per-run directory where an app's writable root file system lives.
+
+A run never writes into the tree store. Each run gets ``pods/<id>/`` under the store's
+root, holding:
+
+* ``rootfs/``: an overlay mount (``lowerdir`` = the tree, read-only and shared by every
+  run of the image; ``upperdir`` = ``upper/``, this run's writes; ``workdir`` =
+  ``work/``), as rkt's stage0 does; or, where overlayfs is not available (the store on
+  an overlay or a network file system) or ``overlay=False``, a private render of the ACI
+  (slower, the same content);
+* ``volumes/``: the directories of ``kind=empty`` volumes;
+* ``lock``: held (``flock``, exclusive) by the runner for the whole run, so
+  :func:`gc_pods` leaves running pods alone.
+
+The overlay is mounted in the runner's mount namespace (the stages need it there:
+runc is given the path) and unmounted when the run ends; after a crash (``kill -9``)
+:func:`gc_pods` unmounts what is left and removes the directory. Nothing under a pod
+is removed while anything is still mounted there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import secrets
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from docker2aci.errors import RunnerError
+from runner.linux import Mount, mount, umount
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Pod:
+    """One run's directory (see the module's description).
+
+    Attributes:
+        path: ``<store>/pods/<id>``.
+        rootfs: the app's root file system (an overlay on the tree, or a private copy).
+        volumes_dir: where ``kind=empty`` volumes are made.
+        overlay: whether ``rootfs`` is an overlay mount.
+    """
+
+    path: str
+    rootfs: str
+    volumes_dir: str
+    overlay: bool
+    _lock_fd: int = field(default=-1, repr=False)
+
+
+@contextlib.contextmanager
+def open_pod(store_root: str, lower: str, *, overlay: bool = True,
+             render: Callable[[str], None] | None = None) -> Iterator[Pod]:
+    """Make a pod whose rootfs shows ``lower`` writable; remove it afterwards.
+
+    Args:
+        store_root: the store's root (pods go to ``<store_root>/pods``).
+        lower: the tree's rendered rootfs (never written to).
+        overlay: use an overlay mount; ``False`` always renders a private copy.
+        render: fills an empty directory with a private copy of the tree (used when the
+            overlay cannot be mounted, or ``overlay`` is false).
+
+    Yields:
+        The :class:`Pod`.
+
+    Raises:
+        RunnerError: the pod cannot be made, or no overlay can be mounted and no
+            ``render`` was given.
+    """
+    pods = os.path.join(store_root, "pods")
+    try:
+        os.makedirs(pods, mode=0o700, exist_ok=True)
+        path = os.path.join(pods, secrets.token_hex(8))
+        os.mkdir(path, 0o700)
+    except OSError as err:
+        raise RunnerError(f"creating a pod under {pods}: {err.strerror}") from err
+    lock_fd = os.open(os.path.join(path, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(lock_fd, fcntl.LOCK_EX)
+    rootfs = os.path.join(path, "rootfs")
+    volumes = os.path.join(path, "volumes")
+    pod = Pod(path, rootfs, volumes, overlay=False, _lock_fd=lock_fd)
+    try:
+        os.mkdir(rootfs, 0o755)
+        os.mkdir(volumes, 0o700)
+        if overlay:
+            pod.overlay = _mount_overlay(lower, path, rootfs)
+        if not pod.overlay:
+            if render is None:
+                raise RunnerError(f"cannot mount an overlay on {lower} and no copy can be made")
+            render(rootfs)
+        yield pod
+    finally:
+        try:
+            _remove_pod(path)
+        finally:
+            os.close(lock_fd)
+
+
+def gc_pods(store_root: str) -> list[str]:
+    """Remove the pods of runs that have ended (their lock is free): unmount what a
+    crash left mounted there, then delete the directory.
+
+    Args:
+        store_root: the store's root.
+
+    Returns:
+        The paths of the pods removed.
+    """
+    pods = os.path.join(store_root, "pods")
+    try:
+        names = sorted(os.listdir(pods))
+    except FileNotFoundError:
+        return []
+    removed = []
+    for name in names:
+        path = os.path.join(pods, name)
+        try:
+            fd = os.open(os.path.join(path, "lock"), os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            fd = -1  # a pod that never got its lock, or half removed
+        except OSError:
+            continue
+        try:
+            if fd >= 0:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError as err:
+                    if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                        continue  # running
+                    raise
+            if _remove_pod(path):
+                removed.append(path)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+    return removed
+
+
+def _escape(path: str) -> str:
+    """Escape a path for an overlay mount option (``,``, ``:`` and ``\\`` are special)."""
+    return path.replace("\\", "\\\\").replace(",", "\\,").replace(":", "\\:")
+
+
+def _mount_overlay(lower: str, pod_path: str, rootfs: str) -> bool:
+    """Mount the overlay; ``False`` (with the reason logged) when the kernel refuses."""
+    upper = os.path.join(pod_path, "upper")
+    work = os.path.join(pod_path, "work")
+    os.mkdir(upper, 0o755)
+    os.mkdir(work, 0o700)
+    top = os.stat(lower)  # the merged root takes the upper directory's attributes
+    os.chown(upper, top.st_uid, top.st_gid)
+    os.chmod(upper, top.st_mode & 0o7777)
+    options = f"lowerdir={_escape(lower)},upperdir={_escape(upper)},workdir={_escape(work)}"
+    try:
+        mount(Mount("overlay", rootfs, "overlay", 0, options))
+    except OSError as err:
+        logger.info("overlayfs is not available for %s (%s): rendering a private copy", pod_path,
+                    err.strerror or err)
+        return False
+    return True
+
+
+def _mounts_under(path: str) -> list[str]:
+    """Mount points at or below ``path`` in this mount namespace, deepest first."""
+    prefix = path.rstrip("/") + "/"
+    found = []
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as handle:
+            for line in handle:
+                point = _unescape_mountinfo(line.split(" ")[4])
+                if point == path or point.startswith(prefix):
+                    found.append(point)
+    except OSError:
+        return []
+    return sorted(found, key=lambda p: p.count("/"), reverse=True)
+
+
+def _unescape_mountinfo(text: str) -> str:
+    """mountinfo writes space, tab, newline and backslash as ``\\ooo``."""
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and i + 3 < len(text) and text[i + 1:i + 4].isdigit():
+            out.append(chr(int(text[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def _remove_pod(path: str) -> bool:
+    """Unmount everything under the pod, then remove it; ``False`` (logged) when a mount
+    could not be undone: the directory is then left alone rather than deleted through a
+    mount."""
+    for point in _mounts_under(path):
+        try:
+            umount(point)
+        except OSError as err:
+            if err.errno != errno.EINVAL:  # EINVAL: not a mount point (any more)
+                logger.warning("cannot unmount %s: %s", point, err.strerror)
+    if _mounts_under(path):
+        logger.warning("pod %s still has mounts: left in place", path)
+        return False
+    shutil.rmtree(path, ignore_errors=True)
+    return True

@@ -1,0 +1,413 @@
+"""The tree store: each image rendered once, by image ID, shared by every run of it.
+
+Layout under the store's root (``<cache>/docker2aci`` by default, see
+:func:`default_store_dir`)::
+
+    trees/<image ID>/manifest        the image manifest (JSON, as in the ACI)
+    trees/<image ID>/rootfs/         the rendered tree: the dependencies, then the image
+    trees/<image ID>.lock            flock: shared while a run uses the tree,
+                                     exclusive while it is rendered or removed
+    trees/.tmp-<image ID>-<random>/  a render in progress (removed on failure, by gc
+                                     after a crash)
+
+A tree is rendered into a ``.tmp-`` directory, checked against its image ID (the
+SHA-512 of the uncompressed ACI, appc ``spec/aci.md``), then renamed into place: a
+``trees/<image ID>`` directory is always complete and always of that image. Rendering
+refuses every entry that would leave the tree, whatever the image's links say
+(:mod:`runner.extract`). Runs never write into a tree: each run gets its own writable
+layer on top (:mod:`runner.pod`). The store is private (0700): its trees hold files of
+every owner, set-user-ID programs among them.
+
+Concurrency: one process renders a given image; the others wait for its lock and use
+the result. A run holds the shared lock until it ends, so :meth:`TreeStore.gc` (which
+takes the lock exclusively without waiting) never removes a tree in use.
+
+Dependencies (appc ``spec/types.md``, ``dependencies`` and ``pathWhitelist``): the
+dependencies are rendered first, in order (each with its own dependencies), then the
+image on top; after an image is assembled, a non-empty ``pathWhitelist`` removes every
+file it does not list. Dependencies are found by a :data:`DependencyResolver`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import stat
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from docker2aci.errors import RunnerError
+from runner.extract import compute_image_id, read_manifest, render_aci
+
+logger = logging.getLogger(__name__)
+
+#: An image ID as a store key (appc ``spec/aci.md``): ``sha512-`` + 128 lowercase hex.
+IMAGE_ID = re.compile(r"sha512-[0-9a-f]{128}")
+
+#: How deep dependencies may nest (an image, its dependency, theirs ...).
+MAX_DEPENDENCY_DEPTH = 32
+
+_TMP_PREFIX = ".tmp-"
+_TRASH_PREFIX = ".trash-"
+
+DependencyResolver = Callable[[Mapping[str, Any]], str]
+"""Finds the ACI file of a dependency (one item of a manifest's ``dependencies``:
+``imageName``, optional ``imageID`` and ``labels``); raises :class:`RunnerError` when
+there is none."""
+
+
+def default_store_dir() -> str:
+    """``$XDG_CACHE_HOME/docker2aci``, else ``~/.cache/docker2aci`` (the conversion
+    cache's root: trees and pods live beside the conversions)."""
+    from docker2aci.store import default_cache_dir
+
+    return default_cache_dir()
+
+
+@dataclass(frozen=True)
+class Tree:
+    """A rendered image in the store.
+
+    Attributes:
+        image_id: ``sha512-<hex>``.
+        path: the tree's directory (``manifest`` and ``rootfs/``).
+        manifest: the parsed image manifest.
+    """
+
+    image_id: str
+    path: str
+    manifest: dict[str, Any] = field(repr=False)
+
+    @property
+    def rootfs(self) -> str:
+        """The rendered root file system (never written to by a run)."""
+        return os.path.join(self.path, "rootfs")
+
+
+@dataclass
+class GcReport:
+    """What :meth:`TreeStore.gc` did.
+
+    Attributes:
+        removed: image IDs whose trees were removed.
+        in_use: image IDs kept because a run holds them.
+        recent: image IDs kept because they were used within the grace period.
+    """
+
+    removed: list[str] = field(default_factory=list)
+    in_use: list[str] = field(default_factory=list)
+    recent: list[str] = field(default_factory=list)
+
+
+class TreeStore:
+    """Rendered trees by image ID (see the module's description).
+
+    Args:
+        root: the store's root directory (created 0700 when missing).
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = os.path.abspath(os.fspath(root))
+        self.dir = os.path.join(self.root, "trees")
+
+    @contextlib.contextmanager
+    def acquire(
+        self,
+        aci_path: str | os.PathLike[str],
+        *,
+        image_id: str | None = None,
+        resolver: DependencyResolver | None = None,
+    ) -> Iterator[Tree]:
+        """Give the rendered tree of an ACI, rendering it first if the store lacks it;
+        the tree stays in the store (and in use) until the ``with`` block ends.
+
+        Args:
+            aci_path: the ACI file (gzip, bzip2, xz or plain tar). The caller keeps it
+                from changing (a private copy when its signature was checked).
+            image_id: the ACI's image ID when the caller knows it (a conversion record);
+                the render checks it. Default: computed from the file (one extra read).
+            resolver: finds the ACIs of dependencies; ``None`` refuses images that have
+                any.
+
+        Yields:
+            The :class:`Tree`.
+
+        Raises:
+            RunnerError: the ACI cannot be read, has another image ID than the one
+                given, is unsafe, or a dependency cannot be found; the store cannot be
+                written.
+        """
+        if image_id is None:
+            image_id = compute_image_id(aci_path)
+        elif not IMAGE_ID.fullmatch(image_id):
+            raise RunnerError(f"image ID {image_id!r} is not sha512- and 128 hex digits")
+        self._make_dirs()
+        lock = self._lock_path(image_id)
+        path = os.path.join(self.dir, image_id)
+        while True:
+            with _locked(lock, fcntl.LOCK_SH) as fd:
+                if _is_tree(path):
+                    os.utime(path)  # last use, for gc's grace period
+                    yield Tree(image_id, path, _load_manifest(path))
+                    return
+                fcntl.flock(fd, fcntl.LOCK_EX)  # not atomic: another may render meanwhile
+                if not _is_tree(path):
+                    self._render(aci_path, image_id, path, resolver)
+                fcntl.flock(fd, fcntl.LOCK_SH)  # gc may take it between: look again
+                if _is_tree(path):
+                    yield Tree(image_id, path, _load_manifest(path))
+                    return
+
+    def has(self, image_id: str) -> bool:
+        """Whether the store holds a complete tree of ``image_id``."""
+        return bool(IMAGE_ID.fullmatch(image_id)) and _is_tree(os.path.join(self.dir, image_id))
+
+    def image_ids(self) -> list[str]:
+        """The image IDs of the trees in the store, sorted."""
+        try:
+            names = os.listdir(self.dir)
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in names if IMAGE_ID.fullmatch(n) and _is_tree(os.path.join(self.dir, n)))
+
+    def gc(self, grace_seconds: float = 0.0) -> GcReport:
+        """Remove the trees no run uses, and renders a crash left half-done.
+
+        Args:
+            grace_seconds: keep trees used less than this many seconds ago.
+
+        Returns:
+            A :class:`GcReport`.
+
+        Raises:
+            RunnerError: the store cannot be read.
+        """
+        report = GcReport()
+        try:
+            names = sorted(os.listdir(self.dir))
+        except FileNotFoundError:
+            return report
+        except OSError as err:
+            raise RunnerError(f"reading the tree store {self.dir}: {err.strerror}") from err
+        now = time.time()
+        for name in names:
+            path = os.path.join(self.dir, name)
+            if name.startswith(_TRASH_PREFIX):
+                shutil.rmtree(path, ignore_errors=True)
+                continue
+            image_id = name[len(_TMP_PREFIX):len(_TMP_PREFIX) + 135] if name.startswith(_TMP_PREFIX) else name
+            if not IMAGE_ID.fullmatch(image_id):
+                continue
+            with _try_locked(self._lock_path(image_id)) as held:
+                if not held:
+                    if name == image_id:
+                        report.in_use.append(image_id)
+                    continue
+                if name != image_id:  # a render nobody is doing any more
+                    shutil.rmtree(path, ignore_errors=True)
+                    continue
+                try:
+                    used = os.lstat(path).st_mtime
+                except FileNotFoundError:
+                    continue
+                if now - used < grace_seconds:
+                    report.recent.append(image_id)
+                    continue
+                self._remove(path)
+                report.removed.append(image_id)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self._lock_path(image_id))
+        return report
+
+    def _make_dirs(self) -> None:
+        try:
+            os.makedirs(self.root, mode=0o700, exist_ok=True)
+            os.makedirs(self.dir, mode=0o700, exist_ok=True)
+            os.chmod(self.dir, 0o700)
+        except OSError as err:
+            raise RunnerError(f"creating the tree store {self.dir}: {err.strerror}") from err
+
+    def _lock_path(self, image_id: str) -> str:
+        return os.path.join(self.dir, f"{image_id}.lock")
+
+    def _render(self, aci_path: str | os.PathLike[str], image_id: str, path: str,
+                resolver: DependencyResolver | None) -> None:
+        """Render into a private directory, check the image ID, then rename into place."""
+        tmp = os.path.join(self.dir, f"{_TMP_PREFIX}{image_id}-{secrets.token_hex(4)}")
+        os.mkdir(tmp, 0o700)
+        try:
+            rootfs = os.path.join(tmp, "rootfs")
+            os.mkdir(rootfs, 0o755)
+            started = time.monotonic()
+            manifest = render_tree(aci_path, rootfs, image_id=image_id, resolver=resolver)
+            with open(os.path.join(tmp, "manifest"), "w", encoding="utf-8") as handle:
+                json.dump(manifest, handle)
+            os.chmod(tmp, 0o755)
+            os.rename(tmp, path)
+            logger.debug("rendered %s into the tree store in %.2f s", image_id, time.monotonic() - started)
+        except BaseException:
+            self._remove(tmp)
+            raise
+
+    def _remove(self, path: str) -> None:
+        """Rename out of the way first, so a half-removed tree is never taken for one."""
+        trash = os.path.join(self.dir, f"{_TRASH_PREFIX}{secrets.token_hex(8)}")
+        try:
+            os.rename(path, trash)
+        except FileNotFoundError:
+            return
+        _make_writable_and_remove(trash)
+
+
+def render_tree(aci_path: str | os.PathLike[str], rootfs: str, *, image_id: str | None = None,
+                resolver: DependencyResolver | None = None) -> dict[str, Any]:
+    """Render an image with its dependencies into ``rootfs`` (appc ``spec/types.md``,
+    ``dependencies`` and ``pathWhitelist``): each dependency first, in order and
+    recursively, then the image on top, then its ``pathWhitelist``.
+
+    Args:
+        aci_path: the image's ACI.
+        rootfs: an empty directory.
+        image_id: the image ID the ACI must have (checked while rendering).
+        resolver: finds dependencies; ``None`` refuses an image that has any.
+
+    Returns:
+        The image's manifest.
+
+    Raises:
+        RunnerError: an unsafe entry, a missing or mismatched dependency (a dependency's
+            ``imageID`` is checked too), a cycle, nesting deeper than
+            :data:`MAX_DEPENDENCY_DEPTH`, or an ACI that cannot be read.
+    """
+    return _render_image(aci_path, rootfs, image_id, resolver, depth=0, chain=())
+
+
+def _render_image(aci_path: str | os.PathLike[str], rootfs: str, image_id: str | None,
+                  resolver: DependencyResolver | None, *, depth: int, chain: Sequence[str]) -> dict[str, Any]:
+    manifest = read_manifest(aci_path)
+    name = str(manifest.get("name", "?"))
+    if name in chain:
+        raise RunnerError(f"dependency cycle: {' -> '.join([*chain, name])}")
+    dependencies = manifest.get("dependencies") or []
+    if not isinstance(dependencies, list):
+        raise RunnerError(f"{name}: manifest field dependencies is not a list")
+    if dependencies and depth >= MAX_DEPENDENCY_DEPTH:
+        raise RunnerError(f"{name}: dependencies nest deeper than {MAX_DEPENDENCY_DEPTH}")
+    for dependency in dependencies:
+        if not isinstance(dependency, Mapping) or not isinstance(dependency.get("imageName"), str):
+            raise RunnerError(f"{name}: a dependency has no imageName")
+        if resolver is None:
+            raise RunnerError(f"{name} depends on {dependency['imageName']}: "
+                              "no place to look for dependencies was given")
+        wanted = dependency.get("imageID")
+        _render_image(resolver(dependency), rootfs, wanted if isinstance(wanted, str) else None, resolver,
+                      depth=depth + 1, chain=(*chain, name))
+    manifest = render_aci(aci_path, rootfs, image_id=image_id)
+    whitelist = manifest.get("pathWhitelist") or []
+    if whitelist:
+        _apply_whitelist(rootfs, whitelist, name)
+    return manifest
+
+
+def _apply_whitelist(rootfs: str, whitelist: Sequence[object], name: str) -> None:
+    """Remove every non-directory not listed, then the directories left empty that are
+    not listed or needed by a listed path (appc ``spec/types.md``, ``pathWhitelist``)."""
+    keep = set()
+    for item in whitelist:
+        if not isinstance(item, str) or not item.startswith("/"):
+            raise RunnerError(f"{name}: pathWhitelist entry {item!r} is not an absolute path")
+        keep.add(os.path.normpath(item))
+    needed = {os.path.dirname(p) for p in keep}
+    while True:
+        parents = {os.path.dirname(p) for p in needed} - needed
+        if not parents:
+            break
+        needed |= parents
+    for directory, dirs, files in os.walk(rootfs, topdown=False):
+        rel = "/" + os.path.relpath(directory, rootfs) if directory != rootfs else "/"
+        for entry in files + [d for d in dirs if os.path.islink(os.path.join(directory, d))]:
+            if os.path.join(rel, entry) not in keep:
+                os.unlink(os.path.join(directory, entry))
+        for entry in dirs:
+            full = os.path.join(directory, entry)
+            path = os.path.join(rel, entry)
+            if os.path.isdir(full) and not os.path.islink(full) and path not in keep and path not in needed:
+                with contextlib.suppress(OSError):
+                    os.rmdir(full)
+
+
+def _is_tree(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, "manifest")) and os.path.isdir(os.path.join(path, "rootfs"))
+
+
+def _load_manifest(path: str) -> dict[str, Any]:
+    try:
+        with open(os.path.join(path, "manifest"), encoding="utf-8") as handle:
+            manifest = json.load(handle)
+    except (OSError, ValueError) as err:
+        raise RunnerError(f"reading {path}/manifest: {err}") from err
+    if not isinstance(manifest, dict):
+        raise RunnerError(f"{path}/manifest is not an object")
+    return manifest
+
+
+@contextlib.contextmanager
+def _locked(path: str, how: int) -> Iterator[int]:
+    """Open ``path`` (creating it) and flock it; retry when the file was replaced
+    meanwhile (gc unlinks lock files it holds)."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, how)
+            try:
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                yield fd
+                return
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def _try_locked(path: str) -> Iterator[bool]:
+    """Take ``path``'s lock exclusively if nobody holds it; yield whether it was taken."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+def _make_writable_and_remove(path: str) -> None:
+    """Remove a tree whose directories may be read-only (an image's ``0555`` dirs)."""
+    def retry(function: Callable[..., Any], failed: str, _info: Any) -> None:
+        parent = os.path.dirname(failed)
+        with contextlib.suppress(OSError):
+            if not stat.S_ISLNK(os.lstat(parent).st_mode):
+                os.chmod(parent, 0o700)
+        with contextlib.suppress(FileNotFoundError):
+            function(failed)
+
+    shutil.rmtree(path, onerror=retry)

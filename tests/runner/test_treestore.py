@@ -1,0 +1,238 @@
+"""The tree store, pods and gc: one render per image ID, shared by runs, removed when unused.
+
+Renders use real ACIs: the busybox ACIs of ``runner_aci_helpers`` and, for dependencies,
+ACIs built by ``actool build`` (appc-spec) from image layouts. Runs go through the CLI in a
+fresh Python (``python -m docker2aci run``), with the store in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from runner_aci_helpers import PROJECT_ROOT, busybox_entries, directory, manifest, symlink, write_aci
+from runner_aci_helpers import Entry
+
+from docker2aci.errors import RunnerError
+from runner.extract import compute_image_id
+from runner.pod import _mounts_under, gc_pods, open_pod
+from runner.treestore import TreeStore, render_tree
+
+ACTOOL = shutil.which("actool")
+APP = {"exec": ["/bin/sh", "-c", "echo hello"], "user": "0", "group": "0"}
+
+
+@pytest.fixture
+def aci(tmp_path: Path) -> Path:
+    return write_aci(tmp_path / "busybox.aci", busybox_entries(), manifest(APP))
+
+
+def _cli(*args: str, store: Path, timeout: float = 30, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "XDG_CACHE_HOME": str(store.parent)}
+    return subprocess.run([sys.executable, "-m", "docker2aci", *args], cwd=PROJECT_ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout, check=False, **kwargs)
+
+
+def test_a_tree_is_rendered_once_and_shared(tmp_path: Path, aci: Path) -> None:
+    store = TreeStore(tmp_path / "store")
+    with store.acquire(aci) as first:
+        inode = os.stat(os.path.join(first.rootfs, "bin/busybox")).st_ino
+        with store.acquire(aci) as second:  # a concurrent user of the same image
+            assert second.path == first.path
+            assert os.stat(os.path.join(second.rootfs, "bin/busybox")).st_ino == inode
+    assert first.image_id == compute_image_id(aci)
+    assert first.path == str(tmp_path / "store" / "trees" / first.image_id)
+    assert first.manifest["name"] == "test/busybox"
+    assert sorted(os.listdir(first.rootfs)) == ["bin", "etc"]
+    assert store.image_ids() == [first.image_id]
+    assert oct(os.stat(store.dir).st_mode & 0o777) == "0o700"
+
+
+def test_a_wrong_image_id_publishes_nothing(tmp_path: Path, aci: Path) -> None:
+    store = TreeStore(tmp_path / "store")
+    wrong = "sha512-" + "0" * 128
+    with pytest.raises(RunnerError, match=f"its image ID is {compute_image_id(aci)}, not {wrong}"):
+        with store.acquire(aci, image_id=wrong):
+            pass
+    assert [n for n in os.listdir(store.dir) if not n.endswith(".lock")] == []
+
+
+def test_an_unsafe_image_publishes_nothing(tmp_path: Path) -> None:
+    bad = write_aci(tmp_path / "bad.aci", [*busybox_entries(with_etc=False), symlink("rootfs/etc", "/etc"),
+                                            Entry("rootfs/etc/evil", data=b"x")], manifest(APP))
+    store = TreeStore(tmp_path / "store")
+    with pytest.raises(RunnerError, match="rootfs/etc/evil"):
+        with store.acquire(bad):
+            pass
+    assert not os.path.exists("/etc/evil")
+    assert [n for n in os.listdir(store.dir) if not n.endswith(".lock")] == []
+
+
+def test_gc_keeps_trees_in_use_and_recent_ones(tmp_path: Path, aci: Path) -> None:
+    store = TreeStore(tmp_path / "store")
+    other = write_aci(tmp_path / "other.aci", busybox_entries(with_etc=False), manifest(APP, name="test/other"))
+    with store.acquire(other) as unused:
+        pass
+    with store.acquire(aci) as held:
+        report = store.gc(grace_seconds=3600)
+        assert (report.in_use, report.recent, report.removed) == ([held.image_id], [unused.image_id], [])
+        report = store.gc()
+        assert (report.in_use, report.removed) == ([held.image_id], [unused.image_id])
+        assert os.path.isdir(held.rootfs)
+    report = store.gc()
+    assert report.removed == [held.image_id]
+    assert os.listdir(store.dir) == []
+
+
+def test_racing_processes_render_one_tree(tmp_path: Path, aci: Path) -> None:
+    """Eight processes acquire the same uncached image at once: one render, one tree."""
+    code = ("import logging, sys; logging.basicConfig(level=logging.DEBUG, stream=sys.stderr);"
+            "from runner.treestore import TreeStore;"
+            "s = TreeStore(sys.argv[1]);"
+            "cm = s.acquire(sys.argv[2]); t = cm.__enter__(); print(t.path); cm.__exit__(None, None, None)")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "store"), str(aci)], cwd=PROJECT_ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    outputs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8, outputs
+    assert len({out.strip() for out, _ in outputs}) == 1
+    assert sum("into the tree store" in err for _, err in outputs) == 1
+    assert TreeStore(tmp_path / "store").image_ids() == [compute_image_id(aci)]
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("overlay", [True, False], ids=["overlay", "private-copy"])
+def test_a_pod_writes_never_reach_the_tree(tmp_path: Path, aci: Path, overlay: bool) -> None:
+    store = TreeStore(tmp_path / "store")
+    with store.acquire(aci) as tree:
+        before = sorted(os.listdir(tree.rootfs))
+        with open_pod(store.root, tree.rootfs, overlay=overlay,
+                      render=lambda d: render_tree(aci, d)) as pod:
+            assert pod.overlay is overlay
+            Path(pod.rootfs, "written").write_text("by the run")
+            os.unlink(os.path.join(pod.rootfs, "bin/busybox"))
+            assert sorted(os.listdir(pod.rootfs)) == sorted([*before, "written"])
+        assert sorted(os.listdir(tree.rootfs)) == before
+        assert os.path.isfile(os.path.join(tree.rootfs, "bin/busybox"))
+    assert os.listdir(tmp_path / "store" / "pods") == []
+    assert _mounts_under(str(tmp_path)) == []
+
+
+@pytest.mark.root
+def test_gc_cleans_up_after_a_killed_run(tmp_path: Path, aci: Path) -> None:
+    """kill -9 of a run (the runner and its app): its overlay stays mounted and its pod
+    stays; gc unmounts and removes them, and the tree once nobody uses it."""
+    store = tmp_path / "cache" / "docker2aci"
+    env = {**os.environ, "XDG_CACHE_HOME": str(store.parent)}
+    proc = subprocess.Popen([sys.executable, "-m", "docker2aci", "run", "--stage=fly", "--insecure-options=image",
+                             "--exec", "/bin/sleep 60", str(aci)], cwd=PROJECT_ROOT, env=env,
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while not _mounts_under(str(store / "pods")):
+            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr and proc.stderr.read()
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    time.sleep(0.2)  # the app (sleep) is in the same process group: gone too
+    [pod] = os.listdir(store / "pods")
+    result = _cli("gc", "--json", store=store)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["pods_removed"] == [str(store / "pods" / pod)]
+    assert report["trees_removed"] == [compute_image_id(aci)]
+    assert os.listdir(store / "pods") == [] and os.listdir(store / "trees") == []
+    assert _mounts_under(str(tmp_path)) == []
+
+
+def test_gc_leaves_a_running_pod_alone(tmp_path: Path, aci: Path) -> None:
+    store = TreeStore(tmp_path / "store")
+    with store.acquire(aci) as tree, open_pod(store.root, tree.rootfs, overlay=False,
+                                                 render=lambda d: render_tree(aci, d)) as pod:
+        assert gc_pods(store.root) == []
+        assert os.path.isdir(pod.rootfs)
+    assert gc_pods(store.root) == []
+
+
+@pytest.mark.root
+def test_runs_share_the_tree_and_each_gets_a_clean_layer(tmp_path: Path, aci: Path) -> None:
+    store = tmp_path / "cache" / "docker2aci"
+    for _ in range(2):
+        result = _cli("run", "--stage=fly", "--insecure-options=image", str(aci), "--exec",
+                      "/bin/sh -c 'ls /; echo mark > /mark'", store=store)
+        assert result.returncode == 0, result.stderr
+        assert "mark" not in result.stdout.split()  # the first run's write is not seen by the second
+    assert TreeStore(store).image_ids() == [compute_image_id(aci)]
+    assert os.listdir(store / "pods") == []
+
+
+# -- dependencies (actool build) -------------------------------------------------------------------
+
+
+def _actool_build(layout: Path, out: Path) -> Path:
+    subprocess.run([ACTOOL, "build", "--owner-root", str(layout), str(out)], check=True, capture_output=True)
+    return out
+
+
+def _layout(tmp_path: Path, name: str, doc: dict, files: dict[str, str]) -> Path:
+    layout = tmp_path / f"layout-{name.replace('/', '-')}"
+    (layout / "rootfs").mkdir(parents=True)
+    (layout / "manifest").write_text(json.dumps(doc))
+    for rel, content in files.items():
+        path = layout / "rootfs" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    return layout
+
+
+@pytest.mark.skipif(ACTOOL is None, reason="actool is not installed (apt-get install appc-spec)")
+def test_dependencies_are_rendered_first_and_the_whitelist_applied(tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    base_doc = manifest(None, name="example.com/base")
+    base_doc["labels"].append({"name": "version", "value": "1"})
+    base = _actool_build(_layout(tmp_path, "base", base_doc, {"etc/base.conf": "base", "etc/shared": "base",
+                                                               "var/junk": "x"}), images / "base.aci")
+    app_doc = manifest(APP, name="example.com/app")
+    app_doc["dependencies"] = [{"imageName": "example.com/base", "imageID": compute_image_id(base),
+                                "labels": [{"name": "version", "value": "1"}]}]
+    app_doc["pathWhitelist"] = ["/etc/base.conf", "/etc/shared", "/app/run"]
+    app = _actool_build(_layout(tmp_path, "app", app_doc, {"etc/shared": "app", "app/run": "run"}),
+                        images / "app.aci")
+    from runner.dependencies import DirectoryResolver
+
+    store = TreeStore(tmp_path / "store")
+    with store.acquire(app, resolver=DirectoryResolver([str(images)])) as tree:
+        found = sorted(str(p.relative_to(tree.rootfs)) for p in Path(tree.rootfs).rglob("*"))
+        assert found == ["app", "app/run", "etc", "etc/base.conf", "etc/shared"]
+        assert Path(tree.rootfs, "etc/shared").read_text() == "app"  # the image wins over its dependency
+        assert Path(tree.rootfs, "etc/base.conf").read_text() == "base"
+
+
+@pytest.mark.skipif(ACTOOL is None, reason="actool is not installed (apt-get install appc-spec)")
+def test_a_missing_or_mismatched_dependency_is_refused(tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    _actool_build(_layout(tmp_path, "base", manifest(None, name="example.com/base"), {"f": "1"}),
+                  images / "base.aci")
+    from runner.dependencies import DirectoryResolver
+
+    for dependency, message in (
+        ({"imageName": "example.com/nope"}, "dependency example.com/nope not found among the ACIs in"),
+        ({"imageName": "example.com/base", "imageID": "sha512-" + "1" * 128},
+         f"dependency example.com/base (sha512-{'1' * 128}) not found"),
+    ):
+        doc = manifest(APP, name="example.com/app")
+        doc["dependencies"] = [dependency]
+        app = write_aci(images / "app.aci", [directory("rootfs")], doc)
+        with pytest.raises(RunnerError, match=re.escape(message)):
+            with TreeStore(tmp_path / "store").acquire(app, resolver=DirectoryResolver([str(images)])):
+                pass
