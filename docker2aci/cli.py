@@ -159,6 +159,8 @@ def _run_parser(prog: str) -> argparse.ArgumentParser:
           help="Isolation stage (default: isolated where runc can run, else fly with a warning)")
     _flag(p, "volume", action="append", default=[], metavar="NAME,kind=host,source=PATH[,readOnly=true]",
           help="Mount a host directory (or kind=empty: a new one) on the image's mount point NAME; repeatable")
+    _flag(p, "mount", action="append", default=[], metavar="volume=NAME,target=PATH",
+          help="Mount the volume NAME at PATH (a mount point the image does not declare); repeatable")
     _flag(p, "set-env", action="append", default=[], metavar="NAME=VALUE",
           help="Set an environment variable of the app (overrides the image's); repeatable")
     _flag(p, "hostname", help="isolated: the app's host name")
@@ -307,10 +309,11 @@ def cmd_run(argv: Sequence[str], prog: str) -> int:
     from runner import Isolation, run_aci
     from .prerun import converted
     from runner.spec import parse_set_env
-    from runner.volumes import parse_volume
+    from runner.volumes import parse_mount, parse_volume
 
     try:
         volumes = [parse_volume(text) for text in args.volume]
+        mounts = [parse_mount(text) for text in args.mount]
         set_env = dict(parse_set_env(text) for text in args.set_env)
     except Docker2ACIError as err:
         raise UsageError(str(err)) from err
@@ -322,7 +325,7 @@ def cmd_run(argv: Sequence[str], prog: str) -> int:
             progress.stop()
         return run_aci(image.aci, extra, exec_override=exec_override, stage=args.stage,
                        insecure_options=insecure, trust_dir=args.trust_dir, isolation=isolation,
-                       volumes=volumes, set_env=set_env, store_dir=args.cache_dir, image_id=image.image_id,
+                       volumes=volumes, mounts=mounts, set_env=set_env, store_dir=args.cache_dir, image_id=image.image_id,
                        overlay=not args.no_overlay, work_dir=args.tmp_dir, display=args.aci)
 
 

@@ -18,7 +18,7 @@ from docker2aci.signing import default_trust_dir, signature_path, verify_aci
 from runner.dependencies import DirectoryResolver
 from runner.pod import Pod, open_pod
 from runner.treestore import DependencyResolver, Tree, TreeStore, default_store_dir, render_tree
-from runner.volumes import Volume, prepare_volumes
+from runner.volumes import Volume, prepare_volumes, with_mounts
 from runner.isolated import available_runtime, run_isolated
 from runner.linux import root_is_mount_point
 from runner.paths import owner_in_root, read_text_in_root
@@ -90,6 +90,7 @@ def run_aci(
     trust_dir: str | os.PathLike[str] | None = None,
     isolation: Isolation | None = None,
     volumes: Sequence[Volume] = (),
+    mounts: Sequence[Mapping[str, str]] = (),
     set_env: Mapping[str, str] | None = None,
     store_dir: str | os.PathLike[str] | None = None,
     image_id: str | None = None,
@@ -139,6 +140,8 @@ def run_aci(
             ``~/.config/docker2aci/trust``; :func:`docker2aci.signing.default_trust_dir`).
         isolation: settings of the ``isolated`` stage.
         volumes: ``--volume`` values (:func:`runner.volumes.parse_volume`).
+        mounts: ``--mount`` values (:func:`runner.volumes.parse_mount`): mount points
+            added to (or moved in) the image's.
         set_env: environment variables to set or override.
         store_dir: the tree store's root (default :func:`runner.treestore.default_store_dir`).
         image_id: the ACI's image ID when known (a conversion record); checked on render.
@@ -173,7 +176,7 @@ def run_aci(
             raise RunnerError("the isolated stage cannot run here: / is not a mount point (a chroot); "
                               "use --stage=fly")
     check_fly_host()  # both stages need root
-    app = _App(args, exec_override, runtime, isolation, tuple(volumes), dict(set_env or {}))
+    app = _App(args, exec_override, runtime, isolation, tuple(volumes), tuple(mounts), dict(set_env or {}))
     store = TreeStore(store_dir or default_store_dir())
     resolver = DirectoryResolver([*dependency_dirs, os.path.dirname(os.path.abspath(aci_path))])
     with open_image(aci_path, store, insecure_options=insecure_options, trust_dir=trust_dir,
@@ -287,6 +290,7 @@ class _App:
     runtime: str | None
     isolation: Isolation
     volumes: tuple[Volume, ...]
+    mounts: tuple[Mapping[str, str], ...]
     set_env: dict[str, str]
 
 
@@ -303,7 +307,7 @@ def _run_in_pod(manifest: Mapping[str, Any], pod: Pod, app: _App) -> int:
         set_env=app.set_env,
     )
     app_section = manifest.get("app") or {}
-    binds = prepare_volumes(rootfs, app_section.get("mountPoints") or [], app.volumes,
+    binds = prepare_volumes(rootfs, with_mounts(app_section.get("mountPoints"), app.mounts), app.volumes,
                             empty_dir=pod.volumes_dir)
     if app.runtime is not None:
         isolation = app.isolation

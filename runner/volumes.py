@@ -214,6 +214,52 @@ def parse_volume(text: str) -> Volume:
     return Volume(name, kind, values.get("source"), read_only, mode, uid, gid)
 
 
+def parse_mount(text: str) -> dict[str, str]:
+    """Parse rkt's ``--mount volume=NAME,target=PATH``: a mount point the image does not
+    declare (or a new path for one it does), for the volume ``NAME``.
+
+    Returns:
+        A mount point in the manifest's form: ``{"name": NAME, "path": PATH}``.
+
+    Raises:
+        RunnerError: a key other than ``volume`` and ``target``, one missing or given
+            twice, a name that is not an AC name, or a relative target; the message
+            quotes the option.
+    """
+    fields: dict[str, str] = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        if not sep or key not in ("volume", "target"):
+            raise RunnerError(f"--mount {text!r}: {item!r} is not volume=NAME or target=PATH")
+        if key in fields:
+            raise RunnerError(f"--mount {text!r}: {key} is given twice")
+        fields[key] = value
+    for key in ("volume", "target"):
+        if not fields.get(key):
+            raise RunnerError(f"--mount {text!r}: {key} is missing")
+    if not AC_NAME.fullmatch(fields["volume"]):
+        raise RunnerError(f"--mount {text!r}: volume {fields['volume']!r} is not an AC name "
+                          "(lowercase letters, digits and single hyphens)")
+    if not fields["target"].startswith("/"):
+        raise RunnerError(f"--mount {text!r}: target {fields['target']!r} is not an absolute path")
+    return {"name": fields["volume"], "path": fields["target"]}
+
+
+def with_mounts(mount_points: Sequence[Mapping[str, Any]] | None,
+                mounts: Sequence[Mapping[str, str]]) -> list[Mapping[str, Any]]:
+    """The image's mount points with ``--mount`` ones added: a mount of a name the image
+    declares moves that mount point (keeping its ``readOnly``); others are appended."""
+    result = [dict(point) if isinstance(point, Mapping) else point for point in (mount_points or [])]
+    for mount in mounts:
+        for point in result:
+            if isinstance(point, dict) and point.get("name") == mount["name"]:
+                point["path"] = mount["path"]
+                break
+        else:
+            result.append(dict(mount))
+    return result
+
+
 def prepare_volumes(
     rootfs: str,
     mount_points: Sequence[Mapping[str, Any]] | None,

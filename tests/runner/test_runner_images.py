@@ -499,3 +499,67 @@ def test_net_none_has_only_loopback(run: Run, image_aci: Path, stage: str) -> No
     result = run(image_aci, stage, options=["--net", "none"], **_sh("ls /sys/class/net"))
 
     assert (result.returncode, result.stdout) == (0, "lo\n"), result.stderr
+
+
+# ------------------------------------------------------------------------- volumes
+
+
+@BOTH_STAGES
+def test_busybox_read_only_volume_cannot_be_written(run: Run, busybox_aci: Path, stage: str,
+                                                    tmp_path: Path) -> None:
+    """The image's VOLUME /data is its mount point volume-data; the host directory is bound
+    read-only there: the app reads it and cannot write it (the image's user 1000)."""
+    source = tmp_path / "data"
+    source.mkdir()
+    (source / "in.txt").write_text("from the host\n")
+    result = run(busybox_aci, stage, **_sh("cat /data/in.txt; touch /data/new; echo status=$?"),
+                 options=["--volume", f"volume-data,kind=host,source={source},readOnly=true"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "from the host\nstatus=1\n"
+    assert "Read-only file system" in result.stderr
+    assert sorted(os.listdir(source)) == ["in.txt"]
+
+
+@BOTH_STAGES
+def test_busybox_writable_volume_reaches_the_host(run: Run, busybox_aci: Path, stage: str,
+                                                  tmp_path: Path) -> None:
+    source = tmp_path / "data"
+    source.mkdir()
+    os.chown(source, 1000, 1000)
+    result = run(busybox_aci, stage, **_sh("echo written > /data/out.txt"),
+                 options=["--volume", f"volume-data,kind=host,source={source}"])
+    assert result.returncode == 0, result.stderr
+    assert (source / "out.txt").read_text() == "written\n"
+    assert (source / "out.txt").stat().st_uid == 1000
+
+
+@BOTH_STAGES
+def test_bookworm_volume_target_through_var_run(run: Run, bookworm_aci: Path, stage: str,
+                                                tmp_path: Path) -> None:
+    """Debian's /var/run is a link to /run (public case 59): a volume mounted at
+    /var/run/secrets lands in the image's /run/secrets, never in the host's /run."""
+    source = tmp_path / "secrets"
+    source.mkdir()
+    (source / "token").write_text("s3cret\n")
+    assert not os.path.exists("/run/secrets/token")
+    result = run(bookworm_aci, stage, **_sh("readlink /var/run; cat /var/run/secrets/token /run/secrets/token"),
+                 options=["--volume", f"tok,kind=host,source={source},readOnly=true",
+                          "--mount", "volume=tok,target=/var/run/secrets"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "/run\ns3cret\ns3cret\n"
+    assert not os.path.exists("/run/secrets/token")
+
+
+@BOTH_STAGES
+def test_set_env_overrides_the_image(run: Run, busybox_aci: Path, stage: str) -> None:
+    result = run(busybox_aci, stage, ["echo $GREETING $EXTRA"],
+                 options=["--set-env", "GREETING=override", "--set-env", "EXTRA=x=y"])
+    assert (result.returncode, result.stdout) == (0, "override x=y\n"), result.stderr
+
+
+def test_a_volume_naming_no_mount_point_is_refused(run: Run, busybox_aci: Path, tmp_path: Path) -> None:
+    result = run(busybox_aci, "fly", ["true"], options=["--volume", f"nope,kind=host,source={tmp_path}"])
+    assert result.returncode == 1
+    assert "volume 'nope' names no mount point of the image; its mount points: volume-data" in result.stderr
+    result = run(busybox_aci, "fly", ["true"], options=["--volume", "bad name,kind=host"])
+    assert result.returncode == 2 and "bad name" in result.stderr
