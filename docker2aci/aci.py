@@ -4,10 +4,16 @@ The tar is written in PAX format and streamed through a SHA-512 hasher (the imag
 the hash of the *uncompressed* tar) and, optionally, gzip with a fixed header (mtime 0,
 no file name), into a temporary file in the output directory that is renamed into place
 only when complete. Same input → byte-identical file.
+
+gzip levels 0-3 use ISA-L (``isal.igzip_threaded``): the tar is written and hashed on the
+calling thread while a second thread compresses (ISA-L releases the GIL), in 1 MiB
+blocks each primed with the previous 32 KiB (as pigz does), about ten times zlib's speed
+at level 6 for 5-8 % more bytes. Levels 4-9 use zlib (smaller, much slower).
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import gzip
 import hashlib
@@ -15,13 +21,19 @@ import io
 import tarfile
 from typing import IO, Protocol
 
+from isal import igzip_threaded
+
 from converters.rootfs import fixed_header
 
 from .atomic import atomic_file
 from .errors import OutputError
 
-GZIP_LEVEL = 6
-"""zlib level for gzip output (Go's and pgzip's default)."""
+GZIP_LEVEL = 1
+"""Default gzip level: ISA-L's level 1 (see :data:`ISAL_LEVELS`)."""
+ISAL_LEVELS = range(0, 4)
+"""Levels compressed with ISA-L (0 fastest, 3 smallest); 4-9 are zlib's."""
+ZLIB_LEVELS = range(4, 10)
+"""Levels compressed with zlib (``gzip`` module)."""
 COPY_BUFFER = 1 << 20
 """Bytes copied per read when streaming file contents into the tar."""
 
@@ -59,7 +71,26 @@ class _HashingWriter:
         self.inner.flush()
 
 
-def write_aci(path: str, manifest: bytes, rootfs: RootfsWriter, compression: Compression) -> str:
+def check_level(level: int) -> int:
+    """Check a gzip level (``--compression-level``).
+
+    Raises:
+        ValueError: not in 0-9.
+    """
+    if level not in ISAL_LEVELS and level not in ZLIB_LEVELS:
+        raise ValueError(f"gzip level {level}: choose 0-3 (ISA-L, fast) or 4-9 (zlib, smaller and slower)")
+    return level
+
+
+def _gzip_writer(raw: IO[bytes], level: int) -> IO[bytes]:
+    """A gzip stream into ``raw`` (not closing it) with mtime 0 and no file name."""
+    if level in ISAL_LEVELS:
+        return igzip_threaded.open(raw, "wb", compresslevel=level, threads=1)  # type: ignore[no-any-return]
+    return gzip.GzipFile(filename="", mode="wb", compresslevel=level, fileobj=raw, mtime=0)
+
+
+def write_aci(path: str, manifest: bytes, rootfs: RootfsWriter, compression: Compression,
+              level: int = GZIP_LEVEL) -> str:
     """Write an ACI atomically.
 
     Args:
@@ -68,6 +99,7 @@ def write_aci(path: str, manifest: bytes, rootfs: RootfsWriter, compression: Com
         manifest: the ``manifest`` entry's bytes (appc image manifest JSON).
         rootfs: writes the ``rootfs/...`` entries.
         compression: gzip or none.
+        level: the gzip level (:func:`check_level`).
 
     Returns:
         the image ID, ``sha512-`` + 128 hex of the uncompressed tar.
@@ -78,22 +110,24 @@ def write_aci(path: str, manifest: bytes, rootfs: RootfsWriter, compression: Com
     """
     try:
         with atomic_file(path, 0o644) as (_, raw):
-            sink: IO[bytes] = raw
-            gz = None
-            if compression is Compression.GZIP:
-                gz = gzip.GzipFile(filename="", mode="wb", compresslevel=GZIP_LEVEL, fileobj=raw, mtime=0)
-                sink = gz  # type: ignore[assignment]
-            hashing = _HashingWriter(sink)
-            with tarfile.open(fileobj=hashing, mode="w", format=tarfile.PAX_FORMAT,  # type: ignore[call-overload]
-                              encoding="utf-8", errors="surrogateescape") as tar:
-                tar.copybufsize = COPY_BUFFER
-                entry = fixed_header("manifest", tarfile.REGTYPE, 0o644)
-                entry.size = len(manifest)
-                tar.addfile(entry, io.BytesIO(manifest))
-                tar.addfile(fixed_header("rootfs", tarfile.DIRTYPE, 0o755))
-                rootfs.write(tar, "rootfs")
-            if gz is not None:
-                gz.close()
+            gz = _gzip_writer(raw, check_level(level)) if compression is Compression.GZIP else None
+            try:
+                hashing = _HashingWriter(gz if gz is not None else raw)
+                with tarfile.open(fileobj=hashing, mode="w", format=tarfile.PAX_FORMAT,  # type: ignore[call-overload]
+                                  encoding="utf-8", errors="surrogateescape") as tar:
+                    tar.copybufsize = COPY_BUFFER
+                    entry = fixed_header("manifest", tarfile.REGTYPE, 0o644)
+                    entry.size = len(manifest)
+                    tar.addfile(entry, io.BytesIO(manifest))
+                    tar.addfile(fixed_header("rootfs", tarfile.DIRTYPE, 0o755))
+                    rootfs.write(tar, "rootfs")
+                if gz is not None:
+                    gz, closing = None, gz
+                    closing.close()  # the last blocks and the trailer
+            finally:
+                if gz is not None:  # an error above: stop the compression thread
+                    with contextlib.suppress(Exception):
+                        gz.close()
     except OSError as err:
         raise OutputError(f"writing {path}: {err}") from err
     return "sha512-" + hashing.hash.hexdigest()

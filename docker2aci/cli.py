@@ -22,7 +22,7 @@ import sys
 from typing import Sequence
 
 from . import __version__
-from .aci import Compression
+from .aci import GZIP_LEVEL, Compression
 from .errors import Docker2ACIError, SigningError, UsageError
 from .pipeline import ConvertedACI, ConvertOptions, convert
 from .signing import (
@@ -85,6 +85,8 @@ def _convert_parser(prog: str) -> argparse.ArgumentParser:
     _flag(p, "debug", action="store_true", help="Enables debug messages")
     _flag(p, "compression", default="gzip", choices=[c.value for c in Compression],
           help="Type of compression to use; allowed values: gzip, none")
+    _flag(p, "compression-level", type=int, default=GZIP_LEVEL, metavar="N",
+          help="gzip level: 0-3 ISA-L, fast (default 1); 4-9 zlib, smaller and several times slower")
     _flag(p, "output-dir", default=".", metavar="DIR", help="Where to write the ACI (default: .)")
     _flag(p, "json", action="store_true", help="Print one JSON object per ACI (JSON Lines)")
     _source_flags(p, every_platform=True)
@@ -269,7 +271,7 @@ def cmd_convert(argv: Sequence[str], prog: str) -> int:
     args = _convert_parser(prog).parse_args(list(argv))
     _setup_logging(args.debug)
     options = _convert_options(args, output_dir=args.output_dir, compression=Compression(args.compression),
-                               squash=not args.nosquash)
+                               compression_level=args.compression_level, squash=not args.nosquash)
     progress, hook = _progress_hook(sys.stderr.isatty() and not args.json)
     if progress is not None:
         with progress:

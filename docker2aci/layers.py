@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import IO, BinaryIO, Callable, Iterator, Protocol
 
 import zstandard
+from isal import isal_zlib
 
 from .digest import Digest
 from .errors import DigestMismatch, InvalidLayer, OutputError, UnsupportedMediaType
@@ -99,7 +100,7 @@ def sniff_encoding(head: bytes, what: str) -> str:
 
 def _decompressor(encoding: str) -> _Decompressor:
     if encoding == "gzip":
-        return zlib.decompressobj(wbits=31)
+        return isal_zlib.decompressobj(wbits=31)  # ISA-L: about 3x zlib's speed, same API
     if encoding == "bzip2":
         return bz2.BZ2Decompressor()
     if encoding == "xz":
@@ -180,7 +181,7 @@ def decompress_into(stream: BinaryIO, encoding: str, out: IO[bytes], hasher: obj
                     dec = _decompressor(encoding) if chunk.strip(b"\x00") else None
         if dec is not None and not dec.eof:  # type: ignore[attr-defined]
             raise InvalidLayer(what, None, f"{encoding} stream is truncated")
-    except (zlib.error, OSError, lzma.LZMAError, EOFError) as err:
+    except (zlib.error, isal_zlib.error, OSError, lzma.LZMAError, EOFError) as err:
         raise InvalidLayer(what, None, f"{encoding} stream is corrupt: {err}") from err
 
 

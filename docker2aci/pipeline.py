@@ -23,7 +23,7 @@ from converters.names import appc_os_arch
 from converters.rootfs import LayerTar, RootfsTree
 
 from . import __version__, signing
-from .aci import Compression, write_aci
+from .aci import GZIP_LEVEL, Compression, check_level, write_aci
 from .digest import Digest
 from .errors import (DigestMismatch, InvalidConfig, InvalidLayer, InvalidManifest, OutputError, SizeMismatch,
                      UsageError)
@@ -54,6 +54,8 @@ class ConvertOptions:
             platform of it (file names then always carry ``-<os>-<arch>``); default the
             host's.
         compression: gzip (default) or none.
+        compression_level: the gzip level: 0-3 ISA-L (fast; default 1), 4-9 zlib
+            (smaller, several times slower); see :mod:`docker2aci.aci`.
         squash: one ACI for the whole image (only mode so far).
         tmp_dir: where layers are spooled; default the system's temporary directory.
         creds: ``USER:PASS`` for the registry; default: the Docker config files.
@@ -75,6 +77,7 @@ class ConvertOptions:
     image: str | None = None
     platform: str | None = None
     compression: Compression = Compression.GZIP
+    compression_level: int = GZIP_LEVEL
     squash: bool = True
     tmp_dir: str | None = None
     creds: str | None = field(default=None, repr=False)
@@ -143,6 +146,10 @@ def convert(source: str, options: ConvertOptions | None = None,
             same file name.
     """
     options = options or ConvertOptions()
+    try:
+        check_level(options.compression_level)
+    except ValueError as err:
+        raise UsageError(f"--compression-level: {err}") from err
     if not options.squash:
         raise UsageError("--nosquash is not supported yet")
     every_platform = options.platform == ALL_PLATFORMS
@@ -178,6 +185,13 @@ def convert(source: str, options: ConvertOptions | None = None,
         return results
     finally:
         src.close()
+
+
+def _compression_key(options: ConvertOptions) -> str:
+    """What the compression settings add to the conversion key (``gzip-1``, ``none``)."""
+    if options.compression is Compression.GZIP:
+        return f"gzip-{options.compression_level}"
+    return options.compression.value
 
 
 def _convertible(platforms: list[Platform | None], display: str) -> Iterator[Platform | None]:
@@ -323,7 +337,7 @@ def _write_image(display: str, resolved: ResolvedImage, wanted: Platform, option
     if cache is not None and resolved.manifest_digest is not None:
         key = conversion_key(version=__version__, manifest=str(resolved.manifest_digest),
                              index=str(resolved.index_digest), original=resolved.name.original_name,
-                             platform=str(image_platform), compression=options.compression.value,
+                             platform=str(image_platform), compression=_compression_key(options),
                              file=os.path.basename(path))
     if cache is None or key is None:
         return _convert_layers(display, resolved, config, blobs, os_arch, path, options, progress, warnings)
@@ -380,7 +394,8 @@ def _convert_layers(display: str, resolved: ResolvedImage, config: ImageConfig, 
         for w in warnings:
             log.warning("%s: %s", display, w)
         try:
-            image_id = write_aci(path, manifest_bytes(result.manifest), tree, options.compression)
+            image_id = write_aci(path, manifest_bytes(result.manifest), tree, options.compression,
+                                 options.compression_level)
         except BadLayer as err:
             raise InvalidLayer(err.layer, None, err.message) from err
     manifest = result.manifest

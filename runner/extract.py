@@ -30,7 +30,6 @@ from __future__ import annotations
 import bz2
 import contextlib
 import errno
-import gzip
 import hashlib
 import io
 import json
@@ -44,6 +43,8 @@ import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any, Literal, cast
+
+from isal import igzip, isal_zlib
 
 from docker2aci.errors import RunnerError
 from runner.paths import Escape, PathEscapeError, make_dirs_in_root, resolve_in_root
@@ -210,7 +211,7 @@ def _errors_named(verb: str, where: str) -> Iterator[None]:
         raise EntryError(err.entry, err.reason, archive=where) from err
     except RunnerError as err:
         raise RunnerError(f"{verb} {where}: {err}") from err
-    except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError) as err:
+    except (tarfile.TarError, EOFError, OSError, zlib.error, isal_zlib.error, lzma.LZMAError) as err:
         raise RunnerError(f"{verb} {where}: {err}") from err
 
 
@@ -267,7 +268,7 @@ def open_uncompressed(aci_path: str | os.PathLike[str]) -> Iterator[_Uncompresse
         mode = sniff_stream_mode(raw.peek(8)[:8])
         inner: IO[bytes]
         if mode == "r|gz":
-            inner = gzip.GzipFile(fileobj=raw, mode="rb")
+            inner = igzip.GzipFile(fileobj=raw, mode="rb")
         elif mode == "r|bz2":
             inner = bz2.BZ2File(raw, "rb")
         elif mode == "r|xz":

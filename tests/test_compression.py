@@ -1,0 +1,66 @@
+"""gzip output levels: ISA-L (0-3, the default 1) and zlib (4-9) give the same image (the
+same uncompressed tar, so the same image ID), deterministic bytes, files that GNU gzip
+and actool accept, and smaller files at higher levels; a bad level is a usage error."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_shared_images import actool_validate, convert
+
+from docker2aci.aci import Compression
+
+ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "images" / "oci-archive.tar"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, bytes]]:
+    """level → (image ID, file bytes) for levels 0, 1, 3, 6, 9 and no compression."""
+    if not ARCHIVE.exists():
+        pytest.skip(f"shared image {ARCHIVE} not found")
+    found = {}
+    for level in ("0", "1", "3", "6", "9", "none"):
+        out = tmp_path_factory.mktemp(f"level-{level}")
+        options = {"compression": Compression.NONE} if level == "none" else {"compression_level": int(level)}
+        aci = convert(f"oci-archive:{ARCHIVE}", out, **options)
+        actool_validate(aci.path)
+        found[level] = (aci.image_id, Path(aci.path).read_bytes())
+    return found
+
+
+def test_every_level_holds_the_same_tar(outputs: dict[str, tuple[str, bytes]]) -> None:
+    ids = {image_id for image_id, _ in outputs.values()}
+    assert len(ids) == 1
+    plain = outputs["none"][1]
+    assert ids == {"sha512-" + hashlib.sha512(plain).hexdigest()}
+    if shutil.which("gzip") is None:
+        pytest.skip("gzip is not installed")
+    for level in ("0", "1", "3", "6", "9"):
+        unpacked = subprocess.run(["gzip", "-dc"], input=outputs[level][1], capture_output=True, check=True).stdout
+        assert unpacked == plain, level
+
+
+def test_higher_levels_are_smaller(outputs: dict[str, tuple[str, bytes]]) -> None:
+    sizes = {level: len(data) for level, (_, data) in outputs.items()}
+    assert sizes["0"] > sizes["1"] >= sizes["3"] > sizes["9"]
+    assert sizes["6"] >= sizes["9"]
+
+
+def test_each_level_is_deterministic(tmp_path: Path, outputs: dict[str, tuple[str, bytes]]) -> None:
+    for level in (1, 9):
+        again = convert(f"oci-archive:{ARCHIVE}", tmp_path / str(level), compression_level=level)
+        assert Path(again.path).read_bytes() == outputs[str(level)][1]
+
+
+def test_a_bad_level_is_a_usage_error(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "docker2aci", "--compression-level", "10", "--output-dir",
+                           str(tmp_path), f"oci-archive:{ARCHIVE}"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "--compression-level: gzip level 10: choose 0-3 (ISA-L, fast) or 4-9 (zlib" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
