@@ -31,13 +31,17 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `python bench/run.py`
     sys.path.insert(0, str(REPO))
 
-from bench.image import Image, bench_image, large_image
+from bench.image import Image, bench_image, cache_root, large_image
 from fixtures.builders import FixtureBuildError
 from tests.services import push, run_registry
 
 #: The interpreter of the children: the project's venv when there is one.
 PY = str(REPO / ".venv/bin/python") if (REPO / ".venv/bin/python").exists() else sys.executable
 D2A = [PY, "-m", "docker2aci"]
+#: The children's environment: bytecode cached (as for an installed tool, whatever this
+#: shell says), in the benchmark's cache so the work tree stays clean.
+CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+CHILD_ENV["PYTHONPYCACHEPREFIX"] = str(cache_root() / "pycache")
 SBIN_PATH = os.environ.get("PATH", "") + ":/usr/local/sbin:/usr/sbin:/sbin"
 TOOLS = ("skopeo", "umoci", "pigz", "docker-registry", "tar", "chroot", "bash")
 REPO_NAME = "bench/image:latest"
@@ -81,7 +85,7 @@ def measure(argv: list[str], out: Path | None, first_line: str | None = None) ->
         t0 = time.perf_counter()
         # $0 is the pid file: sh writes the command's PID there and exits
         sh = subprocess.Popen(["sh", "-c", '"$@" & echo $! >"$0"', pid_file.name, *argv],
-                              stdin=subprocess.DEVNULL, stderr=err,
+                              stdin=subprocess.DEVNULL, stderr=err, env=CHILD_ENV,
                               stdout=subprocess.PIPE if first_line is not None else subprocess.DEVNULL)
         sh.wait()
         pid = int(pid_file.read())
@@ -223,7 +227,7 @@ def _fixed(argv: list[str], work: Path) -> list[str]:
 
 
 def _check_call(argv: list[str]) -> str:
-    done = subprocess.run(argv, check=False, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    done = subprocess.run(argv, check=False, capture_output=True, text=True, stdin=subprocess.DEVNULL, env=CHILD_ENV)
     if done.returncode != 0:
         raise BenchError(f"{shlex.join(argv)}\nexited {done.returncode}:\n{done.stderr[-3000:]}")
     return done.stdout
@@ -388,9 +392,10 @@ def _bench(args: argparse.Namespace) -> int:
               f"machine: {machine['cpu']}, {machine['cores']} cores, Linux {machine['kernel']}, "
               f"{machine['python']}, {machine['skopeo']}, {machine['umoci']}\n"
               f"{image_summary(image.stats)}; ready in {image_ready_s:.1f} s this time; registry push {push_s:.1f} s\n"
-              f"medians of {args.runs} run(s); run cases: wall = to the first output line")
+              f"medians of {args.runs} run(s), in rounds; run cases: wall = to the first output line; "
+              f"load average {machine['load_avg_at_start'][0]:.1f} at start, {os.getloadavg()[0]:.1f} at end")
     print(header + "\n\n" + table(results) + "".join(f"\nnote: {n}" for n in notes))
-    report = {"machine": machine, "runs": args.runs, "notes": notes, "cases": results,
+    report = {"machine": machine, "load_avg_at_end": os.getloadavg(), "runs": args.runs, "notes": notes, "cases": results,
               "image": {**image.stats, "path": str(image.path), "ready_s": image_ready_s, "registry_push_s": push_s}}
     if large is not None:
         report["large_image"] = json.loads((large.parent / "stats.json").read_text())

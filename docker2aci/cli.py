@@ -14,40 +14,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import json
 import logging
 import os
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
 from . import __version__
 from .aci import GZIP_LEVEL, Compression
-from .errors import Docker2ACIError, SigningError, UsageError
+from .errors import Docker2ACIError, UsageError
 from .pipeline import ConvertedACI, ConvertOptions, convert
-from .signing import (
-    DEFAULT_ALGORITHM,
-    KeyAlgorithm,
-    default_keys_dir,
-    export_key,
-    format_fingerprint,
-    generate_key,
-    import_key,
-    key_info,
-    list_keys,
-    open_signer,
-    publish_text,
-    read_passphrase_file,
-    sign_file,
-    signature_path,
-    verify_aci,
-    write_key_pair,
-)
-from .trust import TrustStore, check_prefix, default_trust_dir, read_certs
-
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
+from .cli_common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, Parser as _Parser, flag as _flag, setup_logging as _setup_logging
 
 log = logging.getLogger("docker2aci")
 
@@ -63,18 +40,6 @@ _USAGE = """docker2aci [-debug] [-nosquash] [-compression=(gzip|none)] IMAGE
        docker2aci fetch [--json] IMAGE         (convert, verify, render; prints <image_id> <path>)
        docker2aci gc [--grace DURATION]        (remove ended pods and unused trees)
        docker2aci keys|sign|verify|trust ... (see docker2aci COMMAND --help)"""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises instead of exiting, so ``main`` owns the exit status."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
-
-
-def _flag(parser: argparse.ArgumentParser, name: str, **kwargs: object) -> None:
-    """Add ``--name`` that also works as ``-name`` (Go's flag package)."""
-    parser.add_argument(f"--{name}", f"-{name}", **kwargs)  # type: ignore[arg-type]
 
 
 def _convert_parser(prog: str) -> argparse.ArgumentParser:
@@ -197,13 +162,6 @@ def _gc_parser(prog: str) -> argparse.ArgumentParser:
     return p
 
 
-def _setup_logging(debug: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO,
-                        format="%(levelname)s: %(message)s", stream=sys.stderr)
-    # urllib3's debug lines carry full URLs (presigned blob redirects): never shown
-    logging.getLogger("urllib3").setLevel(logging.INFO)
-
-
 def _print_text(acis: list[ConvertedACI], shown_paths: list[str], signatures: list[str] | None = None) -> None:
     app = acis[-1].manifest.get("app", {})
     out: list[str] = []
@@ -283,7 +241,7 @@ def cmd_convert(argv: Sequence[str], prog: str) -> int:
     else:
         shown = [os.path.normpath(os.path.join(args.output_dir, os.path.basename(a.path))) for a in acis]
         signed = bool(args.sign or args.gpg_key)
-        _print_text(acis, shown, [signature_path(p) for p in shown] if signed else None)
+        _print_text(acis, shown, [f"{p}.asc" for p in shown] if signed else None)
     return EXIT_OK
 
 
@@ -392,199 +350,21 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
-_TRUST_DIR_HELP = ("The trust store (default: /etc/docker2aci/trust for root, else "
-                   "$XDG_CONFIG_HOME/docker2aci/trust or ~/.config/docker2aci/trust)")
-_KEYS_DESCRIPTION = """Manage OpenPGP signing keys (RFC 4880 v4 keys, made with pysequoia).
+def _signing_command(name: str) -> Callable[[Sequence[str], str], int]:
+    """A command of :mod:`docker2aci.cli_signing`, imported when it runs (OpenPGP is most of
+    the start-up time of a conversion that does not sign)."""
+    def command(argv: Sequence[str], prog: str) -> int:
+        from . import cli_signing
 
-'keys generate' writes a key pair to PREFIX.pub.asc and PREFIX.sec.asc (the secret key mode
-0600), or, without --output, into the keyring. 'keys import', 'keys export' and 'keys list'
-act on the keyring: a directory of YOUR signing keys (default
-$XDG_CONFIG_HOME/docker2aci/keys or ~/.config/docker2aci/keys, --keys-dir), one file per key
-named <fingerprint>.sec.asc (mode 0600) or <fingerprint>.pub.asc. A key of the keyring can
-be named by fingerprint or key ID wherever a key file is asked for (--sign, sign --key).
+        return getattr(cli_signing, f"cmd_{name}")(argv, prog)  # type: ignore[no-any-return]
 
-The keys you trust to sign the images you run are not here: they are in the trust store,
-managed with 'docker2aci trust'. To let others run your images, give them your public key
-('keys export FINGERPRINT') for their 'docker2aci trust add'."""
+    return command
 
 
-def _keys_parser(prog: str) -> argparse.ArgumentParser:
-    p = _Parser(prog=f"{prog} keys", allow_abbrev=False, description=_KEYS_DESCRIPTION,
-                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    gen = sub.add_parser("generate", help="Generate a signing key pair", allow_abbrev=False)
-    _flag(gen, "name", required=True, metavar="'NAME <EMAIL>'", help="The key's user ID")
-    _flag(gen, "output", metavar="PREFIX",
-          help="Write PREFIX.pub.asc and PREFIX.sec.asc (default: into the keyring)")
-    _flag(gen, "algorithm", default=DEFAULT_ALGORITHM.value, choices=[a.value for a in KeyAlgorithm],
-          help=f"Key type (default {DEFAULT_ALGORITHM.value}; rkt verifies RSA keys)")
-    _flag(gen, "passphrase-file", metavar="FILE", help="Protect the secret key with the first line of FILE")
-    _flag(gen, "expires", type=int, metavar="DAYS", help="The key expires after DAYS days (default: never)")
-    imp = sub.add_parser("import", help="Copy a key file into the keyring", allow_abbrev=False)
-    imp.add_argument("file", metavar="KEYFILE")
-    exp = sub.add_parser("export", help="Print a key's ASCII-armored public key", allow_abbrev=False)
-    exp.add_argument("key", metavar="KEY", help="A fingerprint or key ID of the keyring, or a key file")
-    _flag(exp, "output", metavar="FILE", help="Write to FILE instead of standard output")
-    _flag(exp, "secret", action="store_true", help="Export the secret key (needs --output; mode 0600)")
-    sub.add_parser("list", help="List the keys of the keyring", allow_abbrev=False)
-    for action in (gen, imp, exp, sub.choices["list"]):
-        _flag(action, "keys-dir", metavar="DIR", help="The keyring directory (default: ~/.config/docker2aci/keys)")
-    return p
-
-
-def cmd_keys(argv: Sequence[str], prog: str) -> int:
-    """``docker2aci keys generate|import|export|list``: see ``docker2aci keys --help``."""
-    args = _keys_parser(prog).parse_args(list(argv))
-    _setup_logging(False)
-    keys_dir = args.keys_dir or default_keys_dir()
-    if args.action == "generate":
-        passphrase = read_passphrase_file(args.passphrase_file) if args.passphrase_file else None
-        key = generate_key(args.name, KeyAlgorithm(args.algorithm), passphrase=passphrase,
-                           validity_days=args.expires)
-        if args.output:
-            public, secret = write_key_pair(args.output, key)
-        else:
-            os.makedirs(keys_dir, mode=0o700, exist_ok=True)
-            public, secret = write_key_pair(os.path.join(keys_dir, key.fingerprint), key)
-        print(f"Generated key {format_fingerprint(key.fingerprint)}\n  {args.name}")
-        print(f"Public key: {public}\nSecret key: {secret}")
-    elif args.action == "import":
-        for info, path in import_key(args.file, keys_dir):
-            print(f"Imported {info.describe()}\n  as {path}")
-    elif args.action == "export":
-        if args.secret and not args.output:
-            raise UsageError("keys export --secret writes a secret key: give --output FILE")
-        text = export_key(args.key, keys_dir, secret=args.secret)
-        if args.output:
-            publish_text(args.output, text, 0o600 if args.secret else 0o644)
-        else:
-            sys.stdout.write(text)
-    else:
-        for info, path in list_keys(keys_dir):
-            print(info.describe())
-    return EXIT_OK
-
-
-def _sign_parser(prog: str) -> argparse.ArgumentParser:
-    p = _Parser(prog=f"{prog} sign", allow_abbrev=False,
-                description="Sign an ACI as it is on disk: an ASCII-armored detached OpenPGP signature "
-                            "written atomically to ACI.asc.")
-    p.add_argument("aci", metavar="ACI", nargs="+")
-    _flag(p, "key", metavar="KEYFILE",
-          help="A secret key file, or the fingerprint/key ID of a key in the keyring (docker2aci keys)")
-    _flag(p, "gpg-key", metavar="ID", help="Sign with this key of your gpg keyring (GNUPGHOME honoured)")
-    p.add_argument("--passphrase-file", "-passphrase-file", "--sign-passphrase-file",
-                   dest="passphrase_file", metavar="FILE", help="The key's passphrase: the first line of FILE")
-    return p
-
-
-def cmd_sign(argv: Sequence[str], prog: str) -> int:
-    """``docker2aci sign ACI... (--key KEY | --gpg-key ID) [--passphrase-file FILE]``."""
-    args = _sign_parser(prog).parse_args(list(argv))
-    _setup_logging(False)
-    if not (args.key or args.gpg_key):
-        raise UsageError("sign needs --key KEYFILE or --gpg-key ID")
-    signer = open_signer(key=args.key, passphrase_file=args.passphrase_file, gpg_key=args.gpg_key)
-    assert signer is not None
-    for aci in args.aci:
-        if not os.path.isfile(aci):
-            raise SigningError(f"{aci}: no such file")
-        print(sign_file(aci, signer))
-    return EXIT_OK
-
-
-def _verify_parser(prog: str) -> argparse.ArgumentParser:
-    p = _Parser(prog=f"{prog} verify", allow_abbrev=False,
-                description="Check ACI.asc against the keys trusted for the image's name (its manifest's "
-                            "'name'): root keys and keys trusted for the name or a parent prefix. Exit "
-                            "status 0 when the signature is accepted, 1 when it is refused.")
-    p.add_argument("aci", metavar="ACI")
-    _flag(p, "signature", metavar="FILE", help="The detached signature (default: ACI.asc)")
-    _flag(p, "trust-dir", metavar="DIR", help=_TRUST_DIR_HELP)
-    return p
-
-
-def cmd_verify(argv: Sequence[str], prog: str) -> int:
-    """``docker2aci verify ACI``: 0 when the signature is accepted, 1 when refused."""
-    args = _verify_parser(prog).parse_args(list(argv))
-    _setup_logging(False)
-    result = verify_aci(args.aci, args.trust_dir or default_trust_dir(), signature=args.signature)
-    trusted = ("as a root key" if result.trusted_as.prefix is None
-               else f'for prefix "{result.trusted_as.prefix}"')
-    print(f'Signature verified: "{result.name}" ({args.aci}) signed by key ID {result.signer.key_id} '
-          f"({format_fingerprint(result.signer.fingerprint)}), trusted {trusted}")
-    return EXIT_OK
-
-
-def _trust_parser(prog: str) -> argparse.ArgumentParser:
-    p = _Parser(prog=f"{prog} trust", allow_abbrev=False,
-                description="Manage the keys trusted to sign the images you run, in rkt's layout: "
-                            "TRUST_DIR/trustedkeys/prefix.d/<prefix>/<fingerprint> and "
-                            "TRUST_DIR/trustedkeys/root.d/<fingerprint>.")
-    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    add = sub.add_parser("add", help="Trust a public key for a prefix, or for every image (--root)",
-                         allow_abbrev=False)
-    add.add_argument("file", metavar="KEYFILE")
-    scope = add.add_mutually_exclusive_group(required=True)
-    scope.add_argument("--prefix", "-prefix", metavar="PREFIX",
-                       help="Trust the key for images named PREFIX or PREFIX/...")
-    scope.add_argument("--root", "-root", action="store_true", help="Trust the key for every image")
-    _flag(add, "yes", action="store_true", help="Do not ask for confirmation on a terminal")
-    sub.add_parser("list", help="List the trusted keys", allow_abbrev=False)
-    rm = sub.add_parser("remove", help="Stop trusting a key", allow_abbrev=False)
-    rm.add_argument("fingerprint", metavar="FINGERPRINT")
-    only = rm.add_mutually_exclusive_group()
-    only.add_argument("--prefix", "-prefix", metavar="PREFIX", help="Only for this prefix")
-    only.add_argument("--root", "-root", action="store_true", help="Only as a root key")
-    for action in (add, sub.choices["list"], rm):
-        _flag(action, "trust-dir", metavar="DIR", help=_TRUST_DIR_HELP)
-    return p
-
-
-def cmd_trust(argv: Sequence[str], prog: str) -> int:
-    """``docker2aci trust add|list|remove``: see ``docker2aci trust --help``."""
-    args = _trust_parser(prog).parse_args(list(argv))
-    _setup_logging(False)
-    store = TrustStore(args.trust_dir or default_trust_dir())
-    if args.action == "add":
-        prefix = None if args.root else check_prefix(args.prefix)
-        what = "every image (root key)" if prefix is None else f'prefix "{prefix}"'
-        for cert in read_certs(args.file):
-            info = key_info(bytes(cert), args.file)
-            print(f"Key fingerprint: {format_fingerprint(info.fingerprint)}")
-            for uid in info.user_ids:
-                print(f"  {uid}")
-            if info.revoked:
-                log.warning("this key is revoked: images signed by it will be refused")
-            elif info.expires is not None and info.expires <= datetime.datetime.now(datetime.UTC):
-                log.warning("this key has expired: images signed by it will be refused")
-            if sys.stdin.isatty() and not args.yes:
-                sys.stdout.flush()
-                answer = input(f"Are you sure you want to trust this key for {what} (yes/no)? ")
-                if answer.strip().lower() not in ("y", "yes"):
-                    print("Not trusted.", file=sys.stderr)
-                    return EXIT_ERROR
-            key = store.add(cert, prefix)
-            scope = "as a root key" if prefix is None else f'for prefix "{prefix}"'
-            print(f'Added key {scope} at "{key.path}"')
-    elif args.action == "list":
-        for key in store.entries():
-            if key.problem is not None:
-                print(f"{key.fingerprint}  {key.scope}  UNUSABLE: {key.problem} ({key.path})")
-                continue
-            assert key.cert is not None
-            print(f"{key.scope}: {key_info(bytes(key.cert), key.path).describe()}")
-    else:
-        removed = store.remove(args.fingerprint, None if args.root else args.prefix, root_only=args.root)
-        if not removed:
-            raise SigningError(f"key {args.fingerprint} is not in the trust store {store.root}")
-        for path in removed:
-            print(f"Removed {path}")
-    return EXIT_OK
-
-
-_COMMANDS = {"convert": cmd_convert, "run": cmd_run, "fetch": cmd_fetch, "gc": cmd_gc, "keys": cmd_keys, "sign": cmd_sign,
-             "verify": cmd_verify, "trust": cmd_trust}
+_COMMANDS: dict[str, Callable[[Sequence[str], str], int]] = {
+    "convert": cmd_convert, "run": cmd_run, "fetch": cmd_fetch, "gc": cmd_gc,
+    **{name: _signing_command(name) for name in ("keys", "sign", "verify", "trust")},
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,14 +15,14 @@ import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from converters.errors import BadConfig, BadLayer, UnsafeEntry
 from converters.manifest import ImageConfig, Naming, build_manifest, manifest_bytes
 from converters.names import appc_os_arch
 from converters.rootfs import LayerTar, RootfsTree
 
-from . import __version__, signing
+from . import __version__
 from .aci import GZIP_LEVEL, Compression, check_level, write_aci
 from .digest import Digest
 from .errors import (DigestMismatch, InvalidConfig, InvalidLayer, InvalidManifest, OutputError, SizeMismatch,
@@ -30,9 +30,11 @@ from .errors import (DigestMismatch, InvalidConfig, InvalidLayer, InvalidManifes
 from .layers import LayerBlob, spool_layer
 from .limits import MAX_PASSWD_BYTES
 from .manifest import Platform
-from .sources import RemoteOptions, ResolvedImage, open_source
-from .sources.registry import DownloadHook
+from .sources import DownloadHook, RemoteOptions, ResolvedImage, open_source
 from .store import ConversionCache, conversion_key, default_cache_dir, publish_copy
+
+if TYPE_CHECKING:
+    from .signing import Signer
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +159,12 @@ def convert(source: str, options: ConvertOptions | None = None,
         wanted = Platform.parse(options.platform) if options.platform and not every_platform else Platform.host()
     except InvalidManifest as err:
         raise UsageError(str(err)) from err
-    signer = signing.open_signer(key=options.sign_key, passphrase_file=options.sign_passphrase_file,
-                                 gpg_key=options.gpg_key)
+    signer = None
+    if options.sign_key or options.gpg_key or options.sign_passphrase_file:
+        from . import signing  # OpenPGP is imported only when signing
+
+        signer = signing.open_signer(key=options.sign_key, passphrase_file=options.sign_passphrase_file,
+                                     gpg_key=options.gpg_key)
     remote = RemoteOptions(creds=options.creds, cert_dir=options.cert_dir,
                            insecure_skip_verify=options.insecure_skip_verify,
                            allow_http=options.insecure_allow_http, cache_dir=options.cache_dir,
@@ -304,10 +310,12 @@ def aci_file_name(repository: str, tag: str | None, suffix: str = "") -> str:
 
 def _convert_image(display: str, resolved: ResolvedImage, wanted: Platform, options: ConvertOptions,
                    progress: ProgressHook | None, written: dict[str, str],
-                   cache: ConversionCache | None, signer: signing.Signer | None) -> ConvertedACI:
+                   cache: ConversionCache | None, signer: Signer | None) -> ConvertedACI:
     """Write one ACI (or reuse the cached one), then sign the file as written."""
     converted = _write_image(display, resolved, wanted, options, progress, written, cache)
     if signer is not None:
+        from . import signing
+
         signing.sign_file(converted.path, signer)
     return converted
 

@@ -9,28 +9,26 @@
 bare ``PATH``                              sniffed: a layout directory or either archive
 =========================================  ==============================================
 
-The table below is the only registry of transports (no registration by import).
+The table below is the only registry of transports (no registration by import). The
+registry and engine sources are imported when first used: their HTTP stack is most of
+the start-up time of a local conversion.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from typing import Callable
-
 from dataclasses import dataclass, field
+from typing import Callable
 
 from ..errors import SourceError, UsageError
 from ..reference import COMPONENT_RE as _COMPONENT
 from ..reference import ImageRef, split_transport
 from ..store import BlobCache, default_cache_dir
 from .archive import DockerArchive, is_docker_archive
-from .base import ImageName, ImageSource, ResolvedImage
-from .daemon import DaemonSource
+from .base import DownloadHook, ImageName, ImageSource, ResolvedImage
 from .files import DirectoryTree, TarTree
 from .oci_layout import OciLayout
-from ..registry import Credentials, RegistryClient, lookup_credentials
-from .registry import DownloadHook, RegistrySource
 
 __all__ = ["ImageName", "ImageSource", "RemoteOptions", "ResolvedImage", "open_source", "TRANSPORTS"]
 
@@ -135,6 +133,9 @@ class RemoteOptions:
 def _registry(rest: str, name: str, remote: RemoteOptions) -> ImageSource:
     if not rest.startswith("//"):
         raise UsageError(f"{name}: expected docker://[HOST[:PORT]/]NAME[:TAG|@DIGEST]")
+    from ..registry import Credentials, RegistryClient, lookup_credentials
+    from .registry import RegistrySource
+
     ref = ImageRef.parse(rest[2:])
     credentials = Credentials.parse(remote.creds) if remote.creds is not None else lookup_credentials(ref.api_host)
     client = RegistryClient(ref.api_host, credentials=credentials, insecure_skip_verify=remote.insecure_skip_verify,
@@ -167,6 +168,8 @@ def open_source(name: str, remote: RemoteOptions | None = None) -> tuple[ImageSo
     if transport == "docker-daemon":
         if not rest:
             raise UsageError(f"{name}: expected docker-daemon:NAME[:TAG]")
+        from .daemon import DaemonSource
+
         return DaemonSource(rest, remote.tmp_dir), None
     path, selector = _split_path(rest)
     if not os.path.exists(path):

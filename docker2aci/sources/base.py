@@ -9,13 +9,18 @@ manifest translation are shared code; sources only find bytes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 from ..digest import Digest
 from ..errors import InvalidReference, SourceError
 from ..layers import LayerBlob
 from ..manifest import Platform
 from ..reference import ImageRef
+
+
+DownloadHook = Callable[[str, int, "int | None"], None]
+"""Called as ``hook(task, done, total)``; for a download the task is the blob digest and
+the counts are bytes (``total`` ``None`` when unknown)."""
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ index.
 from __future__ import annotations
 
 import logging
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 from .. import mediatypes
 from ..digest import Digest
@@ -23,13 +23,10 @@ from ..manifest import (Descriptor, Document, Platform, document_kind, follow_in
 from ..reference import ImageRef
 from ..registry import RegistryClient
 from ..store import BlobCache
-from .base import ImageName, ResolvedImage
+from .base import DownloadHook, ImageName, ResolvedImage
 
 log = logging.getLogger(__name__)
 
-DownloadHook = Callable[[str, int, "int | None"], None]
-"""Called as ``hook(task, done, total)``; for a download the task is the blob digest and
-the counts are bytes (``total`` ``None`` when unknown)."""
 
 
 class RegistrySource:
