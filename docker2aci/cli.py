@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import sys
 from typing import Callable, Sequence
 
@@ -267,17 +268,29 @@ def cmd_run(argv: Sequence[str], prog: str) -> int:
     import shlex
 
     from runner import Isolation, run_aci
-    from .prerun import converted
+    from runner.ocispec import check_hostname, parse_cpu, parse_memory
     from runner.spec import parse_set_env
     from runner.volumes import parse_mount, parse_volume
 
-    try:
+    from .prerun import converted
+
+    try:  # every option is checked before any work: a usage error exits 2
         volumes = [parse_volume(text) for text in args.volume]
         mounts = [parse_mount(text) for text in args.mount]
+        unmatched = {m["name"] for m in mounts} - {v.name for v in volumes}
+        if unmatched:
+            raise UsageError(f"--mount names volume(s) {', '.join(sorted(unmatched))} that no --volume gives")
         set_env = dict(parse_set_env(text) for text in args.set_env)
+        for value, check in ((args.memory, parse_memory), (args.cpu, parse_cpu), (args.hostname, check_hostname)):
+            if value is not None:
+                check(value)
+        exec_override = shlex.split(args.exec_) if args.exec_ is not None else None
+    except ValueError as err:
+        raise UsageError(f"--exec {args.exec_!r}: {err}") from err
     except Docker2ACIError as err:
         raise UsageError(str(err)) from err
-    exec_override = shlex.split(args.exec_) if args.exec_ else None
+    if exec_override == []:
+        raise UsageError("--exec is empty: give the program to run")
     isolation = Isolation(hostname=args.hostname, net=args.net, memory=args.memory, cpu=args.cpu)
     progress, hook = _progress_hook(sys.stderr.isatty())
     with progress or contextlib.nullcontext(), converted(args.aci, _convert_options(args), hook) as image:
@@ -332,6 +345,7 @@ def cmd_gc(argv: Sequence[str], prog: str) -> int:
 
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhd]?)")
 
 
 def parse_duration(text: str) -> float:
@@ -340,14 +354,10 @@ def parse_duration(text: str) -> float:
     Raises:
         UsageError: anything else, or a negative value.
     """
-    value, unit = (text[:-1], text[-1]) if text and text[-1] in _DURATION_UNITS else (text, "s")
-    try:
-        seconds = float(value) * _DURATION_UNITS[unit]
-    except ValueError:
-        raise UsageError(f"--grace {text!r}: use a number of seconds or 30m, 24h, 7d") from None
-    if seconds < 0 or seconds != seconds:
-        raise UsageError(f"--grace {text!r}: must not be negative")
-    return seconds
+    match = _DURATION.fullmatch(text)
+    if match is None:
+        raise UsageError(f"--grace {text!r}: use a number of seconds, or one with a unit: 90s, 30m, 24h, 7d")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
 
 
 def _signing_command(name: str) -> Callable[[Sequence[str], str], int]:

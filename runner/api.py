@@ -17,7 +17,7 @@ from docker2aci.errors import RunnerError
 from docker2aci.signing import default_trust_dir, signature_path, verify_aci
 from runner.dependencies import DirectoryResolver
 from runner.pod import Pod, open_pod
-from runner.treestore import DependencyResolver, Tree, TreeStore, default_store_dir, render_tree
+from runner.treestore import ChainImage, DependencyResolver, Tree, TreeStore, build_chain, default_store_dir, render_chain
 from runner.volumes import Volume, prepare_volumes, with_mounts
 from runner.isolated import available_runtime, run_isolated
 from runner.linux import root_is_mount_point
@@ -180,12 +180,10 @@ def run_aci(
     store = TreeStore(store_dir or default_store_dir())
     resolver = DirectoryResolver([*dependency_dirs, os.path.dirname(os.path.abspath(aci_path))])
     with open_image(aci_path, store, insecure_options=insecure_options, trust_dir=trust_dir,
-                    work_dir=work_dir, image_id=image_id, resolver=resolver, display=display) as (tree, source):
-        def private_render(rootfs: str) -> None:
-            render_tree(source, rootfs, image_id=tree.image_id, resolver=resolver)
-
-        with open_pod(store.root, tree.rootfs, overlay=overlay, render=private_render) as pod:
-            return _run_in_pod(tree.manifest, pod, app)
+                    work_dir=work_dir, image_id=image_id, resolver=resolver, display=display) as (tree, chain):
+        with open_pod(store.root, tree.rootfs, overlay=overlay,
+                      render=functools.partial(render_chain, chain)) as pod:
+            return _run_in_pod(tree.manifest, pod, app, keep_open=(tree.lock_fd, pod.lock_fd))
 
 
 @contextlib.contextmanager
@@ -199,12 +197,14 @@ def open_image(
     image_id: str | None = None,
     resolver: DependencyResolver | None = None,
     display: str | None = None,
-) -> Iterator[tuple[Tree, str]]:
+) -> Iterator[tuple[Tree, list[ChainImage]]]:
     """Verify an ACI (unless ``insecure_options`` holds ``"image"``) and give its tree
     from the store, rendering it if needed; the tree stays in use until the block ends.
 
     The signature is checked on a private, unlinked copy, which is then hashed and
-    rendered. Dependencies found by ``resolver`` must be signed and trusted too.
+    rendered. Dependencies found by ``resolver`` must be signed and trusted too, and are
+    read the same way; the tree's key covers every image ID rendered, so a tree made over
+    other dependencies is never taken for this one.
 
     Args:
         aci_path: the ACI file.
@@ -217,30 +217,28 @@ def open_image(
         display: how errors name the image (default ``aci_path``).
 
     Yields:
-        ``(tree, path)``: the :class:`runner.treestore.Tree`, and the file the tree was
-        rendered from (the private copy, or ``aci_path``), valid inside the block.
+        ``(tree, chain)``: the :class:`runner.treestore.Tree`, and the images it was
+        rendered from (:func:`runner.treestore.build_chain`: private copies when they
+        were verified, valid inside the block), for a private render of the same bytes.
 
     Raises:
         VerificationError, SigningError, RunnerError: as :func:`run_aci`.
     """
     _check_insecure_options(insecure_options)
-    if "image" in insecure_options:
-        with store.acquire(aci_path, image_id=image_id, resolver=resolver) as tree:
-            yield tree, os.fspath(aci_path)
-        return
+    insecure = "image" in insecure_options
     trust = os.fspath(trust_dir or default_trust_dir())
-    checked = resolver
-    if resolver is not None:
-        def checked(dependency: Mapping[str, Any]) -> str:
-            path = resolver(dependency)  # type: ignore[misc]
-            verify_aci(path, trust, signature=signature_path(path))
-            return path
+    with contextlib.ExitStack() as stack:
+        def pinned(path: str, shown: str | None = None) -> str:
+            """A verified private copy (the bytes checked are the bytes rendered)."""
+            copy = stack.enter_context(_private_copy(path, work_dir))
+            verify_aci(copy, trust, signature=signature_path(path), display=shown or path)
+            return copy
 
-    with _private_copy(aci_path, work_dir) as pinned:
-        verify_aci(pinned, trust, signature=signature_path(os.fspath(aci_path)),
-                   display=display or os.fspath(aci_path))
-        with store.acquire(pinned, image_id=image_id, resolver=checked) as tree:
-            yield tree, pinned
+        top = os.fspath(aci_path) if insecure else pinned(os.fspath(aci_path), display)
+        chain = build_chain(top, image_id=image_id, resolver=resolver,
+                            open_dependency=(lambda path: path) if insecure else pinned)
+        with store.acquire(top, chain=chain) as tree:
+            yield tree, chain
 
 
 def _check_insecure_options(options: frozenset[str]) -> None:
@@ -294,8 +292,29 @@ class _App:
     set_env: dict[str, str]
 
 
-def _run_in_pod(manifest: Mapping[str, Any], pod: Pod, app: _App) -> int:
-    """Build the process and the volume binds in the pod's rootfs; start the stage."""
+def _run_in_pod(manifest: Mapping[str, Any], pod: Pod, app: _App, keep_open: Sequence[int] = ()) -> int:
+    """Build the process and the volume binds in the pod's rootfs; start the stage.
+
+    ``keep_open``: lock descriptors (read-only) the stage's processes inherit (runc, or
+    the fly app), so that the pod and its tree stay locked while the app runs, even
+    when the runner itself is killed: ``gc`` then leaves them alone.
+    """
+    with _inherited(keep_open):
+        return _start(manifest, pod, app)
+
+
+@contextlib.contextmanager
+def _inherited(fds: Sequence[int]) -> Iterator[None]:
+    for fd in fds:
+        os.set_inheritable(fd, True)
+    try:
+        yield
+    finally:
+        for fd in fds:
+            os.set_inheritable(fd, False)
+
+
+def _start(manifest: Mapping[str, Any], pod: Pod, app: _App) -> int:
     rootfs = pod.rootfs
     spec = build_process_spec(
         manifest,

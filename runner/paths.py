@@ -103,6 +103,8 @@ def resolve_in_root(
         except FileNotFoundError:
             resolved.append(part)
             continue
+        except NotADirectoryError:
+            raise RunnerError(f"resolving {path!r}: {'/'.join(resolved) or '/'} is not a directory") from None
         if stat.S_ISLNK(mode) and (follow_final or not is_last):
             hops += 1
             if hops > MAX_LINK_HOPS:
@@ -174,17 +176,27 @@ def read_text_in_root(
     Raises:
         RunnerError: the file is larger than ``limit`` or cannot be read.
     """
-    host_path = resolve_in_root(root, path)
     try:
-        fd = os.open(host_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        host_path = resolve_in_root(root, path)
+    except RunnerError:
+        return None  # a parent is not a directory: there is no such file
+    try:
+        # O_PATH opens nothing: a device node the image ships is never opened for real
+        probe = os.open(host_path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as err:
         raise RunnerError(f"reading {path} in the image: {err.strerror}") from err
+    try:
+        if not stat.S_ISREG(os.fstat(probe).st_mode):
+            return None
+        fd = os.open(f"/proc/self/fd/{probe}", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as err:
+        raise RunnerError(f"reading {path} in the image: {err.strerror}") from err
+    finally:
+        os.close(probe)
     with os.fdopen(fd, "rb") as handle:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            return None
         if info.st_size > limit:
             raise RunnerError(f"reading {path} in the image: larger than {limit} bytes")
         return handle.read(limit).decode("utf-8", "surrogateescape")
@@ -208,3 +220,20 @@ def owner_in_root(root: str | os.PathLike[str], path: str) -> tuple[int, int]:
     except OSError as err:
         raise RunnerError(f"looking up the owner of {path} in the image: {err.strerror}") from err
     return info.st_uid, info.st_gid
+
+
+#: Where the stages mount kernel file systems: a path resolved under them before they
+#: are mounted would, once they are, go through procfs's magic links to the host.
+KERNEL_FS_DIRS = ("proc", "sys")
+
+
+def in_kernel_fs(root: str | os.PathLike[str], host_path: str) -> bool:
+    """Whether a resolved host path of the tree lies in (or is) its ``/proc`` or ``/sys``.
+
+    Args:
+        root: the tree.
+        host_path: a path :func:`resolve_in_root` gave.
+    """
+    rel = os.path.relpath(host_path, os.fspath(root))
+    return rel.split(os.sep, 1)[0] in KERNEL_FS_DIRS
+

@@ -27,6 +27,7 @@ import logging
 import os
 import secrets
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -34,6 +35,10 @@ from docker2aci.errors import RunnerError
 from runner.linux import Mount, mount, umount
 
 logger = logging.getLogger(__name__)
+
+_NEW_PREFIX = ".new-"
+#: A pod directory still named ``.new-*`` after this many seconds was left by a crash.
+NEW_POD_GRACE_SECONDS = 60.0
 
 
 @dataclass
@@ -45,13 +50,14 @@ class Pod:
         rootfs: the app's root file system (an overlay on the tree, or a private copy).
         volumes_dir: where ``kind=empty`` volumes are made.
         overlay: whether ``rootfs`` is an overlay mount.
+        lock_fd: the descriptor (read-only) holding the pod's lock.
     """
 
     path: str
     rootfs: str
     volumes_dir: str
     overlay: bool
-    _lock_fd: int = field(default=-1, repr=False)
+    lock_fd: int = field(default=-1, repr=False)
 
 
 @contextlib.contextmanager
@@ -74,17 +80,20 @@ def open_pod(store_root: str, lower: str, *, overlay: bool = True,
             ``render`` was given.
     """
     pods = os.path.join(store_root, "pods")
+    name = secrets.token_hex(8)
+    path = os.path.join(pods, name)
     try:
         os.makedirs(pods, mode=0o700, exist_ok=True)
-        path = os.path.join(pods, secrets.token_hex(8))
-        os.mkdir(path, 0o700)
+        new = os.path.join(pods, f"{_NEW_PREFIX}{name}")  # gc leaves it alone until it is locked
+        os.mkdir(new, 0o700)
+        lock_fd = os.open(os.path.join(new, "lock"), os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        os.rename(new, path)
     except OSError as err:
         raise RunnerError(f"creating a pod under {pods}: {err.strerror}") from err
-    lock_fd = os.open(os.path.join(path, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    fcntl.flock(lock_fd, fcntl.LOCK_EX)
     rootfs = os.path.join(path, "rootfs")
     volumes = os.path.join(path, "volumes")
-    pod = Pod(path, rootfs, volumes, overlay=False, _lock_fd=lock_fd)
+    pod = Pod(path, rootfs, volumes, overlay=False, lock_fd=lock_fd)
     try:
         os.mkdir(rootfs, 0o755)
         os.mkdir(volumes, 0o700)
@@ -120,8 +129,15 @@ def gc_pods(store_root: str) -> list[str]:
     removed = []
     for name in names:
         path = os.path.join(pods, name)
+        if name.startswith(_NEW_PREFIX):
+            try:
+                age = time.time() - os.lstat(path).st_mtime
+            except FileNotFoundError:
+                continue
+            if age < NEW_POD_GRACE_SECONDS:
+                continue  # being made: its lock may not exist yet
         try:
-            fd = os.open(os.path.join(path, "lock"), os.O_RDWR | os.O_CLOEXEC)
+            fd = os.open(os.path.join(path, "lock"), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             fd = -1  # a pod that never got its lock, or half removed
         except OSError:

@@ -52,7 +52,7 @@ from runner.linux import (
     mount,
     unshare,
 )
-from runner.paths import make_dirs_in_root, resolve_in_root
+from runner.paths import in_kernel_fs, make_dirs_in_root, resolve_in_root
 from runner.spec import ProcessSpec
 from runner.volumes import Bind
 
@@ -255,6 +255,8 @@ def bind_mounts(binds: Iterable[Bind]) -> tuple[tuple[str, Mount], ...]:
 def _prepare_dev(rootfs: str) -> list[Mount]:
     """Device binds, devpts and shm, next to whatever the image ships in ``/dev``."""
     dev = make_dirs_in_root(rootfs, "/dev")
+    if in_kernel_fs(rootfs, dev):
+        raise RunnerError("the image's /dev leads into /proc or /sys (a symbolic link): refused")
     mounts = []
     for name in (*DEVICE_NODES, *OPTIONAL_DEVICE_NODES):
         if not os.path.exists(f"/dev/{name}"):

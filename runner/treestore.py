@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -78,14 +79,21 @@ class Tree:
     """A rendered image in the store.
 
     Attributes:
-        image_id: ``sha512-<hex>``.
+        image_id: the image's ID, ``sha512-<hex>``.
         path: the tree's directory (``manifest`` and ``rootfs/``).
         manifest: the parsed image manifest.
+        key: the tree's name in the store (:func:`tree_key`): the image ID, or for an
+            image with dependencies a hash of every image ID rendered.
+        lock_fd: the descriptor holding the tree's shared lock (valid in the block; a
+            stage may hand it to the app's processes so that the tree outlives a killed
+            runner for as long as they run).
     """
 
     image_id: str
     path: str
     manifest: dict[str, Any] = field(repr=False)
+    key: str = ""
+    lock_fd: int = field(default=-1, repr=False)
 
     @property
     def rootfs(self) -> str:
@@ -98,9 +106,10 @@ class GcReport:
     """What :meth:`TreeStore.gc` did.
 
     Attributes:
-        removed: image IDs whose trees were removed.
-        in_use: image IDs kept because a run holds them.
-        recent: image IDs kept because they were used within the grace period.
+        removed: keys (:func:`tree_key`: the image ID of an image without
+            dependencies) of the trees removed.
+        in_use: keys of trees kept because a run holds them.
+        recent: keys of trees kept because they were used within the grace period.
     """
 
     removed: list[str] = field(default_factory=list)
@@ -126,6 +135,7 @@ class TreeStore:
         *,
         image_id: str | None = None,
         resolver: DependencyResolver | None = None,
+        chain: Sequence[ChainImage] | None = None,
     ) -> Iterator[Tree]:
         """Give the rendered tree of an ACI, rendering it first if the store lacks it;
         the tree stays in the store (and in use) until the ``with`` block ends.
@@ -137,6 +147,9 @@ class TreeStore:
                 the render checks it. Default: computed from the file (one extra read).
             resolver: finds the ACIs of dependencies; ``None`` refuses images that have
                 any.
+            chain: the images to render, dependencies first, as :func:`build_chain`
+                gives them (the caller then controls how each file was opened and
+                checked); default: built here from ``aci_path`` and ``resolver``.
 
         Yields:
             The :class:`Tree`.
@@ -146,25 +159,26 @@ class TreeStore:
                 given, is unsafe, or a dependency cannot be found; the store cannot be
                 written.
         """
-        if image_id is None:
-            image_id = compute_image_id(aci_path)
-        elif not IMAGE_ID.fullmatch(image_id):
+        if image_id is not None and not IMAGE_ID.fullmatch(image_id):
             raise RunnerError(f"image ID {image_id!r} is not sha512- and 128 hex digits")
+        if chain is None:
+            chain = build_chain(aci_path, image_id=image_id, resolver=resolver)
+        key = tree_key(chain)
         self._make_dirs()
-        lock = self._lock_path(image_id)
-        path = os.path.join(self.dir, image_id)
+        lock = self._lock_path(key)
+        path = os.path.join(self.dir, key)
         while True:
             with _locked(lock, fcntl.LOCK_SH) as fd:
                 if _is_tree(path):
                     os.utime(path)  # last use, for gc's grace period
-                    yield Tree(image_id, path, _load_manifest(path))
+                    yield Tree(chain[-1].image_id, path, _load_manifest(path), key, fd)
                     return
                 fcntl.flock(fd, fcntl.LOCK_EX)  # not atomic: another may render meanwhile
                 if not _is_tree(path):
-                    self._render(aci_path, image_id, path, resolver)
+                    self._render(chain, key, path)
                 fcntl.flock(fd, fcntl.LOCK_SH)  # gc may take it between: look again
                 if _is_tree(path):
-                    yield Tree(image_id, path, _load_manifest(path))
+                    yield Tree(chain[-1].image_id, path, _load_manifest(path), key, fd)
                     return
 
     def has(self, image_id: str) -> bool:
@@ -205,6 +219,9 @@ class TreeStore:
                 shutil.rmtree(path, ignore_errors=True)
                 continue
             image_id = name[len(_TMP_PREFIX):len(_TMP_PREFIX) + 135] if name.startswith(_TMP_PREFIX) else name
+            if name.endswith(".lock") and IMAGE_ID.fullmatch(name[:-5]) and name[:-5] not in names:
+                self._remove_orphan_lock(name[:-5])  # a render that failed, or a crash
+                continue
             if not IMAGE_ID.fullmatch(image_id):
                 continue
             with _try_locked(self._lock_path(image_id)) as held:
@@ -228,6 +245,12 @@ class TreeStore:
                     os.unlink(self._lock_path(image_id))
         return report
 
+    def _remove_orphan_lock(self, key: str) -> None:
+        with _try_locked(self._lock_path(key)) as held:
+            if held and not os.path.lexists(os.path.join(self.dir, key)):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self._lock_path(key))
+
     def _make_dirs(self) -> None:
         try:
             os.makedirs(self.root, mode=0o700, exist_ok=True)
@@ -239,21 +262,22 @@ class TreeStore:
     def _lock_path(self, image_id: str) -> str:
         return os.path.join(self.dir, f"{image_id}.lock")
 
-    def _render(self, aci_path: str | os.PathLike[str], image_id: str, path: str,
-                resolver: DependencyResolver | None) -> None:
-        """Render into a private directory, check the image ID, then rename into place."""
-        tmp = os.path.join(self.dir, f"{_TMP_PREFIX}{image_id}-{secrets.token_hex(4)}")
+    def _render(self, chain: Sequence[ChainImage], key: str, path: str) -> None:
+        """Render into a private directory, check the image IDs, then rename into place."""
+        if os.path.lexists(path):  # an incomplete tree (a crash while it was removed)
+            self._remove(path)
+        tmp = os.path.join(self.dir, f"{_TMP_PREFIX}{key}-{secrets.token_hex(4)}")
         os.mkdir(tmp, 0o700)
         try:
             rootfs = os.path.join(tmp, "rootfs")
             os.mkdir(rootfs, 0o755)
             started = time.monotonic()
-            manifest = render_tree(aci_path, rootfs, image_id=image_id, resolver=resolver)
+            manifest = render_chain(chain, rootfs)
             with open(os.path.join(tmp, "manifest"), "w", encoding="utf-8") as handle:
                 json.dump(manifest, handle)
             os.chmod(tmp, 0o755)
             os.rename(tmp, path)
-            logger.debug("rendered %s into the tree store in %.2f s", image_id, time.monotonic() - started)
+            logger.debug("rendered %s into the tree store in %.2f s", key, time.monotonic() - started)
         except BaseException:
             self._remove(tmp)
             raise
@@ -268,54 +292,126 @@ class TreeStore:
         _make_writable_and_remove(trash)
 
 
-def render_tree(aci_path: str | os.PathLike[str], rootfs: str, *, image_id: str | None = None,
-                resolver: DependencyResolver | None = None) -> dict[str, Any]:
-    """Render an image with its dependencies into ``rootfs`` (appc ``spec/types.md``,
-    ``dependencies`` and ``pathWhitelist``): each dependency first, in order and
-    recursively, then the image on top, then its ``pathWhitelist``.
+@dataclass(frozen=True)
+class ChainImage:
+    """One image to render: the image itself or one of its dependencies.
+
+    Attributes:
+        path: the file to read (a private copy when it was verified).
+        image_id: its image ID; the render checks it.
+        manifest: its manifest.
+    """
+
+    path: str
+    image_id: str
+    manifest: dict[str, Any] = field(repr=False)
+
+
+def build_chain(
+    aci_path: str | os.PathLike[str],
+    *,
+    image_id: str | None = None,
+    resolver: DependencyResolver | None = None,
+    open_dependency: Callable[[str], str] = lambda path: path,
+) -> list[ChainImage]:
+    """The images to render for an ACI, dependencies first (appc ``spec/types.md``,
+    ``dependencies``): depth first, in each manifest's order, each image once (a
+    dependency two images share is rendered once, where it first appears), the image
+    itself last.
 
     Args:
         aci_path: the image's ACI.
-        rootfs: an empty directory.
-        image_id: the image ID the ACI must have (checked while rendering).
-        resolver: finds dependencies; ``None`` refuses an image that has any.
+        image_id: its image ID when known (else computed).
+        resolver: finds a dependency's ACI; ``None`` refuses an image that has any.
+        open_dependency: turns the file the resolver found into the file to read
+            (a verified private copy): called once per file.
 
     Returns:
-        The image's manifest.
+        The chain; its last item is the image.
 
     Raises:
-        RunnerError: an unsafe entry, a missing or mismatched dependency (a dependency's
-            ``imageID`` is checked too), a cycle, nesting deeper than
-            :data:`MAX_DEPENDENCY_DEPTH`, or an ACI that cannot be read.
+        RunnerError: a dependency is missing or has another ``imageID`` than the one
+            named, a cycle, nesting deeper than :data:`MAX_DEPENDENCY_DEPTH`, or an ACI
+            that cannot be read.
     """
-    return _render_image(aci_path, rootfs, image_id, resolver, depth=0, chain=())
+    order: list[ChainImage] = []
+    done: set[str] = set()
+    opened: dict[str, tuple[str, str]] = {}  # the resolver's path -> (file read, image ID)
+
+    def visit(path: str, known_id: str | None, chain: tuple[str, ...]) -> str:
+        manifest = read_manifest(path)
+        name = str(manifest.get("name", "?"))
+        if name in chain:
+            raise RunnerError(f"dependency cycle: {' -> '.join([*chain, name])}")
+        dependencies = manifest.get("dependencies") or []
+        if not isinstance(dependencies, list):
+            raise RunnerError(f"{name}: manifest field dependencies is not a list")
+        if dependencies and len(chain) >= MAX_DEPENDENCY_DEPTH:
+            raise RunnerError(f"{name}: dependencies nest deeper than {MAX_DEPENDENCY_DEPTH}")
+        for dependency in dependencies:
+            if not isinstance(dependency, Mapping) or not isinstance(dependency.get("imageName"), str):
+                raise RunnerError(f"{name}: a dependency has no imageName")
+            if resolver is None:
+                raise RunnerError(f"{name} depends on {dependency['imageName']}: "
+                                  "no place to look for dependencies was given")
+            found = resolver(dependency)
+            if found not in opened:
+                copy = open_dependency(found)
+                opened[found] = (copy, visit(copy, None, (*chain, name)))
+            wanted = dependency.get("imageID")
+            if isinstance(wanted, str) and opened[found][1] != wanted:
+                raise RunnerError(f"{name}: dependency {dependency['imageName']} is {opened[found][1]}, "
+                                  f"not the {wanted} it names")
+        own_id = known_id or compute_image_id(path)
+        if own_id not in done:
+            done.add(own_id)
+            order.append(ChainImage(os.fspath(path), own_id, manifest))
+        return own_id
+
+    visit(os.fspath(aci_path), image_id, ())
+    return order
 
 
-def _render_image(aci_path: str | os.PathLike[str], rootfs: str, image_id: str | None,
-                  resolver: DependencyResolver | None, *, depth: int, chain: Sequence[str]) -> dict[str, Any]:
-    manifest = read_manifest(aci_path)
-    name = str(manifest.get("name", "?"))
-    if name in chain:
-        raise RunnerError(f"dependency cycle: {' -> '.join([*chain, name])}")
-    dependencies = manifest.get("dependencies") or []
-    if not isinstance(dependencies, list):
-        raise RunnerError(f"{name}: manifest field dependencies is not a list")
-    if dependencies and depth >= MAX_DEPENDENCY_DEPTH:
-        raise RunnerError(f"{name}: dependencies nest deeper than {MAX_DEPENDENCY_DEPTH}")
-    for dependency in dependencies:
-        if not isinstance(dependency, Mapping) or not isinstance(dependency.get("imageName"), str):
-            raise RunnerError(f"{name}: a dependency has no imageName")
-        if resolver is None:
-            raise RunnerError(f"{name} depends on {dependency['imageName']}: "
-                              "no place to look for dependencies was given")
-        wanted = dependency.get("imageID")
-        _render_image(resolver(dependency), rootfs, wanted if isinstance(wanted, str) else None, resolver,
-                      depth=depth + 1, chain=(*chain, name))
-    manifest = render_aci(aci_path, rootfs, image_id=image_id)
-    whitelist = manifest.get("pathWhitelist") or []
-    if whitelist:
-        _apply_whitelist(rootfs, whitelist, name)
+def tree_key(chain: Sequence[ChainImage]) -> str:
+    """A tree's name in the store: the image ID of an image without dependencies, else
+    ``sha512-`` + the SHA-512 of the chain's image IDs (one per line, in render order):
+    the same image over other dependencies is another tree."""
+    if len(chain) == 1:
+        return chain[0].image_id
+    return "sha512-" + hashlib.sha512("\n".join(c.image_id for c in chain).encode()).hexdigest()
+
+
+def render_chain(chain: Sequence[ChainImage], rootfs: str) -> dict[str, Any]:
+    """Render a chain into ``rootfs`` (an empty directory), each image over the previous
+    ones (tar semantics), each checked against its image ID, each image's
+    ``pathWhitelist`` applied right after it (exact for the linear chains of unsquashed
+    images: each list names what its image and everything below it keep).
+
+    Returns:
+        The last image's manifest.
+
+    Raises:
+        RunnerError: an unsafe entry, a file whose image ID changed, an ACI that cannot
+            be read.
+    """
+    manifest: dict[str, Any] = {}
+    for image in chain:
+        manifest = render_aci(image.path, rootfs, image_id=image.image_id)
+        whitelist = manifest.get("pathWhitelist") or []
+        if whitelist:
+            _apply_whitelist(rootfs, whitelist, str(manifest.get("name", "?")))
     return manifest
+
+
+def render_tree(aci_path: str | os.PathLike[str], rootfs: str, *, image_id: str | None = None,
+                resolver: DependencyResolver | None = None) -> dict[str, Any]:
+    """Render an image with its dependencies into ``rootfs`` (:func:`build_chain`, then
+    :func:`render_chain`).
+
+    Raises:
+        RunnerError: see :func:`build_chain` and :func:`render_chain`.
+    """
+    return render_chain(build_chain(aci_path, image_id=image_id, resolver=resolver), rootfs)
 
 
 def _apply_whitelist(rootfs: str, whitelist: Sequence[object], name: str) -> None:
@@ -365,7 +461,7 @@ def _locked(path: str, how: int) -> Iterator[int]:
     """Open ``path`` (creating it) and flock it; retry when the file was replaced
     meanwhile (gc unlinks lock files it holds)."""
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, how)
             try:
@@ -383,7 +479,7 @@ def _locked(path: str, how: int) -> Iterator[int]:
 def _try_locked(path: str) -> Iterator[bool]:
     """Take ``path``'s lock exclusively if nobody holds it; yield whether it was taken."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError:
         yield False
         return

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from docker2aci.errors import RunnerError
-from runner.paths import make_dirs_in_root, resolve_in_root
+from runner.paths import in_kernel_fs, make_dirs_in_root, resolve_in_root
 
 logger = logging.getLogger(__name__)
 
@@ -325,6 +325,11 @@ def prepare_volumes(
             raise RunnerError(
                 f"volume {volume.name!r}: mount point {point.path!r} is the image's root: "
                 "a volume cannot replace it"
+            )
+        if in_kernel_fs(root, host_target):
+            raise RunnerError(
+                f"volume {volume.name!r}: mount point {point.path!r} leads into /proc or /sys, "
+                "where the stage mounts kernel file systems"
             )
         planned.append((point, volume, host_target))
     _check_nesting(planned)

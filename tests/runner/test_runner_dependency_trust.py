@@ -1,0 +1,156 @@
+"""Signed images with dependencies: the bytes verified are the bytes rendered, for every
+image of the chain, and a tree rendered over other dependencies is never reused.
+
+Dependencies are real ACIs made by ``actool build`` (appc-spec); keys are Ed25519 keys
+made with docker2aci's own key generation and signed with pysequoia (the signing tests
+check these signatures against real gpg). Runs go through the CLI in a fresh Python.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pysequoia
+import pytest
+from runner_aci_helpers import BUSYBOX, PROJECT_ROOT
+
+from docker2aci import signing
+from docker2aci.trust import TrustStore
+from runner.pod import _mounts_under
+
+ACTOOL = shutil.which("actool")
+pytestmark = [pytest.mark.root,
+              pytest.mark.skipif(ACTOOL is None, reason="actool is not installed (apt-get install appc-spec)")]
+
+
+def _actool_build(tmp: Path, name: str, doc: dict, files: dict[str, bytes], out: Path) -> Path:
+    layout = tmp / f"layout-{name}-{len(list(tmp.iterdir()))}"
+    (layout / "rootfs").mkdir(parents=True)
+    (layout / "manifest").write_text(json.dumps(doc))
+    for rel, content in files.items():
+        path = layout / "rootfs" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+        path.chmod(0o755)
+    subprocess.run([ACTOOL, "build", "--owner-root", "--overwrite", str(layout), str(out)], check=True,
+                   capture_output=True)
+    return out
+
+
+def _manifest(name: str, **extra: object) -> dict:
+    return {"acKind": "ImageManifest", "acVersion": "0.8.11", "name": name,
+            "labels": [{"name": "os", "value": "linux"}, {"name": "arch", "value": "amd64"}], **extra}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """``good/``: a signed base (``/marker`` GOOD, busybox) and a signed app depending on
+    it by name only; ``evil/``: the same app bytes and signature, and an unsigned base
+    whose ``/marker`` says EVIL; ``trust/``: the signing key as a root key."""
+    tmp = tmp_path_factory.mktemp("deps")
+    key = signing.generate_key("Deps <deps@example.invalid>", signing.KeyAlgorithm.ED25519)
+    _, secret = signing.write_key_pair(str(tmp / "key"), key)
+    signer = signing.open_signer(key=secret)
+    assert signer is not None
+    TrustStore(str(tmp / "trust")).add(pysequoia.Cert.from_bytes(Path(str(tmp / "key.pub.asc")).read_bytes()), None)
+    app_doc = _manifest("example.com/app", app={"exec": ["/bin/busybox", "cat", "/marker"], "user": "0", "group": "0"},
+                        dependencies=[{"imageName": "example.com/base"}])
+    paths = {}
+    for kind, marker in (("good", b"GOOD\n"), ("evil", b"EVIL\n")):
+        d = tmp / kind
+        d.mkdir()
+        _actool_build(tmp, "base", _manifest("example.com/base"),
+                      {"bin/busybox": BUSYBOX.read_bytes(), "marker": marker}, d / "base.aci")
+        paths[kind] = d
+    _actool_build(tmp, "app", app_doc, {"app-file": b"x"}, tmp / "good" / "app.aci")
+    signing.sign_file(str(tmp / "good" / "base.aci"), signer)
+    signing.sign_file(str(tmp / "good" / "app.aci"), signer)
+    shutil.copy(tmp / "good" / "app.aci", tmp / "evil" / "app.aci")
+    shutil.copy(tmp / "good" / "app.aci.asc", tmp / "evil" / "app.aci.asc")
+    paths["trust"] = tmp / "trust"
+    return paths
+
+
+def _run(cache: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "docker2aci", "run", "--stage=fly", *args], cwd=PROJECT_ROOT,
+                          env={**os.environ, "XDG_CACHE_HOME": str(cache)}, capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+def test_a_tree_over_unsigned_dependencies_is_not_reused_by_a_signed_run(setup: dict[str, Path],
+                                                                         tmp_path: Path) -> None:
+    evil = _run(tmp_path, "--insecure-options=image", str(setup["evil"] / "app.aci"))
+    assert (evil.returncode, evil.stdout) == (0, "EVIL\n"), evil.stderr
+    good = _run(tmp_path, "--trust-dir", str(setup["trust"]), str(setup["good"] / "app.aci"))
+    assert (good.returncode, good.stdout) == (0, "GOOD\n"), good.stderr
+    trees = [n for n in os.listdir(tmp_path / "docker2aci" / "trees") if not n.endswith(".lock")]
+    assert len(trees) == 2  # the same app over two different bases: two trees
+
+
+@pytest.mark.parametrize("overlay", [[], ["--no-overlay"]], ids=["overlay", "private-copy"])
+def test_an_unsigned_dependency_is_refused_even_when_a_tree_exists(setup: dict[str, Path], tmp_path: Path,
+                                                                   overlay: list[str]) -> None:
+    """A run with checks renders the good tree; then the base is swapped for the unsigned
+    one: the next run with checks refuses it instead of rendering or reusing anything."""
+    images = tmp_path / "images"
+    shutil.copytree(setup["good"], images)
+    trust = ["--trust-dir", str(setup["trust"])]
+    first = _run(tmp_path, *trust, *overlay, str(images / "app.aci"))
+    assert (first.returncode, first.stdout) == (0, "GOOD\n"), first.stderr
+    shutil.copy(setup["evil"] / "base.aci", images / "base.aci")
+    second = _run(tmp_path, *trust, *overlay, str(images / "app.aci"))
+    assert second.returncode == 1 and second.stdout == ""
+    assert "base.aci" in second.stderr and "signature" in second.stderr.lower()
+
+
+def test_a_killed_runner_leaves_its_running_app_to_gc(setup: dict[str, Path], tmp_path: Path) -> None:
+    """kill -9 of the runner alone: the app (which inherited the pod's and the tree's
+    locks) keeps running, and gc removes neither; once the app is gone, gc removes both."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    store = tmp_path / "docker2aci"
+    proc = subprocess.Popen([sys.executable, "-m", "docker2aci", "run", "--stage=fly", "--insecure-options=image",
+                             "--exec", "/bin/busybox sleep 60", str(setup["good"] / "app.aci")], cwd=PROJECT_ROOT,
+                            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not _app_pids(proc.pid):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        gc = _gc(env)
+        assert (gc["pods_removed"], gc["trees_removed"], len(gc["trees_in_use"])) == ([], [], 1)
+        assert len(os.listdir(store / "pods")) == 1
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        time.sleep(0.2)
+        gc = _gc(env)  # also after a failure: no mount is left behind
+    assert len(gc["pods_removed"]) == 1 and len(gc["trees_removed"]) == 1
+    assert _mounts_under(str(tmp_path)) == []
+
+
+def _app_pids(runner_pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if stat.split(") ", 1)[1].split()[1] == str(runner_pid) and b"sleep\0" in cmdline:
+                found.append(int(entry))
+    return found
+
+
+def _gc(env: dict[str, str]) -> dict:
+    result = subprocess.run([sys.executable, "-m", "docker2aci", "gc", "--json"], cwd=PROJECT_ROOT, env=env,
+                            capture_output=True, text=True, timeout=30, check=True)
+    return json.loads(result.stdout)
