@@ -31,7 +31,7 @@ from __future__ import annotations
 import tarfile
 from collections import deque
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator, Sequence
+from typing import IO, BinaryIO, Iterator, Protocol, Sequence
 
 from .errors import BadLayer, UnsafeEntry
 from .tarpaths import EscapingPath, Path, clean_member_name, is_escaping_link
@@ -58,6 +58,13 @@ _SUPPORTED_TYPES = frozenset(
     {tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE, tarfile.SYMTYPE,
      tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE}
 )
+
+
+class TarSink(Protocol):
+    """Where :meth:`RootfsTree.write` puts entries: ``tarfile.TarFile`` or
+    :class:`converters.tarwriter.TarWriter`."""
+
+    def addfile(self, tarinfo: tarfile.TarInfo, fileobj: IO[bytes] | None = None) -> None: ...
 
 
 class Inode:
@@ -382,11 +389,12 @@ class RootfsTree:
 
     # -- writing --------------------------------------------------------------------
 
-    def write(self, out: tarfile.TarFile, prefix: str = "rootfs") -> int:
+    def write(self, out: TarSink, prefix: str = "rootfs") -> int:
         """Write every entry into ``out`` under ``prefix/``.
 
         Args:
-            out: an open tar writer (PAX format).
+            out: an open tar writer (PAX format): a ``tarfile.TarFile`` or a
+                :class:`converters.tarwriter.TarWriter`.
             prefix: the directory the tree goes under (``rootfs`` in an ACI).
 
         Returns:

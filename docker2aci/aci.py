@@ -24,6 +24,7 @@ from typing import IO, Protocol
 from isal import igzip_threaded
 
 from converters.rootfs import fixed_header
+from converters.tarwriter import TarWriter
 
 from .atomic import atomic_file
 from .errors import OutputError
@@ -46,9 +47,9 @@ class Compression(enum.Enum):
 
 
 class RootfsWriter(Protocol):
-    """Something that writes the ``rootfs/`` entries (a squashed tree)."""
+    """Something that writes the ``rootfs/`` entries (a squashed tree) with ``addfile``."""
 
-    def write(self, out: tarfile.TarFile, prefix: str = "rootfs") -> int: ...
+    def write(self, out: TarWriter, prefix: str = "rootfs") -> int: ...
 
 
 class _HashingWriter:
@@ -113,9 +114,7 @@ def write_aci(path: str, manifest: bytes, rootfs: RootfsWriter, compression: Com
             gz = _gzip_writer(raw, check_level(level)) if compression is Compression.GZIP else None
             try:
                 hashing = _HashingWriter(gz if gz is not None else raw)
-                with tarfile.open(fileobj=hashing, mode="w", format=tarfile.PAX_FORMAT,  # type: ignore[call-overload]
-                                  encoding="utf-8", errors="surrogateescape") as tar:
-                    tar.copybufsize = COPY_BUFFER
+                with TarWriter(hashing) as tar:  # tarfile's PAX bytes, without its per-member list
                     entry = fixed_header("manifest", tarfile.REGTYPE, 0o644)
                     entry.size = len(manifest)
                     tar.addfile(entry, io.BytesIO(manifest))

@@ -9,7 +9,6 @@ the squash then reads with random access. Nothing is held in memory whole.
 from __future__ import annotations
 
 import bz2
-import hashlib
 import io
 import logging
 import lzma
@@ -185,6 +184,24 @@ def decompress_into(stream: BinaryIO, encoding: str, out: IO[bytes], hasher: obj
         raise InvalidLayer(what, None, f"{encoding} stream is corrupt: {err}") from err
 
 
+class _Hasher(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+    def hexdigest(self) -> str: ...
+
+
+class _NoHash:
+    """Stands in for a hash nobody will read."""
+
+    def update(self, data: bytes, /) -> None:
+        pass
+
+    def hexdigest(self) -> str:
+        raise AssertionError("not hashed")
+
+
+_NO_HASH = _NoHash()
+
+
 def spool_layer(blob: LayerBlob, out: IO[bytes]) -> None:
     """Verify, decompress and write one layer's uncompressed tar into ``out``.
 
@@ -198,13 +215,15 @@ def spool_layer(blob: LayerBlob, out: IO[bytes]) -> None:
         UnsupportedMediaType: unknown encoding.
         InvalidLayer: the compressed stream is corrupt.
     """
-    hasher = blob.diff_id.new_hash() if blob.diff_id else hashlib.sha256()
     with VerifyingReader(blob.open(), blob.digest, blob.size, blob.what) as raw:
         try:
             buffered = io.BufferedReader(raw, CHUNK)
             encoding = sniff_encoding(buffered.peek(512)[:512], blob.what)
             if encoding in ("tar", "empty"):
                 encoding = "plain"
+            # An uncompressed blob whose digest is its diff ID is hashed once, as the blob
+            hashes_twice = blob.diff_id is not None and not (encoding == "plain" and blob.diff_id == blob.digest)
+            hasher: _Hasher = blob.diff_id.new_hash() if hashes_twice and blob.diff_id else _NO_HASH
             declared = layer_encoding(blob.media_type) if blob.media_type else None
             if declared is not None and declared != encoding:
                 log.warning("%s: media type %s says %s but the bytes are %s; using the bytes",
@@ -214,7 +233,7 @@ def spool_layer(blob: LayerBlob, out: IO[bytes]) -> None:
             raw.drain()  # a blob that is not what its digest says is reported as that
             raise
         raw.drain()
-    if blob.diff_id is not None:
+    if blob.diff_id is not None and hasher is not _NO_HASH:
         actual_id = Digest(blob.diff_id.algorithm, hasher.hexdigest())
         if actual_id != blob.diff_id:
             raise DigestMismatch(f"{blob.what} (uncompressed, diff ID)", str(blob.diff_id), str(actual_id))
