@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from fixtures.builders import FixtureBuildError, build_docker_archive, run_tool
+from fixtures.builders import FixtureBuildError, build_docker_archive, private_mounts, run_tool
 from fixtures.debian import BOOKWORM_PATH, _locked, build_bookworm_layout, missing_bookworm_tools
 
 #: Bump when the image built here changes: older cache entries are then ignored.
@@ -116,7 +116,7 @@ def _apt_install(rootfs: Path) -> None:
     script = ('mount --bind /proc "$1/proc" && mount --bind /dev "$1/dev" && '
               'exec chroot "$1" /usr/bin/env -i PATH="$2" DEBIAN_FRONTEND=noninteractive LC_ALL=C sh -ec "$3"')
     try:
-        run_tool(["unshare", "--mount", "--propagation", "private", "sh", "-ec", script, "sh",
+        run_tool([*private_mounts("sh", "-ec", script), "sh",
                   rootfs, BOOKWORM_PATH, apt])
     finally:
         resolv.unlink(missing_ok=True)

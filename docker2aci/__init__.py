@@ -13,8 +13,24 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .aci import Compression
+from typing import TYPE_CHECKING, Any
+
 from .errors import Docker2ACIError
-from .pipeline import ConvertedACI, ConvertOptions, convert
+
+if TYPE_CHECKING:
+    from .aci import Compression
+    from .pipeline import ConvertedACI, ConvertOptions, convert
 
 __all__ = ["convert", "ConvertOptions", "ConvertedACI", "Compression", "Docker2ACIError", "__version__"]
+
+_LAZY = {"convert": "pipeline", "ConvertOptions": "pipeline", "ConvertedACI": "pipeline", "Compression": "aci"}
+
+
+def __getattr__(name: str) -> Any:
+    """The conversion API, imported on first use: ``docker2aci run`` of an ACI never
+    loads the converter (PEP 562)."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,12 +19,13 @@ import logging
 import os
 import re
 import sys
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
+
+if TYPE_CHECKING:
+    from .pipeline import ConvertedACI, ConvertOptions
 
 from . import __version__
-from .aci import GZIP_LEVEL, Compression
 from .errors import Docker2ACIError, UsageError
-from .pipeline import ConvertedACI, ConvertOptions, convert
 from .cli_common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, Parser as _Parser, flag as _flag, setup_logging as _setup_logging
 
 log = logging.getLogger("docker2aci")
@@ -49,6 +50,8 @@ def _convert_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("image", metavar="IMAGE", help="the image source")
     _flag(p, "nosquash", action="store_true", help="Don't squash layers and output every layer as ACI")
     _flag(p, "debug", action="store_true", help="Enables debug messages")
+    from .aci import GZIP_LEVEL, Compression
+
     _flag(p, "compression", default="gzip", choices=[c.value for c in Compression],
           help="Type of compression to use; allowed values: gzip, none")
     _flag(p, "compression-level", type=int, default=GZIP_LEVEL, metavar="N",
@@ -88,6 +91,8 @@ def _source_flags(p: argparse.ArgumentParser, *, every_platform: bool) -> None:
 
 def _convert_options(args: argparse.Namespace, **fixed: object) -> ConvertOptions:
     """ConvertOptions from the flags of :func:`_source_flags`."""
+    from .pipeline import ConvertOptions
+
     values: dict[str, object] = dict(
         image=args.select, platform=args.platform, tmp_dir=args.tmp_dir, creds=args.creds,
         cert_dir=args.cert_dir, insecure_skip_verify=args.insecure_skip_verify,
@@ -227,6 +232,9 @@ def _progress_hook(enabled: bool):  # type: ignore[no-untyped-def]
 
 def cmd_convert(argv: Sequence[str], prog: str) -> int:
     """``docker2aci [convert] [FLAGS] IMAGE``: see the module docstring."""
+    from .aci import Compression
+    from .pipeline import convert
+
     args = _convert_parser(prog).parse_args(list(argv))
     _setup_logging(args.debug)
     options = _convert_options(args, output_dir=args.output_dir, compression=Compression(args.compression),
@@ -272,7 +280,7 @@ def cmd_run(argv: Sequence[str], prog: str) -> int:
     from runner.spec import parse_set_env
     from runner.volumes import parse_mount, parse_volume
 
-    from .prerun import converted
+    from .prerun import converted, is_aci_path
 
     try:  # every option is checked before any work: a usage error exits 2
         volumes = [parse_volume(text) for text in args.volume]
@@ -293,7 +301,8 @@ def cmd_run(argv: Sequence[str], prog: str) -> int:
         raise UsageError("--exec is empty: give the program to run")
     isolation = Isolation(hostname=args.hostname, net=args.net, memory=args.memory, cpu=args.cpu)
     progress, hook = _progress_hook(sys.stderr.isatty())
-    with progress or contextlib.nullcontext(), converted(args.aci, _convert_options(args), hook) as image:
+    options = None if is_aci_path(args.aci) else _convert_options(args)
+    with progress or contextlib.nullcontext(), converted(args.aci, options, hook) as image:
         if progress is not None:
             progress.stop()
         return run_aci(image.aci, extra, exec_override=exec_override, stage=args.stage,

@@ -21,14 +21,16 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.api import open_image
 from runner.dependencies import DirectoryResolver
 from runner.treestore import TreeStore, default_store_dir
 
 from .errors import UsageError
-from .pipeline import ALL_PLATFORMS, ConvertOptions, ProgressHook, convert
+
+if TYPE_CHECKING:
+    from .pipeline import ConvertOptions, ProgressHook
 
 #: File name ending that marks a path as an ACI (anything else is an image source).
 ACI_SUFFIX = ".aci"
@@ -90,6 +92,8 @@ def converted(source: str, options: ConvertOptions | None = None,
     if is_aci_path(source):
         yield SourceImage(source, None, converted=False)
         return
+    from .pipeline import ALL_PLATFORMS, ConvertOptions, convert  # the converter: only for other sources
+
     options = options or ConvertOptions()
     if options.platform == ALL_PLATFORMS:
         raise UsageError("--platform all converts several images; a run takes one")

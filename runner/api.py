@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from docker2aci.errors import RunnerError
-from docker2aci.signing import default_trust_dir, signature_path, verify_aci
 from runner.dependencies import DirectoryResolver
 from runner.pod import Pod, open_pod
 from runner.treestore import ChainImage, DependencyResolver, Tree, TreeStore, build_chain, default_store_dir, render_chain
@@ -226,17 +225,20 @@ def open_image(
     """
     _check_insecure_options(insecure_options)
     insecure = "image" in insecure_options
-    trust = os.fspath(trust_dir or default_trust_dir())
     with contextlib.ExitStack() as stack:
         def pinned(path: str, shown: str | None = None) -> str:
             """A verified private copy (the bytes checked are the bytes rendered)."""
+            from docker2aci.signing import signature_path, verify_aci  # OpenPGP: only when checking
+            from docker2aci.trust import default_trust_dir
+
+            trust = os.fspath(trust_dir or default_trust_dir())
             copy = stack.enter_context(_private_copy(path, work_dir))
             verify_aci(copy, trust, signature=signature_path(path), display=shown or path)
             return copy
 
         top = os.fspath(aci_path) if insecure else pinned(os.fspath(aci_path), display)
         chain = build_chain(top, image_id=image_id, resolver=resolver,
-                            open_dependency=(lambda path: path) if insecure else pinned)
+                            open_dependency=(lambda path: path) if insecure else pinned, identify=store.identify)
         with store.acquire(top, chain=chain) as tree:
             yield tree, chain
 

@@ -175,10 +175,37 @@ def compute_image_id(aci_path: str | os.PathLike[str]) -> str:
     Raises:
         RunnerError: the file cannot be read or decompressed.
     """
+    return compute_digests(aci_path)[1]
+
+
+def compute_digests(aci_path: str | os.PathLike[str]) -> tuple[str, str]:
+    """The SHA-256 of an ACI file as it is (``sha256:<hex>``) and its image ID, from one
+    read of the same bytes (so the two always describe one file, even one that is being
+    replaced).
+
+    Raises:
+        RunnerError: the file cannot be read or decompressed.
+    """
     with _errors_named("reading", os.fspath(aci_path)), open_uncompressed(aci_path) as stream:
         while stream.read(COPY_CHUNK):
             pass
-        return stream.image_id()
+        return stream.file_digest(), stream.image_id()
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """``sha256:<hex>`` of a file's bytes.
+
+    Raises:
+        RunnerError: the file cannot be read.
+    """
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(COPY_CHUNK):
+                digest.update(chunk)
+    except OSError as err:
+        raise RunnerError(f"reading {os.fspath(path)}: {err.strerror or err}") from err
+    return "sha256:" + digest.hexdigest()
 
 
 def read_manifest(aci_path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -233,8 +260,9 @@ def parse_manifest(data: bytes) -> dict[str, Any]:
 class _UncompressedStream(io.RawIOBase):
     """The uncompressed bytes of an ACI, hashed with SHA-512 as they are read."""
 
-    def __init__(self, inner: IO[bytes]) -> None:
+    def __init__(self, inner: IO[bytes], raw: io.BufferedReader) -> None:
         self._inner = inner
+        self._raw = raw
         self._hash = hashlib.sha512()
 
     def readable(self) -> bool:
@@ -254,6 +282,30 @@ class _UncompressedStream(io.RawIOBase):
             self._hash.update(chunk)
         return "sha512-" + self._hash.hexdigest()
 
+    def file_digest(self) -> str:
+        """Finish reading the file and return ``sha256:<hex>`` of its bytes as stored."""
+        self.image_id()
+        while self._raw.read(COPY_CHUNK):
+            pass
+        return "sha256:" + cast(_HashingFile, self._raw.raw).hash.hexdigest()
+
+
+class _HashingFile(io.RawIOBase):
+    """A file read through, its bytes hashed with SHA-256."""
+
+    def __init__(self, inner: IO[bytes]) -> None:
+        self._inner = inner
+        self.hash = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._inner.read(len(buffer))
+        buffer[: len(data)] = data
+        self.hash.update(data)
+        return len(data)
+
 
 @contextlib.contextmanager
 def open_uncompressed(aci_path: str | os.PathLike[str]) -> Iterator[_UncompressedStream]:
@@ -264,7 +316,8 @@ def open_uncompressed(aci_path: str | os.PathLike[str]) -> Iterator[_Uncompresse
         OSError: the file cannot be opened.
         RunnerError: a compression ACIs do not use (zstd).
     """
-    with open(aci_path, "rb") as raw:
+    with open(aci_path, "rb") as file:
+        raw = io.BufferedReader(_HashingFile(file), COPY_CHUNK)
         mode = sniff_stream_mode(raw.peek(8)[:8])
         inner: IO[bytes]
         if mode == "r|gz":
@@ -275,7 +328,7 @@ def open_uncompressed(aci_path: str | os.PathLike[str]) -> Iterator[_Uncompresse
             inner = lzma.LZMAFile(raw, "rb")
         else:
             inner = raw
-        with inner, _UncompressedStream(inner) as stream:
+        with inner, _UncompressedStream(inner, raw) as stream:
             yield stream
 
 

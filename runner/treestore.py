@@ -9,6 +9,9 @@ Layout under the store's root (``<cache>/docker2aci`` by default, see
                                      exclusive while it is rendered or removed
     trees/.tmp-<image ID>-<random>/  a render in progress (removed on failure, by gc
                                      after a crash)
+    trees/index/sha256-<hex>         the image ID of an ACI file with that SHA-256, so a
+                                     run of a known file hashes it instead of
+                                     decompressing it
 
 A tree is rendered into a ``.tmp-`` directory, checked against its image ID (the
 SHA-512 of the uncompressed ACI, appc ``spec/aci.md``), then renamed into place: a
@@ -47,7 +50,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from docker2aci.errors import RunnerError
-from runner.extract import compute_image_id, read_manifest, render_aci
+from docker2aci.atomic import atomic_file
+from runner.extract import compute_digests, compute_image_id, file_digest, read_manifest, render_aci
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +62,7 @@ IMAGE_ID = re.compile(r"sha512-[0-9a-f]{128}")
 MAX_DEPENDENCY_DEPTH = 32
 
 _TMP_PREFIX = ".tmp-"
+_INDEX = "index"  # file SHA-256 -> image ID
 _TRASH_PREFIX = ".trash-"
 
 DependencyResolver = Callable[[Mapping[str, Any]], str]
@@ -162,7 +167,7 @@ class TreeStore:
         if image_id is not None and not IMAGE_ID.fullmatch(image_id):
             raise RunnerError(f"image ID {image_id!r} is not sha512- and 128 hex digits")
         if chain is None:
-            chain = build_chain(aci_path, image_id=image_id, resolver=resolver)
+            chain = build_chain(aci_path, image_id=image_id, resolver=resolver, identify=self.identify)
         key = tree_key(chain)
         self._make_dirs()
         lock = self._lock_path(key)
@@ -180,6 +185,34 @@ class TreeStore:
                 if _is_tree(path):
                     yield Tree(chain[-1].image_id, path, _load_manifest(path), key, fd)
                     return
+
+    def identify(self, aci_path: str | os.PathLike[str]) -> str:
+        """The image ID of an ACI file, from the store's index of files seen before
+        (keyed by the file's SHA-256: one read of the compressed bytes), else computed
+        (decompressing it) and added to the index. An index entry is only ever written
+        from one read of the file that gave both digests.
+
+        Raises:
+            RunnerError: the file cannot be read or decompressed.
+        """
+        index = os.path.join(self.dir, _INDEX)
+        digest = file_digest(aci_path)
+        entry = os.path.join(index, digest.replace(":", "-"))
+        try:
+            with open(entry, encoding="ascii") as handle:
+                known = handle.read(200).strip()
+            if IMAGE_ID.fullmatch(known):
+                return known
+        except (OSError, UnicodeDecodeError):
+            pass
+        digest, image_id = compute_digests(aci_path)
+        try:
+            os.makedirs(index, mode=0o700, exist_ok=True)
+            with atomic_file(os.path.join(index, digest.replace(":", "-")), 0o600) as (_, handle):
+                handle.write(image_id.encode())
+        except OSError as err:
+            logger.debug("not indexing %s: %s", aci_path, err)
+        return image_id
 
     def has(self, image_id: str) -> bool:
         """Whether the store holds a complete tree of ``image_id``."""
@@ -313,6 +346,7 @@ def build_chain(
     image_id: str | None = None,
     resolver: DependencyResolver | None = None,
     open_dependency: Callable[[str], str] = lambda path: path,
+    identify: Callable[[str], str] = compute_image_id,
 ) -> list[ChainImage]:
     """The images to render for an ACI, dependencies first (appc ``spec/types.md``,
     ``dependencies``): depth first, in each manifest's order, each image once (a
@@ -325,6 +359,7 @@ def build_chain(
         resolver: finds a dependency's ACI; ``None`` refuses an image that has any.
         open_dependency: turns the file the resolver found into the file to read
             (a verified private copy): called once per file.
+        identify: gives a file's image ID (:meth:`TreeStore.identify` looks it up).
 
     Returns:
         The chain; its last item is the image.
@@ -362,7 +397,7 @@ def build_chain(
             if isinstance(wanted, str) and opened[found][1] != wanted:
                 raise RunnerError(f"{name}: dependency {dependency['imageName']} is {opened[found][1]}, "
                                   f"not the {wanted} it names")
-        own_id = known_id or compute_image_id(path)
+        own_id = known_id or identify(path)
         if own_id not in done:
             done.add(own_id)
             order.append(ChainImage(os.fspath(path), own_id, manifest))

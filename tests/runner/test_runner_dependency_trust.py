@@ -90,7 +90,7 @@ def test_a_tree_over_unsigned_dependencies_is_not_reused_by_a_signed_run(setup: 
     assert (evil.returncode, evil.stdout) == (0, "EVIL\n"), evil.stderr
     good = _run(tmp_path, "--trust-dir", str(setup["trust"]), str(setup["good"] / "app.aci"))
     assert (good.returncode, good.stdout) == (0, "GOOD\n"), good.stderr
-    trees = [n for n in os.listdir(tmp_path / "docker2aci" / "trees") if not n.endswith(".lock")]
+    trees = [n for n in os.listdir(tmp_path / "docker2aci" / "trees") if n.startswith("sha512-") and not n.endswith(".lock")]
     assert len(trees) == 2  # the same app over two different bases: two trees
 
 

@@ -35,6 +35,7 @@ from runner_aci_helpers import (
 )
 
 from docker2aci.errors import RunnerError
+from fixtures.builders import private_mounts
 from runner.extract import render_aci
 from runner.isolated import run_isolated
 from runner.linux import MS_BIND, MS_RDONLY, MS_REMOUNT, root_is_mount_point
@@ -423,8 +424,7 @@ def test_fly_read_only_volume_keeps_nosuid_nodev_noexec(
     options = {"source": str(source), "target": bind.host_target, "rootfs": str(rootfs)}
 
     result = subprocess.run(
-        [unshare, "--mount", "--propagation", "private", sys.executable, "-c", _FLAGS_SNIPPET,
-         json.dumps(options)],
+        [unshare, *private_mounts(sys.executable, "-c", _FLAGS_SNIPPET, json.dumps(options))[1:]],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=20, check=False,
     )  # fmt: skip
 
