@@ -282,14 +282,40 @@ def _atomic_copy(src: str, dest: str, *, mode: int, expected_sha256: str | None 
 
 
 def publish_copy(cached: CachedConversion, dest: str) -> None:
-    """Put a verified copy of a cached ACI at ``dest`` atomically (mode 0644, replacing any
-    file there).
+    """Put a cached ACI at ``dest`` atomically (mode 0644, replacing any file there), after
+    checking it against its record: as a hard link to the cached file when both are on
+    one file system (no copy: a warm re-conversion of a large image takes milliseconds),
+    else as a copy. A later change to the output in place would change the cached file
+    too; the check here then finds it damaged, and the image is converted again.
 
     Raises:
         DigestMismatch: the cached ACI is not the one recorded.
         OutputError: it cannot be written.
     """
+    expected = cached.record["aci_sha256"]
     try:
-        _atomic_copy(cached.aci, dest, mode=0o644, expected_sha256=cached.record["aci_sha256"])
+        actual = _file_digest(cached.aci, "sha256")
+        if actual != expected:
+            raise DigestMismatch(f"cached ACI {cached.aci}", f"sha256:{expected}", f"sha256:{actual}")
+        if _link_into_place(cached.aci, dest):
+            return
+        _atomic_copy(cached.aci, dest, mode=0o644, expected_sha256=expected)
     except OSError as err:
         raise OutputError(f"writing {dest}: {err}") from err
+
+
+def _link_into_place(src: str, dest: str) -> bool:
+    """Hard-link ``src`` as ``dest`` (mode 0644) through a temporary name; ``False`` when
+    the file system cannot (another device, no hard links)."""
+    tmp = os.path.join(os.path.dirname(os.path.abspath(dest)), f".{os.path.basename(dest)}.link-{os.getpid()}")
+    try:
+        os.link(src, tmp)
+    except OSError:
+        return False
+    try:
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    except BaseException:
+        remove_quietly(tmp)
+        raise
+    return True

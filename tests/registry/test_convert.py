@@ -326,3 +326,21 @@ def test_a_damaged_cached_layer_is_fetched_again(fault_proxy: FaultProxy, tmp_pa
     assert read_aci(aci.path)[1] == layout_rootfs
     assert [r.path for r in fault_proxy.requests if "/blobs/" in r.path] == [f"/v2/test/busybox/blobs/sha256:{biggest.name}"]
     assert hashlib.sha256(biggest.read_bytes()).hexdigest() == biggest.name
+
+
+def test_a_warm_conversion_links_the_cached_aci_and_notices_a_changed_output(fault_proxy: FaultProxy,
+                                                                             tmp_path: Path) -> None:
+    """The cached ACI is published as a hard link (no copy); writing into the output in
+    place changes the cached file too, which the next conversion finds and replaces."""
+    ref = f"docker://{fault_proxy.host}/test/busybox:oci"
+    first = convert(ref, tmp_path)
+    good = Path(first.path).read_bytes()
+    again = convert(ref, tmp_path)
+    info = Path(again.path).stat()
+    assert (info.st_nlink, info.st_mode & 0o777) == (2, 0o644)
+    with open(again.path, "r+b") as f:  # a user edits the output in place
+        f.seek(100)
+        f.write(b"\xff")
+    third = convert(ref, tmp_path)
+    assert Path(third.path).read_bytes() == good
+    assert third.image_id == first.image_id
