@@ -13,11 +13,13 @@ at level 6 for 5-8 % more bytes. Levels 4-9 use zlib (smaller, much slower).
 
 from __future__ import annotations
 
+import bz2
 import contextlib
 import enum
 import gzip
 import hashlib
 import io
+import lzma
 import tarfile
 from typing import IO, Protocol
 
@@ -40,10 +42,13 @@ COPY_BUFFER = 1 << 20
 
 
 class Compression(enum.Enum):
-    """Output compression (``--compression``)."""
+    """Output compression (``--compression``): the appc set (``spec/aci.md``, "Image
+    Archives": an ACI may be gzip, bzip2 or xz compressed, or plain)."""
 
     GZIP = "gzip"
     NONE = "none"
+    XZ = "xz"
+    BZIP2 = "bzip2"
 
 
 class RootfsWriter(Protocol):
@@ -90,6 +95,19 @@ def _gzip_writer(raw: IO[bytes], level: int) -> IO[bytes]:
     return gzip.GzipFile(filename="", mode="wb", compresslevel=level, fileobj=raw, mtime=0)
 
 
+def _compressor(raw: IO[bytes], compression: Compression, level: int) -> IO[bytes] | None:
+    """The compressing stream into ``raw`` (``None`` for a plain tar). ``level`` is the
+    gzip level; xz uses preset 6 and bzip2 level 9 (their tools' defaults). Each is
+    deterministic: the same tar gives the same bytes."""
+    if compression is Compression.GZIP:
+        return _gzip_writer(raw, level)
+    if compression is Compression.XZ:
+        return lzma.LZMAFile(raw, "wb", format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=6)  # type: ignore[return-value]
+    if compression is Compression.BZIP2:
+        return bz2.BZ2File(raw, "wb", compresslevel=9)  # type: ignore[return-value]
+    return None
+
+
 def write_aci(path: str, manifest: bytes, rootfs: RootfsWriter, compression: Compression,
               level: int = GZIP_LEVEL) -> str:
     """Write an ACI atomically.
@@ -99,7 +117,7 @@ def write_aci(path: str, manifest: bytes, rootfs: RootfsWriter, compression: Com
             replaced atomically; on error nothing is left behind.
         manifest: the ``manifest`` entry's bytes (appc image manifest JSON).
         rootfs: writes the ``rootfs/...`` entries.
-        compression: gzip or none.
+        compression: gzip, xz, bzip2 or none.
         level: the gzip level (:func:`check_level`).
 
     Returns:
@@ -111,7 +129,7 @@ def write_aci(path: str, manifest: bytes, rootfs: RootfsWriter, compression: Com
     """
     try:
         with atomic_file(path, 0o644) as (_, raw):
-            gz = _gzip_writer(raw, check_level(level)) if compression is Compression.GZIP else None
+            gz = _compressor(raw, compression, check_level(level))
             try:
                 hashing = _HashingWriter(gz if gz is not None else raw)
                 with TarWriter(hashing) as tar:  # tarfile's PAX bytes, without its per-member list

@@ -30,7 +30,7 @@ from .cli_common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, Parser as _Parser, flag
 
 log = logging.getLogger("docker2aci")
 
-_USAGE = """docker2aci [-debug] [-nosquash] [-compression=(gzip|none)] IMAGE
+_USAGE = """docker2aci [-debug] [-nosquash] [-compression=(gzip|none|xz|bzip2)] IMAGE
   Where IMAGE is
     [-image=IMAGE_NAME[:TAG]] FILEPATH
   or
@@ -53,7 +53,7 @@ def _convert_parser(prog: str) -> argparse.ArgumentParser:
     from .aci import GZIP_LEVEL, Compression
 
     _flag(p, "compression", default="gzip", choices=[c.value for c in Compression],
-          help="Type of compression to use; allowed values: gzip, none")
+          help="Type of compression to use; allowed values: gzip, none, xz, bzip2 (the appc set)")
     _flag(p, "compression-level", type=int, default=GZIP_LEVEL, metavar="N",
           help="gzip level: 0-3 ISA-L, fast (default 1); 4-9 zlib, smaller and several times slower")
     _flag(p, "output-dir", default=".", metavar="DIR", help="Where to write the ACI (default: .)")

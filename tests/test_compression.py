@@ -1,6 +1,7 @@
-"""gzip output levels: ISA-L (0-3, the default 1) and zlib (4-9) give the same image (the
-same uncompressed tar, so the same image ID), deterministic bytes, files that GNU gzip
-and actool accept, and smaller files at higher levels; a bad level is a usage error."""
+"""Output compressions (the appc set: gzip, xz, bzip2, none) and gzip levels (ISA-L 0-3,
+the default 1, zlib 4-9) give the same image (the same uncompressed tar, so the same image
+ID), deterministic bytes, files that GNU gzip / xz / bzip2, actool and our own renderer
+read, and smaller files at higher levels; a bad level is a usage error."""
 
 from __future__ import annotations
 
@@ -25,9 +26,12 @@ def outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, by
     if not ARCHIVE.exists():
         pytest.skip(f"shared image {ARCHIVE} not found")
     found = {}
-    for level in ("0", "1", "3", "6", "9", "none"):
+    for level in ("0", "1", "3", "6", "9", "none", "xz", "bzip2"):
         out = tmp_path_factory.mktemp(f"level-{level}")
-        options = {"compression": Compression.NONE} if level == "none" else {"compression_level": int(level)}
+        if level.isdigit():
+            options: dict[str, object] = {"compression_level": int(level)}
+        else:
+            options = {"compression": Compression(level)}
         aci = convert(f"oci-archive:{ARCHIVE}", out, **options)
         actool_validate(aci.path)
         found[level] = (aci.image_id, Path(aci.path).read_bytes())
@@ -41,21 +45,41 @@ def test_every_level_holds_the_same_tar(outputs: dict[str, tuple[str, bytes]]) -
     assert ids == {"sha512-" + hashlib.sha512(plain).hexdigest()}
     if shutil.which("gzip") is None:
         pytest.skip("gzip is not installed")
-    for level in ("0", "1", "3", "6", "9"):
-        unpacked = subprocess.run(["gzip", "-dc"], input=outputs[level][1], capture_output=True, check=True).stdout
+    for level, tool in (("0", "gzip"), ("1", "gzip"), ("3", "gzip"), ("6", "gzip"), ("9", "gzip"), ("xz", "xz"),
+                        ("bzip2", "bzip2")):
+        if shutil.which(tool) is None:
+            continue
+        unpacked = subprocess.run([tool, "-dc"], input=outputs[level][1], capture_output=True, check=True).stdout
         assert unpacked == plain, level
+
+
+@pytest.mark.parametrize("kind", ["xz", "bzip2", "1", "none"])
+def test_our_renderer_reads_every_compression(outputs: dict[str, tuple[str, bytes]], tmp_path: Path,
+                                              kind: str) -> None:
+    from runner.extract import compute_image_id, render_aci
+
+    aci = tmp_path / "image.aci"
+    aci.write_bytes(outputs[kind][1])
+    assert compute_image_id(aci) == outputs[kind][0]
+    (tmp_path / "rootfs").mkdir()
+    manifest = render_aci(aci, tmp_path / "rootfs", image_id=outputs[kind][0])
+    assert manifest["name"] == "test/busybox"
+    assert (tmp_path / "rootfs" / "bin" / "busybox").is_file()
 
 
 def test_higher_levels_are_smaller(outputs: dict[str, tuple[str, bytes]]) -> None:
     sizes = {level: len(data) for level, (_, data) in outputs.items()}
     assert sizes["0"] > sizes["1"] >= sizes["3"] > sizes["9"]
-    assert sizes["6"] >= sizes["9"]
+    assert sizes["6"] >= sizes["9"] and sizes["xz"] < sizes["9"] and sizes["bzip2"] < sizes["none"]
 
 
 def test_each_level_is_deterministic(tmp_path: Path, outputs: dict[str, tuple[str, bytes]]) -> None:
     for level in (1, 9):
         again = convert(f"oci-archive:{ARCHIVE}", tmp_path / str(level), compression_level=level)
         assert Path(again.path).read_bytes() == outputs[str(level)][1]
+    for kind in ("xz", "bzip2"):
+        again = convert(f"oci-archive:{ARCHIVE}", tmp_path / kind, compression=Compression(kind))
+        assert Path(again.path).read_bytes() == outputs[kind][1]
 
 
 def test_a_bad_level_is_a_usage_error(tmp_path: Path) -> None:
