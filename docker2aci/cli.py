@@ -41,6 +41,7 @@ _USAGE = """docker2aci [-debug] [-nosquash] [-compression=(gzip|none|xz|bzip2)] 
        docker2aci run [--insecure-options=image] [--stage fly|isolated] [--volume ...] IMAGE [-- ARGS]
        docker2aci fetch [--json] IMAGE         (convert, verify, render; prints <image_id> <path>)
        docker2aci gc [--grace DURATION]        (remove ended pods and unused trees)
+       docker2aci validate|inspect ACI...; docker2aci render ACI DIR
        docker2aci keys|sign|verify|trust ... (see docker2aci COMMAND --help)"""
 
 
@@ -369,6 +370,90 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
 
 
+def _aci_files_parser(prog: str, name: str, description: str) -> argparse.ArgumentParser:
+    p = _Parser(prog=f"{prog} {name}", allow_abbrev=False, description=description)
+    _flag(p, "json", action="store_true", help="Print one JSON object per ACI (JSON Lines)")
+    return p
+
+
+def cmd_validate(argv: Sequence[str], prog: str) -> int:
+    """``docker2aci validate ACI...``: exit 0 when every ACI is valid, 1 otherwise."""
+    p = _aci_files_parser(prog, "validate", "Check ACIs against the appc spec: what actool validate checks "
+                                            "(the archive, the manifest's schema) and what it lets through (only "
+                                            "manifest and rootfs/ at the top, no entry twice, hard links to earlier "
+                                            "entries, absolute pathWhitelist entries); print each image ID.")
+    p.add_argument("acis", metavar="ACI", nargs="+")
+    args = p.parse_args(list(argv))
+    from runner.acitool import validate_aci
+
+    status = EXIT_OK
+    for path in args.acis:
+        report = validate_aci(path)
+        if args.json:
+            print(json.dumps({"path": report.path, "valid": report.valid, "image_id": report.image_id,
+                              "problems": report.problems}, separators=(",", ":")))
+        elif report.valid:
+            print(f"{report.path}: valid ACI, image ID {report.image_id}")
+        else:
+            print(f"{report.path}: invalid ACI")
+            for problem in report.problems:
+                print(f"  {problem}")
+        if not report.valid:
+            status = EXIT_ERROR
+    return status
+
+
+def cmd_inspect(argv: Sequence[str], prog: str) -> int:
+    """``docker2aci inspect ACI...``: name, labels, image ID, size, compression, layers."""
+    p = _aci_files_parser(prog, "inspect", "Describe ACIs: name, labels, image ID, size, compression, entries "
+                                          "and layers (the image and its dependencies).")
+    p.add_argument("acis", metavar="ACI", nargs="+")
+    args = p.parse_args(list(argv))
+    from runner.acitool import inspect_aci
+
+    for path in args.acis:
+        info = inspect_aci(path)
+        if args.json:
+            print(json.dumps(info, separators=(",", ":")))
+            continue
+        print(f"{info['path']}:\n  name: {info['name']}\n  image ID: {info['image_id']}")
+        print("  labels: " + ", ".join(f"{k}={v}" for k, v in sorted(info["labels"].items())))
+        print(f"  size: {info['size']} bytes ({info['compression']}), {info['entries']} entries, "
+              f"{info['layers']} layer(s)")
+        for dep in info["dependencies"]:
+            print(f"  depends on: {dep.get('imageName')} {dep.get('imageID', '')}".rstrip())
+        for problem in info["problems"]:
+            print(f"  problem: {problem}")
+    return EXIT_OK
+
+
+def cmd_render(argv: Sequence[str], prog: str) -> int:
+    """``docker2aci render ACI DIR``: write DIR/manifest and DIR/rootfs, dependencies applied."""
+    p = _Parser(prog=f"{prog} render", allow_abbrev=False,
+                description="Render an ACI into DIR (DIR/manifest and DIR/rootfs), its dependencies first: looked "
+                            "up by name, labels and image ID among the ACIs of --dir directories and the ACI's own "
+                            "directory. Every entry is resolved inside DIR whatever its links say.")
+    p.add_argument("aci", metavar="ACI")
+    p.add_argument("dest", metavar="DIR", help="a new or empty directory")
+    _flag(p, "dir", action="append", default=[], metavar="DIR", help="Where else to look for dependencies")
+    _flag(p, "debug", action="store_true", help="Enables debug messages")
+    args = p.parse_args(list(argv))
+    _setup_logging(args.debug)
+    from runner.dependencies import DirectoryResolver
+    from runner.treestore import render_tree
+
+    if os.path.exists(args.dest) and (not os.path.isdir(args.dest) or os.listdir(args.dest)):
+        raise UsageError(f"{args.dest}: not an empty directory")
+    rootfs = os.path.join(args.dest, "rootfs")
+    os.makedirs(rootfs, exist_ok=True)
+    resolver = DirectoryResolver([*args.dir, os.path.dirname(os.path.abspath(args.aci))])
+    manifest = render_tree(args.aci, rootfs, resolver=resolver)
+    with open(os.path.join(args.dest, "manifest"), "w", encoding="utf-8") as handle:
+        json.dump(manifest, handle, indent=2)
+    print(os.path.abspath(args.dest))
+    return EXIT_OK
+
+
 def _signing_command(name: str) -> Callable[[Sequence[str], str], int]:
     """A command of :mod:`docker2aci.cli_signing`, imported when it runs (OpenPGP is most of
     the start-up time of a conversion that does not sign)."""
@@ -382,6 +467,7 @@ def _signing_command(name: str) -> Callable[[Sequence[str], str], int]:
 
 _COMMANDS: dict[str, Callable[[Sequence[str], str], int]] = {
     "convert": cmd_convert, "run": cmd_run, "fetch": cmd_fetch, "gc": cmd_gc,
+    "validate": cmd_validate, "inspect": cmd_inspect, "render": cmd_render,
     **{name: _signing_command(name) for name in ("keys", "sign", "verify", "trust")},
 }
 

@@ -157,7 +157,7 @@ def render_aci(
     """
     root = os.fspath(rootfs)
     where = os.fspath(aci_path)
-    with _errors_named("rendering", where), open_uncompressed(aci_path) as stream:
+    with errors_named("rendering", where), open_uncompressed(aci_path) as stream:
         with tarfile.open(
             fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape"
         ) as archive:
@@ -186,7 +186,7 @@ def compute_digests(aci_path: str | os.PathLike[str]) -> tuple[str, str]:
     Raises:
         RunnerError: the file cannot be read or decompressed.
     """
-    with _errors_named("reading", os.fspath(aci_path)), open_uncompressed(aci_path) as stream:
+    with errors_named("reading", os.fspath(aci_path)), open_uncompressed(aci_path) as stream:
         while stream.read(COPY_CHUNK):
             pass
         return stream.file_digest(), stream.image_id()
@@ -216,7 +216,7 @@ def read_manifest(aci_path: str | os.PathLike[str]) -> dict[str, Any]:
         RunnerError: the file cannot be read, is not a tar, or has no valid manifest.
     """
     where = os.fspath(aci_path)
-    with _errors_named("reading", where), open_uncompressed(aci_path) as stream, tarfile.open(
+    with errors_named("reading", where), open_uncompressed(aci_path) as stream, tarfile.open(
         fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape"
     ) as archive:
         while (member := archive.next()) is not None:
@@ -230,8 +230,13 @@ def read_manifest(aci_path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _errors_named(verb: str, where: str) -> Iterator[None]:
-    """Turn every failure of reading an ACI into an error that names it."""
+def errors_named(verb: str, where: str) -> Iterator[None]:
+    """Turn every failure of reading an ACI into an error that names it.
+
+    Raises:
+        EntryError: an entry's error, with the archive named.
+        RunnerError: ``"<verb> <where>: <reason>"`` for anything else that went wrong.
+    """
     try:
         yield
     except EntryError as err:
