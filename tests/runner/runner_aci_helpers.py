@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
 import tarfile
+import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,6 +112,30 @@ def write_aci(
         for entry in entries:
             entry.add_to(archive)
     return path
+
+
+ACTOOL = shutil.which("actool")
+"""Debian appc-spec's actool, which builds ACIs from image layouts (None when missing)."""
+
+
+def actool_build(out: Path, manifest_doc: Mapping[str, Any], files: Mapping[str, bytes | str], *,
+                 mode: int | None = None) -> Path:
+    """An ACI made by ``actool build --owner-root`` from an image layout written beside
+    ``out`` (``manifest`` + ``rootfs/`` holding ``files``, each made ``mode`` if given)."""
+    assert ACTOOL is not None
+    layout = Path(tempfile.mkdtemp(prefix=f".layout-{out.stem}-", dir=out.parent))
+    (layout / "rootfs").mkdir()
+    (layout / "manifest").write_text(json.dumps(manifest_doc))
+    for rel, content in files.items():
+        path = layout / "rootfs" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+        if mode is not None:
+            path.chmod(mode)
+    subprocess.run([ACTOOL, "build", "--owner-root", "--overwrite", str(layout), str(out)], check=True,
+                   capture_output=True)
+    shutil.rmtree(layout)
+    return out
 
 
 #: ``build_aci(app, *, extra=(), with_etc=True, annotations=None) -> Path`` (a fixture).

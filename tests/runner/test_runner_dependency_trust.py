@@ -19,29 +19,14 @@ from pathlib import Path
 
 import pysequoia
 import pytest
-from runner_aci_helpers import BUSYBOX, PROJECT_ROOT
+from runner_aci_helpers import ACTOOL, BUSYBOX, PROJECT_ROOT, actool_build
 
 from docker2aci import signing
 from docker2aci.trust import TrustStore
 from runner.pod import _mounts_under
 
-ACTOOL = shutil.which("actool")
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(ACTOOL is None, reason="actool is not installed (apt-get install appc-spec)")]
-
-
-def _actool_build(tmp: Path, name: str, doc: dict, files: dict[str, bytes], out: Path) -> Path:
-    layout = tmp / f"layout-{name}-{len(list(tmp.iterdir()))}"
-    (layout / "rootfs").mkdir(parents=True)
-    (layout / "manifest").write_text(json.dumps(doc))
-    for rel, content in files.items():
-        path = layout / "rootfs" / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
-        path.chmod(0o755)
-    subprocess.run([ACTOOL, "build", "--owner-root", "--overwrite", str(layout), str(out)], check=True,
-                   capture_output=True)
-    return out
 
 
 def _manifest(name: str, **extra: object) -> dict:
@@ -66,10 +51,10 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for kind, marker in (("good", b"GOOD\n"), ("evil", b"EVIL\n")):
         d = tmp / kind
         d.mkdir()
-        _actool_build(tmp, "base", _manifest("example.com/base"),
-                      {"bin/busybox": BUSYBOX.read_bytes(), "marker": marker}, d / "base.aci")
+        actool_build(d / "base.aci", _manifest("example.com/base"),
+                     {"bin/busybox": BUSYBOX.read_bytes(), "marker": marker}, mode=0o755)
         paths[kind] = d
-    _actool_build(tmp, "app", app_doc, {"app-file": b"x"}, tmp / "good" / "app.aci")
+    actool_build(tmp / "good" / "app.aci", app_doc, {"app-file": b"x"})
     signing.sign_file(str(tmp / "good" / "base.aci"), signer)
     signing.sign_file(str(tmp / "good" / "app.aci"), signer)
     shutil.copy(tmp / "good" / "app.aci", tmp / "evil" / "app.aci")

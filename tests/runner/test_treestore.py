@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
-from runner_aci_helpers import PROJECT_ROOT, busybox_entries, directory, manifest, symlink, write_aci
+from runner_aci_helpers import (ACTOOL, PROJECT_ROOT, actool_build, busybox_entries, directory, manifest, symlink,
+                                write_aci)
 from runner_aci_helpers import Entry
 
 from docker2aci.errors import RunnerError
@@ -26,7 +26,6 @@ from runner.extract import compute_image_id
 from runner.pod import _mounts_under, gc_pods, open_pod
 from runner.treestore import TreeStore, render_tree
 
-ACTOOL = shutil.which("actool")
 APP = {"exec": ["/bin/sh", "-c", "echo hello"], "user": "0", "group": "0"}
 
 
@@ -177,36 +176,19 @@ def test_runs_share_the_tree_and_each_gets_a_clean_layer(tmp_path: Path, aci: Pa
 # -- dependencies (actool build) -------------------------------------------------------------------
 
 
-def _actool_build(layout: Path, out: Path) -> Path:
-    subprocess.run([ACTOOL, "build", "--owner-root", str(layout), str(out)], check=True, capture_output=True)
-    return out
-
-
-def _layout(tmp_path: Path, name: str, doc: dict, files: dict[str, str]) -> Path:
-    layout = tmp_path / f"layout-{name.replace('/', '-')}"
-    (layout / "rootfs").mkdir(parents=True)
-    (layout / "manifest").write_text(json.dumps(doc))
-    for rel, content in files.items():
-        path = layout / "rootfs" / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content)
-    return layout
-
-
 @pytest.mark.skipif(ACTOOL is None, reason="actool is not installed (apt-get install appc-spec)")
 def test_dependencies_are_rendered_first_and_the_whitelist_applied(tmp_path: Path) -> None:
     images = tmp_path / "images"
     images.mkdir()
     base_doc = manifest(None, name="example.com/base")
     base_doc["labels"].append({"name": "version", "value": "1"})
-    base = _actool_build(_layout(tmp_path, "base", base_doc, {"etc/base.conf": "base", "etc/shared": "base",
-                                                               "var/junk": "x"}), images / "base.aci")
+    base = actool_build(images / "base.aci", base_doc, {"etc/base.conf": "base", "etc/shared": "base",
+                                                        "var/junk": "x"})
     app_doc = manifest(APP, name="example.com/app")
     app_doc["dependencies"] = [{"imageName": "example.com/base", "imageID": compute_image_id(base),
                                 "labels": [{"name": "version", "value": "1"}]}]
     app_doc["pathWhitelist"] = ["/etc/base.conf", "/etc/shared", "/app/run"]
-    app = _actool_build(_layout(tmp_path, "app", app_doc, {"etc/shared": "app", "app/run": "run"}),
-                        images / "app.aci")
+    app = actool_build(images / "app.aci", app_doc, {"etc/shared": "app", "app/run": "run"})
     from runner.dependencies import DirectoryResolver
 
     store = TreeStore(tmp_path / "store")
@@ -221,8 +203,7 @@ def test_dependencies_are_rendered_first_and_the_whitelist_applied(tmp_path: Pat
 def test_a_missing_or_mismatched_dependency_is_refused(tmp_path: Path) -> None:
     images = tmp_path / "images"
     images.mkdir()
-    _actool_build(_layout(tmp_path, "base", manifest(None, name="example.com/base"), {"f": "1"}),
-                  images / "base.aci")
+    actool_build(images / "base.aci", manifest(None, name="example.com/base"), {"f": "1"})
     from runner.dependencies import DirectoryResolver
 
     for dependency, message in (
