@@ -339,17 +339,23 @@ def cmd_gc(argv: Sequence[str], prog: str) -> int:
     from runner.pod import gc_pods
     from runner.treestore import TreeStore, default_store_dir
 
+    from .prerun import gc_work_dirs
+
     root = args.cache_dir or default_store_dir()
     pods = gc_pods(root)
+    work_dirs = gc_work_dirs(root)
     report = TreeStore(root).gc(grace)
     if args.json:
-        print(json.dumps({"pods_removed": pods, "trees_removed": report.removed, "trees_in_use": report.in_use,
+        print(json.dumps({"pods_removed": pods, "work_dirs_removed": work_dirs,
+                          "trees_removed": report.removed, "trees_in_use": report.in_use,
                           "trees_recent": report.recent}, separators=(",", ":")))
     else:
         for image_id in report.removed:
             print(f"Removed tree {image_id}")
         for path in pods:
             print(f"Removed pod {path}")
+        for path in work_dirs:
+            print(f"Removed the work directory of an interrupted conversion: {path}")
         print(f"Kept {len(report.in_use)} tree(s) in use and {len(report.recent)} used within {args.grace}")
     return EXIT_OK
 

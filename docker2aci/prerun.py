@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import os
 import shutil
 import tempfile
@@ -82,8 +83,9 @@ def is_aci_path(source: str) -> bool:
 def converted(source: str, options: ConvertOptions | None = None,
               progress: ProgressHook | None = None) -> Iterator[SourceImage]:
     """The ACI of a source: the file itself for an ``.aci`` path, else a conversion into a
-    temporary directory removed when the block ends (``options.output_dir`` is ignored;
-    the conversion cache is used as ``options`` say).
+    private directory under the cache root, removed when the block ends (or by
+    :func:`gc_work_dirs` after a crash); ``options.output_dir`` is ignored, the conversion
+    cache is used as ``options`` say.
 
     Raises:
         UsageError: ``--platform all`` (a run takes one image).
@@ -97,12 +99,63 @@ def converted(source: str, options: ConvertOptions | None = None,
     options = options or ConvertOptions()
     if options.platform == ALL_PLATFORMS:
         raise UsageError("--platform all converts several images; a run takes one")
-    work = tempfile.mkdtemp(prefix="docker2aci-fetch-", dir=options.tmp_dir)
-    try:
+    with _work_dir(options.cache_dir or default_store_dir()) as work:
         [aci] = convert(source, dataclasses.replace(options, output_dir=work), progress)
         yield SourceImage(aci.path, aci.image_id, converted=True)
+
+
+#: Where converted ACIs wait to be verified and rendered, under the cache root.
+WORK_DIR = "prerun"
+
+
+@contextlib.contextmanager
+def _work_dir(root: str) -> Iterator[str]:
+    """A private directory ``<root>/prerun/<random>/`` holding a lock for as long as the
+    block runs; removed afterwards, or by :func:`gc_work_dirs` after a crash."""
+    parent = os.path.join(root, WORK_DIR)
+    os.makedirs(parent, mode=0o700, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="run-", dir=parent)
+    lock = os.open(os.path.join(work, ".lock"), os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield work
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        os.close(lock)
+
+
+def gc_work_dirs(root: str) -> list[str]:
+    """Remove the work directories of conversions whose process has ended (killed before
+    it could clean up): those whose lock nobody holds.
+
+    Returns:
+        The directories removed.
+    """
+    parent = os.path.join(root, WORK_DIR)
+    try:
+        names = sorted(os.listdir(parent))
+    except FileNotFoundError:
+        return []
+    removed = []
+    for name in names:
+        path = os.path.join(parent, name)
+        try:
+            fd = os.open(os.path.join(path, ".lock"), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue  # being made, or half removed
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue  # in use
+        try:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+        finally:
+            os.close(fd)
+    return removed
 
 
 def fetch(source: str, options: ConvertOptions | None = None, *,

@@ -114,6 +114,22 @@ def write_aci(
     return path
 
 
+def children_running(parent_pid: int, program: bytes) -> list[int]:
+    """The pids of ``parent_pid``'s children whose command line has the word ``program``
+    (an app the runner started)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if stat.rsplit(") ", 1)[1].split()[1] == str(parent_pid) and program in cmdline.split(b"\0"):
+                found.append(int(entry.name))
+    return found
+
+
 ACTOOL = shutil.which("actool")
 """Debian appc-spec's actool, which builds ACIs from image layouts (None when missing)."""
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pysequoia
 import pytest
-from runner_aci_helpers import ACTOOL, BUSYBOX, PROJECT_ROOT, actool_build
+from runner_aci_helpers import ACTOOL, BUSYBOX, PROJECT_ROOT, actool_build, children_running
 
 from docker2aci import signing
 from docker2aci.trust import TrustStore
@@ -105,7 +105,7 @@ def test_a_killed_runner_leaves_its_running_app_to_gc(setup: dict[str, Path], tm
                             env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
-        while not _app_pids(proc.pid):
+        while not children_running(proc.pid, b"sleep"):
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)
@@ -119,20 +119,6 @@ def test_a_killed_runner_leaves_its_running_app_to_gc(setup: dict[str, Path], tm
         gc = _gc(env)  # also after a failure: no mount is left behind
     assert len(gc["pods_removed"]) == 1 and len(gc["trees_removed"]) == 1
     assert _mounts_under(str(tmp_path)) == []
-
-
-def _app_pids(runner_pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if stat.split(") ", 1)[1].split()[1] == str(runner_pid) and b"sleep\0" in cmdline:
-                found.append(int(entry))
-    return found
 
 
 def _gc(env: dict[str, str]) -> dict:

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
-from runner_aci_helpers import (ACTOOL, PROJECT_ROOT, actool_build, busybox_entries, directory, manifest, symlink,
-                                write_aci)
+from runner_aci_helpers import (ACTOOL, PROJECT_ROOT, actool_build, busybox_entries, children_running, directory,
+                                manifest, symlink, write_aci)
 from runner_aci_helpers import Entry
 
 from docker2aci.errors import RunnerError
@@ -217,3 +217,34 @@ def test_a_missing_or_mismatched_dependency_is_refused(tmp_path: Path) -> None:
         with pytest.raises(RunnerError, match=re.escape(message)):
             with TreeStore(tmp_path / "store").acquire(app, resolver=DirectoryResolver([str(images)])):
                 pass
+
+
+@pytest.mark.root
+def test_gc_removes_the_work_directory_of_a_killed_conversion(tmp_path: Path) -> None:
+    """``run SOURCE`` converts into ``<cache>/prerun/run-*``; when the runner is killed
+    (its app goes on, holding the pod), gc removes that directory but not the pod."""
+    archive = PROJECT_ROOT.parent / "shared" / "images" / "docker-save-dockerd.tar"
+    if not archive.exists():
+        pytest.skip(f"{archive} not found")
+    store = tmp_path / "cache" / "docker2aci"
+    env = {**os.environ, "XDG_CACHE_HOME": str(store.parent)}
+    proc = subprocess.Popen([sys.executable, "-m", "docker2aci", "run", "--stage=fly", "--insecure-options=image",
+                             "--exec", "/bin/sleep 60", f"docker-archive:{archive}"], cwd=PROJECT_ROOT, env=env,
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not children_running(proc.pid, b"/bin/sleep"):  # the app holds the pod's lock
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        [work] = os.listdir(store / "prerun")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        report = json.loads(_cli("gc", "--json", store=store).stdout)
+        assert report["work_dirs_removed"] == [str(store / "prerun" / work)]
+        assert report["pods_removed"] == [] and len(report["trees_in_use"]) == 1
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        time.sleep(0.2)
+        _cli("gc", store=store)
+    assert os.listdir(store / "prerun") == [] and os.listdir(store / "pods") == []
+    assert _mounts_under(str(tmp_path)) == []
