@@ -237,7 +237,64 @@ class RootfsTree:
             tree._hidden = {}
             tree._apply(index, layer)
         tree._hidden = {}
+        tree._check_symlinks()
         return tree
+
+    def _check_symlinks(self) -> None:
+        """Refuse a relative symlink whose target, resolved through the finished tree's
+        own links (as the kernel would resolve it once extracted), climbs above the root:
+        ``a/up -> ..`` is fine, ``a/out -> up/..`` is not (``up`` is the root). Absolute
+        targets are re-rooted at run time and never escape (public case 13), nor do the
+        ``..`` steps after one; components that are missing or not directories are taken
+        lexically.
+
+        Raises:
+            UnsafeEntry: the link, and the layer that wrote it.
+        """
+        for path, node in self.walk():
+            inode = node.inode
+            if inode is None or not inode.header.issym() or inode.header.linkname.startswith("/"):
+                continue
+            parents: list[Node | None] = [self.root]
+            for part in path.split("/")[:-1]:
+                current = parents[-1]
+                assert current is not None and current.children is not None
+                parents.append(current.children[part])
+            if self._escapes(parents, inode.header.linkname):
+                raise UnsafeEntry(self._layers[inode.layer].name, path,
+                                  f"symlink target {inode.header.linkname!r} points outside the root "
+                                  "through the image's own symlinks")
+
+    def _escapes(self, stack: list[Node | None], target: str) -> bool:
+        """Whether resolving ``target`` from the directory ``stack`` climbs above the root
+        by relative steps alone (after an absolute link, ``..`` at the root stays there,
+        as at any file system's root)."""
+        pending = deque(p for p in target.split("/") if p not in ("", "."))
+        hops = 0
+        rerooted = False
+        while pending:
+            part = pending.popleft()
+            if part == "..":
+                if len(stack) == 1:
+                    if not rerooted:
+                        return True
+                    continue
+                stack.pop()
+                continue
+            current = stack[-1]
+            child = current.children.get(part) if current is not None and current.children is not None else None
+            if child is not None and child.inode is not None and child.inode.header.issym():
+                hops += 1
+                if hops > MAX_SYMLINK_HOPS:
+                    return False  # a loop: the kernel gives ELOOP, nothing is reached
+                link = child.inode.header.linkname
+                if link.startswith("/"):
+                    del stack[1:]
+                    rerooted = True
+                pending.extendleft(reversed([p for p in link.split("/") if p not in ("", ".")]))
+                continue
+            stack.append(child if child is not None and child.children is not None else None)
+        return False
 
     # -- building -------------------------------------------------------------------
 
