@@ -116,17 +116,17 @@ class BlobCache:
     def ensure(self, digest: Digest, fetch: Callable[[BinaryIO], None]) -> str:
         """The path of a blob, fetching it first when it is not cached.
 
-        ``fetch`` writes the blob into the file it is given and verifies it (a
-        ``RegistryClient.fetch_blob``); the file is checked against ``digest`` again
-        before it becomes visible. Concurrent callers (threads or processes) for the
+        ``fetch`` writes the blob into the file it is given and verifies it while writing
+        (a ``RegistryClient.fetch_blob``, which raises ``DigestMismatch`` for other
+        bytes); only then does the file become visible. Concurrent callers (threads or processes) for the
         same digest wait for one fetch. A blob already in the cache is returned without
         hashing it: readers verify what they read (layers through ``VerifyingReader``,
         small blobs through :meth:`read`).
 
         Raises:
-            DigestMismatch: what was fetched does not hash to ``digest``.
             OutputError: the cache cannot be written.
-            (and whatever ``fetch`` raises; nothing is left behind then)
+            (and whatever ``fetch`` raises, ``DigestMismatch`` among them; nothing is
+            left behind then)
         """
         path = self.path(digest)
         if os.path.isfile(path):
@@ -135,12 +135,9 @@ class BlobCache:
             if os.path.isfile(path):
                 return path
             with self._temp() as (tmp, f):
-                fetch(f)  # type: ignore[arg-type]
+                fetch(f)  # type: ignore[arg-type]  # verifies as it writes: no second hashing
                 f.flush()
                 os.fsync(f.fileno())
-                actual = _file_digest(tmp, digest.algorithm)
-                if actual != digest.hex:
-                    raise DigestMismatch(f"blob {digest}", str(digest), f"{digest.algorithm}:{actual}")
                 self._publish(tmp, digest)
         return path
 
