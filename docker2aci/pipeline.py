@@ -73,6 +73,10 @@ class ConvertOptions:
             given to gpg for ``gpg_key``).
         gpg_key: sign with this key of the user's gpg keyring instead (``GNUPGHOME``
             honoured).
+        cache_local: also cache conversions of local sources (archives, layouts, the
+            engine) whose config pins their layers (``diff_ids``), keyed by the config
+            digest and the image's name: the pre-run hook sets it, so racing runs of one
+            archive convert it once.
     """
 
     output_dir: str = "."
@@ -91,6 +95,7 @@ class ConvertOptions:
     sign_key: str | None = None
     sign_passphrase_file: str | None = None
     gpg_key: str | None = None
+    cache_local: bool = False
 
 
 @dataclass(frozen=True)
@@ -184,10 +189,10 @@ def convert(source: str, options: ConvertOptions | None = None,
             resolved = src.resolve(selector, target or wanted)
             what = f"{src.display} ({target})" if target else src.display
             cache = None
-            if src.cacheable and options.use_cache:
+            if (src.cacheable or options.cache_local) and options.use_cache:
                 cache = ConversionCache(options.cache_dir or default_cache_dir())
             results.append(_convert_image(what, resolved, target or wanted, options, progress, written, cache,
-                                          signer))
+                                          signer, local=not src.cacheable))
         return results
     finally:
         src.close()
@@ -310,9 +315,9 @@ def aci_file_name(repository: str, tag: str | None, suffix: str = "") -> str:
 
 def _convert_image(display: str, resolved: ResolvedImage, wanted: Platform, options: ConvertOptions,
                    progress: ProgressHook | None, written: dict[str, str],
-                   cache: ConversionCache | None, signer: Signer | None) -> ConvertedACI:
+                   cache: ConversionCache | None, signer: Signer | None, *, local: bool) -> ConvertedACI:
     """Write one ACI (or reuse the cached one), then sign the file as written."""
-    converted = _write_image(display, resolved, wanted, options, progress, written, cache)
+    converted = _write_image(display, resolved, wanted, options, progress, written, cache, local=local)
     if signer is not None:
         from . import signing
 
@@ -322,7 +327,7 @@ def _convert_image(display: str, resolved: ResolvedImage, wanted: Platform, opti
 
 def _write_image(display: str, resolved: ResolvedImage, wanted: Platform, options: ConvertOptions,
                  progress: ProgressHook | None, written: dict[str, str],
-                 cache: ConversionCache | None) -> ConvertedACI:
+                 cache: ConversionCache | None, *, local: bool = False) -> ConvertedACI:
     warnings: list[str] = []
     config = _parse_config(resolved, display)
     image_platform = _platform_of(config, resolved, wanted, options.platform is not None, warnings)
@@ -342,11 +347,18 @@ def _write_image(display: str, resolved: ResolvedImage, wanted: Platform, option
         raise OutputError(f"{display} and {written[path]} would both be written to {path}")
     written[path] = display
     key = None
-    if cache is not None and resolved.manifest_digest is not None:
+    if cache is not None and not local and resolved.manifest_digest is not None:
         key = conversion_key(version=__version__, manifest=str(resolved.manifest_digest),
                              index=str(resolved.index_digest), original=resolved.name.original_name,
                              platform=str(image_platform), compression=_compression_key(options),
                              file=os.path.basename(path))
+    elif cache is not None and local and config.diff_ids:
+        # A local source: its config (verified against its digest) pins every layer through
+        # diff_ids; its name may come from a file name, so the key holds the name too.
+        key = conversion_key(version=__version__, manifest=str(resolved.manifest_digest or resolved.config_digest),
+                             index=str(resolved.index_digest), original=resolved.name.original_name,
+                             platform=str(image_platform), compression=_compression_key(options),
+                             file=os.path.basename(path), name=repr(resolved.name))
     if cache is None or key is None:
         return _convert_layers(display, resolved, config, blobs, os_arch, path, options, progress, warnings)
     with cache.lock(key):  # racing callers: one converts, the others reuse its result

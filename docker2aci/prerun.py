@@ -100,7 +100,7 @@ def converted(source: str, options: ConvertOptions | None = None,
     if options.platform == ALL_PLATFORMS:
         raise UsageError("--platform all converts several images; a run takes one")
     with _work_dir(options.cache_dir or default_store_dir()) as work:
-        [aci] = convert(source, dataclasses.replace(options, output_dir=work), progress)
+        [aci] = convert(source, dataclasses.replace(options, output_dir=work, cache_local=True), progress)
         yield SourceImage(aci.path, aci.image_id, converted=True)
 
 

@@ -244,7 +244,7 @@ class ConversionCache:
 
 
 def conversion_key(*, version: str, manifest: str, index: str | None, original: str | None, platform: str,
-                   compression: str, file: str) -> str:
+                   compression: str, file: str, name: str | None = None) -> str:
     """The conversion cache key (hex SHA-256): everything a converted ACI depends on.
 
     Args:
@@ -253,9 +253,13 @@ def conversion_key(*, version: str, manifest: str, index: str | None, original: 
         original: the reference as typed (it is written into the manifest).
         platform: the image's platform; compression: ``gzip`` or ``none``.
         file: the ACI's file name.
+        name: for local sources, how the source names the image (repository, tag ...),
+            which it may take from a file name rather than from its content.
     """
     parts = {"version": version, "manifest": manifest, "index": index, "original": original,
              "platform": platform, "compression": compression, "file": file}
+    if name is not None:
+        parts["name"] = name
     return hashlib.sha256(json.dumps(parts, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 

@@ -248,3 +248,24 @@ def test_gc_removes_the_work_directory_of_a_killed_conversion(tmp_path: Path) ->
         _cli("gc", store=store)
     assert os.listdir(store / "prerun") == [] and os.listdir(store / "pods") == []
     assert _mounts_under(str(tmp_path)) == []
+
+
+@pytest.mark.root
+def test_racing_runs_of_one_archive_convert_it_once(tmp_path: Path) -> None:
+    """The pre-run hook caches conversions of local sources too (keyed by the config
+    digest, which pins every layer through diff_ids): eight racing ``run docker-archive:``
+    give one conversion, seven reuses, eight correct outputs."""
+    archive = PROJECT_ROOT.parent / "shared" / "images" / "docker-save-dockerd.tar"
+    if not archive.exists():
+        pytest.skip(f"{archive} not found")
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    procs = [subprocess.Popen([sys.executable, "-m", "docker2aci", "run", "--debug", "--stage=fly",
+                               "--insecure-options=image", f"docker-archive:{archive}", "--exec", "/bin/ls /srv/old"],
+                              cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(8)]
+    results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
+    assert [(status, out) for status, out, _ in results] == [(0, "z.txt\n")] * 8, results[0][2][-2000:]
+    assert sum("reused the cached ACI" not in err for _, _, err in results) == 1
+    store = tmp_path / "cache" / "docker2aci"
+    assert sorted(n.rsplit(".", 1)[1] for n in os.listdir(store / "conversions")) == ["aci", "json"]
+    assert os.listdir(store / "prerun") == [] and os.listdir(store / "pods") == []
