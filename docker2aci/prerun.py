@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from runner.api import open_image
 from runner.dependencies import DirectoryResolver
+from runner.locks import try_locked
 from runner.treestore import TreeStore, default_store_dir
 
 from .errors import UsageError
@@ -139,22 +140,10 @@ def gc_work_dirs(root: str) -> list[str]:
     removed = []
     for name in names:
         path = os.path.join(parent, name)
-        try:
-            fd = os.open(os.path.join(path, ".lock"), os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            continue  # being made, or half removed
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            continue  # in use
-        try:
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
-        finally:
-            os.close(fd)
+        with try_locked(os.path.join(path, ".lock"), create=False) as free:
+            if free:  # its conversion has ended
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
     return removed
 
 

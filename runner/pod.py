@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 from docker2aci.errors import RunnerError
 from runner.linux import Mount, mount, umount
+from runner.locks import try_locked
 
 logger = logging.getLogger(__name__)
 
@@ -136,25 +137,14 @@ def gc_pods(store_root: str) -> list[str]:
                 continue
             if age < NEW_POD_GRACE_SECONDS:
                 continue  # being made: its lock may not exist yet
-        try:
-            fd = os.open(os.path.join(path, "lock"), os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            fd = -1  # a pod that never got its lock, or half removed
-        except OSError:
-            continue
-        try:
-            if fd >= 0:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError as err:
-                    if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                        continue  # running
-                    raise
+        lock = os.path.join(path, "lock")
+        if not os.path.lexists(lock):  # a pod that never got its lock (a crash), or half removed
             if _remove_pod(path):
                 removed.append(path)
-        finally:
-            if fd >= 0:
-                os.close(fd)
+            continue
+        with try_locked(lock, create=False) as free:
+            if free and _remove_pod(path):
+                removed.append(path)
     return removed
 
 

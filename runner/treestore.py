@@ -34,7 +34,6 @@ file it does not list. Dependencies are found by a :data:`DependencyResolver`.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import hashlib
 import json
@@ -51,6 +50,7 @@ from typing import Any
 
 from docker2aci.errors import RunnerError
 from docker2aci.atomic import atomic_file
+from runner.locks import locked, try_locked
 from runner.extract import compute_digests, compute_image_id, file_digest, read_manifest, render_aci
 
 logger = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ class TreeStore:
         lock = self._lock_path(key)
         path = os.path.join(self.dir, key)
         while True:
-            with _locked(lock, fcntl.LOCK_SH) as fd:
+            with locked(lock, fcntl.LOCK_SH) as fd:
                 if _is_tree(path):
                     os.utime(path)  # last use, for gc's grace period
                     yield Tree(chain[-1].image_id, path, _load_manifest(path), key, fd)
@@ -257,7 +257,7 @@ class TreeStore:
                 continue
             if not IMAGE_ID.fullmatch(image_id):
                 continue
-            with _try_locked(self._lock_path(image_id)) as held:
+            with try_locked(self._lock_path(image_id)) as held:
                 if not held:
                     if name == image_id:
                         report.in_use.append(image_id)
@@ -279,7 +279,7 @@ class TreeStore:
         return report
 
     def _remove_orphan_lock(self, key: str) -> None:
-        with _try_locked(self._lock_path(key)) as held:
+        with try_locked(self._lock_path(key)) as held:
             if held and not os.path.lexists(os.path.join(self.dir, key)):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self._lock_path(key))
@@ -489,46 +489,6 @@ def _load_manifest(path: str) -> dict[str, Any]:
     if not isinstance(manifest, dict):
         raise RunnerError(f"{path}/manifest is not an object")
     return manifest
-
-
-@contextlib.contextmanager
-def _locked(path: str, how: int) -> Iterator[int]:
-    """Open ``path`` (creating it) and flock it; retry when the file was replaced
-    meanwhile (gc unlinks lock files it holds)."""
-    while True:
-        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, how)
-            try:
-                same = os.stat(path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                yield fd
-                return
-        finally:
-            os.close(fd)
-
-
-@contextlib.contextmanager
-def _try_locked(path: str) -> Iterator[bool]:
-    """Take ``path``'s lock exclusively if nobody holds it; yield whether it was taken."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError:
-        yield False
-        return
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as err:
-            if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)
 
 
 def _make_writable_and_remove(path: str) -> None:
