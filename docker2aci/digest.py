@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 
@@ -48,6 +49,19 @@ class Digest:
     def of_bytes(cls, data: bytes, algorithm: str = "sha256") -> Digest:
         """The digest of ``data`` with ``algorithm``."""
         return cls(algorithm, hashlib.new(algorithm, data).hexdigest())
+
+    @classmethod
+    def of_file(cls, path: str | os.PathLike[str], algorithm: str = "sha256") -> Digest:
+        """The digest of a file's bytes, read in 1 MiB chunks.
+
+        Raises:
+            OSError: the file cannot be read.
+        """
+        h = hashlib.new(algorithm)
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        return cls(algorithm, h.hexdigest())
 
     def new_hash(self) -> hashlib._Hash:
         """A fresh hashlib object for this digest's algorithm."""

@@ -47,14 +47,6 @@ def default_cache_dir() -> str:
     return os.path.join(base, "docker2aci")
 
 
-def _file_digest(path: str, algorithm: str) -> str:
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        while chunk := f.read(COPY_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 class BlobCache:
     """Verified blobs by digest.
 
@@ -295,7 +287,7 @@ def publish_copy(cached: CachedConversion, dest: str) -> None:
     """
     expected = cached.record["aci_sha256"]
     try:
-        actual = _file_digest(cached.aci, "sha256")
+        actual = Digest.of_file(cached.aci).hex
         if actual != expected:
             raise DigestMismatch(f"cached ACI {cached.aci}", f"sha256:{expected}", f"sha256:{actual}")
         if _link_into_place(cached.aci, dest):

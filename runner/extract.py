@@ -46,6 +46,7 @@ from typing import IO, Any, Literal, cast
 
 from isal import igzip, isal_zlib
 
+from docker2aci.digest import Digest
 from docker2aci.errors import RunnerError
 from runner.paths import Escape, PathEscapeError, make_dirs_in_root, resolve_in_root
 
@@ -198,14 +199,10 @@ def file_digest(path: str | os.PathLike[str]) -> str:
     Raises:
         RunnerError: the file cannot be read.
     """
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as handle:
-            while chunk := handle.read(COPY_CHUNK):
-                digest.update(chunk)
+        return str(Digest.of_file(path))
     except OSError as err:
         raise RunnerError(f"reading {os.fspath(path)}: {err.strerror or err}") from err
-    return "sha256:" + digest.hexdigest()
 
 
 def read_manifest(aci_path: str | os.PathLike[str]) -> dict[str, Any]:
