@@ -100,7 +100,7 @@ from runner.run import (
     DEVICE_NODES,
     FORWARDED_SIGNALS,
     HOSTS,
-    exit_status,
+    wait_forwarding,
 )
 from runner.spec import ProcessSpec
 from runner.volumes import Bind
@@ -143,8 +143,6 @@ CAPABILITY_NUMBERS: Mapping[str, int] = {
     "CAP_SETFCAP": 31,
 }
 
-_SI_KERNEL = 0x80  # siginfo si_code of a signal sent by the kernel (a terminal's ^C)
-_WAIT_POLL_SECONDS = 1.0
 _RELAY_CHUNK = 1 << 16
 
 
@@ -537,7 +535,7 @@ def _run_container(runtime_path: str, state: str, bundle: str, cid: str) -> int:
             raise RunnerError(f"starting {runtime_path}: {err.strerror or err}") from err
         if relay is not None:
             relay.start()
-        status = _wait(pid, watched)
+        status = wait_forwarding(pid, watched)
         pid = None
     finally:
         try:
@@ -555,21 +553,6 @@ def _run_container(runtime_path: str, state: str, bundle: str, cid: str) -> int:
     if status != 0 and errors:
         raise RunnerError(f"starting the app with {os.path.basename(runtime_path)}: {errors}")
     return status
-
-
-def _wait(pid: int, watched: set[signal.Signals]) -> int:
-    """Wait for the runtime, passing on signals sent to the runner (not a terminal's,
-    which reached the runtime's process group already)."""
-    while True:
-        info = signal.sigtimedwait(watched, _WAIT_POLL_SECONDS)
-        if info is not None and info.si_signo != signal.SIGCHLD:
-            if info.si_code != _SI_KERNEL:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, info.si_signo)
-            continue
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return exit_status(status)
 
 
 def _delete(

@@ -23,6 +23,7 @@ they are.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -167,7 +168,7 @@ def run_fly(
             os.waitpid(pid, 0)
             failure = ChildFailure(**json.loads(report))
             raise RunnerError(f"starting the app: {failure.step}: {failure.reason}")
-        return _wait(pid, watched)
+        return wait_forwarding(pid, watched)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
@@ -464,17 +465,22 @@ def _describe(err: BaseException, step: str) -> str:
     return reason
 
 
-def _wait(pid: int, watched: set[signal.Signals]) -> int:
-    """Wait for the child, forwarding signals that were sent to the runner.
+def wait_forwarding(pid: int, watched: set[signal.Signals]) -> int:
+    """Wait for a child (the fly app, or the OCI runtime), forwarding the signals in
+    ``watched`` (blocked by the caller) that were sent to the runner.
 
     A signal a terminal sent (``si_code`` ``SI_KERNEL``) reached the child's process
     group already and is not sent twice.
+
+    Returns:
+        The child's exit status (:func:`exit_status`).
     """
     while True:
         info = signal.sigtimedwait(watched, _WAIT_POLL_SECONDS)
         if info is not None and info.si_signo != signal.SIGCHLD:
             if info.si_code != _SI_KERNEL:
-                os.kill(pid, info.si_signo)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, info.si_signo)
             continue
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
