@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from docker2aci.errors import RunnerError
-from runner.extract import MAX_MANIFEST_BYTES, errors_named, archive_components, open_uncompressed, parse_manifest
+from runner.extract import (MAX_MANIFEST_BYTES, archive_components, compression_name, errors_named,
+                            open_uncompressed, parse_manifest)
+from runner.volumes import AC_NAME
 
 #: AC Identifier (``spec/types.md``): lowercase, digits and ``-._~/``, starting and
 #: ending with a letter or digit.
 AC_IDENTIFIER = re.compile(r"[a-z0-9]+(?:[-._~/][a-z0-9]+)*")
-#: AC Name (``spec/types.md``).
-AC_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 #: acVersion: a semantic version.
 SEMVER = re.compile(r"\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?")
 IMAGE_ID = re.compile(r"sha512-[0-9a-f]{1,128}")
@@ -222,7 +222,7 @@ def inspect_aci(path: str | os.PathLike[str]) -> dict[str, Any]:
     manifest = report.manifest
     with open(report.path, "rb") as handle:
         head = handle.read(8)
-    compression = next((name for magic, name in _MAGIC if head.startswith(magic)), "none")
+    compression = compression_name(head)
     labels = {item["name"]: item["value"] for item in manifest.get("labels") or []
               if isinstance(item, Mapping) and isinstance(item.get("name"), str)}
     return {
@@ -239,5 +239,3 @@ def inspect_aci(path: str | os.PathLike[str]) -> dict[str, Any]:
         "problems": report.problems,
     }
 
-
-_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"))

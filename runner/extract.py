@@ -126,6 +126,12 @@ def sniff_stream_mode(head: bytes) -> StreamMode:
     return "r|"
 
 
+def compression_name(head: bytes) -> str:
+    """Name an ACI's compression from its first bytes: ``gzip``, ``bzip2``, ``xz``, or
+    ``none`` (a plain tar, or anything else)."""
+    return next((name for magic, _mode, name in _COMPRESSIONS if head.startswith(magic)), "none")
+
+
 def render_aci(
     aci_path: str | os.PathLike[str],
     rootfs: str | os.PathLike[str],

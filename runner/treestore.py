@@ -214,10 +214,6 @@ class TreeStore:
             logger.debug("not indexing %s: %s", aci_path, err)
         return image_id
 
-    def has(self, image_id: str) -> bool:
-        """Whether the store holds a complete tree of ``image_id``."""
-        return bool(IMAGE_ID.fullmatch(image_id)) and _is_tree(os.path.join(self.dir, image_id))
-
     def image_ids(self) -> list[str]:
         """The image IDs of the trees in the store, sorted."""
         try:
