@@ -346,19 +346,16 @@ def _write_image(display: str, resolved: ResolvedImage, wanted: Platform, option
     if path in written:
         raise OutputError(f"{display} and {written[path]} would both be written to {path}")
     written[path] = display
+    # A registry's manifest digest pins the image. A local source is cached when its config
+    # (verified against its digest) pins every layer through diff_ids; its name may come
+    # from a file name, so the key holds the name too.
+    content = (resolved.manifest_digest or resolved.config_digest) if local else resolved.manifest_digest
     key = None
-    if cache is not None and not local and resolved.manifest_digest is not None:
-        key = conversion_key(version=__version__, manifest=str(resolved.manifest_digest),
+    if cache is not None and content is not None and (config.diff_ids or not local):
+        key = conversion_key(version=__version__, manifest=str(content),
                              index=str(resolved.index_digest), original=resolved.name.original_name,
                              platform=str(image_platform), compression=_compression_key(options),
-                             file=os.path.basename(path))
-    elif cache is not None and local and config.diff_ids:
-        # A local source: its config (verified against its digest) pins every layer through
-        # diff_ids; its name may come from a file name, so the key holds the name too.
-        key = conversion_key(version=__version__, manifest=str(resolved.manifest_digest or resolved.config_digest),
-                             index=str(resolved.index_digest), original=resolved.name.original_name,
-                             platform=str(image_platform), compression=_compression_key(options),
-                             file=os.path.basename(path), name=repr(resolved.name))
+                             file=os.path.basename(path), name=repr(resolved.name) if local else None)
     if cache is None or key is None:
         return _convert_layers(display, resolved, config, blobs, os_arch, path, options, progress, warnings)
     with cache.lock(key):  # racing callers: one converts, the others reuse its result
