@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import tarfile
@@ -12,6 +13,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pytest
+
+from runner.linux import root_is_mount_point
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BUSYBOX = Path("/bin/busybox")
@@ -129,6 +134,17 @@ def children_running(parent_pid: int, program: bytes) -> list[int]:
                 found.append(int(entry.name))
     return found
 
+
+SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+"""Where the runtimes are looked for (``sbin`` is often not in a user's PATH)."""
+RUNC = shutil.which("runc", path=SEARCH_PATH)
+CRUN = shutil.which("crun", path=SEARCH_PATH)
+RUNC_MARKS = [
+    pytest.mark.skipif(RUNC is None, reason="runc is not installed (apt-get install runc)"),
+    pytest.mark.skipif(not root_is_mount_point(),
+                       reason="/ is not a mount point here (a chroot): runc cannot start containers"),
+]
+"""Skip marks of a test that starts containers with runc."""
 
 ACTOOL = shutil.which("actool")
 """Debian appc-spec's actool, which builds ACIs from image layouts (None when missing)."""

@@ -31,22 +31,14 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from runner_aci_helpers import PROJECT_ROOT
+from runner_aci_helpers import PROJECT_ROOT, RUNC_MARKS
 
 from fixtures import builders
-from runner.linux import root_is_mount_point
 
-_SEARCH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
-RUNC = shutil.which("runc", path=_SEARCH)
 BUSYBOX = builders.BUSYBOX_BINARY
 
-_NEEDS_RUNC = [
-    pytest.mark.skipif(RUNC is None, reason="the isolated stage needs runc (apt-get install runc)"),
-    pytest.mark.skipif(not root_is_mount_point(),
-                       reason="/ is not a mount point here (a chroot): runc cannot start containers"),
-]
 FLY = pytest.param("fly", marks=pytest.mark.root, id="fly")
-ISOLATED = pytest.param("isolated", marks=[pytest.mark.root, *_NEEDS_RUNC], id="isolated")
+ISOLATED = pytest.param("isolated", marks=[pytest.mark.root, *RUNC_MARKS], id="isolated")
 BOTH_STAGES = pytest.mark.parametrize("stage", [FLY, ISOLATED])
 ISOLATED_ONLY = pytest.mark.parametrize("stage", [ISOLATED])
 BOTH_IMAGES = pytest.mark.parametrize("image_aci", ["busybox", "bookworm"], indirect=True)

@@ -24,12 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runner_aci_helpers import BUSYBOX, GROUP, PASSWD, PROJECT_ROOT
+from runner_aci_helpers import BUSYBOX, CRUN, GROUP, PASSWD, PROJECT_ROOT, RUNC, RUNC_MARKS
 
 from docker2aci.errors import RunnerError
 from runner.isolated import available_runtime
 from runner.isolated import run_isolated as _run_isolated
-from runner.linux import root_is_mount_point
 from runner.ocispec import (
     DEFAULT_CAPABILITIES,
     MASKED_PATHS,
@@ -41,22 +40,16 @@ from runner.ocispec import (
 )
 from runner.spec import DEFAULT_PATH, ProcessSpec
 
-_SEARCH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
-RUNC = shutil.which("runc", path=_SEARCH)
-CRUN = shutil.which("crun", path=_SEARCH)
 
 _Test = Callable[..., None]
 
 
 def needs_runc(test: _Test) -> _Test:
     """Mark a test that runs real containers: it needs root, runc and busybox-static."""
-    no_runc = pytest.mark.skipif(
-        RUNC is None, reason="runc is not installed (apt-get install runc)"
-    )
     no_busybox = pytest.mark.skipif(not BUSYBOX.exists(), reason="busybox-static is not installed")
-    in_chroot = pytest.mark.skipif(not root_is_mount_point(),
-                                   reason="/ is not a mount point here (a chroot): runc cannot start containers")
-    return in_chroot(no_busybox(no_runc(pytest.mark.root(test))))
+    for mark in (pytest.mark.root, *RUNC_MARKS, no_busybox):
+        test = mark(test)
+    return test
 
 
 #: ``CapEff`` of a root app: Docker's 14 default capabilities.

@@ -28,6 +28,9 @@ import pytest
 from runner_aci_helpers import (
     BUSYBOX,
     PROJECT_ROOT,
+    RUNC,
+    RUNC_MARKS,
+    SEARCH_PATH,
     BuildAci,
     Entry,
     directory,
@@ -38,26 +41,14 @@ from docker2aci.errors import RunnerError
 from fixtures.builders import private_mounts
 from runner.extract import render_aci
 from runner.isolated import run_isolated
-from runner.linux import MS_BIND, MS_RDONLY, MS_REMOUNT, root_is_mount_point
+from runner.linux import MS_BIND, MS_RDONLY, MS_REMOUNT
 from runner.ocispec import runtime_config
 from runner.paths import owner_in_root, read_text_in_root
 from runner.run import KEPT_MOUNT_FLAGS, bind_mounts, run_fly
 from runner.spec import DEFAULT_PATH, ProcessSpec, build_process_spec, parse_set_env
 from runner.volumes import Bind, Volume, parse_volume, prepare_volumes
 
-_SEARCH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
-RUNC = shutil.which("runc", path=_SEARCH)
-
-ISOLATED = pytest.param(
-    "isolated",
-    marks=[
-        pytest.mark.skipif(RUNC is None, reason="runc is not installed (apt-get install runc)"),
-        pytest.mark.skipif(
-            os.geteuid() == 0 and not root_is_mount_point(),
-            reason="/ is not a mount point here (a chroot): runc cannot start containers",
-        ),
-    ],
-)
+ISOLATED = pytest.param("isolated", marks=RUNC_MARKS)
 
 
 # ------------------------------------------------------------------------ parse_volume
@@ -410,7 +401,7 @@ def test_fly_read_only_volume_keeps_nosuid_nodev_noexec(
 ) -> None:
     """The source is a tmpfs mounted nosuid,nodev,noexec in a private mount namespace
     (``unshare``): the read-only bind keeps those flags."""
-    unshare = shutil.which("unshare", path=_SEARCH)
+    unshare = shutil.which("unshare", path=SEARCH_PATH)
     if unshare is None or not BUSYBOX.exists():
         pytest.skip("needs unshare (util-linux) and busybox-static")
     rootfs = tmp_path / "tree" / "rootfs"
