@@ -34,17 +34,19 @@ class TarWriter:
     """Writes tar entries to a binary stream.
 
     Args:
-        out: where the archive goes (only ``write`` is used).
+        out: where the archive goes (only ``write`` is used). Member data is passed to it
+            as views of one reused buffer, so ``write`` must copy what it keeps.
     """
 
     def __init__(self, out: IO[bytes]) -> None:
         self._out = out
         self.offset = 0
         self.copybufsize = COPY_BUFFER
+        self._buffer: memoryview | None = None
 
     def addfile(self, info: tarfile.TarInfo, data: IO[bytes] | None = None) -> None:
-        """Write one entry: its header, then ``info.size`` bytes of ``data`` padded to a
-        block (as :meth:`tarfile.TarFile.addfile`).
+        """Write one entry: its header, then ``info.size`` bytes of ``data`` (a binary
+        stream with ``readinto``) padded to a block (as :meth:`tarfile.TarFile.addfile`).
 
         Raises:
             OSError: ``data`` ends before ``info.size`` bytes, or writing fails.
@@ -75,13 +77,16 @@ class TarWriter:
             self.close()
 
     def _copy(self, data: IO[bytes], size: int) -> None:
+        if self._buffer is None:
+            self._buffer = memoryview(bytearray(self.copybufsize))
+        buffer = self._buffer
         left = size
         while left:
-            chunk = data.read(min(self.copybufsize, left))
-            if not chunk:
+            n = data.readinto(buffer[:min(len(buffer), left)])  # type: ignore[attr-defined]
+            if not n:
                 raise OSError("unexpected end of data")
-            self._out.write(chunk)
-            left -= len(chunk)
+            self._out.write(buffer[:n])
+            left -= n
         padding = -size % BLOCK
         if padding:
             self._out.write(bytes(padding))

@@ -5,10 +5,11 @@ the hash of the *uncompressed* tar) and, optionally, gzip with a fixed header (m
 no file name), into a temporary file in the output directory that is renamed into place
 only when complete. Same input → byte-identical file.
 
-gzip levels 0-3 use ISA-L (``isal.igzip_threaded``): the tar is written and hashed on the
-calling thread while a second thread compresses (ISA-L releases the GIL), in 1 MiB
-blocks each primed with the previous 32 KiB (as pigz does), about ten times zlib's speed
-at level 6 for 5-8 % more bytes. Levels 4-9 use zlib (smaller, much slower).
+The tar is written on the calling thread and hashed in a second (hashlib releases the
+GIL). gzip levels 0-3 use ISA-L (``isal.igzip_threaded``), which compresses in a third
+thread (ISA-L releases the GIL too), in 1 MiB blocks each primed with the previous 32 KiB
+(as pigz does), about ten times zlib's speed at level 6 for 5-8 % more bytes. Levels 4-9
+use zlib (smaller, much slower).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import gzip
 import hashlib
 import io
 import lzma
+import queue
 import tarfile
+import threading
 from typing import IO, Protocol
 
 from isal import igzip_threaded
@@ -37,8 +40,10 @@ ISAL_LEVELS = range(0, 4)
 """Levels compressed with ISA-L (0 fastest, 3 smallest); 4-9 are zlib's."""
 ZLIB_LEVELS = range(4, 10)
 """Levels compressed with zlib (``gzip`` module)."""
-COPY_BUFFER = 1 << 20
-"""Bytes copied per read when streaming file contents into the tar."""
+BLOCK = 1 << 20
+"""The tar goes to the compressor and the image-ID hash in blocks of this many bytes."""
+HASH_QUEUE = 8
+"""Blocks waiting for the image-ID hash at most (bounds memory: 8 MiB)."""
 
 
 class Compression(enum.Enum):
@@ -58,23 +63,55 @@ class RootfsWriter(Protocol):
 
 
 class _HashingWriter:
-    """A write-only file that hashes what passes through it."""
+    """A write-only stream that gathers what is written into :data:`BLOCK`-byte blocks and
+    hands each to ``inner`` and to a SHA-512 running in a thread of its own (hashlib
+    releases the GIL), so the image ID costs the writing thread only a queue put.
+
+    Call :meth:`hexdigest` once everything is written, or :meth:`abandon` on an error.
+    """
 
     def __init__(self, inner: IO[bytes]) -> None:
         self.inner = inner
-        self.hash = hashlib.sha512()
         self.offset = 0
+        self._block = bytearray()
+        self._hash = hashlib.sha512()
+        self._queue: queue.Queue[bytes | None] = queue.Queue(HASH_QUEUE)
+        self._thread = threading.Thread(target=self._run, name="docker2aci-image-id", daemon=True)
+        self._thread.start()
 
-    def write(self, data: bytes) -> int:
-        self.hash.update(data)
+    def _run(self) -> None:
+        while (block := self._queue.get()) is not None:
+            self._hash.update(block)
+
+    def write(self, data: bytes | memoryview) -> int:
+        self._block += data
         self.offset += len(data)
-        return self.inner.write(data)
+        if len(self._block) >= BLOCK:
+            self._emit()
+        return len(data)
+
+    def _emit(self) -> None:
+        block = bytes(self._block)
+        del self._block[:]
+        self._queue.put(block)
+        self.inner.write(block)
 
     def tell(self) -> int:
         return self.offset
 
-    def flush(self) -> None:
-        self.inner.flush()
+    def hexdigest(self) -> str:
+        """Write out the last block; the SHA-512 of everything written (hex)."""
+        if self._block:
+            self._emit()
+        self._queue.put(None)
+        self._thread.join()
+        return self._hash.hexdigest()
+
+    def abandon(self) -> None:
+        """Stop the hashing thread without a result."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
 
 
 def check_level(level: int) -> int:
@@ -130,22 +167,24 @@ def write_aci(path: str, manifest: bytes, rootfs: RootfsWriter, compression: Com
     try:
         with atomic_file(path, 0o644) as (_, raw):
             gz = _compressor(raw, compression, check_level(level))
+            hashing = _HashingWriter(gz if gz is not None else raw)
             try:
-                hashing = _HashingWriter(gz if gz is not None else raw)
                 with TarWriter(hashing) as tar:  # tarfile's PAX bytes, without its per-member list
                     entry = fixed_header("manifest", tarfile.REGTYPE, 0o644)
                     entry.size = len(manifest)
                     tar.addfile(entry, io.BytesIO(manifest))
                     tar.addfile(fixed_header("rootfs", tarfile.DIRTYPE, 0o755))
                     rootfs.write(tar, "rootfs")
+                image_id = hashing.hexdigest()
                 if gz is not None:
                     gz, closing = None, gz
                     closing.close()  # the last blocks and the trailer
             finally:
+                hashing.abandon()
                 if gz is not None:  # an error above: stop the compression thread
                     with contextlib.suppress(Exception):
                         gz.close()
     except OSError as err:
         raise OutputError(f"writing {path}: {err}") from err
-    return "sha512-" + hashing.hash.hexdigest()
+    return "sha512-" + image_id
 

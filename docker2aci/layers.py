@@ -3,7 +3,10 @@
 Each layer blob is read once through a :class:`VerifyingReader` (its digest and size),
 decompressed according to its magic bytes (gzip, zstd, bzip2, xz, or a plain tar),
 hashed again against the config's ``diff_id`` and spooled to a temporary file, which
-the squash then reads with random access. Nothing is held in memory whole.
+the squash then reads with random access. A plain tar that already sits in a seekable
+local file (a ``docker save`` member, an OCI layout blob) is not copied: the squash reads
+it in place (:func:`open_in_place`) while :func:`verify_layer` checks it. Nothing is held
+in memory whole.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 """Read size for layer streams (bytes)."""
+VERIFY_CHUNK = 4 << 20
+"""Read size when verifying a layer read in place (bytes), see :func:`verify_layer`."""
 
 _MAGIC = (
     (b"\x1f\x8b", "gzip"),
@@ -200,6 +205,66 @@ class _NoHash:
 
 
 _NO_HASH = _NoHash()
+
+
+def open_in_place(blob: LayerBlob) -> BinaryIO | None:
+    """Open a layer for the squash to read in place, without a spool copy.
+
+    Only a blob of a local source (one with no cache to evict) whose stream is seekable
+    and whose bytes are a plain tar qualifies: a ``docker save`` member or an
+    uncompressed OCI layout blob. The caller must run :func:`verify_layer` on the blob
+    and use nothing read from the stream before it has passed.
+
+    Returns:
+        the stream positioned at 0 (positions are the layer tar's own), or ``None``
+        when the layer must be spooled (:func:`spool_layer`).
+
+    Raises:
+        SourceError, ImageNotFound: the blob cannot be opened.
+    """
+    if blob.evict is not None:
+        return None
+    stream = blob.open()
+    try:
+        if stream.seekable():
+            head = stream.read(512)
+            stream.seek(0)
+            if _plain_tar(head):
+                return stream
+    except OSError:
+        pass
+    stream.close()
+    return None
+
+
+def _plain_tar(head: bytes) -> bool:
+    try:
+        return sniff_encoding(head, "") in ("tar", "empty")
+    except UnsupportedMediaType:
+        return False
+
+
+def verify_layer(blob: LayerBlob) -> None:
+    """Check a layer read in place (:func:`open_in_place`): its size, digest and diff ID.
+
+    Reads in :data:`VERIFY_CHUNK` blocks, so that the hashing (which releases the GIL)
+    runs in long stretches beside the squash's header parsing on the main thread.
+
+    Raises:
+        DigestMismatch, SizeMismatch: the blob or its tar is not what the manifest and
+            config say.
+    """
+    diff_hash: _Hasher = _NO_HASH
+    if blob.diff_id is not None and blob.diff_id != blob.digest:
+        diff_hash = blob.diff_id.new_hash()
+    buffer = bytearray(VERIFY_CHUNK)
+    with VerifyingReader(blob.open(), blob.digest, blob.size, blob.what) as raw:
+        while n := raw.readinto(buffer):
+            diff_hash.update(memoryview(buffer)[:n])
+    if diff_hash is not _NO_HASH and blob.diff_id is not None:
+        actual = Digest(blob.diff_id.algorithm, diff_hash.hexdigest())
+        if actual != blob.diff_id:
+            raise DigestMismatch(f"{blob.what} (uncompressed, diff ID)", str(blob.diff_id), str(actual))
 
 
 def spool_layer(blob: LayerBlob, out: IO[bytes]) -> None:

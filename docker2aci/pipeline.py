@@ -13,9 +13,9 @@ import json
 import logging
 import os
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO, Iterator
 
 from converters.errors import BadConfig, BadLayer, UnsafeEntry
 from converters.manifest import ImageConfig, Naming, build_manifest, manifest_bytes
@@ -27,7 +27,7 @@ from .aci import GZIP_LEVEL, Compression, check_level, write_aci
 from .digest import Digest
 from .errors import (DigestMismatch, InvalidConfig, InvalidLayer, InvalidManifest, OutputError, SizeMismatch,
                      UsageError)
-from .layers import LayerBlob, spool_layer
+from .layers import LayerBlob, open_in_place, spool_layer, verify_layer
 from .limits import MAX_PASSWD_BYTES
 from .manifest import Platform
 from .sources import DownloadHook, RemoteOptions, ResolvedImage, open_source
@@ -259,20 +259,58 @@ def _paired_layers(config: ImageConfig, resolved: ResolvedImage, display: str) -
             for i, (blob, d) in enumerate(zip(layers, config.diff_ids))]
 
 
+@dataclass
+class _Layers:
+    """The layer tars of one conversion, base first, and the checks still running on the
+    layers read in place.
+
+    Attributes:
+        tars: one seekable tar per layer: a spool, or the source's own file.
+        pending: verifications of in-place layers (see :func:`docker2aci.layers.open_in_place`).
+        total: the number of layers, for the progress hook.
+        progress: called as ``progress("layers", done, total)``.
+    """
+
+    tars: list[LayerTar]
+    pending: list[Future[None]]
+    total: int
+    progress: ProgressHook | None
+    done: int = 0
+
+    def count(self) -> None:
+        """One more layer is ready (reported to the progress hook)."""
+        self.done += 1
+        if self.progress:
+            self.progress("layers", self.done, self.total)
+
+    def verified(self) -> None:
+        """Wait until every layer read in place has passed its digest checks.
+
+        Raises:
+            DigestMismatch, SizeMismatch, InvalidLayer: a layer is not what the manifest
+                and config say.
+        """
+        while self.pending:
+            self.pending.pop(0).result()
+            self.count()
+
+
 @contextlib.contextmanager
-def _spooled(blobs: list[LayerBlob], tmp_dir: str | None,
-             progress: ProgressHook | None) -> Iterator[list[LayerTar]]:
-    """Verify and decompress every layer into temporary files, in parallel."""
+def _opened_layers(blobs: list[LayerBlob], tmp_dir: str | None,
+                   progress: ProgressHook | None) -> Iterator[_Layers]:
+    """Open every layer as a seekable tar, in parallel: a plain tar in a local file is
+    read in place and verified in the background; any other layer is verified and
+    decompressed into a temporary file before this yields."""
     try:
         workdir = tempfile.TemporaryDirectory(prefix="docker2aci-", dir=tmp_dir)
     except OSError as err:
         raise OutputError(f"creating a temporary directory in {tmp_dir or tempfile.gettempdir()}: {err}") from err
+    files: list[BinaryIO] = []
     with workdir as work:
-        files = [open(os.path.join(work, f"layer-{i}.tar"), "w+b") for i in range(len(blobs))]
+        pool = ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_LAYERS, len(blobs)))
+        verifier = ThreadPoolExecutor(max_workers=1)  # one layer at a time: hashing is fast, memory is not free
         try:
-            done = 0
-
-            def one(i: int) -> None:
+            def spool(i: int) -> None:
                 try:
                     spool_layer(blobs[i], files[i])
                 except (DigestMismatch, SizeMismatch) as err:
@@ -286,17 +324,23 @@ def _spooled(blobs: list[LayerBlob], tmp_dir: str | None,
                     spool_layer(blobs[i], files[i])
                 files[i].flush()
 
-            pool = ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_LAYERS, len(blobs)))
-            try:
-                for future in [pool.submit(one, i) for i in range(len(blobs))]:
-                    future.result()
-                    done += 1
-                    if progress:
-                        progress("layers", done, len(blobs))
-            finally:  # on an error, layers not started yet are not read
-                pool.shutdown(wait=True, cancel_futures=True)
-            yield [LayerTar(b.what, f) for b, f in zip(blobs, files)]
-        finally:
+            spooling, pending = [], []
+            for i, blob in enumerate(blobs):
+                in_place = open_in_place(blob)
+                if in_place is not None:
+                    files.append(in_place)
+                    pending.append(verifier.submit(verify_layer, blob))
+                else:
+                    files.append(open(os.path.join(work, f"layer-{i}.tar"), "w+b"))
+                    spooling.append(pool.submit(spool, i))
+            layers = _Layers([LayerTar(b.what, f) for b, f in zip(blobs, files)], pending, len(blobs), progress)
+            for future in spooling:
+                future.result()
+                layers.count()
+            yield layers
+        finally:  # on an error, layers not started yet are not read; running ones end first
+            verifier.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=True, cancel_futures=True)
             for f in files:
                 f.close()
 
@@ -382,13 +426,16 @@ def _convert_layers(display: str, resolved: ResolvedImage, config: ImageConfig, 
                     os_arch: tuple[str, str], path: str, options: ConvertOptions,
                     progress: ProgressHook | None, warnings: list[str]) -> ConvertedACI:
     """Read the layers, squash them, translate the config and write the ACI at ``path``."""
-    with _spooled(blobs, options.tmp_dir, progress) as layer_tars:
+    with _opened_layers(blobs, options.tmp_dir, progress) as layers:
         try:
-            tree = RootfsTree.from_layers(layer_tars)
+            tree = RootfsTree.from_layers(layers.tars)
         except UnsafeEntry as err:
+            layers.verified()  # a layer that is not what its digest says is reported as that
             raise InvalidLayer(err.layer, err.entry, err.message) from err
         except BadLayer as err:
+            layers.verified()
             raise InvalidLayer(err.layer, None, err.message) from err
+        layers.verified()  # nothing of an in-place layer is written before it has passed
         warnings.extend(tree.add_stdio_links())
         passwd = tree.read_file("/etc/passwd", MAX_PASSWD_BYTES)
         manifest_digest = str(resolved.manifest_digest or resolved.config_digest)

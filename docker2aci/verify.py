@@ -50,15 +50,19 @@ class VerifyingReader(io.RawIOBase):
         if want <= 0:
             self._finish()
             return 0
-        data = self._stream.read(want)
-        if not data:
+        readinto = getattr(self._stream, "readinto", None)
+        if readinto is not None:
+            n = readinto(view[:want]) or 0
+        else:
+            data = self._stream.read(want)
+            n = len(data)
+            view[:n] = data
+        if not n:
             self._finish()
             return 0
-        n = len(data)
-        view[:n] = data
         self._count += n
         if self._hash is not None:
-            self._hash.update(data)
+            self._hash.update(view[:n])
         return n
 
     def _finish(self) -> None:

@@ -309,6 +309,38 @@ def test_compressed_archive_spool_is_removed_after_a_layer_error(tmp_path: Path,
     assert listing(spool) == []
 
 
+def _without_end_blocks(layer: bytes) -> bytes:
+    """A layer tar cut right after its last member's data: no end-of-archive blocks."""
+    with tarfile.open(fileobj=io.BytesIO(layer)) as tf:
+        last = tf.getmembers()[-1]
+    return layer[:last.offset_data + -(-last.size // 512) * 512]
+
+
+def test_a_layer_read_in_place_ends_at_its_archive_member(tmp_path: Path) -> None:
+    # docker save members are read in place: a layer without end blocks must not run on
+    # into the headers of the archive members after it (the next layer's directory).
+    first = _without_end_blocks(BASE)
+    second = hb.tar([hb.file("second", b"2\n")])
+    archive = tmp_path / "a.tar"
+    archive.write_bytes(hb.docker_save([first, second]))
+    [aci] = convert(f"docker-archive:{archive}", tmp_path / "out")
+    names = [n for n in aci_members(aci.path) if not n.startswith("rootfs/dev")]  # the stdio links
+    assert sorted(names) == ["manifest", "rootfs", "rootfs/etc", "rootfs/etc/passwd", "rootfs/hello",
+                             "rootfs/second"]
+
+
+@pytest.mark.parametrize("bad", [
+    hb.tar([hb.file("../escape", b"x")]),  # unsafe: refused by the squash, but a digest error first
+    BASE[:-1024] + b"garbage" + bytes(1017),  # still a readable tar
+])
+def test_a_tampered_layer_read_in_place_is_a_digest_mismatch(tmp_path: Path, bad: bytes) -> None:
+    archive = tmp_path / "a.tar"
+    archive.write_bytes(hb.docker_save([bad], config=hb.image_config([BASE])))
+    with pytest.raises(errors.DigestMismatch, match="diff ID"):
+        convert(f"docker-archive:{archive}", tmp_path / "out")
+    assert listing(tmp_path / "out") == []
+
+
 # ------------------------------------------------------------------------------ OCI layouts
 
 
@@ -600,11 +632,13 @@ def test_interrupt_while_reading_layers_leaves_no_temporary_files(tmp_path: Path
     archive = tmp_path / "a.tar.gz"  # compressed: the archive itself is spooled too
     archive.write_bytes(hb.gz(hb.docker_save([BASE, BASE])))
 
-    def interrupted(blob, out):  # type: ignore[no-untyped-def]
-        out.write(b"partial")
+    def interrupted(blob, out=None):  # type: ignore[no-untyped-def]
+        if out is not None:
+            out.write(b"partial")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "spool_layer", interrupted)
+    monkeypatch.setattr(pipeline, "spool_layer", interrupted)  # a layer copied to a spool
+    monkeypatch.setattr(pipeline, "verify_layer", interrupted)  # a layer read in place
     with pytest.raises(KeyboardInterrupt):
         convert(f"docker-archive:{archive}", tmp_path / "out")
     assert listing(spool) == []
@@ -627,7 +661,7 @@ def test_a_failed_layer_stops_the_others(tmp_path: Path) -> None:
     blobs = [LayerBlob("L0", "", None, None, None, bad)] + [
         LayerBlob(f"L{i}", "", None, None, None, slow(i)) for i in range(1, 16)]
     with pytest.raises(errors.DigestMismatch):
-        with pipeline._spooled(blobs, str(tmp_path), None):
+        with pipeline._opened_layers(blobs, str(tmp_path), None):
             pass
     assert len(opened) <= 2 * pipeline.MAX_PARALLEL_LAYERS, f"{len(opened)} of 15 layers still read"
 

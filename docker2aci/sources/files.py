@@ -20,8 +20,11 @@ from converters.tarpaths import EscapingPath, clean_member_name, join
 
 from ..errors import ImageNotFound, SourceError
 from ..limits import read_at_most
-from ..layers import CHUNK, decompress_into, sniff_encoding
+from ..layers import decompress_into, sniff_encoding
 
+READ_BUFFER = 64 << 10
+"""Read-ahead of an archive member's stream (bytes): small, because the squash reads a
+layer in place with a seek to every tar header; large reads bypass it."""
 MAX_LINK_HOPS = 8
 """Symlinks followed when a metadata or layer path in an archive is a link."""
 
@@ -101,26 +104,40 @@ class DirectoryTree(_BaseTree):
 
 
 class _Window(io.RawIOBase):
-    """``size`` bytes of a file from ``offset``, on its own file descriptor."""
+    """``size`` bytes of a file from ``offset``, on its own file descriptor: a seekable
+    stream whose positions run from 0 to ``size`` (so a layer tar inside a ``docker save``
+    archive can be read in place, and never past its member)."""
 
     def __init__(self, path: str, offset: int, size: int) -> None:
         super().__init__()
         self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        self._pos = offset
-        self._end = offset + size
+        self._base = offset
+        self._size = size
+        self._pos = 0
 
     def readable(self) -> bool:
         return True
 
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            raise OSError(f"negative seek position {base + offset}")
+        self._pos = base + offset
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        n = min(len(buffer), self._end - self._pos)
+        n = min(len(buffer), self._size - self._pos)
         if n <= 0:
             return 0
-        data = os.pread(self._fd, n, self._pos)
-        view = memoryview(buffer).cast("B")
-        view[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
+        got = os.preadv(self._fd, [memoryview(buffer).cast("B")[:n]], self._base + self._pos)
+        self._pos += got
+        return got
 
     def close(self) -> None:
         if not self.closed:
@@ -206,7 +223,7 @@ class TarTree(_BaseTree):
         member = self._member(path)
         if member is None:
             raise ImageNotFound(self.display, f"file {path!r} not found in the archive")
-        return io.BufferedReader(_Window(self.path, member.offset_data, member.size), CHUNK)
+        return io.BufferedReader(_Window(self.path, member.offset_data, member.size), READ_BUFFER)
 
     def close(self) -> None:
         if self._spool:
