@@ -301,13 +301,7 @@ def build_manifest(config: ImageConfig, naming: Naming, os_arch: tuple[str, str]
     annotations = [
         ("authors", config.author),
         ("created", created),
-        (ANN + "originalname", naming.original_name),
-        (ANN + "registryurl", naming.registry_url),
-        (ANN + "repository", naming.repository),
-        (ANN + "imageid", naming.image_id),
-        (ANN + "parentimageid", naming.parent_image_id),
-        (ANN + "manifesthash", naming.manifest_hash),
-        (ANN + "manifestlisthash", naming.manifest_list_hash),
+        *_provenance(naming),
         (ANN + "entrypoint", go_json(list(config.entrypoint)) if config.entrypoint else None),
         (ANN + "cmd", go_json(list(config.cmd)) if config.cmd else None),
         (ANN + "tag", naming.tag),
@@ -322,6 +316,60 @@ def build_manifest(config: ImageConfig, naming: Naming, os_arch: tuple[str, str]
         "annotations": [{"name": k, "value": v} for k, v in annotations if v],
     }
     return Result(manifest, tuple(warnings))
+
+
+def _provenance(naming: Naming) -> list[tuple[str, str | None]]:
+    """The ``appc.io/docker/*`` annotations that say where the image came from, in order."""
+    return [
+        (ANN + "originalname", naming.original_name),
+        (ANN + "registryurl", naming.registry_url),
+        (ANN + "repository", naming.repository),
+        (ANN + "imageid", naming.image_id),
+        (ANN + "parentimageid", naming.parent_image_id),
+        (ANN + "manifesthash", naming.manifest_hash),
+        (ANN + "manifestlisthash", naming.manifest_list_hash),
+    ]
+
+
+def lower_layer_manifest(naming: Naming, os_arch: tuple[str, str]) -> dict[str, Any]:
+    """The manifest of a layer below the top of an unsquashed (``--nosquash``) image: no
+    app, the image's ``os`` and ``arch`` labels (not the host's, as the reference tool
+    wrote), and the provenance annotations, ``imageid`` and ``parentimageid`` naming this
+    layer and the one below (see ``pipeline``). Dependencies and ``pathWhitelist`` are
+    added by :func:`with_layering`.
+
+    Raises:
+        BadConfig: ``naming.name`` has no valid AC name character.
+    """
+    labels = {"os": os_arch[0], "arch": os_arch[1]}
+    return {
+        "acKind": AC_KIND,
+        "acVersion": AC_VERSION,
+        "name": sanitize_ac_identifier(naming.name),
+        "labels": [{"name": k, "value": labels[k]} for k in sorted(labels)],
+        "annotations": [{"name": k, "value": v} for k, v in _provenance(naming) if v],
+    }
+
+
+def with_layering(manifest: Mapping[str, Any], parent: Mapping[str, Any] | None,
+                  path_whitelist: list[str] | None) -> dict[str, Any]:
+    """``manifest`` with the fields that chain per-layer ACIs (appc spec/aci.md "Image
+    Manifest Schema": ``dependencies``, ``pathWhitelist``), after the others.
+
+    Args:
+        manifest: a manifest from :func:`build_manifest` or :func:`lower_layer_manifest`.
+        parent: the layer below as its manifest says it (``name``, ``labels``) plus its
+            ``imageID``; ``None`` for the base layer.
+        path_whitelist: every absolute path the rendered image keeps, sorted, when the
+            layer removes something from those below; ``None`` when it only adds.
+    """
+    out = dict(manifest)
+    if parent is not None:
+        out["dependencies"] = [{"imageName": parent["name"], "imageID": parent["imageID"],
+                                "labels": list(parent["labels"])}]
+    if path_whitelist is not None:
+        out["pathWhitelist"] = path_whitelist
+    return out
 
 
 def is_rfc3339(text: str) -> bool:

@@ -89,23 +89,26 @@ class Node:
         header: the directory's header, ``None`` for an implicit directory.
         children: child name → node, for directories; ``None`` otherwise.
         inode: the object, for non-directories.
+        layer: index of the layer that last set this name (or a directory's header);
+            ``-1`` for implicit directories.
     """
 
-    __slots__ = ("header", "children", "inode")
+    __slots__ = ("header", "children", "inode", "layer")
 
     def __init__(self, header: tarfile.TarInfo | None = None, children: dict[str, Node] | None = None,
-                 inode: Inode | None = None) -> None:
+                 inode: Inode | None = None, layer: int = -1) -> None:
         self.header = header
         self.children = children
         self.inode = inode
+        self.layer = layer
 
     @property
     def is_dir(self) -> bool:
         return self.children is not None
 
     @classmethod
-    def directory(cls, header: tarfile.TarInfo | None) -> Node:
-        return cls(header=header, children={})
+    def directory(cls, header: tarfile.TarInfo | None, layer: int = -1) -> Node:
+        return cls(header=header, children={}, layer=layer)
 
 
 @dataclass(frozen=True)
@@ -211,14 +214,17 @@ def _read_members(layer: LayerTar) -> list[tarfile.TarInfo]:
 class RootfsTree:
     """The merged filesystem tree of an image's layers.
 
-    Build it with :meth:`from_layers`; read small files with :meth:`read_file`; stream it
-    into a tar with :meth:`write`.
+    Build it with :meth:`from_layers` (or layer by layer with :meth:`apply`); read small
+    files with :meth:`read_file`; stream it into a tar with :meth:`write`, whole or one
+    layer's share of it.
     """
 
     def __init__(self, layers: Sequence[LayerTar]) -> None:
         self._layers = list(layers)
         self.root = Node.directory(None)
         self._hidden: dict[Path, Inode] = {}  # this layer's AUFS hard-link targets
+        self.applied = 0
+        """How many layers (from the base) the tree holds."""
 
     @classmethod
     def from_layers(cls, layers: Sequence[LayerTar]) -> RootfsTree:
@@ -233,12 +239,28 @@ class RootfsTree:
             UnsafeEntry: an entry escapes the root or is inconsistent.
         """
         tree = cls(layers)
-        for index, layer in enumerate(layers):
-            tree._hidden = {}
-            tree._apply(index, layer)
-        tree._hidden = {}
+        for _ in layers:
+            tree.apply(check=False)
         tree._check_symlinks()
         return tree
+
+    def apply(self, check: bool = True) -> None:
+        """Apply the next layer (the base first) to the tree.
+
+        Args:
+            check: refuse symlinks that escape through the tree as it now is (see
+                :meth:`from_layers`, which checks once, at the end).
+
+        Raises:
+            BadLayer, UnsafeEntry: as :meth:`from_layers`.
+        """
+        index = self.applied
+        self._hidden = {}
+        self._apply(index, self._layers[index])
+        self._hidden = {}
+        self.applied = index + 1
+        if check:
+            self._check_symlinks()
 
     def _check_symlinks(self) -> None:
         """Refuse a relative symlink whose target, resolved through the finished tree's
@@ -379,18 +401,19 @@ class RootfsTree:
             existing = parent.children.get(name)
             if existing is not None and existing.children is not None:
                 existing.header = member
+                existing.layer = index
             else:
-                parent.children[name] = Node.directory(member)
+                parent.children[name] = Node.directory(member, index)
             return
         if member.islnk():
-            parent.children[name] = Node(inode=self._link_target(layer, member))
+            parent.children[name] = Node(inode=self._link_target(layer, member), layer=index)
             return
         if member.type not in _SUPPORTED_TYPES:
             raise UnsafeEntry(layer, member.name, f"unsupported tar entry type {member.type!r}")
         if member.issym() and is_escaping_link(path, member.linkname):
             raise UnsafeEntry(layer, member.name,
                               f"symlink target {member.linkname!r} points outside the root")
-        parent.children[name] = Node(inode=Inode(member, index))
+        parent.children[name] = Node(inode=Inode(member, index), layer=index)
 
     def _link_target(self, layer: str, member: tarfile.TarInfo) -> Inode:
         try:
@@ -423,7 +446,7 @@ class RootfsTree:
             if name not in dev.children:
                 header = fixed_header(f"dev/{name}", tarfile.SYMTYPE, 0o777)
                 header.linkname = target
-                dev.children[name] = Node(inode=Inode(header, -1))
+                dev.children[name] = Node(inode=Inode(header, -1), layer=self.applied - 1)
         return []
 
     # -- reading --------------------------------------------------------------------
@@ -498,13 +521,15 @@ class RootfsTree:
 
     # -- writing --------------------------------------------------------------------
 
-    def write(self, out: TarSink, prefix: str = "rootfs") -> int:
-        """Write every entry into ``out`` under ``prefix/``.
+    def write(self, out: TarSink, prefix: str = "rootfs", layer: int | None = None) -> int:
+        """Write every entry into ``out`` under ``prefix/``, or one layer's share.
 
         Args:
             out: an open tar writer (PAX format): a ``tarfile.TarFile`` or a
                 :class:`converters.tarwriter.TarWriter`.
             prefix: the directory the tree goes under (``rootfs`` in an ACI).
+            layer: write only what layer ``layer`` set (see :meth:`layer_paths`), for
+                an unsquashed image; ``None``: the whole tree.
 
         Returns:
             the number of entries written.
@@ -512,9 +537,12 @@ class RootfsTree:
         Raises:
             BadLayer: a layer's data is shorter than its header says.
         """
+        selected = self.layer_paths(layer) if layer is not None else None
         first_name: dict[int, str] = {}
         count = 0
         for path, node in self.walk():
+            if selected is not None and path not in selected:
+                continue
             name = f"{prefix}/{path}"
             if node.children is not None:
                 if node.header is not None:
@@ -534,16 +562,55 @@ class RootfsTree:
                 first_name[key] = name
                 header = _copy_header(inode.header, name)
                 if header.isreg():
-                    layer = self._layers[inode.layer]
-                    layer.file.seek(inode.header.offset_data)
+                    source = self._layers[inode.layer]
+                    source.file.seek(inode.header.offset_data)
                     try:
-                        out.addfile(header, layer.file)
+                        out.addfile(header, source.file)
                     except OSError as err:
-                        raise BadLayer(layer.name, f"entry {inode.header.name!r}: {err}") from err
+                        raise BadLayer(source.name, f"entry {inode.header.name!r}: {err}") from err
                 else:
                     out.addfile(header)
             count += 1
         return count
+
+
+    def layer_paths(self, layer: int) -> set[str]:
+        """The paths a layer's own ACI must hold so that, rendered over the ACIs of the
+        layers below it (and trimmed by its ``pathWhitelist``), it gives this tree:
+
+        * every name the layer set (files, links, directories whose header it wrote);
+        * every other name of an inode one of those names shares (a hard link made by
+          this layer to a lower file brings that file along, so the link has its target
+          in the same archive and the rendered names share one inode, as here);
+        * the directories above those, that carry a header.
+        """
+        selected: set[str] = set()
+        groups: dict[int, list[str]] = {}
+        touched: set[int] = set()
+        for path, node in self.walk():
+            if node.inode is not None:
+                groups.setdefault(id(node.inode), []).append(path)
+                if node.layer == layer:
+                    touched.add(id(node.inode))
+            elif node.layer == layer:
+                selected.add(path)
+        for key in touched:
+            selected.update(groups[key])
+        for path in list(selected):
+            parts = path.split("/")[:-1]
+            while parts:
+                parent = "/".join(parts)
+                if parent in selected:
+                    break
+                node = self._lookup(tuple(parts))
+                if node is not None and node.header is not None:
+                    selected.add(parent)
+                parts.pop()
+        return selected
+
+    def paths(self) -> set[str]:
+        """Every path in the tree (relative, ``/``-separated), implicit directories too."""
+        return {path for path, _ in self.walk()}
 
 
 def _too_long(name: str) -> bool:

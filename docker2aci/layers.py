@@ -12,19 +12,32 @@ in memory whole.
 from __future__ import annotations
 
 import bz2
+import contextlib
 import io
 import logging
 import lzma
+import os
 import tarfile
+import tempfile
 import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, BinaryIO, Callable, Iterator, Protocol
 
 import zstandard
 from isal import isal_zlib
 
+from converters.errors import BadLayer, UnsafeEntry
+from converters.rootfs import LayerTar
+
 from .digest import Digest
-from .errors import DigestMismatch, InvalidLayer, OutputError, UnsupportedMediaType
+from .errors import (
+    DigestMismatch,
+    InvalidLayer,
+    OutputError,
+    SizeMismatch,
+    UnsupportedMediaType,
+)
 from .mediatypes import layer_encoding
 from .verify import VerifyingReader
 
@@ -32,6 +45,8 @@ log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 """Read size for layer streams (bytes)."""
+MAX_PARALLEL_LAYERS = 4
+"""Layers read, verified and decompressed at once."""
 VERIFY_CHUNK = 4 << 20
 """Read size when verifying a layer read in place (bytes), see :func:`verify_layer`."""
 
@@ -190,14 +205,14 @@ def decompress_into(stream: BinaryIO, encoding: str, out: IO[bytes], hasher: obj
 
 
 class _Hasher(Protocol):
-    def update(self, data: bytes, /) -> None: ...
+    def update(self, data: bytes | memoryview, /) -> None: ...
     def hexdigest(self) -> str: ...
 
 
 class _NoHash:
     """Stands in for a hash nobody will read."""
 
-    def update(self, data: bytes, /) -> None:
+    def update(self, data: bytes | memoryview, /) -> None:
         pass
 
     def hexdigest(self) -> str:
@@ -302,3 +317,117 @@ def spool_layer(blob: LayerBlob, out: IO[bytes]) -> None:
         actual_id = Digest(blob.diff_id.algorithm, hasher.hexdigest())
         if actual_id != blob.diff_id:
             raise DigestMismatch(f"{blob.what} (uncompressed, diff ID)", str(blob.diff_id), str(actual_id))
+
+
+Progress = Callable[[str, int, "int | None"], None]
+"""``progress(task, done, total)``, as the pipeline's progress hook."""
+
+
+@dataclass
+class OpenedLayers:
+    """The layer tars of one conversion, base first, and the checks still running on the
+    layers read in place.
+
+    Attributes:
+        tars: one seekable tar per layer: a spool, or the source's own file.
+        pending: verifications of in-place layers (see :func:`docker2aci.layers.open_in_place`).
+        total: the number of layers, for the progress hook.
+        progress: called as ``progress("layers", done, total)``.
+    """
+
+    tars: list[LayerTar]
+    pending: list[Future[None]]
+    total: int
+    progress: Progress | None
+    done: int = 0
+
+    def count(self) -> None:
+        """One more layer is ready (reported to the progress hook)."""
+        self.done += 1
+        if self.progress:
+            self.progress("layers", self.done, self.total)
+
+    def verified(self) -> None:
+        """Wait until every layer read in place has passed its digest checks.
+
+        Raises:
+            DigestMismatch, SizeMismatch, InvalidLayer: a layer is not what the manifest
+                and config say.
+        """
+        while self.pending:
+            self.pending.pop(0).result()
+            self.count()
+
+    @contextlib.contextmanager
+    def errors(self) -> Iterator[None]:
+        """Report the squash's complaints about a layer as :class:`InvalidLayer`, unless
+        the layer is not what its digest says, which is reported as that first."""
+        try:
+            yield
+        except UnsafeEntry as err:
+            self.verified()
+            raise InvalidLayer(err.layer, err.entry, err.message) from err
+        except BadLayer as err:
+            self.verified()
+            raise InvalidLayer(err.layer, None, err.message) from err
+
+
+@contextlib.contextmanager
+def open_layers(blobs: list[LayerBlob], tmp_dir: str | None,
+                   progress: Progress | None) -> Iterator[OpenedLayers]:
+    """Open every layer as a seekable tar, in parallel: a plain tar in a local file is
+    read in place and verified in the background (:meth:`OpenedLayers.verified`); any
+    other layer is verified and decompressed into a temporary file before this yields.
+
+    Args:
+        blobs: the image's layers, base first.
+        tmp_dir: where the spools go (default: the system's temporary directory).
+        progress: called as ``progress("layers", done, total)``.
+
+    Raises:
+        OutputError: the temporary directory cannot be made, or a spool written.
+        DigestMismatch, SizeMismatch, InvalidLayer, UnsupportedMediaType: a spooled layer
+            is bad (layers read in place raise from :meth:`OpenedLayers.verified`).
+    """
+    try:
+        workdir = tempfile.TemporaryDirectory(prefix="docker2aci-", dir=tmp_dir)
+    except OSError as err:
+        raise OutputError(f"creating a temporary directory in {tmp_dir or tempfile.gettempdir()}: {err}") from err
+    files: list[BinaryIO] = []
+    with workdir as work:
+        pool = ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_LAYERS, len(blobs)))
+        verifier = ThreadPoolExecutor(max_workers=1)  # one layer at a time: hashing is fast, memory is not free
+        try:
+            def spool(i: int) -> None:
+                try:
+                    spool_layer(blobs[i], files[i])
+                except (DigestMismatch, SizeMismatch) as err:
+                    evict = blobs[i].evict
+                    if evict is None:
+                        raise
+                    log.warning("%s: the cached copy is damaged (%s); fetching it again", blobs[i].what, err)
+                    evict()
+                    files[i].seek(0)
+                    files[i].truncate()
+                    spool_layer(blobs[i], files[i])
+                files[i].flush()
+
+            spooling, pending = [], []
+            for i, blob in enumerate(blobs):
+                in_place = open_in_place(blob)
+                if in_place is not None:
+                    files.append(in_place)
+                    pending.append(verifier.submit(verify_layer, blob))
+                else:
+                    files.append(open(os.path.join(work, f"layer-{i}.tar"), "w+b"))
+                    spooling.append(pool.submit(spool, i))
+            layers = OpenedLayers([LayerTar(b.what, f) for b, f in zip(blobs, files)], pending, len(blobs), progress)
+            for future in spooling:
+                future.result()
+                layers.count()
+            yield layers
+        finally:  # on an error, layers not started yet are not read; running ones end first
+            verifier.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=True, cancel_futures=True)
+            for f in files:
+                f.close()

@@ -7,39 +7,40 @@ Data flows one way; each stage is a module of its own (``sources``, ``layers``,
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
 import os
-import tempfile
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, BinaryIO, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-from converters.errors import BadConfig, BadLayer, UnsafeEntry
-from converters.manifest import ImageConfig, Naming, build_manifest, manifest_bytes
+from converters.errors import BadConfig, BadLayer
+from converters.manifest import ImageConfig, Naming, manifest_bytes
 from converters.names import appc_os_arch
-from converters.rootfs import LayerTar, RootfsTree
+from converters.rootfs import RootfsTree
 
 from . import __version__
 from .aci import GZIP_LEVEL, Compression, check_level, write_aci
 from .digest import Digest
-from .errors import (DigestMismatch, InvalidConfig, InvalidLayer, InvalidManifest, OutputError, SizeMismatch,
-                     UsageError)
-from .layers import LayerBlob, open_in_place, spool_layer, verify_layer
-from .limits import MAX_PASSWD_BYTES
+from .errors import (
+    DigestMismatch,
+    InvalidConfig,
+    InvalidLayer,
+    InvalidManifest,
+    OutputError,
+    UsageError,
+)
+from .layers import LayerBlob, open_layers
 from .manifest import Platform
 from .sources import DownloadHook, RemoteOptions, ResolvedImage, open_source
 from .store import ConversionCache, conversion_key, default_cache_dir, publish_copy
+from .translate import image_manifest
 
 if TYPE_CHECKING:
     from .signing import Signer
 
 log = logging.getLogger(__name__)
 
-MAX_PARALLEL_LAYERS = 4
-"""Layers read, verified and decompressed at once."""
 ALL_PLATFORMS = "all"
 """``--platform all``: convert every platform of an index, each into its own file."""
 
@@ -157,8 +158,6 @@ def convert(source: str, options: ConvertOptions | None = None,
         check_level(options.compression_level)
     except ValueError as err:
         raise UsageError(f"--compression-level: {err}") from err
-    if not options.squash:
-        raise UsageError("--nosquash is not supported yet")
     every_platform = options.platform == ALL_PLATFORMS
     try:
         wanted = Platform.parse(options.platform) if options.platform and not every_platform else Platform.host()
@@ -191,7 +190,7 @@ def convert(source: str, options: ConvertOptions | None = None,
             cache = None
             if (src.cacheable or options.cache_local) and options.use_cache:
                 cache = ConversionCache(options.cache_dir or default_cache_dir())
-            results.append(_convert_image(what, resolved, target or wanted, options, progress, written, cache,
+            results.extend(_convert_image(what, resolved, target or wanted, options, progress, written, cache,
                                           signer, local=not src.cacheable))
         return results
     finally:
@@ -259,92 +258,6 @@ def _paired_layers(config: ImageConfig, resolved: ResolvedImage, display: str) -
             for i, (blob, d) in enumerate(zip(layers, config.diff_ids))]
 
 
-@dataclass
-class _Layers:
-    """The layer tars of one conversion, base first, and the checks still running on the
-    layers read in place.
-
-    Attributes:
-        tars: one seekable tar per layer: a spool, or the source's own file.
-        pending: verifications of in-place layers (see :func:`docker2aci.layers.open_in_place`).
-        total: the number of layers, for the progress hook.
-        progress: called as ``progress("layers", done, total)``.
-    """
-
-    tars: list[LayerTar]
-    pending: list[Future[None]]
-    total: int
-    progress: ProgressHook | None
-    done: int = 0
-
-    def count(self) -> None:
-        """One more layer is ready (reported to the progress hook)."""
-        self.done += 1
-        if self.progress:
-            self.progress("layers", self.done, self.total)
-
-    def verified(self) -> None:
-        """Wait until every layer read in place has passed its digest checks.
-
-        Raises:
-            DigestMismatch, SizeMismatch, InvalidLayer: a layer is not what the manifest
-                and config say.
-        """
-        while self.pending:
-            self.pending.pop(0).result()
-            self.count()
-
-
-@contextlib.contextmanager
-def _opened_layers(blobs: list[LayerBlob], tmp_dir: str | None,
-                   progress: ProgressHook | None) -> Iterator[_Layers]:
-    """Open every layer as a seekable tar, in parallel: a plain tar in a local file is
-    read in place and verified in the background; any other layer is verified and
-    decompressed into a temporary file before this yields."""
-    try:
-        workdir = tempfile.TemporaryDirectory(prefix="docker2aci-", dir=tmp_dir)
-    except OSError as err:
-        raise OutputError(f"creating a temporary directory in {tmp_dir or tempfile.gettempdir()}: {err}") from err
-    files: list[BinaryIO] = []
-    with workdir as work:
-        pool = ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_LAYERS, len(blobs)))
-        verifier = ThreadPoolExecutor(max_workers=1)  # one layer at a time: hashing is fast, memory is not free
-        try:
-            def spool(i: int) -> None:
-                try:
-                    spool_layer(blobs[i], files[i])
-                except (DigestMismatch, SizeMismatch) as err:
-                    evict = blobs[i].evict
-                    if evict is None:
-                        raise
-                    log.warning("%s: the cached copy is damaged (%s); fetching it again", blobs[i].what, err)
-                    evict()
-                    files[i].seek(0)
-                    files[i].truncate()
-                    spool_layer(blobs[i], files[i])
-                files[i].flush()
-
-            spooling, pending = [], []
-            for i, blob in enumerate(blobs):
-                in_place = open_in_place(blob)
-                if in_place is not None:
-                    files.append(in_place)
-                    pending.append(verifier.submit(verify_layer, blob))
-                else:
-                    files.append(open(os.path.join(work, f"layer-{i}.tar"), "w+b"))
-                    spooling.append(pool.submit(spool, i))
-            layers = _Layers([LayerTar(b.what, f) for b, f in zip(blobs, files)], pending, len(blobs), progress)
-            for future in spooling:
-                future.result()
-                layers.count()
-            yield layers
-        finally:  # on an error, layers not started yet are not read; running ones end first
-            verifier.shutdown(wait=True, cancel_futures=True)
-            pool.shutdown(wait=True, cancel_futures=True)
-            for f in files:
-                f.close()
-
-
 def aci_file_name(repository: str, tag: str | None, suffix: str = "") -> str:
     """``<repository with / → ->[-<tag>][suffix].aci``, checked to be one path component.
 
@@ -359,20 +272,35 @@ def aci_file_name(repository: str, tag: str | None, suffix: str = "") -> str:
 
 def _convert_image(display: str, resolved: ResolvedImage, wanted: Platform, options: ConvertOptions,
                    progress: ProgressHook | None, written: dict[str, str],
-                   cache: ConversionCache | None, signer: Signer | None, *, local: bool) -> ConvertedACI:
-    """Write one ACI (or reuse the cached one), then sign the file as written."""
-    converted = _write_image(display, resolved, wanted, options, progress, written, cache, local=local)
+                   cache: ConversionCache | None, signer: Signer | None, *, local: bool) -> list[ConvertedACI]:
+    """Write one image's ACI (or reuse the cached one), or its per-layer ACIs, then sign
+    every file as written."""
+    if options.squash:
+        converted = [_write_image(display, resolved, wanted, options, progress, written, cache, local=local)]
+    else:
+        converted = _write_unsquashed(display, resolved, wanted, options, progress, written)
     if signer is not None:
         from . import signing
 
-        signing.sign_file(converted.path, signer)
+        for aci in converted:
+            signing.sign_file(aci.path, signer)
     return converted
 
 
-def _write_image(display: str, resolved: ResolvedImage, wanted: Platform, options: ConvertOptions,
-                 progress: ProgressHook | None, written: dict[str, str],
-                 cache: ConversionCache | None, *, local: bool = False) -> ConvertedACI:
-    warnings: list[str] = []
+@dataclass(frozen=True)
+class _Image:
+    """What the conversion knows of an image before it reads its layers."""
+
+    config: ImageConfig
+    platform: Platform
+    os_arch: tuple[str, str]
+    blobs: list[LayerBlob]
+
+
+def _prepare(display: str, resolved: ResolvedImage, wanted: Platform, options: ConvertOptions,
+             warnings: list[str]) -> _Image:
+    """Read the config, settle the platform and pair the layers with their diff IDs;
+    create the output directory."""
     config = _parse_config(resolved, display)
     image_platform = _platform_of(config, resolved, wanted, options.platform is not None, warnings)
     try:
@@ -384,12 +312,27 @@ def _write_image(display: str, resolved: ResolvedImage, wanted: Platform, option
         os.makedirs(options.output_dir, exist_ok=True)
     except OSError as err:
         raise OutputError(f"creating the output directory {options.output_dir}: {err}") from err
-    platform_named = image_platform != Platform.host() or options.platform == ALL_PLATFORMS
-    suffix = f"-{os_arch[0]}-{os_arch[1]}" if platform_named else ""
-    path = os.path.join(options.output_dir, aci_file_name(resolved.name.repository, resolved.name.tag, suffix))
+    return _Image(config, image_platform, os_arch, blobs)
+
+
+def _claim(path: str, display: str, written: dict[str, str]) -> str:
+    """Reserve ``path`` for ``display`` in this run (two images never share a file)."""
     if path in written:
         raise OutputError(f"{display} and {written[path]} would both be written to {path}")
     written[path] = display
+    return path
+
+
+def _write_image(display: str, resolved: ResolvedImage, wanted: Platform, options: ConvertOptions,
+                 progress: ProgressHook | None, written: dict[str, str],
+                 cache: ConversionCache | None, *, local: bool = False) -> ConvertedACI:
+    warnings: list[str] = []
+    image = _prepare(display, resolved, wanted, options, warnings)
+    config, image_platform, os_arch, blobs = image.config, image.platform, image.os_arch, image.blobs
+    platform_named = image_platform != Platform.host() or options.platform == ALL_PLATFORMS
+    suffix = f"-{os_arch[0]}-{os_arch[1]}" if platform_named else ""
+    path = _claim(os.path.join(options.output_dir, aci_file_name(resolved.name.repository, resolved.name.tag, suffix)),
+                  display, written)
     # A registry's manifest digest pins the image. A local source is cached when its config
     # (verified against its digest) pins every layer through diff_ids; its name may come
     # from a file name, so the key holds the name too.
@@ -426,53 +369,65 @@ def _convert_layers(display: str, resolved: ResolvedImage, config: ImageConfig, 
                     os_arch: tuple[str, str], path: str, options: ConvertOptions,
                     progress: ProgressHook | None, warnings: list[str]) -> ConvertedACI:
     """Read the layers, squash them, translate the config and write the ACI at ``path``."""
-    with _opened_layers(blobs, options.tmp_dir, progress) as layers:
-        try:
+    with open_layers(blobs, options.tmp_dir, progress) as layers:
+        with layers.errors():
             tree = RootfsTree.from_layers(layers.tars)
-        except UnsafeEntry as err:
-            layers.verified()  # a layer that is not what its digest says is reported as that
-            raise InvalidLayer(err.layer, err.entry, err.message) from err
-        except BadLayer as err:
-            layers.verified()
-            raise InvalidLayer(err.layer, None, err.message) from err
         layers.verified()  # nothing of an in-place layer is written before it has passed
         warnings.extend(tree.add_stdio_links())
-        passwd = tree.read_file("/etc/passwd", MAX_PASSWD_BYTES)
-        manifest_digest = str(resolved.manifest_digest or resolved.config_digest)
-        naming = Naming(
-            name=resolved.name.ac_name or resolved.name.repository,
-            repository=resolved.name.repository,
-            tag=resolved.name.tag,
-            original_name=resolved.name.original_name,
-            registry_url=resolved.name.registry,
-            image_id=str(resolved.config_digest),
-            manifest_hash=manifest_digest,
-            manifest_list_hash=str(resolved.index_digest) if resolved.index_digest else None,
-        )
-        try:
-            result = build_manifest(config, naming, os_arch,
-                                    passwd.decode("utf-8", "replace") if passwd is not None else None)
-        except BadConfig as err:
-            raise InvalidConfig(f"{display}: {err}") from err
-        warnings.extend(result.warnings)
+        naming = _naming(resolved)
+        manifest = image_manifest(display, tree, config, naming, os_arch, warnings)
         for w in warnings:
             log.warning("%s: %s", display, w)
         try:
-            image_id = write_aci(path, manifest_bytes(result.manifest), tree, options.compression,
+            image_id = write_aci(path, manifest_bytes(manifest), tree, options.compression,
                                  options.compression_level)
         except BadLayer as err:
             raise InvalidLayer(err.layer, None, err.message) from err
-    manifest = result.manifest
-    converted = ConvertedACI(
-        path=os.path.abspath(path),
-        image_id=image_id,
-        name=manifest["name"],
-        labels={label["name"]: label["value"] for label in manifest["labels"]},
-        manifest=manifest,
-        manifest_digest=manifest_digest,
-        warnings=tuple(warnings),
+    return _converted(path, image_id, manifest, naming.manifest_hash, warnings)
+
+
+def _converted(path: str, image_id: str, manifest: dict[str, Any], manifest_digest: str,
+               warnings: list[str]) -> ConvertedACI:
+    return ConvertedACI(path=os.path.abspath(path), image_id=image_id, name=manifest["name"],
+                        labels={label["name"]: label["value"] for label in manifest["labels"]},
+                        manifest=manifest, manifest_digest=manifest_digest, warnings=tuple(warnings))
+
+
+def _naming(resolved: ResolvedImage) -> Naming:
+    """The image's name, labels and provenance annotations, as its manifest says them."""
+    return Naming(
+        name=resolved.name.ac_name or resolved.name.repository,
+        repository=resolved.name.repository,
+        tag=resolved.name.tag,
+        original_name=resolved.name.original_name,
+        registry_url=resolved.name.registry,
+        image_id=str(resolved.config_digest),
+        manifest_hash=str(resolved.manifest_digest or resolved.config_digest),
+        manifest_list_hash=str(resolved.index_digest) if resolved.index_digest else None,
     )
-    return converted
+
+
+def _write_unsquashed(display: str, resolved: ResolvedImage, wanted: Platform, options: ConvertOptions,
+                      progress: ProgressHook | None, written: dict[str, str]) -> list[ConvertedACI]:
+    """``--nosquash``: one ACI per layer (see :mod:`docker2aci.unsquashed`), top first.
+    Not cached: the conversion cache holds squashed images only."""
+    from .unsquashed import write_layer_acis
+
+    warnings: list[str] = []
+    image = _prepare(display, resolved, wanted, options, warnings)
+    os_name, arch = image.os_arch
+    count = len(image.blobs)
+    paths = [_claim(os.path.join(options.output_dir, aci_file_name(
+        resolved.name.repository, resolved.name.tag, f"-{os_name}-{arch}-{count - 1 - index}")), display, written)
+        for index in range(count)]
+    layer_ids = [blob.diff_id or blob.digest or Digest.of_bytes(blob.what.encode()) for blob in image.blobs]
+    naming = _naming(resolved)
+    with open_layers(image.blobs, options.tmp_dir, progress) as layers:
+        acis = write_layer_acis(display, layers, layer_ids, image.config, naming, image.os_arch, paths,
+                                options.compression, options.compression_level, warnings)
+    for w in warnings:
+        log.warning("%s: %s", display, w)
+    return [_converted(aci.path, aci.image_id, aci.manifest, naming.manifest_hash, warnings) for aci in acis]
 
 
 def _from_record(path: str, record: dict[str, Any]) -> ConvertedACI:

@@ -137,6 +137,7 @@ def render_aci(
     rootfs: str | os.PathLike[str],
     *,
     image_id: str | None = None,
+    directory_times: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Write the ``rootfs/`` of an ACI into a directory and return its manifest.
 
@@ -152,6 +153,9 @@ def render_aci(
             it (appc ``spec/aci.md``, "Image ID"); the tree is written first, so a caller
             that renders into a private place and publishes afterwards never publishes a
             tree of other bytes.
+        directory_times: receives ``{host path: mtime}`` of every directory the ACI
+            names, so that a caller rendering several images into one tree can give
+            each directory its last image's time once all are written.
 
     Returns:
         The parsed image manifest (appc ``spec/types.md``, "Image Manifest Schema").
@@ -168,7 +172,10 @@ def render_aci(
         with tarfile.open(
             fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape"
         ) as archive:
-            manifest = _Renderer(archive, root).run()
+            renderer = _Renderer(archive, root)
+            manifest = renderer.run()
+            if directory_times is not None:
+                directory_times.update((path, meta.mtime) for path, meta in renderer.directories.items())
         found = stream.image_id()
     if image_id is not None and found != image_id:
         raise RunnerError(f"rendering {where}: its image ID is {found}, not {image_id}")
@@ -370,6 +377,11 @@ class _Renderer:
         self._dirs: dict[str, _DirMeta] = {}
         self._manifest: bytes | None = None
 
+    @property
+    def directories(self) -> Mapping[str, _DirMeta]:
+        """Host path → mode and time of every directory entry seen."""
+        return self._dirs
+
     def run(self) -> dict[str, Any]:
         """Process every entry, then apply directory metadata and parse the manifest."""
         for member in self._members():
@@ -560,6 +572,15 @@ def _xattrs(pax_headers: Mapping[str, str]) -> Iterator[tuple[str, bytes]]:
     for key, value in pax_headers.items():
         if key.startswith(_XATTR_PREFIX):
             yield key[len(_XATTR_PREFIX) :], value.encode("utf-8", "surrogateescape")
+
+
+def restore_directory_times(rootfs: str, times: Mapping[str, float]) -> None:
+    """Give every directory of ``rootfs`` named in ``times`` its time again (after later
+    images of a chain wrote into it), walking the tree without following symlinks."""
+    for directory, _dirs, _files in os.walk(rootfs):
+        mtime = times.get(directory)
+        if mtime is not None:
+            _set_mtime(directory, mtime)
 
 
 def _set_mtime(path: str, mtime: float) -> None:

@@ -48,10 +48,17 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from docker2aci.errors import RunnerError
 from docker2aci.atomic import atomic_file
+from docker2aci.errors import RunnerError
+from runner.extract import (
+    compute_digests,
+    compute_image_id,
+    file_digest,
+    read_manifest,
+    render_aci,
+    restore_directory_times,
+)
 from runner.locks import locked, try_locked
-from runner.extract import compute_digests, compute_image_id, file_digest, read_manifest, render_aci
 
 logger = logging.getLogger(__name__)
 
@@ -426,11 +433,14 @@ def render_chain(chain: Sequence[ChainImage], rootfs: str) -> dict[str, Any]:
             be read.
     """
     manifest: dict[str, Any] = {}
+    times: dict[str, float] = {}
     for image in chain:
-        manifest = render_aci(image.path, rootfs, image_id=image.image_id)
+        manifest = render_aci(image.path, rootfs, image_id=image.image_id, directory_times=times)
         whitelist = manifest.get("pathWhitelist") or []
         if whitelist:
             _apply_whitelist(rootfs, whitelist, str(manifest.get("name", "?")))
+    if len(chain) > 1:  # later images wrote into the directories of earlier ones
+        restore_directory_times(rootfs, times)
     return manifest
 
 

@@ -637,8 +637,8 @@ def test_interrupt_while_reading_layers_leaves_no_temporary_files(tmp_path: Path
             out.write(b"partial")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "spool_layer", interrupted)  # a layer copied to a spool
-    monkeypatch.setattr(pipeline, "verify_layer", interrupted)  # a layer read in place
+    monkeypatch.setattr(layers, "spool_layer", interrupted)  # a layer copied to a spool
+    monkeypatch.setattr(layers, "verify_layer", interrupted)  # a layer read in place
     with pytest.raises(KeyboardInterrupt):
         convert(f"docker-archive:{archive}", tmp_path / "out")
     assert listing(spool) == []
@@ -661,9 +661,9 @@ def test_a_failed_layer_stops_the_others(tmp_path: Path) -> None:
     blobs = [LayerBlob("L0", "", None, None, None, bad)] + [
         LayerBlob(f"L{i}", "", None, None, None, slow(i)) for i in range(1, 16)]
     with pytest.raises(errors.DigestMismatch):
-        with pipeline._opened_layers(blobs, str(tmp_path), None):
+        with layers.open_layers(blobs, str(tmp_path), None):
             pass
-    assert len(opened) <= 2 * pipeline.MAX_PARALLEL_LAYERS, f"{len(opened)} of 15 layers still read"
+    assert len(opened) <= 2 * layers.MAX_PARALLEL_LAYERS, f"{len(opened)} of 15 layers still read"
 
 
 @pytest.mark.parametrize("encoding", ["gzip", "plain"])
@@ -878,7 +878,7 @@ def test_json_output_on_error_is_empty(tmp_path: Path) -> None:
     (["--compression", "rar", "x"], 2),
     (["--output-dir"], 2),
     (["-image", "x", "docker://busybox"], 2),
-    (["--nosquash", "x"], 2),
+    (["--compression-level", "12", "x"], 2),
     (["does-not-exist.tar"], 1),
 ])
 def test_exit_status_by_failure_class(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

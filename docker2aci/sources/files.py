@@ -19,8 +19,8 @@ from converters.rootfs import open_tar
 from converters.tarpaths import EscapingPath, clean_member_name, join
 
 from ..errors import ImageNotFound, SourceError
-from ..limits import read_at_most
 from ..layers import decompress_into, sniff_encoding
+from ..limits import read_at_most
 
 READ_BUFFER = 64 << 10
 """Read-ahead of an archive member's stream (bytes): small, because the squash reads a

@@ -1,0 +1,168 @@
+"""``--nosquash`` on images made by real tools: one ACI per layer, each depending on the
+one below by name, labels and image ID; actool accepts every one; rendering the chain
+with our renderer gives exactly the squashed image's rootfs.
+
+Images: the 8-layer busybox layout umoci builds (whiteouts, an opaque directory, hard
+links across layers, a directory replaced by a symlink, setuid, xattrs) and the
+``docker save`` archive dockerd made (../shared/images).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+from oracle import diff_listings, tree_listing
+
+import docker2aci
+from converters.manifest import ANN
+from docker2aci.digest import Digest
+from docker2aci.unsquashed import chain_ids
+from runner.dependencies import DirectoryResolver
+from runner.extract import compute_image_id
+from runner.treestore import render_tree
+
+ACTOOL = shutil.which("actool")
+ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="rendering owners and device nodes needs root")
+
+
+def convert(source: str, out: Path, **kw: object) -> list[docker2aci.ConvertedACI]:
+    return docker2aci.convert(source, docker2aci.ConvertOptions(output_dir=str(out), use_cache=False, **kw))
+
+
+def manifest_of(path: str | Path) -> dict:
+    with tarfile.open(path) as tf:
+        return json.loads(tf.extractfile("manifest").read())  # type: ignore[union-attr]
+
+
+def rendered(aci: str | Path, dest: Path) -> dict:
+    """The listing of an ACI rendered with its dependencies (found beside it), with the
+    time of every file and of every directory an ACI names."""
+    dest.mkdir()
+    render_tree(aci, str(dest), resolver=DirectoryResolver([os.path.dirname(aci)]))
+    listing = tree_listing(dest)
+    times = {rel: os.lstat(dest / rel).st_mtime_ns for rel in listing}
+    return {rel: (entry, times[rel]) for rel, entry in listing.items()}
+
+
+def without_implicit_dir_times(listing: dict, implicit: set[str]) -> dict:
+    return {rel: (entry, None if rel in implicit else t) for rel, (entry, t) in listing.items()}
+
+
+def implicit_dirs(aci: str | Path) -> set[str]:
+    """Directories an extractor must create because no entry names them (``dev``)."""
+    with tarfile.open(aci) as tf:
+        names = {m.name[len("rootfs/"):] for m in tf if m.name.startswith("rootfs/")}
+    parents = {"/".join(n.split("/")[:i]) for n in names for i in range(1, n.count("/") + 1)}
+    return parents - names
+
+
+@pytest.fixture(scope="module")
+def busybox(busybox_layout: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[list, list]:
+    """The busybox layout converted both ways: (per-layer ACIs, top first; [squashed ACI])."""
+    out = tmp_path_factory.mktemp("nosquash")
+    layers = convert(f"oci:{busybox_layout}:latest", out / "layers", squash=False)
+    squashed = convert(f"oci:{busybox_layout}:latest", out / "squashed")
+    return layers, squashed
+
+
+def test_one_aci_per_layer_named_by_position(busybox: tuple[list, list]) -> None:
+    layers, _ = busybox
+    assert [os.path.basename(a.path) for a in layers] == [
+        f"busybox-layout-latest-linux-amd64-{i}.aci" for i in range(8)]
+    assert [a.path for a in layers] == sorted(str(p) for p in Path(layers[0].path).parent.iterdir())
+
+
+def test_the_chain_of_dependencies(busybox: tuple[list, list], busybox_layout: Path) -> None:
+    layers, squashed = busybox
+    index = json.loads((busybox_layout / "index.json").read_text())
+    manifest_blob = index["manifests"][0]["digest"].split(":")[1]
+    image_manifest = json.loads((busybox_layout / "blobs/sha256" / manifest_blob).read_text())
+    config_blob = image_manifest["config"]["digest"].split(":")[1]
+    config = json.loads((busybox_layout / "blobs/sha256" / config_blob).read_text())
+    chain = [str(c) for c in chain_ids([Digest.parse(d) for d in config["rootfs"]["diff_ids"]])]
+    base_first = layers[::-1]
+    for i, aci in enumerate(base_first):
+        m = manifest_of(aci.path)
+        assert aci.image_id == compute_image_id(aci.path)
+        annotations = {a["name"]: a["value"] for a in m["annotations"]}
+        if i == len(base_first) - 1:  # the top: the squashed image's name, labels, app
+            top = manifest_of(squashed[0].path)
+            assert (m["name"], m["labels"], m["app"]) == (top["name"], top["labels"], top["app"])
+            assert annotations == {**{a["name"]: a["value"] for a in top["annotations"]},
+                                   ANN + "parentimageid": chain[i - 1]}
+        else:
+            assert m["name"] == "busybox-layout-" + chain[i].split(":")[1]
+            assert m["labels"] == [{"name": "arch", "value": "amd64"}, {"name": "os", "value": "linux"}]
+            assert "app" not in m
+            assert annotations[ANN + "imageid"] == chain[i]
+            assert annotations.get(ANN + "parentimageid") == (chain[i - 1] if i else None)
+        if i == 0:
+            assert "dependencies" not in m
+        else:
+            below = manifest_of(base_first[i - 1].path)
+            assert m["dependencies"] == [{"imageName": below["name"], "imageID": base_first[i - 1].image_id,
+                                          "labels": below["labels"]}]
+
+
+def test_whitelists_only_where_a_layer_removes_something(busybox: tuple[list, list]) -> None:
+    layers, _ = busybox
+    whitelists = [manifest_of(a.path).get("pathWhitelist") for a in layers[::-1]]
+    # layers 2, 3, 4, 6 and 7 (1-based) whiteout, make opaque or replace a directory
+    assert [w is not None for w in whitelists] == [False, True, True, True, False, True, True, False]
+    for w in whitelists:
+        if w is not None:
+            assert w == sorted(w) and all(p.startswith("/") for p in w)
+
+
+@pytest.mark.skipif(ACTOOL is None, reason="actool (Debian appc-spec) is not installed")
+def test_actool_accepts_every_layer(busybox: tuple[list, list]) -> None:
+    layers, _ = busybox
+    done = subprocess.run([ACTOOL, "validate", *[a.path for a in layers]], check=False, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_our_validate_accepts_every_layer(busybox: tuple[list, list]) -> None:
+    from runner.acitool import validate_aci
+
+    for aci in busybox[0]:
+        assert validate_aci(aci.path).problems == [], aci.path
+
+
+@ROOT
+def test_the_rendered_chain_is_the_squashed_rootfs(busybox: tuple[list, list], tmp_path: Path) -> None:
+    layers, squashed = busybox
+    implicit = implicit_dirs(squashed[0].path)
+    chain = without_implicit_dir_times(rendered(layers[0].path, tmp_path / "chain"), implicit)
+    whole = without_implicit_dir_times(rendered(squashed[0].path, tmp_path / "squashed"), implicit)
+    assert chain == whole, "\n".join(diff_listings({k: v[0] for k, v in whole.items()},
+                                                   {k: v[0] for k, v in chain.items()}))
+
+
+@ROOT
+def test_dockerd_archive_unsquashed(shared_images: Path, tmp_path: Path) -> None:
+    source = f"docker-archive:{shared_images / 'docker-save-dockerd.tar'}"
+    layers = convert(source, tmp_path / "layers", squash=False)
+    [squashed] = convert(source, tmp_path / "squashed")
+    assert [os.path.basename(a.path) for a in layers] == [
+        f"test-busybox-latest-linux-amd64-{i}.aci" for i in range(len(layers))]
+    assert len(layers) == 4
+    implicit = implicit_dirs(squashed.path)
+    assert (without_implicit_dir_times(rendered(layers[0].path, tmp_path / "chain"), implicit)
+            == without_implicit_dir_times(rendered(squashed.path, tmp_path / "whole"), implicit))
+
+
+def test_a_hard_link_to_a_lower_layer_brings_its_target(busybox: tuple[list, list]) -> None:
+    # layer 8 links to a layer-1 file: its ACI holds the file and the link, so the link
+    # has its target in the same archive and both names share an inode once rendered
+    top = busybox[0][0]
+    with tarfile.open(top.path) as tf:
+        links = [m for m in tf if m.islnk()]
+        names = {m.name for m in tf}
+    assert links and all(m.linkname in names for m in links)
