@@ -374,15 +374,15 @@ class RootfsTree:
             node = child
         return node
 
-    def _parent_dir(self, path: Path) -> Node:
+    def _parent_dir(self, path: Path, index: int) -> Node:
         """The directory that holds ``path``, turning missing or non-directory
-        ancestors into implicit directories."""
+        ancestors into implicit directories (made by layer ``index``)."""
         node = self.root
         for part in path[:-1]:
             assert node.children is not None
             child = node.children.get(part)
             if child is None or child.children is None:
-                child = Node.directory(None)
+                child = Node.directory(None, index)
                 node.children[part] = child
             node = child
         return node
@@ -394,7 +394,7 @@ class RootfsTree:
             return  # the root's own metadata is fixed by the ACI writer
         if member.issparse():
             raise BadLayer(layer, f"entry {member.name!r} is a sparse file, which is not supported")
-        parent = self._parent_dir(path)
+        parent = self._parent_dir(path, index)
         assert parent.children is not None
         name = path[-1]
         if member.isdir():
@@ -545,8 +545,13 @@ class RootfsTree:
                 continue
             name = f"{prefix}/{path}"
             if node.children is not None:
-                if node.header is not None:
-                    out.addfile(_copy_header(node.header, name))
+                header = node.header
+                if header is None and selected is not None:
+                    # made by this layer without an entry of its own (it replaced a link, a
+                    # file or a deleted directory): named here, so the chain renders it
+                    header = fixed_header(path, tarfile.DIRTYPE, 0o755)
+                if header is not None:
+                    out.addfile(_copy_header(header, name))
                     count += 1
                 continue
             inode = node.inode
@@ -578,7 +583,8 @@ class RootfsTree:
         """The paths a layer's own ACI must hold so that, rendered over the ACIs of the
         layers below it (and trimmed by its ``pathWhitelist``), it gives this tree:
 
-        * every name the layer set (files, links, directories whose header it wrote);
+        * every name the layer set (files, links, directories whose header it wrote, and
+          directories it made implicitly, which :meth:`write` then names with mode 0755);
         * every other name of an inode one of those names shares (a hard link made by
           this layer to a lower file brings that file along, so the link has its target
           in the same archive and the rendered names share one inode, as here);

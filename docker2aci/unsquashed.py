@@ -29,13 +29,21 @@ of that layer is written from the tree as it then is:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import os
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 from converters.errors import BadConfig, BadLayer
-from converters.manifest import ImageConfig, Naming, lower_layer_manifest, manifest_bytes, with_layering
+from converters.manifest import (
+    ImageConfig,
+    Naming,
+    lower_layer_manifest,
+    manifest_bytes,
+    with_layering,
+)
 from converters.rootfs import RootfsTree
 from converters.tarwriter import TarWriter
 
@@ -113,6 +121,8 @@ def write_layer_acis(display: str, layers: OpenedLayers, layer_ids: Sequence[Dig
         InvalidLayer: a layer is unreadable or has unsafe entries.
         InvalidConfig: the config cannot be expressed as an appc manifest.
         OutputError: an ACI cannot be written.
+
+    On any error, the ACIs already written by this call are removed.
     """
     layers.verified()  # every ACI is written as soon as its layer is applied
     tree = RootfsTree(layers.tars)
@@ -120,30 +130,37 @@ def write_layer_acis(display: str, layers: OpenedLayers, layer_ids: Sequence[Dig
     written: list[LayerACI] = []
     before: set[str] = set()
     parent: dict[str, Any] | None = None
-    for index in range(len(layers.tars)):
-        with layers.errors():
-            tree.apply()
-        top = index == len(layers.tars) - 1
-        if top:
-            warnings.extend(tree.add_stdio_links())
-        now = tree.paths()
-        # an empty list would mean "keep everything": a layer that removes all keeps "/"
-        whitelist = (sorted("/" + p for p in now) or ["/"]) if before - now else None
-        own = dataclasses.replace(naming, parent_image_id=str(chain[index - 1]) if index else None)
-        if top:
-            manifest = image_manifest(display, tree, config, own, os_arch, warnings)
-        else:
-            lower = dataclasses.replace(own, name=f"{naming.name}-{chain[index].hex}", image_id=str(chain[index]))
+    try:
+        for index in range(len(layers.tars)):
+            with layers.errors():
+                tree.apply()
+            top = index == len(layers.tars) - 1
+            if top:
+                warnings.extend(tree.add_stdio_links())
+            now = tree.paths()
+            # an empty list would mean "keep everything": a layer that removes all keeps "/"
+            whitelist = (sorted("/" + p for p in now) or ["/"]) if before - now else None
+            own = dataclasses.replace(naming, parent_image_id=str(chain[index - 1]) if index else None)
+            if top:
+                manifest = image_manifest(display, tree, config, own, os_arch, warnings)
+            else:
+                lower = dataclasses.replace(own, name=f"{naming.name}-{chain[index].hex}", image_id=str(chain[index]))
+                try:
+                    manifest = lower_layer_manifest(lower, os_arch)
+                except BadConfig as err:
+                    raise InvalidConfig(f"{display}: {err}") from err
+            manifest = with_layering(manifest, parent, whitelist)
             try:
-                manifest = lower_layer_manifest(lower, os_arch)
-            except BadConfig as err:
-                raise InvalidConfig(f"{display}: {err}") from err
-        manifest = with_layering(manifest, parent, whitelist)
-        try:
-            image_id = write_aci(paths[index], manifest_bytes(manifest), _LayerShare(tree, index), compression, level)
-        except BadLayer as err:
-            raise InvalidLayer(err.layer, None, err.message) from err
-        parent = {"name": manifest["name"], "labels": manifest["labels"], "imageID": image_id}
-        before = now
-        written.append(LayerACI(paths[index], image_id, manifest))
+                image_id = write_aci(paths[index], manifest_bytes(manifest), _LayerShare(tree, index),
+                                     compression, level)
+            except BadLayer as err:
+                raise InvalidLayer(err.layer, None, err.message) from err
+            parent = {"name": manifest["name"], "labels": manifest["labels"], "imageID": image_id}
+            before = now
+            written.append(LayerACI(paths[index], image_id, manifest))
+    except BaseException:
+        for aci in written:  # never leave the lower part of a chain whose top failed
+            with contextlib.suppress(OSError):
+                os.unlink(aci.path)
+        raise
     return written[::-1]
