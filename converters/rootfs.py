@@ -578,7 +578,6 @@ class RootfsTree:
             count += 1
         return count
 
-
     def layer_paths(self, layer: int) -> set[str]:
         """The paths a layer's own ACI must hold so that, rendered over the ACIs of the
         layers below it (and trimmed by its ``pathWhitelist``), it gives this tree:

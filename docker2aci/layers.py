@@ -276,10 +276,7 @@ def verify_layer(blob: LayerBlob) -> None:
     with VerifyingReader(blob.open(), blob.digest, blob.size, blob.what) as raw:
         while n := raw.readinto(buffer):
             diff_hash.update(memoryview(buffer)[:n])
-    if diff_hash is not _NO_HASH and blob.diff_id is not None:
-        actual = Digest(blob.diff_id.algorithm, diff_hash.hexdigest())
-        if actual != blob.diff_id:
-            raise DigestMismatch(f"{blob.what} (uncompressed, diff ID)", str(blob.diff_id), str(actual))
+    _check_diff_id(blob, diff_hash)
 
 
 def spool_layer(blob: LayerBlob, out: IO[bytes]) -> None:
@@ -313,6 +310,15 @@ def spool_layer(blob: LayerBlob, out: IO[bytes]) -> None:
             raw.drain()  # a blob that is not what its digest says is reported as that
             raise
         raw.drain()
+    _check_diff_id(blob, hasher)
+
+
+def _check_diff_id(blob: LayerBlob, hasher: _Hasher) -> None:
+    """Compare the uncompressed tar's hash with the config's diff ID (when both exist).
+
+    Raises:
+        DigestMismatch: they differ.
+    """
     if blob.diff_id is not None and hasher is not _NO_HASH:
         actual_id = Digest(blob.diff_id.algorithm, hasher.hexdigest())
         if actual_id != blob.diff_id:
@@ -331,13 +337,11 @@ class OpenedLayers:
     Attributes:
         tars: one seekable tar per layer: a spool, or the source's own file.
         pending: verifications of in-place layers (see :func:`docker2aci.layers.open_in_place`).
-        total: the number of layers, for the progress hook.
         progress: called as ``progress("layers", done, total)``.
     """
 
     tars: list[LayerTar]
     pending: list[Future[None]]
-    total: int
     progress: Progress | None
     done: int = 0
 
@@ -345,7 +349,7 @@ class OpenedLayers:
         """One more layer is ready (reported to the progress hook)."""
         self.done += 1
         if self.progress:
-            self.progress("layers", self.done, self.total)
+            self.progress("layers", self.done, len(self.tars))
 
     def verified(self) -> None:
         """Wait until every layer read in place has passed its digest checks.
@@ -374,7 +378,7 @@ class OpenedLayers:
 
 @contextlib.contextmanager
 def open_layers(blobs: list[LayerBlob], tmp_dir: str | None,
-                   progress: Progress | None) -> Iterator[OpenedLayers]:
+                progress: Progress | None) -> Iterator[OpenedLayers]:
     """Open every layer as a seekable tar, in parallel: a plain tar in a local file is
     read in place and verified in the background (:meth:`OpenedLayers.verified`); any
     other layer is verified and decompressed into a temporary file before this yields.
@@ -421,7 +425,7 @@ def open_layers(blobs: list[LayerBlob], tmp_dir: str | None,
                 else:
                     files.append(open(os.path.join(work, f"layer-{i}.tar"), "w+b"))
                     spooling.append(pool.submit(spool, i))
-            layers = OpenedLayers([LayerTar(b.what, f) for b, f in zip(blobs, files)], pending, len(blobs), progress)
+            layers = OpenedLayers([LayerTar(b.what, f) for b, f in zip(blobs, files)], pending, progress)
             for future in spooling:
                 future.result()
                 layers.count()
