@@ -15,6 +15,15 @@ _IDENTIFIER_EDGE = "-._~/"
 _NOT_NAME_RUN = re.compile(r"[^a-z0-9]+")
 
 
+_AC_IDENTIFIER = re.compile(r"[a-z0-9]+(?:[-._~/][a-z0-9]+)*")
+
+
+def is_ac_identifier(text: str) -> bool:
+    """Whether ``text`` is an AC Identifier (appc spec/types.md: runs of ``[a-z0-9]``
+    joined by one of ``-._~/``)."""
+    return _AC_IDENTIFIER.fullmatch(text) is not None
+
+
 def sanitize_ac_identifier(text: str) -> str:
     """Make an AC Identifier: lower-case, characters outside ``[a-z0-9-._~/]`` → ``_``,
     runs of ``-._~/`` stripped at both ends (appc ``SanitizeACIdentifier``).

@@ -63,7 +63,7 @@ class RootfsWriter(Protocol):
 
 
 class _HashingWriter:
-    """A write-only stream that gathers what is written into :data:`BLOCK`-byte blocks and
+    """A write-only stream that cuts what is written into :data:`BLOCK`-byte blocks and
     hands each to ``inner`` and to a SHA-512 running in a thread of its own (hashlib
     releases the GIL), so the image ID costs the writing thread only a queue put.
 
@@ -86,13 +86,16 @@ class _HashingWriter:
     def write(self, data: bytes | memoryview) -> int:
         self._block += data
         self.offset += len(data)
-        if len(self._block) >= BLOCK:
-            self._emit()
+        while len(self._block) >= BLOCK:
+            self._emit(BLOCK)
         return len(data)
 
-    def _emit(self) -> None:
-        block = bytes(self._block)
-        del self._block[:]
+    def _emit(self, size: int | None = None) -> None:
+        """Hand on the first ``size`` bytes gathered (all of them when ``None``). Blocks
+        are exactly BLOCK bytes but the last: ISA-L compresses each ``write`` as a block
+        of its own, so the output bytes must not depend on how the tar was written."""
+        block = bytes(self._block[:size])
+        del self._block[:size]
         self._queue.put(block)
         self.inner.write(block)
 

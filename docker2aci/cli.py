@@ -5,7 +5,8 @@
 first when it is not an ACI), ``fetch`` converts, verifies and renders it, ``gc`` cleans
 the tree store; ``keys``, ``sign``,
 ``verify`` and ``trust`` manage signing keys, signatures and the trust store
-(:mod:`docker2aci.signing`, :mod:`docker2aci.trust`). This module only
+(:mod:`docker2aci.signing`, :mod:`docker2aci.trust`); ``completion`` prints a bash, zsh or
+fish completion script of every command of :data:`PARSERS`. This module only
 parses arguments, calls one pipeline function, shows progress and maps errors to exit
 statuses: 0 success, 1 conversion error, 2 usage error; ``run`` returns the app's.
 """
@@ -14,19 +15,27 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import logging
 import os
 import re
 import sys
-from typing import TYPE_CHECKING, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
-    from .pipeline import ConvertedACI, ConvertOptions
+    from .pipeline import ConvertedACI
 
 from . import __version__
+from .cli_common import EXIT_ERROR, EXIT_OK, EXIT_USAGE
+from .cli_common import Parser as _Parser
+from .cli_common import convert_options as _convert_options
+from .cli_common import flag as _flag
+from .cli_common import output_flags as _output_flags
+from .cli_common import setup_logging as _setup_logging
+from .cli_common import source_flags as _source_flags
 from .errors import Docker2ACIError, UsageError
-from .cli_common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, Parser as _Parser, flag as _flag, setup_logging as _setup_logging
 
 log = logging.getLogger("docker2aci")
 
@@ -42,7 +51,8 @@ _USAGE = """docker2aci [-debug] [-nosquash] [-compression=(gzip|none|xz|bzip2)] 
        docker2aci fetch [--json] IMAGE         (convert, verify, render; prints <image_id> <path>)
        docker2aci gc [--grace DURATION]        (remove ended pods and unused trees)
        docker2aci validate|inspect ACI...; docker2aci render ACI DIR
-       docker2aci keys|sign|verify|trust ... (see docker2aci COMMAND --help)"""
+       docker2aci keys|sign|verify|trust ... (see docker2aci COMMAND --help)
+       docker2aci completion bash|zsh|fish     (print the shell completion script)"""
 
 
 def _convert_parser(prog: str) -> argparse.ArgumentParser:
@@ -51,56 +61,10 @@ def _convert_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("image", metavar="IMAGE", help="the image source")
     _flag(p, "nosquash", action="store_true", help="Don't squash layers and output every layer as ACI")
     _flag(p, "debug", action="store_true", help="Enables debug messages")
-    from .aci import GZIP_LEVEL, Compression
-
-    _flag(p, "compression", default="gzip", choices=[c.value for c in Compression],
-          help="Type of compression to use; allowed values: gzip, none, xz, bzip2 (the appc set)")
-    _flag(p, "compression-level", type=int, default=GZIP_LEVEL, metavar="N",
-          help="gzip level: 0-3 ISA-L, fast (default 1); 4-9 zlib, smaller and several times slower")
-    _flag(p, "output-dir", default=".", metavar="DIR", help="Where to write the ACI (default: .)")
+    _output_flags(p)
     _flag(p, "json", action="store_true", help="Print one JSON object per ACI (JSON Lines)")
     _source_flags(p, every_platform=True)
     return p
-
-
-def _source_flags(p: argparse.ArgumentParser, *, every_platform: bool) -> None:
-    """The flags that say how to read and convert an image source (convert, run, fetch)."""
-    _flag(p, "image", dest="select", metavar="IMAGE_NAME[:TAG]",
-          help="When converting a local file, it selects a particular image to convert. "
-               "Format: IMAGE_NAME[:TAG]")
-    _flag(p, "insecure-skip-verify", action="store_true",
-          help="Don't verify certificates when fetching images")
-    _flag(p, "insecure-allow-http", action="store_true",
-          help="Uses unencrypted connections when fetching images")
-    _flag(p, "platform", metavar="OS/ARCH[/VARIANT]",
-          help="Platform to pick from a manifest list or index (default: the host's)"
-               + ("; 'all' converts every platform" if every_platform else ""))
-    _flag(p, "tmp-dir", metavar="DIR", help="Where to unpack layers (default: $TMPDIR)")
-    _flag(p, "creds", metavar="USER:PASS", help="Registry credentials (default: ~/.docker/config.json)")
-    _flag(p, "cert-dir", metavar="DIR", help="CA certificates (*.crt) for the registry, as Docker's certs.d")
-    _flag(p, "cache-dir", metavar="DIR",
-          help="Blob and conversion cache, and the tree store (default: ~/.cache/docker2aci)")
-    _flag(p, "no-cache", action="store_true", help="Convert again even if this manifest was converted before")
-    _flag(p, "sign", metavar="KEYFILE",
-          help="Sign every ACI with this secret key file (or the fingerprint/key ID of a key in the "
-               "keys keyring); the ASCII-armored detached signature is written to <ACI>.asc")
-    _flag(p, "sign-passphrase-file", metavar="FILE",
-          help="The passphrase of the signing key: the first line of FILE")
-    _flag(p, "gpg-key", metavar="ID",
-          help="Sign with this key of your gpg keyring (GNUPGHOME honoured) instead of --sign")
-
-
-def _convert_options(args: argparse.Namespace, **fixed: object) -> ConvertOptions:
-    """ConvertOptions from the flags of :func:`_source_flags`."""
-    from .pipeline import ConvertOptions
-
-    values: dict[str, object] = dict(
-        image=args.select, platform=args.platform, tmp_dir=args.tmp_dir, creds=args.creds,
-        cert_dir=args.cert_dir, insecure_skip_verify=args.insecure_skip_verify,
-        insecure_allow_http=args.insecure_allow_http, cache_dir=args.cache_dir, use_cache=not args.no_cache,
-        sign_key=args.sign, sign_passphrase_file=args.sign_passphrase_file, gpg_key=args.gpg_key)
-    values.update(fixed)
-    return ConvertOptions(**values)  # type: ignore[arg-type]
 
 
 def _image_flags(p: argparse.ArgumentParser) -> None:
@@ -308,7 +272,8 @@ def cmd_run(argv: Sequence[str], prog: str) -> int:
             progress.stop()
         return run_aci(image.aci, extra, exec_override=exec_override, stage=args.stage,
                        insecure_options=insecure, trust_dir=args.trust_dir, isolation=isolation,
-                       volumes=volumes, mounts=mounts, set_env=set_env, store_dir=args.cache_dir, image_id=image.image_id,
+                       volumes=volumes, mounts=mounts, set_env=set_env, store_dir=args.cache_dir,
+                       image_id=image.image_id,
                        overlay=not args.no_overlay, work_dir=args.tmp_dir, display=args.aci)
 
 
@@ -379,17 +344,26 @@ def parse_duration(text: str) -> float:
 def _aci_files_parser(prog: str, name: str, description: str) -> argparse.ArgumentParser:
     p = _Parser(prog=f"{prog} {name}", allow_abbrev=False, description=description)
     _flag(p, "json", action="store_true", help="Print one JSON object per ACI (JSON Lines)")
+    p.add_argument("acis", metavar="ACI", nargs="+")
     return p
+
+
+def _validate_parser(prog: str) -> argparse.ArgumentParser:
+    return _aci_files_parser(prog, "validate", "Check ACIs against the appc spec: what actool validate checks "
+                                               "(the archive, the manifest's schema) and what it lets through (only "
+                                               "manifest and rootfs/ at the top, no entry twice, hard links to "
+                                               "earlier entries, absolute pathWhitelist entries); print each image "
+                                               "ID.")
+
+
+def _inspect_parser(prog: str) -> argparse.ArgumentParser:
+    return _aci_files_parser(prog, "inspect", "Describe ACIs: name, labels, image ID, size, compression, "
+                                              "entries and layers (the image and its dependencies).")
 
 
 def cmd_validate(argv: Sequence[str], prog: str) -> int:
     """``docker2aci validate ACI...``: exit 0 when every ACI is valid, 1 otherwise."""
-    p = _aci_files_parser(prog, "validate", "Check ACIs against the appc spec: what actool validate checks "
-                                            "(the archive, the manifest's schema) and what it lets through (only "
-                                            "manifest and rootfs/ at the top, no entry twice, hard links to earlier "
-                                            "entries, absolute pathWhitelist entries); print each image ID.")
-    p.add_argument("acis", metavar="ACI", nargs="+")
-    args = p.parse_args(list(argv))
+    args = _validate_parser(prog).parse_args(list(argv))
     from runner.acitool import validate_aci
 
     status = EXIT_OK
@@ -411,10 +385,7 @@ def cmd_validate(argv: Sequence[str], prog: str) -> int:
 
 def cmd_inspect(argv: Sequence[str], prog: str) -> int:
     """``docker2aci inspect ACI...``: name, labels, image ID, size, compression, layers."""
-    p = _aci_files_parser(prog, "inspect", "Describe ACIs: name, labels, image ID, size, compression, entries "
-                                          "and layers (the image and its dependencies).")
-    p.add_argument("acis", metavar="ACI", nargs="+")
-    args = p.parse_args(list(argv))
+    args = _inspect_parser(prog).parse_args(list(argv))
     from runner.acitool import inspect_aci
 
     for path in args.acis:
@@ -433,8 +404,7 @@ def cmd_inspect(argv: Sequence[str], prog: str) -> int:
     return EXIT_OK
 
 
-def cmd_render(argv: Sequence[str], prog: str) -> int:
-    """``docker2aci render ACI DIR``: write DIR/manifest and DIR/rootfs, dependencies applied."""
+def _render_parser(prog: str) -> argparse.ArgumentParser:
     p = _Parser(prog=f"{prog} render", allow_abbrev=False,
                 description="Render an ACI into DIR (DIR/manifest and DIR/rootfs), its dependencies first: looked "
                             "up by name, labels and image ID among the ACIs of --dir directories and the ACI's own "
@@ -443,7 +413,12 @@ def cmd_render(argv: Sequence[str], prog: str) -> int:
     p.add_argument("dest", metavar="DIR", help="a new or empty directory")
     _flag(p, "dir", action="append", default=[], metavar="DIR", help="Where else to look for dependencies")
     _flag(p, "debug", action="store_true", help="Enables debug messages")
-    args = p.parse_args(list(argv))
+    return p
+
+
+def cmd_render(argv: Sequence[str], prog: str) -> int:
+    """``docker2aci render ACI DIR``: write DIR/manifest and DIR/rootfs, dependencies applied."""
+    args = _render_parser(prog).parse_args(list(argv))
     _setup_logging(args.debug)
     from runner.dependencies import DirectoryResolver
     from runner.treestore import render_tree
@@ -460,22 +435,79 @@ def cmd_render(argv: Sequence[str], prog: str) -> int:
     return EXIT_OK
 
 
-def _signing_command(name: str) -> Callable[[Sequence[str], str], int]:
-    """A command of :mod:`docker2aci.cli_signing`, imported when it runs (OpenPGP is most of
-    the start-up time of a conversion that does not sign)."""
+def _completion_parser(prog: str) -> argparse.ArgumentParser:
+    from .completion import SHELLS
+
+    p = _Parser(prog=f"{prog} completion", allow_abbrev=False,
+                description=f"Print the {prog} completion script of SHELL (subcommands, their options, the "
+                            "choices of an option, file names). Install: see README.md, 'Shell completion'.")
+    p.add_argument("shell", metavar="SHELL", choices=SHELLS, help=f"one of {', '.join(SHELLS)}")
+    return p
+
+
+def cmd_completion(argv: Sequence[str], prog: str) -> int:
+    """``docker2aci completion bash|zsh|fish``: print the completion script of every command
+    of :data:`PARSERS`."""
+    args = _completion_parser(prog).parse_args(list(argv))
+    from .completion import render
+
+    parsers = {name: factory(prog) for name, factory in PARSERS.items()}
+    sys.stdout.write(render(args.shell, prog, parsers, default="convert",
+                            first_options={"--version": "Print the version and exit"}))
+    return EXIT_OK
+
+
+CommandFunction = Callable[[Sequence[str], str], int]
+ParserFactory = Callable[[str], argparse.ArgumentParser]
+
+
+class Command(NamedTuple):
+    """A subcommand: ``run(argv, prog)`` runs it and returns the exit status; ``parser(prog)``
+    builds its argument parser without running anything (``completion`` walks them)."""
+
+    run: CommandFunction
+    parser: ParserFactory
+
+
+def _lazy_command(module: str, name: str, *, run: str | None = None, parser: str | None = None) -> Command:
+    """The command ``name`` of ``docker2aci.<module>``, imported only when it runs or its
+    parser is built (OpenPGP is most of the start-up time of a conversion that does not
+    sign): ``run`` names its function (default ``cmd_<name>``), ``parser`` its parser
+    factory (default ``<name>_parser``). A missing module or function raises ImportError
+    or AttributeError when the command is used."""
     def command(argv: Sequence[str], prog: str) -> int:
-        from . import cli_signing
+        function = getattr(importlib.import_module(f".{module}", __package__), run or f"cmd_{name}")
+        return function(argv, prog)  # type: ignore[no-any-return]
 
-        return getattr(cli_signing, f"cmd_{name}")(argv, prog)  # type: ignore[no-any-return]
+    def factory(prog: str) -> argparse.ArgumentParser:
+        function = getattr(importlib.import_module(f".{module}", __package__), parser or f"{name}_parser")
+        return function(prog)  # type: ignore[no-any-return]
 
-    return command
+    return Command(command, factory)
 
 
-_COMMANDS: dict[str, Callable[[Sequence[str], str], int]] = {
-    "convert": cmd_convert, "run": cmd_run, "fetch": cmd_fetch, "gc": cmd_gc,
-    "validate": cmd_validate, "inspect": cmd_inspect, "render": cmd_render,
-    **{name: _signing_command(name) for name in ("keys", "sign", "verify", "trust")},
+#: Every subcommand, in the order completion offers them; one line adds a command.
+_COMMANDS: dict[str, Command] = {
+    "convert": Command(cmd_convert, _convert_parser),
+    "run": Command(cmd_run, _run_parser),
+    "fetch": Command(cmd_fetch, _fetch_parser),
+    "gc": Command(cmd_gc, _gc_parser),
+    "validate": Command(cmd_validate, _validate_parser),
+    "inspect": Command(cmd_inspect, _inspect_parser),
+    "render": Command(cmd_render, _render_parser),
+    "keys": _lazy_command("cli_signing", "keys"),
+    "sign": _lazy_command("cli_signing", "sign"),
+    "verify": _lazy_command("cli_signing", "verify"),
+    "trust": _lazy_command("cli_signing", "trust"),
+    "batch": _lazy_command("cli_jobs", "batch"),
+    "mirror": _lazy_command("cli_jobs", "mirror"),
+    "discover": _lazy_command("cli_discovery", "discover"),
+    "completion": Command(cmd_completion, _completion_parser),
 }
+
+#: Each subcommand's parser factory: ``PARSERS[name](prog)`` builds the parser (importing
+#: the command's module then, not before).
+PARSERS: dict[str, ParserFactory] = {name: command.parser for name, command in _COMMANDS.items()}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -487,7 +519,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     command = cmd_convert
     if argv and argv[0] in _COMMANDS:
-        command = _COMMANDS[argv.pop(0)]
+        command = _COMMANDS[argv.pop(0)].run
     try:
         return command(argv, prog)
     except UsageError as err:

@@ -1,13 +1,18 @@
 """What every ``docker2aci`` command shares: exit statuses, the argument parser that
-raises instead of exiting, Go-style flags and logging set-up."""
+raises instead of exiting, Go-style flags, the flags that say how to read, convert and
+write images (convert, run, fetch, batch, mirror), and logging set-up."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 from .errors import UsageError
+
+if TYPE_CHECKING:
+    from .pipeline import ConvertOptions
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -32,3 +37,55 @@ def setup_logging(debug: bool) -> None:
                         format="%(levelname)s: %(message)s", stream=sys.stderr)
     # urllib3's debug lines carry full URLs (presigned blob redirects): never shown
     logging.getLogger("urllib3").setLevel(logging.INFO)
+
+
+def output_flags(p: argparse.ArgumentParser) -> None:
+    """The flags that say how ACIs are written: compression, its level, the output directory."""
+    from .aci import GZIP_LEVEL, Compression
+
+    flag(p, "compression", default="gzip", choices=[c.value for c in Compression],
+         help="Type of compression to use; allowed values: gzip, none, xz, bzip2 (the appc set)")
+    flag(p, "compression-level", type=int, default=GZIP_LEVEL, metavar="N",
+         help="gzip level: 0-3 ISA-L, fast (default 1); 4-9 zlib, smaller and several times slower")
+    flag(p, "output-dir", default=".", metavar="DIR", help="Where to write the ACI (default: .)")
+
+
+def source_flags(p: argparse.ArgumentParser, *, every_platform: bool) -> None:
+    """The flags that say how to read and convert an image source (convert, run, fetch)."""
+    flag(p, "image", dest="select", metavar="IMAGE_NAME[:TAG]",
+         help="When converting a local file, it selects a particular image to convert. "
+              "Format: IMAGE_NAME[:TAG]")
+    flag(p, "insecure-skip-verify", action="store_true",
+         help="Don't verify certificates when fetching images")
+    flag(p, "insecure-allow-http", action="store_true",
+         help="Uses unencrypted connections when fetching images")
+    flag(p, "platform", metavar="OS/ARCH[/VARIANT]",
+         help="Platform to pick from a manifest list or index (default: the host's)"
+              + ("; 'all' converts every platform" if every_platform else ""))
+    flag(p, "tmp-dir", metavar="DIR", help="Where to unpack layers (default: $TMPDIR)")
+    flag(p, "creds", metavar="USER:PASS", help="Registry credentials (default: ~/.docker/config.json)")
+    flag(p, "cert-dir", metavar="DIR", help="CA certificates (*.crt) for the registry, as Docker's certs.d")
+    flag(p, "cache-dir", metavar="DIR",
+         help="Blob and conversion cache, and the tree store (default: ~/.cache/docker2aci)")
+    flag(p, "no-cache", action="store_true", help="Convert again even if this manifest was converted before")
+    flag(p, "sign", metavar="KEYFILE",
+         help="Sign every ACI with this secret key file (or the fingerprint/key ID of a key in the "
+              "keys keyring); the ASCII-armored detached signature is written to <ACI>.asc")
+    flag(p, "sign-passphrase-file", metavar="FILE",
+         help="The passphrase of the signing key: the first line of FILE")
+    flag(p, "gpg-key", metavar="ID",
+         help="Sign with this key of your gpg keyring (GNUPGHOME honoured) instead of --sign")
+
+
+def convert_options(args: argparse.Namespace, **fixed: object) -> ConvertOptions:
+    """ConvertOptions from the flags of :func:`source_flags`."""
+    from .pipeline import ConvertOptions
+
+    values: dict[str, object] = {
+        "image": args.select, "platform": args.platform, "tmp_dir": args.tmp_dir, "creds": args.creds,
+        "cert_dir": args.cert_dir, "insecure_skip_verify": args.insecure_skip_verify,
+        "insecure_allow_http": args.insecure_allow_http, "cache_dir": args.cache_dir,
+        "use_cache": not args.no_cache, "sign_key": args.sign, "sign_passphrase_file": args.sign_passphrase_file,
+        "gpg_key": args.gpg_key}
+    values.update(fixed)
+    return ConvertOptions(**values)  # type: ignore[arg-type]

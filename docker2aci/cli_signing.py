@@ -51,7 +51,7 @@ managed with 'docker2aci trust'. To let others run your images, give them your p
 ('keys export FINGERPRINT') for their 'docker2aci trust add'."""
 
 
-def _keys_parser(prog: str) -> argparse.ArgumentParser:
+def keys_parser(prog: str) -> argparse.ArgumentParser:
     p = _Parser(prog=f"{prog} keys", allow_abbrev=False, description=_KEYS_DESCRIPTION,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -77,7 +77,7 @@ def _keys_parser(prog: str) -> argparse.ArgumentParser:
 
 def cmd_keys(argv: Sequence[str], prog: str) -> int:
     """``docker2aci keys generate|import|export|list``: see ``docker2aci keys --help``."""
-    args = _keys_parser(prog).parse_args(list(argv))
+    args = keys_parser(prog).parse_args(list(argv))
     _setup_logging(False)
     keys_dir = args.keys_dir or default_keys_dir()
     if args.action == "generate":
@@ -108,7 +108,7 @@ def cmd_keys(argv: Sequence[str], prog: str) -> int:
     return EXIT_OK
 
 
-def _sign_parser(prog: str) -> argparse.ArgumentParser:
+def sign_parser(prog: str) -> argparse.ArgumentParser:
     p = _Parser(prog=f"{prog} sign", allow_abbrev=False,
                 description="Sign an ACI as it is on disk: an ASCII-armored detached OpenPGP signature "
                             "written atomically to ACI.asc.")
@@ -123,7 +123,7 @@ def _sign_parser(prog: str) -> argparse.ArgumentParser:
 
 def cmd_sign(argv: Sequence[str], prog: str) -> int:
     """``docker2aci sign ACI... (--key KEY | --gpg-key ID) [--passphrase-file FILE]``."""
-    args = _sign_parser(prog).parse_args(list(argv))
+    args = sign_parser(prog).parse_args(list(argv))
     _setup_logging(False)
     if not (args.key or args.gpg_key):
         raise UsageError("sign needs --key KEYFILE or --gpg-key ID")
@@ -136,7 +136,7 @@ def cmd_sign(argv: Sequence[str], prog: str) -> int:
     return EXIT_OK
 
 
-def _verify_parser(prog: str) -> argparse.ArgumentParser:
+def verify_parser(prog: str) -> argparse.ArgumentParser:
     p = _Parser(prog=f"{prog} verify", allow_abbrev=False,
                 description="Check ACI.asc against the keys trusted for the image's name (its manifest's "
                             "'name'): root keys and keys trusted for the name or a parent prefix. Exit "
@@ -149,7 +149,7 @@ def _verify_parser(prog: str) -> argparse.ArgumentParser:
 
 def cmd_verify(argv: Sequence[str], prog: str) -> int:
     """``docker2aci verify ACI``: 0 when the signature is accepted, 1 when refused."""
-    args = _verify_parser(prog).parse_args(list(argv))
+    args = verify_parser(prog).parse_args(list(argv))
     _setup_logging(False)
     result = verify_aci(args.aci, args.trust_dir or default_trust_dir(), signature=args.signature)
     trusted = ("as a root key" if result.trusted_as.prefix is None
@@ -159,7 +159,7 @@ def cmd_verify(argv: Sequence[str], prog: str) -> int:
     return EXIT_OK
 
 
-def _trust_parser(prog: str) -> argparse.ArgumentParser:
+def trust_parser(prog: str) -> argparse.ArgumentParser:
     p = _Parser(prog=f"{prog} trust", allow_abbrev=False,
                 description="Manage the keys trusted to sign the images you run, in rkt's layout: "
                             "TRUST_DIR/trustedkeys/prefix.d/<prefix>/<fingerprint> and "
@@ -186,7 +186,7 @@ def _trust_parser(prog: str) -> argparse.ArgumentParser:
 
 def cmd_trust(argv: Sequence[str], prog: str) -> int:
     """``docker2aci trust add|list|remove``: see ``docker2aci trust --help``."""
-    args = _trust_parser(prog).parse_args(list(argv))
+    args = trust_parser(prog).parse_args(list(argv))
     _setup_logging(False)
     store = TrustStore(args.trust_dir or default_trust_dir())
     if args.action == "add":

@@ -181,6 +181,24 @@ class OutputError(Docker2ACIError):
     reference = "output-error"
 
 
+class InvalidACI(Docker2ACIError):
+    """An ACI file cannot be read as one (appc ``spec/aci.md``): unreadable, compressed
+    with what ACIs do not use (zstd), damaged, not a tar, or without a valid manifest.
+
+    Attributes:
+        entry: the tar entry at fault as stored in the archive, or ``None`` when it is the
+            whole file.
+        reason: what is wrong (the message without the entry's name).
+    """
+
+    reference = "invalid-aci"
+
+    def __init__(self, reason: str, entry: str | None = None) -> None:
+        super().__init__(reason if entry is None else f"entry {entry!r}: {reason}")
+        self.entry = entry
+        self.reason = reason
+
+
 class RunnerError(Docker2ACIError):
     """An ACI cannot be rendered or its app cannot be started."""
 

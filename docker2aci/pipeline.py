@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from converters.errors import BadConfig, BadLayer
 from converters.manifest import ImageConfig, Naming, manifest_bytes
-from converters.names import appc_os_arch
+from converters.names import appc_os_arch, is_ac_identifier
 from converters.rootfs import RootfsTree
 
 from . import __version__
@@ -78,6 +78,12 @@ class ConvertOptions:
             engine) whose config pins their layers (``diff_ids``), keyed by the config
             digest and the image's name: the pre-run hook sets it, so racing runs of one
             archive convert it once.
+        ac_name: the AC name written into the manifest instead of the one the source
+            gives (an AC identifier: ``example.com/mirror/busybox``); batch items and the
+            mirror set it.
+        output_name: the ACI's file name instead of ``<repository>-<tag>.aci``; ``{os}``
+            and ``{arch}`` in it are replaced by the image's appc os and arch (squashed
+            conversions only).
     """
 
     output_dir: str = "."
@@ -97,6 +103,8 @@ class ConvertOptions:
     sign_passphrase_file: str | None = None
     gpg_key: str | None = None
     cache_local: bool = False
+    ac_name: str | None = None
+    output_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -158,6 +166,7 @@ def convert(source: str, options: ConvertOptions | None = None,
         check_level(options.compression_level)
     except ValueError as err:
         raise UsageError(f"--compression-level: {err}") from err
+    check_naming(options)
     every_platform = options.platform == ALL_PLATFORMS
     try:
         wanted = Platform.parse(options.platform) if options.platform and not every_platform else Platform.host()
@@ -195,6 +204,36 @@ def convert(source: str, options: ConvertOptions | None = None,
         return results
     finally:
         src.close()
+
+
+def check_naming(options: ConvertOptions) -> None:
+    """Refuse an ``ac_name`` that is not an AC identifier and an ``output_name`` that is
+    not one safe file name ending in ``.aci``.
+
+    Raises:
+        UsageError: either is malformed, or ``output_name`` is given with ``squash`` off.
+    """
+    if options.ac_name is not None and not is_ac_identifier(options.ac_name):
+        raise UsageError(f"AC name {options.ac_name!r} is not an AC identifier (appc types.md: lower-case "
+                         f"a-z, 0-9 and -._~/, starting and ending with a letter or digit)")
+    if options.output_name is None:
+        return
+    if not options.squash:
+        raise UsageError("an output file name cannot be given with --nosquash (one ACI per layer)")
+    name = options.output_name
+    sample = name.replace("{os}", "linux").replace("{arch}", "amd64")
+    if (not sample.endswith(".aci") or sample == ".aci" or "/" in sample or sample.startswith(".")
+            or "{" in sample or "}" in sample or any(ord(c) < 0x20 or ord(c) == 0x7F for c in sample)):
+        raise UsageError(f"output file name {name!r}: expected one file name ending in .aci, not starting "
+                         f"with a dot, with no '/' and no placeholder but {{os}} and {{arch}}")
+
+
+def _output_name(options: ConvertOptions, resolved: ResolvedImage, os_arch: tuple[str, str], suffix: str) -> str:
+    """The ACI's file name: ``options.output_name`` with ``{os}``/``{arch}`` filled in, else
+    :func:`aci_file_name`."""
+    if options.output_name is not None:
+        return options.output_name.replace("{os}", os_arch[0]).replace("{arch}", os_arch[1])
+    return aci_file_name(resolved.name.repository, resolved.name.tag, suffix)
 
 
 def _compression_key(options: ConvertOptions) -> str:
@@ -331,8 +370,7 @@ def _write_image(display: str, resolved: ResolvedImage, wanted: Platform, option
     config, image_platform, os_arch, blobs = image.config, image.platform, image.os_arch, image.blobs
     platform_named = image_platform != Platform.host() or options.platform == ALL_PLATFORMS
     suffix = f"-{os_arch[0]}-{os_arch[1]}" if platform_named else ""
-    path = _claim(os.path.join(options.output_dir, aci_file_name(resolved.name.repository, resolved.name.tag, suffix)),
-                  display, written)
+    path = _claim(os.path.join(options.output_dir, _output_name(options, resolved, os_arch, suffix)), display, written)
     # A registry's manifest digest pins the image. A local source is cached when its config
     # (verified against its digest) pins every layer through diff_ids; its name may come
     # from a file name, so the key holds the name too.
@@ -342,7 +380,8 @@ def _write_image(display: str, resolved: ResolvedImage, wanted: Platform, option
         key = conversion_key(version=__version__, manifest=str(content),
                              index=str(resolved.index_digest), original=resolved.name.original_name,
                              platform=str(image_platform), compression=_compression_key(options),
-                             file=os.path.basename(path), name=repr(resolved.name) if local else None)
+                             file=os.path.basename(path), name=repr(resolved.name) if local else None,
+                             ac_name=options.ac_name)
     if cache is None or key is None:
         return _convert_layers(display, resolved, config, blobs, os_arch, path, options, progress, warnings)
     with cache.lock(key):  # racing callers: one converts, the others reuse its result
@@ -374,7 +413,7 @@ def _convert_layers(display: str, resolved: ResolvedImage, config: ImageConfig, 
             tree = RootfsTree.from_layers(layers.tars)
         layers.verified()  # nothing of an in-place layer is written before it has passed
         warnings.extend(tree.add_stdio_links())
-        naming = _naming(resolved)
+        naming = _naming(resolved, options.ac_name)
         manifest = image_manifest(display, tree, config, naming, os_arch, warnings)
         for w in warnings:
             log.warning("%s: %s", display, w)
@@ -393,10 +432,11 @@ def _converted(path: str, image_id: str, manifest: dict[str, Any], manifest_dige
                         manifest=manifest, manifest_digest=manifest_digest, warnings=tuple(warnings))
 
 
-def _naming(resolved: ResolvedImage) -> Naming:
-    """The image's name, labels and provenance annotations, as its manifest says them."""
+def _naming(resolved: ResolvedImage, ac_name: str | None = None) -> Naming:
+    """The image's name (``ac_name`` when given), labels and provenance annotations, as its
+    manifest says them."""
     return Naming(
-        name=resolved.name.ac_name or resolved.name.repository,
+        name=ac_name or resolved.name.ac_name or resolved.name.repository,
         repository=resolved.name.repository,
         tag=resolved.name.tag,
         original_name=resolved.name.original_name,
@@ -421,7 +461,7 @@ def _write_unsquashed(display: str, resolved: ResolvedImage, wanted: Platform, o
         resolved.name.repository, resolved.name.tag, f"-{os_name}-{arch}-{count - 1 - index}")), display, written)
         for index in range(count)]
     layer_ids = [blob.diff_id or blob.digest or Digest.of_bytes(blob.what.encode()) for blob in image.blobs]
-    naming = _naming(resolved)
+    naming = _naming(resolved, options.ac_name)
     with open_layers(image.blobs, options.tmp_dir, progress) as layers:
         acis = write_layer_acis(display, layers, layer_ids, image.config, naming, image.os_arch, paths,
                                 options.compression, options.compression_level, warnings)

@@ -67,12 +67,10 @@ import hashlib
 import json
 import logging
 import os
-import posixpath
 import re
 import shutil
 import struct
 import subprocess
-import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -81,8 +79,9 @@ import pysequoia
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from pysequoia.packet import PacketPile, SignatureType, Tag
 
+from .acifile import READ_ERRORS, is_manifest_name, open_tar, open_uncompressed
 from .atomic import atomic_file
-from .errors import Docker2ACIError, SigningError, UsageError, VerificationError
+from .errors import Docker2ACIError, InvalidACI, SigningError, UsageError, VerificationError
 from .limits import MAX_MANIFEST_BYTES, read_at_most
 from .trust import (TrustedKey, TrustStore, default_trust_dir, is_ac_identifier, prefix_matches, read_certs,
                     read_key_file)
@@ -644,6 +643,14 @@ class Signer(Protocol):
             SigningError: the signature cannot be made.
         """
 
+    def public_key(self) -> str:
+        """The signing key's certificate (public keys only), ASCII-armored: what a
+        discovery tree publishes as ``pubkeys.gpg``.
+
+        Raises:
+            SigningError: it cannot be exported.
+        """
+
 
 class SequoiaSigner:
     """Signs with a secret key file through pysequoia (``sign_file`` streams the input).
@@ -675,7 +682,8 @@ class SequoiaSigner:
             tsk = pysequoia.Tsk.from_bytes(data)
         except Exception as err:
             raise SigningError(f"reading the key file {key_file}: {_first_line(err)}") from err
-        self.fingerprint = tsk.extract_certificate().fingerprint
+        self._certificate = tsk.extract_certificate()
+        self.fingerprint = self._certificate.fingerprint
         try:
             self._signer = tsk.signer(passphrase if protected else None)
         except Exception as err:
@@ -690,6 +698,9 @@ class SequoiaSigner:
             pysequoia.sign_file(self._signer, path, output, mode=pysequoia.SignatureMode.DETACHED, armor=True)
         except Exception as err:
             raise SigningError(f"signing {path} with the {self.description}: {_first_line(err)}") from err
+
+    def public_key(self) -> str:
+        return str(self._certificate)
 
 
 class GpgSigner:
@@ -741,6 +752,12 @@ class GpgSigner:
         result = self._run(args + ["--", path])
         if result.returncode != 0:
             raise SigningError(f"signing {path} with the {self.description}: {_gpg_error(result.stderr)}")
+
+    def public_key(self) -> str:
+        result = self._run(["--armor", "--export", "--", self.key_id])
+        if result.returncode != 0 or "BEGIN PGP PUBLIC KEY BLOCK" not in result.stdout:
+            raise SigningError(f"exporting the public key of the {self.description}: {_gpg_error(result.stderr)}")
+        return result.stdout
 
 
 def _gpg_error(stderr: str) -> str:
@@ -964,22 +981,23 @@ to find the name its messages show; the name is never used for trust until then.
 
 def read_aci_name(path: str, budget: int | None = None) -> str | None:
     """The ``name`` of an ACI's manifest (a gzip, bzip2, xz or plain tar whose ``manifest``
-    entry is JSON; appc ``spec/aci.md``). The archive is streamed up to that entry.
+    entry is JSON; appc ``spec/aci.md``). The archive is streamed up to that entry
+    (:func:`docker2aci.acifile.open_uncompressed`).
 
     Args:
         budget: stop (and return ``None``) rather than decompress past this many bytes of
             tar; for files whose signature has not been checked yet.
 
     Raises:
-        SigningError: the file is not an ACI, or its manifest has no valid name.
+        SigningError: the file is not an ACI (or is zstd), or its manifest has no valid name.
     """
     found: str | None = None
     try:
-        with open(path, "rb") as raw, tarfile.open(fileobj=raw, mode="r|*") as archive:
+        with open_uncompressed(path) as uncompressed, open_tar(uncompressed) as archive:
             for member in archive:
                 if budget is not None and member.offset_data + member.size > budget:
                     return None
-                if posixpath.normpath(member.name) != "manifest":
+                if not is_manifest_name(member.name):
                     continue
                 if found is not None or not member.isreg():  # the runner must not read another one
                     raise SigningError(f"reading {path}: more than one manifest entry, or not a file")
@@ -995,7 +1013,7 @@ def read_aci_name(path: str, budget: int | None = None) -> str | None:
                     return found  # an unverified file: only for messages
         if found is not None:
             return found
-    except (OSError, tarfile.TarError, EOFError, ValueError, RecursionError) as err:
+    except READ_ERRORS + (ValueError, RecursionError, InvalidACI) as err:
         raise SigningError(f"reading the manifest of {path}: {err}") from err
     except Docker2ACIError as err:
         raise SigningError(str(err)) from err

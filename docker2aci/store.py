@@ -236,7 +236,7 @@ class ConversionCache:
 
 
 def conversion_key(*, version: str, manifest: str, index: str | None, original: str | None, platform: str,
-                   compression: str, file: str, name: str | None = None) -> str:
+                   compression: str, file: str, name: str | None = None, ac_name: str | None = None) -> str:
     """The conversion cache key (hex SHA-256): everything a converted ACI depends on.
 
     Args:
@@ -247,11 +247,14 @@ def conversion_key(*, version: str, manifest: str, index: str | None, original: 
         file: the ACI's file name.
         name: for local sources, how the source names the image (repository, tag ...),
             which it may take from a file name rather than from its content.
+        ac_name: the AC name given instead of the source's (batch items, the mirror).
     """
     parts = {"version": version, "manifest": manifest, "index": index, "original": original,
              "platform": platform, "compression": compression, "file": file}
     if name is not None:
         parts["name"] = name
+    if ac_name is not None:
+        parts["ac_name"] = ac_name
     return hashlib.sha256(json.dumps(parts, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 
 import pysequoia
 
+from converters.names import is_ac_identifier
+
 from .atomic import atomic_file
 from .errors import SigningError, TrustStoreError, UsageError
 
@@ -45,7 +47,6 @@ ROOT_DIR = "root.d"
 PREFIX_DIR = "prefix.d"
 MAX_KEY_FILE_BYTES = 4 * 1024 * 1024
 """A trusted key file is read whole; larger ones are refused."""
-_AC_IDENTIFIER = re.compile(r"[a-z0-9]+(?:[-._~/][a-z0-9]+)*")
 _FINGERPRINT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
@@ -56,11 +57,6 @@ def default_trust_dir() -> str:
         return "/etc/docker2aci/trust"
     base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
     return os.path.join(base, "docker2aci", "trust")
-
-
-def is_ac_identifier(value: str) -> bool:
-    """Whether ``value`` is an AC identifier (appc ``spec/types.md``, "AC Identifier Type")."""
-    return _AC_IDENTIFIER.fullmatch(value) is not None
 
 
 def check_prefix(prefix: str) -> str:

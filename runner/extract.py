@@ -27,27 +27,21 @@ and times are applied after their contents. Names are byte-exact (UTF-8 with
 
 from __future__ import annotations
 
-import bz2
 import contextlib
 import errno
-import hashlib
-import io
-import json
 import logging
-import lzma
 import os
 import shutil
 import stat
 import tarfile
-import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any, Literal, cast
 
-from isal import igzip, isal_zlib
-
+from docker2aci import acifile
+from docker2aci.acifile import READ_ERRORS, UncompressedStream
 from docker2aci.digest import Digest
-from docker2aci.errors import RunnerError
+from docker2aci.errors import InvalidACI, RunnerError
 from runner.paths import Escape, PathEscapeError, make_dirs_in_root, resolve_in_root
 
 logger = logging.getLogger(__name__)
@@ -64,13 +58,7 @@ _UNSUPPORTED_ERRNOS = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP})
 
 StreamMode = Literal["r|gz", "r|bz2", "r|xz", "r|"]
 
-# (magic bytes, tarfile stream mode, name)
-_COMPRESSIONS: tuple[tuple[bytes, StreamMode, str], ...] = (
-    (b"\x1f\x8b", "r|gz", "gzip"),
-    (b"BZh", "r|bz2", "bzip2"),
-    (b"\xfd7zXZ\x00", "r|xz", "xz"),
-)
-_UNSUPPORTED_MAGIC: tuple[tuple[bytes, str], ...] = ((b"\x28\xb5\x2f\xfd", "zstd"),)
+_STREAM_MODES: dict[str, StreamMode] = {"gzip": "r|gz", "bzip2": "r|bz2", "xz": "r|xz", "none": "r|"}
 
 
 class EntryError(RunnerError):
@@ -105,8 +93,22 @@ class _DirMeta:
     mtime: float
 
 
+@contextlib.contextmanager
+def _runner_errors() -> Iterator[None]:
+    """Runner's boundary with :mod:`docker2aci.acifile`: its :class:`InvalidACI` becomes a
+    :class:`RunnerError` with the same message (an :class:`EntryError` when an entry is at
+    fault)."""
+    try:
+        yield
+    except InvalidACI as err:
+        if err.entry is not None:
+            raise EntryError(err.entry, err.reason) from err
+        raise RunnerError(str(err)) from err
+
+
 def sniff_stream_mode(head: bytes) -> StreamMode:
-    """Choose the :func:`tarfile.open` stream mode from an archive's first bytes.
+    """Choose the :func:`tarfile.open` stream mode from an archive's first bytes
+    (:func:`docker2aci.acifile.sniff_compression`; appc ``spec/aci.md``, "Image Archives").
 
     Args:
         head: at least the first 6 bytes of the file (fewer for tiny files).
@@ -117,19 +119,14 @@ def sniff_stream_mode(head: bytes) -> StreamMode:
     Raises:
         RunnerError: the bytes name a compression that ACIs do not use (zstd).
     """
-    for magic, mode, _name in _COMPRESSIONS:
-        if head.startswith(magic):
-            return mode
-    for magic, name in _UNSUPPORTED_MAGIC:
-        if head.startswith(magic):
-            raise RunnerError(f"{name}-compressed ACIs are not supported (appc: gzip, bzip2, xz)")
-    return "r|"
+    with _runner_errors():
+        return _STREAM_MODES[acifile.sniff_compression(head)]
 
 
 def compression_name(head: bytes) -> str:
     """Name an ACI's compression from its first bytes: ``gzip``, ``bzip2``, ``xz``, or
-    ``none`` (a plain tar, or anything else)."""
-    return next((name for magic, _mode, name in _COMPRESSIONS if head.startswith(magic)), "none")
+    ``none`` (a plain tar, or anything else); see :func:`docker2aci.acifile.compression_name`."""
+    return acifile.compression_name(head)
 
 
 def render_aci(
@@ -169,9 +166,7 @@ def render_aci(
     root = os.fspath(rootfs)
     where = os.fspath(aci_path)
     with errors_named("rendering", where), open_uncompressed(aci_path) as stream:
-        with tarfile.open(
-            fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape"
-        ) as archive:
+        with acifile.open_tar(stream) as archive:
             renderer = _Renderer(archive, root)
             manifest = renderer.run()
             if directory_times is not None:
@@ -200,10 +195,8 @@ def compute_digests(aci_path: str | os.PathLike[str]) -> tuple[str, str]:
     Raises:
         RunnerError: the file cannot be read or decompressed.
     """
-    with errors_named("reading", os.fspath(aci_path)), open_uncompressed(aci_path) as stream:
-        while stream.read(COPY_CHUNK):
-            pass
-        return stream.file_digest(), stream.image_id()
+    with errors_named("reading", os.fspath(aci_path)):
+        return acifile.digests(aci_path)
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:
@@ -220,23 +213,21 @@ def file_digest(path: str | os.PathLike[str]) -> str:
 
 def read_manifest(aci_path: str | os.PathLike[str]) -> dict[str, Any]:
     """The image manifest of an ACI, read without writing anything (the archive is read
-    up to its ``manifest`` entry, the first one in ACIs written by docker2aci and actool).
+    up to its ``manifest`` entry, the first one in ACIs written by docker2aci and actool;
+    :func:`docker2aci.acifile.read_manifest`). Entry names on the way must be safe
+    (:func:`archive_components`).
 
     Raises:
+        EntryError: an unsafe entry name, or a manifest entry that is not a regular file of
+            at most :data:`MAX_MANIFEST_BYTES`.
         RunnerError: the file cannot be read, is not a tar, or has no valid manifest.
     """
-    where = os.fspath(aci_path)
-    with errors_named("reading", where), open_uncompressed(aci_path) as stream, tarfile.open(
-        fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape"
-    ) as archive:
-        while (member := archive.next()) is not None:
-            if archive_components(member.name) == ["manifest"]:
-                if not member.isreg() or member.size > MAX_MANIFEST_BYTES:
-                    raise EntryError(member.name, "not a regular file of at most 1 MiB")
-                data = archive.extractfile(member)
-                assert data is not None
-                return parse_manifest(data.read())
-    raise RunnerError(f"reading {where}: no 'manifest' entry: not an ACI")
+    with errors_named("reading", os.fspath(aci_path)):
+        return acifile.read_manifest(aci_path, limit=MAX_MANIFEST_BYTES, is_manifest=_is_manifest)
+
+
+def _is_manifest(name: str) -> bool:
+    return archive_components(name) == ["manifest"]
 
 
 @contextlib.contextmanager
@@ -244,107 +235,48 @@ def errors_named(verb: str, where: str) -> Iterator[None]:
     """Turn every failure of reading an ACI into an error that names it.
 
     Raises:
-        EntryError: an entry's error, with the archive named.
-        RunnerError: ``"<verb> <where>: <reason>"`` for anything else that went wrong.
+        EntryError: an entry's error (also an :class:`InvalidACI` naming an entry), with
+            the archive named.
+        RunnerError: ``"<verb> <where>: <reason>"`` for anything else that went wrong
+            (:class:`InvalidACI`, :data:`docker2aci.acifile.READ_ERRORS`).
     """
     try:
         yield
     except EntryError as err:
         raise EntryError(err.entry, err.reason, archive=where) from err
+    except InvalidACI as err:
+        if err.entry is not None:
+            raise EntryError(err.entry, err.reason, archive=where) from err
+        raise RunnerError(f"{verb} {where}: {err}") from err
     except RunnerError as err:
         raise RunnerError(f"{verb} {where}: {err}") from err
-    except (tarfile.TarError, EOFError, OSError, zlib.error, isal_zlib.error, lzma.LZMAError) as err:
+    except READ_ERRORS as err:
         raise RunnerError(f"{verb} {where}: {err}") from err
 
 
 def parse_manifest(data: bytes) -> dict[str, Any]:
-    """Parse an ``ImageManifest`` (appc ``spec/types.md``).
+    """Parse an ``ImageManifest`` (appc ``spec/types.md``;
+    :func:`docker2aci.acifile.parse_manifest`).
 
     Raises:
         RunnerError: not JSON, or not an object with ``acKind`` ``ImageManifest``.
     """
-    try:
-        manifest = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        raise RunnerError(f"manifest is not valid JSON: {err}") from err
-    if not isinstance(manifest, dict) or manifest.get("acKind") != "ImageManifest":
-        raise RunnerError("manifest is not an appc ImageManifest (acKind)")
-    return manifest
+    with _runner_errors():
+        return acifile.parse_manifest(data)
 
 
-class _UncompressedStream(io.RawIOBase):
-    """The uncompressed bytes of an ACI, hashed with SHA-512 as they are read."""
-
-    def __init__(self, inner: IO[bytes], raw: io.BufferedReader) -> None:
-        self._inner = inner
-        self._raw = raw
-        self._hash = hashlib.sha512()
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self._inner.read(len(buffer))
-        size = len(data)
-        buffer[:size] = data
-        self._hash.update(data)
-        return size
-
-    def image_id(self) -> str:
-        """Finish reading (tar padding after the end-of-archive blocks counts too) and
-        return ``sha512-<hex>``."""
-        while chunk := self._inner.read(COPY_CHUNK):
-            self._hash.update(chunk)
-        return "sha512-" + self._hash.hexdigest()
-
-    def file_digest(self) -> str:
-        """Finish reading the file and return ``sha256:<hex>`` of its bytes as stored."""
-        self.image_id()
-        while self._raw.read(COPY_CHUNK):
-            pass
-        return "sha256:" + cast(_HashingFile, self._raw.raw).hash.hexdigest()
-
-
-class _HashingFile(io.RawIOBase):
-    """A file read through, its bytes hashed with SHA-256."""
-
-    def __init__(self, inner: IO[bytes]) -> None:
-        self._inner = inner
-        self.hash = hashlib.sha256()
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self._inner.read(len(buffer))
-        buffer[: len(data)] = data
-        self.hash.update(data)
-        return len(data)
-
-
-@contextlib.contextmanager
-def open_uncompressed(aci_path: str | os.PathLike[str]) -> Iterator[_UncompressedStream]:
-    """Open an ACI for reading its uncompressed tar; the compression (gzip, bzip2, xz or
-    none) is chosen from the first bytes (:func:`sniff_stream_mode`).
+def open_uncompressed(aci_path: str | os.PathLike[str]) -> UncompressedStream:
+    """Open an ACI for reading its uncompressed tar (a context manager); the compression
+    (gzip, bzip2, xz or none) is chosen from the first bytes
+    (:func:`docker2aci.acifile.open_uncompressed`). The stream's ``image_id()`` and
+    ``file_digest()`` finish the read and give ``sha512-<hex>`` and ``sha256:<hex>``.
 
     Raises:
         OSError: the file cannot be opened.
         RunnerError: a compression ACIs do not use (zstd).
     """
-    with open(aci_path, "rb") as file:
-        raw = io.BufferedReader(_HashingFile(file), COPY_CHUNK)
-        mode = sniff_stream_mode(raw.peek(8)[:8])
-        inner: IO[bytes]
-        if mode == "r|gz":
-            inner = igzip.GzipFile(fileobj=raw, mode="rb")
-        elif mode == "r|bz2":
-            inner = bz2.BZ2File(raw, "rb")
-        elif mode == "r|xz":
-            inner = lzma.LZMAFile(raw, "rb")
-        else:
-            inner = raw
-        with inner, _UncompressedStream(inner, raw) as stream:
-            yield stream
+    with _runner_errors():
+        return acifile.open_uncompressed(aci_path)
 
 
 def archive_components(name: str) -> list[str]:
@@ -417,13 +349,8 @@ class _Renderer:
             raise EntryError(member.name, err.strerror or str(err)) from err
 
     def _read_manifest(self, member: tarfile.TarInfo) -> None:
-        if not member.isreg():
-            raise EntryError(member.name, "manifest is not a regular file")
-        if member.size > MAX_MANIFEST_BYTES:
-            raise EntryError(member.name, f"manifest larger than {MAX_MANIFEST_BYTES} bytes")
-        data = self._archive.extractfile(member)
-        assert data is not None  # a regular file always has data
-        self._manifest = data.read()
+        with _runner_errors():
+            self._manifest = acifile.read_entry(self._archive, member, MAX_MANIFEST_BYTES)
 
     def _rootfs_entry(self, member: tarfile.TarInfo, rel: list[str]) -> None:
         if not rel:

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(umoci skopeo busybox-static appc-spec tar gzip zstd xz-utils bzip2 attr ca-certificates
-              docker-registry apache2-utils openssl docker.io runc debootstrap pigz)
+              docker-registry apache2-utils openssl docker.io runc debootstrap pigz fish zsh gnupg)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

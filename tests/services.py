@@ -189,14 +189,15 @@ class RunningRegistry:
 
 
 def _registry_config(root: Path, port: int, *, tls: TLSFiles | None, htpasswd: Path | None,
-                     token: TokenAuth | None, schema1: bool, allow_urls: tuple[str, ...] = ()) -> dict[str, object]:
+                     token: TokenAuth | None, schema1: bool, allow_urls: tuple[str, ...] = (),
+                     access_log: bool = False) -> dict[str, object]:
     http: dict[str, object] = {"addr": f"127.0.0.1:{port}", "secret": "docker2aci-tests",
                                "headers": {"X-Content-Type-Options": ["nosniff"]}}
     if tls is not None:
         http["tls"] = {"certificate": str(tls.server_cert), "key": str(tls.server_key)}
     config: dict[str, object] = {
         "version": "0.1",
-        "log": {"level": "warn", "accesslog": {"disabled": True}},
+        "log": {"level": "warn", "accesslog": {"disabled": not access_log}},
         "storage": {"filesystem": {"rootdirectory": str(root / "data")}, "delete": {"enabled": True},
                     "cache": {"blobdescriptor": "inmemory"}},
         "http": http,
@@ -251,7 +252,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 @contextmanager
 def run_registry(root: Path, *, tls: TLSFiles | None = None, htpasswd: Path | None = None,
                  token: TokenAuth | None = None, creds: tuple[str, str] | None = None,
-                 schema1: bool = True, allow_urls: tuple[str, ...] = ()) -> Iterator[RunningRegistry]:
+                 schema1: bool = True, allow_urls: tuple[str, ...] = (),
+                 access_log: bool = False) -> Iterator[RunningRegistry]:
     """Run ``docker-registry serve`` in ``root`` until the block ends.
 
     Args:
@@ -262,6 +264,8 @@ def run_registry(root: Path, *, tls: TLSFiles | None = None, htpasswd: Path | No
         creds: the credentials tests should use (recorded on the result).
         schema1: accept schema 1 manifest pushes (``compatibility.schema1.enabled``).
         allow_urls: regular expressions of foreign-layer URLs the registry accepts.
+        access_log: write an access log line per request (combined log format) to
+            :attr:`RunningRegistry.log_path`.
 
     Yields:
         The running registry.
@@ -273,7 +277,8 @@ def run_registry(root: Path, *, tls: TLSFiles | None = None, htpasswd: Path | No
         port = free_port()
         config_path = root / "config.yml"  # JSON is YAML
         config_path.write_text(json.dumps(_registry_config(root, port, tls=tls, htpasswd=htpasswd,
-                                                           token=token, schema1=schema1, allow_urls=allow_urls),
+                                                           token=token, schema1=schema1, allow_urls=allow_urls,
+                                                           access_log=access_log),
                                                indent=1))
         log_path = root / "registry.log"
         with log_path.open("wb") as log_file:

@@ -88,3 +88,33 @@ def test_a_bad_level_is_a_usage_error(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "--compression-level: gzip level 10: choose 0-3 (ISA-L, fast) or 4-9 (zlib" in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+class _Recorder:
+    """A stream that keeps each write."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.writes.append(bytes(data))
+        return len(data)
+
+
+@pytest.mark.parametrize("chunk", [4099, 65536, 1_000_003, 5 * 1024 * 1024])
+def test_compressor_blocks_do_not_depend_on_how_the_tar_is_written(chunk: int) -> None:
+    """ISA-L compresses each write as a block of its own, so the writer hands it exactly
+    BLOCK-byte blocks whatever the write sizes (a layer read while it is being spooled
+    arrives in reads of any size): found when two workers' ACIs of one image differed."""
+    import random
+
+    from docker2aci.aci import BLOCK, _HashingWriter
+
+    data = random.Random(7).randbytes(3 * BLOCK + 12345)
+    recorder = _Recorder()
+    writer = _HashingWriter(recorder)  # type: ignore[arg-type]
+    for start in range(0, len(data), chunk):
+        writer.write(data[start:start + chunk])
+    assert writer.hexdigest() == hashlib.sha512(data).hexdigest()
+    assert [len(w) for w in recorder.writes] == [BLOCK, BLOCK, BLOCK, 12345]
+    assert b"".join(recorder.writes) == data

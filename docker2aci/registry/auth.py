@@ -320,7 +320,7 @@ class Authenticator:
         self._clock = clock
         self._cache = cache if cache is not None else TokenCache(clock)
         self._challenge: Challenge | None = None
-        self._scopes: dict[str, tuple[str, ...]] = {}
+        self._scopes: dict[str | None, tuple[str, ...]] = {}
         self._lock = threading.RLock()
 
     def __repr__(self) -> str:
@@ -335,7 +335,7 @@ class Authenticator:
                 self._challenge = chosen
 
     def _scopes_for(self, repository: str | None) -> tuple[str, ...]:
-        if repository is not None and repository in self._scopes:
+        if repository in self._scopes:  # None: registry-wide requests (the catalog)
             return self._scopes[repository]
         if repository is None and self._challenge is not None:
             return self._challenge.scopes
@@ -392,7 +392,7 @@ class Authenticator:
             else:
                 old = self._scopes_for(repository)
                 self._cache.discard(self._host, old)
-                if repository is not None and chosen.scopes:
+                if chosen.scopes:
                     self._scopes[repository] = chosen.scopes
                 self._cache.discard(self._host, self._scopes_for(repository))
             self._challenge = chosen

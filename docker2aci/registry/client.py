@@ -27,6 +27,7 @@ with it, the system CAs and certifi plus the directory's ``*.crt``.
 from __future__ import annotations
 
 import http.client
+import json
 import logging
 import re
 import ssl
@@ -36,7 +37,7 @@ from contextlib import closing
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Self
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3
@@ -78,6 +79,9 @@ OCI manifest, Docker list, Docker v2, schema 1 prettyjws, schema 1 json)."""
 BLOB_CHUNK_BYTES = 1024 * 1024
 """How much of a blob is read and written at a time (bytes)."""
 API_VERSION_HEADER = "Docker-Distribution-API-Version"
+MAX_LIST_PAGES = 10_000
+"""The most pages a tag or repository listing may have (a guard against a registry that
+links pages in a loop)."""
 DEFAULT_RETRY = RetryPolicy()
 """The default retry policy: 5 attempts, 0.5 s doubling up to 30 s."""
 _CONTENT_RANGE_RE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
@@ -384,6 +388,96 @@ class RegistryClient:
         self._check_manifest_digest(untrusted_body, digest, header_digest, source)
         log.debug("%s: %s: %d bytes, %s", source, what, len(untrusted_body), media_type or "no Content-Type")
         return untrusted_body, media_type
+
+    def list_tags(self, repository: str, *, page_size: int | None = None) -> list[str]:
+        """Every tag of a repository (distribution spec "Listing Tags": ``GET
+        /v2/<name>/tags/list``), following ``Link: <...>; rel="next"`` pages.
+
+        Args:
+            repository: the repository path.
+            page_size: ask for pages of at most this many tags (``?n=``); default the
+                registry's.
+
+        Returns:
+            The tags in the registry's order (lexical for distribution), each checked
+            against the tag grammar; a tag repeated across pages is listed once.
+
+        Raises:
+            ImageNotFound: the repository does not exist (404).
+            AuthError, RegistryError, LimitExceeded, InvalidManifest: as :meth:`get_manifest`;
+                InvalidManifest also for a page that is not ``{"name": ..., "tags": [...]}``
+                or a tag that breaks the grammar.
+        """
+        _check_repository(repository)
+        tags = self._pages(f"/v2/{repository}/tags/list", "tags", page_size, repository=repository,
+                           source=f"{self._host}/{repository}", what="listing the tags")
+        for tag in tags:
+            if not is_valid_tag(tag):
+                raise InvalidManifest(f"{self._host}/{repository}", f"tags/list names an invalid tag {tag!r}")
+        return list(dict.fromkeys(tags))
+
+    def catalog(self, *, page_size: int | None = None) -> list[str]:
+        """Every repository of the registry (distribution ``GET /v2/_catalog``), following
+        ``Link`` pages. A token registry is asked for scope ``registry:catalog:*``.
+
+        Args:
+            page_size: ask for pages of at most this many names (``?n=``).
+
+        Raises:
+            AuthError: the registry refuses the catalog to these credentials.
+            RegistryError, LimitExceeded, InvalidManifest: as :meth:`list_tags`; a
+                repository name that breaks the grammar is InvalidManifest.
+        """
+        repositories = self._pages("/v2/_catalog", "repositories", page_size, repository=None, source=self._host,
+                                   what="listing the repositories")
+        for name in repositories:
+            if not name or not all(COMPONENT_RE.fullmatch(part) for part in name.split("/")):
+                raise InvalidManifest(self._host, f"_catalog names an invalid repository {name!r}")
+        return list(dict.fromkeys(repositories))
+
+    def _pages(self, path: str, key: str, page_size: int | None, *, repository: str | None, source: str,
+               what: str) -> list[str]:
+        """The concatenated ``key`` lists of a paginated listing (at most ``MAX_LIST_PAGES``
+        pages of ``MAX_MANIFEST_BYTES`` each; a ``Link`` to another host is refused)."""
+        items: list[str] = []
+        seen: set[str] = set()
+        url_path: str | None = path + (f"?n={int(page_size)}" if page_size else "")
+        while url_path is not None:
+            if url_path in seen or len(seen) >= MAX_LIST_PAGES:
+                raise RegistryError(source, f"{what}: more than {MAX_LIST_PAGES} pages, or a page links back")
+            seen.add(url_path)
+            resp = self._request("GET", url_path, repository=repository, headers={"Accept": "application/json"},
+                                 source=source, what=what)
+            with closing(resp):
+                if resp.status_code != 200:
+                    raise self._status_error(resp, source, what)
+                try:
+                    body = read_at_most(_Body(resp), MAX_MANIFEST_BYTES, f"{what} of {source}")  # type: ignore[arg-type]
+                except _BODY_ERRORS as err:
+                    raise RegistryError(source, f"{what}: the connection broke ({_connection_cause(err)})",
+                                        temporary=True) from err
+                url_path = self._next_page(resp, source, what)
+            try:
+                doc = json.loads(body)
+            except (ValueError, UnicodeDecodeError) as err:
+                raise InvalidManifest(source, f"{what}: the answer is not JSON ({err})") from err
+            page = doc.get(key) if isinstance(doc, dict) else None
+            if page is None and isinstance(doc, dict) and key in doc:
+                page = []  # distribution answers "tags": null for a repository without tags
+            if not isinstance(page, list) or not all(isinstance(item, str) for item in page):
+                raise InvalidManifest(source, f"{what}: the answer has no list of strings {key!r}")
+            items.extend(page)
+        return items
+
+    def _next_page(self, resp: requests.Response, source: str, what: str) -> str | None:
+        """The path and query of the ``rel="next"`` ``Link``, or ``None`` on the last page."""
+        for link in requests.utils.parse_header_links(resp.headers.get("Link", "")):
+            if link.get("rel") == "next" and link.get("url"):
+                target = urlsplit(urljoin(resp.url, link["url"].strip()))
+                if target.netloc.lower() != urlsplit(resp.url).netloc.lower():
+                    raise RegistryError(source, f"{what}: the next page is on another host ({target.netloc})")
+                return target.path + (f"?{target.query}" if target.query else "")
+        return None
 
     def fetch_blob(self, repository: str, digest: Digest, size: int | None, dest: BinaryIO,
                    progress: Callable[[int], None] | None = None) -> None:

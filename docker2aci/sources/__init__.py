@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ..errors import SourceError, UsageError
 from ..reference import COMPONENT_RE as _COMPONENT
@@ -30,7 +30,10 @@ from .base import DownloadHook, ImageName, ImageSource, ResolvedImage
 from .files import DirectoryTree, TarTree
 from .oci_layout import OciLayout
 
-__all__ = ["ImageName", "ImageSource", "RemoteOptions", "ResolvedImage", "open_source", "TRANSPORTS"]
+if TYPE_CHECKING:
+    from ..registry import RegistryClient
+
+__all__ = ["ImageName", "ImageSource", "RemoteOptions", "ResolvedImage", "open_source", "registry_client", "TRANSPORTS"]
 
 
 def _base_repository(path: str) -> str:
@@ -133,14 +136,27 @@ class RemoteOptions:
 def _registry(rest: str, name: str, remote: RemoteOptions) -> ImageSource:
     if not rest.startswith("//"):
         raise UsageError(f"{name}: expected docker://[HOST[:PORT]/]NAME[:TAG|@DIGEST]")
-    from ..registry import Credentials, RegistryClient, lookup_credentials
     from .registry import RegistrySource
 
     ref = ImageRef.parse(rest[2:])
-    credentials = Credentials.parse(remote.creds) if remote.creds is not None else lookup_credentials(ref.api_host)
-    client = RegistryClient(ref.api_host, credentials=credentials, insecure_skip_verify=remote.insecure_skip_verify,
-                            allow_http=remote.allow_http, cert_dir=remote.cert_dir)
+    client = registry_client(ref.api_host, remote)
     return RegistrySource(ref, client, BlobCache(remote.cache_dir or default_cache_dir()), remote.progress)
+
+
+def registry_client(host: str, remote: RemoteOptions) -> RegistryClient:
+    """A client for the registry API host ``host`` set up as ``remote`` says: ``--creds``,
+    else what ``docker login`` stored for that host; TLS and http options.
+
+    Raises:
+        UsageError: malformed ``--creds`` or an unusable ``--cert-dir``.
+        InvalidReference: ``host`` is not ``HOST[:PORT]``.
+        AuthError: the Docker config file cannot be read.
+    """
+    from ..registry import Credentials, RegistryClient, lookup_credentials
+
+    credentials = Credentials.parse(remote.creds) if remote.creds is not None else lookup_credentials(host)
+    return RegistryClient(host, credentials=credentials, insecure_skip_verify=remote.insecure_skip_verify,
+                          allow_http=remote.allow_http, cert_dir=remote.cert_dir)
 
 
 def open_source(name: str, remote: RemoteOptions | None = None) -> tuple[ImageSource, str | None]:

@@ -1,0 +1,237 @@
+"""``docker2aci batch`` and ``docker2aci mirror``: many conversions, a report of each.
+
+This module parses arguments, builds the jobs, shows progress and the summary, writes
+the report and maps the outcome to an exit status: 0 every item ok or skipped, 1 an
+item failed, 2 usage error, 130 interrupted (the report is written in every case).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from .cli_common import EXIT_ERROR, EXIT_OK, Parser, convert_options, flag, output_flags, setup_logging, source_flags
+from .errors import Docker2ACIError, UsageError
+
+if TYPE_CHECKING:
+    from .jobs import JobResult
+    from .pipeline import ConvertOptions
+
+EXIT_INTERRUPTED = 130
+
+
+def _job_flags(p: argparse.ArgumentParser) -> None:
+    """Flags of every many-image command: output, workers, executor, report."""
+    output_flags(p)
+    flag(p, "jobs", type=int, default=1, metavar="N", help="Convert N images at once (local worker processes)")
+    flag(p, "executor", default="local", choices=["local", "dask"],
+         help="Where the conversions run: local processes (default) or a Dask distributed cluster")
+    flag(p, "scheduler", metavar="tcp://HOST:PORT",
+         help="The Dask scheduler (with --executor dask); its workers must see --output-dir and --cache-dir "
+              "at the same paths")
+    flag(p, "report", metavar="FILE.json", help="Write the per-item report (JSON) to FILE")
+    flag(p, "json", action="store_true", help="Print the report (JSON) instead of the summary")
+    flag(p, "debug", action="store_true", help="Enables debug messages")
+    source_flags(p, every_platform=True)
+
+
+def batch_parser(prog: str) -> argparse.ArgumentParser:
+    """The parser of ``docker2aci batch``."""
+    p = Parser(prog=f"{prog} batch", allow_abbrev=False,
+               description="Convert many images: one source per line of FILE (or a JSON/YAML list with per-item "
+                           "options: source, platform, image, output, output_dir, name, sign, "
+                           "sign_passphrase_file, gpg_key, compression, compression_level). A failed item does "
+                           "not stop the others; exit status 1 if any failed.")
+    p.add_argument("file", metavar="FILE|-", help="the batch file; - reads standard input")
+    _job_flags(p)
+    return p
+
+
+def mirror_parser(prog: str) -> argparse.ArgumentParser:
+    """The parser of ``docker2aci mirror``."""
+    p = Parser(prog=f"{prog} mirror", allow_abbrev=False,
+               description="Mirror every tag of registry repositories into an appc discovery tree, incrementally: "
+                           "unchanged tags cost one request, moved tags are converted again, vanished tags are "
+                           "reported (removed with --prune). A killed run is finished by the next.")
+    targets = p.add_argument("targets", nargs="+", metavar="HOST/REPO", help="repositories (HOSTs with --all-repos)")
+    targets.complete = "none"  # type: ignore[attr-defined]  # not file names (docker2aci.completion)
+    flag(p, "all-repos", action="store_true", help="Mirror every repository of the registry (/v2/_catalog)")
+    flag(p, "include", action="append", default=[], metavar="PATTERN",
+         help="Mirror only tags matching this shell pattern (repeatable)")
+    flag(p, "exclude", action="append", default=[], metavar="PATTERN",
+         help="Leave out tags matching this shell pattern (repeatable; wins over --include)")
+    flag(p, "name-prefix", metavar="PREFIX",
+         help="AC name prefix of the mirrored images, e.g. example.com/mirror (default: the registry host)")
+    flag(p, "prune", action="store_true", help="Remove the ACIs of tags that vanished from the registry")
+    _job_flags(p)
+    return p
+
+
+def _base_options(args: argparse.Namespace) -> ConvertOptions:
+    from .aci import Compression
+
+    if args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    return convert_options(args, output_dir=args.output_dir, compression=Compression(args.compression),
+                            compression_level=args.compression_level)
+
+
+def _item_options(base: ConvertOptions, overrides: Sequence[tuple[str, object]], where: str) -> ConvertOptions:
+    """``base`` with a batch item's options; a relative ``output_dir`` is under the base's."""
+    import os
+
+    from .aci import Compression, check_level
+    from .manifest import Platform
+    from .pipeline import ALL_PLATFORMS
+
+    values = dict(overrides)
+    if "compression_level" in values:
+        try:
+            check_level(int(values["compression_level"]))  # type: ignore[call-overload]
+        except ValueError as err:
+            raise UsageError(f"{where}: compression_level: {err}") from err
+    platform = values.get("platform")
+    if isinstance(platform, str) and platform != ALL_PLATFORMS:
+        try:
+            Platform.parse(platform)
+        except Docker2ACIError as err:
+            raise UsageError(f"{where}: platform: {err}") from err
+    if "compression" in values:
+        try:
+            values["compression"] = Compression(values["compression"])
+        except ValueError as err:
+            raise UsageError(f"{where}: compression {values['compression']!r}: expected one of "
+                             f"{', '.join(c.value for c in Compression)}") from err
+    if "output_dir" in values:
+        top = os.path.abspath(base.output_dir)
+        inside = os.path.normpath(os.path.join(top, str(values["output_dir"])))
+        if inside != top and not inside.startswith(top + os.sep):
+            raise UsageError(f"{where}: output_dir {values['output_dir']!r} leads out of --output-dir {base.output_dir}")
+        values["output_dir"] = inside
+    from .pipeline import check_naming
+
+    options = dataclasses.replace(base, **values)  # type: ignore[arg-type]
+    try:
+        check_naming(options)
+    except UsageError as err:
+        raise UsageError(f"{where}: {err}") from err
+    return options
+
+
+class _Progress:
+    """A rich progress bar of items done, on a terminal; nothing elsewhere."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._bar = None
+        self._task = None
+        if enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), transient=True, console=Console(stderr=True))
+
+    def __enter__(self) -> _Progress:
+        if self._bar is not None:
+            self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+
+    def start(self, total: int) -> None:
+        if self._bar is not None:
+            self._task = self._bar.add_task("Converting", total=total)
+
+    def done(self, _index: int, result: JobResult) -> None:
+        if self._bar is not None and self._task is not None:
+            self._bar.update(self._task, advance=1, description=f"{result.status}: {result.source[-50:]}")
+
+
+def _finish(results: list[JobResult], interrupted: bool, args: argparse.Namespace, title: str) -> int:
+    from .report import any_failed, print_summary, report_json, write_report
+
+    if args.report:
+        write_report(args.report, results)
+    if args.json:
+        sys.stdout.write(report_json(results))
+    else:
+        print_summary(results, title=title)
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_ERROR if any_failed(results) else EXIT_OK
+
+
+def cmd_batch(argv: Sequence[str], prog: str) -> int:
+    """``docker2aci batch FILE|-``: see :func:`batch_parser`."""
+    from .batchfile import read_batch
+    from .jobs import SKIPPED, Job, JobResult, execute
+
+    args = batch_parser(prog).parse_args(list(argv))
+    setup_logging(args.debug)
+    base = _base_options(args)
+    items = read_batch(args.file)
+    jobs: list[Job] = []
+    first: dict[tuple[str, tuple[tuple[str, object], ...]], int] = {}
+    duplicates: dict[int, str] = {}
+    for number, item in enumerate(items, 1):
+        options = _item_options(base, item.options, item.where)
+        seen = first.setdefault((item.source, item.options), number)
+        if seen != number:
+            duplicates[len(jobs)] = f"the same as item {seen}"
+        jobs.append(Job(item.source, options))
+    runnable = [job for index, job in enumerate(jobs) if index not in duplicates]
+    with _Progress(sys.stderr.isatty() and not args.json) as progress:
+        progress.start(len(runnable))
+        ran, interrupted = execute(runnable, workers=args.jobs, executor=args.executor, scheduler=args.scheduler,
+                                   done=progress.done)
+    it = iter(ran)
+    results = [JobResult(job.source, SKIPPED, duplicates[index]) if index in duplicates else next(it)
+               for index, job in enumerate(jobs)]
+    _mark_shared_outputs(results)
+    return _finish(results, interrupted, args, "docker2aci batch")
+
+
+def _mark_shared_outputs(results: list[JobResult]) -> None:
+    """An item whose ACI has the path of an earlier item's was not ok: the file holds one
+    of the two (give one of them another ``output`` or ``output_dir``)."""
+    from .jobs import FAILED
+
+    owner: dict[str, int] = {}
+    for number, result in enumerate(results, 1):
+        for aci in result.acis:
+            first = owner.setdefault(aci["path"], number)
+            if first != number and result.status != FAILED:
+                result.status = FAILED
+                result.error = (f"its ACI {aci['path']} is also item {first}'s: the file holds only one of them; "
+                                f"give one an 'output' or 'output_dir' of its own")
+
+
+def cmd_mirror(argv: Sequence[str], prog: str) -> int:
+    """``docker2aci mirror HOST/REPO... --output-dir DIR``: see :func:`mirror_parser`."""
+    from .mirror import MirrorSpec, mirror
+
+    args = mirror_parser(prog).parse_args(list(argv))
+    setup_logging(args.debug)
+    if args.select:
+        raise UsageError("mirror converts every tag: --image is for files")
+    base = _base_options(args)
+    spec = MirrorSpec(tuple(args.targets), all_repos=args.all_repos, include=tuple(args.include),
+                      exclude=tuple(args.exclude), name_prefix=args.name_prefix, prune=args.prune)
+    try:
+        with _Progress(sys.stderr.isatty() and not args.json) as progress:
+            results, interrupted = mirror(spec, base, workers=args.jobs, executor=args.executor,
+                                          scheduler=args.scheduler, done=progress.done,
+                                          on_plan=lambda jobs: progress.start(len(jobs)))
+    except Docker2ACIError as err:
+        if args.report and not isinstance(err, UsageError):  # the report says why nothing was done
+            from .jobs import FAILED, JobResult
+            from .report import write_report
+
+            write_report(args.report, [JobResult(" ".join(args.targets), FAILED, str(err))])
+        raise
+    return _finish(results, interrupted, args, "docker2aci mirror")

@@ -1,0 +1,522 @@
+"""``docker2aci mirror``: every tag of registry repositories as ACIs in an appc discovery
+tree, incrementally and resumably.
+
+The run, for each ``HOST/REPO`` (or every repository of ``HOST`` by ``/v2/_catalog``):
+
+1. list the tags (``/v2/<name>/tags/list``, following ``Link`` pages), keep those that
+   match ``--include`` and no ``--exclude`` pattern (shell patterns, :mod:`fnmatch`);
+2. ask for each tag's manifest (one request) and compare its digest with the state
+   file: a tag already converted from that digest, with the same options and its files
+   in place, is ``skipped``; any other is converted (a :class:`~docker2aci.jobs.Job`);
+3. run the jobs (:func:`docker2aci.jobs.execute`), recording each finished tag in the
+   state file at once (written atomically), so a run killed at any point is finished by
+   the next without redoing what was done;
+4. report tags that vanished from the registry (removed with ``--prune``), and rewrite
+   the discovery pages (:mod:`docker2aci.discovery`).
+
+An image ``PREFIX/REPO`` (``--name-prefix``; default the registry host, ``:`` made
+``-``) of tag ``T`` is written to
+``DIR/<PREFIX without its host>/<REPO>-<T>-<os>-<arch>.aci`` (``.aci.asc`` beside it
+when signed): the appc discovery template ``{name}-{version}-{os}-{arch}.{ext}`` under
+the tree's host. The state lives in ``DIR/.docker2aci-mirror/``; one mirror at a time
+may write a directory (a lock there).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import fnmatch
+import json
+import logging
+import os
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .atomic import atomic_file, remove_quietly
+from .digest import Digest
+from .errors import Docker2ACIError, OutputError, UsageError
+from .jobs import FAILED, OK, SKIPPED, Done, Job, JobResult, execute
+from .manifest import manifest_digests
+from .reference import ImageRef, api_host, is_valid_host
+
+log = logging.getLogger(__name__)
+
+STATE_DIR = ".docker2aci-mirror"
+STATE_FILE = "state.json"
+STATE_VERSION = 1
+VANISHED = "vanished"
+PRUNED = "pruned"
+_STALE_TEMP = re.compile(r"\.docker2aci-.*\.tmp")
+
+
+@dataclass(frozen=True)
+class MirrorSpec:
+    """What to mirror.
+
+    Attributes:
+        targets: ``HOST/REPO`` references without tag (``HOST`` alone with ``all_repos``).
+        all_repos: mirror every repository the registry's catalog lists.
+        include: tag patterns to keep (shell patterns; none: every tag).
+        exclude: tag patterns to leave out (win over ``include``).
+        name_prefix: the AC name prefix of the mirrored images (``example.com/mirror``);
+            default the registry host with ``:`` made ``-``.
+        prune: remove the ACIs of tags that vanished from the registry.
+    """
+
+    targets: tuple[str, ...]
+    all_repos: bool = False
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    name_prefix: str | None = None
+    prune: bool = False
+
+
+@dataclass(frozen=True)
+class _Tag:
+    """One tag seen in the registry."""
+
+    host: str          # as the user named it (``127.0.0.1:5000``, ``docker.io``)
+    repository: str
+    tag: str
+    prefix: str        # the AC name prefix
+    name: str          # the AC name of its ACIs
+
+    @property
+    def key(self) -> str:
+        return f"{self.host}/{self.repository}:{self.tag}"
+
+    @property
+    def source(self) -> str:
+        return f"docker://{self.key}"
+
+
+def tag_selected(tag: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
+    """Whether ``tag`` matches an include pattern (or none are given) and no exclude pattern
+    (shell patterns, case-sensitive)."""
+    if include and not any(fnmatch.fnmatchcase(tag, p) for p in include):
+        return False
+    return not any(fnmatch.fnmatchcase(tag, p) for p in exclude)
+
+
+def aci_stem(name: str, version: str) -> tuple[str, str]:
+    """``(directory relative to the tree, file name stem)`` of the ACIs of AC name ``name``
+    and version ``version``: ``("mirror/library", "busybox-latest")`` for
+    ``127.0.0.1/mirror/library/busybox`` and ``latest``; the file is
+    ``<stem>-<os>-<arch>.aci`` (appc discovery ``{name}-{version}-{os}-{arch}.{ext}``, the
+    host left out: it is where the tree is served).
+
+    Raises:
+        UsageError: the name has no path below its host, or the version is not one safe
+            file name part (:func:`docker2aci.discovery.aci_relpath`).
+    """
+    from .discovery import aci_relpath
+
+    relpath = aci_relpath(name, version, "os", "arch")  # checks the name and the version
+    directory, _, base = relpath[:-len("-os-arch.aci")].rpartition("/")
+    return directory, base
+
+
+class MirrorState:
+    """The state file: per tag, the digest it was converted from, the options that
+    matter, and the ACIs written (paths relative to the tree).
+
+    Layout (JSON)::
+
+        {"version": 1, "tags": {"HOST/REPO:TAG": {"manifest_digest": "sha256:...",
+            "name": "PREFIX/REPO", "version": "TAG", "options": {...},
+            "acis": [{"path": "mirror/repo-tag-linux-amd64.aci", "image_id": "sha512-...",
+                      "os": "linux", "arch": "amd64"}]}}}
+    """
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.path = os.path.join(root, STATE_DIR, STATE_FILE)
+        self.tags: dict[str, dict[str, Any]] = {}
+
+    def load(self) -> None:
+        """Read the state file (none yet: empty).
+
+        Raises:
+            OutputError: it exists but cannot be read or is not ours.
+        """
+        try:
+            with open(self.path, "rb") as f:
+                doc = json.loads(f.read())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as err:
+            raise OutputError(f"reading the mirror state {self.path}: {err}; remove it to start over") from err
+        if not isinstance(doc, dict) or doc.get("version") != STATE_VERSION or not isinstance(doc.get("tags"), dict):
+            raise OutputError(f"{self.path}: not a docker2aci mirror state (version {STATE_VERSION})")
+        self.tags = doc["tags"]
+
+    def save(self) -> None:
+        """Write the state file atomically.
+
+        Raises:
+            OutputError: it cannot be written.
+        """
+        try:
+            with atomic_file(self.path, 0o644) as (_, f):
+                f.write(json.dumps({"version": STATE_VERSION, "tags": self.tags}, indent=1, sort_keys=True).encode())
+        except OSError as err:
+            raise OutputError(f"writing the mirror state {self.path}: {err.strerror or err}") from err
+
+    def files(self, entry: dict[str, Any]) -> list[str]:
+        """The absolute paths of an entry's ACIs and their signatures (when signed); a path
+        that would lead out of the tree (a state file edited by hand) is left out."""
+        out = []
+        for aci in entry.get("acis", ()):
+            path = os.path.normpath(os.path.join(self.root, str(aci["path"])))
+            if not path.startswith(self.root + os.sep):
+                log.warning("%s: ignoring %r, which is not inside the tree", self.path, aci["path"])
+                continue
+            out.append(path)
+            if entry.get("options", {}).get("signer"):
+                out.append(path + ".asc")
+        return out
+
+    def current(self, key: str, digest: str, name: str, options: dict[str, Any]) -> dict[str, Any] | None:
+        """The entry of ``key`` when it was converted from ``digest`` under the AC name
+        ``name`` with ``options`` and all its files are still there, else ``None``."""
+        entry = self.tags.get(key)
+        if (entry is None or entry.get("manifest_digest") != digest or entry.get("name") != name
+                or entry.get("options") != options):
+            return None
+        if not entry.get("acis") or not all(os.path.isfile(p) for p in self.files(entry)):
+            return None
+        return entry
+
+
+@contextlib.contextmanager
+def _locked(root: str) -> Iterator[None]:
+    """Hold the tree's mirror lock (one writer per tree)."""
+    directory = os.path.join(root, STATE_DIR)
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, "lock"), "a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("%s: another mirror is writing this tree; waiting for it", root)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def remove_stale_temporaries(root: str) -> list[str]:
+    """Remove the temporary files (``.docker2aci-*.tmp``) a killed run left in the tree.
+    Only called under the tree's lock, so no live writer owns them.
+
+    Returns:
+        the paths removed.
+    """
+    removed = []
+    for directory, _, files in os.walk(root):
+        for name in files:
+            if _STALE_TEMP.fullmatch(name):
+                path = os.path.join(directory, name)
+                remove_quietly(path)
+                removed.append(path)
+    return removed
+
+
+def _options_key(options: Any, signer: str | None) -> dict[str, Any]:
+    """What of the conversion options a mirrored ACI depends on (a change converts again);
+    ``signer`` names the signing key (its fingerprint), ``None`` when not signing."""
+    return {"platform": options.platform, "compression": options.compression.value,
+            "compression_level": options.compression_level, "signer": signer}
+
+
+def _parse_target(text: str, all_repos: bool) -> tuple[str, str | None]:
+    """``(host, repository)`` of a target (``repository`` ``None`` with ``--all-repos``).
+
+    Raises:
+        UsageError: the target is malformed, or carries a tag or digest.
+    """
+    if all_repos:
+        host = text.rstrip("/")
+        if not is_valid_host(host):
+            raise UsageError(f"{text!r}: with --all-repos, give registry hosts (HOST[:PORT])")
+        return host, None
+    try:
+        ref = ImageRef.parse(text, default_tag=False)
+    except Docker2ACIError as err:
+        raise UsageError(f"{text!r}: {err}") from err
+    if ref.tag or ref.digest:
+        raise UsageError(f"{text!r}: mirror takes HOST/REPO without a tag or digest; use --include to pick tags")
+    return ref.domain, ref.repository
+
+
+def _prefix_for(host: str, spec: MirrorSpec) -> str:
+    """The AC name prefix of a registry's images: ``--name-prefix``, else the host with
+    ``:`` made ``-`` (``127.0.0.1:5000`` → ``127.0.0.1-5000``), lower-cased.
+
+    Raises:
+        UsageError: the prefix is not an AC identifier whose first component is a host
+            name (discovery fetches ``https://{name}``).
+    """
+    from .discovery import split_name
+
+    prefix = spec.name_prefix if spec.name_prefix is not None else host.lower().replace(":", "-")
+    try:
+        split_name(prefix, need_path=False)
+    except UsageError as err:
+        raise UsageError(f"--name-prefix: {err}") from err
+    return prefix
+
+
+def _manifest_digest(body: bytes, media_type: str) -> str:
+    """The digest the registry names a manifest by (the JWS payload's for signed schema 1)."""
+    from .manifest import document_kind
+
+    if document_kind(body, media_type or None, "manifest") == "schema1":
+        return str(manifest_digests(body)[-1])
+    return str(Digest.of_bytes(body))
+
+
+def mirror(spec: MirrorSpec, options: Any, *, workers: int = 1, executor: str = "local",
+           scheduler: str | None = None, done: Done | None = None,
+           on_plan: Callable[[list[Job]], None] | None = None) -> tuple[list[JobResult], bool]:
+    """Mirror ``spec`` into ``options.output_dir`` (see the module docstring).
+
+    Args:
+        spec: what to mirror.
+        options: the :class:`~docker2aci.pipeline.ConvertOptions` of every conversion
+            (registry access, cache, compression, platform, signing key).
+        workers, executor, scheduler: as :func:`docker2aci.jobs.execute`.
+        done: called as each conversion ends.
+        on_plan: called as ``on_plan(jobs)`` once the tags are listed.
+
+    Returns:
+        ``(results, interrupted)``: one result per tag seen (``ok``, ``failed``,
+        ``skipped`` for unchanged tags), a ``failed`` one per repository that could not be
+        listed, then one per vanished tag (``vanished``, or ``pruned``).
+
+    Raises:
+        UsageError: malformed targets or prefix, two repositories that would get the same
+            AC name, a signing key that cannot be used.
+        OutputError: the tree or its state cannot be written.
+    """
+    from .sources import RemoteOptions, registry_client
+
+    root = os.path.abspath(options.output_dir)
+    targets = [_parse_target(t, spec.all_repos) for t in spec.targets]
+    if not targets:
+        raise UsageError("mirror: name at least one HOST/REPO (or HOST with --all-repos)")
+    signer = None
+    if options.sign_key or options.gpg_key:
+        from . import signing
+
+        signer = signing.open_signer(key=options.sign_key, passphrase_file=options.sign_passphrase_file,
+                                     gpg_key=options.gpg_key)
+    prefixes = {host: _prefix_for(host, spec) for host, _ in targets}
+    try:
+        os.makedirs(root, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"creating the mirror tree {root}: {err.strerror or err}") from err
+    remote = RemoteOptions(creds=options.creds, cert_dir=options.cert_dir,
+                           insecure_skip_verify=options.insecure_skip_verify, allow_http=options.insecure_allow_http,
+                           cache_dir=options.cache_dir, tmp_dir=options.tmp_dir)
+    with _locked(root):
+        for path in remove_stale_temporaries(root):
+            log.info("removed %s, left by an interrupted run", path)
+        state = MirrorState(root)
+        state.load()
+        plan = _Plan(state, options, _options_key(options, _signer_id(signer)), spec)
+        interrupted = False
+        try:
+            by_host: dict[str, list[str | None]] = {}
+            for host, repository in targets:
+                by_host.setdefault(host, []).append(repository)
+            for host, repositories in by_host.items():
+                with registry_client(api_host(host), remote) as client:
+                    plan.host(client, host, prefixes[host], repositories)
+        except KeyboardInterrupt:
+            interrupted = True
+        if on_plan is not None and not interrupted:
+            on_plan(plan.jobs)
+        plan.forget_replaced()  # a killed run must not leave a replaced file looking current
+
+        def finished(index: int, result: JobResult) -> None:
+            if result.status == OK:
+                _record(state, plan.tags[index], plan.jobs[index], result, plan.wanted)
+            if done is not None:
+                done(index, result)
+
+        if interrupted:
+            ran = [JobResult(job.source, SKIPPED, "interrupted before it ran", extra=job.extra) for job in plan.jobs]
+        else:
+            ran, interrupted = execute(plan.jobs, workers=workers, executor=executor, scheduler=scheduler,
+                                       done=finished)
+        pending = iter(ran)
+        results = [slot if slot is not None else next(pending) for slot in plan.slots]
+        if not interrupted:
+            results += _vanished(state, plan.listed, spec.prune)
+        state.save()
+        _write_pages(state, signer.public_key() if signer is not None else None)
+    return results, interrupted
+
+
+def _signer_id(signer: Any) -> str | None:
+    """The signing key's fingerprint (or gpg key ID): part of what a mirrored ACI depends on."""
+    if signer is None:
+        return None
+    return str(getattr(signer, "fingerprint", None) or getattr(signer, "key_id", None) or signer.description)
+
+
+def _write_pages(state: MirrorState, pubkeys: str | None) -> None:
+    """Rewrite the discovery pages of every prefix the state holds."""
+    from .discovery import write_pages
+
+    by_prefix: dict[str, list[tuple[str, str, str, str]]] = {}
+    for entry in state.tags.values():
+        for aci in entry["acis"]:
+            by_prefix.setdefault(entry["prefix"], []).append((entry["name"], entry["version"], aci["os"], aci["arch"]))
+    for prefix, entries in sorted(by_prefix.items()):
+        write_pages(state.root, prefix, entries, pubkeys.encode() if pubkeys is not None else None)
+
+
+class _Plan:
+    """What a run will do, built while the registries are listed.
+
+    Attributes:
+        slots: one per tag (and per listing that failed), in order: a result known
+            without converting (``skipped``, ``failed``), or ``None`` for the next job.
+        jobs, tags: the conversions to run and the tag each is for.
+        listed: ``host/repo`` → every tag the registry has (for vanished tags).
+    """
+
+    def __init__(self, state: MirrorState, options: Any, wanted: dict[str, Any], spec: MirrorSpec) -> None:
+        self.state = state
+        self.options = options
+        self.wanted = wanted
+        self.spec = spec
+        self.slots: list[JobResult | None] = []
+        self.jobs: list[Job] = []
+        self.tags: list[_Tag] = []
+        self.listed: dict[str, set[str]] = {}
+        self._names: dict[str, str] = {}
+        # (directory, file stem) -> the tag key owning it: two tags never share a file
+        self._files: dict[tuple[str, str], str] = {}
+        for key, entry in state.tags.items():
+            with contextlib.suppress(UsageError, KeyError, TypeError):
+                self._files[aci_stem(entry["name"], entry["version"])] = key
+
+    def host(self, client: Any, host: str, prefix: str, repositories: list[str | None]) -> None:
+        """Plan the repositories of one registry (every one its catalog lists with
+        ``--all-repos``, and then the recorded ones it no longer lists count as empty)."""
+        if self.spec.all_repos:
+            try:
+                repositories = list(client.catalog())
+            except Docker2ACIError as err:
+                self.slots.append(JobResult(f"docker://{host}", FAILED, f"listing the repositories: {err}",
+                                            extra={"repository": None, "tag": None}))
+                return
+            for key in self.state.tags:
+                where = key.rpartition(":")[0]
+                if where.startswith(f"{host}/") and where[len(host) + 1:] not in repositories:
+                    self.listed[where] = set()
+        for repository in dict.fromkeys(r for r in repositories if r is not None):
+            name = f"{prefix}/{repository}"
+            if self._names.setdefault(name, f"{host}/{repository}") != f"{host}/{repository}":
+                raise UsageError(f"{self._names[name]} and {host}/{repository} would both be named {name}")
+            self._repository(client, _Tag(host, repository, "", prefix, name))
+
+    def _repository(self, client: Any, base: _Tag) -> None:
+        """List one repository's tags; an unchanged tag becomes a ``skipped`` result, any
+        other a job."""
+        where = f"{base.host}/{base.repository}"
+        try:
+            tags = client.list_tags(base.repository)
+        except Docker2ACIError as err:
+            self.slots.append(JobResult(f"docker://{where}", FAILED, f"listing the tags: {err}",
+                                        extra={"repository": where, "tag": None}))
+            return
+        self.listed[where] = set(tags)
+        for tag_name in sorted(set(tags)):
+            if tag_selected(tag_name, self.spec.include, self.spec.exclude):
+                self._tag(client, dataclasses.replace(base, tag=tag_name))
+
+    def _tag(self, client: Any, tag: _Tag) -> None:
+        extra = {"repository": f"{tag.host}/{tag.repository}", "tag": tag.tag}
+        try:
+            directory, stem = aci_stem(tag.name, tag.tag)
+            owner = self._files.setdefault((directory, stem), tag.key)
+            if owner != tag.key:
+                raise UsageError(f"its ACIs would have the file names of {owner}'s ({directory}/{stem}-...)")
+            body, media_type = client.get_manifest(tag.repository, tag.tag)
+            digest = _manifest_digest(body, media_type)
+        except Docker2ACIError as err:
+            self.slots.append(JobResult(tag.source, FAILED, str(err), extra=extra))
+            return
+        state = self.state
+        entry = state.current(tag.key, digest, tag.name, self.wanted)
+        if entry is not None:
+            acis = [{"path": os.path.join(state.root, a["path"]), "image_id": a["image_id"]} for a in entry["acis"]]
+            self.slots.append(JobResult(tag.source, SKIPPED, f"unchanged: {digest} was converted before", acis,
+                                        manifest_digest=digest, extra=extra))
+            return
+        job_options = dataclasses.replace(self.options, output_dir=os.path.join(state.root, directory),
+                                          output_name=f"{stem}-{{os}}-{{arch}}.aci", ac_name=tag.name)
+        self.jobs.append(Job(tag.source, job_options, extra))
+        self.slots.append(None)
+        self.tags.append(tag)
+
+    def forget_replaced(self) -> None:
+        """Mark the recorded conversion of every tag about to be converted again as not
+        current, on disk, before any of its files is replaced."""
+        changed = False
+        for tag in self.tags:
+            entry = self.state.tags.get(tag.key)
+            if entry is not None and entry.get("manifest_digest") is not None:
+                entry["manifest_digest"] = None
+                changed = True
+        if changed:
+            self.state.save()
+
+
+def _record(state: MirrorState, tag: _Tag, job: Job, result: JobResult, options_key: dict[str, Any]) -> None:
+    """Record a converted tag (and remove the files of its previous conversion that this
+    one did not rewrite: a platform the tag no longer has)."""
+    acis = []
+    for aci in result.acis:
+        name = os.path.basename(aci["path"])
+        stem = job.options.output_name.split("{os}", 1)[0] if job.options.output_name else ""
+        os_name, _, arch = name[len(stem):-len(".aci")].partition("-")
+        acis.append({"path": os.path.relpath(aci["path"], state.root), "image_id": aci["image_id"],
+                     "os": os_name, "arch": arch})
+    entry = {"manifest_digest": result.manifest_digest, "prefix": tag.prefix, "name": tag.name,
+             "version": tag.tag, "options": options_key, "acis": acis}
+    old = state.tags.get(tag.key)
+    state.tags[tag.key] = entry
+    state.save()
+    if old is not None:
+        keep = set(state.files(entry))
+        for path in state.files(old):
+            if path not in keep:
+                remove_quietly(path)
+
+
+def _vanished(state: MirrorState, listed: dict[str, set[str]], prune: bool) -> list[JobResult]:
+    """A result per recorded tag of a listed repository that the registry no longer has."""
+    out = []
+    for key in sorted(state.tags):
+        where, _, tag = key.rpartition(":")
+        if where not in listed or tag in listed[where]:
+            continue
+        entry = state.tags[key]
+        acis = [{"path": os.path.join(state.root, a["path"]), "image_id": a["image_id"]} for a in entry["acis"]]
+        extra = {"repository": where, "tag": tag}
+        if prune:
+            for path in state.files(entry):
+                remove_quietly(path)
+            del state.tags[key]
+            out.append(JobResult(f"docker://{key}", PRUNED, "the tag is gone from the registry; its ACIs were "
+                                                            "removed", acis, extra=extra))
+        else:
+            out.append(JobResult(f"docker://{key}", VANISHED, "the tag is gone from the registry; --prune "
+                                                              "removes its ACIs", acis, extra=extra))
+    return out

@@ -1,0 +1,203 @@
+"""``docker2aci batch``: sources from a file (lines, JSON, YAML with per-item options),
+converted by worker processes over one blob cache, a report per item; a failed item
+never stops the others; the same batch on a Dask cluster (``distributed.LocalCluster``
+with two worker processes) gives the same report and files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from jobs_helpers import MANY, TAGS, Key, Registry, blob_gets, cli, gpg_verify, load_report
+
+from runner.extract import compute_image_id
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the busybox fixture needs root")
+
+REPORT_KEYS = {"source", "status", "error", "acis", "bytes_fetched", "seconds", "manifest_digest"}
+
+
+def batch(tmp_path: Path, text: str, *args: str, name: str = "batch.txt", check: int | None = 0,
+          ) -> tuple[list[dict], subprocess.CompletedProcess[str]]:
+    (tmp_path / name).write_text(text)
+    report = tmp_path / "report.json"
+    proc = cli("batch", tmp_path / name, "--output-dir", tmp_path / "out", "--cache-dir", tmp_path / "cache",
+               "--insecure-allow-http", "--report", report, *args, check=check)
+    return load_report(report), proc
+
+
+def manifest_of(path: str) -> dict:
+    out = subprocess.run(["actool", "cat-manifest", path], capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def test_lines_with_a_failing_item(registry: Registry, busybox_docker_archive: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "missing.tar"
+    text = (f"# two tags of one repository, a docker save archive, a file that is not there\n"
+            f"docker://{registry.host}/{MANY}:t01\n\n"
+            f"docker://{registry.host}/{MANY}:t02\n"
+            f"docker-archive:{busybox_docker_archive}\n"
+            f"{missing}\n")
+    mark = registry.log_mark()
+    report, proc = batch(tmp_path, text, "--jobs", "2", check=1)
+    assert [set(entry) for entry in report] == [REPORT_KEYS] * 4
+    assert [(e["source"], e["status"]) for e in report] == [
+        (f"docker://{registry.host}/{MANY}:t01", "ok"), (f"docker://{registry.host}/{MANY}:t02", "ok"),
+        (f"docker-archive:{busybox_docker_archive}", "ok"), (str(missing), "failed")]
+    assert str(missing) in report[3]["error"] and report[3]["acis"] == []
+    out = tmp_path / "out"
+    assert [[a["path"] for a in e["acis"]] for e in report[:3]] == [
+        [str(out / "mirror-many-t01.aci")], [str(out / "mirror-many-t02.aci")], [str(out / "test-busybox-latest.aci")]]
+    for entry in report[:3]:
+        assert entry["acis"][0]["image_id"] == compute_image_id(entry["acis"][0]["path"])
+        assert entry["error"] is None and entry["seconds"] > 0
+    assert report[0]["bytes_fetched"] > 0 and report[2]["bytes_fetched"] == 0
+    # the two tags share four layers: every blob was fetched once between them
+    assert set(blob_gets(registry.requests_since(mark)).values()) == {1}
+    # on a pipe: one tab-separated line per item
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"ok\tdocker://{registry.host}/{MANY}:t01\t{out / 'mirror-many-t01.aci'}"
+    assert lines[3].startswith(f"failed\t{missing}\t")
+
+
+def test_yaml_items_with_their_own_options(registry: Registry, signing_key: Key, tmp_path: Path) -> None:
+    text = f"""\
+- docker://{registry.host}/{MANY}:t03
+- source: docker://{registry.host}/{MANY}:t04
+  output: four-{{os}}-{{arch}}.aci
+  name: example.com/batch/four
+  platform: linux/amd64
+  compression: none
+  sign: {signing_key.secret}
+- source: docker://{registry.host}/{MANY}:t03
+"""
+    report, _ = batch(tmp_path, text, name="items.yaml")
+    assert [e["status"] for e in report] == ["ok", "ok", "skipped"]
+    assert report[2]["error"] == "the same as item 1"
+    four = report[1]["acis"][0]["path"]
+    assert four == str(tmp_path / "out" / "four-linux-amd64.aci")
+    assert manifest_of(four)["name"] == "example.com/batch/four"
+    assert Path(four).read_bytes()[257:262] == b"ustar"          # --compression none: a plain tar
+    gpg_verify(signing_key.public, four, tmp_path / "gnupg")
+    assert not Path(report[0]["acis"][0]["path"] + ".asc").exists()
+
+
+def test_json_list_from_stdin(busybox_docker_archive: Path, tmp_path: Path) -> None:
+    items = [{"source": f"docker-archive:{busybox_docker_archive}", "output_dir": "sub", "output": "bb.aci"}]
+    report_path = tmp_path / "r.json"
+    proc = subprocess.run([sys.executable, "-m", "docker2aci", "batch", "-", "--output-dir", str(tmp_path / "out"),
+                           "--report", str(report_path), "--json"], input=json.dumps(items), capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    report = load_report(report_path)
+    assert json.loads(proc.stdout) == report
+    assert report[0]["acis"][0]["path"] == str(tmp_path / "out" / "sub" / "bb.aci")
+
+
+@pytest.mark.parametrize(("text", "name", "message"), [
+    ('[{"source": "x.tar", "platfrom": "linux/amd64"}]', "b.json", "b.json: item 1: unknown option 'platfrom'"),
+    ('[{"platform": "linux/amd64"}]', "b.json", "b.json: item 1: 'source' is missing"),
+    ("- source: x.tar\n  compression_level: high\n", "b.yaml", "b.yaml: item 1: option 'compression_level' must be"),
+    ("- source: x.tar\n  output: ../x.aci\n", "b.yaml", "b.yaml: item 1: output file name '../x.aci'"),
+    ("- source: x.tar\n  name: Not A Name\n", "b.yaml", "b.yaml: item 1: AC name 'Not A Name'"),
+    ("- source: x.tar\n  output_dir: ../../elsewhere\n", "b.yaml", "b.yaml: item 1: output_dir '../../elsewhere' leads"),
+    ("- source: x.tar\n  compression_level: 99\n", "b.yaml", "b.yaml: item 1: compression_level: gzip level 99"),
+    ("- source: x.tar\n  platform: linux\n", "b.yaml", "b.yaml: item 1: platform:"),
+    ("[1, 2", "b.json", "b.json: not valid JSON"),
+    ("- a: [b\n", "b.yaml", "b.yaml: not valid YAML"),
+])
+def test_a_malformed_batch_file_is_refused_before_any_work(tmp_path: Path, text: str, name: str,
+                                                           message: str) -> None:
+    (tmp_path / name).write_text(text)
+    proc = cli("batch", tmp_path / name, "--output-dir", tmp_path / "out", check=2)
+    assert message in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_dask_cluster_gives_the_same_report_and_files(registry: Registry, busybox_docker_archive: Path,
+                                                      tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    text = "".join(f"docker://{registry.host}/{MANY}:{tag}\n" for tag in ("t05", "t06", "t07")) + \
+        f"docker-archive:{busybox_docker_archive}\n{tmp_path / 'missing.tar'}\n"
+    local_dir, dask_dir = tmp_path / "local", tmp_path / "dask"
+    local_dir.mkdir()
+    dask_dir.mkdir()
+    local, _ = batch(local_dir, text, "--jobs", "2", check=1)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  host="127.0.0.1") as cluster:
+        on_dask, _ = batch(dask_dir, text, "--executor", "dask", "--scheduler", cluster.scheduler_address, check=1)
+
+    def comparable(report: list[dict], root: Path) -> list[dict]:
+        return [{**e, "seconds": None, "bytes_fetched": e["bytes_fetched"] > 0,
+                 "error": e["error"] and e["error"].replace(str(root), "ROOT"),
+                 "acis": [{**a, "path": os.path.relpath(a["path"], root)} for a in e["acis"]]} for e in report]
+
+    assert comparable(on_dask, dask_dir) == comparable(local, local_dir)
+    assert [e["status"] for e in on_dask] == ["ok"] * 4 + ["failed"]
+    files = sorted(p.name for p in (dask_dir / "out").iterdir())
+    assert files == sorted(p.name for p in (local_dir / "out").iterdir())
+    for name in files:
+        assert (dask_dir / "out" / name).read_bytes() == (local_dir / "out" / name).read_bytes()
+
+
+def test_dask_without_a_scheduler_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "b.txt").write_text("x.tar\n")
+    proc = cli("batch", tmp_path / "b.txt", "--executor", "dask", check=2)
+    assert "--scheduler" in proc.stderr
+
+
+def test_two_items_that_write_one_file(busybox_docker_archive: Path, tmp_path: Path) -> None:
+    """The same image twice at two compressions: one file name; the second item is failed."""
+    text = f"- docker-archive:{busybox_docker_archive}\n- source: docker-archive:{busybox_docker_archive}\n" \
+           f"  compression: none\n"
+    report, _ = batch(tmp_path, text, name="b.yaml", check=1)
+    assert [e["status"] for e in report] == ["ok", "failed"]
+    assert "is also item 1's" in report[1]["error"]
+
+
+def test_a_worker_that_dies_does_not_fail_the_others(registry: Registry, tmp_path: Path) -> None:
+    """SIGKILL to one worker process mid-batch (as the OOM killer would): the jobs it and
+    its pool had not finished go to new workers; every item ends ok."""
+    import signal
+    import time
+
+    (tmp_path / "b.txt").write_text("".join(f"docker://{registry.host}/{MANY}:{tag}\n" for tag in TAGS))
+    report = tmp_path / "r.json"
+    proc = subprocess.Popen([sys.executable, "-m", "docker2aci", "batch", str(tmp_path / "b.txt"), "--jobs", "2",
+                             "--output-dir", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"),
+                             "--insecure-allow-http", "--report", str(report)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed = None
+    deadline = time.monotonic() + 60
+    while killed is None and proc.poll() is None and time.monotonic() < deadline:
+        if (tmp_path / "out").exists() and any((tmp_path / "out").glob("*.aci")):
+            workers = _descendants(proc.pid)[1:]  # the forkserver, then the workers it forked
+            if len(workers) >= 2:
+                killed = workers[-1]
+                os.kill(killed, signal.SIGKILL)
+        time.sleep(0.01)
+    assert proc.wait(120) == 0
+    assert killed is not None, "the batch ended before a worker could be killed"
+    assert [e["status"] for e in load_report(report)] == ["ok"] * len(TAGS)
+
+
+def _descendants(pid: int) -> list[int]:
+    """``pid``'s descendant processes, parents before children (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for child in sorted(children.get(todo.pop(0), [])):
+            out.append(child)
+            todo.append(child)
+    return out

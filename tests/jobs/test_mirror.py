@@ -1,0 +1,313 @@
+"""``docker2aci mirror`` against a real docker-registry (access log on): shared blobs
+fetched once, unchanged tags cost one manifest request, moved tags converted again,
+vanished tags reported and pruned, and a run killed with SIGKILL finished by the next
+into the same tree as an uninterrupted run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from jobs_helpers import MANY, TAGS, Key, Registry, blob_gets, build_tags, cli, gpg_verify, load_report, push_tags
+
+from docker2aci.mirror import STATE_DIR
+from runner.extract import compute_image_id as image_id_of
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the busybox fixture needs root")
+
+PREFIX = "127.0.0.1/mirror"
+
+
+def mirror(registry: Registry, tree: Path, cache: Path, *args: str, repo: str = MANY, check: int | None = 0,
+           ) -> tuple[list[dict[str, object]], subprocess.CompletedProcess[str]]:
+    report = tree.parent / f"{tree.name}-report.json"
+    proc = cli("mirror", f"{registry.host}/{repo}", "--output-dir", tree, "--cache-dir", cache,
+               "--insecure-allow-http", "--name-prefix", PREFIX, "--report", report, *args, check=check)
+    return load_report(report), proc
+
+
+def tree_files(tree: Path) -> dict[str, str]:
+    """Relative path → SHA-256 of every file of the tree but the mirror's lock."""
+    out = {}
+    for path in sorted(tree.rglob("*")):
+        if path.is_file() and path.name != "lock":
+            out[str(path.relative_to(tree))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def aci_name(repo: str, tag: str) -> str:
+    return f"mirror/{repo}-{tag}-linux-amd64.aci"
+
+
+@pytest.fixture(scope="module")
+def first_run(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list, list]:
+    """``mirror/many`` mirrored once with two workers: (tree, cache, report, requests)."""
+    work = tmp_path_factory.mktemp("mirror-first")
+    mark = registry.log_mark()
+    report, _ = mirror(registry, work / "tree", work / "cache", "--jobs", "2")
+    return work / "tree", work / "cache", report, registry.requests_since(mark)
+
+
+def test_every_tag_is_converted_and_each_shared_blob_fetched_once(first_run: tuple, registry: Registry) -> None:
+    tree, _, report, requests = first_run
+    assert [(r["tag"], r["status"]) for r in report] == [(tag, "ok") for tag in TAGS]
+    for entry in report:
+        [aci] = entry["acis"]
+        assert aci["path"] == str(tree / aci_name(MANY, entry["tag"]))
+        assert aci["image_id"] == image_id_of(aci["path"])
+        assert entry["manifest_digest"].startswith("sha256:")
+        assert entry["repository"] == f"{registry.host}/{MANY}"
+    gets = blob_gets(requests)
+    # 4 shared base layers + per tag (its layer + its config): each blob exactly once
+    assert len(gets) == 4 + 2 * len(TAGS)
+    assert set(gets.values()) == {1}
+    assert sum(r["bytes_fetched"] for r in report) > 0
+
+
+def test_the_tree_is_a_discovery_tree(first_run: tuple) -> None:
+    tree = first_run[0]
+    names = {str(p.relative_to(tree)) for p in tree.rglob("*.aci")}
+    assert names == {aci_name(MANY, tag) for tag in TAGS}
+    page = (tree / "mirror" / "mirror" / "many" / "index.html").read_text()
+    assert (f'<meta name="ac-discovery" content="{PREFIX}/mirror/many '
+            f'https://127.0.0.1/mirror/mirror/many-{{version}}-{{os}}-{{arch}}.{{ext}}">') in page
+    manifest = json.loads(subprocess.run(["actool", "cat-manifest", str(tree / aci_name(MANY, "t05"))],
+                                         capture_output=True, text=True, check=True).stdout)
+    assert manifest["name"] == f"{PREFIX}/mirror/many"
+    assert {label["name"]: label["value"] for label in manifest["labels"]} == {
+        "version": "t05", "os": "linux", "arch": "amd64"}
+    for path in tree.rglob("*.aci"):
+        subprocess.run(["actool", "validate", str(path)], check=True, capture_output=True)
+
+
+def test_a_second_run_only_asks_for_manifests(first_run: tuple, registry: Registry) -> None:
+    tree, cache, _, _ = first_run
+    before = tree_files(tree)
+    mark = registry.log_mark()
+    report, _ = mirror(registry, tree, cache, "--jobs", "2")
+    requests = registry.requests_since(mark)
+    assert [r["status"] for r in report] == ["skipped"] * len(TAGS)
+    manifests = sorted(path for method, path in requests if "/manifests/" in path)
+    assert manifests == sorted(f"/v2/{MANY}/manifests/{tag}" for tag in TAGS)
+    others = [(m, p) for m, p in requests if "/manifests/" not in p]
+    assert others == [("GET", "/v2/"), ("GET", f"/v2/{MANY}/tags/list")]
+    assert tree_files(tree) == before
+
+
+def test_a_moved_tag_is_converted_again_and_a_vanished_one_reported_then_pruned(
+        registry: Registry, tmp_path: Path) -> None:
+    repo = "mirror/moving"
+    push_tags(registry.layout, registry.running, repo, {"a": "t01", "b": "t02", "c": "t03"})
+    tree, cache = tmp_path / "tree", tmp_path / "cache"
+    report, _ = mirror(registry, tree, cache, repo=repo)
+    assert [(r["tag"], r["status"]) for r in report] == [("a", "ok"), ("b", "ok"), ("c", "ok")]
+    old_b = image_id_of(str(tree / aci_name(repo, "b")))
+
+    push_tags(registry.layout, registry.running, repo, {"b": "t04"})   # b moves
+    subprocess.run(["skopeo", "delete", "--tls-verify=false", f"docker://{registry.host}/{repo}:c"], check=True,
+                   capture_output=True)                                 # c vanishes
+    report, _ = mirror(registry, tree, cache, repo=repo)
+    assert [(r["tag"], r["status"]) for r in report] == [("a", "skipped"), ("b", "ok"), ("c", "vanished")]
+    assert image_id_of(str(tree / aci_name(repo, "b"))) != old_b
+    assert (tree / aci_name(repo, "c")).exists()
+
+    report, _ = mirror(registry, tree, cache, "--prune", repo=repo)
+    assert [(r["tag"], r["status"]) for r in report] == [("a", "skipped"), ("b", "skipped"), ("c", "pruned")]
+    assert not (tree / aci_name(repo, "c")).exists()
+    assert sorted(p.name for p in tree.rglob("*.aci")) == ["moving-a-linux-amd64.aci", "moving-b-linux-amd64.aci"]
+
+
+def test_include_and_exclude_patterns(registry: Registry, tmp_path: Path) -> None:
+    report, _ = mirror(registry, tmp_path / "tree", tmp_path / "cache", "--include", "t0*", "--exclude", "t05",
+                       "--exclude", "t07")
+    assert [r["tag"] for r in report] == [t for t in TAGS if t.startswith("t0") and t not in ("t05", "t07")]
+
+
+def test_killed_mid_mirror_then_rerun_gives_the_uninterrupted_tree(first_run: tuple, registry: Registry,
+                                                                    tmp_path: Path) -> None:
+    tree, cache = tmp_path / "tree", tmp_path / "cache"
+    report = tmp_path / "killed-report.json"
+    proc = subprocess.Popen([sys.executable, "-m", "docker2aci", "mirror", f"{registry.host}/{MANY}",
+                             "--output-dir", str(tree), "--cache-dir", str(cache), "--insecure-allow-http",
+                             "--name-prefix", PREFIX, "--report", str(report)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    state = tree / STATE_DIR / "state.json"
+    deadline = time.monotonic() + 120
+    done_before = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        if state.exists():
+            try:
+                done_before = len(json.loads(state.read_text())["tags"])
+            except ValueError:
+                done_before = 0
+            if done_before >= 5:
+                break
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 5 <= done_before < len(TAGS), "the mirror ended before it could be killed mid-way"
+    assert not report.exists()
+
+    rerun, _ = mirror(registry, tree, cache)
+    statuses = [r["status"] for r in rerun]
+    assert statuses.count("skipped") >= done_before          # finished tags are not converted again
+    assert set(statuses) <= {"ok", "skipped"}
+    assert tree_files(tree) == tree_files(first_run[0])      # ACIs, pages and state, byte for byte
+
+
+def test_a_tag_that_fails_does_not_stop_the_others(registry: Registry, tmp_path: Path) -> None:
+    # no http fallback: every conversion fails the same way, and the listing too
+    proc = cli("mirror", f"{registry.host}/{MANY}", "--output-dir", tmp_path / "tree", "--report",
+               tmp_path / "r.json", check=1)
+    [entry] = load_report(tmp_path / "r.json")
+    assert entry["status"] == "failed" and "listing the tags" in entry["error"]
+    assert "failed" in proc.stdout
+
+
+def test_refuses_a_tagged_target_and_a_bad_prefix(registry: Registry, tmp_path: Path) -> None:
+    proc = cli("mirror", f"{registry.host}/{MANY}:t01", "--output-dir", tmp_path, check=2)
+    assert "without a tag" in proc.stderr
+    proc = cli("mirror", f"{registry.host}/{MANY}", "--output-dir", tmp_path, "--name-prefix", "Bad Prefix",
+               check=2)
+    assert "--name-prefix" in proc.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_build_tags_shares_the_base(tmp_path: Path, busybox_basic_layout: Path) -> None:
+    """The fixture itself: two tags, four shared layers and one own layer each."""
+    layout = build_tags(busybox_basic_layout, tmp_path, ["x", "y"])
+    index = json.loads((layout / "index.json").read_text())
+    digests = {m["annotations"]["org.opencontainers.image.ref.name"]: m["digest"] for m in index["manifests"]}
+    layers = {}
+    for tag in ("x", "y"):
+        blob = layout / "blobs" / "sha256" / digests[tag].split(":")[1]
+        layers[tag] = [d["digest"] for d in json.loads(blob.read_text())["layers"]]
+    assert layers["x"][:4] == layers["y"][:4] and layers["x"][4] != layers["y"][4]
+    assert len(layers["x"]) == 5
+    shutil.rmtree(layout)
+
+
+def test_the_signed_tree_served_by_a_static_server_is_resolved_by_discover(
+        registry: Registry, signing_key: Key, tmp_path: Path) -> None:
+    """The issue's end-to-end check: mirror with --sign and --name-prefix 127.0.0.1/mirror,
+    serve the tree with ``python -m http.server 80``, then ``docker2aci discover
+    --insecure-options=http`` finds, downloads and verifies one tag's ACI."""
+    tree = tmp_path / "tree"
+    mirror(registry, tree, tmp_path / "cache", "--include", "t1[12]", "--sign", signing_key.secret, "--jobs", "2")
+    assert (tree / "mirror" / "pubkeys.gpg").read_text().startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----")
+    trust_dir = tmp_path / "trust"
+    cli("trust", "add", "--trust-dir", trust_dir, "--prefix", PREFIX, signing_key.public)
+    log = tmp_path / "http.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen([sys.executable, "-m", "http.server", "80", "--bind", "127.0.0.1", "--directory",
+                                   str(tree)], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 10
+        while subprocess.run(["python3", "-c", "import socket; socket.create_connection(('127.0.0.1', 80), 1)"],
+                             capture_output=True, check=False).returncode != 0:
+            assert server.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        out_dir = tmp_path / "out"
+        proc = cli("discover", "--insecure-options=http", "--trust-dir", trust_dir, "--output-dir", out_dir,
+                   f"{PREFIX}/mirror/many,version=t12")
+    finally:
+        server.terminate()
+        server.wait(10)
+    [line] = proc.stdout.splitlines()
+    image_id, path = line.split(" ", 1)
+    served = tree / aci_name(MANY, "t12")
+    assert Path(path).read_bytes() == served.read_bytes()
+    assert image_id == image_id_of(str(served))
+    gpg_verify(signing_key.public, path, tmp_path / "gnupg")
+    assert "GET /mirror/mirror/many-t12-linux-amd64.aci " in log.read_text()
+
+
+def test_tags_pages_and_catalog_follow_link(registry: Registry) -> None:
+    """distribution pages _catalog when asked for ``n`` names per page, with a ``Link: <...>;
+    rel="next"`` header; the client follows it to the end. (Debian's docker-registry
+    answers tags/list whole, whatever ``n``.)"""
+    from docker2aci.registry import RegistryClient
+
+    with RegistryClient(registry.host, allow_http=True) as client:
+        assert sorted(client.list_tags(MANY, page_size=3)) == TAGS
+        everything = client.catalog()
+        mark = registry.log_mark()
+        assert client.catalog(page_size=1) == everything
+        pages = [p for _, p in registry.requests_since(mark) if "/_catalog" in p]
+        assert pages[0] == "/v2/_catalog?n=1" and len(pages) >= len(everything) >= 1
+        assert MANY in everything
+
+
+def test_a_new_prefix_or_signing_key_converts_again(registry: Registry, signing_key: Key, tmp_path: Path) -> None:
+    from docker2aci import signing
+
+    other = signing.write_key_pair(str(tmp_path / "other"), signing.generate_key(
+        "Other <other@example.invalid>", signing.KeyAlgorithm.ED25519))[1]
+    tree, cache = tmp_path / "tree", tmp_path / "cache"
+    one = ("--include", "t01")
+    report, _ = mirror(registry, tree, cache, *one, "--sign", signing_key.secret)
+    assert [r["status"] for r in report] == ["ok"]
+    report, _ = mirror(registry, tree, cache, *one, "--sign", signing_key.secret)
+    assert [r["status"] for r in report] == ["skipped"]
+    report, _ = mirror(registry, tree, cache, *one, "--sign", other)
+    assert [r["status"] for r in report] == ["ok"]                  # signed again, with the new key
+    report, _ = mirror(registry, tree, cache, *one, "--sign", other, "--name-prefix", "127.0.0.1/other")
+    assert [r["status"] for r in report] == ["ok"]
+    # the tag's files moved to the new prefix: the old ones are gone
+    assert sorted(str(p.relative_to(tree)) for p in tree.rglob("*.aci*")) == [
+        "other/mirror/many-t01-linux-amd64.aci", "other/mirror/many-t01-linux-amd64.aci.asc"]
+
+
+def test_two_tags_that_would_share_a_file_name(registry: Registry, tmp_path: Path) -> None:
+    """``col/foo:bar-1`` and ``col/foo-bar:1`` both make ``col/foo-bar-1-<os>-<arch>.aci``:
+    the second is refused, the first converted, and the run goes on."""
+    push_tags(registry.layout, registry.running, "col/foo", {"bar-1": "t01"})
+    push_tags(registry.layout, registry.running, "col/foo-bar", {"1": "t02"})
+    report = tmp_path / "r.json"
+    cli("mirror", f"{registry.host}/col/foo", f"{registry.host}/col/foo-bar", "--output-dir", tmp_path / "tree",
+        "--cache-dir", tmp_path / "cache", "--insecure-allow-http", "--name-prefix", PREFIX, "--report", report,
+        check=1)
+    entries = load_report(report)
+    assert [(e["repository"].split("/", 1)[1], e["tag"], e["status"]) for e in entries] == [
+        ("col/foo", "bar-1", "ok"), ("col/foo-bar", "1", "failed")]
+    assert "file names of" in entries[1]["error"]
+
+
+def test_a_tag_about_to_be_replaced_is_no_longer_current_on_disk(
+        registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before a moved tag's file is replaced, the state on disk stops calling it current:
+    a run killed after the replace cannot leave the new file recorded as the old digest."""
+    import docker2aci.mirror as mirror_module
+    from docker2aci.jobs import execute
+    from docker2aci.mirror import MirrorSpec
+    from docker2aci.pipeline import ConvertOptions
+
+    repo = "mirror/replaced"
+    push_tags(registry.layout, registry.running, repo, {"a": "t01"})
+    options = ConvertOptions(output_dir=str(tmp_path / "tree"), cache_dir=str(tmp_path / "cache"),
+                             insecure_allow_http=True)
+    spec = MirrorSpec((f"{registry.host}/{repo}",), name_prefix=PREFIX)
+    results, _ = mirror_module.mirror(spec, options)
+    assert [r.status for r in results] == ["ok"]
+    push_tags(registry.layout, registry.running, repo, {"a": "t02"})
+    seen = {}
+
+    def killed(jobs: object, **kwargs: object) -> None:  # stands in for the conversions: the state as they start
+        seen.update(json.loads((tmp_path / "tree" / STATE_DIR / "state.json").read_text())["tags"])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mirror_module, "execute", killed)
+    with pytest.raises(KeyboardInterrupt):
+        mirror_module.mirror(spec, options)
+    assert seen[f"{registry.host}/{repo}:a"]["manifest_digest"] is None
+    monkeypatch.setattr(mirror_module, "execute", execute)
+    results, _ = mirror_module.mirror(spec, options)
+    assert [r.status for r in results] == ["ok"]

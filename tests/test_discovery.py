@@ -1,0 +1,724 @@
+"""appc discovery (docker2aci.discovery, docker2aci.cli_discovery): the tree a mirror lays out,
+served by a real static web server (Python's http.server, on port 80 and, for
+--trust-keys-from-https, with TLS on port 443), read by ``docker2aci discover``.
+
+Images are converted by the real pipeline from ../shared/images/oci-archive.tar with an
+AC name under each test's own prefix (``ConvertOptions.ac_name``/``output_name``) and
+signed by it; one server serves every test's tree, each under ``127.0.0.1/<test name>``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import gzip
+import hashlib
+import html.parser
+import ipaddress
+import json
+import os
+import posixpath
+import random
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import pytest
+
+from docker2aci import cli, discovery, signing
+from docker2aci.discovery import (
+    DiscoveryEntry,
+    MetaTag,
+    aci_relpath,
+    parse_meta_tags,
+    write_pages,
+)
+from docker2aci.errors import OutputError, SigningError, UsageError
+from docker2aci.manifest import Platform
+from docker2aci.pipeline import ConvertOptions, convert
+from docker2aci.registry.retry import RetryPolicy
+from docker2aci.trust import TrustStore
+
+REPO = Path(__file__).resolve().parents[1]
+OCI_ARCHIVE = REPO.parent / "shared" / "images" / "oci-archive.tar"
+HOST = "127.0.0.1"
+# Runs `docker2aci discover`; registers the command first when cli.py does not list it yet.
+RUNNER = """import sys
+from docker2aci import cli
+if "discover" not in cli._COMMANDS:
+    cli._COMMANDS["discover"] = cli._lazy_command("cli_discovery", "discover")
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+# --------------------------------------------------------------------------- helpers and fixtures
+
+
+@dataclass(frozen=True)
+class Key:
+    public: Path
+    secret: Path
+    fingerprint: str
+
+
+def _key(directory: Path, name: str) -> Key:
+    made = signing.generate_key(f"{name} <{name.lower()}@example.invalid>", signing.KeyAlgorithm.ED25519)
+    public, secret = signing.write_key_pair(str(directory / name.lower()), made)
+    return Key(Path(public), Path(secret), made.fingerprint)
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Key]:
+    """``signer`` signs every image; ``stranger`` is trusted by no one."""
+    directory = tmp_path_factory.mktemp("keys")
+    return {"signer": _key(directory, "Signer"), "stranger": _key(directory, "Stranger")}
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.skip(f"the web server on {HOST}:{port} did not start (port taken?): {log.read_text()[-500:]}")
+        with socket.socket() as probe:
+            if probe.connect_ex((HOST, port)) == 0:
+                return
+        time.sleep(0.05)
+    process.kill()
+    pytest.fail(f"the web server on {HOST}:{port} did not accept connections within 10 s")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@dataclass(frozen=True)
+class Server:
+    root: Path
+    log: Path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """``python -m http.server 80`` serving a fresh web root (stopped by its PID)."""
+    if os.geteuid() != 0:
+        pytest.skip("serving the discovery tree on port 80 (as discovery URLs have no port) needs root")
+    base = tmp_path_factory.mktemp("web")
+    root, log = base / "root", base / "http.log"
+    root.mkdir()
+    with open(log, "wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "http.server", "80", "--bind", HOST,
+                                    "--directory", str(root)], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_for_port(80, process, log)
+        yield Server(root, log)
+    finally:
+        _stop(process)
+
+
+@pytest.fixture
+def prefix(request: pytest.FixtureRequest) -> str:
+    """This test's own prefix of the shared tree: ``127.0.0.1/<test name>``."""
+    return f"{HOST}/" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+def _needs_ac_name() -> None:
+    if "ac_name" not in {f.name for f in fields(ConvertOptions)}:
+        pytest.skip("needs ConvertOptions.ac_name and output_name (the pipeline change of the mirror work)")
+
+
+def publish(root: Path, name: str, key: Key, cache: Path, *, version: str = "latest",
+            ac_name: str | None = None) -> Path:
+    """Convert the shared busybox image named ``ac_name`` (default ``name``) by the real
+    pipeline, signed by ``key``, to where the tree keeps ``name`` ``version`` linux/amd64."""
+    _needs_ac_name()
+    rel = aci_relpath(name, version, "linux", "amd64")
+    out = root / posixpath.dirname(rel)
+    [aci] = convert(f"oci-archive:{OCI_ARCHIVE}",
+                    ConvertOptions(output_dir=str(out), cache_dir=str(cache), sign_key=str(key.secret),
+                                   ac_name=ac_name or name, output_name=posixpath.basename(rel)))
+    assert Path(aci.path) == root / rel and Path(f"{aci.path}.asc").is_file()
+    return Path(aci.path)
+
+
+def image_id(path: Path) -> str:
+    """``sha512-`` of the uncompressed tar, computed here (not by docker2aci)."""
+    digest = hashlib.sha512()
+    with gzip.open(path, "rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return "sha512-" + digest.hexdigest()
+
+
+def trust(trust_dir: Path, key: Key, prefix: str | None) -> Path:
+    store = TrustStore(str(trust_dir))
+    for cert in signing.read_certs(str(key.public)):
+        store.add(cert, prefix)
+    return trust_dir
+
+
+@dataclass(frozen=True)
+class Result:
+    status: int
+    out: str
+    err: str
+
+
+def run_discover(*args: str | os.PathLike[str], env: dict[str, str] | None = None) -> Result:
+    """``docker2aci discover ARGS`` in a new process."""
+    proc = subprocess.run([sys.executable, "-c", RUNNER, "discover", *[os.fspath(a) for a in args]],
+                          capture_output=True, text=True, timeout=120, env=env, check=False)
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+DiscoverCli = Callable[..., Result]
+
+
+@pytest.fixture
+def discover_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> DiscoverCli:
+    """``docker2aci discover ARGS`` in this process (faster, for the refusals)."""
+    if "discover" not in cli._COMMANDS:
+        monkeypatch.setitem(cli._COMMANDS, "discover", cli._lazy_command("cli_discovery", "discover"))
+
+    def run(*args: str | os.PathLike[str]) -> Result:
+        capsys.readouterr()
+        status = cli.main(["discover", *[os.fspath(a) for a in args]])
+        captured = capsys.readouterr()
+        return Result(status, captured.out, captured.err)
+
+    return run
+
+
+def _entries(name: str, version: str = "latest") -> list[DiscoveryEntry]:
+    return [DiscoveryEntry(name, version, "linux", "amd64")]
+
+
+# --------------------------------------------------------------------------- the tree's layout
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    pytest.param(("127.0.0.1/mirror/library/busybox", "latest", "linux", "amd64"),
+                 "mirror/library/busybox-latest-linux-amd64.aci", id="the-brief-example"),
+    pytest.param(("example.com/app", "1.0.2+build_7", "linux", "aarch64", "aci.asc"),
+                 "app-1.0.2+build_7-linux-aarch64.aci.asc", id="signature-and-semver-build"),
+    pytest.param(("example.com/a/b", "_private", "linux", "armv7l"), "a/b-_private-linux-armv7l.aci",
+                 id="docker-tags-may-start-with-underscore"),
+])
+def test_aci_relpath(args: tuple[str, ...], expected: str) -> None:
+    assert aci_relpath(*args) == expected
+
+
+@pytest.mark.parametrize("args", [
+    pytest.param(("example.com", "1", "linux", "amd64"), id="host-without-path"),
+    pytest.param(("Example.com/app", "1", "linux", "amd64"), id="upper-case-name"),
+    pytest.param(("example.com/../etc", "1", "linux", "amd64"), id="dotdot-in-name"),
+    pytest.param(("localhost_5000/app", "1", "linux", "amd64"), id="first-component-not-a-host"),
+    pytest.param(("example.com/app", "1/2", "linux", "amd64"), id="slash-in-version"),
+    pytest.param(("example.com/app", "1..2", "linux", "amd64"), id="dotdot-in-version"),
+    pytest.param(("example.com/app", "..", "linux", "amd64"), id="version-dotdot"),
+    pytest.param(("example.com/app", ".hidden", "linux", "amd64"), id="version-starting-with-dot"),
+    pytest.param(("example.com/app", "a b", "linux", "amd64"), id="space-in-version"),
+    pytest.param(("example.com/app", "1", "linux/x", "amd64"), id="slash-in-os"),
+    pytest.param(("example.com/app", "1", "linux", "amd64", "tar"), id="unknown-ext"),
+])
+def test_aci_relpath_refuses(args: tuple[str, ...]) -> None:
+    with pytest.raises(UsageError):
+        aci_relpath(*args)
+
+
+class _Html5Check(html.parser.HTMLParser):
+    """Collects what a valid HTML5 page needs to have and the elements left open."""
+
+    VOID = frozenset({"meta", "link", "br", "img", "input", "hr"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.doctype = ""
+        self.stack: list[str] = []
+        self.seen: list[str] = []
+
+    def handle_decl(self, decl: str) -> None:
+        self.doctype = decl
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.seen.append(tag)
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        assert self.stack and self.stack[-1] == tag, f"</{tag}> closes {self.stack}"
+        self.stack.pop()
+
+
+def _check_html5(data: bytes) -> None:
+    check = _Html5Check()
+    check.feed(data.decode("utf-8"))
+    check.close()
+    assert check.doctype == "DOCTYPE html"
+    assert check.stack == []
+    assert check.seen[:4] == ["html", "head", "meta", "meta"]  # charset first
+    assert b'<meta charset="utf-8">' in data and b"<title>" in data
+
+
+def test_pages_list_every_name_and_are_deterministic(tmp_path: Path, keys: dict[str, Key]) -> None:
+    prefix = "example.com/mirror"
+    entries = [DiscoveryEntry(f"{prefix}/library/busybox", v, "linux", a)
+               for v in ("latest", "1.36") for a in ("amd64", "aarch64")]
+    entries.append(DiscoveryEntry(f"{prefix}/team/app", "2.0", "linux", "amd64"))
+    pubkeys = keys["signer"].public.read_bytes()
+    first = write_pages(str(tmp_path / "a"), prefix, entries, pubkeys)
+    shuffled = entries[::-1] + entries[:2]  # another order, with duplicates
+    random.Random(7).shuffle(shuffled)
+    second = write_pages(str(tmp_path / "b"), prefix, [(e.name, e.version, e.os, e.arch) for e in shuffled], pubkeys)
+
+    rels = sorted(str(Path(p).relative_to(tmp_path / "a")) for p in first.pages)
+    assert rels == ["mirror/index.html", "mirror/library/busybox/index.html", "mirror/team/app/index.html"]
+    for path_a, path_b in zip(first.pages, second.pages):
+        assert Path(path_a).read_bytes() == Path(path_b).read_bytes()
+        _check_html5(Path(path_a).read_bytes())
+    assert Path(first.pubkeys or "").read_bytes() == Path(second.pubkeys or "").read_bytes()
+    assert first.pubkeys == str(tmp_path / "a" / "mirror" / "pubkeys.gpg")
+    assert signing.read_certs(first.pubkeys)[0].fingerprint == keys["signer"].fingerprint
+    keys_tag = MetaTag("ac-discovery-pubkeys", prefix, "https://example.com/mirror/pubkeys.gpg")
+    page = (tmp_path / "a" / "mirror" / "library" / "busybox" / "index.html").read_text()
+    assert parse_meta_tags(page) == [
+        MetaTag("ac-discovery", f"{prefix}/library/busybox",
+                "https://example.com/mirror/library/busybox-{version}-{os}-{arch}.{ext}"),
+        keys_tag]
+    assert page.count("<li>") == 4 and 'href="/mirror/library/busybox-1.36-linux-aarch64.aci"' in page
+    prefix_page = (tmp_path / "a" / "mirror" / "index.html").read_text()
+    assert [t.prefix for t in parse_meta_tags(prefix_page)] == [
+        f"{prefix}/library/busybox", f"{prefix}/team/app", prefix]
+    assert prefix_page.count("<li>") == 5
+
+
+def test_a_bare_host_prefix_writes_the_root_page(tmp_path: Path) -> None:
+    written = write_pages(str(tmp_path), "example.com", _entries("example.com/app"), scheme="http")
+    assert sorted(written.pages) == [str(tmp_path / "app" / "index.html"), str(tmp_path / "index.html")]
+    assert parse_meta_tags((tmp_path / "index.html").read_text()) == [
+        MetaTag("ac-discovery", "example.com/app", "http://example.com/app-{version}-{os}-{arch}.{ext}")]
+
+
+def test_page_text_is_html_escaped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Valid AC names and versions hold no HTML special character; the checks are lifted
+    # here to show that whatever reaches a page is escaped, and read back intact.
+    monkeypatch.setattr(discovery, "is_ac_identifier", lambda _text: True)
+    monkeypatch.setattr(discovery, "_LABEL_VALUE", re.compile(r".+"))
+    name = 'example.com/a&b"<script>'
+    write_pages(str(tmp_path), "example.com", [(name, "1'<2>", "linux", "amd64")])
+    data = (tmp_path / "a&b\"<script>" / "index.html").read_text()
+    assert "<script>" not in data and '"<' not in data
+    assert "a&amp;b&quot;&lt;script&gt;" in data and "1&#x27;&lt;2&gt;" in data
+    assert parse_meta_tags(data)[0] == MetaTag(
+        "ac-discovery", name, "https://example.com/a%26b%22%3Cscript%3E-{version}-{os}-{arch}.{ext}")
+
+
+def test_pages_are_rewritten_from_scratch(tmp_path: Path) -> None:
+    prefix = "example.com/m"
+    write_pages(str(tmp_path), prefix, _entries(f"{prefix}/a") + _entries(f"{prefix}/b/c"))
+    write_pages(str(tmp_path), "example.com/other", _entries("example.com/other/x"))
+    (tmp_path / "m" / "mine").mkdir()
+    (tmp_path / "m" / "mine" / "index.html").write_text("<p>not ours</p>")
+    (tmp_path / "m" / "b" / "keep.aci").write_bytes(b"")
+
+    again = write_pages(str(tmp_path), prefix, _entries(f"{prefix}/a"))
+
+    assert again.removed == (str(tmp_path / "m" / "b" / "c" / "index.html"),)
+    assert not (tmp_path / "m" / "b" / "c").exists()  # its emptied directory went with it
+    assert (tmp_path / "m" / "b" / "keep.aci").exists()
+    assert (tmp_path / "m" / "mine" / "index.html").read_text() == "<p>not ours</p>"
+    assert (tmp_path / "other" / "x" / "index.html").exists()  # another prefix's page
+    assert "b/c" not in (tmp_path / "m" / "index.html").read_text()
+    gone = write_pages(str(tmp_path), prefix, [])
+    assert sorted(gone.removed) == [str(tmp_path / "m" / "a" / "index.html"), str(tmp_path / "m" / "index.html")]
+    assert [p.name for p in tmp_path.rglob(".docker2aci-*")] == []
+
+
+def test_write_pages_refuses(tmp_path: Path, keys: dict[str, Key]) -> None:
+    with pytest.raises(UsageError, match="not below the prefix"):
+        write_pages(str(tmp_path), "example.com/m", _entries("example.com/other/a"))
+    with pytest.raises(UsageError, match="would both be m/foo-bar-1-linux-amd64.aci"):
+        write_pages(str(tmp_path), "example.com/m",
+                    _entries("example.com/m/foo", "bar-1") + _entries("example.com/m/foo-bar", "1"))
+    with pytest.raises(UsageError, match="both a file and a directory"):
+        write_pages(str(tmp_path), "example.com/m",
+                    _entries("example.com/m/foo") + _entries("example.com/m/foo-latest-linux-amd64.aci"))
+    with pytest.raises(UsageError, match="scheme"):
+        write_pages(str(tmp_path), "example.com/m", _entries("example.com/m/a"), scheme="ftp")
+    with pytest.raises(SigningError):
+        write_pages(str(tmp_path), "example.com/m", _entries("example.com/m/a"), b"not a key")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "m").write_text("a file where a directory goes")
+    with pytest.raises(OutputError):
+        write_pages(str(tmp_path), "example.com/m", _entries("example.com/m/a"))
+
+
+def test_published_keys_are_public_only(tmp_path: Path, keys: dict[str, Key]) -> None:
+    written = write_pages(str(tmp_path), "example.com/m", _entries("example.com/m/a"),
+                          keys["signer"].secret.read_bytes())
+    text = Path(written.pubkeys or "").read_text()
+    assert text.startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----") and "PRIVATE" not in text
+
+
+# --------------------------------------------------------------------------- templates
+
+
+SPEC_TAGS = [  # spec/discovery.md, "Discovery URL"
+    MetaTag("ac-discovery", "example.com", "https://storage.example.com/{os}/{arch}/{name}-{version}.{ext}"),
+    MetaTag("ac-discovery", "example.com", "https://mirror.storage.example.com/{os}/{arch}/{name}-{version}.{ext}"),
+    MetaTag("ac-discovery", "example.com", "https://storage.example.com/{os}/{arch}/{name}-latest.{ext}"),
+]
+
+
+@pytest.mark.parametrize(("labels", "expected"), [
+    pytest.param({"version": "1.0.0", "os": "linux", "arch": "amd64"},
+                 ["https://storage.example.com/linux/amd64/example.com/reduce-worker-1.0.0.aci",
+                  "https://mirror.storage.example.com/linux/amd64/example.com/reduce-worker-1.0.0.aci"],
+                 id="version-given-the-two-3-label-templates"),
+    pytest.param({"os": "linux", "arch": "amd64"},
+                 ["https://storage.example.com/linux/amd64/example.com/reduce-worker-latest.aci"],
+                 id="no-version-only-the-latest-template"),
+    pytest.param({"version": "1.0.0"}, [], id="os-missing-nothing-renders"),
+])
+def test_best_matching_templates(labels: dict[str, str], expected: list[str]) -> None:
+    found = discovery.best_endpoints(SPEC_TAGS, "example.com/reduce-worker", labels)
+    assert [e.aci for e in found] == expected
+    assert [e.asc for e in found] == [url + ".asc" for url in expected]
+
+
+def test_templates_need_ext_and_a_covering_prefix() -> None:
+    tags = [MetaTag("ac-discovery", "example.com/ap", "https://x/{name}.{ext}"),  # not a whole component
+            MetaTag("ac-discovery", "example.com", "https://x/{name}.aci"),  # no {ext}
+            MetaTag("ac-discovery-pubkeys", "example.com", "https://x/{name}.{ext}")]
+    assert discovery.best_endpoints(tags, "example.com/app", {}) == []
+
+
+def test_no_version_falls_back_to_latest() -> None:
+    tags = [MetaTag("ac-discovery", "h.example/a", "https://h.example/a-{version}-{os}-{arch}.{ext}")]
+    [found] = discovery._page_endpoints(tags, "h.example/a", {"os": "linux", "arch": "amd64"}, "page")
+    assert found.aci == "https://h.example/a-latest-linux-amd64.aci"
+
+
+# --------------------------------------------------------------------------- discover, end to end
+
+
+def test_discover_fetches_verifies_and_writes(server: Server, prefix: str, keys: dict[str, Key],
+                                              cache_dir: Path, tmp_path: Path) -> None:
+    name = f"{prefix}/library/busybox"
+    served = publish(server.root, name, keys["signer"], cache_dir)
+    write_pages(str(server.root), prefix, _entries(name), keys["signer"].public.read_bytes())
+    trust_dir = trust(tmp_path / "trust", keys["signer"], prefix)
+    out = tmp_path / "out"
+
+    result = run_discover("--insecure-options=http", "--trust-dir", trust_dir, "--output-dir", out,
+                          f"{name},version=latest,os=linux,arch=amd64")
+
+    assert result.status == 0, result.err
+    path = out / f"{name.replace('/', '-')}-latest-linux-amd64.aci"
+    assert result.out == f"{image_id(served)} {path}\n"
+    assert sorted(p.name for p in out.iterdir()) == [path.name, f"{path.name}.asc"]
+    assert path.read_bytes() == served.read_bytes()
+    assert oct(path.stat().st_mode & 0o777) == "0o644"
+    assert "using plain http" in result.err  # the templates say https; the tree is served over http
+    if shutil.which("gpg") is None:
+        pytest.skip("gpg is not installed")
+    home = tempfile.mkdtemp(prefix="g", dir="/tmp")  # a short path: gpg-agent's socket lives there
+    try:
+        env = {**os.environ, "GNUPGHOME": home}
+        subprocess.run(["gpg", "--batch", "--import", str(keys["signer"].public)], env=env, check=True,
+                       capture_output=True)
+        verified = subprocess.run(["gpg", "--batch", "--verify", f"{path}.asc", str(path)], env=env,
+                                  capture_output=True, text=True, check=False)
+        assert verified.returncode == 0, verified.stderr
+        assert "Good signature" in verified.stderr
+    finally:
+        subprocess.run(["gpgconf", "--kill", "all"], env={**os.environ, "GNUPGHOME": home}, capture_output=True,
+                       check=False)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_discover_json_without_version_uses_latest_and_host_labels(
+        server: Server, prefix: str, keys: dict[str, Key], cache_dir: Path, tmp_path: Path,
+        discover_cli: DiscoverCli) -> None:
+    if Platform.host().architecture != "amd64":
+        pytest.skip("the shared image is linux/amd64 and the default labels are the host's")
+    name = f"{prefix}/app"
+    served = publish(server.root, name, keys["signer"], cache_dir)
+    write_pages(str(server.root), prefix, _entries(name))
+    out = tmp_path / "out"
+
+    trust_dir = trust(tmp_path / "t", keys["signer"], None)
+    result = discover_cli("--json", "--insecure-options=http", "--trust-dir", trust_dir, "--output-dir", out, name)
+
+    assert result.status == 0, result.err
+    doc = json.loads(result.out)
+    path = str(out / f"{name.replace('/', '-')}-latest-linux-amd64.aci")
+    assert doc == {"image_id": image_id(served), "path": path, "name": name,
+                   "labels": {"version": "latest", "os": "linux", "arch": "amd64"},
+                   "url": f"http://{HOST}/{aci_relpath(name, 'latest', 'linux', 'amd64')}",
+                   "signature": path + ".asc", "signer": keys["signer"].fingerprint}
+
+
+def test_a_name_without_a_page_is_found_on_a_parent_page(server: Server, prefix: str, keys: dict[str, Key],
+                                                         cache_dir: Path, tmp_path: Path,
+                                                         discover_cli: DiscoverCli) -> None:
+    name = f"{prefix}/library/busybox"
+    publish(server.root, name, keys["signer"], cache_dir)
+    written = write_pages(str(server.root), prefix, _entries(name))
+    own_page = server.root / name.split("/", 1)[1] / "index.html"
+    assert str(own_page) in written.pages
+    own_page.unlink()  # its page gone: 404; then .../library/ is a directory listing without tags;
+    own_page.parent.rmdir()  # then the prefix page has the tag
+
+    result = discover_cli("--debug", "--insecure-options=http", "--trust-dir",
+                          trust(tmp_path / "t", keys["signer"], prefix), "--output-dir", tmp_path / "out",
+                          f"{name}:latest,os=linux,arch=amd64")
+
+    assert result.status == 0, result.err
+    log = server.log.read_text()
+    path = "/" + prefix.split("/", 1)[1]
+    assert f'"GET {path}/library/busybox?ac-discovery=1 HTTP/1.1" 404' in log
+    assert f'"GET {path}/library/?ac-discovery=1 HTTP/1.1" 200' in log
+    assert f'"GET {path}/?ac-discovery=1 HTTP/1.1" 200' in log
+
+
+def test_a_tampered_aci_is_refused_and_nothing_is_left(server: Server, prefix: str, keys: dict[str, Key],
+                                                       cache_dir: Path, tmp_path: Path) -> None:
+    name = f"{prefix}/library/busybox"
+    served = publish(server.root, name, keys["signer"], cache_dir)
+    write_pages(str(server.root), prefix, _entries(name))
+    data = bytearray(served.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    served.write_bytes(bytes(data))
+    out = tmp_path / "out"
+
+    result = run_discover("--insecure-options=http", "--trust-dir", trust(tmp_path / "t", keys["signer"], prefix),
+                          "--output-dir", out, f"{name},version=latest,os=linux,arch=amd64")
+
+    assert result.status == 1, result.err
+    assert "BAD signature" in result.err and "http://127.0.0.1/" in result.err
+    assert list(out.iterdir()) == []
+
+
+def test_an_untrusted_key_is_refused(server: Server, prefix: str, keys: dict[str, Key], cache_dir: Path,
+                                     tmp_path: Path, discover_cli: DiscoverCli) -> None:
+    name = f"{prefix}/library/busybox"
+    publish(server.root, name, keys["signer"], cache_dir)
+    write_pages(str(server.root), prefix, _entries(name))
+    out = tmp_path / "out"
+
+    result = discover_cli("--insecure-options=http", "--trust-dir", trust(tmp_path / "t", keys["stranger"], prefix),
+                          "--output-dir", out, f"{name},version=latest,os=linux,arch=amd64")
+
+    assert result.status == 1
+    assert "not trusted" in result.err and f'prefix looked up: "{name}"' in result.err
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("insecure", [pytest.param("http", id="signature-checked-trusted-root-key"),
+                                      pytest.param("http,image", id="signature-not-checked")])
+def test_a_wrong_name_in_the_manifest_is_refused(server: Server, prefix: str, keys: dict[str, Key],
+                                                 cache_dir: Path, tmp_path: Path, insecure: str,
+                                                 discover_cli: DiscoverCli) -> None:
+    name = f"{prefix}/library/busybox"
+    publish(server.root, name, keys["signer"], cache_dir, ac_name=f"{HOST}/elsewhere/busybox")
+    write_pages(str(server.root), prefix, _entries(name))
+    out = tmp_path / "out"
+
+    result = discover_cli(f"--insecure-options={insecure}", "--trust-dir", trust(tmp_path / "t", keys["signer"], None),
+                          "--output-dir", out, f"{name},version=latest,os=linux,arch=amd64")
+
+    assert result.status == 1
+    assert f"names it '{HOST}/elsewhere/busybox', not '{name}'" in result.err
+    assert list(out.iterdir()) == []
+
+
+def test_labels_that_do_not_match_are_refused(server: Server, prefix: str, keys: dict[str, Key],
+                                              cache_dir: Path, tmp_path: Path,
+                                              discover_cli: DiscoverCli) -> None:
+    name = f"{prefix}/app"
+    publish(server.root, name, keys["signer"], cache_dir, version="1.0")  # its manifest says version latest
+    write_pages(str(server.root), prefix, _entries(name, "1.0"))
+    out = tmp_path / "out"
+
+    result = discover_cli("--insecure-options=http", "--trust-dir", trust(tmp_path / "t", keys["signer"], prefix),
+                          "--output-dir", out, f"{name}:1.0,os=linux,arch=amd64")
+
+    assert result.status == 1
+    assert "version='1.0' (the manifest says 'latest')" in result.err
+    assert list(out.iterdir()) == []
+
+
+def test_no_page_anywhere_names_every_url_tried(server: Server, prefix: str, tmp_path: Path,
+                                                discover_cli: DiscoverCli) -> None:
+    result = discover_cli("--insecure-options=http", "--trust-dir", tmp_path / "t", "--output-dir", tmp_path / "out",
+                          f"{prefix}/nothing,version=1,os=linux,arch=amd64")
+
+    assert result.status == 1
+    assert f"https://{prefix}/nothing?ac-discovery=1: HTTP 404" in result.err
+    assert f"https://{HOST}/?ac-discovery=1: no ac-discovery meta tag" in result.err  # the root's listing
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_retries_follow_the_registry_retry_policy(server: Server, prefix: str, keys: dict[str, Key], cache_dir: Path,
+                                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from faultproxy import Fault, FaultProxy
+
+    name = f"{prefix}/app"
+    publish(server.root, name, keys["signer"], cache_dir)
+    write_pages(str(server.root), prefix, _entries(name))
+    options = discovery.DiscoverOptions(output_dir=str(tmp_path / "out"), insecure_http=True,
+                                        trust_dir=str(trust(tmp_path / "t", keys["signer"], prefix)),
+                                        retry=RetryPolicy(base_delay=0.01, jitter=0))
+    labels = {"version": "latest", "os": "linux", "arch": "amd64"}
+    with FaultProxy(f"http://{HOST}:80", lifetime=60) as proxy:  # a forward proxy for the http requests
+        monkeypatch.setenv("HTTP_PROXY", f"http://{proxy.host}")
+        for variable in ("NO_PROXY", "no_proxy", "http_proxy"):
+            monkeypatch.delenv(variable, raising=False)
+        proxy.add(Fault.respond(503, target="any"), Fault.too_many_requests("1", target="any"))
+        started = time.monotonic()
+        found = discovery.discover(name, labels, options)
+        waited = time.monotonic() - started
+        paths = [seen.path for seen in proxy.requests]
+
+    assert found.image_id and Path(found.path).is_file()
+    page = f"http://{HOST}/{name.split('/', 1)[1]}?ac-discovery=1"
+    assert paths[:3] == [page, page, page]  # 503, then 429, then answered
+    assert waited >= 1.0  # Retry-After: 1 was honoured
+
+
+def test_plain_http_templates_need_the_insecure_option(tls_server: Path, server: Server, prefix: str,
+                                                       keys: dict[str, Key], cache_dir: Path, tmp_path: Path) -> None:
+    name = f"{prefix}/app"
+    publish(server.root, name, keys["signer"], cache_dir)
+    write_pages(str(server.root), prefix, _entries(name), scheme="http")  # the pages come over https
+    args: list[str | os.PathLike[str]] = ["--trust-dir", trust(tmp_path / "t", keys["signer"], prefix),
+                                          "--output-dir", tmp_path / "out", f"{name}:latest,os=linux,arch=amd64"]
+    env = {**os.environ, "REQUESTS_CA_BUNDLE": str(tls_server)}
+
+    refused = run_discover(*args, env=env)
+    allowed = run_discover("--insecure-options=http", *args, env=env)
+
+    assert refused.status == 1
+    assert f"http://{HOST}/" in refused.err and "is plain http; allow it with --insecure-options=http" in refused.err
+    assert allowed.status == 0, allowed.err
+
+
+@pytest.mark.parametrize("args", [
+    pytest.param(["--insecure-options=tls", "example.com/app"], id="unknown-insecure-option"),
+    pytest.param(["Example.com/app"], id="not-an-ac-identifier"),
+    pytest.param(["example.com/app,version"], id="label-without-value"),
+    pytest.param(["example.com/app:1,version=2"], id="version-given-twice"),
+    pytest.param(["example.com/app,OS=linux"], id="label-name-not-an-identifier"),
+    pytest.param([], id="no-name"),
+])
+def test_usage_errors_exit_2(args: list[str], discover_cli: DiscoverCli) -> None:
+    assert discover_cli(*args).status == 2
+
+
+# --------------------------------------------------------------------------- --trust-keys-from-https
+
+
+_TLS_SERVER = """import functools, http.server, ssl, sys
+root, cert, key = sys.argv[1:4]
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
+httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 443), handler)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert, key)
+httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+httpd.serve_forever()
+"""
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (its own CA) and its key, as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "docker2aci discovery test")])
+    now = datetime.datetime.now(datetime.UTC)
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(HOST))]), critical=False)
+            .add_extension(ski, critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@pytest.fixture
+def tls_server(server: Server, tmp_path: Path) -> Iterator[Path]:
+    """The same web root over https on port 443 for one test; yields its CA file."""
+    cert, key = _self_signed(tmp_path)
+    log = tmp_path / "https.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen([sys.executable, "-c", _TLS_SERVER, str(server.root), str(cert), str(key)],
+                                   stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_for_port(443, process, log)
+        yield cert
+    finally:
+        _stop(process)
+
+
+def test_trust_keys_from_https_trusts_the_announced_keys(tls_server: Path, server: Server, prefix: str,
+                                                         keys: dict[str, Key], cache_dir: Path,
+                                                         tmp_path: Path) -> None:
+    name = f"{prefix}/library/busybox"
+    served = publish(server.root, name, keys["signer"], cache_dir)
+    write_pages(str(server.root), prefix, _entries(name), keys["signer"].public.read_bytes())
+    trust_dir, out = tmp_path / "trust", tmp_path / "out"
+    env = {**os.environ, "REQUESTS_CA_BUNDLE": str(tls_server)}
+
+    refused = run_discover("--trust-dir", trust_dir, "--output-dir", out, f"{name}:latest,os=linux,arch=amd64",
+                           env=env)
+    assert refused.status == 1 and "not trusted" in refused.err  # not without the flag
+    result = run_discover("--trust-keys-from-https", "--trust-dir", trust_dir, "--output-dir", out,
+                          f"{name}:latest,os=linux,arch=amd64", env=env)
+
+    assert result.status == 0, result.err
+    assert result.out == f"{image_id(served)} {out / (name.replace('/', '-') + '-latest-linux-amd64.aci')}\n"
+    assert "plain http" not in result.err
+    [key] = TrustStore(str(trust_dir)).entries()
+    assert (key.prefix, key.fingerprint) == (prefix, keys["signer"].fingerprint)
+
+
+def test_trust_keys_from_https_ignores_keys_seen_over_http(server: Server, prefix: str, keys: dict[str, Key],
+                                                          cache_dir: Path, tmp_path: Path) -> None:
+    name = f"{prefix}/library/busybox"
+    publish(server.root, name, keys["signer"], cache_dir)
+    write_pages(str(server.root), prefix, _entries(name), keys["signer"].public.read_bytes())
+    out = tmp_path / "out"
+
+    result = run_discover("--trust-keys-from-https", "--insecure-options=http", "--trust-dir", tmp_path / "trust",
+                          "--output-dir", out, f"{name}:latest,os=linux,arch=amd64")
+
+    assert result.status == 1
+    assert "did not come over https" in result.err and "not trusted" in result.err
+    assert not (tmp_path / "trust").exists()
+    assert list(out.iterdir()) == []
