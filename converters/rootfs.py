@@ -16,8 +16,10 @@ runs it):
 * Hard links share an inode: replacing or deleting one name never changes the others
   (public cases 2 and 4). On output, the first surviving name of each group in output
   order carries the data and the others link to it, so a link never dangles.
-* Names escaping the root, escaping relative symlinks and hard links to missing or
-  escaping targets are refused with :class:`UnsafeEntry`, naming the entry.
+* Names escaping the root, escaping relative symlinks, hard links to missing or
+  escaping targets and device numbers a tar header cannot hold are refused with
+  :class:`UnsafeEntry`, naming the entry; member sizes that are negative or past any
+  file offset make the layer a :class:`BadLayer`.
 
 Output: entries sorted by path (parents before children), headers in PAX format built
 from what the layer said (type, mode incl. setuid/sticky, uid/gid, uname/gname, mtime,
@@ -44,6 +46,11 @@ MAX_NAME_BYTES = 4096
 """Longest entry name or link target accepted (Linux's PATH_MAX), in bytes."""
 MAX_HEADER_BYTES = 1 << 20
 """Longest PAX or GNU long-name header read, in bytes."""
+MAX_DEVICE_NUMBER = 8 ** 7 - 1
+"""Largest device major or minor number a ustar header holds (7 octal digits); the ACI is
+written in PAX format, which has no record for bigger ones."""
+MAX_MEMBER_BYTES = (1 << 62) - 1
+"""Largest member size accepted from a header (bytes): past it no file offset fits."""
 
 STDIO_LINKS = (
     ("stdin", "/proc/self/fd/0"),
@@ -156,6 +163,25 @@ class BoundedTarInfo(tarfile.TarInfo):
             obj.name = prefix + "/" + obj.name  # a ustar long name
         return obj
 
+    def _proc_member(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+        # A negative size (base-256 or PAX ``size``) would move tarfile's offset backwards
+        # (a negative seek, or the same headers read again) or read a long-name header to EOF;
+        # a huge one overflows the seek.
+        # tarfile's sparse-map parsing raises IndexError on a truncated extension block and
+        # ValueError on bad numbers: a malformed header, as any other.
+        self._check_size(self)
+        try:
+            member = super()._proc_member(tarfile)  # type: ignore[misc]
+        except (ValueError, IndexError) as err:
+            raise _malformed(self, err) from err
+        self._check_size(member)
+        return member
+
+    @staticmethod
+    def _check_size(member: tarfile.TarInfo) -> None:
+        if not 0 <= member.size <= MAX_MEMBER_BYTES:
+            raise tarfile.HeaderError(f"size {member.size} in the header of {member.name!r} is out of range")
+
     def _proc_pax(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
         self._check_header_size()
         return super()._proc_pax(tarfile)  # type: ignore[misc]
@@ -167,6 +193,10 @@ class BoundedTarInfo(tarfile.TarInfo):
     def _check_header_size(self) -> None:
         if self.size > MAX_HEADER_BYTES:
             raise tarfile.HeaderError(f"a {self.size}-byte extended header is over the {MAX_HEADER_BYTES}-byte limit")
+
+
+def _malformed(member: tarfile.TarInfo, err: Exception) -> tarfile.HeaderError:
+    return tarfile.HeaderError(f"malformed header for {member.name!r}: {err!r}")
 
 
 _ZERO_BLOCK = bytes(tarfile.BLOCKSIZE)
@@ -410,6 +440,10 @@ class RootfsTree:
             return
         if member.type not in _SUPPORTED_TYPES:
             raise UnsafeEntry(layer, member.name, f"unsupported tar entry type {member.type!r}")
+        if (member.ischr() or member.isblk()) and not (0 <= member.devmajor <= MAX_DEVICE_NUMBER
+                                                       and 0 <= member.devminor <= MAX_DEVICE_NUMBER):
+            raise UnsafeEntry(layer, member.name, f"device number {member.devmajor},{member.devminor} is out of "
+                              f"range (0-{MAX_DEVICE_NUMBER}, what a tar header holds)")
         if member.issym() and is_escaping_link(path, member.linkname):
             raise UnsafeEntry(layer, member.name,
                               f"symlink target {member.linkname!r} points outside the root")

@@ -1,12 +1,25 @@
 """Files that appear whole or not at all: written under a temporary name in the target's
-directory, flushed to disk, then renamed into place; removed on any error."""
+directory, flushed to disk, then renamed into place; removed on any error.
+
+A temporary file is ``flock``-ed by its writer for as long as it is written, so a file
+left by a killed writer is told from one being written (:func:`remove_if_abandoned`) and removed
+by ``docker2aci gc`` (:func:`docker2aci.store.remove_abandoned_temporaries`)."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import os
+import stat
 import tempfile
-from typing import BinaryIO, Iterator
+from collections.abc import Iterator
+from typing import BinaryIO
+
+TEMP_PREFIX = ".docker2aci-"
+TEMP_SUFFIX = ".tmp"
+_NO_FLOCK = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL})
+"""``flock`` errors of file systems that do not support it."""
 
 
 def remove_quietly(path: str) -> None:
@@ -34,18 +47,79 @@ def atomic_file(dest: str, mode: int, *, replace: bool = True) -> Iterator[tuple
         OSError: the file cannot be created, written or renamed (nothing is left behind).
     """
     directory = os.path.dirname(os.path.abspath(dest))
-    fd, tmp = tempfile.mkstemp(prefix=".docker2aci-", suffix=".tmp", dir=directory)
+    fd, tmp = locked_temp(directory, TEMP_PREFIX, TEMP_SUFFIX)
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w+b") as f:
             yield tmp, f
             f.flush()
             os.fsync(f.fileno())
-        if replace:
-            os.replace(tmp, dest)
-        else:
-            os.link(tmp, dest)  # fails if dest exists: never clobbers it
-            os.unlink(tmp)
+            # Still open, so still locked: a cleaner cannot take it for abandoned.
+            if replace:
+                os.replace(tmp, dest)
+            else:
+                os.link(tmp, dest)  # fails if dest exists: never clobbers it
+                os.unlink(tmp)
     except BaseException:
         remove_quietly(tmp)
         raise
+
+
+def locked_temp(directory: str, prefix: str, suffix: str = "") -> tuple[int, str]:
+    """``mkstemp`` in ``directory``, ``flock``-ed (exclusively) by the returned descriptor
+    until it is closed; made again when a cleaner removed it before the lock was taken.
+
+    Raises:
+        OSError: it cannot be created.
+    """
+    while True:
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=directory)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # waits only while a cleaner looks at it
+            except OSError as err:
+                if err.errno not in _NO_FLOCK:
+                    raise
+                return fd, tmp  # a file system without flock: written unlocked, as before
+            try:
+                same = os.stat(tmp).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+        except BaseException:
+            os.close(fd)
+            remove_quietly(tmp)
+            raise
+        if same:
+            return fd, tmp
+        os.close(fd)
+
+
+def remove_if_abandoned(path: str) -> bool:
+    """Remove the temporary file ``path`` when no writer holds its lock (its writer was
+    killed, or wrote it before writers locked their files).
+
+    Returns:
+        Whether it was removed.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                return False  # being written
+            raise
+        try:
+            if os.stat(path).st_ino != os.fstat(fd).st_ino:
+                return False  # renamed into place, or replaced, meanwhile
+        except FileNotFoundError:
+            return False
+        os.unlink(path)
+        return True
+    finally:
+        os.close(fd)

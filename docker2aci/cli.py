@@ -420,18 +420,34 @@ def cmd_render(argv: Sequence[str], prog: str) -> int:
     """``docker2aci render ACI DIR``: write DIR/manifest and DIR/rootfs, dependencies applied."""
     args = _render_parser(prog).parse_args(list(argv))
     _setup_logging(args.debug)
+    import shutil
+    import tempfile
+
     from runner.dependencies import DirectoryResolver
     from runner.treestore import render_tree
 
-    if os.path.exists(args.dest) and (not os.path.isdir(args.dest) or os.listdir(args.dest)):
+    dest = os.path.abspath(args.dest)
+    if os.path.exists(dest) and (not os.path.isdir(dest) or os.listdir(dest)):
         raise UsageError(f"{args.dest}: not an empty directory")
-    rootfs = os.path.join(args.dest, "rootfs")
-    os.makedirs(rootfs, exist_ok=True)
-    resolver = DirectoryResolver([*args.dir, os.path.dirname(os.path.abspath(args.aci))])
-    manifest = render_tree(args.aci, rootfs, resolver=resolver)
-    with open(os.path.join(args.dest, "manifest"), "w", encoding="utf-8") as handle:
-        json.dump(manifest, handle, indent=2)
-    print(os.path.abspath(args.dest))
+    # rendered beside DEST, then renamed onto it: an interrupted render leaves no half tree there
+    try:
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        work = tempfile.mkdtemp(prefix=".docker2aci-render-", dir=os.path.dirname(dest))
+    except OSError as err:
+        raise UsageError(f"{args.dest}: cannot create a directory beside it: {err.strerror or err}") from err
+    try:
+        os.chmod(work, 0o755)
+        rootfs = os.path.join(work, "rootfs")
+        os.mkdir(rootfs)
+        resolver = DirectoryResolver([*args.dir, os.path.dirname(os.path.abspath(args.aci))])
+        manifest = render_tree(args.aci, rootfs, resolver=resolver)
+        with open(os.path.join(work, "manifest"), "w", encoding="utf-8") as handle:
+            json.dump(manifest, handle, indent=2)
+        os.rename(work, dest)  # replaces DEST when it is an empty directory
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    print(dest)
     return EXIT_OK
 
 

@@ -63,6 +63,9 @@ def source_flags(p: argparse.ArgumentParser, *, every_platform: bool) -> None:
          help="Platform to pick from a manifest list or index (default: the host's)"
               + ("; 'all' converts every platform" if every_platform else ""))
     flag(p, "tmp-dir", metavar="DIR", help="Where to unpack layers (default: $TMPDIR)")
+    flag(p, "max-layer-size", type=_size, default=None, metavar="SIZE",
+         help="Refuse a layer larger than SIZE uncompressed (a decompression bomb); bytes, or with a "
+              "K, M, G or T suffix, e.g. 512M, 4G (default: 16G)")
     flag(p, "creds", metavar="USER:PASS", help="Registry credentials (default: ~/.docker/config.json)")
     flag(p, "cert-dir", metavar="DIR", help="CA certificates (*.crt) for the registry, as Docker's certs.d")
     flag(p, "cache-dir", metavar="DIR",
@@ -77,6 +80,16 @@ def source_flags(p: argparse.ArgumentParser, *, every_platform: bool) -> None:
          help="Sign with this key of your gpg keyring (GNUPGHOME honoured) instead of --sign")
 
 
+def _size(text: str) -> int:
+    """argparse type of ``--max-layer-size``: see :func:`docker2aci.limits.parse_size`."""
+    from .limits import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
 def convert_options(args: argparse.Namespace, **fixed: object) -> ConvertOptions:
     """ConvertOptions from the flags of :func:`source_flags`."""
     from .pipeline import ConvertOptions
@@ -87,5 +100,7 @@ def convert_options(args: argparse.Namespace, **fixed: object) -> ConvertOptions
         "insecure_allow_http": args.insecure_allow_http, "cache_dir": args.cache_dir,
         "use_cache": not args.no_cache, "sign_key": args.sign, "sign_passphrase_file": args.sign_passphrase_file,
         "gpg_key": args.gpg_key}
+    if getattr(args, "max_layer_size", None) is not None:  # a parser without source_flags has none
+        values["max_layer_size"] = args.max_layer_size
     values.update(fixed)
     return ConvertOptions(**values)  # type: ignore[arg-type]

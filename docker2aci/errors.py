@@ -147,7 +147,8 @@ class SizeMismatch(Docker2ACIError):
 
 
 class LimitExceeded(Docker2ACIError):
-    """A metadata document (manifest, config, index) is larger than its named limit."""
+    """Input is larger than its named limit: a metadata document (manifest, config, index;
+    :mod:`docker2aci.limits`) or a layer's uncompressed bytes (``--max-layer-size``)."""
 
     reference = "limit-exceeded"
 

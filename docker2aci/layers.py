@@ -3,7 +3,9 @@
 Each layer blob is read once through a :class:`VerifyingReader` (its digest and size),
 decompressed according to its magic bytes (gzip, zstd, bzip2, xz, or a plain tar),
 hashed again against the config's ``diff_id`` and spooled to a temporary file, which
-the squash then reads with random access. A plain tar that already sits in a seekable
+the squash then reads with random access. The uncompressed size of each layer is counted
+as it streams and capped (``max_size``, :data:`docker2aci.limits.DEFAULT_MAX_LAYER_BYTES`):
+a decompression bomb is refused with :class:`LimitExceeded` before the cap is passed. A plain tar that already sits in a seekable
 local file (a ``docker save`` member, an OCI layout blob) is not copied: the squash reads
 it in place (:func:`open_in_place`) while :func:`verify_layer` checks it. Nothing is held
 in memory whole.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import bz2
 import contextlib
+import dataclasses
 import io
 import logging
 import lzma
@@ -20,9 +23,10 @@ import os
 import tarfile
 import tempfile
 import zlib
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import IO, BinaryIO, Callable, Iterator, Protocol
+from typing import IO, BinaryIO, Protocol
 
 import zstandard
 from isal import isal_zlib
@@ -34,10 +38,12 @@ from .digest import Digest
 from .errors import (
     DigestMismatch,
     InvalidLayer,
+    LimitExceeded,
     OutputError,
     SizeMismatch,
     UnsupportedMediaType,
 )
+from .limits import DEFAULT_MAX_LAYER_BYTES
 from .mediatypes import layer_encoding
 from .verify import VerifyingReader
 
@@ -71,6 +77,8 @@ class LayerBlob:
         open: opens an independent binary stream of the blob (thread-safe per call).
         evict: for a blob read from a cache, drops the cached copy so that ``open``
             fetches it again (used once when the cached bytes fail verification).
+        max_size: the largest uncompressed size accepted (bytes), or ``None`` for no cap;
+            :func:`open_layers` sets it from its ``max_layer_size``.
     """
 
     what: str
@@ -80,6 +88,12 @@ class LayerBlob:
     diff_id: Digest | None
     open: Callable[[], BinaryIO]
     evict: Callable[[], None] | None = None
+    max_size: int | None = None
+
+
+def _too_big(what: str, limit: int) -> LimitExceeded:
+    return LimitExceeded(f"{what}: the uncompressed layer is larger than the {limit}-byte limit "
+                         f"(--max-layer-size); refused as a possible decompression bomb")
 
 
 class _Decompressor(Protocol):
@@ -146,11 +160,14 @@ def _bounded(dec: _Decompressor, data: bytes) -> Iterator[bytes]:
             return
 
 
-def decompress_into(stream: BinaryIO, encoding: str, out: IO[bytes], hasher: object, what: str) -> None:
+def decompress_into(stream: BinaryIO, encoding: str, out: IO[bytes], hasher: object, what: str,
+                    limit: int | None = None) -> None:
     """Decompress ``stream`` into ``out``, updating ``hasher`` with the plain bytes.
 
-    Memory stays bounded by :data:`CHUNK` whatever the compression ratio. Concatenated
-    members (gzip, bzip2, xz) are read in turn; zero padding after the last is accepted.
+    Memory stays bounded by :data:`CHUNK` whatever the compression ratio, and ``out``
+    never receives more than ``limit`` bytes: the chunk that would pass it is refused
+    before it is written. Concatenated members (gzip, bzip2, xz) are read in turn; zero
+    padding after the last is accepted.
 
     Args:
         stream: the compressed bytes.
@@ -158,19 +175,28 @@ def decompress_into(stream: BinaryIO, encoding: str, out: IO[bytes], hasher: obj
         out: where the plain bytes go.
         hasher: a hashlib-like object updated with the plain bytes.
         what: names the stream in errors.
+        limit: the most plain bytes accepted, or ``None`` for no cap.
 
     Raises:
         InvalidLayer: the compressed stream is corrupt or truncated.
+        LimitExceeded: the plain bytes are more than ``limit``.
         OutputError: ``out`` cannot be written (a full disk).
     """
     update = hasher.update  # type: ignore[attr-defined]
+    written = 0
 
     def emit(data: bytes) -> None:
+        nonlocal written
+        written += len(data)
+        if limit is not None and written > limit:
+            raise _too_big(what, limit)
         update(data)
         try:
             out.write(data)
         except OSError as err:
-            raise OutputError(f"{what}: writing the uncompressed layer: {err}") from err
+            where = getattr(out, "name", None)
+            into = f" into {where}" if isinstance(where, str) else ""
+            raise OutputError(f"{what}: writing the uncompressed layer{into}: {err.strerror or err}") from err
 
     if encoding == "plain":
         while chunk := stream.read(CHUNK):
@@ -236,6 +262,7 @@ def open_in_place(blob: LayerBlob) -> BinaryIO | None:
 
     Raises:
         SourceError, ImageNotFound: the blob cannot be opened.
+        LimitExceeded: the plain tar is larger than ``blob.max_size``.
     """
     if blob.evict is not None:
         return None
@@ -243,8 +270,12 @@ def open_in_place(blob: LayerBlob) -> BinaryIO | None:
     try:
         if stream.seekable():
             head = stream.read(512)
+            end = stream.seek(0, io.SEEK_END)
             stream.seek(0)
             if _plain_tar(head):
+                if blob.max_size is not None and end > blob.max_size:
+                    stream.close()
+                    raise _too_big(blob.what, blob.max_size)
                 return stream
     except OSError:
         pass
@@ -268,13 +299,18 @@ def verify_layer(blob: LayerBlob) -> None:
     Raises:
         DigestMismatch, SizeMismatch: the blob or its tar is not what the manifest and
             config say.
+        LimitExceeded: the tar is larger than ``blob.max_size``.
     """
     diff_hash: _Hasher = _NO_HASH
     if blob.diff_id is not None and blob.diff_id != blob.digest:
         diff_hash = blob.diff_id.new_hash()
     buffer = bytearray(VERIFY_CHUNK)
+    read = 0
     with VerifyingReader(blob.open(), blob.digest, blob.size, blob.what) as raw:
         while n := raw.readinto(buffer):
+            read += n
+            if blob.max_size is not None and read > blob.max_size:
+                raise _too_big(blob.what, blob.max_size)
             diff_hash.update(memoryview(buffer)[:n])
     _check_diff_id(blob, diff_hash)
 
@@ -291,6 +327,8 @@ def spool_layer(blob: LayerBlob, out: IO[bytes]) -> None:
             manifest and config say (``diff_ids``).
         UnsupportedMediaType: unknown encoding.
         InvalidLayer: the compressed stream is corrupt.
+        LimitExceeded: the uncompressed tar is larger than ``blob.max_size``; the spool
+            then holds at most that many bytes.
     """
     with VerifyingReader(blob.open(), blob.digest, blob.size, blob.what) as raw:
         try:
@@ -305,7 +343,7 @@ def spool_layer(blob: LayerBlob, out: IO[bytes]) -> None:
             if declared is not None and declared != encoding:
                 log.warning("%s: media type %s says %s but the bytes are %s; using the bytes",
                             blob.what, blob.media_type, declared, encoding)
-            decompress_into(buffered, encoding, out, hasher, blob.what)
+            decompress_into(buffered, encoding, out, hasher, blob.what, blob.max_size)
         except (UnsupportedMediaType, InvalidLayer):
             raw.drain()  # a blob that is not what its digest says is reported as that
             raise
@@ -377,8 +415,8 @@ class OpenedLayers:
 
 
 @contextlib.contextmanager
-def open_layers(blobs: list[LayerBlob], tmp_dir: str | None,
-                progress: Progress | None) -> Iterator[OpenedLayers]:
+def open_layers(blobs: list[LayerBlob], tmp_dir: str | None, progress: Progress | None,
+                max_layer_size: int | None = DEFAULT_MAX_LAYER_BYTES) -> Iterator[OpenedLayers]:
     """Open every layer as a seekable tar, in parallel: a plain tar in a local file is
     read in place and verified in the background (:meth:`OpenedLayers.verified`); any
     other layer is verified and decompressed into a temporary file before this yields.
@@ -387,12 +425,18 @@ def open_layers(blobs: list[LayerBlob], tmp_dir: str | None,
         blobs: the image's layers, base first.
         tmp_dir: where the spools go (default: the system's temporary directory).
         progress: called as ``progress("layers", done, total)``.
+        max_layer_size: the largest uncompressed size of one layer (bytes), counted while
+            it streams; ``None`` for no cap (tests only).
 
     Raises:
         OutputError: the temporary directory cannot be made, or a spool written.
+        LimitExceeded: a layer is larger than ``max_layer_size`` uncompressed (its
+            spool is removed with the others).
         DigestMismatch, SizeMismatch, InvalidLayer, UnsupportedMediaType: a spooled layer
             is bad (layers read in place raise from :meth:`OpenedLayers.verified`).
     """
+    if max_layer_size is not None:
+        blobs = [dataclasses.replace(b, max_size=max_layer_size) for b in blobs]
     try:
         workdir = tempfile.TemporaryDirectory(prefix="docker2aci-", dir=tmp_dir)
     except OSError as err:
@@ -423,7 +467,7 @@ def open_layers(blobs: list[LayerBlob], tmp_dir: str | None,
                     files.append(in_place)
                     pending.append(verifier.submit(verify_layer, blob))
                 else:
-                    files.append(open(os.path.join(work, f"layer-{i}.tar"), "w+b"))
+                    files.append(open(os.path.join(work, f"layer-{i}.tar"), "w+b"))  # noqa: SIM115 (closed below)
                     spooling.append(pool.submit(spool, i))
             layers = OpenedLayers([LayerTar(b.what, f) for b, f in zip(blobs, files)], pending, progress)
             for future in spooling:

@@ -31,6 +31,7 @@ from .errors import (
     UsageError,
 )
 from .layers import LayerBlob, open_layers
+from .limits import DEFAULT_MAX_LAYER_BYTES
 from .manifest import Platform
 from .sources import DownloadHook, RemoteOptions, ResolvedImage, open_source
 from .store import ConversionCache, conversion_key, default_cache_dir, publish_copy
@@ -84,6 +85,11 @@ class ConvertOptions:
         output_name: the ACI's file name instead of ``<repository>-<tag>.aci``; ``{os}``
             and ``{arch}`` in it are replaced by the image's appc os and arch (squashed
             conversions only).
+        max_layer_size: the largest uncompressed size of one layer, in bytes, counted
+            while it streams (default :data:`~docker2aci.limits.DEFAULT_MAX_LAYER_BYTES`,
+            16 GiB); a larger layer (a decompression bomb) is refused with
+            :class:`~docker2aci.errors.LimitExceeded` and nothing is written. Not part of
+            the conversion-cache key: a cached conversion is reused whatever the limit.
     """
 
     output_dir: str = "."
@@ -105,6 +111,7 @@ class ConvertOptions:
     cache_local: bool = False
     ac_name: str | None = None
     output_name: str | None = None
+    max_layer_size: int = DEFAULT_MAX_LAYER_BYTES
 
 
 @dataclass(frozen=True)
@@ -408,7 +415,7 @@ def _convert_layers(display: str, resolved: ResolvedImage, config: ImageConfig, 
                     os_arch: tuple[str, str], path: str, options: ConvertOptions,
                     progress: ProgressHook | None, warnings: list[str]) -> ConvertedACI:
     """Read the layers, squash them, translate the config and write the ACI at ``path``."""
-    with open_layers(blobs, options.tmp_dir, progress) as layers:
+    with open_layers(blobs, options.tmp_dir, progress, options.max_layer_size) as layers:
         with layers.errors():
             tree = RootfsTree.from_layers(layers.tars)
         layers.verified()  # nothing of an in-place layer is written before it has passed
@@ -462,7 +469,7 @@ def _write_unsquashed(display: str, resolved: ResolvedImage, wanted: Platform, o
         for index in range(count)]
     layer_ids = [blob.diff_id or blob.digest or Digest.of_bytes(blob.what.encode()) for blob in image.blobs]
     naming = _naming(resolved, options.ac_name)
-    with open_layers(image.blobs, options.tmp_dir, progress) as layers:
+    with open_layers(image.blobs, options.tmp_dir, progress, options.max_layer_size) as layers:
         acis = write_layer_acis(display, layers, layer_ids, image.config, naming, image.os_arch, paths,
                                 options.compression, options.compression_level, warnings)
     for w in warnings:

@@ -126,18 +126,21 @@ def _work_dir(root: str) -> Iterator[str]:
 
 
 def gc_work_dirs(root: str) -> list[str]:
-    """Remove the work directories of conversions whose process has ended (killed before
-    it could clean up): those whose lock nobody holds.
+    """Remove what conversions whose process has ended (killed before it could clean up)
+    left under the cache root: their work directories (those whose lock nobody holds), and
+    the cache's partial downloads and copies (:func:`docker2aci.store.remove_abandoned_temporaries`).
 
     Returns:
-        The directories removed.
+        The directories and files removed.
     """
+    from .store import remove_abandoned_temporaries
+
+    removed = remove_abandoned_temporaries(root)
     parent = os.path.join(root, WORK_DIR)
     try:
         names = sorted(os.listdir(parent))
     except FileNotFoundError:
-        return []
-    removed = []
+        return removed
     for name in names:
         path = os.path.join(parent, name)
         with try_locked(os.path.join(path, ".lock"), create=False) as free:

@@ -6,7 +6,8 @@ Layout under the cache root (``~/.cache/docker2aci`` or ``--cache-dir``)::
     blobs/<algorithm>/<hex>        verified blobs (layers, configs, manifests)
     conversions/<key>.aci          converted ACIs
     conversions/<key>.json         what convert() returned for them
-    tmp/                           partial downloads; never read as blobs
+    tmp/blob-*                     partial downloads; never read as blobs (``docker2aci gc``
+                                   removes those whose writer is gone)
     locks/<algorithm>-<hex>        one lock file per blob being fetched
     locks/conversion-<key>         one lock file per conversion being made
 
@@ -23,16 +24,18 @@ import fcntl
 import hashlib
 import json
 import os
-import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any, BinaryIO, Callable, Iterator
+from typing import IO, Any, BinaryIO
 
-from .atomic import atomic_file, remove_quietly
+from .atomic import TEMP_PREFIX, TEMP_SUFFIX, atomic_file, locked_temp, remove_if_abandoned, remove_quietly
 from .digest import Digest
 from .errors import DigestMismatch, OutputError
 
 COPY_CHUNK = 1 << 20
 """Bytes per read when verifying or copying cached files."""
+BLOB_TEMP_PREFIX = "blob-"
+"""How the partial downloads under ``tmp/`` are named."""
 _RECORD_KEYS = frozenset({"image_id", "name", "labels", "manifest", "manifest_digest", "aci_sha256"})
 
 
@@ -100,9 +103,8 @@ class BlobCache:
         if self.has(digest):
             return
         with self._temp() as (tmp, f):
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            _CacheWriter(f, self.root).write(data)
+            self._sync(f)
             self._publish(tmp, digest)
 
     def ensure(self, digest: Digest, fetch: Callable[[BinaryIO], None]) -> str:
@@ -127,20 +129,27 @@ class BlobCache:
             if os.path.isfile(path):
                 return path
             with self._temp() as (tmp, f):
-                fetch(f)  # type: ignore[arg-type]  # verifies as it writes: no second hashing
-                f.flush()
-                os.fsync(f.fileno())
+                # verifies as it writes: no second hashing
+                fetch(_CacheWriter(f, self.root))  # type: ignore[arg-type]
+                self._sync(f)
                 self._publish(tmp, digest)
         return path
+
+    def _sync(self, f: IO[bytes]) -> None:
+        try:
+            f.flush()
+            os.fsync(f.fileno())
+        except OSError as err:
+            raise _cache_error(self.root, err) from err
 
     @contextlib.contextmanager
     def _temp(self) -> Iterator[tuple[str, IO[bytes]]]:
         tmpdir = os.path.join(self.root, "tmp")
         try:
             _private_dirs(tmpdir)
-            fd, tmp = tempfile.mkstemp(dir=tmpdir, prefix="blob-")
+            fd, tmp = locked_temp(tmpdir, BLOB_TEMP_PREFIX)  # locked while written: see remove_abandoned_temporaries
         except OSError as err:
-            raise OutputError(f"writing to the cache {self.root}: {err}") from err
+            raise _cache_error(self.root, err) from err
         try:
             with os.fdopen(fd, "w+b") as f:
                 yield tmp, f
@@ -149,12 +158,69 @@ class BlobCache:
 
     def _publish(self, tmp: str, digest: Digest) -> None:
         path = self.path(digest)
-        _private_dirs(os.path.dirname(path))
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
+        try:
+            _private_dirs(os.path.dirname(path))
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, path)
+        except OSError as err:
+            raise _cache_error(self.root, err) from err
 
     def _lock(self, digest: Digest) -> contextlib.AbstractContextManager[None]:
         return cache_lock(self.root, f"{digest.algorithm}-{digest.hex}")
+
+
+def remove_abandoned_temporaries(root: str) -> list[str]:
+    """Remove the partial files that killed processes left in the cache ``root``: blob
+    downloads under ``tmp/`` and conversion copies (``conversions/.docker2aci-*.tmp``)
+    whose writer is gone (their writers hold a lock on them while they write).
+
+    Returns:
+        The files removed.
+    """
+    candidates = []
+    for directory, wanted in ((os.path.join(root, "tmp"), lambda n: n.startswith(BLOB_TEMP_PREFIX)),
+                              (os.path.join(root, "conversions"),
+                               lambda n: n.startswith(TEMP_PREFIX) and n.endswith(TEMP_SUFFIX))):
+        try:
+            names = sorted(os.listdir(directory))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        candidates += [os.path.join(directory, n) for n in names if wanted(n)]
+    return [path for path in candidates if remove_if_abandoned(path)]
+
+
+def _cache_error(root: str, err: OSError) -> OutputError:
+    return OutputError(f"writing to the cache {root}: {err.strerror or err}")
+
+
+class _CacheWriter:
+    """The file a blob is fetched into, as ``fetch`` sees it: what fails writing it (a
+    full disk) is an ``OutputError`` naming the cache, not a bare ``OSError``."""
+
+    def __init__(self, f: IO[bytes], root: str) -> None:
+        self._f = f
+        self._root = root
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as err:
+            raise _cache_error(self._root, err) from err
+
+    def truncate(self, size: int | None = None) -> int:
+        try:
+            return self._f.truncate(size)
+        except OSError as err:
+            raise _cache_error(self._root, err) from err
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def seekable(self) -> bool:
+        return True
 
 
 @contextlib.contextmanager
@@ -303,7 +369,8 @@ def publish_copy(cached: CachedConversion, dest: str) -> None:
 def _link_into_place(src: str, dest: str) -> bool:
     """Hard-link ``src`` as ``dest`` (mode 0644) through a temporary name; ``False`` when
     the file system cannot (another device, no hard links)."""
-    tmp = os.path.join(os.path.dirname(os.path.abspath(dest)), f".{os.path.basename(dest)}.link-{os.getpid()}")
+    name = f"{TEMP_PREFIX}link-{os.path.basename(dest)}-{os.getpid()}{TEMP_SUFFIX}"  # a name cleaners know
+    tmp = os.path.join(os.path.dirname(os.path.abspath(dest)), name)
     try:
         os.link(src, tmp)
     except OSError:

@@ -15,10 +15,11 @@ Conventions: layouts hold the image under the tag ``latest``
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -28,7 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from fixtures import builders, debian  # noqa: E402
+from fixtures import builders, debian
 
 T = TypeVar("T")
 
@@ -169,3 +170,78 @@ def bookworm_aci(bookworm_layout: Path, fixture_dir: Path) -> Path:
                     ConvertOptions(output_dir=str(out), compression=Compression.NONE,
                                    cache_dir=str(fixture_dir / "docker2aci-cache"), use_cache=False))
     return Path(aci.path)
+
+
+# --------------------------------------------------------------------------- secrets watch
+# (tests/secretwatch.py): the session fails at its end when a test secret was seen in an output.
+
+
+from secretwatch import RECORDERS, SecretWatch, recording_communicate, recording_readouterr
+
+_WATCH_KEY = pytest.StashKey[SecretWatch]()
+_PATCH_KEY = pytest.StashKey[pytest.MonkeyPatch]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    watch = SecretWatch()
+    config.stash[_WATCH_KEY] = watch
+    patch = pytest.MonkeyPatch()
+    patch.setattr(subprocess.Popen, "communicate", recording_communicate)
+    patch.setattr(pytest.CaptureFixture, "readouterr", recording_readouterr)
+    config.stash[_PATCH_KEY] = patch
+    RECORDERS.insert(0, watch)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _PATCH_KEY in config.stash:
+        config.stash[_PATCH_KEY].undo()
+    if _WATCH_KEY in config.stash and config.stash[_WATCH_KEY] in RECORDERS:
+        RECORDERS.remove(config.stash[_WATCH_KEY])
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if RECORDERS:
+        RECORDERS[0].record_report(report)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the session when a secret was seen (the terminal summary says what and where)."""
+    config = session.config
+    if _WATCH_KEY not in config.stash or config.option.collectonly:
+        return
+    watch = config.stash[_WATCH_KEY]
+    watch.add_live_secrets()
+    if watch.check() and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    watch = config.stash.get(_WATCH_KEY, None)
+    if watch is None or not watch.stats:
+        return
+    if watch.findings:
+        terminalreporter.section("secrets seen in outputs", red=True, bold=True)
+        for finding in watch.findings:
+            terminalreporter.line(f"SECRET LEAK: {finding}", red=True)
+        terminalreporter.line(f"the session fails: {len(watch.findings)} leak(s); values are not printed. "
+                              f"See SecretWatch in tests/secretwatch.py.", red=True)
+    terminalreporter.line(f"secrets watch: {watch.stats}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _secret_watch_base_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Have the session directory scanned at the end (see :class:`SecretWatch`)."""
+    request.config.stash[_WATCH_KEY].base_dirs.append(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="session")
+def secret_watch(request: pytest.FixtureRequest) -> SecretWatch:
+    """The session's :class:`SecretWatch`: tests :meth:`~SecretWatch.add` the secrets they make."""
+    return request.config.stash[_WATCH_KEY]
+
+
+@pytest.fixture
+def fresh_secret_watch() -> SecretWatch:
+    """An empty :class:`SecretWatch`, apart from the session's (to test the watch itself)."""
+    return SecretWatch()

@@ -131,8 +131,13 @@ def make_test_ca(directory: Path) -> TLSFiles:
     return TLSFiles(ca_cert, cert, key, cert_dir)
 
 
+HTPASSWD_CREDS: list[tuple[str, str]] = []
+"""Every ``(user, password)`` :func:`write_htpasswd` was given (watched by ``tests/conftest.py``)."""
+
+
 def write_htpasswd(path: Path, user: str, password: str) -> Path:
     """Write a bcrypt htpasswd file with one user (``htpasswd -Bbn``)."""
+    HTPASSWD_CREDS.append((user, password))
     path.write_bytes(_run([HTPASSWD_BIN, "-Bbn", user, password], what="htpasswd"))
     return path
 

@@ -42,6 +42,9 @@ TEST_PASSWORD = "testpass"
 ISSUER = "test-issuer"
 SERVICE = "test-registry"
 AnswerField = Literal["both", "token", "access_token"]
+ISSUED_TOKENS: list[str] = []
+"""Every token any :class:`TokenServer` of the session signed (the secrets watch of
+``tests/conftest.py`` fails the session if one appears in an output)."""
 
 
 def _b64url(data: bytes) -> str:
@@ -171,7 +174,9 @@ class TokenServer:
         signing_input = (_b64url(json.dumps(header, separators=(",", ":")).encode()) + "."
                          + _b64url(json.dumps(claims, separators=(",", ":")).encode()))
         signature = self._key.sign(signing_input.encode("ascii"), padding.PKCS1v15(), hashes.SHA256())
-        return f"{signing_input}.{_b64url(signature)}"
+        token = f"{signing_input}.{_b64url(signature)}"
+        ISSUED_TOKENS.append(token)
+        return token
 
     def _authenticate(self, authorization: str | None) -> tuple[bool, str | None]:
         """(acceptable, user): no header is anonymous; a wrong password is not acceptable."""

@@ -1,0 +1,250 @@
+"""Crash safety: the real CLI killed (``SIGKILL`` to its process group) at random points of
+a conversion (docker archive → ACI; registry → ACI with a cold cache, so blob and
+conversion cache writes are hit), of ``fetch`` (conversion cache and tree store), of
+``render ACI DIR`` and of ``mirror``.
+
+After each kill: every ACI a reader can see is complete (byte-identical to the one an
+uninterrupted run writes; temporary files never carry the final name), every cache entry is
+whole (blobs hash to their names, conversion records match their ACIs), a rendered tree is
+visible whole or not at all, and a rerun finishes with output identical to an uninterrupted
+run; ``docker2aci gc`` then removes what the killed run left in the cache.
+
+The kill times are seeded and stratified: trial ``i`` of ``n`` is killed at a random moment
+of the ``i``-th slice of an uninterrupted run's measured duration (after the interpreter's
+start-up, before which nothing is written). Each trial is bounded by its kill time plus
+one uninterrupted run. Figures are printed with ``-s``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import resource
+import shutil
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from crashkit import check_cache, killed_run, run_cli, temporaries, timed_cli, tree_listing, visible_acis
+from jobs.jobs_helpers import build_tags, push_tags
+from services import REGISTRY_BIN, SKOPEO_BIN, RunningRegistry, push, require_tools, run_registry
+
+SEED = 20_251_129
+STATS: Counter[str] = Counter()
+MIRROR_TAGS = ["a", "b"]
+LATEST = 0.9
+"""The latest kill time, as a fraction of an uninterrupted run's duration."""
+WORKERS = min(2, os.cpu_count() or 1)
+"""Trials run side by side (each killed run and its rerun stay in order)."""
+_STATS_LOCK = threading.Lock()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _figures() -> Iterator[None]:
+    start = resource.getrusage(resource.RUSAGE_CHILDREN)
+    yield
+    end = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = end.ru_utime + end.ru_stime - start.ru_utime - start.ru_stime
+    print(f"\ncrash trials: {dict(sorted(STATS.items()))}; CPU seconds of the CLI processes: {cpu:.1f}")
+
+
+@pytest.fixture(scope="module")
+def crash_registry(busybox_layout: Path, busybox_basic_layout: Path,
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry]:
+    """A plain-http registry holding ``crash/busybox:latest`` (the 8-layer image) and
+    ``crash/mirror`` (tags ``a``, ``b``: the 4-layer base plus one layer each)."""
+    require_tools(REGISTRY_BIN, SKOPEO_BIN)
+    with run_registry(tmp_path_factory.mktemp("crash-registry")) as running:
+        push(f"oci:{busybox_layout}:latest", running, "crash/busybox:latest")
+        layout = build_tags(busybox_basic_layout, tmp_path_factory.mktemp("crash-tags"), MIRROR_TAGS)
+        push_tags(layout, running, "crash/mirror", {t: t for t in MIRROR_TAGS})
+        yield running
+
+
+def _delays(name: str, trials: int, duration: float) -> list[float]:
+    """Stratified seeded kill times over ``[startup, duration * LATEST]``: after the
+    interpreter's start-up (nothing is written before), before the usual end."""
+    rng = random.Random(f"{SEED}-{name}")
+    startup = min(timed_cli("--help"), duration / 2)
+    span = duration * LATEST - startup
+    return [startup + span * (i + rng.random()) / trials for i in range(trials)]
+
+
+def _run_trials(name: str, trials: int, duration: float, trial: Callable[[int, float], None]) -> None:
+    """Run ``trial(i, delay)`` for each kill time, ``WORKERS`` at a time (each in its own
+    directories); the first failure fails the test."""
+    delays = _delays(name, trials, duration)
+    with ThreadPoolExecutor(WORKERS) as pool:
+        for future in [pool.submit(trial, i, delay) for i, delay in enumerate(delays)]:
+            future.result()
+
+
+def _account(kind: str, killed: bool, garbage: bool = False) -> None:
+    with _STATS_LOCK:
+        STATS["trials"] += 1
+        STATS[f"{kind}-trials"] += 1
+        STATS["killed mid-run" if killed else "finished before the kill"] += 1
+        if garbage:
+            STATS["kills that left temporary files"] += 1
+
+
+def _assert_complete(out: Path, expected: dict[str, str]) -> None:
+    """Every visible ACI under ``out`` is one an uninterrupted run writes, byte for byte."""
+    for name, digest in visible_acis(out).items():
+        assert expected.get(name) == digest, f"partial or foreign ACI visible: {out / name}"
+
+
+def _gc_cleans(cache: Path, garbage: bool = True) -> None:
+    """Unless the killed run left nothing to clean (``garbage`` false): ``gc`` removes its
+    partial downloads, conversion copies, work directories and half-rendered trees."""
+    if not garbage:
+        return
+    with _STATS_LOCK:
+        STATS["gc runs"] += 1
+    run_cli("gc", "--cache-dir", cache)
+    left = check_cache(cache).temporaries
+    assert not left, f"docker2aci gc left the temporary files of a killed run: {left}"
+    prerun = cache / "prerun"
+    assert not (prerun.is_dir() and list(prerun.iterdir())), list(prerun.iterdir())
+    trees = cache / "trees"
+    assert not (trees.is_dir() and [p for p in trees.iterdir() if p.name.startswith(".tmp-")])
+
+
+def test_kill_archive_conversion(busybox_docker_archive: Path, tmp_path: Path) -> None:
+    """docker-archive → ACI, killed 12 times: no partial ACI, a rerun writes the same bytes."""
+    ref = tmp_path / "ref"
+    source = f"docker-archive:{busybox_docker_archive}"
+    duration = timed_cli("--output-dir", ref, "--cache-dir", tmp_path / "cache", source)
+    expected = visible_acis(ref)
+    assert len(expected) == 1
+
+    def trial(i: int, delay: float) -> None:
+        out = tmp_path / f"out{i}"
+        argv = ["--output-dir", out, "--cache-dir", tmp_path / "cache", source]
+        kill = killed_run(argv, delay)
+        _assert_complete(out, expected)
+        _account("archive", not kill.finished, bool(out.is_dir() and temporaries(out)))
+        run_cli(*argv)
+        assert visible_acis(out) == expected
+
+    _run_trials("archive", 12, duration, trial)
+
+
+def test_kill_registry_conversion_cold_cache(crash_registry: RunningRegistry, tmp_path: Path) -> None:
+    """registry → ACI with a cold cache, killed 13 times: the cache holds only whole entries,
+    a rerun (warm or cold) writes the same bytes, gc removes the partial downloads."""
+    source = f"docker://{crash_registry.host}/crash/busybox:latest"
+    ref = tmp_path / "ref"
+    duration = timed_cli("--insecure-allow-http", "--output-dir", ref, "--cache-dir", tmp_path / "ref-cache", source)
+    expected = visible_acis(ref)
+    assert check_cache(tmp_path / "ref-cache").conversions == 1
+
+    def trial(i: int, delay: float) -> None:
+        out, cache = tmp_path / f"out{i}", tmp_path / f"cache{i}"
+        argv = ["--insecure-allow-http", "--output-dir", out, "--cache-dir", cache, source]
+        kill = killed_run(argv, delay)
+        _assert_complete(out, expected)
+        garbage = bool(cache.is_dir() and check_cache(cache).temporaries)
+        _account("registry", not kill.finished, garbage or bool(out.is_dir() and temporaries(out)))
+        run_cli(*argv)
+        assert visible_acis(out) == expected
+        report = check_cache(cache)
+        assert report.conversions == 1 and report.blobs >= 10
+        _gc_cleans(cache, garbage or i == 0)
+
+    _run_trials("registry", 13, duration, trial)
+
+
+def test_kill_fetch(busybox_docker_archive: Path, tmp_path: Path) -> None:
+    """``fetch`` of an archive (conversion cache + tree store), killed 10 times: a tree is
+    in the store whole or not at all, a rerun renders the same tree."""
+    source = f"docker-archive:{busybox_docker_archive}"
+    fetch = ["fetch", "--json", "--insecure-options=image"]
+    ref_cache = tmp_path / "ref-cache"
+    duration = timed_cli(*fetch, "--cache-dir", ref_cache, source)
+    ref = json.loads(run_cli(*fetch, "--cache-dir", ref_cache, source).stdout)
+    expected = tree_listing(Path(ref["path"]))
+    assert any(entry[0] == "rootfs/bin/busybox" for entry in expected)
+
+    def trial(i: int, delay: float) -> None:
+        cache = tmp_path / f"cache{i}"
+        kill = killed_run([*fetch, "--cache-dir", cache, source], delay)
+        if cache.is_dir():
+            check_cache(cache)
+        trees = cache / "trees"
+        for tree in trees.iterdir() if trees.is_dir() else ():
+            if tree.name == ref["image_id"]:
+                assert tree_listing(tree) == expected, f"partial tree visible in the store: {tree}"
+        leftovers = bool((cache / "prerun").is_dir() and list((cache / "prerun").iterdir())) or \
+            bool(trees.is_dir() and [t for t in trees.iterdir() if t.name.startswith(".tmp-")]) or \
+            bool(cache.is_dir() and check_cache(cache).temporaries)
+        _account("fetch", not kill.finished, leftovers)
+        got = json.loads(run_cli(*fetch, "--cache-dir", cache, source).stdout)
+        assert got["image_id"] == ref["image_id"]
+        assert tree_listing(Path(got["path"])) == expected
+        _gc_cleans(cache, leftovers or i == 0)
+
+    _run_trials("fetch", 10, duration, trial)
+
+
+def test_kill_render(busybox_docker_archive: Path, tmp_path: Path) -> None:
+    """``render ACI DIR``, killed 10 times: DIR/manifest (written last) appears only with the
+    whole tree; a rerun (into the emptied DIR) renders the same tree."""
+    run_cli("--output-dir", tmp_path, "--cache-dir", tmp_path / "cache", f"docker-archive:{busybox_docker_archive}")
+    [aci] = tmp_path.glob("*.aci")
+    duration = timed_cli("render", aci, tmp_path / "ref")
+    expected = tree_listing(tmp_path / "ref")
+
+    def trial(i: int, delay: float) -> None:
+        dest = tmp_path / f"tree{i}"
+        kill = killed_run(["render", aci, dest], delay)
+        if (dest / "manifest").exists():
+            assert tree_listing(dest) == expected, f"manifest written before the tree was whole: {dest}"
+        _account("render", not kill.finished)
+        if dest.exists() and any(dest.iterdir()):  # a render only goes into an empty directory
+            run_cli("render", aci, dest, check=2)
+        if dest.exists():
+            shutil.rmtree(dest)
+        run_cli("render", aci, dest)
+        assert tree_listing(dest) == expected
+
+    _run_trials("render", 10, duration, trial)
+
+
+def _mirror_listing(tree: Path) -> list[tuple[str, ...]]:
+    return [entry for entry in tree_listing(tree) if not entry[0].startswith(".docker2aci-mirror")]
+
+
+def test_kill_mirror(crash_registry: RunningRegistry, tmp_path: Path) -> None:
+    """``mirror`` of two tags, killed 7 times: only whole ACIs are visible, the state file
+    is whole, and the next run finishes the tree exactly as an uninterrupted run makes it."""
+    target = f"{crash_registry.host}/crash/mirror"
+
+    def argv(tree: Path, cache: Path) -> list[str | Path]:
+        return ["mirror", target, "--insecure-allow-http", "--output-dir", tree, "--cache-dir", cache]
+
+    duration = timed_cli(*argv(tmp_path / "ref", tmp_path / "ref-cache"))
+    expected_acis = visible_acis(tmp_path / "ref")
+    assert len(expected_acis) == len(MIRROR_TAGS)
+    expected = _mirror_listing(tmp_path / "ref")
+
+    def trial(i: int, delay: float) -> None:
+        tree, cache = tmp_path / f"tree{i}", tmp_path / f"cache{i}"
+        kill = killed_run(argv(tree, cache), delay)
+        _assert_complete(tree, expected_acis)
+        state = tree / ".docker2aci-mirror" / "state.json"
+        if state.exists():
+            assert json.loads(state.read_text())["version"] == 1
+        garbage = bool(cache.is_dir() and check_cache(cache).temporaries)
+        _account("mirror", not kill.finished, garbage or bool(tree.is_dir() and temporaries(tree)))
+        run_cli(*argv(tree, cache))
+        assert visible_acis(tree) == expected_acis
+        assert _mirror_listing(tree) == expected
+        assert not temporaries(tree), "the next mirror run removes what the killed one left in the tree"
+        _gc_cleans(cache, garbage or i == 0)
+
+    _run_trials("mirror", 7, duration, trial)
