@@ -35,7 +35,7 @@ from .cli_common import flag as _flag
 from .cli_common import output_flags as _output_flags
 from .cli_common import setup_logging as _setup_logging
 from .cli_common import source_flags as _source_flags
-from .errors import Docker2ACIError, UsageError
+from .errors import Docker2ACIError, OutputError, UsageError
 
 log = logging.getLogger("docker2aci")
 
@@ -429,26 +429,35 @@ def cmd_render(argv: Sequence[str], prog: str) -> int:
     dest = os.path.abspath(args.dest)
     if os.path.exists(dest) and (not os.path.isdir(dest) or os.listdir(dest)):
         raise UsageError(f"{args.dest}: not an empty directory")
-    # rendered beside DEST, then renamed onto it: an interrupted render leaves no half tree there
+    resolver = DirectoryResolver([*args.dir, os.path.dirname(os.path.abspath(args.aci))])
     try:
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-        work = tempfile.mkdtemp(prefix=".docker2aci-render-", dir=os.path.dirname(dest))
+        if os.path.lexists(dest):  # an empty directory (or a mount point, or a link to one): used as it is
+            _render_into(args.aci, dest, resolver, render_tree)
+        else:  # rendered beside DEST, then renamed: an interrupted render leaves no half tree at DEST
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            work = tempfile.mkdtemp(prefix=".docker2aci-render-", dir=os.path.dirname(dest))
+            try:
+                os.chmod(work, 0o755)
+                _render_into(args.aci, work, resolver, render_tree)
+                os.rename(work, dest)
+            except BaseException:
+                shutil.rmtree(work, ignore_errors=True)
+                raise
     except OSError as err:
-        raise UsageError(f"{args.dest}: cannot create a directory beside it: {err.strerror or err}") from err
-    try:
-        os.chmod(work, 0o755)
-        rootfs = os.path.join(work, "rootfs")
-        os.mkdir(rootfs)
-        resolver = DirectoryResolver([*args.dir, os.path.dirname(os.path.abspath(args.aci))])
-        manifest = render_tree(args.aci, rootfs, resolver=resolver)
-        with open(os.path.join(work, "manifest"), "w", encoding="utf-8") as handle:
-            json.dump(manifest, handle, indent=2)
-        os.rename(work, dest)  # replaces DEST when it is an empty directory
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+        raise OutputError(f"rendering into {args.dest}: {err.strerror or err}") from err
     print(dest)
     return EXIT_OK
+
+
+def _render_into(aci: str, directory: str, resolver: object, render_tree: Callable[..., dict]) -> None:
+    """DIRECTORY/rootfs, then DIRECTORY/manifest written atomically: a manifest means a whole tree."""
+    from .atomic import atomic_file
+
+    rootfs = os.path.join(directory, "rootfs")
+    os.mkdir(rootfs)
+    manifest = render_tree(aci, rootfs, resolver=resolver)
+    with atomic_file(os.path.join(directory, "manifest"), 0o644) as (_, handle):
+        handle.write(json.dumps(manifest, indent=2).encode())
 
 
 def _completion_parser(prog: str) -> argparse.ArgumentParser:

@@ -478,4 +478,5 @@ def open_layers(blobs: list[LayerBlob], tmp_dir: str | None, progress: Progress 
             verifier.shutdown(wait=True, cancel_futures=True)
             pool.shutdown(wait=True, cancel_futures=True)
             for f in files:
-                f.close()
+                with contextlib.suppress(OSError):  # a full disk: the error that matters is already raised
+                    f.close()

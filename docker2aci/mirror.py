@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .atomic import atomic_file, remove_quietly
+from .atomic import atomic_file, remove_if_abandoned, remove_quietly
 from .digest import Digest
 from .errors import Docker2ACIError, OutputError, UsageError
 from .jobs import FAILED, OK, SKIPPED, Done, Job, JobResult, execute
@@ -207,8 +207,8 @@ def _locked(root: str) -> Iterator[None]:
 
 
 def remove_stale_temporaries(root: str) -> list[str]:
-    """Remove the temporary files (``.docker2aci-*.tmp``) a killed run left in the tree.
-    Only called under the tree's lock, so no live writer owns them.
+    """Remove the temporary files (``.docker2aci-*.tmp``) a killed run left in the tree;
+    one a live writer holds locked (:func:`docker2aci.atomic.locked_temp`) is left alone.
 
     Returns:
         the paths removed.
@@ -218,8 +218,8 @@ def remove_stale_temporaries(root: str) -> list[str]:
         for name in files:
             if _STALE_TEMP.fullmatch(name):
                 path = os.path.join(directory, name)
-                remove_quietly(path)
-                removed.append(path)
+                if remove_if_abandoned(path):
+                    removed.append(path)
     return removed
 
 

@@ -50,6 +50,7 @@ def test_fuzz_target(target: str, tmp_path: Path) -> None:
     seconds = _seconds()
     cmd = [sys.executable, str(FUZZ_DIR / f"fuzz_{target}.py"), f"-max_total_time={seconds}",
            f"-timeout={TIMEOUT_PER_INPUT}", f"-rss_limit_mb={RSS_LIMIT_MB}", f"-artifact_prefix={artifacts}/",
+           f"-seed={os.environ.get('DOCKER2ACI_FUZZ_SEED', '1')}",  # CI explores the same inputs each run
            "-print_final_stats=1", str(corpus)]
     tmp = tmp_path / "tmp"  # the target's sandbox and temporary files stay in tmp_path
     tmp.mkdir()

@@ -67,6 +67,7 @@ Figures (measured on the CI host, 2 CPUs, Python 3.11):
 from __future__ import annotations
 
 import bz2
+import dataclasses
 import hashlib
 import io
 import json
@@ -253,6 +254,19 @@ def test_plain_layer_read_in_place_is_capped_too(tmp_path: Path) -> None:
     assert listing(tmp_path / "out") == []
     [aci] = convert(f"docker-archive:{archive}", tmp_path / "out")
     assert aci_members(aci.path)["rootfs/f"].size == 2 * MiB
+
+
+def test_open_in_place_refuses_a_plain_layer_over_the_cap_before_reading_it(tmp_path: Path) -> None:
+    """The in-place check itself (the conversion above would also be stopped later, by the
+    verifier): the size is known from the file, so nothing of the layer is squashed."""
+    path = tmp_path / "layer.tar"
+    path.write_bytes(hb.tar([hb.file("f", bytes(2 * MiB))]))
+    blob = layers.LayerBlob("layer.tar", "", None, None, None, lambda: open(path, "rb"), None)
+    with pytest.raises(errors.LimitExceeded, match="layer.tar: .*1048576-byte limit"):
+        layers.open_in_place(dataclasses.replace(blob, max_size=MiB))
+    stream = layers.open_in_place(dataclasses.replace(blob, max_size=4 * MiB))
+    assert stream is not None
+    stream.close()
 
 
 @pytest.mark.parametrize("text, size", [

@@ -132,6 +132,20 @@ def test_cut_connections_leave_no_garbage(res_registry: RunningRegistry, tmp_pat
     assert check_cache(cache).conversions == 1
 
 
+def _cut_download(tmp: Path) -> Path | None:
+    """A download in tmp/ stopped at the proxy's cut (64 KiB, not growing for 0.1 s: waiting
+    to resume), or ``None``."""
+    try:
+        sizes = {p: p.stat().st_size for p in tmp.iterdir()} if tmp.is_dir() else {}
+        cut = [p for p, size in sizes.items() if size >= 65536]
+        if not cut:
+            return None
+        time.sleep(0.1)
+        return next((p for p in cut if p.stat().st_size == sizes[p]), None)
+    except FileNotFoundError:  # renamed into the cache meanwhile
+        return None
+
+
 def test_kill_during_download_then_gc(res_registry: RunningRegistry, tmp_path: Path) -> None:
     """``kill -9`` while a blob is half downloaded (its body is cut once, so the download
     waits to resume with a partial file in the cache's tmp/): gc removes it."""
@@ -146,8 +160,7 @@ def test_kill_during_download_then_gc(res_registry: RunningRegistry, tmp_path: P
         partial = None
         deadline = time.monotonic() + 30
         while partial is None and proc.poll() is None and time.monotonic() < deadline:
-            tmp = cache / "tmp"
-            partial = next((p for p in tmp.iterdir() if p.stat().st_size > 0), None) if tmp.is_dir() else None
+            partial = _cut_download(cache / "tmp")
             time.sleep(0.002)
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)  # the session started here
@@ -156,9 +169,7 @@ def test_kill_during_download_then_gc(res_registry: RunningRegistry, tmp_path: P
     assert proc.returncode == -signal.SIGKILL
     assert not out.exists() or visible_acis(out) == {}
     removed = _gc_leaves_no_garbage(cache)
-    # the partial file seen is removed by gc, unless its download ended (renamed into the
-    # cache) between the look and the kill; either way gc leaves tmp/ empty (checked above)
-    assert str(partial) in removed or not partial.exists()
+    assert str(partial) in removed
     run_cli("--insecure-allow-http", "--output-dir", out, "--cache-dir", cache,
             f"docker://{res_registry.host}/{SOURCE_TAG}")
     assert len(visible_acis(out)) == 1
@@ -184,3 +195,25 @@ def test_gc_spares_files_being_written(tmp_path: Path) -> None:
         assert remove_abandoned_temporaries(str(tmp_path)) == []
     assert (conversions / "key.json").read_bytes() == b"{}"
     assert os.listdir(conversions) == ["key.json"] and os.listdir(tmp_path / "tmp") == []
+
+
+def test_gc_removes_abandoned_temporaries_only(tmp_path: Path) -> None:
+    """What a killed writer left (no lock held) is removed; a file locked by a live writer,
+    a published blob and a file that is not ours stay."""
+    import fcntl
+
+    from docker2aci.store import BLOB_TEMP_PREFIX
+
+    (tmp_path / "tmp").mkdir()
+    (tmp_path / "conversions").mkdir()
+    abandoned = [tmp_path / "tmp" / f"{BLOB_TEMP_PREFIX}dead", tmp_path / "conversions" / ".docker2aci-dead.tmp"]
+    for path in abandoned:
+        path.write_bytes(b"partial")
+    live = tmp_path / "tmp" / f"{BLOB_TEMP_PREFIX}live"
+    kept = [live, tmp_path / "conversions" / "key.json", tmp_path / "tmp" / "not-ours"]
+    for path in kept:
+        path.write_bytes(b"x")
+    with open(live, "rb") as writer:
+        fcntl.flock(writer, fcntl.LOCK_EX)  # as locked_temp holds it while writing
+        assert sorted(remove_abandoned_temporaries(str(tmp_path))) == sorted(map(str, abandoned))
+    assert all(path.exists() for path in kept) and not any(path.exists() for path in abandoned)
