@@ -77,7 +77,6 @@ import stat
 import subprocess
 import sys
 import tarfile
-import tempfile
 import textwrap
 import zlib
 from collections.abc import Callable, Iterator
@@ -86,6 +85,7 @@ from pathlib import Path
 import hostilebuild as hb
 import pytest
 import zstandard
+from test_hostile import aci_members, convert, layout_with, listing, spool  # noqa: F401  (spool: a fixture)
 
 import docker2aci
 from docker2aci import cli, errors, layers
@@ -98,34 +98,6 @@ MiB = 1 << 20
 
 
 # ------------------------------------------------------------------------------ helpers
-
-
-@pytest.fixture
-def spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private system temporary directory, so leftovers can be counted."""
-    d = tmp_path / "systmp"
-    d.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(d))
-    return d
-
-
-def convert(source: str | Path, out: Path, **kw: object) -> list[docker2aci.ConvertedACI]:
-    return docker2aci.convert(str(source), docker2aci.ConvertOptions(output_dir=str(out), **kw))
-
-
-def aci_members(path: str | Path) -> dict[str, tarfile.TarInfo]:
-    with tarfile.open(path, encoding="utf-8", errors="surrogateescape") as tf:
-        return {m.name: m for m in tf.getmembers()}
-
-
-def layout_with(tmp_path: Path, members: list[hb.M], name: str = "img") -> Path:
-    path = tmp_path / name
-    hb.oci_layout(path, [hb.tar(members)])
-    return path
-
-
-def listing(d: Path) -> list[str]:
-    return sorted(os.listdir(d)) if d.exists() else []
 
 
 def snapshot(root: Path, skip: Path) -> set[str]:
