@@ -211,13 +211,15 @@ class SecretWatch:
                 self._outputs.append((where, data.encode("utf-8", "replace") if isinstance(data, str) else data))
 
     def record_report(self, report: pytest.TestReport) -> None:
-        """Keep a test report's captured sections (of its own phase) and its failure/skip report."""
+        """Keep a test report's captured sections (of its own phase) and the error messages of
+        its failure/skip report. The traceback's code and frame arguments are left out: they
+        show the test's own inputs (``creds=...`` passed to a helper), not what docker2aci said."""
         for title, content in report.sections:
             if title.endswith((" setup", " call", " teardown")) and not title.endswith(f" {report.when}"):
                 continue  # later phases repeat the sections of earlier ones
             self.record(f"{title} of {report.nodeid}", content)
         if report.longrepr is not None:
-            self.record(f"{report.outcome} report ({report.when}) of {report.nodeid}", report.longreprtext)
+            self.record(f"{report.outcome} report ({report.when}) of {report.nodeid}", _error_messages(report))
 
     @contextmanager
     def capturing(self) -> Iterator[SecretWatch]:
@@ -412,3 +414,12 @@ def recording_readouterr(self: pytest.CaptureFixture[Any]) -> Any:
     return result
 
 
+def _error_messages(report: pytest.TestReport) -> str:
+    """The exception messages of a report (every exception of a chain), or its text when it
+    is not an exception's (a skip reason, a plain string)."""
+    longrepr = report.longrepr
+    chain = getattr(longrepr, "chain", None)
+    if chain:
+        return "\n".join(crash.message for _, crash, _ in chain if crash is not None)
+    crash = getattr(longrepr, "reprcrash", None)
+    return crash.message if crash is not None else report.longreprtext
