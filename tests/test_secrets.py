@@ -357,3 +357,28 @@ def test_signing_passphrase_and_key_material_stay_out(protected_key: tuple[Path,
     else:
         assert proc.returncode == 1 and "wrong passphrase" in proc.stderr
     _assert_nothing_leaked(watch, proc, tmp_path)
+
+
+def test_an_exception_message_in_a_failure_report_is_searched(fresh_secret_watch: Any) -> None:
+    """A failure report is searched for its exceptions' messages (a leak in an error), not for
+    the arguments its traceback shows (the test's own inputs)."""
+    secret = _planted(fresh_secret_watch)
+
+    def failing(creds: str) -> None:
+        raise RuntimeError("authenticating: refused")
+
+    reports = []
+    for message in ("refused", f"refused {secret}"):
+        try:
+            try:
+                failing(secret)
+            except RuntimeError as inner:
+                raise ValueError(message) from inner
+        except ValueError as err:
+            longrepr = pytest.ExceptionInfo.from_exception(err).getrepr(style="long", showlocals=True)
+        assert secret in str(longrepr)  # the frame arguments show it either way
+        reports.append(pytest.TestReport("t.py::x", ("t.py", 1, "x"), {}, "failed", longrepr, "call", []))
+    fresh_secret_watch.record_report(reports[0])
+    assert fresh_secret_watch.check() == []
+    fresh_secret_watch.record_report(reports[1])
+    assert [f.where for f in fresh_secret_watch.check()] == ["failed report (call) of t.py::x"]
