@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 from .errors import Docker2ACIError
 
 if TYPE_CHECKING:
-    from .aci import Compression
+    from .compression import Compression
     from .pipeline import ConvertedACI, ConvertOptions, convert
 
-__all__ = ["convert", "ConvertOptions", "ConvertedACI", "Compression", "Docker2ACIError", "__version__"]
+__all__ = ["Compression", "ConvertOptions", "ConvertedACI", "Docker2ACIError", "__version__", "convert"]
 
-_LAZY = {"convert": "pipeline", "ConvertOptions": "pipeline", "ConvertedACI": "pipeline", "Compression": "aci"}
+_LAZY = {"convert": "pipeline", "ConvertOptions": "pipeline", "ConvertedACI": "pipeline", "Compression": "compression"}
 
 
 def __getattr__(name: str) -> Any:

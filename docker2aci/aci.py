@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import bz2
 import contextlib
-import enum
 import gzip
 import hashlib
 import io
@@ -32,28 +31,13 @@ from converters.rootfs import fixed_header
 from converters.tarwriter import TarWriter
 
 from .atomic import atomic_file
+from .compression import GZIP_LEVEL, ISAL_LEVELS, Compression, check_level
 from .errors import OutputError
 
-GZIP_LEVEL = 1
-"""Default gzip level: ISA-L's level 1 (see :data:`ISAL_LEVELS`)."""
-ISAL_LEVELS = range(0, 4)
-"""Levels compressed with ISA-L (0 fastest, 3 smallest); 4-9 are zlib's."""
-ZLIB_LEVELS = range(4, 10)
-"""Levels compressed with zlib (``gzip`` module)."""
 BLOCK = 1 << 20
 """The tar goes to the compressor and the image-ID hash in blocks of this many bytes."""
 HASH_QUEUE = 8
 """Blocks waiting for the image-ID hash at most (bounds memory: 8 MiB)."""
-
-
-class Compression(enum.Enum):
-    """Output compression (``--compression``): the appc set (``spec/aci.md``, "Image
-    Archives": an ACI may be gzip, bzip2 or xz compressed, or plain)."""
-
-    GZIP = "gzip"
-    NONE = "none"
-    XZ = "xz"
-    BZIP2 = "bzip2"
 
 
 class RootfsWriter(Protocol):
@@ -115,17 +99,6 @@ class _HashingWriter:
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
-
-
-def check_level(level: int) -> int:
-    """Check a gzip level (``--compression-level``).
-
-    Raises:
-        ValueError: not in 0-9.
-    """
-    if level not in ISAL_LEVELS and level not in ZLIB_LEVELS:
-        raise ValueError(f"gzip level {level}: choose 0-3 (ISA-L, fast) or 4-9 (zlib, smaller and slower)")
-    return level
 
 
 def _gzip_writer(raw: IO[bytes], level: int) -> IO[bytes]:

@@ -29,7 +29,7 @@ def remove_quietly(path: str) -> None:
 
 
 @contextlib.contextmanager
-def atomic_file(dest: str, mode: int, *, replace: bool = True) -> Iterator[tuple[str, BinaryIO]]:
+def atomic_file(dest: str, mode: int, *, replace: bool = True, sync: bool = True) -> Iterator[tuple[str, BinaryIO]]:
     """A new file that becomes ``dest`` only when the ``with`` block ends without error.
 
     Args:
@@ -38,10 +38,13 @@ def atomic_file(dest: str, mode: int, *, replace: bool = True) -> Iterator[tuple
             is never readable by others, not even for a moment).
         replace: replace an existing ``dest`` atomically; when false, an existing
             ``dest`` is an error (``FileExistsError``) and is left untouched.
+        sync: ``fsync`` the file before it is renamed; off only for files whose loss
+            or emptiness after a crash costs nothing but time (memos).
 
     Yields:
         ``(temporary path, file open for writing and reading)``; the caller may also
-        write through the path (an external program), the file is synced either way.
+        write through the path (an external program), the file is synced either way
+        (unless ``sync`` is off).
 
     Raises:
         OSError: the file cannot be created, written or renamed (nothing is left behind).
@@ -53,7 +56,8 @@ def atomic_file(dest: str, mode: int, *, replace: bool = True) -> Iterator[tuple
         with os.fdopen(fd, "w+b") as f:
             yield tmp, f
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
             # Still open, so still locked: a cleaner cannot take it for abandoned.
             if replace:
                 os.replace(tmp, dest)

@@ -197,7 +197,7 @@ def _progress_hook(enabled: bool):  # type: ignore[no-untyped-def]
 
 def cmd_convert(argv: Sequence[str], prog: str) -> int:
     """``docker2aci [convert] [FLAGS] IMAGE``: see the module docstring."""
-    from .aci import Compression
+    from .compression import Compression
     from .pipeline import convert
 
     args = _convert_parser(prog).parse_args(list(argv))

@@ -41,7 +41,7 @@ def setup_logging(debug: bool) -> None:
 
 def output_flags(p: argparse.ArgumentParser) -> None:
     """The flags that say how ACIs are written: compression, its level, the output directory."""
-    from .aci import GZIP_LEVEL, Compression
+    from .compression import GZIP_LEVEL, Compression
 
     flag(p, "compression", default="gzip", choices=[c.value for c in Compression],
          help="Type of compression to use; allowed values: gzip, none, xz, bzip2 (the appc set)")

@@ -71,7 +71,7 @@ def mirror_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def _base_options(args: argparse.Namespace) -> ConvertOptions:
-    from .aci import Compression
+    from .compression import Compression
 
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
@@ -83,7 +83,7 @@ def _item_options(base: ConvertOptions, overrides: Sequence[tuple[str, object]],
     """``base`` with a batch item's options; a relative ``output_dir`` is under the base's."""
     import os
 
-    from .aci import Compression, check_level
+    from .compression import Compression, check_level
     from .manifest import Platform
     from .pipeline import ALL_PLATFORMS
 

@@ -14,13 +14,12 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator
 
-from converters.errors import BadConfig, BadLayer
-from converters.manifest import ImageConfig, Naming, manifest_bytes
+from converters.errors import BadConfig
+from converters.manifest import ImageConfig, Naming
 from converters.names import appc_os_arch, is_ac_identifier
-from converters.rootfs import RootfsTree
 
 from . import __version__
-from .aci import GZIP_LEVEL, Compression, check_level, write_aci
+from .compression import GZIP_LEVEL, Compression, check_level
 from .digest import Digest
 from .errors import (
     DigestMismatch,
@@ -30,14 +29,13 @@ from .errors import (
     OutputError,
     UsageError,
 )
-from .layers import LayerBlob, open_layers
 from .limits import DEFAULT_MAX_LAYER_BYTES
 from .manifest import Platform
 from .sources import DownloadHook, RemoteOptions, ResolvedImage, open_source
 from .store import ConversionCache, conversion_key, default_cache_dir, publish_copy
-from .translate import image_manifest
 
 if TYPE_CHECKING:
+    from .layerblob import LayerBlob
     from .signing import Signer
 
 log = logging.getLogger(__name__)
@@ -415,6 +413,15 @@ def _convert_layers(display: str, resolved: ResolvedImage, config: ImageConfig, 
                     os_arch: tuple[str, str], path: str, options: ConvertOptions,
                     progress: ProgressHook | None, warnings: list[str]) -> ConvertedACI:
     """Read the layers, squash them, translate the config and write the ACI at ``path``."""
+    # The converter stages are imported only here: a warm re-conversion never loads them
+    from converters.errors import BadLayer
+    from converters.manifest import manifest_bytes
+    from converters.rootfs import RootfsTree
+
+    from .aci import write_aci
+    from .layers import open_layers
+    from .translate import image_manifest
+
     with open_layers(blobs, options.tmp_dir, progress, options.max_layer_size) as layers:
         with layers.errors():
             tree = RootfsTree.from_layers(layers.tars)
@@ -458,6 +465,7 @@ def _write_unsquashed(display: str, resolved: ResolvedImage, wanted: Platform, o
                       progress: ProgressHook | None, written: dict[str, str]) -> list[ConvertedACI]:
     """``--nosquash``: one ACI per layer (see :mod:`docker2aci.unsquashed`), top first.
     Not cached: the conversion cache holds squashed images only."""
+    from .layers import open_layers
     from .unsquashed import write_layer_acis
 
     warnings: list[str] = []

@@ -6,10 +6,14 @@ Layout under the cache root (``~/.cache/docker2aci`` or ``--cache-dir``)::
     blobs/<algorithm>/<hex>        verified blobs (layers, configs, manifests)
     conversions/<key>.aci          converted ACIs
     conversions/<key>.json         what convert() returned for them
+    conversions/<key>.stamp        the ACI's stamp when last found intact (a memo,
+                                   :mod:`docker2aci.filestamp`)
     tmp/blob-*                     partial downloads; never read as blobs (``docker2aci gc``
                                    removes those whose writer is gone)
     locks/<algorithm>-<hex>        one lock file per blob being fetched
     locks/conversion-<key>         one lock file per conversion being made
+    plain-http/<host>              registries that answered only over plain http
+                                   (``--insecure-allow-http``; :mod:`docker2aci.registry.schemes`)
 
 Nothing becomes visible before it is complete and verified: a blob is written to
 ``tmp/``, checked against its digest, and renamed into ``blobs/``. Concurrent processes
@@ -31,6 +35,7 @@ from typing import IO, Any, BinaryIO
 from .atomic import TEMP_PREFIX, TEMP_SUFFIX, atomic_file, locked_temp, remove_if_abandoned, remove_quietly
 from .digest import Digest
 from .errors import DigestMismatch, OutputError
+from .filestamp import is_settled, read_memo, stamp, write_memo
 
 COPY_CHUNK = 1 << 20
 """Bytes per read when verifying or copying cached files."""
@@ -288,13 +293,19 @@ class ConversionCache:
         return CachedConversion(aci, record)
 
     def put(self, key: str, aci_path: str, record: dict[str, Any]) -> None:
-        """Keep a copy of a converted ACI and its record, adding the ACI's sha256 (the ACI
-        first, the record last, so a record is only ever visible with its ACI). Failures
-        are not fatal to the conversion that produced them and are raised as
-        ``OutputError``."""
+        """Keep a converted ACI and its record, adding the ACI's sha256 (the ACI first, the
+        record last, so a record is only ever visible with its ACI). The ACI is kept as a
+        hard link to the file written (it was synced when written; no copy), or as a copy
+        on another file system: as with :func:`publish_copy`, a later change to the output
+        in place is found by the next check. Failures are not fatal to the conversion that
+        produced them and are raised as ``OutputError``."""
         try:
             _private_dirs(self.dir)
-            digest = _atomic_copy(aci_path, os.path.join(self.dir, f"{key}.aci"), mode=0o600)
+            cached = os.path.join(self.dir, f"{key}.aci")
+            if _link_into_place(aci_path, cached):
+                digest = Digest.of_file(cached).hex
+            else:
+                digest = _atomic_copy(aci_path, cached, mode=0o600)
             with atomic_file(os.path.join(self.dir, f"{key}.json"), 0o600) as (_, f):
                 f.write(json.dumps({**record, "aci_sha256": digest}).encode())
         except OSError as err:
@@ -350,16 +361,27 @@ def publish_copy(cached: CachedConversion, dest: str) -> None:
     else as a copy. A later change to the output in place would change the cached file
     too; the check here then finds it damaged, and the image is converted again.
 
+    The check hashes the cached file, unless its stamp (:mod:`docker2aci.filestamp`) is the
+    one ``conversions/<key>.stamp`` recorded after the last check: then nothing has
+    written to it since. Call it under the conversion's lock (:meth:`ConversionCache.lock`).
+
     Raises:
         DigestMismatch: the cached ACI is not the one recorded.
         OutputError: it cannot be written.
     """
     expected = cached.record["aci_sha256"]
+    memo = os.path.splitext(cached.aci)[0] + ".stamp"
     try:
-        actual = Digest.of_file(cached.aci).hex
-        if actual != expected:
-            raise DigestMismatch(f"cached ACI {cached.aci}", f"sha256:{expected}", f"sha256:{actual}")
+        before = os.stat(cached.aci)
+        known = read_memo(memo) == f"{stamp(before)} sha256:{expected}"  # unchanged since it was last hashed
+        if not known:
+            actual = Digest.of_file(cached.aci).hex
+            if actual != expected:
+                raise DigestMismatch(f"cached ACI {cached.aci}", f"sha256:{expected}", f"sha256:{actual}")
         if _link_into_place(cached.aci, dest):
+            after = os.stat(cached.aci)
+            if not known and stamp(after) == stamp(before) and is_settled(after):
+                write_memo(memo, f"{stamp(after)} sha256:{expected}")
             return
         _atomic_copy(cached.aci, dest, mode=0o644, expected_sha256=expected)
     except OSError as err:
@@ -369,6 +391,10 @@ def publish_copy(cached: CachedConversion, dest: str) -> None:
 def _link_into_place(src: str, dest: str) -> bool:
     """Hard-link ``src`` as ``dest`` (mode 0644) through a temporary name; ``False`` when
     the file system cannot (another device, no hard links)."""
+    with contextlib.suppress(OSError):
+        if os.path.samestat(os.stat(src), os.stat(dest)):  # already in place: a rename would do nothing
+            os.chmod(dest, 0o644)
+            return True
     name = f"{TEMP_PREFIX}link-{os.path.basename(dest)}-{os.getpid()}{TEMP_SUFFIX}"  # a name cleaners know
     tmp = os.path.join(os.path.dirname(os.path.abspath(dest)), name)
     try:
@@ -378,7 +404,6 @@ def _link_into_place(src: str, dest: str) -> bool:
     try:
         os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
-    except BaseException:
+    finally:  # rename(2) leaves both names when dest became the same file meanwhile
         remove_quietly(tmp)
-        raise
     return True

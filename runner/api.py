@@ -18,7 +18,6 @@ from runner.dependencies import DirectoryResolver
 from runner.pod import Pod, open_pod
 from runner.treestore import ChainImage, DependencyResolver, Tree, TreeStore, build_chain, default_store_dir, render_chain
 from runner.volumes import Volume, prepare_volumes, with_mounts
-from runner.isolated import available_runtime, run_isolated
 from runner.linux import root_is_mount_point
 from runner.paths import owner_in_root, read_text_in_root
 from runner.run import check_fly_host, run_fly
@@ -68,6 +67,8 @@ def choose_stage(stage: str | None) -> str:
         if stage not in STAGES:
             raise RunnerError(f"unknown stage {stage!r}: choose one of {', '.join(STAGES)}")
         return stage
+    from runner.isolated import available_runtime  # the OCI runtime's modules: only for the isolated stage
+
     if available_runtime() is None:
         logger.warning("no OCI runtime (runc) is installed: running with the fly stage (no isolation)")
         return "fly"
@@ -168,6 +169,8 @@ def run_aci(
     isolation = isolation or Isolation()
     runtime = None
     if stage == "isolated":
+        from runner.isolated import available_runtime
+
         runtime = available_runtime()
         if runtime is None:
             raise RunnerError("the isolated stage needs runc (apt-get install runc); or use --stage=fly")
@@ -331,6 +334,8 @@ def _start(manifest: Mapping[str, Any], pod: Pod, app: _App) -> int:
     binds = prepare_volumes(rootfs, with_mounts(app_section.get("mountPoints"), app.mounts), app.volumes,
                             empty_dir=pod.volumes_dir)
     if app.runtime is not None:
+        from runner.isolated import run_isolated
+
         isolation = app.isolation
         return run_isolated(rootfs, spec, hostname=isolation.hostname, net=isolation.net,
                             memory=isolation.memory, cpu=isolation.cpu,

@@ -12,6 +12,9 @@ Layout under the store's root (``<cache>/docker2aci`` by default, see
     trees/index/sha256-<hex>         the image ID of an ACI file with that SHA-256, so a
                                      run of a known file hashes it instead of
                                      decompressing it
+    trees/index/stamp-<hex>          the image ID of the file with that stamp (SHA-256 of
+                                     ``dev:inode:size:mtime_ns``), so a run of a file
+                                     seen unchanged reads none of it
 
 A tree is rendered into a ``.tmp-`` directory, checked against its image ID (the
 SHA-512 of the uncompressed ACI, appc ``spec/aci.md``), then renamed into place: a
@@ -50,6 +53,7 @@ from typing import Any
 
 from docker2aci.atomic import atomic_file
 from docker2aci.errors import RunnerError
+from docker2aci.filestamp import is_settled, read_memo, stamp, write_memo
 from runner.extract import (
     compute_digests,
     compute_image_id,
@@ -194,24 +198,42 @@ class TreeStore:
                     return
 
     def identify(self, aci_path: str | os.PathLike[str]) -> str:
-        """The image ID of an ACI file, from the store's index of files seen before
-        (keyed by the file's SHA-256: one read of the compressed bytes), else computed
-        (decompressing it) and added to the index. An index entry is only ever written
-        from one read of the file that gave both digests.
+        """The image ID of an ACI file, from the store's index of files seen before: by
+        the file's stamp (:mod:`docker2aci.filestamp`: no read at all), else by its SHA-256
+        (one read of the compressed bytes), else computed (decompressing it) and added
+        to the index. A digest entry is only ever written from one read of the file that
+        gave both digests; a stamp entry only for a settled file whose stamp did not
+        change while it was identified.
 
         Raises:
             RunnerError: the file cannot be read or decompressed.
         """
         index = os.path.join(self.dir, _INDEX)
-        digest = file_digest(aci_path)
-        entry = os.path.join(index, digest.replace(":", "-"))
         try:
-            with open(entry, encoding="ascii") as handle:
-                known = handle.read(200).strip()
-            if IMAGE_ID.fullmatch(known):
+            before: os.stat_result | None = os.stat(aci_path)
+        except OSError:
+            before = None
+        by_stamp = None
+        if before is not None and stat.S_ISREG(before.st_mode):
+            by_stamp = os.path.join(index, "stamp-" + hashlib.sha256(stamp(before).encode()).hexdigest())
+            known = read_memo(by_stamp)
+            if known is not None and IMAGE_ID.fullmatch(known):
                 return known
-        except (OSError, UnicodeDecodeError):
-            pass
+        image_id = self._identify_by_digest(aci_path, index)
+        if by_stamp is not None and before is not None and is_settled(before):
+            try:
+                if stamp(os.stat(aci_path)) == stamp(before):  # hashed unchanged
+                    write_memo(by_stamp, image_id)
+            except OSError:
+                pass
+        return image_id
+
+    def _identify_by_digest(self, aci_path: str | os.PathLike[str], index: str) -> str:
+        """The image ID of an ACI file by its SHA-256, from the index or computed."""
+        digest = file_digest(aci_path)
+        known = read_memo(os.path.join(index, digest.replace(":", "-")))
+        if known is not None and IMAGE_ID.fullmatch(known):
+            return known
         digest, image_id = compute_digests(aci_path)
         try:
             os.makedirs(index, mode=0o700, exist_ok=True)

@@ -132,8 +132,8 @@ def check_cache(cache: Path) -> CacheReport:
             assert aci.is_file(), f"conversion record without its ACI: {path}"
             assert sha256_file(aci) == record["aci_sha256"], f"conversion ACI does not match its record: {aci}"
             conversions += 1
-        else:
-            assert path.suffix == ".aci", f"unexpected file in the conversion cache: {path}"
+        else:  # an ACI, or the memo of its last check (docker2aci.filestamp)
+            assert path.suffix in (".aci", ".stamp"), f"unexpected file in the conversion cache: {path}"
     tmp = cache / "tmp"
     if tmp.is_dir():
         temporaries += [str(p) for p in sorted(tmp.iterdir())]

@@ -264,7 +264,7 @@ def test_max_layer_size_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         seen.append(max_layer_size)
         return real(blobs, tmp_dir, progress, max_layer_size)
 
-    monkeypatch.setattr("docker2aci.pipeline.open_layers", spy)
+    monkeypatch.setattr("docker2aci.layers.open_layers", spy)  # the pipeline imports it when it converts
     layout = hb.oci_layout(tmp_path / "img", [BASE]).path
     assert cli.main(["-max-layer-size=3G", "--output-dir", str(tmp_path / "a"), f"oci:{layout}"]) == 0
     assert cli.main(["--output-dir", str(tmp_path / "b"), "--no-cache", f"oci:{layout}"]) == 0

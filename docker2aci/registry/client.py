@@ -69,6 +69,7 @@ from .diagnostics import (
     redact_url,
 )
 from .retry import RetryPolicy
+from .schemes import PlainHttpHosts
 from ..manifest import manifest_digests
 
 log = logging.getLogger(__name__)
@@ -270,6 +271,9 @@ class RegistryClient:
             system CAs, ``client.cert``/``client.key`` for client authentication.
         retry: the retry policy.
         timeout: (connect, read) timeouts in seconds; the read timeout is per socket read.
+        plain_http: where hosts that fell back to http are remembered, so that with
+            ``allow_http`` later clients ask them over http first (:mod:`.schemes`);
+            ``None``: https is always tried first.
 
     Raises:
         InvalidReference: ``host`` is not a host[:port].
@@ -279,12 +283,13 @@ class RegistryClient:
     def __init__(self, host: str, *, credentials: Credentials | None = None,
                  insecure_skip_verify: bool = False, allow_http: bool = False,
                  cert_dir: str | None = None, retry: RetryPolicy = DEFAULT_RETRY,
-                 timeout: tuple[float, float] = (10.0, 60.0)) -> None:
+                 timeout: tuple[float, float] = (10.0, 60.0), plain_http: PlainHttpHosts | None = None) -> None:
         if not is_valid_host(host or ""):
             raise InvalidReference(f"invalid registry host {host!r}")
         self._host = api_host(host)
         self._credentials = credentials
         self._allow_http = allow_http
+        self._plain_http = plain_http if allow_http else None
         self._verify = not insecure_skip_verify
         self._retry = retry
         self._timeout = timeout
@@ -657,42 +662,61 @@ class RegistryClient:
                              diagnostics=diagnostics, temporary=is_temporary_status(status))
 
     def _do_ping(self) -> str:
-        schemes = ("https", "http") if self._allow_http else ("https",)
-        https_error: RegistryError | None = None
-        for scheme in schemes:
-            base = f"{scheme}://{self._host}"
-            url = f"{base}/v2/"
+        if self._plain_http is not None and self._plain_http.remembers(self._host):
             try:
-                resp = self._send("GET", url, headers={}, authorization=None, source=self._host,
-                                  what="checking the registry API")
+                return self._ping_over("http")
             except RegistryError as err:
-                if err.status is None and scheme == "https" and self._allow_http:
-                    cause = _connection_cause(err.__cause__) if err.__cause__ else str(err)
-                    log.info("%s: https failed (%s); trying http (--insecure-allow-http)", self._host, cause)
-                    https_error = err
-                    continue
-                if https_error is not None:
-                    raise RegistryError(self._host, f"checking the registry API: https failed ({https_error}); "
-                                                    f"http failed too ({err})", temporary=err.temporary) from err
+                log.info("%s: plain http failed (%s); trying https first again", self._host, err)
+                self._plain_http.forget(self._host)
+        try:
+            return self._ping_over("https")
+        except RegistryError as https_error:
+            if https_error.status is not None or not self._allow_http:
                 raise
+            cause = _connection_cause(https_error.__cause__) if https_error.__cause__ else str(https_error)
+            log.info("%s: https failed (%s); trying http (--insecure-allow-http)", self._host, cause)
             try:
-                status = resp.status_code
-                says_v2 = resp.headers.get(API_VERSION_HEADER, "").strip().lower().startswith("registry/2")
-                if status == 401:
-                    self._auth.learn(resp.headers.get("WWW-Authenticate"))
-                if status in (200, 401) or says_v2:
-                    if scheme == "http":
-                        log.warning("%s: using plain http (--insecure-allow-http)", self._host)
-                    log.debug("%s speaks the v2 API over %s (ping %d)", self._host, scheme, status)
-                    return base
-                if status == 404:
-                    raise RegistryError(self._host, f"checking the registry API: {url} answered 404: "
-                                                    f"this host does not speak the registry v2 API "
-                                                    f"(v1 registries are not supported)", status=404, url=url)
-                raise self._status_error(resp, self._host, "checking the registry API")
-            finally:
-                _discard(resp)
-        raise AssertionError("unreachable")
+                base = self._ping_over("http")
+            except RegistryError as err:
+                if err.status is not None:  # http answered, but not as a v2 registry
+                    raise
+                raise RegistryError(self._host, f"checking the registry API: https failed ({https_error}); "
+                                                f"http failed too ({err})", temporary=err.temporary) from err
+        if self._plain_http is not None:
+            self._plain_http.remember(self._host)
+        return base
+
+    def _ping_over(self, scheme: str) -> str:
+        """``GET /v2/`` over ``scheme``; learns the auth challenge of a 401.
+
+        Returns:
+            the base URL when the host speaks the v2 API there.
+
+        Raises:
+            RegistryError: the host cannot be reached (``status`` ``None``), or answers
+                but not as a v2 registry.
+        """
+        base = f"{scheme}://{self._host}"
+        url = f"{base}/v2/"
+        resp = self._send("GET", url, headers={}, authorization=None, source=self._host,
+                          what="checking the registry API")
+        try:
+            status = resp.status_code
+            says_v2 = resp.headers.get(API_VERSION_HEADER, "").strip().lower().startswith("registry/2")
+            if status == 401:
+                self._auth.learn(resp.headers.get("WWW-Authenticate"))
+            if status in (200, 401) or says_v2:
+                if scheme == "http":
+                    log.warning("%s: using plain http (--insecure-allow-http)", self._host)
+                log.debug("%s speaks the v2 API over %s (ping %d)", self._host, scheme, status)
+                return base
+            if status == 404:
+                raise RegistryError(self._host, f"checking the registry API: {url} answered 404: "
+                                                f"this host does not speak the registry v2 API "
+                                                f"(v1 registries are not supported)", status=404, url=url)
+            raise self._status_error(resp, self._host, "checking the registry API")
+        finally:
+            _discard(resp)
 
     def _request(self, method: str, path: str, *, repository: str | None, headers: Mapping[str, str],
                  source: str, what: str) -> requests.Response:

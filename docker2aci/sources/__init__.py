@@ -9,9 +9,10 @@
 bare ``PATH``                              sniffed: a layout directory or either archive
 =========================================  ==============================================
 
-The table below is the only registry of transports (no registration by import). The
-registry and engine sources are imported when first used: their HTTP stack is most of
-the start-up time of a local conversion.
+The table below is the only registry of transports (no registration by import). Each
+source is imported when first used: the registry's HTTP stack is most of the start-up
+time of a local conversion, and the file sources' tar readers are not needed to ask a
+registry for a manifest.
 """
 
 from __future__ import annotations
@@ -25,10 +26,7 @@ from ..errors import SourceError, UsageError
 from ..reference import COMPONENT_RE as _COMPONENT
 from ..reference import ImageRef, split_transport
 from ..store import BlobCache, default_cache_dir
-from .archive import DockerArchive, is_docker_archive
 from .base import DownloadHook, ImageName, ImageSource, ResolvedImage
-from .files import DirectoryTree, TarTree
-from .oci_layout import OciLayout
 
 if TYPE_CHECKING:
     from ..registry import RegistryClient
@@ -68,6 +66,10 @@ def _archive(path: str, display: str, docker: bool) -> ImageSource:
     """A ``docker save`` or an OCI layout in a tar; ``docker`` says which was named
     (a bare path is sniffed). A containerd-store save (``index.json`` only) is read as
     an OCI layout either way."""
+    from .archive import DockerArchive, is_docker_archive
+    from .files import TarTree
+    from .oci_layout import OciLayout
+
     files = TarTree(path, display)
     try:
         if is_docker_archive(files):
@@ -85,12 +87,18 @@ def _docker_archive(path: str, display: str) -> ImageSource:
 
 
 def _oci(path: str, display: str) -> ImageSource:
+    from .files import DirectoryTree
+    from .oci_layout import OciLayout
+
     if not os.path.isdir(path):
         raise SourceError(display, "not a directory (an OCI image layout is a directory)")
     return OciLayout(DirectoryTree(path, display), _base_repository(path))
 
 
 def _oci_archive(path: str, display: str) -> ImageSource:
+    from .files import TarTree
+    from .oci_layout import OciLayout
+
     return OciLayout(TarTree(path, display), _base_repository(path))
 
 
@@ -145,7 +153,9 @@ def _registry(rest: str, name: str, remote: RemoteOptions) -> ImageSource:
 
 def registry_client(host: str, remote: RemoteOptions) -> RegistryClient:
     """A client for the registry API host ``host`` set up as ``remote`` says: ``--creds``,
-    else what ``docker login`` stored for that host; TLS and http options.
+    else what ``docker login`` stored for that host; TLS and http options (with
+    ``allow_http``, hosts that answered only over http are remembered in the cache
+    directory's ``plain-http/``).
 
     Raises:
         UsageError: malformed ``--creds`` or an unusable ``--cert-dir``.
@@ -153,10 +163,13 @@ def registry_client(host: str, remote: RemoteOptions) -> RegistryClient:
         AuthError: the Docker config file cannot be read.
     """
     from ..registry import Credentials, RegistryClient, lookup_credentials
+    from ..registry.schemes import PlainHttpHosts
 
     credentials = Credentials.parse(remote.creds) if remote.creds is not None else lookup_credentials(host)
+    plain_http = (PlainHttpHosts(os.path.join(remote.cache_dir or default_cache_dir(), "plain-http"))
+                  if remote.allow_http else None)
     return RegistryClient(host, credentials=credentials, insecure_skip_verify=remote.insecure_skip_verify,
-                          allow_http=remote.allow_http, cert_dir=remote.cert_dir)
+                          allow_http=remote.allow_http, cert_dir=remote.cert_dir, plain_http=plain_http)
 
 
 def open_source(name: str, remote: RemoteOptions | None = None) -> tuple[ImageSource, str | None]:

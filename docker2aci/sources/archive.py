@@ -19,7 +19,7 @@ from typing import Any
 
 from ..digest import Digest
 from ..errors import DigestMismatch, ImageNotFound, InvalidManifest, SeveralImages
-from ..layers import LayerBlob
+from ..layerblob import LayerBlob
 from ..limits import MAX_CONFIG_BYTES, MAX_INDEX_FILE_BYTES
 from ..manifest import Platform
 from .base import (ResolvedImage, digest_selector, name_from_reference,

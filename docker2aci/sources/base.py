@@ -13,7 +13,7 @@ from typing import Callable, Protocol
 
 from ..digest import Digest
 from ..errors import InvalidReference, SourceError
-from ..layers import LayerBlob
+from ..layerblob import LayerBlob
 from ..manifest import Platform
 from ..reference import ImageRef
 

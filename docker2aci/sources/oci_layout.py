@@ -15,7 +15,7 @@ from .. import mediatypes
 from ..digest import Digest
 from ..errors import (DigestMismatch, ImageNotFound, InvalidManifest, LimitExceeded, SeveralImages,
                       SizeMismatch, SourceError)
-from ..layers import LayerBlob
+from ..layerblob import LayerBlob
 from ..limits import MAX_CONFIG_BYTES, MAX_INDEX_FILE_BYTES, MAX_MANIFEST_BYTES
 from ..manifest import (MAX_INDEX_DEPTH, Descriptor, Document, ImageIndex, Platform, document_kind,
                         follow_indexes, index_platforms, parse_index, parse_manifest)

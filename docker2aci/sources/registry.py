@@ -2,27 +2,29 @@
 
 Manifests of every kind (OCI and Docker schema 2 manifests, OCI indexes and Docker
 manifest lists, signed schema 1) come through :class:`RegistryClient` (distribution
-spec "Pulling manifests"); blobs go to the shared content-addressed cache and are read
-from there, so a cached layer is never fetched again and a manifest named by digest is
-asked for once. The tag is asked for once per source, so ``--platform all`` sees one
-index.
+spec "Pulling manifests"); blobs go to the shared content-addressed cache (a layer is
+read while it downloads, :mod:`docker2aci.streamedblob`), so a cached layer is never
+fetched again and a manifest named by digest is asked for once. The tag is asked for
+once per source, so ``--platform all`` sees one index.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import BinaryIO
 
 from .. import mediatypes
 from ..digest import Digest
 from ..errors import InvalidManifest, UnsupportedMediaType, UsageError
-from ..layers import LayerBlob
+from ..layerblob import LayerBlob
 from ..limits import MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES
 from ..manifest import (Descriptor, Document, Platform, document_kind, follow_indexes, index_platforms,
                         load_json, manifest_digests, parse_manifest, parse_schema1)
 from ..reference import ImageRef
 from ..registry import RegistryClient
 from ..store import BlobCache
+from ..streamedblob import StreamedBlob
 from .base import DownloadHook, ImageName, ResolvedImage
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ class RegistrySource:
         self.progress = progress
         self.display = f"docker://{ref.original}"
         self._top: Document | None = None
+        self._streams: list[StreamedBlob] = []
 
     # -- manifests ------------------------------------------------------------------
 
@@ -86,8 +89,8 @@ class RegistrySource:
 
     # -- blobs ----------------------------------------------------------------------
 
-    def _blob_path(self, digest: Digest, size: int | None) -> str:
-        """The cached blob's path, downloading it first when needed."""
+    def _fetcher(self, digest: Digest, size: int | None) -> Callable[[BinaryIO], None]:
+        """What :meth:`BlobCache.ensure` calls to download a blob (with progress)."""
         def fetch(dest: BinaryIO) -> None:
             hook = None
             if self.progress is not None:
@@ -101,11 +104,26 @@ class RegistrySource:
 
             self.client.fetch_blob(self.ref.repository, digest, size, dest, hook)
 
-        return self.cache.ensure(digest, fetch)
+        return fetch
+
+    def _blob_path(self, digest: Digest, size: int | None) -> str:
+        """The cached blob's path, downloading it first when needed."""
+        return self.cache.ensure(digest, self._fetcher(digest, size))
+
+    def _open_layer(self, digest: Digest, size: int | None) -> BinaryIO:
+        """A layer blob to read: the cached file, else a stream of it while it downloads
+        into the cache (:mod:`docker2aci.streamedblob`), so it is decompressed meanwhile."""
+        try:
+            return open(self.cache.path(digest), "rb")
+        except FileNotFoundError:
+            pass
+        stream = StreamedBlob(self.cache, digest, self._fetcher(digest, size))
+        self._streams.append(stream)
+        return stream  # type: ignore[return-value]
 
     def _layer(self, digest: Digest, size: int | None, media_type: str) -> LayerBlob:
         return LayerBlob(str(digest), media_type, digest, size, None,
-                         lambda: open(self._blob_path(digest, size), "rb"), lambda: self.cache.evict(digest))
+                         lambda: self._open_layer(digest, size), lambda: self.cache.evict(digest))
 
     def _config(self, desc: Descriptor) -> bytes:
         """The image config, verified against its digest (also when cached).
@@ -167,8 +185,13 @@ class RegistrySource:
         return index_platforms(self._top_document(), self.display)
 
     def close(self) -> None:
-        """Close the registry client."""
-        self.client.close()
+        """Wait for the downloads still being put into the cache, then close the registry
+        client."""
+        try:
+            for stream in self._streams:
+                stream.finish()
+        finally:
+            self.client.close()
 
 
 def _schema1_image_id(config: bytes, where: str) -> Digest:

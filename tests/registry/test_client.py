@@ -15,6 +15,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from tempfile import TemporaryDirectory
 from typing import Any
 
 import pytest
@@ -42,6 +43,7 @@ from docker2aci.registry import (
     RetryPolicy,
 )
 from docker2aci.registry.client import API_VERSION_HEADER
+from docker2aci.registry.schemes import PlainHttpHosts
 from docker2aci.manifest import manifest_digests, schema1_payload
 
 pytestmark = pytest.mark.tools
@@ -422,6 +424,52 @@ def test_plain_http_needs_allow_http(plain_registry: RunningRegistry) -> None:
     with client(plain_registry.host) as c:
         c.get_manifest(REPO, "oci")
         assert c.base_url == f"http://{plain_registry.host}"
+
+
+def test_a_host_that_fell_back_to_http_is_asked_over_http_first(plain_registry: RunningRegistry, tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """With --insecure-allow-http, a host that answered only over http is remembered, and
+    later clients skip the https attempt; without the flag the memo is not used."""
+    memo = PlainHttpHosts(str(tmp_path / "plain-http"))
+    caplog.set_level(logging.INFO, logger="docker2aci.registry.client")
+    with client(plain_registry.host, plain_http=memo) as c:
+        c.get_manifest(REPO, "oci")
+    assert "https failed" in caplog.text
+    assert [p.name for p in (tmp_path / "plain-http").iterdir()] == [plain_registry.host.replace(":", "%3A")]
+    caplog.clear()
+    with client(plain_registry.host, plain_http=memo) as c:
+        c.get_manifest(REPO, "oci")
+        assert c.base_url == f"http://{plain_registry.host}"
+    assert "https failed" not in caplog.text
+    with RegistryClient(plain_registry.host, retry=FAST_RETRY, plain_http=memo) as c, \
+            pytest.raises(RegistryError, match="TLS"):
+        c.get_manifest(REPO, "oci")
+    caplog.clear()
+    with client(plain_registry.host, plain_http=PlainHttpHosts(memo.directory, ttl=0)) as c:  # expired
+        c.get_manifest(REPO, "oci")
+    assert "https failed" in caplog.text
+
+
+def test_a_remembered_http_host_that_now_speaks_only_https_is_asked_over_https(
+        tls_registry: RunningRegistry, tmp_path: Path) -> None:
+    memo = PlainHttpHosts(str(tmp_path / "plain-http"))
+    memo.remember(tls_registry.host)
+    with client(tls_registry.host, credentials=CREDENTIALS, cert_dir=str(tls_registry.cert_dir),
+                plain_http=memo) as c:
+        c.get_manifest(REPO, "v2s2")
+        assert c.base_url == f"https://{tls_registry.host}"
+    assert not memo.remembers(tls_registry.host)
+
+
+def test_a_remembered_http_host_that_is_gone_is_forgotten() -> None:
+    host = f"127.0.0.1:{free_port()}"
+    with TemporaryDirectory() as directory:
+        memo = PlainHttpHosts(directory)
+        memo.remember(host)
+        with client(host, plain_http=memo) as c, pytest.raises(RegistryError, match="cannot reach") as info:
+            c.get_manifest(REPO, "oci")
+        assert info.value.temporary
+        assert not memo.remembers(host)
 
 
 def test_nothing_listening_is_a_temporary_error() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -338,9 +339,66 @@ def test_a_warm_conversion_links_the_cached_aci_and_notices_a_changed_output(fau
     again = convert(ref, tmp_path)
     info = Path(again.path).stat()
     assert (info.st_nlink, info.st_mode & 0o777) == (2, 0o644)
+    convert(ref, tmp_path)  # onto the same file: nothing left beside it
+    assert os.listdir(tmp_path / "out") == [Path(again.path).name]
+    assert Path(again.path).stat().st_nlink == 2
     with open(again.path, "r+b") as f:  # a user edits the output in place
         f.seek(100)
         f.write(b"\xff")
     third = convert(ref, tmp_path)
     assert Path(third.path).read_bytes() == good
     assert third.image_id == first.image_id
+
+
+def _settle(path: Path) -> None:
+    """Set a file's mtime 10 s back, as if it had been written before this run
+    (:data:`docker2aci.filestamp.SETTLE_SECONDS`)."""
+    info = path.stat()
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns - 10 * 10**9))
+
+
+def test_a_warm_conversion_trusts_the_stamp_of_a_cached_aci_it_has_hashed(fault_proxy: FaultProxy, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A settled cached ACI is hashed once; later warm conversions compare its stamp
+    (``conversions/<key>.stamp``) instead of reading it, and an in-place edit of the
+    output (which moves the mtime) is still caught."""
+    from docker2aci import store
+
+    ref = f"docker://{fault_proxy.host}/test/busybox:oci"
+    first = convert(ref, tmp_path)
+    good = Path(first.path).read_bytes()
+    [cached] = (tmp_path / "cache" / "conversions").glob("*.aci")
+    _settle(cached)
+    hashed: list[str] = []
+    real_of_file = store.Digest.of_file
+
+    def counting(path: str, *args: Any, **kwargs: Any) -> Any:
+        hashed.append(path)
+        return real_of_file(path, *args, **kwargs)
+
+    monkeypatch.setattr(store.Digest, "of_file", staticmethod(counting))
+    convert(ref, tmp_path)
+    assert hashed == [str(cached)]
+    memo = cached.with_suffix(".stamp")
+    info = cached.stat()
+    expected = json.loads(cached.with_suffix(".json").read_text())["aci_sha256"]
+    assert memo.read_text() == f"{info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_mtime_ns} sha256:{expected}"
+    for _ in range(2):
+        again = convert(ref, tmp_path)
+    assert hashed == [str(cached)]  # no read since
+    assert again.image_id == first.image_id and Path(again.path).read_bytes() == good
+    with open(again.path, "r+b") as f:  # a user edits the output in place: the mtime moves
+        f.seek(100)
+        f.write(b"\xff")
+    third = convert(ref, tmp_path)
+    assert hashed == [str(cached)] * 3  # the check that finds it damaged, and the new conversion's, kept
+    assert Path(third.path).read_bytes() == good and third.image_id == first.image_id
+
+
+def test_a_fresh_cached_aci_gets_no_stamp(fault_proxy: FaultProxy, tmp_path: Path) -> None:
+    """A file written within SETTLE_SECONDS is not stamped: a write in the same clock tick
+    would leave its stamp as it was."""
+    ref = f"docker://{fault_proxy.host}/test/busybox:oci"
+    convert(ref, tmp_path)
+    convert(ref, tmp_path)
+    assert list((tmp_path / "cache" / "conversions").glob("*.stamp")) == []

@@ -269,3 +269,34 @@ def test_racing_runs_of_one_archive_convert_it_once(tmp_path: Path) -> None:
     store = tmp_path / "cache" / "docker2aci"
     assert sorted(n.rsplit(".", 1)[1] for n in os.listdir(store / "conversions")) == ["aci", "json"]
     assert os.listdir(store / "prerun") == [] and os.listdir(store / "pods") == []
+
+
+def _stamps(store: TreeStore) -> list[str]:
+    return sorted(n for n in os.listdir(os.path.join(store.dir, "index")) if n.startswith("stamp-"))
+
+
+def test_a_settled_file_is_identified_by_its_stamp(tmp_path: Path, aci: Path) -> None:
+    """A file seen before, unchanged (same inode, size, mtime), is not read again; a
+    write that moves its mtime is noticed. A file written in the last seconds is not
+    stamped (docker2aci.filestamp)."""
+    store = TreeStore(tmp_path / "store")
+    image_id = compute_image_id(aci)
+    assert store.identify(aci) == image_id
+    assert _stamps(store) == []  # just written: not settled
+    info = aci.stat()
+    os.utime(aci, ns=(info.st_atime_ns, info.st_mtime_ns - 10 * 10**9))
+    assert store.identify(aci) == image_id
+    assert len(_stamps(store)) == 1
+    settled = aci.stat()
+    data = bytearray(aci.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    with open(aci, "r+b") as f:  # other bytes, the stamp put back: proves nothing is read
+        f.write(data)
+    os.utime(aci, ns=(settled.st_atime_ns, settled.st_mtime_ns))
+    assert store.identify(aci) == image_id
+    other = write_aci(tmp_path / "other.aci", busybox_entries(with_etc=False), manifest(APP, name="test/other"))
+    with open(aci, "r+b") as f:  # rewritten in place: same inode, the mtime moves
+        f.truncate()
+        f.write(other.read_bytes())
+    assert aci.stat().st_ino == settled.st_ino
+    assert store.identify(aci) == compute_image_id(other)

@@ -1,0 +1,36 @@
+"""The output compressions of an ACI and their levels (``--compression``,
+``--compression-level``): what the options accept, apart from the writing itself
+(:mod:`docker2aci.aci`), so that checking options imports no compressor.
+"""
+
+from __future__ import annotations
+
+import enum
+
+GZIP_LEVEL = 1
+"""Default gzip level: ISA-L's level 1 (see :data:`ISAL_LEVELS`)."""
+ISAL_LEVELS = range(4)
+"""Levels compressed with ISA-L (0 fastest, 3 smallest); 4-9 are zlib's."""
+ZLIB_LEVELS = range(4, 10)
+"""Levels compressed with zlib (``gzip`` module)."""
+
+
+class Compression(enum.Enum):
+    """Output compression (``--compression``): the appc set (``spec/aci.md``, "Image
+    Archives": an ACI may be gzip, bzip2 or xz compressed, or plain)."""
+
+    GZIP = "gzip"
+    NONE = "none"
+    XZ = "xz"
+    BZIP2 = "bzip2"
+
+
+def check_level(level: int) -> int:
+    """Check a gzip level (``--compression-level``).
+
+    Raises:
+        ValueError: not in 0-9.
+    """
+    if level not in ISAL_LEVELS and level not in ZLIB_LEVELS:
+        raise ValueError(f"gzip level {level}: choose 0-3 (ISA-L, fast) or 4-9 (zlib, smaller and slower)")
+    return level

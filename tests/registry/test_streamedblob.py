@@ -1,0 +1,153 @@
+"""A layer read while it downloads into the blob cache (docker2aci.streamedblob), against
+the real registry, with the fault proxy for cuts and restarts.
+
+The layer is an 8 MiB tar of random bytes (gzip), built here and pushed by skopeo: larger
+than the pipe, so the download really waits for the reader.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+import layerbuild as lb
+import pytest
+from faultproxy import Fault, FaultProxy
+from registry_setup import FAST_RETRY
+from services import RunningRegistry, push
+
+from docker2aci.digest import Digest
+from docker2aci.errors import DigestMismatch
+from docker2aci.registry import RegistryClient
+from docker2aci.store import BlobCache
+from docker2aci.streamedblob import PIPE_BYTES, StreamedBlob
+
+pytestmark = pytest.mark.tools
+
+REPO = "test/streamed"
+
+
+@pytest.fixture(scope="module")
+def big_blob(plain_registry: RunningRegistry, tmp_path_factory: pytest.TempPathFactory) -> tuple[Digest, bytes]:
+    """An 8 MiB random layer pushed to the plain registry: its digest and stored bytes."""
+    layer = lb.Layer(lb.tar_bytes([lb.file("random.bin", os.urandom(8 << 20))]))
+    layout = lb.write_oci_layout(tmp_path_factory.mktemp("streamed") / "layout", [layer])
+    push(f"oci:{layout.path}:latest", plain_registry, f"{REPO}:latest")
+    [digest] = layout.layer_digests
+    return Digest.parse(digest), layout.blob(digest).read_bytes()
+
+
+def _fetcher(proxy: FaultProxy, digest: Digest, size: int) -> Callable[[BinaryIO], None]:
+    def fetch(dest: BinaryIO) -> None:
+        with RegistryClient(proxy.host, allow_http=True, retry=FAST_RETRY) as client:
+            client.fetch_blob(REPO, digest, size, dest)
+    return fetch
+
+
+def _blob_gets(proxy: FaultProxy) -> list[dict[str, str]]:
+    return [r.headers for r in proxy.requests if "/blobs/" in r.path]
+
+
+def _read_all(stream: StreamedBlob) -> bytes:
+    chunks = []
+    while chunk := stream.read(1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _leftovers(cache: Path) -> list[str]:
+    return sorted(os.listdir(cache / "tmp")) if (cache / "tmp").exists() else []
+
+
+def test_the_reader_gets_the_bytes_as_they_download_and_the_blob_lands_in_the_cache(
+        fault_proxy: FaultProxy, big_blob: tuple[Digest, bytes], tmp_path: Path) -> None:
+    digest, data = big_blob
+    cache = BlobCache(str(tmp_path / "cache"))
+    stream = StreamedBlob(cache, digest, _fetcher(fault_proxy, digest, len(data)))
+    first = stream.read(PIPE_BYTES)
+    assert first and not cache.has(digest)  # read before the download has ended
+    assert first + _read_all(stream) == data
+    stream.close()
+    stream.finish()
+    assert Path(cache.path(digest)).read_bytes() == data
+    assert _leftovers(tmp_path / "cache") == [] and len(_blob_gets(fault_proxy)) == 1
+
+
+def test_a_resumed_download_carries_on_in_the_pipe(fault_proxy: FaultProxy, big_blob: tuple[Digest, bytes],
+                                                   tmp_path: Path) -> None:
+    digest, data = big_blob
+    fault_proxy.add(Fault.cut(len(data) // 3))
+    cache = BlobCache(str(tmp_path / "cache"))
+    stream = StreamedBlob(cache, digest, _fetcher(fault_proxy, digest, len(data)))
+    assert _read_all(stream) == data
+    stream.finish()
+    assert [h.get("range") for h in _blob_gets(fault_proxy)] == [None, f"bytes={len(data) // 3}-"]
+    assert cache.has(digest)
+
+
+def test_a_download_restarted_from_zero_is_read_on_from_the_cache(fault_proxy: FaultProxy,
+                                                                  big_blob: tuple[Digest, bytes],
+                                                                  tmp_path: Path) -> None:
+    """The server answers the ranged retry with the whole blob (200): the pipe stops, and
+    the reader takes the rest from the cached file once it is there."""
+    digest, data = big_blob
+    fault_proxy.add(Fault.cut(len(data) // 2), Fault.strip_range())
+    cache = BlobCache(str(tmp_path / "cache"))
+    stream = StreamedBlob(cache, digest, _fetcher(fault_proxy, digest, len(data)))
+    assert _read_all(stream) == data
+    stream.finish()
+    assert len(_blob_gets(fault_proxy)) == 2
+    assert Path(cache.path(digest)).read_bytes() == data
+
+
+def test_a_corrupt_blob_raises_at_the_end_and_is_not_cached(fault_proxy: FaultProxy,
+                                                            big_blob: tuple[Digest, bytes], tmp_path: Path) -> None:
+    digest, data = big_blob
+    fault_proxy.add(Fault.corrupt())
+    cache = BlobCache(str(tmp_path / "cache"))
+    stream = StreamedBlob(cache, digest, _fetcher(fault_proxy, digest, len(data)))
+    with pytest.raises(DigestMismatch):
+        _read_all(stream)
+    stream.finish()
+    assert not cache.has(digest) and _leftovers(tmp_path / "cache") == []
+
+
+def test_a_reader_that_stops_early_abandons_the_download(fault_proxy: FaultProxy,
+                                                         big_blob: tuple[Digest, bytes], tmp_path: Path) -> None:
+    digest, data = big_blob
+    cache = BlobCache(str(tmp_path / "cache"))
+    stream = StreamedBlob(cache, digest, _fetcher(fault_proxy, digest, len(data)))
+    assert stream.read(4096) == data[:4096]
+    stream.close()
+    stream.finish()
+    assert not cache.has(digest) and _leftovers(tmp_path / "cache") == []
+
+
+def test_a_blob_another_fetch_put_in_the_cache_meanwhile_is_read_from_there(
+        fault_proxy: FaultProxy, big_blob: tuple[Digest, bytes], tmp_path: Path) -> None:
+    """While another fetch of the same blob holds the cache's lock, the stream waits; the
+    blob is then read from the cache, and fetched once in all."""
+    digest, data = big_blob
+    cache = BlobCache(str(tmp_path / "cache"))
+    holding, release = threading.Event(), threading.Event()
+    fetch = _fetcher(fault_proxy, digest, len(data))
+
+    def slow_fetch(dest: BinaryIO) -> None:
+        holding.set()
+        release.wait(30)
+        fetch(dest)
+
+    other = threading.Thread(target=cache.ensure, args=(digest, slow_fetch))
+    other.start()
+    assert holding.wait(30)
+    stream = StreamedBlob(cache, digest, fetch)
+    release.set()
+    got = _read_all(stream)
+    other.join()
+    stream.finish()
+    assert hashlib.sha256(got).hexdigest() == digest.hex
+    assert len(_blob_gets(fault_proxy)) == 1
