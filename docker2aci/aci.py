@@ -57,7 +57,8 @@ class _HashingWriter:
     def __init__(self, inner: IO[bytes]) -> None:
         self.inner = inner
         self.offset = 0
-        self._block = bytearray()
+        self._block = bytearray(BLOCK)  # filled up to _fill, then handed on as one bytes copy
+        self._fill = 0
         self._hash = hashlib.sha512()
         self._queue: queue.Queue[bytes | None] = queue.Queue(HASH_QUEUE)
         self._thread = threading.Thread(target=self._run, name="docker2aci-image-id", daemon=True)
@@ -68,18 +69,24 @@ class _HashingWriter:
             self._hash.update(block)
 
     def write(self, data: bytes | memoryview) -> int:
-        self._block += data
-        self.offset += len(data)
-        while len(self._block) >= BLOCK:
-            self._emit(BLOCK)
-        return len(data)
+        view = memoryview(data).cast("B")
+        size = len(view)
+        self.offset += size
+        while view:
+            n = min(BLOCK - self._fill, len(view))
+            self._block[self._fill:self._fill + n] = view[:n]
+            self._fill += n
+            view = view[n:]
+            if self._fill == BLOCK:
+                self._emit()
+        return size
 
-    def _emit(self, size: int | None = None) -> None:
-        """Hand on the first ``size`` bytes gathered (all of them when ``None``). Blocks
-        are exactly BLOCK bytes but the last: ISA-L compresses each ``write`` as a block
-        of its own, so the output bytes must not depend on how the tar was written."""
-        block = bytes(self._block[:size])
-        del self._block[:size]
+    def _emit(self) -> None:
+        """Hand on the bytes gathered. Blocks are exactly BLOCK bytes but the last: ISA-L
+        compresses each ``write`` as a block of its own, so the output bytes must not
+        depend on how the tar was written."""
+        block = bytes(memoryview(self._block)[:self._fill])
+        self._fill = 0
         self._queue.put(block)
         self.inner.write(block)
 
@@ -88,7 +95,7 @@ class _HashingWriter:
 
     def hexdigest(self) -> str:
         """Write out the last block; the SHA-512 of everything written (hex)."""
-        if self._block:
+        if self._fill:
             self._emit()
         self._queue.put(None)
         self._thread.join()
@@ -141,7 +148,7 @@ def write_aci(path: str, manifest: bytes, rootfs: RootfsWriter, compression: Com
         (and whatever ``rootfs.write`` raises for bad layer data)
     """
     try:
-        with atomic_file(path, 0o644) as (_, raw):
+        with atomic_file(path, 0o644, sync_ahead=True) as (_, raw):
             gz = _compressor(raw, compression, check_level(level))
             hashing = _HashingWriter(gz if gz is not None else raw)
             try:

@@ -217,3 +217,39 @@ def test_gc_removes_abandoned_temporaries_only(tmp_path: Path) -> None:
         fcntl.flock(writer, fcntl.LOCK_EX)  # as locked_temp holds it while writing
         assert sorted(remove_abandoned_temporaries(str(tmp_path))) == sorted(map(str, abandoned))
     assert all(path.exists() for path in kept) and not any(path.exists() for path in abandoned)
+
+
+def _sync_ahead_threads() -> list[str]:
+    import threading
+
+    return [t.name for t in threading.enumerate() if t.name == "docker2aci-sync-ahead"]
+
+
+def test_a_large_file_is_synced_while_it_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """atomic_file(sync_ahead=True) (the ACI writer's): the file is fdatasync-ed while it is
+    still being written, every SYNC_AHEAD_BYTES, and the thread ends with the block, also
+    when it fails (nothing is left behind then)."""
+    from docker2aci import atomic
+
+    synced: list[int] = []
+    real = os.fdatasync
+
+    def spy(fd: int) -> None:
+        synced.append(os.fstat(fd).st_size)
+        real(fd)
+
+    monkeypatch.setattr(atomic.os, "fdatasync", spy)
+    chunk = os.urandom(4 << 20)
+    dest = tmp_path / "big.bin"
+    with atomic_file(str(dest), 0o644, sync_ahead=True) as (_, f):
+        for _ in range(10):  # 40 MiB, with pauses the syncing thread can see
+            f.write(chunk)
+            f.flush()
+            time.sleep(3 * atomic.SYNC_AHEAD_SECONDS)
+        assert synced, "nothing was synced while the file was written"
+        assert all(size >= atomic.SYNC_AHEAD_BYTES for size in synced)
+    assert dest.stat().st_size == 40 << 20 and _sync_ahead_threads() == []
+    with pytest.raises(RuntimeError), atomic_file(str(tmp_path / "failed.bin"), 0o644, sync_ahead=True) as (_, f):
+        f.write(chunk)
+        raise RuntimeError("the writer fails")
+    assert _sync_ahead_threads() == [] and sorted(os.listdir(tmp_path)) == ["big.bin"]
