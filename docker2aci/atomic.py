@@ -63,9 +63,12 @@ def atomic_file(dest: str, mode: int, *, replace: bool = True, sync: bool = True
             try:
                 yield tmp, f
                 f.flush()
-            finally:
+            except BaseException:
                 if ahead is not None:
-                    ahead.stop()
+                    ahead.stop(check=False)
+                raise
+            if ahead is not None:
+                ahead.stop()  # a write-back error it met is reported once, to it: raised here
             if sync:
                 os.fsync(f.fileno())
             # Still open, so still locked: a cleaner cannot take it for abandoned.
@@ -89,8 +92,9 @@ class SyncAhead:
     """A thread that ``fdatasync``-s a file being written each time another
     :data:`SYNC_AHEAD_BYTES` have been written: the disk writes while the writer computes
     (the thread only waits on the disk), and the ``fsync`` before the rename finds little
-    left to do (a 60 MB ACI: 0.1 s less at the end). A failing sync stops the thread; the
-    final ``fsync`` reports the error.
+    left to do (a 60 MB ACI: 0.1 s less at the end). A failing sync stops the thread and
+    is raised by :meth:`stop`: Linux reports a write-back error once per open file, so the
+    final ``fsync`` would not see it again.
 
     Args:
         fd: the file's descriptor, open until :meth:`stop` has returned.
@@ -98,6 +102,7 @@ class SyncAhead:
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
+        self._error: OSError | None = None
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="docker2aci-sync-ahead", daemon=True)
         self._thread.start()
@@ -110,13 +115,19 @@ class SyncAhead:
                 if size - synced >= SYNC_AHEAD_BYTES:
                     os.fdatasync(self._fd)
                     synced = size
-        except OSError:
-            pass
+        except OSError as err:
+            self._error = err
 
-    def stop(self) -> None:
-        """Stop syncing ahead (waits for a sync under way)."""
+    def stop(self, check: bool = True) -> None:
+        """Stop syncing ahead (waits for a sync under way).
+
+        Raises:
+            OSError: a sync failed (when ``check``).
+        """
         self._stopped.set()
         self._thread.join()
+        if check and self._error is not None:
+            raise self._error
 
 
 def locked_temp(directory: str, prefix: str, suffix: str = "") -> tuple[int, str]:

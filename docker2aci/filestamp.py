@@ -6,7 +6,8 @@ current time, so a file whose stamp is unchanged since its bytes were hashed sti
 those bytes, unless whatever wrote it also set its mtime back to the same nanosecond
 (``utime``): a stamp guards against accidents, not against someone who may write the
 file. The ctime is left out on purpose: a hard link to the file, or the removal of one,
-changes it, and the conversion cache hands out hard links. Two paths use stamps to skip
+changes it, and the conversion cache hands out hard links (the tree store, which keys
+files it does not own, adds the ctime). Two paths use stamps to skip
 hashing a file they have seen: a warm re-conversion checking the cached ACI
 (:func:`docker2aci.store.publish_copy`), and ``run --insecure-options=image`` finding
 the image ID of an ACI (:meth:`runner.treestore.TreeStore.identify`). Each saves one

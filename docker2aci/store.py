@@ -380,7 +380,7 @@ def publish_copy(cached: CachedConversion, dest: str) -> None:
                 raise DigestMismatch(f"cached ACI {cached.aci}", f"sha256:{expected}", f"sha256:{actual}")
         if _link_into_place(cached.aci, dest):
             after = os.stat(cached.aci)
-            if not known and stamp(after) == stamp(before) and is_settled(after):
+            if not known and stamp(after) == stamp(before) and is_settled(before):
                 write_memo(memo, f"{stamp(after)} sha256:{expected}")
             return
         _atomic_copy(cached.aci, dest, mode=0o644, expected_sha256=expected)
@@ -392,7 +392,7 @@ def _link_into_place(src: str, dest: str) -> bool:
     """Hard-link ``src`` as ``dest`` (mode 0644) through a temporary name; ``False`` when
     the file system cannot (another device, no hard links)."""
     with contextlib.suppress(OSError):
-        if os.path.samestat(os.stat(src), os.stat(dest)):  # already in place: a rename would do nothing
+        if os.path.samestat(os.stat(src), os.lstat(dest)):  # already in place: a rename would do nothing
             os.chmod(dest, 0o644)
             return True
     name = f"{TEMP_PREFIX}link-{os.path.basename(dest)}-{os.getpid()}{TEMP_SUFFIX}"  # a name cleaners know

@@ -53,8 +53,11 @@ class _Tee:
         self.dest: BinaryIO | None = None
         self._pipe: int | None = pipe
         self.diverted = False
+        self.cancelled = False  # the reader has closed: stop at the next write
 
     def write(self, data: bytes) -> int:
+        if self.cancelled:
+            raise _ReaderGone()
         assert self.dest is not None
         written = self.dest.write(data)
         if self._pipe is not None:
@@ -119,9 +122,15 @@ class StreamedBlob(io.RawIOBase):
         self._path: str | None = None
         self._rest: BinaryIO | None = None
         self._delivered = 0
-        self._thread = threading.Thread(target=self._run, args=(cache, fetch, _Tee(write_end)), daemon=True,
+        self._tee = _Tee(write_end)
+        self._thread = threading.Thread(target=self._run, args=(cache, fetch, self._tee), daemon=True,
                                         name=f"docker2aci-fetch-{digest.hex[:12]}")
-        self._thread.start()
+        try:
+            self._thread.start()
+        except BaseException:
+            self._tee.close_pipe()
+            os.close(read_end)
+            raise
 
     def _run(self, cache: BlobCache, fetch: Callable[[BinaryIO], None], tee: _Tee) -> None:
         def fetch_tee(dest: BinaryIO) -> None:
@@ -160,6 +169,7 @@ class StreamedBlob(io.RawIOBase):
                 self._pipe = None
             self._fetched.wait()
             if self._fetch_error is not None:
+                self._thread.join()  # done with the exception before it is raised here
                 raise self._fetch_error
             if self._carried_all:
                 return 0
@@ -175,6 +185,7 @@ class StreamedBlob(io.RawIOBase):
 
     def close(self) -> None:
         """Stop reading: an unfinished fetch is abandoned (nothing of it is cached)."""
+        self._tee.cancelled = True
         if self._pipe is not None:
             os.close(self._pipe)
             self._pipe = None

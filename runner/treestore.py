@@ -12,9 +12,9 @@ Layout under the store's root (``<cache>/docker2aci`` by default, see
     trees/index/sha256-<hex>         the image ID of an ACI file with that SHA-256, so a
                                      run of a known file hashes it instead of
                                      decompressing it
-    trees/index/stamp-<hex>          the image ID of the file with that stamp (SHA-256 of
-                                     ``dev:inode:size:mtime_ns``), so a run of a file
-                                     seen unchanged reads none of it
+    trees/index/stamp-<hex>          the image ID of the file with that stamp and ctime
+                                     (SHA-256 of ``dev:inode:size:mtime_ns:ctime_ns``),
+                                     so a run of a file seen unchanged reads none of it
 
 A tree is rendered into a ``.tmp-`` directory, checked against its image ID (the
 SHA-512 of the uncompressed ACI, appc ``spec/aci.md``), then renamed into place: a
@@ -215,14 +215,14 @@ class TreeStore:
             before = None
         by_stamp = None
         if before is not None and stat.S_ISREG(before.st_mode):
-            by_stamp = os.path.join(index, "stamp-" + hashlib.sha256(stamp(before).encode()).hexdigest())
+            by_stamp = os.path.join(index, "stamp-" + _stamp_key(before))
             known = read_memo(by_stamp)
             if known is not None and IMAGE_ID.fullmatch(known):
                 return known
         image_id = self._identify_by_digest(aci_path, index)
         if by_stamp is not None and before is not None and is_settled(before):
             try:
-                if stamp(os.stat(aci_path)) == stamp(before):  # hashed unchanged
+                if _stamp_key(os.stat(aci_path)) == _stamp_key(before):  # hashed unchanged
                     write_memo(by_stamp, image_id)
             except OSError:
                 pass
@@ -363,6 +363,13 @@ class ChainImage:
     path: str
     image_id: str
     manifest: dict[str, Any] = field(repr=False)
+
+
+def _stamp_key(st: os.stat_result) -> str:
+    """The index key of a file's stamp (:mod:`docker2aci.filestamp`) with its ctime: a
+    file the store has never seen (a copy with its mtime kept, on a file system that
+    reuses inode numbers) always has another ctime, which no program can set."""
+    return hashlib.sha256(f"{stamp(st)}:{st.st_ctime_ns}".encode()).hexdigest()
 
 
 def build_chain(

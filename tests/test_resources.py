@@ -253,3 +253,24 @@ def test_a_large_file_is_synced_while_it_is_written(tmp_path: Path, monkeypatch:
         f.write(chunk)
         raise RuntimeError("the writer fails")
     assert _sync_ahead_threads() == [] and sorted(os.listdir(tmp_path)) == ["big.bin"]
+
+
+def test_a_write_back_error_met_while_syncing_ahead_fails_the_file(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Linux reports a write-back error once per open file: the error the syncing thread
+    met must fail the file, as the final fsync would not see it (fault injected: no real
+    disk here fails on demand)."""
+    from docker2aci import atomic
+
+    def failing(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(atomic.os, "fdatasync", failing)
+    chunk = os.urandom(4 << 20)
+    with pytest.raises(OSError, match="Input/output error"):
+        with atomic_file(str(tmp_path / "big.bin"), 0o644, sync_ahead=True) as (_, f):
+            for _ in range(6):
+                f.write(chunk)
+                f.flush()
+                time.sleep(3 * atomic.SYNC_AHEAD_SECONDS)
+    assert os.listdir(tmp_path) == [] and _sync_ahead_threads() == []

@@ -207,6 +207,24 @@ def _connection_cause(err: BaseException) -> str:
     return best
 
 
+_PLAIN_HTTP_ANSWERS = ("wrong version number", "wrong_version_number", "unknown protocol", "unknown_protocol",
+                       "http request", "http_request", "record layer failure", "record_layer_failure",
+                       "packet length too long")
+"""What OpenSSL says when the server answers a TLS hello in plain text (lower case)."""
+
+
+def _plain_http_port(host: str, https_error: RegistryError) -> bool:
+    """Whether a failed https attempt shows that the port itself speaks plain http: the
+    host names its port (so http went to the same one) and the TLS handshake got a
+    plain-text answer. Only then is the host remembered (:mod:`.schemes`): a refused
+    connection, a timeout or a certificate problem is never taken for a plain-http
+    registry beyond the run it happened in."""
+    has_port = host.rpartition("]")[2].count(":") == 1
+    cause = https_error.__cause__
+    return (has_port and isinstance(cause, requests.exceptions.SSLError)
+            and any(marker in str(cause).lower() for marker in _PLAIN_HTTP_ANSWERS))
+
+
 def _discard(resp: requests.Response) -> None:
     """Close a response whose body we do not need, keeping the connection when the rest is small."""
     remaining = getattr(resp.raw, "length_remaining", None)
@@ -682,9 +700,9 @@ class RegistryClient:
                     raise
                 raise RegistryError(self._host, f"checking the registry API: https failed ({https_error}); "
                                                 f"http failed too ({err})", temporary=err.temporary) from err
-        if self._plain_http is not None:
-            self._plain_http.remember(self._host)
-        return base
+            if self._plain_http is not None and _plain_http_port(self._host, https_error):
+                self._plain_http.remember(self._host)
+            return base
 
     def _ping_over(self, scheme: str) -> str:
         """``GET /v2/`` over ``scheme``; learns the auth challenge of a 401.

@@ -7,9 +7,12 @@ round trip on every run: about 60 ms of a warm re-conversion's 0.4 s. A host tha
 back is remembered here, one empty file per host whose modification time says when, and
 for :data:`REMEMBER_SECONDS` later runs go to http first.
 
-Nothing is remembered or read without ``--insecure-allow-http``, which already lets an
-active attacker force the fallback; when http no longer answers, the memo is dropped and
-https is tried first again. A memo that cannot be read or written is ignored.
+Only a host that names its port, whose https attempt got a plain-text answer to the TLS
+hello on that very port, is remembered: a refused connection, a timeout or a certificate
+problem (which an attacker could cause once) never makes later runs skip https. Nothing
+is remembered or read without ``--insecure-allow-http``, which already lets an active
+attacker force the fallback within a run; when http no longer answers, the memo is
+dropped and https is tried first again. A memo that cannot be read or written is ignored.
 """
 
 from __future__ import annotations

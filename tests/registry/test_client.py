@@ -450,6 +450,24 @@ def test_a_host_that_fell_back_to_http_is_asked_over_http_first(plain_registry: 
     assert "https failed" in caplog.text
 
 
+def test_only_a_plain_text_answer_on_a_named_port_is_remembered(plain_registry: RunningRegistry) -> None:
+    """The memo is written only when the https attempt reached the very port http then
+    used and got plain text back; a refused connection (which an attacker could cause
+    once) or a host without a port is never remembered."""
+    from docker2aci.registry.client import _plain_http_port
+
+    def https_failure(host: str) -> RegistryError:
+        with RegistryClient(host, retry=FAST_RETRY) as c, pytest.raises(RegistryError) as info:
+            c.ping()
+        return info.value
+
+    plain_text = https_failure(plain_registry.host)
+    refused = https_failure(f"127.0.0.1:{free_port()}")
+    assert _plain_http_port(plain_registry.host, plain_text)
+    assert not _plain_http_port("registry.example", plain_text)  # https went to 443, http to 80
+    assert not _plain_http_port(f"127.0.0.1:{free_port()}", refused)
+
+
 def test_a_remembered_http_host_that_now_speaks_only_https_is_asked_over_https(
         tls_registry: RunningRegistry, tmp_path: Path) -> None:
     memo = PlainHttpHosts(str(tmp_path / "plain-http"))

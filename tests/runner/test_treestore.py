@@ -275,10 +275,12 @@ def _stamps(store: TreeStore) -> list[str]:
     return sorted(n for n in os.listdir(os.path.join(store.dir, "index")) if n.startswith("stamp-"))
 
 
-def test_a_settled_file_is_identified_by_its_stamp(tmp_path: Path, aci: Path) -> None:
-    """A file seen before, unchanged (same inode, size, mtime), is not read again; a
-    write that moves its mtime is noticed. A file written in the last seconds is not
-    stamped (docker2aci.filestamp)."""
+def test_a_settled_file_is_identified_by_its_stamp(tmp_path: Path, aci: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file seen before, unchanged (same inode, size, mtime and ctime), is not read
+    again; a chmod (a new ctime) or a write (a new mtime) makes it read again. A file
+    written in the last seconds is not stamped (docker2aci.filestamp)."""
+    import runner.treestore as ts
+
     store = TreeStore(tmp_path / "store")
     image_id = compute_image_id(aci)
     assert store.identify(aci) == image_id
@@ -287,16 +289,21 @@ def test_a_settled_file_is_identified_by_its_stamp(tmp_path: Path, aci: Path) ->
     os.utime(aci, ns=(info.st_atime_ns, info.st_mtime_ns - 10 * 10**9))
     assert store.identify(aci) == image_id
     assert len(_stamps(store)) == 1
-    settled = aci.stat()
-    data = bytearray(aci.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    with open(aci, "r+b") as f:  # other bytes, the stamp put back: proves nothing is read
-        f.write(data)
-    os.utime(aci, ns=(settled.st_atime_ns, settled.st_mtime_ns))
-    assert store.identify(aci) == image_id
+    reads: list[str] = []
+    real_digest = ts.file_digest
+
+    def counting(path: str | os.PathLike[str]) -> str:
+        reads.append(os.fspath(path))
+        return real_digest(path)
+
+    monkeypatch.setattr(ts, "file_digest", counting)
+    assert store.identify(aci) == image_id and reads == []  # by its stamp: not read
+    os.chmod(aci, 0o600)  # the bytes are the same; the ctime moves
+    assert store.identify(aci) == image_id and reads == [str(aci)]
     other = write_aci(tmp_path / "other.aci", busybox_entries(with_etc=False), manifest(APP, name="test/other"))
+    inode = aci.stat().st_ino
     with open(aci, "r+b") as f:  # rewritten in place: same inode, the mtime moves
         f.truncate()
         f.write(other.read_bytes())
-    assert aci.stat().st_ino == settled.st_ino
+    assert aci.stat().st_ino == inode
     assert store.identify(aci) == compute_image_id(other)
