@@ -186,3 +186,19 @@ def remove_if_abandoned(path: str) -> bool:
         return True
     finally:
         os.close(fd)
+
+
+def remove_abandoned_in(directory: str) -> list[str]:
+    """Remove the temporary files (``.docker2aci-*.tmp``, :func:`atomic_file`'s) that killed
+    writers left in ``directory`` (not below it); one a live writer holds is left alone
+    (:func:`remove_if_abandoned`).
+
+    Returns:
+        the paths removed.
+    """
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return []
+    paths = [os.path.join(directory, n) for n in names if n.startswith(TEMP_PREFIX) and n.endswith(TEMP_SUFFIX)]
+    return [path for path in paths if remove_if_abandoned(path)]

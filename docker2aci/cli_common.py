@@ -64,8 +64,8 @@ def source_flags(p: argparse.ArgumentParser, *, every_platform: bool) -> None:
               + ("; 'all' converts every platform" if every_platform else ""))
     flag(p, "tmp-dir", metavar="DIR", help="Where to unpack layers (default: $TMPDIR)")
     flag(p, "max-layer-size", type=_size, default=None, metavar="SIZE",
-         help="Refuse a layer larger than SIZE uncompressed (a decompression bomb); bytes, or with a "
-              "K, M, G or T suffix, e.g. 512M, 4G (default: 16G)")
+         help="Refuse a layer (or a compressed archive) larger than SIZE uncompressed (a decompression "
+              "bomb); bytes, or with a K, M, G or T suffix, e.g. 512M, 4G (default: 16G)")
     flag(p, "creds", metavar="USER:PASS", help="Registry credentials (default: ~/.docker/config.json)")
     flag(p, "cert-dir", metavar="DIR", help="CA certificates (*.crt) for the registry, as Docker's certs.d")
     flag(p, "cache-dir", metavar="DIR",

@@ -65,8 +65,8 @@ _MAGIC = (
 )
 
 
-def _too_big(what: str, limit: int) -> LimitExceeded:
-    return LimitExceeded(f"{what}: the uncompressed layer is larger than the {limit}-byte limit "
+def _too_big(what: str, limit: int, kind: str = "layer") -> LimitExceeded:
+    return LimitExceeded(f"{what}: the uncompressed {kind} is larger than the {limit}-byte limit "
                          f"(--max-layer-size); refused as a possible decompression bomb")
 
 
@@ -135,7 +135,7 @@ def _bounded(dec: _Decompressor, data: bytes) -> Iterator[bytes]:
 
 
 def decompress_into(stream: BinaryIO, encoding: str, out: IO[bytes], hasher: object, what: str,
-                    limit: int | None = None) -> None:
+                    limit: int | None = None, kind: str = "layer") -> None:
     """Decompress ``stream`` into ``out``, updating ``hasher`` with the plain bytes.
 
     Memory stays bounded by :data:`CHUNK` whatever the compression ratio, and ``out``
@@ -150,6 +150,7 @@ def decompress_into(stream: BinaryIO, encoding: str, out: IO[bytes], hasher: obj
         hasher: a hashlib-like object updated with the plain bytes.
         what: names the stream in errors.
         limit: the most plain bytes accepted, or ``None`` for no cap.
+        kind: what the stream is, in messages (``layer``, ``archive``).
 
     Raises:
         InvalidLayer: the compressed stream is corrupt or truncated.
@@ -163,14 +164,14 @@ def decompress_into(stream: BinaryIO, encoding: str, out: IO[bytes], hasher: obj
         nonlocal written
         written += len(data)
         if limit is not None and written > limit:
-            raise _too_big(what, limit)
+            raise _too_big(what, limit, kind)
         update(data)
         try:
             out.write(data)
         except OSError as err:
             where = getattr(out, "name", None)
             into = f" into {where}" if isinstance(where, str) else ""
-            raise OutputError(f"{what}: writing the uncompressed layer{into}: {err.strerror or err}") from err
+            raise OutputError(f"{what}: writing the uncompressed {kind}{into}: {err.strerror or err}") from err
 
     if encoding == "plain":
         while chunk := stream.read(CHUNK):

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .atomic import atomic_file, remove_if_abandoned, remove_quietly
+from .atomic import atomic_file, remove_abandoned_in, remove_quietly
 from .digest import Digest
 from .errors import Docker2ACIError, OutputError, UsageError
 from .jobs import FAILED, OK, SKIPPED, Done, Job, JobResult, execute
@@ -215,11 +215,8 @@ def remove_stale_temporaries(root: str) -> list[str]:
     """
     removed = []
     for directory, _, files in os.walk(root):
-        for name in files:
-            if _STALE_TEMP.fullmatch(name):
-                path = os.path.join(directory, name)
-                if remove_if_abandoned(path):
-                    removed.append(path)
+        if any(_STALE_TEMP.fullmatch(name) for name in files):
+            removed += remove_abandoned_in(directory)
     return removed
 
 

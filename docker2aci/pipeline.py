@@ -19,6 +19,7 @@ from converters.manifest import ImageConfig, Naming
 from converters.names import appc_os_arch, is_ac_identifier
 
 from . import __version__
+from .atomic import remove_abandoned_in
 from .compression import GZIP_LEVEL, Compression, check_level
 from .digest import Digest
 from .errors import (
@@ -86,8 +87,10 @@ class ConvertOptions:
         max_layer_size: the largest uncompressed size of one layer, in bytes, counted
             while it streams (default :data:`~docker2aci.limits.DEFAULT_MAX_LAYER_BYTES`,
             16 GiB); a larger layer (a decompression bomb) is refused with
-            :class:`~docker2aci.errors.LimitExceeded` and nothing is written. Not part of
-            the conversion-cache key: a cached conversion is reused whatever the limit.
+            :class:`~docker2aci.errors.LimitExceeded` and nothing is written. A compressed
+            archive (``docker save | gzip``), decompressed into ``tmp_dir`` before it is
+            read, is held to the same cap. Not part of the conversion-cache key: a cached
+            conversion is reused whatever the limit.
     """
 
     output_dir: str = "."
@@ -186,7 +189,7 @@ def convert(source: str, options: ConvertOptions | None = None,
     remote = RemoteOptions(creds=options.creds, cert_dir=options.cert_dir,
                            insecure_skip_verify=options.insecure_skip_verify,
                            allow_http=options.insecure_allow_http, cache_dir=options.cache_dir,
-                           tmp_dir=options.tmp_dir, progress=progress)
+                           tmp_dir=options.tmp_dir, progress=progress, max_spool_size=options.max_layer_size)
     src, embedded = open_source(source, remote)
     try:
         if options.image and embedded and options.image != embedded:
@@ -356,6 +359,8 @@ def _prepare(display: str, resolved: ResolvedImage, wanted: Platform, options: C
         os.makedirs(options.output_dir, exist_ok=True)
     except OSError as err:
         raise OutputError(f"creating the output directory {options.output_dir}: {err}") from err
+    for path in remove_abandoned_in(options.output_dir):
+        log.info("removed %s, left by a conversion that was killed", path)
     return _Image(config, image_platform, os_arch, blobs)
 
 

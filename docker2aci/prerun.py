@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -111,28 +109,38 @@ WORK_DIR = "prerun"
 
 @contextlib.contextmanager
 def _work_dir(root: str) -> Iterator[str]:
-    """A private directory ``<root>/prerun/<random>/`` holding a lock for as long as the
-    block runs; removed afterwards, or by :func:`gc_work_dirs` after a crash."""
+    """A private directory ``<root>/prerun/run-<random>/``, made after its lock file
+    ``run-<random>.lock``, which is held for as long as the block runs: a work directory is
+    never without a lock its owner holds, so :func:`gc_work_dirs` can tell one left by a
+    killed run at any moment. Both are removed afterwards."""
+    from .atomic import locked_temp, remove_quietly
+
     parent = os.path.join(root, WORK_DIR)
     os.makedirs(parent, mode=0o700, exist_ok=True)
-    work = tempfile.mkdtemp(prefix="run-", dir=parent)
-    lock = os.open(os.path.join(work, ".lock"), os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    lock, lock_path = locked_temp(parent, "run-", _LOCK_SUFFIX)
+    work = lock_path[:-len(_LOCK_SUFFIX)]
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        os.mkdir(work, 0o700)
         yield work
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        remove_quietly(lock_path)
         os.close(lock)
+
+
+_LOCK_SUFFIX = ".lock"
 
 
 def gc_work_dirs(root: str) -> list[str]:
     """Remove what conversions whose process has ended (killed before it could clean up)
-    left under the cache root: their work directories (those whose lock nobody holds), and
-    the cache's partial downloads and copies (:func:`docker2aci.store.remove_abandoned_temporaries`).
+    left under the cache root: their work directories and lock files (those whose lock
+    nobody holds), and the cache's partial downloads and copies
+    (:func:`docker2aci.store.remove_abandoned_temporaries`).
 
     Returns:
         The directories and files removed.
     """
+    from .atomic import remove_if_abandoned, remove_quietly
     from .store import remove_abandoned_temporaries
 
     removed = remove_abandoned_temporaries(root)
@@ -143,10 +151,19 @@ def gc_work_dirs(root: str) -> list[str]:
         return removed
     for name in names:
         path = os.path.join(parent, name)
-        with try_locked(os.path.join(path, ".lock"), create=False) as free:
-            if free:  # its conversion has ended
+        if name.endswith(_LOCK_SUFFIX):
+            if not os.path.lexists(path[:-len(_LOCK_SUFFIX)]) and remove_if_abandoned(path):
+                removed.append(path)  # its run ended between removing its directory and its lock
+            continue
+        inner = os.path.join(path, ".lock")  # a work directory of an older version: its lock inside
+        lock = inner if os.path.lexists(inner) else path + _LOCK_SUFFIX
+        with try_locked(lock, create=False) as free:
+            if free or not os.path.lexists(lock):  # its run has ended (a directory never outlives its lock)
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(path)
+                if lock != inner and os.path.lexists(lock):
+                    remove_quietly(lock)  # ours while we hold it
+                    removed.append(lock)
     return removed
 
 

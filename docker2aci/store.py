@@ -32,7 +32,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, BinaryIO
 
-from .atomic import TEMP_PREFIX, TEMP_SUFFIX, atomic_file, locked_temp, remove_if_abandoned, remove_quietly
+from .atomic import (TEMP_PREFIX, TEMP_SUFFIX, atomic_file, locked_temp, remove_abandoned_in, remove_if_abandoned,
+                     remove_quietly)
 from .digest import Digest
 from .errors import DigestMismatch, OutputError
 from .filestamp import is_settled, read_memo, stamp, write_memo
@@ -182,16 +183,14 @@ def remove_abandoned_temporaries(root: str) -> list[str]:
     Returns:
         The files removed.
     """
-    candidates = []
-    for directory, wanted in ((os.path.join(root, "tmp"), lambda n: n.startswith(BLOB_TEMP_PREFIX)),
-                              (os.path.join(root, "conversions"),
-                               lambda n: n.startswith(TEMP_PREFIX) and n.endswith(TEMP_SUFFIX))):
-        try:
-            names = sorted(os.listdir(directory))
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        candidates += [os.path.join(directory, n) for n in names if wanted(n)]
-    return [path for path in candidates if remove_if_abandoned(path)]
+    tmp = os.path.join(root, "tmp")
+    try:
+        names = sorted(os.listdir(tmp))
+    except (FileNotFoundError, NotADirectoryError):
+        names = []
+    removed = [path for path in (os.path.join(tmp, n) for n in names if n.startswith(BLOB_TEMP_PREFIX))
+               if remove_if_abandoned(path)]
+    return removed + remove_abandoned_in(os.path.join(root, "conversions"))
 
 
 def _cache_error(root: str, err: OSError) -> OutputError:

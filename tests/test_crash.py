@@ -114,10 +114,7 @@ def _gc_cleans(cache: Path, garbage: bool = True) -> None:
     left = check_cache(cache).temporaries
     assert not left, f"docker2aci gc left the temporary files of a killed run: {left}"
     prerun = cache / "prerun"
-    # a run killed between making its work directory and creating its lock file leaves an
-    # empty directory gc cannot tell from a starting run's (known gap, left alone): only those
-    left_dirs = [p for p in prerun.iterdir() if list(p.iterdir())] if prerun.is_dir() else []
-    assert not left_dirs, left_dirs
+    assert not (prerun.is_dir() and list(prerun.iterdir())), list(prerun.iterdir())  # work dirs and their locks
     trees = cache / "trees"
     assert not (trees.is_dir() and [p for p in trees.iterdir() if p.name.startswith(".tmp-")])
 
@@ -138,6 +135,7 @@ def test_kill_archive_conversion(busybox_docker_archive: Path, tmp_path: Path) -
         _account("archive", not kill.finished, bool(out.is_dir() and temporaries(out)))
         run_cli(*argv)
         assert visible_acis(out) == expected
+        assert temporaries(out) == []  # the rerun removed what the killed run left there
 
     _run_trials("archive", 12, duration, trial)
 
@@ -159,7 +157,7 @@ def test_kill_registry_conversion_cold_cache(crash_registry: RunningRegistry, tm
         garbage = bool(cache.is_dir() and check_cache(cache).temporaries)
         _account("registry", not kill.finished, garbage or bool(out.is_dir() and temporaries(out)))
         run_cli(*argv)
-        assert visible_acis(out) == expected
+        assert visible_acis(out) == expected and temporaries(out) == []
         report = check_cache(cache)
         assert report.conversions == 1 and report.blobs >= 10
         _gc_cleans(cache, garbage or i == 0)
@@ -256,3 +254,29 @@ def test_kill_mirror(crash_registry: RunningRegistry, tmp_path: Path) -> None:
         _gc_cleans(cache, garbage or i == 0)
 
     _run_trials("mirror", 7, duration, trial)
+
+
+def test_gc_tells_a_killed_runs_work_directory_at_any_moment(tmp_path: Path) -> None:
+    """Each state a pre-run work directory can be left in by a kill, made directly: the
+    lock file made but no directory yet, the directory removed but not its lock, a
+    directory without a lock (an older layout's gap), and an older version's directory
+    with its lock inside. gc removes them all, and keeps a run whose lock is held."""
+    import fcntl
+
+    from docker2aci.prerun import gc_work_dirs
+
+    prerun = tmp_path / "prerun"
+    prerun.mkdir()
+    (prerun / "run-lock-only.lock").touch()
+    (prerun / "run-bare").mkdir()
+    (prerun / "run-old").mkdir()
+    (prerun / "run-old" / ".lock").touch()
+    (prerun / "run-live").mkdir()
+    (prerun / "run-live" / "layer.tar").touch()
+    with open(prerun / "run-live.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        removed = gc_work_dirs(str(tmp_path))
+    assert sorted(removed) == sorted(str(prerun / n) for n in ("run-lock-only.lock", "run-bare", "run-old"))
+    assert sorted(os.listdir(prerun)) == ["run-live", "run-live.lock"]
+    assert sorted(gc_work_dirs(str(tmp_path))) == [str(prerun / "run-live"), str(prerun / "run-live.lock")]
+    assert os.listdir(prerun) == []

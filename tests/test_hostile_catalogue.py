@@ -14,6 +14,9 @@ Hostile input                          Test
                                        ``test_max_layer_size_flag``; H ``test_gzip_bomb_layer_is_streamed_
                                        with_bounded_memory`` (RSS), ``test_huge_pax_header_is_refused_or_
                                        bounded``
+   decompression bomb (whole archive)  C ``test_a_compressed_archive_is_held_to_the_layer_size_cap``
+                                       (``docker save | gzip``); ``test_resources.py::test_tmp_dir_full_
+                                       with_a_compressed_archive`` (it goes to --tmp-dir)
 2. manifest/config over its limit      H ``test_oversized_metadata_is_refused`` (manifest > 4 MiB, config
                                        > 16 MiB); C ``test_oversized_index_files_are_refused``
                                        (index.json, manifest.json > 16 MiB)
@@ -254,6 +257,23 @@ def test_max_layer_size_flag_rejects_garbage(tmp_path: Path, text: str) -> None:
     with pytest.raises(ValueError):
         parse_size(text)
     assert cli.main(["--max-layer-size", text, "--output-dir", str(tmp_path), "x.tar"]) == 2
+
+
+def test_a_compressed_archive_is_held_to_the_layer_size_cap(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """``docker save | gzip``: the archive is decompressed before it is read, counted while
+    it streams and refused past --max-layer-size, with nothing left in --tmp-dir."""
+    archive = tmp_path / "bomb.tar.gz"
+    archive.write_bytes(hb.gz(hb.docker_save([hb.tar([hb.file("zeros", bytes(3 * MiB))])])))
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    code = cli.main(["--max-layer-size", "1M", "--tmp-dir", str(spool), "--output-dir", str(tmp_path / "out"),
+                     f"docker-archive:{archive}"])
+    assert code == 1 and os.listdir(spool) == [] and not (tmp_path / "out").exists()
+    assert "the uncompressed archive is larger than the 1048576-byte limit" in capsys.readouterr().err
+    assert cli.main(["--max-layer-size", "8M", "--tmp-dir", str(spool), "--output-dir", str(tmp_path / "out"),
+                     f"docker-archive:{archive}"]) == 0
+    assert os.listdir(spool) == []
 
 
 def test_max_layer_size_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

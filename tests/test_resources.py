@@ -105,6 +105,27 @@ def test_tmp_dir_full(busybox_layout: Path, tmpfs: Callable[[str, str], Path], t
     assert str(spool) in proc.stderr, "the error names the full --tmp-dir"
 
 
+def _gzipped(archive: Path, dest: Path) -> Path:
+    """``gzip -c ARCHIVE > DEST`` (a ``docker save | gzip``)."""
+    with open(dest, "wb") as out:
+        subprocess.run(["gzip", "-c", str(archive)], stdout=out, check=True)
+    return dest
+
+
+def test_tmp_dir_full_with_a_compressed_archive(busybox_docker_archive: Path, tmpfs: Callable[[str, str], Path],
+                                                tmp_path: Path) -> None:
+    """A compressed archive is decompressed into --tmp-dir (not the system's /tmp): a full
+    one is a clear error naming it, and nothing is left there."""
+    spool = tmpfs("spool", "256k")  # the archive is about 4 MB uncompressed
+    out = tmp_path / "out"
+    source = _gzipped(busybox_docker_archive, tmp_path / "busybox.tar.gz")
+    proc = run_cli("--tmp-dir", spool, "--output-dir", out, f"docker-archive:{source}", check=None)
+    _assert_disk_full(proc, spool)  # "writing the uncompressed archive into SPOOL/...: No space left"
+    assert _files(spool) == [] and (not out.exists() or _files(out) == [])
+    run_cli("--tmp-dir", tmp_path, "--output-dir", out, f"docker-archive:{source}")
+    assert len(visible_acis(out)) == 1
+
+
 def _gc_leaves_no_garbage(cache: Path) -> list[str]:
     """Check the cache, run ``gc``; return what gc found to remove."""
     before = check_cache(cache).temporaries

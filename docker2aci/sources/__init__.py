@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 from ..errors import SourceError, UsageError
+from ..limits import DEFAULT_MAX_LAYER_BYTES
 from ..reference import COMPONENT_RE as _COMPONENT
 from ..reference import ImageRef, split_transport
 from ..store import BlobCache, default_cache_dir
@@ -62,7 +63,7 @@ def _split_path(rest: str) -> tuple[str, str | None]:
     return rest, None
 
 
-def _archive(path: str, display: str, docker: bool) -> ImageSource:
+def _archive(path: str, display: str, remote: RemoteOptions, docker: bool) -> ImageSource:
     """A ``docker save`` or an OCI layout in a tar; ``docker`` says which was named
     (a bare path is sniffed). A containerd-store save (``index.json`` only) is read as
     an OCI layout either way."""
@@ -70,7 +71,7 @@ def _archive(path: str, display: str, docker: bool) -> ImageSource:
     from .files import TarTree
     from .oci_layout import OciLayout
 
-    files = TarTree(path, display)
+    files = TarTree(path, display, remote.tmp_dir, remote.max_spool_size)
     try:
         if is_docker_archive(files):
             return DockerArchive(files)
@@ -82,11 +83,11 @@ def _archive(path: str, display: str, docker: bool) -> ImageSource:
         raise
 
 
-def _docker_archive(path: str, display: str) -> ImageSource:
-    return _archive(path, display, docker=True)
+def _docker_archive(path: str, display: str, remote: RemoteOptions) -> ImageSource:
+    return _archive(path, display, remote, docker=True)
 
 
-def _oci(path: str, display: str) -> ImageSource:
+def _oci(path: str, display: str, remote: RemoteOptions) -> ImageSource:
     from .files import DirectoryTree
     from .oci_layout import OciLayout
 
@@ -95,25 +96,25 @@ def _oci(path: str, display: str) -> ImageSource:
     return OciLayout(DirectoryTree(path, display), _base_repository(path))
 
 
-def _oci_archive(path: str, display: str) -> ImageSource:
+def _oci_archive(path: str, display: str, remote: RemoteOptions) -> ImageSource:
     from .files import TarTree
     from .oci_layout import OciLayout
 
-    return OciLayout(TarTree(path, display), _base_repository(path))
+    return OciLayout(TarTree(path, display, remote.tmp_dir, remote.max_spool_size), _base_repository(path))
 
 
-def _sniffed(path: str, display: str) -> ImageSource:
+def _sniffed(path: str, display: str, remote: RemoteOptions) -> ImageSource:
     if os.path.isdir(path):
-        return _oci(path, display)
-    return _archive(path, display, docker=False)
+        return _oci(path, display, remote)
+    return _archive(path, display, remote, docker=False)
 
 
-TRANSPORTS: dict[str, Callable[[str, str], ImageSource]] = {
+TRANSPORTS: dict[str, Callable[[str, str, RemoteOptions], ImageSource]] = {
     "docker-archive": _docker_archive,
     "oci": _oci,
     "oci-archive": _oci_archive,
 }
-"""Local transports: ``name → opener(path, display)``."""
+"""Local transports: ``name → opener(path, display, options)``."""
 REMOTE_TRANSPORTS = frozenset({"docker", "docker-daemon"})
 
 
@@ -128,8 +129,10 @@ class RemoteOptions:
         insecure_skip_verify: do not verify TLS certificates.
         allow_http: fall back to plain http.
         cache_dir: the blob and conversion cache root.
-        tmp_dir: where an engine export is spooled.
+        tmp_dir: where an engine export or a compressed archive is spooled.
         progress: called as ``hook(digest, bytes_done, bytes_total)`` during downloads.
+        max_spool_size: the most bytes a compressed archive may decompress to (bytes;
+            the pipeline passes ``--max-layer-size``), ``None`` for no cap.
     """
 
     creds: str | None = field(default=None, repr=False)
@@ -139,6 +142,7 @@ class RemoteOptions:
     cache_dir: str | None = None
     tmp_dir: str | None = None
     progress: DownloadHook | None = None
+    max_spool_size: int | None = DEFAULT_MAX_LAYER_BYTES
 
 
 def _registry(rest: str, name: str, remote: RemoteOptions) -> ImageSource:
@@ -204,4 +208,4 @@ def open_source(name: str, remote: RemoteOptions | None = None) -> tuple[ImageSo
     if not os.path.exists(path):
         raise SourceError(name, "no such file or directory")
     opener = TRANSPORTS[transport] if transport else _sniffed
-    return opener(path, name), selector
+    return opener(path, name, remote), selector

@@ -151,12 +151,24 @@ class TarTree(_BaseTree):
     The archive's member index is read once. A compressed archive is first
     decompressed into a temporary file, removed by :meth:`close`.
 
+    Args:
+        path: the archive.
+        display: how messages name it.
+        tmp_dir: where a compressed archive is decompressed (default: the system's
+            temporary directory).
+        max_size: the most bytes a compressed archive may decompress to, counted while it
+            streams (a decompression bomb stops there); ``None`` for no cap.
+
     Raises (constructor):
         SourceError: the file is not a readable tar (or compressed tar).
+        LimitExceeded: a compressed archive decompresses to more than ``max_size``.
+        OutputError: the decompressed archive cannot be written (a full disk).
     """
 
-    def __init__(self, path: str, display: str) -> None:
+    def __init__(self, path: str, display: str, tmp_dir: str | None = None, max_size: int | None = None) -> None:
         self.display = display
+        self._tmp_dir = tmp_dir
+        self._max_size = max_size
         self._spool: str | None = None
         self.path = path
         try:
@@ -181,10 +193,11 @@ class TarTree(_BaseTree):
             raise
 
     def _decompress(self, path: str, encoding: str) -> str:
-        fd, spool = tempfile.mkstemp(prefix="docker2aci-archive-", suffix=".tar")
+        fd, spool = tempfile.mkstemp(prefix="docker2aci-archive-", suffix=".tar", dir=self._tmp_dir)
+        os.close(fd)
         try:
-            with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
-                decompress_into(src, encoding, out, _NullHash(), self.display)
+            with open(spool, "wb") as out, open(path, "rb") as src:  # by name: errors say where
+                decompress_into(src, encoding, out, _NullHash(), self.display, self._max_size, "archive")
         except BaseException:
             os.unlink(spool)
             raise

@@ -236,11 +236,12 @@ def test_gc_removes_the_work_directory_of_a_killed_conversion(tmp_path: Path) ->
         while not children_running(proc.pid, b"/bin/sleep"):  # the app holds the pod's lock
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.05)
-        [work] = os.listdir(store / "prerun")
+        [work] = [n for n in os.listdir(store / "prerun") if not n.endswith(".lock")]
+        assert sorted(os.listdir(store / "prerun")) == [work, f"{work}.lock"]  # the lock is made first
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         report = json.loads(_cli("gc", "--json", store=store).stdout)
-        assert report["work_dirs_removed"] == [str(store / "prerun" / work)]
+        assert report["work_dirs_removed"] == [str(store / "prerun" / work), str(store / "prerun" / f"{work}.lock")]
         assert report["pods_removed"] == [] and len(report["trees_in_use"]) == 1
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
