@@ -11,6 +11,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import shutil
 import stat
 import tempfile
 import threading
@@ -202,3 +203,64 @@ def remove_abandoned_in(directory: str) -> list[str]:
         return []
     paths = [os.path.join(directory, n) for n in names if n.startswith(TEMP_PREFIX) and n.endswith(TEMP_SUFFIX)]
     return [path for path in paths if remove_if_abandoned(path)]
+
+
+LOCK_SUFFIX = ".lock"
+"""The lock file of a work directory is named after it with this suffix (:func:`locked_work_dir`)."""
+
+
+@contextlib.contextmanager
+def locked_work_dir(parent: str, prefix: str, mode: int = 0o700) -> Iterator[str]:
+    """A new directory ``PARENT/PREFIX<random>``, made after its lock file
+    ``PARENT/PREFIX<random>.lock``, which is held until the block ends and then removed.
+    The caller removes or renames the directory inside the block. A directory is thus
+    never without a lock its owner holds, and :func:`remove_abandoned_work_dirs` can tell
+    one a killed process left, whatever the moment of the kill.
+
+    Raises:
+        OSError: the lock file or the directory cannot be made.
+    """
+    lock, lock_path = locked_temp(parent, prefix, LOCK_SUFFIX)
+    try:
+        os.mkdir(lock_path[:-len(LOCK_SUFFIX)], mode)
+        yield lock_path[:-len(LOCK_SUFFIX)]
+    finally:
+        remove_quietly(lock_path)
+        os.close(lock)
+
+
+def remove_abandoned_work_dirs(parent: str, prefix: str) -> list[str]:
+    """Remove what killed processes left of their :func:`locked_work_dir` directories in
+    ``parent``: each ``PREFIX*.lock`` nobody holds, and the directory named after it.
+
+    Returns:
+        the directories and lock files removed.
+    """
+    try:
+        names = sorted(os.listdir(parent))
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(LOCK_SUFFIX)):
+            continue
+        lock_path = os.path.join(parent, name)
+        work = lock_path[:-len(LOCK_SUFFIX)]
+        try:
+            fd = os.open(lock_path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.stat(lock_path).st_ino != os.fstat(fd).st_ino:
+                continue  # made again meanwhile
+            if os.path.isdir(work) and not os.path.islink(work):
+                shutil.rmtree(work, ignore_errors=True)
+                removed.append(work)
+            os.unlink(lock_path)  # ours while we hold it
+            removed.append(lock_path)
+        except OSError:
+            continue  # held (its owner runs), or no locks here: left alone
+        finally:
+            os.close(fd)
+    return removed

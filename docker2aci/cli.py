@@ -421,9 +421,10 @@ def cmd_render(argv: Sequence[str], prog: str) -> int:
     args = _render_parser(prog).parse_args(list(argv))
     _setup_logging(args.debug)
     import shutil
-    import tempfile
 
     from runner.dependencies import DirectoryResolver
+
+    from .atomic import locked_work_dir, remove_abandoned_work_dirs
     from runner.treestore import render_tree
 
     dest = os.path.abspath(args.dest)
@@ -434,19 +435,27 @@ def cmd_render(argv: Sequence[str], prog: str) -> int:
         if os.path.lexists(dest):  # an empty directory (or a mount point, or a link to one): used as it is
             _render_into(args.aci, dest, resolver, render_tree)
         else:  # rendered beside DEST, then renamed: an interrupted render leaves no half tree at DEST
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
-            work = tempfile.mkdtemp(prefix=".docker2aci-render-", dir=os.path.dirname(dest))
-            try:
-                os.chmod(work, 0o755)
-                _render_into(args.aci, work, resolver, render_tree)
-                os.rename(work, dest)
-            except BaseException:
-                shutil.rmtree(work, ignore_errors=True)
-                raise
+            parent = os.path.dirname(dest)
+            os.makedirs(parent, exist_ok=True)
+            for path in remove_abandoned_work_dirs(parent, _RENDER_PREFIX):
+                log.info("removed %s, left by a render that was killed", path)
+            with locked_work_dir(parent, _RENDER_PREFIX, 0o755) as work:
+                try:
+                    os.chmod(work, 0o755)  # not narrowed by the umask
+                    _render_into(args.aci, work, resolver, render_tree)
+                    os.rename(work, dest)
+                except BaseException:
+                    shutil.rmtree(work, ignore_errors=True)
+                    raise
     except OSError as err:
         raise OutputError(f"rendering into {args.dest}: {err.strerror or err}") from err
     print(dest)
     return EXIT_OK
+
+
+_RENDER_PREFIX = ".docker2aci-render-"
+"""A render into a new DIR happens in ``<parent>/.docker2aci-render-<random>/`` (its lock
+file beside it), renamed to DIR when whole."""
 
 
 def _render_into(aci: str, directory: str, resolver: object, render_tree: Callable[..., dict]) -> None:

@@ -109,26 +109,21 @@ WORK_DIR = "prerun"
 
 @contextlib.contextmanager
 def _work_dir(root: str) -> Iterator[str]:
-    """A private directory ``<root>/prerun/run-<random>/``, made after its lock file
-    ``run-<random>.lock``, which is held for as long as the block runs: a work directory is
-    never without a lock its owner holds, so :func:`gc_work_dirs` can tell one left by a
-    killed run at any moment. Both are removed afterwards."""
-    from .atomic import locked_temp, remove_quietly
+    """A private directory ``<root>/prerun/run-<random>/`` for as long as the block runs,
+    made after its lock file (:func:`docker2aci.atomic.locked_work_dir`), so that
+    :func:`gc_work_dirs` tells one a killed run left at any moment; removed afterwards."""
+    from .atomic import locked_work_dir
 
     parent = os.path.join(root, WORK_DIR)
     os.makedirs(parent, mode=0o700, exist_ok=True)
-    lock, lock_path = locked_temp(parent, "run-", _LOCK_SUFFIX)
-    work = lock_path[:-len(_LOCK_SUFFIX)]
-    try:
-        os.mkdir(work, 0o700)
-        yield work
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-        remove_quietly(lock_path)
-        os.close(lock)
+    with locked_work_dir(parent, _PREFIX) as work:
+        try:
+            yield work
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
 
-_LOCK_SUFFIX = ".lock"
+_PREFIX = "run-"
 
 
 def gc_work_dirs(root: str) -> list[str]:
@@ -140,30 +135,25 @@ def gc_work_dirs(root: str) -> list[str]:
     Returns:
         The directories and files removed.
     """
-    from .atomic import remove_if_abandoned, remove_quietly
+    from .atomic import LOCK_SUFFIX, remove_abandoned_work_dirs
     from .store import remove_abandoned_temporaries
 
     removed = remove_abandoned_temporaries(root)
     parent = os.path.join(root, WORK_DIR)
+    removed += remove_abandoned_work_dirs(parent, _PREFIX)
     try:
         names = sorted(os.listdir(parent))
     except FileNotFoundError:
         return removed
-    for name in names:
+    for name in names:  # the directories of an older layout: the lock inside, or none yet
         path = os.path.join(parent, name)
-        if name.endswith(_LOCK_SUFFIX):
-            if not os.path.lexists(path[:-len(_LOCK_SUFFIX)]) and remove_if_abandoned(path):
-                removed.append(path)  # its run ended between removing its directory and its lock
+        if name.endswith(LOCK_SUFFIX) or os.path.lexists(path + LOCK_SUFFIX) or not os.path.isdir(path):
             continue
-        inner = os.path.join(path, ".lock")  # a work directory of an older version: its lock inside
-        lock = inner if os.path.lexists(inner) else path + _LOCK_SUFFIX
-        with try_locked(lock, create=False) as free:
-            if free or not os.path.lexists(lock):  # its run has ended (a directory never outlives its lock)
+        inner = os.path.join(path, ".lock")
+        with try_locked(inner, create=False) as free:
+            if free or not os.path.lexists(inner):  # its run has ended
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(path)
-                if lock != inner and os.path.lexists(lock):
-                    remove_quietly(lock)  # ours while we hold it
-                    removed.append(lock)
     return removed
 
 

@@ -219,6 +219,8 @@ def test_kill_render(busybox_docker_archive: Path, tmp_path: Path) -> None:
         assert tree_listing(dest) == expected
 
     _run_trials("render", 10, duration, trial)
+    # each rerun removed what the killed renders had left beside DEST (their locks are free)
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".docker2aci-render-")]
 
 
 def _mirror_listing(tree: Path) -> list[tuple[str, ...]]:
@@ -280,3 +282,24 @@ def test_gc_tells_a_killed_runs_work_directory_at_any_moment(tmp_path: Path) -> 
     assert sorted(os.listdir(prerun)) == ["run-live", "run-live.lock"]
     assert sorted(gc_work_dirs(str(tmp_path))) == [str(prerun / "run-live"), str(prerun / "run-live.lock")]
     assert os.listdir(prerun) == []
+
+
+def test_a_render_removes_what_a_killed_render_left_beside_it(busybox_docker_archive: Path, tmp_path: Path) -> None:
+    """The states a killed ``render`` can leave beside DEST, made directly: a half tree with
+    its (free) lock, a lock alone; and one a live render holds. The next render into the
+    same parent removes the first two only."""
+    import fcntl
+
+    run_cli("--output-dir", tmp_path, "--cache-dir", tmp_path / "cache", f"docker-archive:{busybox_docker_archive}")
+    [aci] = tmp_path.glob("*.aci")
+    parent = tmp_path / "trees"
+    parent.mkdir()
+    (parent / ".docker2aci-render-half").mkdir()
+    (parent / ".docker2aci-render-half" / "rootfs").mkdir()
+    (parent / ".docker2aci-render-half.lock").touch()
+    (parent / ".docker2aci-render-renamed.lock").touch()
+    (parent / ".docker2aci-render-live").mkdir()
+    with open(parent / ".docker2aci-render-live.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        run_cli("render", aci, parent / "tree")
+    assert sorted(os.listdir(parent)) == [".docker2aci-render-live", ".docker2aci-render-live.lock", "tree"]
