@@ -8,7 +8,8 @@ kill it (``SIGKILL`` to its process group) after a delay, and check what it left
 * :func:`visible_acis` lists the ACIs a reader of an output directory would see (every
   ``*.aci`` file; temporary files never end in ``.aci``).
 * :func:`tree_listing` describes a rendered tree (names, types, modes, owners, sizes,
-  link targets and content hashes) so two renders can be compared.
+  link targets and content hashes) so two renders can be compared; :func:`paths_under`
+  only names what is there (to see that nothing landed outside a tree).
 """
 
 from __future__ import annotations
@@ -149,6 +150,18 @@ def temporaries(directory: Path) -> list[str]:
     """Temporary files the atomic writers use (``.docker2aci-*.tmp``, ``.NAME.link-PID``) under ``directory``."""
     return sorted(str(p.relative_to(directory)) for p in directory.rglob(".*")
                   if p.name.endswith(".tmp") or ".link-" in p.name)
+
+
+def paths_under(root: Path, skip: Path | None = None) -> set[str]:
+    """Every path under ``root`` (links not followed), relative to it, except ``skip`` and
+    what is under it."""
+    found = set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath, name)
+            if skip is None or skip not in (path, *path.parents):
+                found.add(str(path.relative_to(root)))
+    return found
 
 
 def tree_listing(root: Path) -> list[tuple[str, ...]]:

@@ -36,7 +36,7 @@ import pytest
 import docker2aci
 from converters.errors import UnsafeEntry
 from converters.rootfs import LayerTar, RootfsTree
-from docker2aci import cli, errors, layers, pipeline
+from docker2aci import cli, errors, layers
 from docker2aci.digest import Digest
 from docker2aci.layers import LayerBlob
 
@@ -97,17 +97,19 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
                           env=env, timeout=60)
 
 
-def peak_rss_growth_mib(source: str, out: Path) -> float:
-    """Peak RSS growth (MiB) of a fresh interpreter while it converts ``source``.
+def peak_rss_growth_kib(source: str, out: Path, *, compression: str = "gzip", allow_refusal: bool = True,
+                        timeout: float = 120) -> int:
+    """Peak RSS growth (KiB) of a fresh interpreter while it converts ``source``.
 
     The interpreter imports the project first, then resets its high-water mark
     (``/proc/self/clear_refs``; ``ru_maxrss`` would include the parent's peak, which
-    survives fork and exec), so only the conversion is counted. A ``Docker2ACIError``
-    (a bounded refusal) is an acceptable outcome.
+    survives fork and exec, and cannot be reset), so only the conversion is counted. A
+    ``Docker2ACIError`` (a bounded refusal) is an acceptable outcome if ``allow_refusal``.
     """
     code = textwrap.dedent(f"""
         import sys
         import docker2aci
+        from docker2aci.compression import Compression
         from docker2aci.errors import Docker2ACIError
 
         def status(key):
@@ -118,15 +120,23 @@ def peak_rss_growth_mib(source: str, out: Path) -> float:
             f.write("5")
         before = status("VmRSS")
         try:
-            docker2aci.convert({source!r}, docker2aci.ConvertOptions(output_dir={str(out)!r}))
+            docker2aci.convert({source!r}, docker2aci.ConvertOptions(output_dir={str(out)!r},
+                                                                     compression=Compression({compression!r})))
         except Docker2ACIError as err:
+            if not {allow_refusal!r}:
+                raise
             print("refused:", err, file=sys.stderr)
-        print((status("VmHWM") - before) / 1024)
+        print(status("VmHWM") - before)
     """)
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=timeout)
     assert r.returncode == 0, r.stderr
-    return float(r.stdout.strip().splitlines()[-1])
+    return int(r.stdout.strip().splitlines()[-1])
+
+
+def peak_rss_growth_mib(source: str, out: Path) -> float:
+    """:func:`peak_rss_growth_kib` in MiB, a refusal allowed."""
+    return peak_rss_growth_kib(source, out) / 1024
 
 
 class _Deadline(Exception):

@@ -77,10 +77,7 @@ import json
 import lzma
 import os
 import stat
-import subprocess
-import sys
 import tarfile
-import textwrap
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -88,7 +85,9 @@ from pathlib import Path
 import hostilebuild as hb
 import pytest
 import zstandard
-from test_hostile import aci_members, convert, layout_with, listing, spool  # noqa: F401  (spool: a fixture)
+from crashkit import paths_under
+from test_hostile import (aci_members, convert, layout_with, listing, peak_rss_growth_kib,  # noqa: F401
+                          spool)  # spool: a fixture
 
 import docker2aci
 from docker2aci import cli, errors, layers
@@ -101,17 +100,6 @@ MiB = 1 << 20
 
 
 # ------------------------------------------------------------------------------ helpers
-
-
-def snapshot(root: Path, skip: Path) -> set[str]:
-    """Every path under ``root`` (links not followed), except those under ``skip``."""
-    found = set()
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = Path(dirpath, name)
-            if skip not in (path, *path.parents):
-                found.add(str(path.relative_to(root)))
-    return found
 
 
 def render(aci: str | Path, where: Path) -> Path:
@@ -265,15 +253,15 @@ def test_a_compressed_archive_is_held_to_the_layer_size_cap(tmp_path: Path,
     it streams and refused past --max-layer-size, with nothing left in --tmp-dir."""
     archive = tmp_path / "bomb.tar.gz"
     archive.write_bytes(hb.gz(hb.docker_save([hb.tar([hb.file("zeros", bytes(3 * MiB))])])))
-    spool = tmp_path / "spool"
-    spool.mkdir()
-    code = cli.main(["--max-layer-size", "1M", "--tmp-dir", str(spool), "--output-dir", str(tmp_path / "out"),
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    code = cli.main(["--max-layer-size", "1M", "--tmp-dir", str(spool_dir), "--output-dir", str(tmp_path / "out"),
                      f"docker-archive:{archive}"])
-    assert code == 1 and os.listdir(spool) == [] and not (tmp_path / "out").exists()
+    assert code == 1 and os.listdir(spool_dir) == [] and not (tmp_path / "out").exists()
     assert "the uncompressed archive is larger than the 1048576-byte limit" in capsys.readouterr().err
-    assert cli.main(["--max-layer-size", "8M", "--tmp-dir", str(spool), "--output-dir", str(tmp_path / "out"),
+    assert cli.main(["--max-layer-size", "8M", "--tmp-dir", str(spool_dir), "--output-dir", str(tmp_path / "out"),
                      f"docker-archive:{archive}"]) == 0
-    assert os.listdir(spool) == []
+    assert os.listdir(spool_dir) == []
 
 
 def test_max_layer_size_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -347,32 +335,9 @@ def _sized_entries(n: int, size: int) -> Iterator[bytes]:
 
 
 def peak_rss_growth(source: str, out: Path) -> int:
-    """Peak RSS growth (bytes) of a fresh interpreter while it converts ``source``.
-
-    The child imports the project, then resets its high-water mark through
-    ``/proc/self/clear_refs`` and reads ``VmHWM`` afterwards: ``getrusage``'s
-    ``ru_maxrss`` cannot be reset, and after ``fork``+``exec`` it starts at the parent's
-    peak, so it would hide a growth smaller than the test runner's own size.
-    """
-    code = textwrap.dedent(f"""
-        import docker2aci
-        from docker2aci.aci import Compression
-
-        def status(key):
-            with open("/proc/self/status") as f:
-                return next(int(line.split()[1]) for line in f if line.startswith(key + ":"))
-
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        before = status("VmRSS")
-        docker2aci.convert({source!r}, docker2aci.ConvertOptions(output_dir={str(out)!r},
-                                                                 compression=Compression.NONE))
-        print((status("VmHWM") - before) * 1024)
-    """)
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    r = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, env=env, timeout=300)
-    assert r.returncode == 0, r.stderr
-    return int(r.stdout.strip().splitlines()[-1])
+    """Peak RSS growth (bytes) of a fresh interpreter while it converts ``source`` into a
+    plain tar (:func:`test_hostile.peak_rss_growth_kib`); a refusal fails the test."""
+    return peak_rss_growth_kib(source, out, compression="none", allow_refusal=False, timeout=300) * 1024
 
 
 def test_memory_grows_with_paths_not_with_sizes(tmp_path: Path) -> None:
@@ -411,10 +376,10 @@ def test_render_symlink_loops(tmp_path: Path) -> None:
         "through-self-loop": [hb.symlink("rootfs/s", "s"), hb.dir_("rootfs/s/d")],
     }.items():
         aci = aci_of(tmp_path / f"{name}.aci", members)
-        before = snapshot(tmp_path, tmp_path / name)
+        before = paths_under(tmp_path, tmp_path / name)
         with pytest.raises(EntryError, match="too many levels of symbolic links"):
             render(aci, tmp_path / name)
-        assert snapshot(tmp_path, tmp_path / name) == before
+        assert paths_under(tmp_path, tmp_path / name) == before
 
 
 def test_render_keeps_an_escaping_link_but_never_writes_through_it(tmp_path: Path) -> None:
@@ -426,10 +391,10 @@ def test_render_keeps_an_escaping_link_but_never_writes_through_it(tmp_path: Pat
     assert os.readlink(rootfs / "up") == "../../../../etc"
 
     aci = aci_of(tmp_path / "through.aci", [hb.symlink("rootfs/up", "../../.."), hb.file("rootfs/up/pwned", b"x")])
-    before = snapshot(tmp_path, tmp_path / "bad")
+    before = paths_under(tmp_path, tmp_path / "bad")
     with pytest.raises(EntryError, match="outside the rootfs"):
         render(aci, tmp_path / "bad")
-    assert snapshot(tmp_path, tmp_path / "bad") == before
+    assert paths_under(tmp_path, tmp_path / "bad") == before
 
 
 def test_converted_links_out_of_the_root_render_inside(tmp_path: Path) -> None:
@@ -439,12 +404,12 @@ def test_converted_links_out_of_the_root_render_inside(tmp_path: Path) -> None:
                                     hb.symlink("loop1", "loop2"), hb.symlink("loop2", "loop1"),
                                     hb.dir_("etc"), hb.file("etc/marker", b"inside")])
     [aci] = convert(f"oci:{layout}", tmp_path / "out")
-    before = snapshot(tmp_path, tmp_path / "render")
+    before = paths_under(tmp_path, tmp_path / "render")
     rootfs = render(aci.path, tmp_path / "render")
     assert os.readlink(rootfs / "root") == "/" and os.readlink(rootfs / "etc-link") == "/etc"
     assert os.readlink(rootfs / "loop1") == "loop2"
     assert (rootfs / "etc/marker").read_bytes() == b"inside"
-    assert snapshot(tmp_path, tmp_path / "render") == before
+    assert paths_under(tmp_path, tmp_path / "render") == before
 
 
 # ------------------------------------------------------------------------------ 5. hard links and devices
@@ -475,13 +440,13 @@ def test_device_nodes_are_kept_and_rendered_inside_the_tree(tmp_path: Path) -> N
     assert (m["rootfs/dev/loop9"].isblk(), m["rootfs/dev/loop9"].devmajor, m["rootfs/dev/loop9"].devminor) == (
         True, 7, 9)
     assert m["rootfs/dev/ctl"].isfifo()
-    before = snapshot(tmp_path, tmp_path / "render")
+    before = paths_under(tmp_path, tmp_path / "render")
     rootfs = render(aci.path, tmp_path / "render")
     assert stat.S_ISCHR(os.lstat(rootfs / "dev/null").st_mode)
     assert os.lstat(rootfs / "dev/loop9").st_rdev == os.makedev(7, 9)
     assert stat.S_ISBLK(os.lstat(rootfs / "dev/loop9").st_mode)
     assert stat.S_ISFIFO(os.lstat(rootfs / "dev/ctl").st_mode)
-    assert snapshot(tmp_path, tmp_path / "render") == before
+    assert paths_under(tmp_path, tmp_path / "render") == before
 
 
 @pytest.mark.root
@@ -496,15 +461,15 @@ def test_render_never_creates_a_device_outside_the_tree(tmp_path: Path, link: st
     node = {"chr": hb.chardev(name, 1, 3), "blk": _blockdev(name, 7, 9), "fifo": _fifo(name)}[device]
     aci = aci_of(tmp_path / "dev.aci", [hb.symlink("rootfs/d", link), node])
     host_before = {p: set(os.listdir(p)) for p in ("/", "/tmp")}
-    before = snapshot(tmp_path, tmp_path / "r")
+    before = paths_under(tmp_path, tmp_path / "r")
     try:
         rootfs = render(aci, tmp_path / "r")
     except EntryError as err:
         assert inside is None and err.entry == name
     else:
         assert inside is not None
-        assert os.path.lexists(rootfs / inside / os.path.basename(name)), sorted(snapshot(rootfs, tmp_path / "none"))
-    assert snapshot(tmp_path, tmp_path / "r") == before
+        assert os.path.lexists(rootfs / inside / os.path.basename(name)), sorted(paths_under(rootfs, tmp_path / "none"))
+    assert paths_under(tmp_path, tmp_path / "r") == before
     assert {p: set(os.listdir(p)) for p in ("/", "/tmp")} == host_before
 
 
@@ -645,8 +610,8 @@ def test_traversal_through_input_paths_is_refused(tmp_path: Path, case: str) -> 
     build, expected, message = TRAVERSAL[case]
     source = build(tmp_path)
     out = tmp_path / "deep" / "out"
-    before = snapshot(tmp_path, tmp_path / "deep")
+    before = paths_under(tmp_path, tmp_path / "deep")
     with pytest.raises(expected, match=message):
         convert(source, out)
     assert listing(out) == []
-    assert snapshot(tmp_path, tmp_path / "deep") == before
+    assert paths_under(tmp_path, tmp_path / "deep") == before

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from crashkit import paths_under
 from runner_aci_helpers import Entry, directory, manifest, symlink, write_aci
 
 from docker2aci.errors import RunnerError
@@ -24,17 +25,6 @@ MTIME = 1_600_000_000
 
 def _hard_link(name: str, target: str) -> Entry:
     return Entry(name, tarfile.LNKTYPE, linkname=target)
-
-
-def _tree(root: Path, skip: Path) -> set[str]:
-    """Every path under root (not following links), except those under ``skip``."""
-    found = set()
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = Path(dirpath, name)
-            if skip not in (path, *path.parents):
-                found.add(str(path.relative_to(root)))
-    return found
 
 
 def _render(tmp_path: Path, entries: Sequence[Entry], **kwargs: str) -> Path:
@@ -74,7 +64,7 @@ def test_unsafe_entries_are_refused_and_nothing_lands_outside(tmp_path: Path, ca
     rootfs = base / "rootfs"
     rootfs.mkdir(parents=True)
     aci = write_aci(base / "image.aci", [directory("rootfs"), *entries], manifest({}))
-    before = _tree(tmp_path, rootfs)
+    before = paths_under(tmp_path, rootfs)
 
     with pytest.raises(EntryError) as caught:
         render_aci(aci, rootfs)
@@ -82,7 +72,7 @@ def test_unsafe_entries_are_refused_and_nothing_lands_outside(tmp_path: Path, ca
     assert caught.value.entry == bad_name
     assert repr(bad_name) in str(caught.value)
     assert str(aci) in str(caught.value)
-    assert _tree(tmp_path, rootfs) == before
+    assert paths_under(tmp_path, rootfs) == before
 
 
 def test_absolute_symlinks_are_kept_and_parents_resolve_inside_the_tree(tmp_path: Path) -> None:
