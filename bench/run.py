@@ -35,9 +35,17 @@ from bench.image import Image, bench_image, cache_root, large_image
 from fixtures.builders import FixtureBuildError
 from tests.services import push, run_registry
 
-#: The interpreter of the children: the project's venv when there is one.
-PY = str(REPO / ".venv/bin/python") if (REPO / ".venv/bin/python").exists() else sys.executable
+#: The project's development interpreter (its venv when there is one), where docker2aci
+#: is an editable install.
+DEV_PY = str(REPO / ".venv/bin/python") if (REPO / ".venv/bin/python").exists() else sys.executable
+#: The interpreter of the children: a regular install of the work tree, as a user's
+#: (:func:`install_release`, which sets these two); until then the development one.
+PY = DEV_PY
 D2A = [PY, "-m", "docker2aci"]
+#: Where the children run: outside the work tree, whose packages would otherwise come
+#: first on ``python -m``'s path (:func:`install_release` sets it).
+CHILD_CWD: str | None = None
+PACKAGES = ("docker2aci", "converters", "runner")
 SBIN_PATH = os.environ.get("PATH", "") + ":/usr/local/sbin:/usr/sbin:/sbin"
 #: The children's environment: bytecode cached (as for an installed tool, whatever this
 #: shell says), in the benchmark's cache so the work tree stays clean.
@@ -86,7 +94,7 @@ def measure(argv: list[str], out: Path | None, first_line: str | None = None) ->
         t0 = time.perf_counter()
         # $0 is the pid file: sh writes the command's PID there and exits
         sh = subprocess.Popen(["sh", "-c", '"$@" & echo $! >"$0"', pid_file.name, *argv],
-                              stdin=subprocess.DEVNULL, stderr=err, env=CHILD_ENV,
+                              stdin=subprocess.DEVNULL, stderr=err, env=CHILD_ENV, cwd=CHILD_CWD,
                               stdout=subprocess.PIPE if first_line is not None else subprocess.DEVNULL)
         sh.wait()
         pid = int(pid_file.read())
@@ -231,7 +239,8 @@ def _fixed(argv: list[str], work: Path) -> list[str]:
 
 
 def _check_call(argv: list[str]) -> str:
-    done = subprocess.run(argv, check=False, capture_output=True, text=True, stdin=subprocess.DEVNULL, env=CHILD_ENV)
+    done = subprocess.run(argv, check=False, capture_output=True, text=True, stdin=subprocess.DEVNULL, env=CHILD_ENV,
+                          cwd=CHILD_CWD)
     if done.returncode != 0:
         raise BenchError(f"{shlex.join(argv)}\nexited {done.returncode}:\n{done.stderr[-3000:]}")
     return done.stdout
@@ -332,10 +341,47 @@ def check_machine() -> None:
     missing = [t for t in TOOLS if not shutil.which(t, path=SBIN_PATH)]
     if missing:
         raise BenchError(f"missing tool(s): {', '.join(missing)}: bash scripts/setup.sh installs them")
-    probe = subprocess.run([PY, "-c", "import docker2aci, isal"], check=False, capture_output=True, text=True)
+    probe = subprocess.run([DEV_PY, "-c", "import docker2aci, isal"], check=False, capture_output=True, text=True)
     if probe.returncode != 0:
-        raise BenchError(f"{PY} cannot import docker2aci and isal (bash scripts/setup.sh; "
+        raise BenchError(f"{DEV_PY} cannot import docker2aci and isal (bash scripts/setup.sh; "
                          f".venv/bin/pip install isal):\n{probe.stderr.strip()}")
+
+
+def install_release(tmp: Path) -> str:
+    """Install the work tree as a user's ``pip install`` would, in a virtual environment of
+    its own under ``tmp``, and make it the children's interpreter (:data:`PY`, :data:`D2A`).
+
+    The development venv holds docker2aci as an *editable* install, whose import hook
+    (imported by every interpreter start, with ``pathlib``) costs 15-30 ms per command:
+    not what a user's installed tool pays. Here the packages are copied into the new
+    venv's site-packages, and the dependencies come from the development venv's
+    site-packages through a ``.pth`` line (a path: its own ``.pth`` files, the editable
+    hook among them, are not read). The floor runs under the same interpreter.
+
+    The children then run in ``tmp`` (:data:`CHILD_CWD`), where no copy of the packages is.
+
+    Returns:
+        the new interpreter's path.
+    """
+    global PY, D2A, CHILD_CWD
+    venv = tmp / "release-venv"
+    subprocess.run([DEV_PY, "-m", "venv", "--without-pip", str(venv)], check=True, capture_output=True)
+    python = str(venv / "bin" / "python")
+    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    deps = subprocess.run([DEV_PY, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    for package in PACKAGES:
+        shutil.copytree(REPO / package, Path(site, package), ignore=shutil.ignore_patterns("__pycache__"))
+    Path(site, "docker2aci-bench-deps.pth").write_text(deps + "\n")
+    subprocess.run([python, "-m", "compileall", "-q", *(str(Path(site, p)) for p in PACKAGES)],  # as pip does
+                   check=True, capture_output=True, env=CHILD_ENV)
+    probe = subprocess.run([python, "-c", "import docker2aci, runner, isal, requests; print(docker2aci.__file__)"],
+                           check=False, capture_output=True, text=True, cwd=tmp)
+    if probe.returncode != 0 or not probe.stdout.startswith(site):
+        raise BenchError(f"the release install in {venv} does not work:\n{probe.stdout}{probe.stderr}")
+    PY, D2A, CHILD_CWD = python, [python, "-m", "docker2aci"], str(tmp)
+    return python
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -370,6 +416,7 @@ def _bench(args: argparse.Namespace) -> int:
     notes = [f"isolated stage skipped: {skip_isolated}"] if skip_isolated else []
     with tempfile.TemporaryDirectory(prefix="docker2aci-bench-") as tmp_name:
         tmp = Path(tmp_name)
+        install_release(tmp)
         try:
             with run_registry(tmp / "registry") as registry:
                 t1 = time.monotonic()
@@ -390,7 +437,8 @@ def _bench(args: argparse.Namespace) -> int:
                               file=sys.stderr, flush=True)
         finally:
             if (tmp / "run-cache").exists():  # pods of ended runs; nothing should be mounted
-                subprocess.run([*D2A, "gc", "--cache-dir", str(tmp / "run-cache")], check=False, capture_output=True)
+                subprocess.run([*D2A, "gc", "--cache-dir", str(tmp / "run-cache")], check=False, capture_output=True,
+                               cwd=CHILD_CWD)
             for path in tmp.iterdir():
                 _remove(path)
     results = [c.result() for c in cases]
