@@ -62,16 +62,22 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("data", CASES)
-def test_squash_refuses_out_of_range_sizes(data: bytes) -> None:
-    """Found by fuzz_tar: an out-of-range member size is a bad layer, not a ValueError."""
+def _squash_refuses_or_reads(data: bytes) -> None:
+    """Squash a one-layer image: an out-of-range size is a BadLayer saying so, unless a
+    tarfile patched against the 2025 tar CVEs handles the bad record itself (Debian 12's
+    3.11.2 now); then nothing but BadLayer may come out, and what was read lists as usual."""
     try:
         tree = RootfsTree.from_layers([LayerTar("layer", io.BytesIO(data))])
     except BadLayer as err:
         assert "out of range" in str(err)
-    else:  # a tarfile patched against the 2025 tar CVEs handles the bad record itself (Debian 12's
-        # 3.11.2 now): nothing but BadLayer may come out, and what was read lists as usual
+    else:
         assert isinstance(list(tree.paths()), list)
+
+
+@pytest.mark.parametrize("data", CASES)
+def test_squash_refuses_out_of_range_sizes(data: bytes) -> None:
+    """Found by fuzz_tar: an out-of-range member size is a bad layer, not a ValueError."""
+    _squash_refuses_or_reads(data)
 
 
 @pytest.mark.parametrize("data", CASES)
@@ -93,13 +99,7 @@ def test_pax_negative_size_is_refused() -> None:
     member.size = 1
     data = (pax.tobuf(tarfile.USTAR_FORMAT) + record.ljust(512, b"\0") + member.tobuf(tarfile.USTAR_FORMAT)
             + b"x".ljust(512, b"\0") + tarfile.TarInfo("b").tobuf(tarfile.USTAR_FORMAT) + bytes(1024))
-    try:
-        tree = RootfsTree.from_layers([LayerTar("layer", io.BytesIO(data))])
-    except BadLayer as err:
-        assert "out of range" in str(err)
-    else:  # a tarfile patched against the 2025 tar CVEs handles the bad record itself (Debian 12's
-        # 3.11.2 now): nothing but BadLayer may come out, and what was read lists as usual
-        assert isinstance(list(tree.paths()), list)
+    _squash_refuses_or_reads(data)
 
 
 def test_sizes_in_range_still_read() -> None:

@@ -11,20 +11,11 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from fuzz.fuzzlib import decode_header as _decode
 
 from converters.rootfs import BoundedTarInfo
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "images" / "oci-layout" / "blobs" / "sha256"
-FIELDS = ("name", "mode", "uid", "gid", "size", "mtime", "chksum", "type", "linkname", "uname", "gname",
-          "devmajor", "devminor")
-
-
-def _decode(cls: type[tarfile.TarInfo], buf: bytes) -> object:
-    try:
-        info = cls.frombuf(buf, "utf-8", "surrogateescape")
-    except Exception as err:  # noqa: BLE001 - the kind of failure is what is compared
-        return type(err)
-    return tuple(getattr(info, f) for f in FIELDS) + (getattr(info, "_sparse_structs", None),)
 
 
 def _headers() -> list[bytes]:

@@ -38,6 +38,21 @@ ALLOWED: tuple[type[BaseException], ...] = ()
 """The documented error roots, filled by :func:`allowed_errors` once the project is imported."""
 
 
+HEADER_FIELDS = ("name", "mode", "uid", "gid", "size", "mtime", "chksum", "type", "linkname", "uname", "gname",
+                 "devmajor", "devminor")
+"""The :class:`tarfile.TarInfo` fields a decoded header is compared on."""
+
+
+def decode_header(cls: type[tarfile.TarInfo], block: bytes) -> object:
+    """What ``cls.frombuf`` makes of one header block: its :data:`HEADER_FIELDS` (and
+    sparse map), or the type of the error it raises; two decoders agree when equal."""
+    try:
+        info = cls.frombuf(block, "utf-8", "surrogateescape")
+    except Exception as err:  # noqa: BLE001 - the kind of failure is what is compared
+        return type(err)
+    return tuple(getattr(info, f) for f in HEADER_FIELDS) + (getattr(info, "_sparse_structs", None),)
+
+
 def allowed_errors() -> tuple[type[BaseException], ...]:
     """``Docker2ACIError`` and ``ConversionError``: the only exceptions the code under test
     may raise on bad input (import after instrumentation)."""
