@@ -160,6 +160,28 @@ def locked_temp(directory: str, prefix: str, suffix: str = "") -> tuple[int, str
         os.close(fd)
 
 
+@contextlib.contextmanager
+def _held_if_abandoned(path: str) -> Iterator[bool]:
+    """Take the lock of the regular file ``path`` if nobody holds it and it is still the
+    file at ``path``; yields whether it was taken (held until the block ends)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO never blocks
+    except OSError:
+        yield False
+        return
+    try:
+        taken = stat.S_ISREG(os.fstat(fd).st_mode)
+        if taken:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                taken = os.stat(path).st_ino == os.fstat(fd).st_ino  # not renamed or replaced meanwhile
+            except OSError:
+                taken = False  # being written (EWOULDBLOCK), no locks here (ENOLCK), or gone
+        yield taken
+    finally:
+        os.close(fd)
+
+
 def remove_if_abandoned(path: str) -> bool:
     """Remove the temporary file ``path`` when no writer holds its lock (its writer was
     killed, or wrote it before writers locked their files).
@@ -167,32 +189,16 @@ def remove_if_abandoned(path: str) -> bool:
     Returns:
         Whether it was removed.
     """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO never blocks
-    except OSError:
-        return False
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return False  # being written (EWOULDBLOCK), or no locks here (ENOLCK): left alone
-        try:
-            if os.stat(path).st_ino != os.fstat(fd).st_ino:
-                return False  # renamed into place, or replaced, meanwhile
-        except FileNotFoundError:
-            return False
-        os.unlink(path)
-        return True
-    finally:
-        os.close(fd)
+    with _held_if_abandoned(path) as abandoned:
+        if abandoned:
+            os.unlink(path)
+        return abandoned
 
 
-def remove_abandoned_in(directory: str) -> list[str]:
-    """Remove the temporary files (``.docker2aci-*.tmp``, :func:`atomic_file`'s) that killed
-    writers left in ``directory`` (not below it); one a live writer holds is left alone
-    (:func:`remove_if_abandoned`).
+def remove_abandoned_in(directory: str, prefix: str = TEMP_PREFIX, suffix: str = TEMP_SUFFIX) -> list[str]:
+    """Remove the temporary files (``PREFIX*SUFFIX``; by default ``.docker2aci-*.tmp``,
+    :func:`atomic_file`'s) that killed writers left in ``directory`` (not below it); one a
+    live writer holds is left alone (:func:`remove_if_abandoned`).
 
     Returns:
         the paths removed.
@@ -201,8 +207,13 @@ def remove_abandoned_in(directory: str) -> list[str]:
         names = sorted(os.listdir(directory))
     except OSError:
         return []
-    paths = [os.path.join(directory, n) for n in names if n.startswith(TEMP_PREFIX) and n.endswith(TEMP_SUFFIX)]
+    paths = [os.path.join(directory, n) for n in names if is_temporary(n, prefix, suffix)]
     return [path for path in paths if remove_if_abandoned(path)]
+
+
+def is_temporary(name: str, prefix: str = TEMP_PREFIX, suffix: str = TEMP_SUFFIX) -> bool:
+    """Whether ``name`` is a temporary file's name (``.docker2aci-*.tmp`` by default)."""
+    return len(name) >= len(prefix) + len(suffix) and name.startswith(prefix) and name.endswith(suffix)
 
 
 LOCK_SUFFIX = ".lock"
@@ -242,25 +253,18 @@ def remove_abandoned_work_dirs(parent: str, prefix: str) -> list[str]:
         return []
     removed = []
     for name in names:
-        if not (name.startswith(prefix) and name.endswith(LOCK_SUFFIX)):
+        if not is_temporary(name, prefix, LOCK_SUFFIX):
             continue
         lock_path = os.path.join(parent, name)
         work = lock_path[:-len(LOCK_SUFFIX)]
-        try:
-            fd = os.open(lock_path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            if os.stat(lock_path).st_ino != os.fstat(fd).st_ino:
-                continue  # made again meanwhile
-            if os.path.isdir(work) and not os.path.islink(work):
-                shutil.rmtree(work, ignore_errors=True)
-                removed.append(work)
-            os.unlink(lock_path)  # ours while we hold it
-            removed.append(lock_path)
-        except OSError:
-            continue  # held (its owner runs), or no locks here: left alone
-        finally:
-            os.close(fd)
+        with _held_if_abandoned(lock_path) as abandoned:  # held: its owner runs
+            if abandoned:
+                if os.path.isdir(work) and not os.path.islink(work):
+                    shutil.rmtree(work, ignore_errors=True)
+                    removed.append(work)
+                try:
+                    os.unlink(lock_path)  # ours while we hold it
+                except OSError:
+                    continue
+                removed.append(lock_path)
     return removed

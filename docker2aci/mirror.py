@@ -31,12 +31,11 @@ import fnmatch
 import json
 import logging
 import os
-import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .atomic import atomic_file, remove_abandoned_in, remove_quietly
+from .atomic import atomic_file, is_temporary, remove_abandoned_in, remove_quietly
 from .digest import Digest
 from .errors import Docker2ACIError, OutputError, UsageError
 from .jobs import FAILED, OK, SKIPPED, Done, Job, JobResult, execute
@@ -50,7 +49,6 @@ STATE_FILE = "state.json"
 STATE_VERSION = 1
 VANISHED = "vanished"
 PRUNED = "pruned"
-_STALE_TEMP = re.compile(r"\.docker2aci-.*\.tmp")
 
 
 @dataclass(frozen=True)
@@ -215,7 +213,7 @@ def remove_stale_temporaries(root: str) -> list[str]:
     """
     removed = []
     for directory, _, files in os.walk(root):
-        if any(_STALE_TEMP.fullmatch(name) for name in files):
+        if any(is_temporary(name) for name in files):
             removed += remove_abandoned_in(directory)
     return removed
 

@@ -32,8 +32,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, BinaryIO
 
-from .atomic import (TEMP_PREFIX, TEMP_SUFFIX, atomic_file, locked_temp, remove_abandoned_in, remove_if_abandoned,
-                     remove_quietly)
+from .atomic import TEMP_PREFIX, TEMP_SUFFIX, atomic_file, locked_temp, remove_abandoned_in, remove_quietly
 from .digest import Digest
 from .errors import DigestMismatch, OutputError
 from .filestamp import is_settled, read_memo, stamp, write_memo
@@ -183,14 +182,8 @@ def remove_abandoned_temporaries(root: str) -> list[str]:
     Returns:
         The files removed.
     """
-    tmp = os.path.join(root, "tmp")
-    try:
-        names = sorted(os.listdir(tmp))
-    except (FileNotFoundError, NotADirectoryError):
-        names = []
-    removed = [path for path in (os.path.join(tmp, n) for n in names if n.startswith(BLOB_TEMP_PREFIX))
-               if remove_if_abandoned(path)]
-    return removed + remove_abandoned_in(os.path.join(root, "conversions"))
+    return (remove_abandoned_in(os.path.join(root, "tmp"), BLOB_TEMP_PREFIX, "")
+            + remove_abandoned_in(os.path.join(root, "conversions")))
 
 
 def _cache_error(root: str, err: OSError) -> OutputError:
