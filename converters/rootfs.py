@@ -35,6 +35,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import IO, BinaryIO, Iterator, Protocol, Sequence
 
+from . import native
 from .errors import BadLayer, UnsafeEntry
 from .tarpaths import EscapingPath, Path, clean_member_name, is_escaping_link
 
@@ -140,21 +141,14 @@ class BoundedTarInfo(tarfile.TarInfo):
         """:meth:`tarfile.TarInfo.frombuf` with the same result, in one pass for the usual
         header (octal numbers, a checksum that matches unsigned, no old GNU sparse map);
         anything else is left to tarfile, which also raises its errors."""
-        if len(buf) != tarfile.BLOCKSIZE or buf[156:157] == tarfile.GNUTYPE_SPARSE or buf == _ZERO_BLOCK:
+        codec = native.tarheader
+        fields = (codec.decode(buf) if codec is not None and encoding == "utf-8" and errors == "surrogateescape"
+                  else _decode(buf, encoding, errors))
+        if fields is None:
             return super().frombuf(buf, encoding, errors)
-        numbers = [_octal(buf[start:end]) for start, end in _NUMBER_FIELDS]
-        if None in numbers or numbers[5] != 256 + sum(buf) - sum(buf[148:156]):
-            return super().frombuf(buf, encoding, errors)
-        mode, uid, gid, size, mtime, chksum, devmajor, devminor = numbers
         obj = cls()
-        obj.name = _text(buf[0:100], encoding, errors)
-        obj.mode, obj.uid, obj.gid, obj.size, obj.mtime, obj.chksum = mode, uid, gid, size, mtime, chksum
-        obj.type = buf[156:157]
-        obj.linkname = _text(buf[157:257], encoding, errors)
-        obj.uname = _text(buf[265:297], encoding, errors)
-        obj.gname = _text(buf[297:329], encoding, errors)
-        obj.devmajor, obj.devminor = devmajor, devminor
-        prefix = _text(buf[345:500], encoding, errors)
+        (obj.name, obj.mode, obj.uid, obj.gid, obj.size, obj.mtime, obj.chksum, obj.type, obj.linkname,
+         obj.uname, obj.gname, obj.devmajor, obj.devminor, prefix) = fields
         if obj.type == tarfile.AREGTYPE and obj.name.endswith("/"):
             obj.type = tarfile.DIRTYPE  # old V7 tar: a directory is a file with a trailing slash
         if obj.isdir():
@@ -200,8 +194,26 @@ def _malformed(member: tarfile.TarInfo, err: Exception) -> tarfile.HeaderError:
 
 
 _ZERO_BLOCK = bytes(tarfile.BLOCKSIZE)
+HeaderFields = tuple[str, int, int, int, int, int, int, bytes, str, str, str, int, int, str]
+"""name, mode, uid, gid, size, mtime, chksum, type, linkname, uname, gname, devmajor,
+devminor, prefix: the fields of a ustar header."""
 # mode, uid, gid, size, mtime, checksum, devmajor, devminor (ustar field offsets)
 _NUMBER_FIELDS = ((100, 108), (108, 116), (116, 124), (124, 136), (136, 148), (148, 156), (329, 337), (337, 345))
+
+
+def _decode(buf: bytes, encoding: str, errors: str) -> HeaderFields | None:
+    """The fields of the usual ustar header (octal numbers, a checksum that matches
+    unsigned, no old GNU sparse map), text decoded up to its first NUL; ``None`` for any
+    other header. The definition of :func:`converters._tarheader.decode`."""
+    if len(buf) != tarfile.BLOCKSIZE or buf[156:157] == tarfile.GNUTYPE_SPARSE or buf == _ZERO_BLOCK:
+        return None
+    numbers = [_octal(buf[start:end]) for start, end in _NUMBER_FIELDS]
+    if None in numbers or numbers[5] != 256 + sum(buf) - sum(buf[148:156]):
+        return None
+    mode, uid, gid, size, mtime, chksum, devmajor, devminor = numbers
+    return (_text(buf[0:100], encoding, errors), mode, uid, gid, size, mtime, chksum, buf[156:157],
+            _text(buf[157:257], encoding, errors), _text(buf[265:297], encoding, errors),
+            _text(buf[297:329], encoding, errors), devmajor, devminor, _text(buf[345:500], encoding, errors))
 
 
 def _octal(field: bytes) -> int | None:

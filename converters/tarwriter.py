@@ -15,6 +15,8 @@ from __future__ import annotations
 import tarfile
 from typing import IO
 
+from . import native
+
 BLOCK = tarfile.BLOCKSIZE
 """Tar block size, in bytes (512)."""
 RECORD = tarfile.RECORDSIZE
@@ -102,6 +104,12 @@ def _ustar_header(info: tarfile.TarInfo) -> bytes | None:
     name = info.name
     if kind == tarfile.DIRTYPE and not name.endswith("/"):
         name += "/"
+    codec = native.tarheader
+    if codec is not None:
+        head = codec.encode(name, info.mode, info.uid, info.gid, info.size, info.mtime, kind, info.linkname,
+                            info.uname, info.gname, info.devmajor, info.devminor)
+        if head is not None:
+            return head  # type: ignore[no-any-return]
     mtime = info.mtime
     if (len(name) > 100 or len(info.linkname) > 100 or len(info.uname) > 32 or len(info.gname) > 32
             or not name.isascii() or not info.linkname.isascii() or not info.uname.isascii()

@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(umoci skopeo busybox-static appc-spec tar gzip zstd xz-utils bzip2 attr ca-certificates
-              docker-registry apache2-utils openssl docker.io runc debootstrap pigz fish zsh gnupg)
+              docker-registry apache2-utils openssl docker.io runc debootstrap pigz fish zsh gnupg
+              gcc libc6-dev python3-dev)  # the last three build the C tar-header codec (optional)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -24,8 +25,12 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
+# (Re)install when the project's build inputs changed, or when the C codec is missing
+# though a compiler is there to build it.
 if ! .venv/bin/python -c 'import docker2aci, pytest, zstandard, rich' 2>/dev/null \
-   || [ pyproject.toml -nt .venv/.installed ]; then
+   || [ pyproject.toml -nt .venv/.installed ] || [ setup.py -nt .venv/.installed ] \
+   || [ converters/_tarheader.c -nt .venv/.installed ] \
+   || { command -v cc >/dev/null && ! .venv/bin/python -c 'import converters._tarheader' 2>/dev/null; }; then
   .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
   touch .venv/.installed
 fi

@@ -1,19 +1,26 @@
 """BoundedTarInfo.frombuf decodes a header exactly as tarfile.TarInfo.frombuf does (the
 same fields, or the same error), for every header of real layer tars and for headers
 mutated at random (numbers in every form tar writers use, base-256, bad checksums,
-prefixes, old V7 directories, GNU sparse entries)."""
+prefixes, old V7 directories, GNU sparse entries), with the pure-Python codec and with
+the C accelerator; and the accelerator's decoder is the Python one, field for field."""
 
 from __future__ import annotations
 
 import io
+import os
 import random
+import shutil
+import sysconfig
 import tarfile
 from pathlib import Path
 
 import pytest
 from fuzz.fuzzlib import decode_header as _decode
 
+from converters import native, rootfs
 from converters.rootfs import BoundedTarInfo
+
+BUILT = native.built
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "images" / "oci-layout" / "blobs" / "sha256"
 
@@ -50,6 +57,7 @@ def _with_checksum(buf: bytearray) -> bytes:
     return bytes(buf)
 
 
+@pytest.mark.usefixtures("codec")
 def test_real_headers_decode_the_same() -> None:
     headers = _headers()
     assert len(headers) > 10
@@ -57,6 +65,7 @@ def test_real_headers_decode_the_same() -> None:
         assert _decode(BoundedTarInfo, buf) == _decode(tarfile.TarInfo, buf)
 
 
+@pytest.mark.usefixtures("codec")
 @pytest.mark.parametrize("seed", range(4))
 def test_mutated_headers_decode_the_same(seed: int) -> None:
     rng = random.Random(seed)
@@ -70,3 +79,49 @@ def test_mutated_headers_decode_the_same(seed: int) -> None:
         assert _decode(BoundedTarInfo, mutated) == _decode(tarfile.TarInfo, mutated)
     for special in (b"", bytes(511), bytes(512)):
         assert _decode(BoundedTarInfo, special) == _decode(tarfile.TarInfo, special)
+
+
+def _plain_octal(field: bytes) -> bool:
+    """What the C decoder takes as a number: up to the first NUL, stripped, only 0-7."""
+    return all(48 <= c <= 55 for c in field.split(b"\0", 1)[0].strip())
+
+
+def test_native_decode_is_the_python_definition() -> None:
+    """``_tarheader.decode`` returns exactly ``rootfs._decode``'s fields, and declines
+    (None) only headers the Python code declines too or whose numbers are not plain
+    octal (signs, underscores: ``int(..., 8)`` forms), which then go to tarfile."""
+    if BUILT is None:
+        pytest.skip("converters._tarheader is not built")
+    rng = random.Random(7)
+    headers = _headers()
+    pieces = b"\x80\xff \0\t78/x-_+LS05\xe9"
+    cases = list(headers) + [bytes(512), bytes(511), b"", b"\0" * 511 + b"1"]
+    for _ in range(20000):
+        buf = bytearray(rng.choice(headers))
+        for _ in range(rng.randint(1, 5)):
+            buf[rng.randrange(512)] = rng.choice(pieces)
+        cases.append(_with_checksum(buf) if rng.random() < 0.8 else bytes(buf))
+    declined = 0
+    for buf in cases:
+        native_fields = BUILT.decode(buf)
+        python_fields = rootfs._decode(buf, "utf-8", "surrogateescape")
+        if native_fields is None and python_fields is not None:
+            assert not all(_plain_octal(buf[start:end]) for start, end in rootfs._NUMBER_FIELDS), buf
+            declined += 1
+        else:
+            assert native_fields == python_fields, buf
+    assert sum(BUILT.decode(buf) is not None for buf in cases) > 10000
+    assert 0 < declined < 1000  # the mutations do make int()-only numbers ("1_0", "+7")
+    with pytest.raises(TypeError):
+        BUILT.decode("not bytes")
+    assert BUILT.decode(memoryview(headers[0])) == BUILT.decode(headers[0])
+
+
+def test_native_codec_is_built_where_it_can_be() -> None:
+    """With a C compiler and the Python headers (``scripts/setup.sh`` installs them), the
+    install builds the accelerator: a build that silently fell back would go unseen."""
+    include = sysconfig.get_paths()["include"]
+    if shutil.which("cc") is None or not Path(include, "Python.h").is_file():
+        pytest.skip(f"no C compiler or no {include}/Python.h: the pure-Python codec is used")
+    assert BUILT is not None, "converters._tarheader was not built: run scripts/setup.sh (pip install -e .)"
+    assert native.tarheader is BUILT or os.environ.get("DOCKER2ACI_PURE_PYTHON") == "1"
