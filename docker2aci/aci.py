@@ -23,7 +23,7 @@ import lzma
 import queue
 import tarfile
 import threading
-from typing import IO, Protocol
+from typing import IO, Callable, Protocol
 
 from isal import igzip_threaded
 
@@ -69,9 +69,15 @@ class _HashingWriter:
             self._hash.update(block)
 
     def write(self, data: bytes | memoryview) -> int:
-        view = memoryview(data).cast("B")
+        view = data if type(data) is bytes else memoryview(data).cast("B")
         size = len(view)
         self.offset += size
+        fill = self._fill
+        if fill + size < BLOCK:  # a header or padding: no block to hand on yet
+            self._block[fill:fill + size] = view
+            self._fill = fill + size
+            return size
+        view = memoryview(view)
         while view:
             n = min(BLOCK - self._fill, len(view))
             self._block[self._fill:self._fill + n] = view[:n]
@@ -129,7 +135,7 @@ def _compressor(raw: IO[bytes], compression: Compression, level: int) -> IO[byte
 
 
 def write_aci(path: str, manifest: bytes, rootfs: RootfsWriter, compression: Compression,
-              level: int = GZIP_LEVEL) -> str:
+              level: int = GZIP_LEVEL, before_publish: Callable[[], None] | None = None) -> str:
     """Write an ACI atomically.
 
     Args:
@@ -139,6 +145,9 @@ def write_aci(path: str, manifest: bytes, rootfs: RootfsWriter, compression: Com
         rootfs: writes the ``rootfs/...`` entries.
         compression: gzip, xz, bzip2 or none.
         level: the gzip level (:func:`check_level`).
+        before_publish: called once the file is complete and before it is renamed into
+            place; whatever it raises stops the write, and nothing is left behind (the
+            pipeline waits there for the digest checks of layers read in place).
 
     Returns:
         the image ID, ``sha512-`` + 128 hex of the uncompressed tar.
@@ -162,6 +171,8 @@ def write_aci(path: str, manifest: bytes, rootfs: RootfsWriter, compression: Com
                 if gz is not None:
                     gz, closing = None, gz
                     closing.close()  # the last blocks and the trailer
+                if before_publish is not None:
+                    before_publish()
             finally:
                 hashing.abandon()
                 if gz is not None:  # an error above: stop the compression thread

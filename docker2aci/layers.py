@@ -378,7 +378,9 @@ class OpenedLayers:
     @contextlib.contextmanager
     def errors(self) -> Iterator[None]:
         """Report the squash's complaints about a layer as :class:`InvalidLayer`, unless
-        the layer is not what its digest says, which is reported as that first."""
+        a layer is not what its digest says, which is reported as that first; any other
+        error (a layer read in place that ends early fails the write) also waits for the
+        digest checks, whose error wins."""
         try:
             yield
         except UnsafeEntry as err:
@@ -387,6 +389,9 @@ class OpenedLayers:
         except BadLayer as err:
             self.verified()
             raise InvalidLayer(err.layer, None, err.message) from err
+        except Exception:
+            self.verified()
+            raise
 
 
 @contextlib.contextmanager
