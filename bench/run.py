@@ -294,13 +294,19 @@ def machine_info() -> dict:
             "uncommitted_changes": bool(git("status", "--porcelain", "--", "docker2aci", "converters", "runner"))}
 
 
+def selected(cases: list[Case], only: list[str]) -> list[Case]:
+    """The floor and the cases whose name contains one of ``only`` (a case whose other
+    baseline is left out gets no ratio to it)."""
+    return [c for c in cases if c.name == FLOOR or any(text in c.name for text in only)]
+
+
 def add_ratios(results: list[dict], cases: list[Case]) -> None:
     """``x_floor``: wall / the floor's (conversions); ``vs_ratio``: wall / its other baseline's."""
     by_name = {r["case"]: r for r in results}
     labels = {c.name: c.label for c in cases}
     for r in results:
         r["x_floor"] = round(r["wall_s"] / by_name[FLOOR]["wall_s"], 2) if r["vs_floor"] else None
-        if r["vs"]:
+        if r["vs"] in by_name:
             r["vs_ratio"] = round(r["wall_s"] / by_name[r["vs"]]["wall_s"], 2)
             r["vs_label"] = labels[r["vs"]]
 
@@ -347,7 +353,7 @@ def check_machine() -> None:
                          f".venv/bin/pip install isal):\n{probe.stderr.strip()}")
 
 
-def install_release(tmp: Path) -> str:
+def install_release(tmp: Path) -> bool:
     """Install the work tree as a user's ``pip install`` would, in a virtual environment of
     its own under ``tmp``, and make it the children's interpreter (:data:`PY`, :data:`D2A`).
 
@@ -361,7 +367,8 @@ def install_release(tmp: Path) -> str:
     The children then run in ``tmp`` (:data:`CHILD_CWD`), where no copy of the packages is.
 
     Returns:
-        the new interpreter's path.
+        whether the C tar-header codec (``converters._tarheader``) is in use there: it is
+        copied with the packages when ``pip install -e .`` built it in the work tree.
     """
     global PY, D2A, CHILD_CWD
     venv = tmp / "release-venv"
@@ -376,12 +383,13 @@ def install_release(tmp: Path) -> str:
     Path(site, "docker2aci-bench-deps.pth").write_text(deps + "\n")
     subprocess.run([python, "-m", "compileall", "-q", *(str(Path(site, p)) for p in PACKAGES)],  # as pip does
                    check=True, capture_output=True, env=CHILD_ENV)
-    probe = subprocess.run([python, "-c", "import docker2aci, runner, isal, requests; print(docker2aci.__file__)"],
+    probe = subprocess.run([python, "-c", "import docker2aci, runner, isal, requests; from converters import native; "
+                            "print(docker2aci.__file__); print(native.tarheader is not None)"],
                            check=False, capture_output=True, text=True, cwd=tmp)
     if probe.returncode != 0 or not probe.stdout.startswith(site):
         raise BenchError(f"the release install in {venv} does not work:\n{probe.stdout}{probe.stderr}")
     PY, D2A, CHILD_CWD = python, [python, "-m", "docker2aci"], str(tmp)
-    return python
+    return probe.stdout.split()[-1] == "True"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -391,6 +399,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--large", action="store_true", help="also convert a ~2 GiB image (built and cached once)")
     parser.add_argument("--json", type=Path, default=REPO / "bench/results/latest.json",
                         help="where to write the JSON report (default bench/results/latest.json)")
+    parser.add_argument("--only", action="append", metavar="TEXT",
+                        help="run only the cases whose name contains TEXT (repeatable), and the floor; "
+                             "other baselines only if named")
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
@@ -416,7 +427,7 @@ def _bench(args: argparse.Namespace) -> int:
     notes = [f"isolated stage skipped: {skip_isolated}"] if skip_isolated else []
     with tempfile.TemporaryDirectory(prefix="docker2aci-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        install_release(tmp)
+        machine["native_codec"] = install_release(tmp)
         try:
             with run_registry(tmp / "registry") as registry:
                 t1 = time.monotonic()
@@ -430,6 +441,8 @@ def _bench(args: argparse.Namespace) -> int:
                 if large is not None:
                     cases.append(Case("large (2 GiB random) archive -> ACI", _d2a(f"docker-archive:{large}"),
                                       floor=False, note="peak RSS should stay that of 'archive -> ACI'"))
+                if args.only:
+                    cases = selected(cases, args.only)
                 for round_no in range(1, args.runs + 1):  # rounds: load spikes hit every case alike
                     for case in cases:
                         case.run_once(tmp)
@@ -446,7 +459,8 @@ def _bench(args: argparse.Namespace) -> int:
     header = (f"docker2aci benchmark at {machine['commit']}"
               f"{' (+ uncommitted changes)' if machine['uncommitted_changes'] else ''}\n"
               f"machine: {machine['cpu']}, {machine['cores']} cores, Linux {machine['kernel']}, "
-              f"{machine['python']}, {machine['skopeo']}, {machine['umoci']}\n"
+              f"{machine['python']}, {machine['skopeo']}, {machine['umoci']}; C tar-header codec: "
+              f"{'yes' if machine['native_codec'] else 'NO (pure Python)'}\n"
               f"{image_summary(image.stats)}; ready in {image_ready_s:.1f} s this time; registry push {push_s:.1f} s\n"
               f"medians of {args.runs} run(s), in rounds; run cases: wall = to the first output line; "
               f"load average {machine['load_avg_at_start'][0]:.1f} at start, {os.getloadavg()[0]:.1f} at end")
