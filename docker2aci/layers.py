@@ -25,7 +25,7 @@ import tempfile
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, BinaryIO, Protocol
 
 import zstandard
@@ -275,7 +275,15 @@ def verify_layer(blob: LayerBlob) -> None:
         DigestMismatch, SizeMismatch: the blob or its tar is not what the manifest and
             config say.
         LimitExceeded: the tar is larger than ``blob.max_size``.
+        InvalidLayer: the source file cannot be read (an I/O error), naming the layer.
     """
+    try:
+        _verify_in_place(blob)
+    except OSError as err:
+        raise InvalidLayer(blob.what, None, f"cannot be read: {err}") from err
+
+
+def _verify_in_place(blob: LayerBlob) -> None:
     diff_hash: _Hasher = _NO_HASH
     if blob.diff_id is not None and blob.diff_id != blob.digest:
         diff_hash = blob.diff_id.new_hash()
@@ -357,6 +365,7 @@ class OpenedLayers:
     pending: list[Future[None]]
     progress: Progress | None
     done: int = 0
+    _failure: Exception | None = field(default=None, repr=False)
 
     def count(self) -> None:
         """One more layer is ready (reported to the progress hook)."""
@@ -371,8 +380,16 @@ class OpenedLayers:
             DigestMismatch, SizeMismatch, InvalidLayer: a layer is not what the manifest
                 and config say.
         """
+        if self._failure is not None:
+            raise self._failure  # the first bad layer stays the one reported
         while self.pending:
-            self.pending.pop(0).result()
+            try:
+                self.pending.pop(0).result()
+            except Exception as err:
+                for later in self.pending:
+                    later.cancel()  # those not started yet: no use hashing them now
+                self._failure = err
+                raise
             self.count()
 
     @contextlib.contextmanager

@@ -428,20 +428,21 @@ def _convert_layers(display: str, resolved: ResolvedImage, config: ImageConfig, 
     from .layers import open_layers
     from .translate import image_manifest
 
+    # Layers read in place are still being verified while they are squashed and the ACI
+    # is written into its temporary file; it is published only once they have passed.
+    # Until then any error (a layer's /etc/passwd the manifest reads, data that ends
+    # early) is reported as a layer's digest error if there is one, and the warnings
+    # drawn from the layers are logged only after.
     with _cyclic_gc_paused(), open_layers(blobs, options.tmp_dir, progress, options.max_layer_size) as layers:
         with layers.errors():
             tree = RootfsTree.from_layers(layers.tars)
-        warnings.extend(tree.add_stdio_links())
-        naming = _naming(resolved, options.ac_name)
-        manifest = image_manifest(display, tree, config, naming, os_arch, warnings)
-        for w in warnings:
-            log.warning("%s: %s", display, w)
-        # Layers read in place may still be being verified: the ACI is written into its
-        # temporary file meanwhile and published only once they have passed; a failure
-        # while writing is reported as the layer's digest error if it has one.
-        with layers.errors():
+            warnings.extend(tree.add_stdio_links())
+            naming = _naming(resolved, options.ac_name)
+            manifest = image_manifest(display, tree, config, naming, os_arch, warnings)
             image_id = write_aci(path, manifest_bytes(manifest), tree, options.compression,
                                  options.compression_level, before_publish=layers.verified)
+    for w in warnings:
+        log.warning("%s: %s", display, w)
     return _converted(path, image_id, manifest, naming.manifest_hash, warnings)
 
 

@@ -26,6 +26,7 @@ import sys
 import tarfile
 import tempfile
 import textwrap
+import threading
 import time
 import tracemalloc
 import zlib
@@ -348,6 +349,113 @@ def test_a_tampered_layer_read_in_place_is_a_digest_mismatch(tmp_path: Path, bad
     archive = tmp_path / "a.tar"
     archive.write_bytes(hb.docker_save([bad], config=hb.image_config([BASE])))
     with pytest.raises(errors.DigestMismatch, match="diff ID"):
+        convert(f"docker-archive:{archive}", tmp_path / "out")
+    assert listing(tmp_path / "out") == []
+
+
+_TAMPERED = BASE[:-1024] + b"garbage" + bytes(1017)  # a readable tar, no longer the config's diff ID
+
+
+def _slow_verification(monkeypatch: pytest.MonkeyPatch, seconds: float) -> list[str]:
+    """Make each in-place layer's digest check take ``seconds`` longer (so the squash and
+    the write finish first); returns the layers in the order their checks started."""
+    started: list[str] = []
+    real = layers.verify_layer
+
+    def slow(blob: LayerBlob) -> None:
+        started.append(blob.what)
+        time.sleep(seconds)
+        real(blob)
+
+    monkeypatch.setattr(layers, "verify_layer", slow)
+    return started
+
+
+@pytest.mark.parametrize("passwd", [
+    b"web:x:\xc2\xb2:0::/:/bin/sh\n",  # "\u00b2".isdigit() is true, int() refuses it
+    b"web:x:" + b"1" * 5000 + b":0::/:/bin/sh\n",  # over int()'s digit limit
+])
+def test_a_tampered_layer_is_a_digest_mismatch_whatever_the_manifest_reads_from_it(
+        tmp_path: Path, passwd: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The manifest reads /etc/passwd (USER web) before the slow check has given its verdict.
+    _slow_verification(monkeypatch, 0.3)
+    bad = hb.tar([hb.dir_("etc"), hb.file("etc/passwd", passwd), hb.file("hello", b"hi\n")])
+    archive = tmp_path / "a.tar"
+    archive.write_bytes(hb.docker_save([bad], config=hb.image_config([BASE], config={"User": "web"})))
+    with pytest.raises(errors.DigestMismatch, match="diff ID"):
+        convert(f"docker-archive:{archive}", tmp_path / "out")
+    assert listing(tmp_path / "out") == []
+
+
+def test_an_odd_uid_in_a_genuine_passwd_is_skipped(tmp_path: Path) -> None:
+    good = hb.tar([hb.dir_("etc"), hb.file("etc/passwd", b"web:x:\xc2\xb2:7::/:/bin/sh\n")])
+    archive = tmp_path / "a.tar"
+    archive.write_bytes(hb.docker_save([good], config=hb.image_config([good], config={"User": "web"})))
+    [aci] = convert(f"docker-archive:{archive}", tmp_path / "out")
+    assert (aci.manifest["app"]["user"], aci.manifest["app"]["group"]) == ("web", "0")  # as if not listed
+
+
+def test_a_tampered_layer_is_never_published_while_its_check_runs(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    _slow_verification(monkeypatch, 0.5)
+    archive = tmp_path / "a.tar"
+    archive.write_bytes(hb.docker_save([_TAMPERED], config=hb.image_config([BASE])))
+    out = tmp_path / "out"
+    seen: set[str] = set()
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            seen.update(n for n in (os.listdir(out) if out.exists() else ()) if not n.startswith(".docker2aci-"))
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        with pytest.raises(errors.DigestMismatch):
+            convert(f"docker-archive:{archive}", out)
+    finally:
+        stop.set()
+        watcher.join()
+    assert seen == set() and listing(out) == []
+
+
+def test_a_write_error_waits_for_the_digest_verdict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from docker2aci import aci
+
+    _slow_verification(monkeypatch, 0.3)
+
+    def full_disk(self: object, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(aci._HashingWriter, "write", full_disk)
+    archive = tmp_path / "a.tar"
+    archive.write_bytes(hb.docker_save([_TAMPERED], config=hb.image_config([BASE])))
+    with pytest.raises(errors.DigestMismatch):
+        convert(f"docker-archive:{archive}", tmp_path / "out")
+    assert listing(tmp_path / "out") == []
+
+
+def test_the_first_tampered_layer_is_the_one_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    started = _slow_verification(monkeypatch, 0.2)
+    second = hb.tar([hb.file("second", b"2\n")])
+    archive = tmp_path / "a.tar"
+    archive.write_bytes(hb.docker_save([_TAMPERED, second[:-1024] + b"garbage" + bytes(1017)],
+                                       config=hb.image_config([BASE, second])))
+    with pytest.raises(errors.DigestMismatch) as raised:
+        convert(f"docker-archive:{archive}", tmp_path / "out")
+    assert str(raised.value).startswith(started[0])
+
+
+def test_a_read_error_while_checking_a_layer_names_the_layer(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    def unreadable(blob: LayerBlob) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(layers, "_verify_in_place", unreadable)
+    archive = tmp_path / "a.tar"
+    archive.write_bytes(hb.docker_save([BASE], config=hb.image_config([BASE])))
+    with pytest.raises(errors.InvalidLayer, match=r"layer .*: cannot be read: \[Errno 5\] Input/output error"):
         convert(f"docker-archive:{archive}", tmp_path / "out")
     assert listing(tmp_path / "out") == []
 
