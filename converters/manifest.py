@@ -174,9 +174,15 @@ def parse_passwd(text: str) -> dict[str, tuple[int, int]]:
     users: dict[str, tuple[int, int]] = {}
     for line in text.splitlines():
         parts = line.split(":")
-        if len(parts) >= 4 and parts[2].isdigit() and parts[3].isdigit():
+        if len(parts) >= 4 and _is_id(parts[2]) and _is_id(parts[3]):
             users.setdefault(parts[0], (int(parts[2]), int(parts[3])))
     return users
+
+
+def _is_id(text: str) -> bool:
+    """A decimal uid or gid as Linux has them: ASCII digits only (``"²".isdigit()`` is
+    true), at most 10 of them (32 bits; ``int()`` refuses over 4,300 digits)."""
+    return text.isascii() and text.isdigit() and len(text) <= 10
 
 
 def user_group(user_spec: str, passwd: str | None) -> tuple[str, str]:
@@ -193,7 +199,7 @@ def user_group(user_spec: str, passwd: str | None) -> tuple[str, str]:
     users = parse_passwd(passwd or "")
     if user in users:
         return user, str(users[user][1])
-    if user.isdigit():
+    if _is_id(user):
         for uid, gid in users.values():
             if uid == int(user):
                 return user, str(gid)

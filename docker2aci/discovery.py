@@ -699,7 +699,7 @@ class _Fetch:
                     raise DiscoveryError(f"{what}: {shown} answered HTTP {resp.status_code}", url=shown,
                                          status=resp.status_code, fetch_failed=True)
                 length = resp.headers.get("Content-Length", "")
-                if length.isdigit() and int(length) > limit:
+                if _content_length(length) > limit:
                     raise DiscoveryError(f"{what}: {shown} is {length} bytes, more than the {limit}-byte limit",
                                          url=shown)
                 log.debug("downloading %s", shown)
@@ -717,6 +717,12 @@ class _Fetch:
                 dest.flush()
                 return shown, secure
         raise AssertionError("unreachable")
+
+
+def _content_length(value: str) -> int:
+    """A ``Content-Length`` header's byte count, or -1 when it is absent or not a plain
+    decimal number (headers are Latin-1: ``"²".isdigit()`` is true, ``int()`` refuses it)."""
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 20 else -1
 
 
 class _BodyCut(Exception):
@@ -747,7 +753,7 @@ def _copy_body(resp: requests.Response, dest: BinaryIO, limit: int, what: str) -
             raise DiscoveryError(f"{what} is larger than the {limit}-byte limit")
         dest.write(chunk)
     length = resp.headers.get("Content-Length", "")
-    if length.isdigit() and received < int(length):
+    if received < _content_length(length):
         raise _BodyCut(received)
 
 

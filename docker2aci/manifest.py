@@ -92,10 +92,17 @@ def _variant_rank(platform: Platform, wanted: Platform) -> int | None:
         return None
     if platform.variant == wanted.variant:
         return 1000
-    if wanted.architecture == "arm" and platform.variant[1:].isdigit() and wanted.variant[1:].isdigit():
+    if wanted.architecture == "arm" and _arm_level(platform.variant) and _arm_level(wanted.variant):
         have, want = int(platform.variant[1:]), int(wanted.variant[1:])
         return have if have < want else None
     return None
+
+
+def _arm_level(variant: str) -> bool:
+    """Whether an arm variant is ``v`` and a small decimal number (``v7``); the digits
+    must be ASCII (``"²".isdigit()`` is true) and few (``int()`` refuses thousands)."""
+    level = variant[1:]
+    return level.isascii() and level.isdigit() and len(level) <= 3
 
 
 @dataclass(frozen=True)

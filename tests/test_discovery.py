@@ -722,3 +722,11 @@ def test_trust_keys_from_https_ignores_keys_seen_over_http(server: Server, prefi
     assert "did not come over https" in result.err and "not trusted" in result.err
     assert not (tmp_path / "trust").exists()
     assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("header, expected", [
+    ("1234", 1234), ("", -1), ("-5", -1), (" 12", -1), ("\u00b2", -1), ("1" * 30, -1),  # "\u00b2".isdigit()
+])
+def test_content_length_is_read_only_when_plain(header: str, expected: int) -> None:
+    # HTTP headers arrive as Latin-1 text: a server's odd Content-Length is ignored, never a crash
+    assert discovery._content_length(header) == expected

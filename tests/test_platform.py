@@ -109,6 +109,10 @@ SELECT = [
     pytest.param([None, P("amd64")], "linux/amd64", 1, id="entry-without-platform-skipped"),
     pytest.param([P("amd64"), P("amd64")], "linux/amd64", 0, id="ties-keep-index-order"),
     pytest.param([P("x86_64"), P("arm64")], "linux/amd64", 0, id="entry-alias-normalised"),
+    # a registry's odd variants are no match, never a crash: "\u00b2".isdigit() is true but
+    # int() refuses it, and int() refuses thousands of digits
+    pytest.param([P("arm", "v\u00b2"), P("arm", "v6")], "linux/arm/v7", 1, id="non-ascii-digit-variant"),
+    pytest.param([P("arm", "v" + "1" * 5000), P("arm", "v6")], "linux/arm/v7", 1, id="huge-variant"),
 ]
 
 
