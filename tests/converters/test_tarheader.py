@@ -101,6 +101,11 @@ def test_native_decode_is_the_python_definition() -> None:
         for _ in range(rng.randint(1, 5)):
             buf[rng.randrange(512)] = rng.choice(pieces)
         cases.append(_with_checksum(buf) if rng.random() < 0.8 else bytes(buf))
+    ustar = tarfile.TarInfo("file").tobuf(tarfile.USTAR_FORMAT, "utf-8", "surrogateescape")
+    int_only = [_with_checksum(bytearray(ustar[:100] + mode + ustar[108:]))  # forms only int(..., 8) reads
+                for mode in (b"+000644\0", b"0_00644\0", b"0o00644\0", b"-000001\0")]
+    assert all(rootfs._decode(buf, "utf-8", "surrogateescape") is not None for buf in int_only)
+    cases += int_only
     declined = 0
     for buf in cases:
         native_fields = BUILT.decode(buf)
@@ -111,7 +116,7 @@ def test_native_decode_is_the_python_definition() -> None:
         else:
             assert native_fields == python_fields, buf
     assert sum(BUILT.decode(buf) is not None for buf in cases) > 10000
-    assert 0 < declined < 1000  # the mutations do make int()-only numbers ("1_0", "+7")
+    assert len(int_only) <= declined < 1000
     with pytest.raises(TypeError):
         BUILT.decode("not bytes")
     assert BUILT.decode(memoryview(headers[0])) == BUILT.decode(headers[0])
