@@ -127,8 +127,9 @@ def measure(argv: list[str], out: Path | None, first_line: str | None = None) ->
 class Case:
     """What to run: ``argv(work)`` in a fresh ``work`` dir; the output is ``work/out``.
 
-    ``vs`` names the baseline (besides the floor) the case is compared with; ``label`` is
-    how a baseline is named in the ratio column.
+    ``vs`` names the baseline (besides the floor) the case is compared with, as a ratio of
+    wall times, or as the difference in seconds when ``vs_diff`` (what the case adds to
+    it); ``label`` is how a baseline is named in that column.
     """
 
     name: str
@@ -138,6 +139,7 @@ class Case:
     first_line: str | None = None
     has_output: bool = True
     vs: str | None = None
+    vs_diff: bool = False
     floor: bool = True  # compare with the floor (its output is of the benchmark image)
     note: str = ""
     samples: list[Sample] = field(default_factory=list)
@@ -156,7 +158,7 @@ class Case:
         """Medians, the command and every sample, JSON-ready."""
         median = lambda k: statistics.median(getattr(s, k) for s in self.samples)
         return {"case": self.name, "baseline": self.baseline, "command": shlex.join(self.argv(Path("$WORK"))),
-                "note": self.note, "vs": self.vs, "vs_floor": self.floor and self.has_output,
+                "note": self.note, "vs": self.vs, "vs_diff": self.vs_diff, "vs_floor": self.floor and self.has_output,
                 **{k: round(median(k), 3) for k in ("wall_s", "cpu_s", "peak_rss_mb", "exit_s")},
                 "output_mb": round(median("output_mb"), 1) if self.has_output else None,
                 "samples": [vars(s) for s in self.samples]}
@@ -182,6 +184,7 @@ def _remove(path: Path) -> None:
 FLOOR = "floor: sha256 blobs; sha512 + gzip of the squashed tar"
 PIPELINE = "user: skopeo copy + umoci unpack + tar | pigz"
 CHROOT = "chroot ROOTFS /bin/echo hi"
+STARTUP = "interpreter start-up: python -c pass"
 
 
 def _d2a(*args: str | Path) -> Callable[[Path], list[str]]:
@@ -205,6 +208,8 @@ def conversion_cases(image: Image, host: str, warm_cache: Path) -> list[Case]:
         Case(PIPELINE, baseline=True, label="user pipeline",
              argv=lambda w: ["bash", "-c", pipeline, "bash", str(w)],
              note="from the registry; pigz level 6 on every core"),
+        Case(STARTUP, baseline=True, label="start-up", argv=lambda w: [PY, "-c", "pass"], has_output=False,
+             note="the interpreter docker2aci runs under, importing nothing"),
         Case("archive -> ACI", _d2a(f"docker-archive:{image.archive}"), vs=PIPELINE),
         Case("OCI layout -> ACI", _d2a(f"oci:{image.layout}:latest")),
         Case("registry, cold cache -> ACI",
@@ -213,7 +218,7 @@ def conversion_cases(image: Image, host: str, warm_cache: Path) -> list[Case]:
         Case("registry, warm cache, unchanged -> ACI",
              lambda w: [*D2A, "--cache-dir", str(warm_cache), "--output-dir", str(w / "out"),
                         "--insecure-allow-http", ref],
-             note="the --cache-dir was filled by one conversion before the timed runs"),
+             vs=STARTUP, vs_diff=True, note="the --cache-dir was filled by one conversion before the timed runs"),
         Case("archive -> ACI, --compression none", _d2a("--compression", "none", f"docker-archive:{image.archive}")),
         Case("archive -> per-layer ACIs, --nosquash", _d2a("--nosquash", f"docker-archive:{image.archive}"),
              note="one ACI per layer (3), 280 MB of layers written instead of the 157 MB squashed tree"),
@@ -229,7 +234,7 @@ def run_cases(aci: Path, cache: Path, tree: Path, stages: list[str]) -> list[Cas
         argv = [*D2A, "run", "--stage", stage, "--insecure-options=image", "--cache-dir", str(cache), str(aci),
                 "--exec", "/bin/echo hi"]
         cases.append(Case(f"run --stage {stage}: echo hi (to 1st line)", functools.partial(_fixed, argv),
-                          first_line="hi", has_output=False, vs=CHROOT,
+                          first_line="hi", has_output=False, vs=CHROOT, vs_diff=True,
                           note="tree store warm (one run before); exit_s: to the exit"))
     return cases
 
@@ -295,9 +300,9 @@ def machine_info() -> dict:
 
 
 def selected(cases: list[Case], only: list[str]) -> list[Case]:
-    """The floor and the cases whose name contains one of ``only`` (a case whose other
-    baseline is left out gets no ratio to it)."""
-    return [c for c in cases if c.name == FLOOR or any(text in c.name for text in only)]
+    """The floor, the start-up, and the cases whose name contains one of ``only`` (a case
+    whose other baseline is left out gets no ratio to it)."""
+    return [c for c in cases if c.name in (FLOOR, STARTUP) or any(text in c.name for text in only)]
 
 
 def add_ratios(results: list[dict], cases: list[Case]) -> None:
@@ -307,12 +312,22 @@ def add_ratios(results: list[dict], cases: list[Case]) -> None:
     for r in results:
         r["x_floor"] = round(r["wall_s"] / by_name[FLOOR]["wall_s"], 2) if r["vs_floor"] else None
         if r["vs"] in by_name:
-            r["vs_ratio"] = round(r["wall_s"] / by_name[r["vs"]]["wall_s"], 2)
+            other = by_name[r["vs"]]["wall_s"]
+            r["vs_ratio"] = round(r["wall_s"] / other, 2)
+            r["vs_diff_s"] = round(r["wall_s"] - other, 3)
             r["vs_label"] = labels[r["vs"]]
 
 
 def _secs(x: float) -> str:
     return f"{x:.3f}" if x < 0.1 else f"{x:.2f}"
+
+
+def _vs(r: dict) -> str:
+    if not r.get("vs_label"):
+        return ""
+    if r["vs_diff"]:
+        return f"{r['vs_diff_s']:+.2f} s over {r['vs_label']}"
+    return f"{r['vs_ratio']:.2f} × {r['vs_label']}"
 
 
 def table(results: list[dict]) -> str:
@@ -322,7 +337,7 @@ def table(results: list[dict]) -> str:
         rows.append(("[baseline] " * r["baseline"] + r["case"], _secs(r["wall_s"]), _secs(r["cpu_s"]),
                      f"{r['peak_rss_mb']:.0f}", "-" if r["output_mb"] is None else f"{r['output_mb']:.1f}",
                      "-" if r["x_floor"] is None else f"{r['x_floor']:.2f}",
-                     f"{r['vs_ratio']:.2f} × {r['vs_label']}" if r.get("vs_ratio") else ""))
+                     _vs(r)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     fmt = lambda row: "  ".join(c.ljust(w) if i in (0, 6) else c.rjust(w)
                                 for i, (c, w) in enumerate(zip(row, widths))).rstrip()
@@ -400,8 +415,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=REPO / "bench/results/latest.json",
                         help="where to write the JSON report (default bench/results/latest.json)")
     parser.add_argument("--only", action="append", metavar="TEXT",
-                        help="run only the cases whose name contains TEXT (repeatable), and the floor; "
-                             "other baselines only if named")
+                        help="run only the cases whose name contains TEXT (repeatable), with the floor and "
+                             "the start-up; other baselines only if named")
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import platform as _platform
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -66,7 +66,7 @@ class Platform:
     @classmethod
     def host(cls) -> Platform:
         """The platform of the machine we run on."""
-        return cls.normalised("linux", _platform.machine())
+        return cls.normalised("linux", os.uname().machine)  # what platform.machine() reads, without importing it
 
     def __str__(self) -> str:
         return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
