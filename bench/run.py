@@ -123,6 +123,10 @@ def measure(argv: list[str], out: Path | None, first_line: str | None = None) ->
                   usage.ru_maxrss / 1024, size, exit_s)
 
 
+FLOOR = "floor: sha256 blobs; sha512 + gzip of the squashed tar"
+ARCHIVE_FLOOR = "floor: sha256 archive layers; sha512 + gzip of the squashed tar"
+
+
 @dataclass
 class Case:
     """What to run: ``argv(work)`` in a fresh ``work`` dir; the output is ``work/out``.
@@ -141,6 +145,7 @@ class Case:
     vs: str | None = None
     vs_diff: bool = False
     floor: bool = True  # compare with the floor (its output is of the benchmark image)
+    own_floor: str = FLOOR  # the floor that hashes the layer bytes this case's source holds
     note: str = ""
     samples: list[Sample] = field(default_factory=list)
 
@@ -159,6 +164,7 @@ class Case:
         median = lambda k: statistics.median(getattr(s, k) for s in self.samples)
         return {"case": self.name, "baseline": self.baseline, "command": shlex.join(self.argv(Path("$WORK"))),
                 "note": self.note, "vs": self.vs, "vs_diff": self.vs_diff, "vs_floor": self.floor and self.has_output,
+                "own_floor": self.own_floor,
                 **{k: round(median(k), 3) for k in ("wall_s", "cpu_s", "peak_rss_mb", "exit_s")},
                 "output_mb": round(median("output_mb"), 1) if self.has_output else None,
                 "samples": [vars(s) for s in self.samples]}
@@ -181,7 +187,6 @@ def _remove(path: Path) -> None:
 
 # --------------------------------------------------------------------------- cases
 
-FLOOR = "floor: sha256 blobs; sha512 + gzip of the squashed tar"
 PIPELINE = "user: skopeo copy + umoci unpack + tar | pigz"
 CHROOT = "chroot ROOTFS /bin/echo hi"
 STARTUP = "interpreter start-up: python -c pass"
@@ -205,12 +210,17 @@ def conversion_cases(image: Image, host: str, warm_cache: Path) -> list[Case]:
              argv=lambda w: [PY, str(REPO / "bench/floor.py"), str(w / "out/floor.tar.gz"), str(image.squashed),
                              *map(str, image.layer_blobs)],
              note="bench/floor.py: no decompression, no tar parsing; isal gzip level 1, one thread"),
+        Case(ARCHIVE_FLOOR, baseline=True, label="archive floor", own_floor=ARCHIVE_FLOOR,
+             argv=lambda w: [PY, str(REPO / "bench/floor.py"), str(w / "out/floor.tar.gz"), str(image.squashed),
+                             "--archive", str(image.archive)],
+             note="the floor for the docker-archive cases: the layer bytes that source holds are its "
+                  "280 MB of uncompressed layer tars, checked against the diff IDs"),
         Case(PIPELINE, baseline=True, label="user pipeline",
              argv=lambda w: ["bash", "-c", pipeline, "bash", str(w)],
              note="from the registry; pigz level 6 on every core"),
         Case(STARTUP, baseline=True, label="start-up", argv=lambda w: [PY, "-c", "pass"], has_output=False,
              note="the interpreter docker2aci runs under, importing nothing"),
-        Case("archive -> ACI", _d2a(f"docker-archive:{image.archive}"), vs=PIPELINE),
+        Case("archive -> ACI", _d2a(f"docker-archive:{image.archive}"), vs=PIPELINE, own_floor=ARCHIVE_FLOOR),
         Case("OCI layout -> ACI", _d2a(f"oci:{image.layout}:latest")),
         Case("registry, cold cache -> ACI",
              lambda w: [*D2A, "--cache-dir", str(w / "cache"), "--output-dir", str(w / "out"),
@@ -219,9 +229,10 @@ def conversion_cases(image: Image, host: str, warm_cache: Path) -> list[Case]:
              lambda w: [*D2A, "--cache-dir", str(warm_cache), "--output-dir", str(w / "out"),
                         "--insecure-allow-http", ref],
              vs=STARTUP, vs_diff=True, note="the --cache-dir was filled by one conversion before the timed runs"),
-        Case("archive -> ACI, --compression none", _d2a("--compression", "none", f"docker-archive:{image.archive}")),
+        Case("archive -> ACI, --compression none", _d2a("--compression", "none", f"docker-archive:{image.archive}"),
+             own_floor=ARCHIVE_FLOOR),
         Case("archive -> per-layer ACIs, --nosquash", _d2a("--nosquash", f"docker-archive:{image.archive}"),
-             note="one ACI per layer (3), 280 MB of layers written instead of the 157 MB squashed tree"),
+             own_floor=ARCHIVE_FLOOR, note="one ACI per layer (3), 280 MB of layers written instead of the 157 MB squashed tree"),
     ]
 
 
@@ -300,17 +311,20 @@ def machine_info() -> dict:
 
 
 def selected(cases: list[Case], only: list[str]) -> list[Case]:
-    """The floor, the start-up, and the cases whose name contains one of ``only`` (a case
+    """The floors, the start-up, and the cases whose name contains one of ``only`` (a case
     whose other baseline is left out gets no ratio to it)."""
-    return [c for c in cases if c.name in (FLOOR, STARTUP) or any(text in c.name for text in only)]
+    return [c for c in cases if c.name in (FLOOR, ARCHIVE_FLOOR, STARTUP) or any(text in c.name for text in only)]
 
 
 def add_ratios(results: list[dict], cases: list[Case]) -> None:
-    """``x_floor``: wall / the floor's (conversions); ``vs_ratio``: wall / its other baseline's."""
+    """``x_floor``: wall / the blob floor's; ``x_own_floor``: wall / the floor of the case's own source (the
+    archive floor for docker-archive cases); ``vs_ratio``, ``vs_diff_s``: against its other baseline."""
     by_name = {r["case"]: r for r in results}
     labels = {c.name: c.label for c in cases}
     for r in results:
         r["x_floor"] = round(r["wall_s"] / by_name[FLOOR]["wall_s"], 2) if r["vs_floor"] else None
+        own = by_name.get(r["own_floor"])
+        r["x_own_floor"] = round(r["wall_s"] / own["wall_s"], 2) if r["vs_floor"] and own else None
         if r["vs"] in by_name:
             other = by_name[r["vs"]]["wall_s"]
             r["vs_ratio"] = round(r["wall_s"] / other, 2)
@@ -332,14 +346,14 @@ def _vs(r: dict) -> str:
 
 def table(results: list[dict]) -> str:
     """The results as a fixed-width text table."""
-    rows = [("case", "wall s", "cpu s", "peak RSS MB", "output MB", "×floor", "× other baseline")]
+    rows = [("case", "wall s", "cpu s", "peak RSS MB", "output MB", "×floor", "×own floor", "× other baseline")]
+    ratio = lambda x: "-" if x is None else f"{x:.2f}"
     for r in results:
         rows.append(("[baseline] " * r["baseline"] + r["case"], _secs(r["wall_s"]), _secs(r["cpu_s"]),
                      f"{r['peak_rss_mb']:.0f}", "-" if r["output_mb"] is None else f"{r['output_mb']:.1f}",
-                     "-" if r["x_floor"] is None else f"{r['x_floor']:.2f}",
-                     _vs(r)))
+                     ratio(r["x_floor"]), ratio(r["x_own_floor"]), _vs(r)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    fmt = lambda row: "  ".join(c.ljust(w) if i in (0, 6) else c.rjust(w)
+    fmt = lambda row: "  ".join(c.ljust(w) if i in (0, 7) else c.rjust(w)
                                 for i, (c, w) in enumerate(zip(row, widths))).rstrip()
     return "\n".join([fmt(rows[0]), fmt(tuple("-" * w for w in widths)), *map(fmt, rows[1:])])
 
