@@ -63,9 +63,10 @@ def test_normalised_equality_and_str() -> None:
     pytest.param("armv6l", "linux/arm/v6", id="armv6l"),
 ])
 def test_host_platform_from_uname(monkeypatch: pytest.MonkeyPatch, machine: str, expected: str) -> None:
-    import docker2aci.manifest as mod
+    import os
 
-    monkeypatch.setattr(mod._platform, "machine", lambda: machine)
+    real = os.uname()
+    monkeypatch.setattr(os, "uname", lambda: os.uname_result((*real[:4], machine)))
     assert str(Platform.host()) == expected
 
 

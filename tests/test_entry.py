@@ -1,0 +1,48 @@
+"""The process entry point (``docker2aci`` script, ``python -m docker2aci``): the status
+of :func:`docker2aci.cli.main` becomes the exit status, output through a pipe arrives
+whole, and the cyclic collector is frozen before the interpreter's teardown."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from docker2aci import cli
+
+import hostilebuild as hb
+
+BASE = hb.tar([hb.dir_("etc"), hb.file("etc/passwd", hb.PASSWD), hb.file("hello", b"hi\n")])
+
+
+def test_entry_exits_with_mains_status_after_freezing(monkeypatch: pytest.MonkeyPatch) -> None:
+    frozen: list[bool] = []
+    monkeypatch.setattr(cli, "main", lambda: 3)
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(True))
+    with pytest.raises(SystemExit) as raised:
+        cli.entry()
+    assert raised.value.code == 3 and frozen == [True]
+
+
+@pytest.mark.parametrize("how", ["module", "script"])
+def test_the_command_line_status_and_piped_output(tmp_path: Path, how: str) -> None:
+    command = ([sys.executable, "-m", "docker2aci"] if how == "module"
+               else [str(Path(sys.executable).with_name("docker2aci"))])
+    if not Path(command[0]).exists():
+        pytest.skip("the console script is not installed beside this interpreter")
+    archive = tmp_path / "a.tar"
+    archive.write_bytes(hb.docker_save([BASE], config=hb.image_config([BASE])))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([*command, "--json", "--output-dir", str(tmp_path / "out"), f"docker-archive:{archive}"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    converted = json.loads(done.stdout)  # one JSON line per ACI
+    assert converted["name"] == "test/hostile" and Path(converted["path"]).is_file()
+    failed = subprocess.run([*command, str(tmp_path / "missing.tar")], capture_output=True, text=True, env=env)
+    assert failed.returncode == 1
+    assert "missing.tar" in failed.stderr
