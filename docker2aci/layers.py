@@ -21,7 +21,9 @@ import logging
 import lzma
 import os
 import tarfile
+import queue
 import tempfile
+import threading
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -56,6 +58,9 @@ MAX_PARALLEL_LAYERS = 4
 """Layers read, verified and decompressed at once."""
 VERIFY_CHUNK = 4 << 20
 """Read size when verifying a layer read in place (bytes), see :func:`verify_layer`."""
+WRITE_BEHIND_CHUNKS = 8
+"""Decompressed chunks (each at most :data:`CHUNK` bytes) waiting to be hashed and
+written at most: bounds the memory of each layer's pipeline (8 MiB)."""
 
 _MAGIC = (
     (b"\x1f\x8b", "gzip"),
@@ -157,22 +162,85 @@ def decompress_into(stream: BinaryIO, encoding: str, out: IO[bytes], hasher: obj
         LimitExceeded: the plain bytes are more than ``limit``.
         OutputError: ``out`` cannot be written (a full disk).
     """
-    update = hasher.update  # type: ignore[attr-defined]
     written = 0
+    behind = _WriteBehind(hasher, out, what, kind)
 
     def emit(data: bytes) -> None:
         nonlocal written
         written += len(data)
         if limit is not None and written > limit:
             raise _too_big(what, limit, kind)
-        update(data)
-        try:
-            out.write(data)
-        except OSError as err:
-            where = getattr(out, "name", None)
-            into = f" into {where}" if isinstance(where, str) else ""
-            raise OutputError(f"{what}: writing the uncompressed {kind}{into}: {err.strerror or err}") from err
+        behind.put(data)
 
+    try:
+        _decompress(stream, encoding, emit, what)
+    except BaseException:
+        behind.abandon()
+        raise
+    behind.finish()
+
+
+class _WriteBehind:
+    """The last stage of :func:`decompress_into`, in a thread of its own: hashes the plain
+    bytes and writes them to ``out`` while the caller's thread reads and decompresses the
+    next ones (hashlib, file writes and ISA-L all release the GIL), so one large layer keeps
+    two cores busy. At most :data:`WRITE_BEHIND_CHUNKS` chunks wait (bounded memory); the
+    bytes reach ``out`` in order.
+
+    Raises (from :meth:`put` and :meth:`finish`):
+        OutputError: ``out`` cannot be written (a full disk).
+    """
+
+    def __init__(self, hasher: object, out: IO[bytes], what: str, kind: str) -> None:
+        self._update = hasher.update  # type: ignore[attr-defined]
+        self._out = out
+        self._what, self._kind = what, kind
+        self._queue: queue.Queue[bytes | None] = queue.Queue(WRITE_BEHIND_CHUNKS)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="docker2aci-write-behind", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # drain: the caller learns of the error at its next put or at finish
+            try:
+                self._update(data)
+                self._out.write(data)
+            except BaseException as err:  # noqa: BLE001 - handed to the caller's thread
+                self._error = err
+
+    def put(self, data: bytes) -> None:
+        """Queue ``data`` (a bytes object nobody changes afterwards)."""
+        self._raise()
+        self._queue.put(data)
+
+    def finish(self) -> None:
+        """Wait until everything queued is hashed and written."""
+        self._queue.put(None)
+        self._thread.join()
+        self._raise()
+
+    def abandon(self) -> None:
+        """Stop after what is queued, ignoring its errors (the caller is raising its own)."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def _raise(self) -> None:
+        err = self._error
+        if err is None:
+            return
+        if isinstance(err, OSError):
+            where = getattr(self._out, "name", None)
+            into = f" into {where}" if isinstance(where, str) else ""
+            raise OutputError(f"{self._what}: writing the uncompressed {self._kind}{into}: "
+                              f"{err.strerror or err}") from err
+        raise err
+
+
+def _decompress(stream: BinaryIO, encoding: str, emit: Callable[[bytes], None], what: str) -> None:
+    """Decompress ``stream`` (``encoding``) and hand the plain bytes to ``emit``, at most
+    :data:`CHUNK` at a time (see :func:`decompress_into`)."""
     if encoding == "plain":
         while chunk := stream.read(CHUNK):
             emit(chunk)

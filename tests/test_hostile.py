@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -798,6 +799,47 @@ def test_disk_full_while_spooling_is_not_a_corrupt_layer(encoding: str) -> None:
     with pytest.raises(Exception) as err:
         layers.decompress_into(io.BytesIO(data), encoding, Full(), hashlib.sha256(), "L")
     assert not isinstance(err.value, errors.InvalidLayer), err.value
+
+
+def _write_behind_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "docker2aci-write-behind"]
+
+
+def test_spooled_bytes_arrive_whole_and_in_order_through_the_write_behind_thread() -> None:
+    plain = random.Random(5).randbytes(3 * layers.CHUNK + 1234)
+    out = io.BytesIO()
+    digest = hashlib.sha256()
+    layers.decompress_into(io.BytesIO(hb.gz(plain)), "gzip", out, digest, "L")
+    assert out.getvalue() == plain and digest.hexdigest() == hashlib.sha256(plain).hexdigest()
+    assert _write_behind_threads() == []
+
+
+def test_a_write_error_behind_the_decompression_is_an_output_error_and_stops_it() -> None:
+    class FullAfterTwo(io.RawIOBase):
+        writes = 0
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, b):  # type: ignore[no-untyped-def]
+            FullAfterTwo.writes += 1
+            if FullAfterTwo.writes > 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return len(b)
+
+    plain = random.Random(6).randbytes(12 * layers.CHUNK)
+    with pytest.raises(errors.OutputError, match=r"L: writing the uncompressed layer: No space left on device"):
+        layers.decompress_into(io.BytesIO(hb.gz(plain)), "gzip", FullAfterTwo(), hashlib.sha256(), "L")
+    assert FullAfterTwo.writes == 3  # nothing written after the error
+    assert _write_behind_threads() == []
+
+
+def test_a_corrupt_stream_stops_the_write_behind_thread() -> None:
+    data = hb.gz(BASE * 50)
+    with pytest.raises(errors.InvalidLayer, match="corrupt|truncated"):
+        layers.decompress_into(io.BytesIO(data[:len(data) // 2] + b"x" * 100), "gzip", io.BytesIO(),
+                               hashlib.sha256(), "L")
+    assert _write_behind_threads() == []
 
 
 # ------------------------------------------------------------------------------ layer entries
