@@ -58,9 +58,9 @@ MAX_PARALLEL_LAYERS = 4
 """Layers read, verified and decompressed at once."""
 VERIFY_CHUNK = 4 << 20
 """Read size when verifying a layer read in place (bytes), see :func:`verify_layer`."""
-WRITE_BEHIND_CHUNKS = 8
+WRITE_BEHIND_CHUNKS = 4
 """Decompressed chunks (each at most :data:`CHUNK` bytes) waiting to be hashed and
-written at most: bounds the memory of each layer's pipeline (8 MiB)."""
+written at most: bounds the memory of each layer's pipeline (4 MiB)."""
 
 _MAGIC = (
     (b"\x1f\x8b", "gzip"),
