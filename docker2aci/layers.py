@@ -30,7 +30,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, BinaryIO, Protocol
 
-import zstandard
 from isal import isal_zlib
 
 from converters.errors import BadLayer, UnsafeEntry
@@ -60,7 +59,8 @@ VERIFY_CHUNK = 4 << 20
 """Read size when verifying a layer read in place (bytes), see :func:`verify_layer`."""
 WRITE_BEHIND_CHUNKS = 4
 """Decompressed chunks (each at most :data:`CHUNK` bytes) waiting to be hashed and
-written at most: bounds the memory of each layer's pipeline (4 MiB)."""
+written at most; with the one being written and the one the decompressor holds, a
+layer's pipeline holds at most 6 MiB."""
 
 _MAGIC = (
     (b"\x1f\x8b", "gzip"),
@@ -143,7 +143,9 @@ def decompress_into(stream: BinaryIO, encoding: str, out: IO[bytes], hasher: obj
                     limit: int | None = None, kind: str = "layer") -> None:
     """Decompress ``stream`` into ``out``, updating ``hasher`` with the plain bytes.
 
-    Memory stays bounded by :data:`CHUNK` whatever the compression ratio, and ``out``
+    Memory stays bounded, whatever the compression ratio, by ``WRITE_BEHIND_CHUNKS + 2``
+    chunks of :data:`CHUNK` bytes (the plain bytes are hashed and written by a thread of
+    their own, :class:`_WriteBehind`), and ``out``
     never receives more than ``limit`` bytes: the chunk that would pass it is refused
     before it is written. Concatenated members (gzip, bzip2, xz) are read in turn; zero
     padding after the last is accepted.
@@ -174,20 +176,22 @@ def decompress_into(stream: BinaryIO, encoding: str, out: IO[bytes], hasher: obj
 
     try:
         _decompress(stream, encoding, emit, what)
-    except BaseException:
+        behind.finish()
+    except BaseException as err:
         behind.abandon()
+        if isinstance(err, Exception):
+            behind.raise_error()  # a write that failed on an earlier chunk is the first error
         raise
-    behind.finish()
 
 
 class _WriteBehind:
     """The last stage of :func:`decompress_into`, in a thread of its own: hashes the plain
     bytes and writes them to ``out`` while the caller's thread reads and decompresses the
     next ones (hashlib, file writes and ISA-L all release the GIL), so one large layer keeps
-    two cores busy. At most :data:`WRITE_BEHIND_CHUNKS` chunks wait (bounded memory); the
-    bytes reach ``out`` in order.
+    two cores busy. At most :data:`WRITE_BEHIND_CHUNKS` chunks wait, one is being written
+    and the caller holds one (bounded memory); the bytes reach ``out`` in order.
 
-    Raises (from :meth:`put` and :meth:`finish`):
+    Raises (from :meth:`put`, :meth:`finish` and :meth:`raise_error`):
         OutputError: ``out`` cannot be written (a full disk).
     """
 
@@ -197,13 +201,14 @@ class _WriteBehind:
         self._what, self._kind = what, kind
         self._queue: queue.Queue[bytes | None] = queue.Queue(WRITE_BEHIND_CHUNKS)
         self._error: BaseException | None = None
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="docker2aci-write-behind", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while (data := self._queue.get()) is not None:
-            if self._error is not None:
-                continue  # drain: the caller learns of the error at its next put or at finish
+            if self._error is not None or self._stop.is_set():
+                continue  # drain: the caller learns of an error at its next put or at finish
             try:
                 self._update(data)
                 self._out.write(data)
@@ -212,21 +217,33 @@ class _WriteBehind:
 
     def put(self, data: bytes) -> None:
         """Queue ``data`` (a bytes object nobody changes afterwards)."""
-        self._raise()
+        self.raise_error()
         self._queue.put(data)
 
     def finish(self) -> None:
         """Wait until everything queued is hashed and written."""
         self._queue.put(None)
         self._thread.join()
-        self._raise()
+        self.raise_error()
 
     def abandon(self) -> None:
-        """Stop after what is queued, ignoring its errors (the caller is raising its own)."""
-        self._queue.put(None)
+        """Stop without writing what is still queued, and wait for the thread; never
+        blocks on the queue, so an interrupt cannot leave the thread waiting for more."""
+        self._stop.set()
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        try:
+            self._queue.put_nowait(None)
+        except queue.Full:  # the thread took none and the caller put more: cannot happen
+            pass
         self._thread.join()
 
-    def _raise(self) -> None:
+    def raise_error(self) -> None:
+        """Raise what writing an earlier chunk met, if anything (as :class:`OutputError`
+        for an ``OSError``)."""
         err = self._error
         if err is None:
             return
@@ -246,6 +263,8 @@ def _decompress(stream: BinaryIO, encoding: str, emit: Callable[[bytes], None], 
             emit(chunk)
         return
     if encoding == "zstd":
+        import zstandard  # only for zstd layers: it imports `platform` (6 ms) for every conversion otherwise
+
         reader = zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True, closefd=False)
         try:
             while chunk := reader.read(CHUNK):

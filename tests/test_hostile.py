@@ -834,6 +834,46 @@ def test_a_write_error_behind_the_decompression_is_an_output_error_and_stops_it(
     assert _write_behind_threads() == []
 
 
+def test_a_write_error_before_a_corrupt_chunk_is_still_the_error_reported() -> None:
+    class Full(io.RawIOBase):
+        def writable(self) -> bool:
+            return True
+
+        def write(self, b):  # type: ignore[no-untyped-def]
+            time.sleep(0.05)  # the decompressor runs ahead and meets the corruption meanwhile
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    data = hb.gz(random.Random(7).randbytes(3 * layers.CHUNK))
+    with pytest.raises(errors.OutputError, match="No space left"):
+        layers.decompress_into(io.BytesIO(data[:len(data) // 2]), "gzip", Full(), hashlib.sha256(), "L")
+    assert _write_behind_threads() == []
+
+
+def test_an_interrupt_stops_the_write_behind_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Slow(io.RawIOBase):
+        writes = 0
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, b):  # type: ignore[no-untyped-def]
+            time.sleep(0.02)
+            Slow.writes += 1
+            return len(b)
+
+    def interrupted(stream, encoding, emit, what):  # type: ignore[no-untyped-def]
+        for _ in range(layers.WRITE_BEHIND_CHUNKS + 3):  # the queue is full: put() blocks
+            emit(bytes(layers.CHUNK))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(layers, "_decompress", interrupted)
+    written = Slow()
+    with pytest.raises(KeyboardInterrupt):
+        layers.decompress_into(io.BytesIO(b""), "plain", written, hashlib.sha256(), "L")
+    assert _write_behind_threads() == []
+    assert Slow.writes < layers.WRITE_BEHIND_CHUNKS + 3  # what was still queued is dropped, not written
+
+
 def test_a_corrupt_stream_stops_the_write_behind_thread() -> None:
     data = hb.gz(BASE * 50)
     with pytest.raises(errors.InvalidLayer, match="corrupt|truncated"):
