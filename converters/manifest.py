@@ -26,7 +26,7 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z_0-9.-]*$")
 _RFC3339 = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(?:[Zz]|[+-](\d{2}):(\d{2}))$"
 )
-_PORT_KEY = re.compile(r"^(\d+)(?:-(\d+))?(?:/([A-Za-z0-9]+))?$")
+_PORT_KEY = re.compile(r"^(\d{1,10})(?:-(\d{1,10}))?(?:/([A-Za-z0-9]+))?$", re.ASCII)
 
 
 def _str_list(value: Any, fieldname: str) -> tuple[str, ...] | None:

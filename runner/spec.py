@@ -112,8 +112,8 @@ def _records(text: str, *, min_fields: int, id_field: int) -> list[list[str]]:
         fields = line.split(":")
         if line.startswith("#") or len(fields) < min_fields or not fields[0]:
             continue
-        if not fields[id_field].isascii() or not fields[id_field].isdigit():
-            continue
+        if not fields[id_field].isascii() or not fields[id_field].isdigit() or len(fields[id_field]) > 10:
+            continue  # not a 32-bit id (int() refuses thousands of digits)
         records.append(fields)
     return records
 
@@ -158,7 +158,7 @@ def resolve_id(
     elif (match := next((a for a in accounts if a.name == value), None)) is not None:
         return match.id
     elif value.isascii() and value.isdigit():
-        number = int(value)
+        number = int(value) if len(value) <= 10 else _MAX_ID + 1  # out of range, said below
     elif value == "root":
         return 0
     else:

@@ -379,7 +379,7 @@ def _parse_bool(value: str, fail: Any) -> bool:
 
 
 def _parse_id(value: str, key: str, fail: Any) -> int:
-    if not value.isascii() or not value.isdigit() or int(value) > _MAX_ID:
+    if not value.isascii() or not value.isdigit() or len(value) > 10 or int(value) > _MAX_ID:
         raise fail(f"{key} {value!r} is not a number from 0 to {_MAX_ID}")
     return int(value)
 

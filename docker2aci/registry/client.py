@@ -85,7 +85,7 @@ MAX_LIST_PAGES = 10_000
 links pages in a loop)."""
 DEFAULT_RETRY = RetryPolicy()
 """The default retry policy: 5 attempts, 0.5 s doubling up to 30 s."""
-_CONTENT_RANGE_RE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
+_CONTENT_RANGE_RE = re.compile(r"^\s*bytes\s+(\d{1,20})-(\d{1,20})/(\d{1,20}|\*)\s*$", re.IGNORECASE | re.ASCII)
 # Errors of a body read that mean the connection broke (not our disk).
 _BODY_ERRORS = (urllib3.exceptions.HTTPError, http.client.HTTPException, requests.RequestException,
                 ConnectionError, TimeoutError)
@@ -618,8 +618,9 @@ class RegistryClient:
 
     @staticmethod
     def _check_content_length(resp: requests.Response, size: int | None, what: str) -> None:
-        length = resp.headers.get("Content-Length")
-        if size is not None and length and length.isdigit() and int(length) != size:
+        length = resp.headers.get("Content-Length") or ""
+        # headers are Latin-1 text: "\u00b2".isdigit() is true and int() refuses it (and thousands of digits)
+        if size is not None and length.isascii() and length.isdigit() and len(length) <= 20 and int(length) != size:
             raise SizeMismatch(what, size, int(length))
 
     @staticmethod

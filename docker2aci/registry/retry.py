@@ -40,7 +40,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         return None
     text = value.strip()
     if re.fullmatch(r"[0-9]+", text):
-        return float(int(text))
+        return float(int(text)) if len(text) <= 15 else None  # past 30 million years: unreadable
     try:
         when = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):

@@ -193,6 +193,8 @@ def test_ports(cfg: dict[str, Any], expected: list[dict[str, Any]]) -> None:
     pytest.param("65535-65536/tcp", id="range-past-65535"),
     pytest.param("80/", id="empty-protocol"),
     pytest.param("-80", id="negative"),
+    pytest.param("1" * 5000 + "/tcp", id="thousands-of-digits"),  # int() refuses them
+    pytest.param("\u0668\u0660/tcp", id="arabic-indic-digits"),  # \d matched them, int() read 80
 ])
 def test_bad_port_names_the_field(key: str) -> None:
     with pytest.raises(BadConfig) as exc:

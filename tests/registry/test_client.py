@@ -654,3 +654,20 @@ def test_secrets_never_appear(tls_registry: RunningRegistry, token_registry: Run
                base64.b64encode(f"{TEST_USER}:{TEST_PASSWORD}".encode()).decode()]
     for secret in secrets:
         assert secret not in everything
+
+
+@pytest.mark.parametrize("length", ["\u00b2", "1" * 5000, "", "-5"])
+def test_an_odd_content_length_is_no_size_check(length: str) -> None:
+    # headers are Latin-1 text: "\u00b2".isdigit() is true but int() refuses it
+    answer = requests.Response()
+    answer.headers["Content-Length"] = length
+    RegistryClient._check_content_length(answer, 5, "blob x")  # no crash, nothing to compare
+
+
+@pytest.mark.parametrize("value", ["bytes 0-4/" + "1" * 5000, "bytes \u0660-4/5", "bytes " + "1" * 5000 + "-4/5"])
+def test_an_odd_content_range_is_a_registry_error(value: str) -> None:
+    answer = requests.Response()
+    answer.headers["Content-Range"] = value
+    answer.url = "http://127.0.0.1:1/v2/x/blobs/sha256:00"
+    with pytest.raises(RegistryError, match="Content-Range"):
+        RegistryClient._check_content_range(answer, 0, 5, "x", "blob x")

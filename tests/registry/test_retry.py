@@ -22,6 +22,8 @@ NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC).timestamp()
     pytest.param("Sun, 29 Nov 2026 11:59:00 GMT", 0.0, id="date-in-the-past"),
     pytest.param("-3", None, id="negative"),
     pytest.param("soon", None, id="garbage"),
+    pytest.param("1" * 400, None, id="past-float"),  # float(int()) overflows
+    pytest.param("1" * 5000, None, id="past-int-digits"),  # int() refuses over 4,300 digits
     pytest.param(None, None, id="absent"),
 ])
 def test_parse_retry_after(value: str | None, expected: float | None) -> None:

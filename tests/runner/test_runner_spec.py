@@ -66,7 +66,8 @@ def test_image_values_win_over_defaults() -> None:
     assert build_process_spec(_docker_manifest()).cwd == "/"
 
 
-USERS = parse_passwd(PASSWD + "# comment\nbroken:x:notanumber:0::/:/bin/sh\n")
+USERS = parse_passwd(PASSWD + "# comment\nbroken:x:notanumber:0::/:/bin/sh\n"
+                     "huge:x:" + "1" * 5000 + ":0::/:/bin/sh\n")  # not an id: skipped, never int()-ed
 
 
 @pytest.mark.parametrize(
@@ -82,7 +83,7 @@ def test_root_needs_no_passwd_and_names_win_over_numbers() -> None:
     assert resolve_id("42", kind="user", accounts=[Account("42", 4242)]) == 4242
 
 
-@pytest.mark.parametrize("value", ["nginx", "broken", "-1", "4294967295"])
+@pytest.mark.parametrize("value", ["nginx", "broken", "huge", "-1", "4294967295", "9" * 5000])
 def test_unknown_or_bad_user_is_named(value: str) -> None:
     with pytest.raises(RunnerError, match=f"user '{value}'"):
         resolve_id(value, kind="user", accounts=USERS)

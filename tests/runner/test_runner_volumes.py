@@ -99,6 +99,7 @@ def test_parse_volume(text: str, expected: Volume) -> None:
         ("data,kind=empty,mode=17777", "mode '17777' is not octal"),
         ("data,kind=empty,uid=-1", "uid '-1' is not a number"),
         ("data,kind=empty,gid=4294967295", "gid '4294967295' is not a number"),
+        ("data,kind=empty,uid=" + "1" * 5000, "is not a number from 0"),  # int() refuses that many digits
         ("data,kind=empty,readOnly", "field 'readOnly' is not KEY=VALUE"),
         ("data,kind=empty,", "field '' is not KEY=VALUE"),
         ("data,kind=empty,=x", "field '=x' is not KEY=VALUE"),
