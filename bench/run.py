@@ -429,8 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=REPO / "bench/results/latest.json",
                         help="where to write the JSON report (default bench/results/latest.json)")
     parser.add_argument("--only", action="append", metavar="TEXT",
-                        help="run only the cases whose name contains TEXT (repeatable), with the floor and "
-                             "the start-up; other baselines only if named")
+                        help="run only the cases whose name contains TEXT (repeatable), with the two floors "
+                             "and the start-up; other baselines only if named")
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
