@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from .errors import BadConfig
 from .names import sanitize_ac_identifier, sanitize_ac_name
+from .numbers import plain_decimal
 
 AC_KIND = "ImageManifest"
 AC_VERSION = "0.8.11"
@@ -174,15 +175,15 @@ def parse_passwd(text: str) -> dict[str, tuple[int, int]]:
     users: dict[str, tuple[int, int]] = {}
     for line in text.splitlines():
         parts = line.split(":")
-        if len(parts) >= 4 and _is_id(parts[2]) and _is_id(parts[3]):
-            users.setdefault(parts[0], (int(parts[2]), int(parts[3])))
+        if len(parts) >= 4:
+            uid, gid = plain_decimal(parts[2], _ID_DIGITS), plain_decimal(parts[3], _ID_DIGITS)
+            if uid is not None and gid is not None:
+                users.setdefault(parts[0], (uid, gid))
     return users
 
 
-def _is_id(text: str) -> bool:
-    """A decimal uid or gid as Linux has them: ASCII digits only (``"²".isdigit()`` is
-    true), at most 10 of them (32 bits; ``int()`` refuses over 4,300 digits)."""
-    return text.isascii() and text.isdigit() and len(text) <= 10
+_ID_DIGITS = 10
+"""A uid or gid has at most this many decimal digits (32 bits)."""
 
 
 def user_group(user_spec: str, passwd: str | None) -> tuple[str, str]:
@@ -199,9 +200,9 @@ def user_group(user_spec: str, passwd: str | None) -> tuple[str, str]:
     users = parse_passwd(passwd or "")
     if user in users:
         return user, str(users[user][1])
-    if _is_id(user):
+    if (number := plain_decimal(user, _ID_DIGITS)) is not None:
         for uid, gid in users.values():
-            if uid == int(user):
+            if uid == number:
                 return user, str(gid)
     return user, "0"
 

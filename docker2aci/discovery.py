@@ -87,6 +87,7 @@ import requests
 import urllib3
 
 from converters.names import is_ac_identifier
+from converters.numbers import plain_decimal
 
 from . import __version__
 from .acifile import inspect_aci
@@ -721,8 +722,9 @@ class _Fetch:
 
 def _content_length(value: str) -> int:
     """A ``Content-Length`` header's byte count, or -1 when it is absent or not a plain
-    decimal number (headers are Latin-1: ``"²".isdigit()`` is true, ``int()`` refuses it)."""
-    return int(value) if value.isascii() and value.isdigit() and len(value) <= 20 else -1
+    decimal number (headers are Latin-1 text)."""
+    length = plain_decimal(value, 20)
+    return -1 if length is None else length
 
 
 class _BodyCut(Exception):

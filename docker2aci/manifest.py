@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from converters.numbers import plain_decimal
+
 from . import mediatypes
 from .digest import Digest
 from .errors import InvalidManifest, PlatformNotFound
@@ -92,17 +94,11 @@ def _variant_rank(platform: Platform, wanted: Platform) -> int | None:
         return None
     if platform.variant == wanted.variant:
         return 1000
-    if wanted.architecture == "arm" and _arm_level(platform.variant) and _arm_level(wanted.variant):
-        have, want = int(platform.variant[1:]), int(wanted.variant[1:])
-        return have if have < want else None
+    if wanted.architecture == "arm":
+        have, want = plain_decimal(platform.variant[1:], 3), plain_decimal(wanted.variant[1:], 3)  # v7
+        if have is not None and want is not None:
+            return have if have < want else None
     return None
-
-
-def _arm_level(variant: str) -> bool:
-    """Whether an arm variant is ``v`` and a small decimal number (``v7``); the digits
-    must be ASCII (``"²".isdigit()`` is true) and few (``int()`` refuses thousands)."""
-    level = variant[1:]
-    return level.isascii() and level.isdigit() and len(level) <= 3
 
 
 @dataclass(frozen=True)

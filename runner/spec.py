@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from converters.numbers import plain_decimal
 from docker2aci.errors import RunnerError
 
 logger = logging.getLogger(__name__)
@@ -112,8 +113,8 @@ def _records(text: str, *, min_fields: int, id_field: int) -> list[list[str]]:
         fields = line.split(":")
         if line.startswith("#") or len(fields) < min_fields or not fields[0]:
             continue
-        if not fields[id_field].isascii() or not fields[id_field].isdigit() or len(fields[id_field]) > 10:
-            continue  # not a 32-bit id (int() refuses thousands of digits)
+        if plain_decimal(fields[id_field], 10) is None:
+            continue  # not a 32-bit id
         records.append(fields)
     return records
 

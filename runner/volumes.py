@@ -47,6 +47,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from converters.numbers import plain_decimal
 from docker2aci.errors import RunnerError
 from runner.paths import in_kernel_fs, make_dirs_in_root, resolve_in_root
 
@@ -379,9 +380,10 @@ def _parse_bool(value: str, fail: Any) -> bool:
 
 
 def _parse_id(value: str, key: str, fail: Any) -> int:
-    if not value.isascii() or not value.isdigit() or len(value) > 10 or int(value) > _MAX_ID:
+    number = plain_decimal(value, 10)
+    if number is None or number > _MAX_ID:
         raise fail(f"{key} {value!r} is not a number from 0 to {_MAX_ID}")
-    return int(value)
+    return number
 
 
 def _mount_points(value: object) -> list[_MountPoint]:

@@ -45,6 +45,8 @@ from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 from requests.utils import DEFAULT_CA_BUNDLE_PATH
 
+from converters.numbers import plain_decimal
+
 from .. import mediatypes
 from ..digest import Digest
 from ..errors import (
@@ -618,10 +620,9 @@ class RegistryClient:
 
     @staticmethod
     def _check_content_length(resp: requests.Response, size: int | None, what: str) -> None:
-        length = resp.headers.get("Content-Length") or ""
-        # headers are Latin-1 text: "\u00b2".isdigit() is true and int() refuses it (and thousands of digits)
-        if size is not None and length.isascii() and length.isdigit() and len(length) <= 20 and int(length) != size:
-            raise SizeMismatch(what, size, int(length))
+        length = plain_decimal(resp.headers.get("Content-Length") or "", 20)  # headers are Latin-1 text
+        if size is not None and length is not None and length != size:
+            raise SizeMismatch(what, size, length)
 
     @staticmethod
     def _check_content_range(resp: requests.Response, received: int, size: int | None, source: str,
