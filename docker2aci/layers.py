@@ -235,10 +235,7 @@ class _WriteBehind:
                 self._queue.get_nowait()
             except queue.Empty:
                 break
-        try:
-            self._queue.put_nowait(None)
-        except queue.Full:  # the thread took none and the caller put more: cannot happen
-            pass
+        self._queue.put_nowait(None)  # just emptied, and only the caller's thread puts
         self._thread.join()
 
     def raise_error(self) -> None:
