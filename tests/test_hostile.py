@@ -835,17 +835,32 @@ def test_a_write_error_behind_the_decompression_is_an_output_error_and_stops_it(
 
 
 def test_a_write_error_before_a_corrupt_chunk_is_still_the_error_reported() -> None:
+    failed = threading.Event()
+
     class Full(io.RawIOBase):
         def writable(self) -> bool:
             return True
 
         def write(self, b):  # type: ignore[no-untyped-def]
-            time.sleep(0.05)  # the decompressor runs ahead and meets the corruption meanwhile
+            failed.set()
             raise OSError(errno.ENOSPC, "No space left on device")
+
+    class CutAfterTheFailure(io.BytesIO):
+        """The first chunk is written (and fails) before the stream breaks, which the
+        decompressor then reports (InvalidLayer) without handing on another chunk."""
+
+        reads = 0
+
+        def read(self, size: int | None = -1) -> bytes:
+            self.reads += 1
+            if self.reads > 1:
+                assert failed.wait(10)
+                raise OSError(errno.EIO, "the source broke")
+            return super().read(size)
 
     data = hb.gz(random.Random(7).randbytes(3 * layers.CHUNK))
     with pytest.raises(errors.OutputError, match="No space left"):
-        layers.decompress_into(io.BytesIO(data[:len(data) // 2]), "gzip", Full(), hashlib.sha256(), "L")
+        layers.decompress_into(CutAfterTheFailure(data), "gzip", Full(), hashlib.sha256(), "L")
     assert _write_behind_threads() == []
 
 
