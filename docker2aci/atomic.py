@@ -24,6 +24,26 @@ _NO_FLOCK = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINV
 """``flock`` errors of file systems that do not support it."""
 
 
+def anonymous_file(directory: str | None) -> BinaryIO:
+    """A new read-write file without a name in ``directory`` (default: the system's
+    temporary directory), for a spool: ``O_TMPFILE`` where the file system has it, else
+    made and unlinked at once (:func:`tempfile.TemporaryFile`). The kernel frees it when
+    its last descriptor closes, so a process killed at any moment leaves nothing behind.
+    Its ``name``, for messages, is ``"<a temporary file in DIRECTORY>"``.
+
+    Raises:
+        OSError: the file cannot be made.
+    """
+    spool = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 (the caller closes it)
+    spool.raw.name = f"<a temporary file in {temp_dir_name(directory)}>"  # type: ignore[attr-defined]
+    return spool  # type: ignore[return-value]
+
+
+def temp_dir_name(directory: str | None) -> str:
+    """How messages name the directory a spool goes to (``None``: the system's)."""
+    return directory or tempfile.gettempdir()
+
+
 def remove_quietly(path: str) -> None:
     """Remove ``path`` if it exists."""
     with contextlib.suppress(FileNotFoundError):

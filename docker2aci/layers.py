@@ -19,10 +19,8 @@ import dataclasses
 import io
 import logging
 import lzma
-import os
 import tarfile
 import queue
-import tempfile
 import threading
 import zlib
 from collections.abc import Callable, Iterator
@@ -35,6 +33,7 @@ from isal import isal_zlib
 from converters.errors import BadLayer, UnsafeEntry
 from converters.rootfs import LayerTar
 
+from .atomic import anonymous_file, temp_dir_name
 from .digest import Digest
 from .errors import (
     DigestMismatch,
@@ -500,7 +499,9 @@ def open_layers(blobs: list[LayerBlob], tmp_dir: str | None, progress: Progress 
                 max_layer_size: int | None = DEFAULT_MAX_LAYER_BYTES) -> Iterator[OpenedLayers]:
     """Open every layer as a seekable tar, in parallel: a plain tar in a local file is
     read in place and verified in the background (:meth:`OpenedLayers.verified`); any
-    other layer is verified and decompressed into a temporary file before this yields.
+    other layer is verified and decompressed into a spool before this yields: a file
+    without a name in ``tmp_dir`` (:func:`~docker2aci.atomic.anonymous_file`), which
+    the kernel frees even when the process is killed.
 
     Args:
         blobs: the image's layers, base first.
@@ -510,7 +511,7 @@ def open_layers(blobs: list[LayerBlob], tmp_dir: str | None, progress: Progress 
             it streams; ``None`` for no cap (tests only).
 
     Raises:
-        OutputError: the temporary directory cannot be made, or a spool written.
+        OutputError: a spool cannot be made or written.
         LimitExceeded: a layer is larger than ``max_layer_size`` uncompressed (its
             spool is removed with the others).
         DigestMismatch, SizeMismatch, InvalidLayer, UnsupportedMediaType: a spooled layer
@@ -518,46 +519,45 @@ def open_layers(blobs: list[LayerBlob], tmp_dir: str | None, progress: Progress 
     """
     if max_layer_size is not None:
         blobs = [dataclasses.replace(b, max_size=max_layer_size) for b in blobs]
-    try:
-        workdir = tempfile.TemporaryDirectory(prefix="docker2aci-", dir=tmp_dir)
-    except OSError as err:
-        raise OutputError(f"creating a temporary directory in {tmp_dir or tempfile.gettempdir()}: {err}") from err
     files: list[BinaryIO] = []
-    with workdir as work:
-        pool = ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_LAYERS, len(blobs)))
-        verifier = ThreadPoolExecutor(max_workers=1)  # one layer at a time: hashing is fast, memory is not free
-        try:
-            def spool(i: int) -> None:
-                try:
-                    spool_layer(blobs[i], files[i])
-                except (DigestMismatch, SizeMismatch) as err:
-                    evict = blobs[i].evict
-                    if evict is None:
-                        raise
-                    log.warning("%s: the cached copy is damaged (%s); fetching it again", blobs[i].what, err)
-                    evict()
-                    files[i].seek(0)
-                    files[i].truncate()
-                    spool_layer(blobs[i], files[i])
-                files[i].flush()
+    pool = ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_LAYERS, len(blobs)))
+    verifier = ThreadPoolExecutor(max_workers=1)  # one layer at a time: hashing is fast, memory is not free
+    try:
+        def spool(i: int) -> None:
+            try:
+                spool_layer(blobs[i], files[i])
+            except (DigestMismatch, SizeMismatch) as err:
+                evict = blobs[i].evict
+                if evict is None:
+                    raise
+                log.warning("%s: the cached copy is damaged (%s); fetching it again", blobs[i].what, err)
+                evict()
+                files[i].seek(0)
+                files[i].truncate()
+                spool_layer(blobs[i], files[i])
+            files[i].flush()
 
-            spooling, pending = [], []
-            for i, blob in enumerate(blobs):
-                in_place = open_in_place(blob)
-                if in_place is not None:
-                    files.append(in_place)
-                    pending.append(verifier.submit(verify_layer, blob))
-                else:
-                    files.append(open(os.path.join(work, f"layer-{i}.tar"), "w+b"))  # noqa: SIM115 (closed below)
-                    spooling.append(pool.submit(spool, i))
-            layers = OpenedLayers([LayerTar(b.what, f) for b, f in zip(blobs, files)], pending, progress)
-            for future in spooling:
-                future.result()
-                layers.count()
-            yield layers
-        finally:  # on an error, layers not started yet are not read; running ones end first
-            verifier.shutdown(wait=True, cancel_futures=True)
-            pool.shutdown(wait=True, cancel_futures=True)
-            for f in files:
-                with contextlib.suppress(OSError):  # a full disk: the error that matters is already raised
-                    f.close()
+        spooling, pending = [], []
+        for i, blob in enumerate(blobs):
+            in_place = open_in_place(blob)
+            if in_place is not None:
+                files.append(in_place)
+                pending.append(verifier.submit(verify_layer, blob))
+            else:
+                try:
+                    files.append(anonymous_file(tmp_dir))  # nothing is left behind, even by a kill
+                except OSError as err:
+                    raise OutputError(f"creating a spool for {blob.what} in {temp_dir_name(tmp_dir)}: "
+                                      f"{err}") from err
+                spooling.append(pool.submit(spool, i))
+        layers = OpenedLayers([LayerTar(b.what, f) for b, f in zip(blobs, files)], pending, progress)
+        for future in spooling:
+            future.result()
+            layers.count()
+        yield layers
+    finally:  # on an error, layers not started yet are not read; running ones end first
+        verifier.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=True, cancel_futures=True)
+        for f in files:
+            with contextlib.suppress(OSError):  # a full disk: the error that matters is already raised
+                f.close()

@@ -168,8 +168,8 @@ def convert(source: str, options: ConvertOptions | None = None,
         DigestMismatch, SizeMismatch: content does not match its digests.
         InvalidLayer: a layer is unreadable or has unsafe entries.
         InvalidConfig: the config cannot be expressed as an appc manifest.
-        OutputError: the ACI cannot be written, or two images of this run would get the
-            same file name.
+        OutputError: the ACI cannot be written, two images of this run would get the
+            same file name, or ``tmp_dir`` is not a directory.
     """
     options = options or ConvertOptions()
     try:
@@ -177,6 +177,8 @@ def convert(source: str, options: ConvertOptions | None = None,
     except ValueError as err:
         raise UsageError(f"--compression-level: {err}") from err
     check_naming(options)
+    if options.tmp_dir is not None and not os.path.isdir(options.tmp_dir):
+        raise OutputError(f"--tmp-dir {options.tmp_dir}: not a directory")  # before any work, needed or not
     every_platform = options.platform == ALL_PLATFORMS
     try:
         wanted = Platform.parse(options.platform) if options.platform and not every_platform else Platform.host()

@@ -146,6 +146,52 @@ def visible_acis(directory: Path) -> dict[str, str]:
     return {str(p.relative_to(directory)): sha256_file(p) for p in sorted(directory.rglob("*.aci")) if p.is_file()}
 
 
+def aci_entries(path: Path) -> dict[str, tuple[object, ...]]:
+    """What an ACI holds, to explain why two differ: ``{"<image ID>": (sha512 of the
+    uncompressed tar,), NAME: (type, mode, uid, gid, size, mtime, link, pax headers,
+    sha256 of the content)}`` (the manifest's text under ``"<manifest>"``)."""
+    import gzip
+    import tarfile
+
+    entries: dict[str, tuple[object, ...]] = {}
+    image_id = hashlib.sha512()
+    with open(path, "rb") as raw, gzip.open(raw) as plain:
+        class _Hashing:
+            def read(self, n: int = -1) -> bytes:
+                data = plain.read(n)
+                image_id.update(data)
+                return data
+
+        with tarfile.open(fileobj=_Hashing(), mode="r|") as tar:  # type: ignore[call-overload]
+            for m in tar:
+                data = tar.extractfile(m).read() if m.isfile() else b""  # type: ignore[union-attr]
+                entries[m.name] = (m.type, oct(m.mode), m.uid, m.gid, m.size, m.mtime, m.linkname,
+                                   tuple(sorted(m.pax_headers.items())), hashlib.sha256(data).hexdigest()[:16])
+                if m.name == "manifest":
+                    entries["<manifest>"] = (data.decode(errors="replace"),)
+            while plain.read(1 << 20):
+                pass
+    entries["<image ID>"] = (image_id.hexdigest()[:32],)
+    return entries
+
+
+def assert_same_acis(got_dir: Path, expected_dir: Path) -> None:
+    """Assert that ``got_dir`` holds the same ACIs as ``expected_dir``, byte for byte; on a
+    difference, say which entries of each differing ACI differ (or that only the
+    compressed bytes do)."""
+    got, expected = visible_acis(got_dir), visible_acis(expected_dir)
+    if got == expected:
+        return
+    lines = [f"ACIs differ: got {sorted(got)}, expected {sorted(expected)}"]
+    for name in sorted(set(got) & set(expected)):
+        if got[name] != expected[name]:
+            a, b = aci_entries(expected_dir / name), aci_entries(got_dir / name)
+            diff = [f"  {k}: expected {a.get(k)}, got {b.get(k)}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+            lines.append(f"{name}: sha256 {got[name]} != {expected[name]}")
+            lines += diff or ["  same entries and image ID: only the compressed bytes differ"]
+    raise AssertionError("\n".join(lines))
+
+
 def temporaries(directory: Path) -> list[str]:
     """Temporary files the atomic writers use (``.docker2aci-*.tmp``, ``.NAME.link-PID``) under ``directory``."""
     return sorted(str(p.relative_to(directory)) for p in directory.rglob(".*")

@@ -41,6 +41,7 @@ from converters.rootfs import LayerTar, RootfsTree
 from docker2aci import cli, errors, layers
 from docker2aci.digest import Digest
 from docker2aci.layers import LayerBlob
+from docker2aci.sources.files import TarTree
 
 import hostilebuild as hb
 
@@ -318,6 +319,31 @@ def test_compressed_archive_spool_is_removed_after_a_layer_error(tmp_path: Path,
     archive.write_bytes(hb.gz(hb.docker_save([bad], config=hb.image_config([BASE]))))
     with pytest.raises(errors.DigestMismatch):
         convert(f"docker-archive:{archive}", tmp_path / "out")
+    assert listing(spool) == []
+
+
+def test_spools_have_no_name_while_they_are_read(tmp_path: Path, spool: Path) -> None:
+    """A layer's spool and a decompressed archive are files without a name (``O_TMPFILE``,
+    or unlinked at once): the temporary directory is empty while they are read, so a run
+    killed at any moment (``SIGKILL``: no cleanup runs) leaves nothing there.
+    ``test_crash.py`` kills real runs and looks at their ``TMPDIR``."""
+    blob = LayerBlob("L0", "", None, None, None, lambda: io.BytesIO(hb.gz(BASE)))
+    with layers.open_layers([blob], str(spool), None) as opened:
+        assert listing(spool) == []
+        [layer] = opened.tars
+        layer.file.seek(0)
+        assert layer.file.read() == BASE
+    plain = hb.docker_save([BASE])
+    with tarfile.open(fileobj=io.BytesIO(plain)) as tf:
+        expected = tf.extractfile("manifest.json").read()  # type: ignore[union-attr]
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(hb.gz(plain))
+    tree = TarTree(str(archive), "a.tar.gz", str(spool))
+    try:
+        assert listing(spool) == []
+        assert tree.read("manifest.json", 1 << 20) == expected
+    finally:
+        tree.close()
     assert listing(spool) == []
 
 

@@ -1,7 +1,8 @@
 """``docker-daemon:NAME[:TAG]``: an image of the local Docker Engine (``DOCKER_HOST`` honoured).
 
 The engine's export (``GET /images/{name}/get``, what ``docker save`` uses) is streamed
-in large chunks, with no read timeout, into a temporary file, which the ``docker save``
+in large chunks, with no read timeout, into a file without a name (freed even if the
+process is killed), which the ``docker save``
 reader then reads: the engine sends ``manifest.json`` last, so one pass is not possible
 (public case 39).
 """
@@ -9,11 +10,11 @@ reader then reads: the engine sends ``manifest.json`` last, so one pass is not p
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
-import tempfile
+from typing import BinaryIO
 
-from ..errors import ImageNotFound, InvalidReference, SourceError
+from ..atomic import anonymous_file, temp_dir_name
+from ..errors import ImageNotFound, InvalidReference, OutputError, SourceError
 from ..manifest import Platform
 from ..reference import ImageRef
 from .archive import DockerArchive
@@ -48,14 +49,10 @@ class DaemonSource:
                 self.ref = ImageRef.parse(name)
             except InvalidReference as err:
                 raise SourceError(self.display, str(err)) from err
-        self._spool = self._export(tmp_dir)
-        try:
-            self._archive = DockerArchive(TarTree(self._spool, self.display))
-        except BaseException:
-            os.unlink(self._spool)
-            raise
+        spool = self._export(tmp_dir)
+        self._archive = DockerArchive(TarTree(self.display, self.display, opened=spool))  # owns the spool now
 
-    def _export(self, tmp_dir: str | None) -> str:
+    def _export(self, tmp_dir: str | None) -> BinaryIO:
         import docker
         import docker.errors
 
@@ -63,23 +60,28 @@ class DaemonSource:
             client = docker.from_env(timeout=None)  # no read timeout on the export body
         except docker.errors.DockerException as err:
             raise SourceError(self.display, f"cannot reach the Docker Engine: {err}") from err
-        fd, path = tempfile.mkstemp(prefix="docker2aci-daemon-", suffix=".tar", dir=tmp_dir)
         try:
-            with os.fdopen(fd, "wb") as out:
-                for chunk in client.api.get_image(self.name, chunk_size=EXPORT_CHUNK):
-                    out.write(chunk)
+            spool = anonymous_file(tmp_dir)
+        except OSError as err:
+            client.close()
+            raise OutputError(f"creating a temporary file in {temp_dir_name(tmp_dir)} for the export of "
+                              f"{self.display}: {err}") from err
+        try:
+            for chunk in client.api.get_image(self.name, chunk_size=EXPORT_CHUNK):
+                spool.write(chunk)
+            spool.flush()
         except docker.errors.NotFound as err:
-            os.unlink(path)
+            spool.close()
             raise ImageNotFound(self.display, f"the engine has no image {self.name!r}") from err
         except (docker.errors.DockerException, OSError) as err:
-            os.unlink(path)
+            spool.close()
             raise SourceError(self.display, f"exporting from the Docker Engine: {err}") from err
         except BaseException:
-            os.unlink(path)
+            spool.close()
             raise
         finally:
             client.close()
-        return path
+        return spool
 
     def resolve(self, selector: str | None, platform: Platform) -> ResolvedImage:
         """See :meth:`ImageSource.resolve`; the image is named by the reference as typed."""
@@ -96,7 +98,3 @@ class DaemonSource:
 
     def close(self) -> None:
         self._archive.close()
-        try:
-            os.unlink(self._spool)
-        except FileNotFoundError:
-            pass

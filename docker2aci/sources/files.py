@@ -3,7 +3,7 @@
 Both readers refuse paths that leave their root (absolute, ``..``), follow at most a few
 symlinks and only inside the root, and hand out independent streams (safe to use from
 several threads). A compressed archive (``docker save | gzip``) is spooled once,
-decompressed, to a temporary file.
+decompressed, to a file without a name.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import io
 import os
 import stat
 import tarfile
-import tempfile
 from typing import BinaryIO, Protocol
 
 from converters.rootfs import open_tar
 from converters.tarpaths import EscapingPath, clean_member_name, join
 
-from ..errors import ImageNotFound, SourceError
+from ..atomic import anonymous_file, temp_dir_name
+from ..errors import ImageNotFound, OutputError, SourceError
 from ..layers import decompress_into, sniff_encoding
 from ..limits import read_at_most
 
@@ -104,13 +104,14 @@ class DirectoryTree(_BaseTree):
 
 
 class _Window(io.RawIOBase):
-    """``size`` bytes of a file from ``offset``, on its own file descriptor: a seekable
-    stream whose positions run from 0 to ``size`` (so a layer tar inside a ``docker save``
-    archive can be read in place, and never past its member)."""
+    """``size`` bytes of an open file from ``offset``, on a descriptor of its own (a
+    duplicate of ``fd``, read with positional reads, so windows never move each other): a
+    seekable stream whose positions run from 0 to ``size`` (so a layer tar inside a
+    ``docker save`` archive can be read in place, and never past its member)."""
 
-    def __init__(self, path: str, offset: int, size: int) -> None:
+    def __init__(self, fd: int, offset: int, size: int) -> None:
         super().__init__()
-        self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        self._fd = os.dup(fd)
         self._base = offset
         self._size = size
         self._pos = 0
@@ -148,8 +149,10 @@ class _Window(io.RawIOBase):
 class TarTree(_BaseTree):
     """Files inside a tar archive (``docker save``, oci-archive), read in place.
 
-    The archive's member index is read once. A compressed archive is first
-    decompressed into a temporary file, removed by :meth:`close`.
+    The archive is opened once and its member index read once; every stream handed out
+    reads the file opened then. A compressed archive is first decompressed into a file
+    without a name (:func:`~docker2aci.atomic.anonymous_file`), freed by :meth:`close`,
+    or by the kernel if the process is killed.
 
     Args:
         path: the archive.
@@ -158,6 +161,8 @@ class TarTree(_BaseTree):
             temporary directory).
         max_size: the most bytes a compressed archive may decompress to, counted while it
             streams (a decompression bomb stops there); ``None`` for no cap.
+        opened: the archive, already open (a spool without a name); the tree owns it from
+            now on, and ``path`` only names it.
 
     Raises (constructor):
         SourceError: the file is not a readable tar (or compressed tar).
@@ -165,20 +170,20 @@ class TarTree(_BaseTree):
         OutputError: the decompressed archive cannot be written (a full disk).
     """
 
-    def __init__(self, path: str, display: str, tmp_dir: str | None = None, max_size: int | None = None) -> None:
+    def __init__(self, path: str, display: str, tmp_dir: str | None = None, max_size: int | None = None,
+                 *, opened: BinaryIO | None = None) -> None:
         self.display = display
-        self._tmp_dir = tmp_dir
-        self._max_size = max_size
-        self._spool: str | None = None
         self.path = path
+        self._file: BinaryIO | None = opened
         try:
-            with open(path, "rb") as f:
-                head = f.read(512)
-            encoding = sniff_encoding(head, display)
+            if self._file is None:
+                self._file = open(path, "rb")  # noqa: SIM115 (closed by close())
+            encoding = sniff_encoding(os.pread(self._file.fileno(), 512, 0), display)
             if encoding not in ("tar", "empty"):
-                self.path = self._spool = self._decompress(path, encoding)
+                self._file = self._decompress(self._file, encoding, tmp_dir, max_size)
             self._members: dict[str, tarfile.TarInfo] = {}
-            with open(self.path, "rb") as f, open_tar(f) as tf:
+            size = os.fstat(self._file.fileno()).st_size
+            with io.BufferedReader(_Window(self._file.fileno(), 0, size), READ_BUFFER) as f, open_tar(f) as tf:
                 for member in tf:
                     try:
                         name = join(clean_member_name(member.name))
@@ -192,15 +197,23 @@ class TarTree(_BaseTree):
             self.close()
             raise
 
-    def _decompress(self, path: str, encoding: str) -> str:
-        fd, spool = tempfile.mkstemp(prefix="docker2aci-archive-", suffix=".tar", dir=self._tmp_dir)
-        os.close(fd)
-        try:
-            with open(spool, "wb") as out, open(path, "rb") as src:  # by name: errors say where
-                decompress_into(src, encoding, out, _NullHash(), self.display, self._max_size, "archive")
-        except BaseException:
-            os.unlink(spool)
-            raise
+    def _decompress(self, compressed: BinaryIO, encoding: str, tmp_dir: str | None,
+                    max_size: int | None) -> BinaryIO:
+        """Decompress the archive into a spool without a name; the compressed file is
+        closed either way."""
+        with compressed:
+            try:
+                spool = anonymous_file(tmp_dir)
+            except OSError as err:
+                raise OutputError(f"creating a temporary file in {temp_dir_name(tmp_dir)} to decompress "
+                                  f"{self.display}: {err}") from err
+            try:
+                compressed.seek(0)
+                decompress_into(compressed, encoding, spool, _NullHash(), self.display, max_size, "archive")
+                spool.flush()
+            except BaseException:
+                spool.close()
+                raise
         return spool
 
     def names(self) -> list[str]:
@@ -236,15 +249,16 @@ class TarTree(_BaseTree):
         member = self._member(path)
         if member is None:
             raise ImageNotFound(self.display, f"file {path!r} not found in the archive")
-        return io.BufferedReader(_Window(self.path, member.offset_data, member.size), READ_BUFFER)
+        if self._file is None:
+            raise ValueError(f"{self.display}: read after close")
+        return io.BufferedReader(_Window(self._file.fileno(), member.offset_data, member.size), READ_BUFFER)
 
     def close(self) -> None:
-        if self._spool:
-            try:
-                os.unlink(self._spool)
-            except FileNotFoundError:
-                pass
-            self._spool = None
+        """Close the archive (streams handed out stay readable: they have descriptors of
+        their own); a decompressed copy is freed."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 def _resolve_dots(display: str, member: str, target: str, path: str) -> str:
