@@ -7,8 +7,8 @@ Reads the layer bytes the source holds and SHA-256es them: every layer blob of t
 layout (gzip; checked against its file name, the digest), or, with ``--archive``, every
 layer tar of a docker-archive (uncompressed; checked against the config's diff IDs, as a
 converter of that archive must). Then reads a tar of the already-squashed root file system
-once, SHA-512ing it (the ACI's image ID) while gzipping it (isal, level 1, one compression
-thread) to ``OUT.gz``. No decompression of layers, no parsing of layer tars, no squashing:
+once, SHA-512ing it (the ACI's image ID) while gzipping it (isal, at docker2aci's default
+level with as many compression threads: ``docker2aci.compression``) to ``OUT.gz``. No decompression of layers, no parsing of layer tars, no squashing:
 a converter can only approach this time, not beat it. Prints the SHA-512.
 """
 
@@ -19,6 +19,8 @@ import sys
 import tarfile
 
 from isal import igzip_threaded
+
+from docker2aci.compression import GZIP_LEVEL, GZIP_THREADS
 
 CHUNK = 1 << 20
 
@@ -43,7 +45,8 @@ def main(out: str, squashed: str, *blobs: str) -> None:
             with open(blob, "rb") as f:
                 check(blob, f, os.path.basename(blob))
     image_id = hashlib.sha512()
-    with open(squashed, "rb") as src, igzip_threaded.open(out, "wb", compresslevel=1, threads=1) as dst:
+    with open(squashed, "rb") as src, igzip_threaded.open(out, "wb", compresslevel=GZIP_LEVEL,
+                                                                   threads=GZIP_THREADS) as dst:
         while chunk := src.read(CHUNK):
             image_id.update(chunk)
             dst.write(chunk)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import functools
+import hashlib
 import json
 import os
 import platform
@@ -209,7 +210,8 @@ def conversion_cases(image: Image, host: str, warm_cache: Path) -> list[Case]:
         Case(FLOOR, baseline=True, label="floor",
              argv=lambda w: [PY, str(REPO / "bench/floor.py"), str(w / "out/floor.tar.gz"), str(image.squashed),
                              *map(str, image.layer_blobs)],
-             note="bench/floor.py: no decompression, no tar parsing; isal gzip level 1, one thread"),
+             note="bench/floor.py: no decompression, no tar parsing; isal gzip at docker2aci's default level "
+                  "and threads"),
         Case(ARCHIVE_FLOOR, baseline=True, label="archive floor", own_floor=ARCHIVE_FLOOR,
              argv=lambda w: [PY, str(REPO / "bench/floor.py"), str(w / "out/floor.tar.gz"), str(image.squashed),
                              "--archive", str(image.archive)],
@@ -275,6 +277,62 @@ def prepare_run(image: Image, tmp: Path, stages: list[str]) -> tuple[Path, Path,
                      str(aci), "--exec", "/bin/echo hi"])
     fetched = _check_call([*D2A, "fetch", "--json", "--insecure-options=image", "--cache-dir", str(cache), str(aci)])
     return aci, cache, Path(json.loads(fetched.splitlines()[-1])["path"])
+
+
+REFGZIP_SOURCE = REPO / "bench/refgzip.go"
+PGZIP_SOURCE = Path("/usr/share/gocode/src/github.com/klauspost/pgzip")
+"""Debian's golang-github-klauspost-pgzip-dev: the gzip writer of the reference tool."""
+
+
+def build_refgzip() -> Path | str:
+    """The reference tool's gzip writer as a command (``bench/refgzip.go``: pgzip at its
+    default level, as appc/docker2aci 0.17.2 writes a squashed ACI), built with Debian's Go
+    and pgzip and cached; or why it cannot be built here."""
+    go = shutil.which("go")
+    if go is None or not PGZIP_SOURCE.is_dir():
+        return "Go or Debian's pgzip is not installed (bash scripts/setup.sh --bench)"
+    version = subprocess.run([go, "version"], check=False, capture_output=True, text=True).stdout
+    key = hashlib.sha256(REFGZIP_SOURCE.read_bytes() + version.encode()).hexdigest()[:16]
+    built = cache_root() / f"refgzip-{key}"
+    if not built.exists():
+        built.parent.mkdir(parents=True, exist_ok=True)
+        part = built.with_name(f".{built.name}.{os.getpid()}")
+        env = {**os.environ, "GO111MODULE": "off", "GOPATH": "/usr/share/gocode", "GOFLAGS": "",
+               "GOCACHE": str(cache_root() / "gocache")}
+        done = subprocess.run([go, "build", "-o", str(part), REFGZIP_SOURCE.name], cwd=REFGZIP_SOURCE.parent,
+                              env=env, check=False, capture_output=True, text=True)
+        if done.returncode != 0:
+            return f"building {REFGZIP_SOURCE.name} failed: {done.stderr.strip()[-500:]}"
+        os.replace(part, built)
+    return built
+
+
+def reference_gzip_size(aci: Path, refgzip: Path) -> int:
+    """Bytes the reference tool's gzip writer makes of the ACI's own uncompressed tar."""
+    unzip = subprocess.Popen(["gzip", "-dc", str(aci)], stdout=subprocess.PIPE)
+    ref = subprocess.Popen([str(refgzip)], stdin=unzip.stdout, stdout=subprocess.PIPE)
+    assert unzip.stdout is not None and ref.stdout is not None
+    unzip.stdout.close()  # ref holds it now
+    size = 0
+    while chunk := ref.stdout.read(1 << 20):
+        size += len(chunk)
+    if ref.wait() != 0 or unzip.wait() != 0:
+        raise BenchError(f"gzip -dc {aci} | {refgzip} failed")
+    return size
+
+
+def size_report(aci: Path) -> tuple[dict | None, str]:
+    """The ACI's size against the reference tool's compressor on the same tar (``None``
+    when that cannot be built here), and a line for the report."""
+    refgzip = build_refgzip()
+    ours = aci.stat().st_size
+    if isinstance(refgzip, str):
+        return None, f"size: the ACI is {ours / 1e6:.2f} MB; no reference size: {refgzip}"
+    theirs = reference_gzip_size(aci, refgzip)
+    ratio = ours / theirs
+    return ({"aci_bytes": ours, "reference_gzip_bytes": theirs, "ratio": round(ratio, 3)},
+            f"size: the ACI (default options) is {ours / 1e6:.2f} MB; the reference tool's gzip writer (pgzip, "
+            f"default level) makes {theirs / 1e6:.2f} MB of the same tar: {ratio:.3f} × (target ≤ 1.05 ×)")
 
 
 def isolated_skip_reason() -> str | None:
@@ -466,7 +524,10 @@ def _bench(args: argparse.Namespace) -> int:
                 _check_call([*D2A, "--cache-dir", str(warm), "--output-dir", str(tmp), "--insecure-allow-http",
                              f"docker://{registry.host}/{REPO_NAME}"])
                 cases = conversion_cases(image, registry.host, warm)
-                cases += run_cases(*prepare_run(image, tmp, stages), stages)
+                prepared = prepare_run(image, tmp, stages)
+                size, size_line = size_report(prepared[0])
+                notes.append(size_line)
+                cases += run_cases(*prepared, stages)
                 if large is not None:
                     cases.append(Case("large (2 GiB random) archive -> ACI", _d2a(f"docker-archive:{large}"),
                                       floor=False, note="peak RSS should stay that of 'archive -> ACI'"))
@@ -495,6 +556,7 @@ def _bench(args: argparse.Namespace) -> int:
               f"load average {machine['load_avg_at_start'][0]:.1f} at start, {os.getloadavg()[0]:.1f} at end")
     print(header + "\n\n" + table(results) + "".join(f"\nnote: {n}" for n in notes))
     report = {"machine": machine, "load_avg_at_end": os.getloadavg(), "runs": args.runs, "notes": notes, "cases": results,
+              "size": size,
               "image": {**image.stats, "path": str(image.path), "ready_s": image_ready_s, "registry_push_s": push_s}}
     if large is not None:
         report["large_image"] = json.loads((large.parent / "stats.json").read_text())

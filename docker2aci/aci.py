@@ -6,10 +6,11 @@ no file name), into a temporary file in the output directory that is renamed int
 only when complete. Same input → byte-identical file.
 
 The tar is written on the calling thread and hashed in a second (hashlib releases the
-GIL). gzip levels 0-3 use ISA-L (``isal.igzip_threaded``), which compresses in a third
-thread (ISA-L releases the GIL too), in 1 MiB blocks each primed with the previous 32 KiB
-(as pigz does), about ten times zlib's speed at level 6 for 5-8 % more bytes. Levels 4-9
-use zlib (smaller, much slower).
+GIL). gzip levels 0-3 use ISA-L (``isal.igzip_threaded``), which compresses in
+:data:`~docker2aci.compression.GZIP_THREADS` more threads (ISA-L releases the GIL too),
+in 1 MiB blocks each primed with the previous 32 KiB (as pigz and the reference tool's
+pgzip do): at the default level 3, about five times zlib's speed at level 6 for 10 % more
+bytes. Levels 4-9 use zlib (smaller, much slower).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from converters.rootfs import fixed_header
 from converters.tarwriter import TarWriter
 
 from .atomic import atomic_file
-from .compression import GZIP_LEVEL, ISAL_LEVELS, Compression, check_level
+from .compression import GZIP_LEVEL, GZIP_THREADS, ISAL_LEVELS, Compression, check_level
 from .errors import OutputError
 
 BLOCK = 1 << 20
@@ -117,7 +118,7 @@ class _HashingWriter:
 def _gzip_writer(raw: IO[bytes], level: int) -> IO[bytes]:
     """A gzip stream into ``raw`` (not closing it) with mtime 0 and no file name."""
     if level in ISAL_LEVELS:
-        return igzip_threaded.open(raw, "wb", compresslevel=level, threads=1)  # type: ignore[no-any-return]
+        return igzip_threaded.open(raw, "wb", compresslevel=level, threads=GZIP_THREADS)  # type: ignore[no-any-return]
     return gzip.GzipFile(filename="", mode="wb", compresslevel=level, fileobj=raw, mtime=0)
 
 

@@ -46,7 +46,7 @@ def output_flags(p: argparse.ArgumentParser) -> None:
     flag(p, "compression", default="gzip", choices=[c.value for c in Compression],
          help="Type of compression to use; allowed values: gzip, none, xz, bzip2 (the appc set)")
     flag(p, "compression-level", type=int, default=GZIP_LEVEL, metavar="N",
-         help="gzip level: 0-3 ISA-L, fast (default 1); 4-9 zlib, smaller and several times slower")
+         help=f"gzip level: 0-3 ISA-L, fast (default {GZIP_LEVEL}); 4-9 zlib, smaller and several times slower")
     flag(p, "output-dir", default=".", metavar="DIR", help="Where to write the ACI (default: .)")
 
 

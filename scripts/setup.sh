@@ -2,6 +2,7 @@
 # Installs everything docker2aci and its tests need on Debian 12 (run as root or with sudo):
 # the real container tools the tests use (umoci, skopeo, busybox-static, actool from
 # appc-spec, ...) and a virtual environment in .venv with the project installed.
+# With --bench, also what the benchmark's size reference needs (Go and pgzip).
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,10 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(umoci skopeo busybox-static appc-spec tar gzip zstd xz-utils bzip2 attr ca-certificates
               docker-registry apache2-utils openssl docker.io runc debootstrap pigz fish zsh gnupg
               gcc libc6-dev python3-dev)  # the last three build the C tar-header codec (optional)
+if [ "${1:-}" = "--bench" ]; then
+  # the benchmark's size reference: the reference tool's gzip writer (bench/refgzip.go)
+  APT_PACKAGES+=(golang-go golang-github-klauspost-pgzip-dev)
+fi
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

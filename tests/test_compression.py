@@ -1,5 +1,5 @@
 """Output compressions (the appc set: gzip, xz, bzip2, none) and gzip levels (ISA-L 0-3,
-the default 1, zlib 4-9) give the same image (the same uncompressed tar, so the same image
+the default 3, zlib 4-9) give the same image (the same uncompressed tar, so the same image
 ID), deterministic bytes, files that GNU gzip / xz / bzip2, actool and our own renderer
 read, and smaller files at higher levels; a bad level is a usage error."""
 
@@ -80,6 +80,22 @@ def test_each_level_is_deterministic(tmp_path: Path, outputs: dict[str, tuple[st
     for kind in ("xz", "bzip2"):
         again = convert(f"oci-archive:{ARCHIVE}", tmp_path / kind, compression=Compression(kind))
         assert Path(again.path).read_bytes() == outputs[kind][1]
+
+
+def test_the_default_is_isal_level_3_and_its_bytes_do_not_depend_on_the_threads(
+        tmp_path: Path, outputs: dict[str, tuple[str, bytes]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default level is ISA-L's smallest (the size target against the reference tool's
+    pgzip), compressed by GZIP_THREADS threads; one thread writes the same bytes (each
+    block is compressed on its own, primed with the one before)."""
+    from docker2aci import aci, compression
+
+    assert compression.GZIP_LEVEL == 3 and compression.GZIP_THREADS == 2
+    default = convert(f"oci-archive:{ARCHIVE}", tmp_path / "default")
+    assert Path(default.path).read_bytes() == outputs["3"][1]
+    assert len(outputs["none"][1]) > 1 << 20, "two 1 MiB blocks at least, or the threads have nothing to share"
+    monkeypatch.setattr(aci, "GZIP_THREADS", 1)
+    one = convert(f"oci-archive:{ARCHIVE}", tmp_path / "one-thread")
+    assert Path(one.path).read_bytes() == outputs["3"][1]
 
 
 def test_a_bad_level_is_a_usage_error(tmp_path: Path) -> None:
