@@ -5,8 +5,8 @@ the hash of the *uncompressed* tar) and, optionally, gzip with a fixed header (m
 no file name), into a temporary file in the output directory that is renamed into place
 only when complete. Same input → byte-identical file.
 
-The tar is written on the calling thread and hashed in a second (hashlib releases the
-GIL). gzip levels 0-3 use ISA-L (``isal.igzip_threaded``), which compresses in
+The tar is written on the calling thread, and hashed and handed to the compressor by a
+second (hashlib releases the GIL). gzip levels 0-3 use ISA-L (``isal.igzip_threaded``), which compresses in
 :data:`~docker2aci.compression.GZIP_THREADS` more threads (ISA-L releases the GIL too),
 in 1 MiB blocks each primed with the previous 32 KiB (as pigz and the reference tool's
 pgzip do): at the default level 3, about five times zlib's speed at level 6 for 10 % more
@@ -21,9 +21,7 @@ import gzip
 import hashlib
 import io
 import lzma
-import queue
 import tarfile
-import threading
 from typing import IO, Callable, Protocol
 
 from isal import igzip_threaded
@@ -34,11 +32,12 @@ from converters.tarwriter import TarWriter
 from .atomic import atomic_file
 from .compression import GZIP_LEVEL, GZIP_THREADS, ISAL_LEVELS, Compression, check_level
 from .errors import OutputError
+from .writebehind import WriteBehind
 
 BLOCK = 1 << 20
 """The tar goes to the compressor and the image-ID hash in blocks of this many bytes."""
 HASH_QUEUE = 8
-"""Blocks waiting for the image-ID hash at most (bounds memory: 8 MiB)."""
+"""Blocks waiting for the image-ID hash and the compressor at most (bounds memory: 8 MiB)."""
 
 
 class RootfsWriter(Protocol):
@@ -49,25 +48,25 @@ class RootfsWriter(Protocol):
 
 class _HashingWriter:
     """A write-only stream that cuts what is written into :data:`BLOCK`-byte blocks and
-    hands each to ``inner`` and to a SHA-512 running in a thread of its own (hashlib
-    releases the GIL), so the image ID costs the writing thread only a queue put.
+    hands each to a :class:`~docker2aci.writebehind.WriteBehind` thread, which adds it to
+    the SHA-512 (the image ID) and writes it to ``inner``: the writing thread only queues.
+
+    ``inner`` (the compressor) is written by that thread alone. ISA-L's threaded writer,
+    interrupted inside a ``write`` that waits for a compression thread, is left out of
+    step and its ``close`` waits forever; ``KeyboardInterrupt`` reaches the main thread
+    only, so here it interrupts a queue put of ours instead.
 
     Call :meth:`hexdigest` once everything is written, or :meth:`abandon` on an error.
+    Errors of ``inner.write`` (``OSError`` of a full disk) are raised as they are, at the
+    next write or at :meth:`hexdigest`.
     """
 
     def __init__(self, inner: IO[bytes]) -> None:
-        self.inner = inner
         self.offset = 0
         self._block = bytearray(BLOCK)  # filled up to _fill, then handed on as one bytes copy
         self._fill = 0
         self._hash = hashlib.sha512()
-        self._queue: queue.Queue[bytes | None] = queue.Queue(HASH_QUEUE)
-        self._thread = threading.Thread(target=self._run, name="docker2aci-image-id", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (block := self._queue.get()) is not None:
-            self._hash.update(block)
+        self._behind = WriteBehind(self._hash.update, inner.write, HASH_QUEUE, name="docker2aci-image-id")
 
     def write(self, data: bytes | memoryview) -> int:
         view = data if type(data) is bytes else memoryview(data).cast("B")
@@ -94,25 +93,23 @@ class _HashingWriter:
         depend on how the tar was written."""
         block = bytes(memoryview(self._block)[:self._fill])
         self._fill = 0
-        self._queue.put(block)
-        self.inner.write(block)
+        self._behind.put(block)
 
     def tell(self) -> int:
         return self.offset
 
     def hexdigest(self) -> str:
-        """Write out the last block; the SHA-512 of everything written (hex)."""
+        """Write out the last block, wait until every block is written; the SHA-512 of
+        everything written (hex)."""
         if self._fill:
             self._emit()
-        self._queue.put(None)
-        self._thread.join()
+        self._behind.finish()
         return self._hash.hexdigest()
 
     def abandon(self) -> None:
-        """Stop the hashing thread without a result."""
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
+        """Stop the thread without writing what is still queued (safe after
+        :meth:`hexdigest`)."""
+        self._behind.abandon()
 
 
 def _gzip_writer(raw: IO[bytes], level: int) -> IO[bytes]:

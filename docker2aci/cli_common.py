@@ -95,7 +95,7 @@ def convert_options(args: argparse.Namespace, **fixed: object) -> ConvertOptions
     from .pipeline import ConvertOptions
 
     values: dict[str, object] = {
-        "image": args.select, "platform": args.platform, "tmp_dir": args.tmp_dir, "creds": args.creds,
+        "image": args.select, "platform": args.platform, "tmp_dir": args.tmp_dir or None, "creds": args.creds,
         "cert_dir": args.cert_dir, "insecure_skip_verify": args.insecure_skip_verify,
         "insecure_allow_http": args.insecure_allow_http, "cache_dir": args.cache_dir,
         "use_cache": not args.no_cache, "sign_key": args.sign, "sign_passphrase_file": args.sign_passphrase_file,

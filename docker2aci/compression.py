@@ -9,9 +9,10 @@ import enum
 
 GZIP_LEVEL = 3
 """Default gzip level: ISA-L's level 3, its smallest (see :data:`ISAL_LEVELS`). Of the
-benchmark image's 149 MB tar it makes 57.6 MB, 1.04 × what the reference tool's
-compressor (``klauspost/pgzip`` at its default level) makes of the same tar; level 1
-makes 59.5 MB (1.08 ×) in half the CPU time (``docs/performance.md``, "Size")."""
+benchmark image's ACI (a 149 MB tar uncompressed) it makes 57.6 MB, 1.04 × what the
+reference tool's compressor (``klauspost/pgzip`` at its default level) makes of the same
+tar; level 1 makes 59.5 MB (1.08 ×) in half the CPU time (``docs/performance.md``, "Why
+level 3")."""
 GZIP_THREADS = 2
 """ISA-L compression threads (levels 0-3). Each 1 MiB block is compressed on its own,
 primed with the previous 32 KiB, so the bytes do not depend on the number of threads;

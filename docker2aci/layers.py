@@ -20,8 +20,6 @@ import io
 import logging
 import lzma
 import tarfile
-import queue
-import threading
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -47,6 +45,7 @@ from .layerblob import LayerBlob
 from .limits import DEFAULT_MAX_LAYER_BYTES
 from .mediatypes import layer_encoding
 from .verify import VerifyingReader
+from .writebehind import WriteBehind
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +143,7 @@ def decompress_into(stream: BinaryIO, encoding: str, out: IO[bytes], hasher: obj
 
     Memory stays bounded, whatever the compression ratio, by ``WRITE_BEHIND_CHUNKS + 2``
     chunks of :data:`CHUNK` bytes (the plain bytes are hashed and written by a thread of
-    their own, :class:`_WriteBehind`), and ``out``
+    their own, a :class:`~docker2aci.writebehind.WriteBehind`), and ``out``
     never receives more than ``limit`` bytes: the chunk that would pass it is refused
     before it is written. Concatenated members (gzip, bzip2, xz) are read in turn; zero
     padding after the last is accepted.
@@ -164,7 +163,15 @@ def decompress_into(stream: BinaryIO, encoding: str, out: IO[bytes], hasher: obj
         OutputError: ``out`` cannot be written (a full disk).
     """
     written = 0
-    behind = _WriteBehind(hasher, out, what, kind)
+
+    def output_error(err: BaseException) -> BaseException:
+        if not isinstance(err, OSError):
+            return err
+        where = getattr(out, "name", None)
+        into = f" into {where}" if isinstance(where, str) else ""
+        return OutputError(f"{what}: writing the uncompressed {kind}{into}: {err.strerror or err}")
+
+    behind = WriteBehind(hasher.update, out.write, WRITE_BEHIND_CHUNKS, output_error)  # type: ignore[attr-defined]
 
     def emit(data: bytes) -> None:
         nonlocal written
@@ -181,74 +188,6 @@ def decompress_into(stream: BinaryIO, encoding: str, out: IO[bytes], hasher: obj
         if isinstance(err, Exception):
             behind.raise_error()  # a write that failed on an earlier chunk is the first error
         raise
-
-
-class _WriteBehind:
-    """The last stage of :func:`decompress_into`, in a thread of its own: hashes the plain
-    bytes and writes them to ``out`` while the caller's thread reads and decompresses the
-    next ones (hashlib, file writes and ISA-L all release the GIL), so one large layer keeps
-    two cores busy. At most :data:`WRITE_BEHIND_CHUNKS` chunks wait, one is being written
-    and the caller holds one (bounded memory); the bytes reach ``out`` in order.
-
-    Raises (from :meth:`put`, :meth:`finish` and :meth:`raise_error`):
-        OutputError: ``out`` cannot be written (a full disk).
-    """
-
-    def __init__(self, hasher: object, out: IO[bytes], what: str, kind: str) -> None:
-        self._update = hasher.update  # type: ignore[attr-defined]
-        self._out = out
-        self._what, self._kind = what, kind
-        self._queue: queue.Queue[bytes | None] = queue.Queue(WRITE_BEHIND_CHUNKS)
-        self._error: BaseException | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="docker2aci-write-behind", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (data := self._queue.get()) is not None:
-            if self._error is not None or self._stop.is_set():
-                continue  # drain: the caller learns of an error at its next put or at finish
-            try:
-                self._update(data)
-                self._out.write(data)
-            except BaseException as err:  # noqa: BLE001 - handed to the caller's thread
-                self._error = err
-
-    def put(self, data: bytes) -> None:
-        """Queue ``data`` (a bytes object nobody changes afterwards)."""
-        self.raise_error()
-        self._queue.put(data)
-
-    def finish(self) -> None:
-        """Wait until everything queued is hashed and written."""
-        self._queue.put(None)
-        self._thread.join()
-        self.raise_error()
-
-    def abandon(self) -> None:
-        """Stop without writing what is still queued, and wait for the thread; never
-        blocks on the queue, so an interrupt cannot leave the thread waiting for more."""
-        self._stop.set()
-        while True:
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                break
-        self._queue.put_nowait(None)  # just emptied, and only the caller's thread puts
-        self._thread.join()
-
-    def raise_error(self) -> None:
-        """Raise what writing an earlier chunk met, if anything (as :class:`OutputError`
-        for an ``OSError``)."""
-        err = self._error
-        if err is None:
-            return
-        if isinstance(err, OSError):
-            where = getattr(self._out, "name", None)
-            into = f" into {where}" if isinstance(where, str) else ""
-            raise OutputError(f"{self._what}: writing the uncompressed {self._kind}{into}: "
-                              f"{err.strerror or err}") from err
-        raise err
 
 
 def _decompress(stream: BinaryIO, encoding: str, emit: Callable[[bytes], None], what: str) -> None:

@@ -12,13 +12,14 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
 import docker2aci
-from docker2aci.errors import ImageNotFound
+from docker2aci.errors import ImageNotFound, OutputError
 from runner.linux import root_is_mount_point
+from test_resources import tmpfs  # noqa: F401 (a fixture)
 
 SHARED_IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "images"
 EXAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "example-manifest-oci-archive.json"
@@ -80,8 +81,10 @@ def dockerd() -> Iterator[str]:
 def test_daemon_image_converts_like_the_archive(dockerd: str, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", dockerd)
+    spool = tmp_path / "spool"
+    spool.mkdir()
     [aci] = docker2aci.convert("docker-daemon:test/busybox:latest",
-                               docker2aci.ConvertOptions(output_dir=str(tmp_path / "daemon")))
+                               docker2aci.ConvertOptions(output_dir=str(tmp_path / "daemon"), tmp_dir=str(spool)))
     [from_archive] = docker2aci.convert(str(SHARED_IMAGES / "img.tar"),
                                         docker2aci.ConvertOptions(output_dir=str(tmp_path / "archive")))
     expected = json.loads(EXAMPLE.read_text())
@@ -93,7 +96,21 @@ def test_daemon_image_converts_like_the_archive(dockerd: str, tmp_path: Path,
     from test_shared_images import read_aci
 
     assert read_aci(aci.path)[1] == read_aci(from_archive.path)[1]
-    assert not list(Path(tempfile.gettempdir()).glob("docker2aci-daemon-*"))
+    assert list(spool.iterdir()) == []  # the export was spooled there, in a file without a name
+
+
+def test_a_full_tmp_dir_under_the_export_is_an_output_error_naming_it(
+        dockerd: str, tmpfs: Callable[[str, str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine's export (about 2 MB) spooled into a full --tmp-dir: an OutputError that
+    names the directory (not a source error), and nothing left there."""
+    monkeypatch.setenv("DOCKER_HOST", dockerd)
+    spool = tmpfs("spool", "256k")
+    with pytest.raises(OutputError, match=f"spooling the export of docker-daemon:test/busybox:latest into {spool}: "
+                                          "No space left on device"):
+        docker2aci.convert("docker-daemon:test/busybox:latest",
+                           docker2aci.ConvertOptions(output_dir=str(tmp_path / "out"), tmp_dir=str(spool)))
+    assert list(spool.iterdir()) == []
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
 
 
 def test_daemon_reference_is_kept_as_typed(dockerd: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

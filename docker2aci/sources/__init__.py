@@ -100,7 +100,8 @@ def _oci_archive(path: str, display: str, remote: RemoteOptions) -> ImageSource:
     from .files import TarTree
     from .oci_layout import OciLayout
 
-    return OciLayout(TarTree(path, display, remote.tmp_dir, remote.max_spool_size), _base_repository(path))
+    base = _base_repository(path)  # first: a name it refuses leaves no archive open
+    return OciLayout(TarTree(path, display, remote.tmp_dir, remote.max_spool_size), base)
 
 
 def _sniffed(path: str, display: str, remote: RemoteOptions) -> ImageSource:

@@ -68,8 +68,8 @@ class DaemonSource:
                               f"{self.display}: {err}") from err
         try:
             for chunk in client.api.get_image(self.name, chunk_size=EXPORT_CHUNK):
-                spool.write(chunk)
-            spool.flush()
+                _write(spool, chunk, tmp_dir, self.display)
+            _write(spool, b"", tmp_dir, self.display)  # flushes
         except docker.errors.NotFound as err:
             spool.close()
             raise ImageNotFound(self.display, f"the engine has no image {self.name!r}") from err
@@ -98,3 +98,19 @@ class DaemonSource:
 
     def close(self) -> None:
         self._archive.close()
+
+
+def _write(spool: BinaryIO, data: bytes, tmp_dir: str | None, display: str) -> None:
+    """Write (``b""``: flush) the export into its spool.
+
+    Raises:
+        OutputError: naming the directory (a full disk).
+    """
+    try:
+        if data:
+            spool.write(data)
+        else:
+            spool.flush()
+    except OSError as err:
+        raise OutputError(f"spooling the export of {display} into {temp_dir_name(tmp_dir)}: "
+                          f"{err.strerror or err}") from err

@@ -210,7 +210,11 @@ class TarTree(_BaseTree):
             try:
                 compressed.seek(0)
                 decompress_into(compressed, encoding, spool, _NullHash(), self.display, max_size, "archive")
-                spool.flush()
+                try:
+                    spool.flush()
+                except OSError as err:
+                    raise OutputError(f"{self.display}: writing the uncompressed archive into {spool.name}: "
+                                      f"{err.strerror or err}") from err
             except BaseException:
                 spool.close()
                 raise
