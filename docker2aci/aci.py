@@ -22,7 +22,7 @@ import hashlib
 import io
 import lzma
 import tarfile
-from typing import IO, Callable, Protocol
+from typing import IO, Any, Callable, Protocol
 
 from isal import igzip_threaded
 
@@ -112,6 +112,22 @@ class _HashingWriter:
         self._behind.abandon()
 
 
+class _FileHashing:
+    """The ACI file as the compressor sees it: each write also updates ``file_hash``
+    (the conversion cache records the file's SHA-256, taken here instead of by a second
+    read). Written by one thread at a time: the compressor's."""
+
+    def __init__(self, raw: IO[bytes], file_hash: Any) -> None:
+        self._raw, self._update = raw, file_hash.update
+
+    def write(self, data: bytes | memoryview) -> int:
+        self._update(data)
+        return self._raw.write(data)
+
+    def flush(self) -> None:
+        self._raw.flush()
+
+
 def _gzip_writer(raw: IO[bytes], level: int) -> IO[bytes]:
     """A gzip stream into ``raw`` (not closing it) with mtime 0 and no file name."""
     if level in ISAL_LEVELS:
@@ -133,7 +149,8 @@ def _compressor(raw: IO[bytes], compression: Compression, level: int) -> IO[byte
 
 
 def write_aci(path: str, manifest: bytes, rootfs: RootfsWriter, compression: Compression,
-              level: int = GZIP_LEVEL, before_publish: Callable[[], None] | None = None) -> str:
+              level: int = GZIP_LEVEL, before_publish: Callable[[], None] | None = None,
+              file_hash: Any = None) -> str:
     """Write an ACI atomically.
 
     Args:
@@ -146,6 +163,8 @@ def write_aci(path: str, manifest: bytes, rootfs: RootfsWriter, compression: Com
         before_publish: called once the file is complete and before it is renamed into
             place; whatever it raises stops the write, and nothing is left behind (the
             pipeline waits there for the digest checks of layers read in place).
+        file_hash: a hashlib object updated with the file's bytes as they are written
+            (its SHA-256 for the conversion cache, without reading the file again).
 
     Returns:
         the image ID, ``sha512-`` + 128 hex of the uncompressed tar.
@@ -156,8 +175,9 @@ def write_aci(path: str, manifest: bytes, rootfs: RootfsWriter, compression: Com
     """
     try:
         with atomic_file(path, 0o644, sync_ahead=True) as (_, raw):
-            gz = _compressor(raw, compression, check_level(level))
-            hashing = _HashingWriter(gz if gz is not None else raw)
+            out: IO[bytes] = raw if file_hash is None else _FileHashing(raw, file_hash)  # type: ignore[assignment]
+            gz = _compressor(out, compression, check_level(level))
+            hashing = _HashingWriter(gz if gz is not None else out)
             try:
                 with TarWriter(hashing) as tar:  # tarfile's PAX bytes, without its per-member list
                     entry = fixed_header("manifest", tarfile.REGTYPE, 0o644)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import hashlib
 import json
 import logging
 import os
@@ -410,9 +411,12 @@ def _write_image(display: str, resolved: ResolvedImage, wanted: Platform, option
                 for w in hit.record.get("warnings", ()):
                     log.warning("%s: %s", display, w)
                 return _from_record(path, hit.record)
-        converted = _convert_layers(display, resolved, config, blobs, os_arch, path, options, progress, warnings)
+        file_hash = hashlib.sha256()
+        converted = _convert_layers(display, resolved, config, blobs, os_arch, path, options, progress, warnings,
+                                    file_hash)
         try:
-            cache.put(key, path, {k: v for k, v in dataclasses.asdict(converted).items() if k != "path"})
+            cache.put(key, path, {k: v for k, v in dataclasses.asdict(converted).items() if k != "path"},
+                      aci_sha256=file_hash.hexdigest())
         except OutputError as err:
             log.warning("%s: not cached: %s", display, err)
         return converted
@@ -420,8 +424,9 @@ def _write_image(display: str, resolved: ResolvedImage, wanted: Platform, option
 
 def _convert_layers(display: str, resolved: ResolvedImage, config: ImageConfig, blobs: list[LayerBlob],
                     os_arch: tuple[str, str], path: str, options: ConvertOptions,
-                    progress: ProgressHook | None, warnings: list[str]) -> ConvertedACI:
-    """Read the layers, squash them, translate the config and write the ACI at ``path``."""
+                    progress: ProgressHook | None, warnings: list[str], file_hash: Any = None) -> ConvertedACI:
+    """Read the layers, squash them, translate the config and write the ACI at ``path``
+    (``file_hash``, a hashlib object, is updated with the file's bytes as written)."""
     # The converter stages are imported only here: a warm re-conversion never loads them
     from converters.manifest import manifest_bytes
     from converters.rootfs import RootfsTree
@@ -442,7 +447,7 @@ def _convert_layers(display: str, resolved: ResolvedImage, config: ImageConfig, 
             naming = _naming(resolved, options.ac_name)
             manifest = image_manifest(display, tree, config, naming, os_arch, warnings)
             image_id = write_aci(path, manifest_bytes(manifest), tree, options.compression,
-                                 options.compression_level, before_publish=layers.verified)
+                                 options.compression_level, before_publish=layers.verified, file_hash=file_hash)
     for w in warnings:
         log.warning("%s: %s", display, w)
     return _converted(path, image_id, manifest, naming.manifest_hash, warnings)

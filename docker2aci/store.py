@@ -284,18 +284,19 @@ class ConversionCache:
             return None
         return CachedConversion(aci, record)
 
-    def put(self, key: str, aci_path: str, record: dict[str, Any]) -> None:
+    def put(self, key: str, aci_path: str, record: dict[str, Any], aci_sha256: str | None = None) -> None:
         """Keep a converted ACI and its record, adding the ACI's sha256 (the ACI first, the
         record last, so a record is only ever visible with its ACI). The ACI is kept as a
         hard link to the file written (it was synced when written; no copy), or as a copy
         on another file system: as with :func:`publish_copy`, a later change to the output
-        in place is found by the next check. Failures are not fatal to the conversion that
-        produced them and are raised as ``OutputError``."""
+        in place is found by the next check. ``aci_sha256`` (hex), when the writer hashed
+        the file as it wrote it, spares reading a linked file again. Failures are not fatal
+        to the conversion that produced them and are raised as ``OutputError``."""
         try:
             _private_dirs(self.dir)
             cached = os.path.join(self.dir, f"{key}.aci")
             if _link_into_place(aci_path, cached):
-                digest = Digest.of_file(cached).hex
+                digest = aci_sha256 or Digest.of_file(cached).hex
             else:
                 digest = _atomic_copy(aci_path, cached, mode=0o600)
             with atomic_file(os.path.join(self.dir, f"{key}.json"), 0o600) as (_, f):

@@ -391,8 +391,25 @@ def test_a_warm_conversion_trusts_the_stamp_of_a_cached_aci_it_has_hashed(fault_
         f.seek(100)
         f.write(b"\xff")
     third = convert(ref, tmp_path)
-    assert hashed == [str(cached)] * 3  # the check that finds it damaged, and the new conversion's, kept
+    assert hashed == [str(cached)] * 2  # the check that finds it damaged; the new conversion hashed as it wrote
     assert Path(third.path).read_bytes() == good and third.image_id == first.image_id
+
+
+@pytest.mark.parametrize("compression", ["gzip", "none"])
+def test_a_conversion_records_the_sha256_of_its_aci_taken_while_writing_it(
+        fault_proxy: FaultProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compression: str) -> None:
+    """The conversion cache's record holds the ACI file's SHA-256, computed as the file
+    was written (no second read of the file)."""
+    from docker2aci import store
+    from docker2aci.compression import Compression
+
+    def no_read(path: str, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"{path} read again to hash it")
+
+    monkeypatch.setattr(store.Digest, "of_file", staticmethod(no_read))
+    aci = convert(f"docker://{fault_proxy.host}/test/busybox:oci", tmp_path, compression=Compression(compression))
+    [record] = (tmp_path / "cache" / "conversions").glob("*.json")
+    assert json.loads(record.read_text())["aci_sha256"] == hashlib.sha256(Path(aci.path).read_bytes()).hexdigest()
 
 
 def test_a_fresh_cached_aci_gets_no_stamp(fault_proxy: FaultProxy, tmp_path: Path) -> None:
