@@ -57,16 +57,23 @@ class _HashingWriter:
     only, so here it interrupts a queue put of ours instead.
 
     Call :meth:`hexdigest` once everything is written, or :meth:`abandon` on an error.
-    Errors of ``inner.write`` (``OSError`` of a full disk) are raised as they are, at the
-    next write or at :meth:`hexdigest`.
+    An ``OSError`` of ``inner.write`` (a full disk) is raised as an ``OutputError`` naming
+    ``path``, at the next write, at :meth:`hexdigest` or by :meth:`raise_error`.
     """
 
-    def __init__(self, inner: IO[bytes]) -> None:
+    def __init__(self, inner: IO[bytes], path: str = "the ACI") -> None:
         self.offset = 0
         self._block = bytearray(BLOCK)  # filled up to _fill, then handed on as one bytes copy
         self._fill = 0
         self._hash = hashlib.sha512()
-        self._behind = WriteBehind(self._hash.update, inner.write, HASH_QUEUE, name="docker2aci-image-id")
+
+        def output_error(err: BaseException) -> BaseException:
+            # not an OSError: the squash reports an OSError met while copying a layer's
+            # data as that layer's fault, and a full disk is not
+            return OutputError(f"writing {path}: {err}") if isinstance(err, OSError) else err
+
+        self._behind = WriteBehind(self._hash.update, inner.write, HASH_QUEUE, output_error,
+                                   name="docker2aci-image-id")
 
     def write(self, data: bytes | memoryview) -> int:
         view = data if type(data) is bytes else memoryview(data).cast("B")
@@ -108,8 +115,12 @@ class _HashingWriter:
 
     def abandon(self) -> None:
         """Stop the thread without writing what is still queued (safe after
-        :meth:`hexdigest`)."""
+        :meth:`hexdigest`, and again)."""
         self._behind.abandon()
+
+    def raise_error(self) -> None:
+        """Raise what writing a block met, if anything (see the class)."""
+        self._behind.raise_error()
 
 
 class _FileHashing:
@@ -177,7 +188,7 @@ def write_aci(path: str, manifest: bytes, rootfs: RootfsWriter, compression: Com
         with atomic_file(path, 0o644, sync_ahead=True) as (_, raw):
             out: IO[bytes] = raw if file_hash is None else _FileHashing(raw, file_hash)  # type: ignore[assignment]
             gz = _compressor(out, compression, check_level(level))
-            hashing = _HashingWriter(gz if gz is not None else out)
+            hashing = _HashingWriter(gz if gz is not None else out, path)
             try:
                 with TarWriter(hashing) as tar:  # tarfile's PAX bytes, without its per-member list
                     entry = fixed_header("manifest", tarfile.REGTYPE, 0o644)
@@ -187,10 +198,20 @@ def write_aci(path: str, manifest: bytes, rootfs: RootfsWriter, compression: Com
                     rootfs.write(tar, "rootfs")
                 image_id = hashing.hexdigest()
                 if gz is not None:
-                    gz, closing = None, gz
-                    closing.close()  # the last blocks and the trailer
+                    gz.close()  # the last blocks and the trailer; closing again is a no-op
+                    gz = None
                 if before_publish is not None:
                     before_publish()
+            except Exception:  # a block that could not be written (a full disk) is the first error
+                hashing.abandon()
+                hashing.raise_error()
+                if gz is not None:  # ISA-L keeps its writer thread's error until close
+                    closing, gz = gz, None
+                    try:
+                        closing.close()
+                    except OSError as err:
+                        raise OutputError(f"writing {path}: {err}") from err
+                raise
             finally:
                 hashing.abandon()
                 if gz is not None:  # an error above: stop the compression thread

@@ -105,6 +105,55 @@ def test_tmp_dir_full(busybox_layout: Path, tmpfs: Callable[[str, str], Path], t
     assert str(spool) in proc.stderr, "the error names the full --tmp-dir"
 
 
+@pytest.mark.parametrize("compression", ["gzip", "none", "xz"])
+def test_output_dir_full_under_a_large_layer_is_the_disk_not_the_layer(
+        tmpfs: Callable[[str, str], Path], tmp_path: Path, compression: str) -> None:
+    """The disk fills while a layer's data is copied into the ACI (24 MiB of incompressible
+    files into 5 MiB): the error names the output, not the layer being copied (it did,
+    as "layer …: entry 'big3': No space left", until a review found it)."""
+    import random
+
+    import hostilebuild as hb
+
+    layer = hb.tar([hb.file(f"big{i}", random.Random(i).randbytes(6 << 20)) for i in range(4)])
+    archive = tmp_path / "big.tar"
+    archive.write_bytes(hb.docker_save([layer], config=hb.image_config([layer])))
+    out = tmpfs("out", "5m")
+    proc = run_cli("--compression", compression, "--output-dir", out, "--cache-dir", tmp_path / "cache",
+                   f"docker-archive:{archive}", check=None)
+    _assert_disk_full(proc, out)
+    assert "layer" not in proc.stderr and "entry" not in proc.stderr, proc.stderr
+    assert _files(out) == []
+
+
+def test_a_full_disk_stays_the_error_when_the_tar_writer_fails_after_it(tmpfs: Callable[[str, str], Path]) -> None:
+    """3 MiB into a 1 MiB file system, then the tar writer complains about a layer: the
+    full disk, met first (in a thread of its own), is the error reported, whatever the
+    compression (for gzip, ISA-L keeps it until its close)."""
+    import io
+    import random
+    import tarfile
+
+    from docker2aci.aci import Compression, write_aci
+    from docker2aci.errors import OutputError
+
+    data = random.Random(2).randbytes(3 << 20)
+
+    class Rootfs:
+        def write(self, tar: object, prefix: str = "rootfs") -> int:
+            info = tarfile.TarInfo(f"{prefix}/big")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))  # type: ignore[attr-defined]
+            time.sleep(0.2)  # the writing threads meet the full disk meanwhile
+            raise ValueError("entry 'x': a later complaint about a layer")
+
+    out = tmpfs("out", "1m")
+    for compression in ("none", "xz", "gzip"):
+        with pytest.raises(OutputError, match=f"writing {out}/x.aci: .*No space left"):
+            write_aci(str(out / "x.aci"), b"{}", Rootfs(), Compression(compression))
+        assert _files(out) == []
+
+
 def _gzipped(archive: Path, dest: Path) -> Path:
     """``gzip -c ARCHIVE > DEST`` (a ``docker save | gzip``)."""
     with open(dest, "wb") as out:
