@@ -10,8 +10,9 @@ visible whole or not at all, and a rerun finishes with output identical to an un
 run; ``docker2aci gc`` then removes what the killed run left in the cache.
 
 The kill times are seeded and stratified: trial ``i`` of ``n`` is killed at a random moment
-of the ``i``-th slice of an uninterrupted run's measured duration (after the interpreter's
-start-up, before which nothing is written). Each trial is bounded by its kill time plus
+of the ``i``-th slice of an uninterrupted run's measured duration (the shorter of two runs,
+so a load that eases after the first does not leave the later slices past the end; after
+the interpreter's start-up, before which nothing is written). Each trial is bounded by its kill time plus
 one uninterrupted run. Figures are printed with ``-s``.
 """
 
@@ -140,6 +141,7 @@ def test_kill_archive_conversion(busybox_docker_archive: Path, tmp_path: Path) -
     ref = tmp_path / "ref"
     source = f"docker-archive:{busybox_docker_archive}"
     duration = timed_cli("--output-dir", ref, "--cache-dir", tmp_path / "cache", source)
+    duration = min(duration, timed_cli("--output-dir", tmp_path / "ref2", "--cache-dir", tmp_path / "cache", source))
     expected = visible_acis(ref)
     assert len(expected) == 1
 
@@ -162,6 +164,8 @@ def test_kill_registry_conversion_cold_cache(crash_registry: RunningRegistry, tm
     source = f"docker://{crash_registry.host}/crash/busybox:latest"
     ref = tmp_path / "ref"
     duration = timed_cli("--insecure-allow-http", "--output-dir", ref, "--cache-dir", tmp_path / "ref-cache", source)
+    duration = min(duration, timed_cli("--insecure-allow-http", "--output-dir", tmp_path / "ref2", "--cache-dir",
+                                       tmp_path / "ref2-cache", source))
     expected = visible_acis(ref)
     assert check_cache(tmp_path / "ref-cache").conversions == 1
 
@@ -191,6 +195,7 @@ def test_kill_fetch(busybox_docker_archive: Path, tmp_path: Path) -> None:
     fetch = ["fetch", "--json", "--insecure-options=image"]
     ref_cache = tmp_path / "ref-cache"
     duration = timed_cli(*fetch, "--cache-dir", ref_cache, source)
+    duration = min(duration, timed_cli(*fetch, "--cache-dir", tmp_path / "ref2-cache", source))
     ref = json.loads(run_cli(*fetch, "--cache-dir", ref_cache, source).stdout)
     expected = tree_listing(Path(ref["path"]))
     assert any(entry[0] == "rootfs/bin/busybox" for entry in expected)
@@ -222,6 +227,7 @@ def test_kill_render(busybox_docker_archive: Path, tmp_path: Path) -> None:
     run_cli("--output-dir", tmp_path, "--cache-dir", tmp_path / "cache", f"docker-archive:{busybox_docker_archive}")
     [aci] = tmp_path.glob("*.aci")
     duration = timed_cli("render", aci, tmp_path / "ref")
+    duration = min(duration, timed_cli("render", aci, tmp_path / "ref2"))
     expected = tree_listing(tmp_path / "ref")
 
     def trial(i: int, delay: float) -> None:
@@ -255,6 +261,7 @@ def test_kill_mirror(crash_registry: RunningRegistry, tmp_path: Path) -> None:
         return ["mirror", target, "--insecure-allow-http", "--output-dir", tree, "--cache-dir", cache]
 
     duration = timed_cli(*argv(tmp_path / "ref", tmp_path / "ref-cache"))
+    duration = min(duration, timed_cli(*argv(tmp_path / "ref2", tmp_path / "ref2-cache")))
     expected_acis = visible_acis(tmp_path / "ref")
     assert len(expected_acis) == len(MIRROR_TAGS)
     expected = _mirror_listing(tmp_path / "ref")
