@@ -116,9 +116,13 @@ def load_report(path: Path) -> list[dict[str, object]]:
 
 
 def gpg_verify(public_key: Path, path: str | os.PathLike[str], home: Path) -> None:
-    """``gpg --verify PATH.asc PATH`` with only ``public_key`` in a new gpg home (fails the test if gpg refuses)."""
+    """``gpg --verify PATH.asc PATH`` with only ``public_key`` in a new gpg home (fails the test if gpg refuses);
+    the gpg-agent gpg starts there is stopped before this returns."""
     home.mkdir(mode=0o700)
-    subprocess.run(["gpg", "--homedir", str(home), "--batch", "--import", str(public_key)], check=True,
-                   capture_output=True)
-    subprocess.run(["gpg", "--homedir", str(home), "--batch", "--verify", f"{path}.asc", str(path)], check=True,
-                   capture_output=True)
+    try:
+        subprocess.run(["gpg", "--homedir", str(home), "--batch", "--import", str(public_key)], check=True,
+                       capture_output=True)
+        subprocess.run(["gpg", "--homedir", str(home), "--batch", "--verify", f"{path}.asc", str(path)], check=True,
+                       capture_output=True)
+    finally:
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True, check=False)
