@@ -18,23 +18,32 @@ import threading
 from collections.abc import Iterator
 from typing import BinaryIO
 
+from .errors import OutputError
+
 TEMP_PREFIX = ".docker2aci-"
 TEMP_SUFFIX = ".tmp"
 _NO_FLOCK = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL})
 """``flock`` errors of file systems that do not support it."""
 
 
-def anonymous_file(directory: str | None) -> BinaryIO:
+def anonymous_file(directory: str | None, purpose: str) -> BinaryIO:
     """A new read-write file without a name in ``directory`` (default: the system's
     temporary directory), for a spool: ``O_TMPFILE`` where the file system has it, else
     made and unlinked at once (:func:`tempfile.TemporaryFile`). The kernel frees it when
     its last descriptor closes, so a process killed at any moment leaves nothing behind.
     Its ``name``, for messages, is ``"<a temporary file in DIRECTORY>"``.
 
+    Args:
+        directory: where the file goes.
+        purpose: what it is for, in the error message (``the export of IMAGE``).
+
     Raises:
-        OSError: the file cannot be made.
+        OutputError: the file cannot be made (naming ``directory``).
     """
-    spool = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 (the caller closes it)
+    try:
+        spool = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 (the caller closes it)
+    except OSError as err:
+        raise OutputError(f"creating a temporary file in {temp_dir_name(directory)} for {purpose}: {err}") from err
     spool.raw.name = f"<a temporary file in {temp_dir_name(directory)}>"  # type: ignore[attr-defined]
     return spool  # type: ignore[return-value]
 

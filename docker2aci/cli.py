@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import gc
+import importlib
 import json
 import logging
 import os

@@ -31,7 +31,7 @@ from isal import isal_zlib
 from converters.errors import BadLayer, UnsafeEntry
 from converters.rootfs import LayerTar
 
-from .atomic import anonymous_file, temp_dir_name
+from .atomic import anonymous_file
 from .digest import Digest
 from .errors import (
     DigestMismatch,
@@ -483,11 +483,7 @@ def open_layers(blobs: list[LayerBlob], tmp_dir: str | None, progress: Progress 
                 files.append(in_place)
                 pending.append(verifier.submit(verify_layer, blob))
             else:
-                try:
-                    files.append(anonymous_file(tmp_dir))  # nothing is left behind, even by a kill
-                except OSError as err:
-                    raise OutputError(f"creating a spool for {blob.what} in {temp_dir_name(tmp_dir)}: "
-                                      f"{err}") from err
+                files.append(anonymous_file(tmp_dir, f"the spool of {blob.what}"))  # nothing left, even by a kill
                 spooling.append(pool.submit(spool, i))
         layers = OpenedLayers([LayerTar(b.what, f) for b, f in zip(blobs, files)], pending, progress)
         for future in spooling:

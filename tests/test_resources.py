@@ -154,6 +154,20 @@ def test_a_full_disk_stays_the_error_when_the_tar_writer_fails_after_it(tmpfs: C
         assert _files(out) == []
 
 
+def test_a_read_only_tmp_dir_is_an_error_naming_it(busybox_layout: Path, tmpfs: Callable[[str, str], Path],
+                                                   tmp_path: Path) -> None:
+    """A --tmp-dir where no spool can be made: exit 1, one line naming the directory and
+    what the spool was for, nothing written."""
+    spool = tmpfs("spool", "256k")
+    subprocess.run(["mount", "-o", "remount,ro", str(spool)], check=True, capture_output=True)
+    out = tmp_path / "out"
+    proc = run_cli("--tmp-dir", spool, "--output-dir", out, "--cache-dir", tmp_path / "cache",
+                   f"oci:{busybox_layout}:latest", check=1)
+    assert f"creating a temporary file in {spool} for the spool of sha256:" in proc.stderr, proc.stderr
+    assert "Read-only file system" in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists() or _files(out) == []
+
+
 def _gzipped(archive: Path, dest: Path) -> Path:
     """``gzip -c ARCHIVE > DEST`` (a ``docker save | gzip``)."""
     with open(dest, "wb") as out:

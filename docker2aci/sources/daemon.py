@@ -9,8 +9,10 @@ reader then reads: the engine sends ``manifest.json`` last, so one pass is not p
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
+from collections.abc import Iterator
 from typing import BinaryIO
 
 from ..atomic import anonymous_file, temp_dir_name
@@ -61,15 +63,16 @@ class DaemonSource:
         except docker.errors.DockerException as err:
             raise SourceError(self.display, f"cannot reach the Docker Engine: {err}") from err
         try:
-            spool = anonymous_file(tmp_dir)
-        except OSError as err:
+            spool = anonymous_file(tmp_dir, f"the export of {self.display}")
+        except BaseException:
             client.close()
-            raise OutputError(f"creating a temporary file in {temp_dir_name(tmp_dir)} for the export of "
-                              f"{self.display}: {err}") from err
+            raise
         try:
             for chunk in client.api.get_image(self.name, chunk_size=EXPORT_CHUNK):
-                _write(spool, chunk, tmp_dir, self.display)
-            _write(spool, b"", tmp_dir, self.display)  # flushes
+                with _spooling(self.display, tmp_dir):
+                    spool.write(chunk)
+            with _spooling(self.display, tmp_dir):
+                spool.flush()
         except docker.errors.NotFound as err:
             spool.close()
             raise ImageNotFound(self.display, f"the engine has no image {self.name!r}") from err
@@ -100,17 +103,12 @@ class DaemonSource:
         self._archive.close()
 
 
-def _write(spool: BinaryIO, data: bytes, tmp_dir: str | None, display: str) -> None:
-    """Write (``b""``: flush) the export into its spool.
-
-    Raises:
-        OutputError: naming the directory (a full disk).
-    """
+@contextlib.contextmanager
+def _spooling(display: str, tmp_dir: str | None) -> Iterator[None]:
+    """Writing the export into its spool: an ``OSError`` (a full disk) is an
+    ``OutputError`` naming the directory, not an error of the engine's export."""
     try:
-        if data:
-            spool.write(data)
-        else:
-            spool.flush()
+        yield
     except OSError as err:
         raise OutputError(f"spooling the export of {display} into {temp_dir_name(tmp_dir)}: "
                           f"{err.strerror or err}") from err

@@ -17,7 +17,7 @@ from typing import BinaryIO, Protocol
 from converters.rootfs import open_tar
 from converters.tarpaths import EscapingPath, clean_member_name, join
 
-from ..atomic import anonymous_file, temp_dir_name
+from ..atomic import anonymous_file
 from ..errors import ImageNotFound, OutputError, SourceError
 from ..layers import decompress_into, sniff_encoding
 from ..limits import read_at_most
@@ -202,11 +202,7 @@ class TarTree(_BaseTree):
         """Decompress the archive into a spool without a name; the compressed file is
         closed either way."""
         with compressed:
-            try:
-                spool = anonymous_file(tmp_dir)
-            except OSError as err:
-                raise OutputError(f"creating a temporary file in {temp_dir_name(tmp_dir)} to decompress "
-                                  f"{self.display}: {err}") from err
+            spool = anonymous_file(tmp_dir, f"decompressing {self.display}")
             try:
                 compressed.seek(0)
                 decompress_into(compressed, encoding, spool, _NullHash(), self.display, max_size, "archive")
