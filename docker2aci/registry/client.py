@@ -30,9 +30,10 @@ import http.client
 import json
 import logging
 import re
+import socket
 import ssl
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing
 from pathlib import Path
 from types import TracebackType
@@ -178,13 +179,25 @@ def tls_context(cert_dir: str | Path, *, verify: bool = True) -> ssl.SSLContext:
     return context
 
 
-def _connection_cause(err: BaseException) -> str:
-    """A short reason for a connection failure, without URLs (they can carry signatures)."""
+def _causes(err: BaseException) -> Iterator[BaseException]:
+    """``err`` and what caused it, as requests and urllib3 chain them (``reason``, an
+    exception among ``args``, ``__cause__``, ``__context__``), each once."""
     seen: set[int] = set()
     cur: BaseException | None = err
-    best = type(err).__name__
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
+        yield cur
+        nxt = getattr(cur, "reason", None)
+        if not isinstance(nxt, BaseException):
+            args = getattr(cur, "args", ())
+            nxt = next((a for a in args if isinstance(a, BaseException)), None)
+        cur = nxt or cur.__cause__ or cur.__context__
+
+
+def _connection_cause(err: BaseException) -> str:
+    """A short reason for a connection failure, without URLs (they can carry signatures)."""
+    best = type(err).__name__
+    for cur in _causes(err):
         if isinstance(cur, ssl.SSLCertVerificationError):
             return f"certificate verify failed: {cur.verify_message}"
         if isinstance(cur, ssl.SSLError):
@@ -201,12 +214,18 @@ def _connection_cause(err: BaseException) -> str:
             return "connection timed out"
         elif isinstance(cur, (urllib3.exceptions.ReadTimeoutError, requests.ReadTimeout)):
             return "read timed out"
-        nxt = getattr(cur, "reason", None)
-        if not isinstance(nxt, BaseException):
-            args = getattr(cur, "args", ())
-            nxt = next((a for a in args if isinstance(a, BaseException)), None)
-        cur = nxt or cur.__cause__ or cur.__context__
     return best
+
+
+_UNKNOWN_NAME = frozenset({socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)})
+"""``getaddrinfo`` errors that say the name does not exist (``EAI_AGAIN``, a resolver that
+did not answer, is not among them)."""
+
+
+def _name_unknown(err: BaseException) -> bool:
+    """Whether a connection failed because the host name does not exist: not retried,
+    as Go's registry clients do not retry a ``DNSError`` that is not temporary."""
+    return any(isinstance(cur, socket.gaierror) and cur.errno in _UNKNOWN_NAME for cur in _causes(err))
 
 
 _PLAIN_HTTP_ANSWERS = ("wrong version number", "wrong_version_number", "unknown protocol", "unknown_protocol",
@@ -223,8 +242,12 @@ def _plain_http_port(host: str, https_error: RegistryError) -> bool:
     registry beyond the run it happened in."""
     has_port = host.rpartition("]")[2].count(":") == 1
     cause = https_error.__cause__
-    return (has_port and isinstance(cause, requests.exceptions.SSLError)
-            and any(marker in str(cause).lower() for marker in _PLAIN_HTTP_ANSWERS))
+    return has_port and isinstance(cause, requests.exceptions.SSLError) and _plain_http_answer(cause)
+
+
+def _plain_http_answer(err: requests.exceptions.SSLError) -> bool:
+    """Whether a TLS failure is a plain-text answer to the TLS hello (an http server)."""
+    return any(marker in str(err).lower() for marker in _PLAIN_HTTP_ANSWERS)
 
 
 def _discard(resp: requests.Response) -> None:
@@ -781,16 +804,20 @@ class RegistryClient:
                                              timeout=self._timeout, allow_redirects=True,
                                              verify=None if self._verify else False)
             except requests.exceptions.SSLError as err:
-                hint = "" if not self._verify else (
-                    "; give the registry's CA with --cert-dir DIR (a *.crt file in it) or use "
-                    "--insecure-skip-verify")
+                if _plain_http_answer(err):
+                    hint = "; it answered in plain http: for a registry without TLS, use --insecure-allow-http"
+                elif self._verify:
+                    hint = ("; give the registry's CA with --cert-dir DIR (a *.crt file in it) or use "
+                            "--insecure-skip-verify")
+                else:
+                    hint = ""
                 raise RegistryError(source, f"{what}: TLS failure talking to {shown}: "
                                                 f"{_connection_cause(err)}{hint}", url=shown) from err
             except (requests.ConnectionError, requests.Timeout) as err:
                 retry += 1
-                if retry >= self._retry.attempts:
+                if retry >= self._retry.attempts or _name_unknown(err):
                     raise RegistryError(source, f"{what}: cannot reach {shown}: {_connection_cause(err)}",
-                                        url=shown, temporary=True) from err
+                                        url=shown, temporary=not _name_unknown(err)) from err
                 log.info("%s: %s: cannot reach %s (%s); retry %d/%d", source, what, shown, _connection_cause(err), retry,
                          self._retry.attempts - 1)
                 self._retry.wait(retry)

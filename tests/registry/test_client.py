@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import logging
+import socket
 import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -450,6 +451,21 @@ def test_a_host_that_fell_back_to_http_is_asked_over_http_first(plain_registry: 
     assert "https failed" in caplog.text
 
 
+@pytest.mark.parametrize("verify", [True, False])
+def test_a_plain_http_registry_asked_over_https_hints_at_allow_http(plain_registry: RunningRegistry,
+                                                                    verify: bool) -> None:
+    """Without --insecure-allow-http, a registry that answers the TLS hello in plain text
+    is reported with the flag that helps (not --cert-dir or --insecure-skip-verify, which
+    do not: the newcomer trial followed that hint and got the same error)."""
+    with RegistryClient(plain_registry.host, retry=FAST_RETRY, insecure_skip_verify=not verify) as c, \
+            pytest.raises(RegistryError) as info:
+        c.ping()
+    message = str(info.value)
+    assert "TLS failure" in message
+    assert message.endswith("; it answered in plain http: for a registry without TLS, use --insecure-allow-http")
+    assert "--cert-dir" not in message
+
+
 def test_only_a_plain_text_answer_on_a_named_port_is_remembered(plain_registry: RunningRegistry) -> None:
     """The memo is written only when the https attempt reached the very port http then
     used and got plain text back; a refused connection (which an attacker could cause
@@ -494,6 +510,24 @@ def test_nothing_listening_is_a_temporary_error() -> None:
     with client(f"127.0.0.1:{free_port()}") as c, pytest.raises(RegistryError, match="cannot reach") as info:
         c.get_manifest(REPO, "oci")
     assert info.value.temporary and info.value.status is None
+
+
+def test_a_host_name_that_does_not_exist_is_not_retried(caplog: pytest.LogCaptureFixture) -> None:
+    """A name the resolver says does not exist (EAI_NONAME) fails at once, not after the
+    retries a refused connection gets (the newcomer trial waited 8 s for it), and is not
+    a temporary error; a resolver that does not answer (EAI_AGAIN) is still retried."""
+    host = "no-such-host.invalid"  # RFC 2606: never resolves
+    try:
+        socket.getaddrinfo(host, 443)
+    except socket.gaierror as err:
+        if err.errno != socket.EAI_NONAME:
+            pytest.skip(f"this machine's resolver answers {err} for {host}")
+    caplog.set_level(logging.INFO, logger="docker2aci.registry.client")
+    with client(host, retry=RetryPolicy(attempts=4, base_delay=5.0)) as c, \
+            pytest.raises(RegistryError, match="the host name does not resolve") as info:
+        c.ping()
+    assert not info.value.temporary
+    assert "retry" not in caplog.text
 
 
 def test_proxy_from_the_environment_is_used(plain_registry: RunningRegistry, fault_proxy: FaultProxy,
