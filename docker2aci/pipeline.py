@@ -287,14 +287,21 @@ def _parse_config(resolved: ResolvedImage, display: str) -> ImageConfig:
 
 def _platform_of(config: ImageConfig, resolved: ResolvedImage, requested: Platform,
                  explicit: bool, warnings: list[str]) -> Platform:
-    """The image's platform: its config's, else its index entry's, else the requested one."""
+    """The image's platform: its config's, else its index entry's, else the requested one.
+    When ``--platform`` named one (``explicit``) that the image is not, it is converted as
+    it is, with a warning (as skopeo does for an image without an index)."""
     if config.os and config.architecture:
-        return Platform.normalised(config.os, config.architecture, config.variant)
-    if resolved.index_platform is not None:
-        return resolved.index_platform
-    if not explicit:
-        warnings.append(f"the image config names no os/architecture; assuming the host's ({requested})")
-    return requested
+        found = Platform.normalised(config.os, config.architecture, config.variant)
+    elif resolved.index_platform is not None:
+        found = resolved.index_platform
+    else:
+        if not explicit:
+            warnings.append(f"the image config names no os/architecture; assuming the host's ({requested})")
+        return requested
+    if explicit and (found.os, found.architecture) != (requested.os, requested.architecture) \
+            or explicit and requested.variant and found.variant != requested.variant:
+        warnings.append(f"the image is {found}, not the requested {requested}; converted as {found}")
+    return found
 
 
 def _paired_layers(config: ImageConfig, resolved: ResolvedImage, display: str) -> list[LayerBlob]:
@@ -354,7 +361,8 @@ def _prepare(display: str, resolved: ResolvedImage, wanted: Platform, options: C
     """Read the config, settle the platform and pair the layers with their diff IDs;
     create the output directory."""
     config = _parse_config(resolved, display)
-    image_platform = _platform_of(config, resolved, wanted, options.platform is not None, warnings)
+    explicit = options.platform not in (None, ALL_PLATFORMS)  # with "all", each image is its own
+    image_platform = _platform_of(config, resolved, wanted, explicit, warnings)
     try:
         os_arch = appc_os_arch(image_platform.os, image_platform.architecture, image_platform.variant)
     except BadConfig as err:

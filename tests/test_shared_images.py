@@ -232,6 +232,17 @@ def test_platform_all_on_a_single_image_names_its_platform(tmp_path: Path) -> No
     assert Path(aci.path).name == "test-busybox-latest-linux-amd64.aci"
 
 
+def test_a_single_image_of_another_platform_is_converted_as_it_is_with_a_warning(tmp_path: Path) -> None:
+    """--platform names arm64 but the image (no index) is amd64: it is converted as amd64,
+    with a warning, as skopeo warns (it used to be silent); naming its own platform, none."""
+    aci = convert(str(IMAGES / "img.tar"), tmp_path / "a", platform="linux/arm64")
+    assert aci.labels["arch"] == "amd64"
+    assert aci.warnings == ("the image is linux/amd64, not the requested linux/arm64; converted as linux/amd64",)
+    assert convert(str(IMAGES / "img.tar"), tmp_path / "b", platform="linux/amd64").warnings == ()
+    assert convert(str(IMAGES / "img.tar"), tmp_path / "c", platform="linux/amd64/v2").warnings == (
+        "the image is linux/amd64, not the requested linux/amd64/v2; converted as linux/amd64",)
+
+
 def test_two_images_of_one_run_never_share_a_file(tmp_path: Path) -> None:
     """An index whose entries differ only in what appc cannot name (amd64 and amd64/v3) would
     write one file twice: that is an error naming both, and the first file stays."""
