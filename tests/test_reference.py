@@ -5,6 +5,8 @@ Public case 30 (Docker Hub naming) and case 48 (names keep the original referenc
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from docker2aci.digest import Digest
@@ -106,3 +108,23 @@ def test_invalid(text: str, message: str) -> None:
 ])
 def test_split_transport(name: str, expected: tuple[str | None, str]) -> None:
     assert split_transport(name, frozenset({"docker-archive", "oci", "oci-archive"})) == expected
+
+
+@pytest.mark.parametrize("name, message", [
+    pytest.param("oci-archve:{tmp}/x.tar", "oci-archve:{tmp}/x.tar: no such file or directory ('oci-archve' is not a "
+                 "transport: docker, docker-archive, docker-daemon, oci, oci-archive; did you mean oci-archive:?)",
+                 id="misspelled"),
+    pytest.param("zzz:{tmp}/x.tar", "zzz:{tmp}/x.tar: no such file or directory ('zzz' is not a transport: docker, "
+                 "docker-archive, docker-daemon, oci, oci-archive)", id="unknown"),
+    pytest.param("{tmp}/y.tar", "{tmp}/y.tar: no such file or directory", id="bare-path"),
+])
+def test_a_missing_path_that_looks_like_a_transport_says_so(tmp_path: Path, name: str, message: str) -> None:
+    """A misspelled transport reads as a path; when that path does not exist, the error
+    also says the prefix is not a transport (the newcomer trial took it for a missing file)."""
+    from docker2aci.errors import SourceError
+    from docker2aci.sources import open_source
+
+    (tmp_path / "x.tar").write_bytes(b"")  # the file the user meant exists
+    with pytest.raises(SourceError) as exc:
+        open_source(name.format(tmp=tmp_path))
+    assert str(exc.value) == message.format(tmp=tmp_path)

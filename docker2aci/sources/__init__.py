@@ -177,6 +177,22 @@ def registry_client(host: str, remote: RemoteOptions) -> RegistryClient:
                           allow_http=remote.allow_http, cert_dir=remote.cert_dir, plain_http=plain_http)
 
 
+_TRANSPORT_LIKE = re.compile(r"([a-z][a-z0-9-]*):")
+
+
+def _unknown_transport(name: str) -> str:
+    """A hint for a missing path that starts like a transport (``oci-archve:x.tar``)."""
+    m = _TRANSPORT_LIKE.match(name)
+    if m is None:
+        return ""
+    import difflib  # only for this message
+
+    known = sorted(frozenset(TRANSPORTS) | REMOTE_TRANSPORTS)
+    close = difflib.get_close_matches(m.group(1), known, n=1)
+    guess = f"; did you mean {close[0]}:?" if close else ""
+    return f" ({m.group(1)!r} is not a transport: {', '.join(known)}{guess})"
+
+
 def open_source(name: str, remote: RemoteOptions | None = None) -> tuple[ImageSource, str | None]:
     """Open the source a user named.
 
@@ -207,6 +223,6 @@ def open_source(name: str, remote: RemoteOptions | None = None) -> tuple[ImageSo
         return DaemonSource(rest, remote.tmp_dir), None
     path, selector = _split_path(rest)
     if not os.path.exists(path):
-        raise SourceError(name, "no such file or directory")
+        raise SourceError(name, "no such file or directory" + (_unknown_transport(name) if transport is None else ""))
     opener = TRANSPORTS[transport] if transport else _sniffed
     return opener(path, name, remote), selector
