@@ -68,9 +68,10 @@ def validate_aci(path: str | os.PathLike[str]) -> Report:
     try:
         _scan(report)
     except RunnerError as err:
-        report.problems.append(str(err))
-    if report.manifest is None and not any("manifest" in p for p in report.problems):
-        report.problems.append("no manifest entry")
+        report.problems.append(str(err))  # unreadable: whether it has a manifest is unknown
+    else:
+        if report.manifest is None and not any("manifest" in p for p in report.problems):
+            report.problems.append("no manifest entry")
     if report.manifest is not None:
         report.problems.extend(manifest_problems(report.manifest))
     return report

@@ -108,6 +108,16 @@ def test_a_truncated_archive_is_invalid(tmp_path: Path, converted: Path) -> None
     assert f"{cut}: invalid ACI" in result.stdout and f"{converted}: valid ACI" in result.stdout
 
 
+def test_a_missing_file_is_reported_as_unreadable_only(tmp_path: Path) -> None:
+    """Not "...; no manifest entry" on top: whether an unreadable file has a manifest is
+    unknown (the newcomer trial found the extra words confusing)."""
+    missing = tmp_path / "nonexist.aci"
+    result = _cli("inspect", str(missing))
+    assert result.returncode == 1
+    assert result.stderr.strip() == (f"Error: {missing}: not an ACI: reading {missing}: [Errno 2] "
+                                      f"No such file or directory: '{missing}'")
+
+
 @pytest.mark.skipif(ACTOOL is None, reason="actool is not installed (apt-get install appc-spec)")
 def test_render_applies_dependencies(tmp_path: Path) -> None:
     images = tmp_path / "images"
