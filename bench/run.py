@@ -1,4 +1,4 @@
-"""Benchmark docker2aci on a real ~370 MB Debian image: ``python -m bench`` (see README.md).
+"""Benchmark docker2aci on a real Debian image (280 MB of layers): ``python -m bench`` (see README.md).
 
 Every case is a fresh child process in a fresh work directory; each is run ``--runs``
 times and reported as medians of wall time, CPU time (user+sys of the child and its

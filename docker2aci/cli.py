@@ -52,6 +52,9 @@ _USAGE = """docker2aci [-debug] [-nosquash] [-compression=(gzip|none|xz|bzip2)] 
        docker2aci fetch [--json] IMAGE         (convert, verify, render; prints <image_id> <path>)
        docker2aci gc [--grace DURATION]        (remove ended pods and unused trees)
        docker2aci validate|inspect ACI...; docker2aci render ACI DIR
+       docker2aci batch FILE|-                 (convert every image a batch file lists)
+       docker2aci mirror HOST/REPO...          (convert repositories; --all-repos HOST for a whole registry)
+       docker2aci discover NAME[:VERSION]      (find an ACI and its signature by appc discovery)
        docker2aci keys|sign|verify|trust ... (see docker2aci COMMAND --help)
        docker2aci completion bash|zsh|fish     (print the shell completion script)"""
 
