@@ -286,22 +286,28 @@ def _parse_config(resolved: ResolvedImage, display: str) -> ImageConfig:
 
 
 def _platform_of(config: ImageConfig, resolved: ResolvedImage, requested: Platform,
-                 explicit: bool, warnings: list[str]) -> Platform:
-    """The image's platform: its config's, else its index entry's, else the requested one.
-    When ``--platform`` named one (``explicit``) that the image is not, it is converted as
-    it is, with a warning (as skopeo does for an image without an index)."""
+                 explicit: bool) -> tuple[Platform, str | None]:
+    """The image's platform: its config's (a variant it leaves out taken from the index
+    entry of the same os and architecture), else its index entry's, else the requested
+    one; and a warning that depends on the request, not on the image (kept out of the
+    conversion cache's record): a config that names no platform, or an image without
+    an index that is not of the os/architecture ``--platform`` named (``explicit``),
+    which is converted as it is (skopeo warns likewise)."""
+    entry = resolved.index_platform
     if config.os and config.architecture:
         found = Platform.normalised(config.os, config.architecture, config.variant)
-    elif resolved.index_platform is not None:
-        found = resolved.index_platform
+        if not config.variant and entry is not None and (entry.os, entry.architecture) == (found.os,
+                                                                                           found.architecture):
+            found = entry  # arm with v6 in the index and no variant in the config: v6, not the default v7
+    elif entry is not None:
+        found = entry
     else:
-        if not explicit:
-            warnings.append(f"the image config names no os/architecture; assuming the host's ({requested})")
-        return requested
-    if explicit and (found.os, found.architecture) != (requested.os, requested.architecture) \
-            or explicit and requested.variant and found.variant != requested.variant:
-        warnings.append(f"the image is {found}, not the requested {requested}; converted as {found}")
-    return found
+        if explicit:
+            return requested, None
+        return requested, f"the image config names no os/architecture; assuming the host's ({requested})"
+    if explicit and entry is None and (found.os, found.architecture) != (requested.os, requested.architecture):
+        return found, f"the image is {found}, not the requested {requested}; converted as {found}"
+    return found, None
 
 
 def _paired_layers(config: ImageConfig, resolved: ResolvedImage, display: str) -> list[LayerBlob]:
@@ -354,15 +360,16 @@ class _Image:
     platform: Platform
     os_arch: tuple[str, str]
     blobs: list[LayerBlob]
+    notes: tuple[str, ...]
+    """Warnings about this request rather than the image (see :func:`_platform_of`)."""
 
 
-def _prepare(display: str, resolved: ResolvedImage, wanted: Platform, options: ConvertOptions,
-             warnings: list[str]) -> _Image:
+def _prepare(display: str, resolved: ResolvedImage, wanted: Platform, options: ConvertOptions) -> _Image:
     """Read the config, settle the platform and pair the layers with their diff IDs;
     create the output directory."""
     config = _parse_config(resolved, display)
-    explicit = options.platform not in (None, ALL_PLATFORMS)  # with "all", each image is its own
-    image_platform = _platform_of(config, resolved, wanted, explicit, warnings)
+    explicit = options.platform not in (None, "", ALL_PLATFORMS)  # with "all", each image is its own
+    image_platform, note = _platform_of(config, resolved, wanted, explicit)
     try:
         os_arch = appc_os_arch(image_platform.os, image_platform.architecture, image_platform.variant)
     except BadConfig as err:
@@ -374,7 +381,7 @@ def _prepare(display: str, resolved: ResolvedImage, wanted: Platform, options: C
         raise OutputError(f"creating the output directory {options.output_dir}: {err}") from err
     for path in remove_abandoned_in(options.output_dir):
         log.info("removed %s, left by a conversion that was killed", path)
-    return _Image(config, image_platform, os_arch, blobs)
+    return _Image(config, image_platform, os_arch, blobs, (note,) if note else ())
 
 
 def _claim(path: str, display: str, written: dict[str, str]) -> str:
@@ -388,9 +395,10 @@ def _claim(path: str, display: str, written: dict[str, str]) -> str:
 def _write_image(display: str, resolved: ResolvedImage, wanted: Platform, options: ConvertOptions,
                  progress: ProgressHook | None, written: dict[str, str],
                  cache: ConversionCache | None, *, local: bool = False) -> ConvertedACI:
-    warnings: list[str] = []
-    image = _prepare(display, resolved, wanted, options, warnings)
+    image = _prepare(display, resolved, wanted, options)
     config, image_platform, os_arch, blobs = image.config, image.platform, image.os_arch, image.blobs
+    for note in image.notes:  # on every path: they are not in the cached record
+        log.warning("%s: %s", display, note)
     platform_named = image_platform != Platform.host() or options.platform == ALL_PLATFORMS
     suffix = f"-{os_arch[0]}-{os_arch[1]}" if platform_named else ""
     path = _claim(os.path.join(options.output_dir, _output_name(options, resolved, os_arch, suffix)), display, written)
@@ -406,7 +414,7 @@ def _write_image(display: str, resolved: ResolvedImage, wanted: Platform, option
                              file=os.path.basename(path), name=repr(resolved.name) if local else None,
                              ac_name=options.ac_name)
     if cache is None or key is None:
-        return _convert_layers(display, resolved, config, blobs, os_arch, path, options, progress, warnings)
+        return _noted(image, _convert_layers(display, resolved, config, blobs, os_arch, path, options, progress, []))
     with cache.lock(key):  # racing callers: one converts, the others reuse its result
         hit = cache.get(key)
         if hit is not None:
@@ -418,16 +426,21 @@ def _write_image(display: str, resolved: ResolvedImage, wanted: Platform, option
                 log.debug("%s: unchanged since it was converted; reused the cached ACI", display)
                 for w in hit.record.get("warnings", ()):
                     log.warning("%s: %s", display, w)
-                return _from_record(path, hit.record)
+                return _noted(image, _from_record(path, hit.record))
         file_hash = hashlib.sha256()
-        converted = _convert_layers(display, resolved, config, blobs, os_arch, path, options, progress, warnings,
+        converted = _convert_layers(display, resolved, config, blobs, os_arch, path, options, progress, [],
                                     file_hash)
         try:
             cache.put(key, path, {k: v for k, v in dataclasses.asdict(converted).items() if k != "path"},
                       aci_sha256=file_hash.hexdigest())
         except OutputError as err:
             log.warning("%s: not cached: %s", display, err)
-        return converted
+        return _noted(image, converted)
+
+
+def _noted(image: _Image, converted: ConvertedACI) -> ConvertedACI:
+    """``converted`` with the request's warnings first (:attr:`_Image.notes`)."""
+    return dataclasses.replace(converted, warnings=(*image.notes, *converted.warnings)) if image.notes else converted
 
 
 def _convert_layers(display: str, resolved: ResolvedImage, config: ImageConfig, blobs: list[LayerBlob],
@@ -521,8 +534,8 @@ def _write_unsquashed(display: str, resolved: ResolvedImage, wanted: Platform, o
     from .layers import open_layers
     from .unsquashed import write_layer_acis
 
-    warnings: list[str] = []
-    image = _prepare(display, resolved, wanted, options, warnings)
+    image = _prepare(display, resolved, wanted, options)
+    warnings = list(image.notes)
     os_name, arch = image.os_arch
     count = len(image.blobs)
     paths = [_claim(os.path.join(options.output_dir, aci_file_name(

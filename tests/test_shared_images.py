@@ -234,13 +234,44 @@ def test_platform_all_on_a_single_image_names_its_platform(tmp_path: Path) -> No
 
 def test_a_single_image_of_another_platform_is_converted_as_it_is_with_a_warning(tmp_path: Path) -> None:
     """--platform names arm64 but the image (no index) is amd64: it is converted as amd64,
-    with a warning, as skopeo warns (it used to be silent); naming its own platform, none."""
+    with a warning, as skopeo warns (it used to be silent); naming its own os/architecture,
+    with or without a variant, none."""
     aci = convert(str(IMAGES / "img.tar"), tmp_path / "a", platform="linux/arm64")
     assert aci.labels["arch"] == "amd64"
     assert aci.warnings == ("the image is linux/amd64, not the requested linux/arm64; converted as linux/amd64",)
     assert convert(str(IMAGES / "img.tar"), tmp_path / "b", platform="linux/amd64").warnings == ()
-    assert convert(str(IMAGES / "img.tar"), tmp_path / "c", platform="linux/amd64/v2").warnings == (
-        "the image is linux/amd64, not the requested linux/amd64/v2; converted as linux/amd64",)
+    assert convert(str(IMAGES / "img.tar"), tmp_path / "c", platform="linux/amd64/v2").warnings == ()
+
+
+def test_the_platform_warning_follows_the_request_not_the_cached_conversion(tmp_path: Path) -> None:
+    """The conversion cache's key holds the image's platform, not the request's: a cached
+    conversion replays the image's warnings only, and each request gets its own (review)."""
+    cache = {"cache_dir": str(tmp_path / "cache"), "cache_local": True}
+    arm = "the image is linux/amd64, not the requested linux/arm64; converted as linux/amd64"
+    assert convert(str(IMAGES / "img.tar"), tmp_path / "a", platform="linux/arm64", **cache).warnings == (arm,)
+    assert convert(str(IMAGES / "img.tar"), tmp_path / "b", **cache).warnings == ()
+    assert convert(str(IMAGES / "img.tar"), tmp_path / "c", platform="linux/arm64", **cache).warnings == (arm,)
+    records = [json.loads(p.read_text()) for p in (tmp_path / "cache").rglob("*.json")]
+    conversions = [r for r in records if "image_id" in r]
+    assert len(conversions) == 1 and conversions[0].get("warnings", []) == []
+
+
+def test_a_variant_left_out_of_the_config_is_the_index_entry_s(tmp_path: Path) -> None:
+    """An index entry linux/arm/v6 whose config says arm without a variant is armv6l (it
+    was labelled armv7l, arm's default variant), with no platform warning."""
+    import hostilebuild as hb
+
+    base = hb.tar([hb.dir_("etc"), hb.file("etc/passwd", hb.PASSWD)])
+    layout = hb.oci_layout(tmp_path / "layout", [base], config=hb.image_config([base], architecture="arm"))
+    image_index = json.dumps({"schemaVersion": 2, "mediaType": hb.OCI_INDEX, "manifests": [{
+        **layout.descriptor(layout.manifest, hb.OCI_MANIFEST),
+        "platform": {"os": "linux", "architecture": "arm", "variant": "v6"}}]}).encode()
+    hb.put_blob(layout.path, image_index)
+    hb.write_index(layout.path, [{**layout.descriptor(image_index, hb.OCI_INDEX),
+                                  "annotations": {hb.REF_NAME: "latest"}}])
+    aci = convert(f"oci:{layout.path}:latest", tmp_path / "out", platform="linux/arm/v6")
+    assert aci.labels["arch"] == "armv6l"
+    assert aci.warnings == ()
 
 
 def test_two_images_of_one_run_never_share_a_file(tmp_path: Path) -> None:
