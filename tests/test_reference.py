@@ -117,6 +117,17 @@ def test_split_transport(name: str, expected: tuple[str | None, str]) -> None:
     pytest.param("zzz:{tmp}/x.tar", "zzz:{tmp}/x.tar: no such file or directory ('zzz' is not a transport: docker, "
                  "docker-archive, docker-daemon, oci, oci-archive)", id="unknown"),
     pytest.param("{tmp}/y.tar", "{tmp}/y.tar: no such file or directory", id="bare-path"),
+    pytest.param("OCI:{tmp}/x.tar", "OCI:{tmp}/x.tar: no such file or directory ('OCI' is not a transport: docker, "
+                 "docker-archive, docker-daemon, oci, oci-archive; did you mean oci:?)", id="upper-case"),
+    pytest.param("busybox:latest", "busybox:latest: no such file or directory ('busybox' is not a transport: docker, "
+                 "docker-archive, docker-daemon, oci, oci-archive; for a registry image: docker://busybox:latest)",
+                 id="image-name"),
+    pytest.param("localhost:5000/app", "localhost:5000/app: no such file or directory ('localhost' is not a transport: "
+                 "docker, docker-archive, docker-daemon, oci, oci-archive; for a registry image: "
+                 "docker://localhost:5000/app)", id="host-port"),
+    pytest.param("https://example.com/app", "https://example.com/app: no such file or directory ('https' is not a "
+                 "transport: docker, docker-archive, docker-daemon, oci, oci-archive; for a registry image: "
+                 "docker://example.com/app)", id="url"),
 ])
 def test_a_missing_path_that_looks_like_a_transport_says_so(tmp_path: Path, name: str, message: str) -> None:
     """A misspelled transport reads as a path; when that path does not exist, the error

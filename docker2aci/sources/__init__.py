@@ -177,20 +177,32 @@ def registry_client(host: str, remote: RemoteOptions) -> RegistryClient:
                           allow_http=remote.allow_http, cert_dir=remote.cert_dir, plain_http=plain_http)
 
 
-_TRANSPORT_LIKE = re.compile(r"([a-z][a-z0-9-]*):")
+_TRANSPORT_LIKE = re.compile(r"([A-Za-z][A-Za-z0-9-]*):")
+_TAG_OR_PORT = re.compile(r"\w[\w.-]{0,127}|\d+/.*", re.ASCII)  # busybox:latest, ubuntu:22.04, localhost:5000/app
+_ARCHIVE_NAME = re.compile(r".*\.(tar|tgz|tar\.\w+)", re.IGNORECASE)
 
 
 def _unknown_transport(name: str) -> str:
-    """A hint for a missing path that starts like a transport (``oci-archve:x.tar``)."""
+    """A hint for a missing path that starts like a transport: the closest transport
+    (``oci-archve:x.tar``), or ``docker://`` for what reads as a registry image
+    (``busybox:latest``, ``localhost:5000/app``, ``https://host/app``)."""
     m = _TRANSPORT_LIKE.match(name)
     if m is None:
         return ""
     import difflib  # only for this message
 
+    prefix, rest = m.group(1), name[m.end():]
     known = sorted(frozenset(TRANSPORTS) | REMOTE_TRANSPORTS)
-    close = difflib.get_close_matches(m.group(1), known, n=1)
-    guess = f"; did you mean {close[0]}:?" if close else ""
-    return f" ({m.group(1)!r} is not a transport: {', '.join(known)}{guess})"
+    close = difflib.get_close_matches(prefix.lower(), known, n=1)
+    if close:
+        guess = f"; did you mean {close[0]}:?"
+    elif prefix.lower() in ("http", "https") and rest.startswith("//"):
+        guess = f"; for a registry image: docker:{rest}"
+    elif prefix.islower() and _TAG_OR_PORT.fullmatch(rest) and not _ARCHIVE_NAME.fullmatch(rest):
+        guess = f"; for a registry image: docker://{name}"
+    else:
+        guess = ""
+    return f" ({prefix!r} is not a transport: {', '.join(known)}{guess})"
 
 
 def open_source(name: str, remote: RemoteOptions | None = None) -> tuple[ImageSource, str | None]:
