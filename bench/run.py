@@ -538,8 +538,9 @@ def _bench(args: argparse.Namespace) -> int:
                     cases += selected(run_cases(*prepared, stages), args.only)
                 notes.append(size_line)
                 if large is not None:
-                    cases.append(Case("large (2 GiB random) archive -> ACI", _d2a(f"docker-archive:{large}"),
-                                      floor=False, note="peak RSS should stay that of 'archive -> ACI'"))
+                    cases += selected([Case("large (2 GiB random) archive -> ACI", _d2a(f"docker-archive:{large}"),
+                                            floor=False, note="peak RSS should stay that of 'archive -> ACI'")],
+                                      args.only)
                 for round_no in range(1, args.runs + 1):  # rounds: load spikes hit every case alike
                     for case in cases:
                         case.run_once(tmp)

@@ -804,8 +804,9 @@ class RegistryClient:
                                              timeout=self._timeout, allow_redirects=True,
                                              verify=None if self._verify else False)
             except requests.exceptions.SSLError as err:
-                if _plain_http_answer(err):
-                    hint = "; it answered in plain http: for a registry without TLS, use --insecure-allow-http"
+                if _plain_http_answer(err):  # (with the flag, the ping goes on to http and says so)
+                    hint = "" if self._allow_http else (
+                        "; it answered in plain http: for a registry without TLS, use --insecure-allow-http")
                 elif self._verify:
                     hint = ("; give the registry's CA with --cert-dir DIR (a *.crt file in it) or use "
                             "--insecure-skip-verify")
