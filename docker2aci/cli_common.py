@@ -20,10 +20,27 @@ EXIT_USAGE = 2
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse that raises instead of exiting, so ``main`` owns the exit status."""
+    """argparse that raises instead of exiting, so ``main`` owns the exit status, and
+    names the closest flag for a misspelled one."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
+        raise UsageError(message + self._closest_flag(message))
+
+    def _closest_flag(self, message: str) -> str:
+        """``; did you mean --compression?`` for ``unrecognized arguments: --compresion ...``."""
+        prefix = "unrecognized arguments: "
+        if not message.startswith(prefix):
+            return ""
+        import difflib  # only for this message
+
+        known = [s for action in self._actions for s in action.option_strings if s.startswith("--")]
+        for word in message[len(prefix):].split():
+            name = word.split("=", 1)[0]
+            if name.startswith("-") and name not in known:
+                close = difflib.get_close_matches("--" + name.lstrip("-"), known, n=1)
+                if close:
+                    return f"; did you mean {close[0]}?"
+        return ""
 
 
 def flag(parser: argparse.ArgumentParser, name: str, **kwargs: object) -> None:

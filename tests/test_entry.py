@@ -46,3 +46,19 @@ def test_the_command_line_status_and_piped_output(tmp_path: Path, how: str) -> N
     failed = subprocess.run([*command, str(tmp_path / "missing.tar")], capture_output=True, text=True, env=env)
     assert failed.returncode == 1
     assert "missing.tar" in failed.stderr
+
+
+@pytest.mark.parametrize("argv, hint", [
+    (["--compresion", "none", "x.tar"], "did you mean --compression?"),
+    (["-compresion=none", "x.tar"], "did you mean --compression?"),
+    (["run", "--stgae", "fly", "x.aci"], "did you mean --stage?"),
+    (["--zzz", "x.tar"], None),
+])
+def test_a_misspelled_flag_names_the_closest(capsys: pytest.CaptureFixture[str], argv: list[str],
+                                             hint: str | None) -> None:
+    """A usage error (status 2) that says which flag was meant (the newcomer trial's
+    ``--compresion`` got only "unrecognized arguments")."""
+    assert cli.main(argv) == 2
+    first = capsys.readouterr().err.splitlines()[0]
+    assert first.startswith("Error: unrecognized arguments: ")
+    assert first.endswith(f"; {hint}") if hint else "did you mean" not in first
