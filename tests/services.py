@@ -15,8 +15,10 @@ Timing: a registry is ready in about 15 ms; a skopeo push of the busybox image t
 
 from __future__ import annotations
 
+import ctypes
 import json
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -243,6 +245,17 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, log_path: Path) -> None
     raise RuntimeError(f"docker-registry did not answer {url}/v2/ within {READY_TIMEOUT} s")
 
 
+_PR_SET_PDEATHSIG = 1
+_prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the child of a fork only calls it
+
+
+def die_with_pytest() -> None:
+    """``preexec_fn`` for a server a test starts: the kernel sends it SIGTERM when the
+    thread that started it ends (Linux ``PR_SET_PDEATHSIG``), so a test run killed
+    before its fixtures' teardown (SIGTERM, SIGKILL) leaves no server behind."""
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     """Terminate the process by its PID, then kill it if it lingers."""
     if proc.poll() is None:
@@ -288,7 +301,8 @@ def run_registry(root: Path, *, tls: TLSFiles | None = None, htpasswd: Path | No
         log_path = root / "registry.log"
         with log_path.open("wb") as log_file:
             proc = subprocess.Popen([REGISTRY_BIN, "serve", str(config_path)], stdout=log_file,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=root)
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=root,
+                                    preexec_fn=die_with_pytest)
         try:
             scheme = "https" if tls else "http"
             try:

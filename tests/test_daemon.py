@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
+from services import die_with_pytest
 
 import docker2aci
 from docker2aci.errors import ImageNotFound, OutputError
@@ -43,7 +44,7 @@ def dockerd() -> Iterator[str]:
          "--pidfile", f"{base}/dockerd.pid", "--storage-driver", "vfs", "--iptables=false", "--ip6tables=false",
          "--ip-masq=false", "--ip-forward=false", "--bridge=none", "--exec-opt", "native.cgroupdriver=cgroupfs",
          "--userland-proxy=false"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_pytest)
     host = f"unix://{sock}"
     try:
         import docker

@@ -30,6 +30,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 import pytest
+from services import die_with_pytest
 
 from docker2aci import cli, discovery, signing
 from docker2aci.discovery import (
@@ -118,7 +119,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root.mkdir()
     with open(log, "wb") as out:
         process = subprocess.Popen([sys.executable, "-m", "http.server", "80", "--bind", HOST,
-                                    "--directory", str(root)], stdout=out, stderr=subprocess.STDOUT)
+                                    "--directory", str(root)], stdout=out, stderr=subprocess.STDOUT,
+                                   preexec_fn=die_with_pytest)
     try:
         _wait_for_port(80, process, log)
         yield Server(root, log)
@@ -678,7 +680,7 @@ def tls_server(server: Server, tmp_path: Path) -> Iterator[Path]:
     log = tmp_path / "https.log"
     with open(log, "wb") as out:
         process = subprocess.Popen([sys.executable, "-c", _TLS_SERVER, str(server.root), str(cert), str(key)],
-                                   stdout=out, stderr=subprocess.STDOUT)
+                                   stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_pytest)
     try:
         _wait_for_port(443, process, log)
         yield cert

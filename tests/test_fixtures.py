@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -360,3 +361,31 @@ def test_diff_listings_is_readable() -> None:
         "only in b: only-b (dir 0755 0:0)",
         "x: mode a=0644 b=4755",
     ]
+
+
+def test_a_server_dies_with_the_test_run_that_started_it() -> None:
+    """Servers the tests start (``services.die_with_pytest``) get SIGTERM when the run that
+    started them is killed before its teardown: none is left running."""
+    starter = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys, time; sys.path.insert(0, sys.argv[1]);"
+         "from services import die_with_pytest;"
+         "p = subprocess.Popen(['sleep', '60'], preexec_fn=die_with_pytest); print(p.pid, flush=True); time.sleep(60)",
+         str(Path(__file__).parent)], stdout=subprocess.PIPE, text=True)
+    assert starter.stdout is not None
+    server = int(starter.stdout.readline())
+    starter.kill()
+    starter.wait()
+    for _ in range(500):
+        try:
+            os.kill(server, 0)
+        except ProcessLookupError:
+            return
+        try:
+            with open(f"/proc/{server}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":  # ended, not yet reaped by its new parent
+                    return
+        except FileNotFoundError:
+            return
+        time.sleep(0.01)
+    os.kill(server, 9)
+    pytest.fail("the server outlived the run that started it")

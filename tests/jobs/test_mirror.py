@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from jobs_helpers import MANY, TAGS, Key, Registry, blob_gets, build_tags, cli, gpg_verify, load_report, push_tags
+from services import die_with_pytest
 
 from docker2aci.mirror import STATE_DIR
 from runner.extract import compute_image_id as image_id_of
@@ -208,7 +209,7 @@ def test_the_signed_tree_served_by_a_static_server_is_resolved_by_discover(
     log = tmp_path / "http.log"
     with open(log, "wb") as out:
         server = subprocess.Popen([sys.executable, "-m", "http.server", "80", "--bind", "127.0.0.1", "--directory",
-                                   str(tree)], stdout=out, stderr=subprocess.STDOUT)
+                                   str(tree)], stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_pytest)
     try:
         deadline = time.monotonic() + 10
         while subprocess.run(["python3", "-c", "import socket; socket.create_connection(('127.0.0.1', 80), 1)"],
