@@ -151,7 +151,7 @@ def decompress_into(stream: BinaryIO, encoding: str, out: IO[bytes], hasher: obj
     Args:
         stream: the compressed bytes.
         encoding: ``gzip``, ``zstd``, ``bzip2``, ``xz`` or ``plain`` (see :func:`sniff_encoding`).
-        out: where the plain bytes go.
+        out: where the plain bytes go (flushed at the end).
         hasher: a hashlib-like object updated with the plain bytes.
         what: names the stream in errors.
         limit: the most plain bytes accepted, or ``None`` for no cap.
@@ -183,6 +183,10 @@ def decompress_into(stream: BinaryIO, encoding: str, out: IO[bytes], hasher: obj
     try:
         _decompress(stream, encoding, emit, what)
         behind.finish()
+        try:
+            out.flush()
+        except OSError as err:
+            raise output_error(err) from err
     except BaseException as err:
         behind.abandon()
         if isinstance(err, Exception):
@@ -474,7 +478,6 @@ def open_layers(blobs: list[LayerBlob], tmp_dir: str | None, progress: Progress 
                 files[i].seek(0)
                 files[i].truncate()
                 spool_layer(blobs[i], files[i])
-            files[i].flush()
 
         spooling, pending = [], []
         for i, blob in enumerate(blobs):

@@ -18,7 +18,7 @@ from converters.rootfs import open_tar
 from converters.tarpaths import EscapingPath, clean_member_name, join
 
 from ..atomic import anonymous_file
-from ..errors import ImageNotFound, OutputError, SourceError
+from ..errors import ImageNotFound, SourceError
 from ..layers import decompress_into, sniff_encoding
 from ..limits import read_at_most
 
@@ -206,11 +206,6 @@ class TarTree(_BaseTree):
             try:
                 compressed.seek(0)
                 decompress_into(compressed, encoding, spool, _NullHash(), self.display, max_size, "archive")
-                try:
-                    spool.flush()
-                except OSError as err:
-                    raise OutputError(f"{self.display}: writing the uncompressed archive into {spool.name}: "
-                                      f"{err.strerror or err}") from err
             except BaseException:
                 spool.close()
                 raise
