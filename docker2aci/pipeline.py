@@ -414,7 +414,7 @@ def _write_image(display: str, resolved: ResolvedImage, wanted: Platform, option
                              file=os.path.basename(path), name=repr(resolved.name) if local else None,
                              ac_name=options.ac_name)
     if cache is None or key is None:
-        return _noted(image, _convert_layers(display, resolved, config, blobs, os_arch, path, options, progress, []))
+        return _noted(image, _convert_layers(display, resolved, config, blobs, os_arch, path, options, progress))
     with cache.lock(key):  # racing callers: one converts, the others reuse its result
         hit = cache.get(key)
         if hit is not None:
@@ -428,8 +428,7 @@ def _write_image(display: str, resolved: ResolvedImage, wanted: Platform, option
                     log.warning("%s: %s", display, w)
                 return _noted(image, _from_record(path, hit.record))
         file_hash = hashlib.sha256()
-        converted = _convert_layers(display, resolved, config, blobs, os_arch, path, options, progress, [],
-                                    file_hash)
+        converted = _convert_layers(display, resolved, config, blobs, os_arch, path, options, progress, file_hash)
         try:
             cache.put(key, path, {k: v for k, v in dataclasses.asdict(converted).items() if k != "path"},
                       aci_sha256=file_hash.hexdigest())
@@ -445,7 +444,7 @@ def _noted(image: _Image, converted: ConvertedACI) -> ConvertedACI:
 
 def _convert_layers(display: str, resolved: ResolvedImage, config: ImageConfig, blobs: list[LayerBlob],
                     os_arch: tuple[str, str], path: str, options: ConvertOptions,
-                    progress: ProgressHook | None, warnings: list[str], file_hash: Any = None) -> ConvertedACI:
+                    progress: ProgressHook | None, file_hash: Any = None) -> ConvertedACI:
     """Read the layers, squash them, translate the config and write the ACI at ``path``
     (``file_hash``, a hashlib object, is updated with the file's bytes as written)."""
     # The converter stages are imported only here: a warm re-conversion never loads them
@@ -461,6 +460,7 @@ def _convert_layers(display: str, resolved: ResolvedImage, config: ImageConfig, 
     # Until then any error (a layer's /etc/passwd the manifest reads, data that ends
     # early) is reported as a layer's digest error if there is one, and the warnings
     # drawn from the layers are logged only after.
+    warnings: list[str] = []
     with _cyclic_gc_paused(), open_layers(blobs, options.tmp_dir, progress, options.max_layer_size) as layers:
         with layers.errors():
             tree = RootfsTree.from_layers(layers.tars)

@@ -816,9 +816,10 @@ class RegistryClient:
                                                 f"{_connection_cause(err)}{hint}", url=shown) from err
             except (requests.ConnectionError, requests.Timeout) as err:
                 retry += 1
-                if retry >= self._retry.attempts or _name_unknown(err):
+                unknown_name = _name_unknown(err)
+                if retry >= self._retry.attempts or unknown_name:
                     raise RegistryError(source, f"{what}: cannot reach {shown}: {_connection_cause(err)}",
-                                        url=shown, temporary=not _name_unknown(err)) from err
+                                        url=shown, temporary=not unknown_name) from err
                 log.info("%s: %s: cannot reach %s (%s); retry %d/%d", source, what, shown, _connection_cause(err), retry,
                          self._retry.attempts - 1)
                 self._retry.wait(retry)
