@@ -9,6 +9,7 @@ import gzip
 import hashlib
 import json
 import os
+import platform
 import shutil
 import subprocess
 import tarfile
@@ -272,6 +273,58 @@ def test_a_variant_left_out_of_the_config_is_the_index_entry_s(tmp_path: Path) -
     aci = convert(f"oci:{layout.path}:latest", tmp_path / "out", platform="linux/arm/v6")
     assert aci.labels["arch"] == "armv6l"
     assert aci.warnings == ()
+
+
+def test_a_variant_left_out_of_the_config_is_the_layout_index_entry_s(tmp_path: Path) -> None:
+    """The same with the platform on the layout's own index.json entry, which is an image
+    index too (image-layout.md's example gives its entries platforms): it was armv7l
+    (parity review)."""
+    import hostilebuild as hb
+
+    base = hb.tar([hb.dir_("etc"), hb.file("etc/passwd", hb.PASSWD)])
+    layout = hb.oci_layout(tmp_path / "layout", [base], config=hb.image_config([base], architecture="arm"))
+    hb.write_index(layout.path, [{**layout.descriptor(layout.manifest, hb.OCI_MANIFEST),
+                                  "platform": {"os": "linux", "architecture": "arm", "variant": "v6"},
+                                  "annotations": {hb.REF_NAME: "latest"}}])
+    for wanted, out in (("linux/arm/v6", "a"), (None, "b")):
+        aci = convert(f"oci:{layout.path}:latest", tmp_path / out, platform=wanted)
+        assert (aci.labels["arch"], Path(aci.path).name) == ("armv6l", "layout-latest-linux-armv6l.aci")
+        assert aci.warnings == ()
+
+
+def test_one_ref_name_for_several_platforms_in_index_json_is_chosen_by_platform(tmp_path: Path) -> None:
+    """index.json naming ``latest`` twice, for amd64 and arm64 (image-layout.md allows a
+    platform on each entry): the entry for the platform asked for, the host's by default,
+    every one with ``--platform all``, and an error listing both for another platform.
+    The first entry used to be taken whatever the platform."""
+    import hostilebuild as hb
+
+    entries = []
+    for arch in ("amd64", "arm64"):
+        layer = hb.tar([hb.dir_("etc"), hb.file("etc/passwd", hb.PASSWD), hb.file("arch", arch)])
+        layout = hb.oci_layout(tmp_path / "layout", [layer],
+                               config=hb.image_config([layer], architecture=arch))
+        entries.append({**layout.descriptor(layout.manifest, hb.OCI_MANIFEST),
+                        "platform": {"os": "linux", "architecture": arch},
+                        "annotations": {hb.REF_NAME: "latest"}})
+    hb.write_index(tmp_path / "layout", entries)
+    source = f"oci:{tmp_path / 'layout'}"
+
+    def arch_file(aci: docker2aci.ConvertedACI) -> str:
+        with tarfile.open(aci.path) as tf:
+            return tf.extractfile("rootfs/arch").read().decode()  # type: ignore[union-attr]
+
+    for selector in (":latest", ""):
+        arm = convert(source + selector, tmp_path / f"arm{selector}", platform="linux/arm64")
+        assert (arm.labels["arch"], arch_file(arm), arm.warnings) == ("aarch64", "arm64", ())
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        host = convert(source + ":latest", tmp_path / "host")
+        assert (host.labels["arch"], arch_file(host)) == ("amd64", "amd64")
+    acis = docker2aci.convert(source + ":latest", docker2aci.ConvertOptions(output_dir=str(tmp_path / "all"),
+                                                                           platform="all"))
+    assert [(a.labels["arch"], arch_file(a)) for a in acis] == [("amd64", "amd64"), ("aarch64", "arm64")]
+    with pytest.raises(docker2aci.errors.PlatformNotFound, match=r"linux/s390x.*present: linux/amd64, linux/arm64"):
+        convert(source + ":latest", tmp_path / "s390x", platform="linux/s390x")
 
 
 def test_two_images_of_one_run_never_share_a_file(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from ..errors import (DigestMismatch, ImageNotFound, InvalidManifest, LimitExcee
 from ..layerblob import LayerBlob
 from ..limits import MAX_CONFIG_BYTES, MAX_INDEX_FILE_BYTES, MAX_MANIFEST_BYTES
 from ..manifest import (MAX_INDEX_DEPTH, Descriptor, Document, ImageIndex, Platform, document_kind,
-                        follow_indexes, index_platforms, parse_index, parse_manifest)
+                        follow_indexes, index_platforms, parse_index, parse_manifest, select_platform)
 from .base import (ImageName, ResolvedImage, digest_selector, name_from_reference,
                    selector_matches, untagged_name)
 from ..reference import is_valid_tag
@@ -87,8 +87,9 @@ def resolve_descriptor(files: FileTree, desc: Descriptor, platform: Platform) ->
     """Follow a descriptor through indexes (choosing ``platform``) to an image manifest.
 
     Returns:
-        the image manifest's digest, config descriptor and layers, and the digest and
-        platform of the first index it was chosen from.
+        the image manifest's digest, config descriptor and layers, the digest of the
+        first index it was chosen from, and the platform that index's entry (or else
+        ``desc`` itself, an index.json entry) names.
 
     Raises:
         PlatformNotFound, InvalidManifest, DigestMismatch, ImageNotFound.
@@ -100,7 +101,8 @@ def resolve_descriptor(files: FileTree, desc: Descriptor, platform: Platform) ->
     if doc.kind != "manifest":
         raise InvalidManifest(where, "a schema 1 manifest in an OCI layout is not supported")
     manifest = parse_manifest(doc.raw, where)
-    return _Resolved(doc.digest, manifest.config, manifest.layers, found.index_digest, found.platform)
+    # index.json is an image index too: an entry's own platform counts when no index follows it
+    return _Resolved(doc.digest, manifest.config, manifest.layers, found.index_digest, found.platform or desc.platform)
 
 
 class OciLayout:
@@ -150,28 +152,58 @@ class OciLayout:
 
     def _choose(self, entries: tuple[Descriptor, ...], selector: str | None,
                 platform: Platform) -> Descriptor:
+        """The index.json entry ``selector`` names (a ref name, a full reference, or a
+        digest prefix of a manifest or config); without one, the layout's only image.
+        Entries that are one image for several platforms (image-layout.md lets each carry
+        a ``platform``) are chosen among by ``platform``, as in any image index."""
+        return self._by_platform(self._candidates(entries, selector, platform), platform)
+
+    def _candidates(self, entries: tuple[Descriptor, ...], selector: str | None,
+                    platform: Platform) -> list[Descriptor]:
+        """The entries ``selector`` names (all of them for a ref name several carry), or
+        without a selector the entries of the layout's only image: one entry (the one
+        tagged ``latest`` if the image has several names), or every entry when each
+        names a platform under one ref name (or none).
+
+        Raises:
+            ImageNotFound: nothing matches, or the layout is empty.
+            SeveralImages: no selector, and the layout holds several images.
+        """
         if selector is not None:
+            named = [e for e in entries if e.ref_name is not None
+                     and (selector == e.ref_name or selector_matches(selector, self._name(e.ref_name)))]
+            if named:
+                return named
             hexsel = digest_selector(selector)
-            for entry in entries:
-                ref = entry.ref_name
-                if ref is not None and (selector == ref or selector_matches(selector, self._name(ref))):
-                    return entry
             if hexsel is not None:
                 for entry in entries:
                     if entry.digest.hex.startswith(hexsel) or self._config_hex(entry, platform).startswith(hexsel):
-                        return entry
+                        return [entry]
             raise ImageNotFound(self.display, f"no image {selector!r}; present: "
                                 + ", ".join(self._listing(entries, platform)))
-        digests = {e.digest for e in entries}
-        if len(digests) > 1:
-            raise SeveralImages(self.display, self._listing(entries, platform))
         if not entries:
             raise ImageNotFound(self.display, "the layout's index.json lists no image")
+        if len({e.digest for e in entries}) > 1:
+            if all(e.platform is not None for e in entries) and len({e.ref_name for e in entries}) == 1:
+                return list(entries)
+            raise SeveralImages(self.display, self._listing(entries, platform))
         tagged = [e for e in entries if e.ref_name]
         for entry in tagged:
             if entry.ref_name == "latest" or entry.ref_name.endswith(":latest"):  # type: ignore[union-attr]
-                return entry
-        return tagged[0] if tagged else entries[0]
+                return [entry]
+        return [tagged[0] if tagged else entries[0]]
+
+    def _by_platform(self, candidates: list[Descriptor], platform: Platform) -> Descriptor:
+        """The candidate for ``platform`` when they differ and each names its platform
+        (containerd's matcher, :func:`~docker2aci.manifest.select_platform`), else the first.
+
+        Raises:
+            PlatformNotFound: no candidate runs on ``platform``.
+        """
+        if len({e.digest for e in candidates}) == 1 or any(e.platform is None for e in candidates):
+            return candidates[0]
+        return select_platform(ImageIndex(mediatypes.OCI_INDEX, tuple(candidates)), platform,
+                               f"{self.display}: index.json")
 
     def _config_hex(self, entry: Descriptor, platform: Platform) -> str:
         """The config digest hex of an (untagged) entry, or ``""`` if it cannot be read."""
@@ -187,7 +219,10 @@ class OciLayout:
 
     def platforms(self, selector: str | None) -> list[Platform] | None:
         """See :meth:`ImageSource.platforms`."""
-        entry = self._choose(self.index().manifests, selector, Platform.host())
+        candidates = self._candidates(self.index().manifests, selector, Platform.host())
+        if len({e.digest for e in candidates}) > 1 and all(e.platform is not None for e in candidates):
+            return list(dict.fromkeys(e.platform for e in candidates if e.platform is not None))
+        entry = self._by_platform(candidates, Platform.host())
         return index_platforms(fetch_document(self.files, entry), self.display)
 
     def resolve(self, selector: str | None, platform: Platform) -> ResolvedImage:
