@@ -189,13 +189,16 @@ _ID_DIGITS = 10
 def user_group(user_spec: str, passwd: str | None) -> tuple[str, str]:
     """Docker ``USER`` → appc ``user``/``group``.
 
-    ``""`` → ``0``/``0``; ``u:g`` → ``u``/``g`` as written; ``u`` alone → the numeric
-    primary gid of ``u`` (by name or uid) from the image's ``/etc/passwd``, else ``0``
-    (Docker's rule). Names are resolved later by the runner.
+    ``""`` → ``0``/``0``; ``u:g`` → ``u``/``g`` as written, fields past the second
+    ignored as runc's ``parseLine`` and the reference's ``parseDockerUser`` ignore them;
+    ``u`` alone (or ``u:``) → the numeric primary gid of ``u`` (by name or uid) from the
+    image's ``/etc/passwd``, else ``0`` (Docker's rule). Names are resolved later by the
+    runner.
     """
-    user, sep, group = user_spec.partition(":")
+    user, _, rest = user_spec.partition(":")
+    group = rest.partition(":")[0]
     user = user or "0"
-    if sep and group:
+    if group:
         return user, group
     users = parse_passwd(passwd or "")
     if user in users:
