@@ -482,16 +482,51 @@ class _Renderer:
                 logger.warning("entry %r: xattr %r not set: %s", member.name, name, err.strerror)
 
     def _finish_dirs(self) -> None:
-        """Apply directory modes and times, deepest first, once their contents exist."""
+        """Apply directory modes and times, deepest first, once their contents exist.
+
+        Each directory is reached from the root one component at a time, following no
+        symbolic link: a later entry may have replaced a directory on the way with a link
+        (``rootfs/a/b/``, then ``rootfs/./a -> /host/dir``), and ``chmod`` by path would
+        follow it out of the root. Such a directory is no longer in the tree; it is skipped.
+        """
         for path in sorted(self._dirs, key=lambda p: p.count("/"), reverse=True):
+            fd = _open_dir_in_root(self._root, path)
+            if fd is None:
+                continue  # replaced by a later entry
             try:
-                if not stat.S_ISDIR(os.lstat(path).st_mode):
-                    continue  # replaced by a later entry
-            except FileNotFoundError:
-                continue
-            meta = self._dirs[path]
-            os.chmod(path, meta.mode)
-            _set_mtime(path, meta.mtime)
+                meta = self._dirs[path]
+                os.chmod(fd, meta.mode)
+                _set_mtime(fd, meta.mtime)
+            finally:
+                os.close(fd)
+
+
+def _open_dir_in_root(root: str, path: str) -> int | None:
+    """A descriptor of the directory ``path`` below ``root``, opened one component at a
+    time without following symbolic links; ``None`` when a component is missing, is not a
+    directory or is a symbolic link.
+
+    Raises:
+        OSError: a component cannot be opened for another reason.
+    """
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    rel = os.path.relpath(path, root)
+    try:
+        for part in [] if rel == "." else rel.split(os.sep):
+            try:
+                inner = os.open(part, flags, dir_fd=fd)
+            except OSError as err:
+                if err.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                    os.close(fd)
+                    return None
+                raise
+            os.close(fd)
+            fd = inner
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _xattrs(pax_headers: Mapping[str, str]) -> Iterator[tuple[str, bytes]]:
@@ -510,9 +545,14 @@ def restore_directory_times(rootfs: str, times: Mapping[str, float]) -> None:
             _set_mtime(directory, mtime)
 
 
-def _set_mtime(path: str, mtime: float) -> None:
+def _set_mtime(path: str | int, mtime: float) -> None:
+    """Set the access and modification times of ``path`` (not following a final symlink)
+    or of the open descriptor ``path``."""
     nanoseconds = int(mtime * 1_000_000_000)
-    os.utime(path, ns=(nanoseconds, nanoseconds), follow_symlinks=False)
+    if isinstance(path, int):
+        os.utime(path, ns=(nanoseconds, nanoseconds))
+    else:
+        os.utime(path, ns=(nanoseconds, nanoseconds), follow_symlinks=False)
 
 
 def _copy_sparse(

@@ -75,6 +75,22 @@ def test_unsafe_entries_are_refused_and_nothing_lands_outside(tmp_path: Path, ca
     assert paths_under(tmp_path, rootfs) == before
 
 
+@pytest.mark.parametrize("link_name", ["rootfs/a", "rootfs/./a"])
+def test_a_directory_replaced_by_a_link_out_keeps_its_mode_off_the_host(tmp_path: Path, link_name: str) -> None:
+    """``rootfs/a/b/`` (mode 0777), then ``a`` replaced by a link to a host directory: the
+    directory metadata applied at the end used to chmod and utime ``a/b`` by path, through
+    the link, so the host's ``b`` became 0777 (hostile-input review). ``rootfs/./a`` is
+    the spelling actool's duplicate check lets through."""
+    host = tmp_path / "host"
+    (host / "b").mkdir(parents=True)
+    os.chmod(host / "b", 0o700)
+    os.utime(host / "b", (MTIME, MTIME))
+    rootfs = _render(tmp_path, [directory("rootfs"), directory("rootfs/a"),
+                                directory("rootfs/a/b", mode=0o777, mtime=1234), symlink(link_name, str(host))])
+    assert os.readlink(rootfs / "a") == str(host)
+    assert (stat.S_IMODE(os.stat(host / "b").st_mode), os.stat(host / "b").st_mtime) == (0o700, MTIME)
+
+
 def test_absolute_symlinks_are_kept_and_parents_resolve_inside_the_tree(tmp_path: Path) -> None:
     rootfs = _render(
         tmp_path,
