@@ -17,7 +17,8 @@ runs it):
   (public cases 2 and 4). On output, the first surviving name of each group in output
   order carries the data and the others link to it, so a link never dangles.
 * Names escaping the root, escaping relative symlinks, hard links to missing or
-  escaping targets and device numbers a tar header cannot hold are refused with
+  escaping targets, names and link targets holding a NUL byte (a PAX record can) and
+  device numbers a tar header cannot hold are refused with
   :class:`UnsafeEntry`, naming the entry; member sizes that are negative or past any
   file offset make the layer a :class:`BadLayer`.
 
@@ -370,6 +371,10 @@ class RootfsTree:
             if _too_long(member.name) or _too_long(member.linkname):
                 raise UnsafeEntry(layer.name, member.name[:200],
                                   f"name or link target longer than {MAX_NAME_BYTES} bytes")
+            if "\0" in member.name or "\0" in member.linkname:
+                # Only a PAX record can carry one; a path ends at it for the kernel and for
+                # every tar header written after, so the checks below would check another path.
+                raise UnsafeEntry(layer.name, member.name, "name or link target holds a NUL byte")
             try:
                 path = clean_member_name(member.name)
             except EscapingPath as err:

@@ -289,10 +289,13 @@ def archive_components(name: str) -> list[str]:
         The components, with empty and ``.`` components dropped.
 
     Raises:
-        EntryError: the name is absolute or has a ``..`` component.
+        EntryError: the name is absolute, has a ``..`` component or holds a NUL byte
+            (a PAX record can carry one; the kernel would cut the path there).
     """
     if name.startswith("/"):
         raise EntryError(name, "absolute names are not allowed in an ACI")
+    if "\0" in name:
+        raise EntryError(name, "a NUL byte is not allowed in names")
     parts = [part for part in name.split("/") if part not in ("", ".")]
     if ".." in parts:
         raise EntryError(name, "'..' is not allowed in names")
@@ -369,6 +372,8 @@ class _Renderer:
             self._hard_link(member, target)
             return
         if member.issym():
+            if "\0" in member.linkname:
+                raise EntryError(member.name, "a NUL byte is not allowed in a link target")
             os.symlink(member.linkname, target)
         elif member.isreg():
             self._regular(member, target)

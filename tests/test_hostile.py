@@ -1005,6 +1005,22 @@ def test_escaping_relative_symlink_is_refused(tmp_path: Path) -> None:
     assert err.value.entry == "a" and "outside the root" in str(err.value)
 
 
+@pytest.mark.parametrize("member", [
+    hb.M("s", tarfile.SYMTYPE, linkname="placeholder", pax={"linkpath": "x/../..\0"}, mode=0o777),
+    hb.M("h", tarfile.LNKTYPE, linkname="placeholder", pax={"linkpath": "etc/passwd\0x"}),
+    hb.M("placeholder", pax={"path": "etc/passwd\0x"}, data=b"x"),
+], ids=["symlink-target", "hard-link-target", "name"])
+def test_a_nul_byte_in_a_pax_name_or_link_target_is_refused(tmp_path: Path, member: hb.M) -> None:
+    """``x/../..\\0`` passed the symlink check as three components, then was written cut at
+    the NUL: a link out of the root (hostile-input review). Go's tar reader and umoci
+    refuse such names too."""
+    layout = layout_with(tmp_path, [hb.dir_("etc"), hb.file("etc/passwd", b"root"), member])
+    with pytest.raises(errors.InvalidLayer, match="holds a NUL byte") as err:
+        convert(f"oci:{layout}", tmp_path / "out")
+    assert err.value.entry == member.pax.get("path", member.name)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
 def test_nothing_is_written_through_an_absolute_symlink(tmp_path: Path) -> None:
     layout = layout_with(tmp_path, [hb.symlink("a", "/"), hb.dir_("a/etc"), hb.file("a/etc/passwd", b"x")])
     [aci] = convert(f"oci:{layout}", tmp_path / "out")

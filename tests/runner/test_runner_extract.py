@@ -50,6 +50,12 @@ UNSAFE = {
     "hard-link-dotdot": ([_hard_link("rootfs/h", "../../etc/shadow")], "rootfs/h"),
     "hard-link-absolute": ([_hard_link("rootfs/h", "/etc/shadow")], "rootfs/h"),
     "hard-link-outside-rootfs": ([_hard_link("rootfs/h", "manifest")], "rootfs/h"),
+    "nul-in-name": ([Entry("rootfs/x", data=b"evil", pax={"path": "rootfs/x\0y"})], "rootfs/x\0y"),
+    "nul-in-symlink-target": ([Entry("rootfs/s", tarfile.SYMTYPE, linkname="t", pax={"linkpath": "a/../..\0"})],
+                              "rootfs/s"),
+    "nul-in-hard-link-target": ([Entry("rootfs/f", data=b"x"),
+                                 Entry("rootfs/h", tarfile.LNKTYPE, linkname="t", pax={"linkpath": "rootfs/f\0"})],
+                                "rootfs/h"),
     "hard-link-through-link": (
         [symlink("rootfs/l", "../../../etc"), _hard_link("rootfs/h", "rootfs/l/shadow")],
         "rootfs/h",
