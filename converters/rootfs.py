@@ -249,9 +249,38 @@ def _read_members(layer: LayerTar) -> list[tarfile.TarInfo]:
     layer.file.seek(0)
     try:
         with open_tar(layer.file) as tf:
-            return tf.getmembers()
+            members = tf.getmembers()
+            end = tf.offset
     except tarfile.TarError as err:
         raise BadLayer(layer.name, f"not a valid tar: {err}") from err
+    _check_end(layer, end, members[-1].name if members else None)
+    return members
+
+
+def _check_end(layer: LayerTar, offset: int, last: str | None) -> None:
+    """Refuse a layer whose entries stop at ``offset`` for any reason but the end of the
+    file or the end-of-archive marker (a zero block, and nothing but zeros after it).
+
+    tarfile ends its member list quietly at a malformed header once past the first (a bad
+    checksum, a header cut short, the data of a symlink read as a header), and every entry
+    after it would be lost without a word; Go's archive/tar, which Docker and umoci read
+    layers with, fails there.
+
+    Raises:
+        BadLayer: naming the offset (bytes) and the last entry read.
+    """
+    layer.file.seek(offset)
+    block = layer.file.read(tarfile.BLOCKSIZE)
+    if not block:
+        return
+    if block == _ZERO_BLOCK:
+        if not layer.file.read(tarfile.BLOCKSIZE).strip(b"\0"):
+            return
+        problem = "data after an end-of-archive block"
+    else:
+        problem = "a malformed tar header" if len(block) == tarfile.BLOCKSIZE else "a tar header cut short"
+    after = f"after entry {last!r}" if last is not None else "before any entry"
+    raise BadLayer(layer.name, f"{problem} at byte {offset}, {after}: the layer is damaged")
 
 
 class RootfsTree:

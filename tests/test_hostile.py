@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import random
 import signal
 import subprocess
@@ -1019,6 +1020,48 @@ def test_a_nul_byte_in_a_pax_name_or_link_target_is_refused(tmp_path: Path, memb
         convert(f"oci:{layout}", tmp_path / "out")
     assert err.value.entry == member.pax.get("path", member.name)
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def _block(data: bytes) -> bytes:
+    return data + bytes(-len(data) % 512)
+
+
+_BAD_CHECKSUM = bytearray(hb.raw_header(b"g", tarfile.REGTYPE, 3))
+_BAD_CHECKSUM[148:156] = b"0000001\0"
+DAMAGED_LAYERS = {
+    "symlink-carrying-data": (hb.raw_header(b"s", tarfile.SYMTYPE, 5, extra={157: b"x"}) + _block(b"hello")
+                              + hb.raw_header(b"g", tarfile.REGTYPE, 3) + _block(b"abc") + bytes(1024),
+                              "a malformed tar header at byte 512, after entry 's'"),
+    "bad-checksum-in-the-middle": (hb.raw_header(b"f", tarfile.REGTYPE, 3) + _block(b"abc") + bytes(_BAD_CHECKSUM)
+                                   + _block(b"abc") + hb.raw_header(b"h", tarfile.REGTYPE, 3) + _block(b"abc")
+                                   + bytes(1024), "a malformed tar header at byte 1024, after entry 'f'"),
+    "header-cut-short": (hb.raw_header(b"f", tarfile.REGTYPE, 3) + _block(b"abc")
+                         + hb.raw_header(b"g", tarfile.REGTYPE, 3)[:300],
+                         "a tar header cut short at byte 1024, after entry 'f'"),
+    "data-after-one-zero-block": (hb.raw_header(b"f", tarfile.REGTYPE, 3) + _block(b"abc") + bytes(512)
+                                  + hb.raw_header(b"g", tarfile.REGTYPE, 3) + _block(b"abc") + bytes(1024),
+                                  "data after an end-of-archive block at byte 1024, after entry 'f'"),
+}
+
+
+@pytest.mark.parametrize("case", DAMAGED_LAYERS, ids=list(DAMAGED_LAYERS))
+def test_a_layer_damaged_after_its_first_entry_is_refused(tmp_path: Path, case: str) -> None:
+    """tarfile stops quietly at a malformed header past the first, and the entries after it
+    were dropped without a word (hostile-input review); Go's archive/tar, as umoci uses
+    it, fails on each of these."""
+    raw, message = DAMAGED_LAYERS[case]
+    layout = hb.oci_layout(tmp_path / "img", [raw])
+    with pytest.raises(errors.InvalidLayer, match=re.escape(message)):
+        convert(f"oci:{layout.path}", tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize("ending", [b"", bytes(512), bytes(1024), bytes(10240), bytes(1024) + b"trailing garbage"],
+                         ids=["end-of-file", "one-zero-block", "two-zero-blocks", "a-record", "garbage-after-two"])
+def test_a_layer_may_end_at_the_end_of_its_file_or_its_end_marker(tmp_path: Path, ending: bytes) -> None:
+    raw = hb.raw_header(b"f", tarfile.REGTYPE, 3) + _block(b"abc") + ending
+    [aci] = convert(f"oci:{hb.oci_layout(tmp_path / 'img', [raw]).path}", tmp_path / "out")
+    assert "rootfs/f" in aci_members(aci.path)
 
 
 def test_nothing_is_written_through_an_absolute_symlink(tmp_path: Path) -> None:
