@@ -406,8 +406,10 @@ def hand_over_stdio(uid: int) -> None:
 
     Reopening ``/proc/self/fd/1`` checks the pipe's own permissions (owner only), so an
     app running as another user could not write to ``/dev/stdout`` (runc does the same:
-    ``fixStdioPermissions``). Terminals and files are left alone: they outlive the run.
-    Failures are ignored.
+    ``fixStdioPermissions``). Terminals, files and named FIFOs are left alone: they are
+    the host's and outlive the run (a FIFO made with ``mkfifo`` is a file on disk; only
+    an anonymous pipe, ``pipe:[inode]`` in ``/proc/self/fd``, is handed over). Failures
+    are ignored.
 
     Args:
         uid: the app's user id.
@@ -415,7 +417,10 @@ def hand_over_stdio(uid: int) -> None:
     for fd in (0, 1, 2):
         try:
             info = os.fstat(fd)
-            if info.st_uid != uid and (stat.S_ISFIFO(info.st_mode) or stat.S_ISSOCK(info.st_mode)):
+            if info.st_uid == uid:
+                continue
+            if stat.S_ISSOCK(info.st_mode) or (stat.S_ISFIFO(info.st_mode)
+                                               and os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:")):
                 os.fchown(fd, uid, -1)
         except OSError:
             continue

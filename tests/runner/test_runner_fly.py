@@ -166,3 +166,32 @@ def test_sigterm_is_forwarded(build_aci: BuildAci, tmp_path: Path) -> None:
         runner_process.send_signal(signal.SIGTERM)
 
         assert runner_process.wait(timeout=10) == 128 + signal.SIGTERM
+
+
+def test_a_named_fifo_as_stdout_stays_the_hosts_and_a_pipe_is_handed_over(build_aci: BuildAci,
+                                                                             tmp_path: Path) -> None:
+    """The app runs as 1000 and writes /dev/stdout. Through an anonymous pipe it can (the
+    pipe is handed to its user, as runc does); a FIFO made with mkfifo, a file of the
+    host's, used to be chowned to 1000 for good (runner review): it stays root's, 0600."""
+    import os
+    import threading
+
+    aci = build_aci(_sh("id -u > /dev/stdout", user="1000", group="1000"))
+    argv = [sys.executable, "-m", "docker2aci", "run", "--stage=fly", "--insecure-options=image", str(aci)]
+    piped = subprocess.run(argv, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert (piped.returncode, piped.stdout) == (0, "1000\n"), piped.stderr
+
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo, 0o600)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    with open(fifo, "wb") as out:
+        status = subprocess.run(argv, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.PIPE, text=True,
+                                timeout=60, check=False)
+    reader.join(timeout=10)
+    info = fifo.stat()
+    assert (info.st_uid, info.st_gid, info.st_mode & 0o7777) == (0, 0, 0o600)
+    # the app cannot reopen a file of root's, as in the isolated stage; it is not given it
+    assert (status.returncode, received) == (1, [b""]), status.stderr
+    assert "Permission denied" in status.stderr
