@@ -24,6 +24,7 @@ they are.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import json
 import logging
@@ -145,6 +146,7 @@ def run_fly(
     """
     check_fly_host()
     mounts = prepare_rootfs(rootfs, spec, host_resolv_conf=host_resolv_conf)
+    spec = dataclasses.replace(spec, cwd=working_directory(rootfs, spec.cwd))
     volume_mounts = bind_mounts(binds)
     read_fd, write_fd = os.pipe()  # both close-on-exec: the pipe ends when execve works
     for stream in (sys.stdout, sys.stderr):
@@ -210,8 +212,25 @@ def prepare_rootfs(
     ]
     mounts.extend(_prepare_dev(rootfs))
     _prepare_etc(rootfs, host_resolv_conf)
-    make_dirs_in_root(rootfs, spec.cwd)
+    working_directory(rootfs, spec.cwd)
     return tuple(mounts)
+
+
+def working_directory(rootfs: str, cwd: str) -> str:
+    """The app's working directory with its links resolved inside the tree (made when
+    missing), as the path the child changes to after ``chroot``.
+
+    The child changes directory as root, with ``/proc`` mounted: a path still holding a
+    link (``/wd -> /proc/self/cwd/../..``) would be followed through procfs's magic links
+    to the host, so the app would start outside its root.
+
+    Raises:
+        RunnerError: the directory leads into ``/proc`` or ``/sys``, or cannot be made.
+    """
+    host_path = make_dirs_in_root(rootfs, cwd)
+    if in_kernel_fs(rootfs, host_path):
+        raise RunnerError(f"the working directory {cwd!r} leads into /proc or /sys: refused")
+    return "/" + os.path.relpath(host_path, rootfs).removeprefix(".")
 
 
 def bind_mounts(binds: Iterable[Bind]) -> tuple[tuple[str, Mount], ...]:

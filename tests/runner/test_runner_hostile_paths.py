@@ -71,3 +71,27 @@ def test_resolving_through_a_file_names_it(tmp_path: Path) -> None:
     (tmp_path / "etc").write_text("x")
     with pytest.raises(RunnerError, match="resolving '/etc/passwd': etc is not a directory"):
         resolve_in_root(tmp_path, "/etc/passwd")
+
+
+def test_a_working_directory_through_proc_self_cwd_stays_in_the_image(build_aci: BuildAci, tmp_path: Path) -> None:
+    """``/wd -> /proc/self/cwd``: the fly stage changed to it as root after mounting /proc,
+    so the kernel followed the magic link to the runner's own directory on the host and
+    a uid-1000 app started (and wrote) there (runner review). It now starts in the image,
+    as in the isolated stage; a working directory in /proc itself is refused."""
+    host = tmp_path / "host-cwd"
+    host.mkdir(mode=0o777)
+    os.chmod(host, 0o777)
+    app = {"exec": ["/bin/sh", "-c", "touch ./planted 2>/dev/null; pwd"], "user": "1000", "group": "1000",
+           "workingDirectory": "/wd"}
+    argv = [sys.executable, "-m", "docker2aci", "run", "--stage=fly", "--insecure-options=image"]
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    escaping = build_aci(app, extra=[directory("rootfs/proc"), symlink("rootfs/wd", "/proc/self/cwd/../../../..")])
+    result = subprocess.run([*argv, str(escaping)], cwd=host, env=env, capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert (result.returncode, result.stdout) == (0, "/\n"), result.stderr  # the link, resolved in the image
+    into_proc = build_aci(app, extra=[directory("rootfs/proc"), symlink("rootfs/wd", "/proc/self/cwd")])
+    refused = subprocess.run([*argv, str(into_proc)], cwd=host, env=env, capture_output=True, text=True, timeout=60,
+                             check=False)
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert "the working directory '/wd' leads into /proc or /sys: refused" in refused.stderr
+    assert list(host.iterdir()) == []
