@@ -157,6 +157,9 @@ def resolve_id(
             raise RunnerError(f"{kind} {value!r}: no image tree to look the file up in")
         return owner_of(value)[0 if kind == "user" else 1]
     elif (match := next((a for a in accounts if a.name == value), None)) is not None:
+        if not 0 <= match.id <= _MAX_ID:
+            raise RunnerError(f"{kind} {value!r} has the id {match.id} in the image's {file}, "
+                              f"out of range (0-{_MAX_ID})")
         return match.id
     elif value.isascii() and value.isdigit():
         number = int(value) if len(value) <= 10 else _MAX_ID + 1  # out of range, said below
@@ -350,6 +353,7 @@ def _environment(value: object) -> dict[str, str]:
             isinstance(item.get(key), str) for key in ("name", "value")
         ):
             raise RunnerError(f"manifest field app.environment has a malformed entry: {item!r}")
+        _check_variable(item["name"], item["value"], f"manifest field app.environment, variable {item['name']!r}")
         env[item["name"]] = item["value"]
     return env
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -87,6 +88,32 @@ def test_root_needs_no_passwd_and_names_win_over_numbers() -> None:
 def test_unknown_or_bad_user_is_named(value: str) -> None:
     with pytest.raises(RunnerError, match=f"user '{value}'"):
         resolve_id(value, kind="user", accounts=USERS)
+
+
+@pytest.mark.parametrize("kind", ["user", "group"])
+@pytest.mark.parametrize("number", [4294967295, 9999999999])
+def test_an_id_out_of_range_in_the_image_s_file_is_named(kind: str, number: int) -> None:
+    """An id in the image's passwd or group file skipped the range check numbers get, and
+    the run failed late with "Invalid argument" or runc's "cannot unmarshal" (runner
+    review)."""
+    file = "/etc/passwd" if kind == "user" else "/etc/group"
+    with pytest.raises(RunnerError, match=f"{kind} 'big' has the id {number} in the image's {file}, "
+                                          r"out of range \(0-4294967294\)"):
+        resolve_id("big", kind=kind, accounts=[Account("big", number)])
+    assert resolve_id("big", kind=kind, accounts=[Account("big", 4294967294)]) == 4294967294
+
+
+@pytest.mark.parametrize(("variable", "message"), [
+    ({"name": "A=B", "value": "c"}, "variable 'A=B': the variable name 'A=B' holds '='"),
+    ({"name": "", "value": "x"}, "variable '': the variable name is empty"),
+    ({"name": "A\0", "value": "x"}, "NUL characters cannot be passed in the environment"),
+    ({"name": "A", "value": "x\0y"}, "NUL characters cannot be passed in the environment"),
+])
+def test_a_manifest_variable_execve_cannot_pass_is_named(variable: dict[str, str], message: str) -> None:
+    """The check --set-env gets: fly failed with a bare ValueError naming nothing, and
+    isolated set A to "B=c" for a variable named "A=B" (runner review)."""
+    with pytest.raises(RunnerError, match=re.escape("manifest field app.environment, ") + ".*" + re.escape(message)):
+        build_process_spec(_docker_manifest(environment=[variable]))
 
 
 def test_group_names_come_from_the_image_group_file() -> None:
