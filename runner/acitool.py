@@ -134,12 +134,7 @@ def manifest_problems(manifest: Mapping[str, Any]) -> list[str]:
         if not ok:
             problems.append(f"manifest: {text}")
 
-    need(manifest.get("acKind") == "ImageManifest", "acKind must be 'ImageManifest'")
-    version = manifest.get("acVersion")
-    need(isinstance(version, str) and bool(SEMVER.fullmatch(version)), f"acVersion {version!r} is not a semantic version")
-    name = manifest.get("name")
-    need(isinstance(name, str) and bool(AC_IDENTIFIER.fullmatch(name)), f"name {name!r} is not an AC identifier")
-    problems.extend(f"manifest: {p}" for p in _labels_problems(manifest.get("labels"), "labels"))
+    problems.extend(f"manifest: {p}" for p in identity_problems(manifest))
     app = manifest.get("app")
     if app is not None:
         need(isinstance(app, Mapping), "app is not an object")
@@ -164,6 +159,27 @@ def manifest_problems(manifest: Mapping[str, Any]) -> list[str]:
     for item in whitelist if isinstance(whitelist, list) else []:
         need(isinstance(item, str) and item.startswith("/"), f"pathWhitelist entry {item!r} is not an absolute path")
     return problems
+
+
+def identity_problems(manifest: Mapping[str, Any]) -> list[str]:
+    """The rules an image manifest's identity breaks (appc ``spec/types.md``): ``acKind``
+    ``ImageManifest``, ``acVersion`` a semantic version, ``name`` an AC identifier,
+    ``labels`` a list of AC-name/string pairs, each name once. ``run`` refuses an image
+    that breaks them, as rkt does; :func:`manifest_problems` checks the rest too.
+
+    Returns:
+        One line per problem, naming the field.
+    """
+    problems = []
+    if manifest.get("acKind") != "ImageManifest":
+        problems.append("acKind must be 'ImageManifest'")
+    version = manifest.get("acVersion")
+    if not (isinstance(version, str) and SEMVER.fullmatch(version)):
+        problems.append(f"acVersion {version!r} is not a semantic version")
+    name = manifest.get("name")
+    if not (isinstance(name, str) and AC_IDENTIFIER.fullmatch(name)):
+        problems.append(f"name {name!r} is not an AC identifier")
+    return [*problems, *_labels_problems(manifest.get("labels"), "labels")]
 
 
 def _labels_problems(labels: object, where: str) -> list[str]:

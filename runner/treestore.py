@@ -62,6 +62,7 @@ from runner.extract import (
     render_aci,
     restore_directory_times,
 )
+from runner.acitool import identity_problems
 from runner.locks import locked, try_locked
 
 logger = logging.getLogger(__name__)
@@ -398,8 +399,9 @@ def build_chain(
 
     Raises:
         RunnerError: a dependency is missing or has another ``imageID`` than the one
-            named, a cycle, nesting deeper than :data:`MAX_DEPENDENCY_DEPTH`, or an ACI
-            that cannot be read.
+            named, a cycle, nesting deeper than :data:`MAX_DEPENDENCY_DEPTH`, an ACI
+            that cannot be read, or a manifest whose ``acVersion``, ``name`` or ``labels``
+            break appc's rules (:func:`runner.acitool.identity_problems`).
     """
     order: list[ChainImage] = []
     done: set[str] = set()
@@ -407,6 +409,8 @@ def build_chain(
 
     def visit(path: str, known_id: str | None, chain: tuple[str, ...]) -> str:
         manifest = read_manifest(path)
+        if problems := identity_problems(manifest):
+            raise RunnerError(f"{path}: not a valid image manifest: {'; '.join(problems)}")
         name = str(manifest.get("name", "?"))
         if name in chain:
             raise RunnerError(f"dependency cycle: {' -> '.join([*chain, name])}")

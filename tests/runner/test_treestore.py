@@ -219,6 +219,31 @@ def test_a_missing_or_mismatched_dependency_is_refused(tmp_path: Path) -> None:
                 pass
 
 
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("acVersion", "not-a-version", "acVersion 'not-a-version' is not a semantic version"),
+    ("name", None, "name None is not an AC identifier"),
+    ("name", "Example.com/App", "name 'Example.com/App' is not an AC identifier"),
+    ("labels", [{"name": "os", "value": 1}], "labels"),
+])
+def test_an_image_whose_identity_breaks_appc_s_rules_is_not_run(tmp_path: Path, field: str, value: object,
+                                                                   message: str) -> None:
+    """``run`` checked acKind only; a bad acVersion or no name ran (runner review), where
+    rkt and ``validate`` refuse them. Nothing is rendered."""
+    doc = manifest(APP)
+    if value is None:
+        del doc[field]
+    else:
+        doc[field] = value
+    bad = write_aci(tmp_path / "bad.aci", busybox_entries(), doc)
+    store = tmp_path / "store"
+    with pytest.raises(RunnerError, match=re.escape(f"{bad}: not a valid image manifest: ") + ".*"
+                       + re.escape(message)):
+        with TreeStore(store).acquire(bad):
+            pass
+    assert not (store / "trees").exists() or [p.name for p in (store / "trees").iterdir()
+                                              if not p.name.startswith(".")] == []
+
+
 @pytest.mark.root
 def test_gc_removes_the_work_directory_of_a_killed_conversion(tmp_path: Path) -> None:
     """``run SOURCE`` converts into ``<cache>/prerun/run-*``; when the runner is killed
