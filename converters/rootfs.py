@@ -31,6 +31,7 @@ layers themselves.
 
 from __future__ import annotations
 
+import math
 import tarfile
 from collections import deque
 from dataclasses import dataclass
@@ -404,6 +405,8 @@ class RootfsTree:
                 # Only a PAX record can carry one; a path ends at it for the kernel and for
                 # every tar header written after, so the checks below would check another path.
                 raise UnsafeEntry(layer.name, member.name, "name or link target holds a NUL byte")
+            if (problem := _unwritable(member)) is not None:
+                raise UnsafeEntry(layer.name, member.name, problem)
             try:
                 path = clean_member_name(member.name)
             except EscapingPath as err:
@@ -696,6 +699,29 @@ class RootfsTree:
     def paths(self) -> set[str]:
         """Every path in the tree (relative, ``/``-separated), implicit directories too."""
         return {path for path, _ in self.walk()}
+
+
+_INT64 = range(-(1 << 63), 1 << 63)
+
+
+def _unwritable(member: tarfile.TarInfo) -> str | None:
+    """Why the ACI could not carry ``member``'s metadata as the layer gave it (PAX records
+    can say anything): a uid, gid or mtime outside the 64-bit range Go's archive/tar
+    (actool, rkt) reads, an mtime that is not a number (``nan``, ``1e400``), or an xattr
+    name that is not UTF-8 (a PAX keyword must be); ``None`` when it can."""
+    for field in ("uid", "gid"):
+        if getattr(member, field) not in _INT64:
+            return f"{field} {getattr(member, field)} is out of range (64 bits)"
+    mtime = member.mtime
+    if not (isinstance(mtime, int) or math.isfinite(mtime)) or int(mtime) not in _INT64:
+        return f"mtime {mtime} is out of range (64-bit seconds)"
+    for key in member.pax_headers:
+        if key.startswith(_XATTR_PREFIX):
+            try:
+                key.encode("utf-8")
+            except UnicodeEncodeError:
+                return f"xattr name {key[len(_XATTR_PREFIX):]!r} is not UTF-8"
+    return None
 
 
 def _too_long(name: str) -> bool:

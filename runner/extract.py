@@ -350,6 +350,8 @@ class _Renderer:
             raise EntryError(member.name, str(err)) from err
         except OSError as err:
             raise EntryError(member.name, err.strerror or str(err)) from err
+        except (OverflowError, ValueError) as err:  # a PAX uid past 64 bits, an mtime of nan
+            raise EntryError(member.name, f"its metadata cannot be applied: {err}") from err
 
     def _read_manifest(self, member: tarfile.TarInfo) -> None:
         with _runner_errors():

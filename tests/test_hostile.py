@@ -1064,6 +1064,48 @@ def test_a_layer_may_end_at_the_end_of_its_file_or_its_end_marker(tmp_path: Path
     assert "rootfs/f" in aci_members(aci.path)
 
 
+def _pax_record(key: bytes, value: bytes) -> bytes:
+    """One PAX extended-header record, ``"%d %s=%s\\n"`` with its own length (POSIX pax)."""
+    body = b" " + key + b"=" + value + b"\n"
+    size = len(body) + 1
+    while len(str(size).encode() + body) != size:
+        size += 1
+    return str(size).encode() + body
+
+
+def _with_pax(records: list[tuple[bytes, bytes]]) -> bytes:
+    """A layer: one file ``x`` whose PAX header carries ``records`` (written by hand:
+    tarfile will not write a keyword that is not UTF-8)."""
+    pax = b"".join(_pax_record(k, v) for k, v in records)
+    return (hb.raw_header(b"PaxHeaders/x", tarfile.XHDTYPE, len(pax)) + _block(pax)
+            + hb.raw_header(b"x", tarfile.REGTYPE, 3) + _block(b"abc") + bytes(1024))
+
+
+@pytest.mark.parametrize(("records", "message"), [
+    ([(b"mtime", b"1e400")], "mtime inf is out of range"),
+    ([(b"mtime", b"nan")], "mtime nan is out of range"),
+    ([(b"mtime", b"18446744073709551616")], "mtime 1.8446744073709552e+19 is out of range"),
+    ([(b"uid", b"18446744073709551616")], "uid 18446744073709551616 is out of range (64 bits)"),
+    ([(b"gid", b"-9223372036854775809")], "gid -9223372036854775809 is out of range (64 bits)"),
+    ([(b"SCHILY.xattr.user.\xff", b"v")], "xattr name 'user.\\udcff' is not UTF-8"),
+], ids=["mtime-inf", "mtime-nan", "mtime-2**64", "uid-2**64", "gid-below-int64", "xattr-name-not-utf8"])
+def test_metadata_an_aci_cannot_carry_is_refused_naming_the_entry(tmp_path: Path, records: list[tuple[bytes, bytes]],
+                                                                   message: str) -> None:
+    """These gave a traceback while the ACI was written, or an ACI that actool and rkt
+    cannot read ("invalid tar header"; hostile-input review)."""
+    layout = hb.oci_layout(tmp_path / "img", [_with_pax(records)])
+    with pytest.raises(errors.InvalidLayer, match=re.escape(f"entry 'x': {message}")):
+        convert(f"oci:{layout.path}", tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_metadata_at_the_edges_of_the_range_converts(tmp_path: Path) -> None:
+    raw = _with_pax([(b"uid", b"9223372036854775807"), (b"gid", b"0"), (b"mtime", b"-1.5")])
+    [aci] = convert(f"oci:{hb.oci_layout(tmp_path / 'img', [raw]).path}", tmp_path / "out")
+    member = aci_members(aci.path)["rootfs/x"]
+    assert (member.uid, member.mtime) == (9223372036854775807, -1.5)
+
+
 def test_nothing_is_written_through_an_absolute_symlink(tmp_path: Path) -> None:
     layout = layout_with(tmp_path, [hb.symlink("a", "/"), hb.dir_("a/etc"), hb.file("a/etc/passwd", b"x")])
     [aci] = convert(f"oci:{layout}", tmp_path / "out")

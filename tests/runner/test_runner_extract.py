@@ -56,6 +56,8 @@ UNSAFE = {
     "nul-in-hard-link-target": ([Entry("rootfs/f", data=b"x"),
                                  Entry("rootfs/h", tarfile.LNKTYPE, linkname="t", pax={"linkpath": "rootfs/f\0"})],
                                 "rootfs/h"),
+    "uid-past-64-bits": ([Entry("rootfs/x", data=b"x", pax={"uid": str(2**64)})], "rootfs/x"),
+    "mtime-nan": ([Entry("rootfs/x", data=b"x", pax={"mtime": "nan"})], "rootfs/x"),
     "hard-link-through-link": (
         [symlink("rootfs/l", "../../../etc"), _hard_link("rootfs/h", "rootfs/l/shadow")],
         "rootfs/h",
