@@ -204,12 +204,15 @@ def _decompress(stream: BinaryIO, encoding: str, emit: Callable[[bytes], None], 
     if encoding == "zstd":
         import zstandard  # only for zstd layers: it imports `platform` (6 ms) for every conversion otherwise
 
-        reader = zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True, closefd=False)
+        frames = ZstdFrames(stream)
+        reader = zstandard.ZstdDecompressor().stream_reader(frames, read_across_frames=True, closefd=False)
         try:
             while chunk := reader.read(CHUNK):
                 emit(chunk)
         except zstandard.ZstdError as err:
             raise InvalidLayer(what, None, f"zstd stream is corrupt: {err}") from err
+        if (problem := frames.problem()) is not None:
+            raise InvalidLayer(what, None, f"zstd stream is {problem}")
         return
     dec: _Decompressor | None = _decompressor(encoding)
     try:
@@ -229,6 +232,94 @@ def _decompress(stream: BinaryIO, encoding: str, emit: Callable[[bytes], None], 
             raise InvalidLayer(what, None, f"{encoding} stream is truncated")
     except (zlib.error, isal_zlib.error, OSError, lzma.LZMAError, EOFError) as err:
         raise InvalidLayer(what, None, f"{encoding} stream is corrupt: {err}") from err
+
+
+class ZstdFrames:
+    """A zstd stream as it is read, followed through its frames (RFC 8878 section 3.1:
+    frames of blocks, skippable frames) without decompressing them, to tell a stream
+    that ends between frames from one cut inside a frame: python-zstandard's reader
+    ends quietly either way, with the output so far.
+
+    Args:
+        stream: the compressed bytes; :meth:`read` passes them on.
+    """
+
+    _ZSTD_MAGIC = 0xFD2FB528
+    _SKIPPABLE = range(0x184D2A50, 0x184D2A60)
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._state = "magic"  # the header being read: magic, frame, block, skippable; or bad
+        self._need = 4  # its length (bytes)
+        self._head = bytearray()
+        self._skip = 0  # bytes of content to pass over before it
+        self._checksum = False
+        self._frames = 0
+        self._offset = 0
+        self._bad_at = -1
+
+    def read(self, size: int = -1) -> bytes:
+        """Read from the stream, following what passes."""
+        data = self._stream.read(size)
+        self._follow(data)
+        return data
+
+    def problem(self) -> str | None:
+        """At the end of the stream: ``None`` when it ended after a whole frame, else what
+        is wrong (``truncated``, ``not a zstd frame at byte N``)."""
+        if self._state == "bad":
+            return f"corrupt: not a zstd frame at byte {self._bad_at}"
+        if self._frames == 0 or self._state != "magic" or self._head or self._skip:
+            return "truncated"
+        return None
+
+    def _follow(self, data: bytes) -> None:
+        view, at = memoryview(data), 0
+        while at < len(view) and self._state != "bad":
+            if self._skip:
+                step = min(self._skip, len(view) - at)
+                self._skip -= step
+                at += step
+                continue
+            take = min(self._need - len(self._head), len(view) - at)
+            self._head += view[at:at + take]
+            at += take
+            if len(self._head) == self._need:
+                self._header(bytes(self._head), self._offset + at - self._need)
+                self._head.clear()
+        self._offset += len(view)
+
+    def _header(self, head: bytes, where: int) -> None:
+        if self._state == "magic":
+            magic = int.from_bytes(head, "little")
+            if magic == self._ZSTD_MAGIC:
+                self._state, self._need = "frame", 1
+            elif magic in self._SKIPPABLE:
+                self._state, self._need = "skippable", 4
+            else:
+                self._state, self._bad_at = "bad", where
+        elif self._state == "frame":  # the frame header descriptor; the rest of the header is skipped
+            descriptor = head[0]
+            single_segment = descriptor >> 5 & 1
+            self._checksum = bool(descriptor >> 2 & 1)
+            self._skip = ((0 if single_segment else 1) + (0, 1, 2, 4)[descriptor & 3]
+                          + (single_segment, 2, 4, 8)[descriptor >> 6])
+            self._state, self._need = "block", 3
+        elif self._state == "block":
+            header = int.from_bytes(head, "little")
+            kind, size = header >> 1 & 3, header >> 3
+            if kind == 3:  # reserved
+                self._state, self._bad_at = "bad", where
+                return
+            self._skip = 1 if kind == 1 else size  # an RLE block holds one byte
+            if header & 1:  # the last block, then the content checksum
+                self._skip += 4 if self._checksum else 0
+                self._frames += 1
+                self._state, self._need = "magic", 4
+        else:  # skippable: its size, then its content
+            self._skip = int.from_bytes(head, "little")
+            self._frames += 1
+            self._state, self._need = "magic", 4
 
 
 class _Hasher(Protocol):
