@@ -152,6 +152,32 @@ def test_gc_cleans_up_after_a_killed_run(tmp_path: Path, aci: Path) -> None:
     assert _mounts_under(str(tmp_path)) == []
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_run_terminated_before_its_app_starts_takes_its_pod_down(tmp_path: Path, aci: Path, signum: int) -> None:
+    """SIGTERM (or SIGHUP) once the pod's overlay is mounted but before the app started
+    killed the runner at once: the overlay stayed mounted and the pod stayed until a gc
+    (runner review). It now unwinds as Ctrl-C does; the status is the signal's, 128 + N.
+    The signal is sent from inside, at that point, so the test does not race."""
+    store = tmp_path / "cache" / "docker2aci"
+    env = {**os.environ, "XDG_CACHE_HOME": str(store.parent)}
+    wrapper = (
+        "import os, sys, runner.api as api\n"
+        "real = api.run_fly\n"
+        "def terminated_first(*args, **kwargs):\n"
+        f"    os.kill(os.getpid(), {int(signum)})\n"
+        "    return real(*args, **kwargs)\n"
+        "api.run_fly = terminated_first\n"
+        "from docker2aci.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n")
+    result = subprocess.run([sys.executable, "-c", wrapper, "run", "--stage=fly", "--insecure-options=image",
+                             str(aci)], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert (result.returncode, result.stdout) == (128 + signum, ""), result.stderr
+    assert "Traceback" not in result.stderr
+    assert os.listdir(store / "pods") == []
+    assert _mounts_under(str(tmp_path)) == []
+
+
 def test_gc_leaves_a_running_pod_alone(tmp_path: Path, aci: Path) -> None:
     store = TreeStore(tmp_path / "store")
     with store.acquire(aci) as tree, open_pod(store.root, tree.rootfs, overlay=False,
