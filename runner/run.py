@@ -5,7 +5,8 @@ isolators. The runner forks; the child makes a private mount namespace, mounts
 ``/proc``, ``/sys`` (read-only) and the devices a process needs into the tree, chroots,
 changes directory and identity, and executes the app. The mounts live only in the
 child's namespace and vanish with it. The parent forwards ``SIGINT``, ``SIGTERM`` and
-``SIGHUP`` and returns the app's exit status.
+``SIGHUP``, and when the app exits, kills what it left running in that namespace (the
+pod ends with its app, as in the isolated stage) and returns the app's exit status.
 
 File-level preparation (mount points, device placeholders, ``/dev`` links,
 ``/etc/resolv.conf`` and ``/etc/hosts``, the working directory) happens in the parent,
@@ -32,6 +33,7 @@ import os
 import signal
 import stat
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
@@ -166,13 +168,67 @@ def run_fly(
         os.close(write_fd)
         with os.fdopen(read_fd, "rb") as reports:
             report = reports.read()
+        namespace, _, report = report.partition(b"\n") if report.startswith(b"ns ") else (b"", b"", report)
         if report:
             os.waitpid(pid, 0)
             failure = ChildFailure(**json.loads(report))
             raise RunnerError(f"starting the app: {failure.step}: {failure.reason}")
-        return wait_forwarding(pid, watched)
+        status = wait_forwarding(pid, watched)
+        if namespace:
+            end_processes_in(int(namespace[3:]))
+        return status
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+
+
+def end_processes_in(mount_namespace: int, *, timeout: float = 5.0) -> int:
+    """Kill (``SIGKILL``) what the app left running in its pod: every process still in the
+    pod's mount namespace once the app has exited (its background children, daemons).
+
+    The fly stage has no pid namespace to end with the app, as the isolated stage has;
+    without this they ran on in a pod whose files were removed under them. The pod is
+    its mount namespace: processes are found by ``/proc/PID/ns/mnt``, so no other process
+    of the host (or of the caller) is touched.
+
+    Args:
+        mount_namespace: the inode of the app's mount namespace.
+        timeout: how long to keep looking for processes (seconds); one that outlives it
+            is left with a warning.
+
+    Returns:
+        How many processes were killed.
+    """
+    killed: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [pid for pid in _pids() if _mount_namespace(pid) == mount_namespace]
+        if not found:
+            break
+        if time.monotonic() > deadline:
+            logger.warning("processes %s the app left running did not end", ", ".join(map(str, found)))
+            break
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+        time.sleep(0.01)
+    if killed:
+        logger.debug("stopped %d process(es) the app left running: %s", len(killed),
+                    ", ".join(map(str, sorted(killed))))
+    return len(killed)
+
+
+def _pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def _mount_namespace(pid: int) -> int | None:
+    """The inode of a process's mount namespace; ``None`` once it has exited (a zombie
+    has none)."""
+    try:
+        return os.stat(f"/proc/{pid}/ns/mnt").st_ino
+    except OSError:
+        return None
 
 
 def check_fly_host() -> None:
@@ -366,6 +422,7 @@ def _child(
         signal.pthread_sigmask(signal.SIG_SETMASK, signal_mask)
         step = "creating a private mount namespace"
         unshare(CLONE_NEWNS)
+        os.write(report_fd, f"ns {os.stat('/proc/self/ns/mnt').st_ino}\n".encode())  # the pod, to the parent
         step = "making the mount namespace private"
         make_private(rootfs)
         step = "setting up the mounts"

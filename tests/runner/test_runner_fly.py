@@ -195,3 +195,35 @@ def test_a_named_fifo_as_stdout_stays_the_hosts_and_a_pipe_is_handed_over(build_
     # the app cannot reopen a file of root's, as in the isolated stage; it is not given it
     assert (status.returncode, received) == (1, [b""]), status.stderr
     assert "Permission denied" in status.stderr
+
+
+def test_what_the_app_leaves_running_ends_with_it(build_aci: BuildAci, tmp_path: Path) -> None:
+    """A background child (``sleep 300 &``) kept running on the host after run returned,
+    in a pod already removed (runner review); the isolated stage ends it with its pid
+    namespace. It is killed once the app exits; other processes are left alone."""
+    import os
+    import time
+
+    bystander = subprocess.Popen(["sleep", "300"])
+    try:
+        aci = build_aci(_sh("sleep 300 & echo $!"))
+        argv = [sys.executable, "-m", "docker2aci", "run", "--stage=fly", "--insecure-options=image", str(aci)]
+        result = subprocess.run(argv, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stderr
+        left = int(result.stdout)
+
+        def alive(pid: int) -> bool:
+            try:
+                with open(f"/proc/{pid}/stat", encoding="ascii") as stat_file:
+                    return stat_file.read().rsplit(")", 1)[1].split()[0] != "Z"
+            except FileNotFoundError:
+                return False
+
+        deadline = time.monotonic() + 5
+        while alive(left) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(left)
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
