@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import posixpath
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -97,8 +98,8 @@ class ImageConfig:
         Raises:
             BadConfig: a field has the wrong type (names the field).
         """
-        cfg = doc.get("config") or {}
-        if not isinstance(cfg, dict):
+        cfg = {} if doc.get("config") is None else doc["config"]
+        if not isinstance(cfg, dict):  # [] or false too: nothing to read an app from is an error, not an empty app
             raise BadConfig("config", "is not an object")
         ports = _str_map_keys(cfg.get("ExposedPorts"), "config.ExposedPorts")
         if cfg.get("ExposedPorts") is None and cfg.get("PortSpecs"):
@@ -108,9 +109,11 @@ class ImageConfig:
             isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
         ):
             raise BadConfig("config.Labels", "is not a map of strings")
-        rootfs = doc.get("rootfs") or {}
+        rootfs = {} if doc.get("rootfs") is None else doc["rootfs"]
         if not isinstance(rootfs, dict):
             raise BadConfig("rootfs", "is not an object")
+        if rootfs.get("type", "layers") != "layers":  # image-spec config.md: MUST be "layers"
+            raise BadConfig("rootfs.type", f"is {rootfs['type']!r}, not 'layers'")
         return cls(
             os=_opt_str(doc.get("os"), "os"),
             architecture=_opt_str(doc.get("architecture"), "architecture"),
@@ -229,11 +232,21 @@ def _ports(keys: tuple[str, ...]) -> list[dict[str, Any]]:
     return [ports[n] for n in sorted(ports)]
 
 
-def _mount_points(volumes: tuple[str, ...]) -> list[dict[str, Any]]:
+def _mount_points(volumes: tuple[str, ...], warnings: list[str]) -> list[dict[str, Any]]:
+    """``config.Volumes`` → ``mountPoints``, named ``volume-<path>`` from the cleaned path
+    as the reference names them (``filepath.Join("volume", p)``: ``/a/../c`` is
+    ``volume-c``), a repeat numbered; an empty path is dropped and a relative one made
+    absolute, each with a warning (appc mounts at absolute paths)."""
     taken: dict[str, int] = {}
     points: dict[str, dict[str, Any]] = {}
     for path in sorted(volumes):
-        base = sanitize_ac_name("volume/" + path)
+        if not path.strip():
+            warnings.append(f"volume {path!r} names no path; dropped")
+            continue
+        if not path.startswith("/"):
+            warnings.append(f"relative volume path {path!r} made absolute")
+            path = "/" + path
+        base = sanitize_ac_name("volume/" + posixpath.normpath(path))
         name = base
         while name in points:
             taken[base] = taken.get(base, 0) + 1
@@ -281,7 +294,11 @@ def build_manifest(config: ImageConfig, naming: Naming, os_arch: tuple[str, str]
 
     user, group = user_group(config.user, passwd)
     app: dict[str, Any] = {}
-    exec_ = list(config.entrypoint or ()) + list(config.cmd or ())
+    entrypoint = config.entrypoint
+    if entrypoint == ("",):  # ENTRYPOINT [""], Docker's way to reset an inherited one
+        warnings.append("config.Entrypoint [\"\"] resets the entrypoint: none used")
+        entrypoint = None
+    exec_ = list(entrypoint or ()) + list(config.cmd or ())
     if exec_:
         app["exec"] = exec_
     app["user"] = user
@@ -295,7 +312,7 @@ def build_manifest(config: ImageConfig, naming: Naming, os_arch: tuple[str, str]
     environment, rejected = _environment(config.env, warnings)
     if environment:
         app["environment"] = environment
-    mount_points = _mount_points(config.volumes)
+    mount_points = _mount_points(config.volumes, warnings)
     if mount_points:
         app["mountPoints"] = mount_points
     ports = _ports(config.exposed_ports)
@@ -312,7 +329,7 @@ def build_manifest(config: ImageConfig, naming: Naming, os_arch: tuple[str, str]
         ("authors", config.author),
         ("created", created),
         *_provenance(naming),
-        (ANN + "entrypoint", go_json(list(config.entrypoint)) if config.entrypoint else None),
+        (ANN + "entrypoint", go_json(list(entrypoint)) if entrypoint else None),
         (ANN + "cmd", go_json(list(config.cmd)) if config.cmd else None),
         (ANN + "tag", naming.tag),
         (ANN + "env-rejected", go_json(rejected) if rejected else None),

@@ -219,13 +219,28 @@ VOLUME_CASES = [
                                              ("volume-x-y-2", "/x_y")], id="three-way-duplicate"),
     pytest.param(["/a_b", "/a-b", "/a/b/1"], [("volume-a-b", "/a-b"), ("volume-a-b-1", "/a/b/1"),
                                                ("volume-a-b-2", "/a_b")], id="suffix-never-reuses-a-real-name"),
+    pytest.param(["/a/../c"], [("volume-c", "/a/../c")], id="named-from-the-cleaned-path-as-the-reference"),
+    pytest.param(["data"], [("volume-data", "/data")], id="relative-made-absolute"),
+    pytest.param(["", "/x"], [("volume-x", "/x")], id="empty-dropped"),
 ]
 
 
 @pytest.mark.parametrize("paths, expected", VOLUME_CASES)
 def test_mount_points(paths: list[str], expected: list[tuple[str, str]]) -> None:
-    points = build({"Volumes": {p: {} for p in paths}})["app"]["mountPoints"]
-    assert points == [{"name": n, "path": p} for n, p in expected]
+    result = build_manifest(config({"Volumes": {p: {} for p in paths}}), naming(), LINUX_AMD64)
+    assert result.manifest["app"]["mountPoints"] == [{"name": n, "path": p} for n, p in expected]
+    odd = [p for p in paths if not p.startswith("/")]
+    assert len(result.warnings) == len(odd)  # an empty or a relative path is said
+
+
+def test_an_empty_entrypoint_resets_it() -> None:
+    """``ENTRYPOINT [""]``, Docker's way to reset an inherited entrypoint, gave ``exec``
+    ``["", ...]``, which no runtime can start (hostile-input review)."""
+    result = build_manifest(config({"Entrypoint": [""], "Cmd": ["/bin/sh"]}), naming(), LINUX_AMD64)
+    assert result.manifest["app"]["exec"] == ["/bin/sh"]
+    assert "appc.io/docker/entrypoint" not in annotations(result.manifest)
+    assert result.warnings == ('config.Entrypoint [""] resets the entrypoint: none used',)
+    assert "exec" not in build({"Entrypoint": [""]})["app"]
 
 
 # -- environment -----------------------------------------------------------------------------
@@ -448,6 +463,9 @@ def test_from_json_nulls_are_empty() -> None:
     pytest.param({"architecture": 64}, "architecture", id="arch-number"),
     pytest.param({"rootfs": {"diff_ids": [None]}}, "rootfs.diff_ids", id="diff-ids-null-entry"),
     pytest.param({"rootfs": ["x"]}, "rootfs", id="rootfs-list"),
+    pytest.param({"config": []}, "config", id="config-list"),
+    pytest.param({"config": False}, "config", id="config-false"),
+    pytest.param({"rootfs": {"type": "btrfs", "diff_ids": []}}, "rootfs.type", id="rootfs-type-not-layers"),
 ])
 def test_from_json_wrong_type_names_field(doc: dict[str, Any], field: str) -> None:
     with pytest.raises(BadConfig) as exc:
