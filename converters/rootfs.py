@@ -5,7 +5,8 @@ runs it):
 
 * Layers apply base first. In each layer, whiteouts and opaque markers apply first, and
   only to lower layers, whatever their position in the stream; then the layer's other
-  entries apply in stream order, a later duplicate replacing an earlier one.
+  entries apply in stream order, a later duplicate replacing an earlier one. A whiteout's
+  directory is reached through symbolic links in the tree, as umoci reaches it.
 * ``.wh.<name>`` removes ``<name>`` and its subtree; ``.wh..wh..opq`` empties its
   directory of lower-layer content; other ``.wh..wh.*`` (AUFS metadata) are dropped, and
   so is everything below a ``.wh.*`` directory (hard links into AUFS's ``.wh..wh.plnk``
@@ -430,12 +431,15 @@ class RootfsTree:
                 whiteouts.append(path[:-1] + (target,))
             else:
                 entries.append((path, member))
+        # A whiteout's directory is found as umoci finds it, through symbolic links in the
+        # tree (``l -> real``: ``l/.wh.x`` removes ``real/x``); the directory itself, not a
+        # link to it, is what an opaque marker empties or a whiteout removes from.
         for path in opaque:
-            node = self._lookup(path)
+            node = self.resolve("/".join(path))
             if node is not None and node.children is not None:
                 node.children.clear()
         for path in whiteouts:
-            parent = self._lookup(path[:-1])
+            parent = self.resolve("/".join(path[:-1]))
             if parent is not None and parent.children is not None:
                 parent.children.pop(path[-1], None)
         for path, member in entries:

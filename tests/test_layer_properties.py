@@ -159,6 +159,13 @@ def rendered(aci: str, dest: Path) -> dict:
 
 @given(layers=layer_stacks())
 @example(layers=[[lb.file("a"), lb.file("b")], [lb.whiteout("a"), lb.whiteout("b")], [lb.dir_("a")]])
+# whiteouts and an opaque marker under a link to a directory: umoci follows the link (they
+# were ignored; hostile-input review)
+@example(layers=[[lb.dir_("real"), lb.file("real/x"), lb.file("real/y"), lb.symlink("l", "real")],
+                 [lb.whiteout("l/x")]])
+@example(layers=[[lb.dir_("real"), lb.file("real/x"), lb.symlink("l", "/real")], [lb.whiteout("l/x")]])
+@example(layers=[[lb.dir_("real"), lb.file("real/x"), lb.file("real/y"), lb.symlink("l", "real")],
+                 [lb.opaque("l")], [lb.file("real/z")]])
 def test_squash_equals_umoci_and_the_chain_equals_the_squash(layers: list[list[lb.Entry]],
                                                              tmp_path_factory: pytest.TempPathFactory) -> None:
     work = tmp_path_factory.mktemp("prop")
