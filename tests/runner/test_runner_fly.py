@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import tarfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -173,9 +176,6 @@ def test_a_named_fifo_as_stdout_stays_the_hosts_and_a_pipe_is_handed_over(build_
     """The app runs as 1000 and writes /dev/stdout. Through an anonymous pipe it can (the
     pipe is handed to its user, as runc does); a FIFO made with mkfifo, a file of the
     host's, used to be chowned to 1000 for good (runner review): it stays root's, 0600."""
-    import os
-    import threading
-
     aci = build_aci(_sh("id -u > /dev/stdout", user="1000", group="1000"))
     argv = [sys.executable, "-m", "docker2aci", "run", "--stage=fly", "--insecure-options=image", str(aci)]
     piped = subprocess.run(argv, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60, check=False)
@@ -201,9 +201,6 @@ def test_what_the_app_leaves_running_ends_with_it(build_aci: BuildAci, tmp_path:
     """A background child (``sleep 300 &``) kept running on the host after run returned,
     in a pod already removed (runner review); the isolated stage ends it with its pid
     namespace. It is killed once the app exits; other processes are left alone."""
-    import os
-    import time
-
     bystander = subprocess.Popen(["sleep", "300"])
     try:
         aci = build_aci(_sh("sleep 300 & echo $!"))
