@@ -74,6 +74,8 @@ class ImageConfig:
         working_dir: ``config.WorkingDir``.
         labels: ``config.Labels``.
         diff_ids: ``rootfs.diff_ids`` as strings, base layer first.
+        has_app: the config has a ``config`` object (empty or not); without one the
+            image has no app, as the reference writes it (a dependency image).
     """
 
     os: str = ""
@@ -90,6 +92,7 @@ class ImageConfig:
     working_dir: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     diff_ids: tuple[str, ...] = ()
+    has_app: bool = True
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> ImageConfig:
@@ -129,6 +132,7 @@ class ImageConfig:
             working_dir=_opt_str(cfg.get("WorkingDir"), "config.WorkingDir"),
             labels=dict(labels),
             diff_ids=_str_list(rootfs.get("diff_ids"), "rootfs.diff_ids") or (),
+            has_app=doc.get("config") is not None,
         )
 
 
@@ -339,7 +343,7 @@ def build_manifest(config: ImageConfig, naming: Naming, os_arch: tuple[str, str]
         "acVersion": AC_VERSION,
         "name": sanitize_ac_identifier(naming.name),
         "labels": [{"name": k, "value": labels[k]} for k in sorted(labels)],
-        "app": app,
+        **({"app": app} if config.has_app else {}),
         "annotations": [{"name": k, "value": v} for k, v in annotations if v],
     }
     return Result(manifest, tuple(warnings))

@@ -53,6 +53,16 @@ Hostile input                          Test
                                        names_survive_conversion_and_rendering`` (both, end to end)
 7. traversal through input paths       see ``TRAVERSAL`` below: each path that comes from input, with
                                        the test that covers it
+8. NUL in a PAX name or link target    H ``test_a_nul_byte_in_a_pax_name_or_link_target_is_refused``; RE
+                                       ``test_unsafe_entries_...[nul-*]``
+9. damaged tar or compressed stream    H ``test_a_layer_damaged_after_its_first_entry_is_refused`` (bad
+                                       header, cut header, symlink with data, data after an end block),
+                                       ``test_a_truncated_zstd_layer_is_an_error_not_a_short_layer``
+10. metadata an ACI cannot carry       H ``test_metadata_an_aci_cannot_carry_is_refused_naming_the_entry``
+                                       (uid/gid/mtime past 64 bits, nan, non-UTF-8 xattr name); RE
+                                       ``test_unsafe_entries_...[uid-past-64-bits,mtime-nan]``
+11. a directory swapped for a link     RE ``test_a_directory_replaced_by_a_link_out_keeps_its_mode_off_
+    (render's deferred chmod)          the_host``
 =====================================  ==================================================================
 
 Figures (measured on the CI host, 2 CPUs, Python 3.11):

@@ -107,8 +107,17 @@ def test_42_no_cmd_keeps_app_with_env_ports_and_labels() -> None:
 
 
 def test_42_empty_config_gives_minimal_app() -> None:
-    m = build_manifest(ImageConfig.from_json({}), naming(), LINUX_AMD64).manifest
+    m = build_manifest(ImageConfig.from_json({"config": {}}), naming(), LINUX_AMD64).manifest
     assert m["app"] == {"user": "0", "group": "0"}
+
+
+@pytest.mark.parametrize("doc", [{}, {"config": None}], ids=["no-config", "null-config"])
+def test_no_config_object_gives_no_app(doc: dict[str, Any]) -> None:
+    """Without a container config the reference writes no ``app`` (a dependency image;
+    docker2aci-behaviour.md, "app"); an empty app was written (parity review)."""
+    m = build_manifest(ImageConfig.from_json(doc), naming(), LINUX_AMD64).manifest
+    assert "app" not in m
+    assert list(m) == ["acKind", "acVersion", "name", "labels", "annotations"]
 
 
 # -- user and group (case 43) --------------------------------------------------------------
