@@ -431,19 +431,41 @@ class RootfsTree:
                 whiteouts.append(path[:-1] + (target,))
             else:
                 entries.append((path, member))
-        # A whiteout's directory is found as umoci finds it, through symbolic links in the
-        # tree (``l -> real``: ``l/.wh.x`` removes ``real/x``); the directory itself, not a
-        # link to it, is what an opaque marker empties or a whiteout removes from.
+        replaced = {path for path, _member in entries} if opaque or whiteouts else set()
         for path in opaque:
-            node = self.resolve("/".join(path))
+            node = self._whiteout_dir(path, replaced)
             if node is not None and node.children is not None:
                 node.children.clear()
         for path in whiteouts:
-            parent = self.resolve("/".join(path[:-1]))
+            parent = self._whiteout_dir(path[:-1], replaced)
             if parent is not None and parent.children is not None:
                 parent.children.pop(path[-1], None)
         for path, member in entries:
             self._put(index, layer.name, path, member)
+
+    def _whiteout_dir(self, path: Path, replaced: set[Path]) -> Node | None:
+        """The directory a whiteout or opaque marker at ``path/`` applies to: ``path``
+        followed through symbolic links in the tree, as umoci follows them (``l -> real``:
+        ``l/.wh.x`` removes ``real/x``), or ``None`` when a link on the way is one this
+        layer replaces (``replaced``: the paths of its own entries). A directory made over
+        a link has no lower content to remove; following the old link would remove its
+        target's (``var/run -> ../run`` replaced by ``var/run/`` and ``var/run/.wh..wh..opq``,
+        what overlayfs gives for ``rm /var/run && mkdir /var/run``, must leave ``/run`` be)."""
+        node = self.root
+        for i in range(len(path)):
+            if node.children is None:
+                break
+            child = node.children.get(path[i])
+            if child is None:
+                return None
+            if child.inode is not None and child.inode.header.issym():
+                if path[:i + 1] in replaced:
+                    return None
+                return self.resolve("/".join(path))
+            node = child
+        else:
+            return node
+        return None
 
     def _lookup(self, path: Path) -> Node | None:
         """The node at ``path`` without following symlinks, or ``None``."""

@@ -502,22 +502,24 @@ class _Renderer:
                 continue  # replaced by a later entry
             try:
                 meta = self._dirs[path]
-                os.chmod(fd, meta.mode)
-                _set_mtime(fd, meta.mtime)
+                reached = f"/proc/self/fd/{fd}"  # an O_PATH descriptor: changed through its magic link
+                os.chmod(reached, meta.mode)
+                _set_mtime(reached, meta.mtime, follow=True)
             finally:
                 os.close(fd)
 
 
 def _open_dir_in_root(root: str, path: str) -> int | None:
-    """A descriptor of the directory ``path`` below ``root``, opened one component at a
-    time without following symbolic links; ``None`` when a component is missing, is not a
-    directory or is a symbolic link.
+    """An ``O_PATH`` descriptor of the directory ``path`` below ``root``, opened one
+    component at a time without following symbolic links (``O_PATH`` needs no read
+    permission on the directories, only search permission, as ``chmod`` by path does);
+    ``None`` when a component is missing, is not a directory or is a symbolic link.
 
     Raises:
         OSError: a component cannot be opened for another reason.
     """
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    flags = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     rel = os.path.relpath(path, root)
     try:
         for part in [] if rel == "." else rel.split(os.sep):
@@ -552,14 +554,11 @@ def restore_directory_times(rootfs: str, times: Mapping[str, float]) -> None:
             _set_mtime(directory, mtime)
 
 
-def _set_mtime(path: str | int, mtime: float) -> None:
-    """Set the access and modification times of ``path`` (not following a final symlink)
-    or of the open descriptor ``path``."""
+def _set_mtime(path: str, mtime: float, *, follow: bool = False) -> None:
+    """Set the access and modification times of ``path``: of a final symbolic link itself
+    unless ``follow`` (a ``/proc/self/fd/N`` magic link stands for its descriptor's file)."""
     nanoseconds = int(mtime * 1_000_000_000)
-    if isinstance(path, int):
-        os.utime(path, ns=(nanoseconds, nanoseconds))
-    else:
-        os.utime(path, ns=(nanoseconds, nanoseconds), follow_symlinks=False)
+    os.utime(path, ns=(nanoseconds, nanoseconds), follow_symlinks=follow)
 
 
 def _copy_sparse(

@@ -151,37 +151,66 @@ def run_fly(
     spec = dataclasses.replace(spec, cwd=working_directory(rootfs, spec.cwd))
     volume_mounts = bind_mounts(binds)
     read_fd, write_fd = os.pipe()  # both close-on-exec: the pipe ends when execve works
+    go_read, go_write = os.pipe()  # the child waits on it while the parent takes hold of its namespace
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     watched = {*FORWARDED_SIGNALS, signal.SIGCHLD}
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, watched)
+    namespace: int | None = None
     try:
         try:
             pid = os.fork()
         except OSError:
-            os.close(write_fd)
-            os.close(read_fd)
+            for fd in (read_fd, write_fd, go_read, go_write):
+                os.close(fd)
             raise
         if pid == 0:
             os.close(read_fd)
-            _child(rootfs, mounts, volume_mounts, spec, write_fd, old_mask)
+            os.close(go_write)
+            _child(rootfs, mounts, volume_mounts, spec, write_fd, go_read, old_mask)
         os.close(write_fd)
+        os.close(go_read)
+        try:
+            report = os.read(read_fd, len(_NAMESPACE_READY))
+            if report == _NAMESPACE_READY:  # the child is in its namespace and waits
+                namespace = _hold_namespace(pid)
+                report = b""
+        finally:
+            os.close(go_write)
         with os.fdopen(read_fd, "rb") as reports:
-            report = reports.read()
-        namespace, _, report = report.partition(b"\n") if report.startswith(b"ns ") else (b"", b"", report)
+            report += reports.read()
         if report:
             os.waitpid(pid, 0)
             failure = ChildFailure(**json.loads(report))
             raise RunnerError(f"starting the app: {failure.step}: {failure.reason}")
         status = wait_forwarding(pid, watched)
-        if namespace:
-            end_processes_in(int(namespace[3:]))
+        if namespace is not None:
+            end_processes_in(namespace)
         return status
     finally:
+        if namespace is not None:
+            os.close(namespace)
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
 
-def end_processes_in(mount_namespace: int, *, timeout: float = 5.0) -> int:
+_NAMESPACE_READY = b"ns\n"
+"""What the child reports once it is in its own mount namespace, before it waits for the
+parent to open it (:func:`_hold_namespace`)."""
+
+
+def _hold_namespace(pid: int) -> int | None:
+    """A descriptor of the mount namespace of ``pid`` (the child, waiting), held until the
+    pod's processes have been ended: while it is open the namespace, and so its inode
+    number, cannot be freed and given to another namespace of the host."""
+    try:
+        return os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as err:
+        logger.warning("cannot hold the pod's mount namespace (%s): what the app leaves running "
+                       "will not be stopped", err.strerror)
+        return None
+
+
+def end_processes_in(namespace_fd: int, *, timeout: float = 5.0) -> int:
     """Kill (``SIGKILL``) what the app left running in its pod: every process still in the
     pod's mount namespace once the app has exited (its background children, daemons).
 
@@ -191,13 +220,16 @@ def end_processes_in(mount_namespace: int, *, timeout: float = 5.0) -> int:
     of the host (or of the caller) is touched.
 
     Args:
-        mount_namespace: the inode of the app's mount namespace.
+        namespace_fd: an open descriptor of the app's mount namespace (it keeps the
+            namespace's identity from being reused by another while the scan runs).
         timeout: how long to keep looking for processes (seconds); one that outlives it
             is left with a warning.
 
     Returns:
         How many processes were killed.
     """
+    held = os.fstat(namespace_fd)
+    mount_namespace = (held.st_dev, held.st_ino)
     killed: set[int] = set()
     deadline = time.monotonic() + timeout
     while True:
@@ -222,13 +254,14 @@ def _pids() -> list[int]:
     return [int(name) for name in os.listdir("/proc") if name.isdigit()]
 
 
-def _mount_namespace(pid: int) -> int | None:
-    """The inode of a process's mount namespace; ``None`` once it has exited (a zombie
-    has none)."""
+def _mount_namespace(pid: int) -> tuple[int, int] | None:
+    """The identity (device, inode) of a process's mount namespace; ``None`` once it has
+    exited (a zombie has none)."""
     try:
-        return os.stat(f"/proc/{pid}/ns/mnt").st_ino
+        info = os.stat(f"/proc/{pid}/ns/mnt")
     except OSError:
         return None
+    return info.st_dev, info.st_ino
 
 
 def check_fly_host() -> None:
@@ -286,7 +319,8 @@ def working_directory(rootfs: str, cwd: str) -> str:
     host_path = make_dirs_in_root(rootfs, cwd)
     if in_kernel_fs(rootfs, host_path):
         raise RunnerError(f"the working directory {cwd!r} leads into /proc or /sys: refused")
-    return "/" + os.path.relpath(host_path, rootfs).removeprefix(".")
+    rel = os.path.relpath(host_path, rootfs)
+    return "/" if rel == "." else "/" + rel
 
 
 def bind_mounts(binds: Iterable[Bind]) -> tuple[tuple[str, Mount], ...]:
@@ -412,17 +446,25 @@ def _child(
     volume_mounts: Iterable[tuple[str, Mount]],
     spec: ProcessSpec,
     report_fd: int,
+    go_fd: int,
     signal_mask: Iterable[int],
 ) -> NoReturn:
-    """Set up the namespace and execute the app; report any failure on ``report_fd``."""
+    """Set up the namespace and execute the app; report any failure on ``report_fd``.
+    Once in its own mount namespace it says so (:data:`_NAMESPACE_READY`) and waits for
+    ``go_fd`` to close, while the parent opens the namespace."""
     step = "restoring signal dispositions"
     try:
         for signum in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores them; the app must not
             signal.signal(signum, signal.SIG_DFL)
+        for signum in FORWARDED_SIGNALS:  # a Python handler (the CLI's) must not run here: the default
+            if callable(signal.getsignal(signum)):
+                signal.signal(signum, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, signal_mask)
         step = "creating a private mount namespace"
         unshare(CLONE_NEWNS)
-        os.write(report_fd, f"ns {os.stat('/proc/self/ns/mnt').st_ino}\n".encode())  # the pod, to the parent
+        os.write(report_fd, _NAMESPACE_READY)
+        os.read(go_fd, 1)
+        os.close(go_fd)
         step = "making the mount namespace private"
         make_private(rootfs)
         step = "setting up the mounts"

@@ -531,12 +531,28 @@ def _load_manifest(path: str) -> dict[str, Any]:
 
 
 def _make_writable_and_remove(path: str) -> None:
-    """Remove a tree whose directories may be read-only (an image's ``0555`` dirs)."""
-    def retry(function: Callable[..., Any], failed: str, _info: Any) -> None:
-        parent = os.path.dirname(failed)
+    """Remove a tree whose directories may be read-only or unreadable (an image's ``0555``
+    or ``0311`` dirs, for a runner that is not root).
+
+    A name that could not be removed gets its directory made writable; a directory that
+    could not be opened or listed (``os.open``, ``os.scandir`` failed on it) is made
+    readable and removed in turn, once."""
+    retried: set[str] = set()
+
+    def make_owner_writable(directory: str) -> None:
         with contextlib.suppress(OSError):
-            if not stat.S_ISLNK(os.lstat(parent).st_mode):
-                os.chmod(parent, 0o700)
+            if stat.S_ISDIR(os.lstat(directory).st_mode):
+                os.chmod(directory, 0o700)
+
+    def retry(function: Callable[..., Any], failed: str, _info: Any) -> None:
+        make_owner_writable(os.path.dirname(failed))
+        if function in (os.open, os.scandir, os.listdir, os.lstat):
+            if failed in retried:
+                raise PermissionError(f"cannot remove {failed}")
+            retried.add(failed)
+            make_owner_writable(failed)
+            shutil.rmtree(failed, onerror=retry)
+            return
         with contextlib.suppress(FileNotFoundError):
             function(failed)
 

@@ -166,6 +166,12 @@ def rendered(aci: str, dest: Path) -> dict:
 @example(layers=[[lb.dir_("real"), lb.file("real/x"), lb.symlink("l", "/real")], [lb.whiteout("l/x")]])
 @example(layers=[[lb.dir_("real"), lb.file("real/x"), lb.file("real/y"), lb.symlink("l", "real")],
                  [lb.opaque("l")], [lb.file("real/z")]])
+# ... but not through a link the same layer replaces with a directory (overlayfs's output
+# for `rm /var/run && mkdir /var/run`; review): /run keeps its files
+@example(layers=[[lb.dir_("run"), lb.file("run/important", b"keep"), lb.dir_("var"), lb.symlink("var/run", "../run")],
+                 [lb.dir_("var/run"), lb.opaque("var/run"), lb.file("var/run/new", b"n")]])
+@example(layers=[[lb.dir_("run"), lb.file("run/important", b"keep"), lb.dir_("var"), lb.symlink("var/run", "/run")],
+                 [lb.dir_("var/run"), lb.whiteout("var/run/important"), lb.file("var/run/new", b"n")]])
 def test_squash_equals_umoci_and_the_chain_equals_the_squash(layers: list[list[lb.Entry]],
                                                              tmp_path_factory: pytest.TempPathFactory) -> None:
     work = tmp_path_factory.mktemp("prop")

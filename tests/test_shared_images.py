@@ -327,6 +327,22 @@ def test_one_ref_name_for_several_platforms_in_index_json_is_chosen_by_platform(
         convert(source + ":latest", tmp_path / "s390x", platform="linux/s390x")
 
 
+def test_two_images_of_one_platform_in_index_json_are_still_two_images(tmp_path: Path) -> None:
+    """Two different untagged linux/amd64 entries are not one image for several
+    platforms: without a selector they are reported as several images (review)."""
+    import hostilebuild as hb
+
+    entries = []
+    for n in ("1", "2"):
+        layer = hb.tar([hb.dir_("etc"), hb.file("etc/passwd", hb.PASSWD), hb.file("n", n)])
+        layout = hb.oci_layout(tmp_path / "layout", [layer], config=hb.image_config([layer], architecture="amd64"))
+        entries.append({**layout.descriptor(layout.manifest, hb.OCI_MANIFEST),
+                        "platform": {"os": "linux", "architecture": "amd64"}})
+    hb.write_index(tmp_path / "layout", entries)
+    with pytest.raises(SeveralImages):
+        convert(f"oci:{tmp_path / 'layout'}", tmp_path / "out")
+
+
 def test_two_images_of_one_run_never_share_a_file(tmp_path: Path) -> None:
     """An index whose entries differ only in what appc cannot name (amd64 and amd64/v3) would
     write one file twice: that is an error naming both, and the first file stays."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .. import mediatypes
@@ -105,6 +106,13 @@ def resolve_descriptor(files: FileTree, desc: Descriptor, platform: Platform) ->
     return _Resolved(doc.digest, manifest.config, manifest.layers, found.index_digest, found.platform or desc.platform)
 
 
+def _one_per_platform(entries: Sequence[Descriptor]) -> bool:
+    """Whether ``entries`` are one image for several platforms: each names a platform, and
+    no two the same one (two images of one platform are two images, not one)."""
+    platforms = [e.platform for e in entries]
+    return None not in platforms and len(set(platforms)) == len(platforms)
+
+
 class OciLayout:
     """An OCI image layout read through a :class:`FileTree`.
 
@@ -184,7 +192,7 @@ class OciLayout:
         if not entries:
             raise ImageNotFound(self.display, "the layout's index.json lists no image")
         if len({e.digest for e in entries}) > 1:
-            if all(e.platform is not None for e in entries) and len({e.ref_name for e in entries}) == 1:
+            if _one_per_platform(entries) and len({e.ref_name for e in entries}) == 1:
                 return list(entries)
             raise SeveralImages(self.display, self._listing(entries, platform))
         tagged = [e for e in entries if e.ref_name]
@@ -200,7 +208,7 @@ class OciLayout:
         Raises:
             PlatformNotFound: no candidate runs on ``platform``.
         """
-        if len({e.digest for e in candidates}) == 1 or any(e.platform is None for e in candidates):
+        if len({e.digest for e in candidates}) == 1 or not _one_per_platform(candidates):
             return candidates[0]
         return select_platform(ImageIndex(mediatypes.OCI_INDEX, tuple(candidates)), platform,
                                f"{self.display}: index.json")
@@ -220,7 +228,7 @@ class OciLayout:
     def platforms(self, selector: str | None) -> list[Platform] | None:
         """See :meth:`ImageSource.platforms`."""
         candidates = self._candidates(self.index().manifests, selector, Platform.host())
-        if len({e.digest for e in candidates}) > 1 and all(e.platform is not None for e in candidates):
+        if len({e.digest for e in candidates}) > 1 and _one_per_platform(candidates):
             return list(dict.fromkeys(e.platform for e in candidates if e.platform is not None))
         entry = self._by_platform(candidates, Platform.host())
         return index_platforms(fetch_document(self.files, entry), self.display)

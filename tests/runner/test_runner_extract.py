@@ -308,3 +308,44 @@ def test_zstd_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(RunnerError, match="zstd"):
         render_aci(aci, tmp_path)
+
+
+def test_a_non_root_render_sets_modes_that_deny_reading(tmp_path: Path) -> None:
+    """A chain of two images (``--nosquash`` ACIs, dependencies) rendered into one tree,
+    each with directories of mode 0311 (write and search, no read): the upper image's modes are
+    applied through descriptors that need search permission only (O_PATH). Opening the
+    lower image's 0311 directory to read (O_RDONLY) failed as non-root with "Permission
+    denied" (review)."""
+    import sys
+    import textwrap
+
+    project = Path(__file__).resolve().parents[2]
+    probe = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
+                            "import runner"], cwd=project, capture_output=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip("the project or the interpreter is not readable by nobody here")
+    work = Path(tempfile.mkdtemp(prefix="docker2aci-nonroot-"))
+    try:
+        os.chmod(work, 0o755)
+        lower = write_aci(work / "lower.aci", [directory("rootfs"), directory("rootfs/a", mode=0o311),
+                                               Entry("rootfs/a/x", data=b"x"), directory("rootfs/a/b", mode=0o311),
+                                               Entry("rootfs/a/b/y", data=b"y")], manifest({}))
+        upper = write_aci(work / "upper.aci", [directory("rootfs"), directory("rootfs/a", mode=0o311),
+                                               directory("rootfs/a/b", mode=0o311), Entry("rootfs/a/b/z", data=b"z")],
+                          manifest({}))
+        (work / "rootfs").mkdir()
+        os.chown(work / "rootfs", 65534, 65534)
+        script = textwrap.dedent(f"""
+            import sys; sys.path.insert(0, {str(project)!r})
+            from runner.extract import render_aci
+            for aci in ({str(lower)!r}, {str(upper)!r}):
+                render_aci(aci, {str(work / 'rootfs')!r})
+        """)
+        result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
+                                 script], capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stderr
+        assert stat.S_IMODE(os.stat(work / "rootfs/a").st_mode) == 0o311
+        assert stat.S_IMODE(os.stat(work / "rootfs/a/b").st_mode) == 0o311
+        assert sorted(os.listdir(work / "rootfs/a/b")) == ["y", "z"]  # as root, who may read it
+    finally:
+        shutil.rmtree(work)

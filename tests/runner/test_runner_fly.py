@@ -224,3 +224,30 @@ def test_what_the_app_leaves_running_ends_with_it(build_aci: BuildAci, tmp_path:
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def test_ending_a_pod_kills_its_namespace_s_processes_only() -> None:
+    """end_processes_in kills every process of the held mount namespace and none of
+    another namespace (review: an inode number alone, not held, is given to the next
+    namespace made on the host once the pod's last process exits)."""
+    from runner.run import end_processes_in
+
+    pod = subprocess.Popen(["unshare", "--mount", "sh", "-c", "sleep 60 & exec sleep 60"])
+    other = subprocess.Popen(["unshare", "--mount", "sleep", "60"])
+    try:
+        deadline = time.monotonic() + 5
+        while os.readlink(f"/proc/{pod.pid}/ns/mnt") == os.readlink("/proc/self/ns/mnt"):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        held = os.open(f"/proc/{pod.pid}/ns/mnt", os.O_RDONLY)
+        try:
+            time.sleep(0.2)  # the background sleep has started
+            assert end_processes_in(held) == 2
+        finally:
+            os.close(held)
+        assert pod.wait(timeout=5) == -signal.SIGKILL
+        assert other.poll() is None
+    finally:
+        for process in (pod, other):
+            process.kill()
+            process.wait()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -359,3 +360,38 @@ def test_a_settled_file_is_identified_by_its_stamp(tmp_path: Path, aci: Path, mo
         f.write(other.read_bytes())
     assert aci.stat().st_ino == inode
     assert store.identify(aci) == compute_image_id(other)
+
+
+def test_a_tree_with_unreadable_directories_is_removed_by_a_non_root_runner() -> None:
+    """A directory of mode 0311 or 0000 in a tree a non-root runner removes: shutil.rmtree
+    cannot list it, and the retry called ``os.open`` without flags (a TypeError traceback
+    after a failed fetch; review). It is made readable and removed."""
+    import tempfile
+    import textwrap
+
+    project = Path(__file__).resolve().parents[2]
+    probe = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
+                            "import runner"], cwd=project, capture_output=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip("the project or the interpreter is not readable by nobody here")
+    work = Path(tempfile.mkdtemp(prefix="docker2aci-nonroot-"))
+    try:
+        os.chmod(work, 0o777)
+        script = textwrap.dedent(f"""
+            import os, sys; sys.path.insert(0, {str(project)!r})
+            from runner.treestore import _make_writable_and_remove
+            tree = {str(work / 'tree')!r}
+            for d, mode in (("a", 0o311), ("b", 0o000), ("c", 0o555)):
+                os.makedirs(os.path.join(tree, d, "inner"))
+                open(os.path.join(tree, d, "inner", "f"), "w").close()
+                os.chmod(os.path.join(tree, d, "inner"), mode)
+                os.chmod(os.path.join(tree, d), mode)
+            _make_writable_and_remove(tree)
+            print(os.path.exists(tree))
+        """)
+        result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
+                                 script], capture_output=True, text=True, timeout=60, check=False)
+        assert (result.returncode, result.stdout) == (0, "False\n"), result.stderr
+    finally:
+        subprocess.run(["chmod", "-R", "u+rwx", str(work)], check=False)
+        shutil.rmtree(work)
