@@ -83,6 +83,13 @@ def test_working_directory_and_relative_exec(build_aci: BuildAci, run_app: RunAp
     assert run_app(aci).stdout == "run.sh in /app\n"
 
 
+def test_a_dot_directory_is_the_working_directory(build_aci: BuildAci, run_app: RunApp) -> None:
+    """``/.app`` next to ``/app``: resolving the directory in the image dropped the leading
+    dot, so the app started in ``/app`` (review)."""
+    aci = build_aci(_sh("pwd", workingDirectory="/.app"), extra=[directory("rootfs/app"), directory("rootfs/.app")])
+    assert run_app(aci).stdout == "/.app\n"
+
+
 def test_missing_working_directory_is_created(build_aci: BuildAci, run_app: RunApp) -> None:
     assert run_app(build_aci(_sh("pwd", workingDirectory="/srv/new"))).stdout == "/srv/new\n"
 
