@@ -242,6 +242,11 @@ def inferred_scopes(repository: str | None) -> tuple[str, ...]:
     return (f"repository:{repository}:pull",) if repository else ()
 
 
+_TOKEN = re.compile(r"[\x21-\x7e]+")
+"""What a Bearer token may hold (visible ASCII: RFC 6750's b64token, and the opaque tokens
+registries give, which stay within it)."""
+
+
 def request_token(send: TokenSender, challenge: Challenge, scopes: Sequence[str],
                   credentials: Credentials | None, *, source: str,
                   clock: Callable[[], float] = time.monotonic) -> Token:
@@ -263,7 +268,12 @@ def request_token(send: TokenSender, challenge: Challenge, scopes: Sequence[str]
         RegistryError: the token server failed or answered something unreadable.
     """
     realm = challenge.realm
-    if not realm or urlsplit(realm).scheme not in ("http", "https") or not urlsplit(realm).netloc:
+    try:
+        parts = urlsplit(realm) if realm else None
+        usable = parts is not None and parts.scheme in ("http", "https") and bool(parts.netloc) and parts.port != 0
+    except ValueError:  # "https://[bad/token": not a URL
+        usable = False
+    if not usable:
         raise AuthError(source, "authenticating: the registry's Bearer challenge has no usable realm URL")
     params: list[tuple[str, str]] = []
     if challenge.service:
@@ -292,6 +302,9 @@ def request_token(send: TokenSender, challenge: Challenge, scopes: Sequence[str]
         value = doc.get("token") or doc.get("access_token")
     if not isinstance(value, str) or not value:
         raise RegistryError(source, f"getting a token from {where}: the answer has no token", url=where)
+    if not _TOKEN.fullmatch(value):  # it goes into a header: CR/LF would inject others; never shown
+        raise RegistryError(source, f"getting a token from {where}: the answer's token is not a valid header "
+                                    "value (visible ASCII characters only)", url=where)
     lifetime = doc.get("expires_in") if isinstance(doc, dict) else None
     if not isinstance(lifetime, (int, float)) or isinstance(lifetime, bool) or lifetime <= 0:
         lifetime = DEFAULT_TOKEN_LIFETIME

@@ -521,7 +521,10 @@ class RegistryClient:
         """The path and query of the ``rel="next"`` ``Link``, or ``None`` on the last page."""
         for link in requests.utils.parse_header_links(resp.headers.get("Link", "")):
             if link.get("rel") == "next" and link.get("url"):
-                target = urlsplit(urljoin(resp.url, link["url"].strip()))
+                try:
+                    target = urlsplit(urljoin(resp.url, link["url"].strip()))
+                except ValueError as err:  # http://[bad/...
+                    raise RegistryError(source, f"{what}: the next page's Link is not a URL ({err})") from err
                 if target.netloc.lower() != urlsplit(resp.url).netloc.lower():
                     raise RegistryError(source, f"{what}: the next page is on another host ({target.netloc})")
                 return target.path + (f"?{target.query}" if target.query else "")
@@ -826,6 +829,10 @@ class RegistryClient:
                 continue
             except requests.RequestException as err:
                 raise RegistryError(source, f"{what}: {shown}: {type(err).__name__}", url=shown) from err
+            except ValueError as err:  # a redirect to "http://[bad/x", a header value http.client refuses
+                # (its message may quote the header: a token or credentials, never shown)
+                raise RegistryError(source, f"{what}: {shown}: the exchange held a malformed URL or header value "
+                                            f"({type(err).__name__})", url=shown) from None
             log.debug("%s %s -> %d", method, redact_url(resp.url), resp.status_code)
             if self._retry.retries_status(resp.status_code) and retry + 1 < self._retry.attempts:
                 retry += 1
@@ -840,8 +847,16 @@ class RegistryClient:
 
     def _send_token_request(self, url: str, params: Sequence[tuple[str, str]],
                             headers: Mapping[str, str]) -> tuple[int, bytes]:
-        """The :data:`~docker2aci.registry.auth.TokenSender` of this client (no registry auth)."""
+        """The :data:`~docker2aci.registry.auth.TokenSender` of this client (no registry auth).
+
+        Raises:
+            AuthError: credentials would go to a plain-http token service (the realm an
+                https registry named can be ``http://``) without ``--insecure-allow-http``.
+        """
         authorization = headers.get("Authorization")
+        if authorization is not None and urlsplit(url).scheme != "https" and not self._allow_http:
+            raise AuthError(self._host, f"getting a token: the token service {redact_url(url)} is plain http, and "
+                                        "credentials are not sent in clear text; use --insecure-allow-http to allow it")
         others = {k: v for k, v in headers.items() if k != "Authorization"}
         resp = self._send("GET", url, headers=others, authorization=authorization, params=params,
                           source=self._host, what="getting a token")

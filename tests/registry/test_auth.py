@@ -6,13 +6,14 @@ the cache tests use an injected clock.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 
 import pytest
 import requests
 from tokenserver import SERVICE, TEST_PASSWORD, TEST_USER, AnswerField, TokenServer
 
-from docker2aci.errors import AuthError
+from docker2aci.errors import AuthError, RegistryError
 from docker2aci.registry import Challenge, Credentials, parse_challenges
 from docker2aci.registry.auth import (
     DEFAULT_TOKEN_LIFETIME,
@@ -165,6 +166,21 @@ def test_wrong_password_is_auth_error_without_the_password(token_server: TokenSe
 def test_challenge_without_realm_is_auth_error(send: TokenSender) -> None:
     with pytest.raises(AuthError, match="realm"):
         request_token(send, Challenge("bearer", {"service": "x"}), [], None, source="reg")
+
+
+@pytest.mark.parametrize("token", ["TOKEN-SECRET\r\nX-Injected: 1", "TOKEN-SECRET t\u00f6k", "TOKEN SECRET"],
+                         ids=["crlf", "not-ascii", "space"])
+def test_a_token_that_is_no_header_value_is_refused_unshown(token: str) -> None:
+    """A token answer no real token server gives (the fault is injected by a sender that
+    answers it): it went into the Authorization header, where http.client raised a
+    traceback quoting it, or CR/LF would inject headers (registry review)."""
+    def answer(url: str, params: Sequence[tuple[str, str]], headers: Mapping[str, str]) -> tuple[int, bytes]:
+        return 200, json.dumps({"token": token}).encode()
+
+    challenge = Challenge("Bearer", {"realm": "https://auth.example/token", "service": "s"})
+    with pytest.raises(RegistryError, match="the answer's token is not a valid header value") as info:
+        request_token(answer, challenge, ["repository:a:pull"], None, source="reg")
+    assert "SECRET" not in str(info.value)
 
 
 def test_missing_scope_is_inferred_as_pull(token_server: TokenServer, send: TokenSender) -> None:

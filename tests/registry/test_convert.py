@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -202,6 +203,21 @@ def test_corrupt_blob_is_refused_and_not_cached(fault_proxy: FaultProxy, tmp_pat
     assert _files(tmp_path / "cache" / "tmp") == []
 
 
+@pytest.mark.parametrize(("fault", "error", "message"), [
+    (Fault.respond(307, headers=[("Location", "http://[bad/x")], body=b""), RegistryError,
+     "the exchange held a malformed URL or header value"),
+    (Fault.respond(401, target="ping", times=None, headers=[("WWW-Authenticate", 'Bearer realm="https://[bad/token"')]),
+     AuthError, "the registry's Bearer challenge has no usable realm URL"),
+], ids=["redirect-to-a-malformed-url", "realm-not-a-url"])
+def test_a_malformed_url_from_the_registry_is_an_error_naming_it(fault_proxy: FaultProxy, tmp_path: Path, fault: Fault,
+                                                                 error: type[Exception], message: str) -> None:
+    """Each raised a bare ValueError ("Invalid IPv6 URL") with a traceback (registry review)."""
+    fault_proxy.add(fault)
+    with pytest.raises(error, match=re.escape(message)):
+        convert(f"docker://{fault_proxy.host}/test/busybox:oci", tmp_path, use_cache=False)
+    assert _files(tmp_path / "out") == []
+
+
 def test_basic_auth_over_tls_with_a_private_ca(tls_registry: RunningRegistry, tmp_path: Path,
                                                layout_rootfs: list[tuple[Any, ...]]) -> None:
     from test_shared_images import read_aci
@@ -222,6 +238,36 @@ def test_token_auth_anonymous_pull(token_registry: RunningRegistry, tmp_path: Pa
     from test_shared_images import read_aci
 
     aci = convert(f"docker://{_host(token_registry)}/test/busybox:v2s2", tmp_path)
+    assert read_aci(aci.path)[1] == layout_rootfs
+
+
+def test_credentials_never_go_to_a_plain_http_token_service(token_server: Any, tmp_path: Path,
+                                                             layout_rootfs: list[tuple[Any, ...]]) -> None:
+    """An https registry whose Bearer realm is ``http://``: the password went to it in clear
+    text, with no warning (registry review). Without --insecure-allow-http it is refused
+    and the token service gets no request with credentials; with it, the pull works."""
+    from registry_setup import LAYOUT
+    from services import TokenAuth, make_test_ca, push, run_registry
+    from tokenserver import ISSUER, SERVICE
+
+    assert token_server.realm.startswith("http://")
+    root = tmp_path / "tls-token-registry"
+    tls = make_test_ca(root / "tls")
+    auth = TokenAuth(token_server.realm, SERVICE, ISSUER, token_server.cert_path)
+    with run_registry(root / "registry", tls=tls, token=auth, creds=CREDS) as registry:
+        push(LAYOUT, registry, "test/busybox:v2s2", "--format", "v2s2")
+        ref = f"docker://{_host(registry)}/test/busybox:v2s2"
+        before = len(token_server.requests)
+        with pytest.raises(AuthError, match=r"the token service http://127\.0\.0\.1:\d+/token is plain http, "
+                                            r"and credentials are not sent in clear text; use --insecure-allow-http"):
+            convert(ref, tmp_path / "refused", creds=":".join(CREDS), cert_dir=str(registry.cert_dir),
+                    insecure_allow_http=False)
+        assert not any(r.sent_authorization for r in token_server.requests[before:])
+        aci = convert(ref, tmp_path / "allowed", creds=":".join(CREDS), cert_dir=str(registry.cert_dir),
+                      insecure_allow_http=True)
+        assert token_server.requests[-1].user == CREDS[0]
+    from test_shared_images import read_aci
+
     assert read_aci(aci.path)[1] == layout_rootfs
 
 
