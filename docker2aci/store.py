@@ -28,6 +28,7 @@ import fcntl
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, BinaryIO
@@ -49,6 +50,49 @@ def _private_dirs(path: str) -> None:
     os.makedirs(path, mode=0o700, exist_ok=True)
 
 
+def check_trusted_dir(path: str, what: str = "cache directory") -> None:
+    """Refuse a directory another user could change, for a cache or a store whose content
+    is trusted once there (converted ACIs, verified blobs, rendered trees): the directory
+    (when it exists) and every directory above it must be owned by this user or root, and
+    none may be writable by every user, but for an ancestor with the sticky bit (``/tmp``).
+    OpenSSH's ``StrictModes`` checks the same way. Group-writable directories are left
+    alone (Debian gives every user a group of their own).
+
+    Args:
+        path: the directory, created later if missing (its nearest existing ancestors
+            are checked then).
+        what: names it in the error.
+
+    Raises:
+        OutputError: naming the directory, its owner or its mode.
+    """
+    euid = os.geteuid()
+    current = os.path.realpath(path)
+    first = True
+    while True:
+        try:
+            info = os.stat(current)
+        except FileNotFoundError:
+            info = None
+        except OSError as err:
+            raise OutputError(f"{what} {path}: cannot examine {current}: {err.strerror}") from err
+        if info is not None:
+            if info.st_uid not in (euid, 0):
+                raise OutputError(f"{what} {path}: {current} is owned by uid {info.st_uid}, not by this user "
+                                  f"(uid {euid}) or root: another user could change what it holds; use a directory "
+                                  "of your own")
+            shared = info.st_mode & 0o002 and (first or not info.st_mode & stat.S_ISVTX)
+            if shared:
+                raise OutputError(f"{what} {path}: {current} is writable by every user (mode "
+                                  f"{stat.S_IMODE(info.st_mode):04o}): another user could change what it holds; "
+                                  "use a directory of your own")
+            first = False
+        parent = os.path.dirname(current)
+        if parent == current:
+            return
+        current = parent
+
+
 def default_cache_dir() -> str:
     """``$XDG_CACHE_HOME/docker2aci``, else ``~/.cache/docker2aci``."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -60,9 +104,13 @@ class BlobCache:
 
     Args:
         root: the cache root directory (created on first write).
+
+    Raises:
+        OutputError: another user could change ``root`` (:func:`check_trusted_dir`).
     """
 
     def __init__(self, root: str) -> None:
+        check_trusted_dir(root)
         self.root = root
 
     def path(self, digest: Digest) -> str:
@@ -259,9 +307,13 @@ class ConversionCache:
 
     Args:
         root: the cache root directory.
+
+    Raises:
+        OutputError: another user could change ``root`` (:func:`check_trusted_dir`).
     """
 
     def __init__(self, root: str) -> None:
+        check_trusted_dir(root)
         self.root = root
         self.dir = os.path.join(root, "conversions")
 

@@ -52,7 +52,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from docker2aci.atomic import atomic_file
-from docker2aci.errors import RunnerError
+from docker2aci.errors import OutputError, RunnerError
+from docker2aci.store import check_trusted_dir
 from docker2aci.filestamp import is_settled, read_memo, stamp, write_memo
 from runner.extract import (
     compute_digests,
@@ -139,10 +140,18 @@ class TreeStore:
 
     Args:
         root: the store's root directory (created 0700 when missing).
+
+    Raises:
+        RunnerError: another user could change ``root``, and so the trees rendered in
+            it (:func:`docker2aci.store.check_trusted_dir`).
     """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = os.path.abspath(os.fspath(root))
+        try:
+            check_trusted_dir(self.root, "tree store")
+        except OutputError as err:
+            raise RunnerError(str(err)) from err
         self.dir = os.path.join(self.root, "trees")
 
     @contextlib.contextmanager

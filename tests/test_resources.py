@@ -12,9 +12,11 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -358,3 +360,37 @@ def test_a_write_back_error_met_while_syncing_ahead_fails_the_file(tmp_path: Pat
                 f.flush()
                 time.sleep(3 * atomic.SYNC_AHEAD_SECONDS)
     assert os.listdir(tmp_path) == [] and _sync_ahead_threads() == []
+
+
+def test_a_cache_another_user_can_change_is_refused(busybox_layout: Path, tmp_path: Path) -> None:
+    """A --cache-dir owned by another user (or writable by every user): that user could
+    swap a cached ACI and its record, and root's next conversion published it (registry
+    review). It is refused before any work, naming the directory; one of this user's own
+    under the sticky /tmp is fine."""
+    import docker2aci
+    from docker2aci.errors import OutputError
+    from docker2aci.store import check_trusted_dir
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    os.chown(foreign, 65534, 65534)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    for cache, problem in ((foreign, "is owned by uid 65534"), (shared / "sub", "is writable by every user (mode 0777)"),
+                           (shared, "is writable by every user (mode 0777)")):
+        with pytest.raises(OutputError, match=re.escape(f"cache directory {cache}: ") + ".* " + re.escape(problem)):
+            docker2aci.convert(f"oci:{busybox_layout}", docker2aci.ConvertOptions(
+                output_dir=str(tmp_path / "out"), cache_dir=str(cache), cache_local=True))
+        assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+    [aci] = docker2aci.convert(f"oci:{busybox_layout}", docker2aci.ConvertOptions(output_dir=str(tmp_path / "acis")))
+    result = run_cli("run", "--insecure-options=image", "--cache-dir", foreign, aci.path, "--exec", "/bin/true",
+                     check=1)  # the tree store: what is rendered there is run
+    assert f"tree store {foreign}: {foreign} is owned by uid 65534" in result.stderr
+    assert "Traceback" not in result.stderr
+    check_trusted_dir(str(tmp_path / "mine" / "cache"))  # missing: its existing ancestors are checked
+    sticky = Path(tempfile.mkdtemp(prefix="docker2aci-cache-"))  # /tmp: world-writable, sticky, root's
+    try:
+        check_trusted_dir(str(sticky))
+    finally:
+        sticky.rmdir()
