@@ -175,3 +175,21 @@ BuildAci = Callable[..., Path]
 
 #: ``run_app(aci, args=None, exec_override=None) -> CompletedProcess`` (a fixture).
 RunApp = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+"""The prefix that runs a command as ``nobody`` (util-linux ``setpriv``)."""
+
+
+def as_nobody(script: str) -> subprocess.CompletedProcess[str]:
+    """Run a Python ``script`` as ``nobody`` with the project importable, or skip the test
+    when the project or the interpreter cannot be read by that user here."""
+    import sys
+
+    probe = subprocess.run([*NOBODY, sys.executable, "-c", "import runner"], cwd=PROJECT_ROOT, capture_output=True,
+                           check=False)
+    if probe.returncode != 0:
+        pytest.skip("the project or the interpreter is not readable by nobody here")
+    return subprocess.run([*NOBODY, sys.executable, "-c", f"import sys; sys.path.insert(0, {str(PROJECT_ROOT)!r})\n"
+                           + script], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60, check=False)
+
