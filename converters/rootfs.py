@@ -36,7 +36,7 @@ import math
 import tarfile
 from collections import deque
 from dataclasses import dataclass
-from typing import IO, BinaryIO, Iterator, Protocol, Sequence
+from typing import IO, BinaryIO, Iterator, Mapping, Protocol, Sequence
 
 from . import native
 from .errors import BadLayer, UnsafeEntry
@@ -431,7 +431,7 @@ class RootfsTree:
                 whiteouts.append(path[:-1] + (target,))
             else:
                 entries.append((path, member))
-        replaced = {path for path, _member in entries} if opaque or whiteouts else set()
+        replaced = {path: member.isdir() for path, member in entries} if opaque or whiteouts else {}
         for path in opaque:
             node = self._whiteout_dir(path, replaced)
             if node is not None and node.children is not None:
@@ -443,29 +443,18 @@ class RootfsTree:
         for path, member in entries:
             self._put(index, layer.name, path, member)
 
-    def _whiteout_dir(self, path: Path, replaced: set[Path]) -> Node | None:
+    def _whiteout_dir(self, path: Path, replaced: Mapping[Path, bool]) -> Node | None:
         """The directory a whiteout or opaque marker at ``path/`` applies to: ``path``
         followed through symbolic links in the tree, as umoci follows them (``l -> real``:
-        ``l/.wh.x`` removes ``real/x``), or ``None`` when a link on the way is one this
-        layer replaces (``replaced``: the paths of its own entries). A directory made over
-        a link has no lower content to remove; following the old link would remove its
+        ``l/.wh.x`` removes ``real/x``), or ``None`` when something on the way is replaced
+        by this layer (``replaced``: its own entries' paths, each with whether it is a
+        directory) other than a directory by a directory, which merge. umoci applies a
+        layer in stream order, and overlayfs writes a directory before what it whites
+        out below it: a directory made over a link, or anything made over a directory,
+        has no lower content left to remove, and following the old link would remove its
         target's (``var/run -> ../run`` replaced by ``var/run/`` and ``var/run/.wh..wh..opq``,
-        what overlayfs gives for ``rm /var/run && mkdir /var/run``, must leave ``/run`` be)."""
-        node = self.root
-        for i in range(len(path)):
-            if node.children is None:
-                break
-            child = node.children.get(path[i])
-            if child is None:
-                return None
-            if child.inode is not None and child.inode.header.issym():
-                if path[:i + 1] in replaced:
-                    return None
-                return self.resolve("/".join(path))
-            node = child
-        else:
-            return node
-        return None
+        overlayfs's record of ``rm /var/run && mkdir /var/run``, must leave ``/run`` be)."""
+        return self.resolve("/".join(path), replaced=replaced)
 
     def _lookup(self, path: Path) -> Node | None:
         """The node at ``path`` without following symlinks, or ``None``."""
@@ -560,17 +549,21 @@ class RootfsTree:
 
     # -- reading --------------------------------------------------------------------
 
-    def resolve(self, name: str) -> Node | None:
+    def resolve(self, name: str, replaced: Mapping[Path, bool] | None = None) -> Node | None:
         """Find a path, following symlinks inside the tree (absolute targets re-rooted,
-        ``..`` clamped at the root), at most :data:`MAX_SYMLINK_HOPS` links."""
+        ``..`` clamped at the root), at most :data:`MAX_SYMLINK_HOPS` links; ``None`` when
+        it is not there, or when the way passes a path in ``replaced`` (see
+        :meth:`_whiteout_dir`) that is not a directory replaced by a directory."""
         pending = deque(p for p in name.split("/") if p not in ("", "."))
         stack: list[Node] = [self.root]
+        names: list[str] = []  # the path of stack[-1], as names: stack[i + 1] is names[i]
         hops = 0
         while pending:
             part = pending.popleft()
             if part == "..":
                 if len(stack) > 1:
                     stack.pop()
+                    names.pop()
                 continue
             current = stack[-1]
             if current.children is None:
@@ -578,16 +571,20 @@ class RootfsTree:
             child = current.children.get(part)
             if child is None:
                 return None
+            if replaced and (made_dir := replaced.get((*names, part))) is not None:
+                if not (made_dir and child.children is not None):
+                    return None
             if child.inode is not None and child.inode.header.issym():
                 hops += 1
                 if hops > MAX_SYMLINK_HOPS:
                     return None
                 target = child.inode.header.linkname
                 if target.startswith("/"):
-                    stack = [self.root]
+                    stack, names = [self.root], []
                 pending.extendleft(reversed([p for p in target.split("/") if p not in ("", ".")]))
                 continue
             stack.append(child)
+            names.append(part)
         return stack[-1]
 
     def read_file(self, name: str, limit: int) -> bytes | None:

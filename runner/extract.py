@@ -497,30 +497,39 @@ class _Renderer:
         follow it out of the root. Such a directory is no longer in the tree; it is skipped.
         """
         for path in sorted(self._dirs, key=lambda p: p.count("/"), reverse=True):
-            fd = _open_dir_in_root(self._root, path)
-            if fd is None:
+            meta = self._dirs[path]
+            if path == self._root:
+                os.chmod(path, meta.mode)
+                _set_mtime(path, meta.mtime)
+                continue
+            parent = _open_parent_in_root(self._root, path)
+            if parent is None:
                 continue  # replaced by a later entry
+            name = os.path.basename(path)
             try:
-                meta = self._dirs[path]
-                reached = f"/proc/self/fd/{fd}"  # an O_PATH descriptor: changed through its magic link
-                os.chmod(reached, meta.mode)
-                _set_mtime(reached, meta.mtime, follow=True)
+                if not stat.S_ISDIR(os.lstat(name, dir_fd=parent).st_mode):
+                    continue  # replaced by a later entry (a link, a file)
+                os.chmod(name, meta.mode, dir_fd=parent)  # a directory, checked above: nothing to follow
+                nanoseconds = int(meta.mtime * 1_000_000_000)
+                os.utime(name, ns=(nanoseconds, nanoseconds), dir_fd=parent, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
             finally:
-                os.close(fd)
+                os.close(parent)
 
 
-def _open_dir_in_root(root: str, path: str) -> int | None:
-    """An ``O_PATH`` descriptor of the directory ``path`` below ``root``, opened one
-    component at a time without following symbolic links (``O_PATH`` needs no read
-    permission on the directories, only search permission, as ``chmod`` by path does);
-    ``None`` when a component is missing, is not a directory or is a symbolic link.
+def _open_parent_in_root(root: str, path: str) -> int | None:
+    """An ``O_PATH`` descriptor of the directory holding ``path`` (below ``root``), opened
+    one component at a time without following symbolic links: ``O_PATH`` needs search
+    permission only, as ``chmod`` by path does, and no ``/proc``. ``None`` when a
+    component is missing, is not a directory or is a symbolic link.
 
     Raises:
         OSError: a component cannot be opened for another reason.
     """
     flags = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    rel = os.path.relpath(path, root)
+    rel = os.path.relpath(os.path.dirname(path), root)
     try:
         for part in [] if rel == "." else rel.split(os.sep):
             try:
@@ -554,11 +563,10 @@ def restore_directory_times(rootfs: str, times: Mapping[str, float]) -> None:
             _set_mtime(directory, mtime)
 
 
-def _set_mtime(path: str, mtime: float, *, follow: bool = False) -> None:
-    """Set the access and modification times of ``path``: of a final symbolic link itself
-    unless ``follow`` (a ``/proc/self/fd/N`` magic link stands for its descriptor's file)."""
+def _set_mtime(path: str, mtime: float) -> None:
+    """Set the access and modification times of ``path`` (of a final symbolic link itself)."""
     nanoseconds = int(mtime * 1_000_000_000)
-    os.utime(path, ns=(nanoseconds, nanoseconds), follow_symlinks=follow)
+    os.utime(path, ns=(nanoseconds, nanoseconds), follow_symlinks=False)
 
 
 def _copy_sparse(

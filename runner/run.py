@@ -33,6 +33,7 @@ import os
 import signal
 import stat
 import sys
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -150,26 +151,30 @@ def run_fly(
     mounts = prepare_rootfs(rootfs, spec, host_resolv_conf=host_resolv_conf)
     spec = dataclasses.replace(spec, cwd=working_directory(rootfs, spec.cwd))
     volume_mounts = bind_mounts(binds)
-    read_fd, write_fd = os.pipe()  # both close-on-exec: the pipe ends when execve works
-    go_read, go_write = os.pipe()  # the child waits on it while the parent takes hold of its namespace
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     watched = {*FORWARDED_SIGNALS, signal.SIGCHLD}
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, watched)
     namespace: int | None = None
     try:
-        try:
-            pid = os.fork()
-        except OSError:
-            for fd in (read_fd, write_fd, go_read, go_write):
-                os.close(fd)
-            raise
-        if pid == 0:
-            os.close(read_fd)
-            os.close(go_write)
-            _child(rootfs, mounts, volume_mounts, spec, write_fd, go_read, old_mask)
-        os.close(write_fd)
-        os.close(go_read)
+        # Another thread's child must not inherit this child's ends of the pipes (it would
+        # hold the go pipe open, and both children wait for ever): the pipes are made and
+        # the child's ends closed here under one lock, around the fork.
+        with _FORK_LOCK:
+            read_fd, write_fd = os.pipe()  # both close-on-exec: the pipe ends when execve works
+            go_read, go_write = os.pipe()  # the child waits on it while the parent takes hold of its namespace
+            try:
+                pid = os.fork()
+            except OSError:
+                for fd in (read_fd, write_fd, go_read, go_write):
+                    os.close(fd)
+                raise
+            if pid == 0:
+                os.close(read_fd)
+                os.close(go_write)
+                _child(rootfs, mounts, volume_mounts, spec, write_fd, go_read, old_mask)
+            os.close(write_fd)
+            os.close(go_read)
         try:
             report = os.read(read_fd, len(_NAMESPACE_READY))
             if report == _NAMESPACE_READY:  # the child is in its namespace and waits
@@ -193,6 +198,9 @@ def run_fly(
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
 
+_FORK_LOCK = threading.Lock()
+"""Held from making a fly child's pipes to closing the child's ends in the parent."""
+
 _NAMESPACE_READY = b"ns\n"
 """What the child reports once it is in its own mount namespace, before it waits for the
 parent to open it (:func:`_hold_namespace`)."""
@@ -201,7 +209,16 @@ parent to open it (:func:`_hold_namespace`)."""
 def _hold_namespace(pid: int) -> int | None:
     """A descriptor of the mount namespace of ``pid`` (the child, waiting), held until the
     pod's processes have been ended: while it is open the namespace, and so its inode
-    number, cannot be freed and given to another namespace of the host."""
+    number, cannot be freed and given to another namespace of the host. ``None`` (and
+    nothing is ended) when ``/proc`` is not this pid namespace's: ``/proc/PID`` would be
+    another process there."""
+    try:
+        if os.readlink("/proc/self") != str(os.getpid()):
+            logger.warning("/proc is another pid namespace's: what the app leaves running will not be stopped")
+            return None
+    except OSError as err:
+        logger.warning("cannot read /proc (%s): what the app leaves running will not be stopped", err.strerror)
+        return None
     try:
         return os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
     except OSError as err:

@@ -172,6 +172,14 @@ def rendered(aci: str, dest: Path) -> dict:
                  [lb.dir_("var/run"), lb.opaque("var/run"), lb.file("var/run/new", b"n")]])
 @example(layers=[[lb.dir_("run"), lb.file("run/important", b"keep"), lb.dir_("var"), lb.symlink("var/run", "/run")],
                  [lb.dir_("var/run"), lb.whiteout("var/run/important"), lb.file("var/run/new", b"n")]])
+# ... nor through one replaced further on the way, reached through another link, or under a
+# directory the layer replaces with a link (second review)
+@example(layers=[[lb.dir_("run"), lb.file("run/k"), lb.dir_("var"), lb.symlink("var/run", "../run"),
+                  lb.symlink("v", "var")], [lb.dir_("var"), lb.dir_("var/run"), lb.opaque("v/run")]])
+@example(layers=[[lb.dir_("real"), lb.file("real/x"), lb.symlink("l2", "real"), lb.symlink("l1", "l2")],
+                 [lb.dir_("l2"), lb.whiteout("l1/x")]])
+@example(layers=[[lb.dir_("run"), lb.file("run/k"), lb.dir_("var"), lb.symlink("var/run", "/run")],
+                 [lb.symlink("var", "/run"), lb.whiteout("var/run/k")]])
 def test_squash_equals_umoci_and_the_chain_equals_the_squash(layers: list[list[lb.Entry]],
                                                              tmp_path_factory: pytest.TempPathFactory) -> None:
     work = tmp_path_factory.mktemp("prop")

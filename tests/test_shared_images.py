@@ -307,7 +307,7 @@ def test_one_ref_name_for_several_platforms_in_index_json_is_chosen_by_platform(
         entries.append({**layout.descriptor(layout.manifest, hb.OCI_MANIFEST),
                         "platform": {"os": "linux", "architecture": arch},
                         "annotations": {hb.REF_NAME: "latest"}})
-    hb.write_index(tmp_path / "layout", entries)
+    hb.write_index(tmp_path / "layout", [*entries, entries[0]])  # a repeated entry is still that image
     source = f"oci:{tmp_path / 'layout'}"
 
     def arch_file(aci: docker2aci.ConvertedACI) -> str:

@@ -108,9 +108,13 @@ def resolve_descriptor(files: FileTree, desc: Descriptor, platform: Platform) ->
 
 def _one_per_platform(entries: Sequence[Descriptor]) -> bool:
     """Whether ``entries`` are one image for several platforms: each names a platform, and
-    no two the same one (two images of one platform are two images, not one)."""
-    platforms = [e.platform for e in entries]
-    return None not in platforms and len(set(platforms)) == len(platforms)
+    no platform names two different manifests (two images of one platform are two
+    images, not one; an entry repeated is still one)."""
+    seen: dict[Platform, Digest] = {}
+    for entry in entries:
+        if entry.platform is None or seen.setdefault(entry.platform, entry.digest) != entry.digest:
+            return False
+    return True
 
 
 class OciLayout:
@@ -203,12 +207,13 @@ class OciLayout:
 
     def _by_platform(self, candidates: list[Descriptor], platform: Platform) -> Descriptor:
         """The candidate for ``platform`` when they differ and each names its platform
-        (containerd's matcher, :func:`~docker2aci.manifest.select_platform`), else the first.
+        (containerd's matcher, :func:`~docker2aci.manifest.select_platform`; of two
+        entries as good, the first), else the first.
 
         Raises:
             PlatformNotFound: no candidate runs on ``platform``.
         """
-        if len({e.digest for e in candidates}) == 1 or not _one_per_platform(candidates):
+        if len({e.digest for e in candidates}) == 1 or any(e.platform is None for e in candidates):
             return candidates[0]
         return select_platform(ImageIndex(mediatypes.OCI_INDEX, tuple(candidates)), platform,
                                f"{self.display}: index.json")
@@ -228,7 +233,7 @@ class OciLayout:
     def platforms(self, selector: str | None) -> list[Platform] | None:
         """See :meth:`ImageSource.platforms`."""
         candidates = self._candidates(self.index().manifests, selector, Platform.host())
-        if len({e.digest for e in candidates}) > 1 and _one_per_platform(candidates):
+        if len({e.digest for e in candidates}) > 1 and all(e.platform is not None for e in candidates):
             return list(dict.fromkeys(e.platform for e in candidates if e.platform is not None))
         entry = self._by_platform(candidates, Platform.host())
         return index_platforms(fetch_document(self.files, entry), self.display)

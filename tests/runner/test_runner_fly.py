@@ -258,3 +258,51 @@ def test_ending_a_pod_kills_its_namespace_s_processes_only() -> None:
         for process in (pod, other):
             process.kill()
             process.wait()
+
+
+def test_two_threads_running_pods_at_once_do_not_wait_on_each_other(build_aci: BuildAci, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Thread B makes its pipes while thread A is about to fork (the interleaving is forced):
+    A's child inherited B's pipe and B's child A's, each waited for the other to start its
+    app, for ever (review). The pipes are made and the fork done under one lock now: B
+    waits, and both apps run."""
+    import runner.run as fly
+
+    aci = build_aci(_sh("true"))
+    a_forking, b_piped = threading.Event(), threading.Event()
+    real_os = os
+
+    class Interleaving:
+        def __getattr__(self, name: str) -> object:
+            return getattr(real_os, name)
+
+        def pipe(self) -> tuple[int, int]:
+            ends = real_os.pipe()
+            if threading.current_thread().name == "B":
+                b_piped.set()
+            return ends
+
+        def fork(self) -> int:
+            if threading.current_thread().name == "A":
+                a_forking.set()
+                b_piped.wait(timeout=1)  # without the lock B's pipes are made now; with it, B waits
+            return real_os.fork()
+
+    monkeypatch.setattr(fly, "os", Interleaving())
+    results: dict[str, object] = {}
+
+    def run(name: str) -> None:
+        if name == "B":
+            a_forking.wait(timeout=10)
+        try:
+            results[name] = run_aci(aci, exec_override=["/bin/true"], stage="fly", insecure_options={"image"},
+                                    work_dir=tmp_path / name)
+        except Exception as err:  # noqa: BLE001 - reported below
+            results[name] = repr(err)
+
+    threads = [threading.Thread(target=run, args=(name,), name=name, daemon=True) for name in "AB"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert results == {"A": 0, "B": 0}
