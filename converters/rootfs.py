@@ -431,7 +431,9 @@ class RootfsTree:
                 whiteouts.append(path[:-1] + (target,))
             else:
                 entries.append((path, member))
-        replaced = {path: member.isdir() for path, member in entries} if opaque or whiteouts else {}
+        replaced: dict[Path, bool] = {}
+        if opaque or whiteouts:  # what this layer makes anew or removes (see _whiteout_dir)
+            replaced = {**{path: False for path in whiteouts}, **{path: member.isdir() for path, member in entries}}
         for path in opaque:
             node = self._whiteout_dir(path, replaced)
             if node is not None and node.children is not None:
@@ -447,8 +449,9 @@ class RootfsTree:
         """The directory a whiteout or opaque marker at ``path/`` applies to: ``path``
         followed through symbolic links in the tree, as umoci follows them (``l -> real``:
         ``l/.wh.x`` removes ``real/x``), or ``None`` when something on the way is replaced
-        by this layer (``replaced``: its own entries' paths, each with whether it is a
-        directory) other than a directory by a directory, which merge. umoci applies a
+        or removed by this layer (``replaced``: its own entries' paths, each with whether
+        it is a directory, and what it whites out) other than a directory by a directory,
+        which merge. umoci applies a
         layer in stream order, and overlayfs writes a directory before what it whites
         out below it: a directory made over a link, or anything made over a directory,
         has no lower content left to remove, and following the old link would remove its

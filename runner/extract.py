@@ -498,9 +498,10 @@ class _Renderer:
         """
         for path in sorted(self._dirs, key=lambda p: p.count("/"), reverse=True):
             meta = self._dirs[path]
-            if path == self._root:
+            if path == self._root:  # the caller's directory (a link to one too)
                 os.chmod(path, meta.mode)
-                _set_mtime(path, meta.mtime)
+                nanoseconds = int(meta.mtime * 1_000_000_000)
+                os.utime(path, ns=(nanoseconds, nanoseconds))
                 continue
             parent = _open_parent_in_root(self._root, path)
             if parent is None:

@@ -201,6 +201,16 @@ def run_fly(
 _FORK_LOCK = threading.Lock()
 """Held from making a fly child's pipes to closing the child's ends in the parent."""
 
+
+def _new_fork_lock() -> None:
+    """After any fork, the child's copy of :data:`_FORK_LOCK` may be held by a thread that
+    the child does not have (another thread forked meanwhile): the child gets a new one."""
+    global _FORK_LOCK
+    _FORK_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_fork_lock)
+
 _NAMESPACE_READY = b"ns\n"
 """What the child reports once it is in its own mount namespace, before it waits for the
 parent to open it (:func:`_hold_namespace`)."""

@@ -180,6 +180,9 @@ def rendered(aci: str, dest: Path) -> dict:
                  [lb.dir_("l2"), lb.whiteout("l1/x")]])
 @example(layers=[[lb.dir_("run"), lb.file("run/k"), lb.dir_("var"), lb.symlink("var/run", "/run")],
                  [lb.symlink("var", "/run"), lb.whiteout("var/run/k")]])
+# ... nor through what the same layer whites out (third review)
+@example(layers=[[lb.dir_("a"), lb.file("a/y"), lb.dir_("l"), lb.symlink("l/l", "../a")],
+                 [lb.whiteout("l"), lb.opaque("l/l")]])
 def test_squash_equals_umoci_and_the_chain_equals_the_squash(layers: list[list[lb.Entry]],
                                                              tmp_path_factory: pytest.TempPathFactory) -> None:
     work = tmp_path_factory.mktemp("prop")

@@ -306,3 +306,16 @@ def test_two_threads_running_pods_at_once_do_not_wait_on_each_other(build_aci: B
     for thread in threads:
         thread.join(timeout=30)
     assert results == {"A": 0, "B": 0}
+
+
+def test_a_process_forked_while_the_fork_lock_is_held_gets_a_free_one() -> None:
+    """Another thread forking (multiprocessing's fork start method) while a fly run holds
+    the lock gave the new process a held copy no thread would release: its first fly run
+    hung for ever (third review)."""
+    import runner.run as fly
+
+    with fly._FORK_LOCK:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if fly._FORK_LOCK.acquire(blocking=False) else 1)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
