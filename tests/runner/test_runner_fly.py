@@ -239,12 +239,13 @@ def test_ending_a_pod_kills_its_namespace_s_processes_only() -> None:
     namespace made on the host once the pod's last process exits)."""
     from runner.run import end_processes_in
 
-    pod = subprocess.Popen(["unshare", "--mount", "sh", "-c", "sleep 60 & exec sleep 60"])
-    other = subprocess.Popen(["unshare", "--mount", "sleep", "60"])
+    unshare = ["unshare", "--mount", "--propagation", "unchanged"]  # in a chroot / is no mount to make private
+    pod = subprocess.Popen([*unshare, "sh", "-c", "sleep 60 & exec sleep 60"])
+    other = subprocess.Popen([*unshare, "sleep", "60"])
     try:
         deadline = time.monotonic() + 5
         while os.readlink(f"/proc/{pod.pid}/ns/mnt") == os.readlink("/proc/self/ns/mnt"):
-            assert time.monotonic() < deadline
+            assert time.monotonic() < deadline and pod.poll() is None
             time.sleep(0.01)
         held = os.open(f"/proc/{pod.pid}/ns/mnt", os.O_RDONLY)
         try:
