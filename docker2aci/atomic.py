@@ -41,7 +41,7 @@ def anonymous_file(directory: str | None, purpose: str) -> BinaryIO:
         OutputError: the file cannot be made (naming ``directory``).
     """
     try:
-        spool = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 (the caller closes it)
+        spool = tempfile.TemporaryFile(dir=directory or default_temp_dir())  # noqa: SIM115 (the caller closes it)
     except OSError as err:
         raise OutputError(f"creating a temporary file in {temp_dir_name(directory)} for {purpose}: {err}") from err
     spool.raw.name = f"<a temporary file in {temp_dir_name(directory)}>"  # type: ignore[attr-defined]
@@ -50,7 +50,19 @@ def anonymous_file(directory: str | None, purpose: str) -> BinaryIO:
 
 def temp_dir_name(directory: str | None) -> str:
     """How messages name the directory a spool goes to (``None``: the system's)."""
-    return directory or tempfile.gettempdir()
+    return directory or default_temp_dir()
+
+
+def default_temp_dir() -> str:
+    """The system's temporary directory: the first of ``$TMPDIR``, ``$TEMP`` and ``$TMP``
+    that names a directory, else ``/tmp``, as :func:`tempfile.gettempdir` chooses, but
+    without its probe: on first use it writes a file with a random name there and
+    removes it, and a process killed in between leaves that file behind."""
+    for name in ("TMPDIR", "TEMP", "TMP"):
+        value = os.environ.get(name)
+        if value and os.path.isdir(value):
+            return value
+    return "/tmp"
 
 
 def remove_quietly(path: str) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from docker2aci.atomic import default_temp_dir
 from docker2aci.errors import RunnerError
 from runner.dependencies import DirectoryResolver
 from runner.pod import Pod, open_pod
@@ -272,7 +273,7 @@ def _private_copy(aci_path: str | os.PathLike[str], work_dir: str | os.PathLike[
         if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
             raise RunnerError(f"{path}: not a regular file")
         try:
-            copy = tempfile.TemporaryFile(prefix="docker2aci-aci-", dir=work_dir)
+            copy = tempfile.TemporaryFile(prefix="docker2aci-aci-", dir=work_dir or default_temp_dir())
         except OSError as err:
             raise RunnerError(f"copying {path}: {err.strerror or err}") from err
         with copy:

@@ -394,3 +394,22 @@ def test_a_cache_another_user_can_change_is_refused(busybox_layout: Path, tmp_pa
         check_trusted_dir(str(sticky))
     finally:
         sticky.rmdir()
+
+
+def test_spools_never_make_python_probe_the_temporary_directory(busybox_layout: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """``tempfile.gettempdir`` writes a probe file with a random name (``maefjop0``) on first
+    use and removes it: a conversion killed in between left it in TMPDIR (a crash test
+    caught one). The spools pick the directory themselves."""
+    import tempfile
+
+    import docker2aci
+
+    def probe() -> str:
+        raise AssertionError("tempfile probed the temporary directory")
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    monkeypatch.setattr(tempfile, "_get_default_tempdir", probe)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    [aci] = docker2aci.convert(f"oci:{busybox_layout}", docker2aci.ConvertOptions(output_dir=str(tmp_path / "out")))
+    assert Path(aci.path).is_file() and tempfile.tempdir is None
