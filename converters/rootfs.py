@@ -451,11 +451,10 @@ class RootfsTree:
         ``l/.wh.x`` removes ``real/x``), or ``None`` when something on the way is replaced
         or removed by this layer (``replaced``: its own entries' paths, each with whether
         it is a directory, and what it whites out) other than a directory by a directory,
-        which merge. umoci applies a
-        layer in stream order, and overlayfs writes a directory before what it whites
-        out below it: a directory made over a link, or anything made over a directory,
-        has no lower content left to remove, and following the old link would remove its
-        target's (``var/run -> ../run`` replaced by ``var/run/`` and ``var/run/.wh..wh..opq``,
+        which merge. umoci applies a layer in stream order, and overlayfs writes a
+        directory before what it whites out below it: a directory made over a link, or
+        anything made over a directory, has no lower content left to remove, and following
+        the old link would remove its target's (``var/run -> ../run`` replaced by ``var/run/`` and ``var/run/.wh..wh..opq``,
         overlayfs's record of ``rm /var/run && mkdir /var/run``, must leave ``/run`` be)."""
         return self.resolve("/".join(path), replaced=replaced)
 

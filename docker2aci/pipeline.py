@@ -206,12 +206,12 @@ def convert(source: str, options: ConvertOptions | None = None,
             targets = list(_convertible(found, src.display))
         written: dict[str, str] = {}
         results = []
+        cache = None
+        if (src.cacheable or options.cache_local) and options.use_cache:
+            cache = ConversionCache(options.cache_dir or default_cache_dir())  # its directory checked once
         for target in targets:
             resolved = src.resolve(selector, target or wanted)
             what = f"{src.display} ({target})" if target else src.display
-            cache = None
-            if (src.cacheable or options.cache_local) and options.use_cache:
-                cache = ConversionCache(options.cache_dir or default_cache_dir())
             results.extend(_convert_image(what, resolved, target or wanted, options, progress, written, cache,
                                           signer, local=not src.cacheable))
         return results

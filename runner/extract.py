@@ -500,8 +500,7 @@ class _Renderer:
             meta = self._dirs[path]
             if path == self._root:  # the caller's directory (a link to one too)
                 os.chmod(path, meta.mode)
-                nanoseconds = int(meta.mtime * 1_000_000_000)
-                os.utime(path, ns=(nanoseconds, nanoseconds))
+                _set_mtime(path, meta.mtime, follow=True)
                 continue
             parent = _open_parent_in_root(self._root, path)
             if parent is None:
@@ -511,8 +510,7 @@ class _Renderer:
                 if not stat.S_ISDIR(os.lstat(name, dir_fd=parent).st_mode):
                     continue  # replaced by a later entry (a link, a file)
                 os.chmod(name, meta.mode, dir_fd=parent)  # a directory, checked above: nothing to follow
-                nanoseconds = int(meta.mtime * 1_000_000_000)
-                os.utime(name, ns=(nanoseconds, nanoseconds), dir_fd=parent, follow_symlinks=False)
+                _set_mtime(name, meta.mtime, dir_fd=parent)
             except FileNotFoundError:
                 continue
             finally:
@@ -564,10 +562,11 @@ def restore_directory_times(rootfs: str, times: Mapping[str, float]) -> None:
             _set_mtime(directory, mtime)
 
 
-def _set_mtime(path: str, mtime: float) -> None:
-    """Set the access and modification times of ``path`` (of a final symbolic link itself)."""
+def _set_mtime(path: str, mtime: float, *, dir_fd: int | None = None, follow: bool = False) -> None:
+    """Set the access and modification times of ``path`` (relative to ``dir_fd`` when
+    given): of a final symbolic link itself unless ``follow``."""
     nanoseconds = int(mtime * 1_000_000_000)
-    os.utime(path, ns=(nanoseconds, nanoseconds), follow_symlinks=False)
+    os.utime(path, ns=(nanoseconds, nanoseconds), dir_fd=dir_fd, follow_symlinks=follow)
 
 
 def _copy_sparse(

@@ -117,6 +117,12 @@ def _one_per_platform(entries: Sequence[Descriptor]) -> bool:
     return True
 
 
+def _differ_by_platform(candidates: Sequence[Descriptor]) -> bool:
+    """Whether the entries a selector named are different manifests, each naming its
+    platform: then the platform chooses among them."""
+    return len({e.digest for e in candidates}) > 1 and all(e.platform is not None for e in candidates)
+
+
 class OciLayout:
     """An OCI image layout read through a :class:`FileTree`.
 
@@ -213,7 +219,7 @@ class OciLayout:
         Raises:
             PlatformNotFound: no candidate runs on ``platform``.
         """
-        if len({e.digest for e in candidates}) == 1 or any(e.platform is None for e in candidates):
+        if not _differ_by_platform(candidates):
             return candidates[0]
         return select_platform(ImageIndex(mediatypes.OCI_INDEX, tuple(candidates)), platform,
                                f"{self.display}: index.json")
@@ -233,7 +239,7 @@ class OciLayout:
     def platforms(self, selector: str | None) -> list[Platform] | None:
         """See :meth:`ImageSource.platforms`."""
         candidates = self._candidates(self.index().manifests, selector, Platform.host())
-        if len({e.digest for e in candidates}) > 1 and all(e.platform is not None for e in candidates):
+        if _differ_by_platform(candidates):
             return list(dict.fromkeys(e.platform for e in candidates if e.platform is not None))
         entry = self._by_platform(candidates, Platform.host())
         return index_platforms(fetch_document(self.files, entry), self.display)
