@@ -89,11 +89,11 @@ import urllib3
 from converters.names import is_ac_identifier
 from converters.numbers import plain_decimal
 
-from . import __version__
+from . import __version__, cabundle
 from .acifile import inspect_aci
 from .atomic import atomic_file, remove_quietly
 from .errors import Docker2ACIError, InvalidACI, OutputError, SigningError, UsageError
-from .registry.client import _connection_cause
+from .registry.client import ContextAdapter, _connection_cause
 from .registry.diagnostics import redact_url
 from .registry.retry import RetryPolicy
 from .trust import (
@@ -572,6 +572,7 @@ class _Fetch:
         self.plain_hosts: set[str] = set()
         self.session = requests.Session()
         self.session.trust_env = True  # HTTP(S)_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE
+        self.session.mount("https://", ContextAdapter(cabundle.default_context))  # the CAs loaded once
         self.session.max_redirects = 10
         self.session.headers.update({"User-Agent": f"docker2aci/{__version__} (appc discovery)",
                                      "Accept-Encoding": "identity"})

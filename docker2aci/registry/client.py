@@ -20,8 +20,9 @@ our messages or logs. (urllib3's own DEBUG records, logger ``urllib3.connectionp
 show request paths with their query strings, so a presigned redirect URL appears there;
 no password or token does, as those travel in headers.)
 
-TLS: without ``cert_dir`` requests' defaults apply (``REQUESTS_CA_BUNDLE`` or certifi);
-with it, the system CAs and certifi plus the directory's ``*.crt``.
+TLS: without ``cert_dir`` the CAs requests would trust (``REQUESTS_CA_BUNDLE`` or
+certifi), loaded once per process (:mod:`docker2aci.cabundle`); with it, the system CAs
+and certifi plus the directory's ``*.crt``.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from requests.utils import DEFAULT_CA_BUNDLE_PATH
 
 from converters.numbers import plain_decimal
 
-from .. import mediatypes
+from .. import cabundle, mediatypes
 from ..digest import Digest
 from ..errors import (
     AuthError,
@@ -113,10 +114,17 @@ class _SetAuthorization(AuthBase):
         return "_SetAuthorization(<hidden>)"
 
 
-class _ContextAdapter(HTTPAdapter):
-    """An HTTPAdapter whose https connections use our SSL context (extra CAs, client cert)."""
+class ContextAdapter(HTTPAdapter):
+    """An HTTPAdapter whose https connections use our SSL context: the shared default
+    (:func:`docker2aci.cabundle.default_context`), or one with extra CAs and a client
+    certificate (:func:`tls_context`).
 
-    def __init__(self, context: ssl.SSLContext) -> None:
+    Args:
+        context: gives the context, when a connection is made (so that an unusable CA
+            bundle fails the request, as requests fails it).
+    """
+
+    def __init__(self, context: Callable[[], ssl.SSLContext]) -> None:
         self._context = context
         super().__init__()
 
@@ -127,7 +135,7 @@ class _ContextAdapter(HTTPAdapter):
         if host_params.get("scheme") == "https":
             pool_kwargs.pop("ca_certs", None)
             pool_kwargs.pop("ca_cert_dir", None)
-            pool_kwargs["ssl_context"] = self._context
+            pool_kwargs["ssl_context"] = self._context()
         return host_params, pool_kwargs
 
     def cert_verify(self, conn: Any, url: str, verify: bool | str, cert: str | tuple[str, str] | None) -> None:
@@ -340,8 +348,10 @@ class RegistryClient:
         self._session = requests.Session()
         self._session.trust_env = True  # HTTP(S)_PROXY / NO_PROXY (public-cases.md #34)
         self._session.verify = self._verify
+        if self._verify:  # every https host: the registry, its token service, its blob redirects
+            self._session.mount("https://", ContextAdapter(cabundle.default_context))
         if context is not None:  # the private CA and client certificate are for this registry only
-            self._session.mount(f"https://{self._host}/", _ContextAdapter(context))
+            self._session.mount(f"https://{self._host}/", ContextAdapter(lambda: context))
         self._auth = Authenticator(self._host, credentials, self._send_token_request, cache=TokenCache())
         self._base: str | None = None
         self._ping_lock = threading.Lock()

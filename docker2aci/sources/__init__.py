@@ -25,12 +25,13 @@ from typing import TYPE_CHECKING, Callable
 from ..errors import SourceError, UsageError
 from ..limits import DEFAULT_MAX_LAYER_BYTES
 from ..reference import COMPONENT_RE as _COMPONENT
-from ..reference import ImageRef, split_transport
+from ..reference import ImageRef, api_host, split_transport
 from ..store import BlobCache, default_cache_dir
 from .base import DownloadHook, ImageName, ImageSource, ResolvedImage
 
 if TYPE_CHECKING:
     from ..registry import RegistryClient
+    from ..registry.schemes import PlainHttpHosts
 
 __all__ = ["ImageName", "ImageSource", "RemoteOptions", "ResolvedImage", "open_source", "registry_client", "TRANSPORTS"]
 
@@ -149,9 +150,10 @@ class RemoteOptions:
 def _registry(rest: str, name: str, remote: RemoteOptions) -> ImageSource:
     if not rest.startswith("//"):
         raise UsageError(f"{name}: expected docker://[HOST[:PORT]/]NAME[:TAG|@DIGEST]")
+    ref = ImageRef.parse(rest[2:])
+    preload_tls(ref.api_host, remote)
     from .registry import RegistrySource
 
-    ref = ImageRef.parse(rest[2:])
     client = registry_client(ref.api_host, remote)
     return RegistrySource(ref, client, BlobCache(remote.cache_dir or default_cache_dir()), remote.progress)
 
@@ -168,13 +170,33 @@ def registry_client(host: str, remote: RemoteOptions) -> RegistryClient:
         AuthError: the Docker config file cannot be read.
     """
     from ..registry import Credentials, RegistryClient, lookup_credentials
-    from ..registry.schemes import PlainHttpHosts
 
     credentials = Credentials.parse(remote.creds) if remote.creds is not None else lookup_credentials(host)
-    plain_http = (PlainHttpHosts(os.path.join(remote.cache_dir or default_cache_dir(), "plain-http"))
-                  if remote.allow_http else None)
     return RegistryClient(host, credentials=credentials, insecure_skip_verify=remote.insecure_skip_verify,
-                          allow_http=remote.allow_http, cert_dir=remote.cert_dir, plain_http=plain_http)
+                          allow_http=remote.allow_http, cert_dir=remote.cert_dir, plain_http=_plain_http(remote))
+
+
+def _plain_http(remote: RemoteOptions) -> PlainHttpHosts | None:
+    """Where hosts that answered only over http are remembered (with ``allow_http`` only)."""
+    from ..registry.schemes import PlainHttpHosts
+
+    return (PlainHttpHosts(os.path.join(remote.cache_dir or default_cache_dir(), "plain-http"))
+            if remote.allow_http else None)
+
+
+def preload_tls(host: str, remote: RemoteOptions) -> None:
+    """Start loading the default CA bundle (:func:`docker2aci.cabundle.preload`) while the
+    HTTP stack is imported, when the first request to ``host`` will be verified https
+    through it: not with ``insecure_skip_verify``, nor with a ``cert_dir`` (the registry's
+    own context), nor for a host remembered as plain http."""
+    if remote.insecure_skip_verify or remote.cert_dir is not None:
+        return
+    plain_http = _plain_http(remote)
+    if plain_http is not None and plain_http.remembers(api_host(host)):
+        return
+    from .. import cabundle
+
+    cabundle.preload()
 
 
 _TRANSPORT_LIKE = re.compile(r"([A-Za-z][A-Za-z0-9-]*):")

@@ -1,0 +1,136 @@
+"""The shared default CA bundle (docker2aci.cabundle): the trust requests gives, loaded once.
+
+The registry is the real https docker-registry of ``tls_registry`` (a test CA that only
+``REQUESTS_CA_BUNDLE`` or ``--cert-dir`` makes trusted).
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import certifi
+import pytest
+from registry_setup import CREDS
+from services import RunningRegistry
+
+from docker2aci import cabundle
+from docker2aci.errors import RegistryError, UsageError
+from docker2aci.registry import Credentials, RegistryClient
+from docker2aci.registry.schemes import PlainHttpHosts
+from docker2aci.sources import RemoteOptions, preload_tls
+
+REPO = "test/busybox"
+
+
+@pytest.fixture
+def loads(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """A fresh cabundle (nothing loaded), and the list of bundle paths it loads."""
+    monkeypatch.setattr(cabundle, "_loaded", None)
+    monkeypatch.setattr(cabundle, "_loading", {})
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    seen: list[str] = []
+    build = cabundle._build
+
+    def counting(key: tuple[str, str, int, int, int, int]) -> ssl.SSLContext:
+        seen.append(key[1])
+        return build(key)
+
+    monkeypatch.setattr(cabundle, "_build", counting)
+    yield seen
+
+
+def test_requests_ca_bundle_is_trusted_and_loaded_once(tls_registry: RunningRegistry, loads: list[str],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --cert-dir the client trusts what requests would (here REQUESTS_CA_BUNDLE),
+    and every connection, in every client and thread, shares one load of it."""
+    ca = str(Path(str(tls_registry.cert_dir)) / "ca.crt")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", ca)
+    bodies: list[bytes] = []
+
+    def pull() -> None:
+        with RegistryClient(tls_registry.host, credentials=Credentials(*CREDS)) as c:
+            body, _ = c.get_manifest(REPO, "v2s2")
+            bodies.append(body)
+
+    threads = [threading.Thread(target=pull) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(bodies) == 4 and json.loads(bodies[0])["schemaVersion"] == 2
+    assert loads == [ca]
+
+
+def test_certifi_does_not_trust_the_test_ca(tls_registry: RunningRegistry, loads: list[str]) -> None:
+    with RegistryClient(tls_registry.host, credentials=Credentials(*CREDS)) as c, \
+            pytest.raises(RegistryError, match="certificate verify failed"):
+        c.get_manifest(REPO, "v2s2")
+    assert loads == [certifi.where()]
+
+
+def test_preload_is_the_context_used_and_a_changed_bundle_is_loaded_again(
+        tls_registry: RunningRegistry, loads: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes((Path(str(tls_registry.cert_dir)) / "ca.crt").read_bytes())
+    monkeypatch.setenv("CURL_CA_BUNDLE", str(bundle))
+    cabundle.preload()
+    cabundle.preload()  # loading already: not twice
+    context = cabundle.default_context()
+    assert cabundle.default_context() is context
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert len(context.get_ca_certs()) == 1
+    assert loads == [str(bundle)]
+    bundle.write_bytes(bundle.read_bytes() + Path(certifi.where()).read_bytes())
+    again = cabundle.default_context()
+    assert again is not context and len(again.get_ca_certs()) > 100
+    assert loads == [str(bundle), str(bundle)]
+
+
+@pytest.mark.parametrize("content", [None, b"not a certificate\n"])
+def test_unusable_bundle_is_a_usage_error_naming_the_variable(loads: list[str], monkeypatch: pytest.MonkeyPatch,
+                                                              tmp_path: Path, content: bytes | None) -> None:
+    bundle = tmp_path / "ca.pem"
+    if content is not None:
+        bundle.write_bytes(content)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    cabundle.preload()  # leaves the error to the request
+    with RegistryClient("127.0.0.1:1") as c, pytest.raises(UsageError) as info:
+        c.ping()
+    assert str(info.value).startswith(f"REQUESTS_CA_BUNDLE={bundle}: ")
+    assert ("cannot read" if content is None else "not a usable CA bundle") in str(info.value)
+
+
+def test_cli_exits_2_on_a_missing_bundle(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "REQUESTS_CA_BUNDLE": str(tmp_path / "missing.pem"), "HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "docker2aci", "--output-dir", str(tmp_path / "out"),
+                             "docker://127.0.0.1:1/x"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert f"REQUESTS_CA_BUNDLE={tmp_path / 'missing.pem'}: cannot read the CA bundle" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize(("options", "remembered", "preloaded"), [
+    (RemoteOptions(), False, True),
+    (RemoteOptions(allow_http=True), False, True),
+    (RemoteOptions(allow_http=True), True, False),  # asked over http first: no CA needed
+    (RemoteOptions(insecure_skip_verify=True), False, False),
+    (RemoteOptions(cert_dir="/nonexistent"), False, False),  # the registry's own context
+])
+def test_preload_only_when_the_first_request_is_verified_https(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, options: RemoteOptions, remembered: bool,
+        preloaded: bool) -> None:
+    options = RemoteOptions(**{**options.__dict__, "cache_dir": str(tmp_path)})
+    if remembered:
+        PlainHttpHosts(str(tmp_path / "plain-http")).remember("127.0.0.1:5000")
+    calls: list[None] = []
+    monkeypatch.setattr(cabundle, "preload", lambda: calls.append(None))
+    preload_tls("127.0.0.1:5000", options)
+    assert calls == ([None] if preloaded else [])
