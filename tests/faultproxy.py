@@ -22,6 +22,7 @@ import http.client
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from enum import Enum
@@ -53,6 +54,7 @@ class FaultKind(Enum):
     BAD_CONTENT_RANGE = "bad-range"  # shift the Content-Range start of a 206 by one
     SET_HEADER = "set-header"        # override a response header
     REWRITE = "rewrite"              # ask the registry for another path (replace old by new)
+    DRIP = "drip"                    # send after_bytes of the body, then one byte every interval seconds
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class Fault:
         headers: for STATUS and SET_HEADER, the headers to send.
         body: for STATUS, the body.
         replace: for REWRITE, ``(old, new)`` substrings of the request path.
+        interval: for DRIP, the seconds between bytes.
     """
 
     kind: FaultKind
@@ -78,11 +81,18 @@ class Fault:
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes = b""
     replace: tuple[str, str] = ("", "")
+    interval: float = 0.0
 
     @classmethod
     def cut(cls, after_bytes: int, *, times: int | None = 1, target: Target = "blob") -> Fault:
         """Close the connection after ``after_bytes`` of the body (full Content-Length sent)."""
         return cls(FaultKind.CUT, target, times, after_bytes=after_bytes)
+
+    @classmethod
+    def drip(cls, after_bytes: int, interval: float, *, times: int | None = 1, target: Target = "blob") -> Fault:
+        """Send ``after_bytes`` of the body at once, then one byte every ``interval`` seconds
+        (a server that stalls without ever letting a socket read time out)."""
+        return cls(FaultKind.DRIP, target, times, after_bytes=after_bytes, interval=interval)
 
     @classmethod
     def respond(cls, status: int, *, target: Target = "blob", times: int | None = 1,
@@ -200,7 +210,7 @@ class _Server:
 
 
 def _send(handler: BaseHTTPRequestHandler, status: int, headers: Iterable[tuple[str, str]], body: bytes,
-          *, cut_after: int | None = None) -> None:
+          *, cut_after: int | None = None, drip: tuple[int, float] | None = None) -> None:
     handler.send_response(status)
     for name, value in headers:
         if name.lower() not in _HOP_BY_HOP:
@@ -208,6 +218,18 @@ def _send(handler: BaseHTTPRequestHandler, status: int, headers: Iterable[tuple[
     handler.send_header("Content-Length", str(len(body)))
     handler.end_headers()
     if handler.command == "HEAD":
+        return
+    if drip is not None:
+        after, interval = drip
+        handler.wfile.write(body[:after])
+        handler.wfile.flush()
+        try:
+            for i in range(after, len(body)):  # until the client gives up and closes
+                time.sleep(interval)
+                handler.wfile.write(body[i:i + 1])
+                handler.wfile.flush()
+        except OSError:
+            handler.close_connection = True
         return
     if cut_after is None:
         handler.wfile.write(body)
@@ -336,6 +358,7 @@ class FaultProxy:
             forward = {k: v for k, v in forward.items() if k.lower() not in ("range", "if-range")}
         status, resp_headers, body = self._upstream.fetch(handler.command, path, forward)
         cut_after = None
+        drip: tuple[int, float] | None = None
         for fault in faults:
             if fault.kind is FaultKind.SET_HEADER:
                 names = {n.lower() for n, _ in fault.headers}
@@ -348,7 +371,9 @@ class FaultProxy:
                                 for n, v in resp_headers]
             elif fault.kind is FaultKind.CUT and status in (200, 206):
                 cut_after = min(fault.after_bytes, len(body))
-        _send(handler, status, resp_headers, body, cut_after=cut_after)
+            elif fault.kind is FaultKind.DRIP and status in (200, 206):
+                drip = (fault.after_bytes, fault.interval)
+        _send(handler, status, resp_headers, body, cut_after=cut_after, drip=drip)
 
     def _handle_store(self, handler: BaseHTTPRequestHandler) -> None:
         headers = {k.lower(): v for k, v in handler.headers.items()}

@@ -34,6 +34,7 @@ import re
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing
 from pathlib import Path
@@ -82,7 +83,12 @@ MANIFEST_MEDIA_TYPES: tuple[str, ...] = mediatypes.ACCEPT_MANIFESTS
 """Every manifest type we read, sent in ``Accept`` on every manifest request (OCI index,
 OCI manifest, Docker list, Docker v2, schema 1 prettyjws, schema 1 json)."""
 BLOB_CHUNK_BYTES = 1024 * 1024
-"""How much of a blob is read and written at a time (bytes)."""
+"""The most of a blob read and written at a time (bytes)."""
+LOW_SPEED = (64 * 1024, 60.0)
+"""A blob body that brings fewer bytes than the first number in any span of the second
+(seconds) is cut and resumed, as a broken connection is (curl's ``--speed-limit`` and
+``--speed-time``): the read timeout alone never fires on a server that drips a byte
+every few seconds."""
 API_VERSION_HEADER = "Docker-Distribution-API-Version"
 MAX_LIST_PAGES = 10_000
 """The most pages a tag or repository listing may have (a guard against a registry that
@@ -291,6 +297,29 @@ class _BodyCut(Exception):
     """Internal: the connection broke (or ended early) in the middle of a blob body."""
 
 
+class _LowSpeed:
+    """Internal: whether a body has brought fewer than ``limit`` bytes in a span of
+    ``seconds`` (spans counted from the start of the body, each new span from the end of
+    the last)."""
+
+    def __init__(self, limit: int, seconds: float) -> None:
+        self.limit = limit
+        self.seconds = seconds
+        self._start = time.monotonic()
+        self._bytes = 0
+
+    def too_slow(self, received: int) -> bool:
+        """Count ``received`` more bytes; ``True`` when the span just ended below the limit."""
+        self._bytes += received
+        now = time.monotonic()
+        if now - self._start < self.seconds:
+            return False
+        if self._bytes < self.limit:
+            return True
+        self._start, self._bytes = now, 0
+        return False
+
+
 class _Download:
     """Internal: what a blob download has written so far (survives a cut connection)."""
 
@@ -322,6 +351,8 @@ class RegistryClient:
             system CAs, ``client.cert``/``client.key`` for client authentication.
         retry: the retry policy.
         timeout: (connect, read) timeouts in seconds; the read timeout is per socket read.
+        low_speed: ``(bytes, seconds)``: a blob body slower than that is cut and resumed
+            (:data:`LOW_SPEED`).
         plain_http: where hosts that fell back to http are remembered, so that with
             ``allow_http`` later clients ask them over http first (:mod:`.schemes`);
             ``None``: https is always tried first.
@@ -334,7 +365,8 @@ class RegistryClient:
     def __init__(self, host: str, *, credentials: Credentials | None = None,
                  insecure_skip_verify: bool = False, allow_http: bool = False,
                  cert_dir: str | None = None, retry: RetryPolicy = DEFAULT_RETRY,
-                 timeout: tuple[float, float] = (10.0, 60.0), plain_http: PlainHttpHosts | None = None) -> None:
+                 timeout: tuple[float, float] = (10.0, 60.0), low_speed: tuple[int, float] = LOW_SPEED,
+                 plain_http: PlainHttpHosts | None = None) -> None:
         if not is_valid_host(host or ""):
             raise InvalidReference(f"invalid registry host {host!r}")
         self._host = api_host(host)
@@ -344,6 +376,7 @@ class RegistryClient:
         self._verify = not insecure_skip_verify
         self._retry = retry
         self._timeout = timeout
+        self._low_speed = low_speed
         context = tls_context(cert_dir, verify=self._verify) if cert_dir is not None else None
         self._session = requests.Session()
         self._session.trust_env = True  # HTTP(S)_PROXY / NO_PROXY (public-cases.md #34)
@@ -602,7 +635,8 @@ class RegistryClient:
                     self._copy_body(resp, dest, done, size, progress, f"blob {source}")
                 except _BodyCut as cut:
                     cuts += 1
-                    cause = _connection_cause(cut.__cause__) if cut.__cause__ else "the body ended early"
+                    cause = (_connection_cause(cut.__cause__) if cut.__cause__ else
+                             str(cut) or "the body ended early")
                     if cuts >= self._retry.attempts:
                         raise RegistryError(source, f"{what}: the connection broke {cuts} times, last after "
                                                     f"{done.received} bytes ({cause})", temporary=True) from cut
@@ -678,19 +712,23 @@ class RegistryClient:
         dest.seek(start)
         dest.truncate()
 
-    @staticmethod
-    def _copy_body(resp: requests.Response, dest: BinaryIO, done: _Download, size: int | None,
+    def _copy_body(self, resp: requests.Response, dest: BinaryIO, done: _Download, size: int | None,
                    progress: Callable[[int], None] | None, what: str) -> None:
-        """Append the body to ``dest``, hashing it. Raises _BodyCut if the connection breaks."""
+        """Append the body to ``dest``, hashing it. Raises _BodyCut if the connection breaks
+        or the body comes slower than the low-speed limit."""
+        speed = _LowSpeed(*self._low_speed)
         while True:
             try:
-                chunk = resp.raw.read(BLOB_CHUNK_BYTES, decode_content=False)
+                # read1: what one socket read brings, so that a drip is seen between reads
+                chunk = resp.raw.read1(BLOB_CHUNK_BYTES, decode_content=False)
             except _BODY_ERRORS as err:
                 raise _BodyCut() from err
             if not chunk:
                 if size is not None and done.received < size:
                     raise _BodyCut()
                 return
+            if speed.too_slow(len(chunk)):
+                raise _BodyCut(f"too slow: fewer than {speed.limit} bytes in {speed.seconds:g} s")
             if size is not None and done.received + len(chunk) > size:
                 raise SizeMismatch(what, size, done.received + len(chunk))
             dest.write(chunk)

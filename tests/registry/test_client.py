@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import socket
+import threading
 import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -345,6 +346,52 @@ def test_cut_every_time_gives_up_after_the_policy_attempts(fault_proxy: FaultPro
         c.fetch_blob(REPO, digest, size, io.BytesIO())
     assert info.value.temporary
     assert len(blob_requests(fault_proxy)) == FAST_RETRY.attempts
+
+
+def test_a_drip_is_cut_and_resumed(fault_proxy: FaultProxy, big_layer: tuple[Digest, int], tmp_path: Path) -> None:
+    """A server that sends a byte every 0.1 s never lets a socket read time out; below the
+    low-speed limit the body is cut and resumed from where it stopped."""
+    digest, size = big_layer
+    fault_proxy.add(Fault.drip(5000, 0.1))
+    path = tmp_path / "blob"
+    errors: list[BaseException] = []
+
+    def fetch() -> None:
+        try:
+            with client(fault_proxy.host, low_speed=(1000, 0.5)) as c, path.open("w+b") as f:
+                c.fetch_blob(REPO, digest, size, f)
+        except BaseException as err:  # noqa: BLE001 (raised below)
+            errors.append(err)
+
+    worker = threading.Thread(target=fetch, daemon=True)
+    worker.start()
+    worker.join(30)  # without the limit it would drip for days
+    assert not worker.is_alive() and not errors
+    first, second = blob_requests(fault_proxy)
+    assert "range" not in first.headers
+    resumed_at = int(second.headers["range"].removeprefix("bytes=").removesuffix("-"))
+    assert 5000 <= resumed_at < 5020  # what came before the cut was kept
+    assert sha256_file(path) == str(digest) and path.stat().st_size == size
+
+
+def test_a_drip_every_time_gives_up_naming_the_speed(fault_proxy: FaultProxy,
+                                                      big_layer: tuple[Digest, int]) -> None:
+    digest, size = big_layer
+    fault_proxy.add(Fault.drip(1000, 0.05, times=None))
+    with client(fault_proxy.host, low_speed=(1000, 0.3)) as c, pytest.raises(RegistryError) as info:
+        c.fetch_blob(REPO, digest, size, io.BytesIO())
+    assert "too slow: fewer than 1000 bytes in 0.3 s" in str(info.value)
+    assert info.value.temporary
+    assert len(blob_requests(fault_proxy)) == FAST_RETRY.attempts
+
+
+def test_a_slow_but_steady_body_is_not_cut(fault_proxy: FaultProxy, big_layer: tuple[Digest, int]) -> None:
+    """The limit is the bytes of a span: a body above it, however slow, goes through in one request."""
+    digest, size = big_layer
+    fault_proxy.add(Fault.drip(size - 40, 0.02))  # the last 40 bytes at 50 bytes/s
+    with client(fault_proxy.host, low_speed=(10, 0.3)) as c:
+        c.fetch_blob(REPO, digest, size, io.BytesIO())
+    assert len(blob_requests(fault_proxy)) == 1
 
 
 # -- retries (case 31) -------------------------------------------------------------------------
