@@ -27,6 +27,7 @@ and certifi plus the directory's ``*.crt``.
 
 from __future__ import annotations
 
+import errno
 import http.client
 import json
 import logging
@@ -85,10 +86,11 @@ OCI manifest, Docker list, Docker v2, schema 1 prettyjws, schema 1 json)."""
 BLOB_CHUNK_BYTES = 1024 * 1024
 """The most of a blob read and written at a time (bytes)."""
 LOW_SPEED = (64 * 1024, 60.0)
-"""A blob body that brings fewer bytes than the first number in any span of the second
-(seconds) is cut and resumed, as a broken connection is (curl's ``--speed-limit`` and
-``--speed-time``): the read timeout alone never fires on a server that drips a byte
-every few seconds."""
+"""A body that brings fewer bytes than the first number in a span of the second (seconds)
+is taken for a broken connection (curl's ``--speed-limit`` and ``--speed-time``): a blob
+is resumed, a manifest or token asked for again, up to the retry policy's attempts. The
+read timeout alone never fires on a server that drips a byte every few seconds. (Response
+headers are not covered: http.client reads them.)"""
 API_VERSION_HEADER = "Docker-Distribution-API-Version"
 MAX_LIST_PAGES = 10_000
 """The most pages a tag or repository listing may have (a guard against a registry that
@@ -284,13 +286,26 @@ def _check_repository(repository: str) -> None:
 
 
 class _Body:
-    """A ``read(n)`` view of a streamed response that undoes ``Content-Encoding``."""
+    """A ``read(n)`` view of a streamed response that undoes ``Content-Encoding``; a body
+    slower than ``low_speed`` (see :data:`LOW_SPEED`) raises TimeoutError."""
 
-    def __init__(self, response: requests.Response) -> None:
+    def __init__(self, response: requests.Response, low_speed: tuple[int, float]) -> None:
         self._raw = response.raw
+        self._low_speed = low_speed
 
     def read(self, n: int = -1) -> bytes:
-        return bytes(self._raw.read(None if n < 0 else n, decode_content=True))
+        speed = _LowSpeed(*self._low_speed)
+        parts: list[bytes] = []
+        total = 0
+        while n < 0 or total < n:
+            chunk = self._raw.read1(n - total if n >= 0 else BLOB_CHUNK_BYTES, decode_content=True)
+            if not chunk:
+                break
+            parts.append(chunk)
+            total += len(chunk)
+            if speed.too_slow(len(chunk)):
+                raise TimeoutError(errno.ETIMEDOUT, speed.reason())
+        return b"".join(parts)
 
 
 class _BodyCut(Exception):
@@ -318,6 +333,9 @@ class _LowSpeed:
             return True
         self._start, self._bytes = now, 0
         return False
+
+    def reason(self) -> str:
+        return f"too slow: fewer than {self.limit} bytes in {self.seconds:g} s"
 
 
 class _Download:
@@ -466,7 +484,7 @@ class RegistryClient:
                 if resp.status_code != 200:
                     raise self._status_error(resp, source, what)
                 try:
-                    untrusted_body = read_at_most(_Body(resp), MAX_MANIFEST_BYTES, f"manifest {source}")  # type: ignore[arg-type]
+                    untrusted_body = read_at_most(_Body(resp, self._low_speed), MAX_MANIFEST_BYTES, f"manifest {source}")  # type: ignore[arg-type]
                 except _BODY_ERRORS as err:
                     if attempt == self._retry.attempts:
                         raise RegistryError(source, f"{what}: the connection broke while reading the body "
@@ -543,7 +561,7 @@ class RegistryClient:
                 if resp.status_code != 200:
                     raise self._status_error(resp, source, what)
                 try:
-                    body = read_at_most(_Body(resp), MAX_MANIFEST_BYTES, f"{what} of {source}")  # type: ignore[arg-type]
+                    body = read_at_most(_Body(resp, self._low_speed), MAX_MANIFEST_BYTES, f"{what} of {source}")  # type: ignore[arg-type]
                 except _BODY_ERRORS as err:
                     raise RegistryError(source, f"{what}: the connection broke ({_connection_cause(err)})",
                                         temporary=True) from err
@@ -728,7 +746,7 @@ class RegistryClient:
                     raise _BodyCut()
                 return
             if speed.too_slow(len(chunk)):
-                raise _BodyCut(f"too slow: fewer than {speed.limit} bytes in {speed.seconds:g} s")
+                raise _BodyCut(speed.reason())
             if size is not None and done.received + len(chunk) > size:
                 raise SizeMismatch(what, size, done.received + len(chunk))
             dest.write(chunk)
@@ -741,7 +759,7 @@ class RegistryClient:
         """The error for a non-success answer (reads a little of the body for ``errors[]``)."""
         status = resp.status_code
         try:
-            body = resp.raw.read(MAX_ERROR_BODY_BYTES, decode_content=True) or b""
+            body = _Body(resp, self._low_speed).read(MAX_ERROR_BODY_BYTES)
         except _BODY_ERRORS:
             body = b""
         diagnostics = parse_error_body(body)
@@ -911,10 +929,10 @@ class RegistryClient:
         with closing(resp):
             try:
                 if resp.status_code == 200:
-                    body = read_at_most(_Body(resp), MAX_TOKEN_RESPONSE_BYTES,  # type: ignore[arg-type]
+                    body = read_at_most(_Body(resp, self._low_speed), MAX_TOKEN_RESPONSE_BYTES,  # type: ignore[arg-type]
                                         f"token answer from {redact_url(url)}")
                 else:
-                    body = _Body(resp).read(MAX_ERROR_BODY_BYTES)
+                    body = _Body(resp, self._low_speed).read(MAX_ERROR_BODY_BYTES)
             except _BODY_ERRORS as err:
                 raise RegistryError(self._host, f"getting a token from {redact_url(url)}: the connection broke "
                                                 f"({_connection_cause(err)})", temporary=True) from err

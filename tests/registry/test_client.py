@@ -385,6 +385,23 @@ def test_a_drip_every_time_gives_up_naming_the_speed(fault_proxy: FaultProxy,
     assert len(blob_requests(fault_proxy)) == FAST_RETRY.attempts
 
 
+def test_a_dripping_manifest_is_asked_for_again_then_given_up(fault_proxy: FaultProxy) -> None:
+    fault_proxy.add(Fault.drip(10, 0.05, target="manifest", times=None))
+    with client(fault_proxy.host, low_speed=(1000, 0.3)) as c, pytest.raises(RegistryError) as info:
+        c.get_manifest(REPO, "oci")
+    assert "too slow: fewer than 1000 bytes in 0.3 s" in str(info.value)
+    assert info.value.temporary
+    assert len(manifest_requests(fault_proxy)) == FAST_RETRY.attempts
+
+
+def test_a_dripping_manifest_once_is_asked_for_again(fault_proxy: FaultProxy) -> None:
+    fault_proxy.add(Fault.drip(10, 0.05, target="manifest"))
+    with client(fault_proxy.host, low_speed=(1000, 0.3)) as c:
+        body, _ = c.get_manifest(REPO, "oci")
+    assert Digest.of_bytes(body) == Digest.parse(OCI_DIGEST)
+    assert len(manifest_requests(fault_proxy)) == 2
+
+
 def test_a_slow_but_steady_body_is_not_cut(fault_proxy: FaultProxy, big_layer: tuple[Digest, int]) -> None:
     """The limit is the bytes of a span: a body above it, however slow, goes through in one request."""
     digest, size = big_layer
