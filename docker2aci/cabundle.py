@@ -48,7 +48,8 @@ def bundle_path() -> tuple[str, str]:
 
     Returns:
         ``(origin, path)``: ``REQUESTS_CA_BUNDLE``, else ``CURL_CA_BUNDLE``, else
-        ``certifi`` and its bundle.
+        ``certifi`` and its bundle (requests' ``DEFAULT_CA_BUNDLE_PATH``, unless a
+        distribution patched requests; requests itself is not imported here).
     """
     for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         if os.environ.get(variable):

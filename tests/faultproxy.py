@@ -96,11 +96,15 @@ class Fault:
 
     @classmethod
     def respond(cls, status: int, *, target: Target = "blob", times: int | None = 1,
-                headers: Iterable[tuple[str, str]] = (), body: bytes | None = None) -> Fault:
-        """Answer ``status`` without asking the registry (default body: a distribution error)."""
+                headers: Iterable[tuple[str, str]] = (), body: bytes | None = None,
+                drip_interval: float = 0.0) -> Fault:
+        """Answer ``status`` without asking the registry (default body: a distribution error);
+        with ``drip_interval``, the body's first 10 bytes at once, then one byte every that
+        many seconds."""
         if body is None:
             body = b'{"errors":[{"code":"UNKNOWN","message":"injected failure"}]}'
-        return cls(FaultKind.STATUS, target, times, status=status, headers=tuple(headers), body=body)
+        return cls(FaultKind.STATUS, target, times, status=status, headers=tuple(headers), body=body,
+                   after_bytes=10, interval=drip_interval)
 
     @classmethod
     def too_many_requests(cls, retry_after: str = "1", *, target: Target = "blob", times: int | None = 1) -> Fault:
@@ -341,7 +345,8 @@ class FaultProxy:
         # Faults that answer by themselves come first; one of them per request.
         for fault in self._take(target, (FaultKind.STATUS, FaultKind.REDIRECT), first_only=True):
             if fault.kind is FaultKind.STATUS:
-                _send(handler, fault.status, fault.headers, fault.body)
+                _send(handler, fault.status, fault.headers, fault.body,
+                      drip=(fault.after_bytes, fault.interval) if fault.interval else None)
             else:
                 location = (f"http://{self.store_host}/store{urlsplit(handler.path).path}"
                             f"?X-Amz-Signature={REDIRECT_SIGNATURE}")

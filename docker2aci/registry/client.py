@@ -37,7 +37,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import closing
+from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Self
@@ -85,12 +85,13 @@ MANIFEST_MEDIA_TYPES: tuple[str, ...] = mediatypes.ACCEPT_MANIFESTS
 OCI manifest, Docker list, Docker v2, schema 1 prettyjws, schema 1 json)."""
 BLOB_CHUNK_BYTES = 1024 * 1024
 """The most of a blob read and written at a time (bytes)."""
-LOW_SPEED = (64 * 1024, 60.0)
-"""A body that brings fewer bytes than the first number in a span of the second (seconds)
-is taken for a broken connection (curl's ``--speed-limit`` and ``--speed-time``): a blob
-is resumed, a manifest or token asked for again, up to the retry policy's attempts. The
-read timeout alone never fires on a server that drips a byte every few seconds. (Response
-headers are not covered: http.client reads them.)"""
+SLOW_READ = (256 * 1024, 60.0)
+"""A body is read in pieces of at most the first number of bytes, and a piece that takes
+longer than the second number of seconds (about 4 KiB/s) cuts the connection, as a broken
+one is cut: a blob is resumed, a manifest asked for again, up to the retry policy's
+attempts; a token, catalogue page or error body fails. The read timeout alone never fires
+on a server that drips a byte every few seconds. (Response headers are not covered:
+http.client reads them before the response is ours.)"""
 API_VERSION_HEADER = "Docker-Distribution-API-Version"
 MAX_LIST_PAGES = 10_000
 """The most pages a tag or repository listing may have (a guard against a registry that
@@ -125,16 +126,26 @@ class _SetAuthorization(AuthBase):
 class ContextAdapter(HTTPAdapter):
     """An HTTPAdapter whose https connections use our SSL context: the shared default
     (:func:`docker2aci.cabundle.default_context`), or one with extra CAs and a client
-    certificate (:func:`tls_context`).
+    certificate (:func:`tls_context`). The TLS hop to an https proxy is verified with
+    the shared default, as requests verifies it with its default bundle.
 
     Args:
-        context: gives the context, when a connection is made (so that an unusable CA
-            bundle fails the request, as requests fails it).
+        context: gives the context, for each request (so that an unusable CA bundle
+            fails the request, as requests fails it).
+        verify_proxy: verify an https proxy (``False`` with ``--insecure-skip-verify``).
     """
 
-    def __init__(self, context: Callable[[], ssl.SSLContext]) -> None:
+    def __init__(self, context: Callable[[], ssl.SSLContext], *, verify_proxy: bool = True) -> None:
         self._context = context
+        self._verify_proxy = verify_proxy
         super().__init__()
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        # urllib3 verifies the proxy with the pool's ca_certs, which cert_verify (below)
+        # clears: without a context of its own it would fall back to the system store.
+        if self._verify_proxy and proxy.lower().startswith("https:") and proxy not in self.proxy_manager:
+            proxy_kwargs.setdefault("proxy_ssl_context", cabundle.default_context())
+        return super().proxy_manager_for(proxy, **proxy_kwargs)
 
     def build_connection_pool_key_attributes(self, request: requests.PreparedRequest, verify: bool | str,
                                              cert: str | tuple[str, str] | None = None,
@@ -147,7 +158,8 @@ class ContextAdapter(HTTPAdapter):
         return host_params, pool_kwargs
 
     def cert_verify(self, conn: Any, url: str, verify: bool | str, cert: str | tuple[str, str] | None) -> None:
-        super().cert_verify(conn, url, verify, cert)
+        # (requests would check REQUESTS_CA_BUNDLE's path here; the context holds the CAs)
+        super().cert_verify(conn, url, bool(verify), cert)
         # The CAs are in our context; do not let requests add certifi's file path on top.
         conn.ca_certs = None
         conn.ca_cert_dir = None
@@ -266,11 +278,21 @@ def _plain_http_answer(err: requests.exceptions.SSLError) -> bool:
     return any(marker in str(err).lower() for marker in _PLAIN_HTTP_ANSWERS)
 
 
-def _discard(resp: requests.Response) -> None:
-    """Close a response whose body we do not need, keeping the connection when the rest is small."""
+def _discard(resp: requests.Response, slow_read: tuple[int, float]) -> None:
+    """Close a response whose body we do not need, keeping the connection when the rest is
+    small and comes in time (:data:`SLOW_READ`)."""
     remaining = getattr(resp.raw, "length_remaining", None)
     if isinstance(remaining, int) and remaining <= MAX_ERROR_BODY_BYTES:
-        resp.raw.drain_conn()  # reads the rest and returns the connection to the pool
+        piece, seconds = slow_read
+        try:
+            with _ReadDeadline(resp, seconds) as deadline:
+                while True:
+                    with deadline.read():
+                        if not resp.raw.read(piece, decode_content=False):
+                            break
+            resp.raw.drain_conn()  # nothing left: the connection goes back to the pool
+        except _BODY_ERRORS:
+            pass
     resp.close()
 
 
@@ -286,56 +308,102 @@ def _check_repository(repository: str) -> None:
 
 
 class _Body:
-    """A ``read(n)`` view of a streamed response that undoes ``Content-Encoding``; a body
-    slower than ``low_speed`` (see :data:`LOW_SPEED`) raises TimeoutError."""
+    """A ``read(n)`` view of a streamed response that undoes ``Content-Encoding``, each
+    piece read under a :class:`_ReadDeadline` (a drip raises TimeoutError)."""
 
-    def __init__(self, response: requests.Response, low_speed: tuple[int, float]) -> None:
-        self._raw = response.raw
-        self._low_speed = low_speed
+    def __init__(self, response: requests.Response, slow_read: tuple[int, float]) -> None:
+        self._response = response
+        self._slow_read = slow_read
 
     def read(self, n: int = -1) -> bytes:
-        speed = _LowSpeed(*self._low_speed)
+        piece, seconds = self._slow_read
         parts: list[bytes] = []
         total = 0
-        while n < 0 or total < n:
-            chunk = self._raw.read1(n - total if n >= 0 else BLOB_CHUNK_BYTES, decode_content=True)
-            if not chunk:
-                break
-            parts.append(chunk)
-            total += len(chunk)
-            if speed.too_slow(len(chunk)):
-                raise TimeoutError(errno.ETIMEDOUT, speed.reason())
+        with _ReadDeadline(self._response, seconds) as deadline:
+            while n < 0 or total < n:
+                with deadline.read():
+                    chunk = self._response.raw.read(piece if n < 0 else min(piece, n - total), decode_content=True)
+                if not chunk:
+                    break
+                parts.append(chunk)
+                total += len(chunk)
         return b"".join(parts)
+
+
+class _TooSlow(TimeoutError):
+    """Internal: a read of a body was cut by its :class:`_ReadDeadline`."""
+
+
+class _ReadDeadline:
+    """Internal: cut a response's connection (shut its socket down) when one read of its
+    body takes longer than ``seconds``; the read then fails as on a broken connection,
+    and raises TimeoutError naming the limit. A thread of its own watches, while the
+    ``with`` block lasts.
+
+    The socket is shut down only while a read is under way, under the lock that ends the
+    read: a connection handed back to the pool is never touched.
+    """
+
+    def __init__(self, response: requests.Response, seconds: float) -> None:
+        connection = getattr(response.raw, "connection", None)
+        self._sock: socket.socket | None = getattr(connection, "sock", None)
+        self.seconds = seconds
+        self._lock = threading.Lock()
+        self._deadline: float | None = None
+        self.fired = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> _ReadDeadline:
+        if self._sock is not None:
+            self._thread = threading.Thread(target=self._watch, daemon=True, name="docker2aci-read-deadline")
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        """One read, which must end within ``seconds``.
+
+        Raises:
+            _TooSlow: the read was cut (whatever it raised instead); a TimeoutError.
+        """
+        with self._lock:
+            self._deadline = time.monotonic() + self.seconds
+        try:
+            yield
+        except BaseException:
+            if self.fired:
+                raise _TooSlow(errno.ETIMEDOUT, self.reason()) from None
+            raise
+        finally:
+            with self._lock:
+                self._deadline = None
+        if self.fired:  # the cut came as the read ended well
+            raise _TooSlow(errno.ETIMEDOUT, self.reason())
+
+    def reason(self) -> str:
+        return f"too slow: a read of the body took over {self.seconds:g} s"
+
+    def _watch(self) -> None:
+        tick = min(1.0, self.seconds / 4)
+        while not self._stop.wait(tick):
+            with self._lock:
+                if self._deadline is not None and time.monotonic() > self._deadline:
+                    self.fired = True
+                    self._deadline = None
+                    assert self._sock is not None
+                    with suppress(OSError):
+                        socket.socket.shutdown(self._sock, socket.SHUT_RDWR)  # the fd: not the TLS state
+                    return
 
 
 class _BodyCut(Exception):
     """Internal: the connection broke (or ended early) in the middle of a blob body."""
-
-
-class _LowSpeed:
-    """Internal: whether a body has brought fewer than ``limit`` bytes in a span of
-    ``seconds`` (spans counted from the start of the body, each new span from the end of
-    the last)."""
-
-    def __init__(self, limit: int, seconds: float) -> None:
-        self.limit = limit
-        self.seconds = seconds
-        self._start = time.monotonic()
-        self._bytes = 0
-
-    def too_slow(self, received: int) -> bool:
-        """Count ``received`` more bytes; ``True`` when the span just ended below the limit."""
-        self._bytes += received
-        now = time.monotonic()
-        if now - self._start < self.seconds:
-            return False
-        if self._bytes < self.limit:
-            return True
-        self._start, self._bytes = now, 0
-        return False
-
-    def reason(self) -> str:
-        return f"too slow: fewer than {self.limit} bytes in {self.seconds:g} s"
 
 
 class _Download:
@@ -369,8 +437,8 @@ class RegistryClient:
             system CAs, ``client.cert``/``client.key`` for client authentication.
         retry: the retry policy.
         timeout: (connect, read) timeouts in seconds; the read timeout is per socket read.
-        low_speed: ``(bytes, seconds)``: a blob body slower than that is cut and resumed
-            (:data:`LOW_SPEED`).
+        slow_read: ``(bytes, seconds)``: bodies are read in pieces of at most that many
+            bytes, and a piece that takes longer cuts the connection (:data:`SLOW_READ`).
         plain_http: where hosts that fell back to http are remembered, so that with
             ``allow_http`` later clients ask them over http first (:mod:`.schemes`);
             ``None``: https is always tried first.
@@ -383,7 +451,7 @@ class RegistryClient:
     def __init__(self, host: str, *, credentials: Credentials | None = None,
                  insecure_skip_verify: bool = False, allow_http: bool = False,
                  cert_dir: str | None = None, retry: RetryPolicy = DEFAULT_RETRY,
-                 timeout: tuple[float, float] = (10.0, 60.0), low_speed: tuple[int, float] = LOW_SPEED,
+                 timeout: tuple[float, float] = (10.0, 60.0), slow_read: tuple[int, float] = SLOW_READ,
                  plain_http: PlainHttpHosts | None = None) -> None:
         if not is_valid_host(host or ""):
             raise InvalidReference(f"invalid registry host {host!r}")
@@ -394,7 +462,7 @@ class RegistryClient:
         self._verify = not insecure_skip_verify
         self._retry = retry
         self._timeout = timeout
-        self._low_speed = low_speed
+        self._slow_read = slow_read
         context = tls_context(cert_dir, verify=self._verify) if cert_dir is not None else None
         self._session = requests.Session()
         self._session.trust_env = True  # HTTP(S)_PROXY / NO_PROXY (public-cases.md #34)
@@ -402,7 +470,7 @@ class RegistryClient:
         if self._verify:  # every https host: the registry, its token service, its blob redirects
             self._session.mount("https://", ContextAdapter(cabundle.default_context))
         if context is not None:  # the private CA and client certificate are for this registry only
-            self._session.mount(f"https://{self._host}/", ContextAdapter(lambda: context))
+            self._session.mount(f"https://{self._host}/", ContextAdapter(lambda: context, verify_proxy=self._verify))
         self._auth = Authenticator(self._host, credentials, self._send_token_request, cache=TokenCache())
         self._base: str | None = None
         self._ping_lock = threading.Lock()
@@ -484,7 +552,7 @@ class RegistryClient:
                 if resp.status_code != 200:
                     raise self._status_error(resp, source, what)
                 try:
-                    untrusted_body = read_at_most(_Body(resp, self._low_speed), MAX_MANIFEST_BYTES, f"manifest {source}")  # type: ignore[arg-type]
+                    untrusted_body = read_at_most(_Body(resp, self._slow_read), MAX_MANIFEST_BYTES, f"manifest {source}")  # type: ignore[arg-type]
                 except _BODY_ERRORS as err:
                     if attempt == self._retry.attempts:
                         raise RegistryError(source, f"{what}: the connection broke while reading the body "
@@ -561,7 +629,7 @@ class RegistryClient:
                 if resp.status_code != 200:
                     raise self._status_error(resp, source, what)
                 try:
-                    body = read_at_most(_Body(resp, self._low_speed), MAX_MANIFEST_BYTES, f"{what} of {source}")  # type: ignore[arg-type]
+                    body = read_at_most(_Body(resp, self._slow_read), MAX_MANIFEST_BYTES, f"{what} of {source}")  # type: ignore[arg-type]
                 except _BODY_ERRORS as err:
                     raise RegistryError(source, f"{what}: the connection broke ({_connection_cause(err)})",
                                         temporary=True) from err
@@ -733,33 +801,34 @@ class RegistryClient:
     def _copy_body(self, resp: requests.Response, dest: BinaryIO, done: _Download, size: int | None,
                    progress: Callable[[int], None] | None, what: str) -> None:
         """Append the body to ``dest``, hashing it. Raises _BodyCut if the connection breaks
-        or the body comes slower than the low-speed limit."""
-        speed = _LowSpeed(*self._low_speed)
-        while True:
-            try:
-                # read1: what one socket read brings, so that a drip is seen between reads
-                chunk = resp.raw.read1(BLOB_CHUNK_BYTES, decode_content=False)
-            except _BODY_ERRORS as err:
-                raise _BodyCut() from err
-            if not chunk:
-                if size is not None and done.received < size:
-                    raise _BodyCut()
-                return
-            if speed.too_slow(len(chunk)):
-                raise _BodyCut(speed.reason())
-            if size is not None and done.received + len(chunk) > size:
-                raise SizeMismatch(what, size, done.received + len(chunk))
-            dest.write(chunk)
-            done.hasher.update(chunk)
-            done.received += len(chunk)
-            if progress:
-                progress(len(chunk))
+        or a read takes longer than :data:`SLOW_READ` allows."""
+        piece, seconds = self._slow_read
+        with _ReadDeadline(resp, seconds) as deadline:
+            while True:
+                try:
+                    with deadline.read():
+                        chunk = resp.raw.read(piece, decode_content=False)
+                except _TooSlow as err:
+                    raise _BodyCut(err.strerror) from None
+                except _BODY_ERRORS as err:
+                    raise _BodyCut() from err
+                if not chunk:
+                    if size is not None and done.received < size:
+                        raise _BodyCut()
+                    return
+                if size is not None and done.received + len(chunk) > size:
+                    raise SizeMismatch(what, size, done.received + len(chunk))
+                dest.write(chunk)
+                done.hasher.update(chunk)
+                done.received += len(chunk)
+                if progress:
+                    progress(len(chunk))
 
     def _status_error(self, resp: requests.Response, source: str, what: str) -> Docker2ACIError:
         """The error for a non-success answer (reads a little of the body for ``errors[]``)."""
         status = resp.status_code
         try:
-            body = _Body(resp, self._low_speed).read(MAX_ERROR_BODY_BYTES)
+            body = _Body(resp, self._slow_read).read(MAX_ERROR_BODY_BYTES)
         except _BODY_ERRORS:
             body = b""
         diagnostics = parse_error_body(body)
@@ -828,7 +897,7 @@ class RegistryClient:
                                                 f"(v1 registries are not supported)", status=404, url=url)
             raise self._status_error(resp, self._host, "checking the registry API")
         finally:
-            _discard(resp)
+            _discard(resp, self._slow_read)
 
     def _request(self, method: str, path: str, *, repository: str | None, headers: Mapping[str, str],
                  source: str, what: str) -> requests.Response:
@@ -845,7 +914,7 @@ class RegistryClient:
             if resp.status_code != 401 or not self._same_host(resp.url, url):
                 return resp
             challenge = resp.headers.get("WWW-Authenticate")
-            _discard(resp)
+            _discard(resp, self._slow_read)
             if answered:
                 raise self._auth.denied(challenge, repository)
             self._auth.unauthorized(challenge, repository, authorization)
@@ -903,7 +972,7 @@ class RegistryClient:
             if self._retry.retries_status(resp.status_code) and retry + 1 < self._retry.attempts:
                 retry += 1
                 retry_after = resp.headers.get("Retry-After")
-                _discard(resp)
+                _discard(resp, self._slow_read)
                 delay = self._retry.delay(retry, retry_after)
                 log.info("%s: %s: %s answered %d; retry %d/%d in %.2f s", source, what, shown, resp.status_code, retry,
                          self._retry.attempts - 1, delay)
@@ -929,10 +998,10 @@ class RegistryClient:
         with closing(resp):
             try:
                 if resp.status_code == 200:
-                    body = read_at_most(_Body(resp, self._low_speed), MAX_TOKEN_RESPONSE_BYTES,  # type: ignore[arg-type]
+                    body = read_at_most(_Body(resp, self._slow_read), MAX_TOKEN_RESPONSE_BYTES,  # type: ignore[arg-type]
                                         f"token answer from {redact_url(url)}")
                 else:
-                    body = _Body(resp, self._low_speed).read(MAX_ERROR_BODY_BYTES)
+                    body = _Body(resp, self._slow_read).read(MAX_ERROR_BODY_BYTES)
             except _BODY_ERRORS as err:
                 raise RegistryError(self._host, f"getting a token from {redact_url(url)}: the connection broke "
                                                 f"({_connection_cause(err)})", temporary=True) from err

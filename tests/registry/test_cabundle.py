@@ -16,7 +16,8 @@ from typing import Iterator
 
 import certifi
 import pytest
-from registry_setup import CREDS
+from connectproxy import ConnectProxy
+from registry_setup import CREDS, FAST_RETRY
 from services import RunningRegistry
 
 from docker2aci import cabundle
@@ -107,6 +108,17 @@ def test_unusable_bundle_is_a_usage_error_naming_the_variable(loads: list[str], 
     assert ("cannot read" if content is None else "not a usable CA bundle") in str(info.value)
 
 
+def test_cert_dir_does_not_need_the_default_bundle(tls_registry: RunningRegistry, loads: list[str],
+                                                   monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The registry's own context (--cert-dir) serves it; a missing REQUESTS_CA_BUNDLE, which
+    requests would have checked on every request, is not in the way (it was a traceback)."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "missing.pem"))
+    with RegistryClient(tls_registry.host, credentials=Credentials(*CREDS), cert_dir=str(tls_registry.cert_dir)) as c:
+        _, media_type = c.get_manifest(REPO, "v2s2")
+    assert media_type == "application/vnd.docker.distribution.manifest.v2+json"
+    assert loads == []
+
+
 def test_cli_exits_2_on_a_missing_bundle(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "REQUESTS_CA_BUNDLE": str(tmp_path / "missing.pem"), "HOME": str(tmp_path)}
     result = subprocess.run([sys.executable, "-m", "docker2aci", "--output-dir", str(tmp_path / "out"),
@@ -115,6 +127,42 @@ def test_cli_exits_2_on_a_missing_bundle(tmp_path: Path) -> None:
     assert f"REQUESTS_CA_BUNDLE={tmp_path / 'missing.pem'}: cannot read the CA bundle" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.fixture
+def https_proxy(tls_registry: RunningRegistry, monkeypatch: pytest.MonkeyPatch) -> Iterator[ConnectProxy]:
+    """An https CONNECT proxy (a certificate of the test CA) set as HTTPS_PROXY."""
+    tls = Path(str(tls_registry.cert_dir)).parent
+    with ConnectProxy(tls / "registry.crt", tls / "registry.key") as proxy:
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+        for name in ("NO_PROXY", "no_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        yield proxy
+
+
+@pytest.mark.parametrize("cert_dir", [False, True])
+def test_an_https_proxy_is_verified_with_the_default_bundle(tls_registry: RunningRegistry, loads: list[str],
+                                                           https_proxy: ConnectProxy, monkeypatch: pytest.MonkeyPatch,
+                                                           cert_dir: bool) -> None:
+    """The TLS hop to the proxy trusts what requests trusts (REQUESTS_CA_BUNDLE here), with or
+    without --cert-dir for the registry (urllib3 alone would fall back to the system store)."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(Path(str(tls_registry.cert_dir)) / "ca.crt"))
+    kwargs = {"cert_dir": str(tls_registry.cert_dir)} if cert_dir else {}
+    with RegistryClient(tls_registry.host, credentials=Credentials(*CREDS), **kwargs) as c:  # type: ignore[arg-type]
+        body, _ = c.get_manifest(REPO, "v2s2")
+    assert json.loads(body)["schemaVersion"] == 2
+    assert https_proxy.connects and set(https_proxy.connects) == {tls_registry.host}
+
+
+def test_an_https_proxy_the_system_store_trusts_is_not_enough(tls_registry: RunningRegistry, loads: list[str],
+                                                             https_proxy: ConnectProxy,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(Path(str(tls_registry.cert_dir)) / "ca.crt"))  # the system store
+    with RegistryClient(tls_registry.host, credentials=Credentials(*CREDS), retry=FAST_RETRY,
+                        cert_dir=str(tls_registry.cert_dir)) as c, \
+            pytest.raises(RegistryError, match="certificate verify failed"):
+        c.get_manifest(REPO, "v2s2")
+    assert https_proxy.connects == []
 
 
 @pytest.mark.parametrize(("options", "remembered", "preloaded"), [

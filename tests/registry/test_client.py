@@ -349,8 +349,8 @@ def test_cut_every_time_gives_up_after_the_policy_attempts(fault_proxy: FaultPro
 
 
 def test_a_drip_is_cut_and_resumed(fault_proxy: FaultProxy, big_layer: tuple[Digest, int], tmp_path: Path) -> None:
-    """A server that sends a byte every 0.1 s never lets a socket read time out; below the
-    low-speed limit the body is cut and resumed from where it stopped."""
+    """A server that sends a byte every 0.1 s never lets a socket read time out; a read
+    that takes longer than the limit cuts the body, resumed from where it stopped."""
     digest, size = big_layer
     fault_proxy.add(Fault.drip(5000, 0.1))
     path = tmp_path / "blob"
@@ -358,7 +358,7 @@ def test_a_drip_is_cut_and_resumed(fault_proxy: FaultProxy, big_layer: tuple[Dig
 
     def fetch() -> None:
         try:
-            with client(fault_proxy.host, low_speed=(1000, 0.5)) as c, path.open("w+b") as f:
+            with client(fault_proxy.host, slow_read=(1000, 0.5)) as c, path.open("w+b") as f:
                 c.fetch_blob(REPO, digest, size, f)
         except BaseException as err:  # noqa: BLE001 (raised below)
             errors.append(err)
@@ -378,35 +378,57 @@ def test_a_drip_every_time_gives_up_naming_the_speed(fault_proxy: FaultProxy,
                                                       big_layer: tuple[Digest, int]) -> None:
     digest, size = big_layer
     fault_proxy.add(Fault.drip(1000, 0.05, times=None))
-    with client(fault_proxy.host, low_speed=(1000, 0.3)) as c, pytest.raises(RegistryError) as info:
+    with client(fault_proxy.host, slow_read=(1000, 0.3)) as c, pytest.raises(RegistryError) as info:
         c.fetch_blob(REPO, digest, size, io.BytesIO())
-    assert "too slow: fewer than 1000 bytes in 0.3 s" in str(info.value)
+    assert "too slow: a read of the body took over 0.3 s" in str(info.value)
     assert info.value.temporary
     assert len(blob_requests(fault_proxy)) == FAST_RETRY.attempts
 
 
 def test_a_dripping_manifest_is_asked_for_again_then_given_up(fault_proxy: FaultProxy) -> None:
     fault_proxy.add(Fault.drip(10, 0.05, target="manifest", times=None))
-    with client(fault_proxy.host, low_speed=(1000, 0.3)) as c, pytest.raises(RegistryError) as info:
+    with client(fault_proxy.host, slow_read=(1000, 0.3)) as c, pytest.raises(RegistryError) as info:
         c.get_manifest(REPO, "oci")
-    assert "too slow: fewer than 1000 bytes in 0.3 s" in str(info.value)
+    assert "too slow: a read of the body took over 0.3 s" in str(info.value)
     assert info.value.temporary
     assert len(manifest_requests(fault_proxy)) == FAST_RETRY.attempts
 
 
 def test_a_dripping_manifest_once_is_asked_for_again(fault_proxy: FaultProxy) -> None:
     fault_proxy.add(Fault.drip(10, 0.05, target="manifest"))
-    with client(fault_proxy.host, low_speed=(1000, 0.3)) as c:
+    with client(fault_proxy.host, slow_read=(1000, 0.3)) as c:
         body, _ = c.get_manifest(REPO, "oci")
     assert Digest.of_bytes(body) == Digest.parse(OCI_DIGEST)
     assert len(manifest_requests(fault_proxy)) == 2
 
 
+def test_a_dripping_error_body_is_not_waited_for(fault_proxy: FaultProxy) -> None:
+    """A 503 is retried; its body, dripped, is dropped after the limit instead of drained."""
+    fault_proxy.add(Fault.respond(503, target="manifest", body=b"x" * 2000, drip_interval=0.2))
+    errors: list[BaseException] = []
+    bodies: list[bytes] = []
+
+    def fetch() -> None:
+        try:
+            with client(fault_proxy.host, slow_read=(1000, 0.3)) as c:
+                bodies.append(c.get_manifest(REPO, "oci")[0])
+        except BaseException as err:  # noqa: BLE001 (raised below)
+            errors.append(err)
+
+    worker = threading.Thread(target=fetch, daemon=True)
+    worker.start()
+    worker.join(30)  # draining would take 400 s
+    assert not worker.is_alive() and not errors
+    assert Digest.of_bytes(bodies[0]) == Digest.parse(OCI_DIGEST)
+    assert len(manifest_requests(fault_proxy)) == 2
+
+
 def test_a_slow_but_steady_body_is_not_cut(fault_proxy: FaultProxy, big_layer: tuple[Digest, int]) -> None:
-    """The limit is the bytes of a span: a body above it, however slow, goes through in one request."""
+    """The limit is the time of one read: a body that fills each in time, however slowly,
+    goes through in one request."""
     digest, size = big_layer
     fault_proxy.add(Fault.drip(size - 40, 0.02))  # the last 40 bytes at 50 bytes/s
-    with client(fault_proxy.host, low_speed=(10, 0.3)) as c:
+    with client(fault_proxy.host, slow_read=(10, 0.3)) as c:
         c.fetch_blob(REPO, digest, size, io.BytesIO())
     assert len(blob_requests(fault_proxy)) == 1
 
