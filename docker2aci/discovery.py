@@ -95,6 +95,7 @@ from .atomic import atomic_file, remove_quietly
 from .errors import Docker2ACIError, InvalidACI, OutputError, SigningError, UsageError
 from .registry.client import ContextAdapter, _connection_cause
 from .registry.diagnostics import redact_url
+from .registry.readdeadline import SLOW_READ, ReadDeadline
 from .registry.retry import RetryPolicy
 from .trust import (
     MAX_KEY_FILE_BYTES,
@@ -128,7 +129,6 @@ INSECURE_OPTIONS = frozenset({"http", "image"})
 _HOST = re.compile(r"[a-z0-9]+(?:[-.][a-z0-9]+)*")
 _LABEL_VALUE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+~-]*")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
-_CHUNK = 1024 * 1024
 # Errors of a body read that mean the connection broke (as the registry client's).
 _BODY_ERRORS: tuple[type[BaseException], ...] = (
     urllib3.exceptions.HTTPError, http.client.HTTPException, requests.RequestException, ConnectionError, TimeoutError)
@@ -565,10 +565,12 @@ def best_endpoints(tags: list[MetaTag], name: str, labels: Mapping[str, str], pa
 class _Fetch:
     """One HTTP session for one discovery: retries, the https → http fallback per host, caps."""
 
-    def __init__(self, *, insecure_http: bool, retry: RetryPolicy, timeout: tuple[float, float]) -> None:
+    def __init__(self, *, insecure_http: bool, retry: RetryPolicy, timeout: tuple[float, float],
+                 slow_read: tuple[int, float] = SLOW_READ) -> None:
         self.insecure_http = insecure_http
         self.retry = retry
         self.timeout = timeout
+        self.slow_read = slow_read
         self.plain_hosts: set[str] = set()
         self.session = requests.Session()
         self.session.trust_env = True  # HTTP(S)_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE
@@ -706,7 +708,7 @@ class _Fetch:
                                          url=shown)
                 log.debug("downloading %s", shown)
                 try:
-                    _copy_body(resp, dest, limit, f"{what}: {shown}")
+                    _copy_body(resp, dest, limit, f"{what}: {shown}", self.slow_read)
                 except _BodyCut as cut:
                     cause = _connection_cause(cut.__cause__) if cut.__cause__ else "the body ended early"
                     if attempt == self.retry.attempts:
@@ -736,25 +738,30 @@ class _BodyCut(Exception):
         self.received = received
 
 
-def _copy_body(resp: requests.Response, dest: BinaryIO, limit: int, what: str) -> None:
+def _copy_body(resp: requests.Response, dest: BinaryIO, limit: int, what: str,
+               slow_read: tuple[int, float] = SLOW_READ) -> None:
     """Copy a response body to ``dest``, at most ``limit`` bytes.
 
     Raises:
-        _BodyCut: the connection broke, or fewer bytes than ``Content-Length`` came.
+        _BodyCut: the connection broke, a read took longer than :data:`SLOW_READ` allows, or
+            fewer bytes than ``Content-Length`` came.
         DiscoveryError: more than ``limit`` bytes.
     """
     received = 0
-    while True:
-        try:
-            chunk = resp.raw.read(_CHUNK, decode_content=True)
-        except _BODY_ERRORS as err:
-            raise _BodyCut(received) from err
-        if not chunk:
-            break
-        received += len(chunk)
-        if received > limit:
-            raise DiscoveryError(f"{what} is larger than the {limit}-byte limit")
-        dest.write(chunk)
+    piece, seconds = slow_read
+    with ReadDeadline(resp, seconds) as deadline:
+        while True:
+            try:
+                with deadline.read():
+                    chunk = resp.raw.read(piece, decode_content=True)
+            except _BODY_ERRORS as err:
+                raise _BodyCut(received) from err
+            if not chunk:
+                break
+            received += len(chunk)
+            if received > limit:
+                raise DiscoveryError(f"{what} is larger than the {limit}-byte limit")
+            dest.write(chunk)
     length = resp.headers.get("Content-Length", "")
     if received < _content_length(length):
         raise _BodyCut(received)
@@ -850,6 +857,8 @@ class DiscoverOptions:
         max_aci_bytes: the largest ACI downloaded (bytes).
         retry: the retry policy of every request.
         timeout: (connect, read) timeouts in seconds.
+        slow_read: ``(bytes, seconds)``: downloads are read in pieces of at most that
+            many bytes, and a piece that takes longer cuts the connection (:data:`SLOW_READ`).
     """
 
     output_dir: str = "."
@@ -860,6 +869,7 @@ class DiscoverOptions:
     max_aci_bytes: int = MAX_ACI_BYTES
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout: tuple[float, float] = (10.0, 60.0)
+    slow_read: tuple[int, float] = SLOW_READ
 
 
 @dataclass(frozen=True)
@@ -930,7 +940,8 @@ def discover(name: str, labels: Mapping[str, str], options: DiscoverOptions | No
     options = options or DiscoverOptions()
     split_name(name, need_path=False)
     labels = check_labels(labels)
-    fetch = _Fetch(insecure_http=options.insecure_http, retry=options.retry, timeout=options.timeout)
+    fetch = _Fetch(insecure_http=options.insecure_http, retry=options.retry, timeout=options.timeout,
+                   slow_read=options.slow_read)
     try:
         found = _walk(fetch, name, labels, want_keys=options.trust_keys_from_https and not options.insecure_image)
         if options.insecure_image:

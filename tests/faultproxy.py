@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 from services import QuietHTTPServer
 
-Target = Literal["ping", "manifest", "blob", "any"]
+Target = Literal["ping", "manifest", "blob", "aci", "any"]
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
                          "trailers", "transfer-encoding", "upgrade", "host", "content-length"})
 OBJECT_STORE_HOSTNAME = "localhost"
@@ -160,6 +160,8 @@ def _target_of(path: str) -> Target:
         return "manifest"
     if "/blobs/" in bare:
         return "blob"
+    if bare.endswith(".aci"):  # appc discovery's downloads
+        return "aci"
     return "any"
 
 

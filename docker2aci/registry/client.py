@@ -27,7 +27,6 @@ and certifi plus the directory's ``*.crt``.
 
 from __future__ import annotations
 
-import errno
 import http.client
 import json
 import logging
@@ -35,9 +34,8 @@ import re
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import closing, contextmanager, suppress
+from contextlib import closing
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Self
@@ -74,6 +72,7 @@ from .diagnostics import (
     parse_error_body,
     redact_url,
 )
+from .readdeadline import SLOW_READ, ReadDeadline, TooSlow
 from .retry import RetryPolicy
 from .schemes import PlainHttpHosts
 from ..manifest import manifest_digests
@@ -85,13 +84,6 @@ MANIFEST_MEDIA_TYPES: tuple[str, ...] = mediatypes.ACCEPT_MANIFESTS
 OCI manifest, Docker list, Docker v2, schema 1 prettyjws, schema 1 json)."""
 BLOB_CHUNK_BYTES = 1024 * 1024
 """The most of a blob read and written at a time (bytes)."""
-SLOW_READ = (256 * 1024, 60.0)
-"""A body is read in pieces of at most the first number of bytes, and a piece that takes
-longer than the second number of seconds (about 4 KiB/s) cuts the connection, as a broken
-one is cut: a blob is resumed, a manifest asked for again, up to the retry policy's
-attempts; a token, catalogue page or error body fails. The read timeout alone never fires
-on a server that drips a byte every few seconds. (Response headers are not covered:
-http.client reads them before the response is ours.)"""
 API_VERSION_HEADER = "Docker-Distribution-API-Version"
 MAX_LIST_PAGES = 10_000
 """The most pages a tag or repository listing may have (a guard against a registry that
@@ -285,7 +277,7 @@ def _discard(resp: requests.Response, slow_read: tuple[int, float]) -> None:
     if isinstance(remaining, int) and remaining <= MAX_ERROR_BODY_BYTES:
         piece, seconds = slow_read
         try:
-            with _ReadDeadline(resp, seconds) as deadline:
+            with ReadDeadline(resp, seconds) as deadline:
                 while True:
                     with deadline.read():
                         if not resp.raw.read(piece, decode_content=False):
@@ -309,7 +301,7 @@ def _check_repository(repository: str) -> None:
 
 class _Body:
     """A ``read(n)`` view of a streamed response that undoes ``Content-Encoding``, each
-    piece read under a :class:`_ReadDeadline` (a drip raises TimeoutError)."""
+    piece read under a :class:`ReadDeadline` (a drip raises TimeoutError)."""
 
     def __init__(self, response: requests.Response, slow_read: tuple[int, float]) -> None:
         self._response = response
@@ -319,7 +311,7 @@ class _Body:
         piece, seconds = self._slow_read
         parts: list[bytes] = []
         total = 0
-        with _ReadDeadline(self._response, seconds) as deadline:
+        with ReadDeadline(self._response, seconds) as deadline:
             while n < 0 or total < n:
                 with deadline.read():
                     chunk = self._response.raw.read(piece if n < 0 else min(piece, n - total), decode_content=True)
@@ -328,78 +320,6 @@ class _Body:
                 parts.append(chunk)
                 total += len(chunk)
         return b"".join(parts)
-
-
-class _TooSlow(TimeoutError):
-    """Internal: a read of a body was cut by its :class:`_ReadDeadline`."""
-
-
-class _ReadDeadline:
-    """Internal: cut a response's connection (shut its socket down) when one read of its
-    body takes longer than ``seconds``; the read then fails as on a broken connection,
-    and raises TimeoutError naming the limit. A thread of its own watches, while the
-    ``with`` block lasts.
-
-    The socket is shut down only while a read is under way, under the lock that ends the
-    read: a connection handed back to the pool is never touched.
-    """
-
-    def __init__(self, response: requests.Response, seconds: float) -> None:
-        connection = getattr(response.raw, "connection", None)
-        self._sock: socket.socket | None = getattr(connection, "sock", None)
-        self.seconds = seconds
-        self._lock = threading.Lock()
-        self._deadline: float | None = None
-        self.fired = False
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> _ReadDeadline:
-        if self._sock is not None:
-            self._thread = threading.Thread(target=self._watch, daemon=True, name="docker2aci-read-deadline")
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-
-    @contextmanager
-    def read(self) -> Iterator[None]:
-        """One read, which must end within ``seconds``.
-
-        Raises:
-            _TooSlow: the read was cut (whatever it raised instead); a TimeoutError.
-        """
-        with self._lock:
-            self._deadline = time.monotonic() + self.seconds
-        try:
-            yield
-        except BaseException:
-            if self.fired:
-                raise _TooSlow(errno.ETIMEDOUT, self.reason()) from None
-            raise
-        finally:
-            with self._lock:
-                self._deadline = None
-        if self.fired:  # the cut came as the read ended well
-            raise _TooSlow(errno.ETIMEDOUT, self.reason())
-
-    def reason(self) -> str:
-        return f"too slow: a read of the body took over {self.seconds:g} s"
-
-    def _watch(self) -> None:
-        tick = min(1.0, self.seconds / 4)
-        while not self._stop.wait(tick):
-            with self._lock:
-                if self._deadline is not None and time.monotonic() > self._deadline:
-                    self.fired = True
-                    self._deadline = None
-                    assert self._sock is not None
-                    with suppress(OSError):
-                        socket.socket.shutdown(self._sock, socket.SHUT_RDWR)  # the fd: not the TLS state
-                    return
 
 
 class _BodyCut(Exception):
@@ -803,12 +723,12 @@ class RegistryClient:
         """Append the body to ``dest``, hashing it. Raises _BodyCut if the connection breaks
         or a read takes longer than :data:`SLOW_READ` allows."""
         piece, seconds = self._slow_read
-        with _ReadDeadline(resp, seconds) as deadline:
+        with ReadDeadline(resp, seconds) as deadline:
             while True:
                 try:
                     with deadline.read():
                         chunk = resp.raw.read(piece, decode_content=False)
-                except _TooSlow as err:
+                except TooSlow as err:
                     raise _BodyCut(err.strerror) from None
                 except _BODY_ERRORS as err:
                     raise _BodyCut() from err
