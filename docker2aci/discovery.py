@@ -95,7 +95,7 @@ from .atomic import atomic_file, remove_quietly
 from .errors import Docker2ACIError, InvalidACI, OutputError, SigningError, UsageError
 from .registry.client import ContextAdapter, _connection_cause
 from .registry.diagnostics import redact_url
-from .registry.readdeadline import SLOW_READ, ReadDeadline
+from .registry.readdeadline import SLOW_READ, body_pieces
 from .registry.retry import RetryPolicy
 from .trust import (
     MAX_KEY_FILE_BYTES,
@@ -748,12 +748,10 @@ def _copy_body(resp: requests.Response, dest: BinaryIO, limit: int, what: str,
         DiscoveryError: more than ``limit`` bytes.
     """
     received = 0
-    piece, seconds = slow_read
-    with ReadDeadline(resp, seconds) as deadline:
+    with contextlib.closing(body_pieces(resp, slow_read, decode_content=True)) as pieces:
         while True:
             try:
-                with deadline.read():
-                    chunk = resp.raw.read(piece, decode_content=True)
+                chunk = next(pieces, b"")
             except _BODY_ERRORS as err:
                 raise _BodyCut(received) from err
             if not chunk:

@@ -89,10 +89,13 @@ class Fault:
         return cls(FaultKind.CUT, target, times, after_bytes=after_bytes)
 
     @classmethod
-    def drip(cls, after_bytes: int, interval: float, *, times: int | None = 1, target: Target = "blob") -> Fault:
+    def drip(cls, after_bytes: int, interval: float, *, times: int | None = 1, target: Target = "blob",
+             close: bool = False) -> Fault:
         """Send ``after_bytes`` of the body at once, then one byte every ``interval`` seconds
-        (a server that stalls without ever letting a socket read time out)."""
-        return cls(FaultKind.DRIP, target, times, after_bytes=after_bytes, interval=interval)
+        (a server that stalls without ever letting a socket read time out); with ``close``,
+        the answer says ``Connection: close``."""
+        return cls(FaultKind.DRIP, target, times, after_bytes=after_bytes, interval=interval,
+                   headers=(("Connection", "close"),) if close else ())
 
     @classmethod
     def respond(cls, status: int, *, target: Target = "blob", times: int | None = 1,
@@ -190,7 +193,8 @@ class _Upstream:
 class _Server:
     """A ThreadingHTTPServer on 127.0.0.1 with a handler function."""
 
-    def __init__(self, handle: Callable[[BaseHTTPRequestHandler], None]) -> None:
+    def __init__(self, handle: Callable[[BaseHTTPRequestHandler], None],
+                 tls: tuple[Path, Path] | None = None) -> None:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
@@ -204,6 +208,10 @@ class _Server:
                 pass
 
         self.server = QuietHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:  # https: the handshake in accept(), on the serving thread
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(str(tls[0]), str(tls[1]))
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.port = int(self.server.server_address[1])
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
                                        daemon=True)
@@ -216,11 +224,16 @@ class _Server:
 
 
 def _send(handler: BaseHTTPRequestHandler, status: int, headers: Iterable[tuple[str, str]], body: bytes,
-          *, cut_after: int | None = None, drip: tuple[int, float] | None = None) -> None:
+          *, cut_after: int | None = None, drip: tuple[int, float] | None = None,
+          extra_headers: Iterable[tuple[str, str]] = ()) -> None:
     handler.send_response(status)
     for name, value in headers:
         if name.lower() not in _HOP_BY_HOP:
             handler.send_header(name, value)
+    for name, value in extra_headers:  # hop-by-hop ones we mean (Connection: close)
+        handler.send_header(name, value)
+        if name.lower() == "connection" and value.lower() == "close":
+            handler.close_connection = True
     handler.send_header("Content-Length", str(len(body)))
     handler.end_headers()
     if handler.command == "HEAD":
@@ -258,10 +271,12 @@ class FaultProxy:
         upstream_creds: Basic credentials the *object store* uses to read blobs from the
             registry (it never forwards the client's ``Authorization``).
         lifetime: the servers stop by themselves after this many seconds.
+        serve_tls: ``(certificate, key)``: the proxy answers https with them.
     """
 
     def __init__(self, upstream_url: str, *, ca_file: Path | None = None,
-                 upstream_creds: tuple[str, str] | None = None, lifetime: float = 120.0) -> None:
+                 upstream_creds: tuple[str, str] | None = None, lifetime: float = 120.0,
+                 serve_tls: tuple[Path, Path] | None = None) -> None:
         parts = urlsplit(upstream_url)
         tls = ssl.create_default_context(cafile=str(ca_file)) if parts.scheme == "https" else None
         auth = None
@@ -274,12 +289,13 @@ class FaultProxy:
         self.requests: list[Seen] = []
         self.store_requests: list[Seen] = []
         self._lifetime = lifetime
+        self._serve_tls = serve_tls
         self._proxy: _Server | None = None
         self._store: _Server | None = None
         self._timer: threading.Timer | None = None
 
     def __enter__(self) -> Self:
-        self._proxy = _Server(self._handle_proxy)
+        self._proxy = _Server(self._handle_proxy, self._serve_tls)
         self._store = _Server(self._handle_store)
         self._timer = threading.Timer(self._lifetime, self.stop)
         self._timer.daemon = True
@@ -366,6 +382,7 @@ class FaultProxy:
         status, resp_headers, body = self._upstream.fetch(handler.command, path, forward)
         cut_after = None
         drip: tuple[int, float] | None = None
+        closing_headers: list[tuple[str, str]] = []
         for fault in faults:
             if fault.kind is FaultKind.SET_HEADER:
                 names = {n.lower() for n, _ in fault.headers}
@@ -380,7 +397,8 @@ class FaultProxy:
                 cut_after = min(fault.after_bytes, len(body))
             elif fault.kind is FaultKind.DRIP and status in (200, 206):
                 drip = (fault.after_bytes, fault.interval)
-        _send(handler, status, resp_headers, body, cut_after=cut_after, drip=drip)
+                closing_headers = list(fault.headers)
+        _send(handler, status, resp_headers, body, cut_after=cut_after, drip=drip, extra_headers=closing_headers)
 
     def _handle_store(self, handler: BaseHTTPRequestHandler) -> None:
         headers = {k.lower(): v for k, v in handler.headers.items()}

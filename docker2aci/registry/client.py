@@ -72,7 +72,7 @@ from .diagnostics import (
     parse_error_body,
     redact_url,
 )
-from .readdeadline import SLOW_READ, ReadDeadline, TooSlow
+from .readdeadline import SLOW_READ, TooSlow, body_pieces
 from .retry import RetryPolicy
 from .schemes import PlainHttpHosts
 from ..manifest import manifest_digests
@@ -82,8 +82,6 @@ log = logging.getLogger(__name__)
 MANIFEST_MEDIA_TYPES: tuple[str, ...] = mediatypes.ACCEPT_MANIFESTS
 """Every manifest type we read, sent in ``Accept`` on every manifest request (OCI index,
 OCI manifest, Docker list, Docker v2, schema 1 prettyjws, schema 1 json)."""
-BLOB_CHUNK_BYTES = 1024 * 1024
-"""The most of a blob read and written at a time (bytes)."""
 API_VERSION_HEADER = "Docker-Distribution-API-Version"
 MAX_LIST_PAGES = 10_000
 """The most pages a tag or repository listing may have (a guard against a registry that
@@ -272,16 +270,13 @@ def _plain_http_answer(err: requests.exceptions.SSLError) -> bool:
 
 def _discard(resp: requests.Response, slow_read: tuple[int, float]) -> None:
     """Close a response whose body we do not need, keeping the connection when the rest is
-    small and comes in time (:data:`SLOW_READ`)."""
+    small and comes in time (:data:`~.readdeadline.SLOW_READ`)."""
     remaining = getattr(resp.raw, "length_remaining", None)
     if isinstance(remaining, int) and remaining <= MAX_ERROR_BODY_BYTES:
-        piece, seconds = slow_read
         try:
-            with ReadDeadline(resp, seconds) as deadline:
-                while True:
-                    with deadline.read():
-                        if not resp.raw.read(piece, decode_content=False):
-                            break
+            with closing(body_pieces(resp, slow_read, decode_content=False)) as pieces:
+                for _ in pieces:
+                    pass
             resp.raw.drain_conn()  # nothing left: the connection goes back to the pool
         except _BODY_ERRORS:
             pass
@@ -300,26 +295,17 @@ def _check_repository(repository: str) -> None:
 
 
 class _Body:
-    """A ``read(n)`` view of a streamed response that undoes ``Content-Encoding``, each
-    piece read under a :class:`ReadDeadline` (a drip raises TimeoutError)."""
+    """A ``read(n)`` view of a streamed response that undoes ``Content-Encoding``, read
+    through :func:`~.readdeadline.body_pieces` (a drip raises TimeoutError)."""
 
     def __init__(self, response: requests.Response, slow_read: tuple[int, float]) -> None:
         self._response = response
         self._slow_read = slow_read
 
     def read(self, n: int = -1) -> bytes:
-        piece, seconds = self._slow_read
-        parts: list[bytes] = []
-        total = 0
-        with ReadDeadline(self._response, seconds) as deadline:
-            while n < 0 or total < n:
-                with deadline.read():
-                    chunk = self._response.raw.read(piece if n < 0 else min(piece, n - total), decode_content=True)
-                if not chunk:
-                    break
-                parts.append(chunk)
-                total += len(chunk)
-        return b"".join(parts)
+        with closing(body_pieces(self._response, self._slow_read, decode_content=True,
+                                 limit=None if n < 0 else n)) as pieces:
+            return b"".join(pieces)
 
 
 class _BodyCut(Exception):
@@ -721,13 +707,12 @@ class RegistryClient:
     def _copy_body(self, resp: requests.Response, dest: BinaryIO, done: _Download, size: int | None,
                    progress: Callable[[int], None] | None, what: str) -> None:
         """Append the body to ``dest``, hashing it. Raises _BodyCut if the connection breaks
-        or a read takes longer than :data:`SLOW_READ` allows."""
-        piece, seconds = self._slow_read
-        with ReadDeadline(resp, seconds) as deadline:
+        or a read takes longer than :data:`~.readdeadline.SLOW_READ` allows (what came
+        before is kept)."""
+        with closing(body_pieces(resp, self._slow_read, decode_content=False)) as pieces:
             while True:
                 try:
-                    with deadline.read():
-                        chunk = resp.raw.read(piece, decode_content=False)
+                    chunk = next(pieces, b"")
                 except TooSlow as err:
                     raise _BodyCut(err.strerror) from None
                 except _BODY_ERRORS as err:

@@ -4,23 +4,33 @@ A socket read timeout fires only when nothing at all arrives for that long: a se
 sends one byte every few seconds holds a download open forever. Here every read of a body
 (a piece of at most :data:`SLOW_READ`'s bytes) must end within its seconds; a thread
 watches and, past the deadline, shuts the connection's socket down, so the read fails as
-on a broken connection and the caller resumes or retries as it does then. The registry
-client (blobs, manifests, tokens, error bodies) and appc discovery (ACI downloads) use it.
-(Response headers are not covered: http.client reads them before the response is ours.)
+on a broken connection and the caller resumes or retries as it does then; the bytes that
+read brought are kept. The registry client (blobs, manifests, tokens, error bodies) and
+appc discovery (ACI downloads) read bodies through :func:`body_pieces`. (Response headers
+are not covered: http.client reads them before the response is ours.)
+
+The socket is found through urllib3's and http.client's response objects (the
+connection's ``sock``; for a response that closes its connection, http.client's own file
+object, which is the only holder left), and looked up again when the deadline passes: a
+body that has ended, whose connection may be back in urllib3's pool, has none, and is left
+alone. Only the file descriptor is shut down, never the TLS state the reading thread uses.
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from typing import TYPE_CHECKING
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import requests
+
+log = logging.getLogger(__name__)
 
 SLOW_READ = (256 * 1024, 60.0)
 """A body is read in pieces of at most the first number of bytes (256 KiB), and a piece
@@ -35,15 +45,48 @@ class TooSlow(TimeoutError):
     ``strerror`` says why)."""
 
 
+def body_pieces(response: requests.Response, slow_read: tuple[int, float] = SLOW_READ, *,
+                decode_content: bool, limit: int | None = None) -> Iterator[bytes]:
+    """The body of a streamed response, in pieces, each read within the deadline.
+
+    Close the generator (``contextlib.closing``) when done with it early: that stops the
+    watching thread.
+
+    Args:
+        response: a response made with ``stream=True``.
+        slow_read: ``(bytes, seconds)``: the largest piece read at once, and the longest
+            one read may take (:data:`SLOW_READ`).
+        decode_content: undo ``Content-Encoding`` (urllib3's flag).
+        limit: stop after this many bytes (of the pieces as given); ``None``: the whole body.
+
+    Yields:
+        non-empty pieces of at most ``slow_read[0]`` bytes, until the end of the body.
+
+    Raises:
+        TooSlow: a read was cut (after the bytes it brought were given), or the body ended
+            because of the cut.
+        (and whatever urllib3 raises for a broken connection or a short body)
+    """
+    piece, seconds = slow_read
+    total = 0
+    with ReadDeadline(response, seconds) as deadline:
+        while limit is None or total < limit:
+            with deadline.read():
+                chunk = response.raw.read(piece if limit is None else min(piece, limit - total),
+                                          decode_content=decode_content)
+            if not chunk:
+                deadline.check()  # an end the cut made is no end
+                return
+            total += len(chunk)
+            yield chunk
+
+
 class ReadDeadline:
     """Cut a response's connection (shut its socket down) when one read of its body takes
-    longer than ``seconds``; that read then raises :class:`TooSlow`. A thread of its own
-    watches (every second, or a quarter of ``seconds`` if less) while the ``with`` block
-    lasts; wrap each read in :meth:`read`.
-
-    The socket is shut down only while a read is under way, under the lock that ends the
-    read: a connection handed back to the pool is never touched. Only the file descriptor
-    is shut down, never the TLS state another thread is using.
+    longer than ``seconds``; that read then raises :class:`TooSlow`, or returns what it
+    had and the next one ends the body (see :meth:`check`). A thread of its own watches
+    (every second, or a quarter of ``seconds`` if less) while the ``with`` block lasts;
+    wrap each read in :meth:`read`. :func:`body_pieces` does all that.
 
     Args:
         response: a streamed response (``stream=True``) whose body is to be read.
@@ -51,8 +94,7 @@ class ReadDeadline:
     """
 
     def __init__(self, response: requests.Response, seconds: float) -> None:
-        connection = getattr(response.raw, "connection", None)
-        self._sock: socket.socket | None = getattr(connection, "sock", None)
+        self._raw = response.raw
         self.seconds = seconds
         self._lock = threading.Lock()
         self._deadline: float | None = None
@@ -61,7 +103,7 @@ class ReadDeadline:
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> ReadDeadline:
-        if self._sock is not None:
+        if _socket_of(self._raw) is not None:
             self._thread = threading.Thread(target=self._watch, daemon=True, name="docker2aci-read-deadline")
             self._thread.start()
         return self
@@ -76,33 +118,49 @@ class ReadDeadline:
         """One read, which must end within ``seconds``.
 
         Raises:
-            TooSlow: the read was cut (whatever it raised instead); a TimeoutError.
+            TooSlow: the read failed after it was cut (whatever it raised instead).
         """
         with self._lock:
             self._deadline = time.monotonic() + self.seconds
         try:
             yield
-        except BaseException:
-            if self.fired:
-                raise TooSlow(errno.ETIMEDOUT, self.reason()) from None
+        except Exception:
+            self.check()
             raise
         finally:
             with self._lock:
                 self._deadline = None
-        if self.fired:  # the cut came as the read ended well
-            raise TooSlow(errno.ETIMEDOUT, self.reason())
 
-    def reason(self) -> str:
-        return f"too slow: a read of the body took over {self.seconds:g} s"
+    def check(self) -> None:
+        """Raise TooSlow if a read was cut (the end of a body after a cut is no end)."""
+        if self.fired:
+            raise TooSlow(errno.ETIMEDOUT, f"too slow: a read of the body took over {self.seconds:g} s")
 
     def _watch(self) -> None:
         tick = min(1.0, self.seconds / 4)
         while not self._stop.wait(tick):
             with self._lock:
-                if self._deadline is not None and time.monotonic() > self._deadline:
-                    self.fired = True
-                    self._deadline = None
-                    assert self._sock is not None
-                    with suppress(OSError):
-                        socket.socket.shutdown(self._sock, socket.SHUT_RDWR)  # the fd: not the TLS state
-                    return
+                if self._deadline is None or time.monotonic() <= self._deadline:
+                    continue
+                sock = _socket_of(self._raw)
+                if sock is None:  # the body has ended meanwhile
+                    continue
+                self.fired = True
+                self._deadline = None
+                try:
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                except Exception as err:  # noqa: BLE001 (an fd already closed: the read ends anyway)
+                    log.debug("cutting a slow read: %r", err)
+                return
+
+
+def _socket_of(raw: Any) -> socket.socket | None:
+    """The socket a streamed response's body still comes from; ``None`` once the body has
+    ended (the connection released to urllib3's pool, http.client's file closed) or when
+    it cannot be found."""
+    sock = getattr(getattr(raw, "connection", None), "sock", None)  # urllib3: until released
+    if sock is None:  # a response that closes its connection: http.client holds the only file
+        reader = getattr(getattr(raw, "_fp", None), "fp", None)  # http.client: until the body ends
+        sock = getattr(getattr(reader, "raw", None), "_sock", None)
+    sock = getattr(sock, "socket", sock)  # TLS in TLS (an https proxy): urllib3's SSLTransport
+    return sock if isinstance(sock, socket.socket) else None

@@ -21,6 +21,7 @@ from registry_setup import CREDS, FAST_RETRY
 from services import RunningRegistry
 
 from docker2aci import cabundle
+from docker2aci.digest import Digest
 from docker2aci.errors import RegistryError, UsageError
 from docker2aci.registry import Credentials, RegistryClient
 from docker2aci.registry.schemes import PlainHttpHosts
@@ -152,6 +153,41 @@ def test_an_https_proxy_is_verified_with_the_default_bundle(tls_registry: Runnin
         body, _ = c.get_manifest(REPO, "v2s2")
     assert json.loads(body)["schemaVersion"] == 2
     assert https_proxy.connects and set(https_proxy.connects) == {tls_registry.host}
+
+
+def test_a_drip_through_an_https_proxy_is_cut(plain_registry: RunningRegistry, tls_registry: RunningRegistry,
+                                              loads: list[str], https_proxy: ConnectProxy,
+                                              monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """TLS in TLS (an https registry through an https proxy): the connection's socket is
+    urllib3's SSLTransport, and the deadline cuts the proxy's socket beneath it."""
+    from faultproxy import Fault, FaultProxy
+
+    tls = Path(str(tls_registry.cert_dir)).parent
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls / "certdir" / "ca.crt"))
+    with FaultProxy(plain_registry.url, serve_tls=(tls / "registry.crt", tls / "registry.key")) as registry:
+        with RegistryClient(registry.host, retry=FAST_RETRY, slow_read=(1000, 0.5)) as c:
+            body, _ = c.get_manifest(REPO, "oci")
+            layer = max(json.loads(body)["layers"], key=lambda d: d["size"])
+            registry.add(Fault.drip(3000, 0.1))
+            errors: list[BaseException] = []
+            path = tmp_path / "blob"
+
+            def fetch() -> None:
+                try:
+                    with path.open("wb") as f:
+                        c.fetch_blob(REPO, Digest.parse(layer["digest"]), layer["size"], f)
+                except BaseException as err:  # noqa: BLE001 (raised below)
+                    errors.append(err)
+
+            worker = threading.Thread(target=fetch, daemon=True)
+            worker.start()
+            worker.join(30)
+        assert not worker.is_alive() and not errors
+        blobs = [r for r in registry.requests if "/blobs/" in r.path]
+        host = registry.host
+    assert len(blobs) == 2 and blobs[1].headers["range"].startswith("bytes=3")
+    assert Digest.of_file(path) == Digest.parse(layer["digest"])
+    assert https_proxy.connects and set(https_proxy.connects) == {host}
 
 
 def test_an_https_proxy_the_system_store_trusts_is_not_enough(tls_registry: RunningRegistry, loads: list[str],

@@ -348,11 +348,15 @@ def test_cut_every_time_gives_up_after_the_policy_attempts(fault_proxy: FaultPro
     assert len(blob_requests(fault_proxy)) == FAST_RETRY.attempts
 
 
-def test_a_drip_is_cut_and_resumed(fault_proxy: FaultProxy, big_layer: tuple[Digest, int], tmp_path: Path) -> None:
+@pytest.mark.parametrize("close", [False, True], ids=["keep-alive", "connection-close"])
+def test_a_drip_is_cut_and_resumed(fault_proxy: FaultProxy, big_layer: tuple[Digest, int], tmp_path: Path,
+                                   close: bool) -> None:
     """A server that sends a byte every 0.1 s never lets a socket read time out; a read
-    that takes longer than the limit cuts the body, resumed from where it stopped."""
+    that takes longer than the limit cuts the body, resumed from where it stopped. With
+    ``Connection: close`` urllib3's connection has let go of the socket already (only
+    http.client's reader holds it)."""
     digest, size = big_layer
-    fault_proxy.add(Fault.drip(5000, 0.1))
+    fault_proxy.add(Fault.drip(5000, 0.1, close=close))
     path = tmp_path / "blob"
     errors: list[BaseException] = []
 
@@ -370,7 +374,7 @@ def test_a_drip_is_cut_and_resumed(fault_proxy: FaultProxy, big_layer: tuple[Dig
     first, second = blob_requests(fault_proxy)
     assert "range" not in first.headers
     resumed_at = int(second.headers["range"].removeprefix("bytes=").removesuffix("-"))
-    assert 5000 <= resumed_at < 5020  # what came before the cut was kept
+    assert 5000 <= resumed_at < 5020  # what came before the cut was kept (and the few bytes of the cut read)
     assert sha256_file(path) == str(digest) and path.stat().st_size == size
 
 
@@ -400,6 +404,18 @@ def test_a_dripping_manifest_once_is_asked_for_again(fault_proxy: FaultProxy) ->
         body, _ = c.get_manifest(REPO, "oci")
     assert Digest.of_bytes(body) == Digest.parse(OCI_DIGEST)
     assert len(manifest_requests(fault_proxy)) == 2
+
+
+def test_a_cut_read_keeps_what_it_brought(fault_proxy: FaultProxy, big_layer: tuple[Digest, int]) -> None:
+    """A steady link just under the limit still makes progress: the bytes of the read that
+    was cut are kept, and the next request resumes after them."""
+    digest, size = big_layer
+    fault_proxy.add(Fault.drip(size - 600, 0.004))  # the last 600 bytes at 250 bytes/s
+    with client(fault_proxy.host, slow_read=(1000, 0.8)) as c:
+        c.fetch_blob(REPO, digest, size, io.BytesIO())
+    first, second = blob_requests(fault_proxy)
+    resumed_at = int(second.headers["range"].removeprefix("bytes=").removesuffix("-"))
+    assert size - 600 + 50 < resumed_at < size  # about 0.8 s of the drip was kept
 
 
 def test_a_dripping_error_body_is_not_waited_for(fault_proxy: FaultProxy) -> None:
