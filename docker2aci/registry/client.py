@@ -859,12 +859,14 @@ class RegistryClient:
                                                 f"{_connection_cause(err)}{hint}", url=shown) from err
             except (requests.ConnectionError, requests.Timeout) as err:
                 retry += 1
-                unknown_name = _name_unknown(err)
-                if retry >= self._retry.attempts or unknown_name:
-                    raise RegistryError(source, f"{what}: cannot reach {shown}: {_connection_cause(err)}",
-                                        url=shown, temporary=not unknown_name) from err
-                log.info("%s: %s: cannot reach %s (%s); retry %d/%d", source, what, shown, _connection_cause(err), retry,
-                         self._retry.attempts - 1)
+                # A proxy's certificate that fails is refused as the registry's is: no retry.
+                lasting = _name_unknown(err) or any(isinstance(e, ssl.SSLCertVerificationError) for e in _causes(err))
+                via = " through the proxy" if isinstance(err, requests.exceptions.ProxyError) else ""
+                if retry >= self._retry.attempts or lasting:
+                    raise RegistryError(source, f"{what}: cannot reach {shown}{via}: {_connection_cause(err)}",
+                                        url=shown, temporary=not lasting) from err
+                log.info("%s: %s: cannot reach %s%s (%s); retry %d/%d", source, what, shown, via,
+                         _connection_cause(err), retry, self._retry.attempts - 1)
                 self._retry.wait(retry)
                 continue
             except requests.RequestException as err:

@@ -194,11 +194,12 @@ def test_an_https_proxy_the_system_store_trusts_is_not_enough(tls_registry: Runn
                                                              https_proxy: ConnectProxy,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", str(Path(str(tls_registry.cert_dir)) / "ca.crt"))  # the system store
-    with RegistryClient(tls_registry.host, credentials=Credentials(*CREDS), retry=FAST_RETRY,
+    with RegistryClient(tls_registry.host, credentials=Credentials(*CREDS),
                         cert_dir=str(tls_registry.cert_dir)) as c, \
-            pytest.raises(RegistryError, match="certificate verify failed"):
+            pytest.raises(RegistryError, match="through the proxy: certificate verify failed") as info:
         c.get_manifest(REPO, "v2s2")
     assert https_proxy.connects == []
+    assert not info.value.temporary  # refused at once, as a registry's bad certificate is
 
 
 @pytest.mark.parametrize(("options", "remembered", "preloaded"), [
