@@ -90,12 +90,14 @@ class Fault:
 
     @classmethod
     def drip(cls, after_bytes: int, interval: float, *, times: int | None = 1, target: Target = "blob",
-             close: bool = False) -> Fault:
+             close: bool = False, chunked: bool = False) -> Fault:
         """Send ``after_bytes`` of the body at once, then one byte every ``interval`` seconds
         (a server that stalls without ever letting a socket read time out); with ``close``,
-        the answer says ``Connection: close``."""
-        return cls(FaultKind.DRIP, target, times, after_bytes=after_bytes, interval=interval,
-                   headers=(("Connection", "close"),) if close else ())
+        the answer says ``Connection: close``; with ``chunked``, the body is sent in chunks
+        (the first ``after_bytes``, then one per byte) without a ``Content-Length``."""
+        headers = ((("Connection", "close"),) if close else ()) + ((("Transfer-Encoding", "chunked"),) if chunked
+                                                                   else ())
+        return cls(FaultKind.DRIP, target, times, after_bytes=after_bytes, interval=interval, headers=headers)
 
     @classmethod
     def respond(cls, status: int, *, target: Target = "blob", times: int | None = 1,
@@ -234,19 +236,26 @@ def _send(handler: BaseHTTPRequestHandler, status: int, headers: Iterable[tuple[
         handler.send_header(name, value)
         if name.lower() == "connection" and value.lower() == "close":
             handler.close_connection = True
-    handler.send_header("Content-Length", str(len(body)))
+    chunked = any(name.lower() == "transfer-encoding" for name, _ in extra_headers)
+    if not chunked:
+        handler.send_header("Content-Length", str(len(body)))
     handler.end_headers()
     if handler.command == "HEAD":
         return
     if drip is not None:
         after, interval = drip
-        handler.wfile.write(body[:after])
-        handler.wfile.flush()
+
+        def put(data: bytes) -> None:
+            handler.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
+            handler.wfile.flush()
+
         try:
+            put(body[:after])
             for i in range(after, len(body)):  # until the client gives up and closes
                 time.sleep(interval)
-                handler.wfile.write(body[i:i + 1])
-                handler.wfile.flush()
+                put(body[i:i + 1])
+            if chunked:
+                handler.wfile.write(b"0\r\n\r\n")
         except OSError:
             handler.close_connection = True
         return

@@ -34,7 +34,7 @@ import re
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing
 from pathlib import Path
 from types import TracebackType
@@ -68,6 +68,7 @@ from .auth import MAX_TOKEN_RESPONSE_BYTES, Authenticator, TokenCache
 from .credentials import Credentials
 from .diagnostics import (
     MAX_ERROR_BODY_BYTES,
+    causes,
     is_temporary_status,
     parse_error_body,
     redact_url,
@@ -197,25 +198,10 @@ def tls_context(cert_dir: str | Path, *, verify: bool = True) -> ssl.SSLContext:
     return context
 
 
-def _causes(err: BaseException) -> Iterator[BaseException]:
-    """``err`` and what caused it, as requests and urllib3 chain them (``reason``, an
-    exception among ``args``, ``__cause__``, ``__context__``), each once."""
-    seen: set[int] = set()
-    cur: BaseException | None = err
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        yield cur
-        nxt = getattr(cur, "reason", None)
-        if not isinstance(nxt, BaseException):
-            args = getattr(cur, "args", ())
-            nxt = next((a for a in args if isinstance(a, BaseException)), None)
-        cur = nxt or cur.__cause__ or cur.__context__
-
-
 def _connection_cause(err: BaseException) -> str:
     """A short reason for a connection failure, without URLs (they can carry signatures)."""
     best = type(err).__name__
-    for cur in _causes(err):
+    for cur in causes(err):
         if isinstance(cur, ssl.SSLCertVerificationError):
             return f"certificate verify failed: {cur.verify_message}"
         if isinstance(cur, ssl.SSLError):
@@ -243,7 +229,7 @@ did not answer, is not among them)."""
 def _name_unknown(err: BaseException) -> bool:
     """Whether a connection failed because the host name does not exist: not retried,
     as Go's registry clients do not retry a ``DNSError`` that is not temporary."""
-    return any(isinstance(cur, socket.gaierror) and cur.errno in _UNKNOWN_NAME for cur in _causes(err))
+    return any(isinstance(cur, socket.gaierror) and cur.errno in _UNKNOWN_NAME for cur in causes(err))
 
 
 _PLAIN_HTTP_ANSWERS = ("wrong version number", "wrong_version_number", "unknown protocol", "unknown_protocol",
@@ -713,9 +699,11 @@ class RegistryClient:
             while True:
                 try:
                     chunk = next(pieces, b"")
-                except TooSlow as err:
-                    raise _BodyCut(err.strerror) from None
                 except _BODY_ERRORS as err:
+                    if size is not None and done.received == size:
+                        return  # the whole blob is in: a cut at its very end changes nothing
+                    if isinstance(err, TooSlow):
+                        raise _BodyCut(err.strerror) from None
                     raise _BodyCut() from err
                 if not chunk:
                     if size is not None and done.received < size:
@@ -860,7 +848,7 @@ class RegistryClient:
             except (requests.ConnectionError, requests.Timeout) as err:
                 retry += 1
                 # A proxy's certificate that fails is refused as the registry's is: no retry.
-                lasting = _name_unknown(err) or any(isinstance(e, ssl.SSLCertVerificationError) for e in _causes(err))
+                lasting = _name_unknown(err) or any(isinstance(e, ssl.SSLCertVerificationError) for e in causes(err))
                 via = " through the proxy" if isinstance(err, requests.exceptions.ProxyError) else ""
                 if retry >= self._retry.attempts or lasting:
                     raise RegistryError(source, f"{what}: cannot reach {shown}{via}: {_connection_cause(err)}",

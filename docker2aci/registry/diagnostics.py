@@ -6,12 +6,14 @@
   (RFC 6749 section 5.2) and the Docker token server's ``details``.
 * :func:`redact_url` removes ``user:password@`` and the values of signature-like query
   parameters (presigned object-storage URLs) before a URL goes into a message or a log.
+* :func:`causes` walks an exception and what caused it, as requests and urllib3 chain them.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -97,3 +99,18 @@ def parse_error_body(untrusted_body: bytes) -> tuple[str, ...]:
 def is_temporary_status(status: int) -> bool:
     """Whether an HTTP status may succeed later (408, 429, 5xx)."""
     return status in (408, 429) or status >= 500
+
+
+def causes(err: BaseException) -> Iterator[BaseException]:
+    """``err`` and what caused it, as requests and urllib3 chain them (``reason``, an
+    exception among ``args``, ``__cause__``, ``__context__``), each once."""
+    seen: set[int] = set()
+    cur: BaseException | None = err
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        yield cur
+        nxt = getattr(cur, "reason", None)
+        if not isinstance(nxt, BaseException):
+            args = getattr(cur, "args", ())
+            nxt = next((a for a in args if isinstance(a, BaseException)), None)
+        cur = nxt or cur.__cause__ or cur.__context__

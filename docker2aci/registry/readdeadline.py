@@ -19,6 +19,7 @@ alone. Only the file descriptor is shut down, never the TLS state the reading th
 from __future__ import annotations
 
 import errno
+import http.client
 import logging
 import socket
 import threading
@@ -26,6 +27,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
+
+from .diagnostics import causes
 
 if TYPE_CHECKING:
     import requests
@@ -63,17 +66,28 @@ def body_pieces(response: requests.Response, slow_read: tuple[int, float] = SLOW
         non-empty pieces of at most ``slow_read[0]`` bytes, until the end of the body.
 
     Raises:
-        TooSlow: a read was cut (after the bytes it brought were given), or the body ended
-            because of the cut.
-        (and whatever urllib3 raises for a broken connection or a short body)
+        TooSlow: a read was cut (after the bytes it brought were given, also those of a
+            chunked read that http.client reports in its IncompleteRead when the body is
+            not decoded), or the body ended because of the cut.
+        (and whatever urllib3 raises for a broken connection or a short body, after the
+        same salvage)
     """
     piece, seconds = slow_read
     total = 0
     with ReadDeadline(response, seconds) as deadline:
         while limit is None or total < limit:
-            with deadline.read():
-                chunk = response.raw.read(piece if limit is None else min(piece, limit - total),
-                                          decode_content=decode_content)
+            try:
+                with deadline.read():
+                    chunk = response.raw.read(piece if limit is None else min(piece, limit - total),
+                                              decode_content=decode_content)
+            except Exception as err:
+                # http.client drops what a chunked read had when the connection ends under
+                # it, but says what it was: those bytes are the body's, as a plain read's are
+                partial = b"" if decode_content else _partial_of(err)
+                if partial:
+                    yield partial
+                deadline.check()
+                raise
             if not chunk:
                 deadline.check()  # an end the cut made is no end
                 return
@@ -115,24 +129,18 @@ class ReadDeadline:
 
     @contextmanager
     def read(self) -> Iterator[None]:
-        """One read, which must end within ``seconds``.
-
-        Raises:
-            TooSlow: the read failed after it was cut (whatever it raised instead).
-        """
+        """One read, which must end within ``seconds`` (then see :meth:`check`)."""
         with self._lock:
             self._deadline = time.monotonic() + self.seconds
         try:
             yield
-        except Exception:
-            self.check()
-            raise
         finally:
             with self._lock:
                 self._deadline = None
 
     def check(self) -> None:
-        """Raise TooSlow if a read was cut (the end of a body after a cut is no end)."""
+        """Raise TooSlow if a read was cut: whatever the read raised then, or the end of
+        the body it met, came of the cut."""
         if self.fired:
             raise TooSlow(errno.ETIMEDOUT, f"too slow: a read of the body took over {self.seconds:g} s")
 
@@ -164,3 +172,12 @@ def _socket_of(raw: Any) -> socket.socket | None:
         sock = getattr(getattr(reader, "raw", None), "_sock", None)
     sock = getattr(sock, "socket", sock)  # TLS in TLS (an https proxy): urllib3's SSLTransport
     return sock if isinstance(sock, socket.socket) else None
+
+
+def _partial_of(err: BaseException) -> bytes:
+    """The bytes an ``http.client.IncompleteRead`` behind ``err`` had read (urllib3 wraps
+    it in a ProtocolError), or ``b""``."""
+    for cause in causes(err):
+        if isinstance(cause, http.client.IncompleteRead) and isinstance(cause.partial, bytes):
+            return cause.partial
+    return b""

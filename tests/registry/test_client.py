@@ -418,6 +418,40 @@ def test_a_cut_read_keeps_what_it_brought(fault_proxy: FaultProxy, big_layer: tu
     assert size - 600 + 50 < resumed_at < size  # about 0.8 s of the drip was kept
 
 
+def test_a_cut_chunked_read_keeps_what_it_brought(fault_proxy: FaultProxy, big_layer: tuple[Digest, int]) -> None:
+    """http.client drops the bytes of a chunked read that the cut ends (it raises
+    IncompleteRead); they are taken from that exception and kept."""
+    digest, size = big_layer
+    fault_proxy.add(Fault.drip(5500, 0.1, chunked=True))
+    with client(fault_proxy.host, slow_read=(1000, 0.5)) as c:
+        c.fetch_blob(REPO, digest, size, io.BytesIO())
+    first, second = blob_requests(fault_proxy)
+    resumed_at = int(second.headers["range"].removeprefix("bytes=").removesuffix("-"))
+    assert 5500 <= resumed_at < 5520  # 5000 in whole pieces, then the cut piece's 500 and its drip
+
+
+def test_a_cut_as_the_last_bytes_arrive_ends_the_blob(plain_registry: RunningRegistry, big_layer: tuple[Digest, int],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deadline can pass after the blob's last bytes came but before http.client let go
+    of the connection: the blob is complete and taken as it is (asking for the bytes after
+    its end would be answered 416)."""
+    import http.client
+
+    digest, size = big_layer
+    close = http.client.HTTPResponse._close_conn  # type: ignore[attr-defined]
+
+    def slow_close(self: http.client.HTTPResponse) -> None:
+        time.sleep(0.8)  # past the 0.3 s deadline, inside the read that brought the last bytes
+        close(self)
+
+    with client(plain_registry.host, slow_read=(1 << 30, 0.3)) as c:
+        c.ping()
+        monkeypatch.setattr(http.client.HTTPResponse, "_close_conn", slow_close)
+        dest = io.BytesIO()
+        c.fetch_blob(REPO, digest, size, dest)
+    assert Digest.of_bytes(dest.getvalue()) == digest
+
+
 def test_a_dripping_error_body_is_not_waited_for(fault_proxy: FaultProxy) -> None:
     """A 503 is retried; its body, dripped, is dropped after the limit instead of drained."""
     fault_proxy.add(Fault.respond(503, target="manifest", body=b"x" * 2000, drip_interval=0.2))
