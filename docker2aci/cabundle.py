@@ -1,7 +1,8 @@
 """The CA certificates https connections trust by default, loaded once per process.
 
-requests 2.3x with urllib3 2 builds a new SSL context for every new https connection and
-loads the CA bundle into it: about 45 ms of CPU each for certifi's bundle, on the path of
+requests 2.34 (the version installed; 2.32.0-2.32.3 shared one preloaded context) with
+urllib3 2 builds a new SSL context for every new https connection and loads the CA
+bundle into it: about 45 ms of CPU each for certifi's bundle, on the path of
 the first request, and again for every connection after it (each parallel blob download,
 the token service, a blob redirect's host). Here the bundle requests would use is loaded
 once into one context built as urllib3 builds its own, and every connection of the
@@ -11,8 +12,9 @@ trust is the same: the bundle is the one requests picks with ``trust_env``
 
 :func:`preload` loads it in a thread of its own while the process still imports the rest
 of the HTTP stack (requests, the registry client): OpenSSL parses the certificates
-without holding the GIL, so on a second core the load costs the first request nothing. A bundle that changes (another path in the
-environment, or the file replaced) is loaded again.
+without holding the GIL, so on a second core the load costs the first request nothing.
+A bundle that changes (another path in the environment, or the file replaced) is loaded
+again.
 
 This module imports neither requests nor urllib3 at load time, so that the preload can
 start before requests (it imports urllib3 itself, on the calling thread).

@@ -95,7 +95,7 @@ from .atomic import atomic_file, remove_quietly
 from .errors import Docker2ACIError, InvalidACI, OutputError, SigningError, UsageError
 from .registry.client import ContextAdapter, _connection_cause
 from .registry.diagnostics import redact_url
-from .registry.readdeadline import SLOW_READ, body_pieces
+from .registry.readdeadline import body_pieces
 from .registry.retry import RetryPolicy
 from .trust import (
     MAX_KEY_FILE_BYTES,
@@ -115,6 +115,10 @@ GENERATOR = "docker2aci discovery"
 """Our pages carry ``<meta name="generator" content="docker2aci discovery PREFIX">``: a
 :func:`write_pages` call for PREFIX removes only stale pages that carry its own."""
 MAX_PAGE_BYTES = 16 * 1024 * 1024
+DISCOVERY_SLOW_READ = (64 * 1024, 60.0)
+"""Downloads are read in pieces of at most 64 KiB, each within 60 s (under about 1 KiB/s
+the connection is cut; see :mod:`docker2aci.registry.readdeadline`): smaller pieces than
+the registry client's, because a cut download starts again from 0 here."""
 """The largest discovery page read (bytes); a prefix page lists every name below it."""
 MAX_ACI_BYTES = 64 * 1024 * 1024 * 1024
 """The default cap on a downloaded ACI (bytes)."""
@@ -566,7 +570,7 @@ class _Fetch:
     """One HTTP session for one discovery: retries, the https → http fallback per host, caps."""
 
     def __init__(self, *, insecure_http: bool, retry: RetryPolicy, timeout: tuple[float, float],
-                 slow_read: tuple[int, float] = SLOW_READ) -> None:
+                 slow_read: tuple[int, float] = DISCOVERY_SLOW_READ) -> None:
         self.insecure_http = insecure_http
         self.retry = retry
         self.timeout = timeout
@@ -739,12 +743,12 @@ class _BodyCut(Exception):
 
 
 def _copy_body(resp: requests.Response, dest: BinaryIO, limit: int, what: str,
-               slow_read: tuple[int, float] = SLOW_READ) -> None:
+               slow_read: tuple[int, float] = DISCOVERY_SLOW_READ) -> None:
     """Copy a response body to ``dest``, at most ``limit`` bytes.
 
     Raises:
-        _BodyCut: the connection broke, a read took longer than :data:`SLOW_READ` allows, or
-            fewer bytes than ``Content-Length`` came.
+        _BodyCut: the connection broke, a read took longer than
+            :data:`DISCOVERY_SLOW_READ` allows, or fewer bytes than ``Content-Length`` came.
         DiscoveryError: more than ``limit`` bytes.
     """
     received = 0
@@ -856,7 +860,7 @@ class DiscoverOptions:
         retry: the retry policy of every request.
         timeout: (connect, read) timeouts in seconds.
         slow_read: ``(bytes, seconds)``: downloads are read in pieces of at most that
-            many bytes, and a piece that takes longer cuts the connection (:data:`SLOW_READ`).
+            many bytes, and a piece that takes longer cuts the connection (:data:`DISCOVERY_SLOW_READ`).
     """
 
     output_dir: str = "."
@@ -867,7 +871,7 @@ class DiscoverOptions:
     max_aci_bytes: int = MAX_ACI_BYTES
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout: tuple[float, float] = (10.0, 60.0)
-    slow_read: tuple[int, float] = SLOW_READ
+    slow_read: tuple[int, float] = DISCOVERY_SLOW_READ
 
 
 @dataclass(frozen=True)

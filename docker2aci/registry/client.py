@@ -444,7 +444,8 @@ class RegistryClient:
                 if resp.status_code != 200:
                     raise self._status_error(resp, source, what)
                 try:
-                    untrusted_body = read_at_most(_Body(resp, self._slow_read), MAX_MANIFEST_BYTES, f"manifest {source}")  # type: ignore[arg-type]
+                    untrusted_body = read_at_most(_Body(resp, self._slow_read),  # type: ignore[arg-type]
+                                                  MAX_MANIFEST_BYTES, f"manifest {source}")
                 except _BODY_ERRORS as err:
                     if attempt == self._retry.attempts:
                         raise RegistryError(source, f"{what}: the connection broke while reading the body "
@@ -609,10 +610,14 @@ class RegistryClient:
                                         status=206, url=redact_url(resp.url))
                 else:
                     raise self._status_error(resp, source, what)
+                before = done.received
                 try:
                     self._copy_body(resp, dest, done, size, progress, f"blob {source}")
                 except _BodyCut as cut:
-                    cuts += 1
+                    # A slow but steady link is cut again and again, each time a piece further
+                    # on: a cut that brought a quarter of a piece does not use up an attempt.
+                    if done.received - before < self._slow_read[0] // 4:
+                        cuts += 1
                     cause = (_connection_cause(cut.__cause__) if cut.__cause__ else
                              str(cut) or "the body ended early")
                     if cuts >= self._retry.attempts:
@@ -620,7 +625,7 @@ class RegistryClient:
                                                     f"{done.received} bytes ({cause})", temporary=True) from cut
                     log.info("%s: connection broke after %d bytes (%s); resuming (retry %d/%d)", source,
                              done.received, cause, cuts, self._retry.attempts - 1)
-                    self._retry.wait(cuts)
+                    self._retry.wait(max(cuts, 1))
                     continue
             break
         if size is not None and done.received != size:

@@ -24,7 +24,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -38,9 +38,11 @@ log = logging.getLogger(__name__)
 SLOW_READ = (256 * 1024, 60.0)
 """A body is read in pieces of at most the first number of bytes (256 KiB), and a piece
 that takes longer than the second number of seconds (60: under about 4 KiB/s) cuts the
-connection, as a broken one is cut: the registry client resumes a blob and asks for a
-manifest again, up to its retry policy's attempts (a token, catalogue page or error body
-fails); discovery downloads an ACI again."""
+connection, as a broken one is cut: the registry client resumes a blob (a cut that brought
+a quarter of a piece does not use up an attempt, so a slow but steady link gets there) and
+asks for a manifest again, up to its retry policy's attempts (a token, catalogue page or
+error body fails). Discovery, which starts a download again from 0, reads smaller pieces
+(:data:`docker2aci.discovery.DISCOVERY_SLOW_READ`)."""
 
 
 class TooSlow(TimeoutError):
@@ -49,7 +51,7 @@ class TooSlow(TimeoutError):
 
 
 def body_pieces(response: requests.Response, slow_read: tuple[int, float] = SLOW_READ, *,
-                decode_content: bool, limit: int | None = None) -> Iterator[bytes]:
+                decode_content: bool, limit: int | None = None) -> Generator[bytes, None, None]:
     """The body of a streamed response, in pieces, each read within the deadline.
 
     Close the generator (``contextlib.closing``) when done with it early: that stops the
@@ -175,8 +177,9 @@ def _socket_of(raw: Any) -> socket.socket | None:
 
 
 def _partial_of(err: BaseException) -> bytes:
-    """The bytes an ``http.client.IncompleteRead`` behind ``err`` had read (urllib3 wraps
-    it in a ProtocolError), or ``b""``."""
+    """The bytes the first ``http.client.IncompleteRead`` behind ``err`` holds (urllib3
+    wraps it in a ProtocolError; for a chunked body, the chunks that were complete), or
+    ``b""``."""
     for cause in causes(err):
         if isinstance(cause, http.client.IncompleteRead) and isinstance(cause.partial, bytes):
             return cause.partial

@@ -381,12 +381,25 @@ def test_a_drip_is_cut_and_resumed(fault_proxy: FaultProxy, big_layer: tuple[Dig
 def test_a_drip_every_time_gives_up_naming_the_speed(fault_proxy: FaultProxy,
                                                       big_layer: tuple[Digest, int]) -> None:
     digest, size = big_layer
-    fault_proxy.add(Fault.drip(1000, 0.05, times=None))
+    fault_proxy.add(Fault.drip(100, 0.05, times=None))  # each attempt brings ~106 bytes, under a quarter piece
     with client(fault_proxy.host, slow_read=(1000, 0.3)) as c, pytest.raises(RegistryError) as info:
         c.fetch_blob(REPO, digest, size, io.BytesIO())
     assert "too slow: a read of the body took over 0.3 s" in str(info.value)
     assert info.value.temporary
     assert len(blob_requests(fault_proxy)) == FAST_RETRY.attempts
+
+
+def test_a_slow_steady_link_gets_there_past_the_attempts(fault_proxy: FaultProxy,
+                                                        v2s2_manifest: dict[str, Any]) -> None:
+    """Every request brings a quarter of a piece or more before it is cut: the cuts do not
+    use up the retry attempts, and the blob arrives, in more requests than attempts."""
+    config = v2s2_manifest["config"]
+    fault_proxy.add(Fault.drip(300, 0.05, times=None))
+    with client(fault_proxy.host, slow_read=(1000, 0.3)) as c:
+        dest = io.BytesIO()
+        c.fetch_blob(REPO, Digest.parse(config["digest"]), config["size"], dest)
+    assert Digest.of_bytes(dest.getvalue()) == Digest.parse(config["digest"])
+    assert len(blob_requests(fault_proxy)) > FAST_RETRY.attempts
 
 
 def test_a_dripping_manifest_is_asked_for_again_then_given_up(fault_proxy: FaultProxy) -> None:
@@ -414,7 +427,7 @@ def test_a_cut_read_keeps_what_it_brought(fault_proxy: FaultProxy, big_layer: tu
     fault_proxy.add(Fault.drip(after, 0.02))
     with client(fault_proxy.host, slow_read=(1000, 0.5)) as c:
         c.fetch_blob(REPO, digest, size, io.BytesIO())
-    first, second = blob_requests(fault_proxy)
+    _, second = blob_requests(fault_proxy)
     resumed_at = int(second.headers["range"].removeprefix("bytes=").removesuffix("-"))
     assert after <= resumed_at < size  # not after - 500, where the last whole read ended
 
@@ -426,7 +439,7 @@ def test_a_cut_chunked_read_keeps_what_it_brought(fault_proxy: FaultProxy, big_l
     fault_proxy.add(Fault.drip(5500, 0.1, chunked=True))
     with client(fault_proxy.host, slow_read=(1000, 0.5)) as c:
         c.fetch_blob(REPO, digest, size, io.BytesIO())
-    first, second = blob_requests(fault_proxy)
+    _, second = blob_requests(fault_proxy)
     resumed_at = int(second.headers["range"].removeprefix("bytes=").removesuffix("-"))
     assert 5500 <= resumed_at < 5520  # 5000 in whole pieces, then the cut piece's 500 and its drip
 
