@@ -115,11 +115,11 @@ GENERATOR = "docker2aci discovery"
 """Our pages carry ``<meta name="generator" content="docker2aci discovery PREFIX">``: a
 :func:`write_pages` call for PREFIX removes only stale pages that carry its own."""
 MAX_PAGE_BYTES = 16 * 1024 * 1024
+"""The largest discovery page read (bytes); a prefix page lists every name below it."""
 DISCOVERY_SLOW_READ = (64 * 1024, 60.0)
 """Downloads are read in pieces of at most 64 KiB, each within 60 s (under about 1 KiB/s
 the connection is cut; see :mod:`docker2aci.registry.readdeadline`): smaller pieces than
 the registry client's, because a cut download starts again from 0 here."""
-"""The largest discovery page read (bytes); a prefix page lists every name below it."""
 MAX_ACI_BYTES = 64 * 1024 * 1024 * 1024
 """The default cap on a downloaded ACI (bytes)."""
 ACI_EXTENSIONS = ("aci", "aci.asc")

@@ -29,7 +29,7 @@ from enum import Enum
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Self
+from typing import Literal, Self, TypeVar
 from urllib.parse import urlsplit
 
 from services import QuietHTTPServer
@@ -269,6 +269,35 @@ def _send(handler: BaseHTTPRequestHandler, status: int, headers: Iterable[tuple[
         handler.connection.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass
+
+
+_T = TypeVar("_T")
+
+
+def finishes_within(seconds: float, work: Callable[[], _T]) -> _T:
+    """Run ``work`` in a daemon thread and return what it returns (or raise what it
+    raised), failing the test when it has not ended within ``seconds``: against a DRIP
+    fault, a client without a limit would otherwise hold the test for days.
+
+    Raises:
+        AssertionError: ``work`` is still running after ``seconds``.
+    """
+    results: list[_T] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(work())
+        except BaseException as err:  # noqa: BLE001 (raised below, in the test's thread)
+            errors.append(err)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), f"still running after {seconds} s"
+    if errors:
+        raise errors[0]
+    return results[0]
 
 
 class FaultProxy:

@@ -609,9 +609,7 @@ def test_a_dripping_aci_download_is_cut_and_fetched_again(server: Server, prefix
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """A server that sends the ACI a byte every 0.1 s never lets a socket read time out; a
     read that takes longer than the limit cuts it, and the download starts again."""
-    import threading
-
-    from faultproxy import Fault, FaultProxy
+    from faultproxy import Fault, FaultProxy, finishes_within
 
     name = f"{prefix}/app"
     publish(server.root, name, keys["signer"], cache_dir)
@@ -620,17 +618,15 @@ def test_a_dripping_aci_download_is_cut_and_fetched_again(server: Server, prefix
                                         trust_dir=str(trust(tmp_path / "t", keys["signer"], prefix)),
                                         retry=RetryPolicy(base_delay=0.01, jitter=0), slow_read=(1000, 0.5))
     labels = {"version": "latest", "os": "linux", "arch": "amd64"}
-    found: list[discovery.DiscoveredACI] = []
     with FaultProxy(f"http://{HOST}:80", lifetime=60) as proxy:
         monkeypatch.setenv("HTTP_PROXY", f"http://{proxy.host}")
         for variable in ("NO_PROXY", "no_proxy", "http_proxy"):
             monkeypatch.delenv(variable, raising=False)
         proxy.add(Fault.drip(3000, 0.1, target="aci"))
-        worker = threading.Thread(target=lambda: found.append(discovery.discover(name, labels, options)), daemon=True)
-        worker.start()
-        worker.join(30)  # without the limit: a byte every 0.1 s for the whole ACI
+        # without the limit: a byte every 0.1 s for the whole ACI
+        found = finishes_within(30, lambda: discovery.discover(name, labels, options))
         acis = [seen.path for seen in proxy.requests if seen.path.endswith(".aci")]
-    assert not worker.is_alive() and found and Path(found[0].path).is_file()
+    assert Path(found.path).is_file()
     assert len(acis) == 2 and acis[0] == acis[1]
 
 

@@ -14,7 +14,6 @@ import io
 import json
 import logging
 import socket
-import threading
 import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -22,7 +21,7 @@ from typing import Any
 
 import pytest
 import requests
-from faultproxy import REDIRECT_SIGNATURE, Fault, FaultProxy
+from faultproxy import REDIRECT_SIGNATURE, Fault, FaultProxy, finishes_within
 from registry_setup import CREDS, FAST_RETRY, PUSHES, Pushed
 from services import RunningRegistry, free_port
 from tokenserver import TEST_PASSWORD, TEST_USER, AnswerField, TokenServer
@@ -358,19 +357,12 @@ def test_a_drip_is_cut_and_resumed(fault_proxy: FaultProxy, big_layer: tuple[Dig
     digest, size = big_layer
     fault_proxy.add(Fault.drip(5000, 0.1, close=close))
     path = tmp_path / "blob"
-    errors: list[BaseException] = []
 
     def fetch() -> None:
-        try:
-            with client(fault_proxy.host, slow_read=(1000, 0.5)) as c, path.open("w+b") as f:
-                c.fetch_blob(REPO, digest, size, f)
-        except BaseException as err:  # noqa: BLE001 (raised below)
-            errors.append(err)
+        with client(fault_proxy.host, slow_read=(1000, 0.5)) as c, path.open("w+b") as f:
+            c.fetch_blob(REPO, digest, size, f)
 
-    worker = threading.Thread(target=fetch, daemon=True)
-    worker.start()
-    worker.join(30)  # without the limit it would drip for days
-    assert not worker.is_alive() and not errors
+    finishes_within(30, fetch)
     first, second = blob_requests(fault_proxy)
     assert "range" not in first.headers
     resumed_at = int(second.headers["range"].removeprefix("bytes=").removesuffix("-"))
@@ -469,21 +461,13 @@ def test_a_cut_as_the_last_bytes_arrive_ends_the_blob(plain_registry: RunningReg
 def test_a_dripping_error_body_is_not_waited_for(fault_proxy: FaultProxy) -> None:
     """A 503 is retried; its body, dripped, is dropped after the limit instead of drained."""
     fault_proxy.add(Fault.respond(503, target="manifest", body=b"x" * 2000, drip_interval=0.2))
-    errors: list[BaseException] = []
-    bodies: list[bytes] = []
 
-    def fetch() -> None:
-        try:
-            with client(fault_proxy.host, slow_read=(1000, 0.3)) as c:
-                bodies.append(c.get_manifest(REPO, "oci")[0])
-        except BaseException as err:  # noqa: BLE001 (raised below)
-            errors.append(err)
+    def fetch() -> bytes:
+        with client(fault_proxy.host, slow_read=(1000, 0.3)) as c:
+            return c.get_manifest(REPO, "oci")[0]
 
-    worker = threading.Thread(target=fetch, daemon=True)
-    worker.start()
-    worker.join(30)  # draining would take 400 s
-    assert not worker.is_alive() and not errors
-    assert Digest.of_bytes(bodies[0]) == Digest.parse(OCI_DIGEST)
+    body = finishes_within(30, fetch)  # draining would take 400 s
+    assert Digest.of_bytes(body) == Digest.parse(OCI_DIGEST)
     assert len(manifest_requests(fault_proxy)) == 2
 
 
