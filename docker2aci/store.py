@@ -252,6 +252,13 @@ class _CacheWriter:
         except OSError as err:
             raise _cache_error(self._root, err) from err
 
+    def read(self, size: int = -1) -> bytes:
+        """Read back what was written (a restarted download's reader checks it)."""
+        try:
+            return self._f.read(size)
+        except OSError as err:
+            raise _cache_error(self._root, err) from err
+
     def truncate(self, size: int | None = None) -> int:
         try:
             return self._f.truncate(size)

@@ -3,77 +3,151 @@
 A registry layer used to be downloaded into the cache whole, then read back from there
 to be decompressed: two passes, one after the other, over the largest blobs. Here a
 thread of its own fetches the blob into the cache (:meth:`BlobCache.ensure`, verified
-as it is written) and hands every chunk, as it is written, to the reader through a pipe,
-so the layer is decompressed while it downloads and the compressed bytes are read from
-disk no more.
+as it is written) and hands every chunk, as it is written, to the reader, so the layer
+is decompressed while it downloads and the compressed bytes are read from disk no more.
+The chunks are handed over as they are (:class:`_Handoff`), not copied through a pipe,
+and hashed once, by the fetch: the reader trusts the fetch's verdict
+(:attr:`StreamedBlob.verified_digest`), which it awaits at the end of the chunks, so a
+blob that is not what its digest says raises there and never reads as a clean end.
 
-The pipe carries the bytes as they arrive; whatever it did not carry is read from the
-cached file once the blob is there: the rest of a download that the server restarted
-from 0 (the pipe stops at the restart; the reader, which checks the digest of what it
-read, sees the same bytes again or fails), or a blob that another process fetched while
-this one waited for the cache's lock. At the end of the pipe the reader waits for the
-fetch's verdict: a blob that is not what its digest says raises there, never reads as
-a clean end. The cache's fsync and rename are left to the thread: :meth:`StreamedBlob.finish`
-waits for them.
+Whatever the handoff did not carry is read from the cached file once the blob is there:
 
-Memory stays bounded by the pipe (:data:`PIPE_BYTES`): the download waits for the reader.
+* the rest of a download that the server restarted from 0. The handoff stops at the
+  restart, and the digest of what it carried is taken then from the cache's temporary
+  file; the cached file's first bytes must have the same digest, or the read fails;
+* a blob that another process fetched while this one waited for the cache's lock: it is
+  read from the cache whole and hashed as it is read.
+
+The cache's fsync and rename are left to the thread: :meth:`StreamedBlob.finish` waits
+for them. Memory stays bounded: the download runs at most :data:`AHEAD_BYTES` ahead of
+the reader.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
+import collections
 import io
 import logging
-import os
 import threading
 from collections.abc import Callable
 from typing import BinaryIO
 
 from .digest import Digest
+from .errors import DigestMismatch
 from .store import BlobCache
+from .verify import VerifyingReader
 
 log = logging.getLogger(__name__)
 
-PIPE_BYTES = 1 << 20
-"""The pipe's capacity (bytes), where the system allows it: the download runs at most this
-far ahead of the reader."""
+AHEAD_BYTES = 1 << 20
+"""How far the download may run ahead of the reader (bytes): chunks handed over and not
+yet read. One chunk more may be on its way (a read of the body, at most 256 KiB)."""
+
+_PREFIX_READ = 1 << 20
+"""Read size (bytes) when hashing what the handoff carried, after a restart."""
+
+
+def _hash_head(f: BinaryIO, size: int, digest: Digest) -> tuple[int, str]:
+    """Read up to ``size`` bytes of ``f`` from where it stands: how many there were, and
+    their digest (hex, in ``digest``'s algorithm)."""
+    hasher = digest.new_hash()
+    left = size
+    while left and (data := f.read(min(left, _PREFIX_READ))):
+        hasher.update(data)
+        left -= len(data)
+    return size - left, hasher.hexdigest()
 
 
 class _ReaderGone(Exception):
     """Internal: the reader closed the stream before the end; the fetch stops."""
 
 
+class _Handoff:
+    """Chunks from the fetch's thread to the reader's, in order, at most ``limit`` bytes
+    of them waiting (the last one put may pass the limit)."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._cond = threading.Condition()
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._waiting = 0  # bytes handed over and not yet taken
+        self._ended = False  # the fetch puts no more
+        self.abandoned = False  # the reader takes no more
+
+    def put(self, data: bytes) -> None:
+        """Hand ``data`` (a bytes object nobody changes afterwards) over; waits while
+        ``limit`` bytes wait already.
+
+        Raises:
+            _ReaderGone: the reader has abandoned the stream.
+        """
+        with self._cond:
+            while self._waiting >= self._limit and not self.abandoned:
+                self._cond.wait()
+            if self.abandoned:
+                raise _ReaderGone()
+            self._chunks.append(data)
+            self._waiting += len(data)
+            self._cond.notify()
+
+    def end(self) -> None:
+        """No more chunks: :meth:`take` returns ``b""`` once the last is taken."""
+        with self._cond:
+            self._ended = True
+            self._cond.notify_all()
+
+    def abandon(self) -> None:
+        """The reader stops: the chunks are dropped, and the fetch's next :meth:`put` raises."""
+        with self._cond:
+            self.abandoned = True
+            self._chunks.clear()
+            self._waiting = 0
+            self._cond.notify_all()
+
+    def take(self) -> bytes:
+        """The next chunk, waiting for it; ``b""`` after the last."""
+        with self._cond:
+            while not self._chunks and not self._ended and not self.abandoned:
+                self._cond.wait()
+            if not self._chunks:
+                return b""
+            data = self._chunks.popleft()
+            self._waiting -= len(data)
+            self._cond.notify()
+            return data
+
+
 class _Tee:
     """The file the fetch writes into, as it sees it: the cache's temporary file
-    (``dest``, set when the fetch starts), each chunk also written into the pipe until
-    the fetch rewinds (a restart from 0)."""
+    (``dest``, set when the fetch starts), each chunk also handed to the reader until the
+    fetch rewinds (a restart from 0). At the rewind, ``carried`` is set to the length and
+    digest of what was handed over, hashed from ``dest``."""
 
-    def __init__(self, pipe: int) -> None:
+    def __init__(self, handoff: _Handoff, digest: Digest) -> None:
         self.dest: BinaryIO | None = None
-        self._pipe: int | None = pipe
+        self._handoff = handoff
+        self._digest = digest
         self.diverted = False
-        self.cancelled = False  # the reader has closed: stop at the next write
+        self.carried: tuple[int, str] | None = None
 
     def write(self, data: bytes) -> int:
-        if self.cancelled:
+        if self._handoff.abandoned:
             raise _ReaderGone()
         assert self.dest is not None
         written = self.dest.write(data)
-        if self._pipe is not None:
-            view = memoryview(data)
-            try:
-                while view:
-                    view = view[os.write(self._pipe, view):]
-            except BrokenPipeError as err:
-                raise _ReaderGone() from err
+        if not self.diverted:
+            self._handoff.put(bytes(data) if not isinstance(data, bytes) else data)
         return written
 
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        """A restart: what the pipe carried is no longer a prefix of what comes next."""
-        self.diverted = True
-        self.close_pipe()
+    def seek(self, offset: int, whence: int = 0) -> int:
+        """A restart: what was handed over is no longer a prefix of what comes next."""
         assert self.dest is not None
+        if not self.diverted:
+            self.diverted = True
+            self._handoff.end()
+            written = self.dest.tell()
+            self.dest.seek(0)
+            self.carried = _hash_head(self.dest, written, self._digest)
         return self.dest.seek(offset, whence)
 
     def truncate(self, size: int | None = None) -> int:
@@ -87,14 +161,13 @@ class _Tee:
     def seekable(self) -> bool:
         return True
 
-    def close_pipe(self) -> None:
-        if self._pipe is not None:
-            os.close(self._pipe)
-            self._pipe = None
-
 
 class StreamedBlob(io.RawIOBase):
     """A readable stream of a blob that a thread fetches into ``cache`` meanwhile.
+
+    Every byte it returns is checked against ``digest`` (by the fetch, or as it is read
+    from the cache) before it returns its end, so a :class:`~docker2aci.verify.VerifyingReader`
+    over it does not hash it again (:attr:`verified_digest`).
 
     Args:
         cache: the blob cache the blob goes into.
@@ -104,33 +177,33 @@ class StreamedBlob(io.RawIOBase):
 
     Raises (from ``read``): whatever the fetch raises (``DigestMismatch``,
     ``SizeMismatch``, ``RegistryError``, ``OutputError`` ...), at the end of the bytes
-    it carried; ``OutputError`` when the rest must come from a cache that could not be
-    written.
+    it carried; ``DigestMismatch`` when a download restarted from 0 brought other bytes
+    than the ones already read, or a blob another process cached is not what its digest
+    says; ``OutputError`` when the rest must come from a cache that could not be written.
     """
 
     def __init__(self, cache: BlobCache, digest: Digest, fetch: Callable[[BinaryIO], None]) -> None:
         super().__init__()
         self._digest = digest
-        read_end, write_end = os.pipe2(os.O_CLOEXEC)
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-        self._pipe: int | None = read_end
+        self._handoff = _Handoff(AHEAD_BYTES)
+        self._chunk = memoryview(b"")  # what is left of the chunk being read
+        self._carrying = True  # chunks come from the handoff
         self._fetched = threading.Event()  # the fetch has ended, verified or not
-        self._carried_all = False  # the pipe carried every byte of a verified blob
+        self._carried_all = False  # the handoff carried every byte of a verified blob
         self._fetch_error: BaseException | None = None  # the fetch failed: the blob is not what it should be
         self._cache_error: BaseException | None = None  # anything else (the cache could not be written)
         self._path: str | None = None
         self._rest: BinaryIO | None = None
         self._delivered = 0
-        self._tee = _Tee(write_end)
+        self._tee = _Tee(self._handoff, digest)
         self._thread = threading.Thread(target=self._run, args=(cache, fetch, self._tee), daemon=True,
                                         name=f"docker2aci-fetch-{digest.hex[:12]}")
-        try:
-            self._thread.start()
-        except BaseException:
-            self._tee.close_pipe()
-            os.close(read_end)
-            raise
+        self._thread.start()
+
+    @property
+    def verified_digest(self) -> Digest:
+        """The digest every byte read is checked against (see the class)."""
+        return self._digest
 
     def _run(self, cache: BlobCache, fetch: Callable[[BinaryIO], None], tee: _Tee) -> None:
         def fetch_tee(dest: BinaryIO) -> None:
@@ -142,7 +215,7 @@ class StreamedBlob(io.RawIOBase):
                 self._fetch_error = err
                 raise
             finally:
-                tee.close_pipe()
+                self._handoff.end()
                 self._fetched.set()
 
         try:
@@ -151,7 +224,7 @@ class StreamedBlob(io.RawIOBase):
             if self._fetch_error is None:
                 self._cache_error = err
         finally:
-            tee.close_pipe()  # when fetch_tee never ran: the blob was there already
+            self._handoff.end()  # when fetch_tee never ran: the blob was there already
             self._fetched.set()
 
     def readable(self) -> bool:
@@ -159,36 +232,57 @@ class StreamedBlob(io.RawIOBase):
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         view = memoryview(buffer).cast("B")
+        if self._carrying:
+            if not self._chunk:
+                self._chunk = memoryview(self._handoff.take())
+            if self._chunk:
+                n = min(len(view), len(self._chunk))
+                view[:n] = self._chunk[:n]
+                self._chunk = self._chunk[n:]
+                self._delivered += n
+                return n
+            self._rest = self._end_of_carried()  # raises again at each read after a bad verdict
+            self._carrying = False
         if self._rest is None:
-            if self._pipe is not None:
-                n = os.readv(self._pipe, [view])
-                if n:
-                    self._delivered += n
-                    return n
-                os.close(self._pipe)
-                self._pipe = None
-            self._fetched.wait()
-            if self._fetch_error is not None:
-                self._thread.join()  # done with the exception before it is raised here
-                raise self._fetch_error
-            if self._carried_all:
-                return 0
-            self._thread.join()  # the rest comes from the cached file: wait until it is there
-            if self._fetch_error is not None or self._cache_error is not None:
-                raise self._fetch_error or self._cache_error  # type: ignore[misc]
-            assert self._path is not None
-            self._rest = open(self._path, "rb")  # noqa: SIM115 (closed by close())
-            self._rest.seek(self._delivered)
-        n = self._rest.readinto(view)
+            return 0
+        n = self._rest.readinto(view) or 0
         self._delivered += n
         return n
 
+    def _end_of_carried(self) -> BinaryIO | None:
+        """At the end of the handed-over chunks: wait for the fetch's verdict; ``None``
+        when the blob is complete, else the cached file, where the rest comes from,
+        opened where the handoff stopped."""
+        self._fetched.wait()
+        if self._fetch_error is not None:
+            self._thread.join()  # done with the exception before it is raised here
+            raise self._fetch_error
+        if self._carried_all:
+            return None
+        self._thread.join()  # the rest comes from the cached file: wait until it is there
+        if self._fetch_error is not None or self._cache_error is not None:
+            raise self._fetch_error or self._cache_error  # type: ignore[misc]
+        assert self._path is not None
+        cached = open(self._path, "rb")  # noqa: SIM115 (closed by close())
+        try:
+            if self._tee.carried is None:  # another process fetched it: nothing was carried
+                assert self._delivered == 0
+                return VerifyingReader(cached, self._digest, None, f"cached blob {self._digest}")  # type: ignore[return-value]
+            size, carried = self._tee.carried
+            got, again = _hash_head(cached, size, self._digest)
+            if got != self._delivered or again != carried:
+                raise DigestMismatch(f"blob {self._digest} (its first {size} bytes, before the download "
+                                     f"restarted from 0)", f"{self._digest.algorithm}:{again}",
+                                     f"{self._digest.algorithm}:{carried}")
+        except BaseException:
+            cached.close()
+            raise
+        return cached
+
     def close(self) -> None:
         """Stop reading: an unfinished fetch is abandoned (nothing of it is cached)."""
-        self._tee.cancelled = True
-        if self._pipe is not None:
-            os.close(self._pipe)
-            self._pipe = None
+        self._handoff.abandon()
+        self._chunk = memoryview(b"")
         if self._rest is not None:
             self._rest.close()
         super().close()

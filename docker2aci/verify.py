@@ -24,6 +24,11 @@ class VerifyingReader(io.RawIOBase):
         size: the exact length in bytes, or ``None`` when unknown.
         what: names the content in errors (a digest or a path, never a credential).
 
+    A stream that checks every byte it returns against ``digest`` itself, and raises
+    before its end otherwise, says so with a ``verified_digest`` attribute equal to
+    ``digest`` (:class:`docker2aci.streamedblob.StreamedBlob`, whose fetch hashes the
+    blob): it is counted, not hashed again.
+
     Raises (from ``read``):
         SizeMismatch: the stream is longer or shorter than ``size``.
         DigestMismatch: the content does not hash to ``digest``.
@@ -33,7 +38,8 @@ class VerifyingReader(io.RawIOBase):
         super().__init__()
         self._stream = untrusted
         self._digest = digest
-        self._hash = digest.new_hash() if digest else None
+        self_verified = digest is not None and getattr(untrusted, "verified_digest", None) == digest
+        self._hash = digest.new_hash() if digest and not self_verified else None
         self._size = size
         self._what = what
         self._count = 0

@@ -2,7 +2,7 @@
 the real registry, with the fault proxy for cuts and restarts.
 
 The layer is an 8 MiB tar of random bytes (gzip), built here and pushed by skopeo: larger
-than the pipe, so the download really waits for the reader.
+than the handoff holds (AHEAD_BYTES), so the download really waits for the reader.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from docker2aci.digest import Digest
 from docker2aci.errors import DigestMismatch
 from docker2aci.registry import RegistryClient
 from docker2aci.store import BlobCache
-from docker2aci.streamedblob import PIPE_BYTES, StreamedBlob
+from docker2aci.streamedblob import AHEAD_BYTES, StreamedBlob
+from docker2aci.verify import VerifyingReader
 
 pytestmark = pytest.mark.tools
 
@@ -68,7 +69,7 @@ def test_the_reader_gets_the_bytes_as_they_download_and_the_blob_lands_in_the_ca
     digest, data = big_blob
     cache = BlobCache(str(tmp_path / "cache"))
     stream = StreamedBlob(cache, digest, _fetcher(fault_proxy, digest, len(data)))
-    first = stream.read(PIPE_BYTES)
+    first = stream.read(AHEAD_BYTES)
     assert first and not cache.has(digest)  # read before the download has ended
     assert first + _read_all(stream) == data
     stream.close()
@@ -77,7 +78,7 @@ def test_the_reader_gets_the_bytes_as_they_download_and_the_blob_lands_in_the_ca
     assert _leftovers(tmp_path / "cache") == [] and len(_blob_gets(fault_proxy)) == 1
 
 
-def test_a_resumed_download_carries_on_in_the_pipe(fault_proxy: FaultProxy, big_blob: tuple[Digest, bytes],
+def test_a_resumed_download_carries_on_in_the_handoff(fault_proxy: FaultProxy, big_blob: tuple[Digest, bytes],
                                                    tmp_path: Path) -> None:
     digest, data = big_blob
     fault_proxy.add(Fault.cut(len(data) // 3))
@@ -92,7 +93,7 @@ def test_a_resumed_download_carries_on_in_the_pipe(fault_proxy: FaultProxy, big_
 def test_a_download_restarted_from_zero_is_read_on_from_the_cache(fault_proxy: FaultProxy,
                                                                   big_blob: tuple[Digest, bytes],
                                                                   tmp_path: Path) -> None:
-    """The server answers the ranged retry with the whole blob (200): the pipe stops, and
+    """The server answers the ranged retry with the whole blob (200): the handoff stops, and
     the reader takes the rest from the cached file once it is there."""
     digest, data = big_blob
     fault_proxy.add(Fault.cut(len(data) // 2), Fault.strip_range())
@@ -151,3 +152,45 @@ def test_a_blob_another_fetch_put_in_the_cache_meanwhile_is_read_from_there(
     stream.finish()
     assert hashlib.sha256(got).hexdigest() == digest.hex
     assert len(_blob_gets(fault_proxy)) == 1
+
+
+def test_a_restart_that_brings_other_first_bytes_fails_the_read(fault_proxy: FaultProxy,
+                                                                 big_blob: tuple[Digest, bytes],
+                                                                 tmp_path: Path) -> None:
+    """The first answer has a flipped byte before its cut, the restarted one (200) is
+    right: the blob is cached, but the reader, who already had the flipped byte, fails."""
+    digest, data = big_blob
+    fault_proxy.add(Fault.corrupt(times=1), Fault.cut(3 * len(data) // 4), Fault.strip_range())
+    cache = BlobCache(str(tmp_path / "cache"))
+    stream = StreamedBlob(cache, digest, _fetcher(fault_proxy, digest, len(data)))
+    with pytest.raises(DigestMismatch, match="before the download restarted from 0"):
+        _read_all(stream)
+    stream.close()
+    stream.finish()
+    assert len(_blob_gets(fault_proxy)) == 2
+    assert Path(cache.path(digest)).read_bytes() == data
+
+
+def test_a_bad_blob_another_process_cached_meanwhile_fails_the_read(big_blob: tuple[Digest, bytes],
+                                                                     tmp_path: Path) -> None:
+    """What another process put in the cache is checked as it is read (the stream's bytes
+    are not hashed again by the layer's reader)."""
+    digest, data = big_blob
+    cache = BlobCache(str(tmp_path / "cache"))
+    holding, release = threading.Event(), threading.Event()
+
+    def bad_fetch(dest: BinaryIO) -> None:
+        holding.set()
+        release.wait(30)
+        dest.write(data[:-1] + bytes([data[-1] ^ 1]))
+
+    other = threading.Thread(target=cache.ensure, args=(digest, bad_fetch))
+    other.start()
+    assert holding.wait(30)
+    stream = StreamedBlob(cache, digest, lambda dest: pytest.fail("fetched although cached"))
+    release.set()
+    with VerifyingReader(stream, digest, len(data), "layer") as reader, pytest.raises(DigestMismatch,
+                                                                                      match="cached blob"):
+        reader.drain()
+    other.join()
+    stream.finish()
