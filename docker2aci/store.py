@@ -253,7 +253,8 @@ class _CacheWriter:
             raise _cache_error(self._root, err) from err
 
     def read(self, size: int = -1) -> bytes:
-        """Read back what was written (a restarted download's reader checks it)."""
+        """Read back what was written (a download restarted from 0 hashes what it had
+        handed to a reader: :mod:`docker2aci.streamedblob`)."""
         try:
             return self._f.read(size)
         except OSError as err:

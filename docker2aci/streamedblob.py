@@ -10,13 +10,14 @@ and hashed once, by the fetch: the reader trusts the fetch's verdict
 (:attr:`StreamedBlob.verified_digest`), which it awaits at the end of the chunks, so a
 blob that is not what its digest says raises there and never reads as a clean end.
 
-Whatever the handoff did not carry is read from the cached file once the blob is there:
+Whatever the handoff did not carry is read from the cached file once the blob is there,
+and hashed as it is read:
 
 * the rest of a download that the server restarted from 0. The handoff stops at the
   restart, and the digest of what it carried is taken then from the cache's temporary
-  file; the cached file's first bytes must have the same digest, or the read fails;
-* a blob that another process fetched while this one waited for the cache's lock: it is
-  read from the cache whole and hashed as it is read.
+  file; the cached file's first bytes must have the same digest, and the whole file the
+  blob's, or the read fails;
+* a blob that another process fetched while this one waited for the cache's lock.
 
 The cache's fsync and rename are left to the thread: :meth:`StreamedBlob.finish` waits
 for them. Memory stays bounded: the download runs at most :data:`AHEAD_BYTES` ahead of
@@ -131,8 +132,7 @@ class _Tee:
         self.carried: tuple[int, str] | None = None
 
     def write(self, data: bytes) -> int:
-        if self._handoff.abandoned:
-            raise _ReaderGone()
+        self._check_reader()
         assert self.dest is not None
         written = self.dest.write(data)
         if not self.diverted:
@@ -142,6 +142,7 @@ class _Tee:
     def seek(self, offset: int, whence: int = 0) -> int:
         """A restart: what was handed over is no longer a prefix of what comes next."""
         assert self.dest is not None
+        self._check_reader()
         if not self.diverted:
             self.diverted = True
             self._handoff.end()
@@ -149,6 +150,10 @@ class _Tee:
             self.dest.seek(0)
             self.carried = _hash_head(self.dest, written, self._digest)
         return self.dest.seek(offset, whence)
+
+    def _check_reader(self) -> None:
+        if self._handoff.abandoned:
+            raise _ReaderGone()
 
     def truncate(self, size: int | None = None) -> int:
         assert self.dest is not None
@@ -167,7 +172,8 @@ class StreamedBlob(io.RawIOBase):
 
     Every byte it returns is checked against ``digest`` (by the fetch, or as it is read
     from the cache) before it returns its end, so a :class:`~docker2aci.verify.VerifyingReader`
-    over it does not hash it again (:attr:`verified_digest`).
+    over it does not hash it again (:attr:`verified_digest`). Reading it once closed
+    raises ``ValueError``.
 
     Args:
         cache: the blob cache the blob goes into.
@@ -231,6 +237,8 @@ class StreamedBlob(io.RawIOBase):
         return True
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self.closed:  # its chunks are gone: an end here would be a short blob read as whole
+            raise ValueError("read of a closed blob stream")
         view = memoryview(buffer).cast("B")
         if self._carrying:
             if not self._chunk:
@@ -252,7 +260,7 @@ class StreamedBlob(io.RawIOBase):
     def _end_of_carried(self) -> BinaryIO | None:
         """At the end of the handed-over chunks: wait for the fetch's verdict; ``None``
         when the blob is complete, else the cached file, where the rest comes from,
-        opened where the handoff stopped."""
+        opened where the handoff stopped and hashed from its start."""
         self._fetched.wait()
         if self._fetch_error is not None:
             self._thread.join()  # done with the exception before it is raised here
@@ -263,21 +271,22 @@ class StreamedBlob(io.RawIOBase):
         if self._fetch_error is not None or self._cache_error is not None:
             raise self._fetch_error or self._cache_error  # type: ignore[misc]
         assert self._path is not None
-        cached = open(self._path, "rb")  # noqa: SIM115 (closed by close())
+        # hashed as it is read: the fetch checked what it wrote, not what is on disk now
+        rest = VerifyingReader(open(self._path, "rb"), self._digest, None, f"cached blob {self._digest}")
         try:
             if self._tee.carried is None:  # another process fetched it: nothing was carried
                 assert self._delivered == 0
-                return VerifyingReader(cached, self._digest, None, f"cached blob {self._digest}")  # type: ignore[return-value]
+                return rest  # type: ignore[return-value]
             size, carried = self._tee.carried
-            got, again = _hash_head(cached, size, self._digest)
+            got, again = _hash_head(rest, size, self._digest)  # type: ignore[arg-type]
             if got != self._delivered or again != carried:
                 raise DigestMismatch(f"blob {self._digest} (its first {size} bytes, before the download "
                                      f"restarted from 0)", f"{self._digest.algorithm}:{again}",
                                      f"{self._digest.algorithm}:{carried}")
         except BaseException:
-            cached.close()
+            rest.close()
             raise
-        return cached
+        return rest  # type: ignore[return-value]
 
     def close(self) -> None:
         """Stop reading: an unfinished fetch is abandoned (nothing of it is cached)."""

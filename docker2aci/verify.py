@@ -3,7 +3,8 @@
 Sources hand back untrusted bytes; every blob is read through a ``VerifyingReader``
 (umoci ``pkg/hardening/verified_reader.go`` is the model). It never returns bytes past
 the expected size, probes for extra bytes at that boundary, and raises instead of
-returning EOF when the size or digest is wrong.
+returning EOF when the size or digest is wrong. A stream that checks its bytes itself (a
+registry blob read while it downloads, which its fetch hashes) is counted, not hashed again.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ class VerifyingReader(io.RawIOBase):
         super().__init__()
         self._stream = untrusted
         self._digest = digest
-        self_verified = digest is not None and getattr(untrusted, "verified_digest", None) == digest
-        self._hash = digest.new_hash() if digest and not self_verified else None
+        checks_itself = digest is not None and getattr(untrusted, "verified_digest", None) == digest
+        self._hash = digest.new_hash() if digest and not checks_itself else None
         self._size = size
         self._what = what
         self._count = 0
@@ -49,6 +50,8 @@ class VerifyingReader(io.RawIOBase):
         return True
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self.closed:
+            raise ValueError("read of a closed verifying reader")
         view = memoryview(buffer).cast("B")
         want = len(view)
         if self._size is not None:

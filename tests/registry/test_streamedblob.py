@@ -194,3 +194,40 @@ def test_a_bad_blob_another_process_cached_meanwhile_fails_the_read(big_blob: tu
         reader.drain()
     other.join()
     stream.finish()
+
+
+def test_after_a_restart_the_rest_is_hashed_as_it_is_read_from_the_cache(
+        fault_proxy: FaultProxy, big_blob: tuple[Digest, bytes], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fetch checked what it wrote; what the reader reads from the cached file after a
+    restart is checked again (here, the file is damaged past the restart once published)."""
+    digest, data = big_blob
+    fault_proxy.add(Fault.cut(len(data) // 2), Fault.strip_range())
+    cache = BlobCache(str(tmp_path / "cache"))
+    publish = BlobCache._publish
+
+    def publish_then_damage(self: BlobCache, tmp: str, published: Digest) -> None:
+        publish(self, tmp, published)
+        with open(self.path(published), "r+b") as f:
+            f.seek(len(data) - 10)
+            f.write(bytes(10))
+
+    monkeypatch.setattr(BlobCache, "_publish", publish_then_damage)
+    stream = StreamedBlob(cache, digest, _fetcher(fault_proxy, digest, len(data)))
+    with VerifyingReader(stream, digest, len(data), "layer") as reader, pytest.raises(DigestMismatch,
+                                                                                      match="cached blob"):
+        reader.drain()
+    stream.finish()
+
+
+def test_a_closed_stream_cannot_be_read_to_a_clean_end(fault_proxy: FaultProxy, big_blob: tuple[Digest, bytes],
+                                                        tmp_path: Path) -> None:
+    digest, data = big_blob
+    cache = BlobCache(str(tmp_path / "cache"))
+    stream = StreamedBlob(cache, digest, _fetcher(fault_proxy, digest, len(data)))
+    reader = VerifyingReader(stream, digest, None, "layer")
+    assert reader.read(100) == data[:100]
+    stream.close()
+    with pytest.raises(ValueError, match="closed"):
+        reader.read()
+    stream.finish()
