@@ -93,7 +93,7 @@ from . import __version__, cabundle
 from .acifile import inspect_aci
 from .atomic import atomic_file, remove_quietly
 from .errors import Docker2ACIError, InvalidACI, OutputError, SigningError, UsageError
-from .registry.client import ContextAdapter, _connection_cause
+from .registry.client import ContextAdapter, DeadlineAdapter, _connection_cause
 from .registry.diagnostics import redact_url
 from .registry.readdeadline import body_pieces
 from .registry.retry import RetryPolicy
@@ -579,6 +579,7 @@ class _Fetch:
         self.session = requests.Session()
         self.session.trust_env = True  # HTTP(S)_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE
         self.session.mount("https://", ContextAdapter(cabundle.default_context))  # the CAs loaded once
+        self.session.mount("http://", DeadlineAdapter())  # --insecure-options=http (deadlines as https has)
         self.session.max_redirects = 10
         self.session.headers.update({"User-Agent": f"docker2aci/{__version__} (appc discovery)",
                                      "Accept-Encoding": "identity"})

@@ -55,6 +55,7 @@ class FaultKind(Enum):
     SET_HEADER = "set-header"        # override a response header
     REWRITE = "rewrite"              # ask the registry for another path (replace old by new)
     DRIP = "drip"                    # send after_bytes of the body, then one byte every interval seconds
+    DRIP_HEAD = "drip-head"          # send the status line and headers one byte every interval seconds
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,12 @@ class Fault:
         headers = ((("Connection", "close"),) if close else ()) + ((("Transfer-Encoding", "chunked"),) if chunked
                                                                    else ())
         return cls(FaultKind.DRIP, target, times, after_bytes=after_bytes, interval=interval, headers=headers)
+
+    @classmethod
+    def drip_head(cls, interval: float, *, times: int | None = 1, target: Target = "manifest") -> Fault:
+        """Send the status line and headers one byte every ``interval`` seconds (each
+        socket read gets a byte in time, so no read timeout fires), then the body."""
+        return cls(FaultKind.DRIP_HEAD, target, times, interval=interval)
 
     @classmethod
     def respond(cls, status: int, *, target: Target = "blob", times: int | None = 1,
@@ -227,7 +234,7 @@ class _Server:
 
 def _send(handler: BaseHTTPRequestHandler, status: int, headers: Iterable[tuple[str, str]], body: bytes,
           *, cut_after: int | None = None, drip: tuple[int, float] | None = None,
-          extra_headers: Iterable[tuple[str, str]] = ()) -> None:
+          extra_headers: Iterable[tuple[str, str]] = (), drip_head: float | None = None) -> None:
     handler.send_response(status)
     for name, value in headers:
         if name.lower() not in _HOP_BY_HOP:
@@ -239,7 +246,19 @@ def _send(handler: BaseHTTPRequestHandler, status: int, headers: Iterable[tuple[
     chunked = any(name.lower() == "transfer-encoding" for name, _ in extra_headers)
     if not chunked:
         handler.send_header("Content-Length", str(len(body)))
-    handler.end_headers()
+    if drip_head is not None:
+        head = b"".join(handler._headers_buffer) + b"\r\n"  # type: ignore[attr-defined]
+        handler._headers_buffer = []  # type: ignore[attr-defined]
+        try:
+            for i in range(len(head)):  # until the client gives up and closes
+                handler.wfile.write(head[i:i + 1])
+                handler.wfile.flush()
+                time.sleep(drip_head)
+        except OSError:
+            handler.close_connection = True
+            return
+    else:
+        handler.end_headers()
     if handler.command == "HEAD":
         return
     if drip is not None:
@@ -419,6 +438,7 @@ class FaultProxy:
             forward = {k: v for k, v in forward.items() if k.lower() not in ("range", "if-range")}
         status, resp_headers, body = self._upstream.fetch(handler.command, path, forward)
         cut_after = None
+        drip_head: float | None = None
         drip: tuple[int, float] | None = None
         closing_headers: list[tuple[str, str]] = []
         for fault in faults:
@@ -436,7 +456,10 @@ class FaultProxy:
             elif fault.kind is FaultKind.DRIP and status in (200, 206):
                 drip = (fault.after_bytes, fault.interval)
                 closing_headers = list(fault.headers)
-        _send(handler, status, resp_headers, body, cut_after=cut_after, drip=drip, extra_headers=closing_headers)
+            elif fault.kind is FaultKind.DRIP_HEAD:
+                drip_head = fault.interval
+        _send(handler, status, resp_headers, body, cut_after=cut_after, drip=drip, extra_headers=closing_headers,
+              drip_head=drip_head)
 
     def _handle_store(self, handler: BaseHTTPRequestHandler) -> None:
         headers = {k.lower(): v for k, v in handler.headers.items()}

@@ -73,7 +73,7 @@ from .diagnostics import (
     parse_error_body,
     redact_url,
 )
-from .readdeadline import SLOW_READ, TooSlow, body_pieces
+from .readdeadline import DEADLINE_POOLS, SLOW_READ, TooSlow, body_pieces
 from .retry import RetryPolicy
 from .schemes import PlainHttpHosts
 from ..manifest import manifest_digests
@@ -114,11 +114,30 @@ class _SetAuthorization(AuthBase):
         return "_SetAuthorization(<hidden>)"
 
 
-class ContextAdapter(HTTPAdapter):
+class DeadlineAdapter(HTTPAdapter):
+    """An HTTPAdapter whose connections (direct, or through an http or https proxy) have
+    a deadline for the TLS handshake and for each response's status line and headers
+    (:class:`~.readdeadline.DeadlineConnection`); the registry client and discovery mount
+    it (or :class:`ContextAdapter`) for every scheme."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = DEADLINE_POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        new = proxy not in self.proxy_manager
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if new and proxy.lower().startswith(("http:", "https:")):  # a SOCKS proxy keeps its own pools
+            manager.pool_classes_by_scheme = DEADLINE_POOLS
+        return manager
+
+
+class ContextAdapter(DeadlineAdapter):
     """An HTTPAdapter whose https connections use our SSL context: the shared default
     (:func:`docker2aci.cabundle.default_context`), or one with extra CAs and a client
     certificate (:func:`tls_context`). The TLS hop to an https proxy is verified with
-    the shared default, as requests verifies it with its default bundle.
+    the shared default, as requests verifies it with its default bundle. It has the
+    :class:`DeadlineAdapter`'s deadlines.
 
     Args:
         context: gives the context, for each request (so that an unusable CA bundle
@@ -201,6 +220,9 @@ def tls_context(cert_dir: str | Path, *, verify: bool = True) -> ssl.SSLContext:
 def _connection_cause(err: BaseException) -> str:
     """A short reason for a connection failure, without URLs (they can carry signatures)."""
     best = type(err).__name__
+    slow = next((cur for cur in causes(err) if isinstance(cur, TooSlow)), None)
+    if slow is not None:  # a deadline of ours cut it (urllib3 calls that a read timeout or a broken connection)
+        return slow.strerror or "too slow"
     for cur in causes(err):
         if isinstance(cur, ssl.SSLCertVerificationError):
             return f"certificate verify failed: {cur.verify_message}"
@@ -359,8 +381,9 @@ class RegistryClient:
         self._session = requests.Session()
         self._session.trust_env = True  # HTTP(S)_PROXY / NO_PROXY (public-cases.md #34)
         self._session.verify = self._verify
-        if self._verify:  # every https host: the registry, its token service, its blob redirects
-            self._session.mount("https://", ContextAdapter(cabundle.default_context))
+        self._session.mount("http://", DeadlineAdapter())
+        # every https host: the registry, its token service, its blob redirects
+        self._session.mount("https://", ContextAdapter(cabundle.default_context) if self._verify else DeadlineAdapter())
         if context is not None:  # the private CA and client certificate are for this registry only
             self._session.mount(f"https://{self._host}/", ContextAdapter(lambda: context, verify_proxy=self._verify))
         self._auth = Authenticator(self._host, credentials, self._send_token_request, cache=TokenCache())

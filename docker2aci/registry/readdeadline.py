@@ -6,8 +6,10 @@ sends one byte every few seconds holds a download open forever. Here every read 
 watches and, past the deadline, shuts the connection's socket down, so the read fails as
 on a broken connection and the caller resumes or retries as it does then; the bytes that
 read brought are kept. The registry client (blobs, manifests, tokens, error bodies) and
-appc discovery (ACI downloads) read bodies through :func:`body_pieces`. (Response headers
-are not covered: http.client reads them before the response is ours.)
+appc discovery (ACI downloads) read bodies through :func:`body_pieces`. What comes before
+a body has its deadline too, in the connections both use (:class:`DeadlineConnection`):
+a TLS handshake, and a response's status line and headers, must each end within
+:data:`HEAD_SECONDS`.
 
 The socket is found through urllib3's and http.client's response objects (the
 connection's ``sock``; for a response that closes its connection, http.client's own file
@@ -24,9 +26,12 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
+
+import urllib3
+import urllib3.connection
 
 from .diagnostics import causes
 
@@ -43,6 +48,12 @@ a quarter of a piece does not use up an attempt, so a slow but steady link gets 
 asks for a manifest again, up to its retry policy's attempts (a token, catalogue page or
 error body fails). Discovery, which starts a download again from 0, reads smaller pieces
 (:data:`docker2aci.discovery.DISCOVERY_SLOW_READ`)."""
+
+
+HEAD_SECONDS = 120.0
+"""The longest a TLS handshake, or a response's status line and headers from the moment the
+request is sent, may take (seconds). A server that is silent fails sooner, at the socket's
+read timeout (60 s); this is for one that drips them."""
 
 
 class TooSlow(TimeoutError):
@@ -76,7 +87,8 @@ def body_pieces(response: requests.Response, slow_read: tuple[int, float] = SLOW
     """
     piece, seconds = slow_read
     total = 0
-    with ReadDeadline(response, seconds) as deadline:
+    raw = response.raw
+    with ReadDeadline(lambda: _socket_of(raw), seconds) as deadline:
         while limit is None or total < limit:
             try:
                 with deadline.read():
@@ -98,19 +110,27 @@ def body_pieces(response: requests.Response, slow_read: tuple[int, float] = SLOW
 
 
 class ReadDeadline:
-    """Cut a response's connection (shut its socket down) when one read of its body takes
-    longer than ``seconds``; that read then raises :class:`TooSlow`, or returns what it
-    had and the next one ends the body (see :meth:`check`). A thread of its own watches
-    (every second, or a quarter of ``seconds`` if less) while the ``with`` block lasts;
-    wrap each read in :meth:`read`. :func:`body_pieces` does all that.
+    """Cut a connection (shut its socket down) when one read takes longer than
+    ``seconds``; that read then raises :class:`TooSlow`, or returns what it had and the
+    next one ends the body (see :meth:`check`). A thread of its own watches (every
+    second, or a quarter of ``seconds`` if less) while the ``with`` block lasts; wrap each
+    read in :meth:`read`. :func:`body_pieces` does all that for a body.
 
     Args:
-        response: a streamed response (``stream=True``) whose body is to be read.
+        find_socket: the socket to cut, or its file descriptor, looked up when the
+            deadline passes (``None``: there is none any more, or not yet; nothing is
+            cut). A descriptor must stay open while a read is under way.
         seconds: the longest one read may take.
+        what: what is read, in the :class:`TooSlow` message.
+        always: watch even when there is no socket yet (a connection being set up);
+            otherwise no thread is started for a body that has ended already.
     """
 
-    def __init__(self, response: requests.Response, seconds: float) -> None:
-        self._raw = response.raw
+    def __init__(self, find_socket: Callable[[], socket.socket | int | None], seconds: float,
+                 what: str = "a read of the body", *, always: bool = False) -> None:
+        self._find_socket = find_socket
+        self._what = what
+        self._always = always
         self.seconds = seconds
         self._lock = threading.Lock()
         self._deadline: float | None = None
@@ -119,7 +139,7 @@ class ReadDeadline:
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> ReadDeadline:
-        if _socket_of(self._raw) is not None:
+        if self._always or self._find_socket() is not None:
             self._thread = threading.Thread(target=self._watch, daemon=True, name="docker2aci-read-deadline")
             self._thread.start()
         return self
@@ -144,7 +164,7 @@ class ReadDeadline:
         """Raise TooSlow if a read was cut: whatever the read raised then, or the end of
         the body it met, came of the cut."""
         if self.fired:
-            raise TooSlow(errno.ETIMEDOUT, f"too slow: a read of the body took over {self.seconds:g} s")
+            raise TooSlow(errno.ETIMEDOUT, f"too slow: {self._what} took over {self.seconds:g} s")
 
     def _watch(self) -> None:
         tick = min(1.0, self.seconds / 4)
@@ -152,16 +172,30 @@ class ReadDeadline:
             with self._lock:
                 if self._deadline is None or time.monotonic() <= self._deadline:
                     continue
-                sock = _socket_of(self._raw)
-                if sock is None:  # the body has ended meanwhile
+                sock = self._find_socket()
+                if sock is None:  # the body has ended meanwhile (or the connection was never made)
                     continue
                 self.fired = True
                 self._deadline = None
                 try:
-                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                    _shutdown(sock)
                 except Exception as err:  # noqa: BLE001 (an fd already closed: the read ends anyway)
                     log.debug("cutting a slow read: %r", err)
                 return
+
+
+def _shutdown(target: socket.socket | int) -> None:
+    """Shut a socket down (both ways), given as an object or as its file descriptor (a
+    connection being set up: its socket object is being wrapped in TLS, which takes its
+    descriptor over). The descriptor is lent, never closed."""
+    if isinstance(target, int):
+        borrowed = socket.socket(fileno=target)
+        try:
+            borrowed.shutdown(socket.SHUT_RDWR)
+        finally:
+            borrowed.detach()
+        return
+    socket.socket.shutdown(target, socket.SHUT_RDWR)
 
 
 def _socket_of(raw: Any) -> socket.socket | None:
@@ -184,3 +218,66 @@ def _partial_of(err: BaseException) -> bytes:
         if isinstance(cause, http.client.IncompleteRead) and isinstance(cause.partial, bytes):
             return cause.partial
     return b""
+
+
+class DeadlineConnection:
+    """A mixin for urllib3's connection classes: the TLS handshake (with the rest of the
+    connection's set-up) and the reading of each response's status line and headers must
+    each end within :attr:`head_seconds` (:data:`HEAD_SECONDS`), or the socket is shut
+    down and they fail with :class:`TooSlow` (which urllib3 and requests report as a
+    read timeout or a broken connection, retried as those are). A socket timeout alone
+    fires only when nothing arrives at all.
+
+    :class:`DeadlineHTTPConnection` and :class:`DeadlineHTTPSConnection` are the two
+    connections; :data:`DEADLINE_POOLS` the pool classes that make them, for a pool
+    manager's ``pool_classes_by_scheme``.
+    """
+
+    head_seconds: float = HEAD_SECONDS
+    _fd: int | None = None  # the connection's socket: its TLS layers come on top of it, with the same descriptor
+
+    def _new_conn(self) -> socket.socket:
+        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
+        self._fd = sock.fileno()
+        return sock
+
+    def connect(self) -> None:
+        self._fd = None
+        deadline = ReadDeadline(lambda: self._fd, self.head_seconds, "setting up the connection", always=True)
+        with deadline, deadline.read():
+            try:
+                super().connect()  # type: ignore[misc]
+            except Exception:
+                deadline.check()
+                raise
+
+    def getresponse(self) -> Any:
+        deadline = ReadDeadline(lambda: self._fd, self.head_seconds, "reading the status line and headers")
+        with deadline, deadline.read():
+            try:
+                return super().getresponse()  # type: ignore[misc]
+            except Exception:
+                deadline.check()
+                raise
+
+
+class DeadlineHTTPConnection(DeadlineConnection, urllib3.connection.HTTPConnection):
+    """urllib3's HTTP connection, with the :class:`DeadlineConnection` deadlines."""
+
+
+class DeadlineHTTPSConnection(DeadlineConnection, urllib3.connection.HTTPSConnection):
+    """urllib3's HTTPS connection, with the :class:`DeadlineConnection` deadlines."""
+
+
+class _DeadlineHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = DeadlineHTTPConnection
+
+
+class _DeadlineHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = DeadlineHTTPSConnection
+
+
+DEADLINE_POOLS: dict[str, type[urllib3.HTTPConnectionPool]] = {"http": _DeadlineHTTPPool,
+                                                                  "https": _DeadlineHTTPSPool}
+"""Pool classes by scheme whose connections have the :class:`DeadlineConnection`
+deadlines (for ``PoolManager.pool_classes_by_scheme``)."""

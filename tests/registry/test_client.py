@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import socket
+import threading
 import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -44,6 +45,7 @@ from docker2aci.registry import (
     RetryPolicy,
 )
 from docker2aci.registry.client import API_VERSION_HEADER
+from docker2aci.registry.readdeadline import DeadlineConnection
 from docker2aci.registry.schemes import PlainHttpHosts
 from docker2aci.manifest import manifest_digests, schema1_payload
 
@@ -409,6 +411,75 @@ def test_a_dripping_manifest_once_is_asked_for_again(fault_proxy: FaultProxy) ->
         body, _ = c.get_manifest(REPO, "oci")
     assert Digest.of_bytes(body) == Digest.parse(OCI_DIGEST)
     assert len(manifest_requests(fault_proxy)) == 2
+
+
+def test_dripping_headers_are_cut_and_asked_for_again_then_given_up(fault_proxy: FaultProxy,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that sends its status line and headers one byte at a time never lets a
+    socket read time out; the head's deadline cuts it, and the request is retried."""
+    monkeypatch.setattr(DeadlineConnection, "head_seconds", 0.5)
+    fault_proxy.add(Fault.drip_head(0.05, times=None))
+    with client(fault_proxy.host) as c, pytest.raises(RegistryError) as info:
+        finishes_within(30, lambda: c.get_manifest(REPO, "oci"))
+    assert "too slow: reading the status line and headers took over 0.5 s" in str(info.value)
+    assert info.value.temporary
+    assert len(manifest_requests(fault_proxy)) == FAST_RETRY.attempts
+
+
+def test_dripping_headers_once_are_asked_for_again(fault_proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(DeadlineConnection, "head_seconds", 0.5)
+    fault_proxy.add(Fault.drip_head(0.05))
+    with client(fault_proxy.host) as c:
+        body, _ = finishes_within(30, lambda: c.get_manifest(REPO, "oci"))
+    assert Digest.of_bytes(body) == Digest.parse(OCI_DIGEST)
+    assert len(manifest_requests(fault_proxy)) == 2
+
+
+def test_a_slow_but_whole_head_is_read(fault_proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deadline is for the whole head, not per byte: one dripped within it passes."""
+    monkeypatch.setattr(DeadlineConnection, "head_seconds", 20)
+    fault_proxy.add(Fault.drip_head(0.002))
+    with client(fault_proxy.host) as c:
+        body, _ = c.get_manifest(REPO, "oci")
+    assert Digest.of_bytes(body) == Digest.parse(OCI_DIGEST)
+    assert len(manifest_requests(fault_proxy)) == 1
+
+
+def test_a_dripping_tls_handshake_is_cut(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that answers the TLS ClientHello one byte at a time (here, the start of a
+    handshake record that never ends) holds no request past the deadline."""
+    monkeypatch.setattr(DeadlineConnection, "head_seconds", 0.5)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(4096)  # the ClientHello
+                try:
+                    for byte in b"\x16\x03\x03\x40\x00" + bytes(200):
+                        if stop.is_set():
+                            break
+                        conn.sendall(bytes([byte]))
+                        time.sleep(0.05)
+                except OSError:
+                    pass
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        with client(f"127.0.0.1:{port}") as c, pytest.raises(RegistryError) as info:
+            finishes_within(30, c.ping)
+        assert "too slow: setting up the connection took over 0.5 s" in str(info.value)
+    finally:
+        stop.set()
+        listener.close()
+        server.join(10)
 
 
 def test_a_cut_read_keeps_what_it_brought(fault_proxy: FaultProxy, big_layer: tuple[Digest, int]) -> None:
