@@ -766,7 +766,7 @@ def _copy_body(resp: requests.Response, dest: BinaryIO, limit: int, what: str,
                 raise DiscoveryError(f"{what} is larger than the {limit}-byte limit")
             dest.write(chunk)
     length = resp.headers.get("Content-Length", "")
-    if received < _content_length(length):
+    if resp.raw.tell() < _content_length(length):  # the bytes on the wire: a gzip-encoded body is decoded above
         raise _BodyCut(received)
 
 

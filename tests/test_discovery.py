@@ -13,6 +13,7 @@ import datetime
 import gzip
 import hashlib
 import html.parser
+import io
 import ipaddress
 import json
 import os
@@ -24,12 +25,15 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import requests
 from services import die_with_pytest
 
 from docker2aci import cli, discovery, signing
@@ -758,3 +762,37 @@ def test_trust_keys_from_https_ignores_keys_seen_over_http(server: Server, prefi
 def test_content_length_is_read_only_when_plain(header: str, expected: int) -> None:
     # HTTP headers arrive as Latin-1 text: a server's odd Content-Length is ignored, never a crash
     assert discovery._content_length(header) == expected
+
+
+def test_a_gzip_encoded_download_is_measured_on_the_wire(tmp_path: Path) -> None:
+    """A server may gzip a download although identity was asked for: the body is decoded,
+    and the Content-Length (of the encoded bytes) is compared with what came over the
+    wire, not with the decoded bytes (random bytes grow when gzipped: they were taken for
+    a cut connection, every time)."""
+    plain = random.Random(5).randbytes(200_000)
+    encoded = gzip.compress(plain)
+    assert len(encoded) > len(plain)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(encoded)))
+            self.end_headers()
+            self.wfile.write(encoded)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer((HOST, 0), Handler)
+    serving = threading.Thread(target=httpd.serve_forever, daemon=True)
+    serving.start()
+    try:
+        with requests.get(f"http://{HOST}:{httpd.server_address[1]}/x.aci", stream=True, timeout=10) as resp:
+            out = io.BytesIO()
+            discovery._copy_body(resp, out, 10 << 20, "x.aci")
+        assert out.getvalue() == plain
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        serving.join(10)
