@@ -76,6 +76,7 @@ import logging
 import os
 import posixpath
 import re
+import ssl
 import stat
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
@@ -94,7 +95,7 @@ from .acifile import inspect_aci
 from .atomic import atomic_file, remove_quietly
 from .errors import Docker2ACIError, InvalidACI, OutputError, SigningError, UsageError
 from .registry.client import ContextAdapter, DeadlineAdapter, _connection_cause
-from .registry.diagnostics import redact_url
+from .registry.diagnostics import causes, redact_url
 from .registry.readdeadline import body_pieces
 from .registry.retry import RetryPolicy
 from .trust import (
@@ -647,6 +648,12 @@ class _Fetch:
             except requests.TooManyRedirects as err:
                 raise DiscoveryError(f"{what}: {shown}: too many redirects", url=shown, fetch_failed=True) from err
             except (requests.ConnectionError, requests.Timeout) as err:
+                if any(isinstance(cause, ssl.SSLCertVerificationError) for cause in causes(err)):
+                    # a proxy's certificate that fails: refused at once, as a server's is (and
+                    # never a reason to fall back to plain http)
+                    via = " through the proxy" if isinstance(err, requests.exceptions.ProxyError) else ""
+                    raise DiscoveryError(f"{what}: cannot reach {shown}{via}: {_connection_cause(err)}", url=shown,
+                                         fetch_failed=True) from err
                 retry += 1
                 connect = isinstance(err, requests.ConnectionError) and not isinstance(err, requests.ReadTimeout)
                 if retry >= attempts:

@@ -195,6 +195,18 @@ def test_an_https_proxy_the_system_store_trusts_is_not_enough(tls_registry: Runn
     assert not info.value.temporary  # refused at once, as a registry's bad certificate is
 
 
+def test_discovery_refuses_a_failing_proxy_certificate_at_once(tls_registry: RunningRegistry,
+                                                                https_proxy: ConnectProxy) -> None:
+    """As the registry client does: no retries, and no fall back to plain http (which
+    --insecure-options=http allows when a server cannot be reached over https)."""
+    from docker2aci.discovery import DiscoveryError, _Fetch
+
+    fetch = _Fetch(insecure_http=True, retry=FAST_RETRY, timeout=(10, 60))
+    with pytest.raises(DiscoveryError, match="through the proxy: certificate verify failed"):
+        fetch.get(f"https://{tls_registry.host}/v2/", "the test page")
+    assert https_proxy.connects == [] and fetch.plain_hosts == set()
+
+
 @pytest.mark.parametrize(("options", "remembered", "preloaded"), [
     (RemoteOptions(), False, True),
     (RemoteOptions(allow_http=True), False, True),
