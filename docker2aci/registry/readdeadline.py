@@ -23,6 +23,7 @@ from __future__ import annotations
 import errno
 import http.client
 import logging
+import os
 import socket
 import threading
 import time
@@ -160,6 +161,13 @@ class ReadDeadline:
             with self._lock:
                 self._deadline = None
 
+    def restart(self) -> None:
+        """Start the read under way's clock again (the connection's socket exists only
+        now: the name lookup and the TCP connect before it have limits of their own)."""
+        with self._lock:
+            if self._deadline is not None:
+                self._deadline = time.monotonic() + self.seconds
+
     def check(self) -> None:
         """Raise TooSlow if a read was cut: whatever the read raised then, or the end of
         the body it met, came of the cut."""
@@ -235,30 +243,72 @@ class DeadlineConnection:
 
     head_seconds: float = HEAD_SECONDS
     _fd: int | None = None  # the connection's socket: its TLS layers come on top of it, with the same descriptor
+    _cut_fd: int | None = None  # a duplicate of it, held while a deadline runs: what the watchdog shuts down
+    _setting_up: ReadDeadline | None = None
 
     def _new_conn(self) -> socket.socket:
         sock: socket.socket = super()._new_conn()  # type: ignore[misc]
         self._fd = sock.fileno()
+        if self._setting_up is not None:
+            # A duplicate, not the number: a failed TLS handshake closes the socket's own
+            # descriptor at once, and another thread may get its number before the
+            # deadline ends. Shutting the duplicate down cuts the same connection.
+            self._cut_fd = os.dup(self._fd)
+            self._setting_up.restart()
         return sock
 
     def connect(self) -> None:
         self._fd = None
-        deadline = ReadDeadline(lambda: self._fd, self.head_seconds, "setting up the connection", always=True)
-        with deadline, deadline.read():
-            try:
-                super().connect()  # type: ignore[misc]
-            except Exception:
-                deadline.check()
-                raise
+        deadline = self._setting_up = ReadDeadline(lambda: self._cut_fd, self.head_seconds,
+                                                   "setting up the connection", always=True)
+        try:
+            with deadline:
+                with deadline.read():
+                    try:
+                        super().connect()  # type: ignore[misc]
+                    except Exception:
+                        deadline.check()
+                        raise
+                self._cut_short(deadline, None)
+        finally:
+            self._setting_up = None
+            self._release_cut_fd()
 
     def getresponse(self) -> Any:
-        deadline = ReadDeadline(lambda: self._fd, self.head_seconds, "reading the status line and headers")
-        with deadline, deadline.read():
-            try:
-                return super().getresponse()  # type: ignore[misc]
-            except Exception:
-                deadline.check()
-                raise
+        sock = getattr(self, "sock", None)
+        fd = sock.fileno() if sock is not None else -1
+        if fd < 0:
+            return super().getresponse()  # type: ignore[misc]
+        self._cut_fd = os.dup(fd)  # the connection is ours while its response is read
+        deadline = ReadDeadline(lambda: self._cut_fd, self.head_seconds, "reading the status line and headers")
+        try:
+            with deadline:
+                with deadline.read():
+                    try:
+                        response = super().getresponse()  # type: ignore[misc]
+                    except Exception:
+                        deadline.check()
+                        raise
+                self._cut_short(deadline, response)
+                return response
+        finally:
+            self._release_cut_fd()
+
+    def _cut_short(self, deadline: ReadDeadline, response: Any) -> None:
+        """After a step that returned: if the deadline cut it, what it read is not whole
+        (http.client takes the end of the stream inside the headers for their end, and
+        a status line without a reason for a whole one): close, and raise TooSlow."""
+        if not deadline.fired:  # set under the lock that the end of the read took: final here
+            return
+        if response is not None:
+            response.close()
+        self.close()  # type: ignore[attr-defined]
+        deadline.check()
+
+    def _release_cut_fd(self) -> None:
+        if self._cut_fd is not None:
+            os.close(self._cut_fd)
+            self._cut_fd = None
 
 
 class DeadlineHTTPConnection(DeadlineConnection, urllib3.connection.HTTPConnection):

@@ -435,6 +435,19 @@ def test_dripping_headers_once_are_asked_for_again(fault_proxy: FaultProxy, monk
     assert len(manifest_requests(fault_proxy)) == 2
 
 
+def test_headers_cut_halfway_are_not_taken_for_a_whole_answer(fault_proxy: FaultProxy,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cut falls inside the headers (the status line is in): http.client takes the end
+    of the stream for the end of the headers, but the answer is not used (it had no body
+    and no media type); the manifest is asked for again."""
+    monkeypatch.setattr(DeadlineConnection, "head_seconds", 0.5)
+    fault_proxy.add(Fault.drip_head(0.01))
+    with client(fault_proxy.host) as c:
+        body, media_type = finishes_within(30, lambda: c.get_manifest(REPO, "oci"))
+    assert Digest.of_bytes(body) == Digest.parse(OCI_DIGEST) and media_type
+    assert len(manifest_requests(fault_proxy)) == 2
+
+
 def test_a_slow_but_whole_head_is_read(fault_proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch) -> None:
     """The deadline is for the whole head, not per byte: one dripped within it passes."""
     monkeypatch.setattr(DeadlineConnection, "head_seconds", 20)
