@@ -250,11 +250,13 @@ class DeadlineConnection:
         sock: socket.socket = super()._new_conn()  # type: ignore[misc]
         self._fd = sock.fileno()
         if self._setting_up is not None:
+            # The clock first: the watchdog cuts nothing while there is no descriptor, and
+            # the name lookup and TCP connect may have used up the old deadline.
+            self._setting_up.restart()
             # A duplicate, not the number: a failed TLS handshake closes the socket's own
             # descriptor at once, and another thread may get its number before the
             # deadline ends. Shutting the duplicate down cuts the same connection.
             self._cut_fd = os.dup(self._fd)
-            self._setting_up.restart()
         return sock
 
     def connect(self) -> None:

@@ -458,6 +458,38 @@ def test_a_slow_but_whole_head_is_read(fault_proxy: FaultProxy, monkeypatch: pyt
     assert len(manifest_requests(fault_proxy)) == 1
 
 
+def test_a_slow_name_lookup_does_not_use_up_the_set_up_deadline(fault_proxy: FaultProxy,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The set-up's clock starts again once the socket exists, before the watchdog can see
+    the socket (a review: between the two, a slow lookup's expired deadline cut a healthy
+    connection; the pause in ``restart`` stands in for a thread switch there)."""
+    from docker2aci.registry import readdeadline
+
+    monkeypatch.setattr(DeadlineConnection, "head_seconds", 0.5)
+    lookup, restart = socket.getaddrinfo, readdeadline.ReadDeadline.restart
+    clients: set[int] = set()  # the fault proxy, in this process, looks its upstream up too
+
+    def slow_lookup(*args: Any, **kwargs: Any) -> Any:
+        if threading.get_ident() in clients:
+            time.sleep(0.7)
+        return lookup(*args, **kwargs)
+
+    def fetch() -> tuple[bytes, str]:
+        clients.add(threading.get_ident())
+        with client(fault_proxy.host) as c:
+            return c.get_manifest(REPO, "oci")
+
+    def paused_restart(self: Any) -> None:
+        time.sleep(0.3)
+        restart(self)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow_lookup)
+    monkeypatch.setattr(readdeadline.ReadDeadline, "restart", paused_restart)
+    body, _ = finishes_within(30, fetch)
+    assert Digest.of_bytes(body) == Digest.parse(OCI_DIGEST)
+    assert len(manifest_requests(fault_proxy)) == 1
+
+
 def test_a_dripping_tls_handshake_is_cut(monkeypatch: pytest.MonkeyPatch) -> None:
     """A server that answers the TLS ClientHello one byte at a time (here, the start of a
     handshake record that never ends) holds no request past the deadline."""
