@@ -76,7 +76,6 @@ import logging
 import os
 import posixpath
 import re
-import ssl
 import stat
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
@@ -94,8 +93,8 @@ from . import __version__, cabundle
 from .acifile import inspect_aci
 from .atomic import atomic_file, remove_quietly
 from .errors import Docker2ACIError, InvalidACI, OutputError, SigningError, UsageError
-from .registry.client import ContextAdapter, DeadlineAdapter, _connection_cause
-from .registry.diagnostics import causes, redact_url
+from .registry.client import ContextAdapter, DeadlineAdapter, _certificate_failed, _connection_cause, _via_proxy
+from .registry.diagnostics import redact_url
 from .registry.readdeadline import body_pieces
 from .registry.retry import RetryPolicy
 from .trust import (
@@ -648,12 +647,11 @@ class _Fetch:
             except requests.TooManyRedirects as err:
                 raise DiscoveryError(f"{what}: {shown}: too many redirects", url=shown, fetch_failed=True) from err
             except (requests.ConnectionError, requests.Timeout) as err:
-                if any(isinstance(cause, ssl.SSLCertVerificationError) for cause in causes(err)):
+                if _certificate_failed(err):
                     # a proxy's certificate that fails: refused at once, as a server's is (and
                     # never a reason to fall back to plain http)
-                    via = " through the proxy" if isinstance(err, requests.exceptions.ProxyError) else ""
-                    raise DiscoveryError(f"{what}: cannot reach {shown}{via}: {_connection_cause(err)}", url=shown,
-                                         fetch_failed=True) from err
+                    raise DiscoveryError(f"{what}: cannot reach {shown}{_via_proxy(err)}: {_connection_cause(err)}",
+                                         url=shown, fetch_failed=True) from err
                 retry += 1
                 connect = isinstance(err, requests.ConnectionError) and not isinstance(err, requests.ReadTimeout)
                 if retry >= attempts:

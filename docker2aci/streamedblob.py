@@ -200,7 +200,7 @@ class StreamedBlob(io.RawIOBase):
         self._cache_error: BaseException | None = None  # anything else (the cache could not be written)
         self._path: str | None = None
         self._rest: BinaryIO | None = None
-        self._delivered = 0
+        self._delivered = 0  # bytes handed over by the fetch and read
         self._tee = _Tee(self._handoff, digest)
         self._thread = threading.Thread(target=self._run, args=(cache, fetch, self._tee), daemon=True,
                                         name=f"docker2aci-fetch-{digest.hex[:12]}")
@@ -253,9 +253,7 @@ class StreamedBlob(io.RawIOBase):
             self._carrying = False
         if self._rest is None:
             return 0
-        n = self._rest.readinto(view) or 0
-        self._delivered += n
-        return n
+        return self._rest.readinto(view) or 0
 
     def _end_of_carried(self) -> BinaryIO | None:
         """At the end of the handed-over chunks: wait for the fetch's verdict; ``None``

@@ -243,6 +243,17 @@ def _connection_cause(err: BaseException) -> str:
     return best
 
 
+def _certificate_failed(err: BaseException) -> bool:
+    """Whether a connection failed a certificate check: the server's, or an https proxy's
+    (requests reports that one as a connection error). Refused at once, never retried."""
+    return any(isinstance(cur, ssl.SSLCertVerificationError) for cur in causes(err))
+
+
+def _via_proxy(err: BaseException) -> str:
+    """`` through the proxy`` for a failure of the proxy's hop (for messages), else ``""``."""
+    return " through the proxy" if isinstance(err, requests.exceptions.ProxyError) else ""
+
+
 _UNKNOWN_NAME = frozenset({socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)})
 """``getaddrinfo`` errors that say the name does not exist (``EAI_AGAIN``, a resolver that
 did not answer, is not among them)."""
@@ -545,7 +556,8 @@ class RegistryClient:
                 if resp.status_code != 200:
                     raise self._status_error(resp, source, what)
                 try:
-                    body = read_at_most(_Body(resp, self._slow_read), MAX_MANIFEST_BYTES, f"{what} of {source}")  # type: ignore[arg-type]
+                    body = read_at_most(_Body(resp, self._slow_read),  # type: ignore[arg-type]
+                                        MAX_MANIFEST_BYTES, f"{what} of {source}")
                 except _BODY_ERRORS as err:
                     raise RegistryError(source, f"{what}: the connection broke ({_connection_cause(err)})",
                                         temporary=True) from err
@@ -876,8 +888,8 @@ class RegistryClient:
             except (requests.ConnectionError, requests.Timeout) as err:
                 retry += 1
                 # A proxy's certificate that fails is refused as the registry's is: no retry.
-                lasting = _name_unknown(err) or any(isinstance(e, ssl.SSLCertVerificationError) for e in causes(err))
-                via = " through the proxy" if isinstance(err, requests.exceptions.ProxyError) else ""
+                lasting = _name_unknown(err) or _certificate_failed(err)
+                via = _via_proxy(err)
                 if retry >= self._retry.attempts or lasting:
                     raise RegistryError(source, f"{what}: cannot reach {shown}{via}: {_connection_cause(err)}",
                                         url=shown, temporary=not lasting) from err

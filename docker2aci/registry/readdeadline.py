@@ -93,7 +93,7 @@ def body_pieces(response: requests.Response, slow_read: tuple[int, float] = SLOW
         while limit is None or total < limit:
             try:
                 with deadline.read():
-                    chunk = response.raw.read(piece if limit is None else min(piece, limit - total),
+                    chunk = raw.read(piece if limit is None else min(piece, limit - total),
                                               decode_content=decode_content)
             except Exception as err:
                 # http.client drops what a chunked read had when the connection ends under
@@ -242,36 +242,27 @@ class DeadlineConnection:
     """
 
     head_seconds: float = HEAD_SECONDS
-    _fd: int | None = None  # the connection's socket: its TLS layers come on top of it, with the same descriptor
-    _cut_fd: int | None = None  # a duplicate of it, held while a deadline runs: what the watchdog shuts down
+    _cut_fd: int | None = None  # a duplicate of the socket's descriptor, held while a deadline runs: what is cut
     _setting_up: ReadDeadline | None = None
 
     def _new_conn(self) -> socket.socket:
         sock: socket.socket = super()._new_conn()  # type: ignore[misc]
-        self._fd = sock.fileno()
         if self._setting_up is not None:
             # The clock first: the watchdog cuts nothing while there is no descriptor, and
             # the name lookup and TCP connect may have used up the old deadline.
             self._setting_up.restart()
             # A duplicate, not the number: a failed TLS handshake closes the socket's own
-            # descriptor at once, and another thread may get its number before the
-            # deadline ends. Shutting the duplicate down cuts the same connection.
-            self._cut_fd = os.dup(self._fd)
+            # descriptor at once (its TLS layers take that descriptor over), and another
+            # thread may get its number before the deadline ends. Shutting the duplicate
+            # down cuts the same connection.
+            self._cut_fd = os.dup(sock.fileno())
         return sock
 
     def connect(self) -> None:
-        self._fd = None
         deadline = self._setting_up = ReadDeadline(lambda: self._cut_fd, self.head_seconds,
                                                    "setting up the connection", always=True)
         try:
-            with deadline:
-                with deadline.read():
-                    try:
-                        super().connect()  # type: ignore[misc]
-                    except Exception:
-                        deadline.check()
-                        raise
-                self._cut_short(deadline, None)
+            self._within(deadline, super().connect)  # type: ignore[misc]
         finally:
             self._setting_up = None
             self._release_cut_fd()
@@ -282,30 +273,32 @@ class DeadlineConnection:
         if fd < 0:
             return super().getresponse()  # type: ignore[misc]
         self._cut_fd = os.dup(fd)  # the connection is ours while its response is read
-        deadline = ReadDeadline(lambda: self._cut_fd, self.head_seconds, "reading the status line and headers")
         try:
-            with deadline:
-                with deadline.read():
-                    try:
-                        response = super().getresponse()  # type: ignore[misc]
-                    except Exception:
-                        deadline.check()
-                        raise
-                self._cut_short(deadline, response)
-                return response
+            return self._within(ReadDeadline(lambda: self._cut_fd, self.head_seconds,
+                                             "reading the status line and headers"),
+                                super().getresponse)  # type: ignore[misc]
         finally:
             self._release_cut_fd()
 
-    def _cut_short(self, deadline: ReadDeadline, response: Any) -> None:
-        """After a step that returned: if the deadline cut it, what it read is not whole
-        (http.client takes the end of the stream inside the headers for their end, and
-        a status line without a reason for a whole one): close, and raise TooSlow."""
-        if not deadline.fired:  # set under the lock that the end of the read took: final here
-            return
-        if response is not None:
-            response.close()
-        self.close()  # type: ignore[attr-defined]
-        deadline.check()
+    def _within(self, deadline: ReadDeadline, step: Callable[[], Any]) -> Any:
+        """Run ``step`` (a connect, or the reading of a response's head) as one read of
+        ``deadline``. If the deadline cut it, what it returned is not whole either
+        (http.client takes the end of the stream inside the headers for their end, and a
+        status line without a reason for a whole one): it is closed, with the connection,
+        and TooSlow raised."""
+        with deadline:
+            with deadline.read():
+                try:
+                    result = step()
+                except Exception:
+                    deadline.check()
+                    raise
+            if deadline.fired:  # set under the lock that the end of the read took: final here
+                if result is not None:
+                    result.close()
+                self.close()  # type: ignore[attr-defined]
+                deadline.check()
+            return result
 
     def _release_cut_fd(self) -> None:
         if self._cut_fd is not None:
