@@ -69,6 +69,7 @@ _SUPPORTED_TYPES = frozenset(
     {tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE, tarfile.SYMTYPE,
      tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE}
 )
+_DEVICE_TYPES = frozenset({tarfile.CHRTYPE, tarfile.BLKTYPE})
 
 
 class TarSink(Protocol):
@@ -144,11 +145,15 @@ class BoundedTarInfo(tarfile.TarInfo):
         """:meth:`tarfile.TarInfo.frombuf` with the same result, in one pass for the usual
         header (octal numbers, a checksum that matches unsigned, no old GNU sparse map);
         anything else is left to tarfile, which also raises its errors."""
-        codec = native.tarheader
-        fields = (codec.decode(buf) if codec is not None and encoding == "utf-8" and errors == "surrogateescape"
-                  else _decode(buf, encoding, errors))
+        fields = _decode_usual(buf) if encoding == "utf-8" and errors == "surrogateescape" else \
+            _decode(buf, encoding, errors)
         if fields is None:
             return super().frombuf(buf, encoding, errors)
+        return cls.from_fields(fields)
+
+    @classmethod
+    def from_fields(cls, fields: HeaderFields) -> BoundedTarInfo:
+        """The header :meth:`frombuf` makes of a usual header's decoded ``fields``."""
         obj = cls()
         (obj.name, obj.mode, obj.uid, obj.gid, obj.size, obj.mtime, obj.chksum, obj.type, obj.linkname,
          obj.uname, obj.gname, obj.devmajor, obj.devminor, prefix) = fields
@@ -238,21 +243,79 @@ def _text(field: bytes, encoding: str, errors: str) -> str:
     return (field if end == -1 else field[:end]).decode(encoding, errors)
 
 
+def _decode_usual(buf: bytes) -> HeaderFields | None:
+    """:func:`_decode` for UTF-8 names (surrogate escapes), in C when the codec is built."""
+    codec = native.tarheader
+    return codec.decode(buf) if codec is not None else _decode(buf, "utf-8", "surrogateescape")
+
+
 def open_tar(fileobj: BinaryIO) -> tarfile.TarFile:
     """Open a seekable tar for reading: names byte-exact, extended headers bounded."""
     return tarfile.open(fileobj=fileobj, mode="r:", encoding="utf-8", errors="surrogateescape",
                         tarinfo=BoundedTarInfo)
 
 
+_PLAIN_TYPES = frozenset((tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE, tarfile.LNKTYPE, tarfile.SYMTYPE,
+                          tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.DIRTYPE, tarfile.FIFOTYPE))
+"""Entry types whose header is the whole entry description (no extension header)."""
+_DATA_TYPES = frozenset((tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE))
+"""Entry types followed by ``size`` bytes of data (tarfile's ``isreg``, sparse aside)."""
+
+
 def _read_members(layer: LayerTar) -> list[tarfile.TarInfo]:
-    layer.file.seek(0, 2)
-    if layer.file.tell() == 0:
+    """Every entry of a layer tar, as :meth:`tarfile.TarFile.getmembers` lists them (the
+    same headers, offsets and errors), then :func:`_check_end`.
+
+    The usual entry (one ustar header of a plain type, see :func:`_decode`) is read here,
+    in one pass; every other header (PAX and GNU extensions, sparse files, unknown types,
+    the end of the archive, damage) is tarfile's, read from its offset. After a PAX global
+    header, which applies to every entry after it, tarfile reads the rest.
+
+    Raises:
+        BadLayer: not a tar, data cut short, or damaged before its end.
+    """
+    f = layer.file
+    size = f.seek(0, 2)
+    if size == 0:
         return []
-    layer.file.seek(0)
+    members: list[tarfile.TarInfo] = []
+    offset = 0
+    tf: tarfile.TarFile | None = None
     try:
-        with open_tar(layer.file) as tf:
-            members = tf.getmembers()
-            end = tf.offset
+        f.seek(0)
+        while True:
+            buf = f.read(tarfile.BLOCKSIZE)
+            fields = _decode_usual(buf)
+            if fields is not None and fields[7] in _PLAIN_TYPES:
+                member = BoundedTarInfo.from_fields(fields)
+                member.offset = offset
+                member.offset_data = offset = offset + tarfile.BLOCKSIZE
+                if member.type in _DATA_TYPES and member.size:
+                    offset += -(-member.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+                    if offset > size:
+                        raise tarfile.ReadError("unexpected end of data")
+                    f.seek(offset)
+                members.append(member)
+                continue
+            f.seek(offset)
+            if tf is None:
+                tf = open_tar(f)  # reads its first entry from ``offset``
+                found, tf.firstmember = tf.firstmember, None
+            else:
+                tf.offset = offset
+                found = tf.next()
+            if found is not None:
+                members.append(found)
+                if tf.pax_headers:  # a global header: tarfile applies it to every entry after it
+                    members.extend(iter(tf.next, None))
+                    found = None
+            if found is None:
+                end = tf.offset
+                break
+            offset = tf.offset
+            if offset > size:
+                raise tarfile.ReadError("unexpected end of data")
+            f.seek(offset)
     except tarfile.TarError as err:
         raise BadLayer(layer.name, f"not a valid tar: {err}") from err
     _check_end(layer, end, members[-1].name if members else None)
@@ -399,19 +462,22 @@ class RootfsTree:
         whiteouts: list[Path] = []
         entries: list[tuple[Path, tarfile.TarInfo]] = []
         for member in _read_members(layer):
-            if _too_long(member.name) or _too_long(member.linkname):
-                raise UnsafeEntry(layer.name, member.name[:200],
-                                  f"name or link target longer than {MAX_NAME_BYTES} bytes")
-            if "\0" in member.name or "\0" in member.linkname:
+            name = member.name
+            if _too_long(name) or _too_long(member.linkname):
+                raise UnsafeEntry(layer.name, name[:200], f"name or link target longer than {MAX_NAME_BYTES} bytes")
+            if "\0" in name or "\0" in member.linkname:
                 # Only a PAX record can carry one; a path ends at it for the kernel and for
                 # every tar header written after, so the checks below would check another path.
-                raise UnsafeEntry(layer.name, member.name, "name or link target holds a NUL byte")
+                raise UnsafeEntry(layer.name, name, "name or link target holds a NUL byte")
             if (problem := _unwritable(member)) is not None:
-                raise UnsafeEntry(layer.name, member.name, problem)
+                raise UnsafeEntry(layer.name, name, problem)
             try:
-                path = clean_member_name(member.name)
+                path = clean_member_name(name)
             except EscapingPath as err:
-                raise UnsafeEntry(layer.name, member.name, str(err)) from None
+                raise UnsafeEntry(layer.name, name, str(err)) from None
+            if WHITEOUT_PREFIX not in name:  # (every component is a substring of the name)
+                entries.append((path, member))
+                continue
             base = path[-1] if path else ""
             hidden = next((part for part in path[:-1] if part.startswith(WHITEOUT_PREFIX)), None)
             if hidden is not None:
@@ -484,16 +550,17 @@ class RootfsTree:
         return node
 
     def _put(self, index: int, layer: str, path: Path, member: tarfile.TarInfo) -> None:
+        kind = member.type
         if not path:
-            if not member.isdir():
+            if kind != tarfile.DIRTYPE:
                 raise UnsafeEntry(layer, member.name, "refusing to change the type of the root directory")
             return  # the root's own metadata is fixed by the ACI writer
-        if member.issparse():
+        if member.sparse is not None:
             raise BadLayer(layer, f"entry {member.name!r} is a sparse file, which is not supported")
         parent = self._parent_dir(path, index)
         assert parent.children is not None
         name = path[-1]
-        if member.isdir():
+        if kind == tarfile.DIRTYPE:
             existing = parent.children.get(name)
             if existing is not None and existing.children is not None:
                 existing.header = member
@@ -501,16 +568,16 @@ class RootfsTree:
             else:
                 parent.children[name] = Node.directory(member, index)
             return
-        if member.islnk():
+        if kind == tarfile.LNKTYPE:
             parent.children[name] = Node(inode=self._link_target(layer, member), layer=index)
             return
-        if member.type not in _SUPPORTED_TYPES:
-            raise UnsafeEntry(layer, member.name, f"unsupported tar entry type {member.type!r}")
-        if (member.ischr() or member.isblk()) and not (0 <= member.devmajor <= MAX_DEVICE_NUMBER
-                                                       and 0 <= member.devminor <= MAX_DEVICE_NUMBER):
+        if kind not in _SUPPORTED_TYPES:
+            raise UnsafeEntry(layer, member.name, f"unsupported tar entry type {kind!r}")
+        if kind in _DEVICE_TYPES and not (0 <= member.devmajor <= MAX_DEVICE_NUMBER
+                                          and 0 <= member.devminor <= MAX_DEVICE_NUMBER):
             raise UnsafeEntry(layer, member.name, f"device number {member.devmajor},{member.devminor} is out of "
                               f"range (0-{MAX_DEVICE_NUMBER}, what a tar header holds)")
-        if member.issym() and is_escaping_link(path, member.linkname):
+        if kind == tarfile.SYMTYPE and is_escaping_link(path, member.linkname):
             raise UnsafeEntry(layer, member.name,
                               f"symlink target {member.linkname!r} points outside the root")
         parent.children[name] = Node(inode=Inode(member, index), layer=index)
@@ -726,7 +793,8 @@ class RootfsTree:
         return {path for path, _ in self.walk()}
 
 
-_INT64 = range(-(1 << 63), 1 << 63)
+_INT64_END = 1 << 63
+_INT64 = range(-_INT64_END, _INT64_END)
 
 
 def _unwritable(member: tarfile.TarInfo) -> str | None:
@@ -734,6 +802,9 @@ def _unwritable(member: tarfile.TarInfo) -> str | None:
     can say anything): a uid, gid or mtime outside the 64-bit range Go's archive/tar
     (actool, rkt) reads, an mtime that is not a number (``nan``, ``1e400``), or an xattr
     name that is not UTF-8 (a PAX keyword must be); ``None`` when it can."""
+    if not member.pax_headers and type(member.mtime) is int and max(member.uid, member.gid, member.mtime) < _INT64_END \
+            and min(member.uid, member.gid, member.mtime) >= 0:
+        return None  # the usual header: small numbers, no xattrs
     for field in ("uid", "gid"):
         if getattr(member, field) not in _INT64:
             return f"{field} {getattr(member, field)} is out of range (64 bits)"

@@ -25,10 +25,12 @@ def clean_member_name(name: str) -> Path:
     """
     if name.startswith("/") and name.strip("/"):
         raise EscapingPath("absolute entry name")
-    parts = tuple(p for p in name.split("/") if p not in ("", "."))
+    parts = name.split("/")
+    if "" in parts or "." in parts:
+        parts = [p for p in parts if p not in ("", ".")]
     if ".." in parts:
         raise EscapingPath("entry name has a '..' component")
-    return parts
+    return tuple(parts)
 
 
 def is_escaping_link(name: Path, target: str) -> bool:
