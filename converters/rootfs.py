@@ -288,6 +288,9 @@ def _read_members(layer: LayerTar) -> list[tarfile.TarInfo]:
             fields = _decode_usual(buf)
             if fields is not None and fields[7] in _PLAIN_TYPES:
                 member = BoundedTarInfo.from_fields(fields)
+                BoundedTarInfo._check_size(member)  # a "-" read as a sign (the Python codec) as tarfile reads it
+                if member.type == tarfile.DIRTYPE:
+                    member.name = member.name.rstrip("/")  # tarfile strips again once the ustar prefix is on
                 member.offset = offset
                 member.offset_data = offset = offset + tarfile.BLOCKSIZE
                 if member.type in _DATA_TYPES and member.size:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import io
 import random
+import signal
 import tarfile
 from pathlib import Path
 from typing import Callable
@@ -41,12 +42,22 @@ def _tarfile_members(layer: LayerTar) -> list[tarfile.TarInfo]:
     return members
 
 
+def _too_slow(signum: int, frame: object) -> None:
+    raise TimeoutError("reading the layer takes over 10 s: a loop that does not advance?")
+
+
 def _listing(read: Callable[[LayerTar], list[tarfile.TarInfo]], data: bytes) -> object:
-    """What ``read`` makes of ``data``: each entry's fields, or the error it raises."""
+    """What ``read`` makes of ``data``: each entry's fields, or the error it raises
+    (a read that does not end within 10 s fails the test)."""
+    previous = signal.signal(signal.SIGALRM, _too_slow)
+    signal.alarm(10)
     try:
         members = read(LayerTar("layer", io.BytesIO(data)))
     except BadLayer as err:
         return ("error", str(err))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
     return [(*(getattr(m, f) for f in HEADER_FIELDS), m.offset, m.offset_data, m.pax_headers, m.sparse,
              type(m).__name__) for m in members]
 
@@ -114,6 +125,18 @@ def _v7_directory() -> bytes:
     return bytes(block) + bytes(1024)
 
 
+def _ustar_header(name: bytes, kind: bytes, size: bytes = b"0", prefix: bytes = b"") -> bytes:
+    """A POSIX ustar header block written by hand (fields ``tarfile`` will not write)."""
+    block = bytearray(512)
+    block[0:len(name)], block[345:345 + len(prefix)] = name, prefix
+    block[100:108], block[108:116], block[116:124] = b"0000755\0", b"0000000\0", b"0000000\0"
+    block[124:136], block[136:148], block[156:157] = size.ljust(12, b"\0"), b"00000000000\0", kind
+    block[257:265] = b"ustar\x0000"
+    block[148:156] = b" " * 8
+    block[148:155] = b"%06o\0" % sum(block)
+    return bytes(block)
+
+
 def _samples() -> dict[str, bytes]:
     samples = {
         "gnu": _tar(tarfile.GNU_FORMAT),
@@ -125,6 +148,11 @@ def _samples() -> dict[str, bytes]:
                               + _tar(tarfile.PAX_FORMAT, prefix="later/", pax={"gid": "99", "uname": "g"})),
         "xattrs": _xattr_tar(),
         "v7-directory": _v7_directory(),
+        # the directory's name is all in the ustar prefix: tarfile strips the "/" it joins with
+        "ustar-directory-in-prefix": _ustar_header(b"", tarfile.DIRTYPE, prefix=b"dir") + bytes(1024),
+        # octal fields with a sign, which int() reads (the pure-Python codec, as tarfile)
+        "negative-size-file": _ustar_header(b"f", tarfile.REGTYPE, b"-1000") + bytes(1024),
+        "negative-size-symlink": _ustar_header(b"l", tarfile.SYMTYPE, b"-1") + bytes(1024),
         "empty-archive": bytes(10240),
         "empty-file": b"",
     }
@@ -139,6 +167,11 @@ def _samples() -> dict[str, bytes]:
 
 
 SAMPLES = _samples()
+EXPECTED = {
+    "negative-size-file": ("error", "layer layer: not a valid tar: size -512 in the header of 'f' is out of range"),
+    "negative-size-symlink": ("error", "layer layer: not a valid tar: size -1 in the header of 'l' is out of range"),
+}
+"""What the samples that must be refused give (the others must give entries)."""
 
 
 @pytest.mark.usefixtures("codec")
@@ -146,7 +179,9 @@ SAMPLES = _samples()
 def test_whole_layers_are_read_as_tarfile_reads_them(name: str) -> None:
     listing = _listing(_read_members, SAMPLES[name])
     assert listing == _listing(_tarfile_members, SAMPLES[name])
-    if name not in ("empty-archive", "empty-file"):
+    if name in EXPECTED:
+        assert listing == EXPECTED[name]
+    elif name not in ("empty-archive", "empty-file"):
         assert isinstance(listing, list) and listing, "a sample without entries tests nothing"
 
 
