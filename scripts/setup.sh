@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(umoci skopeo busybox-static appc-spec tar gzip zstd xz-utils bzip2 attr ca-certificates
-              docker-registry apache2-utils openssl docker.io runc debootstrap pigz fish zsh gnupg
+              docker-registry apache2-utils openssl docker.io runc crun debootstrap pigz fish zsh gnupg
               gcc libc6-dev python3-dev)  # the last three build the C tar-header codec (optional)
 if [ "${1:-}" = "--bench" ]; then
   # the benchmark's size reference: the reference tool's gzip writer (bench/refgzip.go)

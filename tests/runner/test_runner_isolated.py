@@ -122,7 +122,7 @@ def _spec_options(
 
 
 def _assert_cleaned_up(state: Path, cid: str, tree: Path, runtime: str = "runc") -> None:
-    binary = RUNC if runtime == "runc" else CRUN
+    binary = CRUN if runtime == "crun" else RUNC  # an unknown runtime started nothing: the default's state is listed
     listed = subprocess.run(
         [str(binary), "--root", str(state), "list", "--quiet"],
         capture_output=True,
