@@ -196,11 +196,11 @@ _ID_DIGITS = 10
 def user_group(user_spec: str, passwd: str | None) -> tuple[str, str]:
     """Docker ``USER`` → appc ``user``/``group``.
 
-    ``""`` → ``0``/``0``; ``u:g`` → ``u``/``g`` as written, fields past the second
-    ignored as runc's ``parseLine`` and the reference's ``parseDockerUser`` ignore them;
-    ``u`` alone (or ``u:``) → the numeric primary gid of ``u`` (by name or uid) from the
-    image's ``/etc/passwd``, else ``0`` (Docker's rule). Names are resolved later by the
-    runner.
+    ``u:g`` → ``u``/``g`` as written, fields past the second ignored as runc's
+    ``parseLine`` and the reference's ``parseDockerUser`` ignore them; ``u`` alone (or
+    ``u:``) → the numeric primary gid of ``u`` (by name or uid) from the image's
+    ``/etc/passwd``, else ``0`` (Docker's rule); ``""`` is ``0`` alone (root, with root's
+    primary gid). Names are resolved later by the runner.
     """
     user, _, rest = user_spec.partition(":")
     group = rest.partition(":")[0]
