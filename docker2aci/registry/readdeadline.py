@@ -193,17 +193,22 @@ class ReadDeadline:
 
 
 def _shutdown(target: socket.socket | int) -> None:
-    """Shut a socket down (both ways), given as an object or as its file descriptor (a
+    """Shut a socket's reading side down, given as an object or as its file descriptor (a
     connection being set up: its socket object is being wrapped in TLS, which takes its
-    descriptor over). The descriptor is lent, never closed."""
+    descriptor over). The descriptor is lent, never closed.
+
+    A read blocked on the socket then returns what it has and the next one the end. Only
+    the reading side: once this side has sent its FIN as well (``SHUT_RDWR``), Linux
+    answers a byte that still arrives (a dripping server's next one) with a reset, and a
+    read that has not returned by then raises ``ECONNRESET``, losing what it had read."""
     if isinstance(target, int):
         borrowed = socket.socket(fileno=target)
         try:
-            borrowed.shutdown(socket.SHUT_RDWR)
+            borrowed.shutdown(socket.SHUT_RD)
         finally:
             borrowed.detach()
         return
-    socket.socket.shutdown(target, socket.SHUT_RDWR)
+    socket.socket.shutdown(target, socket.SHUT_RD)
 
 
 def _socket_of(raw: Any) -> socket.socket | None:
