@@ -94,7 +94,7 @@ def body_pieces(response: requests.Response, slow_read: tuple[int, float] = SLOW
             try:
                 with deadline.read():
                     chunk = raw.read(piece if limit is None else min(piece, limit - total),
-                                              decode_content=decode_content)
+                                     decode_content=decode_content)
             except Exception as err:
                 # http.client drops what a chunked read had when the connection ends under
                 # it, but says what it was: those bytes are the body's, as a plain read's are

@@ -17,6 +17,7 @@ import tarfile
 from pathlib import Path
 from typing import Callable
 
+import hostilebuild as hb
 import pytest
 from fuzz.fuzzlib import HEADER_FIELDS, fix_checksums
 
@@ -114,27 +115,18 @@ def _xattr_tar() -> bytes:
     return out.getvalue()
 
 
+_POSIX_MAGIC = {257: b"ustar\x0000"}  # hostilebuild.raw_header writes GNU's
+
+
 def _v7_directory() -> bytes:
-    """An old V7 tar's directory: a regular-file header whose name ends in ``/``."""
-    block = bytearray(512)
-    block[0:4] = b"old/"
-    block[100:108], block[108:116], block[116:124] = b"0000755\0", b"0000000\0", b"0000000\0"
-    block[124:136], block[136:148], block[156:157] = b"00000000000\0", b"00000000000\0", tarfile.AREGTYPE
-    block[148:156] = b" " * 8
-    block[148:155] = b"%06o\0" % sum(block)
-    return bytes(block) + bytes(1024)
+    """An old V7 tar's directory: a regular-file header whose name ends in ``/`` (no magic)."""
+    return hb.raw_header(b"old/", tarfile.AREGTYPE, 0, extra={257: bytes(8)}) + bytes(1024)
 
 
 def _ustar_header(name: bytes, kind: bytes, size: bytes = b"0", prefix: bytes = b"") -> bytes:
-    """A POSIX ustar header block written by hand (fields ``tarfile`` will not write)."""
-    block = bytearray(512)
-    block[0:len(name)], block[345:345 + len(prefix)] = name, prefix
-    block[100:108], block[108:116], block[116:124] = b"0000755\0", b"0000000\0", b"0000000\0"
-    block[124:136], block[136:148], block[156:157] = size.ljust(12, b"\0"), b"00000000000\0", kind
-    block[257:265] = b"ustar\x0000"
-    block[148:156] = b" " * 8
-    block[148:155] = b"%06o\0" % sum(block)
-    return bytes(block)
+    """A POSIX ustar header with a size field written as given (a sign ``tarfile`` never
+    writes) and a ustar prefix."""
+    return hb.raw_header(name, kind, 0, extra={**_POSIX_MAGIC, 124: size.ljust(12, b"\0"), 345: prefix})
 
 
 def _samples() -> dict[str, bytes]:
