@@ -379,13 +379,21 @@ def selected(cases: list[Case], only: list[str] | None) -> list[Case]:
             or any(text in c.name for text in only)]
 
 
+def _round_ratios(case: dict, floor: dict) -> list[float]:
+    """Each round's wall time of ``case`` over the floor's in the same round (rounds run
+    every case once, one after the other, so a load spike hits both of a pair)."""
+    return [round(c["wall_s"] / f["wall_s"], 2) for c, f in zip(case["samples"], floor["samples"])]
+
+
 def add_ratios(results: list[dict], cases: list[Case]) -> None:
-    """``x_floor``: wall / the blob floor's; ``x_own_floor``: wall / the floor of the case's own source (the
+    """``x_floor``: wall / the blob floor's (medians), and ``x_floor_rounds``: the same ratio
+    for each round; ``x_own_floor``: wall / the floor of the case's own source (the
     archive floor for docker-archive cases); ``vs_ratio``, ``vs_diff_s``: against its other baseline."""
     by_name = {r["case"]: r for r in results}
     labels = {c.name: c.label for c in cases}
     for r in results:
         r["x_floor"] = round(r["wall_s"] / by_name[FLOOR]["wall_s"], 2) if r["vs_floor"] else None
+        r["x_floor_rounds"] = _round_ratios(r, by_name[FLOOR]) if r["vs_floor"] else None
         own = by_name.get(r["own_floor"])
         r["x_own_floor"] = round(r["wall_s"] / own["wall_s"], 2) if r["vs_floor"] and own else None
         if r["vs"] in by_name:
@@ -409,14 +417,16 @@ def _vs(r: dict) -> str:
 
 def table(results: list[dict]) -> str:
     """The results as a fixed-width text table."""
-    rows = [("case", "wall s", "cpu s", "peak RSS MB", "output MB", "×floor", "×own floor", "× other baseline")]
+    rows = [("case", "wall s", "cpu s", "peak RSS MB", "output MB", "×floor", "(rounds)", "×own floor",
+             "× other baseline")]
     ratio = lambda x: "-" if x is None else f"{x:.2f}"
+    spread = lambda xs: "" if not xs or len(xs) < 2 or r["baseline"] else f"{min(xs):.2f}–{max(xs):.2f}"
     for r in results:
         rows.append(("[baseline] " * r["baseline"] + r["case"], _secs(r["wall_s"]), _secs(r["cpu_s"]),
                      f"{r['peak_rss_mb']:.0f}", "-" if r["output_mb"] is None else f"{r['output_mb']:.1f}",
-                     ratio(r["x_floor"]), ratio(r["x_own_floor"]), _vs(r)))
+                     ratio(r["x_floor"]), spread(r.get("x_floor_rounds")), ratio(r["x_own_floor"]), _vs(r)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    fmt = lambda row: "  ".join(c.ljust(w) if i in (0, 7) else c.rjust(w)
+    fmt = lambda row: "  ".join(c.ljust(w) if i in (0, 8) else c.rjust(w)
                                 for i, (c, w) in enumerate(zip(row, widths))).rstrip()
     return "\n".join([fmt(rows[0]), fmt(tuple("-" * w for w in widths)), *map(fmt, rows[1:])])
 
