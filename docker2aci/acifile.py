@@ -27,7 +27,6 @@ import bz2
 import contextlib
 import hashlib
 import io
-import json
 import lzma
 import os
 import posixpath
@@ -38,6 +37,7 @@ from typing import IO, Any, cast
 
 from isal import igzip, isal_zlib
 
+from . import untrustedjson
 from .errors import InvalidACI
 from .limits import MAX_MANIFEST_BYTES
 
@@ -261,8 +261,8 @@ def parse_manifest(data: bytes) -> dict[str, Any]:
             ``acKind`` ``ImageManifest``.
     """
     try:
-        manifest = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        manifest = untrustedjson.loads(data)
+    except untrustedjson.BadJSON as err:
         raise InvalidACI(f"manifest is not valid JSON: {err}") from err
     if not isinstance(manifest, dict) or manifest.get("acKind") != "ImageManifest":
         raise InvalidACI("manifest is not an appc ImageManifest (acKind)")

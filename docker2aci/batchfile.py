@@ -21,10 +21,10 @@ the wrong type is an error naming the item and the option.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
+from . import untrustedjson
 from .errors import UsageError
 
 MAX_BATCH_FILE_BYTES = 64 * 1024 * 1024
@@ -104,7 +104,7 @@ def parse_batch(text: str, name: str) -> list[BatchItem]:
     lower = name.lower()
     if lower.endswith(".json") or first.startswith("["):
         try:
-            doc = json.loads(text)
+            doc = untrustedjson.loads(text)
         except ValueError as err:
             raise UsageError(f"{name}: not valid JSON: {err}") from err
         return _items(doc, name)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from converters.numbers import plain_decimal
 
+from . import untrustedjson
 from . import mediatypes
 from .digest import Digest
 from .errors import InvalidManifest, PlatformNotFound
@@ -187,11 +187,9 @@ class ImageIndex:
 
 def load_json(untrusted: bytes, where: str) -> dict[str, Any]:
     try:
-        doc = json.loads(untrusted)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        doc = untrustedjson.loads(untrusted)
+    except untrustedjson.BadJSON as err:
         raise InvalidManifest(where, f"not valid JSON: {err}") from err
-    except RecursionError as err:
-        raise InvalidManifest(where, "JSON nested too deeply") from err
     if not isinstance(doc, dict):
         raise InvalidManifest(where, "not a JSON object")
     return doc
@@ -393,8 +391,8 @@ def schema1_payload(untrusted_body: bytes) -> bytes | None:
     if b'"signatures"' not in untrusted_body:
         return None
     try:
-        doc: Any = json.loads(untrusted_body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        doc: Any = untrustedjson.loads(untrusted_body)
+    except untrustedjson.BadJSON:
         return None
     if not isinstance(doc, dict) or doc.get("schemaVersion") != 1:
         return None
@@ -407,7 +405,7 @@ def schema1_payload(untrusted_body: bytes) -> bytes | None:
         if not isinstance(protected, str):
             return None
         try:
-            header = json.loads(_b64url(protected))
+            header = untrustedjson.loads(_b64url(protected))
             length = header["formatLength"]
             tail = _b64url(header["formatTail"])
         except (binascii.Error, ValueError, KeyError, TypeError):

@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from . import untrustedjson
 from .atomic import atomic_file, is_temporary, remove_abandoned_in, remove_quietly
 from .digest import Digest
 from .errors import Docker2ACIError, OutputError, UsageError
@@ -143,7 +144,7 @@ class MirrorState:
         """
         try:
             with open(self.path, "rb") as f:
-                doc = json.loads(f.read())
+                doc = untrustedjson.loads(f.read())
         except FileNotFoundError:
             return
         except (OSError, ValueError) as err:

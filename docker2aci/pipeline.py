@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import gc
 import hashlib
-import json
 import logging
 import os
 import threading
@@ -22,6 +21,7 @@ from converters.errors import BadConfig
 from converters.manifest import ImageConfig, Naming
 from converters.names import appc_os_arch, is_ac_identifier
 
+from . import untrustedjson
 from . import __version__
 from .atomic import remove_abandoned_in
 from .compression import GZIP_LEVEL, Compression, check_level
@@ -275,12 +275,13 @@ def _convertible(platforms: list[Platform | None], display: str) -> Iterator[Pla
 
 def _parse_config(resolved: ResolvedImage, display: str) -> ImageConfig:
     try:
-        doc = json.loads(resolved.config)
-        if not isinstance(doc, dict):
-            raise ValueError("not a JSON object")
+        doc = untrustedjson.loads(resolved.config)
+    except untrustedjson.BadJSON as err:
+        raise InvalidManifest(f"{display}: config {resolved.config_digest}", f"not valid JSON: {err}") from err
+    if not isinstance(doc, dict):
+        raise InvalidManifest(f"{display}: config {resolved.config_digest}", "not a JSON object")
+    try:
         return ImageConfig.from_json(doc)
-    except (ValueError, UnicodeDecodeError, RecursionError) as err:
-        raise InvalidManifest(f"{display}: config {resolved.config_digest}", f"not valid JSON: {err!r}") from err
     except BadConfig as err:
         raise InvalidConfig(f"{display}: {err}") from err
 

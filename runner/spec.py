@@ -12,7 +12,6 @@ References: appc spec ``spec/types.md`` ("Image Manifest Schema": ``app.exec``,
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -21,6 +20,7 @@ from types import MappingProxyType
 from typing import Any
 
 from converters.numbers import plain_decimal
+from docker2aci import untrustedjson
 from docker2aci.errors import RunnerError
 
 logger = logging.getLogger(__name__)
@@ -326,8 +326,8 @@ def _argv(
         entrypoint: list[str] = []
         if ENTRYPOINT_ANNOTATION in annotations:
             try:
-                parsed = json.loads(annotations[ENTRYPOINT_ANNOTATION])
-            except json.JSONDecodeError as err:
+                parsed = untrustedjson.loads(annotations[ENTRYPOINT_ANNOTATION])
+            except untrustedjson.BadJSON as err:
                 raise RunnerError(f"annotation {ENTRYPOINT_ANNOTATION} is not JSON: {err}") from err
             entrypoint = _string_list(parsed or [], f"annotation {ENTRYPOINT_ANNOTATION}")
         argv = [*entrypoint, *args]

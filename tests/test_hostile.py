@@ -623,21 +623,47 @@ def test_diff_id_with_path_tricks_is_refused(tmp_path: Path) -> None:
         convert(f"oci:{layout.path}", tmp_path / "out")
 
 
-@pytest.mark.parametrize("where", ["config", "index.json", "manifest.json"])
-def test_deeply_nested_json_is_an_invalid_manifest(tmp_path: Path, where: str) -> None:
-    nested = b"[" * 100_000 + b"]" * 100_000
+_BIG_NUMBER = b"1" * 5000
+"""More digits than Python converts to an int (4,300): ``json.loads`` raises a bare ValueError."""
+
+
+@pytest.mark.parametrize("where", ["config", "index.json", "manifest", "manifest.json"])
+@pytest.mark.parametrize(("doc", "why"), [
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    (b'{"schemaVersion": 2, "x": ' + _BIG_NUMBER + b"}", "a number longer than 4300 digits"),
+], ids=["nested", "big-number"])
+def test_json_python_cannot_hold_is_an_invalid_manifest(tmp_path: Path, where: str, doc: bytes, why: str) -> None:
     if where == "config":
-        source = f"oci:{hb.oci_layout(tmp_path / 'img', [BASE], config=nested).path}"
+        source = f"oci:{hb.oci_layout(tmp_path / 'img', [BASE], config=doc).path}"
     elif where == "index.json":
         layout = hb.oci_layout(tmp_path / "img", [BASE])
-        (layout.path / "index.json").write_bytes(nested)
+        (layout.path / "index.json").write_bytes(doc)
+        source = f"oci:{layout.path}"
+    elif where == "manifest":
+        layout = hb.oci_layout(tmp_path / "img", [BASE])
+        hb.put_blob(layout.path, doc)
+        hb.write_index(layout.path, [dict(layout.descriptor(doc, hb.OCI_MANIFEST), annotations={hb.REF_NAME: "latest"})])
         source = f"oci:{layout.path}"
     else:
         archive = tmp_path / "a.tar"
-        archive.write_bytes(hb.docker_save([BASE], replace={"manifest.json": hb.file("manifest.json", nested)}))
+        archive.write_bytes(hb.docker_save([BASE], replace={"manifest.json": hb.file("manifest.json", doc)}))
         source = f"docker-archive:{archive}"
-    with pytest.raises(errors.InvalidManifest, match="JSON"):
+    with pytest.raises(errors.InvalidManifest, match=f"not valid JSON: {why}"):
         convert(source, tmp_path / "out")
+    assert not (tmp_path / "out").exists() or listing(tmp_path / "out") == []
+
+
+def test_an_aci_manifest_with_a_huge_number_is_refused_in_one_line(tmp_path: Path) -> None:
+    aci = tmp_path / "x.aci"
+    with tarfile.open(aci, "w") as tf:
+        data = b'{"acKind": "ImageManifest", "x": ' + _BIG_NUMBER + b"}"
+        info = tarfile.TarInfo("manifest")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    done = run_cli("validate", str(aci))
+    assert done.returncode == 1, done
+    assert "Traceback" not in done.stderr + done.stdout
+    assert "manifest is not valid JSON: a number longer than 4300 digits" in done.stdout  # validate's report
 
 
 def test_docker25_index_fan_out_reads_each_blob_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

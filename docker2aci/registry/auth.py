@@ -18,7 +18,6 @@ Tokens and passwords never appear in ``repr()``, messages or logs.
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import re
 import threading
@@ -29,6 +28,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+from .. import untrustedjson
 from ..errors import AuthError, RegistryError
 from .credentials import Credentials
 from .diagnostics import is_temporary_status, parse_error_body, redact_url
@@ -294,8 +294,8 @@ def request_token(send: TokenSender, challenge: Challenge, scopes: Sequence[str]
                             url=where, diagnostics=parse_error_body(body),
                             temporary=is_temporary_status(status))
     try:
-        doc: Any = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        doc: Any = untrustedjson.loads(body)
+    except untrustedjson.BadJSON:
         doc = None
     value = None
     if isinstance(doc, dict):

@@ -28,7 +28,6 @@ and certifi plus the directory's ``*.crt``.
 from __future__ import annotations
 
 import http.client
-import json
 import logging
 import re
 import socket
@@ -49,6 +48,7 @@ from requests.utils import DEFAULT_CA_BUNDLE_PATH
 
 from converters.numbers import plain_decimal
 
+from .. import untrustedjson
 from .. import cabundle, mediatypes
 from ..digest import Digest
 from ..errors import (
@@ -563,8 +563,8 @@ class RegistryClient:
                                         temporary=True) from err
                 url_path = self._next_page(resp, source, what)
             try:
-                doc = json.loads(body)
-            except (ValueError, UnicodeDecodeError) as err:
+                doc = untrustedjson.loads(body)
+            except untrustedjson.BadJSON as err:
                 raise InvalidManifest(source, f"{what}: the answer is not JSON ({err})") from err
             page = doc.get(key) if isinstance(doc, dict) else None
             if page is None and isinstance(doc, dict) and key in doc:

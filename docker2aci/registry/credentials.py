@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 import os
 import shutil
@@ -37,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import untrustedjson
 from ..errors import AuthError, UsageError
 from ..reference import DOCKER_HUB_HOSTS
 
@@ -136,11 +136,11 @@ def _read_json_file(path: Path) -> Any:
     if len(data) > MAX_CONFIG_FILE_BYTES:
         raise AuthError(str(path), f"reading Docker credentials: larger than {MAX_CONFIG_FILE_BYTES} bytes")
     try:
-        return json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        return untrustedjson.loads(data)
+    except untrustedjson.BadJSON as err:
         # The position only: the message of a JSON error can quote file content (secrets).
-        pos = getattr(err, "pos", None)
-        raise AuthError(str(path), f"reading Docker credentials: not valid JSON (at byte {pos})") from None
+        where = f"at byte {err.pos}" if err.pos is not None else str(err)
+        raise AuthError(str(path), f"reading Docker credentials: not valid JSON ({where})") from None
 
 
 def _decode_auth(value: str, where: str) -> Credentials | None:
@@ -221,8 +221,8 @@ def run_helper(name: str, server: str, env: Mapping[str, str]) -> Credentials | 
                         program, done.returncode)
         return None
     try:
-        answer = json.loads(done.stdout)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        answer = untrustedjson.loads(done.stdout)
+    except untrustedjson.BadJSON:
         log.warning("credential helper %s answered something that is not JSON", program)
         return None
     username = answer.get("Username") if isinstance(answer, dict) else None

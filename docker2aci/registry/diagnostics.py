@@ -11,11 +11,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from .. import untrustedjson
 
 MAX_ERROR_BODY_BYTES = 64 * 1024
 """The most of an error body read to explain an error (bytes)."""
@@ -70,8 +71,8 @@ def parse_error_body(untrusted_body: bytes) -> tuple[str, ...]:
         readable. ``detail`` values are left out (they can be large and say little).
     """
     try:
-        doc: Any = json.loads(untrusted_body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        doc: Any = untrustedjson.loads(untrusted_body)
+    except untrustedjson.BadJSON:
         return ()
     if not isinstance(doc, dict):
         return ()

@@ -12,11 +12,11 @@ Archive paths from ``manifest.json`` are resolved only inside the archive.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from .. import untrustedjson
 from ..digest import Digest
 from ..errors import DigestMismatch, ImageNotFound, InvalidManifest, SeveralImages
 from ..layerblob import LayerBlob
@@ -44,11 +44,9 @@ class _Candidate:
 
 def _json(untrusted: bytes, where: str) -> Any:
     try:
-        return json.loads(untrusted)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        return untrustedjson.loads(untrusted)
+    except untrustedjson.BadJSON as err:
         raise InvalidManifest(where, f"not valid JSON: {err}") from err
-    except RecursionError as err:
-        raise InvalidManifest(where, "JSON nested too deeply") from err
 
 
 def _path_digest(path: str) -> Digest | None:

@@ -183,6 +183,20 @@ def test_malformed_config_json_is_auth_error_without_its_content(home: Path) -> 
     assert "c2VjcmV0" not in str(info.value)
 
 
+@pytest.mark.parametrize(("tail", "why"), [
+    (', "n": ' + "1" * 5000 + "}", "a number longer than 4300 digits"),
+    (', "n": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
+    ("}\udcff", "not UTF-8 text"),
+], ids=["big-number", "nested", "not-utf8"])
+def test_config_json_python_cannot_hold_is_auth_error_without_its_content(home: Path, tail: str, why: str) -> None:
+    path = home / ".docker" / "config.json"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(('{"auths": {"h": {"auth": "c2VjcmV0OnNlY3JldA=="}}' + tail).encode("utf-8", "surrogateescape"))
+    with pytest.raises(AuthError, match=f"not valid JSON \\({why}") as info:
+        _lookup(HOST, home)
+    assert "c2VjcmV0" not in str(info.value)
+
+
 def test_repr_and_str_hide_the_password() -> None:
     creds = Credentials("someone", "hunter2-secret")
     for text in (repr(creds), str(creds), f"{creds}", repr([creds])):

@@ -1,0 +1,45 @@
+"""JSON from outside (manifests, configs, registry answers, files): one error for every
+way a document can fail to parse, with a message fit for a user.
+
+``json.loads`` fails in four ways on bytes it did not write: ``JSONDecodeError`` (not
+JSON), ``UnicodeDecodeError`` (not UTF-8), a bare ``ValueError`` for an integer of more
+digits than Python converts (4,300 by default: ``sys.get_int_max_str_digits``), and
+``RecursionError`` for arrays or objects nested thousands deep. Callers that caught only
+the first two let the others out as tracebacks.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+
+class BadJSON(ValueError):
+    """The bytes are not a JSON document Python can hold; the message says why, without
+    quoting the document (it may hold secrets). ``pos``: the character offset of a syntax
+    error, else ``None``."""
+
+    def __init__(self, message: str, pos: int | None = None) -> None:
+        super().__init__(message)
+        self.pos = pos
+
+
+def loads(untrusted: bytes | str) -> Any:
+    """Parse one JSON document (RFC 8259; bytes are decoded as UTF-8, or UTF-16/32 when
+    they start so, as :func:`json.loads` does).
+
+    Raises:
+        BadJSON: not JSON, not text, an integer longer than Python's conversion limit, or
+            nested too deeply for the interpreter's stack.
+    """
+    try:
+        return json.loads(untrusted)
+    except json.JSONDecodeError as err:
+        raise BadJSON(str(err), err.pos) from None
+    except UnicodeDecodeError as err:
+        raise BadJSON(f"not UTF-8 text (byte {err.start})") from None
+    except RecursionError:
+        raise BadJSON("nested too deeply") from None
+    except ValueError:  # what remains: int() refusing a number of too many digits
+        raise BadJSON(f"a number longer than {sys.get_int_max_str_digits()} digits") from None
