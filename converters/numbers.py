@@ -7,6 +7,10 @@ reader of such a number goes through :func:`plain_decimal` instead.
 
 from __future__ import annotations
 
+MAX_OWNER_ID = 2**32 - 2
+"""Largest uid or gid a Linux file or process can have: ``uid_t`` is 32 bits, and
+``(uid_t) -1`` means "leave it unchanged" to ``chown`` and ``setresuid``."""
+
 
 def plain_decimal(text: str, max_digits: int) -> int | None:
     """The value of ``text`` when it is 1 to ``max_digits`` ASCII digits (no sign, no

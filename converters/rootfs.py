@@ -40,6 +40,7 @@ from typing import IO, BinaryIO, Iterator, Mapping, Protocol, Sequence
 
 from . import native
 from .errors import BadLayer, UnsafeEntry
+from .numbers import MAX_OWNER_ID
 from .tarpaths import EscapingPath, Path, clean_member_name, is_escaping_link
 
 OPAQUE_MARKER = ".wh..wh..opq"
@@ -802,15 +803,18 @@ _INT64 = range(-_INT64_END, _INT64_END)
 
 def _unwritable(member: tarfile.TarInfo) -> str | None:
     """Why the ACI could not carry ``member``'s metadata as the layer gave it (PAX records
-    can say anything): a uid, gid or mtime outside the 64-bit range Go's archive/tar
-    (actool, rkt) reads, an mtime that is not a number (``nan``, ``1e400``), or an xattr
-    name that is not UTF-8 (a PAX keyword must be); ``None`` when it can."""
-    if not member.pax_headers and type(member.mtime) is int and max(member.uid, member.gid, member.mtime) < _INT64_END \
-            and min(member.uid, member.gid, member.mtime) >= 0:
+    and GNU base-256 fields can say anything): a uid or gid outside 0 to
+    :data:`MAX_OWNER_ID` (no extractor could give a file that owner: GNU tar refuses the
+    ACI, Docker and umoci cut the number to 32 bits), an mtime outside the 64-bit range
+    Go's archive/tar (actool, rkt) reads or that is not a number (``nan``, ``1e400``), or
+    an xattr name that is not UTF-8 (a PAX keyword must be); ``None`` when it can."""
+    uid, gid, mtime = member.uid, member.gid, member.mtime
+    if not member.pax_headers and type(mtime) is int and 0 <= mtime < _INT64_END \
+            and 0 <= uid <= MAX_OWNER_ID and 0 <= gid <= MAX_OWNER_ID:
         return None  # the usual header: small numbers, no xattrs
-    for field in ("uid", "gid"):
-        if getattr(member, field) not in _INT64:
-            return f"{field} {getattr(member, field)} is out of range (64 bits)"
+    for field, value in (("uid", uid), ("gid", gid)):
+        if not 0 <= value <= MAX_OWNER_ID:
+            return f"{field} {value} is out of range (0-{MAX_OWNER_ID}, what a Linux file can be owned by)"
     mtime = member.mtime
     if not (isinstance(mtime, int) or math.isfinite(mtime)) or int(mtime) not in _INT64:
         return f"mtime {mtime} is out of range (64-bit seconds)"

@@ -38,6 +38,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any, Literal, cast
 
+from converters.numbers import MAX_OWNER_ID
 from docker2aci import acifile
 from docker2aci.acifile import READ_ERRORS, UncompressedStream
 from docker2aci.digest import Digest
@@ -474,6 +475,9 @@ class _Renderer:
 
     def _chown(self, target: str, member: tarfile.TarInfo) -> None:
         if self._is_root:
+            for field, value in (("uid", member.uid), ("gid", member.gid)):
+                if not 0 <= value <= MAX_OWNER_ID:  # chown would cut it to 32 bits, or refuse
+                    raise EntryError(member.name, f"{field} {value} is out of range (0-{MAX_OWNER_ID})")
             os.chown(target, member.uid, member.gid, follow_symlinks=False)
 
     def _set_xattrs(self, target: str, member: tarfile.TarInfo) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from converters.numbers import plain_decimal
+from converters.numbers import MAX_OWNER_ID, plain_decimal
 from docker2aci import untrustedjson
 from docker2aci.errors import RunnerError
 
@@ -34,7 +34,6 @@ ENTRYPOINT_ANNOTATION = "appc.io/docker/entrypoint"
 #: Annotation holding the Docker ``Cmd`` as a JSON array string.
 CMD_ANNOTATION = "appc.io/docker/cmd"
 
-_MAX_ID = 2**32 - 2  # (uid_t)-1 means "unchanged" to the kernel
 _AC_NAME_JUNK = re.compile(r"[^a-z0-9]+")
 
 #: Returns ``(uid, gid)`` of the file at an absolute path inside the image.
@@ -157,17 +156,17 @@ def resolve_id(
             raise RunnerError(f"{kind} {value!r}: no image tree to look the file up in")
         return owner_of(value)[0 if kind == "user" else 1]
     elif (match := next((a for a in accounts if a.name == value), None)) is not None:
-        if not 0 <= match.id <= _MAX_ID:
+        if not 0 <= match.id <= MAX_OWNER_ID:
             raise RunnerError(f"{kind} {value!r} has the id {match.id} in the image's {file}, "
-                              f"out of range (0-{_MAX_ID})")
+                              f"out of range (0-{MAX_OWNER_ID})")
         return match.id
     elif value.isascii() and value.isdigit():
-        number = int(value) if len(value) <= 10 else _MAX_ID + 1  # out of range, said below
+        number = int(value) if len(value) <= 10 else MAX_OWNER_ID + 1  # out of range, said below
     elif value == "root":
         return 0
     else:
         raise RunnerError(f"{kind} {value!r} is not in the image's {file}")
-    if not 0 <= number <= _MAX_ID:
+    if not 0 <= number <= MAX_OWNER_ID:
         raise RunnerError(f"{kind} {value!r} is out of range")
     return number
 
@@ -373,7 +372,7 @@ def _supplementary_gids(value: object) -> tuple[int, ...]:
     if value is None:
         return ()
     if not isinstance(value, list) or not all(
-        isinstance(gid, int) and not isinstance(gid, bool) and 0 <= gid <= _MAX_ID for gid in value
+        isinstance(gid, int) and not isinstance(gid, bool) and 0 <= gid <= MAX_OWNER_ID for gid in value
     ):
         raise RunnerError("manifest field app.supplementaryGIDs is not a list of group ids")
     return tuple(value)

@@ -47,7 +47,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from converters.numbers import plain_decimal
+from converters.numbers import MAX_OWNER_ID, plain_decimal
 from docker2aci.errors import RunnerError
 from runner.paths import in_kernel_fs, make_dirs_in_root, resolve_in_root
 
@@ -68,7 +68,6 @@ DEFAULT_EMPTY_MODE = 0o755
 #: An appc AC name (``spec/types.md``, "AC Name Type").
 AC_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
-_MAX_ID = 2**32 - 2  # (uid_t)-1 means "unchanged" to the kernel
 _OCTAL_MODE = re.compile(r"[0-7]{1,5}")
 
 
@@ -366,7 +365,7 @@ def _problem(volume: Volume) -> str | None:
     if not isinstance(volume.mode, int) or not 0 <= volume.mode <= 0o7777:
         return f"mode {volume.mode!r} is not permission bits (0 to 0o7777)"
     for what, value in (("uid", volume.uid), ("gid", volume.gid)):
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _MAX_ID:
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_OWNER_ID:
             return f"{what} {value!r} is out of range"
     return None
 
@@ -381,8 +380,8 @@ def _parse_bool(value: str, fail: Any) -> bool:
 
 def _parse_id(value: str, key: str, fail: Any) -> int:
     number = plain_decimal(value, 10)
-    if number is None or number > _MAX_ID:
-        raise fail(f"{key} {value!r} is not a number from 0 to {_MAX_ID}")
+    if number is None or number > MAX_OWNER_ID:
+        raise fail(f"{key} {value!r} is not a number from 0 to {MAX_OWNER_ID}")
     return number
 
 

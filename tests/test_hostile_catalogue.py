@@ -59,7 +59,7 @@ Hostile input                          Test
                                        header, cut header, symlink with data, data after an end block),
                                        ``test_a_truncated_zstd_layer_is_an_error_not_a_short_layer``
 10. metadata an ACI cannot carry       H ``test_metadata_an_aci_cannot_carry_is_refused_naming_the_entry``
-                                       (uid/gid/mtime past 64 bits, nan, non-UTF-8 xattr name); RE
+                                       (uid/gid past 32 bits, mtime past 64 bits, nan, non-UTF-8 xattr name); RE
                                        ``test_unsafe_entries_...[uid-past-64-bits,mtime-nan]``
 11. a directory swapped for a link     RE ``test_a_directory_replaced_by_a_link_out_keeps_its_mode_off_
     (render's deferred chmod)          the_host``

@@ -57,6 +57,8 @@ UNSAFE = {
                                  Entry("rootfs/h", tarfile.LNKTYPE, linkname="t", pax={"linkpath": "rootfs/f\0"})],
                                 "rootfs/h"),
     "uid-past-64-bits": ([Entry("rootfs/x", data=b"x", pax={"uid": str(2**64)})], "rootfs/x"),
+    "uid-past-32-bits": ([Entry("rootfs/x", data=b"x", pax={"uid": "99999999999"})], "rootfs/x"),
+    "gid-unchanged-marker": ([Entry("rootfs/x", data=b"x", pax={"gid": str(2**32 - 1)})], "rootfs/x"),
     "mtime-nan": ([Entry("rootfs/x", data=b"x", pax={"mtime": "nan"})], "rootfs/x"),
     "hard-link-through-link": (
         [symlink("rootfs/l", "../../../etc"), _hard_link("rootfs/h", "rootfs/l/shadow")],
