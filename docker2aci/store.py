@@ -58,17 +58,22 @@ def check_trusted_dir(path: str, what: str = "cache directory") -> None:
     OpenSSH's ``StrictModes`` checks the same way. Group-writable directories are left
     alone (Debian gives every user a group of their own).
 
+    A missing directory whose nearest existing ancestor is such a sticky directory is
+    created here (mode 0700) and then checked, so that no other user can make it first
+    between this check and its first use.
+
     Args:
         path: the directory, created later if missing (its nearest existing ancestors
             are checked then).
         what: names it in the error.
 
     Raises:
-        OutputError: naming the directory, its owner or its mode.
+        OutputError: naming the directory, its owner or its mode, or why it could not be
+            created.
     """
     euid = os.geteuid()
-    current = os.path.realpath(path)
-    first = True
+    start = current = os.path.realpath(path)
+    nearest = True  # no existing directory met yet, walking up from ``path``
     while True:
         try:
             info = os.stat(current)
@@ -81,12 +86,18 @@ def check_trusted_dir(path: str, what: str = "cache directory") -> None:
                 raise OutputError(f"{what} {path}: {current} is owned by uid {info.st_uid}, not by this user "
                                   f"(uid {euid}) or root: another user could change what it holds; use a directory "
                                   "of your own")
-            shared = info.st_mode & 0o002 and (first or not info.st_mode & stat.S_ISVTX)
-            if shared:
+            shared = info.st_mode & 0o002
+            if shared and (current == start or not info.st_mode & stat.S_ISVTX):
                 raise OutputError(f"{what} {path}: {current} is writable by every user (mode "
                                   f"{stat.S_IMODE(info.st_mode):04o}): another user could change what it holds; "
                                   "use a directory of your own")
-            first = False
+            if shared and nearest and current != start:
+                try:
+                    _private_dirs(start)
+                except OSError as err:
+                    raise OutputError(f"{what} {path}: cannot create it: {err.strerror or err}") from err
+                return check_trusted_dir(path, what)  # whoever made it, it must pass as an existing one
+            nearest = False
         parent = os.path.dirname(current)
         if parent == current:
             return

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import signal
 import subprocess
 import sys
@@ -394,6 +395,34 @@ def test_a_cache_another_user_can_change_is_refused(busybox_layout: Path, tmp_pa
         check_trusted_dir(str(sticky))
     finally:
         sticky.rmdir()
+
+
+def test_a_new_cache_under_a_sticky_directory_is_made_private_at_once(busybox_layout: Path, tmp_path: Path) -> None:
+    """``--cache-dir /tmp/new`` was refused: the nearest existing ancestor of a missing
+    cache was checked as if it were the cache, and /tmp is writable by every user (a
+    new user's find). It is made now, mode 0700, before anyone else can make it; one that
+    another user made first is still refused."""
+    import docker2aci
+    from docker2aci.errors import OutputError
+    from docker2aci.store import check_trusted_dir
+
+    sticky = tmp_path / "tmp"
+    sticky.mkdir()
+    os.chmod(sticky, 0o1777)
+    cache = sticky / "new" / "cache"
+    [aci] = docker2aci.convert(f"oci:{busybox_layout}", docker2aci.ConvertOptions(
+        output_dir=str(tmp_path / "out"), cache_dir=str(cache), cache_local=True))
+    assert os.path.isfile(aci.path)
+    assert (stat.S_IMODE(cache.stat().st_mode), cache.stat().st_uid) == (0o700, os.geteuid())
+    parent = (sticky / "new").stat()  # made on the way, as makedirs makes parents: ours, not shared
+    assert parent.st_uid == os.geteuid() and not parent.st_mode & 0o002
+    assert (cache / "conversions").is_dir()  # the cache is in use there
+    theirs = sticky / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, 65534, 65534)  # another user got there first
+    with pytest.raises(OutputError, match=re.escape(f"{theirs} is owned by uid 65534")):
+        check_trusted_dir(str(theirs / "cache"))
+    assert not (theirs / "cache").exists()
 
 
 def test_spools_never_make_python_probe_the_temporary_directory(busybox_layout: Path, tmp_path: Path,
