@@ -36,6 +36,7 @@ from .errors import (
 from .limits import DEFAULT_MAX_LAYER_BYTES
 from .manifest import Platform
 from .sources import DownloadHook, RemoteOptions, ResolvedImage, open_source
+from .signaturefile import signature_path
 from .store import ConversionCache, conversion_key, default_cache_dir, publish_copy
 
 if TYPE_CHECKING:
@@ -204,7 +205,7 @@ def convert(source: str, options: ConvertOptions | None = None,
         if every_platform:
             found: list[Platform | None] = list(src.platforms(selector) or [None])
             targets = list(_convertible(found, src.display))
-        written: dict[str, str] = {}
+        written = _Outputs()
         results = []
         cache = None
         if (src.cacheable or options.cache_local) and options.use_cache:
@@ -337,10 +338,10 @@ def aci_file_name(repository: str, tag: str | None, suffix: str = "") -> str:
 
 
 def _convert_image(display: str, resolved: ResolvedImage, wanted: Platform, options: ConvertOptions,
-                   progress: ProgressHook | None, written: dict[str, str],
+                   progress: ProgressHook | None, written: _Outputs,
                    cache: ConversionCache | None, signer: Signer | None, *, local: bool) -> list[ConvertedACI]:
     """Write one image's ACI (or reuse the cached one), or its per-layer ACIs, then sign
-    every file as written."""
+    every file as written (or, unsigned, remove the signatures of the files replaced)."""
     if options.squash:
         converted = [_write_image(display, resolved, wanted, options, progress, written, cache, local=local)]
     else:
@@ -350,6 +351,8 @@ def _convert_image(display: str, resolved: ResolvedImage, wanted: Platform, opti
 
         for aci in converted:
             signing.sign_file(aci.path, signer)
+    else:
+        written.drop_stale_signatures(display, converted)
     return converted
 
 
@@ -385,16 +388,57 @@ def _prepare(display: str, resolved: ResolvedImage, wanted: Platform, options: C
     return _Image(config, image_platform, os_arch, blobs, (note,) if note else ())
 
 
-def _claim(path: str, display: str, written: dict[str, str]) -> str:
-    """Reserve ``path`` for ``display`` in this run (two images never share a file)."""
-    if path in written:
-        raise OutputError(f"{display} and {written[path]} would both be written to {path}")
-    written[path] = display
-    return path
+class _Outputs:
+    """The files one run writes: which image claimed each (two images never share a
+    file), and, for each that had a signature beside it, the SHA-256 of the file it
+    replaces, so that an unsigned run can tell a signature it made stale."""
+
+    def __init__(self) -> None:
+        self._owners: dict[str, str] = {}
+        self._signed_before: dict[str, str | None] = {}
+
+    def claim(self, path: str, display: str) -> str:
+        """Reserve ``path`` for ``display``; returns ``path``.
+
+        Raises:
+            OutputError: another image of this run has it.
+        """
+        key = os.path.abspath(path)
+        if key in self._owners:
+            raise OutputError(f"{display} and {self._owners[key]} would both be written to {path}")
+        self._owners[key] = display
+        if os.path.lexists(signature_path(key)):
+            self._signed_before[key] = Digest.of_file(key).hex if os.path.isfile(key) else None
+        return path
+
+    def drop_stale_signatures(self, display: str, converted: list[ConvertedACI]) -> None:
+        """Remove ``<path>.asc`` beside each of ``converted`` (written without signing)
+        unless the file it signed is still there, byte for byte: a signature left beside
+        a changed ACI reads as tampering to ``verify``.
+
+        Raises:
+            OutputError: a stale signature cannot be removed.
+        """
+        for aci in converted:
+            if aci.path not in self._signed_before:
+                continue
+            before = self._signed_before.pop(aci.path)
+            if before is not None and Digest.of_file(aci.path).hex == before:
+                continue  # the same bytes: the signature still holds
+            stale = signature_path(aci.path)
+            try:
+                os.unlink(stale)
+            except FileNotFoundError:
+                continue
+            except OSError as err:
+                raise OutputError(f"{display}: removing {stale}, which signed the file this run replaced: "
+                                  f"{err.strerror or err}") from err
+            log.warning("%s: removed %s: it signed the ACI this run replaced (sign again with --sign)",
+                        display, stale)
 
 
 def _write_image(display: str, resolved: ResolvedImage, wanted: Platform, options: ConvertOptions,
-                 progress: ProgressHook | None, written: dict[str, str],
+                 progress: ProgressHook | None, written: _Outputs,
                  cache: ConversionCache | None, *, local: bool = False) -> ConvertedACI:
     image = _prepare(display, resolved, wanted, options)
     config, image_platform, os_arch, blobs = image.config, image.platform, image.os_arch, image.blobs
@@ -402,7 +446,7 @@ def _write_image(display: str, resolved: ResolvedImage, wanted: Platform, option
         log.warning("%s: %s", display, note)
     platform_named = image_platform != Platform.host() or options.platform == ALL_PLATFORMS
     suffix = f"-{os_arch[0]}-{os_arch[1]}" if platform_named else ""
-    path = _claim(os.path.join(options.output_dir, _output_name(options, resolved, os_arch, suffix)), display, written)
+    path = written.claim(os.path.join(options.output_dir, _output_name(options, resolved, os_arch, suffix)), display)
     # A registry's manifest digest pins the image. A local source is cached when its config
     # (verified against its digest) pins every layer through diff_ids; its name may come
     # from a file name, so the key holds the name too.
@@ -529,7 +573,7 @@ def _naming(resolved: ResolvedImage, ac_name: str | None = None) -> Naming:
 
 
 def _write_unsquashed(display: str, resolved: ResolvedImage, wanted: Platform, options: ConvertOptions,
-                      progress: ProgressHook | None, written: dict[str, str]) -> list[ConvertedACI]:
+                      progress: ProgressHook | None, written: _Outputs) -> list[ConvertedACI]:
     """``--nosquash``: one ACI per layer (see :mod:`docker2aci.unsquashed`), top first.
     Not cached: the conversion cache holds squashed images only."""
     from .layers import open_layers
@@ -539,8 +583,8 @@ def _write_unsquashed(display: str, resolved: ResolvedImage, wanted: Platform, o
     warnings = list(image.notes)
     os_name, arch = image.os_arch
     count = len(image.blobs)
-    paths = [_claim(os.path.join(options.output_dir, aci_file_name(
-        resolved.name.repository, resolved.name.tag, f"-{os_name}-{arch}-{count - 1 - index}")), display, written)
+    paths = [written.claim(os.path.join(options.output_dir, aci_file_name(
+        resolved.name.repository, resolved.name.tag, f"-{os_name}-{arch}-{count - 1 - index}")), display)
         for index in range(count)]
     layer_ids = [blob.diff_id or blob.digest or Digest.of_bytes(blob.what.encode()) for blob in image.blobs]
     naming = _naming(resolved, options.ac_name)

@@ -83,13 +83,12 @@ from .acifile import READ_ERRORS, is_manifest_name, open_tar, open_uncompressed
 from .atomic import atomic_file
 from .errors import Docker2ACIError, InvalidACI, SigningError, UsageError, VerificationError
 from .limits import MAX_MANIFEST_BYTES, read_at_most
+from .signaturefile import SIGNATURE_SUFFIX, signature_path  # noqa: F401 (re-exported)
 from .trust import (TrustedKey, TrustStore, default_trust_dir, is_ac_identifier, prefix_matches, read_certs,
                     read_key_file)
 
 log = logging.getLogger(__name__)
 
-SIGNATURE_SUFFIX = ".asc"
-"""``foo.aci`` → ``foo.aci.asc`` (appc ``spec/aci.md``)."""
 MAX_SIGNATURE_BYTES = 1024 * 1024
 """A detached signature is read whole; larger files are refused."""
 MAX_PASSPHRASE_BYTES = 64 * 1024
@@ -110,11 +109,6 @@ class SignatureRejected(SigningError):
         self.reason = reason
         self.key_id = key_id
         self.detail = detail
-
-
-def signature_path(aci_path: str) -> str:
-    """Where the signature of ``aci_path`` lives: ``<aci_path>.asc``."""
-    return os.fspath(aci_path) + SIGNATURE_SUFFIX
 
 
 def _first_line(err: BaseException) -> str:

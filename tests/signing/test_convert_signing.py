@@ -152,3 +152,27 @@ def test_runner_refuses_unsigned_and_runs_signed_and_trusted(aci: Path, tmp_path
     signed = _run(aci, "--trust-dir", trust)
     assert signed.returncode == 0, signed.stderr
     assert signed.stdout.startswith("hello from")
+
+
+def test_an_unsigned_run_removes_the_signature_of_the_file_it_changed(tmp_path: Path, other_key: KeyPair,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """A signature left beside an ACI that a later, unsigned run rewrote made ``verify``
+    say "BAD signature", which reads as tampering (a new user's find). The run now
+    removes it, and says so; when the file is the same, byte for byte (a conversion
+    reused from the cache), the signature still holds and stays."""
+    out, cache, trust = tmp_path / "out", str(tmp_path / "cache"), tmp_path / "trust"
+    _trust_root(trust, other_key.public)
+    [signed] = convert(f"oci-archive:{OCI_ARCHIVE}", ConvertOptions(output_dir=str(out), cache_dir=cache,
+                                                                       sign_key=str(other_key.secret)))
+    sig = Path(signed.path + ".asc")
+    assert sig.is_file()
+    [same] = convert(f"oci-archive:{OCI_ARCHIVE}", ConvertOptions(output_dir=str(out), cache_dir=cache))
+    assert same.path == signed.path and sig.is_file()
+    assert signing.verify_aci(same.path, str(trust)).name == IMAGE
+    assert "removed" not in caplog.text
+    [changed] = convert(f"oci-archive:{OCI_ARCHIVE}", ConvertOptions(output_dir=str(out), cache_dir=cache,
+                                                                        compression=Compression.NONE))
+    assert changed.path == signed.path and Path(changed.path).read_bytes()[:2] != b"\x1f\x8b"
+    assert not sig.exists()
+    assert f"removed {sig}: it signed the ACI this run replaced (sign again with --sign)" in caplog.text
+    assert sorted(p.name for p in out.iterdir()) == ["test-busybox-latest.aci"]
