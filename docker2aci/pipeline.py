@@ -21,8 +21,7 @@ from converters.errors import BadConfig
 from converters.manifest import ImageConfig, Naming
 from converters.names import appc_os_arch, is_ac_identifier
 
-from . import untrustedjson
-from . import __version__
+from . import __version__, untrustedjson
 from .atomic import remove_abandoned_in
 from .compression import GZIP_LEVEL, Compression, check_level
 from .digest import Digest

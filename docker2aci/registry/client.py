@@ -33,6 +33,7 @@ import re
 import socket
 import ssl
 import threading
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing
 from pathlib import Path
@@ -48,8 +49,7 @@ from requests.utils import DEFAULT_CA_BUNDLE_PATH
 
 from converters.numbers import plain_decimal
 
-from .. import untrustedjson
-from .. import cabundle, mediatypes
+from .. import cabundle, mediatypes, untrustedjson
 from ..digest import Digest
 from ..errors import (
     AuthError,
@@ -402,6 +402,9 @@ class RegistryClient:
         self._ping_lock = threading.Lock()
         if insecure_skip_verify:
             log.warning("TLS certificates of %s are not verified (--insecure-skip-verify)", self._host)
+            # said once, above; urllib3 would say it again for every connection (on stderr,
+            # through the warnings module), also to the hosts a blob request is redirected to
+            warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
