@@ -5,6 +5,10 @@ Public case 30 (Docker Hub naming) and case 48 (names keep the original referenc
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -139,3 +143,45 @@ def test_a_missing_path_that_looks_like_a_transport_says_so(tmp_path: Path, name
     with pytest.raises(SourceError) as exc:
         open_source(name.format(tmp=tmp_path))
     assert str(exc.value) == message.format(tmp=tmp_path)
+
+
+@pytest.mark.parametrize("name", ["", " ", "\t"])
+def test_an_empty_source_is_a_usage_error(name: str) -> None:
+    """It said "no such file or directory" with exit status 1 (a new user's find)."""
+    done = subprocess.run([sys.executable, "-m", "docker2aci", name], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done
+    assert done.stderr.splitlines()[0] == ("Error: the image source is empty: give a path, or TRANSPORT:NAME "
+                                           "(docker://NAME, oci:DIR, ...)")
+
+
+def test_a_file_that_is_no_image_archive_says_so(tmp_path: Path) -> None:
+    """A bare path to some other file said "unknown layer encoding" (a new user's find)."""
+    from docker2aci.errors import SourceError
+    from docker2aci.sources import open_source
+
+    text = tmp_path / "passwd"
+    text.write_text("root:x:0:0:root:/root:/bin/sh\n")
+    for name in (str(text), f"docker-archive:{text}", f"oci-archive:{text}"):
+        with pytest.raises(SourceError) as exc:
+            open_source(name)
+        assert str(exc.value) == (f"{name}: not an image archive (a docker save or OCI archive): neither a tar nor a "
+                                  "gzip, zstd, bzip2 or xz compressed one")
+
+
+@pytest.mark.parametrize("docker_host", [None, "unix:///nonexistent/docker.sock"])
+def test_an_engine_out_of_reach_is_named(docker_host: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It said only "Error while fetching server API version: ('Connection aborted.', ...)"
+    (a new user's find): the error names the socket tried, and DOCKER_HOST."""
+    from docker2aci.errors import SourceError
+    from docker2aci.sources import open_source
+
+    if docker_host is None:
+        if os.path.exists("/var/run/docker.sock"):
+            pytest.skip("an engine socket is at the default path")
+        monkeypatch.delenv("DOCKER_HOST", raising=False)
+        where = "at unix:///var/run/docker.sock (DOCKER_HOST names another)"
+    else:
+        monkeypatch.setenv("DOCKER_HOST", docker_host)
+        where = f"at {docker_host} (DOCKER_HOST)"
+    with pytest.raises(SourceError, match=re.escape(f"docker-daemon:busybox: cannot reach the Docker Engine {where}: ")):
+        open_source("docker-daemon:busybox")

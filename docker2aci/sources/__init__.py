@@ -246,6 +246,8 @@ def open_source(name: str, remote: RemoteOptions | None = None) -> tuple[ImageSo
             cannot be reached or lacks the image (ImageNotFound).
     """
     remote = remote or RemoteOptions()
+    if not name.strip():
+        raise UsageError("the image source is empty: give a path, or TRANSPORT:NAME (docker://NAME, oci:DIR, ...)")
     transport, rest = split_transport(name, frozenset(TRANSPORTS) | REMOTE_TRANSPORTS)
     if transport == "docker":
         return _registry(rest, name, remote), None

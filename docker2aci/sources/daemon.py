@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import re
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -61,7 +62,9 @@ class DaemonSource:
         try:
             client = docker.from_env(timeout=None)  # no read timeout on the export body
         except docker.errors.DockerException as err:
-            raise SourceError(self.display, f"cannot reach the Docker Engine: {err}") from err
+            host = os.environ.get("DOCKER_HOST")
+            where = f"at {host} (DOCKER_HOST)" if host else "at unix:///var/run/docker.sock (DOCKER_HOST names another)"
+            raise SourceError(self.display, f"cannot reach the Docker Engine {where}: {err}") from err
         try:
             spool = anonymous_file(tmp_dir, f"the export of {self.display}")
         except BaseException:

@@ -18,7 +18,7 @@ from converters.rootfs import open_tar
 from converters.tarpaths import EscapingPath, clean_member_name, join
 
 from ..atomic import anonymous_file
-from ..errors import ImageNotFound, SourceError
+from ..errors import ImageNotFound, SourceError, UnsupportedMediaType
 from ..layers import decompress_into, sniff_encoding
 from ..limits import read_at_most
 
@@ -178,7 +178,11 @@ class TarTree(_BaseTree):
         try:
             if self._file is None:
                 self._file = open(path, "rb")  # noqa: SIM115 (closed by close())
-            encoding = sniff_encoding(os.pread(self._file.fileno(), 512, 0), display)
+            try:
+                encoding = sniff_encoding(os.pread(self._file.fileno(), 512, 0), display)
+            except UnsupportedMediaType:
+                raise SourceError(display, "not an image archive (a docker save or OCI archive): neither a tar "
+                                  "nor a gzip, zstd, bzip2 or xz compressed one") from None
             if encoding not in ("tar", "empty"):
                 self._file = self._decompress(self._file, encoding, tmp_dir, max_size)
             self._members: dict[str, tarfile.TarInfo] = {}
