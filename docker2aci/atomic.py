@@ -65,6 +65,21 @@ def default_temp_dir() -> str:
     return "/tmp"
 
 
+def make_output_dir(path: str) -> None:
+    """Create the output directory ``path`` and its parents if missing.
+
+    Raises:
+        OutputError: naming it: something else is there (a file), or it cannot be made.
+    """
+    try:
+        os.makedirs(path, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise OutputError(f"output directory {path}: it, or a directory above it, is a file, not a "
+                          "directory") from None
+    except OSError as err:
+        raise OutputError(f"creating the output directory {path}: {err.strerror or err}") from err
+
+
 def remove_quietly(path: str) -> None:
     """Remove ``path`` if it exists."""
     with contextlib.suppress(FileNotFoundError):

@@ -91,7 +91,7 @@ from converters.numbers import plain_decimal
 
 from . import __version__, cabundle
 from .acifile import inspect_aci
-from .atomic import atomic_file, remove_quietly
+from .atomic import atomic_file, make_output_dir, remove_quietly
 from .errors import Docker2ACIError, InvalidACI, OutputError, SigningError, UsageError
 from .registry.client import ContextAdapter, DeadlineAdapter, _certificate_failed, _connection_cause, _via_proxy
 from .registry.diagnostics import redact_url
@@ -957,10 +957,7 @@ def discover(name: str, labels: Mapping[str, str], options: DiscoverOptions | No
         trust_dir = options.trust_dir or default_trust_dir()
         if options.trust_keys_from_https and not options.insecure_image:
             _trust_keys(fetch, name, found.keys, trust_dir)
-        try:
-            os.makedirs(options.output_dir, exist_ok=True)
-        except OSError as err:
-            raise OutputError(f"creating the output directory {options.output_dir}: {err.strerror or err}") from err
+        make_output_dir(options.output_dir)
         failures = []
         for endpoint in found.endpoints:
             try:

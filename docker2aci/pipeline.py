@@ -22,7 +22,7 @@ from converters.manifest import ImageConfig, Naming
 from converters.names import appc_os_arch, is_ac_identifier
 
 from . import __version__, untrustedjson
-from .atomic import remove_abandoned_in
+from .atomic import make_output_dir, remove_abandoned_in
 from .compression import GZIP_LEVEL, Compression, check_level
 from .digest import Digest
 from .errors import (
@@ -378,10 +378,7 @@ def _prepare(display: str, resolved: ResolvedImage, wanted: Platform, options: C
     except BadConfig as err:
         raise InvalidConfig(f"{display}: {err}") from err
     blobs = _paired_layers(config, resolved, display)
-    try:
-        os.makedirs(options.output_dir, exist_ok=True)
-    except OSError as err:
-        raise OutputError(f"creating the output directory {options.output_dir}: {err}") from err
+    make_output_dir(options.output_dir)
     for path in remove_abandoned_in(options.output_dir):
         log.info("removed %s, left by a conversion that was killed", path)
     return _Image(config, image_platform, os_arch, blobs, (note,) if note else ())

@@ -27,7 +27,7 @@ from runner.dependencies import DirectoryResolver
 from runner.locks import try_locked
 from runner.treestore import TreeStore, default_store_dir
 
-from .errors import UsageError
+from .errors import UsageError, VerificationError
 
 if TYPE_CHECKING:
     from .pipeline import ConvertOptions, ProgressHook
@@ -88,6 +88,8 @@ def converted(source: str, options: ConvertOptions | None = None,
 
     Raises:
         UsageError: ``--platform all`` (a run takes one image).
+        VerificationError: raised in the block as ``unsigned`` for an image converted
+            here without a signing key: raised again saying how to sign it or skip the check.
         Docker2ACIError: whatever :func:`docker2aci.pipeline.convert` raises.
     """
     if is_aci_path(source):
@@ -100,7 +102,16 @@ def converted(source: str, options: ConvertOptions | None = None,
         raise UsageError("--platform all converts several images; a run takes one")
     with _work_dir(options.cache_dir or default_store_dir()) as work:
         [aci] = convert(source, dataclasses.replace(options, output_dir=work, cache_local=True), progress)
-        yield SourceImage(aci.path, aci.image_id, converted=True)
+        try:
+            yield SourceImage(aci.path, aci.image_id, converted=True)
+        except VerificationError as err:
+            if err.reason != "unsigned" or options.sign_key or options.gpg_key:
+                raise
+            # the file it names was this block's own, and is gone: say what would sign it
+            raise VerificationError(err.image, err.key_id, err.prefix, err.reason,
+                                    "not signed: it was converted without a signing key; convert with --sign "
+                                    "KEYFILE (or --gpg-key ID) and trust that key (docker2aci trust add), or "
+                                    "skip the check with --insecure-options=image") from None
 
 
 #: Where converted ACIs wait to be verified and rendered, under the cache root.

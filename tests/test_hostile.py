@@ -1407,3 +1407,15 @@ def test_missing_tmp_dir_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[s
     archive.write_bytes(hb.docker_save([BASE]))
     assert cli.main(["--tmp-dir", str(tmp_path / "nope"), "--output-dir", str(tmp_path / "out"), str(archive)]) == 1
     assert "nope" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["out", "out/sub"])
+def test_an_output_dir_that_is_a_file_is_named(tmp_path: Path, where: str) -> None:
+    """It said "[Errno 17] File exists: 'f'" (a new user's find)."""
+    layout = hb.oci_layout(tmp_path / "img", [BASE])
+    (tmp_path / "out").write_bytes(b"not a directory")
+    out = tmp_path / where
+    with pytest.raises(errors.OutputError) as caught:
+        convert(f"oci:{layout.path}", out)
+    assert str(caught.value) == f"output directory {out}: it, or a directory above it, is a file, not a directory"
+    assert (tmp_path / "out").read_bytes() == b"not a directory"

@@ -92,6 +92,11 @@ def test_run_of_an_unsigned_image_needs_insecure_options(tmp_path: Path, fault_p
     assert proc.returncode == 1
     assert f"{fault_proxy.host}/test/busybox:oci" in err and "not signed" in err
     assert out == ""
+    # it named the signature file of the conversion's own directory, already removed, and
+    # said nothing of how to sign it (a new user's find)
+    assert ("not signed: it was converted without a signing key; convert with --sign KEYFILE (or --gpg-key ID) "
+            "and trust that key (docker2aci trust add), or skip the check with --insecure-options=image") in err
+    assert "prerun" not in err
 
 
 @pytest.mark.skipif(available_runtime() is None or not root_is_mount_point(),
