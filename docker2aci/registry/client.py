@@ -359,7 +359,9 @@ class RegistryClient:
         allow_http: fall back to plain http when https fails at the connection level
             (``--insecure-allow-http``).
         cert_dir: a Docker ``certs.d``-style directory: ``*.crt`` CA files added to the
-            system CAs, ``client.cert``/``client.key`` for client authentication.
+            system CAs, ``client.cert``/``client.key`` for client authentication; or a
+            ``certs.d`` root holding a directory named as ``host`` (``HOST:PORT``), which
+            is then used.
         retry: the retry policy.
         timeout: (connect, read) timeouts in seconds; the read timeout is per socket read.
         slow_read: ``(bytes, seconds)``: bodies are read in pieces of at most that many
@@ -388,6 +390,9 @@ class RegistryClient:
         self._retry = retry
         self._timeout = timeout
         self._slow_read = slow_read
+        if cert_dir is not None and Path(cert_dir, self._host).is_dir():
+            cert_dir = str(Path(cert_dir, self._host))  # a certs.d root: this registry's own directory
+        self._cert_dir = cert_dir
         context = tls_context(cert_dir, verify=self._verify) if cert_dir is not None else None
         self._session = requests.Session()
         self._session.trust_env = True  # HTTP(S)_PROXY / NO_PROXY (public-cases.md #34)
@@ -881,6 +886,10 @@ class RegistryClient:
                 if _plain_http_answer(err):  # (with the flag, the ping goes on to http and says so)
                     hint = "" if self._allow_http else (
                         "; it answered in plain http: for a registry without TLS, use --insecure-allow-http")
+                elif self._verify and self._cert_dir is not None:
+                    cas = len(list(Path(self._cert_dir).glob("*.crt")))
+                    hint = (f"; the {cas} CA certificate(s) (*.crt) in --cert-dir {self._cert_dir} do not verify it, "
+                            "nor do the system's; add the registry's CA there or use --insecure-skip-verify")
                 elif self._verify:
                     hint = ("; give the registry's CA with --cert-dir DIR (a *.crt file in it) or use "
                             "--insecure-skip-verify")

@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import logging
+import shutil
 import socket
 import threading
 import time
@@ -842,6 +843,31 @@ def test_tls_with_cert_dir(tls_registry: RunningRegistry, tmp_path: Path) -> Non
         c.fetch_blob(REPO, Digest.parse(config["digest"]), config["size"], dest)
         assert c.base_url == f"https://{tls_registry.host}"
     assert media_type == mediatypes.DOCKER_MANIFEST
+
+
+def test_tls_with_a_certs_d_root(tls_registry: RunningRegistry, tmp_path: Path) -> None:
+    """Docker's ``/etc/docker/certs.d`` holds one directory per ``HOST:PORT``; given the
+    root, the registry's own directory is used (a new user passed the root, which failed)."""
+    root = tmp_path / "certs.d"
+    (root / "other.example:5000").mkdir(parents=True)
+    shutil.copytree(tls_registry.cert_dir, root / tls_registry.host)
+    with client(tls_registry.host, credentials=CREDENTIALS, cert_dir=str(root), allow_http=False) as c:
+        _, media_type = c.get_manifest(REPO, "v2s2")
+    assert media_type == mediatypes.DOCKER_MANIFEST
+
+
+def test_tls_with_a_cert_dir_that_does_not_verify_says_so(tls_registry: RunningRegistry, tmp_path: Path) -> None:
+    """An empty --cert-dir was answered "give the registry's CA with --cert-dir DIR" (a new
+    user's find): the hint now names the directory given and what it holds."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with client(tls_registry.host, credentials=CREDENTIALS, cert_dir=str(empty), allow_http=False) as c, \
+            pytest.raises(RegistryError) as info:
+        c.get_manifest(REPO, "v2s2")
+    message = str(info.value)
+    assert "certificate verify failed" in message
+    assert message.endswith(f"; the 0 CA certificate(s) (*.crt) in --cert-dir {empty} do not verify it, nor do "
+                            "the system's; add the registry's CA there or use --insecure-skip-verify")
 
 
 def test_tls_without_cert_dir_is_a_clear_tls_error(tls_registry: RunningRegistry) -> None:
