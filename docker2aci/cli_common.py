@@ -82,9 +82,10 @@ def source_flags(p: argparse.ArgumentParser, *, every_platform: bool) -> None:
     flag(p, "tmp-dir", metavar="DIR", help="Where to unpack layers (default: $TMPDIR)")
     flag(p, "max-layer-size", type=_size, default=None, metavar="SIZE",
          help="Refuse a layer (or a compressed archive) larger than SIZE uncompressed (a decompression "
-              "bomb); bytes, or with a K, M, G or T suffix, e.g. 512M, 4G (default: 16G)")
+              "bomb); bytes, or with a K, M, G or T suffix, powers of 1024: 512M is 512 MiB (default: 16G)")
     flag(p, "creds", metavar="USER:PASS", help="Registry credentials (default: ~/.docker/config.json)")
-    flag(p, "cert-dir", metavar="DIR", help="CA certificates (*.crt) for the registry, as Docker's certs.d")
+    flag(p, "cert-dir", metavar="DIR", help="CA certificates (*.crt) and client.cert/client.key for the "
+         "registry, as one host's directory of Docker's certs.d; or the certs.d root")
     flag(p, "cache-dir", metavar="DIR",
          help="Blob and conversion cache, and the tree store (default: ~/.cache/docker2aci)")
     flag(p, "no-cache", action="store_true", help="Convert again even if this manifest was converted before")
