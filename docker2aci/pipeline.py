@@ -59,10 +59,11 @@ class ConvertOptions:
         platform: ``os/arch[/variant]`` to choose from an index, or ``all`` for every
             platform of it (file names then always carry ``-<os>-<arch>``); default the
             host's.
-        compression: gzip (default) or none.
-        compression_level: the gzip level: 0-3 ISA-L (fast; default 1), 4-9 zlib
-            (smaller, several times slower); see :mod:`docker2aci.aci`.
-        squash: one ACI for the whole image (only mode so far).
+        compression: gzip (default), none, xz or bzip2 (the appc set).
+        compression_level: the gzip level: 0-3 ISA-L (fast; default 3), 4-9 zlib
+            (smaller, several times slower); see :mod:`docker2aci.aci`. Other
+            compressions have no level (a level other than the default is warned of).
+        squash: one ACI for the whole image (default), or one per layer (``--nosquash``).
         tmp_dir: where layers are spooled; default the system's temporary directory.
         creds: ``USER:PASS`` for the registry; default: the Docker config files.
         cert_dir: CA (and client) certificates for the registry.
@@ -177,6 +178,9 @@ def convert(source: str, options: ConvertOptions | None = None,
         check_level(options.compression_level)
     except ValueError as err:
         raise UsageError(f"--compression-level: {err}") from err
+    if options.compression != Compression.GZIP and options.compression_level != GZIP_LEVEL:
+        log.warning("--compression-level %d is a gzip level: %s output has none; ignored",
+                    options.compression_level, options.compression.value)
     check_naming(options)
     if options.tmp_dir is not None and not os.path.isdir(options.tmp_dir):
         raise OutputError(f"--tmp-dir {options.tmp_dir}: not a directory")  # before any work, needed or not

@@ -134,3 +134,16 @@ def test_compressor_blocks_do_not_depend_on_how_the_tar_is_written(chunk: int) -
     assert writer.hexdigest() == hashlib.sha512(data).hexdigest()
     assert [len(w) for w in recorder.writes] == [BLOCK, BLOCK, BLOCK, 12345]
     assert b"".join(recorder.writes) == data
+
+
+@pytest.mark.parametrize("compression", ["none", "xz"])
+def test_a_gzip_level_with_another_compression_is_warned_of(compression: str, tmp_path: Path,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    """It was ignored without a word (a new user's find)."""
+    if not ARCHIVE.exists():
+        pytest.skip(f"shared image {ARCHIVE} not found")
+    convert(f"oci-archive:{ARCHIVE}", tmp_path, compression=Compression(compression), compression_level=9)
+    assert f"--compression-level 9 is a gzip level: {compression} output has none; ignored" in caplog.text
+    caplog.clear()
+    convert(f"oci-archive:{ARCHIVE}", tmp_path / "default", compression=Compression(compression))
+    assert "--compression-level" not in caplog.text
