@@ -49,6 +49,13 @@ MAX_SYMLINK_HOPS = 40
 """Symlinks followed when resolving a path inside the tree (as Linux's MAXSYMLINKS)."""
 MAX_NAME_BYTES = 4096
 """Longest entry name or link target accepted (Linux's PATH_MAX), in bytes."""
+MAX_RESOLVE_LINK_CHARS = MAX_NAME_BYTES
+"""Link-target characters :meth:`RootfsTree.resolve` follows at most in one resolution, all
+its links together; past them the path is not found, as after too many links. Linux has
+no such limit, only :data:`MAX_SYMLINK_HOPS` links of up to :data:`MAX_NAME_BYTES` each,
+but a real way holds a few short links; this keeps a whiteout's or a file read's work to
+about that of one more PATH_MAX name, where 40 long links would cost 40 times that (one
+resolution per whiteout, and a layer can hold thousands)."""
 MAX_HEADER_BYTES = 1 << 20
 """Longest PAX or GNU long-name header read, in bytes."""
 MAX_DEVICE_NUMBER = 8 ** 7 - 1
@@ -352,6 +359,183 @@ def _check_end(layer: LayerTar, offset: int, last: str | None) -> None:
     raise BadLayer(layer.name, f"{problem} at byte {offset}, {after}: the layer is damaged")
 
 
+def _components(path: str) -> list[str]:
+    """The components of a path or link target that name a step (``..`` included): those
+    that are empty or ``.`` are dropped."""
+    return [part for part in path.split("/") if part not in ("", ".")]
+
+
+class _Dir:
+    """A directory on the way of a symlink resolution, as a cell of a persistent stack.
+
+    Attributes:
+        node: the directory; ``None`` for a component taken lexically (missing, or not a
+            directory): nothing is looked up below it, and ``..`` leaves it.
+        up: the directory it is in; ``None`` for the root.
+
+    A cell never changes, so where a resolution ends can be kept and taken up again
+    in O(1), where a list of the directories would be copied (it can be 2,000 deep).
+    """
+
+    __slots__ = ("node", "up")
+
+    def __init__(self, node: Node | None, up: _Dir | None) -> None:
+        self.node = node
+        self.up = up
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """How resolving a symlink's target from the link's own directory ends.
+
+    Attributes:
+        hops: the links followed (the link itself not counted), up to the escape if
+            ``escaped``; more than :data:`MAX_SYMLINK_HOPS` when the way has more, or
+            is a loop (the kernel's ELOOP: nothing is reached, nothing escapes).
+        escaped: whether a ``..`` climbed above the root, no absolute link followed yet.
+        end: where the way ends; ``None`` when it escaped or has too many links.
+        rerooted: whether an absolute link was followed by the end (or before the link).
+    """
+
+    hops: int
+    escaped: bool = False
+    end: _Dir | None = None
+    rerooted: bool = False
+
+
+_TOO_MANY_HOPS = _Outcome(MAX_SYMLINK_HOPS + 1)
+
+
+@dataclass(slots=True)
+class _Frame:
+    """A symlink whose target :meth:`_LinkResolver._resolve` is walking.
+
+    Attributes:
+        key: the link, and whether the way was re-rooted when it reached the link.
+        parts: the target's components; ``parts[next:]`` are still to walk.
+        start: the walk's hop count when the target began.
+    """
+
+    key: tuple[Node, bool]
+    parts: list[str]
+    start: int
+    next: int = 0
+
+
+class _LinkResolver:
+    """Resolves relative symlinks through a tree's own links, by the rules of
+    :meth:`RootfsTree._check_symlinks`, walking each link's target at most twice.
+
+    Following a link leads to the same place wherever the way comes from, as long as
+    the way had (or had not) been re-rooted by an absolute link before: a way meets a
+    link only in the directory that holds it, and a node has one place in the tree, so
+    the directories above are always those of the link's path (after an absolute link
+    ``..`` stays at the root instead of escaping, hence the second key). So the outcome of
+    each (link, re-rooted) is kept, and following a link met before costs O(1): its hops
+    are added to the count and its end is taken up. The tree must not change while a
+    resolver is in use.
+
+    Cost: all resolutions together walk each link's target at most twice, O(1) per
+    component, so the time and memory are linear in the total length of the targets,
+    plus O(1) per call.
+    """
+
+    def __init__(self, root: Node) -> None:
+        self.root = _Dir(root, None)
+        self._known: dict[tuple[Node, bool], _Outcome] = {}
+
+    def escapes(self, link: Node, directory: _Dir) -> bool:
+        """Whether the relative symlink ``link`` climbs above the root.
+
+        Args:
+            link: a relative symlink's node.
+            directory: the cell of the directory holding ``link``, its path's cells
+                above it down to :attr:`root`.
+        """
+        key = (link, False)
+        if key not in self._known:
+            self._resolve(link, directory)
+        return self._known[key].escaped
+
+    def _resolve(self, first: Node, directory: _Dir) -> None:
+        """Walk ``first``'s target from ``directory``, and the targets of the links met
+        on the way that have no outcome yet, and record the outcome of each.
+
+        One component at a time, as the kernel does, with a stack of the links being
+        walked (``frames``, the innermost last) instead of a queue of their targets'
+        components. The hop count runs over the whole walk; a frame's own count is the
+        links followed since it began (``hops - start``), and the frame goes past the
+        hop limit when that count does (the outer frames first, as they began first).
+
+        * A link is recorded as past the limit (:data:`_TOO_MANY_HOPS`) when its frame
+          begins, until the frame ends: met again inside its own walk, the way is where
+          it was when the frame began (same directory, same ``rerooted``) and would go
+          round for ever, as a loop; the kernel gives ELOOP. A frame that goes past the
+          limit keeps that outcome.
+        * The walk goes on while the innermost frame is within its limit, even once
+          ``first`` is past it: every link whose walk began gets its final outcome, so
+          it is never walked again (a chain of long links that thousands of links lead
+          into would be walked again for each of them otherwise).
+        * A ``..`` above the root, the way not re-rooted, is an escape for every frame
+          still within its limit, after its own count of hops; the walk stops there.
+        """
+        known = self._known
+        frames: list[_Frame] = []
+        within = 0  # frames[:within] went past the hop limit (the outer ones)
+        hops = 0  # links followed since first's target began
+        current, rerooted = directory, False
+        link: Node | None = first
+        while True:
+            if link is not None:  # begin walking link's target from current
+                assert link.inode is not None
+                target = link.inode.header.linkname
+                key = (link, rerooted)
+                known[key] = _TOO_MANY_HOPS  # until the frame ends: see above
+                if target.startswith("/"):
+                    current, rerooted = self.root, True
+                frames.append(_Frame(key, _components(target), hops))
+                link = None
+            frame = frames[-1]  # within its limit, as the loop goes on only then
+            if frame.next == len(frame.parts):  # the target is walked
+                known[frame.key] = _Outcome(hops - frame.start, end=current, rerooted=rerooted)
+                frames.pop()
+                if within == len(frames):
+                    return
+                continue
+            part = frame.parts[frame.next]
+            frame.next += 1
+            if part == "..":
+                if current.up is not None:
+                    current = current.up
+                    continue
+                if rerooted:
+                    continue  # the root of a re-rooted way is its own parent
+            else:
+                node = current.node
+                child = node.children.get(part) if node is not None and node.children is not None else None
+                if child is None or child.inode is None or not child.inode.header.issym():
+                    current = _Dir(child if child is not None and child.children is not None else None, current)
+                    continue
+                # A link: one hop, and those of its own walk when it is known.
+                outcome = known.get((child, rerooted))
+                hops += 1 + (outcome.hops if outcome is not None else 0)
+                while within < len(frames) and hops - frames[within].start > MAX_SYMLINK_HOPS:
+                    within += 1
+                if within == len(frames):
+                    return  # every frame went past the limit, before any escape
+                if outcome is None:
+                    link = child
+                    continue
+                if not outcome.escaped:
+                    assert outcome.end is not None
+                    current, rerooted = outcome.end, outcome.rerooted
+                    continue
+            # Above the root: an escape for every frame still within its limit.
+            for frame in frames[within:]:
+                known[frame.key] = _Outcome(hops - frame.start, escaped=True)
+            return
+
+
 class RootfsTree:
     """The merged filesystem tree of an image's layers.
 
@@ -409,55 +593,29 @@ class RootfsTree:
         ``a/up -> ..`` is fine, ``a/out -> up/..`` is not (``up`` is the root). Absolute
         targets are re-rooted at run time and never escape (public case 13), nor do the
         ``..`` steps after one; components that are missing or not directories are taken
-        lexically.
+        lexically; a way of more than :data:`MAX_SYMLINK_HOPS` links (a loop) reaches
+        nothing and does not escape.
+
+        Cost: linear in the number of entries plus the total length of names and link
+        targets: each link's target is resolved at most twice per check (see
+        :class:`_LinkResolver`).
 
         Raises:
             UnsafeEntry: the link, and the layer that wrote it.
         """
+        links = _LinkResolver(self.root)
         for path, node in self.walk():
             inode = node.inode
             if inode is None or not inode.header.issym() or inode.header.linkname.startswith("/"):
                 continue
-            parents: list[Node | None] = [self.root]
+            directory = links.root
             for part in path.split("/")[:-1]:
-                current = parents[-1]
-                assert current is not None and current.children is not None
-                parents.append(current.children[part])
-            if self._escapes(parents, inode.header.linkname):
+                assert directory.node is not None and directory.node.children is not None
+                directory = _Dir(directory.node.children[part], directory)
+            if links.escapes(node, directory):
                 raise UnsafeEntry(self._layers[inode.layer].name, path,
                                   f"symlink target {inode.header.linkname!r} points outside the root "
                                   "through the image's own symlinks")
-
-    def _escapes(self, stack: list[Node | None], target: str) -> bool:
-        """Whether resolving ``target`` from the directory ``stack`` climbs above the root
-        by relative steps alone (after an absolute link, ``..`` at the root stays there,
-        as at any file system's root)."""
-        pending = deque(p for p in target.split("/") if p not in ("", "."))
-        hops = 0
-        rerooted = False
-        while pending:
-            part = pending.popleft()
-            if part == "..":
-                if len(stack) == 1:
-                    if not rerooted:
-                        return True
-                    continue
-                stack.pop()
-                continue
-            current = stack[-1]
-            child = current.children.get(part) if current is not None and current.children is not None else None
-            if child is not None and child.inode is not None and child.inode.header.issym():
-                hops += 1
-                if hops > MAX_SYMLINK_HOPS:
-                    return False  # a loop: the kernel gives ELOOP, nothing is reached
-                link = child.inode.header.linkname
-                if link.startswith("/"):
-                    del stack[1:]
-                    rerooted = True
-                pending.extendleft(reversed([p for p in link.split("/") if p not in ("", ".")]))
-                continue
-            stack.append(child if child is not None and child.children is not None else None)
-        return False
 
     # -- building -------------------------------------------------------------------
 
@@ -501,9 +659,14 @@ class RootfsTree:
                 whiteouts.append(path[:-1] + (target,))
             else:
                 entries.append((path, member))
-        replaced: dict[Path, bool] = {}
+        replaced: dict[Node, bool] = {}
         if opaque or whiteouts:  # what this layer makes anew or removes (see _whiteout_dir)
-            replaced = {**{path: False for path in whiteouts}, **{path: member.isdir() for path, member in entries}}
+            made = {**{path: False for path in whiteouts}, **{path: member.isdir() for path, member in entries}}
+            # Keyed by the node now at each path, so that a resolution checks a step in O(1)
+            # instead of building its path (O(depth) a step): the same test, as whiteouts
+            # only remove nodes, so a node reached later is still the one at its path.
+            replaced = {node: made_dir for path, made_dir in made.items()
+                        if (node := self._lookup(path)) is not None}
         for path in opaque:
             node = self._whiteout_dir(path, replaced)
             if node is not None and node.children is not None:
@@ -515,13 +678,13 @@ class RootfsTree:
         for path, member in entries:
             self._put(index, layer.name, path, member)
 
-    def _whiteout_dir(self, path: Path, replaced: Mapping[Path, bool]) -> Node | None:
+    def _whiteout_dir(self, path: Path, replaced: Mapping[Node, bool]) -> Node | None:
         """The directory a whiteout or opaque marker at ``path/`` applies to: ``path``
         followed through symbolic links in the tree, as umoci follows them (``l -> real``:
         ``l/.wh.x`` removes ``real/x``), or ``None`` when something on the way is replaced
-        or removed by this layer (``replaced``: its own entries' paths, each with whether
-        it is a directory, and what it whites out) other than a directory by a directory,
-        which merge. umoci applies a layer in stream order, and overlayfs writes a
+        or removed by this layer (``replaced``: the nodes at its own entries' paths, each
+        with whether the entry is a directory, and at what it whites out) other than a
+        directory by a directory, which merge. umoci applies a layer in stream order, and overlayfs writes a
         directory before what it whites out below it: a directory made over a link, or
         anything made over a directory, has no lower content left to remove, and following
         the old link would remove its target's (``var/run -> ../run`` replaced by ``var/run/`` and ``var/run/.wh..wh..opq``,
@@ -622,21 +785,25 @@ class RootfsTree:
 
     # -- reading --------------------------------------------------------------------
 
-    def resolve(self, name: str, replaced: Mapping[Path, bool] | None = None) -> Node | None:
+    def resolve(self, name: str, replaced: Mapping[Node, bool] | None = None) -> Node | None:
         """Find a path, following symlinks inside the tree (absolute targets re-rooted,
-        ``..`` clamped at the root), at most :data:`MAX_SYMLINK_HOPS` links; ``None`` when
-        it is not there, or when the way passes a path in ``replaced`` (see
-        :meth:`_whiteout_dir`) that is not a directory replaced by a directory."""
-        pending = deque(p for p in name.split("/") if p not in ("", "."))
+        ``..`` clamped at the root), at most :data:`MAX_SYMLINK_HOPS` links with at most
+        :data:`MAX_RESOLVE_LINK_CHARS` characters of targets together; ``None`` when it is
+        not there, when the way has more links or longer targets (more links is a loop for
+        the kernel), or when the way passes a node in ``replaced`` (see
+        :meth:`_whiteout_dir`) that is not a directory replaced by a directory.
+
+        Cost: O(length of ``name`` + :data:`MAX_RESOLVE_LINK_CHARS`).
+        """
+        pending = deque(_components(name))
         stack: list[Node] = [self.root]
-        names: list[str] = []  # the path of stack[-1], as names: stack[i + 1] is names[i]
         hops = 0
+        link_chars = 0
         while pending:
             part = pending.popleft()
             if part == "..":
                 if len(stack) > 1:
                     stack.pop()
-                    names.pop()
                 continue
             current = stack[-1]
             if current.children is None:
@@ -644,20 +811,20 @@ class RootfsTree:
             child = current.children.get(part)
             if child is None:
                 return None
-            if replaced and (made_dir := replaced.get((*names, part))) is not None:
+            if replaced and (made_dir := replaced.get(child)) is not None:
                 if not (made_dir and child.children is not None):
                     return None
             if child.inode is not None and child.inode.header.issym():
-                hops += 1
-                if hops > MAX_SYMLINK_HOPS:
-                    return None
                 target = child.inode.header.linkname
+                hops += 1
+                link_chars += len(target)  # counted before the target is split
+                if hops > MAX_SYMLINK_HOPS or link_chars > MAX_RESOLVE_LINK_CHARS:
+                    return None
                 if target.startswith("/"):
-                    stack, names = [self.root], []
-                pending.extendleft(reversed([p for p in target.split("/") if p not in ("", ".")]))
+                    stack = [self.root]
+                pending.extendleft(reversed(_components(target)))
                 continue
             stack.append(child)
-            names.append(part)
         return stack[-1]
 
     def read_file(self, name: str, limit: int) -> bytes | None:

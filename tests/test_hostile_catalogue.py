@@ -20,9 +20,11 @@ Hostile input                          Test
 2. manifest/config over its limit      H ``test_oversized_metadata_is_refused`` (manifest > 4 MiB, config
                                        > 16 MiB); C ``test_oversized_index_files_are_refused``
                                        (index.json, manifest.json > 16 MiB)
-   deeply nested JSON                  H ``test_deeply_nested_json_is_an_invalid_manifest`` (config,
-                                       index.json, manifest.json), ``test_deeply_nested_indexes_are_
-                                       refused``; C ``test_deeply_nested_manifest_blob_is_an_invalid_
+   JSON Python cannot hold             H ``test_json_python_cannot_hold_is_an_invalid_manifest`` (nested
+   (nested deep, huge numbers)         deep or a number of 5,000 digits, in the config, index.json, a
+                                       manifest, manifest.json), ``test_deeply_nested_indexes_are_
+                                       refused``, ``test_an_aci_manifest_with_a_huge_number_is_refused_in_
+                                       one_line``; C ``test_deeply_nested_manifest_blob_is_an_invalid_
                                        manifest``
 3. a million tar entries               C ``test_memory_grows_with_paths_not_with_sizes`` (200k in CI;
                                        figures below), H ``test_a_very_deep_entry_name_does_not_blow_up_
@@ -31,6 +33,10 @@ Hostile input                          Test
                                        ``test_archive_member_symlink_loop_is_refused``,
                                        ``test_user_lookup_never_leaves_the_image[self-loop,two-link-loop]``;
                                        RP ``test_link_loops_stop``; C ``test_render_symlink_loops``
+   symlink ways that cost time         H ``test_symlinks_with_long_ways_are_checked_in_linear_time``
+   (long looping targets, chains)      (1,000 self-looping 2,400-step links; a 40-link chain 2,000 links
+                                       lead into), ``test_whiteouts_reached_through_long_ways_are_
+                                       applied_in_linear_time``: each under a time bound
    symlinks out of the rootfs          H ``test_escaping_relative_symlink_is_refused``, ``test_symlink_
                                        escaping_through_another_symlink_is_refused``, ``test_nothing_is_
                                        written_through_an_absolute_symlink``; RE ``test_unsafe_entries_are_

@@ -21,7 +21,7 @@ import pytest
 
 import layerbuild as lb
 from converters.errors import BadLayer, UnsafeEntry
-from converters.rootfs import STDIO_LINKS, LayerTar, RootfsTree
+from converters.rootfs import MAX_RESOLVE_LINK_CHARS, STDIO_LINKS, LayerTar, RootfsTree
 from converters.tarpaths import EscapingPath, clean_member_name, is_escaping_link, join
 from docker2aci.digest import Digest
 from docker2aci.layers import LayerBlob, spool_layer
@@ -623,6 +623,16 @@ def test_read_file_resolves_inside_the_tree(path: str, content: bytes | None) ->
                   lb.symlink("lnk", "/etc"), lb.symlink("up", "/../../etc"),
                   lb.symlink("loop", "loop2"), lb.symlink("loop2", "/loop")])
     assert tree.read_file(path, 1 << 20) == content
+
+
+@pytest.mark.parametrize("spare", [0, 1], ids=["at-the-bound", "one-over"])
+def test_read_file_follows_links_up_to_a_bound_on_their_targets_length(spare: int) -> None:
+    # a -> ////…/b, b -> etc/passwd: MAX_RESOLVE_LINK_CHARS + spare characters of targets together
+    slashes = MAX_RESOLVE_LINK_CHARS + spare - len("b") - len("etc/passwd")
+    tree = build([lb.dir_("etc"), lb.file("etc/passwd", "root:x:0:0::/:/bin/sh\n"),
+                  lb.symlink("a", "/" * slashes + "b"), lb.symlink("b", "etc/passwd")])
+    assert tree.read_file("/etc/passwd", 100) is not None
+    assert tree.read_file("/a", 100) == (None if spare > 0 else b"root:x:0:0::/:/bin/sh\n")
 
 
 def test_read_file_size_limit() -> None:
