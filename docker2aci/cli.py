@@ -22,7 +22,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NamedTuple, NoReturn
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ from .cli_common import output_flags as _output_flags
 from .cli_common import setup_logging as _setup_logging
 from .cli_common import source_flags as _source_flags
 from .errors import Docker2ACIError, OutputError, UsageError
+from .interrupts import exit_status, signal_of, unwinding_on_termination
 
 log = logging.getLogger("docker2aci")
 
@@ -271,8 +272,7 @@ def cmd_run(argv: Sequence[str], prog: str) -> int:
     isolation = Isolation(hostname=args.hostname, net=args.net, memory=args.memory, cpu=args.cpu)
     progress, hook = _progress_hook(sys.stderr.isatty())
     options = None if is_aci_path(args.aci) else _convert_options(args)
-    with _unwinding_on_termination(), progress or contextlib.nullcontext(), \
-            converted(args.aci, options, hook) as image:
+    with progress or contextlib.nullcontext(), converted(args.aci, options, hook) as image:
         if progress is not None:
             progress.stop()
         return run_aci(image.aci, extra, exec_override=exec_override, stage=args.stage,
@@ -280,36 +280,6 @@ def cmd_run(argv: Sequence[str], prog: str) -> int:
                        volumes=volumes, mounts=mounts, set_env=set_env, store_dir=args.cache_dir,
                        image_id=image.image_id,
                        overlay=not args.no_overlay, work_dir=args.tmp_dir, display=args.aci)
-
-
-class _Terminated(BaseException):
-    """``SIGTERM`` or ``SIGHUP`` reached ``run`` outside the app's own run (which forwards
-    them to the app): it unwinds as Ctrl-C does, so what the run had set up is taken down
-    (the pod's overlay mount and directory, a tree being rendered), and the exit status is
-    ``128 + signum``, as the signal's."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-@contextlib.contextmanager
-def _unwinding_on_termination() -> Iterator[None]:
-    """Raise :class:`_Terminated` on ``SIGTERM`` and ``SIGHUP`` (those whose disposition
-    is the default: an ignored ``SIGHUP`` under ``nohup`` stays ignored) while the
-    block runs. The stages block both while the app runs and forward them."""
-    import signal
-
-    def terminated(signum: int, _frame: object) -> None:
-        raise _Terminated(signum)
-
-    previous = {signum: signal.signal(signum, terminated) for signum in (signal.SIGTERM, signal.SIGHUP)
-                if signal.getsignal(signum) == signal.SIG_DFL}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 def cmd_fetch(argv: Sequence[str], prog: str) -> int:
@@ -590,7 +560,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] in _COMMANDS:
         command = _COMMANDS[argv.pop(0)].run
     try:
-        return command(argv, prog)
+        with unwinding_on_termination():  # SIGTERM, SIGHUP: the cleanup of Ctrl-C, then 128 + signum
+            return command(argv, prog)
     except UsageError as err:
         print(f"Error: {err}", file=sys.stderr)
         if command is cmd_convert:
@@ -601,10 +572,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"Error: conversion error: {err}" if command is cmd_convert else f"Error: {err}",
               file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        return 130
-    except _Terminated as err:
-        return 128 + err.signum
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or Terminated
+        return exit_status(signal_of(interrupt))
 
 
 def entry() -> NoReturn:

@@ -2,7 +2,9 @@
 
 This module parses arguments, builds the jobs, shows progress and the summary, writes
 the report and maps the outcome to an exit status: 0 every item ok or skipped, 1 an
-item failed, 2 usage error, 130 interrupted (the report is written in every case).
+item failed, 2 usage error, ``128 + N`` stopped by signal ``N`` (130 Ctrl-C, 143
+``SIGTERM``, 129 ``SIGHUP``; :func:`docker2aci.jobs.execute`). The report is written in
+every case.
 """
 
 from __future__ import annotations
@@ -19,8 +21,6 @@ from .errors import Docker2ACIError, UsageError
 if TYPE_CHECKING:
     from .jobs import JobResult
     from .pipeline import ConvertOptions
-
-EXIT_INTERRUPTED = 130
 
 
 def _job_flags(p: argparse.ArgumentParser) -> None:
@@ -152,7 +152,10 @@ class _Progress:
             self._bar.update(self._task, advance=1, description=f"{result.status}: {result.source[-50:]}")
 
 
-def _finish(results: list[JobResult], interrupted: bool, args: argparse.Namespace, title: str) -> int:
+def _finish(results: list[JobResult], stopped_by: int | None, args: argparse.Namespace, title: str) -> int:
+    """Write the report, print the summary (or the report), return the exit status;
+    ``stopped_by`` is the signal that interrupted the run, if one did."""
+    from .interrupts import exit_status
     from .report import any_failed, print_summary, report_json, write_report
 
     if args.report:
@@ -161,8 +164,8 @@ def _finish(results: list[JobResult], interrupted: bool, args: argparse.Namespac
         sys.stdout.write(report_json(results))
     else:
         print_summary(results, title=title)
-    if interrupted:
-        return EXIT_INTERRUPTED
+    if stopped_by is not None:
+        return exit_status(stopped_by)
     return EXIT_ERROR if any_failed(results) else EXIT_OK
 
 
@@ -187,13 +190,13 @@ def cmd_batch(argv: Sequence[str], prog: str) -> int:
     runnable = [job for index, job in enumerate(jobs) if index not in duplicates]
     with _Progress(sys.stderr.isatty() and not args.json) as progress:
         progress.start(len(runnable))
-        ran, interrupted = execute(runnable, workers=args.jobs, executor=args.executor, scheduler=args.scheduler,
-                                   done=progress.done)
+        ran, stopped_by = execute(runnable, workers=args.jobs, executor=args.executor, scheduler=args.scheduler,
+                                  done=progress.done)
     it = iter(ran)
     results = [JobResult(job.source, SKIPPED, duplicates[index]) if index in duplicates else next(it)
                for index, job in enumerate(jobs)]
     _mark_shared_outputs(results)
-    return _finish(results, interrupted, args, "docker2aci batch")
+    return _finish(results, stopped_by, args, "docker2aci batch")
 
 
 def _mark_shared_outputs(results: list[JobResult]) -> None:
@@ -224,9 +227,9 @@ def cmd_mirror(argv: Sequence[str], prog: str) -> int:
                       exclude=tuple(args.exclude), name_prefix=args.name_prefix, prune=args.prune)
     try:
         with _Progress(sys.stderr.isatty() and not args.json) as progress:
-            results, interrupted = mirror(spec, base, workers=args.jobs, executor=args.executor,
-                                          scheduler=args.scheduler, done=progress.done,
-                                          on_plan=lambda jobs: progress.start(len(jobs)))
+            results, stopped_by = mirror(spec, base, workers=args.jobs, executor=args.executor,
+                                         scheduler=args.scheduler, done=progress.done,
+                                         on_plan=lambda jobs: progress.start(len(jobs)))
     except Docker2ACIError as err:
         if args.report and not isinstance(err, UsageError):  # the report says why nothing was done
             from .jobs import FAILED, JobResult
@@ -234,4 +237,4 @@ def cmd_mirror(argv: Sequence[str], prog: str) -> int:
 
             write_report(args.report, [JobResult(" ".join(args.targets), FAILED, str(err))])
         raise
-    return _finish(results, interrupted, args, "docker2aci mirror")
+    return _finish(results, stopped_by, args, "docker2aci mirror")

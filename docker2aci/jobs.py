@@ -8,19 +8,25 @@ runs :func:`run_job`, which never raises for a failed conversion: it returns a
 Workers share the blob cache (``ConvertOptions.cache_dir``): its per-digest locks make
 a blob that several images share be fetched once, whichever worker gets there first.
 Results come back in the order the jobs were given, whatever order they finish in.
+Ctrl-C, ``SIGTERM`` or ``SIGHUP`` stops a run between steps (:func:`execute`): no item
+starts after it, and the report calls ``ok`` exactly the items whose ACIs were written.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import re
+import signal
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import Docker2ACIError, UsageError
+from .interrupts import signal_of, stopping_on_signals
 
 if TYPE_CHECKING:
     from .pipeline import ConvertOptions
@@ -111,23 +117,73 @@ def _top_digest(manifest: dict[str, Any]) -> str | None:
     return annotations.get("appc.io/docker/manifestlisthash") or annotations.get("appc.io/docker/manifesthash")
 
 
-def run_job(job: Job) -> JobResult:
+class StopFlag(Protocol):
+    """What a running job polls to know it should stop (``threading.Event``, or a
+    ``multiprocessing`` event shared with worker processes)."""
+
+    def is_set(self) -> bool: ...
+
+
+class _Stopped(KeyboardInterrupt):
+    """Raised inside a conversion at its next step once its run was asked to stop: it
+    unwinds as Ctrl-C does (temporary files and partial downloads removed)."""
+
+
+INTERRUPTED_RUNNING = "interrupted before it finished"
+"""The error of an item stopped while it ran (nothing of it was kept)."""
+INTERRUPTED_WAITING = "interrupted before it started"
+"""The error of an item that had not started when the run was interrupted."""
+
+
+def _stopping_counter(counter: _ByteCounter, stop: StopFlag) -> Callable[[str, int, int | None], None]:
+    """``counter`` as a progress hook that raises :class:`_Stopped` once ``stop`` is set.
+    A conversion calls it for each chunk downloaded and each layer read, never after its
+    ACI is written: a conversion it stops leaves nothing, and one it does not stop is
+    whole (the report never calls a written ACI interrupted)."""
+    def hook(task: str, done: int, total: int | None) -> None:
+        counter(task, done, total)
+        if stop.is_set():
+            raise _Stopped()
+
+    return hook
+
+
+def run_job(job: Job, stop: StopFlag | None = None) -> JobResult:
     """Convert one source; the worker function of every executor (importable, picklable).
 
+    Args:
+        job: what to convert.
+        stop: once set, the conversion stops at its next step (a chunk downloaded, a
+            layer read) and the result is ``skipped`` (:data:`INTERRUPTED_RUNNING`); set
+            before the job starts, nothing is done. A job that writes several ACIs
+            (``squash`` off, every platform) is not stopped once started: it would leave
+            some of them. ``None``: never stopped.
+
     Returns:
-        ``ok`` with the ACIs written, or ``failed`` with the error's message: a
-        conversion error, or an unexpected exception named by its type (a bug must not
-        end the batch; its traceback is logged at debug level).
+        ``ok`` with the ACIs written, ``skipped`` when ``stop`` stopped it, or ``failed``
+        with the error's message: a conversion error, or an unexpected exception named
+        by its type (a bug must not end the batch; its traceback is logged at debug level).
 
     Raises:
-        KeyboardInterrupt: only that (and SystemExit) gets through.
+        KeyboardInterrupt: only that (and SystemExit) gets through: Ctrl-C itself, not
+            ``stop``.
     """
-    from .pipeline import convert
+    from .pipeline import ALL_PLATFORMS, convert
 
+    if stop is not None and stop.is_set():
+        return JobResult(job.source, SKIPPED, INTERRUPTED_WAITING, extra=job.extra)
     counter = _ByteCounter()
+    hook: Callable[[str, int, int | None], None] = counter
+    if stop is not None and job.options.squash and job.options.platform != ALL_PLATFORMS:
+        # one ACI: stopped before it is written, or not at all. A job writing several
+        # (one per layer or per platform) would be stopped between two: it runs to its end.
+        hook = _stopping_counter(counter, stop)
     start = time.monotonic()
     try:
-        acis = convert(job.source, job.options, progress=counter)
+        acis = convert(job.source, job.options, progress=hook)
+    except _Stopped:
+        return JobResult(job.source, SKIPPED, INTERRUPTED_RUNNING, bytes_fetched=counter.total,
+                         seconds=time.monotonic() - start, extra=job.extra)
     except Docker2ACIError as err:
         return JobResult(job.source, FAILED, str(err), bytes_fetched=counter.total,
                          seconds=time.monotonic() - start, extra=job.extra)
@@ -144,9 +200,45 @@ Done = Callable[[int, JobResult], None]
 """Called in the calling process as ``done(index, result)`` when job ``index`` ends."""
 
 
+class _Interruption:
+    """The first stop signal of a run, and the flag its running jobs poll.
+
+    Args:
+        flag: set on the first signal; a ``threading.Event`` for jobs run in this
+            process, a ``multiprocessing`` event for worker processes.
+    """
+
+    def __init__(self, flag: Any) -> None:
+        self.flag = flag
+        self.signum: int | None = None
+
+    def request(self, signum: int) -> None:
+        """Ask the running jobs to stop and start no other (once; the later calls only
+        keep the first signal)."""
+        if self.signum is None:
+            self.signum = signum
+            self.flag.set()
+
+    @property
+    def requested(self) -> bool:
+        """Whether the run was asked to stop."""
+        return self.signum is not None
+
+
 def execute(jobs: Sequence[Job], *, workers: int = 1, executor: str = LOCAL, scheduler: str | None = None,
-            done: Done | None = None) -> tuple[list[JobResult], bool]:
+            done: Done | None = None) -> tuple[list[JobResult], int | None]:
     """Run every job; results in the jobs' order.
+
+    On the first ``SIGINT`` (Ctrl-C), ``SIGTERM`` or ``SIGHUP`` (handled while this runs,
+    in the main thread) no other job starts, and the running ones stop at their next
+    step: a chunk downloaded, a layer read (:func:`run_job`). A job past its last step
+    finishes and is reported ``ok`` with its ACI, so the report always matches the
+    output directory; one that was stopped left nothing and is ``skipped``
+    (:data:`INTERRUPTED_RUNNING`), as are those that never started
+    (:data:`INTERRUPTED_WAITING`). A second signal interrupts a job running in this
+    process at once (``--jobs 1``: a conversion waiting on a stalled registry), like a
+    kill, but for the cleanup; jobs of worker processes still stop at their next step. Jobs
+    on a Dask cluster are cancelled, not waited for.
 
     Args:
         jobs: what to convert.
@@ -157,8 +249,8 @@ def execute(jobs: Sequence[Job], *, workers: int = 1, executor: str = LOCAL, sch
         done: called as each job ends (progress, the mirror's state file).
 
     Returns:
-        ``(results, interrupted)``: on Ctrl-C the jobs not finished are cancelled and
-        reported ``skipped`` ("interrupted"), and ``interrupted`` is true.
+        ``(results, signum)``: ``signum`` is the signal that interrupted the run, else
+        ``None``.
 
     Raises:
         UsageError: an unknown executor, a Dask executor without a scheduler or with
@@ -174,61 +266,119 @@ def execute(jobs: Sequence[Job], *, workers: int = 1, executor: str = LOCAL, sch
         if done is not None:
             done(index, result)
 
-    interrupted = False
+    in_process = executor == LOCAL and (workers <= 1 or len(jobs) <= 1)
+    context = None
+    if executor == LOCAL and not in_process:
+        import multiprocessing
+
+        context = multiprocessing.get_context("forkserver")
+    interruption = _Interruption(threading.Event() if context is None else context.Event())
+    started: set[int] = set()
     try:
-        if executor == DASK:
+        if executor == DASK:  # a cluster's tasks cannot poll our flag: Ctrl-C cancels them
+            started.update(range(len(jobs)))
             _run_dask(jobs, scheduler, finish)
-        elif workers <= 1 or len(jobs) <= 1:
-            for index, job in enumerate(jobs):
-                finish(index, run_job(job))
         else:
-            _run_pool(jobs, workers, finish)
-    except KeyboardInterrupt:
-        interrupted = True
-    final = [r if r is not None else JobResult(job.source, SKIPPED, "interrupted before it finished",
+            with stopping_on_signals(interruption.request, forced=in_process):
+                if in_process:
+                    for index, job in enumerate(jobs):
+                        if interruption.requested:
+                            break
+                        started.add(index)
+                        finish(index, run_job(job, interruption.flag))
+                else:
+                    _run_pool(jobs, workers, finish, context, interruption, started)
+    except KeyboardInterrupt as interrupt:  # a second signal, a Dask run's first, or Ctrl-C outside the main thread
+        interruption.request(signal_of(interrupt))
+    final = [r if r is not None else JobResult(job.source, SKIPPED,
+                                               INTERRUPTED_RUNNING if index in started else INTERRUPTED_WAITING,
                                                extra=job.extra)
-             for r, job in zip(results, jobs)]
-    return final, interrupted
+             for index, (r, job) in enumerate(zip(results, jobs))]
+    return final, interruption.signum
 
 
-def _run_pool(jobs: Sequence[Job], workers: int, finish: Callable[[int, JobResult], None]) -> None:
-    """Local worker processes (forkserver: no thread of ours is forked)."""
-    import multiprocessing
+_worker_stop: StopFlag | None = None
+"""In a worker process: the run's stop flag (:func:`_worker_started`)."""
+
+
+def _worker_started(stop: StopFlag) -> None:
+    """The initializer of a local worker process: keep the run's stop flag, and ignore
+    Ctrl-C, which a terminal sends to the whole process group: the calling process
+    decides, and tells the workers through the flag, so that a conversion stops only at
+    a step where it leaves nothing or everything (:func:`run_job`). ``SIGTERM`` and
+    ``SIGHUP`` keep their default action: the pool ends a worker with ``SIGTERM``, and
+    one sent to the whole group (as ``systemctl stop`` does) also ends the fork server the
+    pool depends on; a worker they end is a killed one (its temporary files are removed by
+    the next run)."""
+    global _worker_stop
+    _worker_stop = stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _run_in_worker(job: Job) -> JobResult:
+    """:func:`run_job` in a local worker process, with the run's stop flag."""
+    return run_job(job, _worker_stop)
+
+
+def _run_pool(jobs: Sequence[Job], workers: int, finish: Callable[[int, JobResult], None], context: Any,
+              interruption: _Interruption, started: set[int]) -> None:
+    """Local worker processes (forkserver: no thread of ours is forked). A job is given
+    to the pool only when a worker is free for it (the pool queues one more than it has
+    workers, and a queued job cannot be cancelled: it would start after an interrupt),
+    and none once the run was interrupted; ``started`` gets the index of each job given."""
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["docker2aci.jobs", "docker2aci.pipeline"])
     attempts = [0] * len(jobs)
     todo = list(range(len(jobs)))
-    while todo:  # a worker that dies breaks the pool: the jobs not finished go to a new one
+    while todo and not interruption.requested:  # a dying worker breaks the pool: the jobs not finished go to a new one
         broken: list[int] = []
-        pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context)
+        waiting = collections.deque(todo)
+        running: dict[Any, int] = {}
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context,
+                                   initializer=_worker_started, initargs=(interruption.flag,))
         try:
-            pending = {pool.submit(run_job, jobs[index]): index for index in todo}
-            for index in todo:
-                attempts[index] += 1
-            while pending:
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            usable = True  # until a worker dies: the pool takes no more jobs then
+            while running or (waiting and not interruption.requested and usable):
+                while waiting and len(running) < workers and not interruption.requested and usable:
+                    try:
+                        future = pool.submit(_run_in_worker, jobs[waiting[0]])
+                    except BrokenProcessPool:  # a worker died since the last wait
+                        usable = False
+                        break
+                    index = waiting.popleft()
+                    attempts[index] += 1
+                    started.add(index)
+                    running[future] = index
+                if not running:
+                    break
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    index = pending.pop(future)
+                    index = running.pop(future)
                     try:
                         result = future.result()
                     except BrokenProcessPool:
                         broken.append(index)
+                        usable = False
                         continue
                     finish(index, result)
         finally:
+            if running:  # an error of ours (or an interrupt outside the main thread's handlers)
+                interruption.flag.set()
             pool.shutdown(wait=True, cancel_futures=True)
-        todo = []
+        todo = [] if interruption.requested else list(waiting)  # never given to the broken pool
         for index in sorted(broken):
-            if attempts[index] >= POOL_ATTEMPTS:
+            if interruption.requested:  # a worker ended by the same signal (sent to the whole group)
+                finish(index, JobResult(jobs[index].source, SKIPPED, INTERRUPTED_RUNNING, extra=jobs[index].extra))
+            elif attempts[index] >= POOL_ATTEMPTS:
                 finish(index, JobResult(jobs[index].source, FAILED, f"a worker process died under it "
                                         f"{attempts[index]} times (killed, or out of memory)",
                                         extra=jobs[index].extra))
             else:
                 todo.append(index)
-        if todo:
+        todo.sort()
+        if broken and todo:
             log.warning("a worker process died; %d unfinished conversions go to new workers", len(todo))
 
 

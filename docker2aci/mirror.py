@@ -39,7 +39,8 @@ from . import untrustedjson
 from .atomic import atomic_file, is_temporary, remove_abandoned_in, remove_quietly
 from .digest import Digest
 from .errors import Docker2ACIError, OutputError, UsageError
-from .jobs import FAILED, OK, SKIPPED, Done, Job, JobResult, execute
+from .interrupts import signal_of
+from .jobs import FAILED, INTERRUPTED_WAITING, OK, SKIPPED, Done, Job, JobResult, execute
 from .manifest import manifest_digests
 from .reference import ImageRef, api_host, is_valid_host
 
@@ -275,7 +276,7 @@ def _manifest_digest(body: bytes, media_type: str) -> str:
 
 def mirror(spec: MirrorSpec, options: Any, *, workers: int = 1, executor: str = "local",
            scheduler: str | None = None, done: Done | None = None,
-           on_plan: Callable[[list[Job]], None] | None = None) -> tuple[list[JobResult], bool]:
+           on_plan: Callable[[list[Job]], None] | None = None) -> tuple[list[JobResult], int | None]:
     """Mirror ``spec`` into ``options.output_dir`` (see the module docstring).
 
     Args:
@@ -287,9 +288,11 @@ def mirror(spec: MirrorSpec, options: Any, *, workers: int = 1, executor: str = 
         on_plan: called as ``on_plan(jobs)`` once the tags are listed.
 
     Returns:
-        ``(results, interrupted)``: one result per tag seen (``ok``, ``failed``,
+        ``(results, stopped_by)``: one result per tag seen (``ok``, ``failed``,
         ``skipped`` for unchanged tags), a ``failed`` one per repository that could not be
-        listed, then one per vanished tag (``vanished``, or ``pruned``).
+        listed, then one per vanished tag (``vanished``, or ``pruned``); the signal that
+        interrupted the run (Ctrl-C, ``SIGTERM``, ``SIGHUP``; see
+        :func:`docker2aci.jobs.execute`), else ``None``.
 
     Raises:
         UsageError: malformed targets or prefix, two repositories that would get the same
@@ -322,7 +325,7 @@ def mirror(spec: MirrorSpec, options: Any, *, workers: int = 1, executor: str = 
         state = MirrorState(root)
         state.load()
         plan = _Plan(state, options, _options_key(options, _signer_id(signer)), spec)
-        interrupted = False
+        stopped_by: int | None = None
         try:
             by_host: dict[str, list[str | None]] = {}
             for host, repository in targets:
@@ -330,9 +333,9 @@ def mirror(spec: MirrorSpec, options: Any, *, workers: int = 1, executor: str = 
             for host, repositories in by_host.items():
                 with registry_client(api_host(host), remote) as client:
                     plan.host(client, host, prefixes[host], repositories)
-        except KeyboardInterrupt:
-            interrupted = True
-        if on_plan is not None and not interrupted:
+        except KeyboardInterrupt as interrupt:
+            stopped_by = signal_of(interrupt)
+        if on_plan is not None and stopped_by is None:
             on_plan(plan.jobs)
         plan.forget_replaced()  # a killed run must not leave a replaced file looking current
 
@@ -342,18 +345,18 @@ def mirror(spec: MirrorSpec, options: Any, *, workers: int = 1, executor: str = 
             if done is not None:
                 done(index, result)
 
-        if interrupted:
-            ran = [JobResult(job.source, SKIPPED, "interrupted before it ran", extra=job.extra) for job in plan.jobs]
+        if stopped_by is not None:
+            ran = [JobResult(job.source, SKIPPED, INTERRUPTED_WAITING, extra=job.extra) for job in plan.jobs]
         else:
-            ran, interrupted = execute(plan.jobs, workers=workers, executor=executor, scheduler=scheduler,
-                                       done=finished)
+            ran, stopped_by = execute(plan.jobs, workers=workers, executor=executor, scheduler=scheduler,
+                                      done=finished)
         pending = iter(ran)
         results = [slot if slot is not None else next(pending) for slot in plan.slots]
-        if not interrupted:
+        if stopped_by is None:
             results += _vanished(state, plan.listed, spec.prune)
         state.save()
         _write_pages(state, signer.public_key() if signer is not None else None)
-    return results, interrupted
+    return results, stopped_by
 
 
 def _signer_id(signer: Any) -> str | None:

@@ -8,8 +8,9 @@ Layout under the cache root (``~/.cache/docker2aci`` or ``--cache-dir``)::
     conversions/<key>.json         what convert() returned for them
     conversions/<key>.stamp        the ACI's stamp when last found intact (a memo,
                                    :mod:`docker2aci.filestamp`)
-    tmp/blob-*                     partial downloads; never read as blobs (``docker2aci gc``
-                                   removes those whose writer is gone)
+    tmp/blob-*                     partial downloads; never read as blobs (those whose
+                                   writer is gone are removed by the next download into
+                                   the cache, and by ``docker2aci gc``)
     locks/<algorithm>-<hex>        one lock file per blob being fetched
     locks/conversion-<key>         one lock file per conversion being made
     plain-http/<host>              registries that answered only over plain http
@@ -27,6 +28,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import stat
 from collections.abc import Callable, Iterator
@@ -37,6 +39,8 @@ from .atomic import TEMP_PREFIX, TEMP_SUFFIX, atomic_file, locked_temp, remove_a
 from .digest import Digest
 from .errors import DigestMismatch, OutputError
 from .filestamp import is_settled, read_memo, stamp, write_memo
+
+log = logging.getLogger(__name__)
 
 COPY_CHUNK = 1 << 20
 """Bytes per read when verifying or copying cached files."""
@@ -114,7 +118,9 @@ class BlobCache:
     """Verified blobs by digest.
 
     Args:
-        root: the cache root directory (created on first write).
+        root: the cache root directory (created on first write). The first write also
+            removes the partial downloads of killed processes from its ``tmp/``
+            (:func:`remove_abandoned_temporaries`' blobs).
 
     Raises:
         OutputError: another user could change ``root`` (:func:`check_trusted_dir`).
@@ -123,6 +129,7 @@ class BlobCache:
     def __init__(self, root: str) -> None:
         check_trusted_dir(root)
         self.root = root
+        self._swept = False
 
     def path(self, digest: Digest) -> str:
         """Where a blob lives (whether or not it is there yet); ``digest`` is a validated
@@ -211,6 +218,10 @@ class BlobCache:
         tmpdir = os.path.join(self.root, "tmp")
         try:
             _private_dirs(tmpdir)
+            if not self._swept:  # once: another thread sweeping too only finds less
+                self._swept = True
+                for path in _remove_abandoned_blobs(self.root):
+                    log.info("removed %s, a partial download left by a process that was killed", path)
             fd, tmp = locked_temp(tmpdir, BLOB_TEMP_PREFIX)  # locked while written: see remove_abandoned_temporaries
         except OSError as err:
             raise _cache_error(self.root, err) from err
@@ -241,8 +252,13 @@ def remove_abandoned_temporaries(root: str) -> list[str]:
     Returns:
         The files removed.
     """
-    return (remove_abandoned_in(os.path.join(root, "tmp"), BLOB_TEMP_PREFIX, "")
-            + remove_abandoned_in(os.path.join(root, "conversions")))
+    return _remove_abandoned_blobs(root) + remove_abandoned_in(os.path.join(root, "conversions"))
+
+
+def _remove_abandoned_blobs(root: str) -> list[str]:
+    """Remove the partial downloads under ``tmp/`` of the cache ``root`` whose writer is
+    gone (a writer holds its file's lock until it has renamed or removed it); returns them."""
+    return remove_abandoned_in(os.path.join(root, "tmp"), BLOB_TEMP_PREFIX, "")
 
 
 def _cache_error(root: str, err: OSError) -> OutputError:

@@ -294,10 +294,18 @@ class StreamedBlob(io.RawIOBase):
             self._rest.close()
         super().close()
 
-    def finish(self) -> None:
-        """Wait until the blob is in the cache (or its fetch has failed). A blob read in
-        full whose cache copy could not be published is only logged: it was verified as
-        it was read, and only a later run pays for it."""
-        self._thread.join()
+    def finish(self, timeout: float | None = None) -> bool:
+        """Wait until the blob is in the cache (or its fetch has failed), at most
+        ``timeout`` seconds when given. A blob read in full whose cache copy could not be
+        published is only logged: it was verified as it was read, and only a later run
+        pays for it.
+
+        Returns:
+            Whether the fetch has ended (always true without ``timeout``).
+        """
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            return False
         if self._carried_all and self._cache_error is not None:
             log.warning("%s: not cached: %s", self._digest, self._cache_error)
+        return True

@@ -11,6 +11,7 @@ once per source, so ``--platform all`` sees one index.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import BinaryIO
 
@@ -28,6 +29,10 @@ from ..streamedblob import StreamedBlob
 from .base import DownloadHook, ImageName, ResolvedImage
 
 log = logging.getLogger(__name__)
+
+ABANDON_WAIT = 5.0
+"""How long an interrupted source waits for its abandoned downloads to end (seconds): each
+ends at its next chunk; one stalled longer is left to the next run to remove."""
 
 
 
@@ -186,10 +191,22 @@ class RegistrySource:
 
     def close(self) -> None:
         """Wait for the downloads still being put into the cache, then close the registry
-        client."""
+        client. Interrupted meanwhile (Ctrl-C, ``SIGTERM``), it abandons them and waits
+        :data:`ABANDON_WAIT` seconds more for their threads to remove their partial files
+        from the cache's ``tmp/`` (the process would end under them), then lets the
+        interrupt through.
+        """
         try:
-            for stream in self._streams:
-                stream.finish()
+            try:
+                for stream in self._streams:
+                    stream.finish()
+            except KeyboardInterrupt:
+                deadline = time.monotonic() + ABANDON_WAIT
+                for stream in self._streams:
+                    stream.close()  # its fetch stops at its next chunk, and removes its partial file
+                for stream in self._streams:
+                    stream.finish(max(0.0, deadline - time.monotonic()))
+                raise
         finally:
             self.client.close()
 
