@@ -75,6 +75,10 @@ def _base_options(args: argparse.Namespace) -> ConvertOptions:
 
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
+    if args.report:
+        from .report import check_report_path
+
+        check_report_path(args.report)
     return convert_options(args, output_dir=args.output_dir, compression=Compression(args.compression),
                             compression_level=args.compression_level)
 
@@ -212,6 +216,8 @@ def _mark_shared_outputs(results: list[JobResult]) -> None:
                 result.status = FAILED
                 result.error = (f"its ACI {aci['path']} is also item {first}'s: the file holds only one of them; "
                                 f"give one an 'output' or 'output_dir' of its own")
+        if result.status == FAILED:  # the report lists a file under the one item it is first said to be
+            result.acis = [aci for aci in result.acis if owner[aci["path"]] == number]
 
 
 def cmd_mirror(argv: Sequence[str], prog: str) -> int:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from .atomic import atomic_file
-from .errors import OutputError
+from .errors import OutputError, UsageError
 from .jobs import FAILED, JobResult
 
 
@@ -19,6 +19,24 @@ def report_json(results: Sequence[JobResult]) -> str:
     """The report: a JSON list with one object per item (:meth:`JobResult.to_json`), in the
     items' order."""
     return json.dumps([r.to_json() for r in results], indent=2) + "\n"
+
+
+def check_report_path(path: str) -> None:
+    """Refuse, before any work, a ``--report`` path the report could not be written to
+    once the work is done: a directory, or a file in a directory that is missing or that
+    this user cannot write.
+
+    Raises:
+        UsageError: naming the path and what is wrong with it.
+    """
+    full = os.path.abspath(path)
+    parent = os.path.dirname(full)
+    if os.path.isdir(full):
+        raise UsageError(f"--report {path}: is a directory")
+    if not os.path.isdir(parent):
+        raise UsageError(f"--report {path}: there is no directory {parent}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"--report {path}: cannot write in {parent}")
 
 
 def write_report(path: str, results: Sequence[JobResult]) -> None:

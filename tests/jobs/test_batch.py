@@ -157,6 +157,24 @@ def test_two_items_that_write_one_file(busybox_docker_archive: Path, tmp_path: P
     report, _ = batch(tmp_path, text, name="b.yaml", check=1)
     assert [e["status"] for e in report] == ["ok", "failed"]
     assert "is also item 1's" in report[1]["error"]
+    [aci] = report[0]["acis"]
+    assert report[1]["acis"] == []  # it listed item 1's file as its own (a new user's find)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [Path(aci["path"]).name]
+
+
+@pytest.mark.parametrize(("where", "problem"), [
+    ("missing/report.json", "there is no directory {tmp}/missing"),
+    ("out", "is a directory"),
+])
+def test_a_report_that_cannot_be_written_is_refused_before_any_work(busybox_docker_archive: Path, tmp_path: Path,
+                                                                     where: str, problem: str) -> None:
+    """It was found only once every item had been converted (a new user's find)."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "b.txt").write_text(f"docker-archive:{busybox_docker_archive}\n")
+    report = tmp_path / where
+    proc = cli("batch", tmp_path / "b.txt", "--output-dir", tmp_path / "out", "--report", report, check=2)
+    assert f"Error: --report {report}: {problem.format(tmp=tmp_path)}" in proc.stderr
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 def test_a_worker_that_dies_does_not_fail_the_others(registry: Registry, tmp_path: Path) -> None:
