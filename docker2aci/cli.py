@@ -139,7 +139,8 @@ def _gc_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def _print_text(acis: list[ConvertedACI], shown_paths: list[str], signatures: list[str] | None = None) -> None:
-    app = acis[-1].manifest.get("app", {})
+    # the image's app: with --nosquash only the top layer's ACI (the first) has one
+    app = next((aci.manifest["app"] for aci in acis if aci.manifest.get("app")), {})
     out: list[str] = []
     if app.get("mountPoints"):
         out.append("\nConverted volumes:")

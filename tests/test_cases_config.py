@@ -631,6 +631,21 @@ def test_cli_text_output_exact(saved: Path, tmp_path: Path) -> None:
     )
 
 
+def test_cli_text_output_of_nosquash_lists_the_volumes_and_ports(saved: Path, tmp_path: Path) -> None:
+    """Only the squashed output listed them (a new user's find): the app is the top
+    layer's ACI's, the first written."""
+    r = cli("--nosquash", "--image", "busybox:latest", "--output-dir", "out", "save.tar", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(
+        "\nConverted volumes:\n"
+        '\tname: "volume-var-cache-nginx", path: "/var/cache/nginx", readOnly: false\n'
+        "\nConverted ports:\n"
+        '\tname: "53-udp", protocol: "udp", port: 53, count: 1, socketActivated: false\n'
+        '\tname: "80-tcp", protocol: "tcp", port: 80, count: 1, socketActivated: false\n'
+        "\nGenerated ACI(s):\n"
+    )
+
+
 def docker2aci_image_id(aci: Path) -> str:
     """``sha512-`` + hex of the uncompressed ACI tar (decisions.md "Image ID")."""
     return "sha512-" + hashlib.sha512(gzip.decompress(aci.read_bytes())).hexdigest()
