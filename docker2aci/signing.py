@@ -64,7 +64,6 @@ import datetime
 import enum
 import glob
 import hashlib
-import json
 import logging
 import os
 import re
@@ -79,6 +78,7 @@ import pysequoia
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from pysequoia.packet import PacketPile, SignatureType, Tag
 
+from . import untrustedjson
 from .acifile import READ_ERRORS, is_manifest_name, open_tar, open_uncompressed
 from .atomic import atomic_file
 from .errors import Docker2ACIError, InvalidACI, SigningError, UsageError, VerificationError
@@ -997,8 +997,8 @@ def read_aci_name(path: str, budget: int | None = None) -> str | None:
                     raise SigningError(f"reading {path}: more than one manifest entry, or not a file")
                 stream = archive.extractfile(member)
                 assert stream is not None
-                doc = json.loads(read_at_most(stream, MAX_MANIFEST_BYTES,  # type: ignore[arg-type]
-                                              f"the manifest of {path}"))
+                doc = untrustedjson.loads(read_at_most(stream, MAX_MANIFEST_BYTES,  # type: ignore[arg-type]
+                                                       f"the manifest of {path}"))
                 name = doc.get("name") if isinstance(doc, dict) else None
                 if not isinstance(name, str) or not is_ac_identifier(name):
                     raise SigningError(f"reading {path}: its manifest has no valid AC name ({name!r})")
@@ -1045,7 +1045,10 @@ def verify_aci(path: str, trust_dir: str, *, signature: str | None = None, displ
     store = TrustStore(trust_dir)
 
     def refuse(reason: str, key_id: str | None, detail: str) -> VerificationError:
-        untrusted_name = read_aci_name(path, UNVERIFIED_NAME_BUDGET)  # for the message only
+        try:
+            untrusted_name = read_aci_name(path, UNVERIFIED_NAME_BUDGET)  # for the message only
+        except SigningError:  # a damaged file: the refusal is the news, not why its name is unreadable
+            untrusted_name = None
         if untrusted_name is None:
             return VerificationError(f"(name not read) ({shown})", key_id, None, reason, detail)
         store.keys_for(untrusted_name)  # a store problem on this name's path is the real error

@@ -119,6 +119,23 @@ def test_tampered_aci(aci: Path, tmp_path: Path, rsa_key: KeyPair) -> None:
     assert err.key_id is not None and err.key_id in str(err)
 
 
+def test_an_aci_damaged_near_its_start_is_a_bad_signature(aci: Path, tmp_path: Path, rsa_key: KeyPair) -> None:
+    """The refusal read the name for its message, and the damage ended it there with
+    "Error -3 ... invalid distance" instead of "BAD signature" (a new user's find)."""
+    _trust(tmp_path / "trust", rsa_key.public)
+    _sign(aci, rsa_key)
+    data = bytearray(aci.read_bytes())
+    for offset in range(40, 200, 7):  # the deflate stream of the manifest and first entries
+        data[offset] ^= 0xFF
+    aci.write_bytes(bytes(data))
+    assert cli.main(["verify", str(aci), "--trust-dir", str(tmp_path / "trust")]) == 1
+    with pytest.raises(VerificationError) as caught:
+        signing.verify_aci(str(aci), str(tmp_path / "trust"))
+    err = caught.value
+    assert (err.reason, err.prefix) == ("bad-signature", None)
+    assert str(err).startswith(f"image (name not read) ({aci}): BAD signature: the file does not match its signature")
+
+
 def test_signature_of_another_image(aci: Path, tmp_path: Path, rsa_key: KeyPair) -> None:
     _trust(tmp_path / "trust", rsa_key.public)
     other = tmp_path / "other.aci"
