@@ -611,6 +611,16 @@ def test_cli_flag_spellings(saved: Path, tmp_path: Path, args: list[str]) -> Non
     assert oct(out.stat().st_mode & 0o777) == "0o644"
 
 
+VOLUMES_AND_PORTS = (
+    "\nConverted volumes:\n"
+    '\tname: "volume-var-cache-nginx", path: "/var/cache/nginx", readOnly: false\n'
+    "\nConverted ports:\n"
+    '\tname: "53-udp", protocol: "udp", port: 53, count: 1, socketActivated: false\n'
+    '\tname: "80-tcp", protocol: "tcp", port: 80, count: 1, socketActivated: false\n'
+)
+"""What the text output says of the saved busybox image's volumes and ports."""
+
+
 def test_cli_text_output_exact(saved: Path, tmp_path: Path) -> None:
     r = cli("--image", "busybox:latest", "--output-dir", "out", "save.tar", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -619,12 +629,8 @@ def test_cli_text_output_exact(saved: Path, tmp_path: Path) -> None:
     assert data[:2] == b"\x1f\x8b"  # gzip by default
     image_id = docker2aci_image_id(tmp_path / path)
     assert r.stdout == (
-        "\nConverted volumes:\n"
-        '\tname: "volume-var-cache-nginx", path: "/var/cache/nginx", readOnly: false\n'
-        "\nConverted ports:\n"
-        '\tname: "53-udp", protocol: "udp", port: 53, count: 1, socketActivated: false\n'
-        '\tname: "80-tcp", protocol: "tcp", port: 80, count: 1, socketActivated: false\n'
-        "\nGenerated ACI(s):\n"
+        VOLUMES_AND_PORTS
+        + "\nGenerated ACI(s):\n"
         f"{path}\n"
         "\nImage ID(s):\n"
         f"{image_id} {path}\n"
@@ -636,14 +642,7 @@ def test_cli_text_output_of_nosquash_lists_the_volumes_and_ports(saved: Path, tm
     layer's ACI's, the first written."""
     r = cli("--nosquash", "--image", "busybox:latest", "--output-dir", "out", "save.tar", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith(
-        "\nConverted volumes:\n"
-        '\tname: "volume-var-cache-nginx", path: "/var/cache/nginx", readOnly: false\n'
-        "\nConverted ports:\n"
-        '\tname: "53-udp", protocol: "udp", port: 53, count: 1, socketActivated: false\n'
-        '\tname: "80-tcp", protocol: "tcp", port: 80, count: 1, socketActivated: false\n'
-        "\nGenerated ACI(s):\n"
-    )
+    assert r.stdout.startswith(VOLUMES_AND_PORTS + "\nGenerated ACI(s):\n")
 
 
 def docker2aci_image_id(aci: Path) -> str:
