@@ -51,7 +51,8 @@ MAX_NAME_BYTES = 4096
 """Longest entry name or link target accepted (Linux's PATH_MAX), in bytes."""
 MAX_RESOLVE_LINK_CHARS = MAX_NAME_BYTES
 """Link-target characters :meth:`RootfsTree.resolve` follows at most in one resolution, all
-its links together; past them the path is not found, as after too many links. Linux has
+its links together; past them a file read finds nothing, as after too many links, and a
+whiteout or opaque marker is refused (:meth:`RootfsTree._whiteout_dir`). Linux has
 no such limit, only :data:`MAX_SYMLINK_HOPS` links of up to :data:`MAX_NAME_BYTES` each,
 but a real way holds a few short links; this keeps a whiteout's or a file read's work to
 about that of one more PATH_MAX name, where 40 long links would cost 40 times that (one
@@ -405,6 +406,10 @@ class _Outcome:
 
 _TOO_MANY_HOPS = _Outcome(MAX_SYMLINK_HOPS + 1)
 
+_TOO_LONG_A_WAY = Node.directory(None)
+"""What :meth:`RootfsTree._resolve` gives for a way past :data:`MAX_RESOLVE_LINK_CHARS`
+(a node of no tree: only its identity counts)."""
+
 
 @dataclass(slots=True)
 class _Frame:
@@ -668,17 +673,18 @@ class RootfsTree:
             replaced = {node: made_dir for path, made_dir in made.items()
                         if (node := self._lookup(path)) is not None}
         for path in opaque:
-            node = self._whiteout_dir(path, replaced)
+            node = self._whiteout_dir(path, replaced, layer.name, "/".join((*path, OPAQUE_MARKER)))
             if node is not None and node.children is not None:
                 node.children.clear()
         for path in whiteouts:
-            parent = self._whiteout_dir(path[:-1], replaced)
+            parent = self._whiteout_dir(path[:-1], replaced, layer.name,
+                                        "/".join((*path[:-1], WHITEOUT_PREFIX + path[-1])))
             if parent is not None and parent.children is not None:
                 parent.children.pop(path[-1], None)
         for path, member in entries:
             self._put(index, layer.name, path, member)
 
-    def _whiteout_dir(self, path: Path, replaced: Mapping[Node, bool]) -> Node | None:
+    def _whiteout_dir(self, path: Path, replaced: Mapping[Node, bool], layer: str, entry: str) -> Node | None:
         """The directory a whiteout or opaque marker at ``path/`` applies to: ``path``
         followed through symbolic links in the tree, as umoci follows them (``l -> real``:
         ``l/.wh.x`` removes ``real/x``), or ``None`` when something on the way is replaced
@@ -688,8 +694,18 @@ class RootfsTree:
         directory before what it whites out below it: a directory made over a link, or
         anything made over a directory, has no lower content left to remove, and following
         the old link would remove its target's (``var/run -> ../run`` replaced by ``var/run/`` and ``var/run/.wh..wh..opq``,
-        overlayfs's record of ``rm /var/run && mkdir /var/run``, must leave ``/run`` be)."""
-        return self.resolve("/".join(path), replaced=replaced)
+        overlayfs's record of ``rm /var/run && mkdir /var/run``, must leave ``/run`` be).
+
+        Raises:
+            UnsafeEntry: naming ``entry``, the whiteout or marker of ``layer``, when the way
+                has more than :data:`MAX_RESOLVE_LINK_CHARS` characters of link targets: only
+                a crafted image has one, and neither applying nor ignoring it would be sure
+                to give what an extractor would."""
+        node = self._resolve("/".join(path), replaced=replaced)
+        if node is _TOO_LONG_A_WAY:
+            raise UnsafeEntry(layer, entry, f"reached through more than {MAX_RESOLVE_LINK_CHARS} characters of "
+                              "symlink targets")
+        return node
 
     def _lookup(self, path: Path) -> Node | None:
         """The node at ``path`` without following symlinks, or ``None``."""
@@ -785,16 +801,22 @@ class RootfsTree:
 
     # -- reading --------------------------------------------------------------------
 
-    def resolve(self, name: str, replaced: Mapping[Node, bool] | None = None) -> Node | None:
+    def resolve(self, name: str) -> Node | None:
         """Find a path, following symlinks inside the tree (absolute targets re-rooted,
         ``..`` clamped at the root), at most :data:`MAX_SYMLINK_HOPS` links with at most
         :data:`MAX_RESOLVE_LINK_CHARS` characters of targets together; ``None`` when it is
-        not there, when the way has more links or longer targets (more links is a loop for
-        the kernel), or when the way passes a node in ``replaced`` (see
-        :meth:`_whiteout_dir`) that is not a directory replaced by a directory.
+        not there, or when the way has more links (a loop for the kernel) or longer targets.
 
         Cost: O(length of ``name`` + :data:`MAX_RESOLVE_LINK_CHARS`).
         """
+        node = self._resolve(name)
+        return None if node is _TOO_LONG_A_WAY else node
+
+    def _resolve(self, name: str, replaced: Mapping[Node, bool] | None = None) -> Node | None:
+        """:meth:`resolve`, but a way with more than :data:`MAX_RESOLVE_LINK_CHARS`
+        characters of link targets gives :data:`_TOO_LONG_A_WAY`, and a way that passes a
+        node in ``replaced`` (see :meth:`_whiteout_dir`) that is not a directory replaced by
+        a directory gives ``None``."""
         pending = deque(_components(name))
         stack: list[Node] = [self.root]
         hops = 0
@@ -818,8 +840,10 @@ class RootfsTree:
                 target = child.inode.header.linkname
                 hops += 1
                 link_chars += len(target)  # counted before the target is split
-                if hops > MAX_SYMLINK_HOPS or link_chars > MAX_RESOLVE_LINK_CHARS:
+                if hops > MAX_SYMLINK_HOPS:
                     return None
+                if link_chars > MAX_RESOLVE_LINK_CHARS:
+                    return _TOO_LONG_A_WAY
                 if target.startswith("/"):
                     stack = [self.root]
                 pending.extendleft(reversed(_components(target)))

@@ -635,6 +635,26 @@ def test_read_file_follows_links_up_to_a_bound_on_their_targets_length(spare: in
     assert tree.read_file("/a", 100) == (None if spare > 0 else b"root:x:0:0::/:/bin/sh\n")
 
 
+@pytest.mark.parametrize("marker", ["whiteout", "opaque"])
+@pytest.mark.parametrize("spare", [0, 1], ids=["at-the-bound", "past-it"])
+def test_a_whiteout_reached_past_the_bound_is_refused_not_ignored(marker: str, spare: int) -> None:
+    """Past MAX_RESOLVE_LINK_CHARS a whiteout was silently not applied: a file it deleted
+    came back (the review of the bound). Only a crafted image has such a way: refused."""
+    padding = MAX_RESOLVE_LINK_CHARS + spare - len("b") - len("real")
+    base = [lb.dir_("real"), lb.file("real/secret", "s"), lb.file("real/keep", "k"),
+            lb.symlink("a", "./" * (padding // 2) + "/" * (padding % 2) + "b"), lb.symlink("b", "real")]
+    upper = [lb.whiteout("a/secret")] if marker == "whiteout" else [lb.opaque("a")]
+    entry = "a/.wh.secret" if marker == "whiteout" else "a/.wh..wh..opq"
+    if spare:
+        with pytest.raises(UnsafeEntry) as err:
+            build(base, upper)
+        assert (err.value.entry, err.value.message) == (
+            entry, f"reached through more than {MAX_RESOLVE_LINK_CHARS} characters of symlink targets")
+    else:
+        out = write(build(base, upper))
+        assert {"real/secret", "real/keep"} & out.names == ({"real/keep"} if marker == "whiteout" else set())
+
+
 def test_read_file_size_limit() -> None:
     tree = build([lb.file("f", b"x" * 100)])
     assert tree.read_file("f", 100) == b"x" * 100
