@@ -108,7 +108,8 @@ def _run_parser(prog: str) -> argparse.ArgumentParser:
           help="Set an environment variable of the app (overrides the image's); repeatable")
     _flag(p, "hostname", help="isolated: the app's host name")
     _flag(p, "net", default="none", choices=["none", "host"], help="isolated: network (default: none, only lo)")
-    _flag(p, "memory", metavar="SIZE", help="isolated: memory limit in rkt's units: M, G powers of 1000, Mi, Gi of 1024 (128M, 1Gi)")
+    _flag(p, "memory", metavar="SIZE",
+          help="isolated: memory limit in rkt's units: M, G powers of 1000, Mi, Gi of 1024 (128M, 1Gi)")
     _flag(p, "cpu", metavar="CPU", help="isolated: CPU limit (500m, or cores)")
     _flag(p, "no-overlay", action="store_true",
           help="Give the app a private copy of the tree instead of an overlay on it")

@@ -15,8 +15,7 @@ from typing import Any, Callable, Mapping
 
 from converters.numbers import plain_decimal
 
-from . import untrustedjson
-from . import mediatypes
+from . import mediatypes, untrustedjson
 from .digest import Digest
 from .errors import InvalidManifest, PlatformNotFound
 

@@ -208,7 +208,7 @@ def convert(source: str, options: ConvertOptions | None = None,
         if every_platform:
             found: list[Platform | None] = list(src.platforms(selector) or [None])
             targets = list(_convertible(found, src.display))
-        written = _Outputs()
+        written = _Outputs(signing=signer is not None)
         results = []
         cache = None
         if (src.cacheable or options.cache_local) and options.use_cache:
@@ -390,10 +390,12 @@ def _prepare(display: str, resolved: ResolvedImage, wanted: Platform, options: C
 
 class _Outputs:
     """The files one run writes: which image claimed each (two images never share a
-    file), and, for each that had a signature beside it, the SHA-256 of the file it
-    replaces, so that an unsigned run can tell a signature it made stale."""
+    file), and, in a run that does not sign (``signing`` false), for each that had a
+    signature beside it, the SHA-256 of the file it replaces, so that the run can tell a
+    signature it made stale (a signing run replaces them all)."""
 
-    def __init__(self) -> None:
+    def __init__(self, signing: bool) -> None:
+        self._signing = signing
         self._owners: dict[str, str] = {}
         self._signed_before: dict[str, str | None] = {}
 
@@ -407,7 +409,7 @@ class _Outputs:
         if key in self._owners:
             raise OutputError(f"{display} and {self._owners[key]} would both be written to {path}")
         self._owners[key] = display
-        if os.path.lexists(signature_path(key)):
+        if not self._signing and os.path.lexists(signature_path(key)):
             self._signed_before[key] = Digest.of_file(key).hex if os.path.isfile(key) else None
         return path
 

@@ -83,7 +83,7 @@ from .acifile import READ_ERRORS, is_manifest_name, open_tar, open_uncompressed
 from .atomic import atomic_file
 from .errors import Docker2ACIError, InvalidACI, SigningError, UsageError, VerificationError
 from .limits import MAX_MANIFEST_BYTES, read_at_most
-from .signaturefile import SIGNATURE_SUFFIX, signature_path  # noqa: F401 (re-exported)
+from .signaturefile import signature_path
 from .trust import (TrustedKey, TrustStore, default_trust_dir, is_ac_identifier, prefix_matches, read_certs,
                     read_key_file)
 

@@ -642,7 +642,8 @@ def test_json_python_cannot_hold_is_an_invalid_manifest(tmp_path: Path, where: s
     elif where == "manifest":
         layout = hb.oci_layout(tmp_path / "img", [BASE])
         hb.put_blob(layout.path, doc)
-        hb.write_index(layout.path, [dict(layout.descriptor(doc, hb.OCI_MANIFEST), annotations={hb.REF_NAME: "latest"})])
+        entry = dict(layout.descriptor(doc, hb.OCI_MANIFEST), annotations={hb.REF_NAME: "latest"})
+        hb.write_index(layout.path, [entry])
         source = f"oci:{layout.path}"
     else:
         archive = tmp_path / "a.tar"

@@ -183,5 +183,6 @@ def test_an_engine_out_of_reach_is_named(docker_host: str | None, monkeypatch: p
     else:
         monkeypatch.setenv("DOCKER_HOST", docker_host)
         where = f"at {docker_host} (DOCKER_HOST)"
-    with pytest.raises(SourceError, match=re.escape(f"docker-daemon:busybox: cannot reach the Docker Engine {where}: ")):
+    expected = f"docker-daemon:busybox: cannot reach the Docker Engine {where}: "
+    with pytest.raises(SourceError, match=re.escape(expected)):
         open_source("docker-daemon:busybox")

@@ -35,7 +35,6 @@ ABANDON_WAIT = 5.0
 ends at its next chunk; one stalled longer is left to the next run to remove."""
 
 
-
 class RegistrySource:
     """One image reference in a registry.
 

@@ -255,7 +255,8 @@ def test_a_rerun_removes_the_partial_download_of_a_killed_run(images: Images, tm
         left = _blob_partials(cache)
         if not left:  # the download ended between the look and the kill: again
             continue
-        proc = subprocess.run([sys.executable, "-m", "docker2aci", *map(str, argv)], capture_output=True, text=True, env=cli_env(), timeout=CLI_TIMEOUT, check=False)
+        proc = subprocess.run([sys.executable, "-m", "docker2aci", *map(str, argv)], capture_output=True, text=True,
+                              env=cli_env(), timeout=CLI_TIMEOUT, check=False)
         assert proc.returncode == 0, proc.stderr
         assert _blob_partials(cache) == [], f"the rerun kept {left}"
         assert len(visible_acis(out)) == 1 and temporaries(out) == []
