@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
 
@@ -48,10 +48,23 @@ def flag(parser: argparse.ArgumentParser, name: str, **kwargs: object) -> None:
     parser.add_argument(f"--{name}", f"-{name}", **kwargs)  # type: ignore[arg-type]
 
 
+class RedactingFormatter(logging.Formatter):
+    """A formatter whose tracebacks (``--debug`` logs them) are redacted: a requests or
+    urllib3 exception in a chain quotes the URL it failed on, a presigned blob redirect's
+    signature or a proxy's ``user:password@`` among it
+    (:func:`docker2aci.registry.diagnostics.redact_text`)."""
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 (logging's name)
+        from .registry.diagnostics import redact_text  # only when there is a traceback to show
+
+        return redact_text(super().formatException(ei))
+
+
 def setup_logging(debug: bool) -> None:
     """Log to stderr: INFO, or DEBUG with ``--debug``."""
-    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO,
-                        format="%(levelname)s: %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter("%(levelname)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, handlers=[handler])
     # urllib3's debug lines carry full URLs (presigned blob redirects): never shown
     logging.getLogger("urllib3").setLevel(logging.INFO)
 

@@ -67,7 +67,8 @@ class JobResult:
     """What one job did: an entry of the ``--report`` file.
 
     Attributes:
-        source: the job's source.
+        source: the job's source, as shown: a URL's ``user:password@`` is replaced by
+            ``***@`` (it stays in the batch file, out of reports and summaries).
         status: ``ok``, ``failed`` or ``skipped`` (the mirror adds ``vanished`` and ``pruned``).
         error: why it failed or was skipped, else ``None``.
         acis: ``{"path": absolute path, "image_id": "sha512-..."}`` per ACI written.
@@ -87,6 +88,11 @@ class JobResult:
     seconds: float = 0.0
     manifest_digest: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from .registry.diagnostics import redact_text
+
+        self.source = redact_text(self.source)
 
     def to_json(self) -> dict[str, Any]:
         """The report entry: ``source``, ``status``, ``error``, ``acis``,

@@ -240,8 +240,8 @@ def _parse_target(text: str, all_repos: bool) -> tuple[str, str | None]:
         return host, None
     try:
         ref = ImageRef.parse(text, default_tag=False)
-    except Docker2ACIError as err:
-        raise UsageError(f"{text!r}: {err}") from err
+    except Docker2ACIError as err:  # (it names the text itself, without the credentials it may hold)
+        raise UsageError(str(err)) from err
     if ref.tag or ref.digest:
         raise UsageError(f"{text!r}: mirror takes HOST/REPO without a tag or digest; use --include to pick tags")
     return ref.domain, ref.repository

@@ -27,6 +27,9 @@ _DOMAIN_RE = re.compile(
     r"|\[[0-9a-fA-F:.]+\])(?::[0-9]{1,5})?$"
 )
 _TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$", re.ASCII)
+_DIGEST_LIKE_RE = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}", re.ASCII)
+"""What follows ``NAME@`` or ``NAME:TAG@`` when it is a digest (``sha256:`` and its hex), not
+a host after a user's credentials (``HOST:PORT`` has too few characters after its colon)."""
 _HEX64_RE = re.compile(r"^[a-f0-9]{64}$")
 MAX_NAME_LENGTH = 255
 
@@ -62,6 +65,12 @@ class ImageRef:
         """
         if not text:
             raise InvalidReference("invalid reference format: empty reference")
+        before, at, after = text.partition("@")
+        if at and "/" not in before and ("/" in after or "@" in after
+                                         or (":" in before and not _DIGEST_LIKE_RE.fullmatch(after))):
+            # USER:PASSWORD@HOST/NAME: never quoted back (messages, --json, batch reports)
+            raise InvalidReference(f"***@{after}: invalid reference format: a reference cannot hold credentials "
+                                   "(USER:PASSWORD@); use --creds USER:PASSWORD or docker login")
         if _HEX64_RE.fullmatch(text):
             raise InvalidReference(
                 f"invalid repository name ({text}), cannot specify 64-byte hexadecimal strings"

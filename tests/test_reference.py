@@ -102,6 +102,26 @@ def test_invalid(text: str, message: str) -> None:
     assert message in str(exc.value)
 
 
+@pytest.mark.parametrize("text, shown", [
+    pytest.param("user:s3cret-pw@registry.example:5000/team/app:1", "***@registry.example:5000/team/app:1",
+                 id="user-password-host-repository"),
+    pytest.param(f"user:s3cret-pw@registry.example/app@sha256:{A64}", f"***@registry.example/app@sha256:{A64}",
+                 id="with-a-digest"),
+    pytest.param("user:s3cret-pw@registry.example", "***@registry.example", id="host-only"),
+    pytest.param("user@registry.example/app", "***@registry.example/app", id="user-only"),
+    pytest.param(f"user:s3cret-pw@registry.example:5000/app@sha256:{A64}",
+                 f"***@registry.example:5000/app@sha256:{A64}", id="host-port-and-a-digest"),
+    pytest.param("user:s3cret-pw@registry.example:5000", "***@registry.example:5000", id="host-port-only"),
+])
+def test_credentials_in_a_reference_are_refused_unquoted(text: str, shown: str) -> None:
+    """The reference was quoted whole in the error ("invalid digest format"), password and
+    all, and so in --json output and batch reports (registry review)."""
+    with pytest.raises(InvalidReference) as exc:
+        ImageRef.parse(text)
+    assert str(exc.value) == (f"{shown}: invalid reference format: a reference cannot hold credentials "
+                              "(USER:PASSWORD@); use --creds USER:PASSWORD or docker login")
+
+
 @pytest.mark.parametrize("name, expected", [
     pytest.param("docker-archive:x.tar", ("docker-archive", "x.tar"), id="docker-archive"),
     pytest.param("oci:dir:tag", ("oci", "dir:tag"), id="oci-with-tag"),
@@ -186,3 +206,12 @@ def test_an_engine_out_of_reach_is_named(docker_host: str | None, monkeypatch: p
     expected = f"docker-daemon:busybox: cannot reach the Docker Engine {where}: "
     with pytest.raises(SourceError, match=re.escape(expected)):
         open_source("docker-daemon:busybox")
+
+
+def test_mirror_does_not_quote_a_target_with_credentials(capsys: pytest.CaptureFixture[str]) -> None:
+    """mirror quoted its target ahead of the parse error: the password again (registry review)."""
+    from docker2aci.cli import main
+
+    assert main(["mirror", "user:s3cret-pw@registry.example/app"]) == 2
+    assert capsys.readouterr().err == ("Error: ***@registry.example/app: invalid reference format: a reference cannot "
+                                       "hold credentials (USER:PASSWORD@); use --creds USER:PASSWORD or docker login\n")

@@ -41,6 +41,10 @@ EXPIRY_MARGIN = 5.0
 """Refresh a token this long before it expires (seconds; at most half its lifetime)."""
 MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024
 """The largest token-server answer read (bytes)."""
+MAX_TOKEN_LIFETIME = 24 * 3600.0
+"""The longest an ``expires_in`` is honoured (seconds): a larger one (``1e999``, an integer
+of hundreds of digits, which no float holds) counts as this, so the token is asked for
+again a day later at the latest."""
 
 _TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _TOKEN68_RE = re.compile(r"([A-Za-z0-9\-._~+/]+=*)[ \t]*(?=,|$)")
@@ -306,8 +310,9 @@ def request_token(send: TokenSender, challenge: Challenge, scopes: Sequence[str]
         raise RegistryError(source, f"getting a token from {where}: the answer's token is not a valid header "
                                     "value (visible ASCII characters only)", url=where)
     lifetime = doc.get("expires_in") if isinstance(doc, dict) else None
-    if not isinstance(lifetime, (int, float)) or isinstance(lifetime, bool) or lifetime <= 0:
+    if not isinstance(lifetime, (int, float)) or isinstance(lifetime, bool) or not lifetime > 0:  # (NaN too)
         lifetime = DEFAULT_TOKEN_LIFETIME
+    lifetime = float(min(lifetime, MAX_TOKEN_LIFETIME))  # (min first: float(10**400) overflows)
     margin = min(EXPIRY_MARGIN, lifetime / 2)
     log.debug("got a token for %s scopes %s from %s, valid %.0f s", source, " ".join(scopes) or "-",
               where, lifetime)

@@ -54,6 +54,21 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
+_QUERY_PARAM_RE = re.compile(r"([?&;])([^=&;#\s'\"()]+)=([^&;#\s'\"()]*)")
+_USERINFO_RE = re.compile(r"//[^/@\s'\"()]*@")
+
+
+def redact_text(text: str) -> str:
+    """``text`` (a traceback, an exception's message) with what :func:`redact_url` hides
+    hidden wherever a URL or a bare ``path?query`` appears in it: ``user:password@`` and
+    the values of signature-like query parameters. urllib3's and requests' messages quote
+    the URL of a failed request as a path and query (``Max retries exceeded with url:
+    /store/...?X-Amz-Signature=...``), without a scheme for :func:`redact_url` to find."""
+    text = _USERINFO_RE.sub(f"//{_REDACTED}@", text)
+    return _QUERY_PARAM_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}={_REDACTED}"
+                               if _SENSITIVE_QUERY.search(m.group(2)) else m.group(0), text)
+
+
 def _short(text: str) -> str:
     """One line, printable characters only (a registry's text never drives a terminal)."""
     text = " ".join("".join(c if c.isprintable() else " " for c in text).split())

@@ -259,6 +259,9 @@ def open_source(name: str, remote: RemoteOptions | None = None) -> tuple[ImageSo
         return DaemonSource(rest, remote.tmp_dir), None
     path, selector = _split_path(rest)
     if not os.path.exists(path):
-        raise SourceError(name, "no such file or directory" + (_unknown_transport(name) if transport is None else ""))
+        from ..registry.diagnostics import redact_text  # a URL's user:password@ is never quoted back
+
+        raise SourceError(redact_text(name), "no such file or directory"
+                          + (redact_text(_unknown_transport(name)) if transport is None else ""))
     opener = TRANSPORTS[transport] if transport else _sniffed
     return opener(path, name, remote), selector

@@ -86,6 +86,20 @@ def test_yaml_items_with_their_own_options(registry: Registry, signing_key: Key,
     assert not Path(report[0]["acis"][0]["path"] + ".asc").exists()
 
 
+def test_a_password_in_a_batch_line_stays_in_the_batch_file(tmp_path: Path) -> None:
+    """A batch line with ``user:password@`` was repeated whole in the report's ``source``,
+    in ``--json`` output and in the summary (registry review); the error names it
+    without the password too."""
+    text = "docker://someone:s3cret-pw@127.0.0.1:9/team/app:1\nhttps://someone:s3cret-pw@127.0.0.1:9/team/app\n"
+    report, proc = batch(tmp_path, text, check=1)
+    assert [(e["source"], e["status"]) for e in report] == [
+        ("docker://***@127.0.0.1:9/team/app:1", "failed"), ("https://***@127.0.0.1:9/team/app", "failed")]
+    assert report[0]["error"] == ("***@127.0.0.1:9/team/app:1: invalid reference format: a reference cannot hold "
+                                  "credentials (USER:PASSWORD@); use --creds USER:PASSWORD or docker login")
+    assert report[1]["error"].startswith("https://***@127.0.0.1:9/team/app: no such file or directory")
+    assert "s3cret-pw" not in proc.stdout + proc.stderr + json.dumps(report)
+
+
 def test_json_list_from_stdin(busybox_docker_archive: Path, tmp_path: Path) -> None:
     items = [{"source": f"docker-archive:{busybox_docker_archive}", "output_dir": "sub", "output": "bb.aci"}]
     report_path = tmp_path / "r.json"

@@ -17,6 +17,7 @@ from docker2aci.errors import AuthError, RegistryError
 from docker2aci.registry import Challenge, Credentials, parse_challenges
 from docker2aci.registry.auth import (
     DEFAULT_TOKEN_LIFETIME,
+    MAX_TOKEN_LIFETIME,
     Authenticator,
     Token,
     TokenCache,
@@ -147,8 +148,12 @@ def test_anonymous_token_request_has_no_authorization(token_server: TokenServer,
     pytest.param(300, 300 - 5, id="expires_in-honoured-minus-margin"),
     pytest.param(2, 2 - 1, id="short-lifetime-half-margin"),
     pytest.param(None, DEFAULT_TOKEN_LIFETIME - 5, id="default-60s"),
+    pytest.param(10**400, MAX_TOKEN_LIFETIME - 5, id="integer-no-float-holds-is-capped"),
+    pytest.param(10**9, MAX_TOKEN_LIFETIME - 5, id="over-a-day-is-capped"),
+    pytest.param(float("inf"), MAX_TOKEN_LIFETIME - 5, id="infinity-is-capped"),
+    pytest.param(float("nan"), DEFAULT_TOKEN_LIFETIME - 5, id="nan-is-the-default"),
 ])
-def test_expires_in(token_server: TokenServer, send: TokenSender, expires_in: int | None, lifetime: float) -> None:
+def test_expires_in(token_server: TokenServer, send: TokenSender, expires_in: float | None, lifetime: float) -> None:
     with token_server.answering(expires_in=expires_in):
         token = request_token(send, _challenge(token_server), ["repository:a:pull"], None,
                               source="reg", clock=lambda: 1000.0)

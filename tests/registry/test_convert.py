@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faultproxy import Fault, FaultProxy
+from faultproxy import REDIRECT_SIGNATURE, Fault, FaultProxy
 from registry_setup import CREDS
-from services import SHARED_IMAGES, RunningRegistry
+from services import SHARED_IMAGES, RunningRegistry, free_port
 
 import docker2aci
 from docker2aci.errors import AuthError, DigestMismatch, RegistryError
@@ -287,6 +287,21 @@ def test_cli_json_and_secrets(tls_registry: RunningRegistry, tmp_path: Path) -> 
          "--no-cache", f"docker://{_host(tls_registry)}/test/busybox:v2s2"], capture_output=True, text=True)
     assert bad.returncode == 1
     assert password not in bad.stdout + bad.stderr and "Error:" in bad.stderr
+
+
+def test_the_debug_traceback_hides_a_presigned_redirect(fault_proxy: FaultProxy, tmp_path: Path) -> None:
+    """--debug logs the traceback of a failed conversion: a blob redirected to an object
+    store that cannot be reached showed the presigned URL, signature and all, in the
+    requests and urllib3 messages of that traceback (registry review)."""
+    location = f"http://localhost:{free_port()}/blob?X-Amz-Credential=AKIDEXAMPLE&X-Amz-Signature={REDIRECT_SIGNATURE}"
+    fault_proxy.add(Fault.respond(307, headers=[("Location", location)], body=b"", times=None))
+    proc = subprocess.run(
+        [sys.executable, "-m", "docker2aci", "--debug", "--insecure-allow-http", "--cache-dir", str(tmp_path / "cache"),
+         "--output-dir", str(tmp_path / "out"), f"docker://{fault_proxy.host}/test/busybox:oci"],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert "Max retries exceeded with url: /blob?X-Amz-Credential=***&X-Amz-Signature=*** " in proc.stderr
+    assert REDIRECT_SIGNATURE not in proc.stderr and "AKIDEXAMPLE" not in proc.stderr
 
 
 def test_missing_tag_is_not_found(plain_registry: RunningRegistry, tmp_path: Path) -> None:
