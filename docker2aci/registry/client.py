@@ -249,6 +249,16 @@ def _certificate_failed(err: BaseException) -> bool:
     return any(isinstance(cur, ssl.SSLCertVerificationError) for cur in causes(err))
 
 
+def _failed_target(err: requests.RequestException, url: str, shown: str) -> str:
+    """Where a request failed, for messages: ``shown`` (``url`` redacted), or the redirect
+    target that failed (redacted, a presigned URL's signature among it) when the registry
+    answered with a redirect to another host."""
+    failed = getattr(err.request, "url", None) if err.request is not None else None
+    if isinstance(failed, str) and urlsplit(failed).netloc != urlsplit(url).netloc:
+        return f"{redact_url(failed)} (where {shown} redirected)"
+    return shown
+
+
 def _via_proxy(err: BaseException) -> str:
     """`` through the proxy`` for a failure of the proxy's hop (for messages), else ``""``."""
     return " through the proxy" if isinstance(err, requests.exceptions.ProxyError) else ""
@@ -902,10 +912,11 @@ class RegistryClient:
                 # A proxy's certificate that fails is refused as the registry's is: no retry.
                 lasting = _name_unknown(err) or _certificate_failed(err)
                 via = _via_proxy(err)
+                target = _failed_target(err, url, shown)
                 if retry >= self._retry.attempts or lasting:
-                    raise RegistryError(source, f"{what}: cannot reach {shown}{via}: {_connection_cause(err)}",
+                    raise RegistryError(source, f"{what}: cannot reach {target}{via}: {_connection_cause(err)}",
                                         url=shown, temporary=not lasting) from err
-                log.info("%s: %s: cannot reach %s%s (%s); retry %d/%d", source, what, shown, via,
+                log.info("%s: %s: cannot reach %s%s (%s); retry %d/%d", source, what, target, via,
                          _connection_cause(err), retry, self._retry.attempts - 1)
                 self._retry.wait(retry)
                 continue

@@ -302,6 +302,12 @@ def test_the_debug_traceback_hides_a_presigned_redirect(fault_proxy: FaultProxy,
     assert proc.returncode == 1
     assert "Max retries exceeded with url: /blob?X-Amz-Credential=***&X-Amz-Signature=*** " in proc.stderr
     assert REDIRECT_SIGNATURE not in proc.stderr and "AKIDEXAMPLE" not in proc.stderr
+    # and the error names the host that could not be reached, not the registry that answered
+    port = location.split(":")[2].split("/")[0]
+    assert proc.stderr.splitlines()[-1].endswith(
+        f": fetching the blob: cannot reach http://localhost:{port}/blob?X-Amz-Credential=***&X-Amz-Signature=*** "
+        f"(where http://{fault_proxy.host}/v2/test/busybox/blobs/sha256:3655964a1898a9b4363b5f6dff5c245cc4f86efb66baa0134a138492459cdb92"
+        " redirected): Connection refused")
 
 
 def test_missing_tag_is_not_found(plain_registry: RunningRegistry, tmp_path: Path) -> None:
