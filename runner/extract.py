@@ -355,6 +355,10 @@ class _Renderer:
             raise EntryError(member.name, f"its metadata cannot be applied: {err}") from err
 
     def _read_manifest(self, member: tarfile.TarInfo) -> None:
+        if self._manifest is not None:
+            # the signature's name, the dependencies and the identity checks were read
+            # from the first one (read_manifest): a second could run another app
+            raise EntryError(member.name, "given twice: an ACI has one manifest")
         with _runner_errors():
             self._manifest = acifile.read_entry(self._archive, member, MAX_MANIFEST_BYTES)
 

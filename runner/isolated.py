@@ -70,6 +70,7 @@ warning instead of failing the start.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -94,13 +95,14 @@ from runner.ocispec import (
     runtime_config,
     unsupported_isolators,
 )
-from runner.paths import make_dirs_in_root, resolve_in_root
+from runner.paths import resolve_in_root
 from runner.run import (
     CONSOLE_LINKS,
     DEVICE_NODES,
     FORWARDED_SIGNALS,
     HOSTS,
     wait_forwarding,
+    working_directory,
 )
 from runner.spec import ProcessSpec
 from runner.volumes import Bind
@@ -233,7 +235,7 @@ def run_isolated(
     hostname = check_hostname(hostname if hostname is not None else cid)
 
     rootfs = os.path.abspath(rootfs)
-    _prepare_tree(rootfs, spec)
+    spec = _prepare_tree(rootfs, spec)
     bundle = tempfile.mkdtemp(prefix="bundle-", dir=os.path.dirname(rootfs))
     try:
         config = runtime_config(
@@ -258,8 +260,14 @@ def run_isolated(
         shutil.rmtree(bundle, ignore_errors=True)
 
 
-def _prepare_tree(rootfs: str, spec: ProcessSpec) -> None:
-    """Make ``/dev`` a usable directory, drop console links, create the working dir."""
+def _prepare_tree(rootfs: str, spec: ProcessSpec) -> ProcessSpec:
+    """Make ``/dev`` a usable directory, drop console links, create the working dir;
+    give the spec with the working directory resolved inside the tree.
+
+    The runtime changes to the working directory inside the container, after ``/proc``
+    is mounted: as in the fly stage, one that leads into ``/proc`` or ``/sys``
+    (``/proc/self/fd/N``, the descriptors the runtime leaks into its init: runc's
+    CVE-2024-21626) is refused, and the runtime is given a path without links."""
     dev = os.path.join(rootfs, "dev")
     try:
         os.mkdir(dev, 0o755)
@@ -275,7 +283,7 @@ def _prepare_tree(rootfs: str, spec: ProcessSpec) -> None:
         link = os.path.join(dev, name)
         if os.path.islink(link) and os.readlink(link) == "/dev/console":
             os.unlink(link)
-    make_dirs_in_root(rootfs, spec.cwd)
+    return dataclasses.replace(spec, cwd=working_directory(rootfs, spec.cwd))
 
 
 def _in_root(rootfs: str, path: str) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -18,7 +19,8 @@ from crashkit import paths_under
 from runner_aci_helpers import Entry, as_nobody, directory, manifest, symlink, write_aci
 
 from docker2aci.errors import RunnerError
-from runner.extract import EntryError, render_aci
+from runner.extract import EntryError, read_manifest, render_aci
+from runner.treestore import TreeStore
 
 MTIME = 1_600_000_000
 
@@ -302,6 +304,24 @@ def test_an_archive_without_manifest_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(RunnerError, match="no 'manifest' entry"):
         render_aci(aci, tmp_path)
+
+
+def test_a_second_manifest_is_refused_and_no_tree_is_published(tmp_path: Path) -> None:
+    # the signature's trust, the dependencies and the identity checks read the first
+    # manifest (read_manifest); the tree store must not run the app of another one
+    first = manifest({"exec": ["/bin/echo", "first"]}, name="test/first")
+    second = manifest({"exec": ["/bin/echo", "second"]}, name="test/second")
+    entries = [directory("rootfs"), Entry("rootfs/a", data=b"a"),
+               Entry("manifest", data=json.dumps(second).encode())]
+    aci = write_aci(tmp_path / "image.aci", entries, first)
+    assert read_manifest(aci)["name"] == "test/first"
+    store = TreeStore(tmp_path / "store")
+
+    with pytest.raises(EntryError, match=r"entry 'manifest': given twice: an ACI has one manifest"):
+        with store.acquire(aci):
+            pass
+    assert store.image_ids() == []
+    assert [n for n in os.listdir(tmp_path / "store" / "trees") if n.startswith(".tmp-")] == []
 
 
 def test_zstd_is_refused(tmp_path: Path) -> None:

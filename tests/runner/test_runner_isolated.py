@@ -341,6 +341,19 @@ def test_working_directory_is_created(run_isolated: RunIsolated) -> None:
 
 
 @needs_runc
+@pytest.mark.parametrize("cwd", ["/proc/self/fd/7", "/sys/fs/cgroup", "/wd"])
+def test_a_working_directory_into_proc_or_sys_is_refused(run_isolated: RunIsolated, rootfs: Path, cwd: str) -> None:
+    # as in the fly stage: /proc/self/fd/N is a descriptor the runtime leaks into its init
+    # (runc before 1.1.12: CVE-2024-21626, the app starts in the host's cgroupfs)
+    (rootfs / "wd").symlink_to("/proc/self/fd/7")
+    result = run_isolated(["/bin/pwd"], cwd=cwd)
+
+    assert result.returncode == 99
+    assert f"RunnerError: the working directory {cwd!r} leads into /proc or /sys: refused" in result.stderr
+    assert result.stdout == ""
+
+
+@needs_runc
 def test_nofile_limit_is_the_runners(run_isolated: RunIsolated) -> None:
     import resource
 
