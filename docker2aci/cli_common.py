@@ -80,11 +80,15 @@ def output_flags(p: argparse.ArgumentParser) -> None:
     flag(p, "output-dir", default=".", metavar="DIR", help="Where to write the ACI (default: .)")
 
 
-def source_flags(p: argparse.ArgumentParser, *, every_platform: bool) -> None:
-    """The flags that say how to read and convert an image source (convert, run, fetch)."""
-    flag(p, "image", dest="select", metavar="IMAGE_NAME[:TAG]",
-         help="When converting a local file, it selects a particular image to convert. "
-              "Format: IMAGE_NAME[:TAG]")
+def source_flags(p: argparse.ArgumentParser, *, every_platform: bool, files: bool = True) -> None:
+    """The flags that say how to read and convert an image source (convert, run, fetch);
+    ``files``: the sources may be local files (``--image`` picks one of their images)."""
+    if files:
+        flag(p, "image", dest="select", metavar="IMAGE_NAME[:TAG]",
+             help="When converting a local file, it selects a particular image to convert. "
+                  "Format: IMAGE_NAME[:TAG]")
+    else:
+        p.set_defaults(select=None)
     flag(p, "insecure-skip-verify", action="store_true",
          help="Don't verify certificates when fetching images")
     flag(p, "insecure-allow-http", action="store_true",

@@ -10,21 +10,24 @@ every case.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from .cli_common import EXIT_ERROR, EXIT_OK, Parser, convert_options, flag, output_flags, setup_logging, source_flags
 from .errors import Docker2ACIError, UsageError
 
 if TYPE_CHECKING:
+    from .batchfile import BatchItem
     from .jobs import JobResult
     from .pipeline import ConvertOptions
 
 
-def _job_flags(p: argparse.ArgumentParser) -> None:
-    """Flags of every many-image command: output, workers, executor, report."""
+def _job_flags(p: argparse.ArgumentParser, *, files: bool) -> None:
+    """Flags of every many-image command: output, workers, executor, report; ``files``:
+    its sources may be local files (see :func:`~docker2aci.cli_common.source_flags`)."""
     output_flags(p)
     flag(p, "jobs", type=int, default=1, metavar="N", help="Convert N images at once (local worker processes)")
     flag(p, "executor", default="local", choices=["local", "dask"],
@@ -35,7 +38,7 @@ def _job_flags(p: argparse.ArgumentParser) -> None:
     flag(p, "report", metavar="FILE.json", help="Write the per-item report (JSON) to FILE")
     flag(p, "json", action="store_true", help="Print the report (JSON) instead of the summary")
     flag(p, "debug", action="store_true", help="Enables debug messages")
-    source_flags(p, every_platform=True)
+    source_flags(p, every_platform=True, files=files)
 
 
 def batch_parser(prog: str) -> argparse.ArgumentParser:
@@ -46,7 +49,7 @@ def batch_parser(prog: str) -> argparse.ArgumentParser:
                            "sign_passphrase_file, gpg_key, compression, compression_level). A failed item does "
                            "not stop the others; exit status 1 if any failed.")
     p.add_argument("file", metavar="FILE|-", help="the batch file; - reads standard input")
-    _job_flags(p)
+    _job_flags(p, files=True)
     return p
 
 
@@ -66,7 +69,7 @@ def mirror_parser(prog: str) -> argparse.ArgumentParser:
     flag(p, "name-prefix", metavar="PREFIX",
          help="AC name prefix of the mirrored images, e.g. example.com/mirror (default: the registry host)")
     flag(p, "prune", action="store_true", help="Remove the ACIs of tags that vanished from the registry")
-    _job_flags(p)
+    _job_flags(p, files=False)
     return p
 
 
@@ -176,17 +179,51 @@ def _finish(results: list[JobResult], stopped_by: int | None, args: argparse.Nam
 def cmd_batch(argv: Sequence[str], prog: str) -> int:
     """``docker2aci batch FILE|-``: see :func:`batch_parser`."""
     from .batchfile import read_batch
-    from .jobs import SKIPPED, Job, JobResult, execute
 
     args = batch_parser(prog).parse_args(list(argv))
     setup_logging(args.debug)
     base = _base_options(args)
     items = read_batch(args.file)
+    with _claims(base, args.executor) as claims_dir:
+        return _run_batch(args, dataclasses.replace(base, claims_dir=claims_dir), items)
+
+
+@contextlib.contextmanager
+def _claims(base: ConvertOptions, executor: str) -> Iterator[str]:
+    """A directory where the items of one batch claim the files they write (see
+    ``ConvertOptions.claims_dir``): an item never overwrites a file an earlier one wrote.
+    Local workers share the temporary directory; a Dask cluster's see the output
+    directory. Removed at the end."""
+    import os
+    import shutil
+    import tempfile
+
+    from .errors import OutputError
+
+    where = base.tmp_dir
+    if executor != "local":
+        where = os.path.abspath(base.output_dir)
+    try:
+        if where is not None:
+            os.makedirs(where, exist_ok=True)
+        directory = tempfile.mkdtemp(prefix=".docker2aci-claims-", dir=where)
+    except OSError as err:
+        raise OutputError(f"creating the batch's claims directory in {where or tempfile.gettempdir()}: "
+                          f"{err.strerror or err}") from err
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _run_batch(args: argparse.Namespace, base: ConvertOptions, items: Sequence[BatchItem]) -> int:
+    from .jobs import SKIPPED, Job, JobResult, execute
+
     jobs: list[Job] = []
     first: dict[tuple[str, tuple[tuple[str, object], ...]], int] = {}
     duplicates: dict[int, str] = {}
     for number, item in enumerate(items, 1):
-        options = _item_options(base, item.options, item.where)
+        options = dataclasses.replace(_item_options(base, item.options, item.where), claims_as=f"item {number}")
         seen = first.setdefault((item.source, item.options), number)
         if seen != number:
             duplicates[len(jobs)] = f"the same as item {seen}"
@@ -226,8 +263,6 @@ def cmd_mirror(argv: Sequence[str], prog: str) -> int:
 
     args = mirror_parser(prog).parse_args(list(argv))
     setup_logging(args.debug)
-    if args.select:
-        raise UsageError("mirror converts every tag: --image is for files")
     base = _base_options(args)
     spec = MirrorSpec(tuple(args.targets), all_repos=args.all_repos, include=tuple(args.include),
                       exclude=tuple(args.exclude), name_prefix=args.name_prefix, prune=args.prune)
@@ -243,4 +278,14 @@ def cmd_mirror(argv: Sequence[str], prog: str) -> int:
 
             write_report(args.report, [JobResult(" ".join(args.targets), FAILED, str(err))])
         raise
+    except KeyboardInterrupt as interrupt:  # before the tags were planned (waiting for another mirror's lock)
+        from .interrupts import signal_of
+        from .jobs import SKIPPED, JobResult
+
+        return _finish([JobResult(" ".join(args.targets), SKIPPED, MIRROR_INTERRUPTED)], signal_of(interrupt), args,
+                       "docker2aci mirror")
     return _finish(results, stopped_by, args, "docker2aci mirror")
+
+
+MIRROR_INTERRUPTED = "interrupted before its tags were listed, or while it recorded them; the next run finishes it"
+"""The error of the one report entry of a mirror interrupted outside its conversions."""

@@ -31,7 +31,7 @@ import fnmatch
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -196,8 +196,14 @@ class MirrorState:
 def _locked(root: str) -> Iterator[None]:
     """Hold the tree's mirror lock (one writer per tree)."""
     directory = os.path.join(root, STATE_DIR)
-    os.makedirs(directory, exist_ok=True)
-    with open(os.path.join(directory, "lock"), "a+b") as handle:
+    path = os.path.join(directory, "lock")
+    try:
+        os.makedirs(directory, exist_ok=True)
+        handle = open(path, "a+b")  # noqa: SIM115 (closed by the with below)
+    except OSError as err:  # a read-only tree, another user's, a file where the directory goes
+        raise OutputError(f"cannot lock the mirror tree {root} ({path}): {err.strerror or err}; "
+                          f"the tree must be writable by this user") from err
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -324,6 +330,9 @@ def mirror(spec: MirrorSpec, options: Any, *, workers: int = 1, executor: str = 
             log.info("removed %s, left by an interrupted run", path)
         state = MirrorState(root)
         state.load()
+        # every prefix with pages in the tree: a prefix left with no ACI (its last tag pruned,
+        # or --name-prefix changed) has its pages rewritten too, which removes them
+        paged = {str(entry.get("prefix")) for entry in state.tags.values() if entry.get("prefix")}
         plan = _Plan(state, options, _options_key(options, _signer_id(signer)), spec)
         stopped_by: int | None = None
         try:
@@ -355,7 +364,7 @@ def mirror(spec: MirrorSpec, options: Any, *, workers: int = 1, executor: str = 
         if stopped_by is None:
             results += _vanished(state, plan.listed, spec.prune)
         state.save()
-        _write_pages(state, signer.public_key() if signer is not None else None)
+        _write_pages(state, signer.public_key() if signer is not None else None, paged)
     return results, stopped_by
 
 
@@ -366,16 +375,19 @@ def _signer_id(signer: Any) -> str | None:
     return str(getattr(signer, "fingerprint", None) or getattr(signer, "key_id", None) or signer.description)
 
 
-def _write_pages(state: MirrorState, pubkeys: str | None) -> None:
-    """Rewrite the discovery pages of every prefix the state holds."""
+def _write_pages(state: MirrorState, pubkeys: str | None, paged: Iterable[str] = ()) -> None:
+    """Rewrite the discovery pages of every prefix the state holds, and of each prefix of
+    ``paged`` (those the state held before the run), whose pages are removed when it holds
+    no ACI any more."""
     from .discovery import write_pages
 
-    by_prefix: dict[str, list[tuple[str, str, str, str]]] = {}
+    by_prefix: dict[str, list[tuple[str, str, str, str]]] = {prefix: [] for prefix in paged}
     for entry in state.tags.values():
         for aci in entry["acis"]:
             by_prefix.setdefault(entry["prefix"], []).append((entry["name"], entry["version"], aci["os"], aci["arch"]))
     for prefix, entries in sorted(by_prefix.items()):
-        write_pages(state.root, prefix, entries, pubkeys.encode() if pubkeys is not None else None)
+        keys = pubkeys.encode() if pubkeys is not None and entries else None
+        write_pages(state.root, prefix, entries, keys)
 
 
 class _Plan:

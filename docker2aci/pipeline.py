@@ -95,6 +95,13 @@ class ConvertOptions:
             archive (``docker save | gzip``), decompressed into ``tmp_dir`` before it is
             read, is held to the same cap. Not part of the conversion-cache key: a cached
             conversion is reused whatever the limit.
+        claims_dir: a directory shared by the conversions of one run that are made
+            separately (the items of a batch, in worker processes too): each file written
+            is first claimed there for ``claims_as`` (a marker made with ``O_EXCL``), and
+            a file another conversion of the run claimed is refused instead of
+            overwritten.
+        claims_as: who claims files in ``claims_dir`` (``item 3``): the same conversion
+            tried again (its worker died) keeps its claims.
     """
 
     output_dir: str = "."
@@ -117,6 +124,8 @@ class ConvertOptions:
     ac_name: str | None = None
     output_name: str | None = None
     max_layer_size: int = DEFAULT_MAX_LAYER_BYTES
+    claims_dir: str | None = None
+    claims_as: str = ""
 
 
 @dataclass(frozen=True)
@@ -208,7 +217,7 @@ def convert(source: str, options: ConvertOptions | None = None,
         if every_platform:
             found: list[Platform | None] = list(src.platforms(selector) or [None])
             targets = list(_convertible(found, src.display))
-        written = _Outputs(signing=signer is not None)
+        written = _Outputs(signing=signer is not None, claims=(options.claims_dir, options.claims_as))
         results = []
         cache = None
         if (src.cacheable or options.cache_local) and options.use_cache:
@@ -394,8 +403,9 @@ class _Outputs:
     signature beside it, the SHA-256 of the file it replaces, so that the run can tell a
     signature it made stale (a signing run replaces them all)."""
 
-    def __init__(self, signing: bool) -> None:
+    def __init__(self, signing: bool, claims: tuple[str | None, str] = (None, "")) -> None:
         self._signing = signing
+        self._claims_dir, self._claims_as = claims
         self._owners: dict[str, str] = {}
         self._signed_before: dict[str, str | None] = {}
 
@@ -403,15 +413,42 @@ class _Outputs:
         """Reserve ``path`` for ``display``; returns ``path``.
 
         Raises:
-            OutputError: another image of this run has it.
+            OutputError: another image of this run has it (also one of another conversion
+                sharing ``claims_dir``).
         """
         key = os.path.abspath(path)
         if key in self._owners:
             raise OutputError(f"{display} and {self._owners[key]} would both be written to {path}")
+        if self._claims_dir is not None:
+            self._claim_shared(key, display)
         self._owners[key] = display
         if not self._signing and os.path.lexists(signature_path(key)):
             self._signed_before[key] = Digest.of_file(key).hex if os.path.isfile(key) else None
         return path
+
+    def _claim_shared(self, key: str, display: str) -> None:
+        """Claim ``key`` in the run's claims directory for ``claims_as`` (first come, first
+        served; a claim of its own, made by an earlier attempt, is kept)."""
+        assert self._claims_dir is not None
+        marker = os.path.join(self._claims_dir, hashlib.sha256(os.fsencode(key)).hexdigest())
+        mine = f"{self._claims_as}\n{display}"
+        try:
+            fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            try:
+                with open(marker, encoding="utf-8", errors="replace") as f:
+                    owner, _, owner_display = f.read().partition("\n")
+            except OSError:
+                owner, owner_display = "", ""
+            if owner == self._claims_as:
+                return
+            raise OutputError(f"{display} would be written to {key}, which {owner or 'another item'} writes from "
+                              f"{owner_display or 'another source'}: give one an 'output' or 'output_dir' of its own"
+                              ) from None
+        except OSError as err:
+            raise OutputError(f"{display}: claiming {key} in {self._claims_dir}: {err.strerror or err}") from err
+        with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as f:
+            f.write(mine)
 
     def drop_stale_signatures(self, display: str, converted: list[ConvertedACI]) -> None:
         """Remove ``<path>.asc`` beside each of ``converted`` (written without signing)

@@ -170,10 +170,36 @@ def test_two_items_that_write_one_file(busybox_docker_archive: Path, tmp_path: P
            f"  compression: none\n"
     report, _ = batch(tmp_path, text, name="b.yaml", check=1)
     assert [e["status"] for e in report] == ["ok", "failed"]
-    assert "is also item 1's" in report[1]["error"]
+    source = f"docker-archive:{busybox_docker_archive} (linux/amd64)"
+    assert report[1]["error"] == (f"{source} would be written to {tmp_path / 'out' / 'test-busybox-latest.aci'}, "
+                                  f"which item 1 writes from {source}: give one an 'output' or 'output_dir' of "
+                                  f"its own")
     [aci] = report[0]["acis"]
     assert report[1]["acis"] == []  # it listed item 1's file as its own (a new user's find)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [Path(aci["path"]).name]
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_an_item_never_overwrites_the_file_of_another(registry: Registry, tmp_path: Path, jobs: str) -> None:
+    """Two images given one file name: the file holds the image the report calls ``ok``
+    (the second item used to overwrite the first's file, then be called failed, so the
+    report gave the first's image ID for the second's bytes)."""
+    text = "".join(f"- source: docker://{registry.host}/{MANY}:{tag}\n  output: same.aci\n" for tag in ("t01", "t02"))
+    report, _ = batch(tmp_path, text, "--jobs", jobs, name="b.yaml", check=1)
+    assert sorted(e["status"] for e in report) == ["failed", "ok"]
+    [ok] = [e for e in report if e["status"] == "ok"]
+    [failed] = [e for e in report if e["status"] == "failed"]
+    path = tmp_path / "out" / "same.aci"
+    assert ok["acis"] == [{"path": str(path), "image_id": compute_image_id(str(path))}]
+    assert failed["acis"] == []
+    first = report.index(ok) + 1
+    assert failed["error"] == (f"{failed['source']} (linux/amd64) would be written to {path}, which item {first} "
+                               f"writes from {ok['source']} (linux/amd64): give one an 'output' or 'output_dir' "
+                               f"of its own")
+    tag = ok["source"].rsplit(":", 1)[1]
+    assert subprocess.run(["tar", "-xzOf", str(path), "rootfs/etc/tag"], capture_output=True, text=True,
+                          check=True).stdout == f"{tag}\n"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["same.aci"]
 
 
 @pytest.mark.parametrize(("where", "problem"), [

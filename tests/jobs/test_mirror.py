@@ -312,3 +312,90 @@ def test_a_tag_about_to_be_replaced_is_no_longer_current_on_disk(
     monkeypatch.setattr(mirror_module, "execute", execute)
     results, _ = mirror_module.mirror(spec, options)
     assert [r.status for r in results] == ["ok"]
+
+
+def test_the_pages_of_acis_that_are_gone_are_removed(registry: Registry, tmp_path: Path) -> None:
+    """The discovery pages follow the ACIs: when a prefix is left with none (its last tag
+    pruned, or ``--name-prefix`` changed), its pages no longer announce files that were
+    removed (they were left as they were: only prefixes holding an ACI were rewritten)."""
+    repo = "mirror/pages"
+    push_tags(registry.layout, registry.running, repo, {"only": "t01"})
+    tree, cache = tmp_path / "tree", tmp_path / "cache"
+    mirror(registry, tree, cache, repo=repo)
+    assert sorted(str(p.relative_to(tree)) for p in tree.rglob("*.html")) == [
+        "mirror/index.html", f"mirror/{repo}/index.html"]
+
+    mirror(registry, tree, cache, "--name-prefix", "127.0.0.1/other", repo=repo)
+    assert sorted(str(p.relative_to(tree)) for p in tree.rglob("*.html")) == [
+        "other/index.html", f"other/{repo}/index.html"]
+    assert [p for p in (tree / "mirror").rglob("*") if p.is_file()] == []
+
+    subprocess.run(["skopeo", "delete", "--tls-verify=false", f"docker://{registry.host}/{repo}:only"], check=True,
+                   capture_output=True)
+    report, _ = mirror(registry, tree, cache, "--name-prefix", "127.0.0.1/other", "--prune", repo=repo)
+    assert [(r["tag"], r["status"]) for r in report] == [("only", "pruned")]
+    assert sorted(str(p.relative_to(tree)) for p in tree.rglob("*") if p.is_file()) == [
+        f"{STATE_DIR}/lock", f"{STATE_DIR}/state.json"]
+
+
+def test_a_tree_whose_lock_cannot_be_made_is_an_error_naming_it(registry: Registry, tmp_path: Path) -> None:
+    """The mirror's lock could not be made (here a file where its directory goes; also a
+    read-only tree or another user's): an error naming the file and what to do, and the
+    report says so, instead of a Python traceback."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / STATE_DIR).write_text("")
+    report, proc = mirror(registry, tree, tmp_path / "cache", "--include", "t01", check=1)
+    lock = tree / STATE_DIR / "lock"
+    message = f"cannot lock the mirror tree {tree} ({lock}): File exists; the tree must be writable by this user"
+    assert proc.stderr.splitlines()[-1] == f"Error: {message}"
+    assert [(r["status"], r["error"]) for r in report] == [("failed", message)]
+
+
+def test_sigterm_while_waiting_for_another_mirror_writes_the_report(registry: Registry, tmp_path: Path) -> None:
+    """A cron run that overlaps another waits for its lock; stopped there by ``SIGTERM``, it
+    exits 143 and still writes its report (it wrote none: the README promises one in
+    every case)."""
+    import fcntl
+
+    tree, report = tmp_path / "tree", tmp_path / "report.json"
+    (tree / STATE_DIR).mkdir(parents=True)
+    target = f"{registry.host}/{MANY}"
+    with open(tree / STATE_DIR / "lock", "a+b") as held:  # the other mirror
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with open(tmp_path / "stderr", "w+") as stderr:
+            proc = subprocess.Popen([sys.executable, "-m", "docker2aci", "mirror", target, "--output-dir", str(tree),
+                                     "--cache-dir", str(tmp_path / "cache"), "--insecure-allow-http",
+                                     "--name-prefix", PREFIX, "--report", str(report)],
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                    preexec_fn=die_with_pytest)
+            try:
+                deadline = time.monotonic() + 30
+                while "another mirror is writing this tree" not in (tmp_path / "stderr").read_text():
+                    assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "stderr").read_text()
+                    time.sleep(0.01)
+                proc.send_signal(signal.SIGTERM)
+                stdout, _ = proc.communicate(timeout=30)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+    assert proc.returncode == 143
+    message = "interrupted before its tags were listed, or while it recorded them; the next run finishes it"
+    assert [(r["source"], r["status"], r["error"], r["acis"]) for r in load_report(report)] == [
+        (target, "skipped", message, [])]
+    assert stdout == f"skipped\t{target}\t{message}\n"
+    assert sorted(p.name for p in tree.rglob("*")) == [STATE_DIR, "lock"]
+
+
+def test_image_is_not_a_mirror_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    """``mirror --help`` listed ``--image`` (for local files), which mirror then refused."""
+    from docker2aci.cli import main
+
+    assert main(["mirror", "--image", "x", "127.0.0.1:9/app"]) == 2
+    assert capsys.readouterr().err.startswith("Error: unrecognized arguments: --image")
+    with pytest.raises(SystemExit) as done:
+        main(["mirror", "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "--name-prefix" in out and "--image" not in out
