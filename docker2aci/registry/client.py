@@ -812,8 +812,10 @@ class RegistryClient:
             except RegistryError as err:
                 if err.status is not None:  # http answered, but not as a v2 registry
                     raise
-                raise RegistryError(self._host, f"checking the registry API: https failed ({https_error}); "
-                                                f"http failed too ({err})", temporary=err.temporary) from err
+                what = f"{self._host}: checking the registry API: "  # said once, not in each part
+                raise RegistryError(self._host, f"checking the registry API: https failed "
+                                                f"({str(https_error).removeprefix(what)}); http failed too "
+                                                f"({str(err).removeprefix(what)})", temporary=err.temporary) from err
             if self._plain_http is not None and _plain_http_port(self._host, https_error):
                 self._plain_http.remember(self._host)
             return base

@@ -800,6 +800,16 @@ def test_nothing_listening_is_a_temporary_error() -> None:
     assert info.value.temporary and info.value.status is None
 
 
+def test_neither_https_nor_http_answering_says_the_host_once() -> None:
+    """The message named the host and the step three times (an ops user's trial)."""
+    host = f"127.0.0.1:{free_port()}"
+    with client(host) as c, pytest.raises(RegistryError) as info:
+        c.get_manifest(REPO, "oci")
+    assert str(info.value) == (f"{host}: checking the registry API: https failed (cannot reach https://{host}/v2/: "
+                               f"Connection refused); http failed too (cannot reach http://{host}/v2/: "
+                               f"Connection refused)")
+
+
 def test_a_host_name_that_does_not_exist_is_not_retried(caplog: pytest.LogCaptureFixture) -> None:
     """A name the resolver says does not exist (EAI_NONAME) fails at once, not after the
     retries a refused connection gets (the newcomer trial waited 8 s for it), and is not
