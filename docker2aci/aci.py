@@ -70,7 +70,7 @@ class _HashingWriter:
         def output_error(err: BaseException) -> BaseException:
             # not an OSError: the squash reports an OSError met while copying a layer's
             # data as that layer's fault, and a full disk is not
-            return OutputError(f"writing {path}: {err}") if isinstance(err, OSError) else err
+            return OutputError(f"writing {path}: {err.strerror or err}") if isinstance(err, OSError) else err
 
         self._behind = WriteBehind(self._hash.update, inner.write, HASH_QUEUE, output_error,
                                    name="docker2aci-image-id")
@@ -210,7 +210,7 @@ def write_aci(path: str, manifest: bytes, rootfs: RootfsWriter, compression: Com
                     try:
                         closing.close()
                     except OSError as err:
-                        raise OutputError(f"writing {path}: {err}") from err
+                        raise OutputError(f"writing {path}: {err.strerror or err}") from err
                 raise
             finally:
                 hashing.abandon()
@@ -218,6 +218,6 @@ def write_aci(path: str, manifest: bytes, rootfs: RootfsWriter, compression: Com
                     with contextlib.suppress(Exception):
                         gz.close()
     except OSError as err:
-        raise OutputError(f"writing {path}: {err}") from err
+        raise OutputError(f"writing {path}: {err.strerror or err}") from err
     return "sha512-" + image_id
 

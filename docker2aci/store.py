@@ -315,7 +315,7 @@ def cache_lock(root: str, name: str) -> Iterator[None]:
         _private_dirs(locks)
         fd = os.open(os.path.join(locks, name), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as err:
-        raise OutputError(f"writing to the cache {root}: {err}") from err
+        raise OutputError(f"writing to the cache {root}: {err.strerror or err}") from err
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

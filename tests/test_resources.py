@@ -72,6 +72,7 @@ def _assert_disk_full(proc: subprocess.CompletedProcess[str], path: Path | None)
     assert proc.returncode == 1, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     assert NO_SPACE in proc.stderr and (path is None or str(path) in proc.stderr), proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
+    assert "[Errno" not in proc.stderr, proc.stderr  # the reason in words, as every other error says it
 
 
 def _files(directory: Path) -> list[str]:
