@@ -84,8 +84,8 @@ from .atomic import atomic_file
 from .errors import Docker2ACIError, InvalidACI, SigningError, UsageError, VerificationError
 from .limits import MAX_MANIFEST_BYTES, read_at_most
 from .signaturefile import signature_path
-from .trust import (TrustedKey, TrustStore, default_trust_dir, is_ac_identifier, prefix_matches, read_certs,
-                    read_key_file)
+from .trust import (TrustedKey, TrustStore, cert_problem, default_trust_dir, is_ac_identifier, prefix_matches,
+                    read_certs, read_key_file)
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +199,29 @@ def _is_protected(packet: pysequoia.packet.Packet) -> bool:
     return body[_public_end(body)] != 0
 
 
+def _is_stub(packet: pysequoia.packet.Packet) -> bool:
+    """A secret key packet without secret material: GnuPG's S2K extension 101 (``gnu-dummy``,
+    what ``gpg --export-secret-subkeys`` writes for the offline primary key, or
+    ``divert-to-card``)."""
+    body = packet.body
+    end = _public_end(body)
+    return body[end] in (254, 255) and body[end + 2:end + 3] == b"\x65" and body[end + 4:end + 7] == b"GNU"
+
+
+def _without_stubs(packets: list[pysequoia.packet.Packet]) -> bytes:
+    """The key with its stub secret packets written as public key packets, so that
+    pysequoia picks a key whose secret is present (it would pick a signing-capable stub
+    primary key and fail to unlock it)."""
+    out = []
+    for packet in packets:
+        if packet.tag in (Tag.SecretKey, Tag.SecretSubkey) and _is_stub(packet):
+            public = packet.body[:_public_end(packet.body)]
+            out.append(_packet_header(6 if packet.tag == Tag.SecretKey else 14, len(public)) + public)
+        else:
+            out.append(bytes(packet))
+    return b"".join(out)
+
+
 def _packet_header(tag: int, length: int) -> bytes:
     """An OpenPGP new-format packet header (RFC 4880 4.2.2)."""
     if length < 192:
@@ -303,7 +326,14 @@ class KeyPart:
 
 
 def key_parts(cert: pysequoia.Cert) -> list[KeyPart]:
-    """The primary key and subkeys of ``cert`` with their expiry and revocation state."""
+    """The primary key and subkeys of ``cert`` with their expiry and revocation state.
+
+    Raises:
+        SigningError: the key has no valid self-signature (:func:`~.trust.cert_problem`).
+    """
+    problem = cert_problem(cert)
+    if problem is not None:
+        raise SigningError(problem)
     parts: list[KeyPart] = []
     current: dict[str, object] | None = None
     newest: datetime.datetime | None = None
@@ -665,6 +695,9 @@ class SequoiaSigner:
         data = read_key_file(key_file)
         packets = _packets(data, f"the key file {key_file}")
         secrets = _secret_packets(packets)
+        if any(_is_stub(p) for p in secrets):  # gpg --export-secret-subkeys: the primary key is offline
+            secrets = [p for p in secrets if not _is_stub(p)]
+            data = _without_stubs(packets)
         if not secrets:
             raise SigningError(f"{key_file} holds no secret key: a public key cannot sign "
                                "(give the .sec.asc file)")
@@ -860,6 +893,7 @@ class SequoiaVerifier:
     def verify(self, path: str, untrusted_signature: bytes, certs: Sequence[pysequoia.Cert], *,
                now: datetime.datetime | None = None) -> Verified:
         now = now or datetime.datetime.now(datetime.UTC)
+        _check_one_signature(untrusted_signature)
         try:
             untrusted_sig = pysequoia.Sig.from_bytes(untrusted_signature)
         except Exception as err:
@@ -908,6 +942,31 @@ class SequoiaVerifier:
                         created=untrusted_sig.created)
 
 
+def _check_one_signature(untrusted: bytes) -> None:
+    """Refuse a signature file that is not exactly one signature packet (in one armored
+    block, or binary). ``pysequoia.Sig.from_bytes`` reads the first signature and ignores
+    whatever follows, where ``gpg --verify`` checks every signature of the file (a bad
+    second one makes it say "BAD signature") and refuses trailing binary junk.
+
+    Raises:
+        SignatureRejected: ``bad-signature``.
+    """
+    if untrusted.count(b"-----BEGIN PGP") > 1:
+        raise SignatureRejected("bad-signature", None,
+                                "BAD signature: the file holds more than one armored block "
+                                "(one detached signature expected)")
+    try:
+        packets = list(PacketPile.from_bytes(untrusted))
+    except Exception as err:  # noqa: BLE001 (pysequoia raises plain RuntimeError/ValueError)
+        raise SignatureRejected("bad-signature", None,
+                                f"BAD signature: not an OpenPGP signature ({_first_line(err)})") from None
+    if len(packets) != 1 or packets[0].tag != Tag.Signature:
+        kinds = ", ".join(repr(p.tag).rsplit(".", 1)[-1].split(":")[0] for p in packets) or "nothing"
+        raise SignatureRejected("bad-signature", None,
+                                f"BAD signature: the file holds {len(packets)} OpenPGP packets ({kinds}); "
+                                "one detached signature expected")
+
+
 def _iso(when: datetime.datetime | None) -> str:
     return when.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if when else "?"
 
@@ -915,7 +974,11 @@ def _iso(when: datetime.datetime | None) -> str:
 def _find_signing_key(certs: Sequence[pysequoia.Cert], fpr: str | None,
                       key_id: str | None) -> tuple[pysequoia.Cert, KeyPart] | None:
     for cert in certs:
-        for part in key_parts(cert):
+        try:
+            parts = key_parts(cert)
+        except SigningError:  # unusable (no valid self-signature): it cannot vouch for anything
+            continue
+        for part in parts:
             if (fpr and part.fingerprint == fpr) or (not fpr and key_id and part.fingerprint.endswith(key_id)):
                 return cert, part
     return None
@@ -1058,7 +1121,13 @@ def verify_aci(path: str, trust_dir: str, *, signature: str | None = None, displ
     if untrusted is None:
         raise refuse("unsigned", None, f"not signed: there is no signature {signature}")
     everywhere = [k for k in store.entries() if k.cert is not None]
-    certs = list({k.fingerprint: k.cert for k in everywhere if k.cert is not None}.values())
+    # One certificate per key, merged from every copy of the store: a revocation (or a
+    # newer self-signature) in any copy counts, whatever the directories' order.
+    merged: dict[str, pysequoia.Cert] = {}
+    for k in everywhere:
+        assert k.cert is not None
+        merged[k.fingerprint] = merged[k.fingerprint].merge(k.cert) if k.fingerprint in merged else k.cert
+    certs = list(merged.values())
     try:
         verified = (verifier or SequoiaVerifier()).verify(path, untrusted, certs, now=now)
     except SignatureRejected as err:

@@ -129,6 +129,19 @@ def parse_certs(data: bytes, what: str) -> list[pysequoia.Cert]:
     return certs
 
 
+def cert_problem(cert: pysequoia.Cert) -> str | None:
+    """Why ``cert`` cannot be used under Sequoia's standard policy (no valid binding
+    self-signature now: none, a bad one, or only SHA-1 ones), or ``None``. pysequoia
+    raises from ``expiration`` and ``is_revoked`` for such a key."""
+    try:
+        cert.expiration  # noqa: B018 (the property raises for an unusable key)
+        cert.is_revoked  # noqa: B018
+    except Exception as err:  # noqa: BLE001 (pysequoia raises plain RuntimeError)
+        return (f"the key {cert.fingerprint} has no valid self-signature under the standard policy "
+                f"(missing, bad, or made with SHA-1): {_first_line(err)}")
+    return None
+
+
 def _first_line(err: BaseException) -> str:
     """pysequoia's message without the Rust backtrace it appends when RUST_BACKTRACE is set."""
     text = str(err).strip()
@@ -186,9 +199,13 @@ class TrustStore:
 
         Raises:
             UsageError: ``prefix`` is not an AC identifier.
-            SigningError: the file cannot be written.
+            SigningError: the key is unusable (:func:`cert_problem`), or the file cannot be
+                written.
         """
         path = self.path_for(cert.fingerprint, prefix)
+        problem = cert_problem(cert)
+        if problem is not None:
+            raise SigningError(f"not trusting {cert.fingerprint}: {problem}")
         directory = os.path.dirname(path)
         try:
             os.makedirs(directory, mode=0o755, exist_ok=True)
@@ -279,6 +296,9 @@ class TrustStore:
         except SigningError as err:
             return TrustedKey(file_name, prefix, path, None, f"cannot be read ({err})")
         cert = certs[0]
+        unusable = cert_problem(cert)
+        if unusable is not None:
+            return TrustedKey(file_name, prefix, path, None, unusable)
         if cert.fingerprint != file_name:
             return TrustedKey(file_name, prefix, path, None,
                               f"fingerprint mismatch: the file is named {file_name!r} but holds the key "

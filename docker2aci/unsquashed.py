@@ -140,6 +140,8 @@ def write_layer_acis(display: str, layers: OpenedLayers, layer_ids: Sequence[Dig
             now = tree.paths()
             # an empty list would mean "keep everything": a layer that removes all keeps "/"
             whitelist = (sorted("/" + p for p in now) or ["/"]) if before - now else None
+            if whitelist is not None:
+                _check_whitelist(whitelist, layers.tars[index].name)
             own = dataclasses.replace(naming, parent_image_id=str(chain[index - 1]) if index else None)
             if top:
                 manifest = image_manifest(display, tree, config, own, os_arch, warnings)
@@ -164,3 +166,24 @@ def write_layer_acis(display: str, layers: OpenedLayers, layer_ids: Sequence[Dig
                 os.unlink(aci.path)
         raise
     return written[::-1]
+
+
+def _check_whitelist(whitelist: Sequence[str], layer: str) -> None:
+    """Refuse a ``pathWhitelist`` that cannot name every path it keeps.
+
+    A whitelist is JSON text (appc spec/aci.md), so a name that is not UTF-8 (kept
+    byte-exact in the ACIs, as surrogate escapes here) would be written as U+FFFD and
+    match nothing: rendering the chain would delete that file, silently, and the chain
+    would no longer give the squashed rootfs.
+
+    Raises:
+        InvalidLayer: a kept path is not UTF-8 (names it, and the layer that removes).
+    """
+    for path in whitelist:
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            raise InvalidLayer(layer, None, f"this layer removes paths, so its ACI needs a pathWhitelist naming "
+                               f"every path kept, and a pathWhitelist (JSON text) cannot name {shown}, which is "
+                               f"not UTF-8: the rendered chain would lose it; convert without --nosquash") from None

@@ -205,3 +205,56 @@ def test_a_bad_layer_leaves_no_layer_acis(bad: lb.Layer, tmp_path: Path) -> None
     with pytest.raises(docker2aci.errors.InvalidLayer):
         convert(f"oci:{layout.path}:latest", tmp_path / "out", squash=False)
     assert list((tmp_path / "out").iterdir()) == []
+
+
+NOT_UTF8 = b"caf\xe9-\xff.txt"
+
+
+def _layout_with_a_latin1_name(busybox_layout: Path, tmp_path: Path, *, then_remove: bool) -> Path:
+    """The busybox layout (umoci) plus a layer adding ``/srv/caf\\xe9-\\xff.txt`` (a
+    Latin-1 name, as an old tarball or a non-UTF-8 locale leaves it) and, with
+    ``then_remove``, a layer above that deletes ``/app/hello.txt`` (umoci writes a
+    whiteout). Made with umoci: unpack, change the bundle, repack."""
+    layout = tmp_path / "latin1"
+    subprocess.run(["skopeo", "copy", "-q", f"oci:{busybox_layout}:latest", f"oci:{layout}:latest"],
+                   check=True, capture_output=True)
+    bundle = tmp_path / "bundle"
+    subprocess.run(["umoci", "unpack", "--image", f"{layout}:latest", bundle], check=True, capture_output=True)
+    (bundle / "rootfs" / "srv").mkdir(exist_ok=True)
+    with open(os.path.join(os.fsencode(bundle / "rootfs" / "srv"), NOT_UTF8), "wb") as f:
+        f.write(b"latin-1\n")
+    subprocess.run(["umoci", "repack", "--refresh-bundle", "--image", f"{layout}:latest", bundle],
+                   check=True, capture_output=True)
+    if then_remove:
+        (bundle / "rootfs" / "app" / "hello.txt").unlink()
+        subprocess.run(["umoci", "repack", "--refresh-bundle", "--image", f"{layout}:latest", bundle],
+                       check=True, capture_output=True)
+    return layout
+
+
+@ROOT
+@pytest.mark.skipif(shutil.which("umoci") is None or shutil.which("skopeo") is None, reason="needs umoci, skopeo")
+def test_a_name_a_whitelist_cannot_hold_is_refused_not_lost(busybox_layout: Path, tmp_path: Path) -> None:
+    # A layer that removes something needs a pathWhitelist naming every path kept; that
+    # is JSON text, so a name that is not UTF-8 would be written as U+FFFD, match
+    # nothing, and the rendered chain would silently lose the file.
+    layout = _layout_with_a_latin1_name(busybox_layout, tmp_path, then_remove=True)
+    [squashed] = convert(f"oci:{layout}:latest", tmp_path / "squashed")
+    with tarfile.open(squashed.path, encoding="utf-8", errors="surrogateescape") as tf:
+        assert os.fsdecode(b"rootfs/srv/" + NOT_UTF8) in tf.getnames()
+    with pytest.raises(docker2aci.errors.InvalidLayer) as err:
+        convert(f"oci:{layout}:latest", tmp_path / "layers", squash=False)
+    assert "cannot name /srv/caf\\xe9-\\xff.txt, which is not UTF-8" in str(err.value)
+    assert not (tmp_path / "layers").exists() or list((tmp_path / "layers").iterdir()) == []
+
+
+@ROOT
+@pytest.mark.skipif(shutil.which("umoci") is None or shutil.which("skopeo") is None, reason="needs umoci, skopeo")
+def test_a_name_that_is_not_utf8_renders_when_no_layer_above_removes(busybox_layout: Path, tmp_path: Path) -> None:
+    layout = _layout_with_a_latin1_name(busybox_layout, tmp_path, then_remove=False)
+    layers = convert(f"oci:{layout}:latest", tmp_path / "layers", squash=False)
+    [squashed] = convert(f"oci:{layout}:latest", tmp_path / "squashed")
+    implicit = implicit_dirs(squashed.path)
+    chain = without_implicit_dir_times(rendered(layers[0].path, tmp_path / "chain"), implicit)
+    assert os.fsdecode(b"srv/" + NOT_UTF8) in chain
+    assert chain == without_implicit_dir_times(rendered(squashed.path, tmp_path / "whole"), implicit)

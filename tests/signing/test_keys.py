@@ -152,3 +152,32 @@ def test_keys_help_says_what_the_commands_act_on(run_cli, capsys: pytest.Capture
         run_cli("keys", "--help")
     text = capsys.readouterr().out
     assert "keyring" in text and "~/.config/docker2aci/keys" in text and "docker2aci trust" in text
+
+
+@pytest.mark.parametrize("passphrase", [pytest.param(None, id="unprotected"), pytest.param(PASSPHRASE, id="protected")])
+def test_sign_with_a_subkeys_only_export(aci: Path, tmp_path: Path, gpg: Gpg, passphrase: str | None,
+                                         run_cli) -> None:  # type: ignore[no-untyped-def]
+    """``gpg --export-secret-subkeys`` (the primary key kept offline): the primary key is a
+    gnu-dummy stub without secret material, which is neither a passphrase to ask for nor
+    the key to sign with; the signing subkey signs."""
+    uid = "Offline <offline@example.invalid>"
+    unlock = ["--pinentry-mode", "loopback", "--passphrase", passphrase or ""]
+    gpg.run(*unlock, "--quick-gen-key", uid, "ed25519", "sign", "never")
+    fingerprint = gpg.fingerprint(uid)
+    gpg.run(*unlock, "--quick-add-key", fingerprint, "ed25519", "sign", "never")
+    subkey = [line.split(":")[9] for line in gpg.run("--with-colons", "--with-subkey-fingerprints", "--list-keys",
+                                                     fingerprint).stdout.splitlines() if line.startswith("fpr:")][1]
+    secret = tmp_path / "offline.sec.asc"
+    gpg.run(*unlock, "--armor", "--output", str(secret), "--export-secret-subkeys", fingerprint)
+    assert "gnu-dummy" in gpg.run("--list-packets", str(secret)).stdout
+    flags = []
+    if passphrase:
+        (tmp_path / "passphrase").write_text(passphrase + "\n")
+        flags = ["--passphrase-file", tmp_path / "passphrase"]
+
+    signed = run_cli("sign", aci, "--key", secret, *flags)
+    assert signed.status == 0, signed.err
+    assert gpg.run("--verify", f"{aci}.asc", str(aci), check=False).returncode == 0
+    public = gpg.export(uid, tmp_path / "offline.pub")
+    verified = signing.verify_file(str(aci), f"{aci}.asc", signing.read_certs(str(public)))
+    assert (verified.fingerprint, verified.signing_key) == (fingerprint.lower(), subkey.lower())

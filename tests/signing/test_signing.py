@@ -327,3 +327,56 @@ def test_nothing_unverified_is_decompressed_past_a_budget(tmp_path: Path, other_
     _sign(aci, other_key)
     assert signing.verify_aci(str(aci), str(tmp_path / "trust")).name == IMAGE
     assert signing.read_aci_name(str(aci), signing.UNVERIFIED_NAME_BUDGET) is None
+
+
+def test_a_signature_file_holds_exactly_one_signature(aci: Path, tmp_path: Path, gpg: Gpg) -> None:
+    """``gpg --verify`` checks every signature of the file; pysequoia reads the first one
+    only. A good signature followed by a bad one is BAD for gpg, and for us."""
+    gpg.generate("One <one@example.invalid>", "ed25519", "sign")
+    _trust(tmp_path / "trust", gpg.export("one@example.invalid", tmp_path / "one.pub"))
+    good = gpg.sign(aci, "one@example.invalid").read_bytes()
+    other = tmp_path / "other.aci"
+    other.write_bytes(b"another image")
+    bad = gpg.sign(other, "one@example.invalid").read_bytes()
+    signature = Path(f"{aci}.asc")
+    signature.write_bytes(good + bad)
+    assert gpg.run("--verify", str(signature), str(aci), check=False).returncode == 1
+    err = _refusal(aci, tmp_path / "trust")
+    assert err.reason == "bad-signature"
+    assert "BAD signature: the file holds more than one armored block (one detached signature expected)" in str(err)
+
+    gpg.run("--yes", "--local-user", "one@example.invalid", "--detach-sign",
+            "--output", str(signature), str(aci))
+    signature.write_bytes(signature.read_bytes() + b"\xcd\x03abc")  # binary, then a user ID packet
+    assert gpg.run("--verify", str(signature), str(aci), check=False).returncode != 0
+    err = _refusal(aci, tmp_path / "trust")
+    assert err.reason == "bad-signature"
+    assert "BAD signature: the file holds 2 OpenPGP packets (Signature, UserID); one detached signature " \
+           "expected" in str(err)
+
+    signature.write_bytes(good + b"text after the armored block is ignored, as gpg does\n")
+    assert signing.verify_aci(str(aci), str(tmp_path / "trust")).name == IMAGE
+
+
+@pytest.mark.parametrize(
+    ("revoked_as", "plain_as"),
+    [
+        pytest.param(None, IMAGE, id="revoked-root-copy"),
+        pytest.param(IMAGE, None, id="revoked-prefix-copy"),
+        pytest.param("aaa", IMAGE, id="revoked-copy-listed-first"),
+        pytest.param("zzz", IMAGE, id="revoked-copy-listed-last"),
+    ],
+)
+def test_a_revocation_in_any_copy_of_a_trusted_key_counts(aci: Path, tmp_path: Path, gpg: Gpg,
+                                                          revoked_as: str | None, plain_as: str | None) -> None:
+    """The key trusted twice (``trust add`` again after its revocation, for another scope):
+    the copy the store lists last must not hide the revocation the other one carries."""
+    fingerprint = gpg.generate("Later Revoked <lrev@example.invalid>", "ed25519", "sign")
+    gpg.sign(aci, "lrev@example.invalid")
+    _trust(tmp_path / "trust", gpg.export("lrev@example.invalid", tmp_path / "plain.pub"), plain_as)
+    revocation = (gpg.home / "openpgp-revocs.d" / f"{fingerprint}.rev").read_text()
+    gpg.run("--import", stdin=revocation.replace(":-----BEGIN", "-----BEGIN"))
+    _trust(tmp_path / "trust", gpg.export("lrev@example.invalid", tmp_path / "revoked.pub"), revoked_as)
+    err = _refusal(aci, tmp_path / "trust")
+    assert err.reason == "revoked-key"
+    assert f"signed by a revoked key: the certificate of {fingerprint.lower()} is revoked" in str(err)

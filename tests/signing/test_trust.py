@@ -9,10 +9,10 @@ import stat
 from pathlib import Path
 
 import pytest
-from signing_helpers import IMAGE, KeyPair
+from signing_helpers import IMAGE, Gpg, KeyPair
 
 from docker2aci import signing
-from docker2aci.errors import TrustStoreError, UsageError
+from docker2aci.errors import SigningError, TrustStoreError, UsageError, VerificationError
 from docker2aci.trust import TrustStore, check_prefix, default_trust_dir, prefix_matches
 
 
@@ -178,3 +178,39 @@ def test_default_trust_dir(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("os.geteuid", lambda: 1000)
     monkeypatch.setenv("XDG_CONFIG_HOME", "/home/u/.cfg")
     assert default_trust_dir() == "/home/u/.cfg/docker2aci/trust"
+
+
+def test_a_key_without_a_valid_self_signature_is_unusable(aci: Path, tmp_path: Path, gpg: Gpg,
+                                                           run_cli) -> None:  # type: ignore[no-untyped-def]
+    """A key whose only self-signature is SHA-1 (gpg's --cert-digest-algo SHA1, as old keys
+    have): Sequoia's policy finds no binding signature. A clear error naming the key (or the
+    store's file), never pysequoia's RuntimeError."""
+    gpg.run("--passphrase", "", "--cert-digest-algo", "SHA1", "--quick-gen-key",
+            "Old Style <oldstyle@example.invalid>", "rsa2048", "sign", "never")
+    fingerprint = gpg.fingerprint("oldstyle@example.invalid").lower()
+    public = gpg.export("oldstyle@example.invalid", tmp_path / "old.pub")
+    gpg.run("--yes", "--local-user", "oldstyle@example.invalid", "--digest-algo", "SHA512", "--armor",
+            "--detach-sign", "--output", f"{aci}.asc", str(aci))
+    assert gpg.run("--verify", f"{aci}.asc", str(aci), check=False).returncode == 0
+    problem = f"the key {fingerprint} has no valid self-signature under the standard policy (missing, bad, " \
+              "or made with SHA-1): No binding signature at time "
+
+    added = run_cli("trust", "add", "--root", "--trust-dir", tmp_path, public)
+    assert added.status == 1
+    assert added.err.startswith(f"Error: {problem}")
+    assert not (tmp_path / "trustedkeys").exists()
+    with pytest.raises(SigningError, match=f"^not trusting {fingerprint}: the key {fingerprint} has no valid"):
+        TrustStore(str(tmp_path)).add(signing.read_certs(str(public))[0], None)
+
+    root_d = tmp_path / "trustedkeys" / "root.d"  # written by another tool (rkt trust)
+    root_d.mkdir(parents=True)
+    shutil.copyfile(public, root_d / fingerprint)
+    listing = run_cli("trust", "list", "--trust-dir", tmp_path)
+    assert listing.status == 0
+    assert listing.out.startswith(f"{fingerprint}  root  UNUSABLE: {problem}")
+    verified = run_cli("verify", aci, "--trust-dir", tmp_path)
+    assert verified.status == 1
+    assert verified.err.startswith(f"Error: trust store: {root_d / fingerprint}: {problem}")
+    with pytest.raises(VerificationError) as caught:
+        signing.verify_file(str(aci), f"{aci}.asc", signing.read_certs(str(public)))
+    assert caught.value.reason == "untrusted-key"
