@@ -90,9 +90,9 @@ class JobResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from .registry.diagnostics import redact_text
+        from .sources import redact_source
 
-        self.source = redact_text(self.source)
+        self.source = redact_source(self.source)
 
     def to_json(self) -> dict[str, Any]:
         """The report entry: ``source``, ``status``, ``error``, ``acis``,

@@ -7,6 +7,7 @@ Data flows one way; each stage is a module of its own (``sources``, ``layers``,
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import hashlib
@@ -15,7 +16,7 @@ import os
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from converters.errors import BadConfig
 from converters.manifest import ImageConfig, Naming
@@ -222,11 +223,15 @@ def convert(source: str, options: ConvertOptions | None = None,
         cache = None
         if (src.cacheable or options.cache_local) and options.use_cache:
             cache = ConversionCache(options.cache_dir or default_cache_dir())  # its directory checked once
-        for target in targets:
-            resolved = src.resolve(selector, target or wanted)
-            what = f"{src.display} ({target})" if target else src.display
-            results.extend(_convert_image(what, resolved, target or wanted, options, progress, written, cache,
-                                          signer, local=not src.cacheable))
+        try:
+            for target in targets:
+                resolved = src.resolve(selector, target or wanted)
+                what = f"{src.display} ({target})" if target else src.display
+                results.extend(_convert_image(what, resolved, target or wanted, options, progress, written, cache,
+                                              signer, local=not src.cacheable))
+        except BaseException:
+            written.release_unwritten(r.path for r in results)
+            raise
         return results
     finally:
         src.close()
@@ -408,6 +413,7 @@ class _Outputs:
         self._claims_dir, self._claims_as = claims
         self._owners: dict[str, str] = {}
         self._signed_before: dict[str, str | None] = {}
+        self._markers: dict[str, str] = {}  # path claimed in claims_dir -> its marker
 
     def claim(self, path: str, display: str) -> str:
         """Reserve ``path`` for ``display``; returns ``path``.
@@ -441,14 +447,30 @@ class _Outputs:
             except OSError:
                 owner, owner_display = "", ""
             if owner == self._claims_as:
+                self._markers[key] = marker
                 return
             raise OutputError(f"{display} would be written to {key}, which {owner or 'another item'} writes from "
                               f"{owner_display or 'another source'}: give one an 'output' or 'output_dir' of its own"
                               ) from None
         except OSError as err:
             raise OutputError(f"{display}: claiming {key} in {self._claims_dir}: {err.strerror or err}") from err
+        self._markers[key] = marker
         with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as f:
             f.write(mine)
+
+    def release_unwritten(self, written: Iterable[str]) -> None:
+        """Give up the shared claims of the files the conversion did not write (it failed,
+        or was stopped): another conversion of the run may write them, since no ``ok``
+        one owns them.
+
+        Args:
+            written: the paths of the ACIs the conversion did write (their claims stay).
+        """
+        kept = {os.path.abspath(path) for path in written}
+        for key, marker in self._markers.items():
+            if key not in kept:
+                with contextlib.suppress(OSError):
+                    os.unlink(marker)
 
     def drop_stale_signatures(self, display: str, converted: list[ConvertedACI]) -> None:
         """Remove ``<path>.asc`` beside each of ``converted`` (written without signing)

@@ -30,6 +30,8 @@ _TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$", re.ASCII)
 _DIGEST_LIKE_RE = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}", re.ASCII)
 """What follows ``NAME@`` or ``NAME:TAG@`` when it is a digest (``sha256:`` and its hex), not
 a host after a user's credentials (``HOST:PORT`` has too few characters after its colon)."""
+_DIGEST_ALGORITHMS = frozenset({"sha256", "sha384", "sha512"})
+"""Algorithms whose ``ALG:...`` after an ``@`` is a digest, even a malformed one (a typo)."""
 _HEX64_RE = re.compile(r"^[a-f0-9]{64}$")
 MAX_NAME_LENGTH = 255
 
@@ -65,11 +67,9 @@ class ImageRef:
         """
         if not text:
             raise InvalidReference("invalid reference format: empty reference")
-        before, at, after = text.partition("@")
-        if at and "/" not in before and ("/" in after or "@" in after
-                                         or (":" in before and not _DIGEST_LIKE_RE.fullmatch(after))):
-            # USER:PASSWORD@HOST/NAME: never quoted back (messages, --json, batch reports)
-            raise InvalidReference(f"***@{after}: invalid reference format: a reference cannot hold credentials "
+        shown = without_credentials(text)
+        if shown != text:  # USER:PASSWORD@HOST/NAME: never quoted back (messages, --json, batch reports)
+            raise InvalidReference(f"{shown}: invalid reference format: a reference cannot hold credentials "
                                    "(USER:PASSWORD@); use --creds USER:PASSWORD or docker login")
         if _HEX64_RE.fullmatch(text):
             raise InvalidReference(
@@ -122,6 +122,37 @@ class ImageRef:
         if self.digest:
             out += f"@{self.digest}"
         return out
+
+
+def without_credentials(text: str) -> str:
+    """``text``, a reference as typed, with a leading ``USER[:PASSWORD]@`` replaced by ``***@``.
+
+    A reference holds one ``@``, before its digest; an ``@`` anywhere else ends a user's
+    credentials, which may themselves hold ``/``, ``:`` or ``@`` (``user:pa/s@s@host/app``
+    gives ``***@host/app``). ``NAME@BAD`` and ``HOST:PORT/NAME[:TAG]@BAD`` are malformed
+    digests (``busybox@latest``), kept as typed.
+
+    Args:
+        text: the reference (without a transport).
+
+    Returns:
+        ``text`` unchanged, or ``***@`` and what follows the credentials.
+    """
+    body, digest = text, ""
+    before, at, after = text.rpartition("@")
+    if at and "/" not in after and (after.partition(":")[0] in _DIGEST_ALGORITHMS
+                                    or _DIGEST_LIKE_RE.fullmatch(after)):
+        body, digest = before, f"@{after}"
+    userinfo, at, rest = body.rpartition("@")
+    if not at:
+        return text
+    if not digest and "/" not in rest and "@" not in userinfo:
+        if ":" not in userinfo:
+            return text  # NAME@BAD
+        first, slash, _ = userinfo.partition("/")
+        if slash and _DOMAIN_RE.fullmatch(first):
+            return text  # HOST:PORT/NAME[:TAG]@BAD
+    return f"***@{rest}{digest}"
 
 
 def is_valid_host(text: str) -> bool:

@@ -112,6 +112,11 @@ def test_invalid(text: str, message: str) -> None:
     pytest.param(f"user:s3cret-pw@registry.example:5000/app@sha256:{A64}",
                  f"***@registry.example:5000/app@sha256:{A64}", id="host-port-and-a-digest"),
     pytest.param("user:s3cret-pw@registry.example:5000", "***@registry.example:5000", id="host-port-only"),
+    pytest.param("user:s3cr/et-pw@registry.example/app", "***@registry.example/app", id="password-with-a-slash"),
+    pytest.param("user:s3cr/et-pw@registry.example", "***@registry.example", id="password-with-a-slash-host-only"),
+    pytest.param("user:s3cr@et-pw@registry.example/app", "***@registry.example/app", id="password-with-an-at"),
+    pytest.param(f"user:s3cr@et-pw@registry.example/app@sha256:{A64}", f"***@registry.example/app@sha256:{A64}",
+                 id="password-with-an-at-and-a-digest"),
 ])
 def test_credentials_in_a_reference_are_refused_unquoted(text: str, shown: str) -> None:
     """The reference was quoted whole in the error ("invalid digest format"), password and
@@ -206,6 +211,44 @@ def test_an_engine_out_of_reach_is_named(docker_host: str | None, monkeypatch: p
     expected = f"docker-daemon:busybox: cannot reach the Docker Engine {where}: "
     with pytest.raises(SourceError, match=re.escape(expected)):
         open_source("docker-daemon:busybox")
+
+
+@pytest.mark.parametrize("text, message", [
+    pytest.param("busybox:1.36@sha256:abcd", "busybox:1.36@sha256:abcd: invalid digest format",
+                 id="short-digest-after-a-tag: a typo, not credentials"),
+    pytest.param("busybox@latest", "busybox@latest: invalid digest format", id="tag-given-as-a-digest"),
+    pytest.param("localhost:5000/app:1@latest", "localhost:5000/app:1@latest: invalid digest format",
+                 id="host-port-and-a-bad-digest: a reference, not credentials"),
+])
+def test_a_malformed_digest_is_not_taken_for_credentials(text: str, message: str) -> None:
+    with pytest.raises(InvalidReference) as exc:
+        ImageRef.parse(text)
+    assert str(exc.value) == message
+
+
+@pytest.mark.parametrize("source, shown", [
+    pytest.param("docker://user:s3cr/et-pw@registry.example/app", "docker://***@registry.example/app",
+                 id="docker-url-password-with-a-slash"),
+    pytest.param("https://user:s3cr@et-pw@registry.example/app", "https://***@registry.example/app",
+                 id="url-password-with-an-at"),
+    pytest.param("user:s3cret-pw@registry.example/app", "***@registry.example/app", id="bare-reference"),
+    pytest.param(f"docker://registry.example:5000/app@sha256:{A64}", f"docker://registry.example:5000/app@sha256:{A64}",
+                 id="digest-reference-kept"),
+    pytest.param("/srv/images/app@2/img.tar", "/srv/images/app@2/img.tar", id="path-with-an-at-kept"),
+])
+def test_a_source_is_shown_without_its_password(source: str, shown: str) -> None:
+    """A batch report's ``source`` and the error for a missing file (registry review's
+    finding, for passwords holding ``/`` or ``@``)."""
+    from docker2aci.errors import SourceError
+    from docker2aci.jobs import JobResult
+    from docker2aci.sources import open_source, redact_source
+
+    assert redact_source(source) == shown
+    assert JobResult(source, "failed", None).source == shown
+    if "s3cr" in source and not source.startswith("docker://"):
+        with pytest.raises(SourceError) as exc:
+            open_source(source)
+        assert "s3cr" not in str(exc.value) and "et-pw" not in str(exc.value)
 
 
 def test_mirror_does_not_quote_a_target_with_credentials(capsys: pytest.CaptureFixture[str]) -> None:

@@ -55,7 +55,8 @@ def redact_url(url: str) -> str:
 
 
 _QUERY_PARAM_RE = re.compile(r"([?&;])([^=&;#\s'\"()]+)=([^&;#\s'\"()]*)")
-_USERINFO_RE = re.compile(r"//[^/@\s'\"()]*@")
+_USERINFO_RE = re.compile(r"//[^/\s'\"()]*@")
+"""``//USER:PASSWORD@``, to the last ``@`` before the host (a password may hold ``@``)."""
 
 
 def redact_text(text: str) -> str:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Callable
 from ..errors import SourceError, UsageError
 from ..limits import DEFAULT_MAX_LAYER_BYTES
 from ..reference import COMPONENT_RE as _COMPONENT
-from ..reference import ImageRef, api_host, split_transport
+from ..reference import ImageRef, api_host, split_transport, without_credentials
 from ..store import BlobCache, default_cache_dir
 from .base import DownloadHook, ImageName, ImageSource, ResolvedImage
 
@@ -204,6 +204,33 @@ _TAG_OR_PORT = re.compile(r"\w[\w.-]{0,127}|\d+/.*", re.ASCII)  # busybox:latest
 _ARCHIVE_NAME = re.compile(r".*\.(tar|tgz|tar\.\w+)", re.IGNORECASE)
 
 
+def redact_source(name: str) -> str:
+    """``name``, a source as given, fit to be shown: a user's ``USER:PASSWORD@`` in a URL
+    (``docker://``, ``https://``) or in what reads as a bare registry reference becomes
+    ``***@``, even when the password holds ``/`` or ``@``
+    (:func:`~docker2aci.reference.without_credentials`); signature-like query values are
+    hidden (:func:`~docker2aci.registry.diagnostics.redact_text`).
+
+    Args:
+        name: the source (a batch line, a command-line argument).
+
+    Returns:
+        The source with its secrets replaced by ``***``.
+    """
+    from ..registry.diagnostics import redact_text
+
+    scheme, sep, rest = name.partition("://")
+    if sep and _SCHEME_RE.fullmatch(scheme):
+        name = f"{scheme}{sep}{without_credentials(rest)}"
+    elif split_transport(name, frozenset(TRANSPORTS))[0] is None and not name.startswith(("/", ".")):
+        name = without_credentials(name)  # USER:PASSWORD@HOST/NAME typed without docker://
+    return redact_text(name)
+
+
+_SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+"""A URL scheme (RFC 3986 section 3.1)."""
+
+
 def _unknown_transport(name: str) -> str:
     """A hint for a missing path that starts like a transport: the closest transport
     (``oci-archve:x.tar``), or ``docker://`` for what reads as a registry image
@@ -259,9 +286,7 @@ def open_source(name: str, remote: RemoteOptions | None = None) -> tuple[ImageSo
         return DaemonSource(rest, remote.tmp_dir), None
     path, selector = _split_path(rest)
     if not os.path.exists(path):
-        from ..registry.diagnostics import redact_text  # a URL's user:password@ is never quoted back
-
-        raise SourceError(redact_text(name), "no such file or directory"
-                          + (redact_text(_unknown_transport(name)) if transport is None else ""))
+        shown = redact_source(name)  # a URL's user:password@ is never quoted back
+        raise SourceError(shown, "no such file or directory" + (_unknown_transport(shown) if transport is None else ""))
     opener = TRANSPORTS[transport] if transport else _sniffed
     return opener(path, name, remote), selector

@@ -5,6 +5,7 @@ with two worker processes) gives the same report and files."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -177,6 +178,30 @@ def test_two_items_that_write_one_file(busybox_docker_archive: Path, tmp_path: P
     [aci] = report[0]["acis"]
     assert report[1]["acis"] == []  # it listed item 1's file as its own (a new user's find)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [Path(aci["path"]).name]
+
+
+def test_a_failed_item_leaves_its_file_to_the_next(tmp_path: Path) -> None:
+    """An item that fails after claiming its file wrote nothing: a later item given the
+    same file writes it (the claim stayed, and the later one was refused "which item 1
+    writes", though item 1 wrote nothing)."""
+    import tarfile
+
+    from services import SHARED_IMAGES
+
+    good = SHARED_IMAGES / "oci-archive.tar"
+    bad = tmp_path / "bad.tar"
+    with tarfile.open(good) as src, tarfile.open(bad, "w") as dst:
+        for member in src.getmembers():
+            data = src.extractfile(member).read() if member.isfile() else None  # type: ignore[union-attr]
+            if data is not None and member.size > 100_000:  # the layer: one byte changed, its digest wrong
+                data = data[:50_000] + bytes([data[50_000] ^ 1]) + data[50_001:]
+            dst.addfile(member, io.BytesIO(data) if data is not None else None)
+    text = "".join(f"- source: oci-archive:{path}\n  output: same.aci\n" for path in (bad, good))
+    report, _ = batch(tmp_path, text, name="b.yaml", check=1)
+    assert [e["status"] for e in report] == ["failed", "ok"], report
+    assert "digest" in report[0]["error"] and report[0]["acis"] == []
+    path = tmp_path / "out" / "same.aci"
+    assert report[1]["acis"] == [{"path": str(path), "image_id": compute_image_id(str(path))}]
 
 
 @pytest.mark.parametrize("jobs", ["1", "2"])

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from docker2aci.digest import Digest
-from docker2aci.registry.diagnostics import parse_error_body, redact_url
+from docker2aci.registry.diagnostics import parse_error_body, redact_text, redact_url
 from docker2aci.manifest import manifest_digests, schema1_payload
 
 
@@ -24,6 +24,18 @@ from docker2aci.manifest import manifest_digests, schema1_payload
 ])
 def test_redact_url(url: str, expected: str) -> None:
     assert redact_url(url) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    pytest.param("ProxyError: http://user:p@ss@proxy.example:3128 refused", "ProxyError: http://***@proxy.example:3128 refused",
+                 id="password-with-an-at: cut at the last @ before the host"),
+    pytest.param("Max retries exceeded with url: /b?X-Amz-Signature=abc (Caused by x)",
+                 "Max retries exceeded with url: /b?X-Amz-Signature=*** (Caused by x)", id="bare-path-and-query"),
+    pytest.param("docker://r.example/app@sha256:abc and https://r.example/x",
+                 "docker://r.example/app@sha256:abc and https://r.example/x", id="digest-reference-kept"),
+])
+def test_redact_text(text: str, expected: str) -> None:
+    assert redact_text(text) == expected
 
 
 @pytest.mark.parametrize(("body", "expected"), [
