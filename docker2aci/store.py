@@ -25,6 +25,7 @@ be private: the cache is created mode 0700 and its files 0600.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -108,6 +109,41 @@ def check_trusted_dir(path: str, what: str = "cache directory") -> None:
         current = parent
 
 
+def check_trusted_subdirs(root: str, names: tuple[str, ...], what: str = "cache directory") -> None:
+    """Hold the existing subdirectories ``names`` of ``root`` to :func:`check_trusted_dir`'s
+    rules: a ``conversions/`` or ``blobs/sha256/`` another user could write to lets that
+    user plant entries this user then trusts, whatever the root's own mode. A subdirectory
+    that is a symbolic link is checked where it leads.
+
+    Raises:
+        OutputError: naming the subdirectory, its owner or its mode.
+    """
+    euid = os.geteuid()
+    for name in names:
+        path = os.path.join(root, name)
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        except OSError as err:
+            raise OutputError(f"{what} {root}: cannot examine {path}: {err.strerror}") from err
+        if stat.S_ISLNK(info.st_mode):
+            check_trusted_dir(path, what)
+            continue
+        if info.st_uid not in (euid, 0):
+            raise OutputError(f"{what} {root}: {path} is owned by uid {info.st_uid}, not by this user "
+                              f"(uid {euid}) or root: another user could change what it holds; use a directory "
+                              "of your own")
+        if info.st_mode & 0o002:
+            raise OutputError(f"{what} {root}: {path} is writable by every user (mode "
+                              f"{stat.S_IMODE(info.st_mode):04o}): another user could change what it holds; "
+                              "use a directory of your own")
+
+
+#: The subdirectories of a cache root whose content is trusted once there.
+CACHE_SUBDIRS = ("blobs", "blobs/sha256", "blobs/sha384", "blobs/sha512", "conversions", "locks", "tmp")
+
+
 def default_cache_dir() -> str:
     """``$XDG_CACHE_HOME/docker2aci``, else ``~/.cache/docker2aci``."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -128,6 +164,7 @@ class BlobCache:
 
     def __init__(self, root: str) -> None:
         check_trusted_dir(root)
+        check_trusted_subdirs(root, CACHE_SUBDIRS)
         self.root = root
         self._swept = False
 
@@ -311,10 +348,15 @@ def cache_lock(root: str, name: str) -> Iterator[None]:
         OutputError: the lock file cannot be created.
     """
     locks = os.path.join(root, "locks")
+    path = os.path.join(locks, name)
     try:
         _private_dirs(locks)
-        fd = os.open(os.path.join(locks, name), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        # never followed: a link planted there would create or lock a file elsewhere
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise OutputError(f"lock file {path} is a symbolic link, not a file of the cache: "
+                              "remove it") from err
         raise OutputError(f"writing to the cache {root}: {err.strerror or err}") from err
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -349,6 +391,7 @@ class ConversionCache:
 
     def __init__(self, root: str) -> None:
         check_trusted_dir(root)
+        check_trusted_subdirs(root, CACHE_SUBDIRS)
         self.root = root
         self.dir = os.path.join(root, "conversions")
 
@@ -362,12 +405,22 @@ class ConversionCache:
         is malformed. The ACI is verified against the record when it is copied out
         (:func:`publish_copy`)."""
         aci = os.path.join(self.dir, f"{key}.aci")
+        path = os.path.join(self.dir, f"{key}.json")
         try:
-            with open(os.path.join(self.dir, f"{key}.json"), encoding="utf-8") as f:
+            with open(path, encoding="utf-8") as f:
                 record = json.load(f)
+            aci_is_file = stat.S_ISREG(os.lstat(aci).st_mode)  # a link would hand out (and chmod) another file
         except (OSError, ValueError, RecursionError):
             return None
-        if not isinstance(record, dict) or not _RECORD_KEYS <= set(record) or not os.path.isfile(aci):
+        if not aci_is_file:
+            log.warning("%s: not a regular file (a link?): not used; converting again", aci)
+            return None
+        if not isinstance(record, dict) or not _RECORD_KEYS <= set(record):
+            return None
+        if "key" not in record:  # written before records named their key: converted again, once
+            return None
+        if record["key"] != key:  # another conversion's record (and ACI) moved here
+            log.warning("%s: not the record of this conversion (it names another); converting again", path)
             return None
         return CachedConversion(aci, record)
 
@@ -387,7 +440,7 @@ class ConversionCache:
             else:
                 digest = _atomic_copy(aci_path, cached, mode=0o600)
             with atomic_file(os.path.join(self.dir, f"{key}.json"), 0o600) as (_, f):
-                f.write(json.dumps({**record, "aci_sha256": digest}).encode())
+                f.write(json.dumps({**record, "key": key, "aci_sha256": digest}).encode())
         except OSError as err:
             raise OutputError(f"writing to the cache {self.dir}: {err}") from err
 

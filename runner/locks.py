@@ -13,6 +13,8 @@ import fcntl
 import os
 from collections.abc import Iterator
 
+from docker2aci.errors import RunnerError
+
 
 @contextlib.contextmanager
 def locked(path: str, how: int) -> Iterator[int]:
@@ -22,9 +24,18 @@ def locked(path: str, how: int) -> Iterator[int]:
 
     Yields:
         The locked descriptor (closed, so unlocked, when the block ends).
+
+    Raises:
+        RunnerError: ``path`` is a symbolic link.
     """
     while True:
-        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:  # never followed: a link planted there would create or lock a file elsewhere
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                raise RunnerError(f"lock file {path} is a symbolic link, not a file of the store: "
+                                  "remove it") from err
+            raise
         try:
             fcntl.flock(fd, how)
             try:
@@ -53,7 +64,7 @@ def try_locked(path: str, *, create: bool = True) -> Iterator[bool]:
         OSError: ``flock`` failed for another reason than the lock being held.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | (os.O_CREAT if create else 0), 0o600)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | (os.O_CREAT if create else 0), 0o600)
     except OSError:
         yield False
         return

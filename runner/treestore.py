@@ -53,7 +53,7 @@ from typing import Any
 
 from docker2aci.atomic import atomic_file
 from docker2aci.errors import OutputError, RunnerError
-from docker2aci.store import check_trusted_dir
+from docker2aci.store import check_trusted_dir, check_trusted_subdirs
 from docker2aci.filestamp import is_settled, read_memo, stamp, write_memo
 from runner.extract import (
     compute_digests,
@@ -150,6 +150,7 @@ class TreeStore:
         self.root = os.path.abspath(os.fspath(root))
         try:
             check_trusted_dir(self.root, "tree store")
+            check_trusted_subdirs(self.root, ("trees", "pods", "prerun"), "tree store")
         except OutputError as err:
             raise RunnerError(str(err)) from err
         self.dir = os.path.join(self.root, "trees")
