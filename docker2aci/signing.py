@@ -47,6 +47,16 @@ Verification policy:
   cannot be told apart from a backdated signature made with an old, expired key
   (rkt/rkt#3993, rpm#1911, public-cases.md #55). Re-sign with a current key, or extend
   the key's expiry and ``trust add`` it again.
+* Only a binary signature (type 0x00) of the file's bytes, with a hash other than MD5,
+  SHA-1 or RIPEMD-160, is checked at all. A text-mode signature (``gpg --textmode``, type
+  0x01) is refused although gpg (and rkt's ``x/crypto/openpgp``) accept it: it signs the
+  file with its line endings canonicalized, so it does not pin the bytes, and gpg, Go and
+  Sequoia canonicalize binary data differently (:func:`_check_signature_kind`). A weak
+  hash is refused whatever date the signature claims. When Sequoia refuses a signature,
+  the message says what its policy found at the signature's creation time, read from the
+  signature and the key's self-signatures (dated in the future, made before the key
+  existed or after it had expired, a key without the signing flag); "the file does not
+  match its signature" is left for when nothing else explains it.
 * A revoked key (the certificate or the signing subkey, for any reason) is refused as
   "revoked key", whenever the revocation was made; ``x/crypto/openpgp`` also skips keys
   with any revocation.
@@ -76,7 +86,7 @@ from typing import Protocol
 
 import pysequoia
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from pysequoia.packet import PacketPile, SignatureType, Tag
+from pysequoia.packet import HashAlgorithm, PacketPile, SignatureType, Tag
 
 from . import untrustedjson
 from .acifile import READ_ERRORS, is_manifest_name, open_tar, open_uncompressed
@@ -95,6 +105,10 @@ MAX_PASSPHRASE_BYTES = 64 * 1024
 _ARMOR_SIGNATURE = b"-----BEGIN PGP SIGNATURE-----"
 _S2K_COUNT = 0xF0
 """Iterated S2K coded count: 32 MiB hashed per unlock (about 0.1 s)."""
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+_CLOCK_SKEW_TOLERANCE = datetime.timedelta(minutes=30)
+"""How far ahead of the clock Sequoia accepts a signature's creation time (measured with
+gpg ``--faked-system-time``: 29 minutes ahead verifies, 31 does not)."""
 
 
 class SignatureRejected(SigningError):
@@ -301,6 +315,22 @@ def protect_secret_key(secret: bytes, passphrase: str) -> bytes:
 
 
 @dataclass(frozen=True)
+class KeyBinding:
+    """What one self-signature of a key says about it (a subkey's binding signature; for
+    the primary key, a self-certification of a user ID or a direct-key signature).
+
+    Attributes:
+        created: when the self-signature was made.
+        expires: when the key expires by it (``None``: never).
+        can_sign: whether its key flags allow signing data.
+    """
+
+    created: datetime.datetime | None
+    expires: datetime.datetime | None
+    can_sign: bool
+
+
+@dataclass(frozen=True)
 class KeyPart:
     """One key of a certificate (the primary key or a subkey), as verification needs it.
 
@@ -311,6 +341,8 @@ class KeyPart:
         expires: when it expires (``None``: never), from its newest binding signature
             (subkeys) or from the certificate (primary).
         revoked: whether a revocation signature covers it.
+        bindings: its self-signatures, oldest first (not checked cryptographically here:
+            only to explain a refusal, see :meth:`binding_at`).
     """
 
     fingerprint: str
@@ -318,11 +350,31 @@ class KeyPart:
     created: datetime.datetime | None
     expires: datetime.datetime | None
     revoked: bool
+    bindings: tuple[KeyBinding, ...] = ()
 
     @property
     def key_id(self) -> str:
         """16 upper-case hex digits."""
         return _key_id(self.fingerprint)
+
+    def binding_at(self, when: datetime.datetime) -> KeyBinding | None:
+        """The self-signature in force at ``when`` (the newest made by then), as Sequoia's
+        policy picks it to judge a signature made at ``when``; ``None`` before the first."""
+        in_force = [b for b in self.bindings if b.created is not None and b.created <= when]
+        return in_force[-1] if in_force else None
+
+
+_SELF_CERTIFICATIONS = (SignatureType.GenericCertification, SignatureType.PersonaCertification,
+                        SignatureType.CasualCertification, SignatureType.PositiveCertification,
+                        SignatureType.DirectKey)
+
+
+def _binding(packet: pysequoia.packet.Packet, key_created: datetime.datetime | None) -> KeyBinding:
+    period = packet.key_validity_period
+    flags = packet.key_flags
+    return KeyBinding(created=packet.signature_created,
+                      expires=key_created + period if period and key_created is not None else None,
+                      can_sign=flags is not None and flags.signing)
 
 
 def key_parts(cert: pysequoia.Cert) -> list[KeyPart]:
@@ -337,13 +389,17 @@ def key_parts(cert: pysequoia.Cert) -> list[KeyPart]:
     parts: list[KeyPart] = []
     current: dict[str, object] | None = None
     newest: datetime.datetime | None = None
+    primary_fpr = ""
+    bindings: list[KeyBinding] = []
 
     def close() -> None:
         if current is not None:
+            current["bindings"] = tuple(sorted(bindings, key=lambda b: b.created or _EPOCH))
             parts.append(KeyPart(**current))  # type: ignore[arg-type]
 
     for packet in PacketPile.from_bytes(bytes(cert)):
         if packet.tag in (Tag.PublicKey, Tag.SecretKey):
+            primary_fpr = packet.fingerprint
             current = {"fingerprint": packet.fingerprint, "primary": True, "created": packet.key_created,
                        "expires": cert.expiration, "revoked": cert.is_revoked}
         elif packet.tag in (Tag.PublicSubkey, Tag.SecretSubkey):
@@ -351,11 +407,19 @@ def key_parts(cert: pysequoia.Cert) -> list[KeyPart]:
             current = {"fingerprint": packet.fingerprint, "primary": False, "created": packet.key_created,
                        "expires": None, "revoked": False}
             newest = None
-        elif packet.tag == Tag.Signature and current is not None and not current["primary"]:
+            bindings = []
+        elif packet.tag == Tag.Signature and current is not None and current["primary"]:
+            issuer = (packet.issuer_fingerprint or "").lower()
+            by_itself = issuer == primary_fpr if issuer else primary_fpr.endswith(
+                (packet.issuer_key_id or "?").lower())
+            if by_itself and any(packet.signature_type == t for t in _SELF_CERTIFICATIONS):
+                bindings.append(_binding(packet, current["created"]))  # type: ignore[arg-type]
+        elif packet.tag == Tag.Signature and current is not None:
             kind = packet.signature_type
             if kind == SignatureType.SubkeyRevocation:
                 current["revoked"] = True
             elif kind == SignatureType.SubkeyBinding:
+                bindings.append(_binding(packet, current["created"]))  # type: ignore[arg-type]
                 made = packet.signature_created
                 if newest is None or (made is not None and made >= newest):
                     newest = made
@@ -893,7 +957,7 @@ class SequoiaVerifier:
     def verify(self, path: str, untrusted_signature: bytes, certs: Sequence[pysequoia.Cert], *,
                now: datetime.datetime | None = None) -> Verified:
         now = now or datetime.datetime.now(datetime.UTC)
-        _check_one_signature(untrusted_signature)
+        untrusted_packet = _check_one_signature(untrusted_signature)
         try:
             untrusted_sig = pysequoia.Sig.from_bytes(untrusted_signature)
         except Exception as err:
@@ -921,16 +985,16 @@ class SequoiaVerifier:
                                     f"signed by an expired key: the {which} of {cert.fingerprint} expired "
                                     f"{_iso(when)}{made} (policy: keys expired at verification time "
                                     "are refused)")
+        _check_signature_kind(untrusted_packet, key_id)
         try:
             result = pysequoia.verify(file=path, store=lambda _ids: [cert], signature=untrusted_sig)
         except Exception as err:  # noqa: BLE001 (pysequoia raises plain RuntimeError; any failure refuses)
             log.debug("pysequoia refused the signature of %s: %s", path, _first_line(err))
             raise SignatureRejected("bad-signature", key_id,
-                                    "BAD signature: the file does not match its signature") from None
+                                    _why_refused(untrusted_packet, cert, part)) from None
         valid = result.valid_sigs
         if not valid:
-            raise SignatureRejected("bad-signature", key_id,
-                                    "BAD signature: the file does not match its signature")
+            raise SignatureRejected("bad-signature", key_id, _why_refused(untrusted_packet, cert, part))
         signer = valid[0].signing_key.lower()
         # The policy above looked at the key the issuer field names; the key that really
         # signed must be that key (a signature may list other issuers first).
@@ -942,11 +1006,14 @@ class SequoiaVerifier:
                         created=untrusted_sig.created)
 
 
-def _check_one_signature(untrusted: bytes) -> None:
+def _check_one_signature(untrusted: bytes) -> pysequoia.packet.Packet:
     """Refuse a signature file that is not exactly one signature packet (in one armored
     block, or binary). ``pysequoia.Sig.from_bytes`` reads the first signature and ignores
     whatever follows, where ``gpg --verify`` checks every signature of the file (a bad
     second one makes it say "BAD signature") and refuses trailing binary junk.
+
+    Returns:
+        the signature packet (untrusted: its fields only explain a refusal).
 
     Raises:
         SignatureRejected: ``bad-signature``.
@@ -965,6 +1032,76 @@ def _check_one_signature(untrusted: bytes) -> None:
         raise SignatureRejected("bad-signature", None,
                                 f"BAD signature: the file holds {len(packets)} OpenPGP packets ({kinds}); "
                                 "one detached signature expected")
+    return packets[0]
+
+
+_WEAK_HASHES = (("MD5", HashAlgorithm.MD5), ("SHA-1", HashAlgorithm.SHA1), ("RIPEMD-160", HashAlgorithm.RipeMD))
+"""Hash algorithms whose signatures are refused whenever they claim to be made (Sequoia's
+standard policy refuses them for data signatures made since 2013; a creation time is
+chosen by the signer, so the date cannot excuse them)."""
+
+
+def _check_signature_kind(untrusted_packet: pysequoia.packet.Packet, key_id: str) -> None:
+    """Refuse, before any hashing, a signature that could not be accepted whatever the
+    file: not a signature of a file's bytes (type 0x00), or made with a weak hash.
+
+    A text-mode signature (type 0x01, ``gpg --textmode``) signs the file with its line
+    endings canonicalized, not its bytes: the same signature then covers files that differ
+    in their carriage returns. And the implementations canonicalize binary data (an ACI)
+    differently: gpg hashes CR CR LF as CR LF, Go's ``x/crypto/openpgp`` (rkt's
+    ``CheckDetachedSignature``, ``NewCanonicalTextHash``) as CR CR CR LF, and Sequoia
+    refuses gpg's text signatures of data holding CR CR LF or a lone CR (tested), so gpg
+    accepts them and we could not check them as gpg does.
+
+    Raises:
+        SignatureRejected: ``bad-signature``.
+    """
+    kind = untrusted_packet.signature_type
+    if kind == SignatureType.Text:
+        raise SignatureRejected("bad-signature", key_id,
+                                "BAD signature: a text-mode signature (type 0x01); sign the ACI as binary "
+                                "(gpg --detach-sign without --textmode)")
+    if kind != SignatureType.Binary:
+        name = repr(kind).rsplit(".", 1)[-1]
+        raise SignatureRejected("bad-signature", key_id,
+                                f"BAD signature: a {name} signature, not a signature of a file "
+                                "(binary, type 0x00)")
+    algorithm = untrusted_packet.hash_algorithm
+    for name, weak in _WEAK_HASHES:
+        if algorithm == weak:
+            raise SignatureRejected("bad-signature", key_id,
+                                    f"BAD signature: made with {name}, which is refused "
+                                    "(MD5, SHA-1 and RIPEMD-160 are too weak)")
+
+
+def _why_refused(untrusted_packet: pysequoia.packet.Packet, cert: pysequoia.Cert, part: KeyPart) -> str:
+    """Why Sequoia refused a signature of the right kind by a known, unexpired, unrevoked
+    key (pysequoia only says "no valid signatures found"): what its policy checks at the
+    signature's creation time, read from the signature packet and the key's
+    self-signatures; else the file does not match its signature. Only explains a refusal:
+    nothing here accepts anything."""
+    made = untrusted_packet.signature_created
+    if made is None:
+        return "BAD signature: it has no creation time"
+    if made > datetime.datetime.now(datetime.UTC) + _CLOCK_SKEW_TOLERANCE:  # pysequoia's clock, not ``now``
+        return f"BAD signature: dated {_iso(made)}, in the future (more than 30 minutes ahead of this clock)"
+    primary = next((p for p in key_parts(cert) if p.primary), part)
+    for key in (part, primary) if not part.primary else (part,):
+        which = f"the signing key {key.key_id}" if key is part else f"its primary key {key.key_id}"
+        if key.created is not None and made < key.created:
+            return f"BAD signature: made {_iso(made)}, before {which} was created {_iso(key.created)}"
+        binding = key.binding_at(made)
+        if binding is None:
+            first = key.bindings[0].created if key.bindings else None
+            return (f"BAD signature: made {_iso(made)}, before the oldest self-signature of {which} "
+                    f"({_iso(first)}), so the key was not valid then (gpg replaces a key's self-signature "
+                    "when its expiry or usage changes: re-sign the ACI)")
+        if binding.expires is not None and binding.expires <= made:
+            return f"BAD signature: made {_iso(made)} after {which} expired {_iso(binding.expires)}"
+    binding = part.binding_at(made)
+    if binding is not None and not binding.can_sign:
+        return f"BAD signature: key {part.key_id} may not sign (no signing flag)"
+    return "BAD signature: the file does not match its signature"
 
 
 def _iso(when: datetime.datetime | None) -> str:

@@ -78,11 +78,11 @@ class Gpg:
         self.run("--passphrase", "", "--quick-add-key", fingerprint, algorithm, usage, expire,
                  faked_time=faked_time)
 
-    def sign(self, path: Path, uid: str, faked_time: str | None = None) -> Path:
-        """A detached armored signature ``<path>.asc``."""
+    def sign(self, path: Path, uid: str, faked_time: str | None = None, options: tuple[str, ...] = ()) -> Path:
+        """A detached armored signature ``<path>.asc`` (``options``: more gpg options)."""
         out = Path(f"{path}.asc")
-        self.run("--yes", "--local-user", uid, "--armor", "--detach-sign", "--output", str(out), str(path),
-                 faked_time=faked_time)
+        self.run("--yes", "--local-user", uid, "--armor", *options, "--detach-sign", "--output", str(out),
+                 str(path), faked_time=faked_time)
         return out
 
     def export(self, uid: str, path: Path) -> Path:

@@ -380,3 +380,121 @@ def test_a_revocation_in_any_copy_of_a_trusted_key_counts(aci: Path, tmp_path: P
     err = _refusal(aci, tmp_path / "trust")
     assert err.reason == "revoked-key"
     assert f"signed by a revoked key: the certificate of {fingerprint.lower()} is revoked" in str(err)
+
+
+# Refusals by Sequoia's policy read "the file does not match its signature" for any cause
+# (pysequoia only says "no valid signatures found"); each now says what is wrong. Every
+# signature here is made by real gpg, and the message is the one `docker2aci verify` prints.
+
+
+def _refused_with(run_cli, aci: Path, trust_dir: Path, key_id: str, detail: str) -> None:  # type: ignore[no-untyped-def]
+    result = run_cli("verify", aci, "--trust-dir", trust_dir)
+    assert (result.status, result.out) == (1, "")
+    assert result.err == (f'Error: image "{IMAGE}" ({aci}): {detail}; signing key ID {key_id}; '
+                          f'prefix looked up: "{IMAGE}"\n')
+
+
+@pytest.mark.parametrize(
+    ("digest", "name", "gpg_accepts"),
+    [
+        pytest.param("SHA1", "SHA-1", True, id="sha1-gpg-accepts-it"),
+        pytest.param("MD5", "MD5", False, id="md5-gpg-refuses-it-too"),
+    ],
+)
+def test_a_weak_hash_is_named(aci: Path, tmp_path: Path, gpg: Gpg, run_cli, digest: str, name: str,  # type: ignore[no-untyped-def]
+                              gpg_accepts: bool) -> None:
+    fingerprint = gpg.generate("Weak <weak@example.invalid>", "rsa2048", "sign")
+    gpg.sign(aci, "weak@example.invalid", options=("--digest-algo", digest))
+    _trust(tmp_path / "trust", gpg.export("weak@example.invalid", tmp_path / "weak.pub"))
+    assert (gpg.run("--verify", f"{aci}.asc", str(aci), check=False).returncode == 0) is gpg_accepts
+    _refused_with(run_cli, aci, tmp_path / "trust", fingerprint[-16:],
+                  f"BAD signature: made with {name}, which is refused (MD5, SHA-1 and RIPEMD-160 are too weak)")
+
+
+def test_a_signature_dated_in_the_future_says_so(aci: Path, tmp_path: Path, gpg: Gpg, run_cli) -> None:  # type: ignore[no-untyped-def]
+    fingerprint = gpg.generate("Ahead <ahead@example.invalid>", "ed25519", "sign")
+    gpg.sign(aci, "ahead@example.invalid", faked_time="20310101T000000!")
+    _trust(tmp_path / "trust", gpg.export("ahead@example.invalid", tmp_path / "ahead.pub"))
+    assert gpg.run("--verify", f"{aci}.asc", str(aci), check=False).returncode == 0
+    _refused_with(run_cli, aci, tmp_path / "trust", fingerprint[-16:],
+                  "BAD signature: dated 2031-01-01T00:00:00Z, in the future (more than 30 minutes ahead of "
+                  "this clock)")
+
+
+def test_a_text_mode_signature_is_refused_as_such(aci: Path, tmp_path: Path, gpg: Gpg, run_cli) -> None:  # type: ignore[no-untyped-def]
+    """gpg accepts its own text-mode signature of the ACI; pysequoia cannot check it as gpg
+    does (the ACI holds lone CRs, which they canonicalize differently), and on a file where
+    they agree it would still not pin the bytes: refused either way, by its type."""
+    fingerprint = gpg.generate("Text <text@example.invalid>", "ed25519", "sign")
+    gpg.sign(aci, "text@example.invalid", options=("--textmode",))
+    _trust(tmp_path / "trust", gpg.export("text@example.invalid", tmp_path / "text.pub"))
+    assert gpg.run("--verify", f"{aci}.asc", str(aci), check=False).returncode == 0
+    certs = signing.read_certs(str(tmp_path / "text.pub"))
+    with pytest.raises(Exception, match="no valid signatures"):  # gpg's hashing is not Sequoia's
+        pysequoia.verify(file=str(aci), store=lambda _ids: certs, signature=pysequoia.Sig.from_file(f"{aci}.asc"))
+    detail = ("BAD signature: a text-mode signature (type 0x01); sign the ACI as binary "
+              "(gpg --detach-sign without --textmode)")
+    _refused_with(run_cli, aci, tmp_path / "trust", fingerprint[-16:], detail)
+
+    # where Sequoia and gpg agree (LF line ends only), CR LF and LF swapped keep it valid
+    text = tmp_path / "lines"
+    text.write_bytes(b"one\r\ntwo\n")
+    signature = gpg.sign(text, "text@example.invalid", options=("--textmode",))
+    text.write_bytes(b"one\ntwo\r\n")
+    pysequoia.verify(file=str(text), store=lambda _ids: certs, signature=pysequoia.Sig.from_file(str(signature)))
+    with pytest.raises(VerificationError) as caught:
+        signing.verify_file(str(text), str(signature), certs)
+    assert (caught.value.reason, caught.value.key_id) == ("bad-signature", fingerprint[-16:])
+    assert f"image {text}: {detail};" in str(caught.value)
+
+
+@pytest.mark.parametrize("subkey", [pytest.param(False, id="primary-key"), pytest.param(True, id="subkey")])
+def test_a_key_without_the_signing_flag_is_named(aci: Path, tmp_path: Path, gpg: Gpg, run_cli,  # type: ignore[no-untyped-def]
+                                                 subkey: bool) -> None:
+    """Signed (2025) by a key whose self-signature in force then (2024, made after it
+    signed, dated before) no longer lets it sign; gpg refuses it too ("Wrong key usage")."""
+    fingerprint = gpg.generate("No Sign <nosign@example.invalid>", "ed25519", "cert" if subkey else "cert,sign",
+                               "never", FAKED_2020)
+    if subkey:
+        gpg.add_subkey(fingerprint, "ed25519", "sign", "never", faked_time=FAKED_2020)
+    gpg.sign(aci, "nosign@example.invalid", faked_time="20250101T000000!")
+    toggles = "key 1\nchange-usage\nS\nA\nQ\nsave\n" if subkey else "change-usage\nS\nQ\nsave\n"
+    gpg.run("--expert", "--pinentry-mode", "loopback", "--passphrase", "", "--command-fd", "0", "--edit-key",
+            fingerprint, stdin=toggles, faked_time="20240101T000000!")
+    _trust(tmp_path / "trust", gpg.export("nosign@example.invalid", tmp_path / "nosign.pub"))
+    assert "Wrong key usage" in gpg.run("--verify", f"{aci}.asc", str(aci), check=False).stderr
+    listing = gpg.run("--with-colons", "--list-keys", fingerprint).stdout
+    fingerprints = [line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:")]
+    key_id = fingerprints[1 if subkey else 0][-16:]
+    _refused_with(run_cli, aci, tmp_path / "trust", key_id,
+                  f"BAD signature: key {key_id} may not sign (no signing flag)")
+
+
+@pytest.mark.parametrize(
+    ("keep_old_self_signature", "detail"),
+    [
+        pytest.param(True, "BAD signature: made 2022-01-01T00:00:00Z after the signing key {key_id} expired "
+                     "2021-06-01T12:00:00Z", id="expired-then"),
+        pytest.param(False, "BAD signature: made 2022-01-01T00:00:00Z, before the oldest self-signature of the "
+                     "signing key {key_id} (2023-01-01T00:00:00Z), so the key was not valid then (gpg replaces "
+                     "a key's self-signature when its expiry or usage changes: re-sign the ACI)",
+                     id="self-signature-replaced-since"),
+    ],
+)
+def test_a_signature_made_while_the_key_was_not_valid_says_so(aci: Path, tmp_path: Path, gpg: Gpg, run_cli,  # type: ignore[no-untyped-def]
+                                                              keep_old_self_signature: bool, detail: str) -> None:
+    """Signed in 2022 by a key whose self-signature of 2021 made it expire in June 2021, and
+    which a self-signature of 2023 made valid again (not expired now, so not "expired
+    key"): Sequoia judges the key as it was when it signed; gpg, by its newest
+    self-signature, says "Good signature". gpg replaces the old self-signature when it
+    changes the expiry; importing the old copy again brings it back."""
+    fingerprint = gpg.generate("Lapsed <lapsed@example.invalid>", "ed25519", "cert,sign", "never", FAKED_2020)
+    gpg.sign(aci, "lapsed@example.invalid", faked_time="20220101T000000!")
+    gpg.run("--quick-set-expire", fingerprint, "2021-06-01", faked_time="20210101T000000!")
+    lapsed = gpg.run("--armor", "--export", fingerprint).stdout
+    gpg.run("--quick-set-expire", fingerprint, "0", faked_time="20230101T000000!")
+    if keep_old_self_signature:
+        gpg.run("--import", stdin=lapsed)
+    _trust(tmp_path / "trust", gpg.export("lapsed@example.invalid", tmp_path / "lapsed.pub"))
+    assert gpg.run("--verify", f"{aci}.asc", str(aci), check=False).returncode == 0
+    _refused_with(run_cli, aci, tmp_path / "trust", fingerprint[-16:], detail.format(key_id=fingerprint[-16:]))
