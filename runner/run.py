@@ -343,9 +343,9 @@ def working_directory(rootfs: str, cwd: str) -> str:
     Raises:
         RunnerError: the directory leads into ``/proc`` or ``/sys``, or cannot be made.
     """
-    host_path = make_dirs_in_root(rootfs, cwd)
-    if in_kernel_fs(rootfs, host_path):
+    if in_kernel_fs(rootfs, resolve_in_root(rootfs, cwd)):  # checked before anything is made there
         raise RunnerError(f"the working directory {cwd!r} leads into /proc or /sys: refused")
+    host_path = make_dirs_in_root(rootfs, cwd)
     rel = os.path.relpath(host_path, rootfs)
     return "/" if rel == "." else "/" + rel
 

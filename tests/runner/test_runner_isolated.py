@@ -351,6 +351,8 @@ def test_a_working_directory_into_proc_or_sys_is_refused(run_isolated: RunIsolat
     assert result.returncode == 99
     assert f"RunnerError: the working directory {cwd!r} leads into /proc or /sys: refused" in result.stderr
     assert result.stdout == ""
+    # refused before anything was made for it in the tree (a review found proc/self/fd/7 made)
+    assert not (rootfs / "proc" / "self").exists() and not (rootfs / "sys" / "fs").exists()
 
 
 @needs_runc
