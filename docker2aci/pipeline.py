@@ -13,6 +13,7 @@ import gc
 import hashlib
 import logging
 import os
+import tempfile
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -411,6 +412,8 @@ class _Outputs:
     def __init__(self, signing: bool, claims: tuple[str | None, str] = (None, "")) -> None:
         self._signing = signing
         self._claims_dir, self._claims_as = claims
+        if self._claims_dir is not None and not self._claims_as:
+            raise ValueError("claims_dir needs claims_as: who claims (every conversion would be the same claimant)")
         self._owners: dict[str, str] = {}
         self._signed_before: dict[str, str | None] = {}
         self._markers: dict[str, str] = {}  # path claimed in claims_dir -> its marker
@@ -439,7 +442,15 @@ class _Outputs:
         marker = os.path.join(self._claims_dir, hashlib.sha256(os.fsencode(key)).hexdigest())
         mine = f"{self._claims_as}\n{display}"
         try:
-            fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            # written whole, then linked into place: a marker is never seen empty (by
+            # another item, or by this one tried again after its worker died mid-claim)
+            fd, draft = tempfile.mkstemp(prefix=".claim-", dir=self._claims_dir)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as f:
+                    f.write(mine)
+                os.link(draft, marker)
+            finally:
+                os.unlink(draft)
         except FileExistsError:
             try:
                 with open(marker, encoding="utf-8", errors="replace") as f:
@@ -455,8 +466,6 @@ class _Outputs:
         except OSError as err:
             raise OutputError(f"{display}: claiming {key} in {self._claims_dir}: {err.strerror or err}") from err
         self._markers[key] = marker
-        with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as f:
-            f.write(mine)
 
     def release_unwritten(self, written: Iterable[str]) -> None:
         """Give up the shared claims of the files the conversion did not write (it failed,

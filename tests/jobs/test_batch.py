@@ -180,6 +180,17 @@ def test_two_items_that_write_one_file(busybox_docker_archive: Path, tmp_path: P
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [Path(aci["path"]).name]
 
 
+def test_claims_need_a_claimant(busybox_docker_archive: Path, tmp_path: Path) -> None:
+    """A claims directory without ``claims_as`` would make every conversion the same
+    claimant, and the check silently nothing: refused before any work."""
+    from docker2aci.pipeline import ConvertOptions, convert
+
+    with pytest.raises(ValueError, match="claims_dir needs claims_as"):
+        convert(f"docker-archive:{busybox_docker_archive}",
+                ConvertOptions(output_dir=str(tmp_path / "out"), claims_dir=str(tmp_path)))
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_failed_item_leaves_its_file_to_the_next(tmp_path: Path) -> None:
     """An item that fails after claiming its file wrote nothing: a later item given the
     same file writes it (the claim stayed, and the later one was refused "which item 1
