@@ -99,7 +99,7 @@ class ConvertOptions:
             conversion is reused whatever the limit.
         claims_dir: a directory shared by the conversions of one run that are made
             separately (the items of a batch, in worker processes too): each file written
-            is first claimed there for ``claims_as`` (a marker made with ``O_EXCL``), and
+            is first claimed there for ``claims_as`` (a marker linked into place), and
             a file another conversion of the run claimed is refused instead of
             overwritten.
         claims_as: who claims files in ``claims_dir`` (``item 3``): the same conversion
@@ -174,7 +174,7 @@ def convert(source: str, options: ConvertOptions | None = None,
         reused from the conversion cache.
 
     Raises:
-        UsageError: contradictory options.
+        UsageError: contradictory options (also ``claims_dir`` without ``claims_as``).
         SigningError: the signing key cannot be used (checked before any work), or a
             signature cannot be written.
         SourceError (and subclasses): the source cannot be read or holds no such image.
@@ -193,6 +193,8 @@ def convert(source: str, options: ConvertOptions | None = None,
         log.warning("--compression-level %d is a gzip level: %s output has none; ignored",
                     options.compression_level, options.compression.value)
     check_naming(options)
+    if options.claims_dir is not None and not options.claims_as:  # else every conversion is the same claimant
+        raise UsageError("claims_dir needs claims_as: who claims (every conversion would be the same claimant)")
     if options.tmp_dir is not None and not os.path.isdir(options.tmp_dir):
         raise OutputError(f"--tmp-dir {options.tmp_dir}: not a directory")  # before any work, needed or not
     every_platform = options.platform == ALL_PLATFORMS
@@ -412,8 +414,6 @@ class _Outputs:
     def __init__(self, signing: bool, claims: tuple[str | None, str] = (None, "")) -> None:
         self._signing = signing
         self._claims_dir, self._claims_as = claims
-        if self._claims_dir is not None and not self._claims_as:
-            raise ValueError("claims_dir needs claims_as: who claims (every conversion would be the same claimant)")
         self._owners: dict[str, str] = {}
         self._signed_before: dict[str, str | None] = {}
         self._markers: dict[str, str] = {}  # path claimed in claims_dir -> its marker

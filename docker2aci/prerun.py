@@ -122,9 +122,18 @@ WORK_DIR = "prerun"
 def _work_dir(root: str) -> Iterator[str]:
     """A private directory ``<root>/prerun/run-<random>/`` for as long as the block runs,
     made after its lock file (:func:`docker2aci.atomic.locked_work_dir`), so that
-    :func:`gc_work_dirs` tells one a killed run left at any moment; removed afterwards."""
-    from .atomic import locked_work_dir
+    :func:`gc_work_dirs` tells one a killed run left at any moment; removed afterwards.
 
+    Raises:
+        OutputError: ``root`` or ``root/prerun`` could be changed by another user
+            (:func:`docker2aci.store.check_trusted_subdirs`).
+    """
+    from .atomic import locked_work_dir
+    from .store import check_trusted_dir, check_trusted_subdirs
+
+    # the tree store checks it only when it shares this root
+    check_trusted_dir(root)
+    check_trusted_subdirs(root, (WORK_DIR,))
     parent = os.path.join(root, WORK_DIR)
     os.makedirs(parent, mode=0o700, exist_ok=True)
     with locked_work_dir(parent, _PREFIX) as work:

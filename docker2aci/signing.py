@@ -837,12 +837,29 @@ class GpgSigner:
             raise SigningError(f"running gpg: {err}") from err
 
     def sign_file(self, path: str, output: str) -> None:
-        args = ["--yes", "--local-user", self.key_id, "--armor", "--detach-sign", "--output", output]
+        """Sign ``path`` into ``output``, as binary data with SHA-512 whatever gpg.conf says
+        (``--no-textmode``, ``--digest-algo``: its ``textmode`` or digest preferences would
+        make a signature verify refuses).
+
+        Raises:
+            SigningError: gpg failed, or made a signature :class:`SequoiaVerifier` refuses
+                whatever the file (a weak hash chosen by gpg.conf's ``digest-algo`` or
+                ``personal-digest-preferences``).
+        """
+        args = ["--yes", "--local-user", self.key_id, "--armor", "--no-textmode", "--digest-algo", "SHA512",
+                "--detach-sign", "--output", output]
         if self.passphrase_file:
             args = ["--pinentry-mode", "loopback", "--passphrase-file", self.passphrase_file] + args
         result = self._run(args + ["--", path])
         if result.returncode != 0:
             raise SigningError(f"signing {path} with the {self.description}: {_gpg_error(result.stderr)}")
+        try:
+            with open(output, "rb") as f:
+                _check_signature_kind(_check_one_signature(f.read(MAX_SIGNATURE_BYTES)), self.key_id)
+        except SignatureRejected as err:
+            raise SigningError(f"signing {path} with the {self.description}: gpg made a signature that verify "
+                               f"refuses ({err.detail.removeprefix('BAD signature: ')}); check gpg.conf "
+                               "(digest-algo, personal-digest-preferences)") from None
 
     def public_key(self) -> str:
         result = self._run(["--armor", "--export", "--", self.key_id])

@@ -5,6 +5,7 @@ with two worker processes) gives the same report and files."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -182,12 +183,17 @@ def test_two_items_that_write_one_file(busybox_docker_archive: Path, tmp_path: P
 
 def test_claims_need_a_claimant(busybox_docker_archive: Path, tmp_path: Path) -> None:
     """A claims directory without ``claims_as`` would make every conversion the same
-    claimant, and the check silently nothing: refused before any work."""
+    claimant, and the check silently nothing: a usage error, before any work (the
+    signing key and the source, both missing here, are not opened)."""
+    from docker2aci.errors import UsageError
     from docker2aci.pipeline import ConvertOptions, convert
 
-    with pytest.raises(ValueError, match="claims_dir needs claims_as"):
-        convert(f"docker-archive:{busybox_docker_archive}",
-                ConvertOptions(output_dir=str(tmp_path / "out"), claims_dir=str(tmp_path)))
+    options = ConvertOptions(output_dir=str(tmp_path / "out"), claims_dir=str(tmp_path))
+    with pytest.raises(UsageError, match="claims_dir needs claims_as"):
+        convert(f"docker-archive:{busybox_docker_archive}", options)
+    with pytest.raises(UsageError, match="claims_dir needs claims_as"):
+        convert(f"docker-archive:{tmp_path / 'missing.tar'}",
+                dataclasses.replace(options, sign_key=str(tmp_path / "missing.key")))
     assert not (tmp_path / "out").exists()
 
 

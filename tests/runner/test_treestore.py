@@ -388,3 +388,19 @@ def test_a_tree_with_unreadable_directories_is_removed_by_a_non_root_runner() ->
     finally:
         subprocess.run(["chmod", "-R", "u+rwx", str(work)], check=False)
         shutil.rmtree(work)
+
+
+def test_a_prerun_directory_another_user_could_write_is_refused_with_a_separate_store(tmp_path: Path) -> None:
+    """The converted ACI waits under ``<cache>/prerun`` before it is verified; the tree
+    store holds that directory to its rules only when it shares the cache's root."""
+    from docker2aci.errors import OutputError
+    from docker2aci.pipeline import ConvertOptions
+    from docker2aci.prerun import fetch
+
+    cache = tmp_path / "cache"
+    (cache / "prerun").mkdir(parents=True)
+    (cache / "prerun").chmod(0o777)
+    with pytest.raises(OutputError, match=re.escape(f"{cache / 'prerun'} is writable by every user (mode 0777)")):
+        fetch(f"oci-archive:{PROJECT_ROOT.parent / 'shared' / 'images' / 'oci-archive.tar'}",
+              ConvertOptions(cache_dir=str(cache)), store_dir=tmp_path / "store", insecure_options=frozenset({"image"}))
+    assert os.listdir(cache / "prerun") == []

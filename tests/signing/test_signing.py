@@ -75,6 +75,38 @@ def test_sign_with_the_gpg_keyring(aci: Path, gpg: Gpg, tmp_path: Path, run_cli)
     assert run_cli("verify", aci, "--trust-dir", tmp_path / "trust").status == 0
 
 
+def test_sign_with_the_gpg_keyring_ignores_textmode_in_gpg_conf(aci: Path, gpg: Gpg, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                 run_cli) -> None:
+    """``textmode`` in gpg.conf would make a text-mode signature, which verify refuses:
+    the ACI is signed as binary data whatever gpg.conf says."""
+    gpg.generate("Keyring User <ring@example.invalid>", "ed25519")
+    _trust(tmp_path / "trust", gpg.export("ring@example.invalid", tmp_path / "ring.pub"))
+    (gpg.home / "gpg.conf").write_text("textmode\n")
+
+    signed = run_cli("sign", aci, "--gpg-key", "ring@example.invalid")
+
+    assert signed.status == 0, signed.err
+    assert "sigclass 0x00" in gpg.run("--list-packets", f"{aci}.asc").stdout
+    verified = run_cli("verify", aci, "--trust-dir", tmp_path / "trust")
+    assert verified.status == 0, verified.err
+
+
+def test_sign_with_the_gpg_keyring_ignores_weak_digest_preferences_in_gpg_conf(  # type: ignore[no-untyped-def]
+        aci: Path, gpg: Gpg, tmp_path: Path, run_cli) -> None:
+    """gpg.conf's digest preferences would make gpg sign with SHA-1, which verify refuses:
+    the ACI is signed with SHA-512 whatever gpg.conf prefers."""
+    gpg.generate("Keyring User <ring@example.invalid>", "rsa2048")
+    _trust(tmp_path / "trust", gpg.export("ring@example.invalid", tmp_path / "ring.pub"))
+    (gpg.home / "gpg.conf").write_text("personal-digest-preferences SHA1\ndigest-algo SHA1\n")
+
+    signed = run_cli("sign", aci, "--gpg-key", "ring@example.invalid")
+
+    assert signed.status == 0, signed.err
+    assert "digest algo 10," in gpg.run("--list-packets", f"{aci}.asc").stdout  # SHA-512
+    verified = run_cli("verify", aci, "--trust-dir", tmp_path / "trust")
+    assert verified.status == 0, verified.err
+
+
 def test_gpg_key_without_a_secret_key_fails_before_work(gpg: Gpg, run_cli) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(SigningError, match="gpg has no secret key 'nobody@example.invalid'"):
         signing.GpgSigner("nobody@example.invalid")
