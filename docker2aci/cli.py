@@ -38,6 +38,7 @@ from .cli_common import setup_logging as _setup_logging
 from .cli_common import source_flags as _source_flags
 from .errors import Docker2ACIError, OutputError, UsageError
 from .interrupts import exit_status, signal_of, unwinding_on_termination
+from .terminal import printable
 
 log = logging.getLogger("docker2aci")
 
@@ -146,7 +147,7 @@ def _print_text(acis: list[ConvertedACI], shown_paths: list[str], signatures: li
     if app.get("mountPoints"):
         out.append("\nConverted volumes:")
         for mp in app["mountPoints"]:
-            out.append(f'\tname: "{mp["name"]}", path: "{mp["path"]}", '
+            out.append(f'\tname: "{mp["name"]}", path: "{printable(mp["path"])}", '
                        f'readOnly: {str(mp.get("readOnly", False)).lower()}')
     if app.get("ports"):
         out.append("\nConverted ports:")
@@ -400,14 +401,14 @@ def cmd_inspect(argv: Sequence[str], prog: str) -> int:
         if args.json:
             print(json.dumps(info, separators=(",", ":")))
             continue
-        print(f"{info['path']}:\n  name: {info['name']}\n  image ID: {info['image_id']}")
-        print("  labels: " + ", ".join(f"{k}={v}" for k, v in sorted(info["labels"].items())))
+        print(f"{info['path']}:\n  name: {printable(str(info['name']))}\n  image ID: {info['image_id']}")
+        print("  labels: " + ", ".join(printable(f"{k}={v}") for k, v in sorted(info["labels"].items())))
         print(f"  size: {info['size']} bytes ({info['compression']}), {info['entries']} entries, "
               f"{info['layers']} layer(s)")
         for dep in info["dependencies"]:
-            print(f"  depends on: {dep.get('imageName')} {dep.get('imageID', '')}".rstrip())
+            print(printable(f"  depends on: {dep.get('imageName')} {dep.get('imageID', '')}".rstrip()))
         for problem in info["problems"]:
-            print(f"  problem: {problem}")
+            print(f"  problem: {printable(str(problem))}")
     return EXIT_OK
 
 
@@ -565,13 +566,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         with unwinding_on_termination():  # SIGTERM, SIGHUP: the cleanup of Ctrl-C, then 128 + signum
             return command(argv, prog)
     except UsageError as err:
-        print(f"Error: {err}", file=sys.stderr)
+        print(f"Error: {printable(str(err), newlines=True)}", file=sys.stderr)
         if command is cmd_convert:
             print(f"Usage: {_USAGE}", file=sys.stderr)
         return EXIT_USAGE
     except Docker2ACIError as err:
         log.debug("traceback", exc_info=True)
-        print(f"Error: conversion error: {err}" if command is cmd_convert else f"Error: {err}",
+        shown = printable(str(err), newlines=True)  # it may quote an image's, a registry's or an archive's text
+        print(f"Error: conversion error: {shown}" if command is cmd_convert else f"Error: {shown}",
               file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt as interrupt:  # Ctrl-C, or Terminated

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from .cli_common import EXIT_ERROR, EXIT_OK, Parser, convert_options, flag, output_flags, setup_logging, source_flags
 from .errors import Docker2ACIError, UsageError
+from .terminal import printable
 
 if TYPE_CHECKING:
     from .batchfile import BatchItem
@@ -156,7 +157,11 @@ class _Progress:
 
     def done(self, _index: int, result: JobResult) -> None:
         if self._bar is not None and self._task is not None:
-            self._bar.update(self._task, advance=1, description=f"{result.status}: {result.source[-50:]}")
+            from rich.markup import escape
+
+            # the description is rich markup: a source's brackets are text, its controls escaped
+            shown = escape(printable(result.source)[-50:])
+            self._bar.update(self._task, advance=1, description=f"{result.status}: {shown}")
 
 
 def _finish(results: list[JobResult], stopped_by: int | None, args: argparse.Namespace, title: str) -> int:

@@ -30,6 +30,7 @@ from .signing import (
     verify_aci,
     write_key_pair,
 )
+from .terminal import printable
 from .trust import TrustStore, check_prefix, default_trust_dir, read_certs
 
 log = logging.getLogger("docker2aci")
@@ -93,7 +94,7 @@ def cmd_keys(argv: Sequence[str], prog: str) -> int:
         print(f"Public key: {public}\nSecret key: {secret}")
     elif args.action == "import":
         for info, path in import_key(args.file, keys_dir):
-            print(f"Imported {info.describe()}\n  as {path}")
+            print(f"Imported {printable(info.describe())}\n  as {path}")
     elif args.action == "export":
         if args.secret and not args.output:
             raise UsageError("keys export --secret writes a secret key: give --output FILE")
@@ -104,7 +105,7 @@ def cmd_keys(argv: Sequence[str], prog: str) -> int:
             sys.stdout.write(text)
     else:
         for info, path in list_keys(keys_dir):
-            print(info.describe())
+            print(printable(info.describe()))
     return EXIT_OK
 
 
@@ -154,7 +155,7 @@ def cmd_verify(argv: Sequence[str], prog: str) -> int:
     result = verify_aci(args.aci, args.trust_dir or default_trust_dir(), signature=args.signature)
     trusted = ("as a root key" if result.trusted_as.prefix is None
                else f'for prefix "{result.trusted_as.prefix}"')
-    print(f'Signature verified: "{result.name}" ({args.aci}) signed by key ID {result.signer.key_id} '
+    print(f'Signature verified: "{printable(result.name)}" ({args.aci}) signed by key ID {result.signer.key_id} '
           f"({format_fingerprint(result.signer.fingerprint)}), trusted {trusted}")
     return EXIT_OK
 
@@ -195,8 +196,8 @@ def cmd_trust(argv: Sequence[str], prog: str) -> int:
         for cert in read_certs(args.file):
             info = key_info(bytes(cert), args.file)
             print(f"Key fingerprint: {format_fingerprint(info.fingerprint)}")
-            for uid in info.user_ids:
-                print(f"  {uid}")
+            for uid in info.user_ids:  # the key's own text: never lets it drive the terminal
+                print(f"  {printable(uid)}")
             if info.revoked:
                 log.warning("this key is revoked: images signed by it will be refused")
             elif info.expires is not None and info.expires <= datetime.datetime.now(datetime.UTC):
@@ -216,7 +217,7 @@ def cmd_trust(argv: Sequence[str], prog: str) -> int:
                 print(f"{key.fingerprint}  {key.scope}  UNUSABLE: {key.problem} ({key.path})")
                 continue
             assert key.cert is not None
-            print(f"{key.scope}: {key_info(bytes(key.cert), key.path).describe()}")
+            print(f"{key.scope}: {printable(key_info(bytes(key.cert), key.path).describe())}")
     else:
         removed = store.remove(args.fingerprint, None if args.root else args.prefix, root_only=args.root)
         if not removed:

@@ -13,6 +13,7 @@ from typing import TextIO
 from .atomic import atomic_file
 from .errors import OutputError, UsageError
 from .jobs import FAILED, JobResult
+from .terminal import printable
 
 
 def report_json(results: Sequence[JobResult]) -> str:
@@ -72,7 +73,8 @@ def print_summary(results: Sequence[JobResult], *, stream: TextIO | None = None,
             fields = [r.status, r.source, *(a["path"] for a in r.acis)]
             if r.error:
                 fields.append(r.error)
-            print("\t".join(fields), file=stream)
+            # one line, one field each: a tab, newline or control an error quotes is escaped
+            print("\t".join(printable(f) for f in fields), file=stream)
         return
     from rich.console import Console
     from rich.markup import escape
@@ -87,8 +89,9 @@ def print_summary(results: Sequence[JobResult], *, stream: TextIO | None = None,
     table.add_column("s", justify="right")
     styles = {"ok": "green", "failed": "bold red", "skipped": "yellow"}
     for r in results:
-        acis = escape("\n".join(os.path.basename(a["path"]) for a in r.acis))
+        # rich strips BEL, BS and CR but lets ESC through: every cell is printable() first
+        acis = escape("\n".join(printable(os.path.basename(a["path"])) for a in r.acis))
         status = f"[{styles.get(r.status, 'cyan')}]{r.status}[/]"
-        error = f"\n[red]{escape(r.error)}[/]" if r.error and r.status == FAILED else ""
-        table.add_row(escape(r.source) + error, status, acis, _mb(r.bytes_fetched), f"{r.seconds:.1f}")
+        error = f"\n[red]{escape(printable(r.error))}[/]" if r.error and r.status == FAILED else ""
+        table.add_row(escape(printable(r.source)) + error, status, acis, _mb(r.bytes_fetched), f"{r.seconds:.1f}")
     Console(file=stream).print(table)

@@ -214,3 +214,20 @@ def test_a_key_without_a_valid_self_signature_is_unusable(aci: Path, tmp_path: P
     with pytest.raises(VerificationError) as caught:
         signing.verify_file(str(aci), f"{aci}.asc", signing.read_certs(str(public)))
     assert caught.value.reason == "untrusted-key"
+
+
+def test_add_and_list_show_a_user_id_escaped(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    """A key's user ID is the key maker's text: one that erases the line, moves the cursor
+    up and writes a fake fingerprint (it overwrote the real one above the confirmation
+    question) or reverses the text is shown escaped, by ``trust add`` and ``trust list``."""
+    uid = "Evil \x1b[2K\r\x1b[1AKey fingerprint: AAAA \u202egro.live <e@example.invalid>"
+    key = signing.generate_key(uid, signing.KeyAlgorithm.ED25519)
+    public, _ = signing.write_key_pair(str(tmp_path / "evil"), key)
+    shown = "Evil \\x1b[2K\\r\\x1b[1AKey fingerprint: AAAA \\u202egro.live <e@example.invalid>"
+    added = run_cli("trust", "add", "--prefix", IMAGE, "--trust-dir", tmp_path / "trust", public)
+    assert added.status == 0
+    assert added.out.splitlines()[:2] == [f"Key fingerprint: {signing.format_fingerprint(key.fingerprint)}",
+                                          f"  {shown}"]
+    listed = run_cli("trust", "list", "--trust-dir", tmp_path / "trust")
+    assert listed.out.endswith(f"  {shown}\n")
+    assert "\x1b" not in added.out + listed.out and "\u202e" not in added.out + listed.out

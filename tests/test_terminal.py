@@ -1,0 +1,117 @@
+"""What an image, an archive or a registry wrote never drives the terminal: control
+characters, OSC 8 hyperlinks, OSC 52 clipboard writes and bidi overrides in an image's
+volumes, a ``docker save`` archive's ``RepoTags``, an index's platforms and a batch's
+errors are shown escaped (:mod:`docker2aci.terminal`), by the text output, the error
+line, the log and the batch/mirror summary."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from docker2aci import cli
+from docker2aci.jobs import JobResult
+from docker2aci.report import print_summary
+from docker2aci.terminal import printable
+
+import hostilebuild as hb
+
+OSC52 = "\x1b]52;c;ZXZpbA==\x07"  # writes "evil" to the clipboard
+OSC8 = "\x1b]8;;http://evil.invalid/\x07click\x1b]8;;\x07"  # a hyperlink that shows "click"
+BASE = hb.tar([hb.dir_("etc"), hb.file("etc/passwd", hb.PASSWD), hb.file("hello", b"hi\n")])
+
+
+@pytest.mark.parametrize(("text", "newlines", "shown"), [
+    pytest.param("library/busybox:1.36", False, "library/busybox:1.36", id="plain"),
+    pytest.param("héllo wörld ✓", False, "héllo wörld ✓", id="printable-unicode-kept"),
+    pytest.param(f"a{OSC52}b", False, "a\\x1b]52;c;ZXZpbA==\\x07b", id="osc52"),
+    pytest.param("ok\rFAILED\x08\x7f", False, "ok\\rFAILED\\x08\\x7f", id="cr-backspace-del"),
+    pytest.param("a\u202eb\u2028c\x85", False, "a\\u202eb\\u2028c\\x85", id="bidi-separator-c1"),
+    pytest.param("\U000e0041", False, "\\U000e0041", id="tag-character"),
+    pytest.param("name\udcff", False, "name\\udcff", id="byte-not-utf8"),
+    pytest.param("one\ttwo\nthree", False, "one\\ttwo\\nthree", id="one-line"),
+    pytest.param("one\n\x1b[2Jtwo", True, "one\n\\x1b[2Jtwo", id="lines-kept"),
+])
+def test_printable(text: str, newlines: bool, shown: str) -> None:
+    assert printable(text, newlines=newlines) == shown
+
+
+@pytest.mark.tools
+@pytest.mark.skipif(shutil.which("umoci") is None, reason="umoci is not installed")
+def test_converted_volumes_show_the_path_escaped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``umoci config --config.volume`` stores any path; the text output quoted it raw."""
+    layout = tmp_path / "layout"
+    layer = tmp_path / "layer.tar"
+    layer.write_bytes(BASE)
+    for argv in (["init", "--layout", layout], ["new", "--image", f"{layout}:latest"],
+                 ["raw", "add-layer", "--image", f"{layout}:latest", layer],
+                 ["config", "--image", f"{layout}:latest", "--os", "linux", "--architecture", "amd64",
+                  "--config.volume", "/data\x1b[2J\u202e"]):
+        subprocess.run(["umoci", *map(str, argv)], check=True, capture_output=True)
+    status = cli.main(["--output-dir", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"),
+                       f"oci:{layout}:latest"])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert '\tname: "volume-data-2j", path: "/data\\x1b[2J\\u202e", readOnly: false' in captured.out.splitlines()
+    assert "\x1b" not in captured.out + captured.err and "\u202e" not in captured.out
+
+
+def test_a_repo_tag_is_quoted_escaped_in_the_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A ``RepoTags`` entry no tool writes (``manifest.json`` as Docker lays it out, built
+    here): the error repeated it raw after the escaped quote."""
+    archive = tmp_path / "a.tar"
+    archive.write_bytes(hb.docker_save([BASE], repo_tag=f"test/x:la{OSC52}t", config=hb.image_config([BASE])))
+    assert cli.main(["--output-dir", str(tmp_path), "--cache-dir", str(tmp_path / "cache"),
+                     f"docker-archive:{archive}"]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"Error: conversion error: docker-archive:{archive}: image name "
+                   "'test/x:la\\x1b]52;c;ZXZpbA==\\x07t': test/x:la\\x1b]52;c;ZXZpbA==\\x07t: invalid tag format\n")
+
+
+def test_an_index_platform_is_logged_escaped(tmp_path: Path) -> None:
+    """An image index (OCI image-layout spec, built here: no tool writes this architecture)
+    whose skipped platform holds an OSC 52 clipboard write: the warning logged it raw."""
+    layout = tmp_path / "layout"
+    image = hb.oci_layout(layout, [BASE])
+    digest = "sha256:" + hb.sha256(image.manifest)
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+        {"mediaType": hb.OCI_MANIFEST, "digest": digest, "size": len(image.manifest),
+         "platform": {"os": "linux", "architecture": f"x{OSC52}"}},
+        {"mediaType": hb.OCI_MANIFEST, "digest": digest, "size": len(image.manifest),
+         "platform": {"os": "linux", "architecture": hb.goarch()}}]}).encode()
+    hb.put_blob(layout, index)
+    hb.write_index(layout, [{"mediaType": "application/vnd.oci.image.index.v1+json",
+                             "digest": "sha256:" + hb.sha256(index), "size": len(index),
+                             "annotations": {hb.REF_NAME: "latest"}}])
+    done = subprocess.run([sys.executable, "-m", "docker2aci", "--platform", "all", "--output-dir",
+                           str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"), f"oci:{layout}"],
+                          check=False, capture_output=True, text=True)  # a process of its own: its log handler, not pytest's
+    err = done.stderr
+    assert done.returncode == 0, err
+    assert err.splitlines()[0] == (f"WARNING: oci:{layout}: skipping platform linux/x\\x1b]52;c;zxzpba==\\x07, "
+                                   "which appc cannot name")
+    assert "\x1b" not in err
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_summary_shows_errors_escaped() -> None:
+    """rich strips BEL, BS and CR but not ESC; a tab or newline broke the pipe's one line per item."""
+    failed = JobResult("docker-archive:a.tar", "failed", f"image name 'x': x{OSC8}\x1b[2J\tmore\nlines")
+    piped = io.StringIO()
+    print_summary([failed], stream=piped)
+    assert piped.getvalue() == ("failed\tdocker-archive:a.tar\timage name 'x': "
+                                "x\\x1b]8;;http://evil.invalid/\\x07click\\x1b]8;;\\x07\\x1b[2J\\tmore\\nlines\n")
+    table = _Terminal()
+    print_summary([failed], stream=table)
+    assert "\x1b]" not in table.getvalue() and "\x1b[2J" not in table.getvalue()
+    assert "\\x1b]8;;http://evil.invalid/\\x07click" in table.getvalue().replace("│", "").replace(" ", "")
