@@ -227,6 +227,8 @@ def document_kind(untrusted: bytes, media_type: str | None, where: str) -> str:
         return "schema1"
     doc = load_json(untrusted, where)
     body_type = doc.get("mediaType")
+    if body_type is not None and not isinstance(body_type, str):
+        raise InvalidManifest(where, f"field mediaType is not a string ({type(body_type).__name__})")
     if doc.get("schemaVersion") == 1:
         return "schema1"
     if body_type in mediatypes.INDEX_TYPES or (body_type is None and "manifests" in doc):

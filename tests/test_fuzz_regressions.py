@@ -176,3 +176,17 @@ def test_malformed_sparse_headers_are_a_bad_layer(data: bytes, tmp_path: Path) -
     path.write_bytes(data)
     with pytest.raises(SourceError, match="malformed header"):
         TarTree(str(path), "archive.tar")
+
+
+@pytest.mark.parametrize("media_type", ["", "text/plain"])
+def test_a_manifest_whose_media_type_field_is_not_a_string(media_type: str) -> None:
+    """Found by fuzz_manifest (on a fresh machine's run): a body whose ``mediaType`` is an
+    object, fetched without a media type that decides, escaped as a TypeError (a dict is
+    not hashable) instead of an invalid manifest."""
+    from docker2aci.errors import InvalidManifest
+    from docker2aci.manifest import document_kind
+
+    body = b'{"schemaVersion": 2, "mediaType": {"mediaType": "x"}, "layers": []}'
+    with pytest.raises(InvalidManifest) as err:
+        document_kind(body, media_type, "registry/app:1")
+    assert str(err.value) == "registry/app:1: field mediaType is not a string (dict)"
