@@ -34,6 +34,7 @@ from .cli_common import Parser as _Parser
 from .cli_common import convert_options as _convert_options
 from .cli_common import flag as _flag
 from .cli_common import output_flags as _output_flags
+from .cli_common import path as _path
 from .cli_common import setup_logging as _setup_logging
 from .cli_common import source_flags as _source_flags
 from .errors import Docker2ACIError, OutputError, UsageError
@@ -77,7 +78,7 @@ def _image_flags(p: argparse.ArgumentParser) -> None:
     """The flags of run and fetch that check and store the image."""
     _flag(p, "insecure-options", default="", metavar="LIST",
           help="Comma-separated checks to skip; 'image' skips the signature check")
-    _flag(p, "trust-dir", metavar="DIR",
+    _flag(p, "trust-dir", type=_path, metavar="DIR",
           help="The trust store the signature is checked against (default: /etc/docker2aci/trust "
                "for root, else ~/.config/docker2aci/trust)")
     _flag(p, "debug", action="store_true", help="Enables debug messages")
@@ -132,7 +133,7 @@ def _fetch_parser(prog: str) -> argparse.ArgumentParser:
 def _gc_parser(prog: str) -> argparse.ArgumentParser:
     p = _Parser(prog=f"{prog} gc", allow_abbrev=False,
                 description="Remove the pods of ended runs and the rendered trees no run uses.")
-    _flag(p, "cache-dir", metavar="DIR", help="The cache and tree store (default: ~/.cache/docker2aci)")
+    _flag(p, "cache-dir", type=_path, metavar="DIR", help="The cache and tree store (default: ~/.cache/docker2aci)")
     _flag(p, "grace", default="0s", metavar="DURATION",
           help="Keep trees used more recently than this (e.g. 30m, 24h; default 0s)")
     _flag(p, "json", action="store_true", help="Print what was removed and kept as one JSON object")
@@ -221,6 +222,8 @@ def cmd_convert(argv: Sequence[str], prog: str) -> int:
     if args.json:
         _print_json(acis)
     else:
+        if args.nosquash:  # listed in the reference's order, the order it wrote them: base first, top last
+            acis = acis[::-1]
         shown = [os.path.normpath(os.path.join(args.output_dir, os.path.basename(a.path))) for a in acis]
         signed = bool(args.sign or args.gpg_key)
         _print_text(acis, shown, [f"{p}.asc" for p in shown] if signed else None)
@@ -315,9 +318,13 @@ def cmd_gc(argv: Sequence[str], prog: str) -> int:
     from .prerun import gc_work_dirs
 
     root = args.cache_dir or default_store_dir()
-    pods = gc_pods(root)
-    work_dirs = gc_work_dirs(root)
-    report = TreeStore(root).gc(grace)
+    try:
+        pods = gc_pods(root)
+        work_dirs = gc_work_dirs(root)
+        report = TreeStore(root).gc(grace)
+    except OSError as err:  # a cache directory that is a file, unreadable ...
+        raise OutputError(f"--cache-dir {root}: {err.strerror or err}"
+                          + (f" ({err.filename})" if err.filename and err.filename != root else "")) from err
     if args.json:
         print(json.dumps({"pods_removed": pods, "work_dirs_removed": work_dirs,
                           "trees_removed": report.removed, "trees_in_use": report.in_use,
@@ -419,7 +426,7 @@ def _render_parser(prog: str) -> argparse.ArgumentParser:
                             "directory. Every entry is resolved inside DIR whatever its links say.")
     p.add_argument("aci", metavar="ACI")
     p.add_argument("dest", metavar="DIR", help="a new or empty directory")
-    _flag(p, "dir", action="append", default=[], metavar="DIR", help="Where else to look for dependencies")
+    _flag(p, "dir", action="append", default=[], type=_path, metavar="DIR", help="Where else to look for dependencies")
     _flag(p, "debug", action="store_true", help="Enables debug messages")
     return p
 
@@ -552,15 +559,20 @@ _COMMANDS: dict[str, Command] = {
 PARSERS: dict[str, ParserFactory] = {name: command.parser for name, command in _COMMANDS.items()}
 
 
+def _print_version(_argv: Sequence[str], _prog: str) -> int:
+    """``docker2aci --version``: our version and the appc spec's, as the reference prints them."""
+    print(f"docker2aci version {__version__}\nappc version 0.8.11")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``docker2aci`` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     prog = "docker2aci"
+    command: CommandFunction = cmd_convert
     if argv and argv[0] in ("--version", "-version"):
-        print(f"docker2aci version {__version__}\nappc version 0.8.11")
-        return EXIT_OK
-    command = cmd_convert
-    if argv and argv[0] in _COMMANDS:
+        command = _print_version
+    elif argv and argv[0] in _COMMANDS:
         command = _COMMANDS[argv.pop(0)].run
     try:
         with unwinding_on_termination():  # SIGTERM, SIGHUP: the cleanup of Ctrl-C, then 128 + signum
@@ -578,6 +590,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt as interrupt:  # Ctrl-C, or Terminated
         return exit_status(signal_of(interrupt))
+    except BrokenPipeError:
+        if not _stdout_reader_gone():
+            raise
+        return _stdout_closed()
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether standard output is a pipe whose reader has gone (``| head -1`` after its
+    line): poll reports an error on the write end then."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), 0)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _stdout_closed() -> int:
+    """The exit status of a command whose standard output's reader went away: the
+    status a death by ``SIGPIPE`` gives (141, as the reference tool, a Go program,
+    gets), without a traceback; what is left in the buffer is dropped, so the
+    interpreter's own flush at exit does not fail again."""
+    import signal
+
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return exit_status(signal.SIGPIPE)
 
 
 def entry() -> NoReturn:
@@ -592,6 +635,10 @@ def entry() -> NoReturn:
     this, to run commands inside a longer-lived process.
     """
     status = main()
+    try:  # the output still buffered goes now: a reader that went away is a status, not a traceback
+        sys.stdout.flush()
+    except BrokenPipeError:
+        status = _stdout_closed()
     gc.freeze()
     sys.exit(status)
 

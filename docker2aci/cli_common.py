@@ -43,6 +43,15 @@ class Parser(argparse.ArgumentParser):
         return ""
 
 
+def path(text: str) -> str:
+    """argparse type of a flag naming a file or directory: an empty value (an unset
+    shell variable, ``--cache-dir "$CACHE"``) is a usage error, never the default's
+    place (``gc --cache-dir ''`` cleaned the default tree store)."""
+    if not text:
+        raise argparse.ArgumentTypeError("empty: give a path")
+    return text
+
+
 def flag(parser: argparse.ArgumentParser, name: str, **kwargs: object) -> None:
     """Add ``--name`` that also works as ``-name`` (Go's flag package)."""
     parser.add_argument(f"--{name}", f"-{name}", **kwargs)  # type: ignore[arg-type]
@@ -84,7 +93,7 @@ def output_flags(p: argparse.ArgumentParser) -> None:
          help="Type of compression to use; allowed values: gzip, none, xz, bzip2 (the appc set)")
     flag(p, "compression-level", type=int, default=GZIP_LEVEL, metavar="N",
          help=f"gzip level: 0-3 ISA-L, fast (default {GZIP_LEVEL}); 4-9 zlib, smaller and several times slower")
-    flag(p, "output-dir", default=".", metavar="DIR", help="Where to write the ACI (default: .)")
+    flag(p, "output-dir", default=".", type=path, metavar="DIR", help="Where to write the ACI (default: .)")
 
 
 def source_flags(p: argparse.ArgumentParser, *, every_platform: bool, files: bool = True) -> None:
@@ -103,14 +112,14 @@ def source_flags(p: argparse.ArgumentParser, *, every_platform: bool, files: boo
     flag(p, "platform", metavar="OS/ARCH[/VARIANT]",
          help="Platform to pick from a manifest list or index (default: the host's)"
               + ("; 'all' converts every platform" if every_platform else ""))
-    flag(p, "tmp-dir", metavar="DIR", help="Where to unpack layers (default: $TMPDIR)")
+    flag(p, "tmp-dir", type=path, metavar="DIR", help="Where to unpack layers (default: $TMPDIR)")
     flag(p, "max-layer-size", type=_size, default=None, metavar="SIZE",
          help="Refuse a layer (or a compressed archive) larger than SIZE uncompressed (a decompression "
               "bomb); bytes, or with a K, M, G or T suffix, powers of 1024: 512M is 512 MiB (default: 16G)")
     flag(p, "creds", metavar="USER:PASS", help="Registry credentials (default: ~/.docker/config.json)")
-    flag(p, "cert-dir", metavar="DIR", help="CA certificates (*.crt) and client.cert/client.key for the "
+    flag(p, "cert-dir", type=path, metavar="DIR", help="CA certificates (*.crt) and client.cert/client.key for the "
          "registry, as one host's directory of Docker's certs.d; or the certs.d root")
-    flag(p, "cache-dir", metavar="DIR",
+    flag(p, "cache-dir", type=path, metavar="DIR",
          help="Blob and conversion cache, and the tree store (default: ~/.cache/docker2aci)")
     flag(p, "no-cache", action="store_true", help="Convert again even if this manifest was converted before")
     flag(p, "sign", metavar="KEYFILE",

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from converters.errors import BadConfig
 from converters.names import appc_os_arch
 
-from .cli_common import EXIT_OK, Parser, flag, setup_logging
+from .cli_common import EXIT_OK, Parser, flag, path, setup_logging
 from .discovery import (
     INSECURE_OPTIONS,
     DiscoverOptions,
@@ -42,10 +42,10 @@ def discover_parser(prog: str) -> argparse.ArgumentParser:
                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("image", metavar="NAME[:VERSION][,LABEL=VALUE...]",
                    help="the AC name and labels, e.g. example.com/app:1.0,os=linux,arch=amd64")
-    flag(p, "output-dir", default=".", metavar="DIR", help="Where to write the ACI (default: .)")
+    flag(p, "output-dir", default=".", type=path, metavar="DIR", help="Where to write the ACI (default: .)")
     flag(p, "insecure-options", default="", metavar="LIST",
          help="Comma-separated checks to skip: 'http' allows plain http, 'image' skips the signature check")
-    flag(p, "trust-dir", metavar="DIR",
+    flag(p, "trust-dir", type=path, metavar="DIR",
          help="The trust store the signature is checked against (default: /etc/docker2aci/trust for root, "
               "else ~/.config/docker2aci/trust)")
     flag(p, "trust-keys-from-https", action="store_true",

@@ -16,7 +16,8 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from .cli_common import EXIT_ERROR, EXIT_OK, Parser, convert_options, flag, output_flags, setup_logging, source_flags
+from .cli_common import (EXIT_ERROR, EXIT_OK, Parser, convert_options, flag, output_flags, path, setup_logging,
+                         source_flags)
 from .errors import Docker2ACIError, UsageError
 from .terminal import printable
 
@@ -36,7 +37,7 @@ def _job_flags(p: argparse.ArgumentParser, *, files: bool) -> None:
     flag(p, "scheduler", metavar="tcp://HOST:PORT",
          help="The Dask scheduler (with --executor dask); its workers must see --output-dir and --cache-dir "
               "at the same paths")
-    flag(p, "report", metavar="FILE.json", help="Write the per-item report (JSON) to FILE")
+    flag(p, "report", type=path, metavar="FILE.json", help="Write the per-item report (JSON) to FILE")
     flag(p, "json", action="store_true", help="Print the report (JSON) instead of the summary")
     flag(p, "debug", action="store_true", help="Enables debug messages")
     source_flags(p, every_platform=True, files=files)

@@ -11,7 +11,8 @@ import os
 import sys
 from typing import Sequence
 
-from .cli_common import EXIT_ERROR, EXIT_OK, Parser as _Parser, flag as _flag, setup_logging as _setup_logging
+from .cli_common import EXIT_ERROR, EXIT_OK, Parser as _Parser, flag as _flag, path as _path
+from .cli_common import setup_logging as _setup_logging
 from .errors import SigningError, UsageError
 from .signing import (
     DEFAULT_ALGORITHM,
@@ -58,7 +59,7 @@ def keys_parser(prog: str) -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     gen = sub.add_parser("generate", help="Generate a signing key pair", allow_abbrev=False)
     _flag(gen, "name", required=True, metavar="'NAME <EMAIL>'", help="The key's user ID")
-    _flag(gen, "output", metavar="PREFIX",
+    _flag(gen, "output", type=_path, metavar="PREFIX",
           help="Write PREFIX.pub.asc and PREFIX.sec.asc (default: into the keyring)")
     _flag(gen, "algorithm", default=DEFAULT_ALGORITHM.value, choices=[a.value for a in KeyAlgorithm],
           help=f"Key type (default {DEFAULT_ALGORITHM.value}; rkt verifies RSA keys)")
@@ -68,11 +69,11 @@ def keys_parser(prog: str) -> argparse.ArgumentParser:
     imp.add_argument("file", metavar="KEYFILE")
     exp = sub.add_parser("export", help="Print a key's ASCII-armored public key", allow_abbrev=False)
     exp.add_argument("key", metavar="KEY", help="A fingerprint or key ID of the keyring, or a key file")
-    _flag(exp, "output", metavar="FILE", help="Write to FILE instead of standard output")
+    _flag(exp, "output", type=_path, metavar="FILE", help="Write to FILE instead of standard output")
     _flag(exp, "secret", action="store_true", help="Export the secret key (needs --output; mode 0600)")
     sub.add_parser("list", help="List the keys of the keyring", allow_abbrev=False)
     for action in (gen, imp, exp, sub.choices["list"]):
-        _flag(action, "keys-dir", metavar="DIR", help="The keyring directory (default: ~/.config/docker2aci/keys)")
+        _flag(action, "keys-dir", type=_path, metavar="DIR", help="The keyring directory (default: ~/.config/docker2aci/keys)")
     return p
 
 
@@ -90,7 +91,7 @@ def cmd_keys(argv: Sequence[str], prog: str) -> int:
         else:
             os.makedirs(keys_dir, mode=0o700, exist_ok=True)
             public, secret = write_key_pair(os.path.join(keys_dir, key.fingerprint), key)
-        print(f"Generated key {format_fingerprint(key.fingerprint)}\n  {args.name}")
+        print(f"Generated key {format_fingerprint(key.fingerprint)}\n  {printable(args.name)}")
         print(f"Public key: {public}\nSecret key: {secret}")
     elif args.action == "import":
         for info, path in import_key(args.file, keys_dir):
@@ -128,6 +129,8 @@ def cmd_sign(argv: Sequence[str], prog: str) -> int:
     _setup_logging(False)
     if not (args.key or args.gpg_key):
         raise UsageError("sign needs --key KEYFILE or --gpg-key ID")
+    if args.key and args.gpg_key:  # open_signer would name conversion's --sign, which sign has not
+        raise UsageError("--key and --gpg-key exclude each other")
     signer = open_signer(key=args.key, passphrase_file=args.passphrase_file, gpg_key=args.gpg_key)
     assert signer is not None
     for aci in args.aci:
@@ -144,7 +147,7 @@ def verify_parser(prog: str) -> argparse.ArgumentParser:
                             "status 0 when the signature is accepted, 1 when it is refused.")
     p.add_argument("aci", metavar="ACI")
     _flag(p, "signature", metavar="FILE", help="The detached signature (default: ACI.asc)")
-    _flag(p, "trust-dir", metavar="DIR", help=_TRUST_DIR_HELP)
+    _flag(p, "trust-dir", type=_path, metavar="DIR", help=_TRUST_DIR_HELP)
     return p
 
 
@@ -181,7 +184,7 @@ def trust_parser(prog: str) -> argparse.ArgumentParser:
     only.add_argument("--prefix", "-prefix", metavar="PREFIX", help="Only for this prefix")
     only.add_argument("--root", "-root", action="store_true", help="Only as a root key")
     for action in (add, sub.choices["list"], rm):
-        _flag(action, "trust-dir", metavar="DIR", help=_TRUST_DIR_HELP)
+        _flag(action, "trust-dir", type=_path, metavar="DIR", help=_TRUST_DIR_HELP)
     return p
 
 

@@ -94,6 +94,7 @@ from .atomic import atomic_file
 from .errors import Docker2ACIError, InvalidACI, SigningError, UsageError, VerificationError
 from .limits import MAX_MANIFEST_BYTES, read_at_most
 from .signaturefile import signature_path
+from .terminal import printable
 from .trust import (TrustedKey, TrustStore, cert_problem, default_trust_dir, is_ac_identifier, prefix_matches,
                     read_certs, read_key_file)
 
@@ -464,7 +465,7 @@ class KeyInfo:
         if self.revoked:
             flags.append("revoked")
         return (f"{self.fingerprint}  {self.algorithm:<6}  [{', '.join(flags) or 'public'}]  "
-                f"{', '.join(self.user_ids)}")
+                f"{', '.join(printable(u) for u in self.user_ids)}")
 
 
 _ALGORITHM_NAMES = {"RSAEncryptSign": "RSA", "RSASign": "RSA", "EdDSA": "EdDSA", "Ed25519": "Ed25519",

@@ -645,6 +645,20 @@ def test_cli_text_output_of_nosquash_lists_the_volumes_and_ports(saved: Path, tm
     assert r.stdout.startswith(VOLUMES_AND_PORTS + "\nGenerated ACI(s):\n")
 
 
+def test_cli_text_output_of_nosquash_lists_the_base_first_and_the_top_last(saved: Path, tmp_path: Path) -> None:
+    """The reference lists the layer ACIs in the order it writes them, base first, the
+    top (the image with the app, ``-0``) last: a script that runs the last path it is
+    given runs the image, not its base layer (it got the base layer)."""
+    r = cli("--nosquash", "--image", "busybox:latest", "--output-dir", "out", "save.tar", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    count = len(list((tmp_path / "out").glob("*.aci")))
+    paths = [f"out/library-busybox-latest-linux-amd64-{i}.aci" for i in reversed(range(count))]
+    ids = [docker2aci_image_id(tmp_path / p) for p in paths]
+    assert count > 1
+    assert r.stdout.endswith("\nGenerated ACI(s):\n" + "".join(f"{p}\n" for p in paths)
+                             + "\nImage ID(s):\n" + "".join(f"{i} {p}\n" for i, p in zip(ids, paths)))
+
+
 def docker2aci_image_id(aci: Path) -> str:
     """``sha512-`` + hex of the uncompressed ACI tar (decisions.md "Image ID")."""
     return "sha512-" + hashlib.sha512(gzip.decompress(aci.read_bytes())).hexdigest()

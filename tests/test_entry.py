@@ -62,3 +62,19 @@ def test_a_misspelled_flag_names_the_closest(capsys: pytest.CaptureFixture[str],
     first = capsys.readouterr().err.splitlines()[0]
     assert first.startswith("Error: unrecognized arguments: ")
     assert first.endswith(f"; {hint}") if hint else "did you mean" not in first
+
+
+@pytest.mark.parametrize("argv", [["completion", "zsh"], ["--version"], ["gc", "--cache-dir", "{tmp}/cache"]])
+def test_output_to_a_reader_that_went_away(tmp_path: Path, argv: list[str]) -> None:
+    """``docker2aci ... | head -1``: a reader that closed the pipe first gets the status of a
+    death by SIGPIPE (141, as the reference, a Go program, exits) and no traceback (it was
+    status 1 and a BrokenPipeError traceback, from the print or from the flush at exit)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([sys.executable, "-m", "docker2aci", *(a.format(tmp=tmp_path) for a in argv)],
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (141, "")

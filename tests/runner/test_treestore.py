@@ -404,3 +404,22 @@ def test_a_prerun_directory_another_user_could_write_is_refused_with_a_separate_
         fetch(f"oci-archive:{PROJECT_ROOT.parent / 'shared' / 'images' / 'oci-archive.tar'}",
               ConvertOptions(cache_dir=str(cache)), store_dir=tmp_path / "store", insecure_options=frozenset({"image"}))
     assert os.listdir(cache / "prerun") == []
+
+
+def test_gc_refuses_an_empty_or_unusable_cache_dir(tmp_path: Path, aci: Path) -> None:
+    """``gc --cache-dir "$UNSET"`` is a usage error, not a gc of the default store (it
+    removed the default store's trees), and a --cache-dir that is a file is one Error
+    line, not a traceback."""
+    store = tmp_path / "cache" / "docker2aci"
+    with TreeStore(str(store)).acquire(aci) as tree:  # released at once: gc would remove it
+        image_id = os.path.basename(tree.path)
+    empty = _cli("gc", "--cache-dir", "", store=store)
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    not_a_dir = _cli("gc", "--cache-dir", str(a_file), store=store)
+
+    assert (empty.returncode, empty.stdout) == (2, "")
+    assert empty.stderr == "Error: argument --cache-dir/-cache-dir: empty: give a path\n"
+    assert image_id in os.listdir(store / "trees")
+    assert (not_a_dir.returncode, not_a_dir.stdout) == (1, "")
+    assert not_a_dir.stderr == f"Error: --cache-dir {a_file}: Not a directory ({a_file}/pods)\n"

@@ -181,3 +181,12 @@ def test_sign_with_a_subkeys_only_export(aci: Path, tmp_path: Path, gpg: Gpg, pa
     public = gpg.export(uid, tmp_path / "offline.pub")
     verified = signing.verify_file(str(aci), f"{aci}.asc", signing.read_certs(str(public)))
     assert (verified.fingerprint, verified.signing_key) == (fingerprint.lower(), subkey.lower())
+
+
+def test_sign_names_its_own_flags(aci: Path, other_key: KeyPair, run_cli) -> None:  # type: ignore[no-untyped-def]
+    """``sign --key K --gpg-key ID`` is refused in the words of sign's own flags (it said
+    "--sign and --gpg-key", conversion's flag, which sign does not have)."""
+    both = run_cli("sign", aci, "--key", other_key.secret, "--gpg-key", "someone")
+    assert (both.status, both.out) == (2, "")
+    assert both.err == "Error: --key and --gpg-key exclude each other\n"
+    assert not Path(f"{aci}.asc").exists()

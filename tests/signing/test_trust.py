@@ -231,3 +231,28 @@ def test_add_and_list_show_a_user_id_escaped(tmp_path: Path, run_cli) -> None:  
     listed = run_cli("trust", "list", "--trust-dir", tmp_path / "trust")
     assert listed.out.endswith(f"  {shown}\n")
     assert "\x1b" not in added.out + listed.out and "\u202e" not in added.out + listed.out
+
+
+def test_a_user_id_cannot_drive_the_terminal(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    """A key's user ID is the key maker's text: its escape sequences and line breaks are
+    shown escaped, never sent to the terminal, where they could erase the fingerprint
+    ``trust add`` shows before it asks and print another (a reviewer's find)."""
+    uid = "Evil \x1b[2K\x1b[1AKey fingerprint: AAAA\r\n <e@example.invalid>"
+    shown = "Evil \\x1b[2K\\x1b[1AKey fingerprint: AAAA\\r\\n <e@example.invalid>"
+    made = run_cli("keys", "generate", "--name", uid, "--algorithm", "ed25519", "--output", tmp_path / "evil")
+    assert made.status == 0, made.err
+    fingerprint = signing.key_info((tmp_path / "evil.pub.asc").read_bytes(), "evil").fingerprint
+    added = run_cli("trust", "add", "--prefix", "example.com/app", "--trust-dir", tmp_path / "trust",
+                    tmp_path / "evil.pub.asc")
+    listed = run_cli("trust", "list", "--trust-dir", tmp_path / "trust")
+    imported = run_cli("keys", "import", "--keys-dir", tmp_path / "keys", tmp_path / "evil.sec.asc")
+    keys = run_cli("keys", "list", "--keys-dir", tmp_path / "keys")
+
+    assert (added.status, listed.status, imported.status, keys.status) == (0, 0, 0, 0)
+    assert made.out.splitlines()[1] == f"  {shown}"
+    assert added.out.splitlines()[:2] == [f"Key fingerprint: {signing.format_fingerprint(fingerprint)}", f"  {shown}"]
+    assert listed.out == f'prefix "example.com/app": {fingerprint}  EdDSA   [public]  {shown}\n'
+    assert imported.out.splitlines()[0] == f"Imported {fingerprint}  EdDSA   [secret]  {shown}"
+    assert keys.out == f"{fingerprint}  EdDSA   [secret]  {shown}\n"
+    for result in (made, added, listed, imported, keys):
+        assert "\x1b" not in result.out and "\r" not in result.out
