@@ -307,5 +307,7 @@ class StreamedBlob(io.RawIOBase):
         if self._thread.is_alive():
             return False
         if self._carried_all and self._cache_error is not None:
-            log.warning("%s: not cached: %s", self._digest, self._cache_error)
+            err = self._cache_error
+            log.warning("%s: not cached: %s", self._digest,
+                        (err.strerror or err) if isinstance(err, OSError) else err)
         return True
