@@ -88,25 +88,20 @@ def unwinding_on_termination() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def stopping_on_signals(stop: Callable[[int], None], *, forced: bool = True) -> Iterator[None]:
+def stopping_on_signals(stop: Callable[[int], None]) -> Iterator[None]:
     """While the block runs, the first of :data:`STOP_SIGNALS` calls ``stop(signum)``
     (which asks the work to stop at its next step, and must not block); a later one
-    raises at once (:func:`interrupt_for`), as without this block, when ``forced``, and
-    is ignored otherwise (the work runs in other processes, which stop at their next
-    step whatever this process does).
+    raises at once (:func:`interrupt_for`), as without this block.
 
     Args:
         stop: called once, with the first signal's number, in the main thread.
-        forced: whether a second signal raises.
     """
     stopping = False
 
     def handler(signum: int, _frame: object) -> None:
         nonlocal stopping
         if stopping:
-            if forced:
-                raise interrupt_for(signum)
-            return
+            raise interrupt_for(signum)
         stopping = True
         stop(signum)
 

@@ -15,7 +15,9 @@ starts after it, and the report calls ``ok`` exactly the items whose ACIs were w
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
+import os
 import re
 import signal
 import threading
@@ -241,10 +243,11 @@ def execute(jobs: Sequence[Job], *, workers: int = 1, executor: str = LOCAL, sch
     finishes and is reported ``ok`` with its ACI, so the report always matches the
     output directory; one that was stopped left nothing and is ``skipped``
     (:data:`INTERRUPTED_RUNNING`), as are those that never started
-    (:data:`INTERRUPTED_WAITING`). A second signal interrupts a job running in this
-    process at once (``--jobs 1``: a conversion waiting on a stalled registry), like a
-    kill, but for the cleanup; jobs of worker processes still stop at their next step. Jobs
-    on a Dask cluster are cancelled, not waited for.
+    (:data:`INTERRUPTED_WAITING`). A second signal ends the running jobs at once (a
+    conversion waiting on a stalled registry): one running in this process (``--jobs 1``)
+    unwinds with its cleanup; worker processes are ended with ``SIGTERM``, like a kill
+    (what they leave in the caches is removed by the next run). Either way they are
+    ``skipped``. Jobs on a Dask cluster are cancelled, not waited for.
 
     Args:
         jobs: what to convert.
@@ -285,7 +288,7 @@ def execute(jobs: Sequence[Job], *, workers: int = 1, executor: str = LOCAL, sch
             started.update(range(len(jobs)))
             _run_dask(jobs, scheduler, finish)
         else:
-            with stopping_on_signals(interruption.request, forced=in_process):
+            with stopping_on_signals(interruption.request):
                 if in_process:
                     for index, job in enumerate(jobs):
                         if interruption.requested:
@@ -307,8 +310,9 @@ _worker_stop: StopFlag | None = None
 """In a worker process: the run's stop flag (:func:`_worker_started`)."""
 
 
-def _worker_started(stop: StopFlag) -> None:
-    """The initializer of a local worker process: keep the run's stop flag, and ignore
+def _worker_started(stop: StopFlag, pids: Any) -> None:
+    """The initializer of a local worker process: keep the run's stop flag, tell the
+    calling process its PID (``pids``, a queue: a second signal ends the workers), and ignore
     Ctrl-C, which a terminal sends to the whole process group: the calling process
     decides, and tells the workers through the flag, so that a conversion stops only at
     a step where it leaves nothing or everything (:func:`run_job`). ``SIGTERM`` and
@@ -318,6 +322,7 @@ def _worker_started(stop: StopFlag) -> None:
     the next run)."""
     global _worker_stop
     _worker_stop = stop
+    pids.put(os.getpid())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
@@ -342,8 +347,9 @@ def _run_pool(jobs: Sequence[Job], workers: int, finish: Callable[[int, JobResul
         broken: list[int] = []
         waiting = collections.deque(todo)
         running: dict[Any, int] = {}
+        pids = context.SimpleQueue()  # this pool's workers (a new pool: no PID of an ended one)
         pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context,
-                                   initializer=_worker_started, initargs=(interruption.flag,))
+                                   initializer=_worker_started, initargs=(interruption.flag, pids))
         try:
             usable = True  # until a worker dies: the pool takes no more jobs then
             while running or (waiting and not interruption.requested and usable):
@@ -369,10 +375,14 @@ def _run_pool(jobs: Sequence[Job], workers: int, finish: Callable[[int, JobResul
                         usable = False
                         continue
                     finish(index, result)
+        except KeyboardInterrupt:  # a second signal: the running jobs end now, not at their next step
+            _end_workers(pids)
+            raise
         finally:
             if running:  # an error of ours (or an interrupt outside the main thread's handlers)
                 interruption.flag.set()
             pool.shutdown(wait=True, cancel_futures=True)
+            pids.close()
         todo = [] if interruption.requested else list(waiting)  # never given to the broken pool
         for index in sorted(broken):
             if interruption.requested:  # a worker ended by the same signal (sent to the whole group)
@@ -386,6 +396,14 @@ def _run_pool(jobs: Sequence[Job], workers: int, finish: Callable[[int, JobResul
         todo.sort()
         if broken and todo:
             log.warning("a worker process died; %d unfinished conversions go to new workers", len(todo))
+
+
+def _end_workers(pids: Any) -> None:
+    """Send ``SIGTERM`` to the worker processes whose PIDs are in the queue ``pids``
+    (all of one live pool: a worker that already ended is skipped)."""
+    while not pids.empty():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pids.get(), signal.SIGTERM)
 
 
 def _run_dask(jobs: Sequence[Job], scheduler: str | None, finish: Callable[[int, JobResult], None]) -> None:

@@ -262,3 +262,51 @@ def test_a_rerun_removes_the_partial_download_of_a_killed_run(images: Images, tm
         assert len(visible_acis(out)) == 1 and temporaries(out) == []
         return
     pytest.fail(f"the conversion ended (or its download did) before the kill, {ATTEMPTS} times")
+
+
+def test_a_second_signal_ends_workers_stalled_on_a_registry(images: Images, tmp_path: Path) -> None:
+    """Two workers waiting on a registry that stalls (the proxy sends the blobs' response
+    heads a byte every 5 s, the configs' first, so no read deadline fires for minutes): the first ``SIGTERM``
+    stops nothing that is waiting, the second ends the workers at once, as a kill would;
+    exit 143, both items ``skipped``, no process of the run left. The second signal used
+    to be ignored while workers ran: a stalled batch ran on through its retries (six
+    minutes in a user's trial)."""
+    out, cache, report = tmp_path / "out", tmp_path / "cache", tmp_path / "report.json"
+    with FaultProxy(images.registry.url) as proxy:
+        proxy.add(Fault.drip_head(5.0, times=None, target="blob"))
+        batch_file = tmp_path / "items.txt"
+        batch_file.write_text("".join(f"docker://{proxy.host}/{REPO}:{tag}\n" for tag in SLOW_TAGS))
+        proc = subprocess.Popen([sys.executable, "-m", "docker2aci", "batch", str(batch_file), "--jobs", "2",
+                                 "--insecure-allow-http", "--no-cache", "--output-dir", str(out), "--cache-dir",
+                                 str(cache), "--report", str(report)], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=cli_env(),
+                                start_new_session=True)
+        try:
+            deadline = time.monotonic() + WAIT
+            while _gets(proxy, {tag: images.configs[tag] for tag in SLOW_TAGS}) != set(SLOW_TAGS):  # both stalled
+                assert proc.poll() is None and time.monotonic() < deadline, "the run did not reach both configs"
+                time.sleep(0.01)
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(1.0)
+            assert proc.poll() is None  # the first signal: the stalled jobs have no next step yet
+            proc.send_signal(signal.SIGTERM)
+            start = time.monotonic()
+            _, stderr = proc.communicate(timeout=CLI_TIMEOUT)
+            ended_in = time.monotonic() - start
+            group_gone = time.monotonic() + 5
+            while True:  # the workers (and the fork server) were in the run's process group
+                try:
+                    os.killpg(proc.pid, 0)
+                except ProcessLookupError:
+                    break
+                assert time.monotonic() < group_gone, "processes of the run are left"
+                time.sleep(0.05)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 143, stderr
+    assert ended_in < 4.5, f"{ended_in:.1f} s after the second signal: it waited for a stalled read"
+    assert [(e["source"].rsplit(":", 1)[1], e["status"], e["error"], e["acis"]) for e in load_report(report)] == [
+        (tag, "skipped", "interrupted before it finished", []) for tag in SLOW_TAGS]
+    assert not out.exists() or visible_acis(out) == []
