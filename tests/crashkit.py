@@ -14,6 +14,7 @@ kill it (``SIGKILL`` to its process group) after a delay, and check what it left
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -22,12 +23,24 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 CLI_TIMEOUT = 120.0
 """How long one uninterrupted ``docker2aci`` run may take (seconds)."""
+
+
+@contextlib.contextmanager
+def reaped(proc: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
+    """``proc``, killed and waited for when the block ends with it still running (an
+    assertion failed before it ended): a test leaves no process behind."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from crashkit import reaped
 from jobs_helpers import MANY, TAGS, Key, Registry, blob_gets, build_tags, cli, gpg_verify, load_report, push_tags
 from services import die_with_pytest
 
@@ -369,17 +370,13 @@ def test_sigterm_while_waiting_for_another_mirror_writes_the_report(registry: Re
                                      "--name-prefix", PREFIX, "--report", str(report)],
                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, text=True,
                                     preexec_fn=die_with_pytest)
-            try:
+            with reaped(proc):
                 deadline = time.monotonic() + 30
                 while "another mirror is writing this tree" not in (tmp_path / "stderr").read_text():
                     assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "stderr").read_text()
                     time.sleep(0.01)
                 proc.send_signal(signal.SIGTERM)
                 stdout, _ = proc.communicate(timeout=30)
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
     assert proc.returncode == 143
     message = "interrupted before its tags were listed, or while it recorded them; the next run finishes it"
     assert [(r["source"], r["status"], r["error"], r["acis"]) for r in load_report(report)] == [

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from crashkit import reaped
 from runner_aci_helpers import BUSYBOX, CRUN, GROUP, PASSWD, PROJECT_ROOT, RUNC, RUNC_MARKS
 
 from docker2aci.errors import RunnerError
@@ -464,15 +465,11 @@ def test_sigterm_to_the_runner_reaches_the_app(rootfs: Path, tmp_path: Path, run
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
+    with reaped(process):
         assert process.stdout is not None
         assert process.stdout.readline() == "ready\n"
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     assert (process.returncode, out) == (3, "got-term\n"), err
     _assert_cleaned_up(state, cid, rootfs.parent, runtime)
 
