@@ -532,6 +532,11 @@ class GeneratedKey:
     secret: str = field(repr=False)
 
 
+MAX_VALIDITY_DAYS = (2**32 - 1) // 86400
+"""The longest key lifetime ``--expires`` takes (days): RFC 4880's key expiration time is a
+32-bit number of seconds (about 136 years)."""
+
+
 def generate_key(user_id: str, algorithm: KeyAlgorithm = DEFAULT_ALGORITHM, *,
                  passphrase: str | None = None, validity_days: int | None = None) -> GeneratedKey:
     """Generate an OpenPGP v4 key: a certification primary key, a signing subkey and an
@@ -544,13 +549,17 @@ def generate_key(user_id: str, algorithm: KeyAlgorithm = DEFAULT_ALGORITHM, *,
         validity_days: the key expires after that many days; never by default.
 
     Raises:
-        UsageError: an empty user ID or a validity that is not positive.
+        UsageError: an empty user ID, or a validity that is not positive or is over
+            :data:`MAX_VALIDITY_DAYS`.
         SigningError: pysequoia failed.
     """
     if not user_id.strip():
         raise UsageError("the key needs a user ID: --name 'Name <email>'")
     if validity_days is not None and validity_days <= 0:
         raise UsageError("--expires must be a positive number of days")
+    if validity_days is not None and validity_days > MAX_VALIDITY_DAYS:
+        raise UsageError(f"--expires {validity_days}: at most {MAX_VALIDITY_DAYS} days (an OpenPGP key's "
+                         "lifetime is a 32-bit number of seconds)")
     try:
         tsk = pysequoia.Tsk.generate(user_id, profile=pysequoia.Profile.RFC4880,
                                      cipher_suite=_SUITES[algorithm],

@@ -190,3 +190,19 @@ def test_sign_names_its_own_flags(aci: Path, other_key: KeyPair, run_cli) -> Non
     assert (both.status, both.out) == (2, "")
     assert both.err == "Error: --key and --gpg-key exclude each other\n"
     assert not Path(f"{aci}.asc").exists()
+
+
+@pytest.mark.parametrize(("days", "message"), [
+    ("0", "--expires must be a positive number of days"),
+    ("49711", "--expires 49711: at most 49710 days (an OpenPGP key's lifetime is a 32-bit number of seconds)"),
+    ("99999999999999999", "--expires 99999999999999999: at most 49710 days (an OpenPGP key's lifetime is a "
+                          "32-bit number of seconds)"),
+])
+def test_an_expiry_no_key_can_hold_is_a_usage_error(tmp_path: Path, days: str, message: str,  # type: ignore[no-untyped-def]
+                                                    run_cli) -> None:
+    """A lifetime past OpenPGP's 32-bit seconds failed inside pysequoia ("int too big to
+    convert", exit 1) after the user's input was taken (a CLI review's find)."""
+    result = run_cli("keys", "generate", "--name", "X <x@example.invalid>", "--algorithm", "ed25519",
+                     "--expires", days, "--output", tmp_path / "k")
+    assert (result.status, result.out, result.err) == (2, "", f"Error: {message}\n")
+    assert list(tmp_path.iterdir()) == []
