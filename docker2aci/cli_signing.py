@@ -95,7 +95,7 @@ def cmd_keys(argv: Sequence[str], prog: str) -> int:
         print(f"Public key: {public}\nSecret key: {secret}")
     elif args.action == "import":
         for info, path in import_key(args.file, keys_dir):
-            print(f"Imported {printable(info.describe())}\n  as {path}")
+            print(f"Imported {info.describe()}\n  as {path}")  # describe() shows user IDs escaped
     elif args.action == "export":
         if args.secret and not args.output:
             raise UsageError("keys export --secret writes a secret key: give --output FILE")
@@ -106,7 +106,7 @@ def cmd_keys(argv: Sequence[str], prog: str) -> int:
             sys.stdout.write(text)
     else:
         for info, path in list_keys(keys_dir):
-            print(printable(info.describe()))
+            print(info.describe())
     return EXIT_OK
 
 
@@ -220,7 +220,7 @@ def cmd_trust(argv: Sequence[str], prog: str) -> int:
                 print(f"{key.fingerprint}  {key.scope}  UNUSABLE: {key.problem} ({key.path})")
                 continue
             assert key.cert is not None
-            print(f"{key.scope}: {printable(key_info(bytes(key.cert), key.path).describe())}")
+            print(f"{key.scope}: {key_info(bytes(key.cert), key.path).describe()}")
     else:
         removed = store.remove(args.fingerprint, None if args.root else args.prefix, root_only=args.root)
         if not removed:

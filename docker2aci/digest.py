@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from .errors import InvalidManifest
 
 _ALGORITHMS = {"sha256": 64, "sha384": 96, "sha512": 128}
+ALGORITHMS = frozenset(_ALGORITHMS)
+"""The registered digest algorithms (OCI image-spec "Registered algorithms")."""
 _DIGEST_RE = re.compile(r"^([a-z0-9]+(?:[.+_-][a-z0-9]+)*):([a-f0-9]+)$")
 
 

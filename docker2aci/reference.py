@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .digest import Digest
+from .digest import ALGORITHMS, Digest
 from .errors import InvalidManifest, InvalidReference
 
 DOCKER_HUB_DOMAIN = "docker.io"
@@ -30,8 +30,6 @@ _TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$", re.ASCII)
 _DIGEST_LIKE_RE = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}", re.ASCII)
 """What follows ``NAME@`` or ``NAME:TAG@`` when it is a digest (``sha256:`` and its hex), not
 a host after a user's credentials (``HOST:PORT`` has too few characters after its colon)."""
-_DIGEST_ALGORITHMS = frozenset({"sha256", "sha384", "sha512"})
-"""Algorithms whose ``ALG:...`` after an ``@`` is a digest, even a malformed one (a typo)."""
 _HEX64_RE = re.compile(r"^[a-f0-9]{64}$")
 MAX_NAME_LENGTH = 255
 
@@ -140,7 +138,7 @@ def without_credentials(text: str) -> str:
     """
     body, digest = text, ""
     before, at, after = text.rpartition("@")
-    if at and "/" not in after and (after.partition(":")[0] in _DIGEST_ALGORITHMS
+    if at and "/" not in after and (after.partition(":")[0] in ALGORITHMS  # a digest, even a malformed one
                                     or _DIGEST_LIKE_RE.fullmatch(after)):
         body, digest = before, f"@{after}"
     userinfo, at, rest = body.rpartition("@")

@@ -76,7 +76,6 @@ def check_trusted_dir(path: str, what: str = "cache directory") -> None:
         OutputError: naming the directory, its owner or its mode, or why it could not be
             created.
     """
-    euid = os.geteuid()
     start = current = os.path.realpath(path)
     nearest = True  # no existing directory met yet, walking up from ``path``
     while True:
@@ -87,16 +86,8 @@ def check_trusted_dir(path: str, what: str = "cache directory") -> None:
         except OSError as err:
             raise OutputError(f"{what} {path}: cannot examine {current}: {err.strerror}") from err
         if info is not None:
-            if info.st_uid not in (euid, 0):
-                raise OutputError(f"{what} {path}: {current} is owned by uid {info.st_uid}, not by this user "
-                                  f"(uid {euid}) or root: another user could change what it holds; use a directory "
-                                  "of your own")
-            shared = info.st_mode & 0o002
-            if shared and (current == start or not info.st_mode & stat.S_ISVTX):
-                raise OutputError(f"{what} {path}: {current} is writable by every user (mode "
-                                  f"{stat.S_IMODE(info.st_mode):04o}): another user could change what it holds; "
-                                  "use a directory of your own")
-            if shared and nearest and current != start:
+            _check_owner_and_mode(what, path, current, info, sticky_ok=current != start)
+            if info.st_mode & 0o002 and nearest and current != start:
                 try:
                     _private_dirs(start)
                 except OSError as err:
@@ -118,7 +109,6 @@ def check_trusted_subdirs(root: str, names: tuple[str, ...], what: str = "cache 
     Raises:
         OutputError: naming the subdirectory, its owner or its mode.
     """
-    euid = os.geteuid()
     for name in names:
         path = os.path.join(root, name)
         try:
@@ -129,15 +119,26 @@ def check_trusted_subdirs(root: str, names: tuple[str, ...], what: str = "cache 
             raise OutputError(f"{what} {root}: cannot examine {path}: {err.strerror}") from err
         if stat.S_ISLNK(info.st_mode):
             check_trusted_dir(path, what)
-            continue
-        if info.st_uid not in (euid, 0):
-            raise OutputError(f"{what} {root}: {path} is owned by uid {info.st_uid}, not by this user "
-                              f"(uid {euid}) or root: another user could change what it holds; use a directory "
-                              "of your own")
-        if info.st_mode & 0o002:
-            raise OutputError(f"{what} {root}: {path} is writable by every user (mode "
-                              f"{stat.S_IMODE(info.st_mode):04o}): another user could change what it holds; "
-                              "use a directory of your own")
+        else:
+            _check_owner_and_mode(what, root, path, info)
+
+
+def _check_owner_and_mode(what: str, named: str, path: str, info: os.stat_result, *, sticky_ok: bool = False) -> None:
+    """Refuse ``path`` (``info``: its status) when a user other than this one or root owns
+    it, or when every user may write to it (unless it is sticky and ``sticky_ok``).
+
+    Raises:
+        OutputError: naming ``what`` ``named`` (the directory the user gave), then ``path``.
+    """
+    euid = os.geteuid()
+    if info.st_uid not in (euid, 0):
+        raise OutputError(f"{what} {named}: {path} is owned by uid {info.st_uid}, not by this user "
+                          f"(uid {euid}) or root: another user could change what it holds; use a directory "
+                          "of your own")
+    if info.st_mode & 0o002 and not (sticky_ok and info.st_mode & stat.S_ISVTX):
+        raise OutputError(f"{what} {named}: {path} is writable by every user (mode "
+                          f"{stat.S_IMODE(info.st_mode):04o}): another user could change what it holds; "
+                          "use a directory of your own")
 
 
 #: The subdirectories of a cache root whose content is trusted once there.
