@@ -37,9 +37,9 @@ from .cli_common import output_flags as _output_flags
 from .cli_common import path as _path
 from .cli_common import setup_logging as _setup_logging
 from .cli_common import source_flags as _source_flags
-from .errors import Docker2ACIError, OutputError, UsageError
+from .errors import Docker2ACIError, OutputError, SeveralImages, UsageError
 from .interrupts import exit_status, signal_of, unwinding_on_termination
-from .terminal import printable
+from .terminal import CONTINUATION, printable
 
 log = logging.getLogger("docker2aci")
 
@@ -584,7 +584,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except Docker2ACIError as err:
         log.debug("traceback", exc_info=True)
-        shown = printable(str(err), newlines=True)  # it may quote an image's, a registry's or an archive's text
+        # it may quote an image's, a registry's or an archive's text: a line of that never
+        # starts a line of the output; the list of images, one per line as the reference
+        # prints it, holds names escaped one by one
+        indent = "" if isinstance(err, SeveralImages) else CONTINUATION
+        shown = printable(str(err), newlines=True, continuation=indent)
         print(f"Error: conversion error: {shown}" if command is cmd_convert else f"Error: {shown}",
               file=sys.stderr)
         return EXIT_ERROR

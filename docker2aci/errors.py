@@ -7,6 +7,8 @@ kebab-case ``reference`` that documentation and tests can name. Messages read
 
 from __future__ import annotations
 
+from .terminal import printable
+
 
 class Docker2ACIError(Exception):
     """Root of every error this project raises on purpose.
@@ -60,7 +62,7 @@ class SeveralImages(SourceError):
     reference = "several-images"
 
     def __init__(self, source: str, names: list[str]) -> None:
-        listing = "\n".join(names)
+        listing = "\n".join(printable(name) for name in names)  # one line each, whatever a name holds
         super().__init__(
             source, f"several images found, use option --image with one of:\n\n{listing}"
         )

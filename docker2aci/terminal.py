@@ -28,21 +28,30 @@ def _escape(char: str) -> str:
     return f"\\U{code:08x}"
 
 
-def printable(text: str, *, newlines: bool = False) -> str:
+CONTINUATION = "  "
+"""What starts every line but the first of a text of several lines (:func:`printable` with
+``newlines``): a line a message quotes (an image's label holding ``\\nERROR: ...``) can
+never pass for a line of its own, such as a log line or the error line."""
+
+
+def printable(text: str, *, newlines: bool = False, continuation: str = CONTINUATION) -> str:
     """``text`` with every character that :meth:`str.isprintable` refuses (controls, format
     characters such as the bidi overrides, line and paragraph separators, surrogates,
     unassigned code points) written as its escape.
 
     Args:
         text: the text to show.
-        newlines: keep ``\\n`` as it is (a message of several lines, a traceback); else
-            it is escaped too, for text that must stay on one line or in one field.
+        newlines: keep ``\\n`` (a message of several lines, a traceback), each line after
+            the first indented by ``continuation``; else it is escaped too, for text that
+            must stay on one line or in one field.
+        continuation: the indent of those lines (``""`` only for a text whose lines are
+            all its own, each escaped where it was made).
 
     Returns:
         ``text`` itself when nothing needs escaping.
     """
+    if newlines and "\n" in text:
+        return ("\n" + continuation).join(printable(line) for line in text.split("\n"))
     if text.isprintable():
         return text
-    if newlines:
-        return "\n".join(printable(line) for line in text.split("\n"))
     return "".join(c if c.isprintable() else _escape(c) for c in text)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from docker2aci import cli
+from docker2aci.cli_common import RedactingFormatter
+from docker2aci.errors import SeveralImages
 from docker2aci.jobs import JobResult
 from docker2aci.report import print_summary
 from docker2aci.terminal import printable
@@ -36,7 +39,8 @@ BASE = hb.tar([hb.dir_("etc"), hb.file("etc/passwd", hb.PASSWD), hb.file("hello"
     pytest.param("\U000e0041", False, "\\U000e0041", id="tag-character"),
     pytest.param("name\udcff", False, "name\\udcff", id="byte-not-utf8"),
     pytest.param("one\ttwo\nthree", False, "one\\ttwo\\nthree", id="one-line"),
-    pytest.param("one\n\x1b[2Jtwo", True, "one\n\\x1b[2Jtwo", id="lines-kept"),
+    pytest.param("one\n\x1b[2Jtwo", True, "one\n  \\x1b[2Jtwo", id="lines-kept-indented"),
+    pytest.param("one\nERROR: two\n", True, "one\n  ERROR: two\n  ", id="no-line-of-its-own"),
 ])
 def test_printable(text: str, newlines: bool, shown: str) -> None:
     assert printable(text, newlines=newlines) == shown
@@ -72,6 +76,37 @@ def test_a_repo_tag_is_quoted_escaped_in_the_error(tmp_path: Path, capsys: pytes
     err = capsys.readouterr().err
     assert err == (f"Error: conversion error: docker-archive:{archive}: image name "
                    "'test/x:la\\x1b]52;c;ZXZpbA==\\x07t': test/x:la\\x1b]52;c;ZXZpbA==\\x07t: invalid tag format\n")
+
+
+def test_a_newline_in_a_repo_tag_cannot_fake_an_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A ``RepoTags`` entry holding a newline (``manifest.json`` built here, as above): the
+    error quoted it, and its second line began as a line of its own."""
+    archive = tmp_path / "a.tar"
+    archive.write_bytes(hb.docker_save([BASE], repo_tag="test/x:a\nError: none, all good",
+                                       config=hb.image_config([BASE])))
+    assert cli.main(["--output-dir", str(tmp_path), "--cache-dir", str(tmp_path / "cache"),
+                     f"docker-archive:{archive}"]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"Error: conversion error: docker-archive:{archive}: image name "
+                   "'test/x:a\\nError: none, all good': test/x:a\n  Error: none, all good: invalid tag format\n")
+
+
+def test_the_list_of_images_holds_each_name_on_one_line() -> None:
+    """The reference's list of an archive's images, one name a line, unindented: a name
+    (a ``RepoTags`` entry) holding a newline is escaped, not a line of its own."""
+    err = SeveralImages("save.tar", ["busybox:latest", "x:1\nError: none", f"y:{OSC52}"])
+    assert str(err) == ("save.tar: several images found, use option --image with one of:\n\n"
+                        "busybox:latest\nx:1\\nError: none\ny:\\x1b]52;c;ZXZpbA==\\x07")
+    assert err.names[1] == "x:1\nError: none"
+
+
+def test_a_logged_value_cannot_fake_a_log_line() -> None:
+    """A value a message quotes (a media type, a label) that holds a newline: its second
+    line began as a log line of its own."""
+    record = logging.LogRecord("docker2aci.layers", logging.WARNING, __file__, 1, "%s: media type %s says gzip",
+                               ("layer 1", "x\nINFO: layer 1 verified"), None)
+    assert RedactingFormatter("%(levelname)s: %(message)s").format(record) == (
+        "WARNING: layer 1: media type x\n  INFO: layer 1 verified says gzip")
 
 
 def test_an_index_platform_is_logged_escaped(tmp_path: Path) -> None:
