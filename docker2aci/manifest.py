@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -18,6 +19,8 @@ from converters.numbers import plain_decimal
 from . import mediatypes, untrustedjson
 from .digest import Digest
 from .errors import InvalidManifest, PlatformNotFound
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -336,21 +339,29 @@ def select_platform(index: ImageIndex, wanted: Platform, where: str) -> Descript
     """Pick the index entry that best runs on ``wanted`` (containerd's matcher).
 
     Exact variant matches win; for ``arm/vN`` the highest lower variant is accepted,
-    never a higher one. Entries without a platform are not candidates.
+    never a higher one. Entries without a platform are not candidates. Of equals, the
+    first in the index wins, as in containerd; a warning names the others when they are
+    other images.
 
     Raises:
         PlatformNotFound: nothing matches; the message lists the platforms present.
     """
     best: tuple[int, Descriptor] | None = None
+    ties: list[Descriptor] = []
     for desc in index.manifests:
         if desc.platform is None:
             continue
         rank = _variant_rank(desc.platform, wanted)
         if rank is not None and (best is None or rank > best[0]):
-            best = (rank, desc)
+            best, ties = (rank, desc), []
+        elif best is not None and rank == best[0] and desc.digest != best[1].digest:
+            ties.append(desc)
     if best is None:
         present = ", ".join(str(d.platform) for d in index.manifests if d.platform) or "none"
         raise PlatformNotFound(where, f"no image for platform {wanted} (present: {present})")
+    if ties:
+        log.warning("%s: %d images for platform %s; using the first, %s (not %s)", where, len(ties) + 1,
+                    best[1].platform, best[1].digest, ", ".join(str(d.digest) for d in ties))
     return best[1]
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -120,6 +121,36 @@ SELECT = [
 @pytest.mark.parametrize("platforms, wanted, expected", SELECT)
 def test_select_platform(platforms: list[dict[str, Any] | None], wanted: str, expected: int) -> None:
     assert _chosen(_index(*platforms), wanted) == expected
+
+
+def test_a_tie_of_other_images_is_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """Two entries for one platform: the first is converted, as before, and said so
+    (with ``--platform all`` the second was dropped without a word)."""
+    index = _index(P("arm64"), P("amd64"), P("amd64"), P("amd64", "v2"))
+    with caplog.at_level(logging.WARNING, logger="docker2aci.manifest"):
+        assert _chosen(index, "linux/amd64") == 1
+    first, second = (index.manifests[i].digest for i in (1, 2))
+    assert caplog.messages == [f"test index: 2 images for platform linux/amd64; using the first, {first} "
+                               f"(not {second})"]
+
+
+@pytest.mark.parametrize(("platforms", "wanted"), [
+    pytest.param([P("amd64"), P("arm64")], "linux/amd64", id="one-match"),
+    pytest.param([P("arm", "v6"), P("arm", "v7")], "linux/arm/v7", id="better-match-is-no-tie"),
+    pytest.param([P("arm", "v7"), P("arm", "v6"), P("arm", "v6")], "linux/arm/v7", id="ties-below-the-best"),
+])
+def test_no_tie_no_warning(platforms: list[dict[str, Any]], wanted: str, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="docker2aci.manifest"):
+        select_platform(_index(*platforms), Platform.parse(wanted), "test index")
+    assert caplog.messages == []
+
+
+def test_the_same_image_listed_twice_is_no_tie(caplog: pytest.LogCaptureFixture) -> None:
+    entry = {"mediaType": OCI_MANIFEST, "size": 100, "digest": "sha256:" + "a" * 64, "platform": P("amd64")}
+    index = parse_index(json.dumps({"schemaVersion": 2, "manifests": [entry, entry]}).encode(), "test index")
+    with caplog.at_level(logging.WARNING, logger="docker2aci.manifest"):
+        select_platform(index, Platform.parse("linux/amd64"), "test index")
+    assert caplog.messages == []
 
 
 NO_MATCH = [
