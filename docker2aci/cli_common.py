@@ -61,7 +61,7 @@ class RedactingFormatter(logging.Formatter):
     """A formatter whose tracebacks (``--debug`` logs them) are redacted: a requests or
     urllib3 exception in a chain quotes the URL it failed on, a presigned blob redirect's
     signature or a proxy's ``user:password@`` among it
-    (:func:`docker2aci.registry.diagnostics.redact_text`); and whose lines never drive a
+    (:func:`docker2aci.redact.redact_text`); and whose lines never drive a
     terminal: what an image, a registry, an archive or a discovery page put in a message
     is shown escaped (:func:`docker2aci.terminal.printable`)."""
 
@@ -71,7 +71,7 @@ class RedactingFormatter(logging.Formatter):
         return printable(super().format(record), newlines=True)
 
     def formatException(self, ei: Any) -> str:  # noqa: N802 (logging's name)
-        from .registry.diagnostics import redact_text  # only when there is a traceback to show
+        from .redact import redact_text  # only when there is a traceback to show
 
         return redact_text(super().formatException(ei))
 

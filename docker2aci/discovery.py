@@ -94,7 +94,7 @@ from .acifile import inspect_aci
 from .atomic import atomic_file, make_output_dir, remove_quietly
 from .errors import Docker2ACIError, InvalidACI, OutputError, SigningError, UsageError
 from .registry.client import ContextAdapter, DeadlineAdapter, _certificate_failed, _connection_cause, _via_proxy
-from .registry.diagnostics import redact_url
+from .redact import redact_url
 from .registry.readdeadline import body_pieces
 from .registry.retry import RetryPolicy
 from .trust import (

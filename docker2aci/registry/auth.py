@@ -30,8 +30,9 @@ from urllib.parse import urlsplit
 
 from .. import untrustedjson
 from ..errors import AuthError, RegistryError
+from ..redact import redact_url
 from .credentials import Credentials
-from .diagnostics import is_temporary_status, parse_error_body, redact_url
+from .diagnostics import is_temporary_status, parse_error_body
 
 log = logging.getLogger(__name__)
 

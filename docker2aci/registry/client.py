@@ -63,6 +63,7 @@ from ..errors import (
     UsageError,
 )
 from ..limits import MAX_MANIFEST_BYTES, read_at_most
+from ..redact import redact_url
 from ..reference import COMPONENT_RE, api_host, is_valid_host, is_valid_tag
 from .auth import MAX_TOKEN_RESPONSE_BYTES, Authenticator, TokenCache
 from .credentials import Credentials
@@ -71,7 +72,6 @@ from .diagnostics import (
     causes,
     is_temporary_status,
     parse_error_body,
-    redact_url,
 )
 from .readdeadline import DEADLINE_POOLS, SLOW_READ, TooSlow, body_pieces
 from .retry import RetryPolicy

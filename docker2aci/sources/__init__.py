@@ -209,7 +209,7 @@ def redact_source(name: str) -> str:
     (``docker://``, ``https://``) or in what reads as a bare registry reference becomes
     ``***@``, even when the password holds ``/`` or ``@``
     (:func:`~docker2aci.reference.without_credentials`); signature-like query values are
-    hidden (:func:`~docker2aci.registry.diagnostics.redact_text`).
+    hidden (:func:`~docker2aci.redact.redact_text`).
 
     Args:
         name: the source (a batch line, a command-line argument).
@@ -217,7 +217,7 @@ def redact_source(name: str) -> str:
     Returns:
         The source with its secrets replaced by ``***``.
     """
-    from ..registry.diagnostics import redact_text
+    from ..redact import redact_text
 
     scheme, sep, rest = name.partition("://")
     if sep and _SCHEME_RE.fullmatch(scheme):

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from docker2aci.digest import Digest
-from docker2aci.registry.diagnostics import parse_error_body, redact_text, redact_url
+from docker2aci.redact import redact_text, redact_url
+from docker2aci.registry.diagnostics import parse_error_body
 from docker2aci.manifest import manifest_digests, schema1_payload
 
 
