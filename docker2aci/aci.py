@@ -22,7 +22,7 @@ import hashlib
 import io
 import lzma
 import tarfile
-from typing import IO, Any, Callable, Protocol
+from typing import IO, Any, Callable, Iterator, Protocol
 
 from isal import igzip_threaded
 
@@ -184,6 +184,31 @@ def write_aci(path: str, manifest: bytes, rootfs: RootfsWriter, compression: Com
         OutputError: the file cannot be written.
         (and whatever ``rootfs.write`` raises for bad layer data)
     """
+    with writing_aci(path, manifest, rootfs, compression, level, file_hash) as image_id:
+        if before_publish is not None:
+            try:
+                before_publish()
+            except OSError as err:
+                raise OutputError(f"writing {path}: {err.strerror or err}") from err
+    return image_id
+
+
+@contextlib.contextmanager
+def writing_aci(path: str, manifest: bytes, rootfs: RootfsWriter, compression: Compression,
+                level: int = GZIP_LEVEL, file_hash: Any = None) -> Iterator[str]:
+    """Write an ACI that is renamed into place only when the ``with`` block ends without
+    error (:func:`write_aci`'s arguments): several files can be published together, or
+    none of them (``--nosquash``: a chain whose top failed leaves the files it would have
+    replaced as they were).
+
+    Yields:
+        the image ID, once the file is complete.
+
+    Raises:
+        OutputError: the file cannot be written.
+        (and whatever ``rootfs.write`` raises for bad layer data)
+    """
+    in_block = False  # what the caller's block raises is the caller's, not this file's
     try:
         with atomic_file(path, 0o644, sync_ahead=True) as (_, raw):
             out: IO[bytes] = raw if file_hash is None else _FileHashing(raw, file_hash)  # type: ignore[assignment]
@@ -200,8 +225,9 @@ def write_aci(path: str, manifest: bytes, rootfs: RootfsWriter, compression: Com
                 if gz is not None:
                     gz.close()  # the last blocks and the trailer; closing again is a no-op
                     gz = None
-                if before_publish is not None:
-                    before_publish()
+                in_block = True
+                yield "sha512-" + image_id
+                in_block = False
             except Exception:  # a block that could not be written (a full disk) is the first error
                 hashing.abandon()
                 hashing.raise_error()
@@ -218,6 +244,6 @@ def write_aci(path: str, manifest: bytes, rootfs: RootfsWriter, compression: Com
                     with contextlib.suppress(Exception):
                         gz.close()
     except OSError as err:
+        if in_block:
+            raise
         raise OutputError(f"writing {path}: {err.strerror or err}") from err
-    return "sha512-" + image_id
-

@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import os
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -47,7 +46,7 @@ from converters.manifest import (
 from converters.rootfs import RootfsTree
 from converters.tarwriter import TarWriter
 
-from .aci import Compression, write_aci
+from .aci import Compression, writing_aci
 from .digest import Digest
 from .errors import InvalidConfig, InvalidLayer
 from .layers import OpenedLayers
@@ -87,7 +86,7 @@ def chain_ids(diff_ids: Sequence[Digest]) -> list[Digest]:
 
 
 class _LayerShare:
-    """What :func:`docker2aci.aci.write_aci` writes for one layer: its share of the tree."""
+    """What :func:`docker2aci.aci.writing_aci` writes for one layer: its share of the tree."""
 
     def __init__(self, tree: RootfsTree, layer: int) -> None:
         self._tree = tree
@@ -110,7 +109,7 @@ def write_layer_acis(display: str, layers: OpenedLayers, layer_ids: Sequence[Dig
         naming: the image's naming, as for its squashed ACI.
         os_arch: appc ``os`` and ``arch``.
         paths: the output file of each layer, base first.
-        compression, level: as for :func:`docker2aci.aci.write_aci`.
+        compression, level: as for :func:`docker2aci.aci.writing_aci`.
         warnings: receives what was dropped or changed.
 
     Returns:
@@ -122,7 +121,8 @@ def write_layer_acis(display: str, layers: OpenedLayers, layer_ids: Sequence[Dig
         InvalidConfig: the config cannot be expressed as an appc manifest.
         OutputError: an ACI cannot be written.
 
-    On any error, the ACIs already written by this call are removed.
+    The files appear together once the last is complete: on any error none is written,
+    and the files they would replace are left as they were.
     """
     layers.verified()  # every ACI is written as soon as its layer is applied
     tree = RootfsTree(layers.tars)
@@ -130,7 +130,9 @@ def write_layer_acis(display: str, layers: OpenedLayers, layer_ids: Sequence[Dig
     written: list[LayerACI] = []
     before: set[str] = set()
     parent: dict[str, Any] | None = None
-    try:
+    # Each file is renamed into place only once the top's is complete: a chain that
+    # fails half-way leaves the files of an earlier conversion it would replace intact.
+    with contextlib.ExitStack() as publish:
         for index in range(len(layers.tars)):
             with layers.errors():
                 tree.apply()
@@ -153,18 +155,13 @@ def write_layer_acis(display: str, layers: OpenedLayers, layer_ids: Sequence[Dig
                     raise InvalidConfig(f"{display}: {err}") from err
             manifest = with_layering(manifest, parent, whitelist)
             try:
-                image_id = write_aci(paths[index], manifest_bytes(manifest), _LayerShare(tree, index),
-                                     compression, level)
+                image_id = publish.enter_context(writing_aci(paths[index], manifest_bytes(manifest),
+                                                             _LayerShare(tree, index), compression, level))
             except BadLayer as err:
                 raise InvalidLayer(err.layer, None, err.message) from err
             parent = {"name": manifest["name"], "labels": manifest["labels"], "imageID": image_id}
             before = now
             written.append(LayerACI(paths[index], image_id, manifest))
-    except BaseException:
-        for aci in written:  # never leave the lower part of a chain whose top failed
-            with contextlib.suppress(OSError):
-                os.unlink(aci.path)
-        raise
     return written[::-1]
 
 

@@ -5,7 +5,8 @@ A dependency names an image by ``imageName`` and, optionally, ``imageID`` and
 of directories (the ACI's own directory last, as rkt's ``--local`` fetch and
 ``actool``'s ``--dir`` would): a candidate matches when its manifest has that name,
 every label asked for with the same value, and, when an ``imageID`` is given, that
-image ID. Several matches without an ``imageID`` are ambiguous and refused.
+image ID (a file that cannot be read whole is no candidate). Several matches without an
+``imageID`` are ambiguous and refused.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ class DirectoryResolver:
     def __init__(self, directories: Sequence[str]) -> None:
         self.directories = list(dict.fromkeys(os.path.abspath(d) for d in directories))
         self._manifests: dict[str, dict[str, Any] | None] = {}
-        self._ids: dict[str, str] = {}
+        self._ids: dict[str, str | None] = {}
+        self._errors: dict[str, str] = {}  # why a candidate's image ID is None
 
     def __call__(self, dependency: Mapping[str, Any]) -> str:
         """The ACI file of ``dependency``.
@@ -43,14 +45,17 @@ class DirectoryResolver:
         wanted_id = dependency.get("imageID")
         labels = _labels(dependency.get("labels"))
         matches = [path for path in self._candidates() if self._matches(path, name, labels)]
+        unreadable: list[str] = []
         if isinstance(wanted_id, str):
+            unreadable = [path for path in matches if self._image_id(path) is None]
             matches = [path for path in matches if self._image_id(path) == wanted_id]
         where = ", ".join(self.directories) or "nowhere"
         described = f"{name}" + "".join(f",{k}={v}" for k, v in sorted(labels.items()))
         if isinstance(wanted_id, str):
             described += f" ({wanted_id})"
         if not matches:
-            raise RunnerError(f"dependency {described} not found among the ACIs in {where}")
+            also = "".join(f"; {self._errors[path]}" for path in unreadable)
+            raise RunnerError(f"dependency {described} not found among the ACIs in {where}{also}")
         if len(matches) > 1 and not isinstance(wanted_id, str):
             raise RunnerError(f"dependency {described} is ambiguous: {', '.join(matches)}")
         return matches[0]
@@ -78,9 +83,16 @@ class DirectoryResolver:
         have = _labels(manifest.get("labels"))
         return all(have.get(key) == value for key, value in labels.items())
 
-    def _image_id(self, path: str) -> str:
+    def _image_id(self, path: str) -> str | None:
+        """The candidate's image ID; ``None`` for a file that cannot be read whole (a
+        copy still being written beside the chain is no reason to refuse the others)."""
         if path not in self._ids:
-            self._ids[path] = compute_image_id(path)
+            try:
+                self._ids[path] = compute_image_id(path)
+            except RunnerError as err:
+                logger.debug("not a dependency candidate: %s", err)
+                self._ids[path] = None
+                self._errors[path] = str(err)
         return self._ids[path]
 
 

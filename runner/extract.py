@@ -404,6 +404,8 @@ class _Renderer:
             existing = None
         if existing is None:
             os.mkdir(target, 0o700)
+        else:  # a directory of an image below (a dependency): this entry's xattrs replace its
+            self._drop_other_xattrs(target, member)
         self._chown(target, member)
         self._set_xattrs(target, member)
         self._dirs[target] = _DirMeta(member.mode & 0o7777, member.mtime)
@@ -495,6 +497,28 @@ class _Renderer:
                         member.name, f"setting xattr {name!r}: {err.strerror}"
                     ) from err
                 logger.warning("entry %r: xattr %r not set: %s", member.name, name, err.strerror)
+
+    def _drop_other_xattrs(self, target: str, member: tarfile.TarInfo) -> None:
+        """Remove the xattrs of an existing directory that ``member`` does not carry: the
+        uppermost entry of a path gives all its metadata (appc's renderer extracts only
+        that one; umoci clears a directory's xattrs before setting a layer's). The host's
+        ``security.selinux`` label is not the image's, and is left alone."""
+        keep = {name for name, _ in _xattrs(member.pax_headers)}
+        try:
+            names = os.listxattr(target, follow_symlinks=False)
+        except OSError as err:
+            if err.errno in _UNSUPPORTED_ERRNOS:
+                return
+            raise
+        for name in names:
+            if name in keep or name == "security.selinux":
+                continue
+            try:
+                os.removexattr(target, name, follow_symlinks=False)
+            except OSError as err:
+                if not name.startswith(_TOLERANT_XATTR_NAMESPACES) and err.errno not in _UNSUPPORTED_ERRNOS:
+                    raise EntryError(member.name, f"removing xattr {name!r}: {err.strerror}") from err
+                logger.warning("entry %r: xattr %r not removed: %s", member.name, name, err.strerror)
 
     def _finish_dirs(self) -> None:
         """Apply directory modes and times, deepest first, once their contents exist.

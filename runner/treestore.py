@@ -71,8 +71,10 @@ logger = logging.getLogger(__name__)
 #: An image ID as a store key (appc ``spec/aci.md``): ``sha512-`` + 128 lowercase hex.
 IMAGE_ID = re.compile(r"sha512-[0-9a-f]{128}")
 
-#: How deep dependencies may nest (an image, its dependency, theirs ...).
-MAX_DEPENDENCY_DEPTH = 32
+#: How deep dependencies may nest (an image, its dependency, theirs ...). ``--nosquash``
+#: chains one ACI per layer, so this must hold the deepest image an engine can run:
+#: overlayfs stacks at most 500 layers (``OVL_MAX_STACK``; Docker stops at 125).
+MAX_DEPENDENCY_DEPTH = 500
 
 _TMP_PREFIX = ".tmp-"
 _INDEX = "index"  # file SHA-256 -> image ID

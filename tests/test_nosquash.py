@@ -18,7 +18,7 @@ from pathlib import Path
 
 import layerbuild as lb
 import pytest
-from oracle import diff_listings, tree_listing
+from oracle import diff_listings, tree_listing, umoci_rootfs
 
 import docker2aci
 from converters.manifest import ANN
@@ -258,3 +258,119 @@ def test_a_name_that_is_not_utf8_renders_when_no_layer_above_removes(busybox_lay
     chain = without_implicit_dir_times(rendered(layers[0].path, tmp_path / "chain"), implicit)
     assert os.fsdecode(b"srv/" + NOT_UTF8) in chain
     assert chain == without_implicit_dir_times(rendered(squashed.path, tmp_path / "whole"), implicit)
+
+
+def _umoci_layers(busybox_layout: Path, tmp_path: Path, steps: list, name: str = "busybox-layout") -> Path:
+    """A copy of the busybox layout (skopeo) with one layer per step: each step changes
+    the unpacked bundle's rootfs, then ``umoci repack`` records the change as a layer.
+    The copy is ``<tmp>/<n>/<name>``, so its ACIs have the busybox layout's names."""
+    layout = tmp_path / f"{len(list(tmp_path.iterdir()))}" / name
+    layout.parent.mkdir()
+    subprocess.run(["skopeo", "copy", "-q", f"oci:{busybox_layout}:latest", f"oci:{layout}:latest"],
+                   check=True, capture_output=True)
+    bundle = layout.parent / "bundle"
+    subprocess.run(["umoci", "unpack", "--image", f"{layout}:latest", bundle], check=True, capture_output=True)
+    for step in steps:
+        step(bundle / "rootfs")
+        subprocess.run(["umoci", "repack", "--refresh-bundle", "--image", f"{layout}:latest", bundle],
+                       check=True, capture_output=True)
+    return layout
+
+
+UMOCI = pytest.mark.skipif(shutil.which("umoci") is None or shutil.which("skopeo") is None,
+                           reason="needs umoci, skopeo")
+
+
+@ROOT
+@UMOCI
+def test_a_chain_deeper_than_32_layers_renders(busybox_layout: Path, tmp_path: Path) -> None:
+    # 48 layers (Docker runs images of up to 125): the runner refused to render the chain
+    # --nosquash made of it ("dependencies nest deeper than 32")
+    steps = [lambda root, i=i: (root / "app" / f"step-{i}").write_text(f"{i}\n") for i in range(40)]
+    layout = _umoci_layers(busybox_layout, tmp_path, steps)
+    layers = convert(f"oci:{layout}:latest", tmp_path / "layers", squash=False)
+    [squashed] = convert(f"oci:{layout}:latest", tmp_path / "squashed")
+    assert len(layers) == 48
+    implicit = implicit_dirs(squashed.path)
+    chain = without_implicit_dir_times(rendered(layers[0].path, tmp_path / "chain"), implicit)
+    assert (tmp_path / "chain" / "app" / "step-39").read_text() == "39\n"
+    assert chain == without_implicit_dir_times(rendered(squashed.path, tmp_path / "whole"), implicit)
+
+
+@ROOT
+@UMOCI
+def test_a_directory_made_anew_keeps_only_its_own_xattrs(busybox_layout: Path, tmp_path: Path) -> None:
+    # `rm -rf /d && mkdir /d` in a layer above one that gave /d an xattr: the rendered
+    # chain kept the lower directory's user.dx (the upper entry merged into it), umoci
+    # and the squashed ACI do not
+    def make(root: Path) -> None:
+        (root / "d").mkdir()
+        (root / "d" / "f").write_text("f\n")
+        os.setxattr(root / "d", "user.dx", b"lower")
+
+    def remake(root: Path) -> None:
+        shutil.rmtree(root / "d")
+        (root / "d").mkdir()
+        (root / "d" / "g").write_text("g\n")
+        os.setxattr(root / "d", "user.other", b"upper")
+
+    layout = _umoci_layers(busybox_layout, tmp_path, [make, remake])
+    layers = convert(f"oci:{layout}:latest", tmp_path / "layers", squash=False)
+    [squashed] = convert(f"oci:{layout}:latest", tmp_path / "squashed")
+    rendered(layers[0].path, tmp_path / "chain")
+    chain = tree_listing(tmp_path / "chain")
+    expected = tree_listing(umoci_rootfs(layout, "latest", tmp_path / "umoci"))
+    assert chain["d"].xattrs == (("user.other", b"upper"),)
+    assert chain == expected, "\n".join(diff_listings(expected, chain))
+    whole = tmp_path / "whole"
+    rendered(squashed.path, whole)
+    assert tree_listing(whole) == expected
+
+
+@UMOCI
+def test_a_failed_conversion_leaves_the_chain_it_would_replace(busybox_layout: Path, tmp_path: Path) -> None:
+    # The same image name and tag again, now with a bad top layer: its lower layers were
+    # written over the earlier chain's files and then removed, leaving that chain's top
+    # without its dependencies (and signatures without their files)
+    out = tmp_path / "out"
+    first = convert(f"oci:{busybox_layout}:latest", out, squash=False)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert len(before) == len(first) == 8
+
+    def add(root: Path) -> None:
+        (root / "app" / "new.txt").write_text("new\n")
+
+    def escape(root: Path) -> None:
+        os.symlink("../../../etc", root / "escape")
+
+    layout = _umoci_layers(busybox_layout, tmp_path, [add, escape])
+    with pytest.raises(docker2aci.errors.InvalidLayer, match="points outside the root"):
+        convert(f"oci:{layout}:latest", out, squash=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    dest = tmp_path / "rendered"
+    dest.mkdir()
+    render_tree(first[0].path, str(dest), resolver=DirectoryResolver([str(out)]))
+
+
+@ROOT
+def test_a_damaged_copy_beside_the_chain_is_no_candidate(busybox: tuple[list, list], tmp_path: Path) -> None:
+    # A truncated copy of the base layer's ACI (a copy or a download still in progress)
+    # in the chain's directory: its manifest names the base, so computing its image ID
+    # failed and the whole chain could not be rendered ("Compressed file ended ...")
+    layers, _ = busybox
+    chain = tmp_path / "chain"
+    chain.mkdir()
+    for aci in layers:
+        shutil.copy(aci.path, chain)
+    base = chain / os.path.basename(layers[-1].path)
+    partial = base.read_bytes()[:os.path.getsize(base) // 2]
+    (chain / "zz-copy-of-base.aci").write_bytes(partial)
+    top = chain / os.path.basename(layers[0].path)
+    (tmp_path / "ok").mkdir()
+    assert render_tree(top, str(tmp_path / "ok"), resolver=DirectoryResolver([str(chain)]))["name"] == \
+        manifest_of(top)["name"]
+    base.unlink()  # only the damaged copy is left: the error says why it is no match
+    (tmp_path / "missing").mkdir()
+    with pytest.raises(docker2aci.errors.RunnerError) as err:
+        render_tree(top, str(tmp_path / "missing"), resolver=DirectoryResolver([str(chain)]))
+    assert f"not found among the ACIs in {chain}; reading {chain / 'zz-copy-of-base.aci'}: " in str(err.value)

@@ -362,3 +362,21 @@ def test_a_non_root_render_sets_modes_that_deny_reading(tmp_path: Path) -> None:
         assert sorted(os.listdir(work / "rootfs/a/b")) == ["y", "z"]  # as root, who may read it
     finally:
         shutil.rmtree(work)
+
+
+def test_a_directory_over_a_dependencys_takes_only_its_own_xattrs(tmp_path: Path) -> None:
+    """A chain rendered into one tree: the upper image's entry for a directory gives all
+    its metadata, xattrs too (appc's renderer extracts only the uppermost entry of a path,
+    umoci clears a directory's xattrs before setting a layer's): the lower image's
+    ``user.lower`` stayed."""
+    lower = write_aci(tmp_path / "lower.aci", [directory("rootfs"), directory(
+        "rootfs/d", pax={"SCHILY.xattr.user.lower": "1", "SCHILY.xattr.user.both": "old"})], manifest({}))
+    upper = write_aci(tmp_path / "upper.aci", [directory("rootfs"), directory(
+        "rootfs/d", mode=0o700, pax={"SCHILY.xattr.user.both": "new"})], manifest({}))
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    for aci in (lower, upper):
+        render_aci(aci, rootfs)
+    assert os.listxattr(rootfs / "d") == ["user.both"]
+    assert os.getxattr(rootfs / "d", "user.both") == b"new"
+    assert stat.S_IMODE(os.stat(rootfs / "d").st_mode) == 0o700
