@@ -109,7 +109,7 @@ def _run_parser(prog: str) -> argparse.ArgumentParser:
     _flag(p, "set-env", action="append", default=[], metavar="NAME=VALUE",
           help="Set an environment variable of the app (overrides the image's); repeatable")
     _flag(p, "hostname", help="isolated: the app's host name")
-    _flag(p, "net", default="none", choices=["none", "host"], help="isolated: network (default: none, only lo)")
+    _flag(p, "net", choices=["none", "host"], help="isolated: network (default: none, only lo)")
     _flag(p, "memory", metavar="SIZE",
           help="isolated: memory limit in rkt's units: M, G powers of 1000, Mi, Gi of 1024 (128M, 1Gi)")
     _flag(p, "cpu", metavar="CPU", help="isolated: CPU limit (500m, or cores)")
@@ -627,6 +627,29 @@ def _stdout_closed() -> int:
     return exit_status(signal.SIGPIPE)
 
 
+def _reserve_stdio() -> None:
+    """Open ``/dev/null`` on each of descriptors 0, 1 and 2 that the caller left closed
+    (``docker2aci run IMG >&-``), and give Python a stream on it.
+
+    Otherwise the first file or pipe opened later takes that number: ``run`` handed its
+    own lock or pipe to the app as its stdout, and Python, which has no ``sys.stdout``
+    then, failed with a traceback. Like the app's output under Docker, what is written
+    there goes nowhere, without an error.
+    """
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:  # the lowest free number is fd itself, unless another thread raced
+                os.dup2(null, fd)
+                os.close(null)
+            os.set_inheritable(fd, True)
+        if getattr(sys, name) is None:  # the stream lives as long as the process
+            stream = open(fd, mode, closefd=False, encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
+            setattr(sys, name, stream)
+
+
 def entry() -> NoReturn:
     """The ``docker2aci`` console script and ``python -m docker2aci``: :func:`main` on
     ``sys.argv``, then exit with its status.
@@ -638,6 +661,7 @@ def entry() -> NoReturn:
     flushing of standard streams and module teardown run as usual. Call :func:`main`, not
     this, to run commands inside a longer-lived process.
     """
+    _reserve_stdio()
     status = main()
     try:  # the output still buffered goes now: a reader that went away is a status, not a traceback
         sys.stdout.flush()

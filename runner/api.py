@@ -43,17 +43,22 @@ class Isolation:
     """Settings of the ``isolated`` stage (ignored by ``fly``).
 
     Attributes:
-        hostname: the app's host name (default: derived from the image name).
-        net: ``none`` (only ``lo``) or ``host``.
+        hostname: the app's host name (default: the container's id,
+            ``docker2aci-<16 hex digits>``, as Docker's is its container's).
+        net: ``none`` (only ``lo``) or ``host``; ``None``: ``none``.
         memory: a memory limit in rkt's units (``128M``, ``1Gi``); overrides the
             manifest's ``resource/memory`` isolator.
         cpu: a CPU limit (``500m`` millicores, or cores); overrides ``resource/cpu``.
     """
 
     hostname: str | None = None
-    net: str = "none"
+    net: str | None = None
     memory: str | None = None
     cpu: str | None = None
+
+    def given(self) -> list[str]:
+        """The settings given, as their options (``--memory``), in order."""
+        return [f"--{name}" for name in ("hostname", "net", "memory", "cpu") if getattr(self, name) is not None]
 
 
 def choose_stage(stage: str | None) -> str:
@@ -139,7 +144,8 @@ def run_aci(
             temporary directory).
         trust_dir: the trust store (default: ``/etc/docker2aci/trust`` for root, else
             ``~/.config/docker2aci/trust``; :func:`docker2aci.signing.default_trust_dir`).
-        isolation: settings of the ``isolated`` stage.
+        isolation: settings of the ``isolated`` stage; the ``fly`` stage ignores them,
+            with a warning naming those given.
         volumes: ``--volume`` values (:func:`runner.volumes.parse_volume`).
         mounts: ``--mount`` values (:func:`runner.volumes.parse_mount`): mount points
             added to (or moved in) the image's.
@@ -168,6 +174,9 @@ def run_aci(
     stage = choose_stage(stage)
     _check_insecure_options(insecure_options)
     isolation = isolation or Isolation()
+    if stage == "fly" and isolation.given():  # a limit asked for and silently not applied misleads
+        logger.warning("%s ignored: the fly stage has no isolation (the host's network and host name, "
+                       "no limits); use --stage=isolated", ", ".join(isolation.given()))
     runtime = None
     if stage == "isolated":
         from runner.isolated import available_runtime
@@ -306,7 +315,7 @@ def _run_in_pod(manifest: Mapping[str, Any], pod: Pod, app: _App, keep_open: Seq
     when the runner itself is killed: ``gc`` then leaves them alone.
     """
     with _inherited(keep_open):
-        return _start(manifest, pod, app)
+        return _start(manifest, pod, app, keep_open)
 
 
 @contextlib.contextmanager
@@ -320,7 +329,7 @@ def _inherited(fds: Sequence[int]) -> Iterator[None]:
             os.set_inheritable(fd, False)
 
 
-def _start(manifest: Mapping[str, Any], pod: Pod, app: _App) -> int:
+def _start(manifest: Mapping[str, Any], pod: Pod, app: _App, keep_open: Sequence[int] = ()) -> int:
     rootfs = pod.rootfs
     spec = build_process_spec(
         manifest,
@@ -338,7 +347,7 @@ def _start(manifest: Mapping[str, Any], pod: Pod, app: _App) -> int:
         from runner.isolated import run_isolated
 
         isolation = app.isolation
-        return run_isolated(rootfs, spec, hostname=isolation.hostname, net=isolation.net,
+        return run_isolated(rootfs, spec, hostname=isolation.hostname, net=isolation.net or "none",
                             memory=isolation.memory, cpu=isolation.cpu,
                             isolators=app_section.get("isolators") or (), runtime=app.runtime, binds=binds)
-    return run_fly(rootfs, spec, binds=binds)
+    return run_fly(rootfs, spec, binds=binds, pass_fds=keep_open)

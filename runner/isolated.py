@@ -13,19 +13,22 @@ How a run goes:
    ``/dev/console`` are removed (there is no console), so that the runtime links them
    to the app's own stdio.
 2. A bundle directory is made beside the rootfs: ``config.json``, the generated
-   ``hosts`` and ``resolv.conf`` (bind-mounted read-only on ``/etc/hosts`` and
+   ``hosts`` and ``resolv.conf`` (bind-mounted on ``/etc/hosts`` and
    ``/etc/resolv.conf``, hiding the image's, as Docker does: the stage owns the host
-   name), the runtime's log and, unless ``state_dir`` is given, its private state
-   directory (``--root``, so nothing is left in ``/run/runc``).
+   name; writable by the app's root, as under Docker, for an entrypoint that adds a
+   host: the files are this run's own), the runtime's log and, unless ``state_dir``
+   is given, its private state directory (``--root``, so nothing is left in
+   ``/run/runc``).
 3. ``runc --root STATE --log LOG --log-format json run --bundle BUNDLE ID`` runs in the
    foreground with the caller's stdin, stdout and stderr (no terminal is allocated).
    runc hands the app pipes owned by the app's user and copies between them and the
    caller's descriptors. crun would hand the caller's own descriptors over and change
    their owner to the app's user (the caller's terminal, a log file, even the host's
    ``/dev/null``), so for crun the runner makes such pipes itself and copies.
-   ``SIGINT``, ``SIGTERM`` and ``SIGHUP`` sent to the runner are passed to runc, which
-   passes them to the app (a signal a terminal sent to the whole process group reached
-   runc already and is not sent twice). Note that the app is pid 1 of its namespace:
+   The signals of :data:`runner.run.FORWARDED_SIGNALS` (``SIGINT``, ``SIGTERM``,
+   ``SIGHUP``, ``SIGQUIT``, ``SIGUSR1``, ``SIGUSR2``) sent to the runner are passed to
+   runc, which passes them to the app (a signal a terminal sent to the whole process
+   group reached runc already and is not sent twice). Note that the app is pid 1 of its namespace:
    like under Docker, it only gets the signals it handles.
 4. runc's exit status is the app's (``128 + N`` for signal ``N``: 137 after the
    kernel's OOM killer). When runc itself failed (the program does not exist, a mount
@@ -245,7 +248,7 @@ def run_isolated(
             net=net,
             memory_bytes=memory_bytes,
             cpu_millis=cpu_millis,
-            readonly_binds=_etc_binds(rootfs, bundle, hostname, host_resolv_conf),
+            etc_binds=_etc_binds(rootfs, bundle, hostname, host_resolv_conf),
             device_binds=_device_binds(rootfs),
             volume_binds=binds,
             cgroups_path=f"/{cid}",

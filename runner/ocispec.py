@@ -110,8 +110,9 @@ MIN_MEMORY_BYTES = 6 * 1024 * 1024
 #: The largest memory limit, in bytes (the kernel's counter is an int64).
 MAX_MEMORY_BYTES = 2**63 - 1
 
-#: Options of a bind mount of a generated, read-only file (``/etc/hosts``).
-READONLY_BIND_OPTIONS = ("bind", "ro", "nosuid", "nodev", "noexec")
+#: Options of a bind mount of a generated ``/etc`` file (``/etc/hosts``): writable, as
+#: Docker's, since the file is the run's own copy.
+ETC_BIND_OPTIONS = ("bind", "rw", "nosuid", "nodev", "noexec")
 
 #: Options of a bind mount of a host device node (``/dev/null``).
 DEVICE_BIND_OPTIONS = ("bind", "nosuid", "noexec")
@@ -326,7 +327,7 @@ def runtime_config(
     net: str = "none",
     memory_bytes: int | None = None,
     cpu_millis: int | None = None,
-    readonly_binds: Sequence[tuple[str, str]] = (),
+    etc_binds: Sequence[tuple[str, str]] = (),
     device_binds: Sequence[tuple[str, str]] = (),
     volume_binds: Sequence[Bind] = (),
     cgroups_path: str,
@@ -342,8 +343,8 @@ def runtime_config(
         net: ``"none"`` (a private network namespace with ``lo`` only) or ``"host"``.
         memory_bytes: the memory limit, or ``None``.
         cpu_millis: the CPU limit in millicores, or ``None``.
-        readonly_binds: ``(host file, path in the app)`` pairs mounted read-only
-            (the generated ``/etc/hosts`` and ``/etc/resolv.conf``), in order.
+        etc_binds: ``(host file, path in the app)`` pairs bind-mounted writable
+            (the run's generated ``/etc/hosts`` and ``/etc/resolv.conf``), in order.
         device_binds: ``(host device, path in the app)`` pairs bind-mounted read-write
             (``("/dev/null", "/dev/null")``), in order.
         volume_binds: the volumes (:func:`runner.volumes.prepare_volumes`), mounted in
@@ -378,7 +379,7 @@ def runtime_config(
         "process": _process(spec, nofile, capabilities),
         "root": {"path": rootfs, "readonly": False},
         "hostname": hostname,
-        "mounts": _mounts(readonly_binds, device_binds, volume_binds),
+        "mounts": _mounts(etc_binds, device_binds, volume_binds),
         "linux": {
             "namespaces": [
                 {"type": kind}
@@ -419,7 +420,7 @@ def _process(
 
 
 def _mounts(
-    readonly_binds: Sequence[tuple[str, str]],
+    etc_binds: Sequence[tuple[str, str]],
     device_binds: Sequence[tuple[str, str]],
     volume_binds: Sequence[Bind],
 ) -> list[dict[str, Any]]:
@@ -449,8 +450,8 @@ def _mounts(
     ]
     for source, destination in device_binds:
         mounts.append(_bind(source, destination, DEVICE_BIND_OPTIONS))
-    for source, destination in readonly_binds:
-        mounts.append(_bind(source, destination, READONLY_BIND_OPTIONS))
+    for source, destination in etc_binds:
+        mounts.append(_bind(source, destination, ETC_BIND_OPTIONS))
     for volume in volume_binds:
         access = "ro" if volume.read_only else "rw"
         mounts.append(_bind(volume.source, volume.target, (*VOLUME_BIND_OPTIONS, access)))

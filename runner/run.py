@@ -4,9 +4,14 @@ Like rkt's stage1-fly, the app keeps the host's pid and network namespaces and g
 isolators. The runner forks; the child makes a private mount namespace, mounts
 ``/proc``, ``/sys`` (read-only) and the devices a process needs into the tree, chroots,
 changes directory and identity, and executes the app. The mounts live only in the
-child's namespace and vanish with it. The parent forwards ``SIGINT``, ``SIGTERM`` and
-``SIGHUP``, and when the app exits, kills what it left running in that namespace (the
+child's namespace and vanish with it. The parent forwards the signals of
+:data:`FORWARDED_SIGNALS` (``SIGINT``, ``SIGTERM``, ``SIGHUP``, ``SIGQUIT``, ``SIGUSR1``,
+``SIGUSR2``), and when the app exits, kills what it left running in that namespace (the
 pod ends with its app, as in the isolated stage) and returns the app's exit status.
+
+The app starts as under Docker, whatever the runner's caller left in the runner: with
+the umask :data:`APP_UMASK`, and with no descriptor but its stdin, stdout and stderr and
+the pod's and tree's locks (:func:`run_fly`'s ``pass_fds``).
 
 File-level preparation (mount points, device placeholders, ``/dev`` links,
 ``/etc/resolv.conf`` and ``/etc/hosts``, the working directory) happens in the parent,
@@ -98,8 +103,17 @@ KEPT_MOUNT_FLAGS = (
     (os.ST_RELATIME, MS_RELATIME),
 )
 
-#: Signals the parent passes on to the app.
-FORWARDED_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+#: Signals the parent passes on to the app: those a user or a supervisor sends to stop
+#: an app or to ask it something (``kill -USR1`` to reopen logs, ``SIGQUIT`` for a
+#: dump), as ``docker run`` proxies them. Unforwarded, their default action would end
+#: the runner and leave the app running without its pod's cleanup.
+FORWARDED_SIGNALS = frozenset({
+    signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
+})
+
+#: The app's umask (Docker's, and runc's when the configuration gives none), not the
+#: runner's caller's.
+APP_UMASK = 0o022
 
 _SI_KERNEL = 0x80  # siginfo si_code of a signal sent by the kernel (a terminal's ^C)
 _WAIT_POLL_SECONDS = 1.0
@@ -125,6 +139,7 @@ def run_fly(
     *,
     binds: Sequence[Bind] = (),
     host_resolv_conf: str = "/etc/resolv.conf",
+    pass_fds: Sequence[int] = (),
 ) -> int:
     """Run the app of a rendered rootfs with the fly stage and wait for it.
 
@@ -137,6 +152,9 @@ def run_fly(
             mounted in order after ``/proc``, ``/sys`` and ``/dev``.
         host_resolv_conf: the host file copied to ``/etc/resolv.conf`` when the image
             has none.
+        pass_fds: descriptors (above 2) the app inherits: the pod's and tree's locks.
+            Every other descriptor of the runner is closed on ``execve``, also those its
+            caller left inheritable (a shell's, a ``make`` job server's pipes).
 
     Returns:
         The app's exit status; ``128 + N`` when it was killed by signal ``N``.
@@ -152,7 +170,8 @@ def run_fly(
     spec = dataclasses.replace(spec, cwd=working_directory(rootfs, spec.cwd))
     volume_mounts = bind_mounts(binds)
     for stream in (sys.stdout, sys.stderr):
-        stream.flush()
+        if stream is not None:  # None: the runner was started with that descriptor closed
+            stream.flush()
     watched = {*FORWARDED_SIGNALS, signal.SIGCHLD}
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, watched)
     namespace: int | None = None
@@ -172,7 +191,7 @@ def run_fly(
             if pid == 0:
                 os.close(read_fd)
                 os.close(go_write)
-                _child(rootfs, mounts, volume_mounts, spec, write_fd, go_read, old_mask)
+                _child(rootfs, mounts, volume_mounts, spec, write_fd, go_read, old_mask, pass_fds)
             os.close(write_fd)
             os.close(go_read)
         try:
@@ -475,10 +494,12 @@ def _child(
     report_fd: int,
     go_fd: int,
     signal_mask: Iterable[int],
+    pass_fds: Iterable[int] = (),
 ) -> NoReturn:
     """Set up the namespace and execute the app; report any failure on ``report_fd``.
     Once in its own mount namespace it says so (:data:`_NAMESPACE_READY`) and waits for
-    ``go_fd`` to close, while the parent opens the namespace."""
+    ``go_fd`` to close, while the parent opens the namespace. The app gets
+    :data:`APP_UMASK` and, above stdio, only ``pass_fds``."""
     step = "restoring signal dispositions"
     try:
         for signum in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores them; the app must not
@@ -503,6 +524,9 @@ def _child(
         os.chroot(rootfs)
         step = f"changing to working directory {spec.cwd}"
         os.chdir(spec.cwd)
+        step = "closing the runner's descriptors"
+        close_on_exec_except(pass_fds)
+        os.umask(APP_UMASK)
         step = f"switching to uid {spec.uid}, gid {spec.gid}"
         hand_over_stdio(spec.uid)
         os.setgroups([spec.gid, *spec.supplementary_gids])
@@ -517,6 +541,30 @@ def _child(
         os.write(report_fd, json.dumps(report).encode())
     finally:
         os._exit(127)
+
+
+def close_on_exec_except(pass_fds: Iterable[int]) -> None:
+    """Mark every descriptor above 2 close-on-exec, except ``pass_fds``.
+
+    What the runner's caller left inheritable (a shell's descriptors, a pipe of the
+    process that started the runner) would otherwise reach the app, which Docker's
+    never do (an app holding a caller's pipe keeps its reader waiting for an end).
+    Descriptors are listed in ``/proc/self/fd`` (in the child, after ``chroot``: the
+    ``/proc`` the stage mounted, of the runner's pid namespace); without it, every
+    number below the ``RLIMIT_NOFILE`` soft limit is tried.
+
+    Args:
+        pass_fds: the descriptors the app keeps (their inheritable flag is unchanged).
+    """
+    kept = set(pass_fds)
+    try:
+        fds: Iterable[int] = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = range(3, min(os.sysconf("SC_OPEN_MAX"), 1 << 20))
+    for fd in fds:
+        if fd > 2 and fd not in kept:
+            with contextlib.suppress(OSError):  # the listing's own descriptor, closed by now
+                os.set_inheritable(fd, False)
 
 
 def make_private(rootfs: str) -> None:

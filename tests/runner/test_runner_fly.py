@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from crashkit import reaped
 from runner_aci_helpers import PROJECT_ROOT, BuildAci, Entry, RunApp, directory, symlink
 
 from docker2aci.errors import RunnerError
@@ -320,3 +322,91 @@ def test_a_process_forked_while_the_fork_lock_is_held_gets_a_free_one() -> None:
         if pid == 0:
             os._exit(0 if fly._FORK_LOCK.acquire(blocking=False) else 1)
     assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+
+def _cli_run(aci: Path, *words: str) -> list[str]:
+    return [sys.executable, "-m", "docker2aci", "run", "--stage=fly", "--insecure-options=image", str(aci), *words]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT])
+def test_a_supervisors_signals_reach_the_app(build_aci: BuildAci, signum: signal.Signals) -> None:
+    """``kill -USR1`` (a log rotation's "reopen your logs"), ``SIGUSR2`` or ``SIGQUIT``
+    sent to the runner killed the runner by their default action; the app, never told,
+    ran on without its pod's cleanup, its overlay left mounted on the host (run review).
+    They are forwarded, as ``docker run`` proxies them."""
+    name = signum.name.removeprefix("SIG")
+    # the loop ends by itself, so that an app the runner failed to signal does not run for ever
+    script = f"trap 'echo got-{name}; exit 3' {name}; echo ready; for i in $(seq 200); do sleep 0.05; done"
+    aci = build_aci(_sh(script))
+    with reaped(subprocess.Popen(_cli_run(aci), cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)) as runner_process:
+        assert runner_process.stdout is not None
+        assert runner_process.stdout.readline() == "ready\n"
+        runner_process.send_signal(signum)
+        out, err = runner_process.communicate(timeout=10)
+
+    assert (runner_process.returncode, out) == (3, f"got-{name}\n"), err
+
+
+def test_the_app_gets_dockers_umask_not_the_callers(build_aci: BuildAci) -> None:
+    """A caller's umask (077 here) reached the fly app, whose files then became private to
+    it; the isolated stage (runc) and Docker give 022 (run review)."""
+    aci = build_aci(_sh("umask; touch /made && stat -c %a /made"))
+
+    result = subprocess.run(_cli_run(aci), cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60,
+                            check=False, umask=0o077)
+
+    assert (result.returncode, result.stdout) == (0, "0022\n644\n"), result.stderr
+
+
+def test_the_callers_descriptors_do_not_reach_the_app(build_aci: BuildAci) -> None:
+    """A descriptor the runner's caller left inheritable (here the write end of a pipe the
+    caller reads to its end) reached the fly app: a daemon the app started kept the
+    caller's reader waiting (run review). The app has its stdio and the pod's locks only."""
+    read_end, write_end = os.pipe()
+    try:
+        script = f"test -e /proc/self/fd/{write_end} && echo leaked || echo closed; ls /proc/self/fd | wc -l"
+        aci = build_aci(_sh(script))
+        result = subprocess.run(_cli_run(aci), cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60,
+                                check=False, pass_fds=(write_end,))
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+    # 0, 1, 2, the tree's and the pod's locks, and ls's own listing
+    assert (result.returncode, result.stdout.split()) == (0, ["closed", "6"]), result.stderr
+
+
+@pytest.mark.parametrize("closed", [1, 2])
+def test_a_closed_stdout_or_stderr_is_no_traceback(build_aci: BuildAci, closed: int) -> None:
+    """``docker2aci run IMG >&-`` ended with ``AttributeError: 'NoneType' object has no
+    attribute 'flush'`` and status 1 before the app ran (run review). The closed
+    descriptor is /dev/null for the app, as the app's output under Docker goes somewhere
+    whatever the client's descriptors are; the other one still gets its output."""
+    aci = build_aci(_sh("echo to-out; echo to-err >&2"))
+    other = 3 - closed  # 1 <-> 2
+
+    result = subprocess.run(_cli_run(aci), cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60,
+                            check=False, preexec_fn=lambda: os.close(closed))
+
+    assert result.returncode == 0, result.stderr
+    assert (result.stdout if other == 1 else result.stderr) == ("to-out\n" if other == 1 else "to-err\n")
+    assert "Traceback" not in result.stderr
+
+
+def test_isolation_options_ignored_by_fly_are_named(build_aci: BuildAci, tmp_path: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """``--stage fly --memory 64M --net none`` ran the app with no limit and the host's
+    network, and said nothing (run review): the options given are named in a warning."""
+    from runner import Isolation
+
+    aci = build_aci(_sh("true"))
+    caplog.set_level(logging.WARNING, logger="runner")
+    plain = run_aci(aci, work_dir=tmp_path, insecure_options={"image"}, stage="fly")
+    assert (plain, caplog.text) == (0, "")
+
+    limited = run_aci(aci, work_dir=tmp_path, insecure_options={"image"}, stage="fly",
+                      isolation=Isolation(net="none", memory="64M"))
+
+    assert limited == 0
+    assert "--net, --memory ignored: the fly stage has no isolation" in caplog.text

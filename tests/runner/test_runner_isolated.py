@@ -531,7 +531,7 @@ def test_config_namespaces_and_network() -> None:
 
 def test_config_mounts_keep_the_images_dev() -> None:
     config = _config(
-        readonly_binds=[("/b/hosts", "/etc/hosts")], device_binds=[("/dev/null", "/dev/null")]
+        etc_binds=[("/b/hosts", "/etc/hosts")], device_binds=[("/dev/null", "/dev/null")]
     )
     mounts = {m["destination"]: m for m in config["mounts"]}
 
@@ -542,7 +542,7 @@ def test_config_mounts_keep_the_images_dev() -> None:
         "destination": "/etc/hosts",
         "type": "bind",
         "source": "/b/hosts",
-        "options": ["bind", "ro", "nosuid", "nodev", "noexec"],
+        "options": ["bind", "rw", "nosuid", "nodev", "noexec"],
     }
     assert mounts["/dev/null"]["options"] == ["bind", "nosuid", "noexec"]
     assert config["root"] == {"path": "/tmp/tree/rootfs", "readonly": False}
@@ -571,7 +571,7 @@ def test_config_resources() -> None:
         ({"memory_bytes": 1 << 20}, "memory limit"),
         ({"cpu_millis": 9}, "cpu limit 9m"),
         ({"cgroups_path": "relative"}, "not absolute"),
-        ({"readonly_binds": [("hosts", "/etc/hosts")]}, "must be absolute"),
+        ({"etc_binds": [("hosts", "/etc/hosts")]}, "must be absolute"),
     ],
 )
 def test_config_refuses_bad_arguments(kwargs: dict[str, Any], words: str) -> None:
@@ -672,3 +672,55 @@ def test_isolator_limits() -> None:
 def test_isolator_errors(isolators: Any, words: str) -> None:
     with pytest.raises(RunnerError, match=words):
         isolator_limits(isolators)
+
+
+@needs_runc
+def test_a_supervisors_signal_reaches_the_app(rootfs: Path, tmp_path: Path) -> None:
+    """``kill -USR1`` sent to the runner (a log rotation's "reopen your logs") killed it by
+    its default action, leaving runc and the app running, its bundle and pod behind (run
+    review). It is forwarded, as ``docker run`` proxies it."""
+    cid = f"docker2aci-test-{secrets.token_hex(4)}"
+    state = tmp_path / "state"
+    script = "trap 'echo got-usr1; exit 3' USR1; echo ready; for i in $(seq 200); do sleep 0.05; done"
+    payload = {
+        **_spec_options(_sh(script), 0, None, "/"),
+        "rootfs": str(rootfs),
+        "options": {"state_dir": str(state), "container_id": cid},
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-c", _RUN_SNIPPET, json.dumps(payload)],
+        cwd=PROJECT_ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    with reaped(process):
+        assert process.stdout is not None
+        assert process.stdout.readline() == "ready\n"
+        process.send_signal(signal.SIGUSR1)
+        out, err = process.communicate(timeout=20)
+    assert (process.returncode, out) == (3, "got-usr1\n"), err
+    _assert_cleaned_up(state, cid, rootfs.parent)
+
+
+@needs_runc
+def test_etc_hosts_and_resolv_conf_are_the_runs_own_and_writable(run_isolated: RunIsolated, rootfs: Path) -> None:
+    """An entrypoint that adds a host (``echo "$IP db" >> /etc/hosts``) or writes its own
+    resolv.conf works under Docker, whose binds are writable; here both were read-only
+    binds, and the script failed with 'Read-only file system' (run review). The files are
+    this run's copies: the host's and the image's stay as they were, and a user other than
+    root still cannot write them (0644, root's)."""
+    (rootfs / "etc" / "hosts").write_text("10.0.0.1 image\n")
+    with open("/etc/resolv.conf", "rb") as handle:
+        host_resolv_conf = handle.read()
+    script = ("echo '10.1.2.3 db' >> /etc/hosts && grep db /etc/hosts;"
+              " echo 'nameserver 10.0.0.9' > /etc/resolv.conf && cat /etc/resolv.conf")
+    root = run_isolated(_sh(script))
+    app = run_isolated(_sh("echo x >> /etc/hosts || echo refused"), user=1000)
+
+    assert (root.returncode, root.stdout) == (0, "10.1.2.3 db\nnameserver 10.0.0.9\n"), root.stderr
+    assert app.stdout == "refused\n", app.stderr
+    assert (rootfs / "etc" / "hosts").read_text() == "10.0.0.1 image\n"
+    with open("/etc/resolv.conf", "rb") as handle:
+        assert handle.read() == host_resolv_conf

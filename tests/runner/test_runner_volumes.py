@@ -349,7 +349,7 @@ def test_runtime_config_mounts_volumes_after_the_etc_binds() -> None:
 
     config = runtime_config(
         spec, "/t/rootfs", hostname="h", cgroups_path="/c",
-        readonly_binds=[("/t/bundle/hosts", "/etc/hosts")], volume_binds=binds,
+        etc_binds=[("/t/bundle/hosts", "/etc/hosts")], volume_binds=binds,
     )  # fmt: skip
 
     assert config["mounts"][-3]["destination"] == "/etc/hosts"
