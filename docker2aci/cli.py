@@ -316,19 +316,25 @@ def cmd_gc(argv: Sequence[str], prog: str) -> int:
     from runner.treestore import TreeStore, default_store_dir
 
     from .prerun import gc_work_dirs
+    from .store import CACHE_SUBDIRS, check_trusted_subdirs
 
     root = args.cache_dir or default_store_dir()
     try:
+        # first: another user's directory is refused before anything in it is unmounted or
+        # removed (a pods/ link it planted would lead root's gc to delete elsewhere)
+        store = TreeStore(root)
+        check_trusted_subdirs(root, CACHE_SUBDIRS)
         pods = gc_pods(root)
         work_dirs = gc_work_dirs(root)
-        report = TreeStore(root).gc(grace)
+        report = store.gc(grace)
     except OSError as err:  # a cache directory that is a file, unreadable ...
         raise OutputError(f"--cache-dir {root}: {err.strerror or err}"
                           + (f" ({err.filename})" if err.filename and err.filename != root else "")) from err
     if args.json:
         print(json.dumps({"pods_removed": pods, "work_dirs_removed": work_dirs,
                           "trees_removed": report.removed, "trees_in_use": report.in_use,
-                          "trees_recent": report.recent}, separators=(",", ":")))
+                          "trees_recent": report.recent, "partial_trees_removed": report.partial},
+                         separators=(",", ":")))
     else:
         for image_id in report.removed:
             print(f"Removed tree {image_id}")
@@ -336,6 +342,8 @@ def cmd_gc(argv: Sequence[str], prog: str) -> int:
             print(f"Removed pod {path}")
         for path in work_dirs:
             print(f"Removed the work directory of an interrupted conversion: {path}")
+        for path in report.partial:
+            print(f"Removed what an interrupted render left in the tree store: {path}")
         print(f"Kept {len(report.in_use)} tree(s) in use and {len(report.recent)} used within {args.grace}")
     return EXIT_OK
 

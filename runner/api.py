@@ -195,7 +195,10 @@ def run_aci(
                     work_dir=work_dir, image_id=image_id, resolver=resolver, display=display) as (tree, chain):
         with open_pod(store.root, tree.rootfs, overlay=overlay,
                       render=functools.partial(render_chain, chain)) as pod:
-            return _run_in_pod(tree.manifest, pod, app, keep_open=(tree.lock_fd, pod.lock_fd))
+            try:
+                return _run_in_pod(tree.manifest, pod, app, keep_open=(tree.lock_fd, pod.lock_fd))
+            except OSError as err:  # writing the pod's /etc files, the bundle: a full disk
+                raise RunnerError(f"preparing the pod {pod.path}: {err.strerror or err}") from err
 
 
 @contextlib.contextmanager
@@ -281,16 +284,17 @@ def _private_copy(aci_path: str | os.PathLike[str], work_dir: str | os.PathLike[
     with src:
         if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
             raise RunnerError(f"{path}: not a regular file")
+        into = os.fspath(work_dir or default_temp_dir())  # named in errors: a full disk is this one
         try:
-            copy = tempfile.TemporaryFile(prefix="docker2aci-aci-", dir=work_dir or default_temp_dir())
+            copy = tempfile.TemporaryFile(prefix="docker2aci-aci-", dir=into)
         except OSError as err:
-            raise RunnerError(f"copying {path}: {err.strerror or err}") from err
+            raise RunnerError(f"copying {path} into {into}: {err.strerror or err}") from err
         with copy:
             try:
                 shutil.copyfileobj(src, copy, _COPY_CHUNK)
                 copy.flush()
             except OSError as err:
-                raise RunnerError(f"copying {path}: {err.strerror or err}") from err
+                raise RunnerError(f"copying {path} into {into}: {err.strerror or err}") from err
             yield f"/proc/self/fd/{copy.fileno()}"
 
 
@@ -310,9 +314,10 @@ class _App:
 def _run_in_pod(manifest: Mapping[str, Any], pod: Pod, app: _App, keep_open: Sequence[int] = ()) -> int:
     """Build the process and the volume binds in the pod's rootfs; start the stage.
 
-    ``keep_open``: lock descriptors (read-only) the stage's processes inherit (runc, or
-    the fly app), so that the pod and its tree stay locked while the app runs, even
-    when the runner itself is killed: ``gc`` then leaves them alone.
+    ``keep_open``: lock descriptors (read-only) the stage's processes inherit (runc and
+    the isolated app, as its descriptors 3 and 4; or the fly app), so that the pod and
+    its tree stay locked while the app runs, even when the runner (and runc) is killed:
+    ``gc`` then leaves them alone.
     """
     with _inherited(keep_open):
         return _start(manifest, pod, app, keep_open)
@@ -349,5 +354,6 @@ def _start(manifest: Mapping[str, Any], pod: Pod, app: _App, keep_open: Sequence
         isolation = app.isolation
         return run_isolated(rootfs, spec, hostname=isolation.hostname, net=isolation.net or "none",
                             memory=isolation.memory, cpu=isolation.cpu,
-                            isolators=app_section.get("isolators") or (), runtime=app.runtime, binds=binds)
+                            isolators=app_section.get("isolators") or (), runtime=app.runtime, binds=binds,
+                            preserve_fds=keep_open)
     return run_fly(rootfs, spec, binds=binds, pass_fds=keep_open)

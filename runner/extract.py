@@ -303,6 +303,10 @@ def archive_components(name: str) -> list[str]:
     return parts
 
 
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+"""Errors of a write that no entry causes."""
+
+
 class _Renderer:
     """One pass over an ACI tar, writing ``rootfs/`` entries under ``root``."""
 
@@ -350,6 +354,8 @@ class _Renderer:
         except RunnerError as err:
             raise EntryError(member.name, str(err)) from err
         except OSError as err:
+            if err.errno in _DISK_FULL:  # the disk's fault, not the entry's: name where it goes
+                raise RunnerError(f"writing into {self._root}: {err.strerror}") from err
             raise EntryError(member.name, err.strerror or str(err)) from err
         except (OverflowError, ValueError) as err:  # a PAX uid past 64 bits, an mtime of nan
             raise EntryError(member.name, f"its metadata cannot be applied: {err}") from err

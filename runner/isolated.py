@@ -19,8 +19,12 @@ How a run goes:
    host: the files are this run's own), the runtime's log and, unless ``state_dir``
    is given, its private state directory (``--root``, so nothing is left in
    ``/run/runc``).
-3. ``runc --root STATE --log LOG --log-format json run --bundle BUNDLE ID`` runs in the
-   foreground with the caller's stdin, stdout and stderr (no terminal is allocated).
+3. ``runc --root STATE --log LOG --log-format json run [--preserve-fds N] --bundle BUNDLE ID``
+   runs in the foreground with the caller's stdin, stdout and stderr (no terminal is
+   allocated). The lock descriptors of the pod and its tree (``preserve_fds``) go to the
+   app as its descriptors 3, 4 ..., as the fly stage's app inherits them: a ``kill -9`` of
+   the runner and runc together (its process group) leaves the app running, in its own
+   session, and ``gc`` must then leave its pod and tree alone until it ends.
    runc hands the app pipes owned by the app's user and copies between them and the
    caller's descriptors. crun would hand the caller's own descriptors over and change
    their owner to the app's user (the caller's terminal, a log file, even the host's
@@ -74,9 +78,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
+import glob
 import json
 import logging
 import os
+import re
 import resource
 import secrets
 import select
@@ -185,6 +192,7 @@ def run_isolated(
     container_id: str | None = None,
     host_resolv_conf: str = "/etc/resolv.conf",
     binds: Sequence[Bind] = (),
+    preserve_fds: Sequence[int] = (),
 ) -> int:
     """Run the app of a rendered rootfs with an OCI runtime and wait for it.
 
@@ -207,6 +215,8 @@ def run_isolated(
         host_resolv_conf: the host file copied to the app's ``/etc/resolv.conf``.
         binds: the volumes to mount, from :func:`runner.volumes.prepare_volumes` on this
             ``rootfs``; mounted in order after the ``/etc`` binds.
+        preserve_fds: descriptors (the pod's and the tree's locks) the app holds as its
+            descriptors 3, 4 ... for as long as it runs (runc's ``--preserve-fds``).
 
     Returns:
         The app's exit status (0–255); ``128 + N`` when it was killed by signal ``N``
@@ -258,7 +268,7 @@ def run_isolated(
         with open(os.path.join(bundle, "config.json"), "w", encoding="utf-8") as handle:
             json.dump(config, handle, indent=1)
         state = state_dir or os.path.join(bundle, "state")
-        return _run_container(runtime_path, state, bundle, cid)
+        return _run_container(runtime_path, state, bundle, cid, preserve_fds)
     finally:
         shutil.rmtree(bundle, ignore_errors=True)
 
@@ -436,23 +446,31 @@ def _spawn(
     *,
     quiet: bool = False,
     stdio: Sequence[int] | None = None,
+    extra_fds: Sequence[int] = (),
 ) -> int:
     """Start a program with the caller's stdio (``stdio``: three descriptors to use
-    instead; ``quiet``: ``/dev/null``), default dispositions for the signals Python
-    ignores, and ``signal_mask``."""
+    instead; ``quiet``: ``/dev/null``), ``extra_fds`` as its descriptors 3, 4 ...,
+    default dispositions for the signals Python ignores, and ``signal_mask``."""
     actions: list[tuple[Any, ...]] = []
     if quiet:
         actions = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
     elif stdio is not None:
         actions = [(os.POSIX_SPAWN_DUP2, source, fd) for fd, source in enumerate(stdio)]
-    return os.posix_spawn(
-        argv[0],
-        argv,
-        os.environ,
-        file_actions=actions,
-        setsigmask=signal_mask,
-        setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),  # Python ignores them; the app must not
-    )
+    # copies above the targets first: a source may itself be 3 or 4
+    copies = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3 + len(extra_fds)) for fd in extra_fds]
+    actions += [(os.POSIX_SPAWN_DUP2, copy, 3 + i) for i, copy in enumerate(copies)]
+    try:
+        return os.posix_spawn(
+            argv[0],
+            argv,
+            os.environ,
+            file_actions=actions,
+            setsigmask=signal_mask,
+            setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),  # Python ignores them; the app must not
+        )
+    finally:
+        for copy in copies:
+            os.close(copy)
 
 
 class _StdioRelay:
@@ -532,16 +550,17 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _run_container(runtime_path: str, state: str, bundle: str, cid: str) -> int:
+def _run_container(runtime_path: str, state: str, bundle: str, cid: str, preserve_fds: Sequence[int] = ()) -> int:
     log = os.path.join(bundle, "runtime.log")
-    argv = _runtime_argv(runtime_path, state, log, "run", "--bundle", bundle, cid)
+    preserve = ["--preserve-fds", str(len(preserve_fds))] if preserve_fds else []
+    argv = _runtime_argv(runtime_path, state, log, "run", *preserve, "--bundle", bundle, cid)
     watched = {*FORWARDED_SIGNALS, signal.SIGCHLD}
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, watched)
     relay = _StdioRelay() if _flavour(runtime_path) == "crun" else None
     pid = None
     try:
         try:
-            pid = _spawn(argv, old_mask, stdio=relay.child_fds if relay else None)
+            pid = _spawn(argv, old_mask, stdio=relay.child_fds if relay else None, extra_fds=preserve_fds)
         except OSError as err:
             raise RunnerError(f"starting {runtime_path}: {err.strerror or err}") from err
         if relay is not None:
@@ -582,6 +601,13 @@ def _delete(
             logger.warning("deleting container %s: %s", cid, _runtime_errors(log) or "failed")
     except (OSError, RunnerError) as err:
         logger.warning("deleting container %s: %s", cid, err)
+    _remove_cgroups(cid)
+
+
+def _remove_cgroups(cid: str) -> list[str]:
+    """Remove the container's cgroup in every hierarchy (one that still holds a process
+    stays, with a warning); returns the groups removed."""
+    removed = []
     for mount_point in _cgroup_mount_points():
         group = os.path.join(mount_point, cid)
         try:
@@ -590,6 +616,55 @@ def _delete(
             continue
         except OSError as err:
             logger.warning("removing cgroup %s: %s", group, err.strerror)
+            continue
+        removed.append(group)
+    return removed
+
+
+_CONTAINER_ID = re.compile(re.escape(CONTAINER_PREFIX) + "[0-9a-f]{16}")
+
+
+def _pod_containers(pod_path: str) -> list[str]:
+    """The ids of the containers runs in ``pod_path`` started, as their bundles
+    (``bundle-*/config.json``) name them."""
+    found = []
+    for config in sorted(glob.glob(os.path.join(glob.escape(pod_path), "bundle-*", "config.json"))):
+        try:
+            with open(config, encoding="utf-8") as handle:
+                cid = str(json.load(handle)["linux"]["cgroupsPath"]).lstrip("/")
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if _CONTAINER_ID.fullmatch(cid):  # ours: never a path elsewhere in the hierarchy
+            found.append(cid)
+    return found
+
+
+def container_running(pod_path: str) -> bool:
+    """Whether a process of a container started in ``pod_path`` still runs (in one of
+    its cgroups), even when nothing holds the pod's lock any more (an app that closed
+    the descriptors it was given, after its runner and runc were killed)."""
+    for cid in _pod_containers(pod_path):
+        for mount_point in _cgroup_mount_points():
+            procs = os.path.join(mount_point, cid, "cgroup.procs")
+            with contextlib.suppress(OSError), open(procs, encoding="ascii") as handle:
+                if handle.read().strip():
+                    return True
+    return False
+
+
+def remove_leftover_cgroups(pod_path: str) -> list[str]:
+    """Remove the cgroups of the containers a run in ``pod_path`` started, for a pod
+    whose lock nobody holds: its runner, runc and app are gone, and a ``kill -9`` of the
+    runner and runc left the groups that ``runc delete`` would have removed (the bundle,
+    ``bundle-*/config.json``, names them).
+
+    Returns:
+        The cgroup directories removed.
+    """
+    removed = []
+    for cid in _pod_containers(pod_path):
+        removed += _remove_cgroups(cid)
+    return removed
 
 
 def _runtime_errors(log: str) -> str:

@@ -96,10 +96,13 @@ def open_pod(store_root: str, lower: str, *, overlay: bool = True,
     volumes = os.path.join(path, "volumes")
     pod = Pod(path, rootfs, volumes, overlay=False, lock_fd=lock_fd)
     try:
-        os.mkdir(rootfs, 0o755)
-        os.mkdir(volumes, 0o700)
-        if overlay:
-            pod.overlay = _mount_overlay(lower, path, rootfs)
+        try:
+            os.mkdir(rootfs, 0o755)
+            os.mkdir(volumes, 0o700)
+            if overlay:
+                pod.overlay = _mount_overlay(lower, path, rootfs)
+        except OSError as err:  # a full disk
+            raise RunnerError(f"creating the pod {path}: {err.strerror or err}") from err
         if not pod.overlay:
             if render is None:
                 raise RunnerError(f"cannot mount an overlay on {lower} and no copy can be made")
@@ -114,7 +117,8 @@ def open_pod(store_root: str, lower: str, *, overlay: bool = True,
 
 def gc_pods(store_root: str) -> list[str]:
     """Remove the pods of runs that have ended (their lock is free): unmount what a
-    crash left mounted there, then delete the directory.
+    crash left mounted there, remove the cgroups of the isolated stage's container when
+    runc was killed before it could, then delete the directory.
 
     Args:
         store_root: the store's root.
@@ -143,9 +147,36 @@ def gc_pods(store_root: str) -> list[str]:
                 removed.append(path)
             continue
         with try_locked(lock, create=False) as free:
-            if free and _remove_pod(path):
-                removed.append(path)
+            if free:
+                from runner.isolated import container_running, remove_leftover_cgroups  # only when a pod ended
+
+                if container_running(path):
+                    continue
+                remove_leftover_cgroups(path)
+                if _remove_pod(path):
+                    removed.append(path)
     return removed
+
+
+def overlay_lowers() -> set[str]:
+    """The ``lowerdir`` options (as :func:`_mount_overlay` wrote them) of the overlay
+    mounts in this mount namespace: the trees pods still show, whatever their locks say."""
+    lowers = set()
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as handle:
+            for line in handle:
+                fields = line.rstrip("\n").partition(" - ")[2].split(" ")
+                if len(fields) >= 3 and fields[0] == "overlay":
+                    lowers.update(_unescape_mountinfo(option[len("lowerdir="):])
+                                  for option in fields[2].split(",") if option.startswith("lowerdir="))
+    except OSError:
+        pass
+    return lowers
+
+
+def mounted_on(tree_rootfs: str, lowers: set[str]) -> bool:
+    """Whether a pod's overlay (one of :func:`overlay_lowers`) is mounted on ``tree_rootfs``."""
+    return _escape(tree_rootfs) in lowers
 
 
 def _escape(path: str) -> str:

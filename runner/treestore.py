@@ -51,7 +51,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from docker2aci.atomic import atomic_file
+from docker2aci.atomic import atomic_file, remove_abandoned_in
 from docker2aci.errors import OutputError, RunnerError
 from docker2aci.store import check_trusted_dir, check_trusted_subdirs
 from docker2aci.filestamp import is_settled, read_memo, stamp, write_memo
@@ -65,6 +65,7 @@ from runner.extract import (
 )
 from runner.acitool import identity_problems
 from runner.locks import locked, try_locked
+from runner.pod import mounted_on, overlay_lowers
 
 logger = logging.getLogger(__name__)
 
@@ -130,11 +131,14 @@ class GcReport:
             dependencies) of the trees removed.
         in_use: keys of trees kept because a run holds them.
         recent: keys of trees kept because they were used within the grace period.
+        partial: paths of what killed processes left: renders (``.tmp-*``), trees half
+            removed (``.trash-*``), index entries half written.
     """
 
     removed: list[str] = field(default_factory=list)
     in_use: list[str] = field(default_factory=list)
     recent: list[str] = field(default_factory=list)
+    partial: list[str] = field(default_factory=list)
 
 
 class TreeStore:
@@ -284,10 +288,13 @@ class TreeStore:
         except OSError as err:
             raise RunnerError(f"reading the tree store {self.dir}: {err.strerror}") from err
         now = time.time()
+        lowers = overlay_lowers()  # a pod whose app runs on, though nothing holds the tree's lock
+        report.partial += remove_abandoned_in(os.path.join(self.dir, _INDEX))  # a killed identify()
         for name in names:
             path = os.path.join(self.dir, name)
             if name.startswith(_TRASH_PREFIX):
                 shutil.rmtree(path, ignore_errors=True)
+                report.partial.append(path)
                 continue
             image_id = name[len(_TMP_PREFIX):len(_TMP_PREFIX) + 135] if name.startswith(_TMP_PREFIX) else name
             if name.endswith(".lock") and IMAGE_ID.fullmatch(name[:-5]) and name[:-5] not in names:
@@ -296,18 +303,19 @@ class TreeStore:
             if not IMAGE_ID.fullmatch(image_id):
                 continue
             with try_locked(self._lock_path(image_id)) as held:
-                if not held:
+                if not held or (name == image_id and mounted_on(os.path.join(path, "rootfs"), lowers)):
                     if name == image_id:
                         report.in_use.append(image_id)
                     continue
                 if name != image_id:  # a render nobody is doing any more
                     shutil.rmtree(path, ignore_errors=True)
+                    report.partial.append(path)
                     continue
                 try:
                     used = os.lstat(path).st_mtime
                 except FileNotFoundError:
                     continue
-                if now - used < grace_seconds:
+                if max(now - used, 0.0) < grace_seconds:  # used "later" (the clock went back): now
                     report.recent.append(image_id)
                     continue
                 self._remove(path)
@@ -338,7 +346,10 @@ class TreeStore:
         if os.path.lexists(path):  # an incomplete tree (a crash while it was removed)
             self._remove(path)
         tmp = os.path.join(self.dir, f"{_TMP_PREFIX}{key}-{secrets.token_hex(4)}")
-        os.mkdir(tmp, 0o700)
+        try:
+            os.mkdir(tmp, 0o700)
+        except OSError as err:
+            raise RunnerError(f"rendering {key} into the tree store {self.dir}: {err.strerror or err}") from err
         try:
             rootfs = os.path.join(tmp, "rootfs")
             os.mkdir(rootfs, 0o755)
@@ -349,6 +360,9 @@ class TreeStore:
             os.chmod(tmp, 0o755)
             os.rename(tmp, path)
             logger.debug("rendered %s into the tree store in %.2f s", key, time.monotonic() - started)
+        except OSError as err:  # its manifest (a full disk), the rename
+            self._remove(tmp)
+            raise RunnerError(f"rendering {key} into the tree store {self.dir}: {err.strerror or err}") from err
         except BaseException:
             self._remove(tmp)
             raise

@@ -443,3 +443,59 @@ def test_spools_never_make_python_probe_the_temporary_directory(busybox_layout: 
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     [aci] = docker2aci.convert(f"oci:{busybox_layout}", docker2aci.ConvertOptions(output_dir=str(tmp_path / "out")))
     assert Path(aci.path).is_file() and tempfile.tempdir is None
+
+
+def _fill(directory: Path, leave: int) -> Path:
+    """A file taking all but ``leave`` bytes of ``directory``'s file system."""
+    filler = directory / "filler"
+    info = os.statvfs(directory)
+    with filler.open("wb") as f:
+        os.posix_fallocate(f.fileno(), 0, info.f_bavail * info.f_frsize - leave)
+    return filler
+
+
+@pytest.mark.root
+def test_a_full_tree_store_or_pod_disk_is_named_and_the_next_run_works(
+        busybox_docker_archive: Path, tmpfs: Callable[[str, str], Path], tmp_path: Path) -> None:
+    """The disk of the tree store fills while a tree is rendered, then while a pod is
+    made: ``fetch`` said "entry 'rootfs/bin/busybox': No space left", as if the image were
+    at fault, naming neither the store nor the disk; ``run`` ended in a traceback
+    (OSError from writing the pod's /etc files, the fly stage's and the isolated
+    one's). Each is now one error naming the store or the pod, exit 1; nothing is left
+    half-made, and once space is freed the same commands work."""
+    cache = tmpfs("cache", "24m")
+    image = f"docker-archive:{busybox_docker_archive}"
+    common = ("--insecure-options=image", "--cache-dir", cache)
+    run_cli("fetch", *common, image)  # converted (cached); then its tree is removed
+    run_cli("gc", "--cache-dir", cache)
+    filler = _fill(cache, 64 << 10)
+    proc = run_cli("fetch", *common, image, check=None)
+    _assert_disk_full(proc, cache / "trees")
+    assert "entry" not in proc.stderr, proc.stderr
+    assert [p.name for p in (cache / "trees").iterdir() if not p.name.endswith(".lock")] == []
+
+    filler.unlink()
+    run_cli("fetch", *common, image)  # the tree is there now; the pod's disk fills
+    filler = _fill(cache, 0)
+    for stage in ("fly", "isolated"):
+        proc = run_cli("run", f"--stage={stage}", *common, image, check=None)
+        if "isolated stage" in proc.stderr:  # no runc here
+            continue
+        _assert_disk_full(proc, cache / "pods")
+        assert os.listdir(cache / "pods") == []
+    filler.unlink()
+    proc = run_cli("run", "--stage=fly", *common, "--exec", "/bin/echo hi", image)
+    assert proc.stdout == "hi\n"
+    assert [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if str(cache) + "/" in line] == []
+
+
+def test_a_full_tmp_dir_is_named_when_the_aci_is_copied_to_be_verified(
+        busybox_docker_archive: Path, tmpfs: Callable[[str, str], Path], tmp_path: Path) -> None:
+    """``run`` copies a signed image into ``--tmp-dir`` before verifying it: a full
+    ``--tmp-dir`` said "copying <the ACI in the cache>: No space left", sending the user to
+    the cache's disk, not the one that was full."""
+    spool = tmpfs("spool", "256k")  # the ACI is about 1.1 MB
+    proc = run_cli("run", "--stage=fly", "--cache-dir", tmp_path / "cache", "--tmp-dir", spool,
+                   f"docker-archive:{busybox_docker_archive}", check=None)
+    _assert_disk_full(proc, spool)
+    assert _files(spool) == []

@@ -7,6 +7,7 @@ fresh Python (``python -m docker2aci run``), with the store in a temporary direc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -18,8 +19,8 @@ import time
 from pathlib import Path
 
 import pytest
-from runner_aci_helpers import (ACTOOL, PROJECT_ROOT, actool_build, as_nobody, busybox_entries, children_running,
-                                directory, manifest, symlink, write_aci)
+from runner_aci_helpers import (ACTOOL, PROJECT_ROOT, RUNC_MARKS, actool_build, as_nobody, busybox_entries,
+                                children_running, directory, manifest, symlink, write_aci)
 from runner_aci_helpers import Entry
 
 from docker2aci.errors import RunnerError
@@ -151,6 +152,71 @@ def test_gc_cleans_up_after_a_killed_run(tmp_path: Path, aci: Path) -> None:
     assert report["trees_removed"] == [compute_image_id(aci)]
     assert os.listdir(store / "pods") == [] and os.listdir(store / "trees") == ["index"]  # file hash -> image ID
     assert _mounts_under(str(tmp_path)) == []
+
+
+def _cgroups_of(cid: str) -> list[str]:
+    return [str(group) for group in Path("/sys/fs/cgroup").glob(f"*/{cid}")]
+
+
+@pytest.mark.root
+@RUNC_MARKS[0]
+@RUNC_MARKS[1]
+@pytest.mark.parametrize("closes_fds", [False, True], ids=["app-keeps-fds", "app-closes-fds"])
+def test_gc_leaves_an_isolated_app_alone_after_its_runner_and_runc_are_killed(tmp_path: Path, aci: Path,
+                                                                              closes_fds: bool) -> None:
+    """kill -9 of an isolated run's process group kills the runner and runc, not the app
+    (runc gives it a session of its own). The app held no lock: gc removed its pod (its
+    overlay unmounted, its writes deleted) and its tree while it ran, and its cgroups
+    stayed forever. The app now holds both locks (runc's --preserve-fds), as in the fly
+    stage; an app that closes them is still seen: its container's cgroup has processes
+    (the pod stays) and the pod's overlay is mounted on the tree (the tree stays). Once it
+    ends, gc removes the pod, the tree and the cgroups."""
+    store = tmp_path / "cache" / "docker2aci"
+    env = {**os.environ, "XDG_CACHE_HOME": str(store.parent)}
+    script = ("exec 3<&- 4<&-; " if closes_fds else "") + "echo kept > /mark; while [ ! -e /go ]; do sleep 0.05; done"
+    proc = subprocess.Popen([sys.executable, "-m", "docker2aci", "run", "--stage=isolated", "--net=host",
+                             "--insecure-options=image", "--exec", f"/bin/sh -c '{script}'", str(aci)],
+                            cwd=PROJECT_ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=(tmp_path / "stderr").open("wb"))
+    cid = ""
+    try:
+        deadline = time.monotonic() + 30
+        while not list(store.glob("pods/*/rootfs/mark")):  # the app runs
+            assert time.monotonic() < deadline and proc.poll() is None, (tmp_path / "stderr").read_text()
+            time.sleep(0.05)
+        [config] = store.glob("pods/*/bundle-*/config.json")
+        cid = json.loads(config.read_text())["linux"]["cgroupsPath"].lstrip("/")
+        os.killpg(proc.pid, signal.SIGKILL)  # the runner and runc
+        proc.wait()
+        assert _cgroups_of(cid) and (Path("/sys/fs/cgroup/pids") / cid / "cgroup.procs").read_text().strip()
+
+        report = json.loads(_cli("gc", "--json", store=store).stdout)
+        assert (report["pods_removed"], report["trees_removed"]) == ([], [])
+        assert report["trees_in_use"] == [compute_image_id(aci)]
+        [mark] = store.glob("pods/*/rootfs/mark")
+        assert mark.read_text() == "kept\n"  # still mounted, the app's writes there
+
+        (mark.parent / "go").touch()  # the app ends
+        deadline = time.monotonic() + 10
+        while (Path("/sys/fs/cgroup/pids") / cid / "cgroup.procs").read_text().strip():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        report = json.loads(_cli("gc", "--json", store=store).stdout)
+        assert len(report["pods_removed"]) == 1 and report["trees_removed"] == [compute_image_id(aci)]
+        assert _cgroups_of(cid) == []
+    finally:
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        for procs in Path("/sys/fs/cgroup/pids").glob(f"{cid}/cgroup.procs") if cid else ():
+            for pid in procs.read_text().split():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
+        time.sleep(0.2)
+        _cli("gc", store=store)
+        for group in _cgroups_of(cid) if cid else ():
+            with contextlib.suppress(OSError):
+                os.rmdir(group)
+    assert os.listdir(store / "pods") == [] and _mounts_under(str(tmp_path)) == []
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
@@ -422,4 +488,71 @@ def test_gc_refuses_an_empty_or_unusable_cache_dir(tmp_path: Path, aci: Path) ->
     assert empty.stderr == "Error: argument --cache-dir/-cache-dir: empty: give a path\n"
     assert image_id in os.listdir(store / "trees")
     assert (not_a_dir.returncode, not_a_dir.stdout) == (1, "")
-    assert not_a_dir.stderr == f"Error: --cache-dir {a_file}: Not a directory ({a_file}/pods)\n"
+    assert not_a_dir.stderr == f"Error: tree store {a_file}: cannot examine {a_file}/trees: Not a directory\n"
+
+
+@pytest.mark.root
+def test_gc_of_another_user_s_cache_dir_removes_nothing_through_its_links(tmp_path: Path) -> None:
+    """root's ``gc --cache-dir DIR`` on a directory another user owns: gc removed the pods
+    (every subdirectory without a held lock, after unmounting what was mounted there)
+    before the tree store refused DIR, so a ``pods`` link that user planted made root
+    delete the directories it leads to. DIR is now refused first; nothing is removed."""
+    victim = tmp_path / "victim"
+    (victim / "etc").mkdir(parents=True)
+    (victim / "etc" / "data").write_text("kept")
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "pods").symlink_to(victim)
+    (theirs / "prerun").symlink_to(victim)
+    for path in (theirs, theirs / "pods", theirs / "prerun"):
+        os.chown(path, 1000, 1000, follow_symlinks=False)
+    result = _cli("gc", "--cache-dir", str(theirs), store=tmp_path / "cache" / "docker2aci")
+    assert (result.returncode, result.stdout) == (1, "")
+    assert f"{theirs} is owned by uid 1000" in result.stderr
+    assert (victim / "etc" / "data").read_text() == "kept"
+
+
+def test_gc_reports_what_killed_renders_left(tmp_path: Path, aci: Path) -> None:
+    """A render killed before its rename leaves ``trees/.tmp-<key>-*``, an index write
+    killed before its rename a ``.docker2aci-*.tmp`` in ``trees/index``: gc removed the
+    first without a word in its report (``--json`` listed nothing removed) and never
+    removed the second. Both are now removed and listed."""
+    store = tmp_path / "cache" / "docker2aci"
+    killed_render = (
+        "import os, signal, sys, runner.treestore as ts\n"
+        "def render_then_die(chain, rootfs):\n"
+        "    ts.render_chain.__wrapped__(chain, rootfs)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "render_then_die.__wrapped__ = ts.render_chain\n"
+        "ts.render_chain = render_then_die\n"
+        "from docker2aci.atomic import atomic_file\n"
+        "os.makedirs(sys.argv[2] + '/trees/index', exist_ok=True)\n"
+        "with atomic_file(sys.argv[2] + '/trees/index/sha256-0', 0o600) as (_, f):\n"
+        "    with ts.TreeStore(sys.argv[2]).acquire(sys.argv[1]):\n"
+        "        pass\n")
+    proc = subprocess.run([sys.executable, "-c", killed_render, str(aci), str(store)], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    [render] = [n for n in os.listdir(store / "trees") if n.startswith(".tmp-")]
+    [index_tmp] = [n for n in os.listdir(store / "trees" / "index") if n.endswith(".tmp")]
+
+    result = _cli("gc", "--json", store=store)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert sorted(report["partial_trees_removed"]) == [str(store / "trees" / render),
+                                                       str(store / "trees" / "index" / index_tmp)]
+    assert report["trees_removed"] == [] and os.listdir(store / "trees") == ["index"]
+    assert [n for n in os.listdir(store / "trees" / "index") if not n.startswith("sha256-")] == []  # file -> ID
+
+
+def test_a_tree_used_in_the_future_is_not_kept_forever_by_grace_zero(tmp_path: Path, aci: Path) -> None:
+    """A tree last used "later than now" (the clock was set back after the run) was kept
+    as recent by ``gc --grace 0s`` (a negative age is less than 0) until the clock caught
+    up; it now counts as used now: kept by a grace period, removed without one."""
+    store = TreeStore(tmp_path / "store")
+    with store.acquire(aci) as tree:
+        pass
+    future = time.time() + 3600
+    os.utime(tree.path, (future, future))
+    assert store.gc(grace_seconds=60).recent == [tree.image_id]
+    assert store.gc(grace_seconds=0).removed == [tree.image_id]
