@@ -29,7 +29,7 @@ from isal import igzip_threaded
 from converters.rootfs import fixed_header
 from converters.tarwriter import TarWriter
 
-from .atomic import atomic_file
+from .atomic import atomic_file, syncing_ahead
 from .compression import GZIP_LEVEL, GZIP_THREADS, ISAL_LEVELS, Compression, check_level
 from .errors import OutputError
 from .writebehind import WriteBehind
@@ -199,7 +199,10 @@ def writing_aci(path: str, manifest: bytes, rootfs: RootfsWriter, compression: C
     """Write an ACI that is renamed into place only when the ``with`` block ends without
     error (:func:`write_aci`'s arguments): several files can be published together, or
     none of them (``--nosquash``: a chain whose top failed leaves the files it would have
-    replaced as they were).
+    replaced as they were). While the block runs, the file is complete and only its
+    temporary file stays open: the compressor, the image-ID and sync-ahead threads and
+    their buffers are gone (a chain of many layers holds one open file each, not one
+    writer each: idle threads kept their malloc arenas, about 5 MB a layer).
 
     Yields:
         the image ID, once the file is complete.
@@ -210,40 +213,48 @@ def writing_aci(path: str, manifest: bytes, rootfs: RootfsWriter, compression: C
     """
     in_block = False  # what the caller's block raises is the caller's, not this file's
     try:
-        with atomic_file(path, 0o644, sync_ahead=True) as (_, raw):
-            out: IO[bytes] = raw if file_hash is None else _FileHashing(raw, file_hash)  # type: ignore[assignment]
-            gz = _compressor(out, compression, check_level(level))
-            hashing = _HashingWriter(gz if gz is not None else out, path)
-            try:
-                with TarWriter(hashing) as tar:  # tarfile's PAX bytes, without its per-member list
-                    entry = fixed_header("manifest", tarfile.REGTYPE, 0o644)
-                    entry.size = len(manifest)
-                    tar.addfile(entry, io.BytesIO(manifest))
-                    tar.addfile(fixed_header("rootfs", tarfile.DIRTYPE, 0o755))
-                    rootfs.write(tar, "rootfs")
-                image_id = hashing.hexdigest()
-                if gz is not None:
-                    gz.close()  # the last blocks and the trailer; closing again is a no-op
-                    gz = None
-                in_block = True
-                yield "sha512-" + image_id
-                in_block = False
-            except Exception:  # a block that could not be written (a full disk) is the first error
-                hashing.abandon()
-                hashing.raise_error()
-                if gz is not None:  # ISA-L keeps its writer thread's error until close
-                    closing, gz = gz, None
-                    try:
-                        closing.close()
-                    except OSError as err:
-                        raise OutputError(f"writing {path}: {err.strerror or err}") from err
-                raise
-            finally:
-                hashing.abandon()
-                if gz is not None:  # an error above: stop the compression thread
-                    with contextlib.suppress(Exception):
-                        gz.close()
+        with atomic_file(path, 0o644) as (_, raw):
+            with syncing_ahead(raw):
+                image_id = _write_tar(path, raw, manifest, rootfs, compression, level, file_hash)
+            in_block = True
+            yield image_id
+            in_block = False
     except OSError as err:
         if in_block:
             raise
         raise OutputError(f"writing {path}: {err.strerror or err}") from err
+
+
+def _write_tar(path: str, raw: IO[bytes], manifest: bytes, rootfs: RootfsWriter, compression: Compression,
+               level: int, file_hash: Any) -> str:
+    """Write the ACI's tar into ``raw`` (compressed, hashed); its image ID."""
+    out: IO[bytes] = raw if file_hash is None else _FileHashing(raw, file_hash)  # type: ignore[assignment]
+    gz = _compressor(out, compression, check_level(level))
+    hashing = _HashingWriter(gz if gz is not None else out, path)
+    try:
+        with TarWriter(hashing) as tar:  # tarfile's PAX bytes, without its per-member list
+            entry = fixed_header("manifest", tarfile.REGTYPE, 0o644)
+            entry.size = len(manifest)
+            tar.addfile(entry, io.BytesIO(manifest))
+            tar.addfile(fixed_header("rootfs", tarfile.DIRTYPE, 0o755))
+            rootfs.write(tar, "rootfs")
+        image_id = hashing.hexdigest()
+        if gz is not None:
+            gz.close()  # the last blocks and the trailer; closing again is a no-op
+            gz = None
+        return "sha512-" + image_id
+    except Exception:  # a block that could not be written (a full disk) is the first error
+        hashing.abandon()
+        hashing.raise_error()
+        if gz is not None:  # ISA-L keeps its writer thread's error until close
+            closing, gz = gz, None
+            try:
+                closing.close()
+            except OSError as err:
+                raise OutputError(f"writing {path}: {err.strerror or err}") from err
+        raise
+    finally:
+        hashing.abandon()
+        if gz is not None:  # an error above: stop the compression thread
+            with contextlib.suppress(Exception):
+                gz.close()

@@ -116,16 +116,9 @@ def atomic_file(dest: str, mode: int, *, replace: bool = True, sync: bool = True
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w+b") as f:
-            ahead = SyncAhead(f.fileno()) if sync and sync_ahead else None
-            try:
+            with syncing_ahead(f) if sync and sync_ahead else contextlib.nullcontext():
                 yield tmp, f
-                f.flush()
-            except BaseException:
-                if ahead is not None:
-                    ahead.stop(check=False)
-                raise
-            if ahead is not None:
-                ahead.stop()  # a write-back error it met is reported once, to it: raised here
+            f.flush()
             if sync:
                 os.fsync(f.fileno())
             # Still open, so still locked: a cleaner cannot take it for abandoned.
@@ -185,6 +178,25 @@ class SyncAhead:
         self._thread.join()
         if check and self._error is not None:
             raise self._error
+
+
+@contextlib.contextmanager
+def syncing_ahead(f: BinaryIO) -> Iterator[None]:
+    """Sync ``f`` ahead (:class:`SyncAhead`) while the ``with`` block writes it; the thread
+    ends with the block (a file whose rename waits for other work, as each ACI of a
+    ``--nosquash`` chain waits for the top, keeps no thread).
+
+    Raises:
+        OSError: a sync failed (a write-back error is reported once per open file: the
+            final ``fsync`` would not see it again).
+    """
+    ahead = SyncAhead(f.fileno())
+    try:
+        yield
+    except BaseException:
+        ahead.stop(check=False)
+        raise
+    ahead.stop()
 
 
 def locked_temp(directory: str, prefix: str, suffix: str = "") -> tuple[int, str]:

@@ -102,7 +102,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def peak_rss_growth_kib(source: str, out: Path, *, compression: str = "gzip", allow_refusal: bool = True,
-                        timeout: float = 120) -> int:
+                        timeout: float = 120, squash: bool = True) -> int:
     """Peak RSS growth (KiB) of a fresh interpreter while it converts ``source``.
 
     The interpreter imports the project first, then resets its high-water mark
@@ -124,7 +124,7 @@ def peak_rss_growth_kib(source: str, out: Path, *, compression: str = "gzip", al
             f.write("5")
         before = status("VmRSS")
         try:
-            docker2aci.convert({source!r}, docker2aci.ConvertOptions(output_dir={str(out)!r},
+            docker2aci.convert({source!r}, docker2aci.ConvertOptions(output_dir={str(out)!r}, squash={squash!r},
                                                                      compression=Compression({compression!r})))
         except Docker2ACIError as err:
             if not {allow_refusal!r}:
