@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, NamedTuple, NoReturn
 
 if TYPE_CHECKING:
     from .pipeline import ConvertedACI
+    from .prerun import SourceImage
 
 from . import __version__
 from .cli_common import EXIT_ERROR, EXIT_OK, EXIT_USAGE
@@ -256,7 +257,7 @@ def cmd_run(argv: Sequence[str], prog: str) -> int:
     from runner.spec import parse_set_env
     from runner.volumes import parse_mount, parse_volume
 
-    from .prerun import converted, is_aci_path
+    from .prerun import is_aci_path, using_converted
 
     try:  # every option is checked before any work: a usage error exits 2
         volumes = [parse_volume(text) for text in args.volume]
@@ -278,7 +279,8 @@ def cmd_run(argv: Sequence[str], prog: str) -> int:
     isolation = Isolation(hostname=args.hostname, net=args.net, memory=args.memory, cpu=args.cpu)
     progress, hook = _progress_hook(sys.stderr.isatty())
     options = None if is_aci_path(args.aci) else _convert_options(args)
-    with progress or contextlib.nullcontext(), converted(args.aci, options, hook) as image:
+
+    def run(image: SourceImage) -> int:
         if progress is not None:
             progress.stop()
         return run_aci(image.aci, extra, exec_override=exec_override, stage=args.stage,
@@ -286,6 +288,9 @@ def cmd_run(argv: Sequence[str], prog: str) -> int:
                        volumes=volumes, mounts=mounts, set_env=set_env, store_dir=args.cache_dir,
                        image_id=image.image_id,
                        overlay=not args.no_overlay, work_dir=args.tmp_dir, display=args.aci)
+
+    with progress or contextlib.nullcontext():
+        return using_converted(args.aci, options, hook, run)
 
 
 def cmd_fetch(argv: Sequence[str], prog: str) -> int:

@@ -142,6 +142,8 @@ class ConvertedACI:
         manifest: the appc image manifest written into it.
         manifest_digest: what ``appc.io/docker/manifesthash`` says.
         warnings: what was dropped or changed during conversion.
+        reused_from: the conversion cache's ACI this file is a link or copy of, when
+            the conversion was reused (``None``: converted by this call).
     """
 
     path: str
@@ -151,6 +153,7 @@ class ConvertedACI:
     manifest: dict[str, Any] = field(repr=False)
     manifest_digest: str
     warnings: tuple[str, ...] = ()
+    reused_from: str | None = field(default=None, repr=False, compare=False)
 
 
 ProgressHook = DownloadHook
@@ -541,11 +544,12 @@ def _write_image(display: str, resolved: ResolvedImage, wanted: Platform, option
                 log.debug("%s: unchanged since it was converted; reused the cached ACI", display)
                 for w in hit.record.get("warnings", ()):
                     log.warning("%s: %s", display, w)
-                return _noted(image, _from_record(path, hit.record))
+                return _noted(image, _from_record(path, hit.record, reused_from=hit.aci))
         file_hash = hashlib.sha256()
         converted = _convert_layers(display, resolved, config, blobs, os_arch, path, options, progress, file_hash)
         try:
-            cache.put(key, path, {k: v for k, v in dataclasses.asdict(converted).items() if k != "path"},
+            cache.put(key, path, {k: v for k, v in dataclasses.asdict(converted).items()
+                                  if k not in ("path", "reused_from")},
                       aci_sha256=file_hash.hexdigest())
         except OutputError as err:
             log.warning("%s: not cached: %s", display, err)
@@ -666,8 +670,9 @@ def _write_unsquashed(display: str, resolved: ResolvedImage, wanted: Platform, o
     return [_converted(aci.path, aci.image_id, aci.manifest, naming.manifest_hash, warnings) for aci in acis]
 
 
-def _from_record(path: str, record: dict[str, Any]) -> ConvertedACI:
-    """A ConvertedACI for a cached conversion published at ``path``."""
+def _from_record(path: str, record: dict[str, Any], reused_from: str) -> ConvertedACI:
+    """A ConvertedACI for a cached conversion (``reused_from``) published at ``path``."""
     return ConvertedACI(path=os.path.abspath(path), image_id=record["image_id"], name=record["name"],
                         labels=dict(record["labels"]), manifest=record["manifest"],
-                        manifest_digest=record["manifest_digest"], warnings=tuple(record.get("warnings", ())))
+                        manifest_digest=record["manifest_digest"], warnings=tuple(record.get("warnings", ())),
+                        reused_from=reused_from)

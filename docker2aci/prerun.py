@@ -16,21 +16,25 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from runner.api import open_image
 from runner.dependencies import DirectoryResolver
 from runner.locks import try_locked
 from runner.treestore import TreeStore, default_store_dir
 
-from .errors import UsageError, VerificationError
+from .errors import Docker2ACIError, RunnerError, UsageError, VerificationError
 
 if TYPE_CHECKING:
     from .pipeline import ConvertOptions, ProgressHook
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: File name ending that marks a path as an ACI (anything else is an image source).
 ACI_SUFFIX = ".aci"
@@ -73,6 +77,13 @@ class FetchedImage:
         return dataclasses.asdict(self)
 
 
+class DamagedInCache(RunnerError):
+    """The conversion cache handed out an ACI that changed since it was written; it has
+    been marked to be checked (and the image converted again) at its next reuse."""
+
+    reference = "damaged-in-cache"
+
+
 def is_aci_path(source: str) -> bool:
     """Whether ``source`` names an ACI file (an existing file ending in ``.aci``)."""
     return source.endswith(ACI_SUFFIX) and os.path.isfile(source)
@@ -90,6 +101,9 @@ def converted(source: str, options: ConvertOptions | None = None,
         UsageError: ``--platform all`` (a run takes one image).
         VerificationError: raised in the block as ``unsigned`` for an image converted
             here without a signing key: raised again saying how to sign it or skip the check.
+        DamagedInCache: the block failed on an ACI the conversion cache handed out, and
+            that ACI is damaged (the next conversion converts the image again:
+            :func:`using_converted` does).
         Docker2ACIError: whatever :func:`docker2aci.pipeline.convert` raises.
     """
     if is_aci_path(source):
@@ -104,7 +118,16 @@ def converted(source: str, options: ConvertOptions | None = None,
         [aci] = convert(source, dataclasses.replace(options, output_dir=work, cache_local=True), progress)
         try:
             yield SourceImage(aci.path, aci.image_id, converted=True)
-        except VerificationError as err:
+        except Docker2ACIError as err:
+            from .store import damaged_in_cache
+
+            # a reused ACI is not hashed when its stamp says it is unchanged: a render or
+            # a signature that fails on it may mean it changed without a trace
+            if aci.reused_from is not None and damaged_in_cache(aci.reused_from):
+                raise DamagedInCache(f"{source}: the conversion cache's copy {aci.reused_from} is damaged "
+                                     f"(it no longer has the SHA-256 it was written with): {err}") from err
+            if not isinstance(err, VerificationError):
+                raise
             if err.reason != "unsigned" or options.sign_key or options.gpg_key:
                 raise
             # the file it names was this block's own, and is gone: say what would sign it
@@ -112,6 +135,24 @@ def converted(source: str, options: ConvertOptions | None = None,
                                     "not signed: it was converted without a signing key; convert with --sign "
                                     "KEYFILE (or --gpg-key ID) and trust that key (docker2aci trust add), or "
                                     "skip the check with --insecure-options=image") from None
+
+
+def using_converted(source: str, options: ConvertOptions | None, progress: ProgressHook | None,
+                    use: Callable[[SourceImage], T]) -> T:
+    """``use`` the ACI of :func:`converted`; once more, converted again, when it failed on
+    a damaged ACI of the conversion cache (:class:`DamagedInCache`: ``use`` failed before
+    any app ran, since a damaged ACI fails its render or its signature check).
+
+    Raises:
+        whatever :func:`converted` and ``use`` raise.
+    """
+    try:
+        with converted(source, options, progress) as image:
+            return use(image)
+    except DamagedInCache as err:
+        log.warning("%s; converting again", err)
+    with converted(source, options, progress) as image:
+        return use(image)
 
 
 #: Where converted ACIs wait to be verified and rendered, under the cache root.
@@ -203,10 +244,13 @@ def fetch(source: str, options: ConvertOptions | None = None, *,
         Docker2ACIError: the conversion failed.
     """
     store = TreeStore(store_dir or (options.cache_dir if options else None) or default_store_dir())
-    with converted(source, options, progress) as image:
+
+    def render(image: SourceImage) -> FetchedImage:
         resolver = DirectoryResolver([os.path.dirname(os.path.abspath(image.aci))])
         with open_image(image.aci, store, insecure_options=insecure_options, trust_dir=trust_dir,
                         image_id=image.image_id, resolver=resolver, display=source) as (tree, _):
             labels = {item["name"]: item["value"] for item in tree.manifest.get("labels") or []
                       if isinstance(item, dict) and "name" in item and "value" in item}
             return FetchedImage(tree.image_id, tree.path, str(tree.manifest.get("name", "")), labels)
+
+    return using_converted(source, options, progress, render)

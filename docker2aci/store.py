@@ -504,7 +504,7 @@ def publish_copy(cached: CachedConversion, dest: str) -> None:
         OutputError: it cannot be written.
     """
     expected = cached.record["aci_sha256"]
-    memo = os.path.splitext(cached.aci)[0] + ".stamp"
+    memo = _stamp_memo(cached.aci)
     try:
         before = os.stat(cached.aci)
         known = read_memo(memo) == f"{stamp(before)} sha256:{expected}"  # unchanged since it was last hashed
@@ -520,6 +520,35 @@ def publish_copy(cached: CachedConversion, dest: str) -> None:
         _atomic_copy(cached.aci, dest, mode=0o644, expected_sha256=expected)
     except OSError as err:
         raise OutputError(f"writing {dest}: {err}") from err
+
+
+def _stamp_memo(cached_aci: str) -> str:
+    """Where the stamp of a cached ACI's last check is kept (``conversions/<key>.stamp``)."""
+    return os.path.splitext(cached_aci)[0] + ".stamp"
+
+
+def damaged_in_cache(cached_aci: str) -> bool:
+    """Check a cached ACI against its record now, whatever its stamp says (a file can
+    change with no trace in ``stat``: a disk's bit rot, a write that set the mtime back).
+    A damaged one loses its stamp, so that its next reuse finds it damaged too and the
+    image is converted again (:func:`publish_copy`).
+
+    Args:
+        cached_aci: ``conversions/<key>.aci`` (:attr:`CachedConversion.aci`).
+
+    Returns:
+        Whether the file is not the one its record names; ``False`` when the record
+        cannot be read (the next reuse decides).
+    """
+    try:
+        with open(os.path.splitext(cached_aci)[0] + ".json", encoding="utf-8") as f:
+            expected = json.load(f)["aci_sha256"]
+        damaged = Digest.of_file(cached_aci).hex != expected
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if damaged:
+        remove_quietly(_stamp_memo(cached_aci))
+    return damaged
 
 
 def _link_into_place(src: str, dest: str) -> bool:

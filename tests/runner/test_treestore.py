@@ -556,3 +556,35 @@ def test_a_tree_used_in_the_future_is_not_kept_forever_by_grace_zero(tmp_path: P
     os.utime(tree.path, (future, future))
     assert store.gc(grace_seconds=60).recent == [tree.image_id]
     assert store.gc(grace_seconds=0).removed == [tree.image_id]
+
+
+def test_a_cached_conversion_damaged_without_a_trace_is_converted_again(tmp_path: Path) -> None:
+    """A cached ACI whose stamp still holds is not hashed when it is reused: one damaged
+    with no trace in ``stat`` (a disk's bit rot; here a byte flipped and the mtime set
+    back) failed every render after, naming a temporary file, and was never replaced.
+    ``fetch`` (and ``run``) now check it when a render fails on it, and convert again."""
+    from docker2aci.pipeline import ConvertOptions
+    from docker2aci.prerun import fetch
+
+    source = f"oci-archive:{PROJECT_ROOT.parent / 'shared' / 'images' / 'oci-archive.tar'}"
+    options = ConvertOptions(cache_dir=str(tmp_path / "cache"))
+    store = tmp_path / "cache"
+
+    def fetched() -> str:
+        return fetch(source, options, store_dir=store, insecure_options=frozenset({"image"})).image_id
+
+    image_id = fetched()
+    [cached] = (tmp_path / "cache" / "conversions").glob("*.aci")
+    good = cached.read_bytes()
+    info = cached.stat()
+    os.utime(cached, ns=(info.st_atime_ns, info.st_mtime_ns - 10 * 10**9))  # settled: its next reuse stamps it
+    assert fetched() == image_id and cached.with_suffix(".stamp").exists()
+    TreeStore(store).gc(0)  # the next fetch renders again
+    info = cached.stat()
+    with open(cached, "r+b") as f:
+        f.seek(len(good) // 2)
+        f.write(bytes([good[len(good) // 2] ^ 0x40]))
+    os.utime(cached, ns=(info.st_atime_ns, info.st_mtime_ns))
+
+    assert fetched() == image_id
+    assert cached.read_bytes() == good  # converted again, in place
