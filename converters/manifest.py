@@ -26,8 +26,10 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 """Lone surrogates (undecodable bytes); Go's encoding/json writes U+FFFD for them."""
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z_0-9.-]*$")
 _RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(?:[Zz]|[+-](\d{2}):(\d{2}))$"
+    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(?:Z|[+-](\d{2}):(\d{2}))$", re.ASCII
 )
+"""RFC 3339 as Go's ``time.Parse(time.RFC3339, ...)`` reads it: ``T`` and ``Z`` upper-case only
+(RFC 3339 allows ``t`` and ``z``; Go, and so appc's validator, refuses them)."""
 _PORT_KEY = re.compile(r"^(\d{1,10})(?:-(\d{1,10}))?(?:/([A-Za-z0-9]+))?$", re.ASCII)
 
 

@@ -40,7 +40,7 @@ from .cli_common import setup_logging as _setup_logging
 from .cli_common import source_flags as _source_flags
 from .errors import Docker2ACIError, OutputError, SeveralImages, UsageError
 from .interrupts import exit_status, signal_of, unwinding_on_termination
-from .terminal import CONTINUATION, printable
+from .terminal import CONTINUATION, go_quoted, printable
 
 log = logging.getLogger("docker2aci")
 
@@ -149,7 +149,7 @@ def _print_text(acis: list[ConvertedACI], shown_paths: list[str], signatures: li
     if app.get("mountPoints"):
         out.append("\nConverted volumes:")
         for mp in app["mountPoints"]:
-            out.append(f'\tname: "{mp["name"]}", path: "{printable(mp["path"])}", '
+            out.append(f'\tname: "{mp["name"]}", path: {go_quoted(mp["path"])}, '
                        f'readOnly: {str(mp.get("readOnly", False)).lower()}')
     if app.get("ports"):
         out.append("\nConverted ports:")

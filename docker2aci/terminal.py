@@ -12,7 +12,7 @@ carried as a surrogate escape, as ``\\udcff``), so that what is shown is what is
 
 from __future__ import annotations
 
-__all__ = ["printable"]
+__all__ = ["go_quoted", "printable"]
 
 _NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
@@ -55,3 +55,32 @@ def printable(text: str, *, newlines: bool = False, continuation: str = CONTINUA
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+_GO_NAMED = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t",
+             "\v": "\\v", "\\": "\\\\", '"': '\\"'}
+
+
+def go_quoted(text: str) -> str:
+    """``text`` in double quotes as Go's ``%q`` (``strconv.Quote``) writes it, which is how the
+    reference tool shows a volume's path: ``"`` and ``\\`` escaped, so that what is shown
+    reads back as one string (a path holding ``", readOnly: true`` cannot pass for another
+    field, a backslash and ``t`` cannot pass for a tab); controls as ``\\n``, ``\\x1b``,
+    other unprintable characters as ``\\u202e``, a byte that was not UTF-8 as ``\\xff``.
+    """
+    out = []
+    for char in text:
+        code = ord(char)
+        if char in _GO_NAMED:
+            out.append(_GO_NAMED[char])
+        elif char.isprintable():
+            out.append(char)
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\x{code:02x}")
+        elif 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8, carried as a surrogate escape
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    return '"' + "".join(out) + '"'

@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -511,6 +512,33 @@ def test_name_from_repo_tags(tmp_path: Path, repo_tag: str, name: str, file_stem
     assert ANN + "registryurl" not in ann
 
 
+@pytest.mark.tools
+@pytest.mark.skipif(shutil.which("umoci") is None, reason="umoci is not installed")
+@pytest.mark.parametrize("ref_name, name, file_stem, tag", [
+    pytest.param("Team/App:v1.0_rc", "team/app", "team-app-v1.0_rc", "v1.0_rc", id="48-upper-case"),
+    pytest.param("localhost:5000/Team/App:V2", "team/app", "team-app-V2", "V2", id="48-host-and-upper-case-tag"),
+])
+def test_48_upper_case_oci_ref_name(tmp_path: Path, ref_name: str, name: str, file_stem: str, tag: str) -> None:
+    """image-layout.md lets a ref name hold upper case and ``umoci tag`` writes it; the
+    layout was refused ("repository name must be lowercase"). Case 48: the name is made
+    an AC identifier, the tag is the version, the ref name stays in ``originalname``."""
+    layout, layer = tmp_path / "layout", tmp_path / "layer.tar"
+    layer.write_bytes(ab.BASE_LAYER)
+    for argv in (["init", "--layout", layout], ["new", "--image", f"{layout}:latest"],
+                 ["raw", "add-layer", "--image", f"{layout}:latest", layer],
+                 ["config", "--image", f"{layout}:latest", "--os", "linux", "--architecture", "amd64",
+                  "--config.cmd", "sh"],
+                 ["tag", "--image", f"{layout}:latest", ref_name], ["rm", "--image", f"{layout}:latest"]):
+        subprocess.run(["umoci", *map(str, argv)], check=True, capture_output=True)
+    for source in (f"oci:{layout}", f"oci:{layout}:{ref_name}"):
+        aci = convert(source, tmp_path / "out")
+        assert aci.name == name
+        assert os.path.basename(aci.path) == f"{file_stem}{AMD64_SUFFIX}.aci"
+        ann = annotations(aci.manifest)
+        assert (ann[ANN + "originalname"], ann[ANN + "repository"]) == (ref_name, name)
+        assert ann[ANN + "tag"] == tag == aci.labels["version"]
+
+
 def test_one_image_with_two_tags_prefers_latest(tmp_path: Path) -> None:
     archive = ab.build_manifest_save(tmp_path / "one.tar", [small_image("sh", ["app:1", "app:latest"])])
     aci = convert(archive, tmp_path / "out")
@@ -566,6 +594,19 @@ def test_50_relative_workdir_and_bad_created_warned(tmp_path: Path) -> None:
     r = cli(str(archive), "--output-dir", "cli", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "'foobar'" in r.stderr and "'last tuesday'" in r.stderr
+
+
+@pytest.mark.skipif(shutil.which("actool") is None, reason="needs actool (appc)")
+@pytest.mark.parametrize("created", ["2024-01-02t03:04:05z", "2024-01-02T03:04:05z", "\uff12024-01-02T03:04:05Z"])
+def test_created_go_cannot_parse_is_dropped_and_actool_accepts(tmp_path: Path, created: str) -> None:
+    """RFC 3339 allows ``t`` and ``z``, Go's ``time.Parse`` (appc's ``types.Date``) does not:
+    the annotation was kept and ``actool validate`` refused the ACI (``bad Date``)."""
+    archive = ab.build_manifest_save(tmp_path / "one.tar", [small_image("sh", ["busybox:latest"], created=created)])
+    aci = convert(archive, tmp_path / "out")
+    assert "created" not in annotations(aci.manifest)
+    assert any(repr(created) in w for w in aci.warnings)
+    r = subprocess.run(["actool", "validate", aci.path], capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
 
 
 def test_bad_port_is_a_conversion_error(tmp_path: Path) -> None:
@@ -634,6 +675,25 @@ def test_cli_text_output_exact(saved: Path, tmp_path: Path) -> None:
         f"{path}\n"
         "\nImage ID(s):\n"
         f"{image_id} {path}\n"
+    )
+
+
+def test_cli_text_output_quotes_volume_paths_as_the_reference(tmp_path: Path) -> None:
+    """The reference prints a path with Go's ``%q``: a ``"`` or ``\\`` in it is escaped, so
+    ``/c\\d`` cannot pass for a path holding a tab, nor ``/a"b`` end the field early (they
+    were printed bare between quotes)."""
+    volumes = {'/a"b': {}, "/c\\d": {}, "/t\tab": {}, "/x\u00a0y": {}}
+    img = small_image("sh", ["busybox:latest"], Volumes=volumes)
+    ab.build_manifest_save(tmp_path / "save.tar", [img])
+    r = cli("--output-dir", "out", "save.tar", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(
+        "\nConverted volumes:\n"
+        '\tname: "volume-a-b", path: "/a\\"b", readOnly: false\n'
+        '\tname: "volume-c-d", path: "/c\\\\d", readOnly: false\n'
+        '\tname: "volume-t-ab", path: "/t\\tab", readOnly: false\n'
+        '\tname: "volume-x-y", path: "/x\\u00a0y", readOnly: false\n'
+        "\nGenerated ACI(s):\n"
     )
 
 

@@ -21,7 +21,7 @@ from docker2aci.cli_common import RedactingFormatter
 from docker2aci.errors import SeveralImages
 from docker2aci.jobs import JobResult
 from docker2aci.report import print_summary
-from docker2aci.terminal import printable
+from docker2aci.terminal import go_quoted, printable
 
 import hostilebuild as hb
 
@@ -44,6 +44,22 @@ BASE = hb.tar([hb.dir_("etc"), hb.file("etc/passwd", hb.PASSWD), hb.file("hello"
 ])
 def test_printable(text: str, newlines: bool, shown: str) -> None:
     assert printable(text, newlines=newlines) == shown
+
+
+@pytest.mark.parametrize(("text", "quoted"), [
+    # each right-hand side is what Go 1.19's fmt.Printf("%q") printed for the left-hand side
+    pytest.param('/a"b', '"/a\\"b"', id="double-quote"),
+    pytest.param("/c\\d", '"/c\\\\d"', id="backslash"),
+    pytest.param("/t\tab", '"/t\\tab"', id="tab"),
+    pytest.param("/données", '"/données"', id="printable-unicode-kept"),
+    pytest.param("/x\x1b[31m", '"/x\\x1b[31m"', id="escape"),
+    pytest.param("/\u202e", '"/\\u202e"', id="bidi"),
+    pytest.param("/\u00a0", '"/\\u00a0"', id="no-break-space"),
+    pytest.param("/\udcff", '"/\\xff"', id="byte-not-utf8"),
+    pytest.param("/\U000e0001", '"/\\U000e0001"', id="tag-character"),
+])
+def test_go_quoted(text: str, quoted: str) -> None:
+    assert go_quoted(text) == quoted
 
 
 @pytest.mark.tools

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .. import mediatypes
 from ..digest import Digest
@@ -162,7 +162,11 @@ class OciLayout:
         if ref is None:
             return untagged_name(config_digest)
         if "/" in ref or ":" in ref:
-            return name_from_reference(ref, self.display)
+            # A ref name may hold upper case (image-layout.md; ``umoci tag Team/App:v1``), a
+            # repository may not: it is read lower-cased, the ref name kept as written.
+            slash, colon = ref.rfind("/"), ref.rfind(":")
+            cut = colon if colon > slash else len(ref)
+            return replace(name_from_reference(ref[:cut].lower() + ref[cut:], self.display), original_name=ref)
         if not is_valid_tag(ref):
             raise InvalidManifest(self.display, f"index.json: ref name {ref!r} is not a valid tag")
         return ImageName(self.default_repository, ref, f"{self.default_repository}:{ref}", None,

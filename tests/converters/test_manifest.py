@@ -310,6 +310,12 @@ def test_working_directory(wd: str, expected: str | None, warned: bool) -> None:
     pytest.param("2024-02-29T00:00:00Z", True, id="february-29-leap"),
     pytest.param("2024-01-01T24:00:00Z", False, id="hour-24"),
     pytest.param("2024-01-01T00:60:00Z", False, id="minute-60"),
+    # RFC 3339 allows lower-case "t" and "z"; Go's time.Parse does not, nor digits other
+    # than ASCII ones: actool refused the ACI ("cannot parse "t03:04:05z" as "T"").
+    pytest.param("2024-01-02t03:04:05z", False, id="lower-case-t-and-z"),
+    pytest.param("2024-01-02T03:04:05z", False, id="lower-case-z"),
+    pytest.param("2024-01-02t03:04:05+01:00", False, id="lower-case-t"),
+    pytest.param("\uff12024-01-02T03:04:05Z", False, id="fullwidth-digit"),
 ])
 def test_created_annotation(created: str, kept: bool) -> None:
     result = build_manifest(config(created=created), naming(), LINUX_AMD64)
