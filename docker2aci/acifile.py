@@ -261,7 +261,7 @@ def parse_manifest(data: bytes) -> dict[str, Any]:
             ``acKind`` ``ImageManifest``.
     """
     try:
-        manifest = untrustedjson.loads(data)
+        manifest = untrustedjson.loads(data, allow_nan=False)  # render writes it out again for other readers
     except untrustedjson.BadJSON as err:
         raise InvalidACI(f"manifest is not valid JSON: {err}") from err
     if not isinstance(manifest, dict) or manifest.get("acKind") != "ImageManifest":

@@ -25,16 +25,29 @@ class BadJSON(ValueError):
         self.pos = pos
 
 
-def loads(untrusted: bytes | str) -> Any:
+def _no_constant(constant: str) -> Any:
+    raise BadJSON(f"{constant} is not JSON (RFC 8259 has no NaN or Infinity)")
+
+
+def loads(untrusted: bytes | str, *, allow_nan: bool = True) -> Any:
     """Parse one JSON document (RFC 8259; bytes are decoded as UTF-8, or UTF-16/32 when
     they start so, as :func:`json.loads` does).
 
+    Args:
+        untrusted: the document.
+        allow_nan: read ``NaN``, ``Infinity`` and ``-Infinity`` as Python does (a
+            registry's token answer: its lifetime is checked as a number); ``False`` for a
+            document that is written out again for other readers (an ACI's manifest).
+
     Raises:
         BadJSON: not JSON, not text, an integer longer than Python's conversion limit, or
-            nested too deeply for the interpreter's stack.
+            nested too deeply for the interpreter's stack; a NaN or an Infinity unless
+            ``allow_nan``.
     """
     try:
-        return json.loads(untrusted)
+        return json.loads(untrusted) if allow_nan else json.loads(untrusted, parse_constant=_no_constant)
+    except BadJSON:
+        raise
     except json.JSONDecodeError as err:
         raise BadJSON(str(err), err.pos) from None
     except UnicodeDecodeError as err:

@@ -3,10 +3,12 @@
 :func:`validate_aci` checks an ACI against the appc spec (``spec/aci.md``, "Image
 Archives" and "Image Layout"; ``spec/types.md``, "Image Manifest Schema" and the AC Name
 and AC Identifier types): what ``actool validate`` checks (a readable archive, the
-manifest's schema) and the rules it lets through: nothing at the top but ``manifest`` and
-``rootfs/``, no entry twice, hard links to entries that exist before them, absolute
-``pathWhitelist`` entries, well-formed dependencies. It reads the archive once, as a
-stream, and never writes anything.
+manifest's schema: the type of every field, labels against appc's os/arch table,
+annotations with their ``created`` and ``homepage``/``documentation`` formats, environment
+names, isolators, ports, mount points, event handlers) and the rules it lets through:
+nothing at the top but ``manifest`` and ``rootfs/``, no entry twice, hard links to files
+of ``rootfs/`` that exist before them, absolute ``pathWhitelist`` entries, well-formed
+dependencies. It reads the archive once, as a stream, and never writes anything.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from converters.manifest import is_rfc3339
 from docker2aci.errors import RunnerError
 from runner.extract import (MAX_MANIFEST_BYTES, archive_components, compression_name, errors_named,
                             open_uncompressed, parse_manifest)
@@ -29,6 +32,25 @@ AC_IDENTIFIER = re.compile(r"[a-z0-9]+(?:[-._~/][a-z0-9]+)*")
 #: acVersion: a semantic version.
 SEMVER = re.compile(r"\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?")
 IMAGE_ID = re.compile(r"sha512-[0-9a-f]{1,128}")
+#: The os label's values, and the arch values each allows (appc 0.8.11, ``ValidOSArch``).
+VALID_OS_ARCH = {
+    "linux": ("amd64", "i386", "aarch64", "aarch64_be", "armv6l", "armv7l", "armv7b", "ppc64", "ppc64le", "s390x"),
+    "freebsd": ("amd64", "i386", "arm"),
+    "darwin": ("x86_64", "i386"),
+}
+#: An environment variable's name (appc 0.8.11).
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9.-]*")
+#: A resource quantity (appc 0.8.11, as Kubernetes': ``500m``, ``1G``, ``1Gi``).
+QUANTITY = re.compile(r"([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)")
+#: The isolators appc 0.8.11 knows, by the kind of value each takes.
+RESOURCE_ISOLATORS = frozenset({"resource/cpu", "resource/memory", "resource/block-bandwidth",
+                                "resource/block-iops", "resource/network-bandwidth"})
+SET_ISOLATORS = frozenset({"os/linux/capabilities-retain-set", "os/linux/capabilities-remove-set",
+                           "os/linux/seccomp-retain-set", "os/linux/seccomp-remove-set"})
+INT_ISOLATORS = frozenset({"os/linux/oom-score-adj", "os/linux/cpu-shares"})
+OTHER_ISOLATORS = frozenset({"os/linux/no-new-privileges", "os/linux/selinux-context"})
+#: The event handlers of an app (``pre-start``, ``post-stop``).
+EVENT_HANDLERS = ("pre-start", "post-stop")
 
 
 @dataclass
@@ -79,6 +101,7 @@ def validate_aci(path: str | os.PathLike[str]) -> Report:
 
 def _scan(report: Report) -> None:
     seen: set[str] = set()
+    directories: set[str] = set()
     rootfs_seen = False
     with errors_named("reading", report.path), open_uncompressed(report.path) as stream, tarfile.open(
         fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape"
@@ -94,6 +117,8 @@ def _scan(report: Report) -> None:
             if name in seen:
                 report.problems.append(f"entry {member.name!r}: given twice")
             seen.add(name)
+            if member.isdir():
+                directories.add(name)
             if name == "manifest":
                 if not member.isreg() or member.size > MAX_MANIFEST_BYTES:
                     report.problems.append("entry 'manifest': not a regular file of at most 1 MiB")
@@ -117,6 +142,9 @@ def _scan(report: Report) -> None:
                 if target not in seen or target == name:
                     report.problems.append(f"entry {member.name!r}: hard link to {member.linkname!r}, "
                                            "which is not an earlier entry")
+                elif not target.startswith("rootfs/") or target in directories:  # render refuses them
+                    report.problems.append(f"entry {member.name!r}: hard link to {member.linkname!r}, "
+                                           "which is not a file of rootfs/")
         report.image_id = stream.image_id()
     if not rootfs_seen and not any(n.startswith("rootfs/") for n in seen):
         report.problems.append("no 'rootfs' directory")
@@ -135,6 +163,7 @@ def manifest_problems(manifest: Mapping[str, Any]) -> list[str]:
             problems.append(f"manifest: {text}")
 
     problems.extend(f"manifest: {p}" for p in identity_problems(manifest))
+    problems.extend(f"manifest: {p}" for p in _label_values_problems(manifest.get("labels"), "labels"))
     app = manifest.get("app")
     if app is not None:
         need(isinstance(app, Mapping), "app is not an object")
@@ -154,6 +183,9 @@ def manifest_problems(manifest: Mapping[str, Any]) -> list[str]:
         need(image_id is None or (isinstance(image_id, str) and bool(IMAGE_ID.fullmatch(image_id))),
              f"{where}.imageID {image_id!r} is not sha512-<hex>")
         problems.extend(f"manifest: {p}" for p in _labels_problems(dep.get("labels"), f"{where}.labels"))
+        problems.extend(f"manifest: {p}" for p in _label_values_problems(dep.get("labels"), f"{where}.labels"))
+        need("size" not in dep or _is_uint(dep["size"]), f"{where}.size {dep.get('size')!r} is not a byte count")
+    problems.extend(f"manifest: {p}" for p in _annotations_problems(manifest.get("annotations"), "annotations"))
     whitelist = manifest.get("pathWhitelist") or []
     need(isinstance(whitelist, list), "pathWhitelist is not a list")
     for item in whitelist if isinstance(whitelist, list) else []:
@@ -201,6 +233,106 @@ def _labels_problems(labels: object, where: str) -> list[str]:
     return problems
 
 
+def _label_values_problems(labels: object, where: str) -> list[str]:
+    """What appc's schema refuses in well-formed labels (``validate`` only: the runner
+    checks the platform itself): a label called ``name``, an os outside appc's table, an
+    arch its os does not have."""
+    if not isinstance(labels, list):
+        return []
+    values = {item["name"]: item["value"] for item in labels if isinstance(item, Mapping)
+              and isinstance(item.get("name"), str) and isinstance(item.get("value"), str)}
+    problems = [f"{where}: 'name' is not a label name"] if "name" in values else []
+    if "os" in values:
+        archs = VALID_OS_ARCH.get(values["os"])
+        if archs is None:
+            problems.append(f"{where}: os {values['os']!r} is not one of {', '.join(sorted(VALID_OS_ARCH))}")
+        elif "arch" in values and values["arch"] not in archs:
+            problems.append(f"{where}: arch {values['arch']!r} is not one of {', '.join(archs)} (os "
+                            f"{values['os']})")
+    return problems
+
+
+def _pairs_problems(items: object, where: str, name_ok: re.Pattern[str], what: str) -> list[str]:
+    """A list of ``{name, value}`` strings, each name once (annotations, environment)."""
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        return [f"{where} is not a list"]
+    problems, names = [], set()
+    for item in items:
+        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str) \
+                or not isinstance(item.get("value", ""), str):
+            problems.append(f"{where}: {item!r} is not {{name, value}} strings")
+            continue
+        if not name_ok.fullmatch(item["name"]):
+            problems.append(f"{where}: {item['name']!r} is not {what}")
+        if item["name"] in names:
+            problems.append(f"{where}: {item['name']!r} given twice")
+        names.add(item["name"])
+    return problems
+
+
+def _annotations_problems(annotations: object, where: str) -> list[str]:
+    problems = _pairs_problems(annotations, where, AC_IDENTIFIER, "an AC identifier")
+    for item in annotations if isinstance(annotations, list) else []:
+        if not isinstance(item, Mapping) or not isinstance(item.get("value"), str):
+            continue
+        value = item["value"]
+        if item.get("name") == "created" and not is_rfc3339(value):
+            problems.append(f"{where}: created {value!r} is not an RFC 3339 date")
+        if item.get("name") in ("homepage", "documentation") and not value.startswith(("http://", "https://")):
+            problems.append(f"{where}: {item['name']} {value!r} is not an http or https URL")
+    return problems
+
+
+def _string_map_problems(value: object, where: str) -> list[str]:
+    if value is None or (isinstance(value, Mapping)
+                         and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())):
+        return []
+    return [f"{where} is not an object of strings"]
+
+
+def _is_uint(value: object, low: int = 0, high: int | None = None) -> bool:
+    return type(value) is int and value >= low and (high is None or value <= high)
+
+
+def _is_quantity(value: object) -> bool:
+    """A resource quantity: a number, or a string such as ``500m`` or ``1Gi``."""
+    if isinstance(value, str):
+        return bool(QUANTITY.fullmatch(value))
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _isolator_problems(isolators: object) -> list[str]:
+    if isolators is None:
+        return []
+    if not isinstance(isolators, list):
+        return ["app.isolators is not a list"]
+    problems = []
+    for i, item in enumerate(isolators):
+        where = f"app.isolators[{i}]"
+        name = item.get("name") if isinstance(item, Mapping) else None
+        value = item.get("value") if isinstance(item, Mapping) else None
+        if name in RESOURCE_ISOLATORS:
+            ok = isinstance(value, Mapping) and all(_is_quantity(value.get(k, 0)) for k in ("request", "limit")) \
+                and isinstance(value.get("default", False), bool)
+        elif name in SET_ISOLATORS:
+            ok = isinstance(value, Mapping) and isinstance(value.get("set"), list) and bool(value["set"]) \
+                and all(isinstance(v, str) for v in value["set"])
+        elif name in INT_ISOLATORS:
+            ok = type(value) is int
+        elif name == "os/linux/no-new-privileges":
+            ok = isinstance(value, bool)
+        elif name in OTHER_ISOLATORS:
+            ok = isinstance(value, Mapping)
+        else:
+            problems.append(f"{where}: {name!r} is not an isolator appc knows")
+            continue
+        if not ok:
+            problems.append(f"{where}: the value of {name} is missing or malformed")
+    return problems
+
+
 def _app_problems(app: Mapping[str, Any]) -> list[str]:
     problems = []
     exec_ = app.get("exec")
@@ -212,11 +344,40 @@ def _app_problems(app: Mapping[str, Any]) -> list[str]:
     cwd = app.get("workingDirectory")
     if cwd is not None and (not isinstance(cwd, str) or not cwd.startswith("/")):
         problems.append(f"app.workingDirectory {cwd!r} is not an absolute path")
+    problems += _pairs_problems(app.get("environment"), "app.environment", ENV_NAME, "an environment variable name")
+    problems += _isolator_problems(app.get("isolators"))
+    problems += _annotations_problems(app.get("userAnnotations"), "app.userAnnotations") \
+        if isinstance(app.get("userAnnotations"), list) else \
+        _string_map_problems(app.get("userAnnotations"), "app.userAnnotations")
+    problems += _string_map_problems(app.get("userLabels"), "app.userLabels")
+    handlers = app.get("eventHandlers") or []
+    if not isinstance(handlers, list):
+        problems.append("app.eventHandlers is not a list")
+    else:
+        kinds = [h.get("name") if isinstance(h, Mapping) else None for h in handlers]
+        for kind in kinds:
+            if kind not in EVENT_HANDLERS:
+                problems.append(f"app.eventHandlers: {kind!r} is not one of {', '.join(EVENT_HANDLERS)}")
+        for kind in EVENT_HANDLERS:
+            if kinds.count(kind) > 1:
+                problems.append(f"app.eventHandlers: {kind!r} given twice")
     for kind in ("mountPoints", "ports"):
         items = app.get(kind) or []
         if not isinstance(items, list):
             problems.append(f"app.{kind} is not a list")
             continue
+        for item in items:
+            if not isinstance(item, Mapping):
+                problems.append(f"app.{kind}: {item!r} is not an object")
+            elif kind == "ports" and not (_is_uint(item.get("port"), 1, 65535)
+                                          and isinstance(item.get("protocol", ""), str)
+                                          and _is_uint(item.get("count", 0))
+                                          and isinstance(item.get("socketActivated", False), bool)):
+                problems.append(f"app.ports: {item.get('name')!r}: port 1-65535, protocol, count or "
+                                "socketActivated malformed")
+            elif kind == "mountPoints" and not (isinstance(item.get("path", ""), str)
+                                                and isinstance(item.get("readOnly", False), bool)):
+                problems.append(f"app.mountPoints: {item.get('name')!r}: path or readOnly malformed")
         names = [item.get("name") for item in items if isinstance(item, Mapping)]
         for item_name in names:
             if not isinstance(item_name, str) or not AC_NAME.fullmatch(item_name):
@@ -242,6 +403,8 @@ def inspect_aci(path: str | os.PathLike[str]) -> dict[str, Any]:
     compression = compression_name(head)
     labels = {item["name"]: item["value"] for item in manifest.get("labels") or []
               if isinstance(item, Mapping) and isinstance(item.get("name"), str)}
+    dependencies = manifest.get("dependencies") or []
+    dependencies = [dep for dep in dependencies if isinstance(dep, Mapping)] if isinstance(dependencies, list) else []
     return {
         "path": report.path,
         "name": manifest.get("name"),
@@ -250,8 +413,8 @@ def inspect_aci(path: str | os.PathLike[str]) -> dict[str, Any]:
         "size": os.path.getsize(report.path),
         "compression": compression,
         "entries": report.entries,
-        "layers": 1 + len(manifest.get("dependencies") or []),
-        "dependencies": manifest.get("dependencies") or [],
+        "layers": 1 + len(dependencies),
+        "dependencies": dependencies,
         "manifest": manifest,
         "problems": report.problems,
     }
