@@ -91,7 +91,23 @@ def appc_os_arch(os_name: str, arch: str, variant: str = "") -> tuple[str, str]:
     return os_name, found
 
 
+_NAMED_VARIANT = re.compile(r"v[0-9]{1,3}(?:\.[0-9]{1,3})?", re.ASCII)
+"""A variant a file name may carry (``v3``, ``v8.2``): nothing else of an index's text."""
+
+
 def file_platform_suffix(os_name: str, arch: str, variant: str = "") -> str:
-    """``-<os>-<arch>`` in appc names, for file names of non-host platforms."""
+    """``-<os>-<arch>[-<variant>]`` in appc names, for file names of non-host platforms
+    (decisions.md, "File name"). The variant is added where appc's arch does not carry it
+    (``armv6l`` and ``armv7l`` do) and it is not the architecture's baseline (``amd64``
+    v1, ``arm64`` v8, which :meth:`docker2aci.manifest.Platform.normalised` drops): an
+    index with ``linux/amd64`` and ``linux/amd64/v3`` gives ``-linux-amd64`` and
+    ``-linux-amd64-v3``.
+
+    Raises:
+        BadConfig: the platform is outside appc's table (:func:`appc_os_arch`).
+    """
     appc_os, appc_arch = appc_os_arch(os_name, arch, variant)
-    return f"-{appc_os}-{appc_arch}"
+    variant = (variant or "").lower()
+    named = arch.lower() in _IGNORED_VARIANTS and bool(_NAMED_VARIANT.fullmatch(variant)) \
+        and variant not in ("v1", "v8")
+    return f"-{appc_os}-{appc_arch}" + (f"-{variant}" if named else "")

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from converters.errors import BadConfig
 from converters.manifest import ImageConfig, Naming
-from converters.names import appc_os_arch, is_ac_identifier
+from converters.names import appc_os_arch, file_platform_suffix, is_ac_identifier
 
 from . import __version__, untrustedjson
 from .atomic import make_output_dir, remove_abandoned_in
@@ -518,7 +518,8 @@ def _write_image(display: str, resolved: ResolvedImage, wanted: Platform, option
     for note in image.notes:  # on every path: they are not in the cached record
         log.warning("%s: %s", display, note)
     platform_named = image_platform != Platform.host() or options.platform == ALL_PLATFORMS
-    suffix = f"-{os_arch[0]}-{os_arch[1]}" if platform_named else ""
+    suffix = file_platform_suffix(image_platform.os, image_platform.architecture,
+                                  image_platform.variant) if platform_named else ""
     path = written.claim(os.path.join(options.output_dir, _output_name(options, resolved, os_arch, suffix)), display)
     # A registry's manifest digest pins the image. A local source is cached when its config
     # (verified against its digest) pins every layer through diff_ids; its name may come

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -170,3 +171,53 @@ def test_no_match_lists_what_is_there(platforms: list[dict[str, Any] | None], wa
     assert f"(present: {present})" in str(exc.value)
     assert str(Platform.parse(wanted)) in str(exc.value)
     assert exc.value.source == "test index"
+
+
+@pytest.mark.parametrize(("platform", "suffix"), [
+    pytest.param("linux/amd64", "-linux-amd64", id="amd64"),
+    pytest.param("linux/amd64/v1", "-linux-amd64", id="amd64-v1-is-the-baseline"),
+    pytest.param("linux/amd64/v3", "-linux-amd64-v3", id="amd64-v3-named"),
+    pytest.param("linux/arm64/v8", "-linux-aarch64", id="arm64-v8-is-the-baseline"),
+    pytest.param("linux/arm64/v8.2", "-linux-aarch64-v8.2", id="arm64-v8.2-named"),
+    pytest.param(("linux", "arm64", "../../x"), "-linux-aarch64", id="arm64-odd-variant-never-in-a-file-name"),
+    pytest.param("linux/arm/v6", "-linux-armv6l", id="arm-variant-is-in-the-arch"),
+    pytest.param("linux/arm", "-linux-armv7l", id="bare-arm-is-v7"),
+])
+def test_file_platform_suffix(platform: str | tuple[str, str, str], suffix: str) -> None:
+    """decisions.md ("File name"): ``-<os>-<arch>[-<variant>]``, the variant where appc's
+    arch does not carry it and it is not the baseline (an index's variant may be any
+    text: only ``vN[.M]`` is ever part of a file name)."""
+    from converters.names import file_platform_suffix
+
+    parsed = Platform.parse(platform) if isinstance(platform, str) else Platform.normalised(*platform)
+    assert file_platform_suffix(parsed.os, parsed.architecture, parsed.variant) == suffix
+
+
+def test_platform_all_names_each_variant(tmp_path: Path) -> None:
+    """An index of linux/amd64 and linux/amd64/v3 (an OCI layout built here, as the
+    image-layout and image-index specs lay it out; distributions publish such v3 builds):
+    both were to be written to ``…-linux-amd64.aci`` and ``--platform all`` stopped at
+    the second ("written earlier in the same run")."""
+    import hostilebuild as hb
+
+    import docker2aci
+
+    layout = tmp_path / "layout"
+    layer = hb.tar([hb.dir_("etc"), hb.file("etc/passwd", hb.PASSWD)])
+    entries = []
+    for variant in ("", "v3"):
+        config = hb.image_config([layer], architecture="amd64", **({"variant": variant} if variant else {}))
+        image = hb.oci_layout(layout, [layer], config=config)
+        platform = {"os": "linux", "architecture": "amd64", **({"variant": variant} if variant else {})}
+        entries.append({**image.descriptor(image.manifest, hb.OCI_MANIFEST), "platform": platform})
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                        "manifests": entries}).encode()
+    hb.put_blob(layout, index)
+    hb.write_index(layout, [{"mediaType": "application/vnd.oci.image.index.v1+json", "digest": "sha256:"
+                             + hb.sha256(index), "size": len(index), "annotations": {hb.REF_NAME: "latest"}}])
+
+    acis = docker2aci.convert(f"oci:{layout}", docker2aci.ConvertOptions(
+        output_dir=str(tmp_path / "out"), platform="all", cache_dir=str(tmp_path / "cache")))
+
+    assert sorted(Path(a.path).name for a in acis) == ["layout-latest-linux-amd64-v3.aci",
+                                                      "layout-latest-linux-amd64.aci"]
