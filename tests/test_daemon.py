@@ -4,11 +4,13 @@ in a temporary directory, stopped by PID."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import signal
 import subprocess
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -18,7 +20,7 @@ import pytest
 from services import die_with_pytest
 
 import docker2aci
-from docker2aci.errors import ImageNotFound, OutputError
+from docker2aci.errors import ImageNotFound, OutputError, UsageError
 from runner.linux import root_is_mount_point
 from test_resources import tmpfs  # noqa: F401 (a fixture)
 
@@ -147,3 +149,80 @@ def test_daemon_image_by_id_is_named_by_its_id(dockerd: str, tmp_path: Path,
                                    docker2aci.ConvertOptions(output_dir=str(tmp_path / image_id[:8])))
         assert aci.name == "sha256-3655964a1898" and Path(aci.path).name == "sha256-3655964a1898.aci"
         assert "version" not in aci.labels
+
+
+def test_a_name_without_tag_exports_only_its_latest_tag(
+        dockerd: str, tmpfs: Callable[[str, str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``docker save NAME`` exports every tag of the repository: ``docker-daemon:NAME``
+    (NAME:latest) spooled them all, here 8 MB more for a 2 MB image, and a --tmp-dir the
+    image fits in was full."""
+    import docker
+
+    monkeypatch.setenv("DOCKER_HOST", dockerd)
+    client = docker.DockerClient(base_url=dockerd, version="auto")
+    try:
+        big = tmp_path / "big.tar"
+        with tarfile.open(big, "w") as tar:
+            info = tarfile.TarInfo("big.bin")
+            info.size = 8 << 20
+            tar.addfile(info, io.BytesIO(os.urandom(info.size)))
+        client.api.import_image_from_file(str(big), repository="test/busybox", tag="big")
+        spool = tmpfs("spool", "4m")
+        [aci] = docker2aci.convert("docker-daemon:test/busybox",
+                                   docker2aci.ConvertOptions(output_dir=str(tmp_path / "out"), tmp_dir=str(spool)))
+        assert aci.name == "test/busybox" and aci.labels["version"] == "latest"
+        annotations = {a["name"]: a["value"] for a in aci.manifest["annotations"]}
+        assert annotations["appc.io/docker/imageid"] == CONFIG_DIGEST
+        with pytest.raises(ImageNotFound, match="the engine has no image 'test/nothing:latest'"):
+            docker2aci.convert("docker-daemon:test/nothing", docker2aci.ConvertOptions(output_dir=str(tmp_path)))
+    finally:
+        client.images.remove("test/busybox:big")
+        client.close()
+
+
+def test_image_flag_is_refused_for_an_engine_image(dockerd: str, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--image`` picked another tag out of the repository's export and labelled it with
+    the tag typed (the image of test/busybox:other written as test-busybox-latest.aci)."""
+    import docker
+
+    monkeypatch.setenv("DOCKER_HOST", dockerd)
+    client = docker.DockerClient(base_url=dockerd, version="auto")
+    try:
+        client.images.get("test/busybox:latest").tag("test/busybox", "other")
+        with pytest.raises(UsageError, match="flag --image works only with files"):
+            docker2aci.convert("docker-daemon:test/busybox",
+                               docker2aci.ConvertOptions(output_dir=str(tmp_path), image="test/busybox:other"))
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        client.images.remove("test/busybox:other")
+        client.close()
+
+
+def test_daemon_image_by_digest(dockerd: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``docker-daemon:NAME@DIGEST`` (a pushed or pulled image): the engine exports it with
+    no RepoTags, which was 'no image ...; present: sha256:3655...'. Named by the reference,
+    without a version label, as a registry pull by digest."""
+    import docker
+    from services import REGISTRY_BIN, require_tools, run_registry
+
+    require_tools(REGISTRY_BIN)
+    monkeypatch.setenv("DOCKER_HOST", dockerd)
+    client = docker.DockerClient(base_url=dockerd, version="auto")
+    with run_registry(tmp_path / "registry") as registry:
+        repo = f"{registry.host}/test/busybox"
+        try:
+            client.images.get("test/busybox:latest").tag(repo, "latest")
+            client.images.push(repo, tag="latest")  # 127.0.0.0/8 is an insecure registry by default
+            [digested] = [d for d in client.images.get(f"{repo}:latest").attrs["RepoDigests"] if d.startswith(repo)]
+            [aci] = docker2aci.convert(f"docker-daemon:{digested}",
+                                       docker2aci.ConvertOptions(output_dir=str(tmp_path / "out")))
+        finally:
+            client.images.remove(f"{repo}:latest")
+            client.close()
+    assert aci.name == "test/busybox" and "version" not in aci.labels
+    assert Path(aci.path).name == "test-busybox.aci"
+    annotations = {a["name"]: a["value"] for a in aci.manifest["annotations"]}
+    assert annotations["appc.io/docker/originalname"] == digested
+    assert annotations["appc.io/docker/imageid"] == CONFIG_DIGEST
+    assert "appc.io/docker/tag" not in annotations

@@ -343,16 +343,23 @@ def test_two_images_of_one_platform_in_index_json_are_still_two_images(tmp_path:
         convert(f"oci:{tmp_path / 'layout'}", tmp_path / "out")
 
 
-def test_two_images_of_one_run_never_share_a_file(tmp_path: Path) -> None:
-    """An index whose entries differ only in what appc cannot name (amd64 and amd64/v3) would
-    write one file twice: that is an error naming both, and the first file stays."""
+@pytest.mark.parametrize(("second", "outcome"), [
+    pytest.param({"architecture": "amd64", "variant": "v3"}, ["layout-multi-linux-amd64-v3.aci",
+                                                              "layout-multi-linux-amd64.aci"], id="variant-named"),
+    # an entry that says arm64 for this amd64 image: named by its config, as the first
+    pytest.param({"architecture": "arm64", "variant": "x-odd"}, None, id="same-file-name-twice"),
+])
+def test_two_images_of_one_run_never_share_a_file(tmp_path: Path, second: dict, outcome: list[str] | None) -> None:
+    """Two entries of an index for one image: a variant appc's arch does not carry is part
+    of the file name (decisions.md); entries that would write one file twice are an error
+    naming both, and the first file stays."""
     layout = tmp_path / "layout"
     shutil.copytree(IMAGES / "oci-layout", layout)
     entry = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": MANIFEST_DIGEST, "size": 0}
     entry["size"] = (layout / "blobs" / "sha256" / MANIFEST_DIGEST.split(":")[1]).stat().st_size
     index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
         {**entry, "platform": {"os": "linux", "architecture": "amd64"}},
-        {**entry, "platform": {"os": "linux", "architecture": "amd64", "variant": "v3"}}]}
+        {**entry, "platform": {"os": "linux", **second}}]}
     blob = json.dumps(index).encode()
     digest = hashlib.sha256(blob).hexdigest()
     (layout / "blobs" / "sha256" / digest).write_bytes(blob)
@@ -360,6 +367,37 @@ def test_two_images_of_one_run_never_share_a_file(tmp_path: Path) -> None:
         "mediaType": index["mediaType"], "digest": f"sha256:{digest}", "size": len(blob),
         "annotations": {"org.opencontainers.image.ref.name": "multi"}}]}))
     out = tmp_path / "out"
-    with pytest.raises(docker2aci.errors.OutputError, match=r"linux/amd64/v3.*linux/amd64\).*layout-multi-linux-amd64"):
+    if outcome is not None:
+        docker2aci.convert(f"oci:{layout}:multi", docker2aci.ConvertOptions(output_dir=str(out), platform="all"))
+        assert sorted(p.name for p in out.iterdir()) == outcome
+        return
+    with pytest.raises(docker2aci.errors.OutputError, match=r"linux/arm64/x-odd.*linux/amd64\).*layout-multi-linux-amd64"):
         docker2aci.convert(f"oci:{layout}:multi", docker2aci.ConvertOptions(output_dir=str(out), platform="all"))
     assert [p.name for p in out.iterdir()] == ["layout-multi-linux-amd64.aci"]
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["tar", "gzip"])
+def test_a_docker_save_read_from_a_pipe_is_the_file_s_conversion(tmp_path: Path, compressed: bool) -> None:
+    """``docker save IMAGE | docker2aci docker-archive:/dev/stdin``: a pipe cannot be read
+    in place (it was 'cannot read archive: [Errno 29] Illegal seek'); it is spooled once."""
+    import threading
+
+    data = (IMAGES / "docker-save-dockerd.tar").read_bytes()
+    if compressed:
+        data = gzip.compress(data)
+    r, w = os.pipe()
+
+    def feed() -> None:
+        with open(w, "wb") as f:
+            f.write(data)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    try:
+        piped = convert(f"docker-archive:/dev/fd/{r}", tmp_path / "piped")
+    finally:
+        os.close(r)
+        feeder.join()
+    from_file = convert(str(IMAGES / "docker-save-dockerd.tar"), tmp_path / "file")
+    assert Path(piped.path).name == "test-busybox-latest.aci"
+    assert Path(piped.path).read_bytes() == Path(from_file.path).read_bytes()

@@ -5,6 +5,9 @@ in large chunks, with no read timeout, into a file without a name (freed even if
 process is killed), which the ``docker save``
 reader then reads: the engine sends ``manifest.json`` last, so one pass is not possible
 (public case 39).
+
+A name without tag or digest is asked for as ``NAME:latest``: the engine would export
+every tag of the repository (``docker save NAME``), all of them spooled for one image.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from ..atomic import anonymous_file, temp_dir_name
-from ..errors import ImageNotFound, InvalidReference, OutputError, SourceError
+from ..errors import ImageNotFound, InvalidReference, OutputError, SourceError, UsageError
 from ..manifest import Platform
 from ..reference import ImageRef
 from .archive import DockerArchive
@@ -47,9 +50,12 @@ class DaemonSource:
         self.display = f"docker-daemon:{name}"
         self.name = name
         self.ref: ImageRef | None = None  # None: an image ID, named by what the export says
+        self.engine_name = name
         if not _IMAGE_ID.fullmatch(name):
             try:
                 self.ref = ImageRef.parse(name)
+                if ImageRef.parse(name, default_tag=False).tag is None and self.ref.digest is None:
+                    self.engine_name = f"{name}:latest"  # not the whole repository
             except InvalidReference as err:
                 raise SourceError(self.display, str(err)) from err
         spool = self._export(tmp_dir)
@@ -71,14 +77,14 @@ class DaemonSource:
             client.close()
             raise
         try:
-            for chunk in client.api.get_image(self.name, chunk_size=EXPORT_CHUNK):
+            for chunk in client.api.get_image(self.engine_name, chunk_size=EXPORT_CHUNK):
                 with _spooling(self.display, tmp_dir):
                     spool.write(chunk)
             with _spooling(self.display, tmp_dir):
                 spool.flush()
         except docker.errors.NotFound as err:
             spool.close()
-            raise ImageNotFound(self.display, f"the engine has no image {self.name!r}") from err
+            raise ImageNotFound(self.display, f"the engine has no image {self.engine_name!r}") from err
         except (docker.errors.DockerException, OSError) as err:
             spool.close()
             raise SourceError(self.display, f"exporting from the Docker Engine: {err}") from err
@@ -90,8 +96,17 @@ class DaemonSource:
         return spool
 
     def resolve(self, selector: str | None, platform: Platform) -> ResolvedImage:
-        """See :meth:`ImageSource.resolve`; the image is named by the reference as typed."""
-        resolved = self._archive.resolve(selector or (self.name if self.ref else None), platform)
+        """See :meth:`ImageSource.resolve`; the image is named by the reference as typed.
+
+        Raises:
+            UsageError: a selector was given (``--image`` is for files: the export holds
+                only the image named).
+        """
+        if selector is not None:
+            raise UsageError("flag --image works only with files.")
+        # NAME@DIGEST: the engine exports that one image untagged (RepoTags null)
+        by_name = self.ref is not None and self.ref.digest is None
+        resolved = self._archive.resolve(self.name if by_name else None, platform)
         if self.ref is None:
             return resolved
         name = dataclasses.replace(resolved.name, repository=self.ref.repository, tag=self.ref.tag,

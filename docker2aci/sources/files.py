@@ -3,7 +3,9 @@
 Both readers refuse paths that leave their root (absolute, ``..``), follow at most a few
 symlinks and only inside the root, and hand out independent streams (safe to use from
 several threads). A compressed archive (``docker save | gzip``) is spooled once,
-decompressed, to a file without a name.
+decompressed, to a file without a name; so is an archive read from a pipe
+(``docker save IMAGE | docker2aci docker-archive:/dev/stdin``), which cannot be read
+in place.
 """
 
 from __future__ import annotations
@@ -17,14 +19,16 @@ from typing import BinaryIO, Protocol
 from converters.rootfs import open_tar
 from converters.tarpaths import EscapingPath, clean_member_name, join
 
-from ..atomic import anonymous_file
-from ..errors import ImageNotFound, SourceError, UnsupportedMediaType
+from ..atomic import anonymous_file, temp_dir_name
+from ..errors import ImageNotFound, OutputError, SourceError, UnsupportedMediaType
 from ..layers import decompress_into, sniff_encoding
 from ..limits import read_at_most
 
 READ_BUFFER = 64 << 10
 """Read-ahead of an archive member's stream (bytes): small, because the squash reads a
 layer in place with a seek to every tar header; large reads bypass it."""
+SPOOL_CHUNK = 4 << 20
+"""Bytes per read of an archive that is spooled as it is (a pipe)."""
 MAX_LINK_HOPS = 8
 """Symlinks followed when a metadata or layer path in an archive is a link."""
 
@@ -146,6 +150,20 @@ class _Window(io.RawIOBase):
         super().close()
 
 
+def _sniff(head: bytes, display: str) -> str:
+    """The encoding of an archive from its first 512 bytes (``tar``, ``empty``, or a
+    compression).
+
+    Raises:
+        SourceError: neither a tar nor a compressed one.
+    """
+    try:
+        return sniff_encoding(head, display)
+    except UnsupportedMediaType:
+        raise SourceError(display, "not an image archive (a docker save or OCI archive): neither a tar "
+                          "nor a gzip, zstd, bzip2 or xz compressed one") from None
+
+
 class TarTree(_BaseTree):
     """Files inside a tar archive (``docker save``, oci-archive), read in place.
 
@@ -178,11 +196,10 @@ class TarTree(_BaseTree):
         try:
             if self._file is None:
                 self._file = open(path, "rb")  # noqa: SIM115 (closed by close())
-            try:
-                encoding = sniff_encoding(os.pread(self._file.fileno(), 512, 0), display)
-            except UnsupportedMediaType:
-                raise SourceError(display, "not an image archive (a docker save or OCI archive): neither a tar "
-                                  "nor a gzip, zstd, bzip2 or xz compressed one") from None
+            mode = os.fstat(self._file.fileno()).st_mode
+            if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):  # a pipe: no pread, no seek
+                self._file = self._spooled(self._file, tmp_dir)
+            encoding = _sniff(os.pread(self._file.fileno(), 512, 0), display)
             if encoding not in ("tar", "empty"):
                 self._file = self._decompress(self._file, encoding, tmp_dir, max_size)
             self._members: dict[str, tarfile.TarInfo] = {}
@@ -200,6 +217,33 @@ class TarTree(_BaseTree):
         except BaseException:
             self.close()
             raise
+
+    def _spooled(self, stream: BinaryIO, tmp_dir: str | None) -> BinaryIO:
+        """Copy a stream that cannot be read in place into a spool without a name; the
+        stream is closed either way.
+
+        Raises:
+            SourceError: its first bytes are neither a tar nor a compressed one.
+            OutputError: the spool cannot be written (naming the directory).
+            OSError: the stream cannot be read.
+        """
+        with stream:
+            chunk = stream.read(SPOOL_CHUNK)
+            _sniff(chunk[:512], self.display)  # not an archive: said before spooling all of it
+            spool = anonymous_file(tmp_dir, f"reading {self.display}")
+            try:
+                while chunk:
+                    try:
+                        spool.write(chunk)
+                    except OSError as err:
+                        raise OutputError(f"spooling {self.display} into {temp_dir_name(tmp_dir)}: "
+                                          f"{err.strerror or err}") from err
+                    chunk = stream.read(SPOOL_CHUNK)
+                spool.flush()
+            except BaseException:
+                spool.close()
+                raise
+        return spool
 
     def _decompress(self, compressed: BinaryIO, encoding: str, tmp_dir: str | None,
                     max_size: int | None) -> BinaryIO:
