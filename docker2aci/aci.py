@@ -21,6 +21,7 @@ import gzip
 import hashlib
 import io
 import lzma
+import os
 import tarfile
 from typing import IO, Any, Callable, Iterator, Protocol
 
@@ -199,8 +200,8 @@ def writing_aci(path: str, manifest: bytes, rootfs: RootfsWriter, compression: C
     """Write an ACI that is renamed into place only when the ``with`` block ends without
     error (:func:`write_aci`'s arguments): several files can be published together, or
     none of them (``--nosquash``: a chain whose top failed leaves the files it would have
-    replaced as they were). While the block runs, the file is complete and only its
-    temporary file stays open: the compressor, the image-ID and sync-ahead threads and
+    replaced as they were). While the block runs, the file is complete and synced, and only
+    its temporary file stays open: the compressor, the image-ID and sync-ahead threads and
     their buffers are gone (a chain of many layers holds one open file each, not one
     writer each: idle threads kept their malloc arenas, about 5 MB a layer).
 
@@ -213,9 +214,13 @@ def writing_aci(path: str, manifest: bytes, rootfs: RootfsWriter, compression: C
     """
     in_block = False  # what the caller's block raises is the caller's, not this file's
     try:
-        with atomic_file(path, 0o644) as (_, raw):
+        # synced here, not when renamed: a full disk or a write-back error met by the last
+        # bytes fails this file before any file of the set is published
+        with atomic_file(path, 0o644, sync=False) as (_, raw):
             with syncing_ahead(raw):
                 image_id = _write_tar(path, raw, manifest, rootfs, compression, level, file_hash)
+            raw.flush()
+            os.fsync(raw.fileno())
             in_block = True
             yield image_id
             in_block = False

@@ -63,9 +63,11 @@ class SeveralImages(SourceError):
 
     def __init__(self, source: str, names: list[str]) -> None:
         listing = "\n".join(printable(name) for name in names)  # one line each, whatever a name holds
+        # shown unindented (cli): the source (a path may hold a newline) is one line too
         super().__init__(
-            source, f"several images found, use option --image with one of:\n\n{listing}"
+            printable(source), f"several images found, use option --image with one of:\n\n{listing}"
         )
+        self.source = source
         self.names = list(names)
 
 

@@ -656,10 +656,11 @@ def _write_unsquashed(display: str, resolved: ResolvedImage, wanted: Platform, o
 
     image = _prepare(display, resolved, wanted, options)
     warnings = list(image.notes)
-    os_name, arch = image.os_arch
+    # -<os>-<arch>[-<variant>], as a squashed ACI's (amd64 and amd64/v3 are two chains)
+    platform = file_platform_suffix(image.platform.os, image.platform.architecture, image.platform.variant)
     count = len(image.blobs)
     paths = [written.claim(os.path.join(options.output_dir, aci_file_name(
-        resolved.name.repository, resolved.name.tag, f"-{os_name}-{arch}-{count - 1 - index}")), display)
+        resolved.name.repository, resolved.name.tag, f"{platform}-{count - 1 - index}")), display)
         for index in range(count)]
     layer_ids = [blob.diff_id or blob.digest or Digest.of_bytes(blob.what.encode()) for blob in image.blobs]
     naming = _naming(resolved, options.ac_name)

@@ -11,6 +11,7 @@ the first two let the others out as tracebacks.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from typing import Any
 
@@ -29,6 +30,15 @@ def _no_constant(constant: str) -> Any:
     raise BadJSON(f"{constant} is not JSON (RFC 8259 has no NaN or Infinity)")
 
 
+def _finite(number: str) -> float:
+    """A number whose float is finite: ``1e400`` reads as Infinity, which would be written
+    back as ``Infinity``, not JSON."""
+    value = float(number)
+    if math.isinf(value):
+        raise BadJSON(f"{number[:20]} is too large for a 64-bit float: it reads as Infinity, which is not JSON")
+    return value
+
+
 def loads(untrusted: bytes | str, *, allow_nan: bool = True) -> Any:
     """Parse one JSON document (RFC 8259; bytes are decoded as UTF-8, or UTF-16/32 when
     they start so, as :func:`json.loads` does).
@@ -41,11 +51,13 @@ def loads(untrusted: bytes | str, *, allow_nan: bool = True) -> Any:
 
     Raises:
         BadJSON: not JSON, not text, an integer longer than Python's conversion limit, or
-            nested too deeply for the interpreter's stack; a NaN or an Infinity unless
-            ``allow_nan``.
+            nested too deeply for the interpreter's stack; a NaN or an Infinity (also a
+            number too large for a float, ``1e400``) unless ``allow_nan``.
     """
     try:
-        return json.loads(untrusted) if allow_nan else json.loads(untrusted, parse_constant=_no_constant)
+        if allow_nan:
+            return json.loads(untrusted)
+        return json.loads(untrusted, parse_constant=_no_constant, parse_float=_finite)
     except BadJSON:
         raise
     except json.JSONDecodeError as err:

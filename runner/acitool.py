@@ -19,6 +19,7 @@ import tarfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from converters.manifest import is_rfc3339
 from docker2aci.errors import RunnerError
@@ -280,9 +281,18 @@ def _annotations_problems(annotations: object, where: str) -> list[str]:
         value = item["value"]
         if item.get("name") == "created" and not is_rfc3339(value):
             problems.append(f"{where}: created {value!r} is not an RFC 3339 date")
-        if item.get("name") in ("homepage", "documentation") and not value.startswith(("http://", "https://")):
+        if item.get("name") in ("homepage", "documentation") and _url_scheme(value) not in ("http", "https"):
             problems.append(f"{where}: {item['name']} {value!r} is not an http or https URL")
     return problems
+
+
+def _url_scheme(value: str) -> str:
+    """The scheme of a URL, lower-cased, as Go's ``url.Parse`` (appc's check) reads it
+    (``HTTPS://host`` and the opaque ``http:host`` are http URLs); ``""`` when it has none."""
+    try:
+        return urlsplit(value).scheme
+    except ValueError:
+        return ""
 
 
 def _string_map_problems(value: object, where: str) -> list[str]:
@@ -294,6 +304,11 @@ def _string_map_problems(value: object, where: str) -> list[str]:
 
 def _is_uint(value: object, low: int = 0, high: int | None = None) -> bool:
     return type(value) is int and value >= low and (high is None or value <= high)
+
+
+def _port_range_fits(port: int, count: object) -> bool:
+    """Whether ``count`` ports from ``port`` end by 65535 (a count of 0 is 1, as appc reads it)."""
+    return type(count) is not int or port + max(count, 1) <= 65536
 
 
 def _is_quantity(value: object) -> bool:
@@ -346,9 +361,7 @@ def _app_problems(app: Mapping[str, Any]) -> list[str]:
         problems.append(f"app.workingDirectory {cwd!r} is not an absolute path")
     problems += _pairs_problems(app.get("environment"), "app.environment", ENV_NAME, "an environment variable name")
     problems += _isolator_problems(app.get("isolators"))
-    problems += _annotations_problems(app.get("userAnnotations"), "app.userAnnotations") \
-        if isinstance(app.get("userAnnotations"), list) else \
-        _string_map_problems(app.get("userAnnotations"), "app.userAnnotations")
+    problems += _string_map_problems(app.get("userAnnotations"), "app.userAnnotations")  # a map, unlike annotations
     problems += _string_map_problems(app.get("userLabels"), "app.userLabels")
     handlers = app.get("eventHandlers") or []
     if not isinstance(handlers, list):
@@ -372,6 +385,7 @@ def _app_problems(app: Mapping[str, Any]) -> list[str]:
             elif kind == "ports" and not (_is_uint(item.get("port"), 1, 65535)
                                           and isinstance(item.get("protocol", ""), str)
                                           and _is_uint(item.get("count", 0))
+                                          and _port_range_fits(item["port"], item.get("count", 0))
                                           and isinstance(item.get("socketActivated", False), bool)):
                 problems.append(f"app.ports: {item.get('name')!r}: port 1-65535, protocol, count or "
                                 "socketActivated malformed")

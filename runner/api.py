@@ -174,9 +174,11 @@ def run_aci(
     stage = choose_stage(stage)
     _check_insecure_options(insecure_options)
     isolation = isolation or Isolation()
-    if stage == "fly" and isolation.given():  # a limit asked for and silently not applied misleads
+    # a limit asked for and silently not applied misleads; --net host is what fly does
+    ignored = [option for option in isolation.given() if option != "--net" or isolation.net != "host"]
+    if stage == "fly" and ignored:
         logger.warning("%s ignored: the fly stage has no isolation (the host's network and host name, "
-                       "no limits); use --stage=isolated", ", ".join(isolation.given()))
+                       "no limits); use --stage=isolated", ", ".join(ignored))
     runtime = None
     if stage == "isolated":
         from runner.isolated import available_runtime

@@ -140,6 +140,10 @@ def test_a_converted_aci_is_valid_and_inspected(converted: Path) -> None:
      "manifest: app.eventHandlers: 'pre-start' given twice", False),
     ([ROOTFS], {**MANIFEST, "app": {**APP, "userLabels": {"a": 1}}},
      "manifest: app.userLabels is not an object of strings", False),
+    ([ROOTFS], {**MANIFEST, "app": {**APP, "userAnnotations": [{"name": "a", "value": "b"}]}},
+     "manifest: app.userAnnotations is not an object of strings", False),
+    ([ROOTFS], {**MANIFEST, "app": {**APP, "ports": [{"name": "http", "protocol": "tcp", "port": 65535, "count": 5}]}},
+     "manifest: app.ports: 'http': port 1-65535, protocol, count or socketActivated malformed", False),
     # render refuses a hard link out of rootfs/ (actool lets it through): validate says so
     ([ROOTFS, ("rootfs/h", tarfile.LNKTYPE, "manifest")], MANIFEST,
      "entry 'rootfs/h': hard link to 'manifest', which is not a file of rootfs/", True),
@@ -179,6 +183,19 @@ def test_a_valid_manifest_with_every_field_is_valid(tmp_path: Path, kind: str) -
     aci.write_bytes({"gzip": gzip.compress, "bzip2": bz2.compress, "xz": lzma.compress, "none": bytes}[kind](raw))
     result = _cli("validate", "--json", str(aci))
     assert json.loads(result.stdout)["problems"] == [] and result.returncode == 0
+    if ACTOOL is not None:
+        verdict = subprocess.run([ACTOOL, "validate", str(aci)], capture_output=True, text=True, check=False)
+        assert verdict.returncode == 0, verdict.stderr
+
+
+@pytest.mark.parametrize("url", ["HTTPS://example.com/", "Http://example.com/docs", "http:example.com"])
+def test_a_homepage_is_an_http_url_as_go_reads_one(tmp_path: Path, url: str) -> None:
+    """actool reads the scheme with Go's url.Parse, which lower-cases it and takes an
+    opaque URL: these are valid (validate called them 'not an http or https URL')."""
+    aci = _aci(tmp_path / "url.aci", [ROOTFS], {**MANIFEST, "annotations": [{"name": "homepage", "value": url},
+                                                                             {"name": "documentation", "value": url}]})
+    result = _cli("validate", str(aci))
+    assert result.returncode == 0, result.stdout
     if ACTOOL is not None:
         verdict = subprocess.run([ACTOOL, "validate", str(aci)], capture_output=True, text=True, check=False)
         assert verdict.returncode == 0, verdict.stderr

@@ -9,6 +9,7 @@ links across layers, a directory replaced by a symlink, setuid, xattrs) and the
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -400,3 +401,30 @@ def test_a_long_chain_takes_no_more_memory_than_a_short_one(tmp_path: Path) -> N
     long = peak_rss_growth_kib(_save_of(24, tmp_path), tmp_path / "long", squash=False, allow_refusal=False)
     assert len(os.listdir(tmp_path / "long")) == 24
     assert long - short < 12 << 10, (short, long)  # KiB
+
+
+def test_a_file_that_cannot_be_synced_leaves_the_chain_it_would_replace(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A full disk or a write-back error while the files are synced (the last buffered
+    # bytes are written then): each file was synced only when it was renamed, top first,
+    # so the new top replaced the old one before the layer below it failed, and the
+    # chain left depended on a base that was never published
+    import docker2aci.atomic
+
+    out = tmp_path / "out"
+    convert(_save_of(3, tmp_path), out, squash=False)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    synced, fsync = [], os.fsync
+
+    def failing_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        if len(synced) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        fsync(fd)
+
+    (tmp_path / "again").mkdir()
+    monkeypatch.setattr(docker2aci.atomic.os, "fsync", failing_fsync)
+    with pytest.raises(docker2aci.errors.OutputError, match="No space left on device"):
+        convert(_save_of(3, tmp_path / "again"), out, squash=False)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -353,6 +353,34 @@ def test_two_images_of_one_run_never_share_a_file(tmp_path: Path, second: dict, 
     """Two entries of an index for one image: a variant appc's arch does not carry is part
     of the file name (decisions.md); entries that would write one file twice are an error
     naming both, and the first file stays."""
+    layout = _layout_of_two_entries(tmp_path, second)
+    out = tmp_path / "out"
+    if outcome is not None:
+        docker2aci.convert(f"oci:{layout}:multi", docker2aci.ConvertOptions(output_dir=str(out), platform="all"))
+        assert sorted(p.name for p in out.iterdir()) == outcome
+        return
+    with pytest.raises(docker2aci.errors.OutputError, match=r"linux/arm64/x-odd.*linux/amd64\).*layout-multi-linux-amd64"):
+        docker2aci.convert(f"oci:{layout}:multi", docker2aci.ConvertOptions(output_dir=str(out), platform="all"))
+    assert [p.name for p in out.iterdir()] == ["layout-multi-linux-amd64.aci"]
+
+
+def test_two_variants_of_one_run_never_share_a_file_with_nosquash(tmp_path: Path) -> None:
+    """--nosquash --platform all on linux/amd64 and linux/amd64/v3: each layer's file name
+    carries the variant as the squashed one does (it stopped at the second image, whose
+    files were the first's names)."""
+    layout = _layout_of_two_entries(tmp_path, {"architecture": "amd64", "variant": "v3"})
+    out = tmp_path / "out"
+    acis = docker2aci.convert(f"oci:{layout}:multi", docker2aci.ConvertOptions(output_dir=str(out), platform="all",
+                                                                                 squash=False))
+    layers = len(acis) // 2
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"layout-multi-linux-amd64-{i}.aci" for i in range(layers)]
+        + [f"layout-multi-linux-amd64-v3-{i}.aci" for i in range(layers)])
+
+
+def _layout_of_two_entries(tmp_path: Path, second: dict) -> Path:
+    """The shared OCI layout, tagged ``multi`` on an index whose two entries (linux/amd64,
+    then linux + ``second``) are its one image."""
     layout = tmp_path / "layout"
     shutil.copytree(IMAGES / "oci-layout", layout)
     entry = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": MANIFEST_DIGEST, "size": 0}
@@ -366,14 +394,7 @@ def test_two_images_of_one_run_never_share_a_file(tmp_path: Path, second: dict, 
     (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [{
         "mediaType": index["mediaType"], "digest": f"sha256:{digest}", "size": len(blob),
         "annotations": {"org.opencontainers.image.ref.name": "multi"}}]}))
-    out = tmp_path / "out"
-    if outcome is not None:
-        docker2aci.convert(f"oci:{layout}:multi", docker2aci.ConvertOptions(output_dir=str(out), platform="all"))
-        assert sorted(p.name for p in out.iterdir()) == outcome
-        return
-    with pytest.raises(docker2aci.errors.OutputError, match=r"linux/arm64/x-odd.*linux/amd64\).*layout-multi-linux-amd64"):
-        docker2aci.convert(f"oci:{layout}:multi", docker2aci.ConvertOptions(output_dir=str(out), platform="all"))
-    assert [p.name for p in out.iterdir()] == ["layout-multi-linux-amd64.aci"]
+    return layout
 
 
 @pytest.mark.parametrize("compressed", [False, True], ids=["tar", "gzip"])
@@ -401,3 +422,15 @@ def test_a_docker_save_read_from_a_pipe_is_the_file_s_conversion(tmp_path: Path,
     from_file = convert(str(IMAGES / "docker-save-dockerd.tar"), tmp_path / "file")
     assert Path(piped.path).name == "test-busybox-latest.aci"
     assert Path(piped.path).read_bytes() == Path(from_file.path).read_bytes()
+
+
+def test_a_terminal_is_no_archive(tmp_path: Path) -> None:
+    """``docker2aci docker-archive:/dev/stdin`` with nothing piped in: standard input is the
+    terminal, which was 'cannot read archive: [Errno 29] Illegal seek'."""
+    controller, terminal = os.openpty()
+    try:
+        with pytest.raises(docker2aci.errors.SourceError, match=r"/dev/fd/\d+: a terminal, not an image archive"):
+            convert(f"docker-archive:/dev/fd/{terminal}", tmp_path / "out")
+    finally:
+        os.close(terminal)
+        os.close(controller)

@@ -116,6 +116,21 @@ def test_the_list_of_images_holds_each_name_on_one_line() -> None:
     assert err.names[1] == "x:1\nError: none"
 
 
+def test_the_source_of_a_list_of_images_cannot_fake_an_error_line(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """The list of images is shown unindented; the archive's path before it (a file name
+    may hold a newline) is one line all the same: its second line began as a line of its own."""
+    config = hb.image_config([BASE])
+    one = {"Config": hb.sha256(config) + ".json", "RepoTags": ["a/b:1"], "Layers": []}
+    archive = tmp_path / "x\nError: none, all good.tar"
+    archive.write_bytes(hb.docker_save([BASE], config=config, manifest=[one, {**one, "RepoTags": ["c/d:2"]}]))
+    assert cli.main(["--output-dir", str(tmp_path), "--cache-dir", str(tmp_path / "cache"),
+                     f"docker-archive:{archive}"]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"Error: conversion error: docker-archive:{tmp_path}/x\\nError: none, all good.tar: several "
+                   "images found, use option --image with one of:\n\na/b:1\nc/d:2\n")
+
+
 def test_a_logged_value_cannot_fake_a_log_line() -> None:
     """A value a message quotes (a media type, a label) that holds a newline: its second
     line began as a log line of its own."""

@@ -50,3 +50,13 @@ def _nested(depth: int) -> list:
 ], ids=["bytes", "str", "utf-16", "nested-500"])
 def test_documents_parse_as_json_loads_parses_them(doc: bytes | str, value: object) -> None:
     assert loads(doc) == value
+
+
+@pytest.mark.parametrize("doc", [b'{"x": NaN}', b'{"x": -Infinity}', b'{"x": 1e400}', b'[-1.5e999]'],
+                         ids=["nan", "infinity", "overflow", "negative-overflow"])
+def test_no_infinity_is_read_when_it_would_not_be_written_back_as_json(doc: bytes) -> None:
+    """``allow_nan=False`` (an ACI's manifest, which render writes out again): a number
+    past a float's range read as Infinity, and came out as ``Infinity``, not JSON."""
+    with pytest.raises(BadJSON, match="Infinity"):
+        loads(doc, allow_nan=False)
+    assert loads(b'[1e308, -2.5e-400]', allow_nan=False) == [1e308, -0.0]

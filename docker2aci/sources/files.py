@@ -199,6 +199,9 @@ class TarTree(_BaseTree):
             mode = os.fstat(self._file.fileno()).st_mode
             if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):  # a pipe: no pread, no seek
                 self._file = self._spooled(self._file, tmp_dir)
+            elif stat.S_ISCHR(mode) and os.isatty(self._file.fileno()):  # /dev/stdin with nothing piped in
+                raise SourceError(display, "a terminal, not an image archive: pipe one in "
+                                  "(docker save IMAGE | docker2aci docker-archive:/dev/stdin)")
             encoding = _sniff(os.pread(self._file.fileno(), 512, 0), display)
             if encoding not in ("tar", "empty"):
                 self._file = self._decompress(self._file, encoding, tmp_dir, max_size)

@@ -410,3 +410,6 @@ def test_isolation_options_ignored_by_fly_are_named(build_aci: BuildAci, tmp_pat
 
     assert limited == 0
     assert "--net, --memory ignored: the fly stage has no isolation" in caplog.text
+    caplog.clear()
+    host = run_aci(aci, work_dir=tmp_path, insecure_options={"image"}, stage="fly", isolation=Isolation(net="host"))
+    assert (host, caplog.text) == (0, "")  # the host's network is what fly gives: nothing ignored
