@@ -286,8 +286,8 @@ def cmd_run(argv: Sequence[str], prog: str) -> int:
         return run_aci(image.aci, extra, exec_override=exec_override, stage=args.stage,
                        insecure_options=insecure, trust_dir=args.trust_dir, isolation=isolation,
                        volumes=volumes, mounts=mounts, set_env=set_env, store_dir=args.cache_dir,
-                       image_id=image.image_id,
-                       overlay=not args.no_overlay, work_dir=args.tmp_dir, display=args.aci)
+                       image_id=image.image_id, overlay=not args.no_overlay, work_dir=args.tmp_dir,
+                       display=args.aci, on_start=image.mark_app_started)
 
     with progress or contextlib.nullcontext():
         return using_converted(args.aci, options, hook, run)

@@ -40,7 +40,7 @@ T = TypeVar("T")
 ACI_SUFFIX = ".aci"
 
 
-@dataclass(frozen=True)
+@dataclass
 class SourceImage:
     """An ACI ready to be verified and rendered.
 
@@ -49,11 +49,18 @@ class SourceImage:
             :func:`converted` block).
         image_id: its image ID when known (a conversion), else ``None``.
         converted: whether it was converted from another kind of source.
+        app_started: set (by :meth:`mark_app_started`) once an app runs from it: a
+            failure after that is never retried on a fresh conversion.
     """
 
     aci: str
     image_id: str | None
     converted: bool
+    app_started: bool = False
+
+    def mark_app_started(self) -> None:
+        """The app is about to start (``run_aci``'s ``on_start``)."""
+        self.app_started = True
 
 
 @dataclass(frozen=True)
@@ -116,14 +123,16 @@ def converted(source: str, options: ConvertOptions | None = None,
         raise UsageError("--platform all converts several images; a run takes one")
     with _work_dir(options.cache_dir or default_store_dir()) as work:
         [aci] = convert(source, dataclasses.replace(options, output_dir=work, cache_local=True), progress)
+        image = SourceImage(aci.path, aci.image_id, converted=True)
         try:
-            yield SourceImage(aci.path, aci.image_id, converted=True)
+            yield image
         except Docker2ACIError as err:
             from .store import damaged_in_cache
 
             # a reused ACI is not hashed when its stamp says it is unchanged: a render or
-            # a signature that fails on it may mean it changed without a trace
-            if aci.reused_from is not None and damaged_in_cache(aci.reused_from):
+            # a signature that fails on it may mean it changed without a trace (never a
+            # failure once an app ran: it would run again)
+            if aci.reused_from is not None and not image.app_started and damaged_in_cache(aci.reused_from):
                 raise DamagedInCache(f"{source}: the conversion cache's copy {aci.reused_from} is damaged "
                                      f"(it no longer has the SHA-256 it was written with): {err}") from err
             if not isinstance(err, VerificationError):
@@ -140,8 +149,8 @@ def converted(source: str, options: ConvertOptions | None = None,
 def using_converted(source: str, options: ConvertOptions | None, progress: ProgressHook | None,
                     use: Callable[[SourceImage], T]) -> T:
     """``use`` the ACI of :func:`converted`; once more, converted again, when it failed on
-    a damaged ACI of the conversion cache (:class:`DamagedInCache`: ``use`` failed before
-    any app ran, since a damaged ACI fails its render or its signature check).
+    a damaged ACI of the conversion cache before any app started from it
+    (:class:`DamagedInCache`; ``use`` marks the start: :meth:`SourceImage.mark_app_started`).
 
     Raises:
         whatever :func:`converted` and ``use`` raise.

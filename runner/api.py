@@ -9,7 +9,7 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,6 +103,7 @@ def run_aci(
     overlay: bool = True,
     dependency_dirs: Sequence[str] = (),
     display: str | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> int:
     """Verify an ACI's signature, take its rendered tree from the tree store (rendering
     it if needed), and run its app on a writable layer of its own; return the app's exit
@@ -156,6 +157,9 @@ def run_aci(
         dependency_dirs: directories searched for the ACIs of dependencies.
         display: how errors name the image (default ``aci_path``), e.g. the source it
             was converted from.
+        on_start: called once the image is verified and rendered and its pod made, just
+            before the stage starts the app: what fails after it is the run's, not the
+            image's (the pre-run hook converts a damaged image again only before it).
 
     Returns:
         The app's exit status (0–255); ``128 + N`` when it was killed by signal ``N``.
@@ -197,6 +201,8 @@ def run_aci(
                     work_dir=work_dir, image_id=image_id, resolver=resolver, display=display) as (tree, chain):
         with open_pod(store.root, tree.rootfs, overlay=overlay,
                       render=functools.partial(render_chain, chain)) as pod:
+            if on_start is not None:
+                on_start()
             try:
                 return _run_in_pod(tree.manifest, pod, app, keep_open=(tree.lock_fd, pod.lock_fd))
             except OSError as err:  # writing the pod's /etc files, the bundle: a full disk

@@ -558,33 +558,68 @@ def test_a_tree_used_in_the_future_is_not_kept_forever_by_grace_zero(tmp_path: P
     assert store.gc(grace_seconds=0).removed == [tree.image_id]
 
 
-def test_a_cached_conversion_damaged_without_a_trace_is_converted_again(tmp_path: Path) -> None:
-    """A cached ACI whose stamp still holds is not hashed when it is reused: one damaged
-    with no trace in ``stat`` (a disk's bit rot; here a byte flipped and the mtime set
-    back) failed every render after, naming a temporary file, and was never replaced.
-    ``fetch`` (and ``run``) now check it when a render fails on it, and convert again."""
+def _damaged_cached_conversion(tmp_path: Path) -> tuple[str, Any, Path, bytes]:
+    """An image converted and fetched, whose cached ACI then had a byte flipped with its
+    mtime kept (a stamp that still holds) and whose tree is gone: ``(source, options,
+    cached ACI, its good bytes)``."""
     from docker2aci.pipeline import ConvertOptions
     from docker2aci.prerun import fetch
 
     source = f"oci-archive:{PROJECT_ROOT.parent / 'shared' / 'images' / 'oci-archive.tar'}"
     options = ConvertOptions(cache_dir=str(tmp_path / "cache"))
     store = tmp_path / "cache"
-
-    def fetched() -> str:
-        return fetch(source, options, store_dir=store, insecure_options=frozenset({"image"})).image_id
-
-    image_id = fetched()
+    fetch(source, options, store_dir=store, insecure_options=frozenset({"image"}))
     [cached] = (tmp_path / "cache" / "conversions").glob("*.aci")
     good = cached.read_bytes()
     info = cached.stat()
     os.utime(cached, ns=(info.st_atime_ns, info.st_mtime_ns - 10 * 10**9))  # settled: its next reuse stamps it
-    assert fetched() == image_id and cached.with_suffix(".stamp").exists()
+    fetch(source, options, store_dir=store, insecure_options=frozenset({"image"}))
+    assert cached.with_suffix(".stamp").exists()
     TreeStore(store).gc(0)  # the next fetch renders again
     info = cached.stat()
     with open(cached, "r+b") as f:
         f.seek(len(good) // 2)
         f.write(bytes([good[len(good) // 2] ^ 0x40]))
     os.utime(cached, ns=(info.st_atime_ns, info.st_mtime_ns))
+    return source, options, cached, good
 
-    assert fetched() == image_id
+
+def test_a_cached_conversion_damaged_without_a_trace_is_converted_again(tmp_path: Path) -> None:
+    """A cached ACI whose stamp still holds is not hashed when it is reused: one damaged
+    with no trace in ``stat`` (a disk's bit rot; here a byte flipped and the mtime set
+    back) failed every render after, naming a temporary file, and was never replaced.
+    ``fetch`` (and ``run``) now check it when a render fails on it, and convert again."""
+    from docker2aci.prerun import fetch
+
+    source, options, cached, good = _damaged_cached_conversion(tmp_path)
+    image = fetch(source, options, store_dir=tmp_path / "cache", insecure_options=frozenset({"image"}))
+    assert image.image_id == compute_image_id(cached)
     assert cached.read_bytes() == good  # converted again, in place
+
+
+def test_a_failure_once_the_app_started_is_never_retried(tmp_path: Path) -> None:
+    """The retry on a damaged cached ACI runs the command again: a failure after the app
+    started (the isolated stage's runtime errors, reported when the app has ended) would
+    have run the app twice (a review's find). Only failures before the start are retried."""
+    from docker2aci.prerun import using_converted
+
+    source, options, _, _ = _damaged_cached_conversion(tmp_path)
+    calls = []
+
+    def started_then_failed(image: Any) -> None:
+        calls.append(image.aci)
+        image.mark_app_started()
+        raise RunnerError("the runtime reported an error after the app ended")
+
+    with pytest.raises(RunnerError, match="after the app ended"):
+        using_converted(source, options, None, started_then_failed)
+    assert len(calls) == 1
+
+    def failed_before_the_start(image: Any) -> str:
+        calls.append(image.aci)
+        if len(calls) == 2:
+            raise RunnerError("rendering it failed")
+        return "ran"
+
+    assert using_converted(source, options, None, failed_before_the_start) == "ran"
+    assert len(calls) == 3
