@@ -87,8 +87,7 @@ def remove_quietly(path: str) -> None:
 
 
 @contextlib.contextmanager
-def atomic_file(dest: str, mode: int, *, replace: bool = True, sync: bool = True,
-                sync_ahead: bool = False) -> Iterator[tuple[str, BinaryIO]]:
+def atomic_file(dest: str, mode: int, *, replace: bool = True, sync: bool = True) -> Iterator[tuple[str, BinaryIO]]:
     """A new file that becomes ``dest`` only when the ``with`` block ends without error.
 
     Args:
@@ -98,10 +97,8 @@ def atomic_file(dest: str, mode: int, *, replace: bool = True, sync: bool = True
         replace: replace an existing ``dest`` atomically; when false, an existing
             ``dest`` is an error (``FileExistsError``) and is left untouched.
         sync: ``fsync`` the file before it is renamed; off only for files whose loss
-            or emptiness after a crash costs nothing but time (memos).
-        sync_ahead: for a large file, write what is written to disk while the file is
-            still being written (:class:`SyncAhead`), so that the last ``fsync`` has
-            little left to wait for.
+            or emptiness after a crash costs nothing but time (memos), or that the
+            caller syncs itself (a large file written under :func:`syncing_ahead`).
 
     Yields:
         ``(temporary path, file open for writing and reading)``; the caller may also
@@ -116,8 +113,7 @@ def atomic_file(dest: str, mode: int, *, replace: bool = True, sync: bool = True
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w+b") as f:
-            with syncing_ahead(f) if sync and sync_ahead else contextlib.nullcontext():
-                yield tmp, f
+            yield tmp, f
             f.flush()
             if sync:
                 os.fsync(f.fileno())

@@ -314,9 +314,9 @@ def _sync_ahead_threads() -> list[str]:
 
 
 def test_a_large_file_is_synced_while_it_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """atomic_file(sync_ahead=True) (the ACI writer's): the file is fdatasync-ed while it is
-    still being written, every SYNC_AHEAD_BYTES, and the thread ends with the block, also
-    when it fails (nothing is left behind then)."""
+    """syncing_ahead (the ACI writer's): the file is fdatasync-ed while it is still being
+    written, every SYNC_AHEAD_BYTES, and the thread ends with the block, also when it
+    fails (nothing is left behind then)."""
     from docker2aci import atomic
 
     synced: list[int] = []
@@ -329,7 +329,7 @@ def test_a_large_file_is_synced_while_it_is_written(tmp_path: Path, monkeypatch:
     monkeypatch.setattr(atomic.os, "fdatasync", spy)
     chunk = os.urandom(4 << 20)
     dest = tmp_path / "big.bin"
-    with atomic_file(str(dest), 0o644, sync_ahead=True) as (_, f):
+    with atomic_file(str(dest), 0o644) as (_, f), atomic.syncing_ahead(f):
         for _ in range(10):  # 40 MiB, with pauses the syncing thread can see
             f.write(chunk)
             f.flush()
@@ -337,7 +337,8 @@ def test_a_large_file_is_synced_while_it_is_written(tmp_path: Path, monkeypatch:
         assert synced, "nothing was synced while the file was written"
         assert all(size >= atomic.SYNC_AHEAD_BYTES for size in synced)
     assert dest.stat().st_size == 40 << 20 and _sync_ahead_threads() == []
-    with pytest.raises(RuntimeError), atomic_file(str(tmp_path / "failed.bin"), 0o644, sync_ahead=True) as (_, f):
+    with pytest.raises(RuntimeError), atomic_file(str(tmp_path / "failed.bin"), 0o644) as (_, f), \
+            atomic.syncing_ahead(f):
         f.write(chunk)
         raise RuntimeError("the writer fails")
     assert _sync_ahead_threads() == [] and sorted(os.listdir(tmp_path)) == ["big.bin"]
@@ -356,7 +357,7 @@ def test_a_write_back_error_met_while_syncing_ahead_fails_the_file(tmp_path: Pat
     monkeypatch.setattr(atomic.os, "fdatasync", failing)
     chunk = os.urandom(4 << 20)
     with pytest.raises(OSError, match="Input/output error"):
-        with atomic_file(str(tmp_path / "big.bin"), 0o644, sync_ahead=True) as (_, f):
+        with atomic_file(str(tmp_path / "big.bin"), 0o644) as (_, f), atomic.syncing_ahead(f):
             for _ in range(6):
                 f.write(chunk)
                 f.flush()
