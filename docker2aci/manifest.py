@@ -354,7 +354,7 @@ def select_platform(index: ImageIndex, wanted: Platform, where: str) -> Descript
         rank = _variant_rank(desc.platform, wanted)
         if rank is not None and (best is None or rank > best[0]):
             best, ties = (rank, desc), []
-        elif best is not None and rank == best[0] and desc.digest != best[1].digest:
+        elif best is not None and rank == best[0] and desc.digest not in (best[1].digest, *(t.digest for t in ties)):
             ties.append(desc)
     if best is None:
         present = ", ".join(str(d.platform) for d in index.manifests if d.platform) or "none"

@@ -146,6 +146,16 @@ def test_no_tie_no_warning(platforms: list[dict[str, Any]], wanted: str, caplog:
     assert caplog.messages == []
 
 
+def test_a_tie_names_each_other_image_once(caplog: pytest.LogCaptureFixture) -> None:
+    first = {"mediaType": OCI_MANIFEST, "size": 100, "digest": "sha256:" + "a" * 64, "platform": P("amd64")}
+    other = {**first, "digest": "sha256:" + "b" * 64}
+    index = parse_index(json.dumps({"schemaVersion": 2, "manifests": [first, other, other]}).encode(), "test index")
+    with caplog.at_level(logging.WARNING, logger="docker2aci.manifest"):
+        select_platform(index, Platform.parse("linux/amd64"), "test index")
+    assert caplog.messages == [f"test index: 2 images for platform linux/amd64; using the first, sha256:{'a' * 64} "
+                               f"(not sha256:{'b' * 64})"]
+
+
 def test_the_same_image_listed_twice_is_no_tie(caplog: pytest.LogCaptureFixture) -> None:
     entry = {"mediaType": OCI_MANIFEST, "size": 100, "digest": "sha256:" + "a" * 64, "platform": P("amd64")}
     index = parse_index(json.dumps({"schemaVersion": 2, "manifests": [entry, entry]}).encode(), "test index")
