@@ -87,7 +87,8 @@ def appc_os_arch(os_name: str, arch: str, variant: str = "") -> tuple[str, str]:
     found = _APPC_ARCH.get((os_name, arch, variant))
     if found is None:
         shown = "/".join(p for p in (os_name, arch, variant) if p)
-        raise BadConfig("architecture", f"platform {shown} has no appc os/arch equivalent")
+        known_os = any(key[0] == os_name for key in _APPC_ARCH)  # the os is at fault (windows), or the arch
+        raise BadConfig("architecture" if known_os else "os", f"platform {shown} has no appc os/arch equivalent")
     return os_name, found
 
 

@@ -554,14 +554,15 @@ def test_appc_os_arch(os_name: str, arch: str, variant: str, expected: tuple[str
     assert appc_os_arch(os_name, arch, variant) == expected
 
 
-@pytest.mark.parametrize("os_name, arch, variant, shown", [
-    pytest.param("linux", "riscv64", "", "linux/riscv64", id="riscv64"),
-    pytest.param("linux", "mips64le", "", "linux/mips64le", id="mips64le"),
-    pytest.param("linux", "arm", "v5", "linux/arm/v5", id="arm-v5"),
-    pytest.param("windows", "amd64", "", "windows/amd64", id="windows"),
-    pytest.param("linux", "", "", "linux", id="empty-arch"),
+@pytest.mark.parametrize("os_name, arch, variant, shown, field", [
+    pytest.param("linux", "riscv64", "", "linux/riscv64", "architecture", id="riscv64"),
+    pytest.param("linux", "mips64le", "", "linux/mips64le", "architecture", id="mips64le"),
+    pytest.param("linux", "arm", "v5", "linux/arm/v5", "architecture", id="arm-v5"),
+    pytest.param("windows", "amd64", "", "windows/amd64", "os", id="windows-the-os-is-at-fault"),
+    pytest.param("linux", "", "", "linux", "architecture", id="empty-arch"),
 ])
-def test_appc_os_arch_unknown_names_platform(os_name: str, arch: str, variant: str, shown: str) -> None:
+def test_appc_os_arch_unknown_names_platform(os_name: str, arch: str, variant: str, shown: str, field: str) -> None:
     with pytest.raises(BadConfig) as exc:
         appc_os_arch(os_name, arch, variant)
     assert f"platform {shown} " in str(exc.value)
+    assert exc.value.field == field
