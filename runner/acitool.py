@@ -216,22 +216,7 @@ def identity_problems(manifest: Mapping[str, Any]) -> list[str]:
 
 
 def _labels_problems(labels: object, where: str) -> list[str]:
-    if labels is None:
-        return []
-    if not isinstance(labels, list):
-        return [f"{where} is not a list"]
-    problems, names = [], set()
-    for item in labels:
-        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str) \
-                or not isinstance(item.get("value"), str):
-            problems.append(f"{where}: {item!r} is not {{name, value}} strings")
-            continue
-        if not AC_NAME.fullmatch(item["name"]):
-            problems.append(f"{where}: label name {item['name']!r} is not an AC name")
-        if item["name"] in names:
-            problems.append(f"{where}: label {item['name']!r} given twice")
-        names.add(item["name"])
-    return problems
+    return _pairs_problems(labels, where, AC_NAME, "an AC name", noun="label", value_required=True)
 
 
 def _label_values_problems(labels: object, where: str) -> list[str]:
@@ -253,22 +238,25 @@ def _label_values_problems(labels: object, where: str) -> list[str]:
     return problems
 
 
-def _pairs_problems(items: object, where: str, name_ok: re.Pattern[str], what: str) -> list[str]:
-    """A list of ``{name, value}`` strings, each name once (annotations, environment)."""
+def _pairs_problems(items: object, where: str, name_ok: re.Pattern[str], what: str, *, noun: str = "",
+                    value_required: bool = False) -> list[str]:
+    """A list of ``{name, value}`` strings, each name once (labels, annotations,
+    environment); ``noun`` names an item in the messages (``label``)."""
     if items is None:
         return []
     if not isinstance(items, list):
         return [f"{where} is not a list"]
+    called = f"{noun} " if noun else ""
     problems, names = [], set()
     for item in items:
         if not isinstance(item, Mapping) or not isinstance(item.get("name"), str) \
-                or not isinstance(item.get("value", ""), str):
+                or not isinstance(item.get("value") if value_required else item.get("value", ""), str):
             problems.append(f"{where}: {item!r} is not {{name, value}} strings")
             continue
         if not name_ok.fullmatch(item["name"]):
-            problems.append(f"{where}: {item['name']!r} is not {what}")
+            problems.append(f"{where}: {called}{'name ' if noun else ''}{item['name']!r} is not {what}")
         if item["name"] in names:
-            problems.append(f"{where}: {item['name']!r} given twice")
+            problems.append(f"{where}: {called}{item['name']!r} given twice")
         names.add(item["name"])
     return problems
 
