@@ -276,6 +276,8 @@ def _invalid_aci() -> Iterator[None]:
     try:
         yield
     except _WHOLE_READ_ERRORS as err:
+        if isinstance(err, OSError) and err.strerror:  # "No such file or directory", not "[Errno 2] ...: 'path'"
+            raise InvalidACI(err.strerror) from err
         raise InvalidACI(str(err) or type(err).__name__) from err
 
 

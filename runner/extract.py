@@ -252,7 +252,8 @@ def errors_named(verb: str, where: str) -> Iterator[None]:
     except RunnerError as err:
         raise RunnerError(f"{verb} {where}: {err}") from err
     except READ_ERRORS as err:
-        raise RunnerError(f"{verb} {where}: {err}") from err
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else err  # not "[Errno 2] ...: 'path'"
+        raise RunnerError(f"{verb} {where}: {reason}") from err
 
 
 def parse_manifest(data: bytes) -> dict[str, Any]:

@@ -246,8 +246,11 @@ def test_a_missing_file_is_reported_as_unreadable_only(tmp_path: Path) -> None:
     missing = tmp_path / "nonexist.aci"
     result = _cli("inspect", str(missing))
     assert result.returncode == 1
-    assert result.stderr.strip() == (f"Error: {missing}: not an ACI: reading {missing}: [Errno 2] "
-                                      f"No such file or directory: '{missing}'")
+    assert result.stderr.strip() == f"Error: {missing}: not an ACI: reading {missing}: No such file or directory"
+    for command in (["validate", str(missing)], ["render", str(missing), str(tmp_path / "out")]):
+        result = _cli(*command)  # Python's "[Errno 2] ...: 'path'" repeated the path
+        assert result.returncode == 1 and "[Errno" not in result.stdout + result.stderr
+        assert f"reading {missing}: No such file or directory" in result.stdout + result.stderr
 
 
 @pytest.mark.skipif(ACTOOL is None, reason="actool is not installed (apt-get install appc-spec)")
