@@ -139,6 +139,29 @@ def test_unreachable_daemon_is_a_clear_error(tmp_path: Path, monkeypatch: pytest
         docker2aci.convert("docker-daemon:busybox", docker2aci.ConvertOptions(output_dir=str(tmp_path)))
 
 
+def test_an_engine_that_never_answers_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An engine that accepts the connection and never answers (a stopped dockerd; here a
+    socket that listens and reads nothing, the fault a running engine cannot be made to
+    show): the conversion hung for good, before any export."""
+    import socket
+
+    from docker2aci.sources import daemon
+
+    silent = socket.socket(socket.AF_UNIX)
+    silent.bind(str(tmp_path / "silent.sock"))
+    silent.listen()
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/silent.sock")
+    monkeypatch.setattr(daemon, "ENGINE_ANSWER_SECONDS", 1.0)
+    started = time.monotonic()
+    try:
+        with pytest.raises(docker2aci.errors.SourceError, match="cannot reach the Docker Engine at unix://"):
+            docker2aci.convert("docker-daemon:busybox", docker2aci.ConvertOptions(output_dir=str(tmp_path / "out")))
+    finally:
+        silent.close()
+    assert time.monotonic() - started < 30
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
 def test_daemon_image_by_id_is_named_by_its_id(dockerd: str, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """``docker save <id>`` exports the image untagged: it is named by its config digest,

@@ -29,6 +29,10 @@ from .files import TarTree
 
 EXPORT_CHUNK = 4 << 20
 """Bytes per read of the engine's export stream."""
+ENGINE_ANSWER_SECONDS = 60.0
+"""How long the engine may take to answer its version check (seconds): one that accepts
+connections but never answers (a stopped dockerd) is an error, not a hang. The export has
+no read timeout: the engine prepares the whole export before it sends a byte."""
 _IMAGE_ID = re.compile(r"(sha256:)?[0-9a-f]{12,64}")
 """An image ID or its prefix, as ``docker save`` takes it."""
 
@@ -66,7 +70,12 @@ class DaemonSource:
         import docker.errors
 
         try:
-            client = docker.from_env(timeout=None)  # no read timeout on the export body
+            probe = docker.from_env(timeout=ENGINE_ANSWER_SECONDS)  # asks the engine's API version
+            try:
+                version = probe.api.api_version
+            finally:
+                probe.close()
+            client = docker.from_env(timeout=None, version=version)  # no read timeout on the export body
         except docker.errors.DockerException as err:
             host = os.environ.get("DOCKER_HOST")
             where = f"at {host} (DOCKER_HOST)" if host else "at unix:///var/run/docker.sock (DOCKER_HOST names another)"
