@@ -347,22 +347,28 @@ def select_platform(index: ImageIndex, wanted: Platform, where: str) -> Descript
         PlatformNotFound: nothing matches; the message lists the platforms present.
     """
     best: tuple[int, Descriptor] | None = None
-    ties: list[Descriptor] = []
+    ties: dict[Digest, None] = {}  # the other images of the best rank, in index order, once each
     for desc in index.manifests:
         if desc.platform is None:
             continue
         rank = _variant_rank(desc.platform, wanted)
         if rank is not None and (best is None or rank > best[0]):
-            best, ties = (rank, desc), []
-        elif best is not None and rank == best[0] and desc.digest not in (best[1].digest, *(t.digest for t in ties)):
-            ties.append(desc)
+            best, ties = (rank, desc), {}
+        elif best is not None and rank == best[0] and desc.digest != best[1].digest:
+            ties[desc.digest] = None
     if best is None:
         present = ", ".join(str(d.platform) for d in index.manifests if d.platform) or "none"
         raise PlatformNotFound(where, f"no image for platform {wanted} (present: {present})")
     if ties:
-        log.warning("%s: %d images for platform %s; using the first, %s (not %s)", where, len(ties) + 1,
-                    best[1].platform, best[1].digest, ", ".join(str(d.digest) for d in ties))
+        named = [str(d) for d in list(ties)[:_TIES_NAMED]]
+        more = f" and {len(ties) - _TIES_NAMED} more" if len(ties) > _TIES_NAMED else ""
+        log.warning("%s: %d images for platform %s; using the first, %s (not %s%s)", where, len(ties) + 1,
+                    best[1].platform, best[1].digest, ", ".join(named), more)
     return best[1]
+
+
+_TIES_NAMED = 3
+"""The most other images of one platform a warning names (a hostile index may list thousands)."""
 
 
 @dataclass(frozen=True)

@@ -156,6 +156,21 @@ def test_a_tie_names_each_other_image_once(caplog: pytest.LogCaptureFixture) -> 
                                f"(not sha256:{'b' * 64})"]
 
 
+def test_an_index_of_many_ties_is_chosen_in_linear_time(caplog: pytest.LogCaptureFixture) -> None:
+    """A 4 MiB index (the manifest limit) of 20,000 images for one platform: the tie check
+    compared each entry with every earlier one (51 s here), and the warning listed them all."""
+    from test_hostile import within
+
+    entries = [{"mediaType": OCI_MANIFEST, "size": 100, "digest": f"sha256:{i:064x}", "platform": P("amd64")}
+               for i in range(20000)]
+    index = parse_index(json.dumps({"schemaVersion": 2, "manifests": entries}).encode(), "test index")
+    with caplog.at_level(logging.WARNING, logger="docker2aci.manifest"):
+        chosen = within(10, select_platform, index, Platform.parse("linux/amd64"), "test index")
+    assert chosen.digest == index.manifests[0].digest
+    assert caplog.messages == [f"test index: 20000 images for platform linux/amd64; using the first, sha256:{0:064x} "
+                               f"(not sha256:{1:064x}, sha256:{2:064x}, sha256:{3:064x} and 19996 more)"]
+
+
 def test_the_same_image_listed_twice_is_no_tie(caplog: pytest.LogCaptureFixture) -> None:
     entry = {"mediaType": OCI_MANIFEST, "size": 100, "digest": "sha256:" + "a" * 64, "platform": P("amd64")}
     index = parse_index(json.dumps({"schemaVersion": 2, "manifests": [entry, entry]}).encode(), "test index")
