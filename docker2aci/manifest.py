@@ -305,11 +305,8 @@ def index_platforms(top: Document, where: str) -> list[Platform] | None:
     not an index (one platform)."""
     if top.kind != "index":
         return None
-    found: list[Platform] = []
-    for desc in parse_index(top.raw, f"{where}: {top.digest}").manifests:
-        if desc.platform is not None and desc.platform not in found:
-            found.append(desc.platform)
-    return found
+    manifests = parse_index(top.raw, f"{where}: {top.digest}").manifests
+    return list(dict.fromkeys(desc.platform for desc in manifests if desc.platform is not None))  # linear
 
 
 def parse_manifest(untrusted: bytes, where: str) -> ImageManifest:

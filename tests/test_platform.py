@@ -171,6 +171,24 @@ def test_an_index_of_many_ties_is_chosen_in_linear_time(caplog: pytest.LogCaptur
                                f"(not sha256:{1:064x}, sha256:{2:064x}, sha256:{3:064x} and 19996 more)"]
 
 
+def test_the_platforms_of_a_large_index_are_listed_in_linear_time() -> None:
+    """``--platform all`` lists an index's platforms once each: a list searched for every
+    entry took 33 s for a 4 MiB index of 17,000 distinct platforms."""
+    from test_hostile import within
+
+    from docker2aci.digest import Digest
+    from docker2aci.manifest import Document, index_platforms
+
+    entries = [{"mediaType": OCI_MANIFEST, "size": 100, "digest": f"sha256:{i:064x}", "platform": P("amd64", f"v{i}")}
+               for i in range(17000)]
+    entries.append(entries[5])
+    raw = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}).encode()
+    index = Document(raw, OCI_INDEX, Digest.parse("sha256:" + hashlib.sha256(raw).hexdigest()), "index")
+    platforms = within(10, index_platforms, index, "test index")
+    assert len(platforms) == 17000
+    assert (str(platforms[5]), str(platforms[-1])) == ("linux/amd64/v5", "linux/amd64/v16999")
+
+
 def test_the_same_image_listed_twice_is_no_tie(caplog: pytest.LogCaptureFixture) -> None:
     entry = {"mediaType": OCI_MANIFEST, "size": 100, "digest": "sha256:" + "a" * 64, "platform": P("amd64")}
     index = parse_index(json.dumps({"schemaVersion": 2, "manifests": [entry, entry]}).encode(), "test index")
