@@ -124,7 +124,8 @@ def run_aci(
     Stages: ``fly`` (chroot in a private mount namespace, host pid and network, like rkt
     fly) and ``isolated`` (pid, mount, uts, ipc and network namespaces, cgroup limits,
     Docker's default capabilities, through an OCI runtime: runc; see
-    :mod:`runner.isolated` and ``isolation``); default :func:`choose_stage`.
+    :mod:`runner.isolated` and ``isolation``); default :func:`choose_stage`. An image whose
+    ``os`` or ``arch`` label is not the host's is run with a warning, as ``docker run`` does.
 
     The command line is ``exec_override + args`` with an override; else ``args`` replace
     Docker's Cmd (``appc.io/docker/entrypoint`` annotation + ``args``); else the
@@ -199,6 +200,7 @@ def run_aci(
     resolver = DirectoryResolver([*dependency_dirs, os.path.dirname(os.path.abspath(aci_path))])
     with open_image(aci_path, store, insecure_options=insecure_options, trust_dir=trust_dir,
                     work_dir=work_dir, image_id=image_id, resolver=resolver, display=display) as (tree, chain):
+        _warn_foreign_platform(tree.manifest, display or os.fspath(aci_path))
         with open_pod(store.root, tree.rootfs, overlay=overlay,
                       render=functools.partial(render_chain, chain)) as pod:
             if on_start is not None:
@@ -272,6 +274,30 @@ def _check_insecure_options(options: frozenset[str]) -> None:
     if unknown:
         raise RunnerError(f"unknown insecure option(s) {', '.join(sorted(unknown))}: "
                           f"choose from {', '.join(sorted(INSECURE_OPTIONS))}")
+
+
+def _warn_foreign_platform(manifest: Mapping[str, Any], shown: str) -> None:
+    """Warn, as ``docker run`` does, when an image's ``os`` or ``arch`` label (appc's
+    names, ``spec/types.md`` "Labels") is not the host's: its programs start only where
+    the kernel runs them natively or an emulator is registered (``binfmt_misc``), and
+    otherwise fail with "Exec format error". The run goes on either way."""
+    from converters.errors import BadConfig
+    from converters.names import appc_os_arch
+    from docker2aci.manifest import Platform
+
+    labels = manifest.get("labels")
+    given = {label["name"]: label.get("value") for label in labels
+             if isinstance(label, dict) and isinstance(label.get("name"), str)} if isinstance(labels, list) else {}
+    host = Platform.host()
+    try:
+        host_os, host_arch = appc_os_arch(host.os, host.architecture, host.variant)
+    except BadConfig:  # a host appc has no name for: nothing to compare with
+        return
+    image_os, image_arch = given.get("os", host_os), given.get("arch", host_arch)
+    if (image_os, image_arch) != (host_os, host_arch):
+        logger.warning("%s: the image's platform (%s/%s) is not this host's (%s/%s): its programs fail to "
+                       "start (\"Exec format error\") unless the kernel runs them or an emulator is "
+                       "registered (binfmt_misc)", shown, image_os, image_arch, host_os, host_arch)
 
 
 @contextlib.contextmanager

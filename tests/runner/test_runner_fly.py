@@ -413,3 +413,37 @@ def test_isolation_options_ignored_by_fly_are_named(build_aci: BuildAci, tmp_pat
     caplog.clear()
     host = run_aci(aci, work_dir=tmp_path, insecure_options={"image"}, stage="fly", isolation=Isolation(net="host"))
     assert (host, caplog.text) == (0, "")  # the host's network is what fly gives: nothing ignored
+
+
+def test_an_image_of_another_platform_is_warned_about_and_still_run(tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """``run`` of an ``arch=aarch64`` ACI on an amd64 host said nothing before the app failed
+    with "Exec format error" (left alone in an earlier review): like ``docker run``, it
+    now warns, naming both platforms, and runs the app anyway (an emulator may be
+    registered); an image of the host's platform, or one without the labels, is quiet."""
+    from runner_aci_helpers import busybox_entries, manifest, write_aci
+
+    from converters.names import appc_os_arch
+    from docker2aci.manifest import Platform
+
+    host = Platform.host()
+    host_os, host_arch = appc_os_arch(host.os, host.architecture, host.variant)
+    other_arch = "aarch64" if host_arch != "aarch64" else "amd64"
+    caplog.set_level(logging.WARNING, logger="runner")
+
+    def run_with(labels: list[dict[str, str]]) -> tuple[int, str]:
+        doc = manifest(_sh("true"))
+        doc["labels"] = labels
+        aci = write_aci(tmp_path / f"image-{len(labels)}-{labels[-1]['value'] if labels else ''}.aci",
+                        busybox_entries(), doc, compression="")
+        caplog.clear()
+        return run_aci(aci, work_dir=tmp_path, insecure_options={"image"}, stage="fly"), caplog.text
+
+    status, text = run_with([{"name": "os", "value": "linux"}, {"name": "arch", "value": other_arch}])
+    assert status == 0
+    assert f"the image's platform (linux/{other_arch}) is not this host's ({host_os}/{host_arch})" in text
+    assert "binfmt_misc" in text
+    assert run_with([{"name": "os", "value": host_os}, {"name": "arch", "value": host_arch}]) == (0, "")
+    assert run_with([]) == (0, "")
+    status, text = run_with([{"name": "os", "value": "freebsd"}])
+    assert status == 0 and f"(freebsd/{host_arch}) is not this host's" in text
