@@ -6,7 +6,7 @@ of directories (the ACI's own directory last, as rkt's ``--local`` fetch and
 ``actool``'s ``--dir`` would): a candidate matches when its manifest has that name,
 every label asked for with the same value, and, when an ``imageID`` is given, that
 image ID (a file that cannot be read whole is no candidate). Several matches without an
-``imageID`` are ambiguous and refused.
+``imageID`` are ambiguous and refused, unless they are copies of one image (one image ID).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class DirectoryResolver:
         """The ACI file of ``dependency``.
 
         Raises:
-            RunnerError: none matches, or several do and no ``imageID`` picks one.
+            RunnerError: none matches, or several images do and no ``imageID`` picks one.
         """
         name = dependency.get("imageName")
         wanted_id = dependency.get("imageID")
@@ -56,9 +56,15 @@ class DirectoryResolver:
         if not matches:
             also = "".join(f"; {self._errors[path]}" for path in unreadable)
             raise RunnerError(f"dependency {described} not found among the ACIs in {where}{also}")
-        if len(matches) > 1 and not isinstance(wanted_id, str):
+        if len(matches) > 1 and not isinstance(wanted_id, str) and not self._one_image(matches):
             raise RunnerError(f"dependency {described} is ambiguous: {', '.join(matches)}")
         return matches[0]
+
+    def _one_image(self, paths: Sequence[str]) -> bool:
+        """Whether ``paths`` all hold one image (copies of it: one image ID), so that no
+        choice among them is made; an unreadable one is another image."""
+        ids = {self._image_id(path) for path in paths}
+        return len(ids) == 1 and None not in ids
 
     def _candidates(self) -> list[str]:
         found = []

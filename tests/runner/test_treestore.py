@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from runner_aci_helpers import (ACTOOL, PROJECT_ROOT, RUNC_MARKS, actool_build, as_nobody, busybox_entries,
@@ -310,6 +311,31 @@ def test_a_missing_or_mismatched_dependency_is_refused(tmp_path: Path) -> None:
         with pytest.raises(RunnerError, match=re.escape(message)):
             with TreeStore(tmp_path / "store").acquire(app, resolver=DirectoryResolver([str(images)])):
                 pass
+
+
+@pytest.mark.skipif(ACTOOL is None, reason="actool is not installed (apt-get install appc-spec)")
+def test_copies_of_one_dependency_are_one_image_and_two_images_are_ambiguous(tmp_path: Path) -> None:
+    """A dependency named without an ``imageID`` that matched a byte-identical copy of
+    itself in another directory was "ambiguous" (left alone in an earlier review): copies
+    of one image are that image; two different images of the name are still refused."""
+    from runner.dependencies import DirectoryResolver
+
+    first, second, other = tmp_path / "first", tmp_path / "second", tmp_path / "other"
+    for directory_ in (first, second, other):
+        directory_.mkdir()
+    base = actool_build(first / "base.aci", manifest(None, name="example.com/base"), {"etc/base.conf": "one"})
+    shutil.copy(base, second / "base-copy.aci")
+    actool_build(other / "base.aci", manifest(None, name="example.com/base"), {"etc/base.conf": "two"})
+    doc = manifest(APP, name="example.com/app")
+    doc["dependencies"] = [{"imageName": "example.com/base"}]
+    app = write_aci(tmp_path / "app.aci", [directory("rootfs")], doc)
+
+    assert DirectoryResolver([str(first), str(second)])(doc["dependencies"][0]) == str(base)
+    with TreeStore(tmp_path / "store").acquire(app, resolver=DirectoryResolver([str(first), str(second)])) as tree:
+        assert Path(tree.rootfs, "etc/base.conf").read_text() == "one"
+    with pytest.raises(RunnerError, match=re.escape(
+            f"dependency example.com/base is ambiguous: {base}, {second / 'base-copy.aci'}, {other / 'base.aci'}")):
+        DirectoryResolver([str(first), str(second), str(other)])(doc["dependencies"][0])
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [
