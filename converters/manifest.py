@@ -201,21 +201,24 @@ def user_group(user_spec: str, passwd: str | None) -> tuple[str, str]:
     ``u:g`` → ``u``/``g`` as written, fields past the second ignored as runc's
     ``parseLine`` and the reference's ``parseDockerUser`` ignore them; ``u`` alone (or
     ``u:``) → the numeric primary gid of ``u`` (by name or uid) from the image's
-    ``/etc/passwd``, else ``0`` (Docker's rule); ``""`` is ``0`` alone (root, with root's
-    primary gid). Names are resolved later by the runner.
+    ``/etc/passwd``, else ``0`` (Docker's rule; a numeric ``u`` is a uid, as runc reads
+    it); ``""`` is ``0``/``0`` (decisions.md). Names are resolved later by the runner.
     """
     user, _, rest = user_spec.partition(":")
     group = rest.partition(":")[0]
+    if not user and not group:
+        return "0", "0"  # decisions.md: USER empty → 0/0, whatever root's passwd line says
     user = user or "0"
     if group:
         return user, group
     users = parse_passwd(passwd or "")
-    if user in users:
-        return user, str(users[user][1])
     if (number := plain_decimal(user, _ID_DIGITS)) is not None:
+        # a numeric USER is always a uid (runc's GetExecUser), even if a user is named so
         for uid, gid in users.values():
             if uid == number:
                 return user, str(gid)
+    elif user in users:
+        return user, str(users[user][1])
     return user, "0"
 
 
@@ -243,8 +246,7 @@ def _mount_points(volumes: tuple[str, ...], warnings: list[str]) -> list[dict[st
     as the reference names them (``filepath.Join("volume", p)``: ``/a/../c`` is
     ``volume-c``), a repeat numbered; an empty path is dropped and a relative one made
     absolute, each with a warning (appc mounts at absolute paths)."""
-    taken: dict[str, int] = {}
-    points: dict[str, dict[str, Any]] = {}
+    named: list[tuple[str, str]] = []
     for path in sorted(volumes):
         if not path.strip():
             warnings.append(f"volume {path!r} names no path; dropped")
@@ -252,9 +254,13 @@ def _mount_points(volumes: tuple[str, ...], warnings: list[str]) -> list[dict[st
         if not path.startswith("/"):
             warnings.append(f"relative volume path {path!r} made absolute")
             path = "/" + path
-        base = sanitize_ac_name("volume/" + posixpath.normpath(path))
+        named.append((sanitize_ac_name("volume/" + posixpath.normpath(path)), path))
+    natural = {base for base, _ in named}  # a suffix never takes a name some path has of its own
+    taken: dict[str, int] = {}
+    points: dict[str, dict[str, Any]] = {}
+    for base, path in named:
         name = base
-        while name in points:
+        while name in points or (name != base and name in natural):
             taken[base] = taken.get(base, 0) + 1
             name = f"{base}-{taken[base]}"
         points[name] = {"name": name, "path": path}

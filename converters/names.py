@@ -62,7 +62,10 @@ _APPC_ARCH: dict[tuple[str, str, str], str] = {
     ("linux", "s390x", ""): "s390x",
     ("freebsd", "amd64", ""): "amd64",
     ("freebsd", "386", ""): "i386",
-    ("freebsd", "arm", ""): "arm",
+    ("freebsd", "arm", ""): "arm",  # appc's table: freebsd arm/5, arm/6, arm/7 → arm
+    ("freebsd", "arm", "v5"): "arm",
+    ("freebsd", "arm", "v6"): "arm",
+    ("freebsd", "arm", "v7"): "arm",  # bare arm, as Platform.normalised gives it
     ("darwin", "amd64", ""): "x86_64",
     ("darwin", "386", ""): "i386",
 }
@@ -111,4 +114,7 @@ def file_platform_suffix(os_name: str, arch: str, variant: str = "") -> str:
     variant = (variant or "").lower()
     named = arch.lower() in _IGNORED_VARIANTS and bool(_NAMED_VARIANT.fullmatch(variant)) \
         and variant not in ("v1", "v8")
+    if appc_arch == "arm" and variant.lstrip("v") not in ("", "7"):  # freebsd arm/v5, v6: not the default v7
+        named = True
+        variant = f"v{variant.lstrip('v')}"
     return f"-{appc_os}-{appc_arch}" + (f"-{variant}" if named else "")

@@ -609,6 +609,46 @@ def test_created_go_cannot_parse_is_dropped_and_actool_accepts(tmp_path: Path, c
     assert r.returncode == 0, r.stderr
 
 
+def test_47_freebsd_arm_is_appc_freebsd_arm(tmp_path: Path) -> None:
+    """appc's table has freebsd/arm (its flavours arm/5, arm/6, arm/7 all map to ``arm``);
+    a freebsd/arm image was refused ("platform freebsd/arm/v7 has no appc os/arch
+    equivalent": bare arm is normalised to v7, which only linux had)."""
+    for variant, suffix in ((None, "-freebsd-arm"), ("v7", "-freebsd-arm"), ("v6", "-freebsd-arm-v6")):
+        extra = {"os": "freebsd", "architecture": "arm", **({"variant": variant} if variant else {})}
+        archive = ab.build_manifest_save(tmp_path / "one.tar", [small_image("sh", ["busybox:latest"], **extra)])
+        aci = convert(archive, tmp_path / f"out-{variant}")
+        assert aci.labels == {"arch": "arm", "os": "freebsd", "version": "latest"}
+        assert os.path.basename(aci.path) == f"library-busybox-latest{suffix}.aci"
+
+
+ROOT_GID_10 = b"root:x:0:10:root:/root:/bin/sh\n7:x:9:9::/:/bin/sh\nseven:x:7:70::/:/bin/sh\n"
+
+
+@pytest.mark.parametrize("user, expected", [
+    pytest.param("", ("0", "0"), id="empty-is-0-0-whatever-roots-gid"),
+    pytest.param("7", ("7", "70"), id="numeric-is-a-uid-not-a-user-named-7"),
+    pytest.param("seven", ("seven", "70"), id="name"),
+])
+def test_43_user_group_from_passwd(tmp_path: Path, user: str, expected: tuple[str, str]) -> None:
+    """decisions.md "user/group": ``USER`` empty → ``0``/``0`` (it gave root's passwd gid,
+    10); ``u`` alone → the primary gid of ``u``, a numeric ``u`` being a uid as runc reads
+    it (it gave the gid of a user *named* ``7``)."""
+    layers = [ab.layer({"etc/passwd": ROOT_GID_10, "bin/hello": b"hello\n"})]
+    img = ab.SavedImage(ab.image_config(layers, Cmd=["sh"], User=user), layers, ["busybox:latest"])
+    aci = convert(ab.build_manifest_save(tmp_path / "one.tar", [img]), tmp_path / "out")
+    assert (aci.manifest["app"]["user"], aci.manifest["app"]["group"]) == expected
+
+
+def test_volume_suffix_never_takes_another_paths_own_name(tmp_path: Path) -> None:
+    """``/a!`` sorts before ``/a-1``; its suffix took ``volume-a-1``, so ``/a-1`` became
+    ``volume-a-1-1`` and a user mounting ``volume-a-1`` got the wrong directory."""
+    img = small_image("sh", ["busybox:latest"], Volumes={"/a": {}, "/a!": {}, "/a-1": {}})
+    aci = convert(ab.build_manifest_save(tmp_path / "one.tar", [img]), tmp_path / "out")
+    assert aci.manifest["app"]["mountPoints"] == [
+        {"name": "volume-a", "path": "/a"}, {"name": "volume-a-1", "path": "/a-1"},
+        {"name": "volume-a-2", "path": "/a!"}]
+
+
 def test_bad_port_is_a_conversion_error(tmp_path: Path) -> None:
     img = small_image("sh", ["busybox:latest"], ExposedPorts={"70000/tcp": {}})
     archive = ab.build_manifest_save(tmp_path / "one.tar", [img])
