@@ -985,6 +985,7 @@ class SequoiaVerifier:
                now: datetime.datetime | None = None) -> Verified:
         now = now or datetime.datetime.now(datetime.UTC)
         untrusted_packet = _check_one_signature(untrusted_signature)
+        _check_signature_version(untrusted_packet)
         try:
             untrusted_sig = pysequoia.Sig.from_bytes(untrusted_signature)
         except Exception as err:
@@ -1060,6 +1061,26 @@ def _check_one_signature(untrusted: bytes) -> pysequoia.packet.Packet:
                                 f"BAD signature: the file holds {len(packets)} OpenPGP packets ({kinds}); "
                                 "one detached signature expected")
     return packets[0]
+
+
+def _check_signature_version(untrusted_packet: pysequoia.packet.Packet) -> None:
+    """Refuse a signature packet that is not version 4, by its version: Sequoia reads a
+    version 3 signature (RFC 4880 5.2.2; gpg 2.2 still verifies them) as an unknown
+    packet or refuses it without saying why.
+
+    Raises:
+        SignatureRejected: ``bad-signature``.
+    """
+    body = untrusted_packet.body
+    if not body:
+        raise SignatureRejected("bad-signature", None, "BAD signature: an empty signature packet")
+    version = body[0]
+    if version == 4:
+        return
+    key_id = body[7:15].hex().upper() if version in (2, 3) and len(body) >= 15 else None
+    raise SignatureRejected("bad-signature", key_id,
+                            f"BAD signature: a version {version} signature; version {version} signatures are not "
+                            "supported, only version 4 (re-sign the ACI with gpg 2 or 'docker2aci sign')")
 
 
 _WEAK_HASHES = (("MD5", HashAlgorithm.MD5), ("SHA-1", HashAlgorithm.SHA1), ("RIPEMD-160", HashAlgorithm.RipeMD))

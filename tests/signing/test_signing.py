@@ -4,6 +4,7 @@ signature is refused (each with its own reason and message, exit status 1)."""
 from __future__ import annotations
 
 import datetime
+import hashlib
 import io
 import json
 import os
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pysequoia
 import pytest
+from pysequoia.packet import PacketPile, Tag
 from signing_helpers import IMAGE, CliResult, Gpg, KeyPair
 
 from docker2aci import cli, signing
@@ -530,3 +532,49 @@ def test_a_signature_made_while_the_key_was_not_valid_says_so(aci: Path, tmp_pat
     _trust(tmp_path / "trust", gpg.export("lapsed@example.invalid", tmp_path / "lapsed.pub"))
     assert gpg.run("--verify", f"{aci}.asc", str(aci), check=False).returncode == 0
     _refused_with(run_cli, aci, tmp_path / "trust", fingerprint[-16:], detail.format(key_id=fingerprint[-16:]))
+
+
+def _v3_signature(secret: bytes, data: bytes, created: int) -> bytes:
+    """A version 3 binary signature (RFC 4880 5.2.2) of ``data`` by the RSA primary key of
+    an unprotected secret key export, SHA-512: what PGP 2 and gpg 1 (``--force-v3-sigs``)
+    made; gpg 2.2 no longer makes them but still verifies them."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
+
+    key = next(p for p in PacketPile.from_bytes(secret) if p.tag == Tag.SecretKey)
+    body = key.body
+
+    def mpis(off: int, count: int) -> list[int]:
+        out = []
+        for _ in range(count):
+            size = (int.from_bytes(body[off:off + 2], "big") + 7) // 8
+            out.append(int.from_bytes(body[off + 2:off + 2 + size], "big"))
+            off += 2 + size
+        return out
+
+    n, e = mpis(6, 2)
+    end = 6 + sum(2 + (x.bit_length() + 7) // 8 for x in (n, e))
+    assert body[end] == 0  # not protected
+    d, p, q, _ = mpis(end + 1, 4)
+    private = rsa.RSAPrivateNumbers(p, q, d, d % (p - 1), d % (q - 1), rsa.rsa_crt_iqmp(p, q),
+                                    rsa.RSAPublicNumbers(e, n)).private_key()
+    hashed = b"\x00" + created.to_bytes(4, "big")
+    digest = hashlib.sha512(data + hashed).digest()
+    value = private.sign(digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA512()))
+    packet = (bytes([3, 5]) + hashed + bytes.fromhex(key.fingerprint[-16:]) + bytes([1, 10]) + digest[:2]
+              + n.bit_length().to_bytes(2, "big") + value)
+    return bytes([0xC2, 0xFF]) + len(packet).to_bytes(4, "big") + packet
+
+
+def test_a_version_3_signature_is_refused_as_such(aci: Path, tmp_path: Path, gpg: Gpg, run_cli) -> None:  # type: ignore[no-untyped-def]
+    fingerprint = gpg.generate("Three <three@example.invalid>", "rsa2048", "sign", "never", FAKED_2020)
+    secret = subprocess.run(["gpg", "--batch", "--homedir", str(gpg.home), "--pinentry-mode", "loopback",
+                             "--passphrase", "", "--export-secret-keys", fingerprint],
+                            capture_output=True, check=True).stdout
+    signature = _v3_signature(secret, aci.read_bytes(), int(datetime.datetime.now(datetime.UTC).timestamp()) - 60)
+    Path(f"{aci}.asc").write_text(pysequoia.armor(signature, pysequoia.ArmorKind.Signature))
+    _trust(tmp_path / "trust", gpg.export("three@example.invalid", tmp_path / "three.pub"))
+    assert "Good signature" in gpg.run("--verify", f"{aci}.asc", str(aci)).stderr
+    _refused_with(run_cli, aci, tmp_path / "trust", fingerprint[-16:],
+                  "BAD signature: a version 3 signature; version 3 signatures are not supported, only version 4 "
+                  "(re-sign the ACI with gpg 2 or 'docker2aci sign')")
