@@ -310,7 +310,7 @@ _worker_stop: StopFlag | None = None
 """In a worker process: the run's stop flag (:func:`_worker_started`)."""
 
 
-def _worker_started(stop: StopFlag, pids: Any) -> None:
+def _worker_started(stop: StopFlag, pids: Any, caller: int) -> None:
     """The initializer of a local worker process: keep the run's stop flag, tell the
     calling process its PID (``pids``, a queue: a second signal ends the workers), and ignore
     Ctrl-C, which a terminal sends to the whole process group: the calling process
@@ -319,11 +319,49 @@ def _worker_started(stop: StopFlag, pids: Any) -> None:
     ``SIGHUP`` keep their default action: the pool ends a worker with ``SIGTERM``, and
     one sent to the whole group (as ``systemctl stop`` does) also ends the fork server the
     pool depends on; a worker they end is a killed one (its temporary files are removed by
-    the next run)."""
+    the next run). The worker also ends when the calling process (PID ``caller``) does
+    (:func:`_end_with`): killed with ``SIGKILL`` alone, it would otherwise leave its
+    workers (and the fork server) running for ever."""
     global _worker_stop
     _worker_stop = stop
     pids.put(os.getpid())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _end_with(caller)
+
+
+def _end_with(caller: int) -> None:
+    """End this process (as ``SIGTERM`` does) once process ``caller`` has ended: a
+    daemon thread waits on a pidfd (Linux 5.3+), else checks every second. A worker's
+    parent is the fork server, not the caller, and a pool worker waits for its next job
+    without ever noticing that the caller is gone."""
+    import select
+
+    try:
+        pidfd: int | None = os.pidfd_open(caller)
+    except ProcessLookupError:  # gone already
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    except (AttributeError, OSError):  # no pidfd_open (an old kernel, not Linux)
+        pidfd = None
+
+    def watch() -> None:
+        if pidfd is not None:
+            poller = select.poll()  # readable once the process has ended
+            poller.register(pidfd, select.POLLIN)
+            while not poller.poll():
+                pass
+        else:
+            while True:
+                time.sleep(1.0)
+                try:
+                    os.kill(caller, 0)
+                except ProcessLookupError:
+                    break
+                except PermissionError:  # (alive, as another user: cannot be ours)
+                    pass
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="docker2aci-caller-watch", daemon=True).start()
 
 
 def _run_in_worker(job: Job) -> JobResult:
@@ -349,7 +387,7 @@ def _run_pool(jobs: Sequence[Job], workers: int, finish: Callable[[int, JobResul
         running: dict[Any, int] = {}
         pids = context.SimpleQueue()  # this pool's workers (a new pool: no PID of an ended one)
         pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context,
-                                   initializer=_worker_started, initargs=(interruption.flag, pids))
+                                   initializer=_worker_started, initargs=(interruption.flag, pids, os.getpid()))
         try:
             usable = True  # until a worker dies: the pool takes no more jobs then
             while running or (waiting and not interruption.requested and usable):

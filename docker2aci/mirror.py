@@ -31,6 +31,7 @@ import fnmatch
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,10 @@ log = logging.getLogger(__name__)
 STATE_DIR = ".docker2aci-mirror"
 STATE_FILE = "state.json"
 STATE_VERSION = 1
+SAVE_EVERY_SECONDS = 2.0
+"""While tags are recorded, the state file is written at most this often (seconds)."""
+SAVE_COST_FACTOR = 20
+"""... and at most once in this many times the last save's own duration."""
 VANISHED = "vanished"
 PRUNED = "pruned"
 
@@ -136,6 +141,7 @@ class MirrorState:
         self.root = root
         self.path = os.path.join(root, STATE_DIR, STATE_FILE)
         self.tags: dict[str, dict[str, Any]] = {}
+        self._saved_at = self._next_save = float("-inf")
 
     def load(self) -> None:
         """Read the state file (none yet: empty).
@@ -160,11 +166,27 @@ class MirrorState:
         Raises:
             OutputError: it cannot be written.
         """
+        started = time.monotonic()
         try:
             with atomic_file(self.path, 0o644) as (_, f):
                 f.write(json.dumps({"version": STATE_VERSION, "tags": self.tags}, indent=1, sort_keys=True).encode())
         except OSError as err:
             raise OutputError(f"writing the mirror state {self.path}: {err.strerror or err}") from err
+        self._saved_at = time.monotonic()
+        self._next_save = self._saved_at + max(SAVE_EVERY_SECONDS, SAVE_COST_FACTOR * (self._saved_at - started))
+
+    def save_soon(self) -> None:
+        """Save, unless the last save was made less than :data:`SAVE_EVERY_SECONDS` ago
+        (or 20 times its own duration: a state of 10,000 tags is 6 MB, and a save after
+        every tag made a first mirror of them spend 20 minutes saving). The run saves at
+        its end; a run killed before loses the records of its last seconds only, and
+        converts those tags again (:meth:`current` finds no record of them).
+
+        Raises:
+            OutputError: it cannot be written.
+        """
+        if time.monotonic() >= self._next_save:
+            self.save()
 
     def files(self, entry: dict[str, Any]) -> list[str]:
         """The absolute paths of an entry's ACIs and their signatures (when signed); a path
@@ -242,7 +264,11 @@ def _parse_target(text: str, all_repos: bool) -> tuple[str, str | None]:
     if all_repos:
         host = text.rstrip("/")
         if not is_valid_host(host):
-            raise UsageError(f"{text!r}: with --all-repos, give registry hosts (HOST[:PORT])")
+            from .sources import redact_source
+
+            shown = redact_source(text)  # a USER:PASSWORD@ typed in it is never shown
+            hint = "; credentials go in --creds USER:PASSWORD or docker login" if shown != text else ""
+            raise UsageError(f"{shown!r}: with --all-repos, give registry hosts (HOST[:PORT]){hint}")
         return host, None
     try:
         ref = ImageRef.parse(text, default_tag=False)
@@ -503,7 +529,7 @@ def _record(state: MirrorState, tag: _Tag, job: Job, result: JobResult, options_
              "version": tag.tag, "options": options_key, "acis": acis}
     old = state.tags.get(tag.key)
     state.tags[tag.key] = entry
-    state.save()
+    state.save_soon()
     if old is not None:
         keep = set(state.files(entry))
         for path in state.files(old):

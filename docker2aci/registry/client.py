@@ -58,6 +58,7 @@ from ..errors import (
     ImageNotFound,
     InvalidManifest,
     InvalidReference,
+    LimitExceeded,
     RegistryError,
     SizeMismatch,
     UsageError,
@@ -87,6 +88,10 @@ API_VERSION_HEADER = "Docker-Distribution-API-Version"
 MAX_LIST_PAGES = 10_000
 """The most pages a tag or repository listing may have (a guard against a registry that
 links pages in a loop)."""
+MAX_LIST_ITEMS = 250_000
+"""The most names a tag or repository listing may hold in all its pages (about 60 MB of
+memory; each listed tag costs a mirror one manifest request): a registry that answers
+page after page of names must not exhaust memory."""
 DEFAULT_RETRY = RetryPolicy()
 """The default retry policy: 5 attempts, 0.5 s doubling up to 30 s."""
 _CONTENT_RANGE_RE = re.compile(r"^\s*bytes\s+(\d{1,20})-(\d{1,20})/(\d{1,20}|\*)\s*$", re.IGNORECASE | re.ASCII)
@@ -560,7 +565,12 @@ class RegistryClient:
     def _pages(self, path: str, key: str, page_size: int | None, *, repository: str | None, source: str,
                what: str) -> list[str]:
         """The concatenated ``key`` lists of a paginated listing (at most ``MAX_LIST_PAGES``
-        pages of ``MAX_MANIFEST_BYTES`` each; a ``Link`` to another host is refused)."""
+        pages of ``MAX_MANIFEST_BYTES`` each, ``MAX_LIST_ITEMS`` names in all; a ``Link``
+        to another host is refused).
+
+        Raises:
+            LimitExceeded: a page over ``MAX_MANIFEST_BYTES``, or over ``MAX_LIST_ITEMS`` names.
+        """
         items: list[str] = []
         seen: set[str] = set()
         url_path: str | None = path + (f"?n={int(page_size)}" if page_size else "")
@@ -589,6 +599,8 @@ class RegistryClient:
                 page = []  # distribution answers "tags": null for a repository without tags
             if not isinstance(page, list) or not all(isinstance(item, str) for item in page):
                 raise InvalidManifest(source, f"{what}: the answer has no list of strings {key!r}")
+            if len(items) + len(page) > MAX_LIST_ITEMS:
+                raise LimitExceeded(f"{what} of {source}: more than {MAX_LIST_ITEMS} names")
             items.extend(page)
         return items
 

@@ -310,3 +310,38 @@ def test_a_second_signal_ends_workers_stalled_on_a_registry(images: Images, tmp_
     assert [(e["source"].rsplit(":", 1)[1], e["status"], e["error"], e["acis"]) for e in load_report(report)] == [
         (tag, "skipped", "interrupted before it finished", []) for tag in SLOW_TAGS]
     assert not out.exists() or visible_acis(out) == []
+
+
+def test_workers_end_when_the_run_is_killed(images: Images, tmp_path: Path) -> None:
+    """``kill -9`` of the run alone (a cron job's ``timeout -s KILL``, an OOM kill), with two
+    workers waiting on a stalled registry: the workers and the fork server end within
+    seconds. They used to stay for ever (a worker's parent is the fork server, and a
+    pool worker waits for its next job without noticing that the run is gone): five
+    processes left per killed run."""
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    with FaultProxy(images.registry.url) as proxy:
+        proxy.add(Fault.drip_head(5.0, times=None, target="blob"))
+        batch_file = tmp_path / "items.txt"
+        batch_file.write_text("".join(f"docker://{proxy.host}/{REPO}:{tag}\n" for tag in SLOW_TAGS))
+        proc = subprocess.Popen([sys.executable, "-m", "docker2aci", "batch", str(batch_file), "--jobs", "2",
+                                 "--insecure-allow-http", "--no-cache", "--output-dir", str(out), "--cache-dir",
+                                 str(cache)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env=cli_env(), start_new_session=True)
+        try:
+            deadline = time.monotonic() + WAIT
+            while _gets(proxy, {tag: images.configs[tag] for tag in SLOW_TAGS}) != set(SLOW_TAGS):  # both stalled
+                assert proc.poll() is None and time.monotonic() < deadline, "the run did not reach both configs"
+                time.sleep(0.01)
+            proc.kill()  # the run's process only, not its group
+            proc.wait()
+            group_gone = time.monotonic() + 5
+            while True:
+                try:
+                    os.killpg(proc.pid, 0)
+                except ProcessLookupError:
+                    break
+                assert time.monotonic() < group_gone, "workers of the killed run are left"
+                time.sleep(0.05)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
