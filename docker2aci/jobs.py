@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -310,7 +311,36 @@ _worker_stop: StopFlag | None = None
 """In a worker process: the run's stop flag (:func:`_worker_started`)."""
 
 
-def _worker_started(stop: StopFlag, pids: Any, caller: int) -> None:
+_LoggingSetup = tuple[list[logging.Formatter | None], dict[str, int]]
+"""The calling process's logging, for its workers: the root logger's handlers' formatters
+(each becomes a handler on standard error) and the levels of the loggers it set."""
+
+
+def _logging_setup() -> _LoggingSetup:
+    """How the calling process logs (:func:`docker2aci.cli_common.setup_logging`), to be
+    repeated in a worker: a worker process starts with no handler, and Python's last
+    resort prints a bare message, without the ``WARNING:`` prefix, the escaping of an
+    image's control characters or the redaction of a URL's credentials."""
+    root = logging.getLogger()
+    levels = {name: logger.level for name, logger in logging.Logger.manager.loggerDict.items()
+              if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET}
+    levels[""] = root.level
+    return [handler.formatter for handler in root.handlers if isinstance(handler, logging.StreamHandler)], levels
+
+
+def _use_logging_setup(setup: _LoggingSetup) -> None:
+    """Log in this worker as the calling process does (:func:`_logging_setup`)."""
+    formatters, levels = setup
+    root = logging.getLogger()
+    for formatter in formatters:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
+    for name, level in levels.items():
+        logging.getLogger(name or None).setLevel(level)
+
+
+def _worker_started(stop: StopFlag, pids: Any, caller: int, logging_setup: _LoggingSetup) -> None:
     """The initializer of a local worker process: keep the run's stop flag, tell the
     calling process its PID (``pids``, a queue: a second signal ends the workers), and ignore
     Ctrl-C, which a terminal sends to the whole process group: the calling process
@@ -319,11 +349,13 @@ def _worker_started(stop: StopFlag, pids: Any, caller: int) -> None:
     ``SIGHUP`` keep their default action: the pool ends a worker with ``SIGTERM``, and
     one sent to the whole group (as ``systemctl stop`` does) also ends the fork server the
     pool depends on; a worker they end is a killed one (its temporary files are removed by
-    the next run). The worker also ends when the calling process (PID ``caller``) does
+    the next run). The worker logs as the calling process does (``logging_setup``:
+    :func:`_logging_setup`). The worker also ends when the calling process (PID ``caller``) does
     (:func:`_end_with`): killed with ``SIGKILL`` alone, it would otherwise leave its
     workers (and the fork server) running for ever."""
     global _worker_stop
     _worker_stop = stop
+    _use_logging_setup(logging_setup)
     pids.put(os.getpid())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _end_with(caller)
@@ -387,7 +419,8 @@ def _run_pool(jobs: Sequence[Job], workers: int, finish: Callable[[int, JobResul
         running: dict[Any, int] = {}
         pids = context.SimpleQueue()  # this pool's workers (a new pool: no PID of an ended one)
         pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context,
-                                   initializer=_worker_started, initargs=(interruption.flag, pids, os.getpid()))
+                                   initializer=_worker_started,
+                                   initargs=(interruption.flag, pids, os.getpid(), _logging_setup()))
         try:
             usable = True  # until a worker dies: the pool takes no more jobs then
             while running or (waiting and not interruption.requested and usable):

@@ -301,3 +301,15 @@ def _descendants(pid: int) -> list[int]:
             out.append(child)
             todo.append(child)
     return out
+
+
+def test_workers_warn_as_the_run_does(registry: Registry, tmp_path: Path) -> None:
+    """With ``--jobs 2`` a worker's warning came out bare (``127.0.0.1:PORT: using plain
+    http ...``), without ``WARNING:``: a worker process had no logging set up (new-user
+    review). Workers now log as the run does."""
+    text = "".join(f"docker://{registry.host}/{MANY}:{tag}\n" for tag in ("t01", "t02"))
+    report, proc = batch(tmp_path, text, "--jobs", "2")
+    assert [e["status"] for e in report] == ["ok", "ok"]
+    plain_http = [line for line in proc.stderr.splitlines() if "using plain http" in line]
+    assert plain_http and all(line == f"WARNING: {registry.host}: using plain http (--insecure-allow-http)"
+                              for line in plain_http), proc.stderr
