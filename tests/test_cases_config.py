@@ -539,6 +539,26 @@ def test_48_upper_case_oci_ref_name(tmp_path: Path, ref_name: str, name: str, fi
         assert ann[ANN + "tag"] == tag == aci.labels["version"]
 
 
+@pytest.mark.tools
+@pytest.mark.skipif(shutil.which("umoci") is None, reason="umoci is not installed")
+def test_an_oci_tag_that_is_the_directory_s_name_is_that_tag(tmp_path: Path) -> None:
+    """In a layout directory ``dup`` tagged ``latest`` and ``dup`` (umoci), ``oci:dup:dup``
+    converted the ``latest`` image: the tag was read as the name ``dup``, whose default tag
+    is ``latest`` (new-user review). A ref name written as given wins."""
+    layout, layer = tmp_path / "dup", tmp_path / "layer.tar"
+    layer.write_bytes(ab.BASE_LAYER)
+    for argv in (["init", "--layout", layout], ["new", "--image", f"{layout}:latest"],
+                 ["raw", "add-layer", "--image", f"{layout}:latest", layer],
+                 ["config", "--image", f"{layout}:latest", "--os", "linux", "--architecture", "amd64",
+                  "--config.cmd", "sh"],
+                 ["config", "--image", f"{layout}:latest", "--tag", "dup", "--config.cmd", "true"]):
+        subprocess.run(["umoci", *map(str, argv)], check=True, capture_output=True)
+    tagged = convert(f"oci:{layout}:dup", tmp_path / "out")
+    assert (tagged.labels["version"], tagged.manifest["app"]["exec"]) == ("dup", ["true"])
+    latest = convert(f"oci:{layout}:latest", tmp_path / "out")
+    assert (latest.labels["version"], latest.manifest["app"]["exec"]) == ("latest", ["sh"])
+
+
 def test_one_image_with_two_tags_prefers_latest(tmp_path: Path) -> None:
     archive = ab.build_manifest_save(tmp_path / "one.tar", [small_image("sh", ["app:1", "app:latest"])])
     aci = convert(archive, tmp_path / "out")

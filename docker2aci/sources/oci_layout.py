@@ -192,8 +192,10 @@ class OciLayout:
             SeveralImages: no selector, and the layout holds several images.
         """
         if selector is not None:
-            named = [e for e in entries if e.ref_name is not None
-                     and (selector == e.ref_name or selector_matches(selector, self._name(e.ref_name)))]
+            # a ref name written as given first (oci:DIR:TAG): in a directory "dup" tagged
+            # "latest" and "dup", "dup" is that tag, not the name "dup" (dup:latest)
+            named = [e for e in entries if e.ref_name == selector] or [
+                e for e in entries if e.ref_name is not None and selector_matches(selector, self._name(e.ref_name))]
             if named:
                 return named
             hexsel = digest_selector(selector)
