@@ -578,6 +578,18 @@ def _print_version(_argv: Sequence[str], _prog: str) -> int:
     return EXIT_OK
 
 
+def _mistyped_command(word: str) -> str | None:
+    """The command ``word`` is a typo of (``inpsect``, ``fecth``), when it can be nothing
+    else: a bare word (no transport, no path separator) that names no file; else ``None``.
+    A word that is not a command is a source to convert, as the reference reads it."""
+    import difflib
+
+    if not word or word.startswith("-") or any(c in word for c in ":/.") or os.path.lexists(word):
+        return None
+    close = difflib.get_close_matches(word, list(_COMMANDS), n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``docker2aci`` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -587,6 +599,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = _print_version
     elif argv and argv[0] in _COMMANDS:
         command = _COMMANDS[argv.pop(0)].run
+    elif argv and argv[0] == "help" and not os.path.lexists("help"):  # git's and docker's word for it
+        argv = [*argv[1:2], "--help"] if argv[1:2] and argv[1] in _COMMANDS else ["--help"]
+        command = _COMMANDS[argv.pop(0)].run if argv[0] in _COMMANDS else cmd_convert
+    elif argv and (typo := _mistyped_command(argv[0])):
+        print(f"Error: unknown command {argv[0]!r}: did you mean {typo!r}? "
+              f"(a file of that name does not exist either; see docker2aci --help)", file=sys.stderr)
+        return EXIT_USAGE
     try:
         with unwinding_on_termination():  # SIGTERM, SIGHUP: the cleanup of Ctrl-C, then 128 + signum
             return command(argv, prog)

@@ -4,6 +4,7 @@ whole, and the cyclic collector is frozen before the interpreter's teardown."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -62,6 +63,31 @@ def test_a_misspelled_flag_names_the_closest(capsys: pytest.CaptureFixture[str],
     first = capsys.readouterr().err.splitlines()[0]
     assert first.startswith("Error: unrecognized arguments: ")
     assert first.endswith(f"; {hint}") if hint else "did you mean" not in first
+
+
+@pytest.mark.parametrize("argv, status, first", [
+    (["inpsect", "x.aci"], 2, "Error: unknown command 'inpsect': did you mean 'inspect'? (a file of that name "
+                              "does not exist either; see docker2aci --help)"),
+    (["fecth", "--insecure-options=image", "x"], 2, "Error: unknown command 'fecth': did you mean 'fetch'?"),
+    (["help"], 0, "usage: docker2aci [-debug] [-nosquash]"),
+    (["help", "inspect"], 0, "usage: docker2aci inspect [-h] [--json] ACI [ACI ...]"),
+    (["hello"], 1, "Error: conversion error: hello: no such file or directory"),  # a source, as the reference reads it
+    (["inpsect.tar"], 1, "Error: conversion error: inpsect.tar: no such file or directory"),
+])
+def test_a_mistyped_command_is_named(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch, argv: list[str], status: int, first: str) -> None:
+    """``docker2aci inpsect x.aci`` said "unrecognized arguments: x.aci" and ``docker2aci
+    help`` "help: no such file or directory" (new-user review): a bare word close to a
+    command, naming no file, is a mistyped command; ``help [COMMAND]`` is ``--help``."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) if status == 0 else contextlib.nullcontext():
+        assert cli.main(argv) == status
+    captured = capsys.readouterr()
+    assert (captured.out if status == 0 else captured.err).startswith(first)
+    (tmp_path / "inpsect").write_text("a file of that name: a source")
+    if argv[0] == "inpsect":
+        assert cli.main(["inpsect"]) == 1  # converted (and refused), not a typo
+        assert "Error: conversion error: inpsect: " in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv", [["completion", "zsh"], ["--version"], ["gc", "--cache-dir", "{tmp}/cache"]])
