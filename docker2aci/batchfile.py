@@ -145,6 +145,7 @@ def _item(entry: object, where: str) -> BatchItem:
             raise UsageError(f"{where}: unknown option {key!r} (known: source, {', '.join(ITEM_OPTIONS)})")
         field_name, kind = ITEM_OPTIONS[key]
         if not isinstance(value, kind) or isinstance(value, bool):
-            raise UsageError(f"{where}: option {key!r} must be a {kind.__name__}, not {value!r}")
+            wanted = {int: "an integer", str: "a string"}.get(kind, f"a {kind.__name__}")
+            raise UsageError(f"{where}: option {key!r} must be {wanted}, not {value!r}")
         options.append((field_name, value))
     return BatchItem(source.strip(), tuple(options), where)

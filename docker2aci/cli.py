@@ -349,7 +349,8 @@ def cmd_gc(argv: Sequence[str], prog: str) -> int:
             print(f"Removed the work directory of an interrupted conversion: {path}")
         for path in report.partial:
             print(f"Removed what an interrupted render left in the tree store: {path}")
-        print(f"Kept {len(report.in_use)} tree(s) in use and {len(report.recent)} used within {args.grace}")
+        grace = args.grace + ("s" if args.grace[-1:].isdigit() else "")  # --grace 90: seconds
+        print(f"Kept {len(report.in_use)} tree(s) in use and {len(report.recent)} used within {grace}")
     return EXIT_OK
 
 

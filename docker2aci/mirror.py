@@ -469,7 +469,9 @@ class _Plan:
         try:
             tags = client.list_tags(base.repository)
         except Docker2ACIError as err:
-            self.slots.append(JobResult(f"docker://{where}", FAILED, f"listing the tags: {err}",
+            said = str(err)  # the client's errors say what they were doing; others do not
+            self.slots.append(JobResult(f"docker://{where}", FAILED,
+                                        said if "listing the tags" in said else f"listing the tags: {said}",
                                         extra={"repository": where, "tag": None}))
             return
         self.listed[where] = set(tags)

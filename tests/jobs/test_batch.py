@@ -117,7 +117,7 @@ def test_json_list_from_stdin(busybox_docker_archive: Path, tmp_path: Path) -> N
 @pytest.mark.parametrize(("text", "name", "message"), [
     ('[{"source": "x.tar", "platfrom": "linux/amd64"}]', "b.json", "b.json: item 1: unknown option 'platfrom'"),
     ('[{"platform": "linux/amd64"}]', "b.json", "b.json: item 1: 'source' is missing"),
-    ("- source: x.tar\n  compression_level: high\n", "b.yaml", "b.yaml: item 1: option 'compression_level' must be"),
+    ("- source: x.tar\n  compression_level: high\n", "b.yaml", "b.yaml: item 1: option 'compression_level' must be an integer, not 'high'"),
     ("- source: x.tar\n  output: ../x.aci\n", "b.yaml", "b.yaml: item 1: output file name '../x.aci'"),
     ("- source: x.tar\n  name: Not A Name\n", "b.yaml", "b.yaml: item 1: AC name 'Not A Name'"),
     ("- source: x.tar\n  output_dir: ../../elsewhere\n", "b.yaml", "b.yaml: item 1: output_dir '../../elsewhere' leads"),

@@ -167,7 +167,11 @@ def test_a_tag_that_fails_does_not_stop_the_others(registry: Registry, tmp_path:
     proc = cli("mirror", f"{registry.host}/{MANY}", "--output-dir", tmp_path / "tree", "--report",
                tmp_path / "r.json", check=1)
     [entry] = load_report(tmp_path / "r.json")
-    assert entry["status"] == "failed" and "listing the tags" in entry["error"]
+    assert entry["status"] == "failed" and entry["error"].count("listing the tags") == 1, entry["error"]
+    cli("mirror", f"{registry.host}/no/such", "--insecure-allow-http", "--output-dir", tmp_path / "tree", "--report",
+        tmp_path / "r.json", check=1)
+    [entry] = load_report(tmp_path / "r.json")
+    assert entry["status"] == "failed" and entry["error"].count("listing the tags") == 1, entry["error"]
     assert "failed" in proc.stdout
 
 

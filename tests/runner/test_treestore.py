@@ -498,6 +498,13 @@ def test_a_prerun_directory_another_user_could_write_is_refused_with_a_separate_
     assert os.listdir(cache / "prerun") == []
 
 
+@pytest.mark.parametrize(("grace", "shown"), [("90", "90s"), ("90s", "90s"), ("30m", "30m")])
+def test_gc_says_the_grace_with_its_unit(tmp_path: Path, grace: str, shown: str) -> None:
+    """``gc --grace 90`` said "used within 90", with no unit (new-user review)."""
+    result = _cli("gc", "--grace", grace, store=tmp_path / "cache" / "docker2aci")
+    assert (result.returncode, result.stdout) == (0, f"Kept 0 tree(s) in use and 0 used within {shown}\n")
+
+
 def test_gc_refuses_an_empty_or_unusable_cache_dir(tmp_path: Path, aci: Path) -> None:
     """``gc --cache-dir "$UNSET"`` is a usage error, not a gc of the default store (it
     removed the default store's trees), and a --cache-dir that is a file is one Error
