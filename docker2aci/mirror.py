@@ -486,12 +486,16 @@ class _Plan:
             owner = self._files.setdefault((directory, stem), tag.key)
             if owner != tag.key:
                 raise UsageError(f"its ACIs would have the file names of {owner}'s ({directory}/{stem}-...)")
-            body, media_type = client.get_manifest(tag.repository, tag.tag)
-            digest = _manifest_digest(body, media_type)
+            state = self.state
+            recorded = state.tags.get(tag.key, {}).get("manifest_digest")
+            # a HEAD first for a tag converted before: Docker Hub counts a manifest GET, not a HEAD
+            digest = client.manifest_digest(tag.repository, tag.tag) if recorded else None
+            if digest is None or digest != recorded:
+                body, media_type = client.get_manifest(tag.repository, tag.tag)
+                digest = _manifest_digest(body, media_type)
         except Docker2ACIError as err:
             self.slots.append(JobResult(tag.source, FAILED, str(err), extra=extra))
             return
-        state = self.state
         entry = state.current(tag.key, digest, tag.name, self.wanted)
         if entry is not None:
             acis = [{"path": os.path.join(state.root, a["path"]), "image_id": a["image_id"]} for a in entry["acis"]]

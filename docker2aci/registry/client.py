@@ -516,6 +516,36 @@ class RegistryClient:
         log.debug("%s: %s: %d bytes, %s", source, what, len(untrusted_body), media_type or "no Content-Type")
         return untrusted_body, media_type
 
+    def manifest_digest(self, repository: str, tag: str) -> str | None:
+        """The digest a tag points to, from a ``HEAD`` request's ``Docker-Content-Digest``
+        header (distribution spec "Checking if content exists"), without fetching the
+        manifest: Docker Hub counts a manifest ``GET`` against its pull rate limit, not a
+        ``HEAD``. The answer is a registry's word, not checked against any bytes: use it
+        only to find a tag unchanged since its manifest was fetched and verified.
+
+        Returns:
+            ``"sha256:<hex>"`` (any algorithm the header names), or ``None`` when the
+            registry does not answer 200 with a well-formed header (then ``GET`` the
+            manifest, whose errors say what is wrong).
+
+        Raises:
+            InvalidReference: ``repository`` or ``tag`` is malformed.
+            AuthError, RegistryError: as :meth:`get_manifest`, before any answer.
+        """
+        _check_repository(repository)
+        if self._manifest_reference(tag) is not None:
+            raise InvalidReference(f"invalid tag {tag!r}")
+        source = f"{self._host}/{repository}:{tag}"
+        resp = self._request("HEAD", f"/v2/{repository}/manifests/{tag}", repository=repository,
+                             headers={"Accept": ", ".join(MANIFEST_MEDIA_TYPES)}, source=source,
+                             what="checking the manifest's digest")
+        with closing(resp):
+            header = resp.headers.get("Docker-Content-Digest") if resp.status_code == 200 else None
+        try:
+            return str(Digest.parse(header.strip())) if header else None
+        except InvalidManifest:
+            return None
+
     def list_tags(self, repository: str, *, page_size: int | None = None) -> list[str]:
         """Every tag of a repository (distribution spec "Listing Tags": ``GET
         /v2/<name>/tags/list``), following ``Link: <...>; rel="next"`` pages.
