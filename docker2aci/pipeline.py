@@ -199,7 +199,9 @@ def convert(source: str, options: ConvertOptions | None = None,
     if options.claims_dir is not None and not options.claims_as:  # else every conversion is the same claimant
         raise UsageError("claims_dir needs claims_as: who claims (every conversion would be the same claimant)")
     if options.tmp_dir is not None and not os.path.isdir(options.tmp_dir):
-        raise OutputError(f"--tmp-dir {options.tmp_dir}: not a directory")  # before any work, needed or not
+        # before any work, needed or not
+        raise OutputError(f"--tmp-dir {options.tmp_dir}: "
+                          + ("not a directory" if os.path.lexists(options.tmp_dir) else "no such directory"))
     every_platform = options.platform == ALL_PLATFORMS
     try:
         wanted = Platform.parse(options.platform) if options.platform and not every_platform else Platform.host()

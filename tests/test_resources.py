@@ -172,6 +172,18 @@ def test_a_read_only_tmp_dir_is_an_error_naming_it(busybox_layout: Path, tmpfs: 
     assert not out.exists() or _files(out) == []
 
 
+def test_a_missing_or_file_tmp_dir_says_which(busybox_layout: Path, tmp_path: Path) -> None:
+    """``--tmp-dir /nonexistent`` said "not a directory" (new-user review): a missing
+    directory says so; a file is not a directory. Exit 1, nothing written."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    for given, problem in ((tmp_path / "missing", "no such directory"), (a_file, "not a directory")):
+        proc = run_cli("--tmp-dir", given, "--output-dir", tmp_path / "out", "--cache-dir", tmp_path / "cache",
+                       f"oci:{busybox_layout}:latest", check=1)
+        assert proc.stderr == f"Error: conversion error: --tmp-dir {given}: {problem}\n"
+    assert not (tmp_path / "out").exists() and not (tmp_path / "missing").exists()
+
+
 def _gzipped(archive: Path, dest: Path) -> Path:
     """``gzip -c ARCHIVE > DEST`` (a ``docker save | gzip``)."""
     with open(dest, "wb") as out:
