@@ -134,9 +134,13 @@ def test_daemon_missing_image_is_a_clear_error(dockerd: str, tmp_path: Path,
 
 
 def test_unreachable_daemon_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The system's reason, not docker-py's wrapped text (``('Connection aborted.',
+    FileNotFoundError(2, 'No such file or directory'))``, new-user review)."""
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/nothing.sock")
-    with pytest.raises(docker2aci.errors.SourceError, match="docker-daemon:busybox"):
+    with pytest.raises(docker2aci.errors.SourceError) as raised:
         docker2aci.convert("docker-daemon:busybox", docker2aci.ConvertOptions(output_dir=str(tmp_path)))
+    assert str(raised.value) == (f"docker-daemon:busybox: cannot reach the Docker Engine at unix://{tmp_path}/"
+                                 "nothing.sock (DOCKER_HOST): No such file or directory")
 
 
 def test_an_engine_that_never_answers_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

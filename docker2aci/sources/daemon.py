@@ -79,7 +79,7 @@ class DaemonSource:
         except docker.errors.DockerException as err:
             host = os.environ.get("DOCKER_HOST")
             where = f"at {host} (DOCKER_HOST)" if host else "at unix:///var/run/docker.sock (DOCKER_HOST names another)"
-            raise SourceError(self.display, f"cannot reach the Docker Engine {where}: {err}") from err
+            raise SourceError(self.display, f"cannot reach the Docker Engine {where}: {_os_cause(err)}") from err
         try:
             spool = anonymous_file(tmp_dir, f"the export of {self.display}")
         except BaseException:
@@ -139,3 +139,21 @@ def _spooling(display: str, tmp_dir: str | None) -> Iterator[None]:
     except OSError as err:
         raise OutputError(f"spooling the export of {display} into {temp_dir_name(tmp_dir)}: "
                           f"{err.strerror or err}") from err
+
+
+def _os_cause(err: BaseException) -> str:
+    """The system's word for why the engine could not be reached (``No such file or
+    directory``, ``Connection refused``, ``Permission denied``): docker-py wraps it in
+    requests' and urllib3's errors, whose text is a Python tuple (``('Connection aborted.',
+    FileNotFoundError(2, ...))``). ``str(err)`` when there is none."""
+    todo: list[object] = [err]
+    seen: set[int] = set()
+    while todo:
+        found = todo.pop(0)
+        if not isinstance(found, BaseException) or id(found) in seen or len(seen) > 50:
+            continue
+        seen.add(id(found))
+        if isinstance(found, OSError) and found.strerror:
+            return found.strerror
+        todo.extend([*found.args, found.__cause__, found.__context__])
+    return str(err)
