@@ -477,9 +477,63 @@ def _end_workers(pids: Any) -> None:
             os.kill(pids.get(), signal.SIGTERM)
 
 
+_PATH_OPTIONS = ("output_dir", "tmp_dir", "cache_dir", "cert_dir", "sign_passphrase_file", "claims_dir")
+"""The :class:`~docker2aci.pipeline.ConvertOptions` fields that name a file or directory
+(``sign_key`` too, when it is not a key's fingerprint: :func:`_for_cluster`)."""
+_KEY_ID = re.compile(r"[0-9a-f]{16}|[0-9a-f]{40}|[0-9a-f]{64}")
+"""A fingerprint or key ID, as :func:`docker2aci.signing.find_key` reads one."""
+
+
+def _for_cluster(job: Job, cwd: str) -> Job:
+    """``job`` with each relative path made absolute against ``cwd``, the caller's working
+    directory: a Dask worker runs in its own, where ``--output-dir out`` or
+    ``oci-archive:demo.tar`` would name other files than with local workers. The paths are
+    those of the options (:data:`_PATH_OPTIONS`, and ``sign_key`` unless it is a key's
+    fingerprint or key ID and no such file is in ``cwd``) and the source's local path
+    (:func:`~docker2aci.sources.absolute_source`)."""
+    import dataclasses
+
+    from .sources import absolute_source
+
+    options = job.options
+    changes: dict[str, str] = {}
+    for name in _PATH_OPTIONS:
+        value = getattr(options, name)
+        if value and not os.path.isabs(value):
+            changes[name] = os.path.normpath(os.path.join(cwd, value))  # os.path.abspath(value) in cwd
+    key = options.sign_key
+    if key and not os.path.isabs(key):
+        key_id = key.replace(" ", "").lower().removeprefix("0x")
+        if os.path.isfile(os.path.join(cwd, key)) or not _KEY_ID.fullmatch(key_id):
+            changes["sign_key"] = os.path.normpath(os.path.join(cwd, key))
+    if changes:
+        options = dataclasses.replace(options, **changes)  # type: ignore[arg-type]
+    source = absolute_source(job.source, cwd)
+    if source == job.source and options is job.options:
+        return job
+    return Job(source, options, job.extra)
+
+
+def _as_given(result: JobResult, job: Job, sent: Job) -> JobResult:
+    """``result`` of ``sent`` (:func:`_for_cluster`) told with ``job``'s source, as the user
+    gave it: in its ``source`` and in its error, as a local worker reports it."""
+    import dataclasses
+
+    from .sources import redact_source
+
+    if sent.source == job.source:
+        return result
+    error = result.error
+    if error is not None:
+        error = error.replace(redact_source(sent.source), redact_source(job.source))
+    return dataclasses.replace(result, source=job.source, error=error)
+
+
 def _run_dask(jobs: Sequence[Job], scheduler: str | None, finish: Callable[[int, JobResult], None]) -> None:
     """Tasks on an existing Dask distributed cluster; its workers must see the output and
-    cache directories at the same paths."""
+    cache directories at the same paths. A relative path of a job (its options', its
+    source's) is made absolute against this process's working directory before it is
+    sent (:func:`_for_cluster`); the results name the sources as given."""
     if not scheduler:
         raise UsageError("--executor dask needs --scheduler tcp://HOST:PORT")
     if not _SCHEDULER.fullmatch(scheduler):
@@ -493,13 +547,19 @@ def _run_dask(jobs: Sequence[Job], scheduler: str | None, finish: Callable[[int,
         raise UsageError("--executor dask needs the 'distributed' package (pip install "
                          "'docker2aci[dask]')") from err
     try:
+        cwd = os.getcwd()
+    except OSError as err:
+        raise UsageError(f"--executor dask: the working directory is gone ({err.strerror or err}): "
+                         f"its relative paths cannot be sent to the cluster") from err
+    sent = [_for_cluster(job, cwd) for job in jobs]
+    try:
         client = Client(scheduler, timeout=DASK_CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as err:
         raise UsageError(f"--scheduler {scheduler}: cannot reach the Dask scheduler: {err}") from err
     futures: dict[Any, int] = {}
     run = uuid.uuid4().hex[:12]  # task keys unique to this run on a shared scheduler
     try:
-        for index, job in enumerate(jobs):
+        for index, job in enumerate(sent):
             futures[client.submit(run_job, job, pure=False, key=f"docker2aci-{run}-{index}")] = index
         for future in as_completed(list(futures), loop=client.loop):
             index = futures[future]
@@ -508,7 +568,7 @@ def _run_dask(jobs: Sequence[Job], scheduler: str | None, finish: Callable[[int,
             except Exception as err:  # the task itself failed: a worker died or could not run it
                 result = JobResult(jobs[index].source, FAILED, f"the Dask task failed: {type(err).__name__}: {err}",
                                    extra=jobs[index].extra)
-            finish(index, result)
+            finish(index, _as_given(result, jobs[index], sent[index]))
     finally:
         for future in futures:
             future.cancel()

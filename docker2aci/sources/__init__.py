@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from ..registry import RegistryClient
     from ..registry.schemes import PlainHttpHosts
 
-__all__ = ["ImageName", "ImageSource", "RemoteOptions", "ResolvedImage", "open_source", "registry_client", "TRANSPORTS"]
+__all__ = ["ImageName", "ImageSource", "RemoteOptions", "ResolvedImage", "absolute_source", "open_source",
+           "registry_client", "TRANSPORTS"]
 
 
 def _base_repository(path: str) -> str:
@@ -252,6 +253,27 @@ def _unknown_transport(name: str) -> str:
     else:
         guess = ""
     return f" ({prefix!r} is not a transport: {', '.join(known)}{guess})"
+
+
+def absolute_source(name: str, cwd: str) -> str:
+    """``name`` with its relative local path made absolute against ``cwd``, for a worker
+    whose working directory is another (a Dask cluster's): ``oci-archive:demo.tar:v1`` →
+    ``oci-archive:CWD/demo.tar:v1``. The text after the path is kept as given, so the
+    worker splits ``PATH[:SELECTOR]`` as :func:`open_source` would in ``cwd``.
+
+    Registry and engine sources (``docker://``, ``docker-daemon:``), absolute paths and an
+    empty path are returned unchanged, as is a bare name no file of ``cwd`` starts
+    (``busybox:latest``: its error keeps the hint :func:`open_source` gives).
+    """
+    transport, rest = split_transport(name, frozenset(TRANSPORTS) | REMOTE_TRANSPORTS)
+    if transport in REMOTE_TRANSPORTS or not rest or os.path.isabs(rest):
+        return name
+    if transport is None:
+        path, _ = _split_path(os.path.join(cwd, rest))
+        if not os.path.exists(path):
+            return name
+        return os.path.join(cwd, rest)
+    return f"{transport}:{os.path.join(cwd, rest)}"
 
 
 def open_source(name: str, remote: RemoteOptions | None = None) -> tuple[ImageSource, str | None]:

@@ -102,10 +102,12 @@ class Key:
 
 
 def cli(*argv: str | os.PathLike[str], check: int | None = 0, env: dict[str, str] | None = None,
-        timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run ``docker2aci ARGV`` as a real process; assert its exit status when ``check`` is set."""
+        timeout: float = 300, cwd: str | os.PathLike[str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``docker2aci ARGV`` as a real process (in ``cwd``, default this one's); assert its
+    exit status when ``check`` is set."""
     proc = subprocess.run([sys.executable, "-m", "docker2aci", *map(str, argv)], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+                          env={**os.environ, **(env or {})}, timeout=timeout, stdin=subprocess.DEVNULL, check=False,
+                          cwd=cwd)
     if check is not None:
         assert proc.returncode == check, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     return proc

@@ -160,6 +160,81 @@ def test_dask_cluster_gives_the_same_report_and_files(registry: Registry, busybo
         assert (dask_dir / "out" / name).read_bytes() == (local_dir / "out" / name).read_bytes()
 
 
+def test_dask_relative_paths_are_the_callers(registry: Registry, busybox_oci_archive: Path,
+                                             busybox_docker_archive: Path, signing_key: Key, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Relative paths given to ``--executor dask`` are the caller's, as with local workers,
+    whatever the workers' working directory: ``--output-dir dk`` went to ``<worker cwd>/dk``
+    and ``oci-archive:demo.tar`` was 'no such file or directory' (new-user review). The
+    report names each source as typed."""
+    distributed = pytest.importorskip("distributed")
+    caller, workers = tmp_path / "caller", tmp_path / "workers"
+    caller.mkdir()
+    workers.mkdir()
+    (caller / "tmp").mkdir()
+    (caller / "keys").mkdir()
+    (caller / "keys" / "release.sec.asc").write_bytes(signing_key.secret.read_bytes())
+    (caller / "demo.tar").symlink_to(busybox_oci_archive)
+    (caller / "bb.tar").symlink_to(busybox_docker_archive)
+    (workers / "missing.tar").symlink_to(busybox_oci_archive)  # in the workers' directory only
+    (caller / "batch.yaml").write_text(f"""\
+- oci-archive:demo.tar
+- source: docker-archive:bb.tar
+  output_dir: sub
+  output: bb.aci
+- docker://{registry.host}/{MANY}:t08
+- oci-archive:missing.tar
+""")
+    monkeypatch.chdir(workers)  # the worker processes start here
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  host="127.0.0.1") as cluster:
+        proc = cli("batch", "batch.yaml", "--executor", "dask", "--scheduler", cluster.scheduler_address,
+                   "--output-dir", "dk", "--cache-dir", "cache", "--tmp-dir", "tmp", "--sign", "keys/release.sec.asc",
+                   "--insecure-allow-http", "--report", "report.json", cwd=caller, check=1)
+    report = load_report(caller / "report.json")
+    assert [(e["source"], e["status"]) for e in report] == [
+        ("oci-archive:demo.tar", "ok"), ("docker-archive:bb.tar", "ok"),
+        (f"docker://{registry.host}/{MANY}:t08", "ok"), ("oci-archive:missing.tar", "failed")], proc.stderr
+    # the error too names the source as typed, as a local worker does
+    assert report[3]["error"].startswith("oci-archive:missing.tar: no such file or directory")
+    out = caller / "dk"
+    assert [[a["path"] for a in e["acis"]] for e in report] == [
+        [str(out / "test-busybox-latest.aci")], [str(out / "sub" / "bb.aci")], [str(out / "mirror-many-t08.aci")], []]
+    for entry in report[:3]:
+        path = Path(entry["acis"][0]["path"])
+        assert entry["acis"][0]["image_id"] == compute_image_id(str(path))
+        assert Path(f"{path}.asc").is_file()
+    assert (caller / "cache").is_dir()
+    assert sorted(p.name for p in workers.iterdir()) == ["missing.tar"]  # nothing written where the workers run
+
+
+def test_what_a_dask_job_is_sent_with(tmp_path: Path) -> None:
+    """Only relative local paths change (:func:`docker2aci.jobs._for_cluster`): registry and
+    engine sources, absolute paths, a bare name no file starts and a key's fingerprint stay."""
+    from docker2aci.jobs import Job, _for_cluster
+    from docker2aci.pipeline import ConvertOptions
+
+    (tmp_path / "a.tar").touch()
+    (tmp_path / "lay").mkdir()
+    cwd = str(tmp_path)
+    sent = {source: _for_cluster(Job(source, ConvertOptions()), cwd).source for source in (
+        "docker://busybox:latest", "docker-daemon:busybox:1", "busybox:latest", "missing.tar", "/abs/x.tar",
+        "oci-archive:", "oci-archive:a.tar:v1", "oci:lay:tag", "docker-archive:a.tar:library/x:1", "a.tar:v1",
+        "oci-archive:nothere.tar")}
+    assert sent == {
+        "docker://busybox:latest": "docker://busybox:latest", "docker-daemon:busybox:1": "docker-daemon:busybox:1",
+        "busybox:latest": "busybox:latest", "missing.tar": "missing.tar", "/abs/x.tar": "/abs/x.tar",
+        "oci-archive:": "oci-archive:", "oci-archive:a.tar:v1": f"oci-archive:{cwd}/a.tar:v1",
+        "oci:lay:tag": f"oci:{cwd}/lay:tag",
+        "docker-archive:a.tar:library/x:1": f"docker-archive:{cwd}/a.tar:library/x:1",
+        "a.tar:v1": f"{cwd}/a.tar:v1", "oci-archive:nothere.tar": f"oci-archive:{cwd}/nothere.tar"}
+    options = _for_cluster(Job("x", ConvertOptions(sign_key="0xDEADBEEFDEADBEEF", cert_dir="certs", cache_dir="/c",
+                                                   sign_passphrase_file="keys/../pw")), cwd).options
+    assert (options.output_dir, options.cert_dir, options.cache_dir, options.sign_passphrase_file, options.tmp_dir,
+            options.sign_key) == (cwd, f"{cwd}/certs", "/c", f"{cwd}/pw", None, "0xDEADBEEFDEADBEEF")
+    assert _for_cluster(Job("x", ConvertOptions(sign_key="k.asc")), cwd).options.sign_key == f"{cwd}/k.asc"
+
+
 def test_dask_without_a_scheduler_is_a_usage_error(tmp_path: Path) -> None:
     (tmp_path / "b.txt").write_text("x.tar\n")
     proc = cli("batch", tmp_path / "b.txt", "--executor", "dask", check=2)

@@ -457,3 +457,34 @@ def test_a_listing_of_more_names_than_the_limit_is_refused(registry: Registry,
         with pytest.raises(LimitExceeded, match=f"listing the tags of {registry.host}/{MANY}: more than "
                                                 f"{len(TAGS) - 1} names"):
             client.list_tags(MANY)
+
+
+def test_dask_relative_paths_are_the_callers(registry: Registry, signing_key: Key, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """``mirror --executor dask`` with relative paths: the tree, the cache, the spool
+    directory and the signing key are the caller's, not the Dask workers' working
+    directory's (new-user review)."""
+    distributed = pytest.importorskip("distributed")
+    caller, workers = tmp_path / "caller", tmp_path / "workers"
+    caller.mkdir()
+    workers.mkdir()
+    (caller / "tmp").mkdir()
+    (caller / "keys").mkdir()
+    (caller / "keys" / "release.sec.asc").write_bytes(signing_key.secret.read_bytes())
+    monkeypatch.chdir(workers)  # the worker processes start here
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  host="127.0.0.1") as cluster:
+        proc = cli("mirror", f"{registry.host}/{MANY}", "--include", "t09", "--include", "t10",
+                   "--executor", "dask", "--scheduler", cluster.scheduler_address, "--output-dir", "tree",
+                   "--cache-dir", "cache", "--tmp-dir", "tmp", "--sign", "keys/release.sec.asc",
+                   "--insecure-allow-http", "--name-prefix", PREFIX, "--report", "report.json", cwd=caller, check=None)
+    report = load_report(caller / "report.json")
+    assert [(r["tag"], r["status"], r["error"]) for r in report] == [("t09", "ok", None), ("t10", "ok", None)], \
+        proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    for entry in report:
+        [aci] = entry["acis"]
+        assert aci["path"] == str(caller / "tree" / aci_name(MANY, entry["tag"]))
+        assert Path(f"{aci['path']}.asc").is_file()
+    assert (caller / "cache").is_dir()
+    assert list(workers.iterdir()) == []  # nothing written where the workers run
