@@ -13,7 +13,9 @@ runs it):
   still resolve). No whiteout name is ever emitted.
 * A non-directory replaces a directory with its subtree, and the reverse; two
   directories merge (the upper one's metadata wins). An entry under a non-directory
-  parent turns that parent into a directory (umoci's rule).
+  parent turns that parent into a directory (overlayfs's rule, as dockerd's overlay2
+  gives it; umoci follows a link there and refuses a file), and the layer's whiteouts
+  below it then remove nothing of the lower layers.
 * Hard links share an inode: replacing or deleting one name never changes the others
   (public cases 2 and 4). On output, the first surviving name of each group in output
   order carries the data and the others link to it, so a link never dangles.
@@ -672,6 +674,19 @@ class RootfsTree:
             # only remove nodes, so a node reached later is still the one at its path.
             replaced = {node: made_dir for path, made_dir in made.items()
                         if (node := self._lookup(path)) is not None}
+            # An entry below a link or a file makes that name a directory anew (see
+            # _parent_dir): nothing through the old link is this layer's to remove.
+            for path, _ in entries:
+                node = self.root
+                for part in path[:-1]:
+                    assert node.children is not None
+                    child = node.children.get(part)
+                    if child is None:
+                        break
+                    if child.children is None:
+                        replaced.setdefault(child, True)
+                        break
+                    node = child
         for path in opaque:
             node = self._whiteout_dir(path, replaced, layer.name, "/".join((*path, OPAQUE_MARKER)))
             if node is not None and node.children is not None:
@@ -689,7 +704,8 @@ class RootfsTree:
         followed through symbolic links in the tree, as umoci follows them (``l -> real``:
         ``l/.wh.x`` removes ``real/x``), or ``None`` when something on the way is replaced
         or removed by this layer (``replaced``: the nodes at its own entries' paths, each
-        with whether the entry is a directory, and at what it whites out) other than a
+        with whether the entry is a directory, at what it whites out, and the links and
+        files its entries' parents make directories) other than a
         directory by a directory, which merge. umoci applies a layer in stream order, and overlayfs writes a
         directory before what it whites out below it: a directory made over a link, or
         anything made over a directory, has no lower content left to remove, and following

@@ -11,11 +11,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import layerbuild as lb
 import pytest
 
 import docker2aci
 from fixtures import builders
 from oracle import aci_rootfs, diff_listings, hardlink_groups, tree_listing, umoci_rootfs
+from runner.dependencies import DirectoryResolver
+from runner.treestore import render_tree
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +68,34 @@ def test_the_oracle_sees_the_features(umoci_listing: dict) -> None:
     assert "hl/a-orig.txt" not in listing and listing["hl/z-link.txt"].type == "file"
     assert {frozenset({"hl/one.txt", "hl/two.txt"}), frozenset({"app/hello.txt", "app/hello-hardlink.txt"})} \
         <= hardlink_groups(listing)
+
+
+@pytest.mark.skipif(shutil.which("umoci") is None, reason="needs umoci")
+@pytest.mark.parametrize("top", [
+    [lb.opaque("a"), lb.file("a/new", "n")],
+    [lb.whiteout("a/old"), lb.file("a/new", "n")],
+], ids=["opaque", "whiteout"])
+def test_a_whiteout_under_a_link_its_layer_makes_a_directory_removes_nothing(tmp_path: Path,
+                                                                            top: list[lb.Entry]) -> None:
+    """A layer with ``a/new`` but no ``a/`` entry, over a link ``a -> c``: ``a`` becomes a
+    directory (nothing is written through a link), and this layer's whiteouts below ``a/``
+    then find nothing of the lower layers there. Docker (overlay2) gives ``a/`` = {new} and
+    keeps ``c/old``; umoci would follow the link for both (``c`` = {new}). Removing
+    ``c/old`` through the old link while putting ``new`` in a new ``a/`` matched neither."""
+    layout = tmp_path / "img"
+    subprocess.run(["umoci", "init", "--layout", layout], check=True, capture_output=True)
+    subprocess.run(["umoci", "new", "--image", f"{layout}:latest"], check=True, capture_output=True)
+    for i, entries in enumerate([[lb.dir_("c"), lb.file("c/old", "o")], [lb.symlink("a", "c")], top]):
+        (tmp_path / f"{i}.tar").write_bytes(lb.tar_bytes(entries))
+        subprocess.run(["umoci", "raw", "add-layer", "--image", f"{layout}:latest", tmp_path / f"{i}.tar"],
+                       check=True, capture_output=True)
+    source = f"oci:{layout}:latest"
+    [aci] = docker2aci.convert(source, docker2aci.ConvertOptions(output_dir=str(tmp_path / "out")))
+    ours = tree_listing(aci_rootfs(Path(aci.path), tmp_path / "x"))
+    assert sorted(ours) == ["a", "a/new", "c", "c/old"] and ours["a"].type == "dir"
+    layers = docker2aci.convert(source, docker2aci.ConvertOptions(output_dir=str(tmp_path / "layers"),
+                                                                  squash=False, use_cache=False))
+    (tmp_path / "chain").mkdir()
+    render_tree(layers[0].path, str(tmp_path / "chain"),
+                resolver=DirectoryResolver([str(tmp_path / "layers")]))
+    assert diff_listings(ours, tree_listing(tmp_path / "chain")) == []

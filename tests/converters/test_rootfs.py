@@ -682,3 +682,23 @@ def test_output_independent_of_stream_order() -> None:
     backward = squash(entries[::-1])
     assert forward.raw == backward.raw
     assert forward.order == ["c", "d", "d/a", "d/b", "l", "z"]
+
+
+@pytest.mark.parametrize("upper", [
+    [lb.opaque("a"), lb.file("a/new", "n")],
+    [lb.whiteout("a/old"), lb.file("a/new", "n")],
+    [lb.file("a/new", "n"), lb.whiteout("a/old")],
+], ids=["opaque", "whiteout", "whiteout-last"])
+def test_case_9_a_whiteout_stops_at_a_link_its_own_layer_makes_a_directory(upper: list[lb.Entry]) -> None:
+    # ``a/new`` makes the link ``a`` a directory (nothing is written through a symlink), so
+    # the layer's whiteouts under ``a/`` have no lower content left to remove: overlayfs
+    # (dockerd's overlay2) keeps ``c/old``, as for a named ``a/`` directory
+    out = squash([lb.dir_("c"), lb.file("c/old", "o")], [lb.symlink("a", "c")], upper)
+    assert out.names == {"a/new", "c", "c/old"}  # ``a``: an implicit directory
+    assert out.data("c/old") == b"o" and out.data("a/new") == b"n"
+
+
+def test_a_whiteout_through_a_link_its_layer_leaves_alone_still_applies() -> None:
+    out = squash([lb.dir_("c"), lb.file("c/old", "o"), lb.file("c/keep", "k")], [lb.symlink("a", "c")],
+                 [lb.whiteout("a/old"), lb.file("b/new", "n")])
+    assert out.names == {"a", "b/new", "c", "c/keep"} and out.members["a"].issym()
