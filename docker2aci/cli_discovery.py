@@ -49,7 +49,7 @@ def discover_parser(prog: str) -> argparse.ArgumentParser:
          help="The trust store the signature is checked against (default: /etc/docker2aci/trust for root, "
               "else ~/.config/docker2aci/trust)")
     flag(p, "trust-keys-from-https", action="store_true",
-         help="Trust the keys the discovery page announces (ac-discovery-pubkeys) for their prefix, "
+         help="Trust the keys the discovery page announces (ac-discovery-pubkeys) for NAME, "
               "when both come over https (as rkt's --trust-keys-from-https)")
     flag(p, "json", action="store_true",
          help='Print {"image_id", "path", "name", "labels", "url", "signature", "signer"} as one JSON object')

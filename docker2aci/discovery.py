@@ -55,14 +55,17 @@ The client (:func:`discover`) follows the spec, with these decisions:
   place. On any failure nothing is left in the output directory.
 * ``trust_keys_from_https`` (rkt's ``--trust-keys-from-https``): the keys of the
   ``ac-discovery-pubkeys`` tags that cover the name are fetched, only when both the page
-  and the keys came over https, and trusted for the tag's prefix-match (``trust add
-  --prefix``) before the signature is checked. A failure there is a warning, as in rkt: a
-  key trusted already still verifies the image.
+  and the keys came over https, and trusted for the name being discovered (``trust add
+  --prefix NAME``), as rkt does, before the signature is checked: never for the tag's own
+  prefix-match, which the page chooses (a page under ``example.com/team-a`` that announces
+  keys for ``example.com`` must not get them trusted for ``example.com/team-b``). A failure
+  there is a warning, as in rkt: a key trusted already still verifies the image.
 
-No credentials are sent. HTTP requests go through one ``requests`` session with the
-registry client's retry policy (:class:`docker2aci.registry.retry.RetryPolicy`: 408, 429,
-5xx and connection failures, backoff with ``Retry-After``); a download cut mid-body starts
-again from the beginning.
+No credentials are sent (not even those of ``~/.netrc``, which requests would add), and a
+redirect to plain http is refused before it is requested unless ``insecure_http``. HTTP
+requests go through one ``requests`` session with the registry client's retry policy
+(:class:`docker2aci.registry.retry.RetryPolicy`: 408, 429, 5xx and connection failures,
+backoff with ``Retry-After``); a download cut mid-body starts again from the beginning.
 """
 
 from __future__ import annotations
@@ -85,6 +88,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 import urllib3
+from requests.auth import AuthBase
 
 from converters.names import is_ac_identifier
 from converters.numbers import plain_decimal
@@ -566,6 +570,40 @@ def best_endpoints(tags: list[MetaTag], name: str, labels: Mapping[str, str], pa
 # --------------------------------------------------------------------------- HTTP
 
 
+class _PlainRedirect(Exception):
+    """Internal: a redirect to a URL that is not https, refused before it is requested."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.url = url
+
+
+class _NoAuth(AuthBase):
+    """No ``Authorization``: set as the session's auth, it keeps requests' netrc lookup
+    (``trust_env``) from adding the user's ``~/.netrc`` credentials to a request."""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        return request
+
+
+class _Session(requests.Session):
+    """A session that sends no credentials, even on a redirect (requests adds the netrc
+    entry of a redirect's host in ``rebuild_auth`` whenever ``trust_env`` is set), and that
+    refuses a redirect to a URL that is not https, unless ``plain_allowed``, before
+    requesting it (requests would follow it first: the http request, with its headers,
+    would already be on the wire)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.auth = _NoAuth()
+        self.plain_allowed = False
+
+    def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
+        prepared_request.headers.pop("Authorization", None)
+        if not self.plain_allowed and urlsplit(prepared_request.url or "").scheme != "https":
+            raise _PlainRedirect(prepared_request.url or "")
+
+
 class _Fetch:
     """One HTTP session for one discovery: retries, the https → http fallback per host, caps."""
 
@@ -576,7 +614,7 @@ class _Fetch:
         self.timeout = timeout
         self.slow_read = slow_read
         self.plain_hosts: set[str] = set()
-        self.session = requests.Session()
+        self.session = _Session()
         self.session.trust_env = True  # HTTP(S)_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE
         self.session.mount("https://", ContextAdapter(cabundle.default_context))  # the CAs loaded once
         self.session.mount("http://", DeadlineAdapter())  # --insecure-options=http (deadlines as https has)
@@ -610,7 +648,7 @@ class _Fetch:
             url = urlunsplit(("http",) + tuple(parts)[1:])
         elif parts.scheme == "https" and self.insecure_http and not https_only:
             try:
-                resp = self._send(url, what, attempts=1)
+                resp = self._send(url, what, attempts=1, https_only=https_only)
             except _Unreachable as err:
                 log.warning("%s: https failed (%s); using plain http (--insecure-options=http)", parts.netloc,
                             err.cause)
@@ -619,7 +657,7 @@ class _Fetch:
             else:
                 return self._checked(resp, what, https_only)
         try:
-            resp = self._send(url, what, attempts=self.retry.attempts)
+            resp = self._send(url, what, attempts=self.retry.attempts, https_only=https_only)
         except _Unreachable as err:
             raise _HostUnreachable(f"{what}: cannot reach {redact_url(url)}: {err.cause}", url=redact_url(url),
                                    fetch_failed=True) from err
@@ -635,12 +673,17 @@ class _Fetch:
                                  url=redact_url(plain[0]), fetch_failed=True)
         return resp, not plain
 
-    def _send(self, url: str, what: str, *, attempts: int) -> requests.Response:
+    def _send(self, url: str, what: str, *, attempts: int, https_only: bool = False) -> requests.Response:
         retry = 0
         shown = redact_url(url)
         while True:
+            self.session.plain_allowed = self.insecure_http and not https_only
             try:
                 resp = self.session.get(url, stream=True, timeout=self.timeout, allow_redirects=True)
+            except _PlainRedirect as err:
+                raise DiscoveryError(f"{what}: {shown} redirects to plain http ({redact_url(err.url)})"
+                                     + ("" if https_only else "; allow it with --insecure-options=http"),
+                                     url=redact_url(err.url), fetch_failed=True) from None
             except requests.exceptions.SSLError as err:
                 raise DiscoveryError(f"{what}: TLS failure talking to {shown}: {_connection_cause(err)}",
                                      url=shown, fetch_failed=True) from err
@@ -910,7 +953,10 @@ class DiscoveredACI:
 
 
 def check_labels(labels: Mapping[str, str]) -> dict[str, str]:
-    """``labels`` if every name is an AC identifier and every value is non-empty.
+    """``labels`` if every name is an AC identifier and every value is non-empty and can be
+    put in a URL template: no ``/`` or ``\\`` and not ``.`` or ``..`` (percent-encoding does not
+    help: ``..`` is a dot-segment that clients and servers resolve, and common static servers
+    decode ``%2F`` before resolving them, so such a value would leave the template's directory).
 
     Raises:
         UsageError: otherwise.
@@ -920,6 +966,9 @@ def check_labels(labels: Mapping[str, str]) -> dict[str, str]:
             raise UsageError(f"label name {key!r} is not an AC identifier")
         if not isinstance(value, str) or not value or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
             raise UsageError(f"label {key}: {value!r} is not a label value")
+        if value in (".", "..") or "/" in value or "\\" in value:
+            raise UsageError(f"label {key}: {value!r} cannot be put in a discovery URL (no '/' or '\\', "
+                             "not '.' or '..')")
     return dict(labels)
 
 
@@ -974,25 +1023,23 @@ def discover(name: str, labels: Mapping[str, str], options: DiscoverOptions | No
 
 
 def _trust_keys(fetch: _Fetch, name: str, keys: list[tuple[MetaTag, bool]], trust_dir: str) -> None:
-    """``--trust-keys-from-https``: trust the announced keys for their prefix-match."""
+    """``--trust-keys-from-https``: trust the announced keys for ``name`` (as rkt's
+    ``maybeFetchPubKeys``: ``AddKeys(..., appName, ...)``), whatever prefix the tag names."""
     if not keys:
         log.warning("%s: no ac-discovery-pubkeys tag covers it: no key trusted from https", name)
     store = TrustStore(trust_dir)
     for tag, page_secure in keys:
-        where = f"{redact_url(tag.url)} (for prefix {tag.prefix})"
+        where = f"{redact_url(tag.url)} (announced for prefix {tag.prefix})"
         if not page_secure:
             log.warning("not trusting the keys at %s: the discovery page did not come over https", where)
-            continue
-        if not is_ac_identifier(tag.prefix):
-            log.warning("not trusting the keys at %s: the prefix is not an AC identifier", where)
             continue
         try:
             data, _, _ = fetch.read(tag.url, f"fetching the keys of {tag.prefix}", MAX_KEY_FILE_BYTES,
                                     https_only=True)
             for cert in parse_certs(data, where):
-                key = store.add(cert, tag.prefix)
+                key = store.add(cert, name)
                 log.warning('trusting the key %s for prefix "%s", fetched from %s (--trust-keys-from-https)',
-                            cert.fingerprint, tag.prefix, redact_url(tag.url))
+                            cert.fingerprint, name, redact_url(tag.url))
                 log.debug("wrote %s", key.path)
         except (DiscoveryError, SigningError) as err:
             log.warning("keys not trusted: %s", err)

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Self
 
 import pytest
 import requests
@@ -44,7 +45,7 @@ from docker2aci.discovery import (
     parse_meta_tags,
     write_pages,
 )
-from docker2aci.errors import OutputError, SigningError, UsageError
+from docker2aci.errors import OutputError, SigningError, UsageError, VerificationError
 from docker2aci.manifest import Platform
 from docker2aci.pipeline import ConvertOptions, convert
 from docker2aci.registry.retry import RetryPolicy
@@ -737,7 +738,37 @@ def test_trust_keys_from_https_trusts_the_announced_keys(tls_server: Path, serve
     assert result.out == f"{image_id(served)} {out / (name.replace('/', '-') + '-latest-linux-amd64.aci')}\n"
     assert "plain http" not in result.err
     [key] = TrustStore(str(trust_dir)).entries()
-    assert (key.prefix, key.fingerprint) == (prefix, keys["signer"].fingerprint)
+    assert (key.prefix, key.fingerprint) == (name, keys["signer"].fingerprint)  # the name, as rkt
+
+
+def test_trust_keys_from_https_trusts_them_for_the_name_not_the_tags_prefix(
+        tls_server: Path, server: Server, prefix: str, keys: dict[str, Key], cache_dir: Path,
+        tmp_path: Path) -> None:
+    # The page of one team's image announces a key for the whole host: rkt trusts the keys it
+    # fetches for the name being fetched (AddKeys(pkls, appName, ...)); trusting them for the
+    # prefix the page chose let that team sign images of every other path of the host.
+    name, other = f"{prefix}/team-a/app", f"{prefix}/team-b/app"
+    publish(server.root, name, keys["signer"], cache_dir)
+    other_aci = publish(server.root, other, keys["signer"], cache_dir)
+    team_path = prefix.split("/", 1)[1] + "/team-a"
+    shutil.copy(keys["signer"].public, server.root / team_path / "keys.gpg")
+    (server.root / team_path / "app").mkdir()
+    (server.root / team_path / "app" / "index.html").write_text(
+        f'<meta name="ac-discovery" content="{name} '
+        f'https://{HOST}/{team_path}/app-{{version}}-{{os}}-{{arch}}.{{ext}}">\n'
+        f'<meta name="ac-discovery-pubkeys" content="{HOST} https://{HOST}/{team_path}/keys.gpg">\n')
+    trust_dir = tmp_path / "trust"
+    env = {**os.environ, "REQUESTS_CA_BUNDLE": str(tls_server)}
+
+    result = run_discover("--trust-keys-from-https", "--trust-dir", trust_dir, "--output-dir", tmp_path / "out",
+                          f"{name}:latest,os=linux,arch=amd64", env=env)
+
+    assert result.status == 0, result.err
+    assert [(k.prefix, k.fingerprint) for k in TrustStore(str(trust_dir)).entries()] == [
+        (name, keys["signer"].fingerprint)]
+    with pytest.raises(VerificationError) as refused:
+        signing.verify_aci(str(other_aci), str(trust_dir))
+    assert refused.value.reason == "prefix-mismatch"
 
 
 def test_trust_keys_from_https_ignores_keys_seen_over_http(server: Server, prefix: str, keys: dict[str, Key],
@@ -754,6 +785,100 @@ def test_trust_keys_from_https_ignores_keys_seen_over_http(server: Server, prefi
     assert "did not come over https" in result.err and "not trusted" in result.err
     assert not (tmp_path / "trust").exists()
     assert list(out.iterdir()) == []
+
+
+class _Recorder:
+    """A plain http (or, with ``tls``, https) server on a free port of 127.0.0.1 that records
+    each request's path and ``Authorization`` header; ``/redirect/X`` answers 302 to
+    ``redirect_to`` + ``X``, anything else 404."""
+
+    def __init__(self, tls: tuple[Path, Path] | None = None, redirect_to: str = "") -> None:
+        seen: list[tuple[str, str | None]] = []
+        self.seen = seen
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                seen.append((self.path, self.headers.get("Authorization")))
+                if self.path.startswith("/redirect/"):
+                    self.send_response(302)
+                    self.send_header("Location", redirect_to + self.path.removeprefix("/redirect/"))
+                else:
+                    self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer((HOST, 0), Handler)
+        if tls is not None:
+            import ssl
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        self.base = f"{'https' if tls else 'http'}://{HOST}:{self.httpd.server_address[1]}/"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(10)
+
+
+def _page(server: Server, name: str, template: str) -> None:
+    page = server.root / name.split("/", 1)[1] / "index.html"
+    page.parent.mkdir(parents=True)
+    page.write_text(f'<meta name="ac-discovery" content="{name} {template}">\n')
+
+
+def test_no_netrc_credentials_are_sent_even_on_a_redirect(server: Server, prefix: str, tmp_path: Path) -> None:
+    # requests adds ~/.netrc's entry for the host (also a redirect's) when trust_env is set
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"machine {HOST}\nlogin alice\npassword s3cret\n")
+    netrc.chmod(0o600)
+    name = f"{prefix}/app"
+    with _Recorder() as target, _Recorder(redirect_to=target.base) as first:
+        _page(server, name, first.base + "redirect/app-{version}.{ext}")
+        result = run_discover("--insecure-options=http", "--trust-dir", tmp_path / "t", "--output-dir",
+                              tmp_path / "out", f"{name}:1,os=linux,arch=amd64",
+                              env={**os.environ, "NETRC": str(netrc), "HOME": str(tmp_path)})
+        seen = first.seen + target.seen
+
+    assert result.status == 1
+    assert ("/redirect/app-1.aci.asc", None) in first.seen and ("/app-1.aci.asc", None) in target.seen
+    assert [auth for _, auth in seen] == [None] * len(seen)
+
+
+def test_a_redirect_to_plain_http_is_refused_before_it_is_requested(
+        tls_server: Path, server: Server, prefix: str, tmp_path: Path) -> None:
+    name = f"{prefix}/app"
+    tls = (tls_server, tls_server.parent / "key.pem")
+    with _Recorder() as plain, _Recorder(tls, redirect_to=plain.base) as secure:
+        _page(server, name, secure.base + "redirect/app-{version}.{ext}")
+        result = run_discover("--trust-dir", tmp_path / "t", "--output-dir", tmp_path / "out",
+                              f"{name}:1,os=linux,arch=amd64",
+                              env={**os.environ, "REQUESTS_CA_BUNDLE": str(tls_server)})
+        tried = list(secure.seen)
+
+    assert result.status == 1
+    assert "redirects to plain http" in result.err and "--insecure-options=http" in result.err
+    assert [path for path, _ in tried] == ["/redirect/app-1.aci.asc"]
+    assert plain.seen == []  # nothing went over plain http
+
+
+@pytest.mark.parametrize("version", ["..", ".", "../../x", "a/b", "a\\b"])
+def test_label_values_that_would_leave_the_template_are_refused(version: str, discover_cli: DiscoverCli) -> None:
+    # ".." is a dot-segment (requests resolves it: /t/{version}/x.aci fetched /x.aci), and
+    # common static servers decode %2F before resolving them
+    result = discover_cli(f"example.com/app,version={version}")
+    assert result.status == 2
+    assert "cannot be put in a discovery URL" in result.err
+    with pytest.raises(UsageError):
+        discovery.discover("example.com/app", {"version": version})
 
 
 @pytest.mark.parametrize("header, expected", [
