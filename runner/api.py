@@ -390,4 +390,21 @@ def _start(manifest: Mapping[str, Any], pod: Pod, app: _App, keep_open: Sequence
                             memory=isolation.memory, cpu=isolation.cpu,
                             isolators=app_section.get("isolators") or (), runtime=app.runtime, binds=binds,
                             preserve_fds=keep_open)
+    _warn_isolators_ignored_by_fly(app_section.get("isolators"))
     return run_fly(rootfs, spec, binds=binds, pass_fds=keep_open)
+
+
+def _warn_isolators_ignored_by_fly(isolators: object) -> None:
+    """Name the manifest's isolators, which the fly stage does not apply (like rkt fly).
+
+    appc ``spec/ace.md`` ("Isolators"): an executor MAY ignore isolators, but MUST make
+    the ones ignored known to the user; the isolated stage does (it applies
+    ``resource/memory`` and ``resource/cpu``, warns about the rest).
+    """
+    if not isinstance(isolators, list):
+        return
+    names = list(dict.fromkeys(item["name"] for item in isolators
+                               if isinstance(item, Mapping) and isinstance(item.get("name"), str)))
+    if names:
+        logger.warning("isolator(s) %s ignored: the fly stage applies no isolator; use --stage=isolated",
+                       ", ".join(names))

@@ -28,6 +28,12 @@ logger = logging.getLogger(__name__)
 #: ``PATH`` given to an app whose image sets none (the appc ACE default, as in rkt).
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
+#: ``container`` given to an app whose image sets none: appc ``spec/ace.md``
+#: ("Execution Environment") says it MUST be set, to the executor's name (a hint that the
+#: app runs in a container; systemd reads it). An image's own value (``ENV container
+#: docker``) and ``--set-env`` win.
+CONTAINER_VALUE = "docker2aci"
+
 #: Annotation holding the Docker ``Entrypoint`` as a JSON array string.
 ENTRYPOINT_ANNOTATION = "appc.io/docker/entrypoint"
 
@@ -189,7 +195,7 @@ def build_process_spec(
 
     The environment: ``app.environment`` (a later duplicate wins), then ``PATH``
     (:data:`DEFAULT_PATH`) and ``HOME`` (the user's home in the image's passwd, else
-    ``/``) when absent, then ``set_env`` (``--set-env``: it replaces or adds variables,
+    ``/``) and ``container`` (:data:`CONTAINER_VALUE`) when absent, then ``set_env`` (``--set-env``: it replaces or adds variables,
     ``PATH`` and ``HOME`` included), and ``AC_APP_NAME`` (the last component of the
     image name). ``AC_APP_NAME`` belongs to the executor (appc ``spec/ace.md``): a
     ``set_env`` value for it is ignored with a warning.
@@ -227,6 +233,7 @@ def build_process_spec(
     env = _environment(app.get("environment"))
     env.setdefault("PATH", DEFAULT_PATH)
     env.setdefault("HOME", home)
+    env.setdefault("container", CONTAINER_VALUE)
     for name, value in (set_env or {}).items():
         _check_variable(name, value, f"--set-env {f'{name}={value}'!r}")
         if name == "AC_APP_NAME":

@@ -415,6 +415,21 @@ def test_isolation_options_ignored_by_fly_are_named(build_aci: BuildAci, tmp_pat
     assert (host, caplog.text) == (0, "")  # the host's network is what fly gives: nothing ignored
 
 
+def test_manifest_isolators_ignored_by_fly_are_named(build_aci: BuildAci, tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """An image whose manifest limits its memory ran under fly with no limit and no word
+    (run review), where appc spec/ace.md ("Isolators") says an executor MUST make the
+    isolators it ignored known to the user."""
+    isolators = [{"name": "resource/memory", "value": {"limit": "64Mi"}},
+                 {"name": "os/linux/capabilities-remove-set", "value": {"set": ["CAP_NET_RAW"]}}]
+    aci = build_aci(_sh("true", isolators=isolators))
+    caplog.set_level(logging.WARNING, logger="runner")
+
+    assert run_aci(aci, work_dir=tmp_path, insecure_options={"image"}, stage="fly") == 0
+    assert ("isolator(s) resource/memory, os/linux/capabilities-remove-set ignored: the fly stage applies "
+            "no isolator") in caplog.text
+
+
 def test_an_image_of_another_platform_is_warned_about_and_still_run(tmp_path: Path,
                                                                    caplog: pytest.LogCaptureFixture) -> None:
     """``run`` of an ``arch=aarch64`` ACI on an amd64 host said nothing before the app failed

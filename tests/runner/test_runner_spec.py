@@ -52,7 +52,18 @@ def test_environment_defaults() -> None:
 
     env = build_process_spec(doc, passwd_text=PASSWD, group_text=GROUP).env
 
-    assert env == {"A": "1", "PATH": DEFAULT_PATH, "HOME": "/home/app", "AC_APP_NAME": "busybox"}
+    assert env == {"A": "1", "PATH": DEFAULT_PATH, "HOME": "/home/app", "container": "docker2aci",
+                   "AC_APP_NAME": "busybox"}
+
+
+def test_container_variable_is_set_unless_the_image_or_the_user_sets_it() -> None:
+    """appc spec/ace.md, "Execution Environment": ``container`` MUST be set for the app
+    (run review: it was missing in both stages). An image's ``ENV container docker`` and
+    ``--set-env`` keep their value."""
+    assert build_process_spec(_docker_manifest()).env["container"] == "docker2aci"
+    own = _docker_manifest(environment=[{"name": "container", "value": "docker"}])
+    assert build_process_spec(own).env["container"] == "docker"
+    assert build_process_spec(own, set_env={"container": "x"}).env["container"] == "x"
 
 
 def test_image_values_win_over_defaults() -> None:
