@@ -37,6 +37,11 @@ CONTAINER_VALUE = "docker2aci"
 #: Annotation holding the Docker ``Entrypoint`` as a JSON array string.
 ENTRYPOINT_ANNOTATION = "appc.io/docker/entrypoint"
 
+#: The prefix of the annotations a conversion from a Docker or OCI image writes (at
+#: least ``appc.io/docker/imageid``): their presence says the words after ``--`` replace
+#: Docker's Cmd, their absence that they replace the exec's arguments, as rkt has them.
+DOCKER_ANNOTATIONS = "appc.io/docker/"
+
 #: Annotation holding the Docker ``Cmd`` as a JSON array string.
 CMD_ANNOTATION = "appc.io/docker/cmd"
 
@@ -191,7 +196,9 @@ def build_process_spec(
 
     The command line: ``exec_override`` + ``args`` when an override is given; else, when
     ``args`` are given, they replace Docker's Cmd: the ``appc.io/docker/entrypoint``
-    annotation + ``args`` (just ``args`` without that annotation); else ``app.exec``.
+    annotation + ``args`` (just ``args`` without that annotation), or, in an ACI with no
+    ``appc.io/docker/`` annotation (not converted from a Docker image), the exec's
+    arguments: ``app.exec[0]`` + ``args``, as rkt runs it; else ``app.exec``.
 
     The environment: ``app.environment`` (a later duplicate wins), then ``PATH``
     (:data:`DEFAULT_PATH`) and ``HOME`` (the user's home in the image's passwd, else
@@ -328,6 +335,9 @@ def _argv(
 ) -> tuple[str, ...]:
     if exec_override:
         argv = [*exec_override, *(args or ())]
+    elif args and not any(name.startswith(DOCKER_ANNOTATIONS) for name in annotations):
+        # an ACI not converted from a Docker image: rkt's rule, the args replace the exec's
+        argv = [*_string_list(app.get("exec") or [], "manifest field app.exec")[:1], *args]
     elif args:
         entrypoint: list[str] = []
         if ENTRYPOINT_ANNOTATION in annotations:
