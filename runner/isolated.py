@@ -2,7 +2,8 @@
 
 The app gets its own pid, mount, uts and ipc namespaces (and network namespace unless
 ``net="host"``), cgroup limits from the appc ``resource/memory`` and ``resource/cpu``
-isolators (or the ``memory``/``cpu`` options), Docker's default capabilities and
+isolators (or the ``memory``/``cpu`` options), Docker's default capabilities (narrowed by
+the ``os/linux/capabilities-retain-set`` or ``-remove-set`` isolator) and
 ``noNewPrivileges`` (:mod:`runner.ocispec` builds the configuration).
 
 How a run goes:
@@ -96,9 +97,10 @@ from typing import Any
 
 from docker2aci.errors import RunnerError
 from runner.ocispec import (
-    DEFAULT_CAPABILITIES,
     NET_MODES,
+    RETAIN_SET,
     check_hostname,
+    isolator_capabilities,
     isolator_limits,
     parse_cpu,
     parse_memory,
@@ -137,7 +139,7 @@ ERROR_LEVELS = frozenset({"error", "fatal", "panic"})
 #: Characters of the runtime's error messages kept in a :class:`RunnerError`.
 MAX_ERROR_CHARS = 2000
 
-#: Capability numbers (``linux/capability.h``) of :data:`DEFAULT_CAPABILITIES`.
+#: Capability numbers (``linux/capability.h``) of :data:`runner.ocispec.DEFAULT_CAPABILITIES`.
 CAPABILITY_NUMBERS: Mapping[str, int] = {
     "CAP_CHOWN": 0,
     "CAP_DAC_OVERRIDE": 1,
@@ -207,7 +209,10 @@ def run_isolated(
         cpu: a CPU limit (``"500m"``, ``"1"``; :func:`runner.ocispec.parse_cpu`);
             overrides a ``resource/cpu`` isolator.
         isolators: the manifest's ``app.isolators``; ``resource/memory`` and
-            ``resource/cpu`` limits are applied, others are ignored with a warning.
+            ``resource/cpu`` limits and the ``os/linux/capabilities-retain-set`` and
+            ``-remove-set`` are applied (:func:`runner.ocispec.isolator_capabilities`:
+            they only narrow Docker's default capabilities), ``os/linux/no-new-privileges``
+            is always in force; others are ignored with a warning.
         runtime: ``"runc"``, ``"crun"`` or the path of either.
         state_dir: the runtime's state directory (``--root``); default: a private one,
             removed afterwards.
@@ -238,6 +243,10 @@ def run_isolated(
     if isinstance(isolators, Iterator):  # read twice below
         isolators = list(isolators)
     memory_bytes, cpu_millis = isolator_limits(isolators)
+    capabilities, refused = isolator_capabilities(isolators)
+    if refused:
+        logger.warning("isolator %s: %s not granted: an image's isolators only narrow the default "
+                       "capabilities", RETAIN_SET, ", ".join(refused))
     for name in unsupported_isolators(isolators):
         logger.warning("isolator %s is not supported by the isolated stage: not applied", name)
     if memory is not None:
@@ -263,7 +272,7 @@ def run_isolated(
             volume_binds=binds,
             cgroups_path=f"/{cid}",
             nofile=_nofile_limits(),
-            capabilities=_host_capabilities(DEFAULT_CAPABILITIES),
+            capabilities=_host_capabilities(capabilities),
         )
         with open(os.path.join(bundle, "config.json"), "w", encoding="utf-8") as handle:
             json.dump(config, handle, indent=1)

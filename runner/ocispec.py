@@ -73,6 +73,9 @@ DEFAULT_CAPABILITIES = (
     "CAP_AUDIT_WRITE",
 )
 
+#: A capability's name as appc's isolators and the OCI runtime spec write it.
+CAPABILITY_NAME = re.compile(r"CAP_[A-Z0-9_]{1,32}", re.ASCII)
+
 #: Paths hidden from the app (moby ``oci/defaults.go`` ``DefaultLinuxSpec``).
 MASKED_PATHS = (
     "/proc/asound",
@@ -146,7 +149,13 @@ MEMORY_SUFFIXES: Mapping[str, int] = {
 }
 
 #: The appc isolators the isolated stage applies.
-SUPPORTED_ISOLATORS = ("resource/memory", "resource/cpu")
+SUPPORTED_ISOLATORS = ("resource/memory", "resource/cpu", "os/linux/capabilities-retain-set",
+                       "os/linux/capabilities-remove-set", "os/linux/no-new-privileges")
+"""The isolators the isolated stage applies (appc ``spec/types.md``, "Isolators";
+:func:`isolator_limits`, :func:`isolator_capabilities`)."""
+RETAIN_SET = "os/linux/capabilities-retain-set"
+REMOVE_SET = "os/linux/capabilities-remove-set"
+NO_NEW_PRIVILEGES = "os/linux/no-new-privileges"
 
 
 def parse_memory(text: str) -> int:
@@ -232,7 +241,8 @@ def isolator_limits(isolators: Iterable[Mapping[str, Any]] | None) -> tuple[int 
     """Read the memory and CPU limits from an appc app's ``isolators``.
 
     ``resource/memory`` and ``resource/cpu`` give their ``limit``; a ``request`` alone
-    sets no limit (rkt applies only limits). Other isolators are not applied: see
+    sets no limit (rkt applies only limits). The capability isolators are
+    :func:`isolator_capabilities`'; others are not applied: see
     :func:`unsupported_isolators`. A later isolator of the same name wins.
 
     Args:
@@ -247,7 +257,7 @@ def isolator_limits(isolators: Iterable[Mapping[str, Any]] | None) -> tuple[int 
     memory: int | None = None
     cpu: int | None = None
     for name, value in _isolator_entries(isolators):
-        if name not in SUPPORTED_ISOLATORS:
+        if name not in ("resource/memory", "resource/cpu"):
             continue
         if not isinstance(value, Mapping):
             raise RunnerError(f"isolator {name}: its value is not an object")
@@ -261,6 +271,51 @@ def isolator_limits(isolators: Iterable[Mapping[str, Any]] | None) -> tuple[int 
         else:
             cpu = parse_cpu(limit)
     return memory, cpu
+
+
+def isolator_capabilities(isolators: Iterable[Mapping[str, Any]] | None,
+                          default: Sequence[str] = DEFAULT_CAPABILITIES) -> tuple[list[str], list[str]]:
+    """The app's capabilities by its ``os/linux/capabilities-*`` isolators (appc
+    ``spec/types.md``; rkt's capabilities guide): ``remove-set`` takes its ``set`` out of
+    ``default``; ``retain-set`` keeps only its ``set`` of them. A capability a retain set
+    names beyond ``default`` is not granted: an image never widens what the runner gives
+    (rkt lets it, with ``CAP_SYS_ADMIN`` among them). A ``no-new-privileges`` isolator
+    must be ``true`` or ``false``; the stage sets ``no_new_privs`` either way.
+
+    Args:
+        isolators: the manifest's ``app.isolators``.
+        default: the capabilities without any isolator (Docker's default set).
+
+    Returns:
+        ``(capabilities, refused)``: the capabilities to give, in ``default``'s order, and
+        those a retain set asked for beyond ``default``, not given.
+
+    Raises:
+        RunnerError: an isolator is malformed (a ``set`` that is not a list of
+            ``CAP_*`` names), or both a retain and a remove set are given (rkt refuses
+            them together).
+    """
+    retain: list[str] | None = None
+    remove: list[str] | None = None
+    for name, value in _isolator_entries(isolators):
+        if name == NO_NEW_PRIVILEGES:
+            if not isinstance(value, bool):
+                raise RunnerError(f"isolator {name}: {value!r} is not true or false")
+        if name not in (RETAIN_SET, REMOVE_SET):
+            continue
+        names = value.get("set") if isinstance(value, Mapping) else None
+        if not isinstance(names, list) or not all(isinstance(c, str) and CAPABILITY_NAME.fullmatch(c)
+                                                  for c in names):
+            raise RunnerError(f"isolator {name}: its value is not {{\"set\": [\"CAP_...\", ...]}}: {value!r}")
+        if name == RETAIN_SET:
+            retain = list(names)
+        else:
+            remove = list(names)
+    if retain is not None and remove is not None:
+        raise RunnerError(f"isolators {RETAIN_SET} and {REMOVE_SET} cannot be given together")
+    if retain is not None:
+        return [c for c in default if c in retain], [c for c in dict.fromkeys(retain) if c not in default]
+    return [c for c in default if c not in (remove or ())], []
 
 
 def unsupported_isolators(isolators: Iterable[Mapping[str, Any]] | None) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -33,6 +34,7 @@ from runner.isolated import run_isolated as _run_isolated
 from runner.ocispec import (
     DEFAULT_CAPABILITIES,
     MASKED_PATHS,
+    isolator_capabilities,
     isolator_limits,
     parse_cpu,
     parse_memory,
@@ -401,7 +403,7 @@ def test_limits_are_visible_in_the_apps_cgroups(run_isolated: RunIsolated) -> No
 
     assert by_option.stdout.split() == [str(64 << 20), "50000", "100000"], by_option.stderr
     assert by_isolator.stdout.split() == ["128000000", "25000", "100000"], by_isolator.stderr
-    assert "isolator os/linux/no-new-privileges is not supported" in by_isolator.stderr
+    assert "no-new-privileges" not in by_isolator.stderr  # always in force: applied, as it asks
     assert overridden.stdout.split()[1] == "100000", overridden.stderr
 
 
@@ -661,7 +663,46 @@ def test_isolator_limits() -> None:
     assert isolator_limits(isolators) == (2_000_000_000, 500)
     assert isolator_limits(None) == isolator_limits([]) == (None, None)
     assert isolator_limits([{"name": "resource/cpu", "value": {"request": "1"}}]) == (None, None)
-    assert unsupported_isolators(isolators + isolators[2:]) == ["os/linux/capabilities-retain-set"]
+    seccomp = [{"name": "os/linux/seccomp-remove-set", "value": {"set": ["@clock"]}}]
+    assert unsupported_isolators(isolators + seccomp + seccomp) == ["os/linux/seccomp-remove-set"]
+
+
+def test_isolator_capabilities() -> None:
+    """appc's ``os/linux/capabilities-*`` isolators narrow Docker's default set; a retain set
+    never widens it (the capabilities it names beyond the default are returned as refused)."""
+    default = list(DEFAULT_CAPABILITIES)
+    remove = {"name": "os/linux/capabilities-remove-set", "value": {"set": ["CAP_NET_RAW", "CAP_CHOWN"]}}
+    retain = {"name": "os/linux/capabilities-retain-set", "value": {"set": ["CAP_SYS_ADMIN", "CAP_KILL"]}}
+    assert isolator_capabilities(None) == isolator_capabilities([]) == (default, [])
+    assert isolator_capabilities([remove]) == ([c for c in default if c not in ("CAP_NET_RAW", "CAP_CHOWN")], [])
+    assert isolator_capabilities([retain]) == (["CAP_KILL"], ["CAP_SYS_ADMIN"])
+    assert isolator_capabilities([{"name": "os/linux/no-new-privileges", "value": True}]) == (default, [])
+    for isolators, words in (
+        ([retain, remove], "cannot be given together"),
+        ([{"name": "os/linux/capabilities-remove-set", "value": {"set": "CAP_KILL"}}], "is not {\"set\""),
+        ([{"name": "os/linux/capabilities-retain-set", "value": {"set": ["kill"]}}], "is not {\"set\""),
+        ([{"name": "os/linux/no-new-privileges", "value": "yes"}], "'yes' is not true or false"),
+    ):
+        with pytest.raises(RunnerError, match=re.escape(words)):
+            isolator_capabilities(isolators)
+
+
+@needs_runc
+def test_capability_isolators_narrow_the_apps_capabilities(run_isolated: RunIsolated) -> None:
+    """A manifest's ``capabilities-remove-set`` was ignored with a warning: the app kept
+    CAP_NET_RAW and CAP_CHOWN (runner review; rkt applies it). Both capability isolators
+    now narrow the default set; a retain set's capabilities beyond it are not granted."""
+    script = "grep -E 'CapEff|CapBnd' /proc/self/status"
+    removed = run_isolated(_sh(script), isolators=[
+        {"name": "os/linux/capabilities-remove-set", "value": {"set": ["CAP_NET_RAW", "CAP_CHOWN"]}}])
+    retained = run_isolated(_sh(script), isolators=[
+        {"name": "os/linux/capabilities-retain-set", "value": {"set": ["CAP_KILL", "CAP_SYS_ADMIN"]}}])
+
+    without = int(DOCKER_CAPS_HEX, 16) & ~((1 << 13) | (1 << 0))  # CAP_NET_RAW is 13, CAP_CHOWN 0
+    assert removed.stdout.split() == ["CapEff:", f"{without:016x}", "CapBnd:", f"{without:016x}"], removed.stderr
+    assert "not supported" not in removed.stderr
+    assert retained.stdout.split() == ["CapEff:", f"{1 << 5:016x}", "CapBnd:", f"{1 << 5:016x}"], retained.stderr
+    assert "os/linux/capabilities-retain-set: CAP_SYS_ADMIN not granted" in retained.stderr
 
 
 @pytest.mark.parametrize(
