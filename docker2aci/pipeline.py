@@ -519,6 +519,12 @@ def _write_image(display: str, resolved: ResolvedImage, wanted: Platform, option
     config, image_platform, os_arch, blobs = image.config, image.platform, image.os_arch, image.blobs
     for note in image.notes:  # on every path: they are not in the cached record
         log.warning("%s: %s", display, note)
+    if log.isEnabledFor(logging.DEBUG):  # --debug: what is about to be read
+        log.debug("%s: config %s, platform %s, %d layer(s)", display, resolved.config_digest, image_platform,
+                  len(blobs))
+        for index, blob in enumerate(blobs):
+            log.debug("%s: layer %d: %s, %s bytes, %s, diff ID %s", display, index, blob.what,
+                      "?" if blob.size is None else blob.size, blob.media_type or "no media type", blob.diff_id)
     platform_named = image_platform != Platform.host() or options.platform == ALL_PLATFORMS
     suffix = file_platform_suffix(image_platform.os, image_platform.architecture,
                                   image_platform.variant) if platform_named else ""
@@ -593,6 +599,7 @@ def _convert_layers(display: str, resolved: ResolvedImage, config: ImageConfig, 
                                  options.compression_level, before_publish=layers.verified, file_hash=file_hash)
     for w in warnings:
         log.warning("%s: %s", display, w)
+    log.debug("%s: wrote %s, image ID %s", display, path, image_id)
     return _converted(path, image_id, manifest, naming.manifest_hash, warnings)
 
 

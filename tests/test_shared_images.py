@@ -12,6 +12,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import pytest
 
 import docker2aci
 from docker2aci.errors import InvalidManifest, SeveralImages
+from runner.extract import compute_image_id
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 IMAGES = SHARED / "images"
@@ -434,3 +436,17 @@ def test_a_terminal_is_no_archive(tmp_path: Path) -> None:
     finally:
         os.close(terminal)
         os.close(controller)
+
+
+def test_debug_says_what_an_archive_conversion_reads_and_writes(tmp_path: Path) -> None:
+    """``--debug`` printed nothing at all for an archive or layout source (new-user
+    review): it now names the config, each layer (digest, size, media type, diff ID) and
+    the ACI written with its image ID."""
+    proc = subprocess.run([sys.executable, "-m", "docker2aci", "--debug", "--output-dir", str(tmp_path),
+                           str(IMAGES / "oci-archive.tar")], capture_output=True, text=True, check=True)
+    aci = tmp_path / "test-busybox-latest.aci"
+    debug = [line for line in proc.stderr.splitlines() if line.startswith("DEBUG: ")]
+    assert debug[0].endswith(", platform linux/amd64, 4 layer(s)") and " config sha256:" in debug[0]
+    assert [line.split(": ", 3)[2] for line in debug[1:5]] == [f"layer {i}" for i in range(4)]
+    assert "1084830 bytes, application/vnd.oci.image.layer.v1.tar+gzip, diff ID sha256:" in debug[1]
+    assert debug[-1].endswith(f"wrote {aci}, image ID {compute_image_id(str(aci))}")
