@@ -215,9 +215,13 @@ def open_tar(stream: IO[bytes] | io.RawIOBase) -> tarfile.TarFile:
     byte-exact (``surrogateescape``).
 
     Raises:
-        tarfile.TarError: not a tar (its first header does not parse).
+        tarfile.TarError: not a tar (its first header does not parse); the message says
+            so (tarfile's own, "truncated header" or "bad checksum", reads like damage).
     """
-    return tarfile.open(fileobj=cast(IO[bytes], stream), mode="r|", encoding="utf-8", errors="surrogateescape")
+    try:
+        return tarfile.open(fileobj=cast(IO[bytes], stream), mode="r|", encoding="utf-8", errors="surrogateescape")
+    except tarfile.ReadError as err:
+        raise tarfile.ReadError(f"not a tar archive, plain or gzip, bzip2 or xz compressed ({err})") from err
 
 
 def is_manifest_name(name: str) -> bool:

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import os
 import re
-import tarfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from converters.manifest import is_rfc3339
+from docker2aci.acifile import open_tar
 from docker2aci.errors import RunnerError
 from runner.extract import (MAX_MANIFEST_BYTES, archive_components, compression_name, errors_named,
                             open_uncompressed, parse_manifest)
@@ -104,9 +104,7 @@ def _scan(report: Report) -> None:
     seen: set[str] = set()
     directories: set[str] = set()
     rootfs_seen = False
-    with errors_named("reading", report.path), open_uncompressed(report.path) as stream, tarfile.open(
-        fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape"
-    ) as archive:
+    with errors_named("reading", report.path), open_uncompressed(report.path) as stream, open_tar(stream) as archive:
         while (member := archive.next()) is not None:
             report.entries += 1
             try:

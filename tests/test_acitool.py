@@ -240,6 +240,18 @@ def test_a_truncated_archive_is_invalid(tmp_path: Path, converted: Path) -> None
     assert f"{cut}: invalid ACI" in result.stdout and f"{converted}: valid ACI" in result.stdout
 
 
+def test_a_file_that_is_no_archive_is_named_so(tmp_path: Path) -> None:
+    """``validate junk.txt`` (a text file) said "truncated header", and random bytes "bad
+    checksum", which read like damage to an archive (new-user review)."""
+    text = tmp_path / "notes.aci"
+    text.write_text("hello, not an image\n")
+    said = "not a tar archive, plain or gzip, bzip2 or xz compressed (truncated header)"
+    validated = _cli("validate", str(text))
+    assert (validated.returncode, validated.stdout) == (1, f"{text}: invalid ACI\n  reading {text}: {said}\n")
+    inspected = _cli("inspect", str(text))
+    assert (inspected.returncode, inspected.stderr) == (1, f"Error: {text}: not an ACI: reading {text}: {said}\n")
+
+
 def test_a_missing_file_is_reported_as_unreadable_only(tmp_path: Path) -> None:
     """Not "...; no manifest entry" on top: whether an unreadable file has a manifest is
     unknown (the newcomer trial found the extra words confusing)."""
