@@ -399,7 +399,8 @@ def _warn_isolators_ignored_by_fly(isolators: object) -> None:
 
     appc ``spec/ace.md`` ("Isolators"): an executor MAY ignore isolators, but MUST make
     the ones ignored known to the user; the isolated stage does (it applies
-    ``resource/memory`` and ``resource/cpu``, warns about the rest).
+    ``resource/memory``, ``resource/cpu`` and the ``os/linux/capabilities-*`` and
+    ``os/linux/no-new-privileges`` isolators, and warns about the rest).
     """
     if not isinstance(isolators, list):
         return

@@ -39,7 +39,7 @@ ENTRYPOINT_ANNOTATION = "appc.io/docker/entrypoint"
 
 #: The prefix of the annotations a conversion from a Docker or OCI image writes (at
 #: least ``appc.io/docker/imageid``): their presence says the words after ``--`` replace
-#: Docker's Cmd, their absence that they replace the exec's arguments, as rkt has them.
+#: Docker's Cmd, their absence that they are appended to the exec, as rkt appends them.
 DOCKER_ANNOTATIONS = "appc.io/docker/"
 
 #: Annotation holding the Docker ``Cmd`` as a JSON array string.
@@ -197,8 +197,8 @@ def build_process_spec(
     The command line: ``exec_override`` + ``args`` when an override is given; else, when
     ``args`` are given, they replace Docker's Cmd: the ``appc.io/docker/entrypoint``
     annotation + ``args`` (just ``args`` without that annotation), or, in an ACI with no
-    ``appc.io/docker/`` annotation (not converted from a Docker image), the exec's
-    arguments: ``app.exec[0]`` + ``args``, as rkt runs it; else ``app.exec``.
+    ``appc.io/docker/`` annotation (not converted from a Docker image), ``app.exec`` +
+    ``args``, as rkt runs it (``stage0`` appends them to the exec); else ``app.exec``.
 
     The environment: ``app.environment`` (a later duplicate wins), then ``PATH``
     (:data:`DEFAULT_PATH`) and ``HOME`` (the user's home in the image's passwd, else
@@ -336,8 +336,8 @@ def _argv(
     if exec_override:
         argv = [*exec_override, *(args or ())]
     elif args and not any(name.startswith(DOCKER_ANNOTATIONS) for name in annotations):
-        # an ACI not converted from a Docker image: rkt's rule, the args replace the exec's
-        argv = [*_string_list(app.get("exec") or [], "manifest field app.exec")[:1], *args]
+        # an ACI not converted from a Docker image: rkt's rule, the args follow the whole exec
+        argv = [*_string_list(app.get("exec") or [], "manifest field app.exec"), *args]
     elif args:
         entrypoint: list[str] = []
         if ENTRYPOINT_ANNOTATION in annotations:

@@ -31,15 +31,15 @@ def _docker_manifest(**app: Any) -> dict[str, Any]:
         (_docker_manifest(), ["echo args"], None, [*ENTRYPOINT, "echo args"]),
         (manifest({"exec": ["/bin/echo", "cmd"]}, annotations={"appc.io/docker/cmd": '["/bin/echo","cmd"]'}),
          ["/bin/true"], None, ["/bin/true"]),
-        (manifest({"exec": ["/bin/echo", "cmd"]}), ["hello", "world"], None, ["/bin/echo", "hello", "world"]),
+        (manifest({"exec": ["/bin/echo", "cmd"]}), ["hello", "world"], None, ["/bin/echo", "cmd", "hello", "world"]),
         (_docker_manifest(), ["a", "b"], ["/bin/echo", "over"], ["/bin/echo", "over", "a", "b"]),
         (manifest({}), ["/app", "-v"], None, ["/app", "-v"]),
         (manifest(None), None, ["/bin/sh"], ["/bin/sh"]),
     ],
     # an ACI not converted from a Docker image (no appc.io/docker/ annotation): the words
-    # after -- replace its exec's arguments, as rkt has them (runner review: they replaced
-    # the whole exec, and 'hello' was run)
-    ids=["exec", "args-replace-cmd", "no-entrypoint", "foreign-aci-args-replace-exec-args", "override",
+    # after -- are appended to its exec, as rkt's stage0 appends them (runner review: they
+    # replaced the whole exec, and 'hello' was run; then exec[0]'s arguments were dropped)
+    ids=["exec", "args-replace-cmd", "no-entrypoint", "foreign-aci-args-appended-to-exec", "override",
          "no-exec-with-args", "no-app"],
 )
 def test_argv(
