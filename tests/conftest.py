@@ -15,6 +15,7 @@ Conventions: layouts hold the image under the tag ``latest``
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -182,7 +183,21 @@ _WATCH_KEY = pytest.StashKey[SecretWatch]()
 _PATCH_KEY = pytest.StashKey[pytest.MonkeyPatch]()
 
 
+def _default_signal_actions() -> None:
+    """Give SIGHUP, SIGINT and SIGQUIT their default actions if this process ignores them:
+    a suite started with ``nohup``, or as a background job of a script (whose shell starts
+    it with SIGINT and SIGQUIT ignored), passes that on to every process it starts, and the
+    tests of what a run does on those signals failed (a run keeps a caller's ignored
+    signals ignored, as ``nohup`` asks)."""
+    for signum in (signal.SIGHUP, signal.SIGQUIT):
+        if signal.getsignal(signum) == signal.SIG_IGN:
+            signal.signal(signum, signal.SIG_DFL)
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    _default_signal_actions()
     watch = SecretWatch()
     config.stash[_WATCH_KEY] = watch
     patch = pytest.MonkeyPatch()
