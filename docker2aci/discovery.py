@@ -1081,12 +1081,14 @@ def _fetch_endpoint(fetch: _Fetch, name: str, labels: Mapping[str, str], endpoin
                 log.info("Downloaded %s (%d bytes)", source, f.tell())
         except OSError as err:
             raise OutputError(f"writing into {options.output_dir}: {err.strerror or err}") from err
+        # the name and labels first, as rkt checks them (ValidateName, then the signature):
+        # an image of another name is refused as such, not as signed by an untrusted key
+        image_id, manifest = _inspect_aci(tmp_aci, source)
+        found_labels = _validate(manifest, name, labels, source)
         signer = None
         if tmp_asc is not None:
             verified = verify_aci(tmp_aci, trust_dir, signature=tmp_asc, display=source)
             signer = verified.signer.fingerprint
-        image_id, manifest = _inspect_aci(tmp_aci, source)
-        found_labels = _validate(manifest, name, labels, source)
         dest = os.path.join(options.output_dir, output_name(name, found_labels))
         try:
             if tmp_asc is not None:

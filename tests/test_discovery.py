@@ -537,17 +537,24 @@ def test_an_untrusted_key_is_refused(server: Server, prefix: str, keys: dict[str
     assert list(out.iterdir()) == []
 
 
-@pytest.mark.parametrize("insecure", [pytest.param("http", id="signature-checked-trusted-root-key"),
-                                      pytest.param("http,image", id="signature-not-checked")])
+@pytest.mark.parametrize(("insecure", "trusted_for_name"), [
+    pytest.param("http", False, id="signature-checked-trusted-root-key"),
+    pytest.param("http,image", False, id="signature-not-checked"),
+    # the signer is trusted for the name asked for, not for the name the image carries: the
+    # refusal said "not trusted" for the other name (discovery review); rkt checks the name
+    # first, as now
+    pytest.param("http", True, id="signature-checked-key-trusted-for-the-name-asked"),
+])
 def test_a_wrong_name_in_the_manifest_is_refused(server: Server, prefix: str, keys: dict[str, Key],
                                                  cache_dir: Path, tmp_path: Path, insecure: str,
-                                                 discover_cli: DiscoverCli) -> None:
+                                                 trusted_for_name: bool, discover_cli: DiscoverCli) -> None:
     name = f"{prefix}/library/busybox"
     publish(server.root, name, keys["signer"], cache_dir, ac_name=f"{HOST}/elsewhere/busybox")
     write_pages(str(server.root), prefix, _entries(name))
     out = tmp_path / "out"
 
-    result = discover_cli(f"--insecure-options={insecure}", "--trust-dir", trust(tmp_path / "t", keys["signer"], None),
+    trust_dir = trust(tmp_path / "t", keys["signer"], name if trusted_for_name else None)
+    result = discover_cli(f"--insecure-options={insecure}", "--trust-dir", trust_dir,
                           "--output-dir", out, f"{name},version=latest,os=linux,arch=amd64")
 
     assert result.status == 1
