@@ -1082,13 +1082,21 @@ def _fetch_endpoint(fetch: _Fetch, name: str, labels: Mapping[str, str], endpoin
         except OSError as err:
             raise OutputError(f"writing into {options.output_dir}: {err.strerror or err}") from err
         # the name and labels first, as rkt checks them (ValidateName, then the signature):
-        # an image of another name is refused as such, not as signed by an untrusted key
-        image_id, manifest = _inspect_aci(tmp_aci, source)
-        found_labels = _validate(manifest, name, labels, source)
+        # an image of another name is refused as such, not as signed by an untrusted key;
+        # but a file that cannot be read is left to the signature to explain (tampering)
+        unreadable: DiscoveryError | None = None
+        try:
+            image_id, manifest = _inspect_aci(tmp_aci, source)
+        except DiscoveryError as err:
+            unreadable = err
+        else:
+            found_labels = _validate(manifest, name, labels, source)
         signer = None
         if tmp_asc is not None:
             verified = verify_aci(tmp_aci, trust_dir, signature=tmp_asc, display=source)
             signer = verified.signer.fingerprint
+        if unreadable is not None:
+            raise unreadable
         dest = os.path.join(options.output_dir, output_name(name, found_labels))
         try:
             if tmp_asc is not None:
