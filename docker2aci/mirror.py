@@ -370,6 +370,7 @@ def mirror(spec: MirrorSpec, options: Any, *, workers: int = 1, executor: str = 
                     plan.host(client, host, prefixes[host], repositories)
         except KeyboardInterrupt as interrupt:
             stopped_by = signal_of(interrupt)
+            plan.interrupted(targets)
         if on_plan is not None and stopped_by is None:
             on_plan(plan.jobs)
         plan.forget_replaced()  # a killed run must not leave a replaced file looking current
@@ -478,6 +479,26 @@ class _Plan:
         for tag_name in sorted(set(tags)):
             if tag_selected(tag_name, self.spec.include, self.spec.exclude):
                 self._tag(client, dataclasses.replace(base, tag=tag_name))
+
+    def interrupted(self, targets: Sequence[tuple[str, str | None]]) -> None:
+        """After an interrupt while the registries were listed: a ``skipped`` result
+        (:data:`~docker2aci.jobs.INTERRUPTED_WAITING`) for every selected tag listed but
+        not planned yet, and for every target not listed yet (its repository, or with
+        ``--all-repos`` its host): the report says what did not run."""
+        planned = {result.source for result in self.slots if result is not None} | {t.source for t in self.tags}
+        for where, tags in self.listed.items():
+            for tag_name in sorted(tags):
+                source = f"docker://{where}:{tag_name}"
+                if tag_selected(tag_name, self.spec.include, self.spec.exclude) and source not in planned:
+                    self.slots.append(JobResult(source, SKIPPED, INTERRUPTED_WAITING,
+                                                extra={"repository": where, "tag": tag_name}))
+        for host, repository in targets:
+            where = host if repository is None else f"{host}/{repository}"
+            reached = where in self.listed or f"docker://{where}" in planned or (
+                repository is None and any(w.startswith(f"{host}/") for w in self.listed))
+            if not reached:
+                self.slots.append(JobResult(f"docker://{where}", SKIPPED, INTERRUPTED_WAITING,
+                                            extra={"repository": None if repository is None else where, "tag": None}))
 
     def _tag(self, client: Any, tag: _Tag) -> None:
         extra = {"repository": f"{tag.host}/{tag.repository}", "tag": tag.tag}

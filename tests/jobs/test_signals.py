@@ -345,3 +345,25 @@ def test_workers_end_when_the_run_is_killed(images: Images, tmp_path: Path) -> N
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_a_mirror_interrupted_while_listing_reports_every_tag_it_did_not_plan(images: Images,
+                                                                               tmp_path: Path) -> None:
+    """SIGTERM while the mirror asked the registry for its tags' manifests (every manifest
+    answer stalled) exited 143 with a report of the tags planned so far only: none here,
+    so the report said nothing of the four tags listed (mirror review). Every selected
+    tag not planned is now ``skipped``, "interrupted before it started"."""
+    report = tmp_path / "report.json"
+    with FaultProxy(images.registry.url) as proxy:
+        proxy.add(Fault.drip_head(5.0, times=None, target="manifest"))
+
+        def first_manifest_asked() -> bool:
+            return any("/manifests/" in seen.path for seen in proxy.requests)
+
+        run = _signalled_run([*_mirror_argv(images, proxy, tmp_path), "--insecure-allow-http", "--no-cache",
+                              "--output-dir", tmp_path / "out", "--cache-dir", tmp_path / "cache",
+                              "--report", report], signal.SIGTERM, first_manifest_asked)
+    assert run is not None and run.returncode == 128 + signal.SIGTERM, run
+    assert [(e["tag"], e["status"], e["error"]) for e in load_report(report)] == [
+        (tag, "skipped", "interrupted before it started") for tag in SLOW_TAGS + QUICK_TAGS]
+
