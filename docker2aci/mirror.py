@@ -470,9 +470,8 @@ class _Plan:
         try:
             tags = client.list_tags(base.repository)
         except Docker2ACIError as err:
-            said = str(err)  # the client's errors say what they were doing; others do not
-            self.slots.append(JobResult(f"docker://{where}", FAILED,
-                                        said if "listing the tags" in said else f"listing the tags: {said}",
+            # the entry (no tag) is the repository's listing; the client's error says the rest
+            self.slots.append(JobResult(f"docker://{where}", FAILED, str(err),
                                         extra={"repository": where, "tag": None}))
             return
         self.listed[where] = set(tags)
