@@ -512,6 +512,21 @@ def test_name_from_repo_tags(tmp_path: Path, repo_tag: str, name: str, file_stem
     assert ANN + "registryurl" not in ann
 
 
+def _umoci_sh_layout(layout: Path, *then: list[str]) -> Path:
+    """An OCI layout made by umoci at ``layout``: the image ``latest`` of one layer (the
+    base layer of the archive builder), linux/amd64, Cmd ``sh``; then the umoci commands
+    ``then`` (``{layout}`` in a word is the layout's path)."""
+    layer = layout.parent / f"{layout.name}-layer.tar"
+    layer.write_bytes(ab.BASE_LAYER)
+    for argv in (["init", "--layout", str(layout)], ["new", "--image", "{layout}:latest"],
+                 ["raw", "add-layer", "--image", "{layout}:latest", str(layer)],
+                 ["config", "--image", "{layout}:latest", "--os", "linux", "--architecture", "amd64",
+                  "--config.cmd", "sh"], *then):
+        subprocess.run(["umoci", *(word.replace("{layout}", str(layout)) for word in argv)], check=True,
+                       capture_output=True)
+    return layout
+
+
 @pytest.mark.tools
 @pytest.mark.skipif(shutil.which("umoci") is None, reason="umoci is not installed")
 @pytest.mark.parametrize("ref_name, name, file_stem, tag", [
@@ -522,14 +537,8 @@ def test_48_upper_case_oci_ref_name(tmp_path: Path, ref_name: str, name: str, fi
     """image-layout.md lets a ref name hold upper case and ``umoci tag`` writes it; the
     layout was refused ("repository name must be lowercase"). Case 48: the name is made
     an AC identifier, the tag is the version, the ref name stays in ``originalname``."""
-    layout, layer = tmp_path / "layout", tmp_path / "layer.tar"
-    layer.write_bytes(ab.BASE_LAYER)
-    for argv in (["init", "--layout", layout], ["new", "--image", f"{layout}:latest"],
-                 ["raw", "add-layer", "--image", f"{layout}:latest", layer],
-                 ["config", "--image", f"{layout}:latest", "--os", "linux", "--architecture", "amd64",
-                  "--config.cmd", "sh"],
-                 ["tag", "--image", f"{layout}:latest", ref_name], ["rm", "--image", f"{layout}:latest"]):
-        subprocess.run(["umoci", *map(str, argv)], check=True, capture_output=True)
+    layout = _umoci_sh_layout(tmp_path / "layout", ["tag", "--image", "{layout}:latest", ref_name],
+                              ["rm", "--image", "{layout}:latest"])
     for source in (f"oci:{layout}", f"oci:{layout}:{ref_name}"):
         aci = convert(source, tmp_path / "out")
         assert aci.name == name
@@ -545,14 +554,8 @@ def test_an_oci_tag_that_is_the_directory_s_name_is_that_tag(tmp_path: Path) -> 
     """In a layout directory ``dup`` tagged ``latest`` and ``dup`` (umoci), ``oci:dup:dup``
     converted the ``latest`` image: the tag was read as the name ``dup``, whose default tag
     is ``latest`` (new-user review). A ref name written as given wins."""
-    layout, layer = tmp_path / "dup", tmp_path / "layer.tar"
-    layer.write_bytes(ab.BASE_LAYER)
-    for argv in (["init", "--layout", layout], ["new", "--image", f"{layout}:latest"],
-                 ["raw", "add-layer", "--image", f"{layout}:latest", layer],
-                 ["config", "--image", f"{layout}:latest", "--os", "linux", "--architecture", "amd64",
-                  "--config.cmd", "sh"],
-                 ["config", "--image", f"{layout}:latest", "--tag", "dup", "--config.cmd", "true"]):
-        subprocess.run(["umoci", *map(str, argv)], check=True, capture_output=True)
+    layout = _umoci_sh_layout(tmp_path / "dup",
+                              ["config", "--image", "{layout}:latest", "--tag", "dup", "--config.cmd", "true"])
     tagged = convert(f"oci:{layout}:dup", tmp_path / "out")
     assert (tagged.labels["version"], tagged.manifest["app"]["exec"]) == ("dup", ["true"])
     latest = convert(f"oci:{layout}:latest", tmp_path / "out")

@@ -128,3 +128,14 @@ def gpg_verify(public_key: Path, path: str | os.PathLike[str], home: Path) -> No
                        capture_output=True)
     finally:
         subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True, check=False)
+
+
+def caller_and_workers(tmp_path: Path, signing_key: Key) -> tuple[Path, Path]:
+    """Two directories for a Dask run with relative paths: the caller's (holding ``tmp/``
+    and ``keys/release.sec.asc``) and the workers' working directory (empty)."""
+    caller, workers = tmp_path / "caller", tmp_path / "workers"
+    for directory in (caller, workers, caller / "tmp", caller / "keys"):
+        directory.mkdir()
+    (caller / "keys" / "release.sec.asc").write_bytes(signing_key.secret.read_bytes())
+    return caller, workers
+

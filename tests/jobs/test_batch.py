@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from jobs_helpers import MANY, TAGS, Key, Registry, blob_gets, cli, gpg_verify, load_report
+from jobs_helpers import MANY, TAGS, Key, Registry, blob_gets, caller_and_workers, cli, gpg_verify, load_report
 
 from runner.extract import compute_image_id
 
@@ -168,12 +168,7 @@ def test_dask_relative_paths_are_the_callers(registry: Registry, busybox_oci_arc
     and ``oci-archive:demo.tar`` was 'no such file or directory' (new-user review). The
     report names each source as typed."""
     distributed = pytest.importorskip("distributed")
-    caller, workers = tmp_path / "caller", tmp_path / "workers"
-    caller.mkdir()
-    workers.mkdir()
-    (caller / "tmp").mkdir()
-    (caller / "keys").mkdir()
-    (caller / "keys" / "release.sec.asc").write_bytes(signing_key.secret.read_bytes())
+    caller, workers = caller_and_workers(tmp_path, signing_key)
     (caller / "demo.tar").symlink_to(busybox_oci_archive)
     (caller / "bb.tar").symlink_to(busybox_docker_archive)
     (workers / "missing.tar").symlink_to(busybox_oci_archive)  # in the workers' directory only

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 from crashkit import reaped
-from jobs_helpers import MANY, TAGS, Key, Registry, blob_gets, build_tags, cli, gpg_verify, load_report, push_tags
+from jobs_helpers import (MANY, TAGS, Key, Registry, blob_gets, build_tags, caller_and_workers, cli, gpg_verify,
+                          load_report, push_tags)
 from services import die_with_pytest
 
 from docker2aci.mirror import STATE_DIR
@@ -468,12 +469,7 @@ def test_dask_relative_paths_are_the_callers(registry: Registry, signing_key: Ke
     directory and the signing key are the caller's, not the Dask workers' working
     directory's (new-user review)."""
     distributed = pytest.importorskip("distributed")
-    caller, workers = tmp_path / "caller", tmp_path / "workers"
-    caller.mkdir()
-    workers.mkdir()
-    (caller / "tmp").mkdir()
-    (caller / "keys").mkdir()
-    (caller / "keys" / "release.sec.asc").write_bytes(signing_key.secret.read_bytes())
+    caller, workers = caller_and_workers(tmp_path, signing_key)
     monkeypatch.chdir(workers)  # the worker processes start here
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
                                   host="127.0.0.1") as cluster:

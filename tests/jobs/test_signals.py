@@ -125,6 +125,30 @@ def _signalled_run(argv: list[str | Path], signum: int, ready: Callable[[], bool
     return Signalled(proc.returncode, stderr)
 
 
+def _start_slow_batch(proxy: FaultProxy, work: Path, *more: str | Path) -> subprocess.Popen[str]:
+    """``batch`` of the slow tags through ``proxy`` with two workers, writing into
+    ``work/out`` with the cache ``work/cache``, in a session of its own (stderr piped)."""
+    batch_file = work / "items.txt"
+    batch_file.write_text("".join(f"docker://{proxy.host}/{REPO}:{tag}\n" for tag in SLOW_TAGS))
+    return subprocess.Popen([sys.executable, "-m", "docker2aci", "batch", str(batch_file), "--jobs", "2",
+                             "--insecure-allow-http", "--no-cache", "--output-dir", str(work / "out"),
+                             "--cache-dir", str(work / "cache"), *map(str, more)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=cli_env(),
+                            start_new_session=True)
+
+
+def _wait_until_group_gone(pgid: int, left: str, seconds: float = 5.0) -> None:
+    """Wait until no process of group ``pgid`` is left; fail with ``left`` after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        assert time.monotonic() < deadline, left
+        time.sleep(0.05)
+
+
 def _blob_partials(cache: Path) -> list[str]:
     """The partial downloads in the cache (``tmp/blob-*``)."""
     tmp = cache / "tmp"
@@ -271,16 +295,10 @@ def test_a_second_signal_ends_workers_stalled_on_a_registry(images: Images, tmp_
     exit 143, both items ``skipped``, no process of the run left. The second signal used
     to be ignored while workers ran: a stalled batch ran on through its retries (six
     minutes in a user's trial)."""
-    out, cache, report = tmp_path / "out", tmp_path / "cache", tmp_path / "report.json"
+    out, report = tmp_path / "out", tmp_path / "report.json"
     with FaultProxy(images.registry.url) as proxy:
         proxy.add(Fault.drip_head(5.0, times=None, target="blob"))
-        batch_file = tmp_path / "items.txt"
-        batch_file.write_text("".join(f"docker://{proxy.host}/{REPO}:{tag}\n" for tag in SLOW_TAGS))
-        proc = subprocess.Popen([sys.executable, "-m", "docker2aci", "batch", str(batch_file), "--jobs", "2",
-                                 "--insecure-allow-http", "--no-cache", "--output-dir", str(out), "--cache-dir",
-                                 str(cache), "--report", str(report)], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=cli_env(),
-                                start_new_session=True)
+        proc = _start_slow_batch(proxy, tmp_path, "--report", report)
         try:
             deadline = time.monotonic() + WAIT
             while _gets(proxy, {tag: images.configs[tag] for tag in SLOW_TAGS}) != set(SLOW_TAGS):  # both stalled
@@ -293,14 +311,7 @@ def test_a_second_signal_ends_workers_stalled_on_a_registry(images: Images, tmp_
             start = time.monotonic()
             _, stderr = proc.communicate(timeout=CLI_TIMEOUT)
             ended_in = time.monotonic() - start
-            group_gone = time.monotonic() + 5
-            while True:  # the workers (and the fork server) were in the run's process group
-                try:
-                    os.killpg(proc.pid, 0)
-                except ProcessLookupError:
-                    break
-                assert time.monotonic() < group_gone, "processes of the run are left"
-                time.sleep(0.05)
+            _wait_until_group_gone(proc.pid, "processes of the run are left")  # workers, fork server
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -318,15 +329,9 @@ def test_workers_end_when_the_run_is_killed(images: Images, tmp_path: Path) -> N
     seconds. They used to stay for ever (a worker's parent is the fork server, and a
     pool worker waits for its next job without noticing that the run is gone): five
     processes left per killed run."""
-    out, cache = tmp_path / "out", tmp_path / "cache"
     with FaultProxy(images.registry.url) as proxy:
         proxy.add(Fault.drip_head(5.0, times=None, target="blob"))
-        batch_file = tmp_path / "items.txt"
-        batch_file.write_text("".join(f"docker://{proxy.host}/{REPO}:{tag}\n" for tag in SLOW_TAGS))
-        proc = subprocess.Popen([sys.executable, "-m", "docker2aci", "batch", str(batch_file), "--jobs", "2",
-                                 "--insecure-allow-http", "--no-cache", "--output-dir", str(out), "--cache-dir",
-                                 str(cache)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, env=cli_env(), start_new_session=True)
+        proc = _start_slow_batch(proxy, tmp_path)
         try:
             deadline = time.monotonic() + WAIT
             while _gets(proxy, {tag: images.configs[tag] for tag in SLOW_TAGS}) != set(SLOW_TAGS):  # both stalled
@@ -334,14 +339,7 @@ def test_workers_end_when_the_run_is_killed(images: Images, tmp_path: Path) -> N
                 time.sleep(0.01)
             proc.kill()  # the run's process only, not its group
             proc.wait()
-            group_gone = time.monotonic() + 5
-            while True:
-                try:
-                    os.killpg(proc.pid, 0)
-                except ProcessLookupError:
-                    break
-                assert time.monotonic() < group_gone, "workers of the killed run are left"
-                time.sleep(0.05)
+            _wait_until_group_gone(proc.pid, "workers of the killed run are left")
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
