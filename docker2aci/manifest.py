@@ -18,7 +18,7 @@ from converters.numbers import plain_decimal
 
 from . import mediatypes, untrustedjson
 from .digest import Digest
-from .errors import InvalidManifest, PlatformNotFound
+from .errors import InvalidManifest, PlatformNotFound, UnsupportedMediaType
 
 log = logging.getLogger(__name__)
 
@@ -167,11 +167,13 @@ class ImageManifest:
         media_type: the manifest's media type.
         config: descriptor of the image config.
         layers: layer descriptors, base layer first.
+        artifact_type: the OCI 1.1 ``artifactType``, or ``""``.
     """
 
     media_type: str
     config: Descriptor
     layers: tuple[Descriptor, ...]
+    artifact_type: str = ""
 
 
 @dataclass(frozen=True)
@@ -300,13 +302,22 @@ def follow_indexes(top: Document, fetch: Callable[[Descriptor], Document], platf
     raise InvalidManifest(where, f"indexes nested deeper than {MAX_INDEX_DEPTH}")
 
 
-def index_platforms(top: Document, where: str) -> list[Platform] | None:
+def index_platforms(top: Document, where: str,
+                    fetch: Callable[[Descriptor], Document] | None = None) -> list[Platform] | None:
     """The platforms an index offers, in order, without repeats; ``None`` when ``top`` is
-    not an index (one platform)."""
-    if top.kind != "index":
-        return None
-    manifests = parse_index(top.raw, f"{where}: {top.digest}").manifests
-    return list(dict.fromkeys(desc.platform for desc in manifests if desc.platform is not None))  # linear
+    not an index (one platform). An index whose only candidate is a nested index without
+    a platform (see :func:`select_platform`) offers that index's platforms (``fetch``
+    fetches it)."""
+    for _ in range(MAX_INDEX_DEPTH + 1):
+        if top.kind != "index":
+            return None
+        manifests = parse_index(top.raw, f"{where}: {top.digest}").manifests
+        found = list(dict.fromkeys(desc.platform for desc in manifests if desc.platform is not None))  # linear
+        nested = [d for d in manifests if d.platform is None and d.media_type in mediatypes.INDEX_TYPES]
+        if found or fetch is None or len(nested) != 1:
+            return found
+        top = fetch(nested[0])
+    raise InvalidManifest(where, f"indexes nested deeper than {MAX_INDEX_DEPTH}")
 
 
 def parse_manifest(untrusted: bytes, where: str) -> ImageManifest:
@@ -318,7 +329,25 @@ def parse_manifest(untrusted: bytes, where: str) -> ImageManifest:
     doc = _load_schema2(untrusted, where)
     config = Descriptor.from_json(doc.get("config"), f"{where}: config")
     descs = _descriptors(doc, "layers", where)
-    return ImageManifest(str(doc.get("mediaType") or mediatypes.OCI_MANIFEST), config, descs)
+    artifact_type = doc.get("artifactType")
+    return ImageManifest(str(doc.get("mediaType") or mediatypes.OCI_MANIFEST), config, descs,
+                         artifact_type if isinstance(artifact_type, str) else "")
+
+
+def require_image_config(manifest: ImageManifest, where: str) -> None:
+    """Refuse a manifest whose config is not an image config: an OCI artifact (an SBOM,
+    a signature, a Helm chart, ``application/vnd.oci.empty.v1+json``) has no root
+    filesystem to convert, as skopeo refuses it ("unsupported image-specific operation
+    on artifact"). A config descriptor without a media type is let through.
+
+    Raises:
+        UnsupportedMediaType: names ``config.mediaType`` (and ``artifactType``).
+    """
+    media_type = manifest.config.media_type.split(";", 1)[0].strip().lower()
+    if media_type and media_type not in mediatypes.IMAGE_CONFIG_TYPES:
+        kind = f" (artifactType {manifest.artifact_type!r})" if manifest.artifact_type else ""
+        raise UnsupportedMediaType(where, f"config.mediaType {manifest.config.media_type!r} is not an image config: "
+                                          f"an artifact{kind}, not a container image; nothing to convert")
 
 
 def parse_index(untrusted: bytes, where: str) -> ImageIndex:
@@ -336,7 +365,8 @@ def select_platform(index: ImageIndex, wanted: Platform, where: str) -> Descript
     """Pick the index entry that best runs on ``wanted`` (containerd's matcher).
 
     Exact variant matches win; for ``arm/vN`` the highest lower variant is accepted,
-    never a higher one. Entries without a platform are not candidates. Of equals, the
+    never a higher one. Entries without a platform are not candidates, except a lone
+    nested index when nothing else matches (it is followed, and chooses in its turn). Of equals, the
     first in the index wins, as in containerd; a warning names the others when they are
     other images.
 
@@ -354,6 +384,9 @@ def select_platform(index: ImageIndex, wanted: Platform, where: str) -> Descript
         elif best is not None and rank == best[0] and desc.digest != best[1].digest:
             ties[desc.digest] = None
     if best is None:
+        nested = [d for d in index.manifests if d.platform is None and d.media_type in mediatypes.INDEX_TYPES]
+        if len(nested) == 1:
+            return nested[0]  # index -> index: an entry naming an index names no platform of its own
         present = ", ".join(str(d.platform) for d in index.manifests if d.platform) or "none"
         raise PlatformNotFound(where, f"no image for platform {wanted} (present: {present})")
     if ties:

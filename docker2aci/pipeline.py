@@ -341,8 +341,8 @@ def _paired_layers(config: ImageConfig, resolved: ResolvedImage, display: str) -
     layers = list(resolved.layers)
     if not layers:
         raise InvalidManifest(display, "the image has no layers: nothing to convert")
-    if not config.diff_ids:
-        return layers  # legacy archives: no diff IDs to check
+    if not config.diff_ids and not resolved.pinned_layers:
+        return layers  # schema 1 and legacy archives: no diff IDs to check
     if len(config.diff_ids) != len(layers):
         raise InvalidManifest(display, f"config rootfs.diff_ids lists {len(config.diff_ids)} layers, "
                                        f"the manifest {len(layers)}")

@@ -182,7 +182,7 @@ class DockerArchive:
         digest = Digest("sha256", top)
         blobs = tuple(self._layer(f"{layer_id}/layer.tar") for layer_id in reversed(chain))
         return ResolvedImage(name_from_reference(chosen.reference, self.display), config, digest,
-                             None, None, None, blobs)
+                             None, None, None, blobs, pinned_layers=False)
 
     def _legacy_chain(self, top: str) -> list[str]:
         """Layer IDs from ``top`` down to the base, following ``parent``.

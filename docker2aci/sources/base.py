@@ -60,6 +60,10 @@ class ResolvedImage:
         index_digest: the index or manifest list it was selected from, or ``None``.
         index_platform: the platform of that index entry, or ``None``.
         layers: the layer blobs, base first.
+        pinned_layers: whether the config must list the layers' ``rootfs.diff_ids`` (an
+            image of a schema 2 or OCI manifest, or of a ``manifest.json`` archive);
+            ``False`` only for the two forms that predate diff IDs, a schema 1 manifest
+            and a legacy ``repositories`` archive.
     """
 
     name: ImageName
@@ -69,6 +73,7 @@ class ResolvedImage:
     index_digest: Digest | None
     index_platform: Platform | None
     layers: tuple[LayerBlob, ...]
+    pinned_layers: bool = True
 
 
 class ImageSource(Protocol):

@@ -19,7 +19,8 @@ from ..errors import (DigestMismatch, ImageNotFound, InvalidManifest, LimitExcee
 from ..layerblob import LayerBlob
 from ..limits import MAX_CONFIG_BYTES, MAX_INDEX_FILE_BYTES, MAX_MANIFEST_BYTES
 from ..manifest import (MAX_INDEX_DEPTH, Descriptor, Document, ImageIndex, Platform, document_kind,
-                        follow_indexes, index_platforms, parse_index, parse_manifest, select_platform)
+                        follow_indexes, index_platforms, parse_index, parse_manifest, require_image_config,
+                        select_platform)
 from .base import (ImageName, ResolvedImage, digest_selector, name_from_reference,
                    selector_matches, untagged_name)
 from ..reference import is_valid_tag
@@ -102,6 +103,7 @@ def resolve_descriptor(files: FileTree, desc: Descriptor, platform: Platform) ->
     if doc.kind != "manifest":
         raise InvalidManifest(where, "a schema 1 manifest in an OCI layout is not supported")
     manifest = parse_manifest(doc.raw, where)
+    require_image_config(manifest, where)
     # index.json is an image index too: an entry's own platform counts when no index follows it
     return _Resolved(doc.digest, manifest.config, manifest.layers, found.index_digest, found.platform or desc.platform)
 
@@ -248,7 +250,8 @@ class OciLayout:
         if _differ_by_platform(candidates):
             return list(dict.fromkeys(e.platform for e in candidates if e.platform is not None))
         entry = self._by_platform(candidates, Platform.host())
-        return index_platforms(fetch_document(self.files, entry), self.display)
+        return index_platforms(fetch_document(self.files, entry), self.display,
+                               lambda d: fetch_document(self.files, d))
 
     def resolve(self, selector: str | None, platform: Platform) -> ResolvedImage:
         """See :meth:`ImageSource.resolve`."""

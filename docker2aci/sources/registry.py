@@ -21,7 +21,7 @@ from ..errors import InvalidManifest, UnsupportedMediaType, UsageError
 from ..layerblob import LayerBlob
 from ..limits import MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES
 from ..manifest import (Descriptor, Document, Platform, document_kind, follow_indexes, index_platforms,
-                        load_json, manifest_digests, parse_manifest, parse_schema1)
+                        load_json, manifest_digests, parse_manifest, parse_schema1, require_image_config)
 from ..reference import ImageRef
 from ..registry import RegistryClient
 from ..store import BlobCache
@@ -170,8 +170,9 @@ class RegistrySource:
             s1 = parse_schema1(doc.raw, where)
             layers = tuple(self._layer(d, None, mediatypes.DOCKER_LAYER_GZIP) for d in s1.layers)
             return ResolvedImage(self._name(), s1.config, _schema1_image_id(s1.config, where), doc.digest,
-                                 found.index_digest, found.platform, layers)
+                                 found.index_digest, found.platform, layers, pinned_layers=False)
         manifest = parse_manifest(doc.raw, where)
+        require_image_config(manifest, where)
         for d in manifest.layers:
             if mediatypes.is_foreign_layer(d.media_type):
                 urls = ", ".join(d.urls) or "no URLs"
@@ -186,7 +187,7 @@ class RegistrySource:
         """See :meth:`ImageSource.platforms` (raises as :meth:`resolve`)."""
         if selector is not None:
             raise UsageError("flag --image works only with files.")
-        return index_platforms(self._top_document(), self.display)
+        return index_platforms(self._top_document(), self.display, self._child)
 
     def close(self) -> None:
         """Wait for the downloads still being put into the cache, then close the registry
