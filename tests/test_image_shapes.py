@@ -27,18 +27,18 @@ from typing import Any, Iterator
 
 import pytest
 
+from services import REGISTRY_BIN, SKOPEO_BIN, RunningRegistry, push, require_tools, run_registry
+from test_shared_images import ARM64_MANIFEST_DIGEST as ARM64_MANIFEST
+from test_shared_images import IMAGES
+from test_shared_images import INDEX_DIGEST as MULTI_INDEX
+from test_shared_images import MANIFEST_DIGEST as AMD64_MANIFEST
+
 import docker2aci
 from docker2aci.errors import InvalidManifest, PlatformNotFound, UnsupportedMediaType
-from services import REGISTRY_BIN, SKOPEO_BIN, RunningRegistry, push, require_tools, run_registry
+from docker2aci.mediatypes import OCI_INDEX, OCI_MANIFEST
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-LAYOUT = SHARED / "images" / "oci-layout"
-MULTI = SHARED / "images" / "oci-multi"
-MULTI_INDEX = "sha256:ce2f96142f66db0e8004278324612ef8a29d6b966526f9a7bc7a821818a54217"
-AMD64_MANIFEST = "sha256:96aaf5f26367ae4d0c6dea89455a494f840129b745f93c49d98ddad14495a7ae"
-ARM64_MANIFEST = "sha256:fd37b744e3fbec26e3572fd2460910dfd974a534b37afad268e45421f0f41013"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+LAYOUT = IMAGES / "oci-layout"
+MULTI = IMAGES / "oci-multi"
 
 pytestmark = pytest.mark.skipif(not LAYOUT.is_dir(), reason="../shared/images is not present")
 
