@@ -39,10 +39,10 @@ from typing import Any
 from . import untrustedjson
 from .atomic import atomic_file, is_temporary, remove_abandoned_in, remove_quietly
 from .digest import Digest
-from .errors import Docker2ACIError, OutputError, UsageError
+from .errors import Docker2ACIError, InvalidManifest, OutputError, UnsupportedMediaType, UsageError
 from .interrupts import signal_of
 from .jobs import FAILED, INTERRUPTED_WAITING, OK, SKIPPED, Done, Job, JobResult, execute
-from .manifest import manifest_digests
+from .manifest import document_kind, manifest_digests, parse_manifest, require_image_config
 from .reference import ImageRef, api_host, is_valid_host
 
 log = logging.getLogger(__name__)
@@ -299,8 +299,6 @@ def _prefix_for(host: str, spec: MirrorSpec) -> str:
 
 def _manifest_digest(body: bytes, media_type: str) -> str:
     """The digest the registry names a manifest by (the JWS payload's for signed schema 1)."""
-    from .manifest import document_kind
-
     if document_kind(body, media_type or None, "manifest") == "schema1":
         return str(manifest_digests(body)[-1])
     return str(Digest.of_bytes(body))
@@ -507,14 +505,20 @@ class _Plan:
             if owner != tag.key:
                 raise UsageError(f"its ACIs would have the file names of {owner}'s ({directory}/{stem}-...)")
             state = self.state
-            recorded = state.tags.get(tag.key, {}).get("manifest_digest")
+            recorded = state.tags.get(tag.key, {})
             # a HEAD first for a tag converted before: Docker Hub counts a manifest GET, not a HEAD
-            digest = client.manifest_digest(tag.repository, tag.tag) if recorded else None
-            if digest is None or digest != recorded:
+            digest = client.manifest_digest(tag.repository, tag.tag) if recorded.get("manifest_digest") else None
+            artifact = recorded.get("artifact") if digest is not None else None
+            if digest is None or digest != recorded.get("manifest_digest"):
                 body, media_type = client.get_manifest(tag.repository, tag.tag)
                 digest = _manifest_digest(body, media_type)
+                artifact = _artifact(body, media_type)
         except Docker2ACIError as err:
             self.slots.append(JobResult(tag.source, FAILED, str(err), extra=extra))
+            return
+        if isinstance(artifact, str):  # a cosign signature, an SBOM, a Helm chart: nothing to convert
+            _record_artifact(state, tag, digest, artifact, self.wanted)
+            self.slots.append(JobResult(tag.source, SKIPPED, artifact, manifest_digest=digest, extra=extra))
             return
         entry = state.current(tag.key, digest, tag.name, self.wanted)
         if entry is not None:
@@ -539,6 +543,32 @@ class _Plan:
                 changed = True
         if changed:
             self.state.save()
+
+
+def _artifact(body: bytes, media_type: str) -> str | None:
+    """Why the manifest ``body`` is no container image (an OCI artifact: its config is no
+    image config, :func:`~docker2aci.manifest.require_image_config`), or ``None`` for an
+    image, an index, or a manifest the conversion will judge (a malformed one fails there)."""
+    if document_kind(body, media_type or None, "manifest") != "manifest":
+        return None
+    try:
+        require_image_config(parse_manifest(body, "manifest"), "manifest")
+    except UnsupportedMediaType as err:
+        return str(err)
+    except InvalidManifest:
+        return None
+    return None
+
+
+def _record_artifact(state: MirrorState, tag: _Tag, digest: str, reason: str, options_key: dict[str, Any]) -> None:
+    """Record a tag that names an artifact (``artifact``: why), so that the next run finds
+    it unchanged with a ``HEAD``; the files of an image it named before are removed."""
+    old = state.tags.get(tag.key)
+    state.tags[tag.key] = {"manifest_digest": digest, "prefix": tag.prefix, "name": tag.name, "version": tag.tag,
+                           "options": options_key, "acis": [], "artifact": reason}
+    state.save_soon()
+    for path in state.files(old or {}):
+        remove_quietly(path)
 
 
 def _record(state: MirrorState, tag: _Tag, job: Job, result: JobResult, options_key: dict[str, Any]) -> None:

@@ -487,3 +487,34 @@ def test_dask_relative_paths_are_the_callers(registry: Registry, signing_key: Ke
         assert Path(f"{aci['path']}.asc").is_file()
     assert (caller / "cache").is_dir()
     assert list(workers.iterdir()) == []  # nothing written where the workers run
+
+
+def test_artifact_tags_are_skipped_and_checked_by_head_later(registry: Registry, tmp_path: Path) -> None:
+    """A repository holding artifacts beside its images (cosign's ``sha256-<hex>.sig``, an
+    SBOM, a Helm chart) made every mirror run exit 1, each artifact tag "failed" (new-user
+    review). Artifact tags are ``skipped`` with the reason and recorded: the next run finds
+    them unchanged with a HEAD, as it finds images."""
+    from services import push
+    from test_image_shapes import LAYOUT, helm_chart, sbom_artifact
+
+    repo = "art/mixed"
+    push(f"oci:{LAYOUT}:latest", registry.running, f"{repo}:v1")
+    push(f"oci:{helm_chart(tmp_path)}:latest", registry.running, f"{repo}:chart")
+    push(f"oci:{sbom_artifact(tmp_path)}:latest", registry.running, f"{repo}:sha256-0123.sbom")
+    tree, cache = tmp_path / "tree", tmp_path / "cache"
+
+    report, proc = mirror(registry, tree, cache, repo=repo)
+    assert [(r["tag"], r["status"]) for r in report] == [("chart", "skipped"), ("sha256-0123.sbom", "skipped"),
+                                                         ("v1", "ok")], proc.stderr
+    assert report[0]["error"] == ("manifest: config.mediaType 'application/vnd.cncf.helm.config.v1+json' is not an "
+                                  "image config: an artifact, not a container image; nothing to convert")
+    assert "artifactType 'application/spdx+json'" in report[1]["error"]
+    assert sorted(p.name for p in tree.rglob("*.aci")) == ["mixed-v1-linux-amd64.aci"]
+
+    mark = registry.log_mark()
+    again, _ = mirror(registry, tree, cache, repo=repo)
+    assert [(r["tag"], r["status"], r["error"] == e["error"]) for r, e in zip(again, report)] == [
+        ("chart", "skipped", True), ("sha256-0123.sbom", "skipped", True), ("v1", "skipped", False)]
+    manifests = sorted(request for request in registry.requests_since(mark) if "/manifests/" in request[1])
+    assert manifests == [("HEAD", f"/v2/{repo}/manifests/{tag}") for tag in ("chart", "sha256-0123.sbom", "v1")]
+
