@@ -294,7 +294,10 @@ def _warn_foreign_platform(manifest: Mapping[str, Any], shown: str) -> None:
     except BadConfig:  # a host appc has no name for: nothing to compare with
         return
     image_os, image_arch = given.get("os", host_os), given.get("arch", host_arch)
-    if (image_os, image_arch) != (host_os, host_arch):
+    if image_os != host_os:
+        logger.warning("%s: the image's platform (%s/%s) is not this host's (%s/%s): programs built for %s "
+                       "do not run on this kernel", shown, image_os, image_arch, host_os, host_arch, image_os)
+    elif image_arch != host_arch:
         logger.warning("%s: the image's platform (%s/%s) is not this host's (%s/%s): its programs fail to "
                        "start (\"Exec format error\") unless the kernel runs them or an emulator is "
                        "registered (binfmt_misc)", shown, image_os, image_arch, host_os, host_arch)

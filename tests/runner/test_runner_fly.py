@@ -462,3 +462,4 @@ def test_an_image_of_another_platform_is_warned_about_and_still_run(tmp_path: Pa
     assert run_with([]) == (0, "")
     status, text = run_with([{"name": "os", "value": "freebsd"}])
     assert status == 0 and f"(freebsd/{host_arch}) is not this host's" in text
+    assert "programs built for freebsd do not run on this kernel" in text and "binfmt_misc" not in text
