@@ -480,8 +480,6 @@ def _end_workers(pids: Any) -> None:
 _PATH_OPTIONS = ("output_dir", "tmp_dir", "cache_dir", "cert_dir", "sign_passphrase_file", "claims_dir")
 """The :class:`~docker2aci.pipeline.ConvertOptions` fields that name a file or directory
 (``sign_key`` too, when it is not a key's fingerprint: :func:`_for_cluster`)."""
-_KEY_ID = re.compile(r"[0-9a-f]{16}|[0-9a-f]{40}|[0-9a-f]{64}")
-"""A fingerprint or key ID, as :func:`docker2aci.signing.find_key` reads one."""
 
 
 def _for_cluster(job: Job, cwd: str) -> Job:
@@ -503,8 +501,9 @@ def _for_cluster(job: Job, cwd: str) -> Job:
             changes[name] = os.path.normpath(os.path.join(cwd, value))  # os.path.abspath(value) in cwd
     key = options.sign_key
     if key and not os.path.isabs(key):
-        key_id = key.replace(" ", "").lower().removeprefix("0x")
-        if os.path.isfile(os.path.join(cwd, key)) or not _KEY_ID.fullmatch(key_id):
+        from .signing import key_id_spec  # as find_key reads it
+
+        if os.path.isfile(os.path.join(cwd, key)) or key_id_spec(key) is None:
             changes["sign_key"] = os.path.normpath(os.path.join(cwd, key))
     if changes:
         options = dataclasses.replace(options, **changes)  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ import binascii
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from converters.numbers import plain_decimal
 
@@ -313,10 +313,10 @@ def index_platforms(top: Document, where: str,
             return None
         manifests = parse_index(top.raw, f"{where}: {top.digest}").manifests
         found = list(dict.fromkeys(desc.platform for desc in manifests if desc.platform is not None))  # linear
-        nested = [d for d in manifests if d.platform is None and d.media_type in mediatypes.INDEX_TYPES]
-        if found or fetch is None or len(nested) != 1:
+        nested = _lone_nested_index(manifests)
+        if found or fetch is None or nested is None:
             return found
-        top = fetch(nested[0])
+        top = fetch(nested)
     raise InvalidManifest(where, f"indexes nested deeper than {MAX_INDEX_DEPTH}")
 
 
@@ -384,9 +384,9 @@ def select_platform(index: ImageIndex, wanted: Platform, where: str) -> Descript
         elif best is not None and rank == best[0] and desc.digest != best[1].digest:
             ties[desc.digest] = None
     if best is None:
-        nested = [d for d in index.manifests if d.platform is None and d.media_type in mediatypes.INDEX_TYPES]
-        if len(nested) == 1:
-            return nested[0]  # index -> index: an entry naming an index names no platform of its own
+        nested = _lone_nested_index(index.manifests)
+        if nested is not None:
+            return nested  # index -> index: an entry naming an index names no platform of its own
         present = ", ".join(str(d.platform) for d in index.manifests if d.platform) or "none"
         raise PlatformNotFound(where, f"no image for platform {wanted} (present: {present})")
     if ties:
@@ -395,6 +395,13 @@ def select_platform(index: ImageIndex, wanted: Platform, where: str) -> Descript
         log.warning("%s: %d images for platform %s; using the first, %s (not %s%s)", where, len(ties) + 1,
                     best[1].platform, best[1].digest, ", ".join(named), more)
     return best[1]
+
+
+def _lone_nested_index(manifests: Sequence[Descriptor]) -> Descriptor | None:
+    """The one entry of an index that names another index and no platform, if there is
+    exactly one (followed when no entry names a platform that matches)."""
+    nested = [d for d in manifests if d.platform is None and d.media_type in mediatypes.INDEX_TYPES]
+    return nested[0] if len(nested) == 1 else None
 
 
 _TIES_NAMED = 3

@@ -673,6 +673,16 @@ def list_keys(keys_dir: str) -> list[tuple[KeyInfo, str]]:
     return found
 
 
+_KEY_ID_SPEC = re.compile(r"[0-9a-f]{16}|[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+def key_id_spec(spec: str) -> str | None:
+    """``spec`` read as a fingerprint or key ID (its last 16 hex digits): lower-case hex
+    without spaces or ``0x``; ``None`` when it is neither."""
+    wanted = spec.replace(" ", "").lower().removeprefix("0x")
+    return wanted if _KEY_ID_SPEC.fullmatch(wanted) else None
+
+
 def find_key(spec: str, keys_dir: str, *, secret: bool) -> str:
     """The key file ``spec`` names: an existing path, else a fingerprint (or its last 16
     hex digits, a key ID) of a key in the keyring directory.
@@ -685,8 +695,8 @@ def find_key(spec: str, keys_dir: str, *, secret: bool) -> str:
     """
     if os.path.isfile(spec):
         return spec
-    wanted = spec.replace(" ", "").lower().removeprefix("0x")
-    if not re.fullmatch(r"[0-9a-f]{16}|[0-9a-f]{40}|[0-9a-f]{64}", wanted):
+    wanted = key_id_spec(spec)
+    if wanted is None:
         raise SigningError(f"{spec}: no such key file (nor a fingerprint or key ID of {keys_dir})")
     suffixes = (".sec.asc",) if secret else (".sec.asc", ".pub.asc")
     matches = sorted({p for s in suffixes

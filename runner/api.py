@@ -15,7 +15,7 @@ from typing import Any
 
 from docker2aci.atomic import default_temp_dir
 from docker2aci.errors import RunnerError
-from runner.dependencies import DirectoryResolver
+from runner.dependencies import DirectoryResolver, label_map
 from runner.pod import Pod, open_pod
 from runner.treestore import ChainImage, DependencyResolver, Tree, TreeStore, build_chain, default_store_dir, render_chain
 from runner.volumes import Volume, prepare_volumes, with_mounts
@@ -285,9 +285,7 @@ def _warn_foreign_platform(manifest: Mapping[str, Any], shown: str) -> None:
     from converters.names import appc_os_arch
     from docker2aci.manifest import Platform
 
-    labels = manifest.get("labels")
-    given = {label["name"]: label.get("value") for label in labels
-             if isinstance(label, dict) and isinstance(label.get("name"), str)} if isinstance(labels, list) else {}
+    given = label_map(manifest.get("labels"))  # checked already: the image's identity is (open_image)
     host = Platform.host()
     try:
         host_os, host_arch = appc_os_arch(host.os, host.architecture, host.variant)

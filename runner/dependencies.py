@@ -43,7 +43,7 @@ class DirectoryResolver:
         """
         name = dependency.get("imageName")
         wanted_id = dependency.get("imageID")
-        labels = _labels(dependency.get("labels"))
+        labels = label_map(dependency.get("labels"))
         matches = [path for path in self._candidates() if self._matches(path, name, labels)]
         unreadable: list[str] = []
         if isinstance(wanted_id, str):
@@ -86,7 +86,7 @@ class DirectoryResolver:
         manifest = self._manifests[path]
         if manifest is None or manifest.get("name") != name:
             return False
-        have = _labels(manifest.get("labels"))
+        have = label_map(manifest.get("labels"))
         return all(have.get(key) == value for key, value in labels.items())
 
     def _image_id(self, path: str) -> str | None:
@@ -102,7 +102,7 @@ class DirectoryResolver:
         return self._ids[path]
 
 
-def _labels(value: object) -> dict[str, str]:
+def label_map(value: object) -> dict[str, str]:
     """``[{"name": n, "value": v}, ...]`` as a mapping (malformed items ignored)."""
     if not isinstance(value, list):
         return {}

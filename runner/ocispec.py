@@ -149,13 +149,13 @@ MEMORY_SUFFIXES: Mapping[str, int] = {
 }
 
 #: The appc isolators the isolated stage applies.
-SUPPORTED_ISOLATORS = ("resource/memory", "resource/cpu", "os/linux/capabilities-retain-set",
-                       "os/linux/capabilities-remove-set", "os/linux/no-new-privileges")
-"""The isolators the isolated stage applies (appc ``spec/types.md``, "Isolators";
-:func:`isolator_limits`, :func:`isolator_capabilities`)."""
+LIMIT_ISOLATORS = ("resource/memory", "resource/cpu")
 RETAIN_SET = "os/linux/capabilities-retain-set"
 REMOVE_SET = "os/linux/capabilities-remove-set"
 NO_NEW_PRIVILEGES = "os/linux/no-new-privileges"
+SUPPORTED_ISOLATORS = (*LIMIT_ISOLATORS, RETAIN_SET, REMOVE_SET, NO_NEW_PRIVILEGES)
+"""The isolators the isolated stage applies (appc ``spec/types.md``, "Isolators";
+:func:`isolator_limits`, :func:`isolator_capabilities`)."""
 
 
 def parse_memory(text: str) -> int:
@@ -257,7 +257,7 @@ def isolator_limits(isolators: Iterable[Mapping[str, Any]] | None) -> tuple[int 
     memory: int | None = None
     cpu: int | None = None
     for name, value in _isolator_entries(isolators):
-        if name not in ("resource/memory", "resource/cpu"):
+        if name not in LIMIT_ISOLATORS:
             continue
         if not isinstance(value, Mapping):
             raise RunnerError(f"isolator {name}: its value is not an object")
