@@ -60,7 +60,8 @@ def mirror_parser(prog: str) -> argparse.ArgumentParser:
     p = Parser(prog=f"{prog} mirror", allow_abbrev=False,
                description="Mirror every tag of registry repositories into an appc discovery tree, incrementally: "
                            "unchanged tags cost one request, moved tags are converted again, vanished tags are "
-                           "reported (removed with --prune). A killed run is finished by the next.")
+                           "reported (removed with --prune). A repository the catalog no longer lists is reported, "
+                           "its ACIs kept (--prune-repos removes them). A killed run is finished by the next.")
     targets = p.add_argument("targets", nargs="+", metavar="HOST/REPO", help="repositories (HOSTs with --all-repos)")
     targets.complete = "none"  # type: ignore[attr-defined]  # not file names (docker2aci.completion)
     flag(p, "all-repos", action="store_true", help="Mirror every repository of the registry (/v2/_catalog)")
@@ -70,7 +71,11 @@ def mirror_parser(prog: str) -> argparse.ArgumentParser:
          help="Leave out tags matching this shell pattern (repeatable; wins over --include)")
     flag(p, "name-prefix", metavar="PREFIX",
          help="AC name prefix of the mirrored images, e.g. example.com/mirror (default: the registry host)")
-    flag(p, "prune", action="store_true", help="Remove the ACIs of tags that vanished from the registry")
+    flag(p, "prune", action="store_true",
+         help="Remove the ACIs of tags that vanished from their repository's tag list")
+    flag(p, "prune-repos", action="store_true",
+         help="With --all-repos and --prune: also remove the ACIs of repositories the catalog no longer lists "
+              "(a catalog lists only what the credentials may see: give it only when they see every repository)")
     _job_flags(p, files=False)
     return p
 
@@ -271,26 +276,40 @@ def cmd_mirror(argv: Sequence[str], prog: str) -> int:
     setup_logging(args.debug)
     base = _base_options(args)
     spec = MirrorSpec(tuple(args.targets), all_repos=args.all_repos, include=tuple(args.include),
-                      exclude=tuple(args.exclude), name_prefix=args.name_prefix, prune=args.prune)
+                      exclude=tuple(args.exclude), name_prefix=args.name_prefix, prune=args.prune,
+                      prune_repos=args.prune_repos)
     try:
         with _Progress(sys.stderr.isatty() and not args.json) as progress:
             results, stopped_by = mirror(spec, base, workers=args.jobs, executor=args.executor,
                                          scheduler=args.scheduler, done=progress.done,
                                          on_plan=lambda jobs: progress.start(len(jobs)))
     except Docker2ACIError as err:
-        if args.report and not isinstance(err, UsageError):  # the report says why nothing was done
-            from .jobs import FAILED, JobResult
-            from .report import write_report
+        if not isinstance(err, UsageError):  # the report (and --json) says why nothing was done
+            from .jobs import FAILED
+            from .report import report_json, write_report
 
-            write_report(args.report, [JobResult(" ".join(args.targets), FAILED, str(err))])
+            failed = [_run_entry(args, FAILED, str(err))]
+            if args.report:
+                write_report(args.report, failed)
+            if args.json:
+                sys.stdout.write(report_json(failed))
         raise
     except KeyboardInterrupt as interrupt:  # before the tags were planned (waiting for another mirror's lock)
         from .interrupts import signal_of
-        from .jobs import SKIPPED, JobResult
+        from .jobs import SKIPPED
 
-        return _finish([JobResult(" ".join(args.targets), SKIPPED, MIRROR_INTERRUPTED)], signal_of(interrupt), args,
+        return _finish([_run_entry(args, SKIPPED, MIRROR_INTERRUPTED)], signal_of(interrupt), args,
                        "docker2aci mirror")
     return _finish(results, stopped_by, args, "docker2aci mirror")
+
+
+def _run_entry(args: argparse.Namespace, status: str, error: str) -> JobResult:
+    """The one report entry of a mirror stopped before its tags (an error, an interrupt):
+    named by its targets, with the fields of every mirror entry (``repository`` and
+    ``tag`` ``None``, as a registry's failed catalog)."""
+    from .jobs import JobResult
+
+    return JobResult(" ".join(args.targets), status, error, extra={"repository": None, "tag": None})
 
 
 MIRROR_INTERRUPTED = "interrupted before its tags were listed, or while it recorded them; the next run finishes it"

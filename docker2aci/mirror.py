@@ -12,7 +12,9 @@ The run, for each ``HOST/REPO`` (or every repository of ``HOST`` by ``/v2/_catal
    state file at once (written atomically), so a run killed at any point is finished by
    the next without redoing what was done;
 4. report tags that vanished from the registry (removed with ``--prune``), and rewrite
-   the discovery pages (:mod:`docker2aci.discovery`).
+   the discovery pages (:mod:`docker2aci.discovery`). Only a tag list read whole says a
+   tag vanished: a repository the catalog no longer lists is reported, its ACIs kept
+   (a catalog lists what the credentials may see; ``--prune-repos`` removes them).
 
 An image ``PREFIX/REPO`` (``--name-prefix``; default the registry host, ``:`` made
 ``-``) of tag ``T`` is written to
@@ -43,7 +45,7 @@ from .errors import Docker2ACIError, InvalidManifest, OutputError, UnsupportedMe
 from .interrupts import signal_of
 from .jobs import FAILED, INTERRUPTED_WAITING, OK, SKIPPED, Done, Job, JobResult, execute
 from .manifest import document_kind, manifest_digests, parse_manifest, require_image_config
-from .reference import ImageRef, api_host, is_valid_host
+from .reference import ImageRef, api_host, is_valid_host, is_valid_tag
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +71,9 @@ class MirrorSpec:
         exclude: tag patterns to leave out (win over ``include``).
         name_prefix: the AC name prefix of the mirrored images (``example.com/mirror``);
             default the registry host with ``:`` made ``-``.
-        prune: remove the ACIs of tags that vanished from the registry.
+        prune: remove the ACIs of tags that vanished from their repository's tag list.
+        prune_repos: with ``all_repos`` and ``prune``, also remove the ACIs of the
+            repositories the catalog no longer lists (else reported and kept).
     """
 
     targets: tuple[str, ...]
@@ -78,6 +82,7 @@ class MirrorSpec:
     exclude: tuple[str, ...] = ()
     name_prefix: str | None = None
     prune: bool = False
+    prune_repos: bool = False
 
 
 @dataclass(frozen=True)
@@ -297,9 +302,10 @@ def _prefix_for(host: str, spec: MirrorSpec) -> str:
     return prefix
 
 
-def _manifest_digest(body: bytes, media_type: str) -> str:
-    """The digest the registry names a manifest by (the JWS payload's for signed schema 1)."""
-    if document_kind(body, media_type or None, "manifest") == "schema1":
+def _manifest_digest(body: bytes, kind: str) -> str:
+    """The digest the registry names a manifest by (the JWS payload's for signed schema 1);
+    ``kind`` is the body's :func:`~docker2aci.manifest.document_kind`."""
+    if kind == "schema1":
         return str(manifest_digests(body)[-1])
     return str(Digest.of_bytes(body))
 
@@ -320,13 +326,14 @@ def mirror(spec: MirrorSpec, options: Any, *, workers: int = 1, executor: str = 
     Returns:
         ``(results, stopped_by)``: one result per tag seen (``ok``, ``failed``,
         ``skipped`` for unchanged tags), a ``failed`` one per repository that could not be
-        listed, then one per vanished tag (``vanished``, or ``pruned``); the signal that
-        interrupted the run (Ctrl-C, ``SIGTERM``, ``SIGHUP``; see
-        :func:`docker2aci.jobs.execute`), else ``None``.
+        listed, then one per vanished tag (``vanished``, or ``pruned``; see
+        :func:`_vanished`); the signal that interrupted the run (Ctrl-C, ``SIGTERM``,
+        ``SIGHUP``; see :func:`docker2aci.jobs.execute`), else ``None``.
 
     Raises:
-        UsageError: malformed targets or prefix, two repositories that would get the same
-            AC name, a signing key that cannot be used.
+        UsageError: malformed targets or prefix, ``prune_repos`` without ``all_repos`` and
+            ``prune``, two repositories that would get the same AC name, a signing key
+            that cannot be used.
         OutputError: the tree or its state cannot be written.
     """
     from .sources import RemoteOptions, registry_client
@@ -335,6 +342,9 @@ def mirror(spec: MirrorSpec, options: Any, *, workers: int = 1, executor: str = 
     targets = [_parse_target(t, spec.all_repos) for t in spec.targets]
     if not targets:
         raise UsageError("mirror: name at least one HOST/REPO (or HOST with --all-repos)")
+    if spec.prune_repos and not (spec.all_repos and spec.prune):
+        raise UsageError("--prune-repos: only with --all-repos and --prune (it prunes the repositories the "
+                         "registry's catalog no longer lists)")
     signer = None
     if options.sign_key or options.gpg_key:
         from . import signing
@@ -387,7 +397,7 @@ def mirror(spec: MirrorSpec, options: Any, *, workers: int = 1, executor: str = 
         pending = iter(ran)
         results = [slot if slot is not None else next(pending) for slot in plan.slots]
         if stopped_by is None:
-            results += _vanished(state, plan.listed, spec.prune)
+            results += _vanished(state, plan, spec)
         state.save()
         _write_pages(state, signer.public_key() if signer is not None else None, paged)
     return results, stopped_by
@@ -422,7 +432,10 @@ class _Plan:
         slots: one per tag (and per listing that failed), in order: a result known
             without converting (``skipped``, ``failed``), or ``None`` for the next job.
         jobs, tags: the conversions to run and the tag each is for.
-        listed: ``host/repo`` → every tag the registry has (for vanished tags).
+        listed: ``host/repo`` → every tag the registry has (for vanished tags), for each
+            repository whose tags were listed.
+        unlisted: ``host/repo`` of every recorded repository the catalog no longer lists
+            (``--all-repos``).
     """
 
     def __init__(self, state: MirrorState, options: Any, wanted: dict[str, Any], spec: MirrorSpec) -> None:
@@ -434,6 +447,7 @@ class _Plan:
         self.jobs: list[Job] = []
         self.tags: list[_Tag] = []
         self.listed: dict[str, set[str]] = {}
+        self.unlisted: set[str] = set()
         self._names: dict[str, str] = {}
         # (directory, file stem) -> the tag key owning it: two tags never share a file
         self._files: dict[tuple[str, str], str] = {}
@@ -443,7 +457,7 @@ class _Plan:
 
     def host(self, client: Any, host: str, prefix: str, repositories: list[str | None]) -> None:
         """Plan the repositories of one registry (every one its catalog lists with
-        ``--all-repos``, and then the recorded ones it no longer lists count as empty)."""
+        ``--all-repos``; the recorded ones it no longer lists are :attr:`unlisted`)."""
         if self.spec.all_repos:
             try:
                 repositories = list(client.catalog())
@@ -454,7 +468,7 @@ class _Plan:
             for key in self.state.tags:
                 where = key.rpartition(":")[0]
                 if where.startswith(f"{host}/") and where[len(host) + 1:] not in repositories:
-                    self.listed[where] = set()
+                    self.unlisted.add(where)
         for repository in dict.fromkeys(r for r in repositories if r is not None):
             name = f"{prefix}/{repository}"
             if self._names.setdefault(name, f"{host}/{repository}") != f"{host}/{repository}":
@@ -500,6 +514,9 @@ class _Plan:
     def _tag(self, client: Any, tag: _Tag) -> None:
         extra = {"repository": f"{tag.host}/{tag.repository}", "tag": tag.tag}
         try:
+            if not is_valid_tag(tag.tag):  # before a request or a file name is made of it (`..`, `../x`)
+                raise InvalidManifest(extra["repository"], f"tags/list names an invalid tag {tag.tag!r} (a tag is "
+                                                           f"[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})")
             directory, stem = aci_stem(tag.name, tag.tag)
             owner = self._files.setdefault((directory, stem), tag.key)
             if owner != tag.key:
@@ -511,8 +528,9 @@ class _Plan:
             artifact = recorded.get("artifact") if digest is not None else None
             if digest is None or digest != recorded.get("manifest_digest"):
                 body, media_type = client.get_manifest(tag.repository, tag.tag)
-                digest = _manifest_digest(body, media_type)
-                artifact = _artifact(body, media_type)
+                kind = document_kind(body, media_type or None, "manifest")
+                digest = _manifest_digest(body, kind)
+                artifact = _artifact(body, kind)
         except Docker2ACIError as err:
             self.slots.append(JobResult(tag.source, FAILED, str(err), extra=extra))
             return
@@ -545,11 +563,12 @@ class _Plan:
             self.state.save()
 
 
-def _artifact(body: bytes, media_type: str) -> str | None:
-    """Why the manifest ``body`` is no container image (an OCI artifact: its config is no
-    image config, :func:`~docker2aci.manifest.require_image_config`), or ``None`` for an
-    image, an index, or a manifest the conversion will judge (a malformed one fails there)."""
-    if document_kind(body, media_type or None, "manifest") != "manifest":
+def _artifact(body: bytes, kind: str) -> str | None:
+    """Why the manifest ``body`` of :func:`~docker2aci.manifest.document_kind` ``kind`` is
+    no container image (an OCI artifact: its config is no image config,
+    :func:`~docker2aci.manifest.require_image_config`), or ``None`` for an image, an
+    index, or a manifest the conversion will judge (a malformed one fails there)."""
+    if kind != "manifest":
         return None
     try:
         require_image_config(parse_manifest(body, "manifest"), "manifest")
@@ -593,12 +612,22 @@ def _record(state: MirrorState, tag: _Tag, job: Job, result: JobResult, options_
                 remove_quietly(path)
 
 
-def _vanished(state: MirrorState, listed: dict[str, set[str]], prune: bool) -> list[JobResult]:
-    """A result per recorded tag of a listed repository that the registry no longer has."""
+def _vanished(state: MirrorState, plan: _Plan, spec: MirrorSpec) -> list[JobResult]:
+    """A result per recorded tag the registry no longer shows: one its repository's tag
+    list no longer names (``pruned`` with ``spec.prune``), or one of a repository the
+    catalog no longer lists (:attr:`_Plan.unlisted`; ``pruned`` only with
+    ``spec.prune_repos``: a catalog lists what the credentials may see, so a repository
+    missing from it may still be there); else ``vanished``, its ACIs kept."""
     out = []
     for key in sorted(state.tags):
         where, _, tag = key.rpartition(":")
-        if where not in listed or tag in listed[where]:
+        if where in plan.unlisted:
+            gone = ("its repository is no longer in the registry's catalog (deleted, or not visible to these "
+                    "credentials)")
+            prune, flag = spec.prune_repos, "--prune-repos"
+        elif where in plan.listed and tag not in plan.listed[where]:
+            gone, prune, flag = "the tag is gone from the registry", spec.prune, "--prune"
+        else:
             continue
         entry = state.tags[key]
         acis = [{"path": os.path.join(state.root, a["path"]), "image_id": a["image_id"]} for a in entry["acis"]]
@@ -607,9 +636,7 @@ def _vanished(state: MirrorState, listed: dict[str, set[str]], prune: bool) -> l
             for path in state.files(entry):
                 remove_quietly(path)
             del state.tags[key]
-            out.append(JobResult(f"docker://{key}", PRUNED, "the tag is gone from the registry; its ACIs were "
-                                                            "removed", acis, extra=extra))
+            out.append(JobResult(f"docker://{key}", PRUNED, f"{gone}; its ACIs were removed", acis, extra=extra))
         else:
-            out.append(JobResult(f"docker://{key}", VANISHED, "the tag is gone from the registry; --prune "
-                                                              "removes its ACIs", acis, extra=extra))
+            out.append(JobResult(f"docker://{key}", VANISHED, f"{gone}; {flag} removes its ACIs", acis, extra=extra))
     return out

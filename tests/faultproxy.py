@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 from services import QuietHTTPServer
 
-Target = Literal["ping", "manifest", "blob", "aci", "any"]
+Target = Literal["ping", "manifest", "blob", "list", "aci", "any"]
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
                          "trailers", "transfer-encoding", "upgrade", "host", "content-length"})
 OBJECT_STORE_HOSTNAME = "localhost"
@@ -64,7 +64,8 @@ class Fault:
 
     Attributes:
         kind: what it does.
-        target: which requests it applies to (``/v2/``, manifests, blobs, or any).
+        target: which requests it applies to (``/v2/``, manifests, blobs, the listings
+            ``tags/list`` and ``_catalog``, or any).
         times: how many matching requests it applies to; ``None`` = all of them.
         after_bytes: for CUT, how many body bytes get through.
         status: for STATUS, the status to answer.
@@ -172,6 +173,8 @@ def _target_of(path: str) -> Target:
         return "manifest"
     if "/blobs/" in bare:
         return "blob"
+    if bare.endswith(("/tags/list", "/_catalog")):
+        return "list"
     if bare.endswith(".aci"):  # appc discovery's downloads
         return "aci"
     return "any"

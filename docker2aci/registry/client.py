@@ -556,21 +556,20 @@ class RegistryClient:
                 registry's.
 
         Returns:
-            The tags in the registry's order (lexical for distribution), each checked
-            against the tag grammar; a tag repeated across pages is listed once.
+            The tags in the registry's order (lexical for distribution); a tag repeated
+            across pages is listed once. Untrusted: a tag that breaks the tag grammar
+            (``..``) is listed too, for the caller to refuse on its own
+            (:func:`~docker2aci.reference.is_valid_tag`; :meth:`get_manifest` refuses it),
+            so that one bad tag does not hide the others.
 
         Raises:
             ImageNotFound: the repository does not exist (404).
             AuthError, RegistryError, LimitExceeded, InvalidManifest: as :meth:`get_manifest`;
-                InvalidManifest also for a page that is not ``{"name": ..., "tags": [...]}``
-                or a tag that breaks the grammar.
+                InvalidManifest also for a page that is not ``{"name": ..., "tags": [...]}``.
         """
         _check_repository(repository)
         tags = self._pages(f"/v2/{repository}/tags/list", "tags", page_size, repository=repository,
                            source=f"{self._host}/{repository}", what="listing the tags")
-        for tag in tags:
-            if not is_valid_tag(tag):
-                raise InvalidManifest(f"{self._host}/{repository}", f"tags/list names an invalid tag {tag!r}")
         return list(dict.fromkeys(tags))
 
     def catalog(self, *, page_size: int | None = None) -> list[str]:

@@ -518,3 +518,110 @@ def test_artifact_tags_are_skipped_and_checked_by_head_later(registry: Registry,
     manifests = sorted(request for request in registry.requests_since(mark) if "/manifests/" in request[1])
     assert manifests == [("HEAD", f"/v2/{repo}/manifests/{tag}") for tag in ("chart", "sha256-0123.sbom", "v1")]
 
+
+
+def test_a_repository_the_catalog_no_longer_lists_is_reported_not_pruned(tag_layout: Path, tmp_path: Path) -> None:
+    """``--all-repos --prune`` removed the ACIs of every repository the catalog no longer
+    listed, as if deleted: a registry may list there only what the credentials may see, so
+    narrower credentials, or a storage that was not mounted, wiped the tree (mirror
+    review). Such a repository's tags are now reported ``vanished`` and kept;
+    ``--prune-repos`` removes them. Here the registry's catalog loses ``team/b`` (its
+    storage moved away) and gets it back."""
+    from services import run_registry
+
+    with run_registry(tmp_path / "registry") as running:
+        push_tags(tag_layout, running, "team/a", {"v1": "t01"})
+        push_tags(tag_layout, running, "team/b", {"v1": "t02"})
+        tree, report = tmp_path / "tree", tmp_path / "report.json"
+        stored = running.root / "data" / "docker" / "registry" / "v2" / "repositories" / "team"
+        b_aci = tree / "mirror" / "team" / "b-v1-linux-amd64.aci"
+
+        def all_repos(*args: str, check: int = 0) -> list[tuple[object, ...]]:
+            cli("mirror", "--all-repos", running.host, "--output-dir", tree, "--cache-dir", tmp_path / "cache",
+                "--insecure-allow-http", "--name-prefix", PREFIX, "--report", report, *args, check=check)
+            return [(r["repository"], r["tag"], r["status"], r["error"]) for r in load_report(report)]
+
+        assert [entry[2] for entry in all_repos()] == ["ok", "ok"]
+        built = b_aci.read_bytes()
+
+        (stored / "b").rename(tmp_path / "b-away")  # the catalog no longer lists team/b
+        gone = f"{running.host}/team/b"
+        unlisted = ("its repository is no longer in the registry's catalog (deleted, or not visible to these "
+                    "credentials)")
+        assert all_repos("--prune")[1:] == [(gone, "v1", "vanished", f"{unlisted}; --prune-repos removes its ACIs")]
+        assert b_aci.read_bytes() == built
+        assert f"{gone}:v1" in json.loads((tree / STATE_DIR / "state.json").read_text())["tags"]
+
+        (tmp_path / "b-away").rename(stored / "b")  # back: nothing to convert again
+        assert [entry[2] for entry in all_repos("--prune")] == ["skipped", "skipped"]
+
+        (stored / "b").rename(tmp_path / "b-away")
+        assert all_repos("--prune", "--prune-repos")[1:] == [
+            (gone, "v1", "pruned", f"{unlisted}; its ACIs were removed")]
+        assert not b_aci.exists()
+        assert sorted(str(p.relative_to(tree)) for p in tree.rglob("*.aci")) == ["mirror/team/a-v1-linux-amd64.aci"]
+
+
+@pytest.mark.parametrize("without", ["--all-repos", "--prune"])
+def test_prune_repos_needs_all_repos_and_prune(registry: Registry, tmp_path: Path, without: str) -> None:
+    """``--prune-repos`` acts on the repositories a catalog no longer lists, and only
+    removes with ``--prune``: given without either, it would do nothing, silently."""
+    target = registry.host if without == "--prune" else f"{registry.host}/{MANY}"
+    flags = [f for f in ("--all-repos", "--prune") if f != without]
+    proc = cli("mirror", target, *flags, "--prune-repos", "--output-dir", tmp_path / "tree", check=2)
+    assert proc.stderr == ("Error: --prune-repos: only with --all-repos and --prune (it prunes the repositories "
+                           "the registry's catalog no longer lists)\n")
+    assert not (tmp_path / "tree").exists()
+
+
+@pytest.mark.parametrize("fault", ["bad-state-file", "unlockable-tree"])
+def test_json_prints_the_report_of_a_run_that_could_not_start(registry: Registry, tmp_path: Path,
+                                                              fault: str) -> None:
+    """``--json`` printed nothing when the run failed as a whole (its state file unreadable,
+    its tree not writable): a program reading standard output got no record. It now
+    prints the report ``--report`` writes: one ``failed`` entry, with the fields of every
+    other mirror entry; the exit status stays 1 and the error is on standard error."""
+    tree = tmp_path / "tree"
+    if fault == "bad-state-file":
+        (tree / STATE_DIR).mkdir(parents=True)
+        (tree / STATE_DIR / "state.json").write_text("{bad")
+        message = (f"reading the mirror state {tree / STATE_DIR / 'state.json'}: Expecting property name enclosed "
+                   "in double quotes: line 1 column 2 (char 1); remove it to start over")
+    else:
+        tree.mkdir()
+        (tree / STATE_DIR).write_text("")
+        message = (f"cannot lock the mirror tree {tree} ({tree / STATE_DIR / 'lock'}): File exists; the tree must be "
+                   "writable by this user")
+    report, proc = mirror(registry, tree, tmp_path / "cache", "--json", check=1)
+    assert json.loads(proc.stdout) == report == [{
+        "source": f"{registry.host}/{MANY}", "repository": None, "tag": None, "status": "failed", "error": message,
+        "acis": [], "bytes_fetched": 0, "seconds": 0.0, "manifest_digest": None}]
+    assert proc.stderr.splitlines()[-1] == f"Error: {message}"
+
+
+def test_an_invalid_tag_in_the_list_is_one_failed_entry(registry: Registry, tmp_path: Path) -> None:
+    """A tag the tag grammar refuses (``..``, ``../x``: ``[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}``,
+    so no conforming registry lists one) made the whole repository's listing fail, and
+    none of its tags was mirrored. Each is now a ``failed`` entry naming it, no request is
+    made for it, nothing is written for it inside or outside the tree, and the other tags
+    are mirrored."""
+    from faultproxy import Fault, FaultProxy
+
+    work = tmp_path / "work"
+    work.mkdir()
+    listing = json.dumps({"name": MANY, "tags": ["t01", "..", "../../escape"]}).encode()
+    with FaultProxy(registry.running.url) as proxy:
+        proxy.add(Fault.respond(200, target="list", times=None, headers=(("Content-Type", "application/json"),),
+                                body=listing))
+        proc = cli("mirror", f"{proxy.host}/{MANY}", "--output-dir", work / "tree", "--cache-dir", tmp_path / "cache",
+                   "--insecure-allow-http", "--name-prefix", PREFIX, "--report", tmp_path / "r.json", check=1)
+        asked = {seen.path for seen in proxy.requests if "/manifests/" in seen.path}
+        where = f"{proxy.host}/{MANY}"
+    grammar = "a tag is [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+    assert [(r["repository"], r["tag"], r["status"], r["error"]) for r in load_report(tmp_path / "r.json")] == [
+        (where, "..", "failed", f"{where}: tags/list names an invalid tag '..' ({grammar})"),
+        (where, "../../escape", "failed", f"{where}: tags/list names an invalid tag '../../escape' ({grammar})"),
+        (where, "t01", "ok", None)], proc.stderr
+    assert asked == {f"/v2/{MANY}/manifests/t01"}  # (the planner's, then the conversion's)
+    assert sorted(p.name for p in work.iterdir()) == ["tree"]
+    assert sorted(str(p.relative_to(work)) for p in work.rglob("*.aci")) == [f"tree/{aci_name(MANY, 't01')}"]
