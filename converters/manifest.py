@@ -30,7 +30,9 @@ _RFC3339 = re.compile(
 )
 """RFC 3339 as Go's ``time.Parse(time.RFC3339, ...)`` reads it: ``T`` and ``Z`` upper-case only
 (RFC 3339 allows ``t`` and ``z``; Go, and so appc's validator, refuses them)."""
-_PORT_KEY = re.compile(r"^(\d{1,10})(?:-(\d{1,10}))?(?:/([A-Za-z0-9]+))?$", re.ASCII)
+_PORT_KEY = re.compile(r"^(\d{1,10})(?:-(\d{1,10}))?(?:/([A-Za-z0-9]*))?$", re.ASCII)
+"""``port[-end][/proto]``; an empty ``proto`` (``80/``) is ``tcp``, as go-connections'
+``nat.SplitProtoPort`` reads it (Docker's daemon parses ``ExposedPorts`` keys with it)."""
 
 
 def _str_list(value: Any, fieldname: str) -> tuple[str, ...] | None:
@@ -308,6 +310,7 @@ def build_manifest(config: ImageConfig, naming: Naming, os_arch: tuple[str, str]
     app: dict[str, Any] = {}
     entrypoint = config.entrypoint
     if entrypoint == ("",):  # ENTRYPOINT [""], Docker's way to reset an inherited one
+        # (moby's mergeAndVerifyConfig): no exec word, but the annotation keeps it as stored
         warnings.append("config.Entrypoint [\"\"] resets the entrypoint: none used")
         entrypoint = None
     exec_ = list(entrypoint or ()) + list(config.cmd or ())
@@ -318,8 +321,10 @@ def build_manifest(config: ImageConfig, naming: Naming, os_arch: tuple[str, str]
     if config.working_dir:
         wd = config.working_dir
         if not wd.startswith("/"):
+            # Docker runs it from / (moby's SetupWorkingDirectory cleans it, and the
+            # container's root scopes it): "./app" is /app, "." is /
             warnings.append(f"relative working directory {wd!r} made absolute")
-            wd = "/" + wd
+            wd = posixpath.normpath("/" + wd)
         app["workingDirectory"] = wd
     environment, rejected = _environment(config.env, warnings)
     if environment:
@@ -341,7 +346,7 @@ def build_manifest(config: ImageConfig, naming: Naming, os_arch: tuple[str, str]
         ("authors", config.author),
         ("created", created),
         *_provenance(naming),
-        (ANN + "entrypoint", go_json(list(entrypoint)) if entrypoint else None),
+        (ANN + "entrypoint", go_json(list(config.entrypoint)) if config.entrypoint else None),
         (ANN + "cmd", go_json(list(config.cmd)) if config.cmd else None),
         (ANN + "tag", naming.tag),
         (ANN + "env-rejected", go_json(rejected) if rejected else None),

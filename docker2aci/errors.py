@@ -161,14 +161,16 @@ class InvalidLayer(Docker2ACIError):
     """A layer tar is unreadable, or one of its entries is unsafe or inconsistent.
 
     Attributes:
-        layer: which layer (its digest, or its position) the entry came from.
+        layer: which layer the entry came from, as messages name it
+            (:attr:`docker2aci.layerblob.LayerBlob.label`: the image, the layer's position
+            and its digest or member name).
         entry: the entry name as stored in the layer, or ``None`` for the whole layer.
     """
 
     reference = "invalid-layer"
 
     def __init__(self, layer: str, entry: str | None, message: str) -> None:
-        where = f"layer {layer}" + (f", entry {entry!r}" if entry is not None else "")
+        where = layer + (f", entry {entry!r}" if entry is not None else "")
         super().__init__(f"{where}: {message}")
         self.layer = layer
         self.entry = entry

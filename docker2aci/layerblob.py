@@ -17,7 +17,8 @@ class LayerBlob:
     """What the pipeline knows about one layer before reading it.
 
     Attributes:
-        what: a name for messages (the blob digest, or the member path in an archive).
+        what: the source's name for it: the blob digest, or the member path in an
+            archive (messages use :attr:`label`, which holds it).
         media_type: the declared media type (``""`` when the source has none).
         digest: the blob digest to verify, or ``None`` (legacy archives name layers by path).
         size: the blob length in bytes, or ``None`` when the source does not say.
@@ -27,6 +28,10 @@ class LayerBlob:
             fetches it again (used once when the cached bytes fail verification).
         max_size: the largest uncompressed size accepted (bytes), or ``None`` for no cap;
             :func:`open_layers` sets it from its ``max_layer_size``.
+        image: the image the layer belongs to as messages name it (the source, as the
+            user named it, and the platform); set by the pipeline with ``index``.
+        index: the layer's position in its image, base first (0 is the base layer, as
+            in the config's ``rootfs.diff_ids``), or ``None`` before the pipeline sets it.
     """
 
     what: str
@@ -37,3 +42,14 @@ class LayerBlob:
     open: Callable[[], BinaryIO]
     evict: Callable[[], None] | None = None
     max_size: int | None = None
+    image: str = ""
+    index: int | None = None
+
+    @property
+    def label(self) -> str:
+        """The layer in messages: ``<image>: layer <index> (<what>)``
+        (``img.tar (linux/amd64): layer 0 (<hex>.tar)``), or ``layer <what>`` before the
+        pipeline has placed it in its image."""
+        if self.index is None:
+            return f"layer {self.what}"
+        return f"{self.image}: layer {self.index} ({self.what})"

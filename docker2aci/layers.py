@@ -153,7 +153,7 @@ def decompress_into(stream: BinaryIO, encoding: str, out: IO[bytes], hasher: obj
         encoding: ``gzip``, ``zstd``, ``bzip2``, ``xz`` or ``plain`` (see :func:`sniff_encoding`).
         out: where the plain bytes go (flushed at the end).
         hasher: a hashlib-like object updated with the plain bytes.
-        what: names the stream in errors.
+        what: names the stream in errors (a layer's :attr:`~LayerBlob.label`, an archive).
         limit: the most plain bytes accepted, or ``None`` for no cap.
         kind: what the stream is, in messages (``layer``, ``archive``).
 
@@ -367,7 +367,7 @@ def open_in_place(blob: LayerBlob) -> BinaryIO | None:
             if _plain_tar(head):
                 if blob.max_size is not None and end > blob.max_size:
                     stream.close()
-                    raise _too_big(blob.what, blob.max_size)
+                    raise _too_big(blob.label, blob.max_size)
                 return stream
     except OSError:
         pass
@@ -397,7 +397,7 @@ def verify_layer(blob: LayerBlob) -> None:
     try:
         _verify_in_place(blob)
     except OSError as err:
-        raise InvalidLayer(blob.what, None, f"cannot be read: {err}") from err
+        raise InvalidLayer(blob.label, None, f"cannot be read: {err}") from err
 
 
 def _verify_in_place(blob: LayerBlob) -> None:
@@ -406,11 +406,11 @@ def _verify_in_place(blob: LayerBlob) -> None:
         diff_hash = blob.diff_id.new_hash()
     buffer = bytearray(VERIFY_CHUNK)
     read = 0
-    with VerifyingReader(blob.open(), blob.digest, blob.size, blob.what) as raw:
+    with VerifyingReader(blob.open(), blob.digest, blob.size, blob.label) as raw:
         while n := raw.readinto(buffer):
             read += n
             if blob.max_size is not None and read > blob.max_size:
-                raise _too_big(blob.what, blob.max_size)
+                raise _too_big(blob.label, blob.max_size)
             diff_hash.update(memoryview(buffer)[:n])
     _check_diff_id(blob, diff_hash)
 
@@ -430,10 +430,10 @@ def spool_layer(blob: LayerBlob, out: IO[bytes]) -> None:
         LimitExceeded: the uncompressed tar is larger than ``blob.max_size``; the spool
             then holds at most that many bytes.
     """
-    with VerifyingReader(blob.open(), blob.digest, blob.size, blob.what) as raw:
+    with VerifyingReader(blob.open(), blob.digest, blob.size, blob.label) as raw:
         try:
             buffered = io.BufferedReader(raw, CHUNK)
-            encoding = sniff_encoding(buffered.peek(512)[:512], blob.what)
+            encoding = sniff_encoding(buffered.peek(512)[:512], blob.label)
             if encoding in ("tar", "empty"):
                 encoding = "plain"
             # An uncompressed blob whose digest is its diff ID is hashed once, as the blob
@@ -442,8 +442,8 @@ def spool_layer(blob: LayerBlob, out: IO[bytes]) -> None:
             declared = layer_encoding(blob.media_type) if blob.media_type else None
             if declared is not None and declared != encoding:
                 log.warning("%s: media type %s says %s but the bytes are %s; using the bytes",
-                            blob.what, blob.media_type, declared, encoding)
-            decompress_into(buffered, encoding, out, hasher, blob.what, blob.max_size)
+                            blob.label, blob.media_type, declared, encoding)
+            decompress_into(buffered, encoding, out, hasher, blob.label, blob.max_size)
         except (UnsupportedMediaType, InvalidLayer):
             raw.drain()  # a blob that is not what its digest says is reported as that
             raise
@@ -455,12 +455,13 @@ def _check_diff_id(blob: LayerBlob, hasher: _Hasher) -> None:
     """Compare the uncompressed tar's hash with the config's diff ID (when both exist).
 
     Raises:
-        DigestMismatch: they differ.
+        DigestMismatch: they differ (names the layer and its ``rootfs.diff_ids`` entry).
     """
     if blob.diff_id is not None and hasher is not _NO_HASH:
         actual_id = Digest(blob.diff_id.algorithm, hasher.hexdigest())
         if actual_id != blob.diff_id:
-            raise DigestMismatch(f"{blob.what} (uncompressed, diff ID)", str(blob.diff_id), str(actual_id))
+            field = "rootfs.diff_ids" + (f"[{blob.index}]" if blob.index is not None else "")
+            raise DigestMismatch(f"{blob.label}, diff ID (config {field})", str(blob.diff_id), str(actual_id))
 
 
 Progress = Callable[[str, int, "int | None"], None]
@@ -577,9 +578,9 @@ def open_layers(blobs: list[LayerBlob], tmp_dir: str | None, progress: Progress 
                 files.append(in_place)
                 pending.append(verifier.submit(verify_layer, blob))
             else:
-                files.append(anonymous_file(tmp_dir, f"the spool of {blob.what}"))  # nothing left, even by a kill
+                files.append(anonymous_file(tmp_dir, f"the spool of {blob.label}"))  # nothing left, even by a kill
                 spooling.append(pool.submit(spool, i))
-        layers = OpenedLayers([LayerTar(b.what, f) for b, f in zip(blobs, files)], pending, progress)
+        layers = OpenedLayers([LayerTar(b.label, f) for b, f in zip(blobs, files)], pending, progress)
         for future in spooling:
             future.result()
             layers.count()

@@ -338,7 +338,9 @@ def _platform_of(config: ImageConfig, resolved: ResolvedImage, requested: Platfo
 
 
 def _paired_layers(config: ImageConfig, resolved: ResolvedImage, display: str) -> list[LayerBlob]:
-    layers = list(resolved.layers)
+    """The image's layers, each placed in it (named by ``display`` and its index in
+    messages, :attr:`LayerBlob.label`) and paired with its ``rootfs.diff_ids`` entry."""
+    layers = [dataclasses.replace(blob, image=display, index=i) for i, blob in enumerate(resolved.layers)]
     if not layers:
         raise InvalidManifest(display, "the image has no layers: nothing to convert")
     if not config.diff_ids and not resolved.pinned_layers:

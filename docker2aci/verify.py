@@ -28,7 +28,8 @@ class VerifyingReader(io.RawIOBase):
     A stream that checks every byte it returns against ``digest`` itself, and raises
     before its end otherwise, says so with a ``verified_digest`` attribute equal to
     ``digest`` (:class:`docker2aci.streamedblob.StreamedBlob`, whose fetch hashes the
-    blob): it is counted, not hashed again.
+    blob): it is counted, not hashed again, and its verdict is this reader's, its
+    ``SizeMismatch`` or ``DigestMismatch`` raised again with ``what`` before its own text.
 
     Raises (from ``read``):
         SizeMismatch: the stream is longer or shorter than ``size``.
@@ -60,12 +61,15 @@ class VerifyingReader(io.RawIOBase):
             self._finish()
             return 0
         readinto = getattr(self._stream, "readinto", None)
-        if readinto is not None:
-            n = readinto(view[:want]) or 0
-        else:
-            data = self._stream.read(want)
-            n = len(data)
-            view[:n] = data
+        try:
+            if readinto is not None:
+                n = readinto(view[:want]) or 0
+            else:
+                data = self._stream.read(want)
+                n = len(data)
+                view[:n] = data
+        except (SizeMismatch, DigestMismatch) as err:  # the verdict of a stream that checks itself
+            raise self._named(err) from err
         if not n:
             self._finish()
             return 0
@@ -80,13 +84,23 @@ class VerifyingReader(io.RawIOBase):
         if self._size is not None:
             if self._count < self._size:
                 raise SizeMismatch(self._what, self._size, self._count)
-            if self._stream.read(1):
+            try:
+                extra = self._stream.read(1)
+            except (SizeMismatch, DigestMismatch) as err:
+                raise self._named(err) from err
+            if extra:
                 raise SizeMismatch(self._what, self._size, self._count + 1)
         if self._hash is not None and self._digest is not None:
             actual = Digest(self._digest.algorithm, self._hash.hexdigest())
             if actual != self._digest:
                 raise DigestMismatch(self._what, str(self._digest), str(actual))
         self._verified = True
+
+    def _named(self, err: SizeMismatch | DigestMismatch) -> SizeMismatch | DigestMismatch:
+        """``err``, raised by the stream, with this reader's ``what`` before its own."""
+        if isinstance(err, SizeMismatch):
+            return SizeMismatch(f"{self._what}: {err.what}", err.expected, err.actual)
+        return DigestMismatch(f"{self._what}: {err.what}", err.expected, err.actual)
 
     def drain(self) -> int:
         """Read to EOF (so verification runs) and return the total byte count."""

@@ -196,9 +196,10 @@ def build_process_spec(
 
     The command line: ``exec_override`` + ``args`` when an override is given; else, when
     ``args`` are given, they replace Docker's Cmd: the ``appc.io/docker/entrypoint``
-    annotation + ``args`` (just ``args`` without that annotation), or, in an ACI with no
-    ``appc.io/docker/`` annotation (not converted from a Docker image), ``app.exec`` +
-    ``args``, as rkt runs it (``stage0`` appends them to the exec); else ``app.exec``.
+    annotation + ``args`` (just ``args`` without that annotation, or when it is ``[""]``,
+    Docker's reset), or, in an ACI with no ``appc.io/docker/`` annotation (not converted
+    from a Docker image), ``app.exec`` + ``args``, as rkt runs it (``stage0`` appends them
+    to the exec); else ``app.exec``.
 
     The environment: ``app.environment`` (a later duplicate wins), then ``PATH``
     (:data:`DEFAULT_PATH`) and ``HOME`` (the user's home in the image's passwd, else
@@ -346,6 +347,8 @@ def _argv(
             except untrustedjson.BadJSON as err:
                 raise RunnerError(f"annotation {ENTRYPOINT_ANNOTATION} is not JSON: {err}") from err
             entrypoint = _string_list(parsed or [], f"annotation {ENTRYPOINT_ANNOTATION}")
+        if entrypoint == [""]:  # ENTRYPOINT [""] resets it, as moby's mergeAndVerifyConfig does
+            entrypoint = []
         argv = [*entrypoint, *args]
     else:
         argv = _string_list(app.get("exec") or [], "manifest field app.exec")

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 import docker2aci
-from docker2aci.errors import (Docker2ACIError, ImageNotFound, InvalidConfig, InvalidManifest,
+from docker2aci.errors import (Docker2ACIError, ImageNotFound, InvalidConfig, InvalidLayer, InvalidManifest,
                                SeveralImages, SourceError, UsageError)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -288,6 +288,25 @@ def test_36_gzip_compressed_save_is_read(tmp_path: Path) -> None:
     gz.write_bytes(ab.gzip_bytes(plain.read_bytes()))
     aci = convert(f"docker-archive:{gz}", tmp_path / "out")
     assert aci.name == "library/busybox"
+
+
+@pytest.mark.parametrize("damaged, problem", [
+    (ab.TOP_LAYER[:1100], "not a valid tar: unexpected end of data"),
+    (ab.TOP_LAYER[:600] + bytes(1000), "a malformed tar header at byte 512, after entry 'app': the layer is damaged"),
+], ids=["truncated-in-a-header", "corrupt-header"])
+def test_36a_a_damaged_legacy_layer_names_the_archive_and_the_layer(tmp_path: Path, damaged: bytes,
+                                                                    problem: str) -> None:
+    """A legacy save has no diff IDs, so a damaged ``layer.tar`` is found by the squash:
+    it was ``layer <id>/layer.tar: ...``, without the archive. (Hand-made: no tool here
+    writes a pre-1.10 save.)"""
+    top_config = {"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]}}
+    chain = ab.legacy_chain([ab.BASE_LAYER, damaged], top_config)
+    archive = ab.build_legacy_save(tmp_path / "legacy.tar", chain, {"busybox": {"latest": chain[-1].layer_id}})
+    with pytest.raises(InvalidLayer) as info:
+        convert(f"docker-archive:{archive}", tmp_path / "out", platform="linux/amd64")
+    label = f"docker-archive:{archive} (linux/amd64): layer 1 ({chain[-1].layer_id}/layer.tar)"
+    assert (info.value.layer, str(info.value)) == (label, f"{label}: {problem}")
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 
 # -- case 38: legacy parent loops -----------------------------------------------------------
@@ -560,6 +579,35 @@ def test_an_oci_tag_that_is_the_directory_s_name_is_that_tag(tmp_path: Path) -> 
     assert (tagged.labels["version"], tagged.manifest["app"]["exec"]) == ("dup", ["true"])
     latest = convert(f"oci:{layout}:latest", tmp_path / "out")
     assert (latest.labels["version"], latest.manifest["app"]["exec"]) == ("latest", ["sh"])
+
+
+@pytest.mark.tools
+@pytest.mark.skipif(shutil.which("umoci") is None or shutil.which("actool") is None,
+                    reason="needs umoci and actool")
+@pytest.mark.parametrize("workdir, expected", [("./app", "/app"), (".", "/")], ids=["dot-slash-app", "dot"])
+def test_umoci_relative_workdir_bare_port_protocol_and_empty_entrypoint(tmp_path: Path, workdir: str,
+                                                                        expected: str) -> None:
+    """``umoci config`` writes these fields as given. WorkingDir ``./app`` was ``/./app``:
+    Docker runs it from / and cleans it (moby's SetupWorkingDirectory). ExposedPorts
+    ``80/`` failed the conversion: go-connections' ``nat.SplitProtoPort``, which Docker
+    reads the keys with, takes it for 80/tcp. Entrypoint ``[""]`` lost the ``entrypoint``
+    annotation, which the reference writes (``[""]``); the runner reads it as Docker's
+    reset, so ``run -- ARGS`` runs ARGS."""
+    from runner.spec import build_process_spec
+
+    layout = _umoci_sh_layout(tmp_path / "layout", ["config", "--image", "{layout}:latest", "--config.workingdir",
+                                                    workdir, "--config.exposedports", "80/",
+                                                    "--config.entrypoint", ""])
+    aci = convert(f"oci:{layout}:latest", tmp_path / "out")
+    app = aci.manifest["app"]
+    assert (app["exec"], app["workingDirectory"]) == (["sh"], expected)
+    assert app["ports"] == [{"name": "80-tcp", "protocol": "tcp", "port": 80, "count": 1, "socketActivated": False}]
+    ann = annotations(aci.manifest)
+    assert (ann[ANN + "entrypoint"], ann[ANN + "cmd"]) == ('[""]', '["sh"]')
+    assert build_process_spec(aci.manifest, ["/bin/echo", "hi"]).argv == ("/bin/echo", "hi")
+    assert build_process_spec(aci.manifest).argv == ("sh",)
+    r = subprocess.run(["actool", "validate", aci.path], capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_one_image_with_two_tags_prefers_latest(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ import pytest
 import docker2aci
 import layerbuild as lb
 from docker2aci.errors import DigestMismatch, ImageNotFound, InvalidLayer, InvalidManifest, UnsupportedMediaType
+from docker2aci.manifest import Platform
 
 ACTOOL = shutil.which("actool") or "/usr/bin/actool"
 
@@ -207,8 +208,9 @@ def test_case_12_unsafe_entry_is_invalid_layer(tmp_path: Path, entry: lb.Entry) 
     with pytest.raises(InvalidLayer) as info:
         convert(layout.path, tmp_path / "out")
     assert info.value.entry == entry.name
-    assert info.value.layer == layout.layer_digests[1]
-    assert repr(entry.name) in str(info.value)
+    # the source, the layer's position and its digest (the digest alone named no source)
+    assert info.value.layer == f"oci:{layout.path} ({Platform.host()}): layer 1 ({layout.layer_digests[1]})"
+    assert str(info.value).startswith(f"{info.value.layer}, entry {entry.name!r}: ")
     assert listing(tmp_path / "out") == []
 
 

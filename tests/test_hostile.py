@@ -414,7 +414,7 @@ def _slow_verification(monkeypatch: pytest.MonkeyPatch, seconds: float) -> list[
     real = layers.verify_layer
 
     def slow(blob: LayerBlob) -> None:
-        started.append(blob.what)
+        started.append(blob.label)
         time.sleep(seconds)
         real(blob)
 

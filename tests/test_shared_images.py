@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import gzip
 import hashlib
+import io
 import json
 import os
 import platform
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 
 import docker2aci
-from docker2aci.errors import InvalidManifest, SeveralImages
+from docker2aci.errors import DigestMismatch, InvalidManifest, SeveralImages, SizeMismatch
 from runner.extract import compute_image_id
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -450,3 +451,112 @@ def test_debug_says_what_an_archive_conversion_reads_and_writes(tmp_path: Path) 
     assert [line.split(": ", 3)[2] for line in debug[1:5]] == [f"layer {i}" for i in range(4)]
     assert "1084830 bytes, application/vnd.oci.image.layer.v1.tar+gzip, diff ID sha256:" in debug[1]
     assert debug[-1].endswith(f"wrote {aci}, image ID {compute_image_id(str(aci))}")
+
+
+@pytest.mark.parametrize("archive", ["img.tar", "docker-save-dockerd.tar"])
+def test_debug_gives_the_size_of_a_docker_archive_layer(tmp_path: Path, archive: str) -> None:
+    """``--debug`` said ``? bytes`` for every layer of a ``docker save`` archive; the size
+    is its member's (skopeo's ``<diffid>.tar``, dockerd's ``<id>/layer.tar``)."""
+    path = IMAGES / archive
+    with tarfile.open(path) as tf:
+        entry = json.loads(tf.extractfile("manifest.json").read())[0]  # type: ignore[union-attr]
+        diff_ids = json.loads(tf.extractfile(entry["Config"]).read())["rootfs"]["diff_ids"]  # type: ignore[union-attr]
+        sizes = [tf.getmember(member).size for member in entry["Layers"]]
+    source = f"docker-archive:{path}"
+    proc = subprocess.run([sys.executable, "-m", "docker2aci", "--debug", "--platform", "linux/amd64",
+                           "--output-dir", str(tmp_path), source], capture_output=True, text=True, check=True)
+    layers = [line for line in proc.stderr.splitlines() if line.startswith(f"DEBUG: {source} (linux/amd64): layer ")]
+    assert layers == [f"DEBUG: {source} (linux/amd64): layer {i}: {member}, {size} bytes, no media type, "
+                      f"diff ID {diff_id}"
+                      for i, (member, size, diff_id) in enumerate(zip(entry["Layers"], sizes, diff_ids))]
+    assert sizes[0] == 2008064
+
+
+# -- an error in a layer names the source, the layer and the field ---------------------------------
+
+LAYER = 1
+"""The layer damaged: the busybox image's second (the plain whiteout of etc/removeme.txt)."""
+
+
+def _damage(data: bytes, how: str) -> bytes:
+    """``data`` with one byte of its middle flipped (``corrupt``) or its second half cut
+    off (``truncated``)."""
+    if how == "truncated":
+        return data[:len(data) // 2]
+    middle = len(data) // 2
+    return data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:]
+
+
+def _damaged_archive(archive: Path, dest: Path, member: str, how: str) -> bytes:
+    """Write at ``dest`` a copy of ``archive`` whose ``member`` is damaged (:func:`_damage`),
+    the other members as they are (links included); returns the damaged member's bytes."""
+    damaged = b""
+    with tarfile.open(archive) as src, tarfile.open(dest, "w", format=tarfile.PAX_FORMAT) as out:
+        for m in src:
+            data = src.extractfile(m).read() if m.isreg() else None  # type: ignore[union-attr]
+            if m.name == member:
+                data = damaged = _damage(data or b"", how)
+                m.size = len(data)
+            out.addfile(m, io.BytesIO(data) if data is not None else None)
+    return damaged
+
+
+def _refused_by_both(source: str, out: Path, error: type[Exception], expected: str) -> None:
+    """Converting ``source`` (as linux/amd64) fails with ``error`` saying ``expected``, and
+    the command line says it on one line, exit status 1; nothing is written."""
+    with pytest.raises(error) as info:
+        convert(source, out / "api", platform="linux/amd64")
+    assert str(info.value) == expected
+    proc = subprocess.run([sys.executable, "-m", "docker2aci", "--platform", "linux/amd64", "--output-dir",
+                           str(out / "cli"), source], capture_output=True, text=True, check=False)
+    assert (proc.returncode, proc.stderr.splitlines()) == (1, [f"Error: conversion error: {expected}"])
+    assert not list(out.glob("*/*.aci"))
+
+
+@pytest.mark.parametrize("how", ["corrupt", "truncated"])
+@pytest.mark.parametrize("archive", ["img.tar", "docker-save-dockerd.tar", "docker-save-podman.tar"])
+def test_a_damaged_docker_archive_layer_names_the_archive_the_layer_and_its_diff_id(
+        tmp_path: Path, archive: str, how: str) -> None:
+    """A ``docker save`` layer (skopeo's, dockerd's, podman's) that is not its diff ID was
+    ``<member> (uncompressed, diff ID): digest mismatch``: no archive, no position."""
+    with tarfile.open(IMAGES / archive) as tf:
+        entry = json.loads(tf.extractfile("manifest.json").read())[0]  # type: ignore[union-attr]
+        diff_id = json.loads(tf.extractfile(entry["Config"]).read())["rootfs"]["diff_ids"][LAYER]  # type: ignore[union-attr]
+    member = entry["Layers"][LAYER]
+    copy = tmp_path / archive
+    damaged = _damaged_archive(IMAGES / archive, copy, member, how)
+    source = f"docker-archive:{copy}"
+    _refused_by_both(source, tmp_path, DigestMismatch,
+                     f"{source} (linux/amd64): layer {LAYER} ({member}), diff ID (config rootfs.diff_ids[{LAYER}]): "
+                     f"digest mismatch: expected {diff_id}, got sha256:{hashlib.sha256(damaged).hexdigest()}")
+
+
+@pytest.mark.parametrize("how", ["corrupt", "truncated"])
+@pytest.mark.parametrize("kind", ["oci", "oci-archive"])
+def test_a_damaged_oci_layer_blob_names_the_source_the_layer_and_its_digest(
+        tmp_path: Path, kind: str, how: str) -> None:
+    """A layer blob of an OCI layout (umoci's) or oci-archive (skopeo's) that is not its
+    descriptor's was ``sha256:<hex>: digest mismatch``: the blob alone, not the source nor
+    the layer's position."""
+    manifest = json.loads((IMAGES / "oci-layout" / "blobs" / "sha256" / MANIFEST_DIGEST.split(":")[1]).read_bytes())
+    layer = manifest["layers"][LAYER]
+    member = "blobs/sha256/" + layer["digest"].split(":")[1]
+    if kind == "oci":
+        copy = tmp_path / "oci-layout"
+        shutil.copytree(IMAGES / "oci-layout", copy)
+        blob = copy / member
+        damaged = _damage(blob.read_bytes(), how)
+        blob.chmod(0o644)
+        blob.write_bytes(damaged)
+        source = f"oci:{copy}:latest"
+    else:
+        copy = tmp_path / "oci-archive.tar"
+        damaged = _damaged_archive(IMAGES / "oci-archive.tar", copy, member, how)
+        source = f"oci-archive:{copy}"
+    error: type[Exception]
+    if how == "corrupt":
+        error, got = DigestMismatch, (f"digest mismatch: expected {layer['digest']}, "
+                                      f"got sha256:{hashlib.sha256(damaged).hexdigest()}")
+    else:
+        error, got = SizeMismatch, f"size mismatch: expected {layer['size']} bytes, got {len(damaged)}"
+    _refused_by_both(source, tmp_path, error, f"{source} (linux/amd64): layer {LAYER} ({layer['digest']}): {got}")

@@ -150,11 +150,12 @@ class DockerArchive:
         return ResolvedImage(name, config, config_digest, manifest_digest, None, None, blobs)
 
     def _layer(self, path: str) -> LayerBlob:
-        if not self.files.exists(path):
+        size = self.files.size(path)  # the member's: a layer is read in place, to its end
+        if size is None:
             raise ImageNotFound(self.display, f"layer {path!r} not found in the archive")
         digest = _path_digest(path) if _BLOB_PATH.fullmatch(path) else None
         files = self.files
-        return LayerBlob(path, "", digest, None, None, lambda: files.open(path))
+        return LayerBlob(path, "", digest, size, None, lambda: files.open(path))
 
     # -- legacy repositories ----------------------------------------------------------
 

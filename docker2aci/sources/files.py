@@ -291,6 +291,16 @@ class TarTree(_BaseTree):
     def exists(self, path: str) -> bool:
         return self._member(path) is not None
 
+    def size(self, path: str) -> int | None:
+        """The length in bytes of the file at ``path`` (links followed inside the
+        archive), from its member header; ``None`` when there is no such file.
+
+        Raises:
+            SourceError: the path is unsafe, or names a sparse member.
+        """
+        member = self._member(path)
+        return None if member is None else member.size
+
     def open(self, path: str) -> BinaryIO:
         member = self._member(path)
         if member is None:

@@ -186,6 +186,10 @@ PORT_CASES = [
                  [_port("1-tcp", "tcp", 1), _port("65535-sctp", "sctp", 65535)], id="bounds-and-sctp"),
     pytest.param({"ExposedPorts": {"80": {}, "80/tcp": {}}}, [_port("80-tcp", "tcp", 80)],
                  id="same-port-twice-kept-once"),
+    # go-connections nat.SplitProtoPort, which Docker reads these keys with, takes an
+    # empty protocol for tcp: "80/" failed the conversion
+    pytest.param({"ExposedPorts": {"80/": {}, "8000-8001/": {}}},
+                 [_port("80-tcp", "tcp", 80), _port("8000-8001-tcp", "tcp", 8000, 2)], id="empty-protocol-is-tcp"),
 ]
 
 
@@ -203,7 +207,7 @@ def test_ports(cfg: dict[str, Any], expected: list[dict[str, Any]]) -> None:
     pytest.param("0/tcp", id="zero-tcp"),
     pytest.param("8002-8000/tcp", id="reversed-range"),
     pytest.param("65535-65536/tcp", id="range-past-65535"),
-    pytest.param("80/", id="empty-protocol"),
+    pytest.param("/tcp", id="no-port"),
     pytest.param("-80", id="negative"),
     pytest.param("1" * 5000 + "/tcp", id="thousands-of-digits"),  # int() refuses them
     pytest.param("\u0668\u0660/tcp", id="arabic-indic-digits"),  # \d matched them, int() read 80
@@ -244,12 +248,15 @@ def test_mount_points(paths: list[str], expected: list[tuple[str, str]]) -> None
 
 def test_an_empty_entrypoint_resets_it() -> None:
     """``ENTRYPOINT [""]``, Docker's way to reset an inherited entrypoint, gave ``exec``
-    ``["", ...]``, which no runtime can start (hostile-input review)."""
+    ``["", ...]``, which no runtime can start (hostile-input review). The annotation keeps
+    it as stored, as the reference writes it (``generateEPCmdAnnotation``: any non-empty
+    list); it was dropped."""
     result = build_manifest(config({"Entrypoint": [""], "Cmd": ["/bin/sh"]}), naming(), LINUX_AMD64)
     assert result.manifest["app"]["exec"] == ["/bin/sh"]
-    assert "appc.io/docker/entrypoint" not in annotations(result.manifest)
+    assert annotations(result.manifest)["appc.io/docker/entrypoint"] == '[""]'
     assert result.warnings == ('config.Entrypoint [""] resets the entrypoint: none used',)
-    assert "exec" not in build({"Entrypoint": [""]})["app"]
+    only = build({"Entrypoint": [""]})
+    assert "exec" not in only["app"] and annotations(only)["appc.io/docker/entrypoint"] == '[""]'
 
 
 # -- environment -----------------------------------------------------------------------------
@@ -283,7 +290,13 @@ def test_environment(env: list[str], expected: list[tuple[str, str]], rejected: 
 @pytest.mark.parametrize("wd, expected, warned", [
     pytest.param("foobar", "/foobar", True, id="50-relative-made-absolute"),
     pytest.param("a/b", "/a/b", True, id="relative-two-parts"),
+    # Docker runs a relative one from / and cleans it (moby's SetupWorkingDirectory):
+    # "./app" was "/./app"
+    pytest.param("./app", "/app", True, id="dot-slash-cleaned"),
+    pytest.param(".", "/", True, id="dot-is-root"),
+    pytest.param("../x/./y/", "/x/y", True, id="dot-dot-stays-under-root"),
     pytest.param("/app", "/app", False, id="absolute-kept"),
+    pytest.param("/srv/./a/../b/", "/srv/./a/../b/", False, id="absolute-kept-as-written-as-the-reference"),
     pytest.param("", None, False, id="empty-omitted"),
 ])
 def test_working_directory(wd: str, expected: str | None, warned: bool) -> None:

@@ -20,7 +20,7 @@ from registry_setup import CREDS
 from services import SHARED_IMAGES, RunningRegistry, free_port
 
 import docker2aci
-from docker2aci.errors import AuthError, DigestMismatch, RegistryError
+from docker2aci.errors import AuthError, DigestMismatch, RegistryError, SizeMismatch
 from docker2aci.manifest import manifest_digests
 from docker2aci.registry import RegistryClient
 
@@ -486,3 +486,19 @@ def test_a_fresh_cached_aci_gets_no_stamp(fault_proxy: FaultProxy, tmp_path: Pat
     convert(ref, tmp_path)
     convert(ref, tmp_path)
     assert list((tmp_path / "cache" / "conversions").glob("*.stamp")) == []
+
+
+def test_a_layer_that_is_not_its_descriptor_s_names_the_image_the_layer_and_the_blob(
+        fault_proxy: FaultProxy, tmp_path: Path) -> None:
+    """A registry layer whose bytes are not what the manifest says (here the registry
+    serves layer 2's for layer 1) was ``blob HOST/REPO@DIGEST: size mismatch``: not the
+    image as named, nor the layer's position."""
+    manifest = json.loads((SHARED_IMAGES / "oci-layout" / "blobs" / "sha256" / OCI_MANIFEST.split(":")[1]).read_bytes())
+    one, two = manifest["layers"][1], manifest["layers"][2]
+    fault_proxy.add(Fault.rewrite(one["digest"], two["digest"], target="blob"))
+    source = f"docker://{fault_proxy.host}/test/busybox:oci"
+    with pytest.raises(SizeMismatch) as info:
+        convert(source, tmp_path, platform="linux/amd64")
+    assert str(info.value) == (f"{source} (linux/amd64): layer 1 ({one['digest']}): blob {fault_proxy.host}/test/busybox@"
+                               f"{one['digest']}: size mismatch: expected {one['size']} bytes, got {two['size']}")
+    assert _files(tmp_path / "out") == []

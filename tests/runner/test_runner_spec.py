@@ -35,12 +35,16 @@ def _docker_manifest(**app: Any) -> dict[str, Any]:
         (_docker_manifest(), ["a", "b"], ["/bin/echo", "over"], ["/bin/echo", "over", "a", "b"]),
         (manifest({}), ["/app", "-v"], None, ["/app", "-v"]),
         (manifest(None), None, ["/bin/sh"], ["/bin/sh"]),
+        # ENTRYPOINT [""] resets it (moby's mergeAndVerifyConfig): the args alone, not ["", ...]
+        (manifest({"exec": ["/bin/sh"]}, annotations={"appc.io/docker/entrypoint": '[""]',
+                                                      "appc.io/docker/cmd": '["/bin/sh"]'}),
+         ["/bin/echo", "hi"], None, ["/bin/echo", "hi"]),
     ],
     # an ACI not converted from a Docker image (no appc.io/docker/ annotation): the words
     # after -- are appended to its exec, as rkt's stage0 appends them (runner review: they
     # replaced the whole exec, and 'hello' was run; then exec[0]'s arguments were dropped)
     ids=["exec", "args-replace-cmd", "no-entrypoint", "foreign-aci-args-appended-to-exec", "override",
-         "no-exec-with-args", "no-app"],
+         "no-exec-with-args", "no-app", "empty-entrypoint-is-reset"],
 )
 def test_argv(
     doc: dict[str, Any], args: list[str] | None, override: list[str] | None, expected: list[str]
