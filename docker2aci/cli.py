@@ -38,7 +38,7 @@ from .cli_common import output_flags as _output_flags
 from .cli_common import path as _path
 from .cli_common import setup_logging as _setup_logging
 from .cli_common import source_flags as _source_flags
-from .errors import Docker2ACIError, OutputError, SeveralImages, UsageError
+from .errors import Docker2ACIError, ExecError, OutputError, SeveralImages, UsageError
 from .interrupts import exit_status, signal_of, unwinding_on_termination
 from .terminal import CONTINUATION, go_quoted, printable
 
@@ -624,7 +624,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         shown = printable(str(err), newlines=True, continuation=indent)
         print(f"Error: conversion error: {shown}" if command is cmd_convert else f"Error: {shown}",
               file=sys.stderr)
-        return EXIT_ERROR
+        return err.status if isinstance(err, ExecError) else EXIT_ERROR
     except KeyboardInterrupt as interrupt:  # Ctrl-C, or Terminated
         return exit_status(signal_of(interrupt))
     except BrokenPipeError:

@@ -7,6 +7,8 @@ kebab-case ``reference`` that documentation and tests can name. Messages read
 
 from __future__ import annotations
 
+import errno
+
 from .terminal import printable
 
 
@@ -210,6 +212,41 @@ class RunnerError(Docker2ACIError):
     """An ACI cannot be rendered or its app cannot be started."""
 
     reference = "runner-error"
+
+
+class ExecError(RunnerError):
+    """The app's program could not be executed. ``run`` exits with :attr:`status`, the
+    shell's convention that scripts test (``docker run`` gives it too when runc finds no
+    program, or one it may not execute): 127 when the program was not found (``ENOENT``:
+    no such file, not in ``PATH``, a dangling link, a missing interpreter), 126 when it
+    was found but cannot be executed (any other ``errno``: permission denied, a
+    directory, exec format error).
+
+    Attributes:
+        program: the program as the app's command line names it (``argv[0]``).
+        reason: why, e.g. ``No such file or directory``.
+        status: 127 or 126.
+        image: the image it was run from, when known (:meth:`in_image`).
+    """
+
+    reference = "exec-error"
+
+    #: :attr:`status` of a program not found.
+    NOT_FOUND = 127
+    #: :attr:`status` of a program found but not executable.
+    NOT_EXECUTABLE = 126
+
+    def __init__(self, program: str, reason: str, errno_: int, image: str | None = None) -> None:
+        super().__init__(f"{image + ': ' if image else ''}cannot execute {program}: {reason}")
+        self.program = program
+        self.reason = reason
+        self.errno = errno_
+        self.status = self.NOT_FOUND if errno_ == errno.ENOENT else self.NOT_EXECUTABLE
+        self.image = image
+
+    def in_image(self, image: str) -> ExecError:
+        """The same error, naming the image it was run from (``test-busybox-latest.aci``)."""
+        return ExecError(self.program, self.reason, self.errno, image)
 
 
 class SigningError(Docker2ACIError):

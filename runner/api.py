@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from docker2aci.atomic import default_temp_dir
-from docker2aci.errors import RunnerError
+from docker2aci.errors import ExecError, RunnerError
 from runner.dependencies import DirectoryResolver, label_map
 from runner.pod import Pod, open_pod
 from runner.treestore import ChainImage, DependencyResolver, Tree, TreeStore, build_chain, default_store_dir, render_chain
@@ -175,6 +175,9 @@ def run_aci(
             point; the image has no exec and neither ``args`` nor ``exec_override`` is
             given; a user or group is unknown in the image; or the app cannot be started
             (the message says why).
+        ExecError: the app's program was not found in the image (:attr:`ExecError.status`
+            127) or cannot be executed there (126); the message names the image, the
+            program and why.
     """
     stage = choose_stage(stage)
     _check_insecure_options(insecure_options)
@@ -207,6 +210,8 @@ def run_aci(
                 on_start()
             try:
                 return _run_in_pod(tree.manifest, pod, app, keep_open=(tree.lock_fd, pod.lock_fd))
+            except ExecError as err:  # the stages know the tree, not the image
+                raise err.in_image(display or os.fspath(aci_path)) from err
             except OSError as err:  # writing the pod's /etc files, the bundle: a full disk
                 raise RunnerError(f"preparing the pod {pod.path}: {err.strerror or err}") from err
 
@@ -387,12 +392,34 @@ def _start(manifest: Mapping[str, Any], pod: Pod, app: _App, keep_open: Sequence
         from runner.isolated import run_isolated
 
         isolation = app.isolation
+        if (isolation.net or "none") == "none":
+            _warn_ports_not_published(app_section.get("ports"))
         return run_isolated(rootfs, spec, hostname=isolation.hostname, net=isolation.net or "none",
                             memory=isolation.memory, cpu=isolation.cpu,
                             isolators=app_section.get("isolators") or (), runtime=app.runtime, binds=binds,
                             preserve_fds=keep_open)
     _warn_isolators_ignored_by_fly(app_section.get("isolators"))
     return run_fly(rootfs, spec, binds=binds, pass_fds=keep_open)
+
+
+def _warn_ports_not_published(ports: object) -> None:
+    """Name the manifest's ``app.ports`` when the app gets a network namespace of its own
+    (the isolated stage's ``--net none``, where only ``lo`` is up): nothing on the host
+    reaches them, and the runner has no way to publish a port (``docker run -p``). With
+    ``--net host``, as in the fly stage, the app listens on the host's own network, so
+    there is nothing to say. Ports are named ``PORT[-LAST]/PROTOCOL`` (``80/tcp``,
+    ``8000-8002/tcp``; appc ``spec/aci.md``, "ports"); malformed entries are skipped."""
+    if not isinstance(ports, list):
+        return
+    names = []
+    for item in ports:
+        if isinstance(item, Mapping) and isinstance(item.get("port"), int) and isinstance(item.get("protocol"), str):
+            count = item.get("count")
+            last = item["port"] + count - 1 if isinstance(count, int) and count > 1 else None
+            names.append(f"{item['port']}{'' if last is None else f'-{last}'}/{item['protocol']}")
+    if names:
+        logger.warning("port(s) %s not published: the app has a network of its own (only lo); use --net=host",
+                       ", ".join(dict.fromkeys(names)))
 
 
 def _warn_isolators_ignored_by_fly(isolators: object) -> None:

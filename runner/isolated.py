@@ -21,24 +21,28 @@ How a run goes:
    is given, its private state directory (``--root``, so nothing is left in
    ``/run/runc``).
 3. ``runc --root STATE --log LOG --log-format json run [--preserve-fds N] --bundle BUNDLE ID``
-   runs in the foreground with the caller's stdin, stdout and stderr (no terminal is
-   allocated). The lock descriptors of the pod and its tree (``preserve_fds``) go to the
-   app as its descriptors 3, 4 ..., as the fly stage's app inherits them: a ``kill -9`` of
+   runs in the foreground with the caller's stdin and stdout, and a pipe the runner
+   copies to its stderr (no terminal is allocated). The lock descriptors of the pod and
+   its tree (``preserve_fds``) go to the app as its descriptors 3, 4 ..., as the fly
+   stage's app inherits them: a ``kill -9`` of
    the runner and runc together (its process group) leaves the app running, in its own
    session, and ``gc`` must then leave its pod and tree alone until it ends.
    runc hands the app pipes owned by the app's user and copies between them and the
    caller's descriptors. crun would hand the caller's own descriptors over and change
    their owner to the app's user (the caller's terminal, a log file, even the host's
    ``/dev/null``), so for crun the runner makes such pipes itself and copies.
+   runc prints each error it logs on its stderr too: the copy leaves those lines out,
+   so that an error is shown once (step 4).
    The signals of :data:`runner.run.FORWARDED_SIGNALS` (``SIGINT``, ``SIGTERM``,
    ``SIGHUP``, ``SIGQUIT``, ``SIGUSR1``, ``SIGUSR2``) sent to the runner are passed to
    runc, which passes them to the app (a signal a terminal sent to the whole process
    group reached runc already and is not sent twice). Note that the app is pid 1 of its namespace:
    like under Docker, it only gets the signals it handles.
 4. runc's exit status is the app's (``128 + N`` for signal ``N``: 137 after the
-   kernel's OOM killer). When runc itself failed (the program does not exist, a mount
-   failed), its log holds error entries and :class:`RunnerError` carries them (runc
-   also prints them on stderr).
+   kernel's OOM killer). When runc itself failed (a mount failed), its log holds error
+   entries and :class:`RunnerError` carries them; when it could not execute the app's
+   program (not found, permission denied), :class:`ExecError` says so (exit status 127
+   or 126: :func:`_exec_failure`).
 5. Always: ``runc delete --force ID`` (kills what is left and removes the container's
    cgroups), then any of the container's cgroup directories still present are
    removed, then the bundle.
@@ -79,6 +83,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import glob
 import json
@@ -95,8 +100,10 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from docker2aci.errors import RunnerError
+from docker2aci.errors import ExecError, RunnerError
+from docker2aci.terminal import go_quoted
 from runner.ocispec import (
+    CAPABILITIES,
     NET_MODES,
     RETAIN_SET,
     check_hostname,
@@ -113,6 +120,7 @@ from runner.run import (
     DEVICE_NODES,
     FORWARDED_SIGNALS,
     HOSTS,
+    NOT_IN_PATH,
     wait_forwarding,
     working_directory,
 )
@@ -138,24 +146,6 @@ ERROR_LEVELS = frozenset({"error", "fatal", "panic"})
 
 #: Characters of the runtime's error messages kept in a :class:`RunnerError`.
 MAX_ERROR_CHARS = 2000
-
-#: Capability numbers (``linux/capability.h``) of :data:`runner.ocispec.DEFAULT_CAPABILITIES`.
-CAPABILITY_NUMBERS: Mapping[str, int] = {
-    "CAP_CHOWN": 0,
-    "CAP_DAC_OVERRIDE": 1,
-    "CAP_FOWNER": 3,
-    "CAP_FSETID": 4,
-    "CAP_KILL": 5,
-    "CAP_SETGID": 6,
-    "CAP_SETUID": 7,
-    "CAP_SETPCAP": 8,
-    "CAP_NET_BIND_SERVICE": 10,
-    "CAP_NET_RAW": 13,
-    "CAP_SYS_CHROOT": 18,
-    "CAP_MKNOD": 27,
-    "CAP_AUDIT_WRITE": 29,
-    "CAP_SETFCAP": 31,
-}
 
 _RELAY_CHUNK = 1 << 16
 
@@ -231,7 +221,9 @@ def run_isolated(
         RunnerError: not root; the runtime is not installed; an option, isolator or
             limit is invalid; the tree cannot be prepared (``/dev`` is not a directory);
             or the runtime could not start the app (the message holds the runtime's
-            errors, e.g. the executable was not found).
+            errors, e.g. a mount that failed).
+        ExecError: runc could not execute the program: not found (127) or not
+            executable (126).
     """
     if os.geteuid() != 0:
         raise RunnerError(
@@ -277,7 +269,7 @@ def run_isolated(
         with open(os.path.join(bundle, "config.json"), "w", encoding="utf-8") as handle:
             json.dump(config, handle, indent=1)
         state = state_dir or os.path.join(bundle, "state")
-        return _run_container(runtime_path, state, bundle, cid, preserve_fds)
+        return _run_container(runtime_path, state, bundle, cid, spec, preserve_fds)
     finally:
         shutil.rmtree(bundle, ignore_errors=True)
 
@@ -377,7 +369,7 @@ def _host_capabilities(wanted: Sequence[str]) -> list[str]:
         return list(wanted)
     kept = []
     for name in wanted:
-        number = CAPABILITY_NUMBERS.get(name)
+        number = CAPABILITIES.get(name)
         if number is not None and not bounding >> number & 1:
             logger.warning("the host's bounding set lacks %s: the app will not have it", name)
             continue
@@ -487,32 +479,36 @@ class _StdioRelay:
 
     crun hands its own stdin, stdout and stderr to the app and changes their owner to
     the app's user: the caller's terminal, log file, or even the host's ``/dev/null``
-    would then belong to that uid. Given these pipes instead, crun changes only them.
-    (runc does the same relaying itself.) The threads are made while the caller blocks
-    the forwarded signals, so they inherit that mask.
+    would then belong to that uid. Given these pipes instead, crun changes only them:
+    all three are relayed. runc makes such pipes for the app itself; only its stderr is
+    relayed. On the way, stderr loses the runtime's own error lines: runc and crun print
+    each error they log on their stderr too, and the runner reports it once
+    (:func:`_run_container`). The threads are made while the caller blocks the forwarded
+    signals, so they inherit that mask.
     """
 
-    def __init__(self) -> None:
-        self._in_r, self._in_w = os.pipe()
-        self._out_r, self._out_w = os.pipe()
-        self._err_r, self._err_w = os.pipe()
+    def __init__(self, log: str, streams: Sequence[int] = (0, 1, 2)) -> None:
+        self._log = log
+        self._ends: dict[int, tuple[int, int]] = {}  # stdio number -> (the runtime's end, ours)
+        for fd in streams:
+            read, write = os.pipe()
+            self._ends[fd] = (read, write) if fd == 0 else (write, read)
         self._stop_r, self._stop_w = os.pipe()
         self._threads: list[threading.Thread] = []
 
     @property
     def child_fds(self) -> tuple[int, int, int]:
-        """The descriptors the runtime gets as its stdin, stdout and stderr."""
-        return self._in_r, self._out_w, self._err_w
+        """The descriptors the runtime gets as its stdin, stdout and stderr (the caller's
+        own for a stream not relayed)."""
+        stdin, stdout, stderr = (self._ends[fd][0] if fd in self._ends else fd for fd in (0, 1, 2))
+        return stdin, stdout, stderr
 
     def start(self) -> None:
         """Close the runtime's ends here and start copying."""
-        for fd in self.child_fds:
-            os.close(fd)
-        self._threads = [
-            threading.Thread(target=self._copy_stdin, daemon=True),
-            threading.Thread(target=self._copy, args=(self._out_r, 1), daemon=True),
-            threading.Thread(target=self._copy, args=(self._err_r, 2), daemon=True),
-        ]
+        copiers = {0: self._copy_stdin, 1: self._copy, 2: self._copy_stderr}
+        for fd, (theirs, ours) in self._ends.items():
+            os.close(theirs)
+            self._threads.append(threading.Thread(target=copiers[fd], args=(ours,), daemon=True))
         for thread in self._threads:
             thread.start()
 
@@ -521,15 +517,14 @@ class _StdioRelay:
         os.write(self._stop_w, b"x")
         for thread in self._threads:
             thread.join(timeout)
-        for fd in (self._out_r, self._err_r, self._stop_r, self._stop_w):
+        started = bool(self._threads)  # else the runtime's ends are still open here
+        ends = [end for fd, pair in self._ends.items() for end in pair
+                if not started or (end == pair[1] and fd != 0)]  # stdin's own: closed by its copier
+        for fd in (*ends, self._stop_r, self._stop_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
-        if not self._threads:  # never started: the runtime's ends are still open here
-            for fd in self.child_fds:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
 
-    def _copy_stdin(self) -> None:
+    def _copy_stdin(self, target: int) -> None:
         try:
             while True:
                 ready, _, _ = select.select([0, self._stop_r], [], [])
@@ -538,19 +533,37 @@ class _StdioRelay:
                 data = os.read(0, _RELAY_CHUNK)
                 if not data:
                     return
-                _write_all(self._in_w, data)
+                _write_all(target, data)
         except OSError:  # stdin closed or unreadable; the app closed its stdin
             return
         finally:
-            os.close(self._in_w)
+            os.close(target)
 
     @staticmethod
-    def _copy(source: int, target: int) -> None:
+    def _copy(source: int, target: int = 1) -> None:
         try:
             while data := os.read(source, _RELAY_CHUNK):
                 _write_all(target, data)
         except OSError:
             return
+
+    def _copy_stderr(self, source: int) -> None:
+        try:
+            while data := os.read(source, _RELAY_CHUNK):
+                _write_all(2, _without_logged_errors(data, self._log))
+        except OSError:
+            return
+
+
+def _without_logged_errors(data: bytes, log: str) -> bytes:
+    """``data`` (read from a runtime's stderr) without a last line that is an error of its
+    JSON ``log``: the runtime writes each error to its log, then prints it, so a line it
+    printed is in the log by the time it is read here."""
+    for message in _runtime_error_messages(log):
+        line = f"{message}\n".encode("utf-8", "surrogateescape")
+        if data.endswith(line):
+            return data[: -len(line)]
+    return data
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -559,21 +572,21 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _run_container(runtime_path: str, state: str, bundle: str, cid: str, preserve_fds: Sequence[int] = ()) -> int:
+def _run_container(runtime_path: str, state: str, bundle: str, cid: str, spec: ProcessSpec,
+                   preserve_fds: Sequence[int] = ()) -> int:
     log = os.path.join(bundle, "runtime.log")
     preserve = ["--preserve-fds", str(len(preserve_fds))] if preserve_fds else []
     argv = _runtime_argv(runtime_path, state, log, "run", *preserve, "--bundle", bundle, cid)
     watched = {*FORWARDED_SIGNALS, signal.SIGCHLD}
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, watched)
-    relay = _StdioRelay() if _flavour(runtime_path) == "crun" else None
+    relay = _StdioRelay(log) if _flavour(runtime_path) == "crun" else _StdioRelay(log, streams=(2,))
     pid = None
     try:
         try:
-            pid = _spawn(argv, old_mask, stdio=relay.child_fds if relay else None, extra_fds=preserve_fds)
+            pid = _spawn(argv, old_mask, stdio=relay.child_fds, extra_fds=preserve_fds)
         except OSError as err:
             raise RunnerError(f"starting {runtime_path}: {err.strerror or err}") from err
-        if relay is not None:
-            relay.start()
+        relay.start()
         status = wait_forwarding(pid, watched)
         pid = None
     finally:
@@ -584,12 +597,14 @@ def _run_container(runtime_path: str, state: str, bundle: str, cid: str, preserv
                 with contextlib.suppress(ChildProcessError):
                     os.waitpid(pid, 0)
             _delete(runtime_path, state, bundle, cid, old_mask)
-            if relay is not None:
-                relay.finish()
+            relay.finish()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     errors = _runtime_errors(log)
     if status != 0 and errors:
+        failure = _exec_failure(_runtime_error_messages(log), spec) if _flavour(runtime_path) == "runc" else None
+        if failure is not None:
+            raise failure
         raise RunnerError(f"starting the app with {os.path.basename(runtime_path)}: {errors}")
     return status
 
@@ -676,19 +691,56 @@ def remove_leftover_cgroups(pod_path: str) -> list[str]:
     return removed
 
 
-def _runtime_errors(log: str) -> str:
-    """The error messages of a runtime's JSON log, joined; the tail if long."""
+def _runtime_error_messages(log: str) -> list[str]:
+    """The error messages of a runtime's JSON log, as written, in order."""
     messages = []
     try:
-        with open(log, encoding="utf-8", errors="replace") as handle:
+        with open(log, encoding="utf-8", errors="surrogateescape") as handle:
             for line in handle:
                 try:
                     entry = json.loads(line)
                 except json.JSONDecodeError:
                     continue
                 if isinstance(entry, dict) and entry.get("level") in ERROR_LEVELS:
-                    messages.append(str(entry.get("msg", "")).strip())
+                    messages.append(str(entry.get("msg", "")))
     except OSError:
-        return ""
-    text = "; ".join(message for message in messages if message)
+        return []
+    return messages
+
+
+def _runtime_errors(log: str) -> str:
+    """The error messages of a runtime's JSON log, joined; the tail if long."""
+    text = "; ".join(message.strip() for message in _runtime_error_messages(log) if message.strip())
     return text if len(text) <= MAX_ERROR_CHARS else "…" + text[-MAX_ERROR_CHARS:]
+
+
+#: ``errno`` numbers by Go's text of them (glibc's, lower-cased: ``permission denied``).
+_ERRNO_BY_TEXT: Mapping[str, int] = {os.strerror(number).lower(): number for number in errno.errorcode}
+
+
+def _exec_failure(messages: Sequence[str], spec: ProcessSpec) -> ExecError | None:
+    """The :class:`ExecError` a runc error means, if runc could not execute the app's
+    program; else ``None``.
+
+    runc checks the program inside the container, as the app's user and with the
+    volumes mounted, before it starts it (Go's ``exec.LookPath``, then ``access``), and
+    fails with ``exec: "NAME": [stat PATH: ]REASON`` or ``exec PATH: REASON``: REASON is
+    Go's text of an ``errno`` or ``executable file not found in $PATH``. A program that
+    passes them and then fails in ``execve`` (exec format error, a missing interpreter)
+    is reported by runc 1.1 as the app's own exit status 1, with ``exec PATH: REASON``
+    on the app's stderr, as ``docker run`` shows it: it cannot be told from the app's.
+    crun words its errors otherwise, and is not read here.
+    """
+    program = spec.argv[0]
+    path = re.escape(program) if "/" in program else rf"\S*/{re.escape(program)}"
+    pattern = re.compile(rf"(?:^|: )exec(?:: {re.escape(go_quoted(program))}| {path}): (?:.*: )?(?P<reason>[^:]*)\Z")
+    for message in reversed(messages):
+        match = pattern.search(message.strip())
+        if match is None:
+            continue
+        if match["reason"] == "executable file not found in $PATH":
+            return ExecError(program, NOT_IN_PATH.format(spec.env.get("PATH", "")), errno.ENOENT)
+        number = _ERRNO_BY_TEXT.get(match["reason"])
+        if number is not None:
+            return ExecError(program, os.strerror(number), number)
+    return None

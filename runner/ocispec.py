@@ -46,6 +46,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from types import MappingProxyType
 from typing import Any
 
 from docker2aci.errors import RunnerError
@@ -73,8 +74,18 @@ DEFAULT_CAPABILITIES = (
     "CAP_AUDIT_WRITE",
 )
 
-#: A capability's name as appc's isolators and the OCI runtime spec write it.
-CAPABILITY_NAME = re.compile(r"CAP_[A-Z0-9_]{1,32}", re.ASCII)
+#: Every Linux capability, by name, with its number: the kernel's list
+#: (``linux/capability.h``, up to ``CAP_LAST_CAP`` 40 since Linux 5.9), which runc and
+#: Docker know by these names. An isolator or ``config.json`` may name no other.
+CAPABILITIES: Mapping[str, int] = MappingProxyType({name: number for number, name in enumerate((
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT",
+    "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
+    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+))})
 
 #: Paths hidden from the app (moby ``oci/defaults.go`` ``DefaultLinuxSpec``).
 MASKED_PATHS = (
@@ -291,9 +302,9 @@ def isolator_capabilities(isolators: Iterable[Mapping[str, Any]] | None,
         those a retain set asked for beyond ``default``, not given.
 
     Raises:
-        RunnerError: an isolator is malformed (a ``set`` that is not a list of
-            ``CAP_*`` names), or both a retain and a remove set are given (rkt refuses
-            them together).
+        RunnerError: an isolator is malformed (a ``set`` that is not a list of strings,
+            or names a capability not in :data:`CAPABILITIES`: the message names it), or
+            both a retain and a remove set are given (rkt refuses them together).
     """
     retain: list[str] | None = None
     remove: list[str] | None = None
@@ -304,9 +315,12 @@ def isolator_capabilities(isolators: Iterable[Mapping[str, Any]] | None,
         if name not in (RETAIN_SET, REMOVE_SET):
             continue
         names = value.get("set") if isinstance(value, Mapping) else None
-        if not isinstance(names, list) or not all(isinstance(c, str) and CAPABILITY_NAME.fullmatch(c)
-                                                  for c in names):
+        if not isinstance(names, list) or not all(isinstance(c, str) for c in names):
             raise RunnerError(f"isolator {name}: its value is not {{\"set\": [\"CAP_...\", ...]}}: {value!r}")
+        unknown = [c for c in names if c not in CAPABILITIES]
+        if unknown:
+            raise RunnerError(f"isolator {name}: unknown capabilit{'y' if len(unknown) == 1 else 'ies'} "
+                              f"{', '.join(map(repr, unknown))} (not a Linux capability)")
         if name == RETAIN_SET:
             retain = list(names)
         else:

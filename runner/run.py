@@ -44,7 +44,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
-from docker2aci.errors import RunnerError
+from docker2aci.errors import ExecError, RunnerError
 from runner.linux import (
     CLONE_NEWNS,
     MS_BIND,
@@ -115,6 +115,10 @@ FORWARDED_SIGNALS = frozenset({
 #: runner's caller's.
 APP_UMASK = 0o022
 
+#: Why a bare program name could not be executed when no directory of the image's
+#: ``PATH`` (the ``{}``) has it (both stages say it so).
+NOT_IN_PATH = "not found in the image's PATH {}"
+
 _SI_KERNEL = 0x80  # siginfo si_code of a signal sent by the kernel (a terminal's ^C)
 _WAIT_POLL_SECONDS = 1.0
 _MAX_REPORT_CHARS = 300  # the report stays below PIPE_BUF: the child's one write is atomic
@@ -127,10 +131,13 @@ class ChildFailure:
     Attributes:
         step: what the child was doing (``"mounting"``, ``"starting /bin/x"``).
         reason: the error, e.g. ``"/bin/x: No such file or directory"``.
+        errno: the error number when the program could not be executed (not found in
+            ``PATH``, or ``execve`` failed); ``None`` for the steps before.
     """
 
     step: str
     reason: str
+    errno: int | None = None
 
 
 def run_fly(
@@ -162,8 +169,8 @@ def run_fly(
     Raises:
         RunnerError: not running as root, the tree cannot be prepared, a volume's source
             cannot be examined, or the child could not start the app (the message gives
-            the step and the reason, e.g. executable not found, or the volume that could
-            not be mounted).
+            the step and the reason, e.g. the volume that could not be mounted).
+        ExecError: the program was not found (127) or cannot be executed (126).
     """
     check_fly_host()
     mounts = prepare_rootfs(rootfs, spec, host_resolv_conf=host_resolv_conf)
@@ -206,6 +213,8 @@ def run_fly(
         if report:
             os.waitpid(pid, 0)
             failure = ChildFailure(**json.loads(report))
+            if failure.errno is not None:
+                raise ExecError(spec.argv[0], failure.reason, failure.errno)
             raise RunnerError(f"starting the app: {failure.step}: {failure.reason}")
         status = wait_forwarding(pid, watched)
         if namespace is not None:
@@ -352,20 +361,31 @@ def prepare_rootfs(
 
 
 def working_directory(rootfs: str, cwd: str) -> str:
-    """The app's working directory with its links resolved inside the tree (made when
-    missing), as the path the child changes to after ``chroot``.
+    """The app's working directory (the manifest's ``app.workingDirectory``) with its
+    links resolved inside the tree, as the path the child changes to after ``chroot``.
 
-    The child changes directory as root, with ``/proc`` mounted: a path still holding a
-    link (``/wd -> /proc/self/cwd/../..``) would be followed through procfs's magic links
-    to the host, so the app would start outside its root.
+    A missing directory is made, as Docker and runc do (appc ``spec/aci.md`` and rkt
+    refuse to start instead). The child changes directory as root, with ``/proc``
+    mounted: a path still holding a link (``/wd -> /proc/self/cwd/../..``) would be
+    followed through procfs's magic links to the host, so the app would start outside
+    its root. Both stages call this, so they accept and refuse the same directories.
 
     Raises:
-        RunnerError: the directory leads into ``/proc`` or ``/sys``, or cannot be made.
+        RunnerError: the directory leads into ``/proc`` or ``/sys``, is not a directory
+            (a file in the image, or a device the stage binds there: ``/dev/null``), or
+            cannot be made; the message names ``app.workingDirectory`` and ``cwd``.
     """
-    if in_kernel_fs(rootfs, resolve_in_root(rootfs, cwd)):  # checked before anything is made there
-        raise RunnerError(f"the working directory {cwd!r} leads into /proc or /sys: refused")
-    host_path = make_dirs_in_root(rootfs, cwd)
-    rel = os.path.relpath(host_path, rootfs)
+    try:
+        host_path = resolve_in_root(rootfs, cwd)
+        rel = os.path.relpath(host_path, rootfs)
+        if in_kernel_fs(rootfs, host_path):  # checked before anything is made there
+            raise RunnerError("leads into /proc or /sys: refused")
+        device = rel in {f"dev/{name}" for name in DEVICE_NODES}
+        if not os.path.isdir(host_path) and (device or os.path.lexists(host_path)):
+            raise RunnerError("not a directory" + (f" (the stage binds the device /{rel} there)" if device else ""))
+        make_dirs_in_root(rootfs, cwd)
+    except RunnerError as err:
+        raise RunnerError(f"manifest field app.workingDirectory {cwd!r}: {err}") from err
     return "/" if rel == "." else "/" + rel
 
 
@@ -501,6 +521,7 @@ def _child(
     ``go_fd`` to close, while the parent opens the namespace. The app gets
     :data:`APP_UMASK` and, above stdio, only ``pass_fds``."""
     step = "restoring signal dispositions"
+    exec_step = f"starting {spec.argv[0]}"
     try:
         for signum in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores them; the app must not
             signal.signal(signum, signal.SIG_DFL)
@@ -532,12 +553,14 @@ def _child(
         os.setgroups([spec.gid, *spec.supplementary_gids])
         os.setgid(spec.gid)
         os.setuid(spec.uid)
-        step = f"starting {spec.argv[0]}"
+        step = exec_step
         executable = find_executable(spec.argv[0], spec.env.get("PATH", ""))
         os.execve(executable, list(spec.argv), dict(spec.env))
     except BaseException as err:  # noqa: BLE001 - everything goes back to the parent
         reason = _describe(err, step)
-        report = {"step": step[:_MAX_REPORT_CHARS], "reason": reason[:_MAX_REPORT_CHARS]}
+        report: dict[str, object] = {"step": step[:_MAX_REPORT_CHARS], "reason": reason[:_MAX_REPORT_CHARS]}
+        if step == exec_step and isinstance(err, OSError) and err.errno:
+            report["errno"] = err.errno
         os.write(report_fd, json.dumps(report).encode())
     finally:
         os._exit(127)
@@ -632,7 +655,8 @@ def find_executable(name: str, search_path: str) -> str:
         The path to pass to ``execve``.
 
     Raises:
-        FileNotFoundError: no directory of ``search_path`` has an executable ``name``.
+        FileNotFoundError: no directory of ``search_path`` has an executable ``name``
+            (:data:`NOT_IN_PATH`).
         PermissionError: only non-executable files named ``name`` were found.
     """
     if "/" in name:
@@ -645,8 +669,8 @@ def find_executable(name: str, search_path: str) -> str:
                 return candidate
             denied = True
     if denied:
-        raise PermissionError(errno.EACCES, f"{name!r} in PATH {search_path} is not executable")
-    raise FileNotFoundError(errno.ENOENT, f"{name!r} not found in the image's PATH {search_path}")
+        raise PermissionError(errno.EACCES, f"not executable in the image's PATH {search_path}")
+    raise FileNotFoundError(errno.ENOENT, NOT_IN_PATH.format(search_path))
 
 
 def _describe(err: BaseException, step: str) -> str:
@@ -658,7 +682,7 @@ def _describe(err: BaseException, step: str) -> str:
         name = os.fsdecode(err.filename)
         if name not in step:
             reason = f"{name}: {reason}"
-        if err.errno == errno.ENOENT and os.path.lexists(err.filename):
+        if err.errno == errno.ENOENT and os.path.exists(err.filename):  # a dangling link is missing
             reason += " (the file exists: its interpreter or a library it needs is missing)"
     return reason
 

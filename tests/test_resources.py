@@ -167,7 +167,8 @@ def test_a_read_only_tmp_dir_is_an_error_naming_it(busybox_layout: Path, tmpfs: 
     out = tmp_path / "out"
     proc = run_cli("--tmp-dir", spool, "--output-dir", out, "--cache-dir", tmp_path / "cache",
                    f"oci:{busybox_layout}:latest", check=1)
-    assert f"creating a temporary file in {spool} for the spool of sha256:" in proc.stderr, proc.stderr
+    assert (f"creating a temporary file in {spool} for the spool of oci:{busybox_layout}:latest (linux/amd64): "
+            f"layer 0 (sha256:") in proc.stderr, proc.stderr
     assert "Read-only file system" in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists() or _files(out) == []
 

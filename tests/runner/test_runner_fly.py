@@ -17,7 +17,7 @@ import pytest
 from crashkit import reaped
 from runner_aci_helpers import PROJECT_ROOT, BuildAci, Entry, RunApp, directory, symlink
 
-from docker2aci.errors import RunnerError
+from docker2aci.errors import ExecError, RunnerError
 from runner import run_aci
 from runner.spec import DEFAULT_PATH
 
@@ -143,13 +143,29 @@ def test_no_exec_needs_the_exec_option(build_aci: BuildAci, tmp_path: Path) -> N
     assert list(tmp_path.glob("docker2aci-run-*")) == []
 
 
-def test_exec_failures_are_reported(build_aci: BuildAci, tmp_path: Path) -> None:
-    aci = build_aci(_sh("true"))
+@pytest.mark.parametrize(("program", "status", "reason"), [
+    ("nothere", 127, f"not found in the image's PATH {DEFAULT_PATH}"),
+    ("/bin/nothere", 127, "No such file or directory"),
+    ("/app/dangling", 127, "No such file or directory"),  # not "the file exists": a link to nothing
+    ("/app/script", 127, ("No such file or directory (the file exists: its interpreter or a library it needs "
+                          "is missing)")),
+    ("/app/garbage", 126, "Exec format error"),
+    ("/app/data", 126, "Permission denied"),
+    ("/app", 126, "Permission denied"),
+])
+def test_exec_failures_are_exec_errors(build_aci: BuildAci, tmp_path: Path, program: str, status: int,
+                                       reason: str) -> None:
+    """A program that cannot run is an :class:`ExecError`: ``run`` exits 127 when it is
+    not found, 126 when it cannot be executed, as the shell and ``docker run`` do (both
+    stages exited 1: run review); the message names the image and the program."""
+    extra = [directory("rootfs/app"), symlink("rootfs/app/dangling", "/nowhere"),
+             Entry("rootfs/app/script", data=b"#!/no/such/shell\n", mode=0o755),
+             Entry("rootfs/app/garbage", data=b"not a program\n", mode=0o755), Entry("rootfs/app/data", data=b"x")]
+    aci = build_aci(_sh("true"), extra=extra)
 
-    with pytest.raises(RunnerError, match="'nothere' not found in the image's PATH"):
-        run_aci(aci, exec_override=["nothere"], work_dir=tmp_path, insecure_options={"image"}, stage="fly")
-    with pytest.raises(RunnerError, match="starting /bin/nothere: No such file or directory"):
-        run_aci(aci, exec_override=["/bin/nothere"], work_dir=tmp_path, insecure_options={"image"}, stage="fly")
+    with pytest.raises(ExecError) as failed:
+        run_aci(aci, exec_override=[program], work_dir=tmp_path, insecure_options={"image"}, stage="fly")
+    assert (str(failed.value), failed.value.status) == (f"{aci}: cannot execute {program}: {reason}", status)
 
 
 def test_unknown_user_and_stage_are_errors(build_aci: BuildAci, tmp_path: Path) -> None:

@@ -26,12 +26,13 @@ from typing import Any
 
 import pytest
 from crashkit import reaped
-from runner_aci_helpers import BUSYBOX, CRUN, GROUP, PASSWD, PROJECT_ROOT, RUNC, RUNC_MARKS
+from runner_aci_helpers import BUSYBOX, CRUN, GROUP, PASSWD, PROJECT_ROOT, RUNC, RUNC_MARKS, SEARCH_PATH
 
 from docker2aci.errors import RunnerError
 from runner.isolated import available_runtime
 from runner.isolated import run_isolated as _run_isolated
 from runner.ocispec import (
+    CAPABILITIES,
     DEFAULT_CAPABILITIES,
     MASKED_PATHS,
     isolator_capabilities,
@@ -77,15 +78,23 @@ sys.exit(status)
 
 
 def _capabilities_hex(names: Sequence[str]) -> str:
-    numbers = {"CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_FOWNER": 3, "CAP_FSETID": 4,
-               "CAP_KILL": 5, "CAP_SETGID": 6, "CAP_SETUID": 7, "CAP_SETPCAP": 8,
-               "CAP_NET_BIND_SERVICE": 10, "CAP_NET_RAW": 13, "CAP_SYS_CHROOT": 18,
-               "CAP_MKNOD": 27, "CAP_AUDIT_WRITE": 29, "CAP_SETFCAP": 31}  # fmt: skip
-    return f"{sum(1 << numbers[name] for name in names):016x}"
+    return f"{sum(1 << CAPABILITIES[name] for name in names):016x}"
 
 
 def test_docker_capabilities_mask_matches_the_names() -> None:
     assert _capabilities_hex(DEFAULT_CAPABILITIES) == DOCKER_CAPS_HEX
+
+
+CAPSH = shutil.which("capsh", path=SEARCH_PATH)
+
+
+@pytest.mark.skipif(CAPSH is None, reason="capsh (libcap2-bin) is not installed")
+def test_capabilities_are_the_kernels() -> None:
+    """The one list of capability names and numbers is libcap's, in the kernel's order."""
+    every = subprocess.run([str(CAPSH), f"--decode={(1 << len(CAPABILITIES)) - 1:x}"], capture_output=True,
+                           text=True, check=True).stdout
+    assert every.strip().split("=", 1)[1].upper().split(",") == list(CAPABILITIES)
+    assert list(CAPABILITIES.values()) == list(range(len(CAPABILITIES)))
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -328,12 +337,26 @@ def test_image_dev_symlink_is_refused(
 
 
 @needs_runc
-def test_missing_executable_is_a_runner_error(run_isolated: RunIsolated) -> None:
+def test_missing_executable_is_an_exec_error_said_once(run_isolated: RunIsolated) -> None:
+    """runc's own line and the runner's, which repeated it, both reached stderr (run
+    review): the runner's alone does, saying what runc found."""
     result = run_isolated(["/bin/no-such-program"])
 
-    assert result.returncode == 99, result.stderr
-    assert "RunnerError: starting the app with runc:" in result.stderr
-    assert "no-such-program" in result.stderr
+    assert (result.returncode, result.stdout) == (99, "")
+    assert result.stderr == "RunnerError: cannot execute /bin/no-such-program: No such file or directory\n"
+
+
+@needs_runc
+def test_a_runtime_error_is_said_once(run_isolated: RunIsolated, rootfs: Path) -> None:
+    """Any error of runc's (here: the image's /proc is a file) is printed once: runc's own
+    copy on its stderr is left out, the runner's message carries it."""
+    (rootfs / "proc").write_text("not a directory")
+    result = run_isolated(["/bin/true"])
+
+    assert (result.returncode, result.stdout) == (99, "")
+    assert result.stderr.startswith("RunnerError: starting the app with runc: runc run failed: ")
+    assert result.stderr.count("\n") == 1 and result.stderr.count("runc run failed") == 1
+    assert '"/proc"' in result.stderr
 
 
 @needs_runc
@@ -352,7 +375,8 @@ def test_a_working_directory_into_proc_or_sys_is_refused(run_isolated: RunIsolat
     result = run_isolated(["/bin/pwd"], cwd=cwd)
 
     assert result.returncode == 99
-    assert f"RunnerError: the working directory {cwd!r} leads into /proc or /sys: refused" in result.stderr
+    assert f"RunnerError: manifest field app.workingDirectory {cwd!r}: leads into /proc or /sys: refused" \
+        in result.stderr
     assert result.stdout == ""
     # refused before anything was made for it in the tree (a review found proc/self/fd/7 made)
     assert not (rootfs / "proc" / "self").exists() and not (rootfs / "sys" / "fs").exists()
@@ -680,11 +704,27 @@ def test_isolator_capabilities() -> None:
     for isolators, words in (
         ([retain, remove], "cannot be given together"),
         ([{"name": "os/linux/capabilities-remove-set", "value": {"set": "CAP_KILL"}}], "is not {\"set\""),
-        ([{"name": "os/linux/capabilities-retain-set", "value": {"set": ["kill"]}}], "is not {\"set\""),
+        ([{"name": "os/linux/capabilities-retain-set", "value": {"set": ["kill"]}}],
+         "isolator os/linux/capabilities-retain-set: unknown capability 'kill' (not a Linux capability)"),
         ([{"name": "os/linux/no-new-privileges", "value": "yes"}], "'yes' is not true or false"),
     ):
         with pytest.raises(RunnerError, match=re.escape(words)):
             isolator_capabilities(isolators)
+
+
+@pytest.mark.parametrize(("name", "names", "message"), [
+    ("os/linux/capabilities-remove-set", ["CAP_NET_RAW", "CAP_BOGUS"],
+     "isolator os/linux/capabilities-remove-set: unknown capability 'CAP_BOGUS' (not a Linux capability)"),
+    ("os/linux/capabilities-retain-set", ["CAP_BOGUS", "CAP_KILL", "CAP_NOPE"],
+     "isolator os/linux/capabilities-retain-set: unknown capabilities 'CAP_BOGUS', 'CAP_NOPE' (not a Linux capability)"),
+])
+def test_an_unknown_capability_is_a_malformed_isolator(name: str, names: list[str], message: str) -> None:
+    """``CAP_BOGUS`` in a remove set was dropped from nothing, silently, and in a retain set
+    merely "not granted": a misspelt capability went unnoticed (run review). Any name
+    outside the kernel's list now refuses the isolator, naming it."""
+    with pytest.raises(RunnerError) as refused:
+        isolator_capabilities([{"name": name, "value": {"set": names}}])
+    assert str(refused.value) == message
 
 
 @needs_runc

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from runner_aci_helpers import BuildAci
 
 import docker2aci
 from runner.linux import root_is_mount_point
@@ -56,3 +57,66 @@ def test_isolated_namespaces(busybox_aci: str) -> None:
     proc = run(busybox_aci, "--stage", "isolated", "--hostname", "box", "--memory", "64M", "--exec",
                "/bin/sh -c 'echo $$; hostname; ls /sys/class/net'")
     assert (proc.returncode, proc.stdout) == (0, "1\nbox\nlo\n"), proc.stderr
+
+
+PORTS_WARNING = "WARNING: port(s) 53/udp, 8080/tcp not published: the app has a network of its own (only lo); use --net=host\n"
+"""What an isolated run of the shared image (``EXPOSE 53/udp 8080/tcp``) says first, once."""
+
+
+@pytest.mark.parametrize("stage", ["fly", "isolated"])
+@pytest.mark.parametrize(("program", "status", "reason"), [
+    ("/bin/nosuch", 127, "No such file or directory"),
+    ("nosuch", 127, "not found in the image's PATH /bin:/usr/bin"),
+    ("/etc", 126, "Permission denied"),  # a directory
+    ("/app/hello.txt", 126, "Permission denied"),  # a file without x bits
+])
+def test_a_program_that_cannot_run_exits_127_or_126(busybox_aci: str, stage: str, program: str, status: int,
+                                                     reason: str) -> None:
+    """Both stages exited 1, where ``docker run`` and the shell give 127 (not found) and
+    126 (not executable), which scripts test (run review); the isolated stage printed
+    runc's error twice, once from runc and once in the runner's message. Now one line
+    names the image, the program and why, in both stages alike."""
+    if stage == "isolated":
+        _need_isolated()
+    proc = run(busybox_aci, "--stage", stage, "--exec", program)
+    warning = PORTS_WARNING if stage == "isolated" else ""
+    assert (proc.returncode, proc.stdout) == (status, "")
+    assert proc.stderr == f"{warning}Error: {busybox_aci}: cannot execute {program}: {reason}\n"
+
+
+@pytest.mark.parametrize("stage", ["fly", "isolated"])
+@pytest.mark.parametrize(("cwd", "reason"), [
+    ("/dev/null", "not a directory (the stage binds the device /dev/null there)"),
+    ("/etc/passwd", "not a directory"),
+])
+def test_a_working_directory_that_is_no_directory_is_named(build_aci: BuildAci, stage: str, cwd: str,
+                                                           reason: str) -> None:
+    """``app.workingDirectory: /dev/null`` gave a runc error about reopening /dev/null in
+    the isolated stage (it made a directory there, where the device goes) and "creating
+    directory" in fly; both stages now refuse it, and a regular file, with the field's
+    name and value. A missing one is still made, as Docker does."""
+    if stage == "isolated":
+        _need_isolated()
+    refused = run(str(build_aci({"exec": ["/bin/pwd"], "workingDirectory": cwd})), "--stage", stage)
+    assert (refused.returncode, refused.stdout) == (1, "")
+    assert refused.stderr == f"Error: manifest field app.workingDirectory {cwd!r}: {reason}\n"
+    made = run(str(build_aci({"exec": ["/bin/pwd"], "workingDirectory": "/srv/new"})), "--stage", stage)
+    assert (made.returncode, made.stdout, made.stderr) == (0, "/srv/new\n", "")
+
+
+def test_ports_not_published_are_named_once(busybox_aci: str, build_aci: BuildAci) -> None:
+    """``app.ports`` were ignored without a word: in the isolated stage's own network
+    namespace nothing on the host reaches them. Named once; with ``--net host`` (and in
+    fly, which keeps the host's network) the app listens on the host: no warning."""
+    _need_isolated()
+    isolated = run(busybox_aci, "--stage", "isolated")
+    host = run(busybox_aci, "--stage", "isolated", "--net", "host")
+    fly = run(busybox_aci, "--stage", "fly")
+    assert (isolated.returncode, isolated.stderr) == (0, PORTS_WARNING)
+    assert (host.returncode, host.stderr) == (0, "")
+    assert (fly.returncode, fly.stderr) == (0, "")
+    ranges = build_aci({"exec": ["/bin/true"], "ports": [
+        {"name": "8000-8002-tcp", "port": 8000, "count": 3, "protocol": "tcp"},
+        {"name": "9-udp", "port": 9, "protocol": "udp"}]})
+    ranged = run(str(ranges), "--stage", "isolated")
+    assert (ranged.returncode, ranged.stderr) == (0, PORTS_WARNING.replace("53/udp, 8080/tcp", "8000-8002/tcp, 9/udp"))
