@@ -261,11 +261,12 @@ def parse_manifest(data: bytes) -> dict[str, Any]:
     object whose ``acKind`` is ``ImageManifest``; its other fields are not checked.
 
     Raises:
-        InvalidACI: not JSON (or not UTF-8, or nested too deep), or not an object with
-            ``acKind`` ``ImageManifest``.
+        InvalidACI: not JSON (or not UTF-8, or with a byte order mark, or nested too
+            deep), or not an object with ``acKind`` ``ImageManifest``.
     """
     try:
-        manifest = untrustedjson.loads(data, allow_nan=False)  # render writes it out again for other readers
+        # render writes it out again for other readers; UTF-8 alone, as rkt and actool read it
+        manifest = untrustedjson.loads(data, allow_nan=False, utf8_only=True)
     except untrustedjson.BadJSON as err:
         raise InvalidACI(f"manifest is not valid JSON: {err}") from err
     if not isinstance(manifest, dict) or manifest.get("acKind") != "ImageManifest":

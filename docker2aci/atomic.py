@@ -15,7 +15,7 @@ import shutil
 import stat
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import BinaryIO
 
 from .errors import OutputError
@@ -65,19 +65,51 @@ def default_temp_dir() -> str:
     return "/tmp"
 
 
-def make_output_dir(path: str) -> None:
+def make_output_dir(path: str) -> list[str]:
     """Create the output directory ``path`` and its parents if missing.
+
+    Returns:
+        The directories this call made (absolute, outermost first; none when ``path`` was
+        there): what :func:`remove_made_dirs` takes away again after a failure. One that
+        another process makes at the same moment is not counted.
 
     Raises:
         OutputError: naming it: something else is there (a file), or it cannot be made.
     """
+    missing = []
+    here = os.path.abspath(path)
+    while not os.path.lexists(here):
+        missing.append(here)
+        here = os.path.dirname(here)
+    made = []
     try:
-        os.makedirs(path, exist_ok=True)
+        for directory in reversed(missing):
+            try:
+                os.mkdir(directory)
+            except FileExistsError:
+                if not os.path.isdir(directory):
+                    raise
+                continue
+            made.append(directory)
+        os.makedirs(path, exist_ok=True)  # what was there: a directory, or a link to one
     except (FileExistsError, NotADirectoryError):
+        remove_made_dirs(made)
         raise OutputError(f"output directory {path}: it, or a directory above it, is a file, not a "
                           "directory") from None
     except OSError as err:
+        remove_made_dirs(made)
         raise OutputError(f"creating the output directory {path}: {err.strerror or err}") from err
+    return made
+
+
+def remove_made_dirs(made: Sequence[str]) -> None:
+    """Remove the directories :func:`make_output_dir` made, innermost first, each only
+    while it is empty: what something else put there stays, and so do its parents."""
+    for directory in reversed(made):
+        try:
+            os.rmdir(directory)
+        except OSError:
+            return
 
 
 def remove_quietly(path: str) -> None:

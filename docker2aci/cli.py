@@ -381,8 +381,8 @@ def _validate_parser(prog: str) -> argparse.ArgumentParser:
     return _aci_files_parser(prog, "validate", "Check ACIs against the appc spec: what actool validate checks "
                                                "(the archive, the manifest's schema) and what it lets through (only "
                                                "manifest and rootfs/ at the top, no entry twice, hard links to "
-                                               "earlier entries, absolute pathWhitelist entries); print each image "
-                                               "ID.")
+                                               "earlier entries, absolute pathWhitelist entries, no manifest key "
+                                               "twice); print each image ID.")
 
 
 def _inspect_parser(prog: str) -> argparse.ArgumentParser:

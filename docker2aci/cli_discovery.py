@@ -33,7 +33,8 @@ are used, else {version} is rendered as 'latest'; the image's own version is the
 The image must be signed by a key of the trust store trusted for its name (as 'docker2aci verify'
 and 'run' check), unless --insecure-options=image; its manifest must carry NAME and every label
 asked for. --insecure-options=http allows plain http: http templates and redirects, and http when an
-https connection fails. Exit status: 0 written, 1 failure (nothing is left in --output-dir), 2 usage."""
+https connection fails. Exit status: 0 written, 1 failure (nothing is left in --output-dir; a directory
+it made for it is removed), 2 usage."""
 
 
 def discover_parser(prog: str) -> argparse.ArgumentParser:

@@ -95,7 +95,7 @@ from converters.numbers import plain_decimal
 
 from . import __version__, cabundle
 from .acifile import inspect_aci
-from .atomic import atomic_file, make_output_dir, remove_quietly
+from .atomic import atomic_file, make_output_dir, remove_made_dirs, remove_quietly
 from .errors import Docker2ACIError, InvalidACI, OutputError, SigningError, UsageError
 from .registry.client import ContextAdapter, DeadlineAdapter, _certificate_failed, _connection_cause, _via_proxy
 from .redact import redact_url
@@ -900,7 +900,8 @@ class DiscoverOptions:
     """How :func:`discover` fetches and checks. Defaults are filled here.
 
     Attributes:
-        output_dir: where the ACI (and its signature) are written (created if missing).
+        output_dir: where the ACI (and its signature) are written (created if missing, and
+            removed again when the discovery fails).
         insecure_http: allow plain http (``--insecure-options=http``; see the module docstring).
         insecure_image: do not fetch or check the signature (``--insecure-options=image``).
         trust_dir: the trust store; default :func:`docker2aci.trust.default_trust_dir`.
@@ -1006,18 +1007,22 @@ def discover(name: str, labels: Mapping[str, str], options: DiscoverOptions | No
         trust_dir = options.trust_dir or default_trust_dir()
         if options.trust_keys_from_https and not options.insecure_image:
             _trust_keys(fetch, name, found.keys, trust_dir)
-        make_output_dir(options.output_dir)
-        failures = []
-        for endpoint in found.endpoints:
-            try:
-                return _fetch_endpoint(fetch, name, labels, endpoint, options, trust_dir)
-            except DiscoveryError as err:
-                if not err.fetch_failed:
-                    raise
-                failures.append(str(err))
-                log.info("%s", err)
-        raise DiscoveryError(f"discovering {name}: no endpoint could be fetched: " + "; ".join(failures),
-                             url=found.endpoints[-1].aci, fetch_failed=True)
+        made = make_output_dir(options.output_dir)
+        try:
+            failures = []
+            for endpoint in found.endpoints:
+                try:
+                    return _fetch_endpoint(fetch, name, labels, endpoint, options, trust_dir)
+                except DiscoveryError as err:
+                    if not err.fetch_failed:
+                        raise
+                    failures.append(str(err))
+                    log.info("%s", err)
+            raise DiscoveryError(f"discovering {name}: no endpoint could be fetched: " + "; ".join(failures),
+                                 url=found.endpoints[-1].aci, fetch_failed=True)
+        except BaseException:
+            remove_made_dirs(made)  # a failure leaves no directory of ours behind (the user's stay)
+            raise
     finally:
         fetch.close()
 

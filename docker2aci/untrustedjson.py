@@ -10,6 +10,7 @@ the first two let the others out as tracebacks.
 
 from __future__ import annotations
 
+import codecs
 import json
 import math
 import sys
@@ -39,7 +40,7 @@ def _finite(number: str) -> float:
     return value
 
 
-def loads(untrusted: bytes | str, *, allow_nan: bool = True) -> Any:
+def loads(untrusted: bytes | str, *, allow_nan: bool = True, utf8_only: bool = False) -> Any:
     """Parse one JSON document (RFC 8259; bytes are decoded as UTF-8, or UTF-16/32 when
     they start so, as :func:`json.loads` does).
 
@@ -48,13 +49,23 @@ def loads(untrusted: bytes | str, *, allow_nan: bool = True) -> Any:
         allow_nan: read ``NaN``, ``Infinity`` and ``-Infinity`` as Python does (a
             registry's token answer: its lifetime is checked as a number); ``False`` for a
             document that is written out again for other readers (an ACI's manifest).
+        utf8_only: bytes must be UTF-8 without a byte order mark (RFC 8259, section 8.1:
+            JSON exchanged between systems is UTF-8, and a BOM is not added), as Go's
+            ``encoding/json`` (appc's and rkt's reader) reads them; ``False`` also reads
+            UTF-16 and UTF-32, and skips a UTF-8 BOM.
 
     Raises:
         BadJSON: not JSON, not text, an integer longer than Python's conversion limit, or
             nested too deeply for the interpreter's stack; a NaN or an Infinity (also a
-            number too large for a float, ``1e400``) unless ``allow_nan``.
+            number too large for a float, ``1e400``) unless ``allow_nan``; a byte order
+            mark or text that is not UTF-8 when ``utf8_only``.
     """
     try:
+        if utf8_only and isinstance(untrusted, bytes):
+            if untrusted.startswith(codecs.BOM_UTF8):
+                raise BadJSON("it starts with a byte order mark (U+FEFF), which JSON text does not have "
+                              "(RFC 8259, section 8.1)")
+            untrusted = untrusted.decode("utf-8")
         if allow_nan:
             return json.loads(untrusted)
         return json.loads(untrusted, parse_constant=_no_constant, parse_float=_finite)

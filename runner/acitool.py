@@ -2,20 +2,27 @@
 
 :func:`validate_aci` checks an ACI against the appc spec (``spec/aci.md``, "Image
 Archives" and "Image Layout"; ``spec/types.md``, "Image Manifest Schema" and the AC Name
-and AC Identifier types): what ``actool validate`` checks (a readable archive, the
-manifest's schema: the type of every field, labels against appc's os/arch table,
-annotations with their ``created`` and ``homepage``/``documentation`` formats, environment
-names, isolators, ports, mount points, event handlers) and the rules it lets through:
-nothing at the top but ``manifest`` and ``rootfs/``, no entry twice, hard links to files
-of ``rootfs/`` that exist before them, absolute ``pathWhitelist`` entries, well-formed
-dependencies. It reads the archive once, as a stream, and never writes anything.
+and AC Identifier types): what ``actool validate`` checks (a readable archive with a
+``rootfs`` directory entry, the manifest's schema: the type of every field, labels against
+appc's os/arch table, annotations with their ``created`` and ``homepage``/``documentation``
+formats, environment names, isolators with their values, ranges and counts, ports, mount
+points, event handlers) and the rules it lets through: nothing at the top but ``manifest``
+and ``rootfs/``, no entry twice, hard links to files of ``rootfs/`` that exist before them,
+absolute ``pathWhitelist`` entries, well-formed dependencies, no JSON key twice in the
+manifest. Where actool departs from the spec (it reads JSON keys in any case, takes
+``a..b`` as an AC identifier, ``rootfsx`` as under ``rootfs``, and ``null`` for any string,
+number or boolean), the spec is followed. It reads the archive once, as a stream, and
+never writes anything.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
-from collections.abc import Mapping
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,8 +37,13 @@ from runner.volumes import AC_NAME
 #: AC Identifier (``spec/types.md``): lowercase, digits and ``-._~/``, starting and
 #: ending with a letter or digit.
 AC_IDENTIFIER = re.compile(r"[a-z0-9]+(?:[-._~/][a-z0-9]+)*")
-#: acVersion: a semantic version.
-SEMVER = re.compile(r"\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?")
+#: acVersion: a semantic version (SemVer 2.0.0: no pre-release or build identifier is empty).
+SEMVER = re.compile(r"([0-9]+)\.([0-9]+)\.([0-9]+)(-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?"
+                    r"(\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?")
+#: The largest number of a version appc's reader holds (go-semver's int64).
+MAX_VERSION_NUMBER = 2**63 - 1
+#: The largest unsigned integer (a dependency's ``size``: Go's ``uint``).
+MAX_UINT64 = 2**64 - 1
 IMAGE_ID = re.compile(r"sha512-[0-9a-f]{1,128}")
 #: The os label's values, and the arch values each allows (appc 0.8.11, ``ValidOSArch``).
 VALID_OS_ARCH = {
@@ -41,15 +53,26 @@ VALID_OS_ARCH = {
 }
 #: An environment variable's name (appc 0.8.11).
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9.-]*")
-#: A resource quantity (appc 0.8.11, as Kubernetes': ``500m``, ``1G``, ``1Gi``).
-QUANTITY = re.compile(r"([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)")
-#: The isolators appc 0.8.11 knows, by the kind of value each takes.
-RESOURCE_ISOLATORS = frozenset({"resource/cpu", "resource/memory", "resource/block-bandwidth",
-                                "resource/block-iops", "resource/network-bandwidth"})
+#: A resource quantity (appc ``spec/ace.md``, "Resource Isolators", as Kubernetes'): a
+#: number, then a metric suffix (``500m``, ``1G``; the spec's ``K`` too), a binary one
+#: (``1Gi``) or an exponent (``1e3``).
+QUANTITY = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]*)(?:[numkKMGTPE]|[KMGTPE]i|[eE][+-]?[0-9]+)?")
+#: The resource isolators appc 0.8.11 knows, each with the ``default`` it must have (true:
+#: the limit applies to every device, and it takes no ``request``).
+RESOURCE_ISOLATORS = {"resource/cpu": False, "resource/memory": False, "resource/block-bandwidth": True,
+                      "resource/block-iops": True, "resource/network-bandwidth": True}
 SET_ISOLATORS = frozenset({"os/linux/capabilities-retain-set", "os/linux/capabilities-remove-set",
                            "os/linux/seccomp-retain-set", "os/linux/seccomp-remove-set"})
-INT_ISOLATORS = frozenset({"os/linux/oom-score-adj", "os/linux/cpu-shares"})
-OTHER_ISOLATORS = frozenset({"os/linux/no-new-privileges", "os/linux/selinux-context"})
+#: The integer isolators and their ranges (appc 0.8.11).
+INT_ISOLATORS = {"os/linux/oom-score-adj": (-1000, 1000), "os/linux/cpu-shares": (2, 262144)}
+#: The isolators an app gives at most once (``spec/ace.md``; appc's ``multipleAllowed``).
+SINGLE_ISOLATORS = frozenset({"os/linux/seccomp-retain-set", "os/linux/seccomp-remove-set", *INT_ISOLATORS,
+                              "os/linux/selinux-context", "os/unix/sysctl"})
+#: Isolators that cannot be given together (``spec/ace.md``: the two seccomp sets).
+CONFLICTING_ISOLATORS = {"os/linux/seccomp-retain-set": "os/linux/seccomp-remove-set",
+                         "os/linux/seccomp-remove-set": "os/linux/seccomp-retain-set"}
+#: The parts of an ``os/linux/selinux-context`` value.
+SELINUX_FIELDS = ("user", "role", "type", "level")
 #: The event handlers of an app (``pre-start``, ``post-stop``).
 EVENT_HANDLERS = ("pre-start", "post-stop")
 
@@ -112,6 +135,8 @@ def _scan(report: Report) -> None:
             except RunnerError as err:
                 report.problems.append(str(err))
                 continue
+            if not parts and member.isdir():
+                continue  # the archive's own root, "./": what `tar -C LAYOUT -cf IMAGE.aci .` writes
             name = "/".join(parts)
             if name in seen:
                 report.problems.append(f"entry {member.name!r}: given twice")
@@ -124,10 +149,14 @@ def _scan(report: Report) -> None:
                     continue
                 data = archive.extractfile(member)
                 assert data is not None
+                raw = data.read()
                 try:
-                    report.manifest = parse_manifest(data.read())
+                    report.manifest = parse_manifest(raw)
                 except RunnerError as err:
                     report.problems.append(f"entry 'manifest': {err}")
+                else:
+                    report.problems.extend(f"entry 'manifest': key {key!r} given twice in one object"
+                                           for key in _keys_given_twice(raw))
                 continue
             if not parts or parts[0] != "rootfs":
                 report.problems.append(f"entry {member.name!r}: only 'manifest' and 'rootfs/' may be at the top")
@@ -145,8 +174,22 @@ def _scan(report: Report) -> None:
                     report.problems.append(f"entry {member.name!r}: hard link to {member.linkname!r}, "
                                            "which is not a file of rootfs/")
         report.image_id = stream.image_id()
-    if not rootfs_seen and not any(n.startswith("rootfs/") for n in seen):
-        report.problems.append("no 'rootfs' directory")
+    if not rootfs_seen:  # entries under rootfs/ do not make it (spec/aci.md: "rootfs (a directory)")
+        report.problems.append("no 'rootfs' directory entry")
+
+
+def _keys_given_twice(raw: bytes) -> list[str]:
+    """The keys an object of a parsed manifest gives more than once: JSON readers differ on
+    which one counts (Python's and Go's take the last, appc's schema checks each, others take
+    the first), so the image would not be the same for all (RFC 8259: names SHOULD be unique)."""
+    twice: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        twice.extend(key for key, count in Counter(key for key, _ in items).items() if count > 1)
+        return dict(items)
+
+    json.loads(raw, object_pairs_hook=pairs)
+    return twice
 
 
 def manifest_problems(manifest: Mapping[str, Any]) -> list[str]:
@@ -168,9 +211,8 @@ def manifest_problems(manifest: Mapping[str, Any]) -> list[str]:
         need(isinstance(app, Mapping), "app is not an object")
         if isinstance(app, Mapping):
             problems.extend(f"manifest: {p}" for p in _app_problems(app))
-    dependencies = manifest.get("dependencies") or []
-    need(isinstance(dependencies, list), "dependencies is not a list")
-    for i, dep in enumerate(dependencies if isinstance(dependencies, list) else []):
+    dependencies = _list_field(manifest, "dependencies", problems.append, "manifest: ")
+    for i, dep in enumerate(dependencies):
         where = f"dependencies[{i}]"
         if not isinstance(dep, Mapping):
             problems.append(f"manifest: {where} is not an object")
@@ -183,11 +225,10 @@ def manifest_problems(manifest: Mapping[str, Any]) -> list[str]:
              f"{where}.imageID {image_id!r} is not sha512-<hex>")
         problems.extend(f"manifest: {p}" for p in _labels_problems(dep.get("labels"), f"{where}.labels"))
         problems.extend(f"manifest: {p}" for p in _label_values_problems(dep.get("labels"), f"{where}.labels"))
-        need("size" not in dep or _is_uint(dep["size"]), f"{where}.size {dep.get('size')!r} is not a byte count")
+        need("size" not in dep or _is_int(dep["size"], 0, MAX_UINT64),
+             f"{where}.size {dep.get('size')!r} is not a byte count")
     problems.extend(f"manifest: {p}" for p in _annotations_problems(manifest.get("annotations"), "annotations"))
-    whitelist = manifest.get("pathWhitelist") or []
-    need(isinstance(whitelist, list), "pathWhitelist is not a list")
-    for item in whitelist if isinstance(whitelist, list) else []:
+    for item in _list_field(manifest, "pathWhitelist", problems.append, "manifest: "):
         need(isinstance(item, str) and item.startswith("/"), f"pathWhitelist entry {item!r} is not an absolute path")
     return problems
 
@@ -205,16 +246,28 @@ def identity_problems(manifest: Mapping[str, Any]) -> list[str]:
     if manifest.get("acKind") != "ImageManifest":
         problems.append("acKind must be 'ImageManifest'")
     version = manifest.get("acVersion")
-    if not (isinstance(version, str) and SEMVER.fullmatch(version)):
-        problems.append(f"acVersion {version!r} is not a semantic version")
+    if not (isinstance(version, str) and _is_ac_version(version)):
+        problems.append(f"acVersion {version!r} is not a semantic version above 0.0.0")
     name = manifest.get("name")
     if not (isinstance(name, str) and AC_IDENTIFIER.fullmatch(name)):
         problems.append(f"name {name!r} is not an AC identifier")
     return [*problems, *_labels_problems(manifest.get("labels"), "labels")]
 
 
+def _is_ac_version(text: str) -> bool:
+    """Whether ``text`` is an AC Version (``spec/types.md``): SemVer 2.0.0, not ``0.0.0``
+    (a version no specification had), of numbers appc's reader holds."""
+    match = SEMVER.fullmatch(text)
+    if match is None:
+        return False
+    numbers = [int(n) for n in match.groups()[:3]]
+    return max(numbers) <= MAX_VERSION_NUMBER and any([*numbers, match[4], match[5]])
+
+
 def _labels_problems(labels: object, where: str) -> list[str]:
-    return _pairs_problems(labels, where, AC_NAME, "an AC name", noun="label", value_required=True)
+    """Labels: a list of ``{name, value}`` strings, each name an AC identifier
+    (``spec/aci.md``: ``example.com/key`` is a label name), given once."""
+    return _pairs_problems(labels, where, AC_IDENTIFIER, "an AC identifier", noun="label", value_required=True)
 
 
 def _label_values_problems(labels: object, where: str) -> list[str]:
@@ -267,29 +320,67 @@ def _annotations_problems(annotations: object, where: str) -> list[str]:
         value = item["value"]
         if item.get("name") == "created" and not is_rfc3339(value):
             problems.append(f"{where}: created {value!r} is not an RFC 3339 date")
-        if item.get("name") in ("homepage", "documentation") and _url_scheme(value) not in ("http", "https"):
+        if item.get("name") in ("homepage", "documentation") and not _is_http_url(value):
             problems.append(f"{where}: {item['name']} {value!r} is not an http or https URL")
     return problems
 
 
-def _url_scheme(value: str) -> str:
-    """The scheme of a URL, lower-cased, as Go's ``url.Parse`` (appc's check) reads it
-    (``HTTPS://host`` and the opaque ``http:host`` are http URLs); ``""`` when it has none."""
+#: A ``%`` that does not start a percent-encoded byte (RFC 3986, section 2.1).
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
+#: The user information of a URL (RFC 3986, section 3.2.1).
+_URL_USERINFO = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:%-]*")
+#: A URL's host and port (RFC 3986, section 3.2.2: an IP literal in brackets, or a name of
+#: unreserved, sub-delims and percent-encoded characters, and non-ASCII ones as in an IRI,
+#: which appc's reader takes too), then a numeric port.
+_URL_HOST_PORT = re.compile(r"(?:\[[0-9A-Za-z._~:%-]*\]|(?:[A-Za-z0-9._~!$&'()*+,;=%-]|[^\x00-\x7f])*)(?::[0-9]*)?")
+
+
+def _is_http_url(value: str) -> bool:
+    """Whether ``value`` is an http or https URL (``spec/aci.md``, ``homepage`` and
+    ``documentation``): its scheme in any case, as Go's ``url.Parse`` (appc's check) reads
+    it (``HTTPS://host``, and the opaque ``http:host``), no control character, a ``%`` only
+    before two hex digits, user information and a host of the characters RFC 3986 allows
+    there (a space, ``{`` or ``|`` is refused, as appc refuses it) and a numeric port."""
+    if _CONTROL_CHARACTER.search(value) or _BAD_PERCENT.search(value):
+        return False
     try:
-        return urlsplit(value).scheme
-    except ValueError:
-        return ""
+        parts = urlsplit(value)
+    except ValueError:  # an unclosed "[" of an IPv6 literal
+        return False
+    userinfo, _, host_port = parts.netloc.rpartition("@")
+    return (value.partition(":")[0].lower() in ("http", "https") and bool(_URL_USERINFO.fullmatch(userinfo))
+            and bool(_URL_HOST_PORT.fullmatch(host_port)))
 
 
 def _string_map_problems(value: object, where: str) -> list[str]:
-    if value is None or (isinstance(value, Mapping)
-                         and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())):
+    if value is None or _is_string_map(value):
         return []
     return [f"{where} is not an object of strings"]
 
 
-def _is_uint(value: object, low: int = 0, high: int | None = None) -> bool:
+def _is_string_map(value: object) -> bool:
+    return isinstance(value, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+
+
+def _is_strings(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _is_int(value: object, low: int = 0, high: int | None = None) -> bool:
     return type(value) is int and value >= low and (high is None or value <= high)
+
+
+def _list_field(obj: Mapping[str, Any], key: str, report: Callable[[str], None], where: str = "") -> list[Any]:
+    """``obj[key]`` when it is a list, ``[]`` when absent or ``null``; anything else
+    (``{}``, ``""`` too) is reported as ``<where><key> is not a list``."""
+    value = obj.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        report(f"{where}{key} is not a list")
+        return []
+    return value
 
 
 def _port_range_fits(port: int, count: object) -> bool:
@@ -304,44 +395,103 @@ def _is_quantity(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _is_errno_name(text: str) -> bool:
+    """An errno name as appc reads one: ``E``, then upper-case letters and digits."""
+    return text[:1] == "E" and all(unicodedata.category(c) in ("Lu", "Nd", "Nl", "No") for c in text)
+
+
+def _resource_problem(name: str, value: object) -> str | None:
+    if not (isinstance(value, Mapping) and all(_is_quantity(value[key]) for key in ("request", "limit") if key in value)
+            and isinstance(value.get("default", False), bool)):
+        return f"the value of {name} is missing or malformed"
+    every_device = RESOURCE_ISOLATORS[name]
+    if value.get("default", False) is not every_device:
+        return f"{name}: default must be {str(every_device).lower()}"
+    if every_device and "request" in value:
+        return f"{name}: takes a limit, not a request"
+    return None
+
+
+def _set_problem(name: str, value: object) -> str | None:
+    if not (isinstance(value, Mapping) and _is_strings(value.get("set")) and value["set"]):
+        return f"the value of {name} is missing or malformed"
+    errno = value.get("errno", "") if name.startswith("os/linux/seccomp-") else ""
+    if not isinstance(errno, str) or (errno and not _is_errno_name(errno)):
+        return f"{name}: errno {errno!r} is not an errno name (ENOSYS, EPERM ...)"
+    return None
+
+
+def _int_problem(name: str, value: object) -> str | None:
+    low, high = INT_ISOLATORS[name]
+    if type(value) is not int:
+        return f"the value of {name} is missing or malformed"
+    if not low <= value <= high:
+        return f"{name}: {value} is not between {low} and {high}"
+    return None
+
+
+def _selinux_problem(name: str, value: object) -> str | None:
+    if not (isinstance(value, Mapping) and all(isinstance(value.get(key, ""), str) for key in SELINUX_FIELDS)):
+        return f"the value of {name} is missing or malformed"
+    for key in SELINUX_FIELDS:
+        part = value.get(key, "")
+        if not part or (key != "level" and ":" in part):
+            return f"{name}: {key} {part!r} is empty" + ("" if key == "level" else " or holds ':'")
+    return None
+
+
+def _kind_problem(check: Callable[[object], bool]) -> Callable[[str, object], str | None]:
+    return lambda name, value: None if check(value) else f"the value of {name} is missing or malformed"
+
+
+#: How each isolator appc 0.8.11 knows checks its value (``spec/ace.md``, "Isolators"):
+#: a problem, or ``None``.
+ISOLATOR_CHECKS: dict[str, Callable[[str, object], str | None]] = {
+    **dict.fromkeys(RESOURCE_ISOLATORS, _resource_problem),
+    **dict.fromkeys(SET_ISOLATORS, _set_problem),
+    **dict.fromkeys(INT_ISOLATORS, _int_problem),
+    "os/linux/no-new-privileges": _kind_problem(lambda value: isinstance(value, bool)),
+    "os/linux/selinux-context": _selinux_problem,
+    "os/unix/sysctl": _kind_problem(_is_string_map),
+}
+
+
 def _isolator_problems(isolators: object) -> list[str]:
     if isolators is None:
         return []
     if not isinstance(isolators, list):
         return ["app.isolators is not a list"]
     problems = []
+    seen: set[str] = set()
     for i, item in enumerate(isolators):
         where = f"app.isolators[{i}]"
         name = item.get("name") if isinstance(item, Mapping) else None
-        value = item.get("value") if isinstance(item, Mapping) else None
-        if name in RESOURCE_ISOLATORS:
-            ok = isinstance(value, Mapping) and all(_is_quantity(value.get(k, 0)) for k in ("request", "limit")) \
-                and isinstance(value.get("default", False), bool)
-        elif name in SET_ISOLATORS:
-            ok = isinstance(value, Mapping) and isinstance(value.get("set"), list) and bool(value["set"]) \
-                and all(isinstance(v, str) for v in value["set"])
-        elif name in INT_ISOLATORS:
-            ok = type(value) is int
-        elif name == "os/linux/no-new-privileges":
-            ok = isinstance(value, bool)
-        elif name in OTHER_ISOLATORS:
-            ok = isinstance(value, Mapping)
-        else:
+        check = ISOLATOR_CHECKS.get(name) if isinstance(name, str) else None
+        if check is None:
             problems.append(f"{where}: {name!r} is not an isolator appc knows")
             continue
-        if not ok:
-            problems.append(f"{where}: the value of {name} is missing or malformed")
+        problem = check(name, item.get("value"))
+        if problem is not None:
+            problems.append(f"{where}: {problem}")
+        if name in seen and name in SINGLE_ISOLATORS:
+            problems.append(f"{where}: {name} given twice (once per app)")
+        if CONFLICTING_ISOLATORS.get(name) in seen:
+            problems.append(f"{where}: {name} cannot be given with {CONFLICTING_ISOLATORS[name]}")
+        seen.add(name)
     return problems
 
 
 def _app_problems(app: Mapping[str, Any]) -> list[str]:
-    problems = []
+    problems: list[str] = []
     exec_ = app.get("exec")
-    if exec_ is not None and (not isinstance(exec_, list) or not all(isinstance(w, str) for w in exec_)):
+    if exec_ is not None and not _is_strings(exec_):
         problems.append("app.exec is not a list of strings")
     for key in ("user", "group"):
         if not isinstance(app.get(key), str) or not app.get(key):
             problems.append(f"app.{key} is required (a string)")
+    gids = app.get("supplementaryGIDs")
+    if gids is not None and not (isinstance(gids, list) and all(_is_int(g, -2**63, 2**63 - 1) for g in gids)):
+        problems.append("app.supplementaryGIDs is not a list of integers")
     cwd = app.get("workingDirectory")
     if cwd is not None and (not isinstance(cwd, str) or not cwd.startswith("/")):
         problems.append(f"app.workingDirectory {cwd!r} is not an absolute path")
@@ -349,28 +499,24 @@ def _app_problems(app: Mapping[str, Any]) -> list[str]:
     problems += _isolator_problems(app.get("isolators"))
     problems += _string_map_problems(app.get("userAnnotations"), "app.userAnnotations")  # a map, unlike annotations
     problems += _string_map_problems(app.get("userLabels"), "app.userLabels")
-    handlers = app.get("eventHandlers") or []
-    if not isinstance(handlers, list):
-        problems.append("app.eventHandlers is not a list")
-    else:
-        kinds = [h.get("name") if isinstance(h, Mapping) else None for h in handlers]
-        for kind in kinds:
-            if kind not in EVENT_HANDLERS:
-                problems.append(f"app.eventHandlers: {kind!r} is not one of {', '.join(EVENT_HANDLERS)}")
-        for kind in EVENT_HANDLERS:
-            if kinds.count(kind) > 1:
-                problems.append(f"app.eventHandlers: {kind!r} given twice")
+    handlers = _list_field(app, "eventHandlers", problems.append, "app.")
+    kinds = [h.get("name") if isinstance(h, Mapping) else None for h in handlers]
+    for kind, handler in zip(kinds, handlers):
+        if kind not in EVENT_HANDLERS:
+            problems.append(f"app.eventHandlers: {kind!r} is not one of {', '.join(EVENT_HANDLERS)}")
+        elif handler.get("exec") is not None and not _is_strings(handler["exec"]):
+            problems.append(f"app.eventHandlers: {kind}: exec is not a list of strings")
+    for kind in EVENT_HANDLERS:
+        if kinds.count(kind) > 1:
+            problems.append(f"app.eventHandlers: {kind!r} given twice")
     for kind in ("mountPoints", "ports"):
-        items = app.get(kind) or []
-        if not isinstance(items, list):
-            problems.append(f"app.{kind} is not a list")
-            continue
+        items = _list_field(app, kind, problems.append, "app.")
         for item in items:
             if not isinstance(item, Mapping):
                 problems.append(f"app.{kind}: {item!r} is not an object")
-            elif kind == "ports" and not (_is_uint(item.get("port"), 1, 65535)
+            elif kind == "ports" and not (_is_int(item.get("port"), 1, 65535)
                                           and isinstance(item.get("protocol", ""), str)
-                                          and _is_uint(item.get("count", 0))
+                                          and _is_int(item.get("count", 0))
                                           and _port_range_fits(item["port"], item.get("count", 0))
                                           and isinstance(item.get("socketActivated", False), bool)):
                 problems.append(f"app.ports: {item.get('name')!r}: port 1-65535, protocol, count or "
@@ -382,7 +528,7 @@ def _app_problems(app: Mapping[str, Any]) -> list[str]:
         for item_name in names:
             if not isinstance(item_name, str) or not AC_NAME.fullmatch(item_name):
                 problems.append(f"app.{kind}: name {item_name!r} is not an AC name")
-        if len(set(map(str, names))) != len(names):
+        if len(set(map(str, names))) != len(names):  # the key a pod's volumes and ports name them by
             problems.append(f"app.{kind}: a name is given twice")
     return problems
 

@@ -161,8 +161,9 @@ def render_aci(
     Raises:
         EntryError: an entry is unsafe (absolute, ``..``, escaping link) or unwritable;
             it names the entry.
-        RunnerError: the file cannot be read, is not a tar, has no valid manifest, or
-            does not have the image ID asked for.
+        RunnerError: the file cannot be read, is not a tar, has no valid manifest or no
+            ``rootfs`` (neither the directory nor an entry under it), or does not have the
+            image ID asked for.
     """
     root = os.fspath(rootfs)
     where = os.fspath(aci_path)
@@ -317,6 +318,7 @@ class _Renderer:
         self._is_root = os.geteuid() == 0
         self._dirs: dict[str, _DirMeta] = {}
         self._manifest: bytes | None = None
+        self._has_rootfs = False
 
     @property
     def directories(self) -> Mapping[str, _DirMeta]:
@@ -330,6 +332,8 @@ class _Renderer:
         self._finish_dirs()
         if self._manifest is None:
             raise RunnerError("no 'manifest' entry: not an ACI")
+        if not self._has_rootfs:  # spec/aci.md: an image archive holds manifest and rootfs (a directory)
+            raise RunnerError("no 'rootfs' directory: not an ACI")
         return parse_manifest(self._manifest)
 
     def _members(self) -> Iterator[tarfile.TarInfo]:
@@ -344,6 +348,7 @@ class _Renderer:
         if not parts or parts[0] != "rootfs":
             logger.debug("ignoring entry %r outside rootfs/", member.name)
             return
+        self._has_rootfs = True
         try:
             self._rootfs_entry(member, parts[1:])
         except PathEscapeError as err:

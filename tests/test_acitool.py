@@ -30,11 +30,12 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=60, check=False)
 
 
-def _aci(path: Path, entries: list[tuple[str, bytes, str]], manifest: dict | None = MANIFEST) -> Path:
-    """A gzip ACI: ``manifest`` (unless None) then ``(name, type, data-or-linkname)`` entries."""
+def _aci(path: Path, entries: list[tuple[str, bytes, str]], manifest: dict | bytes | None = MANIFEST) -> Path:
+    """A gzip ACI: ``manifest`` (unless None; bytes as they are) then ``(name, type,
+    data-or-linkname)`` entries."""
     with tarfile.open(path, "w:gz", format=tarfile.PAX_FORMAT) as tar:
         if manifest is not None:
-            data = json.dumps(manifest).encode()
+            data = manifest if isinstance(manifest, bytes) else json.dumps(manifest).encode()
             info = tarfile.TarInfo("manifest")
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
@@ -201,6 +202,222 @@ def test_a_homepage_is_an_http_url_as_go_reads_one(tmp_path: Path, url: str) -> 
         assert verdict.returncode == 0, verdict.stderr
 
 
+def _app(**fields: object) -> dict:
+    return {**MANIFEST, "app": {**APP, **fields}}
+
+
+def _isolators(*items: tuple[str, object]) -> dict:
+    return _app(isolators=[{"name": name, "value": value} for name, value in items])
+
+
+def _homepage(url: str) -> dict:
+    return {**MANIFEST, "annotations": [{"name": "homepage", "value": url}]}
+
+
+_M = json.dumps(MANIFEST).encode()
+_SELINUX = {"user": "system_u", "role": "system_r", "type": "app_t", "level": "s0"}
+
+
+# One case per rule of appc's schema (spec/aci.md, spec/types.md, spec/ace.md "Isolators") and
+# of the archive's layout: (entries, manifest, the problem validate names or None for a valid
+# ACI, whether actool 0.8.11 gives the same verdict). Where it does not, the comment says why
+# validate follows the spec and actool does not.
+AGREEMENT_CASES = [
+    # AC names and AC versions (spec/types.md)
+    pytest.param([ROOTFS], {**MANIFEST, "name": "sub-domain.example.com/user/app_v1.2"}, None, True, id="name"),
+    # the spec's regular expression has no two separators in a row; actool checks the characters and the ends only
+    pytest.param([ROOTFS], {**MANIFEST, "name": "example.com//app"},
+                 "manifest: name 'example.com//app' is not an AC identifier", False, id="name-double-separator"),
+    pytest.param([ROOTFS], {**MANIFEST, "acVersion": "0.0.0"},
+                 "manifest: acVersion '0.0.0' is not a semantic version above 0.0.0", True, id="version-zero"),
+    pytest.param([ROOTFS], {**MANIFEST, "acVersion": "0.0.0-rc.1"}, None, True, id="version-zero-pre-release"),
+    pytest.param([ROOTFS], {**MANIFEST, "acVersion": "1.2.3-a..b"},
+                 "manifest: acVersion '1.2.3-a..b' is not a semantic version above 0.0.0", True,
+                 id="version-empty-pre-release-identifier"),
+    pytest.param([ROOTFS], {**MANIFEST, "acVersion": "9223372036854775808.0.0"},
+                 "manifest: acVersion '9223372036854775808.0.0' is not a semantic version above 0.0.0", True,
+                 id="version-past-int64"),
+    # SemVer 2.0.0 (item 10): build identifiers MUST NOT be empty; go-semver takes an empty build
+    pytest.param([ROOTFS], {**MANIFEST, "acVersion": "1.2.3+"},
+                 "manifest: acVersion '1.2.3+' is not a semantic version above 0.0.0", False, id="version-empty-build"),
+    # labels (spec/aci.md): names are AC identifiers, os/arch pairs from appc's table
+    pytest.param([ROOTFS], {**MANIFEST, "labels": [*MANIFEST["labels"], {"name": "example.com/channel",
+                                                                         "value": "beta"}]},
+                 None, True, id="label-name-ac-identifier"),
+    pytest.param([ROOTFS], {**MANIFEST, "labels": [{"name": "os", "value": "darwin"},
+                                                   {"name": "arch", "value": "x86_64"}]}, None, True,
+                 id="os-arch-darwin"),
+    pytest.param([ROOTFS], {**MANIFEST, "labels": [{"name": "os", "value": "freebsd"},
+                                                   {"name": "arch", "value": "aarch64"}]},
+                 "manifest: labels: arch 'aarch64' is not one of amd64, i386, arm (os freebsd)", True,
+                 id="os-arch-not-in-the-table"),
+    # JSON names are case-sensitive: "Labels" is no field of the schema (which lets unknown fields
+    # through); Go's encoding/json reads it as labels
+    pytest.param([ROOTFS], {**MANIFEST, "Labels": [{"name": "os", "value": "plan9"}]}, None, False,
+                 id="field-name-in-another-case"),
+    # annotations (spec/aci.md): homepage and documentation are http or https URLs (RFC 3986)
+    pytest.param([ROOTFS], _homepage("https://example.com/a b?q=%41#top"), None, True, id="homepage"),
+    pytest.param([ROOTFS], _homepage("https://exa mple.com/"),
+                 "manifest: annotations: homepage 'https://exa mple.com/' is not an http or https URL", True,
+                 id="homepage-space-in-host"),
+    pytest.param([ROOTFS], _homepage("https://example.com/%zz"),
+                 "manifest: annotations: homepage 'https://example.com/%zz' is not an http or https URL", True,
+                 id="homepage-bad-escape"),
+    pytest.param([ROOTFS], _homepage("https://example.com:https/"),
+                 "manifest: annotations: homepage 'https://example.com:https/' is not an http or https URL", True,
+                 id="homepage-port-not-a-number"),
+    pytest.param([ROOTFS], _homepage("https://example.com/\x7f"),
+                 "manifest: annotations: homepage 'https://example.com/\\x7f' is not an http or https URL", True,
+                 id="homepage-control-character"),
+    # RFC 3986 (3.2.2) has no "<" in a host; Go's url.Parse lets it through
+    pytest.param([ROOTFS], _homepage("https://a<b/"),
+                 "manifest: annotations: homepage 'https://a<b/' is not an http or https URL", False,
+                 id="homepage-angle-bracket-in-host"),
+    # RFC 3986 (3.2.2): a host name may be percent-encoded; Go refuses escapes of ASCII in hosts
+    pytest.param([ROOTFS], _homepage("https://%65xample.com/"), None, False, id="homepage-percent-encoded-host"),
+    # RFC 3339 (5.6): an offset's hours are 00-23; Go's time.Parse takes +24:00
+    pytest.param([ROOTFS], {**MANIFEST, "annotations": [{"name": "created", "value": "2020-01-01T00:00:00+24:00"}]},
+                 "manifest: annotations: created '2020-01-01T00:00:00+24:00' is not an RFC 3339 date", False,
+                 id="created-offset-24-hours"),
+    # isolators (spec/ace.md): values, ranges, defaults, counts
+    pytest.param([ROOTFS], _isolators(("resource/memory", {"limit": "1.5Gi", "request": "1e9"}),
+                                      ("resource/cpu", {"limit": 2}),
+                                      ("resource/block-iops", {"default": True, "limit": "1k"}),
+                                      ("os/linux/seccomp-remove-set", {"set": ["reboot"], "errno": "ENOTSUP"}),
+                                      ("os/linux/selinux-context", _SELINUX),
+                                      ("os/linux/capabilities-retain-set", {"set": ["CAP_CHOWN"]}),
+                                      ("os/linux/capabilities-retain-set", {"set": ["CAP_KILL"]}),
+                                      ("os/linux/cpu-shares", 262144),
+                                      ("os/unix/sysctl", {"net.ipv4.ip_forward": "0"})),
+                 None, True, id="isolators"),
+    pytest.param([ROOTFS], _isolators(("resource/memory", {"limit": "1kk"})),
+                 "manifest: app.isolators[0]: the value of resource/memory is missing or malformed", True,
+                 id="quantity-unknown-suffix"),
+    pytest.param([ROOTFS], _isolators(("resource/memory", {"limit": "1.2.3"})),
+                 "manifest: app.isolators[0]: the value of resource/memory is missing or malformed", True,
+                 id="quantity-two-points"),
+    # spec/ace.md lists K among the metric suffixes; Kubernetes' parser in actool knows only k
+    pytest.param([ROOTFS], _isolators(("resource/memory", {"limit": "512K"})), None, False, id="quantity-capital-k"),
+    # no number: the quantity format (Kubernetes', quoted by actool's own message) needs a digit or '.'
+    pytest.param([ROOTFS], _isolators(("resource/memory", {"limit": "k"})),
+                 "manifest: app.isolators[0]: the value of resource/memory is missing or malformed", False,
+                 id="quantity-without-number"),
+    pytest.param([ROOTFS], _isolators(("resource/cpu", {"default": True, "limit": "1"})),
+                 "manifest: app.isolators[0]: resource/cpu: default must be false", True, id="cpu-default"),
+    pytest.param([ROOTFS], _isolators(("resource/block-bandwidth", {"limit": "1M"})),
+                 "manifest: app.isolators[0]: resource/block-bandwidth: default must be true", True,
+                 id="block-bandwidth-without-default"),
+    pytest.param([ROOTFS], _isolators(("resource/network-bandwidth", {"default": True, "request": "1", "limit": "1"})),
+                 "manifest: app.isolators[0]: resource/network-bandwidth: takes a limit, not a request", True,
+                 id="network-bandwidth-request"),
+    pytest.param([ROOTFS], _isolators(("os/linux/oom-score-adj", 1001)),
+                 "manifest: app.isolators[0]: os/linux/oom-score-adj: 1001 is not between -1000 and 1000", True,
+                 id="oom-score-adj-range"),
+    pytest.param([ROOTFS], _isolators(("os/linux/cpu-shares", 1)),
+                 "manifest: app.isolators[0]: os/linux/cpu-shares: 1 is not between 2 and 262144", True,
+                 id="cpu-shares-range"),
+    pytest.param([ROOTFS], _isolators(("os/linux/seccomp-retain-set", {"set": ["read"], "errno": "enosys"})),
+                 "manifest: app.isolators[0]: os/linux/seccomp-retain-set: errno 'enosys' is not an errno name "
+                 "(ENOSYS, EPERM ...)", True, id="seccomp-errno"),
+    pytest.param([ROOTFS], _isolators(("os/linux/seccomp-retain-set", {"set": ["read"]}),
+                                      ("os/linux/seccomp-remove-set", {"set": ["reboot"]})),
+                 "manifest: app.isolators[1]: os/linux/seccomp-remove-set cannot be given with "
+                 "os/linux/seccomp-retain-set", True, id="seccomp-retain-and-remove"),
+    pytest.param([ROOTFS], _isolators(("os/linux/oom-score-adj", 1), ("os/linux/oom-score-adj", 2)),
+                 "manifest: app.isolators[1]: os/linux/oom-score-adj given twice (once per app)", True,
+                 id="oom-score-adj-twice"),
+    pytest.param([ROOTFS], _isolators(("os/linux/selinux-context", {**_SELINUX, "level": ""})),
+                 "manifest: app.isolators[0]: os/linux/selinux-context: level '' is empty", True,
+                 id="selinux-context-without-level"),
+    pytest.param([ROOTFS], _isolators(("os/linux/selinux-context", {**_SELINUX, "user": "a:b"})),
+                 "manifest: app.isolators[0]: os/linux/selinux-context: user 'a:b' is empty or holds ':'", True,
+                 id="selinux-context-colon"),
+    pytest.param([ROOTFS], _isolators(("os/unix/sysctl", {"net.ipv4.ip_forward": 0})),
+                 "manifest: app.isolators[0]: the value of os/unix/sysctl is missing or malformed", True,
+                 id="sysctl-value-not-a-string"),
+    # the app: environment names, event handlers, mount points, ports, supplementary groups
+    pytest.param([ROOTFS], _app(environment=[{"name": "A.B-C_1", "value": "x"}]), None, True, id="environment"),
+    pytest.param([ROOTFS], _app(environment=[{"name": "A=B", "value": "x"}]),
+                 "manifest: app.environment: 'A=B' is not an environment variable name", True,
+                 id="environment-name"),
+    pytest.param([ROOTFS], _app(eventHandlers={}), "manifest: app.eventHandlers is not a list", True,
+                 id="event-handlers-object"),
+    pytest.param([ROOTFS], _app(eventHandlers=[{"name": "pre-start", "exec": "/bin/true"}]),
+                 "manifest: app.eventHandlers: pre-start: exec is not a list of strings", True,
+                 id="event-handler-exec-string"),
+    pytest.param([ROOTFS], _app(mountPoints={}), "manifest: app.mountPoints is not a list", True,
+                 id="mount-points-object"),
+    # the name is the key a pod's volume is given by (spec/pods.md): two mount points cannot share it
+    pytest.param([ROOTFS], _app(mountPoints=[{"name": "data", "path": "/a"}, {"name": "data", "path": "/b"}]),
+                 "manifest: app.mountPoints: a name is given twice", False, id="mount-point-name-twice"),
+    pytest.param([ROOTFS], _app(ports=[{"name": "dns", "protocol": "udp", "port": 53, "count": 65483}]), None, True,
+                 id="port-range-to-65535"),
+    pytest.param([ROOTFS], _app(ports=[{"name": "dns", "protocol": "udp", "port": 0}]),
+                 "manifest: app.ports: 'dns': port 1-65535, protocol, count or socketActivated malformed", True,
+                 id="port-zero"),
+    pytest.param([ROOTFS], _app(supplementaryGIDs=[10, "20"]), "manifest: app.supplementaryGIDs is not a list of "
+                 "integers", True, id="supplementary-gids"),
+    # dependencies and the path whitelist
+    pytest.param([ROOTFS], {**MANIFEST, "dependencies": [{"imageName": "example.com/base", "labels": [
+        {"name": "example.com/channel", "value": "beta"}]}]}, None, True, id="dependency-label-ac-identifier"),
+    pytest.param([ROOTFS], {**MANIFEST, "dependencies": {}}, "manifest: dependencies is not a list", True,
+                 id="dependencies-object"),
+    pytest.param([ROOTFS], {**MANIFEST, "dependencies": [{"imageName": "example.com/base", "size": 2**64}]},
+                 "manifest: dependencies[0].size 18446744073709551616 is not a byte count", True,
+                 id="dependency-size-past-uint64"),
+    # spec/types.md: an image ID's value is the hex encoded digest; actool takes any text after "sha512-"
+    pytest.param([ROOTFS], {**MANIFEST, "dependencies": [{"imageName": "example.com/base", "imageID": "sha512-xyz"}]},
+                 "manifest: dependencies[0].imageID 'sha512-xyz' is not sha512-<hex>", False, id="dependency-image-id"),
+    pytest.param([ROOTFS], {**MANIFEST, "pathWhitelist": ""}, "manifest: pathWhitelist is not a list", True,
+                 id="path-whitelist-string"),
+    # the manifest's JSON: UTF-8 (RFC 8259, section 8.1), each key once
+    pytest.param([ROOTFS], b"\xef\xbb\xbf" + _M,
+                 "entry 'manifest': manifest is not valid JSON: it starts with a byte order mark (U+FEFF), which "
+                 "JSON text does not have (RFC 8259, section 8.1)", True, id="byte-order-mark"),
+    pytest.param([ROOTFS], json.dumps(MANIFEST).encode("utf-16"),
+                 "entry 'manifest': manifest is not valid JSON: not UTF-8 text (byte 0)", True, id="utf-16"),
+    # Go replaces bytes that are not UTF-8 by U+FFFD; RFC 8259 (8.1) requires UTF-8
+    pytest.param([ROOTFS], _M[:-1] + b',"annotations":[{"name":"a","value":"\xff"}]}',
+                 "entry 'manifest': manifest is not valid JSON: not UTF-8 text (byte 196)", False, id="not-utf-8"),
+    pytest.param([ROOTFS], _M[:-1] + b',"name":"Example.com/Test","name":"example.com/test"}',
+                 "entry 'manifest': key 'name' given twice in one object", True, id="key-twice-first-invalid"),
+    # readers differ on which of two keys counts (Go and Python take the last, others the first):
+    # the same manifest would be another image for them; actool checks each and takes the last
+    pytest.param([ROOTFS], _M[:-1] + b',"name":"example.com/other"}',
+                 "entry 'manifest': key 'name' given twice in one object", False, id="key-twice-both-valid"),
+    # the archive's layout (spec/aci.md, "Image Archives")
+    pytest.param([("rootfs/a", tarfile.REGTYPE, "x")], MANIFEST, "no 'rootfs' directory entry", True,
+                 id="rootfs-only-implied"),
+    pytest.param([], MANIFEST, "no 'rootfs' directory entry", True, id="no-rootfs"),
+    pytest.param([("rootfs", tarfile.REGTYPE, "x")], MANIFEST, "entry 'rootfs': not a directory", True,
+                 id="rootfs-a-file"),
+    pytest.param([("./", tarfile.DIRTYPE, ""), ("./rootfs/", tarfile.DIRTYPE, ""),
+                  ("./rootfs/a", tarfile.REGTYPE, "x")], MANIFEST, None, True,
+                 id="archive-root-entry"),  # what `tar -C layout -cf image.aci .` writes
+    # "only two top-level pathnames": actool takes any name that starts with the text "rootfs"
+    pytest.param([ROOTFS, ("rootfs.old/a", tarfile.REGTYPE, "x")], MANIFEST,
+                 "entry 'rootfs.old/a': only 'manifest' and 'rootfs/' may be at the top", False, id="rootfs-prefix"),
+    # "no duplicate entries": actool leaves the rootfs entry out of its count
+    pytest.param([ROOTFS, ("rootfs/", tarfile.DIRTYPE, "")], MANIFEST, "entry 'rootfs': given twice", False,
+                 id="rootfs-twice"),
+]
+
+
+@pytest.mark.parametrize(("entries", "manifest", "problem", "actool_agrees"), AGREEMENT_CASES)
+def test_validate_agrees_with_actool(tmp_path: Path, entries: list, manifest: dict | bytes, problem: str | None,
+                                     actool_agrees: bool) -> None:
+    """validate's verdict on each rule beside actool's (the oracle), and the problem it names."""
+    from runner.acitool import validate_aci
+
+    aci = _aci(tmp_path / "case.aci", entries, manifest)
+    report = validate_aci(aci)
+    assert report.problems == ([] if problem is None else [problem])
+    if ACTOOL is not None:
+        verdict = subprocess.run([ACTOOL, "validate", str(aci)], capture_output=True, text=True, errors="replace",
+                                 check=False)
+        assert (verdict.returncode == 0) is (report.valid is actool_agrees), verdict.stderr
+
+
 def test_nan_in_the_manifest_is_not_json(tmp_path: Path) -> None:
     """Python's json reads NaN and Infinity; RFC 8259 (and actool) do not, and render would
     write them back into DIR/manifest."""
@@ -219,6 +436,25 @@ def test_nan_in_the_manifest_is_not_json(tmp_path: Path) -> None:
                              "NaN is not JSON (RFC 8259 has no NaN or Infinity)\n")
     render = _cli("render", str(aci), str(tmp_path / "out"))
     assert render.returncode == 1 and not (tmp_path / "out").exists()
+
+
+def test_render_refuses_an_aci_without_rootfs(tmp_path: Path) -> None:
+    """A manifest alone is no image (spec/aci.md, "Image Archives": a manifest and a rootfs
+    directory; actool refuses it): render wrote an empty rootfs and exited 0. Entries under
+    rootfs/ without the directory's own entry still render, as rkt renders them (validate
+    names the missing entry, as actool does)."""
+    bare = _aci(tmp_path / "bare.aci", [])
+    result = _cli("render", str(bare), str(tmp_path / "out"))
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == f"Error: rendering {bare}: no 'rootfs' directory: not an ACI\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["bare.aci"]  # neither DIR nor a work directory is left
+    if ACTOOL is not None:
+        verdict = subprocess.run([ACTOOL, "validate", str(bare)], capture_output=True, text=True, check=False)
+        assert verdict.returncode == 1 and "no rootfs found in layout" in verdict.stderr
+    implied = _aci(tmp_path / "implied.aci", [("rootfs/a", tarfile.REGTYPE, "x")])
+    result = _cli("render", str(implied), str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "rootfs" / "a").read_text() == "x"
 
 
 @pytest.mark.parametrize("dependencies", [{"imageName": "example.com/base"}, ["example.com/base"], "base"])

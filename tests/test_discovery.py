@@ -10,6 +10,7 @@ signed by it; one server serves every test's tree, each under ``127.0.0.1/<test 
 from __future__ import annotations
 
 import datetime
+import functools
 import gzip
 import hashlib
 import html.parser
@@ -29,13 +30,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Self
 
 import pytest
 import requests
-from services import die_with_pytest
+from services import QuietHTTPServer, die_with_pytest
 
 from docker2aci import cli, discovery, signing
 from docker2aci.discovery import (
@@ -519,7 +520,7 @@ def test_a_tampered_aci_is_refused_and_nothing_is_left(server: Server, prefix: s
 
     assert result.status == 1, result.err
     assert "BAD signature" in result.err and "http://127.0.0.1/" in result.err
-    assert list(out.iterdir()) == []
+    assert not out.exists()
 
 
 def test_an_untrusted_key_is_refused(server: Server, prefix: str, keys: dict[str, Key], cache_dir: Path,
@@ -534,7 +535,7 @@ def test_an_untrusted_key_is_refused(server: Server, prefix: str, keys: dict[str
 
     assert result.status == 1
     assert "not trusted" in result.err and f'prefix looked up: "{name}"' in result.err
-    assert list(out.iterdir()) == []
+    assert not out.exists()
 
 
 @pytest.mark.parametrize(("insecure", "trusted_for_name"), [
@@ -559,7 +560,7 @@ def test_a_wrong_name_in_the_manifest_is_refused(server: Server, prefix: str, ke
 
     assert result.status == 1
     assert f"names it '{HOST}/elsewhere/busybox', not '{name}'" in result.err
-    assert list(out.iterdir()) == []
+    assert not out.exists()
 
 
 def test_labels_that_do_not_match_are_refused(server: Server, prefix: str, keys: dict[str, Key],
@@ -575,7 +576,7 @@ def test_labels_that_do_not_match_are_refused(server: Server, prefix: str, keys:
 
     assert result.status == 1
     assert "version='1.0' (the manifest says 'latest')" in result.err
-    assert list(out.iterdir()) == []
+    assert not out.exists()
 
 
 def test_no_page_anywhere_names_every_url_tried(server: Server, prefix: str, tmp_path: Path,
@@ -587,6 +588,51 @@ def test_no_page_anywhere_names_every_url_tried(server: Server, prefix: str, tmp
     assert f"https://{prefix}/nothing?ac-discovery=1: HTTP 404" in result.err
     assert f"https://{HOST}/?ac-discovery=1: no ac-discovery meta tag" in result.err  # the root's listing
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_failed_discovery_removes_only_the_directories_it_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                discover_cli: DiscoverCli) -> None:
+    """The page is found, so --output-dir and its missing parents are made, then the ACI's
+    URL answers 404: the empty directories were left behind. Served without port 80: a
+    static server on a free port behind the fault proxy as the http proxy; https (tried
+    first) goes to the same proxy, which cannot tunnel, so plain http is used."""
+    from faultproxy import FaultProxy
+
+    root = tmp_path / "web"
+    name = f"{HOST}/made/app"
+    _page(Server(root, tmp_path / "unused.log"), name, f"http://{HOST}/missing/app-{{version}}.{{ext}}")
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    web = QuietHTTPServer((HOST, 0), functools.partial(Quiet, directory=str(root)))
+    thread = threading.Thread(target=web.serve_forever, daemon=True)
+    thread.start()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    try:
+        with FaultProxy(f"http://{HOST}:{web.server_address[1]}", lifetime=60) as proxy:
+            monkeypatch.setenv("HTTP_PROXY", f"http://{proxy.host}")
+            monkeypatch.setenv("HTTPS_PROXY", f"http://{proxy.host}")  # it answers CONNECT 501
+            for variable in ("NO_PROXY", "no_proxy", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+                monkeypatch.delenv(variable, raising=False)
+            results = [discover_cli("--insecure-options=http,image", "--output-dir", out,
+                                    f"{name}:1,os=linux,arch=amd64")
+                       for out in (tmp_path / "new" / "deeper" / "out", mine)]
+            tried = [seen.path for seen in proxy.requests]
+    finally:
+        web.shutdown()
+        web.server_close()
+        thread.join(10)
+
+    for result in results:
+        assert (result.status, result.err) == (1, f"Error: discovering {name}: no endpoint could be fetched: "
+                                               f"fetching the ACI of {name}: http://{HOST}/missing/app-1.aci "
+                                               "answered HTTP 404\n")
+    assert f"http://{HOST}/missing/app-1.aci" in tried  # the page was found, the ACI asked for
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "web"]  # new/deeper/out: all gone
+    assert list(mine.iterdir()) == []  # the user's own directory stays
 
 
 def test_retries_follow_the_registry_retry_policy(server: Server, prefix: str, keys: dict[str, Key], cache_dir: Path,
@@ -791,7 +837,7 @@ def test_trust_keys_from_https_ignores_keys_seen_over_http(server: Server, prefi
     assert result.status == 1
     assert "did not come over https" in result.err and "not trusted" in result.err
     assert not (tmp_path / "trust").exists()
-    assert list(out.iterdir()) == []
+    assert not out.exists()
 
 
 class _Recorder:
