@@ -256,6 +256,36 @@ def locked_temp(directory: str, prefix: str, suffix: str = "") -> tuple[int, str
         os.close(fd)
 
 
+def open_locked(path: str, how: int) -> int:
+    """Open the lock file ``path`` (creating it, mode 0600; never through a symbolic link)
+    and ``flock`` it with ``how`` (``LOCK_SH`` or ``LOCK_EX``, with ``LOCK_NB`` not
+    waiting). A cleaner may unlink a lock file while it holds it: a lock taken on a file
+    that is no longer the one at ``path`` guards nothing, so it is taken again on the
+    file there now.
+
+    Returns:
+        The locked descriptor (the caller closes it, which unlocks it).
+
+    Raises:
+        BlockingIOError: ``LOCK_NB`` and another holds the lock.
+        OSError: ``path`` cannot be opened (``ELOOP``: it is a symbolic link).
+    """
+    while True:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, how)
+            try:
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+        except BaseException:
+            os.close(fd)
+            raise
+        if same:
+            return fd
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def _held_if_abandoned(path: str) -> Iterator[bool]:
     """Take the lock of the regular file ``path`` if nobody holds it and it is still the

@@ -3,7 +3,7 @@
 ``docker2aci [FLAGS] IMAGE`` (flags with one or two dashes, before or after IMAGE) is
 ``docker2aci convert``; ``docker2aci run IMAGE [-- ARGS]`` runs an image (converting it
 first when it is not an ACI), ``fetch`` converts, verifies and renders it, ``gc`` cleans
-the tree store; ``keys``, ``sign``,
+the tree store and the cache; ``keys``, ``sign``,
 ``verify`` and ``trust`` manage signing keys, signatures and the trust store
 (:mod:`docker2aci.signing`, :mod:`docker2aci.trust`); ``completion`` prints a bash, zsh or
 fish completion script of every command of :data:`PARSERS`. This module only
@@ -54,7 +54,7 @@ _USAGE = """docker2aci [-debug] [-nosquash] [-compression=(gzip|none|xz|bzip2)] 
   Signing: [--sign KEYFILE [--sign-passphrase-file FILE] | --gpg-key ID] writes <ACI>.asc
        docker2aci run [--insecure-options=image] [--stage fly|isolated] [--volume ...] IMAGE [-- ARGS]
        docker2aci fetch [--json] IMAGE         (convert, verify, render; prints <image_id> <path>)
-       docker2aci gc [--grace DURATION]        (remove ended pods and unused trees)
+       docker2aci gc [--grace DURATION] [--cache-grace DURATION]  (remove ended pods, unused trees and cache)
        docker2aci validate|inspect ACI...; docker2aci render ACI DIR
        docker2aci batch FILE|-                 (convert every image a batch file lists)
        docker2aci mirror HOST/REPO...          (convert repositories; --all-repos HOST for a whole registry)
@@ -133,10 +133,14 @@ def _fetch_parser(prog: str) -> argparse.ArgumentParser:
 
 def _gc_parser(prog: str) -> argparse.ArgumentParser:
     p = _Parser(prog=f"{prog} gc", allow_abbrev=False,
-                description="Remove the pods of ended runs and the rendered trees no run uses.")
+                description="Remove the pods of ended runs, the rendered trees no run uses, and the cached "
+                            "conversions and blobs not used within --cache-grace.")
     _flag(p, "cache-dir", type=_path, metavar="DIR", help="The cache and tree store (default: ~/.cache/docker2aci)")
     _flag(p, "grace", default="0s", metavar="DURATION",
           help="Keep trees used more recently than this (e.g. 30m, 24h; default 0s)")
+    _flag(p, "cache-grace", default="24h", metavar="DURATION",
+          help="Keep cached conversions and blobs used more recently than this (default 24h, as rkt image gc)")
+    _flag(p, "keep-cache", action="store_true", help="Leave the cached conversions and blobs alone")
     _flag(p, "json", action="store_true", help="Print what was removed and kept as one JSON object")
     _flag(p, "debug", action="store_true", help="Enables debug messages")
     return p
@@ -313,15 +317,16 @@ def cmd_fetch(argv: Sequence[str], prog: str) -> int:
 
 
 def cmd_gc(argv: Sequence[str], prog: str) -> int:
-    """``docker2aci gc``: remove ended pods and unused trees."""
+    """``docker2aci gc``: remove ended pods, unused trees and unused cache entries."""
     args = _gc_parser(prog).parse_args(list(argv))
     _setup_logging(args.debug)
     grace = parse_duration(args.grace)
+    cache_grace = parse_duration(args.cache_grace, "--cache-grace")
     from runner.pod import gc_pods
     from runner.treestore import TreeStore, default_store_dir
 
     from .prerun import gc_work_dirs
-    from .store import CACHE_SUBDIRS, check_trusted_subdirs
+    from .store import CACHE_SUBDIRS, CacheGcReport, check_trusted_subdirs, gc_cache
 
     root = args.cache_dir or default_store_dir()
     try:
@@ -332,13 +337,19 @@ def cmd_gc(argv: Sequence[str], prog: str) -> int:
         pods = gc_pods(root)
         work_dirs = gc_work_dirs(root)
         report = store.gc(grace)
+        cache = CacheGcReport() if args.keep_cache else gc_cache(root, cache_grace)
     except OSError as err:  # a cache directory that is a file, unreadable ...
         raise OutputError(f"--cache-dir {root}: {err.strerror or err}"
                           + (f" ({err.filename})" if err.filename and err.filename != root else "")) from err
     if args.json:
         print(json.dumps({"pods_removed": pods, "work_dirs_removed": work_dirs,
                           "trees_removed": report.removed, "trees_in_use": report.in_use,
-                          "trees_recent": report.recent, "partial_trees_removed": report.partial},
+                          "trees_recent": report.recent, "partial_trees_removed": report.partial,
+                          "conversions_removed": cache.conversions_removed,
+                          "conversions_in_use": cache.conversions_in_use,
+                          "conversions_recent": cache.conversions_recent, "blobs_removed": cache.blobs_removed,
+                          "blobs_in_use": cache.blobs_in_use, "blobs_recent": cache.blobs_recent,
+                          "locks_removed": cache.locks_removed, "cache_bytes_freed": cache.bytes_freed},
                          separators=(",", ":")))
     else:
         for image_id in report.removed:
@@ -349,24 +360,40 @@ def cmd_gc(argv: Sequence[str], prog: str) -> int:
             print(f"Removed the work directory of an interrupted conversion: {path}")
         for path in report.partial:
             print(f"Removed what an interrupted render left in the tree store: {path}")
-        grace = args.grace + ("s" if args.grace[-1:].isdigit() else "")  # --grace 90: seconds
-        print(f"Kept {len(report.in_use)} tree(s) in use and {len(report.recent)} used within {grace}")
+        for key in cache.conversions_removed:
+            print(f"Removed cached conversion {key}")
+        for digest in cache.blobs_removed:
+            print(f"Removed cached blob {digest}")
+        if cache.locks_removed:
+            print(f"Removed {len(cache.locks_removed)} lock file(s) nobody held")
+        print(f"Kept {len(report.in_use)} tree(s) in use and {len(report.recent)} used within "
+              f"{_with_unit(args.grace)}")
+        if not args.keep_cache:
+            conversions = len(cache.conversions_in_use) + len(cache.conversions_recent)
+            blobs = len(cache.blobs_in_use) + len(cache.blobs_recent)
+            print(f"Kept {conversions} cached conversion(s) and {blobs} blob(s) in use or used within "
+                  f"{_with_unit(args.cache_grace)}; freed {cache.bytes_freed} bytes of the cache")
     return EXIT_OK
+
+
+def _with_unit(duration: str) -> str:
+    """A :func:`parse_duration` text as shown: ``90`` is ``90s``."""
+    return duration + ("s" if duration[-1:].isdigit() else "")
 
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhd]?)")
 
 
-def parse_duration(text: str) -> float:
+def parse_duration(text: str, flag: str = "--grace") -> float:
     """``90``, ``90s``, ``30m``, ``24h`` or ``7d`` as seconds.
 
     Raises:
-        UsageError: anything else, or a negative value.
+        UsageError: anything else, or a negative value (naming ``flag``).
     """
     match = _DURATION.fullmatch(text)
     if match is None:
-        raise UsageError(f"--grace {text!r}: use a number of seconds, or one with a unit: 90s, 30m, 24h, 7d")
+        raise UsageError(f"{flag} {text!r}: use a number of seconds, or one with a unit: 90s, 30m, 24h, 7d")
     return float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
 
 

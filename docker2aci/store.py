@@ -20,6 +20,10 @@ Nothing becomes visible before it is complete and verified: a blob is written to
 ``tmp/``, checked against its digest, and renamed into ``blobs/``. Concurrent processes
 fetching the same blob wait on its lock, so each blob is fetched once. Pulled content may
 be private: the cache is created mode 0700 and its files 0600.
+
+Every use of a blob or a conversion sets its mtime (a conversion's: its record's), which
+``docker2aci gc`` reads to remove those unused for longer than a grace period
+(:func:`gc_cache`), each under its lock.
 """
 
 from __future__ import annotations
@@ -31,14 +35,17 @@ import hashlib
 import json
 import logging
 import os
+import re
 import stat
+import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any, BinaryIO
 
-from .atomic import TEMP_PREFIX, TEMP_SUFFIX, atomic_file, locked_temp, remove_abandoned_in, remove_quietly
+from .atomic import (TEMP_PREFIX, TEMP_SUFFIX, atomic_file, locked_temp, open_locked, remove_abandoned_in,
+                     remove_quietly)
 from .digest import Digest
-from .errors import DigestMismatch, OutputError
+from .errors import DigestMismatch, InvalidManifest, OutputError
 from .filestamp import is_settled, read_memo, stamp, write_memo
 
 log = logging.getLogger(__name__)
@@ -182,23 +189,37 @@ class BlobCache:
         """Drop a cached blob (one that failed verification when read)."""
         remove_quietly(self.path(digest))
 
-    def read(self, digest: Digest, limit: int) -> bytes | None:
+    def read(self, digest: Digest, limit: int, fetch: Callable[[BinaryIO], None] | None = None) -> bytes | None:
         """A small cached blob (a manifest or config) after checking its digest, or ``None``
         when it is absent or does not match (a damaged entry is removed).
 
+        Args:
+            fetch: when given, a blob the cache lacks is fetched first (:meth:`open`).
+
         Raises:
             OSError: the cache cannot be read (other than the file being absent).
+            (with ``fetch``: what :meth:`open` raises)
         """
-        path = self.path(digest)
-        try:
-            with open(path, "rb") as f:
-                data = f.read(limit + 1)
-        except FileNotFoundError:
+        f = self.open_cached(digest) if fetch is None else self.open(digest, fetch)
+        if f is None:
             return None
+        with f:
+            data = f.read(limit + 1)
         if len(data) > limit or Digest.of_bytes(data, digest.algorithm) != digest:
-            remove_quietly(path)
+            remove_quietly(self.path(digest))
             return None
         return data
+
+    def open_cached(self, digest: Digest) -> BinaryIO | None:
+        """The cached blob, open for reading and marked used (its mtime, which
+        :func:`gc_cache` reads), or ``None`` when it is not cached. Once open, it stays
+        readable whatever removes it from the cache."""
+        try:
+            f = open(self.path(digest), "rb")  # noqa: SIM115 (the caller closes it)
+        except FileNotFoundError:
+            return None
+        _mark_used(f.fileno())
+        return f
 
     def put(self, digest: Digest, data: bytes) -> None:
         """Store a small blob already in memory.
@@ -210,39 +231,43 @@ class BlobCache:
         if actual != digest:
             raise DigestMismatch(f"blob {digest}", str(digest), str(actual))
         if self.has(digest):
+            _mark_used(self.path(digest))
             return
         with self._temp() as (tmp, f):
             _CacheWriter(f, self.root).write(data)
             self._sync(f)
             self._publish(tmp, digest)
 
-    def ensure(self, digest: Digest, fetch: Callable[[BinaryIO], None]) -> str:
-        """The path of a blob, fetching it first when it is not cached.
+    def open(self, digest: Digest, fetch: Callable[[BinaryIO], None]) -> BinaryIO:
+        """The blob, open for reading and marked used, fetched first when it is not cached.
 
         ``fetch`` writes the blob into the file it is given and verifies it while writing
         (a ``RegistryClient.fetch_blob``, which raises ``DigestMismatch`` for other
-        bytes); only then does the file become visible. Concurrent callers (threads or processes) for the
-        same digest wait for one fetch. A blob already in the cache is returned without
-        hashing it: readers verify what they read (layers through ``VerifyingReader``,
-        small blobs through :meth:`read`).
+        bytes); only then does the file become visible. Concurrent callers (threads or
+        processes) for the same digest wait for one fetch. A blob already in the cache is
+        opened without hashing it: readers verify what they read (layers through
+        ``VerifyingReader``, small blobs through :meth:`read`). A fetched blob is opened
+        under its lock, which :func:`gc_cache` takes to remove it: what this returns is
+        never a blob gone meanwhile.
 
         Raises:
             OutputError: the cache cannot be written.
             (and whatever ``fetch`` raises, ``DigestMismatch`` among them; nothing is
             left behind then)
         """
-        path = self.path(digest)
-        if os.path.isfile(path):
-            return path
+        cached = self.open_cached(digest)
+        if cached is not None:
+            return cached
         with self._lock(digest):
-            if os.path.isfile(path):
-                return path
+            cached = self.open_cached(digest)
+            if cached is not None:
+                return cached
             with self._temp() as (tmp, f):
                 # verifies as it writes: no second hashing
                 fetch(_CacheWriter(f, self.root))  # type: ignore[arg-type]
                 self._sync(f)
                 self._publish(tmp, digest)
-        return path
+            return open(self.path(digest), "rb")
 
     def _sync(self, f: IO[bytes]) -> None:
         try:
@@ -278,7 +303,7 @@ class BlobCache:
         except OSError as err:
             raise _cache_error(self.root, err) from err
 
-    def _lock(self, digest: Digest) -> contextlib.AbstractContextManager[None]:
+    def _lock(self, digest: Digest) -> contextlib.AbstractContextManager[bool]:
         return cache_lock(self.root, f"{digest.algorithm}-{digest.hex}")
 
 
@@ -297,6 +322,14 @@ def _remove_abandoned_blobs(root: str) -> list[str]:
     """Remove the partial downloads under ``tmp/`` of the cache ``root`` whose writer is
     gone (a writer holds its file's lock until it has renamed or removed it); returns them."""
     return remove_abandoned_in(os.path.join(root, "tmp"), BLOB_TEMP_PREFIX, "")
+
+
+def _mark_used(target: str | int) -> None:
+    """Set the mtime of a cache entry (a path or an open descriptor) to now: its last use,
+    as :func:`gc_cache` reads it. Best effort: an entry that cannot be touched (a cache on
+    a read-only file system) keeps its time."""
+    with contextlib.suppress(OSError):
+        os.utime(target)
 
 
 def _cache_error(root: str, err: OSError) -> OutputError:
@@ -342,8 +375,15 @@ class _CacheWriter:
 
 
 @contextlib.contextmanager
-def cache_lock(root: str, name: str) -> Iterator[None]:
-    """Hold the exclusive lock ``<root>/locks/<name>`` (``flock``; waits for it).
+def cache_lock(root: str, name: str, *, wait: bool = True) -> Iterator[bool]:
+    """Hold the exclusive lock ``<root>/locks/<name>`` (``flock``), taken again when
+    ``docker2aci gc`` removed the file meanwhile (:func:`docker2aci.atomic.open_locked`).
+
+    Args:
+        wait: wait for the lock; else give it up at once when another holds it.
+
+    Yields:
+        Whether the lock is held (always, when waiting).
 
     Raises:
         OutputError: the lock file cannot be created.
@@ -352,16 +392,19 @@ def cache_lock(root: str, name: str) -> Iterator[None]:
     path = os.path.join(locks, name)
     try:
         _private_dirs(locks)
-        # never followed: a link planted there would create or lock a file elsewhere
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        fd = open_locked(path, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fd = None
     except OSError as err:
         if err.errno == errno.ELOOP:
             raise OutputError(f"lock file {path} is a symbolic link, not a file of the cache: "
                               "remove it") from err
         raise OutputError(f"writing to the cache {root}: {err.strerror or err}") from err
+    if fd is None:
+        yield False
+        return
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        yield True
     finally:
         os.close(fd)
 
@@ -396,15 +439,16 @@ class ConversionCache:
         self.root = root
         self.dir = os.path.join(root, "conversions")
 
-    def lock(self, key: str) -> contextlib.AbstractContextManager[None]:
+    def lock(self, key: str) -> contextlib.AbstractContextManager[bool]:
         """Hold the lock of one conversion, so that processes racing to convert the same
         image convert it once: the first converts and puts, the others then get."""
         return cache_lock(self.root, f"conversion-{key}")
 
     def get(self, key: str) -> CachedConversion | None:
         """The cached conversion for ``key``, or ``None`` when there is none or its record
-        is malformed. The ACI is verified against the record when it is copied out
-        (:func:`publish_copy`)."""
+        is malformed; one found is marked used (its record's mtime, which :func:`gc_cache`
+        reads). Call it under the conversion's lock (:meth:`lock`). The ACI is verified
+        against the record when it is copied out (:func:`publish_copy`)."""
         aci = os.path.join(self.dir, f"{key}.aci")
         path = os.path.join(self.dir, f"{key}.json")
         try:
@@ -423,6 +467,7 @@ class ConversionCache:
         if record["key"] != key:  # another conversion's record (and ACI) moved here
             log.warning("%s: not the record of this conversion (it names another); converting again", path)
             return None
+        _mark_used(path)
         return CachedConversion(aci, record)
 
     def put(self, key: str, aci_path: str, record: dict[str, Any], aci_sha256: str | None = None) -> None:
@@ -570,3 +615,127 @@ def _link_into_place(src: str, dest: str) -> bool:
     finally:  # rename(2) leaves both names when dest became the same file meanwhile
         remove_quietly(tmp)
     return True
+
+
+_CONVERSION_FILE = re.compile(r"([0-9a-f]{64})\.(aci|json|stamp)")
+"""A file of the conversion cache: ``<key>.aci``, ``.json`` or ``.stamp``."""
+
+
+@dataclass
+class CacheGcReport:
+    """What :func:`gc_cache` did.
+
+    Attributes:
+        conversions_removed: keys of the conversions removed (ACI, record and stamp).
+        conversions_in_use: keys of those kept because their lock is held (being made
+            or reused).
+        conversions_recent: keys of those kept because they were used within the grace
+            period.
+        blobs_removed, blobs_in_use, blobs_recent: the same for blobs (``sha256:<hex>``).
+        locks_removed: names of the lock files of no entry (``locks/<name>``: left by a
+            failed fetch or conversion) removed: nobody held them. (The lock files of the
+            entries looked at go too, unless held, unreported.)
+        bytes_freed: the sizes of the files removed whose last name it was (a cached ACI
+            still linked as an output file frees nothing).
+    """
+
+    conversions_removed: list[str] = field(default_factory=list)
+    conversions_in_use: list[str] = field(default_factory=list)
+    conversions_recent: list[str] = field(default_factory=list)
+    blobs_removed: list[str] = field(default_factory=list)
+    blobs_in_use: list[str] = field(default_factory=list)
+    blobs_recent: list[str] = field(default_factory=list)
+    locks_removed: list[str] = field(default_factory=list)
+    bytes_freed: int = 0
+
+
+def gc_cache(root: str, grace_seconds: float) -> CacheGcReport:
+    """Remove the conversions and blobs of the cache ``root`` not used within
+    ``grace_seconds`` (the last use is the mtime of a conversion's record and of a blob,
+    which every reuse sets, like rkt's ``image gc --grace-period``), and the lock files
+    nobody holds. An entry is removed only under its lock, taken without waiting (one
+    being made or reused is kept): a conversion or run racing with this never sees half
+    an entry. A blob a kept conversion was made from may go: the ACI is complete
+    without it.
+
+    Raises:
+        OutputError: the lock directory cannot be written.
+        OSError: a directory of the cache cannot be read.
+    """
+    report = CacheGcReport()
+    now = time.time()
+    conversions = os.path.join(root, "conversions")
+    keys = sorted({m.group(1) for n in _names(conversions) if (m := _CONVERSION_FILE.fullmatch(n))})
+    for key in keys:  # the record first: one left without it is removed by the next gc
+        files = [os.path.join(conversions, key + suffix) for suffix in (".json", ".aci", ".stamp")]
+        status = _remove_unused(root, f"conversion-{key}", files, now, grace_seconds, report)
+        if status is not None:
+            getattr(report, f"conversions_{status}").append(key)
+    blobs = os.path.join(root, "blobs")
+    for algorithm in _names(blobs, directories=True):
+        for name in _names(os.path.join(blobs, algorithm)):
+            try:
+                digest = Digest.parse(f"{algorithm}:{name}")
+            except InvalidManifest:  # not a blob of ours
+                continue
+            status = _remove_unused(root, f"{algorithm}-{name}", [os.path.join(blobs, algorithm, name)], now,
+                                    grace_seconds, report)
+            if status is not None:
+                getattr(report, f"blobs_{status}").append(str(digest))
+    for name in _names(os.path.join(root, "locks")):  # left by entries gone, or by failed fetches
+        with cache_lock(root, name, wait=False) as held:
+            if held:  # ours while held: a taker then finds the file gone and takes a new one
+                remove_quietly(os.path.join(root, "locks", name))
+                report.locks_removed.append(name)
+    return report
+
+
+def _remove_unused(root: str, lock: str, files: list[str], now: float, grace_seconds: float,
+                   report: CacheGcReport) -> str | None:
+    """Remove the files of one cache entry under its lock ``lock`` unless it is held or
+    the first file was used within ``grace_seconds`` (a missing first file: unused);
+    adds the bytes freed to ``report``. The lock file goes too unless it is held (the
+    next taker makes another).
+
+    Returns:
+        ``"removed"``, ``"in_use"``, ``"recent"``, or ``None`` when none of the files is there.
+    """
+    with cache_lock(root, lock, wait=False) as held:
+        if not held:
+            return "in_use" if any(os.path.lexists(path) for path in files) else None
+        try:
+            if not any(os.path.lexists(path) for path in files):
+                return None
+            try:
+                used: float | None = os.lstat(files[0]).st_mtime
+            except FileNotFoundError:
+                used = None
+            if used is not None and max(now - used, 0.0) < grace_seconds:  # used "later" (the clock went back): now
+                return "recent"
+            for path in files:
+                report.bytes_freed += _remove_counted(path)
+            return "removed"
+        finally:  # last, while held: a lock file gone guards nothing (a taker makes another, :func:`cache_lock`)
+            remove_quietly(os.path.join(root, "locks", lock))
+
+
+def _remove_counted(path: str) -> int:
+    """Remove ``path`` if it is there; the bytes that frees (its size when it was the
+    file's last name)."""
+    try:
+        info = os.lstat(path)
+        os.unlink(path)
+    except FileNotFoundError:
+        return 0
+    return info.st_size if info.st_nlink == 1 else 0
+
+
+def _names(directory: str, *, directories: bool = False) -> list[str]:
+    """The names of the regular files (or the directories) in ``directory``, sorted;
+    none when it is missing."""
+    try:
+        with os.scandir(directory) as entries:
+            return sorted(e.name for e in entries
+                          if (e.is_dir(follow_symlinks=False) if directories else e.is_file(follow_symlinks=False)))
+    except FileNotFoundError:
+        return []

@@ -2,7 +2,7 @@
 
 A registry layer used to be downloaded into the cache whole, then read back from there
 to be decompressed: two passes, one after the other, over the largest blobs. Here a
-thread of its own fetches the blob into the cache (:meth:`BlobCache.ensure`, verified
+thread of its own fetches the blob into the cache (:meth:`BlobCache.open`, verified
 as it is written) and hands every chunk, as it is written, to the reader, so the layer
 is decompressed while it downloads and the compressed bytes are read from disk no more.
 The chunks are handed over as they are (:class:`_Handoff`), not copied through a pipe,
@@ -179,7 +179,7 @@ class StreamedBlob(io.RawIOBase):
         cache: the blob cache the blob goes into.
         digest: the blob's digest.
         fetch: writes the blob into the file it is given, verifying it
-            (``RegistryClient.fetch_blob``), as :meth:`BlobCache.ensure` calls it.
+            (``RegistryClient.fetch_blob``), as :meth:`BlobCache.open` calls it.
 
     Raises (from ``read``): whatever the fetch raises (``DigestMismatch``,
     ``SizeMismatch``, ``RegistryError``, ``OutputError`` ...), at the end of the bytes
@@ -198,7 +198,7 @@ class StreamedBlob(io.RawIOBase):
         self._carried_all = False  # the handoff carried every byte of a verified blob
         self._fetch_error: BaseException | None = None  # the fetch failed: the blob is not what it should be
         self._cache_error: BaseException | None = None  # anything else (the cache could not be written)
-        self._path: str | None = None
+        self._cached: BinaryIO | None = None  # the cached blob, open, when the rest is read from it
         self._rest: BinaryIO | None = None
         self._delivered = 0  # bytes handed over by the fetch and read
         self._tee = _Tee(self._handoff, digest)
@@ -225,10 +225,15 @@ class StreamedBlob(io.RawIOBase):
                 self._fetched.set()
 
         try:
-            self._path = cache.ensure(self._digest, fetch_tee)
+            blob = cache.open(self._digest, fetch_tee)  # open: readable whatever removes it from the cache
         except BaseException as err:  # noqa: BLE001 (handed to the reader, or logged by finish())
             if self._fetch_error is None:
                 self._cache_error = err
+        else:
+            if self._carried_all:
+                blob.close()
+            else:
+                self._cached = blob
         finally:
             self._handoff.end()  # when fetch_tee never ran: the blob was there already
             self._fetched.set()
@@ -268,9 +273,10 @@ class StreamedBlob(io.RawIOBase):
         self._thread.join()  # the rest comes from the cached file: wait until it is there
         if self._fetch_error is not None or self._cache_error is not None:
             raise self._fetch_error or self._cache_error  # type: ignore[misc]
-        assert self._path is not None
+        assert self._cached is not None
         # hashed as it is read: the fetch checked what it wrote, not what is on disk now
-        rest = VerifyingReader(open(self._path, "rb"), self._digest, None, f"cached blob {self._digest}")
+        rest = VerifyingReader(self._cached, self._digest, None, f"cached blob {self._digest}")
+        self._cached = None  # closed with rest
         try:
             if self._tee.carried is None:  # another process fetched it: nothing was carried
                 assert self._delivered == 0
@@ -292,6 +298,8 @@ class StreamedBlob(io.RawIOBase):
         self._chunk = memoryview(b"")
         if self._rest is not None:
             self._rest.close()
+        if self._cached is not None:
+            self._cached.close()
         super().close()
 
     def finish(self, timeout: float | None = None) -> bool:
@@ -306,6 +314,8 @@ class StreamedBlob(io.RawIOBase):
         self._thread.join(timeout)
         if self._thread.is_alive():
             return False
+        if self.closed and self._cached is not None:  # opened after close(): never read
+            self._cached.close()
         if self._carried_all and self._cache_error is not None:
             err = self._cache_error
             log.warning("%s: not cached: %s", self._digest,

@@ -13,6 +13,7 @@ import fcntl
 import os
 from collections.abc import Iterator
 
+from docker2aci.atomic import open_locked
 from docker2aci.errors import RunnerError
 
 
@@ -28,25 +29,17 @@ def locked(path: str, how: int) -> Iterator[int]:
     Raises:
         RunnerError: ``path`` is a symbolic link.
     """
-    while True:
-        try:  # never followed: a link planted there would create or lock a file elsewhere
-            fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-        except OSError as err:
-            if err.errno == errno.ELOOP:
-                raise RunnerError(f"lock file {path} is a symbolic link, not a file of the store: "
-                                  "remove it") from err
-            raise
-        try:
-            fcntl.flock(fd, how)
-            try:
-                same = os.stat(path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                yield fd
-                return
-        finally:
-            os.close(fd)
+    try:
+        fd = open_locked(path, how)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise RunnerError(f"lock file {path} is a symbolic link, not a file of the store: "
+                              "remove it") from err
+        raise
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager

@@ -287,7 +287,7 @@ def test_gc_spares_files_being_written(tmp_path: Path) -> None:
         f.write(data)
         assert remove_abandoned_temporaries(str(tmp_path)) == []
 
-    cache.ensure(digest, fetch)
+    cache.open(digest, fetch).close()
     assert cache.read(digest, 100) == data
     conversions = tmp_path / "conversions"
     conversions.mkdir()

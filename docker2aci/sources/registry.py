@@ -94,7 +94,7 @@ class RegistrySource:
     # -- blobs ----------------------------------------------------------------------
 
     def _fetcher(self, digest: Digest, size: int | None) -> Callable[[BinaryIO], None]:
-        """What :meth:`BlobCache.ensure` calls to download a blob (with progress)."""
+        """What :meth:`BlobCache.open` calls to download a blob (with progress)."""
         def fetch(dest: BinaryIO) -> None:
             hook = None
             if self.progress is not None:
@@ -110,17 +110,12 @@ class RegistrySource:
 
         return fetch
 
-    def _blob_path(self, digest: Digest, size: int | None) -> str:
-        """The cached blob's path, downloading it first when needed."""
-        return self.cache.ensure(digest, self._fetcher(digest, size))
-
     def _open_layer(self, digest: Digest, size: int | None) -> BinaryIO:
         """A layer blob to read: the cached file, else a stream of it while it downloads
         into the cache (:mod:`docker2aci.streamedblob`), so it is decompressed meanwhile."""
-        try:
-            return open(self.cache.path(digest), "rb")
-        except FileNotFoundError:
-            pass
+        cached = self.cache.open_cached(digest)
+        if cached is not None:
+            return cached
         stream = StreamedBlob(self.cache, digest, self._fetcher(digest, size))
         self._streams.append(stream)
         return stream  # type: ignore[return-value]
@@ -138,10 +133,9 @@ class RegistrySource:
         if desc.size > MAX_CONFIG_BYTES:
             raise InvalidManifest(self.display, f"config {desc.digest} declares {desc.size} bytes, "
                                                 f"over the {MAX_CONFIG_BYTES}-byte limit")
-        data = self.cache.read(desc.digest, MAX_CONFIG_BYTES)
+        data = self.cache.read(desc.digest, MAX_CONFIG_BYTES)  # None: not cached, or damaged and removed
         if data is None:
-            self._blob_path(desc.digest, desc.size)
-            data = self.cache.read(desc.digest, MAX_CONFIG_BYTES)
+            data = self.cache.read(desc.digest, MAX_CONFIG_BYTES, self._fetcher(desc.digest, desc.size))
         if data is None:
             raise InvalidManifest(self.display, f"config {desc.digest} could not be read from the cache")
         return data

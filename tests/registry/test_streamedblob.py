@@ -23,7 +23,7 @@ from services import RunningRegistry, push
 from docker2aci.digest import Digest
 from docker2aci.errors import DigestMismatch
 from docker2aci.registry import RegistryClient
-from docker2aci.store import BlobCache
+from docker2aci.store import BlobCache, gc_cache
 from docker2aci.streamedblob import AHEAD_BYTES, StreamedBlob
 from docker2aci.verify import VerifyingReader
 
@@ -128,29 +128,51 @@ def test_a_reader_that_stops_early_abandons_the_download(fault_proxy: FaultProxy
     assert not cache.has(digest) and _leftovers(tmp_path / "cache") == []
 
 
-def test_a_blob_another_fetch_put_in_the_cache_meanwhile_is_read_from_there(
-        fault_proxy: FaultProxy, big_blob: tuple[Digest, bytes], tmp_path: Path) -> None:
-    """While another fetch of the same blob holds the cache's lock, the stream waits; the
-    blob is then read from the cache, and fetched once in all."""
-    digest, data = big_blob
-    cache = BlobCache(str(tmp_path / "cache"))
+def _started_while_another_fetch_holds_the_lock(cache: BlobCache, digest: Digest,
+                                                fetch: Callable[[BinaryIO], None]) -> StreamedBlob:
+    """A stream of ``digest`` started while another fetch of it (``fetch``, in a thread)
+    holds the cache's lock; returned once that fetch has put the blob in the cache."""
     holding, release = threading.Event(), threading.Event()
-    fetch = _fetcher(fault_proxy, digest, len(data))
 
     def slow_fetch(dest: BinaryIO) -> None:
         holding.set()
         release.wait(30)
         fetch(dest)
 
-    other = threading.Thread(target=cache.ensure, args=(digest, slow_fetch))
+    other = threading.Thread(target=lambda: cache.open(digest, slow_fetch).close())
     other.start()
     assert holding.wait(30)
     stream = StreamedBlob(cache, digest, fetch)
     release.set()
-    got = _read_all(stream)
     other.join()
+    return stream
+
+
+def test_a_blob_another_fetch_put_in_the_cache_meanwhile_is_read_from_there(
+        fault_proxy: FaultProxy, big_blob: tuple[Digest, bytes], tmp_path: Path) -> None:
+    """While another fetch of the same blob holds the cache's lock, the stream waits; the
+    blob is then read from the cache, and fetched once in all."""
+    digest, data = big_blob
+    cache = BlobCache(str(tmp_path / "cache"))
+    stream = _started_while_another_fetch_holds_the_lock(cache, digest, _fetcher(fault_proxy, digest, len(data)))
+    got = _read_all(stream)
     stream.finish()
     assert hashlib.sha256(got).hexdigest() == digest.hex
+    assert len(_blob_gets(fault_proxy)) == 1
+
+
+def test_a_blob_another_fetch_put_in_the_cache_is_read_after_gc_removed_it(
+        fault_proxy: FaultProxy, big_blob: tuple[Digest, bytes], tmp_path: Path) -> None:
+    """The stream found the blob cached by another fetch and was to open it when read: a gc
+    in between (no grace) removed it, and the read failed (No such file). The cached blob
+    is now opened under its lock, which gc needs to remove it."""
+    digest, data = big_blob
+    cache = BlobCache(str(tmp_path / "cache"))
+    stream = _started_while_another_fetch_holds_the_lock(cache, digest, _fetcher(fault_proxy, digest, len(data)))
+    assert stream.finish(30)  # it found the blob cached, and read nothing yet
+    assert gc_cache(cache.root, 0.0).blobs_removed == [str(digest)] and not cache.has(digest)
+    assert hashlib.sha256(_read_all(stream)).hexdigest() == digest.hex
+    stream.close()
     assert len(_blob_gets(fault_proxy)) == 1
 
 
@@ -184,7 +206,7 @@ def test_a_bad_blob_another_process_cached_meanwhile_fails_the_read(big_blob: tu
         release.wait(30)
         dest.write(data[:-1] + bytes([data[-1] ^ 1]))
 
-    other = threading.Thread(target=cache.ensure, args=(digest, bad_fetch))
+    other = threading.Thread(target=lambda: cache.open(digest, bad_fetch).close())
     other.start()
     assert holding.wait(30)
     stream = StreamedBlob(cache, digest, lambda dest: pytest.fail("fetched although cached"))

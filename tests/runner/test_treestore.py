@@ -502,7 +502,9 @@ def test_a_prerun_directory_another_user_could_write_is_refused_with_a_separate_
 def test_gc_says_the_grace_with_its_unit(tmp_path: Path, grace: str, shown: str) -> None:
     """``gc --grace 90`` said "used within 90", with no unit (new-user review)."""
     result = _cli("gc", "--grace", grace, store=tmp_path / "cache" / "docker2aci")
-    assert (result.returncode, result.stdout) == (0, f"Kept 0 tree(s) in use and 0 used within {shown}\n")
+    assert (result.returncode, result.stdout) == (0, f"Kept 0 tree(s) in use and 0 used within {shown}\n"
+                                                     "Kept 0 cached conversion(s) and 0 blob(s) in use or used "
+                                                     "within 24h; freed 0 bytes of the cache\n")
 
 
 def test_gc_refuses_an_empty_or_unusable_cache_dir(tmp_path: Path, aci: Path) -> None:
