@@ -342,7 +342,7 @@ def cmd_gc(argv: Sequence[str], prog: str) -> int:
         raise OutputError(f"--cache-dir {root}: {err.strerror or err}"
                           + (f" ({err.filename})" if err.filename and err.filename != root else "")) from err
     if args.json:
-        print(json.dumps({"pods_removed": pods, "work_dirs_removed": work_dirs,
+        print(json.dumps({"pods_removed": pods.removed, "pods_in_use": pods.in_use, "work_dirs_removed": work_dirs,
                           "trees_removed": report.removed, "trees_in_use": report.in_use,
                           "trees_recent": report.recent, "partial_trees_removed": report.partial,
                           "conversions_removed": cache.conversions_removed,
@@ -354,7 +354,7 @@ def cmd_gc(argv: Sequence[str], prog: str) -> int:
     else:
         for image_id in report.removed:
             print(f"Removed tree {image_id}")
-        for path in pods:
+        for path in pods.removed:
             print(f"Removed pod {path}")
         for path in work_dirs:
             print(f"Removed the work directory of an interrupted conversion: {path}")

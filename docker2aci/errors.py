@@ -214,6 +214,15 @@ class RunnerError(Docker2ACIError):
     reference = "runner-error"
 
 
+class VolumeOptionError(UsageError, RunnerError):
+    """A ``--volume`` does not fit the image: it names no mount point of it, or its name is
+    given twice. Only the image's manifest tells, so it is found once the image is
+    rendered; ``run`` still exits 2, as for any usage error (a :class:`RunnerError` too,
+    for the runner's own callers)."""
+
+    reference = "volume-option-error"
+
+
 class ExecError(RunnerError):
     """The app's program could not be executed. ``run`` exits with :attr:`status`, the
     shell's convention that scripts test (``docker run`` gives it too when runc finds no

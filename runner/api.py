@@ -170,11 +170,12 @@ def run_aci(
             untrusted for its name, expired or revoked; the message names the image, the
             signing key ID and the prefix looked up.
         SigningError: the signature or the trust store cannot be read.
+        VolumeOptionError: a volume names no mount point of the image, or two volumes
+            have the same name (a usage error, and a :class:`RunnerError`).
         RunnerError: unknown stage or insecure option; not root; the ACI is unreadable,
-            unsafe or has no manifest; a dependency is missing; a volume names no mount
-            point; the image has no exec and neither ``args`` nor ``exec_override`` is
-            given; a user or group is unknown in the image; or the app cannot be started
-            (the message says why).
+            unsafe or has no manifest; a dependency is missing; the image has no exec and
+            neither ``args`` nor ``exec_override`` is given; a user or group is unknown in
+            the image; or the app cannot be started (the message says why).
         ExecError: the app's program was not found in the image (:attr:`ExecError.status`
             127) or cannot be executed there (126); the message names the image, the
             program and why.

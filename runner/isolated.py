@@ -124,7 +124,7 @@ from runner.run import (
     wait_forwarding,
     working_directory,
 )
-from runner.spec import ProcessSpec
+from runner.spec import ProcessSpec, with_hostname
 from runner.volumes import Bind
 
 logger = logging.getLogger(__name__)
@@ -192,7 +192,8 @@ def run_isolated(
         rootfs: the rendered tree (a host directory); it is modified (see the module's
             description) and must not be in use by another run.
         spec: the process to start.
-        hostname: the app's host name; default: the container id.
+        hostname: the app's host name, and its ``HOSTNAME`` unless ``spec``'s environment
+            has one (:func:`runner.spec.with_hostname`); default: the container id.
         net: ``"none"`` (own network namespace, only ``lo``) or ``"host"``.
         memory: a memory limit (``"128M"``, ``"64Mi"``; :func:`runner.ocispec.parse_memory`);
             overrides a ``resource/memory`` isolator.
@@ -247,6 +248,7 @@ def run_isolated(
         cpu_millis = parse_cpu(cpu)
     cid = container_id or CONTAINER_PREFIX + secrets.token_hex(8)
     hostname = check_hostname(hostname if hostname is not None else cid)
+    spec = with_hostname(spec, hostname)
 
     rootfs = os.path.abspath(rootfs)
     spec = _prepare_tree(rootfs, spec)

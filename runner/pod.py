@@ -61,6 +61,20 @@ class Pod:
     lock_fd: int = field(default=-1, repr=False)
 
 
+@dataclass
+class PodGcReport:
+    """What :func:`gc_pods` did.
+
+    Attributes:
+        removed: the paths of the pods removed.
+        in_use: the paths of the pods kept because their run goes on: their lock is held,
+            their container still has processes, or they are still being made.
+    """
+
+    removed: list[str] = field(default_factory=list)
+    in_use: list[str] = field(default_factory=list)
+
+
 @contextlib.contextmanager
 def open_pod(store_root: str, lower: str, *, overlay: bool = True,
              render: Callable[[str], None] | None = None) -> Iterator[Pod]:
@@ -115,7 +129,7 @@ def open_pod(store_root: str, lower: str, *, overlay: bool = True,
             os.close(lock_fd)
 
 
-def gc_pods(store_root: str) -> list[str]:
+def gc_pods(store_root: str) -> PodGcReport:
     """Remove the pods of runs that have ended (their lock is free): unmount what a
     crash left mounted there, remove the cgroups of the isolated stage's container when
     runc was killed before it could, then delete the directory.
@@ -124,14 +138,15 @@ def gc_pods(store_root: str) -> list[str]:
         store_root: the store's root.
 
     Returns:
-        The paths of the pods removed.
+        The pods removed and those kept in use, in name order (:class:`PodGcReport`).
     """
+    report = PodGcReport()
     pods = os.path.join(store_root, "pods")
     try:
         names = sorted(os.listdir(pods))
     except FileNotFoundError:
-        return []
-    removed = []
+        return report
+    removed, in_use = report.removed, report.in_use
     for name in names:
         path = os.path.join(pods, name)
         if name.startswith(_NEW_PREFIX):
@@ -140,6 +155,7 @@ def gc_pods(store_root: str) -> list[str]:
             except FileNotFoundError:
                 continue
             if age < NEW_POD_GRACE_SECONDS:
+                in_use.append(path)
                 continue  # being made: its lock may not exist yet
         lock = os.path.join(path, "lock")
         if not os.path.lexists(lock):  # a pod that never got its lock (a crash), or half removed
@@ -151,11 +167,14 @@ def gc_pods(store_root: str) -> list[str]:
                 from runner.isolated import container_running, remove_leftover_cgroups  # only when a pod ended
 
                 if container_running(path):
+                    in_use.append(path)
                     continue
                 remove_leftover_cgroups(path)
                 if _remove_pod(path):
                     removed.append(path)
-    return removed
+            elif os.path.lexists(lock):  # else the pod went meanwhile: its run ended
+                in_use.append(path)
+    return report
 
 
 def overlay_lowers() -> set[str]:

@@ -10,7 +10,8 @@ child's namespace and vanish with it. The parent forwards the signals of
 pod ends with its app, as in the isolated stage) and returns the app's exit status.
 
 The app starts as under Docker, whatever the runner's caller left in the runner: with
-the umask :data:`APP_UMASK`, and with no descriptor but its stdin, stdout and stderr and
+every signal's default action (:func:`default_signal_dispositions`), the umask
+:data:`APP_UMASK`, and with no descriptor but its stdin, stdout and stderr and
 the pod's and tree's locks (:func:`run_fly`'s ``pass_fds``).
 
 File-level preparation (mount points, device placeholders, ``/dev`` links,
@@ -63,7 +64,7 @@ from runner.linux import (
     unshare,
 )
 from runner.paths import in_kernel_fs, make_dirs_in_root, resolve_in_root
-from runner.spec import ProcessSpec
+from runner.spec import ProcessSpec, with_hostname
 from runner.volumes import Bind
 
 logger = logging.getLogger(__name__)
@@ -153,7 +154,8 @@ def run_fly(
     Args:
         rootfs: the rendered tree (a host directory); it is modified (mount points,
             ``/dev`` entries, ``/etc`` files, working directory).
-        spec: the process to start.
+        spec: the process to start; ``HOSTNAME`` is the host's name unless its
+            environment has one (:func:`runner.spec.with_hostname`).
         binds: the volumes to mount, from :func:`runner.volumes.prepare_volumes` on this
             ``rootfs`` (their targets exist in the tree and contain no symbolic link);
             mounted in order after ``/proc``, ``/sys`` and ``/dev``.
@@ -174,7 +176,7 @@ def run_fly(
     """
     check_fly_host()
     mounts = prepare_rootfs(rootfs, spec, host_resolv_conf=host_resolv_conf)
-    spec = dataclasses.replace(spec, cwd=working_directory(rootfs, spec.cwd))
+    spec = dataclasses.replace(with_hostname(spec, os.uname().nodename), cwd=working_directory(rootfs, spec.cwd))
     volume_mounts = bind_mounts(binds)
     for stream in (sys.stdout, sys.stderr):
         if stream is not None:  # None: the runner was started with that descriptor closed
@@ -523,11 +525,7 @@ def _child(
     step = "restoring signal dispositions"
     exec_step = f"starting {spec.argv[0]}"
     try:
-        for signum in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores them; the app must not
-            signal.signal(signum, signal.SIG_DFL)
-        for signum in FORWARDED_SIGNALS:  # a Python handler (the CLI's) must not run here: the default
-            if callable(signal.getsignal(signum)):
-                signal.signal(signum, signal.SIG_DFL)
+        default_signal_dispositions()
         signal.pthread_sigmask(signal.SIG_SETMASK, signal_mask)
         step = "creating a private mount namespace"
         unshare(CLONE_NEWNS)
@@ -564,6 +562,24 @@ def _child(
         os.write(report_fd, json.dumps(report).encode())
     finally:
         os._exit(127)
+
+
+def default_signal_dispositions() -> None:
+    """Give every signal its default action, as runc gives it to the app it starts
+    (``docker run``'s app has them whatever its caller ignored).
+
+    A signal is otherwise ignored by the app when the runner's caller ignored it (``nohup``:
+    ``SIGHUP``; a script's ``&``: ``SIGINT`` and ``SIGQUIT``): ``execve`` keeps ignored
+    signals ignored, and the app could not be stopped by the signals the runner forwards.
+    Python ignores ``SIGPIPE`` and ``SIGXFSZ`` itself, and a handler of the runner's (the
+    CLI's) must not run in the child before ``execve``. An appc image cannot ask for a
+    signal to be ignored (``spec/types.md`` has no such field), so none is kept. ``SIGKILL``
+    and ``SIGSTOP`` cannot be changed and are left alone; the signal mask is the caller's
+    business (:func:`run_fly` restores it).
+    """
+    for signum in signal.valid_signals():
+        if signum not in (signal.SIGKILL, signal.SIGSTOP) and signal.getsignal(signum) != signal.SIG_DFL:
+            signal.signal(signum, signal.SIG_DFL)
 
 
 def close_on_exec_except(pass_fds: Iterable[int]) -> None:

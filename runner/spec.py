@@ -12,6 +12,7 @@ References: appc spec ``spec/types.md`` ("Image Manifest Schema": ``app.exec``,
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -206,7 +207,8 @@ def build_process_spec(
     ``/``) and ``container`` (:data:`CONTAINER_VALUE`) when absent, then ``set_env`` (``--set-env``: it replaces or adds variables,
     ``PATH`` and ``HOME`` included), and ``AC_APP_NAME`` (the last component of the
     image name). ``AC_APP_NAME`` belongs to the executor (appc ``spec/ace.md``): a
-    ``set_env`` value for it is ignored with a warning.
+    ``set_env`` value for it is ignored with a warning. The stage adds ``HOSTNAME``
+    (:func:`with_hostname`).
 
     Args:
         manifest: the parsed appc image manifest.
@@ -257,6 +259,27 @@ def build_process_spec(
         gid=gid,
         supplementary_gids=_supplementary_gids(app.get("supplementaryGIDs")),
     )
+
+
+def with_hostname(spec: ProcessSpec, hostname: str) -> ProcessSpec:
+    """The process with ``HOSTNAME`` set to the app's host name, as Docker sets it
+    (moby ``container.CreateDaemonEnvironment``), unless its environment has one: the
+    image's (``app.environment``, Docker's ``ENV HOSTNAME``) or ``--set-env``'s wins, as
+    ``docker run -e`` does. rkt sets none (its stage1 adds only ``AC_APP_NAME`` and
+    ``AC_METADATA_URL``); an image converted from Docker expects it. The stages call this
+    with the host name the app sees: the isolated stage's (``--hostname``, or the
+    container's id), the host's in the fly stage.
+
+    Args:
+        spec: the process (:func:`build_process_spec`).
+        hostname: the app's host name.
+
+    Returns:
+        ``spec``, or a copy whose environment ends with ``HOSTNAME``.
+    """
+    if "HOSTNAME" in spec.env:
+        return spec
+    return dataclasses.replace(spec, env=MappingProxyType({**spec.env, "HOSTNAME": hostname}))
 
 
 def parse_set_env(text: str) -> tuple[str, str]:

@@ -19,8 +19,15 @@ either the bind is writable.
 
 A mount point that no volume names is left alone: the app sees the image's own
 directory (or nothing, if the image has none) in the per-run tree, writable and thrown
-away with the tree. This is what rkt's implicit empty volume (a copy of the image's
-content) and Docker's anonymous volume give an app, without keeping anything.
+away with the tree. This is what Docker's anonymous volume, and rkt's implicit empty
+volume for an image converted from Docker (a copy of the image's content), give an
+app, without keeping anything. rkt's implicit volume is read-only when the mount point
+is, and empty for other images (rkt fly refuses to run instead): a ``readOnly`` mount
+point left without a volume is named in a warning, as the app can write there.
+
+A volume that names no mount point (after ``--mount``) is refused before anything is
+mounted, as rkt fly refuses it (rkt's default stage1 ignores it):
+:class:`~docker2aci.errors.VolumeOptionError`, a usage error.
 
 Targets are resolved inside the rootfs with :func:`runner.paths.resolve_in_root`: an
 absolute symbolic link restarts at the rootfs, ``..`` stops at its root, link hops are
@@ -48,7 +55,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from converters.numbers import MAX_OWNER_ID, plain_decimal
-from docker2aci.errors import RunnerError
+from docker2aci.errors import RunnerError, VolumeOptionError
 from runner.paths import in_kernel_fs, make_dirs_in_root, resolve_in_root
 
 logger = logging.getLogger(__name__)
@@ -274,9 +281,9 @@ def prepare_volumes(
     created (directories, and an empty file as the last part when the source is not a
     directory), and a :class:`Bind` is returned. ``kind=empty`` volumes get a fresh
     directory ``empty_dir/NAME`` with their mode and owner. Mount points that no volume
-    names are left as the image has them (writable, in the per-run tree). Nothing is
-    mounted here: the stages do that (:func:`runner.run.run_fly`,
-    :func:`runner.isolated.run_isolated`).
+    names are left as the image has them (writable, in the per-run tree; with a warning
+    when the mount point is ``readOnly``). Nothing is mounted here: the stages do that
+    (:func:`runner.run.run_fly`, :func:`runner.isolated.run_isolated`).
 
     Args:
         rootfs: the rendered tree (a host directory); it is modified.
@@ -290,31 +297,38 @@ def prepare_volumes(
         The binds, in the order of the mount points.
 
     Raises:
-        RunnerError: ``mount_points`` is malformed or names a mount point twice; two
-            volumes have the same name; a volume names no mount point (the message lists
-            the image's); a host source vanished; a target is the rootfs itself, nests
-            with another, or exists as a directory where the source is a file (or the
-            other way round); a path loops; an empty volume's directory exists already
-            or cannot be made.
+        VolumeOptionError: two volumes have the same name, or a volume names no mount
+            point (the message lists the image's).
+        RunnerError: ``mount_points`` is malformed or names a mount point twice; a host
+            source vanished; a target is the rootfs itself, nests with another, or exists
+            as a directory where the source is a file (or the other way round); a path
+            loops; an empty volume's directory exists already or cannot be made.
     """
     points = _mount_points(mount_points)
     by_name: dict[str, Volume] = {}
     for volume in volumes:
         if volume.name in by_name:
-            raise RunnerError(f"volume {volume.name!r} is given twice")
+            raise VolumeOptionError(f"--volume {volume.name!r} is given twice")
         by_name[volume.name] = volume
     names = [point.name for point in points]
     for name in by_name:
         if name not in names:
-            raise RunnerError(
-                f"volume {name!r} names no mount point of the image; its mount "
-                f"points: {', '.join(names) if names else 'none'}"
+            raise VolumeOptionError(
+                f"--volume {name!r} names no mount point of the image; its mount "
+                f"points: {', '.join(names) if names else 'none'} (--mount volume={name},target=PATH "
+                "adds one)"
             )
     root = os.path.abspath(rootfs)
     planned: list[tuple[_MountPoint, Volume, str]] = []
     for point in points:
         if point.name not in by_name:
-            logger.debug("mount point %s (%s): no volume, the image's own", point.name, point.path)
+            if point.read_only:
+                logger.warning("mount point %s (%s) is read-only in the image, but no --volume gives it: the app "
+                               "gets the image's own directory there, writable (rkt mounts a read-only volume); "
+                               "give --volume %s,kind=empty or %s,kind=host,source=PATH", point.name, point.path,
+                               point.name, point.name)
+            else:
+                logger.debug("mount point %s (%s): no volume, the image's own", point.name, point.path)
             continue
         volume = by_name[point.name]
         try:

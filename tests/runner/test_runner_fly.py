@@ -364,6 +364,27 @@ def test_a_supervisors_signals_reach_the_app(build_aci: BuildAci, signum: signal
     assert (runner_process.returncode, out) == (3, f"got-{name}\n"), err
 
 
+@pytest.mark.parametrize(("ignored", "signum"), [("HUP", signal.SIGHUP), ("INT QUIT", signal.SIGINT)],
+                         ids=["nohup", "background-job"])
+def test_a_signal_the_caller_ignored_still_stops_the_app(build_aci: BuildAci, ignored: str,
+                                                          signum: signal.Signals) -> None:
+    """Run under ``nohup`` (``SIGHUP`` ignored) or as a script's background job (``SIGINT``
+    and ``SIGQUIT`` ignored), the runner handed those ignored dispositions to the fly app:
+    the forwarded signal reached an app that ignored it, and the run went on (run review
+    2). Docker's app starts with every default (runc starts it, not the caller)."""
+    script = "echo ready; for i in $(seq 200); do sleep 0.05; done; echo not-stopped"
+    aci = build_aci(_sh(script))
+    caller = ["sh", "-c", f"trap '' {ignored}; exec \"$@\"", "sh", *_cli_run(aci)]
+    with reaped(subprocess.Popen(caller, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True)) as runner_process:
+        assert runner_process.stdout is not None
+        assert runner_process.stdout.readline() == "ready\n"
+        runner_process.send_signal(signum)
+        out, err = runner_process.communicate(timeout=20)
+
+    assert (runner_process.returncode, out) == (128 + signum, ""), err
+
+
 def test_the_app_gets_dockers_umask_not_the_callers(build_aci: BuildAci) -> None:
     """A caller's umask (077 here) reached the fly app, whose files then became private to
     it; the isolated stage (runc) and Docker give 022 (run review)."""

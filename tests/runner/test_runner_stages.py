@@ -5,13 +5,14 @@ stages, through the command line: its greeting, the app's exit status, its user,
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from runner_aci_helpers import BuildAci
+from runner_aci_helpers import BuildAci, directory
 
 import docker2aci
 from runner.linux import root_is_mount_point
@@ -28,8 +29,10 @@ def busybox_aci(tmp_path_factory: pytest.TempPathFactory) -> str:
     return aci.path
 
 
-def run(aci: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "docker2aci", "run", "--insecure-options=image", *args, aci],
+def run(aci: str, *args: str, ignoring: str = "") -> subprocess.CompletedProcess[str]:
+    """``docker2aci run`` of ``aci``; ``ignoring``: signals its caller ignores (``HUP INT``)."""
+    caller = ["sh", "-c", f"trap '' {ignoring}; exec \"$@\"", "sh"] if ignoring else []
+    return subprocess.run([*caller, sys.executable, "-m", "docker2aci", "run", "--insecure-options=image", *args, aci],
                           capture_output=True, text=True, timeout=60)
 
 
@@ -120,3 +123,78 @@ def test_ports_not_published_are_named_once(busybox_aci: str, build_aci: BuildAc
         {"name": "9-udp", "port": 9, "protocol": "udp"}]})
     ranged = run(str(ranges), "--stage", "isolated")
     assert (ranged.returncode, ranged.stderr) == (0, PORTS_WARNING.replace("53/udp, 8080/tcp", "8000-8002/tcp, 9/udp"))
+
+
+@pytest.mark.parametrize("stage", ["fly", "isolated"])
+def test_the_app_ignores_no_signal_its_caller_ignored(busybox_aci: str, stage: str) -> None:
+    """The fly app inherited the signals the runner's caller ignored (``nohup``, a
+    script's ``&``), so that a forwarded ``SIGHUP`` or ``SIGINT`` did not stop it (run
+    review 2). runc (and crun) start the isolated app with the default actions, as
+    Docker's; the fly stage now does the same. Only glibc's own real-time signals, which
+    runc's init ignores, may be ignored."""
+    if stage == "isolated":
+        _need_isolated()
+    proc = run(busybox_aci, "--stage", stage, "--net", "host", "--exec", "/bin/busybox grep SigIgn /proc/self/status",
+               ignoring="HUP INT QUIT TERM USR1 USR2 ALRM PIPE")
+    assert (proc.returncode, proc.stderr) == (0, "")
+    label, mask = proc.stdout.split()
+    assert label == "SigIgn:"
+    standard = range(1, 32)  # 32 and 33 are glibc's own, below SIGRTMIN
+    assert [number for number in standard if int(mask, 16) >> (number - 1) & 1] == []
+
+
+@pytest.mark.parametrize("stage", ["fly", "isolated"])
+def test_hostname_is_the_apps_host_name_unless_the_image_sets_it(busybox_aci: str, build_aci: BuildAci,
+                                                                  stage: str) -> None:
+    """Docker sets ``HOSTNAME`` to the container's host name (an image's ``ENV HOSTNAME``
+    wins); the runner set none, as rkt (run review 2). It is the app's host name: the
+    isolated stage's (``--hostname``, or the container's id), the host's in fly."""
+    if stage == "isolated":
+        _need_isolated()
+    # the environment, as env prints it: busybox sh sets $HOSTNAME for itself, unexported
+    show = ["--stage", stage, "--net", "host", "--exec",
+            "/bin/sh -c '/bin/busybox env | /bin/busybox grep ^HOSTNAME=; hostname'"]
+    default = run(busybox_aci, *show)
+    host_name = os.uname().nodename if stage == "fly" else default.stdout.split("\n")[-2]
+    assert (default.returncode, default.stdout, default.stderr) == (0, f"HOSTNAME={host_name}\n{host_name}\n", "")
+    if stage == "isolated":
+        assert re.fullmatch(r"docker2aci-[0-9a-f]{16}", host_name)
+        named = run(busybox_aci, *show, "--hostname", "box")
+        assert (named.returncode, named.stdout) == (0, "HOSTNAME=box\nbox\n"), named.stderr
+    image = build_aci({"exec": ["/bin/true"], "environment": [{"name": "HOSTNAME", "value": "from-image"}]})
+    own = run(str(image), *show)
+    assert (own.returncode, own.stdout.split("\n")[0]) == (0, "HOSTNAME=from-image"), own.stderr
+
+
+@pytest.mark.parametrize("stage", ["fly", "isolated"])
+def test_a_volume_that_fits_no_mount_point_is_a_usage_error(busybox_aci: str, stage: str) -> None:
+    """A ``--volume`` naming no mount point of the image (or given twice) exited 1, as if
+    the run had failed (run review 2): it is the command line's fault, found once the
+    image's manifest is read. rkt fly refuses it too ("missing mount for volume")."""
+    if stage == "isolated":
+        _need_isolated()
+    unknown = run(busybox_aci, "--stage", stage, "--net", "host", "--volume", "data,kind=empty")
+    assert (unknown.returncode, unknown.stdout) == (2, "")
+    assert unknown.stderr == ("Error: --volume 'data' names no mount point of the image; its mount points: "
+                              "volume-data (--mount volume=data,target=PATH adds one)\n")
+    twice = run(busybox_aci, "--stage", stage, "--net", "host", "--volume", "volume-data,kind=empty",
+                "--volume", "volume-data,kind=empty")
+    assert (twice.returncode, twice.stdout, twice.stderr) == (2, "", "Error: --volume 'volume-data' is given twice\n")
+
+
+@pytest.mark.parametrize("stage", ["fly", "isolated"])
+def test_a_read_only_mount_point_without_a_volume_is_named(build_aci: BuildAci, stage: str) -> None:
+    """A mount point marked ``readOnly`` that no ``--volume`` fills showed the image's
+    own directory, writable, without a word (run review 2), where rkt mounts a read-only
+    volume. It stays the image's directory (the documented behaviour, Docker's), with a
+    warning; a writable mount point without a volume is not named."""
+    if stage == "isolated":
+        _need_isolated()
+    app = {"exec": ["/bin/sh", "-c", "echo x > /data/new && echo x > /var/log/new && echo wrote"],
+           "mountPoints": [{"name": "data", "path": "/data", "readOnly": True}, {"name": "logs", "path": "/var/log"}]}
+    image = build_aci(app, extra=[directory("rootfs/data"), directory("rootfs/var"), directory("rootfs/var/log")])
+    proc = run(str(image), "--stage", stage, "--net", "host")
+    assert (proc.returncode, proc.stdout) == (0, "wrote\n")
+    assert proc.stderr == ("WARNING: mount point data (/data) is read-only in the image, but no --volume gives it: "
+                           "the app gets the image's own directory there, writable (rkt mounts a read-only volume); "
+                           "give --volume data,kind=empty or data,kind=host,source=PATH\n")

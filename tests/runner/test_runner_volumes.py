@@ -37,7 +37,7 @@ from runner_aci_helpers import (
     symlink,
 )
 
-from docker2aci.errors import RunnerError
+from docker2aci.errors import RunnerError, VolumeOptionError
 from fixtures.builders import private_mounts
 from runner.extract import render_aci
 from runner.isolated import run_isolated
@@ -279,13 +279,13 @@ def test_unknown_volume_lists_the_mount_points(tmp_path: Path) -> None:
     points = _points(("volume-data", "/data"), ("logs", "/var/log"))
     volume = Volume("nope", "host", str(_host_source(tmp_path)))
 
-    with pytest.raises(RunnerError) as caught:
+    with pytest.raises(VolumeOptionError) as caught:
         prepare_volumes(str(root), points, [volume], empty_dir=str(tmp_path / "e"))
 
-    assert str(caught.value) == (
-        "volume 'nope' names no mount point of the image; its mount points: volume-data, logs"
-    )
-    with pytest.raises(RunnerError, match="its mount points: none"):
+    assert str(caught.value) == ("--volume 'nope' names no mount point of the image; its mount points: "
+                                 "volume-data, logs (--mount volume=nope,target=PATH adds one)")
+    assert isinstance(caught.value, RunnerError)  # the runner's callers catch it as before
+    with pytest.raises(VolumeOptionError, match="its mount points: none"):
         prepare_volumes(str(root), None, [volume], empty_dir=str(tmp_path / "e"))
 
 

@@ -26,7 +26,7 @@ from runner_aci_helpers import Entry
 
 from docker2aci.errors import RunnerError
 from runner.extract import compute_image_id
-from runner.pod import _mounts_under, gc_pods, open_pod
+from runner.pod import PodGcReport, _mounts_under, gc_pods, open_pod
 from runner.treestore import TreeStore, render_tree
 
 APP = {"exec": ["/bin/sh", "-c", "echo hello"], "user": "0", "group": "0"}
@@ -194,6 +194,7 @@ def test_gc_leaves_an_isolated_app_alone_after_its_runner_and_runc_are_killed(tm
         report = json.loads(_cli("gc", "--json", store=store).stdout)
         assert (report["pods_removed"], report["trees_removed"]) == ([], [])
         assert report["trees_in_use"] == [compute_image_id(aci)]
+        assert report["pods_in_use"] == [str(config.parent.parent)]  # listed since run review 2
         [mark] = store.glob("pods/*/rootfs/mark")
         assert mark.read_text() == "kept\n"  # still mounted, the app's writes there
 
@@ -204,7 +205,7 @@ def test_gc_leaves_an_isolated_app_alone_after_its_runner_and_runc_are_killed(tm
             time.sleep(0.05)
         report = json.loads(_cli("gc", "--json", store=store).stdout)
         assert len(report["pods_removed"]) == 1 and report["trees_removed"] == [compute_image_id(aci)]
-        assert _cgroups_of(cid) == []
+        assert report["pods_in_use"] == [] and _cgroups_of(cid) == []
     finally:
         with contextlib.suppress(OSError):
             os.killpg(proc.pid, signal.SIGKILL)
@@ -250,9 +251,9 @@ def test_gc_leaves_a_running_pod_alone(tmp_path: Path, aci: Path) -> None:
     store = TreeStore(tmp_path / "store")
     with store.acquire(aci) as tree, open_pod(store.root, tree.rootfs, overlay=False,
                                                  render=lambda d: render_tree(aci, d)) as pod:
-        assert gc_pods(store.root) == []
+        assert gc_pods(store.root) == PodGcReport(removed=[], in_use=[pod.path])
         assert os.path.isdir(pod.rootfs)
-    assert gc_pods(store.root) == []
+    assert gc_pods(store.root) == PodGcReport(removed=[], in_use=[])
 
 
 @pytest.mark.root
@@ -387,6 +388,7 @@ def test_gc_removes_the_work_directory_of_a_killed_conversion(tmp_path: Path) ->
         report = json.loads(_cli("gc", "--json", store=store).stdout)
         assert report["work_dirs_removed"] == [str(store / "prerun" / work), str(store / "prerun" / f"{work}.lock")]
         assert report["pods_removed"] == [] and len(report["trees_in_use"]) == 1
+        assert report["pods_in_use"] == [str(pod) for pod in (store / "pods").iterdir()]  # the one kept
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         time.sleep(0.2)
