@@ -13,6 +13,7 @@ import gc
 import hashlib
 import logging
 import os
+import shutil
 import tempfile
 import threading
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ from converters.manifest import ImageConfig, Naming
 from converters.names import appc_os_arch, file_platform_suffix, is_ac_identifier
 
 from . import __version__, untrustedjson
-from .atomic import make_output_dir, remove_abandoned_in
+from .atomic import locked_work_dir, make_output_dir, remove_abandoned_in, remove_abandoned_work_dirs
 from .compression import GZIP_LEVEL, Compression, check_level
 from .digest import Digest
 from .errors import (
@@ -172,9 +173,10 @@ def convert(source: str, options: ConvertOptions | None = None,
         progress: optional progress callback.
 
     Returns:
-        the ACIs written: one, or one per platform with ``--platform all``. With a
-        signing key each is signed, its signature at ``<path>.asc``, also when it was
-        reused from the conversion cache.
+        the ACIs written: one, or one per platform with ``--platform all``, all of them
+        or, when one platform fails, none (the files they would replace are left as they
+        were, as for a ``--nosquash`` chain). With a signing key each is signed, its
+        signature at ``<path>.asc``, also when it was reused from the conversion cache.
 
     Raises:
         UsageError: contradictory options (also ``claims_dir`` without ``claims_as``).
@@ -226,23 +228,63 @@ def convert(source: str, options: ConvertOptions | None = None,
         if every_platform:
             found: list[Platform | None] = list(src.platforms(selector) or [None])
             targets = list(_convertible(found, src.display))
-        written = _Outputs(signing=signer is not None, claims=(options.claims_dir, options.claims_as))
-        results = []
         cache = None
         if (src.cacheable or options.cache_local) and options.use_cache:
             cache = ConversionCache(options.cache_dir or default_cache_dir())  # its directory checked once
-        try:
-            for target in targets:
-                resolved = src.resolve(selector, target or wanted)
-                what = f"{src.display} ({target})" if target else src.display
-                results.extend(_convert_image(what, resolved, target or wanted, options, progress, written, cache,
-                                              signer, local=not src.cacheable))
-        except BaseException:
-            written.release_unwritten(r.path for r in results)
-            raise
+        # Several platforms are written together or not at all, as a --nosquash chain is:
+        # each into a staging directory, moved into place once the last is converted.
+        with _staging(options.output_dir, len(targets) > 1) as stage:
+            written = _Outputs(signing=signer is not None, claims=(options.claims_dir, options.claims_as),
+                               stage=stage)
+            results: list[ConvertedACI] = []
+            target = None
+            try:
+                for target in targets:
+                    resolved = src.resolve(selector, target or wanted)
+                    what = f"{src.display} ({target})" if target else src.display
+                    results.extend(_convert_image(what, resolved, target or wanted, options, progress, written,
+                                                  cache, signer, local=not src.cacheable))
+            except BaseException as err:
+                if stage is not None and not isinstance(err, KeyboardInterrupt):
+                    done = ", ".join(str(t) for t in targets[:targets.index(target)]) or "none"
+                    log.warning("%s: platform %s failed, so none of the %d platforms is written (converted before "
+                                "it: %s)", src.display, target, len(targets), done)
+                written.release_unwritten(() if stage is not None else (r.path for r in results))
+                raise
+            if stage is not None:
+                results = written.publish(results)
+                if signer is None:
+                    written.drop_stale_signatures(src.display, results)
         return results
     finally:
         src.close()
+
+
+STAGE_PREFIX = ".docker2aci-platforms-"
+"""The staging directories of ``--platform all`` in the output directory (with their lock
+files, :func:`~docker2aci.atomic.locked_work_dir`): one a killed run left is removed by
+the next conversion into that directory."""
+
+
+@contextmanager
+def _staging(output_dir: str, wanted: bool) -> Iterator[str | None]:
+    """A new staging directory in ``output_dir`` (made if missing) while the block runs,
+    removed with what is left in it when the block ends; ``None`` when not ``wanted``.
+
+    Raises:
+        OutputError: it cannot be made.
+    """
+    if not wanted:
+        yield None
+        return
+    make_output_dir(output_dir)
+    with contextlib.ExitStack() as stack:
+        try:
+            stage = stack.enter_context(locked_work_dir(output_dir, STAGE_PREFIX))
+        except OSError as err:
+            raise OutputError(f"creating a staging directory in {output_dir}: {err.strerror or err}") from err
+        stack.callback(shutil.rmtree, stage, ignore_errors=True)  # before the lock goes
+        yield stage
 
 
 def check_naming(options: ConvertOptions) -> None:
@@ -296,7 +338,9 @@ def _convertible(platforms: list[Platform | None], display: str) -> Iterator[Pla
         kept += 1
         yield platform
     if not kept:
-        raise InvalidManifest(display, "no platform of the index can be converted")
+        present = ", ".join(str(p) for p in platforms) or "none"
+        raise InvalidManifest(display, f"no platform of the index can be converted: appc names none of "
+                                       f"{present}")
 
 
 def _parse_config(resolved: ResolvedImage, display: str) -> ImageConfig:
@@ -316,10 +360,13 @@ def _platform_of(config: ImageConfig, resolved: ResolvedImage, requested: Platfo
                  explicit: bool) -> tuple[Platform, str | None]:
     """The image's platform: its config's (a variant it leaves out taken from the index
     entry of the same os and architecture), else its index entry's, else the requested
-    one; and a warning that depends on the request, not on the image (kept out of the
-    conversion cache's record): a config that names no platform, or an image without
-    an index that is not of the os/architecture ``--platform`` named (``explicit``),
-    which is converted as it is (skopeo warns likewise)."""
+    one; and a warning (logged on every conversion, also one reused from the conversion
+    cache): a config that names no platform; an image without an index that is not of
+    the os/architecture ``--platform`` named (``explicit``), which is converted as it is
+    (skopeo warns likewise); or an index entry whose platform is not its config's, which
+    is converted as its config says, as Docker records and warns of it (moby
+    ``daemon/images`` ``pullForBuilder``: "the resulting image's configured platform ...
+    does not match"; containerd chooses by the entry and says nothing)."""
     entry = resolved.index_platform
     if config.os and config.architecture:
         found = Platform.normalised(config.os, config.architecture, config.variant)
@@ -334,6 +381,9 @@ def _platform_of(config: ImageConfig, resolved: ResolvedImage, requested: Platfo
         return requested, f"the image config names no os/architecture; assuming the host's ({requested})"
     if explicit and entry is None and (found.os, found.architecture) != (requested.os, requested.architecture):
         return found, f"the image is {found}, not the requested {requested}; converted as {found}"
+    if entry is not None and found != entry:
+        return found, (f"the index entry says platform {entry}, but the image config says {found}; converted as "
+                       f"{found}, as the config says (the image's builder got one of them wrong)")
     return found, None
 
 
@@ -392,7 +442,8 @@ class _Image:
     os_arch: tuple[str, str]
     blobs: list[LayerBlob]
     notes: tuple[str, ...]
-    """Warnings about this request rather than the image (see :func:`_platform_of`)."""
+    """Warnings about the platform (see :func:`_platform_of`), logged on every path: they
+    are not in the conversion cache's record."""
 
 
 def _prepare(display: str, resolved: ResolvedImage, wanted: Platform, options: ConvertOptions) -> _Image:
@@ -404,10 +455,13 @@ def _prepare(display: str, resolved: ResolvedImage, wanted: Platform, options: C
     try:
         os_arch = appc_os_arch(image_platform.os, image_platform.architecture, image_platform.variant)
     except BadConfig as err:
-        raise InvalidConfig(f"{display}: {err}") from err
+        host = ", the host's" if not options.platform else ""
+        asked = "" if image_platform == wanted else f" (the image is {image_platform}; asked for {wanted}{host})"
+        raise InvalidConfig(f"{display}: {err}{asked}") from err
     blobs = _paired_layers(config, resolved, display)
     make_output_dir(options.output_dir)
-    for path in remove_abandoned_in(options.output_dir):
+    for path in remove_abandoned_in(options.output_dir) + remove_abandoned_work_dirs(options.output_dir,
+                                                                                      STAGE_PREFIX):
         log.info("removed %s, left by a conversion that was killed", path)
     return _Image(config, image_platform, os_arch, blobs, (note,) if note else ())
 
@@ -416,17 +470,21 @@ class _Outputs:
     """The files one run writes: which image claimed each (two images never share a
     file), and, in a run that does not sign (``signing`` false), for each that had a
     signature beside it, the SHA-256 of the file it replaces, so that the run can tell a
-    signature it made stale (a signing run replaces them all)."""
+    signature it made stale (a signing run replaces them all). With a ``stage``
+    directory, each file is written there first and :meth:`publish` moves it into place."""
 
-    def __init__(self, signing: bool, claims: tuple[str | None, str] = (None, "")) -> None:
+    def __init__(self, signing: bool, claims: tuple[str | None, str] = (None, ""), stage: str | None = None) -> None:
         self._signing = signing
         self._claims_dir, self._claims_as = claims
+        self._stage = stage
         self._owners: dict[str, str] = {}
         self._signed_before: dict[str, str | None] = {}
         self._markers: dict[str, str] = {}  # path claimed in claims_dir -> its marker
+        self._finals: dict[str, str] = {}  # staged path -> the path claimed
 
     def claim(self, path: str, display: str) -> str:
-        """Reserve ``path`` for ``display``; returns ``path``.
+        """Reserve ``path`` for ``display``; returns where to write it: ``path``, or with a
+        staging directory its place there (:meth:`publish` moves it to ``path``).
 
         Raises:
             OutputError: another image of this run has it (also one of another conversion
@@ -440,7 +498,35 @@ class _Outputs:
         self._owners[key] = display
         if not self._signing and os.path.lexists(signature_path(key)):
             self._signed_before[key] = Digest.of_file(key).hex if os.path.isfile(key) else None
-        return path
+        if self._stage is None:
+            return path
+        staged = os.path.join(os.path.abspath(self._stage), os.path.basename(key))
+        self._finals[staged] = key
+        return staged
+
+    def publish(self, converted: list[ConvertedACI]) -> list[ConvertedACI]:
+        """Move the staged ACIs (with their signatures) to the paths claimed for them,
+        one rename each, in order.
+
+        Returns:
+            ``converted`` with those paths.
+
+        Raises:
+            OutputError: a file cannot be moved (those moved before it stay).
+        """
+        published = []
+        for aci in converted:
+            final = self._finals[aci.path]
+            moves = [(aci.path, final)]
+            if os.path.lexists(signature_path(aci.path)):
+                moves.append((signature_path(aci.path), signature_path(final)))
+            for staged, dest in moves:
+                try:
+                    os.replace(staged, dest)
+                except OSError as err:
+                    raise OutputError(f"moving {staged} to {dest}: {err.strerror or err}") from err
+            published.append(dataclasses.replace(aci, path=final))
+        return published
 
     def _claim_shared(self, key: str, display: str) -> None:
         """Claim ``key`` in the run's claims directory for ``claims_as`` (first come, first

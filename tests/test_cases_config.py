@@ -610,6 +610,39 @@ def test_umoci_relative_workdir_bare_port_protocol_and_empty_entrypoint(tmp_path
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+@pytest.mark.tools
+@pytest.mark.skipif(shutil.which("umoci") is None, reason="umoci is not installed")
+def test_the_tag_of_oci_dir_tag_is_a_ref_name_and_image_may_name_the_directory(tmp_path: Path) -> None:
+    """README: ``oci:DIR[:TAG]``, TAG a ref name (skopeo: "no descriptor found for reference");
+    ``--image NAME[:TAG]`` names an image as decisions.md names it (a bare-tag ref's
+    repository is the directory's name; the tag defaults to ``latest``, as Docker's and
+    the reference tool's). ``oci:app:app``, in a layout ``app`` tagged ``latest`` and
+    ``v1`` by umoci, converted the ``latest`` image as the name ``app`` (sources review)."""
+    layout, layer = tmp_path / "app", tmp_path / "layer.tar"
+    layer.write_bytes(ab.BASE_LAYER)
+    for argv in (["init", "--layout", layout], ["new", "--image", f"{layout}:latest"],
+                 ["raw", "add-layer", "--image", f"{layout}:latest", layer],
+                 ["config", "--image", f"{layout}:latest", "--os", "linux", "--architecture", "amd64",
+                  "--config.cmd", "sh"],
+                 ["config", "--image", f"{layout}:latest", "--tag", "v1", "--config.cmd", "true"]):
+        subprocess.run(["umoci", *map(str, argv)], check=True, capture_output=True)
+    for source in (f"oci:{layout}:app", f"oci:{layout}:app:latest"):
+        with pytest.raises(ImageNotFound) as info:
+            convert(source, tmp_path / "out")
+        assert str(info.value) == (f"{source}: no ref name {source.split(':', 2)[2]!r} in index.json; "
+                                   "present: latest, v1")
+    with pytest.raises(ImageNotFound) as info:
+        convert(f"oci:{layout}", tmp_path / "out", image="other")
+    assert str(info.value) == f"oci:{layout}: no image 'other'; present: app:latest, app:v1"
+    for source, image, version, cmd in [(f"oci:{layout}:v1", None, "v1", ["true"]),
+                                        (f"oci:{layout}:latest", None, "latest", ["sh"]),
+                                        (f"oci:{layout}", "app", "latest", ["sh"]),
+                                        (f"oci:{layout}", "app:v1", "v1", ["true"]),
+                                        (f"oci:{layout}", "v1", "v1", ["true"])]:
+        aci = convert(source, tmp_path / "out", image=image)
+        assert (aci.labels["version"], aci.manifest["app"]["exec"]) == (version, cmd), (source, image)
+
+
 def test_one_image_with_two_tags_prefers_latest(tmp_path: Path) -> None:
     archive = ab.build_manifest_save(tmp_path / "one.tar", [small_image("sh", ["app:1", "app:latest"])])
     aci = convert(archive, tmp_path / "out")

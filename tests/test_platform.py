@@ -8,6 +8,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -264,3 +268,164 @@ def test_platform_all_names_each_variant(tmp_path: Path) -> None:
 
     assert sorted(Path(a.path).name for a in acis) == ["layout-latest-linux-amd64-v3.aci",
                                                       "layout-latest-linux-amd64.aci"]
+
+
+# -- images whose index and config disagree, and --platform all (buildah-made indexes) ---------
+
+needs_buildah = pytest.mark.skipif(shutil.which("buildah") is None, reason="buildah is not installed")
+
+
+def buildah_index(work: Path, images: list[tuple[str, tuple[str, ...]]], dest: str) -> None:
+    """Make an image index with buildah 1.28, as a build system does: ``buildah manifest
+    create``, one ``buildah manifest add [FLAGS] LIST SOURCE`` per image (``--os`` and
+    ``--arch`` set the entry's platform whatever the image's config says), then
+    ``buildah manifest push --all LIST DEST``. buildah's storage (vfs) and its signature
+    policy are in ``work``, removed after."""
+    policy = work / "policy.json"
+    work.mkdir(parents=True)
+    policy.write_text('{"default": [{"type": "insecureAcceptAnything"}]}')
+    buildah = ["buildah", "--root", str(work / "root"), "--runroot", str(work / "run"), "--storage-driver", "vfs"]
+    try:
+        for argv in (["manifest", "create", "list"],
+                     *(["manifest", "add", *flags, "list", source] for source, flags in images),
+                     ["manifest", "push", "--signature-policy", str(policy), "--all", "list", dest]):
+            subprocess.run([*buildah, *argv], check=True, capture_output=True)
+    finally:
+        shutil.rmtree(work)
+
+
+def _umoci_image(layout: Path, architecture: str) -> None:
+    """A one-layer image tagged ``latest`` made by umoci, of ``linux/<architecture>``."""
+    import hostilebuild as hb
+
+    layer = layout.parent / "layer.tar"
+    layer.write_bytes(hb.tar([hb.dir_("etc"), hb.file("etc/passwd", hb.PASSWD)]))
+    for argv in (["init", "--layout", layout], ["new", "--image", f"{layout}:latest"],
+                 ["raw", "add-layer", "--image", f"{layout}:latest", layer],
+                 ["config", "--image", f"{layout}:latest", "--os", "linux", "--architecture", architecture]):
+        subprocess.run(["umoci", *map(str, argv)], check=True, capture_output=True)
+
+
+def _convert(source: str, out: Path, **options: Any) -> list[Any]:
+    import docker2aci
+
+    options.setdefault("cache_dir", str(out.parent / "cache"))
+    return docker2aci.convert(source, docker2aci.ConvertOptions(output_dir=str(out), **options))
+
+
+@pytest.mark.tools
+@needs_buildah
+def test_an_index_entry_that_is_not_its_config_s_platform_is_converted_as_the_config_says(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An index entry saying linux/arm64 for an image whose config says amd64 (buildah
+    ``manifest add --arch arm64``) converted without a word (sources review). Docker
+    warns naming both and keeps the configured platform (moby ``pullForBuilder``): so do
+    we, labels and file name included."""
+    from services import SHARED_IMAGES
+
+    layout = tmp_path / "mislabelled"
+    buildah_index(tmp_path / "buildah", [(f"oci:{SHARED_IMAGES / 'oci-layout'}:latest", ("--arch", "arm64"))],
+                  f"oci:{layout}:multi")
+    warning = ("the index entry says platform linux/arm64, but the image config says linux/amd64; converted as "
+               "linux/amd64, as the config says (the image's builder got one of them wrong)")
+    with caplog.at_level(logging.WARNING, logger="docker2aci"):
+        [aci] = _convert(f"oci:{layout}:multi", tmp_path / "out", platform="linux/arm64")
+    assert (aci.labels["os"], aci.labels["arch"]) == ("linux", "amd64")
+    assert aci.warnings == (warning,)
+    assert caplog.messages == [f"oci:{layout}:multi (linux/arm64): {warning}"]
+    [every] = _convert(f"oci:{layout}:multi", tmp_path / "all", platform="all")
+    assert (Path(every.path).name, every.labels["arch"], every.warnings) == ("mislabelled-multi-linux-amd64.aci",
+                                                                             "amd64", (warning,))
+
+
+def _config_of(layout: Path, tag: str, index_entry: int) -> Path:
+    """The config blob of an image index's entry, in a layout."""
+    def blob(digest: str) -> Path:
+        return layout / "blobs" / "sha256" / digest.removeprefix("sha256:")
+
+    [top] = [e for e in json.loads((layout / "index.json").read_text())["manifests"]
+             if e["annotations"]["org.opencontainers.image.ref.name"] == tag]
+    entry = json.loads(blob(top["digest"]).read_text())["manifests"][index_entry]
+    return blob(json.loads(blob(entry["digest"]).read_text())["config"]["digest"])
+
+
+@pytest.mark.tools
+@needs_buildah
+def test_platform_all_writes_every_platform_or_none(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """``--platform all`` kept the linux/amd64 ACI written before linux/arm64 failed, and
+    said nothing of it (sources review). Like a ``--nosquash`` chain, and like a batch,
+    whose output directory holds only what it reports ``ok``, the platforms are written
+    together or not at all: the files a failed run would replace stay as they were."""
+    from services import SHARED_IMAGES
+
+    from docker2aci.compression import Compression
+    from docker2aci.errors import DigestMismatch
+
+    layout = tmp_path / "multi"
+    buildah_index(tmp_path / "buildah", [(f"oci:{SHARED_IMAGES / 'oci-multi'}:latest", ()),
+                                         (f"oci:{SHARED_IMAGES / 'oci-multi'}:arm64", ())], f"oci:{layout}:multi")
+    out = tmp_path / "out"
+    first = _convert(f"oci:{layout}:multi", out, platform="all")
+    names = ["multi-multi-linux-aarch64.aci", "multi-multi-linux-amd64.aci"]
+    assert sorted(Path(a.path).name for a in first) == names
+    before = {name: (out / name).read_bytes() for name in names}
+
+    killed = out / ".docker2aci-platforms-killed"  # what a run killed before publishing leaves
+    killed.mkdir()
+    (killed / names[0]).write_bytes(b"half")
+    killed.with_name(killed.name + ".lock").touch()
+    config = _config_of(layout, "multi", 1)  # linux/arm64's, damaged as a disk or a copy can
+    config.chmod(0o644)
+    config.write_bytes(config.read_bytes().replace(b'"arm64"', b'"arm65"'))
+    with caplog.at_level(logging.WARNING, logger="docker2aci"), pytest.raises(DigestMismatch):
+        _convert(f"oci:{layout}:multi", out, platform="all", compression=Compression.NONE)
+    assert sorted(os.listdir(out)) == names  # no staging directory left, nor the killed run's
+    assert {name: (out / name).read_bytes() for name in names} == before
+    assert caplog.messages == [(f"oci:{layout}:multi: platform linux/arm64 failed, so none of the 2 platforms is "
+                                "written (converted before it: linux/amd64)")]
+
+    fresh = tmp_path / "fresh"
+    proc = subprocess.run([sys.executable, "-m", "docker2aci", "--json", "--platform", "all", "--output-dir",
+                           str(fresh), "--cache-dir", str(tmp_path / "cache"), f"oci:{layout}:multi"],
+                          check=False, capture_output=True, text=True, timeout=300)
+    assert (proc.returncode, proc.stdout, os.listdir(fresh)) == (1, "", [])
+    assert f"oci:{layout}:multi: platform linux/arm64 failed, so none of the 2 platforms is written" in proc.stderr
+    assert proc.stderr.splitlines()[-1].startswith(f"Error: conversion error: oci:{layout}:multi: blob sha256:")
+
+
+@pytest.mark.tools
+@pytest.mark.skipif(shutil.which("umoci") is None, reason="umoci is not installed")
+@pytest.mark.parametrize(("platform", "asked"), [
+    pytest.param(None, f"{Platform.host()}, the host's", id="default"),
+    pytest.param("linux/arm64", "linux/arm64", id="asked-for"),
+])
+def test_an_image_appc_cannot_name_names_its_platform_and_the_one_asked_for(tmp_path: Path, platform: str | None,
+                                                                             asked: str) -> None:
+    """The error named the platform the image has (in the message) and the one asked for
+    (in parentheses after the source) without saying which was which (sources review)."""
+    from docker2aci.errors import InvalidConfig
+
+    layout = tmp_path / "rv"
+    _umoci_image(layout, "riscv64")
+    with pytest.raises(InvalidConfig) as info:
+        _convert(f"oci:{layout}", tmp_path / "out", platform=platform)
+    assert str(info.value) == (f"oci:{layout} ({asked.split(',')[0]}): image config field architecture: platform "
+                               f"linux/riscv64 has no appc os/arch equivalent (the image is linux/riscv64; asked "
+                               f"for {asked})")
+
+
+@pytest.mark.tools
+@needs_buildah
+@pytest.mark.skipif(shutil.which("umoci") is None, reason="umoci is not installed")
+def test_platform_all_of_an_index_appc_cannot_name_lists_its_platforms(tmp_path: Path) -> None:
+    """The error "no platform of the index can be converted" named none of them (sources review)."""
+    layout, index = tmp_path / "rv", tmp_path / "index"
+    _umoci_image(layout, "riscv64")
+    subprocess.run(["umoci", "config", "--image", f"{layout}:latest", "--tag", "mips", "--architecture", "mips64le"],
+                   check=True, capture_output=True)
+    buildah_index(tmp_path / "buildah", [(f"oci:{layout}:latest", ()), (f"oci:{layout}:mips", ())],
+                  f"oci:{index}:multi")
+    with pytest.raises(InvalidManifest) as info:
+        _convert(f"oci:{index}:multi", tmp_path / "out", platform="all")
+    assert str(info.value) == (f"oci:{index}:multi: no platform of the index can be converted: appc names none of "
+                               "linux/riscv64, linux/mips64le")

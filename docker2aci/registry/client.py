@@ -322,6 +322,37 @@ def _media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
+def _check_unlabelled_manifest(untrusted_body: bytes, media_type: str, url: str, source: str) -> None:
+    """Refuse a manifest answer whose ``Content-Type`` is no manifest type and whose body
+    is no JSON object either: a misconfigured proxy's or a login page's HTML served with
+    status 200, say. A JSON object served so is left to the caller, which tells its kind
+    from the body (its ``mediaType`` and shape), so a manifest mislabelled ``text/plain``
+    or ``application/octet-stream`` is still read, as skopeo reads it (containers/image
+    ``manifest.NormalizedMIMEType``: some registries serve ``text/plain``).
+
+    Args:
+        untrusted_body: the body as received.
+        media_type: the ``Content-Type`` without parameters (``""`` when absent).
+        url: the request URL, redacted (:func:`~docker2aci.redact.redact_url`).
+        source: the manifest reference, for the message.
+
+    Raises:
+        InvalidManifest: names the URL, the media type served and the types asked for.
+    """
+    try:
+        doc = untrustedjson.loads(untrusted_body)
+    except untrustedjson.BadJSON as err:
+        problem = f"is not JSON ({err})"
+    else:
+        if isinstance(doc, dict):
+            return
+        problem = "is JSON but not an object"
+    served = f"Content-Type {media_type!r}" if media_type else "no Content-Type"
+    raise InvalidManifest(source, f"fetching the manifest: {url} answered with {served}, not a manifest type "
+                                  f"({', '.join(MANIFEST_MEDIA_TYPES)}), and its body {problem}: not a manifest "
+                                  "(a proxy or a login page in the way?)")
+
+
 def _check_repository(repository: str) -> None:
     """Refuse a repository name that is not ``component(/component)*`` (it goes into URLs)."""
     if not repository or not all(COMPONENT_RE.fullmatch(part) for part in repository.split("/")):
@@ -487,6 +518,8 @@ class RegistryClient:
             AuthError: authentication failed or access was denied.
             DigestMismatch: the body does not hash to the requested digest.
             LimitExceeded: the body is larger than ``MAX_MANIFEST_BYTES``.
+            InvalidManifest: the ``Content-Type`` is no manifest type and the body no
+                JSON object (an HTML page).
             RegistryError: any other failure (``temporary`` for 5xx/429/connection).
         """
         _check_repository(repository)
@@ -511,7 +544,10 @@ class RegistryClient:
                     continue
                 media_type = _media_type(resp.headers.get("Content-Type"))
                 header_digest = resp.headers.get("Docker-Content-Digest")
+                url = redact_url(resp.url)
             break
+        if media_type not in MANIFEST_MEDIA_TYPES:
+            _check_unlabelled_manifest(untrusted_body, media_type, url, source)
         self._check_manifest_digest(untrusted_body, digest, header_digest, source)
         log.debug("%s: %s: %d bytes, %s", source, what, len(untrusted_body), media_type or "no Content-Type")
         return untrusted_body, media_type

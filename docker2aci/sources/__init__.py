@@ -89,21 +89,21 @@ def _docker_archive(path: str, display: str, remote: RemoteOptions) -> ImageSour
     return _archive(path, display, remote, docker=True)
 
 
-def _oci(path: str, display: str, remote: RemoteOptions) -> ImageSource:
+def _oci(path: str, display: str, remote: RemoteOptions, tag: str | None = None) -> ImageSource:
     from .files import DirectoryTree
     from .oci_layout import OciLayout
 
     if not os.path.isdir(path):
         raise SourceError(display, "not a directory (an OCI image layout is a directory)")
-    return OciLayout(DirectoryTree(path, display), _base_repository(path))
+    return OciLayout(DirectoryTree(path, display), _base_repository(path), tag)
 
 
-def _oci_archive(path: str, display: str, remote: RemoteOptions) -> ImageSource:
+def _oci_archive(path: str, display: str, remote: RemoteOptions, tag: str | None = None) -> ImageSource:
     from .files import TarTree
     from .oci_layout import OciLayout
 
     base = _base_repository(path)  # first: a name it refuses leaves no archive open
-    return OciLayout(TarTree(path, display, remote.tmp_dir, remote.max_spool_size), base)
+    return OciLayout(TarTree(path, display, remote.tmp_dir, remote.max_spool_size), base, tag)
 
 
 def _sniffed(path: str, display: str, remote: RemoteOptions) -> ImageSource:
@@ -118,6 +118,11 @@ TRANSPORTS: dict[str, Callable[[str, str, RemoteOptions], ImageSource]] = {
     "oci-archive": _oci_archive,
 }
 """Local transports: ``name → opener(path, display, options)``."""
+_TAGGED_LAYOUTS: dict[str, Callable[[str, str, RemoteOptions, str | None], ImageSource]] = {
+    "oci": _oci,
+    "oci-archive": _oci_archive,
+}
+"""The transports whose ``PATH:TAG`` names a ref name: ``name → opener(path, display, options, tag)``."""
 REMOTE_TRANSPORTS = frozenset({"docker", "docker-daemon"})
 
 
@@ -310,5 +315,7 @@ def open_source(name: str, remote: RemoteOptions | None = None) -> tuple[ImageSo
     if not os.path.exists(path):
         shown = redact_source(name)  # a URL's user:password@ is never quoted back
         raise SourceError(shown, "no such file or directory" + (_unknown_transport(shown) if transport is None else ""))
+    if transport in _TAGGED_LAYOUTS:  # their TAG is a ref name (OciLayout's tag)
+        return _TAGGED_LAYOUTS[transport](path, name, remote, selector), selector
     opener = TRANSPORTS[transport] if transport else _sniffed
     return opener(path, name, remote), selector

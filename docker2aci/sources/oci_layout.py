@@ -132,14 +132,19 @@ class OciLayout:
         files: the layout's files (a directory or an archive).
         default_repository: the repository for images whose ref name is a bare tag
             (the layout directory's or archive's base name up to its first ``.``).
+        tag: the ``TAG`` of ``oci:DIR:TAG`` / ``oci-archive:PATH:TAG``: a ref name (as
+            skopeo's ``oci:`` reads it), so as a selector it names only an entry whose
+            ref name it is (or a digest), never an image by the directory's name, as
+            ``--image NAME[:TAG]`` may.
     """
 
     cacheable = False
 
-    def __init__(self, files: FileTree, default_repository: str) -> None:
+    def __init__(self, files: FileTree, default_repository: str, tag: str | None = None) -> None:
         self.files = files
         self.display = files.display
         self.default_repository = default_repository
+        self.tag = tag
 
     def index(self) -> ImageIndex:
         """The layout's ``index.json``.
@@ -195,9 +200,11 @@ class OciLayout:
         """
         if selector is not None:
             # a ref name written as given first (oci:DIR:TAG): in a directory "dup" tagged
-            # "latest" and "dup", "dup" is that tag, not the name "dup" (dup:latest)
+            # "latest" and "dup", "dup" is that tag, not the name "dup" (dup:latest); the
+            # TAG of oci:DIR:TAG is nothing else
             named = [e for e in entries if e.ref_name == selector] or [
-                e for e in entries if e.ref_name is not None and selector_matches(selector, self._name(e.ref_name))]
+                e for e in entries if e.ref_name is not None and selector != self.tag
+                and selector_matches(selector, self._name(e.ref_name))]
             if named:
                 return named
             hexsel = digest_selector(selector)
@@ -205,6 +212,9 @@ class OciLayout:
                 for entry in entries:
                     if entry.digest.hex.startswith(hexsel) or self._config_hex(entry, platform).startswith(hexsel):
                         return [entry]
+            if selector == self.tag:
+                refs = ", ".join(e.ref_name for e in entries if e.ref_name) or "none"
+                raise ImageNotFound(self.display, f"no ref name {selector!r} in index.json; present: {refs}")
             raise ImageNotFound(self.display, f"no image {selector!r}; present: "
                                 + ", ".join(self._listing(entries, platform)))
         if not entries:

@@ -34,6 +34,7 @@ from docker2aci.errors import (
     AuthError,
     DigestMismatch,
     ImageNotFound,
+    InvalidManifest,
     InvalidReference,
     RegistryError,
     SizeMismatch,
@@ -169,6 +170,66 @@ def test_accept_lists_every_manifest_type(fault_proxy: FaultProxy) -> None:
     assert MANIFEST_MEDIA_TYPES == (mediatypes.OCI_INDEX, mediatypes.OCI_MANIFEST, mediatypes.DOCKER_LIST,
                                     mediatypes.DOCKER_MANIFEST, mediatypes.DOCKER_SCHEMA1_SIGNED,
                                     mediatypes.DOCKER_SCHEMA1)
+
+
+LOGIN_PAGE = b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head><body>Sign in to go on</body></html>\n"
+"""What a misconfigured proxy or a single sign-on gateway answers with status 200."""
+NOT_JSON = "is not JSON (Expecting value: line 1 column 1 (char 0))"
+
+
+def not_a_manifest(where: str, url: str, served: str, problem: str) -> str:
+    """The message of an answer that is no manifest."""
+    return (f"{where}: fetching the manifest: {url} answered with {served}, not a manifest type "
+            f"({', '.join(MANIFEST_MEDIA_TYPES)}), and its body {problem}: not a manifest "
+            "(a proxy or a login page in the way?)")
+
+
+@pytest.mark.parametrize(("reference", "content_type", "body", "served", "problem"), [
+    pytest.param("oci", "text/html; charset=utf-8", LOGIN_PAGE, "Content-Type 'text/html'", NOT_JSON,
+                 id="html-page-by-tag"),
+    pytest.param(OCI_DIGEST, "application/octet-stream", LOGIN_PAGE, "Content-Type 'application/octet-stream'",
+                 NOT_JSON, id="octet-stream-by-digest"),
+    pytest.param("oci", None, b'["not", "a", "manifest"]', "no Content-Type", "is JSON but not an object",
+                 id="no-content-type-json-array"),
+])
+def test_an_answer_that_is_no_manifest_says_what_came(fault_proxy: FaultProxy, reference: str,
+                                                       content_type: str | None, body: bytes, served: str,
+                                                       problem: str) -> None:
+    """A 200 answer with another Content-Type and a body that is no manifest (a proxy's
+    HTML page) gave "not valid JSON: Expecting value" (by tag) or a digest mismatch (by
+    digest), naming neither what came nor where from (sources review)."""
+    headers = [("Content-Type", content_type)] if content_type else []
+    fault_proxy.add(Fault.respond(200, target="manifest", headers=headers, body=body))
+    with client(fault_proxy.host) as c, pytest.raises(InvalidManifest) as info:
+        c.get_manifest(REPO, reference)
+    where = f"{fault_proxy.host}/{REPO}{'@' if reference == OCI_DIGEST else ':'}{reference}"
+    url = f"http://{fault_proxy.host}/v2/{REPO}/manifests/{reference}"
+    assert str(info.value) == not_a_manifest(where, url, served, problem)
+
+
+def test_a_login_page_redirected_to_is_named_redacted(fault_proxy: FaultProxy) -> None:
+    """A manifest request sent on to a sign-in page: the error names the page's URL, with
+    its session value hidden."""
+    login = f"http://{fault_proxy.host}/sso/login?session=secret-session-value&next=manifest"
+    with client(fault_proxy.host) as c:
+        c.ping()  # before the faults: the catch-all one below would answer it
+        fault_proxy.add(Fault.respond(302, target="manifest", headers=[("Location", login)], body=b""),
+                        Fault.respond(200, target="any", headers=[("Content-Type", "text/html")], body=LOGIN_PAGE))
+        with pytest.raises(InvalidManifest) as info:
+            c.get_manifest(REPO, "oci")
+    url = f"http://{fault_proxy.host}/sso/login?session=***&next=manifest"
+    assert str(info.value) == not_a_manifest(f"{fault_proxy.host}/{REPO}:oci", url, "Content-Type 'text/html'",
+                                             NOT_JSON)
+    assert "secret-session-value" not in str(info.value)
+
+
+def test_a_manifest_served_as_plain_text_is_read(fault_proxy: FaultProxy) -> None:
+    """A manifest whose Content-Type is wrong but whose body is one is read, as skopeo reads
+    it; the conversion tells its kind from the body."""
+    fault_proxy.add(Fault.set_header("Content-Type", "text/plain; charset=utf-8"))
+    with client(fault_proxy.host) as c:
+        body, media_type = c.get_manifest(REPO, OCI_DIGEST)
+    assert (Digest.of_bytes(body), media_type) == (Digest.parse(OCI_DIGEST), "text/plain")
 
 
 def test_wrong_manifest_for_a_digest_is_digest_mismatch(plain_registry: RunningRegistry,
