@@ -243,10 +243,7 @@ def locked_temp(directory: str, prefix: str, suffix: str = "") -> tuple[int, str
                 if err.errno not in _NO_FLOCK:
                     raise
                 return fd, tmp  # a file system without flock: written unlocked, as before
-            try:
-                same = os.stat(tmp).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
+            same = _still_at(tmp, fd)
         except BaseException:
             os.close(fd)
             remove_quietly(tmp)
@@ -256,12 +253,18 @@ def locked_temp(directory: str, prefix: str, suffix: str = "") -> tuple[int, str
         os.close(fd)
 
 
-def open_locked(path: str, how: int) -> int:
+def open_locked(path: str, how: int, *, writable: bool = False) -> int:
     """Open the lock file ``path`` (creating it, mode 0600; never through a symbolic link)
     and ``flock`` it with ``how`` (``LOCK_SH`` or ``LOCK_EX``, with ``LOCK_NB`` not
     waiting). A cleaner may unlink a lock file while it holds it: a lock taken on a file
     that is no longer the one at ``path`` guards nothing, so it is taken again on the
     file there now.
+
+    Args:
+        writable: open it for writing too: on NFS, Linux emulates ``flock`` with
+            byte-range locks, and an exclusive one needs a descriptor open for writing
+            (``flock(2)``). A descriptor handed to another process (the tree store's, to
+            the app) stays read-only.
 
     Returns:
         The locked descriptor (the caller closes it, which unlocks it).
@@ -271,19 +274,26 @@ def open_locked(path: str, how: int) -> int:
         OSError: ``path`` cannot be opened (``ELOOP``: it is a symbolic link).
     """
     while True:
-        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        mode = os.O_RDWR if writable else os.O_RDONLY
+        fd = os.open(path, mode | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         try:
             fcntl.flock(fd, how)
-            try:
-                same = os.stat(path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
+            same = _still_at(path, fd)
         except BaseException:
             os.close(fd)
             raise
         if same:
             return fd
         os.close(fd)
+
+
+def _still_at(path: str, fd: int) -> bool:
+    """Whether the open file ``fd`` is still the file at ``path``: a cleaner may have
+    removed it, or another file taken its name, before its lock was taken."""
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
 
 
 @contextlib.contextmanager
@@ -300,7 +310,7 @@ def _held_if_abandoned(path: str) -> Iterator[bool]:
         if taken:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                taken = os.stat(path).st_ino == os.fstat(fd).st_ino  # not renamed or replaced meanwhile
+                taken = _still_at(path, fd)  # not renamed or replaced meanwhile
             except OSError:
                 taken = False  # being written (EWOULDBLOCK), no locks here (ENOLCK), or gone
         yield taken

@@ -31,7 +31,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import hashlib
+import importlib
 import json
 import logging
 import os
@@ -392,7 +394,7 @@ def cache_lock(root: str, name: str, *, wait: bool = True) -> Iterator[bool]:
     path = os.path.join(locks, name)
     try:
         _private_dirs(locks)
-        fd = open_locked(path, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fd = open_locked(path, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB, writable=True)  # NFS
     except BlockingIOError:
         fd = None
     except OSError as err:
@@ -491,12 +493,40 @@ class ConversionCache:
             raise OutputError(f"writing to the cache {self.dir}: {err}") from err
 
 
+@functools.cache
+def code_fingerprint() -> str:
+    """The SHA-256 (hex) of the converter's own code: the source files of the
+    ``docker2aci`` and ``converters`` packages as installed (``*.py``, ``*.c``), by path
+    and content. Part of every conversion key: an upgrade, or a fix installed without a
+    new version number, never reuses a conversion an older converter made. Read once per
+    process (some 70 files, about a millisecond).
+
+    Raises:
+        OSError: a source file cannot be read.
+    """
+    digest = hashlib.sha256()
+    for package in ("docker2aci", "converters"):
+        top = os.path.dirname(os.path.abspath(importlib.import_module(package).__file__ or ""))
+        for folder, dirs, files in sorted(os.walk(top)):
+            dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+            for name in sorted(f for f in files if f.endswith((".py", ".c"))):
+                path = os.path.join(folder, name)
+                with open(path, "rb") as f:
+                    content = f.read()
+                digest.update(b"%s\0%s\0%d\0" % (package.encode(), os.path.relpath(path, top).encode(),
+                                                  len(content)))
+                digest.update(content)
+    return digest.hexdigest()
+
+
 def conversion_key(*, version: str, manifest: str, index: str | None, original: str | None, platform: str,
                    compression: str, file: str, name: str | None = None, ac_name: str | None = None) -> str:
     """The conversion cache key (hex SHA-256): everything a converted ACI depends on.
 
     Args:
-        version: our version (a new converter never reuses an old conversion).
+        version: our version (a new converter never reuses an old conversion; the key
+            also holds :func:`code_fingerprint`, so a converter changed without a new
+            version number does not either).
         manifest: the image manifest digest; index: the index it was chosen from.
         original: the reference as typed (it is written into the manifest).
         platform: the image's platform; compression: ``gzip`` or ``none``.
@@ -505,8 +535,8 @@ def conversion_key(*, version: str, manifest: str, index: str | None, original: 
             which it may take from a file name rather than from its content.
         ac_name: the AC name given instead of the source's (batch items, the mirror).
     """
-    parts = {"version": version, "manifest": manifest, "index": index, "original": original,
-             "platform": platform, "compression": compression, "file": file}
+    parts = {"version": version, "code": code_fingerprint(), "manifest": manifest, "index": index,
+             "original": original, "platform": platform, "compression": compression, "file": file}
     if name is not None:
         parts["name"] = name
     if ac_name is not None:

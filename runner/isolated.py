@@ -515,10 +515,16 @@ class _StdioRelay:
             thread.start()
 
     def finish(self, timeout: float = 5.0) -> None:
-        """Stop reading stdin, wait for the app's output to drain, close everything."""
+        """Stop reading stdin (waiting ``timeout`` seconds for it), wait for the app's
+        output to drain whole, close everything.
+
+        The output is copied to its end however slowly the caller's stdout and stderr
+        are read (a pager, a pipe): called once the runtime has exited and the container
+        was deleted, no process holds the runtime's ends any more, so each copy ends.
+        """
         os.write(self._stop_w, b"x")
-        for thread in self._threads:
-            thread.join(timeout)
+        for thread, fd in zip(self._threads, self._ends):
+            thread.join(timeout if fd == 0 else None)
         started = bool(self._threads)  # else the runtime's ends are still open here
         ends = [end for fd, pair in self._ends.items() for end in pair
                 if not started or (end == pair[1] and fd != 0)]  # stdin's own: closed by its copier

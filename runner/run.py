@@ -93,6 +93,10 @@ DEV_LINKS = (
 #: ``/etc/hosts`` written into an image that has none (public case 58).
 HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 
+#: The files of ``/etc`` both stages give the app (written into the tree by fly, bound
+#: by the isolated stage): no working directory may take their place.
+ETC_FILES = ("hosts", "resolv.conf")
+
 #: ``statvfs`` flags of a bind's source kept when it is remounted read-only, and the
 #: ``MS_*`` flag each one is given back as.
 KEPT_MOUNT_FLAGS = (
@@ -374,17 +378,19 @@ def working_directory(rootfs: str, cwd: str) -> str:
 
     Raises:
         RunnerError: the directory leads into ``/proc`` or ``/sys``, is not a directory
-            (a file in the image, or a device the stage binds there: ``/dev/null``), or
-            cannot be made; the message names ``app.workingDirectory`` and ``cwd``.
+            (a file in the image, or a device or file the stage puts there: ``/dev/null``,
+            ``/etc/hosts``), or cannot be made; the message names ``app.workingDirectory``
+            and ``cwd``.
     """
     try:
         host_path = resolve_in_root(rootfs, cwd)
         rel = os.path.relpath(host_path, rootfs)
         if in_kernel_fs(rootfs, host_path):  # checked before anything is made there
             raise RunnerError("leads into /proc or /sys: refused")
-        device = rel in {f"dev/{name}" for name in DEVICE_NODES}
-        if not os.path.isdir(host_path) and (device or os.path.lexists(host_path)):
-            raise RunnerError("not a directory" + (f" (the stage binds the device /{rel} there)" if device else ""))
+        stage_file = {**{f"dev/{name}": "binds the device" for name in DEVICE_NODES},
+                      **{f"etc/{name}": "puts its own" for name in ETC_FILES}}.get(rel)
+        if not os.path.isdir(host_path) and (stage_file or os.path.lexists(host_path)):
+            raise RunnerError("not a directory" + (f" (the stage {stage_file} /{rel} there)" if stage_file else ""))
         make_dirs_in_root(rootfs, cwd)
     except RunnerError as err:
         raise RunnerError(f"manifest field app.workingDirectory {cwd!r}: {err}") from err

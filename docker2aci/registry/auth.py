@@ -47,6 +47,9 @@ MAX_TOKEN_LIFETIME = 24 * 3600.0
 of hundreds of digits, which no float holds) counts as this, so the token is asked for
 again a day later at the latest."""
 
+CATALOG_SCOPE = "registry:catalog:*"
+"""The token scope of the repository list (distribution ``GET /v2/_catalog``)."""
+
 _TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _TOKEN68_RE = re.compile(r"([A-Za-z0-9\-._~+/]+=*)[ \t]*(?=,|$)")
 _UNQUOTED_VALUE_RE = re.compile(r"[^,\s]*")
@@ -426,9 +429,14 @@ class Authenticator:
         if challenge is not None and challenge.scheme == "basic":
             message = f"authenticating: the registry refused the credentials of {who}"
         else:
-            what = f"repository {repository}" if repository else "the registry"
+            if repository:
+                what = f"pull access to repository {repository}"
+            elif CATALOG_SCOPE in self._scopes_for(None):  # mirror --all-repos
+                what = f"access to the registry's catalog ({CATALOG_SCOPE})"
+            else:
+                what = "access to the registry"
             reason = f" ({challenge.error})" if challenge is not None and challenge.error else ""
-            message = f"authenticating: the token does not grant {who} pull access to {what}{reason}"
+            message = f"authenticating: the token does not grant {who} {what}{reason}"
         return AuthError(self._host, message, status=401)
 
 

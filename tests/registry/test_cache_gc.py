@@ -235,6 +235,19 @@ def test_a_lock_file_removed_while_waited_on_is_taken_again(tmp_path: Path) -> N
         thread.join()
 
 
+def test_a_cache_lock_is_held_on_a_descriptor_open_for_writing(tmp_path: Path) -> None:
+    """On NFS, Linux emulates flock with a byte-range lock, and an exclusive one needs a
+    descriptor open for writing (flock(2)): the cache's locks were taken read-only once
+    they shared the tree store's opener (session review), which would fail every
+    conversion with EBADF on an NFS home. No NFS here: the open mode is what is checked."""
+    path = tmp_path / "locks" / "sha256-x"
+    with cache_lock(str(tmp_path), "sha256-x"):
+        [flags] = [int(line.split()[1], 8) for fd in os.listdir("/proc/self/fd")
+                   if os.path.realpath(f"/proc/self/fd/{fd}") == str(path)
+                   for line in Path(f"/proc/self/fdinfo/{fd}").read_text().splitlines() if line.startswith("flags:")]
+    assert flags & os.O_ACCMODE == os.O_RDWR
+
+
 def test_gc_racing_four_conversions_of_one_image_loses_nothing(tmp_path: Path, fault_proxy: FaultProxy) -> None:
     """gc with no grace, again and again, while four processes convert the same image:
     it removes entries under them, and every conversion succeeds with the right ACI."""
@@ -288,3 +301,39 @@ def test_a_cache_grace_that_is_no_duration_is_a_usage_error(tmp_path: Path) -> N
     done = _cli("gc", "--cache-dir", str(tmp_path), "--cache-grace", "1w")
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == "Error: --cache-grace '1w': use a number of seconds, or one with a unit: 90s, 30m, 24h, 7d\n"
+
+
+def test_a_changed_converter_does_not_reuse_an_older_ones_conversion(tmp_path: Path, fault_proxy: FaultProxy) -> None:
+    """The conversion key held only the version number (0.1.0 since the first commit): an
+    upgraded converter kept serving what the old one made, so a translation fix never
+    reached a cached image (session review: a WorkingDir ``./app`` stayed ``/./app``). The
+    key now holds :func:`~docker2aci.store.code_fingerprint`. Here the CLI runs from a copy
+    of the code with one comment added: it converts again, and its own second run reuses
+    its own conversion."""
+    cache = tmp_path / "cache"
+    ref = f"docker://{fault_proxy.host}/test/busybox:oci"
+    first = _converted(ref, cache, tmp_path / "a")
+    copy = tmp_path / "code"
+    for package in ("docker2aci", "converters"):
+        shutil.copytree(PROJECT_ROOT / package, copy / package, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    with open(copy / "converters" / "names.py", "a", encoding="utf-8") as f:
+        f.write("# a converter that differs by a comment\n")
+
+    def from_copy(out: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "docker2aci", "--debug", "--json", "--insecure-allow-http",
+                               "--cache-dir", str(cache), "--output-dir", str(tmp_path / out), ref],
+                              cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(copy)}, capture_output=True,
+                              text=True, timeout=120, check=False)
+
+    imported = subprocess.run([sys.executable, "-c", "import converters, docker2aci; "
+                               "print(converters.__file__); print(docker2aci.__file__)"],
+                              cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(copy)}, capture_output=True,
+                              text=True, timeout=60, check=True)
+    assert imported.stdout.split() == [str(copy / package / "__init__.py") for package in ("converters", "docker2aci")]
+    changed = from_copy("b")
+    assert changed.returncode == 0 and REUSED not in changed.stderr, changed.stderr
+    assert json.loads(changed.stdout)["image_id"] == first["image_id"]  # the same ACI, made again
+    assert len(_keys(cache)) == 2
+    again = from_copy("c")
+    assert again.returncode == 0 and REUSED in again.stderr, again.stderr
+    assert json.loads(again.stdout)["image_id"] == first["image_id"]

@@ -1003,6 +1003,17 @@ def test_token_with_credentials(token_registry: RunningRegistry, token_server: T
     assert seen.sent_authorization and seen.user == TEST_USER
 
 
+def test_a_catalog_the_token_does_not_grant_is_named(token_registry: RunningRegistry,
+                                                     token_server: TokenServer) -> None:
+    """The token server grants no ``registry:catalog:*``: the refusal names the catalog and
+    its scope, not "pull access to the registry" (mirror review: ``mirror --all-repos``)."""
+    with token_server.answering(), client(token_registry.host, credentials=CREDENTIALS) as c, \
+            pytest.raises(AuthError) as info:
+        c.catalog()
+    assert str(info.value) == (f"{token_registry.host}: authenticating: the token does not grant user {TEST_USER} "
+                               "access to the registry's catalog (registry:catalog:*) (insufficient_scope)")
+
+
 def test_token_is_refreshed_after_expires_in(token_registry: RunningRegistry, token_server: TokenServer) -> None:
     with token_server.answering(expires_in=2), client(token_registry.host) as c:  # valid 1 s with the margin
         c.get_manifest(REPO, "v2s2")

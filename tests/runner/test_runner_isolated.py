@@ -19,6 +19,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -505,6 +506,35 @@ def test_a_signal_to_the_runner_reaches_the_app(rootfs: Path, tmp_path: Path, ru
         out, err = process.communicate(timeout=20)
     assert (process.returncode, out) == (3, f"got-{name}\n"), err
     _assert_cleaned_up(state, cid, rootfs.parent, runtime)
+
+
+@needs_runc
+@pytest.mark.parametrize(
+    "runtime",
+    ["runc", pytest.param("crun", marks=pytest.mark.skipif(CRUN is None, reason="no crun"))],
+)
+def test_the_apps_stderr_reaches_a_slow_reader_whole(rootfs: Path, tmp_path: Path, runtime: str) -> None:
+    """The runner copies runc's stderr (to leave runc's own error line out); it waited 5
+    seconds for the copy to end once runc had exited, then closed the pipe: what a slow
+    reader (a pager) had not read yet, the app's last 34 KB here and its final line, was
+    lost, with exit status 0 (run review). runc itself, given the caller's stderr, waits."""
+    cid = f"docker2aci-test-{secrets.token_hex(4)}"
+    payload = {
+        **_spec_options(_sh("head -c 120000 /dev/zero | tr '\\0' x >&2; echo END >&2"), 0, None, "/"),
+        "rootfs": str(rootfs),
+        "options": {"state_dir": str(tmp_path / "state"), "container_id": cid, "runtime": runtime},
+    }
+    process = subprocess.Popen([sys.executable, "-c", _RUN_SNIPPET, json.dumps(payload)], cwd=PROJECT_ROOT,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    with reaped(process):
+        assert process.stderr is not None
+        first = b""
+        while len(first) < 20000 and (chunk := process.stderr.read(20000 - len(first))):  # unbuffered
+            first += chunk
+        time.sleep(7)  # a pause longer than the runner waited
+        out, rest = process.communicate(timeout=30)
+    assert (process.returncode, out) == (0, b"")
+    assert first + rest == b"x" * 120000 + b"END\n"
 
 
 # ------------------------------------------------------------------- pure: ocispec

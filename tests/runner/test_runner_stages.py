@@ -91,6 +91,10 @@ def test_a_program_that_cannot_run_exits_127_or_126(busybox_aci: str, stage: str
 @pytest.mark.parametrize(("cwd", "reason"), [
     ("/dev/null", "not a directory (the stage binds the device /dev/null there)"),
     ("/etc/passwd", "not a directory"),
+    # the image has none: fly wrote its own and refused, the isolated stage made a
+    # directory there and ran the app without /etc/hosts (not mounted, with a warning)
+    ("/etc/hosts", "not a directory (the stage puts its own /etc/hosts there)"),
+    ("/etc/resolv.conf", "not a directory (the stage puts its own /etc/resolv.conf there)"),
 ])
 def test_a_working_directory_that_is_no_directory_is_named(build_aci: BuildAci, stage: str, cwd: str,
                                                            reason: str) -> None:
