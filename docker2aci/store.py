@@ -506,7 +506,10 @@ def code_fingerprint() -> str:
     """
     digest = hashlib.sha256()
     for package in ("docker2aci", "converters"):
-        top = os.path.dirname(os.path.abspath(importlib.import_module(package).__file__ or ""))
+        init = importlib.import_module(package).__file__
+        if not init:  # not loaded from files (a frozen application): the version alone tells
+            continue
+        top = os.path.dirname(os.path.abspath(init))
         for folder, dirs, files in sorted(os.walk(top)):
             dirs[:] = sorted(d for d in dirs if d != "__pycache__")
             for name in sorted(f for f in files if f.endswith((".py", ".c"))):
