@@ -47,7 +47,7 @@ def batch_parser(prog: str) -> argparse.ArgumentParser:
     """The parser of ``docker2aci batch``."""
     p = Parser(prog=f"{prog} batch", allow_abbrev=False,
                description="Convert many images: one source per line of FILE (or a JSON/YAML list with per-item "
-                           "options: source, platform, image, output, output_dir, name, sign, "
+                           "options: source, platform, image, output, output_dir (under --output-dir), name, sign, "
                            "sign_passphrase_file, gpg_key, compression, compression_level). A failed item does "
                            "not stop the others; exit status 1 if any failed.")
     p.add_argument("file", metavar="FILE|-", help="the batch file; - reads standard input")

@@ -299,7 +299,8 @@ class VerificationError(SigningError):
     def __init__(self, image: str, key_id: str | None, prefix: str | None, reason: str,
                  detail: str) -> None:
         looked_up = f'prefix looked up: "{prefix}"' if prefix is not None else "no prefix looked up"
-        super().__init__(f"image {image}: {detail}; signing key ID {key_id or 'none'}; {looked_up}")
+        signer = f"signing key ID {key_id}" if key_id else "no signing key ID"
+        super().__init__(f"image {image}: {detail}; {signer}; {looked_up}")
         self.image = image
         self.key_id = key_id
         self.prefix = prefix

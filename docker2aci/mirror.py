@@ -264,13 +264,18 @@ def _parse_target(text: str, all_repos: bool) -> tuple[str, str | None]:
     """``(host, repository)`` of a target (``repository`` ``None`` with ``--all-repos``).
 
     Raises:
-        UsageError: the target is malformed, or carries a tag or digest.
+        UsageError: the target is malformed (a ``docker://`` source, or a bare
+            ``HOST:PORT`` without ``--all-repos``: each message says what to give), or
+            carries a tag or digest.
     """
+    from .sources import redact_source
+
+    if text.startswith("docker://"):
+        shown = redact_source(text)  # a USER:PASSWORD@ typed in it is never shown
+        raise UsageError(f"{shown!r}: mirror takes {'HOST' if all_repos else 'HOST/REPO'} without docker://")
     if all_repos:
         host = text.rstrip("/")
         if not is_valid_host(host):
-            from .sources import redact_source
-
             shown = redact_source(text)  # a USER:PASSWORD@ typed in it is never shown
             hint = "; credentials go in --creds USER:PASSWORD or docker login" if shown != text else ""
             raise UsageError(f"{shown!r}: with --all-repos, give registry hosts (HOST[:PORT]){hint}")
@@ -279,6 +284,9 @@ def _parse_target(text: str, all_repos: bool) -> tuple[str, str | None]:
         ref = ImageRef.parse(text, default_tag=False)
     except Docker2ACIError as err:  # (it names the text itself, without the credentials it may hold)
         raise UsageError(str(err)) from err
+    if "/" not in text and ":" in text and is_valid_host(text):  # 127.0.0.1:5000 read as NAME:TAG
+        raise UsageError(f"{text!r} is a registry host: mirror takes HOST/REPO, or --all-repos HOST for every "
+                         "repository of the registry")
     if ref.tag or ref.digest:
         raise UsageError(f"{text!r}: mirror takes HOST/REPO without a tag or digest; use --include to pick tags")
     return ref.domain, ref.repository

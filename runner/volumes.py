@@ -174,6 +174,9 @@ def parse_volume(text: str) -> Volume:
         raise fail("no name (write NAME,kind=host,source=PATH or NAME,kind=empty)")
     if "=" in name:
         raise fail(f"the first field must be the volume's name, not {name!r}")
+    if not fields and ":" in name:  # docker run -v /srv/data:/data
+        raise fail("this is Docker's HOST:CONTAINER form: write NAME,kind=host,source=HOST, where NAME is the "
+                   "image's mount point at CONTAINER (--mount volume=NAME,target=CONTAINER adds one)")
     if not AC_NAME.fullmatch(name):
         raise fail(
             f"name {name!r} is not an AC name (lowercase letters, digits and inner "

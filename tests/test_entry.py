@@ -90,6 +90,18 @@ def test_a_mistyped_command_is_named(capsys: pytest.CaptureFixture[str], tmp_pat
         assert "Error: conversion error: inpsect: " in capsys.readouterr().err
 
 
+def test_the_help_says_what_the_readme_says(capsys: pytest.CaptureFixture[str]) -> None:
+    """The usage gave ``docker-archive:PATH`` (the README and the parser take
+    ``PATH[:NAME[:TAG]]``); ``batch --help`` did not say an item's ``output_dir`` is under
+    ``--output-dir`` (new-user review)."""
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert "| docker-archive:PATH[:NAME[:TAG]] |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli.main(["batch", "--help"])
+    assert "output_dir(under--output-dir)" in "".join(capsys.readouterr().out.split())  # however wrapped
+
+
 @pytest.mark.parametrize("argv", [["completion", "zsh"], ["--version"], ["gc", "--cache-dir", "{tmp}/cache"]])
 def test_output_to_a_reader_that_went_away(tmp_path: Path, argv: list[str]) -> None:
     """``docker2aci ... | head -1``: a reader that closed the pipe first gets the status of a

@@ -170,6 +170,31 @@ def test_a_missing_path_that_looks_like_a_transport_says_so(tmp_path: Path, name
     assert str(exc.value) == message.format(tmp=tmp_path)
 
 
+@pytest.mark.parametrize("name, hint", [
+    pytest.param("busybox", " (for a registry image: docker://busybox)", id="docker-pull-name"),
+    pytest.param("library/busybox", " (for a registry image: docker://library/busybox)", id="hub-repository"),
+    pytest.param("quay.io/coreos/etcd:v3.5.0", " (for a registry image: docker://quay.io/coreos/etcd:v3.5.0)",
+                 id="dotted-host"),
+    pytest.param("127.0.0.1:5000/app:1", " (for a registry image: docker://127.0.0.1:5000/app:1)", id="ip-host"),
+    pytest.param("app.tar", "", id="archive-name"),
+    pytest.param("app.aci", "", id="aci-name"),
+    pytest.param("./busybox", "", id="relative-path"),
+    pytest.param("Busy Box", "", id="no-reference"),
+])
+def test_a_missing_path_that_reads_as_a_registry_reference_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     name: str, hint: str) -> None:
+    """``docker2aci quay.io/coreos/etcd:v3.5.0`` and ``docker2aci busybox`` (as ``docker pull``
+    takes them) said only "no such file or directory", where ``busybox:latest`` got the
+    ``docker://`` hint (new-user review)."""
+    from docker2aci.errors import SourceError
+    from docker2aci.sources import open_source
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SourceError) as exc:
+        open_source(name)
+    assert str(exc.value) == f"{name}: no such file or directory{hint}"
+
+
 @pytest.mark.parametrize("name", ["", " ", "\t"])
 def test_an_empty_source_is_a_usage_error(name: str) -> None:
     """It said "no such file or directory" with exit status 1 (a new user's find)."""
@@ -204,7 +229,7 @@ def test_an_engine_out_of_reach_is_named(docker_host: str | None, monkeypatch: p
         if os.path.exists("/var/run/docker.sock"):
             pytest.skip("an engine socket is at the default path")
         monkeypatch.delenv("DOCKER_HOST", raising=False)
-        where = "at unix:///var/run/docker.sock (DOCKER_HOST names another)"
+        where = "at unix:///var/run/docker.sock (the default: DOCKER_HOST is not set)"
     else:
         monkeypatch.setenv("DOCKER_HOST", docker_host)
         where = f"at {docker_host} (DOCKER_HOST)"

@@ -240,10 +240,11 @@ _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 def _unknown_transport(name: str) -> str:
     """A hint for a missing path that starts like a transport: the closest transport
     (``oci-archve:x.tar``), or ``docker://`` for what reads as a registry image
-    (``busybox:latest``, ``localhost:5000/app``, ``https://host/app``)."""
+    (``busybox:latest``, ``localhost:5000/app``, ``https://host/app``, and, through
+    :func:`_registry_hint`, ``busybox``, ``quay.io/coreos/etcd:v3.5.0``, ``127.0.0.1:5000/app``)."""
     m = _TRANSPORT_LIKE.match(name)
     if m is None:
-        return ""
+        return _registry_hint(name)
     import difflib  # only for this message
 
     prefix, rest = m.group(1), name[m.end():]
@@ -258,6 +259,22 @@ def _unknown_transport(name: str) -> str:
     else:
         guess = ""
     return f" ({prefix!r} is not a transport: {', '.join(known)}{guess})"
+
+
+def _registry_hint(name: str) -> str:
+    """`` (for a registry image: docker://NAME)`` for a missing path that reads as a Docker
+    reference typed without its transport, as ``docker pull`` takes it (``busybox``,
+    ``quay.io/coreos/etcd:v3.5.0``, ``127.0.0.1:5000/app:1``); ``""`` for what reads as a
+    path (``./x``, ``/x``, ``x.tar``, ``x.aci``) or is no reference."""
+    from ..errors import InvalidReference
+
+    if name.startswith((".", "/", "~")) or _ARCHIVE_NAME.fullmatch(name) or name.lower().endswith(".aci"):
+        return ""
+    try:
+        ImageRef.parse(name)
+    except InvalidReference:
+        return ""
+    return f" (for a registry image: docker://{name})"
 
 
 def absolute_source(name: str, cwd: str) -> str:

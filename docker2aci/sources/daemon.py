@@ -78,7 +78,8 @@ class DaemonSource:
             client = docker.from_env(timeout=None, version=version)  # no read timeout on the export body
         except docker.errors.DockerException as err:
             host = os.environ.get("DOCKER_HOST")
-            where = f"at {host} (DOCKER_HOST)" if host else "at unix:///var/run/docker.sock (DOCKER_HOST names another)"
+            where = (f"at {host} (DOCKER_HOST)" if host
+                     else "at unix:///var/run/docker.sock (the default: DOCKER_HOST is not set)")
             raise SourceError(self.display, f"cannot reach the Docker Engine {where}: {_os_cause(err)}") from err
         try:
             spool = anonymous_file(tmp_dir, f"the export of {self.display}")

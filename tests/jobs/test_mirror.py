@@ -417,6 +417,26 @@ def test_image_is_not_a_mirror_flag(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--name-prefix" in out and "--image" not in out
 
 
+@pytest.mark.parametrize("argv, message", [
+    pytest.param(["127.0.0.1:5000"], "Error: '127.0.0.1:5000' is a registry host: mirror takes HOST/REPO, or "
+                 "--all-repos HOST for every repository of the registry", id="host-read-as-name-and-tag"),
+    pytest.param(["docker://127.0.0.1:5000/app"], "Error: 'docker://127.0.0.1:5000/app': mirror takes HOST/REPO "
+                 "without docker://", id="source-syntax"),
+    pytest.param(["--all-repos", "docker://u:pw@127.0.0.1:5000"], "Error: 'docker://***@127.0.0.1:5000': mirror "
+                 "takes HOST without docker://", id="source-syntax-all-repos-credentials-hidden"),
+])
+def test_a_target_in_another_syntax_says_what_to_give(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                      argv: list[str], message: str) -> None:
+    """``mirror 127.0.0.1:5000`` said "mirror takes HOST/REPO without a tag or digest" (the
+    port read as a tag), ``mirror docker://HOST/REPO`` "invalid reference format (registry
+    host)" (new-user review); nothing is made."""
+    from docker2aci.cli import main
+
+    assert main(["mirror", *argv, "--output-dir", str(tmp_path / "tree")]) == 2
+    assert capsys.readouterr().err == message + "\n"
+    assert not (tmp_path / "tree").exists()
+
+
 def test_recording_many_tags_saves_the_state_every_few_seconds_not_every_tag(tmp_path: Path) -> None:
     """The state file was written (whole, synced) after every converted tag: 10,000 tags
     make a 6 MB file, and a first mirror of them spent about 20 minutes saving it (mirror

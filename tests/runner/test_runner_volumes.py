@@ -81,6 +81,9 @@ def test_parse_volume(text: str, expected: Volume) -> None:
         ("data-,kind=empty", "name 'data-' is not an AC name"),
         ("my_data,kind=empty", "name 'my_data' is not an AC name"),
         ("name=data,kind=empty", "the first field must be the volume's name"),
+        ("/srv/data:/data", ("this is Docker's HOST:CONTAINER form: write NAME,kind=host,source=HOST, where NAME is "
+                             "the image's mount point at CONTAINER (--mount volume=NAME,target=CONTAINER adds one)")),
+        ("/srv/data:/data:ro", "this is Docker's HOST:CONTAINER form"),
         ("data", "no kind"),
         ("data,kind=tmpfs", "kind 'tmpfs' is unknown"),
         ("data,kind=host", "kind=host needs source=PATH"),

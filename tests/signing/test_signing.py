@@ -136,7 +136,9 @@ def test_unsigned(aci: Path, tmp_path: Path, rsa_key: KeyPair) -> None:
     _trust(tmp_path / "trust", rsa_key.public)
     err = _refusal(aci, tmp_path / "trust")
     assert (err.reason, err.key_id) == ("unsigned", None)
-    assert f"not signed: there is no signature {aci}.asc" in str(err)
+    # it said "signing key ID none", as if a key were named "none"
+    assert str(err) == (f'image "{IMAGE}" ({aci}): not signed: there is no signature {aci}.asc; no signing key ID; '
+                        f'prefix looked up: "{IMAGE}"')
 
 
 def test_tampered_aci(aci: Path, tmp_path: Path, rsa_key: KeyPair) -> None:
