@@ -23,6 +23,14 @@ class Parser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so ``main`` owns the exit status, and
     names the closest flag for a misspelled one."""
 
+    def _get_option_tuples(self, option_string: str) -> list[Any]:
+        """No abbreviation when ``allow_abbrev`` is false, for ``-flag`` too: argparse
+        before 3.12 still took any prefix of a single-dash flag, so Docker's ``run -e
+        FOO=bar`` ran ``--exec FOO=bar`` and ``-p 8080:80`` was ``--platform``."""
+        if self.allow_abbrev:
+            return super()._get_option_tuples(option_string)  # type: ignore[no-any-return]
+        return []
+
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(message + self._closest_flag(message))
 
@@ -36,6 +44,8 @@ class Parser(argparse.ArgumentParser):
         known = [s for action in self._actions for s in action.option_strings if s.startswith("--")]
         for word in message[len(prefix):].split():
             name = word.split("=", 1)[0]
+            if len(name) == 2 and name[0] == "-" and name[1] != "-":  # Docker's -e, -v, -p ...
+                return f"; {name} is no flag of docker2aci: write flags whole (--help lists them)"
             if name.startswith("-") and name not in known:
                 close = difflib.get_close_matches("--" + name.lstrip("-"), known, n=1)
                 if close:

@@ -65,6 +65,27 @@ def test_a_misspelled_flag_names_the_closest(capsys: pytest.CaptureFixture[str],
     assert first.endswith(f"; {hint}") if hint else "did you mean" not in first
 
 
+@pytest.mark.parametrize("argv, first", [
+    (["run", "-e", "FOO=bar", "x.aci"], "Error: unrecognized arguments: -e x.aci; -e is no flag of docker2aci: "
+                                        "write flags whole (--help lists them)"),
+    (["run", "-p", "8080:80", "x.aci"], "Error: unrecognized arguments: -p x.aci; -p is no flag of docker2aci: "
+                                        "write flags whole (--help lists them)"),
+    (["-d", "x.tar"], "Error: unrecognized arguments: -d; -d is no flag of docker2aci: write flags whole "
+                      "(--help lists them)"),
+    (["mirror", "-a", "x"], "Error: unrecognized arguments: -a; -a is no flag of docker2aci: write flags whole "
+                            "(--help lists them)"),
+    (["-nosq", "x.tar"], "Error: unrecognized arguments: -nosq; did you mean --nosquash?"),
+])
+def test_a_prefix_of_a_single_dash_flag_is_no_flag(capsys: pytest.CaptureFixture[str], argv: list[str],
+                                                    first: str) -> None:
+    """argparse before 3.12 took any prefix of a ``-flag`` (Go's single-dash form) even
+    with ``allow_abbrev=False``: Docker's ``run -e FOO=bar IMG`` ran ``--exec FOO=bar``
+    (exit 127), ``-p 8080:80`` was ``--platform``, ``-d`` was ``--debug`` (new-user review).
+    Now a usage error, status 2; whole single-dash flags still work (``-image``)."""
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err.splitlines()[0] == first
+
+
 @pytest.mark.parametrize("argv, status, first", [
     (["inpsect", "x.aci"], 2, "Error: unknown command 'inpsect': did you mean 'inspect'? (a file of that name "
                               "does not exist either; see docker2aci --help)"),
