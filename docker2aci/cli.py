@@ -382,19 +382,22 @@ def _with_unit(duration: str) -> str:
 
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhd]?)")
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhd])")
+_DURATION = re.compile(r"[0-9]+(?:\.[0-9]+)?|(?:[0-9]+(?:\.[0-9]+)?[smhd])+")
 
 
 def parse_duration(text: str, flag: str = "--grace") -> float:
-    """``90``, ``90s``, ``30m``, ``24h`` or ``7d`` as seconds.
+    """``90``, ``90s``, ``30m``, ``24h``, ``7d``, or several in a row as Go writes a
+    duration (``1h30m``, rkt's ``--grace-period`` takes those), as seconds.
 
     Raises:
         UsageError: anything else, or a negative value (naming ``flag``).
     """
-    match = _DURATION.fullmatch(text)
-    if match is None:
-        raise UsageError(f"{flag} {text!r}: use a number of seconds, or one with a unit: 90s, 30m, 24h, 7d")
-    return float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
+    if _DURATION.fullmatch(text) is None:
+        raise UsageError(f"{flag} {text!r}: use a number of seconds, or one with units: 90s, 30m, 1h30m, 24h, 7d")
+    if not text[-1].isalpha():
+        return float(text)
+    return sum(float(number) * _DURATION_UNITS[unit] for number, unit in _DURATION_PART.findall(text))
 
 
 def _aci_files_parser(prog: str, name: str, description: str) -> argparse.ArgumentParser:

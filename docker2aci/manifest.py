@@ -40,12 +40,24 @@ class Platform:
 
     @classmethod
     def parse(cls, text: str) -> Platform:
-        """Parse ``os/arch[/variant]`` (``--platform``), normalising aliases.
+        """Parse ``os/arch[/variant]`` (``--platform``), normalising aliases; one word is
+        read as containerd's ``platforms.Parse`` reads it (``docker pull --platform
+        arm64``): an os (``linux``) with the host's architecture, else an architecture
+        (``arm64``, ``aarch64``) of the host's os.
 
         Raises:
-            InvalidManifest: the text is not of that form.
+            InvalidManifest: the text is not of that form, or one word that is neither.
         """
         parts = text.strip().split("/")
+        if len(parts) == 1 and parts[0]:
+            word = parts[0].lower()
+            if word in _KNOWN_OS:
+                host = cls.host()
+                return cls(word, host.architecture, host.variant)
+            platform = cls.normalised(cls.host().os, word)
+            if platform.architecture in _KNOWN_ARCH:
+                return platform
+            raise InvalidManifest("--platform", f"{text!r} is no os or architecture: give os/arch[/variant]")
         if len(parts) not in (2, 3) or not all(parts):
             raise InvalidManifest("--platform", f"expected os/arch[/variant], got {text!r}")
         return cls.normalised(parts[0], parts[1], parts[2] if len(parts) == 3 else "")
@@ -75,6 +87,14 @@ class Platform:
     def __str__(self) -> str:
         return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
 
+
+_KNOWN_OS = frozenset({"aix", "android", "darwin", "dragonfly", "freebsd", "hurd", "illumos", "ios", "js", "linux",
+                       "nacl", "netbsd", "openbsd", "plan9", "solaris", "windows", "zos"})
+"""The operating systems Go knows (containerd's ``isKnownOS``), for a one-word ``--platform``."""
+_KNOWN_ARCH = frozenset({"386", "amd64", "amd64p32", "arm", "armbe", "arm64", "arm64be", "loong64", "mips", "mipsle",
+                         "mips64", "mips64le", "mips64p32", "mips64p32le", "ppc", "ppc64", "ppc64le", "riscv",
+                         "riscv64", "s390", "s390x", "sparc", "sparc64", "wasm"})
+"""The architectures Go knows (containerd's ``isKnownArch``), after the aliases."""
 
 _ARCH_ALIASES: dict[str, tuple[str, str]] = {
     "x86_64": ("amd64", ""),

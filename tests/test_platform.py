@@ -39,17 +39,30 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
     pytest.param("LINUX/AMD64", ("linux", "amd64", ""), id="lower-cased"),
     pytest.param("linux/amd64/v1", ("linux", "amd64", ""), id="amd64-v1-is-amd64"),
     pytest.param("linux/amd64/v3", ("linux", "amd64", "v3"), id="amd64-v3-kept"),
+    # one word, as containerd's platforms.Parse (docker pull --platform arm64): an
+    # architecture of the host's os; the host here is linux (new-user review)
+    pytest.param("arm64", ("linux", "arm64", ""), id="one-word-arch"),
+    pytest.param("aarch64", ("linux", "arm64", ""), id="one-word-arch-alias"),
+    pytest.param("arm", ("linux", "arm", "v7"), id="one-word-bare-arm-is-v7"),
+    pytest.param("riscv64", ("linux", "riscv64", ""), id="one-word-riscv64"),
 ])
 def test_parse(text: str, expected: tuple[str, str, str]) -> None:
     p = Platform.parse(text)
     assert (p.os, p.architecture, p.variant) == expected
 
 
-@pytest.mark.parametrize("text", ["linux", "linux/", "/amd64", "linux/arm/v7/x", "", "linux//v7"])
+@pytest.mark.parametrize("text", ["linux/", "/amd64", "linux/arm/v7/x", "", "linux//v7", "bogus", "v7"])
 def test_parse_rejects(text: str) -> None:
     with pytest.raises(InvalidManifest) as exc:
         Platform.parse(text)
     assert "os/arch" in str(exc.value)
+
+
+@pytest.mark.parametrize("word", ["linux", "windows", "FreeBSD"])
+def test_one_word_that_is_an_os_takes_the_hosts_architecture(word: str) -> None:
+    """containerd reads ``--platform linux`` as the host's architecture on that os."""
+    host = Platform.host()
+    assert Platform.parse(word) == Platform(word.lower(), host.architecture, host.variant)
 
 
 def test_normalised_equality_and_str() -> None:

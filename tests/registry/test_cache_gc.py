@@ -300,7 +300,7 @@ def test_gc_refuses_a_cache_another_user_could_change(tmp_path: Path, fault_prox
 def test_a_cache_grace_that_is_no_duration_is_a_usage_error(tmp_path: Path) -> None:
     done = _cli("gc", "--cache-dir", str(tmp_path), "--cache-grace", "1w")
     assert (done.returncode, done.stdout) == (2, "")
-    assert done.stderr == "Error: --cache-grace '1w': use a number of seconds, or one with a unit: 90s, 30m, 24h, 7d\n"
+    assert done.stderr == "Error: --cache-grace '1w': use a number of seconds, or one with units: 90s, 30m, 1h30m, 24h, 7d\n"
 
 
 def test_a_changed_converter_does_not_reuse_an_older_ones_conversion(tmp_path: Path, fault_proxy: FaultProxy) -> None:

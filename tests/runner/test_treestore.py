@@ -500,13 +500,28 @@ def test_a_prerun_directory_another_user_could_write_is_refused_with_a_separate_
     assert os.listdir(cache / "prerun") == []
 
 
-@pytest.mark.parametrize(("grace", "shown"), [("90", "90s"), ("90s", "90s"), ("30m", "30m")])
+@pytest.mark.parametrize(("grace", "shown"), [("90", "90s"), ("90s", "90s"), ("30m", "30m"), ("1h30m", "1h30m")])
 def test_gc_says_the_grace_with_its_unit(tmp_path: Path, grace: str, shown: str) -> None:
     """``gc --grace 90`` said "used within 90", with no unit (new-user review)."""
     result = _cli("gc", "--grace", grace, store=tmp_path / "cache" / "docker2aci")
     assert (result.returncode, result.stdout) == (0, f"Kept 0 tree(s) in use and 0 used within {shown}\n"
                                                      "Kept 0 cached conversion(s) and 0 blob(s) in use or used "
                                                      "within 24h; freed 0 bytes of the cache\n")
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("1.5h", 5400), ("1h30m", 5400), ("2d12h", 216000),
+                                               ("1h30", None), ("h", None), ("-5", None), ("1w", None)])
+def test_a_grace_may_be_written_as_go_writes_a_duration(text: str, seconds: float | None) -> None:
+    """rkt's ``--grace-period`` takes Go durations (``1h30m``); ``--grace 1h30m`` was
+    refused, as one unit was allowed (new-user review)."""
+    from docker2aci.cli import parse_duration
+    from docker2aci.errors import UsageError
+
+    if seconds is None:
+        with pytest.raises(UsageError, match=f"^--grace '{text}': use a number of seconds, or one with units: "):
+            parse_duration(text)
+    else:
+        assert parse_duration(text) == seconds
 
 
 def test_gc_refuses_an_empty_or_unusable_cache_dir(tmp_path: Path, aci: Path) -> None:
