@@ -97,7 +97,8 @@ from . import __version__, cabundle
 from .acifile import inspect_aci
 from .atomic import atomic_file, make_output_dir, remove_made_dirs, remove_quietly
 from .errors import Docker2ACIError, InvalidACI, OutputError, SigningError, UsageError
-from .registry.client import ContextAdapter, DeadlineAdapter, _certificate_failed, _connection_cause, _via_proxy
+from .registry.client import (ContextAdapter, DeadlineAdapter, _certificate_failed, _connection_cause, _name_unknown,
+                              _via_proxy)
 from .redact import redact_url
 from .registry.readdeadline import body_pieces
 from .registry.retry import RetryPolicy
@@ -697,7 +698,7 @@ class _Fetch:
                                          url=shown, fetch_failed=True) from err
                 retry += 1
                 connect = isinstance(err, requests.ConnectionError) and not isinstance(err, requests.ReadTimeout)
-                if retry >= attempts:
+                if retry >= attempts or _name_unknown(err):  # a name that does not exist: not retried, as for pulls
                     if connect:
                         raise _Unreachable(_connection_cause(err)) from err
                     raise DiscoveryError(f"{what}: {shown}: {_connection_cause(err)}", url=shown,

@@ -974,3 +974,20 @@ def test_a_gzip_encoded_download_is_measured_on_the_wire(tmp_path: Path) -> None
         httpd.shutdown()
         httpd.server_close()
         serving.join(10)
+
+
+def test_a_host_name_that_does_not_exist_is_not_retried(tmp_path: Path) -> None:
+    """A discovery host that does not resolve was retried four times (8 s of backoff)
+    before the error, where pulls give up at once, as Go's clients do for a DNS error
+    that is not temporary (new-user review). ``.invalid`` never resolves (RFC 6761)."""
+    try:
+        socket.getaddrinfo("nosuchhost.invalid", 443)
+    except socket.gaierror as err:
+        if err.errno not in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)):
+            pytest.skip(f"this machine's resolver does not say the name is unknown: {err}")
+    started = time.monotonic()
+    result = run_discover("--output-dir", tmp_path / "out", "nosuchhost.invalid/app")
+    assert (result.status, result.out) == (1, "")
+    assert result.err == ("Error: discovering nosuchhost.invalid/app: cannot reach "
+                          "https://nosuchhost.invalid/app?ac-discovery=1: the host name does not resolve\n")
+    assert time.monotonic() - started < 5 and not (tmp_path / "out").exists()
