@@ -46,6 +46,7 @@ from .interrupts import signal_of
 from .jobs import FAILED, INTERRUPTED_WAITING, OK, SKIPPED, Done, Job, JobResult, execute
 from .manifest import document_kind, manifest_digests, parse_manifest, require_image_config
 from .reference import ImageRef, api_host, is_valid_host, is_valid_tag
+from .terminal import abridged
 
 log = logging.getLogger(__name__)
 
@@ -523,8 +524,8 @@ class _Plan:
         extra = {"repository": f"{tag.host}/{tag.repository}", "tag": tag.tag}
         try:
             if not is_valid_tag(tag.tag):  # before a request or a file name is made of it (`..`, `../x`)
-                raise InvalidManifest(extra["repository"], f"tags/list names an invalid tag {tag.tag!r} (a tag is "
-                                                           f"[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})")
+                raise InvalidManifest(extra["repository"], f"tags/list names an invalid tag {abridged(tag.tag)!r} (a "
+                                                           f"tag is [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})")
             directory, stem = aci_stem(tag.name, tag.tag)
             owner = self._files.setdefault((directory, stem), tag.key)
             if owner != tag.key:

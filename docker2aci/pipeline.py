@@ -505,28 +505,42 @@ class _Outputs:
         return staged
 
     def publish(self, converted: list[ConvertedACI]) -> list[ConvertedACI]:
-        """Move the staged ACIs (with their signatures) to the paths claimed for them,
-        one rename each, in order.
+        """Move the staged ACIs (with their signatures) to the paths claimed for them, one
+        rename each, all of them or none: each file a move replaces is linked into the
+        staging directory first, and put back should a later move fail (a directory at a
+        path, another user's file in a sticky directory).
 
         Returns:
             ``converted`` with those paths.
 
         Raises:
-            OutputError: a file cannot be moved (those moved before it stay).
+            OutputError: a file cannot be moved, naming it; those moved before it are
+                put back (but for a replaced file that could not be linked to be kept,
+                another user's under ``fs.protected_hardlinks``, which the message names).
         """
-        published = []
+        assert self._stage is not None
+        moves = []
         for aci in converted:
             final = self._finals[aci.path]
-            moves = [(aci.path, final)]
+            moves.append((aci.path, final))
             if os.path.lexists(signature_path(aci.path)):
                 moves.append((signature_path(aci.path), signature_path(final)))
-            for staged, dest in moves:
-                try:
-                    os.replace(staged, dest)
-                except OSError as err:
-                    raise OutputError(f"moving {staged} to {dest}: {err.strerror or err}") from err
-            published.append(dataclasses.replace(aci, path=final))
-        return published
+        done: list[tuple[str, str | None, bool]] = []  # (path, its former file kept in the stage, whether it had one)
+        for number, (staged, dest) in enumerate(moves):
+            kept: str | None = os.path.join(self._stage, f".replaced-{number}")
+            try:
+                os.link(dest, kept, follow_symlinks=False)
+                had = True
+            except OSError as err:
+                had, kept = not isinstance(err, FileNotFoundError), None
+            try:
+                os.replace(staged, dest)
+            except OSError as err:
+                lost = _put_back(done)
+                raise OutputError(f"writing {dest}: {err.strerror or err}: none of the {len(converted)} ACIs is "
+                                  "written" + (f" ({', '.join(lost)} stayed replaced)" if lost else "")) from err
+            done.append((dest, kept, had))
+        return [dataclasses.replace(aci, path=self._finals[aci.path]) for aci in converted]
 
     def _claim_shared(self, key: str, display: str) -> None:
         """Claim ``key`` in the run's claims directory for ``claims_as`` (first come, first
@@ -598,6 +612,28 @@ class _Outputs:
                                   f"{err.strerror or err}") from err
             log.warning("%s: removed %s: it signed the ACI this run replaced (sign again with --sign)",
                         display, stale)
+
+
+def _put_back(done: list[tuple[str, str | None, bool]]) -> list[str]:
+    """Undo the moves :meth:`_Outputs.publish` made, last first: each path gets its former
+    file back (kept as a link), or is removed when it had none.
+
+    Returns:
+        the paths whose former file was not kept, or could not be put back (they hold the
+        new file).
+    """
+    lost = []
+    for dest, kept, had in reversed(done):
+        try:
+            if kept is not None:
+                os.replace(kept, dest)
+            elif not had:
+                os.unlink(dest)
+            else:
+                lost.append(dest)
+        except OSError:
+            lost.append(dest)
+    return lost
 
 
 def _write_image(display: str, resolved: ResolvedImage, wanted: Platform, options: ConvertOptions,

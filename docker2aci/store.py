@@ -214,13 +214,25 @@ class BlobCache:
 
     def open_cached(self, digest: Digest) -> BinaryIO | None:
         """The cached blob, open for reading and marked used (its mtime, which
-        :func:`gc_cache` reads), or ``None`` when it is not cached. Once open, it stays
-        readable whatever removes it from the cache."""
-        try:
-            f = open(self.path(digest), "rb")  # noqa: SIM115 (the caller closes it)
-        except FileNotFoundError:
+        :func:`gc_cache` reads), or ``None`` when it is not cached: also when no regular
+        file is there (a directory, a FIFO, a symbolic link), which a fetch then replaces
+        (or, a directory, fails to). Once open, it stays readable whatever removes it
+        from the cache.
+
+        Raises:
+            OSError: the cache cannot be read (other than the blob being absent).
+        """
+        try:  # a FIFO never blocks, a link is never followed
+            fd = os.open(self.path(digest), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError as err:
+            if err.errno in (errno.ENOENT, errno.ELOOP):
+                return None
+            raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
             return None
-        _mark_used(f.fileno())
+        f = os.fdopen(fd, "rb")
+        _mark_used(fd)
         return f
 
     def put(self, digest: Digest, data: bytes) -> None:
@@ -303,7 +315,7 @@ class BlobCache:
             os.chmod(tmp, 0o600)
             os.replace(tmp, path)
         except OSError as err:
-            raise _cache_error(self.root, err) from err
+            raise _cache_error(self.root, err, path) from err
 
     def _lock(self, digest: Digest) -> contextlib.AbstractContextManager[bool]:
         return cache_lock(self.root, f"{digest.algorithm}-{digest.hex}")
@@ -334,8 +346,9 @@ def _mark_used(target: str | int) -> None:
         os.utime(target)
 
 
-def _cache_error(root: str, err: OSError) -> OutputError:
-    return OutputError(f"writing to the cache {root}: {err.strerror or err}")
+def _cache_error(root: str, err: OSError, path: str | None = None) -> OutputError:
+    """The error of a failed write to the cache ``root`` (naming ``path``, the file at fault, when given)."""
+    return OutputError(f"writing to the cache {root}: {path + ': ' if path else ''}{err.strerror or err}")
 
 
 class _CacheWriter:
@@ -382,13 +395,17 @@ def cache_lock(root: str, name: str, *, wait: bool = True) -> Iterator[bool]:
     ``docker2aci gc`` removed the file meanwhile (:func:`docker2aci.atomic.open_locked`).
 
     Args:
-        wait: wait for the lock; else give it up at once when another holds it.
+        wait: wait for the lock; else give it up at once when another holds it, or when
+            what is at its place cannot be opened (a directory, another user's file,
+            a link), with a warning naming it: ``docker2aci gc`` then keeps that entry
+            and goes on, as the tree store's gc does.
 
     Yields:
         Whether the lock is held (always, when waiting).
 
     Raises:
-        OutputError: the lock file cannot be created.
+        OutputError: the lock file cannot be created (when waiting: cannot be opened),
+            naming it.
     """
     locks = os.path.join(root, "locks")
     path = os.path.join(locks, name)
@@ -398,10 +415,15 @@ def cache_lock(root: str, name: str, *, wait: bool = True) -> Iterator[bool]:
     except BlockingIOError:
         fd = None
     except OSError as err:
-        if err.errno == errno.ELOOP:
+        if not wait and os.path.lexists(path):
+            log.warning("%s: cannot take this lock (%s): what it guards is kept", path,
+                        "a symbolic link" if err.errno == errno.ELOOP else err.strerror or err)
+            fd = None
+        elif err.errno == errno.ELOOP:
             raise OutputError(f"lock file {path} is a symbolic link, not a file of the cache: "
                               "remove it") from err
-        raise OutputError(f"writing to the cache {root}: {err.strerror or err}") from err
+        else:
+            raise _cache_error(root, err, path) from err
     if fd is None:
         yield False
         return
@@ -499,7 +521,7 @@ def code_fingerprint() -> str:
     ``docker2aci`` and ``converters`` packages as installed (``*.py``, ``*.c``), by path
     and content. Part of every conversion key: an upgrade, or a fix installed without a
     new version number, never reuses a conversion an older converter made. Read once per
-    process (some 70 files, about a millisecond).
+    process (some 70 files, a few milliseconds).
 
     Raises:
         OSError: a source file cannot be read.
@@ -510,15 +532,15 @@ def code_fingerprint() -> str:
         if not init:  # not loaded from files (a frozen application): the version alone tells
             continue
         top = os.path.dirname(os.path.abspath(init))
-        for folder, dirs, files in sorted(os.walk(top)):
-            dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-            for name in sorted(f for f in files if f.endswith((".py", ".c"))):
-                path = os.path.join(folder, name)
-                with open(path, "rb") as f:
-                    content = f.read()
-                digest.update(b"%s\0%s\0%d\0" % (package.encode(), os.path.relpath(path, top).encode(),
-                                                  len(content)))
-                digest.update(content)
+        sources = []
+        for folder, dirs, files in os.walk(top):
+            dirs[:] = [d for d in dirs if d != "__pycache__"]
+            sources.extend(os.path.join(folder, name) for name in files if name.endswith((".py", ".c")))
+        for path in sorted(sources):
+            with open(path, "rb") as f:
+                content = f.read()
+            digest.update(b"%s\0%s\0%d\0" % (package.encode(), os.path.relpath(path, top).encode(), len(content)))
+            digest.update(content)
     return digest.hexdigest()
 
 
@@ -650,6 +672,8 @@ def _link_into_place(src: str, dest: str) -> bool:
     return True
 
 
+_LOCK_FILE = re.compile(r"conversion-[0-9a-f]{64}|sha256-[0-9a-f]{64}|sha384-[0-9a-f]{96}|sha512-[0-9a-f]{128}")
+"""The name of a lock file of the cache: a conversion's, or a blob's (``<algorithm>-<hex>``)."""
 _CONVERSION_FILE = re.compile(r"([0-9a-f]{64})\.(aci|json|stamp)")
 """A file of the conversion cache: ``<key>.aci``, ``.json`` or ``.stamp``."""
 
@@ -661,7 +685,7 @@ class CacheGcReport:
     Attributes:
         conversions_removed: keys of the conversions removed (ACI, record and stamp).
         conversions_in_use: keys of those kept because their lock is held (being made
-            or reused).
+            or reused), or cannot be taken (a warning names it: :func:`cache_lock`).
         conversions_recent: keys of those kept because they were used within the grace
             period.
         blobs_removed, blobs_in_use, blobs_recent: the same for blobs (``sha256:<hex>``).
@@ -699,8 +723,10 @@ def gc_cache(root: str, grace_seconds: float) -> CacheGcReport:
     now = time.time()
     conversions = os.path.join(root, "conversions")
     keys = sorted({m.group(1) for n in _names(conversions) if (m := _CONVERSION_FILE.fullmatch(n))})
+    tried: set[str] = set()  # the entries' lock files (one gc could not take is not tried twice)
     for key in keys:  # the record first: one left without it is removed by the next gc
         files = [os.path.join(conversions, key + suffix) for suffix in (".json", ".aci", ".stamp")]
+        tried.add(f"conversion-{key}")
         status = _remove_unused(root, f"conversion-{key}", files, now, grace_seconds, report)
         if status is not None:
             getattr(report, f"conversions_{status}").append(key)
@@ -711,11 +737,14 @@ def gc_cache(root: str, grace_seconds: float) -> CacheGcReport:
                 digest = Digest.parse(f"{algorithm}:{name}")
             except InvalidManifest:  # not a blob of ours
                 continue
+            tried.add(f"{algorithm}-{name}")
             status = _remove_unused(root, f"{algorithm}-{name}", [os.path.join(blobs, algorithm, name)], now,
                                     grace_seconds, report)
             if status is not None:
                 getattr(report, f"blobs_{status}").append(str(digest))
     for name in _names(os.path.join(root, "locks")):  # left by entries gone, or by failed fetches
+        if name in tried or not _LOCK_FILE.fullmatch(name):  # not ours (a locks/ linked elsewhere): kept
+            continue
         with cache_lock(root, name, wait=False) as held:
             if held:  # ours while held: a taker then finds the file gone and takes a new one
                 remove_quietly(os.path.join(root, "locks", name))

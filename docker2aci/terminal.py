@@ -12,7 +12,7 @@ carried as a surrogate escape, as ``\\udcff``), so that what is shown is what is
 
 from __future__ import annotations
 
-__all__ = ["go_quoted", "printable"]
+__all__ = ["MAX_SHOWN_CHARS", "abridged", "go_quoted", "printable"]
 
 _NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
@@ -84,3 +84,15 @@ def go_quoted(text: str) -> str:
         else:
             out.append(f"\\U{code:08x}")
     return '"' + "".join(out) + '"'
+
+
+MAX_SHOWN_CHARS = 200
+"""The most characters of a value a server or an image chose (a header, a URL, a tag) a
+message shows (:func:`abridged`)."""
+
+
+def abridged(text: str, limit: int = MAX_SHOWN_CHARS) -> str:
+    """``text``, or its first ``limit`` characters and ``…`` when it is longer: such a value
+    can be megabytes long (a header up to the HTTP client's limit, a tag a registry lists),
+    and a message that names it need not hold all of it."""
+    return text if len(text) <= limit else text[:limit] + "…"

@@ -179,17 +179,18 @@ def _scan(report: Report) -> None:
 
 
 def _keys_given_twice(raw: bytes) -> list[str]:
-    """The keys an object of a parsed manifest gives more than once: JSON readers differ on
-    which one counts (Python's and Go's take the last, appc's schema checks each, others take
-    the first), so the image would not be the same for all (RFC 8259: names SHOULD be unique)."""
-    twice: list[str] = []
+    """The keys an object of a parsed manifest gives more than once, each named once
+    however many objects give it twice: JSON readers differ on which one counts (Python's
+    and Go's take the last, appc's schema checks each, others take the first), so the image
+    would not be the same for all (RFC 8259: names SHOULD be unique)."""
+    twice: dict[str, None] = {}
 
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        twice.extend(key for key, count in Counter(key for key, _ in items).items() if count > 1)
+        twice.update((key, None) for key, count in Counter(key for key, _ in items).items() if count > 1)
         return dict(items)
 
     json.loads(raw, object_pairs_hook=pairs)
-    return twice
+    return list(twice)
 
 
 def manifest_problems(manifest: Mapping[str, Any]) -> list[str]:
@@ -260,7 +261,10 @@ def _is_ac_version(text: str) -> bool:
     match = SEMVER.fullmatch(text)
     if match is None:
         return False
-    numbers = [int(n) for n in match.groups()[:3]]
+    digits = [n.lstrip("0") for n in match.groups()[:3]]
+    if any(len(n) > len(str(MAX_VERSION_NUMBER)) for n in digits):  # too large: int() refuses past 4300 digits
+        return False
+    numbers = [int(n or "0") for n in digits]
     return max(numbers) <= MAX_VERSION_NUMBER and any([*numbers, match[4], match[5]])
 
 

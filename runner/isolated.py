@@ -97,7 +97,7 @@ import shutil
 import signal
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from docker2aci.errors import ExecError, RunnerError
@@ -525,9 +525,8 @@ class _StdioRelay:
         os.write(self._stop_w, b"x")
         for thread, fd in zip(self._threads, self._ends):
             thread.join(timeout if fd == 0 else None)
-        started = bool(self._threads)  # else the runtime's ends are still open here
-        ends = [end for fd, pair in self._ends.items() for end in pair
-                if not started or (end == pair[1] and fd != 0)]  # stdin's own: closed by its copier
+        # each copier closes its own end; never started, the runtime's are still open here too
+        ends = [] if self._threads else [end for pair in self._ends.values() for end in pair]
         for fd in (*ends, self._stop_r, self._stop_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -548,19 +547,21 @@ class _StdioRelay:
             os.close(target)
 
     @staticmethod
-    def _copy(source: int, target: int = 1) -> None:
+    def _copy(source: int, target: int = 1, edit: Callable[[bytes], bytes] | None = None) -> None:
+        """Copy ``source`` (``edit``-ed) to ``target`` until the runtime closes its end,
+        then close ``source``. Closed also when ``target`` cannot be written (its reader
+        went away: ``run IMG 2>&1 | head``), so that the writer's next write fails
+        (``EPIPE``), as it would on that pipe, rather than block on a full one forever."""
         try:
             while data := os.read(source, _RELAY_CHUNK):
-                _write_all(target, data)
+                _write_all(target, edit(data) if edit else data)
         except OSError:
             return
+        finally:
+            os.close(source)
 
     def _copy_stderr(self, source: int) -> None:
-        try:
-            while data := os.read(source, _RELAY_CHUNK):
-                _write_all(2, _without_logged_errors(data, self._log))
-        except OSError:
-            return
+        self._copy(source, 2, lambda data: _without_logged_errors(data, self._log))
 
 
 def _without_logged_errors(data: bytes, log: str) -> bytes:

@@ -237,6 +237,10 @@ AGREEMENT_CASES = [
     pytest.param([ROOTFS], {**MANIFEST, "acVersion": "9223372036854775808.0.0"},
                  "manifest: acVersion '9223372036854775808.0.0' is not a semantic version above 0.0.0", True,
                  id="version-past-int64"),
+    # past Python's int() digit limit (4300): validate and render ended in a traceback
+    pytest.param([ROOTFS], {**MANIFEST, "acVersion": f"1{'0' * 4400}.0.0"},
+                 f"manifest: acVersion '1{'0' * 4400}.0.0' is not a semantic version above 0.0.0", True,
+                 id="version-past-int-digit-limit"),
     # SemVer 2.0.0 (item 10): build identifiers MUST NOT be empty; go-semver takes an empty build
     pytest.param([ROOTFS], {**MANIFEST, "acVersion": "1.2.3+"},
                  "manifest: acVersion '1.2.3+' is not a semantic version above 0.0.0", False, id="version-empty-build"),
@@ -385,6 +389,9 @@ AGREEMENT_CASES = [
     # the same manifest would be another image for them; actool checks each and takes the last
     pytest.param([ROOTFS], _M[:-1] + b',"name":"example.com/other"}',
                  "entry 'manifest': key 'name' given twice in one object", False, id="key-twice-both-valid"),
+    # one line per object that gave it twice: 70 000 lines for a 1 MB manifest
+    pytest.param([ROOTFS], _M[:-1] + b',"x":[' + b",".join([b'{"a":1,"a":2}'] * 1000) + b"]}",
+                 "entry 'manifest': key 'a' given twice in one object", False, id="key-twice-in-many-objects"),
     # the archive's layout (spec/aci.md, "Image Archives")
     pytest.param([("rootfs/a", tarfile.REGTYPE, "x")], MANIFEST, "no 'rootfs' directory entry", True,
                  id="rootfs-only-implied"),
@@ -455,6 +462,17 @@ def test_render_refuses_an_aci_without_rootfs(tmp_path: Path) -> None:
     result = _cli("render", str(implied), str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out" / "rootfs" / "a").read_text() == "x"
+
+
+def test_render_refuses_an_ac_version_too_large_without_a_traceback(tmp_path: Path) -> None:
+    """An acVersion number of more digits than ``int()`` converts (4300) ended render with a
+    traceback (review of the AC version check); it is refused as any other bad version."""
+    version = f"{'9' * 5000}.0.0"
+    aci = _aci(tmp_path / "huge.aci", [ROOTFS], {**MANIFEST, "acVersion": version})
+    result = _cli("render", str(aci), str(tmp_path / "out"))
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (f"Error: {aci}: not a valid image manifest: acVersion '{version}' is not a semantic "
+                             "version above 0.0.0\n")
 
 
 @pytest.mark.parametrize("dependencies", [{"imageName": "example.com/base"}, ["example.com/base"], "base"])

@@ -442,3 +442,29 @@ def test_platform_all_of_an_index_appc_cannot_name_lists_its_platforms(tmp_path:
         _convert(f"oci:{index}:multi", tmp_path / "out", platform="all")
     assert str(info.value) == (f"oci:{index}:multi: no platform of the index can be converted: appc names none of "
                                "linux/riscv64, linux/mips64le")
+
+
+@pytest.mark.parametrize("earlier", [b"the ACI of an earlier run", None], ids=["replaced", "new"])
+def test_platform_all_puts_back_what_it_moved_when_a_file_cannot_be_moved(tmp_path: Path,
+                                                                          earlier: bytes | None) -> None:
+    """``--platform all`` moved its staged ACIs into place one by one and stopped at the
+    first that could not be moved (here a directory at its name; as well another user's
+    file in a sticky directory): the platforms moved before it stayed written, with exit
+    status 1, though the run writes every platform or none (review of the staging). A file
+    a move replaces is now kept as a link in the staging directory and put back, one that
+    was not there is removed."""
+    from services import SHARED_IMAGES
+
+    from docker2aci.errors import OutputError
+
+    out = tmp_path / "out"
+    amd64, arm64 = out / "oci-multi-multi-linux-amd64.aci", out / "oci-multi-multi-linux-aarch64.aci"
+    arm64.mkdir(parents=True)  # linux/arm64 comes second in the index
+    if earlier is not None:
+        amd64.write_bytes(earlier)
+    with pytest.raises(OutputError) as info:
+        _convert(f"oci:{SHARED_IMAGES / 'oci-multi'}:multi", out, platform="all")
+    assert sorted(os.listdir(out)) == sorted(p.name for p in (amd64, arm64) if earlier is not None or p == arm64)
+    assert earlier is None or amd64.read_bytes() == earlier
+    assert arm64.is_dir()
+    assert str(info.value) == f"writing {arm64}: Is a directory: none of the 2 ACIs is written"

@@ -66,6 +66,7 @@ from ..errors import (
 from ..limits import MAX_MANIFEST_BYTES, read_at_most
 from ..redact import redact_url
 from ..reference import COMPONENT_RE, api_host, is_valid_host, is_valid_tag
+from ..terminal import abridged
 from .auth import MAX_TOKEN_RESPONSE_BYTES, Authenticator, TokenCache
 from .credentials import Credentials
 from .diagnostics import (
@@ -333,7 +334,9 @@ def _check_unlabelled_manifest(untrusted_body: bytes, media_type: str, url: str,
     Args:
         untrusted_body: the body as received.
         media_type: the ``Content-Type`` without parameters (``""`` when absent).
-        url: the request URL, redacted (:func:`~docker2aci.redact.redact_url`).
+        url: the request URL, redacted (:func:`~docker2aci.redact.redact_url`); the
+            message shows at most :data:`~docker2aci.terminal.MAX_SHOWN_CHARS` of it and
+            of the media type (a redirect or a header can be long).
         source: the manifest reference, for the message.
 
     Raises:
@@ -347,10 +350,10 @@ def _check_unlabelled_manifest(untrusted_body: bytes, media_type: str, url: str,
         if isinstance(doc, dict):
             return
         problem = "is JSON but not an object"
-    served = f"Content-Type {media_type!r}" if media_type else "no Content-Type"
-    raise InvalidManifest(source, f"fetching the manifest: {url} answered with {served}, not a manifest type "
-                                  f"({', '.join(MANIFEST_MEDIA_TYPES)}), and its body {problem}: not a manifest "
-                                  "(a proxy or a login page in the way?)")
+    served = f"Content-Type {abridged(media_type)!r}" if media_type else "no Content-Type"
+    raise InvalidManifest(source, f"fetching the manifest: {abridged(url)} answered with {served}, not a manifest "
+                                  f"type ({', '.join(MANIFEST_MEDIA_TYPES)}), and its body {problem}: not a "
+                                  "manifest (a proxy or a login page in the way?)")
 
 
 def _check_repository(repository: str) -> None:

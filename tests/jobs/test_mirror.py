@@ -629,7 +629,8 @@ def test_an_invalid_tag_in_the_list_is_one_failed_entry(registry: Registry, tmp_
 
     work = tmp_path / "work"
     work.mkdir()
-    listing = json.dumps({"name": MANY, "tags": ["t01", "..", "../../escape"]}).encode()
+    long = "x" * 100_000  # shown cut in the message (it was shown whole), whole in the report's fields
+    listing = json.dumps({"name": MANY, "tags": ["t01", "..", "../../escape", long]}).encode()
     with FaultProxy(registry.running.url) as proxy:
         proxy.add(Fault.respond(200, target="list", times=None, headers=(("Content-Type", "application/json"),),
                                 body=listing))
@@ -641,7 +642,8 @@ def test_an_invalid_tag_in_the_list_is_one_failed_entry(registry: Registry, tmp_
     assert [(r["repository"], r["tag"], r["status"], r["error"]) for r in load_report(tmp_path / "r.json")] == [
         (where, "..", "failed", f"{where}: tags/list names an invalid tag '..' ({grammar})"),
         (where, "../../escape", "failed", f"{where}: tags/list names an invalid tag '../../escape' ({grammar})"),
-        (where, "t01", "ok", None)], proc.stderr
+        (where, "t01", "ok", None),
+        (where, long, "failed", f"{where}: tags/list names an invalid tag '{'x' * 200}…' ({grammar})")], proc.stderr
     assert asked == {f"/v2/{MANY}/manifests/t01"}  # (the planner's, then the conversion's)
     assert sorted(p.name for p in work.iterdir()) == ["tree"]
     assert sorted(str(p.relative_to(work)) for p in work.rglob("*.aci")) == [f"tree/{aci_name(MANY, 't01')}"]

@@ -166,8 +166,9 @@ def test_gc_removes_the_lock_files_a_failed_fetch_left(tmp_path: Path, fault_pro
     assert failed.returncode == 1, failed.stderr
     left = sorted(os.listdir(cache / "locks"))
     assert left and all(name.startswith("sha256-") for name in left)
+    (cache / "locks" / "notes.txt").write_text("not a lock of ours\n")  # a locks/ linked to a shared place: kept
     assert _gc_json(cache)["locks_removed"] == left
-    assert os.listdir(cache / "locks") == []
+    assert os.listdir(cache / "locks") == ["notes.txt"]
 
 
 _HOLD_LOCKS = """
@@ -337,3 +338,53 @@ def test_a_changed_converter_does_not_reuse_an_older_ones_conversion(tmp_path: P
     again = from_copy("c")
     assert again.returncode == 0 and REUSED in again.stderr, again.stderr
     assert json.loads(again.stdout)["image_id"] == first["image_id"]
+
+
+@pytest.mark.parametrize("planted", ["fifo", "directory", "symlink"])
+def test_what_is_no_regular_file_at_a_blob_s_place_is_no_cached_blob(tmp_path: Path, fault_proxy: FaultProxy,
+                                                                    planted: str) -> None:
+    """The blob cache opened a blob's path as it found it (cache review): a FIFO there hung
+    the conversion for ever, a directory ended it with a traceback. What is no regular file
+    is not the blob: a FIFO or a link (never followed) is replaced by the blob fetched
+    again; a directory cannot be, which the error says, naming it."""
+    cache, outside = tmp_path / "cache", tmp_path / "outside"
+    ref = f"docker://{fault_proxy.host}/test/busybox:oci"
+    first = _converted(ref, cache, tmp_path / "a")
+    blob = _blob(cache, _config_digest(cache, _keys(cache)[0]))
+    data = blob.read_bytes()
+    blob.unlink()
+    outside.write_bytes(b"not the blob")
+    {"fifo": lambda: os.mkfifo(blob), "directory": blob.mkdir, "symlink": lambda: blob.symlink_to(outside)}[planted]()
+    done = _convert(ref, cache, tmp_path / "b", "--no-cache")
+    if planted == "directory":
+        assert (done.returncode, done.stdout) == (1, "")
+        assert done.stderr.splitlines()[-1] == (f"Error: conversion error: writing to the cache {cache}: {blob}: "
+                                                "Is a directory")
+        assert blob.is_dir()
+    else:
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["image_id"] == first["image_id"]
+        assert blob.read_bytes() == data and not blob.is_symlink()
+    assert outside.read_bytes() == b"not the blob"
+
+
+def test_gc_keeps_an_entry_whose_lock_it_cannot_open_and_goes_on(tmp_path: Path, fault_proxy: FaultProxy) -> None:
+    """One lock file gc could not open (here a directory at its place; as well a 0600 file
+    a ``sudo`` run left, or a link) ended the whole gc with "writing to the cache CACHE:
+    Is a directory", naming no file, and nothing was collected (cache review). That entry
+    is now kept, as in use, with a warning naming its lock; the rest goes."""
+    cache = tmp_path / "cache"
+    _converted(f"docker://{fault_proxy.host}/test/busybox:oci", cache, tmp_path / "a")
+    [key] = _keys(cache)
+    blobs = _blobs(cache)
+    _age_everything(cache)
+    lock = cache / "locks" / f"sha256-{blobs[0].split(':', 1)[1]}"
+    lock.unlink(missing_ok=True)
+    lock.mkdir()
+    done = _cli("gc", "--json", "--cache-dir", str(cache))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == f"WARNING: {lock}: cannot take this lock (Is a directory): what it guards is kept\n"
+    report = json.loads(done.stdout)
+    assert (report["conversions_removed"], report["blobs_in_use"], report["blobs_removed"]) == (
+        [key], blobs[:1], blobs[1:])
+    assert _blobs(cache) == blobs[:1] and lock.is_dir()

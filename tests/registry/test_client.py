@@ -191,6 +191,11 @@ def not_a_manifest(where: str, url: str, served: str, problem: str) -> str:
                  NOT_JSON, id="octet-stream-by-digest"),
     pytest.param("oci", None, b'["not", "a", "manifest"]', "no Content-Type", "is JSON but not an object",
                  id="no-content-type-json-array"),
+    pytest.param("oci", "text/html\x1b[2J\x07", LOGIN_PAGE, "Content-Type 'text/html\\x1b[2j\\x07'", NOT_JSON,
+                 id="control-characters"),  # (lower-cased as a media type)
+    # a header as long as the HTTP client reads (64 KiB) was shown whole
+    pytest.param("oci", "text/" + "x" * 60000, LOGIN_PAGE, f"Content-Type {'text/' + 'x' * 195 + '…'!r}", NOT_JSON,
+                 id="huge-content-type"),
 ])
 def test_an_answer_that_is_no_manifest_says_what_came(fault_proxy: FaultProxy, reference: str,
                                                        content_type: str | None, body: bytes, served: str,
@@ -221,6 +226,20 @@ def test_a_login_page_redirected_to_is_named_redacted(fault_proxy: FaultProxy) -
     assert str(info.value) == not_a_manifest(f"{fault_proxy.host}/{REPO}:oci", url, "Content-Type 'text/html'",
                                              NOT_JSON)
     assert "secret-session-value" not in str(info.value)
+
+
+def test_a_long_url_redirected_to_is_shown_cut(fault_proxy: FaultProxy) -> None:
+    """A redirect to a URL of 20 000 characters: the message shows its first 200 (it showed
+    all of them)."""
+    page = f"http://{fault_proxy.host}/sso/{'x' * 20000}"
+    with client(fault_proxy.host) as c:
+        c.ping()
+        fault_proxy.add(Fault.respond(302, target="manifest", headers=[("Location", page)], body=b""),
+                        Fault.respond(200, target="any", headers=[("Content-Type", "text/html")], body=LOGIN_PAGE))
+        with pytest.raises(InvalidManifest) as info:
+            c.get_manifest(REPO, "oci")
+    assert str(info.value) == not_a_manifest(f"{fault_proxy.host}/{REPO}:oci", page[:200] + "…",
+                                             "Content-Type 'text/html'", NOT_JSON)
 
 
 def test_a_manifest_served_as_plain_text_is_read(fault_proxy: FaultProxy) -> None:

@@ -537,6 +537,34 @@ def test_the_apps_stderr_reaches_a_slow_reader_whole(rootfs: Path, tmp_path: Pat
     assert first + rest == b"x" * 120000 + b"END\n"
 
 
+@needs_runc
+@pytest.mark.parametrize(
+    "runtime",
+    ["runc", pytest.param("crun", marks=pytest.mark.skipif(CRUN is None, reason="no crun"))],
+)
+def test_a_run_whose_stderr_reader_went_away_ends(rootfs: Path, tmp_path: Path, runtime: str) -> None:
+    """``docker2aci run IMG 2>&1 | head -1``: once the reader of the runner's stderr went
+    away, the copy of the app's stderr stopped reading but kept its pipe open, so the app,
+    and runc copying for it, blocked on the full pipe and the runner waited for them for
+    ever (review of the stderr relay). The copy's end is now closed as the reader's was:
+    the writer learns it as it did when runc had the caller's stderr, and the run ends."""
+    state, cid = tmp_path / "state", f"docker2aci-test-{secrets.token_hex(4)}"
+    payload = {
+        **_spec_options(_sh("yes >&2"), 0, None, "/"),
+        "rootfs": str(rootfs),
+        "options": {"state_dir": str(state), "container_id": cid, "runtime": runtime},
+    }
+    process = subprocess.Popen([sys.executable, "-c", _RUN_SNIPPET, json.dumps(payload)], cwd=PROJECT_ROOT,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, bufsize=0)
+    with reaped(process):
+        assert process.stderr is not None
+        assert process.stderr.read(2) == b"y\n"
+        process.stderr.close()  # as head does once it has its line
+        process.wait(timeout=30)  # waited for ever
+    assert process.returncode == 1  # the runtime's, its output cut, as when it wrote to the closed pipe itself
+    _assert_cleaned_up(state, cid, rootfs.parent, runtime)
+
+
 # ------------------------------------------------------------------- pure: ocispec
 
 
