@@ -122,7 +122,7 @@ def test_json_list_from_stdin(busybox_docker_archive: Path, tmp_path: Path) -> N
     ("- source: x.tar\n  name: Not A Name\n", "b.yaml", "b.yaml: item 1: AC name 'Not A Name'"),
     ("- source: x.tar\n  output_dir: ../../elsewhere\n", "b.yaml", "b.yaml: item 1: output_dir '../../elsewhere' leads"),
     ("- source: x.tar\n  compression_level: 99\n", "b.yaml", "b.yaml: item 1: compression_level: gzip level 99"),
-    ("- source: x.tar\n  platform: linux\n", "b.yaml", "b.yaml: item 1: platform:"),
+    ("- source: x.tar\n  platform: linux/\n", "b.yaml", "b.yaml: item 1: platform:"),
     ("[1, 2", "b.json", "b.json: not valid JSON"),
     ("- a: [b\n", "b.yaml", "b.yaml: not valid YAML"),
 ])
