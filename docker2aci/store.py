@@ -56,6 +56,8 @@ COPY_CHUNK = 1 << 20
 """Bytes per read when verifying or copying cached files."""
 BLOB_TEMP_PREFIX = "blob-"
 """How the partial downloads under ``tmp/`` are named."""
+MAX_RECORD_BYTES = 1 << 20
+"""The largest conversion record read (bytes): ours are a few KB (the manifest and labels)."""
 _RECORD_KEYS = frozenset({"image_id", "name", "labels", "manifest", "manifest_digest", "aci_sha256"})
 
 
@@ -222,17 +224,9 @@ class BlobCache:
         Raises:
             OSError: the cache cannot be read (other than the blob being absent).
         """
-        try:  # a FIFO never blocks, a link is never followed
-            fd = os.open(self.path(digest), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except OSError as err:
-            if err.errno in (errno.ENOENT, errno.ELOOP):
-                return None
-            raise
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            return None
-        f = os.fdopen(fd, "rb")
-        _mark_used(fd)
+        f = _open_regular(self.path(digest))
+        if f is not None:
+            _mark_used(f.fileno())
         return f
 
     def put(self, digest: Digest, data: bytes) -> None:
@@ -336,6 +330,25 @@ def _remove_abandoned_blobs(root: str) -> list[str]:
     """Remove the partial downloads under ``tmp/`` of the cache ``root`` whose writer is
     gone (a writer holds its file's lock until it has renamed or removed it); returns them."""
     return remove_abandoned_in(os.path.join(root, "tmp"), BLOB_TEMP_PREFIX, "")
+
+
+def _open_regular(path: str) -> BinaryIO | None:
+    """``path`` open for reading when it is a regular file, else ``None`` (missing, or a
+    directory, a FIFO, a symbolic link: never followed, and a FIFO never blocks).
+
+    Raises:
+        OSError: ``path`` cannot be opened for another reason (permissions).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as err:
+        if err.errno in (errno.ENOENT, errno.ELOOP):
+            return None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return os.fdopen(fd, "rb")
 
 
 def _mark_used(target: str | int) -> None:
@@ -475,9 +488,15 @@ class ConversionCache:
         against the record when it is copied out (:func:`publish_copy`)."""
         aci = os.path.join(self.dir, f"{key}.aci")
         path = os.path.join(self.dir, f"{key}.json")
-        try:
-            with open(path, encoding="utf-8") as f:
-                record = json.load(f)
+        try:  # a record that is no regular file (a FIFO would block) or too large is none
+            f = _open_regular(path)
+            if f is None:
+                return None
+            with f:
+                data = f.read(MAX_RECORD_BYTES + 1)
+            if len(data) > MAX_RECORD_BYTES:
+                return None
+            record = json.loads(data)
             aci_is_file = stat.S_ISREG(os.lstat(aci).st_mode)  # a link would hand out (and chmod) another file
         except (OSError, ValueError, RecursionError):
             return None

@@ -388,3 +388,28 @@ def test_gc_keeps_an_entry_whose_lock_it_cannot_open_and_goes_on(tmp_path: Path,
     assert (report["conversions_removed"], report["blobs_in_use"], report["blobs_removed"]) == (
         [key], blobs[:1], blobs[1:])
     assert _blobs(cache) == blobs[:1] and lock.is_dir()
+
+
+@pytest.mark.parametrize("planted", ["fifo", "huge"])
+def test_a_conversion_record_that_is_no_small_regular_file_is_no_record(tmp_path: Path, fault_proxy: FaultProxy,
+                                                                        planted: str) -> None:
+    """A FIFO at a conversion record's place hung every conversion of that image (hostile
+    review), and a huge file there was read whole; either is now no record: the image is
+    converted again and the record written anew."""
+    cache = tmp_path / "cache"
+    ref = f"docker://{fault_proxy.host}/test/busybox:oci"
+    first = _converted(ref, cache, tmp_path / "a")
+    [key] = _keys(cache)
+    record = cache / "conversions" / f"{key}.json"
+    record.unlink()
+    if planted == "fifo":
+        os.mkfifo(record, 0o600)
+    else:
+        with open(record, "wb") as f:
+            f.truncate(64 << 20)  # sparse: 64 MiB of NULs
+    done = subprocess.run([sys.executable, "-m", "docker2aci", "--debug", "--json", "--insecure-allow-http",
+                           "--cache-dir", str(cache), "--output-dir", str(tmp_path / "b"), ref],
+                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0 and REUSED not in done.stderr, done.stderr
+    assert json.loads(done.stdout)["image_id"] == first["image_id"]
+    assert record.is_file() and json.loads(record.read_text())["key"] == key
