@@ -701,6 +701,8 @@ def find_key(spec: str, keys_dir: str, *, secret: bool) -> str:
     suffixes = (".sec.asc",) if secret else (".sec.asc", ".pub.asc")
     matches = sorted({p for s in suffixes
                       for p in glob.glob(os.path.join(glob.escape(keys_dir), f"*{wanted}{s}"))})
+    if not matches:  # a subkey's ID or fingerprint: what verify and gpg --list-keys name as the signer
+        matches = _files_with_subkey(keys_dir, wanted, suffixes)
     if not matches:
         kind = "secret key" if secret else "key"
         raise SigningError(f"no {kind} {spec} in {keys_dir} (docker2aci keys list shows them)")
@@ -708,6 +710,22 @@ def find_key(spec: str, keys_dir: str, *, secret: bool) -> str:
     if len(fingerprints) > 1:
         raise SigningError(f"key ID {spec} is ambiguous in {keys_dir}: give the whole fingerprint")
     return matches[0]
+
+
+def _files_with_subkey(keys_dir: str, wanted: str, suffixes: tuple[str, ...]) -> list[str]:
+    """The key files of the keyring ``keys_dir`` (names ending in ``suffixes``) holding a
+    subkey whose fingerprint ends with ``wanted`` (lower-case hex: a fingerprint or key
+    ID); files that cannot be read as keys are passed over."""
+    found = []
+    for path in sorted(p for s in suffixes for p in glob.glob(os.path.join(glob.escape(keys_dir), f"*{s}"))):
+        try:
+            certs = pysequoia.Cert.split_bytes(read_key_file(path))
+            parts = [part for cert in certs for part in key_parts(cert)]
+        except Exception:  # noqa: BLE001 (pysequoia raises plain Exceptions): not a key of ours to name
+            continue
+        if any(not part.primary and part.fingerprint.endswith(wanted) for part in parts):
+            found.append(path)
+    return found
 
 
 def export_key(spec: str, keys_dir: str, *, secret: bool = False) -> str:

@@ -137,6 +137,25 @@ def test_sign_with_a_keyring_key_by_fingerprint(aci: Path, tmp_path: Path, other
     assert missing.status == 1 and "no secret key 0123456789abcdef" in missing.err
 
 
+def test_sign_with_a_keyring_key_by_the_key_id_verify_names(aci: Path, tmp_path: Path, other_key: KeyPair,
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             run_cli) -> None:  # type: ignore[no-untyped-def]
+    """``verify`` names the signing subkey's key ID (as gpg's "using ... key"); ``--sign``
+    and ``sign --key`` took only the primary key's, so the ID verify printed was "no
+    secret key" (new-user review). The subkey's ID, or fingerprint, now finds its key."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    assert run_cli("keys", "import", other_key.secret).status == 0
+    assert run_cli("sign", aci, "--key", other_key.fingerprint).status == 0
+    certs = signing.read_certs(str(other_key.public))
+    signer = signing.verify_file(str(aci), f"{aci}.asc", certs).signing_key
+    assert signer != other_key.fingerprint  # the signing subkey, not the primary key
+    for spec in (signer[-16:].upper(), signer):
+        Path(f"{aci}.asc").unlink()
+        result = run_cli("sign", aci, "--key", spec)
+        assert result.status == 0, result.err
+        assert signing.verify_file(str(aci), f"{aci}.asc", certs).fingerprint == other_key.fingerprint
+
+
 def test_generate_into_the_keyring(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
     ring = tmp_path / "ring"
     result = run_cli("keys", "generate", "--name", "Ring <ring@example.invalid>", "--algorithm", "ed25519",
