@@ -609,6 +609,11 @@ def _print_version(_argv: Sequence[str], _prog: str) -> int:
     return EXIT_OK
 
 
+_OTHER_TOOLS_COMMANDS = frozenset({"pull", "copy"})
+"""Words other tools convert or pull with (``docker pull``, ``skopeo copy``), typed before a
+source: docker2aci has no such command (the reference tool took the source first)."""
+
+
 def _mistyped_command(word: str) -> str | None:
     """The command ``word`` is a typo of (``inpsect``, ``fecth``), when it can be nothing
     else: a bare word (no transport, no path separator) that names no file; else ``None``.
@@ -633,6 +638,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif argv and argv[0] == "help" and not os.path.lexists("help"):  # git's and docker's word for it
         argv = [*argv[1:2], "--help"] if argv[1:2] and argv[1] in _COMMANDS else ["--help"]
         command = _COMMANDS[argv.pop(0)].run if argv[0] in _COMMANDS else cmd_convert
+    elif argv[1:] and argv[0] in _OTHER_TOOLS_COMMANDS and not os.path.lexists(argv[0]):
+        print(f"Error: unknown command {argv[0]!r}: docker2aci converts the SOURCE given first, with no command "
+              f"(docker2aci {printable(argv[1])}); see docker2aci --help", file=sys.stderr)
+        return EXIT_USAGE
     elif argv and (typo := _mistyped_command(argv[0])):
         print(f"Error: unknown command {argv[0]!r}: did you mean {typo!r}? "
               f"(a file of that name does not exist either; see docker2aci --help)", file=sys.stderr)

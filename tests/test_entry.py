@@ -90,6 +90,12 @@ def test_a_prefix_of_a_single_dash_flag_is_no_flag(capsys: pytest.CaptureFixture
     (["inpsect", "x.aci"], 2, "Error: unknown command 'inpsect': did you mean 'inspect'? (a file of that name "
                               "does not exist either; see docker2aci --help)"),
     (["fecth", "--insecure-options=image", "x"], 2, "Error: unknown command 'fecth': did you mean 'fetch'?"),
+    # docker pull, skopeo copy: the source comes first (new-user review: "unrecognized arguments")
+    (["pull", "docker://busybox"], 2, "Error: unknown command 'pull': docker2aci converts the SOURCE given first, "
+                                      "with no command (docker2aci docker://busybox); see docker2aci --help"),
+    (["copy", "docker://busybox", "oci:x"], 2, "Error: unknown command 'copy': docker2aci converts the SOURCE "
+                                               "given first, with no command (docker2aci docker://busybox); see "
+                                               "docker2aci --help"),
     (["help"], 0, "usage: docker2aci [-debug] [-nosquash]"),
     (["help", "inspect"], 0, "usage: docker2aci inspect [-h] [--json] ACI [ACI ...]"),
     (["hello"], 1, "Error: conversion error: hello: no such file or directory"),  # a source, as the reference reads it
