@@ -312,7 +312,7 @@ class BlobCache:
             raise _cache_error(self.root, err, path) from err
 
     def _lock(self, digest: Digest) -> contextlib.AbstractContextManager[bool]:
-        return cache_lock(self.root, f"{digest.algorithm}-{digest.hex}")
+        return cache_lock(self.root, _blob_lock(digest))
 
 
 def remove_abandoned_temporaries(root: str) -> list[str]:
@@ -479,7 +479,7 @@ class ConversionCache:
     def lock(self, key: str) -> contextlib.AbstractContextManager[bool]:
         """Hold the lock of one conversion, so that processes racing to convert the same
         image convert it once: the first converts and puts, the others then get."""
-        return cache_lock(self.root, f"conversion-{key}")
+        return cache_lock(self.root, _conversion_lock(key))
 
     def get(self, key: str) -> CachedConversion | None:
         """The cached conversion for ``key``, or ``None`` when there is none or its record
@@ -691,6 +691,16 @@ def _link_into_place(src: str, dest: str) -> bool:
     return True
 
 
+def _blob_lock(digest: Digest) -> str:
+    """The name in ``locks/`` of a blob's lock (``sha256-<hex>``)."""
+    return f"{digest.algorithm}-{digest.hex}"
+
+
+def _conversion_lock(key: str) -> str:
+    """The name in ``locks/`` of a conversion's lock (``conversion-<key>``)."""
+    return f"conversion-{key}"
+
+
 _LOCK_FILE = re.compile(r"conversion-[0-9a-f]{64}|sha256-[0-9a-f]{64}|sha384-[0-9a-f]{96}|sha512-[0-9a-f]{128}")
 """The name of a lock file of the cache: a conversion's, or a blob's (``<algorithm>-<hex>``)."""
 _CONVERSION_FILE = re.compile(r"([0-9a-f]{64})\.(aci|json|stamp)")
@@ -745,8 +755,8 @@ def gc_cache(root: str, grace_seconds: float) -> CacheGcReport:
     tried: set[str] = set()  # the entries' lock files (one gc could not take is not tried twice)
     for key in keys:  # the record first: one left without it is removed by the next gc
         files = [os.path.join(conversions, key + suffix) for suffix in (".json", ".aci", ".stamp")]
-        tried.add(f"conversion-{key}")
-        status = _remove_unused(root, f"conversion-{key}", files, now, grace_seconds, report)
+        tried.add(_conversion_lock(key))
+        status = _remove_unused(root, _conversion_lock(key), files, now, grace_seconds, report)
         if status is not None:
             getattr(report, f"conversions_{status}").append(key)
     blobs = os.path.join(root, "blobs")
@@ -756,8 +766,8 @@ def gc_cache(root: str, grace_seconds: float) -> CacheGcReport:
                 digest = Digest.parse(f"{algorithm}:{name}")
             except InvalidManifest:  # not a blob of ours
                 continue
-            tried.add(f"{algorithm}-{name}")
-            status = _remove_unused(root, f"{algorithm}-{name}", [os.path.join(blobs, algorithm, name)], now,
+            tried.add(_blob_lock(digest))
+            status = _remove_unused(root, _blob_lock(digest), [os.path.join(blobs, algorithm, name)], now,
                                     grace_seconds, report)
             if status is not None:
                 getattr(report, f"blobs_{status}").append(str(digest))

@@ -491,6 +491,7 @@ class _StdioRelay:
 
     def __init__(self, log: str, streams: Sequence[int] = (0, 1, 2)) -> None:
         self._log = log
+        self._log_read: tuple[int, list[str]] = (0, [])  # the log's size when last parsed, its errors
         self._ends: dict[int, tuple[int, int]] = {}  # stdio number -> (the runtime's end, ours)
         for fd in streams:
             read, write = os.pipe()
@@ -561,14 +562,26 @@ class _StdioRelay:
             os.close(source)
 
     def _copy_stderr(self, source: int) -> None:
-        self._copy(source, 2, lambda data: _without_logged_errors(data, self._log))
+        self._copy(source, 2, lambda data: _without_logged_errors(data, self._logged_errors()))
+
+    def _logged_errors(self) -> list[str]:
+        """The error messages of the runtime's log, parsed again only when it has grown
+        (the app's stderr comes through here a chunk at a time; the log is empty but on
+        the runtime's own failure)."""
+        try:
+            size = os.stat(self._log).st_size
+        except OSError:
+            return []
+        if size != self._log_read[0]:
+            self._log_read = (size, _runtime_error_messages(self._log))
+        return self._log_read[1]
 
 
-def _without_logged_errors(data: bytes, log: str) -> bytes:
-    """``data`` (read from a runtime's stderr) without a last line that is an error of its
-    JSON ``log``: the runtime writes each error to its log, then prints it, so a line it
-    printed is in the log by the time it is read here."""
-    for message in _runtime_error_messages(log):
+def _without_logged_errors(data: bytes, messages: Sequence[str]) -> bytes:
+    """``data`` (read from a runtime's stderr) without a last line that is one of the
+    error ``messages`` of its JSON log: the runtime writes each error to its log, then
+    prints it, so a line it printed is in the log by the time it is read here."""
+    for message in messages:
         line = f"{message}\n".encode("utf-8", "surrogateescape")
         if data.endswith(line):
             return data[: -len(line)]
@@ -609,9 +622,10 @@ def _run_container(runtime_path: str, state: str, bundle: str, cid: str, spec: P
             relay.finish()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-    errors = _runtime_errors(log)
+    messages = _runtime_error_messages(log)
+    errors = _joined_errors(messages)
     if status != 0 and errors:
-        failure = _exec_failure(_runtime_error_messages(log), spec) if _flavour(runtime_path) == "runc" else None
+        failure = _exec_failure(messages, spec) if _flavour(runtime_path) == "runc" else None
         if failure is not None:
             raise failure
         raise RunnerError(f"starting the app with {os.path.basename(runtime_path)}: {errors}")
@@ -631,7 +645,7 @@ def _delete(
         )
         _, status = os.waitpid(pid, 0)
         if os.waitstatus_to_exitcode(status) != 0:
-            logger.warning("deleting container %s: %s", cid, _runtime_errors(log) or "failed")
+            logger.warning("deleting container %s: %s", cid, _joined_errors(_runtime_error_messages(log)) or "failed")
     except (OSError, RunnerError) as err:
         logger.warning("deleting container %s: %s", cid, err)
     _remove_cgroups(cid)
@@ -717,9 +731,9 @@ def _runtime_error_messages(log: str) -> list[str]:
     return messages
 
 
-def _runtime_errors(log: str) -> str:
-    """The error messages of a runtime's JSON log, joined; the tail if long."""
-    text = "; ".join(message.strip() for message in _runtime_error_messages(log) if message.strip())
+def _joined_errors(messages: Sequence[str]) -> str:
+    """A runtime's error ``messages`` (:func:`_runtime_error_messages`), joined; the tail if long."""
+    text = "; ".join(message.strip() for message in messages if message.strip())
     return text if len(text) <= MAX_ERROR_CHARS else "…" + text[-MAX_ERROR_CHARS:]
 
 
