@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .. import untrustedjson
+from ..terminal import abridged
 
 MAX_ERROR_BODY_BYTES = 64 * 1024
 """The most of an error body read to explain an error (bytes)."""
@@ -25,7 +26,7 @@ MAX_MESSAGE_CHARS = 300
 def _short(text: str) -> str:
     """One line, printable characters only (a registry's text never drives a terminal)."""
     text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
-    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
+    return abridged(text, MAX_MESSAGE_CHARS - 1)  # with its "…", at most MAX_MESSAGE_CHARS
 
 
 def parse_error_body(untrusted_body: bytes) -> tuple[str, ...]:
