@@ -210,8 +210,14 @@ class ImageIndex:
 
 
 def load_json(untrusted: bytes, where: str) -> dict[str, Any]:
+    """A manifest, index or archive manifest as a JSON object: UTF-8 without a byte order
+    mark, as Go's ``encoding/json`` (Docker, containerd, skopeo, umoci) reads them.
+
+    Raises:
+        InvalidManifest: names ``where``: not JSON, not UTF-8, or not an object.
+    """
     try:
-        doc = untrustedjson.loads(untrusted)
+        doc = untrustedjson.loads(untrusted, utf8_only=True)
     except untrustedjson.BadJSON as err:
         raise InvalidManifest(where, f"not valid JSON: {err}") from err
     if not isinstance(doc, dict):

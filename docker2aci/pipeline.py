@@ -345,7 +345,7 @@ def _convertible(platforms: list[Platform | None], display: str) -> Iterator[Pla
 
 def _parse_config(resolved: ResolvedImage, display: str) -> ImageConfig:
     try:
-        doc = untrustedjson.loads(resolved.config)
+        doc = untrustedjson.loads(resolved.config, utf8_only=True)
     except untrustedjson.BadJSON as err:
         raise InvalidManifest(f"{display}: config {resolved.config_digest}", f"not valid JSON: {err}") from err
     if not isinstance(doc, dict):

@@ -15,6 +15,7 @@ a failed conversion; ``--json`` writes only JSON lines.
 
 from __future__ import annotations
 
+import codecs
 import errno
 import hashlib
 import io
@@ -636,7 +637,10 @@ _BIG_NUMBER = b"1" * 5000
 @pytest.mark.parametrize(("doc", "why"), [
     (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
     (b'{"schemaVersion": 2, "x": ' + _BIG_NUMBER + b"}", "a number longer than 4300 digits"),
-], ids=["nested", "big-number"])
+    # Go's encoding/json (Docker, containerd, skopeo, umoci) reads neither of these
+    (codecs.BOM_UTF8 + b'{"schemaVersion": 2}', r"it starts with a byte order mark \(U\+FEFF\)"),
+    ('{"schemaVersion": 2}'.encode("utf-16"), r"not UTF-8 text \(byte 0\)"),
+], ids=["nested", "big-number", "bom", "utf-16"])
 def test_json_python_cannot_hold_is_an_invalid_manifest(tmp_path: Path, where: str, doc: bytes, why: str) -> None:
     if where == "config":
         source = f"oci:{hb.oci_layout(tmp_path / 'img', [BASE], config=doc).path}"

@@ -44,7 +44,7 @@ class _Candidate:
 
 def _json(untrusted: bytes, where: str) -> Any:
     try:
-        return untrustedjson.loads(untrusted)
+        return untrustedjson.loads(untrusted, utf8_only=True)
     except untrustedjson.BadJSON as err:
         raise InvalidManifest(where, f"not valid JSON: {err}") from err
 
