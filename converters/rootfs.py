@@ -203,6 +203,32 @@ class BoundedTarInfo(tarfile.TarInfo):
         self._check_header_size()
         return super()._proc_gnulong(tarfile)  # type: ignore[misc]
 
+    def _proc_gnusparse_10(self, next: tarfile.TarInfo, pax_headers: Mapping[str, str],  # type: ignore[override]
+                           archive: tarfile.TarFile) -> None:
+        """Read a GNU sparse 1.0 map (PAX ``GNU.sparse.major`` 1), as tarfile does: at the
+        start of the member's data, a line with the count of regions, then a line with the
+        offset and one with the length of each. The map is an extended header, held to
+        :data:`MAX_HEADER_BYTES`: tarfile read as many lines as the count claimed (a 16 KiB
+        gzip layer of ``1`` lines took 37 s and 800 MiB)."""
+        values: list[int] = []  # the count, then offset and length of each region
+        pending = b""
+        taken = 0
+        while not values or len(values) < 1 + 2 * values[0]:
+            if b"\n" not in pending:
+                if taken >= MAX_HEADER_BYTES:
+                    raise tarfile.HeaderError(f"the GNU sparse map of {next.name!r} is over the "
+                                              f"{MAX_HEADER_BYTES}-byte limit")
+                block = archive.fileobj.read(tarfile.BLOCKSIZE)  # type: ignore[attr-defined]
+                if not block:
+                    raise tarfile.HeaderError(f"the GNU sparse map of {next.name!r} is cut short")
+                taken += len(block)
+                pending += block
+                continue
+            line, pending = pending.split(b"\n", 1)
+            values.append(int(line))
+        next.offset_data = archive.fileobj.tell()  # type: ignore[attr-defined]
+        next.sparse = list(zip(values[1::2], values[2::2]))  # type: ignore[assignment]
+
     def _check_header_size(self) -> None:
         if self.size > MAX_HEADER_BYTES:
             raise tarfile.HeaderError(f"a {self.size}-byte extended header is over the {MAX_HEADER_BYTES}-byte limit")

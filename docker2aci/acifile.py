@@ -212,14 +212,19 @@ def open_uncompressed(path: str | os.PathLike[str]) -> UncompressedStream:
 
 def open_tar(stream: IO[bytes] | io.RawIOBase) -> tarfile.TarFile:
     """Read an uncompressed ACI stream as a tar, front to back (``r|``); names are UTF-8,
-    byte-exact (``surrogateescape``).
+    byte-exact (``surrogateescape``); extended headers are bounded as a layer's are
+    (:class:`converters.rootfs.BoundedTarInfo`: a 256 MiB PAX header, 255 KiB of gzip, was
+    read whole, 800 MiB of memory).
 
     Raises:
         tarfile.TarError: not a tar (its first header does not parse); the message says
             so (tarfile's own, "truncated header" or "bad checksum", reads like damage).
     """
+    from converters.rootfs import BoundedTarInfo  # the converter's import, only when an ACI is read whole
+
     try:
-        return tarfile.open(fileobj=cast(IO[bytes], stream), mode="r|", encoding="utf-8", errors="surrogateescape")
+        return tarfile.open(fileobj=cast(IO[bytes], stream), mode="r|", encoding="utf-8", errors="surrogateescape",
+                            tarinfo=BoundedTarInfo)
     except tarfile.ReadError as err:
         raise tarfile.ReadError(f"not a tar archive, plain or gzip, bzip2 or xz compressed ({err})") from err
 

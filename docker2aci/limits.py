@@ -22,6 +22,12 @@ MAX_INDEX_FILE_BYTES = 16 * 1024 * 1024
 """``manifest.json``, ``index.json``, ``repositories`` of an archive or layout (bytes)."""
 MAX_PASSWD_BYTES = 4 * 1024 * 1024
 """``/etc/passwd`` or ``/etc/group`` read from an image to resolve USER (bytes)."""
+MAX_LAYERS = 500
+"""The layers of one image. Each is held open (a file descriptor) while the image is
+squashed: a manifest of thousands of layers would use up the default 1,024 descriptors
+(``ulimit -n``). 500 is what overlayfs stacks (``OVL_MAX_STACK``), and so what the
+runner renders as a ``--nosquash`` chain (:data:`runner.treestore.MAX_DEPENDENCY_DEPTH`);
+Docker stops at 125 (moby ``layer/layer_store.go``, ``maxLayerDepth``)."""
 DEFAULT_MAX_LAYER_BYTES = 16 * 1024**3
 """The uncompressed size of one layer tar (bytes): 16 GiB, the default of ``--max-layer-size``.
 

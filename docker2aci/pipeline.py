@@ -32,10 +32,11 @@ from .errors import (
     DigestMismatch,
     InvalidConfig,
     InvalidManifest,
+    LimitExceeded,
     OutputError,
     UsageError,
 )
-from .limits import DEFAULT_MAX_LAYER_BYTES
+from .limits import DEFAULT_MAX_LAYER_BYTES, MAX_LAYERS
 from .manifest import Platform
 from .sources import DownloadHook, RemoteOptions, ResolvedImage, open_source
 from .signaturefile import signature_path
@@ -389,7 +390,15 @@ def _platform_of(config: ImageConfig, resolved: ResolvedImage, requested: Platfo
 
 def _paired_layers(config: ImageConfig, resolved: ResolvedImage, display: str) -> list[LayerBlob]:
     """The image's layers, each placed in it (named by ``display`` and its index in
-    messages, :attr:`LayerBlob.label`) and paired with its ``rootfs.diff_ids`` entry."""
+    messages, :attr:`LayerBlob.label`) and paired with its ``rootfs.diff_ids`` entry.
+
+    Raises:
+        InvalidManifest: no layers, or not as many as ``rootfs.diff_ids`` lists.
+        LimitExceeded: more than :data:`~docker2aci.limits.MAX_LAYERS` layers.
+    """
+    if len(resolved.layers) > MAX_LAYERS:
+        raise LimitExceeded(f"{display}: the image has {len(resolved.layers)} layers, more than the "
+                            f"{MAX_LAYERS} an image may have")
     layers = [dataclasses.replace(blob, image=display, index=i) for i, blob in enumerate(resolved.layers)]
     if not layers:
         raise InvalidManifest(display, "the image has no layers: nothing to convert")

@@ -26,6 +26,12 @@ Hostile input                          Test
                                        refused``, ``test_an_aci_manifest_with_a_huge_number_is_refused_in_
                                        one_line``; C ``test_deeply_nested_manifest_blob_is_an_invalid_
                                        manifest``
+   extended headers (PAX, GNU sparse   H ``test_huge_pax_header_is_refused_or_bounded`` (layers); C ``test_a_
+   1.0 map) over 1 MiB                 layer_sparse_map_over_the_header_limit_is_refused``, ``test_render_
+                                       bounds_extended_headers_as_the_converter_does`` (ACIs, runner)
+   more layers than an image holds     C ``test_an_image_of_more_layers_than_the_limit_is_refused`` (500,
+   (a file descriptor each)            ``docker2aci.limits.MAX_LAYERS``), ``test_layers_up_to_the_limit_
+                                       fit_the_default_descriptor_limit`` (``ulimit -n`` 1,024)
 3. a million tar entries               C ``test_memory_grows_with_paths_not_with_sizes`` (200k in CI;
                                        figures below), H ``test_a_very_deep_entry_name_does_not_blow_up_
                                        memory``
@@ -92,7 +98,10 @@ import io
 import json
 import lzma
 import os
+import resource
 import stat
+import subprocess
+import sys
 import tarfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -101,13 +110,13 @@ from pathlib import Path
 import hostilebuild as hb
 import pytest
 import zstandard
-from crashkit import paths_under
+from crashkit import CLI_TIMEOUT, cli_env, paths_under
 from test_hostile import (aci_members, convert, layout_with, listing, peak_rss_growth_kib,  # noqa: F401
                           spool)  # spool: a fixture
 
 import docker2aci
 from docker2aci import cli, errors, layers
-from docker2aci.limits import DEFAULT_MAX_LAYER_BYTES, parse_size
+from docker2aci.limits import DEFAULT_MAX_LAYER_BYTES, MAX_LAYERS, parse_size
 from runner.extract import EntryError, render_aci
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -327,6 +336,44 @@ def test_deeply_nested_manifest_blob_is_an_invalid_manifest(tmp_path: Path) -> N
         convert(f"oci:{layout.path}", tmp_path / "out")
 
 
+def many_layers(path: Path, count: int) -> Path:
+    """An OCI layout whose manifest lists one small plain layer ``count`` times (a few
+    hundred KiB of manifest: far under its limit)."""
+    return hb.oci_layout(path, [hb.tar([hb.file("x", b"1")])] * count, compress=False).path
+
+
+def test_an_image_of_more_layers_than_the_limit_is_refused(tmp_path: Path) -> None:
+    layout = many_layers(tmp_path / "img", MAX_LAYERS + 1)
+    with pytest.raises(errors.LimitExceeded) as err:
+        convert(f"oci:{layout}", tmp_path / "out")
+    assert str(err.value) == (f"oci:{layout} (linux/{hb.goarch()}): the image has 501 layers, more than "
+                              "the 500 an image may have")
+    assert listing(tmp_path / "out") == []
+
+
+def run_with_descriptors(limit: int, *argv: str) -> subprocess.CompletedProcess[str]:
+    """``docker2aci ARGV`` with at most ``limit`` open files (``ulimit -n``, soft)."""
+    def lower() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
+    return subprocess.run([sys.executable, "-m", "docker2aci", *argv], capture_output=True, text=True,
+                          env=cli_env(), timeout=CLI_TIMEOUT, stdin=subprocess.DEVNULL, preexec_fn=lower, check=False)
+
+
+def test_layers_up_to_the_limit_fit_the_default_descriptor_limit(tmp_path: Path) -> None:
+    """Every layer is held open while the image is squashed: 1,100 layers gave a traceback
+    ("[Errno 24] Too many open files") under the usual ``ulimit -n`` of 1,024."""
+    ok = run_with_descriptors(1024, "--output-dir", str(tmp_path / "out"), f"oci:{many_layers(tmp_path / 'ok', 500)}")
+    assert ok.returncode == 0, ok.stderr
+    assert listing(tmp_path / "out") == ["ok-latest.aci"]
+    layout = many_layers(tmp_path / "many", 1100)
+    refused = run_with_descriptors(1024, "--output-dir", str(tmp_path / "out2"), f"oci:{layout}")
+    assert (refused.returncode, refused.stdout, refused.stderr) == (
+        1, "", (f"Error: conversion error: oci:{layout} (linux/{hb.goarch()}): the image has 1100 layers, "
+                "more than the 500 an image may have\n"))
+    assert listing(tmp_path / "out2") == []
+
+
 # ------------------------------------------------------------------------------ 3. many entries
 
 
@@ -490,6 +537,42 @@ def test_render_never_creates_a_device_outside_the_tree(tmp_path: Path, link: st
 
 
 # ------------------------------------------------------------------------------ 6. names that are not UTF-8
+
+
+def sparse_map_member(name: str, regions: int) -> hb.M:
+    """A GNU sparse 1.0 file (PAX ``GNU.sparse.*``) whose map, at the start of its data,
+    claims ``regions`` regions of one byte at offset 1 and lists them all."""
+    body = b"%d\n" % regions + b"1\n" * (2 * regions)
+    return hb.file(name, body + bytes(-len(body) % 512), pax={
+        "GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": name, "GNU.sparse.realsize": "2"})
+
+
+HUGE_HEADERS = {  # each far over converters.rootfs.MAX_HEADER_BYTES (1 MiB), a few KiB of gzip
+    "pax-header": (hb.M("rootfs/f", pax={"comment": "x" * (4 * MiB)}),
+                   "a 4194321-byte extended header is over the 1048576-byte limit"),
+    "sparse-map": (sparse_map_member("rootfs/f", MiB),
+                   "the GNU sparse map of 'rootfs/f' is over the 1048576-byte limit"),
+}
+
+
+@pytest.mark.parametrize("case", HUGE_HEADERS)
+def test_render_bounds_extended_headers_as_the_converter_does(tmp_path: Path, case: str) -> None:
+    """The runner read an ACI's extended headers whole: a 256 MiB PAX header (255 KiB of
+    gzip) took 26 s and 800 MiB, a 16 MiB sparse map (16 KiB) 37 s and 800 MiB."""
+    member, message = HUGE_HEADERS[case]
+    aci = aci_of(tmp_path / "big.aci", [member])
+    assert aci.stat().st_size < 64 * 1024
+    with pytest.raises(errors.RunnerError) as err:
+        render(aci, tmp_path / "tree")
+    assert str(err.value) == f"rendering {aci}: {message}"
+    assert listing(tmp_path / "tree" / "rootfs") == []
+
+
+def test_a_layer_sparse_map_over_the_header_limit_is_refused(tmp_path: Path) -> None:
+    layout = layout_with(tmp_path, [sparse_map_member("f", MiB)])
+    with pytest.raises(errors.InvalidLayer, match="not a valid tar: the GNU sparse map of 'f' is over the 1048576-byte "
+                                                  "limit$"):
+        convert(f"oci:{layout}", tmp_path / "out")
 
 
 def test_odd_names_survive_conversion_and_rendering(tmp_path: Path) -> None:
