@@ -118,3 +118,40 @@ def root_is_mount_point() -> bool:
     chroot, where runc (making ``/`` a slave mount) and dockerd cannot work."""
     with open("/proc/self/mountinfo", encoding="utf-8") as f:
         return any(line.split()[4] == "/" for line in f)
+
+
+def mount_points_under(path: str) -> list[str]:
+    """The mount points at or below ``path`` in this mount namespace, deepest first.
+
+    Args:
+        path: an absolute path without symbolic links (mountinfo's are resolved).
+
+    Returns:
+        The mount points as ``/proc/self/mountinfo`` lists them (unescaped); empty when
+        it cannot be read.
+    """
+    prefix = path.rstrip("/") + "/"
+    found = []
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as handle:
+            for line in handle:
+                point = unescape_mountinfo(line.split(" ")[4])
+                if point == path or point.startswith(prefix):
+                    found.append(point)
+    except OSError:
+        return []
+    return sorted(found, key=lambda p: p.count("/"), reverse=True)
+
+
+def unescape_mountinfo(text: str) -> str:
+    """Decode a ``/proc/self/mountinfo`` field: it writes space, tab, newline and
+    backslash as ``\\ooo`` (octal)."""
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and i + 3 < len(text) and text[i + 1:i + 4].isdigit():
+            out.append(chr(int(text[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)

@@ -25,8 +25,11 @@ What the app gets, and where it comes from:
   system, where the node runc would create could not be opened). runc itself adds the
   ``/dev/fd``, ``/dev/stdin``, ``/dev/stdout`` and ``/dev/stderr`` links when the image
   has no entry of that name, and makes ``/dev/ptmx`` a link to ``pts/ptmx``;
-* volumes (appc ``spec/ace.md``, "Volumes"): bind mounts (``rbind``, ``rprivate``,
-  ``ro`` or ``rw``) after the ``/etc`` binds, onto destinations that
+* volumes (appc ``spec/ace.md``, "Volumes"): bind mounts (``rbind``, or ``bind`` for a
+  volume with ``recursive=false``; ``rprivate``; ``rw``, or ``ro`` and ``rro``: the
+  mounts below a read-only volume's source are read-only too, as rkt makes them (runc 1.1
+  and crun apply it with ``mount_setattr``; crun 1.8 binds them even for ``bind``)) after
+  the ``/etc`` binds, onto destinations that
   :func:`runner.volumes.prepare_volumes` resolved inside the rootfs, so they contain no
   symbolic link and the runtime follows none of the image's;
 * a device cgroup that denies every device except the runtime's defaults (null, zero,
@@ -131,8 +134,12 @@ ETC_BIND_OPTIONS = ("bind", "rw", "nosuid", "nodev", "noexec")
 #: Options of a bind mount of a host device node (``/dev/null``).
 DEVICE_BIND_OPTIONS = ("bind", "nosuid", "noexec")
 
-#: Options of a volume's bind mount, followed by ``"ro"`` or ``"rw"``.
+#: Options of a volume's bind mount (``"bind"`` instead of ``"rbind"`` for a
+#: non-recursive volume), followed by :data:`VOLUME_READ_ONLY_OPTIONS` or ``"rw"``.
 VOLUME_BIND_OPTIONS = ("rbind", "rprivate")
+
+#: Options of a read-only volume: ``"rro"`` makes the mounts below it read-only too.
+VOLUME_READ_ONLY_OPTIONS = ("ro", "rro")
 
 _HOSTNAME_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"{_HOSTNAME_LABEL}(?:\.{_HOSTNAME_LABEL})*")
@@ -418,7 +425,8 @@ def runtime_config(
             (``("/dev/null", "/dev/null")``), in order.
         volume_binds: the volumes (:func:`runner.volumes.prepare_volumes`), mounted in
             order after the other binds: ``{"destination": bind.target, "type": "bind",
-            "source": bind.source, "options": ["rbind", "rprivate", "ro" | "rw"]}``.
+            "source": bind.source, "options": ["rbind", "rprivate", "ro", "rro" | "rw"]}``
+            (``"bind"`` when ``bind.recursive`` is false).
         cgroups_path: the app's cgroup, absolute (``/docker2aci/<id>``): relative to
             the root of each cgroup hierarchy.
         nofile: ``(soft, hard)`` ``RLIMIT_NOFILE`` for the app (the runner's own, so
@@ -522,8 +530,11 @@ def _mounts(
     for source, destination in etc_binds:
         mounts.append(_bind(source, destination, ETC_BIND_OPTIONS))
     for volume in volume_binds:
-        access = "ro" if volume.read_only else "rw"
-        mounts.append(_bind(volume.source, volume.target, (*VOLUME_BIND_OPTIONS, access)))
+        kind, *options = VOLUME_BIND_OPTIONS
+        if not volume.recursive:
+            kind = kind.removeprefix("r")
+        options += VOLUME_READ_ONLY_OPTIONS if volume.read_only else ["rw"]
+        mounts.append(_bind(volume.source, volume.target, (kind, *options)))
     return mounts
 
 

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from docker2aci.errors import RunnerError
-from runner.linux import Mount, mount, umount
+from runner.linux import Mount, mount, mount_points_under, umount, unescape_mountinfo
 from runner.locks import try_locked
 
 logger = logging.getLogger(__name__)
@@ -186,7 +186,7 @@ def overlay_lowers() -> set[str]:
             for line in handle:
                 fields = line.rstrip("\n").partition(" - ")[2].split(" ")
                 if len(fields) >= 3 and fields[0] == "overlay":
-                    lowers.update(_unescape_mountinfo(option[len("lowerdir="):])
+                    lowers.update(unescape_mountinfo(option[len("lowerdir="):])
                                   for option in fields[2].split(",") if option.startswith("lowerdir="))
     except OSError:
         pass
@@ -222,45 +222,17 @@ def _mount_overlay(lower: str, pod_path: str, rootfs: str) -> bool:
     return True
 
 
-def _mounts_under(path: str) -> list[str]:
-    """Mount points at or below ``path`` in this mount namespace, deepest first."""
-    prefix = path.rstrip("/") + "/"
-    found = []
-    try:
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as handle:
-            for line in handle:
-                point = _unescape_mountinfo(line.split(" ")[4])
-                if point == path or point.startswith(prefix):
-                    found.append(point)
-    except OSError:
-        return []
-    return sorted(found, key=lambda p: p.count("/"), reverse=True)
-
-
-def _unescape_mountinfo(text: str) -> str:
-    """mountinfo writes space, tab, newline and backslash as ``\\ooo``."""
-    out, i = [], 0
-    while i < len(text):
-        if text[i] == "\\" and i + 3 < len(text) and text[i + 1:i + 4].isdigit():
-            out.append(chr(int(text[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(text[i])
-            i += 1
-    return "".join(out)
-
-
 def _remove_pod(path: str) -> bool:
     """Unmount everything under the pod, then remove it; ``False`` (logged) when a mount
     could not be undone: the directory is then left alone rather than deleted through a
     mount."""
-    for point in _mounts_under(path):
+    for point in mount_points_under(path):
         try:
             umount(point)
         except OSError as err:
             if err.errno != errno.EINVAL:  # EINVAL: not a mount point (any more)
                 logger.warning("cannot unmount %s: %s", point, err.strerror)
-    if _mounts_under(path):
+    if mount_points_under(path):
         logger.warning("pod %s still has mounts: left in place", path)
         return False
     shutil.rmtree(path, ignore_errors=True)

@@ -21,11 +21,12 @@ mounts onto paths that contain no symbolic link.
 
 Volumes (appc ``spec/ace.md``, "Volumes") arrive as :class:`runner.volumes.Bind`
 objects whose targets :func:`runner.volumes.prepare_volumes` resolved and created in
-the tree. The child binds them (``MS_BIND | MS_REC``) after ``/proc``, ``/sys`` and ``/dev``, so a
-volume can never redirect those mounts; a read-only volume is then remounted
-``MS_RDONLY``, keeping the source mount's ``nosuid``, ``nodev``, ``noexec`` and atime
-flags. As with ``mount --rbind -o ro``, mounts below the source (submounts) stay as
-they are.
+the tree. The child binds them (``MS_BIND``, with ``MS_REC`` unless the volume says
+``recursive=false``) after ``/proc``, ``/sys`` and ``/dev``, so a volume can never
+redirect those mounts; a read-only volume is then remounted ``MS_RDONLY``, keeping the
+source mount's ``nosuid``, ``nodev``, ``noexec`` and atime flags, and so is each mount
+below its source that a recursive bind brought along (as rkt makes them: a read-only
+volume is read-only throughout).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ from runner.linux import (
     MS_REMOUNT,
     Mount,
     mount,
+    mount_points_under,
     unshare,
 )
 from runner.paths import in_kernel_fs, make_dirs_in_root, resolve_in_root
@@ -400,9 +402,11 @@ def working_directory(rootfs: str, cwd: str) -> str:
 def bind_mounts(binds: Iterable[Bind]) -> tuple[tuple[str, Mount], ...]:
     """List the ``mount(2)`` calls that mount volumes, each with a description.
 
-    A bind is ``MS_BIND | MS_REC`` of the source onto ``host_target``; a read-only one is
-    followed by ``MS_BIND | MS_REMOUNT | MS_RDONLY`` with the source mount's
-    :data:`KEPT_MOUNT_FLAGS` (a plain remount would clear ``nosuid`` and ``nodev``).
+    A bind is ``MS_BIND`` (``| MS_REC`` when ``recursive``) of the source onto
+    ``host_target``; a read-only one is followed by ``MS_BIND | MS_REMOUNT | MS_RDONLY``
+    with the source mount's :data:`KEPT_MOUNT_FLAGS` (a plain remount would clear
+    ``nosuid`` and ``nodev``), then, when recursive, by the same remount of each mount
+    below the source (listed now, in the runner's namespace), each keeping its own flags.
 
     Args:
         binds: the volumes (:func:`runner.volumes.prepare_volumes`).
@@ -417,23 +421,35 @@ def bind_mounts(binds: Iterable[Bind]) -> tuple[tuple[str, Mount], ...]:
     calls: list[tuple[str, Mount]] = []
     for bind in binds:
         step = f"mounting volume {bind.volume} on {bind.target}"
-        calls.append((step, Mount(bind.source, bind.host_target, flags=MS_BIND | MS_REC)))
+        flags = MS_BIND | (MS_REC if bind.recursive else 0)
+        calls.append((step, Mount(bind.source, bind.host_target, flags=flags)))
         if not bind.read_only:
             continue
-        try:
-            source_flags = os.statvfs(bind.source).f_flag
-        except OSError as err:
-            raise RunnerError(
-                f"volume {bind.volume}: examining {bind.source}: {err.strerror}"
-            ) from err
-        kept = 0
-        for st_flag, ms_flag in KEPT_MOUNT_FLAGS:
-            if source_flags & st_flag:
-                kept |= ms_flag
-        flags = MS_BIND | MS_REMOUNT | MS_RDONLY | kept
         step = f"making volume {bind.volume} read-only"
-        calls.append((step, Mount(None, bind.host_target, flags=flags)))
+        calls.append((step, _read_only_remount(bind, bind.source, bind.host_target)))
+        if not bind.recursive:
+            continue
+        source = os.path.realpath(bind.source)
+        for below in reversed(mount_points_under(source)):
+            if below != source:
+                target = bind.host_target + below[len(source):]
+                calls.append((f"{step} in {bind.target}{below[len(source):]}",
+                               _read_only_remount(bind, below, target)))
     return tuple(calls)
+
+
+def _read_only_remount(bind: Bind, source: str, target: str) -> Mount:
+    """The remount making the bind of ``source`` on ``target`` read-only, with the
+    :data:`KEPT_MOUNT_FLAGS` of the mount ``source`` is on."""
+    try:
+        source_flags = os.statvfs(source).f_flag
+    except OSError as err:
+        raise RunnerError(f"volume {bind.volume}: examining {source}: {err.strerror}") from err
+    kept = 0
+    for st_flag, ms_flag in KEPT_MOUNT_FLAGS:
+        if source_flags & st_flag:
+            kept |= ms_flag
+    return Mount(None, target, flags=MS_BIND | MS_REMOUNT | MS_RDONLY | kept)
 
 
 def _prepare_dev(rootfs: str) -> list[Mount]:

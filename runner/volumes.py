@@ -11,11 +11,13 @@ volume is bound onto the mount point of the same name. Two kinds exist:
 
 The command-line syntax is rkt's (``rkt run --volume``)::
 
-    NAME,kind=host,source=/abs/path[,readOnly=true|false]
-    NAME,kind=empty[,mode=0755][,uid=0][,gid=0][,readOnly=true|false]
+    NAME,kind=host,source=/abs/path[,readOnly=true|false][,recursive=true|false]
+    NAME,kind=empty[,mode=0755][,uid=0][,gid=0][,readOnly=true|false][,recursive=true|false]
 
 A volume's ``readOnly``, when given, wins over the mount point's (rkt's rule); without
-either the bind is writable.
+either the bind is writable. A volume is bound recursively (the mounts below its source
+come with it, rkt's default stage1's default) unless ``recursive=false``; a read-only
+recursive volume is read-only in those mounts too, as rkt makes it.
 
 A mount point that no volume names is left alone: the app sees the image's own
 directory (or nothing, if the image has none) in the per-run tree, writable and thrown
@@ -64,7 +66,7 @@ logger = logging.getLogger(__name__)
 KINDS = ("host", "empty")
 
 #: Keys of the ``--volume`` syntax after the name.
-VOLUME_KEYS = ("kind", "source", "readOnly", "mode", "uid", "gid")
+VOLUME_KEYS = ("kind", "source", "readOnly", "recursive", "mode", "uid", "gid")
 
 #: Keys that only a ``kind=empty`` volume takes.
 EMPTY_ONLY_KEYS = ("mode", "uid", "gid")
@@ -91,6 +93,7 @@ class Volume:
         mode: ``empty`` only: permission bits of the new directory (default ``0o755``).
         uid: ``empty`` only: owner of the new directory (default 0).
         gid: ``empty`` only: group of the new directory (default 0).
+        recursive: whether the mounts below the source come with it (default ``True``).
 
     Raises:
         RunnerError: (on creation) a field is invalid: bad name or kind, a ``host``
@@ -105,6 +108,7 @@ class Volume:
     mode: int = DEFAULT_EMPTY_MODE
     uid: int = 0
     gid: int = 0
+    recursive: bool = True
 
     def __post_init__(self) -> None:
         problem = _problem(self)
@@ -124,8 +128,10 @@ class Bind:
             point at ``/var/run/secrets/token`` when ``/var/run`` links to ``/run``.
         host_target: the host path of ``target`` in the tree (``<rootfs>/run/...``);
             it exists (created if needed).
-        read_only: whether the app may not write through the mount.
+        read_only: whether the app may not write through the mount (nor through the
+            mounts below it, when ``recursive``).
         volume: the volume's name.
+        recursive: whether the mounts below ``source`` are bound with it.
     """
 
     source: str
@@ -133,6 +139,7 @@ class Bind:
     host_target: str
     read_only: bool
     volume: str
+    recursive: bool = True
 
 
 @dataclass(frozen=True)
@@ -146,7 +153,8 @@ def parse_volume(text: str) -> Volume:
     """Parse a ``--volume`` option in rkt's syntax.
 
     ``NAME,kind=host,source=PATH[,readOnly=true|false]`` or
-    ``NAME,kind=empty[,mode=OCTAL][,uid=N][,gid=N][,readOnly=true|false]``; keys are
+    ``NAME,kind=empty[,mode=OCTAL][,uid=N][,gid=N][,readOnly=true|false]``, each
+    with an optional ``recursive=true|false`` (default ``true``); keys are
     case-sensitive and given at most once; ``mode`` is octal (``0755``, ``1777``),
     ``uid`` and ``gid`` decimal. A ``host`` source must exist now (it is looked up
     again when the run starts).
@@ -212,7 +220,8 @@ def parse_volume(text: str) -> Volume:
         raise fail("key 'source' applies only to kind=host")
     read_only = None
     if "readOnly" in values:
-        read_only = _parse_bool(values["readOnly"], fail)
+        read_only = _parse_bool(values["readOnly"], "readOnly", fail)
+    recursive = _parse_bool(values["recursive"], "recursive", fail) if "recursive" in values else True
     mode = DEFAULT_EMPTY_MODE
     if "mode" in values:
         if not _OCTAL_MODE.fullmatch(values["mode"]) or int(values["mode"], 8) > 0o7777:
@@ -221,7 +230,7 @@ def parse_volume(text: str) -> Volume:
     uid, gid = (
         _parse_id(values[key], key, fail) if key in values else 0 for key in ("uid", "gid")
     )
-    return Volume(name, kind, values.get("source"), read_only, mode, uid, gid)
+    return Volume(name, kind, values.get("source"), read_only, mode, uid, gid, recursive)
 
 
 def parse_mount(text: str) -> dict[str, str]:
@@ -361,6 +370,7 @@ def prepare_volumes(
                 host_target=host_target,
                 read_only=point.read_only if volume.read_only is None else volume.read_only,
                 volume=volume.name,
+                recursive=volume.recursive,
             )
         )
     return binds
@@ -379,6 +389,8 @@ def _problem(volume: Volume) -> str | None:
         return "kind=empty takes no source"
     if volume.read_only is not None and not isinstance(volume.read_only, bool):
         return "readOnly is not true or false"
+    if not isinstance(volume.recursive, bool):
+        return "recursive is not true or false"
     if not isinstance(volume.mode, int) or not 0 <= volume.mode <= 0o7777:
         return f"mode {volume.mode!r} is not permission bits (0 to 0o7777)"
     for what, value in (("uid", volume.uid), ("gid", volume.gid)):
@@ -387,12 +399,12 @@ def _problem(volume: Volume) -> str | None:
     return None
 
 
-def _parse_bool(value: str, fail: Any) -> bool:
+def _parse_bool(value: str, key: str, fail: Any) -> bool:
     if value == "true":
         return True
     if value == "false":
         return False
-    raise fail(f"readOnly {value!r} is not true or false")
+    raise fail(f"{key} {value!r} is not true or false")
 
 
 def _parse_id(value: str, key: str, fail: Any) -> int:

@@ -21,8 +21,7 @@ from faultproxy import FaultProxy
 from services import SHARED_IMAGES
 
 from runner.isolated import available_runtime
-from runner.linux import root_is_mount_point
-from runner.pod import _mounts_under
+from runner.linux import mount_points_under, root_is_mount_point
 
 pytestmark = [pytest.mark.tools, pytest.mark.skipif(os.geteuid() != 0, reason="running an app needs root")]
 
@@ -64,7 +63,7 @@ def test_eight_racing_runs_of_an_uncached_image_convert_it_once(tmp_path: Path, 
     assert not [n for n in os.listdir(store / "trees") if n.startswith(".")]  # no half renders
     assert os.listdir(store / "pods") == []
     assert sorted(n.rsplit(".", 1)[1] for n in os.listdir(store / "conversions")) == ["aci", "json"]
-    assert _mounts_under(str(tmp_path)) == []
+    assert mount_points_under(str(tmp_path)) == []
 
 
 def test_fetch_prints_the_image_id_and_the_tree(tmp_path: Path, fault_proxy: FaultProxy) -> None:

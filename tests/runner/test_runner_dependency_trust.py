@@ -23,7 +23,7 @@ from runner_aci_helpers import ACTOOL, BUSYBOX, PROJECT_ROOT, actool_build, chil
 
 from docker2aci import signing
 from docker2aci.trust import TrustStore
-from runner.pod import _mounts_under
+from runner.linux import mount_points_under
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(ACTOOL is None, reason="actool is not installed (apt-get install appc-spec)")]
@@ -118,7 +118,7 @@ def test_a_killed_runner_leaves_its_running_app_to_gc(setup: dict[str, Path], tm
         time.sleep(0.2)
         gc = _gc(env)  # also after a failure: no mount is left behind
     assert len(gc["pods_removed"]) == 1 and len(gc["trees_removed"]) == 1
-    assert _mounts_under(str(tmp_path)) == []
+    assert mount_points_under(str(tmp_path)) == []
 
 
 def _gc(env: dict[str, str]) -> dict:

@@ -34,6 +34,7 @@ import pytest
 from runner_aci_helpers import PROJECT_ROOT, RUNC_MARKS
 
 from fixtures import builders
+from runner.linux import mount_points_under
 
 BUSYBOX = builders.BUSYBOX_BINARY
 
@@ -62,16 +63,9 @@ def run_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     is 200 MB)."""
     home = tmp_path_factory.mktemp("run-cache")
     yield home
-    leftovers = _mounts_under(home)
+    leftovers = mount_points_under(os.path.realpath(home))
     assert leftovers == [], f"mounts left behind: {leftovers}"
     shutil.rmtree(home, ignore_errors=True)
-
-
-def _mounts_under(path: Path) -> list[str]:
-    prefix = os.path.realpath(path)
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as info:
-        points = [line.split()[4] for line in info]
-    return [p for p in points if p == prefix or p.startswith(prefix + "/")]
 
 
 @pytest.fixture(autouse=True)

@@ -10,6 +10,7 @@ the runtime's state, no cgroup of the id, and the host's ``/dev/null`` is unchan
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -66,6 +67,10 @@ ISOLATED = pytest.param("isolated", marks=RUNC_MARKS)
             Volume("cache-1", "empty", None, True, 0o1777, 1000, 100),
         ),
         ("c,kind=empty,mode=700", Volume("c", "empty", mode=0o700)),
+        ("data,kind=host,source=/tmp,readOnly=true,recursive=false",
+         Volume("data", "host", "/tmp", True, recursive=False)),
+        ("data,kind=host,source=/tmp,recursive=true", Volume("data", "host", "/tmp", recursive=True)),
+        ("c,recursive=false,kind=empty", Volume("c", "empty", recursive=False)),
     ],
 )
 def test_parse_volume(text: str, expected: Volume) -> None:
@@ -95,6 +100,8 @@ def test_parse_volume(text: str, expected: Volume) -> None:
         ("data,kind=host,kind=empty", "key 'kind' is given twice"),
         ("data,kind=host,source=/tmp,source=/", "key 'source' is given twice"),
         ("data,kind=host,source=/tmp,readOnly=yes", "readOnly 'yes' is not true or false"),
+        ("data,kind=host,source=/tmp,recursive=1", "recursive '1' is not true or false"),
+        ("data,kind=host,source=/tmp,recursive=true,recursive=false", "key 'recursive' is given twice"),
         ("data,kind=host,source=/tmp,mode=0700", "key 'mode' applies only to kind=empty"),
         ("data,kind=host,source=/tmp,uid=0", "key 'uid' applies only to kind=empty"),
         ("data,kind=empty,source=/tmp", "key 'source' applies only to kind=host"),
@@ -348,6 +355,7 @@ def test_runtime_config_mounts_volumes_after_the_etc_binds() -> None:
     binds = [
         Bind("/srv/data", "/data", "/t/rootfs/data", False, "data"),
         Bind("/srv/token", "/run/secrets/token", "/t/rootfs/run/secrets/token", True, "token"),
+        Bind("/srv/flat", "/flat", "/t/rootfs/flat", True, "flat", recursive=False),
     ]
 
     config = runtime_config(
@@ -355,27 +363,32 @@ def test_runtime_config_mounts_volumes_after_the_etc_binds() -> None:
         etc_binds=[("/t/bundle/hosts", "/etc/hosts")], volume_binds=binds,
     )  # fmt: skip
 
-    assert config["mounts"][-3]["destination"] == "/etc/hosts"
-    assert config["mounts"][-2:] == [
+    assert config["mounts"][-4]["destination"] == "/etc/hosts"
+    assert config["mounts"][-3:] == [
         {"destination": "/data", "type": "bind", "source": "/srv/data",
          "options": ["rbind", "rprivate", "rw"]},
         {"destination": "/run/secrets/token", "type": "bind", "source": "/srv/token",
-         "options": ["rbind", "rprivate", "ro"]},
+         "options": ["rbind", "rprivate", "ro", "rro"]},
+        {"destination": "/flat", "type": "bind", "source": "/srv/flat",
+         "options": ["bind", "rprivate", "ro", "rro"]},
     ]  # fmt: skip
 
 
 def test_fly_bind_mounts(tmp_path: Path) -> None:
     writable = Bind(str(tmp_path), "/a", "/t/rootfs/a", False, "a")
-    read_only = Bind("/proc", "/b", "/t/rootfs/b", True, "b")
+    read_only = Bind("/proc", "/b", "/t/rootfs/b", True, "b", recursive=False)
+    flat = Bind(str(tmp_path), "/c", "/t/rootfs/c", False, "c", recursive=False)
 
-    calls = bind_mounts([writable, read_only])
+    calls = bind_mounts([writable, read_only, flat])
 
     assert [step for step, _ in calls] == [
         "mounting volume a on /a", "mounting volume b on /b", "making volume b read-only",
+        "mounting volume c on /c",
     ]  # fmt: skip
-    assert [(m.source, m.target, m.flags) for _, m in calls[:2]] == [
+    assert [(m.source, m.target, m.flags) for _, m in [*calls[:2], calls[3]]] == [
         (str(tmp_path), "/t/rootfs/a", 0x1000 | 0x4000),
-        ("/proc", "/t/rootfs/b", 0x1000 | 0x4000),
+        ("/proc", "/t/rootfs/b", 0x1000),
+        (str(tmp_path), "/t/rootfs/c", 0x1000),
     ]
     remount = calls[2][1]
     source_flags = os.statvfs("/proc").f_flag
@@ -427,6 +440,67 @@ def test_fly_read_only_volume_keeps_nosuid_nodev_noexec(
     [line] = result.stdout.splitlines()
     assert {"ro", "nosuid", "nodev", "noexec"} <= set(line.split()[3].split(",")), line
     assert _mounts_under(tmp_path) == []
+
+
+_SUBMOUNT_SNIPPET = """
+import json, sys
+from runner.isolated import run_isolated
+from runner.linux import Mount, mount
+from runner.run import run_fly
+from runner.spec import ProcessSpec
+from runner.volumes import Bind
+o = json.loads(sys.argv[1])
+mount(Mount("tmpfs", o["below"], "tmpfs", 0, "mode=0777"))
+with open(o["below"] + "/s.txt", "w") as f:
+    f.write("below\\n")
+spec = ProcessSpec(argv=("/bin/sh", "-c", o["script"]), env={"PATH": "/bin"}, cwd="/", uid=0, gid=0)
+bind = Bind(**o["bind"])
+if o["stage"] == "fly":
+    sys.exit(run_fly(o["rootfs"], spec, binds=[bind]))
+sys.exit(run_isolated(o["rootfs"], spec, binds=[bind], state_dir=o["state"], container_id=o["id"]))
+"""
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("stage", ["fly", ISOLATED])
+@pytest.mark.parametrize(
+    ("option", "status", "out"),
+    [(",readOnly=true", 3, "below\n"), (",recursive=false", 4, ""), ("", 0, "below\nwrote\n")],
+    ids=["read-only", "not-recursive", "writable"],
+)
+def test_mounts_below_a_volume_source_follow_recursive_and_read_only(
+    build_aci: BuildAci, tmp_path: Path, stage: str, option: str, status: int, out: str
+) -> None:
+    """The source has a tmpfs mounted below it (in a private mount namespace,
+    ``unshare``): a volume brings it along, read-only when the volume is (rkt's
+    ``--bind-ro`` and fly's remounts), and leaves it out with ``recursive=false``."""
+    unshare = shutil.which("unshare", path=SEARCH_PATH)
+    if unshare is None or not BUSYBOX.exists():
+        pytest.skip("needs unshare (util-linux) and busybox-static")
+    rootfs = tmp_path / "tree" / "rootfs"
+    rootfs.mkdir(parents=True)
+    render_aci(build_aci(None), rootfs)
+    source = _host_source(tmp_path)
+    (source / "sub").mkdir()
+    [bind] = prepare_volumes(
+        str(rootfs), _points(("data", "/data")), [parse_volume(f"data,kind=host,source={source}{option}")],
+        empty_dir=str(tmp_path),
+    )  # fmt: skip
+    options = {
+        "stage": stage, "rootfs": str(rootfs), "below": str(source / "sub"), "bind": dataclasses.asdict(bind),
+        "script": "cat /data/sub/s.txt || exit 4; echo x > /data/sub/new || exit 3; echo wrote",
+        "state": str(tmp_path / "state"), "id": f"docker2aci-test-{secrets.token_hex(4)}",
+    }  # fmt: skip
+
+    result = subprocess.run(
+        [unshare, *private_mounts(sys.executable, "-c", _SUBMOUNT_SNIPPET, json.dumps(options))[1:]],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+    assert (result.returncode, result.stdout) == (status, out), result.stderr
+    if status == 3:
+        assert "Read-only file system" in result.stderr
+    assert os.listdir(source / "sub") == [] and _mounts_under(tmp_path) == []
 
 
 # ----------------------------------------------------------------------------- set_env

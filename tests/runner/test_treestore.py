@@ -26,7 +26,8 @@ from runner_aci_helpers import Entry
 
 from docker2aci.errors import RunnerError
 from runner.extract import compute_image_id
-from runner.pod import PodGcReport, _mounts_under, gc_pods, open_pod
+from runner.linux import mount_points_under
+from runner.pod import PodGcReport, gc_pods, open_pod
 from runner.treestore import TreeStore, render_tree
 
 APP = {"exec": ["/bin/sh", "-c", "echo hello"], "user": "0", "group": "0"}
@@ -124,7 +125,7 @@ def test_a_pod_writes_never_reach_the_tree(tmp_path: Path, aci: Path, overlay: b
         assert sorted(os.listdir(tree.rootfs)) == before
         assert os.path.isfile(os.path.join(tree.rootfs, "bin/busybox"))
     assert os.listdir(tmp_path / "store" / "pods") == []
-    assert _mounts_under(str(tmp_path)) == []
+    assert mount_points_under(str(tmp_path)) == []
 
 
 @pytest.mark.root
@@ -138,7 +139,7 @@ def test_gc_cleans_up_after_a_killed_run(tmp_path: Path, aci: Path) -> None:
                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 20
-        while not _mounts_under(str(store / "pods")):
+        while not mount_points_under(str(store / "pods")):
             assert time.monotonic() < deadline and proc.poll() is None, proc.stderr and proc.stderr.read()
             time.sleep(0.05)
     finally:
@@ -152,7 +153,7 @@ def test_gc_cleans_up_after_a_killed_run(tmp_path: Path, aci: Path) -> None:
     assert report["pods_removed"] == [str(store / "pods" / pod)]
     assert report["trees_removed"] == [compute_image_id(aci)]
     assert os.listdir(store / "pods") == [] and os.listdir(store / "trees") == ["index"]  # file hash -> image ID
-    assert _mounts_under(str(tmp_path)) == []
+    assert mount_points_under(str(tmp_path)) == []
 
 
 def _cgroups_of(cid: str) -> list[str]:
@@ -218,7 +219,7 @@ def test_gc_leaves_an_isolated_app_alone_after_its_runner_and_runc_are_killed(tm
         for group in _cgroups_of(cid) if cid else ():
             with contextlib.suppress(OSError):
                 os.rmdir(group)
-    assert os.listdir(store / "pods") == [] and _mounts_under(str(tmp_path)) == []
+    assert os.listdir(store / "pods") == [] and mount_points_under(str(tmp_path)) == []
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
@@ -244,7 +245,7 @@ def test_a_run_terminated_before_its_app_starts_takes_its_pod_down(tmp_path: Pat
     assert (result.returncode, result.stdout) == (128 + signum, ""), result.stderr
     assert "Traceback" not in result.stderr
     assert os.listdir(store / "pods") == []
-    assert _mounts_under(str(tmp_path)) == []
+    assert mount_points_under(str(tmp_path)) == []
 
 
 def test_gc_leaves_a_running_pod_alone(tmp_path: Path, aci: Path) -> None:
@@ -394,7 +395,7 @@ def test_gc_removes_the_work_directory_of_a_killed_conversion(tmp_path: Path) ->
         time.sleep(0.2)
         _cli("gc", store=store)
     assert os.listdir(store / "prerun") == [] and os.listdir(store / "pods") == []
-    assert _mounts_under(str(tmp_path)) == []
+    assert mount_points_under(str(tmp_path)) == []
 
 
 @pytest.mark.root
