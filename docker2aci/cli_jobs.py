@@ -305,11 +305,10 @@ def cmd_mirror(argv: Sequence[str], prog: str) -> int:
 
 def _run_entry(args: argparse.Namespace, status: str, error: str) -> JobResult:
     """The one report entry of a mirror stopped before its tags (an error, an interrupt):
-    named by its targets, with the fields of every mirror entry (``repository`` and
-    ``tag`` ``None``, as a registry's failed catalog)."""
-    from .jobs import JobResult
+    :func:`docker2aci.mirror.run_entry` of its targets."""
+    from .mirror import run_entry
 
-    return JobResult(" ".join(args.targets), status, error, extra={"repository": None, "tag": None})
+    return run_entry(args.targets, status, error)
 
 
 MIRROR_INTERRUPTED = "interrupted before its tags were listed, or while it recorded them; the next run finishes it"

@@ -409,7 +409,8 @@ def write_pages(root: str, prefix: str, entries: Iterable[DiscoveryEntry | tuple
         keys_path = _write(root, keys_rel, armored) if armored is not None else None
         removed = _remove_stale_pages(root, prefix, set(pages))
     except OSError as err:
-        raise OutputError(f"writing the discovery pages under {root}: {err.strerror or err}") from err
+        where = f"{err.filename}: " if err.filename else ""  # (the page or directory that failed)
+        raise OutputError(f"writing the discovery pages under {root}: {where}{err.strerror or err}") from err
     return PagesWritten(tuple(written), tuple(removed), keys_path)
 
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import untrustedjson
-from .atomic import atomic_file, is_temporary, remove_abandoned_in, remove_quietly
+from .atomic import atomic_file, is_temporary, make_output_dir, remove_abandoned_in, remove_quietly
 from .digest import Digest
 from .errors import Docker2ACIError, InvalidManifest, OutputError, UnsupportedMediaType, UsageError
 from .interrupts import signal_of
@@ -186,13 +186,16 @@ class MirrorState:
         (or 20 times its own duration: a state of 10,000 tags is 6 MB, and a save after
         every tag made a first mirror of them spend 20 minutes saving). The run saves at
         its end; a run killed before loses the records of its last seconds only, and
-        converts those tags again (:meth:`current` finds no record of them).
-
-        Raises:
-            OutputError: it cannot be written.
+        converts those tags again (:meth:`current` finds no record of them). A save that
+        fails here (a full disk) is logged and left to the next one: the save at the end
+        reports it, after the tags (:func:`mirror`).
         """
         if time.monotonic() >= self._next_save:
-            self.save()
+            try:
+                self.save()
+            except OutputError as err:
+                log.warning("%s; trying again later", err)
+                self._next_save = time.monotonic() + SAVE_EVERY_SECONDS
 
     def files(self, entry: dict[str, Any]) -> list[str]:
         """The absolute paths of an entry's ACIs and their signatures (when signed); a path
@@ -343,7 +346,9 @@ def mirror(spec: MirrorSpec, options: Any, *, workers: int = 1, executor: str = 
         UsageError: malformed targets or prefix, ``prune_repos`` without ``all_repos`` and
             ``prune``, two repositories that would get the same AC name, a signing key
             that cannot be used.
-        OutputError: the tree or its state cannot be written.
+        OutputError: the tree or its lock cannot be made, or the state cannot be read or
+            marked before the conversions; a state or pages that cannot be written at the
+            end are a ``failed`` result after the tags' (:func:`run_entry`).
     """
     from .sources import RemoteOptions, registry_client
 
@@ -361,10 +366,7 @@ def mirror(spec: MirrorSpec, options: Any, *, workers: int = 1, executor: str = 
         signer = signing.open_signer(key=options.sign_key, passphrase_file=options.sign_passphrase_file,
                                      gpg_key=options.gpg_key)
     prefixes = {host: _prefix_for(host, spec) for host, _ in targets}
-    try:
-        os.makedirs(root, exist_ok=True)
-    except OSError as err:
-        raise OutputError(f"creating the mirror tree {root}: {err.strerror or err}") from err
+    make_output_dir(root)
     remote = RemoteOptions(creds=options.creds, cert_dir=options.cert_dir,
                            insecure_skip_verify=options.insecure_skip_verify, allow_http=options.insecure_allow_http,
                            cache_dir=options.cache_dir, tmp_dir=options.tmp_dir)
@@ -407,9 +409,25 @@ def mirror(spec: MirrorSpec, options: Any, *, workers: int = 1, executor: str = 
         results = [slot if slot is not None else next(pending) for slot in plan.slots]
         if stopped_by is None:
             results += _vanished(state, plan, spec)
-        state.save()
-        _write_pages(state, signer.public_key() if signer is not None else None, paged)
+
+        def pages() -> None:
+            _write_pages(state, signer.public_key() if signer is not None else None, paged)
+
+        for step in (state.save, pages):
+            try:
+                step()
+            except OutputError as err:  # the tags' results stand: the ACIs they name are in the tree
+                log.error("%s", err)
+                results.append(run_entry(spec.targets, FAILED, str(err)))
     return results, stopped_by
+
+
+def run_entry(targets: Sequence[str], status: str, error: str) -> JobResult:
+    """The report entry of the run itself (it could not start, was interrupted outside its
+    conversions, or could not save its state or pages): named by its ``targets`` as
+    given, with the fields of every mirror entry (``repository`` and ``tag`` ``None``, as
+    a registry's failed catalog)."""
+    return JobResult(" ".join(targets), status, error, extra={"repository": None, "tag": None})
 
 
 def _signer_id(signer: Any) -> str | None:

@@ -638,7 +638,7 @@ def publish_copy(cached: CachedConversion, dest: str) -> None:
             return
         _atomic_copy(cached.aci, dest, mode=0o644, expected_sha256=expected)
     except OSError as err:
-        raise OutputError(f"writing {dest}: {err}") from err
+        raise OutputError(f"writing {dest}: {err.strerror or err}") from err
 
 
 def _stamp_memo(cached_aci: str) -> str:

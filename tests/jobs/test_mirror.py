@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from crashkit import reaped
 from jobs_helpers import (MANY, TAGS, Key, Registry, blob_gets, build_tags, caller_and_workers, cli, gpg_verify,
                           load_report, push_tags)
 from services import die_with_pytest
+from test_resources import tmpfs  # noqa: F401 (a fixture)
 
 from docker2aci.mirror import STATE_DIR
 from runner.extract import compute_image_id as image_id_of
@@ -594,7 +596,7 @@ def test_prune_repos_needs_all_repos_and_prune(registry: Registry, tmp_path: Pat
     assert not (tmp_path / "tree").exists()
 
 
-@pytest.mark.parametrize("fault", ["bad-state-file", "unlockable-tree"])
+@pytest.mark.parametrize("fault", ["bad-state-file", "unlockable-tree", "tree-is-a-file"])
 def test_json_prints_the_report_of_a_run_that_could_not_start(registry: Registry, tmp_path: Path,
                                                               fault: str) -> None:
     """``--json`` printed nothing when the run failed as a whole (its state file unreadable,
@@ -607,11 +609,14 @@ def test_json_prints_the_report_of_a_run_that_could_not_start(registry: Registry
         (tree / STATE_DIR / "state.json").write_text("{bad")
         message = (f"reading the mirror state {tree / STATE_DIR / 'state.json'}: Expecting property name enclosed "
                    "in double quotes: line 1 column 2 (char 1); remove it to start over")
-    else:
+    elif fault == "unlockable-tree":
         tree.mkdir()
         (tree / STATE_DIR).write_text("")
         message = (f"cannot lock the mirror tree {tree} ({tree / STATE_DIR / 'lock'}): File exists; the tree must be "
                    "writable by this user")
+    else:  # it said "creating the mirror tree TREE: File exists", as if the tree were fine
+        tree.write_text("")
+        message = f"output directory {tree}: it, or a directory above it, is a file, not a directory"
     report, proc = mirror(registry, tree, tmp_path / "cache", "--json", check=1)
     assert json.loads(proc.stdout) == report == [{
         "source": f"{registry.host}/{MANY}", "repository": None, "tag": None, "status": "failed", "error": message,
@@ -647,3 +652,77 @@ def test_an_invalid_tag_in_the_list_is_one_failed_entry(registry: Registry, tmp_
     assert asked == {f"/v2/{MANY}/manifests/t01"}  # (the planner's, then the conversion's)
     assert sorted(p.name for p in work.iterdir()) == ["tree"]
     assert sorted(str(p.relative_to(work)) for p in work.rglob("*.aci")) == [f"tree/{aci_name(MANY, 't01')}"]
+
+
+def test_a_page_that_cannot_be_written_does_not_hide_the_tags(registry: Registry, tmp_path: Path) -> None:
+    """A file where a discovery page's directory goes (``mirror/<repo>``, left by hand): the
+    tag was converted and recorded, yet the report was one ``failed`` entry for the whole
+    run, "writing the discovery pages under TREE: File exists", naming neither the file nor
+    the tag whose ACI is in the tree. The tag keeps its entry, one more ``failed`` entry
+    (named by the targets, as a run's) names the file, and the exit status is 1."""
+    repo = "mirror/blocked"
+    push_tags(registry.layout, registry.running, repo, {"a": "t01"})
+    tree = tmp_path / "tree"
+    (tree / "mirror" / "mirror").mkdir(parents=True)
+    (tree / "mirror" / "mirror" / "blocked").write_text("not a directory\n")
+    report, proc = mirror(registry, tree, tmp_path / "cache", "--json", repo=repo, check=1)
+    message = f"writing the discovery pages under {tree}: {tree}/mirror/mirror/blocked: File exists"
+    assert [(r["source"], r["tag"], r["status"], r["error"]) for r in report] == [
+        (f"docker://{registry.host}/{repo}:a", "a", "ok", None), (f"{registry.host}/{repo}", None, "failed", message)]
+    assert json.loads(proc.stdout) == report
+    assert report[0]["acis"] == [{"path": str(tree / aci_name(repo, "a")),
+                                  "image_id": image_id_of(str(tree / aci_name(repo, "a")))}]
+    assert list(json.loads((tree / STATE_DIR / "state.json").read_text())["tags"]) == [f"{registry.host}/{repo}:a"]
+    assert f"ERROR: {message}" in proc.stderr.splitlines()
+
+
+def _fill(directory: Path) -> None:
+    """Write zeros into ``directory/filler`` until its file system is full."""
+    with (directory / "filler").open("wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(bytes(4096))
+        except OSError as err:
+            assert err.errno == 28, err
+
+
+def test_a_full_tree_reports_each_tag_and_the_state_it_could_not_save(
+        registry: Registry, tmp_path: Path, tmpfs: Callable[[str, str], Path]) -> None:
+    """The tree on a full disk: the state could not be saved at the end, and the report was
+    one ``failed`` entry for the whole run, without its tags; a tag whose ACI the conversion
+    cache held (on another file system) failed with "[Errno 28] No space left on device",
+    where every other write says "No space left on device". Now each tag has its entry,
+    then one ``failed`` entry per step of the end that failed (the state, the pages), and
+    no file is half-written."""
+    repo = "mirror/full"
+    push_tags(registry.layout, registry.running, repo, {"a": "t01", "b": "t02"})
+    cache = tmp_path / "cache"
+    mirror(registry, tmp_path / "roomy", cache, repo=repo)  # both conversions in the cache
+    tree = tmpfs("tree", "3m")  # two ACIs (1.1 MB each) fit; the report is written beside it
+    first, _ = mirror(registry, tree, cache, "--include", "a", repo=repo)
+    _fill(tree)
+    before = tree_files(tree)
+    report, proc = mirror(registry, tree, cache, "--json", repo=repo, check=1)
+    run = f"{registry.host}/{repo}"
+    assert [(r["source"], r["status"], r["error"]) for r in report] == [
+        (f"docker://{run}:a", "skipped", f"unchanged: {first[0]['manifest_digest']} was converted before"),
+        (f"docker://{run}:b", "failed", f"writing {tree / aci_name(repo, 'b')}: No space left on device"),
+        (run, "failed", f"writing the mirror state {tree / STATE_DIR / 'state.json'}: No space left on device"),
+        (run, "failed", f"writing the discovery pages under {tree}: No space left on device")], proc.stderr
+    assert json.loads(proc.stdout) == report
+    assert tree_files(tree) == before
+
+    # room for b's ACI alone: the save when b is recorded fails too, and that ended the run
+    # as a whole (one failed entry, b's ACI in the tree and in no report)
+    aci_bytes = (tmp_path / "roomy" / aci_name(repo, "b")).stat().st_size
+    filler = tree / "filler"
+    os.truncate(filler, filler.stat().st_size - (aci_bytes + 4095) // 4096 * 4096)
+    report, proc = mirror(registry, tree, cache, "--json", repo=repo, check=1)
+    state_error = f"writing the mirror state {tree / STATE_DIR / 'state.json'}: No space left on device"
+    assert [(r["source"], r["status"], r["error"]) for r in report] == [
+        (f"docker://{run}:a", "skipped", f"unchanged: {first[0]['manifest_digest']} was converted before"),
+        (f"docker://{run}:b", "ok", None),
+        (run, "failed", state_error),
+        (run, "failed", f"writing the discovery pages under {tree}: No space left on device")], proc.stderr
+    assert f"WARNING: {state_error}; trying again later" in proc.stderr.splitlines()
+    assert image_id_of(str(tree / aci_name(repo, "b"))) == report[1]["acis"][0]["image_id"]
