@@ -25,8 +25,10 @@ layer on top (:mod:`runner.pod`). The store is private (0700): its trees hold fi
 every owner, set-user-ID programs among them.
 
 Concurrency: one process renders a given image; the others wait for its lock and use
-the result. A run holds the shared lock until it ends, so :meth:`TreeStore.gc` (which
-takes the lock exclusively without waiting) never removes a tree in use.
+the result (a caller that found no tree takes the exclusive lock to render only when it is
+free at once: waiting for it would wait for the runs of the one that rendered it). A run
+holds the shared lock until it ends, so :meth:`TreeStore.gc` (which takes the lock
+exclusively without waiting) never removes a tree in use.
 
 Dependencies (appc ``spec/types.md``, ``dependencies`` and ``pathWhitelist``): the
 dependencies are rendered first, in order (each with its own dependencies), then the
@@ -42,6 +44,7 @@ import hashlib
 import json
 import logging
 import os
+import random
 import re
 import secrets
 import shutil
@@ -76,6 +79,10 @@ IMAGE_ID = re.compile(r"sha512-[0-9a-f]{128}")
 #: chains one ACI per layer, so this must hold the deepest image an engine can run:
 #: overlayfs stacks at most 500 layers (``OVL_MAX_STACK``; Docker stops at 125).
 MAX_DEPENDENCY_DEPTH = 500
+
+#: The longest a caller that found no tree, and could not render it at once (another
+#: caller was looking too), waits before it looks again (seconds; a random part of it).
+_LOOK_AGAIN_SECONDS = 0.02
 
 _TMP_PREFIX = ".tmp-"
 _INDEX = "index"  # file SHA-256 -> image ID
@@ -206,13 +213,23 @@ class TreeStore:
                     os.utime(path)  # last use, for gc's grace period
                     yield Tree(chain[-1].image_id, path, _load_manifest(path), key, fd)
                     return
-                fcntl.flock(fd, fcntl.LOCK_EX)  # not atomic: another may render meanwhile
-                if not _is_tree(path):
-                    self._render(chain, key, path)
-                fcntl.flock(fd, fcntl.LOCK_SH)  # gc may take it between: look again
-                if _is_tree(path):
-                    yield Tree(chain[-1].image_id, path, _load_manifest(path), key, fd)
-                    return
+                # Never waited for: a caller that renders meanwhile then holds the shared
+                # lock for as long as its app runs. Refused (another looks too), the shared
+                # lock is gone as well (flock(2) converts by unlocking first): look again,
+                # waiting for a render under way.
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    pass
+                else:
+                    if not _is_tree(path):
+                        self._render(chain, key, path)
+                    fcntl.flock(fd, fcntl.LOCK_SH)  # gc may take it between: look again
+                    if _is_tree(path):
+                        yield Tree(chain[-1].image_id, path, _load_manifest(path), key, fd)
+                        return
+                    continue
+            time.sleep(random.uniform(0, _LOOK_AGAIN_SECONDS))  # the others who look: one of them renders
 
     def identify(self, aci_path: str | os.PathLike[str]) -> str:
         """The image ID of an ACI file, from the store's index of files seen before: by
@@ -562,7 +579,8 @@ def _make_writable_and_remove(path: str) -> None:
 
     A name that could not be removed gets its directory made writable; a directory that
     could not be opened or listed (``os.open``, ``os.scandir`` failed on it) is made
-    readable and removed in turn, once."""
+    readable and removed in turn, once. A name already gone is done with: another gc
+    removes the same ``.trash-*`` at the same time."""
     retried: set[str] = set()
 
     def make_owner_writable(directory: str) -> None:
@@ -570,7 +588,9 @@ def _make_writable_and_remove(path: str) -> None:
             if stat.S_ISDIR(os.lstat(directory).st_mode):
                 os.chmod(directory, 0o700)
 
-    def retry(function: Callable[..., Any], failed: str, _info: Any) -> None:
+    def retry(function: Callable[..., Any], failed: str, info: Any) -> None:
+        if isinstance(info[1], FileNotFoundError):
+            return
         make_owner_writable(os.path.dirname(failed))
         if function in (os.open, os.scandir, os.listdir, os.lstat):
             if failed in retried:

@@ -8,6 +8,7 @@ fresh Python (``python -m docker2aci run``), with the store in a temporary direc
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -15,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -108,6 +110,54 @@ def test_racing_processes_render_one_tree(tmp_path: Path, aci: Path) -> None:
     assert len({out.strip() for out, _ in outputs}) == 1
     assert sum("into the tree store" in err for _, err in outputs) == 1
     assert TreeStore(tmp_path / "store").image_ids() == [compute_image_id(aci)]
+
+
+def test_a_caller_that_found_no_tree_does_not_wait_for_the_run_of_the_one_that_rendered_it(
+        tmp_path: Path, aci: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two callers find no tree at once (a pre-run hook's cold start): one renders it, then
+    runs its app, holding the tree's shared lock for as long as the app runs. The other
+    waited for the exclusive lock, to render, until that run ended (a server's: for ever);
+    it now takes the tree as soon as it is rendered."""
+    from runner import treestore
+
+    store = TreeStore(tmp_path / "store")
+    os.makedirs(store.dir, mode=0o700)
+    looking = os.open(os.path.join(store.dir, f"{compute_image_id(aci)}.lock"), os.O_RDONLY | os.O_CREAT, 0o600)
+    fcntl.flock(looking, fcntl.LOCK_SH)  # a third caller, between its look and its render
+    found_none: set[int] = set()
+    is_tree = treestore._is_tree
+
+    def seen(path: str) -> bool:
+        there = is_tree(path)
+        if not there and len(found_none) < 2:
+            found_none.add(threading.get_ident())
+            if len(found_none) == 2:  # both callers looked: the third goes
+                os.close(looking)
+        return there
+
+    monkeypatch.setattr(treestore, "_is_tree", seen)
+    got: list[str] = []
+    app_ends = threading.Event()
+
+    def caller() -> None:
+        with store.acquire(aci) as tree:
+            got.append(tree.path)
+            if len(got) == 1:  # the first runs its app until the test ends it
+                app_ends.wait(60)
+
+    callers = [threading.Thread(target=caller) for _ in range(2)]
+    for thread in callers:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while len(got) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    both = list(got)
+    app_ends.set()
+    for thread in callers:
+        thread.join(60)
+    assert len(found_none) == 2
+    assert both == [os.path.join(store.dir, compute_image_id(aci))] * 2
+    assert store.image_ids() == [compute_image_id(aci)]
 
 
 @pytest.mark.root
@@ -455,6 +505,35 @@ def test_a_settled_file_is_identified_by_its_stamp(tmp_path: Path, aci: Path, mo
         f.write(other.read_bytes())
     assert aci.stat().st_ino == inode
     assert store.identify(aci) == compute_image_id(other)
+
+
+def test_two_gcs_removing_one_tree_at_once_both_succeed(tmp_path: Path) -> None:
+    """gc renames an unused tree to ``trees/.trash-*`` and removes it; another gc running
+    at the same moment removes that ``.trash-*`` too. The first then found directories
+    gone under it and failed ("cannot remove ...": a cron gc beside a hook's gc). A name
+    removed meanwhile is now removed."""
+    many = [directory(f"rootfs/d{i}") for i in range(200)] + [directory(f"rootfs/d{i}/e") for i in range(200)]
+    big = write_aci(tmp_path / "big.aci", busybox_entries(with_etc=False) + many, manifest(APP, name="test/big"))
+    for trial in range(3):
+        store = TreeStore(tmp_path / f"store{trial}")
+        with store.acquire(big) as tree:
+            pass
+        failures: list[BaseException] = []
+
+        def gc(store: TreeStore = store, failures: list[BaseException] = failures) -> None:
+            try:
+                store.gc()
+            except BaseException as err:  # noqa: BLE001 (reported below)
+                failures.append(err)
+
+        both = [threading.Thread(target=gc) for _ in range(2)]
+        for thread in both:
+            thread.start()
+        for thread in both:
+            thread.join(60)
+        assert failures == []
+        assert not os.path.exists(tree.path)
+        assert [n for n in os.listdir(store.dir) if n.startswith(".")] == []
 
 
 def test_a_tree_with_unreadable_directories_is_removed_by_a_non_root_runner() -> None:
