@@ -671,8 +671,10 @@ def damaged_in_cache(cached_aci: str) -> bool:
 
 
 def _link_into_place(src: str, dest: str) -> bool:
-    """Hard-link ``src`` as ``dest`` (mode 0644) through a temporary name; ``False`` when
-    the file system cannot (another device, no hard links)."""
+    """Hard-link ``src`` as ``dest`` (mode 0644) through a temporary name, under a shared
+    lock of the file, so that a cleaner (``gc``: :func:`~.atomic.remove_abandoned_in`)
+    sees the temporary name as held, not as a killed writer's; ``False`` when the file
+    system cannot (another device, no hard links)."""
     with contextlib.suppress(OSError):
         if os.path.samestat(os.stat(src), os.lstat(dest)):  # already in place: a rename would do nothing
             os.chmod(dest, 0o644)
@@ -680,14 +682,23 @@ def _link_into_place(src: str, dest: str) -> bool:
     name = f"{TEMP_PREFIX}link-{os.path.basename(dest)}-{os.getpid()}{TEMP_SUFFIX}"  # a name cleaners know
     tmp = os.path.join(os.path.dirname(os.path.abspath(dest)), name)
     try:
-        os.link(src, tmp)
+        held = os.open(src, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return False
     try:
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    finally:  # rename(2) leaves both names when dest became the same file meanwhile
-        remove_quietly(tmp)
+        with contextlib.suppress(OSError):  # (no locks on this file system: nothing to keep a cleaner off)
+            fcntl.flock(held, fcntl.LOCK_SH)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            return False
+        try:
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, dest)
+        finally:  # rename(2) leaves both names when dest became the same file meanwhile
+            remove_quietly(tmp)
+    finally:
+        os.close(held)
     return True
 
 

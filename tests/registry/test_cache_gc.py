@@ -413,3 +413,28 @@ def test_a_conversion_record_that_is_no_small_regular_file_is_no_record(tmp_path
     assert done.returncode == 0 and REUSED not in done.stderr, done.stderr
     assert json.loads(done.stdout)["image_id"] == first["image_id"]
     assert record.is_file() and json.loads(record.read_text())["key"] == key
+
+
+def test_gc_leaves_the_temporary_link_of_a_conversion_being_cached(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A conversion is cached (and a cached one published) by a hard link under a temporary
+    name, then a rename. A gc between the two took that name for a killed writer's and
+    removed it: the save failed ("not cached") and the next caller converted again (pre-run
+    race review). The file is held (shared) until it is renamed."""
+    from docker2aci import atomic, store
+
+    src, dest = tmp_path / "new.aci", tmp_path / "cache" / "key.aci"
+    dest.parent.mkdir()
+    src.write_bytes(b"aci")
+    removed: list[str] = []
+    real_replace = os.replace
+
+    def gc_then_replace(a: Any, b: Any) -> None:  # a gc's sweep at the worst moment
+        removed.extend(atomic.remove_abandoned_in(str(dest.parent)))
+        real_replace(a, b)
+
+    monkeypatch.setattr(store.os, "replace", gc_then_replace)
+    assert store._link_into_place(str(src), str(dest))
+    assert removed == []
+    assert dest.read_bytes() == b"aci" and os.path.samestat(os.stat(src), os.stat(dest))
+    assert sorted(os.listdir(dest.parent)) == ["key.aci"]
