@@ -41,7 +41,7 @@ from typing import Any
 from . import untrustedjson
 from .atomic import atomic_file, is_temporary, make_output_dir, remove_abandoned_in, remove_quietly
 from .digest import Digest
-from .errors import Docker2ACIError, InvalidManifest, OutputError, UnsupportedMediaType, UsageError
+from .errors import Docker2ACIError, InvalidManifest, OutputError, RegistryError, UnsupportedMediaType, UsageError
 from .interrupts import signal_of
 from .jobs import FAILED, INTERRUPTED_WAITING, OK, SKIPPED, Done, Job, JobResult, execute
 from .manifest import document_kind, manifest_digests, parse_manifest, require_image_config
@@ -452,6 +452,13 @@ def _write_pages(state: MirrorState, pubkeys: str | None, paged: Iterable[str] =
         write_pages(state.root, prefix, entries, keys)
 
 
+FAILING_IN_A_ROW = 3
+"""Requests of one registry (a tag's manifest, a repository's tag list) that may fail in a
+row, each after its retries (about 8 s: 5xx, 429, a cut connection), before the rest of
+that registry's tags and repositories fail without a request: a registry that is down
+would otherwise cost 16 s per tag, one after another."""
+
+
 class _Plan:
     """What a run will do, built while the registries are listed.
 
@@ -476,6 +483,7 @@ class _Plan:
         self.listed: dict[str, set[str]] = {}
         self.unlisted: set[str] = set()
         self._names: dict[str, str] = {}
+        self._failing: dict[str, tuple[int, str]] = {}  # host -> requests failed in a row (temporary), last error
         # (directory, file stem) -> the tag key owning it: two tags never share a file
         self._files: dict[tuple[str, str], str] = {}
         for key, entry in state.tags.items():
@@ -502,17 +510,38 @@ class _Plan:
                 raise UsageError(f"{self._names[name]} and {host}/{repository} would both be named {name}")
             self._repository(client, _Tag(host, repository, "", prefix, name))
 
+    def _down(self, host: str) -> str | None:
+        """Why ``host`` is not asked again (:data:`FAILING_IN_A_ROW`), else ``None``."""
+        count, last = self._failing.get(host, (0, ""))
+        if count < FAILING_IN_A_ROW:
+            return None
+        return f"not tried: {host} failed {count} requests in a row, each after its retries (the last: {last})"
+
+    def _answered(self, host: str, err: Docker2ACIError | None = None) -> None:
+        """Count a request to ``host`` that failed for a temporary reason; any other
+        outcome ends the count."""
+        if isinstance(err, RegistryError) and err.temporary:
+            self._failing[host] = (self._failing.get(host, (0, ""))[0] + 1, str(err))
+        else:
+            self._failing.pop(host, None)
+
     def _repository(self, client: Any, base: _Tag) -> None:
         """List one repository's tags; an unchanged tag becomes a ``skipped`` result, any
         other a job."""
         where = f"{base.host}/{base.repository}"
+        down = self._down(base.host)
         try:
+            if down is not None:
+                raise RegistryError(where, down)
             tags = client.list_tags(base.repository)
         except Docker2ACIError as err:
+            if down is None:
+                self._answered(base.host, err)
             # the entry (no tag) is the repository's listing; the client's error says the rest
             self.slots.append(JobResult(f"docker://{where}", FAILED, str(err),
                                         extra={"repository": where, "tag": None}))
             return
+        self._answered(base.host)
         self.listed[where] = set(tags)
         for tag_name in sorted(set(tags)):
             if tag_selected(tag_name, self.spec.include, self.spec.exclude):
@@ -540,6 +569,7 @@ class _Plan:
 
     def _tag(self, client: Any, tag: _Tag) -> None:
         extra = {"repository": f"{tag.host}/{tag.repository}", "tag": tag.tag}
+        asked = False
         try:
             if not is_valid_tag(tag.tag):  # before a request or a file name is made of it (`..`, `../x`)
                 raise InvalidManifest(extra["repository"], f"tags/list names an invalid tag {abridged(tag.tag)!r} (a "
@@ -548,8 +578,11 @@ class _Plan:
             owner = self._files.setdefault((directory, stem), tag.key)
             if owner != tag.key:
                 raise UsageError(f"its ACIs would have the file names of {owner}'s ({directory}/{stem}-...)")
+            if (down := self._down(tag.host)) is not None:
+                raise RegistryError(f"{tag.host}/{tag.repository}:{tag.tag}", down)  # (as the client names it)
             state = self.state
             recorded = state.tags.get(tag.key, {})
+            asked = True
             # a HEAD first for a tag converted before: Docker Hub counts a manifest GET, not a HEAD
             digest = client.manifest_digest(tag.repository, tag.tag) if recorded.get("manifest_digest") else None
             artifact = recorded.get("artifact") if digest is not None else None
@@ -559,8 +592,11 @@ class _Plan:
                 digest = _manifest_digest(body, kind)
                 artifact = _artifact(body, kind)
         except Docker2ACIError as err:
+            if asked:
+                self._answered(tag.host, err)
             self.slots.append(JobResult(tag.source, FAILED, str(err), extra=extra))
             return
+        self._answered(tag.host)
         if isinstance(artifact, str):  # a cosign signature, an SBOM, a Helm chart: nothing to convert
             _record_artifact(state, tag, digest, artifact, self.wanted)
             self.slots.append(JobResult(tag.source, SKIPPED, artifact, manifest_digest=digest, extra=extra))

@@ -726,3 +726,42 @@ def test_a_full_tree_reports_each_tag_and_the_state_it_could_not_save(
         (run, "failed", f"writing the discovery pages under {tree}: No space left on device")], proc.stderr
     assert f"WARNING: {state_error}; trying again later" in proc.stderr.splitlines()
     assert image_id_of(str(tree / aci_name(repo, "b"))) == report[1]["acis"][0]["image_id"]
+
+
+@pytest.mark.parametrize("failing", [2, None], ids=["two-then-answers", "down"])
+def test_a_registry_failing_tag_after_tag_is_not_asked_for_the_rest(registry: Registry, tmp_path: Path,
+                                                                    failing: int | None) -> None:
+    """A registry whose manifests answer 500: each tag failed after its retries (HEAD then
+    GET, 16 s for a tag mirrored before), one after another, 48 s for 3 tags and hours for
+    a large repository (mirror-operator review). After 3 tags in a row, the rest fail
+    without a request; a tag that is answered ends the count."""
+    from faultproxy import Fault, FaultProxy
+
+    from docker2aci import ConvertOptions
+    from docker2aci.mirror import FAILING_IN_A_ROW, MirrorSpec, MirrorState, _Plan
+    from docker2aci.registry import RegistryClient
+    from docker2aci.registry.retry import RetryPolicy
+
+    attempts = 2
+    with FaultProxy(registry.running.url) as proxy:
+        proxy.add(Fault.respond(500, target="manifest", times=None if failing is None else failing * attempts))
+        plan = _Plan(MirrorState(str(tmp_path / "tree")), ConvertOptions(), {}, MirrorSpec((f"{proxy.host}/{MANY}",)))
+        with RegistryClient(proxy.host, allow_http=True, retry=RetryPolicy(attempts=attempts, base_delay=0.01)) as c:
+            plan.host(c, proxy.host, PREFIX, [MANY])
+        asked = [seen.path for seen in proxy.requests if "/manifests/" in seen.path]
+        host = proxy.host
+    failed = [(r.extra["tag"], r.error) for r in plan.slots if r is not None]
+    where = f"{host}/{MANY}"
+    if failing is not None:
+        assert [tag for tag, _ in failed] == TAGS[:failing]
+        assert [s is None for s in plan.slots] == [False] * failing + [True] * (len(TAGS) - failing)
+        assert len(asked) == failing * attempts + len(TAGS) - failing
+        return
+    assert [tag for tag, _ in failed] == TAGS
+    last = failed[FAILING_IN_A_ROW - 1][1]
+    assert last == (f"{where}:{TAGS[FAILING_IN_A_ROW - 1]}: fetching the manifest: http://{where.replace(MANY, '')}v2/"
+                    f"{MANY}/manifests/{TAGS[FAILING_IN_A_ROW - 1]} answered HTTP 500 (UNKNOWN: injected failure)")
+    assert [error for _, error in failed[FAILING_IN_A_ROW:]] == [
+        f"{where}:{tag}: not tried: {host} failed 3 requests in a row, each after its retries "
+        f"(the last: {last})" for tag in TAGS[FAILING_IN_A_ROW:]]
+    assert len(asked) == FAILING_IN_A_ROW * attempts
