@@ -22,7 +22,6 @@ from services import die_with_pytest
 import docker2aci
 from docker2aci.errors import ImageNotFound, OutputError, UsageError
 from runner.linux import root_is_mount_point
-from test_resources import tmpfs  # noqa: F401 (a fixture)
 
 SHARED_IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "images"
 EXAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "example-manifest-oci-archive.json"

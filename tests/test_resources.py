@@ -36,28 +36,6 @@ NO_SPACE = "No space left"
 SOURCE_TAG = "res/busybox:latest"
 
 
-@pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Callable[[str, str], Path]]:
-    """``make(name, size)``: a tmpfs of ``size`` (``mount -t tmpfs -o size=SIZE``) mounted at
-    ``tmp_path/name``; unmounted when the test ends."""
-    mounted: list[Path] = []
-
-    def make(name: str, size: str) -> Path:
-        path = tmp_path / name
-        path.mkdir()
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
-                              capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN): {done.stderr.strip()}")
-        mounted.append(path)
-        return path
-
-    yield make
-    for path in reversed(mounted):
-        if subprocess.run(["umount", str(path)], capture_output=True, check=False).returncode != 0:
-            subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
-
-
 @pytest.fixture(scope="module")
 def res_registry(busybox_layout: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry]:
     """A plain-http registry holding the 8-layer busybox image."""

@@ -21,7 +21,6 @@ from crashkit import reaped
 from jobs_helpers import (MANY, TAGS, Key, Registry, blob_gets, build_tags, caller_and_workers, cli, gpg_verify,
                           load_report, push_tags)
 from services import die_with_pytest
-from test_resources import tmpfs  # noqa: F401 (a fixture)
 
 from docker2aci.mirror import STATE_DIR
 from runner.extract import compute_image_id as image_id_of
