@@ -378,9 +378,13 @@ def _provenance(naming: Naming) -> list[tuple[str, str | None]]:
 def lower_layer_manifest(naming: Naming, os_arch: tuple[str, str]) -> dict[str, Any]:
     """The manifest of a layer below the top of an unsquashed (``--nosquash``) image: no
     app, the image's ``os`` and ``arch`` labels (not the host's, as the reference tool
-    wrote), and the provenance annotations, ``imageid`` and ``parentimageid`` naming this
-    layer and the one below (see ``pipeline``). Dependencies and ``pathWhitelist`` are
-    added by :func:`with_layering`.
+    wrote), and of the provenance annotations those of the layer itself: ``registryurl``,
+    ``repository``, and ``imageid`` and ``parentimageid`` naming this layer and the one
+    below (see ``pipeline``). Not the image's ``originalname``, ``manifesthash`` or
+    ``manifestlisthash`` (the reference's lower layers carry no annotations): the ACI of a
+    layer is then the same bytes in every image of the repository built over it, one image
+    per name and labels. Dependencies and ``pathWhitelist`` are added by
+    :func:`with_layering`.
 
     Raises:
         BadConfig: ``naming.name`` has no valid AC name character.
@@ -391,8 +395,12 @@ def lower_layer_manifest(naming: Naming, os_arch: tuple[str, str]) -> dict[str, 
         "acVersion": AC_VERSION,
         "name": sanitize_ac_identifier(naming.name),
         "labels": [{"name": k, "value": labels[k]} for k in sorted(labels)],
-        "annotations": [{"name": k, "value": v} for k, v in _provenance(naming) if v],
+        "annotations": [{"name": k, "value": v} for k, v in _provenance(naming) if v and k not in _IMAGE_ONLY],
     }
+
+
+#: Provenance annotations that name the image converted, not a layer of it.
+_IMAGE_ONLY = frozenset({ANN + "originalname", ANN + "manifesthash", ANN + "manifestlisthash"})
 
 
 def with_layering(manifest: Mapping[str, Any], parent: Mapping[str, Any] | None,

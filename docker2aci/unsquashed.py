@@ -18,7 +18,9 @@ of that layer is written from the tree as it then is:
   ``arch``), so it is found as the squashed image is; a lower layer is
   ``<image name>-<chain ID hex>``, labelled ``os`` and ``arch`` (the image's, where the
   reference tool wrote the host's). The chain ID (image-spec config.md, "Layer ChainID")
-  names a layer together with everything below it, which is what a layer's ACI holds.
+  names a layer together with everything below it, which is what a layer's ACI holds;
+  nothing of the image converted goes into a lower layer's manifest, so every image of
+  the repository built over that layer writes the same ACI, byte for byte.
 * **Dependencies**: every layer above the base depends on the one below it, by name,
   labels and image ID; ``appc.io/docker/parentimageid`` names the layer below by its
   chain ID (``appc.io/docker/imageid`` of a lower layer is its own chain ID; the top

@@ -329,6 +329,31 @@ def test_a_directory_made_anew_keeps_only_its_own_xattrs(busybox_layout: Path, t
 
 
 @UMOCI
+def test_images_sharing_lower_layers_share_their_acis(busybox_layout: Path, tmp_path: Path) -> None:
+    # Two images of one repository, the second the first plus a layer (`latest` rebuilt
+    # over `base`): a lower layer's ACI is named by its chain ID, so each shared layer
+    # gave two images of one name and labels, differing only in the originalname and
+    # manifesthash annotations of the image converted (the reference's lower layers
+    # carry neither): not the same image, and a dependency without an imageID ambiguous
+    def add(root: Path) -> None:
+        (root / "app" / "new.txt").write_text("new\n")
+
+    layout = _umoci_layers(busybox_layout, tmp_path, [add])
+    subprocess.run(["skopeo", "copy", "-q", f"oci:{busybox_layout}:latest", f"oci:{layout}:base"],
+                   check=True, capture_output=True)
+    out = tmp_path / "out"
+    base = convert(f"oci:{layout}:base", out, squash=False)
+    latest = convert(f"oci:{layout}:latest", out, squash=False)
+    assert (len(base), len(latest)) == (8, 9)
+    for below_top, again in zip(base[1:], latest[2:]):
+        assert (manifest_of(again.path), again.image_id) == (manifest_of(below_top.path), below_top.image_id)
+        assert Path(again.path).read_bytes() == Path(below_top.path).read_bytes()
+    named = manifest_of(base[1].path)
+    found = DirectoryResolver([str(out)])({"imageName": named["name"], "labels": named["labels"]})
+    assert compute_image_id(found) == base[1].image_id
+
+
+@UMOCI
 def test_a_failed_conversion_leaves_the_chain_it_would_replace(busybox_layout: Path, tmp_path: Path) -> None:
     # The same image name and tag again, now with a bad top layer: its lower layers were
     # written over the earlier chain's files and then removed, leaving that chain's top
