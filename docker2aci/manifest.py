@@ -148,6 +148,13 @@ class Descriptor:
         """The ``org.opencontainers.image.ref.name`` annotation, if any."""
         return self.annotations.get(mediatypes.ANNOTATION_REF_NAME)
 
+    @property
+    def is_attestation(self) -> bool:
+        """Whether the entry is an attestation manifest (SBOM, provenance) that BuildKit
+        stores beside each image of an index (``vnd.docker.reference.type:
+        attestation-manifest``, platform ``unknown/unknown``): not an image."""
+        return self.annotations.get(mediatypes.ANNOTATION_REFERENCE_TYPE) == mediatypes.REFERENCE_TYPE_ATTESTATION
+
     @classmethod
     def from_json(cls, obj: Any, where: str) -> Descriptor:
         """Parse one descriptor object.
@@ -202,7 +209,8 @@ class ImageIndex:
 
     Attributes:
         media_type: the index's media type.
-        manifests: the entries, in document order.
+        manifests: the entries, in document order, attestation manifests left out
+            (:attr:`Descriptor.is_attestation`).
     """
 
     media_type: str
@@ -376,14 +384,24 @@ def require_image_config(manifest: ImageManifest, where: str) -> None:
                                           f"an artifact{kind}, not a container image; nothing to convert")
 
 
+def foreign_layer_text(layer: Descriptor) -> str:
+    """What a foreign (non-distributable) layer is, for the error that refuses it
+    (public case 33): ``layer <digest> is a foreign, non-distributable layer (<media type>;
+    <urls>)``."""
+    urls = ", ".join(layer.urls) or "no URLs"
+    return f"layer {layer.digest} is a foreign, non-distributable layer ({layer.media_type}; {urls})"
+
+
 def parse_index(untrusted: bytes, where: str) -> ImageIndex:
-    """Parse an OCI image index or Docker manifest list.
+    """Parse an OCI image index or Docker manifest list. Its attestation manifests are left
+    out, as Docker leaves them out: they are neither images to convert nor platforms to
+    choose, list or count.
 
     Raises:
         InvalidManifest: a required field is missing or malformed.
     """
     doc = _load_schema2(untrusted, where)
-    descs = _descriptors(doc, "manifests", where)
+    descs = tuple(d for d in _descriptors(doc, "manifests", where) if not d.is_attestation)
     return ImageIndex(str(doc.get("mediaType") or mediatypes.OCI_INDEX), descs)
 
 

@@ -25,6 +25,10 @@ IMAGE_CONFIG_TYPES = frozenset({OCI_CONFIG, DOCKER_CONFIG})
 """Config media types of container images (any other names an artifact)."""
 
 ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
+ANNOTATION_REFERENCE_TYPE = "vnd.docker.reference.type"
+"""BuildKit's annotation of an index entry that describes another entry (moby/buildkit
+``docs/attestations/attestation-storage.md``); ``attestation-manifest`` marks an attestation."""
+REFERENCE_TYPE_ATTESTATION = "attestation-manifest"
 
 
 def layer_encoding(media_type: str) -> str | None:

@@ -326,8 +326,8 @@ def _compression_key(options: ConvertOptions) -> str:
 
 
 def _convertible(platforms: list[Platform | None], display: str) -> Iterator[Platform | None]:
-    """The index platforms appc can name; others (attestation entries ``unknown/unknown``,
-    riscv64 ...) are skipped with a warning."""
+    """The index platforms appc can name; others (riscv64 ...) are skipped with a warning
+    (attestation entries never get here: :func:`~docker2aci.manifest.parse_index`)."""
     kept = 0
     for platform in platforms:
         if platform is not None:

@@ -185,6 +185,32 @@ def test_an_image_with_a_subject_still_converts(tmp_path: Path, registry: Runnin
         assert aci.manifest["app"]["exec"] == ["/bin/sh", "-c", "echo hello from $GREETING; ls /app"]
 
 
+def test_a_foreign_layer_a_copy_left_out_is_refused_clearly(tmp_path: Path) -> None:
+    """A non-distributable layer converts from a layout that holds its blob; ``skopeo
+    copy`` to ``oci:`` or ``oci-archive:`` leaves the blob out (it copies no foreign
+    layer), and converting the copy said only "file 'blobs/sha256/…' not found in the
+    archive" (sources review). It is refused as a registry's is (public case 33), naming
+    the layer, its media type and URLs."""
+    layout, image = _copy(tmp_path, "foreign")
+    foreign = image["layers"][-1]
+    foreign.update(mediaType="application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+                   urls=["https://example.invalid/layer.tar.gz"])
+    _retag(layout, image)
+    [aci] = _convert(f"oci:{layout}:latest", tmp_path / "whole")
+    assert aci.manifest["app"]["exec"] == ["/bin/sh", "-c", "echo hello from $GREETING; ls /app"]
+    copies = [f"oci:{tmp_path / 'copy'}:latest", f"oci-archive:{tmp_path / 'copy.tar'}:latest"]
+    for copy in copies:
+        subprocess.run([SKOPEO_BIN, "copy", "--insecure-policy", "-q", f"oci:{layout}:latest", copy],
+                       check=True, capture_output=True)
+        with pytest.raises(UnsupportedMediaType) as exc:
+            _convert(copy, tmp_path / "out")
+        assert str(exc.value) == (
+            f"{copy}: layer {foreign['digest']} is a foreign, non-distributable layer (application/vnd.oci.image."
+            "layer.nondistributable.v1.tar+gzip; https://example.invalid/layer.tar.gz), whose blob is not in the "
+            "layout; refusing to convert it")
+    assert not list((tmp_path / "out").glob("*.aci"))
+
+
 def nested_index(tmp_path: Path) -> Path:
     """The shared two-platform index, wrapped in an index whose only entry (no platform)
     names it; the layout's ``latest`` names the outer index."""

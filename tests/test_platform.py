@@ -444,6 +444,43 @@ def test_platform_all_of_an_index_appc_cannot_name_lists_its_platforms(tmp_path:
                                "linux/riscv64, linux/mips64le")
 
 
+@pytest.mark.tools
+@needs_buildah
+@pytest.mark.skipif(shutil.which("umoci") is None, reason="umoci is not installed")
+def test_attestation_manifests_are_neither_images_nor_platforms(tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """An index as ``docker buildx build`` writes it, with an attestation manifest
+    (``vnd.docker.reference.type: attestation-manifest``, platform ``unknown/unknown``)
+    beside each image: ``--platform all`` warned that it skipped platform
+    ``unknown/unknown``, ``--platform unknown/unknown`` chose an attestation as the image,
+    and a platform not there listed ``unknown/unknown`` as present (sources review). buildx is
+    not installed here; buildah writes the same entry from an umoci image with
+    ``manifest add --annotation``."""
+    amd64, arm64, attestation, index = (tmp_path / n for n in ("amd64", "arm64", "attestation", "index"))
+    _umoci_image(amd64, "amd64")
+    _umoci_image(arm64, "arm64")
+    _umoci_image(attestation, "amd64")
+    subprocess.run(["umoci", "config", "--image", f"{attestation}:latest", "--os", "unknown", "--architecture",
+                    "unknown"], check=True, capture_output=True)
+    image_digest = json.loads((amd64 / "index.json").read_text())["manifests"][0]["digest"]
+    attest = ("--annotation", "vnd.docker.reference.type=attestation-manifest",
+              "--annotation", f"vnd.docker.reference.digest={image_digest}")
+    buildah_index(tmp_path / "buildah", [(f"oci:{amd64}:latest", ()), (f"oci:{attestation}:latest", attest),
+                                         (f"oci:{arm64}:latest", ())], f"oci:{index}:multi")
+    [top] = json.loads((index / "index.json").read_text())["manifests"]
+
+    with caplog.at_level(logging.WARNING, logger="docker2aci"):
+        every = _convert(f"oci:{index}:multi", tmp_path / "out", platform="all")
+    assert sorted((Path(a.path).name, a.labels["arch"]) for a in every) == [
+        ("index-multi-linux-aarch64.aci", "aarch64"), ("index-multi-linux-amd64.aci", "amd64")]
+    assert caplog.messages == []
+    for platform in ("unknown/unknown", "linux/s390x"):
+        with pytest.raises(PlatformNotFound) as info:
+            _convert(f"oci:{index}:multi", tmp_path / "none", platform=platform)
+        assert str(info.value) == (f"oci:{index}:multi: {top['digest']}: no image for platform {platform} "
+                                   "(present: linux/amd64, linux/arm64)")
+
+
 @pytest.mark.parametrize("earlier", [b"the ACI of an earlier run", None], ids=["replaced", "new"])
 def test_platform_all_puts_back_what_it_moved_when_a_file_cannot_be_moved(tmp_path: Path,
                                                                           earlier: bytes | None) -> None:

@@ -15,12 +15,12 @@ from dataclasses import dataclass, replace
 from .. import mediatypes
 from ..digest import Digest
 from ..errors import (DigestMismatch, ImageNotFound, InvalidManifest, LimitExceeded, SeveralImages,
-                      SizeMismatch, SourceError)
+                      SizeMismatch, SourceError, UnsupportedMediaType)
 from ..layerblob import LayerBlob
 from ..limits import MAX_CONFIG_BYTES, MAX_INDEX_FILE_BYTES, MAX_MANIFEST_BYTES
 from ..manifest import (MAX_INDEX_DEPTH, Descriptor, Document, ImageIndex, Platform, document_kind,
-                        follow_indexes, index_platforms, parse_index, parse_manifest, require_image_config,
-                        select_platform)
+                        follow_indexes, foreign_layer_text, index_platforms, parse_index, parse_manifest,
+                        require_image_config, select_platform)
 from .base import (ImageName, ResolvedImage, digest_selector, name_from_reference,
                    selector_matches, untagged_name)
 from ..reference import is_valid_tag
@@ -264,9 +264,18 @@ class OciLayout:
                                lambda d: fetch_document(self.files, d))
 
     def resolve(self, selector: str | None, platform: Platform) -> ResolvedImage:
-        """See :meth:`ImageSource.resolve`."""
+        """See :meth:`ImageSource.resolve`.
+
+        Raises:
+            UnsupportedMediaType: a foreign (non-distributable) layer whose blob is not in
+                the layout (``skopeo copy`` to ``oci:`` or ``oci-archive:`` leaves it out).
+        """
         entry = self._choose(self.index().manifests, selector, platform)
         found = resolve_descriptor(self.files, entry, platform)
+        for d in found.layers:
+            if mediatypes.is_foreign_layer(d.media_type) and not self.files.exists(blob_path(d.digest)):
+                raise UnsupportedMediaType(self.display, f"{foreign_layer_text(d)}, whose blob is not in the "
+                                                         f"layout; refusing to convert it")
         config = read_blob(self.files, found.config_desc, MAX_CONFIG_BYTES)
         return ResolvedImage(
             name=self._image_name(entry.ref_name, found.config_desc.digest),

@@ -20,8 +20,9 @@ from ..digest import Digest
 from ..errors import InvalidManifest, UnsupportedMediaType, UsageError
 from ..layerblob import LayerBlob
 from ..limits import MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES
-from ..manifest import (Descriptor, Document, Platform, document_kind, follow_indexes, index_platforms,
-                        load_json, manifest_digests, parse_manifest, parse_schema1, require_image_config)
+from ..manifest import (Descriptor, Document, Platform, document_kind, follow_indexes, foreign_layer_text,
+                        index_platforms, load_json, manifest_digests, parse_manifest, parse_schema1,
+                        require_image_config)
 from ..reference import ImageRef
 from ..registry import RegistryClient
 from ..store import BlobCache
@@ -169,9 +170,7 @@ class RegistrySource:
         require_image_config(manifest, where)
         for d in manifest.layers:
             if mediatypes.is_foreign_layer(d.media_type):
-                urls = ", ".join(d.urls) or "no URLs"
-                raise UnsupportedMediaType(self.display, f"layer {d.digest} is a foreign, non-distributable "
-                                                         f"layer ({d.media_type}; {urls}); refusing to convert it")
+                raise UnsupportedMediaType(self.display, f"{foreign_layer_text(d)}; refusing to convert it")
         config = self._config(manifest.config)
         layers = tuple(self._layer(d.digest, d.size, d.media_type) for d in manifest.layers)
         return ResolvedImage(self._name(), config, manifest.config.digest, doc.digest, found.index_digest,
