@@ -83,7 +83,7 @@ def read_batch(path: str) -> list[BatchItem]:
     if len(data) > MAX_BATCH_FILE_BYTES:
         raise UsageError(f"{name}: larger than {MAX_BATCH_FILE_BYTES} bytes")
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # a leading BOM (Windows editors) is no part of the first item
     except UnicodeDecodeError as err:
         raise UsageError(f"{name}: not UTF-8 text ({err.reason} at byte {err.start})") from err
     return parse_batch(text, name)

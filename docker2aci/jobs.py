@@ -24,11 +24,11 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .errors import Docker2ACIError, UsageError
+from .errors import Docker2ACIError, OutputError, UsageError
 from .interrupts import signal_of, stopping_on_signals
 
 if TYPE_CHECKING:
@@ -44,6 +44,8 @@ DASK = "dask"
 EXECUTORS = (LOCAL, DASK)
 DASK_CONNECT_TIMEOUT = 30.0
 """How long to wait for the Dask scheduler to answer (seconds)."""
+DASK_POLL_INTERVAL = 0.1
+"""How often a Dask run looks for finished tasks and for a signal to pass on (seconds)."""
 POOL_ATTEMPTS = 3
 """How many times a job is given to a local worker process before a worker dying under it
 (killed, out of memory) marks it failed."""
@@ -248,7 +250,9 @@ def execute(jobs: Sequence[Job], *, workers: int = 1, executor: str = LOCAL, sch
     conversion waiting on a stalled registry): one running in this process (``--jobs 1``)
     unwinds with its cleanup; worker processes are ended with ``SIGTERM``, like a kill
     (what they leave in the caches is removed by the next run). Either way they are
-    ``skipped``. Jobs on a Dask cluster are cancelled, not waited for.
+    ``skipped``. Jobs on a Dask cluster poll a flag file on the shared file system
+    (:class:`_FileFlag`) and stop as local ones do; a second signal cancels them without
+    waiting (one a cluster's worker is running may still write its ACI).
 
     Args:
         jobs: what to convert.
@@ -285,11 +289,11 @@ def execute(jobs: Sequence[Job], *, workers: int = 1, executor: str = LOCAL, sch
     interruption = _Interruption(threading.Event() if context is None else context.Event())
     started: set[int] = set()
     try:
-        if executor == DASK:  # a cluster's tasks cannot poll our flag: Ctrl-C cancels them
-            started.update(range(len(jobs)))
-            _run_dask(jobs, scheduler, finish)
-        else:
-            with stopping_on_signals(interruption.request):
+        with stopping_on_signals(interruption.request):
+            if executor == DASK:
+                started.update(range(len(jobs)))  # a task that never answers was sent
+                _run_dask(jobs, scheduler, finish, interruption)
+            else:
                 if in_process:
                     for index, job in enumerate(jobs):
                         if interruption.requested:
@@ -298,7 +302,7 @@ def execute(jobs: Sequence[Job], *, workers: int = 1, executor: str = LOCAL, sch
                         finish(index, run_job(job, interruption.flag))
                 else:
                     _run_pool(jobs, workers, finish, context, interruption, started)
-    except KeyboardInterrupt as interrupt:  # a second signal, a Dask run's first, or Ctrl-C outside the main thread
+    except KeyboardInterrupt as interrupt:  # a second signal, or Ctrl-C outside the main thread
         interruption.request(signal_of(interrupt))
     final = [r if r is not None else JobResult(job.source, SKIPPED,
                                                INTERRUPTED_RUNNING if index in started else INTERRUPTED_WAITING,
@@ -528,11 +532,53 @@ def _as_given(result: JobResult, job: Job, sent: Job) -> JobResult:
     return dataclasses.replace(result, source=job.source, error=error)
 
 
-def _run_dask(jobs: Sequence[Job], scheduler: str | None, finish: Callable[[int, JobResult], None]) -> None:
+class _FileFlag:
+    """The stop flag of jobs on a Dask cluster (picklable): set once the file ``path``
+    exists. The caller makes it on the first signal, in the output directory, which the
+    cluster's workers see at the same path; a check is one ``stat``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def is_set(self) -> bool:
+        return os.path.exists(self.path)
+
+
+@contextlib.contextmanager
+def _flag_dir(output_dir: str) -> Iterator[str]:
+    """A new hidden directory in ``output_dir`` (made if missing) for a :class:`_FileFlag`,
+    removed at the end.
+
+    Raises:
+        OutputError: it cannot be made, naming ``output_dir``.
+    """
+    import shutil
+    import tempfile
+
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+        directory = tempfile.mkdtemp(prefix=".docker2aci-stop-", dir=output_dir)
+    except OSError as err:
+        raise OutputError(f"creating the run's stop flag directory in {output_dir}: {err.strerror or err}") from err
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _run_dask(jobs: Sequence[Job], scheduler: str | None, finish: Callable[[int, JobResult], None],
+              interruption: _Interruption) -> None:
     """Tasks on an existing Dask distributed cluster; its workers must see the output and
     cache directories at the same paths. A relative path of a job (its options', its
     source's) is made absolute against this process's working directory before it is
-    sent (:func:`_for_cluster`); the results name the sources as given."""
+    sent (:func:`_for_cluster`); the results name the sources as given. Once
+    ``interruption`` is requested, the tasks are told through a :class:`_FileFlag` in the
+    first job's output directory and waited for: they stop as local workers do
+    (:func:`run_job`), so the report matches the output directory.
+
+    Raises:
+        UsageError: see :func:`execute`.
+        OutputError: the flag's directory cannot be made in the output directory."""
     if not scheduler:
         raise UsageError("--executor dask needs --scheduler tcp://HOST:PORT")
     if not _SCHEDULER.fullmatch(scheduler):
@@ -558,16 +604,27 @@ def _run_dask(jobs: Sequence[Job], scheduler: str | None, finish: Callable[[int,
     futures: dict[Any, int] = {}
     run = uuid.uuid4().hex[:12]  # task keys unique to this run on a shared scheduler
     try:
-        for index, job in enumerate(sent):
-            futures[client.submit(run_job, job, pure=False, key=f"docker2aci-{run}-{index}")] = index
-        for future in as_completed(list(futures), loop=client.loop):
-            index = futures[future]
-            try:
-                result = future.result()
-            except Exception as err:  # the task itself failed: a worker died or could not run it
-                result = JobResult(jobs[index].source, FAILED, f"the Dask task failed: {type(err).__name__}: {err}",
-                                   extra=jobs[index].extra)
-            finish(index, _as_given(result, jobs[index], sent[index]))
+        with _flag_dir(sent[0].options.output_dir if sent else cwd) as flag_dir:
+            stop = _FileFlag(os.path.join(flag_dir, "stop"))
+            for index, job in enumerate(sent):
+                futures[client.submit(run_job, job, stop, pure=False, key=f"docker2aci-{run}-{index}")] = index
+            pending = as_completed(list(futures), loop=client.loop)
+            while not pending.is_empty():
+                if interruption.requested and not stop.is_set():
+                    with open(stop.path, "x"):  # the tasks stop at their next step
+                        pass
+                ready = pending.next_batch(block=False)
+                if not ready:
+                    time.sleep(DASK_POLL_INTERVAL)
+                for future in ready:
+                    index = futures[future]
+                    try:
+                        result = future.result()
+                    except Exception as err:  # the task itself failed: a worker died or could not run it
+                        result = JobResult(jobs[index].source, FAILED,
+                                           f"the Dask task failed: {type(err).__name__}: {err}",
+                                           extra=jobs[index].extra)
+                    finish(index, _as_given(result, jobs[index], sent[index]))
     finally:
         for future in futures:
             future.cancel()

@@ -383,3 +383,17 @@ def test_workers_warn_as_the_run_does(registry: Registry, tmp_path: Path) -> Non
     plain_http = [line for line in proc.stderr.splitlines() if "using plain http" in line]
     assert plain_http and all(line == f"WARNING: {registry.host}: using plain http (--insecure-allow-http)"
                               for line in plain_http), proc.stderr
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("b.txt", "oci-archive:x.tar\r\n# note\r\nb.tar\r\n"),
+    ("b.json", '["oci-archive:x.tar", "b.tar"]'),
+])
+def test_a_byte_order_mark_is_no_part_of_the_first_item(tmp_path: Path, name: str, text: str) -> None:
+    """A batch file saved by a Windows editor ("UTF-8 with BOM", CRLF lines): the BOM was
+    read into the first item's source (``\\ufeffoci-archive:x.tar: no such file or
+    directory``), and a JSON list was refused ("Unexpected UTF-8 BOM")."""
+    from docker2aci.batchfile import read_batch
+
+    (tmp_path / name).write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert [item.source for item in read_batch(str(tmp_path / name))] == ["oci-archive:x.tar", "b.tar"]

@@ -222,6 +222,36 @@ def test_interrupted_jobs_start_nothing_and_report_what_is_on_disk(
     pytest.fail(f"the run ended before both slow layers were asked for, {ATTEMPTS} times")
 
 
+def test_ctrl_c_of_a_dask_run_stops_its_tasks(images: Images, tmp_path: Path) -> None:
+    """Ctrl-C of a batch on a Dask cluster, both workers on the slow items: they stop as
+    local workers do, and every ACI in the output directory, once the cluster is idle, is
+    one the report calls ``ok``. The run used to cancel its tasks without waiting: the two
+    running went on and wrote their ACIs after the report called them "interrupted before
+    it finished" (as it called the items that never started)."""
+    distributed = pytest.importorskip("distributed")
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  host="127.0.0.1") as cluster, FaultProxy(images.registry.url) as proxy:
+        proxy.add(Fault.drip(images.slow_layer_size - DRIP_BYTES, DRIP_INTERVAL, times=None))
+        slow_layers = {tag: images.layers[tag] for tag in SLOW_TAGS}
+        argv = [*_batch_argv(images, proxy, tmp_path), "--executor", "dask", "--scheduler",
+                cluster.scheduler_address, "--insecure-allow-http", "--no-cache", "--output-dir", out,
+                "--cache-dir", tmp_path / "cache", "--report", report]
+        run = _signalled_run(argv, signal.SIGINT, lambda: _gets(proxy, slow_layers) == set(SLOW_TAGS))
+        assert run is not None, "the run ended before both slow layers were asked for"
+        time.sleep(DRIP_BYTES * DRIP_INTERVAL + 2)  # a slow item not stopped has written its ACI by now
+        on_disk = {str(out / name) for name in visible_acis(out)} if out.exists() else set()
+    assert run.returncode == 130, run.stderr
+    entries = load_report(report)
+    ok = {aci["path"] for entry in entries if entry["status"] == "ok" for aci in entry["acis"]}
+    assert on_disk == ok, f"ACIs on disk {sorted(on_disk)}, reported ok {sorted(ok)}: {json.dumps(entries)}"
+    by_tag = {entry["source"].rsplit(":", 1)[1]: (entry["status"], entry["error"]) for entry in entries}
+    for tag in SLOW_TAGS:
+        assert by_tag[tag] in (("ok", None), ("skipped", "interrupted before it finished")), by_tag
+    for tag in QUICK_TAGS:  # a worker may have run one before the slow items
+        assert by_tag[tag] in (("ok", None), ("skipped", "interrupted before it started")), by_tag
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".docker2aci-")) == []
+
 def _large_argv(command: str, images: Images, out: Path, cache: Path) -> list[str | Path]:
     """``convert`` (into ``out``) or ``fetch`` of :data:`LARGE`."""
     source = f"docker://{images.registry.host}/{LARGE}"
