@@ -36,6 +36,7 @@ from .cli_common import convert_options as _convert_options
 from .cli_common import flag as _flag
 from .cli_common import output_flags as _output_flags
 from .cli_common import path as _path
+from .cli_common import progress_console as _progress_console
 from .cli_common import setup_logging as _setup_logging
 from .cli_common import source_flags as _source_flags
 from .errors import Docker2ACIError, ExecError, OutputError, SeveralImages, UsageError
@@ -179,10 +180,10 @@ def _print_json(acis: list[ConvertedACI]) -> None:
 
 def _progress_hook(enabled: bool):  # type: ignore[no-untyped-def]
     """Rich progress bars on a terminal (one per download with bytes and rate, one for
-    the layers read), else nothing."""
-    if not enabled:
+    the layers read; :func:`~docker2aci.cli_common.progress_console`), else nothing."""
+    console = _progress_console() if enabled else None
+    if console is None:
         return None, None
-    from rich.console import Console
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -193,7 +194,7 @@ def _progress_hook(enabled: bool):  # type: ignore[no-untyped-def]
     )
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                        TransferSpeedColumn(), transient=True, console=Console(stderr=True))
+                        TransferSpeedColumn(), transient=True, console=console)
     tasks: dict[str, TaskID] = {}
 
     def hook(task: str, done: int, total: int | None) -> None:
@@ -218,7 +219,7 @@ def cmd_convert(argv: Sequence[str], prog: str) -> int:
     _setup_logging(args.debug)
     options = _convert_options(args, output_dir=args.output_dir, compression=Compression(args.compression),
                                compression_level=args.compression_level, squash=not args.nosquash)
-    progress, hook = _progress_hook(sys.stderr.isatty() and not args.json)
+    progress, hook = _progress_hook(not args.json)
     if progress is not None:
         with progress:
             acis = convert(args.image, options, hook)
@@ -281,7 +282,7 @@ def cmd_run(argv: Sequence[str], prog: str) -> int:
     if exec_override == []:
         raise UsageError("--exec is empty: give the program to run")
     isolation = Isolation(hostname=args.hostname, net=args.net, memory=args.memory, cpu=args.cpu)
-    progress, hook = _progress_hook(sys.stderr.isatty())
+    progress, hook = _progress_hook(True)
     options = None if is_aci_path(args.aci) else _convert_options(args)
 
     def run(image: SourceImage) -> int:
@@ -305,7 +306,7 @@ def cmd_fetch(argv: Sequence[str], prog: str) -> int:
     insecure = _insecure_options(args.insecure_options)
     from .prerun import fetch
 
-    progress, hook = _progress_hook(sys.stderr.isatty() and not args.json)
+    progress, hook = _progress_hook(not args.json)
     with progress or contextlib.nullcontext():
         image = fetch(args.source, _convert_options(args), store_dir=args.cache_dir, insecure_options=insecure,
                       trust_dir=args.trust_dir, progress=hook)
@@ -403,7 +404,7 @@ def parse_duration(text: str, flag: str = "--grace") -> float:
 def _aci_files_parser(prog: str, name: str, description: str) -> argparse.ArgumentParser:
     p = _Parser(prog=f"{prog} {name}", allow_abbrev=False, description=description)
     _flag(p, "json", action="store_true", help="Print one JSON object per ACI (JSON Lines)")
-    p.add_argument("acis", metavar="ACI", nargs="+")
+    p.add_argument("acis", metavar="ACI", nargs="+", type=_path)
     return p
 
 
@@ -468,8 +469,8 @@ def _render_parser(prog: str) -> argparse.ArgumentParser:
                 description="Render an ACI into DIR (DIR/manifest and DIR/rootfs), its dependencies first: looked "
                             "up by name, labels and image ID among the ACIs of --dir directories and the ACI's own "
                             "directory. Every entry is resolved inside DIR whatever its links say.")
-    p.add_argument("aci", metavar="ACI")
-    p.add_argument("dest", metavar="DIR", help="a new or empty directory")
+    p.add_argument("aci", metavar="ACI", type=_path)
+    p.add_argument("dest", metavar="DIR", type=_path, help="a new or empty directory")
     _flag(p, "dir", action="append", default=[], type=_path, metavar="DIR", help="Where else to look for dependencies")
     _flag(p, "debug", action="store_true", help="Enables debug messages")
     return p

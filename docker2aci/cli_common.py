@@ -86,9 +86,36 @@ class RedactingFormatter(logging.Formatter):
         return redact_text(super().formatException(ei))
 
 
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler writing to whatever ``sys.stderr`` is when a record is emitted (as
+    logging's last resort does), not the stream it was made with: while a progress bar is
+    shown, rich puts a proxy there that prints the line above the bar (a handler holding
+    the terminal itself wrote the line after the bar, on the bar's own line)."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self) -> Any:  # type: ignore[override]
+        return sys.stderr
+
+
+def progress_console() -> Any:
+    """The rich ``Console`` that progress bars are drawn on: standard error when it is an
+    interactive terminal, else ``None`` (a pipe, a file, ``TERM=dumb``: there rich drew no
+    bar but still wrote an empty line at the end). What is printed above a bar (a log line,
+    :class:`StderrHandler`) is soft-wrapped: it stays one line, however long."""
+    if not sys.stderr.isatty():
+        return None
+    from rich.console import Console
+
+    console = Console(stderr=True, soft_wrap=True)
+    return console if console.is_interactive else None
+
+
 def setup_logging(debug: bool) -> None:
     """Log to stderr: INFO, or DEBUG with ``--debug``."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.setFormatter(RedactingFormatter("%(levelname)s: %(message)s"))
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, handlers=[handler])
     # urllib3's debug lines carry full URLs (presigned blob redirects): never shown

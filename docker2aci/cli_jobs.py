@@ -16,8 +16,8 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from .cli_common import (EXIT_ERROR, EXIT_OK, Parser, convert_options, flag, output_flags, path, setup_logging,
-                         source_flags)
+from .cli_common import (EXIT_ERROR, EXIT_OK, Parser, convert_options, flag, output_flags, path, progress_console,
+                         setup_logging, source_flags)
 from .errors import Docker2ACIError, UsageError
 from .terminal import printable
 
@@ -50,7 +50,7 @@ def batch_parser(prog: str) -> argparse.ArgumentParser:
                            "options: source, platform, image, output, output_dir (under --output-dir), name, sign, "
                            "sign_passphrase_file, gpg_key, compression, compression_level). A failed item does "
                            "not stop the others; exit status 1 if any failed.")
-    p.add_argument("file", metavar="FILE|-", help="the batch file; - reads standard input")
+    p.add_argument("file", metavar="FILE|-", type=path, help="the batch file; - reads standard input")
     _job_flags(p, files=True)
     return p
 
@@ -85,6 +85,8 @@ def _base_options(args: argparse.Namespace) -> ConvertOptions:
 
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
+    if args.scheduler is not None and args.executor != "dask":  # else ignored: the items ran here
+        raise UsageError(f"--scheduler {printable(args.scheduler)}: only with --executor dask")
     if args.report:
         from .report import check_report_path
 
@@ -136,17 +138,18 @@ def _item_options(base: ConvertOptions, overrides: Sequence[tuple[str, object]],
 
 
 class _Progress:
-    """A rich progress bar of items done, on a terminal; nothing elsewhere."""
+    """A rich progress bar of items done, on a terminal (:func:`~docker2aci.cli_common.progress_console`);
+    nothing elsewhere."""
 
     def __init__(self, enabled: bool) -> None:
         self._bar = None
         self._task = None
-        if enabled:
-            from rich.console import Console
+        console = progress_console() if enabled else None
+        if console is not None:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), transient=True, console=Console(stderr=True))
+                                 TimeElapsedColumn(), transient=True, console=console)
 
     def __enter__(self) -> _Progress:
         if self._bar is not None:
@@ -240,7 +243,7 @@ def _run_batch(args: argparse.Namespace, base: ConvertOptions, items: Sequence[B
             duplicates[len(jobs)] = f"the same as item {seen}"
         jobs.append(Job(item.source, options))
     runnable = [job for index, job in enumerate(jobs) if index not in duplicates]
-    with _Progress(sys.stderr.isatty() and not args.json) as progress:
+    with _Progress(not args.json) as progress:
         progress.start(len(runnable))
         ran, stopped_by = execute(runnable, workers=args.jobs, executor=args.executor, scheduler=args.scheduler,
                                   done=progress.done)
@@ -279,7 +282,7 @@ def cmd_mirror(argv: Sequence[str], prog: str) -> int:
                       exclude=tuple(args.exclude), name_prefix=args.name_prefix, prune=args.prune,
                       prune_repos=args.prune_repos)
     try:
-        with _Progress(sys.stderr.isatty() and not args.json) as progress:
+        with _Progress(not args.json) as progress:
             results, stopped_by = mirror(spec, base, workers=args.jobs, executor=args.executor,
                                          scheduler=args.scheduler, done=progress.done,
                                          on_plan=lambda jobs: progress.start(len(jobs)))

@@ -66,7 +66,7 @@ def keys_parser(prog: str) -> argparse.ArgumentParser:
     _flag(gen, "passphrase-file", metavar="FILE", help="Protect the secret key with the first line of FILE")
     _flag(gen, "expires", type=int, metavar="DAYS", help="The key expires after DAYS days (default: never)")
     imp = sub.add_parser("import", help="Copy a key file into the keyring", allow_abbrev=False)
-    imp.add_argument("file", metavar="KEYFILE")
+    imp.add_argument("file", metavar="KEYFILE", type=_path)
     exp = sub.add_parser("export", help="Print a key's ASCII-armored public key", allow_abbrev=False)
     exp.add_argument("key", metavar="KEY", help="A fingerprint or key ID of the keyring, or a key file")
     _flag(exp, "output", type=_path, metavar="FILE", help="Write to FILE instead of standard output")
@@ -114,7 +114,7 @@ def sign_parser(prog: str) -> argparse.ArgumentParser:
     p = _Parser(prog=f"{prog} sign", allow_abbrev=False,
                 description="Sign an ACI as it is on disk: an ASCII-armored detached OpenPGP signature "
                             "written atomically to ACI.asc.")
-    p.add_argument("aci", metavar="ACI", nargs="+")
+    p.add_argument("aci", metavar="ACI", nargs="+", type=_path)
     _flag(p, "key", metavar="KEYFILE",
           help="A secret key file, or the fingerprint/key ID of a key in the keyring (docker2aci keys)")
     _flag(p, "gpg-key", metavar="ID", help="Sign with this key of your gpg keyring (GNUPGHOME honoured)")
@@ -145,7 +145,7 @@ def verify_parser(prog: str) -> argparse.ArgumentParser:
                 description="Check ACI.asc against the keys trusted for the image's name (its manifest's "
                             "'name'): root keys and keys trusted for the name or a parent prefix. Exit "
                             "status 0 when the signature is accepted, 1 when it is refused.")
-    p.add_argument("aci", metavar="ACI")
+    p.add_argument("aci", metavar="ACI", type=_path)
     _flag(p, "signature", metavar="FILE", help="The detached signature (default: ACI.asc)")
     _flag(p, "trust-dir", type=_path, metavar="DIR", help=_TRUST_DIR_HELP)
     return p
@@ -171,7 +171,7 @@ def trust_parser(prog: str) -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     add = sub.add_parser("add", help="Trust a public key for a prefix, or for every image (--root)",
                          allow_abbrev=False)
-    add.add_argument("file", metavar="KEYFILE")
+    add.add_argument("file", metavar="KEYFILE", type=_path)
     scope = add.add_mutually_exclusive_group(required=True)
     scope.add_argument("--prefix", "-prefix", metavar="PREFIX",
                        help="Trust the key for images named PREFIX or PREFIX/...")

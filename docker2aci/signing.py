@@ -1317,6 +1317,8 @@ def verify_aci(path: str, trust_dir: str, *, signature: str | None = None, displ
         SigningError: the ACI or the signature cannot be read.
     """
     shown = display or path
+    if not os.path.isfile(path):  # a mistyped name: not "not signed: there is no signature NAME.asc"
+        raise SigningError(f"{shown}: {'not a regular file' if os.path.lexists(path) else 'no such file'}")
     signature = signature or signature_path(path)
     store = TrustStore(trust_dir)
 

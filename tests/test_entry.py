@@ -143,3 +143,25 @@ def test_output_to_a_reader_that_went_away(tmp_path: Path, argv: list[str]) -> N
     finally:
         os.close(write_end)
     assert (done.returncode, done.stderr) == (141, "")
+
+
+@pytest.mark.parametrize("argv, first", [
+    (["render", "x.aci", ""], "Error: argument DIR: empty: give a path"),
+    (["render", "", "dir"], "Error: argument ACI: empty: give a path"),
+    (["verify", ""], "Error: argument ACI: empty: give a path"),
+    (["sign", "--key", "k.asc", "x.aci", ""], "Error: argument ACI: empty: give a path"),
+    (["validate", ""], "Error: argument ACI: empty: give a path"),
+    (["inspect", "x.aci", ""], "Error: argument ACI: empty: give a path"),
+    (["batch", ""], "Error: argument FILE|-: empty: give a path"),
+    (["trust", "add", "--root", ""], "Error: argument KEYFILE: empty: give a path"),
+    (["keys", "import", ""], "Error: argument KEYFILE: empty: give a path"),
+])
+def test_an_empty_path_argument_is_a_usage_error(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch, argv: list[str],
+                                                 first: str) -> None:
+    """An empty file or directory argument (an unset variable, ``render "$ACI" "$DIR"``) was
+    taken as the current directory or as a file named '': ``render x.aci ''`` said
+    ": not an empty directory", ``verify ''`` ": not signed", ``inspect ''`` ": not an ACI"."""
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err.splitlines()[0] == first

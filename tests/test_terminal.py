@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import random
+import re
 import shutil
 import subprocess
 import sys
@@ -181,3 +183,59 @@ def test_the_summary_shows_errors_escaped() -> None:
     print_summary([failed], stream=table)
     assert "\x1b]" not in table.getvalue() and "\x1b[2J" not in table.getvalue()
     assert "\\x1b]8;;http://evil.invalid/\\x07click" in table.getvalue().replace("│", "").replace(" ", "")
+
+
+_SGR = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _convert_on_a_terminal(tmp_path: Path, layout: Path, term: str) -> str:
+    """What ``docker2aci oci:LAYOUT`` writes to its standard error, a pseudo-terminal (the
+    TERM ``term``), colours left out; standard output is a pipe."""
+    import os
+    import pty
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "COLUMNS")}
+    env.update(TERM=term, PYTHONPATH=os.pathsep.join(sys.path))
+    master, slave = pty.openpty()
+    with subprocess.Popen([sys.executable, "-m", "docker2aci", "--no-cache", "--compression", "none",
+                           "--output-dir", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"),
+                           f"oci:{layout}"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave,
+                          env=env) as child:
+        os.close(slave)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed its end
+                break
+            if not chunk:
+                break
+            shown += chunk
+        os.close(master)
+        assert child.wait() == 0, shown
+    return _SGR.sub("", shown.decode())
+
+
+def test_a_log_line_goes_above_the_progress_bar(tmp_path: Path) -> None:
+    """A warning logged while the bar of the layers read was shown was written after the
+    bar, on its line (``Read 2/2 layers ━━━ 0/? bytes ?WARNING: ...``): the log handler
+    held the terminal itself, not rich's proxy. Now each warning starts a line of its own,
+    whole (not wrapped at the terminal's width)."""
+    big = hb.tar([hb.file("big", random.randbytes(60_000_000))])  # read long enough for the bar to be drawn
+    config = hb.image_config([big, BASE], config={"Env": ["NO_EQUALS_SIGN", "1BAD=x"]})
+    hb.oci_layout(tmp_path / "layout", [big, BASE], config=config)
+    shown = _convert_on_a_terminal(tmp_path, tmp_path / "layout", "xterm")
+    assert "Reading layers" in shown.split("WARNING")[0]  # the bar was there before the warnings
+    for warning in ("WARNING: oci:{}: environment entry 'NO_EQUALS_SIGN' has no '='; dropped\r\n",
+                    "WARNING: oci:{}: environment variable name '1BAD' is not valid in appc; dropped\r\n"):
+        text = warning.format(f"{tmp_path / 'layout'} (linux/{hb.goarch()})")
+        before = shown[:shown.index(text)]
+        assert before.endswith(("\n", "\r", "\r\x1b[2K")), repr(before[-80:])
+
+
+def test_no_progress_on_a_dumb_terminal(tmp_path: Path) -> None:
+    """``TERM=dumb``: rich draws no bar there, but ended the conversion with an empty line
+    on standard error."""
+    hb.oci_layout(tmp_path / "layout", [BASE])
+    assert _convert_on_a_terminal(tmp_path, tmp_path / "layout", "dumb") == ""

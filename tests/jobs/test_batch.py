@@ -236,6 +236,13 @@ def test_dask_without_a_scheduler_is_a_usage_error(tmp_path: Path) -> None:
     assert "--scheduler" in proc.stderr
 
 
+def test_a_scheduler_without_dask_is_a_usage_error(tmp_path: Path) -> None:
+    """``--scheduler`` without ``--executor dask`` was ignored: the items ran in local workers."""
+    (tmp_path / "b.txt").write_text("x.tar\n")
+    proc = cli("batch", tmp_path / "b.txt", "--scheduler", "tcp://127.0.0.1:8786", check=2)
+    assert (proc.stdout, proc.stderr) == ("", "Error: --scheduler tcp://127.0.0.1:8786: only with --executor dask\n")
+
+
 def test_two_items_that_write_one_file(busybox_docker_archive: Path, tmp_path: Path) -> None:
     """The same image twice at two compressions: one file name; the second item is failed."""
     text = f"- docker-archive:{busybox_docker_archive}\n- source: docker-archive:{busybox_docker_archive}\n" \

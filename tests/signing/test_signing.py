@@ -287,6 +287,19 @@ def test_every_refusal_exits_1_with_its_own_message(aci: Path, tmp_path: Path, r
     assert len(set(messages)) == 3, messages
 
 
+def test_verify_names_a_missing_aci_as_missing(aci: Path, tmp_path: Path, rsa_key: KeyPair,
+                                               run_cli) -> None:  # type: ignore[no-untyped-def]
+    """A mistyped ACI name (or a directory) was refused as "not signed: there is no
+    signature NAME.asc", and with its signature there as a "BAD signature"."""
+    _trust(tmp_path / "trust", rsa_key.public)
+    missing = tmp_path / "typo.aci"
+    for path, why in ((missing, "no such file"), (tmp_path, "not a regular file")):
+        result = run_cli("verify", path, "--trust-dir", tmp_path / "trust")
+        assert (result.status, result.out, result.err) == (1, "", f"Error: {path}: {why}\n")
+    _sign(aci, rsa_key).rename(f"{missing}.asc")
+    assert run_cli("verify", missing, "--trust-dir", tmp_path / "trust").err == f"Error: {missing}: no such file\n"
+
+
 def test_verify_file_without_a_store(aci: Path, rsa_key: KeyPair, other_key: KeyPair) -> None:
     signature = _sign(aci, rsa_key)
     certs = signing.read_certs(str(rsa_key.public))
