@@ -72,7 +72,6 @@ from __future__ import annotations
 
 import contextlib
 import html
-import html.parser
 import http.client
 import io
 import logging
@@ -477,30 +476,96 @@ class MetaTag:
     url: str
 
 
-class _MetaParser(html.parser.HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: list[MetaTag] = []
+# The HTML tokenizer's rules (WHATWG HTML, "Tokenization"), as far as finding start tags
+# needs them, as Go's html.Tokenizer (appc's discovery library, so rkt) applies them: every
+# step is a search forward from the current position, so a page is read in linear time
+# (Python's html.parser takes quadratic time on some malformed pages, and raises on others).
+_RAW_TEXT = frozenset({"iframe", "noembed", "noframes", "noscript", "plaintext", "script", "style", "textarea",
+                       "title", "xmp"})
+"""Elements whose content is text up to their end tag (Go's tokenizer's raw and RCDATA tags)."""
+_MARKUP = re.compile(r"<(?:(!--)|(/[A-Za-z])|([A-Za-z])|[!?/])")
+"""What a ``<`` opens: a comment, an end tag, a start tag, or a bogus comment (``<!DOCTYPE``,
+``<![CDATA[``, ``<?``, ``</`` without a letter); any other ``<`` is text."""
+_TAG_NAME = re.compile(r"([^\t\n\f\r />]*)[\t\n\f\r /]*(>)?")
+_ATTRIBUTE = re.compile(r"([^\t\n\f\r />][^\t\n\f\r /=>]*)(?:[\t\n\f\r ]*(=)[\t\n\f\r ]*)?")
+"""An attribute's name (whose first character may be ``=``) and the ``=`` of a value."""
+_UNQUOTED_VALUE_END = re.compile(r"[\t\n\f\r >]")
+_NEXT_ATTRIBUTE = re.compile(r"[^\t\n\f\r /]")
+_COMMENT_END = re.compile(r"--!?>")
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag != "meta":
-            return
-        values = {k: v for k, v in attrs if v is not None}
-        kind = values.get("name", "")
-        parts = values.get("content", "").split(None, 1)
-        if kind.startswith("ac-") and len(parts) == 2:
-            self.tags.append(MetaTag(kind, parts[0], parts[1].strip()))
 
-    handle_startendtag = handle_starttag
+def _read_tag(page: str, start: int) -> tuple[str, dict[str, str], int] | None:
+    """The tag whose name starts at ``page[start]`` (after ``<`` or ``</``): ``(lower-case
+    name, attributes (lower-case names; character references decoded; the last of a name
+    given twice), the index after its ``>``)``, or ``None`` when the page ends inside it."""
+    match = _TAG_NAME.match(page, start)
+    assert match is not None  # (it matches the empty string)
+    name, pos = match.group(1).lower(), match.end()
+    attrs: dict[str, str] = {}
+    if match.group(2):
+        return name, attrs, pos
+    while pos < len(page):
+        match = _ATTRIBUTE.match(page, pos)  # (never empty here: not a space, '/' or '>')
+        assert match is not None
+        key, pos, value = match.group(1).lower(), match.end(), ""
+        if match.group(2) and page[pos:pos + 1] in ("\"", "'"):
+            end = page.find(page[pos], pos + 1)
+            if end < 0:
+                return None
+            value, pos = page[pos + 1:end], end + 1
+        elif match.group(2):
+            end_match = _UNQUOTED_VALUE_END.search(page, pos)
+            end = end_match.start() if end_match else len(page)
+            value, pos = page[pos:end], end
+        attrs[key] = html.unescape(value) if "&" in value else value
+        following = _NEXT_ATTRIBUTE.search(page, pos)
+        if following is None:
+            return None
+        pos = following.start()
+        if page[pos] == ">":
+            return name, attrs, pos + 1
+    return None
+
+
+def _start_tags(page: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """The start tags of an HTML page, in order: ``(lower-case name, attributes)``; comments,
+    doctypes, end tags and the text of raw-text elements (``script``, ``title`` ...) skipped;
+    a tag the page ends in is dropped."""
+    pos = 0
+    while opening := _MARKUP.search(page, pos):
+        comment, end_tag, start_tag = opening.groups()
+        if comment:
+            end = _COMMENT_END.search(page, opening.start() + 2)  # (<!--> and <!---> are empty comments)
+            pos = end.end() if end else len(page)
+        elif end_tag or start_tag:
+            tag = _read_tag(page, opening.end() - 1)
+            if tag is None:
+                return
+            name, attrs, pos = tag
+            if end_tag:
+                continue
+            yield name, attrs
+            if name in _RAW_TEXT:
+                end = re.compile(rf"</{re.escape(name)}[\t\n\f\r />]", re.IGNORECASE).search(page, pos)
+                if end is None or name == "plaintext":
+                    return
+                pos = end.start()
+        else:
+            close = page.find(">", opening.start() + 1)  # a bogus comment: up to the next '>'
+            pos = close + 1 if close >= 0 else len(page)
 
 
 def parse_meta_tags(page: str) -> list[MetaTag]:
     """The ``<meta name="ac-..." content="PREFIX URL">`` tags of an HTML page, in order
-    (spec, "Discovery URL"); tags without both parts are ignored."""
-    parser = _MetaParser()
-    parser.feed(page)
-    parser.close()
-    return parser.tags
+    (spec, "Discovery URL"), found as an HTML tokenizer finds tags (see :func:`_start_tags`),
+    in time linear in the page's length; tags without both parts are ignored."""
+    tags = []
+    for name, attrs in _start_tags(page):
+        kind = attrs.get("name", "")
+        parts = attrs.get("content", "").split(None, 1)
+        if name == "meta" and kind.startswith("ac-") and len(parts) == 2:
+            tags.append(MetaTag(kind, parts[0], parts[1].strip()))
+    return tags
 
 
 @dataclass(frozen=True)

@@ -336,6 +336,66 @@ def test_page_text_is_html_escaped(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         "ac-discovery", name, "https://example.com/a%26b%22%3Cscript%3E-{version}-{os}-{arch}.{ext}")
 
 
+_TAG = MetaTag("ac-discovery", "example.com", "https://h/{name}.{ext}")
+
+
+@pytest.mark.parametrize(("page", "expected"), [
+    pytest.param("<BODY><META CONTENT='example.com https://h/{name}.{ext}' NAME='ac-discovery'></BODY>", [_TAG],
+                 id="upper-case-reversed-single-quoted-in-the-body"),
+    pytest.param("<meta name=ac-discovery content='example.com\n  https://h/{name}.{ext} '/>", [_TAG],
+                 id="unquoted-self-closing-any-space-between-the-parts"),
+    pytest.param('<meta name="ac-discovery" content="example.com https://h/{name}.{ext}?a=1&amp;b=&#x32;">',
+                 [MetaTag("ac-discovery", "example.com", "https://h/{name}.{ext}?a=1&b=2")],
+                 id="character-references-decoded"),
+    pytest.param('<meta name="ac-discovery" content="example.com">'
+                 '<meta name="AC-DISCOVERY" content="example.com https://h/{name}.{ext}">', [],
+                 id="no-url-or-another-name-ignored"),
+    pytest.param('<!-- <meta name="ac-discovery" content="example.com https://c/{ext}"> -->'
+                 '<script>x = \'<meta name="ac-discovery" content="example.com https://s/{ext}">\'</script>'
+                 '<title><meta name="ac-discovery" content="example.com https://t/{ext}"></title>'
+                 '<textarea><meta name="ac-discovery" content="example.com https://a/{ext}"></TEXTAREA >'
+                 '<meta name="ac-discovery" content="example.com https://h/{name}.{ext}">', [_TAG],
+                 id="not-in-comments-or-the-text-of-script-title-textarea-as-go-html-and-browsers"),
+    pytest.param('<![x]> <![ y> <?php ?> </ 3> <a title=">"><meta name="ac-discovery" '
+                 'content="example.com https://h/{name}.{ext}">', [_TAG],
+                 id="bogus-comments-and-a-quoted-gt-python-html-parser-raised-assertionerror"),
+    pytest.param('<meta name="ac-discovery" content="example.com https://h/{name}.{ext}"', [],
+                 id="a-tag-the-page-ends-in-is-dropped"),
+])
+def test_meta_tags_are_found_as_an_html_tokenizer_finds_them(page: str, expected: list[MetaTag]) -> None:
+    assert parse_meta_tags(page) == expected
+
+
+@pytest.mark.parametrize("tail", [
+    pytest.param("<a " * 10_000, id="an-unclosed-tag-of-tags"),
+    pytest.param("<!--" * 25_000, id="unclosed-comments"),
+])
+def test_a_malformed_page_is_read_in_linear_time(tail: str) -> None:
+    # a discovery page may be 16 MiB (MAX_PAGE_BYTES): Python 3.11's html.parser takes
+    # quadratic time on such tails (12 s and 6 s on these 30 and 100 KB; hours on 16 MiB)
+    started = time.monotonic()
+    assert parse_meta_tags('<meta name="ac-discovery" content="example.com https://h/{name}.{ext}">' + tail) == [_TAG]
+    assert time.monotonic() - started < 2
+
+
+def test_a_page_python_html_parser_refused_is_read(tls_server: Path, server: Server, prefix: str,
+                                                  keys: dict[str, Key], cache_dir: Path, tmp_path: Path) -> None:
+    # A marked section that is not CDATA/IE's ("<![x]>") is a bogus comment in HTML; Python's
+    # html.parser raised AssertionError on it, and discover died with a traceback.
+    name = f"{prefix}/app"
+    served = publish(server.root, name, keys["signer"], cache_dir)
+    write_pages(str(server.root), prefix, _entries(name))
+    page = server.root / name.split("/", 1)[1] / "index.html"
+    page.write_text(page.read_text().replace("<head>", "<head><![x]>"))
+    out, env = tmp_path / "out", {**os.environ, "REQUESTS_CA_BUNDLE": str(tls_server)}
+
+    result = run_discover("--trust-dir", trust(tmp_path / "t", keys["signer"], prefix), "--output-dir", out,
+                          f"{name}:latest,os=linux,arch=amd64", env=env)
+
+    assert result.status == 0, result.err
+    assert result.out == f"{image_id(served)} {out / (name.replace('/', '-') + '-latest-linux-amd64.aci')}\n"
+
+
 def test_pages_are_rewritten_from_scratch(tmp_path: Path) -> None:
     prefix = "example.com/m"
     write_pages(str(tmp_path), prefix, _entries(f"{prefix}/a") + _entries(f"{prefix}/b/c"))
