@@ -1174,6 +1174,8 @@ def _fetch_endpoint(fetch: _Fetch, name: str, labels: Mapping[str, str], endpoin
             if tmp_asc is not None:
                 os.replace(tmp_asc, dest + ".asc")
                 tmp_asc = None
+            else:  # an earlier fetch's signature is not this ACI's, whatever it was
+                remove_quietly(dest + ".asc")
             os.replace(tmp_aci, dest)
             tmp_aci = None
         except OSError as err:

@@ -623,6 +623,23 @@ def test_a_wrong_name_in_the_manifest_is_refused(server: Server, prefix: str, ke
     assert not out.exists()
 
 
+def test_a_fetch_without_the_signature_leaves_no_older_signature_beside_the_aci(
+        server: Server, prefix: str, keys: dict[str, Key], cache_dir: Path, tmp_path: Path,
+        discover_cli: DiscoverCli) -> None:
+    """``--insecure-options=image`` replaced the ACI of an earlier, verified fetch and left
+    that fetch's ``.asc`` beside it, as if it were the new file's (discovery review)."""
+    name = f"{prefix}/app"
+    publish(server.root, name, keys["signer"], cache_dir)
+    write_pages(str(server.root), prefix, _entries(name))
+    trust_dir, out = trust(tmp_path / "t", keys["signer"], None), tmp_path / "out"
+    aci = f"{name.replace('/', '-')}-latest-linux-amd64.aci"
+    for insecure, files in (("http", [aci, f"{aci}.asc"]), ("http,image", [aci])):
+        result = discover_cli(f"--insecure-options={insecure}", "--trust-dir", trust_dir, "--output-dir", out,
+                              f"{name},version=latest,os=linux,arch=amd64")
+        assert result.status == 0, result.err
+        assert sorted(os.listdir(out)) == files
+
+
 def test_labels_that_do_not_match_are_refused(server: Server, prefix: str, keys: dict[str, Key],
                                               cache_dir: Path, tmp_path: Path,
                                               discover_cli: DiscoverCli) -> None:
