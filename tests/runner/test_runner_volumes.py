@@ -412,19 +412,25 @@ sys.exit(run_fly(o["rootfs"], spec, binds=[bind]))
 """
 
 
-@pytest.mark.root
-def test_fly_read_only_volume_keeps_nosuid_nodev_noexec(
-    build_aci: BuildAci, tmp_path: Path
-) -> None:
-    """The source is a tmpfs mounted nosuid,nodev,noexec in a private mount namespace
-    (``unshare``): the read-only bind keeps those flags."""
+def _unshare_rootfs_and_source(build_aci: BuildAci, tmp_path: Path) -> tuple[str, Path, Path]:
+    """``unshare`` (skips without it or busybox-static), a rendered busybox rootfs and a
+    host source directory (:func:`_host_source`), for a test in a private mount namespace."""
     unshare = shutil.which("unshare", path=SEARCH_PATH)
     if unshare is None or not BUSYBOX.exists():
         pytest.skip("needs unshare (util-linux) and busybox-static")
     rootfs = tmp_path / "tree" / "rootfs"
     rootfs.mkdir(parents=True)
     render_aci(build_aci(None), rootfs)
-    source = _host_source(tmp_path)
+    return unshare, rootfs, _host_source(tmp_path)
+
+
+@pytest.mark.root
+def test_fly_read_only_volume_keeps_nosuid_nodev_noexec(
+    build_aci: BuildAci, tmp_path: Path
+) -> None:
+    """The source is a tmpfs mounted nosuid,nodev,noexec in a private mount namespace
+    (``unshare``): the read-only bind keeps those flags."""
+    unshare, rootfs, source = _unshare_rootfs_and_source(build_aci, tmp_path)
     [bind] = prepare_volumes(
         str(rootfs), _points(("data", "/data")), [Volume("data", "host", str(source))],
         empty_dir=str(tmp_path),
@@ -474,13 +480,7 @@ def test_mounts_below_a_volume_source_follow_recursive_and_read_only(
     """The source has a tmpfs mounted below it (in a private mount namespace,
     ``unshare``): a volume brings it along, read-only when the volume is (rkt's
     ``--bind-ro`` and fly's remounts), and leaves it out with ``recursive=false``."""
-    unshare = shutil.which("unshare", path=SEARCH_PATH)
-    if unshare is None or not BUSYBOX.exists():
-        pytest.skip("needs unshare (util-linux) and busybox-static")
-    rootfs = tmp_path / "tree" / "rootfs"
-    rootfs.mkdir(parents=True)
-    render_aci(build_aci(None), rootfs)
-    source = _host_source(tmp_path)
+    unshare, rootfs, source = _unshare_rootfs_and_source(build_aci, tmp_path)
     (source / "sub").mkdir()
     [bind] = prepare_volumes(
         str(rootfs), _points(("data", "/data")), [parse_volume(f"data,kind=host,source={source}{option}")],
