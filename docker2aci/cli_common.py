@@ -62,6 +62,14 @@ def path(text: str) -> str:
     return text
 
 
+def platform_text(text: str) -> str:
+    """argparse type of ``--platform``: an empty value (an unset shell variable) is a usage
+    error, not the host's platform; the rest is checked by :meth:`~.manifest.Platform.parse`."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty: give os/arch[/variant] (or leave the flag out for the host's)")
+    return text
+
+
 def flag(parser: argparse.ArgumentParser, name: str, **kwargs: object) -> None:
     """Add ``--name`` that also works as ``-name`` (Go's flag package)."""
     parser.add_argument(f"--{name}", f"-{name}", **kwargs)  # type: ignore[arg-type]
@@ -146,7 +154,7 @@ def source_flags(p: argparse.ArgumentParser, *, every_platform: bool, files: boo
          help="Don't verify certificates when fetching images")
     flag(p, "insecure-allow-http", action="store_true",
          help="Uses unencrypted connections when fetching images")
-    flag(p, "platform", metavar="OS/ARCH[/VARIANT]",
+    flag(p, "platform", type=platform_text, metavar="OS/ARCH[/VARIANT]",
          help="Platform to pick from a manifest list or index (default: the host's)"
               + ("; 'all' converts every platform" if every_platform else ""))
     flag(p, "tmp-dir", type=path, metavar="DIR", help="Where to unpack layers (default: $TMPDIR)")

@@ -11,6 +11,7 @@ import base64
 import binascii
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -19,6 +20,7 @@ from converters.numbers import plain_decimal
 from . import mediatypes, untrustedjson
 from .digest import Digest
 from .errors import InvalidManifest, PlatformNotFound, UnsupportedMediaType
+from .terminal import abridged
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +48,13 @@ class Platform:
         (``arm64``, ``aarch64``) of the host's os.
 
         Raises:
-            InvalidManifest: the text is not of that form, or one word that is neither.
+            InvalidManifest: the text is not of that form (each part letters, digits, ``_``,
+                ``.`` or ``-``, as containerd's ``specifierRe``), or one word that is neither.
         """
         parts = text.strip().split("/")
+        if any(part and not _SPECIFIER.fullmatch(part) for part in parts):
+            raise InvalidManifest("--platform", f"{abridged(text)!r}: each part of os/arch[/variant] is letters, "
+                                                "digits, '_', '.' or '-'")
         if len(parts) == 1 and parts[0]:
             word = parts[0].lower()
             if word in _KNOWN_OS:
@@ -88,6 +94,9 @@ class Platform:
         return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
 
 
+_SPECIFIER = re.compile(r"[A-Za-z0-9_.-]+")
+"""One part of ``--platform`` (containerd's ``platforms.specifierRe``; ``.`` for variants
+such as ``v8.2``)."""
 _KNOWN_OS = frozenset({"aix", "android", "darwin", "dragonfly", "freebsd", "hurd", "illumos", "ios", "js", "linux",
                        "nacl", "netbsd", "openbsd", "plan9", "solaris", "windows", "zos"})
 """The operating systems Go knows (containerd's ``isKnownOS``), for a one-word ``--platform``."""

@@ -155,6 +155,11 @@ def test_output_to_a_reader_that_went_away(tmp_path: Path, argv: list[str]) -> N
     (["batch", ""], "Error: argument FILE|-: empty: give a path"),
     (["trust", "add", "--root", ""], "Error: argument KEYFILE: empty: give a path"),
     (["keys", "import", ""], "Error: argument KEYFILE: empty: give a path"),
+    # an empty --platform was the host's platform
+    (["x.tar", "--platform", ""],
+     "Error: argument --platform/-platform: empty: give os/arch[/variant] (or leave the flag out for the host's)"),
+    (["run", "x.aci", "--platform", " "],
+     "Error: argument --platform/-platform: empty: give os/arch[/variant] (or leave the flag out for the host's)"),
 ])
 def test_an_empty_path_argument_is_a_usage_error(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch, argv: list[str],

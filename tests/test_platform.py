@@ -51,7 +51,9 @@ def test_parse(text: str, expected: tuple[str, str, str]) -> None:
     assert (p.os, p.architecture, p.variant) == expected
 
 
-@pytest.mark.parametrize("text", ["linux/", "/amd64", "linux/arm/v7/x", "", "linux//v7", "bogus", "v7"])
+@pytest.mark.parametrize("text", ["linux/", "/amd64", "linux/arm/v7/x", "", "linux//v7", "bogus", "v7",
+                                  # containerd's specifierRe: these were read as platforms (CLI review)
+                                  "é/ü", "linux/amd64 v2", "linux/arm:v7", "linux\tx/amd64"])
 def test_parse_rejects(text: str) -> None:
     with pytest.raises(InvalidManifest) as exc:
         Platform.parse(text)
