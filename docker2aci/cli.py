@@ -23,7 +23,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, NamedTuple, NoReturn
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 if TYPE_CHECKING:
     from .pipeline import ConvertedACI
@@ -264,16 +264,25 @@ def cmd_run(argv: Sequence[str], prog: str) -> int:
 
     from .prerun import is_aci_path, using_converted
 
+    def flagged(name: str, check: Callable[[str], Any], value: str) -> Any:
+        """``check(value)``, its error naming the flag (``memory '12Q': ...`` named none)."""
+        try:
+            return check(value)
+        except Docker2ACIError as err:
+            text = str(err)
+            raise UsageError(text if text.startswith(name) else f"{name}: {text}") from err
+
     try:  # every option is checked before any work: a usage error exits 2
-        volumes = [parse_volume(text) for text in args.volume]
+        volumes = [flagged("--volume", parse_volume, text) for text in args.volume]
         mounts = [parse_mount(text) for text in args.mount]
         unmatched = {m["name"] for m in mounts} - {v.name for v in volumes}
         if unmatched:
             raise UsageError(f"--mount names volume(s) {', '.join(sorted(unmatched))} that no --volume gives")
         set_env = dict(parse_set_env(text) for text in args.set_env)
-        for value, check in ((args.memory, parse_memory), (args.cpu, parse_cpu), (args.hostname, check_hostname)):
+        for name, value, check in (("--memory", args.memory, parse_memory), ("--cpu", args.cpu, parse_cpu),
+                                   ("--hostname", args.hostname, check_hostname)):
             if value is not None:
-                check(value)
+                flagged(name, check, value)
         exec_override = shlex.split(args.exec_) if args.exec_ is not None else None
     except ValueError as err:
         raise UsageError(f"--exec {args.exec_!r}: {err}") from err

@@ -170,3 +170,18 @@ def test_an_empty_path_argument_is_a_usage_error(capsys: pytest.CaptureFixture[s
     monkeypatch.chdir(tmp_path)
     assert cli.main(argv) == 2
     assert capsys.readouterr().err.splitlines()[0] == first
+
+
+@pytest.mark.parametrize("argv, first", [
+    (["--memory", "12Q"], "Error: --memory: memory '12Q': unknown suffix 'Q'; use none (bytes), k, K, M, G, T, P, "
+                          "E, Ki, Mi, Gi, Ti, Pi, Ei"),
+    (["--cpu", ""], "Error: --cpu: cpu '': not a quantity (a number and an optional suffix, e.g. \"500m\", \"1\")"),
+    (["--volume", ""], "Error: --volume: volume '': no name (write NAME,kind=host,source=PATH or NAME,kind=empty)"),
+    (["--hostname", "a_b"], "Error: --hostname: hostname 'a_b': use at most 64 letters, digits, hyphens and dots "
+                            "(labels neither start nor end with a hyphen)"),
+])
+def test_a_run_flag_s_error_names_the_flag(capsys: pytest.CaptureFixture[str], argv: list[str], first: str) -> None:
+    """``run --memory 12Q`` said "memory '12Q': unknown suffix", naming the value but not the
+    flag (CLI review)."""
+    assert cli.main(["run", "x.aci", *argv]) == 2
+    assert capsys.readouterr().err.splitlines()[0] == first
