@@ -188,20 +188,34 @@ def _progress_hook(enabled: bool):  # type: ignore[no-untyped-def]
         BarColumn,
         DownloadColumn,
         Progress,
+        ProgressColumn,
+        Task,
         TaskID,
         TextColumn,
         TransferSpeedColumn,
     )
+    from rich.text import Text
 
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                        TransferSpeedColumn(), transient=True, console=console)
+    class BytesOnly(ProgressColumn):
+        """A byte column, left empty on the bar of a count (the layers read: it showed
+        ``0/? bytes ?``)."""
+
+        def __init__(self, inner: ProgressColumn) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def render(self, task: Task) -> Any:
+            return Text("") if task.fields.get("count") else self.inner.render(task)
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), BytesOnly(DownloadColumn()),
+                        BytesOnly(TransferSpeedColumn()), transient=True, console=console)
     tasks: dict[str, TaskID] = {}
 
     def hook(task: str, done: int, total: int | None) -> None:
         if task == "layers":  # a count of layers, not bytes
             if task not in tasks:
-                tasks[task] = progress.add_task("Reading layers", total=None, visible=True)
-            progress.update(tasks[task], description=f"Read {done}/{total} layers")
+                tasks[task] = progress.add_task("Reading layers", total=total, count=True)
+            progress.update(tasks[task], description=f"Read {done}/{total} layers", completed=done, total=total)
             return
         if task not in tasks:
             tasks[task] = progress.add_task(f"Downloading {task[:19]}", total=total)

@@ -227,6 +227,8 @@ def test_a_log_line_goes_above_the_progress_bar(tmp_path: Path) -> None:
     hb.oci_layout(tmp_path / "layout", [big, BASE], config=config)
     shown = _convert_on_a_terminal(tmp_path, tmp_path / "layout", "xterm")
     assert "Reading layers" in shown.split("WARNING")[0]  # the bar was there before the warnings
+    # the layers' bar counts layers: it showed the byte columns, "0/? bytes ?"
+    assert [line for line in re.split(r"[\r\n]", shown) if "layers" in line and "bytes" in line] == []
     for warning in ("WARNING: oci:{}: environment entry 'NO_EQUALS_SIGN' has no '='; dropped\r\n",
                     "WARNING: oci:{}: environment variable name '1BAD' is not valid in appc; dropped\r\n"):
         text = warning.format(f"{tmp_path / 'layout'} (linux/{hb.goarch()})")
