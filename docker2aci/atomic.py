@@ -11,6 +11,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import secrets
 import shutil
 import stat
 import tempfile
@@ -228,12 +229,19 @@ def syncing_ahead(f: BinaryIO) -> Iterator[None]:
 
 
 def locked_temp(directory: str, prefix: str, suffix: str = "") -> tuple[int, str]:
-    """``mkstemp`` in ``directory``, ``flock``-ed (exclusively) by the returned descriptor
-    until it is closed; made again when a cleaner removed it before the lock was taken.
+    """A new file ``PREFIX<random>SUFFIX`` in ``directory`` (mode 0600), ``flock``-ed
+    (exclusively) by the returned descriptor until it is closed. Where the file system
+    can (``O_TMPFILE``), it is locked before it gets its name, so a cleaner never sees it
+    unlocked (:func:`_named_after_locking`); else made by ``mkstemp`` and locked, and made
+    again when a cleaner removed it before the lock was taken (whose log then speaks of a
+    killed writer).
 
     Raises:
         OSError: it cannot be created.
     """
+    named = _named_after_locking(directory, prefix, suffix)
+    if named is not None:
+        return named
     while True:
         fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=directory)
         try:
@@ -251,6 +259,45 @@ def locked_temp(directory: str, prefix: str, suffix: str = "") -> tuple[int, str
         if same:
             return fd, tmp
         os.close(fd)
+
+
+def _named_after_locking(directory: str, prefix: str, suffix: str) -> tuple[int, str] | None:
+    """An unnamed file (``O_TMPFILE``) in ``directory``, locked, then linked as
+    ``PREFIX<random>SUFFIX`` through ``/proc/self/fd``; ``None`` where that cannot be done
+    (no ``O_TMPFILE`` on this file system or kernel, no ``flock``, no ``/proc``).
+
+    Raises:
+        OSError: the directory refuses new files (permission, a full disk).
+    """
+    try:
+        fd = os.open(directory, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    except OSError as err:
+        if err.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            return None
+        raise
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        # linkat(2) with AT_SYMLINK_FOLLOW, which os.link uses only with a directory
+        # descriptor: link(2) would link /proc's symbolic link itself
+        fds = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            while True:
+                path = os.path.join(directory, f"{prefix}{secrets.token_hex(6)}{suffix}")
+                try:
+                    os.link(str(fd), path, src_dir_fd=fds, follow_symlinks=True)
+                    return fd, path
+                except FileExistsError:
+                    continue
+        finally:
+            os.close(fds)
+    except OSError as err:
+        os.close(fd)
+        if err.errno in _NO_FLOCK or err.errno == errno.ENOENT:  # (no locks here; no /proc)
+            return None
+        raise
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def open_locked(path: str, how: int, *, writable: bool = False) -> int:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -296,6 +296,36 @@ def test_gc_removes_abandoned_temporaries_only(tmp_path: Path) -> None:
         fcntl.flock(writer, fcntl.LOCK_EX)  # as locked_temp holds it while writing
         assert sorted(remove_abandoned_temporaries(str(tmp_path))) == sorted(map(str, abandoned))
     assert all(path.exists() for path in kept) and not any(path.exists() for path in abandoned)
+
+
+def test_a_new_temporary_is_never_seen_unlocked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cleaner that swept between mkstemp and flock removed the new file and logged "a
+    partial download left by a process that was killed" in runs where nothing was killed
+    (batch review, with --jobs 4 on a fresh cache). The file is now locked before it gets
+    its name (O_TMPFILE); a sweep at that moment finds nothing to remove."""
+    import fcntl
+
+    from docker2aci import atomic
+
+    swept: list[list[str]] = []
+    real_flock = fcntl.flock
+
+    def sweep_then_lock(fd: int, how: int) -> None:  # a cleaner's sweep at the writer's worst moment
+        if how == fcntl.LOCK_EX and not swept:  # (the writer's lock, once; the cleaner's own does not wait)
+            swept.append(atomic.remove_abandoned_in(str(tmp_path)))
+        real_flock(fd, how)
+
+    monkeypatch.setattr(atomic.fcntl, "flock", sweep_then_lock)
+    fd, path = atomic.locked_temp(str(tmp_path), atomic.TEMP_PREFIX, atomic.TEMP_SUFFIX)
+    monkeypatch.undo()
+    try:
+        assert swept in ([], [[]])  # (no sweep, as the lock comes first, or one that found nothing)
+        assert os.listdir(tmp_path) == [os.path.basename(path)]
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600 and os.path.samestat(os.fstat(fd), os.stat(path))
+        assert atomic.remove_abandoned_in(str(tmp_path)) == []  # held
+    finally:
+        os.close(fd)
+    assert atomic.remove_abandoned_in(str(tmp_path)) == [path]  # its writer gone
 
 
 def _sync_ahead_threads() -> list[str]:
