@@ -143,6 +143,52 @@ def mount_points_under(path: str) -> list[str]:
     return sorted(found, key=lambda p: p.count("/"), reverse=True)
 
 
+def mounts_bound_along(source: str) -> list[str]:
+    """The mount points strictly below ``source`` that their path reaches, shallowest
+    first: those a recursive bind of ``source`` brings along (after the runner made the
+    namespace private, unbindable ones too), not one hidden by a mount over it or over a
+    directory above it, nor one whose directory is gone (:func:`mount_points_under` lists
+    them all: there is no such mount point at the bind's target).
+
+    Args:
+        source: an absolute path without symbolic links (mountinfo's are resolved).
+
+    Returns:
+        The mount points (unescaped); empty when ``/proc/self/mountinfo`` cannot be read.
+    """
+    prefix = source.rstrip("/") + "/"
+    below: list[tuple[int, str]] = []
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as handle:
+            for line in handle:
+                fields = line.split(" ")  # ID PARENT MAJ:MIN ROOT POINT ...
+                point = unescape_mountinfo(fields[4])
+                if point.startswith(prefix):
+                    below.append((int(fields[0]), point))
+    except OSError:
+        return []
+    return sorted((point for mount_id, point in below if _mount_id_at(point) == mount_id), key=lambda p: p.count("/"))
+
+
+def _mount_id_at(path: str) -> int | None:
+    """The ID of the mount that ``path`` leads to (``mnt_id`` of ``/proc/self/fdinfo``),
+    ``None`` when it cannot be opened."""
+    try:
+        fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        with open(f"/proc/self/fdinfo/{fd}", encoding="ascii") as info:
+            for line in info:
+                if line.startswith("mnt_id:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return None
+
+
 def unescape_mountinfo(text: str) -> str:
     """Decode a ``/proc/self/mountinfo`` field: it writes space, tab, newline and
     backslash as ``\\ooo`` (octal)."""

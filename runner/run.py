@@ -62,7 +62,7 @@ from runner.linux import (
     MS_REMOUNT,
     Mount,
     mount,
-    mount_points_under,
+    mounts_bound_along,
     unshare,
 )
 from runner.paths import in_kernel_fs, make_dirs_in_root, resolve_in_root
@@ -406,7 +406,8 @@ def bind_mounts(binds: Iterable[Bind]) -> tuple[tuple[str, Mount], ...]:
     ``host_target``; a read-only one is followed by ``MS_BIND | MS_REMOUNT | MS_RDONLY``
     with the source mount's :data:`KEPT_MOUNT_FLAGS` (a plain remount would clear
     ``nosuid`` and ``nodev``), then, when recursive, by the same remount of each mount
-    below the source (listed now, in the runner's namespace), each keeping its own flags.
+    below the source that the bind brings along (:func:`runner.linux.mounts_bound_along`,
+    listed now, in the runner's namespace), each keeping its own flags.
 
     Args:
         binds: the volumes (:func:`runner.volumes.prepare_volumes`).
@@ -430,11 +431,10 @@ def bind_mounts(binds: Iterable[Bind]) -> tuple[tuple[str, Mount], ...]:
         if not bind.recursive:
             continue
         source = os.path.realpath(bind.source)
-        for below in reversed(mount_points_under(source)):
-            if below != source:
-                target = bind.host_target + below[len(source):]
-                calls.append((f"{step} in {bind.target}{below[len(source):]}",
-                               _read_only_remount(bind, below, target)))
+        for below in mounts_bound_along(source):
+            inside = below[len(source.rstrip("/")):]  # "/sub" (of "/" too: "/proc")
+            calls.append((f"{step} in {bind.target.rstrip('/')}{inside}",
+                           _read_only_remount(bind, below, bind.host_target.rstrip("/") + inside)))
     return tuple(calls)
 
 

@@ -459,6 +459,10 @@ o = json.loads(sys.argv[1])
 mount(Mount("tmpfs", o["below"], "tmpfs", 0, "mode=0777"))
 with open(o["below"] + "/s.txt", "w") as f:
     f.write("below\\n")
+if o["below_is"] == "unbindable":
+    mount(Mount(None, o["below"], None, 1 << 17))  # MS_UNBINDABLE
+if o["below_is"] == "covered":  # a mount over the source hides the one below it
+    mount(Mount("tmpfs", o["source"], "tmpfs", 0, "mode=0777"))
 spec = ProcessSpec(argv=("/bin/sh", "-c", o["script"]), env={"PATH": "/bin"}, cwd="/", uid=0, gid=0)
 bind = Bind(**o["bind"])
 if o["stage"] == "fly":
@@ -470,25 +474,35 @@ sys.exit(run_isolated(o["rootfs"], spec, binds=[bind], state_dir=o["state"], con
 @pytest.mark.root
 @pytest.mark.parametrize("stage", ["fly", ISOLATED])
 @pytest.mark.parametrize(
-    ("option", "status", "out"),
-    [(",readOnly=true", 3, "below\n"), (",recursive=false", 4, ""), ("", 0, "below\nwrote\n")],
-    ids=["read-only", "not-recursive", "writable"],
+    ("option", "below_is", "status", "out"),
+    [(",readOnly=true", "mounted", 3, "below\n"), (",recursive=false", "mounted", 4, ""),
+     ("", "mounted", 0, "below\nwrote\n"), (",readOnly=true", "mounted-below-root", 3, "below\n"),
+     (",readOnly=true", "covered", 4, ""), (",readOnly=true", "unbindable", 3, "below\n")],
+    ids=["read-only", "not-recursive", "writable", "read-only-root", "read-only-covered", "read-only-unbindable"],
 )
 def test_mounts_below_a_volume_source_follow_recursive_and_read_only(
-    build_aci: BuildAci, tmp_path: Path, stage: str, option: str, status: int, out: str
+    build_aci: BuildAci, tmp_path: Path, stage: str, option: str, below_is: str, status: int, out: str
 ) -> None:
     """The source has a tmpfs mounted below it (in a private mount namespace,
     ``unshare``): a volume brings it along, read-only when the volume is (rkt's
-    ``--bind-ro`` and fly's remounts), and leaves it out with ``recursive=false``."""
+    ``--bind-ro`` and fly's remounts), and leaves it out with ``recursive=false``.
+    A volume of ``/`` brings it along too (fly remounted ``<target>proc``, not
+    ``<target>/proc``); one hidden by a mount over the source is not brought along, and
+    the run goes on (fly failed on remounting it: "examining ...: No such file or
+    directory"); an unbindable one is (the runners make the namespace private first),
+    read-only."""
     unshare, rootfs, source = _unshare_rootfs_and_source(build_aci, tmp_path)
     (source / "sub").mkdir()
+    bound = "/" if below_is == "mounted-below-root" else str(source)
     [bind] = prepare_volumes(
-        str(rootfs), _points(("data", "/data")), [parse_volume(f"data,kind=host,source={source}{option}")],
+        str(rootfs), _points(("data", "/data")), [parse_volume(f"data,kind=host,source={bound}{option}")],
         empty_dir=str(tmp_path),
     )  # fmt: skip
+    sub = "/data/" + os.path.relpath(source / "sub", bound)
     options = {
         "stage": stage, "rootfs": str(rootfs), "below": str(source / "sub"), "bind": dataclasses.asdict(bind),
-        "script": "cat /data/sub/s.txt || exit 4; echo x > /data/sub/new || exit 3; echo wrote",
+        "below_is": below_is, "source": str(source),
+        "script": f"cat {sub}/s.txt || exit 4; echo x > {sub}/new || exit 3; echo wrote",
         "state": str(tmp_path / "state"), "id": f"docker2aci-test-{secrets.token_hex(4)}",
     }  # fmt: skip
 
