@@ -583,8 +583,11 @@ class _Plan:
             state = self.state
             recorded = state.tags.get(tag.key, {})
             asked = True
-            # a HEAD first for a tag converted before: Docker Hub counts a manifest GET, not a HEAD
-            digest = client.manifest_digest(tag.repository, tag.tag) if recorded.get("manifest_digest") else None
+            # a HEAD first for a tag converted before: Docker Hub counts a manifest GET, not a HEAD;
+            # --no-cache judges every tag again (the state never records the converter: an
+            # upgrade's fixes reach an unchanged tag only so, an older one's ACI of an artifact goes)
+            known = self.options.use_cache and recorded.get("manifest_digest")
+            digest = client.manifest_digest(tag.repository, tag.tag) if known else None
             artifact = recorded.get("artifact") if digest is not None else None
             if digest is None or digest != recorded.get("manifest_digest"):
                 body, media_type = client.get_manifest(tag.repository, tag.tag)
@@ -601,7 +604,7 @@ class _Plan:
             _record_artifact(state, tag, digest, artifact, self.wanted)
             self.slots.append(JobResult(tag.source, SKIPPED, artifact, manifest_digest=digest, extra=extra))
             return
-        entry = state.current(tag.key, digest, tag.name, self.wanted)
+        entry = state.current(tag.key, digest, tag.name, self.wanted) if self.options.use_cache else None
         if entry is not None:
             acis = [{"path": os.path.join(state.root, a["path"]), "image_id": a["image_id"]} for a in entry["acis"]]
             self.slots.append(JobResult(tag.source, SKIPPED, f"unchanged: {digest} was converted before", acis,

@@ -288,6 +288,30 @@ def test_a_new_prefix_or_signing_key_converts_again(registry: Registry, signing_
         "other/mirror/many-t01-linux-amd64.aci", "other/mirror/many-t01-linux-amd64.aci.asc"]
 
 
+def test_no_cache_converts_unchanged_tags_again(registry: Registry, tmp_path: Path) -> None:
+    """``--no-cache`` ("convert again even if this manifest was converted before") is how a
+    tree mirrored by an older docker2aci gets the upgraded converter's ACIs: the state
+    records a tag's digest, name and options, never the converter, so without it an
+    unchanged tag stays ``skipped`` over the old ACI. The old ACI is stood for by another
+    tag's bytes written in place (what an older converter left has other bytes, the
+    state the same)."""
+    tree, cache = tmp_path / "tree", tmp_path / "cache"
+    report, _ = mirror(registry, tree, cache, "--include", "t0[12]")
+    assert [(r["tag"], r["status"]) for r in report] == [("t01", "ok"), ("t02", "ok")]
+    t01, t02 = tree / aci_name(MANY, "t01"), tree / aci_name(MANY, "t02")
+    converted = image_id_of(str(t01))
+    t01.write_bytes(t02.read_bytes())
+    report, _ = mirror(registry, tree, cache, "--include", "t01")
+    assert [(r["tag"], r["status"]) for r in report] == [("t01", "skipped")]
+    report, _ = mirror(registry, tree, cache, "--include", "t01", "--no-cache")
+    assert [(r["tag"], r["status"], r["error"]) for r in report] == [("t01", "ok", None)]
+    [aci] = report[0]["acis"]
+    assert aci == {"path": str(t01), "image_id": converted}
+    assert image_id_of(str(t01)) == converted
+    report, _ = mirror(registry, tree, cache, "--include", "t01")
+    assert [(r["tag"], r["status"]) for r in report] == [("t01", "skipped")]
+
+
 def test_two_tags_that_would_share_a_file_name(registry: Registry, tmp_path: Path) -> None:
     """``col/foo:bar-1`` and ``col/foo-bar:1`` both make ``col/foo-bar-1-<os>-<arch>.aci``:
     the second is refused, the first converted, and the run goes on."""
@@ -538,6 +562,43 @@ def test_artifact_tags_are_skipped_and_checked_by_head_later(registry: Registry,
         ("chart", "skipped", True), ("sha256-0123.sbom", "skipped", True), ("v1", "skipped", False)]
     manifests = sorted(request for request in registry.requests_since(mark) if "/manifests/" in request[1])
     assert manifests == [("HEAD", f"/v2/{repo}/manifests/{tag}") for tag in ("chart", "sha256-0123.sbom", "v1")]
+
+
+def test_no_cache_removes_the_aci_an_older_version_made_of_an_artifact(registry: Registry, tmp_path: Path) -> None:
+    """docker2aci before artifacts were told apart (8775900, 2026-11-30) converted a Helm
+    chart's tag and recorded its ACI like an image's (``acis``, no ``artifact``); that
+    layout is written here over today's record, another tag's ACI standing for the old
+    one. An unchanged tag stays ``skipped``; ``--no-cache`` reads its manifest again, so
+    the tag is the artifact it is and the old ACI and its page entry go in that run."""
+    from services import push
+    from test_image_shapes import LAYOUT, helm_chart
+
+    repo = "art/upgraded"
+    push(f"oci:{LAYOUT}:latest", registry.running, f"{repo}:v1")
+    push(f"oci:{helm_chart(tmp_path)}:latest", registry.running, f"{repo}:chart")
+    tree, cache = tmp_path / "tree", tmp_path / "cache"
+    report, _ = mirror(registry, tree, cache, repo=repo)
+    assert [(r["tag"], r["status"]) for r in report] == [("chart", "skipped"), ("v1", "ok")]
+    reason = report[0]["error"]
+    chart = tree / aci_name(repo, "chart")
+    shutil.copyfile(tree / aci_name(repo, "v1"), chart)
+    state_path = tree / STATE_DIR / "state.json"
+    state = json.loads(state_path.read_text())
+    entry = state["tags"][f"{registry.host}/{repo}:chart"]
+    del entry["artifact"]
+    entry["acis"] = [{"path": aci_name(repo, "chart"), "image_id": image_id_of(str(chart)), "os": "linux",
+                      "arch": "amd64"}]
+    state_path.write_text(json.dumps(state))
+
+    report, _ = mirror(registry, tree, cache, repo=repo)
+    assert [(r["tag"], r["status"]) for r in report] == [("chart", "skipped"), ("v1", "skipped")]
+    assert report[0]["error"].startswith("unchanged: ")
+    report, _ = mirror(registry, tree, cache, "--no-cache", repo=repo)
+    assert [(r["tag"], r["status"], r["error"]) for r in report] == [("chart", "skipped", reason), ("v1", "ok", None)]
+    assert sorted(p.name for p in tree.rglob("*.aci")) == ["upgraded-v1-linux-amd64.aci"]
+    pages = {str(p.relative_to(tree)): p.read_text() for p in tree.rglob("index.html")}
+    assert [name for name, text in pages.items() if "upgraded-v1-linux-amd64.aci" in text]
+    assert [name for name, text in pages.items() if "chart" in text] == []
 
 
 
