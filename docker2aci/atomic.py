@@ -399,6 +399,26 @@ def is_temporary(name: str, prefix: str = TEMP_PREFIX, suffix: str = TEMP_SUFFIX
     return len(name) >= len(prefix) + len(suffix) and name.startswith(prefix) and name.endswith(suffix)
 
 
+@contextlib.contextmanager
+def scratch_dir(parent: str | None, prefix: str, what: str) -> Iterator[str]:
+    """A new directory ``PARENT/PREFIX<random>`` (``parent`` made if missing; ``None``: the
+    system's temporary directory), removed with what it holds when the block ends.
+
+    Raises:
+        OutputError: it cannot be made: "creating ``what`` in PARENT: reason".
+    """
+    try:
+        if parent is not None:
+            os.makedirs(parent, exist_ok=True)
+        directory = tempfile.mkdtemp(prefix=prefix, dir=parent)
+    except OSError as err:
+        raise OutputError(f"creating {what} in {parent or tempfile.gettempdir()}: {err.strerror or err}") from err
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 LOCK_SUFFIX = ".lock"
 """The lock file of a work directory is named after it with this suffix (:func:`locked_work_dir`)."""
 

@@ -209,25 +209,12 @@ def _claims(base: ConvertOptions, executor: str) -> Iterator[str]:
     Local workers share the temporary directory; a Dask cluster's see the output
     directory. Removed at the end."""
     import os
-    import shutil
-    import tempfile
 
-    from .errors import OutputError
+    from .atomic import scratch_dir
 
-    where = base.tmp_dir
-    if executor != "local":
-        where = os.path.abspath(base.output_dir)
-    try:
-        if where is not None:
-            os.makedirs(where, exist_ok=True)
-        directory = tempfile.mkdtemp(prefix=".docker2aci-claims-", dir=where)
-    except OSError as err:
-        raise OutputError(f"creating the batch's claims directory in {where or tempfile.gettempdir()}: "
-                          f"{err.strerror or err}") from err
-    try:
+    where = base.tmp_dir if executor == "local" else os.path.abspath(base.output_dir)
+    with scratch_dir(where, ".docker2aci-claims-", "the batch's claims directory") as directory:
         yield directory
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _run_batch(args: argparse.Namespace, base: ConvertOptions, items: Sequence[BatchItem]) -> int:

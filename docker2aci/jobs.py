@@ -24,11 +24,12 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .errors import Docker2ACIError, OutputError, UsageError
+from .atomic import scratch_dir
+from .errors import Docker2ACIError, UsageError
 from .interrupts import signal_of, stopping_on_signals
 
 if TYPE_CHECKING:
@@ -544,28 +545,6 @@ class _FileFlag:
         return os.path.exists(self.path)
 
 
-@contextlib.contextmanager
-def _flag_dir(output_dir: str) -> Iterator[str]:
-    """A new hidden directory in ``output_dir`` (made if missing) for a :class:`_FileFlag`,
-    removed at the end.
-
-    Raises:
-        OutputError: it cannot be made, naming ``output_dir``.
-    """
-    import shutil
-    import tempfile
-
-    try:
-        os.makedirs(output_dir, exist_ok=True)
-        directory = tempfile.mkdtemp(prefix=".docker2aci-stop-", dir=output_dir)
-    except OSError as err:
-        raise OutputError(f"creating the run's stop flag directory in {output_dir}: {err.strerror or err}") from err
-    try:
-        yield directory
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-
-
 def _run_dask(jobs: Sequence[Job], scheduler: str | None, finish: Callable[[int, JobResult], None],
               interruption: _Interruption) -> None:
     """Tasks on an existing Dask distributed cluster; its workers must see the output and
@@ -604,7 +583,8 @@ def _run_dask(jobs: Sequence[Job], scheduler: str | None, finish: Callable[[int,
     futures: dict[Any, int] = {}
     run = uuid.uuid4().hex[:12]  # task keys unique to this run on a shared scheduler
     try:
-        with _flag_dir(sent[0].options.output_dir if sent else cwd) as flag_dir:
+        with scratch_dir(sent[0].options.output_dir if sent else cwd, ".docker2aci-stop-",
+                         "the run's stop flag directory") as flag_dir:
             stop = _FileFlag(os.path.join(flag_dir, "stop"))
             for index, job in enumerate(sent):
                 futures[client.submit(run_job, job, stop, pure=False, key=f"docker2aci-{run}-{index}")] = index
