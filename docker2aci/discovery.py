@@ -480,6 +480,8 @@ class MetaTag:
 # needs them, as Go's html.Tokenizer (appc's discovery library, so rkt) applies them: every
 # step is a search forward from the current position, so a page is read in linear time
 # (Python's html.parser takes quadratic time on some malformed pages, and raises on others).
+# Not followed: the "script data escaped" states (``<script><!--<script>...``), where Go
+# reads more of a page as script text than this does, as html.parser did.
 _RAW_TEXT = frozenset({"iframe", "noembed", "noframes", "noscript", "plaintext", "script", "style", "textarea",
                        "title", "xmp"})
 """Elements whose content is text up to their end tag (Go's tokenizer's raw and RCDATA tags)."""
