@@ -131,9 +131,12 @@ def test_a_moved_tag_is_converted_again_and_a_vanished_one_reported_then_pruned(
 
 
 def test_include_and_exclude_patterns(registry: Registry, tmp_path: Path) -> None:
-    report, _ = mirror(registry, tmp_path / "tree", tmp_path / "cache", "--include", "t0*", "--exclude", "t05",
-                       "--exclude", "t07")
+    report, proc = mirror(registry, tmp_path / "tree", tmp_path / "cache", "--include", "t0*", "--exclude", "t05",
+                          "--exclude", "t07")
     assert [r["tag"] for r in report] == [t for t in TAGS if t.startswith("t0") and t not in ("t05", "t07")]
+    # said once, not by the listing and by each of the 7 conversions (a cron job's log; operator review)
+    assert [line for line in proc.stderr.splitlines() if "plain http" in line] == [
+        f"WARNING: {registry.host}: using plain http (--insecure-allow-http)"]
 
 
 def test_killed_mid_mirror_then_rerun_gives_the_uninterrupted_tree(first_run: tuple, registry: Registry,
