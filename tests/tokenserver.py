@@ -19,6 +19,7 @@ import base64
 import datetime
 import hashlib
 import json
+import ssl
 import threading
 import time
 import uuid
@@ -35,7 +36,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
-from services import QuietHTTPServer
+from services import QuietHTTPServer, TLSFiles
 
 TEST_USER = "testuser"
 TEST_PASSWORD = "testpass"
@@ -91,10 +92,13 @@ class TokenServer:
     Args:
         workdir: where the signing certificate (``token.crt``) is written.
         users: user name → password.
+        tls: serve https with these files (``services.make_test_ca``), else plain http.
     """
 
-    def __init__(self, workdir: Path, *, users: Mapping[str, str] | None = None) -> None:
+    def __init__(self, workdir: Path, *, users: Mapping[str, str] | None = None,
+                 tls: TLSFiles | None = None) -> None:
         self._workdir = Path(workdir)
+        self._tls = tls
         self._users = dict(users or {TEST_USER: TEST_PASSWORD})
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.key_id = libtrust_key_id(self._key.public_key())
@@ -121,6 +125,10 @@ class TokenServer:
         self._workdir.mkdir(parents=True, exist_ok=True)
         self.cert_path.write_bytes(self._certificate().public_bytes(serialization.Encoding.PEM))
         server = QuietHTTPServer(("127.0.0.1", 0), self._handler_class())
+        if self._tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(str(self._tls.server_cert), str(self._tls.server_key))
+            server.socket = context.wrap_socket(server.socket, server_side=True)
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="tokenserver", daemon=True)
@@ -139,7 +147,8 @@ class TokenServer:
     def realm(self) -> str:
         """The token endpoint URL (the registry's ``auth.token.realm``)."""
         assert self._server is not None, "the token server is not running"
-        return f"http://127.0.0.1:{self._server.server_address[1]}/token"
+        scheme = "https" if self._tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self._server.server_address[1]}/token"
 
     @contextmanager
     def answering(self, fields: AnswerField = "both", expires_in: int | None = 300) -> Iterator[TokenServer]:

@@ -50,6 +50,8 @@ again a day later at the latest."""
 CATALOG_SCOPE = "registry:catalog:*"
 """The token scope of the repository list (distribution ``GET /v2/_catalog``)."""
 
+_LOG_IN = "pass --creds USER:PASSWORD or run docker login"
+"""How to give credentials (the end of a message that asks for them)."""
 _TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _TOKEN68_RE = re.compile(r"([A-Za-z0-9\-._~+/]+=*)[ \t]*(?=,|$)")
 _UNQUOTED_VALUE_RE = re.compile(r"[^,\s]*")
@@ -303,8 +305,9 @@ def request_token(send: TokenSender, challenge: Challenge, scopes: Sequence[str]
                             temporary=is_temporary_status(status))
     try:
         doc: Any = untrustedjson.loads(body)
-    except untrustedjson.BadJSON:
-        doc = None
+    except untrustedjson.BadJSON as err:  # (a login page, a cut answer; the message quotes none of it)
+        raise RegistryError(source, f"getting a token from {where}: the answer is not JSON ({err})",
+                            url=where) from None
     value = None
     if isinstance(doc, dict):
         value = doc.get("token") or doc.get("access_token")
@@ -407,8 +410,7 @@ class Authenticator:
             if chosen.scheme == "basic":
                 if self._credentials is None:
                     raise AuthError(self._host, "authenticating: the registry requires a user name and "
-                                                "password (pass --creds USER:PASSWORD or run docker login)",
-                                    status=401)
+                                                f"password ({_LOG_IN})", status=401)
                 if sent is not None and sent.startswith("Basic "):
                     raise self._refused(chosen)
             else:
@@ -436,7 +438,10 @@ class Authenticator:
             else:
                 what = "access to the registry"
             reason = f" ({challenge.error})" if challenge is not None and challenge.error else ""
-            message = f"authenticating: the token does not grant {who} {what}{reason}"
+            if self._credentials is None:  # "anonymous pull access to ...", and how to log in
+                message = f"authenticating: the token does not grant anonymous {what}{reason}; {_LOG_IN}"
+            else:
+                message = f"authenticating: the token does not grant {who} {what}{reason}"
         return AuthError(self._host, message, status=401)
 
 

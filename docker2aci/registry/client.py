@@ -446,14 +446,15 @@ class RegistryClient:
             cert_dir = str(Path(cert_dir, self._host))  # a certs.d root: this registry's own directory
         self._cert_dir = cert_dir
         context = tls_context(cert_dir, verify=self._verify) if cert_dir is not None else None
+        self._tls_context = context
         self._session = requests.Session()
         self._session.trust_env = True  # HTTP(S)_PROXY / NO_PROXY (public-cases.md #34)
         self._session.verify = self._verify
         self._session.mount("http://", DeadlineAdapter())
         # every https host: the registry, its token service, its blob redirects
         self._session.mount("https://", ContextAdapter(cabundle.default_context) if self._verify else DeadlineAdapter())
-        if context is not None:  # the private CA and client certificate are for this registry only
-            self._session.mount(f"https://{self._host}/", ContextAdapter(lambda: context, verify_proxy=self._verify))
+        if context is not None:  # the private CA and client certificate: for this registry and its token service only
+            self._mount_registry_tls(self._host)
         self._auth = Authenticator(self._host, credentials, self._send_token_request, cache=TokenCache())
         self._base: str | None = None
         self._ping_lock = threading.Lock()
@@ -1024,18 +1025,33 @@ class RegistryClient:
                 continue
             return resp
 
+    def _mount_registry_tls(self, netloc: str) -> None:
+        """Use the ``cert_dir`` context (its CAs, its client certificate) for ``https://netloc/``.
+
+        The registry's own host, and the token service it names (realm) on another host:
+        Docker and skopeo talk to the token service with the registry's TLS settings.
+        """
+        context = self._tls_context
+        prefix = f"https://{netloc.lower()}/"
+        if context is not None and prefix not in self._session.adapters:
+            self._session.mount(prefix, ContextAdapter(lambda: context, verify_proxy=self._verify))
+
     def _send_token_request(self, url: str, params: Sequence[tuple[str, str]],
                             headers: Mapping[str, str]) -> tuple[int, bytes]:
         """The :data:`~docker2aci.registry.auth.TokenSender` of this client (no registry auth).
+        An https token service is verified as the registry is (``cert_dir``).
 
         Raises:
             AuthError: credentials would go to a plain-http token service (the realm an
                 https registry named can be ``http://``) without ``--insecure-allow-http``.
         """
         authorization = headers.get("Authorization")
-        if authorization is not None and urlsplit(url).scheme != "https" and not self._allow_http:
+        parts = urlsplit(url)
+        if authorization is not None and parts.scheme != "https" and not self._allow_http:
             raise AuthError(self._host, f"getting a token: the token service {redact_url(url)} is plain http, and "
                                         "credentials are not sent in clear text; use --insecure-allow-http to allow it")
+        if parts.scheme == "https":  # (called under the Authenticator's lock: one mount at a time)
+            self._mount_registry_tls(parts.netloc)
         others = {k: v for k, v in headers.items() if k != "Authorization"}
         resp = self._send("GET", url, headers=others, authorization=authorization, params=params,
                           source=self._host, what="getting a token")

@@ -12,7 +12,8 @@
    * otherwise (or when the helper has none) ``auths[<key>]``: ``auth`` (base64 of
      ``user:password``) or ``username``/``password``. An entry with an empty ``auth``
      (Docker writes one when a store holds the secret) is skipped. ``identitytoken``
-     (an OAuth refresh token) is not supported and is ignored with a note.
+     (an OAuth refresh token) is not supported and is ignored with a note, as is the
+     password-less user Docker writes beside it (the pull is then anonymous).
 
 2. Only when ``config.json`` does not exist: the legacy ``~/.dockercfg`` (a map
    ``server -> {auth, email}``, or the older two-line ``auth = ...`` / ``email = ...``).
@@ -163,16 +164,21 @@ def _from_entry(entry: Any, where: str) -> Credentials | None:
     """Credentials from one ``auths`` entry, or ``None`` when it holds none."""
     if not isinstance(entry, dict):
         return None
-    if entry.get("identitytoken"):
+    identity_token = bool(entry.get("identitytoken"))
+    if identity_token:
         log.info("%s: ignoring \"identitytoken\" (OAuth refresh tokens are not supported); "
                  "use --creds or a password login", where)
+    found = None
     auth = entry.get("auth")
     if isinstance(auth, str) and auth:
-        return _decode_auth(auth, where)
-    username, password = entry.get("username"), entry.get("password")
-    if isinstance(username, str) and username and isinstance(password, str):
-        return Credentials(username, password)
-    return None
+        found = _decode_auth(auth, where)
+    else:
+        username, password = entry.get("username"), entry.get("password")
+        if isinstance(username, str) and username and isinstance(password, str):
+            found = Credentials(username, password)
+    if identity_token and found is not None and not found.password:
+        return None  # docker login keeps the user, not the password, beside the token: no credential
+    return found
 
 
 def _from_auths(auths: Any, host: str, where: str) -> Credentials | None:

@@ -188,6 +188,24 @@ def test_a_token_that_is_no_header_value_is_refused_unshown(token: str) -> None:
     assert "SECRET" not in str(info.value)
 
 
+@pytest.mark.parametrize("body, expected", [
+    pytest.param(b"<html>Sign in</html>", "the answer is not JSON (Expecting value: line 1 column 1 (char 0))", id="login-page"),
+    pytest.param(b'{"token": "abc', "the answer is not JSON (Unterminated string starting at: line 1 column 11 (char 10))", id="cut-json"),
+    pytest.param(b'{"expires_in": 60}', "the answer has no token", id="json-without-token"),
+])
+def test_a_token_answer_that_is_not_json_is_said_so(body: bytes, expected: str) -> None:
+    """A token service (or a proxy before it) answering 200 with a login page said "the
+    answer has no token", as if it were JSON (auth review)."""
+    def answer(url: str, params: Sequence[tuple[str, str]], headers: Mapping[str, str]) -> tuple[int, bytes]:
+        return 200, body
+
+    challenge = Challenge("Bearer", {"realm": "https://auth.example/token", "service": "s"})
+    with pytest.raises(RegistryError) as info:
+        request_token(answer, challenge, ["repository:a:pull"], None, source="reg")
+    assert str(info.value) == f"reg: getting a token from https://auth.example/token: {expected}"
+    assert info.value.url == "https://auth.example/token"
+
+
 def test_missing_scope_is_inferred_as_pull(token_server: TokenServer, send: TokenSender) -> None:
     """Case 20: a challenge without scope → ask for repository:<name>:pull."""
     auth = Authenticator("reg.example", None, send)
@@ -229,6 +247,23 @@ def test_basic_credentials_refused_once_means_auth_error() -> None:
     with pytest.raises(AuthError, match="refused the credentials of user u") as info:
         auth.unauthorized('Basic realm="r"', "a", sent)
     assert "pw-not-shown" not in str(info.value)
+
+
+@pytest.mark.parametrize("credentials, expected", [
+    pytest.param(None, "reg.example: authenticating: the token does not grant anonymous pull access to repository "
+                       "team/app (insufficient_scope); pass --creds USER:PASSWORD or run docker login",
+                 id="anonymous-is-told-to-log-in"),
+    pytest.param(Credentials("u", "pw-not-shown"), "reg.example: authenticating: the token does not grant user u "
+                                                   "pull access to repository team/app (insufficient_scope)",
+                 id="user"),
+])
+def test_a_token_without_the_scope_names_who_and_what(credentials: Credentials | None, expected: str) -> None:
+    """A private repository pulled anonymously (Docker Hub answers insufficient_scope): the
+    message read "does not grant anonymous access pull access" and did not say to log in
+    (auth review)."""
+    auth = Authenticator("reg.example", credentials, lambda *a: (500, b""))
+    header = 'Bearer realm="https://r/t",service="s",scope="repository:team/app:pull",error="insufficient_scope"'
+    assert str(auth.denied(header, "team/app")) == expected
 
 
 def test_unknown_scheme_is_auth_error() -> None:

@@ -24,9 +24,20 @@ from typing import Any
 import pytest
 import requests
 from faultproxy import REDIRECT_SIGNATURE, Fault, FaultProxy, finishes_within
-from registry_setup import CREDS, FAST_RETRY, PUSHES, Pushed
-from services import RunningRegistry, free_port
-from tokenserver import TEST_PASSWORD, TEST_USER, AnswerField, TokenServer
+from registry_setup import CREDS, FAST_RETRY, LAYOUT, PUSHES, Pushed
+from services import (
+    OPENSSL_BIN,
+    REGISTRY_BIN,
+    SKOPEO_BIN,
+    RunningRegistry,
+    TokenAuth,
+    free_port,
+    make_test_ca,
+    push,
+    require_tools,
+    run_registry,
+)
+from tokenserver import ISSUER, SERVICE, TEST_PASSWORD, TEST_USER, AnswerField, TokenServer
 
 from docker2aci import mediatypes
 from docker2aci.digest import Digest
@@ -1020,6 +1031,26 @@ def test_token_with_credentials(token_registry: RunningRegistry, token_server: T
         c.get_manifest(REPO, "v2s2")
         [seen] = token_server.requests
     assert seen.sent_authorization and seen.user == TEST_USER
+
+
+def test_cert_dir_also_verifies_the_token_service_on_another_host(tmp_path: Path) -> None:
+    """An https registry with a private CA whose token service (same CA) is on another
+    host:port: Docker and skopeo talk to the token service with the registry's TLS
+    settings; we used --cert-dir for the registry only and failed with "certificate verify
+    failed ... the CA certificate(s) in --cert-dir do not verify it" (auth review)."""
+    require_tools(REGISTRY_BIN, SKOPEO_BIN, OPENSSL_BIN)
+    tls = make_test_ca(tmp_path / "tls")
+    with TokenServer(tmp_path / "token", tls=tls) as server:
+        assert server.realm.startswith("https://")
+        auth = TokenAuth(server.realm, SERVICE, ISSUER, server.cert_path)
+        with run_registry(tmp_path / "registry", tls=tls, token=auth, creds=CREDS) as registry:
+            push(LAYOUT, registry, f"{REPO}:v2s2", "--format", "v2s2")
+            with server.answering(), RegistryClient(registry.host, credentials=CREDENTIALS,
+                                                    cert_dir=str(tls.cert_dir), retry=FAST_RETRY) as c:
+                body, media_type = c.get_manifest(REPO, "v2s2")
+    assert media_type == mediatypes.DOCKER_MANIFEST and json.loads(body)["schemaVersion"] == 2
+    [seen] = server.requests
+    assert seen.user == TEST_USER and seen.scopes == (f"repository:{REPO}:pull",)
 
 
 def test_a_catalog_the_token_does_not_grant_is_named(token_registry: RunningRegistry,

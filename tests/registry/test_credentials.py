@@ -109,6 +109,18 @@ def test_identitytoken_is_ignored_with_a_note(home: Path, caplog: pytest.LogCapt
     assert "identitytoken" in caplog.text and "oauth-refresh" not in caplog.text
 
 
+def test_identitytoken_login_as_docker_writes_it_is_anonymous(home: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """``docker login`` that got an identity token writes ``auth`` as ``user:`` (the password
+    cleared) beside ``identitytoken``: we sent that user with an empty password, which every
+    token service refuses, so even public images failed (auth review). Without the token
+    there is no credential: anonymous, with the note."""
+    _write_config(home, {"auths": {HOST: {"auth": _auth("u", ""), "identitytoken": "oauth-refresh"}}})
+    with caplog.at_level(logging.INFO):
+        assert _lookup(HOST, home) is None
+    assert caplog.messages == [f'{home / ".docker" / "config.json"} [{HOST}]: ignoring "identitytoken" (OAuth '
+                               'refresh tokens are not supported); use --creds or a password login']
+
+
 def test_cred_helpers_run_the_helper(home: Path, helper_bin: Path) -> None:
     _write_config(home, {"credHelpers": {HOST: "test"}, "auths": {HOST: {}}})
     assert _lookup(HOST, home, PATH=str(helper_bin)) == Credentials("helperuser", "helpersecret")
