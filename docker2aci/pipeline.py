@@ -54,7 +54,9 @@ ALL_PLATFORMS = "all"
 
 @dataclass(frozen=True)
 class ConvertOptions:
-    """How to convert. Defaults are filled here and nowhere else.
+    """How to convert. Defaults are filled here and nowhere else. Each field's type is
+    checked when the options are made (:class:`~docker2aci.errors.UsageError` naming the
+    field); paths may be ``os.PathLike``.
 
     Attributes:
         output_dir: where ACIs are written (created if missing).
@@ -131,6 +133,55 @@ class ConvertOptions:
     claims_dir: str | None = None
     claims_as: str = ""
 
+    def __post_init__(self) -> None:
+        """Check each field's type, naming the field (a wrong one would otherwise fail
+        deep inside the conversion, or not at all: ``compression="xz"`` wrote an
+        uncompressed ACI); a path may be given as an ``os.PathLike`` and is kept as ``str``.
+
+        Raises:
+            UsageError: a field has the wrong type; a directory is an empty path or holds
+                a NUL character; ``max_layer_size`` is below 1.
+        """
+        def refuse(name: str, expected: str) -> UsageError:
+            value = getattr(self, name)  # a password is not shown, nor its type's repr
+            got = f"a {type(value).__name__}" if name == "creds" else repr(value)
+            return UsageError(f"ConvertOptions.{name}: expected {expected}, got {got}")
+
+        for name in _PATH_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, os.PathLike):
+                value = os.fspath(value)
+                object.__setattr__(self, name, value)
+            if value is None and name != "output_dir":
+                continue
+            if not isinstance(value, str):
+                raise refuse(name, "a path (str or os.PathLike)" + ("" if name == "output_dir" else " or None"))
+            if name in _DIRECTORY_FIELDS and (not value or "\0" in value):
+                raise refuse(name, "a directory's path, not empty and without NUL")
+        for name in _TEXT_FIELDS:
+            if not isinstance(getattr(self, name), str) and (name == "claims_as" or getattr(self, name) is not None):
+                raise refuse(name, "a str" + ("" if name == "claims_as" else " or None"))
+        for name in _FLAG_FIELDS:
+            if not isinstance(getattr(self, name), bool):
+                raise refuse(name, "a bool")
+        if not isinstance(self.compression, Compression):
+            raise refuse("compression", "a Compression (" + ", ".join(f"Compression.{c.name}" for c in Compression)
+                         + "; Compression('xz') from a name)")
+        for name in ("compression_level", "max_layer_size"):
+            if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool):
+                raise refuse(name, "an int")
+        if self.max_layer_size < 1:
+            raise refuse("max_layer_size", "a size in bytes, at least 1")
+
+
+_PATH_FIELDS = ("output_dir", "tmp_dir", "cert_dir", "cache_dir", "claims_dir", "sign_key", "sign_passphrase_file")
+"""The :class:`ConvertOptions` fields that name files (``sign_key``: or a key)."""
+_DIRECTORY_FIELDS = ("output_dir", "tmp_dir", "cert_dir", "cache_dir", "claims_dir")
+"""Of :data:`_PATH_FIELDS`, the directories: an empty path is no default for them (it
+comes from an unset variable), as on the command line."""
+_TEXT_FIELDS = ("image", "platform", "creds", "gpg_key", "ac_name", "output_name", "claims_as")
+_FLAG_FIELDS = ("squash", "insecure_skip_verify", "insecure_allow_http", "use_cache", "cache_local")
+
 
 @dataclass(frozen=True)
 class ConvertedACI:
@@ -165,25 +216,36 @@ by a blob digest counts its bytes downloaded (``total`` ``None`` when unknown)."
 
 def convert(source: str, options: ConvertOptions | None = None,
             progress: ProgressHook | None = None) -> list[ConvertedACI]:
-    """Convert one image into a squashed ACI.
+    """Convert one image into a squashed ACI (or one ACI per layer, ``squash`` off).
+
+    Safe to call from several threads of one process at once (each its own conversion,
+    sharing a cache directory or not); it installs no signal handler.
 
     Args:
-        source: ``docker-archive:PATH``, ``oci:DIR[:TAG]``, ``oci-archive:PATH[:TAG]`` or
-            a bare path (sniffed).
+        source: ``docker://[HOST[:PORT]/]NAME[:TAG|@DIGEST]``, ``docker-daemon:NAME[:TAG]``,
+            ``docker-archive:PATH[:NAME[:TAG]]``, ``oci:DIR[:TAG]``,
+            ``oci-archive:PATH[:TAG]`` or a bare path (sniffed), as README "Use" lists them.
         options: see :class:`ConvertOptions`.
-        progress: optional progress callback.
+        progress: optional progress callback (:data:`ProgressHook`).
 
     Returns:
-        the ACIs written: one, or one per platform with ``--platform all``, all of them
+        the ACIs written: one, one per layer (top first) with ``squash`` off, or one per
+        platform with ``--platform all``, all of them
         or, when one platform fails, none (the files they would replace are left as they
         were, as for a ``--nosquash`` chain). With a signing key each is signed, its
         signature at ``<path>.asc``, also when it was reused from the conversion cache.
 
     Raises:
-        UsageError: contradictory options (also ``claims_dir`` without ``claims_as``).
+        UsageError: contradictory options (also ``claims_dir`` without ``claims_as``), an
+            empty source, a malformed ``platform`` or ``compression_level``.
+        InvalidReference: a registry reference does not parse.
         SigningError: the signing key cannot be used (checked before any work), or a
             signature cannot be written.
-        SourceError (and subclasses): the source cannot be read or holds no such image.
+        SourceError (and subclasses): the source cannot be read or holds no such image;
+            :class:`~docker2aci.errors.RegistryError` (with ``status``, ``url``,
+            ``temporary``) when a registry fails.
+        LimitExceeded: a layer is larger than ``max_layer_size``, or the image has too
+            many layers or too large a metadata document.
         DigestMismatch, SizeMismatch: content does not match its digests.
         InvalidLayer: a layer is unreadable or has unsafe entries.
         InvalidConfig: the config cannot be expressed as an appc manifest.

@@ -172,7 +172,9 @@ def run_aci(
         SigningError: the signature or the trust store cannot be read.
         VolumeOptionError: a volume names no mount point of the image, or two volumes
             have the same name (a usage error, and a :class:`RunnerError`).
-        RunnerError: unknown stage or insecure option; not root; the ACI is unreadable,
+        RunnerError: unknown stage or insecure option; a str given for ``args``,
+            ``exec_override`` or ``insecure_options``, a volume or mount not made by
+            :mod:`runner.volumes` (naming the argument); not root; the ACI is unreadable,
             unsafe or has no manifest; a dependency is missing; the image has no exec and
             neither ``args`` nor ``exec_override`` is given; a user or group is unknown in
             the image; or the app cannot be started (the message says why).
@@ -180,6 +182,7 @@ def run_aci(
             127) or cannot be executed there (126); the message names the image, the
             program and why.
     """
+    _check_arguments(args, exec_override, volumes, mounts)
     stage = choose_stage(stage)
     _check_insecure_options(insecure_options)
     isolation = isolation or Isolation()
@@ -275,7 +278,27 @@ def open_image(
             yield tree, chain
 
 
+def _check_arguments(args: object, exec_override: object, volumes: Sequence[object],
+                     mounts: Sequence[object]) -> None:
+    """Refuse a string where :func:`run_aci` takes a list of words (it would run each
+    character as a word) and a volume or mount not made by :mod:`runner.volumes`.
+
+    Raises:
+        RunnerError: naming the argument.
+    """
+    for name, words in (("args", args), ("exec_override", exec_override)):
+        if words is not None and (isinstance(words, (str, bytes)) or not isinstance(words, Sequence)
+                                  or not all(isinstance(word, str) for word in words)):
+            raise RunnerError(f"{name}: expected a list of str (one per word), got {words!r}")
+    if not all(isinstance(volume, Volume) for volume in volumes):
+        raise RunnerError(f"volumes: expected Volume objects (runner.volumes.parse_volume), got {volumes!r}")
+    if not all(isinstance(mount, Mapping) for mount in mounts):
+        raise RunnerError(f"mounts: expected mappings (runner.volumes.parse_mount), got {mounts!r}")
+
+
 def _check_insecure_options(options: frozenset[str]) -> None:
+    if isinstance(options, str):  # frozenset("image") would name its letters
+        raise RunnerError(f"insecure_options: expected a set of option names, got the str {options!r}")
     unknown = set(options) - INSECURE_OPTIONS
     if unknown:
         raise RunnerError(f"unknown insecure option(s) {', '.join(sorted(unknown))}: "

@@ -177,6 +177,27 @@ def test_unknown_user_and_stage_are_errors(build_aci: BuildAci, tmp_path: Path) 
         run_aci(build_aci(_sh("true")), insecure_options=frozenset({"bogus"}))
 
 
+@pytest.mark.parametrize("arguments, message", [
+    pytest.param({"args": "echo hi"}, "args: expected a list of str (one per word), got 'echo hi'", id="args-str"),
+    pytest.param({"exec_override": "/bin/true"}, "exec_override: expected a list of str (one per word), got "
+                 "'/bin/true'", id="exec-str"),
+    pytest.param({"volumes": ["data,kind=empty"]}, "volumes: expected Volume objects (runner.volumes.parse_volume), "
+                 "got ['data,kind=empty']", id="volume-str"),
+    pytest.param({"mounts": ["volume=data,target=/data"]}, "mounts: expected mappings (runner.volumes.parse_mount), "
+                 "got ['volume=data,target=/data']", id="mount-str"),
+    pytest.param({"insecure_options": "image"}, "insecure_options: expected a set of option names, got the str "
+                 "'image'", id="insecure-options-str"),
+])
+def test_a_string_for_a_list_argument_is_refused_naming_it(build_aci: BuildAci, tmp_path: Path,
+                                                         arguments: dict[str, object], message: str) -> None:
+    """Not each character run as a word (``args="echo hi"`` ran ``e c h o``), nor an
+    AttributeError from inside (a volume given as its option's text)."""
+    arguments = {"insecure_options": {"image"}, **arguments}
+    with pytest.raises(RunnerError) as refused:
+        run_aci(build_aci(_sh("true")), work_dir=tmp_path, stage="fly", **arguments)  # type: ignore[arg-type]
+    assert str(refused.value) == message
+
+
 def test_sigterm_is_forwarded(build_aci: BuildAci, tmp_path: Path) -> None:
     aci = build_aci(_sh("echo ready; exec sleep 30"))
     snippet = (
