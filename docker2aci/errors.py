@@ -292,6 +292,7 @@ class VerificationError(SigningError):
         prefix: the name looked up in the trust store (the image's name; its parents
             and the root keys are looked up too), or ``None`` when no lookup was made.
         reason: why, one of :data:`VERIFICATION_REASONS`.
+        detail: the refusal's own words, without the image, key ID and prefix.
     """
 
     reference = "verification-error"
@@ -305,6 +306,7 @@ class VerificationError(SigningError):
         self.key_id = key_id
         self.prefix = prefix
         self.reason = reason
+        self.detail = detail
 
 
 VERIFICATION_REASONS = ("unsigned", "bad-signature", "untrusted-key", "prefix-mismatch",

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from runner.api import open_image
+from runner.api import UNSIGNED_HINT, open_image
 from runner.dependencies import DirectoryResolver
 from runner.locks import try_locked
 from runner.treestore import TreeStore, default_store_dir
@@ -142,8 +142,7 @@ def converted(source: str, options: ConvertOptions | None = None,
             # the file it names was this block's own, and is gone: say what would sign it
             raise VerificationError(err.image, err.key_id, err.prefix, err.reason,
                                     "not signed: it was converted without a signing key; convert with --sign "
-                                    "KEYFILE (or --gpg-key ID) and trust that key (docker2aci trust add), or "
-                                    "skip the check with --insecure-options=image") from None
+                                    f"KEYFILE (or --gpg-key ID) {UNSIGNED_HINT}") from None
 
 
 def using_converted(source: str, options: ConvertOptions | None, progress: ProgressHook | None,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from docker2aci.atomic import default_temp_dir
-from docker2aci.errors import ExecError, RunnerError
+from docker2aci.errors import ExecError, RunnerError, VerificationError
 from runner.dependencies import DirectoryResolver, label_map
 from runner.pod import Pod, open_pod
 from runner.treestore import ChainImage, DependencyResolver, Tree, TreeStore, build_chain, default_store_dir, render_chain
@@ -32,6 +32,9 @@ STAGES = ("fly", "isolated")
 #: ``--insecure-options`` values accepted (rkt's names). ``image`` skips the signature
 #: check (as rkt needs for unsigned ``docker://`` images).
 INSECURE_OPTIONS = frozenset({"image"})
+
+#: How an unsigned image becomes runnable, after what would sign it ("sign it with X").
+UNSIGNED_HINT = "and trust that key (docker2aci trust add), or skip the check with --insecure-options=image"
 
 
 _COPY_CHUNK = 1 << 20
@@ -268,7 +271,14 @@ def open_image(
 
             trust = os.fspath(trust_dir or default_trust_dir())
             copy = stack.enter_context(_private_copy(path, work_dir))
-            verify_aci(copy, trust, signature=signature_path(path), display=shown or path)
+            try:
+                verify_aci(copy, trust, signature=signature_path(path), display=shown or path)
+            except VerificationError as err:
+                if err.reason != "unsigned":
+                    raise
+                raise VerificationError(err.image, err.key_id, err.prefix, err.reason,
+                                        f"{err.detail}: sign it with docker2aci sign {path} --key KEYFILE "
+                                        f"{UNSIGNED_HINT}") from None
             return copy
 
         top = os.fspath(aci_path) if insecure else pinned(os.fspath(aci_path), display)
