@@ -25,6 +25,10 @@ TEMP_PREFIX = ".docker2aci-"
 TEMP_SUFFIX = ".tmp"
 _NO_FLOCK = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL})
 """``flock`` errors of file systems that do not support it."""
+_NO_PROC_FD = frozenset({errno.ENOENT, errno.EACCES, errno.EPERM})
+"""Errors of reaching ``/proc/self/fd``: not mounted, or masked by a directory nobody may
+search (systemd's ``InaccessiblePaths=/proc``), or refused by a security module. One the
+directory caused (no hard links there) is raised again by the ``mkstemp`` that follows."""
 
 
 def anonymous_file(directory: str | None, purpose: str) -> BinaryIO:
@@ -264,7 +268,8 @@ def locked_temp(directory: str, prefix: str, suffix: str = "") -> tuple[int, str
 def _named_after_locking(directory: str, prefix: str, suffix: str) -> tuple[int, str] | None:
     """An unnamed file (``O_TMPFILE``) in ``directory``, locked, then linked as
     ``PREFIX<random>SUFFIX`` through ``/proc/self/fd``; ``None`` where that cannot be done
-    (no ``O_TMPFILE`` on this file system or kernel, no ``flock``, no ``/proc``).
+    (no ``O_TMPFILE`` on this file system or kernel, no ``flock``, no ``/proc`` this
+    user may read: :data:`_NO_PROC_FD`).
 
     Raises:
         OSError: the directory refuses new files (permission, a full disk).
@@ -292,7 +297,7 @@ def _named_after_locking(directory: str, prefix: str, suffix: str) -> tuple[int,
             os.close(fds)
     except OSError as err:
         os.close(fd)
-        if err.errno in _NO_FLOCK or err.errno == errno.ENOENT:  # (no locks here; no /proc)
+        if err.errno in _NO_FLOCK or err.errno in _NO_PROC_FD:
             return None
         raise
     except BaseException:

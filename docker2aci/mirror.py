@@ -453,10 +453,11 @@ def _write_pages(state: MirrorState, pubkeys: str | None, paged: Iterable[str] =
 
 
 FAILING_IN_A_ROW = 3
-"""Requests of one registry (a tag's manifest, a repository's tag list) that may fail in a
-row, each after its retries (about 8 s: 5xx, 429, a cut connection), before the rest of
-that registry's tags and repositories fail without a request: a registry that is down
-would otherwise cost 16 s per tag, one after another."""
+"""Requests that may fail in a row, each after its retries (about 8 s: 5xx, 429, a cut
+connection), before the rest fail without a request: of one repository, its tags' manifests
+(the next repository is asked: one whose storage is broken does not stop the others); of one
+registry, its repositories' tag lists. A registry that is down would otherwise cost 16 s per
+tag, one after another."""
 
 
 class _Plan:
@@ -483,7 +484,8 @@ class _Plan:
         self.listed: dict[str, set[str]] = {}
         self.unlisted: set[str] = set()
         self._names: dict[str, str] = {}
-        self._failing: dict[str, tuple[int, str]] = {}  # host -> requests failed in a row (temporary), last error
+        # host (tag lists), host/repository (tags) -> requests failed in a row (temporary), last error
+        self._failing: dict[str, tuple[int, str]] = {}
         # (directory, file stem) -> the tag key owning it: two tags never share a file
         self._files: dict[tuple[str, str], str] = {}
         for key, entry in state.tags.items():
@@ -510,20 +512,21 @@ class _Plan:
                 raise UsageError(f"{self._names[name]} and {host}/{repository} would both be named {name}")
             self._repository(client, _Tag(host, repository, "", prefix, name))
 
-    def _down(self, host: str) -> str | None:
-        """Why ``host`` is not asked again (:data:`FAILING_IN_A_ROW`), else ``None``."""
-        count, last = self._failing.get(host, (0, ""))
+    def _down(self, where: str) -> str | None:
+        """Why ``where`` (a host: its tag lists; ``HOST/REPOSITORY``: its tags) is not asked
+        again (:data:`FAILING_IN_A_ROW`), else ``None``."""
+        count, last = self._failing.get(where, (0, ""))
         if count < FAILING_IN_A_ROW:
             return None
-        return f"not tried: {host} failed {count} requests in a row, each after its retries (the last: {last})"
+        return f"not tried: {where} failed {count} requests in a row, each after its retries (the last: {last})"
 
-    def _answered(self, host: str, err: Docker2ACIError | None = None) -> None:
-        """Count a request to ``host`` that failed for a temporary reason; any other
-        outcome ends the count."""
+    def _answered(self, where: str, err: Docker2ACIError | None = None) -> None:
+        """Count a request to ``where`` (as :meth:`_down` names it) that failed for a
+        temporary reason; any other outcome ends the count."""
         if isinstance(err, RegistryError) and err.temporary:
-            self._failing[host] = (self._failing.get(host, (0, ""))[0] + 1, str(err))
+            self._failing[where] = (self._failing.get(where, (0, ""))[0] + 1, str(err))
         else:
-            self._failing.pop(host, None)
+            self._failing.pop(where, None)
 
     def _repository(self, client: Any, base: _Tag) -> None:
         """List one repository's tags; an unchanged tag becomes a ``skipped`` result, any
@@ -578,7 +581,7 @@ class _Plan:
             owner = self._files.setdefault((directory, stem), tag.key)
             if owner != tag.key:
                 raise UsageError(f"its ACIs would have the file names of {owner}'s ({directory}/{stem}-...)")
-            if (down := self._down(tag.host)) is not None:
+            if (down := self._down(extra["repository"])) is not None:
                 raise RegistryError(f"{tag.host}/{tag.repository}:{tag.tag}", down)  # (as the client names it)
             state = self.state
             recorded = state.tags.get(tag.key, {})
@@ -596,10 +599,10 @@ class _Plan:
                 artifact = _artifact(body, kind)
         except Docker2ACIError as err:
             if asked:
-                self._answered(tag.host, err)
+                self._answered(extra["repository"], err)
             self.slots.append(JobResult(tag.source, FAILED, str(err), extra=extra))
             return
-        self._answered(tag.host)
+        self._answered(extra["repository"])
         if isinstance(artifact, str):  # a cosign signature, an SBOM, a Helm chart: nothing to convert
             _record_artifact(state, tag, digest, artifact, self.wanted)
             self.slots.append(JobResult(tag.source, SKIPPED, artifact, manifest_digest=digest, extra=extra))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import stat
 import subprocess
@@ -326,6 +327,31 @@ def test_a_new_temporary_is_never_seen_unlocked(tmp_path: Path, monkeypatch: pyt
     finally:
         os.close(fd)
     assert atomic.remove_abandoned_in(str(tmp_path)) == [path]  # its writer gone
+
+
+def test_a_file_is_written_where_proc_is_masked(tmp_path: Path) -> None:
+    """A user's process whose /proc is masked by a directory nobody may search (as
+    systemd's InaccessiblePaths=/proc does) cannot link an O_TMPFILE file through
+    /proc/self/fd (EACCES): every atomic write failed there, where mkstemp had worked. It
+    is made by mkstemp then, as where /proc is missing."""
+    unshare, setpriv = shutil.which("unshare"), shutil.which("setpriv")
+    if os.geteuid() != 0 or unshare is None or setpriv is None:
+        pytest.skip("needs root, unshare and setpriv (util-linux)")
+    masked = tmp_path / "masked"
+    masked.mkdir(mode=0)
+    with tempfile.TemporaryDirectory() as out:  # (tmp_path's parents are closed to nobody)
+        os.chmod(out, 0o777)
+        dest = os.path.join(out, "a.aci")
+        script = f"from docker2aci.atomic import atomic_file\nwith atomic_file({dest!r}, 0o644) as (_, f): f.write(b'aci')"
+        proc = subprocess.run([unshare, "--mount", "sh", "-c", 'mount --bind "$0" /proc && exec "$@"', str(masked),
+                               setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", script],
+                              capture_output=True, text=True, env=cli_env(), timeout=CLI_TIMEOUT, check=False)
+        if "No module named" in proc.stderr:
+            pytest.skip("the project or the interpreter is not readable by nobody here")
+        assert proc.returncode == 0, proc.stderr
+        assert os.listdir(out) == ["a.aci"]
+        st = os.stat(dest)
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (65534, 0o644) and Path(dest).read_bytes() == b"aci"
 
 
 def _sync_ahead_threads() -> list[str]:

@@ -94,10 +94,10 @@ MAX_LIST_ITEMS = 250_000
 memory; each listed tag costs a mirror one manifest request): a registry that answers
 page after page of names must not exhaust memory."""
 DEFAULT_RETRY = RetryPolicy()
+"""The default retry policy: 5 attempts, 0.5 s doubling up to 30 s."""
 _WARNED_PLAIN_HTTP: set[str] = set()
 """Hosts this process has said it reaches over plain http: a mirror's listing and each of
 its conversions make a client of their own, and said it once each (a cron job's log)."""
-"""The default retry policy: 5 attempts, 0.5 s doubling up to 30 s."""
 _CONTENT_RANGE_RE = re.compile(r"^\s*bytes\s+(\d{1,20})-(\d{1,20})/(\d{1,20}|\*)\s*$", re.IGNORECASE | re.ASCII)
 # Errors of a body read that mean the connection broke (not our disk).
 _BODY_ERRORS = (urllib3.exceptions.HTTPError, http.client.HTTPException, requests.RequestException,

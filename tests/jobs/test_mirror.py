@@ -20,7 +20,7 @@ import pytest
 from crashkit import reaped
 from jobs_helpers import (MANY, TAGS, Key, Registry, blob_gets, build_tags, caller_and_workers, cli, gpg_verify,
                           load_report, push_tags)
-from services import die_with_pytest
+from services import die_with_pytest, run_registry
 
 from docker2aci.mirror import STATE_DIR
 from runner.extract import compute_image_id as image_id_of
@@ -825,6 +825,40 @@ def test_a_registry_failing_tag_after_tag_is_not_asked_for_the_rest(registry: Re
     assert last == (f"{where}:{TAGS[FAILING_IN_A_ROW - 1]}: fetching the manifest: http://{where.replace(MANY, '')}v2/"
                     f"{MANY}/manifests/{TAGS[FAILING_IN_A_ROW - 1]} answered HTTP 500 (UNKNOWN: injected failure)")
     assert [error for _, error in failed[FAILING_IN_A_ROW:]] == [
-        f"{where}:{tag}: not tried: {host} failed 3 requests in a row, each after its retries "
+        f"{where}:{tag}: not tried: {where} failed 3 requests in a row, each after its retries "
         f"(the last: {last})" for tag in TAGS[FAILING_IN_A_ROW:]]
     assert len(asked) == FAILING_IN_A_ROW * attempts
+
+
+def test_a_repository_whose_tags_fail_does_not_stop_the_others(registry: Registry, tmp_path: Path) -> None:
+    """A registry whose storage is broken for one repository (its tags' links garbled: each
+    manifest answers 500) and sound for the next: after 3 of the broken one's tags the
+    registry counted as down, and the sound repository failed 'not tried', in every run
+    (repositories go in order), so it was never mirrored (review). The count is the
+    repository's; the next repository is asked and planned."""
+    from docker2aci import ConvertOptions
+    from docker2aci.mirror import FAILING_IN_A_ROW, MirrorSpec, MirrorState, _Plan
+    from docker2aci.registry import RegistryClient
+    from docker2aci.registry.retry import RetryPolicy
+
+    tags = TAGS[:FAILING_IN_A_ROW + 1]
+    with run_registry(tmp_path / "registry") as running:
+        for repository in ("mirror/bad", "mirror/good"):
+            push_tags(registry.layout, running, repository, {tag: tag for tag in tags})
+        links = running.root / "data/docker/registry/v2/repositories/mirror/bad/_manifests/tags"
+        for tag in tags:
+            (links / tag / "current" / "link").write_text("garbled")
+        host = running.host
+        plan = _Plan(MirrorState(str(tmp_path / "tree")), ConvertOptions(), {},
+                     MirrorSpec((f"{host}/mirror/bad", f"{host}/mirror/good")))
+        with RegistryClient(host, allow_http=True, retry=RetryPolicy(attempts=2, base_delay=0.01)) as client:
+            plan.host(client, host, PREFIX, ["mirror/bad", "mirror/good"])
+    failed = [(r.extra["repository"], r.extra["tag"], r.error) for r in plan.slots if r is not None]
+    last = (f"{host}/mirror/bad:{tags[-2]}: fetching the manifest: http://{host}/v2/mirror/bad/manifests/{tags[-2]} "
+            "answered HTTP 500 (UNKNOWN: unknown error)")
+    assert failed[FAILING_IN_A_ROW - 1][2] == last
+    assert failed[FAILING_IN_A_ROW:] == [
+        (f"{host}/mirror/bad", tags[-1], (f"{host}/mirror/bad:{tags[-1]}: not tried: {host}/mirror/bad failed 3 "
+                                          f"requests in a row, each after its retries (the last: {last})"))]
+    assert [r is None for r in plan.slots] == [False] * len(tags) + [True] * len(tags)  # the good tags: jobs
+    assert [job.source for job in plan.jobs] == [f"docker://{host}/mirror/good:{tag}" for tag in tags]
