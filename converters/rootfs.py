@@ -42,7 +42,7 @@ from typing import IO, BinaryIO, Iterator, Mapping, Protocol, Sequence
 
 from . import native
 from .errors import BadLayer, UnsafeEntry
-from .numbers import MAX_OWNER_ID
+from .numbers import MAX_OWNER_ID, pax_time_ns
 from .tarpaths import EscapingPath, Path, clean_member_name, is_escaping_link
 
 OPAQUE_MARKER = ".wh..wh..opq"
@@ -1076,6 +1076,9 @@ def _copy_header(src: tarfile.TarInfo, name: str) -> tarfile.TarInfo:
     ti.linkname = src.linkname if ti.type == tarfile.SYMTYPE else ""
     ti.devmajor, ti.devminor = src.devmajor, src.devminor
     ti.pax_headers = {k: v for k, v in src.pax_headers.items() if k.startswith(_XATTR_PREFIX)}
+    exact = src.pax_headers.get("mtime")
+    if exact is not None and pax_time_ns(exact) is not None:
+        ti.pax_headers["mtime"] = exact  # the float ``mtime`` lost its last nanosecond digits
     return ti
 
 

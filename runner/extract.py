@@ -38,7 +38,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any, Literal, cast
 
-from converters.numbers import MAX_OWNER_ID
+from converters.numbers import MAX_OWNER_ID, pax_time_ns
 from docker2aci import acifile
 from docker2aci.acifile import READ_ERRORS, UncompressedStream
 from docker2aci.digest import Digest
@@ -87,11 +87,11 @@ class _DirMeta:
 
     Attributes:
         mode: permission bits (``0o7777`` mask).
-        mtime: modification time, seconds since the epoch.
+        mtime_ns: modification time, nanoseconds since the epoch.
     """
 
     mode: int
-    mtime: float
+    mtime_ns: int
 
 
 @contextlib.contextmanager
@@ -135,7 +135,7 @@ def render_aci(
     rootfs: str | os.PathLike[str],
     *,
     image_id: str | None = None,
-    directory_times: dict[str, float] | None = None,
+    directory_times: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """Write the ``rootfs/`` of an ACI into a directory and return its manifest.
 
@@ -151,7 +151,7 @@ def render_aci(
             it (appc ``spec/aci.md``, "Image ID"); the tree is written first, so a caller
             that renders into a private place and publishes afterwards never publishes a
             tree of other bytes.
-        directory_times: receives ``{host path: mtime}`` of every directory the ACI
+        directory_times: receives ``{host path: mtime in nanoseconds}`` of every directory the ACI
             names, so that a caller rendering several images into one tree can give
             each directory its last image's time once all are written.
 
@@ -172,7 +172,7 @@ def render_aci(
             renderer = _Renderer(archive, root)
             manifest = renderer.run()
             if directory_times is not None:
-                directory_times.update((path, meta.mtime) for path, meta in renderer.directories.items())
+                directory_times.update((path, meta.mtime_ns) for path, meta in renderer.directories.items())
         found = stream.image_id()
     if image_id is not None and found != image_id:
         raise RunnerError(f"rendering {where}: its image ID is {found}, not {image_id}")
@@ -379,7 +379,7 @@ class _Renderer:
             if not member.isdir():
                 raise EntryError(member.name, "rootfs is not a directory")
             self._chown(self._root, member)
-            self._dirs[self._root] = _DirMeta(member.mode & 0o7777, member.mtime)
+            self._dirs[self._root] = _DirMeta(member.mode & 0o7777, _mtime_ns(member))
             return
         parent = make_dirs_in_root(self._root, "/".join(rel[:-1]), escape=Escape.REFUSE)
         target = os.path.join(parent, rel[-1])
@@ -420,7 +420,7 @@ class _Renderer:
             self._drop_other_xattrs(target, member)
         self._chown(target, member)
         self._set_xattrs(target, member)
-        self._dirs[target] = _DirMeta(member.mode & 0o7777, member.mtime)
+        self._dirs[target] = _DirMeta(member.mode & 0o7777, _mtime_ns(member))
 
     def _make_room(self, target: str) -> None:
         """Remove what a later entry replaces (tar semantics: the last entry wins)."""
@@ -489,7 +489,7 @@ class _Renderer:
         if not member.issym():
             os.chmod(target, member.mode & 0o7777)
         self._set_xattrs(target, member)
-        _set_mtime(target, member.mtime)
+        _set_mtime(target, _mtime_ns(member))
 
     def _chown(self, target: str, member: tarfile.TarInfo) -> None:
         if self._is_root:
@@ -544,7 +544,7 @@ class _Renderer:
             meta = self._dirs[path]
             if path == self._root:  # the caller's directory (a link to one too)
                 os.chmod(path, meta.mode)
-                _set_mtime(path, meta.mtime, follow=True)
+                _set_mtime(path, meta.mtime_ns, follow=True)
                 continue
             parent = _open_parent_in_root(self._root, path)
             if parent is None:
@@ -554,7 +554,7 @@ class _Renderer:
                 if not stat.S_ISDIR(os.lstat(name, dir_fd=parent).st_mode):
                     continue  # replaced by a later entry (a link, a file)
                 os.chmod(name, meta.mode, dir_fd=parent)  # a directory, checked above: nothing to follow
-                _set_mtime(name, meta.mtime, dir_fd=parent)
+                _set_mtime(name, meta.mtime_ns, dir_fd=parent)
             except FileNotFoundError:
                 continue
             finally:
@@ -597,8 +597,8 @@ def _xattrs(pax_headers: Mapping[str, str]) -> Iterator[tuple[str, bytes]]:
             yield key[len(_XATTR_PREFIX) :], value.encode("utf-8", "surrogateescape")
 
 
-def restore_directory_times(rootfs: str, times: Mapping[str, float]) -> None:
-    """Give every directory of ``rootfs`` named in ``times`` its time again (after later
+def restore_directory_times(rootfs: str, times: Mapping[str, int]) -> None:
+    """Give every directory of ``rootfs`` named in ``times`` its time (nanoseconds) again (after later
     images of a chain wrote into it), walking the tree without following symlinks."""
     for directory, _dirs, _files in os.walk(rootfs):
         mtime = times.get(directory)
@@ -606,11 +606,17 @@ def restore_directory_times(rootfs: str, times: Mapping[str, float]) -> None:
             _set_mtime(directory, mtime)
 
 
-def _set_mtime(path: str, mtime: float, *, dir_fd: int | None = None, follow: bool = False) -> None:
-    """Set the access and modification times of ``path`` (relative to ``dir_fd`` when
-    given): of a final symbolic link itself unless ``follow``."""
-    nanoseconds = int(mtime * 1_000_000_000)
-    os.utime(path, ns=(nanoseconds, nanoseconds), dir_fd=dir_fd, follow_symlinks=follow)
+def _mtime_ns(member: tarfile.TarInfo) -> int:
+    """An entry's modification time in nanoseconds: exact from its PAX ``mtime`` record
+    (:func:`converters.numbers.pax_time_ns`), else from the header's seconds."""
+    exact = pax_time_ns(member.pax_headers.get("mtime", ""))
+    return exact if exact is not None else int(member.mtime * 1_000_000_000)
+
+
+def _set_mtime(path: str, mtime_ns: int, *, dir_fd: int | None = None, follow: bool = False) -> None:
+    """Set the access and modification times of ``path`` to ``mtime_ns`` nanoseconds
+    (relative to ``dir_fd`` when given): of a final symbolic link itself unless ``follow``."""
+    os.utime(path, ns=(mtime_ns, mtime_ns), dir_fd=dir_fd, follow_symlinks=follow)
 
 
 def _copy_sparse(

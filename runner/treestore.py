@@ -509,7 +509,7 @@ def render_chain(chain: Sequence[ChainImage], rootfs: str) -> dict[str, Any]:
             be read.
     """
     manifest: dict[str, Any] = {}
-    times: dict[str, float] = {}
+    times: dict[str, int] = {}
     for image in chain:
         manifest = render_aci(image.path, rootfs, image_id=image.image_id, directory_times=times)
         whitelist = manifest.get("pathWhitelist") or []

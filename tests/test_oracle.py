@@ -7,6 +7,7 @@ contents, xattrs and hard-link groups (the four stdio links we add excluded)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -99,3 +100,42 @@ def test_a_whiteout_under_a_link_its_layer_makes_a_directory_removes_nothing(tmp
     render_tree(layers[0].path, str(tmp_path / "chain"),
                 resolver=DirectoryResolver([str(tmp_path / "layers")]))
     assert diff_listings(ours, tree_listing(tmp_path / "chain")) == []
+
+
+NS_TIMES = {"ns": 1577836800_987654321, "ns/file": 1577836800_123456789,
+            "ns/old": -300000000_987654321, "ns/link": 1000_000000001}
+"""PAX ``mtime`` records with nanoseconds, before 1970 too, as Go's archive/tar reads them
+(the sign applies to the fraction)."""
+
+
+def _mtimes_ns(root: Path) -> dict[str, int]:
+    return {rel: os.lstat(root / rel).st_mtime_ns for rel in NS_TIMES}
+
+
+@pytest.mark.skipif(shutil.which("umoci") is None, reason="needs umoci")
+def test_nanosecond_mtimes_are_kept_as_umoci_keeps_them(tmp_path: Path) -> None:
+    """A float keeps about 16 digits: through it the ACI writer and the renderer lost the
+    last digits of a PAX mtime's nanoseconds (1577836800.123456789 became ...456768)."""
+    layout = tmp_path / "img"
+    subprocess.run(["umoci", "init", "--layout", layout], check=True, capture_output=True)
+    subprocess.run(["umoci", "new", "--image", f"{layout}:latest"], check=True, capture_output=True)
+    (tmp_path / "0.tar").write_bytes(lb.tar_bytes([
+        lb.dir_("ns", pax={"mtime": "1577836800.987654321"}),
+        lb.file("ns/file", "f", pax={"mtime": "1577836800.123456789"}),
+        lb.file("ns/old", "o", pax={"mtime": "-300000000.987654321"}),
+        lb.symlink("ns/link", "file", pax={"mtime": "1000.000000001"}),
+    ]))
+    subprocess.run(["umoci", "raw", "add-layer", "--image", f"{layout}:latest", tmp_path / "0.tar"],
+                   check=True, capture_output=True)
+    assert _mtimes_ns(umoci_rootfs(layout, "latest", tmp_path / "umoci")) == NS_TIMES
+    source = f"oci:{layout}:latest"
+    [aci] = docker2aci.convert(source, docker2aci.ConvertOptions(output_dir=str(tmp_path / "out")))
+    assert _mtimes_ns(aci_rootfs(Path(aci.path), tmp_path / "tar")) == NS_TIMES
+    (tmp_path / "rendered").mkdir()
+    render_tree(aci.path, str(tmp_path / "rendered"))
+    assert _mtimes_ns(tmp_path / "rendered") == NS_TIMES
+    layers = docker2aci.convert(source, docker2aci.ConvertOptions(output_dir=str(tmp_path / "layers"),
+                                                                  squash=False, use_cache=False))
+    (tmp_path / "chain").mkdir()
+    render_tree(layers[0].path, str(tmp_path / "chain"), resolver=DirectoryResolver([str(tmp_path / "layers")]))
+    assert _mtimes_ns(tmp_path / "chain") == NS_TIMES
