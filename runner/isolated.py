@@ -114,7 +114,7 @@ from runner.ocispec import (
     runtime_config,
     unsupported_isolators,
 )
-from runner.paths import resolve_in_root
+from runner.paths import in_kernel_fs, resolve_in_root
 from runner.run import (
     CONSOLE_LINKS,
     DEVICE_NODES,
@@ -254,6 +254,7 @@ def run_isolated(
     spec = _prepare_tree(rootfs, spec)
     bundle = tempfile.mkdtemp(prefix="bundle-", dir=os.path.dirname(rootfs))
     try:
+        device_binds = _device_binds(rootfs)
         config = runtime_config(
             spec,
             rootfs,
@@ -261,8 +262,8 @@ def run_isolated(
             net=net,
             memory_bytes=memory_bytes,
             cpu_millis=cpu_millis,
-            etc_binds=_etc_binds(rootfs, bundle, hostname, host_resolv_conf),
-            device_binds=_device_binds(rootfs),
+            etc_binds=_etc_binds(rootfs, bundle, hostname, host_resolv_conf, device_binds),
+            device_binds=device_binds,
             volume_binds=binds,
             cgroups_path=f"/{cid}",
             nofile=_nofile_limits(),
@@ -302,10 +303,19 @@ def _prepare_tree(rootfs: str, spec: ProcessSpec) -> ProcessSpec:
     return dataclasses.replace(spec, cwd=working_directory(rootfs, spec.cwd))
 
 
-def _in_root(rootfs: str, path: str) -> str | None:
-    """The path inside the tree that ``path`` leads to, or ``None`` for a directory."""
+def _in_root(rootfs: str, path: str, action: str) -> str | None:
+    """The path inside the tree that ``path`` leads to, the target of a bind; ``None``,
+    with a warning (``"not <action> <path>: ..."``), for a directory, or for a path the
+    image's links lead into ``/proc`` or ``/sys`` (``/etc -> /proc/self/cwd/etc``): the
+    runtime would resolve it once those are mounted, through the kernel's magic links,
+    and bind the file where the app does not look (as volumes and the working directory,
+    it is never bound there)."""
     host_path = resolve_in_root(rootfs, path)
+    if in_kernel_fs(rootfs, host_path):
+        logger.warning("not %s %s: the image's links lead it into /proc or /sys", action, path)
+        return None
     if os.path.isdir(host_path):
+        logger.warning("not %s %s: the image has a directory there", action, path)
         return None
     return "/" + os.path.relpath(host_path, rootfs)
 
@@ -317,18 +327,24 @@ def _device_binds(rootfs: str) -> list[tuple[str, str]]:
         if not os.path.exists(source):
             logger.warning("the host has no %s: the app will not have it either", source)
             continue
-        target = _in_root(rootfs, source)
+        target = _in_root(rootfs, source, "binding")
         if target is None:
-            logger.warning("not binding %s: the image has a directory there", source)
             continue
         binds.append((source, target))
     return binds
 
 
 def _etc_binds(
-    rootfs: str, bundle: str, hostname: str, host_resolv_conf: str
+    rootfs: str, bundle: str, hostname: str, host_resolv_conf: str,
+    device_binds: Sequence[tuple[str, str]] = (),
 ) -> list[tuple[str, str]]:
-    """Write ``hosts`` and ``resolv.conf`` into the bundle; list their bind mounts."""
+    """Write ``hosts`` and ``resolv.conf`` into the bundle; list their bind mounts.
+
+    A file the image links to a device the stage binds (``/etc/hosts -> /dev/null``, of
+    ``device_binds``) is not mounted, with a warning: bound over the app's ``/dev/null``,
+    the file would take its writes, and the app's stdio too (runc reopens a standard
+    stream that is not a device on the container's ``/dev/null``)."""
+    devices = {target for _, target in device_binds}
     files = {"hosts": f"{HOSTS}127.0.1.1\t{hostname}\n".encode()}
     try:
         with open(host_resolv_conf, "rb") as handle:
@@ -337,9 +353,11 @@ def _etc_binds(
         logger.warning("the host has no readable %s: not adding one", host_resolv_conf)
     binds = []
     for name, content in files.items():
-        target = _in_root(rootfs, f"/etc/{name}")
+        target = _in_root(rootfs, f"/etc/{name}", "mounting")
         if target is None:
-            logger.warning("not mounting /etc/%s: the image has a directory there", name)
+            continue
+        if target in devices:
+            logger.warning("not mounting /etc/%s: the image links it to %s, a device the stage binds", name, target)
             continue
         source = os.path.join(bundle, name)
         with open(source, "wb") as handle:

@@ -840,3 +840,37 @@ def test_etc_hosts_and_resolv_conf_are_the_runs_own_and_writable(run_isolated: R
     assert (rootfs / "etc" / "hosts").read_text() == "10.0.0.1 image\n"
     with open("/etc/resolv.conf", "rb") as handle:
         assert handle.read() == host_resolv_conf
+
+
+@needs_runc
+def test_an_etc_linked_into_proc_gets_no_binds_and_the_tree_no_host_paths(run_isolated: RunIsolated,
+                                                                            rootfs: Path) -> None:
+    """``/etc -> /proc/self/cwd/real-etc``: runc resolved the binds' targets once /proc
+    was mounted, through the magic link to its init's directory, the rootfs's host path:
+    it made that host path's directories in the tree and bound hosts and resolv.conf at
+    its end, where the app never looks (run review). As for volumes and the working
+    directory, nothing is bound through /proc or /sys; a warning says so."""
+    (rootfs / "etc").rename(rootfs / "real-etc")
+    (rootfs / "etc").symlink_to("/proc/self/cwd/real-etc")
+    before = sorted(os.listdir(rootfs))
+    result = run_isolated(_sh("cat /etc/hosts || echo no-hosts"))
+
+    assert (result.returncode, result.stdout) == (0, "no-hosts\n"), result.stderr
+    assert sorted(set(os.listdir(rootfs)) - {"dev", "proc", "sys"}) == sorted(set(before) - {"dev"})
+    assert "not mounting /etc/hosts: the image's links lead it into /proc or /sys" in result.stderr
+    assert "not mounting /etc/resolv.conf: the image's links lead it into /proc or /sys" in result.stderr
+
+
+@needs_runc
+def test_an_etc_file_linked_to_dev_null_keeps_dev_null_and_the_output(run_isolated: RunIsolated,
+                                                                        rootfs: Path) -> None:
+    """``/etc/hosts -> /dev/null``: the run's hosts file was bound over the app's
+    /dev/null; runc then reopened the app's stdio (pipes, not devices) on it, so its
+    output went into that file, and ``cat /dev/null`` copied the file onto itself until
+    the disk filled (run review). The image's link stays as it is, as in the fly stage."""
+    (rootfs / "etc" / "hosts").symlink_to("/dev/null")
+    result = run_isolated(_sh("echo out; echo x > /dev/null; head -c 100 /dev/null | wc -c; "
+                              "test -c /dev/null && echo device; wc -c < /etc/hosts"))
+
+    assert (result.returncode, result.stdout.split()) == (0, ["out", "0", "device", "0"]), result.stderr
+    assert "not mounting /etc/hosts: the image links it to /dev/null, a device the stage binds" in result.stderr
