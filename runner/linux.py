@@ -131,15 +131,7 @@ def mount_points_under(path: str) -> list[str]:
         it cannot be read.
     """
     prefix = path.rstrip("/") + "/"
-    found = []
-    try:
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as handle:
-            for line in handle:
-                point = unescape_mountinfo(line.split(" ")[4])
-                if point == path or point.startswith(prefix):
-                    found.append(point)
-    except OSError:
-        return []
+    found = [point for _, point in _mount_points() if point == path or point.startswith(prefix)]
     return sorted(found, key=lambda p: p.count("/"), reverse=True)
 
 
@@ -157,17 +149,19 @@ def mounts_bound_along(source: str) -> list[str]:
         The mount points (unescaped); empty when ``/proc/self/mountinfo`` cannot be read.
     """
     prefix = source.rstrip("/") + "/"
-    below: list[tuple[int, str]] = []
+    below = [(mount_id, point) for mount_id, point in _mount_points() if point.startswith(prefix)]
+    return sorted((point for mount_id, point in below if _mount_id_at(point) == mount_id), key=lambda p: p.count("/"))
+
+
+def _mount_points() -> list[tuple[int, str]]:
+    """``(mount ID, mount point)`` of every line of ``/proc/self/mountinfo`` (``ID PARENT
+    MAJ:MIN ROOT POINT ...``; the point unescaped), in its order; empty when it cannot be
+    read."""
     try:
         with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as handle:
-            for line in handle:
-                fields = line.split(" ")  # ID PARENT MAJ:MIN ROOT POINT ...
-                point = unescape_mountinfo(fields[4])
-                if point.startswith(prefix):
-                    below.append((int(fields[0]), point))
+            return [(int(fields[0]), unescape_mountinfo(fields[4])) for fields in (line.split(" ") for line in handle)]
     except OSError:
         return []
-    return sorted((point for mount_id, point in below if _mount_id_at(point) == mount_id), key=lambda p: p.count("/"))
 
 
 def _mount_id_at(path: str) -> int | None:
