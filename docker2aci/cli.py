@@ -689,11 +689,26 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return err.status if isinstance(err, ExecError) else EXIT_ERROR
     except KeyboardInterrupt as interrupt:  # Ctrl-C, or Terminated
-        return exit_status(signal_of(interrupt))
+        return _interrupted(signal_of(interrupt))
     except BrokenPipeError:
         if not _stdout_reader_gone():
             raise
         return _stdout_closed()
+
+
+def _interrupted(signum: int) -> int:
+    """Say on stderr, in one line, that the command was stopped by signal ``signum``
+    (its clean-up is done: nothing half-written is left under a final name), and return
+    its exit status, ``128 + signum`` (130 for Ctrl-C, 143 for ``SIGTERM``). Another
+    Ctrl-C meanwhile, or a stderr that is gone, changes neither (no traceback)."""
+    import signal
+
+    try:
+        with contextlib.suppress(OSError, ValueError):
+            print(f"Interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+    except KeyboardInterrupt:
+        pass
+    return exit_status(signum)
 
 
 def _stdout_reader_gone() -> bool:

@@ -207,7 +207,11 @@ def cmd_trust(argv: Sequence[str], prog: str) -> int:
                 log.warning("this key has expired: images signed by it will be refused")
             if sys.stdin.isatty() and not args.yes:
                 sys.stdout.flush()
-                answer = input(f"Are you sure you want to trust this key for {what} (yes/no)? ")
+                try:
+                    answer = input(f"Are you sure you want to trust this key for {what} (yes/no)? ")
+                except EOFError:  # Ctrl-D, or the terminal closed: no answer is a no
+                    print()
+                    answer = ""
                 if answer.strip().lower() not in ("y", "yes"):
                     print("Not trusted.", file=sys.stderr)
                     return EXIT_ERROR

@@ -20,6 +20,7 @@ import io
 import logging
 import lzma
 import tarfile
+import threading
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -464,6 +465,46 @@ def _check_diff_id(blob: LayerBlob, hasher: _Hasher) -> None:
             raise DigestMismatch(f"{blob.label}, diff ID (config {field})", str(blob.diff_id), str(actual_id))
 
 
+class _Stoppable(io.RawIOBase):
+    """A layer's stream read by a thread of :func:`open_layers`, which the main thread
+    stops on Ctrl-C or ``SIGTERM`` (:meth:`stop`): the read in progress, or the next,
+    raises ``KeyboardInterrupt`` in the reading thread; a registry blob waiting for its
+    next chunk is abandoned (:meth:`~docker2aci.streamedblob.StreamedBlob.abandon`), so
+    the read does not wait for it. Its ``verified_digest`` is the stream's (see
+    :class:`~docker2aci.verify.VerifyingReader`)."""
+
+    def __init__(self, stream: BinaryIO, stopped: threading.Event) -> None:
+        super().__init__()
+        self._stream = stream
+        self._stopped = stopped
+        self.verified_digest = getattr(stream, "verified_digest", None)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self._stopped.is_set():
+            raise KeyboardInterrupt
+        try:
+            return self._stream.readinto(buffer) or 0  # type: ignore[attr-defined]
+        except Exception:
+            if self._stopped.is_set():  # an abandoned blob's read: the stop, not its error
+                raise KeyboardInterrupt from None
+            raise
+
+    def stop(self) -> None:
+        """Called from another thread: see the class."""
+        abandon = getattr(self._stream, "abandon", None)
+        if abandon is not None:
+            abandon()
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        finally:
+            super().close()
+
+
 Progress = Callable[[str, int, "int | None"], None]
 """``progress(task, done, total)``, as the pipeline's progress hook."""
 
@@ -554,13 +595,26 @@ def open_layers(blobs: list[LayerBlob], tmp_dir: str | None, progress: Progress 
     """
     if max_layer_size is not None:
         blobs = [dataclasses.replace(b, max_size=max_layer_size) for b in blobs]
+    stopped = threading.Event()  # Ctrl-C, SIGTERM: the layers being read stop at their next chunk
+    streams: list[_Stoppable] = []
+
+    def stoppable(blob: LayerBlob) -> LayerBlob:
+        def opened() -> BinaryIO:
+            stream = _Stoppable(blob.open(), stopped)
+            streams.append(stream)
+            return stream  # type: ignore[return-value]
+
+        return dataclasses.replace(blob, open=opened)
+
     files: list[BinaryIO] = []
     pool = ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_LAYERS, len(blobs)))
     verifier = ThreadPoolExecutor(max_workers=1)  # one layer at a time: hashing is fast, memory is not free
     try:
+        read = [stoppable(b) for b in blobs]  # in place, the main thread reads the source's own stream
+
         def spool(i: int) -> None:
             try:
-                spool_layer(blobs[i], files[i])
+                spool_layer(read[i], files[i])
             except (DigestMismatch, SizeMismatch) as err:
                 evict = blobs[i].evict
                 if evict is None:
@@ -569,14 +623,14 @@ def open_layers(blobs: list[LayerBlob], tmp_dir: str | None, progress: Progress 
                 evict()
                 files[i].seek(0)
                 files[i].truncate()
-                spool_layer(blobs[i], files[i])
+                spool_layer(read[i], files[i])
 
         spooling, pending = [], []
         for i, blob in enumerate(blobs):
             in_place = open_in_place(blob)
             if in_place is not None:
                 files.append(in_place)
-                pending.append(verifier.submit(verify_layer, blob))
+                pending.append(verifier.submit(verify_layer, read[i]))
             else:
                 files.append(anonymous_file(tmp_dir, f"the spool of {blob.label}"))  # nothing left, even by a kill
                 spooling.append(pool.submit(spool, i))
@@ -585,6 +639,12 @@ def open_layers(blobs: list[LayerBlob], tmp_dir: str | None, progress: Progress 
             future.result()
             layers.count()
         yield layers
+    except BaseException as err:
+        if not isinstance(err, Exception):  # Ctrl-C, SIGTERM: not a wait for whole downloads
+            stopped.set()
+            for stream in list(streams):
+                stream.stop()
+        raise
     finally:  # on an error, layers not started yet are not read; running ones end first
         verifier.shutdown(wait=True, cancel_futures=True)
         pool.shutdown(wait=True, cancel_futures=True)

@@ -312,6 +312,7 @@ def convert(source: str, options: ConvertOptions | None = None,
                     done = ", ".join(str(t) for t in targets[:targets.index(target)]) or "none"
                     log.warning("%s: platform %s failed, so none of the %d platforms is written (converted before "
                                 "it: %s)", src.display, target, len(targets), done)
+                written.drop_unsigned_signatures()
                 written.release_unwritten(() if stage is not None else (r.path for r in results))
                 raise
             if stage is not None:
@@ -499,6 +500,7 @@ def _convert_image(display: str, resolved: ResolvedImage, wanted: Platform, opti
 
         for aci in converted:
             signing.sign_file(aci.path, signer)
+            written.signed(aci.path)
     else:
         written.drop_stale_signatures(display, converted)
     return converted
@@ -541,7 +543,8 @@ class _Outputs:
     """The files one run writes: which image claimed each (two images never share a
     file), and, in a run that does not sign (``signing`` false), for each that had a
     signature beside it, the SHA-256 of the file it replaces, so that the run can tell a
-    signature it made stale (a signing run replaces them all). With a ``stage``
+    signature it made stale (a signing run replaces them all, unless it fails or is
+    interrupted before: :meth:`drop_unsigned_signatures`). With a ``stage``
     directory, each file is written there first and :meth:`publish` moves it into place."""
 
     def __init__(self, signing: bool, claims: tuple[str | None, str] = (None, ""), stage: str | None = None) -> None:
@@ -550,6 +553,7 @@ class _Outputs:
         self._stage = stage
         self._owners: dict[str, str] = {}
         self._signed_before: dict[str, str | None] = {}
+        self._unsigned: dict[str, tuple[int, int, int] | None] = {}  # signing, unstaged: the file's identity
         self._markers: dict[str, str] = {}  # path claimed in claims_dir -> its marker
         self._finals: dict[str, str] = {}  # staged path -> the path claimed
 
@@ -569,6 +573,8 @@ class _Outputs:
         self._owners[key] = display
         if not self._signing and os.path.lexists(signature_path(key)):
             self._signed_before[key] = Digest.of_file(key).hex if os.path.isfile(key) else None
+        elif self._signing and self._stage is None and os.path.lexists(signature_path(key)):
+            self._unsigned[key] = _file_identity(key)
         if self._stage is None:
             return path
         staged = os.path.join(os.path.abspath(self._stage), os.path.basename(key))
@@ -645,6 +651,23 @@ class _Outputs:
             raise OutputError(f"{display}: claiming {key} in {self._claims_dir}: {err.strerror or err}") from err
         self._markers[key] = marker
 
+    def signed(self, path: str) -> None:
+        """``path`` (claimed) has its new signature beside it."""
+        self._unsigned.pop(os.path.abspath(path), None)
+
+    def drop_unsigned_signatures(self) -> None:
+        """In a signing run that failed or was interrupted (Ctrl-C while it signed, or
+        copied an ACI into the conversion cache), remove ``<path>.asc`` beside each file it
+        replaced and did not sign: the signature of the file replaced reads as tampering
+        to ``verify`` ("BAD signature"); the file reads as unsigned instead. Best effort:
+        the run's own error is the one raised."""
+        for key, before in self._unsigned.items():
+            if _file_identity(key) != before:
+                with contextlib.suppress(OSError):
+                    os.unlink(signature_path(key))
+                    log.warning("removed %s: it signed the ACI this run replaced and did not sign",
+                                signature_path(key))
+
     def release_unwritten(self, written: Iterable[str]) -> None:
         """Give up the shared claims of the files the conversion did not write (it failed,
         or was stopped): another conversion of the run may write them, since no ``ok``
@@ -683,6 +706,16 @@ class _Outputs:
                                   f"{err.strerror or err}") from err
             log.warning("%s: removed %s: it signed the ACI this run replaced (sign again with --sign)",
                         display, stale)
+
+
+def _file_identity(path: str) -> tuple[int, int, int] | None:
+    """``path``'s inode, modification time (ns) and size, or ``None`` when there is no
+    file: a file replaced (renamed over, copied) has another."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def _put_back(done: list[tuple[str, str | None, bool]]) -> list[str]:

@@ -70,6 +70,7 @@ No passphrase or secret key material is ever logged, printed or put in an except
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import enum
 import glob
@@ -596,7 +597,8 @@ def publish_text(path: str, data: str, mode: int) -> None:
 
 def write_key_pair(prefix: str, key: GeneratedKey) -> tuple[str, str]:
     """Write ``PREFIX.pub.asc`` (mode 0644) and ``PREFIX.sec.asc`` (mode 0600), each
-    atomically; existing files are never replaced.
+    atomically, both or neither (interrupted between the two, the secret one is removed);
+    existing files are never replaced.
 
     Returns:
         the public and secret key paths.
@@ -610,7 +612,12 @@ def write_key_pair(prefix: str, key: GeneratedKey) -> tuple[str, str]:
             raise SigningError(f"{path} exists already: not replacing a key")
     try:
         _publish(secret, key.secret, 0o600, replace=False)
-        _publish(public, key.public, 0o644, replace=False)
+        try:
+            _publish(public, key.public, 0o644, replace=False)
+        except BaseException:  # Ctrl-C, a full disk: never a secret key alone, which a rerun would refuse to replace
+            with contextlib.suppress(OSError):
+                os.unlink(secret)
+            raise
     except FileExistsError as err:
         raise SigningError(f"{err.filename} exists already: not replacing a key") from err
     except OSError as err:

@@ -248,6 +248,8 @@ class StreamedBlob(io.RawIOBase):
         if self._carrying:
             if not self._chunk:
                 self._chunk = memoryview(self._handoff.take())
+                if not self._chunk and self._handoff.abandoned:  # abandon(): the fetch's verdict is not awaited
+                    raise ValueError("read of an abandoned blob stream")
             if self._chunk:
                 n = min(len(view), len(self._chunk))
                 view[:n] = self._chunk[:n]
@@ -291,6 +293,19 @@ class StreamedBlob(io.RawIOBase):
             rest.close()
             raise
         return rest  # type: ignore[return-value]
+
+    def abandon(self) -> None:
+        """Stop the reading from any thread (Ctrl-C, while another thread reads): a read
+        waiting for the next chunk, and every later one, raises ``ValueError`` at once,
+        and the fetch stops at its next chunk (nothing of it is cached). The reader
+        still closes the stream."""
+        self._handoff.abandon()
+
+    @property
+    def abandoned(self) -> bool:
+        """Whether the reader stopped before the end (:meth:`abandon`, or :meth:`close`
+        of a stream not read through): its fetch ends at its next chunk."""
+        return self._handoff.abandoned and self._carrying
 
     def close(self) -> None:
         """Stop reading: an unfinished fetch is abandoned (nothing of it is cached)."""

@@ -395,6 +395,12 @@ class FaultProxy:
             self._faults.extend(faults)
         return self
 
+    def clear(self) -> FaultProxy:
+        """Remove every fault: later requests pass through as they are."""
+        with self._lock:
+            self._faults.clear()
+        return self
+
     def _take(self, target: Target, kinds: Iterable[FaultKind], *, first_only: bool = False) -> list[Fault]:
         """The faults of ``kinds`` that apply to one request of ``target``, their counts consumed."""
         wanted = set(kinds)

@@ -184,15 +184,21 @@ class RegistrySource:
 
     def close(self) -> None:
         """Wait for the downloads still being put into the cache, then close the registry
-        client. Interrupted meanwhile (Ctrl-C, ``SIGTERM``), it abandons them and waits
+        client; a download whose reader stopped before its end (Ctrl-C while the layers
+        were read) is waited for :data:`ABANDON_WAIT` seconds at most. Interrupted
+        meanwhile (Ctrl-C, ``SIGTERM``), it abandons them and waits
         :data:`ABANDON_WAIT` seconds more for their threads to remove their partial files
         from the cache's ``tmp/`` (the process would end under them), then lets the
         interrupt through.
         """
         try:
             try:
+                deadline = time.monotonic() + ABANDON_WAIT
                 for stream in self._streams:
-                    stream.finish()
+                    if stream.abandoned:  # its reader stopped (Ctrl-C): its fetch ends at its next chunk
+                        stream.finish(max(0.0, deadline - time.monotonic()))
+                    else:
+                        stream.finish()
             except KeyboardInterrupt:
                 deadline = time.monotonic() + ABANDON_WAIT
                 for stream in self._streams:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import layerbuild as lb
 import pytest
-from crashkit import CLI_TIMEOUT, cli_env, temporaries, visible_acis
+from crashkit import CLI_TIMEOUT, cli_env, reaped, run_cli, temporaries, visible_acis
 from faultproxy import Fault, FaultProxy
 from jobs_helpers import load_report
 from services import REGISTRY_BIN, SKOPEO_BIN, RunningRegistry, push, require_tools, run_registry
@@ -395,3 +395,63 @@ def test_a_mirror_interrupted_while_listing_reports_every_tag_it_did_not_plan(im
     assert [(e["tag"], e["status"], e["error"]) for e in load_report(report)] == [
         (tag, "skipped", "interrupted before it started") for tag in SLOW_TAGS + QUICK_TAGS]
 
+
+
+STALL_INTERVAL = 1.0
+"""The seconds between the stalled layer's last bytes: they take ``DRIP_BYTES * STALL_INTERVAL``
+= 40 s, longer than :data:`PROMPT`."""
+PROMPT = 20.0
+"""How long a conversion may take to end after the signal (seconds): far more than it needs,
+far less than the stalled layer's last bytes."""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_mid_download_does_not_wait_for_the_layer(images: Images, tmp_path: Path, signum: int) -> None:
+    """Ctrl-C or ``SIGTERM`` of a conversion while a layer downloads slowly: it ends at
+    once, exit ``128 + N``, its last line on stderr says so (it used to end without a
+    word), nothing in the output, and a rerun writes the ACI an
+    uninterrupted run writes and leaves nothing in the cache's ``tmp/`` (a fetch stalled
+    in a read longer than the source's ``ABANDON_WAIT`` leaves its partial file to it). It used to wait for the layer's whole
+    download (the layer threads were waited for, and not told to stop): 80 s after a
+    Ctrl-C at 4 MB/s for a 300 MB layer, and a second Ctrl-C changed nothing."""
+    tag = SLOW_TAGS[0]
+    with FaultProxy(images.registry.url) as proxy:
+        source = f"docker://{proxy.host}/{REPO}:{tag}"
+
+        def argv(name: str) -> list[str | Path]:
+            return ["--insecure-allow-http", "--output-dir", tmp_path / f"out-{name}",
+                    "--cache-dir", tmp_path / f"cache-{name}", source]
+
+        run_cli(*argv("whole"))
+        [(name, whole)] = visible_acis(tmp_path / "out-whole").items()
+        proxy.add(Fault.drip(images.slow_layer_size - DRIP_BYTES, STALL_INTERVAL, times=None))
+        out, cache = tmp_path / "out-signalled", tmp_path / "cache-signalled"
+
+        def mid_layer() -> bool:  # the layer's first bytes are in, its last ones stall
+            for path in (cache / "tmp").glob("blob-*"):
+                with contextlib.suppress(FileNotFoundError):
+                    if path.stat().st_size >= SLOW_LAYER_BYTES // 2:
+                        return True
+            return False
+
+        proc = subprocess.Popen([sys.executable, "-m", "docker2aci", *map(str, argv("signalled"))],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True, env=cli_env(), start_new_session=True)
+        with reaped(proc):
+            deadline = time.monotonic() + WAIT
+            while not mid_layer():
+                assert proc.poll() is None and time.monotonic() < deadline, "the layer's download was not seen"
+                time.sleep(0.005)
+            proc.send_signal(signum)
+            try:
+                _, stderr = proc.communicate(timeout=PROMPT)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"still running {PROMPT:.0f} s after the signal: it waits for the layer's download")
+        assert proc.returncode == 128 + signum, stderr
+        assert "Traceback" not in stderr, stderr
+        assert stderr.splitlines()[-1] == f"Interrupted ({signal.Signals(signum).name})", stderr
+        assert not out.exists() or (visible_acis(out) == {} and temporaries(out) == [])
+        proxy.clear()
+        run_cli(*argv("signalled"))
+    assert visible_acis(out) == {name: whole}
+    assert _blob_partials(cache) == []  # the stalled fetch's, if it outlived the source's wait, is gone too

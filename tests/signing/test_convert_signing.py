@@ -17,6 +17,7 @@ from docker2aci import signing
 from docker2aci.aci import Compression
 from docker2aci.errors import VerificationError
 from docker2aci.pipeline import ConvertOptions, convert
+from docker2aci.store import ConversionCache
 from docker2aci.trust import TrustStore
 
 
@@ -179,3 +180,35 @@ def test_an_unsigned_run_removes_the_signature_of_the_file_it_changed(tmp_path: 
     assert not sig.exists()
     assert f"removed {sig}: it signed the ACI this run replaced (sign again with --sign)" in caplog.text
     assert sorted(p.name for p in out.iterdir()) == ["test-busybox-latest.aci"]
+
+
+@pytest.mark.parametrize("where", ["signing", "caching"])
+def test_an_interrupted_signing_leaves_no_signature_of_the_file_replaced(tmp_path: Path, other_key: KeyPair,
+                                                                         monkeypatch: pytest.MonkeyPatch,
+                                                                         where: str) -> None:
+    """Ctrl-C after ``--sign`` published an ACI over a signed one, before its signature
+    was written (while it signs it, or copies it into the conversion cache): the old
+    signature is removed with the interrupt (the ACI reads as unsigned). It used to
+    stay beside the new file, and ``verify`` said "BAD signature" (seen with a real
+    Ctrl-C after a 375 MB ACI was published)."""
+    out, cache, trust = tmp_path / "out", str(tmp_path / "cache"), tmp_path / "trust"
+    _trust_root(trust, other_key.public)
+    [signed] = convert(f"oci-archive:{OCI_ARCHIVE}", ConvertOptions(output_dir=str(out), cache_dir=cache,
+                                                                       sign_key=str(other_key.secret)))
+    sig = Path(signed.path + ".asc")
+    assert signing.verify_aci(signed.path, str(trust)).name == IMAGE
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    if where == "signing":
+        monkeypatch.setattr(signing, "sign_file", interrupted)
+    else:
+        monkeypatch.setattr(ConversionCache, "put", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        convert(f"oci-archive:{OCI_ARCHIVE}", ConvertOptions(output_dir=str(out), cache_dir=cache,
+                                                               compression=Compression.NONE, cache_local=True,
+                                                               sign_key=str(other_key.secret)))
+    assert Path(signed.path).read_bytes()[:2] != b"\x1f\x8b"  # the new, uncompressed ACI is in place
+    assert sorted(p.name for p in out.iterdir()) == ["test-busybox-latest.aci"]
+    assert not sig.exists()

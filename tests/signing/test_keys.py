@@ -225,3 +225,27 @@ def test_an_expiry_no_key_can_hold_is_a_usage_error(tmp_path: Path, days: str, m
                      "--expires", days, "--output", tmp_path / "k")
     assert (result.status, result.out, result.err) == (2, "", f"Error: {message}\n")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_key_pair_interrupted_between_its_files_leaves_neither(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C (or a full disk) after the secret key file was written, before the public
+    one: the secret one is removed, so the same ``keys generate --output PREFIX`` works
+    again. It used to stay, alone, and the rerun failed: 'exists already: not replacing
+    a key'."""
+    key = signing.generate_key("Int <int@example.invalid>", signing.KeyAlgorithm.ED25519)
+    prefix = tmp_path / "int"
+    publish = signing._publish
+
+    def interrupted_at_the_public_key(path: str, data: str, mode: int, *, replace: bool) -> None:
+        if path.endswith(".pub.asc"):
+            raise KeyboardInterrupt
+        publish(path, data, mode, replace=replace)
+
+    monkeypatch.setattr(signing, "_publish", interrupted_at_the_public_key)
+    with pytest.raises(KeyboardInterrupt):
+        signing.write_key_pair(str(prefix), key)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    monkeypatch.setattr(signing, "_publish", publish)
+    assert signing.write_key_pair(str(prefix), key) == (f"{prefix}.pub.asc", f"{prefix}.sec.asc")
+    assert signing.key_info((tmp_path / "int.sec.asc").read_bytes(), "int").fingerprint == key.fingerprint

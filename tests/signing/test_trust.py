@@ -151,7 +151,7 @@ class _Terminal(io.StringIO):
         return True
 
 
-@pytest.mark.parametrize(("answer", "status"), [("no\n", 1), ("yes\n", 0)])
+@pytest.mark.parametrize(("answer", "status"), [("no\n", 1), ("yes\n", 0), ("", 1)])  # "": Ctrl-D (a traceback)
 def test_add_asks_only_on_a_terminal(answer: str, status: int, tmp_path: Path, rsa_key: KeyPair,
                                      monkeypatch: pytest.MonkeyPatch, run_cli) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setattr("sys.stdin", _Terminal(answer))
