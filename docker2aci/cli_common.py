@@ -62,6 +62,22 @@ def path(text: str) -> str:
     return text
 
 
+def key_name(text: str) -> str:
+    """argparse type of a flag naming a signing key (a key file, a fingerprint or key ID):
+    an empty value (``--sign "$KEY"`` with ``KEY`` unset) is a usage error, never "do not
+    sign" (it wrote unsigned ACIs and exited 0)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty: give a key file, or a key's fingerprint or key ID")
+    return text
+
+
+def gpg_key_name(text: str) -> str:
+    """argparse type of ``--gpg-key``: as :func:`key_name`, for a key of the gpg keyring."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty: give a key ID or fingerprint of your gpg keyring")
+    return text
+
+
 def platform_text(text: str) -> str:
     """argparse type of ``--platform``: an empty value (an unset shell variable) is a usage
     error, not the host's platform; the rest is checked by :meth:`~.manifest.Platform.parse`."""
@@ -167,12 +183,12 @@ def source_flags(p: argparse.ArgumentParser, *, every_platform: bool, files: boo
     flag(p, "cache-dir", type=path, metavar="DIR",
          help="Blob and conversion cache, and the tree store (default: ~/.cache/docker2aci)")
     flag(p, "no-cache", action="store_true", help="Convert again even if this manifest was converted before")
-    flag(p, "sign", metavar="KEYFILE",
+    flag(p, "sign", type=key_name, metavar="KEYFILE",
          help="Sign every ACI with this secret key file (or the fingerprint/key ID of a key in the "
               "keys keyring); the ASCII-armored detached signature is written to <ACI>.asc")
-    flag(p, "sign-passphrase-file", metavar="FILE",
+    flag(p, "sign-passphrase-file", type=path, metavar="FILE",
          help="The passphrase of the signing key: the first line of FILE")
-    flag(p, "gpg-key", metavar="ID",
+    flag(p, "gpg-key", type=gpg_key_name, metavar="ID",
          help="Sign with this key of your gpg keyring (GNUPGHOME honoured) instead of --sign")
 
 

@@ -129,8 +129,8 @@ def _item_options(base: ConvertOptions, overrides: Sequence[tuple[str, object]],
         values["output_dir"] = inside
     from .pipeline import check_naming
 
-    options = dataclasses.replace(base, **values)  # type: ignore[arg-type]
     try:
+        options = dataclasses.replace(base, **values)  # type: ignore[arg-type]  # checks each field
         check_naming(options)
     except UsageError as err:
         raise UsageError(f"{where}: {err}") from err

@@ -11,7 +11,8 @@ import os
 import sys
 from typing import Sequence
 
-from .cli_common import EXIT_ERROR, EXIT_OK, Parser as _Parser, flag as _flag, path as _path
+from .cli_common import EXIT_ERROR, EXIT_OK, Parser as _Parser, flag as _flag, gpg_key_name as _gpg_key_name
+from .cli_common import key_name as _key_name, path as _path
 from .cli_common import setup_logging as _setup_logging
 from .errors import SigningError, UsageError
 from .signing import (
@@ -63,7 +64,7 @@ def keys_parser(prog: str) -> argparse.ArgumentParser:
           help="Write PREFIX.pub.asc and PREFIX.sec.asc (default: into the keyring)")
     _flag(gen, "algorithm", default=DEFAULT_ALGORITHM.value, choices=[a.value for a in KeyAlgorithm],
           help=f"Key type (default {DEFAULT_ALGORITHM.value}; rkt verifies RSA keys)")
-    _flag(gen, "passphrase-file", metavar="FILE", help="Protect the secret key with the first line of FILE")
+    _flag(gen, "passphrase-file", type=_path, metavar="FILE", help="Protect the secret key with the first line of FILE")
     _flag(gen, "expires", type=int, metavar="DAYS", help="The key expires after DAYS days (default: never)")
     imp = sub.add_parser("import", help="Copy a key file into the keyring", allow_abbrev=False)
     imp.add_argument("file", metavar="KEYFILE", type=_path)
@@ -115,11 +116,13 @@ def sign_parser(prog: str) -> argparse.ArgumentParser:
                 description="Sign an ACI as it is on disk: an ASCII-armored detached OpenPGP signature "
                             "written atomically to ACI.asc.")
     p.add_argument("aci", metavar="ACI", nargs="+", type=_path)
-    _flag(p, "key", metavar="KEYFILE",
+    _flag(p, "key", type=_key_name, metavar="KEYFILE",
           help="A secret key file, or the fingerprint/key ID of a key in the keyring (docker2aci keys)")
-    _flag(p, "gpg-key", metavar="ID", help="Sign with this key of your gpg keyring (GNUPGHOME honoured)")
+    _flag(p, "gpg-key", type=_gpg_key_name, metavar="ID",
+          help="Sign with this key of your gpg keyring (GNUPGHOME honoured)")
     p.add_argument("--passphrase-file", "-passphrase-file", "--sign-passphrase-file",
-                   dest="passphrase_file", metavar="FILE", help="The key's passphrase: the first line of FILE")
+                   dest="passphrase_file", type=_path, metavar="FILE",
+                   help="The key's passphrase: the first line of FILE")
     return p
 
 
@@ -146,7 +149,7 @@ def verify_parser(prog: str) -> argparse.ArgumentParser:
                             "'name'): root keys and keys trusted for the name or a parent prefix. Exit "
                             "status 0 when the signature is accepted, 1 when it is refused.")
     p.add_argument("aci", metavar="ACI", type=_path)
-    _flag(p, "signature", metavar="FILE", help="The detached signature (default: ACI.asc)")
+    _flag(p, "signature", type=_path, metavar="FILE", help="The detached signature (default: ACI.asc)")
     _flag(p, "trust-dir", type=_path, metavar="DIR", help=_TRUST_DIR_HELP)
     return p
 

@@ -140,7 +140,9 @@ class ConvertOptions:
 
         Raises:
             UsageError: a field has the wrong type; a directory is an empty path or holds
-                a NUL character; ``max_layer_size`` is below 1.
+                a NUL character; a signing field (``sign_key``, ``sign_passphrase_file``,
+                ``gpg_key``) is empty (``None`` is "no signing": an empty one, from an unset
+                variable, wrote unsigned ACIs); ``max_layer_size`` is below 1.
         """
         def refuse(name: str, expected: str) -> UsageError:
             value = getattr(self, name)  # a password is not shown, nor its type's repr
@@ -161,6 +163,9 @@ class ConvertOptions:
         for name in _TEXT_FIELDS:
             if not isinstance(getattr(self, name), str) and (name == "claims_as" or getattr(self, name) is not None):
                 raise refuse(name, "a str" + ("" if name == "claims_as" else " or None"))
+        for name, what in _SIGNING_FIELDS.items():  # their types are checked above
+            if getattr(self, name) is not None and not getattr(self, name).strip():
+                raise refuse(name, what)
         for name in _FLAG_FIELDS:
             if not isinstance(getattr(self, name), bool):
                 raise refuse(name, "a bool")
@@ -179,6 +184,11 @@ _PATH_FIELDS = ("output_dir", "tmp_dir", "cert_dir", "cache_dir", "claims_dir", 
 _DIRECTORY_FIELDS = ("output_dir", "tmp_dir", "cert_dir", "cache_dir", "claims_dir")
 """Of :data:`_PATH_FIELDS`, the directories: an empty path is no default for them (it
 comes from an unset variable), as on the command line."""
+_SIGNING_FIELDS = {"sign_key": "a key file, fingerprint or key ID, not empty, or None (no signing)",
+                   "sign_passphrase_file": "a file's path, not empty, or None (no passphrase)",
+                   "gpg_key": "a gpg key ID or fingerprint, not empty, or None (no signing)"}
+"""The :class:`ConvertOptions` fields that turn signing on: ``None`` leaves it off; an
+empty string (an unset variable) is refused, not taken as ``None``."""
 _TEXT_FIELDS = ("image", "platform", "creds", "gpg_key", "ac_name", "output_name", "claims_as")
 _FLAG_FIELDS = ("squash", "insecure_skip_verify", "insecure_allow_http", "use_cache", "cache_local")
 

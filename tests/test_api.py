@@ -47,6 +47,13 @@ import archivebuild as ab
     pytest.param("image", ["a"], "a str or None, got ['a']", id="image-list"),
     pytest.param("claims_as", None, "a str, got None", id="claims-as-none"),
     pytest.param("creds", ("user", "secret"), "a str or None, got a tuple", id="creds-never-shown"),
+    # an empty signing field (an unset variable; a batch item's `sign: ""`) wrote unsigned ACIs (docs review)
+    pytest.param("sign_key", "", "a key file, fingerprint or key ID, not empty, or None (no signing), got ''",
+                 id="sign-key-empty-is-not-unsigned"),
+    pytest.param("gpg_key", " ", "a gpg key ID or fingerprint, not empty, or None (no signing), got ' '",
+                 id="gpg-key-empty-is-not-unsigned"),
+    pytest.param("sign_passphrase_file", "", "a file's path, not empty, or None (no passphrase), got ''",
+                 id="passphrase-file-empty"),
 ])
 def test_a_wrong_option_is_a_usage_error_naming_the_field(field: str, value: Any, expected: str) -> None:
     with pytest.raises(UsageError) as refused:

@@ -123,6 +123,8 @@ def test_json_list_from_stdin(busybox_docker_archive: Path, tmp_path: Path) -> N
     ("- source: x.tar\n  output_dir: ../../elsewhere\n", "b.yaml", "b.yaml: item 1: output_dir '../../elsewhere' leads"),
     ("- source: x.tar\n  compression_level: 99\n", "b.yaml", "b.yaml: item 1: compression_level: gzip level 99"),
     ("- source: x.tar\n  platform: linux/\n", "b.yaml", "b.yaml: item 1: platform:"),
+    # `sign: ""` (a template's unset variable) converted the item unsigned, status ok (docs review)
+    ("- source: x.tar\n  sign: ''\n", "b.yaml", "b.yaml: item 1: ConvertOptions.sign_key: expected a key file"),
     ("[1, 2", "b.json", "b.json: not valid JSON"),
     ("- a: [b\n", "b.yaml", "b.yaml: not valid YAML"),
 ])
