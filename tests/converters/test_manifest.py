@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from converters.errors import BadConfig
-from converters.manifest import (ImageConfig, Naming, build_manifest, go_json, manifest_bytes,
+from converters.manifest import (ImageConfig, Naming, build_manifest, go_json, lower_layer_manifest, manifest_bytes,
                                  parse_passwd, user_group)
-from converters.names import appc_os_arch, sanitize_ac_identifier, sanitize_ac_name
+from converters.names import (appc_os_arch, file_platform_suffix, is_ac_identifier, sanitize_ac_identifier,
+                              sanitize_ac_name)
 
 ANN = "appc.io/docker/"
 IMAGE_ID = "sha256:" + "c" * 64
@@ -190,6 +191,7 @@ PORT_CASES = [
     # empty protocol for tcp: "80/" failed the conversion
     pytest.param({"ExposedPorts": {"80/": {}, "8000-8001/": {}}},
                  [_port("80-tcp", "tcp", 80), _port("8000-8001-tcp", "tcp", 8000, 2)], id="empty-protocol-is-tcp"),
+    pytest.param({"ExposedPorts": {" 8080/udp ": {}}}, [_port("8080-udp", "udp", 8080)], id="spaces-around-a-key"),
 ]
 
 
@@ -323,6 +325,11 @@ def test_working_directory(wd: str, expected: str | None, warned: bool) -> None:
     pytest.param("2024-02-29T00:00:00Z", True, id="february-29-leap"),
     pytest.param("2024-01-01T24:00:00Z", False, id="hour-24"),
     pytest.param("2024-01-01T00:60:00Z", False, id="minute-60"),
+    # RFC 3339's time-numoffset: hour 00-23, minute 00-59 (decisions.md: dropped if not
+    # RFC 3339; actool 0.8.11, built with Go 1.19, would take any two digits)
+    pytest.param("2024-01-02T03:04:05+23:59", True, id="offset-at-its-bounds"),
+    pytest.param("2024-01-02T03:04:05+24:00", False, id="offset-hour-24"),
+    pytest.param("2024-01-02T03:04:05-01:60", False, id="offset-minute-60"),
     # RFC 3339 allows lower-case "t" and "z"; Go's time.Parse does not, nor digits other
     # than ASCII ones: actool refused the ACI ("cannot parse "t03:04:05z" as "T"").
     pytest.param("2024-01-02t03:04:05z", False, id="lower-case-t-and-z"),
@@ -525,6 +532,7 @@ def test_go_json(value: Any, expected: str) -> None:
     pytest.param("a b@c", "a_b_c", id="space-and-at"),
     pytest.param("-._~/name/-", "name", id="edges-stripped"),
     pytest.param("sha256-0123456789ab", "sha256-0123456789ab", id="untagged-name"),
+    pytest.param("Home~User/App", "home~user/app", id="tilde-is-an-identifier-character"),
 ])
 def test_sanitize_ac_identifier(text: str, expected: str) -> None:
     assert sanitize_ac_identifier(text) == expected
@@ -579,3 +587,55 @@ def test_appc_os_arch_unknown_names_platform(os_name: str, arch: str, variant: s
         appc_os_arch(os_name, arch, variant)
     assert f"platform {shown} " in str(exc.value)
     assert exc.value.field == field
+
+
+@pytest.mark.parametrize("text, valid", [
+    pytest.param("example.com/app", True, id="host-and-path"),
+    pytest.param("a-b.c_d~e/f", True, id="every-separator"),
+    pytest.param("a", True, id="one-character"),
+    pytest.param("a--b", False, id="doubled-separator"),
+    pytest.param("a/-b", False, id="two-separators-in-a-row"),
+    pytest.param("-a", False, id="leading-separator"),
+    pytest.param("a/", False, id="trailing-separator"),
+    pytest.param("A", False, id="upper-case"),
+    pytest.param("a:b", False, id="colon"),
+    pytest.param("", False, id="empty"),
+])
+def test_is_ac_identifier(text: str, valid: bool) -> None:
+    """appc spec/types.md: runs of ``[a-z0-9]`` joined by single ``-._~/``."""
+    assert is_ac_identifier(text) is valid
+
+
+@pytest.mark.parametrize("os_name, arch, variant, suffix", [
+    pytest.param("linux", "arm64", "v8", "-linux-aarch64", id="arm64-v8-unnormalised-is-the-baseline"),
+    pytest.param("linux", "arm64", "8", "-linux-aarch64", id="arm64-8"),
+    pytest.param("linux", "amd64", "v1", "-linux-amd64", id="amd64-v1"),
+    pytest.param("linux", "amd64", "v2", "-linux-amd64-v2", id="amd64-v2-named"),
+    pytest.param("freebsd", "arm", "v7", "-freebsd-arm", id="freebsd-arm-v7-is-the-default"),
+    pytest.param("freebsd", "arm", "v6", "-freebsd-arm-v6", id="freebsd-arm-v6-named"),
+])
+def test_file_platform_suffix_of_raw_variants(os_name: str, arch: str, variant: str, suffix: str) -> None:
+    """The baseline variants are left out of file names even when the caller has not
+    normalised the platform (``file_platform_suffix``'s own rule)."""
+    assert file_platform_suffix(os_name, arch, variant) == suffix
+
+
+def test_lower_layer_manifest_names_the_layer_only() -> None:
+    """A lower layer of a ``--nosquash`` image: no app, the image's os/arch, and of the
+    provenance only what names the layer (``originalname``, ``manifesthash`` and
+    ``manifestlisthash`` name the image: the layer's ACI is the same in every image
+    built over it)."""
+    name = naming(registry_url="registry.example", parent_image_id="sha256:" + "f" * 64,
+                  manifest_list_hash="sha256:" + "b" * 64)
+    assert lower_layer_manifest(name, ("linux", "aarch64")) == {
+        "acKind": "ImageManifest",
+        "acVersion": "0.8.11",
+        "name": "test/app",
+        "labels": [{"name": "arch", "value": "aarch64"}, {"name": "os", "value": "linux"}],
+        "annotations": [
+            {"name": ANN + "registryurl", "value": "registry.example"},
+            {"name": ANN + "repository", "value": "test/app"},
+            {"name": ANN + "imageid", "value": IMAGE_ID},
+            {"name": ANN + "parentimageid", "value": "sha256:" + "f" * 64},
+        ],
+    }

@@ -21,7 +21,7 @@ import pytest
 
 import layerbuild as lb
 from converters.errors import BadLayer, UnsafeEntry
-from converters.rootfs import MAX_RESOLVE_LINK_CHARS, STDIO_LINKS, LayerTar, RootfsTree
+from converters.rootfs import MAX_NAME_BYTES, MAX_RESOLVE_LINK_CHARS, STDIO_LINKS, LayerTar, RootfsTree
 from converters.tarpaths import EscapingPath, clean_member_name, is_escaping_link, join
 from docker2aci.digest import Digest
 from docker2aci.layers import LayerBlob, spool_layer
@@ -163,9 +163,12 @@ def test_clean_member_name_refuses(name: str) -> None:
     (("a", "b", "c"), "../../../x", True),
     (("a", "b"), "x/../../..", True),
     (("a", "b"), "../../a/b", True),
+    (("a",), "./..", True),
+    (("a", "b"), "./.././..", True),
 ], ids=["glibc-ld-so", "sibling", "self-dot", "up-two-of-two", "down-then-up", "dot-then-up",
         "absolute-run", "absolute-mtab", "absolute-with-dots", "up-four-from-root", "up-from-root",
-        "up-three-of-two", "down-then-up-too-far", "out-and-back"])
+        "up-three-of-two", "down-then-up-too-far", "out-and-back", "dot-is-no-step-from-root",
+        "dots-are-no-steps"])
 def test_is_escaping_link(name: tuple[str, ...], target: str, escapes: bool) -> None:
     assert is_escaping_link(name, target) is escapes
 
@@ -614,12 +617,15 @@ def test_hardlink_chain_and_to_special_files() -> None:
     ("etc/passwd", b"root:x:0:0::/:/bin/sh\n"),
     ("/lnk/passwd", b"root:x:0:0::/:/bin/sh\n"),
     ("/up/passwd", b"root:x:0:0::/:/bin/sh\n"),
+    ("/d/abs/passwd", b"root:x:0:0::/:/bin/sh\n"),
     ("/loop", None),
     ("/etc", None),
     ("/missing", None),
-], ids=["absolute", "relative", "through-absolute-link", "dotdot-clamped", "loop", "directory", "missing"])
+], ids=["absolute", "relative", "through-absolute-link", "dotdot-clamped", "absolute-link-from-a-subdirectory",
+        "loop", "directory", "missing"])
 def test_read_file_resolves_inside_the_tree(path: str, content: bytes | None) -> None:
-    tree = build([lb.dir_("etc"), lb.file("etc/passwd", "root:x:0:0::/:/bin/sh\n"),
+    tree = build([lb.dir_("etc"), lb.file("etc/passwd", "root:x:0:0::/:/bin/sh\n"), lb.dir_("d"),
+                  lb.symlink("d/abs", "/etc"),
                   lb.symlink("lnk", "/etc"), lb.symlink("up", "/../../etc"),
                   lb.symlink("loop", "loop2"), lb.symlink("loop2", "/loop")])
     assert tree.read_file(path, 1 << 20) == content
@@ -702,3 +708,103 @@ def test_a_whiteout_through_a_link_its_layer_leaves_alone_still_applies() -> Non
     out = squash([lb.dir_("c"), lb.file("c/old", "o"), lb.file("c/keep", "k")], [lb.symlink("a", "c")],
                  [lb.whiteout("a/old"), lb.file("b/new", "n")])
     assert out.names == {"a", "b/new", "c", "c/keep"} and out.members["a"].issym()
+
+
+def test_a_whiteout_through_an_absolute_link_starts_again_at_the_root() -> None:
+    """``d/abs -> /real``: ``d/abs/.wh.x`` removes ``real/x`` (umoci resolves the link in
+    the rootfs, re-rooted), not a ``d/real/x``, which the layer below also has."""
+    out = squash([lb.dir_("real"), lb.file("real/x", "r"), lb.file("real/keep", "k"),
+                  lb.dir_("d"), lb.dir_("d/real"), lb.file("d/real/x", "decoy"), lb.symlink("d/abs", "/real")],
+                 [lb.whiteout("d/abs/x")])
+    assert out.names == {"real", "real/keep", "d", "d/real", "d/real/x", "d/abs"}
+    assert out.data("d/real/x") == b"decoy"
+
+
+def _plain_tar(*members: tuple[str, bytes, bytes]) -> bytes:
+    """A ustar tar of regular-file members of any type flag: (name, type, data)."""
+    body = b""
+    for name, kind, data in members:
+        info = tarfile.TarInfo(name)
+        info.type, info.size, info.mode, info.mtime = kind, len(data), 0o640, 5
+        body += info.tobuf(tarfile.USTAR_FORMAT, lb.ENCODING, lb.ERRORS) + data + bytes(-len(data) % 512)
+    return body + bytes(1024)
+
+
+def test_old_and_contiguous_regular_files_are_written_as_regular_files() -> None:
+    """Type ``\\0`` (pre-POSIX) and ``7`` (contiguous) are regular files (tarfile's
+    REGULAR_TYPES, Go's TypeReg/TypeCont): the ACI says ``0``, with their data."""
+    out = squash(_plain_tar(("old", tarfile.AREGTYPE, b"old data"), ("cont", tarfile.CONTTYPE, b"contiguous")))
+    got = {n: (m.type, m.mode, m.mtime, out.data(n)) for n, m in out.members.items()}
+    assert got == {"old": (tarfile.REGTYPE, 0o640, 5, b"old data"),
+                   "cont": (tarfile.REGTYPE, 0o640, 5, b"contiguous")}
+
+
+def test_a_hardlink_into_a_plain_whiteout_directory_is_refused() -> None:
+    """Only AUFS's own ``.wh..wh.*`` directories (``.wh..wh.plnk``) hold hard-link
+    targets; what is below another ``.wh.*`` directory is dropped, so a link to it has
+    no target."""
+    err = unsafe([lb.file("keep")],
+                 [lb.dir_(".wh.foo"), lb.file(".wh.foo/bar", "x"), lb.hardlink("l", ".wh.foo/bar")])
+    assert (err.layer, err.entry) == ("L1", "l")
+    assert "hard link target '.wh.foo/bar' is missing" in str(err)
+
+
+def _layer_share(tree: RootfsTree, layer: int) -> dict[str, tuple[bytes, int]]:
+    """What ``tree.write(..., layer=layer)`` writes: name → (type, mode)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT, encoding=lb.ENCODING,
+                      errors=lb.ERRORS) as tf:
+        tree.write(tf, layer=layer)
+    with tarfile.open(fileobj=io.BytesIO(buf.getvalue()), mode="r:") as tf:
+        return {m.name.removeprefix("rootfs/"): (m.type, m.mode) for m in tf}
+
+
+def test_each_layers_share_holds_what_it_set_and_the_top_the_stdio_links() -> None:
+    """``--nosquash``: a layer's ACI holds what it set, the directories it made without an
+    entry (mode 0755) and the named directories above them, never a directory a lower
+    layer made implicitly; the top's holds the ``/dev`` links added for the image."""
+    layers = [[lb.file("a/b/f", "f"), lb.dir_("d", mode=0o750)],
+              [lb.file("a/b/g", "g"), lb.file("d/x", "x")]]
+    tree = RootfsTree([LayerTar(f"L{i}", io.BytesIO(as_tar(layer))) for i, layer in enumerate(layers)])
+    tree.apply()
+    assert _layer_share(tree, 0) == {"a": (tarfile.DIRTYPE, 0o755), "a/b": (tarfile.DIRTYPE, 0o755),
+                                     "a/b/f": (tarfile.REGTYPE, 0o644), "d": (tarfile.DIRTYPE, 0o750)}
+    tree.apply()
+    assert tree.add_stdio_links() == []
+    assert _layer_share(tree, 1) == {"a/b/g": (tarfile.REGTYPE, 0o644), "d": (tarfile.DIRTYPE, 0o750),
+                                     "d/x": (tarfile.REGTYPE, 0o644),
+                                     **{f"dev/{name}": (tarfile.SYMTYPE, 0o777) for name, _ in STDIO_LINKS}}
+    assert tree.layer_paths(0) == {"a", "a/b", "a/b/f", "d"}
+
+
+def _name_of(size: int, char: str = "n") -> str:
+    """A path of ``size`` bytes in UTF-8: components of 49 ``char`` (one or two bytes),
+    then ASCII to the exact size."""
+    component = char * 49 + "/"
+    name = component * (size // len(component.encode()) - 1)
+    return name + "n" * (size - len(name.encode()))
+
+
+@pytest.mark.parametrize("char", ["n", "\u00e9"], ids=["ascii", "two-byte-utf8"])
+def test_names_and_link_targets_up_to_path_max_bytes_are_kept_and_longer_refused(char: str) -> None:
+    """Linux's PATH_MAX (4096 bytes, counted in UTF-8) bounds a name and a link target."""
+    name, target = _name_of(MAX_NAME_BYTES, char), "/" + _name_of(MAX_NAME_BYTES - 1, char)
+    assert len(name.encode()) == len(target.encode()) == MAX_NAME_BYTES
+    out = squash([lb.file(name, "at the bound"), lb.symlink("l", target)])
+    assert out.data(name) == b"at the bound" and out.members["l"].linkname == target
+    for entries, entry in [([lb.file(name + char, "x")], (name + char)[:200]),
+                           ([lb.symlink("l", target + char)], "l")]:
+        err = unsafe(entries)
+        assert (err.entry, err.message) == (entry, f"name or link target longer than {MAX_NAME_BYTES} bytes")
+
+
+def test_a_link_name_on_an_entry_that_is_no_symlink_is_not_carried() -> None:
+    """A regular file, directory or device whose header also fills the link-name field
+    (tar readers ignore it): the ACI's header has none, so its bytes do not depend on it."""
+    junk = {"linkname": "/elsewhere"}
+    out = squash([lb.Entry("f", tarfile.REGTYPE, b"x", **junk), lb.Entry("d", tarfile.DIRTYPE, mode=0o755, **junk),
+                  lb.Entry("p", tarfile.FIFOTYPE, **junk), lb.symlink("s", "f")])
+    assert {n: (m.type, m.linkname) for n, m in out.members.items()} == {
+        "f": (tarfile.REGTYPE, ""), "d": (tarfile.DIRTYPE, ""), "p": (tarfile.FIFOTYPE, ""),
+        "s": (tarfile.SYMTYPE, "f")}
+    assert b"/elsewhere" not in out.raw

@@ -124,3 +124,23 @@ def test_native_encode_is_the_python_definition(monkeypatch: pytest.MonkeyPatch)
     assert tarwriter._ustar_header(info) == info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
     with pytest.raises(TypeError):
         native.built.encode("too", "few")
+
+
+@pytest.mark.usefixtures("codec")
+@pytest.mark.parametrize("blocks", range(tarfile.RECORDSIZE // tarfile.BLOCKSIZE))
+def test_end_blocks_and_record_padding_are_tarfiles_wherever_the_entries_end(blocks: int) -> None:
+    """Two zero blocks end the archive, then zeros to a whole record, wherever the last
+    entry ends in its record (with 19 blocks of entries, one zero block would fill the
+    record: GNU tar then warns of a lone zero block)."""
+    entries = [_entry("rootfs/f", data=b"x" * (blocks * tarfile.BLOCKSIZE))]
+    out = io.BytesIO()
+    with TarWriter(out) as writer:
+        for info, data in entries:
+            writer.addfile(info, io.BytesIO(data))
+    expected = io.BytesIO()
+    with tarfile.open(fileobj=expected, mode="w", format=tarfile.PAX_FORMAT, encoding="utf-8",
+                      errors="surrogateescape") as tar:
+        for info, data in entries:
+            tar.addfile(info, io.BytesIO(data))
+    assert out.getvalue() == expected.getvalue()
+    assert len(out.getvalue()) == (2 if blocks >= 18 else 1) * tarfile.RECORDSIZE
