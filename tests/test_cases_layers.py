@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 import logging
 import os
 import random
@@ -25,7 +26,8 @@ import pytest
 
 import docker2aci
 import layerbuild as lb
-from docker2aci.errors import DigestMismatch, ImageNotFound, InvalidLayer, InvalidManifest, UnsupportedMediaType
+from docker2aci.errors import (DigestMismatch, ImageNotFound, InvalidLayer, InvalidManifest, SizeMismatch,
+                               UnsupportedMediaType)
 from docker2aci.manifest import Platform
 
 ACTOOL = shutil.which("actool") or "/usr/bin/actool"
@@ -183,6 +185,74 @@ def test_layer_not_matching_its_diff_id(tmp_path: Path, compression: str) -> Non
     assert info.value.expected == wrong
     assert info.value.actual == lb.sha256(lb.tar_bytes(UPPER))
     assert "diff ID" in str(info.value)
+    assert listing(tmp_path / "out") == []
+
+
+@pytest.mark.parametrize("compression", ["gzip", "zstd"])
+def test_a_compressed_layer_whose_diff_id_is_its_blob_digest_is_checked(tmp_path: Path, compression: str) -> None:
+    """Only an uncompressed blob may be its own diff ID (hashed once, as the blob): a
+    config that gives a compressed blob's digest as its diff ID names no tar, and the
+    tar is still hashed and refused."""
+    tar = lb.tar_bytes(UPPER)
+    blob = lb.compress(tar, compression)
+    layout = image(tmp_path, lb.Layer(lb.tar_bytes(BASE), "gzip"),
+                   lb.Layer(tar, compression, blob=blob, diff_id=lb.sha256(blob)))
+    with pytest.raises(DigestMismatch) as info:
+        convert(layout.path, tmp_path / "out")
+    assert (info.value.expected, info.value.actual) == (lb.sha256(blob), lb.sha256(tar))
+    assert "diff ID" in str(info.value)
+    assert listing(tmp_path / "out") == []
+
+
+@pytest.mark.parametrize("tail, error", [
+    pytest.param(bytes(1024), None, id="zero-padding-is-accepted"),
+    # zero padding to past the first read (layers.CHUNK), then garbage
+    pytest.param(bytes(1 << 20) + b"junk", "gzip stream is corrupt: trailing garbage after the compressed stream",
+                 id="garbage-after-padding-is-refused"),
+])
+def test_what_follows_the_last_gzip_member(tmp_path: Path, tail: bytes, error: str | None) -> None:
+    tar = lb.tar_bytes(UPPER)
+    blob = lb.compress(tar, "gzip") + tail
+    layout = image(tmp_path, lb.Layer(lb.tar_bytes(BASE), "gzip"), lb.Layer(tar, "gzip", blob=blob))
+    if error is None:
+        assert "etc/motd" in rootfs(convert(layout.path, tmp_path / "out").path)
+        return
+    with pytest.raises(InvalidLayer) as info:
+        convert(layout.path, tmp_path / "out")
+    assert str(info.value).endswith(error)
+    assert listing(tmp_path / "out") == []
+
+
+@pytest.mark.parametrize("compression", ["gzip", "bzip2", "xz"])
+def test_a_truncated_layer_is_said_to_be_truncated(tmp_path: Path, compression: str) -> None:
+    """A blob cut short (its digest the cut blob's) is an invalid layer, named so, before
+    its diff ID is compared (which it would fail too)."""
+    tar = lb.tar_bytes(UPPER)
+    blob = lb.compress(tar, compression)[:-8]
+    layout = image(tmp_path, lb.Layer(lb.tar_bytes(BASE), "gzip"), lb.Layer(tar, compression, blob=blob))
+    with pytest.raises(InvalidLayer) as info:
+        convert(layout.path, tmp_path / "out")
+    assert str(info.value).endswith(f"{compression} stream is truncated")
+    assert listing(tmp_path / "out") == []
+
+
+@pytest.mark.parametrize("delta", [1, -1], ids=["manifest-says-longer", "manifest-says-shorter"])
+def test_a_layer_whose_manifest_size_is_wrong_is_a_size_mismatch(tmp_path: Path, delta: int) -> None:
+    """The descriptor's size is checked as well as its digest (image-spec descriptor.md:
+    the size "SHOULD" be verified), though the digest matches."""
+    layout = image(tmp_path, lb.Layer(lb.tar_bytes(BASE), "gzip"), lb.Layer(lb.tar_bytes(UPPER), "gzip"))
+    manifest = json.loads(layout.blob(layout.manifest_digest).read_bytes())
+    actual = manifest["layers"][1]["size"]
+    manifest["layers"][1]["size"] = actual + delta
+    data = json.dumps(manifest).encode()
+    layout.blob(lb.sha256(data)).write_bytes(data)
+    index = json.loads((layout.path / "index.json").read_text())
+    index["manifests"][0].update(digest=lb.sha256(data), size=len(data))
+    (layout.path / "index.json").write_text(json.dumps(index))
+    with pytest.raises(SizeMismatch) as info:
+        convert(layout.path, tmp_path / "out")
+    assert layout.layer_digests[1] in str(info.value)
+    assert (info.value.expected, info.value.actual) == (actual + delta, actual)
     assert listing(tmp_path / "out") == []
 
 

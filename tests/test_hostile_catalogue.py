@@ -255,6 +255,23 @@ def test_open_in_place_refuses_a_plain_layer_over_the_cap_before_reading_it(tmp_
     stream = layers.open_in_place(dataclasses.replace(blob, max_size=4 * MiB))
     assert stream is not None
     stream.close()
+    size = path.stat().st_size  # the limit is inclusive: a layer of exactly that size passes
+    stream = layers.open_in_place(dataclasses.replace(blob, max_size=size))
+    assert stream is not None
+    stream.close()
+    with pytest.raises(errors.LimitExceeded, match=f"layer.tar: .*{size - 1}-byte limit"):
+        layers.open_in_place(dataclasses.replace(blob, max_size=size - 1))
+
+
+def test_a_plain_layer_read_in_place_exactly_at_the_limit_converts(tmp_path: Path) -> None:
+    """The check of a layer read in place as it is verified (:func:`layers.verify_layer`)
+    counts the bytes as :func:`layers.open_in_place` does: a layer of exactly
+    ``max_layer_size`` bytes converts."""
+    layer = hb.tar([hb.file("f", bytes(2 * MiB))])
+    archive = tmp_path / "a.tar"
+    archive.write_bytes(hb.docker_save([layer]))
+    [aci] = convert(f"docker-archive:{archive}", tmp_path / "out", max_layer_size=len(layer))
+    assert aci_members(aci.path)["rootfs/f"].size == 2 * MiB
 
 
 @pytest.mark.parametrize("text, size", [

@@ -53,6 +53,12 @@ VALID = [
                  "localhost:5000", f"localhost:5000/a/b:v1.0_rc@sha256:{A64}", id="host-port-tag-digest"),
     pytest.param("busybox:" + "t" * 128, "docker.io", "library/busybox", "t" * 128, None,
                  "registry-1.docker.io", "docker.io/library/busybox:" + "t" * 128, id="128-char-tag"),
+    # distribution: the name (domain "/" path) may be 255 characters long, not 256
+    pytest.param("x/" + "a" * 243, "docker.io", "x/" + "a" * 243, "latest", None, "registry-1.docker.io",
+                 "docker.io/x/" + "a" * 243 + ":latest", id="255-char-name"),
+    # a Hub host in other letters is another domain, as Docker keeps it, but the same API host
+    pytest.param("Docker.IO/user/app", "Docker.IO", "user/app", "latest", None, "registry-1.docker.io",
+                 "Docker.IO/user/app:latest", id="hub-host-in-capitals"),
 ]
 
 
@@ -92,6 +98,7 @@ INVALID = [
     pytest.param("bad_host.io:x/foo", "registry host", id="bad-port"),
     pytest.param("a.b_c/g", "registry host", id="dotted-first-component-is-a-host"),
     pytest.param("a" * 250 + "/" + "b" * 10, "255 characters", id="too-long"),
+    pytest.param("x/" + "a" * 244, "255 characters", id="256-char-name"),
 ]
 
 

@@ -206,6 +206,55 @@ def test_a_token_answer_that_is_not_json_is_said_so(body: bytes, expected: str) 
     assert info.value.url == "https://auth.example/token"
 
 
+def test_a_token_service_that_forbids_is_an_auth_error() -> None:
+    """A token service answering 403 (the user may not pull): an ``AuthError`` (exit
+    status of an authentication failure) with the service's own words, as a 401 is, not a
+    registry failure. The 403 is injected by a sender; the test token server refuses with 401."""
+    def answer(url: str, params: Sequence[tuple[str, str]], headers: Mapping[str, str]) -> tuple[int, bytes]:
+        return 403, b'{"errors": [{"code": "DENIED", "message": "requested access to the resource is denied"}]}'
+
+    challenge = Challenge("Bearer", {"realm": "https://auth.example/token", "service": "s"})
+    with pytest.raises(AuthError) as info:
+        request_token(answer, challenge, ["repository:a:pull"], Credentials("u", "pw-not-shown"), source="reg")
+    assert str(info.value).startswith("reg: getting a token from https://auth.example/token: refused for user u "
+                                      "(HTTP 403)")
+    assert info.value.status == 403
+
+
+@pytest.mark.parametrize("realm", ["ftp://auth.example/token", "file:///etc/passwd", "auth.example/token"])
+def test_a_realm_that_is_no_http_url_is_refused_before_any_request(realm: str) -> None:
+    def answer(url: str, params: Sequence[tuple[str, str]], headers: Mapping[str, str]) -> tuple[int, bytes]:
+        raise AssertionError(f"asked {url}")
+
+    with pytest.raises(AuthError) as info:
+        request_token(answer, Challenge("Bearer", {"realm": realm}), [], Credentials("u", "pw"), source="reg")
+    assert str(info.value) == "reg: authenticating: the registry's Bearer challenge has no usable realm URL"
+
+
+def test_bearer_is_answered_before_basic_whatever_their_order(token_server: TokenServer, send: TokenSender) -> None:
+    """A registry offering both (``Basic realm=..., Bearer realm=...``) gets a token: the
+    password goes to the token service only, not with every registry request."""
+    auth = Authenticator("reg.example", Credentials(TEST_USER, TEST_PASSWORD), send)
+    auth.learn(f'Basic realm="reg", Bearer realm="{token_server.realm}",service="{SERVICE}"')
+    with token_server.answering():
+        value = auth.authorization("team/app")
+        [seen] = token_server.requests
+    assert value == f"Bearer {token_server.issued[-1]}"
+    assert seen.scopes == ("repository:team/app:pull",)
+
+
+def test_a_ping_challenge_s_scope_is_asked_for_registry_wide_requests(token_server: TokenServer,
+                                                                      send: TokenSender) -> None:
+    """The catalog (no repository): the scope the ``/v2/`` challenge named is asked for at
+    once; a repository's request still asks for its own pull scope."""
+    auth = Authenticator("reg.example", None, send)
+    auth.learn(f'Bearer realm="{token_server.realm}",service="{SERVICE}",scope="registry:catalog:*"')
+    with token_server.answering():
+        auth.authorization(None)
+        auth.authorization("team/app")
+        assert [r.scopes for r in token_server.requests] == [("registry:catalog:*",), ("repository:team/app:pull",)]
+
+
 def test_missing_scope_is_inferred_as_pull(token_server: TokenServer, send: TokenSender) -> None:
     """Case 20: a challenge without scope → ask for repository:<name>:pull."""
     auth = Authenticator("reg.example", None, send)

@@ -409,6 +409,89 @@ def test_cut_mid_blob_resumes_with_range(fault_proxy: FaultProxy, big_layer: tup
     assert sum(seen) == size and all(n > 0 for n in seen)
 
 
+def test_a_weak_etag_is_not_sent_as_if_range(fault_proxy: FaultProxy, big_layer: tuple[Digest, int],
+                                             tmp_path: Path) -> None:
+    """RFC 9110 section 13.1.5: If-Range takes a strong validator only (a server ignores
+    the Range of a weak one and sends the whole blob again); without one, the resumed
+    request asks for the Range alone."""
+    digest, size = big_layer
+    half = size // 2
+    fault_proxy.add(Fault.set_header("ETag", f'W/"{digest}"', target="blob", times=1), Fault.cut(half))
+    path = tmp_path / "blob"
+    with client(fault_proxy.host) as c, path.open("w+b") as f:
+        c.fetch_blob(REPO, digest, size, f)
+    first, second = blob_requests(fault_proxy)
+    assert second.headers["range"] == f"bytes={half}-"
+    assert "if-range" not in second.headers
+    assert sha256_file(path) == str(digest) and path.stat().st_size == size
+
+
+def test_a_tag_list_page_that_links_to_itself_is_refused_at_once(fault_proxy: FaultProxy) -> None:
+    """A registry whose ``Link: rel="next"`` names the page just read: refused before it
+    is asked for again (here the link goes away after three pages, so that a client that
+    follows it ends instead of looping)."""
+    fault_proxy.add(Fault.set_header("Link", f'</v2/{REPO}/tags/list>; rel="next"', target="list", times=3))
+    with client(fault_proxy.host) as c, pytest.raises(RegistryError) as info:
+        c.list_tags(REPO)
+    assert str(info.value) == (f"{fault_proxy.host}/{REPO}: listing the tags: more than 10000 pages, "
+                               "or a page links back")
+    assert [r.path for r in fault_proxy.requests if "/tags/list" in r.path] == [f"/v2/{REPO}/tags/list"]
+
+
+def test_a_tag_list_page_on_another_host_is_refused(fault_proxy: FaultProxy) -> None:
+    """A ``Link`` to another host is refused, not asked of this registry by its path."""
+    link = f'<http://{fault_proxy.store_host}/v2/{REPO}/tags/list?last=zz>; rel="next"'
+    fault_proxy.add(Fault.set_header("Link", link, target="list", times=1))
+    with client(fault_proxy.host) as c, pytest.raises(RegistryError) as info:
+        c.list_tags(REPO)
+    assert str(info.value) == (f"{fault_proxy.host}/{REPO}: listing the tags: the next page is on another host "
+                               f"({fault_proxy.store_host})")
+    assert len([r for r in fault_proxy.requests if "/tags/list" in r.path]) == 1
+
+
+def test_a_catalog_naming_an_invalid_repository_is_refused(fault_proxy: FaultProxy) -> None:
+    """The names go into URLs and file names (``mirror --all-repos``): one outside the
+    grammar is refused, naming it."""
+    fault_proxy.add(Fault.respond(200, target="list", headers=(("Content-Type", "application/json"),),
+                                  body=b'{"repositories": ["test/busybox", "../etc"]}'))
+    with client(fault_proxy.host) as c, pytest.raises(InvalidManifest) as info:
+        c.catalog()
+    assert str(info.value) == f"{fault_proxy.host}: _catalog names an invalid repository '../etc'"
+
+
+def test_a_digest_header_on_a_failed_head_is_no_digest(fault_proxy: FaultProxy) -> None:
+    """``manifest_digest`` takes ``Docker-Content-Digest`` from a 200 only: a 404 (a proxy's
+    cached answer, say) that carries one says nothing about the tag."""
+    with client(fault_proxy.host) as c:
+        assert c.manifest_digest(REPO, "oci") == OCI_DIGEST
+        fault_proxy.add(Fault.respond(404, target="manifest", headers=(("Docker-Content-Digest", OCI_DIGEST),)))
+        assert c.manifest_digest(REPO, "oci") is None
+
+
+def test_a_ping_answer_that_says_registry_2_is_a_v2_registry(fault_proxy: FaultProxy) -> None:
+    """``GET /v2/`` answered with another status than 200 or 401 but with
+    ``Docker-Distribution-API-Version: registry/2.0`` is a v2 registry (distribution spec
+    "API Version Check"): what follows works."""
+    fault_proxy.add(Fault.respond(403, target="ping", headers=((API_VERSION_HEADER, "registry/2.0"),)))
+    with client(fault_proxy.host) as c:
+        body, media_type = c.get_manifest(REPO, "oci")
+    assert Digest.of_bytes(body) == Digest.parse(OCI_DIGEST) and media_type == mediatypes.OCI_MANIFEST
+
+
+def test_credentials_never_go_to_a_plain_http_token_service_without_allow_http(token_server: TokenServer) -> None:
+    """The realm an https registry names may be ``http://``: the Basic credentials are not
+    sent there in clear text unless --insecure-allow-http (the client's token sender,
+    called as its Authenticator calls it)."""
+    basic = "Basic " + base64.b64encode(f"{TEST_USER}:{TEST_PASSWORD}".encode()).decode()
+    with token_server.answering(), RegistryClient("registry.example", credentials=CREDENTIALS) as c, \
+            pytest.raises(AuthError) as info:
+        c._send_token_request(token_server.realm, [("scope", "repository:a:pull")], {"Authorization": basic})
+    assert str(info.value) == (f"registry.example: getting a token: the token service {token_server.realm} is plain "
+                               "http, and credentials are not sent in clear text; use --insecure-allow-http to "
+                               "allow it")
+    assert token_server.requests == []
+
+
 def test_cut_then_range_ignored_restarts_from_zero(fault_proxy: FaultProxy, big_layer: tuple[Digest, int],
                                                    tmp_path: Path) -> None:
     """The server answers the ranged retry with 200: dest is truncated back to where it started."""

@@ -24,6 +24,10 @@ NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC).timestamp()
     pytest.param("soon", None, id="garbage"),
     pytest.param("1" * 400, None, id="past-float"),  # float(int()) overflows
     pytest.param("1" * 5000, None, id="past-int-digits"),  # int() refuses over 4,300 digits
+    pytest.param("1" * 15, 111111111111111.0, id="fifteen-digits-are-read"),
+    pytest.param("1" * 16, None, id="sixteen-digits-are-not"),
+    pytest.param("7s", None, id="digits-then-garbage"),  # (int("7s") raised ValueError out of delay())
+    pytest.param("Sun, 29 Nov 2026 12:00:09 -0000", None, id="date-in-no-known-zone"),  # not GMT: no delay
     pytest.param(None, None, id="absent"),
 ])
 def test_parse_retry_after(value: str | None, expected: float | None) -> None:
