@@ -42,6 +42,18 @@ def test_other_bytes_raise_at_the_end(data: bytes, error: type[Exception]) -> No
         reader.drain()
 
 
+@pytest.mark.parametrize("data, size, error", [
+    (DATA[:-1] + b"X", len(DATA), DigestMismatch),
+    (DATA[:-1] + b"X", None, DigestMismatch),
+    (DATA[:-1], len(DATA), SizeMismatch),
+])
+def test_reading_to_eof_without_drain_checks_too(data: bytes, size: int | None, error: type[Exception]) -> None:
+    """A reader read to EOF by ``read``/``readinto`` (as the layer code does, never
+    calling ``drain``) raises at EOF instead of returning it."""
+    with VerifyingReader(io.BytesIO(data), DIGEST, size, "blob y") as reader, pytest.raises(error, match="blob y"):
+        reader.read()
+
+
 def test_a_stream_that_checks_the_same_digest_is_only_counted() -> None:
     wrong = DATA[:-1] + b"X"
     with VerifyingReader(_SelfChecked(wrong, DIGEST), DIGEST, len(DATA), "blob") as reader:

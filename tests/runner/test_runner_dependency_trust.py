@@ -125,3 +125,54 @@ def _gc(env: dict[str, str]) -> dict:
     result = subprocess.run([sys.executable, "-m", "docker2aci", "gc", "--json"], cwd=PROJECT_ROOT, env=env,
                             capture_output=True, text=True, timeout=30, check=True)
     return json.loads(result.stdout)
+
+
+def _replacing_after_verify(monkeypatch: pytest.MonkeyPatch, original: Path, before: bytes | None,
+                            after: bytes | None) -> None:
+    """Make ``verify_aci`` write ``before`` into ``original`` just before the check and
+    ``after`` just after it: another process replacing the user's file meanwhile."""
+    real = signing.verify_aci
+
+    def verify(*args: object, **kwargs: object) -> signing.VerifiedImage:
+        if before is not None:
+            original.write_bytes(before)
+        try:
+            return real(*args, **kwargs)  # type: ignore[arg-type]
+        finally:
+            if after is not None:
+                original.write_bytes(after)
+
+    monkeypatch.setattr(signing, "verify_aci", verify)
+
+
+def test_the_bytes_rendered_are_the_bytes_verified(setup: dict[str, Path], tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The signed base is replaced by the unsigned EVIL one right after its check: the
+    tree is rendered from the private copy that was checked, so it says GOOD."""
+    from runner.api import open_image
+    from runner.treestore import TreeStore
+
+    image = tmp_path / "base.aci"
+    shutil.copyfile(setup["good"] / "base.aci", image)
+    shutil.copyfile(setup["good"] / "base.aci.asc", tmp_path / "base.aci.asc")
+    _replacing_after_verify(monkeypatch, image, None, (setup["evil"] / "base.aci").read_bytes())
+    with open_image(image, TreeStore(tmp_path / "store"), trust_dir=setup["trust"], work_dir=tmp_path) as (tree, _):
+        assert Path(tree.rootfs, "marker").read_bytes() == b"GOOD\n"
+    assert image.read_bytes() == (setup["evil"] / "base.aci").read_bytes()  # the swap did happen
+
+
+def test_the_bytes_verified_are_the_bytes_copied(setup: dict[str, Path], tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The unsigned EVIL base, next to the GOOD one's signature, is swapped for the GOOD
+    bytes just before the check: the check reads the private copy (EVIL) and refuses."""
+    from runner.api import open_image
+    from runner.treestore import TreeStore
+
+    image = tmp_path / "base.aci"
+    shutil.copyfile(setup["evil"] / "base.aci", image)
+    shutil.copyfile(setup["good"] / "base.aci.asc", tmp_path / "base.aci.asc")
+    _replacing_after_verify(monkeypatch, image, (setup["good"] / "base.aci").read_bytes(), None)
+    with pytest.raises(signing.VerificationError) as caught, \
+            open_image(image, TreeStore(tmp_path / "store"), trust_dir=setup["trust"], work_dir=tmp_path):
+        pass
+    assert caught.value.reason == "bad-signature"

@@ -244,6 +244,59 @@ def test_expired_primary_key(aci: Path, tmp_path: Path, gpg: Gpg) -> None:
     assert "the certificate of" in str(err)
 
 
+def test_a_key_is_expired_from_the_second_its_expiry_says(aci: Path, tmp_path: Path, gpg: Gpg) -> None:
+    """Expiry is "expired at or before now": one second before the key's expiry the
+    signature verifies, at that second it is refused."""
+    gpg.generate("Edge <edge@example.invalid>", "ed25519", "cert,sign", "1y", FAKED_2020)
+    gpg.sign(aci, "edge@example.invalid", faked_time="20200201T000000!")
+    public = gpg.export("edge@example.invalid", tmp_path / "edge.pub")
+    _trust(tmp_path / "trust", public)
+    expiry = signing.read_certs(str(public))[0].expiration
+    assert expiry == datetime.datetime(2020, 12, 31, tzinfo=datetime.UTC)
+    before = expiry - datetime.timedelta(seconds=1)
+    assert signing.verify_aci(str(aci), str(tmp_path / "trust"), now=before).name == IMAGE
+    with pytest.raises(VerificationError) as caught:
+        signing.verify_aci(str(aci), str(tmp_path / "trust"), now=expiry)
+    assert caught.value.reason == "expired-key"
+
+
+def test_a_subkey_whose_expiry_was_extended_is_valid(aci: Path, tmp_path: Path, gpg: Gpg) -> None:
+    """The newest binding signature of a subkey says when it expires: a subkey made in
+    2020 to expire after a year, extended to never since, signs today."""
+    fingerprint = gpg.generate("Extended <ext@example.invalid>", "ed25519", "cert", "never", FAKED_2020)
+    gpg.add_subkey(fingerprint, "ed25519", "sign", "1y", faked_time=FAKED_2020)
+    listing = gpg.run("--with-colons", "--list-keys", fingerprint).stdout
+    subkey = [line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:")][1]
+    before = signing.read_certs(str(gpg.export("ext@example.invalid", tmp_path / "before.pub")))[0]
+    gpg.run("--passphrase", "", "--quick-set-expire", fingerprint, "never", subkey)
+    gpg.sign(aci, "ext@example.invalid")
+    after = signing.read_certs(str(gpg.export("ext@example.invalid", tmp_path / "after.pub")))[0]
+    both = before.merge(after)  # gpg exports only the newest binding: keep both, as a keyserver may
+    TrustStore(str(tmp_path / "trust")).add(both, IMAGE)
+    [part] = [p for p in signing.key_parts(both) if not p.primary]
+    assert (part.fingerprint, part.expires, len(part.bindings)) == (subkey.lower(), None, 2)
+    result = signing.verify_aci(str(aci), str(tmp_path / "trust"))
+    assert (result.name, result.signer.signing_key) == (IMAGE, subkey.lower())
+
+
+def test_a_subkey_whose_expiry_was_shortened_is_expired(aci: Path, tmp_path: Path, gpg: Gpg) -> None:
+    """The reverse: a subkey made in 2020 to never expire, set in March 2020 to expire a
+    year later, is refused now although its older binding (kept in the trusted copy) says
+    "never"."""
+    fingerprint = gpg.generate("Shortened <short@example.invalid>", "ed25519", "cert", "never", FAKED_2020)
+    gpg.add_subkey(fingerprint, "ed25519", "sign", "never", faked_time=FAKED_2020)
+    listing = gpg.run("--with-colons", "--list-keys", fingerprint).stdout
+    subkey = [line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:")][1]
+    gpg.sign(aci, "short@example.invalid", faked_time="20200201T000000!")
+    before = signing.read_certs(str(gpg.export("short@example.invalid", tmp_path / "before.pub")))[0]
+    gpg.run("--passphrase", "", "--quick-set-expire", fingerprint, "1y", subkey, faked_time="20200301T000000!")
+    after = signing.read_certs(str(gpg.export("short@example.invalid", tmp_path / "after.pub")))[0]
+    TrustStore(str(tmp_path / "trust")).add(before.merge(after), IMAGE)
+    err = _refusal(aci, tmp_path / "trust")
+    assert err.reason == "expired-key"
+    assert "signed by an expired key: the signing subkey of" in str(err)
+
+
 def test_revoked_key(aci: Path, tmp_path: Path, revoked_key: tuple[KeyPair, Path]) -> None:
     key, public = revoked_key
     _trust(tmp_path / "trust", public)
@@ -376,6 +429,23 @@ def test_nothing_unverified_is_decompressed_past_a_budget(tmp_path: Path, other_
     _sign(aci, other_key)
     assert signing.verify_aci(str(aci), str(tmp_path / "trust")).name == IMAGE
     assert signing.read_aci_name(str(aci), signing.UNVERIFIED_NAME_BUDGET) is None
+
+
+def test_a_signed_aci_with_two_manifests_is_refused(tmp_path: Path, other_key: KeyPair) -> None:
+    """The name that selects the keys is read from the one manifest: an ACI whose tar
+    holds two (``manifest`` then ``./manifest``, another name first) is refused, signed by
+    a key trusted for the second name, rather than one of them being picked."""
+    aci = tmp_path / "two-manifests.aci"
+    with tarfile.open(aci, "w") as tar:
+        for entry_name, name in (("manifest", "evil.example/app"), ("./manifest", IMAGE)):
+            manifest = json.dumps({"acKind": "ImageManifest", "acVersion": "0.8.11", "name": name}).encode()
+            entry = tarfile.TarInfo(entry_name)
+            entry.size = len(manifest)
+            tar.addfile(entry, io.BytesIO(manifest))
+    _trust(tmp_path / "trust", other_key.public, IMAGE)
+    _sign(aci, other_key)
+    with pytest.raises(SigningError, match="more than one manifest entry"):
+        signing.verify_aci(str(aci), str(tmp_path / "trust"))
 
 
 def test_a_signature_file_holds_exactly_one_signature(aci: Path, tmp_path: Path, gpg: Gpg) -> None:
