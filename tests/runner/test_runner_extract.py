@@ -52,6 +52,8 @@ UNSAFE = {
     "hard-link-dotdot": ([_hard_link("rootfs/h", "../../etc/shadow")], "rootfs/h"),
     "hard-link-absolute": ([_hard_link("rootfs/h", "/etc/shadow")], "rootfs/h"),
     "hard-link-outside-rootfs": ([_hard_link("rootfs/h", "manifest")], "rootfs/h"),
+    "hard-link-outside-rootfs-dir": ([Entry("rootfs/f", data=b"x"), _hard_link("rootfs/h", "other/f")], "rootfs/h"),
+    "hard-link-to-rootfs-itself": ([_hard_link("rootfs/h", "rootfs")], "rootfs/h"),
     "nul-in-name": ([Entry("rootfs/x", data=b"evil", pax={"path": "rootfs/x\0y"})], "rootfs/x\0y"),
     "nul-in-symlink-target": ([Entry("rootfs/s", tarfile.SYMTYPE, linkname="t", pax={"linkpath": "a/../..\0"})],
                               "rootfs/s"),
@@ -133,6 +135,25 @@ def test_hard_links_resolve_inside_the_tree(tmp_path: Path) -> None:
     )
 
     assert os.stat(rootfs / "bin/alias").st_ino == os.stat(rootfs / "bin/tool").st_ino
+
+
+def test_a_hard_link_to_a_symlink_links_the_symlink(tmp_path: Path) -> None:
+    """A hard link names the entry itself, as tar's link does: to a symbolic link it is
+    another name of that link (dangling or not), never of the link's target."""
+    rootfs = _render(
+        tmp_path,
+        [
+            Entry("rootfs/f", data=b"f"),
+            symlink("rootfs/s", "f"),
+            symlink("rootfs/dangling", "/nowhere"),
+            _hard_link("rootfs/h", "rootfs/s"),
+            _hard_link("rootfs/d", "rootfs/dangling"),
+        ],
+    )
+
+    assert os.readlink(rootfs / "h") == "f"
+    assert os.lstat(rootfs / "h").st_ino == os.lstat(rootfs / "s").st_ino
+    assert os.readlink(rootfs / "d") == "/nowhere"
 
 
 def test_modes_times_and_missing_parents(tmp_path: Path) -> None:

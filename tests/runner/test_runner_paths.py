@@ -61,3 +61,17 @@ def test_reading_never_follows_a_link_to_the_host(root: Path, tmp_path: Path) ->
     assert read_text_in_root(root, "/etc/passwd") is None
     (root / "etc/hostname").write_text("image file")
     assert read_text_in_root(root, "/etc/passwd") == "image file"
+
+
+def test_made_directories_get_their_mode_whatever_the_umask(root: Path) -> None:
+    """A volume's missing parents must be searchable by the app's user: mode 0755 even
+    under a runner umask of 077."""
+    old = os.umask(0o077)
+    try:
+        made = make_dirs_in_root(root, "/srv/data/logs")
+    finally:
+        os.umask(old)
+
+    assert made == str(root / "srv/data/logs")
+    for path in ("srv", "srv/data", "srv/data/logs"):
+        assert (root / path).stat().st_mode & 0o7777 == 0o755

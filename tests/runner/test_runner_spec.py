@@ -86,6 +86,7 @@ def test_image_values_win_over_defaults() -> None:
 
     assert (spec.env["PATH"], spec.env["HOME"], spec.cwd) == ("/bin", "/h", "/srv")
     assert build_process_spec(_docker_manifest()).cwd == "/"
+    assert build_process_spec(_docker_manifest(workingDirectory="srv/app")).cwd == "/srv/app"  # taken from /
 
 
 USERS = parse_passwd(PASSWD + "# comment\nbroken:x:notanumber:0::/:/bin/sh\n"

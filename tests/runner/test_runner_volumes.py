@@ -313,6 +313,9 @@ def test_unknown_volume_lists_the_mount_points(tmp_path: Path) -> None:
         (_points(("a", "/")), ["a"], "is the image's root"),
         (_points(("a", "/up")), ["a"], "is the image's root"),  # up -> ..
         (_points(("a", "/file")), ["a"], "'file' is not a directory"),
+        (_points(("a", "/proc/x")), ["a"], "leads into /proc or /sys"),
+        (_points(("a", "/sys/fs/x")), ["a"], "leads into /proc or /sys"),
+        (_points(("a", "/data/../sys")), ["a"], "leads into /proc or /sys"),
     ],
 )
 def test_prepare_errors(tmp_path: Path, points: Any, volumes: list[str], words: str) -> None:

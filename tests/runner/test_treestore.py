@@ -356,6 +356,8 @@ def test_a_missing_or_mismatched_dependency_is_refused(tmp_path: Path) -> None:
         ({"imageName": "example.com/nope"}, "dependency example.com/nope not found among the ACIs in"),
         ({"imageName": "example.com/base", "imageID": "sha512-" + "1" * 128},
          f"dependency example.com/base (sha512-{'1' * 128}) not found"),
+        ({"imageName": "example.com/base", "labels": [{"name": "version", "value": "9.9"}]},
+         "dependency example.com/base,version=9.9 not found among the ACIs in"),
     ):
         doc = manifest(APP, name="example.com/app")
         doc["dependencies"] = [dependency]
@@ -363,6 +365,39 @@ def test_a_missing_or_mismatched_dependency_is_refused(tmp_path: Path) -> None:
         with pytest.raises(RunnerError, match=re.escape(message)):
             with TreeStore(tmp_path / "store").acquire(app, resolver=DirectoryResolver([str(images)])):
                 pass
+
+
+def test_a_dependency_cycle_is_named(tmp_path: Path) -> None:
+    from runner.dependencies import DirectoryResolver
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for name, other in (("a", "b"), ("b", "a")):
+        doc = manifest(APP, name=f"example.com/{name}")
+        doc["dependencies"] = [{"imageName": f"example.com/{other}"}]
+        write_aci(images / f"{name}.aci", [directory("rootfs")], doc)
+
+    with pytest.raises(RunnerError, match=re.escape(
+            "dependency cycle: example.com/a -> example.com/b -> example.com/a")):
+        with TreeStore(tmp_path / "store").acquire(images / "a.aci", resolver=DirectoryResolver([str(images)])):
+            pass
+
+
+def test_a_resolver_s_file_with_another_image_id_is_refused(tmp_path: Path) -> None:
+    """The chain checks a dependency's ``imageID`` itself, whatever file a resolver gives
+    (not only :class:`DirectoryResolver`, which filters by it)."""
+    images = tmp_path / "images"
+    images.mkdir()
+    base = actool_build(images / "base.aci", manifest(None, name="example.com/base"), {"f": "1"})
+    doc = manifest(APP, name="example.com/app")
+    doc["dependencies"] = [{"imageName": "example.com/base", "imageID": "sha512-" + "1" * 128}]
+    app = write_aci(images / "app.aci", [directory("rootfs")], doc)
+
+    with pytest.raises(RunnerError, match=re.escape(
+            f"example.com/app: dependency example.com/base is {compute_image_id(base)}, "
+            f"not the sha512-{'1' * 128} it names")):
+        with TreeStore(tmp_path / "store").acquire(app, resolver=lambda dependency: str(base)):
+            pass
 
 
 @pytest.mark.skipif(ACTOOL is None, reason="actool is not installed (apt-get install appc-spec)")
