@@ -425,8 +425,11 @@ def with_layering(manifest: Mapping[str, Any], parent: Mapping[str, Any] | None,
 
 
 def is_rfc3339(text: str) -> bool:
-    """Whether ``text`` is an RFC 3339 date-time that Go's ``time.Parse`` (and so appc's
-    ``types.Date``) accepts: the right shape and a real calendar date and time."""
+    """Whether ``text`` is an RFC 3339 date-time (section 5.6) that Go's ``time.Parse`` (and
+    so appc's ``types.Date``) also accepts: the right shape (upper-case ``T`` and ``Z``,
+    ASCII digits, as Go requires), a real calendar date and time, and a numeric offset of
+    hours 00-23 and minutes 00-59 (RFC 3339's rule; Go takes any two digits there, so a
+    few values rkt would read are dropped, as decisions.md drops what is not RFC 3339)."""
     m = _RFC3339.fullmatch(text)
     if not m:
         return False
