@@ -36,6 +36,7 @@ from .errors import (
     OutputError,
     UsageError,
 )
+from .filestamp import stamp
 from .limits import DEFAULT_MAX_LAYER_BYTES, MAX_LAYERS
 from .manifest import Platform
 from .sources import DownloadHook, RemoteOptions, ResolvedImage, open_source
@@ -563,7 +564,7 @@ class _Outputs:
         self._stage = stage
         self._owners: dict[str, str] = {}
         self._signed_before: dict[str, str | None] = {}
-        self._unsigned: dict[str, tuple[int, int, int] | None] = {}  # signing, unstaged: the file's identity
+        self._unsigned: dict[str, str | None] = {}  # signing, unstaged: the file's stamp
         self._markers: dict[str, str] = {}  # path claimed in claims_dir -> its marker
         self._finals: dict[str, str] = {}  # staged path -> the path claimed
 
@@ -584,7 +585,7 @@ class _Outputs:
         if not self._signing and os.path.lexists(signature_path(key)):
             self._signed_before[key] = Digest.of_file(key).hex if os.path.isfile(key) else None
         elif self._signing and self._stage is None and os.path.lexists(signature_path(key)):
-            self._unsigned[key] = _file_identity(key)
+            self._unsigned[key] = _file_stamp(key)
         if self._stage is None:
             return path
         staged = os.path.join(os.path.abspath(self._stage), os.path.basename(key))
@@ -672,7 +673,7 @@ class _Outputs:
         to ``verify`` ("BAD signature"); the file reads as unsigned instead. Best effort:
         the run's own error is the one raised."""
         for key, before in self._unsigned.items():
-            if _file_identity(key) != before:
+            if _file_stamp(key) != before:
                 with contextlib.suppress(OSError):
                     os.unlink(signature_path(key))
                     log.warning("removed %s: it signed the ACI this run replaced and did not sign",
@@ -718,14 +719,13 @@ class _Outputs:
                         display, stale)
 
 
-def _file_identity(path: str) -> tuple[int, int, int] | None:
-    """``path``'s inode, modification time (ns) and size, or ``None`` when there is no
-    file: a file replaced (renamed over, copied) has another."""
+def _file_stamp(path: str) -> str | None:
+    """``path``'s :func:`~docker2aci.filestamp.stamp`, or ``None`` when there is no file: a
+    file replaced (renamed over, copied) has another."""
     try:
-        st = os.stat(path)
+        return stamp(os.stat(path))
     except OSError:
         return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def _put_back(done: list[tuple[str, str | None, bool]]) -> list[str]:
