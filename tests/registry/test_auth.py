@@ -221,6 +221,22 @@ def test_a_token_service_that_forbids_is_an_auth_error() -> None:
     assert info.value.status == 403
 
 
+def test_a_token_service_refusing_anonymous_access_says_how_to_log_in() -> None:
+    """A token service that refuses anonymous access (401: a private repository on a
+    registry whose token service gives no anonymous token) named the refusal but not the
+    way out, which the registry's own 401 does (``pass --creds ...``)."""
+    def answer(url: str, params: Sequence[tuple[str, str]], headers: Mapping[str, str]) -> tuple[int, bytes]:
+        assert "Authorization" not in headers
+        return 401, b'{"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]}'
+
+    challenge = Challenge("Bearer", {"realm": "https://auth.example/token", "service": "s"})
+    with pytest.raises(AuthError) as info:
+        request_token(answer, challenge, ["repository:a:pull"], None, source="reg")
+    assert str(info.value).startswith("reg: getting a token from https://auth.example/token: refused for "
+                                      "anonymous access (HTTP 401); pass --creds USER:PASSWORD or run docker login")
+    assert info.value.status == 401
+
+
 @pytest.mark.parametrize("realm", ["ftp://auth.example/token", "file:///etc/passwd", "auth.example/token"])
 def test_a_realm_that_is_no_http_url_is_refused_before_any_request(realm: str) -> None:
     def answer(url: str, params: Sequence[tuple[str, str]], headers: Mapping[str, str]) -> tuple[int, bytes]:
