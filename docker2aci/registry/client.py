@@ -980,19 +980,22 @@ class RegistryClient:
                                              timeout=self._timeout, allow_redirects=True,
                                              verify=None if self._verify else False)
             except requests.exceptions.SSLError as err:
+                target = _failed_target(err, url, shown)
+                # a redirect to another host (an object store): its certificate failed, not the registry's
+                whose = "the registry's" if target == shown else "that host's"
                 if _plain_http_answer(err):  # (with the flag, the ping goes on to http and says so)
-                    hint = "" if self._allow_http else (
+                    hint = "" if self._allow_http or target != shown else (
                         "; it answered in plain http: for a registry without TLS, use --insecure-allow-http")
                 elif self._verify and self._cert_dir is not None:
                     cas = len(list(Path(self._cert_dir).glob("*.crt")))
                     hint = (f"; the {cas} CA certificate(s) (*.crt) in --cert-dir {self._cert_dir} do not verify it, "
-                            "nor do the system's; add the registry's CA there or use --insecure-skip-verify")
+                            f"nor do the system's; add {whose} CA there or use --insecure-skip-verify")
                 elif self._verify:
-                    hint = ("; give the registry's CA with --cert-dir DIR (a *.crt file in it) or use "
+                    hint = (f"; give {whose} CA with --cert-dir DIR (a *.crt file in it) or use "
                             "--insecure-skip-verify")
                 else:
                     hint = ""
-                raise RegistryError(source, f"{what}: TLS failure talking to {shown}: "
+                raise RegistryError(source, f"{what}: TLS failure talking to {target}: "
                                                 f"{_connection_cause(err)}{hint}", url=shown) from err
             except (requests.ConnectionError, requests.Timeout) as err:
                 retry += 1

@@ -310,6 +310,31 @@ def test_the_debug_traceback_hides_a_presigned_redirect(fault_proxy: FaultProxy,
         " redirected): Connection refused")
 
 
+def test_a_redirect_to_a_host_whose_certificate_fails_names_that_host(fault_proxy: FaultProxy,
+                                                                      tls_registry: RunningRegistry,
+                                                                      tmp_path: Path) -> None:
+    """A blob redirected to an https host whose certificate our CAs do not verify: the
+    error said "TLS failure talking to http://<registry>/v2/.../blobs/..." (a plain http
+    URL, the one that answered fine) and "give the registry's CA with --cert-dir", as if
+    the registry's certificate had failed (registry review). It now names the host that
+    failed and asks for that host's CA (``--cert-dir`` CAs apply to every host)."""
+    location = f"https://{tls_registry.host}/blob?X-Amz-Signature={REDIRECT_SIGNATURE}"
+    fault_proxy.add(Fault.respond(307, headers=[("Location", location)], body=b"", times=None))
+    proc = subprocess.run(
+        [sys.executable, "-m", "docker2aci", "--insecure-allow-http", "--cache-dir", str(tmp_path / "cache"),
+         "--output-dir", str(tmp_path / "out"), f"docker://{fault_proxy.host}/test/busybox:oci"],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    last = proc.stderr.splitlines()[-1]
+    assert f": fetching the blob: TLS failure talking to https://{tls_registry.host}/blob?X-Amz-Signature=*** " \
+           f"(where http://{fault_proxy.host}/v2/test/busybox/blobs/sha256:" in last, last
+    assert "certificate verify failed" in last
+    assert last.endswith("; give that host's CA with --cert-dir DIR (a *.crt file in it) or use "
+                         "--insecure-skip-verify"), last
+    assert REDIRECT_SIGNATURE not in proc.stderr
+    assert not list((tmp_path / "out").glob("*.aci"))
+
+
 def test_missing_tag_is_not_found(plain_registry: RunningRegistry, tmp_path: Path) -> None:
     with pytest.raises(docker2aci.errors.ImageNotFound):
         convert(f"docker://{_host(plain_registry)}/test/busybox:no-such-tag", tmp_path)
