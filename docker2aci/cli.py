@@ -101,7 +101,9 @@ def _run_parser(prog: str) -> argparse.ArgumentParser:
                             "private mount namespace, host pid and network).")
     p.add_argument("aci", metavar="IMAGE", help=_IMAGE_HELP)
     _image_flags(p)
-    _flag(p, "exec", dest="exec_", metavar="CMD", help="Run CMD instead of the image's exec")
+    _flag(p, "exec", dest="exec_", metavar="CMD",
+          help="Run CMD instead of the image's exec (split into words as a POSIX shell would, "
+               "without expansions: '/bin/sh -c \"id\"')")
     _flag(p, "stage", choices=["fly", "isolated"],
           help="Isolation stage (default: isolated where runc can run, else fly with a warning)")
     _flag(p, "volume", action="append", default=[], metavar="NAME,kind=host,source=PATH[,readOnly=true]",
@@ -269,11 +271,9 @@ def cmd_run(argv: Sequence[str], prog: str) -> int:
     args = _run_parser(prog).parse_args(argv)
     _setup_logging(args.debug)
     insecure = _insecure_options(args.insecure_options)
-    import shlex
-
     from runner import Isolation, run_aci
     from runner.ocispec import check_hostname, parse_cpu, parse_memory
-    from runner.spec import parse_set_env
+    from runner.spec import parse_set_env, split_exec
     from runner.volumes import parse_mount, parse_volume
 
     from .prerun import is_aci_path, using_converted
@@ -297,9 +297,7 @@ def cmd_run(argv: Sequence[str], prog: str) -> int:
                                    ("--hostname", args.hostname, check_hostname)):
             if value is not None:
                 flagged(name, check, value)
-        exec_override = shlex.split(args.exec_) if args.exec_ is not None else None
-    except ValueError as err:
-        raise UsageError(f"--exec {args.exec_!r}: {err}") from err
+        exec_override = list(split_exec(args.exec_)) if args.exec_ is not None else None
     except Docker2ACIError as err:
         raise UsageError(str(err)) from err
     if exec_override == []:

@@ -580,7 +580,26 @@ class _StdioRelay:
             os.close(source)
 
     def _copy_stderr(self, source: int) -> None:
-        self._copy(source, 2, lambda data: _without_logged_errors(data, self._logged_errors()))
+        """Copy the runtime's stderr without the errors it logged. A last line that reads
+        like crun's failure to execute the app's program (:data:`_CRUN_EXEC_ERRORS`) is held
+        back until more output comes, or the end: crun's container process prints it
+        before crun logs it, so it is compared with the log then (it was shown twice)."""
+        held = b""
+
+        def edit(data: bytes) -> bytes:
+            nonlocal held
+            data = held + data
+            start = data.rfind(b"\n", 0, len(data) - 1) + 1
+            last = data[start:].decode("utf-8", "replace")
+            held = b""
+            if last.endswith("\n") and any(pattern.search(last[:-1]) for pattern in _CRUN_EXEC_ERRORS):
+                data, held = data[:start], data[start:]
+            return _without_logged_errors(data, self._logged_errors())
+
+        self._copy(source, 2, edit)
+        if held:
+            with contextlib.suppress(OSError):
+                _write_all(2, _without_logged_errors(held, self._logged_errors()))
 
     def _logged_errors(self) -> list[str]:
         """The error messages of the runtime's log, parsed again only when it has grown
@@ -643,7 +662,7 @@ def _run_container(runtime_path: str, state: str, bundle: str, cid: str, spec: P
     messages = _runtime_error_messages(log)
     errors = _joined_errors(messages)
     if status != 0 and errors:
-        failure = _exec_failure(messages, spec) if _flavour(runtime_path) == "runc" else None
+        failure = (_exec_failure if _flavour(runtime_path) == "runc" else _crun_exec_failure)(messages, spec)
         if failure is not None:
             raise failure
         raise RunnerError(f"starting the app with {os.path.basename(runtime_path)}: {errors}")
@@ -770,7 +789,7 @@ def _exec_failure(messages: Sequence[str], spec: ProcessSpec) -> ExecError | Non
     passes them and then fails in ``execve`` (exec format error, a missing interpreter)
     is reported by runc 1.1 as the app's own exit status 1, with ``exec PATH: REASON``
     on the app's stderr, as ``docker run`` shows it: it cannot be told from the app's.
-    crun words its errors otherwise, and is not read here.
+    crun words its errors otherwise (:func:`_crun_exec_failure`).
     """
     program = spec.argv[0]
     path = re.escape(program) if "/" in program else rf"\S*/{re.escape(program)}"
@@ -783,5 +802,39 @@ def _exec_failure(messages: Sequence[str], spec: ProcessSpec) -> ExecError | Non
             return ExecError(program, NOT_IN_PATH.format(spec.env.get("PATH", "")), errno.ENOENT)
         number = _ERRNO_BY_TEXT.get(match["reason"])
         if number is not None:
+            return ExecError(program, os.strerror(number), number)
+    return None
+
+
+#: crun's errors when it cannot execute the app's program (crun 1.8): the program not
+#: found (``executable file `NAME` not found in $PATH: REASON``, for a path as for a bare
+#: name) or refused (``open executable: REASON``).
+_CRUN_EXEC_ERRORS = (
+    re.compile(r"executable file `(?P<program>.*)` not found(?: in \$PATH)?: (?P<reason>[^:]*)\Z"),
+    re.compile(r"open executable: (?P<reason>[^:]*)\Z"),
+)
+
+
+def _crun_exec_failure(messages: Sequence[str], spec: ProcessSpec) -> ExecError | None:
+    """The :class:`ExecError` a crun error means, if crun could not execute the app's
+    program; else ``None``: what :func:`_exec_failure` is for runc.
+
+    crun 1.8 exits 1 then (not 127 or 126: its status says nothing), after logging
+    ``executable file `NAME` not found in $PATH: REASON`` or
+    ``open executable: REASON``; REASON is ``strerror``'s text (``No such file or
+    directory``, ``Permission denied``, ``Operation not permitted`` for a directory).
+    A bare name not found says so with the image's ``PATH``, as in the fly stage.
+    """
+    program = spec.argv[0]
+    for message in reversed(messages):
+        for pattern in _CRUN_EXEC_ERRORS:
+            match = pattern.search(message.strip())
+            if match is None or match.groupdict().get("program", program) != program:
+                continue
+            number = _ERRNO_BY_TEXT.get(match["reason"].lower())
+            if number is None:
+                continue
+            if number == errno.ENOENT and "/" not in program:
+                return ExecError(program, NOT_IN_PATH.format(spec.env.get("PATH", "")), number)
             return ExecError(program, os.strerror(number), number)
     return None

@@ -473,7 +473,7 @@ def runtime_config(
 def _process(
     spec: ProcessSpec, nofile: tuple[int, int] | None, capabilities: Sequence[str]
 ) -> dict[str, Any]:
-    groups = list(dict.fromkeys([spec.gid, *spec.supplementary_gids]))  # as the fly stage
+    groups = list(spec.groups)  # as the fly stage
     caps = list(capabilities)
     process: dict[str, Any] = {
         "terminal": False,

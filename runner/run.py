@@ -570,7 +570,7 @@ def _child(
         os.umask(APP_UMASK)
         step = f"switching to uid {spec.uid}, gid {spec.gid}"
         hand_over_stdio(spec.uid)
-        os.setgroups([spec.gid, *spec.supplementary_gids])
+        os.setgroups(spec.groups)
         os.setgid(spec.gid)
         os.setuid(spec.uid)
         step = exec_step

@@ -29,6 +29,15 @@ logger = logging.getLogger(__name__)
 #: ``PATH`` given to an app whose image sets none (the appc ACE default, as in rkt).
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
+#: ``SHELL`` given to an app whose image sets none: rkt's stage1 default (its
+#: ``common.defaultEnv``: ``PATH``, ``SHELL=/bin/sh``, ``USER``, ``LOGNAME``, ``HOME``), not
+#: the passwd entry's shell (often ``/usr/sbin/nologin`` for a service account).
+DEFAULT_SHELL = "/bin/sh"
+
+#: ``USER`` and ``LOGNAME`` of a root app whose image has no passwd entry for uid 0
+#: (rkt's stage1 default for both).
+ROOT_NAME = "root"
+
 #: ``container`` given to an app whose image sets none: appc ``spec/ace.md``
 #: ("Execution Environment") says it MUST be set, to the executor's name (a hint that the
 #: app runs in a container; systemd reads it). An image's own value (``ENV container
@@ -72,6 +81,13 @@ class ProcessSpec:
     uid: int
     gid: int
     supplementary_gids: tuple[int, ...] = ()
+
+    @property
+    def groups(self) -> tuple[int, ...]:
+        """The process's group list (``setgroups``): the primary group, then
+        :attr:`supplementary_gids`, each group once, in that order (``supplementaryGIDs``
+        may repeat the primary group; the kernel would list it twice, as ``id`` shows)."""
+        return tuple(dict.fromkeys((self.gid, *self.supplementary_gids)))
 
 
 @dataclass(frozen=True)
@@ -202,10 +218,14 @@ def build_process_spec(
     from a Docker image), ``app.exec`` + ``args``, as rkt runs it (``stage0`` appends them
     to the exec); else ``app.exec``.
 
-    The environment: ``app.environment`` (a later duplicate wins), then ``PATH``
-    (:data:`DEFAULT_PATH`) and ``HOME`` (the user's home in the image's passwd, else
-    ``/``) and ``container`` (:data:`CONTAINER_VALUE`) when absent, then ``set_env`` (``--set-env``: it replaces or adds variables,
-    ``PATH`` and ``HOME`` included), and ``AC_APP_NAME`` (the last component of the
+    The environment: ``app.environment`` (a later duplicate wins), then, each only when
+    absent, rkt's stage1 defaults: ``PATH`` (:data:`DEFAULT_PATH`), ``HOME`` (the user's
+    home in the image's passwd, else ``/``), ``SHELL`` (:data:`DEFAULT_SHELL`), ``USER`` and
+    ``LOGNAME`` (the user's name in the image's passwd; :data:`ROOT_NAME` for uid 0 without
+    an entry; left unset for another uid without one: there is no name to give; rkt says
+    ``root`` whoever the user is, rkt #2569), and ``container`` (:data:`CONTAINER_VALUE`);
+    then ``set_env`` (``--set-env``: it replaces or adds variables,
+    the defaults included), and ``AC_APP_NAME`` (the last component of the
     image name). ``AC_APP_NAME`` belongs to the executor (appc ``spec/ace.md``): a
     ``set_env`` value for it is ignored with a warning. The stage adds ``HOSTNAME``
     (:func:`with_hostname`).
@@ -240,9 +260,14 @@ def build_process_spec(
         app.get("group"), kind="group", accounts=parse_group(group_text or ""), owner_of=owner_of
     )
     home = next((user.home for user in users if user.id == uid and user.home), "/")
+    name = next((user.name for user in users if user.id == uid), ROOT_NAME if uid == 0 else None)
     env = _environment(app.get("environment"))
     env.setdefault("PATH", DEFAULT_PATH)
     env.setdefault("HOME", home)
+    env.setdefault("SHELL", DEFAULT_SHELL)
+    if name is not None and "\0" not in name:  # a NUL cannot pass execve
+        env.setdefault("USER", name)
+        env.setdefault("LOGNAME", name)
     env.setdefault("container", CONTAINER_VALUE)
     for name, value in (set_env or {}).items():
         _check_variable(name, value, f"--set-env {f'{name}={value}'!r}")
@@ -303,6 +328,80 @@ def parse_set_env(text: str) -> tuple[str, str]:
         raise RunnerError(f"--set-env {text!r}: write NAME=VALUE")
     _check_variable(name, value, f"--set-env {text!r}")
     return name, value
+
+
+#: Characters a backslash escapes inside double quotes (POSIX, Shell Command Language,
+#: 2.2.3 "Double-Quotes"); before any other it stays: ``"a\b"`` is ``a\b``.
+_ESCAPED_IN_DOUBLE_QUOTES = "$`\"\\\n"
+
+
+def split_exec(text: str) -> tuple[str, ...]:
+    """Split an ``--exec`` value into words as a POSIX shell would, without expansions.
+
+    POSIX Shell Command Language, 2.2 "Quoting" and 2.3 "Token Recognition": unquoted
+    blanks (space, tab, newline) separate words; a backslash outside quotes keeps the next
+    character as it is, and removes a newline (a line continuation); single quotes keep
+    everything up to the next single quote; inside double quotes a backslash escapes
+    only ``$``, a backquote, ``"``, ``\\`` and a newline (removed), and stays before any other
+    character. ``''`` and ``""`` are empty words. Nothing is expanded (``$HOME``, ``*``
+    and ``~`` stay as they are) and no character is an operator or starts a comment.
+    (Python's ``shlex.split`` kept the backslash of ``"\\$"`` and of a backquote, and a
+    continuation's newline.)
+
+    Args:
+        text: the option's value.
+
+    Returns:
+        The words.
+
+    Raises:
+        RunnerError: a quotation is not closed, or the text ends in an unquoted
+            backslash (the message quotes ``text``).
+    """
+    words: list[str] = []
+    word: list[str] | None = None  # None: between words
+    i = 0
+    while i < len(text):
+        char = text[i]
+        i += 1
+        if char in " \t\n":
+            if word is not None:
+                words.append("".join(word))
+                word = None
+            continue
+        if word is None:
+            word = []
+        if char == "\\":
+            if i == len(text):
+                raise RunnerError(f"--exec {text!r}: No escaped character")
+            if text[i] != "\n":
+                word.append(text[i])
+            i += 1
+        elif char == "'":
+            end = text.find("'", i)
+            if end < 0:
+                raise RunnerError(f"--exec {text!r}: No closing quotation")
+            word.append(text[i:end])
+            i = end + 1
+        elif char == '"':
+            while True:
+                if i == len(text):
+                    raise RunnerError(f"--exec {text!r}: No closing quotation")
+                char = text[i]
+                i += 1
+                if char == '"':
+                    break
+                if char == "\\" and i < len(text) and text[i] in _ESCAPED_IN_DOUBLE_QUOTES:
+                    if text[i] != "\n":
+                        word.append(text[i])
+                    i += 1
+                else:
+                    word.append(char)
+        else:
+            word.append(char)
+    if word is not None:
+        words.append("".join(word))
+    return tuple(words)
 
 
 def _check_variable(name: object, value: object, what: str) -> None:

@@ -29,7 +29,8 @@ import pytest
 from crashkit import reaped
 from runner_aci_helpers import BUSYBOX, CRUN, GROUP, PASSWD, PROJECT_ROOT, RUNC, RUNC_MARKS, SEARCH_PATH
 
-from docker2aci.errors import RunnerError
+from docker2aci.errors import ExecError, RunnerError
+from runner import isolated
 from runner.isolated import available_runtime
 from runner.isolated import run_isolated as _run_isolated
 from runner.ocispec import (
@@ -467,7 +468,40 @@ def test_crun_runs_the_app_like_runc(run_isolated: RunIsolated) -> None:
     assert result.returncode == 5, result.stderr
     assert result.stdout.split() == ["1000", str(64 << 20), "50000", "lo", "via-link"]
     assert piped.stdout == "relayed\n", piped.stderr
-    assert missing.returncode == 99 and "starting the app with crun:" in missing.stderr
+    assert (missing.returncode, missing.stdout) == (99, "")
+    assert missing.stderr == "RunnerError: cannot execute /bin/no-such-program: No such file or directory\n"
+
+
+@needs_runc
+@pytest.mark.skipif(CRUN is None, reason="crun is not installed")
+@pytest.mark.parametrize(("program", "status", "reason"), [
+    ("/bin/no-such-program", 127, "No such file or directory"),
+    ("no-such-program", 127, f"not found in the image's PATH {DEFAULT_PATH}"),
+    ("/home", 126, "Operation not permitted"),  # a directory
+    ("/etc/passwd", 126, "Permission denied"),  # no x bit
+])
+def test_crun_failing_to_execute_the_program_is_an_exec_error(run_isolated: RunIsolated, program: str,
+                                                              status: int, reason: str,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """crun's "executable file `X` not found in $PATH" and "open executable: Permission
+    denied" were a plain RunnerError ("starting the app with crun: ..."), and ``run``
+    exited 1 where runc's same failure exits 127 or 126 (:class:`ExecError`); crun's line
+    also reached stderr a second time, now and then (it is printed before it is logged)."""
+    raised: list[ExecError] = []
+    real = isolated._crun_exec_failure
+
+    def kept(messages: Sequence[str], spec: ProcessSpec) -> ExecError | None:
+        failure = real(messages, spec)
+        if failure is not None:
+            raised.append(failure)
+        return failure
+
+    monkeypatch.setattr(isolated, "_crun_exec_failure", kept)
+    result = run_isolated([program], runtime="crun")
+
+    assert (result.returncode, result.stdout) == (99, "")
+    assert result.stderr == f"RunnerError: cannot execute {program}: {reason}\n"
+    assert [failure.status for failure in raised] == [status]
 
 
 @needs_runc

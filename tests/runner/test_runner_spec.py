@@ -10,7 +10,7 @@ import pytest
 from runner_aci_helpers import GROUP, PASSWD, manifest
 
 from docker2aci.errors import RunnerError
-from runner.spec import DEFAULT_PATH, Account, build_process_spec, parse_passwd, resolve_id
+from runner.spec import DEFAULT_PATH, Account, build_process_spec, parse_passwd, resolve_id, split_exec
 
 ENTRYPOINT = ["/bin/sh", "-c"]
 CMD = ["echo from cmd"]
@@ -62,8 +62,63 @@ def test_environment_defaults() -> None:
 
     env = build_process_spec(doc, passwd_text=PASSWD, group_text=GROUP).env
 
-    assert env == {"A": "1", "PATH": DEFAULT_PATH, "HOME": "/home/app", "container": "docker2aci",
-                   "AC_APP_NAME": "busybox"}
+    assert env == {"A": "1", "PATH": DEFAULT_PATH, "HOME": "/home/app", "SHELL": "/bin/sh", "USER": "app",
+                   "LOGNAME": "app", "container": "docker2aci", "AC_APP_NAME": "busybox"}
+
+
+@pytest.mark.parametrize(("user", "passwd", "names"), [
+    ("app", PASSWD, {"USER": "app", "LOGNAME": "app"}),
+    ("0", None, {"USER": "root", "LOGNAME": "root"}),  # rkt's default: no passwd needed for root
+    ("0", "admin:x:0:0::/root:/bin/sh\n", {"USER": "admin", "LOGNAME": "admin"}),
+    ("1000", None, {}),  # no name for it: none is made up (rkt said root, rkt #2569)
+])
+def test_shell_user_and_logname_defaults(user: str, passwd: str | None, names: dict[str, str]) -> None:
+    """rkt's stage1 gives every app ``SHELL=/bin/sh``, ``USER`` and ``LOGNAME`` (its
+    ``common.defaultEnv``) unless the image sets them; the runner gave neither."""
+    env = build_process_spec(_docker_manifest(user=user, group="0"), passwd_text=passwd).env
+
+    assert env["SHELL"] == "/bin/sh"
+    assert {name: env[name] for name in ("USER", "LOGNAME") if name in env} == names
+
+
+def test_image_and_set_env_values_win_over_the_shell_and_user_defaults() -> None:
+    image = [{"name": "SHELL", "value": "/bin/bash"}, {"name": "USER", "value": "svc"}]
+    doc = _docker_manifest(user="app", group="app", environment=image)
+
+    env = build_process_spec(doc, passwd_text=PASSWD, group_text=GROUP, set_env={"LOGNAME": "cli", "USER": "cli"}).env
+
+    assert (env["SHELL"], env["USER"], env["LOGNAME"]) == ("/bin/bash", "cli", "cli")
+
+
+def test_groups_list_the_primary_group_once() -> None:
+    """``supplementaryGIDs: [1000, 20, 20]`` with group 1000: fly's ``setgroups`` listed
+    1000 twice (``id``: ``groups=20,1000(app),1000(app)``); the isolated stage did not."""
+    doc = _docker_manifest(user="app", group="app", supplementaryGIDs=[1000, 20, 20])
+
+    assert build_process_spec(doc, passwd_text=PASSWD, group_text=GROUP).groups == (1000, 20)
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ('/bin/sh -c "id"', ("/bin/sh", "-c", "id")),
+    ('echo "a\\b"', ("echo", "a\\b")),  # POSIX: a backslash before b stays, inside double quotes
+    ("echo a\\b 'c\\d'", ("echo", "ab", "c\\d")),  # outside quotes it escapes; single quotes keep it
+    ('echo "\\$HOME \\` \\" \\\\"', ("echo", '$HOME ` " \\')),  # the four escapes inside "..."
+    ("echo \"a\\\nb\" c\\\nd", ("echo", "ab", "cd")),  # a backslash-newline is removed
+    ("echo $HOME * ~ '' \"\"", ("echo", "$HOME", "*", "~", "", "")),  # no expansions
+])
+def test_exec_is_split_as_posix_shell_words(text: str, words: tuple[str, ...]) -> None:
+    """``--exec`` is documented as split "as a shell would, without expansions"; shlex kept
+    the backslash of ``"\\$"`` and ``"\\`"``, and a continuation's newline."""
+    assert split_exec(text) == words
+
+
+@pytest.mark.parametrize(("text", "reason"), [('sh -c "id', "No closing quotation"),
+                                              ("sh -c 'id", "No closing quotation"),
+                                              ("sh \\", "No escaped character")])
+def test_exec_split_errors_name_the_option(text: str, reason: str) -> None:
+    with pytest.raises(RunnerError) as caught:
+        split_exec(text)
+    assert str(caught.value) == f"--exec {text!r}: {reason}"
 
 
 def test_container_variable_is_set_unless_the_image_or_the_user_sets_it() -> None:

@@ -202,3 +202,42 @@ def test_a_read_only_mount_point_without_a_volume_is_named(build_aci: BuildAci, 
     assert proc.stderr == ("WARNING: mount point data (/data) is read-only in the image, but no --volume gives it: "
                            "the app gets the image's own directory there, writable (rkt mounts a read-only volume); "
                            "give --volume data,kind=empty or data,kind=host,source=PATH\n")
+
+
+@pytest.mark.parametrize("stage", ["fly", "isolated"])
+def test_the_app_gets_rkts_default_environment(build_aci: BuildAci, stage: str) -> None:
+    """rkt's stage1 gives an app ``PATH``, ``HOME``, ``SHELL``, ``USER`` and ``LOGNAME``
+    unless the image sets them (its ``common.defaultEnv``); the app got no ``SHELL``,
+    ``USER`` or ``LOGNAME`` in either stage. The image's values, then ``--set-env``'s, win."""
+    if stage == "isolated":
+        _need_isolated()
+    script = 'echo "$SHELL|$USER|$LOGNAME|$HOME"'
+    app = run(str(build_aci({"exec": ["/bin/sh", "-c", script], "user": "app", "group": "app"})), "--stage", stage)
+    root = build_aci({"exec": ["/bin/sh", "-c", script], "user": "0", "group": "0",
+                      "environment": [{"name": "SHELL", "value": "/bin/ash"}, {"name": "USER", "value": "img"}]})
+    image = run(str(root), "--stage", stage)
+    overridden = run(str(root), "--stage", stage, "--set-env", "USER=cli", "--set-env", "LOGNAME=cli")
+    assert (app.returncode, app.stdout) == (0, "/bin/sh|app|app|/home/app\n"), app.stderr
+    assert (image.returncode, image.stdout) == (0, "/bin/ash|img|root|/root\n"), image.stderr
+    assert (overridden.returncode, overridden.stdout) == (0, "/bin/ash|cli|cli|/root\n"), overridden.stderr
+
+
+@pytest.mark.parametrize("stage", ["fly", "isolated"])
+def test_the_primary_group_is_listed_once(build_aci: BuildAci, stage: str) -> None:
+    """``supplementaryGIDs`` holding the primary group: fly gave the app
+    ``Groups: 20 1000 1000`` (``id``: ``groups=20,1000(app),1000(app)``)."""
+    if stage == "isolated":
+        _need_isolated()
+    aci = build_aci({"exec": ["/bin/sh", "-c", "grep Groups: /proc/self/status; id -G"], "user": "app",
+                     "group": "app", "supplementaryGIDs": [1000, 20]})
+    proc = run(str(aci), "--stage", stage)
+    assert (proc.returncode, proc.stdout) == (0, "Groups:\t20 1000 \n1000 20\n"), proc.stderr
+
+
+def test_exec_is_split_into_posix_shell_words(build_aci: BuildAci) -> None:
+    r"""``--exec`` is split "as a shell would, without expansions": inside double quotes a
+    backslash escapes ``$`` (``"\$1"`` is ``$1``), and stays before other characters
+    (``"a\b"`` is ``a\b``, as in POSIX); ``"\$1"`` reached the app as ``\$1``."""
+    aci = str(build_aci({"exec": ["/bin/true"]}))
+    proc = run(aci, "--stage", "fly", "--exec", r'/bin/sh -c "echo \$0 \"a\b\"" arg0')
+    assert (proc.returncode, proc.stdout) == (0, "arg0 a\\b\n"), proc.stderr

@@ -556,6 +556,7 @@ def test_set_env_overrides_the_manifest_and_the_defaults(caplog: pytest.LogCaptu
     plain = build_process_spec(doc).env
 
     assert dict(env) == {"GREETING": "override", "KEEP": "k", "PATH": "/opt/bin", "HOME": "/",
+                         "SHELL": "/bin/sh", "USER": "root", "LOGNAME": "root",
                          "container": "docker2aci", "NEW": "added", "AC_APP_NAME": "app"}  # fmt: skip
     assert (plain["GREETING"], plain["PATH"]) == ("image", DEFAULT_PATH)
     assert "--set-env AC_APP_NAME ignored" in caplog.text
