@@ -1,5 +1,5 @@
-"""``python -m docker2aci``: the command line."""
+"""``python -m docker2aci``: the command line (:mod:`docker2aci.console`)."""
 
-from .cli import entry
+from .console import entry
 
 entry()

@@ -30,10 +30,11 @@ if TYPE_CHECKING:
     from .prerun import SourceImage
 
 from . import __version__
-from .cli_common import EXIT_ERROR, EXIT_OK, EXIT_USAGE
+from .cli_common import CACHE_DIR_DEFAULT, EXIT_ERROR, EXIT_OK, EXIT_USAGE, TRUST_DIR_DEFAULT
 from .cli_common import Parser as _Parser
 from .cli_common import convert_options as _convert_options
 from .cli_common import flag as _flag
+from .cli_common import json_failure as _json_failure
 from .cli_common import output_flags as _output_flags
 from .cli_common import path as _path
 from .cli_common import progress_console as _progress_console
@@ -71,7 +72,8 @@ def _convert_parser(prog: str) -> argparse.ArgumentParser:
     _flag(p, "nosquash", action="store_true", help="Don't squash layers and output every layer as ACI")
     _flag(p, "debug", action="store_true", help="Enables debug messages")
     _output_flags(p)
-    _flag(p, "json", action="store_true", help="Print one JSON object per ACI (JSON Lines)")
+    _flag(p, "json", action="store_true", help="Print one JSON object per ACI (JSON Lines); on failure one "
+                                               "object: {\"source\", \"status\": \"failed\", \"error\", ...}")
     _source_flags(p, every_platform=True)
     return p
 
@@ -81,8 +83,7 @@ def _image_flags(p: argparse.ArgumentParser) -> None:
     _flag(p, "insecure-options", default="", metavar="LIST",
           help="Comma-separated checks to skip; 'image' skips the signature check")
     _flag(p, "trust-dir", type=_path, metavar="DIR",
-          help="The trust store the signature is checked against (default: /etc/docker2aci/trust "
-               "for root, else ~/.config/docker2aci/trust)")
+          help=f"The trust store the signature is checked against (default: {TRUST_DIR_DEFAULT})")
     _flag(p, "debug", action="store_true", help="Enables debug messages")
     _source_flags(p, every_platform=False)
 
@@ -130,7 +131,8 @@ def _fetch_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("source", metavar="IMAGE", help=_IMAGE_HELP)
     _image_flags(p)
     _flag(p, "json", action="store_true",
-          help="Print {\"image_id\", \"path\", \"name\", \"labels\"} as one JSON object")
+          help="Print {\"image_id\", \"path\", \"name\", \"labels\"} as one JSON object "
+               "(on failure: {\"source\", \"status\": \"failed\", \"error\", ...})")
     return p
 
 
@@ -138,7 +140,7 @@ def _gc_parser(prog: str) -> argparse.ArgumentParser:
     p = _Parser(prog=f"{prog} gc", allow_abbrev=False,
                 description="Remove the pods of ended runs, the rendered trees no run uses, and the cached "
                             "conversions and blobs not used within --cache-grace.")
-    _flag(p, "cache-dir", type=_path, metavar="DIR", help="The cache and tree store (default: ~/.cache/docker2aci)")
+    _flag(p, "cache-dir", type=_path, metavar="DIR", help=f"The cache and tree store (default: {CACHE_DIR_DEFAULT})")
     _flag(p, "grace", default="0s", metavar="DURATION",
           help="Keep trees used more recently than this (e.g. 30m, 24h; default 0s)")
     _flag(p, "cache-grace", default="24h", metavar="DURATION",
@@ -236,11 +238,12 @@ def cmd_convert(argv: Sequence[str], prog: str) -> int:
     options = _convert_options(args, output_dir=args.output_dir, compression=Compression(args.compression),
                                compression_level=args.compression_level, squash=not args.nosquash)
     progress, hook = _progress_hook(not args.json)
-    if progress is not None:
-        with progress:
-            acis = convert(args.image, options, hook)
-    else:
-        acis = convert(args.image, options)
+    with _json_failure(args.json, args.image):
+        if progress is not None:
+            with progress:
+                acis = convert(args.image, options, hook)
+        else:
+            acis = convert(args.image, options)
     if args.json:
         _print_json(acis)
     else:
@@ -328,7 +331,7 @@ def cmd_fetch(argv: Sequence[str], prog: str) -> int:
     from .prerun import fetch
 
     progress, hook = _progress_hook(not args.json)
-    with progress or contextlib.nullcontext():
+    with _json_failure(args.json, args.source), progress or contextlib.nullcontext():
         image = fetch(args.source, _convert_options(args), store_dir=args.cache_dir, insecure_options=insecure,
                       trust_dir=args.trust_dir, progress=hook)
     if args.json:
@@ -422,9 +425,9 @@ def parse_duration(text: str, flag: str = "--grace") -> float:
     return sum(float(number) * _DURATION_UNITS[unit] for number, unit in _DURATION_PART.findall(text))
 
 
-def _aci_files_parser(prog: str, name: str, description: str) -> argparse.ArgumentParser:
+def _aci_files_parser(prog: str, name: str, description: str, on_failure: str = "") -> argparse.ArgumentParser:
     p = _Parser(prog=f"{prog} {name}", allow_abbrev=False, description=description)
-    _flag(p, "json", action="store_true", help="Print one JSON object per ACI (JSON Lines)")
+    _flag(p, "json", action="store_true", help="Print one JSON object per ACI (JSON Lines)" + on_failure)
     p.add_argument("acis", metavar="ACI", nargs="+", type=_path)
     return p
 
@@ -439,7 +442,9 @@ def _validate_parser(prog: str) -> argparse.ArgumentParser:
 
 def _inspect_parser(prog: str) -> argparse.ArgumentParser:
     return _aci_files_parser(prog, "inspect", "Describe ACIs: name, labels, image ID, size, compression, "
-                                              "entries and layers (the image and its dependencies).")
+                                              "entries and layers (the image and its dependencies).",
+                             "; an ACI that cannot be read ends them with {\"source\", \"status\": \"failed\", "
+                             "\"error\", ...}")
 
 
 def cmd_validate(argv: Sequence[str], prog: str) -> int:
@@ -470,7 +475,8 @@ def cmd_inspect(argv: Sequence[str], prog: str) -> int:
     from runner.acitool import inspect_aci
 
     for path in args.acis:
-        info = inspect_aci(path)
+        with _json_failure(args.json, path):
+            info = inspect_aci(path)
         if args.json:
             print(json.dumps(info, separators=(",", ":")))
             continue

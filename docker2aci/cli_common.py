@@ -5,11 +5,13 @@ write images (convert, run, fetch, batch, mirror), and logging set-up."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from .errors import UsageError
+from .errors import Docker2ACIError, UsageError
 
 if TYPE_CHECKING:
     from .pipeline import ConvertOptions
@@ -17,6 +19,15 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+
+TRUST_DIR_DEFAULT = ("/etc/docker2aci/trust for root, else $XDG_CONFIG_HOME/docker2aci/trust or "
+                     "~/.config/docker2aci/trust")
+"""Where the trust store is without ``--trust-dir``, as ``--help`` says it
+(:func:`docker2aci.trust.default_trust_dir`)."""
+KEYS_DIR_DEFAULT = "$XDG_CONFIG_HOME/docker2aci/keys or ~/.config/docker2aci/keys"
+"""Where the signing keyring is without ``--keys-dir`` (:func:`docker2aci.signing.default_keys_dir`)."""
+CACHE_DIR_DEFAULT = "$XDG_CACHE_HOME/docker2aci or ~/.cache/docker2aci"
+"""Where the cache and tree store are without ``--cache-dir`` (:func:`docker2aci.store.default_cache_dir`)."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -78,12 +89,50 @@ def gpg_key_name(text: str) -> str:
     return text
 
 
+def creds_text(text: str) -> str:
+    """argparse type of ``--creds``: an empty value (``--creds "$CREDS"`` with ``CREDS``
+    unset) is a usage error, never "the Docker config files' credentials" (the reference
+    tool took it as no credentials at all); the rest is checked when a registry is
+    reached (:meth:`~docker2aci.registry.Credentials.parse`)."""
+    if not text:
+        raise argparse.ArgumentTypeError("empty: give USER:PASSWORD (or leave the flag out for the Docker "
+                                         "config files' credentials)")
+    return text
+
+
 def platform_text(text: str) -> str:
     """argparse type of ``--platform``: an empty value (an unset shell variable) is a usage
     error, not the host's platform; the rest is checked by :meth:`~.manifest.Platform.parse`."""
     if not text.strip():
         raise argparse.ArgumentTypeError("empty: give os/arch[/variant] (or leave the flag out for the host's)")
     return text
+
+
+@contextlib.contextmanager
+def json_failure(enabled: bool, source: str) -> Iterator[None]:
+    """With ``--json`` (``enabled``): an error of the block (a
+    :class:`~docker2aci.errors.Docker2ACIError`, not a usage error) also prints one JSON
+    line on standard output saying so, the entry ``batch`` reports for a failed item
+    (:meth:`~docker2aci.jobs.JobResult.to_json`: ``source``, ``status`` ``failed``,
+    ``error``, ...), so that a script reading standard output gets JSON, not nothing. The
+    error is raised on: ``main`` still prints it on standard error and picks the exit
+    status. A usage error (exit 2) prints nothing there, as with ``batch`` and ``mirror``.
+
+    Args:
+        enabled: whether ``--json`` was given.
+        source: what failed, as given (an image source, an ACI's path; a URL's
+            ``user:password@`` is shown as ``***@``).
+    """
+    try:
+        yield
+    except Docker2ACIError as err:
+        if enabled and not isinstance(err, UsageError):
+            import json
+
+            from .jobs import FAILED, JobResult
+
+            print(json.dumps(JobResult(source, FAILED, str(err)).to_json(), separators=(",", ":")))
+        raise
 
 
 def flag(parser: argparse.ArgumentParser, name: str, **kwargs: object) -> None:
@@ -177,11 +226,11 @@ def source_flags(p: argparse.ArgumentParser, *, every_platform: bool, files: boo
     flag(p, "max-layer-size", type=_size, default=None, metavar="SIZE",
          help="Refuse a layer (or a compressed archive) larger than SIZE uncompressed (a decompression "
               "bomb); bytes, or with a K, M, G or T suffix, powers of 1024: 512M is 512 MiB (default: 16G)")
-    flag(p, "creds", metavar="USER:PASS", help="Registry credentials (default: ~/.docker/config.json)")
+    flag(p, "creds", type=creds_text, metavar="USER:PASS", help="Registry credentials (default: ~/.docker/config.json)")
     flag(p, "cert-dir", type=path, metavar="DIR", help="CA certificates (*.crt) and client.cert/client.key for the "
          "registry, as one host's directory of Docker's certs.d; or the certs.d root")
     flag(p, "cache-dir", type=path, metavar="DIR",
-         help="Blob and conversion cache, and the tree store (default: ~/.cache/docker2aci)")
+         help=f"Blob and conversion cache, and the tree store (default: {CACHE_DIR_DEFAULT})")
     flag(p, "no-cache", action="store_true", help="Convert again even if this manifest was converted before")
     flag(p, "sign", type=key_name, metavar="KEYFILE",
          help="Sign every ACI with this secret key file (or the fingerprint/key ID of a key in the "

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from converters.errors import BadConfig
 from converters.names import appc_os_arch
 
-from .cli_common import EXIT_OK, Parser, flag, path, setup_logging
+from .cli_common import EXIT_OK, TRUST_DIR_DEFAULT, Parser, flag, json_failure, path, setup_logging
 from .discovery import (
     INSECURE_OPTIONS,
     DiscoverOptions,
@@ -47,13 +47,13 @@ def discover_parser(prog: str) -> argparse.ArgumentParser:
     flag(p, "insecure-options", default="", metavar="LIST",
          help="Comma-separated checks to skip: 'http' allows plain http, 'image' skips the signature check")
     flag(p, "trust-dir", type=path, metavar="DIR",
-         help="The trust store the signature is checked against (default: /etc/docker2aci/trust for root, "
-              "else ~/.config/docker2aci/trust)")
+         help=f"The trust store the signature is checked against (default: {TRUST_DIR_DEFAULT})")
     flag(p, "trust-keys-from-https", action="store_true",
          help="Trust the keys the discovery page announces (ac-discovery-pubkeys) for NAME, "
               "when both come over https (as rkt's --trust-keys-from-https)")
     flag(p, "json", action="store_true",
-         help='Print {"image_id", "path", "name", "labels", "url", "signature", "signer"} as one JSON object')
+         help='Print {"image_id", "path", "name", "labels", "url", "signature", "signer"} as one JSON object '
+              '(on failure: {"source", "status": "failed", "error", ...})')
     flag(p, "debug", action="store_true", help="Enables debug messages")
     return p
 
@@ -112,7 +112,8 @@ def cmd_discover(argv: Sequence[str], prog: str) -> int:
     options = DiscoverOptions(output_dir=args.output_dir, insecure_http="http" in insecure,
                               insecure_image="image" in insecure, trust_dir=args.trust_dir,
                               trust_keys_from_https=args.trust_keys_from_https)
-    image = discover(name, _with_host_platform(labels), options)
+    with json_failure(args.json, args.image):
+        image = discover(name, _with_host_platform(labels), options)
     if args.json:
         print(json.dumps(image.to_json(), separators=(",", ":")))
     else:

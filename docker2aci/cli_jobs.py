@@ -31,7 +31,9 @@ def _job_flags(p: argparse.ArgumentParser, *, files: bool) -> None:
     """Flags of every many-image command: output, workers, executor, report; ``files``:
     its sources may be local files (see :func:`~docker2aci.cli_common.source_flags`)."""
     output_flags(p)
-    flag(p, "jobs", type=int, default=1, metavar="N", help="Convert N images at once (local worker processes)")
+    flag(p, "jobs", type=int, default=1, metavar="N",
+         help="Convert N images at once, in local worker processes (default 1: one after the other; "
+              "--executor dask ignores it)")
     flag(p, "executor", default="local", choices=["local", "dask"],
          help="Where the conversions run: local processes (default) or a Dask distributed cluster")
     flag(p, "scheduler", metavar="tcp://HOST:PORT",

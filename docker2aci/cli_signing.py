@@ -13,6 +13,7 @@ from typing import Sequence
 
 from .cli_common import EXIT_ERROR, EXIT_OK, Parser as _Parser, flag as _flag, gpg_key_name as _gpg_key_name
 from .cli_common import key_name as _key_name, path as _path
+from .cli_common import KEYS_DIR_DEFAULT, TRUST_DIR_DEFAULT
 from .cli_common import setup_logging as _setup_logging
 from .errors import SigningError, UsageError
 from .signing import (
@@ -38,8 +39,7 @@ from .trust import TrustStore, check_prefix, default_trust_dir, read_certs
 log = logging.getLogger("docker2aci")
 
 
-_TRUST_DIR_HELP = ("The trust store (default: /etc/docker2aci/trust for root, else "
-                   "$XDG_CONFIG_HOME/docker2aci/trust or ~/.config/docker2aci/trust)")
+_TRUST_DIR_HELP = f"The trust store (default: {TRUST_DIR_DEFAULT})"
 _KEYS_DESCRIPTION = """Manage OpenPGP signing keys (RFC 4880 v4 keys, made with pysequoia).
 
 'keys generate' writes a key pair to PREFIX.pub.asc and PREFIX.sec.asc (the secret key mode
@@ -74,7 +74,7 @@ def keys_parser(prog: str) -> argparse.ArgumentParser:
     _flag(exp, "secret", action="store_true", help="Export the secret key (needs --output; mode 0600)")
     sub.add_parser("list", help="List the keys of the keyring", allow_abbrev=False)
     for action in (gen, imp, exp, sub.choices["list"]):
-        _flag(action, "keys-dir", type=_path, metavar="DIR", help="The keyring directory (default: ~/.config/docker2aci/keys)")
+        _flag(action, "keys-dir", type=_path, metavar="DIR", help=f"The keyring directory (default: {KEYS_DIR_DEFAULT})")
     return p
 
 

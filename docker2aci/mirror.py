@@ -403,8 +403,9 @@ def mirror(spec: MirrorSpec, options: Any, *, workers: int = 1, executor: str = 
         if stopped_by is not None:
             ran = [JobResult(job.source, SKIPPED, INTERRUPTED_WAITING, extra=job.extra) for job in plan.jobs]
         else:
-            ran, stopped_by = execute(plan.jobs, workers=workers, executor=executor, scheduler=scheduler,
-                                      done=finished)
+            with _no_empty_dirs_left(root, {job.options.output_dir for job in plan.jobs}):
+                ran, stopped_by = execute(plan.jobs, workers=workers, executor=executor, scheduler=scheduler,
+                                          done=finished)
         pending = iter(ran)
         results = [slot if slot is not None else next(pending) for slot in plan.slots]
         if stopped_by is None:
@@ -420,6 +421,28 @@ def mirror(spec: MirrorSpec, options: Any, *, workers: int = 1, executor: str = 
                 log.error("%s", err)
                 results.append(run_entry(spec.targets, FAILED, str(err)))
     return results, stopped_by
+
+
+@contextlib.contextmanager
+def _no_empty_dirs_left(root: str, directories: Iterable[str]) -> Iterator[None]:
+    """While the block runs, the conversions may make ``directories`` (a conversion makes
+    its output directory before it reads a layer); when it ends, however, those of them
+    and of their parents inside the tree ``root`` that were missing before and are empty
+    now are removed: a repository none of whose tags was written (each failed, or the run
+    was interrupted first) leaves no empty directory in the tree. A directory that was
+    there before, or holds anything, stays."""
+    missing: set[str] = set()
+    for directory in directories:
+        here = os.path.abspath(directory)
+        while here.startswith(root + os.sep) and not os.path.lexists(here):
+            missing.add(here)
+            here = os.path.dirname(here)
+    try:
+        yield
+    finally:
+        for directory in sorted(missing, key=lambda d: d.count(os.sep), reverse=True):  # the deepest first
+            with contextlib.suppress(OSError):  # not empty (written), or gone
+                os.rmdir(directory)
 
 
 def run_entry(targets: Sequence[str], status: str, error: str) -> JobResult:

@@ -143,7 +143,8 @@ class ConvertOptions:
             UsageError: a field has the wrong type; a directory is an empty path or holds
                 a NUL character; a signing field (``sign_key``, ``sign_passphrase_file``,
                 ``gpg_key``) is empty (``None`` is "no signing": an empty one, from an unset
-                variable, wrote unsigned ACIs); ``max_layer_size`` is below 1.
+                variable, wrote unsigned ACIs); ``creds`` is empty (``None`` is the Docker
+                config files' credentials); ``max_layer_size`` is below 1.
         """
         def refuse(name: str, expected: str) -> UsageError:
             value = getattr(self, name)  # a password is not shown, nor its type's repr
@@ -167,6 +168,8 @@ class ConvertOptions:
         for name, what in _SIGNING_FIELDS.items():  # their types are checked above
             if getattr(self, name) is not None and not getattr(self, name).strip():
                 raise refuse(name, what)
+        if self.creds == "":  # an unset variable: not the config files' credentials, nor none
+            raise refuse("creds", "USER:PASSWORD, not empty, or None (the Docker config files' credentials)")
         for name in _FLAG_FIELDS:
             if not isinstance(getattr(self, name), bool):
                 raise refuse(name, "a bool")

@@ -54,6 +54,9 @@ import archivebuild as ab
                  id="gpg-key-empty-is-not-unsigned"),
     pytest.param("sign_passphrase_file", "", "a file's path, not empty, or None (no passphrase), got ''",
                  id="passphrase-file-empty"),
+    # an empty creds (an unset variable) is neither the Docker config files' credentials nor none
+    pytest.param("creds", "", "USER:PASSWORD, not empty, or None (the Docker config files' credentials), got a str",
+                 id="creds-empty"),
 ])
 def test_a_wrong_option_is_a_usage_error_naming_the_field(field: str, value: Any, expected: str) -> None:
     with pytest.raises(UsageError) as refused:

@@ -49,6 +49,61 @@ def test_the_command_line_status_and_piped_output(tmp_path: Path, how: str) -> N
     assert "missing.tar" in failed.stderr
 
 
+_CTRL_C_ON_IMPORT = """
+import signal
+import sys
+
+
+class CtrlCOnImport:
+    \"\"\"A real Ctrl-C (SIGINT, handled at once by raise_signal) as docker2aci.cli starts loading.\"\"\"
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "docker2aci.cli":
+            signal.raise_signal(signal.SIGINT)
+        return None
+
+
+sys.meta_path.insert(0, CtrlCOnImport())
+"""
+
+
+@pytest.mark.parametrize("how", ["module", "script"])
+def test_ctrl_c_while_the_command_loads(tmp_path: Path, how: str) -> None:
+    """A Ctrl-C in the first tenth of a second, while ``docker2aci.cli`` was imported,
+    printed a KeyboardInterrupt traceback (exit 1); a moment later it printed one line and
+    exited 130: now it does the same from the start (CLI review)."""
+    command = ([sys.executable, "-m", "docker2aci"] if how == "module"
+               else [str(Path(sys.executable).with_name("docker2aci"))])
+    if not Path(command[0]).exists():
+        pytest.skip("the console script is not installed beside this interpreter")
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_CTRL_C_ON_IMPORT)  # imported by the interpreter at start-up
+    done = subprocess.run([*command, "--version"], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(hook)})
+    assert (done.returncode, done.stdout, done.stderr) == (130, "", "Interrupted (SIGINT)\n")
+
+
+@pytest.mark.parametrize("argv, source, error", [
+    (["--json", "{tmp}/missing.tar"], "{tmp}/missing.tar", "{tmp}/missing.tar: no such file or directory"),
+    (["fetch", "--json", "--cache-dir", "{tmp}/cache", "docker-archive:{tmp}/missing.tar"],
+     "docker-archive:{tmp}/missing.tar", "docker-archive:{tmp}/missing.tar: no such file or directory"),
+    (["inspect", "--json", "{tmp}/missing.aci"], "{tmp}/missing.aci",
+     "{tmp}/missing.aci: not an ACI: reading {tmp}/missing.aci: No such file or directory"),
+])
+def test_a_failure_with_json_prints_a_json_entry(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                 argv: list[str], source: str, error: str) -> None:
+    """``--json`` printed nothing on stdout when the command failed (a script reading it
+    got empty input): one JSON line now says so, the entry ``batch`` reports for a failed
+    item; the error still goes to stderr and the status is still 1 (CLI review)."""
+    source, error = source.format(tmp=tmp_path), error.format(tmp=tmp_path)
+    assert cli.main([a.format(tmp=tmp_path) for a in argv]) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {"source": source, "status": "failed", "error": error, "acis": [],
+                                        "bytes_fetched": 0, "seconds": 0.0, "manifest_digest": None}
+    assert captured.err.startswith("Error: ") and captured.err.endswith(f" {error}\n")
+
+
 @pytest.mark.parametrize("argv, hint", [
     (["--compresion", "none", "x.tar"], "did you mean --compression?"),
     (["-compresion=none", "x.tar"], "did you mean --compression?"),
@@ -129,6 +184,27 @@ def test_the_help_says_what_the_readme_says(capsys: pytest.CaptureFixture[str]) 
     assert "output_dir(under--output-dir)" in "".join(capsys.readouterr().out.split())  # however wrapped
 
 
+_TRUST = "(default: /etc/docker2aci/trust for root, else $XDG_CONFIG_HOME/docker2aci/trust or ~/.config/docker2aci/trust)"
+_CACHE = "(default: $XDG_CACHE_HOME/docker2aci or ~/.cache/docker2aci)"
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["run", "--help"], _TRUST), (["fetch", "--help"], _TRUST), (["discover", "--help"], _TRUST),
+    (["trust", "list", "--help"], _TRUST), (["run", "--help"], _CACHE), (["--help"], _CACHE), (["gc", "--help"], _CACHE),
+    (["mirror", "--help"], _CACHE),
+    (["keys", "list", "--help"], "(default: $XDG_CONFIG_HOME/docker2aci/keys or ~/.config/docker2aci/keys)"),
+    (["batch", "--help"], "Convert N images at once, in local worker processes (default 1: one after the other; "
+                          "--executor dask ignores it)"),
+])
+def test_the_help_gives_each_default_directory(capsys: pytest.CaptureFixture[str], argv: list[str], says: str) -> None:
+    """``--trust-dir`` of run, fetch and discover, ``--keys-dir`` and ``--cache-dir`` gave the
+    ``~`` default only, though ``XDG_CONFIG_HOME``/``XDG_CACHE_HOME`` move it; ``--jobs`` gave
+    no default (CLI review)."""
+    with pytest.raises(SystemExit):
+        cli.main(argv)
+    assert says in " ".join(capsys.readouterr().out.split())  # however wrapped
+
+
 @pytest.mark.parametrize("argv", [["completion", "zsh"], ["--version"], ["gc", "--cache-dir", "{tmp}/cache"]])
 def test_output_to_a_reader_that_went_away(tmp_path: Path, argv: list[str]) -> None:
     """``docker2aci ... | head -1``: a reader that closed the pipe first gets the status of a
@@ -180,6 +256,14 @@ def test_output_to_a_reader_that_went_away(tmp_path: Path, argv: list[str]) -> N
      "Error: argument --platform/-platform: empty: give os/arch[/variant] (or leave the flag out for the host's)"),
     (["run", "x.aci", "--platform", " "],
      "Error: argument --platform/-platform: empty: give os/arch[/variant] (or leave the flag out for the host's)"),
+    # an empty --creds (an unset variable) is not the Docker config files' credentials; a local
+    # source ignored it, a registry refused it later without saying it was empty
+    (["x.tar", "--creds", ""], "Error: argument --creds/-creds: empty: give USER:PASSWORD (or leave the flag out "
+                               "for the Docker config files' credentials)"),
+    (["mirror", "reg.example/r", "--creds="], "Error: argument --creds/-creds: empty: give USER:PASSWORD (or leave "
+                                              "the flag out for the Docker config files' credentials)"),
+    (["fetch", "x.tar", "-creds", ""], "Error: argument --creds/-creds: empty: give USER:PASSWORD (or leave the "
+                                       "flag out for the Docker config files' credentials)"),
 ])
 def test_an_empty_path_argument_is_a_usage_error(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch, argv: list[str],

@@ -1385,9 +1385,18 @@ def test_json_output_is_pure_even_with_warnings(tmp_path: Path) -> None:
     assert os.path.isabs(doc["path"]) and doc["image_id"].startswith("sha512-") and len(doc["image_id"]) == 135
 
 
-def test_json_output_on_error_is_empty(tmp_path: Path) -> None:
-    r = run_cli("--json", "--output-dir", str(tmp_path / "out"), f"oci:{tmp_path / 'missing'}")
-    assert r.returncode == 1 and r.stdout == "" and "missing" in r.stderr
+def test_json_output_on_error_is_the_failed_entry(tmp_path: Path) -> None:
+    """A failed ``--json`` conversion printed nothing on stdout (a script reading it got empty
+    input): it prints the entry ``batch`` reports for a failed item; the error also goes to
+    stderr, the status is still 1 (CLI review)."""
+    source = f"oci:{tmp_path / 'missing'}"
+    r = run_cli("--json", "--output-dir", str(tmp_path / "out"), source)
+    assert r.returncode == 1 and r.stderr == f"Error: conversion error: {source}: no such file or directory\n"
+    assert json.loads(r.stdout) == {"source": source, "status": "failed",
+                                    "error": f"{source}: no such file or directory", "acis": [],
+                                    "bytes_fetched": 0, "seconds": 0.0, "manifest_digest": None}
+    usage = run_cli("--json", "--compression", "rar", source)  # a usage error: stderr only, as batch does
+    assert usage.returncode == 2 and usage.stdout == "" and usage.stderr.startswith("Error: ")
 
 
 @pytest.mark.parametrize("argv, status", [

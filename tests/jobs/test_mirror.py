@@ -862,3 +862,17 @@ def test_a_repository_whose_tags_fail_does_not_stop_the_others(registry: Registr
                                           f"requests in a row, each after its retries (the last: {last})"))]
     assert [r is None for r in plan.slots] == [False] * len(tags) + [True] * len(tags)  # the good tags: jobs
     assert [job.source for job in plan.jobs] == [f"docker://{host}/mirror/good:{tag}" for tag in tags]
+
+
+def test_a_repository_whose_tags_all_fail_leaves_no_empty_directory(registry: Registry, tmp_path: Path) -> None:
+    """A repository none of whose tags was written (each failed, or the run was
+    interrupted before the first) left its directory, empty, in the tree: each conversion
+    makes its output directory before it reads a layer (CLI review). A directory that was
+    there before the run stays."""
+    tree = tmp_path / "tree"
+    (tree / "kept").mkdir(parents=True)
+    report, _ = mirror(registry, tree, tmp_path / "cache", "--include", "t0[12]", "--max-layer-size", "1",
+                       "--name-prefix", "127.0.0.1/kept/mirror", check=1)
+    assert [(r["tag"], r["status"]) for r in report] == [("t01", "failed"), ("t02", "failed")]
+    assert all("larger than" in str(r["error"]) for r in report), report
+    assert sorted(str(p.relative_to(tree)) for p in tree.rglob("*") if p.is_dir()) == [STATE_DIR, "kept"]
