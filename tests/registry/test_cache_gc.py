@@ -357,9 +357,11 @@ def test_what_is_no_regular_file_at_a_blob_s_place_is_no_cached_blob(tmp_path: P
     {"fifo": lambda: os.mkfifo(blob), "directory": blob.mkdir, "symlink": lambda: blob.symlink_to(outside)}[planted]()
     done = _convert(ref, cache, tmp_path / "b", "--no-cache")
     if planted == "directory":
-        assert (done.returncode, done.stdout) == (1, "")
-        assert done.stderr.splitlines()[-1] == (f"Error: conversion error: writing to the cache {cache}: {blob}: "
-                                                "Is a directory")
+        message = f"writing to the cache {cache}: {blob}: Is a directory"
+        assert done.returncode == 1
+        failed = json.loads(done.stdout)  # the --json run's one failed entry
+        assert (failed["source"], failed["status"], failed["error"], failed["acis"]) == (ref, "failed", message, [])
+        assert done.stderr.splitlines()[-1] == f"Error: conversion error: {message}"
         assert blob.is_dir()
     else:
         assert done.returncode == 0, done.stderr
