@@ -61,6 +61,9 @@ WRITE_BEHIND_CHUNKS = 4
 written at most; with the one being written and the one the decompressor holds, a
 layer's pipeline holds at most 6 MiB."""
 
+# The first bytes of a stream or member (RFC 1952 section 2.3.1, RFC 8878 section 3.1.1,
+# bzip2's "BZh", the xz file format 1.0.4 section 2.1.1.1): what follows a member is the
+# next one only if it starts so.
 _MAGIC = (
     (b"\x1f\x8b", "gzip"),
     (b"\x28\xb5\x2f\xfd", "zstd"),
@@ -147,7 +150,8 @@ def decompress_into(stream: BinaryIO, encoding: str, out: IO[bytes], hasher: obj
     their own, a :class:`~docker2aci.writebehind.WriteBehind`), and ``out``
     never receives more than ``limit`` bytes: the chunk that would pass it is refused
     before it is written. Concatenated members (gzip, bzip2, xz) are read in turn; zero
-    padding after the last is accepted.
+    padding after the last is accepted, anything else that does not start as a member
+    is "trailing garbage" (however short), and a member cut short is "truncated".
 
     Args:
         stream: the compressed bytes.
@@ -215,21 +219,29 @@ def _decompress(stream: BinaryIO, encoding: str, emit: Callable[[bytes], None], 
         if (problem := frames.problem()) is not None:
             raise InvalidLayer(what, None, f"zstd stream is {problem}")
         return
+    magic = next(magic for magic, name in _MAGIC if name == encoding)
     dec: _Decompressor | None = _decompressor(encoding)
+    after = b""  # between members: what follows the last one, until it shows a magic, padding or garbage
     try:
         while chunk := stream.read(CHUNK):
             while chunk:
-                if dec is None:  # after the last member: only zero padding may follow
-                    if chunk.strip(b"\x00"):
+                if dec is None:
+                    after, chunk = after + chunk, b""
+                    if after[:1] == b"\x00":  # zero padding: only zeros may follow, to the end
+                        if after.strip(b"\x00"):
+                            raise zlib.error("trailing garbage after the compressed stream")
+                        after = after[:1]
+                    elif not magic.startswith(after[:len(magic)]):
                         raise zlib.error("trailing garbage after the compressed stream")
-                    break
+                    elif len(after) >= len(magic):
+                        dec, chunk, after = _decompressor(encoding), after, b""  # the next member
+                    continue
                 for data in _bounded(dec, chunk):
                     emit(data)
                 chunk = b""
                 if dec.eof:  # type: ignore[attr-defined]
-                    chunk = dec.unused_data  # type: ignore[attr-defined]
-                    dec = _decompressor(encoding) if chunk.strip(b"\x00") else None
-        if dec is not None and not dec.eof:  # type: ignore[attr-defined]
+                    dec, chunk = None, dec.unused_data  # type: ignore[attr-defined]
+        if (dec is not None and not dec.eof) or (after and after[:1] != b"\x00"):  # type: ignore[attr-defined]
             raise InvalidLayer(what, None, f"{encoding} stream is truncated")
     except (zlib.error, isal_zlib.error, OSError, lzma.LZMAError, EOFError) as err:
         raise InvalidLayer(what, None, f"{encoding} stream is corrupt: {err}") from err

@@ -204,23 +204,47 @@ def test_a_compressed_layer_whose_diff_id_is_its_blob_digest_is_checked(tmp_path
     assert listing(tmp_path / "out") == []
 
 
-@pytest.mark.parametrize("tail, error", [
-    pytest.param(bytes(1024), None, id="zero-padding-is-accepted"),
+GARBAGE = "stream is corrupt: trailing garbage after the compressed stream"
+
+
+@pytest.mark.parametrize("compression, tail, error", [
+    pytest.param("gzip", bytes(1024), None, id="zero-padding-is-accepted"),
     # zero padding to past the first read (layers.CHUNK), then garbage
-    pytest.param(bytes(1 << 20) + b"junk", "gzip stream is corrupt: trailing garbage after the compressed stream",
-                 id="garbage-after-padding-is-refused"),
+    pytest.param("gzip", bytes(1 << 20) + b"junk", GARBAGE, id="garbage-after-padding-is-refused"),
+    # what is no member was read as one: "incorrect header check", or "truncated" when short
+    pytest.param("gzip", b"junk after the layer", GARBAGE, id="garbage-is-refused"),
+    pytest.param("gzip", b"j", GARBAGE, id="one-byte-of-garbage-is-refused"),
+    pytest.param("gzip", b"\x1f\x8b\x08", "stream is truncated", id="a-second-member-cut-short-is-truncated"),
+    pytest.param("gzip", b"\x1f", "stream is truncated", id="a-second-member-cut-in-its-magic-is-truncated"),
+    pytest.param("bzip2", b"BZ", "stream is truncated", id="bzip2-a-second-member-cut-in-its-magic"),
+    pytest.param("bzip2", b"BZx", GARBAGE, id="bzip2-garbage-is-refused"),
+    pytest.param("xz", b"junk", GARBAGE, id="xz-garbage-is-refused"),
 ])
-def test_what_follows_the_last_gzip_member(tmp_path: Path, tail: bytes, error: str | None) -> None:
+def test_what_follows_the_last_member(tmp_path: Path, compression: str, tail: bytes, error: str | None) -> None:
     tar = lb.tar_bytes(UPPER)
-    blob = lb.compress(tar, "gzip") + tail
-    layout = image(tmp_path, lb.Layer(lb.tar_bytes(BASE), "gzip"), lb.Layer(tar, "gzip", blob=blob))
+    blob = lb.compress(tar, compression) + tail
+    layout = image(tmp_path, lb.Layer(lb.tar_bytes(BASE), "gzip"), lb.Layer(tar, compression, blob=blob))
     if error is None:
         assert "etc/motd" in rootfs(convert(layout.path, tmp_path / "out").path)
         return
+    error = f"{compression} {error}"
     with pytest.raises(InvalidLayer) as info:
         convert(layout.path, tmp_path / "out")
     assert str(info.value).endswith(error)
     assert listing(tmp_path / "out") == []
+
+
+@pytest.mark.parametrize("compression", ["gzip", "bzip2", "xz"])
+@pytest.mark.parametrize("cut", [1, 512, 1025], ids=lambda cut: f"cut-at-{cut}")
+def test_a_layer_in_several_members_is_read_whole(tmp_path: Path, compression: str, cut: int) -> None:
+    """Concatenated members (what ``pigz --independent`` or ``cat a.gz b.gz`` writes) are
+    one stream: the layer is both members' bytes, its diff ID theirs together. A cut in
+    the first 2-6 bytes leaves the next member's magic split between two reads of it
+    only by chance; the members here start wherever the cut puts them."""
+    tar = lb.tar_bytes(UPPER)
+    blob = lb.compress(tar[:cut], compression) + lb.compress(tar[cut:], compression)
+    layout = image(tmp_path, lb.Layer(lb.tar_bytes(BASE), "gzip"), lb.Layer(tar, compression, blob=blob))
+    assert "etc/motd" in rootfs(convert(layout.path, tmp_path / "out").path)
 
 
 @pytest.mark.parametrize("compression", ["gzip", "bzip2", "xz"])
