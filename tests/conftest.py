@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -260,6 +261,15 @@ def secret_watch(request: pytest.FixtureRequest) -> SecretWatch:
 def fresh_secret_watch() -> SecretWatch:
     """An empty :class:`SecretWatch`, apart from the session's (to test the watch itself)."""
     return SecretWatch()
+
+
+@pytest.fixture
+def spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private system temporary directory, so leftovers can be counted."""
+    d = tmp_path / "systmp"
+    d.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(d))
+    return d
 
 
 @pytest.fixture

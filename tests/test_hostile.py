@@ -54,15 +54,6 @@ BASE = hb.tar([hb.dir_("etc"), hb.file("etc/passwd", hb.PASSWD), hb.file("hello"
 # ------------------------------------------------------------------------------ helpers
 
 
-@pytest.fixture
-def spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private system temporary directory, so leftovers can be counted."""
-    d = tmp_path / "systmp"
-    d.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(d))
-    return d
-
-
 def convert(source: str | Path, out: Path, **kw: object) -> list[docker2aci.ConvertedACI]:
     return docker2aci.convert(str(source), docker2aci.ConvertOptions(output_dir=str(out), **kw))
 

@@ -111,8 +111,7 @@ import hostilebuild as hb
 import pytest
 import zstandard
 from crashkit import CLI_TIMEOUT, cli_env, paths_under
-from test_hostile import (aci_members, convert, layout_with, listing, peak_rss_growth_kib,  # noqa: F401
-                          spool)  # spool: a fixture
+from test_hostile import aci_members, convert, layout_with, listing, peak_rss_growth_kib
 
 import docker2aci
 from docker2aci import cli, errors, layers
