@@ -263,7 +263,7 @@ def _failed_target(err: requests.RequestException, url: str, shown: str) -> str:
     target that failed (redacted, a presigned URL's signature among it) when the registry
     answered with a redirect to another host."""
     failed = getattr(err.request, "url", None) if err.request is not None else None
-    if isinstance(failed, str) and urlsplit(failed).netloc != urlsplit(url).netloc:
+    if isinstance(failed, str) and urlsplit(failed).netloc.lower() != urlsplit(url).netloc.lower():
         return f"{redact_url(failed)} (where {shown} redirected)"
     return shown
 
@@ -981,20 +981,23 @@ class RegistryClient:
                                              verify=None if self._verify else False)
             except requests.exceptions.SSLError as err:
                 target = _failed_target(err, url, shown)
-                # a redirect to another host (an object store): its certificate failed, not the registry's
-                whose = "the registry's" if target == shown else "that host's"
                 if _plain_http_answer(err):  # (with the flag, the ping goes on to http and says so)
                     hint = "" if self._allow_http or target != shown else (
                         "; it answered in plain http: for a registry without TLS, use --insecure-allow-http")
-                elif self._verify and self._cert_dir is not None:
+                elif not self._verify:
+                    hint = ""
+                elif target != shown:
+                    # a redirect to another host (an object store): --cert-dir is not for it
+                    hint = ("; that host is checked against the system's CAs only (--cert-dir is for the registry "
+                            "and its token service): add its CA to a bundle named by REQUESTS_CA_BUNDLE, or use "
+                            "--insecure-skip-verify")
+                elif self._cert_dir is not None:
                     cas = len(list(Path(self._cert_dir).glob("*.crt")))
                     hint = (f"; the {cas} CA certificate(s) (*.crt) in --cert-dir {self._cert_dir} do not verify it, "
-                            f"nor do the system's; add {whose} CA there or use --insecure-skip-verify")
-                elif self._verify:
-                    hint = (f"; give {whose} CA with --cert-dir DIR (a *.crt file in it) or use "
-                            "--insecure-skip-verify")
+                            "nor do the system's; add the registry's CA there or use --insecure-skip-verify")
                 else:
-                    hint = ""
+                    hint = ("; give the registry's CA with --cert-dir DIR (a *.crt file in it) or use "
+                            "--insecure-skip-verify")
                 raise RegistryError(source, f"{what}: TLS failure talking to {target}: "
                                                 f"{_connection_cause(err)}{hint}", url=shown) from err
             except (requests.ConnectionError, requests.Timeout) as err:

@@ -310,29 +310,39 @@ def test_the_debug_traceback_hides_a_presigned_redirect(fault_proxy: FaultProxy,
         " redirected): Connection refused")
 
 
+@pytest.mark.parametrize("cert_dir", [False, True], ids=["system-cas", "with-cert-dir"])
 def test_a_redirect_to_a_host_whose_certificate_fails_names_that_host(fault_proxy: FaultProxy,
                                                                       tls_registry: RunningRegistry,
-                                                                      tmp_path: Path) -> None:
+                                                                      tmp_path: Path, cert_dir: bool) -> None:
     """A blob redirected to an https host whose certificate our CAs do not verify: the
     error said "TLS failure talking to http://<registry>/v2/.../blobs/..." (a plain http
     URL, the one that answered fine) and "give the registry's CA with --cert-dir", as if
     the registry's certificate had failed (registry review). It now names the host that
-    failed and asks for that host's CA (``--cert-dir`` CAs apply to every host)."""
+    failed, and says how to trust it: not with ``--cert-dir``, which is for the registry
+    and its token service only (its CA there did not help: the hint once said it did), but
+    with ``REQUESTS_CA_BUNDLE``, which then gets the download past TLS."""
     location = f"https://{tls_registry.host}/blob?X-Amz-Signature={REDIRECT_SIGNATURE}"
     fault_proxy.add(Fault.respond(307, headers=[("Location", location)], body=b"", times=None))
-    proc = subprocess.run(
-        [sys.executable, "-m", "docker2aci", "--insecure-allow-http", "--cache-dir", str(tmp_path / "cache"),
-         "--output-dir", str(tmp_path / "out"), f"docker://{fault_proxy.host}/test/busybox:oci"],
-        capture_output=True, text=True, timeout=300)
+    flags = ["--cert-dir", str(tls_registry.cert_dir)] if cert_dir else []
+    command = [sys.executable, "-m", "docker2aci", "--insecure-allow-http", "--cache-dir", str(tmp_path / "cache"),
+               "--output-dir", str(tmp_path / "out"), *flags, f"docker://{fault_proxy.host}/test/busybox:oci"]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
     last = proc.stderr.splitlines()[-1]
     assert f": fetching the blob: TLS failure talking to https://{tls_registry.host}/blob?X-Amz-Signature=*** " \
            f"(where http://{fault_proxy.host}/v2/test/busybox/blobs/sha256:" in last, last
     assert "certificate verify failed" in last
-    assert last.endswith("; give that host's CA with --cert-dir DIR (a *.crt file in it) or use "
+    assert last.endswith("; that host is checked against the system's CAs only (--cert-dir is for the registry "
+                         "and its token service): add its CA to a bundle named by REQUESTS_CA_BUNDLE, or use "
                          "--insecure-skip-verify"), last
     assert REDIRECT_SIGNATURE not in proc.stderr
     assert not list((tmp_path / "out").glob("*.aci"))
+    bundle = tmp_path / "bundle.pem"  # the advice taken: the redirect's host is now trusted (it has no such blob)
+    bundle.write_bytes(b"".join(ca.read_bytes() for ca in sorted(Path(tls_registry.cert_dir).glob("*.crt"))))
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "REQUESTS_CA_BUNDLE": str(bundle)})
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[-1].endswith(": fetching the blob: not found"), proc.stderr
 
 
 def test_missing_tag_is_not_found(plain_registry: RunningRegistry, tmp_path: Path) -> None:
