@@ -150,8 +150,9 @@ def decompress_into(stream: BinaryIO, encoding: str, out: IO[bytes], hasher: obj
     their own, a :class:`~docker2aci.writebehind.WriteBehind`), and ``out``
     never receives more than ``limit`` bytes: the chunk that would pass it is refused
     before it is written. Concatenated members (gzip, bzip2, xz) are read in turn; zero
-    padding after the last is accepted, anything else that does not start as a member
-    is "trailing garbage" (however short), and a member cut short is "truncated".
+    padding after the last is accepted (and xz's Stream Padding, zeros in fours, between
+    streams), anything else that does not start as a member is "trailing garbage"
+    (however short), and a member cut short is "truncated".
 
     Args:
         stream: the compressed bytes.
@@ -221,19 +222,24 @@ def _decompress(stream: BinaryIO, encoding: str, emit: Callable[[bytes], None], 
         return
     magic = next(magic for magic, name in _MAGIC if name == encoding)
     dec: _Decompressor | None = _decompressor(encoding)
-    after = b""  # between members: what follows the last one, until it shows a magic, padding or garbage
+    after = b""  # between members: what follows the last one, until it shows a magic or garbage
+    padding = 0  # zero bytes since the last member: at the end; for xz between streams too, in fours
     try:
         while chunk := stream.read(CHUNK):
             while chunk:
                 if dec is None:
                     after, chunk = after + chunk, b""
-                    if after[:1] == b"\x00":  # zero padding: only zeros may follow, to the end
-                        if after.strip(b"\x00"):
+                    if padding or after[:1] == b"\x00":
+                        rest = after.lstrip(b"\x00")
+                        padding, after = padding + len(after) - len(rest), rest
+                        if not after:
+                            continue
+                        if encoding != "xz" or padding % 4:  # xz's Stream Padding (xz file format 2.2)
                             raise zlib.error("trailing garbage after the compressed stream")
-                        after = after[:1]
-                    elif not magic.startswith(after[:len(magic)]):
+                        padding = 0
+                    if not magic.startswith(after[:len(magic)]):
                         raise zlib.error("trailing garbage after the compressed stream")
-                    elif len(after) >= len(magic):
+                    if len(after) >= len(magic):
                         dec, chunk, after = _decompressor(encoding), after, b""  # the next member
                     continue
                 for data in _bounded(dec, chunk):
@@ -241,7 +247,7 @@ def _decompress(stream: BinaryIO, encoding: str, emit: Callable[[bytes], None], 
                 chunk = b""
                 if dec.eof:  # type: ignore[attr-defined]
                     dec, chunk = None, dec.unused_data  # type: ignore[attr-defined]
-        if (dec is not None and not dec.eof) or (after and after[:1] != b"\x00"):  # type: ignore[attr-defined]
+        if (dec is not None and not dec.eof) or after:  # type: ignore[attr-defined]
             raise InvalidLayer(what, None, f"{encoding} stream is truncated")
     except (zlib.error, isal_zlib.error, OSError, lzma.LZMAError, EOFError) as err:
         raise InvalidLayer(what, None, f"{encoding} stream is corrupt: {err}") from err

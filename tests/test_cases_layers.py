@@ -247,6 +247,27 @@ def test_a_layer_in_several_members_is_read_whole(tmp_path: Path, compression: s
     assert "etc/motd" in rootfs(convert(layout.path, tmp_path / "out").path)
 
 
+@pytest.mark.parametrize("compression, padding, error", [
+    pytest.param("xz", 4, None, id="xz-stream-padding"),
+    pytest.param("xz", 1 << 20, None, id="xz-stream-padding-past-a-read"),
+    pytest.param("xz", 3, GARBAGE, id="xz-padding-not-in-fours"),
+    pytest.param("gzip", 4, GARBAGE, id="gzip-has-no-padding-between-members"),
+    pytest.param("bzip2", 4, GARBAGE, id="bzip2-has-no-padding-between-members"),
+])
+def test_zeros_between_members(tmp_path: Path, compression: str, padding: int, error: str | None) -> None:
+    """The xz file format (1.0.4 section 2.2) allows Stream Padding, null bytes in fours,
+    between streams, as ``xz -d`` reads them; gzip and bzip2 have no such thing."""
+    tar = lb.tar_bytes(UPPER)
+    blob = lb.compress(tar[:512], compression) + bytes(padding) + lb.compress(tar[512:], compression)
+    layout = image(tmp_path, lb.Layer(lb.tar_bytes(BASE), "gzip"), lb.Layer(tar, compression, blob=blob))
+    if error is None:
+        assert "etc/motd" in rootfs(convert(layout.path, tmp_path / "out").path)
+        return
+    with pytest.raises(InvalidLayer) as info:
+        convert(layout.path, tmp_path / "out")
+    assert str(info.value).endswith(f"{compression} {error}")
+
+
 @pytest.mark.parametrize("compression", ["gzip", "bzip2", "xz"])
 def test_a_truncated_layer_is_said_to_be_truncated(tmp_path: Path, compression: str) -> None:
     """A blob cut short (its digest the cut blob's) is an invalid layer, named so, before
