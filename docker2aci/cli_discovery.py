@@ -19,6 +19,7 @@ from .discovery import (
     split_name,
 )
 from .errors import UsageError
+from .redact import redact_url
 from .manifest import Platform
 
 _DESCRIPTION = """Find an image by appc discovery (appc spec/discovery.md), fetch it, check it and write
@@ -62,8 +63,12 @@ def parse_image_argument(text: str) -> tuple[str, dict[str, str]]:
     """``NAME[:VERSION][,LABEL=VALUE...]`` → ``(name, labels)`` (rkt's image strings).
 
     Raises:
-        UsageError: a malformed name, label or version, or a label given twice.
+        UsageError: a malformed name, label or version, a label given twice, or a URL (quoted
+            without its ``user:password@``: it was read as a version, and shown whole).
     """
+    if "://" in text:
+        raise UsageError(f"{redact_url(text)!r} is a URL: give the app's name (NAME[:VERSION][,LABEL=VALUE...]); "
+                         "discovery finds its URL")
     head, *rest = text.split(",")
     name, colon, version = head.partition(":")
     labels: dict[str, str] = {}

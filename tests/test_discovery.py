@@ -794,6 +794,16 @@ def test_usage_errors_exit_2(args: list[str], discover_cli: DiscoverCli) -> None
     assert discover_cli(*args).status == 2
 
 
+def test_a_url_is_no_name_and_its_password_is_not_shown(discover_cli: DiscoverCli) -> None:
+    """A URL was read as the name ``https`` with the version ``//user:secret@host/x``, which
+    the error quoted whole, password and all (review)."""
+    result = discover_cli("--json", "https://user:secret@127.0.0.1:1/x")
+    assert (result.status, result.out) == (2, "")
+    assert result.err.splitlines()[-1] == ("Error: 'https://***@127.0.0.1:1/x' is a URL: give the app's name "
+                                           "(NAME[:VERSION][,LABEL=VALUE...]); discovery finds its URL")
+    assert "secret" not in result.err
+
+
 # --------------------------------------------------------------------------- --trust-keys-from-https
 
 
