@@ -432,9 +432,10 @@ def _no_empty_dirs_left(root: str, directories: Iterable[str]) -> Iterator[None]
     was interrupted first) leaves no empty directory in the tree. A directory that was
     there before, or holds anything, stays."""
     missing: set[str] = set()
+    inside = os.path.join(os.path.abspath(root), "")  # ends in one separator, "/" too
     for directory in directories:
         here = os.path.abspath(directory)
-        while here.startswith(root + os.sep) and not os.path.lexists(here):
+        while here.startswith(inside) and here != inside and not os.path.lexists(here):
             missing.add(here)
             here = os.path.dirname(here)
     try:

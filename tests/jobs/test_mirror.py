@@ -876,3 +876,21 @@ def test_a_repository_whose_tags_all_fail_leaves_no_empty_directory(registry: Re
     assert [(r["tag"], r["status"]) for r in report] == [("t01", "failed"), ("t02", "failed")]
     assert all("larger than" in str(r["error"]) for r in report), report
     assert sorted(str(p.relative_to(tree)) for p in tree.rglob("*") if p.is_dir()) == [STATE_DIR, "kept"]
+
+
+@pytest.mark.parametrize("root", ["tree", "/"], ids=["a-tree", "the-root-directory"])
+def test_directories_made_for_nothing_are_removed_under_any_root(tmp_path: Path, root: str) -> None:
+    """The directories a run made and left empty go, up to the tree's root, also when the
+    tree is ``/`` (whose ``root + "/"`` was ``//``, under which no path is: they stayed);
+    what was there before, or holds a file, stays."""
+    from docker2aci.mirror import _no_empty_dirs_left
+
+    tree = tmp_path / "tree" if root == "tree" else Path("/")
+    (tmp_path / "tree").mkdir()
+    empty, written = tmp_path / "tree" / "a" / "b", tmp_path / "tree" / "c" / "d"
+    with _no_empty_dirs_left(str(tree), [str(empty), str(written), str(tmp_path)]):
+        empty.mkdir(parents=True)
+        written.mkdir(parents=True)
+        (written / "x.aci").write_bytes(b"")
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == \
+        ["tree", "tree/c", "tree/c/d", "tree/c/d/x.aci"]
