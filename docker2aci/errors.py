@@ -102,13 +102,16 @@ class RegistryError(SourceError):
         url: the request URL, with any credentials removed.
         diagnostics: the registry's ``errors[]`` codes and messages, as ``CODE: message``.
         temporary: whether retrying later may succeed (5xx, 429, cut connections).
+
+    The message reads ``MESSAGE (DIAGNOSTICS)HINT``: ``hint`` (``"; what to do"``) comes
+    after the registry's own words, so they do not read as the hint's.
     """
 
     reference = "registry-error"
 
     def __init__(self, source: str, message: str, *, status: int | None = None, url: str = "",
-                 diagnostics: tuple[str, ...] = (), temporary: bool = False) -> None:
-        detail = f"{message}" + (f" ({'; '.join(diagnostics)})" if diagnostics else "")
+                 diagnostics: tuple[str, ...] = (), temporary: bool = False, hint: str = "") -> None:
+        detail = f"{message}" + (f" ({'; '.join(diagnostics)})" if diagnostics else "") + hint
         super().__init__(source, detail)
         self.status = status
         self.url = url

@@ -298,8 +298,8 @@ def request_token(send: TokenSender, challenge: Challenge, scopes: Sequence[str]
     if status in (401, 403):
         who = f"user {credentials.username}" if credentials else "anonymous access"
         hint = "" if credentials else f"; {_LOG_IN}"
-        raise AuthError(source, f"getting a token from {where}: refused for {who} (HTTP {status}){hint}",
-                        status=status, url=where, diagnostics=parse_error_body(body))
+        raise AuthError(source, f"getting a token from {where}: refused for {who} (HTTP {status})",
+                        status=status, url=where, diagnostics=parse_error_body(body), hint=hint)
     if status != 200:
         raise RegistryError(source, f"getting a token from {where}: HTTP {status}", status=status,
                             url=where, diagnostics=parse_error_body(body),

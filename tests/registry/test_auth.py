@@ -232,8 +232,9 @@ def test_a_token_service_refusing_anonymous_access_says_how_to_log_in() -> None:
     challenge = Challenge("Bearer", {"realm": "https://auth.example/token", "service": "s"})
     with pytest.raises(AuthError) as info:
         request_token(answer, challenge, ["repository:a:pull"], None, source="reg")
-    assert str(info.value).startswith("reg: getting a token from https://auth.example/token: refused for "
-                                      "anonymous access (HTTP 401); pass --creds USER:PASSWORD or run docker login")
+    assert str(info.value) == ("reg: getting a token from https://auth.example/token: refused for anonymous access "
+                               "(HTTP 401) (UNAUTHORIZED: authentication required); pass --creds USER:PASSWORD or "
+                               "run docker login")  # the service's words before the hint, not as its own
     assert info.value.status == 401
 
 
