@@ -146,7 +146,9 @@ def _gc_parser(prog: str) -> argparse.ArgumentParser:
     _flag(p, "cache-grace", default="24h", metavar="DURATION",
           help="Keep cached conversions and blobs used more recently than this (default 24h, as rkt image gc)")
     _flag(p, "keep-cache", action="store_true", help="Leave the cached conversions and blobs alone")
-    _flag(p, "json", action="store_true", help="Print what was removed and kept as one JSON object")
+    _flag(p, "json", action="store_true", help="Print what was removed and kept as one JSON object; on failure "
+                                               "one object: {\"source\": the cache directory, \"status\": \"failed\", "
+                                               "\"error\", ...}")
     _flag(p, "debug", action="store_true", help="Enables debug messages")
     return p
 
@@ -354,18 +356,19 @@ def cmd_gc(argv: Sequence[str], prog: str) -> int:
     from .store import CACHE_SUBDIRS, CacheGcReport, check_trusted_subdirs, gc_cache
 
     root = args.cache_dir or default_store_dir()
-    try:
-        # first: another user's directory is refused before anything in it is unmounted or
-        # removed (a pods/ link it planted would lead root's gc to delete elsewhere)
-        store = TreeStore(root)
-        check_trusted_subdirs(root, CACHE_SUBDIRS)
-        pods = gc_pods(root)
-        work_dirs = gc_work_dirs(root)
-        report = store.gc(grace)
-        cache = CacheGcReport() if args.keep_cache else gc_cache(root, cache_grace)
-    except OSError as err:  # a cache directory that is a file, unreadable ...
-        raise OutputError(f"--cache-dir {root}: {err.strerror or err}"
-                          + (f" ({err.filename})" if err.filename and err.filename != root else "")) from err
+    with _json_failure(args.json, root):
+        try:
+            # first: another user's directory is refused before anything in it is unmounted or
+            # removed (a pods/ link it planted would lead root's gc to delete elsewhere)
+            store = TreeStore(root)
+            check_trusted_subdirs(root, CACHE_SUBDIRS)
+            pods = gc_pods(root)
+            work_dirs = gc_work_dirs(root)
+            report = store.gc(grace)
+            cache = CacheGcReport() if args.keep_cache else gc_cache(root, cache_grace)
+        except OSError as err:  # a cache directory that is a file, unreadable ...
+            raise OutputError(f"--cache-dir {root}: {err.strerror or err}"
+                              + (f" ({err.filename})" if err.filename and err.filename != root else "")) from err
     if args.json:
         print(json.dumps({"pods_removed": pods.removed, "pods_in_use": pods.in_use, "work_dirs_removed": work_dirs,
                           "trees_removed": report.removed, "trees_in_use": report.in_use,
