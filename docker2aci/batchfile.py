@@ -53,7 +53,9 @@ class BatchItem:
 
     Attributes:
         source: the image source (``docker://...``, ``docker-archive:PATH``, a path...).
-        options: ConvertOptions field name → value, overriding the command line's.
+        options: ConvertOptions field name → value, overriding the command line's, in
+            field name order: the same options written in another order are equal (an
+            item given twice is one ``batch`` skips, however its keys are ordered).
         where: names the item in messages (``FILE:LINE`` or ``FILE: item N``).
     """
 
@@ -148,4 +150,4 @@ def _item(entry: object, where: str) -> BatchItem:
             wanted = {int: "an integer", str: "a string"}.get(kind, f"a {kind.__name__}")
             raise UsageError(f"{where}: option {key!r} must be {wanted}, not {value!r}")
         options.append((field_name, value))
-    return BatchItem(source.strip(), tuple(options), where)
+    return BatchItem(source.strip(), tuple(sorted(options)), where)
