@@ -42,7 +42,9 @@ How a run goes:
    kernel's OOM killer). When runc itself failed (a mount failed), its log holds error
    entries and :class:`RunnerError` carries them; when it could not execute the app's
    program (not found, permission denied), :class:`ExecError` says so (exit status 127
-   or 126: :func:`_exec_failure`).
+   or 126: :func:`_exec_failure`). crun says so in other words, and also when
+   ``execve`` refuses the program (exec format error, a missing interpreter), which
+   runc 1.1 reports as the app's status 1 (:func:`_crun_exec_failure`).
 5. Always: ``runc delete --force ID`` (kills what is left and removes the container's
    cgroups), then any of the container's cgroup directories still present are
    removed, then the bundle.
@@ -97,7 +99,7 @@ import shutil
 import signal
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from docker2aci.errors import ExecError, RunnerError
@@ -120,6 +122,7 @@ from runner.run import (
     DEVICE_NODES,
     FORWARDED_SIGNALS,
     HOSTS,
+    INTERPRETER_MISSING,
     NOT_IN_PATH,
     wait_forwarding,
     working_directory,
@@ -148,6 +151,11 @@ ERROR_LEVELS = frozenset({"error", "fatal", "panic"})
 MAX_ERROR_CHARS = 2000
 
 _RELAY_CHUNK = 1 << 16
+
+#: Seconds without output after which the stderr copy shows a line it held back as maybe
+#: crun's failure to execute the app (:meth:`_StdioRelay._copy_stderr`): crun logs that
+#: failure, or exits, within milliseconds of printing it; an app's own line is shown that late.
+_CRUN_HOLD_SECONDS = 0.2
 
 
 def available_runtime() -> str | None:
@@ -223,7 +231,7 @@ def run_isolated(
             limit is invalid; the tree cannot be prepared (``/dev`` is not a directory);
             or the runtime could not start the app (the message holds the runtime's
             errors, e.g. a mount that failed).
-        ExecError: runc could not execute the program: not found (127) or not
+        ExecError: the runtime could not execute the program: not found (127) or not
             executable (126).
     """
     if os.geteuid() != 0:
@@ -505,13 +513,20 @@ class _StdioRelay:
     each error they log on their stderr too, and the runner reports it once
     (:func:`_run_container`). The threads are made while the caller blocks the forwarded
     signals, so they inherit that mask.
+
+    Attributes:
+        unshown: the JSON log entry of crun's failure to execute the app's program that
+            ended its stderr (:func:`_crun_exec_entry`), left out for the runner to
+            report; else empty.
     """
 
-    def __init__(self, log: str, streams: Sequence[int] = (0, 1, 2)) -> None:
+    def __init__(self, log: str, flavour: str) -> None:
         self._log = log
+        self._crun = flavour == "crun"
         self._log_read: tuple[int, list[str]] = (0, [])  # the log's size when last parsed, its errors
         self._ends: dict[int, tuple[int, int]] = {}  # stdio number -> (the runtime's end, ours)
-        for fd in streams:
+        self.unshown = b""
+        for fd in (0, 1, 2) if self._crun else (2,):
             read, write = os.pipe()
             self._ends[fd] = (read, write) if fd == 0 else (write, read)
         self._stop_r, self._stop_w = os.pipe()
@@ -566,40 +581,54 @@ class _StdioRelay:
             os.close(target)
 
     @staticmethod
-    def _copy(source: int, target: int = 1, edit: Callable[[bytes], bytes] | None = None) -> None:
-        """Copy ``source`` (``edit``-ed) to ``target`` until the runtime closes its end,
-        then close ``source``. Closed also when ``target`` cannot be written (its reader
-        went away: ``run IMG 2>&1 | head``), so that the writer's next write fails
-        (``EPIPE``), as it would on that pipe, rather than block on a full one forever."""
+    def _copy(source: int) -> None:
+        """Copy ``source`` to stdout until the runtime closes its end, then close
+        ``source``. Closed also when stdout cannot be written (its reader went away:
+        ``run IMG | head``), so that the writer's next write fails (``EPIPE``), as it
+        would on that pipe, rather than block on a full one forever."""
         try:
             while data := os.read(source, _RELAY_CHUNK):
-                _write_all(target, edit(data) if edit else data)
+                _write_all(1, data)
         except OSError:
             return
         finally:
             os.close(source)
 
     def _copy_stderr(self, source: int) -> None:
-        """Copy the runtime's stderr without the errors it logged. A last line that reads
-        like crun's failure to execute the app's program (:data:`_CRUN_EXEC_ERRORS`) is held
-        back until more output comes, or the end: crun's container process prints it
-        before crun logs it, so it is compared with the log then (it was shown twice)."""
+        """Copy the runtime's stderr without the errors it logged, as :meth:`_copy` does.
+
+        Under crun, a last line that reads like crun's failure to execute the app's
+        program (:func:`_reads_like_crun_exec_error`) is held back until more output
+        comes, the end, or :data:`_CRUN_HOLD_SECONDS` without output: crun's container
+        process prints it before crun logs it, so it is compared with the log then (it
+        was shown twice). Such a line in JSON that ends the output is crun's container
+        process failing in ``execve``, an error crun logs nowhere else: it goes to
+        :attr:`unshown`, not to stderr. An app's own line that reads so is shown that
+        late at most (it was held until more output came, under runc too: for ever when
+        the app then waited).
+        """
         held = b""
-
-        def edit(data: bytes) -> bytes:
-            nonlocal held
-            data = held + data
-            start = data.rfind(b"\n", 0, len(data) - 1) + 1
-            last = data[start:].decode("utf-8", "replace")
-            held = b""
-            if last.endswith("\n") and any(pattern.search(last[:-1]) for pattern in _CRUN_EXEC_ERRORS):
-                data, held = data[:start], data[start:]
-            return _without_logged_errors(data, self._logged_errors())
-
-        self._copy(source, 2, edit)
-        if held:
-            with contextlib.suppress(OSError):
+        try:
+            while True:
+                if held and not select.select([source], [], [], _CRUN_HOLD_SECONDS)[0]:
+                    _write_all(2, _without_logged_errors(held, self._logged_errors()))
+                    held = b""
+                data = os.read(source, _RELAY_CHUNK)
+                if not data:
+                    break
+                data, held = held + data, b""
+                start = data.rfind(b"\n", 0, len(data) - 1) + 1
+                if self._crun and _reads_like_crun_exec_error(data[start:]):
+                    data, held = data[:start], data[start:]
+                _write_all(2, _without_logged_errors(data, self._logged_errors()))
+            if _crun_exec_entry(held) is not None:
+                self.unshown = held
+            elif held:
                 _write_all(2, _without_logged_errors(held, self._logged_errors()))
+        except OSError:
+            return
+        finally:
+            os.close(source)
 
     def _logged_errors(self) -> list[str]:
         """The error messages of the runtime's log, parsed again only when it has grown
@@ -638,7 +667,7 @@ def _run_container(runtime_path: str, state: str, bundle: str, cid: str, spec: P
     argv = _runtime_argv(runtime_path, state, log, "run", *preserve, "--bundle", bundle, cid)
     watched = {*FORWARDED_SIGNALS, signal.SIGCHLD}
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, watched)
-    relay = _StdioRelay(log) if _flavour(runtime_path) == "crun" else _StdioRelay(log, streams=(2,))
+    relay = _StdioRelay(log, _flavour(runtime_path))
     pid = None
     try:
         try:
@@ -660,6 +689,11 @@ def _run_container(runtime_path: str, state: str, bundle: str, cid: str, spec: P
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     messages = _runtime_error_messages(log)
+    if relay.unshown and status != 0:  # crun's container process could not execute the app
+        messages.append(str(_crun_exec_entry(relay.unshown)))
+    elif relay.unshown:  # the app ran: the line was its own
+        with contextlib.suppress(OSError):
+            _write_all(2, relay.unshown)
     errors = _joined_errors(messages)
     if status != 0 and errors:
         failure = (_exec_failure if _flavour(runtime_path) == "runc" else _crun_exec_failure)(messages, spec)
@@ -808,11 +842,42 @@ def _exec_failure(messages: Sequence[str], spec: ProcessSpec) -> ExecError | Non
 
 #: crun's errors when it cannot execute the app's program (crun 1.8): the program not
 #: found (``executable file `NAME` not found in $PATH: REASON``, for a path as for a bare
-#: name) or refused (``open executable: REASON``).
+#: name) or refused (``open executable: REASON``), both logged; or ``execve`` failed
+#: (``exec container process `PATH`: REASON``, with ``(missing dynamic library?) ``
+#: before PATH for ``ENOENT``: PATH is the file found, ``/bin/sh`` for ``sh``), which
+#: its container process prints on stderr as a JSON log entry (:func:`_crun_exec_entry`).
 _CRUN_EXEC_ERRORS = (
     re.compile(r"executable file `(?P<program>.*)` not found(?: in \$PATH)?: (?P<reason>[^:]*)\Z"),
     re.compile(r"open executable: (?P<reason>[^:]*)\Z"),
+    re.compile(r"exec container process (?P<interpreter>\(missing dynamic library\?\) )?`(?P<path>.*)`: "
+               r"(?P<reason>[^:]*)\Z"),
 )
+
+
+def _crun_exec_entry(line: bytes) -> str | None:
+    """The message of ``line`` if it is an error entry of crun's JSON log that reads like
+    crun's failure to execute the app's program (:data:`_CRUN_EXEC_ERRORS`); else ``None``.
+    crun's container process prints one on its stderr when ``execve`` fails (exec format
+    error, a missing interpreter): that error is in crun's log file only when it fails
+    earlier."""
+    try:
+        entry = json.loads(line)
+    except ValueError:  # not JSON, or not UTF-8
+        return None
+    if not isinstance(entry, dict) or str(entry.get("level")) not in ERROR_LEVELS:
+        return None
+    message = str(entry.get("msg", ""))
+    return message if any(pattern.search(message) for pattern in _CRUN_EXEC_ERRORS) else None
+
+
+def _reads_like_crun_exec_error(line: bytes) -> bool:
+    """Whether ``line``, read from crun's stderr, is a whole line (ending in a newline)
+    that reads like crun's failure to execute the app's program: one of
+    :data:`_CRUN_EXEC_ERRORS` as text, or in a JSON log entry (:func:`_crun_exec_entry`)."""
+    text = line.decode("utf-8", "replace")
+    if not text.endswith("\n"):
+        return False
+    return any(pattern.search(text[:-1]) for pattern in _CRUN_EXEC_ERRORS) or _crun_exec_entry(line) is not None
 
 
 def _crun_exec_failure(messages: Sequence[str], spec: ProcessSpec) -> ExecError | None:
@@ -821,20 +886,36 @@ def _crun_exec_failure(messages: Sequence[str], spec: ProcessSpec) -> ExecError 
 
     crun 1.8 exits 1 then (not 127 or 126: its status says nothing), after logging
     ``executable file `NAME` not found in $PATH: REASON`` or
-    ``open executable: REASON``; REASON is ``strerror``'s text (``No such file or
-    directory``, ``Permission denied``, ``Operation not permitted`` for a directory).
-    A bare name not found says so with the image's ``PATH``, as in the fly stage.
+    ``open executable: REASON``, or printing ``exec container process `PATH`: REASON``
+    (``messages`` holds it then: :class:`_StdioRelay`); REASON is ``strerror``'s text
+    (``No such file or directory``, ``Permission denied``, ``Operation not permitted``
+    for a directory, ``Exec format error``). As in the fly stage, a bare name not found
+    says so with the image's ``PATH``, and a program whose interpreter or dynamic loader
+    is missing (crun's ``(missing dynamic library?)``) says that the file exists.
     """
     program = spec.argv[0]
     for message in reversed(messages):
         for pattern in _CRUN_EXEC_ERRORS:
             match = pattern.search(message.strip())
-            if match is None or match.groupdict().get("program", program) != program:
+            if match is None or not _crun_names(match, program):
                 continue
             number = _ERRNO_BY_TEXT.get(match["reason"].lower())
             if number is None:
                 continue
+            if match.groupdict().get("interpreter"):
+                return ExecError(program, os.strerror(number) + INTERPRETER_MISSING, number)
             if number == errno.ENOENT and "/" not in program:
                 return ExecError(program, NOT_IN_PATH.format(spec.env.get("PATH", "")), number)
             return ExecError(program, os.strerror(number), number)
     return None
+
+
+def _crun_names(match: re.Match[str], program: str) -> bool:
+    """Whether a match of :data:`_CRUN_EXEC_ERRORS` is about ``program``: its ``program``
+    is ``program`` as written; its ``path``, the file crun found for it, is ``program``
+    or, for a bare name or a relative path, ends with it (``/bin/sh``, ``//./run.sh``)."""
+    named = match.groupdict()
+    if named.get("program") is not None:
+        return named["program"] == program
+    path = named.get("path")
+    return path is None or path == program or (not program.startswith("/") and path.endswith("/" + program))

@@ -126,6 +126,10 @@ APP_UMASK = 0o022
 #: ``PATH`` (the ``{}``) has it (both stages say it so).
 NOT_IN_PATH = "not found in the image's PATH {}"
 
+#: What ``execve``'s ``ENOENT`` adds for a program that exists: the kernel did not find
+#: the interpreter of its ``#!`` line or its dynamic loader (both stages say it so).
+INTERPRETER_MISSING = " (the file exists: its interpreter or a library it needs is missing)"
+
 _SI_KERNEL = 0x80  # siginfo si_code of a signal sent by the kernel (a terminal's ^C)
 _WAIT_POLL_SECONDS = 1.0
 _MAX_REPORT_CHARS = 300  # the report stays below PIPE_BUF: the child's one write is atomic
@@ -721,7 +725,7 @@ def _describe(err: BaseException, step: str) -> str:
         if name not in step:
             reason = f"{name}: {reason}"
         if err.errno == errno.ENOENT and os.path.exists(err.filename):  # a dangling link is missing
-            reason += " (the file exists: its interpreter or a library it needs is missing)"
+            reason += INTERPRETER_MISSING
     return reason
 
 

@@ -369,13 +369,18 @@ def split_exec(text: str) -> tuple[str, ...]:
                 words.append("".join(word))
                 word = None
             continue
+        if char == "\\" and text[i:i + 1] == "\n":
+            # A line continuation is removed before words are told apart: between words
+            # it starts no word (``a \<newline>`` is the one word ``a``, as in dash; it
+            # made an empty word), inside one it joins the parts (``ab\<newline>cd``).
+            i += 1
+            continue
         if word is None:
             word = []
         if char == "\\":
             if i == len(text):
                 raise RunnerError(f"--exec {text!r}: No escaped character")
-            if text[i] != "\n":
-                word.append(text[i])
+            word.append(text[i])
             i += 1
         elif char == "'":
             end = text.find("'", i)

@@ -479,14 +479,24 @@ def test_crun_runs_the_app_like_runc(run_isolated: RunIsolated) -> None:
     ("no-such-program", 127, f"not found in the image's PATH {DEFAULT_PATH}"),
     ("/home", 126, "Operation not permitted"),  # a directory
     ("/etc/passwd", 126, "Permission denied"),  # no x bit
+    ("/bin/garbage", 126, "Exec format error"),
+    ("garbage", 126, "Exec format error"),
+    ("/bin/script", 127, "No such file or directory (the file exists: its interpreter or a library it needs "
+                         "is missing)"),
+    ("script", 127, "No such file or directory (the file exists: its interpreter or a library it needs "
+                    "is missing)"),  # found in PATH: not "not found in the image's PATH"
 ])
-def test_crun_failing_to_execute_the_program_is_an_exec_error(run_isolated: RunIsolated, program: str,
+def test_crun_failing_to_execute_the_program_is_an_exec_error(run_isolated: RunIsolated, rootfs: Path, program: str,
                                                               status: int, reason: str,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """crun's "executable file `X` not found in $PATH" and "open executable: Permission
     denied" were a plain RunnerError ("starting the app with crun: ..."), and ``run``
     exited 1 where runc's same failure exits 127 or 126 (:class:`ExecError`); crun's line
-    also reached stderr a second time, now and then (it is printed before it is logged)."""
+    also reached stderr a second time, now and then (it is printed before it is logged).
+    A program ``execve`` refuses (no ELF, no ``#!``) or whose interpreter is missing gave
+    crun's raw JSON log line on stderr and status 1 (its container process prints that
+    error instead of logging it): now the fly stage's 126 and 127 (runc 1.1: below)."""
+    _add_programs_execve_refuses(rootfs)
     raised: list[ExecError] = []
     real = isolated._crun_exec_failure
 
@@ -502,6 +512,71 @@ def test_crun_failing_to_execute_the_program_is_an_exec_error(run_isolated: RunI
     assert (result.returncode, result.stdout) == (99, "")
     assert result.stderr == f"RunnerError: cannot execute {program}: {reason}\n"
     assert [failure.status for failure in raised] == [status]
+
+
+@needs_runc
+@pytest.mark.skipif(CRUN is None, reason="crun is not installed")
+def test_an_apps_own_line_like_cruns_exec_error_entry_is_shown(run_isolated: RunIsolated) -> None:
+    """The JSON entry crun's container process prints when ``execve`` fails is left out of
+    stderr, for the runner to report; an app that ran and printed one gets it shown."""
+    entry = '{"msg":"exec container process `/bin/sh`: Exec format error","level":"error"}'
+    result = run_isolated(_sh(f"echo '{entry}' >&2"), runtime="crun")
+
+    assert (result.returncode, result.stderr) == (0, entry + "\n")
+
+
+def _add_programs_execve_refuses(rootfs: Path) -> None:
+    """``/bin/garbage``: executable, neither ELF nor ``#!`` (exec format error);
+    ``/bin/script``: ``#!`` an interpreter that is not there (``ENOENT``)."""
+    for name, data in (("garbage", "not a program\n"), ("script", "#!/nonexistent/interp\n")):
+        (rootfs / "bin" / name).write_text(data)
+        (rootfs / "bin" / name).chmod(0o755)
+
+
+@needs_runc
+def test_runc_reports_a_program_execve_refuses_as_the_apps_status_1(run_isolated: RunIsolated,
+                                                                    rootfs: Path) -> None:
+    """runc 1.1 checks the program before it starts it, but not what ``execve`` refuses
+    then: it exits 1 with its ``exec PATH: REASON`` on the app's stderr, as ``docker run``
+    does, and nothing in its log tells that from the app's own status 1 (the README says
+    so; crun's same failures are exec errors: above)."""
+    _add_programs_execve_refuses(rootfs)
+    garbage = run_isolated(["/bin/garbage"])
+    script = run_isolated(["/bin/script"])
+
+    assert (garbage.returncode, garbage.stderr) == (1, "exec /bin/garbage: exec format error\n")
+    assert (script.returncode, script.stderr) == (1, "exec /bin/script: no such file or directory\n")
+
+
+@needs_runc
+@pytest.mark.parametrize(
+    "runtime",
+    ["runc", pytest.param("crun", marks=pytest.mark.skipif(CRUN is None, reason="no crun"))],
+)
+def test_an_apps_line_that_reads_like_cruns_exec_error_is_not_held(rootfs: Path, tmp_path: Path,
+                                                                   runtime: str) -> None:
+    """A last stderr line that reads like crun's failure to execute the app is held back,
+    to be compared with crun's log once crun logged it (it is printed first); it was held
+    until more output came, also under runc: an app's own such line, before a pause,
+    came only when the app ended, 3 s late here. Now only under crun, and briefly."""
+    line = b"sh: open executable: Permission denied\n"
+    payload = {
+        **_spec_options(_sh(f"echo started; echo '{line.decode().strip()}' >&2; sleep 3"), 0, None, "/"),
+        "rootfs": str(rootfs),
+        "options": {"state_dir": str(tmp_path / "state"), "container_id": f"docker2aci-test-{secrets.token_hex(4)}",
+                    "runtime": runtime},
+    }
+    process = subprocess.Popen([sys.executable, "-c", _RUN_SNIPPET, json.dumps(payload)], cwd=PROJECT_ROOT,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    with reaped(process):
+        assert process.stdout is not None and process.stderr is not None
+        started = process.stdout.readline()
+        printed = time.monotonic()
+        shown = process.stderr.readline()
+        delay = time.monotonic() - printed
+        out, rest = process.communicate(timeout=30)
+    assert (process.returncode, started + out, shown + rest) == (0, b"started\n", line)
+    assert delay < 1.5, f"the line came {delay:.2f} s after it was printed"
 
 
 @needs_runc

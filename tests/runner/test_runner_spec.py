@@ -105,6 +105,9 @@ def test_groups_list_the_primary_group_once() -> None:
     ('echo "\\$HOME \\` \\" \\\\"', ("echo", '$HOME ` " \\')),  # the four escapes inside "..."
     ("echo \"a\\\nb\" c\\\nd", ("echo", "ab", "cd")),  # a backslash-newline is removed
     ("echo $HOME * ~ '' \"\"", ("echo", "$HOME", "*", "~", "", "")),  # no expansions
+    ("a \\\n", ("a",)),  # a continuation between words starts none (dash: one word)
+    ("\\\n", ()),  # nothing but a continuation: no word, so "--exec is empty"
+    ('/bin/sh -c "echo $*" sh one \\\n   two', ("/bin/sh", "-c", "echo $*", "sh", "one", "two")),
 ])
 def test_exec_is_split_as_posix_shell_words(text: str, words: tuple[str, ...]) -> None:
     """``--exec`` is documented as split "as a shell would, without expansions"; shlex kept
