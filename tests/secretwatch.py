@@ -190,6 +190,7 @@ class SecretWatch:
         tokens = sys.modules.get("tokenserver")
         if tokens is not None:
             self.add("registry password", tokens.TEST_PASSWORD, user=tokens.TEST_USER)
+            self.add("registry identity token", tokens.TEST_REFRESH_TOKEN)
             for token in list(getattr(tokens, "ISSUED_TOKENS", ())):
                 self.add_token(token)
         services = sys.modules.get("services")

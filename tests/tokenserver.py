@@ -7,7 +7,10 @@ bytes of sha256 over the SPKI DER, in groups of 4 joined by ``:``), which is how
 docker-registry 2.8 finds the key.
 
 Users: ``testuser``/``testpass`` get what they ask for (pull, push); anonymous requests get
-pull only; a wrong password gets 401. How it answers (``token`` and ``access_token``, only
+pull only; a wrong password gets 401. The OAuth 2 form of the exchange (distribution's
+"OAuth2 Token Authentication": ``POST /token`` of ``grant_type=refresh_token``, what Docker
+sends with the identity token of ``docker login``) is answered too: the refresh token
+:data:`TEST_REFRESH_TOKEN` is ``testuser``'s, any other gets 401. How it answers (``token`` and ``access_token``, only
 one of them, which ``expires_in``) is set per test with :meth:`TokenServer.answering`.
 Every request is recorded (:attr:`TokenServer.requests`) so tests can assert on what the
 client sent.
@@ -40,6 +43,8 @@ from services import QuietHTTPServer, TLSFiles
 
 TEST_USER = "testuser"
 TEST_PASSWORD = "testpass"
+TEST_REFRESH_TOKEN = "test-identity-token-of-testuser"
+"""The OAuth 2 refresh token (a ``docker login`` identity token) that stands for ``testuser``."""
 ISSUER = "test-issuer"
 SERVICE = "test-registry"
 AnswerField = Literal["both", "token", "access_token"]
@@ -70,6 +75,8 @@ class TokenRequest:
         user: the Basic-auth user that authenticated, or ``None`` (anonymous or refused).
         sent_authorization: whether an ``Authorization`` header came with it.
         granted: whether a token was issued.
+        grant_type: the OAuth 2 ``grant_type`` of a POST, or ``None`` for a GET.
+        client_id: the OAuth 2 ``client_id`` of a POST, or ``None``.
     """
 
     service: str | None
@@ -78,6 +85,8 @@ class TokenRequest:
     user: str | None
     sent_authorization: bool
     granted: bool
+    grant_type: str | None = None
+    client_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -200,10 +209,16 @@ class TokenServer:
             return False, None
         return (self._users.get(user) == password, user if self._users.get(user) == password else None)
 
-    def _serve_token(self, query: list[tuple[str, str]], authorization: str | None) -> tuple[int, dict[str, object]]:
-        params = dict(query)
-        scopes = tuple(v for k, v in query if k == "scope")
-        ok, user = self._authenticate(authorization)
+    def _serve_token(self, query: list[tuple[str, str]], authorization: str | None,
+                     form: list[tuple[str, str]] | None = None) -> tuple[int, dict[str, object]]:
+        params = dict(query if form is None else form)
+        if form is None:
+            scopes = tuple(v for k, v in query if k == "scope")
+            ok, user = self._authenticate(authorization)
+        else:  # OAuth 2: one space-separated scope parameter, the refresh token for the password
+            scopes = tuple(params.get("scope", "").split())
+            ok = params.get("grant_type") == "refresh_token" and params.get("refresh_token") == TEST_REFRESH_TOKEN
+            user = TEST_USER if ok else None
         with self._lock:
             answer = self._answer
         access: list[dict[str, object]] = []
@@ -214,7 +229,8 @@ class TokenServer:
             allowed = {"pull", "push", "delete"} if user else {"pull"}
             access.append({"type": kind, "name": name, "actions": [a for a in wanted if a in allowed]})
         record = TokenRequest(params.get("service"), scopes, params.get("account"), user,
-                              authorization is not None, ok)
+                              authorization is not None, ok, params.get("grant_type") if form is not None else None,
+                              params.get("client_id"))
         with self._lock:
             self.requests.append(record)
         if not ok:
@@ -239,13 +255,23 @@ class TokenServer:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
+                self._answer(None)
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                form = self.rfile.read(length).decode()
+                if self.headers.get("Content-Type", "").split(";")[0] != "application/x-www-form-urlencoded":
+                    form = ""
+                self._answer(parse_qsl(form, keep_blank_values=True))
+
+            def _answer(self, form: list[tuple[str, str]] | None) -> None:
                 url = urlsplit(self.path)
                 body: dict[str, object]
                 if url.path != "/token":
                     status, body = 404, {"details": "not found"}
                 else:
                     status, body = server._serve_token(parse_qsl(url.query, keep_blank_values=True),
-                                                       self.headers.get("Authorization"))
+                                                       self.headers.get("Authorization"), form)
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

@@ -7,6 +7,10 @@
   Specification"; the token is used as an RFC 6750 Bearer token): ``GET <realm>?service=
   …&scope=…&scope=…`` with HTTP Basic credentials (RFC 7617) when we have them; the
   answer's ``token`` (else ``access_token``) and ``expires_in`` (seconds, default 60).
+  With an identity token (an OAuth 2 refresh token from ``docker login``), the
+  distribution "OAuth2 Token Authentication" form instead: ``POST <realm>`` of
+  ``grant_type=refresh_token&refresh_token=…&service=…&scope=<scopes, space-separated>
+  &client_id=…`` (RFC 6749 section 6), as Docker and containers/image send it.
 * :class:`Authenticator` keeps one registry's state: which scheme it asked for, which
   scopes each repository needs (a challenge without ``scope`` means
   ``repository:<name>:pull``, public-cases.md #20) and the tokens, cached per
@@ -52,6 +56,9 @@ CATALOG_SCOPE = "registry:catalog:*"
 
 _LOG_IN = "pass --creds USER:PASSWORD or run docker login"
 """How to give credentials (the end of a message that asks for them)."""
+CLIENT_ID = "docker2aci"
+"""The ``client_id`` of an OAuth 2 token request (Docker sends ``docker``, skopeo
+``containers/image``)."""
 _TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _TOKEN68_RE = re.compile(r"([A-Za-z0-9\-._~+/]+=*)[ \t]*(?=,|$)")
 _UNQUOTED_VALUE_RE = re.compile(r"[^,\s]*")
@@ -235,10 +242,13 @@ class TokenCache:
         return f"TokenCache({len(self._tokens)} tokens)"
 
 
-TokenSender = Callable[[str, Sequence[tuple[str, str]], Mapping[str, str]], tuple[int, bytes]]
-"""Sends ``GET url?params`` with ``headers`` and returns ``(status, body)`` (body capped at
-:data:`MAX_TOKEN_RESPONSE_BYTES`); it retries temporary failures and raises
-:class:`~docker2aci.errors.RegistryError` when the server cannot be reached."""
+TokenSender = Callable[..., tuple[int, bytes]]
+"""``send(url, params, headers, form=None)``: sends ``GET url?params`` with ``headers``, or,
+given ``form`` (name, value pairs), ``POST url?params`` with ``form`` as an
+``application/x-www-form-urlencoded`` body (following no redirect: the body holds a
+secret); returns ``(status, body)`` (body capped at :data:`MAX_TOKEN_RESPONSE_BYTES`);
+retries temporary failures and raises :class:`~docker2aci.errors.RegistryError` when the
+server cannot be reached."""
 
 
 def basic_authorization(credentials: Credentials) -> str:
@@ -266,7 +276,8 @@ def request_token(send: TokenSender, challenge: Challenge, scopes: Sequence[str]
         send: performs the HTTP request (see :data:`TokenSender`).
         challenge: the registry's Bearer challenge (needs ``realm``).
         scopes: every scope to ask for; each is sent as its own ``scope`` parameter.
-        credentials: sent as HTTP Basic to the token server when given.
+        credentials: sent as HTTP Basic to the token server when given; their identity
+            token, when they have one, in an OAuth 2 refresh-token request instead.
         source: names the registry in errors (a host, never a credential).
         clock: the monotonic clock, in seconds.
 
@@ -285,19 +296,27 @@ def request_token(send: TokenSender, challenge: Challenge, scopes: Sequence[str]
         usable = False
     if not usable:
         raise AuthError(source, "authenticating: the registry's Bearer challenge has no usable realm URL")
-    params: list[tuple[str, str]] = []
-    if challenge.service:
-        params.append(("service", challenge.service))
-    params.extend(("scope", s) for s in scopes)
-    headers: dict[str, str] = {}
-    if credentials is not None:
-        params.append(("account", credentials.username))
-        headers["Authorization"] = basic_authorization(credentials)
     where = redact_url(realm)
-    status, body = send(realm, params, headers)
+    if credentials is not None and credentials.identity_token is not None:
+        form = [("grant_type", "refresh_token"), ("refresh_token", credentials.identity_token),
+                ("service", challenge.service or ""), ("scope", " ".join(scopes)), ("client_id", CLIENT_ID)]
+        status, body = send(realm, [], {}, form=form)
+    else:
+        params: list[tuple[str, str]] = []
+        if challenge.service:
+            params.append(("service", challenge.service))
+        params.extend(("scope", s) for s in scopes)
+        headers: dict[str, str] = {}
+        if credentials is not None:
+            params.append(("account", credentials.username))
+            headers["Authorization"] = basic_authorization(credentials)
+        status, body = send(realm, params, headers)
     if status in (401, 403):
-        who = f"user {credentials.username}" if credentials else "anonymous access"
-        hint = "" if credentials else f"; {_LOG_IN}"
+        if credentials is not None and credentials.identity_token is not None:
+            who, hint = "the identity token of docker login", "; run docker login again, or pass --creds"
+        else:
+            who = f"user {credentials.username}" if credentials else "anonymous access"
+            hint = "" if credentials else f"; {_LOG_IN}"
         raise AuthError(source, f"getting a token from {where}: refused for {who} (HTTP {status})",
                         status=status, url=where, diagnostics=parse_error_body(body), hint=hint)
     if status != 200:

@@ -961,8 +961,11 @@ class RegistryClient:
         return urlsplit(a).netloc.lower() == urlsplit(b).netloc.lower()
 
     def _send(self, method: str, url: str, *, headers: Mapping[str, str], authorization: str | None,
-              source: str, what: str, params: Sequence[tuple[str, str]] | None = None) -> requests.Response:
+              source: str, what: str, params: Sequence[tuple[str, str]] | None = None,
+              data: Sequence[tuple[str, str]] | None = None) -> requests.Response:
         """One request with retries on connection failures, 408, 429 and 5xx (streamed).
+        With ``data`` (a form, which may hold a secret), no redirect is followed: a 307
+        would send the form on to wherever it points.
 
         Raises:
             RegistryError: TLS failure (not retried), or the host could not be reached
@@ -973,9 +976,9 @@ class RegistryClient:
         while True:
             try:
                 # verify=False per request: the session setting alone loses to REQUESTS_CA_BUNDLE.
-                resp = self._session.request(method, url, params=params, headers=dict(headers),
+                resp = self._session.request(method, url, params=params, data=data, headers=dict(headers),
                                              auth=_SetAuthorization(authorization), stream=True,
-                                             timeout=self._timeout, allow_redirects=True,
+                                             timeout=self._timeout, allow_redirects=data is None,
                                              verify=None if self._verify else False)
             except requests.exceptions.SSLError as err:
                 target = _failed_target(err, url, shown)
@@ -1040,25 +1043,26 @@ class RegistryClient:
         if context is not None and prefix not in self._session.adapters:
             self._session.mount(prefix, ContextAdapter(lambda: context, verify_proxy=self._verify))
 
-    def _send_token_request(self, url: str, params: Sequence[tuple[str, str]],
-                            headers: Mapping[str, str]) -> tuple[int, bytes]:
+    def _send_token_request(self, url: str, params: Sequence[tuple[str, str]], headers: Mapping[str, str],
+                            form: Sequence[tuple[str, str]] | None = None) -> tuple[int, bytes]:
         """The :data:`~docker2aci.registry.auth.TokenSender` of this client (no registry auth).
         An https token service is verified as the registry is (``cert_dir``).
 
         Raises:
-            AuthError: credentials would go to a plain-http token service (the realm an
-                https registry named can be ``http://``) without ``--insecure-allow-http``.
+            AuthError: credentials (a password, an identity token in ``form``) would go to a
+                plain-http token service (the realm an https registry named can be
+                ``http://``) without ``--insecure-allow-http``.
         """
         authorization = headers.get("Authorization")
         parts = urlsplit(url)
-        if authorization is not None and parts.scheme != "https" and not self._allow_http:
+        if (authorization is not None or form is not None) and parts.scheme != "https" and not self._allow_http:
             raise AuthError(self._host, f"getting a token: the token service {redact_url(url)} is plain http, and "
                                         "credentials are not sent in clear text; use --insecure-allow-http to allow it")
         if parts.scheme == "https":  # (called under the Authenticator's lock: one mount at a time)
             self._mount_registry_tls(parts.netloc)
         others = {k: v for k, v in headers.items() if k != "Authorization"}
-        resp = self._send("GET", url, headers=others, authorization=authorization, params=params,
-                          source=self._host, what="getting a token")
+        resp = self._send("GET" if form is None else "POST", url, headers=others, authorization=authorization,
+                          params=params, data=form, source=self._host, what="getting a token")
         with closing(resp):
             try:
                 if resp.status_code == 200:

@@ -12,8 +12,10 @@
    * otherwise (or when the helper has none) ``auths[<key>]``: ``auth`` (base64 of
      ``user:password``) or ``username``/``password``. An entry with an empty ``auth``
      (Docker writes one when a store holds the secret) is skipped. ``identitytoken``
-     (an OAuth refresh token) is not supported and is ignored with a note, as is the
-     password-less user Docker writes beside it (the pull is then anonymous).
+     (an OAuth 2 refresh token, what ``docker login`` keeps for registries that give one,
+     Azure's among them) is used as Docker uses it: it is exchanged at the token service
+     for access tokens (:func:`~docker2aci.registry.auth.request_token`), and wins over a
+     password beside it. A helper gives one as the user ``<token>``.
 
 2. Only when ``config.json`` does not exist: the legacy ``~/.dockercfg`` (a map
    ``server -> {auth, email}``, or the older two-line ``auth = ...`` / ``email = ...``).
@@ -58,15 +60,19 @@ _IDENTITY_TOKEN_USER = "<token>"
 class Credentials:
     """A user name and password (or a registry token used as a password).
 
-    ``repr()`` and ``str()`` never show the password.
+    ``repr()`` and ``str()`` never show the password or the identity token.
 
     Attributes:
         username: the user name, sent in HTTP Basic auth (RFC 7617).
         password: the secret.
+        identity_token: an OAuth 2 refresh token (``docker login``'s ``identitytoken``), or
+            ``None``: when given, the token service is asked with it (RFC 6749 section 6)
+            instead of the user name and password.
     """
 
     username: str
     password: str
+    identity_token: str | None = None
 
     @classmethod
     def parse(cls, text: str) -> Credentials:
@@ -81,7 +87,8 @@ class Credentials:
         return cls(username, password)
 
     def __repr__(self) -> str:
-        return f"Credentials(username={self.username!r}, password=<hidden>)"
+        token = ", identity_token=<hidden>" if self.identity_token is not None else ""
+        return f"Credentials(username={self.username!r}, password=<hidden>{token})"
 
     __str__ = __repr__
 
@@ -164,10 +171,6 @@ def _from_entry(entry: Any, where: str) -> Credentials | None:
     """Credentials from one ``auths`` entry, or ``None`` when it holds none."""
     if not isinstance(entry, dict):
         return None
-    identity_token = bool(entry.get("identitytoken"))
-    if identity_token:
-        log.info("%s: ignoring \"identitytoken\" (OAuth refresh tokens are not supported); "
-                 "use --creds or a password login", where)
     found = None
     auth = entry.get("auth")
     if isinstance(auth, str) and auth:
@@ -176,8 +179,11 @@ def _from_entry(entry: Any, where: str) -> Credentials | None:
         username, password = entry.get("username"), entry.get("password")
         if isinstance(username, str) and username and isinstance(password, str):
             found = Credentials(username, password)
-    if identity_token and found is not None and not found.password:
-        return None  # docker login keeps the user, not the password, beside the token: no credential
+    identity_token = entry.get("identitytoken")
+    if isinstance(identity_token, str) and identity_token:  # docker login keeps the user beside it, not the password
+        log.debug("%s: using its identity token", where)
+        return Credentials(found.username if found is not None else _IDENTITY_TOKEN_USER,
+                           found.password if found is not None else "", identity_token)
     return found
 
 
@@ -235,10 +241,8 @@ def run_helper(name: str, server: str, env: Mapping[str, str]) -> Credentials | 
     secret = answer.get("Secret") if isinstance(answer, dict) else None
     if not isinstance(username, str) or not isinstance(secret, str) or not secret:
         return None
-    if username == _IDENTITY_TOKEN_USER:
-        log.info("credential helper %s returned an identity token for %s (OAuth refresh tokens are "
-                 "not supported); continuing without credentials", program, server)
-        return None
+    if username == _IDENTITY_TOKEN_USER:  # (docker-credential-helpers: the secret is an identity token)
+        return Credentials(username, "", secret)
     return Credentials(username, secret)
 
 

@@ -17,6 +17,7 @@ from docker2aci.errors import AuthError, RegistryError
 from docker2aci.registry import Challenge, Credentials, parse_challenges
 from docker2aci.registry.auth import (
     DEFAULT_TOKEN_LIFETIME,
+    EXPIRY_MARGIN,
     MAX_TOKEN_LIFETIME,
     Authenticator,
     Token,
@@ -236,6 +237,42 @@ def test_a_token_service_refusing_anonymous_access_says_how_to_log_in() -> None:
                                "(HTTP 401) (UNAUTHORIZED: authentication required); pass --creds USER:PASSWORD or "
                                "run docker login")  # the service's words before the hint, not as its own
     assert info.value.status == 401
+
+
+def test_an_identity_token_is_sent_as_an_oauth2_refresh_token_form() -> None:
+    """With ``docker login``'s identity token the token service is asked as Docker asks it
+    (distribution "OAuth2 Token Authentication"): a POST form with the refresh token, the
+    scopes space-separated in one parameter; no Basic header, no password, no account."""
+    sent: list[tuple[str, object, object, object]] = []
+
+    def answer(url: str, params: Sequence[tuple[str, str]], headers: Mapping[str, str],
+               form: Sequence[tuple[str, str]] | None = None) -> tuple[int, bytes]:
+        sent.append((url, list(params), dict(headers), form))
+        return 200, b'{"access_token": "abc", "refresh_token": "next", "expires_in": 300}'
+
+    challenge = Challenge("Bearer", {"realm": "https://auth.example/oauth2/token", "service": "reg.example"})
+    credentials = Credentials("<token>", "", "the-refresh-token")
+    token = request_token(answer, challenge, ["repository:a:pull", "repository:b:pull"], credentials, source="reg",
+                          clock=lambda: 1000.0)
+    assert (token.value, token.expires_at) == ("abc", 1000.0 + 300 - EXPIRY_MARGIN)
+    assert sent == [("https://auth.example/oauth2/token", [], {},
+                     [("grant_type", "refresh_token"), ("refresh_token", "the-refresh-token"),
+                      ("service", "reg.example"), ("scope", "repository:a:pull repository:b:pull"),
+                      ("client_id", "docker2aci")])]
+
+
+def test_a_refused_identity_token_says_to_log_in_again() -> None:
+    def answer(url: str, params: Sequence[tuple[str, str]], headers: Mapping[str, str],
+               form: Sequence[tuple[str, str]] | None = None) -> tuple[int, bytes]:
+        return 401, b'{"errors": [{"code": "UNAUTHORIZED", "message": "refresh token expired"}]}'
+
+    challenge = Challenge("Bearer", {"realm": "https://auth.example/token", "service": "s"})
+    with pytest.raises(AuthError) as info:
+        request_token(answer, challenge, ["repository:a:pull"], Credentials("u", "", "expired"), source="reg")
+    assert str(info.value) == ("reg: getting a token from https://auth.example/token: refused for the identity token "
+                               "of docker login (HTTP 401) (UNAUTHORIZED: refresh token expired); run docker login "
+                               "again, or pass --creds")
+    assert "expired" not in repr(Credentials("u", "", "expired"))
 
 
 @pytest.mark.parametrize("realm", ["ftp://auth.example/token", "file:///etc/passwd", "auth.example/token"])

@@ -4,6 +4,7 @@ manifest; the caches, authentication and faults work through convert() and the C
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -241,11 +242,51 @@ def test_token_auth_anonymous_pull(token_registry: RunningRegistry, tmp_path: Pa
     assert read_aci(aci.path)[1] == layout_rootfs
 
 
+@pytest.mark.parametrize("identity_token", ["good", "wrong"])
+def test_an_identity_token_from_docker_login_gets_the_tokens(token_registry: RunningRegistry, token_server: Any,
+                                                             tmp_path: Path, identity_token: str) -> None:
+    """``docker login`` to a registry whose token service gives OAuth 2 refresh tokens
+    (Azure's) keeps an ``identitytoken`` and a password-less user in config.json: it was
+    ignored, and the pull went anonymous. It is now exchanged at the token service (a
+    POST of the refresh token, as Docker sends it) for the user's tokens; one the service
+    refuses says to log in again. The token is never shown."""
+    from tokenserver import TEST_REFRESH_TOKEN, TEST_USER
+
+    token = TEST_REFRESH_TOKEN if identity_token == "good" else "wrong-identity-token"
+    config = tmp_path / "docker-config"
+    config.mkdir()
+    blank_user = base64.b64encode(b"00000000-0000-0000-0000-000000000000:").decode()
+    (config / "config.json").write_text(json.dumps({"auths": {_host(token_registry): {
+        "auth": blank_user, "identitytoken": token}}}))
+    before = len(token_server.requests)
+    proc = subprocess.run(
+        [sys.executable, "-m", "docker2aci", "--insecure-allow-http", "--cache-dir", str(tmp_path / "cache"),
+         "--output-dir", str(tmp_path / "out"), f"docker://{_host(token_registry)}/test/busybox:v2s2"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "DOCKER_CONFIG": str(config)})
+    asked = token_server.requests[before:]
+    assert asked and all((r.grant_type, r.client_id, r.sent_authorization, r.account) ==
+                         ("refresh_token", "docker2aci", False, None) for r in asked)
+    assert asked[0].scopes == ("repository:test/busybox:pull",)
+    assert token not in proc.stdout + proc.stderr
+    if identity_token == "good":
+        assert proc.returncode == 0, proc.stderr
+        assert [r.user for r in asked] == [TEST_USER] * len(asked)
+        assert [p.name for p in (tmp_path / "out").iterdir()] == ["test-busybox-v2s2.aci"]
+    else:
+        assert proc.returncode == 1
+        assert proc.stderr.splitlines()[-1].endswith(
+            "/token: refused for the identity token of docker login (HTTP 401) (invalid user name or password); "
+            "run docker login again, or pass --creds"), proc.stderr
+        assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
 def test_credentials_never_go_to_a_plain_http_token_service(token_server: Any, tmp_path: Path,
-                                                             layout_rootfs: list[tuple[Any, ...]]) -> None:
+                                                             layout_rootfs: list[tuple[Any, ...]],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """An https registry whose Bearer realm is ``http://``: the password went to it in clear
     text, with no warning (registry review). Without --insecure-allow-http it is refused
-    and the token service gets no request with credentials; with it, the pull works."""
+    and the token service gets no request with credentials (a password, or an identity
+    token from docker login); with it, the pull works."""
     from registry_setup import LAYOUT
     from services import TokenAuth, make_test_ca, push, run_registry
     from tokenserver import ISSUER, SERVICE
@@ -263,6 +304,17 @@ def test_credentials_never_go_to_a_plain_http_token_service(token_server: Any, t
             convert(ref, tmp_path / "refused", creds=":".join(CREDS), cert_dir=str(registry.cert_dir),
                     insecure_allow_http=False)
         assert not any(r.sent_authorization for r in token_server.requests[before:])
+        from tokenserver import TEST_REFRESH_TOKEN
+
+        (tmp_path / "docker-config").mkdir()
+        (tmp_path / "docker-config" / "config.json").write_text(json.dumps(
+            {"auths": {_host(registry): {"identitytoken": TEST_REFRESH_TOKEN}}}))
+        monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
+        with pytest.raises(AuthError, match=r"the token service http://127\.0\.0\.1:\d+/token is plain http, "
+                                            r"and credentials are not sent in clear text; use --insecure-allow-http"):
+            convert(ref, tmp_path / "refused-token", cert_dir=str(registry.cert_dir), insecure_allow_http=False)
+        assert not any(r.sent_authorization or r.grant_type for r in token_server.requests[before:])
+        monkeypatch.delenv("DOCKER_CONFIG")
         aci = convert(ref, tmp_path / "allowed", creds=":".join(CREDS), cert_dir=str(registry.cert_dir),
                       insecure_allow_http=True)
         assert token_server.requests[-1].user == CREDS[0]

@@ -102,23 +102,25 @@ def test_empty_auth_entry_is_skipped_not_fatal(home: Path) -> None:
     assert _lookup(HOST, home) is None
 
 
-def test_identitytoken_is_ignored_with_a_note(home: Path, caplog: pytest.LogCaptureFixture) -> None:
-    _write_config(home, {"auths": {HOST: {"auth": _auth("u", "p"), "identitytoken": "oauth-refresh"}}})
-    with caplog.at_level(logging.INFO):
-        assert _lookup(HOST, home) == Credentials("u", "p")
-    assert "identitytoken" in caplog.text and "oauth-refresh" not in caplog.text
-
-
-def test_identitytoken_login_as_docker_writes_it_is_anonymous(home: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """``docker login`` that got an identity token writes ``auth`` as ``user:`` (the password
-    cleared) beside ``identitytoken``: we sent that user with an empty password, which every
-    token service refuses, so even public images failed (auth review). Without the token
-    there is no credential: anonymous, with the note."""
-    _write_config(home, {"auths": {HOST: {"auth": _auth("u", ""), "identitytoken": "oauth-refresh"}}})
-    with caplog.at_level(logging.INFO):
-        assert _lookup(HOST, home) is None
-    assert caplog.messages == [f'{home / ".docker" / "config.json"} [{HOST}]: ignoring "identitytoken" (OAuth '
-                               'refresh tokens are not supported); use --creds or a password login']
+@pytest.mark.parametrize("entry, expected", [
+    pytest.param({"auth": _auth("u", "p"), "identitytoken": "oauth-refresh"}, Credentials("u", "p", "oauth-refresh"),
+                 id="beside-a-password"),
+    # docker login that got an identity token writes ``auth`` as ``user:`` (the password cleared)
+    pytest.param({"auth": _auth("u", ""), "identitytoken": "oauth-refresh"}, Credentials("u", "", "oauth-refresh"),
+                 id="as-docker-login-writes-it"),
+    pytest.param({"identitytoken": "oauth-refresh"}, Credentials("<token>", "", "oauth-refresh"), id="alone"),
+    pytest.param({"auth": _auth("u", "p"), "identitytoken": ""}, Credentials("u", "p"), id="empty-is-none"),
+])
+def test_identitytoken_is_taken(home: Path, caplog: pytest.LogCaptureFixture, entry: dict[str, str],
+                                expected: Credentials) -> None:
+    """An ``identitytoken`` (an OAuth 2 refresh token) was ignored: as docker login writes
+    it, with a password-less user, the pull was anonymous, and a private image could not be
+    pulled. It is now taken, to be exchanged at the token service, and never shown."""
+    _write_config(home, {"auths": {HOST: entry}})
+    with caplog.at_level(logging.DEBUG):
+        found = _lookup(HOST, home)
+    assert (found, found.identity_token if found else None) == (expected, expected.identity_token)
+    assert "oauth-refresh" not in caplog.text + repr(found) + str(found)
 
 
 def test_cred_helpers_run_the_helper(home: Path, helper_bin: Path) -> None:
@@ -140,16 +142,22 @@ def test_helper_not_found_means_no_credentials_then_auths(home: Path, helper_bin
     assert _lookup("unknown.example", home, PATH=str(helper_bin)) == Credentials("file", "pw")
 
 
-@pytest.mark.parametrize(("host", "message"), [
-    pytest.param("identity.example", "identity token", id="identity-token-ignored"),
-    pytest.param("broken.example", "exited with status 3", id="helper-fails"),
-])
-def test_helper_answers_without_usable_credentials(home: Path, helper_bin: Path, caplog: pytest.LogCaptureFixture,
-                                                   host: str, message: str) -> None:
-    _write_config(home, {"credHelpers": {host: "test"}})
+def test_helper_answers_without_usable_credentials(home: Path, helper_bin: Path,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    _write_config(home, {"credHelpers": {"broken.example": "test"}})
     with caplog.at_level(logging.INFO):
-        assert _lookup(host, home, PATH=str(helper_bin)) is None
-    assert message in caplog.text and "refresh-token" not in caplog.text
+        assert _lookup("broken.example", home, PATH=str(helper_bin)) is None
+    assert "exited with status 3" in caplog.text
+
+
+def test_a_helper_s_identity_token_is_taken(home: Path, helper_bin: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A helper answers an identity token as the user ``<token>`` (docker-credential-helpers):
+    it was ignored; it is now the credentials' identity token, never shown."""
+    _write_config(home, {"credHelpers": {"identity.example": "test"}})
+    with caplog.at_level(logging.DEBUG):
+        found = _lookup("identity.example", home, PATH=str(helper_bin))
+    assert found == Credentials("<token>", "", "refresh-token")
+    assert "refresh-token" not in caplog.text + repr(found)
 
 
 def test_missing_helper_is_a_warning(home: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
