@@ -16,23 +16,21 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import copy
 import logging
-import logging.handlers
 import os
 import re
 import signal
+import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .atomic import scratch_dir
 from .errors import Docker2ACIError, UsageError
 from .interrupts import signal_of, stopping_on_signals
-from .logonce import is_new
 
 if TYPE_CHECKING:
     from .pipeline import ConvertOptions
@@ -52,9 +50,6 @@ DASK_POLL_INTERVAL = 0.1
 POOL_ATTEMPTS = 3
 """How many times a job is given to a local worker process before a worker dying under it
 (killed, out of memory) marks it failed."""
-LOG_RELAY_TIMEOUT = 5.0
-"""How long the end of a local run waits for the last log records of its worker processes
-to be logged (seconds)."""
 _SCHEDULER = re.compile(r"(tcp|tls)://[^/\s]+:\d+/?")
 
 
@@ -307,8 +302,7 @@ def execute(jobs: Sequence[Job], *, workers: int = 1, executor: str = LOCAL, sch
                         started.add(index)
                         finish(index, run_job(job, interruption.flag))
                 else:
-                    with _relaying_logs(context) as log_queue:
-                        _run_pool(jobs, workers, finish, context, interruption, started, log_queue)
+                    _run_pool(jobs, workers, finish, context, interruption, started)
     except KeyboardInterrupt as interrupt:  # a second signal, or Ctrl-C outside the main thread
         interruption.request(signal_of(interrupt))
     final = [r if r is not None else JobResult(job.source, SKIPPED,
@@ -322,79 +316,33 @@ _worker_stop: StopFlag | None = None
 """In a worker process: the run's stop flag (:func:`_worker_started`)."""
 
 
-_LoggingSetup = tuple[Any, logging.Formatter | None, dict[str, int]]
-"""The calling process's logging, for its workers: the queue its log records are relayed
-to (:func:`_relaying_logs`), the formatter of its tracebacks (its first stream handler's)
-and the levels of the loggers it set."""
+_LoggingSetup = tuple[list[logging.Formatter | None], dict[str, int]]
+"""The calling process's logging, for its workers: the root logger's handlers' formatters
+(each becomes a handler on standard error) and the levels of the loggers it set."""
 
 
-def _logging_setup(queue: Any) -> _LoggingSetup:
+def _logging_setup() -> _LoggingSetup:
     """How the calling process logs (:func:`docker2aci.cli_common.setup_logging`), to be
-    repeated in a worker (:func:`_use_logging_setup`) whose records go to ``queue``: a
-    worker process starts with no handler, and Python's last resort prints a bare message,
-    without the ``WARNING:`` prefix, the escaping of an image's control characters or the
-    redaction of a URL's credentials."""
+    repeated in a worker: a worker process starts with no handler, and Python's last
+    resort prints a bare message, without the ``WARNING:`` prefix, the escaping of an
+    image's control characters or the redaction of a URL's credentials."""
     root = logging.getLogger()
     levels = {name: logger.level for name, logger in logging.Logger.manager.loggerDict.items()
               if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET}
     levels[""] = root.level
-    formatter = next((handler.formatter for handler in root.handlers if isinstance(handler, logging.StreamHandler)),
-                     None)
-    return queue, formatter, levels
+    return [handler.formatter for handler in root.handlers if isinstance(handler, logging.StreamHandler)], levels
 
 
 def _use_logging_setup(setup: _LoggingSetup) -> None:
-    """Log in this worker as the calling process does (:func:`_logging_setup`): through
-    it (:class:`_RelayHandler`)."""
-    queue, formatter, levels = setup
-    handler = _RelayHandler(queue)
-    handler.setFormatter(formatter)
-    logging.getLogger().addHandler(handler)
+    """Log in this worker as the calling process does (:func:`_logging_setup`)."""
+    formatters, levels = setup
+    root = logging.getLogger()
+    for formatter in formatters:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
     for name, level in levels.items():
         logging.getLogger(name or None).setLevel(level)
-
-
-class _RelayHandler(logging.handlers.QueueHandler):
-    """A worker's log handler: each record goes to the calling process, which logs it as
-    its own (:func:`_relaying_logs`): above its progress bar (a worker writing to the
-    terminal wrote on the bar's line), and a message said once per run once
-    (:mod:`docker2aci.logonce`). The record goes with its message made (its arguments may
-    not pickle) and its traceback as text, made by this handler's formatter (the calling
-    process's, which redacts it)."""
-
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        record = copy.copy(record)
-        record.msg, record.args = record.getMessage(), ()
-        if record.exc_info:
-            record.exc_text = (self.formatter or logging.Formatter()).formatException(record.exc_info)
-        record.exc_info = None
-        return record
-
-
-def _log_relayed(queue: Any) -> None:
-    """Log in this process the records workers send to ``queue`` (:class:`_RelayHandler`),
-    each through the logger that made it, unless :func:`~docker2aci.logonce.is_new` says it
-    was said already; until ``None`` comes."""
-    while (record := queue.get()) is not None:
-        if is_new(record):
-            logging.getLogger(record.name).handle(record)
-
-
-@contextlib.contextmanager
-def _relaying_logs(context: Any) -> Iterator[Any]:
-    """A queue (of the ``multiprocessing`` ``context``) that worker processes send their
-    log records to, logged in this process as they come (:func:`_log_relayed`, in a thread
-    of its own); those sent before the block ends are logged by then (waiting at most
-    :data:`LOG_RELAY_TIMEOUT`: a worker killed while it sent one may have left it cut)."""
-    queue = context.Queue()
-    relay = threading.Thread(target=_log_relayed, args=(queue,), name="docker2aci-log-relay", daemon=True)
-    relay.start()
-    try:
-        yield queue
-    finally:
-        queue.put(None)
-        relay.join(LOG_RELAY_TIMEOUT)
-        queue.close()
 
 
 def _worker_started(stop: StopFlag, pids: Any, caller: int, logging_setup: _LoggingSetup) -> None:
@@ -459,12 +407,11 @@ def _run_in_worker(job: Job) -> JobResult:
 
 
 def _run_pool(jobs: Sequence[Job], workers: int, finish: Callable[[int, JobResult], None], context: Any,
-              interruption: _Interruption, started: set[int], log_queue: Any) -> None:
+              interruption: _Interruption, started: set[int]) -> None:
     """Local worker processes (forkserver: no thread of ours is forked). A job is given
     to the pool only when a worker is free for it (the pool queues one more than it has
     workers, and a queued job cannot be cancelled: it would start after an interrupt),
-    and none once the run was interrupted; ``started`` gets the index of each job given.
-    The workers send their log records to ``log_queue`` (:func:`_relaying_logs`)."""
+    and none once the run was interrupted; ``started`` gets the index of each job given."""
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
@@ -478,7 +425,7 @@ def _run_pool(jobs: Sequence[Job], workers: int, finish: Callable[[int, JobResul
         pids = context.SimpleQueue()  # this pool's workers (a new pool: no PID of an ended one)
         pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context,
                                    initializer=_worker_started,
-                                   initargs=(interruption.flag, pids, os.getpid(), _logging_setup(log_queue)))
+                                   initargs=(interruption.flag, pids, os.getpid(), _logging_setup()))
         try:
             usable = True  # until a worker dies: the pool takes no more jobs then
             while running or (waiting and not interruption.requested and usable):

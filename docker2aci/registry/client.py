@@ -64,7 +64,6 @@ from ..errors import (
     UsageError,
 )
 from ..limits import MAX_MANIFEST_BYTES, read_at_most
-from ..logonce import log_once
 from ..redact import redact_url
 from ..reference import COMPONENT_RE, api_host, is_valid_host, is_valid_tag
 from ..terminal import abridged
@@ -96,6 +95,9 @@ memory; each listed tag costs a mirror one manifest request): a registry that an
 page after page of names must not exhaust memory."""
 DEFAULT_RETRY = RetryPolicy()
 """The default retry policy: 5 attempts, 0.5 s doubling up to 30 s."""
+_WARNED_PLAIN_HTTP: set[str] = set()
+"""Hosts this process has said it reaches over plain http: a mirror's listing and each of
+its conversions make a client of their own, and said it once each (a cron job's log)."""
 _CONTENT_RANGE_RE = re.compile(r"^\s*bytes\s+(\d{1,20})-(\d{1,20})/(\d{1,20}|\*)\s*$", re.IGNORECASE | re.ASCII)
 # Errors of a body read that mean the connection broke (not our disk).
 _BODY_ERRORS = (urllib3.exceptions.HTTPError, http.client.HTTPException, requests.RequestException,
@@ -922,9 +924,9 @@ class RegistryClient:
             if status == 401:
                 self._auth.learn(resp.headers.get("WWW-Authenticate"))
             if status in (200, 401) or says_v2:
-                if scheme == "http":  # once per host and run: a mirror's listing and each conversion have a client
-                    log_once(log, logging.WARNING, f"plain http {self._host}",
-                             "%s: using plain http (--insecure-allow-http)", self._host)
+                if scheme == "http" and self._host not in _WARNED_PLAIN_HTTP:  # once per host and process
+                    _WARNED_PLAIN_HTTP.add(self._host)
+                    log.warning("%s: using plain http (--insecure-allow-http)", self._host)
                 log.debug("%s speaks the v2 API over %s (ping %d)", self._host, scheme, status)
                 return base
             if status == 404:
