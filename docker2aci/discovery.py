@@ -928,8 +928,8 @@ def _walk(fetch: _Fetch, name: str, labels: Mapping[str, str], *, want_keys: boo
             body, final, secure = fetch.read(url, f"discovering {name}", MAX_PAGE_BYTES)
         except _HostUnreachable:
             raise  # every parent is on the same host
-        except DiscoveryError as err:
-            attempts.append(f"{url}: HTTP {err.status}" if err.status is not None else str(err))
+        except DiscoveryError as err:  # (the URL that answered: plain http after the fallback)
+            attempts.append(f"{err.url or url}: HTTP {err.status}" if err.status is not None else str(err))
             log.debug("no discovery page at %s: %s", url, err)
             continue
         tags = parse_meta_tags(body.decode("utf-8", "replace"))
@@ -937,7 +937,7 @@ def _walk(fetch: _Fetch, name: str, labels: Mapping[str, str], *, want_keys: boo
             endpoints = _page_endpoints(tags, name, labels, final)
             if not endpoints:
                 count = sum(1 for t in tags if t.kind == "ac-discovery")
-                attempts.append(f"{url}: " + (f"none of its {count} ac-discovery tag(s) covers {name} with labels "
+                attempts.append(f"{redact_url(final)}: " + (f"none of its {count} ac-discovery tag(s) covers {name} with labels "
                                               f"{_show(labels)}" if count else "no ac-discovery meta tag"))
                 continue
             log.debug("%s: templates found at %s", name, url)
@@ -1147,7 +1147,10 @@ def _fetch_endpoint(fetch: _Fetch, name: str, labels: Mapping[str, str], endpoin
             tmp_aci = _temp_file(options.output_dir)
             if tmp_asc is not None:
                 with open(tmp_asc, "r+b") as f:
-                    fetch.download(endpoint.asc, f"fetching the signature of {name}", f, MAX_SIGNATURE_BYTES)
+                    try:
+                        fetch.download(endpoint.asc, f"fetching the signature of {name}", f, MAX_SIGNATURE_BYTES)
+                    except DiscoveryError as err:
+                        raise _missing_signature(fetch, endpoint, name, err) if err.status == 404 else err
                     os.fsync(f.fileno())
             with open(tmp_aci, "r+b") as f:
                 source, _ = fetch.download(endpoint.aci, f"fetching the ACI of {name}", f, options.max_aci_bytes)
@@ -1190,6 +1193,21 @@ def _fetch_endpoint(fetch: _Fetch, name: str, labels: Mapping[str, str], endpoin
         for tmp in (tmp_aci, tmp_asc):
             if tmp is not None:
                 remove_quietly(tmp)
+
+
+def _missing_signature(fetch: _Fetch, endpoint: Endpoint, name: str, err: DiscoveryError) -> DiscoveryError:
+    """The error for a signature that is not there (``err``, a 404): the ACI's own when the
+    ACI is not there either (a version never published read as an unsigned one), else
+    ``err`` saying that the ACI is there, unsigned. The ACI is asked for, not downloaded."""
+    what = f"fetching the ACI of {name}"
+    resp, _ = fetch.get(endpoint.aci, what)
+    with contextlib.closing(resp):
+        if resp.status_code != 200:
+            shown = redact_url(resp.url)
+            return DiscoveryError(f"{what}: {shown} answered HTTP {resp.status_code}", url=shown,
+                                  status=resp.status_code, fetch_failed=True)
+    return DiscoveryError(f"{err}; the ACI is there, unsigned (--insecure-options=image takes it without a "
+                          "signature)", url=err.url, status=err.status, fetch_failed=True)
 
 
 def _temp_file(directory: str) -> str:

@@ -23,11 +23,13 @@ import random
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -87,14 +89,32 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Key]:
     return {"signer": _key(directory, "Signer"), "stranger": _key(directory, "Stranger")}
 
 
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, root: Path) -> None:
+    """Wait until the web server ``process`` serves ``root`` on ``port`` (over https for 443,
+    unverified): a connection is not enough, another server may hold the port (then this
+    one exits, and the module ran its tests against that one, failing by the dozen:
+    newcomer review)."""
+    marker = root / f".served-by-{process.pid}"
+    marker.write_text(str(process.pid))
+    scheme = "https" if port == 443 else "http"
+    context = ssl._create_unverified_context() if port == 443 else None
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if process.poll() is not None:
             pytest.skip(f"the web server on {HOST}:{port} did not start (port taken?): {log.read_text()[-500:]}")
-        with socket.socket() as probe:
-            if probe.connect_ex((HOST, port)) == 0:
-                return
+        with socket.socket() as probe:  # (closed before the GET: a TLS server handshakes one at a time)
+            listening = probe.connect_ex((HOST, port)) == 0
+        if listening:
+            try:
+                with urllib.request.urlopen(f"{scheme}://{HOST}:{port}/{marker.name}", timeout=5,
+                                            context=context) as answer:
+                    if answer.read() == marker.read_bytes():
+                        marker.unlink()
+                        return
+            except OSError:
+                pass
+            if process.poll() is not None:
+                pytest.skip(f"{HOST}:{port} is taken by another server")
         time.sleep(0.05)
     process.kill()
     pytest.fail(f"the web server on {HOST}:{port} did not accept connections within 10 s")
@@ -128,7 +148,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
                                     "--directory", str(root)], stdout=out, stderr=subprocess.STDOUT,
                                    preexec_fn=die_with_pytest)
     try:
-        _wait_for_port(80, process, log)
+        _wait_for_port(80, process, log, root)
         yield Server(root, log)
     finally:
         _stop(process)
@@ -542,6 +562,30 @@ def test_discover_json_without_version_uses_latest_and_host_labels(
                    "signature": path + ".asc", "signer": keys["signer"].fingerprint}
 
 
+@pytest.mark.parametrize("missing", ["aci", "signature"])
+def test_a_missing_image_is_not_called_unsigned(server: Server, prefix: str, keys: dict[str, Key], cache_dir: Path,
+                                                tmp_path: Path, discover_cli: DiscoverCli, missing: str) -> None:
+    """The signature is fetched first: a version never published was reported as a missing
+    signature, as if the image were there unsigned (newcomer review). Now the ACI is asked
+    for then: its own 404 is the error; when it is there, the error says it is unsigned."""
+    name = f"{prefix}/app"
+    served = publish(server.root, name, keys["signer"], cache_dir)
+    write_pages(str(server.root), prefix, _entries(name))
+    version = "9" if missing == "aci" else "latest"
+    if missing == "signature":
+        Path(f"{served}.asc").unlink()
+    url = f"http://{HOST}/{aci_relpath(name, version, 'linux', 'amd64')}"
+
+    result = discover_cli("--insecure-options=http", "--trust-dir", trust(tmp_path / "t", keys["signer"], None),
+                          "--output-dir", tmp_path / "out", f"{name}:{version},os=linux,arch=amd64")
+
+    assert result.status == 1
+    expected = (f"fetching the ACI of {name}: {url} answered HTTP 404" if missing == "aci" else
+                f"fetching the signature of {name}: {url}.asc answered HTTP 404; the ACI is there, unsigned "
+                "(--insecure-options=image takes it without a signature)")
+    assert result.err == f"Error: discovering {name}: no endpoint could be fetched: {expected}\n"
+
+
 def test_a_name_without_a_page_is_found_on_a_parent_page(server: Server, prefix: str, keys: dict[str, Key],
                                                          cache_dir: Path, tmp_path: Path,
                                                          discover_cli: DiscoverCli) -> None:
@@ -662,8 +706,10 @@ def test_no_page_anywhere_names_every_url_tried(server: Server, prefix: str, tmp
                           f"{prefix}/nothing,version=1,os=linux,arch=amd64")
 
     assert result.status == 1
-    assert f"https://{prefix}/nothing?ac-discovery=1: HTTP 404" in result.err
-    assert f"https://{HOST}/?ac-discovery=1: no ac-discovery meta tag" in result.err  # the root's listing
+    # the URLs that answered: plain http, after https failed (they said https://, which was not asked)
+    assert f"; tried: http://{prefix}/nothing?ac-discovery=1: HTTP 404; " in result.err
+    assert f"; http://{HOST}/?ac-discovery=1: no ac-discovery meta tag" in result.err  # the root's listing
+    assert "https://" not in result.err.splitlines()[-1]
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
 
 
@@ -853,7 +899,7 @@ def tls_server(server: Server, tmp_path: Path) -> Iterator[Path]:
         process = subprocess.Popen([sys.executable, "-c", _TLS_SERVER, str(server.root), str(cert), str(key)],
                                    stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_pytest)
     try:
-        _wait_for_port(443, process, log)
+        _wait_for_port(443, process, log, server.root)
         yield cert
     finally:
         _stop(process)
