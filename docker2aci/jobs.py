@@ -316,9 +316,10 @@ _worker_stop: StopFlag | None = None
 """In a worker process: the run's stop flag (:func:`_worker_started`)."""
 
 
-_LoggingSetup = tuple[list[logging.Formatter | None], dict[str, int]]
+_LoggingSetup = tuple[list[logging.Formatter | None], dict[str, int], bool]
 """The calling process's logging, for its workers: the root logger's handlers' formatters
-(each becomes a handler on standard error) and the levels of the loggers it set."""
+(each becomes a handler on standard error), the levels of the loggers it set, and whether
+it shows a progress bar on the terminal (:class:`_AboveTheBar`)."""
 
 
 def _logging_setup() -> _LoggingSetup:
@@ -330,15 +331,28 @@ def _logging_setup() -> _LoggingSetup:
     levels = {name: logger.level for name, logger in logging.Logger.manager.loggerDict.items()
               if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET}
     levels[""] = root.level
-    return [handler.formatter for handler in root.handlers if isinstance(handler, logging.StreamHandler)], levels
+    proxy = sys.modules.get("rich.file_proxy")  # rich's stand-in for stderr while a bar is shown
+    bar = proxy is not None and isinstance(sys.stderr, proxy.FileProxy)
+    return [handler.formatter for handler in root.handlers if isinstance(handler, logging.StreamHandler)], levels, bar
+
+
+class _AboveTheBar(logging.StreamHandler):  # type: ignore[type-arg]
+    """A worker's handler on the terminal while the calling process shows its progress bar
+    there: each line starts at the start of the bar's line, erased (CR, then EL: ``ESC [ 2
+    K``), so it takes that line whole (it was written after the bar, on its line) and the
+    bar, redrawn at its next refresh, comes below it, as the calling process's own lines
+    do."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return "\r\x1b[2K" + super().format(record)
 
 
 def _use_logging_setup(setup: _LoggingSetup) -> None:
     """Log in this worker as the calling process does (:func:`_logging_setup`)."""
-    formatters, levels = setup
+    formatters, levels, bar = setup
     root = logging.getLogger()
     for formatter in formatters:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = (_AboveTheBar if bar else logging.StreamHandler)(sys.stderr)
         handler.setFormatter(formatter)
         root.addHandler(handler)
     for name, level in levels.items():

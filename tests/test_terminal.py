@@ -191,6 +191,13 @@ _SGR = re.compile(r"\x1b\[[0-9;]*m")
 def _convert_on_a_terminal(tmp_path: Path, layout: Path, term: str) -> str:
     """What ``docker2aci oci:LAYOUT`` writes to its standard error, a pseudo-terminal (the
     TERM ``term``), colours left out; standard output is a pipe."""
+    return _on_a_terminal(tmp_path, term, [], f"oci:{layout}")
+
+
+def _on_a_terminal(tmp_path: Path, term: str, command: list[str], source: str) -> str:
+    """What ``docker2aci COMMAND... [flags] SOURCE`` writes to its standard error, a
+    pseudo-terminal (the TERM ``term``), colours left out; standard output is a pipe. The
+    flags convert again, uncompressed, into ``tmp_path``."""
     import os
     import pty
 
@@ -198,9 +205,9 @@ def _convert_on_a_terminal(tmp_path: Path, layout: Path, term: str) -> str:
            if k not in ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "COLUMNS")}
     env.update(TERM=term, PYTHONPATH=os.pathsep.join(sys.path))
     master, slave = pty.openpty()
-    with subprocess.Popen([sys.executable, "-m", "docker2aci", "--no-cache", "--compression", "none",
+    with subprocess.Popen([sys.executable, "-m", "docker2aci", *command, "--no-cache", "--compression", "none",
                            "--output-dir", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"),
-                           f"oci:{layout}"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave,
+                           source], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave,
                           env=env) as child:
         os.close(slave)
         shown = b""
@@ -232,6 +239,24 @@ def test_a_log_line_goes_above_the_progress_bar(tmp_path: Path) -> None:
     for warning in ("WARNING: oci:{}: environment entry 'NO_EQUALS_SIGN' has no '='; dropped\r\n",
                     "WARNING: oci:{}: environment variable name '1BAD' is not valid in appc; dropped\r\n"):
         text = warning.format(f"{tmp_path / 'layout'} (linux/{hb.goarch()})")
+        before = shown[:shown.index(text)]
+        assert before.endswith(("\n", "\r", "\r\x1b[2K")), repr(before[-80:])
+
+
+def test_a_worker_log_line_goes_above_the_batch_progress_bar(tmp_path: Path) -> None:
+    """``batch --jobs 2``: a worker process wrote its warnings to the terminal itself, after
+    the bar of items, on its line (``Converting ━━━ 0/2 0:00:00WARNING: ...``). Each of its
+    lines now starts on the bar's line, erased, and the bar is redrawn below it."""
+    config = hb.image_config([BASE], config={"Env": ["NO_EQUALS_SIGN"]})
+    layouts = [tmp_path / "one", tmp_path / "two"]
+    for layout in layouts:
+        hb.oci_layout(layout, [BASE], config=config)
+    (tmp_path / "batch.txt").write_text("".join(f"oci:{layout}\n" for layout in layouts))
+    shown = _on_a_terminal(tmp_path, "xterm", ["batch", "--jobs", "2"], str(tmp_path / "batch.txt"))
+    assert "Converting" in shown.split("WARNING")[0]  # the bar was there before the warnings
+    for layout in layouts:
+        text = (f"WARNING: oci:{layout} (linux/{hb.goarch()}): environment entry 'NO_EQUALS_SIGN' has no '='; "
+                "dropped\r\n")
         before = shown[:shown.index(text)]
         assert before.endswith(("\n", "\r", "\r\x1b[2K")), repr(before[-80:])
 

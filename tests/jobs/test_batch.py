@@ -406,3 +406,18 @@ def test_a_byte_order_mark_is_no_part_of_the_first_item(tmp_path: Path, name: st
 
     (tmp_path / name).write_bytes(b"\xef\xbb\xbf" + text.encode())
     assert [item.source for item in read_batch(str(tmp_path / name))] == ["oci-archive:x.tar", "b.tar"]
+
+
+def test_an_item_given_again_with_its_keys_in_another_order_is_skipped(tmp_path: Path) -> None:
+    """An item given twice is skipped; given again with its keys in another order, it was
+    converted again, and failed as a second item writing the first one's file (exit
+    status 1)."""
+    from services import SHARED_IMAGES
+
+    source = f"oci-archive:{SHARED_IMAGES / 'oci-archive.tar'}"
+    text = (f"- source: {source}\n  image: test/busybox:latest\n  output_dir: sub\n"
+            f"- output_dir: sub\n  image: test/busybox:latest\n  source: {source}\n")
+    report, _ = batch(tmp_path, text, name="b.yaml")
+    assert [(e["status"], e["error"]) for e in report] == [("ok", None), ("skipped", "the same as item 1")]
+    assert [Path(a["path"]).relative_to(tmp_path) for a in report[0]["acis"]] == [
+        Path("out/sub/test-busybox-latest.aci")]
