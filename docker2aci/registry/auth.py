@@ -311,8 +311,9 @@ def request_token(send: TokenSender, challenge: Challenge, scopes: Sequence[str]
             params.append(("account", credentials.username))
             headers["Authorization"] = basic_authorization(credentials)
         status, body = send(realm, params, headers)
-    if status in (401, 403):
-        if credentials is not None and credentials.identity_token is not None:
+    oauth = credentials is not None and credentials.identity_token is not None
+    if status in (401, 403) or (oauth and status == 400):  # 400: RFC 6749 section 5.2's invalid_grant
+        if oauth:
             who, hint = "the identity token of docker login", "; run docker login again, or pass --creds"
         else:
             who = f"user {credentials.username}" if credentials else "anonymous access"
@@ -398,8 +399,10 @@ class Authenticator:
             challenge = self._challenge
             if challenge is None:
                 return None
-            if challenge.scheme == "basic":
-                return basic_authorization(self._credentials) if self._credentials else None
+            if challenge.scheme == "basic":  # (an identity token alone is no Basic credential)
+                usable = self._credentials is not None and (self._credentials.password
+                                                            or self._credentials.identity_token is None)
+                return basic_authorization(self._credentials) if usable else None  # type: ignore[arg-type]
             scopes = self._scopes_for(repository)
             token = self._cache.get(self._host, scopes)
             if token is None:

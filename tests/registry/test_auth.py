@@ -261,17 +261,35 @@ def test_an_identity_token_is_sent_as_an_oauth2_refresh_token_form() -> None:
                       ("client_id", "docker2aci")])]
 
 
-def test_a_refused_identity_token_says_to_log_in_again() -> None:
+@pytest.mark.parametrize("status, body, said", [
+    (401, b'{"errors": [{"code": "UNAUTHORIZED", "message": "refresh token expired"}]}',
+     "UNAUTHORIZED: refresh token expired"),
+    # RFC 6749 section 5.2: an expired or revoked refresh token is a 400 invalid_grant
+    (400, b'{"error": "invalid_grant", "error_description": "refresh token expired"}',
+     "invalid_grant: refresh token expired"),
+])
+def test_a_refused_identity_token_says_to_log_in_again(status: int, body: bytes, said: str) -> None:
     def answer(url: str, params: Sequence[tuple[str, str]], headers: Mapping[str, str],
                form: Sequence[tuple[str, str]] | None = None) -> tuple[int, bytes]:
-        return 401, b'{"errors": [{"code": "UNAUTHORIZED", "message": "refresh token expired"}]}'
+        return status, body
 
     challenge = Challenge("Bearer", {"realm": "https://auth.example/token", "service": "s"})
     with pytest.raises(AuthError) as info:
         request_token(answer, challenge, ["repository:a:pull"], Credentials("u", "", "expired"), source="reg")
-    assert str(info.value) == ("reg: getting a token from https://auth.example/token: refused for the identity token "
-                               "of docker login (HTTP 401) (UNAUTHORIZED: refresh token expired); run docker login "
-                               "again, or pass --creds")
+    assert str(info.value) == (f"reg: getting a token from https://auth.example/token: refused for the identity token "
+                               f"of docker login (HTTP {status}) ({said}); run docker login again, or pass --creds")
+
+
+def test_an_identity_token_alone_sends_no_basic_credentials() -> None:
+    """A registry that asks for Basic auth: an identity token is no password, and the
+    placeholder user ``<token>`` with an empty one was sent (distribution's Basic handler
+    sends nothing without a password)."""
+    auth = Authenticator("reg", Credentials("<token>", "", "tok"), lambda *a, **k: (500, b""))
+    auth.learn('Basic realm="reg"')
+    assert auth.authorization("a") is None
+    auth = Authenticator("reg", Credentials("u", "p", "tok"), lambda *a, **k: (500, b""))
+    auth.learn('Basic realm="reg"')
+    assert auth.authorization("a") == "Basic dTpw"
     assert "expired" not in repr(Credentials("u", "", "expired"))
 
 
