@@ -21,11 +21,15 @@ the wrong type is an error naming the item and the option.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from . import untrustedjson
 from .errors import UsageError
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 MAX_BATCH_FILE_BYTES = 64 * 1024 * 1024
 """The largest batch file read (bytes): it is read whole."""
@@ -128,7 +132,26 @@ def _items(doc: object, name: str) -> list[BatchItem]:
         return []
     if not isinstance(doc, list):
         raise UsageError(f"{name}: expected a list of items, found {type(doc).__name__}")
-    return [_item(entry, f"{name}: item {number}") for number, entry in enumerate(doc, 1)]
+    return every_item(lambda number, entry: _item(entry, f"{name}: item {number}"), doc)
+
+
+def every_item(check: Callable[[int, _T], _R], items: Sequence[_T]) -> list[_R]:
+    """``check(number, item)`` of every item (numbered from 1), in order.
+
+    Raises:
+        UsageError: one or more checks raised it; the message is theirs, one a line, so
+            that a file with several mistakes is told all of them at once.
+    """
+    checked: list[_R] = []
+    errors: list[str] = []
+    for number, item in enumerate(items, 1):
+        try:
+            checked.append(check(number, item))
+        except UsageError as err:
+            errors.append(str(err))
+    if errors:
+        raise UsageError("\n".join(errors))
+    return checked
 
 
 def _item(entry: object, where: str) -> BatchItem:

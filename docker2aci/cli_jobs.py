@@ -222,11 +222,14 @@ def _claims(base: ConvertOptions, executor: str) -> Iterator[str]:
 def _run_batch(args: argparse.Namespace, base: ConvertOptions, items: Sequence[BatchItem]) -> int:
     from .jobs import SKIPPED, Job, JobResult, execute
 
+    from .batchfile import every_item
+
     jobs: list[Job] = []
     first: dict[tuple[str, tuple[tuple[str, object], ...]], int] = {}
     duplicates: dict[int, str] = {}
-    for number, item in enumerate(items, 1):
-        options = dataclasses.replace(_item_options(base, item.options, item.where), claims_as=f"item {number}")
+    every_options = every_item(lambda number, item: dataclasses.replace(
+        _item_options(base, item.options, item.where), claims_as=f"item {number}"), items)
+    for number, (item, options) in enumerate(zip(items, every_options), 1):
         seen = first.setdefault((item.source, item.options), number)
         if seen != number:
             duplicates[len(jobs)] = f"the same as item {seen}"

@@ -136,6 +136,28 @@ def test_a_malformed_batch_file_is_refused_before_any_work(tmp_path: Path, text:
     assert not (tmp_path / "out").exists()
 
 
+def test_every_mistake_of_a_batch_file_is_told_at_once(tmp_path: Path) -> None:
+    """Only the first wrong item was named (the newcomer fixed it, ran again, and met the
+    next): every item is checked, and each mistake is told, one a line."""
+    text = ("- source: x.tar\n  compresion: none\n"
+            "- source: y.tar\n"
+            "- source: z.tar\n  compression_level: high\n"
+            "- platform: linux/amd64\n")
+    (tmp_path / "b.yaml").write_text(text)
+    proc = cli("batch", tmp_path / "b.yaml", "--output-dir", tmp_path / "out", check=2)
+    lines = proc.stderr.replace(f"{tmp_path}/", "").splitlines()
+    assert lines[0].startswith("Error: b.yaml: item 1: unknown option 'compresion' (known: source, ")
+    assert lines[1:] == [
+        "  b.yaml: item 3: option 'compression_level' must be an integer, not 'high'",
+        "  b.yaml: item 4: 'source' is missing or not a non-empty string"]
+    (tmp_path / "c.yaml").write_text("- source: x.tar\n  output_dir: ../../a\n- source: y.tar\n  sign: ''\n")
+    proc = cli("batch", tmp_path / "c.yaml", "--output-dir", tmp_path / "out", check=2)
+    first, second = proc.stderr.replace(f"{tmp_path}/", "").splitlines()
+    assert first.startswith("Error: c.yaml: item 1: output_dir '../../a' leads out of --output-dir ")
+    assert second.startswith("  c.yaml: item 2: ConvertOptions.sign_key: expected a key file")
+    assert not (tmp_path / "out").exists()
+
+
 def test_dask_cluster_gives_the_same_report_and_files(registry: Registry, busybox_docker_archive: Path,
                                                       tmp_path: Path) -> None:
     distributed = pytest.importorskip("distributed")
