@@ -520,7 +520,8 @@ def cmd_render(argv: Sequence[str], prog: str) -> int:
     dest = os.path.abspath(args.dest)
     if os.path.exists(dest) and (not os.path.isdir(dest) or os.listdir(dest)):
         raise UsageError(f"{args.dest}: not an empty directory")
-    resolver = DirectoryResolver([*args.dir, os.path.dirname(os.path.abspath(args.aci))])
+    resolver = DirectoryResolver([*args.dir, os.path.dirname(os.path.abspath(args.aci))],
+                                 hint="; give the directory that holds it with --dir DIR")
     try:
         if os.path.lexists(dest):  # an empty directory (or a mount point, or a link to one): used as it is
             _render_into(args.aci, dest, resolver, render_tree)

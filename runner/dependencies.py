@@ -27,10 +27,13 @@ class DirectoryResolver:
 
     Args:
         directories: searched in order; missing ones are skipped.
+        hint: ends the error for a dependency found nowhere (how the caller's user gives
+            more directories: ``; give ... with --dir DIR``), or ``""``.
     """
 
-    def __init__(self, directories: Sequence[str]) -> None:
+    def __init__(self, directories: Sequence[str], hint: str = "") -> None:
         self.directories = list(dict.fromkeys(os.path.abspath(d) for d in directories))
+        self.hint = hint
         self._manifests: dict[str, dict[str, Any] | None] = {}
         self._ids: dict[str, str | None] = {}
         self._errors: dict[str, str] = {}  # why a candidate's image ID is None
@@ -55,7 +58,7 @@ class DirectoryResolver:
             described += f" ({wanted_id})"
         if not matches:
             also = "".join(f"; {self._errors[path]}" for path in unreadable)
-            raise RunnerError(f"dependency {described} not found among the ACIs in {where}{also}")
+            raise RunnerError(f"dependency {described} not found among the ACIs in {where}{also}{self.hint}")
         if len(matches) > 1 and not isinstance(wanted_id, str) and not self._one_image(matches):
             raise RunnerError(f"dependency {described} is ambiguous: {', '.join(matches)}")
         return matches[0]

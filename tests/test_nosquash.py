@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -128,6 +129,26 @@ def test_actool_accepts_every_layer(busybox: tuple[list, list]) -> None:
     done = subprocess.run([ACTOOL, "validate", *[a.path for a in layers]], check=False, capture_output=True,
                           text=True)
     assert done.returncode == 0, done.stderr
+
+
+@ROOT
+def test_render_of_a_layer_copied_away_from_its_chain_says_to_give_dir(busybox: tuple[list, list],
+                                                                         tmp_path: Path) -> None:
+    """The top layer's ACI copied elsewhere: its dependencies are not beside it, which the
+    error said without saying how to point at them (newcomer review): ``--dir`` does."""
+    layers, _ = busybox
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(layers[0].path, alone / "top.aci")
+    command = [sys.executable, "-m", "docker2aci", "render", str(alone / "top.aci")]
+    refused = subprocess.run([*command, str(tmp_path / "a")], capture_output=True, text=True, check=False)
+    assert refused.returncode == 1
+    last = refused.stderr.splitlines()[-1]
+    assert f"not found among the ACIs in {alone}; give the directory that holds it with --dir DIR" in last, last
+    done = subprocess.run([*command, "--dir", os.path.dirname(layers[1].path), str(tmp_path / "b")],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "b" / "rootfs" / "bin" / "busybox").exists()
 
 
 def test_our_validate_accepts_every_layer(busybox: tuple[list, list]) -> None:
