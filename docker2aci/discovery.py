@@ -345,7 +345,7 @@ def write_pages(root: str, prefix: str, entries: Iterable[DiscoveryEntry | tuple
     content="docker2aci discovery PREFIX">``) under the prefix's directory and that no
     entry needs any more is removed, with the directories it leaves empty; no other file
     is touched (the ACIs are the caller's; a ``pubkeys.gpg`` is left alone when
-    ``pubkeys`` is ``None``). A page links an ACI's signature when ``<aci>.asc`` exists at
+    ``pubkeys`` is ``None``, and removed when no entry is left to announce it). A page links an ACI's signature when ``<aci>.asc`` exists at
     the time. Several prefixes may share a root, each with its own call, as long as none
     is below another (their pages would overlap).
 
@@ -396,6 +396,8 @@ def write_pages(root: str, prefix: str, entries: Iterable[DiscoveryEntry | tuple
     pages = {_page_relpath(name): _page_html(name, [name], tree) for name in names}
     if names:
         pages[_page_relpath(prefix)] = _page_html(prefix, names, tree)
+    if not names:  # no page announces keys, and nothing they sign is left
+        armored = None
     files = set(pages) | set(by_file) | {f"{rel}.asc" for rel in by_file} | ({keys_rel} if armored else set())
     dirs = {d for rel in files for d in _parents(rel)}
     clash = sorted(files & dirs)
@@ -407,6 +409,9 @@ def write_pages(root: str, prefix: str, entries: Iterable[DiscoveryEntry | tuple
             written.append(_write(root, rel, data))
         keys_path = _write(root, keys_rel, armored) if armored is not None else None
         removed = _remove_stale_pages(root, prefix, set(pages))
+        if pubkeys is not None and not names and os.path.isfile(stale := os.path.join(root, *keys_rel.split("/"))):
+            os.remove(stale)  # an earlier call's keys, for ACIs all gone
+            removed.append(stale)
     except OSError as err:
         where = f"{err.filename}: " if err.filename else ""  # (the page or directory that failed)
         raise OutputError(f"writing the discovery pages under {root}: {where}{err.strerror or err}") from err

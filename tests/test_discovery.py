@@ -303,6 +303,18 @@ def _check_html5(data: bytes) -> None:
     assert b'<meta charset="utf-8">' in data and b"<title>" in data
 
 
+def test_the_keys_go_with_the_last_image(tmp_path: Path, keys: dict[str, Key]) -> None:
+    """A tree whose every ACI was pruned lost its pages but kept ``pubkeys.gpg`` (newcomer
+    review): the keys go with the last page that announced them."""
+    prefix = "example.com/mirror"
+    pubkeys = keys["signer"].public.read_bytes()
+    first = write_pages(str(tmp_path), prefix, [DiscoveryEntry(f"{prefix}/app", "1", "linux", "amd64")], pubkeys)
+    assert first.pubkeys == str(tmp_path / "mirror" / "pubkeys.gpg")
+    emptied = write_pages(str(tmp_path), prefix, [], pubkeys)
+    assert emptied.pubkeys is None and str(tmp_path / "mirror" / "pubkeys.gpg") in emptied.removed
+    assert [p for p in tmp_path.rglob("*") if not p.is_dir()] == []
+
+
 def test_pages_list_every_name_and_are_deterministic(tmp_path: Path, keys: dict[str, Key]) -> None:
     prefix = "example.com/mirror"
     entries = [DiscoveryEntry(f"{prefix}/library/busybox", v, "linux", a)
