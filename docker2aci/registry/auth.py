@@ -277,7 +277,7 @@ def request_token(send: TokenSender, challenge: Challenge, scopes: Sequence[str]
         challenge: the registry's Bearer challenge (needs ``realm``).
         scopes: every scope to ask for; each is sent as its own ``scope`` parameter.
         credentials: sent as HTTP Basic to the token server when given; their identity
-            token, when they have one, in an OAuth 2 refresh-token request instead.
+            token, when they have one, in an OAuth 2 refresh token grant instead.
         source: names the registry in errors (a host, never a credential).
         clock: the monotonic clock, in seconds.
 
