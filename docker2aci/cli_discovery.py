@@ -19,8 +19,8 @@ from .discovery import (
     split_name,
 )
 from .errors import UsageError
-from .redact import redact_url
 from .manifest import Platform
+from .redact import redact_url
 
 _DESCRIPTION = """Find an image by appc discovery (appc spec/discovery.md), fetch it, check it and write
 it to --output-dir as <NAME with '/' as '-'>-<version>-<os>-<arch>.aci, its signature beside it as

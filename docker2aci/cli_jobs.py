@@ -220,9 +220,8 @@ def _claims(base: ConvertOptions, executor: str) -> Iterator[str]:
 
 
 def _run_batch(args: argparse.Namespace, base: ConvertOptions, items: Sequence[BatchItem]) -> int:
-    from .jobs import SKIPPED, Job, JobResult, execute
-
     from .batchfile import every_item
+    from .jobs import SKIPPED, Job, JobResult, execute
 
     jobs: list[Job] = []
     first: dict[tuple[str, tuple[tuple[str, object], ...]], int] = {}

@@ -345,9 +345,10 @@ def write_pages(root: str, prefix: str, entries: Iterable[DiscoveryEntry | tuple
     content="docker2aci discovery PREFIX">``) under the prefix's directory and that no
     entry needs any more is removed, with the directories it leaves empty; no other file
     is touched (the ACIs are the caller's; a ``pubkeys.gpg`` is left alone when
-    ``pubkeys`` is ``None``, and removed when no entry is left to announce it). A page links an ACI's signature when ``<aci>.asc`` exists at
-    the time. Several prefixes may share a root, each with its own call, as long as none
-    is below another (their pages would overlap).
+    ``pubkeys`` is ``None``, and removed when no entry is left to announce it). A page
+    links an ACI's signature when ``<aci>.asc`` exists at the time. Several prefixes may
+    share a root, each with its own call, as long as none is below another (their pages
+    would overlap).
 
     Args:
         root: the web root (created if missing).
@@ -827,8 +828,7 @@ class _Fetch:
             with contextlib.closing(resp):
                 shown = redact_url(resp.url)
                 if resp.status_code != 200:
-                    raise DiscoveryError(f"{what}: {shown} answered HTTP {resp.status_code}", url=shown,
-                                         status=resp.status_code, fetch_failed=True)
+                    raise _not_ok(resp, what)
                 length = resp.headers.get("Content-Length", "")
                 if _content_length(length) > limit:
                     raise DiscoveryError(f"{what}: {shown} is {length} bytes, more than the {limit}-byte limit",
@@ -942,8 +942,9 @@ def _walk(fetch: _Fetch, name: str, labels: Mapping[str, str], *, want_keys: boo
             endpoints = _page_endpoints(tags, name, labels, final)
             if not endpoints:
                 count = sum(1 for t in tags if t.kind == "ac-discovery")
-                attempts.append(f"{redact_url(final)}: " + (f"none of its {count} ac-discovery tag(s) covers {name} with labels "
-                                              f"{_show(labels)}" if count else "no ac-discovery meta tag"))
+                attempts.append(f"{redact_url(final)}: " + (
+                    f"none of its {count} ac-discovery tag(s) covers {name} with labels {_show(labels)}"
+                    if count else "no ac-discovery meta tag"))
                 continue
             log.debug("%s: templates found at %s", name, url)
         keys += [(t, secure) for t in tags if t.kind == "ac-discovery-pubkeys" and prefix_matches(t.prefix, name)]
@@ -1200,6 +1201,13 @@ def _fetch_endpoint(fetch: _Fetch, name: str, labels: Mapping[str, str], endpoin
                 remove_quietly(tmp)
 
 
+def _not_ok(resp: requests.Response, what: str) -> DiscoveryError:
+    """The error for an answer other than 200 to ``what`` (the URL it came from, redacted)."""
+    shown = redact_url(resp.url)
+    return DiscoveryError(f"{what}: {shown} answered HTTP {resp.status_code}", url=shown, status=resp.status_code,
+                          fetch_failed=True)
+
+
 def _missing_signature(fetch: _Fetch, endpoint: Endpoint, name: str, err: DiscoveryError) -> DiscoveryError:
     """The error for a signature that is not there (``err``, a 404): the ACI's own when the
     ACI is not there either (a version never published read as an unsigned one), else
@@ -1208,9 +1216,7 @@ def _missing_signature(fetch: _Fetch, endpoint: Endpoint, name: str, err: Discov
     resp, _ = fetch.get(endpoint.aci, what)
     with contextlib.closing(resp):
         if resp.status_code != 200:
-            shown = redact_url(resp.url)
-            return DiscoveryError(f"{what}: {shown} answered HTTP {resp.status_code}", url=shown,
-                                  status=resp.status_code, fetch_failed=True)
+            return _not_ok(resp, what)
     return DiscoveryError(f"{err}; the ACI is there, unsigned (--insecure-options=image takes it without a "
                           "signature)", url=err.url, status=err.status, fetch_failed=True)
 

@@ -221,6 +221,7 @@ def _decompress(stream: BinaryIO, encoding: str, emit: Callable[[bytes], None], 
             raise InvalidLayer(what, None, f"zstd stream is {problem}")
         return
     magic = next(magic for magic, name in _MAGIC if name == encoding)
+    garbage = "trailing garbage after the compressed stream"
     dec: _Decompressor | None = _decompressor(encoding)
     after = b""  # between members: what follows the last one, until it shows a magic or garbage
     padding = 0  # zero bytes since the last member: at the end; for xz between streams too, in fours
@@ -235,10 +236,10 @@ def _decompress(stream: BinaryIO, encoding: str, emit: Callable[[bytes], None], 
                         if not after:
                             continue
                         if encoding != "xz" or padding % 4:  # xz's Stream Padding (xz file format 2.2)
-                            raise zlib.error("trailing garbage after the compressed stream")
+                            raise zlib.error(garbage)
                         padding = 0
                     if not magic.startswith(after[:len(magic)]):
-                        raise zlib.error("trailing garbage after the compressed stream")
+                        raise zlib.error(garbage)
                     if len(after) >= len(magic):
                         dec, chunk, after = _decompressor(encoding), after, b""  # the next member
                     continue

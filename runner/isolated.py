@@ -607,11 +607,14 @@ class _StdioRelay:
         late at most (it was held until more output came, under runc too: for ever when
         the app then waited).
         """
+        def show(data: bytes) -> None:
+            _write_all(2, _without_logged_errors(data, self._logged_errors()))
+
         held = b""
         try:
             while True:
                 if held and not select.select([source], [], [], _CRUN_HOLD_SECONDS)[0]:
-                    _write_all(2, _without_logged_errors(held, self._logged_errors()))
+                    show(held)
                     held = b""
                 data = os.read(source, _RELAY_CHUNK)
                 if not data:
@@ -620,11 +623,11 @@ class _StdioRelay:
                 start = data.rfind(b"\n", 0, len(data) - 1) + 1
                 if self._crun and _reads_like_crun_exec_error(data[start:]):
                     data, held = data[:start], data[start:]
-                _write_all(2, _without_logged_errors(data, self._logged_errors()))
+                show(data)
             if _crun_exec_entry(held) is not None:
                 self.unshown = held
             elif held:
-                _write_all(2, _without_logged_errors(held, self._logged_errors()))
+                show(held)
         except OSError:
             return
         finally:
@@ -867,7 +870,12 @@ def _crun_exec_entry(line: bytes) -> str | None:
     if not isinstance(entry, dict) or str(entry.get("level")) not in ERROR_LEVELS:
         return None
     message = str(entry.get("msg", ""))
-    return message if any(pattern.search(message) for pattern in _CRUN_EXEC_ERRORS) else None
+    return message if _is_crun_exec_error(message) else None
+
+
+def _is_crun_exec_error(text: str) -> bool:
+    """Whether ``text`` is one of :data:`_CRUN_EXEC_ERRORS`."""
+    return any(pattern.search(text) for pattern in _CRUN_EXEC_ERRORS)
 
 
 def _reads_like_crun_exec_error(line: bytes) -> bool:
@@ -877,7 +885,7 @@ def _reads_like_crun_exec_error(line: bytes) -> bool:
     text = line.decode("utf-8", "replace")
     if not text.endswith("\n"):
         return False
-    return any(pattern.search(text[:-1]) for pattern in _CRUN_EXEC_ERRORS) or _crun_exec_entry(line) is not None
+    return _is_crun_exec_error(text[:-1]) or _crun_exec_entry(line) is not None
 
 
 def _crun_exec_failure(messages: Sequence[str], spec: ProcessSpec) -> ExecError | None:

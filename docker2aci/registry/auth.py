@@ -297,8 +297,9 @@ def request_token(send: TokenSender, challenge: Challenge, scopes: Sequence[str]
     if not usable:
         raise AuthError(source, "authenticating: the registry's Bearer challenge has no usable realm URL")
     where = redact_url(realm)
-    if credentials is not None and credentials.identity_token is not None:
-        form = [("grant_type", "refresh_token"), ("refresh_token", credentials.identity_token),
+    identity_token = credentials.identity_token if credentials is not None else None
+    if identity_token is not None:
+        form = [("grant_type", "refresh_token"), ("refresh_token", identity_token),
                 ("service", challenge.service or ""), ("scope", " ".join(scopes)), ("client_id", CLIENT_ID)]
         status, body = send(realm, [], {}, form=form)
     else:
@@ -311,9 +312,8 @@ def request_token(send: TokenSender, challenge: Challenge, scopes: Sequence[str]
             params.append(("account", credentials.username))
             headers["Authorization"] = basic_authorization(credentials)
         status, body = send(realm, params, headers)
-    oauth = credentials is not None and credentials.identity_token is not None
-    if status in (401, 403) or (oauth and status == 400):  # 400: RFC 6749 section 5.2's invalid_grant
-        if oauth:
+    if status in (401, 403) or (identity_token is not None and status == 400):  # 400: RFC 6749 5.2's invalid_grant
+        if identity_token is not None:
             who, hint = "the identity token of docker login", "; run docker login again, or pass --creds"
         else:
             who = f"user {credentials.username}" if credentials else "anonymous access"

@@ -258,12 +258,17 @@ def _certificate_failed(err: BaseException) -> bool:
     return any(isinstance(cur, ssl.SSLCertVerificationError) for cur in causes(err))
 
 
+def _same_host(a: str, b: str) -> bool:
+    """Whether two URLs name the same host and port (host names compared without case)."""
+    return urlsplit(a).netloc.lower() == urlsplit(b).netloc.lower()
+
+
 def _failed_target(err: requests.RequestException, url: str, shown: str) -> str:
     """Where a request failed, for messages: ``shown`` (``url`` redacted), or the redirect
     target that failed (redacted, a presigned URL's signature among it) when the registry
     answered with a redirect to another host."""
     failed = getattr(err.request, "url", None) if err.request is not None else None
-    if isinstance(failed, str) and urlsplit(failed).netloc.lower() != urlsplit(url).netloc.lower():
+    if isinstance(failed, str) and not _same_host(failed, url):
         return f"{redact_url(failed)} (where {shown} redirected)"
     return shown
 
@@ -949,7 +954,7 @@ class RegistryClient:
         while True:
             authorization = self._auth.authorization(repository)
             resp = self._send(method, url, headers=headers, authorization=authorization, source=source, what=what)
-            if resp.status_code != 401 or not self._same_host(resp.url, url):
+            if resp.status_code != 401 or not _same_host(resp.url, url):
                 return resp
             challenge = resp.headers.get("WWW-Authenticate")
             _discard(resp, self._slow_read)
@@ -957,10 +962,6 @@ class RegistryClient:
                 raise self._auth.denied(challenge, repository)
             self._auth.unauthorized(challenge, repository, authorization)
             answered = True
-
-    @staticmethod
-    def _same_host(a: str, b: str) -> bool:
-        return urlsplit(a).netloc.lower() == urlsplit(b).netloc.lower()
 
     def _send(self, method: str, url: str, *, headers: Mapping[str, str], authorization: str | None,
               source: str, what: str, params: Sequence[tuple[str, str]] | None = None,
