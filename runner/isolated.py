@@ -37,7 +37,9 @@ How a run goes:
    ``SIGHUP``, ``SIGQUIT``, ``SIGUSR1``, ``SIGUSR2``) sent to the runner are passed to
    runc, which passes them to the app (a signal a terminal sent to the whole process
    group reached runc already and is not sent twice). Note that the app is pid 1 of its namespace:
-   like under Docker, it only gets the signals it handles.
+   like under Docker, it only gets the signals it handles. A second ``SIGINT`` or ``SIGTERM``
+   (Ctrl-C again) kills it (``runc kill ID KILL``: status 137), as ``docker compose`` does; if
+   it is still running 2 s after the first, the runner says so.
 4. runc's exit status is the app's (``128 + N`` for signal ``N``: 137 after the
    kernel's OOM killer). When runc itself failed (a mount failed), its log holds error
    entries and :class:`RunnerError` carries them; when it could not execute the app's
@@ -678,7 +680,7 @@ def _run_container(runtime_path: str, state: str, bundle: str, cid: str, spec: P
         except OSError as err:
             raise RunnerError(f"starting {runtime_path}: {err.strerror or err}") from err
         relay.start()
-        status = wait_forwarding(pid, watched)
+        status = wait_forwarding(pid, watched, force_stop=lambda: _kill(runtime_path, state, bundle, cid, pid, old_mask))
         pid = None
     finally:
         try:
@@ -704,6 +706,22 @@ def _run_container(runtime_path: str, state: str, bundle: str, cid: str, spec: P
             raise failure
         raise RunnerError(f"starting the app with {os.path.basename(runtime_path)}: {errors}")
     return status
+
+
+def _kill(runtime_path: str, state: str, bundle: str, cid: str, runtime_pid: int, signal_mask: Iterable[int]) -> None:
+    """Kill the container's processes (``runc kill ID KILL``), so that ``runc run``
+    (``runtime_pid``) ends with status 137; if the runtime cannot, kill ``runc run``
+    itself, and :func:`_delete` then kills what is left."""
+    try:
+        pid = _spawn(_runtime_argv(runtime_path, state, os.path.join(bundle, "kill.log"), "kill", cid, "KILL"),
+                     signal_mask, quiet=True)
+        _, status = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(status) == 0:
+            return
+    except (OSError, RunnerError):
+        pass
+    if os.waitid(os.P_PID, runtime_pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:  # not ended meanwhile
+        os.kill(runtime_pid, signal.SIGKILL)
 
 
 def _delete(

@@ -42,7 +42,7 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -132,6 +132,15 @@ INTERPRETER_MISSING = " (the file exists: its interpreter or a library it needs 
 
 _SI_KERNEL = 0x80  # siginfo si_code of a signal sent by the kernel (a terminal's ^C)
 _WAIT_POLL_SECONDS = 1.0
+_STOP_POLL_SECONDS = 0.25
+
+#: Signals that ask an app to stop: under the isolated stage, a second one kills the app
+#: (:func:`wait_forwarding`).
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
+
+#: How long after a stop signal an app that is pid 1 may run on before the runner says
+#: how to kill it (seconds).
+STOP_HINT_SECONDS = 2.0
 _MAX_REPORT_CHARS = 300  # the report stays below PIPE_BUF: the child's one write is atomic
 
 
@@ -729,19 +738,40 @@ def _describe(err: BaseException, step: str) -> str:
     return reason
 
 
-def wait_forwarding(pid: int, watched: set[signal.Signals]) -> int:
+def wait_forwarding(pid: int, watched: set[signal.Signals],
+                    force_stop: Callable[[], None] | None = None) -> int:
     """Wait for a child (the fly app, or the OCI runtime), forwarding the signals in
     ``watched`` (blocked by the caller) that were sent to the runner.
 
     A signal a terminal sent (``si_code`` ``SI_KERNEL``) reached the child's process
     group already and is not sent twice.
 
+    Args:
+        pid: the child.
+        watched: the signals blocked by the caller, ``SIGCHLD`` among them.
+        force_stop: for an app that is pid 1 of its namespace (the isolated stage), which
+            gets only the signals it handles: called at a second :data:`STOP_SIGNALS`
+            signal (Ctrl-C or ``SIGTERM`` again) to kill it, as ``docker compose`` does;
+            if the app is still running :data:`STOP_HINT_SECONDS` after the first, the
+            runner says so. ``None``: every signal is only forwarded.
+
     Returns:
         The child's exit status (:func:`exit_status`).
     """
+    stopping: float | None = None  # when the first stop signal came
+    hinted = forced = False
     while True:
-        info = signal.sigtimedwait(watched, _WAIT_POLL_SECONDS)
+        info = signal.sigtimedwait(watched, _WAIT_POLL_SECONDS if stopping is None else _STOP_POLL_SECONDS)
         if info is not None and info.si_signo != signal.SIGCHLD:
+            signo = signal.Signals(info.si_signo)
+            if force_stop is not None and signo in STOP_SIGNALS and stopping is not None:
+                if not forced:
+                    forced = True
+                    logger.warning("%s again: killing the app", signo.name)
+                    force_stop()
+                continue
+            if force_stop is not None and signo in STOP_SIGNALS:
+                stopping = time.monotonic()
             if info.si_code != _SI_KERNEL:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, info.si_signo)
@@ -749,6 +779,10 @@ def wait_forwarding(pid: int, watched: set[signal.Signals]) -> int:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
             return exit_status(status)
+        if stopping is not None and not hinted and not forced and time.monotonic() - stopping >= STOP_HINT_SECONDS:
+            hinted = True
+            logger.warning("the app is still running: as pid 1 of its namespace it gets only the signals it "
+                           "handles; Ctrl-C again (or SIGTERM) kills it")
 
 
 def exit_status(wait_status: int) -> int:

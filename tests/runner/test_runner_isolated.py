@@ -622,6 +622,43 @@ def test_a_signal_to_the_runner_reaches_the_app(rootfs: Path, tmp_path: Path, ru
     "runtime",
     ["runc", pytest.param("crun", marks=pytest.mark.skipif(CRUN is None, reason="no crun"))],
 )
+@pytest.mark.parametrize("second", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_second_stop_signal_kills_an_app_that_ignores_the_first(rootfs: Path, tmp_path: Path, runtime: str,
+                                                                   second: signal.Signals) -> None:
+    """The app is pid 1 of its namespace: without a handler it ignores SIGINT and SIGTERM,
+    and Ctrl-C on the runner left it running to its end (run review). The runner says so
+    after 2 s; a second SIGINT or SIGTERM kills the app (137), as ``docker compose`` does,
+    and everything is cleaned up. A signal the app handles is forwarded and nothing is
+    killed (the test above)."""
+    cid = f"docker2aci-test-{secrets.token_hex(4)}"
+    state = tmp_path / "state"
+    payload = {
+        **_spec_options(_sh("echo ready; sleep 60; echo not-killed"), 0, None, "/"),
+        "rootfs": str(rootfs),
+        "options": {"state_dir": str(state), "container_id": cid, "runtime": runtime},
+    }
+    process = subprocess.Popen([sys.executable, "-c", _RUN_SNIPPET, json.dumps(payload)], cwd=PROJECT_ROOT,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with reaped(process):
+        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout.readline() == "ready\n"
+        process.send_signal(signal.SIGINT)
+        hint = process.stderr.readline()
+        assert "still running" in hint and "Ctrl-C again" in hint, hint
+        started = time.monotonic()
+        process.send_signal(second)
+        out, err = process.communicate(timeout=20)
+    assert time.monotonic() - started < 10
+    assert (process.returncode, out) == (137, ""), err
+    assert err == f"WARNING {second.name} again: killing the app\n"
+    _assert_cleaned_up(state, cid, rootfs.parent, runtime)
+
+
+@needs_runc
+@pytest.mark.parametrize(
+    "runtime",
+    ["runc", pytest.param("crun", marks=pytest.mark.skipif(CRUN is None, reason="no crun"))],
+)
 def test_the_apps_stderr_reaches_a_slow_reader_whole(rootfs: Path, tmp_path: Path, runtime: str) -> None:
     """The runner copies runc's stderr (to leave runc's own error line out); it waited 5
     seconds for the copy to end once runc had exited, then closed the pipe: what a slow
