@@ -680,7 +680,9 @@ def _run_container(runtime_path: str, state: str, bundle: str, cid: str, spec: P
         except OSError as err:
             raise RunnerError(f"starting {runtime_path}: {err.strerror or err}") from err
         relay.start()
-        status = wait_forwarding(pid, watched, force_stop=lambda: _kill(runtime_path, state, bundle, cid, pid, old_mask))
+        runtime_pid = pid
+        status = wait_forwarding(
+            pid, watched, force_stop=lambda: _kill(runtime_path, state, bundle, cid, runtime_pid, old_mask))
         pid = None
     finally:
         try:
