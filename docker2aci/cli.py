@@ -40,7 +40,7 @@ from .cli_common import path as _path
 from .cli_common import progress_console as _progress_console
 from .cli_common import setup_logging as _setup_logging
 from .cli_common import source_flags as _source_flags
-from .errors import Docker2ACIError, ExecError, OutputError, SeveralImages, UsageError
+from .errors import Docker2ACIError, ExecError, OutputError, SeveralImages, SigningError, UsageError
 from .interrupts import exit_status, signal_of, unwinding_on_termination
 from .terminal import CONTINUATION, go_quoted, printable
 
@@ -693,8 +693,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # prints it, holds names escaped one by one
         indent = "" if isinstance(err, SeveralImages) else CONTINUATION
         shown = printable(str(err), newlines=True, continuation=indent)
-        print(f"Error: conversion error: {shown}" if command is cmd_convert else f"Error: {shown}",
-              file=sys.stderr)
+        label = "" if command is not cmd_convert else "signing error: " if isinstance(err, SigningError) \
+            else "conversion error: "  # the reference's words; a --sign key's problem is not the image's
+        print(f"Error: {label}{shown}", file=sys.stderr)
         return err.status if isinstance(err, ExecError) else EXIT_ERROR
     except KeyboardInterrupt as interrupt:  # Ctrl-C, or Terminated
         return _interrupted(signal_of(interrupt))

@@ -51,6 +51,24 @@ def test_json_output_keeps_its_keys_when_signing(tmp_path: Path, other_key: KeyP
     assert Path(doc["path"] + ".asc").is_file()
 
 
+@pytest.mark.parametrize("key", ["missing.asc", "junk.asc"])
+def test_a_sign_key_problem_is_a_signing_error_and_writes_nothing(tmp_path: Path, key: str,
+                                                                  run_cli) -> None:  # type: ignore[no-untyped-def]
+    """``--sign`` with a key file that is missing or not OpenPGP: the error said "conversion
+    error", as if the image were at fault (review); it is a signing error, status 1, and
+    neither the ACI nor its output directory is left."""
+    (tmp_path / "junk.asc").write_text("not a key\n")
+    out = tmp_path / "out"
+    result = run_cli("--sign", tmp_path / key, "--output-dir", out, "--cache-dir", tmp_path / "cache",
+                     f"oci-archive:{OCI_ARCHIVE}")
+    expected = {
+        "missing.asc": f"Error: signing error: {tmp_path / key}: no such key file (nor a fingerprint or key ID of ",
+        "junk.asc": f"Error: signing error: reading the key file {tmp_path / key}: not OpenPGP data: ",
+    }[key]
+    assert result.status == 1 and result.err.startswith(expected), result.err
+    assert result.out == "" and not out.exists()
+
+
 def test_convert_with_the_gpg_keyring(tmp_path: Path, gpg: Gpg, run_cli) -> None:  # type: ignore[no-untyped-def]
     gpg.generate("Builder <builder@example.invalid>")
     result = run_cli("--gpg-key", "builder@example.invalid", "--output-dir", tmp_path / "out",
