@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from .pipeline import ConvertedACI
     from .prerun import SourceImage
 
-from . import __version__
+from . import __version__, stdio
 from .cli_common import CACHE_DIR_DEFAULT, EXIT_ERROR, EXIT_OK, EXIT_USAGE, TRUST_DIR_DEFAULT
 from .cli_common import Parser as _Parser
 from .cli_common import convert_options as _convert_options
@@ -700,9 +700,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as interrupt:  # Ctrl-C, or Terminated
         return _interrupted(signal_of(interrupt))
     except BrokenPipeError:
-        if not _stdout_reader_gone():
+        if not stdio.reader_gone():
             raise
-        return _stdout_closed()
+        return stdio.closed_status()
+    except stdio.StdoutError as err:  # > /dev/full, a full disk: the command's output is lost, say so
+        return stdio.failed_status(err, EXIT_ERROR)
 
 
 def _interrupted(signum: int) -> int:
@@ -720,56 +722,6 @@ def _interrupted(signum: int) -> int:
     return exit_status(signum)
 
 
-def _stdout_reader_gone() -> bool:
-    """Whether standard output is a pipe whose reader has gone (``| head -1`` after its
-    line): poll reports an error on the write end then."""
-    import select
-
-    try:
-        poller = select.poll()
-        poller.register(sys.stdout.fileno(), 0)
-        return any(events & select.POLLERR for _, events in poller.poll(0))
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def _stdout_closed() -> int:
-    """The exit status of a command whose standard output's reader went away: the
-    status a death by ``SIGPIPE`` gives (141, as the reference tool, a Go program,
-    gets), without a traceback; what is left in the buffer is dropped, so the
-    interpreter's own flush at exit does not fail again."""
-    import signal
-
-    with contextlib.suppress(OSError, ValueError):
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    return exit_status(signal.SIGPIPE)
-
-
-def _reserve_stdio() -> None:
-    """Open ``/dev/null`` on each of descriptors 0, 1 and 2 that the caller left closed
-    (``docker2aci run IMG >&-``), and give Python a stream on it.
-
-    Otherwise the first file or pipe opened later takes that number: ``run`` handed its
-    own lock or pipe to the app as its stdout, and Python, which has no ``sys.stdout``
-    then, failed with a traceback. Like the app's output under Docker, what is written
-    there goes nowhere, without an error.
-    """
-    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
-        try:
-            os.fstat(fd)
-        except OSError:
-            null = os.open(os.devnull, os.O_RDWR)
-            if null != fd:  # the lowest free number is fd itself, unless another thread raced
-                os.dup2(null, fd)
-                os.close(null)
-            os.set_inheritable(fd, True)
-        if getattr(sys, name) is None:  # the stream lives as long as the process
-            stream = open(fd, mode, closefd=False, encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
-            setattr(sys, name, stream)
-
-
 def entry() -> NoReturn:
     """The ``docker2aci`` console script and ``python -m docker2aci``: :func:`main` on
     ``sys.argv``, then exit with its status.
@@ -781,12 +733,13 @@ def entry() -> NoReturn:
     flushing of standard streams and module teardown run as usual. Call :func:`main`, not
     this, to run commands inside a longer-lived process.
     """
-    _reserve_stdio()
-    status = main()
-    try:  # the output still buffered goes now: a reader that went away is a status, not a traceback
-        sys.stdout.flush()
-    except BrokenPipeError:
-        status = _stdout_closed()
+    stdio.reserve()
+    stdio.guard_stdout()
+    try:
+        status: int | str | None = main()
+    except SystemExit as leaving:  # --help: argparse exits with its text still in the buffer
+        status = leaving.code
+    status = stdio.flushed(status, EXIT_ERROR)
     gc.freeze()
     sys.exit(status)
 

@@ -223,6 +223,22 @@ def test_output_to_a_reader_that_went_away(tmp_path: Path, argv: list[str]) -> N
     assert (done.returncode, done.stderr) == (141, "")
 
 
+@pytest.mark.parametrize("argv", [["completion", "zsh"], ["--version"], ["--help"], ["gc", "--cache-dir", "{tmp}/cache"],
+                                  ["--json", "--output-dir", "{tmp}/out", "docker-archive:{tmp}/a.tar"]])
+def test_output_that_cannot_be_written(tmp_path: Path, argv: list[str]) -> None:
+    """``docker2aci ... > /dev/full`` (a full disk, a failing device): one line on stderr
+    that says so, and status 1; it was an ``OSError`` traceback, and status 120 after
+    ``--help`` (CLI review)."""
+    (tmp_path / "a.tar").write_bytes(hb.docker_save([BASE], config=hb.image_config([BASE])))
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "docker2aci", *(a.format(tmp=tmp_path) for a in argv)],
+                              stdout=full, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert (done.returncode, done.stderr) == (1, "Error: writing standard output: No space left on device\n")
+    if "--json" in argv:  # the ACI itself was written: only its report is lost
+        assert [p.name for p in (tmp_path / "out").iterdir()] == ["test-hostile-latest.aci"]
+
+
 @pytest.mark.parametrize("argv, first", [
     (["render", "x.aci", ""], "Error: argument DIR: empty: give a path"),
     (["render", "", "dir"], "Error: argument ACI: empty: give a path"),
