@@ -103,11 +103,13 @@ class _HashingReader(io.RawIOBase):
 
     Attributes:
         hash: the hash of the bytes read so far.
+        length: how many bytes were read so far.
     """
 
     def __init__(self, inner: IO[bytes], digest: hashlib._Hash) -> None:
         self._inner = inner
         self.hash = digest
+        self.length = 0
 
     def readable(self) -> bool:
         return True
@@ -116,11 +118,13 @@ class _HashingReader(io.RawIOBase):
         data = self._inner.read(len(buffer))
         buffer[: len(data)] = data
         self.hash.update(data)
+        self.length += len(data)
         return len(data)
 
     def _drain(self) -> None:
         while chunk := self._inner.read(READ_CHUNK):
             self.hash.update(chunk)
+            self.length += len(chunk)
 
 
 class UncompressedStream(_HashingReader):
@@ -156,8 +160,15 @@ class UncompressedStream(_HashingReader):
         Raises:
             OSError, EOFError, zlib.error, isal_zlib.error, lzma.LZMAError: the file cannot
                 be read or decompressed (:data:`READ_ERRORS`).
+            InvalidACI: the tar is cut short: its length is no whole number of 512-byte
+                blocks (POSIX ``pax``, "ustar Interchange Format"), as a copy cut in the
+                middle of a header or of a file's last block is (tarfile takes a partial
+                header for the end of the archive; rkt's Go reader, "unexpected EOF").
         """
         self._drain()
+        if self.length % tarfile.BLOCKSIZE:
+            raise InvalidACI(f"truncated: the tar ends {self.length % tarfile.BLOCKSIZE} bytes into a "
+                             f"{tarfile.BLOCKSIZE}-byte block (after {self.length} bytes)")
         return "sha512-" + self.hash.hexdigest()
 
     def file_digest(self) -> str:

@@ -494,6 +494,27 @@ def test_a_truncated_archive_is_invalid(tmp_path: Path, converted: Path) -> None
     assert f"{cut}: invalid ACI" in result.stdout and f"{converted}: valid ACI" in result.stdout
 
 
+@pytest.mark.parametrize("compress", [bytes, gzip.compress])
+def test_an_archive_cut_inside_a_header_is_truncated(tmp_path: Path, converted: Path, compress) -> None:
+    """An uncompressed ACI cut in the middle of its last header (a copy that stopped early)
+    was a valid ACI with another image ID: tarfile takes a partial header for the end of
+    the archive. actool says "unexpected EOF" (CLI review)."""
+    tar = gzip.decompress(converted.read_bytes())
+    with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+        last = archive.getmembers()[-1].offset
+    cut = tmp_path / "cut.aci"
+    cut.write_bytes(compress(tar[:last + 100]))
+    said = f"reading {cut}: truncated: the tar ends 100 bytes into a 512-byte block (after {last + 100} bytes)"
+    validated = _cli("validate", str(cut))
+    assert (validated.returncode, validated.stdout) == (1, f"{cut}: invalid ACI\n  {said}\n")
+    inspected = _cli("inspect", str(cut))
+    assert (inspected.returncode, inspected.stderr) == (1, f"Error: {cut}: not an ACI: {said}\n")
+    rendered = _cli("render", str(cut), str(tmp_path / "out"))
+    assert rendered.returncode == 1 and said in rendered.stderr and not (tmp_path / "out").exists()
+    if ACTOOL is not None:
+        assert subprocess.run([ACTOOL, "validate", str(cut)], capture_output=True).returncode == 1
+
+
 def test_a_file_that_is_no_archive_is_named_so(tmp_path: Path) -> None:
     """``validate junk.txt`` (a text file) said "truncated header", and random bytes "bad
     checksum", which read like damage to an archive (new-user review)."""
