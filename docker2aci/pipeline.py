@@ -504,7 +504,10 @@ def _convert_image(display: str, resolved: ResolvedImage, wanted: Platform, opti
                    progress: ProgressHook | None, written: _Outputs,
                    cache: ConversionCache | None, signer: Signer | None, *, local: bool) -> list[ConvertedACI]:
     """Write one image's ACI (or reuse the cached one), or its per-layer ACIs, then sign
-    every file as written (or, unsigned, remove the signatures of the files replaced)."""
+    every file as written (or, unsigned, remove the signatures of the files replaced).
+    A file that cannot be signed (its signature cannot be written) is removed, with those
+    after it: a signing run that fails leaves no unsigned ACI (one stopped while it signs
+    leaves the file unsigned, as one stopped before)."""
     if options.squash:
         converted = [_write_image(display, resolved, wanted, options, progress, written, cache, local=local)]
     else:
@@ -512,8 +515,12 @@ def _convert_image(display: str, resolved: ResolvedImage, wanted: Platform, opti
     if signer is not None:
         from . import signing
 
-        for aci in converted:
-            signing.sign_file(aci.path, signer)
+        for number, aci in enumerate(converted):
+            try:
+                signing.sign_file(aci.path, signer)
+            except Exception:
+                _remove_unsigned(display, [a.path for a in converted[number:]])
+                raise
             written.signed(aci.path)
     else:
         written.drop_stale_signatures(display, converted)
@@ -720,6 +727,20 @@ class _Outputs:
                                   f"{err.strerror or err}") from err
             log.warning("%s: removed %s: it signed the ACI this run replaced (sign again with --sign)",
                         display, stale)
+
+
+def _remove_unsigned(display: str, paths: list[str]) -> None:
+    """Remove the ACIs a signing run wrote and could not sign. Best effort: the signing
+    error is the one raised; a file that cannot be removed is named in a warning."""
+    for path in paths:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            continue
+        except OSError as err:
+            log.warning("%s: %s stays, unsigned: removing it: %s", display, path, err.strerror or err)
+            continue
+        log.warning("%s: removed %s: it could not be signed", display, path)
 
 
 def _file_stamp(path: str) -> str | None:

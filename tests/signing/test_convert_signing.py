@@ -69,6 +69,24 @@ def test_a_sign_key_problem_is_a_signing_error_and_writes_nothing(tmp_path: Path
     assert result.out == "" and not out.exists()
 
 
+def test_a_signature_that_cannot_be_written_leaves_no_unsigned_aci(tmp_path: Path, other_key: KeyPair,
+                                                                   caplog: pytest.LogCaptureFixture,
+                                                                   run_cli) -> None:  # type: ignore[no-untyped-def]
+    """The ACI was written, then its signature could not be (a directory at
+    ``<ACI>.asc``): the run failed, ``--json`` listed no ACI, and the unsigned ACI stayed
+    (CLI review). It is removed, with a warning."""
+    out = tmp_path / "out"
+    (out / "test-busybox-latest.aci.asc").mkdir(parents=True)
+    result = run_cli("--json", "--sign", other_key.secret, "--output-dir", out, "--cache-dir", tmp_path / "cache",
+                     f"oci-archive:{OCI_ARCHIVE}")
+    aci = out / "test-busybox-latest.aci"
+    assert result.status == 1
+    assert result.err.splitlines()[-1] == f"Error: signing error: writing the signature {aci}.asc: Is a directory"
+    assert f"removed {aci}: it could not be signed" in caplog.text
+    assert json.loads(result.out)["acis"] == []
+    assert [p.name for p in out.iterdir()] == ["test-busybox-latest.aci.asc"]
+
+
 def test_convert_with_the_gpg_keyring(tmp_path: Path, gpg: Gpg, run_cli) -> None:  # type: ignore[no-untyped-def]
     gpg.generate("Builder <builder@example.invalid>")
     result = run_cli("--gpg-key", "builder@example.invalid", "--output-dir", tmp_path / "out",
