@@ -126,6 +126,7 @@ from runner.run import (
     HOSTS,
     INTERPRETER_MISSING,
     NOT_IN_PATH,
+    discard_pending,
     wait_forwarding,
     working_directory,
 )
@@ -694,6 +695,7 @@ def _run_container(runtime_path: str, state: str, bundle: str, cid: str, spec: P
             _delete(runtime_path, state, bundle, cid, old_mask)
             relay.finish()
         finally:
+            discard_pending(watched)
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     messages = _runtime_error_messages(log)
     if relay.unshown and status != 0:  # crun's container process could not execute the app

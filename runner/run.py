@@ -244,6 +244,7 @@ def run_fly(
     finally:
         if namespace is not None:
             os.close(namespace)
+        discard_pending(watched)
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
 
@@ -758,7 +759,8 @@ def wait_forwarding(pid: int, watched: set[signal.Signals],
     Returns:
         The child's exit status (:func:`exit_status`).
     """
-    stopping: float | None = None  # when the first stop signal came
+    stopping: signal.Signals | None = None  # the first stop signal
+    stopped_at = 0.0  # when it came
     hinted = forced = False
     while True:
         info = signal.sigtimedwait(watched, _WAIT_POLL_SECONDS if stopping is None else _STOP_POLL_SECONDS)
@@ -767,11 +769,12 @@ def wait_forwarding(pid: int, watched: set[signal.Signals],
             if force_stop is not None and signo in STOP_SIGNALS and stopping is not None:
                 if not forced:
                     forced = True
-                    logger.warning("%s again: killing the app", signo.name)
+                    logger.warning("%s: killing the app", f"{signo.name} again" if signo == stopping
+                                   else f"{signo.name} after {stopping.name}")
                     force_stop()
                 continue
             if force_stop is not None and signo in STOP_SIGNALS:
-                stopping = time.monotonic()
+                stopping, stopped_at = signo, time.monotonic()
             if info.si_code != _SI_KERNEL:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, info.si_signo)
@@ -779,10 +782,20 @@ def wait_forwarding(pid: int, watched: set[signal.Signals],
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
             return exit_status(status)
-        if stopping is not None and not hinted and not forced and time.monotonic() - stopping >= STOP_HINT_SECONDS:
+        if stopping is not None and not hinted and not forced and time.monotonic() - stopped_at >= STOP_HINT_SECONDS:
             hinted = True
-            logger.warning("the app is still running: as pid 1 of its namespace it gets only the signals it "
-                           "handles; Ctrl-C again (or SIGTERM) kills it")
+            logger.warning("the app is still running (as pid 1 of its namespace it may ignore %s); Ctrl-C again "
+                           "(or SIGTERM) kills it", stopping.name)
+
+
+def discard_pending(watched: set[signal.Signals]) -> None:
+    """Take every signal of ``watched`` (blocked by the caller) still pending, without
+    acting on it: one that came after the app ended (Ctrl-C while the runner cleans up)
+    would otherwise be delivered when the caller unblocks them, and a
+    ``KeyboardInterrupt`` would replace the app's exit status. Call it before restoring
+    the signal mask."""
+    while signal.sigtimedwait(watched, 0) is not None:
+        pass
 
 
 def exit_status(wait_status: int) -> int:

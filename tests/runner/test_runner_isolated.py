@@ -644,14 +644,39 @@ def test_a_second_stop_signal_kills_an_app_that_ignores_the_first(rootfs: Path, 
         assert process.stdout.readline() == "ready\n"
         process.send_signal(signal.SIGINT)
         hint = process.stderr.readline()
-        assert "still running" in hint and "Ctrl-C again" in hint, hint
+        assert hint == ("WARNING the app is still running (as pid 1 of its namespace it may ignore SIGINT); "
+                        "Ctrl-C again (or SIGTERM) kills it\n"), hint
         started = time.monotonic()
         process.send_signal(second)
         out, err = process.communicate(timeout=20)
     assert time.monotonic() - started < 10
     assert (process.returncode, out) == (137, ""), err
-    assert err == f"WARNING {second.name} again: killing the app\n"
+    assert err == "WARNING " + ("SIGINT again" if second == signal.SIGINT else "SIGTERM after SIGINT") + \
+        ": killing the app\n"
     _assert_cleaned_up(state, cid, rootfs.parent, runtime)
+
+
+@needs_runc
+def test_a_stop_signal_while_the_runner_cleans_up_does_not_replace_the_apps_status(rootfs: Path,
+                                                                                   tmp_path: Path) -> None:
+    """A Ctrl-C that came after the app ended, while ``runc delete`` ran: it was delivered
+    once the runner unblocked its signals, and the app's status 3 became a
+    ``KeyboardInterrupt`` (run review). The app's status stands, and all is cleaned up."""
+    cid = f"docker2aci-test-{secrets.token_hex(4)}"
+    state = tmp_path / "state"
+    payload = {
+        **_spec_options(_sh("exit 3"), 0, None, "/"),
+        "rootfs": str(rootfs),
+        "options": {"state_dir": str(state), "container_id": cid, "runtime": "runc"},
+    }
+    ctrl_c_in_cleanup = (  # a real SIGINT, sent to the runner as its clean-up starts
+        "import os, signal, runner.isolated as iso\n"
+        "delete = iso._delete\n"
+        "iso._delete = lambda *a: (os.kill(os.getpid(), signal.SIGINT), delete(*a))[1]\n")
+    done = subprocess.run([sys.executable, "-c", ctrl_c_in_cleanup + _RUN_SNIPPET, json.dumps(payload)],
+                          cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (3, "", "")
+    _assert_cleaned_up(state, cid, rootfs.parent, "runc")
 
 
 @needs_runc
