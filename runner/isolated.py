@@ -101,6 +101,7 @@ import shutil
 import signal
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -714,18 +715,40 @@ def _run_container(runtime_path: str, state: str, bundle: str, cid: str, spec: P
 
 def _kill(runtime_path: str, state: str, bundle: str, cid: str, runtime_pid: int, signal_mask: Iterable[int]) -> None:
     """Kill the container's processes (``runc kill ID KILL``), so that ``runc run``
-    (``runtime_pid``) ends with status 137; if the runtime cannot, kill ``runc run``
-    itself, and :func:`_delete` then kills what is left."""
+    (``runtime_pid``) ends with status 137. If the runtime cannot (the app ended
+    meanwhile, and ``runc run`` is tearing down; a runtime that hangs, given
+    :data:`_KILL_WAIT_SECONDS`), ``runc run`` gets as long again to end by itself before
+    it is killed, and :func:`_delete` then kills what is left."""
     try:
         pid = _spawn(_runtime_argv(runtime_path, state, os.path.join(bundle, "kill.log"), "kill", cid, "KILL"),
                      signal_mask, quiet=True)
-        _, status = os.waitpid(pid, 0)
-        if os.waitstatus_to_exitcode(status) == 0:
+        ended = _wait_child(pid, _KILL_WAIT_SECONDS, reap=True)
+        if ended is None:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        elif ended.si_code == os.CLD_EXITED and ended.si_status == 0:
             return
     except (OSError, RunnerError):
         pass
-    if os.waitid(os.P_PID, runtime_pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:  # not ended meanwhile
+    if _wait_child(runtime_pid, _KILL_WAIT_SECONDS, reap=False) is None:
         os.kill(runtime_pid, signal.SIGKILL)
+
+
+_KILL_WAIT_SECONDS = 2.0
+"""How long :func:`_kill` waits for ``runc kill`` to end, and then for ``runc run`` to
+end by itself, in seconds."""
+
+
+def _wait_child(pid: int, seconds: float, *, reap: bool) -> os.waitid_result | None:
+    """The ``waitid`` result (``si_code``, ``si_status``) of child ``pid`` once it ends,
+    or ``None`` if it is still running after ``seconds``. With ``reap`` false it is left
+    for the caller to reap (``WNOWAIT``)."""
+    deadline = time.monotonic() + seconds
+    while (info := os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | (0 if reap else os.WNOWAIT))) is None:
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.02)
+    return info
 
 
 def _delete(

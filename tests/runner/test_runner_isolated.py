@@ -657,6 +657,40 @@ def test_a_second_stop_signal_kills_an_app_that_ignores_the_first(rootfs: Path, 
 
 
 @needs_runc
+def test_an_app_ending_by_itself_as_the_second_signal_comes_keeps_its_status(rootfs: Path, tmp_path: Path) -> None:
+    """The second Ctrl-C came as the app, handling the first, was ending by itself: ``runc
+    kill`` failed (no container left to signal) and the runner killed ``runc run`` at
+    once, so the app's own status became 137 (run review). ``runc run`` is now given a
+    moment to end. The runtime here is runc behind a wrapper whose ``kill`` fails, the
+    fault a real runc gives only in that short window."""
+    runc = shutil.which("runc")
+    assert runc is not None
+    wrapper = tmp_path / "bin" / "runc"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\nfor a; do [ "$a" = kill ] && exit 1; done\nexec {runc} "$@"\n')
+    wrapper.chmod(0o755)
+    cid = f"docker2aci-test-{secrets.token_hex(4)}"
+    state = tmp_path / "state"
+    payload = {
+        **_spec_options(_sh("trap 'sleep 1; exit 5' INT; echo ready; sleep 60 & wait"), 0, None, "/"),
+        "rootfs": str(rootfs),
+        "options": {"state_dir": str(state), "container_id": cid, "runtime": str(wrapper)},
+    }
+    process = subprocess.Popen([sys.executable, "-c", _RUN_SNIPPET, json.dumps(payload)], cwd=PROJECT_ROOT,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with reaped(process):
+        assert process.stdout is not None
+        assert process.stdout.readline() == "ready\n"
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.3)  # the app's handler runs for a second
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=20)
+    assert (process.returncode, out) == (5, ""), err
+    assert err == "WARNING SIGINT again: killing the app\n"
+    _assert_cleaned_up(state, cid, rootfs.parent, "runc")
+
+
+@needs_runc
 def test_a_stop_signal_while_the_runner_cleans_up_does_not_replace_the_apps_status(rootfs: Path,
                                                                                    tmp_path: Path) -> None:
     """A Ctrl-C that came after the app ended, while ``runc delete`` ran: it was delivered
