@@ -92,6 +92,9 @@ class ImageRef:
             domain, path = first, remainder
             if not _DOMAIN_RE.fullmatch(domain):
                 raise InvalidReference(f"{text}: invalid reference format (registry host)")
+            if not _port_in_range(domain):
+                raise InvalidReference(f"{text}: invalid reference format: the registry's port "
+                                       f"{domain.rpartition(':')[2]} is not 1-65535")
         else:
             domain, path = DOCKER_HUB_DOMAIN, rest
         if domain in DOCKER_HUB_HOSTS:
@@ -154,8 +157,20 @@ def without_credentials(text: str) -> str:
 
 
 def is_valid_host(text: str) -> bool:
-    """Whether ``text`` is a registry ``host[:port]`` (a DNS name, IPv4, or ``[IPv6]``)."""
-    return bool(_DOMAIN_RE.fullmatch(text))
+    """Whether ``text`` is a registry ``host[:port]`` (a DNS name, IPv4, or ``[IPv6]``; a
+    port from 1 to 65535)."""
+    return bool(_DOMAIN_RE.fullmatch(text)) and _port_in_range(text)
+
+
+def _port_in_range(domain: str) -> bool:
+    """Whether the port of ``domain`` (``host[:port]``, matching the grammar), if it has
+    one, is a TCP port (1-65535): the grammar takes five digits, and ``:0`` or ``:99999``
+    failed later, as a connection refused or as requests' ``InvalidURL``."""
+    port = _PORT_RE.search(domain)
+    return port is None or 0 < int(port.group(1)) < 65536
+
+
+_PORT_RE = re.compile(r":([0-9]+)$")
 
 
 def api_host(host: str) -> str:
