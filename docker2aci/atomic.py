@@ -99,6 +99,9 @@ def make_output_dir(path: str) -> list[str]:
         os.makedirs(path, exist_ok=True)  # what was there: a directory, or a link to one
     except (FileExistsError, NotADirectoryError):
         remove_made_dirs(made)
+        if os.path.islink(path) and not os.path.exists(path):  # a link to a directory not made yet
+            raise OutputError(f"output directory {path}: it is a symbolic link to {os.readlink(path)}, "
+                              "which does not exist") from None
         raise OutputError(f"output directory {path}: it, or a directory above it, is a file, not a "
                           "directory") from None
     except OSError as err:

@@ -1477,3 +1477,15 @@ def test_an_output_dir_that_is_a_file_is_named(tmp_path: Path, where: str) -> No
         convert(f"oci:{layout.path}", out)
     assert str(caught.value) == f"output directory {out}: it, or a directory above it, is a file, not a directory"
     assert (tmp_path / "out").read_bytes() == b"not a directory"
+
+
+def test_an_output_dir_that_is_a_dangling_link_is_named(tmp_path: Path) -> None:
+    """A link to a directory not made yet was said to be "a file" (CLI review)."""
+    layout = hb.oci_layout(tmp_path / "img", [BASE])
+    out = tmp_path / "out"
+    out.symlink_to(tmp_path / "later")
+    with pytest.raises(errors.OutputError) as caught:
+        convert(f"oci:{layout.path}", out)
+    assert str(caught.value) == f"output directory {out}: it is a symbolic link to {tmp_path / 'later'}, " \
+        "which does not exist"
+    assert not (tmp_path / "later").exists()
