@@ -668,7 +668,15 @@ def import_key(path: str, keys_dir: str) -> list[tuple[KeyInfo, str]]:
 
 def list_keys(keys_dir: str) -> list[tuple[KeyInfo, str]]:
     """The keys of the keyring directory, by file name (a key with both files once, as
-    its secret key); unreadable files are skipped with a warning."""
+    its secret key); unreadable files are skipped with a warning. A keyring not made yet
+    has none.
+
+    Raises:
+        SigningError: ``keys_dir`` is there but is not a directory (a file: it listed no
+            key, with status 0).
+    """
+    if os.path.lexists(keys_dir) and not os.path.isdir(keys_dir):
+        raise SigningError(f"the keyring {keys_dir} is not a directory")
     found = []
     for path in sorted(glob.glob(os.path.join(glob.escape(keys_dir), "*.asc"))):
         if path.endswith(".pub.asc") and os.path.exists(path[:-len(".pub.asc")] + ".sec.asc"):

@@ -249,3 +249,14 @@ def test_a_key_pair_interrupted_between_its_files_leaves_neither(tmp_path: Path,
     monkeypatch.setattr(signing, "_publish", publish)
     assert signing.write_key_pair(str(prefix), key) == (f"{prefix}.pub.asc", f"{prefix}.sec.asc")
     assert signing.key_info((tmp_path / "int.sec.asc").read_bytes(), "int").fingerprint == key.fingerprint
+
+
+def test_keys_list_of_a_keyring_that_is_a_file_is_an_error(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    """It listed no key with status 0, as for an empty keyring (CLI review); a keyring not
+    made yet is still empty, status 0."""
+    (tmp_path / "file").write_text("not a keyring\n")
+    listed = run_cli("keys", "list", "--keys-dir", tmp_path / "file")
+    assert (listed.status, listed.out, listed.err) == (1, "", f"Error: the keyring {tmp_path / 'file'} is not a "
+                                                                "directory\n")
+    empty = run_cli("keys", "list", "--keys-dir", tmp_path / "none")
+    assert (empty.status, empty.out, empty.err) == (0, "", "")
