@@ -110,6 +110,7 @@ class _HashingReader(io.RawIOBase):
         self._inner = inner
         self.hash = digest
         self.length = 0
+        self._last: tuple[bytes, bytes] = (b"", b"")  # the last two chunks read (for tail())
 
     def readable(self) -> bool:
         return True
@@ -117,14 +118,23 @@ class _HashingReader(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         data = self._inner.read(len(buffer))
         buffer[: len(data)] = data
-        self.hash.update(data)
-        self.length += len(data)
+        self._passed(data)
         return len(data)
 
     def _drain(self) -> None:
         while chunk := self._inner.read(READ_CHUNK):
-            self.hash.update(chunk)
-            self.length += len(chunk)
+            self._passed(chunk)
+
+    def _passed(self, data: bytes) -> None:
+        self.hash.update(data)
+        self.length += len(data)
+        if data:
+            self._last = (self._last[1], data)
+
+    def tail(self, size: int) -> bytes:
+        """The last ``size`` bytes read (fewer when fewer were; ``size`` at most
+        :data:`tarfile.BLOCKSIZE`, which the chunks read are not shorter than but at the end)."""
+        return b"".join(self._last)[-size:] if size else b""
 
 
 class UncompressedStream(_HashingReader):
@@ -161,14 +171,17 @@ class UncompressedStream(_HashingReader):
             OSError, EOFError, zlib.error, isal_zlib.error, lzma.LZMAError: the file cannot
                 be read or decompressed (:data:`READ_ERRORS`).
             InvalidACI: the tar is cut short: its length is no whole number of 512-byte
-                blocks (POSIX ``pax``, "ustar Interchange Format"), as a copy cut in the
-                middle of a header or of a file's last block is (tarfile takes a partial
-                header for the end of the archive; rkt's Go reader, "unexpected EOF").
+                blocks (POSIX ``pax``, "ustar Interchange Format") and its last, partial
+                block is not zeros (padding after the end-of-archive blocks is accepted, as
+                rkt's Go reader does), as a copy cut in the middle of a header or of a
+                file's last block is (tarfile takes a partial header for the end of the
+                archive; the Go reader says "unexpected EOF").
         """
         self._drain()
-        if self.length % tarfile.BLOCKSIZE:
-            raise InvalidACI(f"truncated: the tar ends {self.length % tarfile.BLOCKSIZE} bytes into a "
-                             f"{tarfile.BLOCKSIZE}-byte block (after {self.length} bytes)")
+        partial = self.length % tarfile.BLOCKSIZE
+        if partial and self.tail(partial).strip(b"\0"):  # zeros: padding after the end-of-archive blocks
+            raise InvalidACI(f"truncated, or with data after its end: the tar ends {partial} bytes into a "
+                             f"{tarfile.BLOCKSIZE}-byte block, not zeros (after {self.length} bytes)")
         return "sha512-" + self.hash.hexdigest()
 
     def file_digest(self) -> str:

@@ -504,7 +504,8 @@ def test_an_archive_cut_inside_a_header_is_truncated(tmp_path: Path, converted: 
         last = archive.getmembers()[-1].offset
     cut = tmp_path / "cut.aci"
     cut.write_bytes(compress(tar[:last + 100]))
-    said = f"reading {cut}: truncated: the tar ends 100 bytes into a 512-byte block (after {last + 100} bytes)"
+    said = (f"reading {cut}: truncated, or with data after its end: the tar ends 100 bytes into a 512-byte block, "
+            f"not zeros (after {last + 100} bytes)")
     validated = _cli("validate", str(cut))
     assert (validated.returncode, validated.stdout) == (1, f"{cut}: invalid ACI\n  {said}\n")
     inspected = _cli("inspect", str(cut))
@@ -513,6 +514,9 @@ def test_an_archive_cut_inside_a_header_is_truncated(tmp_path: Path, converted: 
     assert rendered.returncode == 1 and said in rendered.stderr and not (tmp_path / "out").exists()
     if ACTOOL is not None:
         assert subprocess.run([ACTOOL, "validate", str(cut)], capture_output=True).returncode == 1
+    padded = tmp_path / "padded.aci"  # zeros after the end-of-archive blocks are padding, for actool too
+    padded.write_bytes(compress(tar + bytes(100)))
+    assert _cli("validate", str(padded)).stdout.startswith(f"{padded}: valid ACI, image ID sha512-")
 
 
 def test_a_file_that_is_no_archive_is_named_so(tmp_path: Path) -> None:
