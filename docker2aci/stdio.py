@@ -27,7 +27,10 @@ class StdoutError(OSError):
 
 class _GuardedStdout(io.FileIO):
     """Descriptor 1, whose failed writes raise :class:`StdoutError`, so that they are told
-    apart from the ``OSError`` of any other file a command writes."""
+    apart from the ``OSError`` of any other file a command writes; the first is kept
+    (:attr:`failure`), for a caller that swallows it (argparse's ``--help``)."""
+
+    failure: StdoutError | None = None
 
     def write(self, data: bytes) -> int | None:  # type: ignore[override]
         try:
@@ -35,7 +38,10 @@ class _GuardedStdout(io.FileIO):
         except (BrokenPipeError, BlockingIOError):
             raise
         except OSError as err:
-            raise StdoutError(err.errno, err.strerror) from None
+            failure = StdoutError(err.errno, err.strerror)
+            if _GuardedStdout.failure is None:
+                _GuardedStdout.failure = failure
+            raise failure from None
 
 
 def reserve() -> None:
@@ -62,8 +68,10 @@ def reserve() -> None:
 
 
 def guard_stdout() -> None:
-    """Make ``sys.stdout`` a stream on descriptor 1 (same encoding, error handler and line
-    buffering) whose write errors raise :class:`StdoutError`. Call it once, before the
+    """Make ``sys.stdout`` a stream on descriptor 1 whose write errors raise
+    :class:`StdoutError`, buffered as the one it replaces (the same encoding, error handler
+    and line buffering; unbuffered under ``python -u`` or ``PYTHONUNBUFFERED``, as
+    Python makes it: a text layer writing through to the file). Call it once, before the
     command writes anything."""
     current = sys.stdout
     if current is None or not hasattr(current, "encoding"):
@@ -73,9 +81,11 @@ def guard_stdout() -> None:
             return
         current.flush()
         raw = _GuardedStdout(1, "w", closefd=False)
-        sys.stdout = io.TextIOWrapper(io.BufferedWriter(raw), encoding=current.encoding, errors=current.errors,
+        unbuffered = not isinstance(current.buffer, io.BufferedWriter)
+        sys.stdout = io.TextIOWrapper(raw if unbuffered else io.BufferedWriter(raw),  # type: ignore[arg-type]
+                                      encoding=current.encoding, errors=current.errors,
                                       line_buffering=current.line_buffering,
-                                      write_through=getattr(current, "write_through", False))
+                                      write_through=unbuffered or current.write_through)
 
 
 def reader_gone() -> bool:
@@ -114,6 +124,7 @@ def failed_status(err: StdoutError, status: int) -> int:
     its buffer, and return ``status`` (the caller's status for an error, 1)."""
     with contextlib.suppress(OSError, ValueError):
         print(f"Error: writing standard output: {err.strerror or os.strerror(err.errno or 0)}", file=sys.stderr)
+    _GuardedStdout.failure = None  # said once
     _drop_stdout()
     return status
 
@@ -128,4 +139,6 @@ def flushed(status: int | str | None, error_status: int) -> int | str | None:
         return closed_status()
     except StdoutError as err:
         return failed_status(err, error_status)
+    if _GuardedStdout.failure is not None:  # a write that failed, its error swallowed on the way
+        return failed_status(_GuardedStdout.failure, error_status)
     return status

@@ -225,18 +225,33 @@ def test_output_to_a_reader_that_went_away(tmp_path: Path, argv: list[str]) -> N
 
 @pytest.mark.parametrize("argv", [["completion", "zsh"], ["--version"], ["--help"], ["gc", "--cache-dir", "{tmp}/cache"],
                                   ["--json", "--output-dir", "{tmp}/out", "docker-archive:{tmp}/a.tar"]])
-def test_output_that_cannot_be_written(tmp_path: Path, argv: list[str]) -> None:
+@pytest.mark.parametrize("unbuffered", ["", "1"], ids=["buffered", "PYTHONUNBUFFERED"])
+def test_output_that_cannot_be_written(tmp_path: Path, argv: list[str], unbuffered: str) -> None:
     """``docker2aci ... > /dev/full`` (a full disk, a failing device): one line on stderr
     that says so, and status 1; it was an ``OSError`` traceback, and status 120 after
-    ``--help`` (CLI review)."""
+    ``--help`` (CLI review). Unbuffered, argparse's ``--help`` swallows the error: it is
+    still said."""
     (tmp_path / "a.tar").write_bytes(hb.docker_save([BASE], config=hb.image_config([BASE])))
     with open("/dev/full", "w") as full:
         done = subprocess.run([sys.executable, "-m", "docker2aci", *(a.format(tmp=tmp_path) for a in argv)],
                               stdout=full, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path),
+                                   "PYTHONUNBUFFERED": unbuffered})
     assert (done.returncode, done.stderr) == (1, "Error: writing standard output: No space left on device\n")
     if "--json" in argv:  # the ACI itself was written: only its report is lost
         assert [p.name for p in (tmp_path / "out").iterdir()] == ["test-hostile-latest.aci"]
+
+
+def test_unbuffered_output_stays_unbuffered(tmp_path: Path) -> None:
+    """Under ``PYTHONUNBUFFERED`` (Dockerfiles, CI) the stream that reports write errors
+    buffered the output anyway: the ``--json`` line of a failed conversion came after its
+    error line in ``2>&1`` (review)."""
+    done = subprocess.run([sys.executable, "-m", "docker2aci", "--json", f"oci-archive:{tmp_path}/none.tar"],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "PYTHONUNBUFFERED": "1"})
+    first, second = done.stdout.splitlines()
+    assert (done.returncode, json.loads(first)["status"]) == (1, "failed")
+    assert second == f"Error: conversion error: oci-archive:{tmp_path}/none.tar: no such file or directory"
 
 
 @pytest.mark.parametrize("argv, first", [
