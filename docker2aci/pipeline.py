@@ -505,9 +505,10 @@ def _convert_image(display: str, resolved: ResolvedImage, wanted: Platform, opti
                    cache: ConversionCache | None, signer: Signer | None, *, local: bool) -> list[ConvertedACI]:
     """Write one image's ACI (or reuse the cached one), or its per-layer ACIs, then sign
     every file as written (or, unsigned, remove the signatures of the files replaced).
-    A file that cannot be signed (its signature cannot be written) is removed, with those
-    after it: a signing run that fails leaves no unsigned ACI (one stopped while it signs
-    leaves the file unsigned, as one stopped before)."""
+    When a file cannot be signed (its signature cannot be written), every file of the
+    image is removed, with the signatures made before: a signing run that fails leaves
+    no unsigned ACI, nor part of a ``--nosquash`` chain (one stopped while it signs
+    leaves the files unsigned, as one stopped before)."""
     if options.squash:
         converted = [_write_image(display, resolved, wanted, options, progress, written, cache, local=local)]
     else:
@@ -519,7 +520,7 @@ def _convert_image(display: str, resolved: ResolvedImage, wanted: Platform, opti
             try:
                 signing.sign_file(aci.path, signer)
             except Exception:
-                _remove_unsigned(display, [a.path for a in converted[number:]])
+                _remove_unsigned(display, [a.path for a in converted], signed=number)
                 raise
             written.signed(aci.path)
     else:
@@ -729,18 +730,25 @@ class _Outputs:
                         display, stale)
 
 
-def _remove_unsigned(display: str, paths: list[str]) -> None:
-    """Remove the ACIs a signing run wrote and could not sign. Best effort: the signing
-    error is the one raised; a file that cannot be removed is named in a warning."""
-    for path in paths:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            continue
-        except OSError as err:
-            log.warning("%s: %s stays, unsigned: removing it: %s", display, path, err.strerror or err)
-            continue
-        log.warning("%s: removed %s: it could not be signed", display, path)
+def _remove_unsigned(display: str, paths: list[str], signed: int) -> None:
+    """Remove the ACIs a signing run wrote for one image when it could not sign
+    ``paths[signed]``, and the signatures of the ones before it; one warning names what
+    was removed. Best effort: the signing error is the one raised; a file that cannot be
+    removed is named in a warning."""
+    removed = []
+    for number, path in enumerate(paths):
+        for file in (path, signature_path(path)) if number < signed else (path,):
+            try:
+                os.unlink(file)
+            except FileNotFoundError:
+                continue
+            except OSError as err:
+                log.warning("%s: %s stays: removing it: %s", display, file, err.strerror or err)
+                continue
+            removed.append(file)
+    if removed:
+        log.warning("%s: removed %s: %s could not be signed", display, ", ".join(removed),
+                    "it" if len(paths) == 1 else paths[signed])
 
 
 def _file_stamp(path: str) -> str | None:

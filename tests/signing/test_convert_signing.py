@@ -87,6 +87,22 @@ def test_a_signature_that_cannot_be_written_leaves_no_unsigned_aci(tmp_path: Pat
     assert [p.name for p in out.iterdir()] == ["test-busybox-latest.aci.asc"]
 
 
+def test_a_nosquash_chain_that_cannot_all_be_signed_is_removed_whole(tmp_path: Path, other_key: KeyPair,
+                                                                     caplog: pytest.LogCaptureFixture,
+                                                                     run_cli) -> None:  # type: ignore[no-untyped-def]
+    """``--nosquash``: the layers before the one whose signature could not be written
+    stayed, signed, beside a failed run that listed no ACI (review): the whole chain goes."""
+    out = tmp_path / "out"
+    (out / "test-busybox-latest-linux-amd64-1.aci.asc").mkdir(parents=True)
+    result = run_cli("--json", "--nosquash", "--sign", other_key.secret, "--output-dir", out,
+                     f"oci-archive:{OCI_ARCHIVE}")
+    assert result.status == 1 and json.loads(result.out)["acis"] == []
+    assert [p.name for p in out.iterdir()] == ["test-busybox-latest-linux-amd64-1.aci.asc"]
+    first, second = (out / f"test-busybox-latest-linux-amd64-{n}.aci" for n in (0, 1))
+    assert f"removed {first}, {first}.asc, {second}, " in caplog.text  # and the layers above
+    assert caplog.text.rstrip().endswith(f".aci: {second} could not be signed")
+
+
 def test_convert_with_the_gpg_keyring(tmp_path: Path, gpg: Gpg, run_cli) -> None:  # type: ignore[no-untyped-def]
     gpg.generate("Builder <builder@example.invalid>")
     result = run_cli("--gpg-key", "builder@example.invalid", "--output-dir", tmp_path / "out",
