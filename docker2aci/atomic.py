@@ -100,8 +100,11 @@ def make_output_dir(path: str) -> list[str]:
     except (FileExistsError, NotADirectoryError):
         remove_made_dirs(made)
         if os.path.islink(path) and not os.path.exists(path):  # a link to a directory not made yet
-            raise OutputError(f"output directory {path}: it is a symbolic link to {os.readlink(path)}, "
-                              "which does not exist") from None
+            target = os.readlink(path)
+            chained = os.path.islink(os.path.join(os.path.dirname(path), target))  # a link to a link
+            leads = f" (leading to {os.path.realpath(path)})" if chained else ""
+            raise OutputError(f"output directory {path}: it is a symbolic link to {target}{leads}, which does "
+                              "not exist") from None
         raise OutputError(f"output directory {path}: it, or a directory above it, is a file, not a "
                           "directory") from None
     except OSError as err:
@@ -166,6 +169,33 @@ def atomic_file(dest: str, mode: int, *, replace: bool = True, sync: bool = True
     except BaseException:
         remove_quietly(tmp)
         raise
+
+
+def is_special(path: str) -> bool:
+    """Whether ``path`` (its links followed) is there and is neither a regular file nor a
+    directory: a device (``/dev/stdout``, ``/dev/null``), a FIFO or a socket."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def write_small_file(dest: str, data: bytes, mode: int) -> None:
+    """Write ``data`` to ``dest``: atomically, an existing file replaced
+    (:func:`atomic_file`), but for a device or a FIFO (:func:`is_special`), which is
+    written to, as a shell's ``>`` would: a rename would put a regular file in its place
+    (as root, ``--report /dev/full`` replaced the device).
+
+    Raises:
+        OSError: it cannot be written.
+    """
+    if is_special(dest):
+        with open(dest, "wb") as f:
+            f.write(data)
+        return
+    with atomic_file(os.path.abspath(dest), mode) as (_, f):
+        f.write(data)
 
 
 SYNC_AHEAD_BYTES = 16 << 20

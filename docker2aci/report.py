@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import TextIO
 
-from .atomic import atomic_file
+from .atomic import is_special, write_small_file
 from .errors import OutputError, UsageError
 from .jobs import FAILED, JobResult
 from .terminal import printable
@@ -34,6 +34,10 @@ def check_report_path(path: str) -> None:
     parent = os.path.dirname(full)
     if os.path.isdir(full):
         raise UsageError(f"--report {path}: is a directory")
+    if is_special(full):  # a device or a FIFO is written to, not replaced
+        if not os.access(full, os.W_OK):
+            raise UsageError(f"--report {path}: cannot write to it")
+        return
     if not os.path.isdir(parent):
         raise UsageError(f"--report {path}: there is no directory {parent}")
     if not os.access(parent, os.W_OK | os.X_OK):
@@ -41,14 +45,14 @@ def check_report_path(path: str) -> None:
 
 
 def write_report(path: str, results: Sequence[JobResult]) -> None:
-    """Write the report to ``path`` atomically (mode 0644).
+    """Write the report to ``path`` atomically (mode 0644), or to the device or FIFO it
+    is (:func:`~docker2aci.atomic.write_small_file`).
 
     Raises:
         OutputError: it cannot be written.
     """
     try:
-        with atomic_file(os.path.abspath(path), 0o644) as (_, f):
-            f.write(report_json(results).encode())
+        write_small_file(path, report_json(results).encode(), 0o644)
     except OSError as err:
         raise OutputError(f"writing the report {path}: {err.strerror or err}") from err
 

@@ -91,7 +91,7 @@ from pysequoia.packet import HashAlgorithm, PacketPile, SignatureType, Tag
 
 from . import untrustedjson
 from .acifile import READ_ERRORS, is_manifest_name, open_tar, open_uncompressed
-from .atomic import atomic_file
+from .atomic import atomic_file, write_small_file
 from .errors import Docker2ACIError, InvalidACI, SigningError, UsageError, VerificationError
 from .limits import MAX_MANIFEST_BYTES, read_at_most
 from .signaturefile import signature_path
@@ -577,8 +577,12 @@ def generate_key(user_id: str, algorithm: KeyAlgorithm = DEFAULT_ALGORITHM, *,
 
 def _publish(path: str, data: str, mode: int, *, replace: bool) -> None:
     """Write ``data`` to ``path`` atomically with ``mode`` (the temporary file has that
-    mode from the start); without ``replace``, an existing file is an error."""
-    with atomic_file(path, mode, replace=replace) as (_, f):
+    mode from the start); without ``replace``, an existing file is an error; with it, a
+    device or a FIFO (``--output /dev/stdout``) is written to, not replaced."""
+    if replace:
+        write_small_file(path, data.encode("ascii"), mode)
+        return
+    with atomic_file(path, mode, replace=False) as (_, f):
         f.write(data.encode("ascii"))
 
 

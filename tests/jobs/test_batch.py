@@ -360,6 +360,23 @@ def test_a_report_that_cannot_be_written_is_refused_before_any_work(busybox_dock
     assert list((tmp_path / "out").iterdir()) == []
 
 
+def test_a_report_to_a_fifo_is_written_into_it_not_over_it(busybox_docker_archive: Path, tmp_path: Path) -> None:
+    """A report path that is a device or a FIFO was replaced by a regular file (the atomic
+    rename): as root, ``--report /dev/full`` replaced the device (review). It is written
+    to, as a shell's ``>`` would."""
+    (tmp_path / "b.txt").write_text(f"docker-archive:{busybox_docker_archive}\n")
+    fifo = tmp_path / "report.fifo"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE, text=True)
+    try:
+        cli("batch", tmp_path / "b.txt", "--output-dir", tmp_path / "out", "--report", fifo)
+        read, _ = reader.communicate(timeout=60)
+    finally:
+        reader.kill()
+    assert [item["status"] for item in json.loads(read)] == ["ok"]
+    assert fifo.is_fifo()
+
+
 def test_a_worker_that_dies_does_not_fail_the_others(registry: Registry, tmp_path: Path) -> None:
     """SIGKILL to one worker process mid-batch (as the OOM killer would): the jobs it and
     its pool had not finished go to new workers; every item ends ok."""
