@@ -45,7 +45,7 @@ from .errors import Docker2ACIError, InvalidManifest, OutputError, RegistryError
 from .interrupts import signal_of
 from .jobs import FAILED, INTERRUPTED_WAITING, OK, SKIPPED, Done, Job, JobResult, execute
 from .manifest import document_kind, manifest_digests, parse_manifest, require_image_config
-from .reference import ImageRef, api_host, is_valid_host, is_valid_tag
+from .reference import ImageRef, api_host, is_valid_host, is_valid_tag, port_problem
 from .terminal import abridged
 
 log = logging.getLogger(__name__)
@@ -281,9 +281,15 @@ def _parse_target(text: str, all_repos: bool) -> tuple[str, str | None]:
         host = text.rstrip("/")
         if not is_valid_host(host):
             shown = redact_source(text)  # a USER:PASSWORD@ typed in it is never shown
+            if shown == text and (problem := port_problem(host)) is not None:
+                raise UsageError(f"{text!r}: {problem}")
             hint = "; credentials go in --creds USER:PASSWORD or docker login" if shown != text else ""
             raise UsageError(f"{shown!r}: with --all-repos, give registry hosts (HOST[:PORT]){hint}")
         return host, None
+    host = text.rpartition(":")[0]
+    if "/" not in text and ("." in host or host == "localhost" or host.startswith("[")) \
+            and (problem := port_problem(text)) is not None:  # HOST:99999, else read as NAME:TAG
+        raise UsageError(f"{text!r}: {problem}")
     try:
         ref = ImageRef.parse(text, default_tag=False)
     except Docker2ACIError as err:  # (it names the text itself, without the credentials it may hold)

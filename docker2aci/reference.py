@@ -92,9 +92,8 @@ class ImageRef:
             domain, path = first, remainder
             if not _DOMAIN_RE.fullmatch(domain):
                 raise InvalidReference(f"{text}: invalid reference format (registry host)")
-            if not _port_in_range(domain):
-                raise InvalidReference(f"{text}: invalid reference format: the registry's port "
-                                       f"{domain.rpartition(':')[2]} is not 1-65535")
+            if (problem := port_problem(domain)) is not None:
+                raise InvalidReference(f"{text}: invalid reference format: {problem}")
         else:
             domain, path = DOCKER_HUB_DOMAIN, rest
         if domain in DOCKER_HUB_HOSTS:
@@ -159,15 +158,17 @@ def without_credentials(text: str) -> str:
 def is_valid_host(text: str) -> bool:
     """Whether ``text`` is a registry ``host[:port]`` (a DNS name, IPv4, or ``[IPv6]``; a
     port from 1 to 65535)."""
-    return bool(_DOMAIN_RE.fullmatch(text)) and _port_in_range(text)
+    return bool(_DOMAIN_RE.fullmatch(text)) and port_problem(text) is None
 
 
-def _port_in_range(domain: str) -> bool:
-    """Whether the port of ``domain`` (``host[:port]``, matching the grammar), if it has
-    one, is a TCP port (1-65535): the grammar takes five digits, and ``:0`` or ``:99999``
-    failed later, as a connection refused or as requests' ``InvalidURL``."""
+def port_problem(domain: str) -> str | None:
+    """What is wrong with the port of ``domain`` (``host[:port]``), or ``None`` when it
+    has none or a TCP port (1-65535): the grammar takes five digits, and ``:0`` or
+    ``:99999`` failed later, as a connection refused or as requests' ``InvalidURL``."""
     port = _PORT_RE.search(domain)
-    return port is None or 0 < int(port.group(1)) < 65536
+    if port is None or 0 < int(port.group(1)) < 65536:
+        return None
+    return f"the registry's port {port.group(1)} is not 1-65535"
 
 
 _PORT_RE = re.compile(r":([0-9]+)$")

@@ -452,6 +452,11 @@ def test_image_is_not_a_mirror_flag(capsys: pytest.CaptureFixture[str]) -> None:
                  "without docker://", id="source-syntax"),
     pytest.param(["--all-repos", "docker://u:pw@127.0.0.1:5000"], "Error: 'docker://***@127.0.0.1:5000': mirror "
                  "takes HOST without docker://", id="source-syntax-all-repos-credentials-hidden"),
+    # a port out of range was read as a tag ("without a tag or digest"), and with --all-repos
+    # as no host at all (review)
+    pytest.param(["localhost:0"], "Error: 'localhost:0': the registry's port 0 is not 1-65535", id="port-0"),
+    pytest.param(["--all-repos", "127.0.0.1:99999"], "Error: '127.0.0.1:99999': the registry's port 99999 is not "
+                 "1-65535", id="port-above-65535-all-repos"),
 ])
 def test_a_target_in_another_syntax_says_what_to_give(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                                       argv: list[str], message: str) -> None:
