@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import select
 import signal
 import sys
 
@@ -32,16 +33,26 @@ class _GuardedStdout(io.FileIO):
 
     failure: StdoutError | None = None
 
-    def write(self, data: bytes) -> int | None:  # type: ignore[override]
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        """Write all of ``data``, however many calls it takes: unbuffered, the text layer
+        above ignores a short count, and the rest of the output was lost without a word
+        (a file size limit, a non-blocking pipe whose reader is slow)."""
+        view = memoryview(data)
         try:
-            return super().write(data)
-        except (BrokenPipeError, BlockingIOError):
+            while view:
+                done = super().write(view)
+                if done is None:  # a non-blocking descriptor that is full: wait until it takes more
+                    select.select([], [self], [])
+                    continue
+                view = view[done:]
+        except BrokenPipeError:
             raise
         except OSError as err:
             failure = StdoutError(err.errno, err.strerror)
             if _GuardedStdout.failure is None:
                 _GuardedStdout.failure = failure
             raise failure from None
+        return len(data)
 
 
 def reserve() -> None:
@@ -91,8 +102,6 @@ def guard_stdout() -> None:
 def reader_gone() -> bool:
     """Whether standard output is a pipe whose reader has gone (``| head -1`` after its
     line): poll reports an error on the write end then."""
-    import select
-
     try:
         poller = select.poll()
         poller.register(sys.stdout.fileno(), 0)

@@ -242,6 +242,24 @@ def test_output_that_cannot_be_written(tmp_path: Path, argv: list[str], unbuffer
         assert [p.name for p in (tmp_path / "out").iterdir()] == ["test-hostile-latest.aci"]
 
 
+@pytest.mark.parametrize("unbuffered", ["", "1"], ids=["buffered", "PYTHONUNBUFFERED"])
+def test_output_cut_short_by_a_file_size_limit_is_said(tmp_path: Path, unbuffered: str) -> None:
+    """A short write (here the file size limit, ``ulimit -f``; a non-blocking pipe gives
+    them too): unbuffered, the text layer ignored the count, and the completion script was
+    cut at 4 KiB with status 0 (review)."""
+    import resource
+
+    out = tmp_path / "out"
+    with out.open("wb") as f:
+        done = subprocess.run([sys.executable, "-m", "docker2aci", "completion", "bash"], stdout=f,
+                              stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                              preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096)),
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path),
+                                   "PYTHONUNBUFFERED": unbuffered})
+    assert (done.returncode, done.stderr) == (1, "Error: writing standard output: File too large\n")
+    assert out.stat().st_size == 4096
+
+
 def test_unbuffered_output_stays_unbuffered(tmp_path: Path) -> None:
     """Under ``PYTHONUNBUFFERED`` (Dockerfiles, CI) the stream that reports write errors
     buffered the output anyway: the ``--json`` line of a failed conversion came after its
