@@ -132,8 +132,9 @@ class _HashingReader(io.RawIOBase):
             self._last = (self._last[1], data)
 
     def tail(self, size: int) -> bytes:
-        """The last ``size`` bytes read (fewer when fewer were; ``size`` at most
-        :data:`tarfile.BLOCKSIZE`, which the chunks read are not shorter than but at the end)."""
+        """The last ``size`` bytes read (fewer when fewer were), from the last two reads:
+        ``size`` at most 3 × :data:`tarfile.BLOCKSIZE`; every read but the last returns
+        what was asked, 10 KiB (tarfile's) or more."""
         return b"".join(self._last)[-size:] if size else b""
 
 
@@ -172,14 +173,14 @@ class UncompressedStream(_HashingReader):
                 be read or decompressed (:data:`READ_ERRORS`).
             InvalidACI: the tar is cut short: its length is no whole number of 512-byte
                 blocks (POSIX ``pax``, "ustar Interchange Format") and its last, partial
-                block is not zeros (padding after the end-of-archive blocks is accepted, as
-                rkt's Go reader does), as a copy cut in the middle of a header or of a
+                block is not zeros after two zero blocks (padding after the end-of-archive
+                blocks is accepted, as rkt's Go reader does), as a copy cut in the middle of a header or of a
                 file's last block is (tarfile takes a partial header for the end of the
                 archive; the Go reader says "unexpected EOF").
         """
         self._drain()
         partial = self.length % tarfile.BLOCKSIZE
-        if partial and self.tail(partial).strip(b"\0"):  # zeros: padding after the end-of-archive blocks
+        if partial and self.tail(partial + 2 * tarfile.BLOCKSIZE).strip(b"\0"):  # padding after the end blocks
             raise InvalidACI(f"truncated, or with data after its end: the tar ends {partial} bytes into a "
                              f"{tarfile.BLOCKSIZE}-byte block, not zeros (after {self.length} bytes)")
         return "sha512-" + self.hash.hexdigest()

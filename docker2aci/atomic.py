@@ -11,9 +11,11 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import secrets
 import shutil
 import stat
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
@@ -171,9 +173,31 @@ def atomic_file(dest: str, mode: int, *, replace: bool = True, sync: bool = True
         raise
 
 
+_KERNEL_TREES = ("/dev/", "/proc/")
+"""Where a path names a device or a process's descriptor (``/dev/stdout``,
+``/proc/self/fd/1``) even when it leads to a regular file."""
+_OWN_DESCRIPTOR = re.compile(r"/(?:proc/self|dev)/fd/([0-9]+)")
+"""A path that names one of this process's descriptors."""
+
+
+def _hops(path: str) -> Iterator[str]:
+    """``path`` made absolute, then each path its chain of symbolic links leads to (40
+    at most, the kernel's own limit)."""
+    here = os.path.abspath(path)
+    for _ in range(40):
+        yield here
+        if not os.path.islink(here):
+            return
+        here = os.path.join(os.path.dirname(here), os.readlink(here))
+
+
 def is_special(path: str) -> bool:
-    """Whether ``path`` (its links followed) is there and is neither a regular file nor a
-    directory: a device (``/dev/stdout``, ``/dev/null``), a FIFO or a socket."""
+    """Whether ``path`` is to be written to, not replaced: a device (``/dev/full``), a FIFO
+    or a socket (its links followed), or a path under ``/dev`` or ``/proc``, or a link into
+    them, whatever it leads to (``/dev/stdout`` of a shell's ``> file`` leads to that
+    regular file: a rename would replace the link itself)."""
+    if any(hop.startswith(_KERNEL_TREES) for hop in _hops(path)):
+        return True
     try:
         mode = os.stat(path).st_mode
     except OSError:
@@ -183,19 +207,31 @@ def is_special(path: str) -> bool:
 
 def write_small_file(dest: str, data: bytes, mode: int) -> None:
     """Write ``data`` to ``dest``: atomically, an existing file replaced
-    (:func:`atomic_file`), but for a device or a FIFO (:func:`is_special`), which is
-    written to, as a shell's ``>`` would: a rename would put a regular file in its place
-    (as root, ``--report /dev/full`` replaced the device).
+    (:func:`atomic_file`), but for a device, a FIFO or a descriptor (:func:`is_special`),
+    which is written to, never created nor replaced: a rename put a regular file in its
+    place (as root, ``--report /dev/full`` replaced the device). One of this process's own
+    descriptors (``/dev/stdout``, ``/dev/fd/N``) is written through itself, after what
+    ``sys.stdout`` and ``sys.stderr`` hold, so that the output stays in order; another
+    special file is opened for appending.
 
     Raises:
-        OSError: it cannot be written.
+        OSError: it cannot be written (``FileNotFoundError`` if it went away).
     """
-    if is_special(dest):
-        with open(dest, "wb") as f:
+    if not is_special(dest):
+        with atomic_file(os.path.abspath(dest), mode) as (_, f):
             f.write(data)
         return
-    with atomic_file(os.path.abspath(dest), mode) as (_, f):
-        f.write(data)
+    own = next((int(m.group(1)) for hop in _hops(dest) if (m := _OWN_DESCRIPTOR.fullmatch(hop))), None)
+    if own is None:
+        with open(os.open(dest, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC), "wb") as f:
+            f.write(data)
+        return
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
+    view = memoryview(data)
+    while view:
+        view = view[os.write(own, view):]
 
 
 SYNC_AHEAD_BYTES = 16 << 20

@@ -517,6 +517,14 @@ def test_an_archive_cut_inside_a_header_is_truncated(tmp_path: Path, converted: 
     padded = tmp_path / "padded.aci"  # zeros after the end-of-archive blocks are padding, for actool too
     padded.write_bytes(compress(tar + bytes(100)))
     assert _cli("validate", str(padded)).stdout.startswith(f"{padded}: valid ACI, image ID sha512-")
+    with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+        archive.getmembers()
+        end = archive.offset  # the first end-of-archive block
+    half_end = tmp_path / "half-end.aci"  # cut inside the first of the two end blocks: Go's "unexpected EOF"
+    half_end.write_bytes(compress(tar[:end + 100]))
+    assert _cli("validate", str(half_end)).returncode == 1
+    if ACTOOL is not None:
+        assert subprocess.run([ACTOOL, "validate", str(half_end)], capture_output=True).returncode == 1
 
 
 def test_a_file_that_is_no_archive_is_named_so(tmp_path: Path) -> None:

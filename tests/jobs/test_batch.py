@@ -377,6 +377,23 @@ def test_a_report_to_a_fifo_is_written_into_it_not_over_it(busybox_docker_archiv
     assert fifo.is_fifo()
 
 
+def test_a_report_to_a_link_to_stdout_is_written_through_it(busybox_docker_archive: Path, tmp_path: Path) -> None:
+    """``--report /dev/stdout`` with the output sent to a file: the link itself was
+    replaced by the report (as root, ``/dev/stdout``), and the file got nothing (review).
+    Here a link of our own to ``/proc/self/fd/1`` stands for ``/dev/stdout``: the report
+    goes through the process's stdout, before the summary."""
+    (tmp_path / "b.txt").write_text(f"docker-archive:{busybox_docker_archive}\n")
+    link = tmp_path / "stdout"
+    link.symlink_to("/proc/self/fd/1")
+    with (tmp_path / "out.txt").open("w") as out:
+        subprocess.run([sys.executable, "-m", "docker2aci", "batch", str(tmp_path / "b.txt"), "--output-dir",
+                        str(tmp_path / "acis"), "--report", str(link)], stdout=out, check=True, timeout=300)
+    assert link.is_symlink() and os.readlink(link) == "/proc/self/fd/1"
+    report, summary = (tmp_path / "out.txt").read_text().rsplit("]\n", 1)
+    assert [item["status"] for item in json.loads(report + "]")] == ["ok"]
+    assert summary.startswith(f"ok\tdocker-archive:{busybox_docker_archive}\t")
+
+
 def test_a_worker_that_dies_does_not_fail_the_others(registry: Registry, tmp_path: Path) -> None:
     """SIGKILL to one worker process mid-batch (as the OOM killer would): the jobs it and
     its pool had not finished go to new workers; every item ends ok."""
