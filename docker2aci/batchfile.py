@@ -68,8 +68,15 @@ class BatchItem:
     where: str
 
 
-def read_batch(path: str) -> list[BatchItem]:
+def read_batch(path: str, check: Callable[[BatchItem], object] | None = None) -> list[BatchItem]:
     """Read a batch file (``-``: standard input).
+
+    Args:
+        path: the file.
+        check: called with each item of a JSON or YAML file that parses; a
+            :class:`UsageError` it raises is reported with the items' own, all at once
+            (the caller's checks of the options' values, such as an ``output_dir`` that
+            leads out of ``--output-dir``, came only once every item parsed).
 
     Raises:
         UsageError: the file cannot be read, is too large, does not parse, or an item
@@ -92,15 +99,16 @@ def read_batch(path: str) -> list[BatchItem]:
         text = data.decode("utf-8-sig")  # a leading BOM (Windows editors) is no part of the first item
     except UnicodeDecodeError as err:
         raise UsageError(f"{name}: not UTF-8 text ({err.reason} at byte {err.start})") from err
-    return parse_batch(text, name)
+    return parse_batch(text, name, check)
 
 
-def parse_batch(text: str, name: str) -> list[BatchItem]:
+def parse_batch(text: str, name: str, check: Callable[[BatchItem], object] | None = None) -> list[BatchItem]:
     """Parse batch file text (see the module docstring for the forms).
 
     Args:
         text: the file's content.
         name: the file's name: names it in messages, and its extension picks JSON or YAML.
+        check: as :func:`read_batch`'s.
 
     Raises:
         UsageError: see :func:`read_batch`.
@@ -113,7 +121,7 @@ def parse_batch(text: str, name: str) -> list[BatchItem]:
             doc = untrustedjson.loads(text)
         except ValueError as err:
             raise UsageError(f"{name}: not valid JSON: {err}") from err
-        return _items(doc, name)
+        return _items(doc, name, check)
     if lower.endswith((".yaml", ".yml")) or first.startswith("-"):
         import yaml
 
@@ -121,18 +129,25 @@ def parse_batch(text: str, name: str) -> list[BatchItem]:
             doc = yaml.safe_load(text)
         except yaml.YAMLError as err:
             raise UsageError(f"{name}: not valid YAML: {err}") from err
-        return _items(doc, name)
+        return _items(doc, name, check)
     return [BatchItem(line.strip(), (), f"{name}:{number}")
             for number, line in enumerate(text.splitlines(), 1)
             if line.strip() and not line.lstrip().startswith("#")]
 
 
-def _items(doc: object, name: str) -> list[BatchItem]:
+def _items(doc: object, name: str, check: Callable[[BatchItem], object] | None) -> list[BatchItem]:
     if doc is None:
         return []
     if not isinstance(doc, list):
         raise UsageError(f"{name}: expected a list of items, found {type(doc).__name__}")
-    return every_item(lambda number, entry: _item(entry, f"{name}: item {number}"), doc)
+
+    def checked(number: int, entry: object) -> BatchItem:
+        item = _item(entry, f"{name}: item {number}")
+        if check is not None:
+            check(item)
+        return item
+
+    return every_item(checked, doc)
 
 
 def every_item(check: Callable[[int, _T], _R], items: Sequence[_T]) -> list[_R]:

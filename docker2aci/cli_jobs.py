@@ -199,7 +199,7 @@ def cmd_batch(argv: Sequence[str], prog: str) -> int:
     args = batch_parser(prog).parse_args(list(argv))
     setup_logging(args.debug)
     base = _base_options(args)
-    items = read_batch(args.file)
+    items = read_batch(args.file, check=lambda item: _item_options(base, item.options, item.where))
     with _claims(base, args.executor) as claims_dir:
         return _run_batch(args, dataclasses.replace(base, claims_dir=claims_dir), items)
 

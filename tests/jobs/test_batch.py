@@ -155,6 +155,13 @@ def test_every_mistake_of_a_batch_file_is_told_at_once(tmp_path: Path) -> None:
     first, second = proc.stderr.replace(f"{tmp_path}/", "").splitlines()
     assert first.startswith("Error: c.yaml: item 1: output_dir '../../a' leads out of --output-dir ")
     assert second.startswith("  c.yaml: item 2: ConvertOptions.sign_key: expected a key file")
+    # a malformed item and a wrong option value in the same file: the value was told only
+    # once the malformed item was fixed (new-user trial)
+    (tmp_path / "d.yaml").write_text("- source: x.tar\n  bogus: 1\n- source: y.tar\n  output_dir: ../../a\n")
+    proc = cli("batch", tmp_path / "d.yaml", "--output-dir", tmp_path / "out", check=2)
+    first, second = proc.stderr.replace(f"{tmp_path}/", "").splitlines()
+    assert first.startswith("Error: d.yaml: item 1: unknown option 'bogus' (known: source, ")
+    assert second.startswith("  d.yaml: item 2: output_dir '../../a' leads out of --output-dir ")
     assert not (tmp_path / "out").exists()
 
 
