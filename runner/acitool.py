@@ -544,6 +544,10 @@ def inspect_aci(path: str | os.PathLike[str]) -> dict[str, Any]:
     Raises:
         RunnerError: the file cannot be read or is not an ACI.
     """
+    try:
+        os.stat(path)
+    except OSError as err:  # not "not an ACI": whether it is one is unknown
+        raise RunnerError(f"{os.fspath(path)}: {err.strerror or err}") from err
     report = validate_aci(path)
     if report.manifest is None or report.image_id is None:
         raise RunnerError(f"{report.path}: not an ACI: {'; '.join(report.problems)}")
