@@ -89,7 +89,7 @@ def test_ctrl_c_while_the_command_loads(tmp_path: Path, how: str) -> None:
     (["fetch", "--json", "--cache-dir", "{tmp}/cache", "docker-archive:{tmp}/missing.tar"],
      "docker-archive:{tmp}/missing.tar", "docker-archive:{tmp}/missing.tar: no such file or directory"),
     (["inspect", "--json", "{tmp}/missing.aci"], "{tmp}/missing.aci",
-     "{tmp}/missing.aci: not an ACI: reading {tmp}/missing.aci: No such file or directory"),
+     "{tmp}/missing.aci: No such file or directory"),
     (["gc", "--json", "--cache-dir", "/etc/passwd"], "/etc/passwd",  # the cache directory is named as the source
      "tree store /etc/passwd: cannot examine /etc/passwd/trees: Not a directory"),
 ])
