@@ -182,7 +182,8 @@ def trust_parser(prog: str) -> argparse.ArgumentParser:
     _flag(add, "yes", action="store_true", help="Do not ask for confirmation on a terminal")
     sub.add_parser("list", help="List the trusted keys", allow_abbrev=False)
     rm = sub.add_parser("remove", help="Stop trusting a key", allow_abbrev=False)
-    rm.add_argument("fingerprint", metavar="FINGERPRINT")
+    rm.add_argument("fingerprint", metavar="FINGERPRINT", nargs="+",  # pasted in groups, as gpg and keys print it
+                    help="The key's fingerprint (40 or 64 hex digits; spaces between groups allowed, quoted or not)")
     only = rm.add_mutually_exclusive_group()
     only.add_argument("--prefix", "-prefix", metavar="PREFIX", help="Only for this prefix")
     only.add_argument("--root", "-root", action="store_true", help="Only as a root key")
@@ -229,9 +230,10 @@ def cmd_trust(argv: Sequence[str], prog: str) -> int:
             assert key.cert is not None
             print(f"{key.scope}: {key_info(bytes(key.cert), key.path).describe()}")
     else:
-        removed = store.remove(args.fingerprint, None if args.root else args.prefix, root_only=args.root)
+        fingerprint = " ".join(args.fingerprint)
+        removed = store.remove(fingerprint, None if args.root else args.prefix, root_only=args.root)
         if not removed:
-            raise SigningError(f"key {args.fingerprint} is not in the trust store {store.root}")
+            raise SigningError(f"key {fingerprint} is not in the trust store {store.root}")
         for path in removed:
             print(f"Removed {path}")
     return EXIT_OK

@@ -68,7 +68,9 @@ def test_list_and_remove(tmp_path: Path, rsa_key: KeyPair, other_key: KeyPair, r
     assert removed.status == 0, removed.err
     assert not (tmp_path / "trustedkeys" / "prefix.d" / "example.com" / "app").exists()  # pruned
     assert (tmp_path / "trustedkeys" / "prefix.d" / "example.com").is_dir()
-    assert run_cli("trust", "remove", rsa_key.fingerprint, "--trust-dir", tmp_path).status == 0
+    # pasted unquoted, in groups as keys generate and trust add print it: one argument per group
+    # ("unrecognized arguments", new-user trial)
+    assert run_cli("trust", "remove", *spaced.split(), "--trust-dir", tmp_path).status == 0
     assert _files(tmp_path) == [f"trustedkeys/prefix.d/example.com/{other_key.fingerprint}"]
     again = run_cli("trust", "remove", rsa_key.fingerprint, "--trust-dir", tmp_path)
     assert again.status == 1 and "is not in the trust store" in again.err
