@@ -112,21 +112,35 @@ def validate_aci(path: str | os.PathLike[str]) -> Report:
     """
     report = Report(os.fspath(path))
     try:
-        _scan(report)
+        image = _scan(report)
     except RunnerError as err:
         report.problems.append(str(err))  # unreadable: whether it has a manifest is unknown
     else:
-        if report.manifest is None and not any("manifest" in p for p in report.problems):
+        if report.manifest is None and image is not None:  # one line, not one per entry at the top
+            what, transport = image
+            report.problems = [f"{what} (no 'manifest' entry): convert it first, "
+                               f"docker2aci {transport}:{report.path}"]
+        elif report.manifest is None and not any("manifest" in p for p in report.problems):
             report.problems.append("no manifest entry")
     if report.manifest is not None:
         report.problems.extend(manifest_problems(report.manifest))
     return report
 
 
-def _scan(report: Report) -> None:
+_IMAGE_ARCHIVES = {"manifest.json": ("a docker save archive", "docker-archive"),
+                   "oci-layout": ("an OCI image archive", "oci-archive")}
+"""Top-level entries that mark an archive of a container image (what ``docker save`` and
+``skopeo copy ... oci-archive:`` write): what it is, and docker2aci's transport for it
+(Docker 25+ saves hold both marks: ``docker-archive:`` reads them)."""
+
+
+def _scan(report: Report) -> tuple[str, str] | None:
+    """Read the whole archive into ``report``; returns what kind of image archive it is
+    and its transport (:data:`_IMAGE_ARCHIVES`) when its top holds one's mark, else ``None``."""
     seen: set[str] = set()
     directories: set[str] = set()
     rootfs_seen = False
+    image = None
     with errors_named("reading", report.path), open_uncompressed(report.path) as stream, open_tar(stream) as archive:
         while (member := archive.next()) is not None:
             report.entries += 1
@@ -160,6 +174,8 @@ def _scan(report: Report) -> None:
                 continue
             if not parts or parts[0] != "rootfs":
                 report.problems.append(f"entry {member.name!r}: only 'manifest' and 'rootfs/' may be at the top")
+                if name in _IMAGE_ARCHIVES and (image is None or name == "manifest.json"):
+                    image = _IMAGE_ARCHIVES[name]
                 continue
             if parts == ["rootfs"]:
                 rootfs_seen = True
@@ -176,6 +192,7 @@ def _scan(report: Report) -> None:
         report.image_id = stream.image_id()
     if not rootfs_seen:  # entries under rootfs/ do not make it (spec/aci.md: "rootfs (a directory)")
         report.problems.append("no 'rootfs' directory entry")
+    return image
 
 
 def _keys_given_twice(raw: bytes) -> list[str]:

@@ -527,6 +527,24 @@ def test_an_archive_cut_inside_a_header_is_truncated(tmp_path: Path, converted: 
         assert subprocess.run([ACTOOL, "validate", str(half_end)], capture_output=True).returncode == 1
 
 
+@pytest.mark.parametrize("name, what, transport", [
+    ("docker-save-dockerd.tar", "a docker save archive", "docker-archive"),  # written by dockerd
+    ("oci-archive.tar", "an OCI image archive", "oci-archive"),  # written by skopeo
+])
+def test_an_image_archive_is_named_with_how_to_convert_it(name: str, what: str, transport: str) -> None:
+    """``validate save.tar`` listed every entry at the top as "only 'manifest' and
+    'rootfs/' may be at the top" (some twenty lines) and never said what the file was
+    (new-user trial): one line says it, and how to convert it."""
+    archive = ARCHIVE.parent / name
+    if not archive.exists():
+        pytest.skip(f"{archive} not found")
+    said = f"{what} (no 'manifest' entry): convert it first, docker2aci {transport}:{archive}"
+    validated = _cli("validate", str(archive))
+    assert (validated.returncode, validated.stdout) == (1, f"{archive}: invalid ACI\n  {said}\n")
+    inspected = _cli("inspect", str(archive))
+    assert (inspected.returncode, inspected.stderr) == (1, f"Error: {archive}: not an ACI: {said}\n")
+
+
 def test_a_file_that_is_no_archive_is_named_so(tmp_path: Path) -> None:
     """``validate junk.txt`` (a text file) said "truncated header", and random bytes "bad
     checksum", which read like damage to an archive (new-user review)."""
