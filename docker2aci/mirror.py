@@ -39,7 +39,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import untrustedjson
-from .atomic import atomic_file, is_temporary, make_output_dir, remove_abandoned_in, remove_quietly
+from .atomic import (
+    atomic_file,
+    is_temporary,
+    make_output_dir,
+    remove_abandoned_in,
+    remove_made_dirs,
+    remove_quietly,
+)
 from .digest import Digest
 from .errors import Docker2ACIError, InvalidManifest, OutputError, RegistryError, UnsupportedMediaType, UsageError
 from .interrupts import signal_of
@@ -225,22 +232,46 @@ class MirrorState:
 
 @contextlib.contextmanager
 def _locked(root: str) -> Iterator[None]:
-    """Hold the tree's mirror lock (one writer per tree)."""
+    """Hold the tree's mirror lock (one writer per tree). A lock file the holder removed
+    meanwhile (:func:`_remove_empty_state`: its run made the tree and left nothing in it)
+    is not held: the lock is taken again, on the file now at its path."""
     directory = os.path.join(root, STATE_DIR)
     path = os.path.join(directory, "lock")
-    try:
-        os.makedirs(directory, exist_ok=True)
-        handle = open(path, "a+b")  # noqa: SIM115 (closed by the with below)
-    except OSError as err:  # a read-only tree, another user's, a file where the directory goes
-        raise OutputError(f"cannot lock the mirror tree {root} ({path}): {err.strerror or err}; "
-                          f"the tree must be writable by this user") from err
-    with handle:
+    while True:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("%s: another mirror is writing this tree; waiting for it", root)
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
+            os.makedirs(directory, exist_ok=True)
+            handle = open(path, "a+b")  # noqa: SIM115 (closed by the with below)
+        except OSError as err:  # a read-only tree, another user's, a file where the directory goes
+            raise OutputError(f"cannot lock the mirror tree {root} ({path}): {err.strerror or err}; "
+                              f"the tree must be writable by this user") from err
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info("%s: another mirror is writing this tree; waiting for it", root)
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                current = os.stat(path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current != os.fstat(handle.fileno()).st_ino:
+                continue  # removed (or replaced) while this run waited
+            yield
+            return
+
+
+def _remove_empty_state(root: str, made: list[str]) -> None:
+    """Remove the state directory and the directories of the tree that this run made
+    (``made``, from :func:`~docker2aci.atomic.make_output_dir`) when the run recorded
+    nothing: a mirror whose registry did not answer left ``.docker2aci-mirror`` with an
+    empty state in a new tree. Call it holding the lock. Best effort."""
+    directory = os.path.join(root, STATE_DIR)
+    for name in (STATE_FILE, "lock"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(directory, name))
+    with contextlib.suppress(OSError):
+        os.rmdir(directory)
+    remove_made_dirs(made)
 
 
 def remove_stale_temporaries(root: str) -> list[str]:
@@ -372,7 +403,7 @@ def mirror(spec: MirrorSpec, options: Any, *, workers: int = 1, executor: str = 
         signer = signing.open_signer(key=options.sign_key, passphrase_file=options.sign_passphrase_file,
                                      gpg_key=options.gpg_key)
     prefixes = {host: _prefix_for(host, spec) for host, _ in targets}
-    make_output_dir(root)
+    made = make_output_dir(root)
     remote = RemoteOptions(creds=options.creds, cert_dir=options.cert_dir,
                            insecure_skip_verify=options.insecure_skip_verify, allow_http=options.insecure_allow_http,
                            cache_dir=options.cache_dir, tmp_dir=options.tmp_dir)
@@ -420,6 +451,9 @@ def mirror(spec: MirrorSpec, options: Any, *, workers: int = 1, executor: str = 
         def pages() -> None:
             _write_pages(state, signer.public_key() if signer is not None else None, paged)
 
+        if made and not state.tags and not any(r.status == OK for r in results):
+            _remove_empty_state(root, made)  # nothing written into the tree this run made: no tree
+            return results, stopped_by
         for step in (state.save, pages):
             try:
                 step()
