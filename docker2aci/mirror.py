@@ -512,8 +512,8 @@ def _write_pages(state: MirrorState, pubkeys: str | None, paged: Iterable[str] =
         for aci in entry["acis"]:
             by_prefix.setdefault(entry["prefix"], []).append((entry["name"], entry["version"], aci["os"], aci["arch"]))
     for prefix, entries in sorted(by_prefix.items()):
-        keys = pubkeys.encode() if pubkeys is not None and entries else None
-        write_pages(state.root, prefix, entries, keys)
+        # a prefix left with no ACI: given the keys, write_pages removes the ones published before
+        write_pages(state.root, prefix, entries, pubkeys.encode() if pubkeys is not None else None)
 
 
 FAILING_IN_A_ROW = 3

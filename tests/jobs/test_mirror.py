@@ -289,6 +289,8 @@ def test_a_new_prefix_or_signing_key_converts_again(registry: Registry, signing_
     # the tag's files moved to the new prefix: the old ones are gone
     assert sorted(str(p.relative_to(tree)) for p in tree.rglob("*.aci*")) == [
         "other/mirror/many-t01-linux-amd64.aci", "other/mirror/many-t01-linux-amd64.aci.asc"]
+    # and the keys the old prefix published, for ACIs all gone (they stayed: new-user trial)
+    assert sorted(str(p.relative_to(tree)) for p in tree.rglob("pubkeys.gpg")) == ["other/pubkeys.gpg"]
 
 
 def test_no_cache_converts_unchanged_tags_again(registry: Registry, tmp_path: Path) -> None:
