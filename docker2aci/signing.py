@@ -599,6 +599,9 @@ def publish_text(path: str, data: str, mode: int) -> None:
         raise SigningError(f"writing {path}: {err.strerror or err}") from err
 
 
+_KEY_EXISTS = "exists already: not replacing a key (give another --output prefix, or move it away first)"
+
+
 def write_key_pair(prefix: str, key: GeneratedKey) -> tuple[str, str]:
     """Write ``PREFIX.pub.asc`` (mode 0644) and ``PREFIX.sec.asc`` (mode 0600), each
     atomically, both or neither (interrupted between the two, the secret one is removed);
@@ -613,7 +616,7 @@ def write_key_pair(prefix: str, key: GeneratedKey) -> tuple[str, str]:
     public, secret = prefix + ".pub.asc", prefix + ".sec.asc"
     for path in (public, secret):
         if os.path.lexists(path):
-            raise SigningError(f"{path} exists already: not replacing a key")
+            raise SigningError(f"{path} {_KEY_EXISTS}")
     try:
         _publish(secret, key.secret, 0o600, replace=False)
         try:
@@ -623,7 +626,7 @@ def write_key_pair(prefix: str, key: GeneratedKey) -> tuple[str, str]:
                 os.unlink(secret)
             raise
     except FileExistsError as err:
-        raise SigningError(f"{err.filename} exists already: not replacing a key") from err
+        raise SigningError(f"{err.filename} {_KEY_EXISTS}") from err
     except OSError as err:
         raise SigningError(f"writing the key {prefix}.*.asc: {err.strerror or err}") from err
     return public, secret

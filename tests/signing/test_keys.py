@@ -48,7 +48,8 @@ def test_generate_cli_ed25519_with_passphrase_and_expiry(tmp_path: Path, run_cli
     assert info.expires is not None
     again = run_cli("keys", "generate", "--name", "X <x@example.invalid>", "--algorithm", "ed25519",
                     "--output", tmp_path / "ed")
-    assert again.status == 1 and "exists already: not replacing a key" in again.err
+    assert again.status == 1 and again.err == (f"Error: {tmp_path / 'ed'}.pub.asc exists already: not replacing a key "
+                                               "(give another --output prefix, or move it away first)\n")
 
 
 def test_passphrase_protected_key(aci: Path, protected_key: tuple[KeyPair, Path], tmp_path: Path,
