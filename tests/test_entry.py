@@ -223,7 +223,8 @@ def test_output_to_a_reader_that_went_away(tmp_path: Path, argv: list[str]) -> N
     assert (done.returncode, done.stderr) == (141, "")
 
 
-@pytest.mark.parametrize("argv", [["completion", "zsh"], ["--version"], ["--help"], ["gc", "--cache-dir", "{tmp}/cache"],
+@pytest.mark.parametrize("argv", [["completion", "zsh"], ["--version"], ["--help"],
+                                  ["gc", "--cache-dir", "{tmp}/cache"],
                                   ["--json", "--output-dir", "{tmp}/out", "docker-archive:{tmp}/a.tar"]])
 @pytest.mark.parametrize("unbuffered", ["", "1"], ids=["buffered", "PYTHONUNBUFFERED"])
 def test_output_that_cannot_be_written(tmp_path: Path, argv: list[str], unbuffered: str) -> None:
