@@ -13,6 +13,7 @@ import fcntl
 import os
 import re
 import secrets
+import select
 import shutil
 import stat
 import sys
@@ -173,9 +174,9 @@ def atomic_file(dest: str, mode: int, *, replace: bool = True, sync: bool = True
         raise
 
 
-_KERNEL_TREES = ("/dev/", "/proc/")
-"""Where a path names a device or a process's descriptor (``/dev/stdout``,
-``/proc/self/fd/1``) even when it leads to a regular file."""
+_DESCRIPTOR_PATH = re.compile(r"/dev/(?:stdout|stderr|fd/[0-9]+)|/proc/(?:self|[0-9]+)/fd/[0-9]+")
+"""A path that names a process's descriptor (``/dev/stdout``, ``/proc/self/fd/1``), which
+may lead to a regular file: the shell's ``> file``."""
 _OWN_DESCRIPTOR = re.compile(r"/(?:proc/self|dev)/fd/([0-9]+)")
 """A path that names one of this process's descriptors."""
 
@@ -193,10 +194,11 @@ def _hops(path: str) -> Iterator[str]:
 
 def is_special(path: str) -> bool:
     """Whether ``path`` is to be written to, not replaced: a device (``/dev/full``), a FIFO
-    or a socket (its links followed), or a path under ``/dev`` or ``/proc``, or a link into
-    them, whatever it leads to (``/dev/stdout`` of a shell's ``> file`` leads to that
-    regular file: a rename would replace the link itself)."""
-    if any(hop.startswith(_KERNEL_TREES) for hop in _hops(path)):
+    or a socket (its links followed), or a process's descriptor (``/dev/stdout``,
+    ``/proc/self/fd/N``), or a link to one, whatever it leads to (``/dev/stdout`` of a
+    shell's ``> file`` leads to that regular file: a rename would replace the link
+    itself). A regular file elsewhere under ``/dev`` (``/dev/shm``) is not special."""
+    if any(_DESCRIPTOR_PATH.fullmatch(hop) for hop in _hops(path)):
         return True
     try:
         mode = os.stat(path).st_mode
@@ -231,7 +233,10 @@ def write_small_file(dest: str, data: bytes, mode: int) -> None:
             stream.flush()
     view = memoryview(data)
     while view:
-        view = view[os.write(own, view):]
+        try:
+            view = view[os.write(own, view):]
+        except BlockingIOError:  # a non-blocking pipe that is full: wait until it takes more
+            select.select([], [own], [])
 
 
 SYNC_AHEAD_BYTES = 16 << 20

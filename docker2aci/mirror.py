@@ -261,10 +261,11 @@ def _locked(root: str) -> Iterator[None]:
 
 
 def _remove_empty_state(root: str, made: list[str]) -> None:
-    """Remove the state directory and the directories of the tree that this run made
-    (``made``, from :func:`~docker2aci.atomic.make_output_dir`) when the run recorded
-    nothing: a mirror whose registry did not answer left ``.docker2aci-mirror`` with an
-    empty state in a new tree. Call it holding the lock. Best effort."""
+    """Remove the state directory, and the directories of the tree that this run made
+    (``made``, from :func:`~docker2aci.atomic.make_output_dir`) if empty, when neither this
+    run nor one before it recorded anything: a mirror whose registry did not answer left
+    ``.docker2aci-mirror`` with an empty state in the tree. Call it holding the lock; a
+    run waiting on it takes the lock again (:func:`_locked`). Best effort."""
     directory = os.path.join(root, STATE_DIR)
     for name in (STATE_FILE, "lock"):
         with contextlib.suppress(FileNotFoundError):
@@ -412,6 +413,7 @@ def mirror(spec: MirrorSpec, options: Any, *, workers: int = 1, executor: str = 
             log.info("removed %s, left by an interrupted run", path)
         state = MirrorState(root)
         state.load()
+        recorded_before = bool(state.tags)
         # every prefix with pages in the tree: a prefix left with no ACI (its last tag pruned,
         # or --name-prefix changed) has its pages rewritten too, which removes them
         paged = {str(entry.get("prefix")) for entry in state.tags.values() if entry.get("prefix")}
@@ -451,8 +453,8 @@ def mirror(spec: MirrorSpec, options: Any, *, workers: int = 1, executor: str = 
         def pages() -> None:
             _write_pages(state, signer.public_key() if signer is not None else None, paged)
 
-        if made and not state.tags and not any(r.status == OK for r in results):
-            _remove_empty_state(root, made)  # nothing written into the tree this run made: no tree
+        if not recorded_before and not state.tags and not any(r.status == OK for r in results):
+            _remove_empty_state(root, made)  # nothing recorded, before or now: no state, nor a tree this run made
             return results, stopped_by
         for step in (state.save, pages):
             try:

@@ -17,9 +17,11 @@ never writes anything.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import stat
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -111,6 +113,10 @@ def validate_aci(path: str | os.PathLike[str]) -> Report:
         The :class:`Report`; ``problems`` names each entry or manifest field at fault.
     """
     report = Report(os.fspath(path))
+    with contextlib.suppress(OSError):  # a missing file: _scan says so, as it reads
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO was read for ever, a directory "Is a directory"
+            report.problems.append("not a regular file")
+            return report
     try:
         image = _scan(report)
     except RunnerError as err:
@@ -562,9 +568,11 @@ def inspect_aci(path: str | os.PathLike[str]) -> dict[str, Any]:
         RunnerError: the file cannot be read or is not an ACI.
     """
     try:
-        os.stat(path)
+        mode = os.stat(path).st_mode
     except OSError as err:  # not "not an ACI": whether it is one is unknown
         raise RunnerError(f"{os.fspath(path)}: {err.strerror or err}") from err
+    if not stat.S_ISREG(mode):
+        raise RunnerError(f"{os.fspath(path)}: not a regular file")
     report = validate_aci(path)
     if report.manifest is None or report.image_id is None:
         raise RunnerError(f"{report.path}: not an ACI: {'; '.join(report.problems)}")

@@ -10,6 +10,7 @@ import gzip
 import io
 import json
 import lzma
+import os
 import shutil
 import subprocess
 import sys
@@ -555,6 +556,18 @@ def test_a_file_that_is_no_archive_is_named_so(tmp_path: Path) -> None:
     assert (validated.returncode, validated.stdout) == (1, f"{text}: invalid ACI\n  reading {text}: {said}\n")
     inspected = _cli("inspect", str(text))
     assert (inspected.returncode, inspected.stderr) == (1, f"Error: {text}: not an ACI: reading {text}: {said}\n")
+
+
+def test_a_fifo_or_a_directory_is_not_read(tmp_path: Path) -> None:
+    """``validate`` and ``inspect`` of a FIFO waited for ever on its writer (review); a
+    directory was "reading DIR: Is a directory"."""
+    fifo = tmp_path / "fifo.aci"
+    os.mkfifo(fifo)
+    for path in (fifo, tmp_path):
+        validated = _cli("validate", str(path))
+        assert (validated.returncode, validated.stdout) == (1, f"{path}: invalid ACI\n  not a regular file\n")
+        inspected = _cli("inspect", str(path))
+        assert (inspected.returncode, inspected.stderr) == (1, f"Error: {path}: not a regular file\n")
 
 
 def test_a_missing_file_is_reported_as_unreadable_only(tmp_path: Path) -> None:

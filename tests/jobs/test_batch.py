@@ -401,6 +401,24 @@ def test_a_report_to_a_link_to_stdout_is_written_through_it(busybox_docker_archi
     assert summary.startswith(f"ok\tdocker-archive:{busybox_docker_archive}\t")
 
 
+def test_only_devices_fifos_and_descriptors_are_written_through(tmp_path: Path) -> None:
+    """Every path under ``/dev`` counted: a report in ``/dev/shm`` was refused, or appended
+    to an old one (review). A regular file there is replaced as anywhere else."""
+    from docker2aci.atomic import is_special, write_small_file
+
+    assert [is_special(p) for p in ("/dev/stdout", "/proc/self/fd/1", "/dev/fd/1", "/dev/null")] == [True] * 4
+    shm = Path("/dev/shm") / f"docker2aci-test-{os.getpid()}.json"
+    if not shm.parent.is_dir():
+        pytest.skip("no /dev/shm")
+    try:
+        for text in (b"first, longer\n", b"second\n"):
+            assert not is_special(str(shm))
+            write_small_file(str(shm), text, 0o600)
+        assert shm.read_bytes() == b"second\n" and (shm.stat().st_mode & 0o777) == 0o600
+    finally:
+        shm.unlink(missing_ok=True)
+
+
 def test_a_worker_that_dies_does_not_fail_the_others(registry: Registry, tmp_path: Path) -> None:
     """SIGKILL to one worker process mid-batch (as the OOM killer would): the jobs it and
     its pool had not finished go to new workers; every item ends ok."""

@@ -405,8 +405,8 @@ def test_a_tree_whose_lock_cannot_be_made_is_an_error_naming_it(registry: Regist
 def test_a_mirror_that_writes_nothing_leaves_no_new_tree(registry: Registry, tmp_path: Path) -> None:
     """The repository could not be listed (here it does not exist; also a registry that
     does not answer): the run failed, and left ``tree/.docker2aci-mirror`` with an empty
-    state and its lock in a tree it had made (new-user trial). A tree that was there
-    keeps its state directory (its lock serves the next run)."""
+    state and its lock in a tree it had made (new-user trial). A tree that was there stays,
+    without the state directory."""
     target = f"{registry.host}/team/not-there"
     new = tmp_path / "new" / "tree"
     cli("mirror", target, "--insecure-allow-http", "--output-dir", new, "--cache-dir", tmp_path / "cache",
@@ -416,7 +416,7 @@ def test_a_mirror_that_writes_nothing_leaves_no_new_tree(registry: Registry, tmp
     old = tmp_path / "old"
     old.mkdir()
     cli("mirror", target, "--insecure-allow-http", "--output-dir", old, "--cache-dir", tmp_path / "cache", check=1)
-    assert (old / STATE_DIR / "lock").is_file()
+    assert old.is_dir() and list(old.iterdir()) == []
 
 
 def test_sigterm_while_waiting_for_another_mirror_writes_the_report(registry: Registry, tmp_path: Path) -> None:
