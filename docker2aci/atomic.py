@@ -13,7 +13,6 @@ import fcntl
 import os
 import re
 import secrets
-import select
 import shutil
 import stat
 import sys
@@ -23,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from typing import BinaryIO
 
 from .errors import OutputError
+from .stdio import write_all
 
 TEMP_PREFIX = ".docker2aci-"
 TEMP_SUFFIX = ".tmp"
@@ -231,12 +231,7 @@ def write_small_file(dest: str, data: bytes, mode: int) -> None:
     for stream in (sys.stdout, sys.stderr):
         if stream is not None:
             stream.flush()
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[os.write(own, view):]
-        except BlockingIOError:  # a non-blocking pipe that is full: wait until it takes more
-            select.select([], [own], [])
+    write_all(own, data)
 
 
 SYNC_AHEAD_BYTES = 16 << 20

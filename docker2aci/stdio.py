@@ -37,14 +37,8 @@ class _GuardedStdout(io.FileIO):
         """Write all of ``data``, however many calls it takes: unbuffered, the text layer
         above ignores a short count, and the rest of the output was lost without a word
         (a file size limit, a non-blocking pipe whose reader is slow)."""
-        view = memoryview(data)
         try:
-            while view:
-                done = super().write(view)
-                if done is None:  # a non-blocking descriptor that is full: wait until it takes more
-                    select.select([], [self], [])
-                    continue
-                view = view[done:]
+            write_all(self.fileno(), data)
         except BrokenPipeError:
             raise
         except OSError as err:
@@ -53,6 +47,22 @@ class _GuardedStdout(io.FileIO):
                 _GuardedStdout.failure = failure
             raise failure from None
         return len(data)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to descriptor ``fd``, however many ``write(2)`` calls it
+    takes; a non-blocking descriptor that is full (a pipe whose reader is slow) is waited
+    on until it takes more.
+
+    Raises:
+        OSError: a write failed (``BrokenPipeError``: the reader went away).
+    """
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            select.select([], [fd], [])
 
 
 def reserve() -> None:
