@@ -32,6 +32,7 @@ import os
 import posixpath
 import tarfile
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import IO, Any, cast
 
@@ -59,6 +60,11 @@ _DECOMPRESSORS: dict[str, Callable[[IO[bytes]], IO[bytes]]] = {
 HEAD_BYTES = 8
 #: The size of the reads that drain a stream, in bytes.
 READ_CHUNK = 1 << 20
+#: How many of the last bytes read a stream keeps at least (for
+#: :meth:`UncompressedStream.bytes_at`): more than tarfile reads ahead of the header it
+#: parses (:data:`tarfile.RECORDSIZE`, 10 KiB), in bytes.
+HELD_BYTES = 64 << 10
+_ZERO_BLOCK = bytes(tarfile.BLOCKSIZE)
 #: What reading an ACI's tar through :func:`open_uncompressed` and :func:`open_tar` may
 #: raise besides :class:`~docker2aci.errors.InvalidACI`: an unreadable file, a damaged
 #: compressed stream, a malformed tar.
@@ -110,7 +116,8 @@ class _HashingReader(io.RawIOBase):
         self._inner = inner
         self.hash = digest
         self.length = 0
-        self._last: tuple[bytes, bytes] = (b"", b"")  # the last two chunks read (for tail())
+        self._held: deque[bytes] = deque()  # the last chunks read, HELD_BYTES or more in all (for bytes_at())
+        self._held_size = 0
 
     def readable(self) -> bool:
         return True
@@ -129,13 +136,26 @@ class _HashingReader(io.RawIOBase):
         self.hash.update(data)
         self.length += len(data)
         if data:
-            self._last = (self._last[1], data)
+            self._held.append(data)
+            self._held_size += len(data)
+            while self._held_size - len(self._held[0]) >= HELD_BYTES:
+                self._held_size -= len(self._held.popleft())
 
-    def tail(self, size: int) -> bytes:
-        """The last ``size`` bytes read (fewer when fewer were), from the last two reads:
-        ``size`` at most 3 × :data:`tarfile.BLOCKSIZE`; every read but the last returns
-        what was asked, 10 KiB (tarfile's) or more."""
-        return b"".join(self._last)[-size:] if size else b""
+    def bytes_at(self, offset: int, size: int) -> bytes:
+        """Bytes ``offset`` to ``offset + size`` of the stream (fewer at its end), reading
+        on (and hashing) as far as they reach.
+
+        Raises:
+            ValueError: ``offset`` is more than :data:`HELD_BYTES` before the last byte read.
+            OSError, EOFError, zlib.error, isal_zlib.error, lzma.LZMAError: as
+                :meth:`UncompressedStream.image_id`.
+        """
+        while self.length < offset + size and (chunk := self._inner.read(READ_CHUNK)):
+            self._passed(chunk)
+        start = self.length - self._held_size
+        if offset < start:
+            raise ValueError(f"byte {offset} of the stream is no longer held (from {start})")
+        return b"".join(self._held)[offset - start:offset - start + size]
 
 
 class UncompressedStream(_HashingReader):
@@ -180,7 +200,8 @@ class UncompressedStream(_HashingReader):
         """
         self._drain()
         partial = self.length % tarfile.BLOCKSIZE
-        if partial and self.tail(partial + 2 * tarfile.BLOCKSIZE).strip(b"\0"):  # padding after the end blocks
+        if partial and self.bytes_at(max(0, self.length - partial - 2 * tarfile.BLOCKSIZE),
+                                     partial + 2 * tarfile.BLOCKSIZE).strip(b"\0"):  # padding after the end blocks
             raise InvalidACI(f"truncated, or with data after its end: the tar ends {partial} bytes into a "
                              f"{tarfile.BLOCKSIZE}-byte block, not zeros (after {self.length} bytes)")
         return "sha512-" + self.hash.hexdigest()
@@ -252,6 +273,40 @@ def open_tar(stream: IO[bytes] | io.RawIOBase) -> tarfile.TarFile:
                             tarinfo=BoundedTarInfo)
     except tarfile.ReadError as err:
         raise tarfile.ReadError(f"not a tar archive, plain or gzip, bzip2 or xz compressed ({err})") from err
+
+
+def check_end(archive: tarfile.TarFile, stream: UncompressedStream, last: str | None) -> None:
+    """Refuse an ACI whose entries, listed by ``archive`` (:func:`open_tar` of ``stream``) to
+    its end, stopped at anything but the end of the tar: the end of the stream, or a zero
+    block followed by another or by nothing (what Go's ``archive/tar``, which rkt and
+    actool read ACIs with, takes for the end; POSIX ``pax``, "ustar Interchange Format":
+    two zero blocks). tarfile ends its listing quietly at a malformed header once past the
+    first (a bad checksum, a block of file data where a header should be) and at a single
+    zero block, and every entry after it would be lost without a word; Go's reader fails
+    there. A header cut short by the end of the stream is left to
+    :meth:`UncompressedStream.image_id`, which says the tar is truncated.
+
+    Args:
+        last: the name of the last entry listed, ``None`` when there was none.
+
+    Raises:
+        InvalidACI: naming the offset (bytes into the uncompressed tar) and the last entry.
+        OSError, EOFError, zlib.error, isal_zlib.error, lzma.LZMAError: the stream cannot
+            be read on (:data:`READ_ERRORS`).
+    """
+    offset = archive.offset
+    block = stream.bytes_at(offset, tarfile.BLOCKSIZE)
+    if len(block) < tarfile.BLOCKSIZE:
+        return
+    if block == _ZERO_BLOCK:
+        if not stream.bytes_at(offset + tarfile.BLOCKSIZE, tarfile.BLOCKSIZE).strip(b"\0"):
+            return
+        problem = "data after a single end-of-archive block"
+    else:
+        problem = "a malformed tar header"
+    after = f"after entry {last!r}" if last is not None else "before any entry"
+    raise InvalidACI(f"{problem} at byte {offset} of the tar, {after}: the ACI is damaged "
+                     "(the entries after it cannot be read)")
 
 
 def is_manifest_name(name: str) -> bool:
@@ -384,10 +439,12 @@ def digests(path: str | os.PathLike[str]) -> tuple[str, str]:
 __all__ = [
     "COMPRESSIONS",
     "HEAD_BYTES",
+    "HELD_BYTES",
     "READ_CHUNK",
     "READ_ERRORS",
     "REFUSED_COMPRESSIONS",
     "UncompressedStream",
+    "check_end",
     "compression_name",
     "digests",
     "inspect_aci",

@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from converters.manifest import is_rfc3339
-from docker2aci.acifile import open_tar
+from docker2aci.acifile import check_end, open_tar
 from docker2aci.errors import RunnerError
 from runner.extract import (MAX_MANIFEST_BYTES, archive_components, compression_name, errors_named,
                             open_uncompressed, parse_manifest)
@@ -147,9 +147,11 @@ def _scan(report: Report) -> tuple[str, str] | None:
     directories: set[str] = set()
     rootfs_seen = False
     image = None
+    last: str | None = None
     with errors_named("reading", report.path), open_uncompressed(report.path) as stream, open_tar(stream) as archive:
         while (member := archive.next()) is not None:
             report.entries += 1
+            last = member.name
             try:
                 parts = archive_components(member.name)
             except RunnerError as err:
@@ -195,6 +197,7 @@ def _scan(report: Report) -> tuple[str, str] | None:
                 elif not target.startswith("rootfs/") or target in directories:  # render refuses them
                     report.problems.append(f"entry {member.name!r}: hard link to {member.linkname!r}, "
                                            "which is not a file of rootfs/")
+        check_end(archive, stream, last)
         report.image_id = stream.image_id()
     if not rootfs_seen:  # entries under rootfs/ do not make it (spec/aci.md: "rootfs (a directory)")
         report.problems.append("no 'rootfs' directory entry")

@@ -169,7 +169,7 @@ def render_aci(
     where = os.fspath(aci_path)
     with errors_named("rendering", where), open_uncompressed(aci_path) as stream:
         with acifile.open_tar(stream) as archive:
-            renderer = _Renderer(archive, root)
+            renderer = _Renderer(archive, stream, root)
             manifest = renderer.run()
             if directory_times is not None:
                 directory_times.update((path, meta.mtime_ns) for path, meta in renderer.directories.items())
@@ -310,10 +310,12 @@ _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 class _Renderer:
-    """One pass over an ACI tar, writing ``rootfs/`` entries under ``root``."""
+    """One pass over an ACI tar (``archive``, read from ``stream``), writing ``rootfs/``
+    entries under ``root``."""
 
-    def __init__(self, archive: tarfile.TarFile, root: str) -> None:
+    def __init__(self, archive: tarfile.TarFile, stream: UncompressedStream, root: str) -> None:
         self._archive = archive
+        self._stream = stream
         self._root = root
         self._is_root = os.geteuid() == 0
         self._dirs: dict[str, _DirMeta] = {}
@@ -326,9 +328,16 @@ class _Renderer:
         return self._dirs
 
     def run(self) -> dict[str, Any]:
-        """Process every entry, then apply directory metadata and parse the manifest."""
+        """Process every entry, then apply directory metadata and parse the manifest.
+
+        Raises:
+            InvalidACI: the entries end at damage (:func:`docker2aci.acifile.check_end`).
+        """
+        last: str | None = None
         for member in self._members():
             self._entry(member)
+            last = member.name
+        acifile.check_end(self._archive, self._stream, last)
         self._finish_dirs()
         if self._manifest is None:
             raise RunnerError("no 'manifest' entry: not an ACI")

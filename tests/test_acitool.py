@@ -528,6 +528,43 @@ def test_an_archive_cut_inside_a_header_is_truncated(tmp_path: Path, converted: 
         assert subprocess.run([ACTOOL, "validate", str(half_end)], capture_output=True).returncode == 1
 
 
+@pytest.mark.parametrize("compress", [bytes, gzip.compress])
+@pytest.mark.parametrize("damage", ["header", "lone zero block"])
+def test_an_archive_damaged_in_the_middle_is_invalid(tmp_path: Path, converted: Path, compress, damage: str) -> None:
+    """A malformed header in the middle of an ACI (one bit flipped), or a single zero
+    block there, ended tarfile's listing quietly: validate said valid (another image ID) and
+    render wrote the entries before it only, status 0. Go's archive/tar, which rkt and
+    actool read ACIs with, says "invalid tar header". The header damaged is the one after
+    the largest file (busybox, about 1 MB), so the reader has gone far past it in 10 KiB
+    reads before it looks back."""
+    tar = gzip.decompress(converted.read_bytes())
+    with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+        members = archive.getmembers()
+    largest = max(range(len(members)), key=lambda i: members[i].size)
+    before, after = members[largest], members[largest + 1]
+    assert before.size > 500_000 and after.offset > 2 * (64 << 10)
+    broken = bytearray(tar)
+    if damage == "header":
+        broken[after.offset + 3] ^= 0x20  # a name's byte: the checksum no longer matches
+        said = f"a malformed tar header at byte {after.offset} of the tar"
+    else:
+        broken[after.offset:after.offset + 512] = bytes(512)
+        said = f"data after a single end-of-archive block at byte {after.offset} of the tar"
+    said += f", after entry {before.name!r}: the ACI is damaged (the entries after it cannot be read)"
+    aci = tmp_path / "damaged.aci"
+    aci.write_bytes(compress(bytes(broken)))
+    validated = _cli("validate", str(aci))
+    assert (validated.returncode, validated.stdout) == (1, f"{aci}: invalid ACI\n  reading {aci}: {said}\n")
+    inspected = _cli("inspect", str(aci))
+    assert (inspected.returncode, inspected.stderr) == (1, f"Error: {aci}: not an ACI: reading {aci}: {said}\n")
+    rendered = _cli("render", str(aci), str(tmp_path / "out"))
+    assert (rendered.returncode, rendered.stderr) == (1, f"Error: rendering {aci}: {said}\n")
+    assert not (tmp_path / "out").exists()
+    if ACTOOL is not None:
+        verdict = subprocess.run([ACTOOL, "validate", str(aci)], capture_output=True, text=True)
+        assert verdict.returncode == 1 and "invalid tar header" in verdict.stderr
+
+
 @pytest.mark.parametrize("name, what, transport", [
     ("docker-save-dockerd.tar", "a docker save archive", "docker-archive"),  # written by dockerd
     ("oci-archive.tar", "an OCI image archive", "oci-archive"),  # written by skopeo
