@@ -106,6 +106,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from docker2aci.errors import ExecError, RunnerError
+from docker2aci.stdio import write_all
 from docker2aci.terminal import go_quoted
 from runner.ocispec import (
     CAPABILITIES,
@@ -578,7 +579,7 @@ class _StdioRelay:
                 data = os.read(0, _RELAY_CHUNK)
                 if not data:
                     return
-                _write_all(target, data)
+                write_all(target, data)
         except OSError:  # stdin closed or unreadable; the app closed its stdin
             return
         finally:
@@ -592,7 +593,7 @@ class _StdioRelay:
         would on that pipe, rather than block on a full one forever."""
         try:
             while data := os.read(source, _RELAY_CHUNK):
-                _write_all(1, data)
+                write_all(1, data)
         except OSError:
             return
         finally:
@@ -612,7 +613,7 @@ class _StdioRelay:
         the app then waited).
         """
         def show(data: bytes) -> None:
-            _write_all(2, _without_logged_errors(data, self._logged_errors()))
+            write_all(2, _without_logged_errors(data, self._logged_errors()))
 
         held = b""
         try:
@@ -661,12 +662,6 @@ def _without_logged_errors(data: bytes, messages: Sequence[str]) -> bytes:
     return data
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
 def _run_container(runtime_path: str, state: str, bundle: str, cid: str, spec: ProcessSpec,
                    preserve_fds: Sequence[int] = ()) -> int:
     log = os.path.join(bundle, "runtime.log")
@@ -703,7 +698,7 @@ def _run_container(runtime_path: str, state: str, bundle: str, cid: str, spec: P
         messages.append(str(_crun_exec_entry(relay.unshown)))
     elif relay.unshown:  # the app ran: the line was its own
         with contextlib.suppress(OSError):
-            _write_all(2, relay.unshown)
+            write_all(2, relay.unshown)
     errors = _joined_errors(messages)
     if status != 0 and errors:
         failure = (_exec_failure if _flavour(runtime_path) == "runc" else _crun_exec_failure)(messages, spec)

@@ -747,6 +747,37 @@ def test_the_apps_stderr_reaches_a_slow_reader_whole(rootfs: Path, tmp_path: Pat
     "runtime",
     ["runc", pytest.param("crun", marks=pytest.mark.skipif(CRUN is None, reason="no crun"))],
 )
+def test_a_non_blocking_stderr_takes_the_whole_output(rootfs: Path, tmp_path: Path, runtime: str) -> None:
+    """The caller's stderr may be non-blocking (a parent that set O_NONBLOCK on a pipe or
+    terminal it shares). The relay's write to a full one failed with EAGAIN and the copy
+    stopped, closing its pipe: the app's next write failed (EPIPE) and the rest of its
+    output was lost. It now waits until the reader takes more. (Under runc the app writes
+    its stdout itself, non-blocking or not, so only stderr is relayed in both runtimes.)"""
+    cid = f"docker2aci-test-{secrets.token_hex(4)}"
+    payload = {
+        **_spec_options(_sh("head -c 120000 /dev/zero | tr '\\0' x >&2; echo END >&2"), 0, None, "/"),
+        "rootfs": str(rootfs),
+        "options": {"state_dir": str(tmp_path / "state"), "container_id": cid, "runtime": runtime},
+    }
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    try:
+        process = subprocess.Popen([sys.executable, "-c", _RUN_SNIPPET, json.dumps(payload)], cwd=PROJECT_ROOT,
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=write)
+    finally:
+        os.close(write)
+    with reaped(process), open(read, "rb") as stderr:
+        time.sleep(1)  # the pipe fills (64 KiB) before anyone reads
+        errors = stderr.read()
+        process.wait(timeout=30)
+    assert (process.returncode, errors) == (0, b"x" * 120000 + b"END\n")
+
+
+@needs_runc
+@pytest.mark.parametrize(
+    "runtime",
+    ["runc", pytest.param("crun", marks=pytest.mark.skipif(CRUN is None, reason="no crun"))],
+)
 def test_a_run_whose_stderr_reader_went_away_ends(rootfs: Path, tmp_path: Path, runtime: str) -> None:
     """``docker2aci run IMG 2>&1 | head -1``: once the reader of the runner's stderr went
     away, the copy of the app's stderr stopped reading but kept its pipe open, so the app,
