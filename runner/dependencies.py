@@ -47,7 +47,7 @@ class DirectoryResolver:
         name = dependency.get("imageName")
         wanted_id = dependency.get("imageID")
         labels = label_map(dependency.get("labels"))
-        matches = [path for path in self._candidates() if self._matches(path, name, labels)]
+        matches = [path for path in self._candidates() if self._matches(path, dependency)]
         unreadable: list[str] = []
         if isinstance(wanted_id, str):
             unreadable = [path for path in matches if self._image_id(path) is None]
@@ -79,7 +79,7 @@ class DirectoryResolver:
             found.extend(os.path.join(directory, n) for n in names if n.endswith(".aci"))
         return found
 
-    def _matches(self, path: str, name: object, labels: Mapping[str, str]) -> bool:
+    def _matches(self, path: str, dependency: Mapping[str, Any]) -> bool:
         if path not in self._manifests:
             try:
                 self._manifests[path] = read_manifest(path)
@@ -87,10 +87,7 @@ class DirectoryResolver:
                 logger.debug("not a dependency candidate: %s", err)
                 self._manifests[path] = None
         manifest = self._manifests[path]
-        if manifest is None or manifest.get("name") != name:
-            return False
-        have = label_map(manifest.get("labels"))
-        return all(have.get(key) == value for key, value in labels.items())
+        return manifest is not None and satisfies(manifest, dependency)
 
     def _image_id(self, path: str) -> str | None:
         """The candidate's image ID; ``None`` for a file that cannot be read whole (a
@@ -103,6 +100,16 @@ class DirectoryResolver:
                 self._ids[path] = None
                 self._errors[path] = str(err)
         return self._ids[path]
+
+
+def satisfies(manifest: Mapping[str, Any], dependency: Mapping[str, Any]) -> bool:
+    """Whether an image manifest is the image a dependency names: its ``name`` is the
+    ``imageName`` and it has every label the dependency asks for, with the same value
+    (appc ``spec/types.md``, ``dependencies``; the ``imageID`` is the caller's check)."""
+    if manifest.get("name") != dependency.get("imageName"):
+        return False
+    have = label_map(manifest.get("labels"))
+    return all(have.get(key) == value for key, value in label_map(dependency.get("labels")).items())
 
 
 def label_map(value: object) -> dict[str, str]:

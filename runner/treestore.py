@@ -67,6 +67,7 @@ from runner.extract import (
     restore_directory_times,
 )
 from runner.acitool import identity_problems
+from runner.dependencies import label_map, satisfies
 from runner.locks import locked, try_locked
 from runner.pod import mounted_on, overlay_lowers
 
@@ -448,9 +449,9 @@ def build_chain(
     """
     order: list[ChainImage] = []
     done: set[str] = set()
-    opened: dict[str, tuple[str, str]] = {}  # the resolver's path -> (file read, image ID)
+    opened: dict[str, tuple[str, str, dict[str, Any]]] = {}  # the resolver's path -> (file read, image ID, manifest)
 
-    def visit(path: str, known_id: str | None, chain: tuple[str, ...]) -> str:
+    def visit(path: str, known_id: str | None, chain: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
         manifest = read_manifest(path)
         if problems := identity_problems(manifest):
             raise RunnerError(f"{path}: not a valid image manifest: {'; '.join(problems)}")
@@ -471,16 +472,23 @@ def build_chain(
             found = resolver(dependency)
             if found not in opened:
                 copy = open_dependency(found)
-                opened[found] = (copy, visit(copy, None, (*chain, name)))
+                opened[found] = (copy, *visit(copy, None, (*chain, name)))
+            _, found_id, found_manifest = opened[found]
+            if not satisfies(found_manifest, dependency):  # the file read (a private copy) is checked, not
+                # the one the resolver looked at: it may have been replaced since, by another signed image
+                asked = "".join(f",{k}={v}" for k, v in sorted(label_map(dependency.get("labels")).items()))
+                raise RunnerError(f"{name}: dependency {dependency['imageName']}{asked} found as {found} is "
+                                  f"not that image: its name is {found_manifest.get('name')!r}, its labels "
+                                  f"{label_map(found_manifest.get('labels'))}")
             wanted = dependency.get("imageID")
-            if isinstance(wanted, str) and opened[found][1] != wanted:
-                raise RunnerError(f"{name}: dependency {dependency['imageName']} is {opened[found][1]}, "
+            if isinstance(wanted, str) and found_id != wanted:
+                raise RunnerError(f"{name}: dependency {dependency['imageName']} is {found_id}, "
                                   f"not the {wanted} it names")
         own_id = known_id or identify(path)
         if own_id not in done:
             done.add(own_id)
             order.append(ChainImage(os.fspath(path), own_id, manifest))
-        return own_id
+        return own_id, manifest
 
     visit(os.fspath(aci_path), image_id, ())
     return order

@@ -400,6 +400,31 @@ def test_a_resolver_s_file_with_another_image_id_is_refused(tmp_path: Path) -> N
             pass
 
 
+@pytest.mark.parametrize("labels", [[], [{"name": "version", "value": "2"}]])
+def test_a_resolver_s_file_with_another_name_or_labels_is_refused(tmp_path: Path, labels: list) -> None:
+    """The chain checks that the file it reads is the image a dependency names, whatever
+    file a resolver gives: the resolver looks at the user's file, the chain reads a
+    private copy made after, and a file replaced in between by another signed image (its
+    key trusted for that other name only) gave the app's rootfs that image's files
+    (runner review: a race with a rename over the dependency)."""
+    images = tmp_path / "images"
+    images.mkdir()
+    evil = manifest(None, name="example.com/evil" if not labels else "example.com/base")
+    evil["labels"].append({"name": "version", "value": "1"})
+    other = actool_build(images / "other.aci", evil, {"f": "1"})
+    doc = manifest(APP, name="example.com/app")
+    doc["dependencies"] = [{"imageName": "example.com/base", "labels": labels}]
+    app = write_aci(images / "app.aci", [directory("rootfs")], doc)
+
+    found = "example.com/evil" if not labels else "example.com/base"
+    asked = ",version=2" if labels else ""
+    with pytest.raises(RunnerError, match=re.escape(
+            f"example.com/app: dependency example.com/base{asked} found as {other} is not that image: its name "
+            f"is {found!r}, its labels {{'os': 'linux', 'arch': 'amd64', 'version': '1'}}")):
+        with TreeStore(tmp_path / "store").acquire(app, resolver=lambda dependency: str(other)):
+            pass
+
+
 @pytest.mark.skipif(ACTOOL is None, reason="actool is not installed (apt-get install appc-spec)")
 def test_copies_of_one_dependency_are_one_image_and_two_images_are_ambiguous(tmp_path: Path) -> None:
     """A dependency named without an ``imageID`` that matched a byte-identical copy of
