@@ -35,6 +35,7 @@ layers themselves.
 from __future__ import annotations
 
 import math
+import re
 import tarfile
 from collections import deque
 from dataclasses import dataclass
@@ -229,9 +230,36 @@ class BoundedTarInfo(tarfile.TarInfo):
         next.offset_data = archive.fileobj.tell()  # type: ignore[attr-defined]
         next.sparse = list(zip(values[1::2], values[2::2]))  # type: ignore[assignment]
 
+    def _apply_pax_info(self, pax_headers: Mapping[str, str], encoding: str, errors: str) -> None:
+        """Apply PAX records as tarfile does, once their numbers are checked: tarfile takes
+        a malformed one (``size=1e3``, ``uid=-``, an empty value) for 0, so a member's data
+        was read as more headers (entries no other reader sees) and its owner became root;
+        Go's ``archive/tar`` (Docker, umoci, rkt) refuses the header. The rules are Go's:
+        ``uid``, ``gid`` and ``size`` decimal integers, ``atime``, ``ctime`` and ``mtime``
+        decimal seconds with an optional fraction (POSIX ``pax``, "pax Extended Header").
+
+        Raises:
+            tarfile.HeaderError: naming the record and the entry.
+        """
+        for keyword, value in pax_headers.items():
+            rule = _PAX_NUMBERS.get(keyword)
+            if rule is not None and not rule.fullmatch(value):
+                raise tarfile.HeaderError(f"malformed PAX record {keyword}={value!r} in the header of "
+                                          f"{pax_headers.get('path', self.name)!r}")
+        super()._apply_pax_info(pax_headers, encoding, errors)  # type: ignore[misc]
+
     def _check_header_size(self) -> None:
         if self.size > MAX_HEADER_BYTES:
             raise tarfile.HeaderError(f"a {self.size}-byte extended header is over the {MAX_HEADER_BYTES}-byte limit")
+
+
+_PAX_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_PAX_SECONDS = re.compile(r"[+-]?[0-9]+(?:\.[0-9]*)?", re.ASCII)
+_PAX_NUMBERS = {"uid": _PAX_INTEGER, "gid": _PAX_INTEGER, "size": _PAX_INTEGER,
+                "atime": _PAX_SECONDS, "ctime": _PAX_SECONDS, "mtime": _PAX_SECONDS}
+"""The PAX records that hold numbers, and their form (Go's ``strconv.ParseInt`` and
+``parsePAXTime``; Python's ``int`` and ``float`` also take ``1e3``, ``1_000``, ``nan``,
+spaces and other scripts' digits)."""
 
 
 def _malformed(member: tarfile.TarInfo, err: Exception) -> tarfile.HeaderError:

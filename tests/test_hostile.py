@@ -1049,6 +1049,33 @@ def test_a_nul_byte_in_a_pax_name_or_link_target_is_refused(tmp_path: Path, memb
     assert list((tmp_path / "out").iterdir()) == []
 
 
+@pytest.mark.parametrize("record", [("size", "1e3"), ("size", ""), ("uid", "1e3"), ("gid", "1_000"), ("uid", " 7"),
+                                    ("mtime", "nan"), ("mtime", "1e400"), ("mtime", "1e9"), ("atime", "-")])
+def test_a_malformed_pax_number_is_refused(tmp_path: Path, record: tuple[str, str]) -> None:
+    """tarfile takes a PAX number it cannot parse for 0: ``size=1e3`` made the member's
+    data (here a header of its own) be read as the next entry, a file that Go's reader
+    (Docker, umoci) never sees, and ``uid=1e3`` made the owner root (runner review).
+    Go's ``archive/tar`` refuses such a header; so does the squash, and validate/render
+    for an ACI (the same reader)."""
+    keyword, value = record
+    smuggled = hb.raw_header(b"smuggled", tarfile.REGTYPE, 0)
+    layout = layout_with(tmp_path, [hb.M("f", pax={keyword: value}, data=smuggled)])
+    with pytest.raises(errors.InvalidLayer, match=re.escape(f"malformed PAX record {keyword}={value!r} "
+                                                            "in the header of 'f'")):
+        convert(f"oci:{layout}", tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
+    with tarfile.open(tmp_path / "image.aci", "w", format=tarfile.PAX_FORMAT) as aci:  # the same header in an ACI
+        manifest = b'{"acKind": "ImageManifest"}'
+        for info, data in ((tarfile.TarInfo("manifest"), manifest), (tarfile.TarInfo("rootfs/f"), smuggled)):
+            info.size = len(data)
+            if info.name == "rootfs/f":
+                info.pax_headers = {keyword: value}
+            aci.addfile(info, io.BytesIO(data))
+    from runner.acitool import validate_aci
+    assert validate_aci(tmp_path / "image.aci").problems[:1] == [
+        f"reading {tmp_path / 'image.aci'}: malformed PAX record {keyword}={value!r} in the header of 'rootfs/f'"]
+
+
 def _block(data: bytes) -> bytes:
     return data + bytes(-len(data) % 512)
 
@@ -1109,8 +1136,6 @@ def _with_pax(records: list[tuple[bytes, bytes]]) -> bytes:
 
 
 @pytest.mark.parametrize(("records", "message"), [
-    ([(b"mtime", b"1e400")], "mtime inf is out of range"),
-    ([(b"mtime", b"nan")], "mtime nan is out of range"),
     ([(b"mtime", b"18446744073709551616")], "mtime 1.8446744073709552e+19 is out of range"),
     ([(b"uid", b"18446744073709551616")], "uid 18446744073709551616 is out of range (0-4294967294, "),
     ([(b"gid", b"-9223372036854775809")], "gid -9223372036854775809 is out of range (0-4294967294, "),
@@ -1118,7 +1143,7 @@ def _with_pax(records: list[tuple[bytes, bytes]]) -> bytes:
     ([(b"gid", b"4294967295")], "gid 4294967295 is out of range (0-4294967294, "),
     ([(b"uid", b"-1")], "uid -1 is out of range (0-4294967294, "),
     ([(b"SCHILY.xattr.user.\xff", b"v")], "xattr name 'user.\\udcff' is not UTF-8"),
-], ids=["mtime-inf", "mtime-nan", "mtime-2**64", "uid-2**64", "gid-below-int64", "uid-past-32-bits",
+], ids=["mtime-2**64", "uid-2**64", "gid-below-int64", "uid-past-32-bits",
         "gid-unchanged-marker", "uid-negative", "xattr-name-not-utf8"])
 def test_metadata_an_aci_cannot_carry_is_refused_naming_the_entry(tmp_path: Path, records: list[tuple[bytes, bytes]],
                                                                    message: str) -> None:
