@@ -227,6 +227,31 @@ def owner_in_root(root: str | os.PathLike[str], path: str) -> tuple[int, int]:
 KERNEL_FS_DIRS = ("proc", "sys")
 
 
+#: Host device nodes bound into the app's ``/dev`` by both stages (appc ``spec/ace.md``,
+#: "Linux").
+DEVICE_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+#: What else a stage mounts or makes in the app's ``/dev``: a devpts instance (and
+#: ``ptmx``, its link), ``shm`` and ``mqueue``.
+DEV_MOUNTS = ("pts", "ptmx", "shm", "mqueue")
+
+
+def stage_dev_path(root: str | os.PathLike[str], host_path: str) -> str | None:
+    """What a stage mounts in the app's ``/dev`` that a resolved host path of the tree is,
+    or lies in (``/dev`` itself, ``/dev/null``, ``/dev/pts/0``), as a path in the app
+    (``/dev/null``); ``None`` for anything else (``/dev/kvm``, ``/dev/log``).
+
+    Args:
+        root: the tree.
+        host_path: a path :func:`resolve_in_root` gave.
+    """
+    parts = os.path.relpath(host_path, os.fspath(root)).split(os.sep)
+    if parts[0] != "dev":
+        return None
+    if len(parts) == 1:
+        return "/dev"
+    return f"/dev/{parts[1]}" if parts[1] in DEVICE_NODES or parts[1] in DEV_MOUNTS else None
+
+
 def in_kernel_fs(root: str | os.PathLike[str], host_path: str) -> bool:
     """Whether a resolved host path of the tree lies in (or is) its ``/proc`` or ``/sys``.
 

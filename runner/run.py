@@ -65,14 +65,11 @@ from runner.linux import (
     mounts_bound_along,
     unshare,
 )
-from runner.paths import in_kernel_fs, make_dirs_in_root, resolve_in_root
+from runner.paths import DEVICE_NODES, in_kernel_fs, make_dirs_in_root, resolve_in_root
 from runner.spec import ProcessSpec, with_hostname
 from runner.volumes import Bind
 
 logger = logging.getLogger(__name__)
-
-#: Host device nodes bound into the app's ``/dev`` (appc ``spec/ace.md``, "Linux").
-DEVICE_NODES = ("null", "zero", "full", "random", "urandom", "tty")
 
 #: Host device nodes bound only when the host has them. The host's console is never
 #: given to an app.

@@ -58,7 +58,7 @@ from typing import Any
 
 from converters.numbers import MAX_OWNER_ID, plain_decimal
 from docker2aci.errors import RunnerError, VolumeOptionError
-from runner.paths import in_kernel_fs, make_dirs_in_root, resolve_in_root
+from runner.paths import in_kernel_fs, make_dirs_in_root, resolve_in_root, stage_dev_path
 
 logger = logging.getLogger(__name__)
 
@@ -312,7 +312,9 @@ def prepare_volumes(
         VolumeOptionError: two volumes have the same name, or a volume names no mount
             point (the message lists the image's).
         RunnerError: ``mount_points`` is malformed or names a mount point twice; a host
-            source vanished; a target is the rootfs itself, nests with another, or exists
+            source vanished; a target is the rootfs itself, leads into ``/proc``, ``/sys``
+            or what the stage mounts in ``/dev`` (:func:`runner.paths.stage_dev_path`:
+            ``/dev`` itself, ``/dev/null``, ``/dev/pts``), nests with another, or exists
             as a directory where the source is a file (or the other way round); a path
             loops; an empty volume's directory exists already or cannot be made.
     """
@@ -356,6 +358,12 @@ def prepare_volumes(
             raise RunnerError(
                 f"volume {volume.name!r}: mount point {point.path!r} leads into /proc or /sys, "
                 "where the stage mounts kernel file systems"
+            )
+        if (taken := stage_dev_path(root, host_target)) is not None:  # bound over the stage's, the volume
+            # would take the app's writes to /dev/null, and its stdio (runc reopens a standard stream there)
+            raise RunnerError(
+                f"volume {volume.name!r}: mount point {point.path!r} leads to {taken}, "
+                "which the stage mounts itself"
             )
         planned.append((point, volume, host_target))
     _check_nesting(planned)

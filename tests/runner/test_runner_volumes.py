@@ -316,10 +316,17 @@ def test_unknown_volume_lists_the_mount_points(tmp_path: Path) -> None:
         (_points(("a", "/proc/x")), ["a"], "leads into /proc or /sys"),
         (_points(("a", "/sys/fs/x")), ["a"], "leads into /proc or /sys"),
         (_points(("a", "/data/../sys")), ["a"], "leads into /proc or /sys"),
+        # bound over the stage's /dev/null, a host file took the app's writes there, and its
+        # stdio under runc (runner review); through a link too
+        (_points(("a", "/dev/null")), ["a"], "mount point '/dev/null' leads to /dev/null, which the stage mounts"),
+        (_points(("a", "/x/null")), ["a"], "mount point '/x/null' leads to /dev/null, which the stage mounts"),
+        (_points(("a", "/dev")), ["a"], "leads to /dev, which the stage mounts"),
+        (_points(("a", "/dev/pts/0")), ["a"], "leads to /dev/pts, which the stage mounts"),
+        (_points(("a", "/dev/shm")), ["a"], "leads to /dev/shm, which the stage mounts"),
     ],
 )
 def test_prepare_errors(tmp_path: Path, points: Any, volumes: list[str], words: str) -> None:
-    root = _tree(tmp_path, links={"srv": "data", "up": ".."})
+    root = _tree(tmp_path, links={"srv": "data", "up": "..", "x": "/dev"})
     (root / "file").write_text("")
     source = _host_source(tmp_path)
 
@@ -328,6 +335,18 @@ def test_prepare_errors(tmp_path: Path, points: Any, volumes: list[str], words: 
             str(root), points, [Volume(name, "host", str(source)) for name in volumes],
             empty_dir=str(tmp_path / "e"),
         )  # fmt: skip
+
+
+def test_a_device_the_stage_does_not_mount_may_be_a_volume(tmp_path: Path) -> None:
+    """``/dev/kvm`` or ``/dev/fuse`` given as a volume: only what the stage mounts itself
+    in ``/dev`` is refused."""
+    root = _tree(tmp_path)
+    points = _points(("kvm", "/dev/kvm"), ("d", "/dev/nullx"))
+    volumes = [Volume("kvm", "host", str(_host_source(tmp_path))), Volume("d", "host", str(_host_source(tmp_path)))]
+
+    binds = prepare_volumes(str(root), points, volumes, empty_dir=str(tmp_path / "e"))
+
+    assert [bind.target for bind in binds] == ["/dev/kvm", "/dev/nullx"]
 
 
 def test_file_source_onto_an_image_directory_is_refused(tmp_path: Path) -> None:
