@@ -282,12 +282,43 @@ def run_isolated(
             nofile=_nofile_limits(),
             capabilities=_host_capabilities(capabilities),
         )
+        if (found := _not_utf8(config)) is not None:
+            where, value = found
+            raise RunnerError(f"the isolated stage cannot pass {where} {os.fsencode(value)!r}: it is not UTF-8, and the "
+                              "runtime's configuration is JSON, where such bytes become U+FFFD (another path, "
+                              "another argument); the fly stage passes them as they are (--stage fly)")
         with open(os.path.join(bundle, "config.json"), "w", encoding="utf-8") as handle:
             json.dump(config, handle, indent=1)
         state = state_dir or os.path.join(bundle, "state")
         return _run_container(runtime_path, state, bundle, cid, spec, preserve_fds)
     finally:
         shutil.rmtree(bundle, ignore_errors=True)
+
+
+def _not_utf8(value: object, where: str = "") -> tuple[str, str] | None:
+    """The first string of an OCI runtime configuration (its JSON path, and the string)
+    that holds bytes that are not UTF-8 (surrogate escapes, from a name, an argument or an
+    environment value read from bytes), else ``None``. :func:`json.dump` writes them as
+    ``\\udcXX``, which Go's decoder (runc, crun's parser likewise) turns into U+FFFD."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return where, value
+        return None
+    items: Iterable[tuple[object, object]]
+    if isinstance(value, Mapping):
+        items = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _not_utf8(key, where) if isinstance(key, str) else None
+        found = found or _not_utf8(item, f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}".lstrip("."))
+        if found is not None:
+            return found
+    return None
 
 
 def _prepare_tree(rootfs: str, spec: ProcessSpec) -> ProcessSpec:

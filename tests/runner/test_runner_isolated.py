@@ -448,6 +448,24 @@ def test_bad_options_are_runner_errors(run_isolated: RunIsolated) -> None:
 
 
 @needs_runc
+@pytest.mark.parametrize(("argv", "env", "cwd", "where"), [
+    (["/bin/echo", "caf\udce9"], None, "/", "process.args[1] b'caf\\xe9'"),
+    (["/bin/true"], {"A": "caf\udce9"}, "/", "process.env[1] b'A=caf\\xe9'"),
+    (["/bin/true"], None, "/caf\udce9", "process.cwd b'/caf\\xe9'"),
+])
+def test_bytes_that_are_not_utf8_are_refused_by_the_isolated_stage(run_isolated: RunIsolated, argv: list[str],
+                                                                   env: dict | None, cwd: str, where: str) -> None:
+    """The runtime's configuration is JSON: a working directory ``/caf\\xe9`` became
+    ``/caf\\xef\\xbf\\xbd``, a new empty directory the app started in, and arguments and
+    environment values lost their bytes the same way (runner review). The fly stage
+    passes them as they are; the isolated stage says it cannot."""
+    result = run_isolated(argv, env=env and {"PATH": DEFAULT_PATH, **env}, cwd=cwd)
+    assert result.returncode == 99, result.stderr
+    assert f"RunnerError: the isolated stage cannot pass {where}: it is not UTF-8" in result.stderr
+    assert "(--stage fly)" in result.stderr
+
+
+@needs_runc
 def test_stdin_reaches_the_app(run_isolated: RunIsolated) -> None:
     result = run_isolated(["/bin/cat"], user=1000, input="line one\nline two\n")
 
