@@ -510,9 +510,8 @@ def cmd_render(argv: Sequence[str], prog: str) -> int:
     """``docker2aci render ACI DIR``: write DIR/manifest and DIR/rootfs, dependencies applied."""
     args = _render_parser(prog).parse_args(list(argv))
     _setup_logging(args.debug)
-    import shutil
-
     from runner.dependencies import DirectoryResolver
+    from runner.fstree import remove_tree
 
     from .atomic import locked_work_dir, remove_abandoned_work_dirs
     from runner.treestore import render_tree
@@ -536,7 +535,7 @@ def cmd_render(argv: Sequence[str], prog: str) -> int:
                     _render_into(args.aci, work, resolver, render_tree)
                     os.rename(work, dest)
                 except BaseException:
-                    shutil.rmtree(work, ignore_errors=True)
+                    remove_tree(work, make_writable=True, ignore_errors=True)  # an image's tree: any depth
                     raise
     except OSError as err:
         raise OutputError(f"rendering into {args.dest}: {err.strerror or err}") from err

@@ -43,6 +43,7 @@ from docker2aci import acifile
 from docker2aci.acifile import READ_ERRORS, UncompressedStream
 from docker2aci.digest import Digest
 from docker2aci.errors import InvalidACI, RunnerError
+from runner.fstree import remove_tree, walk
 from runner.paths import Escape, PathEscapeError, make_dirs_in_root, resolve_in_root
 
 logger = logging.getLogger(__name__)
@@ -438,7 +439,7 @@ class _Renderer:
         except FileNotFoundError:
             return
         if stat.S_ISDIR(mode):
-            shutil.rmtree(target)
+            remove_tree(target)
         else:
             os.unlink(target)
 
@@ -609,7 +610,7 @@ def _xattrs(pax_headers: Mapping[str, str]) -> Iterator[tuple[str, bytes]]:
 def restore_directory_times(rootfs: str, times: Mapping[str, int]) -> None:
     """Give every directory of ``rootfs`` named in ``times`` its time (nanoseconds) again (after later
     images of a chain wrote into it), walking the tree without following symlinks."""
-    for directory, _dirs, _files in os.walk(rootfs):
+    for directory, _dirs, _files in walk(rootfs):
         mtime = times.get(directory)
         if mtime is not None:
             _set_mtime(directory, mtime)

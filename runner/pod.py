@@ -26,12 +26,12 @@ import fcntl
 import logging
 import os
 import secrets
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from docker2aci.errors import RunnerError
+from runner.fstree import remove_tree
 from runner.linux import Mount, mount, mount_points_under, umount, unescape_mountinfo
 from runner.locks import try_locked
 
@@ -235,5 +235,5 @@ def _remove_pod(path: str) -> bool:
     if mount_points_under(path):
         logger.warning("pod %s still has mounts: left in place", path)
         return False
-    shutil.rmtree(path, ignore_errors=True)
+    remove_tree(path, make_writable=True, ignore_errors=True)
     return True

@@ -47,7 +47,6 @@ import os
 import random
 import re
 import secrets
-import shutil
 import stat
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -68,6 +67,7 @@ from runner.extract import (
 )
 from runner.acitool import identity_problems
 from runner.dependencies import label_map, satisfies
+from runner.fstree import remove_tree, walk
 from runner.locks import locked, try_locked
 from runner.pod import mounted_on, overlay_lowers
 
@@ -311,7 +311,7 @@ class TreeStore:
         for name in names:
             path = os.path.join(self.dir, name)
             if name.startswith(_TRASH_PREFIX):
-                shutil.rmtree(path, ignore_errors=True)
+                remove_tree(path, make_writable=True, ignore_errors=True)
                 report.partial.append(path)
                 continue
             image_id = name[len(_TMP_PREFIX):len(_TMP_PREFIX) + 135] if name.startswith(_TMP_PREFIX) else name
@@ -326,7 +326,7 @@ class TreeStore:
                         report.in_use.append(image_id)
                     continue
                 if name != image_id:  # a render nobody is doing any more
-                    shutil.rmtree(path, ignore_errors=True)
+                    remove_tree(path, make_writable=True, ignore_errors=True)
                     report.partial.append(path)
                     continue
                 try:
@@ -392,7 +392,7 @@ class TreeStore:
             os.rename(path, trash)
         except FileNotFoundError:
             return
-        _make_writable_and_remove(trash)
+        remove_tree(trash, make_writable=True)
 
 
 @dataclass(frozen=True)
@@ -553,7 +553,7 @@ def _apply_whitelist(rootfs: str, whitelist: Sequence[object], name: str) -> Non
         if not parents:
             break
         needed |= parents
-    for directory, dirs, files in os.walk(rootfs, topdown=False):
+    for directory, dirs, files in walk(rootfs, topdown=False):
         rel = "/" + os.path.relpath(directory, rootfs) if directory != rootfs else "/"
         for entry in files + [d for d in dirs if os.path.islink(os.path.join(directory, d))]:
             if os.path.join(rel, entry) not in keep:
@@ -581,33 +581,3 @@ def _load_manifest(path: str) -> dict[str, Any]:
     return manifest
 
 
-def _make_writable_and_remove(path: str) -> None:
-    """Remove a tree whose directories may be read-only or unreadable (an image's ``0555``
-    or ``0311`` dirs, for a runner that is not root).
-
-    A name that could not be removed gets its directory made writable; a directory that
-    could not be opened or listed (``os.open``, ``os.scandir`` failed on it) is made
-    readable and removed in turn, once. A name already gone is done with: another gc
-    removes the same ``.trash-*`` at the same time."""
-    retried: set[str] = set()
-
-    def make_owner_writable(directory: str) -> None:
-        with contextlib.suppress(OSError):
-            if stat.S_ISDIR(os.lstat(directory).st_mode):
-                os.chmod(directory, 0o700)
-
-    def retry(function: Callable[..., Any], failed: str, info: Any) -> None:
-        if isinstance(info[1], FileNotFoundError):
-            return
-        make_owner_writable(os.path.dirname(failed))
-        if function in (os.open, os.scandir, os.listdir, os.lstat):
-            if failed in retried:
-                raise PermissionError(f"cannot remove {failed}")
-            retried.add(failed)
-            make_owner_writable(failed)
-            shutil.rmtree(failed, onerror=retry)
-            return
-        with contextlib.suppress(FileNotFoundError):
-            function(failed)
-
-    shutil.rmtree(path, onerror=retry)

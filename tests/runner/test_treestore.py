@@ -206,6 +206,20 @@ def test_gc_cleans_up_after_a_killed_run(tmp_path: Path, aci: Path) -> None:
     assert mount_points_under(str(tmp_path)) == []
 
 
+def test_a_run_whose_app_nests_directories_deeply_ends_with_the_app_s_status(tmp_path: Path, aci: Path) -> None:
+    """An app that made 1,100 nested directories in its pod: removing the pod recursed
+    once per level (RecursionError: a traceback and status 1 instead of the app's, the pod
+    left), and every later gc failed on it (runner review)."""
+    store = tmp_path / "cache" / "docker2aci"
+    deep = "/".join(["d"] * 1100)
+    result = _cli("run", "--stage=fly", "--insecure-options=image", "--exec", f"/bin/sh -c 'mkdir -p /tmp/{deep} "
+                  "&& echo made && exit 3'", str(aci), store=store, timeout=60)
+    assert (result.returncode, result.stdout) == (3, "made\n"), result.stderr
+    assert "Traceback" not in result.stderr and os.listdir(store / "pods") == []
+    gc = _cli("gc", "--json", store=store)
+    assert gc.returncode == 0, gc.stderr
+
+
 def _cgroups_of(cid: str) -> list[str]:
     return [str(group) for group in Path("/sys/fs/cgroup").glob(f"*/{cid}")]
 
@@ -608,14 +622,14 @@ def test_a_tree_with_unreadable_directories_is_removed_by_a_non_root_runner() ->
         os.chmod(work, 0o777)
         result = as_nobody(textwrap.dedent(f"""
             import os
-            from runner.treestore import _make_writable_and_remove
+            from runner.fstree import remove_tree
             tree = {str(work / 'tree')!r}
             for d, mode in (("a", 0o311), ("b", 0o000), ("c", 0o555)):
                 os.makedirs(os.path.join(tree, d, "inner"))
                 open(os.path.join(tree, d, "inner", "f"), "w").close()
                 os.chmod(os.path.join(tree, d, "inner"), mode)
                 os.chmod(os.path.join(tree, d), mode)
-            _make_writable_and_remove(tree)
+            remove_tree(tree, make_writable=True)
             print(os.path.exists(tree))
         """))
         assert (result.returncode, result.stdout) == (0, "False\n"), result.stderr
