@@ -32,8 +32,9 @@ exclusively without waiting) never removes a tree in use.
 
 Dependencies (appc ``spec/types.md``, ``dependencies`` and ``pathWhitelist``): the
 dependencies are rendered first, in order (each with its own dependencies), then the
-image on top; after an image is assembled, a non-empty ``pathWhitelist`` removes every
-file it does not list. Dependencies are found by a :data:`DependencyResolver`.
+image on top; the uppermost non-empty ``pathWhitelist`` removes every file of the
+images below it that it does not list (:func:`render_chain`). Dependencies are found by
+a :data:`DependencyResolver`.
 """
 
 from __future__ import annotations
@@ -505,24 +506,29 @@ def tree_key(chain: Sequence[ChainImage]) -> str:
 
 def render_chain(chain: Sequence[ChainImage], rootfs: str) -> dict[str, Any]:
     """Render a chain into ``rootfs`` (an empty directory), each image over the previous
-    ones (tar semantics), each checked against its image ID, each image's
-    ``pathWhitelist`` applied right after it (exact for the linear chains of unsquashed
-    images: each list names what its image and everything below it keep).
+    ones (tar semantics), each checked against its image ID.
+
+    The ``pathWhitelist`` that counts is the one of the uppermost image that has one
+    (appc's ``pkg/acirenderer``, which rkt renders with: ``getUpperPWLM``): it filters
+    the files of the images below it, applied before that image is rendered; the files
+    of that image and of those above it are all kept (an image's own ``/tmp`` is no
+    file of a dependency). Directories the list does not hold stay when they hold
+    something or a listed path needs them.
 
     Returns:
         The last image's manifest.
 
     Raises:
         RunnerError: an unsafe entry, a file whose image ID changed, an ACI that cannot
-            be read.
+            be read, a malformed ``pathWhitelist``.
     """
     manifest: dict[str, Any] = {}
     times: dict[str, int] = {}
-    for image in chain:
+    listing = [i for i, image in enumerate(chain) if image.manifest.get("pathWhitelist")]
+    for i, image in enumerate(chain):
+        if listing and i == listing[-1] and i > 0:
+            _apply_whitelist(rootfs, image.manifest["pathWhitelist"], str(image.manifest.get("name", "?")))
         manifest = render_aci(image.path, rootfs, image_id=image.image_id, directory_times=times)
-        whitelist = manifest.get("pathWhitelist") or []
-        if whitelist:
-            _apply_whitelist(rootfs, whitelist, str(manifest.get("name", "?")))
     if len(chain) > 1:  # later images wrote into the directories of earlier ones
         restore_directory_times(rootfs, times)
     return manifest
@@ -539,9 +545,15 @@ def render_tree(aci_path: str | os.PathLike[str], rootfs: str, *, image_id: str 
     return render_chain(build_chain(aci_path, image_id=image_id, resolver=resolver), rootfs)
 
 
-def _apply_whitelist(rootfs: str, whitelist: Sequence[object], name: str) -> None:
+def _apply_whitelist(rootfs: str, whitelist: object, name: str) -> None:
     """Remove every non-directory not listed, then the directories left empty that are
-    not listed or needed by a listed path (appc ``spec/types.md``, ``pathWhitelist``)."""
+    not listed or needed by a listed path (appc ``spec/types.md``, ``pathWhitelist``).
+
+    Raises:
+        RunnerError: the list is not a list of absolute paths.
+    """
+    if not isinstance(whitelist, list):
+        raise RunnerError(f"{name}: pathWhitelist is not a list")
     keep = set()
     for item in whitelist:
         if not isinstance(item, str) or not item.startswith("/"):

@@ -359,6 +359,45 @@ def test_dependencies_are_rendered_first_and_the_whitelist_applied(tmp_path: Pat
         assert Path(tree.rootfs, "etc/base.conf").read_text() == "base"
 
 
+def test_the_uppermost_whitelist_filters_the_files_below_it_only(tmp_path: Path) -> None:
+    """appc's pkg/acirenderer (rkt's renderer): the ``pathWhitelist`` of the uppermost
+    image that has one filters the files of the images below it; its own files, empty
+    directories among them, are all kept. Each image's list was applied to everything
+    rendered so far: an image's own ``/tmp`` went, and a middle image's list removed a base
+    file the top image lists (runner review)."""
+    images = tmp_path / "images"
+    images.mkdir()
+    write_aci(images / "base.aci", [directory("rootfs"), Entry("rootfs/b", data=b"b"),
+                                           Entry("rootfs/x", data=b"x"), directory("rootfs/kept-dir")],
+                     manifest(None, name="example.com/base"))
+    mid_doc = manifest(None, name="example.com/mid")
+    mid_doc["dependencies"] = [{"imageName": "example.com/base"}]
+    mid_doc["pathWhitelist"] = ["/m"]  # not the uppermost list: does not count
+    write_aci(images / "mid.aci", [directory("rootfs"), Entry("rootfs/m", data=b"m"), Entry("rootfs/y", data=b"y")],
+              mid_doc)
+    top_doc = manifest(None, name="example.com/top")
+    top_doc["dependencies"] = [{"imageName": "example.com/mid"}]
+    top_doc["pathWhitelist"] = ["/b", "/m", "/t"]
+    top = write_aci(images / "top.aci", [directory("rootfs"), Entry("rootfs/t", data=b"t"),
+                                         Entry("rootfs/own", data=b"own"), directory("rootfs/tmp", mode=0o1777)],
+                    top_doc)
+    from runner.dependencies import DirectoryResolver
+
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    render_tree(top, str(rootfs), resolver=DirectoryResolver([str(images)]))
+    # the base's empty directory kept-dir, not listed, goes (acirenderer keeps every directory; the
+    # lists docker2aci, the reference tool and acbuild write name every directory kept)
+    assert sorted(p.name for p in rootfs.iterdir()) == ["b", "m", "own", "t", "tmp"]
+    lone = write_aci(tmp_path / "lone.aci", [directory("rootfs"), Entry("rootfs/own", data=b"own"),
+                                            directory("rootfs/tmp", mode=0o1777)],
+                     {**manifest(None, name="example.com/lone"), "pathWhitelist": ["/listed"]})
+    lone_rootfs = tmp_path / "lone"
+    lone_rootfs.mkdir()
+    render_tree(lone, str(lone_rootfs))  # an image alone: its list filters nothing of its own
+    assert sorted(p.name for p in lone_rootfs.iterdir()) == ["own", "tmp"]
+
+
 @pytest.mark.skipif(ACTOOL is None, reason="actool is not installed (apt-get install appc-spec)")
 def test_a_missing_or_mismatched_dependency_is_refused(tmp_path: Path) -> None:
     images = tmp_path / "images"
