@@ -485,6 +485,10 @@ def _argv(
         )
     if not argv[0]:
         raise RunnerError("the executable name is empty")
+    for i, word in enumerate(argv):
+        if "\0" in word:  # execve ends an argument there: fly said "embedded null byte", isolated EINVAL
+            raise RunnerError(f"argument {i} of the command line ({word!r}) holds a NUL character, "
+                              "which cannot be passed to a program")
     return tuple(argv)
 
 

@@ -196,6 +196,16 @@ def test_a_manifest_variable_execve_cannot_pass_is_named(variable: dict[str, str
         build_process_spec(_docker_manifest(environment=[variable]))
 
 
+def test_a_nul_character_in_the_command_line_is_named() -> None:
+    """execve cannot pass it: fly failed with Python's "embedded null byte", isolated with
+    "exec /bin/sh: invalid argument" and status 1, as if the app had (runner review)."""
+    with pytest.raises(RunnerError, match=re.escape("argument 2 of the command line ('a\\x00b') holds a NUL "
+                                                    "character, which cannot be passed to a program")):
+        build_process_spec(_docker_manifest(), exec_override=["/bin/sh", "-c", "a\0b"])
+    with pytest.raises(RunnerError, match=re.escape("of the command line ('x\\x00') holds a NUL character")):
+        build_process_spec(_docker_manifest(), ["x\0"])
+
+
 def test_group_names_come_from_the_image_group_file() -> None:
     spec = build_process_spec(
         _docker_manifest(user="1000", group="app"), passwd_text=None, group_text=GROUP
