@@ -463,8 +463,9 @@ class _Renderer:
         try:
             source_mode = os.lstat(source).st_mode
         except FileNotFoundError:
+            itself = " (it names the entry itself)" if source == target else ""
             raise EntryError(
-                member.name, f"hard link target {member.linkname!r} does not exist"
+                member.name, f"hard link target {member.linkname!r} does not exist{itself}"
             ) from None
         if stat.S_ISDIR(source_mode):
             raise EntryError(member.name, f"hard link target {member.linkname!r} is a directory")

@@ -156,6 +156,17 @@ def test_a_hard_link_to_a_symlink_links_the_symlink(tmp_path: Path) -> None:
     assert os.readlink(rootfs / "d") == "/nowhere"
 
 
+def test_a_hard_link_to_its_own_name_says_so(tmp_path: Path) -> None:
+    """A file, then a hard link of the same name to it: the file is made room for first,
+    so the link's target is gone; "does not exist" alone read as a missing file (runner
+    review)."""
+    aci = write_aci(tmp_path / "image.aci", [directory("rootfs"), Entry("rootfs/f", data=b"x"),
+                                             _hard_link("rootfs/f", "rootfs/f")], manifest({}))
+    (tmp_path / "rootfs").mkdir()
+    with pytest.raises(EntryError, match=r"hard link target 'rootfs/f' does not exist \(it names the entry itself\)"):
+        render_aci(aci, tmp_path / "rootfs")
+
+
 def test_modes_times_and_missing_parents(tmp_path: Path) -> None:
     rootfs = _render(
         tmp_path,
