@@ -662,10 +662,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     prog = "docker2aci"
     command: CommandFunction = cmd_convert
+    name = "convert"
     if argv and argv[0] in ("--version", "-version"):
         command = _print_version
     elif argv and argv[0] in _COMMANDS:
-        command = _COMMANDS[argv.pop(0)].run
+        name = argv.pop(0)
+        command = _COMMANDS[name].run
     elif argv and argv[0] == "help" and not os.path.lexists("help"):  # git's and docker's word for it
         argv = [*argv[1:2], "--help"] if argv[1:2] and argv[1] in _COMMANDS else ["--help"]
         command = _COMMANDS[argv.pop(0)].run if argv[0] in _COMMANDS else cmd_convert
@@ -681,6 +683,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with unwinding_on_termination():  # SIGTERM, SIGHUP: the cleanup of Ctrl-C, then 128 + signum
             return command(argv, prog)
     except UsageError as err:
+        if err.unknown_option is not None and (owners := _commands_with(err.unknown_option, name, prog)):
+            err = UsageError(f"{err.unknown_option} is not an option of docker2aci {name} but of "
+                             f"{', '.join(owners)} (docker2aci {name} --help lists {name}'s)")
         print(f"Error: {printable(str(err), newlines=True)}", file=sys.stderr)
         if command is cmd_convert:
             print(f"Usage: {_USAGE}", file=sys.stderr)
@@ -704,6 +709,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return stdio.closed_status()
     except stdio.StdoutError as err:  # > /dev/full, a full disk: the command's output is lost, say so
         return stdio.failed_status(err, EXIT_ERROR)
+
+
+def _commands_with(option: str, command: str, prog: str) -> list[str]:
+    """The commands other than ``command`` that have ``option`` (``run --output-dir``:
+    convert's, batch's...; argparse's own message took its value for the image, and the
+    closest option of ``command`` was not the one meant)."""
+    if not option.startswith("--"):
+        return []
+    owners = []
+    for other, factory in PARSERS.items():
+        parser = factory(f"{prog} {other}") if other != command else None
+        if parser is not None and option in parser._option_string_actions:
+            owners.append(other)
+    return owners
 
 
 def _interrupted(signum: int) -> int:

@@ -43,25 +43,33 @@ class Parser(argparse.ArgumentParser):
         return []
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message + self._closest_flag(message))
+        unknown = self._unknown_option(message)
+        if unknown is not None:  # argparse listed it with the words after it, a value among them
+            raise UsageError(f"unknown option {unknown}" + self._closest_flag(unknown), unknown_option=unknown)
+        raise UsageError(message)
 
-    def _closest_flag(self, message: str) -> str:
-        """``; did you mean --compression?`` for ``unrecognized arguments: --compresion ...``."""
+    def _unknown_option(self, message: str) -> str | None:
+        """The option ``unrecognized arguments: --outptu-dir d X.aci`` starts with, when the
+        first word argparse did not take is one (the rest are its value and the words
+        after it, which argparse could not place either)."""
         prefix = "unrecognized arguments: "
-        if not message.startswith(prefix):
-            return ""
+        words = message[len(prefix):].split() if message.startswith(prefix) else []
+        name = words[0].split("=", 1)[0] if words else ""
+        return name if name.startswith("-") and name not in ("-", "--") else None
+
+    def _closest_flag(self, name: str) -> str:
+        """``; did you mean --compression?`` for ``--compresion``."""
+        if len(name) == 2 and name[0] == "-" and name[1] != "-":  # Docker's -e, -v, -p ...
+            return f"; {name} is no flag of docker2aci: write flags whole (--help lists them)"
         import difflib  # only for this message
 
         known = [s for action in self._actions for s in action.option_strings if s.startswith("--")]
-        for word in message[len(prefix):].split():
-            name = word.split("=", 1)[0]
-            if len(name) == 2 and name[0] == "-" and name[1] != "-":  # Docker's -e, -v, -p ...
-                return f"; {name} is no flag of docker2aci: write flags whole (--help lists them)"
-            if name.startswith("-") and name not in known:
-                close = difflib.get_close_matches("--" + name.lstrip("-"), known, n=1)
-                if close:
-                    return f"; did you mean {close[0]}?"
-        return ""
+        close = difflib.get_close_matches("--" + name.lstrip("-"), known, n=1)
+        return f"; did you mean {close[0]}?" if close else ""
+
+    def has_option(self, name: str) -> bool:
+        """Whether ``name`` (``--output-dir``) is one of this command's options."""
+        return name in self._option_string_actions
 
 
 def path(text: str) -> str:

@@ -23,9 +23,18 @@ class Docker2ACIError(Exception):
 
 
 class UsageError(Docker2ACIError):
-    """The command line or API call is malformed (exit status 2)."""
+    """The command line or API call is malformed (exit status 2).
+
+    Attributes:
+        unknown_option: the option the command does not have (``--output-dir``), when that
+            is what is wrong, else ``None``.
+    """
 
     reference = "usage-error"
+
+    def __init__(self, message: str, *, unknown_option: str | None = None) -> None:
+        super().__init__(message)
+        self.unknown_option = unknown_option
 
 
 class InvalidReference(Docker2ACIError):

@@ -456,7 +456,7 @@ def test_image_is_not_a_mirror_flag(capsys: pytest.CaptureFixture[str]) -> None:
     from docker2aci.cli import main
 
     assert main(["mirror", "--image", "x", "127.0.0.1:9/app"]) == 2
-    assert capsys.readouterr().err.startswith("Error: unrecognized arguments: --image")
+    assert capsys.readouterr().err.startswith("Error: --image is not an option of docker2aci mirror but of convert")
     with pytest.raises(SystemExit) as done:
         main(["mirror", "--help"])
     assert done.value.code == 0
