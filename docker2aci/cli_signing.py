@@ -138,7 +138,9 @@ def cmd_sign(argv: Sequence[str], prog: str) -> int:
     assert signer is not None
     for aci in args.aci:
         if not os.path.isfile(aci):
-            raise SigningError(f"{aci}: no such file")
+            what = "a directory" if os.path.isdir(aci) else "not a regular file" if os.path.lexists(aci) \
+                else "no such file"
+            raise SigningError(f"{aci}: {what}")
         print(sign_file(aci, signer))
     return EXIT_OK
 

@@ -718,6 +718,9 @@ def find_key(spec: str, keys_dir: str, *, secret: bool) -> str:
     if os.path.isfile(spec):
         return spec
     wanted = key_id_spec(spec)
+    if wanted is None and os.path.lexists(spec):
+        raise SigningError(f"{spec}: {'a directory' if os.path.isdir(spec) else 'not a regular file'}, "
+                           "not a key file")
     if wanted is None:
         raise SigningError(f"{spec}: no such key file (nor a fingerprint or key ID of {keys_dir})")
     suffixes = (".sec.asc",) if secret else (".sec.asc", ".pub.asc")

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -438,6 +439,17 @@ def test_a_terminal_is_no_archive(tmp_path: Path) -> None:
     finally:
         os.close(terminal)
         os.close(controller)
+
+
+@pytest.mark.parametrize("transport", ["docker-archive", "oci-archive"])
+def test_a_directory_is_no_archive(tmp_path: Path, transport: str) -> None:
+    """``docker-archive:DIR`` said Python's "cannot read archive: [Errno 21] Is a
+    directory: 'DIR'" (new-user trial)."""
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(docker2aci.errors.SourceError, match=re.escape(
+            f"{transport}:{tmp_path / 'dir'}: a directory, not an archive (an OCI image layout directory is "
+            "read with oci:DIR)")):
+        convert(f"{transport}:{tmp_path / 'dir'}", tmp_path / "out")
 
 
 def test_debug_says_what_an_archive_conversion_reads_and_writes(tmp_path: Path) -> None:

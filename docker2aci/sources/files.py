@@ -214,9 +214,14 @@ class TarTree(_BaseTree):
                     except EscapingPath:
                         continue  # never reachable: every lookup is cleaned the same way
                     self._members[name] = member
+        except IsADirectoryError as err:
+            self.close()
+            raise SourceError(display, "a directory, not an archive (an OCI image layout directory is "
+                              "read with oci:DIR)") from err
         except (OSError, tarfile.TarError) as err:
             self.close()
-            raise SourceError(display, f"cannot read archive: {err}") from err
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else err  # not "[Errno 13] ...: 'path'"
+            raise SourceError(display, f"cannot read archive: {reason}") from err
         except BaseException:
             self.close()
             raise

@@ -51,19 +51,21 @@ def test_json_output_keeps_its_keys_when_signing(tmp_path: Path, other_key: KeyP
     assert Path(doc["path"] + ".asc").is_file()
 
 
-@pytest.mark.parametrize("key", ["missing.asc", "junk.asc"])
+@pytest.mark.parametrize("key", ["missing.asc", "junk.asc", "keys-dir"])
 def test_a_sign_key_problem_is_a_signing_error_and_writes_nothing(tmp_path: Path, key: str,
                                                                   run_cli) -> None:  # type: ignore[no-untyped-def]
     """``--sign`` with a key file that is missing or not OpenPGP: the error said "conversion
     error", as if the image were at fault (review); it is a signing error, status 1, and
     neither the ACI nor its output directory is left."""
     (tmp_path / "junk.asc").write_text("not a key\n")
+    (tmp_path / "keys-dir").mkdir()  # a directory said to be missing (new-user trial)
     out = tmp_path / "out"
     result = run_cli("--sign", tmp_path / key, "--output-dir", out, "--cache-dir", tmp_path / "cache",
                      f"oci-archive:{OCI_ARCHIVE}")
     expected = {
         "missing.asc": f"Error: signing error: {tmp_path / key}: no such key file (nor a fingerprint or key ID of ",
         "junk.asc": f"Error: signing error: reading the key file {tmp_path / key}: not OpenPGP data: ",
+        "keys-dir": f"Error: signing error: {tmp_path / key}: a directory, not a key file\n",
     }[key]
     assert result.status == 1 and result.err.startswith(expected), result.err
     assert result.out == "" and not out.exists()

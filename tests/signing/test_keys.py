@@ -136,6 +136,9 @@ def test_sign_with_a_keyring_key_by_fingerprint(aci: Path, tmp_path: Path, other
     assert signing.verify_file(str(aci), f"{aci}.asc", certs).fingerprint == other_key.fingerprint
     missing = run_cli("sign", aci, "--key", "0123456789abcdef")
     assert missing.status == 1 and "no secret key 0123456789abcdef" in missing.err
+    (tmp_path / "dir.aci").mkdir()  # "no such file" said of a directory (new-user trial)
+    directory = run_cli("sign", tmp_path / "dir.aci", "--key", other_key.fingerprint)
+    assert (directory.status, directory.err) == (1, f"Error: {tmp_path / 'dir.aci'}: a directory\n")
 
 
 def test_sign_with_a_keyring_key_by_the_key_id_verify_names(aci: Path, tmp_path: Path, other_key: KeyPair,
