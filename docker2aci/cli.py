@@ -663,8 +663,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = "docker2aci"
     command: CommandFunction = cmd_convert
     name = "convert"
-    if argv and argv[0] in ("--version", "-version"):
-        command = _print_version
+    if argv and (argv[0] in ("--version", "-version") or argv == ["version"] and not os.path.lexists("version")):
+        command = _print_version  # "version": docker's and git's word for it, unless a file has that name
     elif argv and argv[0] in _COMMANDS:
         name = argv.pop(0)
         command = _COMMANDS[name].run

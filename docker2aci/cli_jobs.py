@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import logging
 import sys
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
@@ -200,6 +201,9 @@ def cmd_batch(argv: Sequence[str], prog: str) -> int:
     setup_logging(args.debug)
     base = _base_options(args)
     items = read_batch(args.file, check=lambda item: _item_options(base, item.options, item.where))
+    if not items:  # an empty file, or only comments: a mistake more often than a plan (new-user trial)
+        logging.getLogger("docker2aci").warning("%s lists no image: nothing to convert",
+                                                "standard input" if args.file == "-" else args.file)
     with _claims(base, args.executor) as claims_dir:
         return _run_batch(args, dataclasses.replace(base, claims_dir=claims_dir), items)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from docker2aci import cli
+from docker2aci import __version__, cli
 
 import hostilebuild as hb
 
@@ -358,3 +358,17 @@ def test_a_run_flag_s_error_names_the_flag(capsys: pytest.CaptureFixture[str], a
     flag (CLI review)."""
     assert cli.main(["run", "x.aci", *argv]) == 2
     assert capsys.readouterr().err.splitlines()[0] == first
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["-version"], ["version"]])
+def test_the_version_is_printed_however_it_is_asked_for(capsys: pytest.CaptureFixture[str], argv: list[str],
+                                                        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``docker2aci version`` (docker's and git's form) was a conversion error: "version:
+    no such file or directory" (new-user trial); a file named ``version`` is still converted."""
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(argv) == 0
+    assert capsys.readouterr().out == f"docker2aci version {__version__}\nappc version 0.8.11\n"
+    if argv == ["version"]:
+        (tmp_path / "version").write_text("not an image")
+        assert cli.main(argv) == 1
+        assert "conversion error: version: " in capsys.readouterr().err

@@ -136,6 +136,16 @@ def test_a_malformed_batch_file_is_refused_before_any_work(tmp_path: Path, text:
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("text", ["", "# only a comment\n\n"])
+def test_a_batch_file_with_no_image_says_so(tmp_path: Path, text: str) -> None:
+    """An empty batch file (a template not filled in) printed nothing at all and exited 0
+    (new-user trial): a warning says so; --json still prints the empty report."""
+    (tmp_path / "b.txt").write_text(text)
+    proc = cli("batch", "--json", tmp_path / "b.txt", "--output-dir", tmp_path / "out", check=0)
+    assert json.loads(proc.stdout) == []
+    assert proc.stderr == f"WARNING: {tmp_path / 'b.txt'} lists no image: nothing to convert\n"
+
+
 def test_every_mistake_of_a_batch_file_is_told_at_once(tmp_path: Path) -> None:
     """Only the first wrong item was named (the newcomer fixed it, ran again, and met the
     next): every item is checked, and each mistake is told, one a line."""
