@@ -68,7 +68,7 @@ _USAGE = """docker2aci [-debug] [-nosquash] [-compression=(gzip|none|xz|bzip2)] 
 def _convert_parser(prog: str) -> argparse.ArgumentParser:
     p = _Parser(prog=prog, usage=_USAGE, allow_abbrev=False,
                 description="Convert a Docker or OCI image into an App Container Image (ACI).")
-    p.add_argument("image", metavar="IMAGE", help="the image source")
+    p.add_argument("image", metavar="IMAGE", help="the image source").complete = "source"
     _flag(p, "nosquash", action="store_true", help="Don't squash layers and output every layer as ACI")
     _flag(p, "debug", action="store_true", help="Enables debug messages")
     _output_flags(p)
@@ -100,7 +100,7 @@ def _run_parser(prog: str) -> argparse.ArgumentParser:
                             "writable layer of its own. Stages: isolated (default where runc works: "
                             "namespaces, cgroup limits, Docker's default capabilities) or fly (chroot in a "
                             "private mount namespace, host pid and network).")
-    p.add_argument("aci", metavar="IMAGE", help=_IMAGE_HELP)
+    p.add_argument("aci", metavar="IMAGE", help=_IMAGE_HELP).complete = "source"
     _image_flags(p)
     _flag(p, "exec", dest="exec_", metavar="CMD",
           help="Run CMD instead of the image's exec (split into words as a POSIX shell would, "
@@ -128,7 +128,7 @@ def _fetch_parser(prog: str) -> argparse.ArgumentParser:
                 description="Convert an image if the conversion cache lacks it, verify it and render it into "
                             "the tree store; print '<image_id> <path>' (the tree: manifest and rootfs/), or "
                             "a JSON object with --json. Safe when many callers race for one image.")
-    p.add_argument("source", metavar="IMAGE", help=_IMAGE_HELP)
+    p.add_argument("source", metavar="IMAGE", help=_IMAGE_HELP).complete = "source"
     _image_flags(p)
     _flag(p, "json", action="store_true",
           help="Print {\"image_id\", \"path\", \"name\", \"labels\"} as one JSON object "

@@ -81,6 +81,12 @@ CASES: list[tuple[str, set[str]]] = [
     ("docker2aci trust ", {"add", "list", "remove"}),
     ("docker2aci trust add --", {"--help", "--prefix", "--root", "--yes", "--trust-dir"}),
     ("docker2aci trust add --prefix ", set()),
+    # the path after a transport that names a file or a directory (new-user trial: nothing completed)
+    ("docker2aci oci-archive:ima", {"image.tar"}),
+    ("docker2aci --debug docker-archive:", FILES),
+    ("docker2aci run docker-archive:b", {"busybox.aci"}),
+    ("docker2aci fetch oci:", DIRS),
+    ("docker2aci docker://ima", set()),
     ("docker2aci completion ", {"bash", "zsh", "fish"}),
     ("docker2aci completion bash ", set()),
 ]
@@ -174,7 +180,8 @@ def fish_results(scripts: dict[str, Path], workdir: Path) -> dict[str, list[str]
     results = {}
     for (line, _), out in zip(CASES, outputs):
         token = line.split(" ")[-1]
-        given = token.split("=", 1)[0] + "=" if token.startswith("-") and "=" in token else ""
+        given = token.split("=", 1)[0] + "=" if token.startswith("-") and "=" in token else \
+            token.split(":", 1)[0] + ":" if token.startswith(("docker-archive:", "oci-archive:", "oci:")) else ""
         items = [item.split("\t", 1)[0] for item in out.split("\n") if item]
         results[line] = [item.removeprefix(given).rstrip("/") for item in items]
     return results
