@@ -136,11 +136,19 @@ def cmd_sign(argv: Sequence[str], prog: str) -> int:
         raise UsageError("--key and --gpg-key exclude each other")
     signer = open_signer(key=args.key, passphrase_file=args.passphrase_file, gpg_key=args.gpg_key)
     assert signer is not None
+    from .acifile import read_manifest
+    from .errors import InvalidACI
+
     for aci in args.aci:
         if not os.path.isfile(aci):
             what = "a directory" if os.path.isdir(aci) else "not a regular file" if os.path.lexists(aci) \
                 else "no such file"
             raise SigningError(f"{aci}: {what}")
+        try:  # a signature of anything else would be of no use to rkt or to verify (new-user trial)
+            read_manifest(aci)
+        except InvalidACI as err:
+            raise SigningError(f"{aci}: not an ACI ({err}): sign signs ACIs") from err
+    for aci in args.aci:  # each checked first: nothing is signed when one of them is wrong
         print(sign_file(aci, signer))
     return EXIT_OK
 

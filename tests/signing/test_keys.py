@@ -139,6 +139,11 @@ def test_sign_with_a_keyring_key_by_fingerprint(aci: Path, tmp_path: Path, other
     (tmp_path / "dir.aci").mkdir()  # "no such file" said of a directory (new-user trial)
     directory = run_cli("sign", tmp_path / "dir.aci", "--key", other_key.fingerprint)
     assert (directory.status, directory.err) == (1, f"Error: {tmp_path / 'dir.aci'}: a directory\n")
+    (tmp_path / "notes.txt").write_text("not an image\n")  # signed, status 0 (new-user trial)
+    text = run_cli("sign", aci, tmp_path / "notes.txt", "--key", other_key.fingerprint)
+    assert text.status == 1 and text.err.startswith(f"Error: {tmp_path / 'notes.txt'}: not an ACI (")
+    assert text.err.endswith("): sign signs ACIs\n") and text.out == ""
+    assert not (tmp_path / "notes.txt.asc").exists()
 
 
 def test_sign_with_a_keyring_key_by_the_key_id_verify_names(aci: Path, tmp_path: Path, other_key: KeyPair,
