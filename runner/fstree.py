@@ -9,14 +9,17 @@ a traceback instead of the app's status, and every later ``gc`` failed on the sa
 tree. Here each walk keeps its own stack.
 
 :func:`remove_tree` works through directory descriptors, one level at a time, holding
-at most two descriptors: it never follows a symbolic link, and it reaches entries whose
-full path is longer than ``PATH_MAX``.
+at most two descriptors: it never follows a symbolic link (nor changes a mode through
+one), goes back up only into the directory it came from, and reaches entries whose full
+path is longer than ``PATH_MAX``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 from collections.abc import Callable, Iterator
 
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -65,54 +68,64 @@ def walk(top: str, *, topdown: bool = True) -> Iterator[tuple[str, list[str], li
 def remove_tree(path: str, *, make_writable: bool = False, ignore_errors: bool = False) -> None:
     """Remove the directory ``path`` and everything in it (:func:`shutil.rmtree`), at any
     depth, never following a symbolic link. Names already gone are done with (another
-    process removing the same tree).
+    process removing the same tree). Each level is left through its ``..``, checked to be
+    the directory it was entered from (device and inode): a directory moved elsewhere
+    meanwhile stops the removal rather than lead it out of the tree.
 
     Args:
         path: the directory (a host path); a link or a file there is an error.
         make_writable: a directory whose entries cannot be removed, or that cannot be
-            read, is given mode ``0700`` and tried again (an image's ``0555`` or ``0311``
-            directories, for a caller that is not root).
+            opened, is given mode ``0700`` (and so is the one holding it) and tried again:
+            an image's ``0555``, ``0311`` or ``0600`` directories, for a caller that is not
+            root.
         ignore_errors: skip what cannot be removed instead of raising.
 
     Raises:
-        OSError: the first entry that could not be removed (unless ``ignore_errors``).
+        OSError: the first entry that could not be removed, or a directory moved out of
+            the tree during the removal (unless ``ignore_errors``).
     """
     try:
-        fd = os.open(path, _OPEN_DIR)
+        fd = _open_dir(None, path, make_writable)
     except FileNotFoundError:
         return
-    except PermissionError:
-        if not make_writable:
-            if ignore_errors:
-                return
-            raise
-        os.chmod(path, 0o700)
-        fd = os.open(path, _OPEN_DIR)
     except OSError:
         if ignore_errors:
             return
         raise
-    pending: list[list[str]] = []  # per level below ``path``: the subdirectories still to remove
-    names: list[str] = []  # the name of each level's directory, entered from its parent
+    pending: list[list[str]] = []  # per level from ``path`` down: the subdirectories still to remove
+    names: list[str] = []  # the name of each level's directory below ``path``, entered from its parent
+    entered: list[tuple[int, int]] = []  # (device, inode) of each level's directory
     try:
+        entered.append(_identity(fd))
         pending.append(_clear_files(fd, make_writable, ignore_errors))
         while True:
             if pending[-1]:
                 name = pending[-1].pop()
-                child = _open_child(fd, name, make_writable, ignore_errors)
-                if child is None:
+                try:
+                    child = _open_dir(fd, name, make_writable)
+                except FileNotFoundError:
                     continue
+                except OSError:
+                    if ignore_errors:
+                        continue
+                    raise
                 os.close(fd)
                 fd = child
                 names.append(name)
+                entered.append(_identity(fd))
                 pending.append(_clear_files(fd, make_writable, ignore_errors))
                 continue
             pending.pop()
+            entered.pop()
             if not names:
                 break
             parent = os.open("..", _OPEN_DIR, dir_fd=fd)
             os.close(fd)
             fd = parent
+            if _identity(fd) != entered[-1]:
+                if ignore_errors:
+                    return
+                raise OSError(errno.EBUSY, f"a directory under {path} was moved while it was removed: stopped")
             _remove(fd, names.pop(), os.rmdir, make_writable, ignore_errors)
     finally:
         os.close(fd)
@@ -125,8 +138,49 @@ def remove_tree(path: str, *, make_writable: bool = False, ignore_errors: bool =
             raise
 
 
+def _identity(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
+
+
+def _open_dir(dir_fd: int | None, name: str, make_writable: bool) -> int:
+    """The directory ``name`` (in ``dir_fd``, else a path), opened without following a
+    link; when that is refused and ``make_writable``, once more after giving it (and the
+    directory ``dir_fd``, which may lack search permission) mode ``0700``.
+
+    Raises:
+        OSError: it cannot be opened (``FileNotFoundError``: it is gone).
+    """
+    try:
+        return os.open(name, _OPEN_DIR, dir_fd=dir_fd)
+    except PermissionError:
+        if not make_writable:
+            raise
+    if dir_fd is not None:
+        os.chmod(dir_fd, 0o700)
+    _chmod_directory(dir_fd, name, 0o700)
+    return os.open(name, _OPEN_DIR, dir_fd=dir_fd)
+
+
+def _chmod_directory(dir_fd: int | None, name: str, mode: int) -> None:
+    """``chmod`` the directory ``name`` without following a link: through an ``O_PATH``
+    descriptor of it (Linux has no ``fchmodat`` that leaves a link alone before 6.6).
+
+    Raises:
+        OSError: it cannot be reached, or is no directory (``NotADirectoryError``).
+    """
+    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        if not stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise NotADirectoryError(errno.ENOTDIR, "not a directory", name)
+        os.chmod(f"/proc/self/fd/{fd}", mode)
+    finally:
+        os.close(fd)
+
+
 def _clear_files(fd: int, make_writable: bool, ignore_errors: bool) -> list[str]:
-    """Remove every entry of the directory ``fd`` but its subdirectories; their names."""
+    """Remove every entry of the directory ``fd`` but its subdirectories; their names, last
+    first."""
     subdirectories = []
     try:
         with os.scandir(fd) as entries:
@@ -140,27 +194,7 @@ def _clear_files(fd: int, make_writable: bool, ignore_errors: bool) -> list[str]
             subdirectories.append(name)
         else:
             _remove(fd, name, os.unlink, make_writable, ignore_errors)
-    return subdirectories
-
-
-def _open_child(fd: int, name: str, make_writable: bool, ignore_errors: bool) -> int | None:
-    """The directory ``name`` in ``fd``, opened; ``None`` when it is gone or skipped."""
-    try:
-        return os.open(name, _OPEN_DIR, dir_fd=fd)
-    except FileNotFoundError:
-        return None
-    except PermissionError:
-        if make_writable:
-            with contextlib.suppress(OSError):
-                os.chmod(name, 0o700, dir_fd=fd)
-                return os.open(name, _OPEN_DIR, dir_fd=fd)
-        if ignore_errors:
-            return None
-        raise
-    except OSError:
-        if ignore_errors:
-            return None
-        raise
+    return sorted(subdirectories, reverse=True)  # taken from the end: in name order
 
 
 def _remove(fd: int, name: str, remove: Callable[..., None], make_writable: bool, ignore_errors: bool) -> None:
