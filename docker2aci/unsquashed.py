@@ -13,9 +13,8 @@ of that layer is written from the tree as it then is:
   something from those below (a whiteout, an opaque directory, a directory replaced by
   a file), or just ``/`` when nothing is left (an empty list would keep everything); a
   layer that only adds has none. Rendering the chain as appc's acirenderer does
-  (the uppermost whitelist filters the files of the layers below it), with the empty
-  directories the list leaves out removed as well (acirenderer keeps them), gives
-  exactly the squashed rootfs.
+  (each layer's entries kept by its own list and by the uppermost list above it, the
+  latter for directories too) gives exactly the squashed rootfs.
 * **Names**: the top layer keeps the image's AC name and labels (``version``, ``os``,
   ``arch``), so it is found as the squashed image is; a lower layer is
   ``<image name>-<chain ID hex>``, labelled ``os`` and ``arch`` (the image's, where the

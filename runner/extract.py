@@ -34,7 +34,7 @@ import os
 import shutil
 import stat
 import tarfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any, Literal, cast
 
@@ -137,6 +137,7 @@ def render_aci(
     *,
     image_id: str | None = None,
     directory_times: dict[str, int] | None = None,
+    keep: Callable[[str, bool], bool] | None = None,
 ) -> dict[str, Any]:
     """Write the ``rootfs/`` of an ACI into a directory and return its manifest.
 
@@ -155,6 +156,12 @@ def render_aci(
         directory_times: receives ``{host path: mtime in nanoseconds}`` of every directory the ACI
             names, so that a caller rendering several images into one tree can give
             each directory its last image's time once all are written.
+        keep: ``keep(path, is_directory)`` says whether an entry under ``rootfs/`` stays
+            (``path`` as the app sees it, ``/usr/bin/x``; the ``pathWhitelist`` rules of a
+            chain, :func:`runner.treestore.render_chain`). A file it refuses is skipped
+            where something is already (an image below wrote it), else written all the
+            same, so that a hard link of the image to it holds its data, and removed once
+            the image is written; a directory it refuses, when it is empty then.
 
     Returns:
         The parsed image manifest (appc ``spec/types.md``, "Image Manifest Schema").
@@ -170,7 +177,7 @@ def render_aci(
     where = os.fspath(aci_path)
     with errors_named("rendering", where), open_uncompressed(aci_path) as stream:
         with acifile.open_tar(stream) as archive:
-            renderer = _Renderer(archive, stream, root)
+            renderer = _Renderer(archive, stream, root, keep)
             manifest = renderer.run()
             if directory_times is not None:
                 directory_times.update((path, meta.mtime_ns) for path, meta in renderer.directories.items())
@@ -314,9 +321,12 @@ class _Renderer:
     """One pass over an ACI tar (``archive``, read from ``stream``), writing ``rootfs/``
     entries under ``root``."""
 
-    def __init__(self, archive: tarfile.TarFile, stream: UncompressedStream, root: str) -> None:
+    def __init__(self, archive: tarfile.TarFile, stream: UncompressedStream, root: str,
+                 keep: Callable[[str, bool], bool] | None = None) -> None:
         self._archive = archive
         self._stream = stream
+        self._keep = keep
+        self._refused: dict[str, bool] = {}  # host path -> whether a directory: entries keep refused
         self._root = root
         self._is_root = os.geteuid() == 0
         self._dirs: dict[str, _DirMeta] = {}
@@ -339,6 +349,7 @@ class _Renderer:
             self._entry(member)
             last = member.name
         acifile.check_end(self._archive, self._stream, last)
+        self._remove_refused()
         self._finish_dirs()
         if self._manifest is None:
             raise RunnerError("no 'manifest' entry: not an ACI")
@@ -359,8 +370,15 @@ class _Renderer:
             logger.debug("ignoring entry %r outside rootfs/", member.name)
             return
         self._has_rootfs = True
+        kept = self._keep is None or len(parts) == 1 or self._keep("/" + "/".join(parts[1:]), member.isdir())
+        if not kept and not member.isdir() and self._below(parts[1:]):
+            return  # what an image below holds there stays (acirenderer: the first image allowed wins)
         try:
-            self._rootfs_entry(member, parts[1:])
+            target = self._rootfs_entry(member, parts[1:])
+            if target is not None and kept:
+                self._refused.pop(target, None)
+            elif target is not None:  # written all the same, for a hard link of this image to it; removed at the end
+                self._refused[target] = member.isdir()
         except PathEscapeError as err:
             raise EntryError(
                 member.name, "its parent leads outside the rootfs through a symbolic link"
@@ -384,22 +402,23 @@ class _Renderer:
         with _runner_errors():
             self._manifest = acifile.read_entry(self._archive, member, MAX_MANIFEST_BYTES)
 
-    def _rootfs_entry(self, member: tarfile.TarInfo, rel: list[str]) -> None:
+    def _rootfs_entry(self, member: tarfile.TarInfo, rel: list[str]) -> str | None:
+        """Write one entry under ``rootfs/``; its host path (``None`` for ``rootfs`` itself)."""
         if not rel:
             if not member.isdir():
                 raise EntryError(member.name, "rootfs is not a directory")
             self._chown(self._root, member)
             self._dirs[self._root] = _DirMeta(member.mode & 0o7777, _mtime_ns(member))
-            return
+            return None
         parent = make_dirs_in_root(self._root, "/".join(rel[:-1]), escape=Escape.REFUSE)
         target = os.path.join(parent, rel[-1])
         if member.isdir():
             self._directory(member, target)
-            return
+            return target
         self._make_room(target)
         if member.islnk():
             self._hard_link(member, target)
-            return
+            return target
         if member.issym():
             if "\0" in member.linkname:
                 raise EntryError(member.name, "a NUL byte is not allowed in a link target")
@@ -410,11 +429,12 @@ class _Renderer:
             os.mkfifo(target, 0o600)
         elif member.ischr() or member.isblk():
             if not self._device(member, target):
-                return
+                return target
         else:
             logger.warning("skipping entry %r: unsupported tar type %r", member.name, member.type)
-            return
+            return target
         self._apply_meta(target, member)
+        return target
 
     def _directory(self, member: tarfile.TarInfo, target: str) -> None:
         try:
@@ -542,6 +562,38 @@ class _Renderer:
                 if not name.startswith(_TOLERANT_XATTR_NAMESPACES) and err.errno not in _UNSUPPORTED_ERRNOS:
                     raise EntryError(member.name, f"removing xattr {name!r}: {err.strerror}") from err
                 logger.warning("entry %r: xattr %r not removed: %s", member.name, name, err.strerror)
+
+    def _below(self, rel: list[str]) -> bool:
+        """Whether something is at ``rel`` already (what an image below wrote), looked up
+        inside the root; an unsafe path says no (writing it gives its error)."""
+        try:
+            return os.path.lexists(resolve_in_root(self._root, "/".join(rel), follow_final=False,
+                                                   escape=Escape.REFUSE))
+        except (RunnerError, OSError):
+            return False
+
+    def _remove_refused(self) -> None:
+        """Remove what ``keep`` refused, deepest first: a file or link (a hard link of this
+        image made to it keeps the data), a directory when it is empty (what an entry
+        allowed, or an image below, put there keeps it). Reached one component at a time
+        from the root, following no link; a path a later entry replaced with another kind
+        of entry is left."""
+        for path, was_dir in sorted(self._refused.items(), key=lambda item: item[0].count("/"), reverse=True):
+            parent = _open_parent_in_root(self._root, path)
+            if parent is None:
+                continue
+            name = os.path.basename(path)
+            try:
+                is_dir = stat.S_ISDIR(os.lstat(name, dir_fd=parent).st_mode)
+                if is_dir and was_dir:
+                    with contextlib.suppress(OSError):  # not empty
+                        os.rmdir(name, dir_fd=parent)
+                elif not is_dir and not was_dir:
+                    os.unlink(name, dir_fd=parent)
+            except FileNotFoundError:
+                pass
+            finally:
+                os.close(parent)
 
     def _finish_dirs(self) -> None:
         """Apply directory modes and times, deepest first, once their contents exist.

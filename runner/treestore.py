@@ -32,9 +32,9 @@ exclusively without waiting) never removes a tree in use.
 
 Dependencies (appc ``spec/types.md``, ``dependencies`` and ``pathWhitelist``): the
 dependencies are rendered first, in order (each with its own dependencies), then the
-image on top; the uppermost non-empty ``pathWhitelist`` removes every file of the
-images below it that it does not list (:func:`render_chain`). Dependencies are found by
-a :data:`DependencyResolver`.
+image on top; each image's ``pathWhitelist`` and the one of the uppermost image above
+it that has one say which of its entries are written, as appc's acirenderer (rkt) has it
+(:func:`render_chain`). Dependencies are found by a :data:`DependencyResolver`.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ from runner.extract import (
 )
 from runner.acitool import identity_problems
 from runner.dependencies import label_map, satisfies
-from runner.fstree import remove_tree, walk
+from runner.fstree import remove_tree
 from runner.locks import locked, try_locked
 from runner.pod import mounted_on, overlay_lowers
 
@@ -404,11 +404,15 @@ class ChainImage:
         path: the file to read (a private copy when it was verified).
         image_id: its image ID; the render checks it.
         manifest: its manifest.
+        upper_whitelist: the ``pathWhitelist`` (normalised absolute paths) of the uppermost
+            image above it, on its way up the dependencies to the image run, that has one;
+            ``None`` when none has (:func:`render_chain`).
     """
 
     path: str
     image_id: str
     manifest: dict[str, Any] = field(repr=False)
+    upper_whitelist: frozenset[str] | None = None
 
 
 def _stamp_key(st: os.stat_result) -> str:
@@ -452,11 +456,18 @@ def build_chain(
     done: set[str] = set()
     opened: dict[str, tuple[str, str, dict[str, Any]]] = {}  # the resolver's path -> (file read, image ID, manifest)
 
-    def visit(path: str, known_id: str | None, chain: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
+    def visit(path: str, known_id: str | None, chain: tuple[str, ...], upper: frozenset[str] | None,
+              wanted: tuple[str, Mapping[str, Any], str] | None = None) -> tuple[str, dict[str, Any]]:
+        """Add the image at ``path`` (and first its dependencies) to ``order``; ``wanted``:
+        (the name of the image that depends on it, the dependency, the file the resolver
+        found), checked before anything else is read."""
         manifest = read_manifest(path)
         if problems := identity_problems(manifest):
             raise RunnerError(f"{path}: not a valid image manifest: {'; '.join(problems)}")
+        if wanted is not None:
+            _check_is_dependency(manifest, *wanted)
         name = str(manifest.get("name", "?"))
+        own_list = _whitelist(manifest, name)
         if name in chain:
             raise RunnerError(f"dependency cycle: {' -> '.join([*chain, name])}")
         dependencies = manifest.get("dependencies") or []
@@ -473,14 +484,10 @@ def build_chain(
             found = resolver(dependency)
             if found not in opened:
                 copy = open_dependency(found)
-                opened[found] = (copy, *visit(copy, None, (*chain, name)))
+                below = upper if upper is not None else own_list  # the uppermost list on the way up counts
+                opened[found] = (copy, *visit(copy, None, (*chain, name), below, (name, dependency, found)))
             _, found_id, found_manifest = opened[found]
-            if not satisfies(found_manifest, dependency):  # the file read (a private copy) is checked, not
-                # the one the resolver looked at: it may have been replaced since, by another signed image
-                asked = "".join(f",{k}={v}" for k, v in sorted(label_map(dependency.get("labels")).items()))
-                raise RunnerError(f"{name}: dependency {dependency['imageName']}{asked} found as {found} is "
-                                  f"not that image: its name is {found_manifest.get('name')!r}, its labels "
-                                  f"{label_map(found_manifest.get('labels'))}")
+            _check_is_dependency(found_manifest, name, dependency, found)  # (a file another one named too)
             wanted = dependency.get("imageID")
             if isinstance(wanted, str) and found_id != wanted:
                 raise RunnerError(f"{name}: dependency {dependency['imageName']} is {found_id}, "
@@ -488,11 +495,45 @@ def build_chain(
         own_id = known_id or identify(path)
         if own_id not in done:
             done.add(own_id)
-            order.append(ChainImage(os.fspath(path), own_id, manifest))
+            order.append(ChainImage(os.fspath(path), own_id, manifest, upper))
         return own_id, manifest
 
-    visit(os.fspath(aci_path), image_id, ())
+    visit(os.fspath(aci_path), image_id, (), None)
     return order
+
+
+def _check_is_dependency(manifest: Mapping[str, Any], parent: str, dependency: Mapping[str, Any], found: str) -> None:
+    """Refuse the file read for a dependency when it is not the image the dependency names
+    (:func:`runner.dependencies.satisfies`): the file read (a private copy) is checked, not
+    the one the resolver looked at, which may have been replaced since by another signed
+    image.
+
+    Raises:
+        RunnerError: naming the dependency, the file, and what the file is.
+    """
+    if not satisfies(manifest, dependency):
+        asked = "".join(f",{k}={v}" for k, v in sorted(label_map(dependency.get("labels")).items()))
+        raise RunnerError(f"{parent}: dependency {dependency['imageName']}{asked} found as {found} is not that "
+                          f"image: its name is {manifest.get('name')!r}, its labels "
+                          f"{label_map(manifest.get('labels'))}")
+
+
+def _whitelist(manifest: Mapping[str, Any], name: str) -> frozenset[str] | None:
+    """An image's ``pathWhitelist`` as normalised absolute paths; ``None`` when it has none
+    (absent or empty: every path is allowed, ``spec/types.md``).
+
+    Raises:
+        RunnerError: the list is not a list of absolute paths.
+    """
+    whitelist = manifest.get("pathWhitelist")
+    if whitelist is None or whitelist == []:
+        return None
+    if not isinstance(whitelist, list):
+        raise RunnerError(f"{name}: pathWhitelist is not a list")
+    for item in whitelist:
+        if not isinstance(item, str) or not item.startswith("/"):
+            raise RunnerError(f"{name}: pathWhitelist entry {item!r} is not an absolute path")
+    return frozenset(os.path.normpath(item) for item in whitelist)
 
 
 def tree_key(chain: Sequence[ChainImage]) -> str:
@@ -508,12 +549,15 @@ def render_chain(chain: Sequence[ChainImage], rootfs: str) -> dict[str, Any]:
     """Render a chain into ``rootfs`` (an empty directory), each image over the previous
     ones (tar semantics), each checked against its image ID.
 
-    The ``pathWhitelist`` that counts is the one of the uppermost image that has one
-    (appc's ``pkg/acirenderer``, which rkt renders with: ``getUpperPWLM``): it filters
-    the files of the images below it, applied before that image is rendered; the files
-    of that image and of those above it are all kept (an image's own ``/tmp`` is no
-    file of a dependency). Directories the list does not hold stay when they hold
-    something or a listed path needs them.
+    ``pathWhitelist`` (``spec/types.md``) as appc's ``pkg/acirenderer`` applies it, which rkt
+    renders with: an image's own list keeps of its own entries the directories and the
+    files it names; the list of the uppermost image above it that has one
+    (:attr:`ChainImage.upper_whitelist`, acirenderer's ``getUpperPWLM``) keeps only the
+    entries it names, directories too (one left holding something allowed stays, as
+    acirenderer makes the parents of what it writes). A file refused where an image below
+    put something is not written (the first image allowed wins, as in acirenderer); one
+    refused elsewhere is written, then removed once its image is, so that a hard link of
+    the image to it keeps its data.
 
     Returns:
         The last image's manifest.
@@ -524,11 +568,16 @@ def render_chain(chain: Sequence[ChainImage], rootfs: str) -> dict[str, Any]:
     """
     manifest: dict[str, Any] = {}
     times: dict[str, int] = {}
-    listing = [i for i, image in enumerate(chain) if image.manifest.get("pathWhitelist")]
-    for i, image in enumerate(chain):
-        if listing and i == listing[-1] and i > 0:
-            _apply_whitelist(rootfs, image.manifest["pathWhitelist"], str(image.manifest.get("name", "?")))
-        manifest = render_aci(image.path, rootfs, image_id=image.image_id, directory_times=times)
+    for image in chain:
+        own = _whitelist(image.manifest, str(image.manifest.get("name", "?")))
+        upper = image.upper_whitelist
+
+        def keep(path: str, is_dir: bool, own: frozenset[str] | None = own, upper: frozenset[str] | None = upper) \
+                -> bool:
+            return (is_dir or own is None or path in own) and (upper is None or path in upper)
+
+        manifest = render_aci(image.path, rootfs, image_id=image.image_id, directory_times=times,
+                              keep=None if own is None and upper is None else keep)
     if len(chain) > 1:  # later images wrote into the directories of earlier ones
         restore_directory_times(rootfs, times)
     return manifest
@@ -543,39 +592,6 @@ def render_tree(aci_path: str | os.PathLike[str], rootfs: str, *, image_id: str 
         RunnerError: see :func:`build_chain` and :func:`render_chain`.
     """
     return render_chain(build_chain(aci_path, image_id=image_id, resolver=resolver), rootfs)
-
-
-def _apply_whitelist(rootfs: str, whitelist: object, name: str) -> None:
-    """Remove every non-directory not listed, then the directories left empty that are
-    not listed or needed by a listed path (appc ``spec/types.md``, ``pathWhitelist``).
-
-    Raises:
-        RunnerError: the list is not a list of absolute paths.
-    """
-    if not isinstance(whitelist, list):
-        raise RunnerError(f"{name}: pathWhitelist is not a list")
-    keep = set()
-    for item in whitelist:
-        if not isinstance(item, str) or not item.startswith("/"):
-            raise RunnerError(f"{name}: pathWhitelist entry {item!r} is not an absolute path")
-        keep.add(os.path.normpath(item))
-    needed = {os.path.dirname(p) for p in keep}
-    while True:
-        parents = {os.path.dirname(p) for p in needed} - needed
-        if not parents:
-            break
-        needed |= parents
-    for directory, dirs, files in walk(rootfs, topdown=False):
-        rel = "/" + os.path.relpath(directory, rootfs) if directory != rootfs else "/"
-        for entry in files + [d for d in dirs if os.path.islink(os.path.join(directory, d))]:
-            if os.path.join(rel, entry) not in keep:
-                os.unlink(os.path.join(directory, entry))
-        for entry in dirs:
-            full = os.path.join(directory, entry)
-            path = os.path.join(rel, entry)
-            if os.path.isdir(full) and not os.path.islink(full) and path not in keep and path not in needed:
-                with contextlib.suppress(OSError):
-                    os.rmdir(full)
 
 
 def _is_tree(path: str) -> bool:

@@ -359,25 +359,25 @@ def test_dependencies_are_rendered_first_and_the_whitelist_applied(tmp_path: Pat
         assert Path(tree.rootfs, "etc/base.conf").read_text() == "base"
 
 
-def test_the_uppermost_whitelist_filters_the_files_below_it_only(tmp_path: Path) -> None:
-    """appc's pkg/acirenderer (rkt's renderer): the ``pathWhitelist`` of the uppermost
-    image that has one filters the files of the images below it; its own files, empty
-    directories among them, are all kept. Each image's list was applied to everything
-    rendered so far: an image's own ``/tmp`` went, and a middle image's list removed a base
-    file the top image lists (runner review)."""
+def test_whitelists_apply_as_appc_s_acirenderer_applies_them(tmp_path: Path) -> None:
+    """appc's pkg/acirenderer (rkt's renderer): an image's own ``pathWhitelist`` keeps of
+    its own entries the directories and the files it names; the list of the uppermost
+    image above it that has one keeps only what it names, directories too. Each image's
+    list was applied to everything rendered so far: a middle image's list removed a base
+    file the top image lists, and an image's own empty ``/tmp`` went (runner review)."""
     images = tmp_path / "images"
     images.mkdir()
-    write_aci(images / "base.aci", [directory("rootfs"), Entry("rootfs/b", data=b"b"),
-                                           Entry("rootfs/x", data=b"x"), directory("rootfs/kept-dir")],
-                     manifest(None, name="example.com/base"))
+    write_aci(images / "base.aci", [directory("rootfs"), Entry("rootfs/b", data=b"b"), Entry("rootfs/x", data=b"x"),
+                                    Entry("rootfs/m", data=b"base's m"), directory("rootfs/unlisted-dir")],
+              manifest(None, name="example.com/base"))
     mid_doc = manifest(None, name="example.com/mid")
     mid_doc["dependencies"] = [{"imageName": "example.com/base"}]
-    mid_doc["pathWhitelist"] = ["/m"]  # not the uppermost list: does not count
-    write_aci(images / "mid.aci", [directory("rootfs"), Entry("rootfs/m", data=b"m"), Entry("rootfs/y", data=b"y")],
-              mid_doc)
+    mid_doc["pathWhitelist"] = ["/y"]  # not the uppermost list: filters mid's own files only
+    write_aci(images / "mid.aci", [directory("rootfs"), Entry("rootfs/m", data=b"mid's m"),
+                                   Entry("rootfs/y", data=b"y")], mid_doc)
     top_doc = manifest(None, name="example.com/top")
     top_doc["dependencies"] = [{"imageName": "example.com/mid"}]
-    top_doc["pathWhitelist"] = ["/b", "/m", "/t"]
+    top_doc["pathWhitelist"] = ["/b", "/m", "/y", "/t"]
     top = write_aci(images / "top.aci", [directory("rootfs"), Entry("rootfs/t", data=b"t"),
                                          Entry("rootfs/own", data=b"own"), directory("rootfs/tmp", mode=0o1777)],
                     top_doc)
@@ -386,16 +386,18 @@ def test_the_uppermost_whitelist_filters_the_files_below_it_only(tmp_path: Path)
     rootfs = tmp_path / "rootfs"
     rootfs.mkdir()
     render_tree(top, str(rootfs), resolver=DirectoryResolver([str(images)]))
-    # the base's empty directory kept-dir, not listed, goes (acirenderer keeps every directory; the
-    # lists docker2aci, the reference tool and acbuild write name every directory kept)
-    assert sorted(p.name for p in rootfs.iterdir()) == ["b", "m", "own", "t", "tmp"]
+    # b: the base's, listed above; m: the base's (mid's own list leaves its m out); y: mid's, listed by
+    # both; t and the empty tmp: top's own (a directory needs no listing in its own image's list);
+    # gone: x, own (not listed), unlisted-dir (a directory below, not in the upper list)
+    assert sorted(p.name for p in rootfs.iterdir()) == ["b", "m", "t", "tmp", "y"]
+    assert (rootfs / "m").read_bytes() == b"base's m"
     lone = write_aci(tmp_path / "lone.aci", [directory("rootfs"), Entry("rootfs/own", data=b"own"),
-                                            directory("rootfs/tmp", mode=0o1777)],
+                                            Entry("rootfs/listed", data=b"l"), directory("rootfs/tmp", mode=0o1777)],
                      {**manifest(None, name="example.com/lone"), "pathWhitelist": ["/listed"]})
     lone_rootfs = tmp_path / "lone"
     lone_rootfs.mkdir()
-    render_tree(lone, str(lone_rootfs))  # an image alone: its list filters nothing of its own
-    assert sorted(p.name for p in lone_rootfs.iterdir()) == ["own", "tmp"]
+    render_tree(lone, str(lone_rootfs))
+    assert sorted(p.name for p in lone_rootfs.iterdir()) == ["listed", "tmp"]
 
 
 @pytest.mark.skipif(ACTOOL is None, reason="actool is not installed (apt-get install appc-spec)")
@@ -652,7 +654,8 @@ def test_two_gcs_removing_one_tree_at_once_both_succeed(tmp_path: Path) -> None:
 def test_a_tree_with_unreadable_directories_is_removed_by_a_non_root_runner() -> None:
     """A directory of mode 0311 or 0000 in a tree a non-root runner removes: shutil.rmtree
     cannot list it, and the retry called ``os.open`` without flags (a TypeError traceback
-    after a failed fetch; review). It is made readable and removed."""
+    after a failed fetch; review). It is made readable and removed; so is one that can be
+    listed but not searched (0600, 0400: its subdirectory could not be opened; review)."""
     import tempfile
     import textwrap
 
@@ -663,7 +666,7 @@ def test_a_tree_with_unreadable_directories_is_removed_by_a_non_root_runner() ->
             import os
             from runner.fstree import remove_tree
             tree = {str(work / 'tree')!r}
-            for d, mode in (("a", 0o311), ("b", 0o000), ("c", 0o555)):
+            for d, mode in (("a", 0o311), ("b", 0o000), ("c", 0o555), ("d", 0o600), ("e", 0o400)):
                 os.makedirs(os.path.join(tree, d, "inner"))
                 open(os.path.join(tree, d, "inner", "f"), "w").close()
                 os.chmod(os.path.join(tree, d, "inner"), mode)
