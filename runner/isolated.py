@@ -284,7 +284,11 @@ def run_isolated(
         )
         if (found := _not_utf8(config)) is not None:
             where, value = found
-            raise RunnerError(f"the isolated stage cannot pass {where} {os.fsencode(value)!r}: it is not UTF-8, and the "
+            try:
+                shown = repr(os.fsencode(value))  # the bytes as they were read
+            except UnicodeEncodeError:  # a lone surrogate from a JSON escape ("\\ud800"): no bytes at all
+                shown = ascii(value)
+            raise RunnerError(f"the isolated stage cannot pass {where} {shown}: it is not UTF-8, and the "
                               "runtime's configuration is JSON, where such bytes become U+FFFD (another path, "
                               "another argument); the fly stage passes them as they are (--stage fly)")
         with open(os.path.join(bundle, "config.json"), "w", encoding="utf-8") as handle:

@@ -238,18 +238,20 @@ DEV_MOUNTS = ("pts", "ptmx", "shm", "mqueue")
 def stage_dev_path(root: str | os.PathLike[str], host_path: str) -> str | None:
     """What a stage mounts in the app's ``/dev`` that a resolved host path of the tree is,
     or lies in (``/dev`` itself, ``/dev/null``, ``/dev/pts/0``), as a path in the app
-    (``/dev/null``); ``None`` for anything else (``/dev/kvm``, ``/dev/log``).
+    (``/dev/null``); ``None`` for anything else (``/dev/kvm``, ``/dev/log``). An image
+    whose ``/dev`` is a link has the stage's mounts where the link leads (the fly stage
+    follows it), so that place is compared.
 
     Args:
         root: the tree.
         host_path: a path :func:`resolve_in_root` gave.
     """
-    parts = os.path.relpath(host_path, os.fspath(root)).split(os.sep)
-    if parts[0] != "dev":
-        return None
-    if len(parts) == 1:
+    dev = resolve_in_root(root, "/dev")
+    rel = os.path.relpath(host_path, dev)
+    if rel == ".":
         return "/dev"
-    return f"/dev/{parts[1]}" if parts[1] in DEVICE_NODES or parts[1] in DEV_MOUNTS else None
+    first = rel.split(os.sep, 1)[0]
+    return f"/dev/{first}" if first in DEVICE_NODES or first in DEV_MOUNTS else None
 
 
 def in_kernel_fs(root: str | os.PathLike[str], host_path: str) -> bool:

@@ -452,6 +452,8 @@ def test_bad_options_are_runner_errors(run_isolated: RunIsolated) -> None:
     (["/bin/echo", "caf\udce9"], None, "/", "process.args[1] b'caf\\xe9'"),
     (["/bin/true"], {"A": "caf\udce9"}, "/", "process.env[1] b'A=caf\\xe9'"),
     (["/bin/true"], None, "/caf\udce9", "process.cwd b'/caf\\xe9'"),
+    # a lone surrogate from a JSON escape in the manifest: no bytes at all (the message raised; review)
+    (["/bin/echo", "a\ud800"], None, "/", "process.args[1] 'a\\ud800'"),
 ])
 def test_bytes_that_are_not_utf8_are_refused_by_the_isolated_stage(run_isolated: RunIsolated, argv: list[str],
                                                                    env: dict | None, cwd: str, where: str) -> None:

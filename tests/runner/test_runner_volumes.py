@@ -337,6 +337,16 @@ def test_prepare_errors(tmp_path: Path, points: Any, volumes: list[str], words: 
         )  # fmt: skip
 
 
+def test_a_mount_point_on_the_stage_s_dev_is_refused_when_the_image_links_dev_elsewhere(tmp_path: Path) -> None:
+    """An image whose ``/dev`` is a link (``/dev -> /xdev``): the fly stage binds the devices
+    where it leads, so ``/dev/null`` resolving to ``/xdev/null`` is still the stage's (review)."""
+    root = _tree(tmp_path, links={"dev": "/xdev"}, dirs=["xdev"])
+    volume = Volume("a", "host", str(_host_source(tmp_path)))
+    for path in ("/dev/null", "/xdev/null", "/dev"):
+        with pytest.raises(RunnerError, match="which the stage mounts itself"):
+            prepare_volumes(str(root), _points(("a", path)), [volume], empty_dir=str(tmp_path / "e"))
+
+
 def test_a_device_the_stage_does_not_mount_may_be_a_volume(tmp_path: Path) -> None:
     """``/dev/kvm`` or ``/dev/fuse`` given as a volume: only what the stage mounts itself
     in ``/dev`` is refused."""
