@@ -232,21 +232,25 @@ class BoundedTarInfo(tarfile.TarInfo):
 
     def _apply_pax_info(self, pax_headers: Mapping[str, str], encoding: str, errors: str) -> None:
         """Apply PAX records as tarfile does, once their numbers are checked: tarfile takes
-        a malformed one (``size=1e3``, ``uid=-``, an empty value) for 0, so a member's data
-        was read as more headers (entries no other reader sees) and its owner became root;
-        Go's ``archive/tar`` (Docker, umoci, rkt) refuses the header. The rules are Go's:
+        a malformed one (``size=1e3``, ``uid=-``) for 0, so a member's data was read as
+        more headers (entries no other reader sees) and its owner became root; Go's
+        ``archive/tar`` (Docker, umoci, rkt) refuses the header. The rules are Go's:
         ``uid``, ``gid`` and ``size`` decimal integers, ``atime``, ``ctime`` and ``mtime``
         decimal seconds with an optional fraction (POSIX ``pax``, "pax Extended Header").
+        An empty one is left out, so the ustar header's value holds (POSIX: an empty value
+        removes the record; Go skips it; tarfile took 0).
 
         Raises:
             tarfile.HeaderError: naming the record and the entry.
         """
-        for keyword, value in pax_headers.items():
+        records = {keyword: value for keyword, value in pax_headers.items()
+                   if value or keyword not in _PAX_NUMBERS}
+        for keyword, value in records.items():
             rule = _PAX_NUMBERS.get(keyword)
             if rule is not None and not rule.fullmatch(value):
                 raise tarfile.HeaderError(f"malformed PAX record {keyword}={value!r} in the header of "
-                                          f"{pax_headers.get('path', self.name)!r}")
-        super()._apply_pax_info(pax_headers, encoding, errors)  # type: ignore[misc]
+                                          f"{records.get('path', self.name)!r}")
+        super()._apply_pax_info(records, encoding, errors)  # type: ignore[misc]
 
     def _check_header_size(self) -> None:
         if self.size > MAX_HEADER_BYTES:

@@ -1049,7 +1049,7 @@ def test_a_nul_byte_in_a_pax_name_or_link_target_is_refused(tmp_path: Path, memb
     assert list((tmp_path / "out").iterdir()) == []
 
 
-@pytest.mark.parametrize("record", [("size", "1e3"), ("size", ""), ("uid", "1e3"), ("gid", "1_000"), ("uid", " 7"),
+@pytest.mark.parametrize("record", [("size", "1e3"), ("size", "+-1"), ("uid", "1e3"), ("gid", "1_000"), ("uid", " 7"),
                                     ("mtime", "nan"), ("mtime", "1e400"), ("mtime", "1e9"), ("atime", "-")])
 def test_a_malformed_pax_number_is_refused(tmp_path: Path, record: tuple[str, str]) -> None:
     """tarfile takes a PAX number it cannot parse for 0: ``size=1e3`` made the member's
@@ -1074,6 +1074,15 @@ def test_a_malformed_pax_number_is_refused(tmp_path: Path, record: tuple[str, st
     from runner.acitool import validate_aci
     assert validate_aci(tmp_path / "image.aci").problems[:1] == [
         f"reading {tmp_path / 'image.aci'}: malformed PAX record {keyword}={value!r} in the header of 'rootfs/f'"]
+
+
+def test_an_empty_pax_size_leaves_the_ustar_size(tmp_path: Path) -> None:
+    """An empty PAX value removes the record (POSIX pax; Go's reader skips it): the ustar
+    header's value holds. tarfile took 0: the file below was empty and its data was read
+    as the next header (review)."""
+    layout = layout_with(tmp_path, [hb.M("f", pax={"size": ""}, data=b"x" * 600)])
+    [aci] = convert(f"oci:{layout}", tmp_path / "out")
+    assert aci_members(aci.path)["rootfs/f"].size == 600
 
 
 def _block(data: bytes) -> bytes:
