@@ -715,6 +715,8 @@ def _commands_with(option: str, command: str, prog: str) -> list[str]:
     """The commands other than ``command`` that have ``option`` (``run --output-dir``:
     convert's, batch's...; argparse's own message took its value for the image, and the
     closest option of ``command`` was not the one meant)."""
+    if not option.startswith("--") and len(option) > 2:  # the single-dash form of Go's flags
+        option = "-" + option
     if not option.startswith("--"):
         return []
     owners = []

@@ -43,19 +43,14 @@ class Parser(argparse.ArgumentParser):
         return []
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        unknown = self._unknown_option(message)
-        if unknown is not None:  # argparse listed it with the words after it, a value among them
-            raise UsageError(f"unknown option {unknown}" + self._closest_flag(unknown), unknown_option=unknown)
-        raise UsageError(message)
-
-    def _unknown_option(self, message: str) -> str | None:
-        """The option ``unrecognized arguments: --outptu-dir d X.aci`` starts with, when the
-        first word argparse did not take is one (the rest are its value and the words
-        after it, which argparse could not place either)."""
         prefix = "unrecognized arguments: "
         words = message[len(prefix):].split() if message.startswith(prefix) else []
-        name = words[0].split("=", 1)[0] if words else ""
-        return name if name.startswith("-") and name not in ("-", "--") else None
+        options = [name for name in (word.split("=", 1)[0] for word in words)
+                   if name.startswith("-") and name not in ("-", "--")]
+        if options and words[0].startswith(options[0]):  # argparse listed it with the words after it
+            raise UsageError(f"unknown option {options[0]}" + self._closest_flag(options[0]),
+                             unknown_option=options[0])
+        raise UsageError(message + (self._closest_flag(options[0]) if options else ""))
 
     def _closest_flag(self, name: str) -> str:
         """``; did you mean --compression?`` for ``--compresion``."""

@@ -144,6 +144,11 @@ def cmd_sign(argv: Sequence[str], prog: str) -> int:
             what = "a directory" if os.path.isdir(aci) else "not a regular file" if os.path.lexists(aci) \
                 else "no such file"
             raise SigningError(f"{aci}: {what}")
+        try:
+            with open(aci, "rb"):
+                pass
+        except OSError as err:
+            raise SigningError(f"{aci}: {err.strerror or err}") from err
         try:  # a signature of anything else would be of no use to rkt or to verify (new-user trial)
             read_manifest(aci)
         except InvalidACI as err:
