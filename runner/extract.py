@@ -527,7 +527,13 @@ class _Renderer:
             for field, value in (("uid", member.uid), ("gid", member.gid)):
                 if not 0 <= value <= MAX_OWNER_ID:  # chown would cut it to 32 bits, or refuse
                     raise EntryError(member.name, f"{field} {value} is out of range (0-{MAX_OWNER_ID})")
-            os.chown(target, member.uid, member.gid, follow_symlinks=False)
+            try:
+                os.chown(target, member.uid, member.gid, follow_symlinks=False)
+            except OSError as err:
+                if err.errno != errno.EINVAL:
+                    raise
+                raise EntryError(member.name, f"its owner {member.uid}:{member.gid} cannot be set: this user "
+                                 "namespace maps no such id (root of a user namespace, 'unshare -r'?)") from err
 
     def _set_xattrs(self, target: str, member: tarfile.TarInfo) -> None:
         for name, value in _xattrs(member.pax_headers):

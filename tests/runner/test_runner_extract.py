@@ -9,6 +9,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 import tarfile
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -165,6 +166,23 @@ def test_a_hard_link_to_its_own_name_says_so(tmp_path: Path) -> None:
     (tmp_path / "rootfs").mkdir()
     with pytest.raises(EntryError, match=r"hard link target 'rootfs/f' does not exist \(it names the entry itself\)"):
         render_aci(aci, tmp_path / "rootfs")
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="unshare (util-linux) is not installed")
+def test_an_owner_a_user_namespace_cannot_map_is_named(tmp_path: Path) -> None:
+    """Rendering as root of a user namespace (``unshare -r``) that maps one id only: chown
+    said "entry 'rootfs/f': Invalid argument" (runner review)."""
+    aci = write_aci(tmp_path / "image.aci", [directory("rootfs"), Entry("rootfs/f", data=b"x", uid=1000, gid=1000)],
+                    manifest({}))
+    (tmp_path / "rootfs").mkdir()
+    script = ("import sys\nfrom runner.extract import render_aci\ntry:\n    render_aci(sys.argv[1], sys.argv[2])\n"
+              "except Exception as err:\n    print(err)\n")
+    done = subprocess.run(["unshare", "-Ur", sys.executable, "-c", script, str(aci), str(tmp_path / "rootfs")],
+                          cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=60)
+    if done.returncode != 0 and "unshare" in done.stderr:
+        pytest.skip(f"no user namespace here: {done.stderr.strip()}")
+    assert done.stdout == (f"rendering {aci}: entry 'rootfs/f': its owner 1000:1000 cannot be set: this user "
+                           "namespace maps no such id (root of a user namespace, 'unshare -r'?)\n"), done.stderr
 
 
 def test_modes_times_and_missing_parents(tmp_path: Path) -> None:
