@@ -31,6 +31,7 @@ import contextlib
 import errno
 import logging
 import os
+import secrets
 import shutil
 import stat
 import tarfile
@@ -156,12 +157,12 @@ def render_aci(
         directory_times: receives ``{host path: mtime in nanoseconds}`` of every directory the ACI
             names, so that a caller rendering several images into one tree can give
             each directory its last image's time once all are written.
-        keep: ``keep(path, is_directory)`` says whether an entry under ``rootfs/`` stays
-            (``path`` as the app sees it, ``/usr/bin/x``; the ``pathWhitelist`` rules of a
-            chain, :func:`runner.treestore.render_chain`). A file it refuses is skipped
-            where something is already (an image below wrote it), else written all the
-            same, so that a hard link of the image to it holds its data, and removed once
-            the image is written; a directory it refuses, when it is empty then.
+        keep: ``keep(path, is_directory)`` says whether an entry under ``rootfs/`` is
+            written (``path`` as the app sees it, ``/usr/bin/x``; the ``pathWhitelist``
+            rules of a chain, :func:`runner.treestore.render_chain`). What it refuses is
+            not written into the tree (a directory an allowed entry needs is made, as
+            rkt makes it); a regular file it refuses goes to a private directory in the
+            root, removed once the image is written, for a hard link of the image to it.
 
     Returns:
         The parsed image manifest (appc ``spec/types.md``, "Image Manifest Schema").
@@ -326,7 +327,8 @@ class _Renderer:
         self._archive = archive
         self._stream = stream
         self._keep = keep
-        self._refused: dict[str, bool] = {}  # host path -> whether a directory: entries keep refused
+        self._stash: str | None = None  # where refused files are written, for hard links to them
+        self._stashed: dict[str, str] = {}  # path in the image ("usr/bin/x") -> its file in the stash
         self._root = root
         self._is_root = os.geteuid() == 0
         self._dirs: dict[str, _DirMeta] = {}
@@ -345,11 +347,14 @@ class _Renderer:
             InvalidACI: the entries end at damage (:func:`docker2aci.acifile.check_end`).
         """
         last: str | None = None
-        for member in self._members():
-            self._entry(member)
-            last = member.name
-        acifile.check_end(self._archive, self._stream, last)
-        self._remove_refused()
+        try:
+            for member in self._members():
+                self._entry(member)
+                last = member.name
+            acifile.check_end(self._archive, self._stream, last)
+        finally:
+            if self._stash is not None:
+                remove_tree(self._stash, ignore_errors=True)
         self._finish_dirs()
         if self._manifest is None:
             raise RunnerError("no 'manifest' entry: not an ACI")
@@ -370,15 +375,12 @@ class _Renderer:
             logger.debug("ignoring entry %r outside rootfs/", member.name)
             return
         self._has_rootfs = True
-        kept = self._keep is None or len(parts) == 1 or self._keep("/" + "/".join(parts[1:]), member.isdir())
-        if not kept and not member.isdir() and self._below(parts[1:]):
-            return  # what an image below holds there stays (acirenderer: the first image allowed wins)
         try:
-            target = self._rootfs_entry(member, parts[1:])
-            if target is not None and kept:
-                self._refused.pop(target, None)
-            elif target is not None:  # written all the same, for a hard link of this image to it; removed at the end
-                self._refused[target] = member.isdir()
+            if self._keep is None or len(parts) == 1 or self._keep("/" + "/".join(parts[1:]), member.isdir()):
+                self._rootfs_entry(member, parts[1:])
+                self._stashed.pop("/".join(parts[1:]), None)  # a later entry of the name is the one linked to
+            elif member.isreg():  # not in the tree; a hard link of this image to it takes its data from the stash
+                self._stash_file(member, "/".join(parts[1:]))
         except PathEscapeError as err:
             raise EntryError(
                 member.name, "its parent leads outside the rootfs through a symbolic link"
@@ -472,6 +474,9 @@ class _Renderer:
             ) from err
         if len(parts) < 2 or parts[0] != "rootfs":
             raise EntryError(member.name, f"hard link target {member.linkname!r} is not in rootfs/")
+        if "/".join(parts[1:]) in self._stashed:  # a file this image holds that keep refused
+            os.link(self._stashed["/".join(parts[1:])], target, follow_symlinks=False)
+            return
         try:
             source = resolve_in_root(
                 self._root, "/".join(parts[1:]), follow_final=False, escape=Escape.REFUSE
@@ -569,37 +574,18 @@ class _Renderer:
                     raise EntryError(member.name, f"removing xattr {name!r}: {err.strerror}") from err
                 logger.warning("entry %r: xattr %r not removed: %s", member.name, name, err.strerror)
 
-    def _below(self, rel: list[str]) -> bool:
-        """Whether something is at ``rel`` already (what an image below wrote), looked up
-        inside the root; an unsafe path says no (writing it gives its error)."""
-        try:
-            return os.path.lexists(resolve_in_root(self._root, "/".join(rel), follow_final=False,
-                                                   escape=Escape.REFUSE))
-        except (RunnerError, OSError):
-            return False
-
-    def _remove_refused(self) -> None:
-        """Remove what ``keep`` refused, deepest first: a file or link (a hard link of this
-        image made to it keeps the data), a directory when it is empty (what an entry
-        allowed, or an image below, put there keeps it). Reached one component at a time
-        from the root, following no link; a path a later entry replaced with another kind
-        of entry is left."""
-        for path, was_dir in sorted(self._refused.items(), key=lambda item: item[0].count("/"), reverse=True):
-            parent = _open_parent_in_root(self._root, path)
-            if parent is None:
-                continue
-            name = os.path.basename(path)
-            try:
-                is_dir = stat.S_ISDIR(os.lstat(name, dir_fd=parent).st_mode)
-                if is_dir and was_dir:
-                    with contextlib.suppress(OSError):  # not empty
-                        os.rmdir(name, dir_fd=parent)
-                elif not is_dir and not was_dir:
-                    os.unlink(name, dir_fd=parent)
-            except FileNotFoundError:
-                pass
-            finally:
-                os.close(parent)
+    def _stash_file(self, member: tarfile.TarInfo, path: str) -> None:
+        """Write a regular file that ``keep`` refused into the stash, a private directory
+        in the root made for this image and removed once it is written, so that a hard
+        link of the image to it (``--nosquash`` chains have them: a layer's file that an
+        upper layer deleted, another name of which stays) gets its data and metadata."""
+        if self._stash is None:
+            self._stash = os.path.join(self._root, f".docker2aci-refused-{secrets.token_hex(8)}")
+            os.mkdir(self._stash, 0o700)
+        target = os.path.join(self._stash, str(len(self._stashed)))
+        self._regular(member, target)
+        self._apply_meta(target, member)
+        self._stashed[path] = target
 
     def _finish_dirs(self) -> None:
         """Apply directory modes and times, deepest first, once their contents exist.

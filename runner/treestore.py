@@ -533,7 +533,7 @@ def _whitelist(manifest: Mapping[str, Any], name: str) -> frozenset[str] | None:
     for item in whitelist:
         if not isinstance(item, str) or not item.startswith("/"):
             raise RunnerError(f"{name}: pathWhitelist entry {item!r} is not an absolute path")
-    return frozenset(os.path.normpath(item) for item in whitelist)
+    return frozenset("/" + os.path.normpath(item).lstrip("/") for item in whitelist)  # //f is /f, as Go cleans it
 
 
 def tree_key(chain: Sequence[ChainImage]) -> str:
@@ -553,11 +553,11 @@ def render_chain(chain: Sequence[ChainImage], rootfs: str) -> dict[str, Any]:
     renders with: an image's own list keeps of its own entries the directories and the
     files it names; the list of the uppermost image above it that has one
     (:attr:`ChainImage.upper_whitelist`, acirenderer's ``getUpperPWLM``) keeps only the
-    entries it names, directories too (one left holding something allowed stays, as
-    acirenderer makes the parents of what it writes). A file refused where an image below
-    put something is not written (the first image allowed wins, as in acirenderer); one
-    refused elsewhere is written, then removed once its image is, so that a hard link of
-    the image to it keeps its data.
+    entries it names, directories too. What is refused is not written, so what an image
+    below holds at that path stays (the first image allowed wins, as in acirenderer), and
+    a directory an allowed entry needs is made as rkt makes it; a hard link of an image to
+    a file of its own that was refused gets that file's data (``--nosquash`` chains have
+    them).
 
     Returns:
         The last image's manifest.

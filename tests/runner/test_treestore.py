@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -400,6 +401,35 @@ def test_whitelists_apply_as_appc_s_acirenderer_applies_them(tmp_path: Path) -> 
     assert sorted(p.name for p in lone_rootfs.iterdir()) == ["listed", "tmp"]
 
 
+def test_an_entry_a_whitelist_refuses_is_never_written(tmp_path: Path) -> None:
+    """Refused entries were written, then removed once their image was (review): a later
+    entry went through a refused link (``lib -> usr/lib``, then the listed ``lib/x.so``
+    landed in ``usr/lib``), a refused file ``a`` made the listed ``a/b`` fail, and a refused
+    directory left its mode and owner on the directory its listed file needed."""
+    images = tmp_path / "images"
+    images.mkdir()
+    write_aci(images / "base.aci", [directory("rootfs"), directory("rootfs/data", mode=0o777, uid=1000),
+                                    Entry("rootfs/data/f", data=b"f")], manifest(None, name="example.com/base"))
+    doc = manifest(None, name="example.com/top")
+    doc["dependencies"] = [{"imageName": "example.com/base"}]
+    doc["pathWhitelist"] = ["/lib/x.so", "/a/b", "//data/f"]  # //data/f is /data/f, as Go cleans it
+    top = write_aci(images / "top.aci", [directory("rootfs"), directory("rootfs/usr"), directory("rootfs/usr/lib"),
+                                         symlink("rootfs/lib", "usr/lib"), Entry("rootfs/lib/x.so", data=b"so"),
+                                         Entry("rootfs/a", data=b"file"), Entry("rootfs/a/b", data=b"b")], doc)
+    from runner.dependencies import DirectoryResolver
+
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    render_tree(top, str(rootfs), resolver=DirectoryResolver([str(images)]))
+    assert (rootfs / "lib").is_dir() and not (rootfs / "lib").is_symlink()
+    assert (rootfs / "lib" / "x.so").read_bytes() == b"so" and os.listdir(rootfs / "usr" / "lib") == []
+    assert (rootfs / "a" / "b").read_bytes() == b"b"
+    assert (rootfs / "data" / "f").read_bytes() == b"f"
+    info = (rootfs / "data").stat()
+    assert (stat.S_IMODE(info.st_mode), info.st_uid) == (0o755, 0)  # made for data/f, not the refused entry's
+    assert sorted(os.listdir(rootfs)) == ["a", "data", "lib", "usr"]  # no stash left
+
+
 @pytest.mark.skipif(ACTOOL is None, reason="actool is not installed (apt-get install appc-spec)")
 def test_a_missing_or_mismatched_dependency_is_refused(tmp_path: Path) -> None:
     images = tmp_path / "images"
@@ -668,8 +698,12 @@ def test_a_tree_with_unreadable_directories_is_removed_by_a_non_root_runner() ->
             tree = {str(work / 'tree')!r}
             for d, mode in (("a", 0o311), ("b", 0o000), ("c", 0o555), ("d", 0o600), ("e", 0o400)):
                 os.makedirs(os.path.join(tree, d, "inner"))
+                os.makedirs(os.path.join(tree, d, "empty"))  # its ".." cannot be looked up unless searchable
                 open(os.path.join(tree, d, "inner", "f"), "w").close()
-                os.chmod(os.path.join(tree, d, "inner"), mode)
+                for sub in ("inner", "empty", ""):
+                    os.chmod(os.path.join(tree, d, sub), mode)
+            for d, mode in (("f", 0o600), ("g", 0o400)):  # empty, listable, not searchable: ".." is refused
+                os.makedirs(os.path.join(tree, d))
                 os.chmod(os.path.join(tree, d), mode)
             remove_tree(tree, make_writable=True)
             print(os.path.exists(tree))
