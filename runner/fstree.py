@@ -119,7 +119,12 @@ def remove_tree(path: str, *, make_writable: bool = False, ignore_errors: bool =
             entered.pop()
             if not names:
                 break
-            parent = os.open("..", _OPEN_DIR, dir_fd=fd)
+            try:
+                parent = os.open("..", _OPEN_DIR, dir_fd=fd)
+            except OSError:  # no search permission here (a caller that is not root, without make_writable)
+                if ignore_errors:
+                    return
+                raise
             os.close(fd)
             fd = parent
             if _identity(fd) != entered[-1]:
@@ -146,20 +151,25 @@ def _identity(fd: int) -> tuple[int, int]:
 def _open_dir(dir_fd: int | None, name: str, make_writable: bool) -> int:
     """The directory ``name`` (in ``dir_fd``, else a path), opened without following a
     link; when that is refused and ``make_writable``, once more after giving it (and the
-    directory ``dir_fd``, which may lack search permission) mode ``0700``.
+    directory ``dir_fd``, which may lack search permission) mode ``0700``; with
+    ``make_writable``, an opened directory its owner cannot search and write gets ``0700``.
 
     Raises:
         OSError: it cannot be opened (``FileNotFoundError``: it is gone).
     """
     try:
-        return os.open(name, _OPEN_DIR, dir_fd=dir_fd)
+        fd = os.open(name, _OPEN_DIR, dir_fd=dir_fd)
     except PermissionError:
         if not make_writable:
             raise
-    if dir_fd is not None:
-        os.chmod(dir_fd, 0o700)
-    _chmod_directory(dir_fd, name, 0o700)
-    return os.open(name, _OPEN_DIR, dir_fd=dir_fd)
+        if dir_fd is not None:
+            os.chmod(dir_fd, 0o700)
+        _chmod_directory(dir_fd, name, 0o700)
+        fd = os.open(name, _OPEN_DIR, dir_fd=dir_fd)
+    if make_writable and os.fstat(fd).st_mode & 0o700 != 0o700:  # readable only (0600, 0400): its entries
+        with contextlib.suppress(OSError):  # cannot be removed, nor its ".." looked up, without search and write
+            os.chmod(fd, 0o700)
+    return fd
 
 
 def _chmod_directory(dir_fd: int | None, name: str, mode: int) -> None:
