@@ -237,14 +237,15 @@ class BoundedTarInfo(tarfile.TarInfo):
         ``archive/tar`` (Docker, umoci, rkt) refuses the header. The rules are Go's:
         ``uid``, ``gid`` and ``size`` decimal integers, ``atime``, ``ctime`` and ``mtime``
         decimal seconds with an optional fraction (POSIX ``pax``, "pax Extended Header").
-        An empty one is left out, so the ustar header's value holds (POSIX: an empty value
-        removes the record; Go skips it; tarfile took 0).
+        An empty number, ``path``, ``linkpath``, ``uname`` or ``gname`` is left out, so the
+        ustar header's value holds (POSIX: an empty value removes the record; Go skips it;
+        tarfile took 0, or an empty name: the entry was lost, a link pointed nowhere).
 
         Raises:
             tarfile.HeaderError: naming the record and the entry.
         """
         records = {keyword: value for keyword, value in pax_headers.items()
-                   if value or keyword not in _PAX_NUMBERS}
+                   if value or keyword not in _PAX_NUMBERS and keyword not in _PAX_NAMES}
         for keyword, value in records.items():
             rule = _PAX_NUMBERS.get(keyword)
             if rule is not None and not rule.fullmatch(value):
@@ -259,6 +260,8 @@ class BoundedTarInfo(tarfile.TarInfo):
 
 _PAX_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _PAX_SECONDS = re.compile(r"[+-]?[0-9]+(?:\.[0-9]*)?", re.ASCII)
+_PAX_NAMES = frozenset({"path", "linkpath", "uname", "gname"})
+"""The PAX records that replace a ustar header's text field (an empty one does not)."""
 _PAX_NUMBERS = {"uid": _PAX_INTEGER, "gid": _PAX_INTEGER, "size": _PAX_INTEGER,
                 "atime": _PAX_SECONDS, "ctime": _PAX_SECONDS, "mtime": _PAX_SECONDS}
 """The PAX records that hold numbers, and their form (Go's ``strconv.ParseInt`` and

@@ -1076,13 +1076,19 @@ def test_a_malformed_pax_number_is_refused(tmp_path: Path, record: tuple[str, st
         f"reading {tmp_path / 'image.aci'}: malformed PAX record {keyword}={value!r} in the header of 'rootfs/f'"]
 
 
-def test_an_empty_pax_size_leaves_the_ustar_size(tmp_path: Path) -> None:
+def test_an_empty_pax_record_leaves_the_ustar_value(tmp_path: Path) -> None:
     """An empty PAX value removes the record (POSIX pax; Go's reader skips it): the ustar
-    header's value holds. tarfile took 0: the file below was empty and its data was read
-    as the next header (review)."""
-    layout = layout_with(tmp_path, [hb.M("f", pax={"size": ""}, data=b"x" * 600)])
+    header's value holds. tarfile took 0 for a size (the file was empty and its data was
+    read as the next header) and an empty text for a name or link target (the directory
+    was lost, the link pointed nowhere) (reviews)."""
+    layout = layout_with(tmp_path, [hb.M("f", pax={"size": ""}, data=b"x" * 600),
+                                    hb.M("private", tarfile.DIRTYPE, pax={"path": ""}, mode=0o700),
+                                    hb.M("lnk", tarfile.SYMTYPE, linkname="f", pax={"linkpath": ""}, mode=0o777)])
     [aci] = convert(f"oci:{layout}", tmp_path / "out")
-    assert aci_members(aci.path)["rootfs/f"].size == 600
+    members = aci_members(aci.path)
+    assert members["rootfs/f"].size == 600
+    assert members["rootfs/private"].isdir() and members["rootfs/private"].mode & 0o7777 == 0o700
+    assert members["rootfs/lnk"].linkname == "f"
 
 
 def _block(data: bytes) -> bytes:
