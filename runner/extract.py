@@ -161,8 +161,9 @@ def render_aci(
             written (``path`` as the app sees it, ``/usr/bin/x``; the ``pathWhitelist``
             rules of a chain, :func:`runner.treestore.render_chain`). What it refuses is
             not written into the tree (a directory an allowed entry needs is made, as
-            rkt makes it); a regular file it refuses goes to a private directory in the
-            root, removed once the image is written, for a hard link of the image to it.
+            rkt makes it); a file, link or FIFO it refuses goes to a private directory
+            beside ``rootfs`` (in the same directory, which must be writable), removed once
+            the image is written, for a hard link of the image to it.
 
     Returns:
         The parsed image manifest (appc ``spec/types.md``, "Image Manifest Schema").
@@ -329,6 +330,7 @@ class _Renderer:
         self._keep = keep
         self._stash: str | None = None  # where refused files are written, for hard links to them
         self._stashed: dict[str, str] = {}  # path in the image ("usr/bin/x") -> its file in the stash
+        self._stash_names: list[str] = []  # every file made in the stash
         self._root = root
         self._is_root = os.geteuid() == 0
         self._dirs: dict[str, _DirMeta] = {}
@@ -379,8 +381,8 @@ class _Renderer:
             if self._keep is None or len(parts) == 1 or self._keep("/" + "/".join(parts[1:]), member.isdir()):
                 self._rootfs_entry(member, parts[1:])
                 self._stashed.pop("/".join(parts[1:]), None)  # a later entry of the name is the one linked to
-            elif member.isreg():  # not in the tree; a hard link of this image to it takes its data from the stash
-                self._stash_file(member, "/".join(parts[1:]))
+            elif not member.isdir():  # not in the tree; a hard link of this image to it is made from the stash
+                self._stash_entry(member, "/".join(parts[1:]))
         except PathEscapeError as err:
             raise EntryError(
                 member.name, "its parent leads outside the rootfs through a symbolic link"
@@ -418,9 +420,14 @@ class _Renderer:
             self._directory(member, target)
             return target
         self._make_room(target)
+        self._write(member, target)
+        return target
+
+    def _write(self, member: tarfile.TarInfo, target: str) -> None:
+        """Write a non-directory entry at ``target``, where nothing is."""
         if member.islnk():
             self._hard_link(member, target)
-            return target
+            return
         if member.issym():
             if "\0" in member.linkname:
                 raise EntryError(member.name, "a NUL byte is not allowed in a link target")
@@ -431,12 +438,11 @@ class _Renderer:
             os.mkfifo(target, 0o600)
         elif member.ischr() or member.isblk():
             if not self._device(member, target):
-                return target
+                return
         else:
             logger.warning("skipping entry %r: unsupported tar type %r", member.name, member.type)
-            return target
+            return
         self._apply_meta(target, member)
-        return target
 
     def _directory(self, member: tarfile.TarInfo, target: str) -> None:
         try:
@@ -574,17 +580,20 @@ class _Renderer:
                     raise EntryError(member.name, f"removing xattr {name!r}: {err.strerror}") from err
                 logger.warning("entry %r: xattr %r not removed: %s", member.name, name, err.strerror)
 
-    def _stash_file(self, member: tarfile.TarInfo, path: str) -> None:
-        """Write a regular file that ``keep`` refused into the stash, a private directory
-        in the root made for this image and removed once it is written, so that a hard
-        link of the image to it (``--nosquash`` chains have them: a layer's file that an
-        upper layer deleted, another name of which stays) gets its data and metadata."""
+    def _stash_entry(self, member: tarfile.TarInfo, path: str) -> None:
+        """Write a non-directory entry that ``keep`` refused into the stash, a private
+        directory beside the root (the render's own directory, on the same file system)
+        made for this image and removed once it is written, so that a hard link of the
+        image to it (``--nosquash`` chains have them: a layer's file, link or FIFO that an
+        upper layer deleted, another name of which stays) gets it, data and metadata."""
         if self._stash is None:
-            self._stash = os.path.join(self._root, f".docker2aci-refused-{secrets.token_hex(8)}")
-            os.mkdir(self._stash, 0o700)
-        target = os.path.join(self._stash, str(len(self._stashed)))
-        self._regular(member, target)
-        self._apply_meta(target, member)
+            stash = os.path.join(os.path.dirname(os.path.realpath(self._root)),
+                                 f".docker2aci-refused-{secrets.token_hex(8)}")
+            os.mkdir(stash, 0o700)
+            self._stash = stash
+        target = os.path.join(self._stash, str(len(self._stash_names)))
+        self._stash_names.append(target)
+        self._write(member, target)
         self._stashed[path] = target
 
     def _finish_dirs(self) -> None:

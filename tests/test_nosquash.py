@@ -202,6 +202,13 @@ IMPLICIT = {
         [lb.file("a/y", "y")]],
     "whiteout, then re-made unnamed": [
         [lb.dir_("a", 0o700), lb.file("a/x", "x")], [lb.whiteout("a"), lb.file("a/y", "y")]],
+    # the first name of a hard-linked symlink, FIFO or file deleted above, another name kept: the
+    # chain renders the kept name from the deleted one (review of the whitelist stash)
+    "hard-linked symlink, first name deleted": [[lb.symlink("a", "tgt"), lb.hardlink("b", "a")], [lb.whiteout("a")]],
+    "hard-linked FIFO, first name deleted": [[lb.fifo("a"), lb.hardlink("b", "a")], [lb.whiteout("a")]],
+    "hard-linked files, first name deleted twice": [
+        [lb.file("a", "1"), lb.file("c", "3"), lb.hardlink("b", "a"), lb.hardlink("d", "c")],
+        [lb.whiteout("a"), lb.whiteout("c")]],
 }
 
 
