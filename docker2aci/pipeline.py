@@ -264,7 +264,7 @@ def convert(source: str, options: ConvertOptions | None = None,
         InvalidLayer: a layer is unreadable or has unsafe entries.
         InvalidConfig: the config cannot be expressed as an appc manifest.
         OutputError: the ACI cannot be written, two images of this run would get the
-            same file name, or ``tmp_dir`` is not a directory.
+            same file name, ``tmp_dir`` is not a directory, or ``cache_dir`` is not one.
     """
     options = options or ConvertOptions()
     try:
@@ -281,6 +281,9 @@ def convert(source: str, options: ConvertOptions | None = None,
         # before any work, needed or not
         raise OutputError(f"--tmp-dir {options.tmp_dir}: "
                           + ("not a directory" if os.path.lexists(options.tmp_dir) else "no such directory"))
+    if options.cache_dir is not None and os.path.lexists(options.cache_dir) and not os.path.isdir(options.cache_dir):
+        # a conversion that needs no cache (a local archive) went on silently with a mistyped one
+        raise OutputError(f"--cache-dir {options.cache_dir}: not a directory")
     every_platform = options.platform == ALL_PLATFORMS
     try:
         wanted = Platform.parse(options.platform) if options.platform and not every_platform else Platform.host()

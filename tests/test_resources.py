@@ -162,6 +162,11 @@ def test_a_missing_or_file_tmp_dir_says_which(busybox_layout: Path, tmp_path: Pa
                        f"oci:{busybox_layout}:latest", check=1)
         assert proc.stderr == f"Error: conversion error: --tmp-dir {given}: {problem}\n"
     assert not (tmp_path / "out").exists() and not (tmp_path / "missing").exists()
+    # --cache-dir naming a file: a conversion that needs no cache went on with it, status 0 (new-user
+    # trial); a missing one is made when needed
+    proc = run_cli("--cache-dir", a_file, "--output-dir", tmp_path / "out", f"oci:{busybox_layout}:latest", check=1)
+    assert proc.stderr == f"Error: conversion error: --cache-dir {a_file}: not a directory\n"
+    assert not (tmp_path / "out").exists()
 
 
 def _gzipped(archive: Path, dest: Path) -> Path:
