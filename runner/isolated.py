@@ -287,7 +287,8 @@ def run_isolated(
             try:
                 shown = repr(os.fsencode(value))  # the bytes as they were read
             except UnicodeEncodeError:  # a lone surrogate from a JSON escape ("\\ud800"): no bytes at all
-                shown = ascii(value)
+                raise RunnerError(f"{where} {ascii(value)} holds an escape that names no character (a lone "
+                                  "surrogate, from the manifest's JSON): no program can be given it") from None
             raise RunnerError(f"the isolated stage cannot pass {where} {shown}: it is not UTF-8, and the "
                               "runtime's configuration is JSON, where such bytes become U+FFFD (another path, "
                               "another argument); the fly stage passes them as they are (--stage fly)")

@@ -452,8 +452,6 @@ def test_bad_options_are_runner_errors(run_isolated: RunIsolated) -> None:
     (["/bin/echo", "caf\udce9"], None, "/", "process.args[1] b'caf\\xe9'"),
     (["/bin/true"], {"A": "caf\udce9"}, "/", "process.env[1] b'A=caf\\xe9'"),
     (["/bin/true"], None, "/caf\udce9", "process.cwd b'/caf\\xe9'"),
-    # a lone surrogate from a JSON escape in the manifest: no bytes at all (the message raised; review)
-    (["/bin/echo", "a\ud800"], None, "/", "process.args[1] 'a\\ud800'"),
 ])
 def test_bytes_that_are_not_utf8_are_refused_by_the_isolated_stage(run_isolated: RunIsolated, argv: list[str],
                                                                    env: dict | None, cwd: str, where: str) -> None:
@@ -465,6 +463,17 @@ def test_bytes_that_are_not_utf8_are_refused_by_the_isolated_stage(run_isolated:
     assert result.returncode == 99, result.stderr
     assert f"RunnerError: the isolated stage cannot pass {where}: it is not UTF-8" in result.stderr
     assert "(--stage fly)" in result.stderr
+
+
+@needs_runc
+def test_a_lone_surrogate_is_said_to_name_no_character(run_isolated: RunIsolated) -> None:
+    """A manifest's JSON escape ``\\ud800`` gives a string no program can be given, in
+    either stage: the message named the fly stage as the way out, and before that it
+    raised while it was made (reviews)."""
+    result = run_isolated(["/bin/echo", "a\ud800"])
+    assert result.returncode == 99, result.stderr
+    assert ("RunnerError: process.args[1] 'a\\ud800' holds an escape that names no character (a lone surrogate, "
+            "from the manifest's JSON): no program can be given it") in result.stderr
 
 
 @needs_runc
