@@ -15,7 +15,7 @@ from .cli_common import EXIT_ERROR, EXIT_OK, Parser as _Parser, flag as _flag, g
 from .cli_common import key_name as _key_name, path as _path
 from .cli_common import KEYS_DIR_DEFAULT, TRUST_DIR_DEFAULT
 from .cli_common import setup_logging as _setup_logging
-from .errors import SigningError, UsageError
+from .errors import Docker2ACIError, SigningError, UsageError
 from .signing import (
     DEFAULT_ALGORITHM,
     KeyAlgorithm,
@@ -162,23 +162,37 @@ def verify_parser(prog: str) -> argparse.ArgumentParser:
     p = _Parser(prog=f"{prog} verify", allow_abbrev=False,
                 description="Check ACI.asc against the keys trusted for the image's name (its manifest's "
                             "'name'): root keys and keys trusted for the name or a parent prefix. Exit "
-                            "status 0 when the signature is accepted, 1 when it is refused.")
-    p.add_argument("aci", metavar="ACI", type=_path)
-    _flag(p, "signature", type=_path, metavar="FILE", help="The detached signature (default: ACI.asc)")
+                            "status 0 when every signature is accepted, 1 when one is refused (each ACI "
+                            "is checked and reported).")
+    p.add_argument("aci", metavar="ACI", type=_path, nargs="+")
+    _flag(p, "signature", type=_path, metavar="FILE", help="The detached signature (default: ACI.asc; "
+                                                          "with one ACI only)")
     _flag(p, "trust-dir", type=_path, metavar="DIR", help=_TRUST_DIR_HELP)
     return p
 
 
 def cmd_verify(argv: Sequence[str], prog: str) -> int:
-    """``docker2aci verify ACI``: 0 when the signature is accepted, 1 when refused."""
+    """``docker2aci verify ACI...``: 0 when every signature is accepted, 1 when one is
+    refused; each ACI is checked and gets its line (one ACI: its refusal is the error)."""
     args = verify_parser(prog).parse_args(list(argv))
     _setup_logging(False)
-    result = verify_aci(args.aci, args.trust_dir or default_trust_dir(), signature=args.signature)
-    trusted = ("as a root key" if result.trusted_as.prefix is None
-               else f'for prefix "{result.trusted_as.prefix}"')
-    print(f'Signature verified: "{printable(result.name)}" ({args.aci}) signed by key ID {result.signer.key_id} '
-          f"({format_fingerprint(result.signer.fingerprint)}), trusted {trusted}")
-    return EXIT_OK
+    if args.signature and len(args.aci) > 1:
+        raise UsageError("--signature is the signature of one ACI: give it with one ACI")
+    status = EXIT_OK
+    for aci in args.aci:
+        try:
+            result = verify_aci(aci, args.trust_dir or default_trust_dir(), signature=args.signature)
+        except Docker2ACIError as err:
+            if len(args.aci) == 1:
+                raise
+            print(f"Error: {printable(str(err), newlines=True)}", file=sys.stderr)
+            status = EXIT_ERROR
+            continue
+        trusted = ("as a root key" if result.trusted_as.prefix is None
+                   else f'for prefix "{result.trusted_as.prefix}"')
+        print(f'Signature verified: "{printable(result.name)}" ({aci}) signed by key ID {result.signer.key_id} '
+              f"({format_fingerprint(result.signer.fingerprint)}), trusted {trusted}")
+    return status
 
 
 def trust_parser(prog: str) -> argparse.ArgumentParser:

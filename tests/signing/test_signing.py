@@ -353,6 +353,24 @@ def test_verify_names_a_missing_aci_as_missing(aci: Path, tmp_path: Path, rsa_ke
     assert run_cli("verify", missing, "--trust-dir", tmp_path / "trust").err == f"Error: {missing}: no such file\n"
 
 
+def test_verify_checks_every_aci_given(aci: Path, tmp_path: Path, rsa_key: KeyPair,
+                                       run_cli) -> None:  # type: ignore[no-untyped-def]
+    """``verify a.aci b.aci`` was "unrecognized arguments: b.aci" where sign, validate and
+    inspect take several files (new-user trial): each is checked and reported, the status
+    is 1 when one is refused."""
+    _trust(tmp_path / "trust", rsa_key.public)
+    _sign(aci, rsa_key)
+    unsigned = tmp_path / "unsigned.aci"
+    shutil.copyfile(aci, unsigned)
+    result = run_cli("verify", aci, unsigned, aci, "--trust-dir", tmp_path / "trust")
+    assert result.status == 1
+    assert result.out.count(f'Signature verified: "{IMAGE}" ({aci}) signed by key ID ') == 2
+    assert result.err.startswith(f'Error: image "{IMAGE}" ({unsigned}): ') and result.err.count("\n") == 1
+    assert run_cli("verify", aci, aci, "--trust-dir", tmp_path / "trust").status == 0
+    both = run_cli("verify", aci, aci, "--signature", f"{aci}.asc", "--trust-dir", tmp_path / "trust")
+    assert (both.status, both.err) == (2, "Error: --signature is the signature of one ACI: give it with one ACI\n")
+
+
 def test_verify_file_without_a_store(aci: Path, rsa_key: KeyPair, other_key: KeyPair) -> None:
     signature = _sign(aci, rsa_key)
     certs = signing.read_certs(str(rsa_key.public))
