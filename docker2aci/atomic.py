@@ -198,7 +198,12 @@ def is_special(path: str) -> bool:
     ``/proc/self/fd/N``), or a link to one, whatever it leads to (``/dev/stdout`` of a
     shell's ``> file`` leads to that regular file: a rename would replace the link
     itself). A regular file elsewhere under ``/dev`` (``/dev/shm``) is not special."""
-    if any(_DESCRIPTOR_PATH.fullmatch(hop) for hop in _hops(path)):
+    return _is_special(path, list(_hops(path)))
+
+
+def _is_special(path: str, hops: list[str]) -> bool:
+    """:func:`is_special`, given the hops of ``path`` (:func:`_hops`)."""
+    if any(_DESCRIPTOR_PATH.fullmatch(hop) for hop in hops):
         return True
     try:
         mode = os.stat(path).st_mode
@@ -219,11 +224,12 @@ def write_small_file(dest: str, data: bytes, mode: int) -> None:
     Raises:
         OSError: it cannot be written (``FileNotFoundError`` if it went away).
     """
-    if not is_special(dest):
+    hops = list(_hops(dest))  # the link chain walked once, for both questions
+    if not _is_special(dest, hops):
         with atomic_file(os.path.abspath(dest), mode) as (_, f):
             f.write(data)
         return
-    own = next((int(m.group(1)) for hop in _hops(dest) if (m := _OWN_DESCRIPTOR.fullmatch(hop))), None)
+    own = next((int(m.group(1)) for hop in hops if (m := _OWN_DESCRIPTOR.fullmatch(hop))), None)
     if own is None:
         with open(os.open(dest, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC), "wb") as f:
             f.write(data)

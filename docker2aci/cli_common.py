@@ -62,10 +62,6 @@ class Parser(argparse.ArgumentParser):
         close = difflib.get_close_matches("--" + name.lstrip("-"), known, n=1)
         return f"; did you mean {close[0]}?" if close else ""
 
-    def has_option(self, name: str) -> bool:
-        """Whether ``name`` (``--output-dir``) is one of this command's options."""
-        return name in self._option_string_actions
-
 
 def path(text: str) -> str:
     """argparse type of a flag naming a file or directory: an empty value (an unset

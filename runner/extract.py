@@ -330,7 +330,7 @@ class _Renderer:
         self._keep = keep
         self._stash: str | None = None  # where refused files are written, for hard links to them
         self._stashed: dict[str, str] = {}  # path in the image ("usr/bin/x") -> its file in the stash
-        self._stash_names: list[str] = []  # every file made in the stash
+        self._stash_count = 0  # files made in the stash (each is named by its number)
         self._root = root
         self._is_root = os.geteuid() == 0
         self._dirs: dict[str, _DirMeta] = {}
@@ -377,12 +377,13 @@ class _Renderer:
             logger.debug("ignoring entry %r outside rootfs/", member.name)
             return
         self._has_rootfs = True
+        path = "/".join(parts[1:])
         try:
-            if self._keep is None or len(parts) == 1 or self._keep("/" + "/".join(parts[1:]), member.isdir()):
+            if self._keep is None or not path or self._keep("/" + path, member.isdir()):
                 self._rootfs_entry(member, parts[1:])
-                self._stashed.pop("/".join(parts[1:]), None)  # a later entry of the name is the one linked to
+                self._stashed.pop(path, None)  # a later entry of the name is the one linked to
             elif not member.isdir():  # not in the tree; a hard link of this image to it is made from the stash
-                self._stash_entry(member, "/".join(parts[1:]))
+                self._stash_entry(member, path)
         except PathEscapeError as err:
             raise EntryError(
                 member.name, "its parent leads outside the rootfs through a symbolic link"
@@ -406,22 +407,21 @@ class _Renderer:
         with _runner_errors():
             self._manifest = acifile.read_entry(self._archive, member, MAX_MANIFEST_BYTES)
 
-    def _rootfs_entry(self, member: tarfile.TarInfo, rel: list[str]) -> str | None:
-        """Write one entry under ``rootfs/``; its host path (``None`` for ``rootfs`` itself)."""
+    def _rootfs_entry(self, member: tarfile.TarInfo, rel: list[str]) -> None:
+        """Write one entry under ``rootfs/`` (``rel``: its path's components below it)."""
         if not rel:
             if not member.isdir():
                 raise EntryError(member.name, "rootfs is not a directory")
             self._chown(self._root, member)
             self._dirs[self._root] = _DirMeta(member.mode & 0o7777, _mtime_ns(member))
-            return None
+            return
         parent = make_dirs_in_root(self._root, "/".join(rel[:-1]), escape=Escape.REFUSE)
         target = os.path.join(parent, rel[-1])
         if member.isdir():
             self._directory(member, target)
-            return target
+            return
         self._make_room(target)
         self._write(member, target)
-        return target
 
     def _write(self, member: tarfile.TarInfo, target: str) -> None:
         """Write a non-directory entry at ``target``, where nothing is."""
@@ -591,8 +591,8 @@ class _Renderer:
                                  f".docker2aci-refused-{secrets.token_hex(8)}")
             os.mkdir(stash, 0o700)
             self._stash = stash
-        target = os.path.join(self._stash, str(len(self._stash_names)))
-        self._stash_names.append(target)
+        target = os.path.join(self._stash, str(self._stash_count))
+        self._stash_count += 1
         self._write(member, target)
         self._stashed[path] = target
 

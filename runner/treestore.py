@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -518,6 +519,12 @@ def _check_is_dependency(manifest: Mapping[str, Any], parent: str, dependency: M
                           f"{label_map(manifest.get('labels'))}")
 
 
+def _kept(own: frozenset[str] | None, upper: frozenset[str] | None, path: str, is_dir: bool) -> bool:
+    """Whether an entry is written (:func:`render_chain`): ``own``, the image's list, holds
+    it or it is a directory; ``upper``, the uppermost list above, holds it."""
+    return (is_dir or own is None or path in own) and (upper is None or path in upper)
+
+
 def _whitelist(manifest: Mapping[str, Any], name: str) -> frozenset[str] | None:
     """An image's ``pathWhitelist`` as normalised absolute paths; ``None`` when it has none
     (absent or empty: every path is allowed, ``spec/types.md``).
@@ -571,13 +578,8 @@ def render_chain(chain: Sequence[ChainImage], rootfs: str) -> dict[str, Any]:
     for image in chain:
         own = _whitelist(image.manifest, str(image.manifest.get("name", "?")))
         upper = image.upper_whitelist
-
-        def keep(path: str, is_dir: bool, own: frozenset[str] | None = own, upper: frozenset[str] | None = upper) \
-                -> bool:
-            return (is_dir or own is None or path in own) and (upper is None or path in upper)
-
-        manifest = render_aci(image.path, rootfs, image_id=image.image_id, directory_times=times,
-                              keep=None if own is None and upper is None else keep)
+        keep = None if own is None and upper is None else functools.partial(_kept, own, upper)
+        manifest = render_aci(image.path, rootfs, image_id=image.image_id, directory_times=times, keep=keep)
     if len(chain) > 1:  # later images wrote into the directories of earlier ones
         restore_directory_times(rootfs, times)
     return manifest
