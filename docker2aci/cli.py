@@ -54,6 +54,7 @@ _USAGE = """docker2aci [-debug] [-nosquash] [-compression=(gzip|none|xz|bzip2)] 
   or
     docker-daemon:IMAGE_NAME[:TAG] | docker-archive:PATH[:NAME[:TAG]] | oci:DIR[:TAG] | oci-archive:PATH[:TAG]
   Signing: [--sign KEYFILE [--sign-passphrase-file FILE] | --gpg-key ID] writes <ACI>.asc
+       docker2aci convert [OPTIONS] IMAGE      (the same: for an IMAGE file named like a command)
        docker2aci run [--insecure-options=image] [--stage fly|isolated] [--volume ...] IMAGE [-- ARGS]
        docker2aci fetch [--json] IMAGE         (convert, verify, render; prints <image_id> <path>)
        docker2aci gc [--grace DURATION] [--cache-grace DURATION]  (remove ended pods, unused trees and cache)

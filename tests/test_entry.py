@@ -197,7 +197,10 @@ def test_the_help_says_what_the_readme_says(capsys: pytest.CaptureFixture[str]) 
     ``--output-dir`` (new-user review)."""
     with pytest.raises(SystemExit):
         cli.main(["--help"])
-    assert "| docker-archive:PATH[:NAME[:TAG]] |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| docker-archive:PATH[:NAME[:TAG]] |" in out
+    # the explicit command, for a file named like one, was in no help (review)
+    assert "\n       docker2aci convert [OPTIONS] IMAGE      (the same: for an IMAGE file named like a command)\n" in out
     with pytest.raises(SystemExit):
         cli.main(["batch", "--help"])
     assert "output_dir(under--output-dir)" in "".join(capsys.readouterr().out.split())  # however wrapped
