@@ -32,6 +32,9 @@ class LayerBlob:
             user named it, and the platform); set by the pipeline with ``index``.
         index: the layer's position in its image, base first (0 is the base layer, as
             in the config's ``rootfs.diff_ids``), or ``None`` before the pipeline sets it.
+        legacy_id: in a legacy archive (``repositories`` and ``<id>/layer.tar``, before
+            Docker 1.10), the layer's v1 ID (64 hex), which names it together with its
+            parents, as a chain ID does; ``None`` elsewhere.
     """
 
     what: str
@@ -44,6 +47,7 @@ class LayerBlob:
     max_size: int | None = None
     image: str = ""
     index: int | None = None
+    legacy_id: str | None = None
 
     @property
     def label(self) -> str:

@@ -18,7 +18,7 @@ import tempfile
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from converters.errors import BadConfig
 from converters.manifest import ImageConfig, Naming
@@ -944,14 +944,28 @@ def _write_unsquashed(display: str, resolved: ResolvedImage, wanted: Platform, o
     paths = [written.claim(os.path.join(options.output_dir, aci_file_name(
         resolved.name.repository, resolved.name.tag, f"{platform}-{count - 1 - index}")), display)
         for index in range(count)]
-    layer_ids = [blob.diff_id or blob.digest or Digest.of_bytes(blob.what.encode()) for blob in image.blobs]
     naming = _naming(resolved, options.ac_name)
     with _cyclic_gc_paused(), open_layers(image.blobs, options.tmp_dir, progress, options.max_layer_size) as layers:
-        acis = write_layer_acis(display, layers, layer_ids, image.config, naming, image.os_arch, paths,
+        acis = write_layer_acis(display, layers, _layer_chain(image.blobs), image.config, naming, image.os_arch, paths,
                                 options.compression, options.compression_level, warnings)
     for w in warnings:
         log.warning("%s: %s", display, w)
     return [_converted(aci.path, aci.image_id, aci.manifest, naming.manifest_hash, warnings) for aci in acis]
+
+
+def _layer_chain(blobs: Sequence[LayerBlob]) -> list[Digest]:
+    """Each layer's identity together with the layers below it, base first: its chain ID
+    (image-spec config.md) over the diff IDs, or over the blob digests where the source
+    pins none (schema 1); a legacy archive's v1 layer IDs, which are that already (the
+    reference tool names the layers of such an archive by them)."""
+    from .unsquashed import chain_ids
+
+    legacy = [blob.legacy_id for blob in blobs]
+    if all(legacy):
+        return [Digest("sha256", layer_id) for layer_id in legacy if layer_id]
+    identities = [blob.diff_id or blob.digest for blob in blobs]
+    assert all(identities), "every source pins a layer by a diff ID, a blob digest or a legacy ID"
+    return chain_ids([d for d in identities if d])
 
 
 def _from_record(path: str, record: dict[str, Any], reused_from: str) -> ConvertedACI:

@@ -18,7 +18,9 @@ of that layer is written from the tree as it then is:
 * **Names**: the top layer keeps the image's AC name and labels (``version``, ``os``,
   ``arch``), so it is found as the squashed image is; a lower layer is
   ``<image name>-<chain ID hex>``, labelled ``os`` and ``arch`` (the image's, where the
-  reference tool wrote the host's). The chain ID (image-spec config.md, "Layer ChainID")
+  reference tool wrote the host's); a legacy archive's layer (before Docker 1.10) is
+  named by its v1 layer ID instead, as the reference names it, which likewise stands for
+  the layer and its parents. The chain ID (image-spec config.md, "Layer ChainID")
   names a layer together with everything below it, which is what a layer's ACI holds;
   nothing of the image converted goes into a lower layer's manifest, so every image of
   the repository built over that layer writes the same ACI, byte for byte.
@@ -99,7 +101,7 @@ class _LayerShare:
         return self._tree.write(out, prefix, layer=self._layer)
 
 
-def write_layer_acis(display: str, layers: OpenedLayers, layer_ids: Sequence[Digest], config: ImageConfig,
+def write_layer_acis(display: str, layers: OpenedLayers, chain: Sequence[Digest], config: ImageConfig,
                      naming: Naming, os_arch: tuple[str, str], paths: Sequence[str], compression: Compression,
                      level: int, warnings: list[str]) -> list[LayerACI]:
     """Write one ACI per layer, base first, each depending on the one below.
@@ -107,7 +109,8 @@ def write_layer_acis(display: str, layers: OpenedLayers, layer_ids: Sequence[Dig
     Args:
         display: the image, for messages.
         layers: the opened layers, base first.
-        layer_ids: the layers' diff IDs (or blob digests where the source has none).
+        chain: each layer's identity with the layers below it, base first: its chain ID
+            (:func:`chain_ids`), or a legacy archive's v1 layer ID.
         config: the image config, for the top layer's app.
         naming: the image's naming, as for its squashed ACI.
         os_arch: appc ``os`` and ``arch``.
@@ -129,7 +132,6 @@ def write_layer_acis(display: str, layers: OpenedLayers, layer_ids: Sequence[Dig
     """
     layers.verified()  # every ACI is written as soon as its layer is applied
     tree = RootfsTree(layers.tars)
-    chain = chain_ids(layer_ids)
     written: list[LayerACI] = []
     before: set[str] = set()
     parent: dict[str, Any] | None = None

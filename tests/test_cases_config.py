@@ -184,6 +184,28 @@ def test_36a_legacy_save_follows_parent_chain(tmp_path: Path) -> None:
     assert ann[ANN + "tag"] == "latest"
 
 
+def test_36a_legacy_save_unsquashed_names_layers_by_their_v1_ids(tmp_path: Path) -> None:
+    """A legacy archive pins no layer by a digest: ``--nosquash`` named a lower layer, and
+    the ``imageid``/``parentimageid`` annotations, by a SHA-256 of its member's path, which
+    looked like a content digest and named nothing Docker knows (review). The reference
+    (GenerateManifest) names them by the v1 layer IDs, which stand for a layer and its
+    parents as a chain ID does."""
+    third = ab.layer({"etc/version": b"3\n"})
+    chain = ab.legacy_chain([*LAYERS, third], {"config": {"Cmd": ["sh"]}, "os": "linux", "architecture": "amd64"})
+    archive = ab.build_legacy_save(tmp_path / "legacy.tar", chain, {"test/leg": {"latest": chain[-1].layer_id}})
+    acis = docker2aci.convert(str(archive), docker2aci.ConvertOptions(output_dir=str(tmp_path / "out"),
+                                                                      squash=False))
+    ids = [layer.layer_id for layer in chain]  # base first
+    top, middle, base = (aci.manifest for aci in acis)
+    assert [base["name"], middle["name"], top["name"]] == [f"test/leg-{ids[0]}", f"test/leg-{ids[1]}", "test/leg"]
+    assert [annotations(m)[ANN + "imageid"] for m in (base, middle, top)] == [f"sha256:{i}" for i in ids]
+    assert ANN + "parentimageid" not in annotations(base)
+    assert annotations(middle)[ANN + "parentimageid"] == f"sha256:{ids[0]}"
+    assert annotations(top)[ANN + "parentimageid"] == f"sha256:{ids[1]}"
+    assert top["dependencies"][0]["imageName"] == f"test/leg-{ids[1]}"
+    assert read_aci(acis[0].path)[1]["etc/version"] == b"3\n"
+
+
 def test_36a_legacy_with_three_layers_in_any_member_order(tmp_path: Path) -> None:
     third = ab.layer({"etc/version": b"3\n"})
     chain = ab.legacy_chain([*LAYERS, third], {"config": {"Cmd": ["sh"]}, "os": "linux", "architecture": "amd64"})

@@ -149,13 +149,13 @@ class DockerArchive:
         blobs = tuple(self._layer(path) for path in layers)
         return ResolvedImage(name, config, config_digest, manifest_digest, None, None, blobs)
 
-    def _layer(self, path: str) -> LayerBlob:
+    def _layer(self, path: str, legacy_id: str | None = None) -> LayerBlob:
         size = self.files.size(path)  # the member's: a layer is read in place, to its end
         if size is None:
             raise ImageNotFound(self.display, f"layer {path!r} not found in the archive")
         digest = _path_digest(path) if _BLOB_PATH.fullmatch(path) else None
         files = self.files
-        return LayerBlob(path, "", digest, size, None, lambda: files.open(path))
+        return LayerBlob(path, "", digest, size, None, lambda: files.open(path), legacy_id=legacy_id)
 
     # -- legacy repositories ----------------------------------------------------------
 
@@ -181,7 +181,7 @@ class DockerArchive:
         chain = self._legacy_chain(top)
         config = self.files.read(f"{top}/json", MAX_CONFIG_BYTES)
         digest = Digest("sha256", top)
-        blobs = tuple(self._layer(f"{layer_id}/layer.tar") for layer_id in reversed(chain))
+        blobs = tuple(self._layer(f"{layer_id}/layer.tar", layer_id) for layer_id in reversed(chain))
         return ResolvedImage(name_from_reference(chosen.reference, self.display), config, digest,
                              None, None, None, blobs, pinned_layers=False)
 
