@@ -208,6 +208,27 @@ def test_a_missing_path_that_reads_as_a_registry_reference_says_so(tmp_path: Pat
     assert str(exc.value) == f"{name}: no such file or directory{hint}"
 
 
+@pytest.mark.parametrize("name, reason", [
+    ("loop", "too many levels of symbolic links"),
+    ("docker-archive:loop", "too many levels of symbolic links"),
+    ("oci:loop:latest", "too many levels of symbolic links"),
+    ("file/app.tar", "not a directory"),
+])
+def test_a_path_that_cannot_be_reached_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                name: str, reason: str) -> None:
+    """A link loop was "no such file or directory" (``os.path.exists`` is false for it),
+    though the name is there (review)."""
+    from docker2aci.errors import SourceError
+    from docker2aci.sources import open_source
+
+    monkeypatch.chdir(tmp_path)
+    os.symlink("loop", "loop")
+    Path("file").write_text("")
+    with pytest.raises(SourceError) as exc:
+        open_source(name)
+    assert str(exc.value) == f"{name}: {reason}"
+
+
 @pytest.mark.parametrize("name", ["", " ", "\t"])
 def test_an_empty_source_is_a_usage_error(name: str) -> None:
     """It said "no such file or directory" with exit status 1 (a new user's find)."""

@@ -17,6 +17,7 @@ registry for a manifest.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from dataclasses import dataclass, field
@@ -56,11 +57,12 @@ _NOT_NAME_RUN = re.compile(r"[^a-z0-9_]+")
 
 
 def _split_path(rest: str) -> tuple[str, str | None]:
-    """``PATH[:SELECTOR]``: the shortest prefix that exists is the path."""
-    if os.path.exists(rest):
+    """``PATH[:SELECTOR]``: the shortest prefix that exists (a link counts, whatever it
+    leads to: :func:`open_source` says what is wrong with it) is the path."""
+    if os.path.lexists(rest):
         return rest, None
     for i, ch in enumerate(rest):
-        if ch == ":" and os.path.exists(rest[:i]):
+        if ch == ":" and os.path.lexists(rest[:i]):
             return rest[:i], rest[i + 1:] or None
     return rest, None
 
@@ -329,8 +331,12 @@ def open_source(name: str, remote: RemoteOptions | None = None) -> tuple[ImageSo
 
         return DaemonSource(rest, remote.tmp_dir), None
     path, selector = _split_path(rest)
-    if not os.path.exists(path):
+    try:
+        os.stat(path)
+    except OSError as err:
         shown = redact_source(name)  # a URL's user:password@ is never quoted back
+        if err.errno != errno.ENOENT:  # a link loop, a parent that is a file, no permission
+            raise SourceError(shown, (err.strerror or str(err)).lower()) from None
         raise SourceError(shown, "no such file or directory" + (_unknown_transport(shown) if transport is None else ""))
     if transport in _TAGGED_LAYOUTS:  # their TAG is a ref name (OciLayout's tag)
         return _TAGGED_LAYOUTS[transport](path, name, remote, selector), selector
