@@ -106,8 +106,12 @@ def cmd_keys(argv: Sequence[str], prog: str) -> int:
         else:
             sys.stdout.write(text)
     else:
-        for info, path in list_keys(keys_dir):
+        keys = list_keys(keys_dir)
+        for info, path in keys:
             print(info.describe())
+        if not keys:  # stdout stays empty for scripts; a person learns where it looked
+            print(f"No keys in {printable(keys_dir)} (docker2aci keys generate --name NAME, or "
+                  "keys import KEYFILE, adds one)", file=sys.stderr)
     return EXIT_OK
 
 
@@ -252,7 +256,11 @@ def cmd_trust(argv: Sequence[str], prog: str) -> int:
             scope = "as a root key" if prefix is None else f'for prefix "{prefix}"'
             print(f'Added key {scope} at "{key.path}"')
     elif args.action == "list":
-        for key in store.entries():
+        entries = store.entries()
+        if not entries:  # stdout stays empty for scripts; a person learns where it looked
+            print(f"No trusted keys in {printable(str(store.root))} (docker2aci trust add --prefix PREFIX "
+                  "KEYFILE, or --root, adds one)", file=sys.stderr)
+        for key in entries:
             if key.problem is not None:
                 print(f"{key.fingerprint}  {key.scope}  UNUSABLE: {key.problem} ({key.path})")
                 continue

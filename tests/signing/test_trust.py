@@ -258,3 +258,12 @@ def test_a_user_id_cannot_drive_the_terminal(tmp_path: Path, run_cli) -> None:  
     assert keys.out == f"{fingerprint}  EdDSA   [secret]  {shown}\n"
     for result in (made, added, listed, imported, keys):
         assert "\x1b" not in result.out and "\r" not in result.out
+
+
+def test_an_empty_trust_store_says_where_it_looked(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    """``trust list`` of an empty store printed nothing at all (review): stdout stays empty
+    for scripts, stderr names the directory and how to add a key."""
+    listed = run_cli("trust", "list", "--trust-dir", tmp_path / "trust")
+    assert (listed.status, listed.out, listed.err) == (
+        0, "", f"No trusted keys in {tmp_path / 'trust'} (docker2aci trust add --prefix PREFIX KEYFILE, or --root, "
+               "adds one)\n")
