@@ -357,6 +357,8 @@ def cmd_gc(argv: Sequence[str], prog: str) -> int:
     from .store import CACHE_SUBDIRS, CacheGcReport, check_trusted_subdirs, gc_cache
 
     root = args.cache_dir or default_store_dir()
+    if args.cache_dir and not os.path.lexists(root):  # a typo found nothing to collect, silently
+        log.warning("--cache-dir %s does not exist: nothing to collect", printable(root))
     with _json_failure(args.json, root):
         try:
             # first: another user's directory is refused before anything in it is unmounted or

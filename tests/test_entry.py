@@ -375,3 +375,17 @@ def test_the_version_is_printed_however_it_is_asked_for(capsys: pytest.CaptureFi
         (tmp_path / "version").write_text("not an image")
         assert cli.main(argv) == 1
         assert "conversion error: version: " in capsys.readouterr().err
+
+
+def test_gc_of_a_cache_dir_that_does_not_exist_says_so(capsys: pytest.CaptureFixture[str],
+                                                       caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+    """``gc --cache-dir`` with a typo reported "freed 0 bytes" and nothing else (review):
+    a warning names the directory; status 0 (a cache not made yet has nothing to collect)."""
+    assert cli.main(["gc", "--json", "--cache-dir", str(tmp_path / "typo")]) == 0
+    assert json.loads(capsys.readouterr().out)["cache_bytes_freed"] == 0
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", f"--cache-dir {tmp_path / 'typo'} does not exist: nothing to collect")]
+    assert not (tmp_path / "typo").exists()
+    caplog.clear()
+    assert cli.main(["gc", "--json", "--cache-dir", str(tmp_path)]) == 0
+    assert caplog.records == []
