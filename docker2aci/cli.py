@@ -278,7 +278,7 @@ def cmd_run(argv: Sequence[str], prog: str) -> int:
     _setup_logging(args.debug)
     insecure = _insecure_options(args.insecure_options)
     from runner import Isolation, run_aci
-    from runner.ocispec import check_hostname, parse_cpu, parse_memory
+    from runner.ocispec import check_cpu_limit, check_hostname, check_memory_limit, parse_cpu, parse_memory
     from runner.spec import parse_set_env, split_exec
     from runner.volumes import parse_mount, parse_volume
 
@@ -299,7 +299,9 @@ def cmd_run(argv: Sequence[str], prog: str) -> int:
         if unmatched:
             raise UsageError(f"--mount names volume(s) {', '.join(sorted(unmatched))} that no --volume gives")
         set_env = dict(parse_set_env(text) for text in args.set_env)
-        for name, value, check in (("--memory", args.memory, parse_memory), ("--cpu", args.cpu, parse_cpu),
+        # the range the runtime takes too: "--memory 1" passed here and failed later with status 1
+        for name, value, check in (("--memory", args.memory, lambda t: check_memory_limit(parse_memory(t))),
+                                   ("--cpu", args.cpu, lambda t: check_cpu_limit(parse_cpu(t))),
                                    ("--hostname", args.hostname, check_hostname)):
             if value is not None:
                 flagged(name, check, value)

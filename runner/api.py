@@ -21,7 +21,7 @@ from runner.treestore import ChainImage, DependencyResolver, Tree, TreeStore, bu
 from runner.volumes import Volume, prepare_volumes, with_mounts
 from runner.linux import root_is_mount_point
 from runner.paths import owner_in_root, read_text_in_root
-from runner.run import check_fly_host, run_fly
+from runner.run import run_fly
 from runner.spec import build_process_spec
 
 logger = logging.getLogger(__name__)
@@ -204,7 +204,10 @@ def run_aci(
         if not root_is_mount_point():
             raise RunnerError("the isolated stage cannot run here: / is not a mount point (a chroot); "
                               "use --stage=fly")
-    check_fly_host()  # both stages need root
+    if os.geteuid() != 0:  # both stages need root; a user who chose no stage is told of the one used
+        raise RunnerError(f"running an image needs root: the {stage} stage " + (
+            "mounts in a private mount namespace and chroots" if stage == "fly" else
+            "has the OCI runtime create namespaces and cgroups"))
     app = _App(args, exec_override, runtime, isolation, tuple(volumes), tuple(mounts), dict(set_env or {}))
     store = TreeStore(store_dir or default_store_dir())
     resolver = DirectoryResolver([*dependency_dirs, os.path.dirname(os.path.abspath(aci_path))])

@@ -544,20 +544,39 @@ def _bind(source: str, destination: str, options: Sequence[str]) -> dict[str, An
     return {"destination": destination, "type": "bind", "source": source, "options": list(options)}
 
 
+def check_memory_limit(memory_bytes: int) -> int:
+    """``memory_bytes`` (bytes), when the runtime accepts it as a limit (6 MiB and up).
+
+    Raises:
+        RunnerError: it is out of that range.
+    """
+    if not MIN_MEMORY_BYTES <= memory_bytes <= MAX_MEMORY_BYTES:
+        raise RunnerError(
+            f"memory limit {memory_bytes} bytes: choose from {MIN_MEMORY_BYTES} (6Mi) "
+            f"to {MAX_MEMORY_BYTES}"
+        )
+    return memory_bytes
+
+
+def check_cpu_limit(cpu_millis: int) -> int:
+    """``cpu_millis`` (millicores), when the runtime accepts it as a limit.
+
+    Raises:
+        RunnerError: it is out of that range.
+    """
+    if not MIN_CPU_MILLIS <= cpu_millis <= MAX_CPU_MILLIS:
+        raise RunnerError(
+            f"cpu limit {cpu_millis}m: choose from {MIN_CPU_MILLIS}m to {MAX_CPU_MILLIS}m"
+        )
+    return cpu_millis
+
+
 def _resources(memory_bytes: int | None, cpu_millis: int | None) -> dict[str, Any]:
     # Deny every device first: the runtime appends its default allow list after it.
     resources: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}]}
     if memory_bytes is not None:
-        if not MIN_MEMORY_BYTES <= memory_bytes <= MAX_MEMORY_BYTES:
-            raise RunnerError(
-                f"memory limit {memory_bytes} bytes: choose from {MIN_MEMORY_BYTES} (6Mi) "
-                f"to {MAX_MEMORY_BYTES}"
-            )
-        resources["memory"] = {"limit": memory_bytes}
+        resources["memory"] = {"limit": check_memory_limit(memory_bytes)}
     if cpu_millis is not None:
-        if not MIN_CPU_MILLIS <= cpu_millis <= MAX_CPU_MILLIS:
-            raise RunnerError(
-                f"cpu limit {cpu_millis}m: choose from {MIN_CPU_MILLIS}m to {MAX_CPU_MILLIS}m"
-            )
-        resources["cpu"] = {"quota": cpu_millis * CPU_PERIOD_US // 1000, "period": CPU_PERIOD_US}
+        quota = check_cpu_limit(cpu_millis) * CPU_PERIOD_US // 1000
+        resources["cpu"] = {"quota": quota, "period": CPU_PERIOD_US}
     return resources

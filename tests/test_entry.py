@@ -352,6 +352,9 @@ def test_an_empty_path_argument_is_a_usage_error(capsys: pytest.CaptureFixture[s
     (["--memory", "12Q"], "Error: --memory: memory '12Q': unknown suffix 'Q'; use none (bytes), k, K, M, G, T, P, "
                           "E, Ki, Mi, Gi, Ti, Pi, Ei"),
     (["--cpu", ""], "Error: --cpu: cpu '': not a quantity (a number and an optional suffix, e.g. \"500m\", \"1\")"),
+    # out of the runtime's range: it was found after the image was verified and rendered, status 1 (new-user trial)
+    (["--memory", "1"], "Error: --memory: memory limit 1 bytes: choose from 6291456 (6Mi) to 9223372036854775807"),
+    (["--cpu", "5m"], "Error: --cpu: cpu limit 5m: choose from 10m to 1099511627776m"),
     (["--volume", ""], "Error: --volume: volume '': no name (write NAME,kind=host,source=PATH or NAME,kind=empty)"),
     (["--hostname", "a_b"], "Error: --hostname: hostname 'a_b': use at most 64 letters, digits, hyphens and dots "
                             "(labels neither start nor end with a hyphen)"),

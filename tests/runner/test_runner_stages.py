@@ -241,3 +241,22 @@ def test_exec_is_split_into_posix_shell_words(build_aci: BuildAci) -> None:
     aci = str(build_aci({"exec": ["/bin/true"]}))
     proc = run(aci, "--stage", "fly", "--exec", r'/bin/sh -c "echo \$0 \"a\b\"" arg0')
     assert (proc.returncode, proc.stdout) == (0, "arg0 a\\b\n"), proc.stderr
+
+
+@pytest.mark.parametrize("stage, why", [
+    ("fly", "the fly stage mounts in a private mount namespace and chroots"),
+    ("isolated", "the isolated stage has the OCI runtime create namespaces and cgroups"),
+])
+def test_a_user_who_is_not_root_is_told_run_needs_root(busybox_aci: str, monkeypatch: pytest.MonkeyPatch,
+                                                       stage: str, why: str) -> None:
+    """Without root, a run of the default stage said "the fly stage needs root", a stage
+    the user never chose (new-user trial)."""
+    from docker2aci.errors import RunnerError
+    from runner import run_aci
+
+    if stage == "isolated":
+        _need_isolated()
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(RunnerError) as exc:
+        run_aci(busybox_aci, stage=stage, insecure_options=frozenset({"image"}))
+    assert str(exc.value) == f"running an image needs root: {why}"
