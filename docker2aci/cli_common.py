@@ -27,6 +27,9 @@ TRUST_DIR_DEFAULT = ("/etc/docker2aci/trust for root, else $XDG_CONFIG_HOME/dock
 KEYS_DIR_DEFAULT = "$XDG_CONFIG_HOME/docker2aci/keys or ~/.config/docker2aci/keys"
 """Where the signing keyring is without ``--keys-dir`` (:func:`docker2aci.signing.default_keys_dir`)."""
 CACHE_DIR_DEFAULT = "$XDG_CACHE_HOME/docker2aci or ~/.cache/docker2aci"
+PULL_POLICY_CHOICES = ("new", "update", "never")
+"""``--pull-policy``: :data:`docker2aci.sources.base.PULL_POLICIES`, which importing here
+would load the source modules for every command (a test holds the two equal)."""
 """Where the cache and tree store are without ``--cache-dir`` (:func:`docker2aci.store.default_cache_dir`)."""
 
 
@@ -231,6 +234,9 @@ def source_flags(p: argparse.ArgumentParser, *, every_platform: bool, files: boo
     flag(p, "cache-dir", type=path, metavar="DIR",
          help=f"Blob and conversion cache, and the tree store (default: {CACHE_DIR_DEFAULT})")
     flag(p, "no-cache", action="store_true", help="Convert again even if this manifest was converted before")
+    flag(p, "pull-policy", choices=PULL_POLICY_CHOICES, default="update",
+         help="When to ask the registry what a tag names: 'update' every time (default); 'new' only for a tag "
+              "never fetched with this cache (else the image it named then: runs offline); 'never' not at all")
     flag(p, "sign", type=key_name, metavar="KEYFILE",
          help="Sign every ACI with this secret key file (or the fingerprint/key ID of a key in the "
               "keys keyring); the ASCII-armored detached signature is written to <ACI>.asc")
@@ -259,7 +265,7 @@ def convert_options(args: argparse.Namespace, **fixed: object) -> ConvertOptions
         "cert_dir": args.cert_dir, "insecure_skip_verify": args.insecure_skip_verify,
         "insecure_allow_http": args.insecure_allow_http, "cache_dir": args.cache_dir,
         "use_cache": not args.no_cache, "sign_key": args.sign, "sign_passphrase_file": args.sign_passphrase_file,
-        "gpg_key": args.gpg_key}
+        "gpg_key": args.gpg_key, "pull_policy": args.pull_policy}
     if getattr(args, "max_layer_size", None) is not None:  # a parser without source_flags has none
         values["max_layer_size"] = args.max_layer_size
     values.update(fixed)

@@ -39,7 +39,7 @@ from .errors import (
 from .filestamp import stamp
 from .limits import DEFAULT_MAX_LAYER_BYTES, MAX_LAYERS
 from .manifest import Platform
-from .sources import DownloadHook, RemoteOptions, ResolvedImage, open_source
+from .sources import PULL_POLICIES, DownloadHook, RemoteOptions, ResolvedImage, open_source
 from .signaturefile import signature_path
 from .store import ConversionCache, conversion_key, default_cache_dir, publish_copy
 
@@ -109,6 +109,11 @@ class ConvertOptions:
             overwritten.
         claims_as: who claims files in ``claims_dir`` (``item 3``): the same conversion
             tried again (its worker died) keeps its claims.
+        pull_policy: when a registry is asked what a tag names (``--pull-policy``, rkt's
+            names): ``update`` (default) every time; ``new`` only for a tag never asked
+            about before with this cache (else what it named then, if the cache still
+            holds that manifest: a registry out of reach does not stop a run of an image
+            converted before); ``never`` not at all: what the cache lacks is an error.
     """
 
     output_dir: str = "."
@@ -133,6 +138,7 @@ class ConvertOptions:
     max_layer_size: int = DEFAULT_MAX_LAYER_BYTES
     claims_dir: str | None = None
     claims_as: str = ""
+    pull_policy: str = "update"
 
     def __post_init__(self) -> None:
         """Check each field's type, naming the field (a wrong one would otherwise fail
@@ -181,6 +187,8 @@ class ConvertOptions:
                 raise refuse(name, "an int")
         if self.max_layer_size < 1:
             raise refuse("max_layer_size", "a size in bytes, at least 1")
+        if self.pull_policy not in PULL_POLICIES:
+            raise refuse("pull_policy", " or ".join(repr(p) for p in PULL_POLICIES))
 
 
 _PATH_FIELDS = ("output_dir", "tmp_dir", "cert_dir", "cache_dir", "claims_dir", "sign_key", "sign_passphrase_file")
@@ -298,7 +306,8 @@ def convert(source: str, options: ConvertOptions | None = None,
     remote = RemoteOptions(creds=options.creds, cert_dir=options.cert_dir,
                            insecure_skip_verify=options.insecure_skip_verify,
                            allow_http=options.insecure_allow_http, cache_dir=options.cache_dir,
-                           tmp_dir=options.tmp_dir, progress=progress, max_spool_size=options.max_layer_size)
+                           tmp_dir=options.tmp_dir, progress=progress, max_spool_size=options.max_layer_size,
+                           pull_policy=options.pull_policy)
     src, embedded = open_source(source, remote)
     try:
         if options.image and embedded and options.image != embedded:

@@ -153,7 +153,7 @@ def _check_owner_and_mode(what: str, named: str, path: str, info: os.stat_result
 
 
 #: The subdirectories of a cache root whose content is trusted once there.
-CACHE_SUBDIRS = ("blobs", "blobs/sha256", "blobs/sha384", "blobs/sha512", "conversions", "locks", "tmp")
+CACHE_SUBDIRS = ("blobs", "blobs/sha256", "blobs/sha384", "blobs/sha512", "conversions", "locks", "tags", "tmp")
 
 
 def default_cache_dir() -> str:
@@ -277,6 +277,34 @@ class BlobCache:
                 self._publish(tmp, digest)
             return open(self.path(digest), "rb")
 
+    def remember_tag(self, reference: str, digest: Digest, media_type: str) -> None:
+        """Record what the tag ``reference`` (``HOST/REPOSITORY:TAG``) named when the
+        registry was last asked: the manifest ``digest`` (a blob of this cache) and its
+        media type, which :meth:`recall_tag` gives back (``--pull-policy new`` and
+        ``never`` resolve the tag so, without asking the registry). Not synced: a record
+        lost in a crash only means the registry is asked. A failure is logged, not raised
+        (the conversion does not need the record)."""
+        data = json.dumps({"reference": reference, "digest": str(digest), "media_type": media_type},
+                          separators=(",", ":")).encode()
+        path = self._tag_path(reference)
+        try:
+            _private_dirs(os.path.dirname(path))
+            with atomic_file(path, 0o600, sync=False) as (_, f):
+                f.write(data)
+        except OSError as err:
+            log.warning("%s: not recorded: %s", reference, _cache_error(self.root, err, path))
+
+    def recall_tag(self, reference: str) -> tuple[Digest, str] | None:
+        """The manifest digest and media type :meth:`remember_tag` recorded for
+        ``reference``, or ``None`` when there is no record (or a malformed one)."""
+        record = _tag_record(self._tag_path(reference))
+        if record is None or record.get("reference") != reference:
+            return None
+        return record["digest"], str(record.get("media_type", ""))
+
+    def _tag_path(self, reference: str) -> str:
+        return os.path.join(self.root, "tags", hashlib.sha256(reference.encode()).hexdigest())
+
     def _sync(self, f: IO[bytes]) -> None:
         try:
             f.flush()
@@ -330,6 +358,22 @@ def _remove_abandoned_blobs(root: str) -> list[str]:
     """Remove the partial downloads under ``tmp/`` of the cache ``root`` whose writer is
     gone (a writer holds its file's lock until it has renamed or removed it); returns them."""
     return remove_abandoned_in(os.path.join(root, "tmp"), BLOB_TEMP_PREFIX, "")
+
+
+def _tag_record(path: str) -> dict[str, Any] | None:
+    """A tag record (:meth:`BlobCache.remember_tag`) with its ``digest`` parsed, or
+    ``None`` when there is none or it is malformed (read as untrusted)."""
+    try:
+        f = _open_regular(path)
+        if f is None:
+            return None
+        with f:
+            record = json.loads(f.read(MAX_RECORD_BYTES + 1))
+        if not isinstance(record, dict):
+            return None
+        return {**record, "digest": Digest.parse(record["digest"])}
+    except (OSError, ValueError, KeyError, TypeError, RecursionError, InvalidManifest):
+        return None
 
 
 def _open_regular(path: str) -> BinaryIO | None:
@@ -716,6 +760,8 @@ _LOCK_FILE = re.compile(r"conversion-[0-9a-f]{64}|sha256-[0-9a-f]{64}|sha384-[0-
 """The name of a lock file of the cache: a conversion's, or a blob's (``<algorithm>-<hex>``)."""
 _CONVERSION_FILE = re.compile(r"([0-9a-f]{64})\.(aci|json|stamp)")
 """A file of the conversion cache: ``<key>.aci``, ``.json`` or ``.stamp``."""
+_TAG_FILE = re.compile(r"[0-9a-f]{64}")
+"""A tag record's name (:meth:`BlobCache.remember_tag`): the SHA-256 of the reference."""
 
 
 @dataclass
@@ -782,6 +828,12 @@ def gc_cache(root: str, grace_seconds: float) -> CacheGcReport:
                                     grace_seconds, report)
             if status is not None:
                 getattr(report, f"blobs_{status}").append(str(digest))
+    tags = os.path.join(root, "tags")
+    for name in _names(tags):  # a record whose manifest is gone resolves nothing (it would be asked again)
+        record = _tag_record(os.path.join(tags, name)) if _TAG_FILE.fullmatch(name) else None
+        if record is not None and not os.path.lexists(os.path.join(blobs, record["digest"].algorithm,
+                                                                   record["digest"].hex)):
+            report.bytes_freed += _remove_counted(os.path.join(tags, name))
     for name in _names(os.path.join(root, "locks")):  # left by entries gone, or by failed fetches
         if name in tried or not _LOCK_FILE.fullmatch(name):  # not ours (a locks/ linked elsewhere): kept
             continue

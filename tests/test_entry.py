@@ -227,7 +227,7 @@ def test_the_help_gives_each_default_directory(capsys: pytest.CaptureFixture[str
     assert says in " ".join(capsys.readouterr().out.split())  # however wrapped
 
 
-@pytest.mark.parametrize("argv", [["completion", "zsh"], ["--version"], ["gc", "--cache-dir", "{tmp}/cache"]])
+@pytest.mark.parametrize("argv", [["completion", "zsh"], ["--version"], ["gc", "--cache-dir", "{tmp}"]])
 def test_output_to_a_reader_that_went_away(tmp_path: Path, argv: list[str]) -> None:
     """``docker2aci ... | head -1``: a reader that closed the pipe first gets the status of a
     death by SIGPIPE (141, as the reference, a Go program, exits) and no traceback (it was
@@ -244,7 +244,7 @@ def test_output_to_a_reader_that_went_away(tmp_path: Path, argv: list[str]) -> N
 
 
 @pytest.mark.parametrize("argv", [["completion", "zsh"], ["--version"], ["--help"],
-                                  ["gc", "--cache-dir", "{tmp}/cache"],
+                                  ["gc", "--cache-dir", "{tmp}"],
                                   ["--json", "--output-dir", "{tmp}/out", "docker-archive:{tmp}/a.tar"]])
 @pytest.mark.parametrize("unbuffered", ["", "1"], ids=["buffered", "PYTHONUNBUFFERED"])
 def test_output_that_cannot_be_written(tmp_path: Path, argv: list[str], unbuffered: str) -> None:

@@ -28,13 +28,13 @@ from ..limits import DEFAULT_MAX_LAYER_BYTES
 from ..reference import COMPONENT_RE as _COMPONENT
 from ..reference import ImageRef, api_host, split_transport, without_credentials
 from ..store import BlobCache, default_cache_dir
-from .base import DownloadHook, ImageName, ImageSource, ResolvedImage
+from .base import PULL_POLICIES, DownloadHook, ImageName, ImageSource, ResolvedImage
 
 if TYPE_CHECKING:
     from ..registry import RegistryClient
     from ..registry.schemes import PlainHttpHosts
 
-__all__ = ["ImageName", "ImageSource", "RemoteOptions", "ResolvedImage", "absolute_source", "open_source",
+__all__ = ["PULL_POLICIES", "ImageName", "ImageSource", "RemoteOptions", "ResolvedImage", "absolute_source", "open_source",
            "registry_client", "TRANSPORTS"]
 
 
@@ -143,6 +143,7 @@ class RemoteOptions:
         progress: called as ``hook(digest, bytes_done, bytes_total)`` during downloads.
         max_spool_size: the most bytes a compressed archive may decompress to (bytes;
             the pipeline passes ``--max-layer-size``), ``None`` for no cap.
+        pull_policy: when a registry is asked what a tag names (:data:`PULL_POLICIES`).
     """
 
     creds: str | None = field(default=None, repr=False)
@@ -153,6 +154,7 @@ class RemoteOptions:
     tmp_dir: str | None = None
     progress: DownloadHook | None = None
     max_spool_size: int | None = DEFAULT_MAX_LAYER_BYTES
+    pull_policy: str = "update"
 
 
 def _registry(rest: str, name: str, remote: RemoteOptions) -> ImageSource:
@@ -163,7 +165,8 @@ def _registry(rest: str, name: str, remote: RemoteOptions) -> ImageSource:
     from .registry import RegistrySource
 
     client = registry_client(ref.api_host, remote)
-    return RegistrySource(ref, client, BlobCache(remote.cache_dir or default_cache_dir()), remote.progress)
+    return RegistrySource(ref, client, BlobCache(remote.cache_dir or default_cache_dir()), remote.progress,
+                          remote.pull_policy)
 
 
 def registry_client(host: str, remote: RemoteOptions) -> RegistryClient:

@@ -23,6 +23,11 @@ DownloadHook = Callable[[str, int, "int | None"], None]
 the counts are bytes (``total`` ``None`` when unknown)."""
 
 
+PULL_POLICIES = ("new", "update", "never")
+"""When a conversion asks the registry what a tag names (``--pull-policy``, rkt's names):
+``new`` only for a tag it never asked about before (or whose manifest left the cache),
+``update`` every time (the default), ``never`` not at all (what is not cached is an error)."""
+
 @dataclass(frozen=True)
 class ImageName:
     """How a source names an image.

@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 from .. import mediatypes
 from ..digest import Digest
-from ..errors import InvalidManifest, UnsupportedMediaType, UsageError
+from ..errors import ImageNotFound, InvalidManifest, UnsupportedMediaType, UsageError
 from ..layerblob import LayerBlob
 from ..limits import MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES
 from ..manifest import (Descriptor, Document, Platform, document_kind, follow_indexes, foreign_layer_text,
@@ -27,7 +27,7 @@ from ..reference import ImageRef
 from ..registry import RegistryClient
 from ..store import BlobCache
 from ..streamedblob import StreamedBlob
-from .base import DownloadHook, ImageName, ResolvedImage
+from .base import PULL_POLICIES, DownloadHook, ImageName, ResolvedImage
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +50,14 @@ class RegistrySource:
     """Conversions of a registry image are cached by manifest digest."""
 
     def __init__(self, ref: ImageRef, client: RegistryClient, cache: BlobCache,
-                 progress: DownloadHook | None = None) -> None:
+                 progress: DownloadHook | None = None, pull_policy: str = "update") -> None:
+        if pull_policy not in PULL_POLICIES:
+            raise UsageError(f"pull policy {pull_policy!r}: choose one of {', '.join(PULL_POLICIES)}")
         self.ref = ref
         self.client = client
         self.cache = cache
         self.progress = progress
+        self.pull_policy = pull_policy
         self.display = f"docker://{ref.original}"
         self._top: Document | None = None
         self._streams: list[StreamedBlob] = []
@@ -68,7 +71,14 @@ class RegistrySource:
         digest = manifest_digests(untrusted)[-1] if kind == "schema1" else Digest.of_bytes(untrusted)
         return Document(untrusted, media_type, digest, kind)
 
+    def _offline(self, what: str) -> None:
+        """Refuse to ask the registry for ``what`` under ``--pull-policy never``."""
+        if self.pull_policy == "never":
+            raise ImageNotFound(self.display, f"{what} is not in the cache, and --pull-policy never asks no "
+                                              "registry (fetch it once with another policy)")
+
     def _fetch(self, reference: str, media_type: str = "") -> Document:
+        self._offline(f"manifest {reference}")
         where = f"{self.display}: manifest {reference}"
         untrusted, served_type = self.client.get_manifest(self.ref.repository, reference)
         self.cache.put(Digest.of_bytes(untrusted), untrusted)
@@ -89,13 +99,32 @@ class RegistrySource:
                 self._top = (self._document(cached, "", f"{self.display}: manifest {self.ref.digest}")
                              if cached is not None else self._fetch(str(self.ref.digest)))
             else:
-                self._top = self._fetch(self.ref.tag or "latest")
+                self._top = self._tagged(self.ref.tag or "latest")
         return self._top
+
+    def _tagged(self, tag: str) -> Document:
+        """What ``tag`` names: asked of the registry (and recorded in the cache), or, under
+        ``--pull-policy new`` and ``never``, what it named when last asked, if the cache
+        still holds that manifest (rkt's pull policies: ``new`` asks only for an image it
+        has never fetched, ``never`` never asks)."""
+        reference = f"{self.ref.api_host}/{self.ref.repository}:{tag}"
+        if self.pull_policy != "update":
+            known = self.cache.recall_tag(reference)
+            cached = self.cache.read(known[0], MAX_MANIFEST_BYTES) if known is not None else None
+            if known is not None and cached is not None:
+                log.info("%s: %s as it named when last fetched (--pull-policy %s): %s", self.display, tag,
+                         self.pull_policy, known[0])
+                return self._document(cached, known[1], f"{self.display}: manifest {known[0]}")
+        document = self._fetch(tag)
+        self.cache.remember_tag(reference, document.digest, document.media_type)
+        return document
 
     # -- blobs ----------------------------------------------------------------------
 
     def _fetcher(self, digest: Digest, size: int | None) -> Callable[[BinaryIO], None]:
         """What :meth:`BlobCache.open` calls to download a blob (with progress)."""
+        self._offline(f"blob {digest}")
+
         def fetch(dest: BinaryIO) -> None:
             hook = None
             if self.progress is not None:

@@ -111,6 +111,11 @@ def test_gc_removes_the_cache_entries_unused_within_the_grace(tmp_path: Path, fa
     assert sorted(p.name for p in cache.rglob("*")) == before
     freed = sum(_blob(cache, d).stat().st_size for d in blobs if d != kept)
     freed += (cache / "conversions" / f"{oci_key}.json").stat().st_size  # the ACI's bytes stay in a/
+    # what each tag named (--pull-policy new): the record of a manifest removed goes too
+    tag_records = {tag: hashlib.sha256(f"{fault_proxy.host}/test/busybox:{tag}".encode()).hexdigest()
+                   for tag in ("oci", "v2s2")}
+    assert sorted(os.listdir(cache / "tags")) == sorted(tag_records.values())
+    freed += (cache / "tags" / tag_records["oci"]).stat().st_size
 
     report = _gc_json(cache)
 
@@ -119,6 +124,7 @@ def test_gc_removes_the_cache_entries_unused_within_the_grace(tmp_path: Path, fa
                       "locks_removed": [], "cache_bytes_freed": freed}
     assert sorted(os.listdir(cache / "conversions")) == [f"{v2s2_key}.aci", f"{v2s2_key}.json"]
     assert _blobs(cache) == [kept] and os.listdir(cache / "locks") == []
+    assert os.listdir(cache / "tags") == [tag_records["v2s2"]]
     record_sha = hashlib.sha256(Path(first["path"]).read_bytes()).hexdigest()
     gets = _blob_gets(fault_proxy)
     again = _converted(oci, cache, tmp_path / "c")  # fetched and converted again

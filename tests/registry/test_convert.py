@@ -173,6 +173,47 @@ def test_unchanged_image_costs_one_manifest_request(fault_proxy: FaultProxy, tmp
     assert len([r for r in fault_proxy.requests if "/blobs/" in r.path]) >= 1  # the layers, again
 
 
+def test_pull_policy_new_runs_what_a_tag_named_when_the_registry_is_out_of_reach(
+        plain_registry: RunningRegistry, tmp_path: Path) -> None:
+    """A conversion asked the registry what the tag names every time: a run of an image
+    converted before failed once the registry was out of reach, after 16 retries and
+    24 s (new-user trial). ``--pull-policy new`` (rkt's) resolves a tag asked about
+    before as it was then, from the cache, and asks nothing of the registry; ``never``
+    never asks, and what the cache lacks is an error naming the policy."""
+    from docker2aci.errors import ImageNotFound, UsageError
+
+    with FaultProxy(plain_registry.url, lifetime=60) as proxy:
+        ref = f"docker://{proxy.host}/test/busybox:oci"
+        first = convert(ref, tmp_path)  # update, the default: asks, and records what the tag named
+        with pytest.raises(ImageNotFound, match=r"manifest v2s2 is not in the cache, and --pull-policy never asks "
+                                                r"no registry \(fetch it once with another policy\)"):
+            convert(f"docker://{proxy.host}/test/busybox:v2s2", tmp_path, pull_policy="never")
+        proxy.requests.clear()
+        again = convert(ref, tmp_path, pull_policy="new")
+        assert proxy.requests == []  # nothing asked, not even /v2/
+    # the registry is gone: its port closed
+    for policy in ("new", "never"):
+        Path(again.path).unlink()
+        offline = convert(ref, tmp_path, pull_policy=policy)
+        assert (offline.image_id, offline.manifest, offline.manifest_digest) == (first.image_id, first.manifest,
+                                                                                 first.manifest_digest)
+        assert Path(offline.path).read_bytes() == Path(first.path).read_bytes()
+    with pytest.raises(UsageError, match="ConvertOptions.pull_policy: expected 'new' or 'update' or "
+                                                    "'never', got 'always'"):
+        docker2aci.ConvertOptions(pull_policy="always")
+
+
+def test_pull_policy_new_asks_again_for_a_manifest_the_cache_lost(fault_proxy: FaultProxy, tmp_path: Path) -> None:
+    """The tag record names a manifest by digest: once gc (or anything) removed that
+    manifest from the cache, ``new`` asks the registry again, as for a tag never fetched."""
+    ref = f"docker://{fault_proxy.host}/test/busybox:oci"
+    convert(ref, tmp_path)
+    shutil.rmtree(tmp_path / "cache" / "blobs")
+    fault_proxy.requests.clear()
+    convert(ref, tmp_path, pull_policy="new")
+    assert [r.path for r in fault_proxy.requests if "/manifests/" in r.path] == ["/v2/test/busybox/manifests/oci"]
+
+
 def test_cached_blobs_are_not_fetched_again_for_another_tag(fault_proxy: FaultProxy, tmp_path: Path) -> None:
     convert(f"docker://{fault_proxy.host}/test/busybox:oci", tmp_path)
     fault_proxy.requests.clear()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from faultproxy import FaultProxy
-from services import SHARED_IMAGES
+from services import SHARED_IMAGES, RunningRegistry
 
 from runner.isolated import available_runtime
 from runner.linux import mount_points_under, root_is_mount_point
@@ -106,3 +106,32 @@ def test_run_defaults_to_the_isolated_stage(tmp_path: Path, fault_proxy: FaultPr
                        cache=tmp_path / "cache")
     out, err = proc.communicate(timeout=60)
     assert (proc.returncode, out) == (0, "1\n"), err  # pid 1: its own pid namespace
+
+
+def test_run_with_pull_policy_new_runs_the_image_converted_before_without_the_registry(
+        tmp_path: Path, plain_registry: RunningRegistry) -> None:
+    """The pre-run hook with the registry out of reach: ``run`` of an image converted
+    before failed after 24 s of retries (new-user trial); ``--pull-policy new`` runs what
+    the tag named when last fetched, asking the registry nothing."""
+    cache = tmp_path / "cache"
+    with FaultProxy(plain_registry.url, lifetime=60) as proxy:
+        ref = f"docker://{proxy.host}/test/busybox:oci"
+        proc = _docker2aci("run", "--stage=fly", "--insecure-options=image", "--insecure-allow-http", ref,
+                           "--exec", "/bin/ls /opt/dir", cache=cache)
+        out, err = proc.communicate(timeout=60)
+        assert (proc.returncode, out) == (0, "c.txt\n"), err
+    proc = _docker2aci("run", "--stage=fly", "--pull-policy", "new", "--insecure-options=image",
+                       "--insecure-allow-http", ref, "--exec", "/bin/ls /opt/dir", cache=cache)
+    out, err = proc.communicate(timeout=60)
+    assert (proc.returncode, out) == (0, "c.txt\n"), err
+    proc = _docker2aci("fetch", "--pull-policy", "always", ref, cache=cache)
+    out, err = proc.communicate(timeout=60)
+    assert (proc.returncode, err) == (2, "Error: argument --pull-policy/-pull-policy: invalid choice: 'always' "
+                                         "(choose from 'new', 'update', 'never')\n")
+
+
+def test_the_pull_policy_flag_offers_the_policies_the_sources_know() -> None:
+    from docker2aci.cli_common import PULL_POLICY_CHOICES
+    from docker2aci.sources.base import PULL_POLICIES
+
+    assert PULL_POLICY_CHOICES == PULL_POLICIES
