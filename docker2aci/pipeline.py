@@ -382,7 +382,8 @@ def check_naming(options: ConvertOptions) -> None:
     not one safe file name ending in ``.aci``.
 
     Raises:
-        UsageError: either is malformed, or ``output_name`` is given with ``squash`` off.
+        UsageError: either is malformed, or ``output_name`` is given with ``squash`` off,
+            or for every platform (``all``) without ``{os}`` and ``{arch}``.
     """
     if options.ac_name is not None and not is_ac_identifier(options.ac_name):
         raise UsageError(f"AC name {options.ac_name!r} is not an AC identifier (appc types.md: lower-case "
@@ -392,6 +393,10 @@ def check_naming(options: ConvertOptions) -> None:
     if not options.squash:
         raise UsageError("an output file name cannot be given with --nosquash (one ACI per layer)")
     name = options.output_name
+    if options.platform == ALL_PLATFORMS and not ("{os}" in name and "{arch}" in name):
+        # else known only once the second platform's file clashes with the first's
+        raise UsageError(f"output file name {name!r} with platform all: every platform's ACI would get that "
+                         "name; put {os} and {arch} in it")
     sample = name.replace("{os}", "linux").replace("{arch}", "amd64")
     if (not sample.endswith(".aci") or sample == ".aci" or "/" in sample or sample.startswith(".")
             or "{" in sample or "}" in sample or any(ord(c) < 0x20 or ord(c) == 0x7F for c in sample)):

@@ -123,6 +123,11 @@ def test_json_list_from_stdin(busybox_docker_archive: Path, tmp_path: Path) -> N
     ("- source: x.tar\n  output_dir: ../../elsewhere\n", "b.yaml", "b.yaml: item 1: output_dir '../../elsewhere' leads"),
     ("- source: x.tar\n  compression_level: 99\n", "b.yaml", "b.yaml: item 1: compression_level: gzip level 99"),
     ("- source: x.tar\n  platform: linux/\n", "b.yaml", "b.yaml: item 1: platform:"),
+    # every platform's ACI named x.aci: it got past this check and failed with a warning that a
+    # platform had failed (new-user trial)
+    ("- source: x.tar\n  platform: all\n  output: x-{arch}.aci\n", "b.yaml",
+     "b.yaml: item 1: output file name 'x-{arch}.aci' with platform all: every platform's ACI would get that "
+     "name; put {os} and {arch} in it"),
     # `sign: ""` (a template's unset variable) converted the item unsigned, status ok (docs review)
     ("- source: x.tar\n  sign: ''\n", "b.yaml", "b.yaml: item 1: ConvertOptions.sign_key: expected a key file"),
     ("[1, 2", "b.json", "b.json: not valid JSON"),
