@@ -211,7 +211,8 @@ def cmd_batch(argv: Sequence[str], prog: str) -> int:
 @contextlib.contextmanager
 def _claims(base: ConvertOptions, executor: str) -> Iterator[str]:
     """A directory where the items of one batch claim the files they write (see
-    ``ConvertOptions.claims_dir``): an item never overwrites a file an earlier one wrote.
+    ``ConvertOptions.claims_dir``): an item never overwrites a file another one claimed
+    first (the earlier in the list with one worker; with more, the first to get there)
     Local workers share the temporary directory; a Dask cluster's see the output
     directory. Removed at the end."""
     import os
