@@ -208,9 +208,11 @@ def output_flags(p: argparse.ArgumentParser) -> None:
     flag(p, "output-dir", default=".", type=path, metavar="DIR", help="Where to write the ACI (default: .)")
 
 
-def source_flags(p: argparse.ArgumentParser, *, every_platform: bool, files: bool = True) -> None:
+def source_flags(p: argparse.ArgumentParser, *, every_platform: bool, files: bool = True,
+                 pull_policy: bool = True) -> None:
     """The flags that say how to read and convert an image source (convert, run, fetch);
-    ``files``: the sources may be local files (``--image`` picks one of their images)."""
+    ``files``: the sources may be local files (``--image`` picks one of their images);
+    ``pull_policy``: offer ``--pull-policy`` (else ``update``)."""
     if files:
         flag(p, "image", dest="select", metavar="IMAGE_NAME[:TAG]",
              help="When converting a local file, it selects a particular image to convert. "
@@ -234,9 +236,13 @@ def source_flags(p: argparse.ArgumentParser, *, every_platform: bool, files: boo
     flag(p, "cache-dir", type=path, metavar="DIR",
          help=f"Blob and conversion cache, and the tree store (default: {CACHE_DIR_DEFAULT})")
     flag(p, "no-cache", action="store_true", help="Convert again even if this manifest was converted before")
-    flag(p, "pull-policy", choices=PULL_POLICY_CHOICES, default="update",
-         help="When to ask the registry what a tag names: 'update' every time (default); 'new' only for a tag "
-              "never fetched with this cache (else the image it named then: runs offline); 'never' not at all")
+    if pull_policy:
+        flag(p, "pull-policy", choices=PULL_POLICY_CHOICES, default="update",
+             help="When to ask the registry what a tag names: 'update' every time (default); 'new' only for a "
+                  "tag never fetched with this cache (else the image it named then: runs offline); 'never' not "
+                  "at all")
+    else:
+        p.set_defaults(pull_policy="update")
     flag(p, "sign", type=key_name, metavar="KEYFILE",
          help="Sign every ACI with this secret key file (or the fingerprint/key ID of a key in the "
               "keys keyring); the ASCII-armored detached signature is written to <ACI>.asc")

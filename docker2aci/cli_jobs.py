@@ -43,7 +43,8 @@ def _job_flags(p: argparse.ArgumentParser, *, files: bool) -> None:
     flag(p, "report", type=path, metavar="FILE.json", help="Write the per-item report (JSON) to FILE")
     flag(p, "json", action="store_true", help="Print the report (JSON) instead of the summary")
     flag(p, "debug", action="store_true", help="Enables debug messages")
-    source_flags(p, every_platform=True, files=files)
+    # the mirror asks the registry what each tag names itself: a tag record would hide a move
+    source_flags(p, every_platform=True, files=files, pull_policy=files)
 
 
 def batch_parser(prog: str) -> argparse.ArgumentParser:

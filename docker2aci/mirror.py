@@ -679,8 +679,10 @@ class _Plan:
             self.slots.append(JobResult(tag.source, SKIPPED, f"unchanged: {digest} was converted before", acis,
                                         manifest_digest=digest, extra=extra))
             return
+        # pull policy update: the tag was just resolved to ``digest``; an older record of it must not win
         job_options = dataclasses.replace(self.options, output_dir=os.path.join(state.root, directory),
-                                          output_name=f"{stem}-{{os}}-{{arch}}.aci", ac_name=tag.name)
+                                          output_name=f"{stem}-{{os}}-{{arch}}.aci", ac_name=tag.name,
+                                          pull_policy="update")
         self.jobs.append(Job(tag.source, job_options, extra))
         self.slots.append(None)
         self.tags.append(tag)

@@ -277,15 +277,16 @@ class BlobCache:
                 self._publish(tmp, digest)
             return open(self.path(digest), "rb")
 
-    def remember_tag(self, reference: str, digest: Digest, media_type: str) -> None:
+    def remember_tag(self, reference: str, digest: Digest, media_type: str, *, insecure: bool = False) -> None:
         """Record what the tag ``reference`` (``HOST/REPOSITORY:TAG``) named when the
         registry was last asked: the manifest ``digest`` (a blob of this cache) and its
         media type, which :meth:`recall_tag` gives back (``--pull-policy new`` and
-        ``never`` resolve the tag so, without asking the registry). Not synced: a record
-        lost in a crash only means the registry is asked. A failure is logged, not raised
-        (the conversion does not need the record)."""
-        data = json.dumps({"reference": reference, "digest": str(digest), "media_type": media_type},
-                          separators=(",", ":")).encode()
+        ``never`` resolve the tag so, without asking the registry); ``insecure``: it was
+        asked by a client allowed plain http or unchecked TLS. Not synced: a record lost
+        in a crash only means the registry is asked. A failure is logged, not raised (the
+        conversion does not need the record)."""
+        data = json.dumps({"reference": reference, "digest": str(digest), "media_type": media_type,
+                           "insecure": insecure}, separators=(",", ":")).encode()
         path = self._tag_path(reference)
         try:
             _private_dirs(os.path.dirname(path))
@@ -294,11 +295,15 @@ class BlobCache:
         except OSError as err:
             log.warning("%s: not recorded: %s", reference, _cache_error(self.root, err, path))
 
-    def recall_tag(self, reference: str) -> tuple[Digest, str] | None:
+    def recall_tag(self, reference: str, *, insecure_ok: bool = False) -> tuple[Digest, str] | None:
         """The manifest digest and media type :meth:`remember_tag` recorded for
-        ``reference``, or ``None`` when there is no record (or a malformed one)."""
+        ``reference``, or ``None`` when there is no record (or a malformed one), or when
+        it was made insecurely (plain http, unchecked TLS: whoever was on the way could
+        have named any manifest) and ``insecure_ok`` is false."""
         record = _tag_record(self._tag_path(reference))
         if record is None or record.get("reference") != reference:
+            return None
+        if record.get("insecure") is not False and not insecure_ok:  # a record without the field: insecure
             return None
         return record["digest"], str(record.get("media_type", ""))
 
@@ -345,13 +350,15 @@ class BlobCache:
 
 def remove_abandoned_temporaries(root: str) -> list[str]:
     """Remove the partial files that killed processes left in the cache ``root``: blob
-    downloads under ``tmp/`` and conversion copies (``conversions/.docker2aci-*.tmp``)
-    whose writer is gone (their writers hold a lock on them while they write).
+    downloads under ``tmp/``, conversion copies (``conversions/.docker2aci-*.tmp``) and tag
+    records (``tags/.docker2aci-*.tmp``) whose writer is gone (their writers hold a lock
+    on them while they write).
 
     Returns:
         The files removed.
     """
-    return _remove_abandoned_blobs(root) + remove_abandoned_in(os.path.join(root, "conversions"))
+    return (_remove_abandoned_blobs(root) + remove_abandoned_in(os.path.join(root, "conversions"))
+            + remove_abandoned_in(os.path.join(root, "tags")))
 
 
 def _remove_abandoned_blobs(root: str) -> list[str]:
@@ -361,17 +368,19 @@ def _remove_abandoned_blobs(root: str) -> list[str]:
 
 
 def _tag_record(path: str) -> dict[str, Any] | None:
-    """A tag record (:meth:`BlobCache.remember_tag`) with its ``digest`` parsed, or
-    ``None`` when there is none or it is malformed (read as untrusted)."""
+    """A tag record (:meth:`BlobCache.remember_tag`) with its ``digest`` parsed and the
+    file's identity (device, inode) as ``_file``, or ``None`` when there is none or it is
+    malformed (read as untrusted)."""
     try:
         f = _open_regular(path)
         if f is None:
             return None
         with f:
+            info = os.fstat(f.fileno())
             record = json.loads(f.read(MAX_RECORD_BYTES + 1))
         if not isinstance(record, dict):
             return None
-        return {**record, "digest": Digest.parse(record["digest"])}
+        return {**record, "digest": Digest.parse(record["digest"]), "_file": (info.st_dev, info.st_ino)}
     except (OSError, ValueError, KeyError, TypeError, RecursionError, InvalidManifest):
         return None
 
@@ -830,10 +839,14 @@ def gc_cache(root: str, grace_seconds: float) -> CacheGcReport:
                 getattr(report, f"blobs_{status}").append(str(digest))
     tags = os.path.join(root, "tags")
     for name in _names(tags):  # a record whose manifest is gone resolves nothing (it would be asked again)
-        record = _tag_record(os.path.join(tags, name)) if _TAG_FILE.fullmatch(name) else None
-        if record is not None and not os.path.lexists(os.path.join(blobs, record["digest"].algorithm,
-                                                                   record["digest"].hex)):
-            report.bytes_freed += _remove_counted(os.path.join(tags, name))
+        path = os.path.join(tags, name)
+        record = _tag_record(path) if _TAG_FILE.fullmatch(name) else None
+        if record is None or os.path.lexists(os.path.join(blobs, record["digest"].algorithm, record["digest"].hex)):
+            continue
+        with contextlib.suppress(OSError):  # a record written since (a new file, renamed into place) stays
+            info = os.lstat(path)
+            if (info.st_dev, info.st_ino) == record["_file"]:
+                report.bytes_freed += _remove_counted(path)
     for name in _names(os.path.join(root, "locks")):  # left by entries gone, or by failed fetches
         if name in tried or not _LOCK_FILE.fullmatch(name):  # not ours (a locks/ linked elsewhere): kept
             continue

@@ -133,3 +133,50 @@ def test_a_symbolic_link_at_a_blob_s_place_is_never_followed(tmp_path: Path) -> 
     os.symlink(elsewhere, cache.path(DIGEST))
     assert cache.open_cached(DIGEST) is None
     assert cache.read(DIGEST, 1024) is None
+
+
+def test_gc_removes_a_tag_record_of_a_manifest_gone_but_not_one_written_meanwhile(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tag record (``--pull-policy new``) naming a manifest the cache no longer holds is
+    removed by gc; one a conversion wrote between gc's read and its removal stays (gc
+    removed it by path: review), and a record's partial file left by a killed writer goes."""
+    import docker2aci.store as store
+
+    cache = BlobCache(str(tmp_path))
+    kept, gone = b'{"schemaVersion":2}', b'{"schemaVersion":2,"x":1}'
+    cache.put(Digest.of_bytes(kept), kept)
+    cache.remember_tag("h/r:kept", Digest.of_bytes(kept), "m")
+    cache.remember_tag("h/r:gone", Digest.of_bytes(gone), "m")
+    cache.remember_tag("h/r:raced", Digest.of_bytes(gone), "m")
+    read = store._tag_record
+
+    def racing(path: str) -> dict | None:
+        record = read(path)
+        if record is not None and record.get("reference") == "h/r:raced":
+            cache.remember_tag("h/r:raced", Digest.of_bytes(kept), "m")  # a conversion, between read and removal
+        return record
+
+    monkeypatch.setattr(store, "_tag_record", racing)
+    gc_cache(str(tmp_path), 3600.0)
+    monkeypatch.undo()
+    assert cache.recall_tag("h/r:kept") == (Digest.of_bytes(kept), "m")
+    assert cache.recall_tag("h/r:gone") is None and not os.path.exists(cache._tag_path("h/r:gone"))
+    assert cache.recall_tag("h/r:raced") == (Digest.of_bytes(kept), "m")
+    partial = tmp_path / "tags" / ".docker2aci-killed.tmp"  # a writer killed before its rename
+    partial.write_text("{")
+    assert store.remove_abandoned_temporaries(str(tmp_path)) == [str(partial)]
+
+
+def test_a_tag_record_made_insecurely_is_trusted_only_by_a_run_that_may_be_insecure(tmp_path: Path) -> None:
+    """What a tag named over plain http or unchecked TLS could have been named by anyone
+    on the way: a run allowed neither does not take it (review)."""
+    cache = BlobCache(str(tmp_path))
+    digest = Digest.of_bytes(b"{}")
+    cache.remember_tag("h/r:t", digest, "m", insecure=True)
+    assert cache.recall_tag("h/r:t") is None
+    assert cache.recall_tag("h/r:t", insecure_ok=True) == (digest, "m")
+    cache.remember_tag("h/r:t", digest, "m")
+    assert cache.recall_tag("h/r:t") == (digest, "m")
+    (tmp_path / "tags" / os.path.basename(cache._tag_path("h/r:t"))).write_text(
+        json.dumps({"reference": "h/r:t", "digest": str(digest)}))  # no insecure field: taken as insecure
+    assert cache.recall_tag("h/r:t") is None

@@ -18,6 +18,7 @@ registry for a manifest.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -164,9 +165,9 @@ def _registry(rest: str, name: str, remote: RemoteOptions) -> ImageSource:
     preload_tls(ref.api_host, remote)
     from .registry import RegistrySource
 
-    client = registry_client(ref.api_host, remote)
-    return RegistrySource(ref, client, BlobCache(remote.cache_dir or default_cache_dir()), remote.progress,
-                          remote.pull_policy)
+    return RegistrySource(ref, functools.partial(registry_client, ref.api_host, remote),
+                          BlobCache(remote.cache_dir or default_cache_dir()), remote.progress, remote.pull_policy,
+                          insecure=remote.allow_http or remote.insecure_skip_verify)
 
 
 def registry_client(host: str, remote: RemoteOptions) -> RegistryClient:
@@ -297,7 +298,7 @@ def absolute_source(name: str, cwd: str) -> str:
         return name
     if transport is None:
         path, _ = _split_path(os.path.join(cwd, rest))
-        if not os.path.exists(path):
+        if not os.path.lexists(path):  # a link that leads nowhere is still this directory's
             return name
         return os.path.join(cwd, rest)
     return f"{transport}:{os.path.join(cwd, rest)}"

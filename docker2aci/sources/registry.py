@@ -41,23 +41,31 @@ class RegistrySource:
 
     Args:
         ref: the parsed reference.
-        client: an open registry client for ``ref.api_host`` (closed with this source).
+        connect: makes the registry client for ``ref.api_host`` (closed with this source):
+            at once under the ``update`` pull policy, else when the registry is first
+            asked something (looking up credentials may run a Docker credential helper,
+            which a run served from the cache must not wait for).
         cache: the shared blob cache.
         progress: optional download progress callback.
+        pull_policy: see :data:`~docker2aci.sources.base.PULL_POLICIES`.
+        insecure: the client may use plain http or skip certificate checks (recorded
+            with each tag, and a tag recorded so is not trusted by a run that may not).
     """
 
     cacheable = True
     """Conversions of a registry image are cached by manifest digest."""
 
-    def __init__(self, ref: ImageRef, client: RegistryClient, cache: BlobCache,
-                 progress: DownloadHook | None = None, pull_policy: str = "update") -> None:
+    def __init__(self, ref: ImageRef, connect: Callable[[], RegistryClient], cache: BlobCache,
+                 progress: DownloadHook | None = None, pull_policy: str = "update", insecure: bool = False) -> None:
         if pull_policy not in PULL_POLICIES:
             raise UsageError(f"pull policy {pull_policy!r}: choose one of {', '.join(PULL_POLICIES)}")
         self.ref = ref
-        self.client = client
+        self._connect = connect
+        self._client = connect() if pull_policy == "update" else None
         self.cache = cache
         self.progress = progress
         self.pull_policy = pull_policy
+        self.insecure = insecure
         self.display = f"docker://{ref.original}"
         self._top: Document | None = None
         self._streams: list[StreamedBlob] = []
@@ -70,6 +78,13 @@ class RegistrySource:
         kind = document_kind(untrusted, media_type or None, where)
         digest = manifest_digests(untrusted)[-1] if kind == "schema1" else Digest.of_bytes(untrusted)
         return Document(untrusted, media_type, digest, kind)
+
+    @property
+    def client(self) -> RegistryClient:
+        """The registry client, made on first use (see ``connect``)."""
+        if self._client is None:
+            self._client = self._connect()
+        return self._client
 
     def _offline(self, what: str) -> None:
         """Refuse to ask the registry for ``what`` under ``--pull-policy never``."""
@@ -109,14 +124,18 @@ class RegistrySource:
         has never fetched, ``never`` never asks)."""
         reference = f"{self.ref.api_host}/{self.ref.repository}:{tag}"
         if self.pull_policy != "update":
-            known = self.cache.recall_tag(reference)
+            # a record made over plain http or unchecked TLS is not trusted by a run that allows neither
+            known = self.cache.recall_tag(reference, insecure_ok=self.insecure)
             cached = self.cache.read(known[0], MAX_MANIFEST_BYTES) if known is not None else None
             if known is not None and cached is not None:
                 log.info("%s: %s as it named when last fetched (--pull-policy %s): %s", self.display, tag,
                          self.pull_policy, known[0])
                 return self._document(cached, known[1], f"{self.display}: manifest {known[0]}")
         document = self._fetch(tag)
-        self.cache.remember_tag(reference, document.digest, document.media_type)
+        # the bytes' digest, under which the cache holds them (a signed schema 1 manifest's
+        # own digest is its payload's)
+        self.cache.remember_tag(reference, Digest.of_bytes(document.raw), document.media_type,
+                                insecure=self.insecure)
         return document
 
     # -- blobs ----------------------------------------------------------------------
@@ -236,7 +255,8 @@ class RegistrySource:
                     stream.finish(max(0.0, deadline - time.monotonic()))
                 raise
         finally:
-            self.client.close()
+            if self._client is not None:
+                self._client.close()
 
 
 def _schema1_image_id(config: bytes, where: str) -> Digest:
