@@ -130,6 +130,30 @@ def test_a_moved_tag_is_converted_again_and_a_vanished_one_reported_then_pruned(
     assert sorted(p.name for p in tree.rglob("*.aci")) == ["moving-a-linux-amd64.aci", "moving-b-linux-amd64.aci"]
 
 
+def test_the_mirror_converts_what_a_moved_tag_names_now_whatever_pull_policy_it_is_given(
+        registry: Registry, tmp_path: Path) -> None:
+    """Given ``pull_policy="new"`` (the API), each conversion resolved the tag from the
+    cache's record of it and converted the old image again, reporting ok (review): the
+    mirror resolves every tag itself, and converts it with ``update``."""
+    import docker2aci
+    from docker2aci.mirror import MirrorSpec
+    from docker2aci.mirror import mirror as mirror_api
+
+    repo = "mirror/policy"
+    push_tags(registry.layout, registry.running, repo, {"a": "t01"})
+    options = docker2aci.ConvertOptions(output_dir=str(tmp_path / "tree"), cache_dir=str(tmp_path / "cache"),
+                                        insecure_allow_http=True, pull_policy="new")
+    spec = MirrorSpec((f"{registry.host}/{repo}",), name_prefix=PREFIX)
+    [first], _ = mirror_api(spec, options)
+    push_tags(registry.layout, registry.running, repo, {"a": "t02"})  # a moves
+    [moved], _ = mirror_api(spec, options)
+    assert (first.status, moved.status) == ("ok", "ok")
+    assert moved.manifest_digest != first.manifest_digest
+    # the ACI is the moved tag's image, not the one its record named
+    assert moved.acis[0]["image_id"] != first.acis[0]["image_id"]
+    assert moved.acis[0]["image_id"] == image_id_of(moved.acis[0]["path"])
+
+
 def test_include_and_exclude_patterns(registry: Registry, tmp_path: Path) -> None:
     report, proc = mirror(registry, tmp_path / "tree", tmp_path / "cache", "--include", "t0*", "--exclude", "t05",
                           "--exclude", "t07")
