@@ -550,12 +550,8 @@ def check_memory_limit(memory_bytes: int) -> int:
     Raises:
         RunnerError: it is out of that range.
     """
-    if not MIN_MEMORY_BYTES <= memory_bytes <= MAX_MEMORY_BYTES:
-        raise RunnerError(
-            f"memory limit {memory_bytes} bytes: choose from {MIN_MEMORY_BYTES} (6Mi) "
-            f"to {MAX_MEMORY_BYTES}"
-        )
-    return memory_bytes
+    return _in_range(memory_bytes, MIN_MEMORY_BYTES, MAX_MEMORY_BYTES, "memory limit {} bytes",
+                     f"{MIN_MEMORY_BYTES} (6Mi) to {MAX_MEMORY_BYTES}")
 
 
 def check_cpu_limit(cpu_millis: int) -> int:
@@ -564,11 +560,15 @@ def check_cpu_limit(cpu_millis: int) -> int:
     Raises:
         RunnerError: it is out of that range.
     """
-    if not MIN_CPU_MILLIS <= cpu_millis <= MAX_CPU_MILLIS:
-        raise RunnerError(
-            f"cpu limit {cpu_millis}m: choose from {MIN_CPU_MILLIS}m to {MAX_CPU_MILLIS}m"
-        )
-    return cpu_millis
+    return _in_range(cpu_millis, MIN_CPU_MILLIS, MAX_CPU_MILLIS, "cpu limit {}m",
+                     f"{MIN_CPU_MILLIS}m to {MAX_CPU_MILLIS}m")
+
+
+def _in_range(value: int, low: int, high: int, what: str, allowed: str) -> int:
+    """``value`` if ``low <= value <= high``, else a RunnerError: ``<what>: choose from <allowed>``."""
+    if not low <= value <= high:
+        raise RunnerError(f"{what.format(value)}: choose from {allowed}")
+    return value
 
 
 def _resources(memory_bytes: int | None, cpu_millis: int | None) -> dict[str, Any]:
