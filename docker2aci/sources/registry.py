@@ -11,6 +11,7 @@ once per source, so ``--platform all`` sees one index.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import BinaryIO
@@ -61,6 +62,7 @@ class RegistrySource:
             raise UsageError(f"pull policy {pull_policy!r}: choose one of {', '.join(PULL_POLICIES)}")
         self.ref = ref
         self._connect = connect
+        self._client_lock = threading.Lock()  # layers fetched in threads: one client for all
         self._client = connect() if pull_policy == "update" else None
         self.cache = cache
         self.progress = progress
@@ -81,10 +83,11 @@ class RegistrySource:
 
     @property
     def client(self) -> RegistryClient:
-        """The registry client, made on first use (see ``connect``)."""
-        if self._client is None:
-            self._client = self._connect()
-        return self._client
+        """The registry client, made on first use (see ``connect``), once whatever threads ask."""
+        with self._client_lock:
+            if self._client is None:
+                self._client = self._connect()
+            return self._client
 
     def _offline(self, what: str) -> None:
         """Refuse to ask the registry for ``what`` under ``--pull-policy never``."""
@@ -131,6 +134,10 @@ class RegistrySource:
                 log.info("%s: %s as it named when last fetched (--pull-policy %s): %s", self.display, tag,
                          self.pull_policy, known[0])
                 return self._document(cached, known[1], f"{self.display}: manifest {known[0]}")
+            if known is None and self.pull_policy == "never" and self.cache.recall_tag(reference, insecure_ok=True):
+                raise ImageNotFound(self.display, f"{tag} was last fetched over plain http or without checking "
+                                                  "TLS certificates, which this run does not allow "
+                                                  "(--insecure-allow-http, --insecure-skip-verify)")
         document = self._fetch(tag)
         # the bytes' digest, under which the cache holds them (a signed schema 1 manifest's
         # own digest is its payload's)
@@ -255,8 +262,9 @@ class RegistrySource:
                     stream.finish(max(0.0, deadline - time.monotonic()))
                 raise
         finally:
-            if self._client is not None:
-                self._client.close()
+            with self._client_lock:
+                if self._client is not None:
+                    self._client.close()
 
 
 def _schema1_image_id(config: bytes, where: str) -> Digest:

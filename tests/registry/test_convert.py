@@ -207,11 +207,71 @@ def test_pull_policy_new_runs_what_a_tag_named_when_the_registry_is_out_of_reach
                 assert Path(offline.path).read_bytes() == Path(before.path).read_bytes()
         # what a tag named over plain http is not trusted by a run that does not allow it
         # (whoever was on the way could have named any manifest: review)
-        with pytest.raises(ImageNotFound, match="manifest oci is not in the cache"):
+        with pytest.raises(ImageNotFound, match=r"oci was last fetched over plain http or without checking TLS "
+                                                r"certificates, which this run does not allow \(--insecure-allow-http"):
             convert(refs[0], tmp_path, pull_policy="never", insecure_allow_http=False)
     with pytest.raises(UsageError, match="ConvertOptions.pull_policy: expected 'new' or 'update' or "
                                                     "'never', got 'always'"):
         docker2aci.ConvertOptions(pull_policy="always")
+
+
+def test_pull_policy_new_makes_one_registry_client_for_layers_fetched_in_threads(tmp_path: Path) -> None:
+    """Under ``new`` the client is made on first use; layers missing from the cache are
+    fetched in threads, and each made a client of its own (one closed; each looked up
+    credentials and pinged again: review)."""
+    import gzip
+    import io
+    import tarfile
+    import time
+
+    from docker2aci.digest import Digest
+    from docker2aci.manifest import Platform
+    from docker2aci.reference import ImageRef
+    from docker2aci.sources.registry import RegistrySource
+    from docker2aci.store import BlobCache
+
+    def layer(n: int) -> bytes:
+        raw = io.BytesIO()
+        with tarfile.open(fileobj=raw, mode="w") as tar:
+            info = tarfile.TarInfo(f"f{n}")
+            info.size = 1
+            tar.addfile(info, io.BytesIO(b"x"))
+        return gzip.compress(raw.getvalue())
+
+    layers = {Digest.of_bytes(data): data for data in map(layer, range(4))}
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []},
+                         "config": {}}).encode()
+    media_type = "application/vnd.oci.image.manifest.v1+json"
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": media_type, "config": {
+        "mediaType": "application/vnd.oci.image.config.v1+json", "digest": str(Digest.of_bytes(config)),
+        "size": len(config)}, "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                                          "digest": str(d), "size": len(b)} for d, b in layers.items()]}).encode()
+    cache = BlobCache(str(tmp_path))
+    cache.put(Digest.of_bytes(manifest), manifest)
+    cache.put(Digest.of_bytes(config), config)
+    cache.remember_tag("registry.example/app:v1", Digest.of_bytes(manifest), media_type)
+    made, closed = [], []
+
+    class Client:
+        def fetch_blob(self, repository: str, digest: Digest, size: int, dest: Any, hook: Any = None) -> None:
+            dest.write(layers[digest])
+
+        def close(self) -> None:
+            closed.append(self)
+
+    def connect() -> Client:
+        time.sleep(0.05)  # a credential helper, the HTTP stack's imports
+        made.append(Client())
+        return made[-1]
+
+    source = RegistrySource(ImageRef.parse("registry.example/app:v1"), connect, cache,  # type: ignore[arg-type]
+                            pull_policy="new")
+    streams = [blob.open() for blob in source.resolve(None, Platform.parse("linux/amd64")).layers]
+    assert [stream.read() for stream in streams] == list(layers.values())
+    for stream in streams:
+        stream.close()
+    source.close()
+    assert (len(made), closed) == (1, made)
 
 
 def test_pull_policy_new_asks_again_for_a_manifest_the_cache_lost(fault_proxy: FaultProxy, tmp_path: Path) -> None:
